@@ -1,0 +1,1 @@
+"""pytest-benchmark micro-benchmarks and the end-to-end settlement-latency benchmark."""

@@ -1,0 +1,1 @@
+"""The huimin command line and the orchestration of a run."""

@@ -1,0 +1,34 @@
+"""Citizen identity numbers (GB 11643-1999) and masking of personal data (DOMAIN.md §1, §7)."""
+
+from __future__ import annotations
+
+import re
+
+_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_CHECK_CHARS = "10X98765432"
+_CERTNO_SHAPE = re.compile(r"^\d{17}[\dX]$")
+
+
+def certno_check_char(first17: str) -> str:
+    """The GB 11643 check character for the first 17 digits."""
+    s = sum(int(d) * w for d, w in zip(first17, _WEIGHTS, strict=True))
+    return _CHECK_CHARS[s % 11]
+
+
+def is_valid_certno(certno: object) -> bool:
+    """True if `certno` is an 18-character ID whose check character is right."""
+    if not isinstance(certno, str) or not _CERTNO_SHAPE.match(certno):
+        return False
+    return certno_check_char(certno[:17]) == certno[17]
+
+
+def mask_certno(certno: str) -> str:
+    """`110105********002X`: the first 6 and last 4 characters, the rest starred."""
+    if len(certno) <= 10:
+        return "*" * len(certno)
+    return certno[:6] + "*" * (len(certno) - 10) + certno[-4:]
+
+
+def mask_name(name: str) -> str:
+    """`张*`: the first character, the rest starred."""
+    return name[:1] + "*" * max(1, len(name) - 1) if name else ""

@@ -1,0 +1,20 @@
+"""Deterministic identifiers issued by the platform: the same request always gets the same id,
+so a replayed request and the oracle agree without shared counters."""
+
+from __future__ import annotations
+
+from hashlib import blake2b
+
+
+def _digest(text: str) -> str:
+    return blake2b(text.encode(), digest_size=8).hexdigest().upper()
+
+
+def mdtrt_id_for(treatment_admdvs: str, register_msgid: str) -> str:
+    """就诊ID issued at registration: treatment city + 16 hex of the 2201 msgid."""
+    return treatment_admdvs + _digest(register_msgid)
+
+
+def setl_id_for(insured_admdvs: str, settle_msgid: str) -> str:
+    """结算ID issued by the insured place: insured city + 16 hex of the settling msgid."""
+    return insured_admdvs + _digest(settle_msgid)

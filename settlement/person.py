@@ -1,0 +1,39 @@
+"""The person aggregate on the insured side: one row per person holds everything a
+settlement changes, so one row write per message makes each change atomic."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from settlement.policy import Category
+
+
+def ytd_key(kind: str, category: Category) -> str:
+    """Accumulator names: `fund_11`, `fund_21` (fund paid), `dedc_11` (deductible paid)."""
+    return f"{kind}_{category.value}"
+
+
+@dataclass(slots=True)
+class PersonRow:
+    """Mutable state of one insured person. Plain data, serialisable as a JSON object."""
+
+    balance: int
+    ytd: dict[str, dict[str, int]] = field(default_factory=dict)  # year -> accumulator -> fen
+    settlements: dict[str, dict[str, Any]] = field(default_factory=dict)  # setl_id -> setlinfo
+    answers: dict[str, dict[str, Any]] = field(default_factory=dict)  # msgid -> answer
+
+    def accumulator(self, year: str, name: str) -> int:
+        return self.ytd.get(year, {}).get(name, 0)
+
+    def add(self, year: str, name: str, fen: int) -> None:
+        acc = self.ytd.setdefault(year, {})
+        acc[name] = acc.get(name, 0) + fen
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"balance": self.balance, "ytd": self.ytd, "settlements": self.settlements,
+                "answers": self.answers}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PersonRow:
+        return cls(d["balance"], d["ytd"], d["settlements"], d["answers"])

@@ -1,0 +1,169 @@
+"""A deterministic synthetic country: the same `WorldSpec` always builds the same world.
+
+Each part draws from its own random stream (seeded by the spec's seed and the part's name), so
+changing, say, the number of hospitals does not reshuffle the persons.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import asdict, dataclass
+from datetime import date, timedelta
+from typing import Any
+
+from messages.identity import certno_check_char
+from settlement.catalogue import Catalogue, CatalogueEntry, ItemClass
+from settlement.policy import EMPLOYEE, RESIDENT, InsurancePolicy
+from settlement.reference import Enrollment, Hospital, ReferenceData
+from simulators.regions import PROVINCES, city_codes
+
+
+@dataclass(frozen=True, slots=True)
+class WorldSpec:
+    """Everything that shapes the world. Serialisable, so workers can rebuild the same world."""
+
+    seed: int = 42
+    persons: int = 5_000
+    cities_per_province: int = 3
+    hospitals_per_city: int = 2
+    catalogue_items: int = 300
+    employee_share: float = 0.6
+    away_share: float = 0.15  # persons living in another province (异地长期居住)
+    filed_share: float = 0.7  # of those living away, the share with a filing (备案)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> WorldSpec:
+        return cls(**d)
+
+
+def rng(seed: int, part: str) -> random.Random:
+    return random.Random(f"huimin:{seed}:{part}")
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogueItem:
+    code: str
+    name: str
+    kind: str
+    base_price: int  # fen
+
+
+@dataclass(frozen=True, slots=True)
+class World:
+    spec: WorldSpec
+    ref: ReferenceData
+    items: tuple[CatalogueItem, ...]
+    cities: dict[str, list[str]]  # province -> city codes
+    hospitals_by_province: dict[str, list[Hospital]]
+    away_province: dict[str, str]  # certno -> province the person lives in, if not at home
+
+
+_KINDS = (("drug", "X", 0.5, 1_500), ("service", "00", 0.33, 6_000), ("consumable", "C", 0.17,
+                                                                        4_000))
+
+
+def build_items(spec: WorldSpec) -> tuple[CatalogueItem, ...]:
+    """A national item list (医保目录编码): drugs, services and consumables, lognormal prices."""
+    r = rng(spec.seed, "items")
+    items = []
+    for kind, prefix, share, median in _KINDS:
+        for i in range(max(1, round(spec.catalogue_items * share))):
+            price = max(10, round(median * math.exp(r.gauss(0, 0.9))))
+            items.append(CatalogueItem(f"{prefix}{kind[0].upper()}{i + 1:06d}",
+                                       f"{kind}-{i + 1}", kind, price))
+    return tuple(items)
+
+
+def build_catalogue(spec: WorldSpec, province: str, items: tuple[CatalogueItem, ...]) -> Catalogue:
+    """Each province classifies the national items its own way (就医地目录)."""
+    r = rng(spec.seed, f"catalogue:{province}")
+    entries = {}
+    for it in items:
+        roll = r.random()
+        if roll < 0.05:
+            continue  # not in this province's catalogue: self-paid
+        cls = ItemClass.A if roll < 0.5 else ItemClass.B if roll < 0.85 else ItemClass.C
+        ceiling = None
+        if it.kind != "drug" and r.random() < 0.25:
+            ceiling = round(it.base_price * r.uniform(0.8, 1.05))
+        selfpay = r.choice((None, None, 500, 1500, 2000)) if cls is ItemClass.B else None
+        entries[it.code] = CatalogueEntry(it.code, it.name, it.kind, cls, ceiling, selfpay)
+    return Catalogue(province, entries, selfpay_bp=1000)
+
+
+def build_hospitals(spec: WorldSpec, cities: dict[str, list[str]]) -> dict[str, list[Hospital]]:
+    r = rng(spec.seed, "hospitals")
+    out: dict[str, list[Hospital]] = {}
+    for province, city_list in cities.items():
+        hs = []
+        for city in city_list:
+            for n in range(1, spec.hospitals_per_city + 1):
+                level = 3 if n == 1 else r.choice((1, 2, 2, 3))
+                code = f"H{city}{n:05d}"
+                hs.append(Hospital(code, f"{PROVINCES[province]}{city[2:4]}市第{n}医院", city,
+                                   level))
+        out[province] = hs
+    return out
+
+
+def make_certno(birth_city: str, birthday: date, seq: int) -> str:
+    first17 = f"{birth_city}{birthday:%Y%m%d}{seq:03d}"
+    return first17 + certno_check_char(first17)
+
+
+def build_persons(spec: WorldSpec, cities: dict[str, list[str]]
+                  ) -> tuple[dict[str, Enrollment], dict[str, str]]:
+    r = rng(spec.seed, "persons")
+    provinces = list(cities)
+    all_cities = [c for cs in cities.values() for c in cs]
+    enrollments: dict[str, Enrollment] = {}
+    away: dict[str, str] = {}
+    serial = 0
+    while len(enrollments) < spec.persons:
+        province = r.choice(provinces)
+        city = r.choice(cities[province])
+        birth_city = city if r.random() < 0.8 else r.choice(all_cities)
+        birthday = date(1940, 1, 1) + timedelta(days=r.randrange(0, 70 * 365))
+        certno = make_certno(birth_city, birthday, r.randrange(1, 1000))
+        if certno in enrollments:
+            continue
+        serial += 1
+        employee = r.random() < spec.employee_share
+        age = 2026 - birthday.year
+        retired = employee and age >= 60
+        lives_away = r.random() < spec.away_share
+        filed = lives_away and r.random() < spec.filed_share
+        if lives_away:
+            away[certno] = r.choice([p for p in provinces if p != province])
+        balance = r.randrange(0, 500_000) if employee else 0
+        enrollments[certno] = Enrollment(
+            certno=certno,
+            psn_no=f"{city}{serial:020d}",
+            insutype=EMPLOYEE if employee else RESIDENT,
+            insuplc_admdvs=city,
+            retired=retired,
+            balance=balance,
+            filed=filed,
+            gend="1" if int(certno[16]) % 2 else "2",
+            brdy=f"{birthday:%Y-%m-%d}",
+        )
+    return enrollments, away
+
+
+def build_world(spec: WorldSpec) -> World:
+    cities = {p: city_codes(p, spec.cities_per_province) for p in PROVINCES}
+    items = build_items(spec)
+    hospitals_by_province = build_hospitals(spec, cities)
+    enrollments, away = build_persons(spec, cities)
+    ref = ReferenceData(
+        hospitals={h.fixmedins_code: h for hs in hospitals_by_province.values() for h in hs},
+        catalogues={p: build_catalogue(spec, p, items) for p in PROVINCES},
+        policies={p: InsurancePolicy(p) for p in PROVINCES},
+        enrollments=enrollments,
+        provinces=dict(PROVINCES),
+    )
+    return World(spec, ref, items, cities, hospitals_by_province, away)

@@ -1,0 +1,1 @@
+"""Faust stream processors: thin wiring of the settlement roles onto Kafka topics."""
