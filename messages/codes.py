@@ -8,6 +8,7 @@ from enum import StrEnum
 class Infno(StrEnum):
     """NHSA transaction numbers used by designated institutions (DOMAIN.md §2)."""
 
+    SIGN_IN = "9001"
     PERSON_INFO = "1101"
     OUTPATIENT_REGISTER = "2201"
     FEE_UPLOAD = "2204"
@@ -15,7 +16,7 @@ class Infno(StrEnum):
 
 
 #: Transactions the treatment-side platform answers itself (registration and fee classification).
-TREATMENT_SIDE_INFNOS = frozenset({Infno.OUTPATIENT_REGISTER, Infno.FEE_UPLOAD})
+TREATMENT_SIDE_INFNOS = frozenset({Infno.SIGN_IN, Infno.OUTPATIENT_REGISTER, Infno.FEE_UPLOAD})
 #: Transactions computed by the insured-place platform (就医地目录、参保地政策: insured place computes).
 INSURED_SIDE_INFNOS = frozenset({Infno.PERSON_INFO, Infno.OUTPATIENT_SETTLE})
 

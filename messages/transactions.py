@@ -24,6 +24,14 @@ class _Input(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class SignInInput(_Input):
+    """9001: a hospital signs in (签到) before its day's transactions; keyed by fixmedins_code."""
+
+    opter_no: str = Field(min_length=1, max_length=30)
+    mac: str = ""
+    ip: str = ""
+
+
 class PersonInfoInput(_Input):
     """1101: identify the patient by a certificate; the answer says who insures them."""
 
@@ -84,6 +92,7 @@ class SettleInput(_Input):
 
 
 INPUT_MODELS: dict[str, type[_Input]] = {
+    Infno.SIGN_IN: SignInInput,
     Infno.PERSON_INFO: PersonInfoInput,
     Infno.OUTPATIENT_REGISTER: RegisterInput,
     Infno.FEE_UPLOAD: FeeUploadInput,

@@ -18,3 +18,8 @@ def mdtrt_id_for(treatment_admdvs: str, register_msgid: str) -> str:
 def setl_id_for(insured_admdvs: str, settle_msgid: str) -> str:
     """结算ID issued by the insured place: insured city + 16 hex of the settling msgid."""
     return insured_admdvs + _digest(settle_msgid)
+
+
+def sign_no_for(sign_in_msgid: str) -> str:
+    """签到编号 of a hospital's 9001 sign-in."""
+    return "SN" + _digest(sign_in_msgid)

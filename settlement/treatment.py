@@ -17,7 +17,7 @@ from messages.identity import is_valid_certno, mask_certno
 from messages.platform import CROSS, LOCAL
 from messages.transactions import INPUT_MODELS
 from settlement.catalogue import FeeTotals, ItemSplit
-from settlement.ids import mdtrt_id_for
+from settlement.ids import mdtrt_id_for, sign_no_for
 from settlement.reference import ReferenceData
 
 
@@ -137,6 +137,10 @@ class TreatmentPlatform:
         if model is None:
             raise Rejected(ErrorCode.UNSUPPORTED_INFNO, f"infno {req.infno} is not supported")
         inp = _validate(model, req.input, "input")
+        if req.infno == Infno.SIGN_IN:  # keyed by the hospital, touches no person
+            sign_no = sign_no_for(req.msgid)
+            return Reply(ok_answer(req.msgid, {"signinoutb": {
+                "sign_time": req.inf_time, "sign_no": sign_no}}), ctx), None
         certno = key or ""
         if not is_valid_certno(certno):
             raise Rejected(ErrorCode.INVALID_CERTNO,

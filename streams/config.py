@@ -1,0 +1,31 @@
+"""Worker configuration: where the broker is, how topics are split, which world to load."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from simulators.world import WorldSpec
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    bootstrap: str
+    app_id: str = "huimin"
+    partitions: int = 8
+    web_port: int = 6066
+    store: str = "memory://"
+    fetch_max_wait_ms: int = 10
+    data_dir: str = ".huimin-data"
+    world: WorldSpec = field(default_factory=WorldSpec)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> WorkerConfig:
+        return cls(**{**d, "world": WorldSpec.from_dict(d["world"])})
+
+
+#: The tables of the platform; their changelog topics are created with the other topics.
+TABLES = ("trt_persons", "ins_persons")

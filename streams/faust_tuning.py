@@ -1,0 +1,25 @@
+"""Faust settings that matter on a Kafka-protocol broker such as Tansu.
+
+Faust hard-codes `fetch_max_wait_ms=1500` for its worker consumer. Tansu (like Kafka) holds an
+empty fetch that long, which adds up to 1.5 s per hop on a quiet partition. aiokafka reads the
+attribute only when the consumer starts, so setting it on the freshly built consumer is enough.
+"""
+
+from __future__ import annotations
+
+from faust.transport.drivers import aiokafka as faust_aiokafka
+
+_original = faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer
+_fetch_max_wait_ms = 10
+
+
+def _create_worker_consumer(self, transport):  # type: ignore[no-untyped-def]
+    consumer = _original(self, transport)
+    consumer._fetch_max_wait_ms = _fetch_max_wait_ms
+    return consumer
+
+
+def set_worker_fetch_max_wait(ms: int) -> None:
+    global _fetch_max_wait_ms
+    _fetch_max_wait_ms = ms
+    faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer

@@ -1,0 +1,58 @@
+"""Platform worker processes started and stopped by huimin (each in its own process group, so
+nothing is left behind)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+
+from streams.config import WorkerConfig
+
+
+class WorkerProcess:
+    def __init__(self, cfg: WorkerConfig, log_path: Path, loglevel: str = "warning") -> None:
+        self.cfg = cfg
+        self.log_path = log_path
+        self.loglevel = loglevel
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        cmd = [sys.executable, "-m", "streams.worker", orjson.dumps(self.cfg.to_dict()).decode(),
+               self.loglevel]
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, start_new_session=True,
+                                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: no clean shutdown, no final commit."""
+        self._signal(signal.SIGKILL)
+        if self.process is not None:
+            self.process.wait()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if not self.alive:
+            return
+        self._signal(signal.SIGTERM)
+        assert self.process is not None
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def _signal(self, sig: signal.Signals) -> None:
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, sig)

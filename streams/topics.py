@@ -1,0 +1,45 @@
+"""Topic creation. Topics are created up front (Faust is told not to declare them), with one
+partition count for every person-keyed topic and for the tables' changelogs."""
+
+from __future__ import annotations
+
+import time
+
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from messages.topics import ALL_TOPICS
+
+
+def changelog_topics(app_id: str, tables: tuple[str, ...]) -> list[str]:
+    return [f"{app_id}-{t}-changelog" for t in tables]
+
+
+def ensure_topics(bootstrap: str, names: list[str] | tuple[str, ...] = ALL_TOPICS,
+                  partitions: int = 8, replication: int = 1, timeout: float = 30.0) -> None:
+    """Create the topics that do not exist yet; wait until the broker lists all of them."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="huimin-admin",
+                                     request_timeout_ms=10_000)
+            break
+        except KafkaError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    try:
+        existing = set(admin.list_topics())
+        missing = [n for n in names if n not in existing]
+        for name in missing:
+            try:
+                admin.create_topics([NewTopic(name, partitions, replication)])
+            except TopicAlreadyExistsError:
+                pass
+        while set(names) - set(admin.list_topics()):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"topics not created: {sorted(set(names) - existing)}")
+            time.sleep(0.1)
+    finally:
+        admin.close()

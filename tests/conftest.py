@@ -1,0 +1,33 @@
+"""Shared fixtures. End-to-end tests start their own embedded broker (or use
+KAFKA_BOOTSTRAP_SERVERS) and need no setup by hand."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """PIDs whose command line contains `text` (Linux /proc)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+@pytest.fixture
+def huimin_bin() -> str:
+    path = REPO / ".venv" / "bin" / "huimin"
+    return str(path) if path.exists() else "huimin"
