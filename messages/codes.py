@@ -15,11 +15,6 @@ class Infno(StrEnum):
     OUTPATIENT_SETTLE = "2207"
 
 
-#: Transactions the treatment-side platform answers itself (registration and fee classification).
-TREATMENT_SIDE_INFNOS = frozenset({Infno.SIGN_IN, Infno.OUTPATIENT_REGISTER, Infno.FEE_UPLOAD})
-#: Transactions computed by the insured-place platform (就医地目录、参保地政策: insured place computes).
-INSURED_SIDE_INFNOS = frozenset({Infno.PERSON_INFO, Infno.OUTPATIENT_SETTLE})
-
 INFCODE_OK = 0
 INFCODE_FAIL = -1
 

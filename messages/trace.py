@@ -5,6 +5,7 @@ A trace is a list of `[hop, epoch_ns]` pairs appended as the message moves.
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Final
 
@@ -28,6 +29,6 @@ def stamp(trace: Trace, hop: str) -> Trace:
 def hop_durations_ms(trace: Trace) -> dict[str, float]:
     """Milliseconds spent between consecutive hops, named `from->to`."""
     out: dict[str, float] = {}
-    for (a, ta), (b, tb) in zip(trace, trace[1:], strict=False):
+    for (a, ta), (b, tb) in itertools.pairwise(trace):
         out[f"{a}->{b}"] = (tb - ta) / 1e6
     return out

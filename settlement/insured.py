@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from messages.codes import ErrorCode, Infno
-from messages.envelope import error_answer, ok_answer
+from messages.envelope import error_answer, ok_answer, province_of
 from messages.identity import mask_certno
 from messages.platform import CROSS
 from settlement.catalogue import FeeTotals
@@ -36,7 +36,12 @@ class InsuredPlatform:
             row = self.new_row(enrollment)
         infno = req["infno"]
         if infno == Infno.PERSON_INFO:
-            return self.person_info(enrollment, row, req), None
+            seen = row.answers.get(msgid)
+            if seen is not None:  # a duplicate: the original answer, even if the balance moved
+                return seen, None
+            answer = self.person_info(enrollment, row, req)
+            row.answers[msgid] = answer
+            return answer, row
         if infno == Infno.OUTPATIENT_SETTLE:
             seen = row.answers.get(msgid)
             if seen is not None:  # a duplicate: the original answer, nothing changes
@@ -63,6 +68,10 @@ class InsuredPlatform:
     def settle(self, e: Enrollment, row: PersonRow, req: dict[str, Any],
                ctx: dict[str, Any]) -> dict[str, Any]:
         msgid, inp = req["msgid"], req["input"]
+        if province_of(req["insuplc_admdvs"]) != e.province:  # only the insured place settles
+            return error_answer(msgid, ErrorCode.INSURED_PLACE_MISMATCH,
+                                f"insuplc_admdvs {req['insuplc_admdvs']} is not where the "
+                                "person is insured")
         if inp["psn_no"] != e.psn_no or inp["insutype"] != e.insutype:
             return error_answer(msgid, ErrorCode.PERSON_MISMATCH,
                                 "psn_no or insutype does not match the insured person's record")

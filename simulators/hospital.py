@@ -19,8 +19,8 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from messages import topics
 from messages.codec import MalformedMessage, decode, encode
 from messages.codes import Infno
-from messages.visitlog import Visit, VisitSession, make_msgid
 from messages.trace import HOSP_RECV, HOSP_SEND
+from messages.visitlog import Visit, VisitSession, make_msgid
 from settlement.reference import Hospital
 
 

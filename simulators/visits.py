@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from messages.visitlog import TIME_FORMAT, STEPS, Visit, VisitItem
+from messages.visitlog import STEPS, TIME_FORMAT, Visit, VisitItem
 from settlement.policy import EMPLOYEE
 from simulators.world import World, rng
 

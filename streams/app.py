@@ -10,6 +10,7 @@ and sends the outcome on. Values are raw bytes (orjson), never Faust Records.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import faust
@@ -28,15 +29,14 @@ from streams.faust_tuning import set_worker_fetch_max_wait
 
 log = logging.getLogger("huimin.streams")
 
+Send = tuple[Any, bytes | None, bytes]  # (topic, key, value)
+Handler = Callable[[bytes | None, bytes | None], list[Send]]
 
-def create_app(cfg: WorkerConfig) -> faust.App:
+
+def faust_app(cfg: WorkerConfig) -> faust.App:
+    """A Faust app with the settings that work on Tansu and Kafka alike (see docs/streams.md)."""
     set_worker_fetch_max_wait(cfg.fetch_max_wait_ms)
-    ref = build_world(cfg.world).ref
-    treatment = TreatmentPlatform(ref)
-    national = NationalPlatform(ref)
-    insured = InsuredPlatform(ref)
-
-    app = faust.App(
+    return faust.App(
         cfg.app_id,
         broker=f"kafka://{cfg.bootstrap}",
         store=cfg.store,
@@ -57,6 +57,15 @@ def create_app(cfg: WorkerConfig) -> faust.App:
         web_bind="127.0.0.1",
         web_port=cfg.web_port,
     )
+
+
+def create_app(cfg: WorkerConfig) -> faust.App:
+    ref = build_world(cfg.world).ref
+    treatment = TreatmentPlatform(ref)
+    national = NationalPlatform(ref)
+    insured = InsuredPlatform(ref)
+    app = faust_app(cfg)
+
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
            "value_serializer": "raw", "partitions": cfg.partitions}
     hosp_requests = app.topic(topics.HOSP_REQUESTS, **raw)
@@ -71,96 +80,89 @@ def create_app(cfg: WorkerConfig) -> faust.App:
     ins_rows = app.Table("ins_persons", key_type=bytes, value_type=bytes, default=None,
                          partitions=cfg.partitions)
 
-    async def dead_letter(key: bytes | None, value: bytes | None, code: str, reason: str,
-                          source: str) -> None:
+    def dead_letter(key: bytes | None, value: bytes | None, code: str, reason: str,
+                    source: str) -> Send:
         log.warning("dead-lettered a message from %s: %s", source, code)
-        await dead_letters.send(key=key, value=encode({
+        return dead_letters, key, encode({
             "error_code": code, "reason": reason, "source_topic": source,
-            "value": (value or b"").decode("utf-8", "replace")}))
+            "value": (value or b"").decode("utf-8", "replace")})
 
-    async def to_hospital(ans: dict[str, Any], ctx: dict[str, Any], trace: list) -> None:
-        await hosp_responses.send(key=ctx["fixmedins_code"].encode(),
-                                  value=encode(wrap_answer(ans, ctx, trace)))
+    def to_hospital(ans: dict[str, Any], ctx: dict[str, Any], trace: list) -> Send:
+        return hosp_responses, ctx["fixmedins_code"].encode(), encode(
+            wrap_answer(ans, ctx, trace))
 
-    @app.agent(hosp_requests, name="treatment_requests")
-    async def treatment_requests(stream: Any) -> None:
-        async for event in stream.events():
-            key, value = event.key, event.value
-            trace = stamp([], TRT_IN)
-            try:
-                certno = key.decode() if key else None
-                cur = trt_rows.get(key) if key else None
-                row_in = TreatmentRow.from_dict(decode(cur)) if cur else None
-                outcome, row = treatment.handle_request(certno, value, row_in)
-                if row is not None:
-                    trt_rows[key] = encode(row.to_dict())
-            except Exception as exc:  # never let one message stop the platform
-                log.exception("treatment side failed on a message: %s", type(exc).__name__)
-                await dead_letter(key, value, "E9001", f"internal error: {type(exc).__name__}",
-                                  topics.HOSP_REQUESTS)
-                continue
-            if isinstance(outcome, Reply):
-                await to_hospital(outcome.answer, outcome.ctx, trace)
-            elif isinstance(outcome, Forward):
-                target = nat_requests if outcome.to == "national" else ins_requests
-                await target.send(key=key, value=encode(
-                    wrap_request(outcome.req, outcome.ctx, trace)))
-            elif isinstance(outcome, DeadLetter):
-                await dead_letter(key, value, outcome.error_code.value, outcome.reason,
-                                  topics.HOSP_REQUESTS)
+    def role(source: Any, name: str, handler: Handler) -> None:
+        """An agent that runs `handler` on each event and sends what it returns. An exception
+        dead-letters the message instead of stopping the platform."""
+        async def agent(stream: Any) -> None:
+            async for event in stream.events():
+                try:
+                    sends = handler(event.key, event.value)
+                except Exception as exc:
+                    log.error("%s failed on a message: %s", name, type(exc).__name__)
+                    sends = [dead_letter(event.key, event.value, "E9001",
+                                         f"internal error in {name}: {type(exc).__name__}",
+                                         source.get_topic_name())]
+                for topic, key, value in sends:
+                    await topic.send(key=key, value=value)
+        agent.__name__ = name
+        app.agent(source, name=name)(agent)
 
-    @app.agent(nat_requests, name="national_requests")
-    async def national_requests(stream: Any) -> None:
-        async for event in stream.events():
-            msg = decode(event.value)
-            stamp(msg["trace"], NAT_IN)
-            routed = national.route(event.key.decode(), msg["req"], msg["ctx"])
-            if isinstance(routed, BackToTreatment):
-                await trt_answers.send(key=event.key, value=encode(
-                    wrap_answer(routed.answer, routed.ctx, msg["trace"])))
-            else:
-                await ins_requests.send(key=event.key, value=encode(
-                    wrap_request(routed.req, routed.ctx, msg["trace"])))
+    def on_hospital_request(key: bytes | None, value: bytes | None) -> list[Send]:
+        trace = stamp([], TRT_IN)
+        cur = trt_rows.get(key) if key else None
+        outcome, row = treatment.handle_request(
+            key.decode(errors="replace") if key else None, value,
+            TreatmentRow.from_dict(decode(cur)) if cur else None)
+        if row is not None:
+            trt_rows[key] = encode(row.to_dict())
+        if isinstance(outcome, Reply):
+            return [to_hospital(outcome.answer, outcome.ctx, trace)]
+        if isinstance(outcome, Forward):
+            target = nat_requests if outcome.to == "national" else ins_requests
+            return [(target, key, encode(wrap_request(outcome.req, outcome.ctx, trace)))]
+        assert isinstance(outcome, DeadLetter)
+        return [dead_letter(key, value, outcome.error_code.value, outcome.reason,
+                            topics.HOSP_REQUESTS)]
 
-    @app.agent(ins_requests, name="insured_requests")
-    async def insured_requests(stream: Any) -> None:
-        async for event in stream.events():
-            key = event.key
-            msg = decode(event.value)
-            stamp(msg["trace"], INS_IN)
-            ctx = msg["ctx"]
-            try:
-                cur = ins_rows.get(key)
-                row_in = PersonRow.from_dict(decode(cur)) if cur else None
-                answer, row = insured.handle(key.decode(), row_in, msg["req"], ctx)
-                if row is not None:
-                    ins_rows[key] = encode(row.to_dict())
-            except Exception as exc:
-                log.exception("insured side failed on a message: %s", type(exc).__name__)
-                await dead_letter(key, event.value, "E9001",
-                                  f"internal error: {type(exc).__name__}", topics.INS_REQUESTS)
-                continue
-            target = nat_answers if ctx["route"] == CROSS else trt_answers
-            await target.send(key=key, value=encode(wrap_answer(answer, ctx, msg["trace"])))
+    def on_national_request(key: bytes | None, value: bytes | None) -> list[Send]:
+        msg = decode(value)
+        trace = stamp(msg["trace"], NAT_IN)
+        routed = national.route(key.decode() if key else "", msg["req"], msg["ctx"])
+        if isinstance(routed, BackToTreatment):
+            return [(trt_answers, key, encode(wrap_answer(routed.answer, routed.ctx, trace)))]
+        return [(ins_requests, key, encode(wrap_request(routed.req, routed.ctx, trace)))]
 
-    @app.agent(nat_answers, name="national_answers")
-    async def national_answers(stream: Any) -> None:
-        async for event in stream.events():
-            msg = decode(event.value)
-            stamp(msg["trace"], NAT_BACK)
-            await trt_answers.send(key=event.key, value=encode(msg))
+    def on_insured_request(key: bytes | None, value: bytes | None) -> list[Send]:
+        msg = decode(value)
+        trace, ctx = stamp(msg["trace"], INS_IN), msg["ctx"]
+        cur = ins_rows.get(key)
+        answer, row = insured.handle(key.decode() if key else "",
+                                     PersonRow.from_dict(decode(cur)) if cur else None,
+                                     msg["req"], ctx)
+        if row is not None:
+            ins_rows[key] = encode(row.to_dict())
+        target = nat_answers if ctx["route"] == CROSS else trt_answers
+        return [(target, key, encode(wrap_answer(answer, ctx, trace)))]
 
-    @app.agent(trt_answers, name="treatment_answers")
-    async def treatment_answers(stream: Any) -> None:
-        async for event in stream.events():
-            key = event.key
-            msg = decode(event.value)
-            stamp(msg["trace"], TRT_BACK)
-            cur = trt_rows.get(key)
-            row_in = TreatmentRow.from_dict(decode(cur)) if cur else None
-            row = treatment.handle_answer(msg["ans"], msg["ctx"], row_in)
-            if row is not None:
-                trt_rows[key] = encode(row.to_dict())
-            await to_hospital(msg["ans"], msg["ctx"], msg["trace"])
+    def on_national_answer(key: bytes | None, value: bytes | None) -> list[Send]:
+        msg = decode(value)
+        stamp(msg["trace"], NAT_BACK)
+        return [(trt_answers, key, encode(msg))]
 
+    def on_treatment_answer(key: bytes | None, value: bytes | None) -> list[Send]:
+        msg = decode(value)
+        trace = stamp(msg["trace"], TRT_BACK)
+        cur = trt_rows.get(key)
+        row = treatment.handle_answer(msg["ans"], msg["ctx"],
+                                      TreatmentRow.from_dict(decode(cur)) if cur else None)
+        if row is not None:
+            trt_rows[key] = encode(row.to_dict())
+        return [to_hospital(msg["ans"], msg["ctx"], trace)]
+
+    role(hosp_requests, "treatment_requests", on_hospital_request)
+    role(nat_requests, "national_requests", on_national_request)
+    role(ins_requests, "insured_requests", on_insured_request)
+    role(nat_answers, "national_answers", on_national_answer)
+    role(trt_answers, "treatment_answers", on_treatment_answer)
     return app

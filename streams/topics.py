@@ -3,6 +3,7 @@ partition count for every person-keyed topic and for the tables' changelogs."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 from kafka import KafkaAdminClient
@@ -33,10 +34,8 @@ def ensure_topics(bootstrap: str, names: list[str] | tuple[str, ...] = ALL_TOPIC
         existing = set(admin.list_topics())
         missing = [n for n in names if n not in existing]
         for name in missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics([NewTopic(name, partitions, replication)])
-            except TopicAlreadyExistsError:
-                pass
         while set(names) - set(admin.list_topics()):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"topics not created: {sorted(set(names) - existing)}")

@@ -6,8 +6,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 
@@ -27,7 +25,7 @@ def processes_mentioning(text: str) -> list[int]:
     return pids
 
 
-@pytest.fixture
-def huimin_bin() -> str:
+def huimin_command() -> str:
+    """The `huimin` console script of this checkout's .venv (else the one on PATH)."""
     path = REPO / ".venv" / "bin" / "huimin"
     return str(path) if path.exists() else "huimin"

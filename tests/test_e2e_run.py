@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from simulators.world import WorldSpec, build_world
-from tests.conftest import processes_mentioning
+from tests.conftest import huimin_command, processes_mentioning
 
 pytestmark = pytest.mark.e2e
 
@@ -19,19 +19,18 @@ SCENARIO = ["--persons", "800", "--visits", "300", "--cross-share", "0.3", "--se
             "--rate", "60"]
 
 
-def run_cli(huimin_bin: str, out: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([huimin_bin, "run", *SCENARIO, "--out", str(out)], capture_output=True,
-                          text=True, timeout=240)
+Run = tuple[Path, subprocess.CompletedProcess[str]]
+
+
+def run_cli(out: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([huimin_command(), "run", *SCENARIO, "--out", str(out)],
+                          capture_output=True, text=True, timeout=240)
 
 
 @pytest.fixture(scope="module")
-def two_runs(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, subprocess.CompletedProcess[str]]]:
-    bin_path = str(Path(__file__).resolve().parent.parent / ".venv" / "bin" / "huimin")
-    runs = []
-    for name in ("first", "second"):
-        out = tmp_path_factory.mktemp(name)
-        runs.append((out, run_cli(bin_path, out)))
-    return runs
+def two_runs(tmp_path_factory: pytest.TempPathFactory) -> list[Run]:
+    """The same scenario run twice through the CLI, each with its own embedded broker."""
+    return [(out, run_cli(out)) for out in (tmp_path_factory.mktemp(n) for n in ("a", "b"))]
 
 
 def test_every_settlement_equals_the_oracle_and_every_request_is_answered_once(two_runs):

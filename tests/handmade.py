@@ -1,0 +1,134 @@
+"""A small hand-built country for the platform tests, and request builders with the field names
+of messages/transactions.py (the way messages/visitlog.py builds them).
+
+Two provinces, one city each, one hospital each:
+
+- 北京 110000, city 110100, hospital H11010000001 (level 3);
+- 上海 310000, city 310100, hospital H31010000001 (level 1).
+
+The two catalogues classify the same codes differently, so a test can tell which province's
+catalogue (就医地目录) was used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from messages.identity import certno_check_char
+from messages.platform import CROSS, LOCAL
+from messages.visitlog import make_msgid
+from settlement.catalogue import Catalogue, CatalogueEntry, FeeTotals, ItemClass
+from settlement.policy import EMPLOYEE, RESIDENT, InsurancePolicy
+from settlement.reference import Enrollment, Hospital, ReferenceData
+
+BJ, SH = "110000", "310000"
+BJ_CITY, SH_CITY = "110100", "310100"
+HOSP_BJ = Hospital("H11010000001", "北京01市第1医院", BJ_CITY, 3)
+HOSP_SH = Hospital("H31010000001", "上海01市第1医院", SH_CITY, 1)
+
+
+def certno(first17: str) -> str:
+    return first17 + certno_check_char(first17)
+
+
+#: The GB 11643 example ID: an in-service employee insured in Beijing.
+EMP_CERTNO = "11010519491231002X"
+#: A retired employee insured in Beijing.
+RETIRED_CERTNO = certno("11010119500101001")
+#: A resident insured in Shanghai, filed (备案) for living elsewhere.
+RES_CERTNO = certno("31010119800101002")
+
+EMPLOYEE_BALANCE = 500_000
+RETIRED_BALANCE = 80_000
+
+ENROLLMENTS = {
+    EMP_CERTNO: Enrollment(EMP_CERTNO, BJ_CITY + "1".zfill(20), EMPLOYEE, BJ_CITY,
+                           retired=False, balance=EMPLOYEE_BALANCE, filed=False, gend="2",
+                           brdy="1949-12-31"),
+    RETIRED_CERTNO: Enrollment(RETIRED_CERTNO, BJ_CITY + "2".zfill(20), EMPLOYEE, BJ_CITY,
+                               retired=True, balance=RETIRED_BALANCE, filed=False, gend="1",
+                               brdy="1950-01-01"),
+    RES_CERTNO: Enrollment(RES_CERTNO, SH_CITY + "3".zfill(20), RESIDENT, SH_CITY,
+                           retired=False, balance=0, filed=True, gend="2", brdy="1980-01-01"),
+}
+
+# Codes: DA drug, DB drug, DB2 drug with its own self-pay share, SV service with a ceiling,
+# CC consumable. UNLISTED is in no catalogue.
+BJ_CATALOGUE = Catalogue(BJ, {
+    "DA": CatalogueEntry("DA", "drug A", "drug", ItemClass.A),
+    "DB": CatalogueEntry("DB", "drug B", "drug", ItemClass.B),
+    "DB2": CatalogueEntry("DB2", "drug B2", "drug", ItemClass.B, selfpay_bp=2000),
+    "SV": CatalogueEntry("SV", "service", "service", ItemClass.A, ceiling=450_000),
+    "CC": CatalogueEntry("CC", "consumable", "consumable", ItemClass.C),
+}, selfpay_bp=1000)
+SH_CATALOGUE = Catalogue(SH, {
+    "DA": CatalogueEntry("DA", "drug A", "drug", ItemClass.C),  # Shanghai does not cover DA
+    "DB": CatalogueEntry("DB", "drug B", "drug", ItemClass.A),  # and fully covers DB
+}, selfpay_bp=1500)
+
+
+def reference_data() -> ReferenceData:
+    return ReferenceData(
+        hospitals={h.fixmedins_code: h for h in (HOSP_BJ, HOSP_SH)},
+        catalogues={BJ: BJ_CATALOGUE, SH: SH_CATALOGUE},
+        policies={BJ: InsurancePolicy(BJ), SH: InsurancePolicy(SH)},
+        enrollments=dict(ENROLLMENTS),
+        provinces={BJ: "北京", SH: "上海"},
+    )
+
+
+def request(infno: str, hospital: Hospital, inf_time: str, seq: int, inp: dict[str, Any],
+            insuplc_admdvs: str = "") -> dict[str, Any]:
+    """A hospital request envelope (DOMAIN.md §2) with a 30-character msgid."""
+    return {
+        "infno": infno,
+        "msgid": make_msgid(hospital.fixmedins_code, inf_time, seq),
+        "mdtrtarea_admvs": hospital.admdvs,
+        "insuplc_admdvs": insuplc_admdvs,
+        "fixmedins_code": hospital.fixmedins_code,
+        "inf_time": inf_time,
+        "input": inp,
+    }
+
+
+def person_info_input(cert: str, begntime: str) -> dict[str, Any]:
+    return {"mdtrt_cert_type": "02", "mdtrt_cert_no": cert, "begntime": begntime,
+            "psn_cert_type": "01", "certno": cert}
+
+
+def register_input(e: Enrollment, begntime: str, visit_no: int = 1) -> dict[str, Any]:
+    return {"psn_no": e.psn_no, "insutype": e.insutype, "begntime": begntime,
+            "mdtrt_cert_type": "02", "mdtrt_cert_no": e.certno,
+            "ipt_otp_no": f"MZ{visit_no:010d}", "med_type": "11"}
+
+
+def fee_input(e: Enrollment, mdtrt_id: str, fee_time: str,
+              items: list[tuple[str, str, int, int]]) -> dict[str, Any]:
+    """`items` are (feedetl_sn, med_list_codg, cnt, pric)."""
+    return {"feedetail": [
+        {"feedetl_sn": sn, "mdtrt_id": mdtrt_id, "psn_no": e.psn_no, "med_type": "11",
+         "fee_ocur_time": fee_time, "med_list_codg": code, "medins_list_codg": code,
+         "det_item_fee_sumamt": cnt * pric, "cnt": cnt, "pric": pric}
+        for sn, code, cnt, pric in items]}
+
+
+def settle_input(e: Enrollment, mdtrt_id: str, medfee_sumamt: int,
+                 acct_used_flag: str = "1") -> dict[str, Any]:
+    return {"psn_no": e.psn_no, "mdtrt_cert_type": "02", "mdtrt_cert_no": e.certno,
+            "med_type": "11", "medfee_sumamt": medfee_sumamt, "psn_setlway": "01",
+            "mdtrt_id": mdtrt_id, "insutype": e.insutype, "acct_used_flag": acct_used_flag}
+
+
+def settle_request(e: Enrollment, hospital: Hospital, inf_time: str, seq: int, mdtrt_id: str,
+                   medfee_sumamt: int, acct_used_flag: str = "1") -> dict[str, Any]:
+    return request("2207", hospital, inf_time, seq,
+                   settle_input(e, mdtrt_id, medfee_sumamt, acct_used_flag), e.insuplc_admdvs)
+
+
+def settle_ctx(req: dict[str, Any], hospital: Hospital, fees: FeeTotals) -> dict[str, Any]:
+    """The context the treatment side attaches to a 2207 it forwards to the insured place."""
+    cross = req["mdtrtarea_admvs"][:2] != req["insuplc_admdvs"][:2]
+    return {"infno": req["infno"], "msgid": req["msgid"], "fixmedins_code": hospital.fixmedins_code,
+            "mdtrtarea_admvs": req["mdtrtarea_admvs"], "insuplc_admdvs": req["insuplc_admdvs"],
+            "route": CROSS if cross else LOCAL, "hosp_lv": hospital.level,
+            "fees": fees.as_dict()}

@@ -1,0 +1,43 @@
+"""The embedded Tansu broker starts on a free loopback port, speaks Kafka, and stops cleanly."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from kafka import KafkaAdminClient
+
+from streams.broker import EmbeddedBroker, broker, kafka_protocol_ready
+from streams.topics import ensure_topics
+
+pytestmark = pytest.mark.e2e
+
+
+def test_embedded_broker_answers_kafka_and_frees_its_port_when_stopped(tmp_path):
+    b = EmbeddedBroker(log_path=tmp_path / "broker.log").start()
+    try:
+        assert kafka_protocol_ready("127.0.0.1", b.port)
+        ensure_topics(b.bootstrap, ["t.one", "t.two"], partitions=3)
+        admin = KafkaAdminClient(bootstrap_servers=b.bootstrap)
+        try:
+            described = {t["name"]: len(t["partitions"])
+                         for t in admin.describe_topics(["t.one", "t.two"])}
+        finally:
+            admin.close()
+        assert described == {"t.one": 3, "t.two": 3}
+        ensure_topics(b.bootstrap, ["t.one"], partitions=3)  # creating again is harmless
+    finally:
+        pid = b.process.pid if b.process else None
+        b.stop()
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", b.port)) != 0
+    assert pid is not None
+    with pytest.raises(ProcessLookupError):
+        import os
+        os.kill(pid, 0)
+
+
+def test_kafka_bootstrap_servers_wins_over_the_embedded_broker(monkeypatch):
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "kafka.example:9092")
+    with broker() as bootstrap:
+        assert bootstrap == "kafka.example:9092"

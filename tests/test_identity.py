@@ -1,0 +1,100 @@
+"""messages.identity: GB 11643 citizen ID check (DOMAIN.md §1) and masking (DOMAIN.md §7)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from messages.identity import certno_check_char, is_valid_certno, mask_certno, mask_name
+
+PROPS = settings(max_examples=200, deadline=None)
+EXAMPLE = "11010519491231002X"
+CHECK_CHARS = "0123456789X"
+
+first17s = st.text(alphabet="0123456789", min_size=17, max_size=17)
+
+
+def test_check_character_of_the_known_example_is_x() -> None:
+    # digits 1 1 0 1 0 5 1 9 4 9 1 2 3 1 0 0 2, weights 7 9 10 5 8 4 2 1 6 3 7 9 10 5 8 4 2:
+    # S = 7+9+0+5+0+20+2+9+24+27+7+18+30+5+0+0+4 = 167; 167 mod 11 = 2; "10X98765432"[2] = X
+    assert certno_check_char("11010519491231002") == "X"
+
+
+def test_known_example_is_valid() -> None:
+    assert is_valid_certno(EXAMPLE)
+
+
+@pytest.mark.parametrize("wrong", [c for c in CHECK_CHARS if c != "X"])
+def test_known_example_with_any_other_check_character_is_invalid(wrong: str) -> None:
+    assert not is_valid_certno(EXAMPLE[:17] + wrong)
+
+
+@pytest.mark.parametrize("value", [
+    EXAMPLE[:17],  # too short
+    EXAMPLE + "1",  # too long
+    "1101051949123100XX",  # X only as the check character
+    "11010519491231002x",  # lower-case x is not the GB 11643 check character
+    "11010519491231 02X",
+    "",
+    None,
+    110105194912310020,
+])
+def test_malformed_ids_are_invalid(value: object) -> None:
+    assert not is_valid_certno(value)
+
+
+@PROPS
+@given(first17s)
+def test_the_computed_check_character_makes_a_valid_id(first17: str) -> None:
+    assert is_valid_certno(first17 + certno_check_char(first17))
+
+
+@PROPS
+@given(first17s, st.sampled_from(CHECK_CHARS))
+def test_any_other_check_character_fails(first17: str, wrong: str) -> None:
+    if wrong != certno_check_char(first17):
+        assert not is_valid_certno(first17 + wrong)
+
+
+@PROPS
+@given(first17s, st.integers(0, 16), st.integers(1, 9))
+def test_changing_any_single_digit_is_detected(first17: str, pos: int, delta: int) -> None:
+    valid = first17 + certno_check_char(first17)
+    digit = str((int(valid[pos]) + delta) % 10)
+    corrupted = valid[:pos] + digit + valid[pos + 1:]
+    assert not is_valid_certno(corrupted)
+
+
+@PROPS
+@given(first17s, st.integers(0, 15))
+def test_swapping_two_different_adjacent_digits_is_detected(first17: str, pos: int) -> None:
+    valid = first17 + certno_check_char(first17)
+    if valid[pos] != valid[pos + 1]:
+        swapped = valid[:pos] + valid[pos + 1] + valid[pos] + valid[pos + 2:]
+        assert not is_valid_certno(swapped)
+
+
+def test_mask_certno_keeps_the_first_6_and_last_4() -> None:
+    assert mask_certno(EXAMPLE) == "110105********002X"
+
+
+@PROPS
+@given(first17s)
+def test_masked_certno_hides_the_birth_date(first17: str) -> None:
+    certno = first17 + certno_check_char(first17)
+    masked = mask_certno(certno)
+    assert len(masked) == 18
+    assert masked[:6] == certno[:6] and masked[-4:] == certno[-4:]
+    assert masked[6:14] == "*" * 8
+
+
+def test_mask_certno_of_a_short_value_hides_everything() -> None:
+    assert mask_certno("1234567890") == "**********"
+    assert mask_certno("") == ""
+
+
+@pytest.mark.parametrize(("name", "masked"), [("张三", "张*"), ("欧阳娜娜", "欧***"), ("李", "李*"),
+                                              ("", "")])
+def test_mask_name_keeps_only_the_first_character(name: str, masked: str) -> None:
+    assert mask_name(name) == masked

@@ -1,0 +1,364 @@
+"""settlement.treatment.TreatmentPlatform: validation of hospital requests, registration (2201),
+fee classification with the treatment province's catalogue (2204), the checks before a
+settlement (2207) is forwarded, and idempotency by msgid."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from messages.codec import encode
+from messages.codes import ErrorCode
+from messages.identity import mask_certno
+from settlement.reference import Hospital
+from settlement.treatment import (
+    DeadLetter,
+    Forward,
+    Outcome,
+    Reply,
+    TreatmentPlatform,
+    TreatmentRow,
+)
+from tests.handmade import (
+    EMP_CERTNO,
+    ENROLLMENTS,
+    HOSP_BJ,
+    HOSP_SH,
+    RES_CERTNO,
+    fee_input,
+    person_info_input,
+    reference_data,
+    register_input,
+    request,
+    settle_input,
+)
+
+T0 = "2026-03-01 09:00:00"
+T1 = "2026-03-01 09:01:00"
+T2 = "2026-03-01 09:10:00"
+T3 = "2026-03-01 09:15:00"
+EMP = ENROLLMENTS[EMP_CERTNO]  # insured in Beijing
+RES = ENROLLMENTS[RES_CERTNO]  # insured in Shanghai
+
+
+class Desk:
+    """The treatment platform with its stored rows, as the stream processor keeps them."""
+
+    def __init__(self) -> None:
+        self.platform = TreatmentPlatform(reference_data())
+        self.rows: dict[str, TreatmentRow] = {}
+
+    def send_raw(self, key: str | None, raw: bytes | None) -> Outcome:
+        outcome, row = self.platform.handle_request(key, raw, self.rows.get(key or ""))
+        if row is not None:
+            self.rows[key or ""] = row
+        return outcome
+
+    def send(self, key: str, req: dict[str, Any]) -> Outcome:
+        return self.send_raw(key, encode(req))
+
+    def answer(self, key: str, req: dict[str, Any]) -> dict[str, Any]:
+        outcome = self.send(key, req)
+        assert isinstance(outcome, Reply), outcome
+        return outcome.answer
+
+    def register(self, certno: str, hospital: Hospital, seq: int = 1) -> str:
+        e = ENROLLMENTS[certno]
+        ans = self.answer(certno, request("2201", hospital, T1, seq, register_input(e, T0),
+                                          e.insuplc_admdvs))
+        assert ans["infcode"] == 0, ans
+        return ans["output"]["data"]["mdtrt_id"]
+
+    def upload(self, certno: str, hospital: Hospital, mdtrt_id: str,
+               items: list[tuple[str, str, int, int]], seq: int = 2) -> dict[str, Any]:
+        e = ENROLLMENTS[certno]
+        return self.answer(certno, request("2204", hospital, T2, seq,
+                                           fee_input(e, mdtrt_id, T2, items), e.insuplc_admdvs))
+
+    def settle(self, certno: str, hospital: Hospital, mdtrt_id: str, medfee: int,
+               seq: int = 3) -> Outcome:
+        e = ENROLLMENTS[certno]
+        return self.send(certno, request("2207", hospital, T3, seq,
+                                         settle_input(e, mdtrt_id, medfee), e.insuplc_admdvs))
+
+
+def failed(outcome: Outcome, code: ErrorCode) -> str:
+    """Assert a Reply with a failed answer carrying `code`; return its err_msg."""
+    assert isinstance(outcome, Reply), outcome
+    assert outcome.answer["infcode"] == -1
+    assert outcome.answer["err_code"] == code
+    assert outcome.answer["output"] == {}
+    return outcome.answer["err_msg"]
+
+
+# -- registration --------------------------------------------------------------------------------
+
+def test_registration_issues_a_deterministic_mdtrt_id() -> None:
+    req = request("2201", HOSP_BJ, T1, 1, register_input(EMP, T0), EMP.insuplc_admdvs)
+    first, second = Desk(), Desk()  # e.g. the platform and a replay after a restart
+    a = first.answer(EMP_CERTNO, req)
+    b = second.answer(EMP_CERTNO, req)
+    assert a["infcode"] == 0
+    mdtrt_id = a["output"]["data"]["mdtrt_id"]
+    assert b["output"]["data"]["mdtrt_id"] == mdtrt_id
+    assert re.fullmatch(HOSP_BJ.admdvs + r"[0-9A-F]{16}", mdtrt_id)
+    assert len(mdtrt_id) <= 30  # fits the mdtrt_id field of 2204 and 2207
+    other = request("2201", HOSP_BJ, T1, 2, register_input(EMP, T0), EMP.insuplc_admdvs)
+    assert first.answer(EMP_CERTNO, other)["output"]["data"]["mdtrt_id"] != mdtrt_id
+
+
+def test_duplicate_registration_msgid_returns_the_original_answer_and_registers_once() -> None:
+    desk = Desk()
+    req = request("2201", HOSP_BJ, T1, 1, register_input(EMP, T0), EMP.insuplc_admdvs)
+    outcome = desk.send(EMP_CERTNO, req)
+    assert isinstance(outcome, Reply)
+    visits_before = dict(desk.rows[EMP_CERTNO].visits)
+    again, row = desk.platform.handle_request(EMP_CERTNO, encode(req), desk.rows[EMP_CERTNO])
+    assert isinstance(again, Reply)
+    assert again.answer == outcome.answer
+    assert row is None  # nothing to store
+    assert desk.rows[EMP_CERTNO].visits == visits_before
+    assert len(desk.rows[EMP_CERTNO].visits) == 1
+
+
+# -- fee classification --------------------------------------------------------------------------
+
+WORKED_ITEMS = [("0001", "DA", 10, 1_250), ("0002", "DB", 3, 8_005), ("0003", "SV", 1, 500_000),
+                ("0004", "CC", 2, 3_000), ("0005", "UNLISTED", 1, 100), ("0006", "DB2", 1, 10_000)]
+
+
+def test_fee_upload_classifies_with_the_treatment_province_catalogue() -> None:
+    desk = Desk()
+    # A Shanghai resident treated in Beijing: Beijing's catalogue applies (就医地目录).
+    mdtrt_id = desk.register(RES_CERTNO, HOSP_BJ)
+    ans = desk.upload(RES_CERTNO, HOSP_BJ, mdtrt_id, WORKED_ITEMS)
+    assert ans["infcode"] == 0
+    got = {r["feedetl_sn"]: (r["chrgitm_lv"], r["fulamt_ownpay_amt"], r["overlmt_amt"],
+                             r["preselfpay_amt"], r["inscp_scp_amt"])
+           for r in ans["output"]["result"]}
+    assert got == {
+        "0001": ("01", 0, 0, 0, 12_500),  # DA class A in Beijing: 10 × 1,250
+        "0002": ("02", 0, 0, 2_402, 21_613),  # DB class B, default 10 %: 2,401.5 -> 2,402
+        "0003": ("01", 0, 50_000, 0, 450_000),  # SV class A, ceiling 450,000
+        "0004": ("03", 6_000, 0, 0, 0),  # CC class C
+        "0005": ("03", 100, 0, 0, 0),  # not in the catalogue
+        "0006": ("02", 0, 0, 2_000, 8_000),  # DB2 class B with its own 20 %
+    }
+
+
+def test_the_same_items_are_classified_differently_in_another_province() -> None:
+    desk = Desk()
+    # A Beijing employee treated in Shanghai: Shanghai's catalogue, not the insured place's.
+    mdtrt_id = desk.register(EMP_CERTNO, HOSP_SH)
+    ans = desk.upload(EMP_CERTNO, HOSP_SH, mdtrt_id, [("0001", "DA", 10, 1_250),
+                                                      ("0002", "DB", 3, 8_005)])
+    got = {r["feedetl_sn"]: (r["chrgitm_lv"], r["fulamt_ownpay_amt"], r["inscp_scp_amt"])
+           for r in ans["output"]["result"]}
+    # Shanghai: DA is class C (all own pay), DB is class A (all in scope).
+    assert got == {"0001": ("03", 12_500, 0), "0002": ("01", 0, 24_015)}
+
+
+def test_duplicate_feedetl_sn_in_one_upload_is_refused_and_nothing_is_recorded() -> None:
+    desk = Desk()
+    mdtrt_id = desk.register(EMP_CERTNO, HOSP_BJ)
+    ans = desk.upload(EMP_CERTNO, HOSP_BJ, mdtrt_id, [("0001", "DA", 1, 100),
+                                                      ("0001", "DB", 1, 200)])
+    assert ans["err_code"] == ErrorCode.DUPLICATE_FEE_ITEM
+    assert "input.feedetail[1].feedetl_sn" in ans["err_msg"]
+    assert desk.rows[EMP_CERTNO].visits[mdtrt_id]["fees"] == {}
+
+
+def test_feedetl_sn_uploaded_before_is_refused_and_the_batch_is_not_applied() -> None:
+    desk = Desk()
+    mdtrt_id = desk.register(EMP_CERTNO, HOSP_BJ)
+    assert desk.upload(EMP_CERTNO, HOSP_BJ, mdtrt_id, [("0001", "DA", 1, 100)])["infcode"] == 0
+    ans = desk.upload(EMP_CERTNO, HOSP_BJ, mdtrt_id, [("0002", "DA", 1, 100),
+                                                      ("0001", "DA", 1, 100)], seq=7)
+    assert ans["err_code"] == ErrorCode.DUPLICATE_FEE_ITEM
+    assert set(desk.rows[EMP_CERTNO].visits[mdtrt_id]["fees"]) == {"0001"}
+
+
+def test_item_total_that_is_not_cnt_times_pric_is_refused() -> None:
+    desk = Desk()
+    mdtrt_id = desk.register(EMP_CERTNO, HOSP_BJ)
+    inp = fee_input(EMP, mdtrt_id, T2, [("0001", "DA", 2, 100)])
+    inp["feedetail"][0]["det_item_fee_sumamt"] = 201
+    ans = desk.answer(EMP_CERTNO, request("2204", HOSP_BJ, T2, 2, inp, EMP.insuplc_admdvs))
+    assert ans["err_code"] == ErrorCode.INVALID_AMOUNT
+
+
+# -- settlement checks ---------------------------------------------------------------------------
+
+def test_settlement_with_the_uploaded_total_is_forwarded_with_the_classified_fees() -> None:
+    desk = Desk()
+    mdtrt_id = desk.register(RES_CERTNO, HOSP_BJ)
+    desk.upload(RES_CERTNO, HOSP_BJ, mdtrt_id, WORKED_ITEMS)
+    total = sum(cnt * pric for _, _, cnt, pric in WORKED_ITEMS)
+    outcome = desk.settle(RES_CERTNO, HOSP_BJ, mdtrt_id, total)
+    assert isinstance(outcome, Forward)
+    assert outcome.to == "national"  # Shanghai-insured, treated in Beijing
+    assert outcome.ctx["route"] == "cross"
+    assert outcome.ctx["hosp_lv"] == HOSP_BJ.level
+    # Totals of the per-item expectations in the classification test above: the worked
+    # example's 542,515 + 100 + 10,000; own pay 6,000 + 100; self-pay 2,402 + 2,000;
+    # in scope 484,113 + 8,000.
+    assert outcome.ctx["fees"] == {"medfee_sumamt": 552_615, "fulamt_ownpay_amt": 6_100,
+                                   "overlmt_selfpay": 50_000, "preselfpay_amt": 4_402,
+                                   "inscp_scp_amt": 492_113}
+
+
+def test_local_settlement_goes_straight_to_the_insured_side() -> None:
+    desk = Desk()
+    mdtrt_id = desk.register(EMP_CERTNO, HOSP_BJ)
+    desk.upload(EMP_CERTNO, HOSP_BJ, mdtrt_id, [("0001", "DA", 1, 100)])
+    outcome = desk.settle(EMP_CERTNO, HOSP_BJ, mdtrt_id, 100)
+    assert isinstance(outcome, Forward)
+    assert (outcome.to, outcome.ctx["route"]) == ("insured", "local")
+
+
+def test_settlement_amount_different_from_the_uploaded_total_is_refused() -> None:
+    desk = Desk()
+    mdtrt_id = desk.register(EMP_CERTNO, HOSP_BJ)
+    desk.upload(EMP_CERTNO, HOSP_BJ, mdtrt_id, [("0001", "DA", 2, 100)])
+    msg = failed(desk.settle(EMP_CERTNO, HOSP_BJ, mdtrt_id, 201), ErrorCode.AMOUNT_MISMATCH)
+    assert "201" in msg and "200" in msg
+
+
+def test_settlement_of_an_unknown_visit_is_refused() -> None:
+    desk = Desk()
+    desk.register(EMP_CERTNO, HOSP_BJ)
+    failed(desk.settle(EMP_CERTNO, HOSP_BJ, "110100FFFFFFFFFFFFFFFF", 100),
+           ErrorCode.UNKNOWN_VISIT)
+
+
+def test_settlement_without_uploaded_fees_is_refused() -> None:
+    desk = Desk()
+    mdtrt_id = desk.register(EMP_CERTNO, HOSP_BJ)
+    failed(desk.settle(EMP_CERTNO, HOSP_BJ, mdtrt_id, 0), ErrorCode.NO_FEES)
+
+
+def test_settled_visit_answers_a_duplicate_with_the_original_and_refuses_a_new_settlement(
+) -> None:
+    desk = Desk()
+    mdtrt_id = desk.register(EMP_CERTNO, HOSP_BJ)
+    desk.upload(EMP_CERTNO, HOSP_BJ, mdtrt_id, [("0001", "DA", 1, 100)])
+    outcome = desk.settle(EMP_CERTNO, HOSP_BJ, mdtrt_id, 100)
+    assert isinstance(outcome, Forward)
+    answer = {"infcode": 0, "inf_refmsgid": outcome.ctx["msgid"], "err_code": "", "err_msg": "",
+              "output": {"setlinfo": {"mdtrt_id": mdtrt_id, "setl_id": "110100SETTLED"}}}
+    row = desk.platform.handle_answer(answer, outcome.ctx, desk.rows[EMP_CERTNO])
+    assert row is not None
+    duplicate = desk.settle(EMP_CERTNO, HOSP_BJ, mdtrt_id, 100)
+    assert isinstance(duplicate, Reply) and duplicate.answer == answer
+    failed(desk.settle(EMP_CERTNO, HOSP_BJ, mdtrt_id, 100, seq=9),
+           ErrorCode.VISIT_ALREADY_SETTLED)
+
+
+# -- identification ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("hospital", "to", "route"), [(HOSP_BJ, "insured", "local"),
+                                                       (HOSP_SH, "national", "cross")])
+def test_person_info_is_routed_local_or_via_the_national_platform(hospital: Hospital, to: str,
+                                                                  route: str) -> None:
+    outcome = Desk().send(EMP_CERTNO, request("1101", hospital, T0, 0,
+                                              person_info_input(EMP_CERTNO, T0)))
+    assert isinstance(outcome, Forward)
+    assert (outcome.to, outcome.ctx["route"]) == (to, route)
+
+
+def test_invalid_certno_key_is_refused_showing_only_the_masked_form() -> None:
+    bad = EMP_CERTNO[:17] + "0"  # the right check character is X
+    outcome = Desk().send(bad, request("1101", HOSP_BJ, T0, 0, person_info_input(bad, T0)))
+    msg = failed(outcome, ErrorCode.INVALID_CERTNO)
+    assert mask_certno(bad) in msg
+    assert bad not in msg
+    assert bad[6:14] not in msg  # the birth date stays hidden
+
+
+def test_person_info_whose_certno_differs_from_the_key_is_refused() -> None:
+    other = RES_CERTNO
+    outcome = Desk().send(EMP_CERTNO, request("1101", HOSP_BJ, T0, 0,
+                                              person_info_input(other, T0)))
+    msg = failed(outcome, ErrorCode.SCHEMA_VIOLATION)
+    assert other not in msg and EMP_CERTNO not in msg
+
+
+# -- malformed and invalid requests --------------------------------------------------------------
+
+@pytest.mark.parametrize("raw", [b"{not json", b"", None, b"[1, 2]", b'"text"', b"\xff\xfe"])
+def test_unparseable_bytes_become_a_dead_letter(raw: bytes | None) -> None:
+    desk = Desk()
+    outcome = desk.send_raw(EMP_CERTNO, raw)
+    assert isinstance(outcome, DeadLetter)
+    assert outcome.error_code == ErrorCode.MALFORMED_JSON
+    assert desk.rows == {}
+
+
+def test_envelope_schema_violation_is_answered_naming_the_field_and_not_the_certno() -> None:
+    req = request("1101", HOSP_BJ, T0, 0, person_info_input(EMP_CERTNO, T0))
+    req["inf_time"] = "2026/03/01 09:00"
+    outcome = Desk().send(EMP_CERTNO, req)
+    msg = failed(outcome, ErrorCode.SCHEMA_VIOLATION)
+    assert isinstance(outcome, Reply) and outcome.answer["inf_refmsgid"] == req["msgid"]
+    assert "inf_time" in msg
+    assert EMP_CERTNO not in msg
+
+
+def test_input_schema_violation_is_answered_naming_the_input_field_path() -> None:
+    inp = person_info_input(EMP_CERTNO, T0)
+    inp["mdtrt_cert_type"] = "99"
+    msg = failed(Desk().send(EMP_CERTNO, request("1101", HOSP_BJ, T0, 0, inp)),
+                 ErrorCode.SCHEMA_VIOLATION)
+    assert "input.mdtrt_cert_type" in msg
+    assert EMP_CERTNO not in msg
+
+
+def test_nested_schema_violation_names_the_item_index_and_field() -> None:
+    desk = Desk()
+    mdtrt_id = desk.register(EMP_CERTNO, HOSP_BJ)
+    inp = fee_input(EMP, mdtrt_id, T2, [("0001", "DA", 1, 100), ("0002", "DA", 1, 100)])
+    inp["feedetail"][1]["cnt"] = 0
+    msg = failed(desk.send(EMP_CERTNO, request("2204", HOSP_BJ, T2, 2, inp,
+                                               EMP.insuplc_admdvs)),
+                 ErrorCode.SCHEMA_VIOLATION)
+    assert "input.feedetail.1.cnt" in msg
+    assert EMP_CERTNO not in msg and EMP.psn_no not in msg
+
+
+def test_schema_violation_without_a_usable_sender_becomes_a_dead_letter() -> None:
+    req = request("1101", HOSP_BJ, T0, 0, person_info_input(EMP_CERTNO, T0))
+    del req["msgid"]
+    outcome = Desk().send(EMP_CERTNO, req)
+    assert isinstance(outcome, DeadLetter)
+    assert outcome.error_code == ErrorCode.SCHEMA_VIOLATION
+    assert EMP_CERTNO not in outcome.reason
+
+
+def test_unknown_hospital_is_refused() -> None:
+    req = request("1101", HOSP_BJ, T0, 0, person_info_input(EMP_CERTNO, T0))
+    req["fixmedins_code"] = "H11010099999"
+    req["msgid"] = "H11010099999" + req["msgid"][12:]
+    failed(Desk().send(EMP_CERTNO, req), ErrorCode.UNKNOWN_HOSPITAL)
+
+
+def test_hospital_sending_for_another_province_is_refused() -> None:
+    req = request("1101", HOSP_BJ, T0, 0, person_info_input(EMP_CERTNO, T0))
+    req["mdtrtarea_admvs"] = HOSP_SH.admdvs  # a Beijing hospital claiming to treat in Shanghai
+    failed(Desk().send(EMP_CERTNO, req), ErrorCode.WRONG_PROVINCE)
+
+
+def test_unknown_insured_region_is_refused() -> None:
+    req = request("2201", HOSP_BJ, T1, 1, register_input(EMP, T0), "990100")
+    failed(Desk().send(EMP_CERTNO, req), ErrorCode.UNKNOWN_REGION)
+
+
+def test_missing_insured_place_after_identification_is_refused() -> None:
+    req = request("2201", HOSP_BJ, T1, 1, register_input(EMP, T0), "")
+    failed(Desk().send(EMP_CERTNO, req), ErrorCode.SCHEMA_VIOLATION)
+
+
+def test_unsupported_infno_is_refused() -> None:
+    req = request("2401", HOSP_BJ, T1, 1, {}, EMP.insuplc_admdvs)
+    failed(Desk().send(EMP_CERTNO, req), ErrorCode.UNSUPPORTED_INFNO)
