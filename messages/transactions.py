@@ -99,10 +99,112 @@ INPUT_MODELS: dict[str, type[_Input]] = {
     Infno.OUTPATIENT_SETTLE: SettleInput,
 }
 
-#: Fields of a settlement result (2207 `setlinfo`) compared field by field with the oracle.
-SETTLEMENT_FIELDS = (
-    "setl_id", "mdtrt_id", "psn_no", "insutype", "med_type", "setl_time",
-    "medfee_sumamt", "fulamt_ownpay_amt", "overlmt_selfpay", "preselfpay_amt", "inscp_scp_amt",
-    "act_pay_dedc", "hifp_pay", "fund_pay_sumamt", "psn_part_amt", "acct_pay", "psn_cash_pay",
-    "balc", "clr_type", "insuplc_admdvs", "mdtrtarea_admvs",
-)
+# -- outputs ----------------------------------------------------------------------------------
+
+
+class _Output(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SignInResult(_Output):
+    sign_time: InfTime
+    sign_no: str
+
+
+class SignInOutput(_Output):
+    signinoutb: SignInResult
+
+
+class BaseInfo(_Output):
+    psn_no: PsnNo
+    psn_cert_type: str
+    certno: str
+    gend: str
+    brdy: str
+
+
+class InsuInfo(_Output):
+    insutype: Insutype
+    balc: Fen
+    psn_type: str
+    psn_insu_stas: str
+    insuplc_admdvs: str
+
+
+class FileInfo(_Output):
+    filed: bool
+
+
+class PersonInfoOutput(_Output):
+    baseinfo: BaseInfo
+    insuinfo: list[InsuInfo]
+    fileinfo: FileInfo
+
+
+class RegisterResult(_Output):
+    mdtrt_id: str
+    psn_no: PsnNo
+    ipt_otp_no: str
+
+
+class RegisterOutput(_Output):
+    data: RegisterResult
+
+
+class FeeResult(_Output):
+    """One classified item: the four buckets sum to `det_item_fee_sumamt`."""
+
+    feedetl_sn: str
+    det_item_fee_sumamt: Fen
+    cnt: int
+    pric: Fen
+    pric_uplmt_amt: Fen | None
+    selfpay_prop_bp: int
+    fulamt_ownpay_amt: Fen
+    overlmt_amt: Fen
+    preselfpay_amt: Fen
+    inscp_scp_amt: Fen
+    chrgitm_lv: Literal["01", "02", "03"]
+
+
+class FeeUploadOutput(_Output):
+    result: list[FeeResult]
+
+
+class SetlInfo(_Output):
+    """A settlement (2207 `setlinfo`): compared field by field with the oracle."""
+
+    setl_id: str
+    mdtrt_id: str
+    psn_no: PsnNo
+    insutype: Insutype
+    med_type: str
+    setl_time: InfTime
+    medfee_sumamt: Fen
+    fulamt_ownpay_amt: Fen
+    overlmt_selfpay: Fen
+    preselfpay_amt: Fen
+    inscp_scp_amt: Fen
+    act_pay_dedc: Fen
+    hifp_pay: Fen
+    fund_pay_sumamt: Fen
+    psn_part_amt: Fen
+    acct_pay: Fen
+    psn_cash_pay: Fen
+    balc: Fen
+    clr_type: str
+    insuplc_admdvs: str
+    mdtrtarea_admvs: str
+
+
+class SettleOutput(_Output):
+    setlinfo: SetlInfo
+
+
+OUTPUT_MODELS: dict[str, type[_Output]] = {
+    Infno.SIGN_IN: SignInOutput,
+    Infno.PERSON_INFO: PersonInfoOutput,
+    Infno.OUTPATIENT_REGISTER: RegisterOutput,
+    Infno.FEE_UPLOAD: FeeUploadOutput,
+    Infno.OUTPATIENT_SETTLE: SettleOutput,
+}

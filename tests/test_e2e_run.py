@@ -10,6 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from messages.transactions import SetlInfo
 from simulators.world import WorldSpec, build_world
 from tests.conftest import huimin_command, processes_mentioning
 
@@ -69,6 +70,8 @@ def test_the_same_seed_gives_byte_identical_settlement_results(two_runs):
     first = (out1 / "results.jsonl").read_bytes()
     assert first == (out2 / "results.jsonl").read_bytes()
     assert first.count(b"\n") == 300
+    for line in first.splitlines():
+        SetlInfo.model_validate(orjson.loads(line)["setlinfo"])
 
 
 def test_a_run_leaves_no_process_or_port_behind(two_runs):

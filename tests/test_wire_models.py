@@ -1,0 +1,50 @@
+"""Every answer the platform gives matches the published output models, and every request the
+hospitals send matches the input models (the wire contract in messages/)."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from messages.envelope import Answer, Request
+from messages.transactions import INPUT_MODELS, OUTPUT_MODELS, SetlInfo
+from messages.visitlog import VisitSession
+from settlement.oracle import Oracle
+from simulators.visits import VisitSpec, generate_visits
+from simulators.world import WorldSpec, build_world
+
+
+@pytest.fixture(scope="module")
+def exchanges() -> list[tuple[dict, dict]]:
+    world = build_world(WorldSpec(seed=5, persons=300))
+    oracle = Oracle(world.ref)
+    pairs = []
+    for visit in generate_visits(world, VisitSpec(visits=150, cross_share=0.4)):
+        session = VisitSession(visit)
+        while (req := session.next_request()) is not None:
+            answer = oracle.submit(visit.certno, req)
+            assert answer is not None
+            pairs.append((req, answer))
+            session.on_answer(answer)
+    return pairs
+
+
+def test_every_request_matches_the_envelope_and_its_input_model(exchanges):
+    for req, _ in exchanges:
+        Request.model_validate(req)
+        INPUT_MODELS[req["infno"]].model_validate(req["input"])
+
+
+def test_every_answer_matches_the_answer_and_its_output_model(exchanges):
+    assert {req["infno"] for req, _ in exchanges} == {"1101", "2201", "2204", "2207"}
+    for req, answer in exchanges:
+        Answer.model_validate(answer)
+        assert answer["infcode"] == 0
+        OUTPUT_MODELS[req["infno"]].model_validate(answer["output"])
+
+
+def test_a_settlement_with_a_float_amount_is_not_a_valid_setlinfo(exchanges):
+    setlinfo = next(a["output"]["setlinfo"] for r, a in exchanges if r["infno"] == "2207")
+    SetlInfo.model_validate(setlinfo)
+    with pytest.raises(ValidationError):
+        SetlInfo.model_validate({**setlinfo, "hifp_pay": 12.5})
