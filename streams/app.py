@@ -45,7 +45,7 @@ def faust_app(cfg: WorkerConfig) -> faust.App:
         broker_session_timeout=6.0,
         broker_heartbeat_interval=1.0,
         broker_rebalance_timeout=3.0,
-        broker_max_poll_interval=6.0,
+        broker_max_poll_interval=300.0,  # 6 s makes a busy worker leave the group for good
         broker_request_timeout=10.0,
         producer_linger=0.002,
         producer_acks=1,
