@@ -33,6 +33,8 @@ def run(
     rate: Annotated[float, typer.Option(min=0.1, help="Visit arrivals per second (open loop).")
                     ] = 50.0,
     partitions: Annotated[int, typer.Option(min=1, help="Partitions per topic.")] = 8,
+    bad_per_kind: Annotated[int, typer.Option(
+        min=0, help="Bad requests of each of the 16 kinds mixed in.")] = 2,
     out: Annotated[Path | None, typer.Option(help="Output folder (default out/run-<time>).")
                    ] = None,
 ) -> None:
@@ -43,7 +45,7 @@ def run(
     """
     opts = RunOptions(world=WorldSpec(seed=seed, persons=persons),
                       visits=VisitSpec(visits=visits, cross_share=cross_share),
-                      rate=rate, partitions=partitions, out_dir=out)
+                      rate=rate, partitions=partitions, bad_per_kind=bad_per_kind, out_dir=out)
     with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(), console=console,
                   transient=True) as progress:

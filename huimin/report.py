@@ -13,7 +13,9 @@ from rich.console import Console
 from rich.table import Table
 
 from huimin.run import RunReport
-from messages.codes import Infno
+from messages.codes import SETTLEMENTS
+from messages.envelope import is_cross_province
+from messages.platform import CROSS, LOCAL
 from messages.trace import hop_durations_ms
 from settlement.money import yuan
 
@@ -35,33 +37,42 @@ def latency_summary(values: list[float]) -> dict[str, float]:
 def summarise(report: RunReport) -> dict[str, Any]:
     res = report.result
     routes: Counter[str] = Counter()
-    money = Counter()
+    money: Counter[str] = Counter()
     outcomes: Counter[str] = Counter()
     settle_latency: dict[str, list[float]] = defaultdict(list)
     hops: dict[str, list[float]] = defaultdict(list)
     for ex in res.exchanges.values():
-        if ex.answer is None:
-            outcomes[f"{ex.infno} unanswered"] += 1
-            continue
-        code = "ok" if ex.answer["infcode"] == 0 else ex.answer.get("err_code") or "error"
-        outcomes[f"{ex.infno} {code}"] += 1
-        if ex.infno == Infno.OUTPATIENT_SETTLE and ex.latency_ms is not None:
+        for ans in ex.answers:
+            outcomes[f"{ex.infno} {_outcome(ans)}"] += 1
+        if ex.answers and ex.infno in SETTLEMENTS and ex.answers[0]["infcode"] == 0 \
+                and ex.latency_ms is not None:
             settle_latency[ex.route].append(ex.latency_ms)
             for hop, ms in hop_durations_ms(ex.trace).items():
                 hops[f"{ex.route} {hop}"].append(ms)
+    bad_infno = {b.msgid: b.infno for b in report.bad}
+    for msgid, answers in res.bad_answers.items():
+        for ans in answers:
+            outcomes[f"{bad_infno.get(msgid) or '?'} {_outcome(ans)}"] += 1
     for s in res.sessions:
         setl = s.settlement
         if setl is None:
             continue
-        exchange = res.exchanges[s.answers[Infno.OUTPATIENT_SETTLE]["inf_refmsgid"]]
-        routes[exchange.route] += 1
+        cross = is_cross_province(setl["mdtrtarea_admvs"], setl["insuplc_admdvs"])
+        routes[CROSS if cross else LOCAL] += 1
         for k in ("medfee_sumamt", "hifp_pay", "acct_pay", "psn_cash_pay"):
             money[k] += setl[k]
-    cmp = report.comparison
+    cmp, acc, bad = report.comparison, report.accounting, report.bad_requests
     return {
         "visits": len(res.sessions),
-        "settlements_by_route": dict(routes),
+        "visits_settled_by_route": dict(routes),
         "answers_by_outcome": dict(sorted(outcomes.items())),
+        "dead_letters_by_code": dict(Counter(d.error_code for d in res.dead_letters)),
+        "accounting": {"sent": acc.sent, "answered_ok": acc.answered_ok,
+                       "answered_error": acc.answered_error, "dead_lettered": acc.dead_lettered,
+                       "unaccounted": acc.unaccounted},
+        "bad_requests": {"sent": bad.expected, "as_expected": bad.as_expected,
+                         "unexpected_dead_letters": bad.unexpected_dead_letters,
+                         "problems": bad.problems},
         "money_fen": dict(money),
         "settlement_latency_ms": {r: latency_summary(v) for r, v in sorted(settle_latency.items())},
         "hop_latency_ms_p50": {h: percentile(sorted(v), 50) for h, v in sorted(hops.items())},
@@ -69,9 +80,7 @@ def summarise(report: RunReport) -> dict[str, Any]:
                    "settlements_equal": cmp.settlements_equal,
                    "answers_compared": cmp.answers_compared, "answers_equal": cmp.answers_equal,
                    "mismatches": cmp.mismatches},
-        "unanswered": len(res.unanswered),
-        "duplicate_answers": res.duplicate_answers,
-        "conflicting_duplicates": res.conflicting_duplicates,
+        "timed_out": len(res.timed_out),
         "unexpected_answers": res.unexpected_answers,
         "timing_s": {"setup": report.setup_s, "platform_ready": report.sign_in_s,
                      "visits": res.wall_s, "total": report.total_s},
@@ -82,6 +91,10 @@ def summarise(report: RunReport) -> dict[str, Any]:
     }
 
 
+def _outcome(answer: dict[str, Any]) -> str:
+    return "ok" if answer.get("infcode") == 0 else answer.get("err_code") or "error"
+
+
 def write_outputs(report: RunReport, summary: dict[str, Any]) -> None:
     out = report.out_dir
     (out / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
@@ -89,16 +102,17 @@ def write_outputs(report: RunReport, summary: dict[str, Any]) -> None:
         for s in report.result.sessions:
             f.write(orjson.dumps({
                 "visit_no": s.visit.visit_no,
-                "outcome": "settled" if s.settlement else (s.failed or {}).get("err_code", ""),
+                "outcome": "settled" if s.settlement else
+                (s.failed or {}).get("err_code", "") or "not settled",
                 "setlinfo": s.settlement}) + b"\n")
 
 
 def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> None:
-    routes = summary["settlements_by_route"]
+    routes = summary["visits_settled_by_route"]
     money = summary["money_fen"]
     console.print()
     console.print(f"[bold]Visits[/] {summary['visits']:,}   "
-                  f"[bold]settled[/] local {routes.get('local', 0):,}, "
+                  f"[bold]ending settled[/] local {routes.get('local', 0):,}, "
                   f"cross-province {routes.get('cross', 0):,}")
     console.print(f"[bold]Paid[/] medical fees ¥{yuan(money.get('medfee_sumamt', 0))} = "
                   f"fund ¥{yuan(money.get('hifp_pay', 0))} + "
@@ -115,7 +129,7 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
         answers.add_row(infno, outcome, f"{n:,}")
     console.print(answers)
 
-    console.print("[bold]2207 settlement round trip (ms), by route[/]")
+    console.print("[bold]Settlement round trip, 2207 and 2304 (ms), by route[/]")
     lat = Table()
     for col in ("route", "count", "p50", "p95", "p99", "max"):
         lat.add_column(col, justify="right" if col != "route" else "left")
@@ -128,14 +142,25 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
         console.print("[bold]Median per hop (ms)[/]: " + "; ".join(
             f"{h} {ms:.0f}" for h, ms in hops.items() if h.startswith("cross")))
 
+    acc = summary["accounting"]
+    console.print(f"[bold]Accounting[/] sent {acc['sent']:,} = answered OK "
+                  f"{acc['answered_ok']:,} + answered with an error {acc['answered_error']:,} + "
+                  f"dead-lettered {acc['dead_lettered']:,}"
+                  + (f" + [red]unaccounted {acc['unaccounted']:,}[/]" if acc["unaccounted"]
+                     else ""))
+    bad = summary["bad_requests"]
+    letters = ", ".join(f"{c} {n}" for c, n in sorted(summary["dead_letters_by_code"].items()))
+    console.print(f"[bold]Bad requests[/] {bad['as_expected']:,} of {bad['sent']:,} answered or "
+                  f"dead-lettered as expected (dead letters: {letters or 'none'})")
     o = summary["oracle"]
     verdict = (f"{o['settlements_equal']:,} of {o['settlements_expected']:,} settlements equal "
                f"to the oracle ({o['answers_equal']:,} of {o['answers_compared']:,} answers)")
     console.print(("[bold green]PASS[/] " if summary["ok"] else "[bold red]FAIL[/] ") + verdict)
-    problems = [f"{summary['unanswered']} requests unanswered" if summary["unanswered"] else "",
-                f"{summary['conflicting_duplicates']} conflicting duplicate answers"
-                if summary["conflicting_duplicates"] else ""]
-    for line in [p for p in problems if p] + o["mismatches"][:10]:
+    problems = [f"{summary['timed_out']} requests unanswered within the timeout"
+                if summary["timed_out"] else "",
+                f"{bad['unexpected_dead_letters']} unexpected dead letters"
+                if bad["unexpected_dead_letters"] else ""]
+    for line in [p for p in problems if p] + o["mismatches"][:10] + bad["problems"][:10]:
         console.print(f"  [red]- {line}[/]")
     t = summary["timing_s"]
     console.print(f"Wall time {t['total']:.1f} s (platform ready after {t['platform_ready']:.1f} "

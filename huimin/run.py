@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -13,6 +14,7 @@ from pathlib import Path
 from messages.topics import ALL_TOPICS
 from messages.visitlog import VisitSession
 from settlement.oracle import Oracle
+from simulators.bad_messages import BadMessage, generate_bad_messages
 from simulators.hospital import HospitalFleet, HospitalRunResult
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import WorldSpec, build_world
@@ -27,6 +29,7 @@ class RunOptions:
     world: WorldSpec = field(default_factory=WorldSpec)
     visits: VisitSpec = field(default_factory=VisitSpec)
     rate: float = 50.0  # visit arrivals per second (open loop)
+    bad_per_kind: int = 2  # bad requests of each kind mixed in
     partitions: int = 8
     answer_timeout_s: float = 30.0
     out_dir: Path | None = None
@@ -49,38 +52,105 @@ class Comparison:
 
 
 def compare(streamed: list[VisitSession], expected: list[VisitSession]) -> Comparison:
+    """Every answer the oracle gives, to every request of every visit, must have come back
+    from the platform identical (and as often: a duplicate request gets its answer twice)."""
     cmp = Comparison(visits=len(expected))
     for got, want in zip(streamed, expected, strict=True):
         if want.settlement is not None:
             cmp.settlements_expected += 1
             if got.settlement == want.settlement:
                 cmp.settlements_equal += 1
-        for infno, want_answer in want.answers.items():
-            cmp.answers_compared += 1
-            got_answer = got.answers.get(infno)
-            if got_answer == want_answer:
-                cmp.answers_equal += 1
+        for msgid, infno in want.sent:
+            want_answers = want.answers.get(msgid, [])
+            got_answers = got.answers.get(msgid, [])
+            cmp.answers_compared += len(want_answers)
+            if got_answers == want_answers:
+                cmp.answers_equal += len(want_answers)
             elif len(cmp.mismatches) < 20:
-                cmp.mismatches.append(_describe(got.visit.visit_no, infno, got_answer,
-                                                want_answer))
+                cmp.mismatches.append(_describe(got.visit.visit_no, infno, got_answers,
+                                                want_answers))
     return cmp
 
 
-def _describe(visit_no: int, infno: str, got: dict | None, want: dict) -> str:
-    if got is None:
-        return f"visit {visit_no} {infno}: no answer (expected infcode {want['infcode']})"
-    fields = sorted(k for k in {**got, **want} if got.get(k) != want.get(k))
-    if fields == ["output"] and "setlinfo" in want["output"]:
-        g, w = got["output"].get("setlinfo", {}), want["output"]["setlinfo"]
-        fields = [f"setlinfo.{k}: {g.get(k)!r} != {w.get(k)!r}" for k in w if g.get(k) != w[k]]
+def _describe(visit_no: int, infno: str, got: list[dict], want: list[dict]) -> str:
+    if len(got) != len(want):
+        return f"visit {visit_no} {infno}: {len(got)} answers, expected {len(want)}"
+    g, w = next((g, w) for g, w in zip(got, want, strict=True) if g != w)
+    fields = sorted(k for k in {**g, **w} if g.get(k) != w.get(k))
+    if fields == ["output"] and "setlinfo" in w["output"]:
+        gs, ws = g["output"].get("setlinfo", {}), w["output"]["setlinfo"]
+        fields = [f"setlinfo.{k}: {gs.get(k)!r} != {ws.get(k)!r}" for k in ws
+                  if gs.get(k) != ws[k]]
     return f"visit {visit_no} {infno}: differs in {', '.join(fields)}"
+
+
+@dataclass
+class BadRequestCheck:
+    """Each bad request got exactly its expected outcome; nothing else was dead-lettered."""
+
+    expected: int = 0
+    as_expected: int = 0
+    unexpected_dead_letters: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.as_expected == self.expected and not self.unexpected_dead_letters
+
+
+def check_bad_requests(result: HospitalRunResult, bad: list[BadMessage]) -> BadRequestCheck:
+    check = BadRequestCheck(expected=len(bad))
+    letters = Counter((d.value, d.error_code) for d in result.dead_letters)
+    for b in bad:
+        if b.expect == "answer":
+            answers = result.bad_answers.get(b.msgid, [])
+            codes = [a.get("err_code") for a in answers]
+            good = codes == [b.code.value] and answers[0]["infcode"] == -1
+            seen = f"answers {codes}"
+        else:
+            good = letters[(b.value, b.code.value)] > 0
+            if good:
+                letters[(b.value, b.code.value)] -= 1
+            seen = "no dead letter with that code"
+        if good:
+            check.as_expected += 1
+        elif len(check.problems) < 20:
+            check.problems.append(f"bad request {b.kind}: expected {b.expect} {b.code.value}, "
+                                  f"got {seen}")
+    check.unexpected_dead_letters = sum(n for n in letters.values() if n > 0)
+    return check
+
+
+@dataclass(frozen=True, slots=True)
+class Accounting:
+    """sent = answered OK + answered with an error + dead-lettered + unaccounted."""
+
+    sent: int
+    answered_ok: int
+    answered_error: int
+    dead_lettered: int
+
+    @property
+    def unaccounted(self) -> int:
+        return self.sent - self.answered_ok - self.answered_error - self.dead_lettered
+
+
+def account(result: HospitalRunResult, bad: list[BadMessage]) -> Accounting:
+    answers = [a for e in result.exchanges.values() for a in e.answers]
+    answers += [a for lst in result.bad_answers.values() for a in lst]
+    ok = sum(1 for a in answers if a.get("infcode") == 0)
+    return Accounting(sent=result.sent + len(bad), answered_ok=ok,
+                      answered_error=len(answers) - ok, dead_lettered=len(result.dead_letters))
 
 
 @dataclass
 class RunReport:
     options: RunOptions
+    bad: list[BadMessage]
     result: HospitalRunResult
     comparison: Comparison
+    bad_requests: BadRequestCheck
+    accounting: Accounting
     out_dir: Path
     bootstrap: str
     setup_s: float
@@ -89,8 +159,8 @@ class RunReport:
 
     @property
     def ok(self) -> bool:
-        return self.comparison.ok and not self.result.unanswered and \
-            not self.result.conflicting_duplicates
+        return (self.comparison.ok and self.bad_requests.ok and not self.result.timed_out
+                and self.accounting.unaccounted == 0)
 
 
 def default_out_dir() -> Path:
@@ -123,6 +193,7 @@ def run_scenario(opts: RunOptions, on_stage: Callable[[str], None] = lambda s: N
     on_stage("building the world and the visits")
     world = build_world(opts.world)
     visits = list(generate_visits(world, opts.visits))
+    bad = generate_bad_messages(world, opts.bad_per_kind)
     on_stage("settling the visit log with the oracle")
     expected = list(Oracle(world.ref).settle_log(visits))
     on_stage("starting the broker and the platform")
@@ -134,10 +205,11 @@ def run_scenario(opts: RunOptions, on_stage: Callable[[str], None] = lambda s: N
             on_stage("waiting for the platform to answer the hospitals' sign-in")
             sign_in_s = fleet.sign_in(world.ref.hospitals.values(), visits[0].begntime)
             on_stage(f"{len(visits):,} visits at {opts.rate:g}/s")
-            result = fleet.run(visits, opts.rate, on_progress)
+            result = fleet.run(visits, opts.rate, bad, on_progress)
         finally:
             fleet.close()
         on_stage("stopping the platform and the broker")
     comparison = compare(result.sessions, expected)
-    return RunReport(opts, result, comparison, out_dir, bootstrap, setup_s, sign_in_s,
+    return RunReport(opts, bad, result, comparison, check_bad_requests(result, bad),
+                     account(result, bad), out_dir, bootstrap, setup_s, sign_in_s,
                      time.monotonic() - started)

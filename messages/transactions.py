@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from messages.codes import Infno
-from messages.envelope import InfTime
+from messages.envelope import InfTime, MsgId
 
 #: Upper bound for any amount in fen (1 billion yuan): larger is an input error, not an overflow.
 MAX_FEN = 100_000_000_000
@@ -18,6 +18,10 @@ Insutype = Literal["310", "390"]
 Fen = Annotated[int, Field(ge=0, le=MAX_FEN, strict=True)]
 PositiveFen = Annotated[int, Field(gt=0, le=MAX_FEN, strict=True)]
 PsnNo = Annotated[str, StringConstraints(pattern=r"^\d{26}$")]
+MdtrtId = Annotated[str, StringConstraints(min_length=1, max_length=30)]
+OutpatientMedType = Literal["11", "13"]  # 普通门诊, 急诊 (emergency)
+InpatientMedType = Literal["21", "24"]  # 普通住院, 急诊转住院 (emergency admission)
+EMERGENCY_MED_TYPES = frozenset({"13", "24"})
 
 
 class _Input(BaseModel):
@@ -53,16 +57,47 @@ class RegisterInput(_Input):
     mdtrt_cert_no: str = Field(min_length=1, max_length=64)
     ipt_otp_no: str = Field(min_length=1, max_length=30)
     dept_code: str = ""
-    med_type: Literal["11"] = "11"
+    med_type: OutpatientMedType = "11"
+
+
+class RegisterCancelInput(_Input):
+    """2202: cancel an outpatient registration that has no settlement."""
+
+    psn_no: PsnNo
+    mdtrt_id: MdtrtId
+    ipt_otp_no: str = Field(min_length=1, max_length=30)
+
+
+class AdmitInput(_Input):
+    """2401: inpatient admission (入院登记); answered with a `mdtrt_id`."""
+
+    psn_no: PsnNo
+    insutype: Insutype
+    mdtrt_cert_type: CertType
+    mdtrt_cert_no: str = Field(min_length=1, max_length=64)
+    med_type: InpatientMedType = "21"
+    ipt_no: str = Field(min_length=1, max_length=30)
+    begntime: InfTime
+    adm_dept_codg: str = ""
+
+
+class DischargeInput(_Input):
+    """2402: inpatient discharge (出院办理); settlement needs it."""
+
+    mdtrt_id: MdtrtId
+    psn_no: PsnNo
+    endtime: InfTime
+    dscg_way: str = "1"
 
 
 class FeeDetail(_Input):
-    """One item of a 2204 upload. `det_item_fee_sumamt` must equal `cnt * pric`."""
+    """One item of a 2204/2301 upload. `det_item_fee_sumamt` must equal `cnt * pric`."""
 
     feedetl_sn: str = Field(min_length=1, max_length=30)
-    mdtrt_id: str = Field(min_length=1, max_length=30)
+    mdtrt_id: MdtrtId
     psn_no: PsnNo
-    med_type: Literal["11"] = "11"
+    chrg_bchno: str = Field(default="1", min_length=1, max_length=30)
+    med_type: OutpatientMedType | InpatientMedType = "11"
     fee_ocur_time: InfTime
     med_list_codg: str = Field(min_length=1, max_length=50)
     medins_list_codg: str = ""
@@ -72,31 +107,82 @@ class FeeDetail(_Input):
 
 
 class FeeUploadInput(_Input):
-    """2204: fee details of a registered visit, classified by the treatment-province catalogue."""
+    """2204 / 2301: fee details of a registered visit or stay, classified by the
+    treatment-province catalogue."""
 
     feedetail: list[FeeDetail] = Field(min_length=1, max_length=500)
 
 
+class FeeCancelInput(_Input):
+    """2205: cancel the fee details of one upload batch (`chrg_bchno`), or all with "0000"."""
+
+    mdtrt_id: MdtrtId
+    chrg_bchno: str = Field(min_length=1, max_length=30)
+    psn_no: PsnNo
+
+
 class SettleInput(_Input):
-    """2207: outpatient settlement of a registered visit whose fees were uploaded."""
+    """2206 / 2207: outpatient pre-settlement / settlement of a registered visit's fees."""
 
     psn_no: PsnNo
     mdtrt_cert_type: CertType
     mdtrt_cert_no: str = Field(min_length=1, max_length=64)
-    med_type: Literal["11"] = "11"
+    med_type: OutpatientMedType = "11"
     medfee_sumamt: Fen
     psn_setlway: Literal["01"] = "01"
-    mdtrt_id: str = Field(min_length=1, max_length=30)
+    mdtrt_id: MdtrtId
     insutype: Insutype
     acct_used_flag: Literal["0", "1"]
+
+
+class InpatientSettleInput(SettleInput):
+    """2303 / 2304: inpatient pre-settlement / settlement of a discharged stay."""
+
+    med_type: InpatientMedType = "21"  # type: ignore[assignment]
+    mid_setl_flag: Literal["0"] = "0"
+
+
+class SettleCancelInput(_Input):
+    """2208 / 2305: cancel a settlement once; accumulators, balance and ledger are restored."""
+
+    setl_id: str = Field(min_length=1, max_length=30)
+    mdtrt_id: MdtrtId
+    psn_no: PsnNo
+
+
+class ReversalInput(_Input):
+    """2601 冲正: reverse the transaction `omsgid` whose answer was lost."""
+
+    psn_no: PsnNo
+    omsgid: MsgId
+    oinfno: str = Field(pattern=r"^\d{4}$")
+
+
+class AccumulatorsInput(_Input):
+    """5206: the person's year-to-date accumulators for the year of `cum_ym` (yyyyMM)."""
+
+    psn_no: PsnNo
+    cum_ym: str = Field(pattern=r"^\d{4}(0[1-9]|1[0-2])$")
 
 
 INPUT_MODELS: dict[str, type[_Input]] = {
     Infno.SIGN_IN: SignInInput,
     Infno.PERSON_INFO: PersonInfoInput,
     Infno.OUTPATIENT_REGISTER: RegisterInput,
+    Infno.OUTPATIENT_REGISTER_CANCEL: RegisterCancelInput,
     Infno.FEE_UPLOAD: FeeUploadInput,
+    Infno.FEE_UPLOAD_CANCEL: FeeCancelInput,
+    Infno.OUTPATIENT_PRESETTLE: SettleInput,
     Infno.OUTPATIENT_SETTLE: SettleInput,
+    Infno.OUTPATIENT_SETTLE_CANCEL: SettleCancelInput,
+    Infno.INPATIENT_ADMIT: AdmitInput,
+    Infno.INPATIENT_FEE_UPLOAD: FeeUploadInput,
+    Infno.INPATIENT_DISCHARGE: DischargeInput,
+    Infno.INPATIENT_PRESETTLE: InpatientSettleInput,
+    Infno.INPATIENT_SETTLE: InpatientSettleInput,
+    Infno.INPATIENT_SETTLE_CANCEL: SettleCancelInput,
+    Infno.REVERSAL: ReversalInput,
+    Infno.ACCUMULATORS: AccumulatorsInput,
 }
 
 # -- outputs ----------------------------------------------------------------------------------
@@ -132,13 +218,18 @@ class InsuInfo(_Output):
 
 
 class FileInfo(_Output):
-    filed: bool
+    """A filing (异地就医备案) for medical treatment in another province."""
+
+    fil_type: Literal["long-term", "referral"]
+    mdtrtarea_prov: str
+    begndate: str
+    enddate: str
 
 
 class PersonInfoOutput(_Output):
     baseinfo: BaseInfo
     insuinfo: list[InsuInfo]
-    fileinfo: FileInfo
+    fileinfo: list[FileInfo]
 
 
 class RegisterResult(_Output):
@@ -171,6 +262,14 @@ class FeeUploadOutput(_Output):
     result: list[FeeResult]
 
 
+class VisitAck(_Output):
+    """2202 / 2205 / 2402: what became of the visit."""
+
+    mdtrt_id: str
+    status: Literal["cancelled", "fees-cancelled", "discharged"]
+    cancelled_items: int = 0
+
+
 class SetlInfo(_Output):
     """A settlement (2207 `setlinfo`): compared field by field with the oracle."""
 
@@ -198,13 +297,65 @@ class SetlInfo(_Output):
 
 
 class SettleOutput(_Output):
+    """2207/2304, and 2206/2303 (pre-settlement: the same numbers, `setl_id` empty)."""
+
     setlinfo: SetlInfo
+
+
+class CancelInfo(_Output):
+    """2208/2305: the cancellation, with the restored amounts as negative fen."""
+
+    setl_id: str
+    init_setl_id: str
+    mdtrt_id: str
+    psn_no: PsnNo
+    setl_time: InfTime
+    medfee_sumamt: int
+    hifp_pay: int
+    fund_pay_sumamt: int
+    acct_pay: int
+    psn_cash_pay: int
+    balc: Fen
+
+
+class CancelOutput(_Output):
+    setlinfo: CancelInfo
+
+
+class ReversalOutput(_Output):
+    omsgid: str
+    oinfno: str
+    result: Literal["undone", "nothing-to-undo", "reversed-in-advance"]
+    reversed_setl_id: str = ""
+
+
+class Accumulator(_Output):
+    cum_type_code: str  # fund_11, fund_21 (fund paid by category), dedc_11 (deductible paid)
+    cum: Fen
+
+
+class AccumulatorsOutput(_Output):
+    psn: str  # masked certno
+    year: str
+    cuminfo: list[Accumulator]
 
 
 OUTPUT_MODELS: dict[str, type[_Output]] = {
     Infno.SIGN_IN: SignInOutput,
     Infno.PERSON_INFO: PersonInfoOutput,
     Infno.OUTPATIENT_REGISTER: RegisterOutput,
+    Infno.OUTPATIENT_REGISTER_CANCEL: VisitAck,
     Infno.FEE_UPLOAD: FeeUploadOutput,
+    Infno.FEE_UPLOAD_CANCEL: VisitAck,
+    Infno.OUTPATIENT_PRESETTLE: SettleOutput,
     Infno.OUTPATIENT_SETTLE: SettleOutput,
+    Infno.OUTPATIENT_SETTLE_CANCEL: CancelOutput,
+    Infno.INPATIENT_ADMIT: RegisterOutput,
+    Infno.INPATIENT_FEE_UPLOAD: FeeUploadOutput,
+    Infno.INPATIENT_DISCHARGE: VisitAck,
+    Infno.INPATIENT_PRESETTLE: SettleOutput,
+    Infno.INPATIENT_SETTLE: SettleOutput,
+    Infno.INPATIENT_SETTLE_CANCEL: CancelOutput,
+    Infno.REVERSAL: ReversalOutput,
+    Infno.ACCUMULATORS: AccumulatorsOutput,
 }

@@ -1,8 +1,17 @@
 """The visit log (one visit per line, JSON) and the hospital's side of the protocol for one
-visit: 1101 -> 2201 -> 2204 -> 2207, each request built from the answers before it.
+visit: a plan of steps, each request built from the answers before it.
+
+A step is an infno with optional marks:
+    `~`  the answer is lost: send and go on without waiting (a 2601 usually follows)
+    `!`  a refusal is expected: go on after it
+    `=`  send the very same request twice (a duplicate) and wait for both answers
+    `^`  (2601 only) reverse the *next* step's msgid in advance, before it is sent
+    `d`  (fee uploads) resend the previous upload's items, feedetl_sn and all
+    `x`  (cancellations) name a settlement that does not exist
+A bare `2601` reverses the request sent just before it.
 
 The same `VisitSession` drives the Kafka hospitals and the offline oracle, so both send
-byte-identical requests for the same visit.
+byte-identical requests in the same order for the same visit.
 """
 
 from __future__ import annotations
@@ -12,15 +21,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from messages.codes import Infno
+from messages.codes import CANCELLATIONS, FEE_UPLOADS, REGISTRATIONS, SETTLEMENTS, Infno
 
-VISITLOG_VERSION = 1
+VISITLOG_VERSION = 2
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
-
-#: Simulated seconds after the visit begins at which each step is sent.
-STEP_OFFSETS = {Infno.PERSON_INFO: 0, Infno.OUTPATIENT_REGISTER: 60, Infno.FEE_UPLOAD: 600,
-                Infno.OUTPATIENT_SETTLE: 900}
-STEPS = tuple(STEP_OFFSETS)
+OUTPATIENT_STEPS = ("1101", "2201", "2204", "2207")
+#: Simulated time between two steps of a visit.
+STEP_SECONDS = {"outpatient": 300, "inpatient": 6 * 3600}
 
 
 class VisitItem(BaseModel):
@@ -32,7 +39,7 @@ class VisitItem(BaseModel):
 
 
 class Visit(BaseModel):
-    """One outpatient visit as a hospital will carry it out."""
+    """One outpatient visit or inpatient stay as a hospital will carry it out."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -43,13 +50,12 @@ class Visit(BaseModel):
     mdtrtarea_admvs: str
     begntime: str
     seq: int = Field(ge=0, lt=10_000)  # the hospital's msgid sequence at the first step
+    kind: Literal["outpatient", "inpatient"] = "outpatient"
+    med_type: Literal["11", "13", "21", "24"] = "11"
     acct_used_flag: Literal["0", "1"] = "1"
     items: list[VisitItem]
-
-
-def step_time(begntime: str, infno: str) -> str:
-    t = datetime.strptime(begntime, TIME_FORMAT) + timedelta(seconds=STEP_OFFSETS[infno])
-    return t.strftime(TIME_FORMAT)
+    batches: int = Field(default=1, ge=1)  # inpatient: 2301 uploads split the items
+    steps: list[str] = Field(default_factory=lambda: list(OUTPATIENT_STEPS))
 
 
 def make_msgid(fixmedins_code: str, inf_time: str, seq: int) -> str:
@@ -57,82 +63,176 @@ def make_msgid(fixmedins_code: str, inf_time: str, seq: int) -> str:
     return f"{fixmedins_code}{stamp}{seq % 10_000:04d}"
 
 
+def parse_step(step: str) -> tuple[str, str]:
+    return step[:4], step[4:]
+
+
 class VisitSession:
-    """The hospital's state for one visit. `next_request()` gives the next request (or None when
-    the visit is over); `on_answer()` takes its answer."""
+    """The hospital's state for one visit. `advance()` gives the requests to send now;
+    `on_answer()` takes every answer to this visit's requests."""
 
     def __init__(self, visit: Visit) -> None:
         self.visit = visit
-        self.step = 0
-        self.failed: dict[str, Any] | None = None  # the first failed answer, if any
-        self.answers: dict[str, dict[str, Any]] = {}  # infno -> answer
-        self._pending: dict[str, Any] | None = None
+        self.index = 0
+        self.failed: dict[str, Any] | None = None  # the unexpected refusal that ended it
+        self.answers: dict[str, list[dict[str, Any]]] = {}  # msgid -> answers received
+        self.sent: list[tuple[str, str]] = []  # (msgid, infno), once per distinct request
+        self.sends = 0  # requests put on the wire, duplicates included
+        self.awaiting: dict[str, int] = {}  # msgid -> answers still awaited
+        self._expect_refusal = False
+        self._learned: dict[str, Any] = {}
+        self._fees: dict[str, int] = {}  # feedetl_sn -> amount, as the platform holds them
+        self._uploads = 0
+        self._last_upload: list[dict[str, Any]] = []
 
     @property
     def done(self) -> bool:
-        return self.failed is not None or self.step >= len(STEPS)
+        return self.failed is not None or (self.index >= len(self.visit.steps)
+                                           and not self.awaiting)
 
-    @property
-    def infno(self) -> str:
-        return STEPS[self.step]
+    def step_time(self, index: int) -> str:
+        begin = datetime.strptime(self.visit.begntime, TIME_FORMAT)
+        t = begin + timedelta(seconds=index * STEP_SECONDS[self.visit.kind])
+        return t.strftime(TIME_FORMAT)
 
-    def next_request(self) -> dict[str, Any] | None:
-        if self.done:
-            return None
+    def msgid_at(self, index: int) -> str:
+        return make_msgid(self.visit.fixmedins_code, self.step_time(index),
+                          self.visit.seq + index)
+
+    def advance(self) -> list[dict[str, Any]]:
+        """The requests to send now, in order; empty while an answer is awaited."""
+        out: list[dict[str, Any]] = []
+        while not self.awaiting and self.failed is None and self.index < len(self.visit.steps):
+            infno, marks = parse_step(self.visit.steps[self.index])
+            req = self._request(infno, marks)
+            copies = 2 if "=" in marks else 1
+            out.extend([req] * copies)
+            self.sends += copies
+            self.sent.append((req["msgid"], infno))
+            if "~" in marks:
+                self.index += 1
+                continue
+            self.awaiting[req["msgid"]] = copies
+            self._expect_refusal = "!" in marks
+        return out
+
+    def on_answer(self, answer: dict[str, Any]) -> None:
+        msgid = answer.get("inf_refmsgid", "")
+        self.answers.setdefault(msgid, []).append(answer)
+        if msgid not in self.awaiting:
+            return  # the answer to a lost request: recorded, not acted on
+        self.awaiting[msgid] -= 1
+        if self.awaiting[msgid] > 0:
+            return
+        del self.awaiting[msgid]
+        infno, _ = parse_step(self.visit.steps[self.index])
+        if answer.get("infcode") == 0:
+            self._learn(infno, answer["output"])
+        elif not self._expect_refusal:
+            self.failed = answer
+            return
+        self.index += 1
+
+    # -- building requests ------------------------------------------------------------------
+    def _request(self, infno: str, marks: str) -> dict[str, Any]:
         v = self.visit
-        infno = self.infno
-        inf_time = step_time(v.begntime, infno)
-        insuplc = ""
-        if infno != Infno.PERSON_INFO:
-            insuinfo = self.answers[Infno.PERSON_INFO]["output"]["insuinfo"][0]
-            insuplc = insuinfo["insuplc_admdvs"]
-        self._pending = {
+        inf_time = self.step_time(self.index)
+        return {
             "infno": infno,
-            "msgid": make_msgid(v.fixmedins_code, inf_time, v.seq + self.step),
+            "msgid": self.msgid_at(self.index),
             "mdtrtarea_admvs": v.mdtrtarea_admvs,
-            "insuplc_admdvs": insuplc,
+            "insuplc_admdvs": self._learned.get("insuplc_admdvs", ""),
             "fixmedins_code": v.fixmedins_code,
             "inf_time": inf_time,
-            "input": self._input(infno, inf_time),
+            "input": self._input(infno, marks, inf_time),
         }
-        return self._pending
 
-    def _input(self, infno: str, inf_time: str) -> dict[str, Any]:
-        v = self.visit
+    def _input(self, infno: str, marks: str, inf_time: str) -> dict[str, Any]:
+        v, k = self.visit, self._learned
         if infno == Infno.PERSON_INFO:
             return {"mdtrt_cert_type": "02", "mdtrt_cert_no": v.certno, "begntime": v.begntime,
                     "psn_cert_type": "01", "certno": v.certno}
-        info = self.answers[Infno.PERSON_INFO]["output"]
-        psn_no = info["baseinfo"]["psn_no"]
-        insutype = info["insuinfo"][0]["insutype"]
+        psn_no, mdtrt_id = k.get("psn_no", ""), k.get("mdtrt_id", "")
         if infno == Infno.OUTPATIENT_REGISTER:
-            return {"psn_no": psn_no, "insutype": insutype, "begntime": v.begntime,
+            return {"psn_no": psn_no, "insutype": k["insutype"], "begntime": v.begntime,
                     "mdtrt_cert_type": "02", "mdtrt_cert_no": v.certno,
-                    "ipt_otp_no": f"MZ{v.visit_no:010d}", "med_type": "11"}
-        mdtrt_id = self.answers[Infno.OUTPATIENT_REGISTER]["output"]["data"]["mdtrt_id"]
-        if infno == Infno.FEE_UPLOAD:
-            return {"feedetail": [
-                {"feedetl_sn": f"{i + 1:04d}", "mdtrt_id": mdtrt_id, "psn_no": psn_no,
-                 "med_type": "11", "fee_ocur_time": inf_time, "med_list_codg": it.code,
+                    "ipt_otp_no": f"MZ{v.visit_no:010d}", "med_type": v.med_type}
+        if infno == Infno.INPATIENT_ADMIT:
+            return {"psn_no": psn_no, "insutype": k["insutype"], "mdtrt_cert_type": "02",
+                    "mdtrt_cert_no": v.certno, "med_type": v.med_type,
+                    "ipt_no": f"ZY{v.visit_no:010d}", "begntime": v.begntime}
+        if infno in FEE_UPLOADS:
+            if "d" in marks:  # resend the previous upload's items: duplicate feedetl_sn
+                return {"feedetail": self._last_upload}
+            self._uploads += 1
+            items = v.items if v.kind == "outpatient" else \
+                v.items[self._uploads - 1::v.batches] or v.items[-1:]
+            self._last_upload = [
+                {"feedetl_sn": f"{self._uploads:02d}{j + 1:04d}", "mdtrt_id": mdtrt_id,
+                 "psn_no": psn_no, "chrg_bchno": str(self._uploads), "med_type": v.med_type,
+                 "fee_ocur_time": inf_time, "med_list_codg": it.code,
                  "medins_list_codg": it.code, "det_item_fee_sumamt": it.cnt * it.pric,
                  "cnt": it.cnt, "pric": it.pric}
-                for i, it in enumerate(v.items)]}
-        return {"psn_no": psn_no, "mdtrt_cert_type": "02", "mdtrt_cert_no": v.certno,
-                "med_type": "11", "medfee_sumamt": sum(it.cnt * it.pric for it in v.items),
-                "psn_setlway": "01", "mdtrt_id": mdtrt_id, "insutype": insutype,
-                "acct_used_flag": v.acct_used_flag}
+                for j, it in enumerate(items)]
+            return {"feedetail": self._last_upload}
+        if infno == Infno.FEE_UPLOAD_CANCEL:
+            return {"mdtrt_id": mdtrt_id, "chrg_bchno": "0000", "psn_no": psn_no}
+        if infno == Infno.OUTPATIENT_REGISTER_CANCEL:
+            return {"psn_no": psn_no, "mdtrt_id": mdtrt_id, "ipt_otp_no": f"MZ{v.visit_no:010d}"}
+        if infno == Infno.INPATIENT_DISCHARGE:
+            return {"mdtrt_id": mdtrt_id, "psn_no": psn_no, "endtime": inf_time, "dscg_way": "1"}
+        if infno in (Infno.OUTPATIENT_PRESETTLE, Infno.OUTPATIENT_SETTLE,
+                     Infno.INPATIENT_PRESETTLE, Infno.INPATIENT_SETTLE):
+            inp = {"psn_no": psn_no, "mdtrt_cert_type": "02", "mdtrt_cert_no": v.certno,
+                   "med_type": v.med_type, "medfee_sumamt": sum(self._fees.values()),
+                   "psn_setlway": "01", "mdtrt_id": mdtrt_id, "insutype": k["insutype"],
+                   "acct_used_flag": v.acct_used_flag}
+            if v.kind == "inpatient":
+                inp["mid_setl_flag"] = "0"
+            return inp
+        if infno in CANCELLATIONS:
+            setl_id = "NOSUCHSETTLEMENT" if "x" in marks else \
+                k.get("setl_id") or k.get("last_setl_id", "")
+            return {"setl_id": setl_id,
+                    "mdtrt_id": mdtrt_id, "psn_no": psn_no}
+        if infno == Infno.REVERSAL:
+            if "^" in marks:
+                omsgid = self.msgid_at(self.index + 1)
+                oinfno, _ = parse_step(self.visit.steps[self.index + 1])
+            else:
+                omsgid, oinfno = self.sent[-1]
+            return {"psn_no": psn_no, "omsgid": omsgid, "oinfno": oinfno}
+        if infno == Infno.ACCUMULATORS:
+            return {"psn_no": psn_no, "cum_ym": inf_time[:4] + inf_time[5:7]}
+        raise ValueError(f"no request for step {infno}")
 
-    def on_answer(self, answer: dict[str, Any]) -> None:
-        if self._pending is None or answer.get("inf_refmsgid") != self._pending["msgid"]:
-            return  # not the answer we wait for (e.g. a late duplicate)
-        self._pending = None
-        self.answers[self.infno] = answer
-        if answer.get("infcode") != 0:
-            self.failed = answer
-        else:
-            self.step += 1
+    def _learn(self, infno: str, out: dict[str, Any]) -> None:
+        k = self._learned
+        if infno == Infno.PERSON_INFO:
+            k["psn_no"] = out["baseinfo"]["psn_no"]
+            k["insutype"] = out["insuinfo"][0]["insutype"]
+            k["insuplc_admdvs"] = out["insuinfo"][0]["insuplc_admdvs"]
+        elif infno in REGISTRATIONS:
+            k["mdtrt_id"] = out["data"]["mdtrt_id"]
+        elif infno in FEE_UPLOADS:
+            for r in out["result"]:
+                self._fees[r["feedetl_sn"]] = r["det_item_fee_sumamt"]
+        elif infno == Infno.FEE_UPLOAD_CANCEL:
+            self._fees.clear()
+        elif infno in SETTLEMENTS:
+            k["setl_id"] = k["last_setl_id"] = out["setlinfo"]["setl_id"]
+        elif infno in CANCELLATIONS or (infno == Infno.REVERSAL and out.get("reversed_setl_id")):
+            k["setl_id"] = ""
 
     @property
     def settlement(self) -> dict[str, Any] | None:
-        ans = self.answers.get(Infno.OUTPATIENT_SETTLE)
-        return ans["output"]["setlinfo"] if ans and ans.get("infcode") == 0 else None
+        """The visit's final settlement, if it ended settled."""
+        setl_id = self._learned.get("setl_id")
+        if not setl_id:
+            return None
+        for msgid, infno in reversed(self.sent):
+            if infno in SETTLEMENTS:
+                for ans in self.answers.get(msgid, []):
+                    if ans.get("infcode") == 0 and ans["output"]["setlinfo"]["setl_id"] == setl_id:
+                        return ans["output"]["setlinfo"]
+        return None

@@ -1,19 +1,36 @@
-"""The insured-place platform (参保地): identifies its insured persons (1101) and settles
-their visits (2207) with its own policy. Idempotent by msgid; one settlement per visit."""
+"""The insured-place platform (参保地): identifies its insured persons (1101), computes
+pre-settlements and settlements with its own policy, cancels and reverses them, and reports
+accumulators (5206). Every answer is kept by msgid in the person's row, so a duplicate request
+gets the original answer and changes nothing; a visit is settled at most once at a time."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from messages.codes import ErrorCode, Infno
+from messages.codes import (
+    CANCELLATIONS,
+    PRESETTLEMENTS,
+    SETTLEMENTS,
+    ErrorCode,
+    Infno,
+)
 from messages.envelope import error_answer, ok_answer, province_of
 from messages.identity import mask_certno
 from messages.platform import CROSS
+from messages.transactions import EMERGENCY_MED_TYPES
 from settlement.catalogue import FeeTotals
 from settlement.ids import setl_id_for
 from settlement.person import PersonRow, ytd_key
-from settlement.policy import BenefitContext, Category, category_of, compute_benefit
-from settlement.reference import Enrollment, ReferenceData
+from settlement.policy import Benefit, BenefitContext, Category, category_of, compute_benefit
+from settlement.reference import SUSPENDED, Enrollment, ReferenceData
+
+SETTLED, CANCELLED, REVERSED = "settled", "cancelled", "reversed"
+
+
+class Refusal(Exception):
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class InsuredPlatform:
@@ -22,9 +39,6 @@ class InsuredPlatform:
     def __init__(self, ref: ReferenceData) -> None:
         self.ref = ref
 
-    def new_row(self, enrollment: Enrollment) -> PersonRow:
-        return PersonRow(balance=enrollment.balance)
-
     def handle(self, certno: str, row: PersonRow | None, req: dict[str, Any],
                ctx: dict[str, Any]) -> tuple[dict[str, Any], PersonRow | None]:
         msgid = req["msgid"]
@@ -32,98 +46,167 @@ class InsuredPlatform:
         if enrollment is None:
             return error_answer(msgid, ErrorCode.UNKNOWN_PERSON,
                                 f"no insured person {mask_certno(certno)} in this province"), None
-        if row is None:
-            row = self.new_row(enrollment)
-        infno = req["infno"]
-        if infno == Infno.PERSON_INFO:
-            seen = row.answers.get(msgid)
-            if seen is not None:  # a duplicate: the original answer, even if the balance moved
-                return seen, None
-            answer = self.person_info(enrollment, row, req)
-            row.answers[msgid] = answer
-            return answer, row
-        if infno == Infno.OUTPATIENT_SETTLE:
-            seen = row.answers.get(msgid)
-            if seen is not None:  # a duplicate: the original answer, nothing changes
-                return seen, None
-            answer = self.settle(enrollment, row, req, ctx)
-            if answer["infcode"] == 0:
-                row.answers[msgid] = answer
-                return answer, row
-            return answer, None
-        return error_answer(msgid, ErrorCode.UNSUPPORTED_INFNO,
-                            f"infno {infno} is not handled by the insured-place platform"), None
+        row = row if row is not None else PersonRow(balance=enrollment.balance)
+        seen = row.answers.get(msgid)
+        if seen is not None:  # a duplicate: the original answer, nothing changes
+            return seen, None
+        try:
+            if msgid in row.reversed:
+                raise Refusal(ErrorCode.REVERSED, f"msgid {msgid} was reversed in advance by "
+                                                  f"2601 {row.reversed[msgid]}")
+            answer = ok_answer(msgid, self._apply(enrollment, row, req, ctx))
+        except Refusal as exc:
+            answer = error_answer(msgid, exc.code, str(exc))
+        row.answers[msgid] = answer
+        return answer, row
 
-    def person_info(self, e: Enrollment, row: PersonRow, req: dict[str, Any]) -> dict[str, Any]:
-        output = {
+    def _apply(self, e: Enrollment, row: PersonRow, req: dict[str, Any],
+               ctx: dict[str, Any]) -> dict[str, Any]:
+        infno, inp = req["infno"], req["input"]
+        if infno == Infno.PERSON_INFO:
+            return self.person_info(e, row)
+        if inp.get("psn_no") != e.psn_no:
+            raise Refusal(ErrorCode.PERSON_MISMATCH,
+                          "psn_no does not match the insured person's record")
+        if infno in SETTLEMENTS or infno in PRESETTLEMENTS:
+            return self.settle(e, row, req, ctx, commit=infno in SETTLEMENTS)
+        if infno in CANCELLATIONS:
+            return self.cancel(e, row, req)
+        if infno == Infno.REVERSAL:
+            return self.reverse(e, row, req)
+        if infno == Infno.ACCUMULATORS:
+            year = inp["cum_ym"][:4]
+            return {"psn": mask_certno(e.certno), "year": year, "cuminfo": [
+                {"cum_type_code": name, "cum": cum}
+                for name, cum in sorted(row.ytd.get(year, {}).items())]}
+        raise Refusal(ErrorCode.UNSUPPORTED_INFNO,
+                      f"infno {infno} is not handled by the insured-place platform")
+
+    def person_info(self, e: Enrollment, row: PersonRow) -> dict[str, Any]:
+        return {
             "baseinfo": {"psn_no": e.psn_no, "psn_cert_type": "01", "certno": e.certno,
                          "gend": e.gend, "brdy": e.brdy},
             "insuinfo": [{"insutype": e.insutype, "balc": row.balance,
-                          "psn_type": "1102" if e.retired else "1101", "psn_insu_stas": "1",
-                          "insuplc_admdvs": e.insuplc_admdvs}],
-            "fileinfo": {"filed": e.filed},
+                          "psn_type": "1102" if e.retired else "1101",
+                          "psn_insu_stas": e.insu_stas, "insuplc_admdvs": e.insuplc_admdvs}],
+            "fileinfo": [f.as_dict() for f in e.filings],
         }
-        return ok_answer(req["msgid"], output)
 
-    def settle(self, e: Enrollment, row: PersonRow, req: dict[str, Any],
-               ctx: dict[str, Any]) -> dict[str, Any]:
+    # -- settlement -------------------------------------------------------------------------
+    def settle(self, e: Enrollment, row: PersonRow, req: dict[str, Any], ctx: dict[str, Any],
+               commit: bool) -> dict[str, Any]:
         msgid, inp = req["msgid"], req["input"]
         if province_of(req["insuplc_admdvs"]) != e.province:  # only the insured place settles
-            return error_answer(msgid, ErrorCode.INSURED_PLACE_MISMATCH,
-                                f"insuplc_admdvs {req['insuplc_admdvs']} is not where the "
-                                "person is insured")
-        if inp["psn_no"] != e.psn_no or inp["insutype"] != e.insutype:
-            return error_answer(msgid, ErrorCode.PERSON_MISMATCH,
-                                "psn_no or insutype does not match the insured person's record")
+            raise Refusal(ErrorCode.INSURED_PLACE_MISMATCH, f"insuplc_admdvs "
+                          f"{req['insuplc_admdvs']} is not where the person is insured")
+        if inp["insutype"] != e.insutype:
+            raise Refusal(ErrorCode.PERSON_MISMATCH,
+                          f"insutype {inp['insutype']} is not the person's insurance type")
+        if e.insu_stas == SUSPENDED:
+            raise Refusal(ErrorCode.INSURANCE_SUSPENDED,
+                          "the person's insurance is suspended (psn_insu_stas 2)")
         mdtrt_id = inp["mdtrt_id"]
         for setl in row.settlements.values():
-            if setl["mdtrt_id"] == mdtrt_id:
-                return error_answer(msgid, ErrorCode.VISIT_ALREADY_SETTLED,
-                                    f"visit {mdtrt_id} is already settled as {setl['setl_id']}")
-        fees = FeeTotals(**ctx["fees"])
+            if setl["mdtrt_id"] == mdtrt_id and setl["status"] == SETTLED:
+                raise Refusal(ErrorCode.VISIT_ALREADY_SETTLED,
+                              f"visit {mdtrt_id} is already settled as {setl['setl_id']}")
         category = category_of(inp["med_type"])
-        year = req["inf_time"][:4]
-        policy = self.ref.policies[e.province]
-        benefit = compute_benefit(policy, fees, BenefitContext(
+        year, day = req["inf_time"][:4], req["inf_time"][:10]
+        treatment_province = province_of(req["mdtrtarea_admvs"])
+        benefit = compute_benefit(self.ref.policies[e.province], FeeTotals(**ctx["fees"]),
+                                  BenefitContext(
             insutype=e.insutype,
             retired=e.retired,
             category=category,
             hospital_level=ctx["hosp_lv"],
             cross_province=ctx["route"] == CROSS,
-            filed=e.filed,
-            emergency=False,
+            filed=e.filed_for(treatment_province, day),
+            emergency=inp["med_type"] in EMERGENCY_MED_TYPES,
             deductible_paid_ytd=row.accumulator(year, ytd_key("dedc", Category.OUTPATIENT)),
             fund_paid_ytd=row.accumulator(year, ytd_key("fund", category)),
             balance=row.balance,
             acct_used=inp["acct_used_flag"] == "1",
         ))
-        setl_id = setl_id_for(e.insuplc_admdvs, msgid)
-        setlinfo = {
-            "setl_id": setl_id,
-            "mdtrt_id": mdtrt_id,
-            "psn_no": e.psn_no,
-            "insutype": e.insutype,
-            "med_type": inp["med_type"],
-            "setl_time": req["inf_time"],
-            "medfee_sumamt": benefit.medfee_sumamt,
-            "fulamt_ownpay_amt": benefit.fulamt_ownpay_amt,
-            "overlmt_selfpay": benefit.overlmt_selfpay,
-            "preselfpay_amt": benefit.preselfpay_amt,
-            "inscp_scp_amt": benefit.inscp_scp_amt,
-            "act_pay_dedc": benefit.act_pay_dedc,
-            "hifp_pay": benefit.hifp_pay,
-            "fund_pay_sumamt": benefit.fund_pay_sumamt,
-            "psn_part_amt": benefit.psn_part_amt,
-            "acct_pay": benefit.acct_pay,
-            "psn_cash_pay": benefit.psn_cash_pay,
-            "balc": benefit.balc,
-            "clr_type": category.value,
-            "insuplc_admdvs": e.insuplc_admdvs,
-            "mdtrtarea_admvs": req["mdtrtarea_admvs"],
-        }
-        row.balance = benefit.balc
-        row.add(year, ytd_key("fund", category), benefit.hifp_pay)
-        if category is Category.OUTPATIENT:
-            row.add(year, ytd_key("dedc", category), benefit.act_pay_dedc)
-        row.settlements[setl_id] = {**setlinfo, "msgid": msgid, "status": "settled"}
-        return ok_answer(msgid, {"setlinfo": setlinfo})
+        setl_id = setl_id_for(e.insuplc_admdvs, msgid) if commit else ""
+        setlinfo = _setlinfo(setl_id, mdtrt_id, e, inp["med_type"], req, benefit, category)
+        if commit:
+            row.balance = benefit.balc
+            _accumulate(row, year, category, benefit.hifp_pay, benefit.act_pay_dedc)
+            row.settlements[setl_id] = {**setlinfo, "msgid": msgid, "status": SETTLED}
+        return {"setlinfo": setlinfo}
+
+    def _undo(self, row: PersonRow, setl: dict[str, Any], status: str) -> None:
+        """Restore balance and accumulators exactly as they were before `setl`."""
+        category = Category(setl["clr_type"])
+        row.balance += setl["acct_pay"]
+        _accumulate(row, setl["setl_time"][:4], category, -setl["hifp_pay"],
+                    -setl["act_pay_dedc"])
+        setl["status"] = status
+
+    def cancel(self, e: Enrollment, row: PersonRow, req: dict[str, Any]) -> dict[str, Any]:
+        inp = req["input"]
+        setl = row.settlements.get(inp["setl_id"])
+        if setl is None or setl["mdtrt_id"] != inp["mdtrt_id"]:
+            raise Refusal(ErrorCode.UNKNOWN_SETTLEMENT,
+                          f"no settlement {inp['setl_id']} of visit {inp['mdtrt_id']}")
+        if setl["status"] != SETTLED:
+            raise Refusal(ErrorCode.SETTLEMENT_ALREADY_CANCELLED,
+                          f"settlement {inp['setl_id']} is already {setl['status']}")
+        wanted = Category.INPATIENT if req["infno"] == Infno.INPATIENT_SETTLE_CANCEL \
+            else Category.OUTPATIENT
+        if setl["clr_type"] != wanted.value:
+            raise Refusal(ErrorCode.WRONG_SEQUENCE, f"settlement {inp['setl_id']} is not "
+                          f"{'an inpatient' if wanted is Category.INPATIENT else 'an outpatient'}"
+                          f" settlement; cancel it with its own transaction")
+        self._undo(row, setl, CANCELLED)
+        setl["cancel_msgid"] = req["msgid"]
+        return {"setlinfo": {
+            "setl_id": setl_id_for(e.insuplc_admdvs, req["msgid"]),
+            "init_setl_id": setl["setl_id"], "mdtrt_id": setl["mdtrt_id"],
+            "psn_no": e.psn_no, "setl_time": req["inf_time"],
+            "medfee_sumamt": -setl["medfee_sumamt"], "hifp_pay": -setl["hifp_pay"],
+            "fund_pay_sumamt": -setl["fund_pay_sumamt"], "acct_pay": -setl["acct_pay"],
+            "psn_cash_pay": -setl["psn_cash_pay"], "balc": row.balance}}
+
+    def reverse(self, e: Enrollment, row: PersonRow, req: dict[str, Any]) -> dict[str, Any]:
+        """2601: undo what `omsgid` did; if it has not arrived, refuse it when it does."""
+        omsgid, oinfno = req["input"]["omsgid"], req["input"]["oinfno"]
+        out = {"omsgid": omsgid, "oinfno": oinfno, "result": "nothing-to-undo",
+               "reversed_setl_id": ""}
+        original = row.answers.get(omsgid)
+        if original is None:
+            row.reversed[omsgid] = req["msgid"]
+            out["result"] = "reversed-in-advance"
+            return out
+        if oinfno in CANCELLATIONS:
+            raise Refusal(ErrorCode.NOT_REVERSIBLE,
+                          f"a cancellation ({oinfno}) cannot be reversed; settle the visit again")
+        if original["infcode"] == 0 and oinfno in SETTLEMENTS:
+            setl_id = original["output"]["setlinfo"]["setl_id"]
+            setl = row.settlements[setl_id]
+            if setl["status"] == SETTLED:
+                self._undo(row, setl, REVERSED)
+                out["result"] = "undone"
+            out["reversed_setl_id"] = setl_id
+        return out
+
+
+def _accumulate(row: PersonRow, year: str, category: Category, hifp: int, dedc: int) -> None:
+    row.add(year, ytd_key("fund", category), hifp)
+    if category is Category.OUTPATIENT:
+        row.add(year, ytd_key("dedc", category), dedc)
+
+
+def _setlinfo(setl_id: str, mdtrt_id: str, e: Enrollment, med_type: str, req: dict[str, Any],
+              b: Benefit, category: Category) -> dict[str, Any]:
+    return {
+        "setl_id": setl_id, "mdtrt_id": mdtrt_id, "psn_no": e.psn_no, "insutype": e.insutype,
+        "med_type": med_type, "setl_time": req["inf_time"],
+        "medfee_sumamt": b.medfee_sumamt, "fulamt_ownpay_amt": b.fulamt_ownpay_amt,
+        "overlmt_selfpay": b.overlmt_selfpay, "preselfpay_amt": b.preselfpay_amt,
+        "inscp_scp_amt": b.inscp_scp_amt, "act_pay_dedc": b.act_pay_dedc,
+        "hifp_pay": b.hifp_pay, "fund_pay_sumamt": b.fund_pay_sumamt,
+        "psn_part_amt": b.psn_part_amt, "acct_pay": b.acct_pay, "psn_cash_pay": b.psn_cash_pay,
+        "balc": b.balc, "clr_type": category.value, "insuplc_admdvs": e.insuplc_admdvs,
+        "mdtrtarea_admvs": req["mdtrtarea_admvs"],
+    }

@@ -49,12 +49,13 @@ class Oracle:
         return answer
 
     def run_visit(self, visit: Visit) -> VisitSession:
+        """Carry out one visit's plan, answering each request in the order it is sent."""
         session = VisitSession(visit)
-        while (req := session.next_request()) is not None:
-            answer = self.submit(visit.certno, req)
-            if answer is None:
-                break
-            session.on_answer(answer)
+        while requests := session.advance():
+            for req in requests:
+                answer = self.submit(visit.certno, req)
+                if answer is not None:
+                    session.on_answer(answer)
         return session
 
     def settle_log(self, visits: Iterable[Visit]) -> Iterator[VisitSession]:

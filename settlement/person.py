@@ -22,6 +22,7 @@ class PersonRow:
     ytd: dict[str, dict[str, int]] = field(default_factory=dict)  # year -> accumulator -> fen
     settlements: dict[str, dict[str, Any]] = field(default_factory=dict)  # setl_id -> setlinfo
     answers: dict[str, dict[str, Any]] = field(default_factory=dict)  # msgid -> answer
+    reversed: dict[str, str] = field(default_factory=dict)  # omsgid -> msgid of its 2601
 
     def accumulator(self, year: str, name: str) -> int:
         return self.ytd.get(year, {}).get(name, 0)
@@ -32,8 +33,8 @@ class PersonRow:
 
     def to_dict(self) -> dict[str, Any]:
         return {"balance": self.balance, "ytd": self.ytd, "settlements": self.settlements,
-                "answers": self.answers}
+                "answers": self.answers, "reversed": self.reversed}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PersonRow:
-        return cls(d["balance"], d["ytd"], d["settlements"], d["answers"])
+        return cls(d["balance"], d["ytd"], d["settlements"], d["answers"], d.get("reversed", {}))

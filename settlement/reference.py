@@ -26,6 +26,28 @@ class Hospital:
 
 
 @dataclass(frozen=True, slots=True)
+class Filing:
+    """异地就医备案: permission to be treated in `province` between two dates (inclusive).
+    `long-term` for persons living there (异地长期居住), `referral` for a transfer (转诊)."""
+
+    fil_type: str
+    province: str
+    begndate: str  # yyyy-MM-dd
+    enddate: str
+
+    def covers(self, province: str, day: str) -> bool:
+        return self.province == province and self.begndate <= day <= self.enddate
+
+    def as_dict(self) -> dict[str, str]:
+        return {"fil_type": self.fil_type, "mdtrtarea_prov": self.province,
+                "begndate": self.begndate, "enddate": self.enddate}
+
+
+ACTIVE = "1"  # psn_insu_stas: 正常参保
+SUSPENDED = "2"  # 暂停参保: identified, but not settled
+
+
+@dataclass(frozen=True, slots=True)
 class Enrollment:
     """An insured person as their insured-place platform registered them."""
 
@@ -35,13 +57,17 @@ class Enrollment:
     insuplc_admdvs: str  # insured city
     retired: bool
     balance: int  # personal account at the start of the simulation, fen (0 for residents)
-    filed: bool = False  # 异地就医备案 on file with the insured province
+    filings: tuple[Filing, ...] = ()  # the insured province's filing registry for this person
+    insu_stas: str = ACTIVE
     gend: str = "1"
     brdy: str = ""
 
     @property
     def province(self) -> str:
         return province_of(self.insuplc_admdvs)
+
+    def filed_for(self, province: str, day: str) -> bool:
+        return any(f.covers(province, day) for f in self.filings)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,7 @@
 """The treatment-place platform (就医地): the hospital's only counterpart. It validates what
-hospitals send, registers visits, classifies fees with its own catalogue (就医地目录), and
-forwards identification and settlement to the insured place (via the national platform when
-the patient is insured in another province)."""
+hospitals send, registers visits and stays, classifies fees with its own catalogue
+(就医地目录), and forwards what the insured place computes (via the national platform when the
+patient is insured in another province). It reverses its own transactions on 2601."""
 
 from __future__ import annotations
 
@@ -11,29 +11,47 @@ from typing import Any, Literal
 from pydantic import BaseModel, ValidationError
 
 from messages.codec import MalformedMessage, decode
-from messages.codes import ErrorCode, Infno
+from messages.codes import (
+    CANCELLATIONS,
+    FEE_UPLOADS,
+    INSURED_SIDE,
+    PRESETTLEMENTS,
+    REGISTRATIONS,
+    REVERSIBLE,
+    SETTLEMENTS,
+    ErrorCode,
+    Infno,
+)
 from messages.envelope import Request, error_answer, is_cross_province, ok_answer, province_of
 from messages.identity import is_valid_certno, mask_certno
 from messages.platform import CROSS, LOCAL
 from messages.transactions import INPUT_MODELS
 from settlement.catalogue import FeeTotals, ItemSplit
 from settlement.ids import mdtrt_id_for, sign_no_for
-from settlement.reference import ReferenceData
+from settlement.reference import Hospital, ReferenceData
+
+#: Requests larger than this are not parsed: they are dead-lettered (E1004).
+MAX_REQUEST_BYTES = 256 * 1024
+
+OUTPATIENT, INPATIENT = "outpatient", "inpatient"
+OPEN, DISCHARGED, CANCELLED, REVERSED = "open", "discharged", "cancelled", "reversed"
+ALL_BATCHES = "0000"
 
 
 @dataclass(slots=True)
 class TreatmentRow:
-    """A person's visits registered on the treatment side, and answers given there."""
+    """A person's visits registered on the treatment side, and the answers given there."""
 
     visits: dict[str, dict[str, Any]] = field(default_factory=dict)  # mdtrt_id -> visit
     answers: dict[str, dict[str, Any]] = field(default_factory=dict)  # msgid -> answer
+    reversed: dict[str, str] = field(default_factory=dict)  # omsgid -> msgid of its 2601
 
     def to_dict(self) -> dict[str, Any]:
-        return {"visits": self.visits, "answers": self.answers}
+        return {"visits": self.visits, "answers": self.answers, "reversed": self.reversed}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TreatmentRow:
-        return cls(d["visits"], d["answers"])
+        return cls(d["visits"], d["answers"], d.get("reversed", {}))
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,11 +101,25 @@ def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
-def _validate(model: type[BaseModel], data: Any, prefix: str = "") -> BaseModel:
+_AMOUNT_FIELDS = frozenset({"cnt", "pric", "det_item_fee_sumamt", "medfee_sumamt"})
+
+
+def _code_for(exc: ValidationError) -> ErrorCode:
+    """Amounts out of range have codes of their own; anything else is a schema violation."""
+    err = exc.errors()[0]
+    if err["loc"] and err["loc"][-1] in _AMOUNT_FIELDS:
+        if err["type"] in ("greater_than", "greater_than_equal"):
+            return ErrorCode.INVALID_AMOUNT
+        if err["type"] == "less_than_equal":
+            return ErrorCode.AMOUNT_OVERFLOW
+    return ErrorCode.SCHEMA_VIOLATION
+
+
+def _validate(model: type[BaseModel], data: Any, prefix: str = "") -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise Rejected(ErrorCode.SCHEMA_VIOLATION, describe_validation_error(exc, prefix)) from None
+        raise Rejected(_code_for(exc), describe_validation_error(exc, prefix)) from None
 
 
 class TreatmentPlatform:
@@ -100,6 +132,9 @@ class TreatmentPlatform:
     def handle_request(self, key: str | None, raw: bytes | None,
                        row: TreatmentRow | None) -> tuple[Outcome, TreatmentRow | None]:
         """Validate and act on one hospital request keyed by the patient's certno."""
+        if raw is not None and len(raw) > MAX_REQUEST_BYTES:
+            return DeadLetter(ErrorCode.MESSAGE_TOO_LARGE, f"request of {len(raw):,} bytes is "
+                              f"over the limit of {MAX_REQUEST_BYTES:,}"), None
         try:
             data = decode(raw)
         except MalformedMessage as exc:
@@ -114,14 +149,22 @@ class TreatmentPlatform:
             return DeadLetter(exc.code, f"unanswerable request: {exc}"), None
         ctx = {"infno": req.infno, "msgid": req.msgid, "fixmedins_code": req.fixmedins_code,
                "mdtrtarea_admvs": req.mdtrtarea_admvs, "insuplc_admdvs": req.insuplc_admdvs}
+        keep = key is not None and is_valid_certno(key)  # rows exist only for real persons
         row = row if row is not None else TreatmentRow()
         seen = row.answers.get(req.msgid)
         if seen is not None:
             return Reply(seen, ctx), None
         try:
+            if req.msgid in row.reversed:
+                raise Rejected(ErrorCode.REVERSED, f"msgid {req.msgid} was reversed in advance "
+                                                   f"by 2601 {row.reversed[req.msgid]}")
             return self._dispatch(key, req, ctx, row)
         except Rejected as exc:
-            return Reply(error_answer(req.msgid, exc.code, str(exc)), ctx), None
+            answer = error_answer(req.msgid, exc.code, str(exc))
+            if keep and req.infno != Infno.SIGN_IN:
+                row.answers[req.msgid] = answer
+                return Reply(answer, ctx), row
+            return Reply(answer, ctx), None
 
     def _dispatch(self, key: str | None, req: Request, ctx: dict[str, Any],
                   row: TreatmentRow) -> tuple[Outcome, TreatmentRow | None]:
@@ -138,20 +181,20 @@ class TreatmentPlatform:
             raise Rejected(ErrorCode.UNSUPPORTED_INFNO, f"infno {req.infno} is not supported")
         inp = _validate(model, req.input, "input")
         if req.infno == Infno.SIGN_IN:  # keyed by the hospital, touches no person
-            sign_no = sign_no_for(req.msgid)
             return Reply(ok_answer(req.msgid, {"signinoutb": {
-                "sign_time": req.inf_time, "sign_no": sign_no}}), ctx), None
+                "sign_time": req.inf_time, "sign_no": sign_no_for(req.msgid)}}), ctx), None
         certno = key or ""
         if not is_valid_certno(certno):
             raise Rejected(ErrorCode.INVALID_CERTNO,
                            f"message key {mask_certno(certno)} is not a valid citizen ID number")
+        ctx["hosp_lv"] = hospital.level
         if req.infno == Infno.PERSON_INFO:
-            if inp.certno != certno:  # type: ignore[attr-defined]
+            if inp.certno != certno:
                 raise Rejected(ErrorCode.SCHEMA_VIOLATION,
                                "input.certno differs from the message key")
             enrollment = self.ref.enrollments.get(certno)
             local = enrollment is not None and enrollment.province == hospital.province
-            ctx.update(route=LOCAL if local else CROSS, hosp_lv=hospital.level)
+            ctx["route"] = LOCAL if local else CROSS
             return Forward("insured" if local else "national", req.model_dump(), ctx), None
         if not req.insuplc_admdvs:
             raise Rejected(ErrorCode.SCHEMA_VIOLATION,
@@ -160,12 +203,51 @@ class TreatmentPlatform:
             raise Rejected(ErrorCode.UNKNOWN_REGION,
                            f"insuplc_admdvs {req.insuplc_admdvs} is not a known region")
         route = CROSS if is_cross_province(req.mdtrtarea_admvs, req.insuplc_admdvs) else LOCAL
-        ctx.update(route=route, hosp_lv=hospital.level)
-        if req.infno == Infno.OUTPATIENT_REGISTER:
+        ctx["route"] = route
+        infno = req.infno
+        if infno in REGISTRATIONS:
             return self._register(req, inp, ctx, row)
-        if req.infno == Infno.FEE_UPLOAD:
-            return self._upload_fees(req, inp, ctx, row, hospital.province)
-        return self._settle(req, inp, ctx, row)
+        if infno in FEE_UPLOADS:
+            return self._upload_fees(req, inp, ctx, row, hospital)
+        if infno == Infno.OUTPATIENT_REGISTER_CANCEL:
+            visit = self._visit(row, inp.mdtrt_id, req, OUTPATIENT)
+            if visit["setl_id"]:
+                raise Rejected(ErrorCode.VISIT_ALREADY_SETTLED, f"visit {inp.mdtrt_id} is settled"
+                               f" as {visit['setl_id']}; cancel the settlement first")
+            visit["status"] = CANCELLED
+            return self._answer(row, req.msgid, {"mdtrt_id": inp.mdtrt_id,
+                                                 "status": "cancelled"}, ctx)
+        if infno == Infno.FEE_UPLOAD_CANCEL:
+            return self._cancel_fees(req, inp, ctx, row)
+        if infno == Infno.INPATIENT_DISCHARGE:
+            visit = self._visit(row, inp.mdtrt_id, req, INPATIENT)
+            if visit["status"] != OPEN:
+                raise Rejected(ErrorCode.WRONG_SEQUENCE,
+                               f"stay {inp.mdtrt_id} is {visit['status']}")
+            visit["status"] = DISCHARGED
+            visit["endtime"] = inp.endtime
+            return self._answer(row, req.msgid, {"mdtrt_id": inp.mdtrt_id,
+                                                 "status": "discharged"}, ctx)
+        if infno in SETTLEMENTS or infno in PRESETTLEMENTS:
+            return self._settle(req, inp, ctx, row)
+        if infno in CANCELLATIONS:
+            self._visit(row, inp.mdtrt_id, req, INPATIENT if infno ==
+                        Infno.INPATIENT_SETTLE_CANCEL else OUTPATIENT, allow_settled=True)
+            ctx["mdtrt_id"] = inp.mdtrt_id
+            return self._forward(req, ctx)
+        if infno == Infno.REVERSAL:
+            if inp.oinfno not in REVERSIBLE and inp.oinfno not in CANCELLATIONS:
+                raise Rejected(ErrorCode.NOT_REVERSIBLE,
+                               f"infno {inp.oinfno} cannot be reversed by 2601")
+            if inp.oinfno in INSURED_SIDE:
+                return self._forward(req, ctx)
+            return self._reverse(req, inp, ctx, row)
+        assert infno == Infno.ACCUMULATORS
+        return self._forward(req, ctx)
+
+    def _forward(self, req: Request, ctx: dict[str, Any]) -> tuple[Outcome, None]:
+        to = "national" if ctx["route"] == CROSS else "insured"
+        return Forward(to, req.model_dump(), ctx), None
 
     def _answer(self, row: TreatmentRow, msgid: str, output: dict[str, Any],
                 ctx: dict[str, Any]) -> tuple[Outcome, TreatmentRow]:
@@ -173,36 +255,51 @@ class TreatmentPlatform:
         row.answers[msgid] = answer
         return Reply(answer, ctx), row
 
-    def _visit(self, row: TreatmentRow, mdtrt_id: str, req: Request) -> dict[str, Any]:
+    def _visit(self, row: TreatmentRow, mdtrt_id: str, req: Request, kind: str,
+               allow_settled: bool = False) -> dict[str, Any]:
         visit = row.visits.get(mdtrt_id)
-        if visit is None or visit["fixmedins_code"] != req.fixmedins_code:
+        if visit is None or visit["fixmedins_code"] != req.fixmedins_code \
+                or visit["status"] == REVERSED:
             raise Rejected(ErrorCode.UNKNOWN_VISIT,
                            f"mdtrt_id {mdtrt_id} is not a visit registered by this hospital")
-        if visit["setl_id"]:
+        if visit["kind"] != kind:
+            raise Rejected(ErrorCode.WRONG_SEQUENCE,
+                           f"visit {mdtrt_id} is an {visit['kind']} visit, infno {req.infno} "
+                           f"is for {kind} visits")
+        if visit["status"] == CANCELLED:
+            raise Rejected(ErrorCode.WRONG_SEQUENCE, f"visit {mdtrt_id} was cancelled")
+        if visit["setl_id"] and not allow_settled:
             raise Rejected(ErrorCode.VISIT_ALREADY_SETTLED,
                            f"visit {mdtrt_id} is already settled as {visit['setl_id']}")
         return visit
 
     def _register(self, req: Request, inp: Any, ctx: dict[str, Any],
                   row: TreatmentRow) -> tuple[Outcome, TreatmentRow]:
+        inpatient = req.infno == Infno.INPATIENT_ADMIT
         mdtrt_id = mdtrt_id_for(req.mdtrtarea_admvs, req.msgid)
+        number = inp.ipt_no if inpatient else inp.ipt_otp_no
         row.visits[mdtrt_id] = {
+            "kind": INPATIENT if inpatient else OUTPATIENT, "status": OPEN,
             "fixmedins_code": req.fixmedins_code, "psn_no": inp.psn_no,
-            "insutype": inp.insutype, "insuplc_admdvs": req.insuplc_admdvs,
-            "begntime": inp.begntime, "ipt_otp_no": inp.ipt_otp_no, "fees": {}, "setl_id": "",
+            "insutype": inp.insutype, "med_type": inp.med_type,
+            "insuplc_admdvs": req.insuplc_admdvs, "begntime": inp.begntime,
+            "ipt_otp_no": number, "fees": {}, "setl_id": "",
         }
-        output = {"data": {"mdtrt_id": mdtrt_id, "psn_no": inp.psn_no,
-                           "ipt_otp_no": inp.ipt_otp_no}}
+        output = {"data": {"mdtrt_id": mdtrt_id, "psn_no": inp.psn_no, "ipt_otp_no": number}}
         return self._answer(row, req.msgid, output, ctx)
 
     def _upload_fees(self, req: Request, inp: Any, ctx: dict[str, Any], row: TreatmentRow,
-                     province: str) -> tuple[Outcome, TreatmentRow]:
-        catalogue = self.ref.catalogues[province]
+                     hospital: Hospital) -> tuple[Outcome, TreatmentRow]:
+        kind = INPATIENT if req.infno == Infno.INPATIENT_FEE_UPLOAD else OUTPATIENT
+        catalogue = self.ref.catalogues[hospital.province]
         batch: dict[str, dict[str, Any]] = {}
         results = []
         for i, item in enumerate(inp.feedetail):
             where = f"input.feedetail[{i}]"
-            visit = self._visit(row, item.mdtrt_id, req)
+            visit = self._visit(row, item.mdtrt_id, req, kind)
+            if item.psn_no != visit["psn_no"]:
+                raise Rejected(ErrorCode.PERSON_MISMATCH,
+                               f"{where}.psn_no is not the patient of visit {item.mdtrt_id}")
             if item.feedetl_sn in visit["fees"] or item.feedetl_sn in batch:
                 raise Rejected(ErrorCode.DUPLICATE_FEE_ITEM,
                                f"{where}.feedetl_sn {item.feedetl_sn} was already uploaded")
@@ -211,7 +308,8 @@ class TreatmentPlatform:
                                f"{where}.det_item_fee_sumamt {item.det_item_fee_sumamt} is not "
                                f"cnt × pric = {item.cnt * item.pric}")
             split = catalogue.classify(item.med_list_codg, item.cnt, item.pric)
-            batch[item.feedetl_sn] = {"mdtrt_id": item.mdtrt_id, **_split_dict(split)}
+            batch[item.feedetl_sn] = {"mdtrt_id": item.mdtrt_id, "chrg_bchno": item.chrg_bchno,
+                                      **_split_dict(split)}
             results.append({"feedetl_sn": item.feedetl_sn, "det_item_fee_sumamt": split.amount,
                             "cnt": item.cnt, "pric": item.pric,
                             "pric_uplmt_amt": split.pric_uplmt_amt,
@@ -225,9 +323,30 @@ class TreatmentPlatform:
             row.visits[split_d["mdtrt_id"]]["fees"][sn] = split_d
         return self._answer(row, req.msgid, {"result": results}, ctx)
 
+    def _cancel_fees(self, req: Request, inp: Any, ctx: dict[str, Any],
+                     row: TreatmentRow) -> tuple[Outcome, TreatmentRow]:
+        visit = self._visit(row, inp.mdtrt_id, req, OUTPATIENT)
+        doomed = [sn for sn, f in visit["fees"].items()
+                  if inp.chrg_bchno == ALL_BATCHES or f["chrg_bchno"] == inp.chrg_bchno]
+        if not doomed:
+            raise Rejected(ErrorCode.NO_FEES, f"visit {inp.mdtrt_id} has no fees in batch "
+                                              f"{inp.chrg_bchno}")
+        for sn in doomed:
+            del visit["fees"][sn]
+        return self._answer(row, req.msgid, {"mdtrt_id": inp.mdtrt_id,
+                                             "status": "fees-cancelled",
+                                             "cancelled_items": len(doomed)}, ctx)
+
     def _settle(self, req: Request, inp: Any, ctx: dict[str, Any],
-                row: TreatmentRow) -> tuple[Outcome, TreatmentRow | None]:
-        visit = self._visit(row, inp.mdtrt_id, req)
+                row: TreatmentRow) -> tuple[Outcome, None]:
+        inpatient = req.infno in (Infno.INPATIENT_SETTLE, Infno.INPATIENT_PRESETTLE)
+        visit = self._visit(row, inp.mdtrt_id, req, INPATIENT if inpatient else OUTPATIENT)
+        if inpatient and visit["status"] != DISCHARGED:
+            raise Rejected(ErrorCode.WRONG_SEQUENCE,
+                           f"stay {inp.mdtrt_id} must be discharged (2402) before {req.infno}")
+        if inp.med_type != visit["med_type"]:
+            raise Rejected(ErrorCode.WRONG_SEQUENCE, f"input.med_type {inp.med_type} differs "
+                           f"from the registration's {visit['med_type']}")
         if not visit["fees"]:
             raise Rejected(ErrorCode.NO_FEES, f"visit {inp.mdtrt_id} has no uploaded fees")
         totals = fee_totals(visit)
@@ -236,22 +355,59 @@ class TreatmentPlatform:
                            f"input.medfee_sumamt {inp.medfee_sumamt} differs from the uploaded "
                            f"fees' total {totals.medfee_sumamt}")
         ctx["fees"] = totals.as_dict()
-        to = "national" if ctx["route"] == CROSS else "insured"
-        return Forward(to, req.model_dump(), ctx), None
+        ctx["mdtrt_id"] = inp.mdtrt_id
+        return self._forward(req, ctx)
+
+    def _reverse(self, req: Request, inp: Any, ctx: dict[str, Any],
+                 row: TreatmentRow) -> tuple[Outcome, TreatmentRow]:
+        """2601 of a registration or fee upload: undo it, or refuse it when it arrives."""
+        out = {"omsgid": inp.omsgid, "oinfno": inp.oinfno, "result": "nothing-to-undo",
+               "reversed_setl_id": ""}
+        original = row.answers.get(inp.omsgid)
+        if original is None:
+            row.reversed[inp.omsgid] = req.msgid
+            out["result"] = "reversed-in-advance"
+        elif original["infcode"] == 0 and inp.oinfno in REGISTRATIONS:
+            visit = row.visits[original["output"]["data"]["mdtrt_id"]]
+            if visit["fees"] or visit["setl_id"]:
+                raise Rejected(ErrorCode.NOT_REVERSIBLE, "the registration has fees or a "
+                               "settlement; cancel those first")
+            visit["status"] = REVERSED
+            out["result"] = "undone"
+        elif original["infcode"] == 0 and inp.oinfno in FEE_UPLOADS:
+            sns = [r["feedetl_sn"] for r in original["output"]["result"]]
+            visits = [v for v in row.visits.values() if any(sn in v["fees"] for sn in sns)]
+            if any(v["setl_id"] for v in visits):
+                raise Rejected(ErrorCode.VISIT_ALREADY_SETTLED,
+                               "the fees belong to a settled visit; cancel the settlement first")
+            for v in visits:
+                for sn in sns:
+                    v["fees"].pop(sn, None)
+            out["result"] = "undone" if visits else "nothing-to-undo"
+        return self._answer(row, req.msgid, out, ctx)
 
     # -- answers coming back ----------------------------------------------------------------
     def handle_answer(self, ans: dict[str, Any], ctx: dict[str, Any],
                       row: TreatmentRow | None) -> TreatmentRow | None:
-        """Record a successful settlement against its visit, and its answer for duplicates of
-        the request; return the row if it changed."""
-        if ctx.get("infno") != Infno.OUTPATIENT_SETTLE or ans["infcode"] != 0 or row is None:
+        """Keep the insured place's answer for duplicates of the request, and follow what it
+        did to the visit; return the row if it changed."""
+        msgid = ctx.get("msgid")
+        row = row if row is not None else TreatmentRow()
+        if not msgid or msgid in row.answers:
             return None
-        setlinfo = ans["output"]["setlinfo"]
-        visit = row.visits.get(setlinfo["mdtrt_id"])
-        if visit is None or ctx["msgid"] in row.answers:
-            return None
-        visit["setl_id"] = setlinfo["setl_id"]
-        row.answers[ctx["msgid"]] = ans
+        row.answers[msgid] = ans
+        if ans["infcode"] != 0:
+            return row
+        infno, out = ctx["infno"], ans["output"]
+        visit = row.visits.get(ctx.get("mdtrt_id", ""))
+        if infno in SETTLEMENTS and visit is not None:
+            visit["setl_id"] = out["setlinfo"]["setl_id"]
+        elif infno in CANCELLATIONS and visit is not None:
+            visit["setl_id"] = ""
+        elif infno == Infno.REVERSAL and out.get("reversed_setl_id"):
+            for v in row.visits.values():
+                if v["setl_id"] == out["reversed_setl_id"]:
+                    v["setl_id"] = ""
         return row
 
 
@@ -270,4 +426,3 @@ def fee_totals(visit: dict[str, Any]) -> FeeTotals:
         preselfpay_amt=sum(f["preselfpay_amt"] for f in fees),
         inscp_scp_amt=sum(f["inscp_scp_amt"] for f in fees),
     )
-

@@ -22,6 +22,7 @@ from messages.codes import Infno
 from messages.trace import HOSP_RECV, HOSP_SEND
 from messages.visitlog import Visit, VisitSession, make_msgid
 from settlement.reference import Hospital
+from simulators.bad_messages import BadMessage
 
 
 def producer_for(bootstrap: str, **extra: Any) -> KafkaProducer:
@@ -49,26 +50,48 @@ def response_consumer(bootstrap: str, topic: str = topics.HOSP_RESPONSES,
 
 @dataclass
 class Exchange:
-    """One request and its answer, as the hospital saw them."""
+    """One distinct request (by msgid) and every answer the hospital saw to it."""
 
     infno: str
     msgid: str
-    route: str = ""
+    sends: int = 0
     sent_ns: int = 0
-    latency_ms: float | None = None
-    answer: dict[str, Any] | None = None
+    answers: list[dict[str, Any]] = field(default_factory=list)
+    latency_ms: float | None = None  # first send to first answer
+    route: str = ""
     trace: list = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterRecord:
+    key: bytes | None
+    value: bytes
+    error_code: str
+    reason: str
+    source_topic: str
 
 
 @dataclass
 class HospitalRunResult:
     sessions: list[VisitSession]
-    exchanges: dict[str, Exchange]  # msgid -> exchange
-    unanswered: list[str]  # msgids
-    duplicate_answers: int
-    conflicting_duplicates: int
+    exchanges: dict[str, Exchange]  # msgid -> exchange, for the visits' requests
+    bad_answers: dict[str, list[dict[str, Any]]]  # msgid -> answers, for bad requests
+    dead_letters: list[DeadLetterRecord]
+    timed_out: list[str]  # msgids whose awaited answer never came
     unexpected_answers: int
     wall_s: float
+
+    @property
+    def sent(self) -> int:
+        return sum(e.sends for e in self.exchanges.values())
+
+    @property
+    def answered(self) -> int:
+        return sum(len(e.answers) for e in self.exchanges.values())
+
+
+def _headers(record: Any) -> dict[str, str]:
+    return {k: (v or b"").decode(errors="replace") for k, v in (record.headers or [])}
 
 
 class HospitalFleet:
@@ -78,15 +101,18 @@ class HospitalFleet:
         self.bootstrap = bootstrap
         self.answer_timeout_s = answer_timeout_s
         self.consumer = response_consumer(bootstrap)
+        self.dead_letter_consumer = response_consumer(bootstrap, topics.DEAD_LETTERS)
         self.producer = producer_for(bootstrap)
 
     def close(self) -> None:
         self.producer.close(timeout=5)
         self.consumer.close()
+        self.dead_letter_consumer.close()
 
-    def _send(self, key: str, request: dict[str, Any]) -> int:
+    def _send(self, key: str | bytes | None, value: bytes) -> int:
         sent = time.time_ns()
-        self.producer.send(topics.HOSP_REQUESTS, key=key.encode(), value=encode(request))
+        self.producer.send(topics.HOSP_REQUESTS,
+                           key=key.encode() if isinstance(key, str) else key, value=value)
         return sent
 
     def _poll(self, timeout_ms: int) -> list[dict[str, Any]]:
@@ -99,6 +125,16 @@ class HospitalFleet:
                     continue
         return out
 
+    def _poll_dead_letters(self) -> list[DeadLetterRecord]:
+        out = []
+        for records in self.dead_letter_consumer.poll(timeout_ms=0).values():
+            for rec in records:
+                h = _headers(rec)
+                out.append(DeadLetterRecord(rec.key, rec.value, h.get("huimin-error-code", ""),
+                                            h.get("huimin-reason", ""),
+                                            h.get("huimin-source-topic", "")))
+        return out
+
     def sign_in(self, hospitals: Iterable[Hospital], inf_time: str,
                 timeout_s: float = 120.0) -> float:
         """9001 for every hospital; returns seconds until all were answered (the platform is
@@ -108,10 +144,10 @@ class HospitalFleet:
         for h in hospitals:
             msgid = make_msgid(h.fixmedins_code, inf_time, 9_999)
             waiting[msgid] = h
-            self._send(h.fixmedins_code, {
+            self._send(h.fixmedins_code, encode({
                 "infno": Infno.SIGN_IN, "msgid": msgid, "mdtrtarea_admvs": h.admdvs,
                 "insuplc_admdvs": "", "fixmedins_code": h.fixmedins_code, "inf_time": inf_time,
-                "input": {"opter_no": "sim", "mac": "", "ip": ""}})
+                "input": {"opter_no": "sim", "mac": "", "ip": ""}}))
         self.producer.flush()
         while waiting:
             if time.monotonic() - start > timeout_s:
@@ -120,24 +156,42 @@ class HospitalFleet:
                 waiting.pop(msg.get("ans", {}).get("inf_refmsgid", ""), None)
         return time.monotonic() - start
 
-    def run(self, visits: list[Visit], rate: float,
-            on_progress: Callable[[int], None] | None = None) -> HospitalRunResult:
-        """Carry out `visits` at `rate` visit arrivals per second; return what was seen."""
-        sessions: list[VisitSession] = [VisitSession(v) for v in visits]
+    def run(self, visits: list[Visit], rate: float, bad: list[BadMessage] | None = None,
+            on_progress: Callable[[int], None] | None = None,
+            drain_s: float = 15.0) -> HospitalRunResult:
+        """Carry out `visits` at `rate` arrivals per second, with the `bad` requests spread
+        among them; return everything that was seen."""
+        bad = bad or []
+        sessions = [VisitSession(v) for v in visits]
         exchanges: dict[str, Exchange] = {}
-        inflight: dict[str, VisitSession] = {}
+        owner: dict[str, VisitSession] = {}
         busy: set[str] = set()
         waiting: dict[str, deque[VisitSession]] = defaultdict(deque)
-        unanswered: list[str] = []
-        duplicates = conflicts = unexpected = 0
+        bad_answers: dict[str, list[dict[str, Any]]] = {b.msgid: [] for b in bad if b.msgid}
+        dead_letters: list[DeadLetterRecord] = []
+        timed_out: list[str] = []
+        awaited_since: dict[str, int] = {}  # msgid -> send time, for awaited requests
+        unexpected = 0
         finished = 0
+        period = len(sessions) / rate
+        bad_times = [(j + 0.5) / len(bad) * period for j in range(len(bad))]
+        next_visit = next_bad = 0
         t0 = time.monotonic()
-        next_arrival = 0
+        last_news = t0
 
-        def send_next(session: VisitSession) -> None:
+        def pump(session: VisitSession) -> None:
             nonlocal finished
-            req = session.next_request()
-            if req is None:
+            for req in session.advance():
+                ex = exchanges.get(req["msgid"])
+                if ex is None:
+                    ex = exchanges[req["msgid"]] = Exchange(req["infno"], req["msgid"])
+                    owner[req["msgid"]] = session
+                sent = self._send(session.visit.certno, encode(req))
+                ex.sends += 1
+                ex.sent_ns = ex.sent_ns or sent
+            for msgid in session.awaiting:
+                awaited_since.setdefault(msgid, exchanges[msgid].sent_ns)
+            if session.done:
                 finished += 1
                 busy.discard(session.visit.certno)
                 if on_progress:
@@ -145,55 +199,73 @@ class HospitalFleet:
                 queue = waiting.get(session.visit.certno)
                 if queue:
                     start_visit(queue.popleft())
-                return
-            ex = Exchange(req["infno"], req["msgid"])
-            ex.sent_ns = self._send(session.visit.certno, req)
-            exchanges[req["msgid"]] = ex
-            inflight[req["msgid"]] = session
 
         def start_visit(session: VisitSession) -> None:
             busy.add(session.visit.certno)
-            send_next(session)
+            pump(session)
 
-        while finished < len(sessions):
+        def outstanding() -> bool:
+            return any(len(e.answers) < e.sends for e in exchanges.values()) or \
+                any(not a for a in bad_answers.values()) or \
+                len(dead_letters) < sum(b.expect == "dead-letter" for b in bad)
+
+        while True:
             now = time.monotonic() - t0
-            while next_arrival < len(sessions) and next_arrival / rate <= now:
-                session = sessions[next_arrival]
-                next_arrival += 1
+            while next_visit < len(sessions) and next_visit / rate <= now:
+                session = sessions[next_visit]
+                next_visit += 1
                 if session.visit.certno in busy:
                     waiting[session.visit.certno].append(session)
                 else:
                     start_visit(session)
-            wait_s = (next_arrival / rate - now) if next_arrival < len(sessions) else 0.05
-            for msg in self._poll(max(1, min(50, int(wait_s * 1000)))):
+            while next_bad < len(bad) and bad_times[next_bad] <= now:
+                self._send(bad[next_bad].key, bad[next_bad].value)
+                next_bad += 1
+            all_sent = next_visit == len(sessions) and next_bad == len(bad)
+            if all_sent and finished == len(sessions) and not outstanding():
+                break
+            if all_sent and finished == len(sessions) and time.monotonic() - last_news > drain_s:
+                break  # what is still missing is reported, not waited for forever
+            upcoming = min((next_visit / rate) if next_visit < len(sessions) else 1e9,
+                           bad_times[next_bad] if next_bad < len(bad) else 1e9)
+            wait_ms = max(1, min(50, int((upcoming - now) * 1000)))
+            messages = self._poll(wait_ms)
+            letters = self._poll_dead_letters()
+            if messages or letters:
+                last_news = time.monotonic()
+            dead_letters.extend(letters)
+            for msg in messages:
                 ans = msg.get("ans") or {}
                 msgid = ans.get("inf_refmsgid", "")
-                ex = exchanges.get(msgid)
-                if ex is None:
+                if msgid in bad_answers:
+                    bad_answers[msgid].append(ans)
+                    continue
+                ex, session = exchanges.get(msgid), owner.get(msgid)
+                if ex is None or session is None:
                     unexpected += 1
                     continue
-                if ex.answer is not None:
-                    duplicates += 1
-                    conflicts += ex.answer != ans
+                if not ex.answers:
+                    recv = time.time_ns()
+                    ex.latency_ms = (recv - ex.sent_ns) / 1e6
+                    ex.route = msg.get("ctx", {}).get("route", "")
+                    ex.trace = [[HOSP_SEND, ex.sent_ns], *msg.get("trace", []),
+                                [HOSP_RECV, recv]]
+                ex.answers.append(ans)
+                awaited_since.pop(msgid, None)
+                was_done = session.done
+                session.on_answer(ans)
+                if not was_done:
+                    pump(session)
+            deadline = time.time_ns() - int(self.answer_timeout_s * 1e9)
+            for msgid in [m for m, t in awaited_since.items() if t < deadline]:
+                del awaited_since[msgid]
+                session = owner[msgid]
+                if session.done:
                     continue
-                recv = time.time_ns()
-                ex.answer = ans
-                ex.latency_ms = (recv - ex.sent_ns) / 1e6
-                ex.route = msg.get("ctx", {}).get("route", "")
-                ex.trace = [[HOSP_SEND, ex.sent_ns], *msg.get("trace", []), [HOSP_RECV, recv]]
-                session = inflight.pop(msgid, None)
-                if session is not None:
-                    session.on_answer(ans)
-                    send_next(session)
-            if inflight:
-                oldest_allowed = time.time_ns() - int(self.answer_timeout_s * 1e9)
-                for msgid in [m for m, s in inflight.items()
-                              if exchanges[m].sent_ns < oldest_allowed]:
-                    session = inflight.pop(msgid)
-                    unanswered.append(msgid)
-                    session.failed = {"infcode": -1, "err_code": "TIMEOUT",
-                                      "err_msg": "no answer within the timeout"}
-                    send_next(session)
+                timed_out.append(msgid)
+                session.failed = {"infcode": -1, "inf_refmsgid": msgid, "err_code": "TIMEOUT",
+                                  "err_msg": "no answer within the timeout", "output": {}}
+                pump(session)
         self.producer.flush()
-        return HospitalRunResult(sessions, exchanges, unanswered, duplicates, conflicts,
+        return HospitalRunResult(sessions, exchanges, bad_answers, dead_letters, timed_out,
                                  unexpected, time.monotonic() - t0)

@@ -1,17 +1,23 @@
-"""The visit generator: a deterministic stream of outpatient visits over simulated time.
+"""The visit generator: a deterministic stream of outpatient visits and inpatient stays over
+simulated time, each with the plan of transactions its hospital will send.
 
 Visits concentrate on a minority of persons (chronic patients visit often), so deductibles
 and caps are actually reached. Cross-province visits come from persons living in another
-province (most of them filed) and from travellers (never filed).
+province (most of them filed), from persons with a referral filing, and from travellers
+(never filed). The plans mix in what hospitals really do: pre-settlement before settlement,
+fee corrections, cancelled registrations, cancelled and re-done settlements, lost answers
+followed by a 2601 reversal, a reversal that arrives before its original, duplicates,
+requests out of sequence, and 5206 queries.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from messages.visitlog import STEPS, TIME_FORMAT, Visit, VisitItem
+from messages.visitlog import TIME_FORMAT, Visit, VisitItem
 from settlement.policy import EMPLOYEE
 from simulators.world import World, rng
 
@@ -25,11 +31,60 @@ class VisitSpec:
     start: str = "2026-12-01 08:00:00"  # simulated; the default run crosses a new year
     days: int = 60
     traveller_share: float = 0.3  # of cross-province visits, by persons who do not live there
+    inpatient_share: float = 0.15
+    emergency_share: float = 0.05
+    cancel_share: float = 0.08  # settlements cancelled (2208/2305) afterwards
+    anomaly_share: float = 0.15  # visits with a protocol anomaly (see `_outpatient_plan`)
 
 
-def _skewed_index(r, n: int) -> int:
+def _skewed_index(r: random.Random, n: int) -> int:
     """Mostly small indexes: the first fifth of a list gets about 60 % of the draws."""
     return min(n - 1, int(n * r.random() ** 3))
+
+
+def _outpatient_plan(r: random.Random, spec: VisitSpec) -> list[str]:
+    plan = ["1101", "2201", "2204"]
+    if r.random() < 0.3:
+        plan.append("2206")  # pre-settlement first, as many HIS do
+    if r.random() < spec.anomaly_share:
+        anomaly = r.choice(("fee-correction", "cancel-registration", "fees-after-settlement",
+                            "duplicate-sn", "lost-answer", "reversal-first", "duplicate",
+                            "second-cancel", "cancel-unknown", "query"))
+        if anomaly == "cancel-registration":
+            return ["1101", "2201", "2202"]
+        if anomaly == "fee-correction":
+            return [*plan, "2205", "2204", "2207"]
+        if anomaly == "duplicate-sn":
+            return [*plan, "2204d!", "2207"]
+        if anomaly == "fees-after-settlement":
+            return [*plan, "2207", "2204!"]
+        if anomaly == "lost-answer":
+            return [*plan, "2207~", "2601", "2207"]
+        if anomaly == "reversal-first":
+            return [*plan, "2601^", "2207!", "2207"]
+        if anomaly == "duplicate":
+            return [*plan, "2207="]
+        if anomaly == "second-cancel":
+            return [*plan, "2207", "2208", "2208!"]
+        if anomaly == "cancel-unknown":
+            return [*plan, "2207", "2208x!"]
+        return [*plan, "2207", "5206"]
+    plan.append("2207")
+    if r.random() < spec.cancel_share:
+        plan.append("2208")
+        if r.random() < 0.5:
+            plan.append("2207")  # settled again after the correction
+    return plan
+
+
+def _inpatient_plan(r: random.Random, spec: VisitSpec, batches: int) -> list[str]:
+    plan = ["1101", "2401", *["2301"] * batches]
+    if r.random() < spec.anomaly_share / 3:
+        plan.append("2304!")  # settlement before discharge: refused
+    plan += ["2402", "2303", "2304"]
+    if r.random() < spec.cancel_share:
+        plan.append("2305")
+    return plan
 
 
 def generate_visits(world: World, spec: VisitSpec) -> Iterator[Visit]:
@@ -37,6 +92,8 @@ def generate_visits(world: World, spec: VisitSpec) -> Iterator[Visit]:
     persons = sorted(world.ref.enrollments)
     r.shuffle(persons)
     away = [c for c in persons if c in world.away_province]
+    referred = [c for c in persons if any(f.fil_type == "referral"
+                                          for f in world.ref.enrollments[c].filings)]
     provinces = sorted(world.hospitals_by_province)
     start = datetime.strptime(spec.start, TIME_FORMAT)
     spacing = spec.days * 86_400 / max(1, spec.visits)
@@ -46,6 +103,10 @@ def generate_visits(world: World, spec: VisitSpec) -> Iterator[Visit]:
         if cross and away and r.random() >= spec.traveller_share:
             certno = away[_skewed_index(r, len(away))]
             province = world.away_province[certno]
+        elif cross and referred and r.random() < 0.5:
+            certno = r.choice(referred)
+            province = next(f.province for f in world.ref.enrollments[certno].filings
+                            if f.fil_type == "referral")
         elif cross:
             certno = persons[_skewed_index(r, len(persons))]
             home = world.ref.enrollments[certno].province
@@ -58,18 +119,31 @@ def generate_visits(world: World, spec: VisitSpec) -> Iterator[Visit]:
         if not cross and r.random() < 0.7:
             hospitals = [h for h in hospitals if h.admdvs == enrollment.insuplc_admdvs] or hospitals
         hospital = r.choice(hospitals)
+        inpatient = r.random() < spec.inpatient_share
+        emergency = r.random() < spec.emergency_share
         factor = _LEVEL_PRICE_FACTOR[hospital.level]
+        n_items = (4 + int(40 * r.random() ** 2)) if inpatient else 1 + int(14 * r.random() ** 2)
         items = []
-        for _ in range(1 + int(14 * r.random() ** 2)):
+        for _ in range(n_items):
             it = r.choice(world.items)
             cnt = r.randint(1, 6) if it.kind == "drug" else 1
             items.append(VisitItem(code=it.code, cnt=cnt,
                                    pric=max(1, round(it.base_price * factor))))
+        if inpatient:
+            batches = r.randint(1, 4)
+            steps = _inpatient_plan(r, spec, batches)
+            med_type = "24" if emergency else "21"
+        else:
+            batches = 1
+            steps = _outpatient_plan(r, spec)
+            med_type = "13" if emergency else "11"
         begin = start + timedelta(seconds=int(k * spacing))
         code = hospital.fixmedins_code
         hospital_seq = seq.get(code, 0)
-        seq[code] = (hospital_seq + len(STEPS)) % 10_000
+        seq[code] = (hospital_seq + len(steps)) % 10_000
         uses_account = enrollment.insutype == EMPLOYEE and r.random() < 0.9
         yield Visit(visit_no=k, certno=certno, fixmedins_code=code,
                     mdtrtarea_admvs=hospital.admdvs, begntime=begin.strftime(TIME_FORMAT),
-                    seq=hospital_seq, acct_used_flag="1" if uses_account else "0", items=items)
+                    seq=hospital_seq, kind="inpatient" if inpatient else "outpatient",
+                    med_type=med_type, acct_used_flag="1" if uses_account else "0",
+                    items=items, batches=batches, steps=steps)

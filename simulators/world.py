@@ -15,7 +15,7 @@ from typing import Any
 from messages.identity import certno_check_char
 from settlement.catalogue import Catalogue, CatalogueEntry, ItemClass
 from settlement.policy import EMPLOYEE, RESIDENT, InsurancePolicy
-from settlement.reference import Enrollment, Hospital, ReferenceData
+from settlement.reference import ACTIVE, SUSPENDED, Enrollment, Filing, Hospital, ReferenceData
 from simulators.regions import PROVINCES, city_codes
 
 
@@ -31,6 +31,8 @@ class WorldSpec:
     employee_share: float = 0.6
     away_share: float = 0.15  # persons living in another province (异地长期居住)
     filed_share: float = 0.7  # of those living away, the share with a filing (备案)
+    referral_share: float = 0.05  # persons with a temporary referral filing (转诊备案)
+    suspended_share: float = 0.01  # persons whose insurance is suspended (暂停参保)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -136,9 +138,15 @@ def build_persons(spec: WorldSpec, cities: dict[str, list[str]]
         age = 2026 - birthday.year
         retired = employee and age >= 60
         lives_away = r.random() < spec.away_share
-        filed = lives_away and r.random() < spec.filed_share
+        filings: list[Filing] = []
         if lives_away:
             away[certno] = r.choice([p for p in provinces if p != province])
+            if r.random() < spec.filed_share:
+                filings.append(Filing("long-term", away[certno], "2026-01-01", "2028-12-31"))
+        if r.random() < spec.referral_share:
+            target = r.choice([p for p in provinces if p != province])
+            filings.append(Filing("referral", target, "2026-11-01", "2027-03-31"))
+        suspended = r.random() < spec.suspended_share
         balance = r.randrange(0, 500_000) if employee else 0
         enrollments[certno] = Enrollment(
             certno=certno,
@@ -147,7 +155,8 @@ def build_persons(spec: WorldSpec, cities: dict[str, list[str]]
             insuplc_admdvs=city,
             retired=retired,
             balance=balance,
-            filed=filed,
+            filings=tuple(filings),
+            insu_stas=SUSPENDED if suspended else ACTIVE,
             gend="1" if int(certno[16]) % 2 else "2",
             brdy=f"{birthday:%Y-%m-%d}",
         )

@@ -17,6 +17,7 @@ import faust
 
 from messages import topics
 from messages.codec import decode, encode
+from messages.codes import ErrorCode
 from messages.platform import CROSS, wrap_answer, wrap_request
 from messages.trace import INS_IN, NAT_BACK, NAT_IN, TRT_BACK, TRT_IN, stamp
 from settlement.insured import InsuredPlatform
@@ -29,7 +30,7 @@ from streams.faust_tuning import set_worker_fetch_max_wait
 
 log = logging.getLogger("huimin.streams")
 
-Send = tuple[Any, bytes | None, bytes]  # (topic, key, value)
+Send = tuple[Any, bytes | None, bytes, dict[str, bytes] | None]  # topic, key, value, headers
 Handler = Callable[[bytes | None, bytes | None], list[Send]]
 
 
@@ -82,14 +83,18 @@ def create_app(cfg: WorkerConfig) -> faust.App:
 
     def dead_letter(key: bytes | None, value: bytes | None, code: str, reason: str,
                     source: str) -> Send:
+        """The original bytes, untouched, with why in the headers (never personal data)."""
         log.warning("dead-lettered a message from %s: %s", source, code)
-        return dead_letters, key, encode({
-            "error_code": code, "reason": reason, "source_topic": source,
-            "value": (value or b"").decode("utf-8", "replace")})
+        return dead_letters, key, value or b"", {
+            "huimin-error-code": code.encode(), "huimin-reason": reason.encode(),
+            "huimin-source-topic": source.encode()}
+
+    def send(topic: Any, key: bytes | None, value: bytes) -> Send:
+        return topic, key, value, None
 
     def to_hospital(ans: dict[str, Any], ctx: dict[str, Any], trace: list) -> Send:
-        return hosp_responses, ctx["fixmedins_code"].encode(), encode(
-            wrap_answer(ans, ctx, trace))
+        return send(hosp_responses, ctx["fixmedins_code"].encode(),
+                    encode(wrap_answer(ans, ctx, trace)))
 
     def role(source: Any, name: str, handler: Handler) -> None:
         """An agent that runs `handler` on each event and sends what it returns. An exception
@@ -100,11 +105,11 @@ def create_app(cfg: WorkerConfig) -> faust.App:
                     sends = handler(event.key, event.value)
                 except Exception as exc:
                     log.error("%s failed on a message: %s", name, type(exc).__name__)
-                    sends = [dead_letter(event.key, event.value, "E9001",
+                    sends = [dead_letter(event.key, event.value, ErrorCode.INTERNAL_ERROR.value,
                                          f"internal error in {name}: {type(exc).__name__}",
                                          source.get_topic_name())]
-                for topic, key, value in sends:
-                    await topic.send(key=key, value=value)
+                for topic, key, value, headers in sends:
+                    await topic.send(key=key, value=value, headers=headers)
         agent.__name__ = name
         app.agent(source, name=name)(agent)
 
@@ -120,7 +125,7 @@ def create_app(cfg: WorkerConfig) -> faust.App:
             return [to_hospital(outcome.answer, outcome.ctx, trace)]
         if isinstance(outcome, Forward):
             target = nat_requests if outcome.to == "national" else ins_requests
-            return [(target, key, encode(wrap_request(outcome.req, outcome.ctx, trace)))]
+            return [send(target, key, encode(wrap_request(outcome.req, outcome.ctx, trace)))]
         assert isinstance(outcome, DeadLetter)
         return [dead_letter(key, value, outcome.error_code.value, outcome.reason,
                             topics.HOSP_REQUESTS)]
@@ -130,8 +135,8 @@ def create_app(cfg: WorkerConfig) -> faust.App:
         trace = stamp(msg["trace"], NAT_IN)
         routed = national.route(key.decode() if key else "", msg["req"], msg["ctx"])
         if isinstance(routed, BackToTreatment):
-            return [(trt_answers, key, encode(wrap_answer(routed.answer, routed.ctx, trace)))]
-        return [(ins_requests, key, encode(wrap_request(routed.req, routed.ctx, trace)))]
+            return [send(trt_answers, key, encode(wrap_answer(routed.answer, routed.ctx, trace)))]
+        return [send(ins_requests, key, encode(wrap_request(routed.req, routed.ctx, trace)))]
 
     def on_insured_request(key: bytes | None, value: bytes | None) -> list[Send]:
         msg = decode(value)
@@ -143,12 +148,12 @@ def create_app(cfg: WorkerConfig) -> faust.App:
         if row is not None:
             ins_rows[key] = encode(row.to_dict())
         target = nat_answers if ctx["route"] == CROSS else trt_answers
-        return [(target, key, encode(wrap_answer(answer, ctx, trace)))]
+        return [send(target, key, encode(wrap_answer(answer, ctx, trace)))]
 
     def on_national_answer(key: bytes | None, value: bytes | None) -> list[Send]:
         msg = decode(value)
         stamp(msg["trace"], NAT_BACK)
-        return [(trt_answers, key, encode(msg))]
+        return [send(trt_answers, key, encode(msg))]
 
     def on_treatment_answer(key: bytes | None, value: bytes | None) -> list[Send]:
         msg = decode(value)

@@ -1,0 +1,129 @@
+"""Bad requests of every kind a platform must survive, each with the outcome it must get:
+an answer with a given error code, or a place in the dead-letter topic when there is nobody to
+answer. The expectations are written here by hand, independently of the platform's code."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any, Literal
+
+from messages.codec import encode
+from messages.codes import ErrorCode
+from messages.transactions import MAX_FEN
+from messages.visitlog import make_msgid
+from settlement.treatment import MAX_REQUEST_BYTES
+from simulators.world import World, make_certno, rng
+
+#: Bad requests are timed just before the visits' simulated period, so their msgids are unique.
+BAD_TIME = "2026-11-30 23:59:59"
+
+
+@dataclass(frozen=True, slots=True)
+class BadMessage:
+    kind: str
+    key: bytes | None
+    value: bytes
+    expect: Literal["answer", "dead-letter"]
+    code: ErrorCode
+    msgid: str = ""  # set when an answer is expected
+    infno: str = ""
+
+
+def generate_bad_messages(world: World, per_kind: int = 1) -> list[BadMessage]:
+    r = rng(world.spec.seed, "bad-messages")
+    hospitals = sorted(world.ref.hospitals.values(), key=lambda h: h.fixmedins_code)
+    persons = sorted(world.ref.enrollments)
+    out: list[BadMessage] = []
+    seq = 0
+
+    def request(kind: str, infno: str, inp: dict[str, Any], code: ErrorCode, *,
+                key: str | None = None, hospital_code: str | None = None,
+                mdtrtarea: str | None = None, insuplc: str | None = None,
+                certno: str | None = None) -> None:
+        nonlocal seq
+        h = r.choice(hospitals)
+        certno = certno or r.choice(persons)
+        e = world.ref.enrollments.get(certno)
+        code_ = hospital_code or h.fixmedins_code
+        msgid = make_msgid(code_, BAD_TIME, seq)
+        seq += 1
+        req = {"infno": infno, "msgid": msgid, "mdtrtarea_admvs": mdtrtarea or h.admdvs,
+               "insuplc_admdvs": insuplc if insuplc is not None else
+               (e.insuplc_admdvs if e else ""),
+               "fixmedins_code": code_, "inf_time": BAD_TIME, "input": inp}
+        out.append(BadMessage(kind, (key or certno).encode(), encode(req), "answer", code, msgid,
+                              infno))
+
+    def dead(kind: str, value: bytes, code: ErrorCode) -> None:
+        out.append(BadMessage(kind, r.choice(persons).encode(), value, "dead-letter", code))
+
+    def person_info(certno: str) -> dict[str, Any]:
+        return {"mdtrt_cert_type": "02", "mdtrt_cert_no": certno, "begntime": BAD_TIME,
+                "psn_cert_type": "01", "certno": certno}
+
+    def fee(certno: str, cnt: Any = 1, pric: Any = 100) -> dict[str, Any]:
+        e = world.ref.enrollments[certno]
+        amount = cnt * pric if isinstance(cnt, int) and isinstance(pric, int) else 100
+        return {"feedetail": [{"feedetl_sn": "0001", "mdtrt_id": "NOSUCHVISIT",
+                               "psn_no": e.psn_no, "fee_ocur_time": BAD_TIME,
+                               "med_list_codg": "XD000001", "det_item_fee_sumamt": amount,
+                               "cnt": cnt, "pric": pric}]}
+
+    for i in range(per_kind):
+        c = persons[(i * 7919) % len(persons)]
+        e = world.ref.enrollments[c]
+        dead("malformed-json", b'{"infno": "1101", "msgid": ', ErrorCode.MALFORMED_JSON)
+        dead("not-an-object", b"[1101, 2201]", ErrorCode.MALFORMED_JSON)
+        dead("oversize", encode({"infno": "2204", "padding": "x" * (MAX_REQUEST_BYTES + i)}),
+             ErrorCode.MESSAGE_TOO_LARGE)
+        dead("no-sender", encode({"infno": "1101", "input": {}}), ErrorCode.SCHEMA_VIOLATION)
+        inp = person_info(c)
+        del inp["certno"]
+        request("missing-field", "1101", inp, ErrorCode.SCHEMA_VIOLATION, certno=c)
+        request("extra-field", "1101", {**person_info(c), "remark": "x"},
+                ErrorCode.SCHEMA_VIOLATION, certno=c)
+        request("ill-typed", "2204", fee(c, cnt="2"), ErrorCode.SCHEMA_VIOLATION, certno=c)
+        bad = c[:17] + ("0" if c[17] != "0" else "1")
+        request("invalid-certno", "1101", person_info(bad), ErrorCode.INVALID_CERTNO, key=bad,
+                certno=c)
+        stranger = make_certno("110100", _birthday(r), 1 + 2 * (i % 400))
+        while stranger in world.ref.enrollments:
+            stranger = make_certno("110100", _birthday(r), 1 + 2 * r.randrange(400))
+        request("unknown-person", "1101", person_info(stranger), ErrorCode.UNKNOWN_PERSON,
+                key=stranger, certno=c)
+        h = r.choice(hospitals)
+        request("unknown-hospital", "1101", person_info(c), ErrorCode.UNKNOWN_HOSPITAL,
+                hospital_code=f"H{h.admdvs}99999", mdtrtarea=h.admdvs, certno=c)
+        request("unknown-region", "2201", _register(e.psn_no, e.insutype, c),
+                ErrorCode.UNKNOWN_REGION, insuplc="990100", certno=c)
+        other = next(x for x in hospitals if x.province != h.province)
+        request("wrong-province", "1101", person_info(c), ErrorCode.WRONG_PROVINCE,
+                hospital_code=h.fixmedins_code, mdtrtarea=other.admdvs, certno=c)
+        request("settle-without-registration", "2207", {
+            "psn_no": e.psn_no, "mdtrt_cert_type": "02", "mdtrt_cert_no": c, "med_type": "11",
+            "medfee_sumamt": 100, "psn_setlway": "01", "mdtrt_id": "NOSUCHVISIT",
+            "insutype": e.insutype, "acct_used_flag": "0"}, ErrorCode.UNKNOWN_VISIT, certno=c)
+        request("non-positive-quantity", "2204", fee(c, cnt=0), ErrorCode.INVALID_AMOUNT,
+                certno=c)
+        request("amount-overflow", "2204", fee(c, pric=MAX_FEN + 1), ErrorCode.AMOUNT_OVERFLOW,
+                certno=c)
+        request("unsupported-infno", "9999", {}, ErrorCode.UNSUPPORTED_INFNO, certno=c)
+    return out
+
+
+def _birthday(r: random.Random) -> date:
+    return date(1950, 1, 1) + timedelta(days=r.randrange(0, 50 * 365))
+
+
+def _register(psn_no: str, insutype: str, certno: str) -> dict[str, Any]:
+    return {"psn_no": psn_no, "insutype": insutype, "begntime": BAD_TIME,
+            "mdtrt_cert_type": "02", "mdtrt_cert_no": certno, "ipt_otp_no": "MZBAD",
+            "med_type": "11"}
+
+
+KINDS = ("malformed-json", "not-an-object", "oversize", "no-sender", "missing-field",
+         "extra-field", "ill-typed", "invalid-certno", "unknown-person", "unknown-hospital",
+         "unknown-region", "wrong-province", "settle-without-registration",
+         "non-positive-quantity", "amount-overflow", "unsupported-infno")
