@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint e2e bench clean
+.PHONY: run test lint e2e clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "huimin needs Python 3.11 or newer")'
@@ -20,9 +20,11 @@ test: $(STAMP)  ## lint, then the whole test suite (end-to-end tests start their
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
-lint: $(STAMP)
+lint: $(STAMP)  ## ruff
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check . || true
+
+e2e: $(STAMP)  ## only the end-to-end tests (each starts its own embedded broker)
+	$(BIN)/pytest -m e2e
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .benchmarks build *.egg-info

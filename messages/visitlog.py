@@ -19,7 +19,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from messages.codes import CANCELLATIONS, FEE_UPLOADS, REGISTRATIONS, SETTLEMENTS, Infno
 
@@ -56,6 +56,12 @@ class Visit(BaseModel):
     items: list[VisitItem]
     batches: int = Field(default=1, ge=1)  # inpatient: 2301 uploads split the items
     steps: list[str] = Field(default_factory=lambda: list(OUTPATIENT_STEPS))
+
+    @model_validator(mode="after")
+    def _batches_have_items(self) -> Visit:
+        if self.batches > len(self.items):
+            raise ValueError(f"{self.batches} fee batches for {len(self.items)} items")
+        return self
 
 
 def make_msgid(fixmedins_code: str, inf_time: str, seq: int) -> str:
@@ -165,8 +171,7 @@ class VisitSession:
             if "d" in marks:  # resend the previous upload's items: duplicate feedetl_sn
                 return {"feedetail": self._last_upload}
             self._uploads += 1
-            items = v.items if v.kind == "outpatient" else \
-                v.items[self._uploads - 1::v.batches] or v.items[-1:]
+            items = v.items if v.kind == "outpatient" else v.items[self._uploads - 1::v.batches]
             self._last_upload = [
                 {"feedetl_sn": f"{self._uploads:02d}{j + 1:04d}", "mdtrt_id": mdtrt_id,
                  "psn_no": psn_no, "chrg_bchno": str(self._uploads), "med_type": v.med_type,

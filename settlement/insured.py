@@ -25,6 +25,8 @@ from settlement.policy import Benefit, BenefitContext, Category, category_of, co
 from settlement.reference import SUSPENDED, Enrollment, ReferenceData
 
 SETTLED, CANCELLED, REVERSED = "settled", "cancelled", "reversed"
+ACCUMULATOR_NAMES = (ytd_key("dedc", Category.OUTPATIENT), ytd_key("fund", Category.OUTPATIENT),
+                     ytd_key("fund", Category.INPATIENT))
 
 
 class Refusal(Exception):
@@ -77,8 +79,8 @@ class InsuredPlatform:
         if infno == Infno.ACCUMULATORS:
             year = inp["cum_ym"][:4]
             return {"psn": mask_certno(e.certno), "year": year, "cuminfo": [
-                {"cum_type_code": name, "cum": cum}
-                for name, cum in sorted(row.ytd.get(year, {}).items())]}
+                {"cum_type_code": name, "cum": row.accumulator(year, name)}
+                for name in ACCUMULATOR_NAMES]}
         raise Refusal(ErrorCode.UNSUPPORTED_INFNO,
                       f"infno {infno} is not handled by the insured-place platform")
 
@@ -173,17 +175,20 @@ class InsuredPlatform:
         omsgid, oinfno = req["input"]["omsgid"], req["input"]["oinfno"]
         out = {"omsgid": omsgid, "oinfno": oinfno, "result": "nothing-to-undo",
                "reversed_setl_id": ""}
+        if oinfno in CANCELLATIONS:  # in either order, so that both end in the same state
+            raise Refusal(ErrorCode.NOT_REVERSIBLE,
+                          f"a cancellation ({oinfno}) cannot be reversed; settle the visit again")
         original = row.answers.get(omsgid)
         if original is None:
             row.reversed[omsgid] = req["msgid"]
             out["result"] = "reversed-in-advance"
             return out
-        if oinfno in CANCELLATIONS:
-            raise Refusal(ErrorCode.NOT_REVERSIBLE,
-                          f"a cancellation ({oinfno}) cannot be reversed; settle the visit again")
         if original["infcode"] == 0 and oinfno in SETTLEMENTS:
-            setl_id = original["output"]["setlinfo"]["setl_id"]
-            setl = row.settlements[setl_id]
+            setl_id = original["output"].get("setlinfo", {}).get("setl_id", "")
+            setl = row.settlements.get(setl_id)
+            if setl is None or setl["msgid"] != omsgid:
+                raise Refusal(ErrorCode.NOT_REVERSIBLE,
+                              f"msgid {omsgid} was not a settlement ({oinfno})")
             if setl["status"] == SETTLED:
                 self._undo(row, setl, REVERSED)
                 out["result"] = "undone"

@@ -36,13 +36,14 @@ class Oracle:
             return outcome.answer
         assert isinstance(outcome, Forward)
         req, ctx = outcome.req, outcome.ctx
-        if outcome.to == "national":
-            routed = self.national.route(certno, req, ctx)
-            if isinstance(routed, BackToTreatment):
-                return routed.answer
-        answer, prow = self.insured.handle(certno, self.person_rows.get(certno), req, ctx)
-        if prow is not None:
-            self.person_rows[certno] = prow
+        routed = self.national.route(certno, req, ctx) if outcome.to == "national" else None
+        if isinstance(routed, BackToTreatment):  # refused by the national platform
+            answer = routed.answer
+        else:
+            answer, prow = self.insured.handle(certno, self.person_rows.get(certno), req, ctx)
+            if prow is not None:
+                self.person_rows[certno] = prow
+        # Every answer passes the treatment side on its way back, as in the streamed platform.
         trow = self.treatment.handle_answer(answer, ctx, self.treatment_rows.get(certno))
         if trow is not None:
             self.treatment_rows[certno] = trow

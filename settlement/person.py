@@ -28,8 +28,16 @@ class PersonRow:
         return self.ytd.get(year, {}).get(name, 0)
 
     def add(self, year: str, name: str, fen: int) -> None:
+        """Add to an accumulator; one back at zero disappears, so undoing a settlement leaves
+        the row exactly as if it had never happened."""
         acc = self.ytd.setdefault(year, {})
-        acc[name] = acc.get(name, 0) + fen
+        total = acc.get(name, 0) + fen
+        if total:
+            acc[name] = total
+        else:
+            acc.pop(name, None)
+            if not acc:
+                del self.ytd[year]
 
     def to_dict(self) -> dict[str, Any]:
         return {"balance": self.balance, "ytd": self.ytd, "settlements": self.settlements,

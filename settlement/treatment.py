@@ -368,13 +368,20 @@ class TreatmentPlatform:
             row.reversed[inp.omsgid] = req.msgid
             out["result"] = "reversed-in-advance"
         elif original["infcode"] == 0 and inp.oinfno in REGISTRATIONS:
-            visit = row.visits[original["output"]["data"]["mdtrt_id"]]
+            data = original["output"].get("data")
+            visit = row.visits.get(data.get("mdtrt_id", "")) if isinstance(data, dict) else None
+            if visit is None:
+                raise Rejected(ErrorCode.NOT_REVERSIBLE,
+                               f"msgid {inp.omsgid} was not a registration ({inp.oinfno})")
             if visit["fees"] or visit["setl_id"]:
                 raise Rejected(ErrorCode.NOT_REVERSIBLE, "the registration has fees or a "
                                "settlement; cancel those first")
             visit["status"] = REVERSED
             out["result"] = "undone"
         elif original["infcode"] == 0 and inp.oinfno in FEE_UPLOADS:
+            if not isinstance(original["output"].get("result"), list):
+                raise Rejected(ErrorCode.NOT_REVERSIBLE,
+                               f"msgid {inp.omsgid} was not a fee upload ({inp.oinfno})")
             sns = [r["feedetl_sn"] for r in original["output"]["result"]]
             visits = [v for v in row.visits.values() if any(sn in v["fees"] for sn in sns)]
             if any(v["setl_id"] for v in visits):

@@ -19,7 +19,7 @@ from messages.platform import CROSS, LOCAL
 from messages.visitlog import make_msgid
 from settlement.catalogue import Catalogue, CatalogueEntry, FeeTotals, ItemClass
 from settlement.policy import EMPLOYEE, RESIDENT, InsurancePolicy
-from settlement.reference import Enrollment, Hospital, ReferenceData
+from settlement.reference import Enrollment, Filing, Hospital, ReferenceData
 
 BJ, SH = "110000", "310000"
 BJ_CITY, SH_CITY = "110100", "310100"
@@ -35,21 +35,24 @@ def certno(first17: str) -> str:
 EMP_CERTNO = "11010519491231002X"
 #: A retired employee insured in Beijing.
 RETIRED_CERTNO = certno("11010119500101001")
-#: A resident insured in Shanghai, filed (备案) for living elsewhere.
+#: A resident insured in Shanghai, filed (备案) for living in Beijing from 2026 to 2028.
 RES_CERTNO = certno("31010119800101002")
 
 EMPLOYEE_BALANCE = 500_000
 RETIRED_BALANCE = 80_000
 
+RES_FILING = Filing("long-term", BJ, "2026-01-01", "2028-12-31")
+
 ENROLLMENTS = {
     EMP_CERTNO: Enrollment(EMP_CERTNO, BJ_CITY + "1".zfill(20), EMPLOYEE, BJ_CITY,
-                           retired=False, balance=EMPLOYEE_BALANCE, filed=False, gend="2",
+                           retired=False, balance=EMPLOYEE_BALANCE, gend="2",
                            brdy="1949-12-31"),
     RETIRED_CERTNO: Enrollment(RETIRED_CERTNO, BJ_CITY + "2".zfill(20), EMPLOYEE, BJ_CITY,
-                               retired=True, balance=RETIRED_BALANCE, filed=False, gend="1",
+                               retired=True, balance=RETIRED_BALANCE, gend="1",
                                brdy="1950-01-01"),
     RES_CERTNO: Enrollment(RES_CERTNO, SH_CITY + "3".zfill(20), RESIDENT, SH_CITY,
-                           retired=False, balance=0, filed=True, gend="2", brdy="1980-01-01"),
+                           retired=False, balance=0, filings=(RES_FILING,), gend="2",
+                           brdy="1980-01-01"),
 }
 
 # Codes: DA drug, DB drug, DB2 drug with its own self-pay share, SV service with a ceiling,
@@ -96,27 +99,71 @@ def person_info_input(cert: str, begntime: str) -> dict[str, Any]:
             "psn_cert_type": "01", "certno": cert}
 
 
-def register_input(e: Enrollment, begntime: str, visit_no: int = 1) -> dict[str, Any]:
+def register_input(e: Enrollment, begntime: str, visit_no: int = 1,
+                   med_type: str = "11") -> dict[str, Any]:
     return {"psn_no": e.psn_no, "insutype": e.insutype, "begntime": begntime,
             "mdtrt_cert_type": "02", "mdtrt_cert_no": e.certno,
-            "ipt_otp_no": f"MZ{visit_no:010d}", "med_type": "11"}
+            "ipt_otp_no": f"MZ{visit_no:010d}", "med_type": med_type}
+
+
+def admit_input(e: Enrollment, begntime: str, visit_no: int = 1,
+                med_type: str = "21") -> dict[str, Any]:
+    """2401 inpatient admission."""
+    return {"psn_no": e.psn_no, "insutype": e.insutype, "mdtrt_cert_type": "02",
+            "mdtrt_cert_no": e.certno, "med_type": med_type, "ipt_no": f"ZY{visit_no:010d}",
+            "begntime": begntime}
+
+
+def discharge_input(e: Enrollment, mdtrt_id: str, endtime: str) -> dict[str, Any]:
+    """2402 inpatient discharge."""
+    return {"mdtrt_id": mdtrt_id, "psn_no": e.psn_no, "endtime": endtime, "dscg_way": "1"}
 
 
 def fee_input(e: Enrollment, mdtrt_id: str, fee_time: str,
-              items: list[tuple[str, str, int, int]]) -> dict[str, Any]:
+              items: list[tuple[str, str, int, int]], chrg_bchno: str = "1",
+              med_type: str = "11") -> dict[str, Any]:
     """`items` are (feedetl_sn, med_list_codg, cnt, pric)."""
     return {"feedetail": [
-        {"feedetl_sn": sn, "mdtrt_id": mdtrt_id, "psn_no": e.psn_no, "med_type": "11",
-         "fee_ocur_time": fee_time, "med_list_codg": code, "medins_list_codg": code,
-         "det_item_fee_sumamt": cnt * pric, "cnt": cnt, "pric": pric}
+        {"feedetl_sn": sn, "mdtrt_id": mdtrt_id, "psn_no": e.psn_no, "chrg_bchno": chrg_bchno,
+         "med_type": med_type, "fee_ocur_time": fee_time, "med_list_codg": code,
+         "medins_list_codg": code, "det_item_fee_sumamt": cnt * pric, "cnt": cnt, "pric": pric}
         for sn, code, cnt, pric in items]}
 
 
+def fee_cancel_input(e: Enrollment, mdtrt_id: str, chrg_bchno: str = "0000") -> dict[str, Any]:
+    """2205: cancel one upload batch, or all fees with "0000"."""
+    return {"mdtrt_id": mdtrt_id, "chrg_bchno": chrg_bchno, "psn_no": e.psn_no}
+
+
+def register_cancel_input(e: Enrollment, mdtrt_id: str, visit_no: int = 1) -> dict[str, Any]:
+    """2202: cancel an outpatient registration."""
+    return {"psn_no": e.psn_no, "mdtrt_id": mdtrt_id, "ipt_otp_no": f"MZ{visit_no:010d}"}
+
+
 def settle_input(e: Enrollment, mdtrt_id: str, medfee_sumamt: int,
-                 acct_used_flag: str = "1") -> dict[str, Any]:
-    return {"psn_no": e.psn_no, "mdtrt_cert_type": "02", "mdtrt_cert_no": e.certno,
-            "med_type": "11", "medfee_sumamt": medfee_sumamt, "psn_setlway": "01",
-            "mdtrt_id": mdtrt_id, "insutype": e.insutype, "acct_used_flag": acct_used_flag}
+                 acct_used_flag: str = "1", med_type: str = "11") -> dict[str, Any]:
+    """2206/2207; with an inpatient `med_type` (21, 24) also 2303/2304."""
+    inp = {"psn_no": e.psn_no, "mdtrt_cert_type": "02", "mdtrt_cert_no": e.certno,
+           "med_type": med_type, "medfee_sumamt": medfee_sumamt, "psn_setlway": "01",
+           "mdtrt_id": mdtrt_id, "insutype": e.insutype, "acct_used_flag": acct_used_flag}
+    if med_type.startswith("2"):
+        inp["mid_setl_flag"] = "0"
+    return inp
+
+
+def settle_cancel_input(e: Enrollment, setl_id: str, mdtrt_id: str) -> dict[str, Any]:
+    """2208/2305."""
+    return {"setl_id": setl_id, "mdtrt_id": mdtrt_id, "psn_no": e.psn_no}
+
+
+def reversal_input(e: Enrollment, omsgid: str, oinfno: str) -> dict[str, Any]:
+    """2601 冲正 of the transaction `omsgid`."""
+    return {"psn_no": e.psn_no, "omsgid": omsgid, "oinfno": oinfno}
+
+
+def accumulators_input(e: Enrollment, cum_ym: str) -> dict[str, Any]:
+    """5206 for the year of `cum_ym` (yyyyMM)."""
+    return {"psn_no": e.psn_no, "cum_ym": cum_ym}
 
 
 def settle_request(e: Enrollment, hospital: Hospital, inf_time: str, seq: int, mdtrt_id: str,
@@ -127,8 +174,13 @@ def settle_request(e: Enrollment, hospital: Hospital, inf_time: str, seq: int, m
 
 def settle_ctx(req: dict[str, Any], hospital: Hospital, fees: FeeTotals) -> dict[str, Any]:
     """The context the treatment side attaches to a 2207 it forwards to the insured place."""
-    cross = req["mdtrtarea_admvs"][:2] != req["insuplc_admdvs"][:2]
+    return {**forward_ctx(req, hospital), "fees": fees.as_dict()}
+
+
+def forward_ctx(req: dict[str, Any], hospital: Hospital) -> dict[str, Any]:
+    """The context the treatment side attaches to any request it forwards to the insured place
+    (a settlement also carries the classified `fees`)."""
+    cross = req["mdtrtarea_admvs"][:2] != (req["insuplc_admdvs"] or hospital.admdvs)[:2]
     return {"infno": req["infno"], "msgid": req["msgid"], "fixmedins_code": hospital.fixmedins_code,
             "mdtrtarea_admvs": req["mdtrtarea_admvs"], "insuplc_admdvs": req["insuplc_admdvs"],
-            "route": CROSS if cross else LOCAL, "hosp_lv": hospital.level,
-            "fees": fees.as_dict()}
+            "route": CROSS if cross else LOCAL, "hosp_lv": hospital.level}

@@ -50,6 +50,21 @@ def settle(platform: InsuredPlatform, row: PersonRow | None, certno: str, inf_ti
     return platform.handle(certno, row, req, settle_ctx(req, hospital, fees))
 
 
+def money_state(row: PersonRow) -> dict[str, Any]:
+    """What a settlement changes: balance, accumulators and the settlements themselves."""
+    return copy.deepcopy({"balance": row.balance, "ytd": row.ytd,
+                          "settlements": row.settlements, "reversed": row.reversed})
+
+
+def assert_only_the_refusal_is_kept(row: PersonRow | None, ans: dict[str, Any]) -> None:
+    """A refused first request leaves a fresh row holding nothing but its answer (kept by
+    msgid so that a duplicate gets it again)."""
+    assert row is not None
+    assert (row.balance, row.ytd, row.settlements, row.reversed) == (EMPLOYEE_BALANCE, {}, {},
+                                                                     {})
+    assert row.answers == {ans["inf_refmsgid"]: ans}
+
+
 def test_settlement_answers_and_updates_balance_and_accumulators() -> None:
     platform = InsuredPlatform(reference_data())
     ans, row = settle(platform, None, EMP_CERTNO, "2026-03-01 10:00:00", 1, "110100V1",
@@ -128,13 +143,16 @@ def test_second_settlement_of_the_same_visit_is_refused_and_changes_nothing() ->
     _, row = settle(platform, None, EMP_CERTNO, "2026-03-01 10:00:00", 1, "V1",
                     in_scope(300_000))
     assert row is not None
-    before = copy.deepcopy(row.to_dict())
+    before = money_state(row)
+    answers_before = dict(row.answers)
     ans, changed = settle(platform, row, EMP_CERTNO, "2026-03-01 10:05:00", 9, "V1",
                           in_scope(300_000))
     assert ans["infcode"] == -1
     assert ans["err_code"] == ErrorCode.VISIT_ALREADY_SETTLED
-    assert changed is None
-    assert row.to_dict() == before
+    # Only the refusal is kept (by its msgid, for duplicates); the money is untouched.
+    assert changed is not None
+    assert money_state(changed) == before
+    assert changed.answers == {**answers_before, ans["inf_refmsgid"]: ans}
 
 
 def test_unknown_person_is_refused_with_a_masked_certno() -> None:
@@ -155,7 +173,7 @@ def test_psn_no_of_another_person_is_refused() -> None:
     ans, row = platform.handle(EMP_CERTNO, None, req, settle_ctx(req, HOSP_BJ,
                                                                  in_scope(1_000)))
     assert ans["err_code"] == ErrorCode.PERSON_MISMATCH
-    assert row is None
+    assert_only_the_refusal_is_kept(row, ans)
 
 
 def test_settlement_declaring_another_insured_province_is_refused() -> None:
@@ -168,7 +186,7 @@ def test_settlement_declaring_another_insured_province_is_refused() -> None:
     ans, row = platform.handle(EMP_CERTNO, None, req, settle_ctx(req, HOSP_SH,
                                                                  in_scope(10_000)))
     assert ans["err_code"] == ErrorCode.INSURED_PLACE_MISMATCH
-    assert row is None
+    assert_only_the_refusal_is_kept(row, ans)
 
 
 def test_new_year_starts_from_zero_accumulators_and_the_deductible_applies_again() -> None:
@@ -186,7 +204,7 @@ def test_new_year_starts_from_zero_accumulators_and_the_deductible_applies_again
     # 2027 starts from zero: the whole 100,000 is deductible again, so the fund pays 0.
     assert (s["act_pay_dedc"], s["hifp_pay"]) == (100_000, 0)
     assert row is not None
-    assert row.ytd["2027"] == {"fund_11": 0, "dedc_11": 100_000}
+    assert row.ytd["2027"] == {"dedc_11": 100_000}  # an accumulator at zero is not kept
     assert row.ytd["2026"] == {"fund_11": 154_000, "dedc_11": 180_000}  # untouched
 
 

@@ -1,5 +1,9 @@
 """settlement.oracle.Oracle over a seeded world: every visit settles, deterministically, and
-every settlement obeys DOMAIN.md §3."""
+every settlement obeys DOMAIN.md §3.
+
+The visits here follow the plain plans (no protocol anomalies, no cancellations, nobody
+suspended), so that each visit ends in exactly one settlement; tests/test_visit_plans.py
+covers the anomalies."""
 
 from __future__ import annotations
 
@@ -10,10 +14,12 @@ import pytest
 
 from messages.codes import ErrorCode, Infno
 from messages.envelope import province_of
+from messages.transactions import EMERGENCY_MED_TYPES
 from messages.visitlog import Visit, VisitItem, VisitSession
 from settlement.catalogue import FeeTotals
 from settlement.oracle import Oracle
-from settlement.policy import BenefitContext, Category, compute_benefit
+from settlement.policy import BenefitContext, Category, category_of, compute_benefit
+from settlement.reference import ACTIVE
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import World, WorldSpec, build_world
 
@@ -23,8 +29,9 @@ VISITS = 200
 
 class Run:
     def __init__(self, seed: int) -> None:
-        self.world: World = build_world(WorldSpec(persons=300, seed=seed))
-        self.visits = list(generate_visits(self.world, VisitSpec(visits=VISITS)))
+        self.world: World = build_world(WorldSpec(persons=300, seed=seed, suspended_share=0.0))
+        self.visits = list(generate_visits(self.world, VisitSpec(
+            visits=VISITS, anomaly_share=0.0, cancel_share=0.0)))
         self.oracle = Oracle(self.world.ref)
         self.sessions = list(self.oracle.settle_log(self.visits))
 
@@ -60,10 +67,12 @@ def test_both_local_and_cross_province_settlements_occur(run: Run) -> None:
 
 
 def test_every_settlement_satisfies_the_domain_invariants(run: Run) -> None:
-    fund_ytd: dict[tuple[str, str], int] = defaultdict(int)
+    fund_ytd: dict[tuple[str, str, Category], int] = defaultdict(int)
     for visit, s in zip(run.visits, run.setlinfos, strict=True):
         e = run.world.ref.enrollments[visit.certno]
-        cap = run.world.ref.policies[e.province].rule(e.insutype, Category.OUTPATIENT).annual_cap
+        category = category_of(visit.med_type)
+        assert s["clr_type"] == category
+        cap = run.world.ref.policies[e.province].rule(e.insutype, category).annual_cap
         assert s["medfee_sumamt"] == (s["fulamt_ownpay_amt"] + s["overlmt_selfpay"]
                                       + s["preselfpay_amt"] + s["inscp_scp_amt"])
         assert s["medfee_sumamt"] == s["fund_pay_sumamt"] + s["psn_part_amt"]
@@ -73,7 +82,7 @@ def test_every_settlement_satisfies_the_domain_invariants(run: Run) -> None:
         assert all(s[f] >= 0 for f in ("fulamt_ownpay_amt", "overlmt_selfpay", "preselfpay_amt",
                                        "inscp_scp_amt", "act_pay_dedc", "acct_pay",
                                        "psn_cash_pay"))
-        key = (visit.certno, s["setl_time"][:4])
+        key = (visit.certno, s["setl_time"][:4], category)
         fund_ytd[key] += s["hifp_pay"]
         assert fund_ytd[key] <= cap
 
@@ -82,20 +91,24 @@ def test_settlements_follow_treatment_catalogue_and_insured_policy(run: Run) -> 
     """Recompute every settlement from the visit log alone: Step 1 with the treatment
     province's catalogue, Step 2 with the insured province's policy and our own accumulators."""
     ref = run.world.ref
-    fund: dict[tuple[str, str], int] = defaultdict(int)
+    fund: dict[tuple[str, str, Category], int] = defaultdict(int)
     dedc: dict[tuple[str, str], int] = defaultdict(int)
     balance = {c: e.balance for c, e in ref.enrollments.items()}
     for visit, s in zip(run.visits, run.setlinfos, strict=True):
         e = ref.enrollments[visit.certno]
         hospital = ref.hospitals[visit.fixmedins_code]
         catalogue = ref.catalogues[hospital.province]
+        # Inpatient stays upload their items in batches; together they are all the items.
         fees = FeeTotals.of([catalogue.classify(it.code, it.cnt, it.pric) for it in visit.items])
-        year = s["setl_time"][:4]
+        year, day = s["setl_time"][:4], s["setl_time"][:10]
+        category = category_of(visit.med_type)
         expected = compute_benefit(ref.policies[e.province], fees, BenefitContext(
-            insutype=e.insutype, retired=e.retired, category=Category.OUTPATIENT,
+            insutype=e.insutype, retired=e.retired, category=category,
             hospital_level=hospital.level, cross_province=hospital.province != e.province,
-            filed=e.filed, emergency=False, deductible_paid_ytd=dedc[visit.certno, year],
-            fund_paid_ytd=fund[visit.certno, year], balance=balance[visit.certno],
+            filed=e.filed_for(hospital.province, day),
+            emergency=visit.med_type in EMERGENCY_MED_TYPES,
+            deductible_paid_ytd=dedc[visit.certno, year],
+            fund_paid_ytd=fund[visit.certno, year, category], balance=balance[visit.certno],
             acct_used=visit.acct_used_flag == "1"))
         assert {k: s[k] for k in ("medfee_sumamt", "fulamt_ownpay_amt", "overlmt_selfpay",
                                   "preselfpay_amt", "inscp_scp_amt", "act_pay_dedc",
@@ -117,21 +130,25 @@ def test_settlements_follow_treatment_catalogue_and_insured_policy(run: Run) -> 
         assert s["psn_no"] == e.psn_no
         assert s["insuplc_admdvs"] == e.insuplc_admdvs
         assert s["mdtrtarea_admvs"] == visit.mdtrtarea_admvs
-        fund[visit.certno, year] += expected.hifp_pay
-        dedc[visit.certno, year] += expected.act_pay_dedc
+        fund[visit.certno, year, category] += expected.hifp_pay
+        if category is Category.OUTPATIENT:  # the inpatient deductible is per admission
+            dedc[visit.certno, year] += expected.act_pay_dedc
         balance[visit.certno] = expected.balc
 
 
 def test_yearly_fund_accumulator_of_each_person_is_the_sum_of_their_hifp_pay(run: Run) -> None:
-    totals: dict[tuple[str, str], int] = defaultdict(int)
+    totals: dict[tuple[str, str, Category], int] = defaultdict(int)
     for visit, s in zip(run.visits, run.setlinfos, strict=True):
-        totals[visit.certno, s["setl_time"][:4]] += s["hifp_pay"]
-    years = {year for _, year in totals}
+        totals[visit.certno, s["setl_time"][:4], category_of(visit.med_type)] += s["hifp_pay"]
+    years = {year for _, year, _ in totals}
     assert years == {"2026", "2027"}  # the default visit spec crosses a new year
+    assert {category for _, _, category in totals} == set(Category)
     for certno, row in run.oracle.person_rows.items():
         for year in years:
-            assert row.accumulator(year, "fund_11") == totals.get((certno, year), 0)
-    settled_persons = {certno for certno, _ in totals}
+            for category in Category:
+                assert row.accumulator(year, f"fund_{category.value}") == \
+                    totals.get((certno, year, category), 0)
+    settled_persons = {certno for certno, _, _ in totals}
     assert settled_persons <= set(run.oracle.person_rows)
 
 
@@ -147,7 +164,7 @@ def test_a_visit_declared_local_for_a_person_insured_elsewhere_is_not_settled(ru
     another province must not get the visit settled as local."""
     world = run.world
     certno, e = next((c, e) for c, e in world.ref.enrollments.items()
-                     if c not in world.away_province)
+                     if c not in world.away_province and e.insu_stas == ACTIVE)
     hospital = next(h for p, hs in world.hospitals_by_province.items() if p != e.province
                     for h in hs)
     visit = Visit(visit_no=1, certno=certno, fixmedins_code=hospital.fixmedins_code,
@@ -155,12 +172,13 @@ def test_a_visit_declared_local_for_a_person_insured_elsewhere_is_not_settled(ru
                   items=[VisitItem(code=world.items[0].code, cnt=1, pric=10_000)])
     oracle = Oracle(world.ref)
     session = VisitSession(visit)
-    while (req := session.next_request()) is not None:
-        if req["infno"] != Infno.PERSON_INFO:
-            req = {**req, "insuplc_admdvs": hospital.admdvs}  # the false declaration
-        answer = oracle.submit(certno, req)
-        assert answer is not None
-        session.on_answer(answer)
+    while requests := session.advance():
+        for req in requests:
+            if req["infno"] != Infno.PERSON_INFO:
+                req = {**req, "insuplc_admdvs": hospital.admdvs}  # the false declaration
+            answer = oracle.submit(certno, req)
+            assert answer is not None
+            session.on_answer(answer)
     assert session.settlement is None
     assert session.failed is not None
     assert session.failed["err_code"] == ErrorCode.INSURED_PLACE_MISMATCH

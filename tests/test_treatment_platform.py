@@ -322,7 +322,7 @@ def test_nested_schema_violation_names_the_item_index_and_field() -> None:
     inp["feedetail"][1]["cnt"] = 0
     msg = failed(desk.send(EMP_CERTNO, request("2204", HOSP_BJ, T2, 2, inp,
                                                EMP.insuplc_admdvs)),
-                 ErrorCode.SCHEMA_VIOLATION)
+                 ErrorCode.INVALID_AMOUNT)  # a non-positive amount has its own code
     assert "input.feedetail.1.cnt" in msg
     assert EMP_CERTNO not in msg and EMP.psn_no not in msg
 
@@ -360,5 +360,5 @@ def test_missing_insured_place_after_identification_is_refused() -> None:
 
 
 def test_unsupported_infno_is_refused() -> None:
-    req = request("2401", HOSP_BJ, T1, 1, {}, EMP.insuplc_admdvs)
+    req = request("9999", HOSP_BJ, T1, 1, {}, EMP.insuplc_admdvs)
     failed(Desk().send(EMP_CERTNO, req), ErrorCode.UNSUPPORTED_INFNO)

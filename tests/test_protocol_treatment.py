@@ -1,0 +1,616 @@
+"""The treatment-place side of the protocol (DOMAIN.md §2, §4), through settlement.oracle.Oracle
+(treatment, national and insured roles in sequence): registration cancellation (2202), fee
+cancellation (2205), the inpatient path (2401 → 2301 → 2402 → 2303 → 2304), 2601 of
+treatment-side transactions in both orders, and the refusals on the way.
+
+The country is tests/handmade.py: HOSP_BJ (北京, level 3) and HOSP_SH (上海, level 1); EMP is an
+in-service Beijing employee with 500,000 fen in the account.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections import defaultdict
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from messages.codec import encode
+from messages.codes import ErrorCode
+from messages.envelope import Answer, Request
+from messages.transactions import OUTPUT_MODELS, VisitAck
+from messages.visitlog import make_msgid
+from settlement.oracle import Oracle
+from settlement.policy import EMPLOYEE
+from settlement.reference import Enrollment, Filing, Hospital
+from settlement.treatment import MAX_REQUEST_BYTES, DeadLetter, Forward, Reply
+from tests.handmade import (
+    BJ,
+    EMP_CERTNO,
+    ENROLLMENTS,
+    HOSP_BJ,
+    HOSP_SH,
+    RETIRED_CERTNO,
+    SH_CITY,
+    accumulators_input,
+    admit_input,
+    certno,
+    discharge_input,
+    fee_cancel_input,
+    fee_input,
+    person_info_input,
+    reference_data,
+    register_cancel_input,
+    register_input,
+    request,
+    reversal_input,
+    settle_cancel_input,
+    settle_input,
+)
+
+T = "2026-03-01 09:00:00"
+EMP = ENROLLMENTS[EMP_CERTNO]
+
+#: The DOMAIN.md §3 worked example's patient: an in-service employee insured in Shanghai, filed
+#: for Beijing, with 100,000 fen in the account.
+WORKED_CERTNO = certno("31010119700101003")
+WORKED = Enrollment(WORKED_CERTNO, SH_CITY + "5".zfill(20), EMPLOYEE, SH_CITY, retired=False,
+                    balance=100_000,
+                    filings=(Filing("long-term", BJ, "2026-01-01", "2028-12-31"),),
+                    gend="1", brdy="1970-01-01")
+
+
+class Clinic:
+    """Hospitals talking to the platform (the oracle); every request gets a fresh msgid, and
+    every answer is checked to be free of the patient's raw certno (DOMAIN.md §7)."""
+
+    def __init__(self) -> None:
+        ref = reference_data()
+        ref = dataclasses.replace(ref, enrollments={**ref.enrollments, WORKED_CERTNO: WORKED})
+        self.ref = ref
+        self.oracle = Oracle(ref)
+        self.seq = 0
+        self.answers: list[dict[str, Any]] = []
+
+    def request(self, cert: str, infno: str, inp: dict[str, Any],
+                hospital: Hospital = HOSP_BJ) -> dict[str, Any]:
+        self.seq += 1
+        insuplc = "" if infno == "1101" else self.ref.enrollments[cert].insuplc_admdvs
+        return request(infno, hospital, T, self.seq, inp, insuplc)
+
+    def send(self, cert: str, req: dict[str, Any]) -> dict[str, Any]:
+        answer = self.oracle.submit(cert, req)
+        assert answer is not None, req
+        assert answer["inf_refmsgid"] == req["msgid"]
+        assert cert not in answer["err_msg"] and cert[6:14] not in answer["err_msg"]
+        self.answers.append(answer)
+        return answer
+
+    def do(self, cert: str, infno: str, inp: dict[str, Any],
+           hospital: Hospital = HOSP_BJ) -> dict[str, Any]:
+        return self.send(cert, self.request(cert, infno, inp, hospital))
+
+    # -- steps of a visit ---------------------------------------------------------------------
+    def register(self, cert: str = EMP_CERTNO, hospital: Hospital = HOSP_BJ) -> str:
+        e = self.ref.enrollments[cert]
+        return ok(self.do(cert, "2201", register_input(e, T), hospital))["data"]["mdtrt_id"]
+
+    def admit(self, cert: str = EMP_CERTNO, hospital: Hospital = HOSP_BJ) -> str:
+        e = self.ref.enrollments[cert]
+        return ok(self.do(cert, "2401", admit_input(e, T), hospital))["data"]["mdtrt_id"]
+
+    def upload(self, mdtrt_id: str, items: list[tuple[str, str, int, int]],
+               cert: str = EMP_CERTNO, infno: str = "2204", chrg_bchno: str = "1",
+               hospital: Hospital = HOSP_BJ) -> dict[str, Any]:
+        e = self.ref.enrollments[cert]
+        med_type = "21" if infno == "2301" else "11"
+        return self.do(cert, infno, fee_input(e, mdtrt_id, T, items, chrg_bchno, med_type),
+                       hospital)
+
+    def settle(self, mdtrt_id: str, medfee: int, cert: str = EMP_CERTNO, infno: str = "2207",
+               hospital: Hospital = HOSP_BJ) -> dict[str, Any]:
+        e = self.ref.enrollments[cert]
+        med_type = "21" if infno in ("2303", "2304") else "11"
+        return self.do(cert, infno, settle_input(e, mdtrt_id, medfee, "1", med_type), hospital)
+
+    def fees(self, mdtrt_id: str, cert: str = EMP_CERTNO) -> set[str]:
+        """The feedetl_sn the treatment side holds for a visit."""
+        return set(self.oracle.treatment_rows[cert].visits[mdtrt_id]["fees"])
+
+
+def ok(answer: dict[str, Any]) -> dict[str, Any]:
+    assert answer["infcode"] == 0, answer
+    return answer["output"]
+
+
+def refused(answer: dict[str, Any], code: ErrorCode) -> str:
+    assert answer["infcode"] == -1, answer
+    assert answer["err_code"] == code, answer
+    assert answer["output"] == {}
+    return answer["err_msg"]
+
+
+# -- 2202 registration cancellation --------------------------------------------------------------
+
+def test_registration_cancellation_ends_the_visit_and_later_fees_are_refused() -> None:
+    c = Clinic()
+    m = c.register()
+    ok(c.upload(m, [("0001", "DA", 1, 1_000)]))
+    out = ok(c.do(EMP_CERTNO, "2202", register_cancel_input(EMP, m)))
+    assert out == {"mdtrt_id": m, "status": "cancelled"}
+    assert VisitAck.model_validate(out).cancelled_items == 0
+    refused(c.upload(m, [("0002", "DA", 1, 1_000)]), ErrorCode.WRONG_SEQUENCE)
+    refused(c.settle(m, 1_000), ErrorCode.WRONG_SEQUENCE)
+    refused(c.do(EMP_CERTNO, "2202", register_cancel_input(EMP, m)), ErrorCode.WRONG_SEQUENCE)
+    assert EMP_CERTNO not in c.oracle.person_rows  # the insured place never heard of it
+
+
+def test_registration_cancellation_of_a_settled_visit_is_refused_until_it_is_cancelled(
+) -> None:
+    c = Clinic()
+    m = c.register()
+    ok(c.upload(m, [("0001", "DA", 1, 1_000)]))
+    setl_id = ok(c.settle(m, 1_000))["setlinfo"]["setl_id"]
+    refused(c.do(EMP_CERTNO, "2202", register_cancel_input(EMP, m)),
+            ErrorCode.VISIT_ALREADY_SETTLED)
+    ok(c.do(EMP_CERTNO, "2208", settle_cancel_input(EMP, setl_id, m)))
+    ok(c.do(EMP_CERTNO, "2202", register_cancel_input(EMP, m)))
+
+
+# -- 2205 fee cancellation -----------------------------------------------------------------------
+
+def test_cancelling_all_fees_empties_the_visit_and_the_old_total_no_longer_settles() -> None:
+    c = Clinic()
+    m = c.register()
+    ok(c.upload(m, [("0001", "DA", 2, 1_000), ("0002", "DB", 1, 3_000)], chrg_bchno="1"))
+    ok(c.upload(m, [("0003", "CC", 1, 500)], chrg_bchno="2"))
+    old_total = 2 * 1_000 + 3_000 + 500  # 5,500
+    out = ok(c.do(EMP_CERTNO, "2205", fee_cancel_input(EMP, m, "0000")))
+    assert out == {"mdtrt_id": m, "status": "fees-cancelled", "cancelled_items": 3}
+    assert c.fees(m) == set()
+    # With no fees left, the visit cannot be settled at all (E4003 comes before the amount).
+    refused(c.settle(m, old_total), ErrorCode.NO_FEES)
+    ok(c.upload(m, [("0004", "DA", 1, 1_000)], chrg_bchno="3"))
+    msg = refused(c.settle(m, old_total), ErrorCode.AMOUNT_MISMATCH)
+    assert "5500" in msg and "1000" in msg
+    assert ok(c.settle(m, 1_000))["setlinfo"]["medfee_sumamt"] == 1_000
+
+
+def test_cancelling_one_batch_keeps_the_others() -> None:
+    c = Clinic()
+    m = c.register()
+    ok(c.upload(m, [("0001", "DA", 2, 1_000), ("0002", "DB", 1, 3_000)], chrg_bchno="1"))
+    ok(c.upload(m, [("0003", "CC", 1, 500)], chrg_bchno="2"))
+    assert ok(c.do(EMP_CERTNO, "2205", fee_cancel_input(EMP, m, "2")))["cancelled_items"] == 1
+    assert c.fees(m) == {"0001", "0002"}
+    refused(c.do(EMP_CERTNO, "2205", fee_cancel_input(EMP, m, "2")), ErrorCode.NO_FEES)
+    # 2 × 1,000 + 3,000 = 5,000 remain.
+    assert ok(c.settle(m, 5_000))["setlinfo"]["medfee_sumamt"] == 5_000
+
+
+# -- inpatient -----------------------------------------------------------------------------------
+
+def test_inpatient_stay_admission_two_fee_batches_discharge_and_settlement() -> None:
+    """The DOMAIN.md §3 worked example, end to end: the Shanghai employee filed for Beijing,
+    in hospital at the level-3 Beijing hospital, fees uploaded in two batches."""
+    c = Clinic()
+    m = c.admit(WORKED_CERTNO)
+    batch1 = ok(c.upload(m, [("0001", "DA", 10, 1_250), ("0002", "DB", 3, 8_005)],
+                         WORKED_CERTNO, "2301", "1"))
+    batch2 = ok(c.upload(m, [("0003", "SV", 1, 500_000), ("0004", "CC", 2, 3_000)],
+                         WORKED_CERTNO, "2301", "2"))
+    assert [r["feedetl_sn"] for r in batch1["result"] + batch2["result"]] == [
+        "0001", "0002", "0003", "0004"]
+    assert c.fees(m, WORKED_CERTNO) == {"0001", "0002", "0003", "0004"}
+    total = 10 * 1_250 + 3 * 8_005 + 500_000 + 2 * 3_000  # 542,515
+    refused(c.settle(m, total, WORKED_CERTNO, "2304"), ErrorCode.WRONG_SEQUENCE)  # not out yet
+    assert ok(c.do(WORKED_CERTNO, "2402", discharge_input(WORKED, m, T))) == {
+        "mdtrt_id": m, "status": "discharged"}
+    pre = ok(c.settle(m, total, WORKED_CERTNO, "2303"))["setlinfo"]
+    s = ok(c.settle(m, total, WORKED_CERTNO, "2304"))["setlinfo"]
+    # DOMAIN.md §3 worked example: medfee 542,515 = own 6,000 (CC) + over ceiling 50,000 (SV)
+    # + class-B self-pay rhu(24,015 × 10 %) = 2,402 + in scope 484,113; deductible 100,000
+    # (310 inpatient, level 3); hifp rhu(384,113 × 85 %) = 326,496 (filed: no cut);
+    # psn_part 216,019; the account pays its 100,000; cash 116,019; balc 0.
+    expected = {"medfee_sumamt": 542_515, "fulamt_ownpay_amt": 6_000, "overlmt_selfpay": 50_000,
+                "preselfpay_amt": 2_402, "inscp_scp_amt": 484_113, "act_pay_dedc": 100_000,
+                "hifp_pay": 326_496, "fund_pay_sumamt": 326_496, "psn_part_amt": 216_019,
+                "acct_pay": 100_000, "psn_cash_pay": 116_019, "balc": 0}
+    assert {k: s[k] for k in expected} == expected
+    assert {k: pre[k] for k in expected} == expected
+    assert (pre["setl_id"], s["clr_type"], s["med_type"]) == ("", "21", "21")
+    assert (s["insuplc_admdvs"], s["mdtrtarea_admvs"]) == (SH_CITY, HOSP_BJ.admdvs)
+    row = c.oracle.person_rows[WORKED_CERTNO]
+    assert (row.balance, row.ytd) == (0, {"2026": {"fund_21": 326_496}})
+    refused(c.settle(m, total, WORKED_CERTNO, "2304"), ErrorCode.VISIT_ALREADY_SETTLED)
+    ok(c.do(WORKED_CERTNO, "2305", settle_cancel_input(WORKED, s["setl_id"], m)))
+    assert (row.balance, row.accumulator("2026", "fund_21")) == (100_000, 0)
+
+
+@pytest.mark.parametrize("infno", ["2303", "2304"])
+def test_inpatient_settlement_before_discharge_is_refused(infno: str) -> None:
+    c = Clinic()
+    m = c.admit()
+    ok(c.upload(m, [("0001", "DA", 1, 1_000)], infno="2301"))
+    refused(c.settle(m, 1_000, infno=infno), ErrorCode.WRONG_SEQUENCE)
+    assert EMP_CERTNO not in c.oracle.person_rows
+
+
+def test_outpatient_fees_for_an_inpatient_stay_are_refused_and_vice_versa() -> None:
+    c = Clinic()
+    stay = c.admit()
+    visit = c.register()
+    refused(c.upload(stay, [("0001", "DA", 1, 1_000)], infno="2204"), ErrorCode.WRONG_SEQUENCE)
+    refused(c.upload(visit, [("0001", "DA", 1, 1_000)], infno="2301"),
+            ErrorCode.WRONG_SEQUENCE)
+    refused(c.do(EMP_CERTNO, "2402", discharge_input(EMP, visit, T)), ErrorCode.WRONG_SEQUENCE)
+    assert c.fees(stay) == c.fees(visit) == set()
+
+
+def test_second_discharge_is_refused() -> None:
+    c = Clinic()
+    m = c.admit()
+    ok(c.do(EMP_CERTNO, "2402", discharge_input(EMP, m, T)))
+    refused(c.do(EMP_CERTNO, "2402", discharge_input(EMP, m, T)), ErrorCode.WRONG_SEQUENCE)
+
+
+# -- 2601 of treatment-side transactions ---------------------------------------------------------
+
+def test_reversal_of_a_registration_makes_the_visit_unknown() -> None:
+    c = Clinic()
+    reg = c.request(EMP_CERTNO, "2201", register_input(EMP, T))
+    m = ok(c.send(EMP_CERTNO, reg))["data"]["mdtrt_id"]
+    out = ok(c.do(EMP_CERTNO, "2601", reversal_input(EMP, reg["msgid"], "2201")))
+    assert out == {"omsgid": reg["msgid"], "oinfno": "2201", "result": "undone",
+                   "reversed_setl_id": ""}
+    refused(c.upload(m, [("0001", "DA", 1, 1_000)]), ErrorCode.UNKNOWN_VISIT)
+    refused(c.settle(m, 1_000), ErrorCode.UNKNOWN_VISIT)
+    refused(c.do(EMP_CERTNO, "2202", register_cancel_input(EMP, m)), ErrorCode.UNKNOWN_VISIT)
+
+
+def test_reversal_of_an_admission_makes_the_stay_unknown() -> None:
+    c = Clinic()
+    adm = c.request(EMP_CERTNO, "2401", admit_input(EMP, T))
+    m = ok(c.send(EMP_CERTNO, adm))["data"]["mdtrt_id"]
+    assert ok(c.do(EMP_CERTNO, "2601", reversal_input(EMP, adm["msgid"], "2401")))[
+        "result"] == "undone"
+    refused(c.upload(m, [("0001", "DA", 1, 1_000)], infno="2301"), ErrorCode.UNKNOWN_VISIT)
+
+
+def test_reversal_of_a_registration_with_fees_is_refused() -> None:
+    c = Clinic()
+    reg = c.request(EMP_CERTNO, "2201", register_input(EMP, T))
+    m = ok(c.send(EMP_CERTNO, reg))["data"]["mdtrt_id"]
+    ok(c.upload(m, [("0001", "DA", 1, 1_000)]))
+    refused(c.do(EMP_CERTNO, "2601", reversal_input(EMP, reg["msgid"], "2201")),
+            ErrorCode.NOT_REVERSIBLE)
+    assert ok(c.settle(m, 1_000))["setlinfo"]["medfee_sumamt"] == 1_000  # still registered
+
+
+def test_reversal_of_a_fee_upload_removes_exactly_its_items() -> None:
+    c = Clinic()
+    m = c.register()
+    first = c.request(EMP_CERTNO, "2204",
+                      fee_input(EMP, m, T, [("0001", "DA", 1, 100), ("0002", "DB", 1, 200)]))
+    ok(c.send(EMP_CERTNO, first))
+    ok(c.upload(m, [("0003", "DA", 1, 400)], chrg_bchno="2"))
+    out = ok(c.do(EMP_CERTNO, "2601", reversal_input(EMP, first["msgid"], "2204")))
+    assert out["result"] == "undone"
+    assert c.fees(m) == {"0003"}
+    refused(c.settle(m, 100 + 200 + 400), ErrorCode.AMOUNT_MISMATCH)
+    assert ok(c.settle(m, 400))["setlinfo"]["medfee_sumamt"] == 400
+
+
+def test_reversal_of_a_fee_upload_of_a_settled_visit_is_refused() -> None:
+    c = Clinic()
+    m = c.register()
+    up = c.request(EMP_CERTNO, "2204", fee_input(EMP, m, T, [("0001", "DA", 1, 100)]))
+    ok(c.send(EMP_CERTNO, up))
+    ok(c.settle(m, 100))
+    refused(c.do(EMP_CERTNO, "2601", reversal_input(EMP, up["msgid"], "2204")),
+            ErrorCode.VISIT_ALREADY_SETTLED)
+    assert c.fees(m) == {"0001"}
+
+
+@pytest.mark.parametrize("infno", ["2201", "2401"])
+def test_reversal_before_a_registration_refuses_the_late_registration(infno: str) -> None:
+    c = Clinic()
+    inp = register_input(EMP, T) if infno == "2201" else admit_input(EMP, T)
+    late = c.request(EMP_CERTNO, infno, inp)
+    out = ok(c.do(EMP_CERTNO, "2601", reversal_input(EMP, late["msgid"], infno)))
+    assert out == {"omsgid": late["msgid"], "oinfno": infno, "result": "reversed-in-advance",
+                   "reversed_setl_id": ""}
+    msg = refused(c.send(EMP_CERTNO, late), ErrorCode.REVERSED)
+    assert late["msgid"] in msg
+    assert c.oracle.treatment_rows[EMP_CERTNO].visits == {}
+
+
+def test_reversal_before_a_fee_upload_refuses_the_late_upload() -> None:
+    c = Clinic()
+    m = c.register()
+    late = c.request(EMP_CERTNO, "2204", fee_input(EMP, m, T, [("0001", "DA", 1, 100)]))
+    assert ok(c.do(EMP_CERTNO, "2601", reversal_input(EMP, late["msgid"], "2204")))[
+        "result"] == "reversed-in-advance"
+    refused(c.send(EMP_CERTNO, late), ErrorCode.REVERSED)
+    assert c.fees(m) == set()
+
+
+@pytest.mark.parametrize("oinfno", ["2202", "2205", "2402", "9001"])
+def test_reversal_of_a_transaction_that_cannot_be_reversed_is_refused(oinfno: str) -> None:
+    c = Clinic()
+    m = c.register()
+    ok(c.upload(m, [("0001", "DA", 1, 100)]))
+    ok(c.do(EMP_CERTNO, "2205", fee_cancel_input(EMP, m)))
+    cancel = c.request(EMP_CERTNO, "2202", register_cancel_input(EMP, m))
+    ok(c.send(EMP_CERTNO, cancel))
+    refused(c.do(EMP_CERTNO, "2601", reversal_input(EMP, cancel["msgid"], oinfno)),
+            ErrorCode.NOT_REVERSIBLE)
+    assert c.oracle.treatment_rows[EMP_CERTNO].visits[m]["status"] == "cancelled"
+
+
+def test_reversal_naming_the_wrong_transaction_for_its_msgid_is_refused() -> None:
+    """A 2601 whose oinfno is not what omsgid was must be answered, not crash the platform."""
+    c = Clinic()
+    info = c.request(EMP_CERTNO, "1101", person_info_input(EMP_CERTNO, T))
+    ok(c.send(EMP_CERTNO, info))
+    reg = c.request(EMP_CERTNO, "2201", register_input(EMP, T))
+    m = ok(c.send(EMP_CERTNO, reg))["data"]["mdtrt_id"]
+    up = c.request(EMP_CERTNO, "2204", fee_input(EMP, m, T, [("0001", "DA", 1, 100)]))
+    ok(c.send(EMP_CERTNO, up))
+    for omsgid, oinfno in ((info["msgid"], "2201"), (reg["msgid"], "2204"),
+                           (up["msgid"], "2401"), (info["msgid"], "2301")):
+        refused(c.do(EMP_CERTNO, "2601", reversal_input(EMP, omsgid, oinfno)),
+                ErrorCode.NOT_REVERSIBLE)
+    assert c.fees(m) == {"0001"}
+    assert c.oracle.treatment_rows[EMP_CERTNO].visits[m]["status"] == "open"
+
+
+def test_reversal_of_a_settlement_through_the_treatment_side_frees_the_visit() -> None:
+    c = Clinic()
+    m = c.register()
+    ok(c.upload(m, [("0001", "DA", 1, 100)]))
+    settle = c.request(EMP_CERTNO, "2207", settle_input(EMP, m, 100))
+    setl_id = ok(c.send(EMP_CERTNO, settle))["setlinfo"]["setl_id"]
+    out = ok(c.do(EMP_CERTNO, "2601", reversal_input(EMP, settle["msgid"], "2207")))
+    assert (out["result"], out["reversed_setl_id"]) == ("undone", setl_id)
+    assert c.oracle.treatment_rows[EMP_CERTNO].visits[m]["setl_id"] == ""
+    assert ok(c.settle(m, 100))["setlinfo"]["setl_id"] not in ("", setl_id)
+
+
+# -- other refusals ------------------------------------------------------------------------------
+
+def test_fee_item_for_another_patient_is_refused() -> None:
+    c = Clinic()
+    m = c.register()
+    other = ENROLLMENTS[RETIRED_CERTNO]
+    ans = c.do(EMP_CERTNO, "2204", fee_input(other, m, T, [("0001", "DA", 1, 100)]))
+    msg = refused(ans, ErrorCode.PERSON_MISMATCH)
+    assert "input.feedetail[0].psn_no" in msg
+    assert other.psn_no not in msg
+    assert c.fees(m) == set()
+
+
+def padded_person_info(c: Clinic, size: int) -> bytes:
+    """A valid 1101 of exactly `size` bytes (card_sn takes the padding)."""
+    req = c.request(EMP_CERTNO, "1101", person_info_input(EMP_CERTNO, T))
+    req["input"]["card_sn"] = ""
+    req["input"]["card_sn"] = "0" * (size - len(encode(req)))
+    raw = encode(req)
+    assert len(raw) == size
+    return raw
+
+
+def test_request_over_the_size_limit_is_dead_lettered_and_one_at_the_limit_is_answered(
+) -> None:
+    c = Clinic()
+    too_big = padded_person_info(c, MAX_REQUEST_BYTES + 1)
+    outcome, row = c.oracle.treatment.handle_request(EMP_CERTNO, too_big, None)
+    assert isinstance(outcome, DeadLetter)
+    assert outcome.error_code == ErrorCode.MESSAGE_TOO_LARGE
+    assert row is None
+    assert EMP_CERTNO not in outcome.reason
+    at_limit = padded_person_info(c, MAX_REQUEST_BYTES)
+    outcome, _ = c.oracle.treatment.handle_request(EMP_CERTNO, at_limit, None)
+    assert isinstance(outcome, Forward)  # read, validated and sent on to the insured place
+    Request.model_validate_json(at_limit)
+
+
+def test_no_error_message_carries_the_raw_certno() -> None:
+    """Provoke one refusal of each kind the treatment side and the insured place give for a
+    known patient, and read every err_msg (DOMAIN.md §7)."""
+    c = Clinic()
+    m = c.register()
+    stay = c.admit()
+    bad_key = EMP_CERTNO[:17] + "0"  # wrong check character
+    refusals = [
+        c.do(EMP_CERTNO, "1101", person_info_input(ENROLLMENTS[RETIRED_CERTNO].certno, T)),
+        c.do(bad_key, "1101", person_info_input(bad_key, T)),
+        c.settle("110100FFFFFFFFFFFFFFFF", 100),
+        c.settle(m, 100),
+        c.upload(stay, [("0001", "DA", 1, 100)]),
+        c.upload(m, [("0001", "DA", 1, 100), ("0001", "DA", 1, 100)]),
+        c.do(EMP_CERTNO, "2204", fee_input(ENROLLMENTS[RETIRED_CERTNO], m, T,
+                                           [("0009", "DA", 1, 100)])),
+        c.do(EMP_CERTNO, "2208", settle_cancel_input(EMP, "NOSUCH", m)),
+        c.do(EMP_CERTNO, "2601", reversal_input(EMP, c.request(EMP_CERTNO, "2202", {})["msgid"],
+                                                "2202")),
+        c.do(EMP_CERTNO, "2207", settle_input(ENROLLMENTS[RETIRED_CERTNO], m, 100)),
+    ]
+    ok(c.upload(m, [("0002", "DA", 1, 100)]))
+    refusals.append(c.settle(m, 999))
+    codes = {a["err_code"] for a in refusals}
+    assert codes == {"E1002", "E2001", "E4001", "E4003", "E4010", "E4005", "E2003", "E4008",
+                     "E4012", "E4004"}
+    for a in c.answers:
+        for cert in (EMP_CERTNO, bad_key, RETIRED_CERTNO):
+            assert cert not in a["err_msg"]
+
+
+# -- treatment-side idempotency ------------------------------------------------------------------
+
+def prepared(c: Clinic, infno: str) -> dict[str, Any]:
+    """The request for `infno` in a state where it succeeds."""
+    if infno == "2201":
+        return c.request(EMP_CERTNO, infno, register_input(EMP, T))
+    if infno == "2401":
+        return c.request(EMP_CERTNO, infno, admit_input(EMP, T))
+    if infno in ("2204", "2202", "2205"):
+        m = c.register()
+        if infno == "2204":
+            return c.request(EMP_CERTNO, infno, fee_input(EMP, m, T, [("0001", "DA", 1, 100)]))
+        if infno == "2202":
+            return c.request(EMP_CERTNO, infno, register_cancel_input(EMP, m))
+        ok(c.upload(m, [("0001", "DA", 1, 100)]))
+        return c.request(EMP_CERTNO, infno, fee_cancel_input(EMP, m))
+    m = c.admit()
+    if infno == "2301":
+        return c.request(EMP_CERTNO, infno, fee_input(EMP, m, T, [("0001", "DA", 1, 100)],
+                                                      med_type="21"))
+    assert infno == "2402"
+    return c.request(EMP_CERTNO, infno, discharge_input(EMP, m, T))
+
+
+@pytest.mark.parametrize("infno", ["2201", "2202", "2204", "2205", "2401", "2301", "2402"])
+def test_duplicate_treatment_side_request_gets_the_identical_answer_and_changes_nothing(
+        infno: str) -> None:
+    c = Clinic()
+    req = prepared(c, infno)
+    first = c.send(EMP_CERTNO, req)
+    assert first["infcode"] == 0, first
+    before = copy.deepcopy(c.oracle.treatment_rows[EMP_CERTNO].to_dict())
+    assert c.send(EMP_CERTNO, req) == first
+    assert c.oracle.treatment_rows[EMP_CERTNO].to_dict() == before
+
+
+def test_duplicate_of_a_refused_upload_gets_the_same_refusal() -> None:
+    c = Clinic()
+    stay = c.admit()
+    req = c.request(EMP_CERTNO, "2204", fee_input(EMP, stay, T, [("0001", "DA", 1, 100)]))
+    first = c.send(EMP_CERTNO, req)
+    refused(first, ErrorCode.WRONG_SEQUENCE)
+    assert c.send(EMP_CERTNO, req) == first
+
+
+def test_cross_province_visit_goes_through_the_national_platform_and_back() -> None:
+    c = Clinic()
+    m = c.register(EMP_CERTNO, HOSP_SH)
+    # Shanghai's catalogue: DB is class A there -> 1 × 10,000 all in scope.
+    ok(c.upload(m, [("0001", "DB", 1, 10_000)], hospital=HOSP_SH))
+    s = ok(c.settle(m, 10_000, hospital=HOSP_SH))["setlinfo"]
+    # 310 outpatient level 1: all 10,000 go to the annual deductible (180,000): hifp 0.
+    assert (s["inscp_scp_amt"], s["act_pay_dedc"], s["hifp_pay"]) == (10_000, 10_000, 0)
+    assert (s["insuplc_admdvs"], s["mdtrtarea_admvs"]) == (EMP.insuplc_admdvs, HOSP_SH.admdvs)
+
+
+def test_a_refusal_by_the_national_platform_is_kept_by_msgid_on_the_treatment_side() -> None:
+    """The national platform's answer comes back through the treatment side like any other
+    (as in the streamed platform), so the treatment side answers a duplicate itself."""
+    c = Clinic()
+    stranger = certno("11010519491231003")  # a valid ID nobody insured
+    req = c.request(EMP_CERTNO, "1101", person_info_input(stranger, T))
+    first = c.send(stranger, req)
+    refused(first, ErrorCode.UNKNOWN_PERSON)
+    assert c.oracle.treatment_rows[stranger].answers == {req["msgid"]: first}
+    outcome, row = c.oracle.treatment.handle_request(stranger, encode(req),
+                                                     c.oracle.treatment_rows[stranger])
+    assert row is None
+    assert isinstance(outcome, Reply)
+    assert outcome.answer == first
+
+
+# -- any sequence of well-formed requests --------------------------------------------------------
+
+INFNOS = ("1101", "2201", "2202", "2204", "2205", "2206", "2207", "2208", "2401", "2301", "2402",
+          "2303", "2304", "2305", "2601", "5206")
+
+
+def random_input(c: Clinic, data: st.DataObject, cert: str, infno: str, n: int,
+                 sent: list[tuple[str, str]]) -> dict[str, Any]:
+    """A well-formed input for `infno`, naming visits, settlements and msgids that exist (or
+    not), with the right total (or not)."""
+    e = c.ref.enrollments[cert]
+    row = c.oracle.treatment_rows.get(cert)
+    visits = sorted(row.visits) if row else []
+    m = data.draw(st.sampled_from([*visits, "110100NOSUCHVISIT"]))
+    setl_ids = sorted({s for r in c.oracle.person_rows.values() for s in r.settlements})
+    if infno == "1101":
+        return person_info_input(cert, T)
+    if infno == "2201":
+        return register_input(e, T)
+    if infno == "2401":
+        return admit_input(e, T)
+    if infno == "2202":
+        return register_cancel_input(e, m)
+    if infno in ("2204", "2301"):
+        sn = data.draw(st.sampled_from([f"{n:04d}", "0001"]))
+        item = (sn, data.draw(st.sampled_from(["DA", "DB", "SV", "CC", "UNLISTED"])),
+                data.draw(st.integers(1, 3)), data.draw(st.integers(1, 600_000)))
+        return fee_input(e, m, T, [item], med_type="21" if infno == "2301" else "11")
+    if infno == "2205":
+        return fee_cancel_input(e, m, data.draw(st.sampled_from(["0000", "1"])))
+    if infno == "2402":
+        return discharge_input(e, m, T)
+    if infno in ("2206", "2207", "2303", "2304"):
+        fees = row.visits[m]["fees"].values() if row and m in row.visits else []
+        total = sum(f["amount"] for f in fees) + data.draw(st.sampled_from([0, 0, 0, 1]))
+        return settle_input(e, m, total, data.draw(st.sampled_from(["0", "1"])),
+                            "21" if infno in ("2303", "2304") else "11")
+    if infno in ("2208", "2305"):
+        return settle_cancel_input(e, data.draw(st.sampled_from([*setl_ids, "NOSUCH"])), m)
+    if infno == "2601":
+        if sent and data.draw(st.booleans()):
+            omsgid, oinfno = data.draw(st.sampled_from(sent))
+        else:  # a msgid still to come (the next requests), or never
+            omsgid = make_msgid(HOSP_BJ.fixmedins_code, T, c.seq + data.draw(st.integers(1, 3)))
+            oinfno = data.draw(st.sampled_from(INFNOS))
+        oinfno = data.draw(st.sampled_from([oinfno, oinfno, *INFNOS]))  # or the wrong one
+        return reversal_input(e, omsgid, oinfno)
+    return accumulators_input(e, data.draw(st.sampled_from(["202603", "202512"])))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_any_sequence_of_well_formed_requests_is_answered_consistently(
+        data: st.DataObject) -> None:
+    """Whatever order hospitals send well-formed requests in, the platform answers each one
+    (never raises), with an answer that matches its output model; a duplicate gets the same
+    answer; and the insured rows hold exactly the settlements still in force."""
+    c = Clinic()
+    cert = data.draw(st.sampled_from([EMP_CERTNO, RETIRED_CERTNO, WORKED_CERTNO]))
+    sent: list[tuple[str, str]] = []
+    for n in range(data.draw(st.integers(1, 30))):
+        infno = data.draw(st.sampled_from((*INFNOS, "2601", "2601")))  # 2601 more often
+        hospital = data.draw(st.sampled_from([HOSP_BJ, HOSP_SH]))
+        req = c.request(cert, infno, random_input(c, data, cert, infno, n, sent), hospital)
+        answer = c.send(cert, req)
+        Answer.model_validate(answer)
+        if answer["infcode"] == 0:
+            OUTPUT_MODELS[infno].model_validate(answer["output"])
+        else:
+            assert answer["err_code"] in set(ErrorCode)
+        if data.draw(st.integers(0, 9)) == 0:
+            assert c.send(cert, req) == answer
+        sent.append((req["msgid"], infno))
+    row = c.oracle.person_rows.get(cert)
+    if row is None:
+        return
+    e = c.ref.enrollments[cert]
+    fund: dict[tuple[str, str], int] = defaultdict(int)
+    acct = 0
+    for setl in row.settlements.values():
+        if setl["status"] == "settled":
+            fund[setl["setl_time"][:4], f"fund_{setl['clr_type']}"] += setl["hifp_pay"]
+            if setl["clr_type"] == "11":
+                fund[setl["setl_time"][:4], "dedc_11"] += setl["act_pay_dedc"]
+            acct += setl["acct_pay"]
+    for year, acc in row.ytd.items():
+        for name, value in acc.items():
+            assert value == fund.get((year, name), 0)
+    assert row.balance == e.balance - acct >= 0
+    # The treatment side's settled visits are the settlements in force.
+    visits = c.oracle.treatment_rows[cert].visits
+    in_force = {s for s, setl in row.settlements.items() if setl["status"] == "settled"}
+    assert {v["setl_id"] for v in visits.values() if v["setl_id"]} == in_force
