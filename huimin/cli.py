@@ -7,14 +7,36 @@ import time
 from pathlib import Path
 from typing import Annotated
 
+import orjson
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from huimin.report import print_summary, summarise, write_outputs
-from huimin.run import RunOptions, run_scenario
-from simulators.visits import VisitSpec
-from simulators.world import WorldSpec
+from huimin.logfiles import (
+    LogFormatError,
+    expected_path_for,
+    outcome_record,
+    read_records,
+    read_visit_log,
+    write_header,
+    write_records,
+    write_visit,
+)
+from huimin.report import print_summary, summarise, write_latencies, write_outputs
+from huimin.run import (
+    RunOptions,
+    account,
+    arrivals_at_rate,
+    arrivals_at_speed,
+    execute,
+    run_scenario,
+)
+from huimin.verify import verify as verify_answers
+from huimin.verify import write_json, write_junit
+from settlement.oracle import Oracle
+from simulators.bad_messages import generate_bad_messages
+from simulators.visits import VisitSpec, generate_visits
+from simulators.world import WorldSpec, build_world
 from streams.broker import EmbeddedBroker
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -81,6 +103,147 @@ def broker() -> None:
         except KeyboardInterrupt:
             pass
     console.print("Broker stopped.")
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
+                    MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True)
+
+
+@app.command()
+def generate(
+    output: Annotated[Path, typer.Option("-o", "--output", help="The visit log to write.")],
+    persons: Annotated[int, typer.Option(min=1)] = 5_000,
+    visits: Annotated[int, typer.Option(min=1)] = 2_000,
+    cross_share: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.2,
+    seed: Annotated[int, typer.Option()] = 42,
+    expected: Annotated[Path | None, typer.Option(
+        help="Where the oracle's answers go (default <log>.expected.jsonl).")] = None,
+) -> None:
+    """Write a visit log (JSON Lines) and the oracle's expected answers to it.
+
+    The same options and seed give byte-identical files.
+    """
+    world_spec, visit_spec = WorldSpec(seed=seed, persons=persons), \
+        VisitSpec(visits=visits, cross_share=cross_share)
+    expected = expected or expected_path_for(output)
+    with _progress() as progress:
+        task = progress.add_task("building the world", total=visits)
+        world = build_world(world_spec)
+        oracle = Oracle(world.ref)
+        progress.update(task, description="generating and settling")
+        with open(output, "wb") as log, open(expected, "wb") as exp:
+            write_header(log, world_spec, visit_spec)
+            for visit in generate_visits(world, visit_spec):
+                write_visit(log, visit)
+                exp.write(orjson.dumps(outcome_record(oracle.run_visit(visit)),
+                                       option=orjson.OPT_SORT_KEYS) + b"\n")
+                progress.advance(task)
+    console.print(f"Wrote {visits:,} visits to {output} and the oracle's answers to {expected}")
+
+
+@app.command()
+def replay(
+    visit_log: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
+    rate: Annotated[float | None, typer.Option(min=0.01, help="Visit arrivals per second.")
+                    ] = None,
+    speed: Annotated[float | None, typer.Option(
+        min=0.001, help="Follow the recorded visit times, this many times faster.")] = None,
+    bootstrap: Annotated[str | None, typer.Option(
+        help="A running platform's Kafka cluster (host:port,…). Default: start our own "
+             "platform on the embedded broker (or KAFKA_BOOTSTRAP_SERVERS).")] = None,
+    results: Annotated[Path, typer.Option(help="Where the answers go.")] = Path("results.jsonl"),
+    bad_per_kind: Annotated[int, typer.Option(min=0)] = 0,
+    partitions: Annotated[int, typer.Option(min=1)] = 8,
+    answer_timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for an "
+                                                  "answer before giving the visit up.")] = 30.0,
+    security_protocol: Annotated[str | None, typer.Option(
+        help="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.")] = None,
+    sasl_mechanism: Annotated[str | None, typer.Option(help="PLAIN, SCRAM-SHA-256, …")] = None,
+    sasl_username: Annotated[str | None, typer.Option()] = None,
+    sasl_password: Annotated[str | None, typer.Option(envvar="HUIMIN_SASL_PASSWORD")] = None,
+    ssl_cafile: Annotated[Path | None, typer.Option()] = None,
+) -> None:
+    """Drive a recorded visit log through the real hospital protocol at an open-loop rate,
+    record every answer with its latency. Check them with `huimin verify`."""
+    if (rate is None) == (speed is None):
+        raise typer.BadParameter("give exactly one of --rate and --speed")
+    try:
+        world_spec, _, visit_iter = read_visit_log(visit_log)
+        visits = list(visit_iter)
+    except LogFormatError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    client = {k: v for k, v in {
+        "security_protocol": security_protocol, "sasl_mechanism": sasl_mechanism,
+        "sasl_plain_username": sasl_username, "sasl_plain_password": sasl_password,
+        "ssl_cafile": str(ssl_cafile) if ssl_cafile else None}.items() if v is not None}
+    world = build_world(world_spec)
+    bad = generate_bad_messages(world, bad_per_kind)
+    arrivals = arrivals_at_rate(len(visits), rate) if rate else \
+        arrivals_at_speed(visits, speed or 1.0)
+    out_dir = results.with_name(results.stem + ".platform")  # our platform's logs, if started
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with _progress() as progress:
+        task = progress.add_task("starting", total=len(visits))
+        ex = execute(world, visits, arrivals, bad, out_dir, bootstrap=bootstrap,
+                     partitions=partitions, answer_timeout_s=answer_timeout,
+                     client_config=client,
+                     on_stage=lambda s: progress.update(task, description=s),
+                     on_progress=lambda n: progress.advance(task, n))
+    write_records(results, ex.result.sessions)
+    write_latencies(results.with_name(results.stem + ".latency.jsonl"), ex.result)
+    acc = account(ex.result, bad)
+    console.print(f"Replayed {len(visits):,} visits in {ex.result.wall_s:.1f} s. Sent "
+                  f"{acc.sent:,} = answered OK {acc.answered_ok:,} + answered with an error "
+                  f"{acc.answered_error:,} + dead-lettered {acc.dead_lettered:,}"
+                  + (f" + [red]unanswered {acc.unaccounted:,}[/]" if acc.unaccounted else ""))
+    console.print(f"Answers in {results}. Check them: huimin verify {visit_log} {results}")
+    raise typer.Exit(0 if acc.unaccounted == 0 and not ex.result.timed_out else 1)
+
+
+@app.command()
+def verify(
+    visit_log: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
+    results: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
+    expected: Annotated[Path | None, typer.Option(
+        help="The oracle's answers (default <log>.expected.jsonl; computed if missing).")
+                        ] = None,
+    junit: Annotated[Path | None, typer.Option(help="Write a JUnit XML report.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the verdict as JSON.")
+                        ] = None,
+) -> None:
+    """Compare answers with the oracle's, field by field, and check the invariants.
+    Exits 0 only if everything holds."""
+    try:
+        world_spec, _, visits = read_visit_log(visit_log)
+        world = build_world(world_spec)
+        expected = expected or expected_path_for(visit_log)
+        if expected.exists():
+            want = read_records(expected)
+        else:
+            console.print(f"{expected} not found: settling the log with the oracle")
+            oracle = Oracle(world.ref)
+            _, _, again = read_visit_log(visit_log)
+            want = (outcome_record(oracle.run_visit(v)) for v in again)
+        verdict = verify_answers(visits, want, results, world.ref)
+    except LogFormatError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    if junit:
+        write_junit(verdict, junit)
+    if json_out:
+        write_json(verdict, json_out)
+    for name, check in verdict.to_dict()["checks"].items():
+        mark = "[green]pass[/]" if check["passed"] else "[red]FAIL[/]"
+        console.print(f"{mark}  {name}")
+        for line in check["failures"][:10]:
+            console.print(f"      [red]{line}[/]")
+    console.print(("[bold green]PASS[/] " if verdict.ok else "[bold red]FAIL[/] ")
+                  + f"{verdict.answers_equal:,} of {verdict.answers_compared:,} answers equal to "
+                  f"the oracle over {verdict.visits:,} visits; {verdict.settlements_checked:,} "
+                  "settlements checked against the invariants")
+    raise typer.Exit(0 if verdict.ok else 1)
 
 
 if __name__ == "__main__":

@@ -12,12 +12,14 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
+from huimin.logfiles import write_records
 from huimin.run import RunReport
 from messages.codes import SETTLEMENTS
 from messages.envelope import is_cross_province
 from messages.platform import CROSS, LOCAL
 from messages.trace import hop_durations_ms
 from settlement.money import yuan
+from simulators.hospital import HospitalRunResult
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -98,13 +100,15 @@ def _outcome(answer: dict[str, Any]) -> str:
 def write_outputs(report: RunReport, summary: dict[str, Any]) -> None:
     out = report.out_dir
     (out / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
-    with open(out / "results.jsonl", "wb") as f:
-        for s in report.result.sessions:
-            f.write(orjson.dumps({
-                "visit_no": s.visit.visit_no,
-                "outcome": "settled" if s.settlement else
-                (s.failed or {}).get("err_code", "") or "not settled",
-                "setlinfo": s.settlement}) + b"\n")
+    write_records(out / "results.jsonl", report.result.sessions)
+    write_latencies(out / "latency.jsonl", report.result)
+
+
+def write_latencies(path: Path, result: HospitalRunResult) -> None:
+    with open(path, "wb") as f:
+        for ex in result.exchanges.values():
+            f.write(orjson.dumps({"msgid": ex.msgid, "infno": ex.infno, "route": ex.route,
+                                  "latency_ms": ex.latency_ms, "trace": ex.trace}) + b"\n")
 
 
 def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> None:

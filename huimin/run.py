@@ -11,13 +11,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from huimin.logfiles import expected_path_for, write_header, write_records, write_visit
+from huimin.verify import answer_diff
 from messages.topics import ALL_TOPICS
-from messages.visitlog import VisitSession
+from messages.visitlog import TIME_FORMAT, Visit, VisitSession
 from settlement.oracle import Oracle
 from simulators.bad_messages import BadMessage, generate_bad_messages
 from simulators.hospital import HospitalFleet, HospitalRunResult
 from simulators.visits import VisitSpec, generate_visits
-from simulators.world import WorldSpec, build_world
+from simulators.world import World, WorldSpec, build_world
 from streams.broker import broker, free_port
 from streams.config import TABLES, WorkerConfig
 from streams.process import WorkerProcess
@@ -67,21 +69,9 @@ def compare(streamed: list[VisitSession], expected: list[VisitSession]) -> Compa
             if got_answers == want_answers:
                 cmp.answers_equal += len(want_answers)
             elif len(cmp.mismatches) < 20:
-                cmp.mismatches.append(_describe(got.visit.visit_no, infno, got_answers,
-                                                want_answers))
+                cmp.mismatches.append(f"visit {got.visit.visit_no} {infno}: "
+                                      f"{answer_diff(got_answers, want_answers)}")
     return cmp
-
-
-def _describe(visit_no: int, infno: str, got: list[dict], want: list[dict]) -> str:
-    if len(got) != len(want):
-        return f"visit {visit_no} {infno}: {len(got)} answers, expected {len(want)}"
-    g, w = next((g, w) for g, w in zip(got, want, strict=True) if g != w)
-    fields = sorted(k for k in {**g, **w} if g.get(k) != w.get(k))
-    if fields == ["output"] and "setlinfo" in w["output"]:
-        gs, ws = g["output"].get("setlinfo", {}), w["output"]["setlinfo"]
-        fields = [f"setlinfo.{k}: {gs.get(k)!r} != {ws.get(k)!r}" for k in ws
-                  if gs.get(k) != ws[k]]
-    return f"visit {visit_no} {infno}: differs in {', '.join(fields)}"
 
 
 @dataclass
@@ -185,6 +175,54 @@ def platform(bootstrap: str, world: WorldSpec, partitions: int, out_dir: Path,
             p.stop()
 
 
+@dataclass(frozen=True, slots=True)
+class Execution:
+    result: HospitalRunResult
+    bootstrap: str
+    setup_s: float
+    sign_in_s: float
+
+
+def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[BadMessage],
+            out_dir: Path, *, bootstrap: str | None = None, partitions: int = 8,
+            answer_timeout_s: float = 30.0, client_config: dict | None = None,
+            on_stage: Callable[[str], None] = lambda s: None,
+            on_progress: Callable[[int], None] | None = None) -> Execution:
+    """Let the hospitals carry out `visits` against a platform: the one at `bootstrap`, if
+    given (already running, as an integration tester's deployment is), else our own platform on the
+    embedded broker (or on KAFKA_BOOTSTRAP_SERVERS), started here and stopped afterwards."""
+    started = time.monotonic()
+    with contextlib.ExitStack() as stack:
+        if bootstrap is None:
+            on_stage("starting the broker and the platform")
+            bootstrap = stack.enter_context(broker(out_dir / "broker.log"))
+            stack.enter_context(platform(bootstrap, world.spec, partitions, out_dir))
+        fleet = HospitalFleet(bootstrap, answer_timeout_s, client_config)
+        stack.callback(fleet.close)
+        setup_s = time.monotonic() - started
+        on_stage("waiting for the platform to answer the hospitals' sign-in")
+        sign_in_s = fleet.sign_in(world.ref.hospitals.values(),
+                                  visits[0].begntime if visits else "2026-01-01 00:00:00")
+        on_stage(f"{len(visits):,} visits")
+        result = fleet.run(visits, arrivals, bad, on_progress)
+        on_stage("stopping")
+    return Execution(result, bootstrap, setup_s, sign_in_s)
+
+
+def arrivals_at_rate(n: int, rate: float) -> list[float]:
+    """Open-loop arrivals: visit k at k / rate seconds."""
+    return [k / rate for k in range(n)]
+
+
+def arrivals_at_speed(visits: list[Visit], speed: float) -> list[float]:
+    """Arrivals following the recorded visit times, `speed` times faster than simulated time."""
+    if not visits:
+        return []
+    t0 = datetime.strptime(visits[0].begntime, TIME_FORMAT)
+    return [(datetime.strptime(v.begntime, TIME_FORMAT) - t0).total_seconds() / speed
+            for v in visits]
+
+
 def run_scenario(opts: RunOptions, on_stage: Callable[[str], None] = lambda s: None,
                  on_progress: Callable[[int], None] | None = None) -> RunReport:
     started = time.monotonic()
@@ -196,20 +234,15 @@ def run_scenario(opts: RunOptions, on_stage: Callable[[str], None] = lambda s: N
     bad = generate_bad_messages(world, opts.bad_per_kind)
     on_stage("settling the visit log with the oracle")
     expected = list(Oracle(world.ref).settle_log(visits))
-    on_stage("starting the broker and the platform")
-    with broker(out_dir / "broker.log") as bootstrap, \
-            platform(bootstrap, opts.world, opts.partitions, out_dir):
-        fleet = HospitalFleet(bootstrap, opts.answer_timeout_s)
-        try:
-            setup_s = time.monotonic() - started
-            on_stage("waiting for the platform to answer the hospitals' sign-in")
-            sign_in_s = fleet.sign_in(world.ref.hospitals.values(), visits[0].begntime)
-            on_stage(f"{len(visits):,} visits at {opts.rate:g}/s")
-            result = fleet.run(visits, opts.rate, bad, on_progress)
-        finally:
-            fleet.close()
-        on_stage("stopping the platform and the broker")
-    comparison = compare(result.sessions, expected)
-    return RunReport(opts, bad, result, comparison, check_bad_requests(result, bad),
-                     account(result, bad), out_dir, bootstrap, setup_s, sign_in_s,
+    with open(out_dir / "visits.jsonl", "wb") as f:  # so `huimin verify` can check this run
+        write_header(f, opts.world, opts.visits)
+        for v in visits:
+            write_visit(f, v)
+    write_records(expected_path_for(out_dir / "visits.jsonl"), expected)
+    ex = execute(world, visits, arrivals_at_rate(len(visits), opts.rate), bad, out_dir,
+                 partitions=opts.partitions, answer_timeout_s=opts.answer_timeout_s,
+                 on_stage=on_stage, on_progress=on_progress)
+    comparison = compare(ex.result.sessions, expected)
+    return RunReport(opts, bad, ex.result, comparison, check_bad_requests(ex.result, bad),
+                     account(ex.result, bad), out_dir, ex.bootstrap, ex.setup_s, ex.sign_in_s,
                      time.monotonic() - started)

@@ -97,12 +97,16 @@ def _headers(record: Any) -> dict[str, str]:
 class HospitalFleet:
     """All simulated hospitals behind one producer and one response consumer."""
 
-    def __init__(self, bootstrap: str, answer_timeout_s: float = 30.0) -> None:
+    def __init__(self, bootstrap: str, answer_timeout_s: float = 30.0,
+                 client_config: dict[str, Any] | None = None) -> None:
+        """`client_config`: extra kafka-python settings, e.g. `security_protocol`,
+        `sasl_mechanism`, `sasl_plain_username`, `ssl_cafile`, for a secured cluster."""
+        extra = client_config or {}
         self.bootstrap = bootstrap
         self.answer_timeout_s = answer_timeout_s
-        self.consumer = response_consumer(bootstrap)
-        self.dead_letter_consumer = response_consumer(bootstrap, topics.DEAD_LETTERS)
-        self.producer = producer_for(bootstrap)
+        self.consumer = response_consumer(bootstrap, **extra)
+        self.dead_letter_consumer = response_consumer(bootstrap, topics.DEAD_LETTERS, **extra)
+        self.producer = producer_for(bootstrap, **extra)
 
     def close(self) -> None:
         self.producer.close(timeout=5)
@@ -156,11 +160,12 @@ class HospitalFleet:
                 waiting.pop(msg.get("ans", {}).get("inf_refmsgid", ""), None)
         return time.monotonic() - start
 
-    def run(self, visits: list[Visit], rate: float, bad: list[BadMessage] | None = None,
+    def run(self, visits: list[Visit], arrivals: list[float],
+            bad: list[BadMessage] | None = None,
             on_progress: Callable[[int], None] | None = None,
             drain_s: float = 15.0) -> HospitalRunResult:
-        """Carry out `visits` at `rate` arrivals per second, with the `bad` requests spread
-        among them; return everything that was seen."""
+        """Carry out `visits`, visit k arriving `arrivals[k]` seconds after the start (open
+        loop), with the `bad` requests spread among them; return everything that was seen."""
         bad = bad or []
         sessions = [VisitSession(v) for v in visits]
         exchanges: dict[str, Exchange] = {}
@@ -173,7 +178,7 @@ class HospitalFleet:
         awaited_since: dict[str, int] = {}  # msgid -> send time, for awaited requests
         unexpected = 0
         finished = 0
-        period = len(sessions) / rate
+        period = arrivals[-1] if arrivals else 0.0
         bad_times = [(j + 0.5) / len(bad) * period for j in range(len(bad))]
         next_visit = next_bad = 0
         t0 = time.monotonic()
@@ -211,7 +216,7 @@ class HospitalFleet:
 
         while True:
             now = time.monotonic() - t0
-            while next_visit < len(sessions) and next_visit / rate <= now:
+            while next_visit < len(sessions) and arrivals[next_visit] <= now:
                 session = sessions[next_visit]
                 next_visit += 1
                 if session.visit.certno in busy:
@@ -226,7 +231,7 @@ class HospitalFleet:
                 break
             if all_sent and finished == len(sessions) and time.monotonic() - last_news > drain_s:
                 break  # what is still missing is reported, not waited for forever
-            upcoming = min((next_visit / rate) if next_visit < len(sessions) else 1e9,
+            upcoming = min(arrivals[next_visit] if next_visit < len(sessions) else 1e9,
                            bad_times[next_bad] if next_bad < len(bad) else 1e9)
             wait_ms = max(1, min(50, int((upcoming - now) * 1000)))
             messages = self._poll(wait_ms)

@@ -1,0 +1,96 @@
+"""Reading and writing the run's files: the visit log, expected answers, results, latencies.
+
+visit log (`visits.jsonl`): a header line `{"huimin_visitlog": 2, "world": {...},
+"visits": {...}}`, then one `Visit` per line (see messages/visitlog.py).
+expected / results (`*.expected.jsonl`, `results.jsonl`): one line per visit,
+`{"visit_no", "outcome", "setlinfo", "answers": {msgid: [answer, ...]}}`, keys sorted, so
+the same seed gives byte-identical files.
+latency (`latency.jsonl`): `{"msgid", "infno", "route", "latency_ms", "trace"}` per request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from messages.visitlog import VISITLOG_VERSION, Visit, VisitSession
+from simulators.visits import VisitSpec
+from simulators.world import WorldSpec
+
+_OPTS = orjson.OPT_SORT_KEYS
+
+
+class LogFormatError(ValueError):
+    """A file that is not what it claims to be; the message says which line and why."""
+
+
+def expected_path_for(visit_log: Path) -> Path:
+    return visit_log.with_name(visit_log.stem + ".expected.jsonl")
+
+
+def write_header(f: IO[bytes], world: WorldSpec, visits: VisitSpec) -> None:
+    f.write(orjson.dumps({"huimin_visitlog": VISITLOG_VERSION, "world": world.to_dict(),
+                          "visits": asdict(visits)}, option=_OPTS) + b"\n")
+
+
+def write_visit(f: IO[bytes], visit: Visit) -> None:
+    f.write(orjson.dumps(visit.model_dump(), option=_OPTS) + b"\n")
+
+
+def read_visit_log(path: Path) -> tuple[WorldSpec, VisitSpec, Iterator[Visit]]:
+    """The header, and the visits one at a time (a large log is never held in memory)."""
+    f = open(path, "rb")  # noqa: SIM115 - closed by the iterator
+    first = f.readline()
+    try:
+        header = orjson.loads(first)
+        if header.get("huimin_visitlog") != VISITLOG_VERSION:
+            raise LogFormatError(f"{path}: line 1 is not a huimin visit-log header of version "
+                                 f"{VISITLOG_VERSION}")
+        world, spec = WorldSpec.from_dict(header["world"]), VisitSpec(**header["visits"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+        f.close()
+        raise LogFormatError(f"{path}: line 1 is not a visit-log header ({exc})") from None
+
+    def visits() -> Iterator[Visit]:
+        with f:
+            for n, line in enumerate(f, start=2):
+                try:
+                    yield Visit.model_validate_json(line)
+                except ValueError as exc:
+                    raise LogFormatError(f"{path}: line {n} is not a visit: "
+                                         f"{str(exc).splitlines()[0]}") from None
+    return world, spec, visits()
+
+
+def outcome_record(session: VisitSession) -> dict[str, Any]:
+    s = session
+    outcome = "settled" if s.settlement else (s.failed or {}).get("err_code", "") or \
+        "not settled"
+    return {"visit_no": s.visit.visit_no, "outcome": outcome, "setlinfo": s.settlement,
+            "answers": {msgid: s.answers.get(msgid, []) for msgid, _ in s.sent}}
+
+
+def write_records(path: Path, sessions: Iterable[VisitSession]) -> int:
+    n = 0
+    with open(path, "wb") as f:
+        for s in sessions:
+            f.write(orjson.dumps(outcome_record(s), option=_OPTS) + b"\n")
+            n += 1
+    return n
+
+
+def read_records(path: Path) -> Iterator[dict[str, Any]]:
+    with open(path, "rb") as f:
+        for n, line in enumerate(f, start=1):
+            try:
+                record = orjson.loads(line)
+                if not isinstance(record, dict) or "visit_no" not in record \
+                        or not isinstance(record.get("answers"), dict):
+                    raise LogFormatError("no visit_no or answers")
+            except (orjson.JSONDecodeError, LogFormatError) as exc:
+                raise LogFormatError(f"{path}: line {n} is not a result record ({exc})") from None
+            yield record

@@ -1,0 +1,117 @@
+"""`huimin verify`: compare a run's or replay's answers with the oracle's, field by field, check
+the invariants, and write a verdict a CI can read (JUnit XML, JSON)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree as ET
+
+import orjson
+
+from huimin.logfiles import read_records
+from messages.visitlog import Visit, VisitSession, parse_step
+from settlement.invariants import CHECKS, InvariantReport, check_person
+from settlement.reference import ReferenceData
+
+ORACLE_CHECK = "answers equal the oracle"
+COMPLETE_CHECK = "every visit has a result"
+
+
+@dataclass
+class Verdict:
+    visits: int = 0
+    answers_compared: int = 0
+    answers_equal: int = 0
+    settlements_checked: int = 0
+    failures: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+
+    @property
+    def ok(self) -> bool:
+        return not any(self.failures.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "visits": self.visits, "answers_compared": self.answers_compared,
+                "answers_equal": self.answers_equal,
+                "settlements_checked": self.settlements_checked,
+                "checks": {name: {"passed": not self.failures.get(name),
+                                  "failures": self.failures.get(name, [])}
+                           for name in (COMPLETE_CHECK, ORACLE_CHECK, *CHECKS)}}
+
+
+def answer_diff(got: list[dict[str, Any]], want: list[dict[str, Any]]) -> str:
+    """A short, readable difference between two answer lists."""
+    if len(got) != len(want):
+        return f"{len(got)} answers, expected {len(want)}"
+    for g, w in zip(got, want, strict=True):
+        if g == w:
+            continue
+        if g.get("infcode") != w.get("infcode") or g.get("err_code") != w.get("err_code"):
+            return (f"infcode {g.get('infcode')} {g.get('err_code') or ''} "
+                    f"!= expected {w.get('infcode')} {w.get('err_code') or ''}").strip()
+        parts = []
+        for section in sorted(set(g.get("output", {})) | set(w.get("output", {}))):
+            gs, ws = g.get("output", {}).get(section), w.get("output", {}).get(section)
+            if isinstance(gs, dict) and isinstance(ws, dict):
+                parts += [f"{section}.{k}: {gs.get(k)!r} != expected {ws.get(k)!r}"
+                          for k in sorted(set(gs) | set(ws)) if gs.get(k) != ws.get(k)]
+            elif gs != ws:
+                parts.append(f"{section} differs")
+        others = [k for k in sorted(set(g) | set(w)) if k != "output" and g.get(k) != w.get(k)]
+        return "; ".join(parts + [f"{k} differs" for k in others])
+    return "equal"
+
+
+def verify(visits: Iterator[Visit], expected: Iterator[dict[str, Any]],
+           results: Path, ref: ReferenceData) -> Verdict:
+    verdict = Verdict()
+    got_by_visit = {r["visit_no"]: r for r in read_records(results)}
+    per_person: dict[str, list[tuple[str, list[dict[str, Any]]]]] = defaultdict(list)
+    for visit, want in zip(visits, expected, strict=False):
+        verdict.visits += 1
+        got = got_by_visit.pop(visit.visit_no, None)
+        if got is None:
+            verdict.failures[COMPLETE_CHECK].append(f"visit {visit.visit_no}: no result")
+            continue
+        session = VisitSession(visit)
+        infnos = {session.msgid_at(i): parse_step(step)[0] for i, step in enumerate(visit.steps)}
+        for msgid, want_answers in want["answers"].items():
+            got_answers = got["answers"].get(msgid, [])
+            verdict.answers_compared += len(want_answers)
+            if got_answers == want_answers:
+                verdict.answers_equal += len(want_answers)
+            elif len(verdict.failures[ORACLE_CHECK]) < 20:
+                verdict.failures[ORACLE_CHECK].append(
+                    f"visit {visit.visit_no} {infnos.get(msgid, '?')} {msgid}: "
+                    f"{answer_diff(got_answers, want_answers)}")
+        for msgid, answers in got["answers"].items():
+            per_person[visit.certno].append((infnos.get(msgid, "?"), answers))
+    for visit_no in sorted(got_by_visit)[:5]:
+        verdict.failures[COMPLETE_CHECK].append(f"visit {visit_no}: a result for no such visit")
+    report = InvariantReport()
+    for certno, exchanges in per_person.items():
+        check_person(ref, certno, exchanges, report)
+    verdict.settlements_checked = report.checked_settlements
+    for name, messages in report.violations.items():
+        verdict.failures[name].extend(messages)
+    return verdict
+
+
+def write_junit(verdict: Verdict, path: Path) -> None:
+    names = (COMPLETE_CHECK, ORACLE_CHECK, *CHECKS)
+    suite = ET.Element("testsuite", name="huimin verify", tests=str(len(names)),
+                       failures=str(sum(1 for n in names if verdict.failures.get(n))))
+    for name in names:
+        case = ET.SubElement(suite, "testcase", classname="huimin.verify", name=name)
+        failures = verdict.failures.get(name)
+        if failures:
+            failure = ET.SubElement(case, "failure", message=failures[0])
+            failure.text = "\n".join(failures)
+    ET.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)
+
+
+def write_json(verdict: Verdict, path: Path) -> None:
+    path.write_bytes(orjson.dumps(verdict.to_dict(), option=orjson.OPT_INDENT_2))

@@ -1,0 +1,94 @@
+"""Invariants that must hold over any set of answers, whatever happened on the way (faults,
+duplicates, reversals): DOMAIN.md §3 for every settlement, and per person: a visit settled at
+most once at a time, no cap exceeded, each setl_id answered identically every time."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from messages.codes import CANCELLATIONS, SETTLEMENTS, Infno
+from settlement.policy import Category
+from settlement.reference import ReferenceData
+
+
+@dataclass
+class InvariantReport:
+    checked_settlements: int = 0
+    violations: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+
+    def fail(self, check: str, message: str) -> None:
+        if len(self.violations[check]) < 20:
+            self.violations[check].append(message)
+        else:
+            self.violations[check][-1] = "… and more"
+
+    @property
+    def ok(self) -> bool:
+        return not any(self.violations.values())
+
+
+CHECKS = ("settlement arithmetic (DOMAIN.md §3)", "one answer per setl_id",
+          "a visit settled at most once at a time", "no annual cap exceeded")
+
+
+def setlinfo_violations(s: dict[str, Any]) -> list[str]:
+    """The §3 invariants of one settlement; empty when it is sound."""
+    out = []
+    buckets = s["fulamt_ownpay_amt"] + s["overlmt_selfpay"] + s["preselfpay_amt"] + \
+        s["inscp_scp_amt"]
+    if s["medfee_sumamt"] != buckets:
+        out.append("medfee_sumamt != the four buckets")
+    if s["medfee_sumamt"] != s["fund_pay_sumamt"] + s["psn_part_amt"]:
+        out.append("medfee_sumamt != fund_pay_sumamt + psn_part_amt")
+    if s["psn_part_amt"] != s["acct_pay"] + s["psn_cash_pay"]:
+        out.append("psn_part_amt != acct_pay + psn_cash_pay")
+    if not 0 <= s["hifp_pay"] <= s["inscp_scp_amt"] - s["act_pay_dedc"]:
+        out.append("hifp_pay outside [0, inscp_scp_amt - act_pay_dedc]")
+    if s["balc"] < 0:
+        out.append("balc < 0")
+    return out
+
+
+def check_person(ref: ReferenceData, certno: str,
+                 exchanges: Iterable[tuple[str, list[dict[str, Any]]]],
+                 report: InvariantReport) -> None:
+    """`exchanges`: (infno, answers) of one person's requests in the order they were sent."""
+    enrollment = ref.enrollments.get(certno)
+    in_force: dict[str, dict[str, Any]] = {}  # setl_id -> setlinfo
+    seen: dict[str, dict[str, Any]] = {}
+    for infno, answers in exchanges:
+        ok = [a for a in answers if a.get("infcode") == 0]
+        if len({repr(a) for a in answers}) > 1:
+            report.fail(CHECKS[1], f"{infno} {answers[0].get('inf_refmsgid')}: "
+                                   f"{len(answers)} answers that differ")
+        if not ok:
+            continue
+        out = ok[0]["output"]
+        if infno in SETTLEMENTS:
+            s = out["setlinfo"]
+            report.checked_settlements += 1
+            for v in setlinfo_violations(s):
+                report.fail(CHECKS[0], f"setl_id {s['setl_id']}: {v}")
+            if s["setl_id"] in seen and seen[s["setl_id"]] != s:
+                report.fail(CHECKS[1], f"setl_id {s['setl_id']} answered with other amounts")
+            seen[s["setl_id"]] = s
+            if any(x["mdtrt_id"] == s["mdtrt_id"] for x in in_force.values()):
+                report.fail(CHECKS[2], f"visit {s['mdtrt_id']} settled twice")
+            in_force[s["setl_id"]] = s
+        elif infno in CANCELLATIONS:
+            in_force.pop(out["setlinfo"]["init_setl_id"], None)
+        elif infno == Infno.REVERSAL and out.get("result") == "undone":
+            in_force.pop(out.get("reversed_setl_id", ""), None)
+    if enrollment is None:
+        return
+    policy = ref.policies[enrollment.province]
+    paid: dict[tuple[str, str], int] = defaultdict(int)
+    for s in in_force.values():
+        paid[(s["setl_time"][:4], s["clr_type"])] += s["hifp_pay"]
+    for (year, clr_type), total in paid.items():
+        cap = policy.rule(enrollment.insutype, Category(clr_type)).annual_cap
+        if total > cap:
+            report.fail(CHECKS[3], f"{year} category {clr_type}: fund paid {total} > cap {cap}")
