@@ -35,6 +35,7 @@ from huimin.verify import verify as verify_answers
 from huimin.verify import write_json, write_junit
 from settlement.oracle import Oracle
 from simulators.bad_messages import generate_bad_messages
+from simulators.faults import FaultPlan, FaultPlanError
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import WorldSpec, build_world
 from streams.broker import EmbeddedBroker
@@ -59,13 +60,20 @@ def run(
         min=0, help="Bad requests of each of the 16 kinds mixed in.")] = 2,
     out: Annotated[Path | None, typer.Option(help="Output folder (default out/run-<time>).")
                    ] = None,
+    faults: Annotated[str | None, typer.Option(
+        help="Fault plan, e.g. duplicate=0.05,reorder=0.05,malformed=0.01,lose-answer=0.02,"
+             "kill-worker=1")] = None,
 ) -> None:
     """Simulate, settle every visit through the platform, verify against the oracle, report.
 
     Uses the embedded broker unless KAFKA_BOOTSTRAP_SERVERS names a cluster. Exits 1 if any
     answer differs from the oracle or any request went unanswered.
     """
-    opts = RunOptions(world=WorldSpec(seed=seed, persons=persons),
+    try:
+        plan = FaultPlan.parse(faults)
+    except FaultPlanError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--faults") from None
+    opts = RunOptions(world=WorldSpec(seed=seed, persons=persons), faults=plan,
                       visits=VisitSpec(visits=visits, cross_share=cross_share),
                       rate=rate, partitions=partitions, bad_per_kind=bad_per_kind, out_dir=out)
     with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
@@ -80,6 +88,11 @@ def run(
     summary = summarise(report)
     write_outputs(report, summary)
     print_summary(summary, report.out_dir, console)
+    if not report.ok:
+        console.print("Reproduce with: huimin run " + " ".join(
+            f"--{k} {v}" for k, v in (("persons", persons), ("visits", visits),
+                                     ("cross-share", cross_share), ("seed", seed),
+                                     ("rate", rate), ("faults", plan or None)) if v is not None))
     raise typer.Exit(0 if report.ok else 1)
 
 

@@ -71,7 +71,7 @@ def summarise(report: RunReport) -> dict[str, Any]:
         "dead_letters_by_code": dict(Counter(d.error_code for d in res.dead_letters)),
         "accounting": {"sent": acc.sent, "answered_ok": acc.answered_ok,
                        "answered_error": acc.answered_error, "dead_lettered": acc.dead_lettered,
-                       "unaccounted": acc.unaccounted},
+                       "unaccounted": acc.unaccounted, "redelivered": acc.redelivered},
         "bad_requests": {"sent": bad.expected, "as_expected": bad.as_expected,
                          "unexpected_dead_letters": bad.unexpected_dead_letters,
                          "problems": bad.problems},
@@ -87,6 +87,9 @@ def summarise(report: RunReport) -> dict[str, Any]:
         "timing_s": {"setup": report.setup_s, "platform_ready": report.sign_in_s,
                      "visits": res.wall_s, "total": report.total_s},
         "rate": report.options.rate,
+        "faults": str(report.options.faults),
+        "worker_kills": report.worker_kills,
+        "redelivered_answers": report.comparison.redelivered,
         "bootstrap": report.bootstrap,
         "seed": report.options.world.seed,
         "ok": report.ok,
@@ -151,7 +154,11 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
                   f"{acc['answered_ok']:,} + answered with an error {acc['answered_error']:,} + "
                   f"dead-lettered {acc['dead_lettered']:,}"
                   + (f" + [red]unaccounted {acc['unaccounted']:,}[/]" if acc["unaccounted"]
-                     else ""))
+                     else "")
+                  + (f" (and {acc['redelivered']:,} answers redelivered after a worker was "
+                     "killed, identical to the first)" if acc["redelivered"] else ""))
+    if summary["faults"]:
+        console.print(f"[bold]Faults[/] {summary['faults']}")
     bad = summary["bad_requests"]
     letters = ", ".join(f"{c} {n}" for c, n in sorted(summary["dead_letters_by_code"].items()))
     console.print(f"[bold]Bad requests[/] {bad['as_expected']:,} of {bad['sent']:,} answered or "

@@ -4,6 +4,7 @@ the visits over Kafka, compare every answer with the oracle, and report."""
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -16,7 +17,8 @@ from huimin.verify import answer_diff
 from messages.topics import ALL_TOPICS
 from messages.visitlog import TIME_FORMAT, Visit, VisitSession
 from settlement.oracle import Oracle
-from simulators.bad_messages import BadMessage, generate_bad_messages
+from simulators.bad_messages import KINDS, BadMessage, generate_bad_messages
+from simulators.faults import FaultPlan
 from simulators.hospital import HospitalFleet, HospitalRunResult
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import World, WorldSpec, build_world
@@ -35,6 +37,7 @@ class RunOptions:
     partitions: int = 8
     answer_timeout_s: float = 30.0
     out_dir: Path | None = None
+    faults: FaultPlan = field(default_factory=FaultPlan)
 
 
 @dataclass
@@ -46,6 +49,7 @@ class Comparison:
     settlements_equal: int = 0
     answers_compared: int = 0
     answers_equal: int = 0
+    redelivered: int = 0  # identical extra answers after a worker was killed
     mismatches: list[str] = field(default_factory=list)
 
     @property
@@ -53,9 +57,20 @@ class Comparison:
         return self.answers_equal == self.answers_compared and not self.mismatches
 
 
-def compare(streamed: list[VisitSession], expected: list[VisitSession]) -> Comparison:
+def distinct(answers: list[dict]) -> list[dict]:
+    out: list[dict] = []
+    for a in answers:
+        if a not in out:
+            out.append(a)
+    return out
+
+
+def compare(streamed: list[VisitSession], expected: list[VisitSession],
+            redelivery: bool = False) -> Comparison:
     """Every answer the oracle gives, to every request of every visit, must have come back
-    from the platform identical (and as often: a duplicate request gets its answer twice)."""
+    from the platform identical (and as often: a duplicate request gets its answer twice).
+    With `redelivery` (a worker was killed: at-least-once delivery replays what it had not
+    committed) an answer may come back more often than asked, but always identical."""
     cmp = Comparison(visits=len(expected))
     for got, want in zip(streamed, expected, strict=True):
         if want.settlement is not None:
@@ -66,6 +81,10 @@ def compare(streamed: list[VisitSession], expected: list[VisitSession]) -> Compa
             want_answers = want.answers.get(msgid, [])
             got_answers = got.answers.get(msgid, [])
             cmp.answers_compared += len(want_answers)
+            if redelivery and len(got_answers) > len(want_answers):
+                cmp.redelivered += len(got_answers) - len(want_answers)
+                if distinct(got_answers) == distinct(want_answers):
+                    got_answers = want_answers
             if got_answers == want_answers:
                 cmp.answers_equal += len(want_answers)
             elif len(cmp.mismatches) < 20:
@@ -88,13 +107,17 @@ class BadRequestCheck:
         return self.as_expected == self.expected and not self.unexpected_dead_letters
 
 
-def check_bad_requests(result: HospitalRunResult, bad: list[BadMessage]) -> BadRequestCheck:
+def check_bad_requests(result: HospitalRunResult, bad: list[BadMessage],
+                       redelivery: bool = False) -> BadRequestCheck:
     check = BadRequestCheck(expected=len(bad))
     letters = Counter((d.value, d.error_code) for d in result.dead_letters)
+    if redelivery:  # a replayed bad request is dead-lettered again, identically
+        letters = Counter({k: min(n, sum(b.value == k[0] for b in bad)) for k, n in
+                           letters.items()})
     for b in bad:
         if b.expect == "answer":
             answers = result.bad_answers.get(b.msgid, [])
-            codes = [a.get("err_code") for a in answers]
+            codes = [a.get("err_code") for a in (distinct(answers) if redelivery else answers)]
             good = codes == [b.code.value] and answers[0]["infcode"] == -1
             seen = f"answers {codes}"
         else:
@@ -113,12 +136,15 @@ def check_bad_requests(result: HospitalRunResult, bad: list[BadMessage]) -> BadR
 
 @dataclass(frozen=True, slots=True)
 class Accounting:
-    """sent = answered OK + answered with an error + dead-lettered + unaccounted."""
+    """sent = answered OK + answered with an error + dead-lettered + unaccounted; answers that
+    came back more often than their request was sent (redelivery after a crash) are counted
+    apart, in `redelivered`."""
 
     sent: int
     answered_ok: int
     answered_error: int
     dead_lettered: int
+    redelivered: int = 0
 
     @property
     def unaccounted(self) -> int:
@@ -126,11 +152,21 @@ class Accounting:
 
 
 def account(result: HospitalRunResult, bad: list[BadMessage]) -> Accounting:
-    answers = [a for e in result.exchanges.values() for a in e.answers]
-    answers += [a for lst in result.bad_answers.values() for a in lst]
-    ok = sum(1 for a in answers if a.get("infcode") == 0)
-    return Accounting(sent=result.sent + len(bad), answered_ok=ok,
-                      answered_error=len(answers) - ok, dead_lettered=len(result.dead_letters))
+    ok = error = extra = 0
+    sends = [(e.sends, e.answers) for e in result.exchanges.values()]
+    sends += [(1, answers) for answers in result.bad_answers.values()]
+    for n, answers in sends:
+        kept = answers[:n]
+        extra += len(answers) - len(kept)
+        ok += sum(1 for a in kept if a.get("infcode") == 0)
+        error += sum(1 for a in kept if a.get("infcode") != 0)
+    dead_expected = [b.value for b in bad if b.expect == "dead-letter"]
+    letters = Counter(d.value for d in result.dead_letters)
+    dead = sum(min(letters[v], dead_expected.count(v)) for v in set(dead_expected))
+    unexpected = len(result.dead_letters) - sum(letters[v] for v in set(dead_expected))
+    return Accounting(sent=result.sent + len(bad), answered_ok=ok, answered_error=error,
+                      dead_lettered=dead + unexpected,
+                      redelivered=extra + sum(letters[v] for v in set(dead_expected)) - dead)
 
 
 @dataclass
@@ -143,6 +179,7 @@ class RunReport:
     accounting: Accounting
     out_dir: Path
     bootstrap: str
+    worker_kills: int
     setup_s: float
     sign_in_s: float
     total_s: float
@@ -179,6 +216,7 @@ def platform(bootstrap: str, world: WorldSpec, partitions: int, out_dir: Path,
 class Execution:
     result: HospitalRunResult
     bootstrap: str
+    worker_kills: int
     setup_s: float
     sign_in_s: float
 
@@ -187,16 +225,21 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
             out_dir: Path, *, bootstrap: str | None = None, partitions: int = 8,
             answer_timeout_s: float = 30.0, client_config: dict | None = None,
             on_stage: Callable[[str], None] = lambda s: None,
-            on_progress: Callable[[int], None] | None = None) -> Execution:
+            on_progress: Callable[[int], None] | None = None,
+            kill_worker: int = 0) -> Execution:
     """Let the hospitals carry out `visits` against a platform: the one at `bootstrap`, if
     given (already running, as an integration tester's deployment is), else our own platform on the
     embedded broker (or on KAFKA_BOOTSTRAP_SERVERS), started here and stopped afterwards."""
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
+        workers: list[WorkerProcess] = []
         if bootstrap is None:
             on_stage("starting the broker and the platform")
             bootstrap = stack.enter_context(broker(out_dir / "broker.log"))
-            stack.enter_context(platform(bootstrap, world.spec, partitions, out_dir))
+            workers = stack.enter_context(platform(bootstrap, world.spec, partitions, out_dir))
+        period = arrivals[-1] if arrivals else 0.0
+        events = [(period * (i + 1) / (kill_worker + 1), workers[0].restart_after_kill)
+                  for i in range(kill_worker) if workers]
         fleet = HospitalFleet(bootstrap, answer_timeout_s, client_config)
         stack.callback(fleet.close)
         setup_s = time.monotonic() - started
@@ -204,9 +247,9 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
         sign_in_s = fleet.sign_in(world.ref.hospitals.values(),
                                   visits[0].begntime if visits else "2026-01-01 00:00:00")
         on_stage(f"{len(visits):,} visits")
-        result = fleet.run(visits, arrivals, bad, on_progress)
+        result = fleet.run(visits, arrivals, bad, on_progress, events=events)
         on_stage("stopping")
-    return Execution(result, bootstrap, setup_s, sign_in_s)
+    return Execution(result, bootstrap, len(events), setup_s, sign_in_s)
 
 
 def arrivals_at_rate(n: int, rate: float) -> list[float]:
@@ -230,8 +273,12 @@ def run_scenario(opts: RunOptions, on_stage: Callable[[str], None] = lambda s: N
     out_dir.mkdir(parents=True, exist_ok=True)
     on_stage("building the world and the visits")
     world = build_world(opts.world)
-    visits = list(generate_visits(world, opts.visits))
+    visits = opts.faults.apply(list(generate_visits(world, opts.visits)), opts.world.seed)
     bad = generate_bad_messages(world, opts.bad_per_kind)
+    if opts.faults.malformed:
+        requests = sum(len(v.steps) for v in visits)
+        extra = math.ceil(opts.faults.malformed * requests / len(KINDS))
+        bad = generate_bad_messages(world, opts.bad_per_kind + extra)
     on_stage("settling the visit log with the oracle")
     expected = list(Oracle(world.ref).settle_log(visits))
     with open(out_dir / "visits.jsonl", "wb") as f:  # so `huimin verify` can check this run
@@ -241,8 +288,12 @@ def run_scenario(opts: RunOptions, on_stage: Callable[[str], None] = lambda s: N
     write_records(expected_path_for(out_dir / "visits.jsonl"), expected)
     ex = execute(world, visits, arrivals_at_rate(len(visits), opts.rate), bad, out_dir,
                  partitions=opts.partitions, answer_timeout_s=opts.answer_timeout_s,
-                 on_stage=on_stage, on_progress=on_progress)
-    comparison = compare(ex.result.sessions, expected)
-    return RunReport(opts, bad, ex.result, comparison, check_bad_requests(ex.result, bad),
-                     account(ex.result, bad), out_dir, ex.bootstrap, ex.setup_s, ex.sign_in_s,
+                 on_stage=on_stage, on_progress=on_progress,
+                 kill_worker=opts.faults.kill_worker)
+    redelivery = opts.faults.kill_worker > 0
+    comparison = compare(ex.result.sessions, expected, redelivery)
+    return RunReport(opts, bad, ex.result, comparison,
+                     check_bad_requests(ex.result, bad, redelivery),
+                     account(ex.result, bad), out_dir, ex.bootstrap, ex.worker_kills,
+                     ex.setup_s, ex.sign_in_s,
                      time.monotonic() - started)

@@ -26,6 +26,7 @@ class Verdict:
     visits: int = 0
     answers_compared: int = 0
     answers_equal: int = 0
+    redelivered: int = 0  # identical extra answers: at-least-once delivery, not an error
     settlements_checked: int = 0
     failures: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
 
@@ -35,7 +36,7 @@ class Verdict:
 
     def to_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "visits": self.visits, "answers_compared": self.answers_compared,
-                "answers_equal": self.answers_equal,
+                "answers_equal": self.answers_equal, "redelivered": self.redelivered,
                 "settlements_checked": self.settlements_checked,
                 "checks": {name: {"passed": not self.failures.get(name),
                                   "failures": self.failures.get(name, [])}
@@ -81,6 +82,10 @@ def verify(visits: Iterator[Visit], expected: Iterator[dict[str, Any]],
         for msgid, want_answers in want["answers"].items():
             got_answers = got["answers"].get(msgid, [])
             verdict.answers_compared += len(want_answers)
+            if len(got_answers) > len(want_answers) and all(a == want_answers[0]
+                                                            for a in got_answers):
+                verdict.redelivered += len(got_answers) - len(want_answers)
+                got_answers = want_answers
             if got_answers == want_answers:
                 verdict.answers_equal += len(want_answers)
             elif len(verdict.failures[ORACLE_CHECK]) < 20:

@@ -309,7 +309,7 @@ class TreatmentPlatform:
                                f"cnt × pric = {item.cnt * item.pric}")
             split = catalogue.classify(item.med_list_codg, item.cnt, item.pric)
             batch[item.feedetl_sn] = {"mdtrt_id": item.mdtrt_id, "chrg_bchno": item.chrg_bchno,
-                                      **_split_dict(split)}
+                                      "msgid": req.msgid, **_split_dict(split)}
             results.append({"feedetl_sn": item.feedetl_sn, "det_item_fee_sumamt": split.amount,
                             "cnt": item.cnt, "pric": item.pric,
                             "pric_uplmt_amt": split.pric_uplmt_amt,
@@ -382,15 +382,15 @@ class TreatmentPlatform:
             if not isinstance(original["output"].get("result"), list):
                 raise Rejected(ErrorCode.NOT_REVERSIBLE,
                                f"msgid {inp.omsgid} was not a fee upload ({inp.oinfno})")
-            sns = [r["feedetl_sn"] for r in original["output"]["result"]]
-            visits = [v for v in row.visits.values() if any(sn in v["fees"] for sn in sns)]
-            if any(v["setl_id"] for v in visits):
+            # the items that upload brought, wherever they are (feedetl_sn repeat across visits)
+            brought = [(v, sn) for v in row.visits.values() for sn, f in v["fees"].items()
+                       if f.get("msgid") == inp.omsgid]
+            if any(v["setl_id"] for v, _ in brought):
                 raise Rejected(ErrorCode.VISIT_ALREADY_SETTLED,
                                "the fees belong to a settled visit; cancel the settlement first")
-            for v in visits:
-                for sn in sns:
-                    v["fees"].pop(sn, None)
-            out["result"] = "undone" if visits else "nothing-to-undo"
+            for v, sn in brought:
+                del v["fees"][sn]
+            out["result"] = "undone" if brought else "nothing-to-undo"
         return self._answer(row, req.msgid, out, ctx)
 
     # -- answers coming back ----------------------------------------------------------------

@@ -163,9 +163,12 @@ class HospitalFleet:
     def run(self, visits: list[Visit], arrivals: list[float],
             bad: list[BadMessage] | None = None,
             on_progress: Callable[[int], None] | None = None,
-            drain_s: float = 15.0) -> HospitalRunResult:
+            drain_s: float = 15.0,
+            events: list[tuple[float, Callable[[], None]]] | None = None) -> HospitalRunResult:
         """Carry out `visits`, visit k arriving `arrivals[k]` seconds after the start (open
-        loop), with the `bad` requests spread among them; return everything that was seen."""
+        loop), with the `bad` requests spread among them; `events` are (seconds, action) to
+        run on the way (e.g. killing a worker). Return everything that was seen."""
+        pending_events = sorted(events or [], key=lambda e: e[0])
         bad = bad or []
         sessions = [VisitSession(v) for v in visits]
         exchanges: dict[str, Exchange] = {}
@@ -223,10 +226,14 @@ class HospitalFleet:
                     waiting[session.visit.certno].append(session)
                 else:
                     start_visit(session)
+            while pending_events and pending_events[0][0] <= now:
+                pending_events.pop(0)[1]()
+                last_news = time.monotonic()
             while next_bad < len(bad) and bad_times[next_bad] <= now:
                 self._send(bad[next_bad].key, bad[next_bad].value)
                 next_bad += 1
-            all_sent = next_visit == len(sessions) and next_bad == len(bad)
+            all_sent = next_visit == len(sessions) and next_bad == len(bad) and \
+                not pending_events
             if all_sent and finished == len(sessions) and not outstanding():
                 break
             if all_sent and finished == len(sessions) and time.monotonic() - last_news > drain_s:

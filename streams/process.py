@@ -42,6 +42,11 @@ class WorkerProcess:
         if self.process is not None:
             self.process.wait()
 
+    def restart_after_kill(self) -> None:
+        """What an operator's supervisor does after a crash: start the same worker again."""
+        self.kill()
+        self.start()
+
     def stop(self, timeout: float = 15.0) -> None:
         if not self.alive:
             return

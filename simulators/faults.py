@@ -1,0 +1,103 @@
+"""Fault injection, planned up front from the seed so that the oracle knows what to expect and
+a faulty run can be repeated exactly.
+
+- `lose-answer=p`: a request's answer is lost; the HIS takes it as a time-out, sends 2601 for
+  it (冲正), then sends the step again — as real HIS clients do.
+- `reorder=p`: a settlement's 2601 overtakes it: the reversal arrives first, the late original
+  is refused (E4011), and the hospital settles again.
+- `duplicate=p`: the very same request is sent twice.
+- `malformed=p`: that share of extra bad requests (every kind of `simulators.bad_messages`).
+- `kill-worker=n`: the platform worker is killed with SIGKILL n times during the run and
+  restarted at once; Faust replays what it had not committed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from messages.visitlog import Visit, parse_step
+from simulators.world import rng
+
+#: Steps whose lost answer a HIS repairs with 2601 and a retry.
+LOSABLE = frozenset({"2201", "2401", "2204", "2206", "2207", "2303", "2304"})
+SETTLING = frozenset({"2207", "2304"})
+
+
+class FaultPlanError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class FaultPlan:
+    duplicate: float = 0.0
+    reorder: float = 0.0
+    malformed: float = 0.0
+    lose_answer: float = 0.0
+    kill_worker: int = 0
+
+    @classmethod
+    def parse(cls, text: str | None) -> FaultPlan:
+        """`duplicate=0.05,reorder=0.05,malformed=0.01,lose-answer=0.02,kill-worker=1`."""
+        if not text:
+            return cls()
+        names = {f.name.replace("_", "-"): f for f in fields(cls)}
+        values: dict[str, float | int] = {}
+        for part in text.split(","):
+            name, sep, raw = part.strip().partition("=")
+            f = names.get(name)
+            if f is None or not sep:
+                raise FaultPlanError(f"unknown fault {part.strip()!r}; known: "
+                                     f"{', '.join(sorted(names))} (as name=value)")
+            try:
+                value: float | int = int(raw) if f.type in (int, "int") else float(raw)
+            except ValueError:
+                raise FaultPlanError(f"{name}: {raw!r} is not a number") from None
+            if value < 0 or (isinstance(value, float) and value > 1):
+                raise FaultPlanError(f"{name}: {raw} is out of range")
+            values[f.name] = value
+        return cls(**values)  # type: ignore[arg-type]
+
+    def __str__(self) -> str:
+        return ",".join(f"{f.name.replace('_', '-')}={getattr(self, f.name)}"
+                        for f in fields(self) if getattr(self, f.name))
+
+    @property
+    def any(self) -> bool:
+        return bool(str(self))
+
+    def apply(self, visits: list[Visit], seed: int) -> list[Visit]:
+        """The visits with their plans rewritten by the faults (plain steps only)."""
+        if not (self.duplicate or self.reorder or self.lose_answer):
+            return visits
+        r = rng(seed, f"faults:{self}")
+        out = []
+        for v in visits:
+            steps: list[str] = []
+            for step in v.steps:
+                infno, marks = parse_step(step)
+                roll = r.random()
+                if marks:
+                    steps.append(step)
+                elif infno in LOSABLE and roll < self.lose_answer:
+                    steps += [f"{infno}~", "2601", infno]
+                elif infno in SETTLING and roll < self.lose_answer + self.reorder:
+                    steps += ["2601^", f"{infno}!", infno]
+                elif roll < self.lose_answer + self.reorder + self.duplicate:
+                    steps.append(f"{infno}=")
+                else:
+                    steps.append(step)
+            out.append(v if steps == v.steps else v.model_copy(update={"steps": steps}))
+        return renumber(out)
+
+
+def renumber(visits: list[Visit]) -> list[Visit]:
+    """Give each hospital's visits consecutive msgid sequences again (plans grew)."""
+    seq: dict[str, int] = {}
+    out = []
+    for v in visits:
+        start = seq.get(v.fixmedins_code, 0)
+        seq[v.fixmedins_code] = (start + len(v.steps)) % 10_000
+        out.append(v if v.seq == start else v.model_copy(update={"seq": start}))
+    return out
+
+

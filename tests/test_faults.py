@@ -1,0 +1,68 @@
+"""Fault plans: parsed strictly, applied deterministically, and what they do to a visit's plan
+is what the oracle then expects (no double charge, every request answered)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from messages.visitlog import VisitSession
+from settlement.oracle import Oracle
+from simulators.faults import FaultPlan, FaultPlanError
+from simulators.visits import VisitSpec, generate_visits
+from simulators.world import WorldSpec, build_world
+
+WORLD = build_world(WorldSpec(seed=9, persons=600))
+VISITS = list(generate_visits(WORLD, VisitSpec(visits=400, anomaly_share=0.0,
+                                                cancel_share=0.0)))
+PLAN = FaultPlan.parse("duplicate=0.1,reorder=0.1,lose-answer=0.1,malformed=0.01,kill-worker=2")
+
+
+def test_the_plan_of_the_issue_parses_and_prints_back():
+    assert FaultPlan(duplicate=0.1, reorder=0.1, malformed=0.01, lose_answer=0.1,
+                             kill_worker=2) == PLAN
+    assert FaultPlan.parse(str(PLAN)) == PLAN
+    assert not FaultPlan.parse("").any
+
+
+@pytest.mark.parametrize("text", ["dupe=0.1", "duplicate", "duplicate=x", "duplicate=1.5",
+                                  "kill-worker=-1"])
+def test_a_bad_fault_plan_is_refused_with_a_reason(text):
+    with pytest.raises(FaultPlanError):
+        FaultPlan.parse(text)
+
+
+def test_faults_are_deterministic_and_leave_msgids_unique():
+    once, again = PLAN.apply(VISITS, seed=9), PLAN.apply(VISITS, seed=9)
+    assert [v.steps for v in once] == [v.steps for v in again]
+    assert [v.steps for v in once] != [v.steps for v in VISITS]
+    msgids = [VisitSession(v).msgid_at(i) for v in once for i in range(len(v.steps))]
+    assert len(msgids) == len(set(msgids))
+
+
+def test_each_fault_kind_is_planned_and_the_oracle_answers_every_request():
+    faulty = PLAN.apply(VISITS, seed=9)
+    steps = Counter(s for v in faulty for s in v.steps)
+    assert steps["2601^"] > 0 and steps["2207~"] > 0 and steps["2207="] > 0
+    oracle = Oracle(WORLD.ref)
+    for session in oracle.settle_log(faulty):
+        for msgid, infno in session.sent:
+            answers = session.answers.get(msgid, [])
+            assert answers, f"{infno} {msgid} unanswered"
+            assert all(a == answers[0] for a in answers)  # duplicates answered identically
+        if session.failed is None and "2601^" in session.visit.steps:
+            refused = [a for m, i in session.sent for a in session.answers[m]
+                       if a["err_code"] == "E4011"]
+            assert len(refused) == 1  # the original that the reversal overtook
+
+
+def test_faults_change_no_ones_money():
+    """Lost answers, reversals first and duplicates end in the same balances and accumulators
+    as the plain run: nobody pays twice."""
+    plain, faulty = Oracle(WORLD.ref), Oracle(WORLD.ref)
+    list(plain.settle_log(VISITS))
+    list(faulty.settle_log(FaultPlan.parse("duplicate=0.2,reorder=0.2,lose-answer=0.2")
+                           .apply(VISITS, seed=9)))
+    money = {c: (r.balance, r.ytd) for c, r in plain.person_rows.items()}
+    assert money == {c: (r.balance, r.ytd) for c, r in faulty.person_rows.items()}
