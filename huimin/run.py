@@ -194,22 +194,43 @@ def default_out_dir() -> Path:
     return Path("out") / datetime.now().strftime("run-%Y%m%d-%H%M%S")
 
 
+class Platform:
+    """Our platform's worker processes on one cluster (topics created first)."""
+
+    def __init__(self, bootstrap: str, world: WorldSpec, partitions: int, out_dir: Path) -> None:
+        self.cfg = WorkerConfig(bootstrap=bootstrap, partitions=partitions, world=world)
+        self.out_dir = out_dir
+        self.workers: list[WorkerProcess] = []
+        ensure_topics(bootstrap, [*ALL_TOPICS, *changelog_topics(self.cfg.app_id, TABLES)],
+                      partitions)
+
+    def add_worker(self) -> WorkerProcess:
+        """Start one more worker in the consumer group (its own web port and data folder);
+        the partitions are rebalanced across the workers."""
+        i = len(self.workers)
+        cfg = WorkerConfig(**{**self.cfg.to_dict(), "world": self.cfg.world,
+                              "web_port": free_port(),
+                              "data_dir": str(self.out_dir / f"worker-{i}-data")})
+        worker = WorkerProcess(cfg, self.out_dir / f"worker-{i}.log").start()
+        self.workers.append(worker)
+        return worker
+
+    def stop(self) -> None:
+        for w in self.workers:
+            w.stop()
+
+
 @contextlib.contextmanager
 def platform(bootstrap: str, world: WorldSpec, partitions: int, out_dir: Path,
-             workers: int = 1) -> Iterator[list[WorkerProcess]]:
-    """Topics created and `workers` platform worker processes running; stopped on exit."""
-    cfg = WorkerConfig(bootstrap=bootstrap, partitions=partitions, world=world)
-    ensure_topics(bootstrap, [*ALL_TOPICS, *changelog_topics(cfg.app_id, TABLES)], partitions)
-    procs = []
+             workers: int = 1) -> Iterator[Platform]:
+    """`workers` platform worker processes running; all stopped on exit."""
+    p = Platform(bootstrap, world, partitions, out_dir)
     try:
-        for i in range(workers):
-            wcfg = WorkerConfig(**{**cfg.to_dict(), "world": world, "web_port": free_port(),
-                                   "data_dir": str(out_dir / f"worker-{i}-data")})
-            procs.append(WorkerProcess(wcfg, out_dir / f"worker-{i}.log").start())
-        yield procs
+        for _ in range(workers):
+            p.add_worker()
+        yield p
     finally:
-        for p in procs:
-            p.stop()
+        p.stop()
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,20 +247,22 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
             answer_timeout_s: float = 30.0, client_config: dict | None = None,
             on_stage: Callable[[str], None] = lambda s: None,
             on_progress: Callable[[int], None] | None = None,
-            kill_worker: int = 0) -> Execution:
+            kill_worker: int = 0, join_worker: int = 0) -> Execution:
     """Let the hospitals carry out `visits` against a platform: the one at `bootstrap`, if
     given (already running, as an integration tester's deployment is), else our own platform on the
     embedded broker (or on KAFKA_BOOTSTRAP_SERVERS), started here and stopped afterwards."""
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
-        workers: list[WorkerProcess] = []
+        events: list[tuple[float, Callable[[], object]]] = []
         if bootstrap is None:
             on_stage("starting the broker and the platform")
             bootstrap = stack.enter_context(broker(out_dir / "broker.log"))
-            workers = stack.enter_context(platform(bootstrap, world.spec, partitions, out_dir))
-        period = arrivals[-1] if arrivals else 0.0
-        events = [(period * (i + 1) / (kill_worker + 1), workers[0].restart_after_kill)
-                  for i in range(kill_worker) if workers]
+            ours = stack.enter_context(platform(bootstrap, world.spec, partitions, out_dir))
+            period = arrivals[-1] if arrivals else 0.0
+            events += [(period * (i + 1) / (kill_worker + 1), ours.workers[0].restart_after_kill)
+                       for i in range(kill_worker)]
+            events += [(period * (i + 1) / (join_worker + 2), ours.add_worker)
+                       for i in range(join_worker)]
         fleet = HospitalFleet(bootstrap, answer_timeout_s, client_config)
         stack.callback(fleet.close)
         setup_s = time.monotonic() - started
@@ -249,7 +272,7 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
         on_stage(f"{len(visits):,} visits")
         result = fleet.run(visits, arrivals, bad, on_progress, events=events)
         on_stage("stopping")
-    return Execution(result, bootstrap, len(events), setup_s, sign_in_s)
+    return Execution(result, bootstrap, kill_worker if events else 0, setup_s, sign_in_s)
 
 
 def arrivals_at_rate(n: int, rate: float) -> list[float]:
@@ -289,8 +312,8 @@ def run_scenario(opts: RunOptions, on_stage: Callable[[str], None] = lambda s: N
     ex = execute(world, visits, arrivals_at_rate(len(visits), opts.rate), bad, out_dir,
                  partitions=opts.partitions, answer_timeout_s=opts.answer_timeout_s,
                  on_stage=on_stage, on_progress=on_progress,
-                 kill_worker=opts.faults.kill_worker)
-    redelivery = opts.faults.kill_worker > 0
+                 kill_worker=opts.faults.kill_worker, join_worker=opts.faults.join_worker)
+    redelivery = opts.faults.kill_worker > 0 or opts.faults.join_worker > 0
     comparison = compare(ex.result.sessions, expected, redelivery)
     return RunReport(opts, bad, ex.result, comparison,
                      check_bad_requests(ex.result, bad, redelivery),

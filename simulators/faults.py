@@ -9,6 +9,8 @@ a faulty run can be repeated exactly.
 - `malformed=p`: that share of extra bad requests (every kind of `simulators.bad_messages`).
 - `kill-worker=n`: the platform worker is killed with SIGKILL n times during the run and
   restarted at once; Faust replays what it had not committed.
+- `join-worker=n`: n more workers join the consumer group during the run (a rebalance: the
+  partitions and their table state move to the newcomers).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class FaultPlan:
     malformed: float = 0.0
     lose_answer: float = 0.0
     kill_worker: int = 0
+    join_worker: int = 0
 
     @classmethod
     def parse(cls, text: str | None) -> FaultPlan:

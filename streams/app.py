@@ -165,6 +165,12 @@ def create_app(cfg: WorkerConfig) -> faust.App:
             trt_rows[key] = encode(row.to_dict())
         return [to_hospital(msg["ans"], msg["ctx"], trace)]
 
+    @app.on_partitions_assigned.connect
+    async def log_assignment(sender: Any, assigned: set[Any], **_: Any) -> None:
+        """One line per rebalance: which partitions this worker now serves."""
+        mine = sorted({tp.partition for tp in assigned if tp.topic == topics.HOSP_REQUESTS})
+        log.info("rebalanced: serving partitions %s of %s", mine, topics.HOSP_REQUESTS)
+
     role(hosp_requests, "treatment_requests", on_hospital_request)
     role(nat_requests, "national_requests", on_national_request)
     role(ins_requests, "insured_requests", on_insured_request)

@@ -16,7 +16,7 @@ from streams.config import WorkerConfig
 
 
 class WorkerProcess:
-    def __init__(self, cfg: WorkerConfig, log_path: Path, loglevel: str = "warning") -> None:
+    def __init__(self, cfg: WorkerConfig, log_path: Path, loglevel: str = "info") -> None:
         self.cfg = cfg
         self.log_path = log_path
         self.loglevel = loglevel

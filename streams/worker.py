@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import orjson
@@ -11,15 +12,18 @@ from streams.app import create_app
 from streams.config import WorkerConfig
 
 
-def run_worker(cfg: WorkerConfig, loglevel: str = "warning") -> None:
+def run_worker(cfg: WorkerConfig, loglevel: str = "info") -> None:
+    """Our own lines at `loglevel`; Faust and the Kafka clients only from warnings up."""
     app = create_app(cfg)
+    for noisy in ("faust", "mode", "aiokafka", "kafka"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
 
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     cfg = WorkerConfig.from_dict(orjson.loads(args[0]))
-    run_worker(cfg, loglevel=args[1] if len(args) > 1 else "warning")
+    run_worker(cfg, loglevel=args[1] if len(args) > 1 else "info")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """A faulty run through the CLI on the real broker: duplicated and reordered messages, bad
 requests, lost answers repaired by 2601, and the platform worker killed with SIGKILL mid-run and
-restarted. Faust then replays what it had not committed; the per-person rows must absorb it:
+restarted, and a second worker joining (a rebalance moves partitions and their table state).
+Faust replays what it had not committed; the per-person rows must absorb it:
 zero lost, zero double-charged, every answer equal to the oracle — and the same verdict when
 the run is repeated."""
 
@@ -16,7 +17,8 @@ from tests.conftest import huimin_command
 
 pytestmark = pytest.mark.e2e
 
-FAULTS = "duplicate=0.05,reorder=0.05,malformed=0.01,lose-answer=0.05,kill-worker=1"
+FAULTS = ("duplicate=0.05,reorder=0.05,malformed=0.01,lose-answer=0.05,kill-worker=1,"
+          "join-worker=1")
 SCENARIO = ["--persons", "800", "--visits", "300", "--seed", "23", "--rate", "30",
             "--bad-per-kind", "1", "--faults", FAULTS]
 
@@ -47,6 +49,13 @@ def test_a_killed_and_restarted_worker_loses_nothing_and_charges_no_one_twice(fa
     assert s["accounting"]["unaccounted"] == 0
     assert s["timed_out"] == 0
     assert s["bad_requests"]["as_expected"] == s["bad_requests"]["sent"] > 16
+
+
+def test_the_joining_worker_took_over_partitions(faulty_runs):
+    joined = (faulty_runs[0] / "worker-1.log").read_text()
+    assert "rebalanced: serving partitions [" in joined
+    first = (faulty_runs[0] / "worker-0.log").read_text()
+    assert first.count("rebalanced: serving partitions") >= 2  # before and after the join
 
 
 def test_the_faulty_run_passes_verify_with_its_invariants(faulty_runs):

@@ -16,12 +16,13 @@ from simulators.world import WorldSpec, build_world
 WORLD = build_world(WorldSpec(seed=9, persons=600))
 VISITS = list(generate_visits(WORLD, VisitSpec(visits=400, anomaly_share=0.0,
                                                 cancel_share=0.0)))
-PLAN = FaultPlan.parse("duplicate=0.1,reorder=0.1,lose-answer=0.1,malformed=0.01,kill-worker=2")
+PLAN = FaultPlan.parse("duplicate=0.1,reorder=0.1,lose-answer=0.1,malformed=0.01,kill-worker=2,"
+                       "join-worker=1")
 
 
 def test_the_plan_of_the_issue_parses_and_prints_back():
     assert FaultPlan(duplicate=0.1, reorder=0.1, malformed=0.01, lose_answer=0.1,
-                             kill_worker=2) == PLAN
+                     kill_worker=2, join_worker=1) == PLAN
     assert FaultPlan.parse(str(PLAN)) == PLAN
     assert not FaultPlan.parse("").any
 
