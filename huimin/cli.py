@@ -14,11 +14,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from huimin.logfiles import (
     LogFormatError,
+    LogHeader,
     expected_path_for,
     outcome_record,
     read_records,
     read_visit_log,
-    write_header,
+    write_header_in_place,
     write_records,
     write_visit,
 )
@@ -28,6 +29,7 @@ from huimin.run import (
     account,
     arrivals_at_rate,
     arrivals_at_speed,
+    check_bad_requests,
     execute,
     run_scenario,
 )
@@ -69,10 +71,7 @@ def run(
     Uses the embedded broker unless KAFKA_BOOTSTRAP_SERVERS names a cluster. Exits 1 if any
     answer differs from the oracle or any request went unanswered.
     """
-    try:
-        plan = FaultPlan.parse(faults)
-    except FaultPlanError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--faults") from None
+    plan = _fault_plan(faults)
     opts = RunOptions(world=WorldSpec(seed=seed, persons=persons), faults=plan,
                       visits=VisitSpec(visits=visits, cross_share=cross_share),
                       rate=rate, partitions=partitions, bad_per_kind=bad_per_kind, out_dir=out)
@@ -123,6 +122,13 @@ def _progress() -> Progress:
                     MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True)
 
 
+def _fault_plan(text: str | None) -> FaultPlan:
+    try:
+        return FaultPlan.parse(text)
+    except FaultPlanError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--faults") from None
+
+
 @app.command()
 def generate(
     output: Annotated[Path, typer.Option("-o", "--output", help="The visit log to write.")],
@@ -130,29 +136,46 @@ def generate(
     visits: Annotated[int, typer.Option(min=1)] = 2_000,
     cross_share: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.2,
     seed: Annotated[int, typer.Option()] = 42,
+    bad_per_kind: Annotated[int, typer.Option(
+        min=0, help="Bad requests of each kind to go with the log.")] = 0,
+    faults: Annotated[str | None, typer.Option(
+        help="Faults written into the log: duplicate, reorder, lose-answer, malformed "
+             "(platform faults are for run and replay).")] = None,
     expected: Annotated[Path | None, typer.Option(
         help="Where the oracle's answers go (default <log>.expected.jsonl).")] = None,
 ) -> None:
-    """Write a visit log (JSON Lines) and the oracle's expected answers to it.
+    """Write a visit log (JSON Lines) and the oracle's expected answers to it, streaming.
 
     The same options and seed give byte-identical files.
     """
-    world_spec, visit_spec = WorldSpec(seed=seed, persons=persons), \
-        VisitSpec(visits=visits, cross_share=cross_share)
+    plan = _fault_plan(faults)
+    if plan.on_platform().any:
+        raise typer.BadParameter("kill-worker and join-worker happen to a platform: give them "
+                                 "to huimin replay or huimin run", param_hint="--faults")
+    world_spec = WorldSpec(seed=seed, persons=persons)
+    visit_spec = VisitSpec(visits=visits, cross_share=cross_share)
     expected = expected or expected_path_for(output)
+    requests = 0
     with _progress() as progress:
         task = progress.add_task("building the world", total=visits)
         world = build_world(world_spec)
         oracle = Oracle(world.ref)
         progress.update(task, description="generating and settling")
         with open(output, "wb") as log, open(expected, "wb") as exp:
-            write_header(log, world_spec, visit_spec)
-            for visit in generate_visits(world, visit_spec):
+            # the header's bad_per_kind needs the number of requests: write it last
+            log.write(b" " * 1024 + b"\n")
+            for visit in plan.apply(generate_visits(world, visit_spec), seed):
                 write_visit(log, visit)
+                requests += len(visit.steps)
                 exp.write(orjson.dumps(outcome_record(oracle.run_visit(visit)),
                                        option=orjson.OPT_SORT_KEYS) + b"\n")
                 progress.advance(task)
-    console.print(f"Wrote {visits:,} visits to {output} and the oracle's answers to {expected}")
+            log.seek(0)
+            header = LogHeader(world_spec, visit_spec, str(plan),
+                               plan.bad_per_kind(requests, bad_per_kind))
+            write_header_in_place(log, header, 1024)
+    console.print(f"Wrote {visits:,} visits ({requests:,} requests) to {output} and the "
+                  f"oracle's answers to {expected}")
 
 
 @app.command()
@@ -166,7 +189,11 @@ def replay(
         help="A running platform's Kafka cluster (host:port,…). Default: start our own "
              "platform on the embedded broker (or KAFKA_BOOTSTRAP_SERVERS).")] = None,
     results: Annotated[Path, typer.Option(help="Where the answers go.")] = Path("results.jsonl"),
-    bad_per_kind: Annotated[int, typer.Option(min=0)] = 0,
+    bad_per_kind: Annotated[int | None, typer.Option(
+        min=0, help="Bad requests of each kind (default: as the log's header says).")] = None,
+    faults: Annotated[str | None, typer.Option(
+        help="Platform faults while replaying our own platform: kill-worker=N, "
+             "join-worker=N.")] = None,
     partitions: Annotated[int, typer.Option(min=1)] = 8,
     answer_timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for an "
                                                   "answer before giving the visit up.")] = 30.0,
@@ -181,8 +208,15 @@ def replay(
     record every answer with its latency. Check them with `huimin verify`."""
     if (rate is None) == (speed is None):
         raise typer.BadParameter("give exactly one of --rate and --speed")
+    plan = _fault_plan(faults)
+    if plan.in_plans().any:
+        raise typer.BadParameter("duplicate, reorder, lose-answer and malformed belong in the "
+                                 "visit log: huimin generate --faults …", param_hint="--faults")
+    if plan.any and bootstrap:
+        raise typer.BadParameter("platform faults need our own platform (no --bootstrap)",
+                                 param_hint="--faults")
     try:
-        world_spec, _, visit_iter = read_visit_log(visit_log)
+        header, visit_iter = read_visit_log(visit_log)
         visits = list(visit_iter)
     except LogFormatError as exc:
         console.print(f"[red]{exc}[/]")
@@ -191,8 +225,9 @@ def replay(
         "security_protocol": security_protocol, "sasl_mechanism": sasl_mechanism,
         "sasl_plain_username": sasl_username, "sasl_plain_password": sasl_password,
         "ssl_cafile": str(ssl_cafile) if ssl_cafile else None}.items() if v is not None}
-    world = build_world(world_spec)
-    bad = generate_bad_messages(world, bad_per_kind)
+    world = build_world(header.world)
+    bad = generate_bad_messages(world, header.bad_per_kind if bad_per_kind is None
+                                else bad_per_kind)
     arrivals = arrivals_at_rate(len(visits), rate) if rate else \
         arrivals_at_speed(visits, speed or 1.0)
     out_dir = results.with_name(results.stem + ".platform")  # our platform's logs, if started
@@ -201,18 +236,26 @@ def replay(
         task = progress.add_task("starting", total=len(visits))
         ex = execute(world, visits, arrivals, bad, out_dir, bootstrap=bootstrap,
                      partitions=partitions, answer_timeout_s=answer_timeout,
-                     client_config=client,
+                     client_config=client, kill_worker=plan.kill_worker,
+                     join_worker=plan.join_worker,
                      on_stage=lambda s: progress.update(task, description=s),
                      on_progress=lambda n: progress.advance(task, n))
     write_records(results, ex.result.sessions)
     write_latencies(results.with_name(results.stem + ".latency.jsonl"), ex.result)
     acc = account(ex.result, bad)
+    bad_check = check_bad_requests(ex.result, bad, redelivery=plan.any)
     console.print(f"Replayed {len(visits):,} visits in {ex.result.wall_s:.1f} s. Sent "
                   f"{acc.sent:,} = answered OK {acc.answered_ok:,} + answered with an error "
                   f"{acc.answered_error:,} + dead-lettered {acc.dead_lettered:,}"
                   + (f" + [red]unanswered {acc.unaccounted:,}[/]" if acc.unaccounted else ""))
+    if bad:
+        console.print(f"Bad requests: {bad_check.as_expected:,} of {bad_check.expected:,} "
+                      "answered or dead-lettered as expected")
+        for line in bad_check.problems[:10]:
+            console.print(f"  [red]- {line}[/]")
     console.print(f"Answers in {results}. Check them: huimin verify {visit_log} {results}")
-    raise typer.Exit(0 if acc.unaccounted == 0 and not ex.result.timed_out else 1)
+    ok = acc.unaccounted == 0 and not ex.result.timed_out and bad_check.ok
+    raise typer.Exit(0 if ok else 1)
 
 
 @app.command()
@@ -229,15 +272,15 @@ def verify(
     """Compare answers with the oracle's, field by field, and check the invariants.
     Exits 0 only if everything holds."""
     try:
-        world_spec, _, visits = read_visit_log(visit_log)
-        world = build_world(world_spec)
+        header, visits = read_visit_log(visit_log)
+        world = build_world(header.world)
         expected = expected or expected_path_for(visit_log)
         if expected.exists():
             want = read_records(expected)
         else:
             console.print(f"{expected} not found: settling the log with the oracle")
             oracle = Oracle(world.ref)
-            _, _, again = read_visit_log(visit_log)
+            _, again = read_visit_log(visit_log)
             want = (outcome_record(oracle.run_visit(v)) for v in again)
         verdict = verify_answers(visits, want, results, world.ref)
     except LogFormatError as exc:

@@ -1,7 +1,9 @@
 """Reading and writing the run's files: the visit log, expected answers, results, latencies.
 
 visit log (`visits.jsonl`): a header line `{"huimin_visitlog": 2, "world": {...},
-"visits": {...}}`, then one `Visit` per line (see messages/visitlog.py).
+"visits": {...}, "faults": "...", "bad_per_kind": n}`, then one `Visit` per line (see
+messages/visitlog.py); the faults are already in the visits' plans, and `bad_per_kind` bad
+requests of each kind go with the log when it is replayed.
 expected / results (`*.expected.jsonl`, `results.jsonl`): one line per visit,
 `{"visit_no", "outcome", "setlinfo", "answers": {msgid: [answer, ...]}}`, keys sorted, so
 the same seed gives byte-identical files.
@@ -11,7 +13,7 @@ latency (`latency.jsonl`): `{"msgid", "infno", "route", "latency_ms", "trace"}` 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -32,16 +34,37 @@ def expected_path_for(visit_log: Path) -> Path:
     return visit_log.with_name(visit_log.stem + ".expected.jsonl")
 
 
-def write_header(f: IO[bytes], world: WorldSpec, visits: VisitSpec) -> None:
-    f.write(orjson.dumps({"huimin_visitlog": VISITLOG_VERSION, "world": world.to_dict(),
-                          "visits": asdict(visits)}, option=_OPTS) + b"\n")
+@dataclass(frozen=True, slots=True)
+class LogHeader:
+    world: WorldSpec
+    visits: VisitSpec
+    faults: str = ""  # plan-level faults already applied to the visits' steps
+    bad_per_kind: int = 0  # bad requests of each kind that go with the log
+
+
+def _header_bytes(header: LogHeader) -> bytes:
+    return orjson.dumps({"huimin_visitlog": VISITLOG_VERSION, "world": header.world.to_dict(),
+                         "visits": asdict(header.visits), "faults": header.faults,
+                         "bad_per_kind": header.bad_per_kind}, option=_OPTS)
+
+
+def write_header(f: IO[bytes], header: LogHeader) -> None:
+    f.write(_header_bytes(header) + b"\n")
+
+
+def write_header_in_place(f: IO[bytes], header: LogHeader, width: int) -> None:
+    """Overwrite a first line of `width` spaces reserved earlier (JSON allows the padding)."""
+    data = _header_bytes(header)
+    if len(data) > width:
+        raise ValueError(f"the header needs {len(data)} bytes, {width} were reserved")
+    f.write(data + b" " * (width - len(data)))
 
 
 def write_visit(f: IO[bytes], visit: Visit) -> None:
     f.write(orjson.dumps(visit.model_dump(), option=_OPTS) + b"\n")
 
 
-def read_visit_log(path: Path) -> tuple[WorldSpec, VisitSpec, Iterator[Visit]]:
+def read_visit_log(path: Path) -> tuple[LogHeader, Iterator[Visit]]:
     """The header, and the visits one at a time (a large log is never held in memory)."""
     f = open(path, "rb")  # noqa: SIM115 - closed by the iterator
     first = f.readline()
@@ -50,7 +73,8 @@ def read_visit_log(path: Path) -> tuple[WorldSpec, VisitSpec, Iterator[Visit]]:
         if header.get("huimin_visitlog") != VISITLOG_VERSION:
             raise LogFormatError(f"{path}: line 1 is not a huimin visit-log header of version "
                                  f"{VISITLOG_VERSION}")
-        world, spec = WorldSpec.from_dict(header["world"]), VisitSpec(**header["visits"])
+        head = LogHeader(WorldSpec.from_dict(header["world"]), VisitSpec(**header["visits"]),
+                         header.get("faults", ""), header.get("bad_per_kind", 0))
     except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
         f.close()
         raise LogFormatError(f"{path}: line 1 is not a visit-log header ({exc})") from None
@@ -63,7 +87,7 @@ def read_visit_log(path: Path) -> tuple[WorldSpec, VisitSpec, Iterator[Visit]]:
                 except ValueError as exc:
                     raise LogFormatError(f"{path}: line {n} is not a visit: "
                                          f"{str(exc).splitlines()[0]}") from None
-    return world, spec, visits()
+    return head, visits()
 
 
 def outcome_record(session: VisitSession) -> dict[str, Any]:

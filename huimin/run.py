@@ -4,7 +4,6 @@ the visits over Kafka, compare every answer with the oracle, and report."""
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -12,7 +11,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from huimin.logfiles import expected_path_for, write_header, write_records, write_visit
+from huimin.logfiles import (
+    LogHeader,
+    expected_path_for,
+    write_header,
+    write_records,
+    write_visit,
+)
 from huimin.verify import answer_diff
 from messages.topics import ALL_TOPICS
 from messages.visitlog import TIME_FORMAT, Visit, VisitSession
@@ -296,16 +301,14 @@ def run_scenario(opts: RunOptions, on_stage: Callable[[str], None] = lambda s: N
     out_dir.mkdir(parents=True, exist_ok=True)
     on_stage("building the world and the visits")
     world = build_world(opts.world)
-    visits = opts.faults.apply(list(generate_visits(world, opts.visits)), opts.world.seed)
-    bad = generate_bad_messages(world, opts.bad_per_kind)
-    if opts.faults.malformed:
-        requests = sum(len(v.steps) for v in visits)
-        extra = math.ceil(opts.faults.malformed * requests / len(KINDS))
-        bad = generate_bad_messages(world, opts.bad_per_kind + extra)
+    visits = list(opts.faults.apply(generate_visits(world, opts.visits), opts.world.seed))
+    bad = generate_bad_messages(world, opts.faults.bad_per_kind(
+        sum(len(v.steps) for v in visits), opts.bad_per_kind))
     on_stage("settling the visit log with the oracle")
     expected = list(Oracle(world.ref).settle_log(visits))
     with open(out_dir / "visits.jsonl", "wb") as f:  # so `huimin verify` can check this run
-        write_header(f, opts.world, opts.visits)
+        write_header(f, LogHeader(opts.world, opts.visits, str(opts.faults.in_plans()),
+                                  len(bad) // len(KINDS)))
         for v in visits:
             write_visit(f, v)
     write_records(expected_path_for(out_dir / "visits.jsonl"), expected)

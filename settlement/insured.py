@@ -23,6 +23,7 @@ from settlement.ids import setl_id_for
 from settlement.person import PersonRow, ytd_key
 from settlement.policy import Benefit, BenefitContext, Category, category_of, compute_benefit
 from settlement.reference import SUSPENDED, Enrollment, ReferenceData
+from settlement.retention import WINDOW_DAYS, cutoff, msgid_stamp
 
 SETTLED, CANCELLED, REVERSED = "settled", "cancelled", "reversed"
 ACCUMULATOR_NAMES = (ytd_key("dedc", Category.OUTPATIENT), ytd_key("fund", Category.OUTPATIENT),
@@ -60,6 +61,7 @@ class InsuredPlatform:
         except Refusal as exc:
             answer = error_answer(msgid, exc.code, str(exc))
         row.answers[msgid] = answer
+        row.forget_before(cutoff(req["inf_time"]))
         return answer, row
 
     def _apply(self, e: Enrollment, row: PersonRow, req: dict[str, Any],
@@ -173,6 +175,9 @@ class InsuredPlatform:
     def reverse(self, e: Enrollment, row: PersonRow, req: dict[str, Any]) -> dict[str, Any]:
         """2601: undo what `omsgid` did; if it has not arrived, refuse it when it does."""
         omsgid, oinfno = req["input"]["omsgid"], req["input"]["oinfno"]
+        if msgid_stamp(omsgid) < cutoff(req["inf_time"]):
+            raise Refusal(ErrorCode.NOT_REVERSIBLE, f"msgid {omsgid} is older than the "
+                          f"{WINDOW_DAYS}-day operating window")
         out = {"omsgid": omsgid, "oinfno": oinfno, "result": "nothing-to-undo",
                "reversed_setl_id": ""}
         if oinfno in CANCELLATIONS:  # in either order, so that both end in the same state

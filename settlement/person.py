@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from settlement.policy import Category
+from settlement.retention import forget_answers
 
 
 def ytd_key(kind: str, category: Category) -> str:
@@ -38,6 +39,12 @@ class PersonRow:
             acc.pop(name, None)
             if not acc:
                 del self.ytd[year]
+
+    def forget_before(self, before: str) -> None:
+        """Drop answers and reversals older than `before` (yyyyMMddHHmmss); balance,
+        accumulators and settlement records stay (see settlement/retention.py)."""
+        forget_answers(self.answers, before)
+        forget_answers(self.reversed, before)
 
     def to_dict(self) -> dict[str, Any]:
         return {"balance": self.balance, "ytd": self.ytd, "settlements": self.settlements,

@@ -29,6 +29,14 @@ from messages.transactions import INPUT_MODELS
 from settlement.catalogue import FeeTotals, ItemSplit
 from settlement.ids import mdtrt_id_for, sign_no_for
 from settlement.reference import Hospital, ReferenceData
+from settlement.retention import (
+    WINDOW_DAYS,
+    cutoff,
+    forget_answers,
+    msgid_stamp,
+    msgid_time,
+    time_stamp,
+)
 
 #: Requests larger than this are not parsed: they are dead-lettered (E1004).
 MAX_REQUEST_BYTES = 256 * 1024
@@ -45,6 +53,16 @@ class TreatmentRow:
     visits: dict[str, dict[str, Any]] = field(default_factory=dict)  # mdtrt_id -> visit
     answers: dict[str, dict[str, Any]] = field(default_factory=dict)  # msgid -> answer
     reversed: dict[str, str] = field(default_factory=dict)  # omsgid -> msgid of its 2601
+
+    def forget_before(self, before: str) -> None:
+        """Drop answers, reversals and closed visits (settled, cancelled or reversed) begun
+        before `before` (yyyyMMddHHmmss); open visits stay (see settlement/retention.py)."""
+        forget_answers(self.answers, before)
+        forget_answers(self.reversed, before)
+        for mdtrt_id in [k for k, v in self.visits.items()
+                         if (v["setl_id"] or v["status"] in (CANCELLED, REVERSED))
+                         and time_stamp(v["begntime"]) < before]:
+            del self.visits[mdtrt_id]
 
     def to_dict(self) -> dict[str, Any]:
         return {"visits": self.visits, "answers": self.answers, "reversed": self.reversed}
@@ -163,6 +181,7 @@ class TreatmentPlatform:
             answer = error_answer(req.msgid, exc.code, str(exc))
             if keep and req.infno != Infno.SIGN_IN:
                 row.answers[req.msgid] = answer
+                row.forget_before(cutoff(req.inf_time))
                 return Reply(answer, ctx), row
             return Reply(answer, ctx), None
 
@@ -253,6 +272,7 @@ class TreatmentPlatform:
                 ctx: dict[str, Any]) -> tuple[Outcome, TreatmentRow]:
         answer = ok_answer(msgid, output)
         row.answers[msgid] = answer
+        row.forget_before(cutoff(msgid_time(msgid)))
         return Reply(answer, ctx), row
 
     def _visit(self, row: TreatmentRow, mdtrt_id: str, req: Request, kind: str,
@@ -361,6 +381,9 @@ class TreatmentPlatform:
     def _reverse(self, req: Request, inp: Any, ctx: dict[str, Any],
                  row: TreatmentRow) -> tuple[Outcome, TreatmentRow]:
         """2601 of a registration or fee upload: undo it, or refuse it when it arrives."""
+        if msgid_stamp(inp.omsgid) < cutoff(req.inf_time):
+            raise Rejected(ErrorCode.NOT_REVERSIBLE, f"msgid {inp.omsgid} is older than the "
+                           f"{WINDOW_DAYS}-day operating window")
         out = {"omsgid": inp.omsgid, "oinfno": inp.oinfno, "result": "nothing-to-undo",
                "reversed_setl_id": ""}
         original = row.answers.get(inp.omsgid)
@@ -403,6 +426,7 @@ class TreatmentPlatform:
         if not msgid or msgid in row.answers:
             return None
         row.answers[msgid] = ans
+        row.forget_before(cutoff(msgid_time(msgid)))
         if ans["infcode"] != 0:
             return row
         infno, out = ctx["infno"], ans["output"]

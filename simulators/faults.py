@@ -1,12 +1,14 @@
 """Fault injection, planned up front from the seed so that the oracle knows what to expect and
 a faulty run can be repeated exactly.
 
+In the visit log (the plans of the visits, and the bad requests that go with them):
 - `lose-answer=p`: a request's answer is lost; the HIS takes it as a time-out, sends 2601 for
   it (冲正), then sends the step again — as real HIS clients do.
 - `reorder=p`: a settlement's 2601 overtakes it: the reversal arrives first, the late original
   is refused (E4011), and the hospital settles again.
 - `duplicate=p`: the very same request is sent twice.
 - `malformed=p`: that share of extra bad requests (every kind of `simulators.bad_messages`).
+On the platform, while the visits are carried out:
 - `kill-worker=n`: the platform worker is killed with SIGKILL n times during the run and
   restarted at once; Faust replays what it had not committed.
 - `join-worker=n`: n more workers join the consumer group during the run (a rebalance: the
@@ -15,9 +17,13 @@ a faulty run can be repeated exactly.
 
 from __future__ import annotations
 
+import math
+import random
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
 
 from messages.visitlog import Visit, parse_step
+from simulators.bad_messages import KINDS
 from simulators.world import rng
 
 #: Steps whose lost answer a HIS repairs with 2601 and a retry.
@@ -68,39 +74,44 @@ class FaultPlan:
     def any(self) -> bool:
         return bool(str(self))
 
-    def apply(self, visits: list[Visit], seed: int) -> list[Visit]:
-        """The visits with their plans rewritten by the faults (plain steps only)."""
-        if not (self.duplicate or self.reorder or self.lose_answer):
-            return visits
-        r = rng(seed, f"faults:{self}")
-        out = []
+    def in_plans(self) -> FaultPlan:
+        """The faults that live in the visit log (plans and bad requests)."""
+        return FaultPlan(self.duplicate, self.reorder, self.malformed, self.lose_answer)
+
+    def on_platform(self) -> FaultPlan:
+        """The faults done to the platform's workers while a log is carried out."""
+        return FaultPlan(kill_worker=self.kill_worker, join_worker=self.join_worker)
+
+    def bad_per_kind(self, requests: int, base: int) -> int:
+        """`base` bad requests of each kind, plus `malformed` × `requests` more in all."""
+        return base + math.ceil(self.malformed * requests / len(KINDS))
+
+    def apply(self, visits: Iterable[Visit], seed: int) -> Iterator[Visit]:
+        """The visits, one at a time, with their plans rewritten by the faults (plain steps
+        only) and each hospital's msgid sequence renumbered so that msgids stay unique."""
+        r = rng(seed, f"faults:{self.in_plans()}")
+        rewrite = bool(self.duplicate or self.reorder or self.lose_answer)
+        seq: dict[str, int] = {}
         for v in visits:
-            steps: list[str] = []
-            for step in v.steps:
-                infno, marks = parse_step(step)
-                roll = r.random()
-                if marks:
-                    steps.append(step)
-                elif infno in LOSABLE and roll < self.lose_answer:
-                    steps += [f"{infno}~", "2601", infno]
-                elif infno in SETTLING and roll < self.lose_answer + self.reorder:
-                    steps += ["2601^", f"{infno}!", infno]
-                elif roll < self.lose_answer + self.reorder + self.duplicate:
-                    steps.append(f"{infno}=")
-                else:
-                    steps.append(step)
-            out.append(v if steps == v.steps else v.model_copy(update={"steps": steps}))
-        return renumber(out)
+            steps = self._rewrite(v.steps, r) if rewrite else v.steps
+            start = seq.get(v.fixmedins_code, 0)
+            seq[v.fixmedins_code] = (start + len(steps)) % 10_000
+            yield v if (steps, start) == (v.steps, v.seq) else \
+                v.model_copy(update={"steps": steps, "seq": start})
 
-
-def renumber(visits: list[Visit]) -> list[Visit]:
-    """Give each hospital's visits consecutive msgid sequences again (plans grew)."""
-    seq: dict[str, int] = {}
-    out = []
-    for v in visits:
-        start = seq.get(v.fixmedins_code, 0)
-        seq[v.fixmedins_code] = (start + len(v.steps)) % 10_000
-        out.append(v if v.seq == start else v.model_copy(update={"seq": start}))
-    return out
-
-
+    def _rewrite(self, plan: list[str], r: random.Random) -> list[str]:
+        steps: list[str] = []
+        for step in plan:
+            infno, marks = parse_step(step)
+            roll = r.random()
+            if marks:
+                steps.append(step)
+            elif infno in LOSABLE and roll < self.lose_answer:
+                steps += [f"{infno}~", "2601", infno]
+            elif infno in SETTLING and roll < self.lose_answer + self.reorder:
+                steps += ["2601^", f"{infno}!", infno]
+            elif roll < self.lose_answer + self.reorder + self.duplicate:
+                steps.append(f"{infno}=")
+            else:
+                steps.append(step)
+        return steps

@@ -35,7 +35,7 @@ def test_a_bad_fault_plan_is_refused_with_a_reason(text):
 
 
 def test_faults_are_deterministic_and_leave_msgids_unique():
-    once, again = PLAN.apply(VISITS, seed=9), PLAN.apply(VISITS, seed=9)
+    once, again = list(PLAN.apply(VISITS, seed=9)), list(PLAN.apply(VISITS, seed=9))
     assert [v.steps for v in once] == [v.steps for v in again]
     assert [v.steps for v in once] != [v.steps for v in VISITS]
     msgids = [VisitSession(v).msgid_at(i) for v in once for i in range(len(v.steps))]
@@ -43,7 +43,7 @@ def test_faults_are_deterministic_and_leave_msgids_unique():
 
 
 def test_each_fault_kind_is_planned_and_the_oracle_answers_every_request():
-    faulty = PLAN.apply(VISITS, seed=9)
+    faulty = list(PLAN.apply(VISITS, seed=9))
     steps = Counter(s for v in faulty for s in v.steps)
     assert steps["2601^"] > 0 and steps["2207~"] > 0 and steps["2207="] > 0
     oracle = Oracle(WORLD.ref)

@@ -453,13 +453,28 @@ def test_reversal_in_either_order_ends_in_the_same_balance_and_accumulators(
     assert late.money(cert) == before
     req, ans = do_settle(first, len(history), x)
     ok(ans)
-    assert ok(first.reverse(cert, req["msgid"], req["infno"]))["result"] == "undone"
-    assert ok(late.reverse(cert, req["msgid"], req["infno"]))["result"] == "reversed-in-advance"
+    same_day = x[1][:11] + "23:59:59"  # 冲正 is a same-day operation (within the window)
+    assert ok(first.reverse(cert, req["msgid"], req["infno"], same_day))["result"] == "undone"
+    assert ok(late.reverse(cert, req["msgid"], req["infno"], same_day))["result"] == \
+        "reversed-in-advance"
     refused(do_settle(late, len(history), x, req)[1], ErrorCode.REVERSED)
     assert first.money(cert) == late.money(cert) == before
 
 
 # -- suspension ----------------------------------------------------------------------------------
+
+def test_a_reversal_outside_the_operating_window_is_refused_and_changes_nothing() -> None:
+    late, timely = Insured(), Insured()
+    for ins in (late, timely):
+        ok(ins.settle(EMP_CERTNO, "V1", in_scope(300_000), "2026-02-01 09:00:00")[1])
+    omsgid = next(iter(late.rows[EMP_CERTNO].answers))
+    before = late.money(EMP_CERTNO)
+    refused(late.reverse(EMP_CERTNO, omsgid, "2207", "2026-02-09 09:00:00"),
+            ErrorCode.NOT_REVERSIBLE)  # eight days later: outside the 7-day window
+    assert late.money(EMP_CERTNO) == before
+    out = ok(timely.reverse(EMP_CERTNO, omsgid, "2207", "2026-02-07 09:00:00"))
+    assert out["result"] == "undone"  # six days later: still inside
+
 
 def test_suspended_person_is_identified_but_not_settled() -> None:
     ins = Insured(with_enrollments(SUSP))

@@ -1,0 +1,43 @@
+"""The operating window: how long a platform remembers answers (by msgid), reversals and
+closed visits. Within it a duplicate gets its original answer, a 2601 finds its original and a
+settled visit can be cancelled at the hospital's platform; past it they are forgotten, so the
+bulk of a platform's state is bounded by the activity of the window, not by its whole history.
+Balance, accumulators and the insured side's settlement records are never forgotten.
+
+Time is the simulated time of the requests (`inf_time`, and the stamp inside each msgid), so
+the oracle and the streamed platform forget exactly the same things.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+#: Days a platform remembers (a *parameter*; NHSA reversal and cancellation are same-day or
+#: same-period operations, so a week is generous).
+WINDOW_DAYS = 7
+
+
+def cutoff(inf_time: str, days: int = WINDOW_DAYS) -> str:
+    """`yyyyMMddHHmmss` of `days` before the request time `yyyy-MM-dd HH:mm:ss`."""
+    t = datetime.strptime(inf_time, "%Y-%m-%d %H:%M:%S") - timedelta(days=days)
+    return t.strftime("%Y%m%d%H%M%S")
+
+
+def msgid_stamp(msgid: str) -> str:
+    """The `yyyyMMddHHmmss` inside a msgid (fixmedins_code 12 + stamp 14 + sequence 4)."""
+    return msgid[12:26]
+
+
+def msgid_time(msgid: str) -> str:
+    """The msgid's stamp as `yyyy-MM-dd HH:mm:ss`."""
+    t = msgid_stamp(msgid)
+    return f"{t[:4]}-{t[4:6]}-{t[6:8]} {t[8:10]}:{t[10:12]}:{t[12:14]}"
+
+
+def time_stamp(inf_time: str) -> str:
+    return inf_time.replace("-", "").replace(" ", "").replace(":", "")
+
+
+def forget_answers(answers: dict[str, object], before: str) -> None:
+    for msgid in [m for m in answers if msgid_stamp(m) < before]:
+        del answers[msgid]
