@@ -15,6 +15,13 @@ def encode(obj: Any) -> bytes:
     return orjson.dumps(obj)
 
 
+def encode_to_keep(obj: Any) -> bytes:
+    """`encode` for a value held in memory (a table row): orjson's result occupies a 16 KiB
+    block however short it is (measured: 16,265 bytes held for 2,008 bytes of JSON), so a
+    value that stays gets an exact-size copy."""
+    return bytes(memoryview(orjson.dumps(obj)))
+
+
 def decode(data: bytes | None) -> dict[str, Any]:
     if data is None:
         raise MalformedMessage("empty message")

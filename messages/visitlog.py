@@ -97,9 +97,9 @@ class VisitSession:
                                            and not self.awaiting)
 
     def step_time(self, index: int) -> str:
-        begin = datetime.strptime(self.visit.begntime, TIME_FORMAT)
+        begin = datetime.fromisoformat(self.visit.begntime)
         t = begin + timedelta(seconds=index * STEP_SECONDS[self.visit.kind])
-        return t.strftime(TIME_FORMAT)
+        return t.isoformat(sep=" ")
 
     def msgid_at(self, index: int) -> str:
         return make_msgid(self.visit.fixmedins_code, self.step_time(index),

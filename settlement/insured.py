@@ -50,6 +50,7 @@ class InsuredPlatform:
             return error_answer(msgid, ErrorCode.UNKNOWN_PERSON,
                                 f"no insured person {mask_certno(certno)} in this province"), None
         row = row if row is not None else PersonRow(balance=enrollment.balance)
+        row.forget_before(cutoff(req["inf_time"]))  # what is past the window is not seen
         seen = row.answers.get(msgid)
         if seen is not None:  # a duplicate: the original answer, nothing changes
             return seen, None

@@ -7,29 +7,65 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from messages.codec import encode
+from messages.codec import decode, encode, encode_to_keep
 from messages.visitlog import Visit, VisitSession
 from settlement.insured import InsuredPlatform
 from settlement.national import BackToTreatment, NationalPlatform
 from settlement.person import PersonRow
 from settlement.reference import ReferenceData
+from settlement.retention import cutoff
 from settlement.treatment import DeadLetter, Forward, Reply, TreatmentPlatform, TreatmentRow
 
 
 class Oracle:
+    """Rows are kept encoded, as the platform's tables keep them, and forgotten past the
+    operating window (settlement/retention.py) once nobody has touched them since: memory
+    follows the window's activity, not the length of the log."""
+
     def __init__(self, ref: ReferenceData) -> None:
         self.treatment = TreatmentPlatform(ref)
         self.national = NationalPlatform(ref)
         self.insured = InsuredPlatform(ref)
-        self.treatment_rows: dict[str, TreatmentRow] = {}
-        self.person_rows: dict[str, PersonRow] = {}
+        self._treatment_rows: dict[str, bytes] = {}
+        self._person_rows: dict[str, bytes] = {}
+        self._last_touched: dict[str, set[str]] = {}  # day (yyyyMMdd) -> certnos
+
+    @property
+    def treatment_rows(self) -> dict[str, TreatmentRow]:
+        return {c: TreatmentRow.from_dict(decode(b)) for c, b in self._treatment_rows.items()}
+
+    @property
+    def person_rows(self) -> dict[str, PersonRow]:
+        return {c: PersonRow.from_dict(decode(b)) for c, b in self._person_rows.items()}
+
+    def _trow(self, certno: str) -> TreatmentRow | None:
+        raw = self._treatment_rows.get(certno)
+        return TreatmentRow.from_dict(decode(raw)) if raw is not None else None
+
+    def _prow(self, certno: str) -> PersonRow | None:
+        raw = self._person_rows.get(certno)
+        return PersonRow.from_dict(decode(raw)) if raw is not None else None
+
+    def forget_before(self, day: str) -> None:
+        """Prune the rows last touched before `day` (yyyyMMdd) as of that day."""
+        before = day + "000000"
+        for stale in sorted(d for d in self._last_touched if d < day):
+            for certno in self._last_touched.pop(stale):
+                if (t := self._trow(certno)) is not None:
+                    t.forget_before(before)
+                    self._treatment_rows[certno] = encode_to_keep(t.to_dict())
+                if (p := self._prow(certno)) is not None:
+                    p.forget_before(before)
+                    self._person_rows[certno] = encode_to_keep(p.to_dict())
 
     def submit(self, certno: str, request: dict[str, Any]) -> dict[str, Any] | None:
         """Answer one hospital request as the platform would; None if it is dead-lettered."""
+        day = str(request.get("inf_time", ""))[:10].replace("-", "")
+        self._last_touched.setdefault(day, set()).add(certno)
         outcome, row = self.treatment.handle_request(
-            certno, encode(request), self.treatment_rows.get(certno))
+            certno, encode(request), self._trow(certno))
         if row is not None:
-            self.treatment_rows[certno] = row
+            self._treatment_rows[certno] = encode_to_keep(row.to_dict())
         if isinstance(outcome, DeadLetter):
             return None
         if isinstance(outcome, Reply):
@@ -40,17 +76,18 @@ class Oracle:
         if isinstance(routed, BackToTreatment):  # refused by the national platform
             answer = routed.answer
         else:
-            answer, prow = self.insured.handle(certno, self.person_rows.get(certno), req, ctx)
+            answer, prow = self.insured.handle(certno, self._prow(certno), req, ctx)
             if prow is not None:
-                self.person_rows[certno] = prow
+                self._person_rows[certno] = encode_to_keep(prow.to_dict())
         # Every answer passes the treatment side on its way back, as in the streamed platform.
-        trow = self.treatment.handle_answer(answer, ctx, self.treatment_rows.get(certno))
+        trow = self.treatment.handle_answer(answer, ctx, self._trow(certno))
         if trow is not None:
-            self.treatment_rows[certno] = trow
+            self._treatment_rows[certno] = encode_to_keep(trow.to_dict())
         return answer
 
     def run_visit(self, visit: Visit) -> VisitSession:
         """Carry out one visit's plan, answering each request in the order it is sent."""
+        self.forget_before(cutoff(visit.begntime)[:8])
         session = VisitSession(visit)
         while requests := session.advance():
             for req in requests:

@@ -11,15 +11,17 @@ the oracle and the streamed platform forget exactly the same things.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 #: Days a platform remembers (a *parameter*; NHSA reversal and cancellation are same-day or
 #: same-period operations, so a week is generous).
 WINDOW_DAYS = 7
 
 
+@lru_cache(maxsize=4096)
 def cutoff(inf_time: str, days: int = WINDOW_DAYS) -> str:
     """`yyyyMMddHHmmss` of `days` before the request time `yyyy-MM-dd HH:mm:ss`."""
-    t = datetime.strptime(inf_time, "%Y-%m-%d %H:%M:%S") - timedelta(days=days)
+    t = datetime.fromisoformat(inf_time) - timedelta(days=days)
     return t.strftime("%Y%m%d%H%M%S")
 
 

@@ -169,6 +169,7 @@ class TreatmentPlatform:
                "mdtrtarea_admvs": req.mdtrtarea_admvs, "insuplc_admdvs": req.insuplc_admdvs}
         keep = key is not None and is_valid_certno(key)  # rows exist only for real persons
         row = row if row is not None else TreatmentRow()
+        row.forget_before(cutoff(req.inf_time))  # what is past the window is not seen
         seen = row.answers.get(req.msgid)
         if seen is not None:
             return Reply(seen, ctx), None
@@ -423,10 +424,12 @@ class TreatmentPlatform:
         did to the visit; return the row if it changed."""
         msgid = ctx.get("msgid")
         row = row if row is not None else TreatmentRow()
-        if not msgid or msgid in row.answers:
+        if not msgid:
+            return None
+        row.forget_before(cutoff(msgid_time(msgid)))
+        if msgid in row.answers:
             return None
         row.answers[msgid] = ans
-        row.forget_before(cutoff(msgid_time(msgid)))
         if ans["infcode"] != 0:
             return row
         infno, out = ctx["infno"], ans["output"]

@@ -16,7 +16,7 @@ from typing import Any
 import faust
 
 from messages import topics
-from messages.codec import decode, encode
+from messages.codec import decode, encode, encode_to_keep
 from messages.codes import ErrorCode
 from messages.platform import CROSS, wrap_answer, wrap_request
 from messages.trace import INS_IN, NAT_BACK, NAT_IN, TRT_BACK, TRT_IN, stamp
@@ -120,7 +120,7 @@ def create_app(cfg: WorkerConfig) -> faust.App:
             key.decode(errors="replace") if key else None, value,
             TreatmentRow.from_dict(decode(cur)) if cur else None)
         if row is not None:
-            trt_rows[key] = encode(row.to_dict())
+            trt_rows[key] = encode_to_keep(row.to_dict())
         if isinstance(outcome, Reply):
             return [to_hospital(outcome.answer, outcome.ctx, trace)]
         if isinstance(outcome, Forward):
@@ -146,7 +146,7 @@ def create_app(cfg: WorkerConfig) -> faust.App:
                                      PersonRow.from_dict(decode(cur)) if cur else None,
                                      msg["req"], ctx)
         if row is not None:
-            ins_rows[key] = encode(row.to_dict())
+            ins_rows[key] = encode_to_keep(row.to_dict())
         target = nat_answers if ctx["route"] == CROSS else trt_answers
         return [send(target, key, encode(wrap_answer(answer, ctx, trace)))]
 
@@ -162,7 +162,7 @@ def create_app(cfg: WorkerConfig) -> faust.App:
         row = treatment.handle_answer(msg["ans"], msg["ctx"],
                                       TreatmentRow.from_dict(decode(cur)) if cur else None)
         if row is not None:
-            trt_rows[key] = encode(row.to_dict())
+            trt_rows[key] = encode_to_keep(row.to_dict())
         return [to_hospital(msg["ans"], msg["ctx"], trace)]
 
     @app.on_partitions_assigned.connect

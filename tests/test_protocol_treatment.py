@@ -227,6 +227,7 @@ def test_inpatient_stay_admission_two_fee_batches_discharge_and_settlement() -> 
     assert (row.balance, row.ytd) == (0, {"2026": {"fund_21": 326_496}})
     refused(c.settle(m, total, WORKED_CERTNO, "2304"), ErrorCode.VISIT_ALREADY_SETTLED)
     ok(c.do(WORKED_CERTNO, "2305", settle_cancel_input(WORKED, s["setl_id"], m)))
+    row = c.oracle.person_rows[WORKED_CERTNO]  # read again: rows are stored encoded
     assert (row.balance, row.accumulator("2026", "fund_21")) == (100_000, 0)
 
 
