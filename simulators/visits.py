@@ -1,9 +1,10 @@
 """The visit generator: a deterministic stream of outpatient visits and inpatient stays over
 simulated time, each with the plan of transactions its hospital will send.
 
-Visits concentrate on a minority of persons (chronic patients visit often), so deductibles
-and caps are actually reached. Cross-province visits come from persons living in another
-province (most of them filed), from persons with a referral filing, and from travellers
+Visits concentrate on a minority of persons (2 % of them, chronic patients, make 30 % of the
+visits), so deductibles and caps are actually reached. Cross-province visits come from persons
+living in another province (most of them filed), from persons with a referral filing, and from
+travellers
 (never filed). The plans mix in what hospitals really do: pre-settlement before settlement,
 fee corrections, cancelled registrations, cancelled and re-done settlements, lost answers
 followed by a 2601 reversal, a reversal that arrives before its original, duplicates,
@@ -37,9 +38,16 @@ class VisitSpec:
     anomaly_share: float = 0.15  # visits with a protocol anomaly (see `_outpatient_plan`)
 
 
+CHRONIC_SHARE = 0.02  # of persons: chronic patients …
+CHRONIC_VISITS = 0.3  # … who make this share of the visits (weekly-ish, not daily)
+
+
 def _skewed_index(r: random.Random, n: int) -> int:
-    """Mostly small indexes: the first fifth of a list gets about 60 % of the draws."""
-    return min(n - 1, int(n * r.random() ** 3))
+    """A person's index: the first 2 % of the list (chronic patients) get 30 % of the draws,
+    uniformly among them, so no single person dominates however large the log."""
+    if r.random() < CHRONIC_VISITS:
+        return r.randrange(max(1, int(n * CHRONIC_SHARE)))
+    return r.randrange(n)
 
 
 def _outpatient_plan(r: random.Random, spec: VisitSpec) -> list[str]:
