@@ -31,7 +31,8 @@ class InvariantReport:
 
 
 CHECKS = ("settlement arithmetic (DOMAIN.md §3)", "one answer per setl_id",
-          "a visit settled at most once at a time", "no annual cap exceeded")
+          "a visit settled at most once at a time", "no annual cap exceeded",
+          "accumulators equal the sum of the settlements")
 
 
 def setlinfo_violations(s: dict[str, Any]) -> list[str]:
@@ -50,6 +51,17 @@ def setlinfo_violations(s: dict[str, Any]) -> list[str]:
     if s["balc"] < 0:
         out.append("balc < 0")
     return out
+
+
+def accumulators_of(settlements: Iterable[dict[str, Any]], year: str) -> dict[str, int]:
+    """What a person's year-to-date accumulators must be, given the settlements in force."""
+    acc = {"dedc_11": 0, "fund_11": 0, "fund_21": 0}
+    for s in settlements:
+        if s["setl_time"][:4] == year:
+            acc[f"fund_{s['clr_type']}"] += s["hifp_pay"]
+            if s["clr_type"] == Category.OUTPATIENT.value:
+                acc["dedc_11"] += s["act_pay_dedc"]
+    return acc
 
 
 def check_person(ref: ReferenceData, certno: str,
@@ -82,6 +94,12 @@ def check_person(ref: ReferenceData, certno: str,
             in_force.pop(out["setlinfo"]["init_setl_id"], None)
         elif infno == Infno.REVERSAL and out.get("result") == "undone":
             in_force.pop(out.get("reversed_setl_id", ""), None)
+        elif infno == Infno.ACCUMULATORS:
+            reported = {c["cum_type_code"]: c["cum"] for c in out["cuminfo"]}
+            summed = accumulators_of(in_force.values(), out["year"])
+            if any(reported.get(k, 0) != v for k, v in summed.items()):
+                report.fail(CHECKS[4], f"5206 {ok[0].get('inf_refmsgid')} for {out['year']}: "
+                                       f"reported {reported}, settlements sum to {summed}")
     if enrollment is None:
         return
     policy = ref.policies[enrollment.province]

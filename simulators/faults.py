@@ -8,6 +8,8 @@ In the visit log (the plans of the visits, and the bad requests that go with the
   is refused (E4011), and the hospital settles again.
 - `duplicate=p`: the very same request is sent twice.
 - `malformed=p`: that share of extra bad requests (every kind of `simulators.bad_messages`).
+Under any fault, each visit that settles ends with a 5206 query, so that the checker can prove
+every such person's accumulators equal the sum of their settlements.
 On the platform, while the visits are carried out:
 - `kill-worker=n`: the platform worker is killed with SIGKILL n times during the run and
   restarted at once; Faust replays what it had not committed.
@@ -90,7 +92,7 @@ class FaultPlan:
         """The visits, one at a time, with their plans rewritten by the faults (plain steps
         only) and each hospital's msgid sequence renumbered so that msgids stay unique."""
         r = rng(seed, f"faults:{self.in_plans()}")
-        rewrite = bool(self.duplicate or self.reorder or self.lose_answer)
+        rewrite = self.any
         seq: dict[str, int] = {}
         for v in visits:
             steps = self._rewrite(v.steps, r) if rewrite else v.steps
@@ -100,6 +102,8 @@ class FaultPlan:
                 v.model_copy(update={"steps": steps, "seq": start})
 
     def _rewrite(self, plan: list[str], r: random.Random) -> list[str]:
+        """Faulty steps in place of plain ones; a visit that settles ends with a 5206 query, so
+        that every such person's accumulators are checked against their settlements."""
         steps: list[str] = []
         for step in plan:
             infno, marks = parse_step(step)
@@ -114,4 +118,6 @@ class FaultPlan:
                 steps.append(f"{infno}=")
             else:
                 steps.append(step)
+        if any(parse_step(x)[0] in SETTLING for x in plan) and plan[-1] != "5206":
+            steps.append("5206")
         return steps

@@ -1,0 +1,70 @@
+"""The invariant checker proves, from answers alone, what must hold after any run: §3
+arithmetic, one answer per setl_id, no double settlement, caps, and accumulators equal to the
+settlements in force (wherever a 5206 reports them)."""
+
+from __future__ import annotations
+
+import copy
+
+from messages.visitlog import VisitSession
+from settlement.invariants import CHECKS, InvariantReport, check_person
+from settlement.oracle import Oracle
+from simulators.faults import FaultPlan
+from simulators.visits import VisitSpec, generate_visits
+from simulators.world import WorldSpec, build_world
+
+WORLD = build_world(WorldSpec(seed=4, persons=500))
+PLAN = FaultPlan.parse("duplicate=0.05,reorder=0.05,lose-answer=0.05")
+
+
+def _faulty_sessions() -> list[VisitSession]:
+    visits = PLAN.apply(generate_visits(WORLD, VisitSpec(visits=300)), seed=4)
+    return list(Oracle(WORLD.ref).settle_log(visits))
+
+
+def _check(sessions: list[VisitSession]) -> InvariantReport:
+    per_person: dict[str, list] = {}
+    for s in sessions:
+        for msgid, infno in s.sent:
+            per_person.setdefault(s.visit.certno, []).append((infno, s.answers.get(msgid, [])))
+    report = InvariantReport()
+    for certno, exchanges in per_person.items():
+        check_person(WORLD.ref, certno, exchanges, report)
+    return report
+
+
+def test_a_faulty_plan_ends_settling_visits_with_an_accumulator_query_that_checks_out():
+    sessions = _faulty_sessions()
+    queries = sum(1 for s in sessions for _, infno in s.sent if infno == "5206")
+    assert queries > 100
+    report = _check(sessions)
+    assert report.ok, dict(report.violations)
+    assert report.checked_settlements > 200
+
+
+def test_an_accumulator_that_does_not_match_the_settlements_is_caught():
+    sessions = _faulty_sessions()
+    victim = next(s for s in sessions if s.settlement is not None and s.settlement["hifp_pay"])
+    msgid = next(m for m, infno in victim.sent if infno == "5206")
+    answer = copy.deepcopy(victim.answers[msgid][0])
+    for c in answer["output"]["cuminfo"]:
+        if c["cum_type_code"].startswith("fund_") and c["cum"]:
+            c["cum"] -= 1
+    victim.answers[msgid] = [answer]
+    report = _check(sessions)
+    assert report.violations[CHECKS[4]], dict(report.violations)
+    assert not any(report.violations[c] for c in CHECKS[:4])
+
+
+def test_a_double_settlement_and_broken_arithmetic_are_caught():
+    sessions = _faulty_sessions()
+    victim = next(s for s in sessions if s.settlement is not None)
+    msgid = next(m for m, infno in victim.sent if infno in ("2207", "2304")
+                 and victim.answers[m][0]["infcode"] == 0)
+    twin = copy.deepcopy(victim.answers[msgid][0])
+    twin["output"]["setlinfo"]["setl_id"] += "X"
+    twin["output"]["setlinfo"]["psn_cash_pay"] += 1
+    victim.sent.append(("H" + msgid[1:-1] + "9", "2207"))
+    victim.answers[victim.sent[-1][0]] = [twin]
+    report = _check(sessions)
+    assert report.violations[CHECKS[0]] and report.violations[CHECKS[2]]
