@@ -163,15 +163,14 @@ def account(result: HospitalRunResult, bad: list[BadMessage]) -> Accounting:
     for n, answers in sends:
         kept = answers[:n]
         extra += len(answers) - len(kept)
-        ok += sum(1 for a in kept if a.get("infcode") == 0)
-        error += sum(1 for a in kept if a.get("infcode") != 0)
-    dead_expected = [b.value for b in bad if b.expect == "dead-letter"]
+        n_ok = sum(1 for a in kept if a.get("infcode") == 0)
+        ok, error = ok + n_ok, error + len(kept) - n_ok
+    expected = Counter(b.value for b in bad if b.expect == "dead-letter")
     letters = Counter(d.value for d in result.dead_letters)
-    dead = sum(min(letters[v], dead_expected.count(v)) for v in set(dead_expected))
-    unexpected = len(result.dead_letters) - sum(letters[v] for v in set(dead_expected))
+    repeats = sum(max(0, n - expected[v]) for v, n in letters.items() if v in expected)
     return Accounting(sent=result.sent + len(bad), answered_ok=ok, answered_error=error,
-                      dead_lettered=dead + unexpected,
-                      redelivered=extra + sum(letters[v] for v in set(dead_expected)) - dead)
+                      dead_lettered=len(result.dead_letters) - repeats,
+                      redelivered=extra + repeats)
 
 
 @dataclass

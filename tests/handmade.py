@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from messages.codes import ErrorCode
 from messages.identity import certno_check_char
 from messages.platform import CROSS, LOCAL
 from messages.visitlog import make_msgid
@@ -184,3 +185,17 @@ def forward_ctx(req: dict[str, Any], hospital: Hospital) -> dict[str, Any]:
     return {"infno": req["infno"], "msgid": req["msgid"], "fixmedins_code": hospital.fixmedins_code,
             "mdtrtarea_admvs": req["mdtrtarea_admvs"], "insuplc_admdvs": req["insuplc_admdvs"],
             "route": CROSS if cross else LOCAL, "hosp_lv": hospital.level}
+
+
+def ok(answer: dict[str, Any]) -> dict[str, Any]:
+    """The output of a successful answer (fails the test otherwise)."""
+    assert answer["infcode"] == 0, answer
+    return answer["output"]
+
+
+def refused(answer: dict[str, Any], code: ErrorCode) -> str:
+    """The err_msg of a refusal with `code` (fails the test otherwise)."""
+    assert answer["infcode"] == -1, answer
+    assert answer["err_code"] == code, answer
+    assert answer["output"] == {}
+    return answer["err_msg"]

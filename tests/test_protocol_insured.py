@@ -40,8 +40,10 @@ from tests.handmade import (
     accumulators_input,
     certno,
     forward_ctx,
+    ok,
     person_info_input,
     reference_data,
+    refused,
     request,
     reversal_input,
     settle_cancel_input,
@@ -129,18 +131,6 @@ class Insured:
         if row is None:
             return self.ref.enrollments[cert].balance, {}
         return row.balance, row.ytd
-
-
-def ok(answer: dict[str, Any]) -> dict[str, Any]:
-    assert answer["infcode"] == 0, answer
-    return answer["output"]
-
-
-def refused(answer: dict[str, Any], code: ErrorCode) -> str:
-    assert answer["infcode"] == -1, answer
-    assert answer["err_code"] == code, answer
-    assert answer["output"] == {}
-    return answer["err_msg"]
 
 
 NUMBERS = ("medfee_sumamt", "fulamt_ownpay_amt", "overlmt_selfpay", "preselfpay_amt",

@@ -41,8 +41,10 @@ from tests.handmade import (
     discharge_input,
     fee_cancel_input,
     fee_input,
+    ok,
     person_info_input,
     reference_data,
+    refused,
     register_cancel_input,
     register_input,
     request,
@@ -119,18 +121,6 @@ class Clinic:
     def fees(self, mdtrt_id: str, cert: str = EMP_CERTNO) -> set[str]:
         """The feedetl_sn the treatment side holds for a visit."""
         return set(self.oracle.treatment_rows[cert].visits[mdtrt_id]["fees"])
-
-
-def ok(answer: dict[str, Any]) -> dict[str, Any]:
-    assert answer["infcode"] == 0, answer
-    return answer["output"]
-
-
-def refused(answer: dict[str, Any], code: ErrorCode) -> str:
-    assert answer["infcode"] == -1, answer
-    assert answer["err_code"] == code, answer
-    assert answer["output"] == {}
-    return answer["err_msg"]
 
 
 # -- 2202 registration cancellation --------------------------------------------------------------
