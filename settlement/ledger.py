@@ -1,0 +1,142 @@
+"""Double-entry postings for the money a settlement moves (DOMAIN.md §5). Every event posts
+balanced lines — Σ debits = Σ credits by construction — and is identified by `setl_id` and
+event, so a duplicated or replayed result never posts twice.
+
+Accounts (all amounts integer fen):
+    fund:<insured province>                      the insured province's fund, which pays
+    interprov:<insured province>><treatment prov> what the insured province owes the
+                                                  treatment province (cross-province only)
+    agency:<treatment province>                   the treatment province's agency, which owes
+                                                  the hospital and is owed by the insured one
+    hospital:<fixmedins_code>                     what the hospital is owed
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from messages.codes import CANCELLATIONS, SETTLEMENTS, Infno
+from messages.envelope import province_of
+from settlement.retention import msgid_time
+
+Event = Literal["settle", "cancel", "reverse"]
+
+
+@dataclass(frozen=True, slots=True)
+class Posting:
+    posting_id: str  # setl_id:event:n
+    account: str
+    debit: int
+    credit: int
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementEvent:
+    """What the money flow needs of a settlement, its cancellation or its reversal."""
+
+    setl_id: str
+    event: Event
+    time: str  # yyyy-MM-dd HH:mm:ss of the event (not of the original settlement)
+    fixmedins_code: str
+    insuplc_admdvs: str
+    mdtrtarea_admvs: str
+    hifp_pay: int
+
+    @property
+    def insured_province(self) -> str:
+        return province_of(self.insuplc_admdvs)
+
+    @property
+    def treatment_province(self) -> str:
+        return province_of(self.mdtrtarea_admvs)
+
+    @property
+    def cross_province(self) -> bool:
+        return self.insured_province != self.treatment_province
+
+    @property
+    def signed_amount(self) -> int:
+        """The fund payment this event adds: positive to settle, negative to undo."""
+        return self.hifp_pay if self.event == "settle" else -self.hifp_pay
+
+
+def postings_for(e: SettlementEvent) -> list[Posting]:
+    """Balanced lines: the fund pays; cross-province it pays through the treatment province,
+    whose agency owes the hospital. An undo posts the same lines the other way round."""
+    amount = e.hifp_pay
+    if amount == 0:
+        return []
+    legs: list[tuple[str, str]] = []  # (debited account, credited account)
+    hospital, agency = f"hospital:{e.fixmedins_code}", f"agency:{e.treatment_province}"
+    if e.cross_province:
+        owed = f"interprov:{e.insured_province}>{e.treatment_province}"
+        legs = [(f"fund:{e.insured_province}", owed), (owed, agency), (agency, hospital)]
+    else:
+        legs = [(f"fund:{e.insured_province}", agency), (agency, hospital)]
+    lines = []
+    for n, (debited, credited) in enumerate(legs):
+        if e.event != "settle":
+            debited, credited = credited, debited
+        pid = f"{e.setl_id}:{e.event}:{n}"
+        lines += [Posting(pid, debited, amount, 0), Posting(pid, credited, 0, amount)]
+    return lines
+
+
+@dataclass
+class Ledger:
+    """Postings applied once each (by posting id), with account balances."""
+
+    balances: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    applied: set[str] = field(default_factory=set)
+    debits: int = 0
+    credits: int = 0
+
+    def post(self, events: Iterable[SettlementEvent]) -> None:
+        for e in events:
+            key = f"{e.setl_id}:{e.event}"
+            if key in self.applied:
+                continue  # a duplicate or a replay: posted already
+            self.applied.add(key)
+            for p in postings_for(e):
+                self.balances[p.account] += p.debit - p.credit
+                self.debits += p.debit
+                self.credits += p.credit
+
+    @property
+    def balanced(self) -> bool:
+        return self.debits == self.credits and sum(self.balances.values()) == 0
+
+
+def events_from_answers(fixmedins_code: str,
+                        exchanges: Iterable[tuple[str, str, list[dict[str, Any]]]]
+                        ) -> list[SettlementEvent]:
+    """The money events in one hospital's answers, `(msgid, infno, answers)` in the order sent:
+    settlements, their cancellations, and 2601 reversals that undid a settlement."""
+    settled: dict[str, dict[str, Any]] = {}
+    events = []
+    for msgid, infno, answers in exchanges:
+        ok = next((a for a in answers if a.get("infcode") == 0), None)
+        if ok is None:
+            continue
+        out = ok["output"]
+        if infno in SETTLEMENTS:
+            s = out["setlinfo"]
+            settled[s["setl_id"]] = s
+            events.append(_event(s, "settle", s["setl_time"], fixmedins_code))
+        elif infno in CANCELLATIONS and out["setlinfo"]["init_setl_id"] in settled:
+            c = out["setlinfo"]
+            events.append(_event(settled[c["init_setl_id"]], "cancel", c["setl_time"],
+                                 fixmedins_code))
+        elif infno == Infno.REVERSAL and out.get("result") == "undone" \
+                and out.get("reversed_setl_id") in settled:
+            events.append(_event(settled[out["reversed_setl_id"]], "reverse",
+                                 msgid_time(msgid), fixmedins_code))
+    return events
+
+
+def _event(s: dict[str, Any], event: Event, time: str, fixmedins_code: str) -> SettlementEvent:
+    return SettlementEvent(s["setl_id"], event, time, fixmedins_code, s["insuplc_admdvs"],
+                           s["mdtrtarea_admvs"], s["hifp_pay"])

@@ -1,0 +1,153 @@
+"""Money flow (DOMAIN.md §5): balanced double entry, clearing that nets to zero and equals the
+cross-province fund payments whatever the order or duplicates, prepayment top-ups, and hospital
+reconciliation."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from settlement.clearing import ClearingPolicy, clear
+from settlement.ledger import Ledger, SettlementEvent, events_from_answers, postings_for
+from settlement.oracle import Oracle
+from settlement.reconciliation import Totals, reconcile_details, reconcile_totals
+from simulators.visits import VisitSpec, generate_visits
+from simulators.world import WorldSpec, build_world
+
+PROPS = settings(max_examples=150, deadline=None)
+CITIES = ("110100", "310100", "440100", "110200")
+MONTHS = ("2026-11", "2026-12", "2027-01")
+
+
+@st.composite
+def event_logs(draw: st.DrawFn) -> list[SettlementEvent]:
+    """Settlements, some later cancelled or reversed (in the same or a later month)."""
+    events = []
+    for n in range(draw(st.integers(0, 25))):
+        month = draw(st.integers(0, 1))
+        hospital_city = draw(st.sampled_from(CITIES))
+        settle = SettlementEvent(
+            f"S{n}", "settle", f"{MONTHS[month]}-15 10:00:00", f"H{hospital_city}00001",
+            draw(st.sampled_from(CITIES)), hospital_city, draw(st.integers(0, 10_000_000)))
+        events.append(settle)
+        undo = draw(st.sampled_from((None, "cancel", "reverse")))
+        if undo:
+            later = MONTHS[month + draw(st.integers(0, 1))]
+            events.append(SettlementEvent(settle.setl_id, undo, f"{later}-20 10:00:00",
+                                          settle.fixmedins_code, settle.insuplc_admdvs,
+                                          settle.mdtrtarea_admvs, settle.hifp_pay))
+    return events
+
+
+@PROPS
+@given(event_logs())
+def test_every_posting_is_balanced_and_the_ledger_stays_balanced(events):
+    for e in events:
+        lines = postings_for(e)
+        assert sum(p.debit for p in lines) == sum(p.credit for p in lines)
+    ledger = Ledger()
+    ledger.post(events)
+    assert ledger.balanced
+
+
+@PROPS
+@given(event_logs(), st.randoms(use_true_random=False))
+def test_duplicates_and_order_change_neither_ledger_nor_clearing(events, rnd):
+    replayed = events + [rnd.choice(events) for _ in range(len(events) // 2)] if events else []
+    rnd.shuffle(replayed)
+    once, again = Ledger(), Ledger()
+    once.post(events)
+    again.post(replayed)
+    assert dict(once.balances) == dict(again.balances)
+    assert [s.as_dict() for s in clear(events)] == [s.as_dict() for s in clear(replayed)]
+
+
+@PROPS
+@given(event_logs())
+def test_each_month_nets_to_zero_and_equals_the_cross_province_payments(events):
+    expected: dict[tuple[str, tuple[str, str]], int] = defaultdict(int)
+    for e in events:
+        if e.cross_province:
+            expected[(e.time[:7], (e.insured_province, e.treatment_province))] += \
+                e.signed_amount
+    for statement in clear(events):
+        assert sum(p.net for p in statement.provinces.values()) == 0
+        for pair, amount in statement.pairs.items():
+            assert amount == expected[(statement.month, pair)]
+
+
+def test_a_cancellation_after_its_month_is_netted_in_the_next_month():
+    s = SettlementEvent("S1", "settle", "2026-12-30 10:00:00", "H11010000001", "310100",
+                        "110100", 50_000)
+    c = SettlementEvent("S1", "cancel", "2027-01-03 10:00:00", "H11010000001", "310100",
+                        "110100", 50_000)
+    dec, jan = clear([s, c])
+    assert dec.pairs == {("310000", "110000"): 50_000}
+    assert jan.pairs == {("310000", "110000"): -50_000}
+    assert dec.hospitals == {"H11010000001": 50_000}
+    assert jan.hospitals == {"H11010000001": -50_000}
+
+
+def test_a_prepayment_below_half_its_target_is_topped_up():
+    policy = ClearingPolicy(prepayment_months=2, expected_monthly_payable={"310000": 100_000})
+    # target 200,000; month 1 pays 120,000 net: 80,000 left < 100,000 -> top-up 120,000
+    s = SettlementEvent("S1", "settle", "2026-12-01 10:00:00", "H11010000001", "310100",
+                        "110100", 120_000)
+    (dec,) = clear([s], policy)
+    sh = dec.provinces["310000"]
+    assert (sh.prepayment_target, sh.prepayment_before, sh.prepayment_after, sh.top_up_due) == \
+        (200_000, 200_000, 80_000, 120_000)
+    bj = dec.provinces["110000"]
+    assert (bj.receivable, bj.net, bj.top_up_due) == (120_000, 120_000, 0)
+    # a second month paying 50,000: 150,000 left, not below half: no top-up
+    s2 = SettlementEvent("S2", "settle", "2027-01-05 10:00:00", "H11010000001", "310100",
+                         "110100", 50_000)
+    _, jan = clear([s, s2], policy)
+    assert (jan.provinces["310000"].prepayment_before,
+            jan.provinces["310000"].prepayment_after,
+            jan.provinces["310000"].top_up_due) == (200_000, 150_000, 0)
+
+
+def test_the_oracle_answers_give_a_ledger_where_each_hospital_is_owed_its_settlements_in_force():
+    world = build_world(WorldSpec(seed=13, persons=800))
+    sessions = list(Oracle(world.ref).settle_log(generate_visits(world, VisitSpec(visits=600))))
+    events = []
+    owed: dict[str, int] = defaultdict(int)
+    for s in sessions:
+        events += events_from_answers(s.visit.fixmedins_code,
+                                      [(m, i, s.answers.get(m, [])) for m, i in s.sent])
+        if s.settlement is not None:
+            owed[s.visit.fixmedins_code] += s.settlement["hifp_pay"]
+    assert any(e.event == "cancel" for e in events) and any(e.event == "reverse" for e in events)
+    ledger = Ledger()
+    ledger.post(events)
+    assert ledger.balanced
+    hospitals = {a.split(":", 1)[1]: -b for a, b in ledger.balances.items()
+                 if a.startswith("hospital:") and b}
+    assert hospitals == {h: n for h, n in owed.items() if n}
+    months = clear(events)
+    assert len(months) >= 2  # the default log spans December and January
+    cross = sum(e.signed_amount for e in events if e.cross_province)
+    assert sum(sum(m.pairs.values()) for m in months) == cross > 0
+
+
+def test_reconciliation_is_balanced_only_when_totals_agree_and_lists_what_is_missing():
+    setls = [{"setl_id": f"S{i}", "medfee_sumamt": 1000 * i, "fund_pay_sumamt": 600 * i,
+              "acct_pay": 100 * i} for i in range(1, 6)]
+    platform = Totals.of(setls)
+    assert reconcile_totals(platform, platform) == {"stmt_rslt": "0", "stmt_rslt_dscr": "平",
+                                                   "differences": {}}
+    hospital = Totals.of(setls[:-1])  # the hospital lost the last answer
+    out = reconcile_totals(hospital, platform)
+    assert out["stmt_rslt"] == "1" and out["stmt_rslt_dscr"] == "不平"
+    assert out["differences"] == {"count": 1, "medfee_sumamt": 5000, "fund_pay_sumamt": 3000,
+                                  "acct_pay": 500}
+    assert reconcile_details(["S1", "S2", "S9"], [s["setl_id"] for s in setls]) == \
+        {"missing_at_hospital": ["S3", "S4", "S5"], "missing_on_platform": ["S9"]}
+    rnd = random.Random(1)
+    shuffled = setls[:]
+    rnd.shuffle(shuffled)
+    assert Totals.of(shuffled) == platform
