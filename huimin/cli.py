@@ -23,7 +23,8 @@ from huimin.logfiles import (
     write_records,
     write_visit,
 )
-from huimin.report import print_summary, summarise, write_latencies, write_outputs
+from huimin.moneyflow import events_from_results
+from huimin.report import print_statement, print_summary, summarise, write_latencies, write_outputs
 from huimin.run import (
     RunOptions,
     account,
@@ -35,6 +36,7 @@ from huimin.run import (
 )
 from huimin.verify import verify as verify_answers
 from huimin.verify import write_json, write_junit
+from settlement.clearing import clear
 from settlement.oracle import Oracle
 from simulators.bad_messages import generate_bad_messages
 from simulators.faults import FaultPlan, FaultPlanError
@@ -300,6 +302,36 @@ def verify(
                   f"the oracle over {verdict.visits:,} visits; {verdict.settlements_checked:,} "
                   "settlements checked against the invariants")
     raise typer.Exit(0 if verdict.ok else 1)
+
+
+@app.command()
+def clearing(
+    visit_log: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
+    results: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
+    month: Annotated[str | None, typer.Option(
+        help="yyyy-MM (default: every month with cross-province payments).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")
+                        ] = False,
+) -> None:
+    """The national platform's monthly clearing statement, computed from a run's answers:
+    per province pair the cross-province fund payments net of cancellations; per province
+    payable, receivable, net, prepayment and top-up; per hospital what its agency owes it."""
+    try:
+        _, visits = read_visit_log(visit_log)
+        statements = clear(events_from_results(visits, results))
+    except LogFormatError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    chosen = [s for s in statements if month is None or s.month == month]
+    if month is not None and not chosen:
+        console.print(f"No settlements in {month}; months with some: "
+                      f"{', '.join(s.month for s in statements) or 'none'}")
+        raise typer.Exit(1)
+    if json_out:
+        console.print_json(orjson.dumps([s.as_dict() for s in chosen]).decode())
+        return
+    for s in chosen:
+        print_statement(s, console)
 
 
 if __name__ == "__main__":

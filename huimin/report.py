@@ -18,8 +18,10 @@ from messages.codes import SETTLEMENTS
 from messages.envelope import is_cross_province
 from messages.platform import CROSS, LOCAL
 from messages.trace import hop_durations_ms
+from settlement.clearing import ClearingStatement
 from settlement.money import yuan
 from simulators.hospital import HospitalRunResult
+from simulators.regions import PROVINCES
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -176,3 +178,29 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
     t = summary["timing_s"]
     console.print(f"Wall time {t['total']:.1f} s (platform ready after {t['platform_ready']:.1f} "
                   f"s, visits {t['visits']:.1f} s).  Output: {out_dir}/")
+
+
+def print_statement(statement: ClearingStatement, console: Console) -> None:
+    """A clearing statement as tables, amounts in yuan."""
+    console.print(f"[bold]Clearing statement {statement.month}[/] (amounts in yuan)")
+    pairs = Table("payer (insured)", "payee (treatment)", "fund payments, net", )
+    for (payer, payee), amount in sorted(statement.pairs.items()):
+        if not amount:
+            continue  # settlements the fund paid nothing for (all under the deductible)
+        pairs.add_row(_province(payer), _province(payee), yuan(amount))
+    console.print(pairs)
+    provinces = Table("province", "payable", "receivable", "net", "prepayment before",
+                      "after", "top-up due")
+    for p in sorted(statement.provinces.values(), key=lambda p: p.province):
+        provinces.add_row(_province(p.province), yuan(p.payable), yuan(p.receivable),
+                          yuan(p.net), yuan(p.prepayment_before), yuan(p.prepayment_after),
+                          yuan(p.top_up_due))
+    console.print(provinces)
+    total = sum(p.net for p in statement.provinces.values())
+    console.print(f"Σ net = {yuan(total)}; {len(statement.hospitals)} hospitals owed "
+                  f"¥{yuan(sum(statement.hospitals.values()))} by their agencies "
+                  "(`--json` lists each)")
+
+
+def _province(admdvs: str) -> str:
+    return f"{admdvs} {PROVINCES.get(admdvs, '')}".strip()

@@ -7,10 +7,11 @@ each (by setl_id and event), whatever duplicates or order they arrive in.
 
 Prepayment (预付金): each province holds `prepayment_months` × its expected monthly payable at
 the national platform. Expected monthly payable is a *parameter* per province; where none is
-given, the payable of the first cleared month stands for it. Clearing draws a net payer's
-prepayment down by its net payable (net receivers are paid out); when the prepayment falls
-below half of its target, the top-up to bring it back to target is due, and counted as paid
-before the next month.
+given, the largest monthly payable cleared so far stands for it (so the target follows the
+province's real volume). Clearing draws a net payer's prepayment down by its net payable (net
+receivers are paid out); a prepayment below zero is a shortfall. When the prepayment falls
+below half of its target, the top-up that brings it back to target is due, and counted as
+paid before the next month.
 """
 
 from __future__ import annotations
@@ -100,7 +101,8 @@ def clear(events: Iterable[SettlementEvent],
             receivable[payee] += amount
         positions = {}
         for prov in sorted(set(payable) | set(receivable) | set(prepayment)):
-            expected.setdefault(prov, max(0, payable[prov]))
+            if prov not in policy.expected_monthly_payable:
+                expected[prov] = max(expected.get(prov, 0), payable[prov])
             target = policy.prepayment_months * expected[prov]
             before = prepayment.get(prov, target)
             after = before - max(0, payable[prov] - receivable[prov])
