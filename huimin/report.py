@@ -84,6 +84,7 @@ def summarise(report: RunReport) -> dict[str, Any]:
                    "settlements_equal": cmp.settlements_equal,
                    "answers_compared": cmp.answers_compared, "answers_equal": cmp.answers_equal,
                    "mismatches": cmp.mismatches},
+        "clearing": {"months": report.clearing_months, "equal_to_oracle": report.clearing_ok},
         "timed_out": len(res.timed_out),
         "unexpected_answers": res.unexpected_answers,
         "timing_s": {"setup": report.setup_s, "platform_ready": report.sign_in_s,
@@ -165,6 +166,11 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
     letters = ", ".join(f"{c} {n}" for c, n in sorted(summary["dead_letters_by_code"].items()))
     console.print(f"[bold]Bad requests[/] {bad['as_expected']:,} of {bad['sent']:,} answered or "
                   f"dead-lettered as expected (dead letters: {letters or 'none'})")
+    clr = summary["clearing"]
+    console.print(f"[bold]Clearing[/] {clr['months']} monthly statements from the national "
+                  "platform " + ("equal to the oracle's" if clr["equal_to_oracle"]
+                                 else "[red]differ from the oracle's[/]")
+                  + " (huimin clearing shows them)")
     o = summary["oracle"]
     verdict = (f"{o['settlements_equal']:,} of {o['settlements_expected']:,} settlements equal "
                f"to the oracle ({o['answers_equal']:,} of {o['answers_compared']:,} answers)")
@@ -172,7 +178,8 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
     problems = [f"{summary['timed_out']} requests unanswered within the timeout"
                 if summary["timed_out"] else "",
                 f"{bad['unexpected_dead_letters']} unexpected dead letters"
-                if bad["unexpected_dead_letters"] else ""]
+                if bad["unexpected_dead_letters"] else "",
+                "" if clr["equal_to_oracle"] else "clearing statements differ (clearing.json)"]
     for line in [p for p in problems if p] + o["mismatches"][:10] + bad["problems"][:10]:
         console.print(f"  [red]- {line}[/]")
     t = summary["timing_s"]

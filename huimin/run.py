@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import contextlib
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
+
+import orjson
 
 from huimin.logfiles import (
     LogHeader,
@@ -19,8 +23,10 @@ from huimin.logfiles import (
     write_visit,
 )
 from huimin.verify import answer_diff
-from messages.topics import ALL_TOPICS
+from messages.topics import ALL_TOPICS, MONEY_EVENTS
 from messages.visitlog import TIME_FORMAT, Visit, VisitSession
+from settlement.clearing import clear
+from settlement.ledger import events_from_answers
 from settlement.oracle import Oracle
 from simulators.bad_messages import KINDS, BadMessage, generate_bad_messages
 from simulators.faults import FaultPlan
@@ -28,7 +34,7 @@ from simulators.hospital import HospitalFleet, HospitalRunResult
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import World, WorldSpec, build_world
 from streams.broker import broker, free_port
-from streams.config import TABLES, WorkerConfig
+from streams.config import CLEARING_TABLE, TABLES, WorkerConfig
 from streams.process import WorkerProcess
 from streams.topics import changelog_topics, ensure_topics
 
@@ -179,6 +185,8 @@ class RunReport:
     bad: list[BadMessage]
     result: HospitalRunResult
     comparison: Comparison
+    clearing_ok: bool  # the streamed clearing statements equal the oracle's
+    clearing_months: int
     bad_requests: BadRequestCheck
     accounting: Accounting
     out_dir: Path
@@ -191,7 +199,7 @@ class RunReport:
     @property
     def ok(self) -> bool:
         return (self.comparison.ok and self.bad_requests.ok and not self.result.timed_out
-                and self.accounting.unaccounted == 0)
+                and self.accounting.unaccounted == 0 and self.clearing_ok)
 
 
 def default_out_dir() -> Path:
@@ -207,6 +215,8 @@ class Platform:
         self.workers: list[WorkerProcess] = []
         ensure_topics(bootstrap, [*ALL_TOPICS, *changelog_topics(self.cfg.app_id, TABLES)],
                       partitions)
+        ensure_topics(bootstrap, [MONEY_EVENTS, *changelog_topics(self.cfg.app_id,
+                                                                  (CLEARING_TABLE,))], 1)
 
     def add_worker(self) -> WorkerProcess:
         """Start one more worker in the consumer group (its own web port and data folder);
@@ -242,6 +252,7 @@ class Execution:
     result: HospitalRunResult
     bootstrap: str
     worker_kills: int
+    clearing: list[dict[str, Any]] | None  # the national platform's statements, if ours
     setup_s: float
     sign_in_s: float
 
@@ -251,13 +262,15 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
             answer_timeout_s: float = 30.0, client_config: dict | None = None,
             on_stage: Callable[[str], None] = lambda s: None,
             on_progress: Callable[[int], None] | None = None,
-            kill_worker: int = 0, join_worker: int = 0) -> Execution:
+            kill_worker: int = 0, join_worker: int = 0,
+            expected_clearing: list[dict[str, Any]] | None = None) -> Execution:
     """Let the hospitals carry out `visits` against a platform: the one at `bootstrap`, if
     given (already running, as an integration tester's deployment is), else our own platform on the
     embedded broker (or on KAFKA_BOOTSTRAP_SERVERS), started here and stopped afterwards."""
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
         events: list[tuple[float, Callable[[], object]]] = []
+        ours: Platform | None = None
         if bootstrap is None:
             on_stage("starting the broker and the platform")
             bootstrap = stack.enter_context(broker(out_dir / "broker.log"))
@@ -275,8 +288,37 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
                                   visits[0].begntime if visits else "2026-01-01 00:00:00")
         on_stage(f"{len(visits):,} visits")
         result = fleet.run(visits, arrivals, bad, on_progress, events=events)
+        statements = None
+        if ours is not None:
+            on_stage("reading the national clearing statements")
+            statements = clearing_statements(ours, expected_clearing)
         on_stage("stopping")
-    return Execution(result, bootstrap, kill_worker if events else 0, setup_s, sign_in_s)
+    return Execution(result, bootstrap, kill_worker if events else 0, statements, setup_s,
+                     sign_in_s)
+
+
+def clearing_statements(ours: Platform, expected: list[dict[str, Any]] | None,
+                        timeout_s: float = 15.0) -> list[dict[str, Any]] | None:
+    """GET /clearing/ from our workers until the statements settle (or equal `expected`):
+    the money events trail the hospitals' last answers by a few hops."""
+    deadline = time.monotonic() + timeout_s
+    last: list[dict[str, Any]] | None = None
+    while time.monotonic() < deadline:
+        seen = None
+        for worker in ours.workers:
+            try:
+                with urllib.request.urlopen(
+                        f"http://127.0.0.1:{worker.cfg.web_port}/clearing/", timeout=5) as r:
+                    body = orjson.loads(r.read())
+            except (OSError, ValueError):
+                continue
+            if body["events"]:
+                seen = body["statements"]
+        if seen is not None and seen in (expected, last):
+            return seen
+        last = seen
+        time.sleep(1.0)
+    return last
 
 
 def arrivals_at_rate(n: int, rate: float) -> list[float]:
@@ -311,13 +353,20 @@ def run_scenario(opts: RunOptions, on_stage: Callable[[str], None] = lambda s: N
         for v in visits:
             write_visit(f, v)
     write_records(expected_path_for(out_dir / "visits.jsonl"), expected)
+    expected_clearing = [s.as_dict() for s in clear(
+        e for session in expected for e in events_from_answers(
+            session.visit.fixmedins_code,
+            [(m, i, session.answers.get(m, [])) for m, i in session.sent]))]
     ex = execute(world, visits, arrivals_at_rate(len(visits), opts.rate), bad, out_dir,
                  partitions=opts.partitions, answer_timeout_s=opts.answer_timeout_s,
                  on_stage=on_stage, on_progress=on_progress,
-                 kill_worker=opts.faults.kill_worker, join_worker=opts.faults.join_worker)
+                 kill_worker=opts.faults.kill_worker, join_worker=opts.faults.join_worker,
+                 expected_clearing=expected_clearing)
+    (out_dir / "clearing.json").write_bytes(orjson.dumps(ex.clearing, option=orjson.OPT_INDENT_2))
     redelivery = opts.faults.kill_worker > 0 or opts.faults.join_worker > 0
     comparison = compare(ex.result.sessions, expected, redelivery)
-    return RunReport(opts, bad, ex.result, comparison,
+    clearing_ok = ex.clearing == expected_clearing
+    return RunReport(opts, bad, ex.result, comparison, clearing_ok, len(expected_clearing),
                      check_bad_requests(ex.result, bad, redelivery),
                      account(ex.result, bad), out_dir, ex.bootstrap, ex.worker_kills,
                      ex.setup_s, ex.sign_in_s,

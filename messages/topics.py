@@ -13,6 +13,7 @@ NAT_ANSWERS: Final = "nat.answers"  # insured province -> national platform (cro
 TRT_ANSWERS: Final = "trt.answers"  # national or insured (local) -> treatment side
 HOSP_RESPONSES: Final = "hosp.responses"  # treatment side -> hospital, keyed by fixmedins_code
 DEAD_LETTERS: Final = "dead.letters"  # messages that cannot be answered, with the reason
+MONEY_EVENTS: Final = "money.events"  # insured side -> national clearing: one partition
 
 #: Topics keyed by person; they must all have the same number of partitions.
 PERSON_KEYED: Final = (HOSP_REQUESTS, NAT_REQUESTS, INS_REQUESTS, NAT_ANSWERS, TRT_ANSWERS)

@@ -20,6 +20,7 @@ from messages.platform import CROSS
 from messages.transactions import EMERGENCY_MED_TYPES
 from settlement.catalogue import FeeTotals
 from settlement.ids import setl_id_for
+from settlement.ledger import SettlementEvent, events_from_answers
 from settlement.person import PersonRow, ytd_key
 from settlement.policy import Benefit, BenefitContext, Category, category_of, compute_benefit
 from settlement.reference import SUSPENDED, Enrollment, ReferenceData
@@ -41,6 +42,26 @@ class InsuredPlatform:
 
     def __init__(self, ref: ReferenceData) -> None:
         self.ref = ref
+
+    @staticmethod
+    def money_event(req: dict[str, Any], answer: dict[str, Any], row: PersonRow | None,
+                    fixmedins_code: str) -> SettlementEvent | None:
+        """The fund payment this answer moved (settled, cancelled or reversed), if any."""
+        if answer["infcode"] != 0 or row is None:
+            return None
+        settlements = {s["setl_id"]: s for s in row.settlements.values()}
+        exchanges = [(req["msgid"], req["infno"], [answer])]
+        if req["infno"] in CANCELLATIONS:
+            original = settlements.get(answer["output"]["setlinfo"]["init_setl_id"])
+        elif req["infno"] == Infno.REVERSAL:
+            original = settlements.get(answer["output"].get("reversed_setl_id", ""))
+        else:
+            original = None
+        if original is not None:  # the settlement it undoes comes first
+            exchanges.insert(0, (original["msgid"], Infno.OUTPATIENT_SETTLE,
+                                 [{"infcode": 0, "output": {"setlinfo": original}}]))
+        events = events_from_answers(fixmedins_code, exchanges)
+        return events[-1] if events and (original is None) == (len(events) == 1) else None
 
     def handle(self, certno: str, row: PersonRow | None, req: dict[str, Any],
                ctx: dict[str, Any]) -> tuple[dict[str, Any], PersonRow | None]:

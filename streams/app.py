@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 import faust
@@ -20,12 +21,14 @@ from messages.codec import decode, encode, encode_to_keep
 from messages.codes import ErrorCode
 from messages.platform import CROSS, wrap_answer, wrap_request
 from messages.trace import INS_IN, NAT_BACK, NAT_IN, TRT_BACK, TRT_IN, stamp
+from settlement.clearing import clear
 from settlement.insured import InsuredPlatform
+from settlement.ledger import SettlementEvent
 from settlement.national import BackToTreatment, NationalPlatform
 from settlement.person import PersonRow
 from settlement.treatment import DeadLetter, Forward, Reply, TreatmentPlatform, TreatmentRow
 from simulators.world import build_world
-from streams.config import WorkerConfig
+from streams.config import CLEARING_TABLE, WorkerConfig
 from streams.faust_tuning import set_worker_fetch_max_wait
 
 log = logging.getLogger("huimin.streams")
@@ -53,7 +56,7 @@ def faust_app(cfg: WorkerConfig) -> faust.App:
         topic_partitions=cfg.partitions,
         topic_disable_leader=True,
         topic_allow_declare=True,
-        web_enabled=False,
+        web_enabled=True,  # the national clearing view: GET /clearing/
         web_host="127.0.0.1",
         web_bind="127.0.0.1",
         web_port=cfg.web_port,
@@ -76,10 +79,13 @@ def create_app(cfg: WorkerConfig) -> faust.App:
     trt_answers = app.topic(topics.TRT_ANSWERS, **raw)
     hosp_responses = app.topic(topics.HOSP_RESPONSES, **raw)
     dead_letters = app.topic(topics.DEAD_LETTERS, **raw)
+    money_events = app.topic(topics.MONEY_EVENTS, **{**raw, "partitions": 1})
     trt_rows = app.Table("trt_persons", key_type=bytes, value_type=bytes, default=None,
                          partitions=cfg.partitions)
     ins_rows = app.Table("ins_persons", key_type=bytes, value_type=bytes, default=None,
                          partitions=cfg.partitions)
+    clearing_events = app.Table(CLEARING_TABLE, key_type=bytes, value_type=bytes, default=None,
+                                partitions=1)
 
     def dead_letter(key: bytes | None, value: bytes | None, code: str, reason: str,
                     source: str) -> Send:
@@ -142,13 +148,31 @@ def create_app(cfg: WorkerConfig) -> faust.App:
         msg = decode(value)
         trace, ctx = stamp(msg["trace"], INS_IN), msg["ctx"]
         cur = ins_rows.get(key)
-        answer, row = insured.handle(key.decode() if key else "",
-                                     PersonRow.from_dict(decode(cur)) if cur else None,
-                                     msg["req"], ctx)
+        row_in = PersonRow.from_dict(decode(cur)) if cur else None
+        answer, row = insured.handle(key.decode() if key else "", row_in, msg["req"], ctx)
         if row is not None:
             ins_rows[key] = encode_to_keep(row.to_dict())
         target = nat_answers if ctx["route"] == CROSS else trt_answers
-        return [send(target, key, encode(wrap_answer(answer, ctx, trace)))]
+        sends = [send(target, key, encode(wrap_answer(answer, ctx, trace)))]
+        # also for a replayed request (row unchanged): clearing dedupes by setl_id and event
+        event = insured.money_event(msg["req"], answer, row or row_in, ctx["fixmedins_code"])
+        if event is not None:
+            sends.append(send(money_events, event.setl_id.encode(), encode(asdict(event))))
+        return sends
+
+    def on_money_event(key: bytes | None, value: bytes | None) -> list[Send]:
+        event = SettlementEvent(**decode(value))
+        event_id = f"{event.setl_id}:{event.event}".encode()
+        if clearing_events.get(event_id) is None:
+            clearing_events[event_id] = encode_to_keep(asdict(event))
+        return []
+
+    @app.page("/clearing/")
+    async def clearing_view(web: Any, request: Any) -> Any:
+        """The national clearing statements of every month so far (JSON)."""
+        events = [SettlementEvent(**decode(v)) for v in clearing_events.values()]
+        return web.json({"events": len(events),
+                         "statements": [s.as_dict() for s in clear(events)]})
 
     def on_national_answer(key: bytes | None, value: bytes | None) -> list[Send]:
         msg = decode(value)
@@ -176,4 +200,5 @@ def create_app(cfg: WorkerConfig) -> faust.App:
     role(ins_requests, "insured_requests", on_insured_request)
     role(nat_answers, "national_answers", on_national_answer)
     role(trt_answers, "treatment_answers", on_treatment_answer)
+    role(money_events, "national_clearing", on_money_event)
     return app

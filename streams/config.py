@@ -29,3 +29,5 @@ class WorkerConfig:
 
 #: The tables of the platform; their changelog topics are created with the other topics.
 TABLES = ("trt_persons", "ins_persons")
+#: National clearing sees every money event in one partition: one table, one partition.
+CLEARING_TABLE = "clearing_events"

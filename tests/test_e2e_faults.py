@@ -48,6 +48,7 @@ def test_a_killed_and_restarted_worker_loses_nothing_and_charges_no_one_twice(fa
     assert s["oracle"]["settlements_equal"] == s["oracle"]["settlements_expected"] > 200
     assert s["accounting"]["unaccounted"] == 0
     assert s["timed_out"] == 0
+    assert s["clearing"]["equal_to_oracle"] is True  # the clearing table survived the crash
     assert s["bad_requests"]["as_expected"] == s["bad_requests"]["sent"] > 16
 
 

@@ -53,6 +53,17 @@ def test_every_answer_equals_the_oracle(two_runs):
     assert f"PASS {oracle['settlements_equal']:,} of" in proc.stdout
 
 
+def test_the_national_platform_clears_each_month_as_the_oracle_does(two_runs):
+    out, _ = two_runs[0]
+    summary = summary_of(two_runs[0])
+    assert summary["clearing"] == {"months": 2, "equal_to_oracle": True}
+    statements = orjson.loads((out / "clearing.json").read_bytes())
+    assert [s["month"] for s in statements] == ["2026-12", "2027-01"]
+    for s in statements:
+        assert sum(p["net"] for p in s["provinces"]) == 0
+        assert any(p["amount"] for p in s["pairs"])
+
+
 def test_accounting_closes_sent_equals_answered_plus_dead_lettered(two_runs):
     summary = summary_of(two_runs[0])
     acc = summary["accounting"]
