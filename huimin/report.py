@@ -85,6 +85,10 @@ def summarise(report: RunReport) -> dict[str, Any]:
                    "answers_compared": cmp.answers_compared, "answers_equal": cmp.answers_equal,
                    "mismatches": cmp.mismatches},
         "clearing": {"months": report.clearing_months, "equal_to_oracle": report.clearing_ok},
+        "reconciliation": {"sent": report.reconciliation.sent,
+                           "balanced": report.reconciliation.balanced,
+                           "equal_to_oracle": report.reconciliation.equal_to_oracle,
+                           "problems": report.reconciliation.problems},
         "timed_out": len(res.timed_out),
         "unexpected_answers": res.unexpected_answers,
         "timing_s": {"setup": report.setup_s, "platform_ready": report.sign_in_s,
@@ -171,6 +175,10 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
                   "platform " + ("equal to the oracle's" if clr["equal_to_oracle"]
                                  else "[red]differ from the oracle's[/]")
                   + " (huimin clearing shows them)")
+    rec = summary["reconciliation"]
+    console.print(f"[bold]Reconciliation[/] {rec['sent']:,} hospital 3201/3202 requests, "
+                  f"{rec['balanced']:,} balanced (平), {rec['equal_to_oracle']:,} answered as "
+                  "the oracle answers them")
     o = summary["oracle"]
     verdict = (f"{o['settlements_equal']:,} of {o['settlements_expected']:,} settlements equal "
                f"to the oracle ({o['answers_equal']:,} of {o['answers_compared']:,} answers)")
@@ -180,7 +188,8 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
                 f"{bad['unexpected_dead_letters']} unexpected dead letters"
                 if bad["unexpected_dead_letters"] else "",
                 "" if clr["equal_to_oracle"] else "clearing statements differ (clearing.json)"]
-    for line in [p for p in problems if p] + o["mismatches"][:10] + bad["problems"][:10]:
+    for line in [p for p in problems if p] + o["mismatches"][:10] + bad["problems"][:10] + \
+            rec["problems"][:10]:
         console.print(f"  [red]- {line}[/]")
     t = summary["timing_s"]
     console.print(f"Wall time {t['total']:.1f} s (platform ready after {t['platform_ready']:.1f} "

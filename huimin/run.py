@@ -23,7 +23,8 @@ from huimin.logfiles import (
     write_visit,
 )
 from huimin.verify import answer_diff
-from messages.topics import ALL_TOPICS, MONEY_EVENTS
+from messages.codes import Infno
+from messages.topics import ALL_TOPICS, MONEY_EVENTS, RECON_REQUESTS
 from messages.visitlog import TIME_FORMAT, Visit, VisitSession
 from settlement.clearing import clear
 from settlement.ledger import events_from_answers
@@ -31,6 +32,7 @@ from settlement.oracle import Oracle
 from simulators.bad_messages import KINDS, BadMessage, generate_bad_messages
 from simulators.faults import FaultPlan
 from simulators.hospital import HospitalFleet, HospitalRunResult
+from simulators.reconciliation import reconciliation_requests
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import World, WorldSpec, build_world
 from streams.broker import broker, free_port
@@ -145,6 +147,38 @@ def check_bad_requests(result: HospitalRunResult, bad: list[BadMessage],
     return check
 
 
+@dataclass
+class ReconciliationCheck:
+    """The hospitals' 3201/3202: answered, balanced (平), and as the oracle answers them."""
+
+    sent: int = 0
+    balanced: int = 0
+    equal_to_oracle: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.equal_to_oracle == self.sent and not self.problems
+
+
+def check_reconciliation(ex: Execution, oracle: Oracle) -> ReconciliationCheck:
+    check = ReconciliationCheck()
+    for key, req in reconciliation_requests(ex.result.sessions):
+        check.sent += 1
+        got = distinct(ex.reconciliation.get(req["msgid"], []))
+        want = oracle.submit(key, req)
+        if got == [want]:
+            check.equal_to_oracle += 1
+        elif len(check.problems) < 10:
+            check.problems.append(f"{req['infno']} of {req['fixmedins_code']} "
+                                  f"{req['input']['stmt_enddate']}: {answer_diff(got, [want])}")
+        out = want["output"] if want else {}
+        if out.get("stmt_rslt") == "0" or (req["infno"] == Infno.RECONCILE_DETAILS and
+                                           not any(out.values())):
+            check.balanced += 1
+    return check
+
+
 @dataclass(frozen=True, slots=True)
 class Accounting:
     """sent = answered OK + answered with an error + dead-lettered + unaccounted; answers that
@@ -187,6 +221,7 @@ class RunReport:
     comparison: Comparison
     clearing_ok: bool  # the streamed clearing statements equal the oracle's
     clearing_months: int
+    reconciliation: ReconciliationCheck
     bad_requests: BadRequestCheck
     accounting: Accounting
     out_dir: Path
@@ -199,7 +234,8 @@ class RunReport:
     @property
     def ok(self) -> bool:
         return (self.comparison.ok and self.bad_requests.ok and not self.result.timed_out
-                and self.accounting.unaccounted == 0 and self.clearing_ok)
+                and self.accounting.unaccounted == 0 and self.clearing_ok
+                and self.reconciliation.ok)
 
 
 def default_out_dir() -> Path:
@@ -215,8 +251,8 @@ class Platform:
         self.workers: list[WorkerProcess] = []
         ensure_topics(bootstrap, [*ALL_TOPICS, *changelog_topics(self.cfg.app_id, TABLES)],
                       partitions)
-        ensure_topics(bootstrap, [MONEY_EVENTS, *changelog_topics(self.cfg.app_id,
-                                                                  (CLEARING_TABLE,))], 1)
+        ensure_topics(bootstrap, [MONEY_EVENTS, RECON_REQUESTS,
+                                  *changelog_topics(self.cfg.app_id, (CLEARING_TABLE,))], 1)
 
     def add_worker(self) -> WorkerProcess:
         """Start one more worker in the consumer group (its own web port and data folder);
@@ -253,6 +289,7 @@ class Execution:
     bootstrap: str
     worker_kills: int
     clearing: list[dict[str, Any]] | None  # the national platform's statements, if ours
+    reconciliation: dict[str, list[dict[str, Any]]]  # msgid -> answers to 3201/3202
     setup_s: float
     sign_in_s: float
 
@@ -292,9 +329,11 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
         if ours is not None:
             on_stage("reading the national clearing statements")
             statements = clearing_statements(ours, expected_clearing)
+        on_stage("the hospitals reconcile (3201/3202)")
+        recon = fleet.exchange(reconciliation_requests(result.sessions))
         on_stage("stopping")
-    return Execution(result, bootstrap, kill_worker if events else 0, statements, setup_s,
-                     sign_in_s)
+    return Execution(result, bootstrap, kill_worker if events else 0, statements, recon,
+                     setup_s, sign_in_s)
 
 
 def clearing_statements(ours: Platform, expected: list[dict[str, Any]] | None,
@@ -346,7 +385,8 @@ def run_scenario(opts: RunOptions, on_stage: Callable[[str], None] = lambda s: N
     bad = generate_bad_messages(world, opts.faults.bad_per_kind(
         sum(len(v.steps) for v in visits), opts.bad_per_kind))
     on_stage("settling the visit log with the oracle")
-    expected = list(Oracle(world.ref).settle_log(visits))
+    oracle_of_expected = Oracle(world.ref)
+    expected = list(oracle_of_expected.settle_log(visits))
     with open(out_dir / "visits.jsonl", "wb") as f:  # so `huimin verify` can check this run
         write_header(f, LogHeader(opts.world, opts.visits, str(opts.faults.in_plans()),
                                   len(bad) // len(KINDS)))
@@ -366,7 +406,8 @@ def run_scenario(opts: RunOptions, on_stage: Callable[[str], None] = lambda s: N
     redelivery = opts.faults.kill_worker > 0 or opts.faults.join_worker > 0
     comparison = compare(ex.result.sessions, expected, redelivery)
     clearing_ok = ex.clearing == expected_clearing
-    return RunReport(opts, bad, ex.result, comparison, clearing_ok, len(expected_clearing),
+    recon = check_reconciliation(ex, oracle_of_expected)
+    return RunReport(opts, bad, ex.result, comparison, clearing_ok, len(expected_clearing), recon,
                      check_bad_requests(ex.result, bad, redelivery),
                      account(ex.result, bad), out_dir, ex.bootstrap, ex.worker_kills,
                      ex.setup_s, ex.sign_in_s,

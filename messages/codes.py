@@ -24,6 +24,8 @@ class Infno(StrEnum):
     INPATIENT_ADMIT = "2401"
     INPATIENT_DISCHARGE = "2402"
     REVERSAL = "2601"
+    RECONCILE_TOTALS = "3201"
+    RECONCILE_DETAILS = "3202"
     ACCUMULATORS = "5206"
 
 
@@ -38,6 +40,8 @@ PRESETTLEMENTS = frozenset({Infno.OUTPATIENT_PRESETTLE, Infno.INPATIENT_PRESETTL
 CANCELLATIONS = frozenset({Infno.OUTPATIENT_SETTLE_CANCEL, Infno.INPATIENT_SETTLE_CANCEL})
 REGISTRATIONS = frozenset({Infno.OUTPATIENT_REGISTER, Infno.INPATIENT_ADMIT})
 FEE_UPLOADS = frozenset({Infno.FEE_UPLOAD, Infno.INPATIENT_FEE_UPLOAD})
+#: Hospital reconciliation, keyed by the hospital and answered from the clearing events.
+RECONCILIATIONS = frozenset({Infno.RECONCILE_TOTALS, Infno.RECONCILE_DETAILS})
 #: Transactions a 2601 can reverse: what they changed is undone (queries change nothing).
 REVERSIBLE = SETTLEMENTS | PRESETTLEMENTS | REGISTRATIONS | FEE_UPLOADS | frozenset({
     Infno.PERSON_INFO, Infno.ACCUMULATORS})

@@ -14,6 +14,7 @@ TRT_ANSWERS: Final = "trt.answers"  # national or insured (local) -> treatment s
 HOSP_RESPONSES: Final = "hosp.responses"  # treatment side -> hospital, keyed by fixmedins_code
 DEAD_LETTERS: Final = "dead.letters"  # messages that cannot be answered, with the reason
 MONEY_EVENTS: Final = "money.events"  # insured side -> national clearing: one partition
+RECON_REQUESTS: Final = "recon.requests"  # treatment side -> reconciliation (3201/3202): one
 
 #: Topics keyed by person; they must all have the same number of partitions.
 PERSON_KEYED: Final = (HOSP_REQUESTS, NAT_REQUESTS, INS_REQUESTS, NAT_ANSWERS, TRT_ANSWERS)

@@ -158,6 +158,29 @@ class ReversalInput(_Input):
     oinfno: str = Field(pattern=r"^\d{4}$")
 
 
+Day = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}$")]
+
+
+class ReconcileTotalsInput(_Input):
+    """3201 对总账: the hospital's own totals of its settlements over a period (event dates,
+    net of cancellations and reversals in the period)."""
+
+    stmt_begndate: Day
+    stmt_enddate: Day
+    medfee_sumamt: int
+    fund_pay_sumamt: int
+    acct_pay: int
+    fixmedins_setl_cnt: int
+
+
+class ReconcileDetailsInput(_Input):
+    """3202 对明细账: the setl_ids the hospital holds in force for settlements of a period."""
+
+    stmt_begndate: Day
+    stmt_enddate: Day
+    setl_ids: list[str] = Field(max_length=100_000)
+
+
 class AccumulatorsInput(_Input):
     """5206: the person's year-to-date accumulators for the year of `cum_ym` (yyyyMM)."""
 
@@ -182,6 +205,8 @@ INPUT_MODELS: dict[str, type[_Input]] = {
     Infno.INPATIENT_SETTLE: InpatientSettleInput,
     Infno.INPATIENT_SETTLE_CANCEL: SettleCancelInput,
     Infno.REVERSAL: ReversalInput,
+    Infno.RECONCILE_TOTALS: ReconcileTotalsInput,
+    Infno.RECONCILE_DETAILS: ReconcileDetailsInput,
     Infno.ACCUMULATORS: AccumulatorsInput,
 }
 
@@ -329,6 +354,17 @@ class ReversalOutput(_Output):
     reversed_setl_id: str = ""
 
 
+class ReconcileTotalsOutput(_Output):
+    stmt_rslt: Literal["0", "1"]  # 0 平 balanced, 1 不平 not
+    stmt_rslt_dscr: str
+    differences: dict[str, int]  # platform − hospital, for the totals that differ
+
+
+class ReconcileDetailsOutput(_Output):
+    missing_at_hospital: list[str]
+    missing_on_platform: list[str]
+
+
 class Accumulator(_Output):
     cum_type_code: str  # fund_11, fund_21 (fund paid by category), dedc_11 (deductible paid)
     cum: Fen
@@ -357,5 +393,7 @@ OUTPUT_MODELS: dict[str, type[_Output]] = {
     Infno.INPATIENT_SETTLE: SettleOutput,
     Infno.INPATIENT_SETTLE_CANCEL: CancelOutput,
     Infno.REVERSAL: ReversalOutput,
+    Infno.RECONCILE_TOTALS: ReconcileTotalsOutput,
+    Infno.RECONCILE_DETAILS: ReconcileDetailsOutput,
     Infno.ACCUMULATORS: AccumulatorsOutput,
 }

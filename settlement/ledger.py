@@ -44,6 +44,13 @@ class SettlementEvent:
     insuplc_admdvs: str
     mdtrtarea_admvs: str
     hifp_pay: int
+    medfee_sumamt: int = 0  # the rest is for hospital reconciliation (3201)
+    fund_pay_sumamt: int = 0
+    acct_pay: int = 0
+
+    @property
+    def sign(self) -> int:
+        return 1 if self.event == "settle" else -1
 
     @property
     def insured_province(self) -> str:
@@ -139,4 +146,5 @@ def events_from_answers(fixmedins_code: str,
 
 def _event(s: dict[str, Any], event: Event, time: str, fixmedins_code: str) -> SettlementEvent:
     return SettlementEvent(s["setl_id"], event, time, fixmedins_code, s["insuplc_admdvs"],
-                           s["mdtrtarea_admvs"], s["hifp_pay"])
+                           s["mdtrtarea_admvs"], s["hifp_pay"], s["medfee_sumamt"],
+                           s["fund_pay_sumamt"], s["acct_pay"])

@@ -10,8 +10,10 @@ from typing import Any
 from messages.codec import decode, encode, encode_to_keep
 from messages.visitlog import Visit, VisitSession
 from settlement.insured import InsuredPlatform
+from settlement.ledger import SettlementEvent
 from settlement.national import BackToTreatment, NationalPlatform
 from settlement.person import PersonRow
+from settlement.reconciliation import answer_reconciliation
 from settlement.reference import ReferenceData
 from settlement.retention import cutoff
 from settlement.treatment import DeadLetter, Forward, Reply, TreatmentPlatform, TreatmentRow
@@ -29,6 +31,7 @@ class Oracle:
         self._treatment_rows: dict[str, bytes] = {}
         self._person_rows: dict[str, bytes] = {}
         self._last_touched: dict[str, set[str]] = {}  # day (yyyyMMdd) -> certnos
+        self.money_events: dict[tuple[str, str], SettlementEvent] = {}  # as national clearing
 
     @property
     def treatment_rows(self) -> dict[str, TreatmentRow]:
@@ -72,13 +75,20 @@ class Oracle:
             return outcome.answer
         assert isinstance(outcome, Forward)
         req, ctx = outcome.req, outcome.ctx
+        if outcome.to == "reconciliation":
+            return answer_reconciliation(req, self.money_events.values())
         routed = self.national.route(certno, req, ctx) if outcome.to == "national" else None
         if isinstance(routed, BackToTreatment):  # refused by the national platform
             answer = routed.answer
         else:
-            answer, prow = self.insured.handle(certno, self._prow(certno), req, ctx)
+            prow_in = self._prow(certno)
+            answer, prow = self.insured.handle(certno, prow_in, req, ctx)
             if prow is not None:
                 self._person_rows[certno] = encode_to_keep(prow.to_dict())
+            event = self.insured.money_event(req, answer, prow or prow_in,
+                                             ctx["fixmedins_code"])
+            if event is not None:
+                self.money_events.setdefault((event.setl_id, event.event), event)
         # Every answer passes the treatment side on its way back, as in the streamed platform.
         trow = self.treatment.handle_answer(answer, ctx, self._trow(certno))
         if trow is not None:

@@ -16,6 +16,7 @@ from messages.codes import (
     FEE_UPLOADS,
     INSURED_SIDE,
     PRESETTLEMENTS,
+    RECONCILIATIONS,
     REGISTRATIONS,
     REVERSIBLE,
     SETTLEMENTS,
@@ -85,7 +86,7 @@ class Forward:
     """Send on towards the insured place: to the national platform, or straight to the
     insured-side role when the patient is insured in this province."""
 
-    to: Literal["national", "insured"]
+    to: Literal["national", "insured", "reconciliation"]
     req: dict[str, Any]
     ctx: dict[str, Any]
 
@@ -203,6 +204,9 @@ class TreatmentPlatform:
         if req.infno == Infno.SIGN_IN:  # keyed by the hospital, touches no person
             return Reply(ok_answer(req.msgid, {"signinoutb": {
                 "sign_time": req.inf_time, "sign_no": sign_no_for(req.msgid)}}), ctx), None
+        if req.infno in RECONCILIATIONS:  # keyed by the hospital, answered from its events
+            ctx["route"] = "recon"
+            return Forward("reconciliation", req.model_dump(), ctx), None
         certno = key or ""
         if not is_valid_certno(certno):
             raise Rejected(ErrorCode.INVALID_CERTNO,

@@ -160,6 +160,21 @@ class HospitalFleet:
                 waiting.pop(msg.get("ans", {}).get("inf_refmsgid", ""), None)
         return time.monotonic() - start
 
+    def exchange(self, requests: list[tuple[str, dict[str, Any]]],
+                 timeout_s: float = 60.0) -> dict[str, list[dict[str, Any]]]:
+        """Send standalone requests (key, request) and collect their answers by msgid."""
+        answers: dict[str, list[dict[str, Any]]] = {r["msgid"]: [] for _, r in requests}
+        for key, req in requests:
+            self._send(key, encode(req))
+        self.producer.flush()
+        deadline = time.monotonic() + timeout_s
+        while any(not a for a in answers.values()) and time.monotonic() < deadline:
+            for msg in self._poll(100):
+                ans = msg.get("ans") or {}
+                if ans.get("inf_refmsgid") in answers:
+                    answers[ans["inf_refmsgid"]].append(ans)
+        return answers
+
     def run(self, visits: list[Visit], arrivals: list[float],
             bad: list[BadMessage] | None = None,
             on_progress: Callable[[int], None] | None = None,

@@ -26,6 +26,7 @@ from settlement.insured import InsuredPlatform
 from settlement.ledger import SettlementEvent
 from settlement.national import BackToTreatment, NationalPlatform
 from settlement.person import PersonRow
+from settlement.reconciliation import answer_reconciliation
 from settlement.treatment import DeadLetter, Forward, Reply, TreatmentPlatform, TreatmentRow
 from simulators.world import build_world
 from streams.config import CLEARING_TABLE, WorkerConfig
@@ -80,6 +81,7 @@ def create_app(cfg: WorkerConfig) -> faust.App:
     hosp_responses = app.topic(topics.HOSP_RESPONSES, **raw)
     dead_letters = app.topic(topics.DEAD_LETTERS, **raw)
     money_events = app.topic(topics.MONEY_EVENTS, **{**raw, "partitions": 1})
+    recon_requests = app.topic(topics.RECON_REQUESTS, **{**raw, "partitions": 1})
     trt_rows = app.Table("trt_persons", key_type=bytes, value_type=bytes, default=None,
                          partitions=cfg.partitions)
     ins_rows = app.Table("ins_persons", key_type=bytes, value_type=bytes, default=None,
@@ -130,7 +132,8 @@ def create_app(cfg: WorkerConfig) -> faust.App:
         if isinstance(outcome, Reply):
             return [to_hospital(outcome.answer, outcome.ctx, trace)]
         if isinstance(outcome, Forward):
-            target = nat_requests if outcome.to == "national" else ins_requests
+            target = {"national": nat_requests, "insured": ins_requests,
+                      "reconciliation": recon_requests}[outcome.to]
             return [send(target, key, encode(wrap_request(outcome.req, outcome.ctx, trace)))]
         assert isinstance(outcome, DeadLetter)
         return [dead_letter(key, value, outcome.error_code.value, outcome.reason,
@@ -167,6 +170,12 @@ def create_app(cfg: WorkerConfig) -> faust.App:
             clearing_events[event_id] = encode_to_keep(asdict(event))
         return []
 
+    def on_recon_request(key: bytes | None, value: bytes | None) -> list[Send]:
+        msg = decode(value)
+        events = [SettlementEvent(**decode(v)) for v in clearing_events.values()]
+        return [to_hospital(answer_reconciliation(msg["req"], events), msg["ctx"],
+                            stamp(msg["trace"], NAT_IN))]
+
     @app.page("/clearing/")
     async def clearing_view(web: Any, request: Any) -> Any:
         """The national clearing statements of every month so far (JSON)."""
@@ -201,4 +210,5 @@ def create_app(cfg: WorkerConfig) -> faust.App:
     role(nat_answers, "national_answers", on_national_answer)
     role(trt_answers, "treatment_answers", on_treatment_answer)
     role(money_events, "national_clearing", on_money_event)
+    role(recon_requests, "reconciliation", on_recon_request)
     return app

@@ -64,6 +64,12 @@ def test_the_national_platform_clears_each_month_as_the_oracle_does(two_runs):
         assert any(p["amount"] for p in s["pairs"])
 
 
+def test_every_hospital_reconciles_balanced_over_kafka(two_runs):
+    rec = summary_of(two_runs[0])["reconciliation"]
+    assert rec["sent"] > 100
+    assert rec["balanced"] == rec["equal_to_oracle"] == rec["sent"], rec["problems"]
+
+
 def test_accounting_closes_sent_equals_answered_plus_dead_lettered(two_runs):
     summary = summary_of(two_runs[0])
     acc = summary["accounting"]

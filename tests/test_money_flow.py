@@ -151,3 +151,40 @@ def test_reconciliation_is_balanced_only_when_totals_agree_and_lists_what_is_mis
     shuffled = setls[:]
     rnd.shuffle(shuffled)
     assert Totals.of(shuffled) == platform
+
+
+def test_a_hospital_that_lost_a_settlement_is_unbalanced_and_3202_names_it():
+    """Through the oracle's platform: the hospitals' own reconciliation balances; drop one
+    settlement from a hospital's books and 3201 is 不平 by exactly it, 3202 lists it."""
+    from messages.visitlog import VisitSession
+    from simulators.reconciliation import reconciliation_requests
+
+    world = build_world(WorldSpec(seed=21, persons=600))
+    oracle = Oracle(world.ref)
+    sessions = list(oracle.settle_log(generate_visits(world, VisitSpec(visits=300))))
+    requests = reconciliation_requests(sessions)
+    answers = [oracle.submit(key, req)["output"] for key, req in requests]
+    assert all(a.get("stmt_rslt", "0") == "0" for a in answers)
+    assert all(not a.get("missing_at_hospital") and not a.get("missing_on_platform")
+               for a in answers)
+
+    victim: VisitSession = next(s for s in sessions if s.settlement is not None
+                                and s.settlement["fund_pay_sumamt"] > 0)
+    lost = victim.settlement  # the hospital's books miss this settlement
+    code, day = victim.visit.fixmedins_code, lost["setl_time"][:10]
+    mine = {(r["infno"], r["input"]["stmt_enddate"]): r for key, r in requests if key == code}
+    totals = mine[("3201", day)]
+    short = {**totals, "input": {**totals["input"],
+             "fixmedins_setl_cnt": totals["input"]["fixmedins_setl_cnt"] - 1,
+             "medfee_sumamt": totals["input"]["medfee_sumamt"] - lost["medfee_sumamt"],
+             "fund_pay_sumamt": totals["input"]["fund_pay_sumamt"] - lost["fund_pay_sumamt"],
+             "acct_pay": totals["input"]["acct_pay"] - lost["acct_pay"]}}
+    out = oracle.submit(code, short)["output"]
+    assert out["stmt_rslt"] == "1" and out["stmt_rslt_dscr"] == "不平"
+    assert out["differences"]["count"] == 1
+    assert out["differences"]["fund_pay_sumamt"] == lost["fund_pay_sumamt"]
+    details = next(r for (infno, _), r in mine.items() if infno == "3202")
+    without = {**details, "input": {**details["input"], "setl_ids": [
+        x for x in details["input"]["setl_ids"] if x != lost["setl_id"]]}}
+    out = oracle.submit(code, without)["output"]
+    assert out == {"missing_at_hospital": [lost["setl_id"]], "missing_on_platform": []}
