@@ -56,6 +56,9 @@ def run(
     visits: Annotated[int, typer.Option(min=1, help="Outpatient visits to carry out.")] = 2_000,
     cross_share: Annotated[float, typer.Option(min=0.0, max=1.0,
                                                help="Share of cross-province visits.")] = 0.2,
+    days: Annotated[int, typer.Option(
+        min=1, help="Simulated days the visits span, from 2026-12-01 (the clock runs as fast "
+                    "as --rate lets it).")] = 60,
     seed: Annotated[int, typer.Option(help="Seed of the world and the visits.")] = 42,
     rate: Annotated[float, typer.Option(min=0.1, help="Visit arrivals per second (open loop).")
                     ] = 50.0,
@@ -75,7 +78,7 @@ def run(
     """
     plan = _fault_plan(faults)
     opts = RunOptions(world=WorldSpec(seed=seed, persons=persons), faults=plan,
-                      visits=VisitSpec(visits=visits, cross_share=cross_share),
+                      visits=VisitSpec(visits=visits, cross_share=cross_share, days=days),
                       rate=rate, partitions=partitions, bad_per_kind=bad_per_kind, out_dir=out)
     with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(), console=console,
@@ -92,7 +95,8 @@ def run(
     if not report.ok:
         console.print("Reproduce with: huimin run " + " ".join(
             f"--{k} {v}" for k, v in (("persons", persons), ("visits", visits),
-                                     ("cross-share", cross_share), ("seed", seed),
+                                     ("cross-share", cross_share), ("days", days),
+                                     ("seed", seed),
                                      ("rate", rate), ("faults", plan or None)) if v is not None))
     raise typer.Exit(0 if report.ok else 1)
 
@@ -137,6 +141,7 @@ def generate(
     persons: Annotated[int, typer.Option(min=1)] = 5_000,
     visits: Annotated[int, typer.Option(min=1)] = 2_000,
     cross_share: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.2,
+    days: Annotated[int, typer.Option(min=1, help="Simulated days the visits span.")] = 60,
     seed: Annotated[int, typer.Option()] = 42,
     bad_per_kind: Annotated[int, typer.Option(
         min=0, help="Bad requests of each kind to go with the log.")] = 0,
@@ -155,7 +160,7 @@ def generate(
         raise typer.BadParameter("kill-worker and join-worker happen to a platform: give them "
                                  "to huimin replay or huimin run", param_hint="--faults")
     world_spec = WorldSpec(seed=seed, persons=persons)
-    visit_spec = VisitSpec(visits=visits, cross_share=cross_share)
+    visit_spec = VisitSpec(visits=visits, cross_share=cross_share, days=days)
     expected = expected or expected_path_for(output)
     requests = 0
     with _progress() as progress:
