@@ -170,9 +170,20 @@ def create_app(cfg: WorkerConfig) -> faust.App:
             clearing_events[event_id] = encode_to_keep(asdict(event))
         return []
 
+    by_hospital: dict[str, dict[bytes, SettlementEvent]] = {}  # decoded index of the table
+
+    def events_of(fixmedins_code: str) -> list[SettlementEvent]:
+        """The hospital's money events; the index catches up with the table (after a restart
+        or a rebalance the table is recovered from its changelog, the index is not)."""
+        if sum(map(len, by_hospital.values())) != len(clearing_events):
+            for k, v in clearing_events.items():
+                event = SettlementEvent(**decode(v))
+                by_hospital.setdefault(event.fixmedins_code, {})[k] = event
+        return list(by_hospital.get(fixmedins_code, {}).values())
+
     def on_recon_request(key: bytes | None, value: bytes | None) -> list[Send]:
         msg = decode(value)
-        events = [SettlementEvent(**decode(v)) for v in clearing_events.values()]
+        events = events_of(msg["req"]["fixmedins_code"])
         return [to_hospital(answer_reconciliation(msg["req"], events), msg["ctx"],
                             stamp(msg["trace"], NAT_IN))]
 
