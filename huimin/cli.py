@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from pathlib import Path
@@ -42,7 +43,10 @@ from simulators.bad_messages import generate_bad_messages
 from simulators.faults import FaultPlan, FaultPlanError
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import WorldSpec, build_world
-from streams.broker import EmbeddedBroker
+from streams.broker import BOOTSTRAP_ENV, EmbeddedBroker
+from streams.config import WorkerConfig
+from streams.topics import create_platform_topics
+from streams.worker import run_worker
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="huimin: cross-province medical-insurance settlement and health-record "
@@ -99,6 +103,44 @@ def run(
                                      ("seed", seed),
                                      ("rate", rate), ("faults", plan or None)) if v is not None))
     raise typer.Exit(0 if report.ok else 1)
+
+
+def _bootstrap(bootstrap: str | None) -> str:
+    value = bootstrap or os.environ.get(BOOTSTRAP_ENV)
+    if not value:
+        raise typer.BadParameter(f"give --bootstrap or set {BOOTSTRAP_ENV}",
+                                 param_hint="--bootstrap")
+    return value
+
+
+@app.command()
+def topics(
+    bootstrap: Annotated[str | None, typer.Option(help=f"Default: ${BOOTSTRAP_ENV}.")] = None,
+    partitions: Annotated[int, typer.Option(min=1)] = 8,
+    replication: Annotated[int, typer.Option(min=1)] = 1,
+) -> None:
+    """Create the platform's topics on a cluster (those that do not exist yet)."""
+    created = create_platform_topics(_bootstrap(bootstrap), partitions, replication)
+    console.print(f"Topics ready: {', '.join(created)}")
+
+
+@app.command()
+def worker(
+    bootstrap: Annotated[str | None, typer.Option(help=f"Default: ${BOOTSTRAP_ENV}.")] = None,
+    persons: Annotated[int, typer.Option(min=1, help="The world to load (as the simulator's).")
+                       ] = 5_000,
+    seed: Annotated[int, typer.Option()] = 42,
+    partitions: Annotated[int, typer.Option(min=1)] = 8,
+    web_port: Annotated[int, typer.Option(help="This worker's web port (/clearing/).")] = 6066,
+    web_host: Annotated[str, typer.Option(help="Address the web server binds.")
+                        ] = "127.0.0.1",
+    data_dir: Annotated[Path, typer.Option()] = Path(".huimin-data"),
+) -> None:
+    """Run one platform worker (all roles) in the consumer group `huimin`; start more to scale
+    out. The topics must exist (`huimin topics`)."""
+    run_worker(WorkerConfig(bootstrap=_bootstrap(bootstrap), partitions=partitions,
+                            web_port=web_port, web_host=web_host, data_dir=str(data_dir),
+                            world=WorldSpec(seed=seed, persons=persons)))
 
 
 @app.command()

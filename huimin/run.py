@@ -24,7 +24,6 @@ from huimin.logfiles import (
 )
 from huimin.verify import answer_diff
 from messages.codes import Infno
-from messages.topics import ALL_TOPICS, MONEY_EVENTS, RECON_REQUESTS
 from messages.visitlog import TIME_FORMAT, Visit, VisitSession
 from settlement.clearing import clear
 from settlement.ledger import events_from_answers
@@ -36,9 +35,9 @@ from simulators.reconciliation import reconciliation_requests
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import World, WorldSpec, build_world
 from streams.broker import broker, free_port
-from streams.config import CLEARING_TABLE, TABLES, WorkerConfig
+from streams.config import WorkerConfig
 from streams.process import WorkerProcess
-from streams.topics import changelog_topics, ensure_topics
+from streams.topics import create_platform_topics
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,10 +248,7 @@ class Platform:
         self.cfg = WorkerConfig(bootstrap=bootstrap, partitions=partitions, world=world)
         self.out_dir = out_dir
         self.workers: list[WorkerProcess] = []
-        ensure_topics(bootstrap, [*ALL_TOPICS, *changelog_topics(self.cfg.app_id, TABLES)],
-                      partitions)
-        ensure_topics(bootstrap, [MONEY_EVENTS, RECON_REQUESTS,
-                                  *changelog_topics(self.cfg.app_id, (CLEARING_TABLE,))], 1)
+        create_platform_topics(bootstrap, partitions)
 
     def add_worker(self) -> WorkerProcess:
         """Start one more worker in the consumer group (its own web port and data folder);

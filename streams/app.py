@@ -58,8 +58,8 @@ def faust_app(cfg: WorkerConfig) -> faust.App:
         topic_disable_leader=True,
         topic_allow_declare=True,
         web_enabled=True,  # the national clearing view: GET /clearing/
-        web_host="127.0.0.1",
-        web_bind="127.0.0.1",
+        web_host=cfg.web_host,
+        web_bind=cfg.web_host,
         web_port=cfg.web_port,
     )
 

@@ -14,6 +14,7 @@ class WorkerConfig:
     app_id: str = "huimin"
     partitions: int = 8
     web_port: int = 6066
+    web_host: str = "127.0.0.1"  # 0.0.0.0 in a container, so that others can reach /clearing/
     store: str = "memory://"
     fetch_max_wait_ms: int = 10
     data_dir: str = ".huimin-data"

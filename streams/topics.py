@@ -42,3 +42,18 @@ def ensure_topics(bootstrap: str, names: list[str] | tuple[str, ...] = ALL_TOPIC
             time.sleep(0.1)
     finally:
         admin.close()
+
+
+def create_platform_topics(bootstrap: str, partitions: int = 8,
+                           replication: int = 1) -> list[str]:
+    """Every topic the platform uses, changelogs included; the clearing ones have one
+    partition. Returns their names."""
+    from messages.topics import MONEY_EVENTS, RECON_REQUESTS
+    from streams.config import CLEARING_TABLE, TABLES, WorkerConfig
+
+    app_id = WorkerConfig(bootstrap=bootstrap).app_id
+    keyed = [*ALL_TOPICS, *changelog_topics(app_id, TABLES)]
+    single = [MONEY_EVENTS, RECON_REQUESTS, *changelog_topics(app_id, (CLEARING_TABLE,))]
+    ensure_topics(bootstrap, keyed, partitions, replication)
+    ensure_topics(bootstrap, single, 1, replication)
+    return keyed + single
