@@ -57,6 +57,8 @@ def summarise(report: RunReport) -> dict[str, Any]:
     for msgid, answers in res.bad_answers.items():
         for ans in answers:
             outcomes[f"{bad_infno.get(msgid) or '?'} {_outcome(ans)}"] += 1
+    for infno, ans in res.daily.answered if res.daily else []:
+        outcomes[f"{infno} {_outcome(ans)}"] += 1
     for s in res.sessions:
         setl = s.settlement
         if setl is None:
@@ -89,6 +91,13 @@ def summarise(report: RunReport) -> dict[str, Any]:
                            "balanced": report.reconciliation.balanced,
                            "equal_to_oracle": report.reconciliation.equal_to_oracle,
                            "problems": report.reconciliation.problems},
+        "daily_reconciliation": {
+            "hospital_days": (d := report.daily_reconciliation).days,
+            "balanced_at_once": d.balanced_at_once,
+            "balanced_after_posting": d.balanced_after_posting,
+            "balanced_after_waiting": d.balanced_after_waiting,
+            "unbalanced": d.unbalanced, "posted": d.posted,
+            "expected_posted": d.expected_posted},
         "timed_out": len(res.timed_out),
         "unexpected_answers": res.unexpected_answers,
         "timing_s": {"setup": report.setup_s, "platform_ready": report.sign_in_s,
@@ -175,10 +184,16 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
                   "platform " + ("equal to the oracle's" if clr["equal_to_oracle"]
                                  else "[red]differ from the oracle's[/]")
                   + " (huimin clearing shows them)")
+    day = summary["daily_reconciliation"]
+    console.print(f"[bold]Daily reconciliation[/] {day['hospital_days']:,} hospital-days: "
+                  f"{day['balanced_at_once']:,} 平 at once, {day['balanced_after_posting']:,} "
+                  f"不平 until 3202 detailed {day['posted']:,} settlements whose answers were "
+                  f"lost (expected {day['expected_posted']:,}), {day['balanced_after_waiting']:,}"
+                  f" 平 once the clearing caught up, {len(day['unbalanced'])} left 不平")
     rec = summary["reconciliation"]
-    console.print(f"[bold]Reconciliation[/] {rec['sent']:,} hospital 3201/3202 requests, "
-                  f"{rec['balanced']:,} balanced (平), {rec['equal_to_oracle']:,} answered as "
-                  "the oracle answers them")
+    console.print(f"[bold]Reconciliation[/] {rec['sent']:,} closing 3201/3202/3203 requests, "
+                  f"{rec['balanced']:,} balanced (平) or accepted (受理), "
+                  f"{rec['equal_to_oracle']:,} answered as the oracle answers them")
     o = summary["oracle"]
     verdict = (f"{o['settlements_equal']:,} of {o['settlements_expected']:,} settlements equal "
                f"to the oracle ({o['answers_equal']:,} of {o['answers_compared']:,} answers)")
@@ -188,8 +203,11 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
                 f"{bad['unexpected_dead_letters']} unexpected dead letters"
                 if bad["unexpected_dead_letters"] else "",
                 "" if clr["equal_to_oracle"] else "clearing statements differ (clearing.json)"]
+    if day["posted"] != day["expected_posted"]:
+        problems.append(f"{day['posted']} settlements posted from 3202, "
+                        f"{day['expected_posted']} expected")
     for line in [p for p in problems if p] + o["mismatches"][:10] + bad["problems"][:10] + \
-            rec["problems"][:10]:
+            rec["problems"][:10] + day["unbalanced"][:10]:
         console.print(f"  [red]- {line}[/]")
     t = summary["timing_s"]
     console.print(f"Wall time {t['total']:.1f} s (platform ready after {t['platform_ready']:.1f} "

@@ -31,7 +31,7 @@ from settlement.oracle import Oracle
 from simulators.bad_messages import KINDS, BadMessage, generate_bad_messages
 from simulators.faults import FaultPlan
 from simulators.hospital import HospitalFleet, HospitalRunResult
-from simulators.reconciliation import reconciliation_requests
+from simulators.reconciliation import closing_requests, settlements_to_post
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import World, WorldSpec, build_world
 from streams.broker import broker, free_port
@@ -147,8 +147,45 @@ def check_bad_requests(result: HospitalRunResult, bad: list[BadMessage],
 
 
 @dataclass
+class DailyReconciliationCheck:
+    """The hospitals' daily 3201/3202 during the run: every hospital-day ends balanced (平),
+    and exactly the settlements whose answers a HIS lost were posted from 3202 details."""
+
+    days: int = 0
+    balanced_at_once: int = 0
+    balanced_after_posting: int = 0  # 不平 until 3202 detailed the settlements it had lost
+    balanced_after_waiting: int = 0  # 不平 until the platform's clearing caught up
+    unbalanced: list[str] = field(default_factory=list)
+    posted: int = 0
+    expected_posted: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.unbalanced and self.posted == self.expected_posted
+
+
+def check_daily_reconciliation(result: HospitalRunResult,
+                               expected: list[VisitSession]) -> DailyReconciliationCheck:
+    check = DailyReconciliationCheck(expected_posted=settlements_to_post(expected))
+    for day in result.days_reconciled:
+        check.days += 1
+        check.posted += day.posted
+        if not day.balanced:
+            check.unbalanced.append(f"{day.fixmedins_code} {day.day}: {day.result or 'no answer'}"
+                                    f" after {day.attempts} 3201")
+        elif day.attempts == 1:
+            check.balanced_at_once += 1
+        elif day.posted:
+            check.balanced_after_posting += 1
+        else:
+            check.balanced_after_waiting += 1
+    return check
+
+
+@dataclass
 class ReconciliationCheck:
-    """The hospitals' 3201/3202: answered, balanced (平), and as the oracle answers them."""
+    """The closing 3201/3202 of every hospital and 3203 of every agency: answered, balanced
+    (平) or accepted (受理), and as the oracle answers them."""
 
     sent: int = 0
     balanced: int = 0
@@ -157,24 +194,28 @@ class ReconciliationCheck:
 
     @property
     def ok(self) -> bool:
-        return self.equal_to_oracle == self.sent and not self.problems
+        return self.equal_to_oracle == self.sent == self.balanced and not self.problems
 
 
 def check_reconciliation(ex: Execution, oracle: Oracle) -> ReconciliationCheck:
     check = ReconciliationCheck()
-    for key, req in reconciliation_requests(ex.result.sessions):
+    for key, req in closing_requests(ex.result.books):
         check.sent += 1
         got = distinct(ex.reconciliation.get(req["msgid"], []))
         want = oracle.submit(key, req)
         if got == [want]:
             check.equal_to_oracle += 1
         elif len(check.problems) < 10:
-            check.problems.append(f"{req['infno']} of {req['fixmedins_code']} "
-                                  f"{req['input']['stmt_enddate']}: {answer_diff(got, [want])}")
-        out = want["output"] if want else {}
-        if out.get("stmt_rslt") == "0" or (req["infno"] == Infno.RECONCILE_DETAILS and
-                                           not any(out.values())):
+            check.problems.append(f"{req['infno']} of {req['fixmedins_code']}: "
+                                  f"{answer_diff(got, [want])}")
+        out = want["output"] if want and want["infcode"] == 0 else {}
+        if out.get("stmt_rslt") == "0" or out.get("appy_stas") == "1" or (
+                req["infno"] == Infno.RECONCILE_DETAILS and out and
+                not out["missing_at_hospital"] and not out["missing_on_platform"]):
             check.balanced += 1
+        elif len(check.problems) < 10:
+            check.problems.append(f"{req['infno']} of {req['fixmedins_code']} does not balance:"
+                                  f" {out or want}")
     return check
 
 
@@ -199,6 +240,9 @@ def account(result: HospitalRunResult, bad: list[BadMessage]) -> Accounting:
     ok = error = extra = 0
     sends = [(e.sends, e.answers) for e in result.exchanges.values()]
     sends += [(1, answers) for answers in result.bad_answers.values()]
+    if result.daily is not None:  # each daily 3201/3202 is sent once and answered once
+        sends += [(1, [a]) for _, a in result.daily.answered]
+        sends += [(1, [])] * (result.daily.sent - len(result.daily.answered))
     for n, answers in sends:
         kept = answers[:n]
         extra += len(answers) - len(kept)
@@ -207,7 +251,8 @@ def account(result: HospitalRunResult, bad: list[BadMessage]) -> Accounting:
     expected = Counter(b.value for b in bad if b.expect == "dead-letter")
     letters = Counter(d.value for d in result.dead_letters)
     repeats = sum(max(0, n - expected[v]) for v, n in letters.items() if v in expected)
-    return Accounting(sent=result.sent + len(bad), answered_ok=ok, answered_error=error,
+    daily = result.daily.sent if result.daily is not None else 0
+    return Accounting(sent=result.sent + daily + len(bad), answered_ok=ok, answered_error=error,
                       dead_lettered=len(result.dead_letters) - repeats,
                       redelivered=extra + repeats)
 
@@ -221,6 +266,7 @@ class RunReport:
     clearing_ok: bool  # the streamed clearing statements equal the oracle's
     clearing_months: int
     reconciliation: ReconciliationCheck
+    daily_reconciliation: DailyReconciliationCheck
     bad_requests: BadRequestCheck
     accounting: Accounting
     out_dir: Path
@@ -234,7 +280,7 @@ class RunReport:
     def ok(self) -> bool:
         return (self.comparison.ok and self.bad_requests.ok and not self.result.timed_out
                 and self.accounting.unaccounted == 0 and self.clearing_ok
-                and self.reconciliation.ok)
+                and self.reconciliation.ok and self.daily_reconciliation.ok)
 
 
 def default_out_dir() -> Path:
@@ -285,6 +331,7 @@ class Execution:
     bootstrap: str
     worker_kills: int
     clearing: list[dict[str, Any]] | None  # the national platform's statements, if ours
+    ledger: dict[str, Any] | None  # its trial balance, if ours
     reconciliation: dict[str, list[dict[str, Any]]]  # msgid -> answers to 3201/3202
     setup_s: float
     sign_in_s: float
@@ -321,15 +368,34 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
                                   visits[0].begntime if visits else "2026-01-01 00:00:00")
         on_stage(f"{len(visits):,} visits")
         result = fleet.run(visits, arrivals, bad, on_progress, events=events)
-        statements = None
+        statements = ledger = None
         if ours is not None:
-            on_stage("reading the national clearing statements")
+            on_stage("reading the national clearing statements and ledger")
             statements = clearing_statements(ours, expected_clearing)
-        on_stage("the hospitals reconcile (3201/3202)")
-        recon = fleet.exchange(reconciliation_requests(result.sessions))
+            ledger = national_view(ours, "/ledger/")
+        on_stage("the hospitals reconcile the period (3201/3202), the agencies apply for "
+                 "clearing (3203)")
+        recon = fleet.exchange(closing_requests(result.books))
         on_stage("stopping")
-    return Execution(result, bootstrap, kill_worker if events else 0, statements, recon,
+    return Execution(result, bootstrap, kill_worker if events else 0, statements, ledger, recon,
                      setup_s, sign_in_s)
+
+
+def national_view(ours: Platform, path: str) -> Any:
+    """GET `path` (JSON) from the worker that holds the national clearing table: the one
+    whose view has events (None if no worker answers)."""
+    found = None
+    for worker in ours.workers:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{worker.cfg.web_port}{path}",
+                                        timeout=5) as r:
+                body = orjson.loads(r.read())
+        except (OSError, ValueError):
+            continue
+        if body.get("events", body.get("postings")):
+            return body
+        found = found or body
+    return found
 
 
 def clearing_statements(ours: Platform, expected: list[dict[str, Any]] | None,
@@ -339,16 +405,8 @@ def clearing_statements(ours: Platform, expected: list[dict[str, Any]] | None,
     deadline = time.monotonic() + timeout_s
     last: list[dict[str, Any]] | None = None
     while time.monotonic() < deadline:
-        seen = None
-        for worker in ours.workers:
-            try:
-                with urllib.request.urlopen(
-                        f"http://127.0.0.1:{worker.cfg.web_port}/clearing/", timeout=5) as r:
-                    body = orjson.loads(r.read())
-            except (OSError, ValueError):
-                continue
-            if body["events"]:
-                seen = body["statements"]
+        body = national_view(ours, "/clearing/")
+        seen = body["statements"] if body and body["events"] else None
         if seen is not None and seen in (expected, last):
             return seen
         last = seen
@@ -399,11 +457,18 @@ def run_scenario(opts: RunOptions, on_stage: Callable[[str], None] = lambda s: N
                  kill_worker=opts.faults.kill_worker, join_worker=opts.faults.join_worker,
                  expected_clearing=expected_clearing)
     (out_dir / "clearing.json").write_bytes(orjson.dumps(ex.clearing, option=orjson.OPT_INDENT_2))
+    (out_dir / "ledger.json").write_bytes(orjson.dumps(ex.ledger, option=orjson.OPT_INDENT_2))
+    applications = sorted((a["output"] for answers in ex.reconciliation.values()
+                           for a in answers[:1] if "appy_stas" in (a.get("output") or {})),
+                          key=lambda o: (o["clr_ym"], o["clr_optins"]))
+    (out_dir / "applications.json").write_bytes(orjson.dumps(applications,
+                                                             option=orjson.OPT_INDENT_2))
     redelivery = opts.faults.kill_worker > 0 or opts.faults.join_worker > 0
     comparison = compare(ex.result.sessions, expected, redelivery)
     clearing_ok = ex.clearing == expected_clearing
     recon = check_reconciliation(ex, oracle_of_expected)
     return RunReport(opts, bad, ex.result, comparison, clearing_ok, len(expected_clearing), recon,
+                     check_daily_reconciliation(ex.result, expected),
                      check_bad_requests(ex.result, bad, redelivery),
                      account(ex.result, bad), out_dir, ex.bootstrap, ex.worker_kills,
                      ex.setup_s, ex.sign_in_s,

@@ -26,6 +26,7 @@ class Infno(StrEnum):
     REVERSAL = "2601"
     RECONCILE_TOTALS = "3201"
     RECONCILE_DETAILS = "3202"
+    CLEARING_APPLICATION = "3203"
     ACCUMULATORS = "5206"
 
 
@@ -40,8 +41,10 @@ PRESETTLEMENTS = frozenset({Infno.OUTPATIENT_PRESETTLE, Infno.INPATIENT_PRESETTL
 CANCELLATIONS = frozenset({Infno.OUTPATIENT_SETTLE_CANCEL, Infno.INPATIENT_SETTLE_CANCEL})
 REGISTRATIONS = frozenset({Infno.OUTPATIENT_REGISTER, Infno.INPATIENT_ADMIT})
 FEE_UPLOADS = frozenset({Infno.FEE_UPLOAD, Infno.INPATIENT_FEE_UPLOAD})
-#: Hospital reconciliation, keyed by the hospital and answered from the clearing events.
-RECONCILIATIONS = frozenset({Infno.RECONCILE_TOTALS, Infno.RECONCILE_DETAILS})
+#: Reconciliation (by a hospital) and clearing application (by a treatment-province agency):
+#: keyed by the sender and answered from the national clearing events.
+RECONCILIATIONS = frozenset({Infno.RECONCILE_TOTALS, Infno.RECONCILE_DETAILS,
+                             Infno.CLEARING_APPLICATION})
 #: Transactions a 2601 can reverse: what they changed is undone (queries change nothing).
 REVERSIBLE = SETTLEMENTS | PRESETTLEMENTS | REGISTRATIONS | FEE_UPLOADS | frozenset({
     Infno.PERSON_INFO, Infno.ACCUMULATORS})
@@ -66,6 +69,7 @@ class ErrorCode(StrEnum):
     UNKNOWN_REGION = "E3002"
     WRONG_PROVINCE = "E3003"
     INSURED_PLACE_MISMATCH = "E3004"
+    WRONG_SENDER = "E3005"
     UNKNOWN_VISIT = "E4001"
     VISIT_ALREADY_SETTLED = "E4002"
     NO_FEES = "E4003"

@@ -14,8 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from messages.codes import INFCODE_FAIL, INFCODE_OK, ErrorCode
 
 Admdvs = Annotated[str, StringConstraints(pattern=r"^\d{6}$")]
-FixmedinsCode = Annotated[str, StringConstraints(pattern=r"^H\d{11}$")]
-MsgId = Annotated[str, StringConstraints(pattern=r"^H\d{11}\d{14}\d{4}$")]
+#: `H…` a designated hospital; `J…` a treatment-province agency (经办机构, only for 3203).
+FixmedinsCode = Annotated[str, StringConstraints(pattern=r"^[HJ]\d{11}$")]
+MsgId = Annotated[str, StringConstraints(pattern=r"^[HJ]\d{11}\d{14}\d{4}$")]
 InfTime = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")]
 
 

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -181,6 +181,17 @@ class ReconcileDetailsInput(_Input):
     setl_ids: list[str] = Field(max_length=100_000)
 
 
+class ClearingApplicationInput(_Input):
+    """3203 清算申请 by a treatment-province agency: clear month `clr_ym` (yyyyMM) of its
+    province `clr_optins`, applying for `fund_appy_sum` — what its hospitals paid out of other
+    provinces' funds that month, net of cancellations — over `setl_cnt` net settlements."""
+
+    clr_ym: str = Field(pattern=r"^\d{4}(0[1-9]|1[0-2])$")
+    clr_optins: str = Field(pattern=r"^\d{2}0000$")
+    fund_appy_sum: int
+    setl_cnt: int
+
+
 class AccumulatorsInput(_Input):
     """5206: the person's year-to-date accumulators for the year of `cum_ym` (yyyyMM)."""
 
@@ -207,6 +218,7 @@ INPUT_MODELS: dict[str, type[_Input]] = {
     Infno.REVERSAL: ReversalInput,
     Infno.RECONCILE_TOTALS: ReconcileTotalsInput,
     Infno.RECONCILE_DETAILS: ReconcileDetailsInput,
+    Infno.CLEARING_APPLICATION: ClearingApplicationInput,
     Infno.ACCUMULATORS: AccumulatorsInput,
 }
 
@@ -360,9 +372,34 @@ class ReconcileTotalsOutput(_Output):
     differences: dict[str, int]  # platform − hospital, for the totals that differ
 
 
+class SettlementDetail(_Output):
+    """A settlement the platform holds, as 3202 details it for the hospital to post."""
+
+    setl_id: str
+    setl_time: str
+    insuplc_admdvs: str
+    mdtrtarea_admvs: str
+    medfee_sumamt: Fen
+    hifp_pay: Fen
+    fund_pay_sumamt: Fen
+    acct_pay: Fen
+
+
 class ReconcileDetailsOutput(_Output):
     missing_at_hospital: list[str]
     missing_on_platform: list[str]
+    details: list[SettlementDetail]  # of missing_at_hospital, for the hospital to post
+
+
+class ClearingApplicationOutput(_Output):
+    clr_ym: str
+    clr_optins: str
+    appy_stas: Literal["1", "2"]  # 1 受理 accepted, 2 不予受理 refused (the sums differ)
+    fund_appy_sum: int
+    fund_clr_sum: int  # what the national platform clears to the province's agency
+    setl_cnt: int  # the platform's net count of the province's cross-province settlements
+    differences: dict[str, int]  # platform − agency, for what differs
+    hospitals: list[dict[str, Any]]  # fixmedins_code, amount: what the agency owes each
 
 
 class Accumulator(_Output):
@@ -395,5 +432,6 @@ OUTPUT_MODELS: dict[str, type[_Output]] = {
     Infno.REVERSAL: ReversalOutput,
     Infno.RECONCILE_TOTALS: ReconcileTotalsOutput,
     Infno.RECONCILE_DETAILS: ReconcileDetailsOutput,
+    Infno.CLEARING_APPLICATION: ClearingApplicationOutput,
     Infno.ACCUMULATORS: AccumulatorsOutput,
 }

@@ -85,6 +85,7 @@ class VisitSession:
         self.sent: list[tuple[str, str]] = []  # (msgid, infno), once per distinct request
         self.sends = 0  # requests put on the wire, duplicates included
         self.awaiting: dict[str, int] = {}  # msgid -> answers still awaited
+        self.lost: set[str] = set()  # msgids whose answer the HIS never saw (`~`)
         self._expect_refusal = False
         self._learned: dict[str, Any] = {}
         self._fees: dict[str, int] = {}  # feedetl_sn -> amount, as the platform holds them
@@ -116,6 +117,7 @@ class VisitSession:
             self.sends += copies
             self.sent.append((req["msgid"], infno))
             if "~" in marks:
+                self.lost.add(req["msgid"])
                 self.index += 1
                 continue
             self.awaiting[req["msgid"]] = copies
@@ -138,6 +140,13 @@ class VisitSession:
             self.failed = answer
             return
         self.index += 1
+
+    def exchanges(self, seen_only: bool = False) -> list[tuple[str, str, list[dict[str, Any]]]]:
+        """(msgid, infno, answers) of each distinct request in the order sent: every answer
+        that came back (the platform's view), or with `seen_only` only those the HIS saw (its
+        own books: a lost answer is not in them)."""
+        return [(m, i, self.answers.get(m, [])) for m, i in self.sent
+                if not (seen_only and m in self.lost)]
 
     # -- building requests ------------------------------------------------------------------
     def _request(self, infno: str, marks: str) -> dict[str, Any]:

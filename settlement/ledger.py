@@ -116,6 +116,13 @@ class Ledger:
     def balanced(self) -> bool:
         return self.debits == self.credits and sum(self.balances.values()) == 0
 
+    def as_dict(self) -> dict[str, Any]:
+        """The trial balance: Σ debits, Σ credits and each account's balance (debit − credit,
+        fen; a hospital's is negative: it is owed), accounts with a zero balance left out."""
+        return {"balanced": self.balanced, "debits": self.debits, "credits": self.credits,
+                "postings": len(self.applied),
+                "balances": {a: b for a, b in sorted(self.balances.items()) if b}}
+
 
 def events_from_answers(fixmedins_code: str,
                         exchanges: Iterable[tuple[str, str, list[dict[str, Any]]]]

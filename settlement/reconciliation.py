@@ -1,5 +1,7 @@
-"""Hospital reconciliation (DOMAIN.md §5): 3201 compares a hospital's totals for a period with
-the platform's, 3202 lists the settlements either side is missing."""
+"""Hospital reconciliation and clearing application (DOMAIN.md §5): 3201 compares a hospital's
+totals for a period with the platform's, 3202 lists the settlements either side is missing
+(detailing those the hospital lacks, so that it can post them), 3203 is a treatment-province
+agency's application for the month's clearing."""
 
 from __future__ import annotations
 
@@ -8,7 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from messages.codes import Infno
-from messages.envelope import ok_answer
+from messages.envelope import ok_answer, province_of
+from settlement.clearing import clear
 from settlement.ledger import SettlementEvent
 
 BALANCED, UNBALANCED = "0", "1"  # NHSA stmt_rslt: 0 平, 1 不平
@@ -40,20 +43,37 @@ def reconcile_totals(hospital: Totals, platform: Totals) -> dict[str, Any]:
 
 
 def reconcile_details(hospital_setl_ids: Iterable[str],
-                      platform_setl_ids: Iterable[str]) -> dict[str, list[str]]:
-    """3202: the settlements only the platform has, and those only the hospital has."""
-    hosp, plat = set(hospital_setl_ids), set(platform_setl_ids)
-    return {"missing_at_hospital": sorted(plat - hosp),
-            "missing_on_platform": sorted(hosp - plat)}
+                      platform: dict[str, SettlementEvent]) -> dict[str, Any]:
+    """3202: the settlements only the platform has (with their details), and those only the
+    hospital has. `platform`: the settle events in force, by setl_id."""
+    hosp = set(hospital_setl_ids)
+    missing = sorted(set(platform) - hosp)
+    return {"missing_at_hospital": missing,
+            "missing_on_platform": sorted(hosp - set(platform)),
+            "details": [settlement_detail(platform[s]) for s in missing]}
+
+
+def settlement_detail(e: SettlementEvent) -> dict[str, Any]:
+    return {"setl_id": e.setl_id, "setl_time": e.time, "insuplc_admdvs": e.insuplc_admdvs,
+            "mdtrtarea_admvs": e.mdtrtarea_admvs, "medfee_sumamt": e.medfee_sumamt,
+            "hifp_pay": e.hifp_pay, "fund_pay_sumamt": e.fund_pay_sumamt,
+            "acct_pay": e.acct_pay}
+
+
+def event_of_detail(fixmedins_code: str, d: dict[str, Any]) -> SettlementEvent:
+    """The settle event a hospital posts from a 3202 detail it was missing."""
+    return SettlementEvent(d["setl_id"], "settle", d["setl_time"], fixmedins_code,
+                           d["insuplc_admdvs"], d["mdtrtarea_admvs"], d["hifp_pay"],
+                           d["medfee_sumamt"], d["fund_pay_sumamt"], d["acct_pay"])
 
 
 def platform_totals(events: Iterable[SettlementEvent], fixmedins_code: str, begndate: str,
-                    enddate: str) -> tuple[Totals, set[str]]:
+                    enddate: str) -> tuple[Totals, dict[str, SettlementEvent]]:
     """The platform's view of one hospital over [begndate, enddate] (yyyy-MM-dd, by event
-    date): totals net of cancellations and reversals in the period, and the setl_ids settled
-    in the period and still in force at its end."""
+    date): totals net of cancellations and reversals in the period, and the settle events of
+    the period still in force at its end, by setl_id."""
     count = medfee = fund = acct = 0
-    settled: set[str] = set()
+    settled: dict[str, SettlementEvent] = {}
     undone: set[str] = set()
     for e in events:
         if e.fixmedins_code != fixmedins_code or not begndate <= e.time[:10] <= enddate:
@@ -62,13 +82,44 @@ def platform_totals(events: Iterable[SettlementEvent], fixmedins_code: str, begn
         medfee += e.sign * e.medfee_sumamt
         fund += e.sign * e.fund_pay_sumamt
         acct += e.sign * e.acct_pay
-        (settled if e.event == "settle" else undone).add(e.setl_id)
-    return Totals(count, medfee, fund, acct), settled - undone
+        if e.event == "settle":
+            settled[e.setl_id] = e
+        else:
+            undone.add(e.setl_id)
+    return Totals(count, medfee, fund, acct), \
+        {k: v for k, v in settled.items() if k not in undone}
+
+
+def answer_clearing_application(req: dict[str, Any],
+                                events: Iterable[SettlementEvent]) -> dict[str, Any]:
+    """3203: accepted (受理) when the agency's sum equals what the national clearing
+    statement of that month makes its province receivable; either way, what it clears."""
+    inp = req["input"]
+    month = f"{inp['clr_ym'][:4]}-{inp['clr_ym'][4:]}"
+    province = inp["clr_optins"]
+    in_month = [e for e in events if e.time[:7] == month]
+    statement = next(iter(clear(in_month)), None)
+    position = statement.provinces.get(province) if statement else None
+    fund_clr_sum = position.receivable if position else 0
+    count = sum(e.sign for e in in_month
+                if e.cross_province and e.treatment_province == province)
+    diffs = {k: v for k, v in (("fund_appy_sum", fund_clr_sum - inp["fund_appy_sum"]),
+                               ("setl_cnt", count - inp["setl_cnt"])) if v}
+    hospitals = [{"fixmedins_code": h, "amount": n}
+                 for h, n in sorted(statement.hospitals.items() if statement else [])
+                 if province_of(h[1:7]) == province]
+    return ok_answer(req["msgid"], {
+        "clr_ym": inp["clr_ym"], "clr_optins": province, "appy_stas": "2" if diffs else "1",
+        "fund_appy_sum": inp["fund_appy_sum"], "fund_clr_sum": fund_clr_sum,
+        "setl_cnt": count, "differences": diffs, "hospitals": hospitals})
 
 
 def answer_reconciliation(req: dict[str, Any],
                           events: Iterable[SettlementEvent]) -> dict[str, Any]:
-    """3201 (totals) or 3202 (details) of a hospital, answered from the platform's events."""
+    """3201 (totals) or 3202 (details) of a hospital, or 3203 of an agency, answered from the
+    platform's events."""
+    if req["infno"] == Infno.CLEARING_APPLICATION:
+        return answer_clearing_application(req, events)
     inp = req["input"]
     totals, in_force = platform_totals(events, req["fixmedins_code"], inp["stmt_begndate"],
                                        inp["stmt_enddate"])

@@ -25,6 +25,16 @@ class Hospital:
         return province_of(self.admdvs)
 
 
+def agency_code(province: str) -> str:
+    """The sender code of a province's medical-insurance agency (经办机构) when it applies for
+    clearing (3203): `J` + the province admdvs + `00000`, 12 characters like a hospital's."""
+    return f"J{province}00000"
+
+
+def is_agency_code(code: str) -> bool:
+    return code.startswith("J")
+
+
 @dataclass(frozen=True, slots=True)
 class Filing:
     """异地就医备案: permission to be treated in `province` between two dates (inclusive).

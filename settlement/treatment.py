@@ -29,7 +29,7 @@ from messages.platform import CROSS, LOCAL
 from messages.transactions import INPUT_MODELS
 from settlement.catalogue import FeeTotals, ItemSplit
 from settlement.ids import mdtrt_id_for, sign_no_for
-from settlement.reference import Hospital, ReferenceData
+from settlement.reference import Hospital, ReferenceData, agency_code, is_agency_code
 from settlement.retention import (
     WINDOW_DAYS,
     cutoff,
@@ -162,7 +162,7 @@ class TreatmentPlatform:
             req = _validate(Request, data)
         except Rejected as exc:
             msgid, code = data.get("msgid"), data.get("fixmedins_code")
-            if isinstance(msgid, str) and isinstance(code, str) and code in self.ref.hospitals:
+            if isinstance(msgid, str) and isinstance(code, str) and self._known_sender(code):
                 ctx = {"infno": str(data.get("infno", "")), "msgid": msgid, "fixmedins_code": code}
                 return Reply(error_answer(msgid, exc.code, str(exc)), ctx), None
             return DeadLetter(exc.code, f"unanswerable request: {exc}"), None
@@ -187,8 +187,14 @@ class TreatmentPlatform:
                 return Reply(answer, ctx), row
             return Reply(answer, ctx), None
 
+    def _known_sender(self, code: str) -> bool:
+        return code in self.ref.hospitals or (is_agency_code(code) and
+                                              code[1:7] in self.ref.provinces)
+
     def _dispatch(self, key: str | None, req: Request, ctx: dict[str, Any],
                   row: TreatmentRow) -> tuple[Outcome, TreatmentRow | None]:
+        if req.infno == Infno.CLEARING_APPLICATION or is_agency_code(req.fixmedins_code):
+            return self._agency_request(req, ctx)
         hospital = self.ref.hospitals.get(req.fixmedins_code)
         if hospital is None:
             raise Rejected(ErrorCode.UNKNOWN_HOSPITAL,
@@ -268,6 +274,22 @@ class TreatmentPlatform:
             return self._reverse(req, inp, ctx, row)
         assert infno == Infno.ACCUMULATORS
         return self._forward(req, ctx)
+
+    def _agency_request(self, req: Request, ctx: dict[str, Any]) -> tuple[Outcome, None]:
+        """3203 comes from the agency of the treatment province, and only 3203 does."""
+        province = province_of(req.mdtrtarea_admvs)
+        if req.infno != Infno.CLEARING_APPLICATION or \
+                req.fixmedins_code != agency_code(province) or province not in self.ref.provinces:
+            raise Rejected(ErrorCode.WRONG_SENDER,
+                           f"{req.fixmedins_code} may not send {req.infno} for "
+                           f"{req.mdtrtarea_admvs}: 3203 is sent by the agency of the treatment "
+                           "province (J + province admdvs + 00000), and an agency sends only 3203")
+        inp = _validate(INPUT_MODELS[req.infno], req.input, "input")
+        if inp.clr_optins != province:
+            raise Rejected(ErrorCode.WRONG_SENDER, f"the agency of {province} applied for the "
+                                                   f"clearing of {inp.clr_optins}")
+        ctx["route"] = "recon"
+        return Forward("reconciliation", req.model_dump(), ctx), None
 
     def _forward(self, req: Request, ctx: dict[str, Any]) -> tuple[Outcome, None]:
         to = "national" if ctx["route"] == CROSS else "insured"

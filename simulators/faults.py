@@ -3,7 +3,10 @@ a faulty run can be repeated exactly.
 
 In the visit log (the plans of the visits, and the bad requests that go with them):
 - `lose-answer=p`: a request's answer is lost; the HIS takes it as a time-out, sends 2601 for
-  it (冲正), then sends the step again — as real HIS clients do.
+  it (冲正), then sends the step again — as real HIS clients do. For half of the settlements
+  it hits, the HIS does not notice (it went down before recording the answer): the visit ends
+  there, the settlement stands on the platform, and the hospital's daily reconciliation finds
+  it (3201 不平, then 3202 details it and the hospital posts it).
 - `reorder=p`: a settlement's 2601 overtakes it: the reversal arrives first, the late original
   is refused (E4011), and the hospital settles again.
 - `duplicate=p`: the very same request is sent twice.
@@ -110,6 +113,9 @@ class FaultPlan:
             roll = r.random()
             if marks:
                 steps.append(step)
+            elif infno in SETTLING and roll < self.lose_answer / 2:
+                steps.append(f"{infno}~")  # unnoticed: found by reconciliation
+                break
             elif infno in LOSABLE and roll < self.lose_answer:
                 steps += [f"{infno}~", "2601", infno]
             elif infno in SETTLING and roll < self.lose_answer + self.reorder:

@@ -23,6 +23,7 @@ from messages.trace import HOSP_RECV, HOSP_SEND
 from messages.visitlog import Visit, VisitSession, make_msgid
 from settlement.reference import Hospital
 from simulators.bad_messages import BadMessage
+from simulators.reconciliation import DailyReconciler, DayReconciliation, HospitalBooks
 
 
 def producer_for(bootstrap: str, **extra: Any) -> KafkaProducer:
@@ -80,6 +81,12 @@ class HospitalRunResult:
     timed_out: list[str]  # msgids whose awaited answer never came
     unexpected_answers: int
     wall_s: float
+    books: HospitalBooks = field(default_factory=HospitalBooks)  # what each HIS recorded
+    daily: DailyReconciler | None = None  # the hospitals' daily 3201/3202
+
+    @property
+    def days_reconciled(self) -> list[DayReconciliation]:
+        return list(self.daily.days.values()) if self.daily else []
 
     @property
     def sent(self) -> int:
@@ -186,6 +193,9 @@ class HospitalFleet:
         pending_events = sorted(events or [], key=lambda e: e[0])
         bad = bad or []
         sessions = [VisitSession(v) for v in visits]
+        books = HospitalBooks()
+        daily = DailyReconciler(books)
+        open_days: dict[str, int] = defaultdict(int)  # begin day -> visits arrived, unfinished
         exchanges: dict[str, Exchange] = {}
         owner: dict[str, VisitSession] = {}
         busy: set[str] = set()
@@ -205,6 +215,7 @@ class HospitalFleet:
         def pump(session: VisitSession) -> None:
             nonlocal finished
             for req in session.advance():
+                daily.saw(req)
                 ex = exchanges.get(req["msgid"])
                 if ex is None:
                     ex = exchanges[req["msgid"]] = Exchange(req["infno"], req["msgid"])
@@ -216,6 +227,8 @@ class HospitalFleet:
                 awaited_since.setdefault(msgid, exchanges[msgid].sent_ns)
             if session.done:
                 finished += 1
+                open_days[session.visit.begntime[:10]] -= 1
+                books.record(session)
                 busy.discard(session.visit.certno)
                 if on_progress:
                     on_progress(1)
@@ -227,8 +240,21 @@ class HospitalFleet:
             busy.add(session.visit.certno)
             pump(session)
 
+        def close_days() -> list[tuple[str, dict[str, Any]]]:
+            """Days every visit begun by then has finished, before the clock's day (all of
+            them once every visit arrived), in order."""
+            clock = sessions[next_visit].visit.begntime[:10] if next_visit < len(sessions) \
+                else "9999"
+            oldest_open = min((d for d, n in open_days.items() if n > 0), default="9999")
+            out = []
+            for day in daily.open_days:
+                if day >= clock or day >= oldest_open:
+                    break
+                out += daily.close(day)
+            return out
+
         def outstanding() -> bool:
-            return any(len(e.answers) < e.sends for e in exchanges.values()) or \
+            return daily.busy or any(len(e.answers) < e.sends for e in exchanges.values()) or \
                 any(not a for a in bad_answers.values()) or \
                 len(dead_letters) < sum(b.expect == "dead-letter" for b in bad)
 
@@ -237,6 +263,7 @@ class HospitalFleet:
             while next_visit < len(sessions) and arrivals[next_visit] <= now:
                 session = sessions[next_visit]
                 next_visit += 1
+                open_days[session.visit.begntime[:10]] += 1
                 if session.visit.certno in busy:
                     waiting[session.visit.certno].append(session)
                 else:
@@ -247,6 +274,8 @@ class HospitalFleet:
             while next_bad < len(bad) and bad_times[next_bad] <= now:
                 self._send(bad[next_bad].key, bad[next_bad].value)
                 next_bad += 1
+            for key, req in close_days() + daily.due(time.monotonic()):
+                self._send(key, encode(req))
             all_sent = next_visit == len(sessions) and next_bad == len(bad) and \
                 not pending_events
             if all_sent and finished == len(sessions) and not outstanding():
@@ -266,6 +295,10 @@ class HospitalFleet:
                 msgid = ans.get("inf_refmsgid", "")
                 if msgid in bad_answers:
                     bad_answers[msgid].append(ans)
+                    continue
+                if daily.owns(msgid):
+                    for key, req in daily.on_answer(ans, time.monotonic()):
+                        self._send(key, encode(req))
                     continue
                 ex, session = exchanges.get(msgid), owner.get(msgid)
                 if ex is None or session is None:
@@ -295,4 +328,4 @@ class HospitalFleet:
                 pump(session)
         self.producer.flush()
         return HospitalRunResult(sessions, exchanges, bad_answers, dead_letters, timed_out,
-                                 unexpected, time.monotonic() - t0)
+                                 unexpected, time.monotonic() - t0, books, daily)

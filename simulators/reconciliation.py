@@ -1,49 +1,245 @@
-"""The hospitals' side of reconciliation: each hospital sums its own settlements (from the
-answers it received) per day and sends 3201 for every day it settled something, then one 3202
-with the settlements it holds for the whole period."""
+"""The hospitals' and agencies' side of reconciliation and clearing (DOMAIN.md §5).
+
+Each hospital's HIS keeps books: the money events of the answers it saw (a lost answer is not
+in them) and the settlements it posted later from a 3202's details.
+- Every simulated day, once it is over (every visit that began by then has finished), each
+  hospital that sent anything dated that day reconciles it: 3201 with its totals. If 不平, it
+  sends 3202 with its settlements, posts those the platform details as missing at the hospital
+  (the settlements whose answers it lost) and sends 3201 again. If instead the platform is the
+  one missing something (its money events trail the answers by a few hops), it asks again a
+  second later.
+- At the end of a run: per hospital, 3201 and 3202 over the whole period; per
+  treatment-province agency and month, the clearing application 3203.
+"""
 
 from __future__ import annotations
 
+import heapq
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from datetime import date, timedelta
 from typing import Any
 
-from messages.codes import Infno
+from messages.codes import SETTLEMENTS, Infno
 from messages.visitlog import VisitSession, make_msgid
 from settlement.ledger import SettlementEvent, events_from_answers
-from settlement.reconciliation import platform_totals
+from settlement.reconciliation import BALANCED, Totals, event_of_detail, platform_totals
+from settlement.reference import agency_code
+from settlement.retention import msgid_time
+
+Keyed = tuple[str, dict[str, Any]]  # (message key, request)
 
 
-def reconciliation_requests(sessions: Iterable[VisitSession]) -> list[tuple[str, dict[str, Any]]]:
-    """(key, request) pairs: 3201 per hospital and day with settlements, 3202 per hospital."""
-    events: dict[str, list[SettlementEvent]] = defaultdict(list)
-    admdvs: dict[str, str] = {}
-    for s in sessions:
-        code = s.visit.fixmedins_code
-        admdvs[code] = s.visit.mdtrtarea_admvs
-        events[code] += events_from_answers(code, [(m, i, s.answers.get(m, []))
-                                                   for m, i in s.sent])
-    out = []
-    for code in sorted(events):
-        days = sorted({e.time[:10] for e in events[code]})
-        for day in days:
-            totals, _ = platform_totals(events[code], code, day, day)
-            out.append((code, _request(code, admdvs[code], Infno.RECONCILE_TOTALS, day, 9_998, {
-                "stmt_begndate": day, "stmt_enddate": day,
-                "medfee_sumamt": totals.medfee_sumamt,
-                "fund_pay_sumamt": totals.fund_pay_sumamt, "acct_pay": totals.acct_pay,
-                "fixmedins_setl_cnt": totals.count})))
-        if days:
-            _, in_force = platform_totals(events[code], code, days[0], days[-1])
-            out.append((code, _request(code, admdvs[code], Infno.RECONCILE_DETAILS, days[-1],
-                                       9_997, {"stmt_begndate": days[0],
-                                               "stmt_enddate": days[-1],
-                                               "setl_ids": sorted(in_force)})))
+class HospitalBooks:
+    """What each hospital's HIS has recorded, by fixmedins_code."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, dict[tuple[str, str], SettlementEvent]] = defaultdict(dict)
+        self._reversals_seen: dict[str, dict[str, str]] = defaultdict(dict)  # setl_id -> time
+        self.admdvs: dict[str, str] = {}
+
+    def record(self, session: VisitSession) -> None:
+        """A finished visit: the events of the answers its HIS saw, and the reversals it saw
+        undo a settlement whose answer it had lost (posted with it, should it learn of it)."""
+        code = session.visit.fixmedins_code
+        self.admdvs[code] = session.visit.mdtrtarea_admvs
+        for e in events_from_answers(code, session.exchanges(seen_only=True)):
+            self._events[code].setdefault((e.setl_id, e.event), e)
+        for msgid, infno, answers in session.exchanges(seen_only=True):
+            ok = next((a for a in answers if a.get("infcode") == 0), None)
+            if infno == Infno.REVERSAL and ok and ok["output"].get("reversed_setl_id"):
+                self._reversals_seen[code][ok["output"]["reversed_setl_id"]] = msgid_time(msgid)
+
+    def post(self, fixmedins_code: str, detail: dict[str, Any]) -> None:
+        """A settlement the platform detailed in a 3202 answer: the hospital had lost it."""
+        e = event_of_detail(fixmedins_code, detail)
+        self._events[fixmedins_code].setdefault((e.setl_id, e.event), e)
+        undone_at = self._reversals_seen[fixmedins_code].get(e.setl_id)
+        if undone_at is not None:
+            r = replace(e, event="reverse", time=undone_at)
+            self._events[fixmedins_code].setdefault((r.setl_id, r.event), r)
+
+    def events(self, fixmedins_code: str | None = None) -> list[SettlementEvent]:
+        if fixmedins_code is not None:
+            return list(self._events.get(fixmedins_code, {}).values())
+        return [e for code in sorted(self._events) for e in self._events[code].values()]
+
+    @property
+    def hospitals(self) -> list[str]:
+        return sorted(c for c, events in self._events.items() if events)
+
+    def totals(self, fixmedins_code: str, begndate: str, enddate: str
+               ) -> tuple[Totals, dict[str, SettlementEvent]]:
+        return platform_totals(self.events(fixmedins_code), fixmedins_code, begndate, enddate)
+
+
+def _request(sender: str, admdvs: str, infno: str, inf_time: str, seq: int,
+             inp: dict[str, Any]) -> dict[str, Any]:
+    return {"infno": infno, "msgid": make_msgid(sender, inf_time, seq), "mdtrtarea_admvs": admdvs,
+            "insuplc_admdvs": "", "fixmedins_code": sender, "inf_time": inf_time, "input": inp}
+
+
+def totals_request(books: HospitalBooks, code: str, begndate: str, enddate: str,
+                   inf_time: str, seq: int) -> dict[str, Any]:
+    totals, _ = books.totals(code, begndate, enddate)
+    return _request(code, books.admdvs[code], Infno.RECONCILE_TOTALS, inf_time, seq, {
+        "stmt_begndate": begndate, "stmt_enddate": enddate,
+        "medfee_sumamt": totals.medfee_sumamt, "fund_pay_sumamt": totals.fund_pay_sumamt,
+        "acct_pay": totals.acct_pay, "fixmedins_setl_cnt": totals.count})
+
+
+def details_request(books: HospitalBooks, code: str, begndate: str, enddate: str,
+                    inf_time: str, seq: int) -> dict[str, Any]:
+    _, in_force = books.totals(code, begndate, enddate)
+    return _request(code, books.admdvs[code], Infno.RECONCILE_DETAILS, inf_time, seq, {
+        "stmt_begndate": begndate, "stmt_enddate": enddate, "setl_ids": sorted(in_force)})
+
+
+def _next_day(day: str) -> str:
+    return (date.fromisoformat(day) + timedelta(days=1)).isoformat()
+
+
+@dataclass
+class DayReconciliation:
+    """One hospital reconciling one day: how it went."""
+
+    fixmedins_code: str
+    day: str
+    attempts: int = 0  # 3201 sent
+    first: str = ""  # stmt_rslt of the first 3201
+    result: str = ""  # stmt_rslt of the last 3201
+    posted: int = 0  # settlements posted from 3202 details (answers the HIS had lost)
+    waited: int = 0  # times the platform was behind and the hospital asked again later
+
+    @property
+    def balanced(self) -> bool:
+        return self.result == BALANCED
+
+
+@dataclass
+class DailyReconciler:
+    """The hospitals' daily 3201/3202 conversation, driven by the hospital fleet's loop."""
+
+    books: HospitalBooks
+    max_attempts: int = 10
+    retry_s: float = 1.0
+    days: dict[tuple[str, str], DayReconciliation] = field(default_factory=dict)
+    sent: int = 0
+    answered: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (infno, answer)
+    _active: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    _pending: dict[str, tuple[DayReconciliation, str]] = field(default_factory=dict)  # by msgid
+    _retries: list[tuple[float, str, str]] = field(default_factory=list)  # (when, code, day)
+
+    def saw(self, request: dict[str, Any]) -> None:
+        """A hospital sent `request`: it is open on the request's day."""
+        self._active[request["inf_time"][:10]].add(request["fixmedins_code"])
+
+    @property
+    def open_days(self) -> list[str]:
+        return sorted(self._active)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._pending or self._retries)
+
+    def owns(self, msgid: str) -> bool:
+        return msgid in self._pending
+
+    def close(self, day: str) -> list[Keyed]:
+        """The day is over: every hospital open on it reconciles it."""
+        out = []
+        for code in sorted(self._active.pop(day, ())):
+            rec = self.days.setdefault((code, day), DayReconciliation(code, day))
+            out.append(self._totals(rec))
+        return out
+
+    def due(self, now: float) -> list[Keyed]:
+        out = []
+        while self._retries and self._retries[0][0] <= now:
+            _, code, day = heapq.heappop(self._retries)
+            out.append(self._totals(self.days[(code, day)]))
+        return out
+
+    def on_answer(self, answer: dict[str, Any], now: float) -> list[Keyed]:
+        rec, infno = self._pending.pop(answer.get("inf_refmsgid", ""))
+        self.answered.append((infno, answer))
+        out = answer.get("output") or {}
+        if answer.get("infcode") != 0:
+            rec.result = "refused"
+            return []
+        if infno == Infno.RECONCILE_TOTALS:
+            rec.result = out["stmt_rslt"]
+            rec.first = rec.first or rec.result
+            if rec.balanced or rec.attempts >= self.max_attempts:
+                return []
+            return [self._details(rec)]
+        for detail in out.get("details", []):
+            self.books.post(rec.fixmedins_code, detail)
+            rec.posted += 1
+        if out.get("details"):
+            return [self._totals(rec)]
+        rec.waited += 1  # the platform has yet to see some of the hospital's settlements
+        heapq.heappush(self._retries, (now + self.retry_s, rec.fixmedins_code, rec.day))
+        return []
+
+    def _totals(self, rec: DayReconciliation) -> Keyed:
+        rec.attempts += 1
+        req = totals_request(self.books, rec.fixmedins_code, rec.day, rec.day,
+                             f"{_next_day(rec.day)} 01:00:00", 9_900 + rec.attempts)
+        return self._send(rec, req)
+
+    def _details(self, rec: DayReconciliation) -> Keyed:
+        req = details_request(self.books, rec.fixmedins_code, rec.day, rec.day,
+                              f"{_next_day(rec.day)} 01:00:00", 9_950 + rec.attempts)
+        return self._send(rec, req)
+
+    def _send(self, rec: DayReconciliation, req: dict[str, Any]) -> Keyed:
+        self._pending[req["msgid"]] = rec, req["infno"]
+        self.sent += 1
+        return rec.fixmedins_code, req
+
+
+def closing_requests(books: HospitalBooks) -> list[Keyed]:
+    """At the end of a run: per hospital 3201 and 3202 over the whole period it settled in;
+    per treatment-province agency and month with cross-province settlements, 3203 for the
+    amount its hospitals' books say the other provinces' funds owe them."""
+    out: list[Keyed] = []
+    for code in books.hospitals:
+        days = sorted({e.time[:10] for e in books.events(code)})
+        inf_time = f"{days[-1]} 23:59:59"
+        out.append((code, totals_request(books, code, days[0], days[-1], inf_time, 9_998)))
+        out.append((code, details_request(books, code, days[0], days[-1], inf_time, 9_997)))
+    claims: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    for e in books.events():
+        if e.cross_province:
+            claim = claims[(e.time[:7], e.treatment_province)]
+            claim[0] += e.signed_amount
+            claim[1] += e.sign
+    for (month, province), (amount, count) in sorted(claims.items()):
+        agency = agency_code(province)
+        year, mon = int(month[:4]), int(month[5:])
+        inf_time = f"{year + mon // 12}-{mon % 12 + 1:02d}-01 02:00:00"  # once the month closed
+        out.append((agency, _request(agency, province, Infno.CLEARING_APPLICATION, inf_time,
+                                     9_996, {"clr_ym": month.replace("-", ""),
+                                             "clr_optins": province, "fund_appy_sum": amount,
+                                             "setl_cnt": count})))
     return out
 
 
-def _request(code: str, admdvs: str, infno: str, day: str, seq: int,
-             inp: dict[str, Any]) -> dict[str, Any]:
-    inf_time = f"{day} 23:59:59"
-    return {"infno": infno, "msgid": make_msgid(code, inf_time, seq), "mdtrtarea_admvs": admdvs,
-            "insuplc_admdvs": "", "fixmedins_code": code, "inf_time": inf_time, "input": inp}
+def settlements_to_post(sessions: Iterable[VisitSession]) -> int:
+    """How many settlements the hospitals must post from 3202 details for their days to
+    balance: those whose answers their HIS lost, unless reversed (2601) the same day."""
+    n = 0
+    for s in sessions:
+        undone = {}
+        for msgid, infno, answers in s.exchanges():
+            ok = next((a for a in answers if a.get("infcode") == 0), None)
+            if ok and infno == Infno.REVERSAL and ok["output"].get("reversed_setl_id"):
+                undone[ok["output"]["reversed_setl_id"]] = msgid_time(msgid)[:10]
+        for msgid, infno, answers in s.exchanges():
+            ok = next((a for a in answers if a.get("infcode") == 0), None)
+            if msgid in s.lost and infno in SETTLEMENTS and ok:
+                setl = ok["output"]["setlinfo"]
+                n += undone.get(setl["setl_id"]) != setl["setl_time"][:10]
+    return n

@@ -23,10 +23,11 @@ from messages.platform import CROSS, wrap_answer, wrap_request
 from messages.trace import INS_IN, NAT_BACK, NAT_IN, TRT_BACK, TRT_IN, stamp
 from settlement.clearing import clear
 from settlement.insured import InsuredPlatform
-from settlement.ledger import SettlementEvent
+from settlement.ledger import Ledger, SettlementEvent
 from settlement.national import BackToTreatment, NationalPlatform
 from settlement.person import PersonRow
 from settlement.reconciliation import answer_reconciliation
+from settlement.reference import is_agency_code
 from settlement.treatment import DeadLetter, Forward, Reply, TreatmentPlatform, TreatmentRow
 from simulators.world import build_world
 from streams.config import CLEARING_TABLE, WorkerConfig
@@ -172,14 +173,17 @@ def create_app(cfg: WorkerConfig) -> faust.App:
 
     by_hospital: dict[str, dict[bytes, SettlementEvent]] = {}  # decoded index of the table
 
-    def events_of(fixmedins_code: str) -> list[SettlementEvent]:
-        """The hospital's money events; the index catches up with the table (after a restart
-        or a rebalance the table is recovered from its changelog, the index is not)."""
+    def events_of(sender: str) -> list[SettlementEvent]:
+        """A hospital's money events (every event, for an agency's 3203); the index catches
+        up with the table (after a restart or a rebalance the table is recovered from its
+        changelog, the index is not)."""
         if sum(map(len, by_hospital.values())) != len(clearing_events):
             for k, v in clearing_events.items():
                 event = SettlementEvent(**decode(v))
                 by_hospital.setdefault(event.fixmedins_code, {})[k] = event
-        return list(by_hospital.get(fixmedins_code, {}).values())
+        if is_agency_code(sender):
+            return [e for events in by_hospital.values() for e in events.values()]
+        return list(by_hospital.get(sender, {}).values())
 
     def on_recon_request(key: bytes | None, value: bytes | None) -> list[Send]:
         msg = decode(value)
@@ -193,6 +197,13 @@ def create_app(cfg: WorkerConfig) -> faust.App:
         events = [SettlementEvent(**decode(v)) for v in clearing_events.values()]
         return web.json({"events": len(events),
                          "statements": [s.as_dict() for s in clear(events)]})
+
+    @app.page("/ledger/")
+    async def ledger_view(web: Any, request: Any) -> Any:
+        """The national ledger's trial balance, posted from the same events (JSON)."""
+        ledger = Ledger()
+        ledger.post(SettlementEvent(**decode(v)) for v in clearing_events.values())
+        return web.json(ledger.as_dict())
 
     def on_national_answer(key: bytes | None, value: bytes | None) -> list[Send]:
         msg = decode(value)

@@ -1,9 +1,9 @@
 """A faulty run through the CLI on the real broker: duplicated and reordered messages, bad
-requests, lost answers repaired by 2601, and the platform worker killed with SIGKILL mid-run and
-restarted, and a second worker joining (a rebalance moves partitions and their table state).
-Faust replays what it had not committed; the per-person rows must absorb it:
-zero lost, zero double-charged, every answer equal to the oracle — and the same verdict when
-the run is repeated."""
+requests, lost answers repaired by 2601 or found by the hospitals' daily reconciliation, and the
+platform worker killed with SIGKILL mid-run and restarted, and a second worker joining (a
+rebalance moves partitions and their table state). Faust replays what it had not committed;
+the per-person rows must absorb it: zero lost, zero double-charged, every answer equal to the
+oracle — and the same verdict when the run is repeated."""
 
 from __future__ import annotations
 
@@ -50,6 +50,15 @@ def test_a_killed_and_restarted_worker_loses_nothing_and_charges_no_one_twice(fa
     assert s["timed_out"] == 0
     assert s["clearing"]["equal_to_oracle"] is True  # the clearing table survived the crash
     assert s["bad_requests"]["as_expected"] == s["bad_requests"]["sent"] > 16
+
+
+def test_hospitals_that_lost_settlement_answers_are_unbalanced_until_3202_resolves_them(
+        faulty_runs):
+    day = summary(faulty_runs[0])["daily_reconciliation"]
+    assert day["hospital_days"] > 50
+    assert day["unbalanced"] == []
+    assert day["balanced_after_posting"] > 0  # 不平 on the day a settlement's answer was lost
+    assert day["posted"] == day["expected_posted"] > 0
 
 
 def test_the_joining_worker_took_over_partitions(faulty_runs):

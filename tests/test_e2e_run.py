@@ -64,10 +64,37 @@ def test_the_national_platform_clears_each_month_as_the_oracle_does(two_runs):
         assert any(p["amount"] for p in s["pairs"])
 
 
+def test_the_national_ledger_balances_and_owes_each_hospital_its_clearing_amounts(two_runs):
+    out = two_runs[0][0]
+    ledger = orjson.loads((out / "ledger.json").read_bytes())
+    assert ledger["balanced"] and ledger["debits"] == ledger["credits"] > 0
+    owed: dict[str, int] = {}
+    for s in orjson.loads((out / "clearing.json").read_bytes()):
+        for h in s["hospitals"]:
+            owed[h["fixmedins_code"]] = owed.get(h["fixmedins_code"], 0) + h["amount"]
+    hospitals = {a.split(":", 1)[1]: -b for a, b in ledger["balances"].items()
+                 if a.startswith("hospital:")}
+    assert hospitals == {h: n for h, n in owed.items() if n}
+
+
 def test_every_hospital_reconciles_balanced_over_kafka(two_runs):
     rec = summary_of(two_runs[0])["reconciliation"]
     assert rec["sent"] > 100
     assert rec["balanced"] == rec["equal_to_oracle"] == rec["sent"], rec["problems"]
+    day = summary_of(two_runs[0])["daily_reconciliation"]
+    assert day["hospital_days"] > 100 and day["unbalanced"] == []
+    assert day["posted"] == day["expected_posted"] == 0  # no answer was lost
+
+
+def test_each_treatment_province_agency_applies_for_clearing_and_is_accepted(two_runs):
+    out = two_runs[0][0]
+    statements = orjson.loads((out / "clearing.json").read_bytes())
+    receivable = {(s["month"].replace("-", ""), p["province"]): p["receivable"]
+                  for s in statements for p in s["provinces"] if p["receivable"]}
+    applications = orjson.loads((out / "applications.json").read_bytes())
+    assert {(a["clr_ym"], a["clr_optins"]): a["fund_clr_sum"] for a in applications
+            if a["fund_clr_sum"]} == receivable
+    assert all(a["appy_stas"] == "1" for a in applications)
 
 
 def test_accounting_closes_sent_equals_answered_plus_dead_lettered(two_runs):

@@ -14,6 +14,7 @@ from settlement.clearing import ClearingPolicy, clear
 from settlement.ledger import Ledger, SettlementEvent, events_from_answers, postings_for
 from settlement.oracle import Oracle
 from settlement.reconciliation import Totals, reconcile_details, reconcile_totals
+from settlement.retention import msgid_time
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import WorldSpec, build_world
 
@@ -145,46 +146,94 @@ def test_reconciliation_is_balanced_only_when_totals_agree_and_lists_what_is_mis
     assert out["stmt_rslt"] == "1" and out["stmt_rslt_dscr"] == "不平"
     assert out["differences"] == {"count": 1, "medfee_sumamt": 5000, "fund_pay_sumamt": 3000,
                                   "acct_pay": 500}
-    assert reconcile_details(["S1", "S2", "S9"], [s["setl_id"] for s in setls]) == \
-        {"missing_at_hospital": ["S3", "S4", "S5"], "missing_on_platform": ["S9"]}
+    held = {s["setl_id"]: SettlementEvent(s["setl_id"], "settle", "2026-12-01 10:00:00",
+                                          "H11010000001", "310100", "110100", 1,
+                                          s["medfee_sumamt"], s["fund_pay_sumamt"],
+                                          s["acct_pay"]) for s in setls}
+    out = reconcile_details(["S1", "S2", "S9"], held)
+    assert (out["missing_at_hospital"], out["missing_on_platform"]) == \
+        (["S3", "S4", "S5"], ["S9"])
+    assert [d["setl_id"] for d in out["details"]] == ["S3", "S4", "S5"]
+    assert out["details"][0]["fund_pay_sumamt"] == 1800  # enough for the hospital to post it
     rnd = random.Random(1)
     shuffled = setls[:]
     rnd.shuffle(shuffled)
     assert Totals.of(shuffled) == platform
 
 
-def test_a_hospital_that_lost_a_settlement_is_unbalanced_and_3202_names_it():
-    """Through the oracle's platform: the hospitals' own reconciliation balances; drop one
-    settlement from a hospital's books and 3201 is 不平 by exactly it, 3202 lists it."""
-    from messages.visitlog import VisitSession
-    from simulators.reconciliation import reconciliation_requests
+def test_hospitals_that_lost_settlement_answers_are_unbalanced_until_3202_details_them():
+    """Through the oracle's platform, day by day as the fleet does it: with lost answers some
+    hospital-days are 不平 at first; each is balanced once the hospital posts the settlements
+    the 3202 details, exactly those whose answers it lost; the closing 3201/3202/3203 balance."""
+    from simulators.faults import FaultPlan
+    from simulators.reconciliation import (
+        DailyReconciler,
+        HospitalBooks,
+        closing_requests,
+        settlements_to_post,
+    )
+
+    world = build_world(WorldSpec(seed=21, persons=600))
+    oracle = Oracle(world.ref)
+    plan = FaultPlan(lose_answer=0.2)
+    sessions = list(oracle.settle_log(plan.apply(generate_visits(
+        world, VisitSpec(visits=300)), 21)))
+    books = HospitalBooks()
+    daily = DailyReconciler(books)
+    for s in sessions:
+        books.record(s)
+        for msgid, _ in s.sent:
+            daily.saw({"inf_time": msgid_time(msgid), "fixmedins_code": s.visit.fixmedins_code})
+    for day in daily.open_days:
+        queue = daily.close(day)
+        while queue:
+            key, req = queue.pop()
+            queue += daily.on_answer(oracle.submit(key, req), 0.0)
+    days = list(daily.days.values())
+    assert days and all(d.balanced for d in days)
+    assert not daily.busy
+    unbalanced_first = [d for d in days if d.first == "1"]
+    assert unbalanced_first and all(d.posted for d in unbalanced_first)
+    assert sum(d.posted for d in days) == settlements_to_post(sessions) > 0
+    closing = [oracle.submit(key, req)["output"] for key, req in closing_requests(books)]
+    assert any("appy_stas" in out for out in closing)
+    for out in closing:
+        assert out.get("stmt_rslt", "0") == "0" and out.get("appy_stas", "1") == "1"
+        assert not out.get("missing_at_hospital") and not out.get("missing_on_platform")
+
+
+def test_a_clearing_application_is_accepted_only_for_the_statement_amount():
+    """3203 from a treatment-province agency: accepted (受理) when it applies for what the
+    month's statement makes its province receivable, refused (不予受理) with the difference
+    otherwise; a hospital may not send it and an agency may send nothing else."""
+    from settlement.reference import agency_code
+    from simulators.reconciliation import HospitalBooks, closing_requests
 
     world = build_world(WorldSpec(seed=21, persons=600))
     oracle = Oracle(world.ref)
     sessions = list(oracle.settle_log(generate_visits(world, VisitSpec(visits=300))))
-    requests = reconciliation_requests(sessions)
-    answers = [oracle.submit(key, req)["output"] for key, req in requests]
-    assert all(a.get("stmt_rslt", "0") == "0" for a in answers)
-    assert all(not a.get("missing_at_hospital") and not a.get("missing_on_platform")
-               for a in answers)
-
-    victim: VisitSession = next(s for s in sessions if s.settlement is not None
-                                and s.settlement["fund_pay_sumamt"] > 0)
-    lost = victim.settlement  # the hospital's books miss this settlement
-    code, day = victim.visit.fixmedins_code, lost["setl_time"][:10]
-    mine = {(r["infno"], r["input"]["stmt_enddate"]): r for key, r in requests if key == code}
-    totals = mine[("3201", day)]
-    short = {**totals, "input": {**totals["input"],
-             "fixmedins_setl_cnt": totals["input"]["fixmedins_setl_cnt"] - 1,
-             "medfee_sumamt": totals["input"]["medfee_sumamt"] - lost["medfee_sumamt"],
-             "fund_pay_sumamt": totals["input"]["fund_pay_sumamt"] - lost["fund_pay_sumamt"],
-             "acct_pay": totals["input"]["acct_pay"] - lost["acct_pay"]}}
-    out = oracle.submit(code, short)["output"]
-    assert out["stmt_rslt"] == "1" and out["stmt_rslt_dscr"] == "不平"
-    assert out["differences"]["count"] == 1
-    assert out["differences"]["fund_pay_sumamt"] == lost["fund_pay_sumamt"]
-    details = next(r for (infno, _), r in mine.items() if infno == "3202")
-    without = {**details, "input": {**details["input"], "setl_ids": [
-        x for x in details["input"]["setl_ids"] if x != lost["setl_id"]]}}
-    out = oracle.submit(code, without)["output"]
-    assert out == {"missing_at_hospital": [lost["setl_id"]], "missing_on_platform": []}
+    books = HospitalBooks()
+    for s in sessions:
+        books.record(s)
+    applications = [(k, r) for k, r in closing_requests(books) if r["infno"] == "3203"]
+    assert applications
+    key, req = applications[0]
+    assert key == agency_code(req["mdtrtarea_admvs"])
+    out = oracle.submit(key, req)["output"]
+    month = f"{req['input']['clr_ym'][:4]}-{req['input']['clr_ym'][4:]}"
+    statement = next(s for s in clear(oracle.money_events.values()) if s.month == month)
+    assert out["appy_stas"] == "1"
+    assert out["fund_clr_sum"] == statement.provinces[req["mdtrtarea_admvs"]].receivable
+    greedy = {**req, "input": {**req["input"],
+                               "fund_appy_sum": req["input"]["fund_appy_sum"] + 100}}
+    out = oracle.submit(key, greedy)["output"]
+    assert out["appy_stas"] == "2" and out["differences"] == {"fund_appy_sum": -100}
+    hospital = next(iter(world.ref.hospitals.values()))
+    as_hospital = {**req, "fixmedins_code": hospital.fixmedins_code,
+                   "msgid": hospital.fixmedins_code + req["msgid"][12:],
+                   "mdtrtarea_admvs": hospital.admdvs}
+    refused = oracle.submit(hospital.fixmedins_code, as_hospital)
+    assert refused["infcode"] == -1 and refused["err_code"] == "E3005"
+    other = {**req, "infno": "3201"}
+    refused = oracle.submit(key, other)
+    assert refused["infcode"] == -1 and refused["err_code"] == "E3005"
