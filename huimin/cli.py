@@ -37,7 +37,7 @@ from huimin.run import (
 )
 from huimin.verify import verify as verify_answers
 from huimin.verify import write_json, write_junit
-from settlement.clearing import clear
+from settlement.clearing import ClearingPolicy, clear
 from settlement.oracle import Oracle
 from simulators.bad_messages import generate_bad_messages
 from simulators.faults import FaultPlan, FaultPlanError
@@ -359,13 +359,17 @@ def clearing(
         help="yyyy-MM (default: every month with cross-province payments).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")
                         ] = False,
+    prepayment_months: Annotated[int, typer.Option(
+        min=0, help="Each province's prepayment target, in months of its expected "
+                    "cross-province payable.")] = ClearingPolicy().prepayment_months,
 ) -> None:
     """The national platform's monthly clearing statement, computed from a run's answers:
     per province pair the cross-province fund payments net of cancellations; per province
     payable, receivable, net, prepayment and top-up; per hospital what its agency owes it."""
     try:
         _, visits = read_visit_log(visit_log)
-        statements = clear(events_from_results(visits, results))
+        statements = clear(events_from_results(visits, results),
+                           ClearingPolicy(prepayment_months=prepayment_months))
     except LogFormatError as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from None

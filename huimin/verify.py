@@ -14,7 +14,8 @@ import orjson
 
 from huimin.logfiles import read_records
 from messages.visitlog import Visit, VisitSession, parse_step
-from settlement.invariants import CHECKS, InvariantReport, check_person
+from settlement.invariants import CHECKS, InvariantReport, check_money, check_person
+from settlement.ledger import SettlementEvent, events_from_answers
 from settlement.reference import ReferenceData
 
 ORACLE_CHECK = "answers equal the oracle"
@@ -71,6 +72,7 @@ def verify(visits: Iterator[Visit], expected: Iterator[dict[str, Any]],
     verdict = Verdict()
     got_by_visit = {r["visit_no"]: r for r in read_records(results)}
     per_person: dict[str, list[tuple[str, list[dict[str, Any]]]]] = defaultdict(list)
+    events: list[SettlementEvent] = []
     for visit, want in zip(visits, expected, strict=False):
         verdict.visits += 1
         got = got_by_visit.pop(visit.visit_no, None)
@@ -94,11 +96,14 @@ def verify(visits: Iterator[Visit], expected: Iterator[dict[str, Any]],
                     f"{answer_diff(got_answers, want_answers)}")
         for msgid, answers in got["answers"].items():
             per_person[visit.certno].append((infnos.get(msgid, "?"), answers))
+        events += events_from_answers(visit.fixmedins_code, [
+            (m, infnos.get(m, "?"), a) for m, a in got["answers"].items()])
     for visit_no in sorted(got_by_visit)[:5]:
         verdict.failures[COMPLETE_CHECK].append(f"visit {visit_no}: a result for no such visit")
     report = InvariantReport()
     for certno, exchanges in per_person.items():
         check_person(ref, certno, exchanges, report)
+    check_money(events, report)
     verdict.settlements_checked = report.checked_settlements
     for name, messages in report.violations.items():
         verdict.failures[name].extend(messages)

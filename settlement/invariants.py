@@ -1,6 +1,7 @@
 """Invariants that must hold over any set of answers, whatever happened on the way (faults,
 duplicates, reversals): DOMAIN.md §3 for every settlement, and per person: a visit settled at
-most once at a time, no cap exceeded, each setl_id answered identically every time."""
+most once at a time, no cap exceeded, each setl_id answered identically every time; over all
+the money events (DOMAIN.md §5): the ledger balances, and clearing equals the payments."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from messages.codes import CANCELLATIONS, SETTLEMENTS, Infno
+from settlement.clearing import clear
+from settlement.ledger import Ledger, SettlementEvent
 from settlement.policy import Category
 from settlement.reference import ReferenceData
 
@@ -32,7 +35,9 @@ class InvariantReport:
 
 CHECKS = ("settlement arithmetic (DOMAIN.md §3)", "one answer per setl_id",
           "a visit settled at most once at a time", "no annual cap exceeded",
-          "accumulators equal the sum of the settlements")
+          "accumulators equal the sum of the settlements",
+          "the ledger balances and owes each hospital its settlements",
+          "clearing equals the cross-province payments")
 
 
 def setlinfo_violations(s: dict[str, Any]) -> list[str]:
@@ -110,3 +115,34 @@ def check_person(ref: ReferenceData, certno: str,
         cap = policy.rule(enrollment.insutype, Category(clr_type)).annual_cap
         if total > cap:
             report.fail(CHECKS[3], f"{year} category {clr_type}: fund paid {total} > cap {cap}")
+
+
+def check_money(events: Iterable[SettlementEvent], report: InvariantReport) -> None:
+    """Σ debits = Σ credits; each hospital is owed exactly the fund payments of its
+    settlements still in force; each month's clearing pairs sum to that month's net
+    cross-province payments, and the provinces' nets to zero."""
+    events = list(events)
+    ledger = Ledger()
+    ledger.post(events)
+    if not ledger.balanced:
+        report.fail(CHECKS[5], f"debits {ledger.debits} != credits {ledger.credits}")
+    undone = {e.setl_id for e in events if e.event != "settle"}
+    owed: dict[str, int] = defaultdict(int)
+    for e in {(e.setl_id, e.event): e for e in events}.values():
+        if e.event == "settle" and e.setl_id not in undone:
+            owed[f"hospital:{e.fixmedins_code}"] += e.hifp_pay
+    for account in sorted(set(owed) | {a for a in ledger.balances if a.startswith("hospital:")}):
+        if -ledger.balances.get(account, 0) != owed.get(account, 0):
+            report.fail(CHECKS[5], f"{account} is owed {-ledger.balances.get(account, 0)} "
+                                   f"by the ledger, {owed.get(account, 0)} by its settlements")
+    cross: dict[str, int] = defaultdict(int)
+    for e in {(e.setl_id, e.event): e for e in events}.values():
+        if e.cross_province:
+            cross[e.time[:7]] += e.signed_amount
+    for statement in clear(events):
+        if sum(statement.pairs.values()) != cross[statement.month]:
+            report.fail(CHECKS[6], f"{statement.month}: pairs sum to "
+                                   f"{sum(statement.pairs.values())}, cross-province payments "
+                                   f"to {cross[statement.month]}")
+        if sum(p.net for p in statement.provinces.values()) != 0:
+            report.fail(CHECKS[6], f"{statement.month}: the provinces' nets do not sum to 0")

@@ -1,13 +1,16 @@
 """The invariant checker proves, from answers alone, what must hold after any run: §3
 arithmetic, one answer per setl_id, no double settlement, caps, and accumulators equal to the
-settlements in force (wherever a 5206 reports them)."""
+settlements in force (wherever a 5206 reports them); over all money events, a balanced ledger
+that owes each hospital its settlements in force, and clearing equal to the payments."""
 
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 from messages.visitlog import VisitSession
-from settlement.invariants import CHECKS, InvariantReport, check_person
+from settlement.invariants import CHECKS, InvariantReport, check_money, check_person
+from settlement.ledger import events_from_answers
 from settlement.oracle import Oracle
 from simulators.faults import FaultPlan
 from simulators.visits import VisitSpec, generate_visits
@@ -68,3 +71,31 @@ def test_a_double_settlement_and_broken_arithmetic_are_caught():
     victim.answers[victim.sent[-1][0]] = [twin]
     report = _check(sessions)
     assert report.violations[CHECKS[0]] and report.violations[CHECKS[2]]
+
+
+def _money(sessions: list[VisitSession]) -> InvariantReport:
+    events = [e for s in sessions for e in events_from_answers(s.visit.fixmedins_code,
+                                                                s.exchanges())]
+    report = InvariantReport()
+    check_money(events, report)
+    return report
+
+
+def test_the_ledger_balances_and_clearing_equals_the_payments_under_faults():
+    report = _money(_faulty_sessions())
+    assert report.ok, dict(report.violations)
+
+
+def test_a_cancellation_that_undoes_less_than_its_settlement_paid_is_caught():
+    """The ledger still balances, but the hospital stays owed money for a settlement that is
+    no longer in force."""
+    sessions = _faulty_sessions()
+    events = [e for s in sessions for e in events_from_answers(s.visit.fixmedins_code,
+                                                                s.exchanges())]
+    cancel = next(e for e in events if e.event == "cancel" and e.hifp_pay)
+    inflated = [replace(e, hifp_pay=e.hifp_pay + 1)
+                if e.setl_id == cancel.setl_id and e.event == "settle" else e for e in events]
+    report = InvariantReport()
+    check_money(inflated, report)
+    assert report.violations[CHECKS[5]], dict(report.violations)
+    assert not report.violations[CHECKS[6]]  # the pair nets still equal the payments
