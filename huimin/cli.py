@@ -131,7 +131,8 @@ def worker(
                        ] = 5_000,
     seed: Annotated[int, typer.Option()] = 42,
     partitions: Annotated[int, typer.Option(min=1)] = 8,
-    web_port: Annotated[int, typer.Option(help="This worker's web port (/clearing/).")] = 6066,
+    web_port: Annotated[int, typer.Option(
+        help="This worker's web port (/clearing/, /ledger/, /fhir/…).")] = 6066,
     web_host: Annotated[str, typer.Option(help="Address the web server binds.")
                         ] = "127.0.0.1",
     data_dir: Annotated[Path, typer.Option()] = Path(".huimin-data"),

@@ -19,7 +19,7 @@ from typing import IO, Any
 
 import orjson
 
-from messages.visitlog import VISITLOG_VERSION, Visit, VisitSession
+from messages.visitlog import READABLE_VERSIONS, VISITLOG_VERSION, Visit, VisitSession
 from simulators.visits import VisitSpec
 from simulators.world import WorldSpec
 
@@ -70,9 +70,9 @@ def read_visit_log(path: Path) -> tuple[LogHeader, Iterator[Visit]]:
     first = f.readline()
     try:
         header = orjson.loads(first)
-        if header.get("huimin_visitlog") != VISITLOG_VERSION:
+        if header.get("huimin_visitlog") not in READABLE_VERSIONS:
             raise LogFormatError(f"{path}: line 1 is not a huimin visit-log header of version "
-                                 f"{VISITLOG_VERSION}")
+                                 f"{' or '.join(map(str, sorted(READABLE_VERSIONS)))}")
         head = LogHeader(WorldSpec.from_dict(header["world"]), VisitSpec(**header["visits"]),
                          header.get("faults", ""), header.get("bad_per_kind", 0))
     except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from huimin.logfiles import write_records
 from huimin.run import RunReport
-from messages.codes import SETTLEMENTS
+from messages.codes import EHR, SETTLEMENTS, ErrorCode, Infno
 from messages.envelope import is_cross_province
 from messages.platform import CROSS, LOCAL
 from messages.trace import hop_durations_ms
@@ -69,6 +69,9 @@ def summarise(report: RunReport) -> dict[str, Any]:
             money[k] += setl[k]
     cmp, acc, bad = report.comparison, report.accounting, report.bad_requests
     return {
+        "ehr": {**ehr_summary(res.exchanges.values()),
+                "audit_events": report.ehr_audit_events,
+                "audit_events_expected": report.ehr_audit_events_expected},
         "visits": len(res.sessions),
         "visits_settled_by_route": dict(routes),
         "answers_by_outcome": dict(sorted(outcomes.items())),
@@ -110,6 +113,31 @@ def summarise(report: RunReport) -> dict[str, Any]:
         "seed": report.options.world.seed,
         "ok": report.ok,
     }
+
+
+def ehr_summary(exchanges: Any) -> dict[str, int]:
+    """What the hospitals saw of the record exchange (DOMAIN.md §6)."""
+    out = {"published": 0, "queries": 0, "retrievals": 0, "refusals": 0,
+           "lab_tests_avoided": 0, "lab_saving_fen": 0}
+    for ex in exchanges:
+        if ex.infno not in EHR or not ex.answers:
+            continue
+        ans = ex.answers[0]
+        ok, output = ans.get("infcode") == 0, ans.get("output") or {}
+        refused = ans.get("err_code") == ErrorCode.CONSENT_REFUSED or (ok and (
+            "refused" in output or any(e.get("search", {}).get("mode") == "outcome"
+                                       for e in output.get("entry", []))))
+        out["refusals"] += refused
+        if ex.infno == Infno.EHR_PUBLISH:
+            out["published"] += ok
+        elif ex.infno == Infno.EHR_RETRIEVE:
+            out["retrievals"] += ok
+        else:
+            out["queries"] += 1
+        if ok and ex.infno == Infno.EHR_LAB_LOOKUP:
+            out["lab_tests_avoided"] += len(output["reusable"])
+            out["lab_saving_fen"] += sum(r["saving"] for r in output["reusable"])
+    return out
 
 
 def _outcome(answer: dict[str, Any]) -> str:
@@ -184,6 +212,14 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
                   "platform " + ("equal to the oracle's" if clr["equal_to_oracle"]
                                  else "[red]differ from the oracle's[/]")
                   + " (huimin clearing shows them)")
+    ehr = summary["ehr"]
+    console.print(f"[bold]Health records[/] {ehr['published']:,} documents published, "
+                  f"{ehr['queries']:,} queries, {ehr['retrievals']:,} retrievals, "
+                  f"{ehr['refusals']:,} refused by consent, {ehr['audit_events']:,} audit events"
+                  + (" (as the oracle's)" if ehr["audit_events"] == ehr["audit_events_expected"]
+                     else f" [red](the oracle: {ehr['audit_events_expected']:,})[/]")
+                  + f", {ehr['lab_tests_avoided']:,} lab tests avoided "
+                    f"(¥{yuan(ehr['lab_saving_fen'])} saved)")
     day = summary["daily_reconciliation"]
     console.print(f"[bold]Daily reconciliation[/] {day['hospital_days']:,} hospital-days: "
                   f"{day['balanced_at_once']:,} 平 at once, {day['balanced_after_posting']:,} "

@@ -267,6 +267,8 @@ class RunReport:
     clearing_months: int
     reconciliation: ReconciliationCheck
     daily_reconciliation: DailyReconciliationCheck
+    ehr_audit_events: int | None  # counted by the platform's repositories, if ours
+    ehr_audit_events_expected: int
     bad_requests: BadRequestCheck
     accounting: Accounting
     out_dir: Path
@@ -280,7 +282,8 @@ class RunReport:
     def ok(self) -> bool:
         return (self.comparison.ok and self.bad_requests.ok and not self.result.timed_out
                 and self.accounting.unaccounted == 0 and self.clearing_ok
-                and self.reconciliation.ok and self.daily_reconciliation.ok)
+                and self.reconciliation.ok and self.daily_reconciliation.ok
+                and self.ehr_audit_events in (None, self.ehr_audit_events_expected))
 
 
 def default_out_dir() -> Path:
@@ -332,6 +335,7 @@ class Execution:
     worker_kills: int
     clearing: list[dict[str, Any]] | None  # the national platform's statements, if ours
     ledger: dict[str, Any] | None  # its trial balance, if ours
+    ehr_stats: dict[str, int] | None  # the repositories' totals, summed over our workers
     reconciliation: dict[str, list[dict[str, Any]]]  # msgid -> answers to 3201/3202
     setup_s: float
     sign_in_s: float
@@ -368,17 +372,33 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
                                   visits[0].begntime if visits else "2026-01-01 00:00:00")
         on_stage(f"{len(visits):,} visits")
         result = fleet.run(visits, arrivals, bad, on_progress, events=events)
-        statements = ledger = None
+        statements = ledger = ehr_stats = None
         if ours is not None:
             on_stage("reading the national clearing statements and ledger")
             statements = clearing_statements(ours, expected_clearing)
             ledger = national_view(ours, "/ledger/")
+            ehr_stats = summed_view(ours, "/ehr/stats/")
         on_stage("the hospitals reconcile the period (3201/3202), the agencies apply for "
                  "clearing (3203)")
         recon = fleet.exchange(closing_requests(result.books))
         on_stage("stopping")
-    return Execution(result, bootstrap, kill_worker if events else 0, statements, ledger, recon,
-                     setup_s, sign_in_s)
+    return Execution(result, bootstrap, kill_worker if events else 0, statements, ledger,
+                     ehr_stats, recon, setup_s, sign_in_s)
+
+
+def summed_view(ours: Platform, path: str) -> dict[str, int] | None:
+    """GET `path` (JSON totals) from every worker, summed: each holds its partitions."""
+    totals: dict[str, int] = {}
+    for worker in ours.workers:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{worker.cfg.web_port}{path}",
+                                        timeout=5) as r:
+                body = orjson.loads(r.read())
+        except (OSError, ValueError):
+            return None
+        for k, v in body.items():
+            totals[k] = totals.get(k, 0) + v
+    return totals
 
 
 def national_view(ours: Platform, path: str) -> Any:
@@ -469,6 +489,9 @@ def run_scenario(opts: RunOptions, on_stage: Callable[[str], None] = lambda s: N
     recon = check_reconciliation(ex, oracle_of_expected)
     return RunReport(opts, bad, ex.result, comparison, clearing_ok, len(expected_clearing), recon,
                      check_daily_reconciliation(ex.result, expected),
+                     ex.ehr_stats["audit_events"] if ex.ehr_stats else None,
+                     sum(len(oracle_of_expected.ehr.record(c).audit)
+                         for c in oracle_of_expected.ehr.records),
                      check_bad_requests(ex.result, bad, redelivery),
                      account(ex.result, bad), out_dir, ex.bootstrap, ex.worker_kills,
                      ex.setup_s, ex.sign_in_s,

@@ -28,6 +28,11 @@ class Infno(StrEnum):
     RECONCILE_DETAILS = "3202"
     CLEARING_APPLICATION = "3203"
     ACCUMULATORS = "5206"
+    # Health-record exchange (DOMAIN.md §6): huimin's own numbers, not NHSA's; FHIR in and out.
+    EHR_PUBLISH = "7001"  # IHE MHD ITI-65 Provide Document Bundle
+    EHR_FIND = "7002"  # ITI-67 Find Document References
+    EHR_RETRIEVE = "7003"  # ITI-68 Retrieve Document
+    EHR_LAB_LOOKUP = "7004"  # reusable lab results (检查检验结果互认)
 
 
 #: Computed by the insured place (参保地); the treatment side forwards them.
@@ -45,6 +50,7 @@ FEE_UPLOADS = frozenset({Infno.FEE_UPLOAD, Infno.INPATIENT_FEE_UPLOAD})
 #: keyed by the sender and answered from the national clearing events.
 RECONCILIATIONS = frozenset({Infno.RECONCILE_TOTALS, Infno.RECONCILE_DETAILS,
                              Infno.CLEARING_APPLICATION})
+EHR = frozenset({Infno.EHR_PUBLISH, Infno.EHR_FIND, Infno.EHR_RETRIEVE, Infno.EHR_LAB_LOOKUP})
 #: Transactions a 2601 can reverse: what they changed is undone (queries change nothing).
 REVERSIBLE = SETTLEMENTS | PRESETTLEMENTS | REGISTRATIONS | FEE_UPLOADS | frozenset({
     Infno.PERSON_INFO, Infno.ACCUMULATORS})
@@ -82,4 +88,7 @@ class ErrorCode(StrEnum):
     WRONG_SEQUENCE = "E4010"
     REVERSED = "E4011"
     NOT_REVERSIBLE = "E4012"
+    INVALID_FHIR = "E5001"
+    CONSENT_REFUSED = "E5002"
+    UNKNOWN_DOCUMENT = "E5003"
     INTERNAL_ERROR = "E9001"

@@ -32,3 +32,7 @@ def mask_certno(certno: str) -> str:
 def mask_name(name: str) -> str:
     """`张*`: the first character, the rest starred."""
     return name[:1] + "*" * max(1, len(name) - 1) if name else ""
+
+
+#: The FHIR identifier system of the citizen ID number (居民身份证号码).
+CERTNO_SYSTEM = "urn:oid:2.16.156.10011.1.3"

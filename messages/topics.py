@@ -15,7 +15,10 @@ HOSP_RESPONSES: Final = "hosp.responses"  # treatment side -> hospital, keyed by
 DEAD_LETTERS: Final = "dead.letters"  # messages that cannot be answered, with the reason
 MONEY_EVENTS: Final = "money.events"  # insured side -> national clearing: one partition
 RECON_REQUESTS: Final = "recon.requests"  # treatment side -> reconciliation (3201/3202): one
+EHR_NATIONAL: Final = "ehr.national"  # provincial platform -> national EHR index
+EHR_SOURCES: Final = "ehr.sources"  # national EHR index -> source provinces' repositories
 
 #: Topics keyed by person; they must all have the same number of partitions.
-PERSON_KEYED: Final = (HOSP_REQUESTS, NAT_REQUESTS, INS_REQUESTS, NAT_ANSWERS, TRT_ANSWERS)
+PERSON_KEYED: Final = (HOSP_REQUESTS, NAT_REQUESTS, INS_REQUESTS, NAT_ANSWERS, TRT_ANSWERS,
+                       EHR_NATIONAL, EHR_SOURCES)
 ALL_TOPICS: Final = (*PERSON_KEYED, HOSP_RESPONSES, DEAD_LETTERS)

@@ -192,6 +192,39 @@ class ClearingApplicationInput(_Input):
     setl_cnt: int
 
 
+Purpose = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2,10}$")]  # v3 ActReason code
+
+
+class EhrPublishInput(_Input):
+    """7001 (ITI-65): a FHIR R4 resource — an MHD provide transaction, a document Bundle, or
+    any other valid resource or Bundle, kept as published."""
+
+    resource: dict[str, Any]
+
+
+class EhrFindInput(_Input):
+    """7002 (ITI-67): the person's DocumentReferences in every province, for a purpose."""
+
+    patient_identifier: str  # system|value, the certno system
+    purpose: Purpose
+    type: str | None = None  # a LOINC document type code
+    date_from: Day | None = None
+
+
+class EhrRetrieveInput(_Input):
+    """7003 (ITI-68): one document, as it was published."""
+
+    document_id: str = Field(min_length=1, max_length=64)
+    purpose: Purpose
+
+
+class EhrLabLookupInput(_Input):
+    """7004: recognised results of these LOINC tests within their validity window."""
+
+    loinc: list[str] = Field(min_length=1, max_length=50)
+    purpose: Purpose
+
+
 class AccumulatorsInput(_Input):
     """5206: the person's year-to-date accumulators for the year of `cum_ym` (yyyyMM)."""
 
@@ -220,6 +253,10 @@ INPUT_MODELS: dict[str, type[_Input]] = {
     Infno.RECONCILE_DETAILS: ReconcileDetailsInput,
     Infno.CLEARING_APPLICATION: ClearingApplicationInput,
     Infno.ACCUMULATORS: AccumulatorsInput,
+    Infno.EHR_PUBLISH: EhrPublishInput,
+    Infno.EHR_FIND: EhrFindInput,
+    Infno.EHR_RETRIEVE: EhrRetrieveInput,
+    Infno.EHR_LAB_LOOKUP: EhrLabLookupInput,
 }
 
 # -- outputs ----------------------------------------------------------------------------------
@@ -402,6 +439,31 @@ class ClearingApplicationOutput(_Output):
     hospitals: list[dict[str, Any]]  # fixmedins_code, amount: what the agency owes each
 
 
+class FhirResource(BaseModel):
+    """7001–7003 answer with a FHIR R4 resource (a transaction-response or searchset Bundle,
+    the document itself, or an OperationOutcome when refused); it is valid R4B."""
+
+    model_config = ConfigDict(extra="allow")
+
+    resourceType: str
+
+
+class ReusableLab(_Output):
+    loinc: str
+    time: str  # the result's effectiveDateTime
+    province: str  # where it is held
+    doc_id: str
+    value: float | int
+    unit: str
+    saving: Fen  # the price of the test not repeated
+
+
+class LabLookupOutput(_Output):
+    window_days: int
+    reusable: list[ReusableLab]
+    refused: dict[str, Any] | None = None  # OperationOutcome: sources the consent refused
+
+
 class Accumulator(_Output):
     cum_type_code: str  # fund_11, fund_21 (fund paid by category), dedc_11 (deductible paid)
     cum: Fen
@@ -434,4 +496,8 @@ OUTPUT_MODELS: dict[str, type[_Output]] = {
     Infno.RECONCILE_DETAILS: ReconcileDetailsOutput,
     Infno.CLEARING_APPLICATION: ClearingApplicationOutput,
     Infno.ACCUMULATORS: AccumulatorsOutput,
+    Infno.EHR_PUBLISH: FhirResource,
+    Infno.EHR_FIND: FhirResource,
+    Infno.EHR_RETRIEVE: FhirResource,
+    Infno.EHR_LAB_LOOKUP: LabLookupOutput,
 }

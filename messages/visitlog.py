@@ -21,13 +21,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from messages.codes import CANCELLATIONS, FEE_UPLOADS, REGISTRATIONS, SETTLEMENTS, Infno
+from messages.codes import CANCELLATIONS, EHR, FEE_UPLOADS, REGISTRATIONS, SETTLEMENTS, Infno
+from messages.identity import CERTNO_SYSTEM
+from records.documents import clinical_content, provide_bundle, visit_document
 
-VISITLOG_VERSION = 2
+VISITLOG_VERSION = 3  # 3: plans may hold the health-record steps 7001–7004
+READABLE_VERSIONS = frozenset({2, 3})
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 OUTPATIENT_STEPS = ("1101", "2201", "2204", "2207")
 #: Simulated time between two steps of a visit.
 STEP_SECONDS = {"outpatient": 300, "inpatient": 6 * 3600}
+EHR_STEP_SECONDS = 60
 
 
 class VisitItem(BaseModel):
@@ -91,6 +95,9 @@ class VisitSession:
         self._fees: dict[str, int] = {}  # feedetl_sn -> amount, as the platform holds them
         self._uploads = 0
         self._last_upload: list[dict[str, Any]] = []
+        self._reused: set[str] = set()  # LOINC codes of lab results reused, not repeated
+        self._offsets: list[int] | None = None  # seconds from begntime to each step
+        self.skipped: list[int] = []  # steps not sent (a 7003 when 7002 found nothing)
 
     @property
     def done(self) -> bool:
@@ -98,9 +105,18 @@ class VisitSession:
                                            and not self.awaiting)
 
     def step_time(self, index: int) -> str:
+        """Each step follows the one before by the visit kind's step time; a health-record
+        step (7001–7004) takes a minute."""
+        if self._offsets is None:
+            self._offsets, t = [], 0
+            for step in self.visit.steps:
+                self._offsets.append(t)
+                t += EHR_STEP_SECONDS if step[:4] in EHR else STEP_SECONDS[self.visit.kind]
+        offsets = self._offsets or [0]
+        offset = offsets[index] if index < len(offsets) else \
+            offsets[-1] + (index - len(offsets) + 1) * STEP_SECONDS[self.visit.kind]
         begin = datetime.fromisoformat(self.visit.begntime)
-        t = begin + timedelta(seconds=index * STEP_SECONDS[self.visit.kind])
-        return t.isoformat(sep=" ")
+        return (begin + timedelta(seconds=offset)).isoformat(sep=" ")
 
     def msgid_at(self, index: int) -> str:
         return make_msgid(self.visit.fixmedins_code, self.step_time(index),
@@ -111,6 +127,10 @@ class VisitSession:
         out: list[dict[str, Any]] = []
         while not self.awaiting and self.failed is None and self.index < len(self.visit.steps):
             infno, marks = parse_step(self.visit.steps[self.index])
+            if infno == Infno.EHR_RETRIEVE and "document_id" not in self._learned:
+                self.skipped.append(self.index)  # the search found nothing to retrieve
+                self.index += 1
+                continue
             req = self._request(infno, marks)
             copies = 2 if "=" in marks else 1
             out.extend([req] * copies)
@@ -136,8 +156,8 @@ class VisitSession:
         infno, _ = parse_step(self.visit.steps[self.index])
         if answer.get("infcode") == 0:
             self._learn(infno, answer["output"])
-        elif not self._expect_refusal:
-            self.failed = answer
+        elif not self._expect_refusal and infno not in EHR:  # a refused record access is
+            self.failed = answer  # an outcome (audited), not the end of the visit
             return
         self.index += 1
 
@@ -218,11 +238,50 @@ class VisitSession:
             return {"psn_no": psn_no, "omsgid": omsgid, "oinfno": oinfno}
         if infno == Infno.ACCUMULATORS:
             return {"psn_no": psn_no, "cum_ym": inf_time[:4] + inf_time[5:7]}
+        if infno in EHR:
+            return self._ehr_input(infno, inf_time)
         raise ValueError(f"no request for step {infno}")
+
+    @property
+    def purpose(self) -> str:
+        """Why the hospital reads the person's records: treatment, or emergency treatment."""
+        return "ETREAT" if self.visit.med_type in ("13", "24") else "TREAT"
+
+    def _ehr_input(self, infno: str, inf_time: str) -> dict[str, Any]:
+        v = self.visit
+        clinical = clinical_content(v.visit_no, v.certno, v.kind == "inpatient")
+        if infno == Infno.EHR_LAB_LOOKUP:
+            return {"loinc": [t.loinc for t in clinical.labs], "purpose": self.purpose}
+        if infno == Infno.EHR_FIND:
+            return {"patient_identifier": f"{CERTNO_SYSTEM}|{v.certno}",
+                    "purpose": self.purpose}
+        if infno == Infno.EHR_RETRIEVE:
+            return {"document_id": self._learned["document_id"], "purpose": self.purpose}
+        msgid = self.msgid_at(self.index)
+        document = visit_document(
+            msgid=msgid, certno=v.certno, gender="1" if int(v.certno[16]) % 2 else "2",
+            birth_date=f"{v.certno[6:10]}-{v.certno[10:12]}-{v.certno[12:14]}",
+            fixmedins_code=v.fixmedins_code, hospital_name=f"医院 {v.fixmedins_code}",
+            admdvs=v.mdtrtarea_admvs, inpatient=v.kind == "inpatient", begntime=v.begntime,
+            endtime=inf_time, visit_no=v.visit_no, clinical=clinical,
+            performed=[t.loinc for t in clinical.labs if t.loinc not in self._reused],
+            medications=[(it.code, it.cnt) for it in v.items if it.code.startswith("XD")])
+        return {"resource": provide_bundle(document, v.certno, v.fixmedins_code, msgid,
+                                           inf_time)}
 
     def _learn(self, infno: str, out: dict[str, Any]) -> None:
         k = self._learned
-        if infno == Infno.PERSON_INFO:
+        if infno == Infno.EHR_LAB_LOOKUP:
+            self._reused = {r["loinc"] for r in out["reusable"]}
+        elif infno == Infno.EHR_FIND:
+            own = self.visit.mdtrtarea_admvs[:2] + "0000"
+            refs = [e["resource"] for e in out["entry"]
+                    if e["resource"]["resourceType"] == "DocumentReference"]
+            # the newest document from another province, else the newest of all
+            refs.sort(key=lambda r: r["custodian"]["identifier"]["value"] == own)
+            if refs:
+                k["document_id"] = refs[0]["id"]
+        elif infno == Infno.PERSON_INFO:
             k["psn_no"] = out["baseinfo"]["psn_no"]
             k["insutype"] = out["insuinfo"][0]["insutype"]
             k["insuplc_admdvs"] = out["insuinfo"][0]["insuplc_admdvs"]

@@ -9,6 +9,14 @@ from typing import Any
 
 from messages.codec import decode, encode, encode_to_keep
 from messages.visitlog import Visit, VisitSession
+from records.exchange import (
+    EhrAnswer,
+    IndexRow,
+    NationalIndex,
+    ProvincialGateway,
+    RecordsRow,
+    SourceRepositories,
+)
 from settlement.insured import InsuredPlatform
 from settlement.ledger import SettlementEvent
 from settlement.national import BackToTreatment, NationalPlatform
@@ -32,6 +40,7 @@ class Oracle:
         self._person_rows: dict[str, bytes] = {}
         self._last_touched: dict[str, set[str]] = {}  # day (yyyyMMdd) -> certnos
         self.money_events: dict[tuple[str, str], SettlementEvent] = {}  # as national clearing
+        self.ehr = EhrOracle(ref)
 
     @property
     def treatment_rows(self) -> dict[str, TreatmentRow]:
@@ -77,6 +86,8 @@ class Oracle:
         req, ctx = outcome.req, outcome.ctx
         if outcome.to == "reconciliation":
             return answer_reconciliation(req, self.money_events.values())
+        if outcome.to == "ehr":
+            return self.ehr.submit(certno, req, ctx)
         routed = self.national.route(certno, req, ctx) if outcome.to == "national" else None
         if isinstance(routed, BackToTreatment):  # refused by the national platform
             answer = routed.answer
@@ -109,3 +120,40 @@ class Oracle:
     def settle_log(self, visits: Iterable[Visit]) -> Iterator[VisitSession]:
         for visit in visits:
             yield self.run_visit(visit)
+
+
+class EhrOracle:
+    """The health-record exchange's three roles (records/exchange.py), one after another."""
+
+    def __init__(self, ref: ReferenceData) -> None:
+        self.gateway = ProvincialGateway()
+        self.index = NationalIndex()
+        self.sources = SourceRepositories(ref)
+        self.records: dict[str, bytes] = {}
+        self.index_rows: dict[str, bytes] = {}
+
+    def record(self, certno: str) -> RecordsRow:
+        raw = self.records.get(certno)
+        return RecordsRow.from_dict(decode(raw) if raw else None)
+
+    def submit(self, certno: str, req: dict[str, Any], ctx: dict[str, Any]) -> dict[str, Any]:
+        steps, row = self.gateway.handle(certno, req, ctx, self.record(certno))
+        if row is not None:
+            self.records[certno] = encode_to_keep(row.to_dict())
+        answer: dict[str, Any] | None = None
+        for step in steps:
+            if isinstance(step, EhrAnswer):
+                answer = step.answer
+                continue
+            raw = self.index_rows.get(certno)
+            result, irow = self.index.handle(step.msg, IndexRow.from_dict(
+                decode(raw) if raw else None))
+            if irow is not None:
+                self.index_rows[certno] = encode_to_keep(irow.to_dict())
+            if isinstance(result, EhrAnswer):
+                answer = result.answer
+            elif result is not None:
+                answer, rrow = self.sources.handle(certno, result, self.record(certno))
+                self.records[certno] = encode_to_keep(rrow.to_dict())
+        assert answer is not None
+        return answer

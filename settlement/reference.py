@@ -53,6 +53,7 @@ class Filing:
                 "begndate": self.begndate, "enddate": self.enddate}
 
 
+PERMIT, DENY_CROSS_REGION = "permit", "deny-cross-region"  # a person's EHR sharing Consent
 ACTIVE = "1"  # psn_insu_stas: 正常参保
 SUSPENDED = "2"  # 暂停参保: identified, but not settled
 
@@ -71,6 +72,7 @@ class Enrollment:
     insu_stas: str = ACTIVE
     gend: str = "1"
     brdy: str = ""
+    ehr_sharing: str = PERMIT  # the person's Consent to sharing their health records
 
     @property
     def province(self) -> str:

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 from messages.codec import MalformedMessage, decode
 from messages.codes import (
     CANCELLATIONS,
+    EHR,
     FEE_UPLOADS,
     INSURED_SIDE,
     PRESETTLEMENTS,
@@ -24,7 +25,7 @@ from messages.codes import (
     Infno,
 )
 from messages.envelope import Request, error_answer, is_cross_province, ok_answer, province_of
-from messages.identity import is_valid_certno, mask_certno
+from messages.identity import CERTNO_SYSTEM, is_valid_certno, mask_certno
 from messages.platform import CROSS, LOCAL
 from messages.transactions import INPUT_MODELS
 from settlement.catalogue import FeeTotals, ItemSplit
@@ -86,7 +87,7 @@ class Forward:
     """Send on towards the insured place: to the national platform, or straight to the
     insured-side role when the patient is insured in this province."""
 
-    to: Literal["national", "insured", "reconciliation"]
+    to: Literal["national", "insured", "reconciliation", "ehr"]
     req: dict[str, Any]
     ctx: dict[str, Any]
 
@@ -218,6 +219,13 @@ class TreatmentPlatform:
             raise Rejected(ErrorCode.INVALID_CERTNO,
                            f"message key {mask_certno(certno)} is not a valid citizen ID number")
         ctx["hosp_lv"] = hospital.level
+        if req.infno in EHR:  # to the health-record exchange (records/exchange.py)
+            if req.infno == Infno.EHR_FIND and \
+                    inp.patient_identifier != f"{CERTNO_SYSTEM}|{certno}":
+                raise Rejected(ErrorCode.PERSON_MISMATCH,
+                               "input.patient_identifier is not the message key's certno")
+            ctx["route"] = "ehr"
+            return Forward("ehr", req.model_dump(), ctx), None
         if req.infno == Infno.PERSON_INFO:
             if inp.certno != certno:
                 raise Rejected(ErrorCode.SCHEMA_VIOLATION,

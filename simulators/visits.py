@@ -8,7 +8,8 @@ travellers
 (never filed). The plans mix in what hospitals really do: pre-settlement before settlement,
 fee corrections, cancelled registrations, cancelled and re-done settlements, lost answers
 followed by a 2601 reversal, a reversal that arrives before its original, duplicates,
-requests out of sequence, and 5206 queries.
+requests out of sequence, and 5206 queries. Each visit also looks up and publishes health
+records (7001–7004, DOMAIN.md §6).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ class VisitSpec:
     emergency_share: float = 0.05
     cancel_share: float = 0.08  # settlements cancelled (2208/2305) afterwards
     anomaly_share: float = 0.15  # visits with a protocol anomaly (see `_outpatient_plan`)
+    ehr: bool = True  # health-record steps: lab lookup, publish, and find/retrieve
+    ehr_find_share: float = 0.2  # of local visits, those that look up the person's records
 
 
 CHRONIC_SHARE = 0.02  # of persons: chronic patients …
@@ -85,6 +88,15 @@ def _outpatient_plan(r: random.Random, spec: VisitSpec) -> list[str]:
     return plan
 
 
+def _with_ehr_steps(r: random.Random, spec: VisitSpec, plan: list[str],
+                    cross: bool) -> list[str]:
+    """Once the patient is identified the hospital looks up their records from every province
+    (7002, then 7003 of the newest found: always for a cross-province patient) and reusable
+    lab results (7004); when the visit ends it publishes its document (7001)."""
+    early = ["7002", "7003"] if cross or r.random() < spec.ehr_find_share else []
+    return [plan[0], *early, "7004", *plan[1:], "7001"]
+
+
 def _inpatient_plan(r: random.Random, spec: VisitSpec, batches: int) -> list[str]:
     plan = ["1101", "2401", *["2301"] * batches]
     if r.random() < spec.anomaly_share / 3:
@@ -106,6 +118,7 @@ def generate_visits(world: World, spec: VisitSpec) -> Iterator[Visit]:
     start = datetime.strptime(spec.start, TIME_FORMAT)
     spacing = spec.days * 86_400 / max(1, spec.visits)
     seq: dict[str, int] = {}
+    ehr_r = rng(world.spec.seed, "ehr-steps")  # a stream of its own
     for k in range(spec.visits):
         cross = r.random() < spec.cross_share
         if cross and away and r.random() >= spec.traveller_share:
@@ -145,6 +158,8 @@ def generate_visits(world: World, spec: VisitSpec) -> Iterator[Visit]:
             batches = 1
             steps = _outpatient_plan(r, spec)
             med_type = "13" if emergency else "11"
+        if spec.ehr:
+            steps = _with_ehr_steps(ehr_r, spec, steps, cross)
         begin = start + timedelta(seconds=int(k * spacing))
         code = hospital.fixmedins_code
         hospital_seq = seq.get(code, 0)

@@ -15,7 +15,16 @@ from typing import Any
 from messages.identity import certno_check_char
 from settlement.catalogue import Catalogue, CatalogueEntry, ItemClass
 from settlement.policy import EMPLOYEE, RESIDENT, InsurancePolicy
-from settlement.reference import ACTIVE, SUSPENDED, Enrollment, Filing, Hospital, ReferenceData
+from settlement.reference import (
+    ACTIVE,
+    DENY_CROSS_REGION,
+    PERMIT,
+    SUSPENDED,
+    Enrollment,
+    Filing,
+    Hospital,
+    ReferenceData,
+)
 from simulators.regions import PROVINCES, city_codes
 
 
@@ -33,6 +42,7 @@ class WorldSpec:
     filed_share: float = 0.7  # of those living away, the share with a filing (备案)
     referral_share: float = 0.05  # persons with a temporary referral filing (转诊备案)
     suspended_share: float = 0.01  # persons whose insurance is suspended (暂停参保)
+    deny_sharing_share: float = 0.05  # persons whose Consent denies cross-region sharing
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -124,6 +134,7 @@ def build_persons(spec: WorldSpec, cities: dict[str, list[str]]
     all_cities = [c for cs in cities.values() for c in cs]
     enrollments: dict[str, Enrollment] = {}
     away: dict[str, str] = {}
+    privacy = rng(spec.seed, "ehr-consent")  # a stream of its own: the rest stays as it was
     serial = 0
     while len(enrollments) < spec.persons:
         province = r.choice(provinces)
@@ -159,6 +170,8 @@ def build_persons(spec: WorldSpec, cities: dict[str, list[str]]
             insu_stas=SUSPENDED if suspended else ACTIVE,
             gend="1" if int(certno[16]) % 2 else "2",
             brdy=f"{birthday:%Y-%m-%d}",
+            ehr_sharing=DENY_CROSS_REGION if privacy.random() < spec.deny_sharing_share
+            else PERMIT,
         )
     return enrollments, away
 

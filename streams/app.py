@@ -21,6 +21,14 @@ from messages.codec import decode, encode, encode_to_keep
 from messages.codes import ErrorCode
 from messages.platform import CROSS, wrap_answer, wrap_request
 from messages.trace import INS_IN, NAT_BACK, NAT_IN, TRT_BACK, TRT_IN, stamp
+from records.exchange import (
+    EhrAnswer,
+    IndexRow,
+    NationalIndex,
+    ProvincialGateway,
+    RecordsRow,
+    SourceRepositories,
+)
 from settlement.clearing import clear
 from settlement.insured import InsuredPlatform
 from settlement.ledger import Ledger, SettlementEvent
@@ -32,6 +40,7 @@ from settlement.treatment import DeadLetter, Forward, Reply, TreatmentPlatform, 
 from simulators.world import build_world
 from streams.config import CLEARING_TABLE, WorkerConfig
 from streams.faust_tuning import set_worker_fetch_max_wait
+from streams.fhir_views import register_fhir_views
 
 log = logging.getLogger("huimin.streams")
 
@@ -70,6 +79,7 @@ def create_app(cfg: WorkerConfig) -> faust.App:
     treatment = TreatmentPlatform(ref)
     national = NationalPlatform(ref)
     insured = InsuredPlatform(ref)
+    gateway, index, sources = ProvincialGateway(), NationalIndex(), SourceRepositories(ref)
     app = faust_app(cfg)
 
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
@@ -83,10 +93,16 @@ def create_app(cfg: WorkerConfig) -> faust.App:
     dead_letters = app.topic(topics.DEAD_LETTERS, **raw)
     money_events = app.topic(topics.MONEY_EVENTS, **{**raw, "partitions": 1})
     recon_requests = app.topic(topics.RECON_REQUESTS, **{**raw, "partitions": 1})
+    ehr_national = app.topic(topics.EHR_NATIONAL, **raw)
+    ehr_sources = app.topic(topics.EHR_SOURCES, **raw)
     trt_rows = app.Table("trt_persons", key_type=bytes, value_type=bytes, default=None,
                          partitions=cfg.partitions)
     ins_rows = app.Table("ins_persons", key_type=bytes, value_type=bytes, default=None,
                          partitions=cfg.partitions)
+    ehr_index = app.Table("ehr_index", key_type=bytes, value_type=bytes, default=None,
+                          partitions=cfg.partitions)
+    ehr_records = app.Table("ehr_records", key_type=bytes, value_type=bytes, default=None,
+                            partitions=cfg.partitions)
     clearing_events = app.Table(CLEARING_TABLE, key_type=bytes, value_type=bytes, default=None,
                                 partitions=1)
 
@@ -132,6 +148,8 @@ def create_app(cfg: WorkerConfig) -> faust.App:
             trt_rows[key] = encode_to_keep(row.to_dict())
         if isinstance(outcome, Reply):
             return [to_hospital(outcome.answer, outcome.ctx, trace)]
+        if isinstance(outcome, Forward) and outcome.to == "ehr":
+            return on_ehr_request(key, outcome.req, outcome.ctx, trace)
         if isinstance(outcome, Forward):
             target = {"national": nat_requests, "insured": ins_requests,
                       "reconciliation": recon_requests}[outcome.to]
@@ -139,6 +157,45 @@ def create_app(cfg: WorkerConfig) -> faust.App:
         assert isinstance(outcome, DeadLetter)
         return [dead_letter(key, value, outcome.error_code.value, outcome.reason,
                             topics.HOSP_REQUESTS)]
+
+    def records_row(key: bytes) -> RecordsRow:
+        cur = ehr_records.get(key)
+        return RecordsRow.from_dict(decode(cur) if cur else None)
+
+    def on_ehr_request(key: bytes, req: dict[str, Any], ctx: dict[str, Any],
+                       trace: list) -> list[Send]:
+        """The provincial platform's part of the record exchange (records/exchange.py)."""
+        steps, row = gateway.handle(key.decode(), req, ctx, records_row(key))
+        if row is not None:
+            ehr_records[key] = encode_to_keep(row.to_dict())
+        return [to_hospital(step.answer, ctx, trace) if isinstance(step, EhrAnswer) else
+                send(ehr_national, key, encode({**step.msg, "ctx": ctx, "trace": trace}))
+                for step in steps]
+
+    def on_ehr_national(key: bytes | None, value: bytes | None) -> list[Send]:
+        msg = decode(value)
+        trace = stamp(msg["trace"], NAT_IN)
+        cur = ehr_index.get(key)
+        result, row = index.handle(msg, IndexRow.from_dict(decode(cur) if cur else None))
+        if row is not None:
+            ehr_index[key] = encode_to_keep(row.to_dict())
+        if result is None:
+            return []
+        if isinstance(result, EhrAnswer):
+            return [to_hospital(result.answer, msg["ctx"], trace)]
+        return [send(ehr_sources, key, encode({**result, "trace": trace}))]
+
+    def on_ehr_sources(key: bytes | None, value: bytes | None) -> list[Send]:
+        msg = decode(value)
+        if msg.get("op") == "audit":  # a read through the FHIR views (streams/fhir_views.py)
+            row = records_row(key)
+            sources.record_access(row, msg["event"])
+            ehr_records[key] = encode_to_keep(row.to_dict())
+            return []
+        trace = stamp(msg["trace"], INS_IN)
+        answer, row = sources.handle(key.decode() if key else "", msg, records_row(key))
+        ehr_records[key] = encode_to_keep(row.to_dict())
+        return [to_hospital(answer, msg["ctx"], trace)]
 
     def on_national_request(key: bytes | None, value: bytes | None) -> list[Send]:
         msg = decode(value)
@@ -232,5 +289,8 @@ def create_app(cfg: WorkerConfig) -> faust.App:
     role(nat_answers, "national_answers", on_national_answer)
     role(trt_answers, "treatment_answers", on_treatment_answer)
     role(money_events, "national_clearing", on_money_event)
+    register_fhir_views(app, ehr_records, ehr_index, ehr_sources, ref)
     role(recon_requests, "reconciliation", on_recon_request)
+    role(ehr_national, "ehr_index", on_ehr_national)
+    role(ehr_sources, "ehr_sources", on_ehr_sources)
     return app

@@ -29,6 +29,6 @@ class WorkerConfig:
 
 
 #: The tables of the platform; their changelog topics are created with the other topics.
-TABLES = ("trt_persons", "ins_persons")
+TABLES = ("trt_persons", "ins_persons", "ehr_index", "ehr_records")
 #: National clearing sees every money event in one partition: one table, one partition.
 CLEARING_TABLE = "clearing_events"

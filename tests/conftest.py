@@ -7,7 +7,9 @@ import os
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO.parent / "shared" / "data"
+#: Copies of ../shared/data/fhir (HL7 examples CC0-1.0, Synthea bundles Apache-2.0; see its
+#: SOURCES.md), kept in the repository so that a clean checkout anywhere can run the tests.
+FHIR_DATA = REPO / "tests" / "data" / "fhir"
 
 
 def processes_mentioning(text: str) -> list[int]:

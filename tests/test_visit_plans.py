@@ -60,7 +60,8 @@ class Run:
         """(session, step, msgid, answers) for every step that was sent."""
         out = []
         for s in self.sessions:
-            for (msgid, infno), step in zip(s.sent, s.visit.steps, strict=False):
+            steps = [x for i, x in enumerate(s.visit.steps) if i not in s.skipped]
+            for (msgid, infno), step in zip(s.sent, steps, strict=False):
                 assert parse_step(step)[0] == infno
                 out.append((s, step, msgid, s.answers.get(msgid, [])))
         return out
@@ -103,18 +104,25 @@ def test_every_step_marked_as_refused_is_refused_with_its_code(run: Run) -> None
 
 
 def test_no_other_step_is_refused_except_settlements_of_suspended_persons(run: Run) -> None:
-    suspended_refusals = 0
+    """… and record accesses the person's consent refuses (E5002), which are outcomes."""
+    suspended_refusals = consent_refusals = 0
     for s, step, _, answers in run.steps():
         if "!" in step:
             continue
         for a in answers:
             if a["infcode"] == 0:
                 continue
+            if a["err_code"] == ErrorCode.CONSENT_REFUSED:
+                assert parse_step(step)[0] in ("7002", "7003", "7004")
+                assert run.world.ref.enrollments[s.visit.certno].ehr_sharing != "permit"
+                consent_refusals += 1
+                continue
             assert run.suspended(s), (s.visit.visit_no, step, a)
             assert a["err_code"] == ErrorCode.INSURANCE_SUSPENDED
             assert parse_step(step)[0] in SETTLEMENTS | PRESETTLEMENTS
             suspended_refusals += 1
     assert suspended_refusals > 0  # the world has suspended persons, and they do visit
+    assert consent_refusals > 0  # and persons who deny cross-region sharing
 
 
 def test_every_visit_is_carried_out_to_its_end_unless_the_person_is_suspended(run: Run) -> None:
@@ -125,7 +133,8 @@ def test_every_visit_is_carried_out_to_its_end_unless_the_person_is_suspended(ru
             assert s.failed["err_code"] == ErrorCode.INSURANCE_SUSPENDED
         else:
             assert s.index == len(s.visit.steps)
-            assert len(s.sent) == len(s.visit.steps)
+            assert len(s.sent) + len(s.skipped) == len(s.visit.steps)
+            assert all(s.visit.steps[i] == "7003" for i in s.skipped)  # nothing found
     for s in run.sessions:
         if run.suspended(s):
             assert s.settlement is None  # a suspended person is never settled
@@ -147,10 +156,10 @@ def test_a_lost_answer_still_came_once_and_its_settlement_was_reversed(run: Run)
             continue
         lost += 1
         i = s.visit.steps.index("2207~")
-        msgid = s.sent[i][0]
+        msgid = s.msgid_at(i)
         (answer,) = s.answers[msgid]
         assert answer["infcode"] == 0
-        (reversal,) = s.answers[s.sent[i + 1][0]]  # the 2601 right after it
+        (reversal,) = s.answers[s.msgid_at(i + 1)]  # the 2601 right after it
         assert reversal["output"]["result"] == "undone"
         setl_id = answer["output"]["setlinfo"]["setl_id"]
         assert reversal["output"]["reversed_setl_id"] == setl_id
@@ -165,9 +174,9 @@ def test_a_reversal_sent_first_is_answered_in_advance(run: Run) -> None:
         if "2601^" not in s.visit.steps:
             continue
         i = s.visit.steps.index("2601^")
-        (reversal,) = s.answers[s.sent[i][0]]
+        (reversal,) = s.answers[s.msgid_at(i)]
         assert reversal["output"]["result"] == "reversed-in-advance"
-        assert reversal["output"]["omsgid"] == s.sent[i + 1][0]
+        assert reversal["output"]["omsgid"] == s.msgid_at(i + 1)
 
 
 def test_every_settlement_and_presettlement_satisfies_the_domain_invariants(run: Run) -> None:

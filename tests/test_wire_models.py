@@ -4,9 +4,10 @@ hospitals send matches the input models (the wire contract in messages/)."""
 from __future__ import annotations
 
 import pytest
+from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
-from messages.codes import RECONCILIATIONS, ErrorCode, Infno
+from messages.codes import EHR, RECONCILIATIONS, ErrorCode, Infno
 from messages.envelope import Answer, Request
 from messages.transactions import INPUT_MODELS, OUTPUT_MODELS, SetlInfo
 from messages.visitlog import VisitSession
@@ -44,13 +45,18 @@ def test_every_answer_matches_the_answer_and_its_output_model(exchanges):
         set(OUTPUT_MODELS) - {Infno.SIGN_IN} - RECONCILIATIONS
     for req, answer in exchanges:
         Answer.model_validate(answer)
+        fhir = req["infno"] in EHR and "resourceType" in answer["output"]
+        if fhir:  # FHIR out: valid R4B, an OperationOutcome when refused
+            get_fhir_model_class(answer["output"]["resourceType"]).model_validate(
+                answer["output"])
         if answer["infcode"] == 0:
             OUTPUT_MODELS[req["infno"]].model_validate(answer["output"])
         else:  # a refusal expected by the plan (or of a suspended person): a stable code
             assert answer["infcode"] == -1
             assert answer["err_code"] in set(ErrorCode)
             assert answer["err_msg"]
-            assert answer["output"] == {}
+            assert answer["output"]["resourceType"] == "OperationOutcome" if fhir else \
+                answer["output"] == {}
 
 
 def test_a_settlement_with_a_float_amount_is_not_a_valid_setlinfo(exchanges):

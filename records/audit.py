@@ -1,0 +1,64 @@
+"""AuditEvents (IHE BALP style) for every query, retrieval and refusal of a person's records.
+The person's record keeps them; `GET /fhir/AuditEvent?entity.identifier=…` lists them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from records.codes import (
+    ACT_REASON,
+    AUDIT_TYPE,
+    CERTNO_SYSTEM,
+    FIXMEDINS_SYSTEM,
+    IHE_EVENTS,
+    PROVINCE_SYSTEM,
+    RESTFUL,
+)
+from records.documents import fhir_time, uid
+
+#: (restful interaction, action, IHE transaction) per operation.
+OPERATIONS = {"find": ("search-type", "E", "ITI-67"), "retrieve": ("read", "R", "ITI-68"),
+              "lab-lookup": ("search-type", "E", "ITI-67"), "operator-read": ("read", "R", "")}
+SUCCESS, REFUSED = "0", "4"  # AuditEvent.outcome: success, minor failure
+
+
+def audit_event(*, msgid: str, operation: str, certno: str, requester: str,
+                requester_province: str, source_province: str, purpose: str, outcome: str,
+                description: str, recorded: str, document_id: str = "",
+                break_glass: bool = False) -> dict[str, Any]:
+    interaction, action, transaction = OPERATIONS[operation]
+    subtype = [{"system": RESTFUL, "code": interaction}]
+    if transaction:
+        subtype.append({"system": IHE_EVENTS, "code": transaction})
+    entity: list[dict[str, Any]] = [{
+        "what": {"identifier": {"system": CERTNO_SYSTEM, "value": certno}},
+        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
+                 "code": "1"},
+        "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1"}}]
+    if document_id:
+        entity.append({"what": {"reference": f"DocumentReference/{document_id}"},
+                       "type": {"system": "http://terminology.hl7.org/CodeSystem/"
+                                          "audit-entity-type", "code": "2"}})
+    purpose_codes = [{"system": ACT_REASON, "code": purpose}]
+    if break_glass:
+        purpose_codes.append({"system": ACT_REASON, "code": "BTG"})
+    return {
+        "resourceType": "AuditEvent",
+        "id": uid(msgid, "audit", source_province),
+        "type": {"system": AUDIT_TYPE, "code": "rest"},
+        "subtype": subtype,
+        "action": action,
+        "recorded": fhir_time(recorded),
+        "outcome": outcome,
+        "outcomeDesc": description,
+        "purposeOfEvent": [{"coding": purpose_codes}],
+        "agent": [{"who": {"identifier": {"system": FIXMEDINS_SYSTEM, "value": requester}},
+                   "requestor": True,
+                   "location": {"identifier": {"system": PROVINCE_SYSTEM,
+                                               "value": requester_province}}}],
+        "source": {"observer": {"identifier": {"system": PROVINCE_SYSTEM,
+                                               "value": source_province}},
+                   "type": [{"system": "http://terminology.hl7.org/CodeSystem/"
+                                       "security-source-type", "code": "4"}]},
+        "entity": entity,
+    }

@@ -1,0 +1,359 @@
+"""The health-record exchange (DOMAIN.md §6) as three pure roles, each keyed by the person:
+
+1. the requesting hospital's **provincial platform** (7001–7004 arrive with the hospital's
+   other requests): a publish (7001, IHE MHD ITI-65) is validated at this ingress, stored in
+   the province's repository and registered (DocumentReference), and the national index is told
+   where the person's documents are; find (7002, ITI-67), retrieve (7003, ITI-68) and lab-result
+   lookup (7004) go on to the national platform;
+2. the **national index** knows which provinces hold documents for the person (and which holds
+   each document) and sends the query on to those sources;
+3. the **source repositories** decide the person's Consent for each source province, answer
+   with what is permitted, refuse the rest (OperationOutcome) and record an AuditEvent for
+   every access and every refusal in the person's record.
+
+The same functions answer for the streamed platform and for the offline oracle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+
+from messages.codes import ErrorCode, Infno
+from messages.envelope import error_answer, ok_answer, province_of
+from records.audit import REFUSED, SUCCESS, audit_event
+from records.codes import CERTNO_SYSTEM, FIXMEDINS_SYSTEM, LAB_BY_CODE, LOINC, PROVINCE_SYSTEM
+from records.consent import decide
+from records.documents import fhir_time, uid
+from records.validation import InvalidResource, Validator, operation_outcome
+from settlement.reference import PERMIT, ReferenceData
+from settlement.retention import cutoff, forget_answers
+
+#: Days a lab result stays valid for reuse (检查检验结果互认; a *parameter*).
+LAB_VALIDITY_DAYS = 30
+
+
+@dataclass
+class RecordsRow:
+    """A person's records in the provincial repositories (each document says which province
+    holds it), the lab results indexed from them, and the audit trail of every access."""
+
+    docs: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> province, docref, content
+    labs: list[dict[str, Any]] = field(default_factory=list)
+    audit: list[dict[str, Any]] = field(default_factory=list)
+    answers: dict[str, dict[str, Any]] = field(default_factory=dict)  # msgid -> its answer
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"docs": self.docs, "labs": self.labs, "audit": self.audit,
+                "answers": self.answers}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> RecordsRow:
+        return cls(**d) if d else cls()
+
+
+@dataclass
+class IndexRow:
+    """The national index entry of a person: where their documents are, and the other
+    identifiers publishers gave for them (the identifier cross-reference)."""
+
+    docs: dict[str, str] = field(default_factory=dict)  # document id -> province
+    identifiers: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def provinces(self) -> list[str]:
+        return sorted(set(self.docs.values()))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"docs": self.docs, "identifiers": self.identifiers}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> IndexRow:
+        return cls(**d) if d else cls()
+
+
+@dataclass(frozen=True, slots=True)
+class EhrAnswer:
+    answer: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ToNational:
+    """A query on its way to the national index, or a registration for it."""
+
+    msg: dict[str, Any]
+
+
+Step = EhrAnswer | ToNational
+
+
+def ehr_error(msgid: str, code: ErrorCode, message: str,
+              outcome: dict[str, Any] | None = None) -> dict[str, Any]:
+    ans = error_answer(msgid, code, message)
+    ans["output"] = outcome or operation_outcome(
+        "forbidden" if code == ErrorCode.CONSENT_REFUSED else "processing", message)
+    return ans
+
+
+def _resources(resource: dict[str, Any]) -> list[dict[str, Any]]:
+    """The resource and, for a Bundle, every resource inside it (depth first)."""
+    out = [resource]
+    if resource.get("resourceType") == "Bundle":
+        for entry in resource.get("entry") or []:
+            if isinstance(entry, dict) and isinstance(entry.get("resource"), dict):
+                out += _resources(entry["resource"])
+    return out
+
+
+def _certnos(resource: dict[str, Any]) -> set[str]:
+    return {i.get("value", "") for r in _resources(resource) if r["resourceType"] == "Patient"
+            for i in r.get("identifier") or [] if i.get("system") == CERTNO_SYSTEM}
+
+
+class ProvincialGateway:
+    """Role 1: the requesting hospital's provincial platform."""
+
+    def __init__(self, validator: Validator | None = None) -> None:
+        self.validator = validator or Validator()
+
+    def handle(self, certno: str, req: dict[str, Any], ctx: dict[str, Any],
+               row: RecordsRow) -> tuple[list[Step], RecordsRow | None]:
+        msgid, inp = req["msgid"], req["input"]
+        if req["infno"] != Infno.EHR_PUBLISH:
+            return [ToNational({"op": "query", "req": req, "ctx": ctx})], None
+        resource = inp.get("resource")
+        try:
+            self.validator.validate(resource)
+        except InvalidResource as exc:
+            return [EhrAnswer(ehr_error(msgid, ErrorCode.INVALID_FHIR,
+                                        f"not valid FHIR R4: {exc}", exc.outcome))], None
+        if _certnos(resource) - {certno}:
+            return [EhrAnswer(ehr_error(msgid, ErrorCode.PERSON_MISMATCH,
+                                        "the document's Patient is another person than the "
+                                        "message key"))], None
+        province = province_of(req["mdtrtarea_admvs"])
+        doc_id = uid(msgid, "docref")
+        if doc_id in row.docs:  # a duplicate publish: the same answer, nothing stored twice
+            return [EhrAnswer(_publish_answer(msgid, doc_id))], None
+        content, docref = _document_and_reference(resource, doc_id, certno, req, province)
+        row.docs[doc_id] = {"province": province, "docref": docref,
+                            "content": orjson.dumps(content).decode()}
+        row.labs += _labs(content, province, doc_id)
+        identifiers = [i for r in _resources(content) if r["resourceType"] == "Patient"
+                       for i in r.get("identifier") or []
+                       if isinstance(i, dict) and i.get("system") and i.get("value")
+                       and i.get("system") != CERTNO_SYSTEM]
+        register = {"op": "register", "doc_id": doc_id, "province": province,
+                    "identifiers": [{"system": i["system"], "value": i["value"]}
+                                    for i in identifiers]}
+        return [EhrAnswer(_publish_answer(msgid, doc_id)), ToNational(register)], row
+
+
+def _publish_answer(msgid: str, doc_id: str) -> dict[str, Any]:
+    return ok_answer(msgid, {"resourceType": "Bundle", "type": "transaction-response",
+                             "entry": [{"response": {"status": "201 Created",
+                                                     "location": f"DocumentReference/{doc_id}"}}]})
+
+
+def _document_and_reference(resource: dict[str, Any], doc_id: str, certno: str,
+                            req: dict[str, Any], province: str
+                            ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An ITI-65 transaction gives its DocumentReference and the document it points at;
+    anything else (a document, batch or collection Bundle, a single resource) is the content
+    itself, and the repository writes its DocumentReference."""
+    given: dict[str, Any] | None = None
+    content = resource
+    if resource["resourceType"] == "Bundle" and resource.get("type") == "transaction":
+        entries = [e for e in resource.get("entry") or [] if isinstance(e.get("resource"), dict)]
+        refs = [e["resource"] for e in entries
+                if e["resource"]["resourceType"] == "DocumentReference"]
+        for ref in refs:
+            url = (ref.get("content") or [{}])[0].get("attachment", {}).get("url")
+            doc = next((e["resource"] for e in entries if e.get("fullUrl") == url), None)
+            if doc is not None:
+                given, content = ref, doc
+                break
+    kind = content["resourceType"]
+    doc_type = (given or {}).get("type")
+    if doc_type is None and kind == "Bundle" and content.get("type") == "document":
+        first = (content.get("entry") or [{}])[0].get("resource") or {}
+        doc_type = first.get("type")
+    docref = {
+        "resourceType": "DocumentReference", "id": doc_id,
+        "masterIdentifier": (given or {}).get("masterIdentifier") or {
+            "system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{doc_id}"},
+        "status": "current",
+        "type": doc_type or {"text": content.get("type", kind) if kind == "Bundle" else kind},
+        "subject": {"identifier": {"system": CERTNO_SYSTEM, "value": certno}},
+        "date": fhir_time(req["inf_time"]),
+        "author": [{"identifier": {"system": FIXMEDINS_SYSTEM,
+                                   "value": req["fixmedins_code"]}}],
+        "custodian": {"identifier": {"system": PROVINCE_SYSTEM, "value": province}},
+        "content": [{"attachment": {"contentType": "application/fhir+json",
+                                    "url": f"{kind}/{doc_id}"}}]}
+    return content, docref
+
+
+def _labs(content: dict[str, Any], province: str, doc_id: str) -> list[dict[str, Any]]:
+    """LOINC lab results with a time and a quantity: what other hospitals may reuse."""
+    out = []
+    for r in _resources(content):
+        if r["resourceType"] != "Observation" or not isinstance(r.get("effectiveDateTime"), str):
+            continue
+        quantity = r.get("valueQuantity") or {}
+        for coding in (r.get("code") or {}).get("coding") or []:
+            if coding.get("system") == LOINC and "value" in quantity:
+                out.append({"loinc": coding.get("code"), "time": r["effectiveDateTime"],
+                            "province": province, "doc_id": doc_id,
+                            "value": quantity["value"], "unit": quantity.get("unit", "")})
+    return out
+
+
+class NationalIndex:
+    """Role 2: where each person's documents are; queries go on to their sources."""
+
+    def handle(self, msg: dict[str, Any], row: IndexRow
+               ) -> tuple[EhrAnswer | dict[str, Any] | None, IndexRow | None]:
+        """A registration updates the row (and answers nothing); a query returns either an
+        answer (nothing to ask) or the message for the sources, with `sources` added."""
+        if msg["op"] == "register":
+            row.docs[msg["doc_id"]] = msg["province"]
+            for ident in msg["identifiers"]:
+                if ident not in row.identifiers:
+                    row.identifiers.append(ident)
+            return None, row
+        req = msg["req"]
+        if req["infno"] == Infno.EHR_RETRIEVE:
+            province = row.docs.get(req["input"]["document_id"])
+            if province is None:
+                return EhrAnswer(ehr_error(req["msgid"], ErrorCode.UNKNOWN_DOCUMENT,
+                                           "no such document for this person",
+                                           operation_outcome("not-found", "no such document "
+                                                             "for this person"))), None
+            return {**msg, "sources": [province]}, None
+        return {**msg, "sources": row.provinces}, None
+
+
+class SourceRepositories:
+    """Role 3: each source province decides the person's Consent, answers what it may, and
+    audits every access and refusal in the person's record."""
+
+    def __init__(self, ref: ReferenceData) -> None:
+        self.ref = ref
+
+    @staticmethod
+    def record_access(row: RecordsRow, event: dict[str, Any]) -> None:
+        """Once per access: a duplicated query is the same access (its id is its msgid's)."""
+        if all(a["id"] != event["id"] for a in row.audit[-20:]):
+            row.audit.append(event)
+
+    def handle(self, certno: str, msg: dict[str, Any], row: RecordsRow
+               ) -> tuple[dict[str, Any], RecordsRow]:
+        """The answer to a query, kept by msgid (within the operating window) so that a
+        duplicated or redelivered query gets it again, unchanged, and is audited once."""
+        req = msg["req"]
+        forget_answers(row.answers, cutoff(req["inf_time"]))
+        seen = row.answers.get(req["msgid"])
+        if seen is not None:
+            return (self._retrieved(row, req) if seen.get("retrieve") else seen), row
+        answer = self._answer(certno, msg, row)
+        row.answers[req["msgid"]] = {"retrieve": True} if req["infno"] == Infno.EHR_RETRIEVE \
+            and answer["infcode"] == 0 else answer  # a document is kept once, in docs
+        return answer, row
+
+    @staticmethod
+    def _retrieved(row: RecordsRow, req: dict[str, Any]) -> dict[str, Any]:
+        doc = row.docs[req["input"]["document_id"]]
+        return ok_answer(req["msgid"], orjson.loads(doc["content"]))
+
+    def _answer(self, certno: str, msg: dict[str, Any], row: RecordsRow) -> dict[str, Any]:
+        req = msg["req"]
+        inp, msgid = req["input"], req["msgid"]
+        requester_province = province_of(req["mdtrtarea_admvs"])
+        enrollment = self.ref.enrollments.get(certno)
+        sharing = enrollment.ehr_sharing if enrollment else PERMIT
+        operation = {Infno.EHR_FIND: "find", Infno.EHR_RETRIEVE: "retrieve",
+                     Infno.EHR_LAB_LOOKUP: "lab-lookup"}[req["infno"]]
+        permitted, refusals = [], []
+        for province in msg["sources"]:
+            decision = decide(sharing, inp["purpose"], requester_province, province)
+            (permitted if decision.permitted else refusals).append((province, decision))
+            self.record_access(row, audit_event(
+                msgid=msgid, operation=operation, certno=certno,
+                requester=req["fixmedins_code"], requester_province=requester_province,
+                source_province=province, purpose=inp["purpose"],
+                outcome=SUCCESS if decision.permitted else REFUSED,
+                description=decision.reason, recorded=req["inf_time"],
+                document_id=inp.get("document_id", ""), break_glass=decision.break_glass))
+        allowed = {p for p, _ in permitted}
+        if refusals and not permitted:
+            reason = "; ".join(d.reason for _, d in refusals)
+            return ehr_error(msgid, ErrorCode.CONSENT_REFUSED, f"refused: {reason}",
+                             _refusal_outcome(refusals))
+        if operation == "retrieve":
+            return self._retrieved(row, req)
+        if operation == "lab-lookup":
+            return ok_answer(msgid, _reusable(row, inp["loinc"], req["inf_time"], allowed,
+                                              refusals))
+        return ok_answer(msgid, _searchset(row, inp, allowed, refusals))
+
+
+def _refusal_outcome(refusals: list[tuple[str, Any]]) -> dict[str, Any]:
+    return {"resourceType": "OperationOutcome", "issue": [
+        {"severity": "warning", "code": "forbidden", "diagnostics": d.reason,
+         "details": {"coding": [{"system": PROVINCE_SYSTEM, "code": p}]}}
+        for p, d in refusals]}
+
+
+def _searchset(row: RecordsRow, inp: dict[str, Any], allowed: set[str],
+               refusals: list[tuple[str, Any]]) -> dict[str, Any]:
+    """ITI-67: the DocumentReferences of the permitted sources, newest first, filtered by
+    type (a LOINC code) and date (from); refused sources named in an OperationOutcome."""
+    matches = []
+    for doc in row.docs.values():
+        ref = doc["docref"]
+        if doc["province"] not in allowed:
+            continue
+        if inp.get("type") and inp["type"] not in {c.get("code") for c in
+                                                   (ref["type"].get("coding") or [])}:
+            continue
+        if inp.get("date_from") and ref["date"][:10] < inp["date_from"]:
+            continue
+        matches.append(ref)
+    matches.sort(key=lambda r: (r["date"], r["id"]), reverse=True)
+    entries: list[dict[str, Any]] = [{"fullUrl": f"DocumentReference/{r['id']}", "resource": r,
+                                      "search": {"mode": "match"}} for r in matches]
+    if refusals:
+        entries.append({"resource": _refusal_outcome(refusals), "search": {"mode": "outcome"}})
+    return {"resourceType": "Bundle", "type": "searchset", "total": len(matches),
+            "entry": entries}
+
+
+def _reusable(row: RecordsRow, codes: list[str], inf_time: str, allowed: set[str],
+              refusals: list[tuple[str, Any]]) -> dict[str, Any]:
+    """For each asked LOINC code, the newest result within its validity window from a
+    permitted source, if any: the test need not be repeated (检查检验结果互认)."""
+    now = datetime.fromisoformat(fhir_time(inf_time))
+    since = now - timedelta(days=LAB_VALIDITY_DAYS)
+    best: dict[str, dict[str, Any]] = {}
+    for lab in row.labs:
+        if lab["loinc"] not in codes or lab["province"] not in allowed:
+            continue
+        try:
+            t = datetime.fromisoformat(lab["time"])
+        except ValueError:
+            continue
+        if t.tzinfo is None or not since <= t <= now:
+            continue
+        if lab["loinc"] not in best or lab["time"] > best[lab["loinc"]]["time"]:
+            best[lab["loinc"]] = lab
+    reusable = [{**best[c], "saving": LAB_BY_CODE[c].price if c in LAB_BY_CODE else 0}
+                for c in sorted(best)]
+    out: dict[str, Any] = {"window_days": LAB_VALIDITY_DAYS, "reusable": reusable}
+    if refusals:
+        out["refused"] = _refusal_outcome(refusals)
+    return out
+

@@ -1,0 +1,96 @@
+"""Ingress validation of FHIR resources with `fhir.resources.R4B`, answered as an
+OperationOutcome that names the path and the problem.
+
+Validation happens once, at the provincial platform's ingress; inside, resources travel as
+dicts/bytes. A Bundle is checked entry by entry (each resource by its own model, then the
+Bundle's shell without them), and resources already seen byte for byte are not checked again:
+a hospital's Organization, a person's Patient and the like repeat across documents.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import orjson
+from fhir.resources.R4B import get_fhir_model_class
+from pydantic import ValidationError
+
+
+class InvalidResource(ValueError):
+    """A resource that is not valid FHIR R4; `outcome` is the OperationOutcome to answer."""
+
+    def __init__(self, outcome: dict[str, Any]) -> None:
+        super().__init__(outcome["issue"][0]["diagnostics"])
+        self.outcome = outcome
+
+
+def operation_outcome(code: str, diagnostics: str, expression: str | None = None,
+                      severity: str = "error") -> dict[str, Any]:
+    issue: dict[str, Any] = {"severity": severity, "code": code, "diagnostics": diagnostics}
+    if expression:
+        issue["expression"] = [expression]
+    return {"resourceType": "OperationOutcome", "issue": [issue]}
+
+
+def _path(prefix: str, loc: tuple[Any, ...]) -> str:
+    out = prefix
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+_ISSUE_CODES = {"missing": "required", "extra_forbidden": "structure"}
+
+
+class Validator:
+    """Validates resources against the R4B models, remembering the last `cache_size` valid
+    resources by their bytes."""
+
+    def __init__(self, cache_size: int = 20_000) -> None:
+        self._valid: OrderedDict[bytes, None] = OrderedDict()
+        self._cache_size = cache_size
+
+    def validate(self, resource: Any, path: str = "") -> None:
+        """Raise InvalidResource if `resource` is not a valid R4 resource."""
+        if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+            raise InvalidResource(operation_outcome(
+                "structure", "not a FHIR resource: a JSON object with resourceType is required",
+                path or None))
+        kind = resource["resourceType"]
+        here = path or kind
+        if kind == "Bundle":
+            entries = resource.get("entry")
+            if isinstance(entries, list):
+                for i, entry in enumerate(entries):
+                    if isinstance(entry, dict) and "resource" in entry:
+                        self.validate(entry["resource"], f"{here}.entry[{i}].resource")
+                shell = {**resource, "entry": [
+                    {k: v for k, v in e.items() if k != "resource"} if isinstance(e, dict) else e
+                    for e in entries]}
+                self._check(kind, shell, here)
+                return
+        self._check(kind, resource, here)
+
+    def _check(self, kind: str, resource: dict[str, Any], path: str) -> None:
+        key = kind.encode() + orjson.dumps(resource, option=orjson.OPT_SORT_KEYS)
+        if key in self._valid:
+            self._valid.move_to_end(key)
+            return
+        try:
+            model = get_fhir_model_class(kind)
+        except KeyError:
+            raise InvalidResource(operation_outcome(
+                "not-supported", f"unknown resourceType {kind!r}", path)) from None
+        try:
+            model.model_validate(resource)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise InvalidResource(operation_outcome(
+                _ISSUE_CODES.get(err["type"], "value"),
+                f"{_path(path, err['loc'])}: {err['msg']}", _path(path, err["loc"]))) from None
+        except (ValueError, TypeError) as exc:  # a few models raise these directly
+            raise InvalidResource(operation_outcome("value", f"{path}: {exc}", path)) from None
+        self._valid[key] = None
+        if len(self._valid) > self._cache_size:
+            self._valid.popitem(last=False)

@@ -1,0 +1,143 @@
+"""Read-only FHIR REST views on a platform worker (Faust web views), for operators and
+integration testers:
+
+    GET /fhir/DocumentReference?patient.identifier=<system>|<certno>   searchset
+    GET /fhir/<type>/<id>                                              a stored document
+    GET /fhir/AuditEvent?entity.identifier=<system>|<certno>           searchset
+    GET /fhir/Patient/$ihe-pix?sourceIdentifier=<system>|<value>       Parameters (PIXm)
+    GET /ehr/stats/                                                    totals (JSON)
+
+Each answers from the tables this worker holds (the partitions assigned to it; with several
+workers, ask each, or the one that serves the person). Errors are OperationOutcomes. Reading a
+document through this view is an access like any other: it is audited in the person's record
+(through the `ehr.sources` topic, as the operator, purpose HOPERAT).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import orjson
+
+from messages.identity import CERTNO_SYSTEM
+from records.audit import SUCCESS, audit_event
+from records.codes import PSN_NO_SYSTEM
+from records.exchange import IndexRow, RecordsRow
+from records.validation import operation_outcome
+from settlement.reference import ReferenceData
+
+FHIR_JSON = "application/fhir+json"
+BEIJING = timezone(timedelta(hours=8))
+
+
+def _split(token: str) -> tuple[str, str]:
+    system, sep, value = token.partition("|")
+    return (system, value) if sep else ("", token)
+
+
+def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
+                        ref: ReferenceData) -> None:
+    doc_owner: dict[str, bytes] = {}  # document id -> person key, rebuilt from the table
+
+    def fhir(web: Any, body: dict[str, Any], status: int = 200) -> Any:
+        return web.bytes(orjson.dumps(body), content_type=FHIR_JSON, status=status)
+
+    def problem(web: Any, status: int, code: str, text: str) -> Any:
+        return fhir(web, operation_outcome(code, text), status)
+
+    def person_key(request: Any, param: str) -> bytes | None:
+        system, value = _split(request.query.get(param, ""))
+        if system not in ("", CERTNO_SYSTEM) or not value:
+            return None
+        return value.encode()
+
+    def records_of(key: bytes) -> RecordsRow:
+        cur = records.get(key)
+        return RecordsRow.from_dict(orjson.loads(cur) if cur else None)
+
+    def searchset(resources: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"resourceType": "Bundle", "type": "searchset", "total": len(resources),
+                "entry": [{"fullUrl": f"{r['resourceType']}/{r['id']}", "resource": r,
+                           "search": {"mode": "match"}} for r in resources]}
+
+    @app.page("/fhir/DocumentReference")
+    async def document_references(web: Any, request: Any) -> Any:
+        key = person_key(request, "patient.identifier")
+        if key is None:
+            return problem(web, 400, "required", "patient.identifier=" + CERTNO_SYSTEM +
+                           "|<certno> is required")
+        docs = sorted((d["docref"] for d in records_of(key).docs.values()),
+                      key=lambda r: (r["date"], r["id"]), reverse=True)
+        return fhir(web, searchset(docs))
+
+    @app.page("/fhir/AuditEvent")
+    async def audit_events(web: Any, request: Any) -> Any:
+        key = person_key(request, "entity.identifier")
+        if key is None:
+            return problem(web, 400, "required", "entity.identifier=" + CERTNO_SYSTEM +
+                           "|<certno> is required")
+        return fhir(web, searchset(records_of(key).audit))
+
+    @app.page("/fhir/Patient/$ihe-pix")
+    async def pix(web: Any, request: Any) -> Any:
+        system, value = _split(request.query.get("sourceIdentifier", ""))
+        if not system or not value:
+            return problem(web, 400, "required", "sourceIdentifier=<system>|<value> is required")
+        certno = value if system == CERTNO_SYSTEM else None
+        row = None
+        for k, v in index.items() if certno is None else ():
+            candidate = IndexRow.from_dict(orjson.loads(v))
+            if {"system": system, "value": value} in candidate.identifiers:
+                certno, row = k.decode(), candidate
+                break
+        if certno is not None and row is None:
+            cur = index.get(certno.encode())
+            row = IndexRow.from_dict(orjson.loads(cur)) if cur else None
+        enrollment = ref.enrollments.get(certno) if certno else None
+        if row is None and enrollment is None:
+            return problem(web, 404, "not-found", "sourceIdentifier Patient Identifier not found")
+        targets = [{"system": CERTNO_SYSTEM, "value": certno}]
+        if enrollment is not None:
+            targets.append({"system": f"{PSN_NO_SYSTEM}:{enrollment.province}",
+                            "value": enrollment.psn_no})
+        targets += row.identifiers if row else []
+        return fhir(web, {"resourceType": "Parameters", "parameter": [
+            {"name": "targetIdentifier", "valueIdentifier": t} for t in targets
+            if (t["system"], t["value"]) != (system, value)]})
+
+    @app.page("/fhir/{kind}/{doc_id}")
+    async def read_document(web: Any, request: Any, kind: str, doc_id: str) -> Any:
+        key = doc_owner.get(doc_id)
+        if key is None:
+            for k, v in records.items():
+                for d in orjson.loads(v)["docs"]:
+                    doc_owner[d] = k
+            key = doc_owner.get(doc_id)
+        doc = records_of(key).docs.get(doc_id) if key else None
+        if doc is None or not doc["docref"]["content"][0]["attachment"]["url"].startswith(
+                f"{kind}/"):
+            return problem(web, 404, "not-found", f"no {kind} with id {doc_id}")
+        now = datetime.now(BEIJING).strftime("%Y-%m-%d %H:%M:%S")
+        event = audit_event(msgid=str(uuid.uuid4()), operation="operator-read",
+                            certno=key.decode(), requester="platform-operator",
+                            requester_province=doc["province"], source_province=doc["province"],
+                            purpose="HOPERAT", outcome=SUCCESS,
+                            description="read through the platform's FHIR view",
+                            recorded=now, document_id=doc_id)
+        await sources_topic.send(key=key, value=orjson.dumps({"op": "audit", "event": event}))
+        return web.bytes(doc["content"].encode(), content_type=FHIR_JSON)
+
+    @app.page("/ehr/stats/")
+    async def stats(web: Any, request: Any) -> Any:
+        totals = {"persons": 0, "documents": 0, "lab_results": 0, "audit_events": 0,
+                  "refusals_audited": 0}
+        for v in records.values():
+            row = RecordsRow.from_dict(orjson.loads(v))
+            totals["persons"] += 1
+            totals["documents"] += len(row.docs)
+            totals["lab_results"] += len(row.labs)
+            totals["audit_events"] += len(row.audit)
+            totals["refusals_audited"] += sum(a["outcome"] != SUCCESS for a in row.audit)
+        return web.json(totals)

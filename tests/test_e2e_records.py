@@ -1,0 +1,165 @@
+"""Health records across provinces over the real broker: hospitals in one province publish
+FHIR written by others and by us; a hospital in another province finds and retrieves them;
+a denied consent is refused and audited; a lab result is reused within its window and not
+after it; the FHIR REST views answer; no personal data reaches the worker's log."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from itertools import count
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from huimin.run import platform
+from messages.identity import CERTNO_SYSTEM
+from messages.visitlog import make_msgid
+from settlement.reference import DENY_CROSS_REGION, PERMIT
+from simulators.hospital import HospitalFleet
+from simulators.world import WorldSpec, build_world
+from streams.broker import broker
+from tests.conftest import FHIR_DATA
+from tests.test_records import document_in
+
+pytestmark = pytest.mark.e2e
+
+SPEC = WorldSpec(seed=5, persons=400)
+WORLD = build_world(SPEC)
+FILES = sorted(FHIR_DATA.glob("*/*.json"))
+
+
+def person(sharing: str) -> str:
+    return next(c for c, e in sorted(WORLD.ref.enrollments.items()) if e.ehr_sharing == sharing)
+
+
+class Hospitals:
+    def __init__(self, fleet: HospitalFleet, web_port: int) -> None:
+        self.fleet, self.web_port, self.seq = fleet, web_port, count(1)
+
+    def request(self, infno: str, certno: str, province: str, inp: dict[str, Any],
+                inf_time: str = "2026-12-10 10:00:00") -> tuple[str, dict[str, Any]]:
+        h = next(h for h in WORLD.ref.hospitals.values() if h.province == province)
+        return certno, {"infno": infno,
+                        "msgid": make_msgid(h.fixmedins_code, inf_time, next(self.seq)),
+                        "mdtrtarea_admvs": h.admdvs, "insuplc_admdvs": "",
+                        "fixmedins_code": h.fixmedins_code, "inf_time": inf_time,
+                        "input": inp}
+
+    def send(self, *requests: tuple[str, dict[str, Any]]) -> list[dict[str, Any]]:
+        answers = self.fleet.exchange(list(requests), timeout_s=60)
+        out = []
+        for _, req in requests:
+            assert answers[req["msgid"]], f"{req['infno']} unanswered"
+            out.append(answers[req["msgid"]][0])
+        return out
+
+    def get(self, path: str, **query: str) -> tuple[int, dict[str, Any]]:
+        url = f"http://127.0.0.1:{self.web_port}{path}"
+        if query:
+            url += "?" + urllib.parse.urlencode(query)
+        try:
+            with urllib.request.urlopen(url, timeout=10) as r:
+                return r.status, orjson.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, orjson.loads(e.read())
+
+
+@pytest.fixture(scope="module")
+def hospitals(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Hospitals, Path]]:
+    out = tmp_path_factory.mktemp("records")
+    with broker(out / "broker.log") as bootstrap, platform(bootstrap, SPEC, 4, out) as p:
+        fleet = HospitalFleet(bootstrap)
+        try:
+            yield Hospitals(fleet, p.workers[0].cfg.web_port), out
+        finally:
+            fleet.close()
+
+
+def test_documents_published_in_one_province_are_found_and_retrieved_from_another(hospitals):
+    h, _ = hospitals
+    certno = person(PERMIT)
+    home = WORLD.ref.enrollments[certno].province
+    other = next(p for p in sorted(WORLD.ref.provinces) if p != home)
+    resources = [orjson.loads(f.read_bytes()) for f in FILES]
+    published = h.send(*(h.request("7001", certno, home, {"resource": r}) for r in resources))
+    assert all(a["infcode"] == 0 for a in published), [a["err_msg"] for a in published]
+    (found,) = h.send(h.request("7002", certno, other, {
+        "patient_identifier": f"{CERTNO_SYSTEM}|{certno}", "purpose": "TREAT"}))
+    assert found["output"]["total"] == len(FILES)
+    ids = {a["output"]["entry"][0]["response"]["location"].split("/")[1]: r
+           for a, r in zip(published, resources, strict=True)}
+    assert {e["resource"]["id"] for e in found["output"]["entry"]} == set(ids)
+    retrieved = h.send(*(h.request("7003", certno, other, {"document_id": i, "purpose": "TREAT"})
+                         for i in ids))
+    for answer, resource in zip(retrieved, ids.values(), strict=True):
+        assert answer["infcode"] == 0
+        assert answer["output"] == document_in(resource)
+
+    status, search = h.get("/fhir/DocumentReference",
+                           **{"patient.identifier": f"{CERTNO_SYSTEM}|{certno}"})
+    assert status == 200 and search["total"] == len(FILES)
+    father = next(i for i, r in ids.items() if r.get("id") == "father")
+    status, body = h.get(f"/fhir/Bundle/{father}")
+    assert status == 200 and body == ids[father]
+    synthea = next(r for r in resources if r.get("type") == "batch" and any(
+        e["resource"]["resourceType"] == "Patient" for e in r["entry"]))
+    ident = next(e["resource"]["identifier"][0] for e in synthea["entry"]
+                 if e["resource"]["resourceType"] == "Patient")
+    status, pix = h.get("/fhir/Patient/$ihe-pix",
+                        sourceIdentifier=f"{ident['system']}|{ident['value']}")
+    assert status == 200
+    targets = [p["valueIdentifier"] for p in pix["parameter"]]
+    assert {"system": CERTNO_SYSTEM, "value": certno} in targets
+    status, missing = h.get("/fhir/Bundle/no-such-document")
+    assert status == 404 and missing["resourceType"] == "OperationOutcome"
+
+
+def test_a_denied_consent_is_refused_across_provinces_and_audited(hospitals):
+    h, _ = hospitals
+    certno = person(DENY_CROSS_REGION)
+    home = WORLD.ref.enrollments[certno].province
+    other = next(p for p in sorted(WORLD.ref.provinces) if p != home)
+    patient = orjson.loads((FHIR_DATA / "hl7-r4" / "Patient-example.json").read_bytes())
+    (published,) = h.send(h.request("7001", certno, home, {"resource": patient}))
+    assert published["infcode"] == 0
+    find = {"patient_identifier": f"{CERTNO_SYSTEM}|{certno}", "purpose": "TREAT"}
+    refused, own = h.send(h.request("7002", certno, other, find),
+                          h.request("7002", certno, home, find))
+    assert refused["infcode"] == -1 and refused["err_code"] == "E5002"
+    assert refused["output"]["resourceType"] == "OperationOutcome"
+    assert own["infcode"] == 0 and own["output"]["total"] == 1
+    status, audit = h.get("/fhir/AuditEvent",
+                          **{"entity.identifier": f"{CERTNO_SYSTEM}|{certno}"})
+    assert status == 200
+    assert [e["resource"]["outcome"] for e in audit["entry"]] == ["4", "0"]
+
+
+def test_a_lab_result_is_reused_within_its_window_and_not_after_it(hospitals):
+    h, _ = hospitals
+    certno = sorted(c for c, e in WORLD.ref.enrollments.items() if e.ehr_sharing == PERMIT)[1]
+    home = WORLD.ref.enrollments[certno].province
+    other = next(p for p in sorted(WORLD.ref.provinces) if p != home)
+    obs = orjson.loads((FHIR_DATA / "hl7-r4" / "Observation-f001.json").read_bytes())
+    obs["effectiveDateTime"] = "2026-12-01T08:00:00+08:00"
+    obs.pop("effectivePeriod", None)
+    loinc = obs["code"]["coding"][0]["code"]
+    (published,) = h.send(h.request("7001", certno, home, {"resource": obs},
+                                    inf_time="2026-12-01 09:00:00"))
+    assert published["infcode"] == 0
+    lookup = {"loinc": [loinc], "purpose": "TREAT"}
+    within, after = h.send(h.request("7004", certno, other, lookup, "2026-12-20 08:00:00"),
+                           h.request("7004", certno, other, lookup, "2027-01-05 08:00:00"))
+    assert [r["loinc"] for r in within["output"]["reusable"]] == [loinc]
+    assert after["output"]["reusable"] == []
+
+
+def test_no_certno_reaches_the_worker_log(hospitals):
+    _, out = hospitals
+    log = (out / "worker-0.log").read_text()
+    for certno in (person(PERMIT), person(DENY_CROSS_REGION)):
+        assert certno not in log

@@ -1,0 +1,74 @@
+"""A real Apache Kafka broker (KRaft, from Maven Central jars) starts on free loopback ports,
+takes idempotent writes, serves a consumer group, and stops cleanly."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import time
+import uuid
+
+import pytest
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+
+from streams import kafka_broker
+from streams.broker import kafka_protocol_ready
+from streams.kafka_broker import ApacheKafkaBroker, kafka_classpath
+from streams.topics import ensure_topics
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(shutil.which("java") is None or shutil.which("mvn") is None,
+                       reason="the Apache Kafka broker needs `java` (17+) and `mvn` on PATH"),
+]
+
+
+def test_apache_kafka_takes_idempotent_writes_and_frees_its_ports_when_stopped(tmp_path):
+    b = ApacheKafkaBroker(log_path=tmp_path / "kafka.log").start()
+    try:
+        assert kafka_protocol_ready("127.0.0.1", b.port)
+        ensure_topics(b.bootstrap, ["t.one"], partitions=3)
+        admin = KafkaAdminClient(bootstrap_servers=b.bootstrap)
+        try:
+            [topic] = admin.describe_topics(["t.one"])
+        finally:
+            admin.close()
+        assert topic["name"] == "t.one" and len(topic["partitions"]) == 3
+
+        value = uuid.uuid4().hex.encode()
+        producer = KafkaProducer(bootstrap_servers=b.bootstrap, enable_idempotence=True,
+                                 acks="all")
+        try:
+            sent = producer.send("t.one", key=b"person-1", value=value).get(timeout=30)
+        finally:
+            producer.close()
+        consumer = KafkaConsumer("t.one", bootstrap_servers=b.bootstrap, group_id="t-group",
+                                 auto_offset_reset="earliest", consumer_timeout_ms=30_000)
+        try:
+            got = next(iter(consumer), None)
+        finally:
+            consumer.close()
+        assert got is not None, "the consumer got nothing within 30 s"
+        assert (got.partition, got.offset, got.key, got.value) == (
+            sent.partition, sent.offset, b"person-1", value)
+    finally:
+        pid = b.process.pid if b.process else None
+        b.stop()
+    for port in (b.port, b.controller_port):
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", port)) != 0
+    assert pid is not None
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_a_warm_cache_gives_the_classpath_without_maven(monkeypatch):
+    first = kafka_classpath()
+    which = shutil.which
+    monkeypatch.setattr(kafka_broker.shutil, "which",
+                        lambda name: None if name == "mvn" else which(name))
+    started = time.monotonic()
+    assert kafka_classpath() == first
+    assert time.monotonic() - started < 2.0
+    assert f"kafka_2.13-{kafka_broker.KAFKA_VERSION}.jar" in first

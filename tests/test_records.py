@@ -1,0 +1,228 @@
+"""The health-record exchange (DOMAIN.md §6) through the same roles the platform runs
+(records/exchange.py, driven by the oracle): our documents are valid R4B; every FHIR file
+written by others publishes, is found from another province and comes back unchanged; consent
+refusals are answered and audited; lab results are reused within their window only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from fhir.resources.R4B import get_fhir_model_class
+
+from messages.identity import CERTNO_SYSTEM
+from messages.visitlog import make_msgid
+from records.codes import LAB_TESTS
+from records.consent import consent_resource
+from records.documents import Clinical, provide_bundle, visit_document
+from settlement.oracle import Oracle
+from settlement.reference import DENY_CROSS_REGION, PERMIT
+from simulators.visits import VisitSpec, generate_visits
+from simulators.world import WorldSpec, build_world
+from tests.conftest import FHIR_DATA
+
+WORLD = build_world(WorldSpec(seed=5, persons=400))
+FILES = sorted(FHIR_DATA.glob("*/*.json"))
+
+
+def hospital_in(province: str) -> Any:
+    return next(h for h in WORLD.ref.hospitals.values() if h.province == province)
+
+
+def person(sharing: str = PERMIT) -> str:
+    return next(c for c, e in sorted(WORLD.ref.enrollments.items()) if e.ehr_sharing == sharing)
+
+
+class Exchange:
+    """Hospitals talking to the oracle's record exchange."""
+
+    def __init__(self) -> None:
+        self.oracle = Oracle(WORLD.ref)
+        self.seq = 0
+
+    def send(self, infno: str, certno: str, province: str, inp: dict[str, Any],
+             inf_time: str = "2026-12-10 10:00:00") -> dict[str, Any]:
+        h = hospital_in(province)
+        self.seq += 1
+        req = {"infno": infno, "msgid": make_msgid(h.fixmedins_code, inf_time, self.seq),
+               "mdtrtarea_admvs": h.admdvs, "insuplc_admdvs": "",
+               "fixmedins_code": h.fixmedins_code, "inf_time": inf_time, "input": inp}
+        answer = self.oracle.submit(certno, req)
+        assert answer is not None
+        return answer
+
+    def find(self, certno: str, province: str, purpose: str = "TREAT",
+             **extra: Any) -> dict[str, Any]:
+        return self.send("7002", certno, province, {
+            "patient_identifier": f"{CERTNO_SYSTEM}|{certno}", "purpose": purpose, **extra})
+
+
+def test_the_documents_of_generated_visits_are_valid_fhir_r4b_bundles():
+    oracle = Oracle(WORLD.ref)
+    published = []
+    for session in oracle.settle_log(generate_visits(WORLD, VisitSpec(visits=60))):
+        for msgid, infno in session.sent:
+            if infno == "7001":
+                published.append(session)
+                assert session.answers[msgid][0]["infcode"] == 0
+    assert len(published) == 60
+    certno = published[0].visit.certno
+    docs = oracle.ehr.record(certno).docs
+    bundle_model = get_fhir_model_class("Bundle")
+    for doc in docs.values():
+        content = orjson.loads(doc["content"])
+        assert content["type"] == "document"
+        assert content["entry"][0]["resource"]["resourceType"] == "Composition"
+        kinds = {e["resource"]["resourceType"] for e in content["entry"]}
+        assert {"Patient", "Encounter", "Organization", "Condition"} <= kinds
+        bundle_model.model_validate(content)  # the whole document, by the library itself
+        get_fhir_model_class("DocumentReference").model_validate(doc["docref"])
+
+
+@pytest.mark.parametrize("path", FILES, ids=[p.name for p in FILES])
+def test_fhir_written_by_others_publishes_is_found_elsewhere_and_comes_back_unchanged(
+        path: Path):
+    resource = orjson.loads(path.read_bytes())
+    ex = Exchange()
+    certno = person()
+    home = WORLD.ref.enrollments[certno].province
+    other = next(p for p in sorted(WORLD.ref.provinces) if p != home)
+    published = ex.send("7001", certno, home, {"resource": resource})
+    assert published["infcode"] == 0, published
+    location = published["output"]["entry"][0]["response"]["location"]
+    found = ex.find(certno, other)
+    assert found["infcode"] == 0 and found["output"]["total"] == 1
+    docref = found["output"]["entry"][0]["resource"]
+    assert f"DocumentReference/{docref['id']}" == location
+    get_fhir_model_class("Bundle").model_validate(found["output"])
+    retrieved = ex.send("7003", certno, other, {"document_id": docref["id"], "purpose": "TREAT"})
+    assert retrieved["infcode"] == 0
+    assert retrieved["output"] == document_in(resource)  # semantically unchanged
+
+
+def document_in(resource: dict[str, Any]) -> dict[str, Any]:
+    """What a repository keeps of a publish: the document an MHD transaction's
+    DocumentReference points at, else the resource as published."""
+    if resource.get("type") != "transaction":
+        return resource
+    entries = {e.get("fullUrl"): e["resource"] for e in resource["entry"]}
+    for r in entries.values():
+        if r["resourceType"] == "DocumentReference":
+            return entries[r["content"][0]["attachment"]["url"]]
+    return resource
+
+
+def test_an_mhd_provide_bundle_registers_its_own_document_reference():
+    ex = Exchange()
+    certno = person()
+    home = WORLD.ref.enrollments[certno].province
+    clinical = Clinical((("I10", "Essential (primary) hypertension"),), (LAB_TESTS[0],))
+    doc = visit_document(msgid="X", certno=certno, gender="1", birth_date="1970-01-01",
+                         fixmedins_code=hospital_in(home).fixmedins_code, hospital_name="h",
+                         admdvs=home, inpatient=False, begntime="2026-12-10 09:00:00",
+                         endtime="2026-12-10 09:30:00", visit_no=1, clinical=clinical,
+                         performed=["718-7"], medications=[])
+    bundle = provide_bundle(doc, certno, hospital_in(home).fixmedins_code, "X",
+                            "2026-12-10 09:30:00")
+    assert ex.send("7001", certno, home, {"resource": bundle})["infcode"] == 0
+    found = ex.find(certno, home, type="34133-9")["output"]
+    assert found["total"] == 1
+    docref = found["entry"][0]["resource"]
+    assert docref["type"]["coding"][0]["code"] == "34133-9"
+    assert docref["content"][0]["attachment"]["url"].startswith("Bundle/")
+    out = ex.send("7003", certno, home, {"document_id": docref["id"], "purpose": "TREAT"})
+    assert out["output"] == doc  # the document, not the transaction around it
+    assert ex.find(certno, home, type="18842-5")["output"]["total"] == 0
+
+
+def test_invalid_fhir_is_answered_with_an_operation_outcome_naming_the_path():
+    ex = Exchange()
+    certno = person()
+    bad = orjson.loads((FHIR_DATA / "hl7-r4" / "Observation-f001.json").read_bytes())
+    del bad["status"]
+    answer = ex.send("7001", certno, "110000", {"resource": bad})
+    assert answer["infcode"] == -1 and answer["err_code"] == "E5001"
+    outcome = answer["output"]
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert outcome["issue"][0]["expression"] == ["Observation.status"]
+    assert certno not in orjson.dumps(answer).decode()
+    nested = {"resourceType": "Bundle", "type": "collection",
+              "entry": [{"resource": {"resourceType": "Observation", "code": {"text": "x"}}}]}
+    answer = ex.send("7001", certno, "110000", {"resource": nested})
+    assert answer["output"]["issue"][0]["expression"] == ["Bundle.entry[0].resource.status"]
+
+
+def test_a_document_about_another_person_is_refused():
+    ex = Exchange()
+    certno, other = person(), sorted(WORLD.ref.enrollments)[-1]
+    patient = {"resourceType": "Patient", "identifier": [{"system": CERTNO_SYSTEM,
+                                                          "value": other}]}
+    answer = ex.send("7001", certno, "110000", {"resource": patient})
+    assert answer["err_code"] == "E2003"
+
+
+def audit_of(ex: Exchange, certno: str) -> list[dict[str, Any]]:
+    return ex.oracle.ehr.record(certno).audit
+
+
+def test_a_denied_consent_refuses_other_provinces_and_every_access_is_audited():
+    ex = Exchange()
+    certno = person(DENY_CROSS_REGION)
+    home = WORLD.ref.enrollments[certno].province
+    other = next(p for p in sorted(WORLD.ref.provinces) if p != home)
+    patient = orjson.loads((FHIR_DATA / "hl7-r4" / "Patient-example.json").read_bytes())
+    assert ex.send("7001", certno, home, {"resource": patient})["infcode"] == 0
+    refused = ex.find(certno, other)
+    assert refused["infcode"] == -1 and refused["err_code"] == "E5002"
+    assert refused["output"]["resourceType"] == "OperationOutcome"
+    assert certno not in refused["err_msg"]
+    assert audit_of(ex, certno)[-1]["outcome"] == "4"  # the refusal, audited
+    assert ex.find(certno, home)["output"]["total"] == 1  # its own province may read
+    emergency = ex.find(certno, other, purpose="ETREAT")
+    assert emergency["infcode"] == 0 and emergency["output"]["total"] == 1
+    btg = audit_of(ex, certno)[-1]
+    assert btg["outcome"] == "0"
+    assert {c["code"] for c in btg["purposeOfEvent"][0]["coding"]} == {"ETREAT", "BTG"}
+    research = ex.find(certno, home, purpose="HRESCH")
+    assert research["err_code"] == "E5002"
+    events = audit_of(ex, certno)
+    assert [a["outcome"] for a in events] == ["4", "0", "0", "4"]
+    for event in events:
+        get_fhir_model_class("AuditEvent").model_validate(event)
+    get_fhir_model_class("Consent").model_validate(
+        consent_resource(certno, DENY_CROSS_REGION, home))
+
+
+def test_a_lab_result_is_reused_within_its_window_and_not_after_it():
+    ex = Exchange()
+    certno = person()
+    home = WORLD.ref.enrollments[certno].province
+    other = next(p for p in sorted(WORLD.ref.provinces) if p != home)
+    observation = orjson.loads((FHIR_DATA / "hl7-r4" / "Observation-f001.json").read_bytes())
+    observation["effectiveDateTime"] = "2026-12-01T08:00:00+08:00"
+    observation.pop("effectivePeriod", None)
+    loinc = observation["code"]["coding"][0]["code"]
+    assert ex.send("7001", certno, home, {"resource": observation})["infcode"] == 0
+
+    def lookup(when: str) -> dict[str, Any]:
+        return ex.send("7004", certno, other, {"loinc": [loinc, "718-7"], "purpose": "TREAT"},
+                       inf_time=when)["output"]
+    within = lookup("2026-12-30 08:00:00")
+    assert [r["loinc"] for r in within["reusable"]] == [loinc]
+    assert within["window_days"] == 30
+    assert lookup("2027-01-01 08:00:01")["reusable"] == []  # 31 days on: repeat the test
+
+
+def test_a_duplicate_publish_stores_one_document_and_answers_alike():
+    ex = Exchange()
+    certno = person()
+    h = hospital_in("110000")
+    resource = orjson.loads((FHIR_DATA / "hl7-r4" / "Encounter-example.json").read_bytes())
+    req = {"infno": "7001", "msgid": make_msgid(h.fixmedins_code, "2026-12-10 10:00:00", 1),
+           "mdtrtarea_admvs": h.admdvs, "insuplc_admdvs": "", "fixmedins_code": h.fixmedins_code,
+           "inf_time": "2026-12-10 10:00:00", "input": {"resource": resource}}
+    first, second = ex.oracle.submit(certno, req), ex.oracle.submit(certno, req)
+    assert first == second and first["infcode"] == 0
+    assert len(ex.oracle.ehr.record(certno).docs) == 1
