@@ -10,6 +10,7 @@ from typing import Annotated
 
 import orjson
 import typer
+from prometheus_client import start_http_server
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -34,6 +35,7 @@ from huimin.run import (
     check_bad_requests,
     execute,
     run_scenario,
+    visit_period,
 )
 from huimin.verify import verify as verify_answers
 from huimin.verify import write_json, write_junit
@@ -43,8 +45,9 @@ from simulators.bad_messages import generate_bad_messages
 from simulators.faults import FaultPlan, FaultPlanError
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import WorldSpec, build_world
-from streams.broker import BOOTSTRAP_ENV, EmbeddedBroker
+from streams.broker import BOOTSTRAP_ENV, BROKER_KINDS, BrokerError, EmbeddedBroker
 from streams.config import WorkerConfig
+from streams.kafka_broker import KAFKA_VERSION, ApacheKafkaBroker
 from streams.topics import create_platform_topics
 from streams.worker import run_worker
 
@@ -74,6 +77,17 @@ def run(
     faults: Annotated[str | None, typer.Option(
         help="Fault plan, e.g. duplicate=0.05,reorder=0.05,malformed=0.01,lose-answer=0.02,"
              "kill-worker=1")] = None,
+    broker: Annotated[str, typer.Option(
+        "--broker", help="tansu (embedded, default) or kafka (Apache Kafka from its Maven "
+                         "Central jars; needs java ≥ 17 and mvn)")] = "tansu",
+    workers: Annotated[int, typer.Option(
+        min=1, help="Platform worker processes in the consumer group from the start.")] = 1,
+    metrics_port: Annotated[int | None, typer.Option(
+        help="Serve the hospitals' Prometheus metrics on this port while running (the "
+             "workers serve theirs at /metrics on their web ports: workers.json).")] = None,
+    ehr: Annotated[bool, typer.Option(
+        help="Health-record steps in the visits (lab lookup, publish, find, retrieve).")
+                   ] = True,
 ) -> None:
     """Simulate, settle every visit through the platform, verify against the oracle, report.
 
@@ -81,9 +95,15 @@ def run(
     answer differs from the oracle or any request went unanswered.
     """
     plan = _fault_plan(faults)
+    if broker not in BROKER_KINDS:
+        raise typer.BadParameter(f"one of {', '.join(BROKER_KINDS)}", param_hint="--broker")
+    if metrics_port is not None:
+        start_http_server(metrics_port, addr="127.0.0.1")
     opts = RunOptions(world=WorldSpec(seed=seed, persons=persons), faults=plan,
-                      visits=VisitSpec(visits=visits, cross_share=cross_share, days=days),
-                      rate=rate, partitions=partitions, bad_per_kind=bad_per_kind, out_dir=out)
+                      visits=VisitSpec(visits=visits, cross_share=cross_share, days=days,
+                                       ehr=ehr),
+                      rate=rate, partitions=partitions, bad_per_kind=bad_per_kind, out_dir=out,
+                      broker=broker, workers=workers)
     with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(), console=console,
                   transient=True) as progress:
@@ -100,8 +120,9 @@ def run(
         console.print("Reproduce with: huimin run " + " ".join(
             f"--{k} {v}" for k, v in (("persons", persons), ("visits", visits),
                                      ("cross-share", cross_share), ("days", days),
-                                     ("seed", seed),
-                                     ("rate", rate), ("faults", plan or None)) if v is not None))
+                                     ("seed", seed), ("rate", rate), ("broker", broker),
+                                     ("workers", workers), ("faults", plan or None))
+            if v is not None) + ("" if ehr else " --no-ehr"))
     raise typer.Exit(0 if report.ok else 1)
 
 
@@ -145,11 +166,28 @@ def worker(
 
 
 @app.command()
-def broker() -> None:
-    """Start the embedded Tansu broker alone, print its address, stop it on Ctrl-C."""
-    with EmbeddedBroker() as b:
-        console.print(f"Embedded broker (Tansu, memory storage) listening on [bold]{b.bootstrap}"
-                      f"[/]\nUse it with: export KAFKA_BOOTSTRAP_SERVERS={b.bootstrap}\n"
+def broker(
+    kind: Annotated[str, typer.Option(
+        help="tansu: the embedded Tansu broker (memory storage); kafka: a single-node Apache "
+             "Kafka (KRaft) from its Maven Central jars (needs java ≥ 17 and mvn; the jars "
+             "are cached in ~/.cache/huimin).")] = "tansu",
+) -> None:
+    """Start a local broker alone, print its address, stop it on Ctrl-C."""
+    if kind not in BROKER_KINDS:
+        raise typer.BadParameter(f"one of {', '.join(BROKER_KINDS)}", param_hint="--kind")
+    if kind == "kafka":
+        server: EmbeddedBroker | ApacheKafkaBroker = ApacheKafkaBroker()
+        name = f"Apache Kafka {KAFKA_VERSION} (KRaft, single node)"
+    else:
+        server, name = EmbeddedBroker(), "Embedded broker (Tansu, memory storage)"
+    try:
+        server.start()
+    except BrokerError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    try:
+        console.print(f"{name} listening on [bold]{server.bootstrap}[/]\nUse it with: "
+                      f"export KAFKA_BOOTSTRAP_SERVERS={server.bootstrap}\n"
                       "Ctrl-C stops it.")
         stop = False
 
@@ -159,10 +197,12 @@ def broker() -> None:
 
         signal.signal(signal.SIGTERM, _stop)
         try:
-            while not stop and b.process is not None and b.process.poll() is None:
+            while not stop and server.process is not None and server.process.poll() is None:
                 time.sleep(0.5)
         except KeyboardInterrupt:
             pass
+    finally:
+        server.stop()
     console.print("Broker stopped.")
 
 
@@ -253,9 +293,15 @@ def replay(
     sasl_username: Annotated[str | None, typer.Option()] = None,
     sasl_password: Annotated[str | None, typer.Option(envvar="HUIMIN_SASL_PASSWORD")] = None,
     ssl_cafile: Annotated[Path | None, typer.Option()] = None,
+    metrics_port: Annotated[int | None, typer.Option(
+        help="Serve the hospitals' Prometheus metrics on this port while replaying.")] = None,
+    metrics_host: Annotated[str, typer.Option(help="Address the metrics server binds.")
+                            ] = "127.0.0.1",
 ) -> None:
     """Drive a recorded visit log through the real hospital protocol at an open-loop rate,
     record every answer with its latency. Check them with `huimin verify`."""
+    if metrics_port is not None:
+        start_http_server(metrics_port, addr=metrics_host)
     if (rate is None) == (speed is None):
         raise typer.BadParameter("give exactly one of --rate and --speed")
     plan = _fault_plan(faults)
@@ -277,7 +323,7 @@ def replay(
         "ssl_cafile": str(ssl_cafile) if ssl_cafile else None}.items() if v is not None}
     world = build_world(header.world)
     bad = generate_bad_messages(world, header.bad_per_kind if bad_per_kind is None
-                                else bad_per_kind)
+                                else bad_per_kind, visit_period(visits))
     arrivals = arrivals_at_rate(len(visits), rate) if rate else \
         arrivals_at_speed(visits, speed or 1.0)
     out_dir = results.with_name(results.stem + ".platform")  # our platform's logs, if started

@@ -215,7 +215,9 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
     ehr = summary["ehr"]
     console.print(f"[bold]Health records[/] {ehr['published']:,} documents published, "
                   f"{ehr['queries']:,} queries, {ehr['retrievals']:,} retrievals, "
-                  f"{ehr['refusals']:,} refused by consent, {ehr['audit_events']:,} audit events"
+                  f"{ehr['refusals']:,} refused by consent, "
+                  + (f"{ehr['audit_events']:,} audit events" if ehr["audit_events"] is not None
+                     else "audit events [red]not counted (no worker answered)[/]")
                   + (" (as the oracle's)" if ehr["audit_events"] == ehr["audit_events_expected"]
                      else f" [red](the oracle: {ehr['audit_events_expected']:,})[/]")
                   + f", {ehr['lab_tests_avoided']:,} lab tests avoided "

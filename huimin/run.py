@@ -50,6 +50,8 @@ class RunOptions:
     answer_timeout_s: float = 30.0
     out_dir: Path | None = None
     faults: FaultPlan = field(default_factory=FaultPlan)
+    broker: str = "tansu"  # the local broker, when KAFKA_BOOTSTRAP_SERVERS names none
+    workers: int = 1  # platform workers in the consumer group from the start
 
 
 @dataclass
@@ -267,7 +269,8 @@ class RunReport:
     clearing_months: int
     reconciliation: ReconciliationCheck
     daily_reconciliation: DailyReconciliationCheck
-    ehr_audit_events: int | None  # counted by the platform's repositories, if ours
+    ehr_audit_events: int | None  # counted by the platform's repositories (None: not ours,
+    # or a worker did not answer)
     ehr_audit_events_expected: int
     bad_requests: BadRequestCheck
     accounting: Accounting
@@ -283,7 +286,7 @@ class RunReport:
         return (self.comparison.ok and self.bad_requests.ok and not self.result.timed_out
                 and self.accounting.unaccounted == 0 and self.clearing_ok
                 and self.reconciliation.ok and self.daily_reconciliation.ok
-                and self.ehr_audit_events in (None, self.ehr_audit_events_expected))
+                and self.ehr_audit_events == self.ehr_audit_events_expected)
 
 
 def default_out_dir() -> Path:
@@ -308,6 +311,10 @@ class Platform:
                               "data_dir": str(self.out_dir / f"worker-{i}-data")})
         worker = WorkerProcess(cfg, self.out_dir / f"worker-{i}.log").start()
         self.workers.append(worker)
+        (self.out_dir / "workers.json").write_bytes(orjson.dumps([  # Prometheus targets
+            {"worker": n, "web": f"http://127.0.0.1:{w.cfg.web_port}",
+             "metrics": f"http://127.0.0.1:{w.cfg.web_port}/metrics"}
+            for n, w in enumerate(self.workers)], option=orjson.OPT_INDENT_2))
         return worker
 
     def stop(self) -> None:
@@ -346,7 +353,8 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
             answer_timeout_s: float = 30.0, client_config: dict | None = None,
             on_stage: Callable[[str], None] = lambda s: None,
             on_progress: Callable[[int], None] | None = None,
-            kill_worker: int = 0, join_worker: int = 0,
+            kill_worker: int = 0, join_worker: int = 0, workers: int = 1,
+            broker_kind: str = "tansu",
             expected_clearing: list[dict[str, Any]] | None = None) -> Execution:
     """Let the hospitals carry out `visits` against a platform: the one at `bootstrap`, if
     given (already running, as an integration tester's deployment is), else our own platform on the
@@ -357,8 +365,9 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
         ours: Platform | None = None
         if bootstrap is None:
             on_stage("starting the broker and the platform")
-            bootstrap = stack.enter_context(broker(out_dir / "broker.log"))
-            ours = stack.enter_context(platform(bootstrap, world.spec, partitions, out_dir))
+            bootstrap = stack.enter_context(broker(out_dir / "broker.log", broker_kind))
+            ours = stack.enter_context(platform(bootstrap, world.spec, partitions, out_dir,
+                                                workers))
             period = arrivals[-1] if arrivals else 0.0
             events += [(period * (i + 1) / (kill_worker + 1), ours.workers[0].restart_after_kill)
                        for i in range(kill_worker)]
@@ -386,16 +395,21 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
                      ehr_stats, recon, setup_s, sign_in_s)
 
 
-def summed_view(ours: Platform, path: str) -> dict[str, int] | None:
-    """GET `path` (JSON totals) from every worker, summed: each holds its partitions."""
+def summed_view(ours: Platform, path: str, attempts: int = 3) -> dict[str, int] | None:
+    """GET `path` (JSON totals) from every worker, summed: each holds its partitions. None
+    if a worker does not answer."""
     totals: dict[str, int] = {}
     for worker in ours.workers:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{worker.cfg.web_port}{path}",
-                                        timeout=5) as r:
-                body = orjson.loads(r.read())
-        except (OSError, ValueError):
-            return None
+        for attempt in range(attempts):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{worker.cfg.web_port}{path}",
+                                            timeout=10) as r:
+                    body = orjson.loads(r.read())
+                break
+            except (OSError, ValueError):
+                if attempt == attempts - 1:
+                    return None
+                time.sleep(1.0)
         for k, v in body.items():
             totals[k] = totals.get(k, 0) + v
     return totals
@@ -434,6 +448,11 @@ def clearing_statements(ours: Platform, expected: list[dict[str, Any]] | None,
     return last
 
 
+def visit_period(visits: list[Visit]) -> tuple[str, str] | None:
+    """The simulated times of the first and last visits: what bad requests are dated within."""
+    return (visits[0].begntime, visits[-1].begntime) if visits else None
+
+
 def arrivals_at_rate(n: int, rate: float) -> list[float]:
     """Open-loop arrivals: visit k at k / rate seconds."""
     return [k / rate for k in range(n)]
@@ -457,7 +476,7 @@ def run_scenario(opts: RunOptions, on_stage: Callable[[str], None] = lambda s: N
     world = build_world(opts.world)
     visits = list(opts.faults.apply(generate_visits(world, opts.visits), opts.world.seed))
     bad = generate_bad_messages(world, opts.faults.bad_per_kind(
-        sum(len(v.steps) for v in visits), opts.bad_per_kind))
+        sum(len(v.steps) for v in visits), opts.bad_per_kind), visit_period(visits))
     on_stage("settling the visit log with the oracle")
     oracle_of_expected = Oracle(world.ref)
     expected = list(oracle_of_expected.settle_log(visits))
@@ -475,6 +494,7 @@ def run_scenario(opts: RunOptions, on_stage: Callable[[str], None] = lambda s: N
                  partitions=opts.partitions, answer_timeout_s=opts.answer_timeout_s,
                  on_stage=on_stage, on_progress=on_progress,
                  kill_worker=opts.faults.kill_worker, join_worker=opts.faults.join_worker,
+                 workers=opts.workers, broker_kind=opts.broker,
                  expected_clearing=expected_clearing)
     (out_dir / "clearing.json").write_bytes(orjson.dumps(ex.clearing, option=orjson.OPT_INDENT_2))
     (out_dir / "ledger.json").write_bytes(orjson.dumps(ex.ledger, option=orjson.OPT_INDENT_2))
@@ -483,7 +503,7 @@ def run_scenario(opts: RunOptions, on_stage: Callable[[str], None] = lambda s: N
                           key=lambda o: (o["clr_ym"], o["clr_optins"]))
     (out_dir / "applications.json").write_bytes(orjson.dumps(applications,
                                                              option=orjson.OPT_INDENT_2))
-    redelivery = opts.faults.kill_worker > 0 or opts.faults.join_worker > 0
+    redelivery = opts.faults.kill_worker > 0 or opts.faults.join_worker > 0 or opts.workers > 1
     comparison = compare(ex.result.sessions, expected, redelivery)
     clearing_ok = ex.clearing == expected_clearing
     recon = check_reconciliation(ex, oracle_of_expected)

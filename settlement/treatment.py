@@ -5,6 +5,7 @@ patient is insured in another province). It reverses its own transactions on 260
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -27,6 +28,7 @@ from messages.codes import (
 from messages.envelope import Request, error_answer, is_cross_province, ok_answer, province_of
 from messages.identity import CERTNO_SYSTEM, is_valid_certno, mask_certno
 from messages.platform import CROSS, LOCAL
+from messages.signing import Signer
 from messages.transactions import INPUT_MODELS
 from settlement.catalogue import FeeTotals, ItemSplit
 from settlement.ids import mdtrt_id_for, sign_no_for
@@ -55,6 +57,8 @@ class TreatmentRow:
     visits: dict[str, dict[str, Any]] = field(default_factory=dict)  # mdtrt_id -> visit
     answers: dict[str, dict[str, Any]] = field(default_factory=dict)  # msgid -> answer
     reversed: dict[str, str] = field(default_factory=dict)  # omsgid -> msgid of its 2601
+    latest: str = ""  # the newest inf_time seen for the person: requests from before its
+    # operating window are replays the platform can no longer recognise, and are refused
 
     def forget_before(self, before: str) -> None:
         """Drop answers, reversals and closed visits (settled, cancelled or reversed) begun
@@ -67,11 +71,12 @@ class TreatmentRow:
             del self.visits[mdtrt_id]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"visits": self.visits, "answers": self.answers, "reversed": self.reversed}
+        return {"visits": self.visits, "answers": self.answers, "reversed": self.reversed,
+                "latest": self.latest}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TreatmentRow:
-        return cls(d["visits"], d["answers"], d.get("reversed", {}))
+        return cls(d["visits"], d["answers"], d.get("reversed", {}), d.get("latest", ""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,11 +180,19 @@ class TreatmentPlatform:
         seen = row.answers.get(req.msgid)
         if seen is not None:
             return Reply(seen, ctx), None
+        if row.latest and time_stamp(req.inf_time) < cutoff(row.latest):
+            return Reply(error_answer(req.msgid, ErrorCode.STALE, (
+                f"inf_time {req.inf_time} is more than {WINDOW_DAYS} days before the "
+                "platform's latest request for this person: a replay, refused")), ctx), None
+        new_day = keep and req.inf_time[:10] > row.latest[:10]
+        if new_day:  # the person's clock, by the day: one row write a day at most
+            row.latest = req.inf_time[:10] + " 00:00:00"
         try:
             if req.msgid in row.reversed:
                 raise Rejected(ErrorCode.REVERSED, f"msgid {req.msgid} was reversed in advance "
                                                    f"by 2601 {row.reversed[req.msgid]}")
-            return self._dispatch(key, req, ctx, row)
+            outcome, changed = self._dispatch(key, req, ctx, row)
+            return outcome, row if changed is None and new_day else changed
         except Rejected as exc:
             answer = error_answer(req.msgid, exc.code, str(exc))
             if keep and req.infno != Infno.SIGN_IN:
@@ -187,6 +200,24 @@ class TreatmentPlatform:
                 row.forget_before(cutoff(req.inf_time))
                 return Reply(answer, ctx), row
             return Reply(answer, ctx), None
+
+    def authenticate(self, signer: Signer, headers: Mapping[str, bytes], key: bytes | None,
+                     raw: bytes | None) -> Reply | None:
+        """The ingress check of a known sender's signature over the bytes it sent (see
+        messages/signing.py): a refusal to answer, or None to go on. What names no known
+        sender is left to `handle_request` (dead-lettered, or refused as unknown)."""
+        try:
+            data = decode(raw)
+        except MalformedMessage:
+            return None
+        code, msgid = data.get("fixmedins_code"), data.get("msgid")
+        if not (isinstance(code, str) and isinstance(msgid, str) and self._known_sender(code)):
+            return None
+        problem = signer.check(code, headers, key, raw or b"")
+        if problem is None:
+            return None
+        ctx = {"infno": str(data.get("infno", "")), "msgid": msgid, "fixmedins_code": code}
+        return Reply(error_answer(msgid, problem[0], problem[1]), ctx)
 
     def _known_sender(self, code: str) -> bool:
         return code in self.ref.hospitals or (is_agency_code(code) and

@@ -6,17 +6,17 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
 from messages.codec import encode
 from messages.codes import ErrorCode
 from messages.transactions import MAX_FEN
-from messages.visitlog import make_msgid
+from messages.visitlog import TIME_FORMAT, make_msgid
 from settlement.treatment import MAX_REQUEST_BYTES
 from simulators.world import World, make_certno, rng
 
-#: Bad requests are timed just before the visits' simulated period, so their msgids are unique.
+#: Without a period, bad requests are timed just before the default visits' simulated period.
 BAD_TIME = "2026-11-30 23:59:59"
 
 
@@ -29,10 +29,24 @@ class BadMessage:
     code: ErrorCode
     msgid: str = ""  # set when an answer is expected
     infno: str = ""
+    sender: str = ""  # who signs it (messages/signing.py)
+    signing: Literal["valid", "none", "forged"] = "valid"
 
 
-def generate_bad_messages(world: World, per_kind: int = 1) -> list[BadMessage]:
+def generate_bad_messages(world: World, per_kind: int = 1,
+                          period: tuple[str, str] | None = None) -> list[BadMessage]:
+    """`per_kind` bad requests of every kind. Spread over `period` (the first and last visit
+    times) as the hospitals spread them over the visits: each is dated where it is sent, as a
+    real one would be (a request dated long before the person's last is refused as a replay)."""
     r = rng(world.spec.seed, "bad-messages")
+    first = datetime.strptime(period[0] if period else BAD_TIME, TIME_FORMAT)
+    span = (datetime.strptime(period[1], TIME_FORMAT) - first).total_seconds() if period else 0
+    total = per_kind * len(KINDS)
+
+    def when() -> str:
+        """The time of the next bad request: (j + ½) / total of the way through the period."""
+        t = first + timedelta(seconds=int((len(out) + 0.5) / total * span))
+        return t.strftime(TIME_FORMAT)
     hospitals = sorted(world.ref.hospitals.values(), key=lambda h: h.fixmedins_code)
     persons = sorted(world.ref.enrollments)
     out: list[BadMessage] = []
@@ -41,23 +55,26 @@ def generate_bad_messages(world: World, per_kind: int = 1) -> list[BadMessage]:
     def request(kind: str, infno: str, inp: dict[str, Any], code: ErrorCode, *,
                 key: str | None = None, hospital_code: str | None = None,
                 mdtrtarea: str | None = None, insuplc: str | None = None,
-                certno: str | None = None) -> None:
+                certno: str | None = None, signing: str = "valid") -> None:
         nonlocal seq
         h = r.choice(hospitals)
         certno = certno or r.choice(persons)
         e = world.ref.enrollments.get(certno)
         code_ = hospital_code or h.fixmedins_code
-        msgid = make_msgid(code_, BAD_TIME, seq)
+        inf_time = when()
+        msgid = make_msgid(code_, inf_time, 9_000 + seq % 1_000)
         seq += 1
         req = {"infno": infno, "msgid": msgid, "mdtrtarea_admvs": mdtrtarea or h.admdvs,
                "insuplc_admdvs": insuplc if insuplc is not None else
                (e.insuplc_admdvs if e else ""),
-               "fixmedins_code": code_, "inf_time": BAD_TIME, "input": inp}
+               "fixmedins_code": code_, "inf_time": inf_time,
+               "input": _dated(inp, inf_time)}
         out.append(BadMessage(kind, (key or certno).encode(), encode(req), "answer", code, msgid,
-                              infno))
+                              infno, code_, signing))  # type: ignore[arg-type]
 
     def dead(kind: str, value: bytes, code: ErrorCode) -> None:
-        out.append(BadMessage(kind, r.choice(persons).encode(), value, "dead-letter", code))
+        out.append(BadMessage(kind, r.choice(persons).encode(), value, "dead-letter", code,
+                              signing="none"))
 
     def person_info(certno: str) -> dict[str, Any]:
         return {"mdtrt_cert_type": "02", "mdtrt_cert_no": certno, "begntime": BAD_TIME,
@@ -110,7 +127,19 @@ def generate_bad_messages(world: World, per_kind: int = 1) -> list[BadMessage]:
         request("amount-overflow", "2204", fee(c, pric=MAX_FEN + 1), ErrorCode.AMOUNT_OVERFLOW,
                 certno=c)
         request("unsupported-infno", "9999", {}, ErrorCode.UNSUPPORTED_INFNO, certno=c)
+        request("unsigned", "1101", person_info(c), ErrorCode.UNSIGNED, certno=c,
+                signing="none")
+        request("forged", "1101", person_info(c), ErrorCode.FORGED, certno=c, signing="forged")
     return out
+
+
+def _dated(value: Any, inf_time: str) -> Any:
+    """`value` with every BAD_TIME placeholder set to the request's time."""
+    if isinstance(value, dict):
+        return {k: _dated(v, inf_time) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_dated(v, inf_time) for v in value]
+    return inf_time if value == BAD_TIME else value
 
 
 def _birthday(r: random.Random) -> date:
@@ -126,4 +155,4 @@ def _register(psn_no: str, insutype: str, certno: str) -> dict[str, Any]:
 KINDS = ("malformed-json", "not-an-object", "oversize", "no-sender", "missing-field",
          "extra-field", "ill-typed", "invalid-certno", "unknown-person", "unknown-hospital",
          "unknown-region", "wrong-province", "settle-without-registration",
-         "non-positive-quantity", "amount-overflow", "unsupported-infno")
+         "non-positive-quantity", "amount-overflow", "unsupported-infno", "unsigned", "forged")

@@ -19,9 +19,11 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from messages import topics
 from messages.codec import MalformedMessage, decode, encode
 from messages.codes import Infno
+from messages.signing import Signer, configured_secret
 from messages.trace import HOSP_RECV, HOSP_SEND
 from messages.visitlog import Visit, VisitSession, make_msgid
 from settlement.reference import Hospital
+from simulators import hospital_metrics as metrics
 from simulators.bad_messages import BadMessage
 from simulators.reconciliation import DailyReconciler, DayReconciliation, HospitalBooks
 
@@ -105,10 +107,14 @@ class HospitalFleet:
     """All simulated hospitals behind one producer and one response consumer."""
 
     def __init__(self, bootstrap: str, answer_timeout_s: float = 30.0,
-                 client_config: dict[str, Any] | None = None) -> None:
+                 client_config: dict[str, Any] | None = None,
+                 signing_secret: bytes | None = None) -> None:
         """`client_config`: extra kafka-python settings, e.g. `security_protocol`,
-        `sasl_mechanism`, `sasl_plain_username`, `ssl_cafile`, for a secured cluster."""
+        `sasl_mechanism`, `sasl_plain_username`, `ssl_cafile`, for a secured cluster.
+        `signing_secret`: each hospital signs what it sends with its key derived from it
+        (messages/signing.py); default HUIMIN_SIGNING_SECRET or the development secret."""
         extra = client_config or {}
+        self.signer = Signer(signing_secret or configured_secret()[0])
         self.bootstrap = bootstrap
         self.answer_timeout_s = answer_timeout_s
         self.consumer = response_consumer(bootstrap, **extra)
@@ -120,10 +126,14 @@ class HospitalFleet:
         self.consumer.close()
         self.dead_letter_consumer.close()
 
-    def _send(self, key: str | bytes | None, value: bytes) -> int:
+    def _send(self, key: str | bytes | None, value: bytes, sender: str = "",
+              signing: str = "valid") -> int:
+        """Put one request on the wire, signed by `sender` (or, for a bad request, unsigned
+        or signed with a key that is not the sender's)."""
+        raw_key = key.encode() if isinstance(key, str) else key
+        headers = self.signer.headers_as(signing, sender, raw_key, value)
         sent = time.time_ns()
-        self.producer.send(topics.HOSP_REQUESTS,
-                           key=key.encode() if isinstance(key, str) else key, value=value)
+        self.producer.send(topics.HOSP_REQUESTS, key=raw_key, value=value, headers=headers)
         return sent
 
     def _poll(self, timeout_ms: int) -> list[dict[str, Any]]:
@@ -158,7 +168,7 @@ class HospitalFleet:
             self._send(h.fixmedins_code, encode({
                 "infno": Infno.SIGN_IN, "msgid": msgid, "mdtrtarea_admvs": h.admdvs,
                 "insuplc_admdvs": "", "fixmedins_code": h.fixmedins_code, "inf_time": inf_time,
-                "input": {"opter_no": "sim", "mac": "", "ip": ""}}))
+                "input": {"opter_no": "sim", "mac": "", "ip": ""}}), h.fixmedins_code)
         self.producer.flush()
         while waiting:
             if time.monotonic() - start > timeout_s:
@@ -167,12 +177,14 @@ class HospitalFleet:
                 waiting.pop(msg.get("ans", {}).get("inf_refmsgid", ""), None)
         return time.monotonic() - start
 
-    def exchange(self, requests: list[tuple[str, dict[str, Any]]],
-                 timeout_s: float = 60.0) -> dict[str, list[dict[str, Any]]]:
-        """Send standalone requests (key, request) and collect their answers by msgid."""
+    def exchange(self, requests: list[tuple[str, dict[str, Any]]], timeout_s: float = 60.0,
+                 signing: str = "valid", sign_as: str | None = None
+                 ) -> dict[str, list[dict[str, Any]]]:
+        """Send standalone requests (key, request) and collect their answers by msgid.
+        `signing` and `sign_as` (another sender's key) make unsigned or forged ones."""
         answers: dict[str, list[dict[str, Any]]] = {r["msgid"]: [] for _, r in requests}
         for key, req in requests:
-            self._send(key, encode(req))
+            self._send(key, encode(req), sign_as or req["fixmedins_code"], signing)
         self.producer.flush()
         deadline = time.monotonic() + timeout_s
         while any(not a for a in answers.values()) and time.monotonic() < deadline:
@@ -220,13 +232,16 @@ class HospitalFleet:
                 if ex is None:
                     ex = exchanges[req["msgid"]] = Exchange(req["infno"], req["msgid"])
                     owner[req["msgid"]] = session
-                sent = self._send(session.visit.certno, encode(req))
+                sent = self._send(session.visit.certno, encode(req), req["fixmedins_code"])
+                metrics.SENT.labels(req["infno"]).inc()
+                metrics.IN_FLIGHT.inc()
                 ex.sends += 1
                 ex.sent_ns = ex.sent_ns or sent
             for msgid in session.awaiting:
                 awaited_since.setdefault(msgid, exchanges[msgid].sent_ns)
             if session.done:
                 finished += 1
+                metrics.VISITS.inc()
                 open_days[session.visit.begntime[:10]] -= 1
                 books.record(session)
                 busy.discard(session.visit.certno)
@@ -272,10 +287,11 @@ class HospitalFleet:
                 pending_events.pop(0)[1]()
                 last_news = time.monotonic()
             while next_bad < len(bad) and bad_times[next_bad] <= now:
-                self._send(bad[next_bad].key, bad[next_bad].value)
+                b = bad[next_bad]
+                self._send(b.key, b.value, b.sender, b.signing)
                 next_bad += 1
             for key, req in close_days() + daily.due(time.monotonic()):
-                self._send(key, encode(req))
+                self._send(key, encode(req), req["fixmedins_code"])
             all_sent = next_visit == len(sessions) and next_bad == len(bad) and \
                 not pending_events
             if all_sent and finished == len(sessions) and not outstanding():
@@ -298,16 +314,20 @@ class HospitalFleet:
                     continue
                 if daily.owns(msgid):
                     for key, req in daily.on_answer(ans, time.monotonic()):
-                        self._send(key, encode(req))
+                        self._send(key, encode(req), req["fixmedins_code"])
                     continue
                 ex, session = exchanges.get(msgid), owner.get(msgid)
                 if ex is None or session is None:
                     unexpected += 1
                     continue
+                if len(ex.answers) < ex.sends:
+                    metrics.IN_FLIGHT.dec()
                 if not ex.answers:
                     recv = time.time_ns()
                     ex.latency_ms = (recv - ex.sent_ns) / 1e6
                     ex.route = msg.get("ctx", {}).get("route", "")
+                    metrics.ROUND_TRIP.labels(ex.route or "local", ex.infno).observe(
+                        ex.latency_ms / 1000)
                     ex.trace = [[HOSP_SEND, ex.sent_ns], *msg.get("trace", []),
                                 [HOSP_RECV, recv]]
                 ex.answers.append(ans)
@@ -323,6 +343,7 @@ class HospitalFleet:
                 if session.done:
                     continue
                 timed_out.append(msgid)
+                metrics.TIMEOUTS.inc()
                 session.failed = {"infcode": -1, "inf_refmsgid": msgid, "err_code": "TIMEOUT",
                                   "err_msg": "no answer within the timeout", "output": {}}
                 pump(session)

@@ -15,11 +15,14 @@ from dataclasses import asdict
 from typing import Any
 
 import faust
+from faust.sensors.prometheus import setup_prometheus_sensors
 
 from messages import topics
 from messages.codec import decode, encode, encode_to_keep
 from messages.codes import ErrorCode
+from messages.envelope import province_of
 from messages.platform import CROSS, wrap_answer, wrap_request
+from messages.signing import SECRET_ENV, Signer, configured_secret
 from messages.trace import INS_IN, NAT_BACK, NAT_IN, TRT_BACK, TRT_IN, stamp
 from records.exchange import (
     EhrAnswer,
@@ -38,6 +41,7 @@ from settlement.reconciliation import answer_reconciliation
 from settlement.reference import is_agency_code
 from settlement.treatment import DeadLetter, Forward, Reply, TreatmentPlatform, TreatmentRow
 from simulators.world import build_world
+from streams import metrics
 from streams.config import CLEARING_TABLE, WorkerConfig
 from streams.faust_tuning import set_worker_fetch_max_wait
 from streams.fhir_views import register_fhir_views
@@ -45,7 +49,15 @@ from streams.fhir_views import register_fhir_views
 log = logging.getLogger("huimin.streams")
 
 Send = tuple[Any, bytes | None, bytes, dict[str, bytes] | None]  # topic, key, value, headers
-Handler = Callable[[bytes | None, bytes | None], list[Send]]
+Handler = Callable[..., list[Send]]  # (key, value) or (key, value, headers)
+
+
+def _headers(raw: Any) -> dict[str, bytes]:
+    """Kafka headers as a dict, whichever form the client gives them in."""
+    if not raw:
+        return {}
+    items = raw.items() if isinstance(raw, dict) else raw
+    return {k: v if isinstance(v, bytes) else str(v).encode() for k, v in items}
 
 
 def faust_app(cfg: WorkerConfig) -> faust.App:
@@ -80,6 +92,13 @@ def create_app(cfg: WorkerConfig) -> faust.App:
     national = NationalPlatform(ref)
     insured = InsuredPlatform(ref)
     gateway, index, sources = ProvincialGateway(), NationalIndex(), SourceRepositories(ref)
+    signer = None
+    if cfg.authenticate:
+        secret, development = configured_secret()
+        signer = Signer(secret)
+        if development:
+            log.warning("%s is not set: requests are checked against the development "
+                        "signing secret", SECRET_ENV)
     app = faust_app(cfg)
 
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
@@ -110,6 +129,7 @@ def create_app(cfg: WorkerConfig) -> faust.App:
                     source: str) -> Send:
         """The original bytes, untouched, with why in the headers (never personal data)."""
         log.warning("dead-lettered a message from %s: %s", source, code)
+        metrics.DEAD_LETTERS.labels(code, source).inc()
         return dead_letters, key, value or b"", {
             "huimin-error-code": code.encode(), "huimin-reason": reason.encode(),
             "huimin-source-topic": source.encode()}
@@ -117,37 +137,56 @@ def create_app(cfg: WorkerConfig) -> faust.App:
     def send(topic: Any, key: bytes | None, value: bytes) -> Send:
         return topic, key, value, None
 
-    def to_hospital(ans: dict[str, Any], ctx: dict[str, Any], trace: list) -> Send:
+    def to_hospital(ans: dict[str, Any], ctx: dict[str, Any], trace: list,
+                    forwarded: bool = True) -> Send:
+        """The answer to a hospital; `forwarded`: it answers a request that went on from the
+        provincial platform (so it is no longer in flight)."""
+        metrics.observe_answer(ans, ctx, trace)
+        if forwarded:
+            metrics.IN_FLIGHT.dec()
         return send(hosp_responses, ctx["fixmedins_code"].encode(),
                     encode(wrap_answer(ans, ctx, trace)))
 
-    def role(source: Any, name: str, handler: Handler) -> None:
-        """An agent that runs `handler` on each event and sends what it returns. An exception
-        dead-letters the message instead of stopping the platform."""
+    def role(source: Any, name: str, handler: Handler, with_headers: bool = False) -> None:
+        """An agent that runs `handler` on each event (with its headers, if asked) and sends
+        what it returns. An exception dead-letters the message instead of stopping the
+        platform."""
         async def agent(stream: Any) -> None:
             async for event in stream.events():
                 try:
-                    sends = handler(event.key, event.value)
+                    sends = handler(event.key, event.value, _headers(event.headers)) \
+                        if with_headers else handler(event.key, event.value)
                 except Exception as exc:
                     log.error("%s failed on a message: %s", name, type(exc).__name__)
                     sends = [dead_letter(event.key, event.value, ErrorCode.INTERNAL_ERROR.value,
                                          f"internal error in {name}: {type(exc).__name__}",
                                          source.get_topic_name())]
-                for topic, key, value, headers in sends:
-                    await topic.send(key=key, value=value, headers=headers)
+                for topic, key, value, extra in sends:
+                    await topic.send(key=key, value=value, headers=extra)
         agent.__name__ = name
         app.agent(source, name=name)(agent)
 
-    def on_hospital_request(key: bytes | None, value: bytes | None) -> list[Send]:
+    def on_hospital_request(key: bytes | None, value: bytes | None,
+                            headers: dict[str, bytes]) -> list[Send]:
         trace = stamp([], TRT_IN)
+        refusal = treatment.authenticate(signer, headers, key, value) if signer else None
+        if refusal is not None:
+            metrics.REFUSED.labels(refusal.answer["err_code"]).inc()
+            log.warning("refused a request from %s: %s", refusal.ctx["fixmedins_code"],
+                        refusal.answer["err_code"])
+            return [to_hospital(refusal.answer, refusal.ctx, trace, forwarded=False)]
         cur = trt_rows.get(key) if key else None
         outcome, row = treatment.handle_request(
             key.decode(errors="replace") if key else None, value,
             TreatmentRow.from_dict(decode(cur)) if cur else None)
         if row is not None:
             trt_rows[key] = encode_to_keep(row.to_dict())
+        if not isinstance(outcome, DeadLetter):
+            metrics.REQUESTS.labels(outcome.ctx.get("infno", "")).inc()
         if isinstance(outcome, Reply):
-            return [to_hospital(outcome.answer, outcome.ctx, trace)]
+            return [to_hospital(outcome.answer, outcome.ctx, trace, forwarded=False)]
+        if isinstance(outcome, Forward):
+            metrics.IN_FLIGHT.inc()
         if isinstance(outcome, Forward) and outcome.to == "ehr":
             return on_ehr_request(key, outcome.req, outcome.ctx, trace)
         if isinstance(outcome, Forward):
@@ -168,6 +207,7 @@ def create_app(cfg: WorkerConfig) -> faust.App:
         steps, row = gateway.handle(key.decode(), req, ctx, records_row(key))
         if row is not None:
             ehr_records[key] = encode_to_keep(row.to_dict())
+            metrics.EHR_PUBLISHED.labels(province_of(req["mdtrtarea_admvs"])).inc()
         return [to_hospital(step.answer, ctx, trace) if isinstance(step, EhrAnswer) else
                 send(ehr_national, key, encode({**step.msg, "ctx": ctx, "trace": trace}))
                 for step in steps]
@@ -193,8 +233,10 @@ def create_app(cfg: WorkerConfig) -> faust.App:
             ehr_records[key] = encode_to_keep(row.to_dict())
             return []
         trace = stamp(msg["trace"], INS_IN)
+        before = records_row(key)
         answer, row = sources.handle(key.decode() if key else "", msg, records_row(key))
         ehr_records[key] = encode_to_keep(row.to_dict())
+        metrics.observe_ehr(msg["req"]["infno"], answer, row.audit[len(before.audit):])
         return [to_hospital(answer, msg["ctx"], trace)]
 
     def on_national_request(key: bytes | None, value: bytes | None) -> list[Send]:
@@ -219,6 +261,8 @@ def create_app(cfg: WorkerConfig) -> faust.App:
         event = insured.money_event(msg["req"], answer, row or row_in, ctx["fixmedins_code"])
         if event is not None:
             sends.append(send(money_events, event.setl_id.encode(), encode(asdict(event))))
+            if row is not None:  # a first, not a replay
+                metrics.observe_money(event)
         return sends
 
     def on_money_event(key: bytes | None, value: bytes | None) -> list[Send]:
@@ -226,6 +270,7 @@ def create_app(cfg: WorkerConfig) -> faust.App:
         event_id = f"{event.setl_id}:{event.event}".encode()
         if clearing_events.get(event_id) is None:
             clearing_events[event_id] = encode_to_keep(asdict(event))
+            metrics.observe_clearing(event)
         return []
 
     by_hospital: dict[str, dict[bytes, SettlementEvent]] = {}  # decoded index of the table
@@ -283,13 +328,19 @@ def create_app(cfg: WorkerConfig) -> faust.App:
         mine = sorted({tp.partition for tp in assigned if tp.topic == topics.HOSP_REQUESTS})
         log.info("rebalanced: serving partitions %s of %s", mine, topics.HOSP_REQUESTS)
 
-    role(hosp_requests, "treatment_requests", on_hospital_request)
+    role(hosp_requests, "treatment_requests", on_hospital_request, with_headers=True)
     role(nat_requests, "national_requests", on_national_request)
     role(ins_requests, "insured_requests", on_insured_request)
     role(nat_answers, "national_answers", on_national_answer)
     role(trt_answers, "treatment_answers", on_treatment_answer)
     role(money_events, "national_clearing", on_money_event)
     register_fhir_views(app, ehr_records, ehr_index, ehr_sources, ref)
+    setup_prometheus_sensors(app, pattern="/metrics", name_prefix="faust")
+
+    @app.timer(interval=5.0)
+    async def consumer_lag() -> None:
+        metrics.update_consumer_lag(app.consumer)
+
     role(recon_requests, "reconciliation", on_recon_request)
     role(ehr_national, "ehr_index", on_ehr_national)
     role(ehr_sources, "ehr_sources", on_ehr_sources)

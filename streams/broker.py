@@ -97,12 +97,24 @@ class EmbeddedBroker:
         self.stop()
 
 
+BROKER_KINDS = ("tansu", "kafka")
+
+
 @contextlib.contextmanager
-def broker(log_path: Path | None = None) -> Iterator[str]:
-    """Yield bootstrap servers: KAFKA_BOOTSTRAP_SERVERS if set, else a fresh embedded broker."""
+def broker(log_path: Path | None = None, kind: str = "tansu") -> Iterator[str]:
+    """Yield bootstrap servers: KAFKA_BOOTSTRAP_SERVERS if set, else a fresh local broker of
+    `kind`: the embedded Tansu broker, or Apache Kafka from its Maven Central jars."""
     external = os.environ.get(BOOTSTRAP_ENV)
     if external:
         yield external
         return
+    if kind == "kafka":
+        from streams.kafka_broker import ApacheKafkaBroker
+
+        with ApacheKafkaBroker(log_path=log_path) as k:
+            yield k.bootstrap
+        return
+    if kind != "tansu":
+        raise BrokerError(f"unknown broker kind {kind!r}; known: {', '.join(BROKER_KINDS)}")
     with EmbeddedBroker(log_path=log_path) as b:
         yield b.bootstrap

@@ -18,6 +18,7 @@ class WorkerConfig:
     store: str = "memory://"
     fetch_max_wait_ms: int = 10
     data_dir: str = ".huimin-data"
+    authenticate: bool = True  # refuse requests not signed by their sender (HMAC-SM3)
     world: WorldSpec = field(default_factory=WorldSpec)
 
     def to_dict(self) -> dict[str, Any]:

@@ -61,8 +61,8 @@ def _check_java() -> str:
     if java is None:
         raise BrokerError("`java` (17 or later) is not on PATH: the Apache Kafka broker needs it")
     out = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
-    m = re.search(r'version "(\d+)(?:\.(\d+))?', out)
-    major = int(m.group(2) if m and m.group(1) == "1" else m.group(1)) if m else 0
+    m = re.search(r'version "(1\.)?(\d+)', out)  # "17.0.15", or "1.8.0" for Java 8
+    major = int(m.group(2)) if m else 0
     if major < 17:
         raise BrokerError(f"Apache Kafka {KAFKA_VERSION} needs Java 17 or later; "
                           f"`java -version` says: {_tail(out, 3)}")
@@ -74,6 +74,11 @@ def _cache_dir(cache_dir: Path | None) -> Path:
         return Path(cache_dir)
     env = os.environ.get(CACHE_ENV)
     return Path(env) if env else Path.home() / ".cache" / "huimin" / f"kafka-{KAFKA_VERSION}"
+
+
+def _complete(cache: Path) -> bool:
+    marker = cache / _MARKER
+    return marker.exists() and marker.read_text().strip() == KAFKA_VERSION
 
 
 def _classpath(cache: Path) -> str:
@@ -90,17 +95,18 @@ def kafka_classpath(cache_dir: Path | None = None) -> str:
     folder; a marker written at the end makes a half-finished download start over."""
     _check_java()
     cache = _cache_dir(cache_dir)
-    if (cache / _MARKER).exists():
+    if _complete(cache):
         return _classpath(cache)
     cache.mkdir(parents=True, exist_ok=True)
     with open(cache / ".lock", "w") as lock:  # two processes must not download into one folder
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if (cache / _MARKER).exists():
+        if _complete(cache):
             return _classpath(cache)
         mvn = shutil.which("mvn")
         if mvn is None:
             raise BrokerError(f"`mvn` is not on PATH: it is needed once to fetch the Apache Kafka "
                               f"{KAFKA_VERSION} jars into {cache}")
+        (cache / _MARKER).unlink(missing_ok=True)
         shutil.rmtree(cache / "lib", ignore_errors=True)
         (cache / "pom.xml").write_text(_POM)
         cmd = [mvn, "-q", "-B", "-Dstyle.color=never", "-f", str(cache / "pom.xml"),

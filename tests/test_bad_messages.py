@@ -12,6 +12,7 @@ import pytest
 from messages.codec import decode, encode
 from messages.codes import ErrorCode
 from messages.identity import is_valid_certno
+from messages.signing import Signer
 from messages.visitlog import VisitSession
 from settlement.oracle import Oracle
 from settlement.treatment import DeadLetter, Reply
@@ -20,6 +21,9 @@ from simulators.visits import VisitSpec, generate_visits
 from simulators.world import World, WorldSpec, build_world
 
 PER_KIND = 2
+
+
+SIGNER = Signer(b"test secret")
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +39,10 @@ def bad(world: World) -> list[BadMessage]:
 def outcome(oracle: Oracle, b: BadMessage) -> dict[str, Any] | DeadLetter:
     """What the platform does with one bad message: its answer, or the dead letter."""
     key = b.key.decode() if b.key is not None else None
+    headers = dict(SIGNER.headers_as(b.signing, b.sender, b.key, b.value) or [])
+    refusal = oracle.treatment.authenticate(SIGNER, headers, b.key, b.value)
+    if refusal is not None:  # the ingress check, as the streamed platform makes it
+        return refusal.answer
     first, _ = oracle.treatment.handle_request(key, b.value, None)
     if isinstance(first, DeadLetter):
         return first

@@ -4,7 +4,9 @@ accepts, the workers load the world the simulator generates, and the image has e
 
 from __future__ import annotations
 
+import re
 import shlex
+from collections.abc import Mapping
 
 import typer
 import yaml
@@ -17,15 +19,26 @@ SERVICES = COMPOSE["services"]
 CLI = typer.main.get_command(app)
 
 
-def parses_as_huimin(args: list[str]) -> dict:
+VARIABLE = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
+
+
+def with_compose_defaults(text: str, env: Mapping[str, str] | None = None) -> str:
+    """`${NAME:-default}` as Compose interpolates it: NAME's value if set and not empty,
+    else the default."""
+    env = env or {}
+    return VARIABLE.sub(lambda m: env.get(m[1]) or (m[2] or ""), text)
+
+
+def parses_as_huimin(args: list[str], env: Mapping[str, str] | None = None) -> dict:
     """The parameters click would run the subcommand with (raises on unknown options)."""
+    args = [with_compose_defaults(arg, env) for arg in args]
     command = CLI.get_command(None, args[0])  # type: ignore[arg-type]
     assert command is not None, f"huimin has no command {args[0]!r}"
     return command.make_context(args[0], list(args[1:])).params
 
 
-def simulator_steps() -> list[list[str]]:
-    script = " ".join(SERVICES["simulator"]["command"])
+def simulator_steps(env: Mapping[str, str] | None = None) -> list[list[str]]:
+    script = with_compose_defaults(" ".join(SERVICES["simulator"]["command"]), env)
     return [shlex.split(part)[1:] for part in script.split("&&")]
 
 
@@ -64,3 +77,54 @@ def test_the_image_holds_every_package():
     for package in ("huimin", "messages", "settlement", "records", "simulators", "streams",
                     "benchmarks"):
         assert f"COPY {package} ./{package}" in dockerfile
+
+
+THREE = {"KAFKA_BOOTSTRAP": "kafka1:9092,kafka2:9092,kafka3:9092", "REPLICATION": "3"}
+BROKERS = ("kafka1", "kafka2", "kafka3")
+
+
+def test_compose_variables_default_to_the_single_node_cluster():
+    text = (REPO / "docker-compose.yml").read_text()
+    used = {m[0]: m[1] for m in VARIABLE.findall(text)}
+    assert used == {"KAFKA_BOOTSTRAP": "kafka:9092", "REPLICATION": "1"}
+    assert parses_as_huimin(SERVICES["topics"]["command"])["replication"] == 1
+    assert "profiles" not in SERVICES["kafka"]
+
+
+def test_the_three_broker_profile_is_its_own_three_voter_quorum():
+    envs = [SERVICES[name]["environment"] for name in BROKERS]
+    for name, env in zip(BROKERS, envs, strict=True):
+        assert SERVICES[name]["profiles"] == ["three-brokers"]
+        assert SERVICES[name]["image"] == SERVICES["kafka"]["image"]
+        assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+        assert env["KAFKA_ADVERTISED_LISTENERS"] == f"PLAINTEXT://{name}:9092"
+        assert env["KAFKA_DEFAULT_REPLICATION_FACTOR"] == 3
+        assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == 3
+        assert env["KAFKA_MIN_INSYNC_REPLICAS"] == 2
+        assert env["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"] == 2
+        assert SERVICES[name]["healthcheck"]["test"] == SERVICES["kafka"]["healthcheck"]["test"]
+    assert sorted(env["KAFKA_NODE_ID"] for env in envs) == [1, 2, 3]
+    assert len({env["CLUSTER_ID"] for env in envs}) == 1
+    voters = {f"{env['KAFKA_NODE_ID']}@{name}:9093"
+              for name, env in zip(BROKERS, envs, strict=True)}
+    for env in envs:
+        assert set(env["KAFKA_CONTROLLER_QUORUM_VOTERS"].split(",")) == voters
+
+
+def test_the_huimin_commands_switch_to_the_three_brokers():
+    topics = parses_as_huimin(SERVICES["topics"]["command"], THREE)
+    assert (topics["bootstrap"], topics["replication"]) == (THREE["KAFKA_BOOTSTRAP"], 3)
+    assert parses_as_huimin(SERVICES["worker"]["command"], THREE)["bootstrap"] == \
+        THREE["KAFKA_BOOTSTRAP"]
+    replay = simulator_steps(THREE)[1]
+    assert replay[replay.index("--bootstrap") + 1] == THREE["KAFKA_BOOTSTRAP"]
+    advertised = {SERVICES[name]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+                  .removeprefix("PLAINTEXT://") for name in BROKERS}
+    assert set(THREE["KAFKA_BOOTSTRAP"].split(",")) == advertised
+
+
+def test_topics_waits_for_the_three_brokers_only_when_their_profile_runs():
+    depends = SERVICES["topics"]["depends_on"]
+    assert depends["kafka"] == {"condition": "service_healthy"}
+    for name in BROKERS:  # required: false keeps the default project valid without them
+        assert depends[name] == {"condition": "service_healthy", "required": False}

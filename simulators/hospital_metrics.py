@@ -1,0 +1,19 @@
+"""What the simulated hospitals see, as Prometheus metrics: `huimin run --metrics-port` and
+`huimin replay --metrics-port` serve them while they run. Round trips are measured where a HIS
+measures them: from sending a request to its answer arriving."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+SENT = Counter("huimin_hospital_requests_sent_total", "Requests the hospitals sent "
+               "(duplicates included)", ["infno"])
+ROUND_TRIP = Histogram("huimin_hospital_round_trip_seconds", "From a hospital sending a request "
+                       "to its first answer", ["route", "infno"], buckets=BUCKETS)
+IN_FLIGHT = Gauge("huimin_hospital_in_flight_requests", "Requests the hospitals await")
+VISITS = Counter("huimin_hospital_visits_finished_total", "Visits carried out to their end")
+TIMEOUTS = Counter("huimin_hospital_timeouts_total", "Awaited answers that never came")
+
+HOSPITAL_METRICS = (SENT, ROUND_TRIP, IN_FLIGHT, VISITS, TIMEOUTS)

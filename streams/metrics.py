@@ -1,0 +1,120 @@
+"""The platform's Prometheus metrics, served at `/metrics` on every worker next to Faust's own
+(`faust_*`, from its Prometheus sensor).
+
+Names carry their unit; labels are province codes, infno, route, outcome, topic and hop —
+bounded sets, never personal data, never a msgid or a hospital code.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from messages.trace import hop_durations_ms
+
+#: Resolve 5 ms … 10 s (the NHSA answers an inpatient settlement in ~0.8 s).
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+REQUESTS = Counter("huimin_requests_total", "Hospital requests received by the provincial "
+                   "platforms", ["infno"])
+ANSWERS = Counter("huimin_answers_total", "Answers sent to hospitals, by outcome (ok or the "
+                  "error code)", ["infno", "outcome"])
+LATENCY = Histogram("huimin_request_latency_seconds", "From the provincial platform receiving "
+                    "a request to its answer leaving for the hospital; settlement is infno "
+                    "2207/2304", ["route", "infno"], buckets=LATENCY_BUCKETS)
+HOP_LATENCY = Histogram("huimin_hop_latency_seconds", "Time between two hops of a message "
+                        "inside the platform", ["hop"], buckets=LATENCY_BUCKETS)
+IN_FLIGHT = Gauge("huimin_in_flight_requests", "Requests forwarded by this worker's provincial "
+                  "platform and not yet answered")
+PAID = Counter("huimin_paid_fen_total", "Money paid for settlements (fen), by who paid it",
+               ["insured_province", "treatment_province", "payer"])
+REFUNDED = Counter("huimin_refunded_fen_total", "Money given back by cancellations and "
+                   "reversals (fen)", ["insured_province", "treatment_province", "payer"])
+DEAD_LETTERS = Counter("huimin_dead_letters_total", "Messages kept in dead.letters, by reason",
+                       ["reason", "source_topic"])
+REFUSED = Counter("huimin_refused_requests_total", "Requests refused before any processing "
+                  "(authentication)", ["reason"])
+CONSUMER_LAG = Gauge("huimin_consumer_lag_messages", "Messages not yet committed by this "
+                     "worker, summed over its partitions", ["topic"])
+CLEARING_NET = Gauge("huimin_clearing_net_position_fen", "Each province's net cross-province "
+                     "position so far: receivable − payable (fen)", ["province"])
+EHR_PUBLISHED = Counter("huimin_ehr_documents_published_total", "Health-record documents "
+                        "stored, by the province holding them", ["province"])
+EHR_QUERIES = Counter("huimin_ehr_queries_total", "Record finds, retrievals and lab lookups "
+                      "answered, by outcome", ["operation", "outcome"])
+EHR_REFUSALS = Counter("huimin_ehr_refusals_total", "Record accesses a source province "
+                       "refused (consent or purpose)", ["source_province"])
+EHR_AUDIT = Counter("huimin_ehr_audit_events_total", "AuditEvents recorded", ["outcome"])
+LABS_AVOIDED = Counter("huimin_lab_tests_avoided_total", "Lab tests not repeated: a "
+                       "recognised result was reused")
+LAB_SAVING = Counter("huimin_lab_saving_fen_total", "The price of the lab tests not repeated")
+
+#: What a dashboard or an alert rule may use (checked by the tests).
+DOMAIN_METRICS = (
+    REQUESTS, ANSWERS, LATENCY, HOP_LATENCY, IN_FLIGHT, PAID, REFUNDED, DEAD_LETTERS, REFUSED,
+    CONSUMER_LAG, CLEARING_NET, EHR_PUBLISHED, EHR_QUERIES, EHR_REFUSALS, EHR_AUDIT,
+    LABS_AVOIDED, LAB_SAVING)
+
+
+def outcome_of(answer: dict[str, Any]) -> str:
+    return "ok" if answer.get("infcode") == 0 else str(answer.get("err_code") or "error")
+
+
+def observe_answer(answer: dict[str, Any], ctx: dict[str, Any], trace: list) -> None:
+    """An answer leaving for a hospital: count it, time it end to end and per hop."""
+    infno = str(ctx.get("infno", ""))
+    ANSWERS.labels(infno, outcome_of(answer)).inc()
+    if trace:
+        start = trace[0][1]
+        LATENCY.labels(str(ctx.get("route", "local")), infno).observe(
+            max(0.0, (time.time_ns() - start) / 1e9))
+    for hop, ms in hop_durations_ms(trace).items():
+        HOP_LATENCY.labels(hop).observe(ms / 1000)
+
+
+def observe_money(event: Any) -> None:
+    """A settlement (or its undoing) that changed a person's row."""
+    payers = (("fund", event.fund_pay_sumamt), ("account", event.acct_pay),
+              ("cash", event.medfee_sumamt - event.fund_pay_sumamt - event.acct_pay))
+    counter = PAID if event.event == "settle" else REFUNDED
+    for payer, amount in payers:
+        counter.labels(event.insured_province, event.treatment_province, payer).inc(amount)
+
+
+def observe_clearing(event: Any) -> None:
+    if event.cross_province:
+        CLEARING_NET.labels(event.treatment_province).inc(event.signed_amount)
+        CLEARING_NET.labels(event.insured_province).dec(event.signed_amount)
+
+
+def observe_ehr(infno: str, answer: dict[str, Any], audit: list[dict[str, Any]]) -> None:
+    """A record query answered by the source repositories, with the AuditEvents it added."""
+    operation = {"7002": "find", "7003": "retrieve", "7004": "lab-lookup"}.get(infno, infno)
+    EHR_QUERIES.labels(operation, outcome_of(answer)).inc()
+    for event in audit:
+        EHR_AUDIT.labels("success" if event["outcome"] == "0" else "refused").inc()
+        if event["outcome"] != "0":
+            EHR_REFUSALS.labels(event["source"]["observer"]["identifier"]["value"]).inc()
+    if infno == "7004" and answer.get("infcode") == 0:
+        reusable = answer["output"]["reusable"]
+        LABS_AVOIDED.inc(len(reusable))
+        LAB_SAVING.inc(sum(r["saving"] for r in reusable))
+
+
+def update_consumer_lag(consumer: Any) -> None:
+    """Lag per topic over this worker's partitions: the highwater its fetches saw minus the
+    offset it committed (Faust's Consumer keeps both; its Prometheus sensor does not)."""
+    lag: dict[str, int] = {}
+    for tp in consumer.assignment():
+        try:
+            end = consumer.highwater(tp)
+        except Exception:
+            continue
+        if end is None:
+            continue
+        done = consumer._committed_offset.get(tp) or 0
+        lag[tp.topic] = lag.get(tp.topic, 0) + max(0, end - done)
+    for topic, value in lag.items():
+        CONSUMER_LAG.labels(topic).set(value)

@@ -1,0 +1,150 @@
+"""Operations over the real broker: requests are authenticated (HMAC-SM3 over the exact
+bytes; unsigned, forged, altered, signed for another hospital, or replayed after the
+operating window: refused with a clear error and counted); `/metrics` on every worker moves
+during a run with two workers sharing the partitions (results still equal the oracle), and no
+label carries personal data. A worker joining mid-run is tested in test_e2e_faults.py."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from itertools import count
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from huimin.run import platform
+from messages.visitlog import make_msgid
+from simulators.hospital import HospitalFleet
+from simulators.world import WorldSpec, build_world
+from streams.broker import broker, free_port
+from tests.conftest import huimin_command
+
+pytestmark = pytest.mark.e2e
+
+SPEC = WorldSpec(seed=9, persons=300)
+WORLD = build_world(SPEC)
+
+
+def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    with urllib.request.urlopen(url, timeout=10) as r:
+        text = r.read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def total(samples: dict, name: str, **labels: str) -> float:
+    return sum(v for (n, ls), v in samples.items()
+               if n == name and all((k, want) in ls for k, want in labels.items()))
+
+
+@pytest.fixture(scope="module")
+def platform_and_fleet(tmp_path_factory: pytest.TempPathFactory
+                       ) -> Iterator[tuple[HospitalFleet, int]]:
+    out = tmp_path_factory.mktemp("auth")
+    with broker(out / "broker.log") as bootstrap, platform(bootstrap, SPEC, 4, out) as p:
+        fleet = HospitalFleet(bootstrap)
+        try:
+            yield fleet, p.workers[0].cfg.web_port
+        finally:
+            fleet.close()
+
+
+def test_unsigned_forged_foreign_and_replayed_requests_are_refused(platform_and_fleet):
+    fleet, web_port = platform_and_fleet
+    seq = count(1)
+    certno = sorted(WORLD.ref.enrollments)[0]
+    mine, other = sorted(WORLD.ref.hospitals.values(), key=lambda h: h.fixmedins_code)[:2]
+
+    def person_info(inf_time: str, hospital: Any = mine) -> tuple[str, dict[str, Any]]:
+        return certno, {"infno": "1101",
+                        "msgid": make_msgid(hospital.fixmedins_code, inf_time, next(seq)),
+                        "mdtrtarea_admvs": hospital.admdvs, "insuplc_admdvs": "",
+                        "fixmedins_code": hospital.fixmedins_code, "inf_time": inf_time,
+                        "input": {"mdtrt_cert_type": "02", "mdtrt_cert_no": certno,
+                                  "begntime": inf_time, "psn_cert_type": "01",
+                                  "certno": certno}}
+
+    def answer(request: tuple[str, dict[str, Any]], **how: Any) -> dict[str, Any]:
+        (got,) = fleet.exchange([request], timeout_s=60, **how)[request[1]["msgid"]][:1]
+        return got
+
+    first = person_info("2026-12-01 09:00:00")
+    assert answer(first)["infcode"] == 0
+    unsigned = answer(person_info("2026-12-01 09:05:00"), signing="none")
+    assert (unsigned["infcode"], unsigned["err_code"]) == (-1, "E6001")
+    forged = answer(person_info("2026-12-01 09:10:00"), signing="forged")
+    assert forged["err_code"] == "E6002"
+    for_another = answer(person_info("2026-12-01 09:15:00", hospital=other),
+                         sign_as=mine.fixmedins_code)
+    assert for_another["err_code"] == "E6002"  # a hospital cannot act for another
+    assert answer(person_info("2026-12-11 09:00:00"))["infcode"] == 0  # ten days on
+    replay = answer(first)  # the very same bytes and signature, from outside the window
+    assert (replay["infcode"], replay["err_code"]) == (-1, "E6003")
+    assert certno not in unsigned["err_msg"] + forged["err_msg"] + replay["err_msg"]
+    metrics = scrape(f"http://127.0.0.1:{web_port}/metrics")
+    for reason in ("E6001", "E6002"):
+        assert total(metrics, "huimin_refused_requests_total", reason=reason) >= 1
+    assert total(metrics, "huimin_answers_total", outcome="E6003") == 1
+
+
+PERSONAL = (re.compile(r"\d{17}[\dX]"),  # a certno
+            re.compile(r"\d{20,}"),  # a psn_no
+            re.compile(r"[\u4e00-\u9fff]\*?"))  # a name (Chinese characters)
+
+
+def test_metrics_move_during_a_run_with_two_workers_and_carry_no_personal_data(
+        tmp_path: Path):
+    out = tmp_path / "run"
+    port = free_port()
+    proc = subprocess.Popen(
+        [huimin_command(), "run", "--persons", "800", "--visits", "400", "--rate", "25",
+         "--seed", "13", "--workers", "2",
+         "--metrics-port", str(port), "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    scrapes: list[dict] = []
+    hospital: list[dict] = []
+    try:
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(3)
+            try:
+                workers = orjson.loads((out / "workers.json").read_bytes())
+                merged: dict = {}
+                for w in workers:
+                    for k, v in scrape(w["metrics"]).items():
+                        merged[k] = merged.get(k, 0) + v
+                scrapes.append(merged)
+                hospital.append(scrape(f"http://127.0.0.1:{port}/metrics"))
+            except (OSError, ValueError):
+                continue
+        stdout, _ = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stdout
+    summary = orjson.loads((out / "summary.json").read_bytes())
+    assert summary["ok"] and summary["oracle"]["mismatches"] == []
+    answering = [m for m in scrapes if total(m, "huimin_answers_total") > 0]
+    assert len(answering) >= 2, stdout
+    early, late = answering[0], answering[-1]
+    assert total(late, "huimin_answers_total") > total(early, "huimin_answers_total")
+    assert total(late, "huimin_request_latency_seconds_count", infno="2207") > 0
+    assert total(late, "huimin_hop_latency_seconds_count") > 0
+    assert total(late, "huimin_paid_fen_total", payer="fund") > 0
+    assert total(late, "huimin_ehr_documents_published_total") > 0
+    assert total(late, "faust_messages_received_total") > 0  # Faust's own sensor
+    assert total(hospital[-1], "huimin_hospital_round_trip_seconds_count") > 0
+    for samples in (*scrapes, *hospital):
+        for _, labels in samples:
+            for _, value in labels:
+                assert not any(p.search(value) for p in PERSONAL), value
+    for i in range(2):  # two workers in one consumer group: each served partitions
+        log = (out / f"worker-{i}.log").read_text()
+        assert re.search(r"rebalanced: serving partitions \[\d", log), f"worker-{i}"
