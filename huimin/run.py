@@ -296,8 +296,10 @@ def default_out_dir() -> Path:
 class Platform:
     """Our platform's worker processes on one cluster (topics created first)."""
 
-    def __init__(self, bootstrap: str, world: WorldSpec, partitions: int, out_dir: Path) -> None:
-        self.cfg = WorkerConfig(bootstrap=bootstrap, partitions=partitions, world=world)
+    def __init__(self, bootstrap: str, world: WorldSpec, partitions: int, out_dir: Path,
+                 idempotent: bool = False) -> None:
+        self.cfg = WorkerConfig(bootstrap=bootstrap, partitions=partitions, world=world,
+                                idempotent=idempotent)
         self.out_dir = out_dir
         self.workers: list[WorkerProcess] = []
         create_platform_topics(bootstrap, partitions)
@@ -324,9 +326,9 @@ class Platform:
 
 @contextlib.contextmanager
 def platform(bootstrap: str, world: WorldSpec, partitions: int, out_dir: Path,
-             workers: int = 1) -> Iterator[Platform]:
+             workers: int = 1, idempotent: bool = False) -> Iterator[Platform]:
     """`workers` platform worker processes running; all stopped on exit."""
-    p = Platform(bootstrap, world, partitions, out_dir)
+    p = Platform(bootstrap, world, partitions, out_dir, idempotent)
     try:
         for _ in range(workers):
             p.add_worker()
@@ -367,13 +369,14 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
             on_stage("starting the broker and the platform")
             bootstrap = stack.enter_context(broker(out_dir / "broker.log", broker_kind))
             ours = stack.enter_context(platform(bootstrap, world.spec, partitions, out_dir,
-                                                workers))
+                                                workers, idempotent=broker_kind == "kafka"))
             period = arrivals[-1] if arrivals else 0.0
             events += [(period * (i + 1) / (kill_worker + 1), ours.workers[0].restart_after_kill)
                        for i in range(kill_worker)]
             events += [(period * (i + 1) / (join_worker + 2), ours.add_worker)
                        for i in range(join_worker)]
-        fleet = HospitalFleet(bootstrap, answer_timeout_s, client_config)
+        fleet = HospitalFleet(bootstrap, answer_timeout_s, client_config,
+                              idempotent=broker_kind == "kafka" and ours is not None)
         stack.callback(fleet.close)
         setup_s = time.monotonic() - started
         on_stage("waiting for the platform to answer the hospitals' sign-in")

@@ -28,9 +28,11 @@ from simulators.bad_messages import BadMessage
 from simulators.reconciliation import DailyReconciler, DayReconciliation, HospitalBooks
 
 
-def producer_for(bootstrap: str, **extra: Any) -> KafkaProducer:
-    return KafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=2,
-                         enable_idempotence=False, **extra)
+def producer_for(bootstrap: str, idempotent: bool = False, **extra: Any) -> KafkaProducer:
+    """`idempotent` where the broker offers it (Apache Kafka; not Tansu): a retried send is
+    never written twice."""
+    return KafkaProducer(bootstrap_servers=bootstrap, acks="all" if idempotent else 1,
+                         linger_ms=2, enable_idempotence=idempotent, **extra)
 
 
 def response_consumer(bootstrap: str, topic: str = topics.HOSP_RESPONSES,
@@ -108,7 +110,7 @@ class HospitalFleet:
 
     def __init__(self, bootstrap: str, answer_timeout_s: float = 30.0,
                  client_config: dict[str, Any] | None = None,
-                 signing_secret: bytes | None = None) -> None:
+                 signing_secret: bytes | None = None, idempotent: bool = False) -> None:
         """`client_config`: extra kafka-python settings, e.g. `security_protocol`,
         `sasl_mechanism`, `sasl_plain_username`, `ssl_cafile`, for a secured cluster.
         `signing_secret`: each hospital signs what it sends with its key derived from it
@@ -119,7 +121,7 @@ class HospitalFleet:
         self.answer_timeout_s = answer_timeout_s
         self.consumer = response_consumer(bootstrap, **extra)
         self.dead_letter_consumer = response_consumer(bootstrap, topics.DEAD_LETTERS, **extra)
-        self.producer = producer_for(bootstrap, **extra)
+        self.producer = producer_for(bootstrap, idempotent, **extra)
 
     def close(self) -> None:
         self.producer.close(timeout=5)

@@ -19,6 +19,7 @@ class WorkerConfig:
     fetch_max_wait_ms: int = 10
     data_dir: str = ".huimin-data"
     authenticate: bool = True  # refuse requests not signed by their sender (HMAC-SM3)
+    idempotent: bool = False  # idempotent producers (Apache Kafka has them; Tansu does not)
     world: WorldSpec = field(default_factory=WorldSpec)
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Faust settings that matter on a Kafka-protocol broker such as Tansu.
+"""Faust settings that matter on a Kafka-protocol broker such as Tansu, and idempotent
+producers where the broker offers them (Apache Kafka; Tansu does not).
 
 Faust hard-codes `fetch_max_wait_ms=1500` for its worker consumer. Tansu (like Kafka) holds an
 empty fetch that long, which adds up to 1.5 s per hop on a quiet partition. aiokafka reads the
@@ -23,3 +24,16 @@ def set_worker_fetch_max_wait(ms: int) -> None:
     global _fetch_max_wait_ms
     _fetch_max_wait_ms = ms
     faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer
+
+
+_original_extra = faust_aiokafka.Producer._settings_extra
+
+
+def _idempotent_extra(self):  # type: ignore[no-untyped-def]
+    return {**_original_extra(self), "acks": "all", "enable_idempotence": True}
+
+
+def set_idempotent_producer(enabled: bool) -> None:
+    """Faust enables idempotence only inside transactions (exactly_once); we want it for
+    at-least-once too, so a producer retry never writes a message twice."""
+    faust_aiokafka.Producer._settings_extra = _idempotent_extra if enabled else _original_extra

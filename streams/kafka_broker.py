@@ -239,7 +239,7 @@ class ApacheKafkaBroker:
     def _format(java: str, classpath: str, props: Path) -> None:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         fmt = subprocess.run([java, "-Xmx256m", "-Dhuimin.kafka.loglevel=WARN", "-cp", classpath,
-                              "kafka.tools.StorageTool", "format", "-t", cluster_id,
+                              "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
                               "-c", str(props)],
                              capture_output=True, text=True, stdin=subprocess.DEVNULL)
         if fmt.returncode != 0:

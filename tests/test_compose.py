@@ -86,7 +86,8 @@ BROKERS = ("kafka1", "kafka2", "kafka3")
 def test_compose_variables_default_to_the_single_node_cluster():
     text = (REPO / "docker-compose.yml").read_text()
     used = {m[0]: m[1] for m in VARIABLE.findall(text)}
-    assert used == {"KAFKA_BOOTSTRAP": "kafka:9092", "REPLICATION": "1"}
+    assert used == {"KAFKA_BOOTSTRAP": "kafka:9092", "REPLICATION": "1",
+                    "HUIMIN_SIGNING_SECRET": ""}  # unset: the development secret
     assert parses_as_huimin(SERVICES["topics"]["command"])["replication"] == 1
     assert "profiles" not in SERVICES["kafka"]
 
@@ -128,3 +129,9 @@ def test_topics_waits_for_the_three_brokers_only_when_their_profile_runs():
     assert depends["kafka"] == {"condition": "service_healthy"}
     for name in BROKERS:  # required: false keeps the default project valid without them
         assert depends[name] == {"condition": "service_healthy", "required": False}
+
+
+def test_workers_and_simulator_share_one_signing_secret():
+    secret = {name: SERVICES[name]["environment"]["HUIMIN_SIGNING_SECRET"]
+              for name in ("worker", "simulator")}
+    assert secret["worker"] == secret["simulator"] == "${HUIMIN_SIGNING_SECRET:-}"

@@ -1,0 +1,59 @@
+"""The end-to-end run on a real Apache Kafka broker (KRaft, from its Maven Central jars), with
+idempotent producers, faults and a worker killed and another joining: every answer equals the
+oracle's, as on the embedded Tansu broker. Needs `java` (17+) and `mvn`, as CI has."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.conftest import huimin_command
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(shutil.which("java") is None or shutil.which("mvn") is None,
+                       reason="Apache Kafka needs `java` (17+) and `mvn` on PATH"),
+]
+
+FAULTS = "duplicate=0.05,reorder=0.05,lose-answer=0.05,kill-worker=1,join-worker=1"
+
+
+def test_a_faulty_run_on_apache_kafka_equals_the_oracle(tmp_path: Path):
+    out = tmp_path / "run"
+    proc = subprocess.run([huimin_command(), "run", "--broker", "kafka", "--persons", "800",
+                           "--visits", "300", "--rate", "30", "--seed", "29", "--faults",
+                           FAULTS, "--out", str(out)],
+                          capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    s = orjson.loads((out / "summary.json").read_bytes())
+    assert s["ok"] and s["worker_kills"] == 1 and s["oracle"]["mismatches"] == []
+    assert s["oracle"]["settlements_equal"] == s["oracle"]["settlements_expected"] > 200
+    assert s["accounting"]["unaccounted"] == 0
+    assert s["clearing"]["equal_to_oracle"] is True
+    assert s["daily_reconciliation"]["unbalanced"] == []
+    assert s["ehr"]["audit_events"] == s["ehr"]["audit_events_expected"]
+    assert (out / "broker.log").stat().st_size > 0  # Apache Kafka's own log
+
+
+def test_huimin_broker_kind_kafka_serves_until_stopped():
+    proc = subprocess.Popen([huimin_command(), "broker", "--kind", "kafka"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        line = ""
+        while time.monotonic() < deadline and "listening on" not in line:
+            line = proc.stdout.readline() if proc.stdout else ""
+            if proc.poll() is not None:
+                break
+        assert "Apache Kafka" in line and "listening on" in line, line
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    assert "Broker stopped." in out
