@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint e2e clean
+.PHONY: run test lint e2e bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "huimin needs Python 3.11 or newer")'
@@ -16,9 +16,14 @@ $(STAMP): pyproject.toml
 run: $(STAMP)  ## simulate, settle through the embedded broker, verify against the oracle
 	$(BIN)/huimin run $(ARGS)
 
-test: $(STAMP)  ## lint, then the whole test suite (end-to-end tests start their own broker)
+test: $(STAMP)  ## lint, the whole test suite (end-to-end tests start their own broker), and a check that the micro-benchmarks run
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+	$(BIN)/pytest benchmarks/ --benchmark-disable -q
+
+bench: $(STAMP)  ## a short benchmark: huimin bench (with the raw ceiling) and the micro-benchmarks
+	$(BIN)/huimin bench --rates 25,50,100 --duration 15 --warmup 3 --out bench $(ARGS)
+	$(BIN)/pytest benchmarks/ --benchmark-only -q
 
 lint: $(STAMP)  ## ruff
 	$(BIN)/ruff check .

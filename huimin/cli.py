@@ -180,6 +180,13 @@ def broker(
         name = f"Apache Kafka {KAFKA_VERSION} (KRaft, single node)"
     else:
         server, name = EmbeddedBroker(), "Embedded broker (Tansu, memory storage)"
+    stop = False
+
+    def _stop(*_: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, _stop)
     try:
         server.start()
     except BrokerError as exc:
@@ -189,13 +196,6 @@ def broker(
         console.print(f"{name} listening on [bold]{server.bootstrap}[/]\nUse it with: "
                       f"export KAFKA_BOOTSTRAP_SERVERS={server.bootstrap}\n"
                       "Ctrl-C stops it.")
-        stop = False
-
-        def _stop(*_: object) -> None:
-            nonlocal stop
-            stop = True
-
-        signal.signal(signal.SIGTERM, _stop)
         try:
             while not stop and server.process is not None and server.process.poll() is None:
                 time.sleep(0.5)
@@ -204,6 +204,49 @@ def broker(
     finally:
         server.stop()
     console.print("Broker stopped.")
+
+
+@app.command()
+def bench(
+    rates: Annotated[str, typer.Option(help="Offered loads, visits per second, comma-separated "
+                                            "(about one settlement per visit).")
+                     ] = "25,50,100",
+    duration: Annotated[float, typer.Option(min=1, help="Seconds of load per rate.")] = 30.0,
+    warmup: Annotated[float, typer.Option(min=0, help="First seconds of each rate left out.")
+                      ] = 5.0,
+    broker: Annotated[str, typer.Option("--broker", help="tansu or kafka")] = "tansu",
+    workers: Annotated[int, typer.Option(min=1)] = 1,
+    persons: Annotated[int, typer.Option(min=1)] = 20_000,
+    seed: Annotated[int, typer.Option()] = 42,
+    ehr: Annotated[bool, typer.Option(help="Health-record steps in the visits too.")] = False,
+    ceiling: Annotated[bool, typer.Option(help="Measure the raw broker ceiling too.")] = True,
+    out: Annotated[Path, typer.Option(help="Where bench.json, bench.md and bench.png go.")
+                   ] = Path("bench"),
+) -> None:
+    """Settlement latency and throughput under open-loop load at each offered rate, beside
+    the raw broker ceiling (plain aiokafka forwarders over as many hops)."""
+    from benchmarks.load import run_bench
+    from benchmarks.report import markdown, plot, write_json
+
+    if broker not in BROKER_KINDS:
+        raise typer.BadParameter(f"one of {', '.join(BROKER_KINDS)}", param_hint="--broker")
+    try:
+        offered = [float(r) for r in rates.split(",") if r.strip()]
+    except ValueError:
+        raise typer.BadParameter("numbers separated by commas", param_hint="--rates") from None
+    if not offered or any(r <= 0 for r in offered):
+        raise typer.BadParameter("positive numbers", param_hint="--rates")
+    with _progress() as progress:
+        task = progress.add_task("starting", total=None)
+        result = run_bench(offered, duration, warmup, broker, out, seed=seed, persons=persons,
+                           workers=workers, ehr=ehr, ceiling=ceiling,
+                           on_stage=lambda s: progress.update(task, description=s))
+    write_json(result, out / "bench.json")
+    report = markdown(result)
+    (out / "bench.md").write_text(report)
+    plot(result, out / "bench.png")
+    console.print(report)
+    console.print(f"Wrote {out / 'bench.json'}, {out / 'bench.md'} and {out / 'bench.png'}")
 
 
 def _progress() -> Progress:

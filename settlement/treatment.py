@@ -184,6 +184,7 @@ class TreatmentPlatform:
             return Reply(error_answer(req.msgid, ErrorCode.STALE, (
                 f"inf_time {req.inf_time} is more than {WINDOW_DAYS} days before the "
                 "platform's latest request for this person: a replay, refused")), ctx), None
+        before = row.latest
         new_day = keep and req.inf_time[:10] > row.latest[:10]
         if new_day:  # the person's clock, by the day: one row write a day at most
             row.latest = req.inf_time[:10] + " 00:00:00"
@@ -194,6 +195,7 @@ class TreatmentPlatform:
             outcome, changed = self._dispatch(key, req, ctx, row)
             return outcome, row if changed is None and new_day else changed
         except Rejected as exc:
+            row.latest = before  # a refused request does not move the person's clock
             answer = error_answer(req.msgid, exc.code, str(exc))
             if keep and req.infno != Infno.SIGN_IN:
                 row.answers[req.msgid] = answer

@@ -1,0 +1,135 @@
+"""The raw broker ceiling: the same number of broker hops as a cross-province settlement, as
+plain aiokafka consumer → producer forwarders with no Faust and no rules, so every huimin
+figure can be read as a ratio to what the broker and the client library allow on this machine.
+
+A cross-province settlement crosses 6 topics (hosp.requests → nat.requests → ins.requests →
+nat.answers → trt.answers → hosp.responses) through 5 forwarding stages; the ceiling does the
+same with `raw.0` … `raw.5`, all 5 stages in one process (as one worker holds all roles),
+driven open-loop at a fixed rate, with the send time inside each message.
+
+    python -m benchmarks.ceiling BOOTSTRAP   (the forwarders; stopped with SIGTERM)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from streams.topics import ensure_topics
+
+HOPS = 6
+TOPICS = [f"raw.{i}" for i in range(HOPS)]
+PARTITIONS = 8
+PAYLOAD = b"x" * 600  # about a settlement request's size
+
+
+async def _forward(bootstrap: str, source: str, target: str, stop: asyncio.Event) -> None:
+    consumer = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, group_id=f"raw-{source}",
+                                auto_offset_reset="latest", fetch_max_wait_ms=10,
+                                enable_auto_commit=True)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2, acks=1)
+    await consumer.start()
+    await producer.start()
+    try:
+        while not stop.is_set():
+            batches = await consumer.getmany(timeout_ms=100, max_records=500)
+            for records in batches.values():
+                for r in records:
+                    await producer.send(target, r.value, key=r.key)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+async def _forwarders(bootstrap: str) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    await asyncio.gather(*(_forward(bootstrap, a, b, stop)
+                           for a, b in itertools.pairwise(TOPICS)))
+
+
+@dataclass
+class CeilingResult:
+    offered: float  # messages per second sent into raw.0
+    achieved: float  # per second out of raw.5, after warm-up
+    latencies_ms: list[float]
+    lost: int
+
+
+class RawCeiling:
+    """The forwarders in their own process, started once for all rates."""
+
+    def __init__(self, bootstrap: str, log_path: Path | None = None) -> None:
+        self.bootstrap = bootstrap
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> RawCeiling:
+        ensure_topics(self.bootstrap, TOPICS, partitions=PARTITIONS)
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        self.process = subprocess.Popen([sys.executable, "-m", "benchmarks.ceiling",
+                                         self.bootstrap], stdout=out, stderr=subprocess.STDOUT)
+        time.sleep(6)  # the forwarders join their groups (Tansu: ~3 s per group)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(10)
+            if self.process.poll() is None:
+                self.process.kill()
+
+    def measure(self, rate: float, duration: float, warmup: float) -> CeilingResult:
+        """Send `rate` messages/s for `duration` s (open loop) and time each to the sink."""
+        sink = KafkaConsumer(bootstrap_servers=self.bootstrap, fetch_max_wait_ms=10,
+                             enable_auto_commit=False)
+        parts = [TopicPartition(TOPICS[-1], p) for p in range(PARTITIONS)]
+        sink.assign(parts)
+        sink.seek_to_end(*parts)
+        for tp in parts:
+            sink.position(tp)
+        producer = KafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=2, acks=1)
+        n = int(rate * duration)
+        start = time.monotonic()
+        sent, latencies, received = 0, [], 0
+        keep_from = time.time_ns() + int(warmup * 1e9)
+        first_kept = last_kept = 0
+        while True:
+            now = time.monotonic() - start
+            while sent < n and sent / rate <= now:
+                stamp = time.time_ns()
+                producer.send(TOPICS[0], key=str(sent).encode(),
+                              value=stamp.to_bytes(8, "big") + PAYLOAD)
+                sent += 1
+            for records in sink.poll(timeout_ms=5, max_records=2000).values():
+                for r in records:
+                    received += 1
+                    t0 = int.from_bytes(r.value[:8], "big")
+                    if t0 >= keep_from:
+                        arrived = time.time_ns()
+                        latencies.append((arrived - t0) / 1e6)
+                        first_kept = first_kept or arrived
+                        last_kept = arrived
+            if sent >= n and (received >= n or now > duration + 15):
+                break
+        producer.close()
+        sink.close()
+        span = (last_kept - first_kept) / 1e9
+        return CeilingResult(rate, len(latencies) / span if span > 0 else 0.0, latencies,
+                             n - received)
+
+
+if __name__ == "__main__":
+    asyncio.run(_forwarders(sys.argv[1]))

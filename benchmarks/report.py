@@ -1,0 +1,104 @@
+"""The benchmark's outputs: JSON (everything, with the machine and settings), a Markdown
+report, and a PNG plot of latency percentiles against offered load, huimin beside the raw
+broker ceiling."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+
+def write_json(result: dict[str, Any], path: Path) -> None:
+    path.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{100 * a / b:.0f} %" if b else "–"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    s, m = result["settings"], result["machine"]
+    lines = [
+        "# huimin benchmark",
+        "",
+        f"{result['started']} · {m['cpus']} × {m['cpu_model']} · Python {m['python']} · "
+        f"broker {s['broker']} · {s['workers']} worker(s) · {s['persons']:,} persons · "
+        f"seed {s['seed']} · {s['duration_s']:g} s per rate, first {s['warmup_s']:g} s left "
+        f"out · health-record steps {'on' if s['health_record_steps'] else 'off'}",
+        "",
+        "Settlement = 2207/2304 round trip seen by the hospital (ms). Raw ceiling = the same "
+        "6 topics through 5 plain aiokafka forwarders at the same offered message rate.",
+        "",
+        "| offered visits/s | offered settl./s | achieved settl./s | p50 | p90 | p99 | p99.9 | "
+        "max | raw achieved/s | raw p50 | raw p99 | throughput vs raw | errors | CPU cores "
+        "(broker / workers / hospitals) |",
+        "|" + "---|" * 14,
+    ]
+    for p in result["points"]:
+        lat = p["settlement_latency_ms"].get("all", {})
+        raw = p.get("ceiling") or {}
+        raw_lat = raw.get("latency_ms", {})
+        errors = sum(p["errors"].values())
+        cpu = p["cpu_cores"]
+        lines.append(
+            f"| {p['offered_visits_per_s']:g} | {p['offered_settlements_per_s']:g} | "
+            f"{p['achieved_settlements_per_s']:g} | {lat.get('p50', '–')} | "
+            f"{lat.get('p90', '–')} | {lat.get('p99', '–')} | {lat.get('p99.9', '–')} | "
+            f"{lat.get('max', '–')} | {raw.get('achieved_per_s', '–')} | "
+            f"{raw_lat.get('p50', '–')} | {raw_lat.get('p99', '–')} | "
+            f"{_ratio(p['achieved_settlements_per_s'], raw.get('achieved_per_s', 0))} | "
+            f"{errors} | {cpu.get('broker', 0):g} / {cpu.get('workers', 0):g} / "
+            f"{cpu.get('hospitals', 0):g} |")
+    lines += ["", "## By route (settlement round trip, ms)", "",
+              "| offered visits/s | route | count | p50 | p90 | p99 | p99.9 | max |",
+              "|---|---|---|---|---|---|---|---|"]
+    for p in result["points"]:
+        for route, lat in p["settlement_latency_ms"].items():
+            if route == "all":
+                continue
+            lines.append(f"| {p['offered_visits_per_s']:g} | {route} | {lat['count']} | "
+                         f"{lat.get('p50')} | {lat.get('p90')} | {lat.get('p99')} | "
+                         f"{lat.get('p99.9')} | {lat.get('max')} |")
+    lines += ["", "## By hop (ms, p50 / p99)", ""]
+    for p in result["points"]:
+        hops = "; ".join(f"{h} {v.get('p50')} / {v.get('p99')}"
+                         for h, v in p["hop_latency_ms"].items())
+        lines.append(f"- {p['offered_visits_per_s']:g} visits/s: {hops}")
+    lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()), ""]
+    return "\n".join(lines)
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = result["points"]
+    x = [p["offered_settlements_per_s"] for p in points]
+    fig, (lat_ax, thr_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for q, style in (("p50", ":"), ("p99", "-")):
+        for route, colour in (("local", "tab:blue"), ("cross", "tab:orange")):
+            y = [p["settlement_latency_ms"].get(route, {}).get(q) for p in points]
+            lat_ax.plot(x, y, style, marker="o", color=colour, label=f"huimin {route} {q}")
+        raw = [(p.get("ceiling") or {}).get("latency_ms", {}).get(q) for p in points]
+        if any(v is not None for v in raw):
+            lat_ax.plot(x, raw, style, marker="s", color="tab:grey", label=f"raw ceiling {q}")
+    lat_ax.set(xlabel="offered settlements/s", ylabel="latency (ms)", yscale="log",
+               title="Latency against offered load")
+    lat_ax.legend(fontsize=8)
+    thr_ax.plot(x, [p["achieved_settlements_per_s"] for p in points], marker="o",
+                label="huimin settlements/s")
+    thr_ax.plot(x, [(p.get("ceiling") or {}).get("achieved_per_s") for p in points],
+                marker="s", color="tab:grey", label="raw ceiling messages/s")
+    thr_ax.plot(x, x, "--", color="lightgrey", label="offered")
+    thr_ax.set(xlabel="offered per second", ylabel="achieved per second",
+               title="Throughput")
+    thr_ax.legend(fontsize=8)
+    fig.suptitle(f"huimin on {result['settings']['broker']}, "
+                 f"{result['machine']['cpus']} cores")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,40 @@
+"""`huimin bench` runs end to end at a tiny rate (the figures themselves are for people, not
+for assertions): it writes the JSON, the report and the plot, with huimin and the raw ceiling
+measured at each offered rate."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.conftest import huimin_command
+
+pytestmark = pytest.mark.e2e
+
+
+def test_bench_writes_json_report_and_plot_for_huimin_and_the_raw_ceiling(tmp_path: Path):
+    out = tmp_path / "bench"
+    proc = subprocess.run([huimin_command(), "bench", "--rates", "10,20", "--duration", "4",
+                           "--warmup", "1", "--persons", "600", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = orjson.loads((out / "bench.json").read_bytes())
+    assert result["machine"]["cpus"] >= 1 and result["settings"]["broker"] == "tansu"
+    assert [p["offered_visits_per_s"] for p in result["points"]] == [10, 20]
+    for point in result["points"]:
+        assert point["achieved_settlements_per_s"] > 0
+        assert point["settlement_latency_ms"]["all"]["count"] > 0
+        assert point["ceiling"]["achieved_per_s"] > 0 and point["ceiling"]["hops"] == 6
+        assert point["cpu_cores"]["workers"] > 0
+    report = (out / "bench.md").read_text()
+    assert "| offered visits/s |" in report and "raw" in report
+    assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_refuses_bad_rates():
+    proc = subprocess.run([huimin_command(), "bench", "--rates", "ten"], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2 and "rates" in proc.stdout + proc.stderr

@@ -1,0 +1,63 @@
+"""Authenticated requests (messages/signing.py) and replay protection (the person's clock in
+the treatment-side row): what the provincial platform's ingress accepts and refuses."""
+
+from __future__ import annotations
+
+from messages.codec import encode
+from messages.signing import SIGN_HEADER, Signer
+from messages.visitlog import make_msgid
+from settlement.oracle import Oracle
+from simulators.world import WorldSpec, build_world
+
+WORLD = build_world(WorldSpec(seed=3, persons=200))
+SIGNER = Signer(b"a secret")
+HOSPITAL, OTHER = sorted(WORLD.ref.hospitals.values(), key=lambda h: h.fixmedins_code)[:2]
+CERTNO = sorted(WORLD.ref.enrollments)[0]
+
+
+def person_info(inf_time: str, seq: int, hospital=HOSPITAL) -> dict:  # type: ignore[no-untyped-def]
+    return {"infno": "1101", "msgid": make_msgid(hospital.fixmedins_code, inf_time, seq),
+            "mdtrtarea_admvs": hospital.admdvs, "insuplc_admdvs": "",
+            "fixmedins_code": hospital.fixmedins_code, "inf_time": inf_time,
+            "input": {"mdtrt_cert_type": "02", "mdtrt_cert_no": CERTNO, "begntime": inf_time,
+                      "psn_cert_type": "01", "certno": CERTNO}}
+
+
+def check(headers: list | None, value: bytes, key: bytes = CERTNO.encode()):  # type: ignore[no-untyped-def]
+    refusal = Oracle(WORLD.ref).treatment.authenticate(SIGNER, dict(headers or []), key, value)
+    return None if refusal is None else refusal.answer["err_code"]
+
+
+def test_a_request_signed_by_its_sender_over_the_exact_bytes_passes():
+    value = encode(person_info("2026-12-01 09:00:00", 1))
+    assert check(SIGNER.headers(HOSPITAL.fixmedins_code, CERTNO.encode(), value), value) is None
+
+
+def test_unsigned_forged_altered_and_foreign_signed_requests_are_refused():
+    value = encode(person_info("2026-12-01 09:00:00", 1))
+    key = CERTNO.encode()
+    assert check(None, value) == "E6001"
+    assert check(SIGNER.headers_as("forged", HOSPITAL.fixmedins_code, key, value), value) == \
+        "E6002"
+    signed = SIGNER.headers(HOSPITAL.fixmedins_code, key, value)
+    assert check(signed, value.replace(b"09:00:00", b"09:00:01")) == "E6002"  # altered
+    assert check(signed, value, key=sorted(WORLD.ref.enrollments)[1].encode()) == "E6002"
+    foreign = encode(person_info("2026-12-01 09:00:00", 2, hospital=OTHER))
+    assert check(SIGNER.headers(HOSPITAL.fixmedins_code, key, foreign), foreign) == "E6002"
+    assert check(SIGNER.headers(OTHER.fixmedins_code, key, foreign), foreign) is None
+    assert all(name != SIGN_HEADER or len(v) == 64 for name, v in signed)  # SM3: 256 bits
+
+
+def test_a_replay_from_before_the_window_is_refused_and_a_refusal_moves_no_clock():
+    oracle = Oracle(WORLD.ref)
+    first = person_info("2026-12-01 09:00:00", 1)
+    assert oracle.submit(CERTNO, first)["infcode"] == 0
+    assert oracle.submit(CERTNO, first)["infcode"] == 0  # a duplicate: its answer again
+    bad_future = {**person_info("2027-03-01 09:00:00", 2), "input": {}}
+    assert oracle.submit(CERTNO, bad_future)["err_code"] == "E1002"  # refused ...
+    assert oracle.submit(CERTNO, person_info("2026-12-02 09:00:00", 3))["infcode"] == 0
+    later = person_info("2026-12-12 09:00:00", 4)  # ... so the clock is still in December
+    assert oracle.submit(CERTNO, later)["infcode"] == 0
+    replay = oracle.submit(CERTNO, first)  # ten days on, its msgid forgotten
+    assert (replay["infcode"], replay["err_code"]) == (-1, "E6003")
+    assert CERTNO not in replay["err_msg"]
