@@ -41,6 +41,7 @@ from huimin.verify import verify as verify_answers
 from huimin.verify import write_json, write_junit
 from settlement.clearing import ClearingPolicy, clear
 from settlement.oracle import Oracle
+from settlement.retention import WINDOW_DAYS
 from simulators.bad_messages import generate_bad_messages
 from simulators.faults import FaultPlan, FaultPlanError
 from simulators.visits import VisitSpec, generate_visits
@@ -95,6 +96,13 @@ def run(
     answer differs from the oracle or any request went unanswered.
     """
     plan = _fault_plan(faults)
+    days_per_s = days / (visits / rate)
+    if plan.kill_worker and days_per_s * RECOVERY_S > WINDOW_DAYS:
+        console.print(f"[yellow]The simulated clock runs {days_per_s:.1f} days per second: a "
+                      f"killed worker's ~{RECOVERY_S:.0f} s of recovery spans more than the "
+                      f"{WINDOW_DAYS}-day operating window, so redelivered requests may be "
+                      "refused as replays (E6003) or their answers forgotten. Use fewer --days "
+                      "or a lower --rate.[/]")
     if broker not in BROKER_KINDS:
         raise typer.BadParameter(f"one of {', '.join(BROKER_KINDS)}", param_hint="--broker")
     if metrics_port is not None:
@@ -124,6 +132,10 @@ def run(
                                      ("workers", workers), ("faults", plan or None))
             if v is not None) + ("" if ehr else " --no-ehr"))
     raise typer.Exit(0 if report.ok else 1)
+
+
+#: Seconds a killed worker takes to restart, recover its tables and replay (measured ~5–8 s).
+RECOVERY_S = 8.0
 
 
 def _bootstrap(bootstrap: str | None) -> str:

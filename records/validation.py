@@ -3,8 +3,10 @@ OperationOutcome that names the path and the problem.
 
 Validation happens once, at the provincial platform's ingress; inside, resources travel as
 dicts/bytes. A Bundle is checked entry by entry (each resource by its own model, then the
-Bundle's shell without them), and resources already seen byte for byte are not checked again:
-a hospital's Organization, a person's Patient and the like repeat across documents.
+Bundle's shell without them), so an error names its path inside the Bundle. Resources already
+seen byte for byte are not checked again: that spares a resent publish, and resources that
+publishers repeat verbatim; our own documents give every resource a fresh id, so for them the
+cache rarely hits (benchmarks/test_micro.py measures both cases).
 """
 
 from __future__ import annotations

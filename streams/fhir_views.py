@@ -24,7 +24,7 @@ import orjson
 from messages.identity import CERTNO_SYSTEM
 from records.audit import SUCCESS, audit_event
 from records.codes import PSN_NO_SYSTEM
-from records.exchange import IndexRow, RecordsRow
+from records.exchange import IndexRow, RecordsRow, document_bytes
 from records.validation import operation_outcome
 from settlement.reference import ReferenceData
 
@@ -127,7 +127,7 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
                             description="read through the platform's FHIR view",
                             recorded=now, document_id=doc_id)
         await sources_topic.send(key=key, value=orjson.dumps({"op": "audit", "event": event}))
-        return web.bytes(doc["content"].encode(), content_type=FHIR_JSON)
+        return web.bytes(document_bytes(doc["content"]), content_type=FHIR_JSON)
 
     @app.page("/ehr/stats/")
     async def stats(web: Any, request: Any) -> Any:

@@ -27,7 +27,8 @@ FAULTS = "duplicate=0.05,reorder=0.05,lose-answer=0.05,kill-worker=1,join-worker
 def test_a_faulty_run_on_apache_kafka_equals_the_oracle(tmp_path: Path):
     out = tmp_path / "run"
     proc = subprocess.run([huimin_command(), "run", "--broker", "kafka", "--persons", "800",
-                           "--visits", "300", "--rate", "30", "--seed", "29", "--faults",
+                           "--visits", "300", "--days", "7", "--rate", "30", "--seed", "29",
+                           "--faults",
                            FAULTS, "--out", str(out)],
                           capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stdout + proc.stderr

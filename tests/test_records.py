@@ -17,6 +17,7 @@ from messages.visitlog import make_msgid
 from records.codes import LAB_TESTS
 from records.consent import consent_resource
 from records.documents import Clinical, provide_bundle, visit_document
+from records.exchange import unpack_document
 from settlement.oracle import Oracle
 from settlement.reference import DENY_CROSS_REGION, PERMIT
 from simulators.visits import VisitSpec, generate_visits
@@ -72,7 +73,7 @@ def test_the_documents_of_generated_visits_are_valid_fhir_r4b_bundles():
     docs = oracle.ehr.record(certno).docs
     bundle_model = get_fhir_model_class("Bundle")
     for doc in docs.values():
-        content = orjson.loads(doc["content"])
+        content = unpack_document(doc["content"])
         assert content["type"] == "document"
         assert content["entry"][0]["resource"]["resourceType"] == "Composition"
         kinds = {e["resource"]["resourceType"] for e in content["entry"]}
