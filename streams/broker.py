@@ -40,6 +40,20 @@ def kafka_protocol_ready(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
+def stop_process_group(proc: subprocess.Popen[bytes] | None, timeout: float) -> None:
+    """SIGTERM to the process group (a clean shutdown), SIGKILL after `timeout`."""
+    if proc is None or proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 class EmbeddedBroker:
     """A Tansu broker on a free loopback port, in its own process group."""
 
@@ -79,16 +93,7 @@ class EmbeddedBroker:
 
     def stop(self, timeout: float = 5.0) -> None:
         proc, self.process = self.process, None
-        if proc is None or proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_process_group(proc, timeout)
 
     def __enter__(self) -> EmbeddedBroker:
         return self.start()

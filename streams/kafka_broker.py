@@ -10,7 +10,6 @@ import fcntl
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from streams.broker import BrokerError, free_port, kafka_protocol_ready
+from streams.broker import BrokerError, free_port, kafka_protocol_ready, stop_process_group
 
 KAFKA_VERSION = "4.1.1"
 LOG4J_VERSION = "2.24.3"  # the log4j Kafka 4.1.1 depends on; its slf4j 1.x binding logs to stdout
@@ -249,15 +248,7 @@ class ApacheKafkaBroker:
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM lets Kafka shut down cleanly; SIGKILL after `timeout`."""
         proc, self.process = self.process, None
-        if proc is not None and proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_process_group(proc, timeout)
         tmp, self._tmp = self._tmp, None
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
