@@ -20,7 +20,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import orjson
+from kafka.partitioner.default import murmur2
 
+from messages import topics
 from messages.identity import CERTNO_SYSTEM
 from records.audit import SUCCESS, audit_event
 from records.codes import PSN_NO_SYSTEM
@@ -35,6 +37,12 @@ BEIJING = timezone(timedelta(hours=8))
 def _split(token: str) -> tuple[str, str]:
     system, sep, value = token.partition("|")
     return (system, value) if sep else ("", token)
+
+
+def key_partition(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives a key (murmur2), as the hospitals'
+    producers and so the person's rows have it."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
@@ -129,11 +137,20 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
         await sources_topic.send(key=key, value=orjson.dumps({"op": "audit", "event": event}))
         return web.bytes(document_bytes(doc["content"]), content_type=FHIR_JSON)
 
+    def active_partitions() -> set[int]:
+        return {tp.partition for tp in app.assignor.assigned_actives()
+                if tp.topic == topics.HOSP_REQUESTS}
+
     @app.page("/ehr/stats/")
     async def stats(web: Any, request: Any) -> Any:
+        """Totals over the persons this worker serves (not its standby copies of others')."""
         totals = {"persons": 0, "documents": 0, "lab_results": 0, "audit_events": 0,
                   "refusals_audited": 0}
-        for v in records.values():
+        mine = active_partitions()
+        partitions = app.conf.topic_partitions
+        for k, v in records.items():
+            if key_partition(k, partitions) not in mine:
+                continue
             row = RecordsRow.from_dict(orjson.loads(v))
             totals["persons"] += 1
             totals["documents"] += len(row.docs)
