@@ -266,24 +266,31 @@ def create_app(cfg: WorkerConfig) -> faust.App:
                 metrics.observe_money(event)
         return sends
 
+    by_hospital: dict[str, dict[bytes, SettlementEvent]] = {}  # decoded index of the table
+    indexed = [0]  # events in the index
+
+    def index_event(event_id: bytes, event: SettlementEvent) -> None:
+        bucket = by_hospital.setdefault(event.fixmedins_code, {})
+        if event_id not in bucket:
+            bucket[event_id] = event
+            indexed[0] += 1
+
     def on_money_event(key: bytes | None, value: bytes | None) -> list[Send]:
         event = SettlementEvent(**decode(value))
         event_id = f"{event.setl_id}:{event.event}".encode()
         if clearing_events.get(event_id) is None:
             clearing_events[event_id] = encode_to_keep(asdict(event))
+            index_event(event_id, event)
             metrics.observe_clearing(event)
         return []
 
-    by_hospital: dict[str, dict[bytes, SettlementEvent]] = {}  # decoded index of the table
-
     def events_of(sender: str) -> list[SettlementEvent]:
-        """A hospital's money events (every event, for an agency's 3203); the index catches
-        up with the table (after a restart or a rebalance the table is recovered from its
-        changelog, the index is not)."""
-        if sum(map(len, by_hospital.values())) != len(clearing_events):
+        """A hospital's money events (every event, for an agency's 3203). The index follows
+        the table as events arrive; after a restart or a rebalance the table is recovered
+        from its changelog and the index is rebuilt from it once."""
+        if indexed[0] != len(clearing_events):
             for k, v in clearing_events.items():
-                event = SettlementEvent(**decode(v))
-                by_hospital.setdefault(event.fixmedins_code, {})[k] = event
+                index_event(k, SettlementEvent(**decode(v)))
         if is_agency_code(sender):
             return [e for events in by_hospital.values() for e in events.values()]
         return list(by_hospital.get(sender, {}).values())
