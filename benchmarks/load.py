@@ -156,7 +156,8 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
     points: list[RatePoint] = []
     started = datetime.now().isoformat(timespec="seconds")
     with broker(out_dir / "broker.log", broker_kind) as bootstrap:
-        broker_pids = pids_mentioning(bootstrap.rsplit(":", 1)[-1])
+        broker_pids = pids_mentioning("kafka.Kafka" if broker_kind == "kafka"
+                                      else f"tcp://127.0.0.1:{bootstrap.rsplit(':', 1)[-1]}")
         with platform(bootstrap, world.spec, 8, out_dir, workers,
                       idempotent=broker_kind == "kafka") as p:
             fleet = HospitalFleet(bootstrap, idempotent=broker_kind == "kafka")

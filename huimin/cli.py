@@ -72,7 +72,7 @@ def run(
                     ] = 50.0,
     partitions: Annotated[int, typer.Option(min=1, help="Partitions per topic.")] = 8,
     bad_per_kind: Annotated[int, typer.Option(
-        min=0, help="Bad requests of each of the 16 kinds mixed in.")] = 2,
+        min=0, help="Bad requests of each of the 18 kinds mixed in.")] = 2,
     out: Annotated[Path | None, typer.Option(help="Output folder (default out/run-<time>).")
                    ] = None,
     faults: Annotated[str | None, typer.Option(

@@ -27,7 +27,15 @@ import orjson
 from messages.codes import ErrorCode, Infno
 from messages.envelope import error_answer, ok_answer, province_of
 from records.audit import REFUSED, SUCCESS, audit_event
-from records.codes import CERTNO_SYSTEM, FIXMEDINS_SYSTEM, LAB_BY_CODE, LOINC, PROVINCE_SYSTEM
+from records.codes import (
+    CERTNO_SYSTEM,
+    ETREAT,
+    FIXMEDINS_SYSTEM,
+    LAB_BY_CODE,
+    LOINC,
+    PROVINCE_SYSTEM,
+    TREAT,
+)
 from records.consent import decide
 from records.documents import fhir_time, uid
 from records.validation import InvalidResource, Validator, operation_outcome
@@ -294,7 +302,10 @@ class SourceRepositories:
         operation = {Infno.EHR_FIND: "find", Infno.EHR_RETRIEVE: "retrieve",
                      Infno.EHR_LAB_LOOKUP: "lab-lookup"}[req["infno"]]
         permitted, refusals = [], []
-        for province in msg["sources"]:
+        asked = msg["sources"]
+        if not asked and inp["purpose"] not in (TREAT, ETREAT):
+            asked = [requester_province]  # refused and audited even where nothing is held
+        for province in asked:
             decision = decide(sharing, inp["purpose"], requester_province, province)
             (permitted if decision.permitted else refusals).append((province, decision))
             self.record_access(row, audit_event(
@@ -364,7 +375,7 @@ def _reusable(row: RecordsRow, codes: list[str], inf_time: str, allowed: set[str
             continue
         if t.tzinfo is None or not since <= t <= now:
             continue
-        if lab["loinc"] not in best or lab["time"] > best[lab["loinc"]]["time"]:
+        if lab["loinc"] not in best or t > datetime.fromisoformat(best[lab["loinc"]]["time"]):
             best[lab["loinc"]] = lab
     reusable = [{**best[c], "saving": LAB_BY_CODE[c].price if c in LAB_BY_CODE else 0}
                 for c in sorted(best)]

@@ -81,9 +81,9 @@ class Validator:
             return
         try:
             model = get_fhir_model_class(kind)
-        except KeyError:
+        except (KeyError, ValueError):
             raise InvalidResource(operation_outcome(
-                "not-supported", f"unknown resourceType {kind!r}", path)) from None
+                "not-supported", "unknown resourceType", path)) from None
         try:
             model.model_validate(resource)
         except ValidationError as exc:
@@ -91,8 +91,9 @@ class Validator:
             raise InvalidResource(operation_outcome(
                 _ISSUE_CODES.get(err["type"], "value"),
                 f"{_path(path, err['loc'])}: {err['msg']}", _path(path, err["loc"]))) from None
-        except (ValueError, TypeError) as exc:  # a few models raise these directly
-            raise InvalidResource(operation_outcome("value", f"{path}: {exc}", path)) from None
+        except Exception as exc:
+            raise InvalidResource(operation_outcome(
+                "invalid", f"{path}: not valid R4 ({type(exc).__name__})", path)) from None
         self._valid[key] = None
         if len(self._valid) > self._cache_size:
             self._valid.popitem(last=False)

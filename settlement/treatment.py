@@ -38,7 +38,6 @@ from settlement.retention import (
     cutoff,
     forget_answers,
     msgid_stamp,
-    msgid_time,
     time_stamp,
 )
 
@@ -69,6 +68,12 @@ class TreatmentRow:
                          if (v["setl_id"] or v["status"] in (CANCELLED, REVERSED))
                          and time_stamp(v["begntime"]) < before]:
             del self.visits[mdtrt_id]
+
+    def forget_stale(self) -> None:
+        """Forget what is past the window of the person's clock: exactly what an older
+        request would no longer be recognised by, so such a request is refused (E6003)."""
+        if self.latest:
+            self.forget_before(cutoff(self.latest))
 
     def to_dict(self) -> dict[str, Any]:
         return {"visits": self.visits, "answers": self.answers, "reversed": self.reversed,
@@ -176,7 +181,6 @@ class TreatmentPlatform:
                "mdtrtarea_admvs": req.mdtrtarea_admvs, "insuplc_admdvs": req.insuplc_admdvs}
         keep = key is not None and is_valid_certno(key)  # rows exist only for real persons
         row = row if row is not None else TreatmentRow()
-        row.forget_before(cutoff(req.inf_time))  # what is past the window is not seen
         seen = row.answers.get(req.msgid)
         if seen is not None:
             return Reply(seen, ctx), None
@@ -184,10 +188,10 @@ class TreatmentPlatform:
             return Reply(error_answer(req.msgid, ErrorCode.STALE, (
                 f"inf_time {req.inf_time} is more than {WINDOW_DAYS} days before the "
                 "platform's latest request for this person: a replay, refused")), ctx), None
-        before = row.latest
         new_day = keep and req.inf_time[:10] > row.latest[:10]
         if new_day:  # the person's clock, by the day: one row write a day at most
             row.latest = req.inf_time[:10] + " 00:00:00"
+            row.forget_stale()
         try:
             if req.msgid in row.reversed:
                 raise Rejected(ErrorCode.REVERSED, f"msgid {req.msgid} was reversed in advance "
@@ -195,11 +199,11 @@ class TreatmentPlatform:
             outcome, changed = self._dispatch(key, req, ctx, row)
             return outcome, row if changed is None and new_day else changed
         except Rejected as exc:
-            row.latest = before  # a refused request does not move the person's clock
             answer = error_answer(req.msgid, exc.code, str(exc))
+            if new_day:  # a refused request neither moves the clock nor forgets anything
+                return Reply(answer, ctx), None
             if keep and req.infno != Infno.SIGN_IN:
                 row.answers[req.msgid] = answer
-                row.forget_before(cutoff(req.inf_time))
                 return Reply(answer, ctx), row
             return Reply(answer, ctx), None
 
@@ -340,7 +344,6 @@ class TreatmentPlatform:
                 ctx: dict[str, Any]) -> tuple[Outcome, TreatmentRow]:
         answer = ok_answer(msgid, output)
         row.answers[msgid] = answer
-        row.forget_before(cutoff(msgid_time(msgid)))
         return Reply(answer, ctx), row
 
     def _visit(self, row: TreatmentRow, mdtrt_id: str, req: Request, kind: str,
@@ -493,7 +496,6 @@ class TreatmentPlatform:
         row = row if row is not None else TreatmentRow()
         if not msgid:
             return None
-        row.forget_before(cutoff(msgid_time(msgid)))
         if msgid in row.answers:
             return None
         row.answers[msgid] = ans

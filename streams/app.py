@@ -130,7 +130,7 @@ def create_app(cfg: WorkerConfig) -> faust.App:
                     source: str) -> Send:
         """The original bytes, untouched, with why in the headers (never personal data)."""
         log.warning("dead-lettered a message from %s: %s", source, code)
-        metrics.DEAD_LETTERS.labels(code, source).inc()
+        metrics.DEAD_LETTERS.labels(code, source).inc()  # our codes and topic names only
         return dead_letters, key, value or b"", {
             "huimin-error-code": code.encode(), "huimin-reason": reason.encode(),
             "huimin-source-topic": source.encode()}
@@ -183,7 +183,7 @@ def create_app(cfg: WorkerConfig) -> faust.App:
         if row is not None:
             trt_rows[key] = encode_to_keep(row.to_dict())
         if not isinstance(outcome, DeadLetter):
-            metrics.REQUESTS.labels(outcome.ctx.get("infno", "")).inc()
+            metrics.REQUESTS.labels(metrics.infno_label(outcome.ctx.get("infno"))).inc()
         if isinstance(outcome, Reply):
             return [to_hospital(outcome.answer, outcome.ctx, trace, forwarded=False)]
         if isinstance(outcome, Forward):
@@ -234,10 +234,12 @@ def create_app(cfg: WorkerConfig) -> faust.App:
             ehr_records[key] = encode_to_keep(row.to_dict())
             return []
         trace = stamp(msg["trace"], INS_IN)
-        before = records_row(key)
-        answer, row = sources.handle(key.decode() if key else "", msg, records_row(key))
-        ehr_records[key] = encode_to_keep(row.to_dict())
-        metrics.observe_ehr(msg["req"]["infno"], answer, row.audit[len(before.audit):])
+        row = records_row(key)
+        audited, repeated = len(row.audit), msg["req"]["msgid"] in row.answers
+        answer, row = sources.handle(key.decode() if key else "", msg, row)
+        if not repeated:  # a duplicate or a redelivery changes nothing and counts once
+            ehr_records[key] = encode_to_keep(row.to_dict())
+            metrics.observe_ehr(msg["req"]["infno"], answer, row.audit[audited:])
         return [to_hospital(answer, msg["ctx"], trace)]
 
     def on_national_request(key: bytes | None, value: bytes | None) -> list[Send]:

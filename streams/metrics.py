@@ -12,6 +12,7 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from messages.codes import ErrorCode, Infno
 from messages.trace import hop_durations_ms
 
 #: Resolve 5 ms … 10 s (the NHSA answers an inpatient settlement in ~0.8 s).
@@ -58,17 +59,31 @@ DOMAIN_METRICS = (
     LABS_AVOIDED, LAB_SAVING)
 
 
+_INFNOS = frozenset(i.value for i in Infno)
+_CODES = frozenset(c.value for c in ErrorCode)
+
+
+def infno_label(value: Any) -> str:
+    """An infno as a label only if it is one we know: a request's raw field is not trusted."""
+    return value if value in _INFNOS else "other"
+
+
 def outcome_of(answer: dict[str, Any]) -> str:
-    return "ok" if answer.get("infcode") == 0 else str(answer.get("err_code") or "error")
+    if answer.get("infcode") == 0:
+        return "ok"
+    code = answer.get("err_code")
+    return code if code in _CODES else "error"
 
 
 def observe_answer(answer: dict[str, Any], ctx: dict[str, Any], trace: list) -> None:
     """An answer leaving for a hospital: count it, time it end to end and per hop."""
-    infno = str(ctx.get("infno", ""))
+    infno = infno_label(ctx.get("infno"))
     ANSWERS.labels(infno, outcome_of(answer)).inc()
     if trace:
         start = trace[0][1]
-        LATENCY.labels(str(ctx.get("route", "local")), infno).observe(
+        route = ctx.get("route") if ctx.get("route") in ("local", "cross", "recon", "ehr") \
+            else "other"
+        LATENCY.labels(route, infno).observe(
             max(0.0, (time.time_ns() - start) / 1e9))
     for hop, ms in hop_durations_ms(trace).items():
         HOP_LATENCY.labels(hop).observe(ms / 1000)

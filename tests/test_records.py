@@ -227,3 +227,23 @@ def test_a_duplicate_publish_stores_one_document_and_answers_alike():
     first, second = ex.oracle.submit(certno, req), ex.oracle.submit(certno, req)
     assert first == second and first["infcode"] == 0
     assert len(ex.oracle.ehr.record(certno).docs) == 1
+
+
+def test_a_purpose_other_than_care_is_refused_and_audited_even_where_nothing_is_held():
+    ex = Exchange()
+    certno = person()
+    home = WORLD.ref.enrollments[certno].province
+    refused = ex.find(certno, home, purpose="HRESCH")  # no documents anywhere yet
+    assert refused["err_code"] == "E5002"
+    (event,) = audit_of(ex, certno)
+    assert event["outcome"] == "4"
+
+
+def test_an_unknown_resource_type_is_an_operation_outcome_not_a_crash():
+    ex = Exchange()
+    for resource in ({"resourceType": "Foo"},
+                     {"resourceType": "Bundle", "type": "collection",
+                      "entry": [{"resource": {"resourceType": "Foo"}}]}):
+        answer = ex.send("7001", person(), "110000", {"resource": resource})
+        assert answer["err_code"] == "E5001"
+        assert answer["output"]["resourceType"] == "OperationOutcome"

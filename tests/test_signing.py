@@ -61,3 +61,26 @@ def test_a_replay_from_before_the_window_is_refused_and_a_refusal_moves_no_clock
     replay = oracle.submit(CERTNO, first)  # ten days on, its msgid forgotten
     assert (replay["infcode"], replay["err_code"]) == (-1, "E6003")
     assert CERTNO not in replay["err_msg"]
+
+
+def test_a_duplicate_is_recognised_or_refused_never_settled_anew_across_the_window_edge():
+    """What the platform forgets and what it refuses as stale use the same cutoff: no gap in
+    which a replay would be processed as new."""
+    oracle = Oracle(WORLD.ref)
+    first = person_info("2026-12-01 10:00:00", 1)
+    original = oracle.submit(CERTNO, first)
+    assert oracle.submit(CERTNO, person_info("2026-12-08 15:00:00", 2))["infcode"] == 0
+    assert oracle.submit(CERTNO, first) == original  # still remembered: its own answer
+    assert oracle.submit(CERTNO, person_info("2026-12-09 15:00:00", 3))["infcode"] == 0
+    assert oracle.submit(CERTNO, first)["err_code"] == "E6003"  # forgotten: refused
+
+
+def test_a_refused_request_forgets_nothing():
+    oracle = Oracle(WORLD.ref)
+    first = person_info("2026-12-01 10:00:00", 1)
+    original = oracle.submit(CERTNO, first)
+    stranger = {**person_info("2027-06-01 10:00:00", 2),
+                "fixmedins_code": "H99999999999",
+                "msgid": make_msgid("H99999999999", "2027-06-01 10:00:00", 2)}
+    assert oracle.submit(CERTNO, stranger)["err_code"] == "E3001"
+    assert oracle.submit(CERTNO, first) == original
