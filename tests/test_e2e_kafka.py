@@ -1,6 +1,7 @@
 """The end-to-end run on a real Apache Kafka broker (KRaft, from its Maven Central jars), with
-idempotent producers, faults and a worker joining mid-run: every answer equals the oracle's, as
-on the embedded Tansu broker. Needs `java` (17+) and `mvn`, as CI has."""
+idempotent producers and the faults a visit log carries (duplicates, reversals first, lost
+answers, malformed requests): every answer equals the oracle's, as on the embedded Tansu
+broker. Needs `java` (17+) and `mvn`, as CI has."""
 
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ pytestmark = [
                        reason="Apache Kafka needs `java` (17+) and `mvn` on PATH"),
 ]
 
-# No kill-worker here: see docs/streams.md ("A killed worker on Apache Kafka").
-FAULTS = "duplicate=0.05,reorder=0.05,lose-answer=0.05,join-worker=1"
+# No platform faults here: see docs/streams.md ("Platform faults on Apache Kafka").
+FAULTS = "duplicate=0.05,reorder=0.05,lose-answer=0.05,malformed=0.01"
 
 
 def test_a_faulty_run_on_apache_kafka_equals_the_oracle(tmp_path: Path):
