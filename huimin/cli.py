@@ -49,6 +49,7 @@ from simulators.world import WorldSpec, build_world
 from streams.broker import BOOTSTRAP_ENV, BROKER_KINDS, BrokerError, EmbeddedBroker
 from streams.config import WorkerConfig
 from streams.kafka_broker import KAFKA_VERSION, ApacheKafkaBroker
+from streams.security import ClusterSecurity
 from streams.topics import create_platform_topics
 from streams.worker import run_worker
 
@@ -146,14 +147,36 @@ def _bootstrap(bootstrap: str | None) -> str:
     return value
 
 
+SecurityProtocol = Annotated[str, typer.Option(
+    help="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (the SASL password from "
+         "HUIMIN_SASL_PASSWORD).")]
+SaslMechanism = Annotated[str | None, typer.Option(help="PLAIN, SCRAM-SHA-256, …")]
+SaslUsername = Annotated[str | None, typer.Option()]
+SslCafile = Annotated[Path | None, typer.Option()]
+
+
+def _security(protocol: str, mechanism: str | None, username: str | None,
+              cafile: Path | None) -> ClusterSecurity:
+    try:
+        return ClusterSecurity(protocol, mechanism, username, str(cafile) if cafile else None)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--security-protocol") from None
+
+
 @app.command()
 def topics(
     bootstrap: Annotated[str | None, typer.Option(help=f"Default: ${BOOTSTRAP_ENV}.")] = None,
     partitions: Annotated[int, typer.Option(min=1)] = 8,
     replication: Annotated[int, typer.Option(min=1)] = 1,
+    security_protocol: SecurityProtocol = "PLAINTEXT",
+    sasl_mechanism: SaslMechanism = None,
+    sasl_username: SaslUsername = None,
+    ssl_cafile: SslCafile = None,
 ) -> None:
     """Create the platform's topics on a cluster (those that do not exist yet)."""
-    created = create_platform_topics(_bootstrap(bootstrap), partitions, replication)
+    security = _security(security_protocol, sasl_mechanism, sasl_username, ssl_cafile)
+    created = create_platform_topics(_bootstrap(bootstrap), partitions, replication,
+                                     security.kafka_python())
     console.print(f"Topics ready: {', '.join(created)}")
 
 
@@ -169,12 +192,20 @@ def worker(
     web_host: Annotated[str, typer.Option(help="Address the web server binds.")
                         ] = "127.0.0.1",
     data_dir: Annotated[Path, typer.Option()] = Path(".huimin-data"),
+    security_protocol: SecurityProtocol = "PLAINTEXT",
+    sasl_mechanism: SaslMechanism = None,
+    sasl_username: SaslUsername = None,
+    ssl_cafile: SslCafile = None,
+    idempotent: Annotated[bool, typer.Option(
+        help="Idempotent producers (Apache Kafka has them; Tansu does not).")] = False,
 ) -> None:
     """Run one platform worker (all roles) in the consumer group `huimin`; start more to scale
     out. The topics must exist (`huimin topics`)."""
     run_worker(WorkerConfig(bootstrap=_bootstrap(bootstrap), partitions=partitions,
                             web_port=web_port, web_host=web_host, data_dir=str(data_dir),
-                            world=WorldSpec(seed=seed, persons=persons)))
+                            world=WorldSpec(seed=seed, persons=persons), idempotent=idempotent,
+                            security=_security(security_protocol, sasl_mechanism,
+                                               sasl_username, ssl_cafile)))
 
 
 @app.command()

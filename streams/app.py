@@ -84,6 +84,7 @@ def faust_app(cfg: WorkerConfig) -> faust.App:
         web_host=cfg.web_host,
         web_bind=cfg.web_host,
         web_port=cfg.web_port,
+        broker_credentials=cfg.security.faust_credentials(),
     )
 
 

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from simulators.world import WorldSpec
+from streams.security import ClusterSecurity
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +21,7 @@ class WorkerConfig:
     data_dir: str = ".huimin-data"
     authenticate: bool = True  # refuse requests not signed by their sender (HMAC-SM3)
     idempotent: bool = False  # idempotent producers (Apache Kafka has them; Tansu does not)
+    security: ClusterSecurity = field(default_factory=ClusterSecurity)  # SASL/TLS, no password
     world: WorldSpec = field(default_factory=WorldSpec)
 
     def to_dict(self) -> dict[str, Any]:
@@ -27,7 +29,8 @@ class WorkerConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> WorkerConfig:
-        return cls(**{**d, "world": WorldSpec.from_dict(d["world"])})
+        return cls(**{**d, "world": WorldSpec.from_dict(d["world"]),
+                      "security": ClusterSecurity(**d.get("security", {}))})
 
 
 #: The tables of the platform; their changelog topics are created with the other topics.

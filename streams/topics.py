@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from typing import Any
 
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
@@ -18,13 +19,14 @@ def changelog_topics(app_id: str, tables: tuple[str, ...]) -> list[str]:
 
 
 def ensure_topics(bootstrap: str, names: list[str] | tuple[str, ...] = ALL_TOPICS,
-                  partitions: int = 8, replication: int = 1, timeout: float = 30.0) -> None:
+                  partitions: int = 8, replication: int = 1, timeout: float = 30.0,
+                  client_config: dict[str, Any] | None = None) -> None:
     """Create the topics that do not exist yet; wait until the broker lists all of them."""
     deadline = time.monotonic() + timeout
     while True:
         try:
             admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="huimin-admin",
-                                     request_timeout_ms=10_000)
+                                     request_timeout_ms=10_000, **(client_config or {}))
             break
         except KafkaError:
             if time.monotonic() > deadline:
@@ -44,8 +46,8 @@ def ensure_topics(bootstrap: str, names: list[str] | tuple[str, ...] = ALL_TOPIC
         admin.close()
 
 
-def create_platform_topics(bootstrap: str, partitions: int = 8,
-                           replication: int = 1) -> list[str]:
+def create_platform_topics(bootstrap: str, partitions: int = 8, replication: int = 1,
+                           client_config: dict[str, Any] | None = None) -> list[str]:
     """Every topic the platform uses, changelogs included; the clearing ones have one
     partition. Returns their names."""
     from messages.topics import MONEY_EVENTS, RECON_REQUESTS
@@ -54,6 +56,6 @@ def create_platform_topics(bootstrap: str, partitions: int = 8,
     app_id = WorkerConfig(bootstrap=bootstrap).app_id
     keyed = [*ALL_TOPICS, *changelog_topics(app_id, TABLES)]
     single = [MONEY_EVENTS, RECON_REQUESTS, *changelog_topics(app_id, (CLEARING_TABLE,))]
-    ensure_topics(bootstrap, keyed, partitions, replication)
-    ensure_topics(bootstrap, single, 1, replication)
+    ensure_topics(bootstrap, keyed, partitions, replication, client_config=client_config)
+    ensure_topics(bootstrap, single, 1, replication, client_config=client_config)
     return keyed + single
