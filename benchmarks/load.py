@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform as py_platform
+import threading
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -27,6 +28,7 @@ from simulators.hospital import HospitalFleet, HospitalRunResult
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import WorldSpec, build_world
 from streams.broker import broker
+from streams.config import LINGER_MS
 
 QUANTILES = (50, 90, 99, 99.9)
 
@@ -55,6 +57,56 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+def rss_bytes(pids: list[int]) -> int:
+    """Resident memory of these processes now (Linux /proc), 0 for any that has gone."""
+    total = 0
+    for pid in pids:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        total += next((int(line.split()[1]) * 1024 for line in status.splitlines()
+                       if line.startswith("VmRSS:")), 0)
+    return total
+
+
+class PeakMemory:
+    """Samples each component's resident memory twice a second while a rate runs and keeps
+    the peak: the memory target is about the whole run, broker included."""
+
+    def __init__(self, pids: dict[str, list[int]]) -> None:
+        self.pids = {**pids, "hospitals": [os.getpid()]}
+        self.peak = dict.fromkeys(self.pids, 0)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while True:
+            for name, pids in self.pids.items():
+                self.peak[name] = max(self.peak[name], rss_bytes(pids))
+            if self._stop.wait(0.5):
+                return
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def mib(self) -> dict[str, int]:
+        out = {name: round(v / 2**20) for name, v in self.peak.items()}
+        out["total"] = sum(out.values())
+        return out
+
+
+def broker_pids(bootstrap: str, kind: str) -> list[int]:
+    """The local broker's processes (none for an external cluster)."""
+    return pids_mentioning("kafka.Kafka" if kind == "kafka"
+                           else f"tcp://127.0.0.1:{bootstrap.rsplit(':', 1)[-1]}")
+
+
 def pids_mentioning(text: str) -> list[int]:
     out = []
     for entry in Path("/proc").iterdir():
@@ -77,6 +129,7 @@ class RatePoint:
     errors: dict[str, int]
     cpu_cores: dict[str, float]  # average cores busy: broker, workers, hospitals
     ceiling: dict[str, Any] = field(default_factory=dict)
+    peak_rss_mib: dict[str, int] = field(default_factory=dict)  # broker, workers, hospitals
 
 
 def measure_rate(fleet: HospitalFleet, rate: float, duration: float, warmup: float,
@@ -85,11 +138,14 @@ def measure_rate(fleet: HospitalFleet, rate: float, duration: float, warmup: flo
     before = {k: cpu_seconds(v) for k, v in pids.items()}
     own = time.process_time()
     t0 = time.monotonic()
-    result = fleet.run(visits, arrivals, drain_s=5.0)
+    with PeakMemory(pids) as memory:
+        result = fleet.run(visits, arrivals, drain_s=5.0)
     wall = time.monotonic() - t0
     cpu = {k: round((cpu_seconds(v) - before[k]) / wall, 2) for k, v in pids.items()}
     cpu["hospitals"] = round((time.process_time() - own) / wall, 2)
-    return summarise_rate(result, rate, warmup, cpu)
+    point = summarise_rate(result, rate, warmup, cpu)
+    point.peak_rss_mib = memory.mib()
+    return point
 
 
 def summarise_rate(result: HospitalRunResult, rate: float, warmup: float,
@@ -129,6 +185,61 @@ def summarise_rate(result: HospitalRunResult, rate: float, warmup: float,
         cpu_cores=cpu)
 
 
+#: The p99 a settlement must keep to count as sustained (issue #8's targets, per broker).
+P99_TARGET_MS = {"tansu": 300.0, "kafka": 100.0}
+#: A rate is sustained when at least this share of what was offered came through.
+SUSTAINED = 0.95
+#: The raw ceiling is pushed no further than this (messages/s) by default.
+CEILING_SWEEP_MAX = 12_800.0
+
+
+def sustained(offered: float, achieved: float, latency: dict[str, Any], p99_limit: float) -> bool:
+    p99 = latency.get("p99")
+    return achieved >= SUSTAINED * offered and p99 is not None and p99 <= p99_limit
+
+
+def capacity(measured: list[tuple[float, float, dict[str, Any]]], p99_limit: float) -> float:
+    """The highest throughput sustained within the p99 limit, over (offered, achieved,
+    latency percentiles) measurements; 0 if none was."""
+    return max((achieved for offered, achieved, lat in measured
+                if sustained(offered, achieved, lat, p99_limit)), default=0.0)
+
+
+#: Halvings of the interval between the last rate sustained and the first one not.
+BISECTIONS = 2
+
+
+def ceiling_sweep(measure: Any, measured: list[dict[str, Any]], p99_limit: float,
+                  most: float = CEILING_SWEEP_MAX) -> list[dict[str, Any]]:
+    """Push the raw ceiling past the rates huimin was offered: double the rate until one is
+    no longer sustained within `p99_limit` (or `most` is passed), then bisect between the
+    last rate sustained and the first one not, so its capacity is known to within 25 %."""
+    def ok(c: dict[str, Any]) -> bool:
+        return sustained(c["offered_per_s"], c["achieved_per_s"], c["latency_ms"], p99_limit)
+
+    good = max((c["offered_per_s"] for c in measured if ok(c)), default=None)
+    if good is None:
+        return []
+    bad = min((c["offered_per_s"] for c in measured if not ok(c) and c["offered_per_s"] > good),
+              default=None)
+    sweep: list[dict[str, Any]] = []
+    while bad is None and 2 * good <= most:
+        c = measure(2 * good)
+        sweep.append(c)
+        if ok(c):
+            good = 2 * good
+        else:
+            bad = 2 * good
+    for _ in range(BISECTIONS if bad is not None else 0):
+        c = measure(round((good + bad) / 2, 1))
+        sweep.append(c)
+        if ok(c):
+            good = c["offered_per_s"]
+        else:
+            bad = c["offered_per_s"]
+    return sweep
+
+
 def machine() -> dict[str, Any]:
     model = next((line.split(":", 1)[1].strip() for line in
                   Path("/proc/cpuinfo").read_text().splitlines()
@@ -146,8 +257,12 @@ def machine() -> dict[str, Any]:
 
 def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: str,
               out_dir: Path, seed: int = 42, persons: int = 20_000, workers: int = 1,
-              ehr: bool = False, ceiling: bool = True,
+              ehr: bool = False, ceiling: bool = True, partitions: int = 4,
+              linger_ms: int = LINGER_MS, sweep_max: float = CEILING_SWEEP_MAX,
               on_stage: Any = lambda s: None) -> dict[str, Any]:
+    """Each rate, and each rate of the ceiling's sweep, runs on a broker of its own, started
+    empty: Tansu's memory storage costs more per request the more a partition holds (see
+    docs/performance.md), so a rate measured after others would pay for their messages."""
     from benchmarks.ceiling import HOPS, RawCeiling
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -155,38 +270,65 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
     world = build_world(WorldSpec(seed=seed, persons=persons))
     points: list[RatePoint] = []
     started = datetime.now().isoformat(timespec="seconds")
-    with broker(out_dir / "broker.log", broker_kind) as bootstrap:
-        broker_pids = pids_mentioning("kafka.Kafka" if broker_kind == "kafka"
-                                      else f"tcp://127.0.0.1:{bootstrap.rsplit(':', 1)[-1]}")
-        with platform(bootstrap, world.spec, 8, out_dir, workers,
-                      idempotent=broker_kind == "kafka") as p:
-            fleet = HospitalFleet(bootstrap, idempotent=broker_kind == "kafka")
+    kafka = broker_kind == "kafka"
+
+    def measure_ceiling(bootstrap: str, rate: float) -> dict[str, Any]:
+        with RawCeiling(bootstrap, out_dir / "ceiling.log") as raw:
+            on_stage(f"raw ceiling at {rate:g} messages/s")
+            pids = {"broker": broker_pids(bootstrap, broker_kind),
+                    "forwarders": [raw.process.pid] if raw.process else []}
+            before = {k: cpu_seconds(v) for k, v in pids.items()}
+            own, t0 = time.process_time(), time.monotonic()
+            c = raw.measure(rate, duration, warmup)
+            wall = time.monotonic() - t0
+        cpu = {k: round((cpu_seconds(v) - before[k]) / wall, 2) for k, v in pids.items()}
+        cpu["load"] = round((time.process_time() - own) / wall, 2)
+        return {"hops": HOPS, "offered_per_s": rate, "achieved_per_s": round(c.achieved, 1),
+                "lost": c.lost, "latency_ms": percentiles(c.latencies_ms), "cpu_cores": cpu}
+
+    for i, rate in enumerate(rates):
+        on_stage(f"starting a broker and the platform for {rate:g} visits/s")
+        rate_dir = out_dir / f"rate-{i}"
+        rate_dir.mkdir(exist_ok=True)
+        with broker(rate_dir / "broker.log", broker_kind) as bootstrap, \
+                platform(bootstrap, world.spec, partitions, rate_dir, workers,
+                         idempotent=kafka, linger_ms=linger_ms) as p:
+            fleet = HospitalFleet(bootstrap, idempotent=kafka, linger_ms=linger_ms)
             try:
                 on_stage("waiting for the platform")
                 fleet.sign_in(world.ref.hospitals.values(), "2026-12-01 00:00:00")
-                pids = {"broker": broker_pids,
+                pids = {"broker": broker_pids(bootstrap, broker_kind),
                         "workers": [w.process.pid for w in p.workers if w.process]}
-                for i, rate in enumerate(rates):
-                    on_stage(f"huimin at {rate:g} visits/s")
-                    begin = datetime(2027, 1, 1) + timedelta(days=45 * i)
-                    spec = VisitSpec(visits=max(1, int(rate * duration)),
-                                     start=begin.strftime(TIME_FORMAT), days=30, ehr=ehr)
-                    visits = list(generate_visits(world, spec))
-                    points.append(measure_rate(fleet, rate, duration, warmup, visits, pids))
+                on_stage(f"huimin at {rate:g} visits/s")
+                begin = datetime(2027, 1, 1) + timedelta(days=45 * i)
+                spec = VisitSpec(visits=max(1, int(rate * duration)),
+                                 start=begin.strftime(TIME_FORMAT), days=30, ehr=ehr)
+                visits = list(generate_visits(world, spec))
+                point = measure_rate(fleet, rate, duration, warmup, visits, pids)
             finally:
                 fleet.close()
-        if ceiling:
-            with RawCeiling(bootstrap, out_dir / "ceiling.log") as raw:
-                for point in points:
-                    rate = point.offered_settlements_per_s
-                    on_stage(f"raw ceiling at {rate:g} messages/s")
-                    c = raw.measure(rate, duration, warmup)
-                    point.ceiling = {"hops": HOPS, "offered_per_s": rate,
-                                     "achieved_per_s": round(c.achieved, 1), "lost": c.lost,
-                                     "latency_ms": percentiles(c.latencies_ms)}
+            if ceiling:  # its own topics, as empty as huimin's were
+                point.ceiling = measure_ceiling(bootstrap, point.offered_settlements_per_s)
+        points.append(point)
+    limit = P99_TARGET_MS[broker_kind]
+    sweep: list[dict[str, Any]] = []
+    if ceiling:
+        def fresh_ceiling(rate: float) -> dict[str, Any]:
+            with broker(out_dir / "ceiling-broker.log", broker_kind) as bootstrap:
+                return measure_ceiling(bootstrap, rate)
+        sweep = ceiling_sweep(fresh_ceiling, [p.ceiling for p in points], limit, sweep_max)
+    huimin_capacity = capacity([(p.offered_settlements_per_s, p.achieved_settlements_per_s,
+                                 p.settlement_latency_ms.get("all", {})) for p in points], limit)
+    raw_capacity = capacity([(c["offered_per_s"], c["achieved_per_s"], c["latency_ms"])
+                             for c in [p.ceiling for p in points if p.ceiling] + sweep], limit)
     return {"started": started, "machine": machine(),
             "settings": {"rates_visits_per_s": rates, "duration_s": duration,
                          "warmup_s": warmup, "broker": broker_kind, "seed": seed,
-                         "persons": persons, "workers": workers, "partitions": 8,
-                         "health_record_steps": ehr},
-            "points": [asdict(p) for p in points]}
+                         "persons": persons, "workers": workers, "partitions": partitions,
+                         "linger_ms": linger_ms, "health_record_steps": ehr,
+                         "fresh_broker_per_rate": True},
+            "points": [asdict(p) for p in points], "ceiling_sweep": sweep,
+            "capacity": {"p99_limit_ms": limit, "huimin_settlements_per_s": huimin_capacity,
+                         "raw_messages_per_s": raw_capacity if ceiling else None,
+                         "ratio": round(huimin_capacity / raw_capacity, 3)
+                         if ceiling and raw_capacity else None}}

@@ -29,19 +29,20 @@ def markdown(result: dict[str, Any]) -> str:
         f"out · health-record steps {'on' if s['health_record_steps'] else 'off'}",
         "",
         "Settlement = 2207/2304 round trip seen by the hospital (ms). Raw ceiling = the same "
-        "6 topics through 5 plain aiokafka forwarders at the same offered message rate.",
+        "6 topics through 5 plain aiokafka forwarders at the same offered message rate "
+        "(huimin also carries the rest of each visit: 5–7 requests per settlement).",
         "",
         "| offered visits/s | offered settl./s | achieved settl./s | p50 | p90 | p99 | p99.9 | "
         "max | raw achieved/s | raw p50 | raw p99 | throughput vs raw | errors | CPU cores "
-        "(broker / workers / hospitals) |",
-        "|" + "---|" * 14,
+        "(broker / workers / hospitals) | peak RSS MiB (broker / workers / hospitals) |",
+        "|" + "---|" * 15,
     ]
     for p in result["points"]:
         lat = p["settlement_latency_ms"].get("all", {})
         raw = p.get("ceiling") or {}
         raw_lat = raw.get("latency_ms", {})
         errors = sum(p["errors"].values())
-        cpu = p["cpu_cores"]
+        cpu, rss = p["cpu_cores"], p.get("peak_rss_mib") or {}
         lines.append(
             f"| {p['offered_visits_per_s']:g} | {p['offered_settlements_per_s']:g} | "
             f"{p['achieved_settlements_per_s']:g} | {lat.get('p50', '–')} | "
@@ -50,7 +51,9 @@ def markdown(result: dict[str, Any]) -> str:
             f"{raw_lat.get('p50', '–')} | {raw_lat.get('p99', '–')} | "
             f"{_ratio(p['achieved_settlements_per_s'], raw.get('achieved_per_s', 0))} | "
             f"{errors} | {cpu.get('broker', 0):g} / {cpu.get('workers', 0):g} / "
-            f"{cpu.get('hospitals', 0):g} |")
+            f"{cpu.get('hospitals', 0):g} | {rss.get('broker', '–')} / "
+            f"{rss.get('workers', '–')} / {rss.get('hospitals', '–')} |")
+    lines += capacity_lines(result)
     lines += ["", "## By route (settlement round trip, ms)", "",
               "| offered visits/s | route | count | p50 | p90 | p99 | p99.9 | max |",
               "|---|---|---|---|---|---|---|---|"]
@@ -70,6 +73,36 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def capacity_lines(result: dict[str, Any]) -> list[str]:
+    """What each sustains within the broker's p99 target, and the raw ceiling pushed to its
+    limit (the sweep), so the ratio compares capacities, not equal offered rates."""
+    cap = result.get("capacity") or {}
+    if not cap:
+        return []
+    limit = cap["p99_limit_ms"]
+    raw = cap.get("raw_messages_per_s")
+    lines = ["", f"## Capacity within p99 ≤ {limit:g} ms", "",
+             f"- huimin: **{cap['huimin_settlements_per_s']:g} settlements/s** sustained "
+             "(the highest achieved rate with ≥ 95 % of the offered load through and p99 "
+             f"≤ {limit:g} ms; 0 if no rate was)."]
+    if raw is not None:
+        lines.append(f"- raw ceiling: **{raw:g} messages/s** over the same 6 hops (the sweep "
+                     "doubles the rate until one is not sustained, then bisects twice: the "
+                     "capacity is at most 25 % above this).")
+        lines.append(f"- huimin ÷ raw: **{_ratio(cap['huimin_settlements_per_s'], raw)}**.")
+    sweep = result.get("ceiling_sweep") or []
+    if sweep:
+        lines += ["", "| raw ceiling offered/s | achieved/s | p50 | p99 | p99.9 | lost | CPU "
+                  "cores (broker / forwarders / load) |", "|---|---|---|---|---|---|---|"]
+        for c in sweep:
+            lat, cpu = c["latency_ms"], c.get("cpu_cores") or {}
+            lines.append(f"| {c['offered_per_s']:g} | {c['achieved_per_s']:g} | "
+                         f"{lat.get('p50', '–')} | {lat.get('p99', '–')} | "
+                         f"{lat.get('p99.9', '–')} | {c['lost']} | {cpu.get('broker', '–')} / "
+                         f"{cpu.get('forwarders', '–')} / {cpu.get('load', '–')} |")
+    return lines
+
+
 def plot(result: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -78,24 +111,30 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
     points = result["points"]
     x = [p["offered_settlements_per_s"] for p in points]
+    ceiling = sorted([p["ceiling"] for p in points if p.get("ceiling")]
+                     + (result.get("ceiling_sweep") or []), key=lambda c: c["offered_per_s"])
     fig, (lat_ax, thr_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
     for q, style in (("p50", ":"), ("p99", "-")):
         for route, colour in (("local", "tab:blue"), ("cross", "tab:orange")):
             y = [p["settlement_latency_ms"].get(route, {}).get(q) for p in points]
             lat_ax.plot(x, y, style, marker="o", color=colour, label=f"huimin {route} {q}")
-        raw = [(p.get("ceiling") or {}).get("latency_ms", {}).get(q) for p in points]
-        if any(v is not None for v in raw):
-            lat_ax.plot(x, raw, style, marker="s", color="tab:grey", label=f"raw ceiling {q}")
+        raw = [(c["offered_per_s"], c["latency_ms"].get(q)) for c in ceiling]
+        if raw:
+            lat_ax.plot(*zip(*raw, strict=True), style, marker="s", color="tab:grey",
+                        label=f"raw ceiling {q}")
     lat_ax.set(xlabel="offered settlements/s", ylabel="latency (ms)", yscale="log",
                title="Latency against offered load")
     lat_ax.legend(fontsize=8)
     thr_ax.plot(x, [p["achieved_settlements_per_s"] for p in points], marker="o",
                 label="huimin settlements/s")
-    thr_ax.plot(x, [(p.get("ceiling") or {}).get("achieved_per_s") for p in points],
-                marker="s", color="tab:grey", label="raw ceiling messages/s")
-    thr_ax.plot(x, x, "--", color="lightgrey", label="offered")
+    if ceiling:
+        thr_ax.plot([c["offered_per_s"] for c in ceiling],
+                    [c["achieved_per_s"] for c in ceiling], marker="s", color="tab:grey",
+                    label="raw ceiling messages/s")
+    top = max([*x, *(c["offered_per_s"] for c in ceiling)])
+    thr_ax.plot([0, top], [0, top], "--", color="lightgrey", label="offered")
     thr_ax.set(xlabel="offered per second", ylabel="achieved per second",
-               title="Throughput")
+               title="Throughput", xscale="symlog", yscale="symlog")
     thr_ax.legend(fontsize=8)
     fig.suptitle(f"huimin on {result['settings']['broker']}, "
                  f"{result['machine']['cpus']} cores")

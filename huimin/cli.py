@@ -47,7 +47,7 @@ from simulators.faults import FaultPlan, FaultPlanError
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import WorldSpec, build_world
 from streams.broker import BOOTSTRAP_ENV, BROKER_KINDS, BrokerError, EmbeddedBroker
-from streams.config import WorkerConfig
+from streams.config import LINGER_MS, WorkerConfig
 from streams.kafka_broker import KAFKA_VERSION, ApacheKafkaBroker
 from streams.security import ClusterSecurity
 from streams.topics import create_platform_topics
@@ -259,10 +259,18 @@ def bench(
                       ] = 5.0,
     broker: Annotated[str, typer.Option("--broker", help="tansu or kafka")] = "tansu",
     workers: Annotated[int, typer.Option(min=1)] = 1,
+    partitions: Annotated[int, typer.Option(
+        min=1, help="Partitions per topic (fewer: less for the broker to poll).")] = 4,
+    linger_ms: Annotated[int, typer.Option(
+        min=0, help="Producers gather sends this long: fewer broker requests, ms per hop.")
+                         ] = LINGER_MS,
     persons: Annotated[int, typer.Option(min=1)] = 20_000,
     seed: Annotated[int, typer.Option()] = 42,
     ehr: Annotated[bool, typer.Option(help="Health-record steps in the visits too.")] = False,
     ceiling: Annotated[bool, typer.Option(help="Measure the raw broker ceiling too.")] = True,
+    sweep_max: Annotated[float, typer.Option(
+        min=0, help="Push the raw ceiling up to this many messages/s, doubling from twice "
+                    "the highest rate (0: no sweep).")] = 12_800.0,
     out: Annotated[Path, typer.Option(help="Where bench.json, bench.md and bench.png go.")
                    ] = Path("bench"),
 ) -> None:
@@ -282,7 +290,8 @@ def bench(
     with _progress() as progress:
         task = progress.add_task("starting", total=None)
         result = run_bench(offered, duration, warmup, broker, out, seed=seed, persons=persons,
-                           workers=workers, ehr=ehr, ceiling=ceiling,
+                           workers=workers, ehr=ehr, ceiling=ceiling, partitions=partitions,
+                           linger_ms=linger_ms, sweep_max=sweep_max,
                            on_stage=lambda s: progress.update(task, description=s))
     write_json(result, out / "bench.json")
     report = markdown(result)

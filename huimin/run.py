@@ -35,7 +35,7 @@ from simulators.reconciliation import closing_requests, settlements_to_post
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import World, WorldSpec, build_world
 from streams.broker import broker, free_port
-from streams.config import WorkerConfig
+from streams.config import LINGER_MS, WorkerConfig
 from streams.process import WorkerProcess
 from streams.topics import create_platform_topics
 
@@ -297,9 +297,9 @@ class Platform:
     """Our platform's worker processes on one cluster (topics created first)."""
 
     def __init__(self, bootstrap: str, world: WorldSpec, partitions: int, out_dir: Path,
-                 idempotent: bool = False) -> None:
+                 idempotent: bool = False, linger_ms: int = LINGER_MS) -> None:
         self.cfg = WorkerConfig(bootstrap=bootstrap, partitions=partitions, world=world,
-                                idempotent=idempotent)
+                                idempotent=idempotent, linger_ms=linger_ms)
         self.out_dir = out_dir
         self.workers: list[WorkerProcess] = []
         create_platform_topics(bootstrap, partitions)
@@ -326,9 +326,10 @@ class Platform:
 
 @contextlib.contextmanager
 def platform(bootstrap: str, world: WorldSpec, partitions: int, out_dir: Path,
-             workers: int = 1, idempotent: bool = False) -> Iterator[Platform]:
+             workers: int = 1, idempotent: bool = False,
+             linger_ms: int = LINGER_MS) -> Iterator[Platform]:
     """`workers` platform worker processes running; all stopped on exit."""
-    p = Platform(bootstrap, world, partitions, out_dir, idempotent)
+    p = Platform(bootstrap, world, partitions, out_dir, idempotent, linger_ms)
     try:
         for _ in range(workers):
             p.add_worker()

@@ -26,20 +26,25 @@ from settlement.reference import Hospital
 from simulators import hospital_metrics as metrics
 from simulators.bad_messages import BadMessage
 from simulators.reconciliation import DailyReconciler, DayReconciliation, HospitalBooks
+from streams.config import LINGER_MS
+
+#: Dead letters are counted, not waited on by a visit: a long fetch wait spares the broker.
+DEAD_LETTER_FETCH_WAIT_MS = 200
 
 
-def producer_for(bootstrap: str, idempotent: bool = False, **extra: Any) -> KafkaProducer:
+def producer_for(bootstrap: str, idempotent: bool = False, linger_ms: int = LINGER_MS,
+                 **extra: Any) -> KafkaProducer:
     """`idempotent` where the broker offers it (Apache Kafka; not Tansu): a retried send is
     never written twice."""
     return KafkaProducer(bootstrap_servers=bootstrap, acks="all" if idempotent else 1,
-                         linger_ms=2, enable_idempotence=idempotent, **extra)
+                         linger_ms=linger_ms, enable_idempotence=idempotent, **extra)
 
 
 def response_consumer(bootstrap: str, topic: str = topics.HOSP_RESPONSES,
                       **extra: Any) -> KafkaConsumer:
     """All partitions of `topic`, manually assigned, from the end: no group to join."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                             fetch_max_wait_ms=10, **extra)
+                             **{"fetch_max_wait_ms": 10, **extra})
     deadline = time.monotonic() + 30
     while not (parts := consumer.partitions_for_topic(topic)):
         if time.monotonic() > deadline:
@@ -110,7 +115,8 @@ class HospitalFleet:
 
     def __init__(self, bootstrap: str, answer_timeout_s: float = 30.0,
                  client_config: dict[str, Any] | None = None,
-                 signing_secret: bytes | None = None, idempotent: bool = False) -> None:
+                 signing_secret: bytes | None = None, idempotent: bool = False,
+                 linger_ms: int = LINGER_MS) -> None:
         """`client_config`: extra kafka-python settings, e.g. `security_protocol`,
         `sasl_mechanism`, `sasl_plain_username`, `ssl_cafile`, for a secured cluster.
         `signing_secret`: each hospital signs what it sends with its key derived from it
@@ -120,8 +126,10 @@ class HospitalFleet:
         self.bootstrap = bootstrap
         self.answer_timeout_s = answer_timeout_s
         self.consumer = response_consumer(bootstrap, **extra)
-        self.dead_letter_consumer = response_consumer(bootstrap, topics.DEAD_LETTERS, **extra)
-        self.producer = producer_for(bootstrap, idempotent, **extra)
+        self.dead_letter_consumer = response_consumer(
+            bootstrap, topics.DEAD_LETTERS,
+            **{"fetch_max_wait_ms": DEAD_LETTER_FETCH_WAIT_MS, **extra})
+        self.producer = producer_for(bootstrap, idempotent, linger_ms, **extra)
 
     def close(self) -> None:
         self.producer.close(timeout=5)

@@ -75,7 +75,7 @@ def faust_app(cfg: WorkerConfig) -> faust.App:
         broker_rebalance_timeout=3.0,
         broker_max_poll_interval=300.0,  # 6 s makes a busy worker leave the group for good
         broker_request_timeout=10.0,
-        producer_linger=0.002,
+        producer_linger=cfg.linger_ms / 1000,
         producer_acks=1,
         topic_partitions=cfg.partitions,
         topic_disable_leader=True,
@@ -184,7 +184,7 @@ def create_app(cfg: WorkerConfig) -> faust.App:
         if row is not None:
             trt_rows[key] = encode_to_keep(row.to_dict())
         if not isinstance(outcome, DeadLetter):
-            metrics.REQUESTS.labels(metrics.infno_label(outcome.ctx.get("infno"))).inc()
+            metrics.child(metrics.REQUESTS, metrics.infno_label(outcome.ctx.get("infno"))).inc()
         if isinstance(outcome, Reply):
             return [to_hospital(outcome.answer, outcome.ctx, trace, forwarded=False)]
         if isinstance(outcome, Forward):

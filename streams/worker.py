@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 
+import mode.loop
 import orjson
 from faust.worker import Worker
 
@@ -13,7 +15,10 @@ from streams.config import WorkerConfig
 
 
 def run_worker(cfg: WorkerConfig, loglevel: str = "info") -> None:
-    """Our own lines at `loglevel`; Faust and the Kafka clients only from warnings up."""
+    """Our own lines at `loglevel`; Faust and the Kafka clients only from warnings up.
+    uvloop, when installed, runs the event loops (the worker's and its consumer thread's)."""
+    with contextlib.suppress(ImportError):
+        mode.loop.use("uvloop")
     app = create_app(cfg)
     for noisy in ("faust", "mode", "aiokafka", "kafka"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

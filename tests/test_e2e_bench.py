@@ -18,7 +18,8 @@ pytestmark = pytest.mark.e2e
 def test_bench_writes_json_report_and_plot_for_huimin_and_the_raw_ceiling(tmp_path: Path):
     out = tmp_path / "bench"
     proc = subprocess.run([huimin_command(), "bench", "--rates", "10,20", "--duration", "4",
-                           "--warmup", "1", "--persons", "600", "--out", str(out)],
+                           "--warmup", "1", "--persons", "600", "--sweep-max", "50", "--out",
+                           str(out)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     result = orjson.loads((out / "bench.json").read_bytes())
@@ -29,6 +30,10 @@ def test_bench_writes_json_report_and_plot_for_huimin_and_the_raw_ceiling(tmp_pa
         assert point["settlement_latency_ms"]["all"]["count"] > 0
         assert point["ceiling"]["achieved_per_s"] > 0 and point["ceiling"]["hops"] == 6
         assert point["cpu_cores"]["workers"] > 0
+    top = max(p["ceiling"]["offered_per_s"] for p in result["points"])
+    assert top * 2 <= 50  # so the sweep measured at least one rate beyond
+    assert [c["offered_per_s"] for c in result["ceiling_sweep"]][:1] == [top * 2]
+    assert result["capacity"]["p99_limit_ms"] == 300
     report = (out / "bench.md").read_text()
     assert "| offered visits/s |" in report and "raw" in report
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,76 @@
+"""How `huimin bench` turns measured rates into capacities and their ratio: a rate counts only
+if nearly all of it came through within the p99 limit, and the raw ceiling is pushed until it
+no longer does."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks.load import CEILING_SWEEP_MAX, capacity, ceiling_sweep, sustained
+from benchmarks.report import capacity_lines
+
+
+def lat(p99: float) -> dict[str, Any]:
+    return {"count": 100, "p50": p99 / 3, "p99": p99}
+
+
+def test_a_rate_is_sustained_only_with_its_load_through_and_p99_within_the_limit():
+    assert sustained(100, 99, lat(250), 300)
+    assert not sustained(100, 90, lat(250), 300)  # a tenth of the offered load left behind
+    assert not sustained(100, 100, lat(301), 300)
+    assert not sustained(100, 100, {"count": 0}, 300)  # nothing measured
+
+
+def test_capacity_is_the_highest_sustained_throughput_not_the_highest_offered():
+    measured = [(50, 50, lat(100)), (100, 98, lat(280)), (200, 120, lat(4000))]
+    assert capacity(measured, 300) == 98
+    assert capacity(measured, 100) == 50
+    assert capacity([(50, 50, lat(900))], 300) == 0
+
+
+def fake_ceiling(limit_rate: float) -> Any:
+    """A broker that carries everything up to `limit_rate` within 50 ms, and half beyond."""
+    def measure(rate: float) -> dict[str, Any]:
+        achieved = rate if rate <= limit_rate else limit_rate / 2
+        return {"offered_per_s": rate, "achieved_per_s": achieved, "lost": 0,
+                "latency_ms": lat(50 if rate <= limit_rate else 5000)}
+    return measure
+
+
+def offered(sweep: list[dict[str, Any]]) -> list[float]:
+    return [c["offered_per_s"] for c in sweep]
+
+
+def test_the_sweep_doubles_until_a_rate_is_not_sustained_then_bisects():
+    measure = fake_ceiling(1100)
+    measured = [measure(r) for r in (50, 100)]
+    sweep = ceiling_sweep(measure, measured, 300)
+    assert offered(sweep) == [200, 400, 800, 1600, 1200, 1000]
+    assert capacity([(c["offered_per_s"], c["achieved_per_s"], c["latency_ms"])
+                     for c in measured + sweep], 300) == 1000
+
+
+def test_the_sweep_bisects_between_rates_already_measured():
+    measure = fake_ceiling(80)
+    sweep = ceiling_sweep(measure, [measure(50), measure(100)], 300)
+    assert offered(sweep) == [75, 87.5]
+
+
+def test_the_sweep_stops_at_its_maximum_and_is_skipped_when_nothing_was_sustained():
+    measure = fake_ceiling(10**9)
+    sweep = ceiling_sweep(measure, [measure(1000)], 300)
+    assert offered(sweep) == [2000, 4000, 8000]  # 16,000 is past the maximum: no bisection
+    assert max(offered(sweep)) <= CEILING_SWEEP_MAX
+    measure = fake_ceiling(10)
+    assert ceiling_sweep(measure, [measure(50)], 300) == []
+
+
+def test_the_report_states_both_capacities_and_their_ratio():
+    result = {"capacity": {"p99_limit_ms": 300.0, "huimin_settlements_per_s": 120.0,
+                           "raw_messages_per_s": 1600.0, "ratio": 0.075},
+              "ceiling_sweep": [{"offered_per_s": 1600.0, "achieved_per_s": 1600.0, "lost": 0,
+                                 "latency_ms": lat(200)}]}
+    text = "\n".join(capacity_lines(result))
+    assert "p99 ≤ 300 ms" in text and "**120 settlements/s**" in text
+    assert "**1600 messages/s**" in text and "**8 %**" in text
+    assert "| 1600 | 1600 |" in text
