@@ -152,8 +152,11 @@ def create_app(cfg: WorkerConfig) -> faust.App:
     def role(source: Any, name: str, handler: Handler, with_headers: bool = False) -> None:
         """An agent that runs `handler` on each event (with its headers, if asked) and sends
         what it returns. An exception dead-letters the message instead of stopping the
-        platform."""
+        platform. Sends go to the app's producer directly, not through Faust's channel layer
+        (a future message and sensor calls per send): the offsets are still committed only
+        after the producer is flushed, so at-least-once holds."""
         async def agent(stream: Any) -> None:
+            producer = app.producer
             async for event in stream.events():
                 try:
                     sends = handler(event.key, event.value, _headers(event.headers)) \
@@ -164,7 +167,7 @@ def create_app(cfg: WorkerConfig) -> faust.App:
                                          f"internal error in {name}: {type(exc).__name__}",
                                          source.get_topic_name())]
                 for topic, key, value, extra in sends:
-                    await topic.send(key=key, value=value, headers=extra)
+                    await producer.send(topic.get_topic_name(), key, value, None, None, extra)
         agent.__name__ = name
         app.agent(source, name=name)(agent)
 
@@ -347,6 +350,7 @@ def create_app(cfg: WorkerConfig) -> faust.App:
     role(money_events, "national_clearing", on_money_event)
     register_fhir_views(app, ehr_records, ehr_index, ehr_sources, ref)
     setup_prometheus_sensors(app, pattern="/metrics", name_prefix="faust")
+    metrics.cache_faust_children(app.monitor)
 
     @app.timer(interval=5.0)
     async def consumer_lag() -> None:

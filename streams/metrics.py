@@ -67,6 +67,37 @@ def child(metric: Any, *labels: str) -> Any:
     return metric.labels(*labels)
 
 
+class CachedChildren:
+    """A metric of Faust's Prometheus sensor whose labelled children are looked up once (the
+    sensor asks on every event); `remove`, which Faust calls on a rebalance, empties the
+    cache so that no orphaned child keeps counting."""
+
+    def __init__(self, metric: Any) -> None:
+        self._metric = metric
+        self._children: dict[Any, Any] = {}
+
+    def labels(self, *args: Any, **kwargs: Any) -> Any:
+        key = (args, *kwargs.items())
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = self._metric.labels(*args, **kwargs)
+        return found
+
+    def remove(self, *labels: Any) -> None:
+        self._children.clear()
+        self._metric.remove(*labels)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._metric, name)
+
+
+def cache_faust_children(monitor: Any) -> None:
+    """Wrap the labelled metrics of Faust's Prometheus sensor in `CachedChildren`."""
+    found = monitor._metrics
+    monitor._metrics = type(found)(*(CachedChildren(m) if getattr(m, "_labelnames", ())
+                                      else m for m in found))
+
+
 _INFNOS = frozenset(i.value for i in Infno)
 _CODES = frozenset(c.value for c in ErrorCode)
 

@@ -453,3 +453,21 @@ def test_the_alerts_fire_on_trouble_and_stay_quiet_otherwise(tmp_path: Path):
                                     "evaluation_interval": "1m", "tests": tests}))
     done = promtool("test", "rules", spec)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_faust_sensor_children_are_cached_and_a_rebalance_clears_them_without_losing_counts():
+    from types import SimpleNamespace
+
+    from streams.metrics import CachedChildren, cache_faust_children
+
+    registry = CollectorRegistry()
+    monitor = SimpleNamespace(_metrics=FaustMetrics.create(registry, "t"))
+    cache_faust_children(monitor)
+    per_topic = monitor._metrics.messages_received_per_topics
+    assert isinstance(per_topic, CachedChildren)
+    assert per_topic.labels(topic="a") is per_topic.labels(topic="a")
+    per_topic.labels(topic="a").inc()
+    monitor._metrics.clear_topic_related_metrics()  # what Faust does on a rebalance
+    per_topic.labels(topic="a").inc(2)
+    assert registry.get_sample_value("t_messages_received_per_topic_total", {"topic": "a"}) == 2
+    assert not isinstance(monitor._metrics.messages_received, CachedChildren)  # no labels
