@@ -7,7 +7,10 @@ nat.answers → trt.answers → hosp.responses) through 5 forwarding stages; the
 same with `raw.0` … `raw.5`, all 5 stages in one process (as one worker holds all roles),
 driven open-loop at a fixed rate, with the send time inside each message.
 
-    python -m benchmarks.ceiling BOOTSTRAP   (the forwarders; stopped with SIGTERM)
+It uses huimin's partitions per topic and producer linger, so the two differ only in what
+runs between consume and produce.
+
+    python -m benchmarks.ceiling BOOTSTRAP [LINGER_MS]   (the forwarders; stopped with SIGTERM)
 """
 
 from __future__ import annotations
@@ -25,19 +28,20 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from streams.config import LINGER_MS
 from streams.topics import ensure_topics
 
 HOPS = 6
 TOPICS = [f"raw.{i}" for i in range(HOPS)]
-PARTITIONS = 8
 PAYLOAD = b"x" * 600  # about a settlement request's size
 
 
-async def _forward(bootstrap: str, source: str, target: str, stop: asyncio.Event) -> None:
+async def _forward(bootstrap: str, source: str, target: str, stop: asyncio.Event,
+                   linger_ms: int) -> None:
     consumer = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, group_id=f"raw-{source}",
                                 auto_offset_reset="latest", fetch_max_wait_ms=10,
                                 enable_auto_commit=True)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2, acks=1)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=linger_ms, acks=1)
     await consumer.start()
     await producer.start()
     try:
@@ -51,11 +55,11 @@ async def _forward(bootstrap: str, source: str, target: str, stop: asyncio.Event
         await producer.stop()
 
 
-async def _forwarders(bootstrap: str) -> None:
+async def _forwarders(bootstrap: str, linger_ms: int) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    await asyncio.gather(*(_forward(bootstrap, a, b, stop)
+    await asyncio.gather(*(_forward(bootstrap, a, b, stop, linger_ms)
                            for a, b in itertools.pairwise(TOPICS)))
 
 
@@ -70,16 +74,20 @@ class CeilingResult:
 class RawCeiling:
     """The forwarders in their own process, started once for all rates."""
 
-    def __init__(self, bootstrap: str, log_path: Path | None = None) -> None:
+    def __init__(self, bootstrap: str, log_path: Path | None = None, partitions: int = 4,
+                 linger_ms: int = LINGER_MS) -> None:
         self.bootstrap = bootstrap
         self.log_path = log_path
+        self.partitions = partitions
+        self.linger_ms = linger_ms
         self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> RawCeiling:
-        ensure_topics(self.bootstrap, TOPICS, partitions=PARTITIONS)
+        ensure_topics(self.bootstrap, TOPICS, partitions=self.partitions)
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.process = subprocess.Popen([sys.executable, "-m", "benchmarks.ceiling",
-                                         self.bootstrap], stdout=out, stderr=subprocess.STDOUT)
+                                         self.bootstrap, str(self.linger_ms)],
+                                        stdout=out, stderr=subprocess.STDOUT)
         time.sleep(6)  # the forwarders join their groups (Tansu: ~3 s per group)
         return self
 
@@ -95,12 +103,13 @@ class RawCeiling:
         """Send `rate` messages/s for `duration` s (open loop) and time each to the sink."""
         sink = KafkaConsumer(bootstrap_servers=self.bootstrap, fetch_max_wait_ms=10,
                              enable_auto_commit=False)
-        parts = [TopicPartition(TOPICS[-1], p) for p in range(PARTITIONS)]
+        parts = [TopicPartition(TOPICS[-1], p) for p in range(self.partitions)]
         sink.assign(parts)
         sink.seek_to_end(*parts)
         for tp in parts:
             sink.position(tp)
-        producer = KafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=2, acks=1)
+        producer = KafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=self.linger_ms,
+                                 acks=1)
         n = int(rate * duration)
         start = time.monotonic()
         sent, latencies, received = 0, [], 0
@@ -132,4 +141,4 @@ class RawCeiling:
 
 
 if __name__ == "__main__":
-    asyncio.run(_forwarders(sys.argv[1]))
+    asyncio.run(_forwarders(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else LINGER_MS))

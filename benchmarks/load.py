@@ -9,6 +9,7 @@ of an earlier rate's request.
 
 from __future__ import annotations
 
+import gc
 import importlib.metadata
 import os
 import platform as py_platform
@@ -268,21 +269,22 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
     out_dir.mkdir(parents=True, exist_ok=True)
     on_stage("building the world")
     world = build_world(WorldSpec(seed=seed, persons=persons))
+    gc.freeze()  # as the workers do: the world is never garbage, so the GC need not scan it
     points: list[RatePoint] = []
     started = datetime.now().isoformat(timespec="seconds")
     kafka = broker_kind == "kafka"
 
     def measure_ceiling(bootstrap: str, rate: float) -> dict[str, Any]:
-        with RawCeiling(bootstrap, out_dir / "ceiling.log") as raw:
+        with RawCeiling(bootstrap, out_dir / "ceiling.log", partitions, linger_ms) as raw:
             on_stage(f"raw ceiling at {rate:g} messages/s")
             pids = {"broker": broker_pids(bootstrap, broker_kind),
                     "forwarders": [raw.process.pid] if raw.process else []}
             before = {k: cpu_seconds(v) for k, v in pids.items()}
             own, t0 = time.process_time(), time.monotonic()
             c = raw.measure(rate, duration, warmup)
-            wall = time.monotonic() - t0
-        cpu = {k: round((cpu_seconds(v) - before[k]) / wall, 2) for k, v in pids.items()}
-        cpu["load"] = round((time.process_time() - own) / wall, 2)
+            wall = time.monotonic() - t0  # CPU read while the forwarders still run
+            cpu = {k: round((cpu_seconds(v) - before[k]) / wall, 2) for k, v in pids.items()}
+            cpu["load"] = round((time.process_time() - own) / wall, 2)
         return {"hops": HOPS, "offered_per_s": rate, "achieved_per_s": round(c.achieved, 1),
                 "lost": c.lost, "latency_ms": percentiles(c.latencies_ms), "cpu_cores": cpu}
 

@@ -4,6 +4,7 @@ the visits over Kafka, compare every answer with the oracle, and report."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import time
 import urllib.request
 from collections import Counter
@@ -479,6 +480,7 @@ def run_scenario(opts: RunOptions, on_stage: Callable[[str], None] = lambda s: N
     on_stage("building the world and the visits")
     world = build_world(opts.world)
     visits = list(opts.faults.apply(generate_visits(world, opts.visits), opts.world.seed))
+    gc.freeze()  # the world and the visits live as long as the run: no need to scan them
     bad = generate_bad_messages(world, opts.faults.bad_per_kind(
         sum(len(v.steps) for v in visits), opts.bad_per_kind), visit_period(visits))
     on_stage("settling the visit log with the oracle")

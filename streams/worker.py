@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import sys
 
@@ -20,6 +21,7 @@ def run_worker(cfg: WorkerConfig, loglevel: str = "info") -> None:
     with contextlib.suppress(ImportError):
         mode.loop.use("uvloop")
     app = create_app(cfg)
+    gc.freeze()  # the world (a million persons, if asked) is never garbage: keep it out of GC
     for noisy in ("faust", "mode", "aiokafka", "kafka"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
