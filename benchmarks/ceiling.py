@@ -7,10 +7,11 @@ nat.answers → trt.answers → hosp.responses) through 5 forwarding stages; the
 same with `raw.0` … `raw.5`, all 5 stages in one process (as one worker holds all roles),
 driven open-loop at a fixed rate, with the send time inside each message.
 
-It uses huimin's partitions per topic and producer linger, so the two differ only in what
-runs between consume and produce.
+It uses huimin's partitions per topic, producer linger and consumer fetch wait, so the two
+differ only in what runs between consume and produce.
 
-    python -m benchmarks.ceiling BOOTSTRAP [LINGER_MS]   (the forwarders; stopped with SIGTERM)
+    python -m benchmarks.ceiling BOOTSTRAP LINGER_MS FETCH_WAIT_MS
+    (the forwarders; stopped with SIGTERM)
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from streams.config import LINGER_MS
+from streams.config import FETCH_WAIT_MS, LINGER_MS
 from streams.topics import ensure_topics
 
 HOPS = 6
@@ -37,9 +38,9 @@ PAYLOAD = b"x" * 600  # about a settlement request's size
 
 
 async def _forward(bootstrap: str, source: str, target: str, stop: asyncio.Event,
-                   linger_ms: int) -> None:
+                   linger_ms: int, fetch_wait_ms: int) -> None:
     consumer = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, group_id=f"raw-{source}",
-                                auto_offset_reset="latest", fetch_max_wait_ms=10,
+                                auto_offset_reset="latest", fetch_max_wait_ms=fetch_wait_ms,
                                 enable_auto_commit=True)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=linger_ms, acks=1)
     await consumer.start()
@@ -55,11 +56,11 @@ async def _forward(bootstrap: str, source: str, target: str, stop: asyncio.Event
         await producer.stop()
 
 
-async def _forwarders(bootstrap: str, linger_ms: int) -> None:
+async def _forwarders(bootstrap: str, linger_ms: int, fetch_wait_ms: int) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    await asyncio.gather(*(_forward(bootstrap, a, b, stop, linger_ms)
+    await asyncio.gather(*(_forward(bootstrap, a, b, stop, linger_ms, fetch_wait_ms)
                            for a, b in itertools.pairwise(TOPICS)))
 
 
@@ -75,18 +76,20 @@ class RawCeiling:
     """The forwarders in their own process, started once for all rates."""
 
     def __init__(self, bootstrap: str, log_path: Path | None = None, partitions: int = 4,
-                 linger_ms: int = LINGER_MS) -> None:
+                 linger_ms: int = LINGER_MS, fetch_wait_ms: int = FETCH_WAIT_MS) -> None:
         self.bootstrap = bootstrap
         self.log_path = log_path
         self.partitions = partitions
         self.linger_ms = linger_ms
+        self.fetch_wait_ms = fetch_wait_ms
         self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> RawCeiling:
         ensure_topics(self.bootstrap, TOPICS, partitions=self.partitions)
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.process = subprocess.Popen([sys.executable, "-m", "benchmarks.ceiling",
-                                         self.bootstrap, str(self.linger_ms)],
+                                         self.bootstrap, str(self.linger_ms),
+                                         str(self.fetch_wait_ms)],
                                         stdout=out, stderr=subprocess.STDOUT)
         time.sleep(6)  # the forwarders join their groups (Tansu: ~3 s per group)
         return self
@@ -101,7 +104,8 @@ class RawCeiling:
 
     def measure(self, rate: float, duration: float, warmup: float) -> CeilingResult:
         """Send `rate` messages/s for `duration` s (open loop) and time each to the sink."""
-        sink = KafkaConsumer(bootstrap_servers=self.bootstrap, fetch_max_wait_ms=10,
+        sink = KafkaConsumer(bootstrap_servers=self.bootstrap,
+                             fetch_max_wait_ms=self.fetch_wait_ms,
                              enable_auto_commit=False)
         parts = [TopicPartition(TOPICS[-1], p) for p in range(self.partitions)]
         sink.assign(parts)
@@ -141,4 +145,4 @@ class RawCeiling:
 
 
 if __name__ == "__main__":
-    asyncio.run(_forwarders(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else LINGER_MS))
+    asyncio.run(_forwarders(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))

@@ -29,7 +29,7 @@ from simulators.hospital import HospitalFleet, HospitalRunResult
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import WorldSpec, build_world
 from streams.broker import broker
-from streams.config import LINGER_MS
+from streams.config import LINGER_MS, fetch_wait_ms
 
 QUANTILES = (50, 90, 99, 99.9)
 
@@ -259,11 +259,13 @@ def machine() -> dict[str, Any]:
 def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: str,
               out_dir: Path, seed: int = 42, persons: int = 20_000, workers: int = 1,
               ehr: bool = False, ceiling: bool = True, partitions: int = 4,
-              linger_ms: int = LINGER_MS, sweep_max: float = CEILING_SWEEP_MAX,
+              linger_ms: int = LINGER_MS, fetch_wait: int | None = None,
+              sweep_max: float = CEILING_SWEEP_MAX,
               on_stage: Any = lambda s: None) -> dict[str, Any]:
     """Each rate, and each rate of the ceiling's sweep, runs on a broker of its own, started
     empty: Tansu's memory storage costs more per request the more a partition holds (see
-    docs/performance.md), so a rate measured after others would pay for their messages."""
+    docs/performance.md), so a rate measured after others would pay for their messages.
+    `fetch_wait`: consumers' fetch wait in ms; default the broker kind's (streams/config.py)."""
     from benchmarks.ceiling import HOPS, RawCeiling
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -273,9 +275,11 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
     points: list[RatePoint] = []
     started = datetime.now().isoformat(timespec="seconds")
     kafka = broker_kind == "kafka"
+    fetch_wait = fetch_wait_ms(broker_kind) if fetch_wait is None else fetch_wait
 
     def measure_ceiling(bootstrap: str, rate: float) -> dict[str, Any]:
-        with RawCeiling(bootstrap, out_dir / "ceiling.log", partitions, linger_ms) as raw:
+        with RawCeiling(bootstrap, out_dir / "ceiling.log", partitions, linger_ms,
+                        fetch_wait) as raw:
             on_stage(f"raw ceiling at {rate:g} messages/s")
             pids = {"broker": broker_pids(bootstrap, broker_kind),
                     "forwarders": [raw.process.pid] if raw.process else []}
@@ -294,8 +298,9 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
         rate_dir.mkdir(exist_ok=True)
         with broker(rate_dir / "broker.log", broker_kind) as bootstrap, \
                 platform(bootstrap, world.spec, partitions, rate_dir, workers,
-                         idempotent=kafka, linger_ms=linger_ms) as p:
-            fleet = HospitalFleet(bootstrap, idempotent=kafka, linger_ms=linger_ms)
+                         idempotent=kafka, linger_ms=linger_ms, fetch_wait_ms=fetch_wait) as p:
+            fleet = HospitalFleet(bootstrap, idempotent=kafka, linger_ms=linger_ms,
+                                  fetch_wait_ms=fetch_wait)
             try:
                 on_stage("waiting for the platform")
                 fleet.sign_in(world.ref.hospitals.values(), "2026-12-01 00:00:00")
@@ -327,7 +332,8 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
             "settings": {"rates_visits_per_s": rates, "duration_s": duration,
                          "warmup_s": warmup, "broker": broker_kind, "seed": seed,
                          "persons": persons, "workers": workers, "partitions": partitions,
-                         "linger_ms": linger_ms, "health_record_steps": ehr,
+                         "linger_ms": linger_ms, "fetch_wait_ms": fetch_wait,
+                         "health_record_steps": ehr,
                          "fresh_broker_per_rate": True},
             "points": [asdict(p) for p in points], "ceiling_sweep": sweep,
             "capacity": {"p99_limit_ms": limit, "huimin_settlements_per_s": huimin_capacity,

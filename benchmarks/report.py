@@ -26,7 +26,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"{result['started']} · {m['cpus']} × {m['cpu_model']} · Python {m['python']} · "
         f"broker {s['broker']} · {s['workers']} worker(s) · {s['persons']:,} persons · "
         f"seed {s['seed']} · {s['duration_s']:g} s per rate, first {s['warmup_s']:g} s left "
-        f"out · health-record steps {'on' if s['health_record_steps'] else 'off'}",
+        f"out · {s['partitions']} partitions per topic · linger {s['linger_ms']} ms · fetch "
+        f"wait {s['fetch_wait_ms']} ms · health-record steps "
+        f"{'on' if s['health_record_steps'] else 'off'}",
         "",
         "Settlement = 2207/2304 round trip seen by the hospital (ms). Raw ceiling = the same "
         "6 topics through 5 plain aiokafka forwarders at the same offered message rate "

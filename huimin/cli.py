@@ -47,7 +47,7 @@ from simulators.faults import FaultPlan, FaultPlanError
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import WorldSpec, build_world
 from streams.broker import BOOTSTRAP_ENV, BROKER_KINDS, BrokerError, EmbeddedBroker
-from streams.config import LINGER_MS, WorkerConfig
+from streams.config import FETCH_WAIT_MS, KAFKA_FETCH_WAIT_MS, LINGER_MS, WorkerConfig
 from streams.kafka_broker import KAFKA_VERSION, ApacheKafkaBroker
 from streams.security import ClusterSecurity
 from streams.topics import create_platform_topics
@@ -198,12 +198,17 @@ def worker(
     ssl_cafile: SslCafile = None,
     idempotent: Annotated[bool, typer.Option(
         help="Idempotent producers (Apache Kafka has them; Tansu does not).")] = False,
+    fetch_wait_ms: Annotated[int, typer.Option(
+        min=0, help=f"Consumer fetch wait: {FETCH_WAIT_MS} for Tansu (it answers a waiting "
+                    f"fetch only when the wait is up), {KAFKA_FETCH_WAIT_MS} for Apache Kafka "
+                    "(it answers as soon as data arrives; less polling).")] = FETCH_WAIT_MS,
 ) -> None:
     """Run one platform worker (all roles) in the consumer group `huimin`; start more to scale
     out. The topics must exist (`huimin topics`)."""
     run_worker(WorkerConfig(bootstrap=_bootstrap(bootstrap), partitions=partitions,
                             web_port=web_port, web_host=web_host, data_dir=str(data_dir),
                             world=WorldSpec(seed=seed, persons=persons), idempotent=idempotent,
+                            fetch_max_wait_ms=fetch_wait_ms,
                             security=_security(security_protocol, sasl_mechanism,
                                                sasl_username, ssl_cafile)))
 
@@ -264,6 +269,11 @@ def bench(
     linger_ms: Annotated[int, typer.Option(
         min=0, help="Producers gather sends this long: fewer broker requests, ms per hop.")
                          ] = LINGER_MS,
+    fetch_wait_ms: Annotated[int | None, typer.Option(
+        min=0, help=f"Consumers' fetch wait. Default: {FETCH_WAIT_MS} on Tansu (it answers a "
+                    f"waiting fetch only when the wait is up), {KAFKA_FETCH_WAIT_MS} on Kafka (it "
+                    "answers when data arrives).")
+                             ] = None,
     persons: Annotated[int, typer.Option(min=1)] = 20_000,
     seed: Annotated[int, typer.Option()] = 42,
     ehr: Annotated[bool, typer.Option(help="Health-record steps in the visits too.")] = False,
@@ -291,7 +301,7 @@ def bench(
         task = progress.add_task("starting", total=None)
         result = run_bench(offered, duration, warmup, broker, out, seed=seed, persons=persons,
                            workers=workers, ehr=ehr, ceiling=ceiling, partitions=partitions,
-                           linger_ms=linger_ms, sweep_max=sweep_max,
+                           linger_ms=linger_ms, fetch_wait=fetch_wait_ms, sweep_max=sweep_max,
                            on_stage=lambda s: progress.update(task, description=s))
     write_json(result, out / "bench.json")
     report = markdown(result)

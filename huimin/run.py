@@ -36,7 +36,7 @@ from simulators.reconciliation import closing_requests, settlements_to_post
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import World, WorldSpec, build_world
 from streams.broker import broker, free_port
-from streams.config import LINGER_MS, WorkerConfig
+from streams.config import FETCH_WAIT_MS, LINGER_MS, WorkerConfig, fetch_wait_ms
 from streams.process import WorkerProcess
 from streams.topics import create_platform_topics
 
@@ -298,9 +298,11 @@ class Platform:
     """Our platform's worker processes on one cluster (topics created first)."""
 
     def __init__(self, bootstrap: str, world: WorldSpec, partitions: int, out_dir: Path,
-                 idempotent: bool = False, linger_ms: int = LINGER_MS) -> None:
+                 idempotent: bool = False, linger_ms: int = LINGER_MS,
+                 fetch_wait_ms: int = FETCH_WAIT_MS) -> None:
         self.cfg = WorkerConfig(bootstrap=bootstrap, partitions=partitions, world=world,
-                                idempotent=idempotent, linger_ms=linger_ms)
+                                idempotent=idempotent, linger_ms=linger_ms,
+                                fetch_max_wait_ms=fetch_wait_ms)
         self.out_dir = out_dir
         self.workers: list[WorkerProcess] = []
         create_platform_topics(bootstrap, partitions)
@@ -328,9 +330,10 @@ class Platform:
 @contextlib.contextmanager
 def platform(bootstrap: str, world: WorldSpec, partitions: int, out_dir: Path,
              workers: int = 1, idempotent: bool = False,
-             linger_ms: int = LINGER_MS) -> Iterator[Platform]:
+             linger_ms: int = LINGER_MS,
+             fetch_wait_ms: int = FETCH_WAIT_MS) -> Iterator[Platform]:
     """`workers` platform worker processes running; all stopped on exit."""
-    p = Platform(bootstrap, world, partitions, out_dir, idempotent, linger_ms)
+    p = Platform(bootstrap, world, partitions, out_dir, idempotent, linger_ms, fetch_wait_ms)
     try:
         for _ in range(workers):
             p.add_worker()
@@ -371,14 +374,16 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
             on_stage("starting the broker and the platform")
             bootstrap = stack.enter_context(broker(out_dir / "broker.log", broker_kind))
             ours = stack.enter_context(platform(bootstrap, world.spec, partitions, out_dir,
-                                                workers, idempotent=broker_kind == "kafka"))
+                                                workers, idempotent=broker_kind == "kafka",
+                                                fetch_wait_ms=fetch_wait_ms(broker_kind)))
             period = arrivals[-1] if arrivals else 0.0
             events += [(period * (i + 1) / (kill_worker + 1), ours.workers[0].restart_after_kill)
                        for i in range(kill_worker)]
             events += [(period * (i + 1) / (join_worker + 2), ours.add_worker)
                        for i in range(join_worker)]
-        fleet = HospitalFleet(bootstrap, answer_timeout_s, client_config,
-                              idempotent=broker_kind == "kafka" and ours is not None)
+        on_kafka = broker_kind == "kafka" and ours is not None
+        fleet = HospitalFleet(bootstrap, answer_timeout_s, client_config, idempotent=on_kafka,
+                              fetch_wait_ms=fetch_wait_ms("kafka" if on_kafka else "tansu"))
         stack.callback(fleet.close)
         setup_s = time.monotonic() - started
         on_stage("waiting for the platform to answer the hospitals' sign-in")

@@ -26,7 +26,7 @@ from settlement.reference import Hospital
 from simulators import hospital_metrics as metrics
 from simulators.bad_messages import BadMessage
 from simulators.reconciliation import DailyReconciler, DayReconciliation, HospitalBooks
-from streams.config import LINGER_MS
+from streams.config import FETCH_WAIT_MS, LINGER_MS
 
 #: Dead letters are counted, not waited on by a visit: a long fetch wait spares the broker.
 DEAD_LETTER_FETCH_WAIT_MS = 200
@@ -44,7 +44,7 @@ def response_consumer(bootstrap: str, topic: str = topics.HOSP_RESPONSES,
                       **extra: Any) -> KafkaConsumer:
     """All partitions of `topic`, manually assigned, from the end: no group to join."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                             **{"fetch_max_wait_ms": 10, **extra})
+                             **{"fetch_max_wait_ms": FETCH_WAIT_MS, **extra})
     deadline = time.monotonic() + 30
     while not (parts := consumer.partitions_for_topic(topic)):
         if time.monotonic() > deadline:
@@ -116,7 +116,7 @@ class HospitalFleet:
     def __init__(self, bootstrap: str, answer_timeout_s: float = 30.0,
                  client_config: dict[str, Any] | None = None,
                  signing_secret: bytes | None = None, idempotent: bool = False,
-                 linger_ms: int = LINGER_MS) -> None:
+                 linger_ms: int = LINGER_MS, fetch_wait_ms: int = FETCH_WAIT_MS) -> None:
         """`client_config`: extra kafka-python settings, e.g. `security_protocol`,
         `sasl_mechanism`, `sasl_plain_username`, `ssl_cafile`, for a secured cluster.
         `signing_secret`: each hospital signs what it sends with its key derived from it
@@ -125,10 +125,11 @@ class HospitalFleet:
         self.signer = Signer(signing_secret or configured_secret()[0])
         self.bootstrap = bootstrap
         self.answer_timeout_s = answer_timeout_s
-        self.consumer = response_consumer(bootstrap, **extra)
+        self.consumer = response_consumer(bootstrap,
+                                          **{"fetch_max_wait_ms": fetch_wait_ms, **extra})
         self.dead_letter_consumer = response_consumer(
             bootstrap, topics.DEAD_LETTERS,
-            **{"fetch_max_wait_ms": DEAD_LETTER_FETCH_WAIT_MS, **extra})
+            **{"fetch_max_wait_ms": max(fetch_wait_ms, DEAD_LETTER_FETCH_WAIT_MS), **extra})
         self.producer = producer_for(bootstrap, idempotent, linger_ms, **extra)
 
     def close(self) -> None:

@@ -2,16 +2,19 @@
 producers where the broker offers them (Apache Kafka; Tansu does not).
 
 Faust hard-codes `fetch_max_wait_ms=1500` for its worker consumer. Tansu (like Kafka) holds an
-empty fetch that long, which adds up to 1.5 s per hop on a quiet partition. aiokafka reads the
-attribute only when the consumer starts, so setting it on the freshly built consumer is enough.
+empty fetch that long, which adds up to 1.5 s per hop on a quiet partition (Kafka answers as
+soon as data arrives; Tansu does not: streams/config.py). aiokafka reads the attribute only when
+the consumer starts, so setting it on the freshly built consumer is enough.
 """
 
 from __future__ import annotations
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from streams.config import FETCH_WAIT_MS
+
 _original = faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer
-_fetch_max_wait_ms = 10
+_fetch_max_wait_ms = FETCH_WAIT_MS
 
 
 def _create_worker_consumer(self, transport):  # type: ignore[no-untyped-def]

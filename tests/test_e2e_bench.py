@@ -24,6 +24,7 @@ def test_bench_writes_json_report_and_plot_for_huimin_and_the_raw_ceiling(tmp_pa
     assert proc.returncode == 0, proc.stdout + proc.stderr
     result = orjson.loads((out / "bench.json").read_bytes())
     assert result["machine"]["cpus"] >= 1 and result["settings"]["broker"] == "tansu"
+    assert result["settings"]["fetch_wait_ms"] == 10  # Tansu answers a fetch when its wait is up
     assert [p["offered_visits_per_s"] for p in result["points"]] == [10, 20]
     for point in result["points"]:
         assert point["achieved_settlements_per_s"] > 0
