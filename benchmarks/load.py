@@ -29,7 +29,7 @@ from simulators.hospital import HospitalFleet, HospitalRunResult
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import WorldSpec, build_world
 from streams.broker import broker
-from streams.config import LINGER_MS, fetch_wait_ms
+from streams.config import LINGER_MS, fetch_wait_for
 
 QUANTILES = (50, 90, 99, 99.9)
 
@@ -275,7 +275,7 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
     points: list[RatePoint] = []
     started = datetime.now().isoformat(timespec="seconds")
     kafka = broker_kind == "kafka"
-    fetch_wait = fetch_wait_ms(broker_kind) if fetch_wait is None else fetch_wait
+    fetch_wait = fetch_wait_for(broker_kind) if fetch_wait is None else fetch_wait
 
     def measure_ceiling(bootstrap: str, rate: float) -> dict[str, Any]:
         with RawCeiling(bootstrap, out_dir / "ceiling.log", partitions, linger_ms,

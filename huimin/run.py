@@ -36,7 +36,7 @@ from simulators.reconciliation import closing_requests, settlements_to_post
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import World, WorldSpec, build_world
 from streams.broker import broker, free_port
-from streams.config import FETCH_WAIT_MS, LINGER_MS, WorkerConfig, fetch_wait_ms
+from streams.config import FETCH_WAIT_MS, LINGER_MS, WorkerConfig, fetch_wait_for
 from streams.process import WorkerProcess
 from streams.topics import create_platform_topics
 
@@ -375,7 +375,7 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
             bootstrap = stack.enter_context(broker(out_dir / "broker.log", broker_kind))
             ours = stack.enter_context(platform(bootstrap, world.spec, partitions, out_dir,
                                                 workers, idempotent=broker_kind == "kafka",
-                                                fetch_wait_ms=fetch_wait_ms(broker_kind)))
+                                                fetch_wait_ms=fetch_wait_for(broker_kind)))
             period = arrivals[-1] if arrivals else 0.0
             events += [(period * (i + 1) / (kill_worker + 1), ours.workers[0].restart_after_kill)
                        for i in range(kill_worker)]
@@ -383,7 +383,7 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
                        for i in range(join_worker)]
         on_kafka = broker_kind == "kafka" and ours is not None
         fleet = HospitalFleet(bootstrap, answer_timeout_s, client_config, idempotent=on_kafka,
-                              fetch_wait_ms=fetch_wait_ms("kafka" if on_kafka else "tansu"))
+                              fetch_wait_ms=fetch_wait_for("kafka" if on_kafka else "tansu"))
         stack.callback(fleet.close)
         setup_s = time.monotonic() - started
         on_stage("waiting for the platform to answer the hospitals' sign-in")

@@ -22,7 +22,7 @@ FETCH_WAIT_MS = 10
 KAFKA_FETCH_WAIT_MS = 50
 
 
-def fetch_wait_ms(broker_kind: str) -> int:
+def fetch_wait_for(broker_kind: str) -> int:
     """The fetch wait for our own broker of this kind (`tansu` or `kafka`)."""
     return KAFKA_FETCH_WAIT_MS if broker_kind == "kafka" else FETCH_WAIT_MS
 
