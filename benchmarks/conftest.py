@@ -8,6 +8,7 @@ benchmarks then replay real inputs, never hand-made ones.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -111,4 +112,7 @@ def recorded() -> Recorded:
         sessions = list(oracle.settle_log(visits))
     run = Recorded(world, visits, sessions, oracle.submissions, benefits)
     assert any(s.request["infno"] == Infno.OUTPATIENT_SETTLE for s in run.submissions)
+    # As a worker does once its world is built (streams/worker.py): the recorded run lives
+    # for the whole session, and a full collection walking it would be timed as the rules'.
+    gc.freeze()
     return run
