@@ -143,9 +143,13 @@ def test_the_same_world_generates_the_same_visits(world: World) -> None:
     assert list(generate_visits(world, spec)) == list(generate_visits(world, spec))
 
 
-def test_visit_msgids_are_30_characters_and_unique_across_2000_visits(world: World) -> None:
+@pytest.mark.parametrize(("count", "ehr"), [(2_000, False), (300, True)],
+                         ids=["2000-settlement-visits", "300-with-health-records"])
+def test_visit_msgids_are_30_characters_and_unique(world: World, count: int, ehr: bool) -> None:
+    """Many visits for uniqueness; fewer with health-record steps, whose documents the oracle
+    validates (slow) but whose requests carry msgids too."""
     oracle = Oracle(world.ref)
-    visits = list(generate_visits(world, VisitSpec(visits=2_000)))
+    visits = list(generate_visits(world, VisitSpec(visits=count, ehr=ehr)))
     msgids: list[str] = []
     for visit in visits:
         session = VisitSession(visit)

@@ -1,0 +1,98 @@
+"""Faust's offset bookkeeping, mended so that a commit never passes a message no one processed.
+
+faust-streaming 0.15 commits, per partition, the end of the first run of consecutive acked
+offsets. Three things let that run start past an unprocessed message around a rebalance:
+
+- **A message skipped as a partition is taken over.** A worker given partitions seeks them
+  to their committed offsets and only then resumes its flow. A message fetched in between
+  (the fetcher runs while the seek is awaited) reaches the stream while the flow is still
+  suspended; the stream skips it, neither processing nor acking it, and nothing fetches it
+  again. Caught on a joining worker: `hosp.requests[6]` committed at 59, message 59 fetched
+  1 ms after the seek and never processed, 60 onwards processed and acked.
+- **An off-by-one.** `Consumer._new_offset` refuses to commit across a gap only when the
+  first acked offset is *more than one* past the committed offset; the committed offset is
+  the next to read, so a first acked offset of `committed + 1` commits past `committed`,
+  which is exactly the skipped message above.
+- **Acks of skipped events** in the pure-Python stream iterator (Faust's Cython one, which
+  normally runs, does not ack them): an event taken while the flow is suspended or from an
+  older consumer generation is acked unprocessed, and a revocation commits past it.
+
+Together they lose a message (docs/streams.md: requests unanswered after a worker joined or
+was killed). Here a commit waits for the message at the committed offset; when later offsets
+are acked and that message is not being processed, it was skipped, and the partition is
+fetched again from the committed offset. An ack counts only while the flow runs and only for
+an event of the current generation. What is fetched again is processed again: a duplicate,
+which the per-person rows absorb (docs/design.md), never a loss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from faust.transport.consumer import Consumer
+from faust.types import TP
+from faust.types.tuples import Message, ack_lock
+
+log = logging.getLogger("huimin.streams.offsets")
+
+#: A refetch can fail: a batch of the partition fetched before the seek and delivered after
+#: it makes Faust drop the refetched message as already read. The next commit (every ~3 s)
+#: then tries again, unless one was tried within this many seconds.
+REFETCH_INTERVAL_S = 1.0
+_refetched: dict[tuple[TP, int], float] = {}
+_seeks: set[asyncio.Future] = set()  # running seeks (the loop holds tasks only weakly)
+
+_original_ack = Consumer.ack
+_original_new_offset = Consumer._new_offset
+
+
+def _ack_if_processed(self: Consumer, message: Message) -> bool:
+    generation = message.generation_id
+    current = self.app.consumer_generation_id
+    flowing = self.app.flow_control.is_active()
+    if not flowing or (generation is not None and generation != current):
+        with ack_lock:
+            message.acked = True  # done with here; it will be fetched again
+            self._unacked_messages.discard(message)  # a rebalance waits for unacked ones
+        log.info("not counting the ack of %s[%d]@%d (generation %s, now %s; flow %s)",
+                 message.topic, message.partition, message.offset, generation, current,
+                 "running" if flowing else "suspended")
+        return False
+    return _original_ack(self, message)
+
+
+def _new_offset_from_committed(self: Consumer, tp: TP) -> int | None:
+    committed = self._committed_offset[tp]
+    if committed is not None:
+        acked = self._acked[tp]
+        # offsets known not to exist (Faust's gaps) count as acked, as in the original
+        if acked and min(acked) > committed and not self._gap[tp].overlaps(committed):
+            _fetch_again_if_skipped(self, tp, committed)
+            return None
+    return _original_new_offset(self, tp)
+
+
+def _fetch_again_if_skipped(consumer: Consumer, tp: TP, offset: int) -> None:
+    """Later offsets of `tp` are acked but `offset` is not: unless it is being processed
+    right now, the stream skipped it, and only a seek brings it back."""
+    if any(m.tp == tp and m.offset == offset for m in list(consumer._unacked_messages)):
+        return
+    now = time.monotonic()
+    if now - _refetched.get((tp, offset), -REFETCH_INTERVAL_S) < REFETCH_INTERVAL_S:
+        return
+    if tp not in consumer.assignment():
+        return
+    _refetched[(tp, offset)] = now
+    log.warning("fetching %s[%d] again from offset %d: the message there was skipped, "
+                "not processed", tp.topic, tp.partition, offset)
+    seek = asyncio.ensure_future(consumer.seek(tp, offset))
+    _seeks.add(seek)
+    seek.add_done_callback(_seeks.discard)
+
+
+def guard_commits() -> None:
+    """Install the mends (idempotent; the worker calls it before building its app)."""
+    Consumer.ack = _ack_if_processed  # type: ignore[method-assign]
+    Consumer._new_offset = _new_offset_from_committed  # type: ignore[method-assign]

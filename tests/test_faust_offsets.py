@@ -1,0 +1,110 @@
+"""A commit never passes a message nobody processed: Faust's offset bookkeeping as mended by
+streams/faust_offsets.py, on a real (unconnected) Faust consumer."""
+
+from __future__ import annotations
+
+import asyncio
+
+import faust
+import pytest
+from faust.types import TP
+from faust.types.tuples import Message
+
+from streams import faust_offsets
+from streams.faust_offsets import guard_commits
+
+TOPIC = "hosp.requests"
+TP0 = TP(TOPIC, 0)
+
+
+@pytest.fixture
+def consumer():
+    guard_commits()
+    app = faust.App("offsets-test", broker="kafka://localhost:1")
+    app.topic(TOPIC)  # a stream's topic: acks count for it
+    app.topics.acks_enabled_for = lambda topic: True  # type: ignore[method-assign]
+    app.consumer_generation_id = 7
+    app.flow_control.resume()  # the flow runs, as between rebalances
+    return app.consumer
+
+
+def fetched(offset: int, generation: int = 7) -> Message:
+    return Message(TOPIC, 0, offset, 0.0, 0, None, b"k", b"v", None, generation_id=generation)
+
+
+@pytest.fixture
+def seeks(consumer, monkeypatch) -> list[tuple[TP, int]]:
+    """Where the consumer was asked to fetch from again (the seek itself is aiokafka's)."""
+    done: list[tuple[TP, int]] = []
+
+    async def seek(tp: TP, offset: int) -> None:
+        done.append((tp, offset))
+    monkeypatch.setattr(consumer, "seek", seek)
+    monkeypatch.setattr(consumer, "assignment", lambda: {TP0})
+    monkeypatch.setattr(faust_offsets, "_refetched", {})
+    return done
+
+
+def new_offset_then_let_seeks_run(consumer, tp: TP) -> int | None:
+    async def go() -> int | None:
+        offset = consumer._new_offset(tp)
+        await asyncio.sleep(0)
+        return offset
+    return asyncio.run(go())
+
+
+def test_a_commit_waits_for_the_message_at_the_committed_offset(consumer, seeks):
+    consumer._committed_offset[TP0] = 100  # the next offset to read
+    assert consumer.ack(fetched(101))
+    assert new_offset_then_let_seeks_run(consumer, TP0) is None  # Faust alone: 102
+    assert consumer.ack(fetched(100))
+    assert consumer._new_offset(TP0) == 102
+
+
+def test_a_skipped_message_is_fetched_again_once_a_later_one_is_acked(consumer, seeks):
+    consumer._committed_offset[TP0] = 59
+    for offset in (60, 61):
+        consumer.ack(fetched(offset))
+    assert new_offset_then_let_seeks_run(consumer, TP0) is None
+    assert seeks == [(TP0, 59)]
+    assert new_offset_then_let_seeks_run(consumer, TP0) is None
+    assert seeks == [(TP0, 59)]  # not again at once: the first seek is still taking effect
+
+
+def test_a_message_still_being_processed_is_not_fetched_again(consumer, seeks):
+    consumer._committed_offset[TP0] = 59
+    consumer._unacked_messages.add(slow := fetched(59))  # taken by the stream, not done yet
+    consumer.ack(fetched(60))
+    assert new_offset_then_let_seeks_run(consumer, TP0) is None
+    assert seeks == []
+    assert consumer.ack(slow)
+    assert consumer._new_offset(TP0) == 61
+
+
+def test_acks_of_an_older_generation_do_not_count(consumer, seeks):
+    consumer._committed_offset[TP0] = 100
+    stale = fetched(100, generation=6)  # fetched before the rebalance, skipped by the stream
+    consumer._unacked_messages.add(stale)
+    assert consumer.ack(stale) is False
+    assert stale.acked and stale not in consumer._unacked_messages
+    assert consumer._new_offset(TP0) is None
+    assert consumer.ack(fetched(100))  # the same offset, fetched again and processed
+    assert consumer._new_offset(TP0) == 101
+
+
+def test_consecutive_acks_from_the_committed_offset_commit_as_before(consumer):
+    consumer._committed_offset[TP0] = 10
+    for offset in (12, 10, 11):
+        consumer.ack(fetched(offset))
+    assert consumer._new_offset(TP0) == 13
+
+
+def test_acks_during_a_rebalance_do_not_count(consumer, seeks):
+    consumer._committed_offset[TP0] = 100
+    consumer.app.flow_control.suspend()  # a revocation is under way: the stream skips events
+    taken = fetched(100)
+    assert consumer.ack(taken) is False
+    assert consumer._new_offset(TP0) is None  # so the revocation's commit stays at 100
+    consumer.app.flow_control.resume()
+    assert consumer.ack(fetched(100))
+    assert consumer._new_offset(TP0) == 101
