@@ -89,7 +89,14 @@ def _fetch_again_if_skipped(consumer: Consumer, tp: TP, offset: int) -> None:
                 "not processed", tp.topic, tp.partition, offset)
     seek = asyncio.ensure_future(consumer.seek(tp, offset))
     _seeks.add(seek)
-    seek.add_done_callback(_seeks.discard)
+    seek.add_done_callback(_seek_done)
+
+
+def _seek_done(seek: asyncio.Future) -> None:
+    _seeks.discard(seek)
+    if not seek.cancelled() and seek.exception() is not None:  # e.g. revoked meanwhile
+        log.warning("could not fetch again (%s); the next commit tries again",
+                    type(seek.exception()).__name__)
 
 
 def guard_commits() -> None:

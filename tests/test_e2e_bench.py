@@ -17,22 +17,22 @@ pytestmark = pytest.mark.e2e
 
 def test_bench_writes_json_report_and_plot_for_huimin_and_the_raw_ceiling(tmp_path: Path):
     out = tmp_path / "bench"
-    proc = subprocess.run([huimin_command(), "bench", "--rates", "10,20", "--duration", "4",
-                           "--warmup", "1", "--persons", "600", "--sweep-max", "50", "--out",
+    proc = subprocess.run([huimin_command(), "bench", "--rates", "10", "--duration", "4",
+                           "--warmup", "1", "--persons", "600", "--sweep-max", "25", "--out",
                            str(out)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     result = orjson.loads((out / "bench.json").read_bytes())
     assert result["machine"]["cpus"] >= 1 and result["settings"]["broker"] == "tansu"
     assert result["settings"]["fetch_wait_ms"] == 10  # Tansu answers a fetch when its wait is up
-    assert [p["offered_visits_per_s"] for p in result["points"]] == [10, 20]
+    assert [p["offered_visits_per_s"] for p in result["points"]] == [10]
     for point in result["points"]:
         assert point["achieved_settlements_per_s"] > 0
         assert point["settlement_latency_ms"]["all"]["count"] > 0
         assert point["ceiling"]["achieved_per_s"] > 0 and point["ceiling"]["hops"] == 6
         assert point["cpu_cores"]["workers"] > 0
     top = max(p["ceiling"]["offered_per_s"] for p in result["points"])
-    assert top * 2 <= 50  # so the sweep measured at least one rate beyond
+    assert top * 2 <= 25  # so the sweep measured at least one rate beyond
     assert [c["offered_per_s"] for c in result["ceiling_sweep"]][:1] == [top * 2]
     assert result["capacity"]["p99_limit_ms"] == 300
     report = (out / "bench.md").read_text()

@@ -104,7 +104,7 @@ def test_metrics_move_during_a_run_with_two_workers_and_carry_no_personal_data(
     out = tmp_path / "run"
     port = free_port()
     proc = subprocess.Popen(
-        [huimin_command(), "run", "--persons", "800", "--visits", "400", "--rate", "25",
+        [huimin_command(), "run", "--persons", "800", "--visits", "200", "--rate", "20",
          "--seed", "13", "--workers", "2",
          "--metrics-port", str(port), "--out", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
