@@ -41,7 +41,10 @@ log = logging.getLogger("huimin.streams.offsets")
 #: it makes Faust drop the refetched message as already read. The next commit (every ~3 s)
 #: then tries again, unless one was tried within this many seconds.
 REFETCH_INTERVAL_S = 1.0
-_refetched: dict[tuple[TP, int], float] = {}
+#: After this many refetches (~30 s) the offset is taken to hold no message at all (a
+#: transaction marker, say), and the commit is left to Faust's own rule.
+MAX_REFETCHES = 10
+_refetched: dict[tuple[TP, int], tuple[float, int]] = {}  # -> (last time, attempts)
 _seeks: set[asyncio.Future] = set()  # running seeks (the loop holds tasks only weakly)
 
 _original_ack = Consumer.ack
@@ -68,28 +71,35 @@ def _new_offset_from_committed(self: Consumer, tp: TP) -> int | None:
     if committed is not None:
         acked = self._acked[tp]
         # offsets known not to exist (Faust's gaps) count as acked, as in the original
-        if acked and min(acked) > committed and not self._gap[tp].overlaps(committed):
-            _fetch_again_if_skipped(self, tp, committed)
+        if acked and min(acked) > committed and not self._gap[tp].overlaps(committed) and \
+                _fetch_again_if_skipped(self, tp, committed):
             return None
     return _original_new_offset(self, tp)
 
 
-def _fetch_again_if_skipped(consumer: Consumer, tp: TP, offset: int) -> None:
+def _fetch_again_if_skipped(consumer: Consumer, tp: TP, offset: int) -> bool:
     """Later offsets of `tp` are acked but `offset` is not: unless it is being processed
-    right now, the stream skipped it, and only a seek brings it back."""
+    right now, the stream skipped it, and only a seek brings it back. False once it has
+    been fetched again MAX_REFETCHES times in vain: there is no message there."""
+    last, attempts = _refetched.get((tp, offset), (0.0, 0))
+    if attempts >= MAX_REFETCHES:
+        if attempts == MAX_REFETCHES:
+            _refetched[(tp, offset)] = last, attempts + 1  # say so once
+            log.warning("%s[%d]: no message came at offset %d in %d fetches; committing "
+                        "past it", tp.topic, tp.partition, offset, MAX_REFETCHES)
+        return False
     if any(m.tp == tp and m.offset == offset for m in list(consumer._unacked_messages)):
-        return
+        return True
     now = time.monotonic()
-    if now - _refetched.get((tp, offset), -REFETCH_INTERVAL_S) < REFETCH_INTERVAL_S:
-        return
-    if tp not in consumer.assignment():
-        return
-    _refetched[(tp, offset)] = now
+    if (attempts and now - last < REFETCH_INTERVAL_S) or tp not in consumer.assignment():
+        return True
+    _refetched[(tp, offset)] = now, attempts + 1
     log.warning("fetching %s[%d] again from offset %d: the message there was skipped, "
                 "not processed", tp.topic, tp.partition, offset)
     seek = asyncio.ensure_future(consumer.seek(tp, offset))
     _seeks.add(seek)
     seek.add_done_callback(_seek_done)
+    return True
 
 
 def _seek_done(seek: asyncio.Future) -> None:

@@ -108,3 +108,15 @@ def test_acks_during_a_rebalance_do_not_count(consumer, seeks):
     consumer.app.flow_control.resume()
     assert consumer.ack(fetched(100))
     assert consumer._new_offset(TP0) == 101
+
+
+def test_an_offset_that_never_comes_is_given_up_after_the_last_refetch(consumer, seeks,
+                                                                          monkeypatch):
+    monkeypatch.setattr(faust_offsets, "REFETCH_INTERVAL_S", 0.0)
+    consumer._committed_offset[TP0] = 59  # 59 holds no message (a transaction marker, say)
+    for offset in (60, 61):
+        consumer.ack(fetched(offset))
+    for _ in range(faust_offsets.MAX_REFETCHES):
+        assert new_offset_then_let_seeks_run(consumer, TP0) is None
+    assert seeks == [(TP0, 59)] * faust_offsets.MAX_REFETCHES
+    assert consumer._new_offset(TP0) == 62  # Faust's own rule: one past is let through
