@@ -59,6 +59,17 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 console = Console()
 
 
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+@app.callback()
+def _stop_cleanly_on_sigterm() -> None:
+    # SIGTERM (a CI runner's timeout, `kill`, systemd) unwinds like Ctrl-C, so that a run
+    # stops the broker and the workers it started instead of leaving them running.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+
 @app.command()
 def run(
     persons: Annotated[int, typer.Option(min=1, help="Insured persons in the world.")] = 5_000,

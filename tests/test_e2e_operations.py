@@ -7,6 +7,7 @@ label carries personal data. A worker joining mid-run is tested in test_e2e_faul
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import time
 import urllib.request
@@ -24,7 +25,7 @@ from messages.visitlog import make_msgid
 from simulators.hospital import HospitalFleet
 from simulators.world import WorldSpec, build_world
 from streams.broker import broker, free_port
-from tests.conftest import huimin_command
+from tests.conftest import huimin_command, processes_mentioning
 
 pytestmark = pytest.mark.e2e
 
@@ -148,3 +149,28 @@ def test_metrics_move_during_a_run_with_two_workers_and_carry_no_personal_data(
     for i in range(2):  # two workers in one consumer group: each served partitions
         log = (out / f"worker-{i}.log").read_text()
         assert re.search(r"rebalanced: serving partitions \[\d", log), f"worker-{i}"
+
+
+def test_sigterm_stops_a_run_with_its_broker_and_workers(tmp_path: Path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([huimin_command(), "run", "--persons", "500", "--visits", "2000",
+                             "--rate", "10", "--no-ehr",
+                             "--out", str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "workers.json").exists():  # the platform is up; visits under way
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout
+            time.sleep(0.5)
+        cmdlines = [Path(f"/proc/{pid}/cmdline").read_bytes()
+                    for pid in processes_mentioning(str(out))]
+        worker = next(c for c in cmdlines if b"streams.worker" in c)  # its config names it
+        bootstrap = re.search(rb'"bootstrap":"([^"]+)"', worker).group(1).decode()
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert processes_mentioning(str(out)) == []  # the workers
+    assert processes_mentioning(f"tcp://{bootstrap}") == []  # the embedded broker
