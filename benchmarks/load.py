@@ -15,7 +15,8 @@ import os
 import platform as py_platform
 import threading
 import time
-from collections import defaultdict
+from array import array
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -24,8 +25,8 @@ from typing import Any
 from huimin.run import arrivals_at_rate, platform
 from messages.codes import SETTLEMENTS
 from messages.trace import hop_durations_ms
-from messages.visitlog import TIME_FORMAT
-from simulators.hospital import HospitalFleet, HospitalRunResult
+from messages.visitlog import TIME_FORMAT, Visit, VisitSession
+from simulators.hospital import Exchange, HospitalFleet, HospitalRunResult
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import WorldSpec, build_world
 from streams.broker import broker
@@ -133,55 +134,84 @@ class RatePoint:
     peak_rss_mib: dict[str, int] = field(default_factory=dict)  # broker, workers, hospitals
 
 
+class RateTally:
+    """A rate's figures, gathered as each visit ends: the hospitals hand every finished visit
+    here and forget it (`HospitalFleet.run(sink=...)`), so a long run's memory holds a few
+    numbers per settlement, not its messages."""
+
+    def __init__(self) -> None:
+        self.visits = 0
+        self.offered = 0  # settlement requests sent
+        self.failed = 0  # visits ended by a refusal the visit did not expect
+        self.first_sent_ns = 0
+        self.by_route: dict[str, tuple[array, array]] = {}  # route -> (sent ns, latency ms)
+        self.hops: dict[str, tuple[array, array]] = {}  # hop -> (sent ns, ms)
+
+    @staticmethod
+    def _add(into: dict[str, tuple[array, array]], name: str, sent_ns: int, ms: float) -> None:
+        sent, values = into.setdefault(name, (array("q"), array("d")))
+        sent.append(sent_ns)
+        values.append(ms)
+
+    def __call__(self, session: VisitSession, exchanges: list[Exchange]) -> None:
+        self.visits += 1
+        if session.failed is not None and session.failed.get("err_code") not in ("E2004",):
+            self.failed += 1
+        for ex in exchanges:
+            if ex.sent_ns:
+                self.first_sent_ns = min(self.first_sent_ns or ex.sent_ns, ex.sent_ns)
+            if ex.infno not in SETTLEMENTS:
+                continue
+            self.offered += 1
+            if not ex.answers or ex.latency_ms is None or ex.answers[0].get("infcode") != 0:
+                continue
+            self._add(self.by_route, ex.route or "local", ex.sent_ns, ex.latency_ms)
+            for hop, ms in hop_durations_ms(ex.trace).items():
+                self._add(self.hops, hop, ex.sent_ns, ms)
+
+
 def measure_rate(fleet: HospitalFleet, rate: float, duration: float, warmup: float,
-                 visits: list, pids: dict[str, list[int]]) -> RatePoint:
-    arrivals = arrivals_at_rate(len(visits), rate)
+                 visits: Iterable[Visit], count: int, pids: dict[str, list[int]]) -> RatePoint:
+    """`count` visits from `visits` (a generator is read as they arrive)."""
+    arrivals = arrivals_at_rate(count, rate)
     before = {k: cpu_seconds(v) for k, v in pids.items()}
     own = time.process_time()
     t0 = time.monotonic()
+    tally = RateTally()
     with PeakMemory(pids) as memory:
-        result = fleet.run(visits, arrivals, drain_s=5.0)
+        result = fleet.run(visits, arrivals, drain_s=5.0, sink=tally)
     wall = time.monotonic() - t0
     cpu = {k: round((cpu_seconds(v) - before[k]) / wall, 2) for k, v in pids.items()}
     cpu["hospitals"] = round((time.process_time() - own) / wall, 2)
-    point = summarise_rate(result, rate, warmup, cpu)
+    point = summarise_rate(tally, result, rate, warmup, cpu)
     point.peak_rss_mib = memory.mib()
     return point
 
 
-def summarise_rate(result: HospitalRunResult, rate: float, warmup: float,
+def summarise_rate(tally: RateTally, result: HospitalRunResult, rate: float, warmup: float,
                    cpu: dict[str, float]) -> RatePoint:
-    sent_ns = [e.sent_ns for e in result.exchanges.values() if e.sent_ns]
-    start = min(sent_ns) if sent_ns else 0
-    keep_from = start + int(warmup * 1e9)
-    by_route: dict[str, list[float]] = defaultdict(list)
-    hops: dict[str, list[float]] = defaultdict(list)
-    done: list[int] = []
-    offered = 0
-    for ex in result.exchanges.values():
-        if ex.infno not in SETTLEMENTS:
-            continue
-        offered += 1
-        if ex.sent_ns < keep_from or not ex.answers or ex.latency_ms is None:
-            continue
-        if ex.answers[0].get("infcode") != 0:
-            continue
-        by_route[ex.route or "local"].append(ex.latency_ms)
-        by_route["all"].append(ex.latency_ms)
-        done.append(ex.sent_ns + int(ex.latency_ms * 1e6))
-        for hop, ms in hop_durations_ms(ex.trace).items():
-            hops[hop].append(ms)
+    """The rate's figures, leaving out settlements sent in its first `warmup` seconds."""
+    keep_from = tally.first_sent_ns + int(warmup * 1e9)
+
+    def kept(sent: array, values: array) -> list[float]:
+        return [v for t, v in zip(sent, values, strict=True) if t >= keep_from]
+
+    by_route = {r: kept(*columns) for r, columns in tally.by_route.items()}
+    by_route = {r: v for r, v in by_route.items() if v}
+    if by_route:
+        by_route["all"] = [v for values in by_route.values() for v in values]
+    done = [t + int(ms * 1e6) for sent, lat in tally.by_route.values()
+            for t, ms in zip(sent, lat, strict=True) if t >= keep_from]
+    hops = {h: v for h, columns in tally.hops.items() if (v := kept(*columns))}
     span = (max(done) - keep_from) / 1e9 if done else 0.0
-    unexpected = sum(1 for s in result.sessions if s.failed is not None
-                     and s.failed.get("err_code") not in ("E2004",))
     return RatePoint(
         offered_visits_per_s=rate,
-        offered_settlements_per_s=round(offered / (len(result.sessions) / rate), 1)
-        if result.sessions else 0.0,
+        offered_settlements_per_s=round(tally.offered / (tally.visits / rate), 1)
+        if tally.visits else 0.0,
         achieved_settlements_per_s=round(len(done) / span, 1) if span > 0 else 0.0,
         settlement_latency_ms={r: percentiles(v) for r, v in sorted(by_route.items())},
         hop_latency_ms={h: percentiles(v) for h, v in sorted(hops.items())},
-        errors={"timeouts": len(result.timed_out), "visits_failed": unexpected,
+        errors={"timeouts": len(result.timed_out), "visits_failed": tally.failed,
                 "unexpected_answers": result.unexpected_answers},
         cpu_cores=cpu)
 
@@ -310,8 +340,8 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
                 begin = datetime(2027, 1, 1) + timedelta(days=45 * i)
                 spec = VisitSpec(visits=max(1, int(rate * duration)),
                                  start=begin.strftime(TIME_FORMAT), days=30, ehr=ehr)
-                visits = list(generate_visits(world, spec))
-                point = measure_rate(fleet, rate, duration, warmup, visits, pids)
+                point = measure_rate(fleet, rate, duration, warmup,
+                                     generate_visits(world, spec), spec.visits, pids)
             finally:
                 fleet.close()
             if ceiling:  # its own topics, as empty as huimin's were

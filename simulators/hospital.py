@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,6 +104,14 @@ class HospitalRunResult:
     @property
     def answered(self) -> int:
         return sum(len(e.answers) for e in self.exchanges.values())
+
+
+#: Where a run hands each finished visit and its exchanges when it keeps none of them.
+Sink = Callable[[VisitSession, list[Exchange]], None]
+
+
+def _session_of(visit: Visit | None) -> VisitSession | None:
+    return VisitSession(visit) if visit is not None else None
 
 
 def _headers(record: Any) -> dict[str, str]:
@@ -205,17 +213,27 @@ class HospitalFleet:
                     answers[ans["inf_refmsgid"]].append(ans)
         return answers
 
-    def run(self, visits: list[Visit], arrivals: list[float],
+    def run(self, visits: Iterable[Visit], arrivals: Sequence[float],
             bad: list[BadMessage] | None = None,
             on_progress: Callable[[int], None] | None = None,
             drain_s: float = 15.0,
-            events: list[tuple[float, Callable[[], None]]] | None = None) -> HospitalRunResult:
+            events: list[tuple[float, Callable[[], None]]] | None = None,
+            sink: Sink | None = None) -> HospitalRunResult:
         """Carry out `visits`, visit k arriving `arrivals[k]` seconds after the start (open
         loop), with the `bad` requests spread among them; `events` are (seconds, action) to
-        run on the way (e.g. killing a worker). Return everything that was seen."""
+        run on the way (e.g. killing a worker). Return everything that was seen.
+
+        `sink`: hand each visit, with its exchanges, to `sink` once it is over and every
+        answer it awaits has come, and forget it; the result then holds no sessions or
+        exchanges. A long run's memory no longer grows with its visits (`huimin bench`);
+        `visits` can then be a generator, read as the visits arrive."""
         pending_events = sorted(events or [], key=lambda e: e[0])
         bad = bad or []
-        sessions = [VisitSession(v) for v in visits]
+        upcoming = iter(visits)
+        next_session: VisitSession | None = _session_of(next(upcoming, None))
+        sessions: list[VisitSession] = []  # every visit arrived, unless there is a sink
+        arrived = 0
+        over: dict[VisitSession, None] = {}  # finished visits a sink waits on for answers
         books = HospitalBooks()
         daily = DailyReconciler(books)
         open_days: dict[str, int] = defaultdict(int)  # begin day -> visits arrived, unfinished
@@ -231,7 +249,7 @@ class HospitalFleet:
         finished = 0
         period = arrivals[-1] if arrivals else 0.0
         bad_times = [(j + 0.5) / len(bad) * period for j in range(len(bad))]
-        next_visit = next_bad = 0
+        next_bad = 0
         t0 = time.monotonic()
         last_news = t0
 
@@ -256,6 +274,9 @@ class HospitalFleet:
                 open_days[session.visit.begntime[:10]] -= 1
                 books.record(session)
                 busy.discard(session.visit.certno)
+                if sink is not None:
+                    over[session] = None
+                    release(session)
                 if on_progress:
                     on_progress(1)
                 queue = waiting.get(session.visit.certno)
@@ -266,11 +287,23 @@ class HospitalFleet:
             busy.add(session.visit.certno)
             pump(session)
 
+        def release(session: VisitSession) -> None:
+            """A finished visit goes to the sink once each of its requests was answered as
+            many times as it was sent (or at the end of the run)."""
+            mine = [exchanges[m] for m, _ in session.sent]
+            if sink is None or session not in over or \
+                    any(len(e.answers) < e.sends for e in mine):
+                return
+            del over[session]
+            for ex in mine:
+                del exchanges[ex.msgid]
+                del owner[ex.msgid]
+            sink(session, mine)
+
         def close_days() -> list[tuple[str, dict[str, Any]]]:
             """Days every visit begun by then has finished, before the clock's day (all of
             them once every visit arrived), in order."""
-            clock = sessions[next_visit].visit.begntime[:10] if next_visit < len(sessions) \
-                else "9999"
+            clock = next_session.visit.begntime[:10] if next_session is not None else "9999"
             oldest_open = min((d for d, n in open_days.items() if n > 0), default="9999")
             out = []
             for day in daily.open_days:
@@ -286,9 +319,11 @@ class HospitalFleet:
 
         while True:
             now = time.monotonic() - t0
-            while next_visit < len(sessions) and arrivals[next_visit] <= now:
-                session = sessions[next_visit]
-                next_visit += 1
+            while next_session is not None and arrivals[arrived] <= now:
+                session, arrived = next_session, arrived + 1
+                next_session = _session_of(next(upcoming, None))
+                if sink is None:
+                    sessions.append(session)
                 open_days[session.visit.begntime[:10]] += 1
                 if session.visit.certno in busy:
                     waiting[session.visit.certno].append(session)
@@ -303,15 +338,14 @@ class HospitalFleet:
                 next_bad += 1
             for key, req in close_days() + daily.due(time.monotonic()):
                 self._send(key, encode(req), req["fixmedins_code"])
-            all_sent = next_visit == len(sessions) and next_bad == len(bad) and \
-                not pending_events
-            if all_sent and finished == len(sessions) and not outstanding():
+            all_sent = next_session is None and next_bad == len(bad) and not pending_events
+            if all_sent and finished == arrived and not outstanding():
                 break
-            if all_sent and finished == len(sessions) and time.monotonic() - last_news > drain_s:
+            if all_sent and finished == arrived and time.monotonic() - last_news > drain_s:
                 break  # what is still missing is reported, not waited for forever
-            upcoming = min(arrivals[next_visit] if next_visit < len(sessions) else 1e9,
-                           bad_times[next_bad] if next_bad < len(bad) else 1e9)
-            wait_ms = max(1, min(50, int((upcoming - now) * 1000)))
+            soonest = min(arrivals[arrived] if next_session is not None else 1e9,
+                          bad_times[next_bad] if next_bad < len(bad) else 1e9)
+            wait_ms = max(1, min(50, int((soonest - now) * 1000)))
             messages = self._poll(wait_ms)
             letters = self._poll_dead_letters()
             if messages or letters:
@@ -347,6 +381,8 @@ class HospitalFleet:
                 session.on_answer(ans)
                 if not was_done:
                     pump(session)
+                else:
+                    release(session)  # a late answer to a duplicate
             deadline = time.time_ns() - int(self.answer_timeout_s * 1e9)
             for msgid in [m for m, t in awaited_since.items() if t < deadline]:
                 del awaited_since[msgid]
@@ -359,5 +395,9 @@ class HospitalFleet:
                                   "err_msg": "no answer within the timeout", "output": {}}
                 pump(session)
         self.producer.flush()
+        if sink is not None:  # visits unfinished or short of answers: the sink counts them
+            for session in dict.fromkeys(owner.values()):
+                sink(session, [exchanges[m] for m, _ in session.sent])
+            exchanges.clear()
         return HospitalRunResult(sessions, exchanges, bad_answers, dead_letters, timed_out,
                                  unexpected, time.monotonic() - t0, books, daily)

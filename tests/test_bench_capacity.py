@@ -6,8 +6,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.load import CEILING_SWEEP_MAX, capacity, ceiling_sweep, sustained
+from benchmarks.load import (
+    CEILING_SWEEP_MAX,
+    RateTally,
+    capacity,
+    ceiling_sweep,
+    summarise_rate,
+    sustained,
+)
 from benchmarks.report import capacity_lines
+from messages.visitlog import VisitSession
+from simulators.hospital import Exchange, HospitalRunResult
 
 
 def lat(p99: float) -> dict[str, Any]:
@@ -74,3 +83,37 @@ def test_the_report_states_both_capacities_and_their_ratio():
     assert "p99 ≤ 300 ms" in text and "**120 settlements/s**" in text
     assert "**1600 messages/s**" in text and "**8 %**" in text
     assert "| 1600 | 1600 |" in text
+
+
+def _settled_visit(sent_s: float, latency_ms: float, route: str, infcode: int = 0
+                   ) -> tuple[VisitSession, list[Exchange]]:
+    session = VisitSession.__new__(VisitSession)
+    session.failed = None
+    sent = int(sent_s * 1e9)
+    ex = Exchange("2207", f"m{sent}", sends=1, sent_ns=sent, answers=[{"infcode": infcode}],
+                  latency_ms=latency_ms, route=route,
+                  trace=[["hosp.send", sent], ["trt.in", sent + 2_000_000],
+                         ["hosp.recv", sent + int(latency_ms * 1e6)]])
+    lookup = Exchange("1101", f"q{sent}", sends=1, sent_ns=sent - 1, answers=[{"infcode": 0}],
+                      latency_ms=1.0)
+    return session, [lookup, ex]
+
+
+def test_the_tally_leaves_out_the_warmup_and_counts_only_answered_settlements():
+    tally = RateTally()
+    for visit in [_settled_visit(100.0, 50.0, "local"), _settled_visit(101.5, 80.0, "cross"),
+                  _settled_visit(102.0, 30.0, "local"), _settled_visit(102.5, 10.0, "local", 1)]:
+        tally(*visit)
+    refused = VisitSession.__new__(VisitSession)
+    refused.failed = {"err_code": "E1001"}
+    tally(refused, [])
+    point = summarise_rate(tally, HospitalRunResult([], {}, {}, [], [], 0, 3.0), rate=2.0,
+                           warmup=1.0, cpu={})
+    assert point.settlement_latency_ms["local"]["count"] == 1  # the one at 100 s is warm-up
+    assert point.settlement_latency_ms["cross"]["p50"] == 80.0
+    assert point.settlement_latency_ms["all"]["count"] == 2  # the refused one is not counted
+    assert point.hop_latency_ms["hosp.send->trt.in"]["count"] == 2
+    assert point.offered_settlements_per_s == round(4 / (5 / 2.0), 1)
+    assert point.errors["visits_failed"] == 1
+    # two settled after the warm-up, the last answered 1.03 s after it ended
+    assert point.achieved_settlements_per_s == round(2 / 1.03, 1)

@@ -1,0 +1,55 @@
+"""Hospitals that hand each finished visit to a sink (as `huimin bench` does, so that a long
+run's memory does not grow with its visits) keep none of them, and what they hand over is
+what the platform answered over the real broker: every visit, every answer to every copy sent,
+each equal to the oracle's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from huimin.run import arrivals_at_rate, compare, platform
+from messages.visitlog import VisitSession
+from settlement.oracle import Oracle
+from simulators.hospital import Exchange, HospitalFleet
+from simulators.visits import VisitSpec, generate_visits
+from simulators.world import WorldSpec, build_world
+from streams.broker import broker
+
+pytestmark = pytest.mark.e2e
+
+WORLD_SPEC = WorldSpec(seed=11, persons=300)
+VISITS = VisitSpec(visits=150, start="2027-03-01 08:00:00", days=4, ehr=False)
+
+
+def test_a_fleet_with_a_sink_hands_over_every_visit_as_the_oracle_settles_it_and_keeps_none(
+        tmp_path: Path):
+    world = build_world(WORLD_SPEC)
+    expected = list(Oracle(world.ref).settle_log(generate_visits(world, VISITS)))
+    handed: list[VisitSession] = []
+    exchanges: list[Exchange] = []
+
+    def sink(session: VisitSession, its_exchanges: list[Exchange]) -> None:
+        handed.append(session)
+        exchanges.extend(its_exchanges)
+
+    with broker(tmp_path / "broker.log") as bootstrap, \
+            platform(bootstrap, WORLD_SPEC, 2, tmp_path):
+        fleet = HospitalFleet(bootstrap)
+        try:
+            fleet.sign_in(world.ref.hospitals.values(), "2027-03-01 00:00:00")
+            result = fleet.run(generate_visits(world, VISITS),  # read as the visits arrive
+                               arrivals_at_rate(VISITS.visits, 30.0), sink=sink)
+        finally:
+            fleet.close()
+
+    assert result.sessions == [] and result.exchanges == {} and not result.timed_out
+    assert sorted(s.visit.visit_no for s in handed) == [s.visit.visit_no for s in expected]
+    handed.sort(key=lambda s: s.visit.visit_no)
+    comparison = compare(handed, expected)
+    assert comparison.ok, comparison.mismatches
+    assert comparison.settlements_equal == comparison.settlements_expected > 0
+    assert sorted(e.msgid for e in exchanges) == sorted(m for s in expected for m, _ in s.sent)
+    assert all(len(e.answers) == e.sends and e.latency_ms is not None for e in exchanges)
+    assert any(e.sends == 2 for e in exchanges)  # duplicates sent, each answered twice
