@@ -72,24 +72,29 @@ def rss_bytes(pids: list[int]) -> int:
     return total
 
 
-class PeakMemory:
-    """Samples each component's resident memory twice a second while a rate runs and keeps
-    the peak: the memory target is about the whole run, broker included."""
+class MemorySampler:
+    """Samples each component's resident memory twice a second while a rate runs: the peak
+    (the memory target is about the whole run, broker included), the first sample, and how
+    fast each grew while the second half of the visits arrived — the growth per visit a
+    longer run would add, without the one-off costs of starting up."""
 
     def __init__(self, pids: dict[str, list[int]]) -> None:
         self.pids = {**pids, "hospitals": [os.getpid()]}
-        self.peak = dict.fromkeys(self.pids, 0)
+        self.t0 = time.monotonic()
+        self.samples: list[tuple[float, dict[str, int]]] = []
+        self._take()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
-    def _sample(self) -> None:
-        while True:
-            for name, pids in self.pids.items():
-                self.peak[name] = max(self.peak[name], rss_bytes(pids))
-            if self._stop.wait(0.5):
-                return
+    def _take(self) -> None:
+        self.samples.append((time.monotonic() - self.t0,
+                             {name: rss_bytes(pids) for name, pids in self.pids.items()}))
 
-    def __enter__(self) -> PeakMemory:
+    def _sample(self) -> None:
+        while not self._stop.wait(0.5):
+            self._take()
+
+    def __enter__(self) -> MemorySampler:
         self._thread.start()
         return self
 
@@ -97,10 +102,27 @@ class PeakMemory:
         self._stop.set()
         self._thread.join()
 
-    def mib(self) -> dict[str, int]:
-        out = {name: round(v / 2**20) for name, v in self.peak.items()}
+    @staticmethod
+    def _mib(rss: dict[str, int]) -> dict[str, int]:
+        out = {name: round(v / 2**20) for name, v in rss.items()}
         out["total"] = sum(out.values())
         return out
+
+    def peak_mib(self) -> dict[str, int]:
+        return self._mib({n: max(s[n] for _, s in self.samples) for n in self.pids})
+
+    def start_mib(self) -> dict[str, int]:
+        return self._mib(self.samples[0][1])
+
+    def growth_kib_per_visit(self, rate: float, period: float) -> dict[str, float]:
+        """KiB each component grew by per visit arriving in the second half of `period`
+        (the seconds over which visits arrived at `rate`); empty for a period too short."""
+        half = [(t, s) for t, s in self.samples if period / 2 <= t <= period]
+        if len(half) < 2 or half[-1][0] - half[0][0] < 1.0:
+            return {}
+        (ta, a), (tb, b) = half[0], half[-1]
+        visits = rate * (tb - ta)
+        return {n: round((b[n] - a[n]) / 1024 / visits, 2) for n in self.pids}
 
 
 def broker_pids(bootstrap: str, kind: str) -> list[int]:
@@ -124,6 +146,7 @@ def pids_mentioning(text: str) -> list[int]:
 @dataclass
 class RatePoint:
     offered_visits_per_s: float
+    visits: int  # visits carried out (arrived and finished, or given up)
     offered_settlements_per_s: float
     achieved_settlements_per_s: float
     settlement_latency_ms: dict[str, dict[str, float | int]]  # by route
@@ -132,6 +155,8 @@ class RatePoint:
     cpu_cores: dict[str, float]  # average cores busy: broker, workers, hospitals
     ceiling: dict[str, Any] = field(default_factory=dict)
     peak_rss_mib: dict[str, int] = field(default_factory=dict)  # broker, workers, hospitals
+    start_rss_mib: dict[str, int] = field(default_factory=dict)  # as the rate began
+    rss_growth_kib_per_visit: dict[str, float] = field(default_factory=dict)  # second half
 
 
 class RateTally:
@@ -178,13 +203,14 @@ def measure_rate(fleet: HospitalFleet, rate: float, duration: float, warmup: flo
     own = time.process_time()
     t0 = time.monotonic()
     tally = RateTally()
-    with PeakMemory(pids) as memory:
+    with MemorySampler(pids) as memory:
         result = fleet.run(visits, arrivals, drain_s=5.0, sink=tally)
     wall = time.monotonic() - t0
     cpu = {k: round((cpu_seconds(v) - before[k]) / wall, 2) for k, v in pids.items()}
     cpu["hospitals"] = round((time.process_time() - own) / wall, 2)
     point = summarise_rate(tally, result, rate, warmup, cpu)
-    point.peak_rss_mib = memory.mib()
+    point.peak_rss_mib, point.start_rss_mib = memory.peak_mib(), memory.start_mib()
+    point.rss_growth_kib_per_visit = memory.growth_kib_per_visit(rate, count / rate)
     return point
 
 
@@ -206,6 +232,7 @@ def summarise_rate(tally: RateTally, result: HospitalRunResult, rate: float, war
     span = (max(done) - keep_from) / 1e9 if done else 0.0
     return RatePoint(
         offered_visits_per_s=rate,
+        visits=tally.visits,
         offered_settlements_per_s=round(tally.offered / (tally.visits / rate), 1)
         if tally.visits else 0.0,
         achieved_settlements_per_s=round(len(done) / span, 1) if span > 0 else 0.0,
@@ -290,7 +317,7 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
               out_dir: Path, seed: int = 42, persons: int = 20_000, workers: int = 1,
               ehr: bool = False, ceiling: bool = True, partitions: int = 4,
               linger_ms: int = LINGER_MS, fetch_wait: int | None = None,
-              sweep_max: float = CEILING_SWEEP_MAX,
+              sweep_max: float = CEILING_SWEEP_MAX, store: str = "memory",
               on_stage: Any = lambda s: None) -> dict[str, Any]:
     """Each rate, and each rate of the ceiling's sweep, runs on a broker of its own, started
     empty: Tansu's memory storage costs more per request the more a partition holds (see
@@ -328,7 +355,8 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
         rate_dir.mkdir(exist_ok=True)
         with broker(rate_dir / "broker.log", broker_kind) as bootstrap, \
                 platform(bootstrap, world.spec, partitions, rate_dir, workers,
-                         idempotent=kafka, linger_ms=linger_ms, fetch_wait_ms=fetch_wait) as p:
+                         idempotent=kafka, linger_ms=linger_ms, fetch_wait_ms=fetch_wait,
+                         store=store) as p:
             fleet = HospitalFleet(bootstrap, idempotent=kafka, linger_ms=linger_ms,
                                   fetch_wait_ms=fetch_wait)
             try:
@@ -363,7 +391,7 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
                          "warmup_s": warmup, "broker": broker_kind, "seed": seed,
                          "persons": persons, "workers": workers, "partitions": partitions,
                          "linger_ms": linger_ms, "fetch_wait_ms": fetch_wait,
-                         "health_record_steps": ehr,
+                         "health_record_steps": ehr, "store": store,
                          "fresh_broker_per_rate": True},
             "points": [asdict(p) for p in points], "ceiling_sweep": sweep,
             "capacity": {"p99_limit_ms": limit, "huimin_settlements_per_s": huimin_capacity,

@@ -28,7 +28,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"seed {s['seed']} · {s['duration_s']:g} s per rate, first {s['warmup_s']:g} s left "
         f"out · {s['partitions']} partitions per topic · linger {s['linger_ms']} ms · fetch "
         f"wait {s['fetch_wait_ms']} ms · health-record steps "
-        f"{'on' if s['health_record_steps'] else 'off'}",
+        f"{'on' if s['health_record_steps'] else 'off'} · tables in "
+        f"{s.get('store', 'memory')}",
         "",
         "Settlement = 2207/2304 round trip seen by the hospital (ms). Raw ceiling = the same "
         "6 topics through 5 plain aiokafka forwarders at the same offered message rate "
@@ -56,6 +57,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"{cpu.get('hospitals', 0):g} | {rss.get('broker', '–')} / "
             f"{rss.get('workers', '–')} / {rss.get('hospitals', '–')} |")
     lines += capacity_lines(result)
+    lines += memory_lines(result)
     lines += ["", "## By route (settlement round trip, ms)", "",
               "| offered visits/s | route | count | p50 | p90 | p99 | p99.9 | max |",
               "|---|---|---|---|---|---|---|---|"]
@@ -143,3 +145,24 @@ def plot(result: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def memory_lines(result: dict[str, Any]) -> list[str]:
+    """Each component's resident memory as each rate began and at its peak, and how fast it
+    grew per visit while the second half of the visits arrived: what a longer run would add
+    (docs/performance.md, Memory)."""
+    lines = []
+    for p in result["points"]:
+        start, peak = p.get("start_rss_mib") or {}, p.get("peak_rss_mib") or {}
+        growth = p.get("rss_growth_kib_per_visit") or {}
+        if not start or not peak:
+            continue
+        parts = [f"{name} {start[name]} → {peak[name]}"
+                 + (f" (+{growth[name]:g} KiB/visit)" if name in growth else "")
+                 for name in start if name != "total" and name in peak]
+        lines.append(f"- {p['offered_visits_per_s']:g} visits/s, {p.get('visits', 0):,} "
+                     "visits: " + "; ".join(parts))
+    if not lines:
+        return []
+    return ["", "## Memory (resident MiB, as the rate began → peak; growth per visit over the "
+            "second half of the arrivals)", "", *lines]

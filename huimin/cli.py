@@ -47,7 +47,7 @@ from simulators.faults import FaultPlan, FaultPlanError
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import WorldSpec, build_world
 from streams.broker import BOOTSTRAP_ENV, BROKER_KINDS, BrokerError, EmbeddedBroker
-from streams.config import FETCH_WAIT_MS, KAFKA_FETCH_WAIT_MS, LINGER_MS, WorkerConfig
+from streams.config import FETCH_WAIT_MS, KAFKA_FETCH_WAIT_MS, LINGER_MS, STORES, WorkerConfig
 from streams.kafka_broker import KAFKA_VERSION, ApacheKafkaBroker
 from streams.security import ClusterSecurity
 from streams.topics import create_platform_topics
@@ -68,6 +68,18 @@ def _stop_cleanly_on_sigterm() -> None:
     # SIGTERM (a CI runner's timeout, `kill`, systemd) unwinds like Ctrl-C, so that a run
     # stops the broker and the workers it started instead of leaving them running.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+
+Store = Annotated[str, typer.Option(
+    "--store", help="Where the workers keep their tables: memory (default; rebuilt from the "
+                    "changelogs at start) or rocksdb (on disk in each worker's data folder: "
+                    "memory stays flat on long runs).")]
+
+
+def _store(store: str) -> str:
+    if store not in STORES:
+        raise typer.BadParameter(f"one of {', '.join(STORES)}", param_hint="--store")
+    return store
 
 
 @app.command()
@@ -101,6 +113,7 @@ def run(
     ehr: Annotated[bool, typer.Option(
         help="Health-record steps in the visits (lab lookup, publish, find, retrieve).")
                    ] = True,
+    store: Store = "memory",
 ) -> None:
     """Simulate, settle every visit through the platform, verify against the oracle, report.
 
@@ -123,7 +136,7 @@ def run(
                       visits=VisitSpec(visits=visits, cross_share=cross_share, days=days,
                                        ehr=ehr),
                       rate=rate, partitions=partitions, bad_per_kind=bad_per_kind, out_dir=out,
-                      broker=broker, workers=workers)
+                      broker=broker, workers=workers, store=_store(store))
     with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(), console=console,
                   transient=True) as progress:
@@ -213,13 +226,15 @@ def worker(
         min=0, help=f"Consumer fetch wait: {FETCH_WAIT_MS} for Tansu (it answers a waiting "
                     f"fetch only when the wait is up), {KAFKA_FETCH_WAIT_MS} for Apache Kafka "
                     "(it answers as soon as data arrives; less polling).")] = FETCH_WAIT_MS,
+    store: Store = "memory",
 ) -> None:
     """Run one platform worker (all roles) in the consumer group `huimin`; start more to scale
     out. The topics must exist (`huimin topics`)."""
+    store_url = STORES[_store(store)]
     run_worker(WorkerConfig(bootstrap=_bootstrap(bootstrap), partitions=partitions,
                             web_port=web_port, web_host=web_host, data_dir=str(data_dir),
                             world=WorldSpec(seed=seed, persons=persons), idempotent=idempotent,
-                            fetch_max_wait_ms=fetch_wait_ms,
+                            fetch_max_wait_ms=fetch_wait_ms, store=store_url,
                             security=_security(security_protocol, sasl_mechanism,
                                                sasl_username, ssl_cafile)))
 
@@ -294,6 +309,7 @@ def bench(
                     "the highest rate (0: no sweep).")] = 12_800.0,
     out: Annotated[Path, typer.Option(help="Where bench.json, bench.md and bench.png go.")
                    ] = Path("bench"),
+    store: Store = "memory",
 ) -> None:
     """Settlement latency and throughput under open-loop load at each offered rate, beside
     the raw broker ceiling (plain aiokafka forwarders over as many hops)."""
@@ -313,6 +329,7 @@ def bench(
         result = run_bench(offered, duration, warmup, broker, out, seed=seed, persons=persons,
                            workers=workers, ehr=ehr, ceiling=ceiling, partitions=partitions,
                            linger_ms=linger_ms, fetch_wait=fetch_wait_ms, sweep_max=sweep_max,
+                           store=_store(store),
                            on_stage=lambda s: progress.update(task, description=s))
     write_json(result, out / "bench.json")
     report = markdown(result)

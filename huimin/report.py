@@ -107,6 +107,7 @@ def summarise(report: RunReport) -> dict[str, Any]:
                      "visits": res.wall_s, "total": report.total_s},
         "rate": report.options.rate,
         "faults": str(report.options.faults),
+        "store": report.options.store,
         "worker_kills": report.worker_kills,
         "redelivered_answers": report.comparison.redelivered,
         "bootstrap": report.bootstrap,

@@ -36,7 +36,7 @@ from simulators.reconciliation import closing_requests, settlements_to_post
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import World, WorldSpec, build_world
 from streams.broker import broker, free_port
-from streams.config import FETCH_WAIT_MS, LINGER_MS, WorkerConfig, fetch_wait_for
+from streams.config import FETCH_WAIT_MS, LINGER_MS, STORES, WorkerConfig, fetch_wait_for
 from streams.process import WorkerProcess
 from streams.topics import create_platform_topics
 
@@ -53,6 +53,7 @@ class RunOptions:
     faults: FaultPlan = field(default_factory=FaultPlan)
     broker: str = "tansu"  # the local broker, when KAFKA_BOOTSTRAP_SERVERS names none
     workers: int = 1  # platform workers in the consumer group from the start
+    store: str = "memory"  # where the workers keep their tables (streams/config.py STORES)
 
 
 @dataclass
@@ -299,10 +300,10 @@ class Platform:
 
     def __init__(self, bootstrap: str, world: WorldSpec, partitions: int, out_dir: Path,
                  idempotent: bool = False, linger_ms: int = LINGER_MS,
-                 fetch_wait_ms: int = FETCH_WAIT_MS) -> None:
+                 fetch_wait_ms: int = FETCH_WAIT_MS, store: str = "memory") -> None:
         self.cfg = WorkerConfig(bootstrap=bootstrap, partitions=partitions, world=world,
                                 idempotent=idempotent, linger_ms=linger_ms,
-                                fetch_max_wait_ms=fetch_wait_ms)
+                                fetch_max_wait_ms=fetch_wait_ms, store=STORES[store])
         self.out_dir = out_dir
         self.workers: list[WorkerProcess] = []
         create_platform_topics(bootstrap, partitions)
@@ -330,10 +331,12 @@ class Platform:
 @contextlib.contextmanager
 def platform(bootstrap: str, world: WorldSpec, partitions: int, out_dir: Path,
              workers: int = 1, idempotent: bool = False,
-             linger_ms: int = LINGER_MS,
-             fetch_wait_ms: int = FETCH_WAIT_MS) -> Iterator[Platform]:
-    """`workers` platform worker processes running; all stopped on exit."""
-    p = Platform(bootstrap, world, partitions, out_dir, idempotent, linger_ms, fetch_wait_ms)
+             linger_ms: int = LINGER_MS, fetch_wait_ms: int = FETCH_WAIT_MS,
+             store: str = "memory") -> Iterator[Platform]:
+    """`workers` platform worker processes running; all stopped on exit. `store`: where they
+    keep their tables (`memory` or `rocksdb`)."""
+    p = Platform(bootstrap, world, partitions, out_dir, idempotent, linger_ms, fetch_wait_ms,
+                 store)
     try:
         for _ in range(workers):
             p.add_worker()
@@ -361,7 +364,7 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
             on_stage: Callable[[str], None] = lambda s: None,
             on_progress: Callable[[int], None] | None = None,
             kill_worker: int = 0, join_worker: int = 0, workers: int = 1,
-            broker_kind: str = "tansu",
+            broker_kind: str = "tansu", store: str = "memory",
             expected_clearing: list[dict[str, Any]] | None = None) -> Execution:
     """Let the hospitals carry out `visits` against a platform: the one at `bootstrap`, if
     given (already running, as an integration tester's deployment is), else our own platform on the
@@ -375,7 +378,8 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
             bootstrap = stack.enter_context(broker(out_dir / "broker.log", broker_kind))
             ours = stack.enter_context(platform(bootstrap, world.spec, partitions, out_dir,
                                                 workers, idempotent=broker_kind == "kafka",
-                                                fetch_wait_ms=fetch_wait_for(broker_kind)))
+                                                fetch_wait_ms=fetch_wait_for(broker_kind),
+                                                store=store))
             period = arrivals[-1] if arrivals else 0.0
             events += [(period * (i + 1) / (kill_worker + 1), ours.workers[0].restart_after_kill)
                        for i in range(kill_worker)]
@@ -505,7 +509,7 @@ def run_scenario(opts: RunOptions, on_stage: Callable[[str], None] = lambda s: N
                  partitions=opts.partitions, answer_timeout_s=opts.answer_timeout_s,
                  on_stage=on_stage, on_progress=on_progress,
                  kill_worker=opts.faults.kill_worker, join_worker=opts.faults.join_worker,
-                 workers=opts.workers, broker_kind=opts.broker,
+                 workers=opts.workers, broker_kind=opts.broker, store=opts.store,
                  expected_clearing=expected_clearing)
     (out_dir / "clearing.json").write_bytes(orjson.dumps(ex.clearing, option=orjson.OPT_INDENT_2))
     (out_dir / "ledger.json").write_bytes(orjson.dumps(ex.ledger, option=orjson.OPT_INDENT_2))

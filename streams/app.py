@@ -42,7 +42,7 @@ from settlement.reference import is_agency_code
 from settlement.treatment import DeadLetter, Forward, Reply, TreatmentPlatform, TreatmentRow
 from simulators.world import build_world
 from streams import metrics
-from streams.config import CLEARING_TABLE, WorkerConfig
+from streams.config import CLEARING_TABLE, WorkerConfig, table_options
 from streams.faust_offsets import guard_commits
 from streams.faust_tuning import set_idempotent_producer, set_worker_fetch_max_wait
 from streams.fhir_views import register_fhir_views
@@ -118,16 +118,13 @@ def create_app(cfg: WorkerConfig) -> faust.App:
     recon_requests = app.topic(topics.RECON_REQUESTS, **{**raw, "partitions": 1})
     ehr_national = app.topic(topics.EHR_NATIONAL, **raw)
     ehr_sources = app.topic(topics.EHR_SOURCES, **raw)
-    trt_rows = app.Table("trt_persons", key_type=bytes, value_type=bytes, default=None,
-                         partitions=cfg.partitions)
-    ins_rows = app.Table("ins_persons", key_type=bytes, value_type=bytes, default=None,
-                         partitions=cfg.partitions)
-    ehr_index = app.Table("ehr_index", key_type=bytes, value_type=bytes, default=None,
-                          partitions=cfg.partitions)
-    ehr_records = app.Table("ehr_records", key_type=bytes, value_type=bytes, default=None,
-                            partitions=cfg.partitions)
-    clearing_events = app.Table(CLEARING_TABLE, key_type=bytes, value_type=bytes, default=None,
-                                partitions=1)
+    table = {"key_type": bytes, "value_type": bytes, "default": None,
+             **table_options(cfg.store)}
+    trt_rows = app.Table("trt_persons", partitions=cfg.partitions, **table)
+    ins_rows = app.Table("ins_persons", partitions=cfg.partitions, **table)
+    ehr_index = app.Table("ehr_index", partitions=cfg.partitions, **table)
+    ehr_records = app.Table("ehr_records", partitions=cfg.partitions, **table)
+    clearing_events = app.Table(CLEARING_TABLE, partitions=1, **table)
 
     def dead_letter(key: bytes | None, value: bytes | None, code: str, reason: str,
                     source: str) -> Send:
@@ -275,13 +272,10 @@ def create_app(cfg: WorkerConfig) -> faust.App:
         return sends
 
     by_hospital: dict[str, dict[bytes, SettlementEvent]] = {}  # decoded index of the table
-    indexed = [0]  # events in the index
+    index_stale = [True]  # the table was (or may have been) recovered since the index was built
 
     def index_event(event_id: bytes, event: SettlementEvent) -> None:
-        bucket = by_hospital.setdefault(event.fixmedins_code, {})
-        if event_id not in bucket:
-            bucket[event_id] = event
-            indexed[0] += 1
+        by_hospital.setdefault(event.fixmedins_code, {}).setdefault(event_id, event)
 
     def on_money_event(key: bytes | None, value: bytes | None) -> list[Send]:
         event = SettlementEvent(**decode(value))
@@ -294,11 +288,14 @@ def create_app(cfg: WorkerConfig) -> faust.App:
 
     def events_of(sender: str) -> list[SettlementEvent]:
         """A hospital's money events (every event, for an agency's 3203). The index follows
-        the table as events arrive; after a restart or a rebalance the table is recovered
-        from its changelog and the index is rebuilt from it once."""
-        if indexed[0] != len(clearing_events):
+        the table as events arrive; after a rebalance (the start included) the table may have
+        been recovered from its changelog, so the index is rebuilt from it once. (Not by
+        comparing sizes: a RocksDB table counts its keys by reading them all.)"""
+        if index_stale[0]:
+            by_hospital.clear()
             for k, v in clearing_events.items():
                 index_event(k, SettlementEvent(**decode(v)))
+            index_stale[0] = False
         if is_agency_code(sender):
             return [e for events in by_hospital.values() for e in events.values()]
         return list(by_hospital.get(sender, {}).values())
@@ -341,6 +338,7 @@ def create_app(cfg: WorkerConfig) -> faust.App:
     @app.on_partitions_assigned.connect
     async def log_assignment(sender: Any, assigned: set[Any], **_: Any) -> None:
         """One line per rebalance: which partitions this worker now serves."""
+        index_stale[0] = True
         mine = sorted({tp.partition for tp in assigned if tp.topic == topics.HOSP_REQUESTS})
         log.info("rebalanced: serving partitions %s of %s", mine, topics.HOSP_REQUESTS)
 

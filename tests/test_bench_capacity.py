@@ -8,6 +8,7 @@ from typing import Any
 
 from benchmarks.load import (
     CEILING_SWEEP_MAX,
+    MemorySampler,
     RateTally,
     capacity,
     ceiling_sweep,
@@ -117,3 +118,14 @@ def test_the_tally_leaves_out_the_warmup_and_counts_only_answered_settlements():
     assert point.errors["visits_failed"] == 1
     # two settled after the warm-up, the last answered 1.03 s after it ended
     assert point.achieved_settlements_per_s == round(2 / 1.03, 1)
+
+
+def test_memory_growth_per_visit_is_read_over_the_second_half_of_the_arrivals():
+    sampler = MemorySampler({"workers": []})
+    mib = 2**20  # the workers start at 100 MiB, add 50 in the first second, then 1 MiB a second
+    sampler.samples = [(float(t), {"workers": (100 + 50 * (t >= 1) + t) * mib, "hospitals": 0})
+                       for t in range(11)]
+    growth = sampler.growth_kib_per_visit(rate=10.0, period=10.0)
+    assert growth == {"workers": round(1024 / 10, 2), "hospitals": 0.0}  # not the start-up 50
+    assert sampler.peak_mib()["workers"] == 160 and sampler.start_mib()["workers"] == 100
+    assert sampler.growth_kib_per_visit(rate=10.0, period=1.0) == {}  # too short to tell

@@ -44,3 +44,11 @@ def test_bench_refuses_bad_rates():
     proc = subprocess.run([huimin_command(), "bench", "--rates", "ten"], capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 2 and "rates" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("command", ["run", "bench", "worker"])
+def test_an_unknown_table_store_is_refused_before_anything_starts(command: str):
+    proc = subprocess.run([huimin_command(), command, "--store", "disk"], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2 and "--store" in proc.stdout + proc.stderr
+    assert "memory, rocksdb" in proc.stdout + proc.stderr

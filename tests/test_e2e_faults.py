@@ -3,7 +3,8 @@ requests, lost answers repaired by 2601 or found by the hospitals' daily reconci
 platform worker killed with SIGKILL mid-run and restarted, and a second worker joining (a
 rebalance moves partitions and their table state). Faust replays what it had not committed;
 the per-person rows must absorb it: zero lost, zero double-charged, every answer equal to the
-oracle — and the same verdict when the run is repeated."""
+oracle — and the same verdict when the run is repeated with the workers' tables in RocksDB
+(`--store rocksdb`) instead of memory: the killed worker comes back to its tables on disk."""
 
 from __future__ import annotations
 
@@ -28,9 +29,10 @@ SCENARIO = ["--persons", "800", "--visits", "300", "--days", "7", "--seed", "23"
 @pytest.fixture(scope="module")
 def faulty_runs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     outs = []
-    for name in ("first", "second"):
+    for name, store in (("first", "memory"), ("second", "rocksdb")):
         out = tmp_path_factory.mktemp(name)
-        proc = subprocess.run([huimin_command(), "run", *SCENARIO, "--out", str(out)],
+        proc = subprocess.run([huimin_command(), "run", *SCENARIO, "--store", store,
+                               "--out", str(out)],
                               capture_output=True, text=True, timeout=300)
         (out / "stdout.txt").write_text(proc.stdout + proc.stderr)
         outs.append(out)
@@ -81,9 +83,15 @@ def test_the_faulty_run_passes_verify_with_its_invariants(faulty_runs):
     assert verdict["settlements_checked"] > 200
 
 
-def test_repeating_a_faulty_run_gives_the_same_verdict_and_settlements(faulty_runs):
+def test_repeating_a_faulty_run_on_rocksdb_tables_gives_the_same_verdict_and_settlements(
+        faulty_runs):
     first, second = faulty_runs
     assert summary(first)["ok"] == summary(second)["ok"] is True
+    assert summary(second)["worker_kills"] == 1 and summary(second)["store"] == "rocksdb"
+    tables = second / "worker-0-data" / "v1" / "tables"
+    assert {p.name for p in tables.glob("*.db")} >= {"trt_persons-0.db", "ins_persons-0.db",
+                                                     "clearing_events-0.db"}
+    assert not list((first / "worker-0-data").rglob("*.db"))  # memory: no table files
 
     def settlements(out: Path) -> list[tuple]:
         return [(r["visit_no"], r["outcome"], r["setlinfo"]) for r in
