@@ -224,9 +224,9 @@ class HospitalFleet:
         run on the way (e.g. killing a worker). Return everything that was seen.
 
         `sink`: hand each visit, with its exchanges, to `sink` once it is over and every
-        answer it awaits has come, and forget it; the result then holds no sessions or
-        exchanges. A long run's memory no longer grows with its visits (`huimin bench`);
-        `visits` can then be a generator, read as the visits arrive."""
+        answer it awaits has come (or the hospital gave up waiting), and forget it; the
+        result then holds no sessions or exchanges. A long run's memory no longer grows with
+        its visits (`huimin bench`); `visits` can then be a generator, read as they arrive."""
         pending_events = sorted(events or [], key=lambda e: e[0])
         bad = bad or []
         upcoming = iter(visits)
@@ -287,17 +287,20 @@ class HospitalFleet:
             busy.add(session.visit.certno)
             pump(session)
 
-        def release(session: VisitSession) -> None:
+        def release(session: VisitSession, gave_up: bool = False) -> None:
             """A finished visit goes to the sink once each of its requests was answered as
-            many times as it was sent (or at the end of the run)."""
+            many times as it was sent, or once the hospital `gave_up` waiting (a time-out; an
+            answer after that is unexpected), or at the end of the run."""
+            if sink is None or session not in over:
+                return
             mine = [exchanges[m] for m, _ in session.sent]
-            if sink is None or session not in over or \
-                    any(len(e.answers) < e.sends for e in mine):
+            if not gave_up and any(len(e.answers) < e.sends for e in mine):
                 return
             del over[session]
             for ex in mine:
                 del exchanges[ex.msgid]
                 del owner[ex.msgid]
+                awaited_since.pop(ex.msgid, None)
             sink(session, mine)
 
         def close_days() -> list[tuple[str, dict[str, Any]]]:
@@ -394,6 +397,7 @@ class HospitalFleet:
                 session.failed = {"infcode": -1, "inf_refmsgid": msgid, "err_code": "TIMEOUT",
                                   "err_msg": "no answer within the timeout", "output": {}}
                 pump(session)
+                release(session, gave_up=True)
         self.producer.flush()
         if sink is not None:  # visits unfinished or short of answers: the sink counts them
             for session in dict.fromkeys(owner.values()):

@@ -5,6 +5,7 @@ each equal to the oracle's."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from simulators.hospital import Exchange, HospitalFleet
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import WorldSpec, build_world
 from streams.broker import broker
+from streams.topics import create_platform_topics
 
 pytestmark = pytest.mark.e2e
 
@@ -53,3 +55,27 @@ def test_a_fleet_with_a_sink_hands_over_every_visit_as_the_oracle_settles_it_and
     assert sorted(e.msgid for e in exchanges) == sorted(m for s in expected for m, _ in s.sent)
     assert all(len(e.answers) == e.sends and e.latency_ms is not None for e in exchanges)
     assert any(e.sends == 2 for e in exchanges)  # duplicates sent, each answered twice
+
+
+def test_a_visit_the_hospital_gave_up_on_goes_to_the_sink_at_once_not_at_the_end(
+        tmp_path: Path):
+    """No platform answers: each visit's first request times out and the visit goes to the
+    sink as failed, then, not when the run ends (it waits out the drain time for the daily
+    reconciliations nobody answers)."""
+    world = build_world(WORLD_SPEC)
+    spec = VisitSpec(visits=3, start="2027-03-01 08:00:00", days=1, ehr=False)
+    handed: list[tuple[float, VisitSession, list[Exchange]]] = []
+    with broker(tmp_path / "broker.log") as bootstrap:
+        create_platform_topics(bootstrap, 2)  # and no worker
+        fleet = HospitalFleet(bootstrap, answer_timeout_s=1.0)
+        try:
+            result = fleet.run(generate_visits(world, spec), arrivals_at_rate(3, 10.0),
+                               drain_s=8.0,
+                               sink=lambda s, e: handed.append((time.monotonic(), s, e)))
+            ended = time.monotonic()
+        finally:
+            fleet.close()
+    assert len(result.timed_out) == 3
+    assert [s.failed["err_code"] for _, s, _ in handed] == ["TIMEOUT"] * 3
+    assert all(len(exchanges) == 1 and not exchanges[0].answers for _, _, exchanges in handed)
+    assert all(at < ended - 5 for at, _, _ in handed)  # given up on, handed over at once
