@@ -114,6 +114,41 @@ def answer_clearing_application(req: dict[str, Any],
         "setl_cnt": count, "differences": diffs, "hospitals": hospitals})
 
 
+def period_of(req: dict[str, Any]) -> tuple[str | None, str, str]:
+    """Whose money events, over which days (yyyy-MM-dd, inclusive), a validated 3201, 3202 or
+    3203 is answered from: a hospital's over its statement period, or every hospital's over
+    the month an agency applies for (3203)."""
+    inp = req["input"]
+    if req["infno"] == Infno.CLEARING_APPLICATION:
+        month = f"{inp['clr_ym'][:4]}-{inp['clr_ym'][4:]}"
+        return None, f"{month}-01", f"{month}-31"
+    return req["fixmedins_code"], inp["stmt_begndate"], inp["stmt_enddate"]
+
+
+class ClearingIndex:
+    """Which money events the national platform holds, by hospital and day, as their ids
+    only. The events stay in the clearing table (on disk with `--store rocksdb`) and are read
+    when a hospital reconciles a period or an agency applies for a month's clearing: ~80 bytes
+    a settlement, where keeping them decoded took ~0.9 KiB (docs/performance.md)."""
+
+    def __init__(self) -> None:
+        self._ids: dict[str, dict[str, list[bytes]]] = {}  # hospital -> day -> event ids
+
+    def add(self, event_id: bytes, event: SettlementEvent) -> None:
+        """A new event (the caller keeps each id once)."""
+        days = self._ids.setdefault(event.fixmedins_code, {})
+        days.setdefault(event.time[:10], []).append(event_id)
+
+    def clear(self) -> None:
+        self._ids.clear()
+
+    def ids(self, fixmedins_code: str | None, first_day: str, last_day: str) -> list[bytes]:
+        """The ids of one hospital's events (None: every hospital's) dated within the days."""
+        codes = sorted(self._ids) if fixmedins_code is None else [fixmedins_code]
+        return [i for code in codes for day, ids in sorted(self._ids.get(code, {}).items())
+                if first_day <= day <= last_day for i in ids]
+
+
 def answer_reconciliation(req: dict[str, Any],
                           events: Iterable[SettlementEvent]) -> dict[str, Any]:
     """3201 (totals) or 3202 (details) of a hospital, or 3203 of an agency, answered from the

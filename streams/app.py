@@ -37,8 +37,7 @@ from settlement.insured import InsuredPlatform
 from settlement.ledger import Ledger, SettlementEvent
 from settlement.national import BackToTreatment, NationalPlatform
 from settlement.person import PersonRow
-from settlement.reconciliation import answer_reconciliation
-from settlement.reference import is_agency_code
+from settlement.reconciliation import ClearingIndex, answer_reconciliation, period_of
 from settlement.treatment import DeadLetter, Forward, Reply, TreatmentPlatform, TreatmentRow
 from simulators.world import build_world
 from streams import metrics
@@ -276,39 +275,34 @@ def create_app(cfg: WorkerConfig) -> faust.App:
                 metrics.observe_money(event)
         return sends
 
-    by_hospital: dict[str, dict[bytes, SettlementEvent]] = {}  # decoded index of the table
+    clearing_index = ClearingIndex()  # event ids by hospital and day
     index_stale = [True]  # the table was (or may have been) recovered since the index was built
-
-    def index_event(event_id: bytes, event: SettlementEvent) -> None:
-        by_hospital.setdefault(event.fixmedins_code, {}).setdefault(event_id, event)
 
     def on_money_event(key: bytes | None, value: bytes | None) -> list[Send]:
         event = SettlementEvent(**decode(value))
         event_id = f"{event.setl_id}:{event.event}".encode()
         if clearing_events.get(event_id) is None:
             clearing_events[event_id] = encode_to_keep(asdict(event))
-            index_event(event_id, event)
+            clearing_index.add(event_id, event)
             metrics.observe_clearing(event)
         return []
 
-    def events_of(sender: str) -> list[SettlementEvent]:
-        """A hospital's money events (every event, for an agency's 3203). The index follows
-        the table as events arrive; after a rebalance (the start included) the table may have
-        been recovered from its changelog, so the index is rebuilt from it once. (Not by
-        comparing sizes: a RocksDB table counts its keys by reading them all.)"""
+    def events_for(req: dict[str, Any]) -> list[SettlementEvent]:
+        """The money events a reconciliation request is answered from, read from the table.
+        The index follows the table as events arrive; after a rebalance (the start included)
+        the table may have been recovered from its changelog, so the index is rebuilt from it
+        once. (Not by comparing sizes: a RocksDB table counts its keys by reading them all.)"""
         if index_stale[0]:
-            by_hospital.clear()
+            clearing_index.clear()
             for k, v in clearing_events.items():
-                index_event(k, SettlementEvent(**decode(v)))
+                clearing_index.add(k, SettlementEvent(**decode(v)))
             index_stale[0] = False
-        if is_agency_code(sender):
-            return [e for events in by_hospital.values() for e in events.values()]
-        return list(by_hospital.get(sender, {}).values())
+        return [SettlementEvent(**decode(clearing_events[i]))
+                for i in clearing_index.ids(*period_of(req))]
 
     def on_recon_request(key: bytes | None, value: bytes | None) -> list[Send]:
         msg = decode(value)
-        events = events_of(msg["req"]["fixmedins_code"])
-        return [to_hospital(answer_reconciliation(msg["req"], events), msg["ctx"],
+        return [to_hospital(answer_reconciliation(msg["req"], events_for(msg["req"])), msg["ctx"],
                             stamp(msg["trace"], NAT_IN))]
 
     @app.page("/clearing/")

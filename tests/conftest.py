@@ -4,6 +4,7 @@ KAFKA_BOOTSTRAP_SERVERS) and need no setup by hand."""
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -31,3 +32,23 @@ def huimin_command() -> str:
     """The `huimin` console script of this checkout's .venv (else the one on PATH)."""
     path = REPO / ".venv" / "bin" / "huimin"
     return str(path) if path.exists() else "huimin"
+
+
+def run_huimin(args: list[str], timeout: float, **kwargs: object
+               ) -> subprocess.CompletedProcess[str]:
+    """`huimin *args`, output captured as text. On time-out it gets SIGTERM first, so that it
+    stops the broker and workers it started (`subprocess.run` would SIGKILL it and leave them
+    running), and SIGKILL only if it has not ended 30 s later; the time-out is then raised."""
+    with subprocess.Popen([huimin_command(), *args], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, **kwargs) as proc:  # type: ignore[call-overload]
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            try:
+                proc.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+            raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)

@@ -7,13 +7,12 @@ import subprocess
 
 import orjson
 
-from tests.conftest import huimin_command
+from tests.conftest import run_huimin
 
 
 def test_clearing_statements_net_to_zero_and_cancellations_cross_into_the_next_month(tmp_path):
     def huimin(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([huimin_command(), *args], cwd=tmp_path, capture_output=True,
-                              text=True, timeout=120)
+        return run_huimin(list(args), timeout=120, cwd=tmp_path)
 
     gen = huimin("generate", "--persons", "800", "--visits", "500", "--seed", "3",
                  "--cross-share", "0.4", "-o", "v.jsonl")

@@ -4,23 +4,20 @@ measured at each offered rate."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import orjson
 import pytest
 
-from tests.conftest import huimin_command
+from tests.conftest import run_huimin
 
 pytestmark = pytest.mark.e2e
 
 
 def test_bench_writes_json_report_and_plot_for_huimin_and_the_raw_ceiling(tmp_path: Path):
     out = tmp_path / "bench"
-    proc = subprocess.run([huimin_command(), "bench", "--rates", "10", "--duration", "4",
-                           "--warmup", "1", "--persons", "600", "--sweep-max", "25", "--out",
-                           str(out)],
-                          capture_output=True, text=True, timeout=300)
+    proc = run_huimin(["bench", "--rates", "10", "--duration", "4", "--warmup", "1",
+                       "--persons", "600", "--sweep-max", "25", "--out", str(out)], timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     result = orjson.loads((out / "bench.json").read_bytes())
     assert result["machine"]["cpus"] >= 1 and result["settings"]["broker"] == "tansu"
@@ -41,14 +38,12 @@ def test_bench_writes_json_report_and_plot_for_huimin_and_the_raw_ceiling(tmp_pa
 
 
 def test_bench_refuses_bad_rates():
-    proc = subprocess.run([huimin_command(), "bench", "--rates", "ten"], capture_output=True,
-                          text=True, timeout=60)
+    proc = run_huimin(["bench", "--rates", "ten"], timeout=60)
     assert proc.returncode == 2 and "rates" in proc.stdout + proc.stderr
 
 
 @pytest.mark.parametrize("command", ["run", "bench", "worker"])
 def test_an_unknown_table_store_is_refused_before_anything_starts(command: str):
-    proc = subprocess.run([huimin_command(), command, "--store", "disk"], capture_output=True,
-                          text=True, timeout=60)
+    proc = run_huimin([command, "--store", "disk"], timeout=60)
     assert proc.returncode == 2 and "--store" in proc.stdout + proc.stderr
     assert "memory, rocksdb" in proc.stdout + proc.stderr

@@ -8,13 +8,12 @@ oracle — and the same verdict when the run is repeated with the workers' table
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import orjson
 import pytest
 
-from tests.conftest import huimin_command
+from tests.conftest import run_huimin
 
 pytestmark = pytest.mark.e2e
 
@@ -31,9 +30,7 @@ def faulty_runs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     outs = []
     for name, store in (("first", "memory"), ("second", "rocksdb")):
         out = tmp_path_factory.mktemp(name)
-        proc = subprocess.run([huimin_command(), "run", *SCENARIO, "--store", store,
-                               "--out", str(out)],
-                              capture_output=True, text=True, timeout=300)
+        proc = run_huimin(["run", *SCENARIO, "--store", store, "--out", str(out)], timeout=300)
         (out / "stdout.txt").write_text(proc.stdout + proc.stderr)
         outs.append(out)
     return outs
@@ -74,9 +71,8 @@ def test_the_joining_worker_took_over_partitions(faulty_runs):
 
 def test_the_faulty_run_passes_verify_with_its_invariants(faulty_runs):
     out = faulty_runs[0]
-    proc = subprocess.run([huimin_command(), "verify", str(out / "visits.jsonl"),
-                           str(out / "results.jsonl"), "--json", str(out / "verdict.json")],
-                          capture_output=True, text=True, timeout=120)
+    proc = run_huimin(["verify", str(out / "visits.jsonl"), str(out / "results.jsonl"),
+                       "--json", str(out / "verdict.json")], timeout=120)
     assert proc.returncode == 0, proc.stdout
     verdict = orjson.loads((out / "verdict.json").read_bytes())
     assert all(c["passed"] for c in verdict["checks"].values())

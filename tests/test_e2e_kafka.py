@@ -14,7 +14,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.conftest import huimin_command
+from tests.conftest import huimin_command, run_huimin
 
 pytestmark = [
     pytest.mark.e2e,
@@ -28,11 +28,9 @@ FAULTS = "duplicate=0.05,reorder=0.05,lose-answer=0.05,malformed=0.01"
 
 def test_a_faulty_run_on_apache_kafka_equals_the_oracle(tmp_path: Path):
     out = tmp_path / "run"
-    proc = subprocess.run([huimin_command(), "run", "--broker", "kafka", "--persons", "800",
-                           "--visits", "300", "--days", "7", "--rate", "30", "--seed", "29",
-                           "--faults",
-                           FAULTS, "--out", str(out)],
-                          capture_output=True, text=True, timeout=400)
+    proc = run_huimin(["run", "--broker", "kafka", "--persons", "800", "--visits", "300",
+                       "--days", "7", "--rate", "30", "--seed", "29", "--faults", FAULTS,
+                       "--out", str(out)], timeout=400)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     s = orjson.loads((out / "summary.json").read_bytes())
     assert s["ok"] and s["oracle"]["mismatches"] == []

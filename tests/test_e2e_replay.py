@@ -13,7 +13,7 @@ import pytest
 
 from simulators.world import WorldSpec
 from streams.broker import EmbeddedBroker
-from tests.conftest import huimin_command
+from tests.conftest import run_huimin
 
 pytestmark = pytest.mark.e2e
 
@@ -21,8 +21,7 @@ GENERATE = ["--persons", "600", "--visits", "150", "--seed", "7", "--cross-share
 
 
 def huimin(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([huimin_command(), *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300)
+    return run_huimin(list(args), timeout=300, cwd=cwd)
 
 
 @pytest.fixture(scope="module")

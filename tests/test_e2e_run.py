@@ -18,7 +18,7 @@ import pytest
 from messages.transactions import SetlInfo
 from simulators.bad_messages import KINDS
 from simulators.world import WorldSpec, build_world
-from tests.conftest import huimin_command, processes_mentioning
+from tests.conftest import processes_mentioning, run_huimin
 
 pytestmark = pytest.mark.e2e
 
@@ -31,8 +31,7 @@ Run = tuple[Path, subprocess.CompletedProcess[str]]
 
 
 def run_cli(out: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([huimin_command(), "run", *SCENARIO, "--out", str(out)],
-                          capture_output=True, text=True, timeout=300)
+    return run_huimin(["run", *SCENARIO, "--out", str(out)], timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -173,3 +172,16 @@ def test_no_personal_data_in_logs(two_runs):
                                               for p in out.glob("*.log")]
         blob = "\n".join(texts)
         assert [c for c in world.ref.enrollments if c in blob] == []
+
+
+def test_a_run_a_test_times_out_stops_its_broker_and_workers(tmp_path: Path):
+    """A test's time-out stops `huimin run` with SIGTERM first (tests/conftest.py,
+    `run_huimin`), so it stops the broker and workers it started. `subprocess.run` would
+    SIGKILL it and leave them running, as one failed CI run did."""
+    brokers_before = set(processes_mentioning("memory://tansu/"))
+    out = tmp_path / "cut-short"
+    with pytest.raises(subprocess.TimeoutExpired):
+        run_huimin(["run", *SCENARIO, "--rate", "2", "--out", str(out)], timeout=30)
+    assert (out / "broker.log").exists()  # it got as far as starting a broker
+    assert set(processes_mentioning("memory://tansu/")) - brokers_before == set()
+    assert processes_mentioning(str(out)) == []

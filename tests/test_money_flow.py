@@ -237,3 +237,33 @@ def test_a_clearing_application_is_accepted_only_for_the_statement_amount():
     other = {**req, "infno": "3201"}
     refused = oracle.submit(key, other)
     assert refused["infcode"] == -1 and refused["err_code"] == "E3005"
+
+
+def test_the_clearing_index_answers_reconciliation_exactly_as_a_scan_of_every_event():
+    """The worker answers 3201/3202/3203 from the events its index names for the period (ids
+    by hospital and day), not from every event: the answers are the same as from all of
+    them, for each hospital's day, its whole period and each agency's month."""
+    from settlement.reconciliation import ClearingIndex, answer_reconciliation, period_of
+    from simulators.reconciliation import HospitalBooks, closing_requests, totals_request
+
+    world = build_world(WorldSpec(seed=5, persons=600))
+    oracle = Oracle(world.ref)
+    sessions = list(oracle.settle_log(generate_visits(world, VisitSpec(visits=400, days=6))))
+    books = HospitalBooks()
+    for s in sessions:
+        books.record(s)
+    events = {f"{e.setl_id}:{e.event}".encode(): e for e in oracle.money_events.values()}
+    index = ClearingIndex()
+    for event_id, e in events.items():
+        index.add(event_id, e)
+    days = sorted({e.time[:10] for e in events.values()})
+    requests = [r for _, r in closing_requests(books)]
+    requests += [totals_request(books, code, day, day, f"{day} 23:00:00", 1)
+                 for code in books.hospitals for day in days]
+    assert len(days) > 1 and {r["infno"] for r in requests} == {"3201", "3202", "3203"}
+    for req in requests:
+        named = index.ids(*period_of(req))
+        assert answer_reconciliation(req, [events[i] for i in named]) == \
+            answer_reconciliation(req, events.values())
+        if req["infno"] != "3203":  # one hospital's events: fewer than there are
+            assert len(set(named)) == len(named) < len(events)
