@@ -24,20 +24,62 @@ from typing import Any
 from messages.codes import SETTLEMENTS, Infno
 from messages.visitlog import VisitSession, make_msgid
 from settlement.ledger import SettlementEvent, events_from_answers
-from settlement.reconciliation import BALANCED, Totals, event_of_detail, platform_totals
+from settlement.reconciliation import BALANCED, Totals, event_of_detail
 from settlement.reference import agency_code
 from settlement.retention import msgid_time
 
 Keyed = tuple[str, dict[str, Any]]  # (message key, request)
 
 
+@dataclass(slots=True)
+class DayBook:
+    """One hospital's money on one day (by event date), as its HIS reconciles it: totals net
+    of the day's cancellations and reversals, the settlements made that day and those undone
+    that day. Kept as totals and ids, not events: a long run's books grow by a settlement id
+    a visit."""
+
+    count: int = 0
+    medfee_sumamt: int = 0
+    fund_pay_sumamt: int = 0
+    acct_pay: int = 0
+    settled: set[str] = field(default_factory=set)
+    undone: set[str] = field(default_factory=set)
+    claims: dict[str, list[int]] = field(default_factory=dict)  # cross-province: treatment
+    # province -> [fund amount, count], for the agencies' 3203
+
+    def add(self, e: SettlementEvent) -> None:
+        (self.settled if e.event == "settle" else self.undone).add(e.setl_id)
+        self.count += e.sign
+        self.medfee_sumamt += e.sign * e.medfee_sumamt
+        self.fund_pay_sumamt += e.sign * e.fund_pay_sumamt
+        self.acct_pay += e.sign * e.acct_pay
+        if e.cross_province:
+            claim = self.claims.setdefault(e.treatment_province, [0, 0])
+            claim[0] += e.signed_amount
+            claim[1] += e.sign
+
+
 class HospitalBooks:
-    """What each hospital's HIS has recorded, by fixmedins_code."""
+    """What each hospital's HIS has recorded, by fixmedins_code and day."""
 
     def __init__(self) -> None:
-        self._events: dict[str, dict[tuple[str, str], SettlementEvent]] = defaultdict(dict)
+        self._days: dict[str, dict[str, DayBook]] = defaultdict(dict)
+        self._undone: dict[str, set[tuple[str, str]]] = defaultdict(set)  # (setl_id, event)
         self._reversals_seen: dict[str, dict[str, str]] = defaultdict(dict)  # setl_id -> time
         self.admdvs: dict[str, str] = {}
+
+    def _add(self, code: str, e: SettlementEvent) -> None:
+        """Each event once: a settlement by its id (its day is its settlement time's), an
+        undoing by its id and kind whatever day a repeat of it is dated."""
+        days = self._days[code]
+        if e.event == "settle":
+            if e.setl_id in getattr(days.get(e.time[:10]), "settled", ()):
+                return
+        elif (e.setl_id, e.event) in self._undone[code]:
+            return
+        else:
+            self._undone[code].add((e.setl_id, e.event))
+        days.setdefault(e.time[:10], DayBook()).add(e)
 
     def record(self, session: VisitSession) -> None:
         """A finished visit: the events of the answers its HIS saw, and the reversals it saw
@@ -45,7 +87,7 @@ class HospitalBooks:
         code = session.visit.fixmedins_code
         self.admdvs[code] = session.visit.mdtrtarea_admvs
         for e in events_from_answers(code, session.exchanges(seen_only=True)):
-            self._events[code].setdefault((e.setl_id, e.event), e)
+            self._add(code, e)
         for msgid, infno, answers in session.exchanges(seen_only=True):
             ok = next((a for a in answers if a.get("infcode") == 0), None)
             if infno == Infno.REVERSAL and ok and ok["output"].get("reversed_setl_id"):
@@ -54,24 +96,40 @@ class HospitalBooks:
     def post(self, fixmedins_code: str, detail: dict[str, Any]) -> None:
         """A settlement the platform detailed in a 3202 answer: the hospital had lost it."""
         e = event_of_detail(fixmedins_code, detail)
-        self._events[fixmedins_code].setdefault((e.setl_id, e.event), e)
+        self._add(fixmedins_code, e)
         undone_at = self._reversals_seen[fixmedins_code].get(e.setl_id)
         if undone_at is not None:
-            r = replace(e, event="reverse", time=undone_at)
-            self._events[fixmedins_code].setdefault((r.setl_id, r.event), r)
-
-    def events(self, fixmedins_code: str | None = None) -> list[SettlementEvent]:
-        if fixmedins_code is not None:
-            return list(self._events.get(fixmedins_code, {}).values())
-        return [e for code in sorted(self._events) for e in self._events[code].values()]
+            self._add(fixmedins_code, replace(e, event="reverse", time=undone_at))
 
     @property
     def hospitals(self) -> list[str]:
-        return sorted(c for c, events in self._events.items() if events)
+        return sorted(c for c, days in self._days.items() if days)
+
+    def days(self, fixmedins_code: str) -> list[str]:
+        return sorted(self._days.get(fixmedins_code, {}))
 
     def totals(self, fixmedins_code: str, begndate: str, enddate: str
-               ) -> tuple[Totals, dict[str, SettlementEvent]]:
-        return platform_totals(self.events(fixmedins_code), fixmedins_code, begndate, enddate)
+               ) -> tuple[Totals, set[str]]:
+        """Over [begndate, enddate], as the platform reckons it (`platform_totals`): totals
+        net of what was undone in the period, and the settlements of the period still in
+        force at its end."""
+        days = [d for day, d in self._days.get(fixmedins_code, {}).items()
+                if begndate <= day <= enddate]
+        undone = set().union(*(d.undone for d in days))
+        return Totals(sum(d.count for d in days), sum(d.medfee_sumamt for d in days),
+                      sum(d.fund_pay_sumamt for d in days), sum(d.acct_pay for d in days)), \
+            {s for d in days for s in d.settled if s not in undone}
+
+    def claims(self) -> dict[tuple[str, str], list[int]]:
+        """Cross-province settlements net, by (yyyy-MM, treatment province): [fund, count]."""
+        out: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+        for days in self._days.values():
+            for day, d in days.items():
+                for province, (amount, count) in d.claims.items():
+                    claim = out[(day[:7], province)]
+                    claim[0] += amount
+                    claim[1] += count
+        return out
 
 
 def _request(sender: str, admdvs: str, infno: str, inf_time: str, seq: int,
@@ -206,17 +264,11 @@ def closing_requests(books: HospitalBooks) -> list[Keyed]:
     amount its hospitals' books say the other provinces' funds owe them."""
     out: list[Keyed] = []
     for code in books.hospitals:
-        days = sorted({e.time[:10] for e in books.events(code)})
+        days = books.days(code)
         inf_time = f"{days[-1]} 23:59:59"
         out.append((code, totals_request(books, code, days[0], days[-1], inf_time, 9_998)))
         out.append((code, details_request(books, code, days[0], days[-1], inf_time, 9_997)))
-    claims: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
-    for e in books.events():
-        if e.cross_province:
-            claim = claims[(e.time[:7], e.treatment_province)]
-            claim[0] += e.signed_amount
-            claim[1] += e.sign
-    for (month, province), (amount, count) in sorted(claims.items()):
+    for (month, province), (amount, count) in sorted(books.claims().items()):
         agency = agency_code(province)
         year, mon = int(month[:4]), int(month[5:])
         inf_time = f"{year + mon // 12}-{mon % 12 + 1:02d}-01 02:00:00"  # once the month closed

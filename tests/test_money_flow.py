@@ -267,3 +267,51 @@ def test_the_clearing_index_answers_reconciliation_exactly_as_a_scan_of_every_ev
             answer_reconciliation(req, events.values())
         if req["infno"] != "3203":  # one hospital's events: fewer than there are
             assert len(set(named)) == len(named) < len(events)
+
+
+def test_hospital_books_kept_by_day_reckon_periods_as_the_platform_does_from_their_events():
+    """Each HIS keeps day totals and settlement ids, not events: over any period they give
+    the totals and the settlements in force that `platform_totals` gives from the events the
+    HIS saw and posted (duplicates, lost answers posted from 3202 details, cancellations, and
+    reversals of lost settlements among them)."""
+    from dataclasses import replace
+
+    from settlement.reconciliation import event_of_detail, platform_totals, settlement_detail
+    from simulators.faults import FaultPlan
+    from simulators.reconciliation import HospitalBooks
+
+    world = build_world(WorldSpec(seed=8, persons=600))
+    oracle = Oracle(world.ref)
+    plan = FaultPlan(duplicate=0.1, lose_answer=0.2)
+    sessions = list(oracle.settle_log(plan.apply(generate_visits(
+        world, VisitSpec(visits=500, days=5)), 8)))
+    books = HospitalBooks()
+    seen: dict[str, dict[tuple[str, str], SettlementEvent]] = defaultdict(dict)
+    reversed_at: dict[str, str] = {}
+    for s in sessions:
+        books.record(s)
+        code = s.visit.fixmedins_code
+        for e in events_from_answers(code, s.exchanges(seen_only=True)):
+            seen[code].setdefault((e.setl_id, e.event), e)
+        for msgid, infno, answers in s.exchanges(seen_only=True):
+            ok = next((a for a in answers if a.get("infcode") == 0), None)
+            if infno == "2601" and ok and ok["output"].get("reversed_setl_id"):
+                reversed_at[ok["output"]["reversed_setl_id"]] = msgid_time(msgid)
+    for e in oracle.money_events.values():  # every settlement, as 3202 details (lost or not)
+        if e.event == "settle":
+            books.post(e.fixmedins_code, settlement_detail(e))
+            books.post(e.fixmedins_code, settlement_detail(e))  # a 3202 answered twice
+            posted = event_of_detail(e.fixmedins_code, settlement_detail(e))
+            seen[e.fixmedins_code].setdefault((e.setl_id, "settle"), posted)
+            if e.setl_id in reversed_at:
+                seen[e.fixmedins_code].setdefault(
+                    (e.setl_id, "reverse"), replace(posted, event="reverse",
+                                                    time=reversed_at[e.setl_id]))
+    kinds = {e.event for events in seen.values() for e in events.values()}
+    assert kinds == {"settle", "cancel", "reverse"} and books.hospitals == sorted(seen)
+    for code in books.hospitals:
+        days = books.days(code)
+        assert days == sorted({e.time[:10] for e in seen[code].values()})
+        for first, last in [(d, d) for d in days] + [(days[0], days[-1])]:
+            totals, in_force = platform_totals(seen[code].values(), code, first, last)
+            assert books.totals(code, first, last) == (totals, set(in_force))
