@@ -297,8 +297,8 @@ def create_app(cfg: WorkerConfig) -> faust.App:
             for k, v in clearing_events.items():
                 clearing_index.add(k, SettlementEvent(**decode(v)))
             index_stale[0] = False
-        return [SettlementEvent(**decode(clearing_events[i]))
-                for i in clearing_index.ids(*period_of(req))]
+        return [SettlementEvent(**decode(v)) for i in clearing_index.ids(*period_of(req))
+                if (v := clearing_events.get(i)) is not None]
 
     def on_recon_request(key: bytes | None, value: bytes | None) -> list[Send]:
         msg = decode(value)
