@@ -16,7 +16,7 @@ import platform as py_platform
 import threading
 import time
 from array import array
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -196,15 +196,17 @@ class RateTally:
 
 
 def measure_rate(fleet: HospitalFleet, rate: float, duration: float, warmup: float,
-                 visits: Iterable[Visit], count: int, pids: dict[str, list[int]]) -> RatePoint:
-    """`count` visits from `visits` (a generator is read as they arrive)."""
+                 visits: Iterable[Visit], count: int, pids: dict[str, list[int]],
+                 on_progress: Callable[[int], None] | None = None) -> RatePoint:
+    """`count` visits from `visits` (a generator is read as they arrive); `on_progress(n)`:
+    n more visits have arrived."""
     arrivals = arrivals_at_rate(count, rate)
     before = {k: cpu_seconds(v) for k, v in pids.items()}
     own = time.process_time()
     t0 = time.monotonic()
     tally = RateTally()
     with MemorySampler(pids) as memory:
-        result = fleet.run(visits, arrivals, drain_s=5.0, sink=tally)
+        result = fleet.run(visits, arrivals, drain_s=5.0, sink=tally, on_progress=on_progress)
     wall = time.monotonic() - t0
     cpu = {k: round((cpu_seconds(v) - before[k]) / wall, 2) for k, v in pids.items()}
     cpu["hospitals"] = round((time.process_time() - own) / wall, 2)
@@ -318,11 +320,14 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
               ehr: bool = False, ceiling: bool = True, partitions: int = 4,
               linger_ms: int = LINGER_MS, fetch_wait: int | None = None,
               sweep_max: float = CEILING_SWEEP_MAX, store: str = "memory",
-              on_stage: Any = lambda s: None) -> dict[str, Any]:
+              on_stage: Callable[..., None] = lambda stage, visits=None: None,
+              on_progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Each rate, and each rate of the ceiling's sweep, runs on a broker of its own, started
     empty: Tansu's memory storage costs more per request the more a partition holds (see
     docs/performance.md), so a rate measured after others would pay for their messages.
-    `fetch_wait`: consumers' fetch wait in ms; default the broker kind's (streams/config.py)."""
+    `fetch_wait`: consumers' fetch wait in ms; default the broker kind's (streams/config.py).
+    `on_stage(stage, visits)`: what runs now, and how many visits it will send, if any;
+    `on_progress(n)`: n more of them have arrived."""
     from benchmarks.ceiling import HOPS, RawCeiling
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -364,12 +369,13 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
                 fleet.sign_in(world.ref.hospitals.values(), "2026-12-01 00:00:00")
                 pids = {"broker": broker_pids(bootstrap, broker_kind),
                         "workers": [w.process.pid for w in p.workers if w.process]}
-                on_stage(f"huimin at {rate:g} visits/s")
                 begin = datetime(2027, 1, 1) + timedelta(days=45 * i)
                 spec = VisitSpec(visits=max(1, int(rate * duration)),
                                  start=begin.strftime(TIME_FORMAT), days=30, ehr=ehr)
+                on_stage(f"huimin at {rate:g} visits/s", spec.visits)
                 point = measure_rate(fleet, rate, duration, warmup,
-                                     generate_visits(world, spec), spec.visits, pids)
+                                     generate_visits(world, spec), spec.visits, pids,
+                                     on_progress)
             finally:
                 fleet.close()
             if ceiling:  # its own topics, as empty as huimin's were

@@ -326,17 +326,51 @@ def bench(
         raise typer.BadParameter("positive numbers", param_hint="--rates")
     with _progress() as progress:
         task = progress.add_task("starting", total=None)
+        log = _LogWhenNotATerminal()
+
+        def stage(description: str, visits: int | None = None) -> None:
+            progress.update(task, description=description, total=visits, completed=0)
+            log.stage(description, visits)
+
+        def arrived(n: int) -> None:
+            progress.advance(task, n)
+            log.arrived(n)
+
         result = run_bench(offered, duration, warmup, broker, out, seed=seed, persons=persons,
                            workers=workers, ehr=ehr, ceiling=ceiling, partitions=partitions,
                            linger_ms=linger_ms, fetch_wait=fetch_wait_ms, sweep_max=sweep_max,
-                           store=_store(store),
-                           on_stage=lambda s: progress.update(task, description=s))
+                           store=_store(store), on_stage=stage, on_progress=arrived)
     write_json(result, out / "bench.json")
     report = markdown(result)
     (out / "bench.md").write_text(report)
     plot(result, out / "bench.png")
     console.print(report)
     console.print(f"Wrote {out / 'bench.json'}, {out / 'bench.md'} and {out / 'bench.png'}")
+
+
+class _LogWhenNotATerminal:
+    """Where a long run is, as timestamped lines, for a console that shows no progress bar
+    (a log file, CI, `nohup`): each stage, then the visits sent once a minute."""
+
+    EVERY_S = 60.0
+
+    def __init__(self) -> None:
+        self.on = not console.is_terminal
+        self.total: int | None = None
+        self.sent, self.last = 0, time.monotonic()
+
+    def stage(self, description: str, visits: int | None) -> None:
+        self.total, self.sent, self.last = visits, 0, time.monotonic()
+        if self.on:
+            console.print(f"{time.strftime('%H:%M:%S')} {description}"
+                          + (f": {visits:,} visits" if visits else ""))
+
+    def arrived(self, n: int) -> None:
+        self.sent += n
+        if self.on and time.monotonic() - self.last >= self.EVERY_S:
+            self.last = time.monotonic()
+            console.print(f"{time.strftime('%H:%M:%S')} {self.sent:,} of {self.total or 0:,} "
+                          "visits sent")
 
 
 def _progress() -> Progress:

@@ -129,3 +129,21 @@ def test_memory_growth_per_visit_is_read_over_the_second_half_of_the_arrivals():
     assert growth == {"workers": round(1024 / 10, 2), "hospitals": 0.0}  # not the start-up 50
     assert sampler.peak_mib()["workers"] == 160 and sampler.start_mib()["workers"] == 100
     assert sampler.growth_kib_per_visit(rate=10.0, period=1.0) == {}  # too short to tell
+
+
+def test_a_bench_without_a_terminal_logs_its_stages_and_the_visits_sent_once_a_minute(
+        monkeypatch: Any) -> None:
+    from huimin import cli
+
+    log = cli._LogWhenNotATerminal()
+    log.on = True
+    clock = iter([0.0, 30.0, 61.0, 61.0, 90.0])
+    monkeypatch.setattr(cli.time, "monotonic", lambda: next(clock))
+    with cli.console.capture() as captured:
+        log.stage("huimin at 150 visits/s", 1_000_050)  # the clock at 0
+        log.arrived(4_500)  # 30 s: nothing yet
+        log.arrived(4_600)  # 61 s: a line, and the minute starts again
+        log.arrived(4_400)  # 90 s: nothing
+    lines = captured.get().splitlines()
+    assert [line.split(" ", 1)[1] for line in lines] == [
+        "huimin at 150 visits/s: 1,000,050 visits", "9,100 of 1,000,050 visits sent"]

@@ -19,6 +19,7 @@ def test_bench_writes_json_report_and_plot_for_huimin_and_the_raw_ceiling(tmp_pa
     proc = run_huimin(["bench", "--rates", "10", "--duration", "4", "--warmup", "1",
                        "--persons", "600", "--sweep-max", "25", "--out", str(out)], timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "huimin at 10 visits/s: 40 visits" in proc.stdout  # no terminal: stages as lines
     result = orjson.loads((out / "bench.json").read_bytes())
     assert result["machine"]["cpus"] >= 1 and result["settings"]["broker"] == "tansu"
     assert result["settings"]["fetch_wait_ms"] == 10  # Tansu answers a fetch when its wait is up
