@@ -367,6 +367,7 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
             try:
                 on_stage("waiting for the platform")
                 fleet.sign_in(world.ref.hospitals.values(), "2026-12-01 00:00:00")
+                p.wait_until_serving()
                 pids = {"broker": broker_pids(bootstrap, broker_kind),
                         "workers": [w.process.pid for w in p.workers if w.process]}
                 begin = datetime(2027, 1, 1) + timedelta(days=45 * i)

@@ -323,6 +323,36 @@ class Platform:
             for n, w in enumerate(self.workers)], option=orjson.OPT_INDENT_2))
         return worker
 
+    def assignments(self) -> list[dict[str, Any] | None]:
+        """Each worker's `/assignment/` (None while its web server is not up yet)."""
+        out: list[dict[str, Any] | None] = []
+        for w in self.workers:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{w.cfg.web_port}/assignment/",
+                                            timeout=5) as r:
+                    out.append(orjson.loads(r.read()))
+            except (OSError, ValueError):
+                out.append(None)
+        return out
+
+    def wait_until_serving(self, timeout_s: float = 90.0) -> float:
+        """Wait until every worker started has joined the consumer group and the group has
+        settled: one generation, the partitions of hosp.requests split among the workers, no
+        rebalance under way. Otherwise a worker slow to start joins while the visits run — a
+        rebalance no one asked for (docs/streams.md). Returns the seconds waited."""
+        start = time.monotonic()
+        while True:
+            seen = self.assignments()
+            served = sorted(p for a in seen if a for p in a["partitions"])
+            if all(a and not a["rebalancing"] for a in seen) and \
+                    len({a["generation"] for a in seen if a}) == 1 and \
+                    served == list(range(self.cfg.partitions)):
+                return time.monotonic() - start
+            if time.monotonic() - start > timeout_s:
+                raise TimeoutError(f"the {len(self.workers)} workers did not settle into one "
+                                   f"consumer group within {timeout_s:.0f} s: {seen}")
+            time.sleep(0.2)
+
     def stop(self) -> None:
         for w in self.workers:
             w.stop()
@@ -390,9 +420,12 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
                               fetch_wait_ms=fetch_wait_for("kafka" if on_kafka else "tansu"))
         stack.callback(fleet.close)
         setup_s = time.monotonic() - started
-        on_stage("waiting for the platform to answer the hospitals' sign-in")
+        on_stage("waiting for the platform to answer the hospitals' sign-in and for every "
+                 "worker to join")
         sign_in_s = fleet.sign_in(world.ref.hospitals.values(),
                                   visits[0].begntime if visits else "2026-01-01 00:00:00")
+        if ours is not None:
+            sign_in_s += ours.wait_until_serving()
         on_stage(f"{len(visits):,} visits")
         result = fleet.run(visits, arrivals, bad, on_progress, events=events)
         statements = ledger = ehr_stats = None

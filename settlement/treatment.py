@@ -75,6 +75,12 @@ class TreatmentRow:
         if self.latest:
             self.forget_before(cutoff(self.latest))
 
+    def copy(self) -> TreatmentRow:
+        """A copy whose forgetting leaves this row as it was (the visits themselves are
+        shared: a refused request changes none)."""
+        return TreatmentRow(dict(self.visits), dict(self.answers), dict(self.reversed),
+                            self.latest)
+
     def to_dict(self) -> dict[str, Any]:
         return {"visits": self.visits, "answers": self.answers, "reversed": self.reversed,
                 "latest": self.latest}
@@ -189,7 +195,9 @@ class TreatmentPlatform:
                 f"inf_time {req.inf_time} is more than {WINDOW_DAYS} days before the "
                 "platform's latest request for this person: a replay, refused")), ctx), None
         new_day = keep and req.inf_time[:10] > row.latest[:10]
+        before = row
         if new_day:  # the person's clock, by the day: one row write a day at most
+            row = row.copy()
             row.latest = req.inf_time[:10] + " 00:00:00"
             row.forget_stale()
         try:
@@ -200,11 +208,12 @@ class TreatmentPlatform:
             return outcome, row if changed is None and new_day else changed
         except Rejected as exc:
             answer = error_answer(req.msgid, exc.code, str(exc))
-            if new_day:  # a refused request neither moves the clock nor forgets anything
-                return Reply(answer, ctx), None
-            if keep and req.infno != Infno.SIGN_IN:
-                row.answers[req.msgid] = answer
-                return Reply(answer, ctx), row
+            if keep and before.latest and req.infno != Infno.SIGN_IN:
+                # remembered, so that a duplicate or a redelivery gets this very answer even
+                # once the visit has moved on; a refusal neither moves the clock nor forgets,
+                # nor starts a row (a certno no request was accepted for keeps nothing)
+                before.answers[req.msgid] = answer
+                return Reply(answer, ctx), before
             return Reply(answer, ctx), None
 
     def authenticate(self, signer: Signer, headers: Mapping[str, bytes], key: bytes | None,

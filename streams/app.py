@@ -334,12 +334,23 @@ def create_app(cfg: WorkerConfig) -> faust.App:
             trt_rows[key] = encode_to_keep(row.to_dict())
         return [to_hospital(msg["ans"], msg["ctx"], trace)]
 
+    serving: dict[str, Any] = {"generation": None, "partitions": []}
+
     @app.on_partitions_assigned.connect
     async def log_assignment(sender: Any, assigned: set[Any], **_: Any) -> None:
         """One line per rebalance: which partitions this worker now serves."""
         index_stale[0] = True
         mine = sorted({tp.partition for tp in assigned if tp.topic == topics.HOSP_REQUESTS})
+        serving.update(generation=app.consumer_generation_id, partitions=mine)
         log.info("rebalanced: serving partitions %s of %s", mine, topics.HOSP_REQUESTS)
+
+    @app.page("/assignment/")
+    async def assignment_view(web: Any, request: Any) -> Any:
+        """The partitions of hosp.requests this worker serves, in which generation of the
+        consumer group, and whether a rebalance (recovery included) is still under way: how
+        huimin knows every worker it started has joined before the visits begin (JSON)."""
+        return web.json({**serving, "topic": topics.HOSP_REQUESTS,
+                         "rebalancing": bool(app.rebalancing)})
 
     role(hosp_requests, "treatment_requests", on_hospital_request, with_headers=True)
     role(nat_requests, "national_requests", on_national_request)

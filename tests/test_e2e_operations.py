@@ -40,6 +40,19 @@ def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
             for family in text_string_to_metric_families(text) for s in family.samples}
 
 
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return orjson.loads(r.read())
+
+
+def worker_warnings(out: Path) -> str:
+    """The workers' warnings and errors (rebalances, refetches), to read when a run failed."""
+    lines = [f"{log.name}: {line}" for log in sorted(out.glob("worker-*.log"))
+             for line in log.read_text(errors="replace").splitlines()
+             if "WARNING" in line or "ERROR" in line or "rebalanced" in line]
+    return "\n".join(["", "worker warnings:", *lines[-60:]])
+
+
 def total(samples: dict, name: str, **labels: str) -> float:
     return sum(v for (n, ls), v in samples.items()
                if n == name and all((k, want) in ls for k, want in labels.items()))
@@ -111,6 +124,7 @@ def test_metrics_move_during_a_run_with_two_workers_and_carry_no_personal_data(
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     scrapes: list[dict] = []
     hospital: list[dict] = []
+    assignments: list[list[dict]] = []  # the workers' /assignment/ while visits are answered
     try:
         deadline = time.monotonic() + 120
         while proc.poll() is None and time.monotonic() < deadline:
@@ -123,13 +137,15 @@ def test_metrics_move_during_a_run_with_two_workers_and_carry_no_personal_data(
                         merged[k] = merged.get(k, 0) + v
                 scrapes.append(merged)
                 hospital.append(scrape(f"http://127.0.0.1:{port}/metrics"))
+                if total(merged, "huimin_request_latency_seconds_count", infno="2207") > 0:
+                    assignments.append([get_json(f"{w['web']}/assignment/") for w in workers])
             except (OSError, ValueError):
                 continue
         stdout, _ = proc.communicate(timeout=240)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 0, stdout
+    assert proc.returncode == 0, stdout + worker_warnings(out)
     summary = orjson.loads((out / "summary.json").read_bytes())
     assert summary["ok"] and summary["oracle"]["mismatches"] == []
     answering = [m for m in scrapes if total(m, "huimin_answers_total") > 0]
@@ -146,9 +162,28 @@ def test_metrics_move_during_a_run_with_two_workers_and_carry_no_personal_data(
         for _, labels in samples:
             for _, value in labels:
                 assert not any(p.search(value) for p in PERSONAL), value
-    for i in range(2):  # two workers in one consumer group: each served partitions
-        log = (out / f"worker-{i}.log").read_text()
-        assert re.search(r"rebalanced: serving partitions \[\d", log), f"worker-{i}"
+    # both workers had joined one consumer group before the visits began: while settlements
+    # were answered, the two served hosp.requests between them, in the same generation
+    assert assignments, stdout
+    for seen in assignments:
+        assert len({a["generation"] for a in seen}) == 1, seen
+        assert sorted(p for a in seen for p in a["partitions"]) == list(range(8)), seen
+        assert all(a["partitions"] for a in seen), seen
+
+
+def test_a_worker_that_joins_later_is_waited_for_until_the_group_has_settled(tmp_path: Path):
+    with broker(tmp_path / "broker.log") as bootstrap, platform(bootstrap, SPEC, 4, tmp_path) as p:
+        p.wait_until_serving()
+        [alone] = p.assignments()
+        assert alone is not None and alone["partitions"] == [0, 1, 2, 3]
+        p.add_worker()
+        p.wait_until_serving()
+        first, second = p.assignments()
+    assert first is not None and second is not None
+    assert second["generation"] == first["generation"] > alone["generation"]
+    assert sorted(first["partitions"] + second["partitions"]) == [0, 1, 2, 3]
+    assert first["partitions"] and second["partitions"]
+    assert not first["rebalancing"] and not second["rebalancing"]
 
 
 def test_sigterm_stops_a_run_with_its_broker_and_workers(tmp_path: Path):

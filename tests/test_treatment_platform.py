@@ -256,6 +256,39 @@ def test_settled_visit_answers_a_duplicate_with_the_original_and_refuses_a_new_s
            ErrorCode.VISIT_ALREADY_SETTLED)
 
 
+def test_a_refusal_on_a_new_day_is_given_again_to_its_redelivery_once_the_visit_moved_on(
+) -> None:
+    """The first request of a day is refused; the hospital then settles correctly. A
+    redelivery of the refused request (a worker took its partition over) gets the refusal it
+    got the first time, not 'already settled' — and the refusal did not move the clock."""
+    desk = Desk()
+    e = EMP
+    mdtrt_id = desk.register(EMP_CERTNO, HOSP_BJ)
+    desk.upload(EMP_CERTNO, HOSP_BJ, mdtrt_id, [("0001", "DA", 1, 100)])
+    next_day = "2026-03-02 08:00:00"
+    wrong = request("2207", HOSP_BJ, next_day, 3, settle_input(e, mdtrt_id, 99),
+                    e.insuplc_admdvs)
+    first = desk.answer(EMP_CERTNO, wrong)
+    assert first["err_code"] == ErrorCode.AMOUNT_MISMATCH
+    assert desk.rows[EMP_CERTNO].latest == "2026-03-01 00:00:00"  # the clock did not move
+    right = desk.send(EMP_CERTNO, request("2207", HOSP_BJ, next_day, 4,
+                                          settle_input(e, mdtrt_id, 100), e.insuplc_admdvs))
+    assert isinstance(right, Forward)
+    answer = {"infcode": 0, "inf_refmsgid": right.ctx["msgid"], "err_code": "", "err_msg": "",
+              "output": {"setlinfo": {"mdtrt_id": mdtrt_id, "setl_id": "110100SETTLED"}}}
+    desk.rows[EMP_CERTNO] = desk.platform.handle_answer(answer, right.ctx,
+                                                        desk.rows[EMP_CERTNO])
+    assert desk.rows[EMP_CERTNO].latest == "2026-03-02 00:00:00"
+    assert desk.answer(EMP_CERTNO, wrong) == first
+
+
+def test_a_refused_request_for_a_person_never_accepted_keeps_no_row() -> None:
+    desk = Desk()
+    failed(desk.settle(EMP_CERTNO, HOSP_BJ, "110100FFFFFFFFFFFFFFFF", 100),
+           ErrorCode.UNKNOWN_VISIT)
+    assert EMP_CERTNO not in desk.rows
+
+
 # -- identification ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("hospital", "to", "route"), [(HOSP_BJ, "insured", "local"),
