@@ -184,22 +184,23 @@ def create_app(cfg: WorkerConfig) -> faust.App:
                         refusal.answer["err_code"])
             return [to_hospital(refusal.answer, refusal.ctx, trace, forwarded=False)]
         cur = trt_rows.get(key) if key else None
+        before = TreatmentRow.from_dict(decode(cur)) if cur else None
         outcome, row = treatment.handle_request(
-            key.decode(errors="replace") if key else None, value,
-            TreatmentRow.from_dict(decode(cur)) if cur else None)
-        if row is not None:
-            trt_rows[key] = encode_to_keep(row.to_dict())
+            key.decode(errors="replace") if key else None, value, before)
         if not isinstance(outcome, DeadLetter):
             metrics.child(metrics.REQUESTS, metrics.infno_label(outcome.ctx.get("infno"))).inc()
-        if isinstance(outcome, Reply):
-            return [to_hospital(outcome.answer, outcome.ctx, trace, forwarded=False)]
         if isinstance(outcome, Forward):
             metrics.IN_FLIGHT.inc()
+        if isinstance(outcome, Forward) and outcome.to == "insured" and key:
+            return answer_in_province(key, outcome, row or before, row is not None, trace)
+        if row is not None:
+            trt_rows[key] = encode_to_keep(row.to_dict())
+        if isinstance(outcome, Reply):
+            return [to_hospital(outcome.answer, outcome.ctx, trace, forwarded=False)]
         if isinstance(outcome, Forward) and outcome.to == "ehr":
             return on_ehr_request(key, outcome.req, outcome.ctx, trace)
         if isinstance(outcome, Forward):
-            target = {"national": nat_requests, "insured": ins_requests,
-                      "reconciliation": recon_requests}[outcome.to]
+            target = {"national": nat_requests, "reconciliation": recon_requests}[outcome.to]
             return [send(target, key, encode(wrap_request(outcome.req, outcome.ctx, trace)))]
         assert isinstance(outcome, DeadLetter)
         return [dead_letter(key, value, outcome.error_code.value, outcome.reason,
@@ -257,23 +258,45 @@ def create_app(cfg: WorkerConfig) -> faust.App:
             return [send(trt_answers, key, encode(wrap_answer(routed.answer, routed.ctx, trace)))]
         return [send(ins_requests, key, encode(wrap_request(routed.req, routed.ctx, trace)))]
 
-    def on_insured_request(key: bytes | None, value: bytes | None) -> list[Send]:
-        msg = decode(value)
-        trace, ctx = stamp(msg["trace"], INS_IN), msg["ctx"]
+    def insured_answer(key: bytes, req: dict[str, Any], ctx: dict[str, Any]
+                       ) -> tuple[dict[str, Any], list[Send]]:
+        """The insured side on the person's row: its answer, and the money event to send."""
         cur = ins_rows.get(key)
         row_in = PersonRow.from_dict(decode(cur)) if cur else None
-        answer, row = insured.handle(key.decode() if key else "", row_in, msg["req"], ctx)
+        answer, row = insured.handle(key.decode(), row_in, req, ctx)
         if row is not None:
             ins_rows[key] = encode_to_keep(row.to_dict())
-        target = nat_answers if ctx["route"] == CROSS else trt_answers
-        sends = [send(target, key, encode(wrap_answer(answer, ctx, trace)))]
         # also for a replayed request (row unchanged): clearing dedupes by setl_id and event
-        event = insured.money_event(msg["req"], answer, row or row_in, ctx["fixmedins_code"])
-        if event is not None:
-            sends.append(send(money_events, event.setl_id.encode(), encode(asdict(event))))
-            if row is not None:  # a first, not a replay
-                metrics.observe_money(event)
-        return sends
+        event = insured.money_event(req, answer, row or row_in, ctx["fixmedins_code"])
+        if event is None:
+            return answer, []
+        if row is not None:  # a first, not a replay
+            metrics.observe_money(event)
+        return answer, [send(money_events, event.setl_id.encode(), encode(asdict(event)))]
+
+    def answer_in_province(key: bytes, fwd: Forward, trow: TreatmentRow | None,
+                           changed: bool, trace: list) -> list[Send]:
+        """A local request (the hospital is in the person's insured province): the treatment
+        and the insured side are one provincial platform, and both of the person's rows are
+        on this partition (the tables are co-partitioned by certno), so the insured side
+        answers here — no hops through ins.requests and trt.answers, one treatment-row write.
+        The trace keeps both stamps, so the hops still show (as ~0 ms)."""
+        answer, sends = insured_answer(key, fwd.req, fwd.ctx)
+        stamp(trace, INS_IN)
+        stamp(trace, TRT_BACK)
+        row = treatment.handle_answer(answer, fwd.ctx, trow)
+        if row is not None or changed:
+            trt_rows[key] = encode_to_keep((row or trow).to_dict())
+        return [*sends, to_hospital(answer, fwd.ctx, trace)]
+
+    def on_insured_request(key: bytes | None, value: bytes | None) -> list[Send]:
+        """Requests from the national platform (cross-province; local ones are answered in
+        `answer_in_province`, though this still answers one that comes this way)."""
+        msg = decode(value)
+        trace, ctx = stamp(msg["trace"], INS_IN), msg["ctx"]
+        answer, sends = insured_answer(key or b"", msg["req"], ctx)
+        target = nat_answers if ctx["route"] == CROSS else trt_answers
+        return [*sends, send(target, key, encode(wrap_answer(answer, ctx, trace)))]
 
     clearing_index = ClearingIndex()  # event ids by hospital and day
     index_stale = [True]  # the table was (or may have been) recovered since the index was built

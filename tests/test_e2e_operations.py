@@ -11,6 +11,7 @@ import signal
 import subprocess
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from itertools import count
 from pathlib import Path
@@ -18,9 +19,12 @@ from typing import Any
 
 import orjson
 import pytest
+from kafka import KafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from huimin.run import platform
+from messages.envelope import province_of
+from messages.topics import INS_REQUESTS, NAT_REQUESTS, TRT_ANSWERS
 from messages.visitlog import make_msgid
 from simulators.hospital import HospitalFleet
 from simulators.world import WorldSpec, build_world
@@ -106,6 +110,45 @@ def test_unsigned_forged_foreign_and_replayed_requests_are_refused(platform_and_
     for reason in ("E6001", "E6002"):
         assert total(metrics, "huimin_refused_requests_total", reason=reason) >= 1
     assert total(metrics, "huimin_answers_total", outcome="E6003") == 1
+
+
+def test_a_local_request_is_answered_inside_its_province_and_a_cross_one_goes_national(
+        platform_and_fleet):
+    """Local: one provincial platform is both the treatment and the insured side, so nothing
+    goes through the topics between them; cross-province: national, then insured."""
+    fleet, _ = platform_and_fleet
+    certno = sorted(WORLD.ref.enrollments)[1]
+    home = province_of(WORLD.ref.enrollments[certno].insuplc_admdvs)
+    by_code = sorted(WORLD.ref.hospitals.values(), key=lambda h: h.fixmedins_code)
+    local = next(h for h in by_code if h.province == home)
+    away = next(h for h in by_code if h.province != home)
+    consumer = KafkaConsumer(bootstrap_servers=fleet.bootstrap)
+    inner = [TopicPartition(t, p) for t in (INS_REQUESTS, TRT_ANSWERS, NAT_REQUESTS)
+             for p in consumer.partitions_for_topic(t)]
+
+    def written() -> Counter[str]:
+        ends: Counter[str] = Counter()
+        for tp, end in consumer.end_offsets(inner).items():
+            ends[tp.topic] += end
+        return ends
+
+    try:
+        for hospital, inf_time in ((local, "2026-12-02 09:00:00"), (away, "2026-12-02 10:00:00")):
+            before = written()
+            req = {"infno": "1101", "msgid": make_msgid(hospital.fixmedins_code, inf_time, 1),
+                   "mdtrtarea_admvs": hospital.admdvs, "insuplc_admdvs": "",
+                   "fixmedins_code": hospital.fixmedins_code, "inf_time": inf_time,
+                   "input": {"mdtrt_cert_type": "02", "mdtrt_cert_no": certno,
+                             "begntime": inf_time, "psn_cert_type": "01", "certno": certno}}
+            (got,) = fleet.exchange([(certno, req)], timeout_s=60)[req["msgid"]][:1]
+            assert got["infcode"] == 0, got
+            moved = written() - before
+            if hospital is local:
+                assert moved == Counter(), moved
+            else:
+                assert moved == Counter({NAT_REQUESTS: 1, INS_REQUESTS: 1, TRT_ANSWERS: 1})
+    finally:
+        consumer.close()
 
 
 PERSONAL = (re.compile(r"\d{17}[\dX]"),  # a certno
