@@ -281,8 +281,8 @@ def create_app(cfg: WorkerConfig) -> faust.App:
         on this partition (the tables are co-partitioned by certno), so the insured side
         answers here — no hops through ins.requests and trt.answers, one treatment-row write.
         The trace keeps both stamps, so the hops still show (as ~0 ms)."""
-        answer, sends = insured_answer(key, fwd.req, fwd.ctx)
         stamp(trace, INS_IN)
+        answer, sends = insured_answer(key, fwd.req, fwd.ctx)
         stamp(trace, TRT_BACK)
         row = treatment.handle_answer(answer, fwd.ctx, trow)
         if row is not None or changed:
