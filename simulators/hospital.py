@@ -30,6 +30,10 @@ from streams.config import FETCH_WAIT_MS, LINGER_MS
 
 #: Dead letters are counted, not waited on by a visit: a long fetch wait spares the broker.
 DEAD_LETTER_FETCH_WAIT_MS = 200
+#: How often a run looks at the dead-letter topic. Each look is a pass of kafka-python's network
+#: loop (~5 % of the hospitals' CPU when done on every pass of the run's own loop); a dead letter
+#: is not timed, so seeing it up to this much later costs nothing.
+DEAD_LETTER_POLL_EVERY_S = 0.1
 
 
 def producer_for(bootstrap: str, idempotent: bool = False, linger_ms: int = LINGER_MS,
@@ -252,6 +256,7 @@ class HospitalFleet:
         next_bad = 0
         t0 = time.monotonic()
         last_news = t0
+        next_dead_letter_poll = t0
 
         def pump(session: VisitSession) -> None:
             nonlocal finished
@@ -350,7 +355,10 @@ class HospitalFleet:
                           bad_times[next_bad] if next_bad < len(bad) else 1e9)
             wait_ms = max(1, min(50, int((soonest - now) * 1000)))
             messages = self._poll(wait_ms)
-            letters = self._poll_dead_letters()
+            letters: list[DeadLetterRecord] = []
+            if time.monotonic() >= next_dead_letter_poll:
+                letters = self._poll_dead_letters()
+                next_dead_letter_poll = time.monotonic() + DEAD_LETTER_POLL_EVERY_S
             if messages or letters:
                 last_news = time.monotonic()
             dead_letters.extend(letters)
