@@ -43,7 +43,11 @@ from simulators.world import build_world
 from streams import metrics
 from streams.config import CLEARING_TABLE, WorkerConfig, table_options
 from streams.faust_offsets import guard_commits
-from streams.faust_tuning import set_idempotent_producer, set_worker_fetch_max_wait
+from streams.faust_tuning import (
+    set_idempotent_producer,
+    set_rocksdb_tuning,
+    set_worker_fetch_max_wait,
+)
 from streams.fhir_views import register_fhir_views
 
 log = logging.getLogger("huimin.streams")
@@ -64,6 +68,8 @@ def faust_app(cfg: WorkerConfig) -> faust.App:
     """A Faust app with the settings that work on Tansu and Kafka alike (see docs/streams.md)."""
     set_worker_fetch_max_wait(cfg.fetch_max_wait_ms)
     set_idempotent_producer(cfg.idempotent)
+    if cfg.store.startswith("rocksdb"):
+        set_rocksdb_tuning()
     guard_commits()
     return faust.App(
         cfg.app_id,

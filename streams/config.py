@@ -34,10 +34,23 @@ STORES = {"memory": "memory://", "rocksdb": "rocksdb://"}
 
 #: RocksDB settings for each table partition. Faust's defaults (64 MiB write buffers, 3 of
 #: them, and a 2 GiB block cache *per partition*) would let 33 partitions' caches take more
-#: memory than the tables themselves; small buffers and caches keep a worker's RSS flat.
-ROCKSDB_OPTIONS = {"write_buffer_size": 2**20, "max_write_buffer_number": 2,
+#: memory than the tables themselves, so the caches are small. The write buffers are not: a
+#: person's row is rewritten with each request of a visit, and a 16 MiB buffer holds a visit's
+#: rewrites until they collapse into one, where 1 MiB flushed ~3 versions of each. Compaction
+#: then merges 8 level-0 files at a time into a 32 MiB base level instead of rewriting the whole
+#: last level for every 4. With 1 MiB buffers and the defaults, compaction grew to 0.2 core by
+#: the end of a million visits and the worker fell behind; the same write pattern offline costs
+#: compaction a sixth (docs/performance.md, Memory). The keys Faust does not know are applied by
+#: streams/faust_tuning.py.
+ROCKSDB_OPTIONS = {"write_buffer_size": 16 * 2**20, "max_write_buffer_number": 2,
                    "target_file_size_base": 8 * 2**20, "block_cache_size": 2 * 2**20,
-                   "max_open_files": 64}
+                   "max_open_files": 64, "level_zero_file_num_compaction_trigger": 8,
+                   "max_bytes_for_level_base": 32 * 2**20}
+
+#: All of a worker's write buffers together (a RocksDB write buffer manager shared by every
+#: table partition): memory stays bounded whatever the number of partitions; when it is
+#: reached, the partition being written to flushes its buffer early.
+ROCKSDB_WRITE_BUFFERS_TOTAL = 128 * 2**20
 
 
 def table_options(store: str) -> dict[str, Any]:

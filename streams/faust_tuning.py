@@ -1,5 +1,6 @@
-"""Faust settings that matter on a Kafka-protocol broker such as Tansu, and idempotent
-producers where the broker offers them (Apache Kafka; Tansu does not).
+"""Faust settings that matter on a Kafka-protocol broker such as Tansu, idempotent
+producers where the broker offers them (Apache Kafka; Tansu does not), and the RocksDB
+settings Faust does not pass on.
 
 Faust hard-codes `fetch_max_wait_ms=1500` for its worker consumer. Tansu (like Kafka) holds an
 empty fetch that long, which adds up to 1.5 s per hop on a quiet partition (Kafka answers as
@@ -9,9 +10,13 @@ the consumer starts, so setting it on the freshly built consumer is enough.
 
 from __future__ import annotations
 
+from typing import Any
+
+import rocksdict
+from faust.stores import rocksdb as faust_rocksdb
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from streams.config import FETCH_WAIT_MS
+from streams.config import FETCH_WAIT_MS, ROCKSDB_WRITE_BUFFERS_TOTAL
 
 _original = faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer
 _fetch_max_wait_ms = FETCH_WAIT_MS
@@ -40,3 +45,29 @@ def set_idempotent_producer(enabled: bool) -> None:
     """Faust enables idempotence only inside transactions (exactly_once); we want it for
     at-least-once too, so a producer retry never writes a message twice."""
     faust_aiokafka.Producer._settings_extra = _idempotent_extra if enabled else _original_extra
+
+
+#: RocksDB options Faust's rocksdict driver drops (it keeps them in `extra_options` and builds
+#: its options from a fixed few); each is applied by rocksdict's `set_<name>`.
+_ROCKSDB_EXTRA = ("level_zero_file_num_compaction_trigger", "max_bytes_for_level_base")
+_original_as_options = faust_rocksdb.RocksDBOptions.as_options
+_write_buffers: Any = None
+
+
+def _as_options(self):  # type: ignore[no-untyped-def]
+    options = _original_as_options(self)
+    if self.use_rocksdict:
+        for key in _ROCKSDB_EXTRA:
+            if key in self.extra_options:
+                getattr(options, f"set_{key}")(self.extra_options[key])
+        options.set_write_buffer_manager(_write_buffers)
+    return options
+
+
+def set_rocksdb_tuning() -> None:
+    """Apply the compaction settings of streams/config.py's ROCKSDB_OPTIONS and share one
+    write buffer budget among all of this process's table partitions."""
+    global _write_buffers
+    if _write_buffers is None:
+        _write_buffers = rocksdict.WriteBufferManager(ROCKSDB_WRITE_BUFFERS_TOTAL, False)
+    faust_rocksdb.RocksDBOptions.as_options = _as_options

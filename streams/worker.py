@@ -6,6 +6,7 @@ import contextlib
 import gc
 import logging
 import sys
+from pathlib import Path
 
 import mode.loop
 import orjson
@@ -13,18 +14,33 @@ from faust.worker import Worker
 
 from streams.app import create_app
 from streams.config import WorkerConfig
+from streams.table_files import discard_after_unclean_stop, mark_clean_stop
+
+log = logging.getLogger("huimin.streams")
 
 
 def run_worker(cfg: WorkerConfig, loglevel: str = "info") -> None:
     """Our own lines at `loglevel`; Faust and the Kafka clients only from warnings up.
-    uvloop, when installed, runs the event loops (the worker's and its consumer thread's)."""
+    uvloop, when installed, runs the event loops (the worker's and its consumer thread's).
+    RocksDB table files are kept from one run to the next only across a clean stop
+    (streams/table_files.py)."""
     with contextlib.suppress(ImportError):
         mode.loop.use("uvloop")
     app = create_app(cfg)
     gc.freeze()  # the world (a million persons, if asked) is never garbage: keep it out of GC
     for noisy in ("faust", "mode", "aiokafka", "kafka"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    worker = Worker(app, loglevel=loglevel, quiet=True)
+    tables = Path(app.conf.tabledir) if cfg.store.startswith("rocksdb") else None
+    if tables is not None and (discarded := discard_after_unclean_stop(tables)):
+        log.warning("the last run of this worker did not stop cleanly: rebuilding its tables "
+                    "from their changelogs instead of trusting %d table files", len(discarded))
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as stop:
+        if tables is not None and stop.code in (0, None):
+            mark_clean_stop(tables)
+        raise
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -4,7 +4,8 @@ platform worker killed with SIGKILL mid-run and restarted, and a second worker j
 rebalance moves partitions and their table state). Faust replays what it had not committed;
 the per-person rows must absorb it: zero lost, zero double-charged, every answer equal to the
 oracle — and the same verdict when the run is repeated with the workers' tables in RocksDB
-(`--store rocksdb`) instead of memory: the killed worker comes back to its tables on disk."""
+(`--store rocksdb`) instead of memory: the killed worker rebuilds its table files from the
+changelogs (after a crash they may hold changes the changelogs lack: streams/table_files.py)."""
 
 from __future__ import annotations
 
@@ -88,6 +89,9 @@ def test_repeating_a_faulty_run_on_rocksdb_tables_gives_the_same_verdict_and_set
     assert {p.name for p in tables.glob("*.db")} >= {"trt_persons-0.db", "ins_persons-0.db",
                                                      "clearing_events-0.db"}
     assert not list((first / "worker-0-data").rglob("*.db"))  # memory: no table files
+    restarted = (second / "worker-0.log").read_text()  # the killed one: its files untrusted
+    assert restarted.count("did not stop cleanly: rebuilding its tables") == 1
+    assert (tables / "clean-stop").exists()  # and the run's end stopped it cleanly
 
     def settlements(out: Path) -> list[tuple]:
         return [(r["visit_no"], r["outcome"], r["setlinfo"]) for r in
