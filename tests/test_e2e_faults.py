@@ -14,6 +14,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from streams.table_files import CLEAN_STOP_MARK
 from tests.conftest import run_huimin
 
 pytestmark = pytest.mark.e2e
@@ -91,7 +92,7 @@ def test_repeating_a_faulty_run_on_rocksdb_tables_gives_the_same_verdict_and_set
     assert not list((first / "worker-0-data").rglob("*.db"))  # memory: no table files
     restarted = (second / "worker-0.log").read_text()  # the killed one: its files untrusted
     assert restarted.count("did not stop cleanly: rebuilding its tables") == 1
-    assert (tables / "clean-stop").exists()  # and the run's end stopped it cleanly
+    assert (tables / CLEAN_STOP_MARK).exists()  # and the run's end stopped it cleanly
 
     def settlements(out: Path) -> list[tuple]:
         return [(r["visit_no"], r["outcome"], r["setlinfo"]) for r in
