@@ -39,9 +39,8 @@ STORES = {"memory": "memory://", "rocksdb": "rocksdb://"}
 #: rewrites until they collapse into one, where 1 MiB flushed ~3 versions of each. Compaction
 #: then merges 8 level-0 files at a time into a 32 MiB base level instead of rewriting the whole
 #: last level for every 4. With 1 MiB buffers and the defaults, compaction grew to 0.2 core by
-#: the end of a million visits and the worker fell behind; the same write pattern offline costs
-#: compaction a sixth (docs/performance.md, Memory). The keys Faust does not know are applied by
-#: streams/faust_tuning.py.
+#: the end of a million visits; with these it stayed at 0.01-0.06 core (docs/performance.md,
+#: Memory). The keys Faust does not know are applied by streams/faust_tuning.py.
 ROCKSDB_OPTIONS = {"write_buffer_size": 16 * 2**20, "max_write_buffer_number": 2,
                    "target_file_size_base": 8 * 2**20, "block_cache_size": 2 * 2**20,
                    "max_open_files": 64, "level_zero_file_num_compaction_trigger": 8,
