@@ -34,7 +34,7 @@ STORES = {"memory": "memory://", "rocksdb": "rocksdb://"}
 
 #: RocksDB settings for each table partition. Faust's defaults (64 MiB write buffers, 3 of
 #: them, and a 2 GiB block cache *per partition*) would let 33 partitions' caches take more
-#: memory than the tables themselves, so the caches are small. The write buffers are not: a
+#: memory than the tables themselves, so the cache is shared (below). The write buffers: a
 #: person's row is rewritten with each request of a visit, and a 16 MiB buffer holds a visit's
 #: rewrites until they collapse into one, where 1 MiB flushed ~3 versions of each. Compaction
 #: then merges 8 level-0 files at a time into a 32 MiB base level instead of rewriting the whole
@@ -42,7 +42,7 @@ STORES = {"memory": "memory://", "rocksdb": "rocksdb://"}
 #: the end of a million visits; with these it stayed at 0.01-0.06 core (docs/performance.md,
 #: Memory). The keys Faust does not know are applied by streams/faust_tuning.py.
 ROCKSDB_OPTIONS = {"write_buffer_size": 16 * 2**20, "max_write_buffer_number": 2,
-                   "target_file_size_base": 8 * 2**20, "block_cache_size": 2 * 2**20,
+                   "target_file_size_base": 8 * 2**20,
                    "max_open_files": 64, "level_zero_file_num_compaction_trigger": 8,
                    "max_bytes_for_level_base": 32 * 2**20}
 
@@ -50,6 +50,13 @@ ROCKSDB_OPTIONS = {"write_buffer_size": 16 * 2**20, "max_write_buffer_number": 2
 #: table partition): memory stays bounded whatever the number of partitions; when it is
 #: reached, the partition being written to flushes its buffer early.
 ROCKSDB_WRITE_BUFFERS_TOTAL = 128 * 2**20
+
+#: One block cache (uncompressed blocks of rows) for all of a worker's table partitions. With
+#: 2 MiB per partition, a million persons' tables (~0.9 GB on disk) were read from the OS page
+#: cache and decompressed on nearly every lookup, and the lookups grew to 7.5 % of the worker
+#: by 700,000 visits (docs/performance.md, Memory). One shared cache lets the busy partitions
+#: take what the quiet ones (health records, clearing) do not use.
+ROCKSDB_BLOCK_CACHE_TOTAL = 256 * 2**20
 
 
 def table_options(store: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import rocksdict
 from faust.stores import rocksdb as faust_rocksdb
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from streams.config import FETCH_WAIT_MS, ROCKSDB_WRITE_BUFFERS_TOTAL
+from streams.config import FETCH_WAIT_MS, ROCKSDB_BLOCK_CACHE_TOTAL, ROCKSDB_WRITE_BUFFERS_TOTAL
 
 _original = faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer
 _fetch_max_wait_ms = FETCH_WAIT_MS
@@ -52,6 +52,17 @@ def set_idempotent_producer(enabled: bool) -> None:
 _ROCKSDB_EXTRA = ("level_zero_file_num_compaction_trigger", "max_bytes_for_level_base")
 _original_as_options = faust_rocksdb.RocksDBOptions.as_options
 _write_buffers: Any = None
+_block_cache: Any = None
+
+
+def _shared_cache_table(options: Any) -> Any:
+    """Faust's table format (bloom filter, binary-search index) read through the process's
+    one block cache instead of a cache of its own per partition."""
+    table = rocksdict.BlockBasedOptions()
+    table.set_bloom_filter(options.bloom_filter_size, block_based=True)
+    table.set_block_cache(_block_cache)
+    table.set_index_type(rocksdict.BlockBasedIndexType.binary_search())
+    return table
 
 
 def _as_options(self):  # type: ignore[no-untyped-def]
@@ -61,13 +72,15 @@ def _as_options(self):  # type: ignore[no-untyped-def]
             if key in self.extra_options:
                 getattr(options, f"set_{key}")(self.extra_options[key])
         options.set_write_buffer_manager(_write_buffers)
+        options.set_block_based_table_factory(_shared_cache_table(self))
     return options
 
 
 def set_rocksdb_tuning() -> None:
-    """Apply the compaction settings of streams/config.py's ROCKSDB_OPTIONS and share one
-    write buffer budget among all of this process's table partitions."""
-    global _write_buffers
+    """Apply the compaction settings of streams/config.py's ROCKSDB_OPTIONS, and share one
+    write buffer budget and one block cache among all of this process's table partitions."""
+    global _write_buffers, _block_cache
     if _write_buffers is None:
         _write_buffers = rocksdict.WriteBufferManager(ROCKSDB_WRITE_BUFFERS_TOTAL, False)
+        _block_cache = rocksdict.Cache(ROCKSDB_BLOCK_CACHE_TOTAL)
     faust_rocksdb.RocksDBOptions.as_options = _as_options

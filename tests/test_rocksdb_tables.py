@@ -45,3 +45,21 @@ def test_faust_alone_would_drop_the_compaction_settings(tmp_path: Path):
     found = _written_options(tmp_path / "db")
     assert int(found["level0_file_num_compaction_trigger"]) == 4
     assert int(found["max_bytes_for_level_base"]) == 256 * 2**20
+
+
+def test_a_workers_table_partitions_read_through_one_shared_block_cache(tmp_path: Path):
+    faust_tuning.set_rocksdb_tuning()
+    cache = faust_tuning._block_cache
+    before = cache.get_usage()
+    options = table_options("rocksdb://")["options"]
+    dbs = [RocksDBOptions(**options, use_rocksdict=True).open(tmp_path / f"trt_persons-{p}.db")
+           for p in range(2)]
+    for db in dbs:
+        for i in range(1000):
+            db[f"{i:018d}".encode()] = b"x" * 1000
+        db.flush()  # to a table file, whose blocks are then read through the block cache
+        assert all(db[f"{i:018d}".encode()] == b"x" * 1000 for i in range(1000))
+    # Both partitions' blocks are in the one cache: ~2 MB, more than either holds alone.
+    assert cache.get_usage() - before > 1.5 * 1000 * 1000
+    for db in dbs:
+        db.close()
