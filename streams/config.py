@@ -40,11 +40,13 @@ STORES = {"memory": "memory://", "rocksdb": "rocksdb://"}
 #: then merges 8 level-0 files at a time into a 32 MiB base level instead of rewriting the whole
 #: last level for every 4. With 1 MiB buffers and the defaults, compaction grew to 0.2 core by
 #: the end of a million visits; with these it stayed at 0.01-0.06 core (docs/performance.md,
-#: Memory). The keys Faust does not know are applied by streams/faust_tuning.py.
+#: Memory). Bloom filters of 10 bits a key (Faust's 3 let ~1 in 4 files without the key be read
+#: anyway; a person's first visit looks in every level for a row that is not there). The keys
+#: Faust does not know are applied by streams/faust_tuning.py.
 ROCKSDB_OPTIONS = {"write_buffer_size": 16 * 2**20, "max_write_buffer_number": 2,
                    "target_file_size_base": 8 * 2**20,
                    "max_open_files": 64, "level_zero_file_num_compaction_trigger": 8,
-                   "max_bytes_for_level_base": 32 * 2**20}
+                   "max_bytes_for_level_base": 32 * 2**20, "bloom_filter_size": 10}
 
 #: All of a worker's write buffers together (a RocksDB write buffer manager shared by every
 #: table partition): memory stays bounded whatever the number of partitions; when it is
