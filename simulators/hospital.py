@@ -34,6 +34,11 @@ DEAD_LETTER_FETCH_WAIT_MS = 200
 #: loop (~5 % of the hospitals' CPU when done on every pass of the run's own loop); a dead letter
 #: is not timed, so seeing it up to this much later costs nothing.
 DEAD_LETTER_POLL_EVERY_S = 0.1
+#: How often a run looks for awaited answers that are over time. A look walks every awaited
+#: request, and there are thousands when the platform falls behind: on every pass of the loop
+#: it cost the hospitals most when the machine could least spare it. A time-out is declared up
+#: to this much late.
+TIMEOUT_SCAN_EVERY_S = 0.1
 
 
 def producer_for(bootstrap: str, idempotent: bool = False, linger_ms: int = LINGER_MS,
@@ -256,7 +261,7 @@ class HospitalFleet:
         next_bad = 0
         t0 = time.monotonic()
         last_news = t0
-        next_dead_letter_poll = t0
+        next_dead_letter_poll = next_timeout_scan = t0
 
         def pump(session: VisitSession) -> None:
             nonlocal finished
@@ -394,6 +399,9 @@ class HospitalFleet:
                     pump(session)
                 else:
                     release(session)  # a late answer to a duplicate
+            if time.monotonic() < next_timeout_scan:
+                continue
+            next_timeout_scan = time.monotonic() + TIMEOUT_SCAN_EVERY_S
             deadline = time.time_ns() - int(self.answer_timeout_s * 1e9)
             for msgid in [m for m, t in awaited_since.items() if t < deadline]:
                 del awaited_since[msgid]
