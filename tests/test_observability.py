@@ -461,7 +461,8 @@ def test_faust_sensor_children_are_cached_and_a_rebalance_clears_them_without_lo
     from streams.metrics import CachedChildren, cache_faust_children
 
     registry = CollectorRegistry()
-    monitor = SimpleNamespace(_metrics=FaustMetrics.create(registry, "t"))
+    monitor = SimpleNamespace(_metrics=FaustMetrics.create(registry, "t"),
+                              _stream_label=lambda stream: stream.name)
     cache_faust_children(monitor)
     per_topic = monitor._metrics.messages_received_per_topics
     assert isinstance(per_topic, CachedChildren)
@@ -471,3 +472,23 @@ def test_faust_sensor_children_are_cached_and_a_rebalance_clears_them_without_lo
     per_topic.labels(topic="a").inc(2)
     assert registry.get_sample_value("t_messages_received_per_topic_total", {"topic": "a"}) == 2
     assert not isinstance(monitor._metrics.messages_received, CachedChildren)  # no labels
+
+
+def test_faust_sensor_works_out_each_streams_label_once():
+    from types import SimpleNamespace
+
+    from streams.metrics import cache_faust_children
+
+    made: list[str] = []
+    monitor = SimpleNamespace(_metrics=FaustMetrics.create(CollectorRegistry(), "t"),
+                              _stream_label=lambda stream: made.append(stream.name) or
+                              stream.name.lower())
+    cache_faust_children(monitor)
+
+    class Stream:  # Faust's streams are kept by weak reference, as this is
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+    a, b = Stream("A"), Stream("B")
+    assert [monitor._stream_label(s) for s in (a, b, a, a, b)] == ["a", "b", "a", "a", "b"]
+    assert made == ["A", "B"]
