@@ -53,12 +53,12 @@ ROCKSDB_OPTIONS = {"write_buffer_size": 16 * 2**20, "max_write_buffer_number": 2
 #: reached, the partition being written to flushes its buffer early.
 ROCKSDB_WRITE_BUFFERS_TOTAL = 128 * 2**20
 
-#: One block cache (uncompressed blocks of rows) for all of a worker's table partitions. With
-#: 2 MiB per partition, a million persons' tables (~0.9 GB on disk) were read from the OS page
-#: cache and decompressed on nearly every lookup, and the lookups grew to 7.5 % of the worker
-#: by 700,000 visits (docs/performance.md, Memory). One shared cache lets the busy partitions
-#: take what the quiet ones (health records, clearing) do not use.
-ROCKSDB_BLOCK_CACHE_TOTAL = 256 * 2**20
+#: One block cache (uncompressed blocks of rows) for all of a worker's table partitions, as
+#: RocksDB advises for many databases in one process: about what 33 partitions' caches of
+#: 2 MiB took, but the busy partitions (persons) get what the quiet ones (health records,
+#: clearing) do not use. A 256 MiB cache did not visibly help a million-person run, whose
+#: visits read persons at random (docs/performance.md, Memory), so we did not spend the memory.
+ROCKSDB_BLOCK_CACHE_TOTAL = 64 * 2**20
 
 
 def table_options(store: str) -> dict[str, Any]:

@@ -63,3 +63,17 @@ def test_a_workers_table_partitions_read_through_one_shared_block_cache(tmp_path
     assert cache.get_usage() - before > 1.5 * 1000 * 1000
     for db in dbs:
         db.close()
+
+
+def test_a_table_partition_writes_no_write_ahead_log_and_keeps_its_rows_over_a_close(
+        tmp_path: Path):
+    faust_tuning.set_rocksdb_tuning()
+    options = RocksDBOptions(**table_options("rocksdb://")["options"], use_rocksdict=True)
+    db = options.open(tmp_path / "trt_persons-0.db")
+    for i in range(100):
+        db[f"{i:018d}".encode()] = b"x" * 1000
+    assert sum(f.stat().st_size for f in (tmp_path / "trt_persons-0.db").glob("*.log")) == 0
+    db.close()  # a clean close writes the unlogged rows to a table file
+    db = options.open(tmp_path / "trt_persons-0.db")
+    assert all(db[f"{i:018d}".encode()] == b"x" * 1000 for i in range(100))
+    db.close()
