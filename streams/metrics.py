@@ -103,10 +103,10 @@ def cache_faust_children(monitor: Any) -> None:
     labels: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 
     def stream_label(stream: Any) -> str:
-        found = labels.get(stream)
-        if found is None:
-            found = labels[stream] = label_of(stream)
-        return found
+        label = labels.get(stream)
+        if label is None:
+            label = labels[stream] = label_of(stream)
+        return label
 
     monitor._stream_label = stream_label
 
