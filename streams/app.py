@@ -207,10 +207,10 @@ def create_app(cfg: WorkerConfig) -> faust.App:
             metrics.child(metrics.REQUESTS, metrics.infno_label(outcome.ctx.get("infno"))).inc()
         if isinstance(outcome, Forward):
             metrics.IN_FLIGHT.inc()
-        if isinstance(outcome, Forward) and outcome.to == "insured" and key:
-            return answer_in_province(key, outcome, row or before, row is not None, trace)
         if row is not None:
             trt_rows[key] = encode_to_keep(row.to_dict())
+        if isinstance(outcome, Forward) and outcome.to == "insured" and key:
+            return answer_as_insured(key, outcome.req, outcome.ctx, trace)
         if isinstance(outcome, Reply):
             return [to_hospital(outcome.answer, outcome.ctx, trace, forwarded=False)]
         if isinstance(outcome, Forward) and outcome.to == "ehr":
@@ -290,29 +290,27 @@ def create_app(cfg: WorkerConfig) -> faust.App:
             metrics.observe_money(event)
         return answer, [send(money_events, event.setl_id.encode(), encode(asdict(event)))]
 
-    def answer_in_province(key: bytes, fwd: Forward, trow: TreatmentRow | None,
-                           changed: bool, trace: list) -> list[Send]:
-        """A local request (the hospital is in the person's insured province): the treatment
-        and the insured side are one provincial platform, and both of the person's rows are
-        on this partition (the tables are co-partitioned by certno), so the insured side
-        answers here — no hops through ins.requests and trt.answers, one treatment-row write.
-        The trace keeps both stamps, so the hops still show (as ~0 ms)."""
+    def answer_as_insured(key: bytes, req: dict[str, Any], ctx: dict[str, Any],
+                           trace: list) -> list[Send]:
+        """The insured side on the person's row, its answer on to the treatment side. A local
+        request (the hospital is in the person's insured province) is answered on the
+        partition that took it from the hospital, since one provincial platform is both sides
+        and both of the person's rows are here (the tables are co-partitioned by certno): no
+        hop through ins.requests. The treatment side still takes the answer in an event of its
+        own, from trt.answers: it keeps answers for duplicates, and had it written the answer
+        in this event, a crash could leave its row in the changelog without the insured row
+        (two changelogs), and the redelivered request would pass for a duplicate — seen: a
+        settlement answered, missing on the insured side, its 2208 refused E4008."""
         stamp(trace, INS_IN)
-        answer, sends = insured_answer(key, fwd.req, fwd.ctx)
-        stamp(trace, TRT_BACK)
-        row = treatment.handle_answer(answer, fwd.ctx, trow)
-        if row is not None or changed:
-            trt_rows[key] = encode_to_keep((row or trow).to_dict())
-        return [*sends, to_hospital(answer, fwd.ctx, trace)]
-
-    def on_insured_request(key: bytes | None, value: bytes | None) -> list[Send]:
-        """Requests from the national platform (cross-province; local ones are answered in
-        `answer_in_province`, though this still answers one that comes this way)."""
-        msg = decode(value)
-        trace, ctx = stamp(msg["trace"], INS_IN), msg["ctx"]
-        answer, sends = insured_answer(key or b"", msg["req"], ctx)
+        answer, sends = insured_answer(key, req, ctx)
         target = nat_answers if ctx["route"] == CROSS else trt_answers
         return [*sends, send(target, key, encode(wrap_answer(answer, ctx, trace)))]
+
+    def on_insured_request(key: bytes | None, value: bytes | None) -> list[Send]:
+        """Requests from the national platform (cross-province; local ones are answered as
+        they arrive, though one that comes this way is answered too)."""
+        msg = decode(value)
+        return answer_as_insured(key or b"", msg["req"], msg["ctx"], msg["trace"])
 
     clearing_index = ClearingIndex()  # event ids by hospital and day
     index_stale = [True]  # the table was (or may have been) recovered since the index was built
