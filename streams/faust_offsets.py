@@ -23,6 +23,15 @@ are acked and that message is not being processed, it was skipped, and the parti
 fetched again from the committed offset. An ack counts only while the flow runs and only for
 an event of the current generation. What is fetched again is processed again: a duplicate,
 which the per-person rows absorb (docs/design.md), never a loss.
+
+A fourth hole is in the producer, not the consumer. A table write is a changelog message put
+in Faust's producer buffer (`send_soon`: a table is set synchronously), which a task hands
+to the Kafka producer one by one. Before committing, Faust flushes that buffer, but its flush
+gives up as soon as no message was handed over within 0.1 s, leaving the rest queued. On a
+loaded machine, or while the Kafka producer waits for room in its batches, that happens,
+and the offsets are committed ahead of table writes that a crash then loses: the answer went
+out, the row that remembers it did not. Here the flush waits until every message put before
+it has been handed over.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ import logging
 import time
 
 from faust.transport.consumer import Consumer
+from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 from faust.types.tuples import Message, ack_lock
 
@@ -109,7 +119,50 @@ def _seek_done(seek: asyncio.Future) -> None:
                     type(seek.exception()).__name__)
 
 
+_original_put = ProducerBuffer.put
+_original_send_pending = ProducerBuffer._send_pending
+_original_flush = ProducerBuffer.flush
+#: How long a flush waits for the next hand-over before it says that it is still waiting.
+FLUSH_PATIENCE_S = 10.0
+
+
+def _counted_put(self: ProducerBuffer, fut: object) -> None:
+    self.huimin_put = getattr(self, "huimin_put", 0) + 1
+    _original_put(self, fut)
+
+
+async def _counted_send_pending(self: ProducerBuffer, fut: object) -> None:
+    try:
+        await _original_send_pending(self, fut)
+    finally:  # handed over or failed: either way no longer waiting in the buffer
+        self.huimin_handed = getattr(self, "huimin_handed", 0) + 1
+
+
+async def _flush_all(self: ProducerBuffer) -> None:
+    """Wait until every message put so far has been handed to the Kafka producer (whose own
+    flush, next in Faust's commit, then waits for the broker)."""
+    if (self.app is not None and self.app.conf.producer_threaded) or self.state != "running":
+        await _original_flush(self)  # not the queue counted here; or stopping (Faust's rule)
+        return
+    target = getattr(self, "huimin_put", 0)
+    while getattr(self, "huimin_handed", 0) < target:
+        self.message_sent.clear()  # set by the sending task right after each hand-over
+        if getattr(self, "huimin_handed", 0) >= target:
+            break
+        try:
+            await asyncio.wait_for(self.message_sent.wait(), timeout=FLUSH_PATIENCE_S)
+        except TimeoutError:
+            if self.state != "running":
+                raise RuntimeError("Cannot flush: Producer not Running") from None
+            log.warning("a commit has waited %.0f s for %d table writes to be handed to "
+                        "the producer", FLUSH_PATIENCE_S,
+                        target - getattr(self, "huimin_handed", 0))
+
+
 def guard_commits() -> None:
     """Install the mends (idempotent; the worker calls it before building its app)."""
+    ProducerBuffer.put = _counted_put  # type: ignore[method-assign]
+    ProducerBuffer._send_pending = _counted_send_pending  # type: ignore[method-assign]
+    ProducerBuffer.flush = _flush_all  # type: ignore[method-assign]
     Consumer.ack = _ack_if_processed  # type: ignore[method-assign]
     Consumer._new_offset = _new_offset_from_committed  # type: ignore[method-assign]
