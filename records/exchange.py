@@ -160,20 +160,31 @@ class ProvincialGateway:
                                         "message key"))], None
         province = province_of(req["mdtrtarea_admvs"])
         doc_id = uid(msgid, "docref")
-        if doc_id in row.docs:  # a duplicate publish: the same answer, nothing stored twice
-            return [EhrAnswer(_publish_answer(msgid, doc_id))], None
+        stored = row.docs.get(doc_id)
+        if stored is not None:
+            # a duplicate publish: the same answer, nothing stored twice; the registration
+            # goes again, since a crash may have kept this row and lost it (the index takes
+            # a registration twice as once)
+            register = _registration(doc_id, stored["province"],
+                                     unpack_document(stored["content"]))
+            return [EhrAnswer(_publish_answer(msgid, doc_id)), ToNational(register)], None
         content, docref = _document_and_reference(resource, doc_id, certno, req, province)
         row.docs[doc_id] = {"province": province, "docref": docref,
                             "content": pack_document(content)}
         row.labs += _labs(content, province, doc_id)
-        identifiers = [i for r in _resources(content) if r["resourceType"] == "Patient"
-                       for i in r.get("identifier") or []
-                       if isinstance(i, dict) and i.get("system") and i.get("value")
-                       and i.get("system") != CERTNO_SYSTEM]
-        register = {"op": "register", "doc_id": doc_id, "province": province,
-                    "identifiers": [{"system": i["system"], "value": i["value"]}
-                                    for i in identifiers]}
+        register = _registration(doc_id, province, content)
         return [EhrAnswer(_publish_answer(msgid, doc_id)), ToNational(register)], row
+
+
+def _registration(doc_id: str, province: str, content: dict[str, Any]) -> dict[str, Any]:
+    """What the national index keeps of a published document: where it is, and the
+    Patient's other identifiers (not the certno, which is the key)."""
+    identifiers = [i for r in _resources(content) if r["resourceType"] == "Patient"
+                   for i in r.get("identifier") or []
+                   if isinstance(i, dict) and i.get("system") and i.get("value")
+                   and i.get("system") != CERTNO_SYSTEM]
+    return {"op": "register", "doc_id": doc_id, "province": province,
+            "identifiers": [{"system": i["system"], "value": i["value"]} for i in identifiers]}
 
 
 def _publish_answer(msgid: str, doc_id: str) -> dict[str, Any]:

@@ -17,7 +17,14 @@ from messages.visitlog import make_msgid
 from records.codes import LAB_TESTS
 from records.consent import consent_resource
 from records.documents import Clinical, provide_bundle, visit_document
-from records.exchange import unpack_document
+from records.exchange import (
+    IndexRow,
+    NationalIndex,
+    ProvincialGateway,
+    RecordsRow,
+    ToNational,
+    unpack_document,
+)
 from settlement.oracle import Oracle
 from settlement.reference import DENY_CROSS_REGION, PERMIT
 from simulators.visits import VisitSpec, generate_visits
@@ -227,6 +234,31 @@ def test_a_duplicate_publish_stores_one_document_and_answers_alike():
     first, second = ex.oracle.submit(certno, req), ex.oracle.submit(certno, req)
     assert first == second and first["infcode"] == 0
     assert len(ex.oracle.ehr.record(certno).docs) == 1
+
+
+def test_a_redelivered_publish_registers_its_document_again_after_a_crash_lost_it():
+    """A worker killed after the repository's row was logged but before the registration
+    reached the national index: the redelivered 7001 is a duplicate, yet registers again."""
+    certno = person()
+    h = hospital_in("110000")
+    resource = orjson.loads((FHIR_DATA / "hl7-r4" / "Patient-example.json").read_bytes())
+    resource["identifier"] = [{"system": CERTNO_SYSTEM, "value": certno},
+                              {"system": "urn:oid:1.2.156.112606", "value": "MRN-1"}]
+    req = {"infno": "7001", "msgid": make_msgid(h.fixmedins_code, "2026-12-10 10:00:00", 1),
+           "mdtrtarea_admvs": h.admdvs, "insuplc_admdvs": "", "fixmedins_code": h.fixmedins_code,
+           "inf_time": "2026-12-10 10:00:00", "input": {"resource": resource}}
+    gateway, index = ProvincialGateway(), NationalIndex()
+    steps, kept = gateway.handle(certno, req, {}, RecordsRow())
+    assert kept is not None
+    (register,) = [s.msg for s in steps if isinstance(s, ToNational)]  # lost in the crash
+    again, unchanged = gateway.handle(certno, req, {}, RecordsRow.from_dict(kept.to_dict()))
+    assert unchanged is None  # nothing stored twice
+    assert [s.msg for s in again if isinstance(s, ToNational)] == [register]
+    _, row = index.handle(register, IndexRow())
+    assert row is not None and row.docs == {register["doc_id"]: "110000"}
+    assert row.identifiers == [{"system": "urn:oid:1.2.156.112606", "value": "MRN-1"}]
+    _, twice = index.handle(register, IndexRow.from_dict(row.to_dict()))
+    assert twice is not None and twice.to_dict() == row.to_dict()  # registered twice = once
 
 
 def test_a_purpose_other_than_care_is_refused_and_audited_even_where_nothing_is_held():
