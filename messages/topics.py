@@ -8,9 +8,9 @@ from typing import Final
 
 HOSP_REQUESTS: Final = "hosp.requests"  # hospital -> its provincial platform (treatment side)
 NAT_REQUESTS: Final = "nat.requests"  # treatment province -> national platform
-INS_REQUESTS: Final = "ins.requests"  # national -> insured province (local: in-process)
+INS_REQUESTS: Final = "ins.requests"  # national (local: treatment side) -> insured province
 NAT_ANSWERS: Final = "nat.answers"  # insured province -> national platform (cross-province)
-TRT_ANSWERS: Final = "trt.answers"  # national -> treatment side (local: in-process)
+TRT_ANSWERS: Final = "trt.answers"  # national (local: insured side) -> treatment side
 HOSP_RESPONSES: Final = "hosp.responses"  # treatment side -> hospital, keyed by fixmedins_code
 DEAD_LETTERS: Final = "dead.letters"  # messages that cannot be answered, with the reason
 MONEY_EVENTS: Final = "money.events"  # insured side -> national clearing: one partition

@@ -209,14 +209,13 @@ def create_app(cfg: WorkerConfig) -> faust.App:
             metrics.IN_FLIGHT.inc()
         if row is not None:
             trt_rows[key] = encode_to_keep(row.to_dict())
-        if isinstance(outcome, Forward) and outcome.to == "insured" and key:
-            return answer_as_insured(key, outcome.req, outcome.ctx, trace)
         if isinstance(outcome, Reply):
             return [to_hospital(outcome.answer, outcome.ctx, trace, forwarded=False)]
         if isinstance(outcome, Forward) and outcome.to == "ehr":
             return on_ehr_request(key, outcome.req, outcome.ctx, trace)
         if isinstance(outcome, Forward):
-            target = {"national": nat_requests, "reconciliation": recon_requests}[outcome.to]
+            target = {"national": nat_requests, "insured": ins_requests,
+                      "reconciliation": recon_requests}[outcome.to]
             return [send(target, key, encode(wrap_request(outcome.req, outcome.ctx, trace)))]
         assert isinstance(outcome, DeadLetter)
         return [dead_letter(key, value, outcome.error_code.value, outcome.reason,
@@ -274,43 +273,30 @@ def create_app(cfg: WorkerConfig) -> faust.App:
             return [send(trt_answers, key, encode(wrap_answer(routed.answer, routed.ctx, trace)))]
         return [send(ins_requests, key, encode(wrap_request(routed.req, routed.ctx, trace)))]
 
-    def insured_answer(key: bytes, req: dict[str, Any], ctx: dict[str, Any]
-                       ) -> tuple[dict[str, Any], list[Send]]:
-        """The insured side on the person's row: its answer, and the money event to send."""
+    def on_insured_request(key: bytes | None, value: bytes | None) -> list[Send]:
+        """The insured side, on the person's row, for local requests (from the treatment side)
+        and cross-province ones (from the national platform) alike. Local requests come
+        through ins.requests too, though the person's rows share a partition: the insured
+        side must decide a redelivery from its own row and topic. Answered on the hospital's
+        partition instead (12-01), a worker killed after the answer went out and before the
+        insured row's changelog write left a settlement the hospital was told of and the
+        insured side never kept, once the treatment row had the answer (docs/streams.md)."""
+        msg = decode(value)
+        trace, ctx, req = stamp(msg["trace"], INS_IN), msg["ctx"], msg["req"]
         cur = stored(ins_rows, key)
         row_in = PersonRow.from_dict(decode(cur)) if cur else None
-        answer, row = insured.handle(key.decode(), row_in, req, ctx)
+        answer, row = insured.handle(key.decode() if key else "", row_in, req, ctx)
         if row is not None:
             ins_rows[key] = encode_to_keep(row.to_dict())
+        target = nat_answers if ctx["route"] == CROSS else trt_answers
+        sends = [send(target, key, encode(wrap_answer(answer, ctx, trace)))]
         # also for a replayed request (row unchanged): clearing dedupes by setl_id and event
         event = insured.money_event(req, answer, row or row_in, ctx["fixmedins_code"])
-        if event is None:
-            return answer, []
-        if row is not None:  # a first, not a replay
-            metrics.observe_money(event)
-        return answer, [send(money_events, event.setl_id.encode(), encode(asdict(event)))]
-
-    def answer_as_insured(key: bytes, req: dict[str, Any], ctx: dict[str, Any],
-                           trace: list) -> list[Send]:
-        """The insured side on the person's row, its answer on to the treatment side. A local
-        request (the hospital is in the person's insured province) is answered on the
-        partition that took it from the hospital, since one provincial platform is both sides
-        and both of the person's rows are here (the tables are co-partitioned by certno): no
-        hop through ins.requests. The treatment side still takes the answer in an event of its
-        own, from trt.answers: it keeps answers for duplicates, and had it written the answer
-        in this event, a crash could leave its row in the changelog without the insured row
-        (two changelogs), and the redelivered request would pass for a duplicate — seen: a
-        settlement answered, missing on the insured side, its 2208 refused E4008."""
-        stamp(trace, INS_IN)
-        answer, sends = insured_answer(key, req, ctx)
-        target = nat_answers if ctx["route"] == CROSS else trt_answers
-        return [*sends, send(target, key, encode(wrap_answer(answer, ctx, trace)))]
-
-    def on_insured_request(key: bytes | None, value: bytes | None) -> list[Send]:
-        """Requests from the national platform (cross-province; local ones are answered as
-        they arrive, though one that comes this way is answered too)."""
-        msg = decode(value)
-        return answer_as_insured(key or b"", msg["req"], msg["ctx"], msg["trace"])
+        if event is not None:
+            sends.append(send(money_events, event.setl_id.encode(), encode(asdict(event))))
+            if row is not None:  # a first, not a replay
+                metrics.observe_money(event)
+        return sends
 
     clearing_index = ClearingIndex()  # event ids by hospital and day
     index_stale = [True]  # the table was (or may have been) recovered since the index was built

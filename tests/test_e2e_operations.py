@@ -112,12 +112,11 @@ def test_unsigned_forged_foreign_and_replayed_requests_are_refused(platform_and_
     assert total(metrics, "huimin_answers_total", outcome="E6003") == 1
 
 
-def test_a_local_request_is_answered_inside_its_province_and_a_cross_one_goes_national(
+def test_a_local_request_reaches_the_insured_side_through_its_topic_and_a_cross_one_via_national(
         platform_and_fleet):
-    """Local: one provincial platform is both the treatment and the insured side, so the
-    request goes through no topic to the insured side; only its answer comes back to the
-    treatment side as an event of its own (one row per event: docs/streams.md).
-    Cross-province: national, then insured, then back."""
+    """Local: treatment side, ins.requests, insured side, trt.answers — the insured side
+    decides a redelivery from its own row and topic (docs/streams.md, Crashes and
+    rebalances). Cross-province: the national platform in between, on the way there."""
     fleet, _ = platform_and_fleet
     certno = sorted(WORLD.ref.enrollments)[1]
     home = province_of(WORLD.ref.enrollments[certno].insuplc_admdvs)
@@ -146,7 +145,7 @@ def test_a_local_request_is_answered_inside_its_province_and_a_cross_one_goes_na
             assert got["infcode"] == 0, got
             moved = written() - before
             if hospital is local:
-                assert moved == Counter({TRT_ANSWERS: 1}), moved
+                assert moved == Counter({INS_REQUESTS: 1, TRT_ANSWERS: 1}), moved
             else:
                 assert moved == Counter({NAT_REQUESTS: 1, INS_REQUESTS: 1, TRT_ANSWERS: 1})
     finally:
