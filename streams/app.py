@@ -43,6 +43,7 @@ from simulators.world import build_world
 from streams import metrics
 from streams.config import CLEARING_TABLE, WorkerConfig, table_options
 from streams.faust_offsets import guard_commits
+from streams.faust_recovery import guard_recovery
 from streams.faust_tuning import (
     set_idempotent_producer,
     set_rocksdb_tuning,
@@ -81,6 +82,7 @@ def faust_app(cfg: WorkerConfig) -> faust.App:
     if cfg.store.startswith("rocksdb"):
         set_rocksdb_tuning()
     guard_commits()
+    guard_recovery(cfg.bootstrap, cfg.security.kafka_python())
     return faust.App(
         cfg.app_id,
         broker=f"kafka://{cfg.bootstrap}",
@@ -88,9 +90,9 @@ def faust_app(cfg: WorkerConfig) -> faust.App:
         datadir=cfg.data_dir,
         processing_guarantee="at_least_once",
         # RocksDB tables remember the changelog offset they hold; Faust refuses to recover one
-        # that is past the topic's end. Tansu reports a partition's end late (a worker had
-        # read offset 120 of a changelog Tansu then said ended at 119), which crashed
-        # restarted and joining workers. Past the end, recovery just has nothing to read.
+        # that is past the topic's end. Tansu reports a partition's end short (at the first
+        # record of its last batch; streams/faust_recovery.py), which crashed restarted and
+        # joining workers. Past the end, recovery just has nothing to read.
         recovery_consistency_check=False,
         broker_session_timeout=6.0,
         broker_heartbeat_interval=1.0,
