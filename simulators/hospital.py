@@ -27,6 +27,7 @@ from simulators import hospital_metrics as metrics
 from simulators.bad_messages import BadMessage
 from simulators.reconciliation import DailyReconciler, DayReconciliation, HospitalBooks
 from streams.config import FETCH_WAIT_MS, LINGER_MS
+from streams.partition_ends import true_ends
 
 #: Dead letters are counted, not waited on by a visit: a long fetch wait spares the broker.
 DEAD_LETTER_FETCH_WAIT_MS = 200
@@ -60,10 +61,11 @@ def response_consumer(bootstrap: str, topic: str = topics.HOSP_RESPONSES,
             raise TimeoutError(f"topic {topic} has no partitions")
         time.sleep(0.1)
     tps = [TopicPartition(topic, p) for p in sorted(parts)]
+    # the ends now, before anything is sent; Tansu reports them short (streams/partition_ends.py)
+    ends = true_ends(consumer, consumer.end_offsets(tps))
     consumer.assign(tps)
-    consumer.seek_to_end(*tps)
-    for tp in tps:  # resolve the end offsets now, before anything is sent
-        consumer.position(tp)
+    for tp, end in ends.items():
+        consumer.seek(tp, end)
     return consumer
 
 

@@ -14,9 +14,8 @@ were written over rows the streams had changed since. A visit vanished that way 
 treatment row 0.13 s after a 2303 had found it (docs/streams.md), 1 run in 79 of the loaded
 fault scenario.
 
-A fetch's high watermark is right on Tansu, so here the end of each partition Faust asks
-about is checked with a fetch from the offset before the end ListOffsets gave, which returns
-the partition's last batch; the recovery then reads up to the true end. On Apache Kafka the
+Here the end of each partition Faust asks about is checked with a fetch
+(`streams/partition_ends.py`), and the recovery reads up to the true end. On Apache Kafka the
 two agree and nothing changes. The check costs a consumer's start and one fetch per rebalance
 (~20 ms on Tansu), and nothing when every changelog is empty.
 """
@@ -25,51 +24,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Mapping
 from typing import Any
 
 from faust.tables.base import Collection
 from faust.tables.recovery import Recovery
 from faust.types import TP
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer
+
+from streams.partition_ends import true_ends
 
 log = logging.getLogger("huimin.streams.recovery")
-
-#: How long to wait for the fetches that find the true ends (Faust allows the whole step
-#: `broker_request_timeout`, 10 s here). A partition not answered in time keeps the end the
-#: broker gave, with a warning.
-TRUE_END_WAIT_S = 5.0
 
 _original_build_highwaters = Recovery._build_highwaters
 _original_on_changelog_event = Collection.on_changelog_event
 _client: dict[str, Any] = {}  # kafka-python options of the worker's cluster (guard_recovery)
-
-
-def true_ends(consumer: KafkaConsumer, ends: Mapping[TP, int],
-              wait_s: float = TRUE_END_WAIT_S) -> dict[TP, int]:
-    """The end of each partition in `ends` (the offset after its last record), from the high
-    watermark of a fetch from just before the end the broker reported. `consumer` is not in a
-    group; its assignment is replaced."""
-    out = dict(ends)
-    probe = {TopicPartition(tp.topic, tp.partition): tp for tp, end in ends.items() if end > 0}
-    if not probe:
-        return out
-    consumer.assign(list(probe))
-    for tp, faust_tp in probe.items():
-        consumer.seek(tp, ends[faust_tp] - 1)
-    answered: set[TopicPartition] = set()
-    deadline = time.monotonic() + wait_s
-    while len(answered) < len(probe) and (left := deadline - time.monotonic()) > 0:
-        answered.update(consumer.poll(timeout_ms=int(left * 1000)).keys())
-    for tp, faust_tp in probe.items():
-        watermark = consumer.highwater(tp)
-        if tp not in answered or watermark is None:
-            log.warning("could not check the end of %s[%d]; recovery trusts the broker's",
-                        tp.topic, tp.partition)
-        elif watermark > ends[faust_tp]:
-            out[faust_tp] = watermark
-    return out
 
 
 def _checked_ends(reported: Mapping[TP, int]) -> dict[TP, int]:

@@ -1,5 +1,6 @@
-"""A table partition is recovered up to its changelog's true end, also on Tansu, whose
-ListOffsets answer stops at the first record of the last batch (streams/faust_recovery.py)."""
+"""Where a partition ends, also on Tansu, whose ListOffsets answer stops at the first record
+of the last batch (streams/partition_ends.py): table recovery reads a changelog to its last
+record (streams/faust_recovery.py), and the hospitals read no answer from before they began."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka import TopicPartition as AioTopicPartition
 from faust.types import TP
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from simulators.hospital import response_consumer
 from streams.broker import broker
-from streams.faust_recovery import guard_recovery, true_ends
+from streams.faust_recovery import guard_recovery
+from streams.partition_ends import true_ends
 from streams.topics import ensure_topics
 
 pytestmark = pytest.mark.e2e
@@ -23,7 +26,7 @@ pytestmark = pytest.mark.e2e
 BATCHES = (3, 1, 5)  # records per producer batch, written in this order to partition 0
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def changelog(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A broker with topic `changelog`: partition 0 holds the batches, partition 1 is empty."""
     with broker(tmp_path_factory.mktemp("recovery") / "broker.log") as bootstrap:
@@ -89,3 +92,17 @@ def test_recovery_reads_a_changelog_up_to_its_last_record(changelog):
     # Faust's highwater is the offset of the last record to read; -1 for an empty partition.
     assert highwaters == {TP("changelog", 0): sum(BATCHES) - 1,
                           TP("changelog", 1): -1}
+
+
+def test_the_hospitals_read_only_answers_sent_after_they_began(changelog):
+    consumer = response_consumer(changelog, topic="changelog")
+    try:
+        assert consumer.poll(timeout_ms=500) == {}  # none of the batches written before
+        producer = KafkaProducer(bootstrap_servers=changelog)
+        producer.send("changelog", b"answer", partition=0)
+        producer.close()
+        got = [r.offset for records in consumer.poll(timeout_ms=3000).values()
+               for r in records]
+    finally:
+        consumer.close()
+    assert got == [sum(BATCHES)]
