@@ -106,14 +106,14 @@ class RawCeiling:
         """Send `rate` messages/s for `duration` s (open loop) and time each to the sink."""
         sink = KafkaConsumer(bootstrap_servers=self.bootstrap,
                              fetch_max_wait_ms=self.fetch_wait_ms,
-                             enable_auto_commit=False)
+                             enable_auto_commit=False, metrics_enabled=False)
         parts = [TopicPartition(TOPICS[-1], p) for p in range(self.partitions)]
         sink.assign(parts)
         sink.seek_to_end(*parts)
         for tp in parts:
             sink.position(tp)
         producer = KafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=self.linger_ms,
-                                 acks=1)
+                                 acks=1, metrics_enabled=False)
         n = int(rate * duration)
         start = time.monotonic()
         sent, latencies, received = 0, [], 0
