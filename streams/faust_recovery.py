@@ -89,4 +89,3 @@ def guard_recovery(bootstrap: str, client_options: Mapping[str, Any]) -> None:
     _client.update(client_options, bootstrap_servers=bootstrap)
     Recovery._build_highwaters = _build_highwaters  # type: ignore[method-assign]
     Collection.on_changelog_event = _on_changelog_event  # type: ignore[method-assign]
-

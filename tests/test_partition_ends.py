@@ -5,7 +5,9 @@ record (streams/faust_recovery.py), and the hospitals read no answer from before
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -27,29 +29,32 @@ BATCHES = (3, 1, 5)  # records per producer batch, written in this order to part
 
 
 @pytest.fixture
-def changelog(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """A broker with topic `changelog`: partition 0 holds the batches, partition 1 is empty."""
-    with broker(tmp_path_factory.mktemp("recovery") / "broker.log") as bootstrap:
-        ensure_topics(bootstrap, ["changelog"], partitions=2)
+def changelog(tmp_path: Path) -> Any:
+    """A broker with a new topic `changelog-…`: partition 0 holds the batches, partition 1 is
+    empty. Yields (bootstrap servers, topic)."""
+    topic = f"changelog-{uuid.uuid4().hex[:8]}"
+    with broker(tmp_path / "broker.log") as bootstrap:
+        ensure_topics(bootstrap, [topic], partitions=2)
 
         async def write() -> None:
             producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=50)
             await producer.start()
             try:
                 for n in BATCHES:  # n sends before the linger ends: one batch of n records
-                    sent = [await producer.send("changelog", b"row", partition=0)
+                    sent = [await producer.send(topic, b"row", partition=0)
                             for _ in range(n)]
                     await asyncio.gather(*sent)
             finally:
                 await producer.stop()
 
         asyncio.run(write())
-        yield bootstrap
+        yield bootstrap, topic
 
 
 def test_true_ends_counts_every_record_of_the_last_batch(changelog):
-    tps = [TP("changelog", 0), TP("changelog", 1)]
-    consumer = KafkaConsumer(bootstrap_servers=changelog, enable_auto_commit=False)
+    bootstrap, topic = changelog
+    tps = [TP(topic, 0), TP(topic, 1)]
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     try:
         reported = {TP(tp.topic, tp.partition): end for tp, end in consumer.end_offsets(
             [TopicPartition(tp.topic, tp.partition) for tp in tps]).items()}
@@ -73,14 +78,15 @@ class _FaustConsumer:
 
 
 def test_recovery_reads_a_changelog_up_to_its_last_record(changelog):
-    guard_recovery(changelog, {})
-    app = faust.App("recovery-test", broker=f"kafka://{changelog}")
+    bootstrap, topic = changelog
+    guard_recovery(bootstrap, {})
+    app = faust.App("recovery-test", broker=f"kafka://{bootstrap}")
     recovery = app.tables.recovery
-    tps = {TP("changelog", 0), TP("changelog", 1)}
+    tps = {TP(topic, 0), TP(topic, 1)}
     highwaters: Counter = Counter()
 
     async def go() -> None:
-        consumer = AIOKafkaConsumer(bootstrap_servers=changelog, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
         await consumer.start()
         try:
             await recovery._build_highwaters(_FaustConsumer(consumer), tps, highwaters,
@@ -90,16 +96,16 @@ def test_recovery_reads_a_changelog_up_to_its_last_record(changelog):
 
     asyncio.run(go())
     # Faust's highwater is the offset of the last record to read; -1 for an empty partition.
-    assert highwaters == {TP("changelog", 0): sum(BATCHES) - 1,
-                          TP("changelog", 1): -1}
+    assert highwaters == {TP(topic, 0): sum(BATCHES) - 1, TP(topic, 1): -1}
 
 
 def test_the_hospitals_read_only_answers_sent_after_they_began(changelog):
-    consumer = response_consumer(changelog, topic="changelog")
+    bootstrap, topic = changelog
+    consumer = response_consumer(bootstrap, topic=topic)
     try:
         assert consumer.poll(timeout_ms=500) == {}  # none of the batches written before
-        producer = KafkaProducer(bootstrap_servers=changelog)
-        producer.send("changelog", b"answer", partition=0)
+        producer = KafkaProducer(bootstrap_servers=bootstrap)
+        producer.send(topic, b"answer", partition=0)
         producer.close()
         got = [r.offset for records in consumer.poll(timeout_ms=3000).values()
                for r in records]
