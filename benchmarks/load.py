@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from benchmarks.cpu_probe import CpuProbe
 from huimin.run import arrivals_at_rate, platform
 from messages.codes import SETTLEMENTS
 from messages.trace import hop_durations_ms
@@ -157,6 +158,8 @@ class RatePoint:
     peak_rss_mib: dict[str, int] = field(default_factory=dict)  # broker, workers, hospitals
     start_rss_mib: dict[str, int] = field(default_factory=dict)  # as the rate began
     rss_growth_kib_per_visit: dict[str, float] = field(default_factory=dict)  # second half
+    cpu_ms_per_visit: dict[str, float] = field(default_factory=dict)  # each and "all"
+    cpu_probe_ms: float | None = None  # how fast the cores ran meanwhile (benchmarks/cpu_probe.py)
 
 
 class RateTally:
@@ -205,7 +208,7 @@ def measure_rate(fleet: HospitalFleet, rate: float, duration: float, warmup: flo
     own = time.process_time()
     t0 = time.monotonic()
     tally = RateTally()
-    with MemorySampler(pids) as memory:
+    with MemorySampler(pids) as memory, CpuProbe() as probe:
         result = fleet.run(visits, arrivals, drain_s=5.0, sink=tally, on_progress=on_progress)
     wall = time.monotonic() - t0
     cpu = {k: round((cpu_seconds(v) - before[k]) / wall, 2) for k, v in pids.items()}
@@ -213,7 +216,19 @@ def measure_rate(fleet: HospitalFleet, rate: float, duration: float, warmup: flo
     point = summarise_rate(tally, result, rate, warmup, cpu)
     point.peak_rss_mib, point.start_rss_mib = memory.peak_mib(), memory.start_mib()
     point.rss_growth_kib_per_visit = memory.growth_kib_per_visit(rate, count / rate)
+    point.cpu_ms_per_visit = cpu_per_visit(cpu, wall, count)
+    point.cpu_probe_ms = probe.median_ms()
     return point
+
+
+def cpu_per_visit(cpu_cores: dict[str, float], wall: float, visits: int) -> dict[str, float]:
+    """Milliseconds of CPU each component spent per visit over the rate (polling included).
+    Less at the mercy of a noisy machine than latency, and what decides the capacity: the
+    machine's cores give 1,000 ms a second each."""
+    if not visits:
+        return {}
+    per = {k: round(cores * wall * 1000 / visits, 2) for k, cores in cpu_cores.items()}
+    return {**per, "all": round(sum(per.values()), 2)}
 
 
 def summarise_rate(tally: RateTally, result: HospitalRunResult, rate: float, warmup: float,
@@ -347,12 +362,14 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
                     "forwarders": [raw.process.pid] if raw.process else []}
             before = {k: cpu_seconds(v) for k, v in pids.items()}
             own, t0 = time.process_time(), time.monotonic()
-            c = raw.measure(rate, duration, warmup)
+            with CpuProbe() as probe:
+                c = raw.measure(rate, duration, warmup)
             wall = time.monotonic() - t0  # CPU read while the forwarders still run
             cpu = {k: round((cpu_seconds(v) - before[k]) / wall, 2) for k, v in pids.items()}
             cpu["load"] = round((time.process_time() - own) / wall, 2)
         return {"hops": HOPS, "offered_per_s": rate, "achieved_per_s": round(c.achieved, 1),
-                "lost": c.lost, "latency_ms": percentiles(c.latencies_ms), "cpu_cores": cpu}
+                "lost": c.lost, "latency_ms": percentiles(c.latencies_ms), "cpu_cores": cpu,
+                "cpu_probe_ms": probe.median_ms()}
 
     for i, rate in enumerate(rates):
         on_stage(f"starting a broker and the platform for {rate:g} visits/s")

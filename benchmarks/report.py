@@ -57,6 +57,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"{cpu.get('hospitals', 0):g} | {rss.get('broker', '–')} / "
             f"{rss.get('workers', '–')} / {rss.get('hospitals', '–')} |")
     lines += capacity_lines(result)
+    lines += cpu_lines(result)
     lines += memory_lines(result)
     lines += ["", "## By route (settlement round trip, ms)", "",
               "| offered visits/s | route | count | p50 | p90 | p99 | p99.9 | max |",
@@ -97,13 +98,15 @@ def capacity_lines(result: dict[str, Any]) -> list[str]:
     sweep = result.get("ceiling_sweep") or []
     if sweep:
         lines += ["", "| raw ceiling offered/s | achieved/s | p50 | p99 | p99.9 | lost | CPU "
-                  "cores (broker / forwarders / load) |", "|---|---|---|---|---|---|---|"]
+                  "cores (broker / forwarders / load) | CPU probe ms |",
+                  "|---|---|---|---|---|---|---|---|"]
         for c in sweep:
             lat, cpu = c["latency_ms"], c.get("cpu_cores") or {}
             lines.append(f"| {c['offered_per_s']:g} | {c['achieved_per_s']:g} | "
                          f"{lat.get('p50', '–')} | {lat.get('p99', '–')} | "
                          f"{lat.get('p99.9', '–')} | {c['lost']} | {cpu.get('broker', '–')} / "
-                         f"{cpu.get('forwarders', '–')} / {cpu.get('load', '–')} |")
+                         f"{cpu.get('forwarders', '–')} / {cpu.get('load', '–')} | "
+                         f"{c.get('cpu_probe_ms') or '–'} |")
     return lines
 
 
@@ -145,6 +148,28 @@ def plot(result: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def cpu_lines(result: dict[str, Any]) -> list[str]:
+    """CPU per visit, by component, the rate the machine's cores would carry at that cost,
+    and how fast the cores ran meanwhile (benchmarks/cpu_probe.py): the figures to compare a
+    change by, and the reason a rate saturates."""
+    cores = result["machine"]["cpus"]
+    lines = []
+    for p in result["points"]:
+        per = p.get("cpu_ms_per_visit") or {}
+        if not per.get("all"):
+            continue
+        lines.append(f"| {p['offered_visits_per_s']:g} | {per.get('broker', 0):g} / "
+                     f"{per.get('workers', 0):g} / {per.get('hospitals', 0):g} | "
+                     f"{per['all']:g} | {cores * 1000 / per['all']:,.0f} | "
+                     f"{p.get('cpu_probe_ms') or '–'} |")
+    if not lines:
+        return []
+    return ["", "## CPU per visit (ms, polling included)", "",
+            f"| offered visits/s | broker / workers / hospitals | all | visits/s {cores} cores "
+            "would carry at this cost | CPU probe ms (median; lower is a faster machine) |",
+            "|---|---|---|---|---|", *lines]
 
 
 def memory_lines(result: dict[str, Any]) -> list[str]:

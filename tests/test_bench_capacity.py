@@ -4,18 +4,22 @@ no longer does."""
 
 from __future__ import annotations
 
+import statistics
+import time
 from typing import Any
 
+from benchmarks.cpu_probe import CpuProbe
 from benchmarks.load import (
     CEILING_SWEEP_MAX,
     MemorySampler,
     RateTally,
     capacity,
     ceiling_sweep,
+    cpu_per_visit,
     summarise_rate,
     sustained,
 )
-from benchmarks.report import capacity_lines
+from benchmarks.report import capacity_lines, cpu_lines
 from messages.visitlog import VisitSession
 from simulators.hospital import Exchange, HospitalRunResult
 
@@ -147,3 +151,30 @@ def test_a_bench_without_a_terminal_logs_its_stages_and_the_visits_sent_once_a_m
     lines = captured.get().splitlines()
     assert [line.split(" ", 1)[1] for line in lines] == [
         "huimin at 150 visits/s: 1,000,050 visits", "9,100 of 1,000,050 visits sent"]
+
+
+def test_cpu_per_visit_is_each_components_busy_time_shared_over_the_visits():
+    per = cpu_per_visit({"broker": 0.5, "workers": 0.75, "hospitals": 0.25}, wall=40.0,
+                        visits=2000)
+    assert per == {"broker": 10.0, "workers": 15.0, "hospitals": 5.0, "all": 30.0}
+    assert cpu_per_visit({"workers": 0.5}, wall=10.0, visits=0) == {}
+
+
+def test_the_report_turns_cpu_per_visit_into_what_the_cores_would_carry():
+    result = {"machine": {"cpus": 2}, "points": [
+        {"offered_visits_per_s": 50, "cpu_probe_ms": 11.5,
+         "cpu_ms_per_visit": {"broker": 4.0, "workers": 8.0, "hospitals": 4.0, "all": 16.0}},
+        {"offered_visits_per_s": 100}]}  # a point from before the figure was kept
+    text = "\n".join(cpu_lines(result))
+    assert "| 50 | 4 / 8 / 4 | 16 | 125 | 11.5 |" in text  # 2,000 ms a second ÷ 16 ms a visit
+    assert "| 100 |" not in text
+
+
+def test_the_cpu_probe_times_its_loop_in_a_process_of_its_own_while_in_use():
+    with CpuProbe() as probe:
+        deadline = time.monotonic() + 10
+        while len(probe.samples) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    assert len(probe.samples) >= 2 and all(ms > 0 for ms in probe.samples)
+    assert probe.median_ms() == round(statistics.median(probe.samples), 2)
+    assert CpuProbe().median_ms() is None  # never run: nothing measured
