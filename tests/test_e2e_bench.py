@@ -9,6 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from streams.config import FETCH_WAIT_MS
 from tests.conftest import run_huimin
 
 pytestmark = pytest.mark.e2e
@@ -22,19 +23,22 @@ def test_bench_writes_json_report_and_plot_for_huimin_and_the_raw_ceiling(tmp_pa
     assert "huimin at 10 visits/s: 40 visits" in proc.stdout  # no terminal: stages as lines
     result = orjson.loads((out / "bench.json").read_bytes())
     assert result["machine"]["cpus"] >= 1 and result["settings"]["broker"] == "tansu"
-    assert result["settings"]["fetch_wait_ms"] == 10  # Tansu answers a fetch when its wait is up
+    assert result["settings"]["fetch_wait_ms"] == FETCH_WAIT_MS  # Tansu's, not Kafka's
     assert [p["offered_visits_per_s"] for p in result["points"]] == [10]
     for point in result["points"]:
         assert point["achieved_settlements_per_s"] > 0
         assert point["settlement_latency_ms"]["all"]["count"] > 0
         assert point["ceiling"]["achieved_per_s"] > 0 and point["ceiling"]["hops"] == 6
         assert point["cpu_cores"]["workers"] > 0
+        assert point["cpu_ms_per_visit"]["all"] > point["cpu_ms_per_visit"]["workers"] > 0
+        assert point["cpu_probe_ms"] > 0 and point["ceiling"]["cpu_probe_ms"] > 0
     top = max(p["ceiling"]["offered_per_s"] for p in result["points"])
     assert top * 2 <= 25  # so the sweep measured at least one rate beyond
     assert [c["offered_per_s"] for c in result["ceiling_sweep"]][:1] == [top * 2]
     assert result["capacity"]["p99_limit_ms"] == 300
     report = (out / "bench.md").read_text()
     assert "| offered visits/s |" in report and "raw" in report
+    assert "## CPU per visit" in report
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
