@@ -191,3 +191,59 @@ def memory_lines(result: dict[str, Any]) -> list[str]:
         return []
     return ["", "## Memory (resident MiB, as the rate began → peak; growth per visit over the "
             "second half of the arrivals)", "", *lines]
+
+
+def _change(before: float | None, after: float | None) -> str:
+    if not before or after is None:
+        return "–"
+    return f"{100 * (after - before) / before:+.0f} %"
+
+
+def _components(cpu: dict[str, float]) -> str:
+    return " / ".join(f"{cpu[k]:g}" if k in cpu else "–"
+                      for k in ("broker", "workers", "hospitals"))
+
+
+def comparison(before: dict[str, Any], after: dict[str, Any]) -> str:
+    """Two runs side by side, rate by rate: what a change did. The settings that differ come
+    first, and each rate's CPU probe beside it, since a machine that ran slower during one run
+    explains a difference as well as the change does (benchmarks/cpu_probe.py)."""
+    keys = sorted(set(before["settings"]) | set(after["settings"]))
+    differ = [f"{k} {before['settings'].get(k)} → {after['settings'].get(k)}" for k in keys
+              if before["settings"].get(k) != after["settings"].get(k)]
+    versions = [f"{k} {v} → {after['machine']['versions'].get(k)}"
+                for k, v in before["machine"]["versions"].items()
+                if after["machine"]["versions"].get(k) != v]
+    lines = ["# huimin benchmark: before → after", "",
+             f"{before['started']} → {after['started']}", "",
+             "Settings that differ: " + ("; ".join(differ + versions) or "none") + ".", "",
+             "| offered visits/s | achieved settl./s | p50 ms | p99 ms | CPU ms per visit "
+             "(broker / workers / hospitals) | CPU ms per visit, all | CPU probe ms |",
+             "|---|---|---|---|---|---|---|"]
+    after_points = {p["offered_visits_per_s"]: p for p in after["points"]}
+    for b in before["points"]:
+        a = after_points.get(b["offered_visits_per_s"])
+        if a is None:
+            continue
+        bl = b["settlement_latency_ms"].get("all", {})
+        al = a["settlement_latency_ms"].get("all", {})
+        bc, ac = b.get("cpu_ms_per_visit") or {}, a.get("cpu_ms_per_visit") or {}
+        lines.append(
+            f"| {b['offered_visits_per_s']:g} | {b['achieved_settlements_per_s']:g} → "
+            f"{a['achieved_settlements_per_s']:g} | {bl.get('p50', '–')} → {al.get('p50', '–')} "
+            f"({_change(bl.get('p50'), al.get('p50'))}) | {bl.get('p99', '–')} → "
+            f"{al.get('p99', '–')} ({_change(bl.get('p99'), al.get('p99'))}) | {_components(bc)} → "
+            f"{_components(ac)} | {bc.get('all', '–')} → {ac.get('all', '–')} "
+            f"({_change(bc.get('all'), ac.get('all'))}) | {b.get('cpu_probe_ms') or '–'} → "
+            f"{a.get('cpu_probe_ms') or '–'} |")
+    if len(lines) == 8:
+        lines.append("| (no offered rate in both runs) | | | | | | |")
+    bcap, acap = before.get("capacity") or {}, after.get("capacity") or {}
+    if bcap and acap:
+        lines += ["", f"Capacity within p99 ≤ {acap['p99_limit_ms']:g} ms: "
+                  f"{bcap['huimin_settlements_per_s']:g} → {acap['huimin_settlements_per_s']:g} "
+                  "settlements/s; raw ceiling "
+                  f"{bcap.get('raw_messages_per_s') or '–'} → "
+                  f"{acap.get('raw_messages_per_s') or '–'} "
+                  "messages/s."]
+    return "\n".join(lines) + "\n"

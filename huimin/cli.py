@@ -348,6 +348,31 @@ def bench(
     console.print(f"Wrote {out / 'bench.json'}, {out / 'bench.md'} and {out / 'bench.png'}")
 
 
+@app.command("bench-compare")
+def bench_compare(
+    before: Annotated[Path, typer.Argument(help="A bench folder (or its bench.json): before.")],
+    after: Annotated[Path, typer.Argument(help="Another: after the change.")],
+) -> None:
+    """Two `huimin bench` runs side by side, rate by rate: settlements/s, p50, p99, CPU per
+    visit and the CPU probe (how fast the machine ran meanwhile), with the settings that
+    differ. Prints Markdown."""
+    from benchmarks.report import comparison
+
+    def load(path: Path, hint: str) -> dict:
+        file = path / "bench.json" if path.is_dir() else path
+        try:
+            result = orjson.loads(file.read_bytes())
+            if not isinstance(result, dict) or not {"points", "settings", "machine",
+                                                    "started"} <= result.keys():
+                raise ValueError("no rates, settings or machine in it")
+            return result
+        except (OSError, ValueError) as exc:
+            raise typer.BadParameter(f"{file} is not a `huimin bench` result ({exc})",
+                                     param_hint=hint) from None
+
+    typer.echo(comparison(load(before, "BEFORE"), load(after, "AFTER")), nl=False)
+
+
 class _LogWhenNotATerminal:
     """Where a long run is, as timestamped lines, for a console that shows no progress bar
     (a log file, CI, `nohup`): each stage, then the visits sent once a minute."""

@@ -1,0 +1,74 @@
+"""`huimin bench-compare` puts two benchmark runs side by side, rate by rate, with the settings
+that differ and each rate's CPU probe, so that a change is not credited with what a slower
+machine did."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from benchmarks.report import comparison
+from tests.conftest import run_huimin
+
+
+def bench_result(linger_ms: int, started: str, points: list[dict[str, Any]],
+                 capacity: float | None = None) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "started": started,
+        "machine": {"cpus": 2, "versions": {"aiokafka": "0.14.0"}},
+        "settings": {"broker": "tansu", "linger_ms": linger_ms, "fetch_wait_ms": 25},
+        "points": points}
+    if capacity is not None:
+        result["capacity"] = {"p99_limit_ms": 300.0, "huimin_settlements_per_s": capacity,
+                              "raw_messages_per_s": None}
+    return result
+
+
+def point(rate: float, achieved: float, p50: float, p99: float, cpu_all: float,
+          probe: float) -> dict[str, Any]:
+    return {"offered_visits_per_s": rate, "achieved_settlements_per_s": achieved,
+            "settlement_latency_ms": {"all": {"count": 100, "p50": p50, "p99": p99}},
+            "cpu_ms_per_visit": {"broker": cpu_all / 2, "workers": cpu_all / 4,
+                                 "hospitals": cpu_all / 4, "all": cpu_all},
+            "cpu_probe_ms": probe}
+
+
+BEFORE = bench_result(5, "2026-12-02T05:00:00",
+                      [point(50, 50.1, 200.0, 600.0, 32.0, 21.5),
+                       point(70, 63.4, 580.0, 1600.0, 25.0, 21.6)], capacity=0.0)
+AFTER = bench_result(10, "2026-12-02T05:10:00",
+                     [point(50, 50.4, 150.0, 450.0, 30.0, 11.2),
+                      point(90, 80.0, 900.0, 2000.0, 22.0, 21.0)], capacity=50.4)
+
+
+def test_the_comparison_shows_each_shared_rate_its_changes_and_the_probes():
+    text = comparison(BEFORE, AFTER)
+    assert "Settings that differ: linger_ms 5 → 10." in text
+    assert ("| 50 | 50.1 → 50.4 | 200.0 → 150.0 (-25 %) | 600.0 → 450.0 (-25 %) | "
+            "16 / 8 / 8 → 15 / 7.5 / 7.5 | 32.0 → 30.0 (-6 %) | 21.5 → 11.2 |") in text
+    assert "| 70 |" not in text and "| 90 |" not in text  # offered in one run only
+    assert "0 → 50.4 settlements/s; raw ceiling – → – messages/s" in text
+
+
+def test_runs_without_a_rate_in_common_say_so():
+    other = bench_result(5, "2026-12-02T06:00:00", [point(30, 30.0, 90.0, 200.0, 40.0, 20.0)])
+    assert "no offered rate in both runs" in comparison(BEFORE, other)
+
+
+def test_the_command_reads_bench_folders_and_refuses_what_is_not_a_result(tmp_path: Path):
+    for name, result in (("before", BEFORE), ("after", AFTER)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "bench.json").write_bytes(orjson.dumps(result))
+    proc = run_huimin(["bench-compare", str(tmp_path / "before"),
+                       str(tmp_path / "after" / "bench.json")], timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("# huimin benchmark: before → after")
+    assert "| 50 | 50.1 → 50.4 |" in proc.stdout
+    (tmp_path / "other.json").write_text('{"points": []}')
+    for bad in (tmp_path / "missing", tmp_path / "other.json"):
+        proc = run_huimin(["bench-compare", str(bad), str(tmp_path / "after")], timeout=60)
+        said = " ".join(proc.stderr.replace("│", " ").split())  # rich boxes and wraps it
+        assert proc.returncode == 2 and "is not a `huimin bench` result" in said
+        assert "Traceback" not in proc.stderr
