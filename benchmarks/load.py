@@ -29,7 +29,7 @@ from messages.trace import hop_durations_ms
 from messages.visitlog import TIME_FORMAT, Visit, VisitSession
 from simulators.hospital import Exchange, HospitalFleet, HospitalRunResult
 from simulators.visits import VisitSpec, generate_visits
-from simulators.world import WorldSpec, build_world
+from simulators.world import World, WorldSpec, build_world
 from streams.broker import broker
 from streams.config import LINGER_MS, fetch_wait_for
 
@@ -231,6 +231,17 @@ def cpu_per_visit(cpu_cores: dict[str, float], wall: float, visits: int) -> dict
     return {**per, "all": round(sum(per.values()), 2)}
 
 
+def warm_up(fleet: HospitalFleet, world: World, rate: float, seconds: float, start: datetime,
+            ehr: bool) -> None:
+    """Unmeasured visits at `rate` for `seconds`, a week of simulated days before the
+    measured ones begin (so no request of theirs is taken for a replay of these), to bring a
+    fresh broker to speed."""
+    spec = VisitSpec(visits=max(1, int(rate * seconds)), start=start.strftime(TIME_FORMAT),
+                     days=7, ehr=ehr)
+    fleet.run(generate_visits(world, spec), arrivals_at_rate(spec.visits, rate), drain_s=15.0,
+              sink=lambda session, exchanges: None)
+
+
 def summarise_rate(tally: RateTally, result: HospitalRunResult, rate: float, warmup: float,
                    cpu: dict[str, float]) -> RatePoint:
     """The rate's figures, leaving out settlements sent in its first `warmup` seconds."""
@@ -262,6 +273,16 @@ def summarise_rate(tally: RateTally, result: HospitalRunResult, rate: float, war
 
 #: The p99 a settlement must keep to count as sustained (issue #8's targets, per broker).
 P99_TARGET_MS = {"tansu": 300.0, "kafka": 100.0}
+#: Seconds of unmeasured load each fresh broker gets before a rate is measured on it. Apache
+#: Kafka's JVM compiles its hot paths in the first half-minute of load: at 40 visits/s its
+#: broker took 0.95 core for the first 10 s, then fell to ~0.31 from 35 s on
+#: (docs/performance.md), so a 30-second rate on a cold broker measured mostly the compiler.
+#: Tansu (Rust) has nothing to warm, and slows as its partitions fill, so it gets none.
+BROKER_WARMUP_S = {"tansu": 0.0, "kafka": 40.0}
+#: The warm-up's load: at most this many visits/s on huimin (a rate the platform carries, so
+#: no backlog spills into the measurement), this many messages/s on the raw ceiling.
+WARMUP_VISITS_PER_S = 30.0
+WARMUP_MESSAGES_PER_S = 200.0
 #: A rate is sustained when at least this share of what was offered came through.
 SUSTAINED = 0.95
 #: The raw ceiling is pushed no further than this (messages/s) by default.
@@ -335,11 +356,14 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
               ehr: bool = False, ceiling: bool = True, partitions: int = 4,
               linger_ms: int = LINGER_MS, fetch_wait: int | None = None,
               sweep_max: float = CEILING_SWEEP_MAX, store: str = "memory",
+              broker_warmup: float | None = None,
               on_stage: Callable[..., None] = lambda stage, visits=None: None,
               on_progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Each rate, and each rate of the ceiling's sweep, runs on a broker of its own, started
     empty: Tansu's memory storage costs more per request the more a partition holds (see
     docs/performance.md), so a rate measured after others would pay for their messages.
+    `broker_warmup`: seconds of unmeasured load on each fresh broker first; default the broker
+    kind's (`BROKER_WARMUP_S`).
     `fetch_wait`: consumers' fetch wait in ms; default the broker kind's (streams/config.py).
     `on_stage(stage, visits)`: what runs now, and how many visits it will send, if any;
     `on_progress(n)`: n more of them have arrived."""
@@ -353,10 +377,14 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
     started = datetime.now().isoformat(timespec="seconds")
     kafka = broker_kind == "kafka"
     fetch_wait = fetch_wait_for(broker_kind) if fetch_wait is None else fetch_wait
+    warm_s = BROKER_WARMUP_S[broker_kind] if broker_warmup is None else broker_warmup
 
-    def measure_ceiling(bootstrap: str, rate: float) -> dict[str, Any]:
+    def measure_ceiling(bootstrap: str, rate: float, fresh: bool) -> dict[str, Any]:
         with RawCeiling(bootstrap, out_dir / "ceiling.log", partitions, linger_ms,
                         fetch_wait) as raw:
+            if fresh and warm_s:
+                on_stage(f"warming the broker up for {warm_s:g} s")
+                raw.measure(min(rate, WARMUP_MESSAGES_PER_S), warm_s, 0)
             on_stage(f"raw ceiling at {rate:g} messages/s")
             pids = {"broker": broker_pids(bootstrap, broker_kind),
                     "forwarders": [raw.process.pid] if raw.process else []}
@@ -388,6 +416,10 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
                 pids = {"broker": broker_pids(bootstrap, broker_kind),
                         "workers": [w.process.pid for w in p.workers if w.process]}
                 begin = datetime(2027, 1, 1) + timedelta(days=45 * i)
+                if warm_s:
+                    on_stage(f"warming the broker up for {warm_s:g} s")
+                    warm_up(fleet, world, min(rate, WARMUP_VISITS_PER_S), warm_s,
+                            begin - timedelta(days=14), ehr)
                 spec = VisitSpec(visits=max(1, int(rate * duration)),
                                  start=begin.strftime(TIME_FORMAT), days=30, ehr=ehr)
                 on_stage(f"huimin at {rate:g} visits/s", spec.visits)
@@ -396,15 +428,16 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
                                      on_progress)
             finally:
                 fleet.close()
-            if ceiling:  # its own topics, as empty as huimin's were
-                point.ceiling = measure_ceiling(bootstrap, point.offered_settlements_per_s)
+            if ceiling:  # its own topics, as empty as huimin's were; the broker is warm
+                point.ceiling = measure_ceiling(bootstrap, point.offered_settlements_per_s,
+                                                fresh=False)
         points.append(point)
     limit = P99_TARGET_MS[broker_kind]
     sweep: list[dict[str, Any]] = []
     if ceiling:
         def fresh_ceiling(rate: float) -> dict[str, Any]:
             with broker(out_dir / "ceiling-broker.log", broker_kind) as bootstrap:
-                return measure_ceiling(bootstrap, rate)
+                return measure_ceiling(bootstrap, rate, fresh=True)
         sweep = ceiling_sweep(fresh_ceiling, [p.ceiling for p in points], limit, sweep_max)
     huimin_capacity = capacity([(p.offered_settlements_per_s, p.achieved_settlements_per_s,
                                  p.settlement_latency_ms.get("all", {})) for p in points], limit)
@@ -416,7 +449,7 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
                          "persons": persons, "workers": workers, "partitions": partitions,
                          "linger_ms": linger_ms, "fetch_wait_ms": fetch_wait,
                          "health_record_steps": ehr, "store": store,
-                         "fresh_broker_per_rate": True},
+                         "fresh_broker_per_rate": True, "broker_warmup_s": warm_s},
             "points": [asdict(p) for p in points], "ceiling_sweep": sweep,
             "capacity": {"p99_limit_ms": limit, "huimin_settlements_per_s": huimin_capacity,
                          "raw_messages_per_s": raw_capacity if ceiling else None,

@@ -18,12 +18,16 @@ pytestmark = pytest.mark.e2e
 def test_bench_writes_json_report_and_plot_for_huimin_and_the_raw_ceiling(tmp_path: Path):
     out = tmp_path / "bench"
     proc = run_huimin(["bench", "--rates", "10", "--duration", "4", "--warmup", "1",
-                       "--persons", "600", "--sweep-max", "25", "--out", str(out)], timeout=300)
+                       "--persons", "600", "--sweep-max", "25", "--broker-warmup", "2",
+                       "--out", str(out)], timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "huimin at 10 visits/s: 40 visits" in proc.stdout  # no terminal: stages as lines
+    # each fresh broker (the rate's, the sweep's) gets unmeasured load first
+    assert proc.stdout.count("warming the broker up for 2 s") >= 2
     result = orjson.loads((out / "bench.json").read_bytes())
     assert result["machine"]["cpus"] >= 1 and result["settings"]["broker"] == "tansu"
     assert result["settings"]["fetch_wait_ms"] == FETCH_WAIT_MS  # Tansu's, not Kafka's
+    assert result["settings"]["broker_warmup_s"] == 2
     assert [p["offered_visits_per_s"] for p in result["points"]] == [10]
     for point in result["points"]:
         assert point["achieved_settlements_per_s"] > 0
