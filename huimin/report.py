@@ -200,8 +200,9 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
                   f"dead-lettered {acc['dead_lettered']:,}"
                   + (f" + [red]unaccounted {acc['unaccounted']:,}[/]" if acc["unaccounted"]
                      else "")
-                  + (f" (and {acc['redelivered']:,} answers redelivered after a worker was "
-                     "killed, identical to the first)" if acc["redelivered"] else ""))
+                  + (f" (and {acc['redelivered']:,} answers given again to requests processed "
+                     "again after a rebalance or a restart, identical to the first)"
+                     if acc["redelivered"] else ""))
     if summary["faults"]:
         console.print(f"[bold]Faults[/] {summary['faults']}")
     bad = summary["bad_requests"]

@@ -65,7 +65,7 @@ class Comparison:
     settlements_equal: int = 0
     answers_compared: int = 0
     answers_equal: int = 0
-    redelivered: int = 0  # identical extra answers after a worker was killed
+    redelivered: int = 0  # identical extra answers after a rebalance or a restart
     mismatches: list[str] = field(default_factory=list)
 
     @property
@@ -226,8 +226,8 @@ def check_reconciliation(ex: Execution, oracle: Oracle) -> ReconciliationCheck:
 @dataclass(frozen=True, slots=True)
 class Accounting:
     """sent = answered OK + answered with an error + dead-lettered + unaccounted; answers that
-    came back more often than their request was sent (redelivery after a crash) are counted
-    apart, in `redelivered`."""
+    came back more often than their request was sent (redelivery after a rebalance or a crash)
+    are counted apart, in `redelivered`."""
 
     sent: int
     answered_ok: int

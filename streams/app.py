@@ -50,6 +50,7 @@ from streams.faust_tuning import (
     set_worker_fetch_max_wait,
 )
 from streams.fhir_views import register_fhir_views
+from streams.owner_fence import guard_changelogs
 
 log = logging.getLogger("huimin.streams")
 
@@ -83,6 +84,7 @@ def faust_app(cfg: WorkerConfig) -> faust.App:
         set_rocksdb_tuning()
     guard_commits()
     guard_recovery(cfg.bootstrap, cfg.security.kafka_python())
+    guard_changelogs()
     return faust.App(
         cfg.app_id,
         broker=f"kafka://{cfg.bootstrap}",

@@ -41,6 +41,9 @@ REFUSED = Counter("huimin_refused_requests_total", "Requests refused before any 
                   "(authentication)", ["reason"])
 CONSUMER_LAG = Gauge("huimin_consumer_lag_messages", "Messages not yet committed by this "
                      "worker, summed over its partitions", ["topic"])
+FENCED_RECORDS = Counter("huimin_changelog_records_fenced_total", "Table changelog records "
+                         "not applied: late writes of a worker that had lost its partitions "
+                         "(streams/owner_fence.py)", ["table"])
 CLEARING_NET = Gauge("huimin_clearing_net_position_fen", "Each province's net cross-province "
                      "position so far: receivable − payable (fen)", ["province"])
 EHR_PUBLISHED = Counter("huimin_ehr_documents_published_total", "Health-record documents "
@@ -57,7 +60,7 @@ LAB_SAVING = Counter("huimin_lab_saving_fen_total", "The price of the lab tests 
 #: What a dashboard or an alert rule may use (checked by the tests).
 DOMAIN_METRICS = (
     REQUESTS, ANSWERS, LATENCY, HOP_LATENCY, IN_FLIGHT, PAID, REFUNDED, DEAD_LETTERS, REFUSED,
-    CONSUMER_LAG, CLEARING_NET, EHR_PUBLISHED, EHR_QUERIES, EHR_REFUSALS, EHR_AUDIT,
+    CONSUMER_LAG, FENCED_RECORDS, CLEARING_NET, EHR_PUBLISHED, EHR_QUERIES, EHR_REFUSALS, EHR_AUDIT,
     LABS_AVOIDED, LAB_SAVING)
 
 
