@@ -122,9 +122,11 @@ def run(
     """
     plan = _fault_plan(faults)
     days_per_s = days / (visits / rate)
-    if plan.kill_worker and days_per_s * RECOVERY_S > WINDOW_DAYS:
-        console.print(f"[yellow]The simulated clock runs {days_per_s:.1f} days per second: a "
-                      f"killed worker's ~{RECOVERY_S:.0f} s of recovery spans more than the "
+    redelivering = plan.kill_worker or plan.join_worker or workers > 1
+    if redelivering and days_per_s * RECOVERY_S > WINDOW_DAYS:
+        console.print(f"[yellow]The simulated clock runs {days_per_s:.1f} days per second: "
+                      f"the ~{RECOVERY_S:.0f} s in which a killed worker recovers, or a worker "
+                      "starved of CPU is removed from the group, span more than the "
                       f"{WINDOW_DAYS}-day operating window, so redelivered requests may be "
                       "refused as replays (E6003) or their answers forgotten. Use fewer --days "
                       "or a lower --rate.[/]")

@@ -512,15 +512,30 @@ class TreatmentPlatform:
             return row
         infno, out = ctx["infno"], ans["output"]
         visit = row.visits.get(ctx.get("mdtrt_id", ""))
+        # Answers can come late and out of order: a worker killed before it kept an answer
+        # has the request processed again, and its answer comes back after later ones.
         if infno in SETTLEMENTS and visit is not None:
-            visit["setl_id"] = out["setlinfo"]["setl_id"]
+            if not _undone(row, out["setlinfo"]["setl_id"]):
+                visit["setl_id"] = out["setlinfo"]["setl_id"]
         elif infno in CANCELLATIONS and visit is not None:
-            visit["setl_id"] = ""
+            if visit["setl_id"] == out["setlinfo"]["init_setl_id"]:
+                visit["setl_id"] = ""
         elif infno == Infno.REVERSAL and out.get("reversed_setl_id"):
             for v in row.visits.values():
                 if v["setl_id"] == out["reversed_setl_id"]:
                     v["setl_id"] = ""
         return row
+
+
+def _undone(row: TreatmentRow, setl_id: str) -> bool:
+    """Whether an answer kept in the row cancelled or reversed settlement `setl_id`: its
+    settlement answer, come back late, must not mark the visit settled again."""
+    for ans in row.answers.values():
+        out = ans.get("output") if ans.get("infcode") == 0 else None
+        if isinstance(out, dict) and setl_id in (
+                out.get("reversed_setl_id"), (out.get("setlinfo") or {}).get("init_setl_id")):
+            return True
+    return False
 
 
 def _split_dict(split: ItemSplit) -> dict[str, int]:

@@ -82,7 +82,6 @@ def writer_generation(headers: Sequence[tuple[str, bytes]] | dict[str, bytes] | 
 
 _fences: dict[str, ChangelogFence] = {}
 _headers_of_generation: dict[int, list[tuple[str, bytes]]] = {}
-_original_send_changelog = Collection.send_changelog
 _original_apply_changelog_batch = Collection.apply_changelog_batch
 _original_persisted_offset = Collection.persisted_offset
 

@@ -256,6 +256,63 @@ def test_settled_visit_answers_a_duplicate_with_the_original_and_refuses_a_new_s
            ErrorCode.VISIT_ALREADY_SETTLED)
 
 
+def settled_answer(ctx: dict[str, Any], mdtrt_id: str, setl_id: str) -> dict[str, Any]:
+    return {"infcode": 0, "inf_refmsgid": ctx["msgid"], "err_code": "", "err_msg": "",
+            "output": {"setlinfo": {"mdtrt_id": mdtrt_id, "setl_id": setl_id}}}
+
+
+def test_a_settlement_answer_that_comes_back_after_its_reversal_does_not_settle_the_visit_again(
+) -> None:
+    """A worker killed before it kept the settlement's answer: the request is processed again
+    and its answer (the same, from the insured side's row) comes back after the 2601 that
+    reversed it. The visit stays unsettled, so the hospital may settle it again."""
+    desk = Desk()
+    mdtrt_id = desk.register(EMP_CERTNO, HOSP_BJ)
+    desk.upload(EMP_CERTNO, HOSP_BJ, mdtrt_id, [("0001", "DA", 1, 100)])
+    settle = desk.settle(EMP_CERTNO, HOSP_BJ, mdtrt_id, 100)
+    assert isinstance(settle, Forward)
+    reversal_ctx = {"msgid": "H110100000012026030109200001", "infno": "2601"}
+    reversal = {"infcode": 0, "inf_refmsgid": reversal_ctx["msgid"], "err_code": "",
+                "err_msg": "", "output": {"omsgid": settle.ctx["msgid"], "oinfno": "2207",
+                                          "result": "undone",
+                                          "reversed_setl_id": "110100SETTLED"}}
+    row = desk.platform.handle_answer(reversal, reversal_ctx, desk.rows[EMP_CERTNO])
+    assert row is not None
+    late = settled_answer(settle.ctx, mdtrt_id, "110100SETTLED")
+    row = desk.platform.handle_answer(late, settle.ctx, row)
+    assert row is not None and row.visits[mdtrt_id]["setl_id"] == ""
+    desk.rows[EMP_CERTNO] = row
+    again = desk.settle(EMP_CERTNO, HOSP_BJ, mdtrt_id, 100, seq=9)
+    assert isinstance(again, Forward)  # not refused as already settled
+
+
+def test_a_cancellation_answer_clears_only_the_settlement_it_cancelled() -> None:
+    """Defensive: a copy of a cancellation answer that comes after the visit was settled
+    again leaves the new settlement."""
+    desk = Desk()
+    mdtrt_id = desk.register(EMP_CERTNO, HOSP_BJ)
+    desk.upload(EMP_CERTNO, HOSP_BJ, mdtrt_id, [("0001", "DA", 1, 100)])
+    first = desk.settle(EMP_CERTNO, HOSP_BJ, mdtrt_id, 100)
+    assert isinstance(first, Forward)
+    row = desk.platform.handle_answer(settled_answer(first.ctx, mdtrt_id, "110100FIRST"),
+                                      first.ctx, desk.rows[EMP_CERTNO])
+    cancel_ctx = {"msgid": "H110100000012026030109200001", "infno": "2208",
+                  "mdtrt_id": mdtrt_id}
+    cancel = {"infcode": 0, "inf_refmsgid": cancel_ctx["msgid"], "err_code": "", "err_msg": "",
+              "output": {"setlinfo": {"setl_id": "110100CANCEL", "init_setl_id": "110100FIRST",
+                                      "mdtrt_id": mdtrt_id}}}
+    second_ctx = {**first.ctx, "msgid": "H110100000012026030109300002"}
+    row = desk.platform.handle_answer(cancel, cancel_ctx, row)
+    assert row is not None and row.visits[mdtrt_id]["setl_id"] == ""
+    row = desk.platform.handle_answer(settled_answer(second_ctx, mdtrt_id, "110100SECOND"),
+                                      second_ctx, row)
+    assert row is not None and row.visits[mdtrt_id]["setl_id"] == "110100SECOND"
+    late_cancel_ctx = {**cancel_ctx, "msgid": "H110100000012026030109250003"}
+    row = desk.platform.handle_answer({**cancel, "inf_refmsgid": late_cancel_ctx["msgid"]},
+                                      late_cancel_ctx, row)
+    assert row is not None and row.visits[mdtrt_id]["setl_id"] == "110100SECOND"
+
+
 def test_a_refusal_on_a_new_day_is_given_again_to_its_redelivery_once_the_visit_moved_on(
 ) -> None:
     """The first request of a day is refused; the hospital then settles correctly. A
