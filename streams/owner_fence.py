@@ -8,16 +8,24 @@ reads back the changelog of a partition it serves), but the next recovery of tha
 (a restart, a rebalance, a standby) would apply the old owner's stale row over the newer one:
 a settlement's effect on a balance lost, money that could be spent twice.
 
-Each changelog write therefore carries the writer's consumer-group generation in a header,
-and a record is applied only if no record earlier in its changelog partition came from a
-newer generation. Generations only grow, and a worker that leaves a rebalance in good order
-flushes its writes and commits before the group moves on (streams/faust_offsets.py), so a
-record of an older generation after a newer one can only be a removed owner's late write. Its
-event was not committed (the group refused the commit), so the new owner processes it again
-and writes its own row: refusing the stale copy loses nothing.
+Each changelog write therefore says who wrote it, in a header: the writer's consumer-group
+generation, and when this process began writing in that generation. A record is applied
+unless a record earlier in its changelog partition (or a write of this worker to it) came
+from a newer owner. Within a group's life generations only grow, and a worker that leaves a
+rebalance in good order flushes its writes and commits before the group moves on
+(streams/faust_offsets.py), so an older generation after a newer one can only be a removed
+owner's late write. Its message was not committed (the group refused the commit), so the new
+owner processes it again and writes its own row: refusing the stale copy loses nothing.
 
-Records without the header (written before it existed) are applied as before. The highest
-generation of a partition is known from what this worker read or wrote since it started; a
+A group can also begin again at generation 1: Kafka forgets a group left empty for the offsets'
+retention (7 days by default), and operators delete groups to reset offsets. Writes of the new
+group's workers are then of a lower generation but began later, and are applied: a record is
+refused only if its generation is older *and* it began no later. Across hosts that compares
+clocks; a skew larger than the time between two owners' assignments lets a late write through
+(as before the fence), it never refuses a current one.
+
+Records without the header (written before it existed) are applied as before. What a
+partition's newest owner was is known from what this worker read or wrote since it started; a
 RocksDB table that resumes its recovery from the offset it remembers reads the record at that
 offset again to learn it (docs/streams.md, "Workers that lost their partitions").
 """
@@ -25,7 +33,9 @@ offset again to learn it (docs/streams.md, "Workers that lost their partitions")
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from faust.tables.base import Collection
@@ -34,54 +44,73 @@ from streams import metrics
 
 log = logging.getLogger("huimin.streams.fence")
 
-OWNER_HEADER = "huimin-owner-generation"
+OWNER_HEADER = "huimin-owner"
 
 
-class ChangelogFence:
-    """Which records of one table's changelog to apply: per partition, the highest writer
-    generation seen so far, in the order the records were written. Pure bookkeeping."""
+@dataclass(frozen=True, slots=True)
+class Writer:
+    """Who wrote a changelog record: the consumer-group generation, and when (ms since the
+    epoch) the writing process first wrote in it."""
 
-    def __init__(self) -> None:
-        self._highest: dict[int, int] = {}
-        self._last_offset: dict[int, int] = {}
+    generation: int
+    since_ms: int
 
-    def wrote(self, partition: int, generation: int) -> None:
-        """This worker wrote to `partition` in `generation` (it does not read its own writes
-        back while it serves the partition)."""
-        self._highest[partition] = max(generation, self._highest.get(partition, generation))
+    def superseded_by(self, newer: Writer) -> bool:
+        """Whether `newer` took the partition over from this writer: a later generation of
+        the same group's life (a new life starts at a low generation, but later)."""
+        return self.generation < newer.generation and self.since_ms <= newer.since_ms
 
-    def admit(self, partition: int, offset: int, generation: int | None) -> bool:
-        """Whether to apply the record at `offset`. Reading a partition again from an earlier
-        offset (a later recovery from the start) starts its bookkeeping over."""
-        if offset <= self._last_offset.get(partition, -1):
-            self._highest.pop(partition, None)
-        self._last_offset[partition] = offset
-        if generation is None:
-            return True
-        highest = self._highest.get(partition)
-        if highest is not None and generation < highest:
-            return False
-        self._highest[partition] = generation
-        return True
+    def header(self) -> tuple[str, bytes]:
+        return OWNER_HEADER, f"{self.generation}:{self.since_ms}".encode()
 
 
-def writer_generation(headers: Sequence[tuple[str, bytes]] | dict[str, bytes] | None
-                      ) -> int | None:
-    """The generation a changelog record was written in, if it says."""
+def writer_of(headers: Sequence[tuple[str, bytes]] | dict[str, bytes] | None) -> Writer | None:
+    """Who wrote a changelog record, if it says."""
     if not headers:
         return None
     items = headers.items() if isinstance(headers, dict) else headers
     for key, value in items:
         if key == OWNER_HEADER:
             try:
-                return int(value)
-            except (TypeError, ValueError):
+                generation, since_ms = value.decode().split(":")
+                return Writer(int(generation), int(since_ms))
+            except (AttributeError, UnicodeDecodeError, ValueError):
                 return None
     return None
 
 
+class ChangelogFence:
+    """Which records of one table's changelog to apply: per partition, its newest owner seen
+    so far, in the order the records were written. Pure bookkeeping."""
+
+    def __init__(self) -> None:
+        self._newest: dict[int, Writer] = {}
+        self._last_offset: dict[int, int] = {}
+
+    def wrote(self, partition: int, writer: Writer) -> None:
+        """This worker wrote to `partition` (it does not read its own writes back while it
+        serves the partition)."""
+        newest = self._newest.get(partition)
+        if newest is None or not writer.superseded_by(newest):
+            self._newest[partition] = writer
+
+    def admit(self, partition: int, offset: int, writer: Writer | None) -> bool:
+        """Whether to apply the record at `offset`. Reading a partition again from an earlier
+        offset (a later recovery from the start) starts its bookkeeping over."""
+        if offset <= self._last_offset.get(partition, -1):
+            self._newest.pop(partition, None)
+        self._last_offset[partition] = offset
+        if writer is None:
+            return True
+        newest = self._newest.get(partition)
+        if newest is not None and writer.superseded_by(newest):
+            return False
+        self._newest[partition] = writer
+        return True
+
+
 _fences: dict[str, ChangelogFence] = {}
-_headers_of_generation: dict[int, list[tuple[str, bytes]]] = {}
+_writing: list[Any] = [None, None]  # this process's current Writer and its headers
 _original_apply_changelog_batch = Collection.apply_changelog_batch
 _original_persisted_offset = Collection.persisted_offset
 
@@ -95,14 +124,14 @@ def _fence_of(table: Any) -> ChangelogFence:
 
 def _send_changelog(self: Any, partition: int | None, key: Any, value: Any,
                     key_serializer: Any = None, value_serializer: Any = None) -> Any:
-    """Faust's changelog write, with the writer's generation in a header."""
-    generation = self.app.consumer_generation_id
-    headers = _headers_of_generation.get(generation)
-    if headers is None:
-        headers = _headers_of_generation[generation] = [
-            (OWNER_HEADER, str(generation).encode())]
+    """Faust's changelog write, saying who wrote it in a header."""
+    writer, headers = _writing
+    if writer is None or writer.generation != self.app.consumer_generation_id:
+        writer = Writer(self.app.consumer_generation_id, int(time.time() * 1000))
+        headers = [writer.header()]
+        _writing[:] = [writer, headers]
     if partition is not None:
-        _fence_of(self).wrote(partition, generation)
+        _fence_of(self).wrote(partition, writer)
     return self.changelog_topic.send_soon(
         key=key, value=value, partition=partition, headers=headers,
         key_serializer=key_serializer or self.key_serializer,
@@ -116,20 +145,20 @@ def _apply_changelog_batch(self: Any, batch: Iterable[Any]) -> None:
     admitted = []
     for event in batch:
         message = event.message
-        generation = writer_generation(message.headers)
-        if fence.admit(message.partition, message.offset, generation):
+        writer = writer_of(message.headers)
+        if fence.admit(message.partition, message.offset, writer):
             admitted.append(event)
             continue
         metrics.FENCED_RECORDS.labels(self.name).inc()
-        log.warning("refused a late write to %s[%d] (offset %d) of generation %s, after a "
-                    "write of a newer one", message.topic, message.partition, message.offset,
-                    generation)
+        log.warning("refused a late write to %s[%d] (offset %d) of generation %d, after a "
+                    "newer owner's", message.topic, message.partition, message.offset,
+                    writer.generation if writer else -1)
     _original_apply_changelog_batch(self, admitted)
 
 
 def _persisted_offset(self: Any, tp: Any) -> int | None:
     """Where a RocksDB table resumes its recovery: one record before the last it applied
-    (re-applying it changes nothing), so that the fence learns that record's generation and
+    (re-applying it changes nothing), so that the fence learns that record's writer and
     refuses an older owner's late write that follows it. Faust reads on from the record after
     the offset returned; a memory table has none and reads its changelog whole."""
     offset = _original_persisted_offset(self, tp)

@@ -21,48 +21,71 @@ from settlement.ledger import SettlementEvent
 from simulators.world import WorldSpec
 from streams.broker import broker
 from streams.config import CLEARING_TABLE
-from streams.owner_fence import OWNER_HEADER, ChangelogFence, writer_generation
+from streams.owner_fence import OWNER_HEADER, ChangelogFence, Writer, writer_of
 from tests.test_e2e_operations import scrape, total
+
+
+def w(generation: int, since_ms: int | None = None) -> Writer:
+    """A writer whose generation began at `since_ms` (by default, later generations later)."""
+    return Writer(generation, generation * 1000 if since_ms is None else since_ms)
 
 
 def test_a_record_of_an_older_generation_after_a_newer_one_is_refused():
     fence = ChangelogFence()
-    assert fence.admit(0, 0, 3) and fence.admit(0, 1, 4)
-    assert not fence.admit(0, 2, 3)  # the removed owner of generation 3, writing late
-    assert fence.admit(0, 3, 4) and fence.admit(0, 4, 5)
+    assert fence.admit(0, 0, w(3)) and fence.admit(0, 1, w(4))
+    assert not fence.admit(0, 2, w(3))  # the removed owner of generation 3, writing late
+    assert fence.admit(0, 3, w(4)) and fence.admit(0, 4, w(5))
 
 
 def test_generations_are_kept_per_partition():
     fence = ChangelogFence()
-    assert fence.admit(0, 0, 5)
-    assert fence.admit(1, 0, 2)  # partition 1 never saw generation 5
-    assert not fence.admit(0, 1, 2)
+    assert fence.admit(0, 0, w(5))
+    assert fence.admit(1, 0, w(2))  # partition 1 never saw generation 5
+    assert not fence.admit(0, 1, w(2))
 
 
 def test_this_workers_own_writes_count_though_it_never_reads_them_back():
     fence = ChangelogFence()
-    assert fence.admit(2, 10, 6)  # recovered up to offset 10, written in generation 6
-    fence.wrote(2, 7)  # then served the partition in generation 7
-    assert not fence.admit(2, 12, 6)  # a late write of 6 that came in behind
+    assert fence.admit(2, 10, w(6))  # recovered up to offset 10, written in generation 6
+    fence.wrote(2, w(7))  # then served the partition in generation 7
+    assert not fence.admit(2, 12, w(6))  # a late write of 6 that came in behind
+
+
+def test_a_group_that_began_again_at_a_low_generation_is_not_taken_for_a_late_writer():
+    """Kafka forgets a group left empty for a week; an operator may delete one to reset its
+    offsets. The new group's workers write generation 1 again, but began later."""
+    fence = ChangelogFence()
+    assert fence.admit(0, 0, w(57, since_ms=1_000))
+    assert fence.admit(0, 1, w(1, since_ms=9_000))  # the group's new life
+    assert fence.admit(0, 2, w(2, since_ms=9_500))
+    assert not fence.admit(0, 3, w(1, since_ms=9_000))  # and its own late writers are fenced
+    fence.wrote(1, w(57, since_ms=1_000))
+    fence.wrote(1, w(1, since_ms=9_000))  # this worker, in the group's new life
+    assert fence.admit(1, 0, w(1, since_ms=9_000))
+    # A late write from the group's previous life: its generation says newer, its time says
+    # older. The fence refuses only when both say older, so it lets this one through, as
+    # everything went before the fence (no member of an empty group is left to write late).
+    assert fence.admit(1, 1, w(56, since_ms=500))
 
 
 def test_reading_a_partition_again_from_its_start_starts_the_bookkeeping_over():
     fence = ChangelogFence()
-    assert fence.admit(0, 0, 3) and fence.admit(0, 1, 4)
-    assert fence.admit(0, 0, 3)  # a later recovery from offset 0 applies the same records
-    assert fence.admit(0, 1, 4)
-    assert not fence.admit(0, 2, 3)
+    assert fence.admit(0, 0, w(3)) and fence.admit(0, 1, w(4))
+    assert fence.admit(0, 0, w(3))  # a later recovery from offset 0 applies the same records
+    assert fence.admit(0, 1, w(4))
+    assert not fence.admit(0, 2, w(3))
 
 
 def test_records_without_the_header_are_applied_as_before():
     fence = ChangelogFence()
-    assert fence.admit(0, 0, 4)
+    assert fence.admit(0, 0, w(4))
     assert fence.admit(0, 1, None)
-    assert writer_generation(None) is None
-    assert writer_generation([("other", b"1")]) is None
-    assert writer_generation([(OWNER_HEADER, b"not a number")]) is None
-    assert writer_generation([("other", b"1"), (OWNER_HEADER, b"12")]) == 12
-    assert writer_generation({OWNER_HEADER: b"3"}) == 3
+    assert writer_of(None) is None
+    assert writer_of([("other", b"1")]) is None
+    assert writer_of([(OWNER_HEADER, b"not a number")]) is None
+    assert writer_of([(OWNER_HEADER, b"\xff")]) is None
+    assert writer_of([("other", b"1"), w(12).header()]) == w(12)
+    assert writer_of(dict([w(3, since_ms=7).header()])) == Writer(3, 7)
 
 
 SPEC = WorldSpec(seed=9, persons=300)
@@ -126,15 +149,16 @@ def test_a_late_write_of_a_removed_worker_is_not_applied_when_the_table_is_recov
             producer.flush()
             before = wait_for(lambda: (v := get_json(f"{web}/clearing/"))["events"] == 3 and v)
             written = wait_for(lambda: len(r := read_changelog(bootstrap)) == 3 and r)
-            generations = {writer_generation(r.headers) for r in written}
-            assert len(generations) == 1 and None not in generations
-            (generation,) = generations
+            writers = {writer_of(r.headers) for r in written}
+            assert len(writers) == 1 and None not in writers
+            (current,) = writers
 
             # The worker of the previous generation, removed but still running, writes its
             # stale copy of the first event after the current owner's writes.
             stale = {**decode(written[0].value), "hifp_pay": 99_999_999}
+            removed = Writer(current.generation - 1, current.since_ms - 5_000)
             producer.send(CHANGELOG, key=written[0].key, value=encode(stale), partition=0,
-                          headers=[(OWNER_HEADER, str(generation - 1).encode())])
+                          headers=[removed.header()])
             producer.flush()
             assert len(read_changelog(bootstrap)) == 4
         finally:
