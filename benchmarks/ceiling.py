@@ -75,7 +75,7 @@ class CeilingResult:
 class RawCeiling:
     """The forwarders in their own process, started once for all rates."""
 
-    def __init__(self, bootstrap: str, log_path: Path | None = None, partitions: int = 4,
+    def __init__(self, bootstrap: str, log_path: Path | None = None, partitions: int = 1,
                  linger_ms: int = LINGER_MS, fetch_wait_ms: int = FETCH_WAIT_MS) -> None:
         self.bootstrap = bootstrap
         self.log_path = log_path

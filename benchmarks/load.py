@@ -353,7 +353,7 @@ def machine() -> dict[str, Any]:
 
 def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: str,
               out_dir: Path, seed: int = 42, persons: int = 20_000, workers: int = 1,
-              ehr: bool = False, ceiling: bool = True, partitions: int = 4,
+              ehr: bool = False, ceiling: bool = True, partitions: int = 1,
               linger_ms: int = LINGER_MS, fetch_wait: int | None = None,
               sweep_max: float = CEILING_SWEEP_MAX, store: str = "memory",
               broker_warmup: float | None = None,

@@ -292,8 +292,9 @@ def bench(
                       ] = 5.0,
     broker: Annotated[str, typer.Option("--broker", help="tansu or kafka")] = "tansu",
     workers: Annotated[int, typer.Option(min=1)] = 1,
-    partitions: Annotated[int, typer.Option(
-        min=1, help="Partitions per topic (fewer: less for the broker to poll).")] = 4,
+    partitions: Annotated[int | None, typer.Option(
+        min=1, help="Partitions per topic (default: one per worker; fewer: less for the "
+                    "broker to poll, fuller batches).")] = None,
     linger_ms: Annotated[int, typer.Option(
         min=0, help="Producers gather sends this long: fewer broker requests, ms per hop.")
                          ] = LINGER_MS,
@@ -343,7 +344,8 @@ def bench(
             log.arrived(n)
 
         result = run_bench(offered, duration, warmup, broker, out, seed=seed, persons=persons,
-                           workers=workers, ehr=ehr, ceiling=ceiling, partitions=partitions,
+                           workers=workers, ehr=ehr, ceiling=ceiling,
+                           partitions=partitions or workers,
                            linger_ms=linger_ms, fetch_wait=fetch_wait_ms, sweep_max=sweep_max,
                            store=_store(store), broker_warmup=broker_warmup,
                            on_stage=stage, on_progress=arrived)
