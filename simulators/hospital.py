@@ -8,6 +8,7 @@ waits for the earlier visit to finish, which keeps each person's order equal to 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Sequence
@@ -28,6 +29,8 @@ from simulators.bad_messages import BadMessage
 from simulators.reconciliation import DailyReconciler, DayReconciliation, HospitalBooks
 from streams.config import FETCH_WAIT_MS, LINGER_MS
 from streams.partition_ends import true_ends
+
+log = logging.getLogger("huimin.hospitals")
 
 #: Dead letters are counted, not waited on by a visit: a long fetch wait spares the broker.
 DEAD_LETTER_FETCH_WAIT_MS = 200
@@ -51,6 +54,14 @@ def producer_for(bootstrap: str, idempotent: bool = False, linger_ms: int = LING
     return KafkaProducer(bootstrap_servers=bootstrap, acks="all" if idempotent else 1,
                          linger_ms=linger_ms, enable_idempotence=idempotent,
                          **{"metrics_enabled": False, **extra})
+
+
+def request_not_delivered(exc: BaseException) -> None:
+    """A request the producer gave up on never reached the platform: say so and count it, so
+    that a request unanswered for that reason is not taken for one the platform lost."""
+    metrics.SEND_FAILURES.labels(type(exc).__name__).inc()
+    log.warning("a request could not be delivered to %s: %s", topics.HOSP_REQUESTS,
+                type(exc).__name__)
 
 
 def response_consumer(bootstrap: str, topic: str = topics.HOSP_RESPONSES,
@@ -167,7 +178,8 @@ class HospitalFleet:
         raw_key = key.encode() if isinstance(key, str) else key
         headers = self.signer.headers_as(signing, sender, raw_key, value)
         sent = time.time_ns()
-        self.producer.send(topics.HOSP_REQUESTS, key=raw_key, value=value, headers=headers)
+        self.producer.send(topics.HOSP_REQUESTS, key=raw_key, value=value, headers=headers
+                           ).add_errback(request_not_delivered)
         return sent
 
     def _poll(self, timeout_ms: int) -> list[dict[str, Any]]:

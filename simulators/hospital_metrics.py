@@ -15,5 +15,8 @@ ROUND_TRIP = Histogram("huimin_hospital_round_trip_seconds", "From a hospital se
 IN_FLIGHT = Gauge("huimin_hospital_in_flight_requests", "Requests the hospitals await")
 VISITS = Counter("huimin_hospital_visits_finished_total", "Visits carried out to their end")
 TIMEOUTS = Counter("huimin_hospital_timeouts_total", "Awaited answers that never came")
+SEND_FAILURES = Counter("huimin_hospital_send_failures_total", "Requests the hospitals' Kafka "
+                        "producer gave up delivering (after its retries), by error",
+                        ["error"])
 
-HOSPITAL_METRICS = (SENT, ROUND_TRIP, IN_FLIGHT, VISITS, TIMEOUTS)
+HOSPITAL_METRICS = (SENT, ROUND_TRIP, IN_FLIGHT, VISITS, TIMEOUTS, SEND_FAILURES)

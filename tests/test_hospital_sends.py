@@ -1,0 +1,47 @@
+"""A request the hospitals' producer gives up on never reached the platform: it is counted and
+logged at the hospital, so that it is not taken for a request the platform lost."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from kafka.errors import KafkaTimeoutError
+from kafka.future import Future
+
+from messages.signing import Signer
+from simulators import hospital_metrics as metrics
+from simulators.hospital import HospitalFleet
+
+
+class ProducerKeepingFutures:
+    """The producer's side of a send: a future the test settles."""
+
+    def __init__(self) -> None:
+        self.futures: list[Future] = []
+
+    def send(self, topic: str, key: bytes | None = None, value: bytes | None = None,
+             headers: object = None) -> Future:
+        future = Future()
+        self.futures.append(future)
+        return future
+
+
+def failures(error: str) -> float:
+    return metrics.SEND_FAILURES.labels(error)._value.get()
+
+
+def test_a_request_the_producer_gives_up_on_is_counted_and_logged_without_its_content(
+        caplog: pytest.LogCaptureFixture) -> None:
+    fleet = HospitalFleet.__new__(HospitalFleet)  # no broker: only the send path
+    fleet.producer = ProducerKeepingFutures()
+    fleet.signer = Signer(b"test-secret")
+    before = failures("KafkaTimeoutError")
+    with caplog.at_level(logging.WARNING, logger="huimin.hospitals"):
+        fleet._send("110101199003070011", b'{"msgid": "M1"}', signing="none")
+        fleet._send("110101199003070011", b'{"msgid": "M2"}', signing="none")
+        fleet.producer.futures[0].failure(KafkaTimeoutError("no broker answered"))
+        fleet.producer.futures[1].success(None)
+    assert failures("KafkaTimeoutError") == before + 1
+    assert "could not be delivered to hosp.requests: KafkaTimeoutError" in caplog.text
+    assert "110101199003070011" not in caplog.text and "M1" not in caplog.text
