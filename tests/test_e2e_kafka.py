@@ -1,7 +1,7 @@
 """The end-to-end run on a real Apache Kafka broker (KRaft, from its Maven Central jars), with
-idempotent producers and the faults a visit log carries (duplicates, reversals first, lost
-answers, malformed requests): every answer equals the oracle's, as on the embedded Tansu
-broker. Needs `java` (17+) and `mvn`, as CI has."""
+idempotent producers, the faults a visit log carries (duplicates, reversals first, lost
+answers, malformed requests) and a worker killed mid-run: every answer equals the oracle's,
+as on the embedded Tansu broker. Needs `java` (17+) and `mvn`, as CI has."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ pytestmark = [
                        reason="Apache Kafka needs `java` (17+) and `mvn` on PATH"),
 ]
 
-# No platform faults here: see docs/streams.md ("Platform faults on Apache Kafka").
-FAULTS = "duplicate=0.05,reorder=0.05,lose-answer=0.05,malformed=0.01"
+# A worker killed mid-run as well: docs/streams.md ("Platform faults on Apache Kafka").
+FAULTS = "duplicate=0.05,reorder=0.05,lose-answer=0.05,malformed=0.01,kill-worker=1"
 
 
 def test_a_faulty_run_on_apache_kafka_equals_the_oracle(tmp_path: Path):
@@ -34,6 +34,7 @@ def test_a_faulty_run_on_apache_kafka_equals_the_oracle(tmp_path: Path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     s = orjson.loads((out / "summary.json").read_bytes())
     assert s["ok"] and s["oracle"]["mismatches"] == []
+    assert s["worker_kills"] == 1
     assert s["oracle"]["settlements_equal"] == s["oracle"]["settlements_expected"] > 200
     assert s["accounting"]["unaccounted"] == 0
     assert s["clearing"]["equal_to_oracle"] is True

@@ -122,6 +122,31 @@ def test_an_offset_that_never_comes_is_given_up_after_the_last_refetch(consumer,
     assert consumer._new_offset(TP0) == 62  # Faust's own rule: one past is let through
 
 
+def test_a_jump_in_the_offsets_handed_out_is_not_counted_as_done(consumer, seeks):
+    """A seek to the committed offset while a batch fetched before it was still being handed
+    out: the jump from 30 to 78 is no hole, and 31 to 77 may not have been processed."""
+    consumer._committed_offset[TP0] = 30
+    consumer.ack(fetched(30))
+    asyncio.run(consumer._add_gap(TP0, 31, 77))
+    for offset in range(78, 81):
+        consumer.ack(fetched(offset))
+    assert consumer._new_offset(TP0) == 31  # Faust alone: 81
+    consumer._committed_offset[TP0] = 31  # committed
+    assert new_offset_then_let_seeks_run(consumer, TP0) is None
+    assert seeks == [(TP0, 31)]  # fetched again from the first offset not done
+
+
+def test_a_resume_of_a_running_flow_keeps_what_the_streams_have_queued(consumer):
+    flow = consumer.app.flow_control
+    queue = consumer.app.FlowControlQueue(maxsize=10, clear_on_resume=True)
+    queue.put_nowait("fetched for the current assignment")
+    flow.resume()  # the flow already runs: the end of a recovery that resumed it earlier
+    assert queue.qsize() == 1
+    flow.suspend()  # a rebalance: what is queued may be of the old assignment
+    flow.resume()
+    assert queue.qsize() == 0
+
+
 class SlowHandOver:
     """A changelog message whose hand-over to the Kafka producer takes `seconds` (the
     producer waiting for room in its batches, or a starved event loop)."""
