@@ -144,7 +144,7 @@ async def _no_gap(self: Consumer, tp: TP, offset_from: int, offset_to: int) -> N
     """A jump in the offsets handed out is not a hole here (module docstring): the offsets
     it spans are fetched again unless they are acked."""
     log.debug("%s[%d]: offsets %d to %d were not handed out in order; not counting them as "
-             "done", tp.topic, tp.partition, offset_from, offset_to - 1)
+              "done", tp.topic, tp.partition, offset_from, offset_to - 1)
 
 
 def _resume_keeping_queued(self: FlowControlEvent) -> None:
