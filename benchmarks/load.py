@@ -3,8 +3,8 @@ the raw broker ceiling (benchmarks/ceiling.py), at each offered rate.
 
 Open loop: visits arrive at a fixed rate whatever the answers do, so a slow platform shows as
 latency, not as politely reduced load (no coordinated omission). The first `warmup` seconds
-of each rate are left out. Each rate uses its own simulated month, so nothing is a duplicate
-of an earlier rate's request.
+of each rate are left out. Each rate uses simulated days of its own, so nothing is a duplicate
+of an earlier rate's request, and as many of them as give each hospital ~50 visits a day.
 """
 
 from __future__ import annotations
@@ -16,11 +16,14 @@ import platform as py_platform
 import threading
 import time
 from array import array
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
 
 from benchmarks.cpu_probe import CpuProbe
 from huimin.run import arrivals_at_rate, platform
@@ -32,6 +35,7 @@ from simulators.visits import VisitSpec, generate_visits
 from simulators.world import World, WorldSpec, build_world
 from streams.broker import broker
 from streams.config import LINGER_MS, fetch_wait_for
+from streams.partition_ends import true_ends
 
 QUANTILES = (50, 90, 99, 99.9)
 
@@ -160,6 +164,8 @@ class RatePoint:
     rss_growth_kib_per_visit: dict[str, float] = field(default_factory=dict)  # second half
     cpu_ms_per_visit: dict[str, float] = field(default_factory=dict)  # each and "all"
     cpu_probe_ms: float | None = None  # how fast the cores ran meanwhile (benchmarks/cpu_probe.py)
+    #: messages written to the broker per visit, by topic and "all"
+    broker_messages_per_visit: dict[str, float] = field(default_factory=dict)
 
 
 class RateTally:
@@ -221,6 +227,26 @@ def measure_rate(fleet: HospitalFleet, rate: float, duration: float, warmup: flo
     return point
 
 
+def broker_messages(bootstrap: str) -> Counter[str]:
+    """How many messages each of the broker's topics holds, internal topics left out. Across
+    a rate, on a broker of the rate's own, the growth is what its visits wrote: requests,
+    answers, table changelog writes, money events, dead letters (the work per visit that a
+    plain forwarder chain compares with at 6 writes a message; docs/performance.md)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                             metrics_enabled=False)
+    try:
+        tps = [TopicPartition(topic, p) for topic in sorted(consumer.topics())
+               if not topic.startswith("__")
+               for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        held: Counter[str] = Counter()
+        # Tansu reports a partition's end short (streams/partition_ends.py)
+        for tp, end in (true_ends(consumer, consumer.end_offsets(tps)) if tps else {}).items():
+            held[tp.topic] += end
+        return held
+    finally:
+        consumer.close()
+
+
 def cpu_per_visit(cpu_cores: dict[str, float], wall: float, visits: int) -> dict[str, float]:
     """Milliseconds of CPU each component spent per visit over the rate (polling included).
     Less at the mercy of a noisy machine than latency, and what decides the capacity: the
@@ -229,6 +255,13 @@ def cpu_per_visit(cpu_cores: dict[str, float], wall: float, visits: int) -> dict
         return {}
     per = {k: round(cores * wall * 1000 / visits, 2) for k, cores in cpu_cores.items()}
     return {**per, "all": round(sum(per.values()), 2)}
+
+
+def simulated_days(visits: int, hospitals: int) -> int:
+    """The simulated days a rate's visits span: enough for each hospital to see about
+    `VISITS_PER_HOSPITAL_DAY` visits a day. Each hospital reconciles each day it saw (3201,
+    3202 when the books differ), so the days decide how much reconciliation the mix holds."""
+    return max(1, round(visits / (hospitals * VISITS_PER_HOSPITAL_DAY)))
 
 
 def warm_up(fleet: HospitalFleet, world: World, rate: float, seconds: float, start: datetime,
@@ -283,6 +316,11 @@ BROKER_WARMUP_S = {"tansu": 0.0, "kafka": 40.0}
 #: no backlog spills into the measurement), this many messages/s on the raw ceiling.
 WARMUP_VISITS_PER_S = 30.0
 WARMUP_MESSAGES_PER_S = 200.0
+#: Visits a hospital sees in a simulated day of a rate: a real one settles tens to hundreds of
+#: visits a day and reconciles once. Until 12-02 every rate spanned 30 days, so each of the 186
+#: hospitals of the bench's world saw about one visit a day at the rates a 2-core machine
+#: carries, and the mix held 1.2 reconciliation requests per visit (docs/performance.md).
+VISITS_PER_HOSPITAL_DAY = 50
 #: A rate is sustained when at least this share of what was offered came through.
 SUSTAINED = 0.95
 #: The raw ceiling is pushed no further than this (messages/s) by default.
@@ -399,6 +437,7 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
                 "lost": c.lost, "latency_ms": percentiles(c.latencies_ms), "cpu_cores": cpu,
                 "cpu_probe_ms": probe.median_ms()}
 
+    begin = datetime(2027, 1, 1)  # each rate's visits in simulated days of their own
     for i, rate in enumerate(rates):
         on_stage(f"starting a broker and the platform for {rate:g} visits/s")
         rate_dir = out_dir / f"rate-{i}"
@@ -415,23 +454,31 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
                 p.wait_until_serving()
                 pids = {"broker": broker_pids(bootstrap, broker_kind),
                         "workers": [w.process.pid for w in p.workers if w.process]}
-                begin = datetime(2027, 1, 1) + timedelta(days=45 * i)
+                visits = max(1, int(rate * duration))
+                spec = VisitSpec(visits=visits, start=begin.strftime(TIME_FORMAT),
+                                 days=simulated_days(visits, len(world.ref.hospitals)), ehr=ehr)
                 if warm_s:
                     on_stage(f"warming the broker up for {warm_s:g} s")
                     warm_up(fleet, world, min(rate, WARMUP_VISITS_PER_S), warm_s,
                             begin - timedelta(days=14), ehr)
-                spec = VisitSpec(visits=max(1, int(rate * duration)),
-                                 start=begin.strftime(TIME_FORMAT), days=30, ehr=ehr)
                 on_stage(f"huimin at {rate:g} visits/s", spec.visits)
+                written = broker_messages(bootstrap)
                 point = measure_rate(fleet, rate, duration, warmup,
                                      generate_visits(world, spec), spec.visits, pids,
                                      on_progress)
+                if point.visits:
+                    point.broker_messages_per_visit = {
+                        topic: round(n / point.visits, 2)
+                        for topic, n in sorted((broker_messages(bootstrap) - written).items())}
+                    point.broker_messages_per_visit["all"] = round(
+                        sum(point.broker_messages_per_visit.values()), 1)
             finally:
                 fleet.close()
             if ceiling:  # its own topics, as empty as huimin's were; the broker is warm
                 point.ceiling = measure_ceiling(bootstrap, point.offered_settlements_per_s,
                                                 fresh=False)
         points.append(point)
+        begin += timedelta(days=spec.days + 15)  # the next warm-up's week fits between
     limit = P99_TARGET_MS[broker_kind]
     sweep: list[dict[str, Any]] = []
     if ceiling:
@@ -449,7 +496,8 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
                          "persons": persons, "workers": workers, "partitions": partitions,
                          "linger_ms": linger_ms, "fetch_wait_ms": fetch_wait,
                          "health_record_steps": ehr, "store": store,
-                         "fresh_broker_per_rate": True, "broker_warmup_s": warm_s},
+                         "fresh_broker_per_rate": True, "broker_warmup_s": warm_s,
+                         "visits_per_hospital_day": VISITS_PER_HOSPITAL_DAY},
             "points": [asdict(p) for p in points], "ceiling_sweep": sweep,
             "capacity": {"p99_limit_ms": limit, "huimin_settlements_per_s": huimin_capacity,
                          "raw_messages_per_s": raw_capacity if ceiling else None,

@@ -98,15 +98,17 @@ def capacity_lines(result: dict[str, Any]) -> list[str]:
     sweep = result.get("ceiling_sweep") or []
     if sweep:
         lines += ["", "| raw ceiling offered/s | achieved/s | p50 | p99 | p99.9 | lost | CPU "
-                  "cores (broker / forwarders / load) | CPU probe ms |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "cores (broker / forwarders / load) | CPU ms per message written | CPU "
+                  "probe ms |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for c in sweep:
             lat, cpu = c["latency_ms"], c.get("cpu_cores") or {}
+            per_write = cpu_ms_per_write(cpu, c["achieved_per_s"] * c.get("hops", 6))
             lines.append(f"| {c['offered_per_s']:g} | {c['achieved_per_s']:g} | "
                          f"{lat.get('p50', '–')} | {lat.get('p99', '–')} | "
                          f"{lat.get('p99.9', '–')} | {c['lost']} | {cpu.get('broker', '–')} / "
                          f"{cpu.get('forwarders', '–')} / {cpu.get('load', '–')} | "
-                         f"{c.get('cpu_probe_ms') or '–'} |")
+                         f"{per_write or '–'} | {c.get('cpu_probe_ms') or '–'} |")
     return lines
 
 
@@ -150,26 +152,40 @@ def plot(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def cpu_ms_per_write(cpu_cores: dict[str, float], writes_per_s: float) -> float | None:
+    """Milliseconds of CPU, all components together, per message written to the broker."""
+    return round(sum(cpu_cores.values()) * 1000 / writes_per_s, 3) if writes_per_s else None
+
+
 def cpu_lines(result: dict[str, Any]) -> list[str]:
     """CPU per visit, by component, the rate the machine's cores would carry at that cost,
-    and how fast the cores ran meanwhile (benchmarks/cpu_probe.py): the figures to compare a
-    change by, and the reason a rate saturates."""
+    the messages a visit wrote to the broker and the CPU per message written, and how fast
+    the cores ran meanwhile (benchmarks/cpu_probe.py): the figures to compare a change by,
+    and the reason a rate saturates."""
     cores = result["machine"]["cpus"]
     lines = []
     for p in result["points"]:
         per = p.get("cpu_ms_per_visit") or {}
         if not per.get("all"):
             continue
+        writes = (p.get("broker_messages_per_visit") or {}).get("all")
         lines.append(f"| {p['offered_visits_per_s']:g} | {per.get('broker', 0):g} / "
                      f"{per.get('workers', 0):g} / {per.get('hospitals', 0):g} | "
                      f"{per['all']:g} | {cores * 1000 / per['all']:,.0f} | "
+                     f"{writes or '–'} | "
+                     f"{round(per['all'] / writes, 3) if writes else '–'} | "
                      f"{p.get('cpu_probe_ms') or '–'} |")
     if not lines:
         return []
     return ["", "## CPU per visit (ms, polling included)", "",
             f"| offered visits/s | broker / workers / hospitals | all | visits/s {cores} cores "
-            "would carry at this cost | CPU probe ms (median; lower is a faster machine) |",
-            "|---|---|---|---|---|", *lines]
+            "would carry at this cost | messages written to the broker per visit | CPU ms "
+            "per message written | CPU probe ms (median; lower is a faster machine) |",
+            "|---|---|---|---|---|---|---|", *lines,
+            "", "A message written = one record produced to any topic (a request or answer at "
+            "each hop, a table's changelog write, a money event, a dead letter). The raw "
+            "ceiling writes each of its messages 6 times; its CPU per message written is in "
+            "the capacity section's table."]
 
 
 def memory_lines(result: dict[str, Any]) -> list[str]:

@@ -11,11 +11,13 @@ from typing import Any
 from benchmarks.cpu_probe import CpuProbe
 from benchmarks.load import (
     CEILING_SWEEP_MAX,
+    VISITS_PER_HOSPITAL_DAY,
     MemorySampler,
     RateTally,
     capacity,
     ceiling_sweep,
     cpu_per_visit,
+    simulated_days,
     summarise_rate,
     sustained,
 )
@@ -83,11 +85,13 @@ def test_the_report_states_both_capacities_and_their_ratio():
     result = {"capacity": {"p99_limit_ms": 300.0, "huimin_settlements_per_s": 120.0,
                            "raw_messages_per_s": 1600.0, "ratio": 0.075},
               "ceiling_sweep": [{"offered_per_s": 1600.0, "achieved_per_s": 1600.0, "lost": 0,
-                                 "latency_ms": lat(200)}]}
+                                 "latency_ms": lat(200), "hops": 6, "cpu_cores": {
+                                     "broker": 0.6, "forwarders": 0.6, "load": 0.72}}]}
     text = "\n".join(capacity_lines(result))
     assert "p99 ≤ 300 ms" in text and "**120 settlements/s**" in text
     assert "**1600 messages/s**" in text and "**8 %**" in text
-    assert "| 1600 | 1600 |" in text
+    # 1.92 cores = 1,920 ms a second over 1,600 messages written 6 times each
+    assert "| 1600 | 1600 |" in text and "| 0.6 / 0.6 / 0.72 | 0.2 |" in text
 
 
 def _settled_visit(sent_s: float, latency_ms: float, route: str, infcode: int = 0
@@ -163,11 +167,16 @@ def test_cpu_per_visit_is_each_components_busy_time_shared_over_the_visits():
 def test_the_report_turns_cpu_per_visit_into_what_the_cores_would_carry():
     result = {"machine": {"cpus": 2}, "points": [
         {"offered_visits_per_s": 50, "cpu_probe_ms": 11.5,
+         "broker_messages_per_visit": {"hosp.requests": 6.0, "all": 32.0},
          "cpu_ms_per_visit": {"broker": 4.0, "workers": 8.0, "hospitals": 4.0, "all": 16.0}},
+        {"offered_visits_per_s": 70, "cpu_probe_ms": 12.0,  # a point from before the count
+         "cpu_ms_per_visit": {"broker": 5.0, "workers": 5.0, "hospitals": 10.0, "all": 20.0}},
         {"offered_visits_per_s": 100}]}  # a point from before the figure was kept
     text = "\n".join(cpu_lines(result))
-    assert "| 50 | 4 / 8 / 4 | 16 | 125 | 11.5 |" in text  # 2,000 ms a second ÷ 16 ms a visit
-    assert "| 100 |" not in text
+    # 2,000 ms a second ÷ 16 ms a visit; 16 ms over 32 messages written
+    assert "| 50 | 4 / 8 / 4 | 16 | 125 | 32.0 | 0.5 | 11.5 |" in text
+    assert "| 70 | 5 / 5 / 10 | 20 | 100 | – | – | 12.0 |" in text
+    assert "\n| 100 |" not in text
 
 
 def test_the_cpu_probe_times_its_loop_in_a_process_of_its_own_while_in_use():
@@ -178,3 +187,11 @@ def test_the_cpu_probe_times_its_loop_in_a_process_of_its_own_while_in_use():
     assert len(probe.samples) >= 2 and all(ms > 0 for ms in probe.samples)
     assert probe.median_ms() == round(statistics.median(probe.samples), 2)
     assert CpuProbe().median_ms() is None  # never run: nothing measured
+
+
+def test_a_rates_visits_span_days_of_about_fifty_visits_a_hospital():
+    assert VISITS_PER_HOSPITAL_DAY == 50
+    assert simulated_days(750, hospitals=186) == 1  # make bench's 50/s for 15 s: one day
+    assert simulated_days(30_000, hospitals=186) == 3  # 1,000/s for 30 s
+    assert simulated_days(1_000_000, hospitals=186) == 108
+    assert simulated_days(1, hospitals=186) == 1  # never none

@@ -36,13 +36,19 @@ def test_bench_writes_json_report_and_plot_for_huimin_and_the_raw_ceiling(tmp_pa
         assert point["cpu_cores"]["workers"] > 0
         assert point["cpu_ms_per_visit"]["all"] > point["cpu_ms_per_visit"]["workers"] > 0
         assert point["cpu_probe_ms"] > 0 and point["ceiling"]["cpu_probe_ms"] > 0
+        # a visit writes its requests and answers at each hop and its rows' changelog
+        # records: more than the raw chain's 6 writes a message, never hundreds
+        writes = point["broker_messages_per_visit"]
+        assert 6 < writes["all"] < 100
+        assert writes["hosp.requests"] >= 4 and writes["hosp.responses"] >= 4  # 4-7 requests
+        assert any("changelog" in topic for topic in writes)
     top = max(p["ceiling"]["offered_per_s"] for p in result["points"])
     assert top * 2 <= 25  # so the sweep measured at least one rate beyond
     assert [c["offered_per_s"] for c in result["ceiling_sweep"]][:1] == [top * 2]
     assert result["capacity"]["p99_limit_ms"] == 300
     report = (out / "bench.md").read_text()
     assert "| offered visits/s |" in report and "raw" in report
-    assert "## CPU per visit" in report
+    assert "## CPU per visit" in report and "messages written to the broker per visit" in report
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
