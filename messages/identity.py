@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from operator import mul
 
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK_CHARS = "10X98765432"
@@ -10,9 +11,11 @@ _CERTNO_SHAPE = re.compile(r"^\d{17}[\dX]$")
 
 
 def certno_check_char(first17: str) -> str:
-    """The GB 11643 check character for the first 17 digits."""
-    s = sum(int(d) * w for d, w in zip(first17, _WEIGHTS, strict=True))
-    return _CHECK_CHARS[s % 11]
+    """The GB 11643 check character for the first 17 digits (checked twice a request: no
+    generator; `map` stops at the shorter, so the length is checked apart)."""
+    if len(first17) != len(_WEIGHTS):
+        raise ValueError("17 digits are needed")
+    return _CHECK_CHARS[sum(map(mul, map(int, first17), _WEIGHTS)) % 11]
 
 
 def is_valid_certno(certno: object) -> bool:
