@@ -234,8 +234,9 @@ def comparison(before: dict[str, Any], after: dict[str, Any]) -> str:
              f"{before['started']} → {after['started']}", "",
              "Settings that differ: " + ("; ".join(differ + versions) or "none") + ".", "",
              "| offered visits/s | achieved settl./s | p50 ms | p99 ms | CPU ms per visit "
-             "(broker / workers / hospitals) | CPU ms per visit, all | CPU probe ms |",
-             "|---|---|---|---|---|---|---|"]
+             "(broker / workers / hospitals) | CPU ms per visit, all | messages written per "
+             "visit | CPU probe ms |",
+             "|---|---|---|---|---|---|---|---|"]
     after_points = {p["offered_visits_per_s"]: p for p in after["points"]}
     for b in before["points"]:
         a = after_points.get(b["offered_visits_per_s"])
@@ -244,16 +245,18 @@ def comparison(before: dict[str, Any], after: dict[str, Any]) -> str:
         bl = b["settlement_latency_ms"].get("all", {})
         al = a["settlement_latency_ms"].get("all", {})
         bc, ac = b.get("cpu_ms_per_visit") or {}, a.get("cpu_ms_per_visit") or {}
+        bw = (b.get("broker_messages_per_visit") or {}).get("all")
+        aw = (a.get("broker_messages_per_visit") or {}).get("all")
         lines.append(
             f"| {b['offered_visits_per_s']:g} | {b['achieved_settlements_per_s']:g} → "
             f"{a['achieved_settlements_per_s']:g} | {bl.get('p50', '–')} → {al.get('p50', '–')} "
             f"({_change(bl.get('p50'), al.get('p50'))}) | {bl.get('p99', '–')} → "
             f"{al.get('p99', '–')} ({_change(bl.get('p99'), al.get('p99'))}) | {_components(bc)} → "
             f"{_components(ac)} | {bc.get('all', '–')} → {ac.get('all', '–')} "
-            f"({_change(bc.get('all'), ac.get('all'))}) | {b.get('cpu_probe_ms') or '–'} → "
-            f"{a.get('cpu_probe_ms') or '–'} |")
+            f"({_change(bc.get('all'), ac.get('all'))}) | {bw or '–'} → {aw or '–'} | "
+            f"{b.get('cpu_probe_ms') or '–'} → {a.get('cpu_probe_ms') or '–'} |")
     if len(lines) == 8:
-        lines.append("| (no offered rate in both runs) | | | | | | |")
+        lines.append("| (no offered rate in both runs) | | | | | | | |")
     bcap, acap = before.get("capacity") or {}, after.get("capacity") or {}
     if bcap and acap:
         lines += ["", f"Capacity within p99 ≤ {acap['p99_limit_ms']:g} ms: "
