@@ -18,6 +18,8 @@ import orjson
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
+from records.fhir_speedups import build
+
 
 class InvalidResource(ValueError):
     """A resource that is not valid FHIR R4; `outcome` is the OperationOutcome to answer."""
@@ -85,7 +87,7 @@ class Validator:
             raise InvalidResource(operation_outcome(
                 "not-supported", "unknown resourceType", path)) from None
         try:
-            model.model_validate(resource)
+            build(model, resource)
         except ValidationError as exc:
             err = exc.errors()[0]
             raise InvalidResource(operation_outcome(
