@@ -208,7 +208,7 @@ def measure_rate(fleet: HospitalFleet, rate: float, duration: float, warmup: flo
                  visits: Iterable[Visit], count: int, pids: dict[str, list[int]],
                  on_progress: Callable[[int], None] | None = None) -> RatePoint:
     """`count` visits from `visits` (a generator is read as they arrive); `on_progress(n)`:
-    n more visits have arrived."""
+    n more visits have finished."""
     arrivals = arrivals_at_rate(count, rate)
     before = {k: cpu_seconds(v) for k, v in pids.items()}
     own = time.process_time()
@@ -404,7 +404,7 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
     kind's (`BROKER_WARMUP_S`).
     `fetch_wait`: consumers' fetch wait in ms; default the broker kind's (streams/config.py).
     `on_stage(stage, visits)`: what runs now, and how many visits it will send, if any;
-    `on_progress(n)`: n more of them have arrived."""
+    `on_progress(n)`: n more of them have finished."""
     from benchmarks.ceiling import HOPS, RawCeiling
 
     out_dir.mkdir(parents=True, exist_ok=True)

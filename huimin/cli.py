@@ -339,16 +339,16 @@ def bench(
             progress.update(task, description=description, total=visits, completed=0)
             log.stage(description, visits)
 
-        def arrived(n: int) -> None:
+        def finished(n: int) -> None:
             progress.advance(task, n)
-            log.arrived(n)
+            log.visits_finished(n)
 
         result = run_bench(offered, duration, warmup, broker, out, seed=seed, persons=persons,
                            workers=workers, ehr=ehr, ceiling=ceiling,
                            partitions=partitions or workers,
                            linger_ms=linger_ms, fetch_wait=fetch_wait_ms, sweep_max=sweep_max,
                            store=_store(store), broker_warmup=broker_warmup,
-                           on_stage=stage, on_progress=arrived)
+                           on_stage=stage, on_progress=finished)
     write_json(result, out / "bench.json")
     report = markdown(result)
     (out / "bench.md").write_text(report)
@@ -384,27 +384,27 @@ def bench_compare(
 
 class _LogWhenNotATerminal:
     """Where a long run is, as timestamped lines, for a console that shows no progress bar
-    (a log file, CI, `nohup`): each stage, then the visits sent once a minute."""
+    (a log file, CI, `nohup`): each stage, then the visits finished once a minute."""
 
     EVERY_S = 60.0
 
     def __init__(self) -> None:
         self.on = not console.is_terminal
         self.total: int | None = None
-        self.sent, self.last = 0, time.monotonic()
+        self.finished, self.last = 0, time.monotonic()
 
     def stage(self, description: str, visits: int | None) -> None:
-        self.total, self.sent, self.last = visits, 0, time.monotonic()
+        self.total, self.finished, self.last = visits, 0, time.monotonic()
         if self.on:
             console.print(f"{time.strftime('%H:%M:%S')} {description}"
                           + (f": {visits:,} visits" if visits else ""))
 
-    def arrived(self, n: int) -> None:
-        self.sent += n
+    def visits_finished(self, n: int) -> None:
+        self.finished += n
         if self.on and time.monotonic() - self.last >= self.EVERY_S:
             self.last = time.monotonic()
-            console.print(f"{time.strftime('%H:%M:%S')} {self.sent:,} of {self.total or 0:,} "
-                          "visits sent")
+            console.print(f"{time.strftime('%H:%M:%S')} {self.finished:,} of "
+                          f"{self.total or 0:,} visits finished")
 
 
 def _progress() -> Progress:

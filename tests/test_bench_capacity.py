@@ -139,7 +139,7 @@ def test_memory_growth_per_visit_is_read_over_the_second_half_of_the_arrivals():
     assert sampler.growth_kib_per_visit(rate=10.0, period=1.0) == {}  # too short to tell
 
 
-def test_a_bench_without_a_terminal_logs_its_stages_and_the_visits_sent_once_a_minute(
+def test_a_bench_without_a_terminal_logs_its_stages_and_the_visits_finished_once_a_minute(
         monkeypatch: Any) -> None:
     from huimin import cli
 
@@ -149,12 +149,12 @@ def test_a_bench_without_a_terminal_logs_its_stages_and_the_visits_sent_once_a_m
     monkeypatch.setattr(cli.time, "monotonic", lambda: next(clock))
     with cli.console.capture() as captured:
         log.stage("huimin at 150 visits/s", 1_000_050)  # the clock at 0
-        log.arrived(4_500)  # 30 s: nothing yet
-        log.arrived(4_600)  # 61 s: a line, and the minute starts again
-        log.arrived(4_400)  # 90 s: nothing
+        log.visits_finished(4_500)  # 30 s: nothing yet
+        log.visits_finished(4_600)  # 61 s: a line, and the minute starts again
+        log.visits_finished(4_400)  # 90 s: nothing
     lines = captured.get().splitlines()
     assert [line.split(" ", 1)[1] for line in lines] == [
-        "huimin at 150 visits/s: 1,000,050 visits", "9,100 of 1,000,050 visits sent"]
+        "huimin at 150 visits/s: 1,000,050 visits", "9,100 of 1,000,050 visits finished"]
 
 
 def test_cpu_per_visit_is_each_components_busy_time_shared_over_the_visits():
