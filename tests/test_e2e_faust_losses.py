@@ -145,5 +145,12 @@ def test_a_backlog_queued_as_recovery_ends_is_processed(tmp_path: Path):
 
 
 def test_faust_as_released_drops_a_backlog_queued_as_recovery_ends(tmp_path: Path):
-    echoes = restart_run(tmp_path, 20, "--unmended")
+    """The loss hangs on where the seek lands against the fetch, and one run in a few (one
+    of six runs of the suite on 12-02) kept every message: so up to three runs, one of which
+    must lose some. A run that loses none ends as soon as all are echoed."""
+    for attempt in range(3):
+        (tmp_path / str(attempt)).mkdir()
+        echoes = restart_run(tmp_path / str(attempt), 20, "--unmended")
+        if len(echoes) < 700:
+            break
     assert len(echoes) < 700  # so the test above can fail
