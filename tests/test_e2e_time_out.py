@@ -23,11 +23,11 @@ def test_a_run_a_test_times_out_stops_its_broker_and_workers(tmp_path: Path):
     SIGKILL it and leave them running, as one failed CI run did. What the run started
     inherits its environment, so a mark there finds them, and only them: other tests may
     start brokers meanwhile (`make test` runs two at once)."""
-    mark = f"HUIMIN_TEST_RUN={uuid.uuid4().hex}"
+    token = uuid.uuid4().hex
     out = tmp_path / "cut-short"
     with pytest.raises(subprocess.TimeoutExpired):
         run_huimin(["run", *SCENARIO, "--out", str(out)], timeout=30,
-                   env={**os.environ, "HUIMIN_TEST_RUN": mark.partition("=")[2]})
+                   env={**os.environ, "HUIMIN_TEST_RUN": token})
     assert (out / "broker.log").exists()  # it got as far as starting a broker
-    assert processes_mentioning(mark, where="environ") == []
+    assert processes_mentioning(f"HUIMIN_TEST_RUN={token}", where="environ") == []
     assert processes_mentioning(str(out)) == []
