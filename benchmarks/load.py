@@ -15,6 +15,7 @@ import os
 import platform as py_platform
 import threading
 import time
+import urllib.request
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.cpu_probe import CpuProbe
 from huimin.run import arrivals_at_rate, platform
@@ -75,6 +77,43 @@ def rss_bytes(pids: list[int]) -> int:
         total += next((int(line.split()[1]) * 1024 for line in status.splitlines()
                        if line.startswith("VmRSS:")), 0)
     return total
+
+
+def role_cpu_seconds(metrics_urls: list[str]) -> dict[str, float]:
+    """CPU seconds the workers' event loops spent in each role's handler so far
+    (`huimin_role_cpu_seconds_total`, summed over the workers); a worker that does not answer
+    is left out."""
+    out: dict[str, float] = {}
+    for url in metrics_urls:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as answer:
+                text = answer.read().decode()
+        except OSError:
+            continue
+        for family in text_string_to_metric_families(text):
+            if family.name == "huimin_role_cpu_seconds":
+                for sample in family.samples:
+                    if sample.name.endswith("_total"):
+                        role = sample.labels["role"]
+                        out[role] = out.get(role, 0.0) + sample.value
+    return out
+
+
+def role_cpu_per_visit(before: dict[str, float], after: dict[str, float],
+                       workers_ms_per_visit: float | None, visits: int) -> dict[str, float]:
+    """Milliseconds of worker CPU per visit in each role's handler (the rules, the rows, the
+    table writes), their sum (`handlers`), and the rest of the workers' CPU (`outside`:
+    Faust, the Kafka client, polling). Where the worker's time goes, in every run, without a
+    profiler."""
+    if not visits or not after:
+        return {}
+    per = {role: round((after[role] - before.get(role, 0.0)) * 1000 / visits, 3)
+           for role in sorted(after)}
+    per = {role: ms for role, ms in per.items() if ms > 0}
+    per["handlers"] = round(sum(per.values()), 2)
+    if workers_ms_per_visit is not None:
+        per["outside"] = round(workers_ms_per_visit - per["handlers"], 2)
+    return per
 
 
 class MemorySampler:
@@ -163,6 +202,8 @@ class RatePoint:
     start_rss_mib: dict[str, int] = field(default_factory=dict)  # as the rate began
     rss_growth_kib_per_visit: dict[str, float] = field(default_factory=dict)  # second half
     cpu_ms_per_visit: dict[str, float] = field(default_factory=dict)  # each and "all"
+    #: workers' CPU ms per visit in each role's handler, their sum, and the rest (`outside`)
+    worker_cpu_ms_per_visit_by_role: dict[str, float] = field(default_factory=dict)
     cpu_probe_ms: float | None = None  # how fast the cores ran meanwhile (benchmarks/cpu_probe.py)
     #: messages written to the broker per visit, by topic and "all"
     broker_messages_per_visit: dict[str, float] = field(default_factory=dict)
@@ -206,10 +247,13 @@ class RateTally:
 
 def measure_rate(fleet: HospitalFleet, rate: float, duration: float, warmup: float,
                  visits: Iterable[Visit], count: int, pids: dict[str, list[int]],
-                 on_progress: Callable[[int], None] | None = None) -> RatePoint:
+                 on_progress: Callable[[int], None] | None = None,
+                 metrics_urls: list[str] | None = None) -> RatePoint:
     """`count` visits from `visits` (a generator is read as they arrive); `on_progress(n)`:
-    n more visits have finished."""
+    n more visits have finished. `metrics_urls`: the workers' /metrics, read before and after
+    for their CPU by role."""
     arrivals = arrivals_at_rate(count, rate)
+    roles_before = role_cpu_seconds(metrics_urls or [])
     before = {k: cpu_seconds(v) for k, v in pids.items()}
     own = time.process_time()
     t0 = time.monotonic()
@@ -219,10 +263,13 @@ def measure_rate(fleet: HospitalFleet, rate: float, duration: float, warmup: flo
     wall = time.monotonic() - t0
     cpu = {k: round((cpu_seconds(v) - before[k]) / wall, 2) for k, v in pids.items()}
     cpu["hospitals"] = round((time.process_time() - own) / wall, 2)
+    roles_after = role_cpu_seconds(metrics_urls or [])
     point = summarise_rate(tally, result, rate, warmup, cpu)
     point.peak_rss_mib, point.start_rss_mib = memory.peak_mib(), memory.start_mib()
     point.rss_growth_kib_per_visit = memory.growth_kib_per_visit(rate, count / rate)
     point.cpu_ms_per_visit = cpu_per_visit(cpu, wall, count)
+    point.worker_cpu_ms_per_visit_by_role = role_cpu_per_visit(
+        roles_before, roles_after, point.cpu_ms_per_visit.get("workers"), count)
     point.cpu_probe_ms = probe.median_ms()
     return point
 
@@ -465,7 +512,8 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
                 written = broker_messages(bootstrap)
                 point = measure_rate(fleet, rate, duration, warmup,
                                      generate_visits(world, spec), spec.visits, pids,
-                                     on_progress)
+                                     on_progress, [f"http://127.0.0.1:{w.cfg.web_port}/metrics"
+                                                   for w in p.workers])
                 if point.visits:
                     point.broker_messages_per_visit = {
                         topic: round(n / point.visits, 2)

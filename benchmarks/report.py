@@ -58,6 +58,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"{rss.get('workers', '–')} / {rss.get('hospitals', '–')} |")
     lines += capacity_lines(result)
     lines += cpu_lines(result)
+    lines += role_lines(result)
     lines += memory_lines(result)
     lines += ["", "## By route (settlement round trip, ms)", "",
               "| offered visits/s | route | count | p50 | p90 | p99 | p99.9 | max |",
@@ -186,6 +187,32 @@ def cpu_lines(result: dict[str, Any]) -> list[str]:
             "each hop, a table's changelog write, a money event, a dead letter). The raw "
             "ceiling writes each of its messages 6 times; its CPU per message written is in "
             "the capacity section's table."]
+
+
+def role_lines(result: dict[str, Any]) -> list[str]:
+    """Where the workers' CPU goes, per visit: each role's handler (the rules, the rows
+    decoded and encoded, the table writes handed to Faust; `huimin_role_cpu_seconds_total`)
+    and what is outside them (Faust's event path, the Kafka client, polling)."""
+    points = [p for p in result["points"] if p.get("worker_cpu_ms_per_visit_by_role")]
+    totals = ("handlers", "outside")
+    roles = sorted({r for p in points for r in p["worker_cpu_ms_per_visit_by_role"]
+                    if r not in totals})
+    if not roles:
+        return []
+    lines = ["", "## The workers' CPU by role (ms per visit)", "",
+             "| offered visits/s | " + " | ".join(r.replace("_", " ") for r in roles)
+             + " | in the handlers | outside them (Faust, the Kafka client, polling) | "
+             "share in the handlers |",
+             "|" + "---|" * (len(roles) + 4)]
+    for p in points:
+        by_role = p["worker_cpu_ms_per_visit_by_role"]
+        inside, outside = by_role.get("handlers", 0.0), by_role.get("outside")
+        whole = inside + outside if outside is not None else None
+        lines.append(f"| {p['offered_visits_per_s']:g} | "
+                     + " | ".join(f"{by_role[r]:g}" if r in by_role else "–" for r in roles)
+                     + f" | {inside:g} | {'–' if outside is None else f'{outside:g}'} | "
+                     f"{_ratio(inside, whole) if whole else '–'} |")
+    return lines
 
 
 def memory_lines(result: dict[str, Any]) -> list[str]:

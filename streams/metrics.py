@@ -56,12 +56,17 @@ EHR_AUDIT = Counter("huimin_ehr_audit_events_total", "AuditEvents recorded", ["o
 LABS_AVOIDED = Counter("huimin_lab_tests_avoided_total", "Lab tests not repeated: a "
                        "recognised result was reused")
 LAB_SAVING = Counter("huimin_lab_saving_fen_total", "The price of the lab tests not repeated")
+ROLE_CPU = Counter("huimin_role_cpu_seconds_total", "CPU time the worker's event loop spent "
+                   "in each role's handler: the rules, the rows decoded and encoded, the table "
+                   "writes handed to Faust. The worker's CPU beyond their sum is Faust, the Kafka "
+                   "client and polling", ["role"])
+ROLE_EVENTS = Counter("huimin_role_events_total", "Events each role's handler took", ["role"])
 
 #: What a dashboard or an alert rule may use (checked by the tests).
 DOMAIN_METRICS = (
     REQUESTS, ANSWERS, LATENCY, HOP_LATENCY, IN_FLIGHT, PAID, REFUNDED, DEAD_LETTERS, REFUSED,
     CONSUMER_LAG, FENCED_RECORDS, CLEARING_NET, EHR_PUBLISHED, EHR_QUERIES, EHR_REFUSALS, EHR_AUDIT,
-    LABS_AVOIDED, LAB_SAVING)
+    LABS_AVOIDED, LAB_SAVING, ROLE_CPU, ROLE_EVENTS)
 
 
 @functools.cache

@@ -17,11 +17,12 @@ from benchmarks.load import (
     capacity,
     ceiling_sweep,
     cpu_per_visit,
+    role_cpu_per_visit,
     simulated_days,
     summarise_rate,
     sustained,
 )
-from benchmarks.report import capacity_lines, cpu_lines
+from benchmarks.report import capacity_lines, cpu_lines, role_lines
 from messages.visitlog import VisitSession
 from simulators.hospital import Exchange, HospitalRunResult
 
@@ -177,6 +178,35 @@ def test_the_report_turns_cpu_per_visit_into_what_the_cores_would_carry():
     assert "| 50 | 4 / 8 / 4 | 16 | 125 | 32.0 | 0.5 | 11.5 |" in text
     assert "| 70 | 5 / 5 / 10 | 20 | 100 | – | – | 12.0 |" in text
     assert "\n| 100 |" not in text
+
+
+def test_the_workers_cpu_by_role_is_what_each_handler_took_over_the_rate_and_the_rest():
+    before = {"treatment_requests": 1.0, "insured_requests": 0.5, "reconciliation": 0.25}
+    after = {"treatment_requests": 4.0, "insured_requests": 1.5, "reconciliation": 0.25,
+             "national_clearing": 0.5}  # a role first counted during the rate
+    per = role_cpu_per_visit(before, after, workers_ms_per_visit=9.0, visits=1000)
+    # a role that took nothing during the rate is left out
+    assert per == {"insured_requests": 1.0, "national_clearing": 0.5,
+                   "treatment_requests": 3.0, "handlers": 4.5, "outside": 4.5}
+    assert role_cpu_per_visit(before, after, None, 1000)["handlers"] == 4.5
+    assert "outside" not in role_cpu_per_visit(before, after, None, 1000)
+    assert role_cpu_per_visit(before, {}, 9.0, 1000) == {}  # no worker answered
+    assert role_cpu_per_visit(before, after, 9.0, 0) == {}
+
+
+def test_the_report_shows_the_workers_cpu_by_role_and_the_share_in_the_handlers():
+    result = {"points": [
+        {"offered_visits_per_s": 60, "worker_cpu_ms_per_visit_by_role": {
+            "insured_requests": 0.5, "treatment_requests": 1.5, "handlers": 2.0,
+            "outside": 6.0}},
+        {"offered_visits_per_s": 90},  # a point from before the figure was kept
+    ]}
+    text = "\n".join(role_lines(result))
+    assert "| offered visits/s | insured requests | treatment requests | in the handlers |" \
+        in text
+    assert "| 60 | 0.5 | 1.5 | 2 | 6 | 25 % |" in text
+    assert "\n| 90 |" not in text
+    assert role_lines({"points": [{"offered_visits_per_s": 60}]}) == []
 
 
 def test_the_cpu_probe_times_its_loop_in_a_process_of_its_own_while_in_use():

@@ -42,6 +42,13 @@ def test_bench_writes_json_report_and_plot_for_huimin_and_the_raw_ceiling(tmp_pa
         assert 6 < writes["all"] < 100
         assert writes["hosp.requests"] >= 4 and writes["hosp.responses"] >= 4  # 4-7 requests
         assert any("changelog" in topic for topic in writes)
+        # the worker's CPU by role, read from its /metrics: the rules run in the handlers,
+        # and with the rest (Faust, the client, polling) they make up the worker's CPU
+        by_role = point["worker_cpu_ms_per_visit_by_role"]
+        assert by_role["treatment_requests"] > 0 and by_role["insured_requests"] > 0
+        assert 0 < by_role["handlers"] < point["cpu_ms_per_visit"]["workers"]
+        assert by_role["handlers"] + by_role["outside"] == \
+            pytest.approx(point["cpu_ms_per_visit"]["workers"], abs=0.02)
     top = max(p["ceiling"]["offered_per_s"] for p in result["points"])
     assert top * 2 <= 25  # so the sweep measured at least one rate beyond
     assert [c["offered_per_s"] for c in result["ceiling_sweep"]][:1] == [top * 2]
@@ -49,6 +56,7 @@ def test_bench_writes_json_report_and_plot_for_huimin_and_the_raw_ceiling(tmp_pa
     report = (out / "bench.md").read_text()
     assert "| offered visits/s |" in report and "raw" in report
     assert "## CPU per visit" in report and "messages written to the broker per visit" in report
+    assert "## The workers' CPU by role" in report
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
