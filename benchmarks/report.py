@@ -247,6 +247,14 @@ def _components(cpu: dict[str, float]) -> str:
                       for k in ("broker", "workers", "hospitals"))
 
 
+def _inside_outside(point: dict[str, Any]) -> str:
+    by_role = point.get("worker_cpu_ms_per_visit_by_role") or {}
+    if "handlers" not in by_role:
+        return "–"
+    return f"{by_role['handlers']:g} / {by_role['outside']:g}" if "outside" in by_role \
+        else f"{by_role['handlers']:g} / –"
+
+
 def comparison(before: dict[str, Any], after: dict[str, Any]) -> str:
     """Two runs side by side, rate by rate: what a change did. The settings that differ come
     first, and each rate's CPU probe beside it, since a machine that ran slower during one run
@@ -261,9 +269,10 @@ def comparison(before: dict[str, Any], after: dict[str, Any]) -> str:
              f"{before['started']} → {after['started']}", "",
              "Settings that differ: " + ("; ".join(differ + versions) or "none") + ".", "",
              "| offered visits/s | achieved settl./s | p50 ms | p99 ms | CPU ms per visit "
-             "(broker / workers / hospitals) | CPU ms per visit, all | messages written per "
-             "visit | CPU probe ms |",
-             "|---|---|---|---|---|---|---|---|"]
+             "(broker / workers / hospitals) | CPU ms per visit, all | the workers' ms per "
+             "visit in the handlers / outside them | messages written per visit | CPU probe "
+             "ms |",
+             "|---|---|---|---|---|---|---|---|---|"]
     after_points = {p["offered_visits_per_s"]: p for p in after["points"]}
     for b in before["points"]:
         a = after_points.get(b["offered_visits_per_s"])
@@ -280,10 +289,11 @@ def comparison(before: dict[str, Any], after: dict[str, Any]) -> str:
             f"({_change(bl.get('p50'), al.get('p50'))}) | {bl.get('p99', '–')} → "
             f"{al.get('p99', '–')} ({_change(bl.get('p99'), al.get('p99'))}) | {_components(bc)} → "
             f"{_components(ac)} | {bc.get('all', '–')} → {ac.get('all', '–')} "
-            f"({_change(bc.get('all'), ac.get('all'))}) | {bw or '–'} → {aw or '–'} | "
+            f"({_change(bc.get('all'), ac.get('all'))}) | {_inside_outside(b)} → "
+            f"{_inside_outside(a)} | {bw or '–'} → {aw or '–'} | "
             f"{b.get('cpu_probe_ms') or '–'} → {a.get('cpu_probe_ms') or '–'} |")
     if len(lines) == 8:
-        lines.append("| (no offered rate in both runs) | | | | | | | |")
+        lines.append("| (no offered rate in both runs) | | | | | | | | |")
     bcap, acap = before.get("capacity") or {}, after.get("capacity") or {}
     if bcap and acap:
         lines += ["", f"Capacity within p99 ≤ {acap['p99_limit_ms']:g} ms: "

@@ -27,8 +27,13 @@ def bench_result(linger_ms: int, started: str, points: list[dict[str, Any]],
 
 
 def point(rate: float, achieved: float, p50: float, p99: float, cpu_all: float,
-          probe: float, writes: float | None = None) -> dict[str, Any]:
-    kept = {"broker_messages_per_visit": {"all": writes}} if writes else {}
+          probe: float, writes: float | None = None,
+          handlers: float | None = None) -> dict[str, Any]:
+    kept: dict[str, Any] = {"broker_messages_per_visit": {"all": writes}} if writes else {}
+    if handlers is not None:  # the workers' CPU by role, kept since 12-02
+        kept["worker_cpu_ms_per_visit_by_role"] = {
+            "treatment_requests": handlers, "handlers": handlers,
+            "outside": cpu_all / 4 - handlers}
     return {"offered_visits_per_s": rate, "achieved_settlements_per_s": achieved,
             "settlement_latency_ms": {"all": {"count": 100, "p50": p50, "p99": p99}},
             "cpu_ms_per_visit": {"broker": cpu_all / 2, "workers": cpu_all / 4,
@@ -40,7 +45,7 @@ BEFORE = bench_result(5, "2026-12-02T05:00:00",
                       [point(50, 50.1, 200.0, 600.0, 32.0, 21.5),
                        point(70, 63.4, 580.0, 1600.0, 25.0, 21.6)], capacity=0.0)
 AFTER = bench_result(10, "2026-12-02T05:10:00",
-                     [point(50, 50.4, 150.0, 450.0, 30.0, 11.2, writes=28.4),
+                     [point(50, 50.4, 150.0, 450.0, 30.0, 11.2, writes=28.4, handlers=2.5),
                       point(90, 80.0, 900.0, 2000.0, 22.0, 21.0)], capacity=50.4)
 
 
@@ -48,8 +53,8 @@ def test_the_comparison_shows_each_shared_rate_its_changes_and_the_probes():
     text = comparison(BEFORE, AFTER)
     assert "Settings that differ: linger_ms 5 → 10." in text
     assert ("| 50 | 50.1 → 50.4 | 200.0 → 150.0 (-25 %) | 600.0 → 450.0 (-25 %) | "
-            "16 / 8 / 8 → 15 / 7.5 / 7.5 | 32.0 → 30.0 (-6 %) | – → 28.4 | 21.5 → 11.2 |"
-            ) in text  # the run before counted no messages written
+            "16 / 8 / 8 → 15 / 7.5 / 7.5 | 32.0 → 30.0 (-6 %) | – → 2.5 / 5 | – → 28.4 | "
+            "21.5 → 11.2 |") in text  # the run before counted neither messages nor roles
     assert "| 70 |" not in text and "| 90 |" not in text  # offered in one run only
     assert "0 → 50.4 settlements/s; raw ceiling – → – messages/s" in text
 
