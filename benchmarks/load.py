@@ -32,7 +32,14 @@ from huimin.run import arrivals_at_rate, platform
 from messages.codes import SETTLEMENTS
 from messages.trace import hop_durations_ms
 from messages.visitlog import TIME_FORMAT, Visit, VisitSession
-from simulators.hospital import Exchange, HospitalFleet, HospitalRunResult
+from simulators.hospital import (
+    ANSWERS_CLIENT,
+    DEAD_LETTERS_CLIENT,
+    REQUESTS_CLIENT,
+    Exchange,
+    HospitalFleet,
+    HospitalRunResult,
+)
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import World, WorldSpec, build_world
 from streams.broker import broker
@@ -114,6 +121,31 @@ def role_cpu_per_visit(before: dict[str, float], after: dict[str, float],
     if workers_ms_per_visit is not None:
         per["outside"] = round(workers_ms_per_visit - per["handlers"], 2)
     return per
+
+
+#: The hospitals' threads by what they do: the run's own loop, and kafka-python's network
+#: thread of each client (a consumer's `kafka-io-<client id>`, the producer's
+#: `<client id>-network-thread`); any other thread is the bench's own.
+HOSPITAL_THREADS = {"MainThread": "loop", f"kafka-io-{ANSWERS_CLIENT}": "answers",
+                    f"{REQUESTS_CLIENT}-network-thread": "requests",
+                    f"kafka-io-{DEAD_LETTERS_CLIENT}": "dead_letters"}
+
+
+def thread_cpu_seconds() -> dict[str, float]:
+    """This process's CPU seconds so far by thread (`HOSPITAL_THREADS`' names, `other` for the
+    rest), from /proc/self/task: how the hospitals' CPU splits between their loop and
+    kafka-python's network threads (docs/performance.md, finding 6)."""
+    names = {t.native_id: HOSPITAL_THREADS.get(t.name, "other") for t in threading.enumerate()}
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        name = names.get(int(task.name), "other")
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
 
 
 class MemorySampler:
@@ -204,6 +236,8 @@ class RatePoint:
     cpu_ms_per_visit: dict[str, float] = field(default_factory=dict)  # each and "all"
     #: workers' CPU ms per visit in each role's handler, their sum, and the rest (`outside`)
     worker_cpu_ms_per_visit_by_role: dict[str, float] = field(default_factory=dict)
+    #: the hospitals' CPU ms per visit by thread (`HOSPITAL_THREADS`)
+    hospitals_cpu_ms_per_visit_by_thread: dict[str, float] = field(default_factory=dict)
     cpu_probe_ms: float | None = None  # how fast the cores ran meanwhile (benchmarks/cpu_probe.py)
     #: messages written to the broker per visit, by topic and "all"
     broker_messages_per_visit: dict[str, float] = field(default_factory=dict)
@@ -254,6 +288,7 @@ def measure_rate(fleet: HospitalFleet, rate: float, duration: float, warmup: flo
     for their CPU by role."""
     arrivals = arrivals_at_rate(count, rate)
     roles_before = role_cpu_seconds(metrics_urls or [])
+    threads_before = thread_cpu_seconds()
     before = {k: cpu_seconds(v) for k, v in pids.items()}
     own = time.process_time()
     t0 = time.monotonic()
@@ -263,6 +298,7 @@ def measure_rate(fleet: HospitalFleet, rate: float, duration: float, warmup: flo
     wall = time.monotonic() - t0
     cpu = {k: round((cpu_seconds(v) - before[k]) / wall, 2) for k, v in pids.items()}
     cpu["hospitals"] = round((time.process_time() - own) / wall, 2)
+    threads_after = thread_cpu_seconds()
     roles_after = role_cpu_seconds(metrics_urls or [])
     point = summarise_rate(tally, result, rate, warmup, cpu)
     point.peak_rss_mib, point.start_rss_mib = memory.peak_mib(), memory.start_mib()
@@ -270,6 +306,9 @@ def measure_rate(fleet: HospitalFleet, rate: float, duration: float, warmup: flo
     point.cpu_ms_per_visit = cpu_per_visit(cpu, wall, count)
     point.worker_cpu_ms_per_visit_by_role = role_cpu_per_visit(
         roles_before, roles_after, point.cpu_ms_per_visit.get("workers"), count)
+    point.hospitals_cpu_ms_per_visit_by_thread = {
+        name: round((seconds - threads_before.get(name, 0.0)) * 1000 / count, 2)
+        for name, seconds in sorted(threads_after.items())} if count else {}
     point.cpu_probe_ms = probe.median_ms()
     return point
 

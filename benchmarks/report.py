@@ -59,6 +59,7 @@ def markdown(result: dict[str, Any]) -> str:
     lines += capacity_lines(result)
     lines += cpu_lines(result)
     lines += role_lines(result)
+    lines += thread_lines(result)
     lines += memory_lines(result)
     lines += ["", "## By route (settlement round trip, ms)", "",
               "| offered visits/s | route | count | p50 | p90 | p99 | p99.9 | max |",
@@ -213,6 +214,31 @@ def role_lines(result: dict[str, Any]) -> list[str]:
                      + f" | {inside:g} | {'–' if outside is None else f'{outside:g}'} | "
                      f"{_ratio(inside, whole) if whole else '–'} |")
     return lines
+
+
+#: The hospitals' threads, as `bench.json` names them (benchmarks/load.py) and as reported.
+THREAD_COLUMNS = (("loop", "their loop"),
+                  ("requests", "the requests producer's network thread"),
+                  ("answers", "the answers consumer's network thread"),
+                  ("dead_letters", "the dead-letter consumer's network thread"),
+                  ("other", "the bench's own threads"))
+
+
+def thread_lines(result: dict[str, Any]) -> list[str]:
+    """Where the hospitals' CPU goes, per visit: their own loop against the network threads
+    kafka-python runs for each client (docs/performance.md, finding 6)."""
+    lines = []
+    for p in result["points"]:
+        by_thread = p.get("hospitals_cpu_ms_per_visit_by_thread") or {}
+        if by_thread:
+            lines.append(f"| {p['offered_visits_per_s']:g} | " + " | ".join(
+                f"{by_thread[k]:g}" if k in by_thread else "–" for k, _ in THREAD_COLUMNS)
+                + " |")
+    if not lines:
+        return []
+    return ["", "## The hospitals' CPU by thread (ms per visit)", "",
+            "| offered visits/s | " + " | ".join(title for _, title in THREAD_COLUMNS) + " |",
+            "|" + "---|" * (len(THREAD_COLUMNS) + 1), *lines]
 
 
 def memory_lines(result: dict[str, Any]) -> list[str]:

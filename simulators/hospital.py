@@ -38,6 +38,11 @@ DEAD_LETTER_FETCH_WAIT_MS = 200
 #: loop (~5 % of the hospitals' CPU when done on every pass of the run's own loop); a dead letter
 #: is not timed, so seeing it up to this much later costs nothing.
 DEAD_LETTER_POLL_EVERY_S = 0.1
+#: The hospitals' Kafka clients, by what they carry: in the broker's view of its clients, and
+#: in the names of the network threads kafka-python gives each (benchmarks/load.py).
+REQUESTS_CLIENT = "huimin-hospitals-requests"
+ANSWERS_CLIENT = "huimin-hospitals-answers"
+DEAD_LETTERS_CLIENT = "huimin-hospitals-dead-letters"
 #: How often a run looks for awaited answers that are over time. A look walks every awaited
 #: request, and there are thousands when the platform falls behind: on every pass of the loop
 #: it cost the hospitals most when the machine could least spare it. A time-out is declared up
@@ -159,12 +164,15 @@ class HospitalFleet:
         self.signer = Signer(signing_secret or configured_secret()[0])
         self.bootstrap = bootstrap
         self.answer_timeout_s = answer_timeout_s
-        self.consumer = response_consumer(bootstrap,
-                                          **{"fetch_max_wait_ms": fetch_wait_ms, **extra})
+        self.consumer = response_consumer(
+            bootstrap, **{"fetch_max_wait_ms": fetch_wait_ms, "client_id": ANSWERS_CLIENT,
+                          **extra})
         self.dead_letter_consumer = response_consumer(
             bootstrap, topics.DEAD_LETTERS,
-            **{"fetch_max_wait_ms": max(fetch_wait_ms, DEAD_LETTER_FETCH_WAIT_MS), **extra})
-        self.producer = producer_for(bootstrap, idempotent, linger_ms, **extra)
+            **{"fetch_max_wait_ms": max(fetch_wait_ms, DEAD_LETTER_FETCH_WAIT_MS),
+               "client_id": DEAD_LETTERS_CLIENT, **extra})
+        self.producer = producer_for(bootstrap, idempotent, linger_ms,
+                                     **{"client_id": REQUESTS_CLIENT, **extra})
 
     def close(self) -> None:
         self.producer.close(timeout=5)

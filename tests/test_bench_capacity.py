@@ -5,6 +5,7 @@ no longer does."""
 from __future__ import annotations
 
 import statistics
+import threading
 import time
 from typing import Any
 
@@ -21,8 +22,9 @@ from benchmarks.load import (
     simulated_days,
     summarise_rate,
     sustained,
+    thread_cpu_seconds,
 )
-from benchmarks.report import capacity_lines, cpu_lines, role_lines
+from benchmarks.report import capacity_lines, cpu_lines, role_lines, thread_lines
 from messages.visitlog import VisitSession
 from simulators.hospital import Exchange, HospitalRunResult
 
@@ -207,6 +209,39 @@ def test_the_report_shows_the_workers_cpu_by_role_and_the_share_in_the_handlers(
     assert "| 60 | 0.5 | 1.5 | 2 | 6 | 25 % |" in text
     assert "\n| 90 |" not in text
     assert role_lines({"points": [{"offered_visits_per_s": 60}]}) == []
+
+
+def test_the_hospitals_cpu_is_read_by_thread_with_kafka_pythons_network_threads_named():
+    stop = threading.Event()
+
+    def spin() -> None:  # a thread of the bench's own, busy for a while
+        end = time.thread_time() + 0.3
+        while time.thread_time() < end:
+            pass
+        stop.wait()
+
+    worker = threading.Thread(target=spin, name="kafka-io-huimin-hospitals-answers")
+    before = thread_cpu_seconds()
+    worker.start()
+    end = time.thread_time() + 0.3
+    while time.thread_time() < end:  # the main thread: the run's loop
+        pass
+    after = thread_cpu_seconds()
+    stop.set()
+    worker.join()
+    assert after["loop"] - before.get("loop", 0.0) >= 0.25
+    assert after["answers"] - before.get("answers", 0.0) >= 0.25
+    assert set(after) <= {"loop", "requests", "answers", "dead_letters", "other"}
+
+
+def test_the_report_shows_the_hospitals_cpu_by_thread():
+    text = "\n".join(thread_lines({"points": [
+        {"offered_visits_per_s": 60, "hospitals_cpu_ms_per_visit_by_thread": {
+            "loop": 2.5, "answers": 1.25, "requests": 1.0, "other": 0.1}},
+        {"offered_visits_per_s": 90}]}))
+    assert "| offered visits/s | their loop | the requests producer's network thread |" in text
+    assert "| 60 | 2.5 | 1 | 1.25 | – | 0.1 |" in text
+    assert "\n| 90 |" not in text
 
 
 def test_the_cpu_probe_times_its_loop_in_a_process_of_its_own_while_in_use():

@@ -49,6 +49,11 @@ def test_bench_writes_json_report_and_plot_for_huimin_and_the_raw_ceiling(tmp_pa
         assert 0 < by_role["handlers"] < point["cpu_ms_per_visit"]["workers"]
         assert by_role["handlers"] + by_role["outside"] == \
             pytest.approx(point["cpu_ms_per_visit"]["workers"], abs=0.02)
+        # the hospitals' CPU by thread: their loop, and kafka-python's network threads
+        by_thread = point["hospitals_cpu_ms_per_visit_by_thread"]
+        assert by_thread["loop"] > 0 and by_thread["answers"] > 0 and by_thread["requests"] > 0
+        assert sum(by_thread.values()) == pytest.approx(point["cpu_ms_per_visit"]["hospitals"],
+                                                        rel=0.25, abs=1.0)
     top = max(p["ceiling"]["offered_per_s"] for p in result["points"])
     assert top * 2 <= 25  # so the sweep measured at least one rate beyond
     assert [c["offered_per_s"] for c in result["ceiling_sweep"]][:1] == [top * 2]
@@ -56,7 +61,7 @@ def test_bench_writes_json_report_and_plot_for_huimin_and_the_raw_ceiling(tmp_pa
     report = (out / "bench.md").read_text()
     assert "| offered visits/s |" in report and "raw" in report
     assert "## CPU per visit" in report and "messages written to the broker per visit" in report
-    assert "## The workers' CPU by role" in report
+    assert "## The workers' CPU by role" in report and "## The hospitals' CPU by thread" in report
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
