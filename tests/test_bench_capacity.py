@@ -9,6 +9,7 @@ import threading
 import time
 from typing import Any
 
+from benchmarks.cpu_accounts import cpu_per_visit, role_cpu_per_visit, thread_cpu_seconds
 from benchmarks.cpu_probe import CpuProbe
 from benchmarks.load import (
     CEILING_SWEEP_MAX,
@@ -17,12 +18,9 @@ from benchmarks.load import (
     RateTally,
     capacity,
     ceiling_sweep,
-    cpu_per_visit,
-    role_cpu_per_visit,
     simulated_days,
     summarise_rate,
     sustained,
-    thread_cpu_seconds,
 )
 from benchmarks.report import capacity_lines, cpu_lines, role_lines, thread_lines
 from messages.visitlog import VisitSession
