@@ -216,7 +216,8 @@ def role_lines(result: dict[str, Any]) -> list[str]:
     return lines
 
 
-#: The hospitals' threads, as `bench.json` names them (benchmarks/load.py) and as reported.
+#: The hospitals' threads, as `bench.json` names them (benchmarks/cpu_accounts.py), and as
+#: reported.
 THREAD_COLUMNS = (("loop", "their loop"),
                   ("requests", "the requests producer's network thread"),
                   ("answers", "the answers consumer's network thread"),
@@ -277,8 +278,8 @@ def _inside_outside(point: dict[str, Any]) -> str:
     by_role = point.get("worker_cpu_ms_per_visit_by_role") or {}
     if "handlers" not in by_role:
         return "–"
-    return f"{by_role['handlers']:g} / {by_role['outside']:g}" if "outside" in by_role \
-        else f"{by_role['handlers']:g} / –"
+    outside = by_role.get("outside")
+    return f"{by_role['handlers']:g} / {'–' if outside is None else f'{outside:g}'}"
 
 
 def comparison(before: dict[str, Any], after: dict[str, Any]) -> str:

@@ -39,7 +39,7 @@ DEAD_LETTER_FETCH_WAIT_MS = 200
 #: is not timed, so seeing it up to this much later costs nothing.
 DEAD_LETTER_POLL_EVERY_S = 0.1
 #: The hospitals' Kafka clients, by what they carry: in the broker's view of its clients, and
-#: in the names of the network threads kafka-python gives each (benchmarks/load.py).
+#: in the names of the network threads kafka-python gives each (benchmarks/cpu_accounts.py).
 REQUESTS_CLIENT = "huimin-hospitals-requests"
 ANSWERS_CLIENT = "huimin-hospitals-answers"
 DEAD_LETTERS_CLIENT = "huimin-hospitals-dead-letters"
