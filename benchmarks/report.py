@@ -114,6 +114,34 @@ def capacity_lines(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+#: A target rate whose CPU budget per visit the plot draws: issue #8's 1,000 settlements/s.
+TARGET_VISITS_PER_S = 1000
+
+
+def cpu_segments(point: dict[str, Any]) -> list[tuple[str, float]]:
+    """A rate's CPU per visit in the parts the report splits it into (ms): the broker, the
+    workers' handlers and the rest of the workers, the hospitals' loop and kafka-python's
+    network threads; a point without the splits gives the three components whole."""
+    per = point.get("cpu_ms_per_visit") or {}
+    roles = point.get("worker_cpu_ms_per_visit_by_role") or {}
+    threads = point.get("hospitals_cpu_ms_per_visit_by_thread") or {}
+    parts = [("broker", per.get("broker", 0.0))]
+    if "handlers" in roles and "outside" in roles:
+        parts += [("worker: the handlers", roles["handlers"]),
+                  ("worker: Faust, the client, polling", roles["outside"])]
+    else:
+        parts.append(("workers", per.get("workers", 0.0)))
+    if threads:
+        clients = sum(v for k, v in threads.items() if k in ("requests", "answers",
+                                                             "dead_letters"))
+        parts += [("hospitals: their loop", threads.get("loop", 0.0)),
+                  ("hospitals: kafka-python's threads", clients),
+                  ("hospitals: the bench's own threads", threads.get("other", 0.0))]
+    else:
+        parts.append(("hospitals", per.get("hospitals", 0.0)))
+    return parts
+
+
 def plot(result: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -124,7 +152,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     x = [p["offered_settlements_per_s"] for p in points]
     ceiling = sorted([p["ceiling"] for p in points if p.get("ceiling")]
                      + (result.get("ceiling_sweep") or []), key=lambda c: c["offered_per_s"])
-    fig, (lat_ax, thr_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, (lat_ax, thr_ax, cpu_ax) = plt.subplots(1, 3, figsize=(18, 4.5))
     for q, style in (("p50", ":"), ("p99", "-")):
         for route, colour in (("local", "tab:blue"), ("cross", "tab:orange")):
             y = [p["settlement_latency_ms"].get(route, {}).get(q) for p in points]
@@ -147,6 +175,22 @@ def plot(result: dict[str, Any], path: Path) -> None:
     thr_ax.set(xlabel="offered per second", ylabel="achieved per second",
                title="Throughput", xscale="symlog", yscale="symlog")
     thr_ax.legend(fontsize=8)
+    measured = [p for p in points if (p.get("cpu_ms_per_visit") or {}).get("all")]
+    labels = [f"{p['offered_visits_per_s']:g}" for p in measured]
+    segments = [dict(cpu_segments(p)) for p in measured]
+    bottoms = [0.0] * len(measured)
+    for name in dict.fromkeys(name for parts in segments for name in parts):
+        heights = [parts.get(name, 0.0) for parts in segments]
+        cpu_ax.bar(labels, heights, bottom=bottoms, label=name)
+        bottoms = [b + h for b, h in zip(bottoms, heights, strict=True)]
+    if bottoms:
+        cpu_ax.set_ylim(0, max(bottoms) * 1.6)  # room for the legend above the bars
+    budget = result["machine"]["cpus"] * 1000 / TARGET_VISITS_PER_S
+    cpu_ax.axhline(budget, linestyle="--", color="tab:red",
+                   label=f"all a visit may take at {TARGET_VISITS_PER_S:,} visits/s")
+    cpu_ax.set(xlabel="offered visits/s", ylabel="CPU per visit (ms)",
+               title="Where a visit's CPU goes")
+    cpu_ax.legend(fontsize=8)
     fig.suptitle(f"huimin on {result['settings']['broker']}, "
                  f"{result['machine']['cpus']} cores")
     fig.tight_layout()

@@ -22,7 +22,13 @@ from benchmarks.load import (
     summarise_rate,
     sustained,
 )
-from benchmarks.report import capacity_lines, cpu_lines, role_lines, thread_lines
+from benchmarks.report import (
+    capacity_lines,
+    cpu_lines,
+    cpu_segments,
+    role_lines,
+    thread_lines,
+)
 from messages.visitlog import VisitSession
 from simulators.hospital import Exchange, HospitalRunResult
 
@@ -240,6 +246,24 @@ def test_the_report_shows_the_hospitals_cpu_by_thread():
     assert "| offered visits/s | their loop | the requests producer's network thread |" in text
     assert "| 60 | 2.5 | 1 | 1.25 | – | 0.1 |" in text
     assert "\n| 90 |" not in text
+
+
+def test_the_plot_splits_a_visits_cpu_into_what_the_report_measured():
+    whole = {"cpu_ms_per_visit": {"broker": 4.0, "workers": 7.0, "hospitals": 4.0, "all": 15.0}}
+    assert cpu_segments(whole) == [("broker", 4.0), ("workers", 7.0), ("hospitals", 4.0)]
+    split = {**whole,
+             "worker_cpu_ms_per_visit_by_role": {"treatment_requests": 2.0, "handlers": 2.0,
+                                                 "outside": 5.0},
+             "hospitals_cpu_ms_per_visit_by_thread": {"loop": 1.75, "requests": 1.0,
+                                                      "answers": 1.0, "dead_letters": 0.125,
+                                                      "other": 0.125}}
+    parts = cpu_segments(split)
+    assert [name for name, _ in parts] == [
+        "broker", "worker: the handlers", "worker: Faust, the client, polling",
+        "hospitals: their loop", "hospitals: kafka-python's threads",
+        "hospitals: the bench's own threads"]
+    assert dict(parts)["hospitals: kafka-python's threads"] == 2.125
+    assert sum(ms for _, ms in parts) == 15.0
 
 
 def test_the_cpu_probe_times_its_loop_in_a_process_of_its_own_while_in_use():
