@@ -164,6 +164,9 @@ class RatePoint:
     cpu_probe_ms: float | None = None  # how fast the cores ran meanwhile (benchmarks/cpu_probe.py)
     #: messages written to the broker per visit, by topic and "all"
     broker_messages_per_visit: dict[str, float] = field(default_factory=dict)
+    #: visits not started because `MAX_VISITS_IN_FLIGHT` were under way: the rate is past
+    #: what the platform carries
+    dropped_visits: int = 0
 
 
 class RateTally:
@@ -205,10 +208,12 @@ class RateTally:
 def measure_rate(fleet: HospitalFleet, rate: float, duration: float, warmup: float,
                  visits: Iterable[Visit], count: int, pids: dict[str, list[int]],
                  on_progress: Callable[[int], None] | None = None,
-                 metrics_urls: list[str] | None = None) -> RatePoint:
+                 metrics_urls: list[str] | None = None,
+                 max_in_flight: int | None = None) -> RatePoint:
     """`count` visits from `visits` (a generator is read as they arrive); `on_progress(n)`:
-    n more visits have finished. `metrics_urls`: the workers' /metrics, read before and after
-    for their CPU by role."""
+    n more visits have finished (or were dropped). `metrics_urls`: the workers' /metrics,
+    read before and after for their CPU by role. `max_in_flight`: visits arriving while
+    this many are under way are dropped and counted (`HospitalFleet.run`)."""
     arrivals = arrivals_at_rate(count, rate)
     roles_before = role_cpu_seconds(metrics_urls or [])
     threads_before = thread_cpu_seconds()
@@ -217,21 +222,25 @@ def measure_rate(fleet: HospitalFleet, rate: float, duration: float, warmup: flo
     t0 = time.monotonic()
     tally = RateTally()
     with MemorySampler(pids) as memory, CpuProbe() as probe:
-        result = fleet.run(visits, arrivals, drain_s=5.0, sink=tally, on_progress=on_progress)
+        result = fleet.run(visits, arrivals, drain_s=5.0, sink=tally, on_progress=on_progress,
+                           max_in_flight=max_in_flight)
     wall = time.monotonic() - t0
     cpu = {k: round((cpu_seconds(v) - before[k]) / wall, 2) for k, v in pids.items()}
     cpu["hospitals"] = round((time.process_time() - own) / wall, 2)
     threads_after = thread_cpu_seconds()
     roles_after = role_cpu_seconds(metrics_urls or [])
     point = summarise_rate(tally, result, rate, warmup, cpu)
+    point.dropped_visits = result.dropped
+    started = count - result.dropped  # what the CPU and memory went on
     point.peak_rss_mib, point.start_rss_mib = memory.peak_mib(), memory.start_mib()
-    point.rss_growth_kib_per_visit = memory.growth_kib_per_visit(rate, count / rate)
-    point.cpu_ms_per_visit = cpu_per_visit(cpu, wall, count)
+    point.rss_growth_kib_per_visit = memory.growth_kib_per_visit(rate * started / count,
+                                                                 count / rate)
+    point.cpu_ms_per_visit = cpu_per_visit(cpu, wall, started)
     point.worker_cpu_ms_per_visit_by_role = role_cpu_per_visit(
-        roles_before, roles_after, point.cpu_ms_per_visit.get("workers"), count)
+        roles_before, roles_after, point.cpu_ms_per_visit.get("workers"), started)
     point.hospitals_cpu_ms_per_visit_by_thread = {
-        name: round((seconds - threads_before.get(name, 0.0)) * 1000 / count, 2)
-        for name, seconds in sorted(threads_after.items())} if count else {}
+        name: round((seconds - threads_before.get(name, 0.0)) * 1000 / started, 2)
+        for name, seconds in sorted(threads_after.items())} if started else {}
     point.cpu_probe_ms = probe.median_ms()
     return point
 
@@ -322,6 +331,12 @@ WARMUP_MESSAGES_PER_S = 200.0
 VISITS_PER_HOSPITAL_DAY = 50
 #: A rate is sustained when at least this share of what was offered came through.
 SUSTAINED = 0.95
+#: Visits the hospitals keep under way at once before they drop arrivals (and count them).
+#: A rate within the targets never comes near it: its visits take ~2 s (6 requests within
+#: 300 ms), so even 2,000 visits/s keeps ~4,000 under way. Far past capacity it bounds the
+#: backlog: 2,000 visits/s for 10 s on a platform carrying ~85/s took 4 minutes to drain
+#: uncapped, the broker growing to 3.4 GiB (docs/performance.md).
+MAX_VISITS_IN_FLIGHT = 5_000
 #: The raw ceiling is pushed no further than this (messages/s) by default.
 CEILING_SWEEP_MAX = 12_800.0
 
@@ -336,6 +351,14 @@ def capacity(measured: list[tuple[float, float, dict[str, Any]]], p99_limit: flo
     latency percentiles) measurements; 0 if none was."""
     return max((achieved for offered, achieved, lat in measured
                 if sustained(offered, achieved, lat, p99_limit)), default=0.0)
+
+
+def settlement_capacity(points: list[RatePoint], p99_limit: float) -> float:
+    """huimin's capacity: rates that dropped visits (the hospitals' in-flight limit was
+    reached) are past it, whatever came through."""
+    return capacity([(p.offered_settlements_per_s, p.achieved_settlements_per_s,
+                      p.settlement_latency_ms.get("all", {})) for p in points
+                     if not p.dropped_visits], p99_limit)
 
 
 #: Halvings of the interval between the last rate sustained and the first one not.
@@ -394,6 +417,7 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
               linger_ms: int = LINGER_MS, fetch_wait: int | None = None,
               sweep_max: float = CEILING_SWEEP_MAX, store: str = "memory",
               broker_warmup: float | None = None,
+              max_in_flight: int | None = MAX_VISITS_IN_FLIGHT,
               on_stage: Callable[..., None] = lambda stage, visits=None: None,
               on_progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Each rate, and each rate of the ceiling's sweep, runs on a broker of its own, started
@@ -402,8 +426,10 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
     `broker_warmup`: seconds of unmeasured load on each fresh broker first; default the broker
     kind's (`BROKER_WARMUP_S`).
     `fetch_wait`: consumers' fetch wait in ms; default the broker kind's (streams/config.py).
+    `max_in_flight`: visits under way at most, arrivals beyond dropped and counted; a rate
+    that dropped any is not sustained (None: no limit).
     `on_stage(stage, visits)`: what runs now, and how many visits it will send, if any;
-    `on_progress(n)`: n more of them have finished."""
+    `on_progress(n)`: n more of them have finished or were dropped."""
     from benchmarks.ceiling import HOPS, RawCeiling
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -465,7 +491,7 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
                 point = measure_rate(fleet, rate, duration, warmup,
                                      generate_visits(world, spec), spec.visits, pids,
                                      on_progress, [f"http://127.0.0.1:{w.cfg.web_port}/metrics"
-                                                   for w in p.workers])
+                                                   for w in p.workers], max_in_flight)
                 if point.visits:
                     point.broker_messages_per_visit = {
                         topic: round(n / point.visits, 2)
@@ -486,8 +512,7 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
             with broker(out_dir / "ceiling-broker.log", broker_kind) as bootstrap:
                 return measure_ceiling(bootstrap, rate, fresh=True)
         sweep = ceiling_sweep(fresh_ceiling, [p.ceiling for p in points], limit, sweep_max)
-    huimin_capacity = capacity([(p.offered_settlements_per_s, p.achieved_settlements_per_s,
-                                 p.settlement_latency_ms.get("all", {})) for p in points], limit)
+    huimin_capacity = settlement_capacity(points, limit)
     raw_capacity = capacity([(c["offered_per_s"], c["achieved_per_s"], c["latency_ms"])
                              for c in [p.ceiling for p in points if p.ceiling] + sweep], limit)
     return {"started": started, "machine": machine(),
@@ -497,7 +522,8 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
                          "linger_ms": linger_ms, "fetch_wait_ms": fetch_wait,
                          "health_record_steps": ehr, "store": store,
                          "fresh_broker_per_rate": True, "broker_warmup_s": warm_s,
-                         "visits_per_hospital_day": VISITS_PER_HOSPITAL_DAY},
+                         "visits_per_hospital_day": VISITS_PER_HOSPITAL_DAY,
+                         "max_visits_in_flight": max_in_flight},
             "points": [asdict(p) for p in points], "ceiling_sweep": sweep,
             "capacity": {"p99_limit_ms": limit, "huimin_settlements_per_s": huimin_capacity,
                          "raw_messages_per_s": raw_capacity if ceiling else None,

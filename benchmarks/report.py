@@ -36,9 +36,10 @@ def markdown(result: dict[str, Any]) -> str:
         "(huimin also carries the rest of each visit: 5–7 requests per settlement).",
         "",
         "| offered visits/s | offered settl./s | achieved settl./s | p50 | p90 | p99 | p99.9 | "
-        "max | raw achieved/s | raw p50 | raw p99 | throughput vs raw | errors | CPU cores "
-        "(broker / workers / hospitals) | peak RSS MiB (broker / workers / hospitals) |",
-        "|" + "---|" * 15,
+        "max | raw achieved/s | raw p50 | raw p99 | throughput vs raw | errors | visits dropped "
+        "| CPU cores (broker / workers / hospitals) | peak RSS MiB (broker / workers / "
+        "hospitals) |",
+        "|" + "---|" * 16,
     ]
     for p in result["points"]:
         lat = p["settlement_latency_ms"].get("all", {})
@@ -53,8 +54,9 @@ def markdown(result: dict[str, Any]) -> str:
             f"{lat.get('max', '–')} | {raw.get('achieved_per_s', '–')} | "
             f"{raw_lat.get('p50', '–')} | {raw_lat.get('p99', '–')} | "
             f"{_ratio(p['achieved_settlements_per_s'], raw.get('achieved_per_s', 0))} | "
-            f"{errors} | {cpu.get('broker', 0):g} / {cpu.get('workers', 0):g} / "
-            f"{cpu.get('hospitals', 0):g} | {rss.get('broker', '–')} / "
+            f"{errors} | {p.get('dropped_visits', 0)} | {cpu.get('broker', 0):g} / "
+            f"{cpu.get('workers', 0):g} / {cpu.get('hospitals', 0):g} | "
+            f"{rss.get('broker', '–')} / "
             f"{rss.get('workers', '–')} / {rss.get('hospitals', '–')} |")
     lines += capacity_lines(result)
     lines += cpu_lines(result)
@@ -90,8 +92,8 @@ def capacity_lines(result: dict[str, Any]) -> list[str]:
     raw = cap.get("raw_messages_per_s")
     lines = ["", f"## Capacity within p99 ≤ {limit:g} ms", "",
              f"- huimin: **{cap['huimin_settlements_per_s']:g} settlements/s** sustained "
-             "(the highest achieved rate with ≥ 95 % of the offered load through and p99 "
-             f"≤ {limit:g} ms; 0 if no rate was)."]
+             "(the highest achieved rate with ≥ 95 % of the offered load through, no visit "
+             f"dropped and p99 ≤ {limit:g} ms; 0 if no rate was)."]
     if raw is not None:
         lines.append(f"- raw ceiling: **{raw:g} messages/s** over the same 6 hops (the sweep "
                      "doubles the rate until one is not sustained, then bisects twice: the "
@@ -326,6 +328,14 @@ def _inside_outside(point: dict[str, Any]) -> str:
     return f"{by_role['handlers']:g} / {'–' if outside is None else f'{outside:g}'}"
 
 
+def _achieved(point: dict[str, Any]) -> str:
+    """Achieved settlements/s, and the visits dropped where the in-flight limit was reached:
+    such a rate was past capacity in that run, whatever came through."""
+    dropped = point.get("dropped_visits") or 0
+    return f"{point['achieved_settlements_per_s']:g}" + (f" ({dropped:,} visits dropped)"
+                                                          if dropped else "")
+
+
 def comparison(before: dict[str, Any], after: dict[str, Any]) -> str:
     """Two runs side by side, rate by rate: what a change did. The settings that differ come
     first, and each rate's CPU probe beside it, since a machine that ran slower during one run
@@ -355,8 +365,8 @@ def comparison(before: dict[str, Any], after: dict[str, Any]) -> str:
         bw = (b.get("broker_messages_per_visit") or {}).get("all")
         aw = (a.get("broker_messages_per_visit") or {}).get("all")
         lines.append(
-            f"| {b['offered_visits_per_s']:g} | {b['achieved_settlements_per_s']:g} → "
-            f"{a['achieved_settlements_per_s']:g} | {bl.get('p50', '–')} → {al.get('p50', '–')} "
+            f"| {b['offered_visits_per_s']:g} | {_achieved(b)} → {_achieved(a)} | "
+            f"{bl.get('p50', '–')} → {al.get('p50', '–')} "
             f"({_change(bl.get('p50'), al.get('p50'))}) | {bl.get('p99', '–')} → "
             f"{al.get('p99', '–')} ({_change(bl.get('p99'), al.get('p99'))}) | {_components(bc)} → "
             f"{_components(ac)} | {bc.get('all', '–')} → {ac.get('all', '–')} "

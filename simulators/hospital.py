@@ -123,6 +123,7 @@ class HospitalRunResult:
     wall_s: float
     books: HospitalBooks = field(default_factory=HospitalBooks)  # what each HIS recorded
     daily: DailyReconciler | None = None  # the hospitals' daily 3201/3202
+    dropped: int = 0  # visits not started: the run's `max_in_flight` were already under way
 
     @property
     def days_reconciled(self) -> list[DayReconciliation]:
@@ -253,7 +254,8 @@ class HospitalFleet:
             on_progress: Callable[[int], None] | None = None,
             drain_s: float = 15.0,
             events: list[tuple[float, Callable[[], None]]] | None = None,
-            sink: Sink | None = None) -> HospitalRunResult:
+            sink: Sink | None = None,
+            max_in_flight: int | None = None) -> HospitalRunResult:
         """Carry out `visits`, visit k arriving `arrivals[k]` seconds after the start (open
         loop), with the `bad` requests spread among them; `events` are (seconds, action) to
         run on the way (e.g. killing a worker). Return everything that was seen.
@@ -261,13 +263,20 @@ class HospitalFleet:
         `sink`: hand each visit, with its exchanges, to `sink` once it is over and every
         answer it awaits has come (or the hospital gave up waiting), and forget it; the
         result then holds no sessions or exchanges. A long run's memory no longer grows with
-        its visits (`huimin bench`); `visits` can then be a generator, read as they arrive."""
+        its visits (`huimin bench`); `visits` can then be a generator, read as they arrive.
+
+        `max_in_flight`: a visit that arrives while this many are under way is dropped, not
+        started, and counted (`dropped`; `on_progress` counts it too), as a load generator's
+        arrival-rate executor does once its budget is spent: far past a platform's capacity,
+        an uncapped open loop only grows a backlog that takes minutes to drain and holds the
+        broker's memory, and tells no more than the first seconds of it did."""
         pending_events = sorted(events or [], key=lambda e: e[0])
         bad = bad or []
         upcoming = iter(visits)
         next_session: VisitSession | None = _session_of(next(upcoming, None))
         sessions: list[VisitSession] = []  # every visit arrived, unless there is a sink
-        arrived = 0
+        arrived = 0  # visits whose arrival time has come, dropped ones included
+        dropped = 0
         over: dict[VisitSession, None] = {}  # finished visits a sink waits on for answers
         books = HospitalBooks()
         daily = DailyReconciler(books)
@@ -361,6 +370,12 @@ class HospitalFleet:
             while next_session is not None and arrivals[arrived] <= now:
                 session, arrived = next_session, arrived + 1
                 next_session = _session_of(next(upcoming, None))
+                if max_in_flight is not None and arrived - 1 - dropped - finished >= \
+                        max_in_flight:
+                    dropped += 1
+                    if on_progress:
+                        on_progress(1)
+                    continue
                 if sink is None:
                     sessions.append(session)
                 open_days[session.visit.begntime[:10]] += 1
@@ -378,9 +393,10 @@ class HospitalFleet:
             for key, req in close_days() + daily.due(time.monotonic()):
                 self._send(key, encode(req), req["fixmedins_code"])
             all_sent = next_session is None and next_bad == len(bad) and not pending_events
-            if all_sent and finished == arrived and not outstanding():
+            if all_sent and finished + dropped == arrived and not outstanding():
                 break
-            if all_sent and finished == arrived and time.monotonic() - last_news > drain_s:
+            if all_sent and finished + dropped == arrived and \
+                    time.monotonic() - last_news > drain_s:
                 break  # what is still missing is reported, not waited for forever
             soonest = min(arrivals[arrived] if next_session is not None else 1e9,
                           bad_times[next_bad] if next_bad < len(bad) else 1e9)
@@ -446,4 +462,4 @@ class HospitalFleet:
                 sink(session, [exchanges[m] for m, _ in session.sent])
             exchanges.clear()
         return HospitalRunResult(sessions, exchanges, bad_answers, dead_letters, timed_out,
-                                 unexpected, time.monotonic() - t0, books, daily)
+                                 unexpected, time.monotonic() - t0, books, daily, dropped)

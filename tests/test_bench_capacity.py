@@ -7,6 +7,7 @@ from __future__ import annotations
 import statistics
 import threading
 import time
+from dataclasses import asdict
 from typing import Any
 
 from benchmarks.cpu_accounts import cpu_per_visit, role_cpu_per_visit, thread_cpu_seconds
@@ -15,9 +16,11 @@ from benchmarks.load import (
     CEILING_SWEEP_MAX,
     VISITS_PER_HOSPITAL_DAY,
     MemorySampler,
+    RatePoint,
     RateTally,
     capacity,
     ceiling_sweep,
+    settlement_capacity,
     simulated_days,
     summarise_rate,
     sustained,
@@ -26,6 +29,7 @@ from benchmarks.report import (
     capacity_lines,
     cpu_lines,
     cpu_segments,
+    markdown,
     role_lines,
     thread_lines,
 )
@@ -49,6 +53,29 @@ def test_capacity_is_the_highest_sustained_throughput_not_the_highest_offered():
     assert capacity(measured, 300) == 98
     assert capacity(measured, 100) == 50
     assert capacity([(50, 50, lat(900))], 300) == 0
+
+
+def rate_point(offered: float, achieved: float, p99: float, dropped: int) -> RatePoint:
+    return RatePoint(offered_visits_per_s=offered, visits=1000,
+                     offered_settlements_per_s=offered, achieved_settlements_per_s=achieved,
+                     settlement_latency_ms={"all": lat(p99)}, hop_latency_ms={},
+                     errors={"timeouts": 0}, cpu_cores={}, dropped_visits=dropped)
+
+
+def test_a_rate_that_dropped_visits_is_past_capacity_whatever_came_through():
+    """The hospitals drop arrivals only once `MAX_VISITS_IN_FLIGHT` visits are under way,
+    which no rate within the p99 target comes near."""
+    points = [rate_point(50, 50, 100, 0), rate_point(100, 99, 250, 3)]
+    assert settlement_capacity(points, 300) == 50
+    text = markdown({"started": "2026-12-02T19:00:00",
+                     "machine": {"cpus": 2, "cpu_model": "x", "python": "3.11", "versions": {}},
+                     "settings": {"broker": "tansu", "workers": 1, "persons": 10, "seed": 1,
+                                  "duration_s": 10, "warmup_s": 1, "partitions": 1,
+                                  "linger_ms": 5, "fetch_wait_ms": 25,
+                                  "health_record_steps": False},
+                     "points": [asdict(p) for p in points]})
+    assert "| errors | visits dropped |" in text
+    assert "| 0 | 0 | 0 / 0 / 0 |" in text and "| 0 | 3 | 0 / 0 / 0 |" in text
 
 
 def fake_ceiling(limit_rate: float) -> Any:
@@ -146,7 +173,7 @@ def test_memory_growth_per_visit_is_read_over_the_second_half_of_the_arrivals():
     assert sampler.growth_kib_per_visit(rate=10.0, period=1.0) == {}  # too short to tell
 
 
-def test_a_bench_without_a_terminal_logs_its_stages_and_the_visits_finished_once_a_minute(
+def test_a_bench_without_a_terminal_logs_its_stages_and_the_visits_done_once_a_minute(
         monkeypatch: Any) -> None:
     from huimin import cli
 
@@ -161,7 +188,7 @@ def test_a_bench_without_a_terminal_logs_its_stages_and_the_visits_finished_once
         log.visits_finished(4_400)  # 90 s: nothing
     lines = captured.get().splitlines()
     assert [line.split(" ", 1)[1] for line in lines] == [
-        "huimin at 150 visits/s: 1,000,050 visits", "9,100 of 1,000,050 visits finished"]
+        "huimin at 150 visits/s: 1,000,050 visits", "9,100 of 1,000,050 visits done"]
 
 
 def test_cpu_per_visit_is_each_components_busy_time_shared_over_the_visits():

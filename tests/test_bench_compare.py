@@ -59,6 +59,12 @@ def test_the_comparison_shows_each_shared_rate_its_changes_and_the_probes():
     assert "0 → 50.4 settlements/s; raw ceiling – → – messages/s" in text
 
 
+def test_a_rate_past_capacity_shows_the_visits_it_dropped():
+    dropping = {**point(70, 61.0, 4000.0, 9000.0, 24.0, 20.0), "dropped_visits": 1200}
+    text = comparison(BEFORE, bench_result(5, "2026-12-02T06:00:00", [dropping]))
+    assert "| 70 | 63.4 → 61 (1,200 visits dropped) |" in text
+
+
 def test_runs_without_a_rate_in_common_say_so():
     other = bench_result(5, "2026-12-02T06:00:00", [point(30, 30.0, 90.0, 200.0, 40.0, 20.0)])
     assert "no offered rate in both runs" in comparison(BEFORE, other)

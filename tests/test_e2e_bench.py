@@ -28,9 +28,11 @@ def test_bench_writes_json_report_and_plot_for_huimin_and_the_raw_ceiling(tmp_pa
     assert result["machine"]["cpus"] >= 1 and result["settings"]["broker"] == "tansu"
     assert result["settings"]["fetch_wait_ms"] == FETCH_WAIT_MS  # Tansu's, not Kafka's
     assert result["settings"]["broker_warmup_s"] == 2
+    assert result["settings"]["max_visits_in_flight"] == 5000
     assert [p["offered_visits_per_s"] for p in result["points"]] == [10]
     for point in result["points"]:
         assert point["achieved_settlements_per_s"] > 0
+        assert point["dropped_visits"] == 0  # 10 visits/s comes nowhere near the limit
         assert point["settlement_latency_ms"]["all"]["count"] > 0
         assert point["ceiling"]["achieved_per_s"] > 0 and point["ceiling"]["hops"] == 6
         assert point["cpu_cores"]["workers"] > 0

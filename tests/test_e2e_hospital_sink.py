@@ -79,3 +79,28 @@ def test_a_visit_the_hospital_gave_up_on_goes_to_the_sink_at_once_not_at_the_end
     assert [s.failed["err_code"] for _, s, _ in handed] == ["TIMEOUT"] * 3
     assert all(len(exchanges) == 1 and not exchanges[0].answers for _, _, exchanges in handed)
     assert all(at < ended - 5 for at, _, _ in handed)  # given up on, handed over at once
+
+
+def test_arrivals_beyond_the_in_flight_limit_are_dropped_counted_and_never_sent(
+        tmp_path: Path):
+    """Far past capacity the load generator stops growing the backlog: with 2 visits under
+    way (no platform answers, so they stay under way until the hospital gives up), the
+    other 4 arrivals are dropped, counted and reported as done, and only the 2 are sent."""
+    world = build_world(WORLD_SPEC)
+    spec = VisitSpec(visits=6, start="2027-03-01 08:00:00", days=1, ehr=False)
+    handed: list[VisitSession] = []
+    progress: list[int] = []
+    with broker(tmp_path / "broker.log") as bootstrap:
+        create_platform_topics(bootstrap, 2)  # and no worker
+        fleet = HospitalFleet(bootstrap, answer_timeout_s=1.0)
+        try:
+            result = fleet.run(generate_visits(world, spec), arrivals_at_rate(6, 100.0),
+                               drain_s=1.0, sink=lambda s, e: handed.append(s),
+                               on_progress=progress.append, max_in_flight=2)
+        finally:
+            fleet.close()
+    assert result.dropped == 4
+    assert len(handed) == 2 and len(result.timed_out) == 2  # the two sent, given up on
+    assert [s.failed["err_code"] for s in handed] == ["TIMEOUT"] * 2
+    assert sum(progress) == 6  # every arrival done: finished or dropped
+    assert sum(len(s.sent) for s in handed) == 2  # one request each, then it gave up
