@@ -14,6 +14,7 @@ from prometheus_client import start_http_server
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from benchmarks.load import MAX_VISITS_IN_FLIGHT
 from huimin.logfiles import (
     LogFormatError,
     LogHeader,
@@ -85,7 +86,8 @@ def _store(store: str) -> str:
 @app.command()
 def run(
     persons: Annotated[int, typer.Option(min=1, help="Insured persons in the world.")] = 5_000,
-    visits: Annotated[int, typer.Option(min=1, help="Outpatient visits to carry out.")] = 2_000,
+    visits: Annotated[int, typer.Option(
+        min=1, help="Visits to carry out (outpatient, and 15 % inpatient stays).")] = 2_000,
     cross_share: Annotated[float, typer.Option(min=0.0, max=1.0,
                                                help="Share of cross-province visits.")] = 0.2,
     days: Annotated[int, typer.Option(
@@ -317,6 +319,10 @@ def bench(
         min=0, help="Seconds of unmeasured load on each fresh broker before it is measured. "
                     "Default: 40 on Kafka (its JVM compiles its hot paths meanwhile), 0 on "
                     "Tansu.")] = None,
+    max_in_flight: Annotated[int, typer.Option(
+        min=0, help="Visits under way at once before arrivals are dropped (and counted): "
+                    "far past capacity, a backlog only takes minutes to drain and holds the "
+                    "broker's memory. 0: no limit.")] = MAX_VISITS_IN_FLIGHT,
 ) -> None:
     """Settlement latency and throughput under open-loop load at each offered rate, beside
     the raw broker ceiling (plain aiokafka forwarders over as many hops)."""
@@ -348,6 +354,7 @@ def bench(
                            partitions=partitions or workers,
                            linger_ms=linger_ms, fetch_wait=fetch_wait_ms, sweep_max=sweep_max,
                            store=_store(store), broker_warmup=broker_warmup,
+                           max_in_flight=max_in_flight or None,
                            on_stage=stage, on_progress=finished)
     write_json(result, out / "bench.json")
     report = markdown(result)
@@ -384,7 +391,8 @@ def bench_compare(
 
 class _LogWhenNotATerminal:
     """Where a long run is, as timestamped lines, for a console that shows no progress bar
-    (a log file, CI, `nohup`): each stage, then the visits finished once a minute."""
+    (a log file, CI, `nohup`): each stage, then the visits done (finished or dropped) once a
+    minute."""
 
     EVERY_S = 60.0
 
@@ -404,7 +412,7 @@ class _LogWhenNotATerminal:
         if self.on and time.monotonic() - self.last >= self.EVERY_S:
             self.last = time.monotonic()
             console.print(f"{time.strftime('%H:%M:%S')} {self.finished:,} of "
-                          f"{self.total or 0:,} visits finished")
+                          f"{self.total or 0:,} visits done")
 
 
 def _progress() -> Progress:
@@ -488,12 +496,10 @@ def replay(
     partitions: Annotated[int, typer.Option(min=1)] = 8,
     answer_timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for an "
                                                   "answer before giving the visit up.")] = 30.0,
-    security_protocol: Annotated[str | None, typer.Option(
-        help="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.")] = None,
-    sasl_mechanism: Annotated[str | None, typer.Option(help="PLAIN, SCRAM-SHA-256, …")] = None,
-    sasl_username: Annotated[str | None, typer.Option()] = None,
-    sasl_password: Annotated[str | None, typer.Option(envvar="HUIMIN_SASL_PASSWORD")] = None,
-    ssl_cafile: Annotated[Path | None, typer.Option()] = None,
+    security_protocol: SecurityProtocol = "PLAINTEXT",
+    sasl_mechanism: SaslMechanism = None,
+    sasl_username: SaslUsername = None,
+    ssl_cafile: SslCafile = None,
     metrics_port: Annotated[int | None, typer.Option(
         help="Serve the hospitals' Prometheus metrics on this port while replaying.")] = None,
     metrics_host: Annotated[str, typer.Option(help="Address the metrics server binds.")
@@ -518,10 +524,8 @@ def replay(
     except LogFormatError as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from None
-    client = {k: v for k, v in {
-        "security_protocol": security_protocol, "sasl_mechanism": sasl_mechanism,
-        "sasl_plain_username": sasl_username, "sasl_plain_password": sasl_password,
-        "ssl_cafile": str(ssl_cafile) if ssl_cafile else None}.items() if v is not None}
+    client = _security(security_protocol, sasl_mechanism, sasl_username,
+                       ssl_cafile).kafka_python()
     world = build_world(header.world)
     bad = generate_bad_messages(world, header.bad_per_kind if bad_per_kind is None
                                 else bad_per_kind, visit_period(visits))

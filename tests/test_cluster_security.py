@@ -9,6 +9,7 @@ import pytest
 
 from streams.config import WorkerConfig
 from streams.security import PASSWORD_ENV, ClusterSecurity
+from tests.conftest import run_huimin
 
 
 def test_a_plain_cluster_needs_no_settings():
@@ -40,3 +41,19 @@ def test_tls_alone_gives_faust_an_ssl_context():
 def test_an_unknown_protocol_is_refused():
     with pytest.raises(ValueError, match="one of"):
         ClusterSecurity("SASL")
+
+
+def test_replay_takes_the_same_security_options_and_no_password_on_its_command_line(tmp_path):
+    log = tmp_path / "visits.jsonl"
+    assert run_huimin(["generate", "-o", str(log), "--persons", "50", "--visits", "3"],
+                      timeout=120).returncode == 0
+    bogus = run_huimin(["replay", str(log), "--rate", "1", "--bootstrap", "127.0.0.1:1",
+                        "--security-protocol", "SASL"], timeout=120)
+    assert bogus.returncode == 2 and "one of PLAINTEXT" in said(bogus.stderr)
+    password = run_huimin(["replay", str(log), "--rate", "1", "--bootstrap", "127.0.0.1:1",
+                           "--sasl-password", "s3cret"], timeout=120)
+    assert password.returncode == 2 and "No such option" in said(password.stderr)
+
+
+def said(stderr: str) -> str:
+    return " ".join(stderr.replace("│", " ").split())  # rich boxes and wraps errors
