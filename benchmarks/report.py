@@ -185,14 +185,12 @@ def plot(result: dict[str, Any], path: Path) -> None:
         heights = [parts.get(name, 0.0) for parts in segments]
         cpu_ax.bar(labels, heights, bottom=bottoms, label=name)
         bottoms = [b + h for b, h in zip(bottoms, heights, strict=True)]
-    if bottoms:
-        cpu_ax.set_ylim(0, max(bottoms) * 1.6)  # room for the legend above the bars
     budget = result["machine"]["cpus"] * 1000 / TARGET_VISITS_PER_S
     cpu_ax.axhline(budget, linestyle="--", color="tab:red",
                    label=f"all a visit may take at {TARGET_VISITS_PER_S:,} visits/s")
     cpu_ax.set(xlabel="offered visits/s", ylabel="CPU per visit (ms)",
                title="Where a visit's CPU goes")
-    cpu_ax.legend(fontsize=8)
+    cpu_ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars
     fig.suptitle(f"huimin on {result['settings']['broker']}, "
                  f"{result['machine']['cpus']} cores")
     fig.tight_layout()
