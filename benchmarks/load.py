@@ -231,10 +231,10 @@ def measure_rate(fleet: HospitalFleet, rate: float, duration: float, warmup: flo
     roles_after = role_cpu_seconds(metrics_urls or [])
     point = summarise_rate(tally, result, rate, warmup, cpu)
     point.dropped_visits = result.dropped
-    started = count - result.dropped  # what the CPU and memory went on
+    started = count - result.dropped  # what the CPU went on
     point.peak_rss_mib, point.start_rss_mib = memory.peak_mib(), memory.start_mib()
-    point.rss_growth_kib_per_visit = memory.growth_kib_per_visit(rate * started / count,
-                                                                 count / rate)
+    if not result.dropped:  # past capacity, visits start as others finish, not at `rate`
+        point.rss_growth_kib_per_visit = memory.growth_kib_per_visit(rate, count / rate)
     point.cpu_ms_per_visit = cpu_per_visit(cpu, wall, started)
     point.worker_cpu_ms_per_visit_by_role = role_cpu_per_visit(
         roles_before, roles_after, point.cpu_ms_per_visit.get("workers"), started)

@@ -299,8 +299,11 @@ def memory_lines(result: dict[str, Any]) -> list[str]:
         parts = [f"{name} {start[name]} → {peak[name]}"
                  + (f" (+{growth[name]:g} KiB/visit)" if name in growth else "")
                  for name in start if name != "total" and name in peak]
+        dropped = p.get("dropped_visits") or 0
         lines.append(f"- {p['offered_visits_per_s']:g} visits/s, {p.get('visits', 0):,} "
-                     "visits: " + "; ".join(parts))
+                     "visits" + (f" ({dropped:,} dropped: no growth per visit, as visits "
+                                 "started only as others finished)" if dropped else "")
+                     + ": " + "; ".join(parts))
     if not lines:
         return []
     return ["", "## Memory (resident MiB, as the rate began → peak; growth per visit over the "

@@ -270,6 +270,8 @@ class HospitalFleet:
         arrival-rate executor does once its budget is spent: far past a platform's capacity,
         an uncapped open loop only grows a backlog that takes minutes to drain and holds the
         broker's memory, and tells no more than the first seconds of it did."""
+        if max_in_flight is not None and max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be at least 1, not {max_in_flight}")
         pending_events = sorted(events or [], key=lambda e: e[0])
         bad = bad or []
         upcoming = iter(visits)

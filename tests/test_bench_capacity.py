@@ -30,6 +30,7 @@ from benchmarks.report import (
     cpu_lines,
     cpu_segments,
     markdown,
+    memory_lines,
     role_lines,
     thread_lines,
 )
@@ -76,6 +77,10 @@ def test_a_rate_that_dropped_visits_is_past_capacity_whatever_came_through():
                      "points": [asdict(p) for p in points]})
     assert "| errors | visits dropped |" in text
     assert "| 0 | 0 | 0 / 0 / 0 |" in text and "| 0 | 3 | 0 / 0 / 0 |" in text
+    points[1].start_rss_mib, points[1].peak_rss_mib = {"broker": 20}, {"broker": 700}
+    memory = "\n".join(memory_lines({"points": [asdict(p) for p in points]}))
+    assert "- 100 visits/s, 1,000 visits (3 dropped: no growth per visit" in memory
+    assert "broker 20 → 700" in memory
 
 
 def fake_ceiling(limit_rate: float) -> Any:
