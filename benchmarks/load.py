@@ -17,7 +17,8 @@ import threading
 import time
 from array import array
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -33,6 +34,7 @@ from benchmarks.cpu_accounts import (
     thread_cpu_seconds,
 )
 from benchmarks.cpu_probe import CpuProbe
+from benchmarks.profiles import Profiles
 from huimin.run import arrivals_at_rate, platform
 from messages.codes import SETTLEMENTS
 from messages.trace import hop_durations_ms
@@ -43,6 +45,7 @@ from simulators.world import World, WorldSpec, build_world
 from streams.broker import broker
 from streams.config import LINGER_MS, fetch_wait_for
 from streams.partition_ends import true_ends
+from streams.process import PROFILABLE_ENV
 
 QUANTILES = (50, 90, 99, 99.9)
 
@@ -167,6 +170,8 @@ class RatePoint:
     #: visits not started because `MAX_VISITS_IN_FLIGHT` were under way: the rate is past
     #: what the platform carries
     dropped_visits: int = 0
+    #: with `--profile`: each component's py-spy summary (benchmarks/profiles.py)
+    profile: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class RateTally:
@@ -209,11 +214,13 @@ def measure_rate(fleet: HospitalFleet, rate: float, duration: float, warmup: flo
                  visits: Iterable[Visit], count: int, pids: dict[str, list[int]],
                  on_progress: Callable[[int], None] | None = None,
                  metrics_urls: list[str] | None = None,
-                 max_in_flight: int | None = None) -> RatePoint:
+                 max_in_flight: int | None = None,
+                 profile_dir: Path | None = None) -> RatePoint:
     """`count` visits from `visits` (a generator is read as they arrive); `on_progress(n)`:
     n more visits have finished (or were dropped). `metrics_urls`: the workers' /metrics,
     read before and after for their CPU by role. `max_in_flight`: visits arriving while
-    this many are under way are dropped and counted (`HospitalFleet.run`)."""
+    this many are under way are dropped and counted (`HospitalFleet.run`). `profile_dir`:
+    py-spy samples the workers and the hospitals meanwhile, its raw stacks kept there."""
     arrivals = arrivals_at_rate(count, rate)
     roles_before = role_cpu_seconds(metrics_urls or [])
     threads_before = thread_cpu_seconds()
@@ -221,7 +228,9 @@ def measure_rate(fleet: HospitalFleet, rate: float, duration: float, warmup: flo
     own = time.process_time()
     t0 = time.monotonic()
     tally = RateTally()
-    with MemorySampler(pids) as memory, CpuProbe() as probe:
+    profiles = Profiles({"workers": pids.get("workers", []), "hospitals": [os.getpid()]},
+                        profile_dir) if profile_dir else None
+    with MemorySampler(pids) as memory, CpuProbe() as probe, profiles or nullcontext():
         result = fleet.run(visits, arrivals, drain_s=5.0, sink=tally, on_progress=on_progress,
                            max_in_flight=max_in_flight)
     wall = time.monotonic() - t0
@@ -242,6 +251,7 @@ def measure_rate(fleet: HospitalFleet, rate: float, duration: float, warmup: flo
         name: round((seconds - threads_before.get(name, 0.0)) * 1000 / started, 2)
         for name, seconds in sorted(threads_after.items())} if started else {}
     point.cpu_probe_ms = probe.median_ms()
+    point.profile = profiles.summaries() if profiles else {}
     return point
 
 
@@ -411,6 +421,21 @@ def machine() -> dict[str, Any]:
             "system": py_platform.platform(), "versions": versions}
 
 
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """`values` in os.environ meanwhile, for the processes started meanwhile (the workers)."""
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: str,
               out_dir: Path, seed: int = 42, persons: int = 20_000, workers: int = 1,
               ehr: bool = False, ceiling: bool = True, partitions: int = 1,
@@ -418,6 +443,7 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
               sweep_max: float = CEILING_SWEEP_MAX, store: str = "memory",
               broker_warmup: float | None = None,
               max_in_flight: int | None = MAX_VISITS_IN_FLIGHT,
+              profile: bool = False,
               on_stage: Callable[..., None] = lambda stage, visits=None: None,
               on_progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Each rate, and each rate of the ceiling's sweep, runs on a broker of its own, started
@@ -428,6 +454,8 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
     `fetch_wait`: consumers' fetch wait in ms; default the broker kind's (streams/config.py).
     `max_in_flight`: visits under way at most, arrivals beyond dropped and counted; a rate
     that dropped any is not sustained (None: no limit).
+    `profile`: py-spy samples the workers and the hospitals while each rate is measured
+    (`rate-<i>/profiles/`; a summary in the report).
     `on_stage(stage, visits)`: what runs now, and how many visits it will send, if any;
     `on_progress(n)`: n more of them have finished or were dropped."""
     from benchmarks.ceiling import HOPS, RawCeiling
@@ -468,6 +496,7 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
         rate_dir = out_dir / f"rate-{i}"
         rate_dir.mkdir(exist_ok=True)
         with broker(rate_dir / "broker.log", broker_kind) as bootstrap, \
+                _environment({PROFILABLE_ENV: "1"} if profile else {}), \
                 platform(bootstrap, world.spec, partitions, rate_dir, workers,
                          idempotent=kafka, linger_ms=linger_ms, fetch_wait_ms=fetch_wait,
                          store=store) as p:
@@ -491,7 +520,8 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
                 point = measure_rate(fleet, rate, duration, warmup,
                                      generate_visits(world, spec), spec.visits, pids,
                                      on_progress, [f"http://127.0.0.1:{w.cfg.web_port}/metrics"
-                                                   for w in p.workers], max_in_flight)
+                                                   for w in p.workers], max_in_flight,
+                                     rate_dir / "profiles" if profile else None)
                 if point.visits:
                     point.broker_messages_per_visit = {
                         topic: round(n / point.visits, 2)
@@ -523,7 +553,7 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
                          "health_record_steps": ehr, "store": store,
                          "fresh_broker_per_rate": True, "broker_warmup_s": warm_s,
                          "visits_per_hospital_day": VISITS_PER_HOSPITAL_DAY,
-                         "max_visits_in_flight": max_in_flight},
+                         "max_visits_in_flight": max_in_flight, "profile": profile},
             "points": [asdict(p) for p in points], "ceiling_sweep": sweep,
             "capacity": {"p99_limit_ms": limit, "huimin_settlements_per_s": huimin_capacity,
                          "raw_messages_per_s": raw_capacity if ceiling else None,

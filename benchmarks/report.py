@@ -78,6 +78,7 @@ def markdown(result: dict[str, Any]) -> str:
         hops = "; ".join(f"{h} {v.get('p50')} / {v.get('p99')}"
                          for h, v in p["hop_latency_ms"].items())
         lines.append(f"- {p['offered_visits_per_s']:g} visits/s: {hops}")
+    lines += profile_lines(result)
     lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()), ""]
     return "\n".join(lines)
 
@@ -284,6 +285,33 @@ def thread_lines(result: dict[str, Any]) -> list[str]:
     return ["", "## The hospitals' CPU by thread (ms per visit)", "",
             "| offered visits/s | " + " | ".join(title for _, title in THREAD_COLUMNS) + " |",
             "|" + "---|" * (len(THREAD_COLUMNS) + 1), *lines]
+
+
+def profile_lines(result: dict[str, Any]) -> list[str]:
+    """The report's section: per rate and component, where its samples were."""
+    lines: list[str] = []
+    for p in result["points"]:
+        for name, summary in sorted((p.get("profile") or {}).items()):
+            lines += ["", f"### {p['offered_visits_per_s']:g} visits/s: {name} "
+                      f"({summary['samples']:,} samples)", "",
+                      "| in the function (self) | share | under the function (inclusive, "
+                      "trunk left out) | share |", "|---|---|---|---|"]
+            own, under = summary["self"], summary["inclusive"]
+            for i in range(max(len(own), len(under))):
+                a = own[i] if i < len(own) else ["", None]
+                b = under[i] if i < len(under) else ["", None]
+                lines.append(f"| {a[0]} | {_percent(a[1])} | {b[0]} | {_percent(b[1])} |")
+            lines.append("")
+            lines.append("Threads: " + ", ".join(f"{t} {_percent(s)}"
+                                                 for t, s in summary["threads"]) + ".")
+    if not lines:
+        return []
+    return ["", "## Where the time goes (py-spy, share of each component's samples; raw stacks "
+            "in each rate's folder)", *lines]
+
+
+def _percent(share: float | None) -> str:
+    return "" if share is None else f"{share * 100:.1f} %"
 
 
 def memory_lines(result: dict[str, Any]) -> list[str]:

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from benchmarks.load import MAX_VISITS_IN_FLIGHT
+from benchmarks.profiles import py_spy
 from huimin.logfiles import (
     LogFormatError,
     LogHeader,
@@ -323,6 +324,9 @@ def bench(
         min=0, help="Visits under way at once before arrivals are dropped (and counted): "
                     "far past capacity, a backlog only takes minutes to drain and holds the "
                     "broker's memory. 0: no limit.")] = MAX_VISITS_IN_FLIGHT,
+    profile: Annotated[bool, typer.Option(
+        help="Sample the workers and the hospitals with py-spy while each rate runs: the "
+             "report's 'Where the time goes', raw stacks in each rate's folder.")] = False,
 ) -> None:
     """Settlement latency and throughput under open-loop load at each offered rate, beside
     the raw broker ceiling (plain aiokafka forwarders over as many hops)."""
@@ -331,6 +335,9 @@ def bench(
 
     if broker not in BROKER_KINDS:
         raise typer.BadParameter(f"one of {', '.join(BROKER_KINDS)}", param_hint="--broker")
+    if profile and py_spy() is None:
+        raise typer.BadParameter("needs py-spy: pip install py-spy (huimin's dev extras "
+                                 "include it)", param_hint="--profile")
     try:
         offered = [float(r) for r in rates.split(",") if r.strip()]
     except ValueError:
@@ -354,7 +361,7 @@ def bench(
                            partitions=partitions or workers,
                            linger_ms=linger_ms, fetch_wait=fetch_wait_ms, sweep_max=sweep_max,
                            store=_store(store), broker_warmup=broker_warmup,
-                           max_in_flight=max_in_flight or None,
+                           max_in_flight=max_in_flight or None, profile=profile,
                            on_stage=stage, on_progress=finished)
     write_json(result, out / "bench.json")
     report = markdown(result)

@@ -4,6 +4,7 @@ nothing is left behind)."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -13,6 +14,22 @@ from pathlib import Path
 import orjson
 
 from streams.config import WorkerConfig
+
+#: Set (to anything) in a worker's environment: the worker lets any process read its stacks
+#: (`allow_profilers`), for `huimin bench --profile`.
+PROFILABLE_ENV = "HUIMIN_PROFILABLE"
+_PR_SET_PTRACER = 0x59616D61
+_PR_SET_PTRACER_ANY = ctypes.c_ulong(-1)
+
+
+def allow_profilers() -> None:
+    """Let a sampling profiler that is not this process's parent (py-spy, started beside it)
+    read its stacks where Yama's ptrace_scope is 1, Ubuntu's default, which otherwise allows
+    only a parent to, or root; a no-op where there is no Yama or no Linux."""
+    if sys.platform != "linux":
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PTRACER, _PR_SET_PTRACER_ANY, 0, 0, 0)
 
 
 class WorkerProcess:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from faust.worker import Worker
 
 from streams.app import create_app
 from streams.config import WorkerConfig
+from streams.process import PROFILABLE_ENV, allow_profilers
 from streams.table_files import discard_after_unclean_stop, mark_clean_stop
 
 log = logging.getLogger("huimin.streams")
@@ -26,6 +28,8 @@ def run_worker(cfg: WorkerConfig, loglevel: str = "info") -> None:
     (streams/table_files.py)."""
     with contextlib.suppress(ImportError):
         mode.loop.use("uvloop")
+    if os.environ.get(PROFILABLE_ENV):
+        allow_profilers()
     app = create_app(cfg)
     gc.freeze()  # the world (a million persons, if asked) is never garbage: keep it out of GC
     for noisy in ("faust", "mode", "aiokafka", "kafka"):

@@ -9,6 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from benchmarks.profiles import can_attach
 from streams.config import FETCH_WAIT_MS
 from tests.conftest import run_huimin
 
@@ -19,7 +20,7 @@ def test_bench_writes_json_report_and_plot_for_huimin_and_the_raw_ceiling(tmp_pa
     out = tmp_path / "bench"
     proc = run_huimin(["bench", "--rates", "10", "--duration", "4", "--warmup", "1",
                        "--persons", "600", "--sweep-max", "25", "--broker-warmup", "2",
-                       "--out", str(out)], timeout=300)
+                       "--profile", "--out", str(out)], timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "huimin at 10 visits/s: 40 visits" in proc.stdout  # no terminal: stages as lines
     # each fresh broker (the rate's, the sweep's) gets unmeasured load first
@@ -65,6 +66,16 @@ def test_bench_writes_json_report_and_plot_for_huimin_and_the_raw_ceiling(tmp_pa
     assert "## CPU per visit" in report and "messages written to the broker per visit" in report
     assert "## The workers' CPU by role" in report and "## The hospitals' CPU by thread" in report
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # py-spy sampled the workers and the hospitals (where it may read their stacks)
+    profile = result["points"][0]["profile"]
+    if can_attach() is None:
+        assert profile["workers"]["samples"] > 0 and profile["hospitals"]["samples"] > 0
+        assert any(name.startswith("HospitalFleet") for name, _ in
+                   profile["hospitals"]["inclusive"] + profile["hospitals"]["self"])
+        assert list((out / "rate-0" / "profiles").glob("workers-*.txt"))
+        assert "## Where the time goes (py-spy" in report
+    else:
+        assert profile == {}  # no profile, and the benchmark went on without it
 
 
 def test_bench_refuses_bad_rates():
