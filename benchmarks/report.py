@@ -4,6 +4,7 @@ broker ceiling."""
 
 from __future__ import annotations
 
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +57,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"{_ratio(p['achieved_settlements_per_s'], raw.get('achieved_per_s', 0))} | "
             f"{errors} | {p.get('dropped_visits', 0)} | {cpu.get('broker', 0):g} / "
             f"{cpu.get('workers', 0):g} / {cpu.get('hospitals', 0):g} | "
-            f"{rss.get('broker', '–')} / "
-            f"{rss.get('workers', '–')} / {rss.get('hospitals', '–')} |")
+            f"{rss.get('broker', '–')} / {rss.get('workers', '–')} / {rss.get('hospitals', '–')} |")
     lines += capacity_lines(result)
     lines += cpu_lines(result)
     lines += role_lines(result)
@@ -296,11 +296,9 @@ def profile_lines(result: dict[str, Any]) -> list[str]:
                       f"({summary['samples']:,} samples)", "",
                       "| in the function (self) | share | under the function (inclusive, "
                       "trunk left out) | share |", "|---|---|---|---|"]
-            own, under = summary["self"], summary["inclusive"]
-            for i in range(max(len(own), len(under))):
-                a = own[i] if i < len(own) else ["", None]
-                b = under[i] if i < len(under) else ["", None]
-                lines.append(f"| {a[0]} | {_percent(a[1])} | {b[0]} | {_percent(b[1])} |")
+            for (a, a_share), (b, b_share) in zip_longest(
+                    summary["self"], summary["inclusive"], fillvalue=("", None)):
+                lines.append(f"| {a} | {_percent(a_share)} | {b} | {_percent(b_share)} |")
             lines.append("")
             lines.append("Threads: " + ", ".join(f"{t} {_percent(s)}"
                                                  for t, s in summary["threads"]) + ".")
