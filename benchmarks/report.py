@@ -27,8 +27,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"{result['started']} · {m['cpus']} × {m['cpu_model']} · Python {m['python']} · "
         f"broker {s['broker']} · {s['workers']} worker(s) · {s['persons']:,} persons · "
         f"seed {s['seed']} · {s['duration_s']:g} s per rate, first {s['warmup_s']:g} s left "
-        f"out · {s['partitions']} partitions per topic · linger {s['linger_ms']} ms · fetch "
-        f"wait {s['fetch_wait_ms']} ms · health-record steps "
+        f"out · {s['partitions']} partition{'' if s['partitions'] == 1 else 's'} per topic · "
+        f"linger {s['linger_ms']} ms · fetch wait {s['fetch_wait_ms']} ms · health-record steps "
         f"{'on' if s['health_record_steps'] else 'off'} · tables in "
         f"{s.get('store', 'memory')}",
         "",

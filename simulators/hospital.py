@@ -29,6 +29,7 @@ from simulators.bad_messages import BadMessage
 from simulators.reconciliation import DailyReconciler, DayReconciliation, HospitalBooks
 from streams.config import FETCH_WAIT_MS, LINGER_MS
 from streams.partition_ends import true_ends
+from streams.partitioner import KeyPartitioner
 
 log = logging.getLogger("huimin.hospitals")
 
@@ -58,7 +59,7 @@ def producer_for(bootstrap: str, idempotent: bool = False, linger_ms: int = LING
     thread's busy time (py-spy, 100 visits/s)."""
     return KafkaProducer(bootstrap_servers=bootstrap, acks="all" if idempotent else 1,
                          linger_ms=linger_ms, enable_idempotence=idempotent,
-                         **{"metrics_enabled": False, **extra})
+                         **{"metrics_enabled": False, "partitioner": KeyPartitioner(), **extra})
 
 
 def request_not_delivered(exc: BaseException) -> None:

@@ -52,6 +52,7 @@ from streams.faust_tuning import (
 )
 from streams.fhir_views import register_fhir_views
 from streams.owner_fence import guard_changelogs
+from streams.partitioner import choose
 
 log = logging.getLogger("huimin.streams")
 
@@ -103,6 +104,7 @@ def faust_app(cfg: WorkerConfig) -> faust.App:
         broker_max_poll_interval=300.0,  # 6 s makes a busy worker leave the group for good
         broker_request_timeout=10.0,
         producer_linger=cfg.linger_ms / 1000,
+        producer_partitioner=choose,  # Kafka's default, each key hashed once (partitioner.py)
         producer_acks=1,
         topic_partitions=cfg.partitions,
         topic_disable_leader=True,

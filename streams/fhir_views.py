@@ -20,7 +20,6 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import orjson
-from kafka.partitioner.default import murmur2
 
 from messages import topics
 from messages.identity import CERTNO_SYSTEM
@@ -29,6 +28,7 @@ from records.codes import PSN_NO_SYSTEM
 from records.exchange import IndexRow, RecordsRow, document_bytes
 from records.validation import operation_outcome
 from settlement.reference import ReferenceData
+from streams.partitioner import key_partition
 
 FHIR_JSON = "application/fhir+json"
 BEIJING = timezone(timedelta(hours=8))
@@ -37,12 +37,6 @@ BEIJING = timezone(timedelta(hours=8))
 def _split(token: str) -> tuple[str, str]:
     system, sep, value = token.partition("|")
     return (system, value) if sep else ("", token)
-
-
-def key_partition(key: bytes, partitions: int) -> int:
-    """The partition Kafka's default partitioner gives a key (murmur2), as the hospitals'
-    producers and so the person's rows have it."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,

@@ -1,0 +1,64 @@
+"""Each client places a keyed message where Kafka's default partitioner would: a person's
+requests, answers and rows must share a partition whoever wrote them."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from aiokafka.partitioner import DefaultPartitioner as AiokafkaDefault
+from kafka.partitioner import DefaultPartitioner as KafkaPythonDefault
+
+from streams.partitioner import KeyPartitioner, choose, key_partition
+
+KEYS = [b"", b"a", b"ab", b"abc", b"H11010600001", b"P110101198001011234",
+        *(f"4403{i:014d}".encode() for i in range(200))]
+
+
+class Metadata:
+    """The three questions a kafka-python partitioner asks of the producer's metadata."""
+
+    def __init__(self, topic: str = "", partitions: int = 0) -> None:
+        self._partitions = {topic: set(range(partitions))} if topic else {}
+
+    def topics(self) -> set[str]:
+        return set(self._partitions)
+
+    def partitions_for_topic(self, topic: str) -> set[int] | None:
+        return self._partitions.get(topic)
+
+    def available_partitions_for_topic(self, topic: str) -> set[int]:
+        return self._partitions.get(topic, set())
+
+
+@pytest.mark.parametrize("partitions", [1, 2, 3, 8, 12])
+def test_keys_land_where_aiokafkas_default_puts_them(partitions: int) -> None:
+    all_partitions = list(range(partitions))
+    for key in KEYS:
+        assert choose(key, all_partitions, all_partitions) == \
+            AiokafkaDefault()(key, all_partitions, all_partitions)
+
+
+@pytest.mark.parametrize("partitions", [1, 2, 3, 8, 12])
+def test_keys_land_where_kafka_pythons_default_puts_them(partitions: int) -> None:
+    cluster = Metadata("hosp.requests", partitions)
+    ours, theirs = KeyPartitioner(), KafkaPythonDefault()
+    for key in KEYS:
+        assert ours.partition("hosp.requests", None, key, None, None, cluster) == \
+            theirs.partition("hosp.requests", None, key, None, None, cluster)
+
+
+def test_a_repeated_key_gives_the_same_partition_each_time() -> None:
+    assert {key_partition(b"P110101198001011234", 8) for _ in range(5)} == \
+        {key_partition(b"P110101198001011234", 8)}
+
+
+def test_a_message_without_a_key_goes_to_an_available_partition() -> None:
+    random.seed(7)
+    assert {choose(None, [0, 1, 2, 3], [1, 3]) for _ in range(50)} == {1, 3}
+    assert {choose(None, [0, 1], []) for _ in range(50)} == {0, 1}
+
+
+def test_a_topic_the_producer_does_not_know_is_refused() -> None:
+    with pytest.raises(ValueError, match="not in the producer's metadata"):
+        KeyPartitioner().partition("nowhere", None, b"k", None, None, Metadata())
