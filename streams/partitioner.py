@@ -25,9 +25,11 @@ HASHES_KEPT = 1 << 17
 _hash = lru_cache(maxsize=HASHES_KEPT)(murmur2)
 
 
-def key_partition(key: bytes, partitions: int) -> int:
+def key_partition(key: bytes | bytearray, partitions: int) -> int:
     """The partition Kafka's default partitioner gives `key` among `partitions`."""
-    return 0 if partitions == 1 else (_hash(key) & 0x7FFFFFFF) % partitions
+    if partitions == 1:
+        return 0
+    return (_hash(key if type(key) is bytes else bytes(key)) & 0x7FFFFFFF) % partitions
 
 
 def choose(key: bytes | None, all_partitions: Sequence[int],

@@ -53,6 +53,11 @@ def test_a_repeated_key_gives_the_same_partition_each_time() -> None:
         {key_partition(b"P110101198001011234", 8)}
 
 
+def test_a_key_given_as_a_bytearray_lands_with_its_bytes() -> None:
+    assert key_partition(bytearray(b"P110101198001011234"), 8) == \
+        key_partition(b"P110101198001011234", 8)
+
+
 def test_a_message_without_a_key_goes_to_an_available_partition() -> None:
     random.seed(7)
     assert {choose(None, [0, 1, 2, 3], [1, 3]) for _ in range(50)} == {1, 3}
