@@ -220,7 +220,10 @@ class TreatmentPlatform:
                      raw: bytes | None) -> Reply | None:
         """The ingress check of a known sender's signature over the bytes it sent (see
         messages/signing.py): a refusal to answer, or None to go on. What names no known
-        sender is left to `handle_request` (dead-lettered, or refused as unknown)."""
+        sender is left to `handle_request` (dead-lettered, or refused as unknown), and so is
+        a request over the size limit, which is not read at all."""
+        if raw is not None and len(raw) > MAX_REQUEST_BYTES:
+            return None
         try:
             data = decode(raw)
         except MalformedMessage:

@@ -4,9 +4,11 @@ the treatment-side row): what the provincial platform's ingress accepts and refu
 from __future__ import annotations
 
 from messages.codec import encode
+from messages.codes import ErrorCode
 from messages.signing import SIGN_HEADER, Signer
 from messages.visitlog import make_msgid
 from settlement.oracle import Oracle
+from settlement.treatment import MAX_REQUEST_BYTES, DeadLetter
 from simulators.world import WorldSpec, build_world
 
 WORLD = build_world(WorldSpec(seed=3, persons=200))
@@ -46,6 +48,15 @@ def test_unsigned_forged_altered_and_foreign_signed_requests_are_refused():
     assert check(SIGNER.headers(HOSPITAL.fixmedins_code, key, foreign), foreign) == "E6002"
     assert check(SIGNER.headers(OTHER.fixmedins_code, key, foreign), foreign) is None
     assert all(name != SIGN_HEADER or len(v) == 64 for name, v in signed)  # SM3: 256 bits
+
+
+def test_a_request_over_the_size_limit_is_not_read_for_its_signature_but_dead_lettered():
+    oversize = {**person_info("2026-12-01 09:00:00", 1), "padding": "x" * MAX_REQUEST_BYTES}
+    value = encode(oversize)
+    assert check(None, value) is None  # unsigned, but too large to be read: not an E6001
+    outcome, row = Oracle(WORLD.ref).treatment.handle_request(CERTNO, value, None)
+    assert isinstance(outcome, DeadLetter)
+    assert outcome.error_code == ErrorCode.MESSAGE_TOO_LARGE and row is None
 
 
 def test_a_replay_from_before_the_window_is_refused_and_a_refusal_moves_no_clock():
