@@ -22,7 +22,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from kafka import KafkaConsumer, TopicPartition
 
@@ -47,6 +47,7 @@ from streams.config import LINGER_MS, fetch_wait_for
 from streams.partition_ends import true_ends
 from streams.process import PROFILABLE_ENV
 
+T = TypeVar("T")
 QUANTILES = (50, 90, 99, 99.9)
 
 
@@ -172,6 +173,8 @@ class RatePoint:
     dropped_visits: int = 0
     #: with `--profile`: each component's py-spy summary (benchmarks/profiles.py)
     profile: dict[str, dict[str, Any]] = field(default_factory=dict)
+    folder: str = ""  # the rate's folder in the output: its broker's and workers' logs, profiles
+    searched: bool = False  # offered by `--find-capacity`, not by `--rates`
 
 
 class RateTally:
@@ -349,6 +352,8 @@ SUSTAINED = 0.95
 MAX_VISITS_IN_FLIGHT = 5_000
 #: The raw ceiling is pushed no further than this (messages/s) by default.
 CEILING_SWEEP_MAX = 12_800.0
+#: The highest rate `find_capacity` offers huimin (visits/s): issue #8's highest.
+FIND_CAPACITY_MAX = 2_000.0
 
 
 def sustained(offered: float, achieved: float, latency: dict[str, Any], p99_limit: float) -> bool:
@@ -366,44 +371,55 @@ def capacity(measured: list[tuple[float, float, dict[str, Any]]], p99_limit: flo
 def settlement_capacity(points: list[RatePoint], p99_limit: float) -> float:
     """huimin's capacity: rates that dropped visits (the hospitals' in-flight limit was
     reached) are past it, whatever came through."""
-    return capacity([(p.offered_settlements_per_s, p.achieved_settlements_per_s,
-                      p.settlement_latency_ms.get("all", {})) for p in points
-                     if not p.dropped_visits], p99_limit)
+    return max((p.achieved_settlements_per_s for p in points if rate_sustained(p, p99_limit)),
+               default=0.0)
 
 
 #: Halvings of the interval between the last rate sustained and the first one not.
 BISECTIONS = 2
 
 
-def ceiling_sweep(measure: Any, measured: list[dict[str, Any]], p99_limit: float,
-                  most: float = CEILING_SWEEP_MAX) -> list[dict[str, Any]]:
-    """Push the raw ceiling past the rates huimin was offered: double the rate until one is
-    no longer sustained within `p99_limit` (or `most` is passed), then bisect between the
-    last rate sustained and the first one not, so its capacity is known to within 25 %."""
-    def ok(c: dict[str, Any]) -> bool:
-        return sustained(c["offered_per_s"], c["achieved_per_s"], c["latency_ms"], p99_limit)
-
-    good = max((c["offered_per_s"] for c in measured if ok(c)), default=None)
+def sweep_rates(measure: Callable[[float], T], measured: list[T], rate_of: Callable[[T], float],
+                ok: Callable[[T], bool], most: float) -> list[T]:
+    """Push past the rates already `measured`: double the rate until one is not `ok` (or
+    `most` is passed), then bisect between the last rate that was and the first one not, so
+    the capacity is known to within 25 %. Nothing if no rate measured was `ok`."""
+    good = max((rate_of(m) for m in measured if ok(m)), default=None)
     if good is None:
         return []
-    bad = min((c["offered_per_s"] for c in measured if not ok(c) and c["offered_per_s"] > good),
-              default=None)
-    sweep: list[dict[str, Any]] = []
+    bad = min((rate_of(m) for m in measured if not ok(m) and rate_of(m) > good), default=None)
+    sweep: list[T] = []
     while bad is None and 2 * good <= most:
-        c = measure(2 * good)
-        sweep.append(c)
-        if ok(c):
+        m = measure(2 * good)
+        sweep.append(m)
+        if ok(m):
             good = 2 * good
         else:
             bad = 2 * good
     for _ in range(BISECTIONS if bad is not None else 0):
-        c = measure(round((good + bad) / 2, 1))
-        sweep.append(c)
-        if ok(c):
-            good = c["offered_per_s"]
+        m = measure(round((good + bad) / 2, 1))
+        sweep.append(m)
+        if ok(m):
+            good = rate_of(m)
         else:
-            bad = c["offered_per_s"]
+            bad = rate_of(m)
     return sweep
+
+
+def ceiling_sweep(measure: Callable[[float], dict[str, Any]], measured: list[dict[str, Any]],
+                  p99_limit: float, most: float = CEILING_SWEEP_MAX) -> list[dict[str, Any]]:
+    """The raw ceiling pushed past the rates huimin was offered, until it is no longer
+    sustained within `p99_limit`."""
+    return sweep_rates(measure, measured, lambda c: c["offered_per_s"],
+                       lambda c: sustained(c["offered_per_s"], c["achieved_per_s"],
+                                           c["latency_ms"], p99_limit), most)
+
+
+def rate_sustained(point: RatePoint, p99_limit: float) -> bool:
+    """A rate of huimin's that counts towards its capacity (`settlement_capacity`)."""
+    return not point.dropped_visits and sustained(
+        point.offered_settlements_per_s, point.achieved_settlements_per_s,
+        point.settlement_latency_ms.get("all", {}), p99_limit)
 
 
 def machine() -> dict[str, Any]:
@@ -443,7 +459,8 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
               sweep_max: float = CEILING_SWEEP_MAX, store: str = "memory",
               broker_warmup: float | None = None,
               max_in_flight: int | None = MAX_VISITS_IN_FLIGHT,
-              profile: bool = False,
+              profile: bool = False, find_capacity: bool = False,
+              find_capacity_max: float = FIND_CAPACITY_MAX,
               on_stage: Callable[..., None] = lambda stage, visits=None: None,
               on_progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Each rate, and each rate of the ceiling's sweep, runs on a broker of its own, started
@@ -456,6 +473,9 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
     that dropped any is not sustained (None: no limit).
     `profile`: py-spy samples the workers and the hospitals while each rate is measured
     (`rate-<i>/profiles/`; a summary in the report).
+    `find_capacity`: after `rates`, offer more until huimin's capacity is known to within
+    25 % (doubling from the highest rate sustained, up to `find_capacity_max` visits/s, then
+    bisecting twice), as the raw ceiling's sweep does; the rates it adds are among the points.
     `on_stage(stage, visits)`: what runs now, and how many visits it will send, if any;
     `on_progress(n)`: n more of them have finished or were dropped."""
     from benchmarks.ceiling import HOPS, RawCeiling
@@ -490,10 +510,13 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
                 "lost": c.lost, "latency_ms": percentiles(c.latencies_ms), "cpu_cores": cpu,
                 "cpu_probe_ms": probe.median_ms()}
 
+    limit = P99_TARGET_MS[broker_kind]
     begin = datetime(2027, 1, 1)  # each rate's visits in simulated days of their own
-    for i, rate in enumerate(rates):
+
+    def measure_huimin(rate: float) -> RatePoint:
+        nonlocal begin
         on_stage(f"starting a broker and the platform for {rate:g} visits/s")
-        rate_dir = out_dir / f"rate-{i}"
+        rate_dir = out_dir / f"rate-{len(points)}"
         rate_dir.mkdir(exist_ok=True)
         with broker(rate_dir / "broker.log", broker_kind) as bootstrap, \
                 _environment({PROFILABLE_ENV: "1"} if profile else {}), \
@@ -533,9 +556,27 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
             if ceiling:  # its own topics, as empty as huimin's were; the broker is warm
                 point.ceiling = measure_ceiling(bootstrap, point.offered_settlements_per_s,
                                                 fresh=False)
+        point.folder = rate_dir.name
         points.append(point)
         begin += timedelta(days=spec.days + 15)  # the next warm-up's week fits between
-    limit = P99_TARGET_MS[broker_kind]
+        return point
+
+    for rate in rates:
+        measure_huimin(rate)
+    search: dict[str, Any] | None = None
+    if find_capacity:
+        added = sweep_rates(measure_huimin, list(points), lambda p: p.offered_visits_per_s,
+                            lambda p: rate_sustained(p, limit), find_capacity_max)
+        for point in added:
+            point.searched = True
+        points.sort(key=lambda p: p.offered_visits_per_s)
+        best = max((p.offered_visits_per_s for p in points if rate_sustained(p, limit)),
+                   default=None)
+        search = {"added_visits_per_s": [p.offered_visits_per_s for p in added],
+                  "max_visits_per_s": find_capacity_max,
+                  # a rate above the best one sustained was measured: the capacity lies between
+                  "bracketed": best is not None and
+                  any(p.offered_visits_per_s > best for p in points)}
     sweep: list[dict[str, Any]] = []
     if ceiling:
         def fresh_ceiling(rate: float) -> dict[str, Any]:
@@ -553,9 +594,12 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
                          "health_record_steps": ehr, "store": store,
                          "fresh_broker_per_rate": True, "broker_warmup_s": warm_s,
                          "visits_per_hospital_day": VISITS_PER_HOSPITAL_DAY,
-                         "max_visits_in_flight": max_in_flight, "profile": profile},
+                         "max_visits_in_flight": max_in_flight, "profile": profile,
+                         "find_capacity": find_capacity,
+                         "find_capacity_max": find_capacity_max if find_capacity else None},
             "points": [asdict(p) for p in points], "ceiling_sweep": sweep,
             "capacity": {"p99_limit_ms": limit, "huimin_settlements_per_s": huimin_capacity,
+                         "search": search,
                          "raw_messages_per_s": raw_capacity if ceiling else None,
                          "ratio": round(huimin_capacity / raw_capacity, 3)
                          if ceiling and raw_capacity else None}}

@@ -95,6 +95,22 @@ def capacity_lines(result: dict[str, Any]) -> list[str]:
              f"- huimin: **{cap['huimin_settlements_per_s']:g} settlements/s** sustained "
              "(the highest achieved rate with ≥ 95 % of the offered load through, no visit "
              f"dropped and p99 ≤ {limit:g} ms; 0 if no rate was)."]
+    search = cap.get("search")
+    if search:
+        rates = search["added_visits_per_s"]
+        added = (f"{', '.join(f'{r:g}' for r in rates)} visits/s added to the rates offered, "
+                 "doubling from the highest rate sustained, then bisecting" if rates else
+                 "no rate added")
+        if search["bracketed"]:
+            where = ("a higher rate offered was not: huimin's capacity lies between the two, "
+                     "within 25 % after the bisections")
+        elif cap["huimin_settlements_per_s"]:
+            where = (f"the highest rate offered was sustained: the capacity is above it "
+                     f"(the search stops at {search['max_visits_per_s']:g} visits/s, "
+                     "--find-capacity-max)")
+        else:
+            where = "no rate offered was sustained, so there was nothing to search up from"
+        lines.append(f"- searched for (--find-capacity): {added}; {where}.")
     if raw is not None:
         lines.append(f"- raw ceiling: **{raw:g} messages/s** over the same 6 hops (the sweep "
                      "doubles the rate until one is not sustained, then bisects twice: the "
@@ -292,8 +308,9 @@ def profile_lines(result: dict[str, Any]) -> list[str]:
     lines: list[str] = []
     for p in result["points"]:
         for name, summary in sorted((p.get("profile") or {}).items()):
+            folder = f", {p['folder']}/profiles/" if p.get("folder") else ""
             lines += ["", f"### {p['offered_visits_per_s']:g} visits/s: {name} "
-                      f"({summary['samples']:,} samples)", "",
+                      f"({summary['samples']:,} samples{folder})", "",
                       "| in the function (self) | share | under the function (inclusive, "
                       "trunk left out) | share |", "|---|---|---|---|"]
             for (a, a_share), (b, b_share) in zip_longest(

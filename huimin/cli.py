@@ -14,7 +14,7 @@ from prometheus_client import start_http_server
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from benchmarks.load import MAX_VISITS_IN_FLIGHT
+from benchmarks.load import FIND_CAPACITY_MAX, MAX_VISITS_IN_FLIGHT
 from benchmarks.profiles import py_spy
 from huimin.logfiles import (
     LogFormatError,
@@ -327,6 +327,12 @@ def bench(
     profile: Annotated[bool, typer.Option(
         help="Sample the workers and the hospitals with py-spy while each rate runs: the "
              "report's 'Where the time goes', raw stacks in each rate's folder.")] = False,
+    find_capacity: Annotated[bool, typer.Option(
+        help="After --rates, offer more until huimin's capacity within the p99 target is "
+             "known to within 25 %: double from the highest rate sustained, then bisect "
+             "twice.")] = False,
+    find_capacity_max: Annotated[float, typer.Option(
+        min=1, help="The highest rate --find-capacity offers, visits/s.")] = FIND_CAPACITY_MAX,
 ) -> None:
     """Settlement latency and throughput under open-loop load at each offered rate, beside
     the raw broker ceiling (plain aiokafka forwarders over as many hops)."""
@@ -362,6 +368,7 @@ def bench(
                            linger_ms=linger_ms, fetch_wait=fetch_wait_ms, sweep_max=sweep_max,
                            store=_store(store), broker_warmup=broker_warmup,
                            max_in_flight=max_in_flight or None, profile=profile,
+                           find_capacity=find_capacity, find_capacity_max=find_capacity_max,
                            on_stage=stage, on_progress=finished)
     write_json(result, out / "bench.json")
     report = markdown(result)

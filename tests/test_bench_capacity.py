@@ -20,10 +20,12 @@ from benchmarks.load import (
     RateTally,
     capacity,
     ceiling_sweep,
+    rate_sustained,
     settlement_capacity,
     simulated_days,
     summarise_rate,
     sustained,
+    sweep_rates,
 )
 from benchmarks.report import (
     capacity_lines,
@@ -118,6 +120,41 @@ def test_the_sweep_stops_at_its_maximum_and_is_skipped_when_nothing_was_sustaine
     assert max(offered(sweep)) <= CEILING_SWEEP_MAX
     measure = fake_ceiling(10)
     assert ceiling_sweep(measure, [measure(50)], 300) == []
+
+
+def test_the_capacity_search_brackets_huimins_capacity_and_a_rate_that_dropped_is_past_it():
+    """`--find-capacity`: a platform that carries 140 visits/s within the limit, and whose
+    hospitals drop visits beyond 160 however fast the rest came through."""
+    def measure(rate: float) -> RatePoint:
+        within = rate <= 140
+        return rate_point(rate, rate if within else 140, 200 if within else 250,
+                          0 if rate <= 160 else 5)
+
+    measured = [measure(25), measure(50)]
+    added = sweep_rates(measure, measured, lambda p: p.offered_visits_per_s,
+                        lambda p: rate_sustained(p, 300), 2000)
+    assert [p.offered_visits_per_s for p in added] == [100, 200, 150, 125]
+    assert settlement_capacity(measured + added, 300) == 125  # within 25 % of 140
+    assert not rate_sustained(measure(200), 300)  # p99 250 ms, but visits were dropped
+    assert sweep_rates(measure, [measure(100)], lambda p: p.offered_visits_per_s,
+                       lambda p: rate_sustained(p, 300), 150) == []  # 200 is past the maximum
+
+
+def test_the_report_says_which_rates_the_capacity_search_added_and_what_they_bracket():
+    def lines(search: dict[str, Any] | None, capacity: float = 150.0) -> str:
+        return "\n".join(capacity_lines({"capacity": {
+            "p99_limit_ms": 300.0, "huimin_settlements_per_s": capacity, "search": search}}))
+
+    text = lines({"added_visits_per_s": [200.0, 150.0, 175.0], "max_visits_per_s": 2000.0,
+                  "bracketed": True})
+    assert "- searched for (--find-capacity): 200, 150, 175 visits/s added" in text
+    assert "lies between the two, within 25 %" in text
+    text = lines({"added_visits_per_s": [], "max_visits_per_s": 100.0, "bracketed": False})
+    assert "- searched for (--find-capacity): no rate added; the highest" in text
+    assert "the capacity is above it (the search stops at 100 visits/s" in text
+    assert "nothing to search up from" in lines(
+        {"added_visits_per_s": [], "max_visits_per_s": 100.0, "bracketed": False}, 0.0)
+    assert "searched for" not in lines(None)
 
 
 def test_the_report_states_both_capacities_and_their_ratio():

@@ -82,6 +82,26 @@ def test_bench_writes_json_report_and_plot_for_huimin_and_the_raw_ceiling(tmp_pa
         assert profile == {}  # no profile, and the benchmark went on without it
 
 
+def test_find_capacity_offers_more_rates_past_the_highest_one_sustained(tmp_path: Path):
+    out = tmp_path / "bench"
+    proc = run_huimin(["bench", "--rates", "3", "--duration", "4", "--warmup", "1",
+                       "--persons", "300", "--no-ceiling", "--find-capacity",
+                       "--find-capacity-max", "6", "--out", str(out)], timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = orjson.loads((out / "bench.json").read_bytes())
+    assert result["settings"]["find_capacity"] is True
+    points = result["points"]
+    assert [p["offered_visits_per_s"] for p in points if not p["searched"]] == [3]
+    if result["capacity"]["huimin_settlements_per_s"] > 0:  # 3 visits/s was sustained
+        assert [p["offered_visits_per_s"] for p in points if p["searched"]][:1] == [6]
+    offered = [p["offered_visits_per_s"] for p in points]
+    assert offered == sorted(offered) and len(offered) <= 4  # doubling to 6, two bisections
+    assert len({p["folder"] for p in points}) == len(points)
+    assert all((out / p["folder"] / "broker.log").exists() for p in points)
+    assert result["capacity"]["search"]["max_visits_per_s"] == 6
+    assert "- searched for (--find-capacity):" in (out / "bench.md").read_text()
+
+
 def test_bench_refuses_bad_rates():
     proc = run_huimin(["bench", "--rates", "ten"], timeout=60)
     assert proc.returncode == 2 and "rates" in proc.stdout + proc.stderr
