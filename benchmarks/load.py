@@ -406,6 +406,14 @@ def sweep_rates(measure: Callable[[float], T], measured: list[T], rate_of: Calla
     return sweep
 
 
+def brackets(measured: list[tuple[float, bool]]) -> bool:
+    """Whether (rate, sustained) pairs pin a capacity down: a rate above the highest one
+    sustained was measured too. Otherwise the capacity is above everything offered (or
+    nothing was sustained)."""
+    best = max((rate for rate, ok in measured if ok), default=None)
+    return best is not None and any(rate > best for rate, _ in measured)
+
+
 def ceiling_sweep(measure: Callable[[float], dict[str, Any]], measured: list[dict[str, Any]],
                   p99_limit: float, most: float = CEILING_SWEEP_MAX) -> list[dict[str, Any]]:
     """The raw ceiling pushed past the rates huimin was offered, until it is no longer
@@ -570,13 +578,10 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
         for point in added:
             point.searched = True
         points.sort(key=lambda p: p.offered_visits_per_s)
-        best = max((p.offered_visits_per_s for p in points if rate_sustained(p, limit)),
-                   default=None)
         search = {"added_visits_per_s": [p.offered_visits_per_s for p in added],
                   "max_visits_per_s": find_capacity_max,
-                  # a rate above the best one sustained was measured: the capacity lies between
-                  "bracketed": best is not None and
-                  any(p.offered_visits_per_s > best for p in points)}
+                  "bracketed": brackets([(p.offered_visits_per_s, rate_sustained(p, limit))
+                                         for p in points])}
     sweep: list[dict[str, Any]] = []
     if ceiling:
         def fresh_ceiling(rate: float) -> dict[str, Any]:
@@ -584,8 +589,9 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
                 return measure_ceiling(bootstrap, rate, fresh=True)
         sweep = ceiling_sweep(fresh_ceiling, [p.ceiling for p in points], limit, sweep_max)
     huimin_capacity = settlement_capacity(points, limit)
-    raw_capacity = capacity([(c["offered_per_s"], c["achieved_per_s"], c["latency_ms"])
-                             for c in [p.ceiling for p in points if p.ceiling] + sweep], limit)
+    raw_runs = [(c["offered_per_s"], c["achieved_per_s"], c["latency_ms"])
+                for c in [p.ceiling for p in points if p.ceiling] + sweep]
+    raw_capacity = capacity(raw_runs, limit)
     return {"started": started, "machine": machine(),
             "settings": {"rates_visits_per_s": rates, "duration_s": duration,
                          "warmup_s": warmup, "broker": broker_kind, "seed": seed,
@@ -601,5 +607,8 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
             "capacity": {"p99_limit_ms": limit, "huimin_settlements_per_s": huimin_capacity,
                          "search": search,
                          "raw_messages_per_s": raw_capacity if ceiling else None,
+                         "raw_bracketed": brackets([(run[0], sustained(*run, limit))
+                                                    for run in raw_runs]) if ceiling else None,
+                         "raw_sweep_max_per_s": sweep_max if ceiling else None,
                          "ratio": round(huimin_capacity / raw_capacity, 3)
                          if ceiling and raw_capacity else None}}

@@ -83,6 +83,21 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def raw_bound(cap: dict[str, Any]) -> str:
+    """How far the raw ceiling's capacity can lie above the figure given. Results from before
+    `raw_bracketed` existed say nothing."""
+    bracketed = cap.get("raw_bracketed")
+    if bracketed:
+        return ": the capacity is at most 25 % above this"
+    if bracketed is None:
+        return ""
+    if cap.get("raw_messages_per_s"):
+        most = cap.get("raw_sweep_max_per_s")
+        return (": every rate offered was sustained, so the capacity is above this"
+                + (f" (the sweep stops at {most:g} messages/s)" if most else ""))
+    return ": no rate offered was sustained"
+
+
 def capacity_lines(result: dict[str, Any]) -> list[str]:
     """What each sustains within the broker's p99 target, and the raw ceiling pushed to its
     limit (the sweep), so the ratio compares capacities, not equal offered rates."""
@@ -113,8 +128,8 @@ def capacity_lines(result: dict[str, Any]) -> list[str]:
         lines.append(f"- searched for (--find-capacity): {added}; {where}.")
     if raw is not None:
         lines.append(f"- raw ceiling: **{raw:g} messages/s** over the same 6 hops (the sweep "
-                     "doubles the rate until one is not sustained, then bisects twice: the "
-                     "capacity is at most 25 % above this).")
+                     "doubles the rate until one is not sustained, then bisects twice"
+                     f"{raw_bound(cap)}).")
         lines.append(f"- huimin ÷ raw: **{_ratio(cap['huimin_settlements_per_s'], raw)}**.")
     sweep = result.get("ceiling_sweep") or []
     if sweep:

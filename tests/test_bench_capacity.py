@@ -18,6 +18,7 @@ from benchmarks.load import (
     MemorySampler,
     RatePoint,
     RateTally,
+    brackets,
     capacity,
     ceiling_sweep,
     rate_sustained,
@@ -168,6 +169,31 @@ def test_the_report_states_both_capacities_and_their_ratio():
     assert "**1600 messages/s**" in text and "**8 %**" in text
     # 1.92 cores = 1,920 ms a second over 1,600 messages written 6 times each
     assert "| 1600 | 1600 |" in text and "| 0.6 / 0.6 / 0.72 | 0.2 |" in text
+
+
+def test_a_capacity_is_bracketed_only_when_a_rate_above_the_best_sustained_was_measured():
+    assert brackets([(50, True), (100, True), (200, False)])
+    assert brackets([(200, False), (100, True)])  # whatever the order measured
+    assert not brackets([(50, True), (100, True)])  # above everything offered
+    assert not brackets([(50, False), (100, False)])  # nothing sustained
+    assert not brackets([(50, False), (100, True)])  # only a lower rate failed
+    assert not brackets([])
+
+
+def test_the_report_bounds_the_raw_ceiling_only_when_its_sweep_found_a_rate_not_sustained():
+    def raw_line(**cap: Any) -> str:
+        text = capacity_lines({"capacity": {"p99_limit_ms": 300.0,
+                                            "huimin_settlements_per_s": 100.0, **cap}})
+        return next(line for line in text if line.startswith("- raw ceiling"))
+
+    assert "at most 25 % above this" in raw_line(raw_messages_per_s=2400.0, raw_bracketed=True,
+                                                  raw_sweep_max_per_s=12800.0)
+    line = raw_line(raw_messages_per_s=12800.0, raw_bracketed=False, raw_sweep_max_per_s=12800.0)
+    assert "25 %" not in line
+    assert "the capacity is above this (the sweep stops at 12800 messages/s)" in line
+    assert "no rate offered was sustained" in raw_line(raw_messages_per_s=0.0,
+                                                       raw_bracketed=False)
+    assert "25 %" not in raw_line(raw_messages_per_s=2400.0)  # a result from before: no bound
 
 
 def _settled_visit(sent_s: float, latency_ms: float, route: str, infcode: int = 0
