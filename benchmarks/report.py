@@ -93,8 +93,9 @@ def raw_bound(cap: dict[str, Any]) -> str:
         return ""
     if cap.get("raw_messages_per_s"):
         most = cap.get("raw_sweep_max_per_s")
-        return (": every rate offered was sustained, so the capacity is above this"
-                + (f" (the sweep stops at {most:g} messages/s)" if most else ""))
+        return (": no higher rate it offered went unsustained, so the capacity may be higher "
+                "still" + (f"; the sweep stops at {most:g} messages/s, --sweep-max" if most
+                           else ""))
     return ": no rate offered was sustained"
 
 

@@ -190,7 +190,7 @@ def test_the_report_bounds_the_raw_ceiling_only_when_its_sweep_found_a_rate_not_
                                                   raw_sweep_max_per_s=12800.0)
     line = raw_line(raw_messages_per_s=12800.0, raw_bracketed=False, raw_sweep_max_per_s=12800.0)
     assert "25 %" not in line
-    assert "the capacity is above this (the sweep stops at 12800 messages/s)" in line
+    assert "the capacity may be higher still; the sweep stops at 12800 messages/s" in line
     assert "no rate offered was sustained" in raw_line(raw_messages_per_s=0.0,
                                                        raw_bracketed=False)
     assert "25 %" not in raw_line(raw_messages_per_s=2400.0)  # a result from before: no bound
