@@ -30,6 +30,7 @@ def test_a_faulty_run_on_apache_kafka_equals_the_oracle(tmp_path: Path):
     out = tmp_path / "run"
     proc = run_huimin(["run", "--broker", "kafka", "--persons", "800", "--visits", "300",
                        "--days", "7", "--rate", "30", "--seed", "29", "--faults", FAULTS,
+                       "--answer-timeout", "90",  # the killed worker's partitions wait for it
                        "--out", str(out)], timeout=400)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     s = orjson.loads((out / "summary.json").read_bytes())
