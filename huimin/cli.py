@@ -119,7 +119,7 @@ def run(
     store: Store = "memory",
     answer_timeout: Annotated[float, typer.Option(
         min=0.1, help="Seconds a hospital waits for an answer before giving the visit up. "
-                      "A killed worker's partitions wait for its restart (~13–23 s).")
+                      "A killed worker's partitions wait for its restart (8–23 s).")
                           ] = 30.0,
 ) -> None:
     """Simulate, settle every visit through the platform, verify against the oracle, report.
@@ -172,7 +172,7 @@ def run(
     raise typer.Exit(0 if report.ok else 1)
 
 
-#: Seconds a killed worker's partitions wait for its restart and recovery: ~13 s on an idle
+#: Seconds a killed worker's partitions wait for its restart and recovery: 8–13 s on an idle
 #: machine, up to ~23 s with other work beside it (docs/streams.md, 12-03).
 RECOVERY_S = 15.0
 
@@ -180,7 +180,8 @@ RECOVERY_S = 15.0
 def redelivery_outlives_window(days: int, visits: int, rate: float) -> bool:
     """Whether a request redelivered RECOVERY_S after it was first sent may find its person's
     rows moved on by more than the operating window, in simulated time. Only if the visits
-    span more than the window: otherwise no later request of a person is that far ahead."""
+    span more than the window: otherwise hardly any person's later request is that far ahead
+    (an inpatient stay's steps, 6 simulated hours apart, reach a few days past the span)."""
     return days > WINDOW_DAYS and days / (visits / rate) * RECOVERY_S > WINDOW_DAYS
 
 
