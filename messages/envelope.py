@@ -7,17 +7,49 @@ travels wrapped with the platform's own context (`ctx`) and the hop `trace`.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from messages.codes import INFCODE_FAIL, INFCODE_OK, ErrorCode
 
 Admdvs = Annotated[str, StringConstraints(pattern=r"^\d{6}$")]
 #: `H…` a designated hospital; `J…` a treatment-province agency (经办机构, only for 3203).
 FixmedinsCode = Annotated[str, StringConstraints(pattern=r"^[HJ]\d{11}$")]
-MsgId = Annotated[str, StringConstraints(pattern=r"^[HJ]\d{11}\d{14}\d{4}$")]
-InfTime = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")]
+
+
+def _real_time(iso: str) -> None:
+    """The shape is checked by pattern; this refuses 2026-02-30, month 13, year 0."""
+    try:
+        datetime.fromisoformat(iso)
+    except ValueError:
+        raise ValueError("not a real date and time") from None  # the value is not echoed
+
+
+def _real_inf_time(value: str) -> str:
+    _real_time(value)
+    return value
+
+
+def _real_msgid_time(msgid: str) -> str:
+    t = msgid[12:26]
+    _real_time(f"{t[:4]}-{t[4:6]}-{t[6:8]} {t[8:10]}:{t[10:12]}:{t[12:]}")
+    return msgid
+
+
+MsgId = Annotated[str, StringConstraints(pattern=r"^[HJ]\d{11}\d{14}\d{4}$"),
+                  AfterValidator(_real_msgid_time)]
+InfTime = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"),
+                    AfterValidator(_real_inf_time)]
+_STAMP = str.maketrans("", "", "-: ")
 
 
 class Request(BaseModel):
@@ -32,6 +64,17 @@ class Request(BaseModel):
     fixmedins_code: FixmedinsCode
     inf_time: InfTime
     input: dict[str, Any]
+
+    @model_validator(mode="after")
+    def _msgid_names_sender_and_time(self) -> Request:
+        """The msgid is the sender's own and stamped with the request's time: answers are
+        remembered by msgid for the 7-day window (settlement/retention.py), so a msgid of
+        another sender or time would collide with, or outlive, another request's answer."""
+        if self.msgid[:12] != self.fixmedins_code:
+            raise ValueError("msgid must begin with the sender's fixmedins_code")
+        if self.msgid[12:26] != self.inf_time.translate(_STAMP):
+            raise ValueError("msgid's yyyyMMddHHmmss must be the request's inf_time")
+        return self
 
 
 class Answer(BaseModel):

@@ -17,6 +17,9 @@ CertType = Literal["01", "02", "03"]  # electronic voucher, ID number, social se
 Insutype = Literal["310", "390"]
 Fen = Annotated[int, Field(ge=0, le=MAX_FEN, strict=True)]
 PositiveFen = Annotated[int, Field(gt=0, le=MAX_FEN, strict=True)]
+#: A period's total net of cancellations, which may be below zero; and a net count.
+NetFen = Annotated[int, Field(ge=-MAX_FEN, le=MAX_FEN, strict=True)]
+NetCount = Annotated[int, Field(ge=-MAX_FEN, le=MAX_FEN, strict=True)]
 PsnNo = Annotated[str, StringConstraints(pattern=r"^\d{26}$")]
 MdtrtId = Annotated[str, StringConstraints(min_length=1, max_length=30)]
 OutpatientMedType = Literal["11", "13"]  # 普通门诊, 急诊 (emergency)
@@ -167,10 +170,10 @@ class ReconcileTotalsInput(_Input):
 
     stmt_begndate: Day
     stmt_enddate: Day
-    medfee_sumamt: int
-    fund_pay_sumamt: int
-    acct_pay: int
-    fixmedins_setl_cnt: int
+    medfee_sumamt: NetFen
+    fund_pay_sumamt: NetFen
+    acct_pay: NetFen
+    fixmedins_setl_cnt: NetCount
 
 
 class ReconcileDetailsInput(_Input):
@@ -188,8 +191,8 @@ class ClearingApplicationInput(_Input):
 
     clr_ym: str = Field(pattern=r"^\d{4}(0[1-9]|1[0-2])$")
     clr_optins: str = Field(pattern=r"^\d{2}0000$")
-    fund_appy_sum: int
-    setl_cnt: int
+    fund_appy_sum: NetFen
+    setl_cnt: NetCount
 
 
 Purpose = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2,10}$")]  # v3 ActReason code

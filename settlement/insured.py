@@ -153,7 +153,7 @@ class InsuredPlatform:
             balance=row.balance,
             acct_used=inp["acct_used_flag"] == "1",
         ))
-        setl_id = setl_id_for(e.insuplc_admdvs, msgid) if commit else ""
+        setl_id = setl_id_for(e.insuplc_admdvs, e.psn_no, msgid) if commit else ""
         setlinfo = _setlinfo(setl_id, mdtrt_id, e, inp["med_type"], req, benefit, category)
         if commit:
             row.balance = benefit.balc
@@ -187,7 +187,7 @@ class InsuredPlatform:
         self._undo(row, setl, CANCELLED)
         setl["cancel_msgid"] = req["msgid"]
         return {"setlinfo": {
-            "setl_id": setl_id_for(e.insuplc_admdvs, req["msgid"]),
+            "setl_id": setl_id_for(e.insuplc_admdvs, e.psn_no, req["msgid"]),
             "init_setl_id": setl["setl_id"], "mdtrt_id": setl["mdtrt_id"],
             "psn_no": e.psn_no, "setl_time": req["inf_time"],
             "medfee_sumamt": -setl["medfee_sumamt"], "hifp_pay": -setl["hifp_pay"],

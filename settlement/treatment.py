@@ -158,6 +158,12 @@ def _validate(model: type[BaseModel], data: Any, prefix: str = "") -> Any:
         raise Rejected(_code_for(exc), describe_validation_error(exc, prefix)) from None
 
 
+def _checked(req: Request, inp: BaseModel) -> dict[str, Any]:
+    """The request as forwarded: its input as validated (defaults filled in, strict types),
+    not as sent, so that the roles after this one read only what was checked."""
+    return {**req.model_dump(exclude={"input"}), "input": inp.model_dump()}
+
+
 class TreatmentPlatform:
     """Pure handler of hospital requests and of answers coming back from the insured place."""
 
@@ -262,7 +268,7 @@ class TreatmentPlatform:
                 "sign_time": req.inf_time, "sign_no": sign_no_for(req.msgid)}}), ctx), None
         if req.infno in RECONCILIATIONS:  # keyed by the hospital, answered from its events
             ctx["route"] = "recon"
-            return Forward("reconciliation", req.model_dump(), ctx), None
+            return Forward("reconciliation", _checked(req, inp), ctx), None
         certno = key or ""
         if not is_valid_certno(certno):
             raise Rejected(ErrorCode.INVALID_CERTNO,
@@ -274,7 +280,7 @@ class TreatmentPlatform:
                 raise Rejected(ErrorCode.PERSON_MISMATCH,
                                "input.patient_identifier is not the message key's certno")
             ctx["route"] = "ehr"
-            return Forward("ehr", req.model_dump(), ctx), None
+            return Forward("ehr", _checked(req, inp), ctx), None
         if req.infno == Infno.PERSON_INFO:
             if inp.certno != certno:
                 raise Rejected(ErrorCode.SCHEMA_VIOLATION,
@@ -282,7 +288,7 @@ class TreatmentPlatform:
             enrollment = self.ref.enrollments.get(certno)
             local = enrollment is not None and enrollment.province == hospital.province
             ctx["route"] = LOCAL if local else CROSS
-            return Forward("insured" if local else "national", req.model_dump(), ctx), None
+            return Forward("insured" if local else "national", _checked(req, inp), ctx), None
         if not req.insuplc_admdvs:
             raise Rejected(ErrorCode.SCHEMA_VIOLATION,
                            f"insuplc_admdvs: required for infno {req.infno}")
@@ -321,16 +327,16 @@ class TreatmentPlatform:
             self._visit(row, inp.mdtrt_id, req, INPATIENT if infno ==
                         Infno.INPATIENT_SETTLE_CANCEL else OUTPATIENT, allow_settled=True)
             ctx["mdtrt_id"] = inp.mdtrt_id
-            return self._forward(req, ctx)
+            return self._forward(req, inp, ctx)
         if infno == Infno.REVERSAL:
             if inp.oinfno not in REVERSIBLE and inp.oinfno not in CANCELLATIONS:
                 raise Rejected(ErrorCode.NOT_REVERSIBLE,
                                f"infno {inp.oinfno} cannot be reversed by 2601")
             if inp.oinfno in INSURED_SIDE:
-                return self._forward(req, ctx)
+                return self._forward(req, inp, ctx)
             return self._reverse(req, inp, ctx, row)
         assert infno == Infno.ACCUMULATORS
-        return self._forward(req, ctx)
+        return self._forward(req, inp, ctx)
 
     def _agency_request(self, req: Request, ctx: dict[str, Any]) -> tuple[Outcome, None]:
         """3203 comes from the agency of the treatment province, and only 3203 does."""
@@ -346,11 +352,12 @@ class TreatmentPlatform:
             raise Rejected(ErrorCode.WRONG_SENDER, f"the agency of {province} applied for the "
                                                    f"clearing of {inp.clr_optins}")
         ctx["route"] = "recon"
-        return Forward("reconciliation", req.model_dump(), ctx), None
+        return Forward("reconciliation", _checked(req, inp), ctx), None
 
-    def _forward(self, req: Request, ctx: dict[str, Any]) -> tuple[Outcome, None]:
+    def _forward(self, req: Request, inp: BaseModel,
+                 ctx: dict[str, Any]) -> tuple[Outcome, None]:
         to = "national" if ctx["route"] == CROSS else "insured"
-        return Forward(to, req.model_dump(), ctx), None
+        return Forward(to, _checked(req, inp), ctx), None
 
     def _answer(self, row: TreatmentRow, msgid: str, output: dict[str, Any],
                 ctx: dict[str, Any]) -> tuple[Outcome, TreatmentRow]:
@@ -379,7 +386,7 @@ class TreatmentPlatform:
     def _register(self, req: Request, inp: Any, ctx: dict[str, Any],
                   row: TreatmentRow) -> tuple[Outcome, TreatmentRow]:
         inpatient = req.infno == Infno.INPATIENT_ADMIT
-        mdtrt_id = mdtrt_id_for(req.mdtrtarea_admvs, req.msgid)
+        mdtrt_id = mdtrt_id_for(req.mdtrtarea_admvs, inp.psn_no, req.msgid)
         number = inp.ipt_no if inpatient else inp.ipt_otp_no
         row.visits[mdtrt_id] = {
             "kind": INPATIENT if inpatient else OUTPATIENT, "status": OPEN,
@@ -459,7 +466,7 @@ class TreatmentPlatform:
                            f"fees' total {totals.medfee_sumamt}")
         ctx["fees"] = totals.as_dict()
         ctx["mdtrt_id"] = inp.mdtrt_id
-        return self._forward(req, ctx)
+        return self._forward(req, inp, ctx)
 
     def _reverse(self, req: Request, inp: Any, ctx: dict[str, Any],
                  row: TreatmentRow) -> tuple[Outcome, TreatmentRow]:

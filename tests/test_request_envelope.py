@@ -1,0 +1,98 @@
+"""The platform's checks of a request's envelope and of what it forwards (DOMAIN.md §2): a
+msgid is the sender's own and carries the request's time, dates are real ones, and the roles
+after the treatment side read the input as validated. Through settlement.oracle.Oracle, as in
+tests/test_protocol_treatment.py."""
+
+from __future__ import annotations
+
+from messages.codes import ErrorCode
+from messages.visitlog import make_msgid
+from tests.handmade import (
+    EMP_CERTNO,
+    ENROLLMENTS,
+    HOSP_BJ,
+    HOSP_SH,
+    RETIRED_CERTNO,
+    fee_input,
+    ok,
+    person_info_input,
+    refused,
+    register_input,
+    request,
+    settle_input,
+)
+from tests.test_protocol_treatment import Clinic, T
+
+EMP = ENROLLMENTS[EMP_CERTNO]
+
+
+def test_a_msgid_beginning_with_another_senders_code_is_refused():
+    c = Clinic()
+    req = c.request(EMP_CERTNO, "1101", person_info_input(EMP, T))
+    req["msgid"] = make_msgid(HOSP_SH.fixmedins_code, T, 1)  # HOSP_BJ sends it
+    assert "fixmedins_code" in refused(c.send(EMP_CERTNO, req), ErrorCode.SCHEMA_VIOLATION)
+
+
+def test_a_msgid_stamped_with_another_time_than_inf_time_is_refused():
+    """Answers are forgotten by their msgid's time: one stamped 19 days early would lose its
+    answer at once, and its duplicate would not get it back."""
+    c = Clinic()
+    req = c.request(EMP_CERTNO, "1101", person_info_input(EMP, T))
+    req["msgid"] = make_msgid(HOSP_BJ.fixmedins_code, "2026-02-10 09:00:00", 1)
+    assert "inf_time" in refused(c.send(EMP_CERTNO, req), ErrorCode.SCHEMA_VIOLATION)
+
+
+def test_impossible_dates_are_answered_as_schema_violations_not_dead_lettered():
+    c = Clinic()
+    for bad in ("2026-02-30 09:00:00", "2026-13-01 09:00:00", "0000-01-01 09:00:00"):
+        req = request("1101", HOSP_BJ, bad, 7, person_info_input(EMP, bad))
+        err = refused(c.send(EMP_CERTNO, req), ErrorCode.SCHEMA_VIOLATION)
+        assert "not a real date" in err and bad not in err
+    inp = {**register_input(EMP, T), "begntime": "2026-04-31 08:00:00"}
+    err = refused(c.do(EMP_CERTNO, "2201", inp), ErrorCode.SCHEMA_VIOLATION)
+    assert "input.begntime" in err
+
+
+def _settled(c: Clinic, cert: str, settle_seq: int) -> dict:
+    """A visit of `cert` at HOSP_BJ settled by a 2207 whose msgid has sequence `settle_seq`."""
+    e = c.ref.enrollments[cert]
+    mdtrt_id = c.register(cert)
+    ok(c.do(cert, "2204", fee_input(e, mdtrt_id, T, [("1", "DA", 5, 100_000)])))
+    req = request("2207", HOSP_BJ, T, settle_seq, settle_input(e, mdtrt_id, 500_000),
+                  e.insuplc_admdvs)
+    return ok(c.send(cert, req))["setlinfo"]
+
+
+def test_one_msgid_wrongly_used_for_two_persons_gives_two_settlements():
+    """Clearing and the ledger keep one event per setl_id: two persons' settlements must
+    never share one, even when a hospital reuses a msgid (the DOMAIN says it is unique)."""
+    c = Clinic()
+    first, second = _settled(c, EMP_CERTNO, 9_000), _settled(c, RETIRED_CERTNO, 9_000)
+    assert first["setl_id"] != second["setl_id"]
+    assert first["psn_no"] != second["psn_no"] and first["hifp_pay"] > 0
+    settled = {e.setl_id for e in c.oracle.money_events.values()}
+    assert {first["setl_id"], second["setl_id"]} <= settled
+
+
+def test_a_settlement_without_med_type_is_settled_as_an_ordinary_outpatient_visit():
+    """The input is forwarded as validated, its defaults filled in: the insured place never
+    sees a request the treatment place did not check."""
+    c = Clinic()
+    mdtrt_id = c.register()
+    ok(c.do(EMP_CERTNO, "2204", fee_input(EMP, mdtrt_id, T, [("1", "DA", 1, 5_000)])))
+    inp = settle_input(EMP, mdtrt_id, 5_000)
+    del inp["med_type"]
+    setl = ok(c.do(EMP_CERTNO, "2207", inp))["setlinfo"]
+    assert setl["med_type"] == "11" and setl["medfee_sumamt"] == 5_000
+
+
+def test_reconciliation_amounts_that_are_not_whole_fen_are_refused():
+    c = Clinic()
+    totals = {"stmt_begndate": "2026-03-01", "stmt_enddate": "2026-03-01",
+              "medfee_sumamt": 0, "fund_pay_sumamt": 0, "acct_pay": 0, "fixmedins_setl_cnt": 0}
+    code = HOSP_BJ.fixmedins_code
+    assert ok(c.oracle.submit(code, request("3201", HOSP_BJ, T, 1, totals)))
+    for seq, bad in enumerate(({"medfee_sumamt": "34"}, {"acct_pay": 12.0},
+                               {"fixmedins_setl_cnt": True}), start=2):
+        answer = c.oracle.submit(code, request("3201", HOSP_BJ, T, seq, {**totals, **bad}))
+        assert next(iter(bad)) in refused(answer, ErrorCode.SCHEMA_VIOLATION)
