@@ -18,7 +18,8 @@ from records.documents import fhir_time, uid
 
 #: (restful interaction, action, IHE transaction) per operation.
 OPERATIONS = {"find": ("search-type", "E", "ITI-67"), "retrieve": ("read", "R", "ITI-68"),
-              "lab-lookup": ("search-type", "E", "ITI-67"), "operator-read": ("read", "R", "")}
+              "lab-lookup": ("search-type", "E", "ITI-67"), "operator-read": ("read", "R", ""),
+              "operator-search": ("search-type", "E", "")}
 SUCCESS, REFUSED = "0", "4"  # AuditEvent.outcome: success, minor failure
 
 

@@ -29,12 +29,10 @@ from messages.envelope import error_answer, ok_answer, province_of
 from records.audit import REFUSED, SUCCESS, audit_event
 from records.codes import (
     CERTNO_SYSTEM,
-    ETREAT,
     FIXMEDINS_SYSTEM,
     LAB_BY_CODE,
     LOINC,
     PROVINCE_SYSTEM,
-    TREAT,
 )
 from records.consent import decide
 from records.documents import fhir_time, uid
@@ -314,8 +312,8 @@ class SourceRepositories:
                      Infno.EHR_LAB_LOOKUP: "lab-lookup"}[req["infno"]]
         permitted, refusals = [], []
         asked = msg["sources"]
-        if not asked and inp["purpose"] not in (TREAT, ETREAT):
-            asked = [requester_province]  # refused and audited even where nothing is held
+        if not asked:  # decided and audited even where nothing is held: the search happened
+            asked = [requester_province]
         for province in asked:
             decision = decide(sharing, inp["purpose"], requester_province, province)
             (permitted if decision.permitted else refusals).append((province, decision))

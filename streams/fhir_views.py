@@ -9,12 +9,19 @@ integration testers:
 
 Each answers from the tables this worker holds (the partitions assigned to it; with several
 workers, ask each, or the one that serves the person). Errors are OperationOutcomes. Reading a
-document through this view is an access like any other: it is audited in the person's record
-(through the `ehr.sources` topic, as the operator, purpose HOPERAT).
+document, searching a person's DocumentReferences and looking up their identifiers are
+accesses like any other: each is audited in the person's record (through the `ehr.sources`
+topic, as the operator, purpose HOPERAT). Listing the AuditEvents is not itself recorded.
+
+The `/fhir/` views are the platform operator's, not the hospitals' (hospitals go through
+7002/7003 and the person's Consent): they answer requests from loopback only, or, when
+HUIMIN_OPERATOR_TOKEN is set, requests that carry `Authorization: Bearer <that token>`.
 """
 
 from __future__ import annotations
 
+import hmac
+import os
 import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -32,6 +39,19 @@ from streams.partitioner import key_partition
 
 FHIR_JSON = "application/fhir+json"
 BEIJING = timezone(timedelta(hours=8))
+OPERATOR_TOKEN_ENV = "HUIMIN_OPERATOR_TOKEN"
+LOOPBACK = frozenset({"127.0.0.1", "::1"})
+
+
+def operator_refusal(remote: str | None, authorization: str, token: str) -> str | None:
+    """Why a request may not use the operator's views, or None if it may."""
+    if token:
+        if hmac.compare_digest(authorization.encode(), f"Bearer {token}".encode()):
+            return None
+        return f"an operator's bearer token ({OPERATOR_TOKEN_ENV}) is required"
+    if remote in LOOPBACK:
+        return None
+    return f"served to loopback only; set {OPERATOR_TOKEN_ENV} to serve other hosts"
 
 
 def _split(token: str) -> tuple[str, str]:
@@ -42,6 +62,7 @@ def _split(token: str) -> tuple[str, str]:
 def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
                         ref: ReferenceData) -> None:
     doc_owner: dict[str, bytes] = {}  # document id -> person key, rebuilt from the table
+    token = os.environ.get(OPERATOR_TOKEN_ENV, "")
 
     def fhir(web: Any, body: dict[str, Any], status: int = 200) -> Any:
         return web.bytes(orjson.dumps(body), content_type=FHIR_JSON, status=status)
@@ -55,6 +76,26 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
             return None
         return value.encode()
 
+    def refused(web: Any, request: Any) -> Any | None:
+        why = operator_refusal(request.remote, request.headers.get("Authorization", ""), token)
+        return None if why is None else problem(web, 403, "forbidden", why)
+
+    async def audit(key: bytes, operation: str, province: str, document_id: str = "") -> None:
+        """The operator's access, in the person's record (a real-time action, not part of
+        the simulation: its id and time are the wall clock's)."""
+        now = datetime.now(BEIJING).strftime("%Y-%m-%d %H:%M:%S")
+        event = audit_event(msgid=str(uuid.uuid4()), operation=operation,
+                            certno=key.decode(), requester="platform-operator",
+                            requester_province=province, source_province=province,
+                            purpose="HOPERAT", outcome=SUCCESS,
+                            description="through the platform's FHIR view", recorded=now,
+                            document_id=document_id)
+        await sources_topic.send(key=key, value=orjson.dumps({"op": "audit", "event": event}))
+
+    def home_of(key: bytes) -> str:
+        enrollment = ref.enrollments.get(key.decode())
+        return enrollment.province if enrollment else ""
+
     def records_of(key: bytes) -> RecordsRow:
         cur = records.get(key)
         return RecordsRow.from_dict(orjson.loads(cur) if cur else None)
@@ -66,16 +107,21 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
 
     @app.page("/fhir/DocumentReference")
     async def document_references(web: Any, request: Any) -> Any:
+        if (no := refused(web, request)) is not None:
+            return no
         key = person_key(request, "patient.identifier")
         if key is None:
             return problem(web, 400, "required", "patient.identifier=" + CERTNO_SYSTEM +
                            "|<certno> is required")
         docs = sorted((d["docref"] for d in records_of(key).docs.values()),
                       key=lambda r: (r["date"], r["id"]), reverse=True)
+        await audit(key, "operator-search", home_of(key))
         return fhir(web, searchset(docs))
 
     @app.page("/fhir/AuditEvent")
     async def audit_events(web: Any, request: Any) -> Any:
+        if (no := refused(web, request)) is not None:
+            return no
         key = person_key(request, "entity.identifier")
         if key is None:
             return problem(web, 400, "required", "entity.identifier=" + CERTNO_SYSTEM +
@@ -84,6 +130,8 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
 
     @app.page("/fhir/Patient/$ihe-pix")
     async def pix(web: Any, request: Any) -> Any:
+        if (no := refused(web, request)) is not None:
+            return no
         system, value = _split(request.query.get("sourceIdentifier", ""))
         if not system or not value:
             return problem(web, 400, "required", "sourceIdentifier=<system>|<value> is required")
@@ -105,12 +153,15 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
             targets.append({"system": f"{PSN_NO_SYSTEM}:{enrollment.province}",
                             "value": enrollment.psn_no})
         targets += row.identifiers if row else []
+        await audit(certno.encode(), "operator-search", home_of(certno.encode()))
         return fhir(web, {"resourceType": "Parameters", "parameter": [
             {"name": "targetIdentifier", "valueIdentifier": t} for t in targets
             if (t["system"], t["value"]) != (system, value)]})
 
     @app.page("/fhir/{kind}/{doc_id}")
     async def read_document(web: Any, request: Any, kind: str, doc_id: str) -> Any:
+        if (no := refused(web, request)) is not None:
+            return no
         key = doc_owner.get(doc_id)
         if key is None:
             for k, v in records.items():
@@ -121,14 +172,7 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
         if doc is None or not doc["docref"]["content"][0]["attachment"]["url"].startswith(
                 f"{kind}/"):
             return problem(web, 404, "not-found", f"no {kind} with id {doc_id}")
-        now = datetime.now(BEIJING).strftime("%Y-%m-%d %H:%M:%S")
-        event = audit_event(msgid=str(uuid.uuid4()), operation="operator-read",
-                            certno=key.decode(), requester="platform-operator",
-                            requester_province=doc["province"], source_province=doc["province"],
-                            purpose="HOPERAT", outcome=SUCCESS,
-                            description="read through the platform's FHIR view",
-                            recorded=now, document_id=doc_id)
-        await sources_topic.send(key=key, value=orjson.dumps({"op": "audit", "event": event}))
+        await audit(key, "operator-read", doc["province"], doc_id)
         return web.bytes(document_bytes(doc["content"]), content_type=FHIR_JSON)
 
     def active_partitions() -> set[int]:

@@ -87,7 +87,8 @@ def test_compose_variables_default_to_the_single_node_cluster():
     text = (REPO / "docker-compose.yml").read_text()
     used = {m[0]: m[1] for m in VARIABLE.findall(text)}
     assert used == {"KAFKA_BOOTSTRAP": "kafka:9092", "REPLICATION": "1",
-                    "HUIMIN_SIGNING_SECRET": ""}  # unset: the development secret
+                    "HUIMIN_SIGNING_SECRET": "",  # unset: the development secret
+                    "HUIMIN_OPERATOR_TOKEN": ""}  # unset: the /fhir/ views serve loopback only
     assert parses_as_huimin(SERVICES["topics"]["command"])["replication"] == 1
     assert "profiles" not in SERVICES["kafka"]
 

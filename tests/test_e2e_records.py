@@ -5,6 +5,7 @@ after it; the FHIR REST views answer; no personal data reaches the worker's log.
 
 from __future__ import annotations
 
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -117,6 +118,20 @@ def test_documents_published_in_one_province_are_found_and_retrieved_from_anothe
     assert {"system": CERTNO_SYSTEM, "value": certno} in targets
     status, missing = h.get("/fhir/Bundle/no-such-document")
     assert status == 404 and missing["resourceType"] == "OperationOutcome"
+    # the operator's search, read and identifier lookup are in the person's record
+    assert sorted(operator_accesses(h, certno, 3)) == ["read", "search-type", "search-type"]
+
+
+def operator_accesses(h: Hospitals, certno: str, expected: int) -> list[str]:
+    """The REST interactions of the operator's audited accesses to a person's records, once
+    `expected` of them have arrived (they travel through the ehr.sources topic) or 30 s."""
+    deadline, found = time.monotonic() + 30, []
+    while len(found) < expected and time.monotonic() < deadline:
+        time.sleep(0.2)
+        _, audit = h.get("/fhir/AuditEvent", **{"entity.identifier": f"{CERTNO_SYSTEM}|{certno}"})
+        found = [e["resource"]["subtype"][0]["code"] for e in audit["entry"]
+                 if e["resource"]["purposeOfEvent"][0]["coding"][0]["code"] == "HOPERAT"]
+    return found
 
 
 def test_a_denied_consent_is_refused_across_provinces_and_audited(hospitals):

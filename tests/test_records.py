@@ -76,17 +76,21 @@ def test_the_documents_of_generated_visits_are_valid_fhir_r4b_bundles():
                 published.append(session)
                 assert session.answers[msgid][0]["infcode"] == 0
     assert len(published) == 60
-    certno = published[0].visit.certno
-    docs = oracle.ehr.record(certno).docs
     bundle_model = get_fhir_model_class("Bundle")
-    for doc in docs.values():
-        content = unpack_document(doc["content"])
-        assert content["type"] == "document"
-        assert content["entry"][0]["resource"]["resourceType"] == "Composition"
-        kinds = {e["resource"]["resourceType"] for e in content["entry"]}
-        assert {"Patient", "Encounter", "Organization", "Condition"} <= kinds
-        bundle_model.model_validate(content)  # the whole document, by the library itself
-        get_fhir_model_class("DocumentReference").model_validate(doc["docref"])
+    docref_model = get_fhir_model_class("DocumentReference")
+    validated = 0
+    for certno in sorted({s.visit.certno for s in published}):  # every publishing person
+        for doc in oracle.ehr.record(certno).docs.values():
+            content = unpack_document(doc["content"])
+            assert content["type"] == "document"
+            assert content["entry"][0]["resource"]["resourceType"] == "Composition"
+            kinds = {e["resource"]["resourceType"] for e in content["entry"]}
+            assert {"Patient", "Encounter", "Organization", "Condition"} <= kinds
+            bundle_model.model_validate(content)  # the whole document, by the library itself
+            docref_model.model_validate(doc["docref"])
+            validated += 1
+    # one stored, valid document for each one published: none missing, none extra
+    assert validated == len(published) > 0
 
 
 @pytest.mark.parametrize("path", FILES, ids=[p.name for p in FILES])
@@ -271,6 +275,17 @@ def test_a_purpose_other_than_care_is_refused_and_audited_even_where_nothing_is_
     assert event["outcome"] == "4"
 
 
+def test_a_search_for_care_where_nothing_is_held_is_answered_empty_and_audited():
+    """DOMAIN.md §6: every access is recorded, a search that finds nothing included."""
+    ex = Exchange()
+    certno = person()
+    home = WORLD.ref.enrollments[certno].province
+    found = ex.find(certno, home, purpose="TREAT")
+    assert found["infcode"] == 0 and found["output"]["total"] == 0
+    (event,) = audit_of(ex, certno)
+    assert event["outcome"] == "0"
+
+
 def test_an_unknown_resource_type_is_an_operation_outcome_not_a_crash():
     ex = Exchange()
     for resource in ({"resourceType": "Foo"},
@@ -279,3 +294,14 @@ def test_an_unknown_resource_type_is_an_operation_outcome_not_a_crash():
         answer = ex.send("7001", person(), "110000", {"resource": resource})
         assert answer["err_code"] == "E5001"
         assert answer["output"]["resourceType"] == "OperationOutcome"
+
+
+def test_the_operators_fhir_views_serve_loopback_or_the_bearer_of_the_token_only():
+    from streams.fhir_views import operator_refusal
+
+    assert operator_refusal("127.0.0.1", "", token="") is None
+    assert operator_refusal("::1", "", token="") is None
+    assert "loopback" in operator_refusal("172.18.0.5", "", token="")
+    assert operator_refusal("172.18.0.5", "Bearer s3cret", token="s3cret") is None
+    assert "token" in operator_refusal("127.0.0.1", "", token="s3cret")
+    assert "token" in operator_refusal("172.18.0.5", "Bearer wrong", token="s3cret")
