@@ -158,6 +158,24 @@ def _validate(model: type[BaseModel], data: Any, prefix: str = "") -> Any:
         raise Rejected(_code_for(exc), describe_validation_error(exc, prefix)) from None
 
 
+def _check_certificate(inp: Any, certno: str) -> None:
+    """An ID number (02) or a social security card (03, whose number is the certno) must be
+    the patient's valid certno (DOMAIN.md §1); a card comes with its serial where the
+    transaction carries one (1101). An electronic voucher (01) is an opaque token."""
+    cert_type = getattr(inp, "mdtrt_cert_type", "01")
+    if cert_type == "01":
+        return
+    if inp.mdtrt_cert_no != certno:
+        if not is_valid_certno(inp.mdtrt_cert_no):
+            raise Rejected(ErrorCode.INVALID_CERTNO, f"input.mdtrt_cert_no is not a valid "
+                           f"citizen ID number (mdtrt_cert_type {cert_type})")
+        raise Rejected(ErrorCode.PERSON_MISMATCH, "input.mdtrt_cert_no is not the message "
+                                                  "key's certno")
+    if cert_type == "03" and getattr(inp, "card_sn", None) == "":
+        raise Rejected(ErrorCode.SCHEMA_VIOLATION,
+                       "input.card_sn: required with mdtrt_cert_type 03 (social security card)")
+
+
 def _checked(req: Request, inp: BaseModel) -> dict[str, Any]:
     """The request as forwarded: its input as validated (defaults filled in, strict types),
     not as sent, so that the roles after this one read only what was checked."""
@@ -273,6 +291,7 @@ class TreatmentPlatform:
         if not is_valid_certno(certno):
             raise Rejected(ErrorCode.INVALID_CERTNO,
                            f"message key {mask_certno(certno)} is not a valid citizen ID number")
+        _check_certificate(inp, certno)
         ctx["hosp_lv"] = hospital.level
         if req.infno in EHR:  # to the health-record exchange (records/exchange.py)
             if req.infno == Infno.EHR_FIND and \
@@ -283,7 +302,7 @@ class TreatmentPlatform:
             return Forward("ehr", _checked(req, inp), ctx), None
         if req.infno == Infno.PERSON_INFO:
             if inp.certno != certno:
-                raise Rejected(ErrorCode.SCHEMA_VIOLATION,
+                raise Rejected(ErrorCode.PERSON_MISMATCH,
                                "input.certno differs from the message key")
             enrollment = self.ref.enrollments.get(certno)
             local = enrollment is not None and enrollment.province == hospital.province

@@ -28,7 +28,7 @@ EMP = ENROLLMENTS[EMP_CERTNO]
 
 def test_a_msgid_beginning_with_another_senders_code_is_refused():
     c = Clinic()
-    req = c.request(EMP_CERTNO, "1101", person_info_input(EMP, T))
+    req = c.request(EMP_CERTNO, "1101", person_info_input(EMP_CERTNO, T))
     req["msgid"] = make_msgid(HOSP_SH.fixmedins_code, T, 1)  # HOSP_BJ sends it
     assert "fixmedins_code" in refused(c.send(EMP_CERTNO, req), ErrorCode.SCHEMA_VIOLATION)
 
@@ -37,7 +37,7 @@ def test_a_msgid_stamped_with_another_time_than_inf_time_is_refused():
     """Answers are forgotten by their msgid's time: one stamped 19 days early would lose its
     answer at once, and its duplicate would not get it back."""
     c = Clinic()
-    req = c.request(EMP_CERTNO, "1101", person_info_input(EMP, T))
+    req = c.request(EMP_CERTNO, "1101", person_info_input(EMP_CERTNO, T))
     req["msgid"] = make_msgid(HOSP_BJ.fixmedins_code, "2026-02-10 09:00:00", 1)
     assert "inf_time" in refused(c.send(EMP_CERTNO, req), ErrorCode.SCHEMA_VIOLATION)
 
@@ -45,7 +45,7 @@ def test_a_msgid_stamped_with_another_time_than_inf_time_is_refused():
 def test_impossible_dates_are_answered_as_schema_violations_not_dead_lettered():
     c = Clinic()
     for bad in ("2026-02-30 09:00:00", "2026-13-01 09:00:00", "0000-01-01 09:00:00"):
-        req = request("1101", HOSP_BJ, bad, 7, person_info_input(EMP, bad))
+        req = request("1101", HOSP_BJ, bad, 7, person_info_input(EMP_CERTNO, bad))
         err = refused(c.send(EMP_CERTNO, req), ErrorCode.SCHEMA_VIOLATION)
         assert "not a real date" in err and bad not in err
     inp = {**register_input(EMP, T), "begntime": "2026-04-31 08:00:00"}
@@ -96,3 +96,25 @@ def test_reconciliation_amounts_that_are_not_whole_fen_are_refused():
                                {"fixmedins_setl_cnt": True}), start=2):
         answer = c.oracle.submit(code, request("3201", HOSP_BJ, T, seq, {**totals, **bad}))
         assert next(iter(bad)) in refused(answer, ErrorCode.SCHEMA_VIOLATION)
+
+
+def test_a_certificate_number_must_be_the_patients_valid_citizen_id():
+    """DOMAIN.md §1: an ID that fails the check character is rejected, for a certificate
+    (02, 03) as for the message key; a valid one of someone else is not the patient's."""
+    c = Clinic()
+    bad_check = EMP_CERTNO[:17] + ("1" if EMP_CERTNO[17] != "1" else "2")
+    for cert_no, code in ((bad_check, ErrorCode.INVALID_CERTNO),
+                          (RETIRED_CERTNO, ErrorCode.PERSON_MISMATCH)):
+        for infno, inp in (("1101", person_info_input(EMP_CERTNO, T)),
+                           ("2201", register_input(EMP, T))):
+            err = refused(c.do(EMP_CERTNO, infno, {**inp, "mdtrt_cert_no": cert_no}), code)
+            assert cert_no not in err
+    voucher = {**person_info_input(EMP_CERTNO, T), "mdtrt_cert_type": "01", "mdtrt_cert_no": "QR-1"}
+    assert ok(c.do(EMP_CERTNO, "1101", voucher))  # an electronic voucher is a token
+
+
+def test_a_social_security_card_comes_with_its_serial():
+    c = Clinic()
+    card = {**person_info_input(EMP_CERTNO, T), "mdtrt_cert_type": "03"}
+    assert "card_sn" in refused(c.do(EMP_CERTNO, "1101", card), ErrorCode.SCHEMA_VIOLATION)
+    assert ok(c.do(EMP_CERTNO, "1101", {**card, "card_sn": "A1234567"}))

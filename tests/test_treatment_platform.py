@@ -371,7 +371,7 @@ def test_person_info_whose_certno_differs_from_the_key_is_refused() -> None:
     other = RES_CERTNO
     outcome = Desk().send(EMP_CERTNO, request("1101", HOSP_BJ, T0, 0,
                                               person_info_input(other, T0)))
-    msg = failed(outcome, ErrorCode.SCHEMA_VIOLATION)
+    msg = failed(outcome, ErrorCode.PERSON_MISMATCH)
     assert other not in msg and EMP_CERTNO not in msg
 
 
