@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import errno
+import functools
 import os
+import shlex
 import signal
+import socket
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
+import aiokafka.errors
+import kafka.errors
 import orjson
 import typer
 from prometheus_client import start_http_server
@@ -39,8 +46,8 @@ from huimin.run import (
     run_scenario,
     visit_period,
 )
+from huimin.verify import checked_visits, results_by_visit, write_json, write_junit
 from huimin.verify import verify as verify_answers
-from huimin.verify import write_json, write_junit
 from settlement.clearing import ClearingPolicy, clear
 from settlement.oracle import Oracle
 from settlement.retention import WINDOW_DAYS
@@ -55,10 +62,72 @@ from streams.security import ClusterSecurity
 from streams.topics import create_platform_topics
 from streams.worker import run_worker
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="huimin: cross-province medical-insurance settlement and health-record "
-                       "exchange, simulated on a real Kafka-protocol broker.")
+#: A cluster that cannot be reached: kafka-python (the hospitals, the topic admin) gives up
+#: after its bootstrap timeout; aiokafka (the benchmarks' raw ceiling) on a refused connection.
+UNREACHABLE = (kafka.errors.KafkaTimeoutError, kafka.errors.KafkaConnectionError,
+               aiokafka.errors.KafkaConnectionError, aiokafka.errors.NoBrokersAvailable)
+
 console = Console()
+errors = Console(stderr=True)
+
+
+def error_message(exc: BaseException, bootstrap: str | None = None) -> str | None:
+    """A one-line message for an error a person can fix (a file or folder that cannot be
+    opened, a cluster that cannot be reached); None for anything else: a bug, left to raise
+    with its traceback."""
+    if isinstance(exc, UNREACHABLE):
+        where = f"the cluster at {bootstrap}" if bootstrap else "the Kafka cluster"
+        return f"cannot reach {where} (is it up?): {exc}"
+    if isinstance(exc, OSError) and exc.filename is not None:
+        name = Path(os.fsdecode(exc.filename))
+        if isinstance(exc, FileNotFoundError) and not name.parent.exists():
+            return f"{name}: the folder {name.parent} does not exist"
+        if isinstance(exc, IsADirectoryError):
+            return f"{name} is a folder, not a file"
+        return f"{name}: {exc.strerror or exc}"
+    return None
+
+
+def _clear_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """`command`, exiting 2 with a one-line message on the errors of `error_message`."""
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (OSError, *UNREACHABLE) as exc:
+            message = error_message(exc, kwargs.get("bootstrap") or os.environ.get(BOOTSTRAP_ENV))
+            if message is None:
+                raise
+            errors.print(f"Error: {message}", style="red", soft_wrap=True, markup=False,
+                         highlight=False)
+            raise typer.Exit(2) from None
+    return wrapper
+
+
+def _refused(exc: Exception) -> typer.Exit:
+    """Print `exc` as one red line on stdout (unwrapped, without markup), for exit 2: a file
+    that is not what it should be, a broker that did not start."""
+    console.print(str(exc), style="red", soft_wrap=True, markup=False, highlight=False)
+    return typer.Exit(2)
+
+
+class _Typer(typer.Typer):
+    """Every command's bad input (an unwritable -o, an unreachable --bootstrap) ends in a
+    one-line message and exit 2, not a traceback (see `error_message`)."""
+
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]],
+                                                             Callable[..., Any]]:
+        register = super().command(*args, **kwargs)
+
+        def decorator(f: Callable[..., Any]) -> Callable[..., Any]:
+            register(_clear_errors(f))
+            return f
+        return decorator
+
+
+app = _Typer(add_completion=False, no_args_is_help=True,
+             help="huimin: cross-province medical-insurance settlement and health-record "
+                  "exchange, simulated on a real Kafka-protocol broker.")
 
 
 def _exit_on_sigterm(signum: int, _frame: object) -> None:
@@ -84,8 +153,23 @@ def _store(store: str) -> str:
     return store
 
 
+def _serve_metrics(port: int | None, host: str = "127.0.0.1") -> None:
+    """Serve the hospitals' Prometheus metrics on `port`, if given."""
+    if port is None:
+        return
+    try:
+        start_http_server(port, addr=host)
+    except OSError as exc:
+        reason = "the port is in use" if exc.errno == errno.EADDRINUSE else \
+            exc.strerror or str(exc)
+        raise typer.BadParameter(f"cannot serve on {host}:{port}: {reason}", param_hint=(
+            "--metrics-host" if isinstance(exc, socket.gaierror) else "--metrics-port")
+                                 ) from None
+
+
 @app.command()
 def run(
+    ctx: typer.Context,
     persons: Annotated[int, typer.Option(min=1, help="Insured persons in the world.")] = 5_000,
     visits: Annotated[int, typer.Option(
         min=1, help="Visits to carry out (outpatient, and 15 % inpatient stays).")] = 2_000,
@@ -111,6 +195,7 @@ def run(
     workers: Annotated[int, typer.Option(
         min=1, help="Platform worker processes in the consumer group from the start.")] = 1,
     metrics_port: Annotated[int | None, typer.Option(
+        min=1, max=65535,
         help="Serve the hospitals' Prometheus metrics on this port while running (the "
              "workers serve theirs at /metrics on their web ports: workers.json).")] = None,
     ehr: Annotated[bool, typer.Option(
@@ -139,8 +224,7 @@ def run(
                       "or a lower --rate.[/]")
     if broker not in BROKER_KINDS:
         raise typer.BadParameter(f"one of {', '.join(BROKER_KINDS)}", param_hint="--broker")
-    if metrics_port is not None:
-        start_http_server(metrics_port, addr="127.0.0.1")
+    _serve_metrics(metrics_port)
     opts = RunOptions(world=WorldSpec(seed=seed, persons=persons), faults=plan,
                       visits=VisitSpec(visits=visits, cross_share=cross_share, days=days,
                                        ehr=ehr),
@@ -160,16 +244,44 @@ def run(
     write_outputs(report, summary)
     print_summary(summary, report.out_dir, console)
     if not report.ok:
-        console.print("Reproduce with: huimin run " + " ".join(
-            f"--{k} {v}" for k, v in (("persons", persons), ("visits", visits),
-                                     ("cross-share", cross_share), ("days", days),
-                                     ("seed", seed), ("rate", rate), ("broker", broker),
-                                     ("workers", workers), ("faults", plan or None),
-                                     ("store", None if store == "memory" else store),
-                                     ("answer-timeout", None if answer_timeout == 30.0
-                                      else answer_timeout))
-            if v is not None) + ("" if ehr else " --no-ehr"))
+        # one line, whatever the terminal's width, so that it pastes as one command
+        console.print("Reproduce with: " + reproduce_command(ctx.params), soft_wrap=True,
+                      markup=False, highlight=False)
     raise typer.Exit(0 if report.ok else 1)
+
+
+#: `huimin run` options a reproduction always names, so that it holds if a default changes.
+REPRODUCE_ALWAYS = ("persons", "visits", "cross_share", "days", "seed", "rate", "broker",
+                    "workers")
+#: Left out: where the outputs go (a second run there would overwrite the failed run's).
+REPRODUCE_NEVER = ("out",)
+
+
+def reproduce_command(values: Mapping[str, Any],
+                      environ: Mapping[str, str] = os.environ) -> str:
+    """The shell command that runs `huimin run` again with the options `values` (by parameter
+    name, as the command's context holds them; missing ones: the defaults): those of
+    REPRODUCE_ALWAYS, and every other that differs from its default. Prefixed with
+    KAFKA_BOOTSTRAP_SERVERS=… when the run used the cluster that variable names."""
+    command = typer.main.get_command(app)
+    assert isinstance(command, typer.core.TyperGroup)
+    words = ["huimin", "run"]
+    for param in command.commands["run"].params:
+        if not isinstance(param, typer.core.TyperOption) or param.name in REPRODUCE_NEVER:
+            continue
+        value = values.get(param.name or "", param.default)
+        if param.name == "faults":
+            value = str(_fault_plan(value)) or None  # as parsed: "" and None are no faults
+        if value is None or (value == param.default and param.name not in REPRODUCE_ALWAYS):
+            continue
+        long = max(param.opts, key=len)
+        if param.is_flag and param.secondary_opts:
+            words.append(long if value else max(param.secondary_opts, key=len))
+        else:
+            words += [long, shlex.quote(str(value))]
+    external = environ.get(BOOTSTRAP_ENV)
+    return " ".join(words) if not external else \
+        f"{BOOTSTRAP_ENV}={shlex.quote(external)} " + " ".join(words)
 
 
 #: Seconds a killed worker's partitions wait for its restart and recovery: 8–13 s on an idle
@@ -234,7 +346,7 @@ def worker(
     seed: Annotated[int, typer.Option()] = 42,
     partitions: Annotated[int, typer.Option(min=1)] = 8,
     web_port: Annotated[int, typer.Option(
-        help="This worker's web port (/clearing/, /ledger/, /fhir/…).")] = 6066,
+        min=1, max=65535, help="This worker's web port (/clearing/, /ledger/, /fhir/…).")] = 6066,
     web_host: Annotated[str, typer.Option(help="Address the web server binds.")
                         ] = "127.0.0.1",
     data_dir: Annotated[Path, typer.Option()] = Path(".huimin-data"),
@@ -286,8 +398,7 @@ def broker(
     try:
         server.start()
     except BrokerError as exc:
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(2) from None
+        raise _refused(exc) from None
     try:
         console.print(f"{name} listening on [bold]{server.bootstrap}[/]\nUse it with: "
                       f"export KAFKA_BOOTSTRAP_SERVERS={server.bootstrap}\n"
@@ -532,14 +643,14 @@ def replay(
     sasl_username: SaslUsername = None,
     ssl_cafile: SslCafile = None,
     metrics_port: Annotated[int | None, typer.Option(
+        min=1, max=65535,
         help="Serve the hospitals' Prometheus metrics on this port while replaying.")] = None,
     metrics_host: Annotated[str, typer.Option(help="Address the metrics server binds.")
                             ] = "127.0.0.1",
 ) -> None:
     """Drive a recorded visit log through the real hospital protocol at an open-loop rate,
     record every answer with its latency. Check them with `huimin verify`."""
-    if metrics_port is not None:
-        start_http_server(metrics_port, addr=metrics_host)
+    _serve_metrics(metrics_port, metrics_host)
     if (rate is None) == (speed is None):
         raise typer.BadParameter("give exactly one of --rate and --speed")
     plan = _fault_plan(faults)
@@ -553,8 +664,7 @@ def replay(
         header, visit_iter = read_visit_log(visit_log)
         visits = list(visit_iter)
     except LogFormatError as exc:
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(2) from None
+        raise _refused(exc) from None
     client = _security(security_protocol, sasl_mechanism, sasl_username,
                        ssl_cafile).kafka_python()
     world = build_world(header.world)
@@ -602,7 +712,7 @@ def verify(
                         ] = None,
 ) -> None:
     """Compare answers with the oracle's, field by field, and check the invariants.
-    Exits 0 only if everything holds."""
+    Exits 0 only if everything holds; 2 if RESULTS has no results or another log's."""
     try:
         header, visits = read_visit_log(visit_log)
         world = build_world(header.world)
@@ -616,8 +726,7 @@ def verify(
             want = (outcome_record(oracle.run_visit(v)) for v in again)
         verdict = verify_answers(visits, want, results, world.ref)
     except LogFormatError as exc:
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(2) from None
+        raise _refused(exc) from None
     if junit:
         write_junit(verdict, junit)
     if json_out:
@@ -648,14 +757,16 @@ def clearing(
 ) -> None:
     """The national platform's monthly clearing statement, computed from a run's answers:
     per province pair the cross-province fund payments net of cancellations; per province
-    payable, receivable, net, prepayment and top-up; per hospital what its agency owes it."""
+    payable, receivable, net, prepayment and top-up; per hospital what its agency owes it.
+    Exits 2 if RESULTS has no results or another log's."""
     try:
         _, visits = read_visit_log(visit_log)
-        statements = clear(events_from_results(visits, results),
+        records = results_by_visit(results)  # none: an error, not an empty statement
+        statements = clear(events_from_results(checked_visits(visits, records, results),
+                                               results),
                            ClearingPolicy(prepayment_months=prepayment_months))
     except LogFormatError as exc:
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(2) from None
+        raise _refused(exc) from None
     chosen = [s for s in statements if month is None or s.month == month]
     if month is not None and not chosen:
         console.print(f"No settlements in {month}; months with some: "

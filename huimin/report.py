@@ -163,9 +163,11 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
     routes = summary["visits_settled_by_route"]
     money = summary["money_fen"]
     console.print()
+    local, cross = routes.get("local", 0), routes.get("cross", 0)
+    unsettled = summary["visits"] - local - cross  # refused, failed, given up: every visit counted
     console.print(f"[bold]Visits[/] {summary['visits']:,}   "
-                  f"[bold]ending settled[/] local {routes.get('local', 0):,}, "
-                  f"cross-province {routes.get('cross', 0):,}")
+                  f"[bold]ending settled[/] local {local:,}, cross-province {cross:,}"
+                  + (f", not settled {unsettled:,}" if unsettled > 0 else ""))
     console.print(f"[bold]Paid[/] medical fees ¥{yuan(money.get('medfee_sumamt', 0))} = "
                   f"fund ¥{yuan(money.get('hifp_pay', 0))} + "
                   f"personal account ¥{yuan(money.get('acct_pay', 0))} + "

@@ -12,7 +12,8 @@ from xml.etree import ElementTree as ET
 
 import orjson
 
-from huimin.logfiles import read_records
+from huimin.logfiles import LogFormatError, read_records
+from messages.codes import CANCELLATIONS, SETTLEMENTS, Infno
 from messages.visitlog import Visit, VisitSession, parse_step
 from settlement.invariants import CHECKS, InvariantReport, check_money, check_person
 from settlement.ledger import SettlementEvent, events_from_answers
@@ -44,6 +45,80 @@ class Verdict:
                            for name in (COMPLETE_CHECK, ORACLE_CHECK, *CHECKS)}}
 
 
+class ResultsMismatch(LogFormatError):
+    """Results that cannot be answers to the visit log's requests: another log's."""
+
+
+def results_by_visit(results: Path) -> dict[Any, dict[str, Any]]:
+    """The result records by visit number; a LogFormatError if there are none."""
+    records = {r["visit_no"]: r for r in read_records(results)}
+    if not records:
+        raise LogFormatError(f"no results in {results}")
+    return records
+
+
+#: What the checks and the ledger read of an OK answer, by the infno of its request.
+_SETTLEMENT_KEYS = frozenset({
+    "setl_id", "setl_time", "mdtrt_id", "clr_type", "insuplc_admdvs", "mdtrtarea_admvs",
+    "medfee_sumamt", "fund_pay_sumamt", "hifp_pay", "acct_pay", "psn_cash_pay", "psn_part_amt",
+    "act_pay_dedc", "balc", "fulamt_ownpay_amt", "overlmt_selfpay", "preselfpay_amt",
+    "inscp_scp_amt"})
+_NEEDS: dict[str, tuple[str | None, frozenset[str]]] = {
+    **{i: ("setlinfo", _SETTLEMENT_KEYS) for i in SETTLEMENTS},
+    **{i: ("setlinfo", frozenset({"init_setl_id", "setl_time"})) for i in CANCELLATIONS},
+    Infno.ACCUMULATORS: (None, frozenset({"cuminfo", "year"})),
+}
+
+
+def misfit(visit: Visit, answers: dict[str, Any]) -> str | None:
+    """Why `answers` (msgid -> answers, a result record's) cannot be the answers to `visit`'s
+    requests, or None if they can: a msgid that is not one of the visit's, or an accepted
+    answer without what an answer to that step's infno has (a settlement's setlinfo, …)."""
+    session = VisitSession(visit)
+    infnos = {session.msgid_at(i): parse_step(step)[0] for i, step in enumerate(visit.steps)}
+    for msgid, got in answers.items():
+        if msgid not in infnos:
+            return f"an answer to {msgid}, which is not one of its requests"
+        if not isinstance(got, list) or not all(isinstance(a, dict) for a in got):
+            return f"no list of answers to {msgid}"
+        ok = next((a for a in got if a.get("infcode") == 0), None)
+        if ok is None:
+            continue
+        out = ok.get("output")
+        section, keys = _NEEDS.get(infnos[msgid], (None, frozenset()))
+        part = out.get(section) if section and isinstance(out, dict) else out
+        if not isinstance(part, dict) or not keys <= part.keys():
+            return f"an answer to its {infnos[msgid]} {msgid} that is not a {infnos[msgid]} answer"
+    return None
+
+
+def _mismatch(visit: Visit, record: dict[str, Any] | None, what: str) -> None:
+    """A ResultsMismatch if `record` cannot be `visit`'s (`what`: "<file> does", …)."""
+    problem = misfit(visit, record["answers"]) if record is not None else None
+    if problem:
+        raise ResultsMismatch(f"{what} not belong to this visit log: visit {visit.visit_no} "
+                              f"has {problem} (another log's?)")
+
+
+def checked_visits(visits: Iterator[Visit], records: dict[Any, dict[str, Any]],
+                   results: Path) -> Iterator[Visit]:
+    """`visits`, each checked against its result record: a ResultsMismatch, before anything
+    is computed from them, if `results` (`records`) belongs to another visit log."""
+    seen = set()
+    for visit in visits:
+        _mismatch(visit, records.get(visit.visit_no), f"{results} does")
+        seen.add(visit.visit_no)
+        yield visit
+    unknown = sorted((n for n in records if n not in seen),
+                     key=lambda n: (not isinstance(n, int), n if isinstance(n, int) else 0,
+                                    str(n)))
+    if unknown:
+        raise ResultsMismatch(
+            f"{results} does not belong to this visit log: it has results for "
+            f"{len(unknown)} visits not in the log (visit {', '.join(map(str, unknown[:3]))}"
+            f"{', …' if unknown[3:] else ''}; another log's?)")
+
+
 def answer_diff(got: list[dict[str, Any]], want: list[dict[str, Any]]) -> str:
     """A short, readable difference between two answer lists."""
     if len(got) != len(want):
@@ -69,11 +144,19 @@ def answer_diff(got: list[dict[str, Any]], want: list[dict[str, Any]]) -> str:
 
 def verify(visits: Iterator[Visit], expected: Iterator[dict[str, Any]],
            results: Path, ref: ReferenceData) -> Verdict:
+    """The verdict on `results`. Raises, before any verdict: a LogFormatError if it has no
+    results, a ResultsMismatch if they (or `expected`) are another visit log's."""
     verdict = Verdict()
-    got_by_visit = {r["visit_no"]: r for r in read_records(results)}
+    got_by_visit = results_by_visit(results)
     per_person: dict[str, list[tuple[str, list[dict[str, Any]]]]] = defaultdict(list)
     events: list[SettlementEvent] = []
-    for visit, want in zip(visits, expected, strict=False):
+    for visit, want in zip(checked_visits(visits, dict(got_by_visit), results), expected,
+                           strict=False):
+        if want.get("visit_no") != visit.visit_no:
+            raise ResultsMismatch(f"the expected answers do not belong to this visit log: "
+                                  f"visit {want.get('visit_no')} where visit {visit.visit_no} "
+                                  "is (another log's?)")
+        _mismatch(visit, want, "the expected answers do")
         verdict.visits += 1
         got = got_by_visit.pop(visit.visit_no, None)
         if got is None:

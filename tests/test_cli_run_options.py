@@ -3,13 +3,21 @@ starts (without starting a broker: the scenario is replaced by one that captures
 
 from __future__ import annotations
 
+import dataclasses
+import shlex
+from pathlib import Path
+from types import SimpleNamespace
+
 import pytest
+import typer.main
 from click.testing import Result
 from typer.testing import CliRunner
 
 from huimin import cli
-from huimin.cli import redelivery_outlives_window
+from huimin.cli import redelivery_outlives_window, reproduce_command
 from huimin.run import RunOptions
+from simulators.faults import FaultPlan
+from streams.broker import BOOTSTRAP_ENV
 
 
 class Captured(Exception):
@@ -58,3 +66,83 @@ def test_a_faulty_run_with_a_fast_clock_is_warned_of(monkeypatch: pytest.MonkeyP
     assert warned("--days", "60", "--workers", "2")
     assert not warned("--days", "7", "--faults", "kill-worker=1")
     assert not warned("--days", "60")  # nothing is redelivered
+
+
+# -- the command that reproduces a failed run -----------------------------------------------
+
+def failing_run(monkeypatch: pytest.MonkeyPatch, tmp_path, *args: str,
+                env: dict[str, str] | None = None) -> str:
+    """The `Reproduce with:` command a failed run prints (the scenario replaced by a failure)."""
+    monkeypatch.setattr(cli, "run_scenario",
+                        lambda *a, **k: SimpleNamespace(ok=False, out_dir=tmp_path))
+    monkeypatch.setattr(cli, "summarise", lambda _: {})
+    monkeypatch.setattr(cli, "write_outputs", lambda *_: None)
+    monkeypatch.setattr(cli, "print_summary", lambda *_: None)
+    result = CliRunner().invoke(cli.app, ["run", *args], env=env)
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("Reproduce with: ")]
+    assert len(lines) == 1, result.output  # one line, however long: it pastes as one command
+    return lines[0].removeprefix("Reproduce with: ")
+
+
+def parsed(args: list[str]) -> dict[str, object]:
+    """The run options `args` give, as the CLI parses them (the output folder left out; the
+    fault plan parsed: its faults in any order)."""
+    run = typer.main.get_command(cli.app).commands["run"]  # type: ignore[attr-defined]
+    params = run.make_context("run", list(args)).params
+    return {k: FaultPlan.parse(v) if k == "faults" else v for k, v in params.items()
+            if k != "out"}
+
+
+@pytest.fixture
+def no_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(BOOTSTRAP_ENV, raising=False)
+
+
+@pytest.mark.usefixtures("no_cluster")
+@pytest.mark.parametrize("args", [
+    [],
+    ["--visits", "300", "--rate", "30", "--days", "7"],
+    ["--faults", "kill-worker=1,duplicate=0.05", "--bad-per-kind", "0", "--partitions", "3",
+     "--workers", "2", "--store", "rocksdb", "--answer-timeout", "90", "--no-ehr",
+     "--cross-share", "0.5", "--persons", "800", "--seed", "7", "--out", "somewhere"],
+])
+def test_a_failed_run_prints_a_command_that_runs_it_again(monkeypatch: pytest.MonkeyPatch,
+                                                          tmp_path, args: list[str]):
+    command = shlex.split(failing_run(monkeypatch, tmp_path, *args))
+    assert command[:2] == ["huimin", "run"]
+    assert parsed(command[2:]) == parsed(args)
+    assert options_of(monkeypatch, *command[2:]) == \
+        dataclasses.replace(options_of(monkeypatch, *args), out_dir=None)
+    assert ("--faults" in command) == ("--faults" in args)
+    assert "--out" not in command  # a second run there would overwrite the failed run's files
+
+
+def test_the_command_names_a_cluster_from_the_environment(monkeypatch: pytest.MonkeyPatch,
+                                                          tmp_path):
+    command = failing_run(monkeypatch, tmp_path, "--workers", "2",
+                          env={BOOTSTRAP_ENV: "kafka-1:9092,kafka-2:9092"})
+    assert command.startswith(f"{BOOTSTRAP_ENV}=kafka-1:9092,kafka-2:9092 huimin run ")
+
+
+@pytest.mark.usefixtures("no_cluster")
+def test_reproduce_command_names_only_what_differs_beyond_the_scenario():
+    default = reproduce_command({}, environ={})
+    assert default == ("huimin run --persons 5000 --visits 2000 --cross-share 0.2 --days 60 "
+                       "--seed 42 --rate 50.0 --broker tansu --workers 1")
+    for empty in (None, ""):
+        assert reproduce_command({"faults": empty}, environ={}) == default  # no bare --faults
+    given = {"faults": "kill-worker=1", "bad_per_kind": 0, "partitions": 3, "metrics_port": 9100,
+             "ehr": False, "store": "rocksdb", "answer_timeout": 90.0, "out": Path("o p")}
+    command = reproduce_command(given, environ={})
+    words = shlex.split(command)
+    assert set(shlex.split(default)) < set(words)
+    for option in ("--partitions 3", "--bad-per-kind 0", "--faults kill-worker=1",
+                   "--metrics-port 9100", "--store rocksdb", "--answer-timeout 90.0"):
+        assert f" {option}" in command
+    assert "--no-ehr" in words and "--out" not in words
+    assert parsed(words[2:]) == parsed([]) | {
+        k: FaultPlan.parse(v) if k == "faults" else v for k, v in given.items() if k != "out"}
+    assert reproduce_command({}, environ={BOOTSTRAP_ENV: "h:1"}) == \
+        f"{BOOTSTRAP_ENV}=h:1 {default}"
+    assert "'a b'" in reproduce_command({"faults": None, "store": "a b"}, environ={})

@@ -1,0 +1,209 @@
+"""Bad input gets a clear error, never a crash: a file that cannot be written, a port out of
+range or in use, a cluster that cannot be reached, results of another visit log, no results
+at all each end in a one-line message and exit 2 (1 stays a genuine FAIL), not a traceback.
+No broker is started: the cluster's answers are replaced where one would be reached."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from types import SimpleNamespace
+
+import kafka.errors
+import orjson
+import pytest
+from click.testing import Result
+from typer.testing import CliRunner
+
+from huimin import cli
+from huimin.cli import error_message
+from streams.broker import BOOTSTRAP_ENV
+
+GENERATE = ["--persons", "200", "--visits", "30", "--seed", "1"]
+
+
+def huimin(*args: str, env: dict[str, str] | None = None) -> Result:
+    return CliRunner().invoke(cli.app, list(args), env=env)
+
+
+def refused(result: Result, *phrases: str) -> str:
+    """The output of a command that ended in a clear error: exit 2, no traceback, the phrases
+    on one line."""
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if all(p in line for p in phrases)]
+    assert lines, result.output
+    return lines[0]
+
+
+@pytest.fixture(autouse=True)
+def _no_cluster_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(BOOTSTRAP_ENV, raising=False)
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two visit logs of the same seed: `a.jsonl`, and `r.jsonl` with reordered steps (the
+    same msgids for other infnos), each with its oracle's answers; and an empty file."""
+    folder = tmp_path_factory.mktemp("logs")
+    for name, extra in (("a", []), ("r", ["--faults", "reorder=0.5"])):
+        result = huimin("generate", *GENERATE, *extra, "-o", str(folder / f"{name}.jsonl"))
+        assert result.exit_code == 0, result.output
+    (folder / "empty.jsonl").write_bytes(b"")
+    return folder
+
+
+# -- files and folders that cannot be written ------------------------------------------------
+
+def test_generate_into_a_missing_folder_or_onto_a_folder(tmp_path: Path):
+    missing = tmp_path / "no" / "such" / "v.jsonl"
+    refused(huimin("generate", *GENERATE, "-o", str(missing)), str(missing), "does not exist")
+    refused(huimin("generate", *GENERATE, "-o", str(tmp_path)), str(tmp_path), "is a folder")
+
+
+def test_verify_reports_into_a_missing_folder(logs: Path, tmp_path: Path):
+    for option in ("--junit", "--json"):
+        report = tmp_path / "missing" / "report"
+        refused(huimin("verify", str(logs / "a.jsonl"), str(logs / "a.expected.jsonl"),
+                       option, str(report)), str(report), "does not exist")
+
+
+# -- ports ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("port", ["0", "99999", "-1"])
+def test_a_metrics_port_out_of_range_is_refused_at_the_option(monkeypatch: pytest.MonkeyPatch,
+                                                              port: str):
+    monkeypatch.setattr(cli, "run_scenario", lambda *a, **k: pytest.fail("it ran"))
+    result = huimin("run", "--metrics-port", port)
+    assert result.exit_code == 2 and "--metrics-port" in result.output
+    assert isinstance(result.exception, SystemExit)
+
+
+def test_a_metrics_port_in_use_is_refused(monkeypatch: pytest.MonkeyPatch, logs: Path,
+                                          tmp_path: Path):
+    monkeypatch.setattr(cli, "execute", lambda *a, **k: pytest.fail("it replayed"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = huimin("replay", str(logs / "a.jsonl"), "--rate", "10", "--metrics-port",
+                        str(port), "--results", str(tmp_path / "r.jsonl"))
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    assert f"127.0.0.1:{port}" in result.output and "in use" in result.output
+
+
+# -- a cluster that cannot be reached ---------------------------------------------------------
+# kafka-python gives up on a closed port only after its 30-s bootstrap timeout, so its error
+# is raised here in place of the connection (the message is the same).
+
+def unreachable(*_: object, **__: object) -> None:
+    raise kafka.errors.KafkaTimeoutError("Unable to bootstrap from 127.0.0.1:1")
+
+
+def test_topics_on_a_cluster_that_cannot_be_reached(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(cli, "create_platform_topics", unreachable)
+    refused(huimin("topics", "--bootstrap", "127.0.0.1:1"),
+            "cannot reach the cluster at 127.0.0.1:1 (is it up?)")
+    refused(huimin("topics", env={BOOTSTRAP_ENV: "127.0.0.1:1"}),
+            "cannot reach the cluster at 127.0.0.1:1")
+
+
+def test_replay_on_a_cluster_that_cannot_be_reached(monkeypatch: pytest.MonkeyPatch,
+                                                    logs: Path, tmp_path: Path):
+    monkeypatch.setattr(cli, "execute", unreachable)
+    refused(huimin("replay", str(logs / "a.jsonl"), "--rate", "10", "--bootstrap",
+                   "127.0.0.1:1", "--results", str(tmp_path / "r.jsonl")),
+            "cannot reach the cluster at 127.0.0.1:1 (is it up?)")
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch):
+    """Only the errors a person can fix are turned into messages."""
+    for bug in (KeyError("setlinfo"), ConnectionResetError(104, "reset")):
+        def raises(*_: object, exc: Exception = bug, **__: object) -> None:
+            raise exc
+
+        monkeypatch.setattr(cli, "create_platform_topics", raises)
+        assert huimin("topics", "--bootstrap", "127.0.0.1:1").exception is bug
+    assert error_message(ValueError("x")) is None
+    assert error_message(OSError(98, "Address already in use")) is None  # no file
+
+
+# -- results that are not the visit log's ---------------------------------------------------
+
+def test_results_of_another_visit_log_are_refused(logs: Path):
+    a, r = str(logs / "a.jsonl"), str(logs / "r.jsonl")
+    a_results, r_results = str(logs / "a.expected.jsonl"), str(logs / "r.expected.jsonl")
+    for command in ("verify", "clearing"):
+        # the same msgids for other steps: a settlement's answer without its setlinfo
+        refused(huimin(command, r, a_results), a_results, "does not belong to this visit log")
+        # msgids the log does not have
+        refused(huimin(command, a, r_results), r_results, "does not belong to this visit log",
+                "not one of its requests")
+    refused(huimin("verify", a, a_results, "--expected", r_results),
+            "the expected answers do not belong to this visit log")
+
+
+def test_results_for_visits_not_in_the_log_are_refused(logs: Path, tmp_path: Path):
+    extra = tmp_path / "extra.jsonl"
+    extra.write_bytes((logs / "a.expected.jsonl").read_bytes()
+                      + orjson.dumps({"visit_no": 999, "answers": {}}) + b"\n")
+    for command in ("verify", "clearing"):
+        refused(huimin(command, str(logs / "a.jsonl"), str(extra)), "visits not in the log",
+                "999")
+
+
+def test_missing_results_are_still_a_fail_not_a_mismatch(logs: Path, tmp_path: Path):
+    short = tmp_path / "short.jsonl"
+    short.write_bytes(b"".join((logs / "a.expected.jsonl").read_bytes().splitlines(True)[:-3]))
+    result = huimin("verify", str(logs / "a.jsonl"), str(short))
+    assert result.exit_code == 1 and "no result" in result.output
+    assert huimin("verify", str(logs / "a.jsonl"), str(logs / "a.expected.jsonl")).exit_code == 0
+
+
+def test_no_results_at_all_are_refused(logs: Path):
+    empty = str(logs / "empty.jsonl")
+    for command in ("verify", "clearing"):
+        refused(huimin(command, str(logs / "a.jsonl"), empty), f"no results in {empty}")
+
+
+# -- the run's summary accounts for every visit ---------------------------------------------
+
+def summary(visits: int, local: int, cross: int) -> dict:
+    return {
+        "visits": visits, "visits_settled_by_route": {"local": local, "cross": cross},
+        "money_fen": {}, "answers_by_outcome": {}, "settlement_latency_ms": {},
+        "hop_latency_ms_p50": {}, "dead_letters_by_code": {}, "faults": "", "ok": False,
+        "timed_out": 0,
+        "accounting": dict.fromkeys(("sent", "answered_ok", "answered_error", "dead_lettered",
+                                     "unaccounted", "redelivered"), 0),
+        "bad_requests": {"sent": 0, "as_expected": 0, "unexpected_dead_letters": 0,
+                         "problems": []},
+        "clearing": {"months": 0, "equal_to_oracle": True},
+        "ehr": {"published": 0, "queries": 0, "retrievals": 0, "refusals": 0,
+                "audit_events": 0, "audit_events_expected": 0, "lab_tests_avoided": 0,
+                "lab_saving_fen": 0},
+        "daily_reconciliation": {"hospital_days": 0, "balanced_at_once": 0,
+                                 "balanced_after_posting": 0, "balanced_after_waiting": 0,
+                                 "unbalanced": [], "posted": 0, "expected_posted": 0},
+        "reconciliation": {"sent": 0, "balanced": 0, "equal_to_oracle": 0, "problems": []},
+        "oracle": {"settlements_expected": 0, "settlements_equal": 0, "answers_compared": 0,
+                   "answers_equal": 0, "mismatches": []},
+        "timing_s": {"setup": 0.0, "platform_ready": 0.0, "visits": 0.0, "total": 0.0},
+    }
+
+
+@pytest.mark.parametrize(("visits", "local", "cross", "line"), [
+    (60, 43, 14, "Visits 60   ending settled local 43, cross-province 14, not settled 3"),
+    (57, 43, 14, "Visits 57   ending settled local 43, cross-province 14"),
+])
+def test_the_run_summary_counts_the_visits_not_settled(monkeypatch: pytest.MonkeyPatch,
+                                                        tmp_path: Path, visits: int, local: int,
+                                                        cross: int, line: str):
+    monkeypatch.setattr(cli, "run_scenario",
+                        lambda *a, **k: SimpleNamespace(ok=True, out_dir=tmp_path))
+    monkeypatch.setattr(cli, "summarise", lambda _: summary(visits, local, cross))
+    monkeypatch.setattr(cli, "write_outputs", lambda *_: None)
+    result = huimin("run")
+    assert result.exit_code == 0, result.output
+    assert line in result.output.splitlines()
