@@ -53,6 +53,7 @@ from settlement.oracle import Oracle
 from settlement.retention import WINDOW_DAYS
 from simulators.bad_messages import generate_bad_messages
 from simulators.faults import FaultPlan, FaultPlanError
+from simulators.hospital_metrics import HOSPITAL_REGISTRY
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import WorldSpec, build_world
 from streams.broker import BOOTSTRAP_ENV, BROKER_KINDS, BrokerError, EmbeddedBroker
@@ -158,7 +159,7 @@ def _serve_metrics(port: int | None, host: str = "127.0.0.1") -> None:
     if port is None:
         return
     try:
-        start_http_server(port, addr=host)
+        start_http_server(port, addr=host, registry=HOSPITAL_REGISTRY)
     except OSError as exc:
         reason = "the port is in use" if exc.errno == errno.EADDRINUSE else \
             exc.strerror or str(exc)

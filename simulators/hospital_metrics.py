@@ -4,19 +4,37 @@ measures them: from sending a request to its answer arriving."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+)
+
+#: Their own registry, so that a worker started from the same CLI (`huimin worker`) does not
+#: export the hospitals' series at 0 beside its own; with the process's standard collectors.
+HOSPITAL_REGISTRY = CollectorRegistry(auto_describe=True)
+for _standard in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+    HOSPITAL_REGISTRY.register(_standard)
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 SENT = Counter("huimin_hospital_requests_sent_total", "Requests the hospitals sent "
-               "(duplicates included)", ["infno"])
+               "(duplicates included)", ["infno"], registry=HOSPITAL_REGISTRY)
 ROUND_TRIP = Histogram("huimin_hospital_round_trip_seconds", "From a hospital sending a request "
-                       "to its first answer", ["route", "infno"], buckets=BUCKETS)
-IN_FLIGHT = Gauge("huimin_hospital_in_flight_requests", "Requests the hospitals await")
-VISITS = Counter("huimin_hospital_visits_finished_total", "Visits carried out to their end")
-TIMEOUTS = Counter("huimin_hospital_timeouts_total", "Awaited answers that never came")
+                       "to its first answer", ["route", "infno"], buckets=BUCKETS,
+                       registry=HOSPITAL_REGISTRY)
+IN_FLIGHT = Gauge("huimin_hospital_in_flight_requests", "Requests the hospitals await",
+                  registry=HOSPITAL_REGISTRY)
+VISITS = Counter("huimin_hospital_visits_finished_total", "Visits carried out to their end",
+                 registry=HOSPITAL_REGISTRY)
+TIMEOUTS = Counter("huimin_hospital_timeouts_total", "Awaited answers that never came",
+                   registry=HOSPITAL_REGISTRY)
 SEND_FAILURES = Counter("huimin_hospital_send_failures_total", "Requests the hospitals' Kafka "
                         "producer gave up delivering (after its retries), by error",
-                        ["error"])
+                        ["error"], registry=HOSPITAL_REGISTRY)
 
 HOSPITAL_METRICS = (SENT, ROUND_TRIP, IN_FLIGHT, VISITS, TIMEOUTS, SEND_FAILURES)

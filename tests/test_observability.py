@@ -503,3 +503,18 @@ def test_faust_sensor_works_out_each_streams_label_once():
     a, b = Stream("A"), Stream("B")
     assert [monitor._stream_label(s) for s in (a, b, a, a, b)] == ["a", "b", "a", "a", "b"]
     assert made == ["A", "B"]
+
+
+def test_the_hospitals_metrics_are_not_exported_by_a_worker_of_the_same_cli():
+    """`huimin worker` imports the hospitals' code with the CLI; its /metrics (Faust's, the
+    default registry) must not carry their series at 0. `--metrics-port` serves them."""
+    from prometheus_client import REGISTRY
+
+    import huimin.cli  # noqa: F401  (what `huimin worker` imports)
+    from simulators.hospital_metrics import HOSPITAL_REGISTRY
+
+    assert b"huimin_hospital_" not in generate_latest(REGISTRY)
+    served = generate_latest(HOSPITAL_REGISTRY)
+    for metric in HOSPITAL_METRICS:
+        assert metric._name.encode() in served
+    assert b"process_cpu_seconds_total" in served
