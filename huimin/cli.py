@@ -38,6 +38,7 @@ from huimin.moneyflow import events_from_results
 from huimin.report import print_statement, print_summary, summarise, write_latencies, write_outputs
 from huimin.run import (
     RunOptions,
+    UsedCluster,
     account,
     arrivals_at_rate,
     arrivals_at_speed,
@@ -76,6 +77,8 @@ def error_message(exc: BaseException, bootstrap: str | None = None) -> str | Non
     """A one-line message for an error a person can fix (a file or folder that cannot be
     opened, a cluster that cannot be reached); None for anything else: a bug, left to raise
     with its traceback."""
+    if isinstance(exc, UsedCluster):
+        return str(exc)
     if isinstance(exc, UNREACHABLE):
         where = f"the cluster at {bootstrap}" if bootstrap else "the Kafka cluster"
         return f"cannot reach {where} (is it up?): {exc}"
@@ -95,7 +98,7 @@ def _clear_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (OSError, *UNREACHABLE) as exc:
+        except (OSError, UsedCluster, *UNREACHABLE) as exc:
             message = error_message(exc, kwargs.get("bootstrap") or os.environ.get(BOOTSTRAP_ENV))
             if message is None:
                 raise

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import time
 import urllib.request
 from collections import Counter
@@ -25,6 +26,7 @@ from huimin.logfiles import (
 )
 from huimin.verify import answer_diff
 from messages.codes import Infno
+from messages.topics import HOSP_REQUESTS
 from messages.visitlog import TIME_FORMAT, Visit, VisitSession
 from settlement.clearing import clear
 from settlement.ledger import events_from_answers
@@ -35,10 +37,10 @@ from simulators.hospital import HospitalFleet, HospitalRunResult
 from simulators.reconciliation import closing_requests, settlements_to_post
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import World, WorldSpec, build_world
-from streams.broker import broker, free_port
+from streams.broker import BOOTSTRAP_ENV, broker, free_port
 from streams.config import FETCH_WAIT_MS, LINGER_MS, STORES, WorkerConfig, fetch_wait_for
 from streams.process import WorkerProcess
-from streams.topics import create_platform_topics
+from streams.topics import create_platform_topics, records_in
 
 
 @dataclass(frozen=True, slots=True)
@@ -388,6 +390,21 @@ class Execution:
     sign_in_s: float
 
 
+class UsedCluster(Exception):
+    """Our platform would start on a cluster an earlier run used: its workers would meet that
+    run's persons and answers (in the changelogs and the consumer group's offsets)."""
+
+
+def check_fresh(bootstrap: str, client_config: dict | None = None) -> None:
+    held = records_in(bootstrap, HOSP_REQUESTS, client_config)
+    if held:
+        raise UsedCluster(
+            f"the cluster at {bootstrap} already holds {held:,} hospital requests of an "
+            "earlier run, and our platform needs a fresh one: use a new cluster, or delete "
+            "the topics of docs/wire.md, the huimin-*-changelog topics and the consumer group "
+            "huimin (or give --bootstrap to drive the platform already running there)")
+
+
 def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[BadMessage],
             out_dir: Path, *, bootstrap: str | None = None, partitions: int = 8,
             answer_timeout_s: float = 30.0, client_config: dict | None = None,
@@ -406,6 +423,8 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
         if bootstrap is None:
             on_stage("starting the broker and the platform")
             bootstrap = stack.enter_context(broker(out_dir / "broker.log", broker_kind))
+            if os.environ.get(BOOTSTRAP_ENV):  # a cluster of the user's, not a new one of ours
+                check_fresh(bootstrap, client_config)
             ours = stack.enter_context(platform(bootstrap, world.spec, partitions, out_dir,
                                                 workers, idempotent=broker_kind == "kafka",
                                                 fetch_wait_ms=fetch_wait_for(broker_kind),

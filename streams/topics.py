@@ -7,7 +7,7 @@ import contextlib
 import time
 from typing import Any
 
-from kafka import KafkaAdminClient
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -59,3 +59,18 @@ def create_platform_topics(bootstrap: str, partitions: int = 8, replication: int
     ensure_topics(bootstrap, keyed, partitions, replication, client_config=client_config)
     ensure_topics(bootstrap, single, 1, replication, client_config=client_config)
     return keyed + single
+
+
+def records_in(bootstrap: str, topic: str, client_config: dict[str, Any] | None = None) -> int:
+    """How many records `topic` holds (its partitions' end offsets summed; 0 if it does not
+    exist): a cluster an earlier run used still holds its requests."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="huimin-admin",
+                             **(client_config or {}))
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            return 0
+        ends = consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+        return sum(ends.values())
+    finally:
+        consumer.close()
