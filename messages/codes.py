@@ -51,9 +51,11 @@ FEE_UPLOADS = frozenset({Infno.FEE_UPLOAD, Infno.INPATIENT_FEE_UPLOAD})
 RECONCILIATIONS = frozenset({Infno.RECONCILE_TOTALS, Infno.RECONCILE_DETAILS,
                              Infno.CLEARING_APPLICATION})
 EHR = frozenset({Infno.EHR_PUBLISH, Infno.EHR_FIND, Infno.EHR_RETRIEVE, Infno.EHR_LAB_LOOKUP})
-#: Transactions a 2601 can reverse: what they changed is undone (queries change nothing).
+#: Transactions a 2601 can reverse: what they changed is undone (queries change nothing);
+#: a registration's cancellation and a discharge reopen the visit (docs/design.md).
 REVERSIBLE = SETTLEMENTS | PRESETTLEMENTS | REGISTRATIONS | FEE_UPLOADS | frozenset({
-    Infno.PERSON_INFO, Infno.ACCUMULATORS})
+    Infno.PERSON_INFO, Infno.ACCUMULATORS, Infno.OUTPATIENT_REGISTER_CANCEL,
+    Infno.INPATIENT_DISCHARGE})
 
 
 INFCODE_OK = 0

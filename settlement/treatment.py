@@ -46,6 +46,8 @@ MAX_REQUEST_BYTES = 256 * 1024
 
 OUTPATIENT, INPATIENT = "outpatient", "inpatient"
 OPEN, DISCHARGED, CANCELLED, REVERSED = "open", "discharged", "cancelled", "reversed"
+#: The transactions that close a visit without money, reversible by 2601: what each leaves.
+CLOSINGS = {Infno.OUTPATIENT_REGISTER_CANCEL: CANCELLED, Infno.INPATIENT_DISCHARGE: DISCHARGED}
 ALL_BATCHES = "0000"
 
 
@@ -489,7 +491,8 @@ class TreatmentPlatform:
 
     def _reverse(self, req: Request, inp: Any, ctx: dict[str, Any],
                  row: TreatmentRow) -> tuple[Outcome, TreatmentRow]:
-        """2601 of a registration or fee upload: undo it, or refuse it when it arrives."""
+        """2601 of a registration, a fee upload, a registration's cancellation or a discharge:
+        undo it, or refuse it when it arrives."""
         if msgid_stamp(inp.omsgid) < cutoff(req.inf_time):
             raise Rejected(ErrorCode.NOT_REVERSIBLE, f"msgid {inp.omsgid} is older than the "
                            f"{WINDOW_DAYS}-day operating window")
@@ -510,6 +513,18 @@ class TreatmentPlatform:
                                "settlement; cancel those first")
             visit["status"] = REVERSED
             out["result"] = "undone"
+        elif original["infcode"] == 0 and inp.oinfno in CLOSINGS:
+            visit = row.visits.get(original["output"].get("mdtrt_id", ""))
+            if visit is None or original["output"].get("status") != CLOSINGS[inp.oinfno]:
+                raise Rejected(ErrorCode.NOT_REVERSIBLE,
+                               f"msgid {inp.omsgid} was not a {inp.oinfno}")
+            if visit["setl_id"]:
+                raise Rejected(ErrorCode.VISIT_ALREADY_SETTLED,
+                               "the stay is settled; cancel the settlement first")
+            if visit["status"] == CLOSINGS[inp.oinfno]:  # reopened: as if it never came
+                visit["status"] = OPEN
+                visit.pop("endtime", None)
+                out["result"] = "undone"
         elif original["infcode"] == 0 and inp.oinfno in FEE_UPLOADS:
             if not isinstance(original["output"].get("result"), list):
                 raise Rejected(ErrorCode.NOT_REVERSIBLE,

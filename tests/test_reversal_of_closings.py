@@ -1,0 +1,80 @@
+"""2601 of a registration's cancellation (2202) and of a discharge (2402), DOMAIN.md §4: the
+visit is reopened as if the closing never came, in either order; a settled stay is not."""
+
+from __future__ import annotations
+
+from messages.codes import ErrorCode
+from tests.handmade import (
+    EMP_CERTNO,
+    discharge_input,
+    ok,
+    refused,
+    register_cancel_input,
+    reversal_input,
+)
+from tests.test_protocol_treatment import EMP, Clinic, T
+
+
+def status(c: Clinic, mdtrt_id: str) -> str:
+    return c.oracle.treatment_rows[EMP_CERTNO].visits[mdtrt_id]["status"]
+
+
+def test_reversing_a_registrations_cancellation_reopens_the_visit_for_fees_and_settlement():
+    c = Clinic()
+    m = c.register()
+    cancel = c.request(EMP_CERTNO, "2202", register_cancel_input(EMP, m))
+    ok(c.send(EMP_CERTNO, cancel))
+    refused(c.upload(m, [("0001", "DA", 1, 500)]), ErrorCode.WRONG_SEQUENCE)
+    assert ok(c.do(EMP_CERTNO, "2601", reversal_input(EMP, cancel["msgid"], "2202")))[
+        "result"] == "undone"
+    assert status(c, m) == "open"
+    ok(c.upload(m, [("0001", "DA", 1, 500)]))
+    assert ok(c.settle(m, 500))["setlinfo"]["medfee_sumamt"] == 500
+
+
+def test_a_cancellation_reversed_before_it_arrives_is_refused_and_the_visit_stays_open():
+    c = Clinic()
+    m = c.register()
+    cancel = c.request(EMP_CERTNO, "2202", register_cancel_input(EMP, m))
+    assert ok(c.do(EMP_CERTNO, "2601", reversal_input(EMP, cancel["msgid"], "2202")))[
+        "result"] == "reversed-in-advance"
+    refused(c.send(EMP_CERTNO, cancel), ErrorCode.REVERSED)
+    assert status(c, m) == "open"  # the same end as reversing it after
+
+
+def test_reversing_a_discharge_reopens_the_stay_until_it_is_discharged_again():
+    c = Clinic()
+    m = c.admit()
+    ok(c.upload(m, [("0001", "DA", 2, 1_000)], infno="2301"))
+    discharge = c.request(EMP_CERTNO, "2402", discharge_input(EMP, m, T))
+    ok(c.send(EMP_CERTNO, discharge))
+    assert ok(c.do(EMP_CERTNO, "2601", reversal_input(EMP, discharge["msgid"], "2402")))[
+        "result"] == "undone"
+    assert status(c, m) == "open"
+    assert "endtime" not in c.oracle.treatment_rows[EMP_CERTNO].visits[m]
+    refused(c.settle(m, 2_000, infno="2304"), ErrorCode.WRONG_SEQUENCE)  # in hospital again
+    ok(c.upload(m, [("0002", "DA", 1, 1_000)], infno="2301", chrg_bchno="2"))
+    ok(c.do(EMP_CERTNO, "2402", discharge_input(EMP, m, T)))
+    assert ok(c.settle(m, 3_000, infno="2304"))["setlinfo"]["medfee_sumamt"] == 3_000
+
+
+def test_a_discharge_of_a_settled_stay_is_not_reversed():
+    c = Clinic()
+    m = c.admit()
+    ok(c.upload(m, [("0001", "DA", 2, 1_000)], infno="2301"))
+    discharge = c.request(EMP_CERTNO, "2402", discharge_input(EMP, m, T))
+    ok(c.send(EMP_CERTNO, discharge))
+    ok(c.settle(m, 2_000, infno="2304"))
+    refused(c.do(EMP_CERTNO, "2601", reversal_input(EMP, discharge["msgid"], "2402")),
+            ErrorCode.VISIT_ALREADY_SETTLED)
+    assert status(c, m) == "discharged"
+
+
+def test_a_reversal_naming_the_wrong_closing_for_its_msgid_is_refused():
+    c = Clinic()
+    m = c.register()
+    cancel = c.request(EMP_CERTNO, "2202", register_cancel_input(EMP, m))
+    ok(c.send(EMP_CERTNO, cancel))
+    refused(c.do(EMP_CERTNO, "2601", reversal_input(EMP, cancel["msgid"], "2402")),
+            ErrorCode.NOT_REVERSIBLE)
+    assert status(c, m) == "cancelled"
