@@ -1,8 +1,9 @@
-"""The operating window: how long a platform remembers answers (by msgid), reversals and
-closed visits. Within it a duplicate gets its original answer, a 2601 finds its original and a
-settled visit can be cancelled at the hospital's platform; past it they are forgotten, so the
-bulk of a platform's state is bounded by the activity of the window, not by its whole history.
-Balance, accumulators and the insured side's settlement records are never forgotten.
+"""The operating window: how long a platform remembers answers (by msgid), reversals and visits
+nothing has happened to since (all but an inpatient stay still open). Within it a duplicate gets
+its original answer, a 2601 finds its original and a settled visit can be cancelled at the
+hospital's platform; past it they are forgotten, so the bulk of a platform's state is bounded by
+the activity of the window, not by its whole history. Balance, accumulators and the insured
+side's settlement records are never forgotten.
 
 Time is the simulated time of the requests (`inf_time`, and the stamp inside each msgid), so
 the oracle and the streamed platform forget exactly the same things.

@@ -62,13 +62,16 @@ class TreatmentRow:
     # operating window are replays the platform can no longer recognise, and are refused
 
     def forget_before(self, before: str) -> None:
-        """Drop answers, reversals and closed visits (settled, cancelled or reversed) begun
-        before `before` (yyyyMMddHHmmss); open visits stay (see settlement/retention.py)."""
+        """Drop answers, reversals, and visits nothing has happened to since before `before`
+        (yyyyMMddHHmmss), except a stay whose patient is still in hospital (open inpatient):
+        a settled visit is forgotten a window after it was settled (or last cancelled), not
+        after it began, and an abandoned registration does not stay for ever (see
+        settlement/retention.py)."""
         forget_answers(self.answers, before)
         forget_answers(self.reversed, before)
         for mdtrt_id in [k for k, v in self.visits.items()
-                         if (v["setl_id"] or v["status"] in (CANCELLED, REVERSED))
-                         and time_stamp(v["begntime"]) < before]:
+                         if _last_touched(v) < before
+                         and not (v["kind"] == INPATIENT and v["status"] == OPEN)]:
             del self.visits[mdtrt_id]
 
     def forget_stale(self) -> None:
@@ -90,6 +93,16 @@ class TreatmentRow:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TreatmentRow:
         return cls(d["visits"], d["answers"], d.get("reversed", {}), d.get("latest", ""))
+
+
+def _touch(visit: dict[str, Any], stamp: str) -> None:
+    """Note that a request of time `stamp` (yyyyMMddHHmmss) changed the visit."""
+    if stamp > visit.get("touched", ""):
+        visit["touched"] = stamp
+
+
+def _last_touched(visit: dict[str, Any]) -> str:
+    return visit.get("touched") or time_stamp(visit["begntime"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,6 +342,7 @@ class TreatmentPlatform:
                 raise Rejected(ErrorCode.VISIT_ALREADY_SETTLED, f"visit {inp.mdtrt_id} is settled"
                                f" as {visit['setl_id']}; cancel the settlement first")
             visit["status"] = CANCELLED
+            _touch(visit, time_stamp(req.inf_time))
             return self._answer(row, req.msgid, {"mdtrt_id": inp.mdtrt_id,
                                                  "status": "cancelled"}, ctx)
         if infno == Infno.FEE_UPLOAD_CANCEL:
@@ -340,6 +354,7 @@ class TreatmentPlatform:
                                f"stay {inp.mdtrt_id} is {visit['status']}")
             visit["status"] = DISCHARGED
             visit["endtime"] = inp.endtime
+            _touch(visit, time_stamp(req.inf_time))
             return self._answer(row, req.msgid, {"mdtrt_id": inp.mdtrt_id,
                                                  "status": "discharged"}, ctx)
         if infno in SETTLEMENTS or infno in PRESETTLEMENTS:
@@ -415,6 +430,7 @@ class TreatmentPlatform:
             "insutype": inp.insutype, "med_type": inp.med_type,
             "insuplc_admdvs": req.insuplc_admdvs, "begntime": inp.begntime,
             "ipt_otp_no": number, "fees": {}, "setl_id": "",
+            "touched": time_stamp(req.inf_time),
         }
         output = {"data": {"mdtrt_id": mdtrt_id, "psn_no": inp.psn_no, "ipt_otp_no": number}}
         return self._answer(row, req.msgid, output, ctx)
@@ -452,6 +468,7 @@ class TreatmentPlatform:
                             "chrgitm_lv": split.chrgitm_lv})
         for sn, split_d in batch.items():
             row.visits[split_d["mdtrt_id"]]["fees"][sn] = split_d
+            _touch(row.visits[split_d["mdtrt_id"]], time_stamp(req.inf_time))
         return self._answer(row, req.msgid, {"result": results}, ctx)
 
     def _cancel_fees(self, req: Request, inp: Any, ctx: dict[str, Any],
@@ -464,6 +481,7 @@ class TreatmentPlatform:
                                               f"{inp.chrg_bchno}")
         for sn in doomed:
             del visit["fees"][sn]
+        _touch(visit, time_stamp(req.inf_time))
         return self._answer(row, req.msgid, {"mdtrt_id": inp.mdtrt_id,
                                              "status": "fees-cancelled",
                                              "cancelled_items": len(doomed)}, ctx)
@@ -512,6 +530,7 @@ class TreatmentPlatform:
                 raise Rejected(ErrorCode.NOT_REVERSIBLE, "the registration has fees or a "
                                "settlement; cancel those first")
             visit["status"] = REVERSED
+            _touch(visit, time_stamp(req.inf_time))
             out["result"] = "undone"
         elif original["infcode"] == 0 and inp.oinfno in CLOSINGS:
             visit = row.visits.get(original["output"].get("mdtrt_id", ""))
@@ -524,6 +543,7 @@ class TreatmentPlatform:
             if visit["status"] == CLOSINGS[inp.oinfno]:  # reopened: as if it never came
                 visit["status"] = OPEN
                 visit.pop("endtime", None)
+                _touch(visit, time_stamp(req.inf_time))
                 out["result"] = "undone"
         elif original["infcode"] == 0 and inp.oinfno in FEE_UPLOADS:
             if not isinstance(original["output"].get("result"), list):
@@ -537,6 +557,7 @@ class TreatmentPlatform:
                                "the fees belong to a settled visit; cancel the settlement first")
             for v, sn in brought:
                 del v["fees"][sn]
+                _touch(v, time_stamp(req.inf_time))
             out["result"] = "undone" if brought else "nothing-to-undo"
         return self._answer(row, req.msgid, out, ctx)
 
@@ -558,16 +579,20 @@ class TreatmentPlatform:
         visit = row.visits.get(ctx.get("mdtrt_id", ""))
         # Answers can come late and out of order: a worker killed before it kept an answer
         # has the request processed again, and its answer comes back after later ones.
+        stamp = msgid_stamp(msgid)  # the request's time (messages/envelope.py)
         if infno in SETTLEMENTS and visit is not None:
             if not _undone(row, out["setlinfo"]["setl_id"]):
                 visit["setl_id"] = out["setlinfo"]["setl_id"]
+                _touch(visit, stamp)
         elif infno in CANCELLATIONS and visit is not None:
             if visit["setl_id"] == out["setlinfo"]["init_setl_id"]:
                 visit["setl_id"] = ""
+                _touch(visit, stamp)
         elif infno == Infno.REVERSAL and out.get("reversed_setl_id"):
             for v in row.visits.values():
                 if v["setl_id"] == out["reversed_setl_id"]:
                     v["setl_id"] = ""
+                    _touch(v, stamp)
         return row
 
 

@@ -32,7 +32,7 @@ from simulators.bad_messages import KINDS
 from simulators.world import rng
 
 #: Steps whose lost answer a HIS repairs with 2601 and a retry.
-LOSABLE = frozenset({"2201", "2401", "2204", "2206", "2207", "2303", "2304"})
+LOSABLE = frozenset({"2201", "2202", "2401", "2204", "2206", "2207", "2303", "2304", "2402"})
 SETTLING = frozenset({"2207", "2304"})
 
 

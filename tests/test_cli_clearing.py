@@ -4,18 +4,65 @@ answers that `huimin generate` writes have the same shape as results, so they se
 from __future__ import annotations
 
 import subprocess
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
 
 import orjson
 
+from settlement.retention import msgid_time
 from tests.conftest import run_huimin
+
+
+def province(admdvs: str) -> str:
+    return admdvs[:2] + "0000"
+
+
+Flows = dict[tuple[str, str, str], list[tuple[str, str, int]]]
+
+
+def cross_province_payments(expected_log: Path) -> tuple[Flows, list[tuple[dict[str, Any], str]]]:
+    """Read straight from the answers: the fund payments per (month, payer, payee), as
+    (setl_id, event, fen) — each settlement in its month, each cancellation or reversal
+    (negative) in its own — and the cross-province settlements cancelled in a later month than
+    they were settled, with the time of their cancellation."""
+    settled: dict[str, dict[str, Any]] = {}
+    undone: list[tuple[str, str, str]] = []  # (setl_id, event, time)
+    for line in expected_log.read_bytes().splitlines():
+        for msgid, answers in orjson.loads(line)["answers"].items():
+            out = next((a["output"] for a in answers if a["infcode"] == 0), {})
+            setl = out.get("setlinfo") or {}
+            if "init_setl_id" in setl:  # 2208/2305
+                undone.append((setl["init_setl_id"], "cancel", setl["setl_time"]))
+            elif setl.get("setl_id"):  # 2207/2304
+                settled[setl["setl_id"]] = setl
+            elif out.get("result") == "undone" and out.get("reversed_setl_id"):  # 2601
+                undone.append((out["reversed_setl_id"], "reverse", msgid_time(msgid)))
+    flows: Flows = defaultdict(list)
+    later: list[tuple[dict[str, Any], str]] = []
+    for s in settled.values():
+        payer, payee = province(s["insuplc_admdvs"]), province(s["mdtrtarea_admvs"])
+        if payer != payee:
+            flows[s["setl_time"][:7], payer, payee].append((s["setl_id"], "settle",
+                                                            s["hifp_pay"]))
+    for setl_id, event, time in undone:
+        s = settled[setl_id]
+        payer, payee = province(s["insuplc_admdvs"]), province(s["mdtrtarea_admvs"])
+        if payer != payee:
+            flows[time[:7], payer, payee].append((setl_id, event, -s["hifp_pay"]))
+            if event == "cancel" and time[:7] > s["setl_time"][:7] and s["hifp_pay"] > 0:
+                later.append((s, time))
+    return flows, later
 
 
 def test_clearing_statements_net_to_zero_and_cancellations_cross_into_the_next_month(tmp_path):
     def huimin(*args: str) -> subprocess.CompletedProcess[str]:
         return run_huimin(list(args), timeout=120, cwd=tmp_path)
 
-    gen = huimin("generate", "--persons", "800", "--visits", "500", "--seed", "3",
-                 "--cross-share", "0.4", "-o", "v.jsonl")
+    # 500 visits over December (31 days): the last stays end, and one cross-province
+    # settlement of 2026-12-31 is cancelled (2305) on 2027-01-01, in the next month
+    gen = huimin("generate", "--persons", "800", "--visits", "500", "--seed", "46",
+                 "--cross-share", "0.6", "--days", "31", "-o", "v.jsonl")
     assert gen.returncode == 0, gen.stdout + gen.stderr
     out = huimin("clearing", "v.jsonl", "v.expected.jsonl", "--json")
     assert out.returncode == 0, out.stdout
@@ -25,6 +72,23 @@ def test_clearing_statements_net_to_zero_and_cancellations_cross_into_the_next_m
         assert sum(p["net"] for p in s["provinces"]) == 0
         assert sum(p["amount"] for p in s["pairs"]) == sum(p["payable"] for p in s["provinces"])
         assert all(p["payer"] != p["payee"] for p in s["pairs"])
+    pairs = {(s["month"], p["payer"], p["payee"]): p["amount"]
+             for s in statements for p in s["pairs"] if p["amount"]}
+    flows, later = cross_province_payments(tmp_path / "v.expected.jsonl")
+    # every pair of every month is the sum of its fund payments, net of what was undone then
+    assert pairs == {k: n for k, v in flows.items() if (n := sum(f for *_, f in v))}
+    assert later, "the data must hold a cross-province settlement cancelled in a later month"
+    for settlement, cancelled_at in later:
+        payer, payee = province(settlement["insuplc_admdvs"]), \
+            province(settlement["mdtrtarea_admvs"])
+        settled_in, month = settlement["setl_time"][:7], cancelled_at[:7]
+        assert (settled_in, month) == ("2026-12", "2027-01")
+        setl_id, fen = settlement["setl_id"], settlement["hifp_pay"]
+        # paid in December's pair, taken back (negative) in January's
+        assert (setl_id, "settle", fen) in flows[settled_in, payer, payee]
+        assert (setl_id, "cancel", -fen) in flows[month, payer, payee]
+        assert pairs.get((month, payer, payee), 0) == sum(
+            f for *_, f in flows[month, payer, payee])
     table = huimin("clearing", "v.jsonl", "v.expected.jsonl", "--month", "2026-12")
     assert table.returncode == 0
     assert "Clearing statement 2026-12" in table.stdout and "Σ net = 0.00" in table.stdout

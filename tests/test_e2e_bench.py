@@ -95,8 +95,9 @@ def test_find_capacity_offers_more_rates_past_the_highest_one_sustained(tmp_path
     assert result["settings"]["find_capacity"] is True
     points = result["points"]
     assert [p["offered_visits_per_s"] for p in points if not p["searched"]] == [3]
-    if result["capacity"]["huimin_settlements_per_s"] > 0:  # 3 visits/s was sustained
-        assert [p["offered_visits_per_s"] for p in points if p["searched"]][:1] == [6]
+    # 3 visits/s is well within what a test machine sustains; the search must then go past it
+    assert result["capacity"]["huimin_settlements_per_s"] > 0, result["capacity"]
+    assert [p["offered_visits_per_s"] for p in points if p["searched"]][:1] == [6]
     offered = [p["offered_visits_per_s"] for p in points]
     assert offered == sorted(offered) and len(offered) <= 4  # doubling to 6, two bisections
     assert len({p["folder"] for p in points}) == len(points)

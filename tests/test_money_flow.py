@@ -10,7 +10,7 @@ from collections import defaultdict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from settlement.clearing import ClearingPolicy, clear
+from settlement.clearing import ClearingPolicy, ClearingStatement, clear
 from settlement.ledger import Ledger, SettlementEvent, events_from_answers, postings_for
 from settlement.oracle import Oracle
 from settlement.reconciliation import Totals, reconcile_details, reconcile_totals
@@ -74,10 +74,16 @@ def test_each_month_nets_to_zero_and_equals_the_cross_province_payments(events):
         if e.cross_province:
             expected[(e.time[:7], (e.insured_province, e.treatment_province))] += \
                 e.signed_amount
+    cleared: dict[str, dict[tuple[str, str], int]] = {}
     for statement in clear(events):
         assert sum(p.net for p in statement.provinces.values()) == 0
-        for pair, amount in statement.pairs.items():
-            assert amount == expected[(statement.month, pair)]
+        cleared[statement.month] = {pair: n for pair, n in statement.pairs.items() if n}
+    wanted: dict[str, dict[tuple[str, str], int]] = defaultdict(dict)
+    for (month, pair), amount in expected.items():
+        if amount:
+            wanted[month][pair] = amount
+    # every month with a non-zero cross-province flow has a statement, with exactly its pairs
+    assert {m: p for m, p in cleared.items() if p} == dict(wanted)
 
 
 def test_a_cancellation_after_its_month_is_netted_in_the_next_month():
@@ -110,6 +116,61 @@ def test_a_prepayment_below_half_its_target_is_topped_up():
     assert (jan.provinces["310000"].prepayment_before,
             jan.provinces["310000"].prepayment_after,
             jan.provinces["310000"].top_up_due) == (200_000, 150_000, 0)
+
+
+def cross(setl_id: str, time: str, insured_city: str, hospital_city: str,
+          fen: int) -> SettlementEvent:
+    """A settlement of `fen` by the fund of `insured_city`'s province, treated in
+    `hospital_city` (a hospital there)."""
+    return SettlementEvent(setl_id, "settle", time, f"H{hospital_city}00001", insured_city,
+                           hospital_city, fen)
+
+
+def positions(statement: ClearingStatement, province: str) -> tuple[int, ...]:
+    p = statement.provinces[province]
+    return (p.payable, p.receivable, p.prepayment_target, p.prepayment_before,
+            p.prepayment_after, p.top_up_due)
+
+
+def test_without_a_parameter_the_prepayment_target_follows_the_largest_monthly_payable():
+    """DOMAIN.md §5 with no `expected_monthly_payable`: two months of the largest payable so
+    far; a prepayment driven below zero (a shortfall) or below half its target is topped up
+    back to target before the next month; a net receiver's prepayment is not drawn."""
+    sh, bj = "310000", "110000"
+    events = [
+        cross("S1", "2026-12-05 10:00:00", "310100", "110100", 100_000),  # Shanghai pays
+        cross("S2", "2026-12-06 10:00:00", "110100", "310100", 40_000),  # Beijing pays
+        cross("S3", "2027-01-05 10:00:00", "310100", "110100", 500_000),
+        cross("S4", "2027-02-05 10:00:00", "310100", "110100", 50_000),
+        cross("S5", "2027-03-05 10:00:00", "310100", "110100", 600_000),
+    ]
+    dec, jan, feb, mar = clear(events)
+    # (payable, receivable, target, before, after, top-up)
+    # Dec: Shanghai's target 2 × 100,000; it pays 60,000 net: 140,000 left, not below half
+    assert positions(dec, sh) == (100_000, 40_000, 200_000, 200_000, 140_000, 0)
+    # Beijing receives 60,000 net: paid out, its prepayment (2 × 40,000) is not drawn
+    assert positions(dec, bj) == (40_000, 100_000, 80_000, 80_000, 80_000, 0)
+    assert dec.provinces[bj].net == 60_000
+    # Jan: the target rises with the payable to 2 × 500,000; 140,000 − 500,000 is a shortfall
+    # of 360,000, and the top-up brings it back to 1,000,000
+    assert positions(jan, sh) == (500_000, 0, 1_000_000, 140_000, -360_000, 1_360_000)
+    # Beijing, a net receiver with nothing to pay: target still from its largest payable
+    assert positions(jan, bj) == (0, 500_000, 80_000, 80_000, 80_000, 0)
+    # Feb: a small month does not lower the target (the largest payable so far stands);
+    # the prepayment starts topped up
+    assert positions(feb, sh) == (50_000, 0, 1_000_000, 1_000_000, 950_000, 0)
+    # Mar: 950,000 − 600,000 = 350,000, below half of the new target 1,200,000 (not below
+    # zero): top-up 850,000
+    assert positions(mar, sh) == (600_000, 0, 1_200_000, 950_000, 350_000, 850_000)
+    for statement in (dec, jan, feb, mar):
+        assert sum(p.net for p in statement.provinces.values()) == 0
+
+
+def test_a_province_that_only_receives_has_no_prepayment_to_draw():
+    (dec,) = clear([cross("S1", "2026-12-05 10:00:00", "310100", "110100", 70_000)])
+    assert positions(dec, "110000") == (0, 70_000, 0, 0, 0, 0)
+    assert dec.provinces["110000"].net == 70_000
+    assert positions(dec, "310000") == (70_000, 0, 140_000, 140_000, 70_000, 0)
 
 
 def test_the_oracle_answers_give_a_ledger_where_each_hospital_is_owed_its_settlements_in_force():

@@ -48,9 +48,21 @@ def test_keys_land_where_kafka_pythons_default_puts_them(partitions: int) -> Non
             theirs.partition("hosp.requests", None, key, None, None, cluster)
 
 
-def test_a_repeated_key_gives_the_same_partition_each_time() -> None:
-    assert {key_partition(b"P110101198001011234", 8) for _ in range(5)} == \
-        {key_partition(b"P110101198001011234", 8)}
+#: murmur2 of these keys as the Java client computes it (Kafka's UtilsTest.testMurmur2): known
+#: values, independent of the Python clients (and of the hash kept per key here).
+JAVA_MURMUR2 = {b"21": -973932308, b"foobar": -790332482,
+                b"a-little-bit-long-string": -985981536,
+                b"a-little-bit-longer-string": -1486304829,
+                b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8": -58897971,
+                b"abc": 479470107}
+
+
+@pytest.mark.parametrize("partitions", [2, 3, 8, 12, 100])
+def test_keys_land_where_the_java_clients_murmur2_puts_them_each_time(partitions: int) -> None:
+    for key, java_hash in JAVA_MURMUR2.items():
+        expected = (java_hash & 0x7FFFFFFF) % partitions  # Utils.toPositive(murmur2) % n
+        # the first time hashes, the repeats come from the kept hash: the same partition
+        assert [key_partition(key, partitions) for _ in range(3)] == [expected] * 3, key
 
 
 def test_a_key_given_as_a_bytearray_lands_with_its_bytes() -> None:

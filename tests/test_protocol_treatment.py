@@ -329,7 +329,7 @@ def test_reversal_before_a_fee_upload_refuses_the_late_upload() -> None:
     assert c.fees(m) == set()
 
 
-@pytest.mark.parametrize("oinfno", ["2202", "2205", "2402", "9001"])
+@pytest.mark.parametrize("oinfno", ["2205", "2402", "9001"])  # 2402: not what it was
 def test_reversal_of_a_transaction_that_cannot_be_reversed_is_refused(oinfno: str) -> None:
     c = Clinic()
     m = c.register()
@@ -427,8 +427,8 @@ def test_no_error_message_carries_the_raw_certno() -> None:
         c.do(EMP_CERTNO, "2204", fee_input(ENROLLMENTS[RETIRED_CERTNO], m, T,
                                            [("0009", "DA", 1, 100)])),
         c.do(EMP_CERTNO, "2208", settle_cancel_input(EMP, "NOSUCH", m)),
-        c.do(EMP_CERTNO, "2601", reversal_input(EMP, c.request(EMP_CERTNO, "2202", {})["msgid"],
-                                                "2202")),
+        c.do(EMP_CERTNO, "2601", reversal_input(EMP, c.request(EMP_CERTNO, "2205", {})["msgid"],
+                                                "2205")),
         c.do(EMP_CERTNO, "2207", settle_input(ENROLLMENTS[RETIRED_CERTNO], m, 100)),
     ]
     ok(c.upload(m, [("0002", "DA", 1, 100)]))
@@ -610,3 +610,91 @@ def test_any_sequence_of_well_formed_requests_is_answered_consistently(
     visits = c.oracle.treatment_rows[cert].visits
     in_force = {s for s, setl in row.settlements.items() if setl["status"] == "settled"}
     assert {v["setl_id"] for v in visits.values() if v["setl_id"]} == in_force
+
+
+# -- the operating window (settlement/retention.py): what the treatment side forgets ---------------
+
+DAY0 = "2026-03-01 09:00:00"
+
+
+def sent_at(c: Clinic, when: str, infno: str, inp: dict[str, Any],
+            cert: str = EMP_CERTNO) -> dict[str, Any]:
+    """A request from HOSP_BJ stamped `when` (Clinic.do stamps every request T)."""
+    c.seq += 1
+    insuplc = "" if infno == "1101" else c.ref.enrollments[cert].insuplc_admdvs
+    return c.send(cert, request(infno, HOSP_BJ, when, c.seq, inp, insuplc))
+
+
+def test_an_open_stay_older_than_the_window_survives_pruning_and_is_discharged_and_settled(
+        ) -> None:
+    c = Clinic()
+    admitted = sent_at(c, DAY0, "2401", admit_input(EMP, DAY0))
+    m = ok(admitted)["data"]["mdtrt_id"]
+    ok(sent_at(c, DAY0, "2301", fee_input(EMP, m, DAY0, [("0001", "SV", 1, 400_000)],
+                                          med_type="21")))
+    # ten days on: a request moves the person's clock and the row is pruned to the window
+    later = "2026-03-11 09:00:00"
+    ok(sent_at(c, later, "1101", person_info_input(EMP_CERTNO, later), EMP_CERTNO))
+    row = c.oracle.treatment_rows[EMP_CERTNO]
+    assert admitted["inf_refmsgid"] not in row.answers  # pruning did run: day 0 is forgotten
+    assert row.visits[m]["status"] == "open"  # … but the open stay was kept
+    assert ok(sent_at(c, later, "2402", discharge_input(EMP, m, later))) == {
+        "mdtrt_id": m, "status": "discharged"}
+    s = ok(sent_at(c, later, "2304", settle_input(EMP, m, 400_000, "1", "21")))["setlinfo"]
+    assert s["medfee_sumamt"] == 400_000 and s["hifp_pay"] > 0
+    assert c.oracle.person_rows[EMP_CERTNO].settlements[s["setl_id"]]["status"] == "settled"
+    assert c.oracle.treatment_rows[EMP_CERTNO].visits[m]["setl_id"] == s["setl_id"]
+
+
+def test_a_settled_visit_past_the_window_is_forgotten_so_its_cancellation_is_refused() -> None:
+    c = Clinic()
+    settled = []
+    for n in (1, 2):  # two outpatient visits, both settled on day 0
+        m = ok(sent_at(c, DAY0, "2201", register_input(EMP, DAY0, n)))["data"]["mdtrt_id"]
+        ok(sent_at(c, DAY0, "2204", fee_input(EMP, m, DAY0, [(f"000{n}", "DA", 2, 10_000)])))
+        s = ok(sent_at(c, DAY0, "2207", settle_input(EMP, m, 20_000)))["setlinfo"]
+        settled.append((m, s["setl_id"]))
+    (m1, setl1), (m2, setl2) = settled
+    # day 7, within the window: the first is still known, and cancelled
+    day7 = "2026-03-08 08:00:00"
+    ok(sent_at(c, day7, "2208", settle_cancel_input(EMP, setl1, m1)))
+    # day 9, past it: the second visit is forgotten, so its cancellation is refused …
+    day9 = "2026-03-10 09:00:00"
+    refusal = refused(sent_at(c, day9, "2208", settle_cancel_input(EMP, setl2, m2)),
+                      ErrorCode.UNKNOWN_VISIT)
+    assert m2 in refusal
+    # … and nothing is undone: the insured side still holds it in force
+    settlements = c.oracle.person_rows[EMP_CERTNO].settlements
+    assert (settlements[setl1]["status"], settlements[setl2]["status"]) == ("cancelled", "settled")
+
+
+def test_a_long_stay_settled_yesterday_can_be_cancelled_whenever_it_began() -> None:
+    """The window runs from a visit's last change, not from its admission: a ten-day stay
+    settled on its last day is still there to cancel the next day."""
+    c = Clinic()
+    m = ok(sent_at(c, DAY0, "2401", admit_input(EMP, DAY0)))["data"]["mdtrt_id"]
+    ok(sent_at(c, DAY0, "2301", fee_input(EMP, m, DAY0, [("0001", "SV", 1, 400_000)],
+                                          med_type="21")))
+    out = "2026-03-11 09:00:00"
+    ok(sent_at(c, out, "2402", discharge_input(EMP, m, out)))
+    s = ok(sent_at(c, out, "2304", settle_input(EMP, m, 400_000, "1", "21")))["setlinfo"]
+    next_day = "2026-03-12 10:00:00"
+    undone = ok(sent_at(c, next_day, "2305", settle_cancel_input(EMP, s["setl_id"], m)))
+    assert undone["setlinfo"]["hifp_pay"] == -s["hifp_pay"] < 0
+
+
+def test_an_abandoned_registration_is_forgotten_a_window_after_its_last_change() -> None:
+    """Only a patient still in hospital keeps a visit past the window without activity: an
+    outpatient registration never settled (or whose settlement was cancelled) goes."""
+    c = Clinic()
+    m = ok(sent_at(c, DAY0, "2201", register_input(EMP, DAY0)))["data"]["mdtrt_id"]
+    stay = ok(sent_at(c, DAY0, "2401", admit_input(EMP, DAY0, 2)))["data"]["mdtrt_id"]
+    day6 = "2026-03-07 09:00:00"  # fees on day 6 keep the visit another window
+    ok(sent_at(c, day6, "2204", fee_input(EMP, m, day6, [("0001", "DA", 1, 500)])))
+    day12 = "2026-03-13 09:00:00"
+    ok(sent_at(c, day12, "1101", person_info_input(EMP_CERTNO, day12)))
+    assert set(c.oracle.treatment_rows[EMP_CERTNO].visits) == {m, stay}
+    day14 = "2026-03-15 09:00:00"
+    ok(sent_at(c, day14, "1101", person_info_input(EMP_CERTNO, day14)))
+    assert set(c.oracle.treatment_rows[EMP_CERTNO].visits) == {stay}  # still in hospital
+    refused(sent_at(c, day14, "2207", settle_input(EMP, m, 500)), ErrorCode.UNKNOWN_VISIT)

@@ -1,0 +1,56 @@
+"""`RunReport.ok`, `huimin run`'s verdict, holds only when every one of its checks holds: a
+report whose parts all pass is ok, and failing any single part makes it not ok."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from huimin.run import Accounting, RunReport
+
+
+def passing_report(**changes: Any) -> RunReport:
+    """A report whose every check passes (the parts whose `.ok` is read stand in as
+    SimpleNamespace(ok=True); the accounting is a real one, balanced), with `changes`."""
+    report = RunReport(
+        options=SimpleNamespace(), bad=[], result=SimpleNamespace(timed_out=[]),
+        comparison=SimpleNamespace(ok=True), clearing_ok=True, clearing_months=2,
+        reconciliation=SimpleNamespace(ok=True), daily_reconciliation=SimpleNamespace(ok=True),
+        ehr_audit_events=12, ehr_audit_events_expected=12,
+        bad_requests=SimpleNamespace(ok=True),
+        accounting=Accounting(sent=10, answered_ok=7, answered_error=2, dead_lettered=1),
+        out_dir=Path("out"), bootstrap="127.0.0.1:9092", worker_kills=0, setup_s=0.0,
+        sign_in_s=0.0, total_s=0.0)
+    return dataclasses.replace(report, **changes)
+
+
+def test_a_report_whose_every_check_passes_is_ok() -> None:
+    report = passing_report()
+    assert report.accounting.unaccounted == 0
+    assert report.ok is True
+
+
+@pytest.mark.parametrize("failing", {
+    "the answers differ from the oracle's": {"comparison": SimpleNamespace(ok=False)},
+    "a bad request was not handled as expected": {"bad_requests": SimpleNamespace(ok=False)},
+    "an answer timed out": {"result": SimpleNamespace(
+        timed_out=["H11010000001202612010800000000"])},
+    "a request is unaccounted for": {
+        "accounting": Accounting(sent=11, answered_ok=7, answered_error=2, dead_lettered=1)},
+    "more answers than requests": {
+        "accounting": Accounting(sent=9, answered_ok=7, answered_error=2, dead_lettered=1)},
+    "the clearing differs from the oracle's": {"clearing_ok": False},
+    "a hospital's reconciliation failed": {"reconciliation": SimpleNamespace(ok=False)},
+    "the daily reconciliation failed": {"daily_reconciliation": SimpleNamespace(ok=False)},
+    "fewer audit events than expected": {"ehr_audit_events": 11},
+    "more audit events than expected": {"ehr_audit_events": 13},
+    "the audit events were not counted": {"ehr_audit_events": None},
+}.items(), ids=lambda item: item[0])
+def test_a_report_with_any_one_failing_check_is_not_ok(failing: tuple[str, dict[str, Any]]
+                                                       ) -> None:
+    _, changes = failing
+    assert passing_report(**changes).ok is False
