@@ -235,15 +235,9 @@ def run(
                       rate=rate, partitions=partitions, bad_per_kind=bad_per_kind, out_dir=out,
                       broker=broker, workers=workers, store=_store(store),
                       answer_timeout_s=answer_timeout)
-    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
-                  MofNCompleteColumn(), TimeElapsedColumn(), console=console,
-                  transient=True) as progress:
-        task = progress.add_task("starting", total=visits)
-        report = run_scenario(
-            opts,
-            on_stage=lambda s: progress.update(task, description=s),
-            on_progress=lambda n: progress.advance(task, n),
-        )
+    with _progress() as progress:
+        on_stage, on_progress = _reporters(progress, visits)
+        report = run_scenario(opts, on_stage=on_stage, on_progress=on_progress)
     summary = summarise(report)
     write_outputs(report, summary)
     print_summary(summary, report.out_dir, console)
@@ -551,19 +545,37 @@ class _LogWhenNotATerminal:
         self.total, self.finished, self.last = visits, 0, time.monotonic()
         if self.on:
             console.print(f"{time.strftime('%H:%M:%S')} {description}"
-                          + (f": {visits:,} visits" if visits else ""))
+                          + (f": {visits:,} visits" if visits else ""), soft_wrap=True)
 
     def visits_finished(self, n: int) -> None:
         self.finished += n
         if self.on and time.monotonic() - self.last >= self.EVERY_S:
             self.last = time.monotonic()
             console.print(f"{time.strftime('%H:%M:%S')} {self.finished:,} of "
-                          f"{self.total or 0:,} visits done")
+                          f"{self.total or 0:,} visits done", soft_wrap=True)
 
 
 def _progress() -> Progress:
     return Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
                     MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True)
+
+
+def _reporters(progress: Progress, visits: int) -> tuple[Callable[[str], None],
+                                                         Callable[[int], None]]:
+    """A run's stage and finished-visits callbacks: the progress bar, and the same as
+    timestamped lines where there is no terminal to show the bar (CI, a log file)."""
+    task = progress.add_task("starting", total=visits)
+    log = _LogWhenNotATerminal()
+
+    def stage(description: str) -> None:
+        progress.update(task, description=description)
+        log.stage(description, None)
+        log.total = visits
+
+    def finished(n: int) -> None:
+        progress.advance(task, n)
+        log.visits_finished(n)
+    return stage, finished
 
 
 def _fault_plan(text: str | None) -> FaultPlan:
@@ -679,13 +691,11 @@ def replay(
     out_dir = results.with_name(results.stem + ".platform")  # our platform's logs, if started
     out_dir.mkdir(parents=True, exist_ok=True)
     with _progress() as progress:
-        task = progress.add_task("starting", total=len(visits))
+        on_stage, on_progress = _reporters(progress, len(visits))
         ex = execute(world, visits, arrivals, bad, out_dir, bootstrap=bootstrap,
                      partitions=partitions, answer_timeout_s=answer_timeout,
                      client_config=client, kill_worker=plan.kill_worker,
-                     join_worker=plan.join_worker,
-                     on_stage=lambda s: progress.update(task, description=s),
-                     on_progress=lambda n: progress.advance(task, n))
+                     join_worker=plan.join_worker, on_stage=on_stage, on_progress=on_progress)
     write_records(results, ex.result.sessions)
     write_latencies(results.with_name(results.stem + ".latency.jsonl"), ex.result)
     acc = account(ex.result, bad)

@@ -4,6 +4,7 @@ starts (without starting a broker: the scenario is replaced by one that captures
 from __future__ import annotations
 
 import dataclasses
+import re
 import shlex
 from pathlib import Path
 from types import SimpleNamespace
@@ -146,3 +147,16 @@ def test_reproduce_command_names_only_what_differs_beyond_the_scenario():
     assert reproduce_command({}, environ={BOOTSTRAP_ENV: "h:1"}) == \
         f"{BOOTSTRAP_ENV}=h:1 {default}"
     assert "'a b'" in reproduce_command({"faults": None, "store": "a b"}, environ={})
+
+
+def test_without_a_terminal_each_stage_is_a_timestamped_line(monkeypatch: pytest.MonkeyPatch):
+    """CI and log files show no progress bar: the stages are printed instead, one a line."""
+    def stages(opts: RunOptions, on_stage, **_: object) -> None:
+        on_stage("waiting for the platform to answer the hospitals' sign-in and for every "
+                 "worker to join")
+        raise Captured(opts)
+
+    monkeypatch.setattr(cli, "run_scenario", stages)
+    output = CliRunner().invoke(cli.app, ["run"]).output
+    assert re.search(r"^\d\d:\d\d:\d\d waiting for the platform .* every worker to join$",
+                     output, re.MULTILINE), output
