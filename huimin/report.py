@@ -84,7 +84,9 @@ def summarise(report: RunReport) -> dict[str, Any]:
                          "problems": bad.problems},
         "money_fen": dict(money),
         "settlement_latency_ms": {r: latency_summary(v) for r, v in sorted(settle_latency.items())},
-        "hop_latency_ms_p50": {h: percentile(sorted(v), 50) for h, v in sorted(hops.items())},
+        # by route, each route's hops in the order a message takes them (as first seen)
+        "hop_latency_ms_p50": {h: percentile(sorted(v), 50) for h, v in sorted(
+            hops.items(), key=lambda hop: hop[0].split(" ", 1)[0])},
         "oracle": {"settlements_expected": cmp.settlements_expected,
                    "settlements_equal": cmp.settlements_equal,
                    "answers_compared": cmp.answers_compared, "answers_equal": cmp.answers_equal,
