@@ -689,7 +689,8 @@ def replay(
     arrivals = arrivals_at_rate(len(visits), rate) if rate else \
         arrivals_at_speed(visits, speed or 1.0)
     out_dir = results.with_name(results.stem + ".platform")  # our platform's logs, if started
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if bootstrap is None:
+        out_dir.mkdir(parents=True, exist_ok=True)
     with _progress() as progress:
         on_stage, on_progress = _reporters(progress, len(visits))
         ex = execute(world, visits, arrivals, bad, out_dir, bootstrap=bootstrap,
