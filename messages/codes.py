@@ -97,3 +97,4 @@ class ErrorCode(StrEnum):
     FORGED = "E6002"
     STALE = "E6003"
     INTERNAL_ERROR = "E9001"
+    TOO_LARGE = "E9002"

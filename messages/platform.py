@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from messages.codec import MalformedMessage, decode
+
 LOCAL: Final = "local"
 CROSS: Final = "cross"
 
@@ -23,3 +25,20 @@ def wrap_request(req: dict[str, Any], ctx: dict[str, Any], trace: list) -> dict[
 
 def wrap_answer(ans: dict[str, Any], ctx: dict[str, Any], trace: list) -> dict[str, Any]:
     return {"ans": ans, "ctx": ctx, "trace": trace}
+
+
+def hospital_context(value: bytes | None, is_request: bool) -> dict[str, Any] | None:
+    """Whom to answer about a message a role could not handle: a hospital request's own
+    msgid and sender (`is_request`), or those in a platform message's ctx; None when the
+    message names none (a money event, an operator's audit, bytes that are not JSON)."""
+    try:
+        msg = decode(value)
+    except MalformedMessage:
+        return None
+    ctx = msg if is_request else msg.get("ctx")
+    if not isinstance(ctx, dict):
+        return None
+    msgid, sender = ctx.get("msgid"), ctx.get("fixmedins_code")
+    if not (isinstance(msgid, str) and msgid and isinstance(sender, str) and sender):
+        return None
+    return {"infno": str(ctx.get("infno", "")), "msgid": msgid, "fixmedins_code": sender}

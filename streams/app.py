@@ -10,6 +10,7 @@ and sends the outcome on. Values are raw bytes (orjson), never Faust Records.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -21,8 +22,8 @@ from faust.sensors.prometheus import setup_prometheus_sensors
 from messages import topics
 from messages.codec import decode, encode, encode_to_keep
 from messages.codes import ErrorCode
-from messages.envelope import province_of
-from messages.platform import CROSS, wrap_answer, wrap_request
+from messages.envelope import error_answer, province_of
+from messages.platform import CROSS, hospital_context, wrap_answer, wrap_request
 from messages.signing import SECRET_ENV, Signer, configured_secret
 from messages.trace import INS_IN, NAT_BACK, NAT_IN, TRT_BACK, TRT_IN, stamp
 from records.exchange import (
@@ -55,6 +56,22 @@ from streams.owner_fence import guard_changelogs
 from streams.partitioner import choose
 
 log = logging.getLogger("huimin.streams")
+
+#: The largest record a role writes (a table row, an answer, a forwarded request): under the
+#: 1,000,000-byte request Faust's producer and Kafka brokers take by default, with room for
+#: the key and headers. A larger one would fail in the producer, after the event was taken.
+#: HUIMIN_MAX_RECORD_BYTES lowers it for a broker with a smaller `message.max.bytes`.
+MAX_RECORD_BYTES = int(os.environ.get("HUIMIN_MAX_RECORD_BYTES") or 900_000)
+
+
+def oversized(sends: list[Send], writes: list[tuple[Any, bytes, bytes]]) -> str:
+    """Why the records an event would produce cannot be written, or "" if they can."""
+    for what, value in [*(("an answer or message", v) for _, _, v, _ in sends),
+                        *(("a table row", v) for _, _, v in writes)]:
+        if len(value) > MAX_RECORD_BYTES:
+            return (f"{what} of {len(value):,} bytes would be over the {MAX_RECORD_BYTES:,} a "
+                    "record may hold (a reconciliation over a shorter period answers in less)")
+    return ""
 
 Send = tuple[Any, bytes | None, bytes, dict[str, bytes] | None]  # topic, key, value, headers
 Handler = Callable[..., list[Send]]  # (key, value) or (key, value, headers)
@@ -165,6 +182,24 @@ def create_app(cfg: WorkerConfig) -> faust.App:
     def send(topic: Any, key: bytes | None, value: bytes) -> Send:
         return topic, key, value, None
 
+    writes: list[tuple[Any, bytes, bytes]] = []  # the table writes of the event at hand
+
+    def put(table: Any, key: bytes, value: bytes) -> None:
+        """A table write, made only once the event's handler has returned and what it would
+        write and send fits in a record: a handler that fails changes no row."""
+        writes.append((table, key, value))
+
+    def failed(key: bytes | None, value: bytes | None, source: str, code: ErrorCode,
+               reason: str) -> list[Send]:
+        """The message dead-lettered, and the hospital whose request it carries answered
+        with the same error rather than left waiting."""
+        sends = [dead_letter(key, value, code.value, reason, source)]
+        ctx = hospital_context(value, source == topics.HOSP_REQUESTS)
+        if ctx is not None:
+            sends.append(to_hospital(error_answer(ctx["msgid"], code, reason), ctx, [],
+                                     forwarded=source != topics.HOSP_REQUESTS))
+        return sends
+
     def to_hospital(ans: dict[str, Any], ctx: dict[str, Any], trace: list,
                     forwarded: bool = True) -> Send:
         """The answer to a hospital; `forwarded`: it answers a request that went on from the
@@ -188,16 +223,27 @@ def create_app(cfg: WorkerConfig) -> faust.App:
 
         async def agent(stream: Any) -> None:
             producer = app.producer
+            source_topic = source.get_topic_name()
             async for event in stream.events():
                 started = time.thread_time()
+                writes.clear()
                 try:
                     sends = handler(event.key, event.value, _headers(event.headers)) \
                         if with_headers else handler(event.key, event.value)
+                    too_large = oversized(sends, writes)
                 except Exception as exc:
                     log.error("%s failed on a message: %s", name, type(exc).__name__)
-                    sends = [dead_letter(event.key, event.value, ErrorCode.INTERNAL_ERROR.value,
-                                         f"internal error in {name}: {type(exc).__name__}",
-                                         source.get_topic_name())]
+                    sends = failed(event.key, event.value, source_topic, ErrorCode.INTERNAL_ERROR,
+                                   f"internal error in {name}: {type(exc).__name__}")
+                else:
+                    if too_large:
+                        log.error("%s: %s", name, too_large)
+                        sends = failed(event.key, event.value, source_topic, ErrorCode.TOO_LARGE,
+                                       too_large)
+                    else:
+                        for table, key, value in writes:
+                            table[key] = value
+                writes.clear()
                 cpu.inc(time.thread_time() - started)
                 events.inc()
                 for topic, key, value, extra in sends:
@@ -223,7 +269,7 @@ def create_app(cfg: WorkerConfig) -> faust.App:
         if isinstance(outcome, Forward):
             metrics.IN_FLIGHT.inc()
         if row is not None:
-            trt_rows[key] = encode_to_keep(row.to_dict())
+            put(trt_rows, key, encode_to_keep(row.to_dict()))
         if isinstance(outcome, Reply):
             return [to_hospital(outcome.answer, outcome.ctx, trace, forwarded=False)]
         if isinstance(outcome, Forward) and outcome.to == "ehr":
@@ -245,7 +291,7 @@ def create_app(cfg: WorkerConfig) -> faust.App:
         """The provincial platform's part of the record exchange (records/exchange.py)."""
         steps, row = gateway.handle(key.decode(), req, ctx, records_row(key))
         if row is not None:
-            ehr_records[key] = encode_to_keep(row.to_dict())
+            put(ehr_records, key, encode_to_keep(row.to_dict()))
             metrics.EHR_PUBLISHED.labels(province_of(req["mdtrtarea_admvs"])).inc()
         return [to_hospital(step.answer, ctx, trace) if isinstance(step, EhrAnswer) else
                 send(ehr_national, key, encode({**step.msg, "ctx": ctx, "trace": trace}))
@@ -257,7 +303,7 @@ def create_app(cfg: WorkerConfig) -> faust.App:
         cur = stored(ehr_index, key)
         result, row = index.handle(msg, IndexRow.from_dict(decode(cur) if cur else None))
         if row is not None:
-            ehr_index[key] = encode_to_keep(row.to_dict())
+            put(ehr_index, key, encode_to_keep(row.to_dict()))
         if result is None:
             return []
         if isinstance(result, EhrAnswer):
@@ -269,14 +315,14 @@ def create_app(cfg: WorkerConfig) -> faust.App:
         if msg.get("op") == "audit":  # a read through the FHIR views (streams/fhir_views.py)
             row = records_row(key)
             sources.record_access(row, msg["event"])
-            ehr_records[key] = encode_to_keep(row.to_dict())
+            put(ehr_records, key, encode_to_keep(row.to_dict()))
             return []
         trace = stamp(msg["trace"], INS_IN)
         row = records_row(key)
         audited, repeated = len(row.audit), msg["req"]["msgid"] in row.answers
         answer, row = sources.handle(key.decode() if key else "", msg, row)
         if not repeated:  # a duplicate or a redelivery changes nothing and counts once
-            ehr_records[key] = encode_to_keep(row.to_dict())
+            put(ehr_records, key, encode_to_keep(row.to_dict()))
             metrics.observe_ehr(msg["req"]["infno"], answer, row.audit[audited:])
         return [to_hospital(answer, msg["ctx"], trace)]
 
@@ -302,7 +348,7 @@ def create_app(cfg: WorkerConfig) -> faust.App:
         row_in = PersonRow.from_dict(decode(cur)) if cur else None
         answer, row = insured.handle(key.decode() if key else "", row_in, req, ctx)
         if row is not None:
-            ins_rows[key] = encode_to_keep(row.to_dict())
+            put(ins_rows, key, encode_to_keep(row.to_dict()))
         target = nat_answers if ctx["route"] == CROSS else trt_answers
         sends = [send(target, key, encode(wrap_answer(answer, ctx, trace)))]
         # also for a replayed request (row unchanged): clearing dedupes by setl_id and event
@@ -320,7 +366,7 @@ def create_app(cfg: WorkerConfig) -> faust.App:
         event = SettlementEvent(**decode(value))
         event_id = f"{event.setl_id}:{event.event}".encode()
         if stored(clearing_events, event_id) is None:
-            clearing_events[event_id] = encode_to_keep(asdict(event))
+            put(clearing_events, event_id, encode_to_keep(asdict(event)))
             clearing_index.add(event_id, event)
             metrics.observe_clearing(event)
         return []
@@ -369,7 +415,7 @@ def create_app(cfg: WorkerConfig) -> faust.App:
         row = treatment.handle_answer(msg["ans"], msg["ctx"],
                                       TreatmentRow.from_dict(decode(cur)) if cur else None)
         if row is not None:
-            trt_rows[key] = encode_to_keep(row.to_dict())
+            put(trt_rows, key, encode_to_keep(row.to_dict()))
         return [to_hospital(msg["ans"], msg["ctx"], trace)]
 
     serving: dict[str, Any] = {"generation": None, "partitions": []}

@@ -1,0 +1,74 @@
+"""What a role would write past the size a Kafka record may hold is not attempted: the
+request is answered with E9002 and kept in the dead-letter topic, and no row changes (a
+producer failing on it after the event was taken would lose it). Over the real broker, with
+the limit lowered (HUIMIN_MAX_RECORD_BYTES) so that a fee upload's answer passes it."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from huimin.run import platform
+from messages.visitlog import make_msgid
+from simulators.hospital import HospitalFleet
+from simulators.world import WorldSpec, build_world
+from streams.broker import broker
+
+pytestmark = pytest.mark.e2e
+
+SPEC = WorldSpec(seed=11, persons=200)
+WORLD = build_world(SPEC)
+T = "2026-12-10 10:00:00"
+
+
+def test_an_answer_over_the_record_limit_is_refused_and_dead_lettered_and_changes_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("HUIMIN_MAX_RECORD_BYTES", "3000")  # inherited by the worker
+    certno, e = next((c, e) for c, e in sorted(WORLD.ref.enrollments.items())
+                     if e.province == "110000")
+    h = next(h for h in WORLD.ref.hospitals.values() if h.province == "110000")
+    code = next(iter(WORLD.ref.catalogues["110000"].entries))
+    seq = iter(range(1, 100))
+
+    def request(infno: str, inp: dict) -> tuple[str, dict]:
+        return certno, {"infno": infno, "msgid": make_msgid(h.fixmedins_code, T, next(seq)),
+                        "mdtrtarea_admvs": h.admdvs, "insuplc_admdvs": e.insuplc_admdvs,
+                        "fixmedins_code": h.fixmedins_code, "inf_time": T, "input": inp}
+
+    def fees(mdtrt_id: str, n: int) -> dict:
+        return {"feedetail": [
+            {"feedetl_sn": f"{i:04d}", "mdtrt_id": mdtrt_id, "psn_no": e.psn_no,
+             "chrg_bchno": "1", "med_type": "11", "fee_ocur_time": T, "med_list_codg": code,
+             "medins_list_codg": code, "det_item_fee_sumamt": 100, "cnt": 1, "pric": 100}
+            for i in range(n)]}
+
+    with broker(tmp_path / "broker.log") as bootstrap, platform(bootstrap, SPEC, 2, tmp_path):
+        fleet = HospitalFleet(bootstrap)
+        try:
+            register = request("2201", {
+                "psn_no": e.psn_no, "insutype": e.insutype, "begntime": T,
+                "mdtrt_cert_type": "02", "mdtrt_cert_no": certno, "ipt_otp_no": "MZ1",
+                "med_type": "11"})
+            (registered,) = fleet.exchange([register])[register[1]["msgid"]]
+            mdtrt_id = registered["output"]["data"]["mdtrt_id"]
+            small, large = request("2204", fees(mdtrt_id, 2)), request("2204", fees(mdtrt_id, 40))
+            answers = fleet.exchange([large, small])
+            (refused,), (accepted,) = answers[large[1]["msgid"]], answers[small[1]["msgid"]]
+            assert accepted["infcode"] == 0
+            assert (refused["infcode"], refused["err_code"]) == (-1, "E9002")
+            assert "3,000" in refused["err_msg"]
+            # the large upload changed nothing: the visit holds the small one's 200 fen only
+            settle = request("2207", {
+                "psn_no": e.psn_no, "mdtrt_cert_type": "02", "mdtrt_cert_no": certno,
+                "med_type": "11", "medfee_sumamt": 200, "psn_setlway": "01",
+                "mdtrt_id": mdtrt_id, "insutype": e.insutype, "acct_used_flag": "0"})
+            (settled,) = fleet.exchange([settle])[settle[1]["msgid"]]
+            assert settled["infcode"] == 0, settled
+            deadline, letters = time.monotonic() + 20, []
+            while not letters and time.monotonic() < deadline:
+                letters = [d for d in fleet._poll_dead_letters() if d.error_code == "E9002"]
+            assert [d.source_topic for d in letters] == ["hosp.requests"]
+        finally:
+            fleet.close()

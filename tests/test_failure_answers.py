@@ -1,0 +1,38 @@
+"""Whom a role answers when it cannot handle a message, and what it may not write: pure parts
+of streams/app.py's `role` (its end-to-end behaviour: tests/test_e2e_record_limits.py)."""
+
+from __future__ import annotations
+
+from messages.codec import encode
+from messages.platform import hospital_context, wrap_request
+from streams.app import MAX_RECORD_BYTES, oversized
+
+REQ = {"infno": "2207", "msgid": "H11010000001202612100900000001",
+       "fixmedins_code": "H11010000001", "input": {}}
+
+
+def test_a_hospital_request_names_whom_to_answer():
+    assert hospital_context(encode(REQ), is_request=True) == {
+        "infno": "2207", "msgid": REQ["msgid"], "fixmedins_code": REQ["fixmedins_code"]}
+
+
+def test_a_platform_message_names_whom_to_answer_in_its_ctx():
+    ctx = {k: REQ[k] for k in ("infno", "msgid", "fixmedins_code")} | {"route": "cross"}
+    msg = encode(wrap_request(REQ, ctx, []))
+    assert hospital_context(msg, is_request=False) == {k: ctx[k] for k in
+                                                       ("infno", "msgid", "fixmedins_code")}
+
+
+def test_messages_that_name_no_hospital_are_only_dead_lettered():
+    for value, is_request in ((b"not json", True), (None, False), (encode({"op": "audit"}), False),
+                              (encode({"setl_id": "X", "event": "settle"}), False),
+                              (encode({**REQ, "msgid": 7}), True),
+                              (encode({"ctx": {"msgid": "M", "fixmedins_code": ""}}), False)):
+        assert hospital_context(value, is_request) is None
+
+
+def test_a_row_or_message_over_the_record_limit_is_named_before_anything_is_written():
+    fits, big = b"x" * MAX_RECORD_BYTES, b"x" * (MAX_RECORD_BYTES + 1)
+    assert oversized([(None, b"k", fits, None)], [(None, b"k", fits)]) == ""
+    assert oversized([(None, b"k", big, None)], []).startswith("an answer or message of")
+    assert oversized([], [(None, b"k", big)]).startswith("a table row of")
