@@ -243,8 +243,10 @@ def run(
     print_summary(summary, report.out_dir, console)
     if not report.ok:
         # one line, whatever the terminal's width, so that it pastes as one command
-        console.print("Reproduce with: " + reproduce_command(ctx.params), soft_wrap=True,
-                      markup=False, highlight=False)
+        where = " (on a fresh cluster, as this one now holds this run's requests)" \
+            if os.environ.get(BOOTSTRAP_ENV) else ""
+        console.print(f"Reproduce with{where}: " + reproduce_command(ctx.params),
+                      soft_wrap=True, markup=False, highlight=False)
     raise typer.Exit(0 if report.ok else 1)
 
 

@@ -402,7 +402,8 @@ def check_fresh(bootstrap: str, client_config: dict | None = None) -> None:
             f"the cluster at {bootstrap} already holds {held:,} hospital requests of an "
             "earlier run, and our platform needs a fresh one: use a new cluster, or delete "
             "the topics of docs/wire.md, the huimin-*-changelog topics and the consumer group "
-            "huimin (or give --bootstrap to drive the platform already running there)")
+            "huimin (or, to drive a platform already running there, `huimin replay "
+            "--bootstrap`)")
 
 
 def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[BadMessage],

@@ -70,43 +70,66 @@ _NEEDS: dict[str, tuple[str | None, frozenset[str]]] = {
 }
 
 
+def _infnos(visit: Visit) -> dict[str, str]:
+    session = VisitSession(visit)
+    return {session.msgid_at(i): parse_step(step)[0] for i, step in enumerate(visit.steps)}
+
+
 def misfit(visit: Visit, answers: dict[str, Any]) -> str | None:
     """Why `answers` (msgid -> answers, a result record's) cannot be the answers to `visit`'s
-    requests, or None if they can: a msgid that is not one of the visit's, or an accepted
-    answer without what an answer to that step's infno has (a settlement's setlinfo, …)."""
-    session = VisitSession(visit)
-    infnos = {session.msgid_at(i): parse_step(step)[0] for i, step in enumerate(visit.steps)}
+    requests, or None if they can: a msgid that is not one of the visit's."""
+    infnos = _infnos(visit)
     for msgid, got in answers.items():
         if msgid not in infnos:
             return f"an answer to {msgid}, which is not one of its requests"
         if not isinstance(got, list) or not all(isinstance(a, dict) for a in got):
             return f"no list of answers to {msgid}"
+    return None
+
+
+def malformed(visit: Visit, answers: dict[str, Any]) -> str | None:
+    """An accepted answer without what an answer to its request's infno has (a settlement's
+    setlinfo and its amounts, …), which the money checks could not read; None if none is."""
+    infnos = _infnos(visit)
+    for msgid, got in answers.items():
         ok = next((a for a in got if a.get("infcode") == 0), None)
-        if ok is None:
+        if ok is None or msgid not in infnos:
             continue
         out = ok.get("output")
         section, keys = _NEEDS.get(infnos[msgid], (None, frozenset()))
         part = out.get(section) if section and isinstance(out, dict) else out
-        if not isinstance(part, dict) or not keys <= part.keys():
-            return f"an answer to its {infnos[msgid]} {msgid} that is not a {infnos[msgid]} answer"
+        if not isinstance(part, dict):
+            return f"the accepted answer to its {infnos[msgid]} {msgid} has no {section}"
+        if not keys <= part.keys():
+            return (f"the accepted answer to its {infnos[msgid]} {msgid} lacks "
+                    + ", ".join(sorted(keys - part.keys())))
     return None
 
 
-def _mismatch(visit: Visit, record: dict[str, Any] | None, what: str) -> None:
-    """A ResultsMismatch if `record` cannot be `visit`'s (`what`: "<file> does", …)."""
-    problem = misfit(visit, record["answers"]) if record is not None else None
+def _mismatch(visit: Visit, record: dict[str, Any] | None, what: str,
+              whole: bool = False) -> None:
+    """A ResultsMismatch if `record` cannot be `visit`'s (`what`: "<file> does", …), or with
+    `whole`, if one of its accepted answers cannot be read."""
+    if record is None:
+        return
+    problem = misfit(visit, record["answers"])
     if problem:
         raise ResultsMismatch(f"{what} not belong to this visit log: visit {visit.visit_no} "
                               f"has {problem} (another log's?)")
+    problem = malformed(visit, record["answers"]) if whole else None
+    if problem:
+        raise ResultsMismatch(f"visit {visit.visit_no}: {problem} (another log's, or a "
+                              "platform's malformed answer: `huimin verify` names them all)")
 
 
 def checked_visits(visits: Iterator[Visit], records: dict[Any, dict[str, Any]],
-                   results: Path) -> Iterator[Visit]:
+                   results: Path, whole: bool = True) -> Iterator[Visit]:
     """`visits`, each checked against its result record: a ResultsMismatch, before anything
-    is computed from them, if `results` (`records`) belongs to another visit log."""
+    is computed from them, if `results` (`records`) belongs to another visit log, or (with
+    `whole`) if an accepted answer cannot be read."""
     seen = set()
     for visit in visits:
-        _mismatch(visit, records.get(visit.visit_no), f"{results} does")
+        _mismatch(visit, records.get(visit.visit_no), f"{results} does", whole)
         seen.add(visit.visit_no)
         yield visit
     unknown = sorted((n for n in records if n not in seen),
@@ -150,20 +173,19 @@ def verify(visits: Iterator[Visit], expected: Iterator[dict[str, Any]],
     got_by_visit = results_by_visit(results)
     per_person: dict[str, list[tuple[str, list[dict[str, Any]]]]] = defaultdict(list)
     events: list[SettlementEvent] = []
-    for visit, want in zip(checked_visits(visits, dict(got_by_visit), results), expected,
-                           strict=False):
+    for visit, want in zip(checked_visits(visits, dict(got_by_visit), results, whole=False),
+                           expected, strict=False):
         if want.get("visit_no") != visit.visit_no:
             raise ResultsMismatch(f"the expected answers do not belong to this visit log: "
                                   f"visit {want.get('visit_no')} where visit {visit.visit_no} "
                                   "is (another log's?)")
-        _mismatch(visit, want, "the expected answers do")
+        _mismatch(visit, want, "the expected answers do", whole=True)
         verdict.visits += 1
         got = got_by_visit.pop(visit.visit_no, None)
         if got is None:
             verdict.failures[COMPLETE_CHECK].append(f"visit {visit.visit_no}: no result")
             continue
-        session = VisitSession(visit)
-        infnos = {session.msgid_at(i): parse_step(step)[0] for i, step in enumerate(visit.steps)}
+        infnos = _infnos(visit)
         for msgid, want_answers in want["answers"].items():
             got_answers = got["answers"].get(msgid, [])
             verdict.answers_compared += len(want_answers)
@@ -177,6 +199,10 @@ def verify(visits: Iterator[Visit], expected: Iterator[dict[str, Any]],
                 verdict.failures[ORACLE_CHECK].append(
                     f"visit {visit.visit_no} {infnos.get(msgid, '?')} {msgid}: "
                     f"{answer_diff(got_answers, want_answers)}")
+        problem = malformed(visit, got["answers"])
+        if problem:  # a FAIL; its answers are not read further (the money checks need them whole)
+            verdict.failures[ORACLE_CHECK].append(f"visit {visit.visit_no}: {problem}")
+            continue
         for msgid, answers in got["answers"].items():
             per_person[visit.certno].append((infnos.get(msgid, "?"), answers))
         events += events_from_answers(visit.fixmedins_code, [

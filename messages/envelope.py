@@ -39,6 +39,11 @@ def _real_inf_time(value: str) -> str:
     return value
 
 
+def _real_day(value: str) -> str:
+    _real_time(value + " 00:00:00")
+    return value
+
+
 def _real_msgid_time(msgid: str) -> str:
     t = msgid[12:26]
     _real_time(f"{t[:4]}-{t[4:6]}-{t[6:8]} {t[8:10]}:{t[10:12]}:{t[12:]}")
@@ -49,6 +54,7 @@ MsgId = Annotated[str, StringConstraints(pattern=r"^[HJ]\d{11}\d{14}\d{4}$"),
                   AfterValidator(_real_msgid_time)]
 InfTime = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"),
                     AfterValidator(_real_inf_time)]
+Day = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}$"), AfterValidator(_real_day)]
 _STAMP = str.maketrans("", "", "-: ")
 
 

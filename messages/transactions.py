@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from messages.codes import Infno
-from messages.envelope import InfTime, MsgId
+from messages.envelope import Day, InfTime, MsgId
 
 #: Upper bound for any amount in fen (1 billion yuan): larger is an input error, not an overflow.
 MAX_FEN = 100_000_000_000
@@ -161,7 +161,6 @@ class ReversalInput(_Input):
     oinfno: str = Field(pattern=r"^\d{4}$")
 
 
-Day = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}$")]
 
 
 class ReconcileTotalsInput(_Input):

@@ -342,6 +342,7 @@ class TreatmentPlatform:
                 raise Rejected(ErrorCode.VISIT_ALREADY_SETTLED, f"visit {inp.mdtrt_id} is settled"
                                f" as {visit['setl_id']}; cancel the settlement first")
             visit["status"] = CANCELLED
+            visit["closed_by"] = req.msgid  # what a 2601 of it must name to reopen the visit
             _touch(visit, time_stamp(req.inf_time))
             return self._answer(row, req.msgid, {"mdtrt_id": inp.mdtrt_id,
                                                  "status": "cancelled"}, ctx)
@@ -354,6 +355,7 @@ class TreatmentPlatform:
                                f"stay {inp.mdtrt_id} is {visit['status']}")
             visit["status"] = DISCHARGED
             visit["endtime"] = inp.endtime
+            visit["closed_by"] = req.msgid
             _touch(visit, time_stamp(req.inf_time))
             return self._answer(row, req.msgid, {"mdtrt_id": inp.mdtrt_id,
                                                  "status": "discharged"}, ctx)
@@ -540,9 +542,11 @@ class TreatmentPlatform:
             if visit["setl_id"]:
                 raise Rejected(ErrorCode.VISIT_ALREADY_SETTLED,
                                "the stay is settled; cancel the settlement first")
-            if visit["status"] == CLOSINGS[inp.oinfno]:  # reopened: as if it never came
+            if visit["status"] == CLOSINGS[inp.oinfno] and \
+                    visit.get("closed_by") == inp.omsgid:  # reopened: as if it never came
                 visit["status"] = OPEN
                 visit.pop("endtime", None)
+                visit.pop("closed_by")
                 _touch(visit, time_stamp(req.inf_time))
                 out["result"] = "undone"
         elif original["infcode"] == 0 and inp.oinfno in FEE_UPLOADS:

@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 
 from messages import topics
-from messages.identity import CERTNO_SYSTEM
+from messages.identity import CERTNO_SYSTEM, is_valid_certno
 from records.audit import SUCCESS, audit_event
 from records.codes import PSN_NO_SYSTEM
 from records.exchange import IndexRow, RecordsRow, document_bytes
@@ -71,8 +71,9 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
         return fhir(web, operation_outcome(code, text), status)
 
     def person_key(request: Any, param: str) -> bytes | None:
+        """The certno asked for (a valid one only: no audit trail for a typo)."""
         system, value = _split(request.query.get(param, ""))
-        if system not in ("", CERTNO_SYSTEM) or not value:
+        if system not in ("", CERTNO_SYSTEM) or not is_valid_certno(value):
             return None
         return value.encode()
 
@@ -112,7 +113,7 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
         key = person_key(request, "patient.identifier")
         if key is None:
             return problem(web, 400, "required", "patient.identifier=" + CERTNO_SYSTEM +
-                           "|<certno> is required")
+                           "|<certno> (a valid citizen ID number) is required")
         docs = sorted((d["docref"] for d in records_of(key).docs.values()),
                       key=lambda r: (r["date"], r["id"]), reverse=True)
         await audit(key, "operator-search", home_of(key))
@@ -125,7 +126,7 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
         key = person_key(request, "entity.identifier")
         if key is None:
             return problem(web, 400, "required", "entity.identifier=" + CERTNO_SYSTEM +
-                           "|<certno> is required")
+                           "|<certno> (a valid citizen ID number) is required")
         return fhir(web, searchset(records_of(key).audit))
 
     @app.page("/fhir/Patient/$ihe-pix")

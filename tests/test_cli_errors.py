@@ -134,14 +134,37 @@ def test_a_bug_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch):
 def test_results_of_another_visit_log_are_refused(logs: Path):
     a, r = str(logs / "a.jsonl"), str(logs / "r.jsonl")
     a_results, r_results = str(logs / "a.expected.jsonl"), str(logs / "r.expected.jsonl")
-    for command in ("verify", "clearing"):
-        # the same msgids for other steps: a settlement's answer without its setlinfo
-        refused(huimin(command, r, a_results), a_results, "does not belong to this visit log")
-        # msgids the log does not have
+    # the same msgids for other steps first: a settlement's answer without its setlinfo
+    refused(huimin("clearing", r, a_results), "the accepted answer to its", "malformed")
+    for command in ("verify", "clearing"):  # msgids the log does not have
         refused(huimin(command, a, r_results), r_results, "does not belong to this visit log",
                 "not one of its requests")
     refused(huimin("verify", a, a_results, "--expected", r_results),
             "the expected answers do not belong to this visit log")
+
+
+def test_a_malformed_accepted_answer_fails_verify_and_stops_clearing(logs: Path,
+                                                                    tmp_path: Path):
+    """A platform under test whose settlement answer lacks a field: verify names it in a FAIL
+    (its other checks still run), clearing, which cannot compute without it, exits 2."""
+    records = [orjson.loads(line) for line in (logs / "a.expected.jsonl").read_bytes().split(b"\n")
+               if line.strip()]
+    dropped = False
+    for record in records:
+        for answers in record.get("answers", {}).values():
+            setl = (answers[0].get("output") or {}).get("setlinfo") if answers else None
+            if not dropped and answers[0].get("infcode") == 0 and setl and "clr_type" in setl \
+                    and setl.get("setl_id"):
+                del setl["clr_type"]
+                dropped = True
+    assert dropped
+    broken = tmp_path / "broken.jsonl"
+    broken.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+    failed = huimin("verify", str(logs / "a.jsonl"), str(broken))
+    assert failed.exit_code == 1 and "Traceback" not in failed.output, failed.output
+    assert "lacks clr_type" in failed.output and "FAIL" in failed.output
+    refused(huimin("clearing", str(logs / "a.jsonl"), str(broken)), "lacks clr_type",
+            "malformed")
 
 
 def test_results_for_visits_not_in_the_log_are_refused(logs: Path, tmp_path: Path):

@@ -81,9 +81,12 @@ def failing_run(monkeypatch: pytest.MonkeyPatch, tmp_path, *args: str,
     monkeypatch.setattr(cli, "print_summary", lambda *_: None)
     result = CliRunner().invoke(cli.app, ["run", *args], env=env)
     assert result.exit_code == 1, result.output
-    lines = [line for line in result.output.splitlines() if line.startswith("Reproduce with: ")]
+    lines = [line for line in result.output.splitlines() if line.startswith("Reproduce with")]
     assert len(lines) == 1, result.output  # one line, however long: it pastes as one command
-    return lines[0].removeprefix("Reproduce with: ")
+    said, command = lines[0].split(": ", 1)
+    # on the cluster of KAFKA_BOOTSTRAP_SERVERS, which now holds this run's requests
+    assert ("on a fresh cluster" in said) == bool((env or {}).get(BOOTSTRAP_ENV)), said
+    return command
 
 
 def parsed(args: list[str]) -> dict[str, object]:

@@ -118,3 +118,12 @@ def test_a_social_security_card_comes_with_its_serial():
     card = {**person_info_input(EMP_CERTNO, T), "mdtrt_cert_type": "03"}
     assert "card_sn" in refused(c.do(EMP_CERTNO, "1101", card), ErrorCode.SCHEMA_VIOLATION)
     assert ok(c.do(EMP_CERTNO, "1101", {**card, "card_sn": "A1234567"}))
+
+
+def test_a_reconciliation_period_of_days_that_do_not_exist_is_refused():
+    c = Clinic()
+    totals = {"stmt_begndate": "2026-02-30", "stmt_enddate": "2026-13-01", "medfee_sumamt": 0,
+              "fund_pay_sumamt": 0, "acct_pay": 0, "fixmedins_setl_cnt": 0}
+    answer = c.oracle.submit(HOSP_BJ.fixmedins_code, request("3201", HOSP_BJ, T, 1, totals))
+    err = refused(answer, ErrorCode.SCHEMA_VIOLATION)
+    assert "input.stmt_begndate" in err and "input.stmt_enddate" in err

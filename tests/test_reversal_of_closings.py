@@ -81,3 +81,13 @@ def test_a_reversal_naming_the_wrong_closing_for_its_msgid_is_refused():
     refused(c.do(EMP_CERTNO, "2601", reversal_input(EMP, cancel["msgid"], "2402")),
             ErrorCode.NOT_REVERSIBLE)
     assert status(c, m) == "cancelled"
+
+
+def test_a_second_reversal_of_a_closing_already_reversed_leaves_the_next_closing_alone():
+    """2402 X, 2601(X) reopens, 2402 Y discharges again: another 2601(X) must not undo Y."""
+    c = Clinic()
+    m, first = discharged(c)
+    ok(c.do(EMP_CERTNO, "2601", reversal_input(EMP, first["msgid"], "2402")))
+    ok(c.do(EMP_CERTNO, "2402", discharge_input(EMP, m, T)))
+    again = ok(c.do(EMP_CERTNO, "2601", reversal_input(EMP, first["msgid"], "2402")))
+    assert again["result"] == "nothing-to-undo" and status(c, m) == "discharged"
