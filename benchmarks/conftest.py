@@ -116,3 +116,20 @@ def recorded() -> Recorded:
     # for the whole session, and a full collection walking it would be timed as the rules'.
     gc.freeze()
     return run
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: Any) -> None:
+    """Each micro-benchmark's throughput beside its target, from the median time per call:
+    pytest-benchmark's own table gives nanoseconds per call only."""
+    session = getattr(config, "_benchmarksession", None)
+    rows = [b for b in (session.benchmarks if session else [])
+            if b.extra_info.get("per_call") and b.stats is not None]
+    if not rows:
+        return
+    terminalreporter.section("throughput (per call ÷ median time)")
+    for b in rows:
+        info = b.extra_info
+        per_second = info["per_call"] / b.stats.median
+        target = info.get("target_per_second")
+        met = f"  target {target:,.0f}/s: {per_second / target:.1f}×" if target else ""
+        terminalreporter.write_line(f"{b.name:<45} {per_second:>12,.0f} {info['unit']}/s{met}")

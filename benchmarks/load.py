@@ -605,6 +605,9 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
                          "find_capacity_max": find_capacity_max if find_capacity else None},
             "points": [asdict(p) for p in points], "ceiling_sweep": sweep,
             "capacity": {"p99_limit_ms": limit, "huimin_settlements_per_s": huimin_capacity,
+                         "huimin_bracketed": brackets([(p.offered_visits_per_s,
+                                                        rate_sustained(p, limit))
+                                                       for p in points]),
                          "search": search,
                          "raw_messages_per_s": raw_capacity if ceiling else None,
                          "raw_bracketed": brackets([(run[0], sustained(*run, limit))

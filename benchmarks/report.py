@@ -99,6 +99,25 @@ def raw_bound(cap: dict[str, Any]) -> str:
     return ": no rate offered was sustained"
 
 
+def ratio_line(cap: dict[str, Any]) -> str:
+    """The ratio of the two capacities, said as a bound where one of them is not pinned down
+    (a capacity above every rate offered makes its side of the ratio a lower bound)."""
+    value = _ratio(cap["huimin_settlements_per_s"], cap["raw_messages_per_s"] or 0)
+    huimin, raw = cap.get("huimin_bracketed"), cap.get("raw_bracketed")
+    if huimin is None or raw is None or not cap["huimin_settlements_per_s"]:
+        return f"**{value}**"  # results from before the flags existed; or nothing sustained
+    if huimin and raw:
+        return f"**{value}**"
+    if raw:
+        return (f"**at least {value}**: huimin sustained the highest rate offered, so its "
+                "capacity may be higher (`--find-capacity` searches for it)")
+    if huimin:
+        return (f"**at most {value}**: the raw ceiling sustained the highest rate its sweep "
+                "offered, so its capacity may be higher (`--sweep-max`)")
+    return (f"**{value}, not a bound either way**: neither capacity is pinned down (huimin "
+            "sustained the highest rate offered, the raw ceiling the highest its sweep did)")
+
+
 def capacity_lines(result: dict[str, Any]) -> list[str]:
     """What each sustains within the broker's p99 target, and the raw ceiling pushed to its
     limit (the sweep), so the ratio compares capacities, not equal offered rates."""
@@ -131,7 +150,7 @@ def capacity_lines(result: dict[str, Any]) -> list[str]:
         lines.append(f"- raw ceiling: **{raw:g} messages/s** over the same 6 hops (the sweep "
                      "doubles the rate until one is not sustained, then bisects twice"
                      f"{raw_bound(cap)}).")
-        lines.append(f"- huimin ÷ raw: **{_ratio(cap['huimin_settlements_per_s'], raw)}**.")
+        lines.append(f"- huimin ÷ raw: {ratio_line(cap)}.")
     sweep = result.get("ceiling_sweep") or []
     if sweep:
         lines += ["", "| raw ceiling offered/s | achieved/s | p50 | p99 | p99.9 | lost | CPU "

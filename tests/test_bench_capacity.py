@@ -196,6 +196,19 @@ def test_the_report_bounds_the_raw_ceiling_only_when_its_sweep_found_a_rate_not_
     assert "25 %" not in raw_line(raw_messages_per_s=2400.0)  # a result from before: no bound
 
 
+def test_the_ratio_is_said_as_a_bound_where_a_capacity_is_not_pinned_down():
+    def ratio(huimin: bool, raw: bool) -> str:
+        text = capacity_lines({"capacity": {
+            "p99_limit_ms": 300.0, "huimin_settlements_per_s": 100.0, "huimin_bracketed": huimin,
+            "raw_messages_per_s": 2000.0, "raw_bracketed": raw, "raw_sweep_max_per_s": 12800.0}})
+        return next(line for line in text if line.startswith("- huimin ÷ raw"))
+
+    assert ratio(True, True) == "- huimin ÷ raw: **5 %**."
+    assert ratio(False, True).startswith("- huimin ÷ raw: **at least 5 %**")
+    assert ratio(True, False).startswith("- huimin ÷ raw: **at most 5 %**")
+    assert "not a bound either way" in ratio(False, False)
+
+
 def _settled_visit(sent_s: float, latency_ms: float, route: str, infcode: int = 0
                    ) -> tuple[VisitSession, list[Exchange]]:
     session = VisitSession.__new__(VisitSession)
