@@ -171,6 +171,9 @@ class RatePoint:
     #: visits not started because `MAX_VISITS_IN_FLIGHT` were under way: the rate is past
     #: what the platform carries
     dropped_visits: int = 0
+    #: how late the hospitals took up visits after their scheduled arrival (ms): p99, to the
+    #: bucket (simulators/hospital.py, StartLag), and the maximum
+    start_lag_ms: dict[str, float] = field(default_factory=dict)
     #: with `--profile`: each component's py-spy summary (benchmarks/profiles.py)
     profile: dict[str, dict[str, Any]] = field(default_factory=dict)
     folder: str = ""  # the rate's folder in the output: its broker's and workers' logs, profiles
@@ -243,6 +246,8 @@ def measure_rate(fleet: HospitalFleet, rate: float, duration: float, warmup: flo
     roles_after = role_cpu_seconds(metrics_urls or [])
     point = summarise_rate(tally, result, rate, warmup, cpu)
     point.dropped_visits = result.dropped
+    point.start_lag_ms = {"p99_at_most": result.start_lag.p99_at_most_ms(),
+                          "max": round(result.start_lag.max_ms, 1)}
     started = count - result.dropped  # what the CPU went on
     point.peak_rss_mib, point.start_rss_mib = memory.peak_mib(), memory.start_mib()
     if not result.dropped:  # past capacity, visits start as others finish, not at `rate`

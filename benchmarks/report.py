@@ -58,6 +58,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"{errors} | {p.get('dropped_visits', 0)} | {cpu.get('broker', 0):g} / "
             f"{cpu.get('workers', 0):g} / {cpu.get('hospitals', 0):g} | "
             f"{rss.get('broker', '–')} / {rss.get('workers', '–')} / {rss.get('hospitals', '–')} |")
+    lines += start_lag_lines(result)
     lines += capacity_lines(result)
     lines += cpu_lines(result)
     lines += role_lines(result)
@@ -97,6 +98,31 @@ def raw_bound(cap: dict[str, Any]) -> str:
                 "still" + (f"; the sweep stops at {most:g} messages/s, --sweep-max" if most
                            else ""))
     return ": no rate offered was sustained"
+
+
+#: A start lag past this share of the p99 target makes the rate's latency figures too low.
+LAG_SHARE_OF_TARGET = 0.1
+
+
+def start_lag_lines(result: dict[str, Any]) -> list[str]:
+    """How late the load generator took up visits: latency is timed from the actual send, so
+    a loop that fell behind its schedule would not show in it (coordinated omission)."""
+    lags = [(p["offered_visits_per_s"], p["start_lag_ms"]) for p in result["points"]
+            if p.get("start_lag_ms")]
+    if not lags:
+        return []
+    limit = (result.get("capacity") or {}).get("p99_limit_ms")
+    late = [rate for rate, lag in lags
+            if limit and lag["p99_at_most"] > LAG_SHARE_OF_TARGET * limit]
+    said = "; ".join(f"{rate:g}/s: p99 ≤ {lag['p99_at_most']:g} ms, max {lag['max']:g} ms"
+                     for rate, lag in lags)
+    lines = ["", "Start lag (how late the hospitals took up each visit after its scheduled "
+             f"arrival; latency is timed from the actual send): {said}."]
+    if late:
+        lines.append(f"At {', '.join(f'{r:g}' for r in late)} visits/s the hospitals fell "
+                     f"behind their schedule by over {LAG_SHARE_OF_TARGET:.0%} of the p99 "
+                     "target: those rates' latency figures are too low.")
+    return lines
 
 
 def ratio_line(cap: dict[str, Any]) -> str:

@@ -390,3 +390,26 @@ def test_a_rates_visits_span_days_of_about_fifty_visits_a_hospital():
     assert simulated_days(30_000, hospitals=186) == 3  # 1,000/s for 30 s
     assert simulated_days(1_000_000, hospitals=186) == 108
     assert simulated_days(1, hospitals=186) == 1  # never none
+
+
+def test_the_start_lag_is_kept_in_buckets_and_read_as_a_p99_bound_and_a_maximum():
+    from simulators.hospital import StartLag
+
+    lag = StartLag()
+    for ms in [0.2] * 990 + [30.0] * 9 + [700.0]:
+        lag.add(ms)
+    assert (lag.p99_at_most_ms(), lag.max_ms) == (1.0, 700.0)
+    lag.add(40.0)  # 991 of 1,001 under 1 ms: fewer than 99 %
+    assert lag.p99_at_most_ms() == 50.0
+    assert StartLag().p99_at_most_ms() == 0.0
+
+
+def test_the_report_says_where_the_hospitals_fell_behind_their_schedule():
+    from benchmarks.report import start_lag_lines
+
+    points = [{"offered_visits_per_s": 50.0, "start_lag_ms": {"p99_at_most": 2.0, "max": 9.0}},
+              {"offered_visits_per_s": 400.0,
+               "start_lag_ms": {"p99_at_most": 100.0, "max": 480.0}}]
+    text = "\n".join(start_lag_lines({"points": points, "capacity": {"p99_limit_ms": 300.0}}))
+    assert "50/s: p99 ≤ 2 ms, max 9 ms; 400/s: p99 ≤ 100 ms, max 480 ms" in text
+    assert "At 400 visits/s the hospitals fell behind" in text and "At 50" not in text
