@@ -12,6 +12,7 @@ cache rarely hits (benchmarks/test_micro.py measures both cases).
 from __future__ import annotations
 
 from collections import OrderedDict
+from hashlib import blake2b
 from typing import Any
 
 import orjson
@@ -49,7 +50,8 @@ _ISSUE_CODES = {"missing": "required", "extra_forbidden": "structure"}
 
 class Validator:
     """Validates resources against the R4B models, remembering the last `cache_size` valid
-    resources by their bytes."""
+    resources by a digest of their bytes (32 bytes each, however large the resource: a
+    worker's memory does not grow with what hospitals publish)."""
 
     def __init__(self, cache_size: int = 20_000) -> None:
         self._valid: OrderedDict[bytes, None] = OrderedDict()
@@ -77,7 +79,8 @@ class Validator:
         self._check(kind, resource, here)
 
     def _check(self, kind: str, resource: dict[str, Any], path: str) -> None:
-        key = kind.encode() + orjson.dumps(resource, option=orjson.OPT_SORT_KEYS)
+        key = blake2b(kind.encode() + orjson.dumps(resource, option=orjson.OPT_SORT_KEYS),
+                      digest_size=32).digest()
         if key in self._valid:
             self._valid.move_to_end(key)
             return

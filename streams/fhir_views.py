@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hmac
 import os
+import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -40,6 +41,8 @@ from streams.partitioner import key_partition
 FHIR_JSON = "application/fhir+json"
 BEIJING = timezone(timedelta(hours=8))
 OPERATOR_TOKEN_ENV = "HUIMIN_OPERATOR_TOKEN"
+#: Seconds between two reads of the whole records table for documents not known yet.
+RESCAN_S = 2.0
 LOOPBACK = frozenset({"127.0.0.1", "::1"})
 
 
@@ -62,6 +65,7 @@ def _split(token: str) -> tuple[str, str]:
 def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
                         ref: ReferenceData) -> None:
     doc_owner: dict[str, bytes] = {}  # document id -> person key, rebuilt from the table
+    scanned = [-RESCAN_S]  # when the table was last read for it
     token = os.environ.get(OPERATOR_TOKEN_ENV, "")
 
     def fhir(web: Any, body: dict[str, Any], status: int = 200) -> Any:
@@ -164,10 +168,14 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
         if (no := refused(web, request)) is not None:
             return no
         key = doc_owner.get(doc_id)
-        if key is None:
+        if key is None and time.monotonic() - scanned[0] >= RESCAN_S:
+            # what the table holds now (this worker's partitions since the last rebalance):
+            # at most one pass over it every RESCAN_S, however many unknown ids are asked for
+            doc_owner.clear()
             for k, v in records.items():
                 for d in orjson.loads(v)["docs"]:
                     doc_owner[d] = k
+            scanned[0] = time.monotonic()
             key = doc_owner.get(doc_id)
         doc = records_of(key).docs.get(doc_id) if key else None
         if doc is None or not doc["docref"]["content"][0]["attachment"]["url"].startswith(
