@@ -69,10 +69,10 @@ class ClearingStatement:
 
 
 def distinct_events(events: Iterable[SettlementEvent]) -> list[SettlementEvent]:
-    """Each (setl_id, event) once, whatever was duplicated or replayed."""
-    seen: dict[tuple[str, str], SettlementEvent] = {}
+    """Each event (its `event_id`) once, whatever was duplicated or replayed."""
+    seen: dict[str, SettlementEvent] = {}
     for e in events:
-        seen.setdefault((e.setl_id, e.event), e)
+        seen.setdefault(e.event_id, e)
     return list(seen.values())
 
 

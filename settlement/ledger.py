@@ -49,6 +49,13 @@ class SettlementEvent:
     acct_pay: int = 0
 
     @property
+    def event_id(self) -> str:
+        """What makes an event one: a settlement's settling, cancelling or reversing happens
+        once, however often its message is duplicated or replayed (clearing, the ledger and
+        the national clearing table all keep each event_id once)."""
+        return f"{self.setl_id}:{self.event}"
+
+    @property
     def sign(self) -> int:
         return 1 if self.event == "settle" else -1
 
@@ -103,7 +110,7 @@ class Ledger:
 
     def post(self, events: Iterable[SettlementEvent]) -> None:
         for e in events:
-            key = f"{e.setl_id}:{e.event}"
+            key = e.event_id
             if key in self.applied:
                 continue  # a duplicate or a replay: posted already
             self.applied.add(key)

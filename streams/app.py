@@ -364,7 +364,7 @@ def create_app(cfg: WorkerConfig) -> faust.App:
 
     def on_money_event(key: bytes | None, value: bytes | None) -> list[Send]:
         event = SettlementEvent(**decode(value))
-        event_id = f"{event.setl_id}:{event.event}".encode()
+        event_id = event.event_id.encode()  # kept once (settlement/ledger.py)
         if stored(clearing_events, event_id) is None:
             put(clearing_events, event_id, encode_to_keep(asdict(event)))
             clearing_index.add(event_id, event)

@@ -313,7 +313,7 @@ def test_the_clearing_index_answers_reconciliation_exactly_as_a_scan_of_every_ev
     books = HospitalBooks()
     for s in sessions:
         books.record(s)
-    events = {f"{e.setl_id}:{e.event}".encode(): e for e in oracle.money_events.values()}
+    events = {e.event_id.encode(): e for e in oracle.money_events.values()}
     index = ClearingIndex()
     for event_id, e in events.items():
         index.add(event_id, e)
