@@ -227,6 +227,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     points = result["points"]
     x = [p["offered_settlements_per_s"] for p in points]
@@ -241,8 +242,15 @@ def plot(result: dict[str, Any], path: Path) -> None:
         if raw:
             lat_ax.plot(*zip(*raw, strict=True), style, marker="s", color="tab:grey",
                         label=f"raw ceiling {q}")
-    lat_ax.set(xlabel="offered settlements/s", ylabel="latency (ms)", yscale="log",
+    limit = (result.get("capacity") or {}).get("p99_limit_ms")
+    if limit:
+        lat_ax.axhline(limit, linestyle="--", color="tab:red", label=f"p99 target {limit:g} ms")
+    # log x: huimin's rates and the raw ceiling's, tens and thousands a second, both readable
+    lat_ax.set(xlabel="offered per second (huimin: settlements; raw ceiling: messages)",
+               ylabel="latency (ms)", xscale="log", yscale="log",
                title="Latency against offered load")
+    for axis in (lat_ax.xaxis, lat_ax.yaxis):
+        axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     lat_ax.legend(fontsize=8)
     thr_ax.plot(x, [p["achieved_settlements_per_s"] for p in points], marker="o",
                 label="huimin settlements/s")
