@@ -129,9 +129,11 @@ class MemorySampler:
 
 
 def broker_pids(bootstrap: str, kind: str) -> list[int]:
-    """The local broker's processes (none for an external cluster)."""
-    return pids_mentioning("kafka.Kafka" if kind == "kafka"
-                           else f"tcp://127.0.0.1:{bootstrap.rsplit(':', 1)[-1]}")
+    """The local broker's processes (none for an external cluster): this broker's own, by
+    the port its command line names, not any other Kafka on the machine."""
+    port = bootstrap.rsplit(":", 1)[-1]
+    return pids_mentioning(f"server-{port}.properties" if kind == "kafka"
+                           else f"tcp://127.0.0.1:{port}")
 
 
 def pids_mentioning(text: str) -> list[int]:

@@ -213,7 +213,7 @@ class ApacheKafkaBroker:
         data = self.data_dir or self._tmp
         assert data is not None
         data.mkdir(parents=True, exist_ok=True)
-        props = data / "server.properties"
+        props = data / f"server-{self.port}.properties"  # names this broker's JVM in `ps`
         props.write_text(_properties(self.port, self.controller_port, data / "logs"))
         log = self.log_path or data / "broker.log"
         if not (data / "logs" / "meta.properties").exists():  # a caller's data_dir is reused

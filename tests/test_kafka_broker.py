@@ -12,6 +12,7 @@ import uuid
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
+from benchmarks.load import broker_pids
 from streams import kafka_broker
 from streams.broker import kafka_protocol_ready
 from streams.kafka_broker import ApacheKafkaBroker, kafka_classpath
@@ -28,6 +29,9 @@ def test_apache_kafka_takes_idempotent_writes_and_frees_its_ports_when_stopped(t
     b = ApacheKafkaBroker(log_path=tmp_path / "kafka.log").start()
     try:
         assert kafka_protocol_ready("127.0.0.1", b.port)
+        # `huimin bench` finds this broker's JVM, and only it, to measure its CPU
+        assert broker_pids(b.bootstrap, "kafka") == [b.process.pid]
+        assert broker_pids(f"127.0.0.1:{b.controller_port}", "kafka") == []
         ensure_topics(b.bootstrap, ["t.one"], partitions=3)
         admin = KafkaAdminClient(bootstrap_servers=b.bootstrap)
         try:
