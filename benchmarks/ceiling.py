@@ -7,8 +7,10 @@ nat.answers → trt.answers → hosp.responses) through 5 forwarding stages; the
 same with `raw.0` … `raw.5`, all 5 stages in one process (as one worker holds all roles),
 driven open-loop at a fixed rate, with the send time inside each message.
 
-It uses huimin's partitions per topic, producer linger and consumer fetch wait, so the two
-differ only in what runs between consume and produce.
+It uses huimin's partitions per topic, producer linger and consumer fetch wait, and acks=1 as
+huimin's workers do on Tansu, so there the two differ only in what runs between consume and
+produce. On Apache Kafka huimin's producers are idempotent (acks=all, one broker) and the
+forwarders keep acks=1: the ceiling is the plain forward, not huimin's delivery guarantee.
 
     python -m benchmarks.ceiling BOOTSTRAP LINGER_MS FETCH_WAIT_MS
     (the forwarders; stopped with SIGTERM)
