@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import functools
 import os
+import re
 import shlex
 import signal
 import socket
@@ -775,7 +776,10 @@ def clearing(
     """The national platform's monthly clearing statement, computed from a run's answers:
     per province pair the cross-province fund payments net of cancellations; per province
     payable, receivable, net, prepayment and top-up; per hospital what its agency owes it.
-    Exits 2 if RESULTS has no results or another log's."""
+    Exits 2 if RESULTS has no results or another log's, or if no month has the settlements
+    `--month` asks for (a month a user names is input, not a verdict)."""
+    if month is not None and not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month):
+        raise typer.BadParameter("a month as yyyy-MM, e.g. 2026-12", param_hint="--month")
     try:
         _, visits = read_visit_log(visit_log)
         records = results_by_visit(results)  # none: an error, not an empty statement
@@ -786,9 +790,9 @@ def clearing(
         raise _refused(exc) from None
     chosen = [s for s in statements if month is None or s.month == month]
     if month is not None and not chosen:
-        console.print(f"No settlements in {month}; months with some: "
+        console.print(f"No cross-province settlements in {month}; months with some: "
                       f"{', '.join(s.month for s in statements) or 'none'}")
-        raise typer.Exit(1)
+        raise typer.Exit(2)
     if json_out:
         console.print_json(orjson.dumps([s.as_dict() for s in chosen]).decode())
         return

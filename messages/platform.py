@@ -30,10 +30,13 @@ def wrap_answer(ans: dict[str, Any], ctx: dict[str, Any], trace: list) -> dict[s
 def hospital_context(value: bytes | None, is_request: bool) -> dict[str, Any] | None:
     """Whom to answer about a message a role could not handle: a hospital request's own
     msgid and sender (`is_request`), or those in a platform message's ctx; None when the
-    message names none (a money event, an operator's audit, bytes that are not JSON)."""
+    message names none (a money event, an operator's audit, bytes that are not JSON) or
+    its request was answered already (a published document's registration)."""
     try:
         msg = decode(value)
     except MalformedMessage:
+        return None
+    if msg.get("op") == "register":  # a document's registration: its 7001 was answered
         return None
     ctx = msg if is_request else msg.get("ctx")
     if not isinstance(ctx, dict):

@@ -57,6 +57,10 @@ from streams.partitioner import choose
 
 log = logging.getLogger("huimin.streams")
 
+#: The topics that carry a hospital's request towards the role that answers it.
+REQUESTS_INWARD = frozenset({topics.HOSP_REQUESTS, topics.NAT_REQUESTS, topics.INS_REQUESTS,
+                             topics.RECON_REQUESTS, topics.EHR_NATIONAL, topics.EHR_SOURCES})
+
 #: The largest record a role writes (a table row, an answer, a forwarded request): under the
 #: 1,000,000-byte request Faust's producer and Kafka brokers take by default, with room for
 #: the key and headers. A larger one would fail in the producer, after the event was taken.
@@ -191,9 +195,14 @@ def create_app(cfg: WorkerConfig) -> faust.App:
 
     def failed(key: bytes | None, value: bytes | None, source: str, code: ErrorCode,
                reason: str) -> list[Send]:
-        """The message dead-lettered, and the hospital whose request it carries answered
-        with the same error rather than left waiting."""
+        """The message dead-lettered, and, where it carries a request on its way in, the
+        hospital answered with the same error rather than left waiting: that role's event
+        changed nothing, and no role after it has seen the request. An answer on its way
+        back (nat.answers, trt.answers) is only dead-lettered: what it answers may have been
+        done (a settlement made), and the hospital's time-out and 2601 settle that."""
         sends = [dead_letter(key, value, code.value, reason, source)]
+        if source not in REQUESTS_INWARD:
+            return sends
         ctx = hospital_context(value, source == topics.HOSP_REQUESTS)
         if ctx is not None:
             sends.append(to_hospital(error_answer(ctx["msgid"], code, reason), ctx, [],

@@ -230,3 +230,11 @@ def test_the_run_summary_counts_the_visits_not_settled(monkeypatch: pytest.Monke
     result = huimin("run")
     assert result.exit_code == 0, result.output
     assert line in result.output.splitlines()
+
+
+def test_clearing_of_a_month_that_is_not_one_or_has_no_settlements_is_bad_input(logs: Path):
+    a, results = str(logs / "a.jsonl"), str(logs / "a.expected.jsonl")
+    wrong = huimin("clearing", a, results, "--month", "banana")
+    assert wrong.exit_code == 2 and "yyyy-MM" in wrong.output
+    refused(huimin("clearing", a, results, "--month", "1999-01"),
+            "No cross-province settlements in 1999-01; months with some:")

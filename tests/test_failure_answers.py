@@ -27,7 +27,8 @@ def test_messages_that_name_no_hospital_are_only_dead_lettered():
     for value, is_request in ((b"not json", True), (None, False), (encode({"op": "audit"}), False),
                               (encode({"setl_id": "X", "event": "settle"}), False),
                               (encode({**REQ, "msgid": 7}), True),
-                              (encode({"ctx": {"msgid": "M", "fixmedins_code": ""}}), False)):
+                              (encode({"ctx": {"msgid": "M", "fixmedins_code": ""}}), False),
+                              (encode({"op": "register", "ctx": REQ}), False)):
         assert hospital_context(value, is_request) is None
 
 
@@ -36,3 +37,12 @@ def test_a_row_or_message_over_the_record_limit_is_named_before_anything_is_writ
     assert oversized([(None, b"k", fits, None)], [(None, b"k", fits)]) == ""
     assert oversized([(None, b"k", big, None)], []).startswith("an answer or message of")
     assert oversized([], [(None, b"k", big)]).startswith("a table row of")
+
+
+def test_only_a_request_on_its_way_in_is_answered_when_its_role_fails():
+    """An answer on its way back may answer something done (a settlement made): it is only
+    dead-lettered, and the hospital's time-out and 2601 settle it."""
+    from streams.app import REQUESTS_INWARD
+
+    assert {"hosp.requests", "nat.requests", "ins.requests"} <= REQUESTS_INWARD
+    assert not {"nat.answers", "trt.answers", "money.events"} & REQUESTS_INWARD
