@@ -152,10 +152,14 @@ def capacity_lines(result: dict[str, Any]) -> list[str]:
         return []
     limit = cap["p99_limit_ms"]
     raw = cap.get("raw_messages_per_s")
+    huimin = cap["huimin_settlements_per_s"]
+    above = huimin and cap.get("huimin_bracketed") is False  # every rate offered sustained
     lines = ["", f"## Capacity within p99 ≤ {limit:g} ms", "",
-             f"- huimin: **{cap['huimin_settlements_per_s']:g} settlements/s** sustained "
+             f"- huimin: **{'at least ' if above else ''}{huimin:g} settlements/s** sustained "
              "(the highest achieved rate with ≥ 95 % of the offered load through, no visit "
-             f"dropped and p99 ≤ {limit:g} ms; 0 if no rate was)."]
+             f"dropped and p99 ≤ {limit:g} ms; 0 if no rate was)"
+             + ("; every rate offered was sustained, so the capacity may be higher "
+                "(`--find-capacity` searches for it)." if above else ".")]
     search = cap.get("search")
     if search:
         rates = search["added_visits_per_s"]

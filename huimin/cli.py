@@ -44,6 +44,7 @@ from huimin.run import (
     arrivals_at_rate,
     arrivals_at_speed,
     check_bad_requests,
+    check_fresh,
     execute,
     run_scenario,
     visit_period,
@@ -72,6 +73,8 @@ UNREACHABLE = (kafka.errors.KafkaTimeoutError, kafka.errors.KafkaConnectionError
 
 console = Console()
 errors = Console(stderr=True)
+if not console.is_terminal:  # a log or CI: long lines kept whole (commands, paths, tables)
+    console.width = errors.width = 200
 
 
 def error_message(exc: BaseException, bootstrap: str | None = None) -> str | None:
@@ -136,6 +139,8 @@ app = _Typer(add_completion=False, no_args_is_help=True,
 
 
 def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    errors.print("terminated (SIGTERM): stopping what this command started; no verdict",
+                 markup=False, highlight=False)
     raise SystemExit(128 + signum)
 
 
@@ -693,6 +698,8 @@ def replay(
         arrivals_at_speed(visits, speed or 1.0)
     out_dir = results.with_name(results.stem + ".platform")  # our platform's logs, if started
     if bootstrap is None:
+        if os.environ.get(BOOTSTRAP_ENV):  # our platform on the user's cluster: a fresh one?
+            check_fresh(os.environ[BOOTSTRAP_ENV], client)
         out_dir.mkdir(parents=True, exist_ok=True)
     with _progress() as progress:
         on_stage, on_progress = _reporters(progress, len(visits))

@@ -68,6 +68,9 @@ def read_visit_log(path: Path) -> tuple[LogHeader, Iterator[Visit]]:
     """The header, and the visits one at a time (a large log is never held in memory)."""
     f = open(path, "rb")  # noqa: SIM115 - closed by the iterator
     first = f.readline()
+    if not first.strip():
+        f.close()
+        raise LogFormatError(f"{path} is empty: not a visit log (huimin generate writes one)")
     try:
         header = orjson.loads(first)
         if header.get("huimin_visitlog") not in READABLE_VERSIONS:

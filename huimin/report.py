@@ -46,7 +46,7 @@ def summarise(report: RunReport) -> dict[str, Any]:
     settle_latency: dict[str, list[float]] = defaultdict(list)
     hops: dict[str, list[float]] = defaultdict(list)
     for ex in res.exchanges.values():
-        for ans in ex.answers:
+        for ans in ex.answers[:ex.sends]:  # one a send: answers given again are in Accounting
             outcomes[f"{ex.infno} {_outcome(ans)}"] += 1
         if ex.answers and ex.infno in SETTLEMENTS and ex.answers[0]["infcode"] == 0 \
                 and ex.latency_ms is not None:
@@ -55,7 +55,7 @@ def summarise(report: RunReport) -> dict[str, Any]:
                 hops[f"{ex.route} {hop}"].append(ms)
     bad_infno = {b.msgid: b.infno for b in report.bad}
     for msgid, answers in res.bad_answers.items():
-        for ans in answers:
+        for ans in answers[:1]:  # each bad request is sent once
             outcomes[f"{bad_infno.get(msgid) or '?'} {_outcome(ans)}"] += 1
     for infno, ans in res.daily.answered if res.daily else []:
         outcomes[f"{infno} {_outcome(ans)}"] += 1

@@ -424,8 +424,6 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
         if bootstrap is None:
             on_stage("starting the broker and the platform")
             bootstrap = stack.enter_context(broker(out_dir / "broker.log", broker_kind))
-            if os.environ.get(BOOTSTRAP_ENV):  # a cluster of the user's, not a new one of ours
-                check_fresh(bootstrap, client_config)
             ours = stack.enter_context(platform(bootstrap, world.spec, partitions, out_dir,
                                                 workers, idempotent=broker_kind == "kafka",
                                                 fetch_wait_ms=fetch_wait_for(broker_kind),
@@ -537,6 +535,9 @@ def arrivals_at_speed(visits: list[Visit], speed: float) -> list[float]:
 def run_scenario(opts: RunOptions, on_stage: Callable[[str], None] = lambda s: None,
                  on_progress: Callable[[int], None] | None = None) -> RunReport:
     started = time.monotonic()
+    if os.environ.get(BOOTSTRAP_ENV):  # before anything is built or written
+        on_stage(f"checking the cluster at {os.environ[BOOTSTRAP_ENV]}")
+        check_fresh(os.environ[BOOTSTRAP_ENV])
     out_dir = opts.out_dir or default_out_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
     on_stage("building the world and the visits")

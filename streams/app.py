@@ -323,8 +323,10 @@ def create_app(cfg: WorkerConfig) -> faust.App:
         msg = decode(value)
         if msg.get("op") == "audit":  # a read through the FHIR views (streams/fhir_views.py)
             row = records_row(key)
+            audited = len(row.audit)
             sources.record_access(row, msg["event"])
             put(ehr_records, key, encode_to_keep(row.to_dict()))
+            metrics.observe_audit(row.audit[audited:])
             return []
         trace = stamp(msg["trace"], INS_IN)
         row = records_row(key)

@@ -164,14 +164,19 @@ def observe_clearing(event: Any) -> None:
         child(CLEARING_NET, event.insured_province).dec(event.signed_amount)
 
 
-def observe_ehr(infno: str, answer: dict[str, Any], audit: list[dict[str, Any]]) -> None:
-    """A record query answered by the source repositories, with the AuditEvents it added."""
-    operation = {"7002": "find", "7003": "retrieve", "7004": "lab-lookup"}.get(infno, infno)
-    child(EHR_QUERIES, operation, outcome_of(answer)).inc()
+def observe_audit(audit: list[dict[str, Any]]) -> None:
+    """AuditEvents added to a person's record: the hospitals' queries' and the operator's."""
     for event in audit:
         child(EHR_AUDIT, "success" if event["outcome"] == "0" else "refused").inc()
         if event["outcome"] != "0":
             EHR_REFUSALS.labels(event["source"]["observer"]["identifier"]["value"]).inc()
+
+
+def observe_ehr(infno: str, answer: dict[str, Any], audit: list[dict[str, Any]]) -> None:
+    """A record query answered by the source repositories, with the AuditEvents it added."""
+    operation = {"7002": "find", "7003": "retrieve", "7004": "lab-lookup"}.get(infno, infno)
+    child(EHR_QUERIES, operation, outcome_of(answer)).inc()
+    observe_audit(audit)
     if infno == "7004" and answer.get("infcode") == 0:
         reusable = answer["output"]["reusable"]
         LABS_AVOIDED.inc(len(reusable))

@@ -413,3 +413,15 @@ def test_the_report_says_where_the_hospitals_fell_behind_their_schedule():
     text = "\n".join(start_lag_lines({"points": points, "capacity": {"p99_limit_ms": 300.0}}))
     assert "50/s: p99 ≤ 2 ms, max 9 ms; 400/s: p99 ≤ 100 ms, max 480 ms" in text
     assert "At 400 visits/s the hospitals fell behind" in text and "At 50" not in text
+
+
+def test_huimins_capacity_is_a_lower_bound_when_every_rate_offered_was_sustained():
+    def huimin_line(bracketed: bool) -> str:
+        text = capacity_lines({"capacity": {"p99_limit_ms": 300.0,
+                                            "huimin_settlements_per_s": 5.1,
+                                            "huimin_bracketed": bracketed}})
+        return next(line for line in text if line.startswith("- huimin:"))
+
+    assert "**at least 5.1 settlements/s**" in huimin_line(False)
+    assert "`--find-capacity`" in huimin_line(False)
+    assert "**5.1 settlements/s**" in huimin_line(True) and "at least" not in huimin_line(True)

@@ -29,5 +29,6 @@ def test_a_run_on_a_cluster_holding_an_earlier_runs_requests_is_refused(
         result = CliRunner().invoke(cli.app, ["run", "--visits", "5", "--out",
                                               str(tmp_path / "run")])
     assert result.exit_code == 2, result.output
+    assert not (tmp_path / "run").exists()  # refused before anything was built or written
     assert "already holds 1 hospital requests of an earlier run" in " ".join(
         result.output.split())
