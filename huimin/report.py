@@ -239,8 +239,9 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
                   f"{rec['balanced']:,} balanced (平) or accepted (受理), "
                   f"{rec['equal_to_oracle']:,} answered as the oracle answers them")
     o = summary["oracle"]
-    verdict = (f"{o['settlements_equal']:,} of {o['settlements_expected']:,} settlements equal "
-               f"to the oracle ({o['answers_equal']:,} of {o['answers_compared']:,} answers)")
+    verdict = (f"{o['settlements_equal']:,} of {o['settlements_expected']:,} settled visits' "
+               "final settlements equal to the oracle's "
+               f"({o['answers_equal']:,} of {o['answers_compared']:,} answers)")
     console.print(("[bold green]PASS[/] " if summary["ok"] else "[bold red]FAIL[/] ") + verdict)
     problems = [f"{summary['timed_out']} requests unanswered within the timeout"
                 if summary["timed_out"] else "",
