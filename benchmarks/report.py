@@ -119,9 +119,10 @@ def start_lag_lines(result: dict[str, Any]) -> list[str]:
     lines = ["", "Start lag (how late the hospitals took up each visit after its scheduled "
              f"arrival; latency is timed from the actual send): {said}."]
     if late:
-        lines.append(f"At {', '.join(f'{r:g}' for r in late)} visits/s the hospitals fell "
-                     f"behind their schedule by over {LAG_SHARE_OF_TARGET:.0%} of the p99 "
-                     "target: those rates' latency figures are too low.")
+        lines.append(f"At {', '.join(f'{r:g}' for r in late)} visits/s the start lag's p99 "
+                     f"(to its bucket's upper edge) passed {LAG_SHARE_OF_TARGET:.0%} of the "
+                     "p99 target: the hospitals may have fallen behind their schedule, and "
+                     "those rates' latency figures may be too low.")
     return lines
 
 
@@ -130,7 +131,8 @@ def ratio_line(cap: dict[str, Any]) -> str:
     (a capacity above every rate offered makes its side of the ratio a lower bound)."""
     value = _ratio(cap["huimin_settlements_per_s"], cap["raw_messages_per_s"] or 0)
     huimin, raw = cap.get("huimin_bracketed"), cap.get("raw_bracketed")
-    if huimin is None or raw is None or not cap["huimin_settlements_per_s"]:
+    if huimin is None or raw is None or not cap["huimin_settlements_per_s"] \
+            or not cap["raw_messages_per_s"]:
         return f"**{value}**"  # results from before the flags existed; or nothing sustained
     if huimin and raw:
         return f"**{value}**"

@@ -139,7 +139,7 @@ app = _Typer(add_completion=False, no_args_is_help=True,
 
 
 def _exit_on_sigterm(signum: int, _frame: object) -> None:
-    errors.print("terminated (SIGTERM): stopping what this command started; no verdict",
+    errors.print("terminated (SIGTERM): stopping what this command started",
                  markup=False, highlight=False)
     raise SystemExit(128 + signum)
 

@@ -402,7 +402,7 @@ class HospitalFleet:
         while True:
             now = time.monotonic() - t0
             while next_session is not None and arrivals[arrived] <= now:
-                start_lag.add((now - arrivals[arrived]) * 1000)
+                scheduled = arrivals[arrived]
                 session, arrived = next_session, arrived + 1
                 next_session = _session_of(next(upcoming, None))
                 if max_in_flight is not None and arrived - 1 - dropped - finished >= \
@@ -411,6 +411,8 @@ class HospitalFleet:
                     if on_progress:
                         on_progress(1)
                     continue
+                # taken up now (a clock read per visit: a burst after a stall shows whole)
+                start_lag.add((time.monotonic() - t0 - scheduled) * 1000)
                 if sink is None:
                     sessions.append(session)
                 open_days[session.visit.begntime[:10]] += 1

@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict
+from functools import partial
 from typing import Any
 
 import faust
@@ -178,7 +179,7 @@ def create_app(cfg: WorkerConfig) -> faust.App:
                     source: str) -> Send:
         """The original bytes, untouched, with why in the headers (never personal data)."""
         log.warning("dead-lettered a message from %s: %s", source, code)
-        metrics.DEAD_LETTERS.labels(code, source).inc()  # our codes and topic names only
+        later(metrics.DEAD_LETTERS.labels(code, source).inc)  # our codes and topic names only
         return dead_letters, key, value or b"", {
             "huimin-error-code": code.encode(), "huimin-reason": reason.encode(),
             "huimin-source-topic": source.encode()}
@@ -187,11 +188,17 @@ def create_app(cfg: WorkerConfig) -> faust.App:
         return topic, key, value, None
 
     writes: list[tuple[Any, bytes, bytes]] = []  # the table writes of the event at hand
+    effects: list[Callable[[], object]] = []  # and its metric updates
 
     def put(table: Any, key: bytes, value: bytes) -> None:
         """A table write, made only once the event's handler has returned and what it would
         write and send fits in a record: a handler that fails changes no row."""
         writes.append((table, key, value))
+
+    def later(effect: Callable[[], object]) -> None:
+        """A metric update, made with the event's writes: a refused event counts only what
+        its refusal sends (one answer, one dead letter), not what it had built."""
+        effects.append(effect)
 
     def failed(key: bytes | None, value: bytes | None, source: str, code: ErrorCode,
                reason: str) -> list[Send]:
@@ -213,9 +220,9 @@ def create_app(cfg: WorkerConfig) -> faust.App:
                     forwarded: bool = True) -> Send:
         """The answer to a hospital; `forwarded`: it answers a request that went on from the
         provincial platform (so it is no longer in flight)."""
-        metrics.observe_answer(ans, ctx, trace)
+        later(partial(metrics.observe_answer, ans, ctx, trace))
         if forwarded:
-            metrics.IN_FLIGHT.dec()
+            later(metrics.IN_FLIGHT.dec)
         return send(hosp_responses, ctx["fixmedins_code"].encode(),
                     encode(wrap_answer(ans, ctx, trace)))
 
@@ -236,23 +243,24 @@ def create_app(cfg: WorkerConfig) -> faust.App:
             async for event in stream.events():
                 started = time.thread_time()
                 writes.clear()
+                effects.clear()
                 try:
                     sends = handler(event.key, event.value, _headers(event.headers)) \
                         if with_headers else handler(event.key, event.value)
-                    too_large = oversized(sends, writes)
+                    problem = oversized(sends, writes)
+                    code = ErrorCode.TOO_LARGE
                 except Exception as exc:
-                    log.error("%s failed on a message: %s", name, type(exc).__name__)
-                    sends = failed(event.key, event.value, source_topic, ErrorCode.INTERNAL_ERROR,
-                                   f"internal error in {name}: {type(exc).__name__}")
-                else:
-                    if too_large:
-                        log.error("%s: %s", name, too_large)
-                        sends = failed(event.key, event.value, source_topic, ErrorCode.TOO_LARGE,
-                                       too_large)
-                    else:
-                        for table, key, value in writes:
-                            table[key] = value
-                writes.clear()
+                    problem = f"internal error in {name}: {type(exc).__name__}"
+                    code = ErrorCode.INTERNAL_ERROR
+                if problem:
+                    log.error("%s: %s", name, problem)
+                    writes.clear()
+                    effects.clear()
+                    sends = failed(event.key, event.value, source_topic, code, problem)
+                for table, key, value in writes:
+                    table[key] = value
+                for effect in effects:
+                    effect()
                 cpu.inc(time.thread_time() - started)
                 events.inc()
                 for topic, key, value, extra in sends:
@@ -265,7 +273,7 @@ def create_app(cfg: WorkerConfig) -> faust.App:
         trace = stamp([], TRT_IN)
         refusal = treatment.authenticate(signer, headers, key, value) if signer else None
         if refusal is not None:
-            metrics.REFUSED.labels(refusal.answer["err_code"]).inc()
+            later(metrics.REFUSED.labels(refusal.answer["err_code"]).inc)
             log.warning("refused a request from %s: %s", refusal.ctx["fixmedins_code"],
                         refusal.answer["err_code"])
             return [to_hospital(refusal.answer, refusal.ctx, trace, forwarded=False)]
@@ -274,9 +282,10 @@ def create_app(cfg: WorkerConfig) -> faust.App:
         outcome, row = treatment.handle_request(
             key.decode(errors="replace") if key else None, value, before)
         if not isinstance(outcome, DeadLetter):
-            metrics.child(metrics.REQUESTS, metrics.infno_label(outcome.ctx.get("infno"))).inc()
+            infno = metrics.infno_label(outcome.ctx.get("infno"))
+            later(metrics.child(metrics.REQUESTS, infno).inc)
         if isinstance(outcome, Forward):
-            metrics.IN_FLIGHT.inc()
+            later(metrics.IN_FLIGHT.inc)
         if row is not None:
             put(trt_rows, key, encode_to_keep(row.to_dict()))
         if isinstance(outcome, Reply):
@@ -301,7 +310,7 @@ def create_app(cfg: WorkerConfig) -> faust.App:
         steps, row = gateway.handle(key.decode(), req, ctx, records_row(key))
         if row is not None:
             put(ehr_records, key, encode_to_keep(row.to_dict()))
-            metrics.EHR_PUBLISHED.labels(province_of(req["mdtrtarea_admvs"])).inc()
+            later(metrics.EHR_PUBLISHED.labels(province_of(req["mdtrtarea_admvs"])).inc)
         return [to_hospital(step.answer, ctx, trace) if isinstance(step, EhrAnswer) else
                 send(ehr_national, key, encode({**step.msg, "ctx": ctx, "trace": trace}))
                 for step in steps]
@@ -326,7 +335,7 @@ def create_app(cfg: WorkerConfig) -> faust.App:
             audited = len(row.audit)
             sources.record_access(row, msg["event"])
             put(ehr_records, key, encode_to_keep(row.to_dict()))
-            metrics.observe_audit(row.audit[audited:])
+            later(partial(metrics.observe_audit, row.audit[audited:]))
             return []
         trace = stamp(msg["trace"], INS_IN)
         row = records_row(key)
@@ -334,7 +343,7 @@ def create_app(cfg: WorkerConfig) -> faust.App:
         answer, row = sources.handle(key.decode() if key else "", msg, row)
         if not repeated:  # a duplicate or a redelivery changes nothing and counts once
             put(ehr_records, key, encode_to_keep(row.to_dict()))
-            metrics.observe_ehr(msg["req"]["infno"], answer, row.audit[audited:])
+            later(partial(metrics.observe_ehr, msg["req"]["infno"], answer, row.audit[audited:]))
         return [to_hospital(answer, msg["ctx"], trace)]
 
     def on_national_request(key: bytes | None, value: bytes | None) -> list[Send]:
@@ -367,7 +376,7 @@ def create_app(cfg: WorkerConfig) -> faust.App:
         if event is not None:
             sends.append(send(money_events, event.setl_id.encode(), encode(asdict(event))))
             if row is not None:  # a first, not a replay
-                metrics.observe_money(event)
+                later(partial(metrics.observe_money, event))
         return sends
 
     clearing_index = ClearingIndex()  # event ids by hospital and day
@@ -379,7 +388,7 @@ def create_app(cfg: WorkerConfig) -> faust.App:
         if stored(clearing_events, event_id) is None:
             put(clearing_events, event_id, encode_to_keep(asdict(event)))
             clearing_index.add(event_id, event)
-            metrics.observe_clearing(event)
+            later(partial(metrics.observe_clearing, event))
         return []
 
     def events_for(req: dict[str, Any]) -> list[SettlementEvent]:

@@ -412,7 +412,7 @@ def test_the_report_says_where_the_hospitals_fell_behind_their_schedule():
                "start_lag_ms": {"p99_at_most": 100.0, "max": 480.0}}]
     text = "\n".join(start_lag_lines({"points": points, "capacity": {"p99_limit_ms": 300.0}}))
     assert "50/s: p99 ≤ 2 ms, max 9 ms; 400/s: p99 ≤ 100 ms, max 480 ms" in text
-    assert "At 400 visits/s the hospitals fell behind" in text and "At 50" not in text
+    assert "At 400 visits/s the start lag's p99" in text and "At 50" not in text
 
 
 def test_huimins_capacity_is_a_lower_bound_when_every_rate_offered_was_sustained():

@@ -15,6 +15,7 @@ from messages.visitlog import make_msgid
 from simulators.hospital import HospitalFleet
 from simulators.world import WorldSpec, build_world
 from streams.broker import broker
+from tests.test_e2e_operations import scrape, total
 
 pytestmark = pytest.mark.e2e
 
@@ -44,7 +45,8 @@ def test_an_answer_over_the_record_limit_is_refused_and_dead_lettered_and_change
              "medins_list_codg": code, "det_item_fee_sumamt": 100, "cnt": 1, "pric": 100}
             for i in range(n)]}
 
-    with broker(tmp_path / "broker.log") as bootstrap, platform(bootstrap, SPEC, 2, tmp_path):
+    with broker(tmp_path / "broker.log") as bootstrap, \
+            platform(bootstrap, SPEC, 2, tmp_path) as ours:
         fleet = HospitalFleet(bootstrap)
         try:
             register = request("2201", {
@@ -70,5 +72,12 @@ def test_an_answer_over_the_record_limit_is_refused_and_dead_lettered_and_change
             while not letters and time.monotonic() < deadline:
                 letters = [d for d in fleet._poll_dead_letters() if d.error_code == "E9002"]
             assert [d.source_topic for d in letters] == ["hosp.requests"]
+            # the refused upload counts as what it sent, one E9002 answer: not also as the
+            # answer it had built, and nothing is left in flight
+            samples = scrape(f"http://127.0.0.1:{ours.workers[0].cfg.web_port}/metrics")
+            answers = {outcome: total(samples, "huimin_answers_total", infno="2204",
+                                      outcome=outcome) for outcome in ("ok", "E9002")}
+            assert answers == {"ok": 1.0, "E9002": 1.0}
+            assert total(samples, "huimin_in_flight_requests") == 0.0
         finally:
             fleet.close()
