@@ -227,9 +227,11 @@ def create_app(cfg: WorkerConfig) -> faust.App:
                     encode(wrap_answer(ans, ctx, trace)))
 
     def role(source: Any, name: str, handler: Handler, with_headers: bool = False) -> None:
-        """An agent that runs `handler` on each event (with its headers, if asked) and sends
-        what it returns. An exception dead-letters the message instead of stopping the
-        platform. Sends go to the app's producer directly, not through Faust's channel layer
+        """An agent that runs `handler` on each event (with its headers, if asked), then
+        makes the table writes (`put`) and metric updates (`later`) it asked for and sends
+        what it returned. An exception, or a record too large to write, makes none of them:
+        the message is dead-lettered and answered instead (`failed`), and the platform goes
+        on. Sends go to the app's producer directly, not through Faust's channel layer
         (a future message and sensor calls per send): the offsets are still committed only
         after the producer is flushed, so at-least-once holds. The handler's CPU time is
         counted by role (`huimin_role_cpu_seconds_total`, ~2 µs an event): what the worker
