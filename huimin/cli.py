@@ -36,7 +36,14 @@ from huimin.logfiles import (
     write_visit,
 )
 from huimin.moneyflow import events_from_results
-from huimin.report import print_statement, print_summary, summarise, write_latencies, write_outputs
+from huimin.report import (
+    print_statement,
+    print_summary,
+    summarise,
+    write_dead_letters,
+    write_latencies,
+    write_outputs,
+)
 from huimin.run import (
     RunOptions,
     UsedCluster,
@@ -51,6 +58,7 @@ from huimin.run import (
 )
 from huimin.verify import checked_visits, results_by_visit, write_json, write_junit
 from huimin.verify import verify as verify_answers
+from messages.dead_letters import DeadLetterEntry, summarise_dead_letters
 from settlement.clearing import ClearingPolicy, clear
 from settlement.oracle import Oracle
 from settlement.retention import WINDOW_DAYS
@@ -61,6 +69,7 @@ from simulators.visits import VisitSpec, generate_visits
 from simulators.world import WorldSpec, build_world
 from streams.broker import BOOTSTRAP_ENV, BROKER_KINDS, BrokerError, EmbeddedBroker
 from streams.config import FETCH_WAIT_MS, KAFKA_FETCH_WAIT_MS, LINGER_MS, STORES, WorkerConfig
+from streams.dead_letters import TopicMissing, read_dead_letters
 from streams.kafka_broker import KAFKA_VERSION, ApacheKafkaBroker
 from streams.security import ClusterSecurity
 from streams.topics import create_platform_topics
@@ -342,6 +351,44 @@ def topics(
     created = create_platform_topics(_bootstrap(bootstrap), partitions, replication,
                                      security.kafka_python())
     console.print(f"Topics ready: {', '.join(created)}")
+
+
+@app.command("dead-letters")
+def dead_letters(
+    bootstrap: Annotated[str | None, typer.Option(help=f"Default: ${BOOTSTRAP_ENV}.")] = None,
+    follow: Annotated[bool, typer.Option(
+        "--follow", "-f", help="Keep printing those that arrive, until Ctrl-C.")] = False,
+    code: Annotated[str | None, typer.Option(
+        help="Only this error code, e.g. E1001.")] = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="One JSON object a line, for scripts.")] = False,
+    security_protocol: SecurityProtocol = "PLAINTEXT",
+    sasl_mechanism: SaslMechanism = None,
+    sasl_username: SaslUsername = None,
+    ssl_cafile: SslCafile = None,
+) -> None:
+    """The messages the platform kept in `dead.letters`, oldest first: when, partition@offset,
+    error code, source topic, the request's infno and msgid where it names them, and the
+    reason; then how many by code and topic. Never a message's key or body (they may hold
+    personal data). Reads without joining a consumer group: nothing on the cluster changes."""
+    security = _security(security_protocol, sasl_mechanism, sasl_username, ssl_cafile)
+    where = _bootstrap(bootstrap)
+    shown: list[DeadLetterEntry] = []
+    try:
+        for entry in read_dead_letters(where, follow, security.kafka_python()):
+            if code is not None and entry.error_code != code:
+                continue
+            shown.append(entry)
+            if as_json:
+                print(orjson.dumps(entry.to_dict()).decode(), flush=True)
+            else:
+                console.print(entry.line(), soft_wrap=True, markup=False, highlight=False)
+    except TopicMissing as exc:
+        raise _refused(exc) from None
+    except KeyboardInterrupt:
+        pass  # --follow ends on Ctrl-C; what was read is summed up below
+    if not as_json:
+        console.print(summarise_dead_letters(shown), markup=False, highlight=False)
 
 
 @app.command()
@@ -709,6 +756,7 @@ def replay(
                      join_worker=plan.join_worker, on_stage=on_stage, on_progress=on_progress)
     write_records(results, ex.result.sessions)
     write_latencies(results.with_name(results.stem + ".latency.jsonl"), ex.result)
+    write_dead_letters(results.with_name(results.stem + ".dead_letters.jsonl"), ex.result, bad)
     acc = account(ex.result, bad)
     bad_check = check_bad_requests(ex.result, bad, redelivery=plan.any)
     console.print(f"Replayed {len(visits):,} visits in {ex.result.wall_s:.1f} s. Sent "

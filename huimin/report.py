@@ -20,6 +20,7 @@ from messages.platform import CROSS, LOCAL
 from messages.trace import hop_durations_ms
 from settlement.clearing import ClearingStatement
 from settlement.money import yuan
+from simulators.bad_messages import BadMessage
 from simulators.hospital import HospitalRunResult
 from simulators.regions import PROVINCES
 
@@ -152,6 +153,18 @@ def write_outputs(report: RunReport, summary: dict[str, Any]) -> None:
     (out / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
     write_records(out / "results.jsonl", report.result.sessions)
     write_latencies(out / "latency.jsonl", report.result)
+    write_dead_letters(out / "dead_letters.jsonl", report.result, report.bad)
+
+
+def write_dead_letters(path: Path, result: HospitalRunResult, bad: list[BadMessage]) -> None:
+    """Every dead letter the hospitals saw, as `huimin dead-letters --json` shows it, with
+    `bad_request`: the kind of bad request sent on purpose that it is, or null for one that
+    should not have happened (the run fails on those)."""
+    kinds = {b.value: b.kind for b in bad if b.expect == "dead-letter"}
+    with open(path, "wb") as f:
+        for letter in result.dead_letters:
+            f.write(orjson.dumps({**letter.entry.to_dict(),
+                                  "bad_request": kinds.get(letter.value)}) + b"\n")
 
 
 def write_latencies(path: Path, result: HospitalRunResult) -> None:

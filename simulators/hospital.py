@@ -21,6 +21,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from messages import topics
 from messages.codec import MalformedMessage, decode, encode
 from messages.codes import Infno
+from messages.dead_letters import DeadLetterEntry, describe_dead_letter, header_values
 from messages.signing import Signer, configured_secret
 from messages.trace import HOSP_RECV, HOSP_SEND
 from messages.visitlog import Visit, VisitSession, make_msgid
@@ -107,11 +108,16 @@ class Exchange:
 
 @dataclass(frozen=True, slots=True)
 class DeadLetterRecord:
+    """A dead letter as the hospitals saw it: its bytes, to match a bad request they sent on
+    purpose, and its entry (messages/dead_letters.py), to show."""
+
     key: bytes | None
     value: bytes
-    error_code: str
-    reason: str
-    source_topic: str
+    entry: DeadLetterEntry
+
+    @property
+    def error_code(self) -> str:
+        return self.entry.error_code
 
 
 class StartLag:
@@ -177,10 +183,6 @@ def _session_of(visit: Visit | None) -> VisitSession | None:
     return VisitSession(visit) if visit is not None else None
 
 
-def _headers(record: Any) -> dict[str, str]:
-    return {k: (v or b"").decode(errors="replace") for k, v in (record.headers or [])}
-
-
 class HospitalFleet:
     """All simulated hospitals behind one producer and one response consumer."""
 
@@ -236,10 +238,9 @@ class HospitalFleet:
         out = []
         for records in self.dead_letter_consumer.poll(timeout_ms=0).values():
             for rec in records:
-                h = _headers(rec)
-                out.append(DeadLetterRecord(rec.key, rec.value, h.get("huimin-error-code", ""),
-                                            h.get("huimin-reason", ""),
-                                            h.get("huimin-source-topic", "")))
+                entry = describe_dead_letter(rec.value, header_values(rec.headers),
+                                             rec.partition, rec.offset, rec.timestamp)
+                out.append(DeadLetterRecord(rec.key, rec.value, entry))
         return out
 
     def sign_in(self, hospitals: Iterable[Hospital], inf_time: str,

@@ -23,6 +23,7 @@ from faust.sensors.prometheus import setup_prometheus_sensors
 from messages import topics
 from messages.codec import decode, encode, encode_to_keep
 from messages.codes import ErrorCode
+from messages.dead_letters import CODE_HEADER, REASON_HEADER, SOURCE_HEADER
 from messages.envelope import error_answer, province_of
 from messages.platform import CROSS, hospital_context, wrap_answer, wrap_request
 from messages.signing import SECRET_ENV, Signer, configured_secret
@@ -181,8 +182,8 @@ def create_app(cfg: WorkerConfig) -> faust.App:
         log.warning("dead-lettered a message from %s: %s", source, code)
         later(metrics.DEAD_LETTERS.labels(code, source).inc)  # our codes and topic names only
         return dead_letters, key, value or b"", {
-            "huimin-error-code": code.encode(), "huimin-reason": reason.encode(),
-            "huimin-source-topic": source.encode()}
+            CODE_HEADER: code.encode(), REASON_HEADER: reason.encode(),
+            SOURCE_HEADER: source.encode()}
 
     def send(topic: Any, key: bytes | None, value: bytes) -> Send:
         return topic, key, value, None

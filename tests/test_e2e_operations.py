@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from huimin.run import platform
 from messages.envelope import province_of
-from messages.topics import INS_REQUESTS, NAT_REQUESTS, TRT_ANSWERS
+from messages.topics import HOSP_REQUESTS, INS_REQUESTS, NAT_REQUESTS, TRT_ANSWERS
 from messages.visitlog import make_msgid
 from simulators.hospital import HospitalFleet
 from simulators.world import WorldSpec, build_world
@@ -110,6 +110,43 @@ def test_unsigned_forged_foreign_and_replayed_requests_are_refused(platform_and_
     for reason in ("E6001", "E6002"):
         assert total(metrics, "huimin_refused_requests_total", reason=reason) >= 1
     assert total(metrics, "huimin_answers_total", outcome="E6003") == 1
+
+
+def test_dead_letters_lists_what_the_platform_kept_and_no_personal_data(platform_and_fleet):
+    """`huimin dead-letters` over the real broker: a message that is not JSON, and one from an
+    unknown hospital whose msgid is a person's certno, each kept with its code; neither's
+    key or body is shown."""
+    fleet, _ = platform_and_fleet
+    certno = sorted(WORLD.ref.enrollments)[1]
+    stranger = "H99999999999"  # no such hospital: nobody to answer, so it is dead-lettered
+
+    def listed() -> dict[tuple[int, int], dict[str, Any]]:
+        proc = subprocess.run([huimin_command(), "dead-letters", "--bootstrap", fleet.bootstrap,
+                               "--json"], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert certno not in proc.stdout + proc.stderr
+        letters = [orjson.loads(line) for line in proc.stdout.splitlines()]
+        return {(d["partition"], d["offset"]): d for d in letters}
+
+    before = listed()
+    fleet.producer.send(HOSP_REQUESTS, key=certno.encode(), value=f"not JSON {certno}".encode())
+    fleet.producer.send(HOSP_REQUESTS, key=certno.encode(), value=orjson.dumps(
+        {"infno": "1101", "msgid": certno, "fixmedins_code": stranger}))
+    fleet.producer.flush()
+    deadline = time.monotonic() + 60
+    while len(mine := [d for at, d in listed().items() if at not in before]) < 2:
+        assert time.monotonic() < deadline, f"not both dead-lettered: {mine}"
+        time.sleep(1)
+    assert sorted(d["error_code"] for d in mine) == ["E1001", "E1002"]
+    assert {d["source_topic"] for d in mine} == {HOSP_REQUESTS}
+    unanswerable = next(d for d in mine if d["error_code"] == "E1002")
+    assert (unanswerable["infno"], unanswerable["fixmedins_code"]) == ("1101", stranger)
+    assert unanswerable["msgid"] == ""  # not a msgid's shape
+    text = subprocess.run([huimin_command(), "dead-letters", "--bootstrap", fleet.bootstrap,
+                           "--code", "E1001"], capture_output=True, text=True, timeout=60)
+    assert text.returncode == 0 and certno not in text.stdout
+    assert re.search(r"^\d+ dead letters?: E1001 \d+; from hosp.requests \d+$", text.stdout,
+                     re.MULTILINE), text.stdout
 
 
 def test_a_local_request_reaches_the_insured_side_through_its_topic_and_a_cross_one_via_national(

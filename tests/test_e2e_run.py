@@ -118,6 +118,16 @@ def test_bad_requests_get_their_error_code_and_only_unanswerable_ones_are_dead_l
     assert summary["dead_letters_by_code"] == {"E1001": 2, "E1002": 1, "E1004": 1}
 
 
+def test_the_run_folder_lists_each_dead_letter_with_the_bad_request_it_is(two_runs):
+    out = two_runs[0][0]
+    lines = (out / "dead_letters.jsonl").read_bytes().splitlines()
+    letters = [orjson.loads(line) for line in lines]
+    assert sorted(d["bad_request"] for d in letters) == sorted(DEAD_LETTER_KINDS * BAD_PER_KIND)
+    assert {d["source_topic"] for d in letters} == {"hosp.requests"}
+    assert sorted(d["error_code"] for d in letters) == ["E1001", "E1001", "E1002", "E1004"]
+    assert all(d["reason"] and d["timestamp_ms"] > 0 for d in letters)
+
+
 def test_the_mix_exercises_the_whole_protocol(two_runs):
     outcomes = summary_of(two_runs[0])["answers_by_outcome"]
     for infno in ("1101", "2201", "2202", "2204", "2205", "2206", "2207", "2208", "2301",
@@ -169,7 +179,8 @@ def test_no_personal_data_in_logs(two_runs):
     world = build_world(WorldSpec(seed=11, persons=1000))
     for out, proc in two_runs:
         texts = [proc.stdout, proc.stderr] + [p.read_text(errors="replace")
-                                              for p in out.glob("*.log")]
+                                              for p in (*out.glob("*.log"),
+                                                        out / "dead_letters.jsonl")]
         blob = "\n".join(texts)
         assert [c for c in world.ref.enrollments if c in blob] == []
 

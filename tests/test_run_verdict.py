@@ -6,6 +6,7 @@ import copy
 
 from huimin.run import account, check_bad_requests, compare
 from messages.codes import Infno
+from messages.dead_letters import CODE_HEADER, REASON_HEADER, SOURCE_HEADER, describe_dead_letter
 from settlement.oracle import Oracle
 from simulators.bad_messages import generate_bad_messages
 from simulators.hospital import DeadLetterRecord, Exchange, HospitalRunResult
@@ -63,6 +64,12 @@ def test_a_missing_or_extra_answer_fails():
     assert not compare(streamed, expected).ok
 
 
+def _letter(key: bytes | None, value: bytes, code: str) -> DeadLetterRecord:
+    """A dead letter as the hospitals read it off `dead.letters`."""
+    headers = {CODE_HEADER: code, REASON_HEADER: "r", SOURCE_HEADER: "hosp.requests"}
+    return DeadLetterRecord(key, value, describe_dead_letter(value, headers))
+
+
 def _result(bad_answers, dead_letters, exchanges=None) -> HospitalRunResult:
     return HospitalRunResult([], exchanges or {}, bad_answers, dead_letters, [], 0, 1.0)
 
@@ -71,7 +78,7 @@ def test_bad_requests_pass_only_with_their_declared_code_and_letters_are_account
     bad = generate_bad_messages(WORLD, per_kind=1)
     good_answers = {b.msgid: [{"infcode": -1, "err_code": b.code.value}]
                     for b in bad if b.expect == "answer"}
-    letters = [DeadLetterRecord(b.key, b.value, b.code.value, "r", "hosp.requests")
+    letters = [_letter(b.key, b.value, b.code.value)
                for b in bad if b.expect == "dead-letter"]
     assert check_bad_requests(_result(good_answers, letters), bad).ok
 
@@ -81,7 +88,7 @@ def test_bad_requests_pass_only_with_their_declared_code_and_letters_are_account
     check = check_bad_requests(_result(wrong, letters), bad)
     assert not check.ok and "expected answer" in check.problems[0]
 
-    extra = [*letters, DeadLetterRecord(None, b"stray", "E1001", "r", "hosp.requests")]
+    extra = [*letters, _letter(None, b"stray", "E1001")]
     assert check_bad_requests(_result(good_answers, extra), bad).unexpected_dead_letters == 1
     assert not check_bad_requests(_result(good_answers, letters[1:]), bad).ok
 

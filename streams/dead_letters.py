@@ -1,0 +1,56 @@
+"""Reading `dead.letters` from a cluster, for `huimin dead-letters`: every message kept
+there from the topic's start, described by messages/dead_letters.py, and, when following,
+those that arrive after."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
+
+from messages.dead_letters import DeadLetterEntry, describe_dead_letter, header_values
+from messages.topics import DEAD_LETTERS
+from streams.partition_ends import true_ends
+
+#: How long one poll waits for more when the topic's end has not been reached yet.
+POLL_MS = 500
+
+
+class TopicMissing(LookupError):
+    """The cluster has no `dead.letters` topic: the platform's topics were never created."""
+
+
+def read_dead_letters(bootstrap: str, follow: bool = False,
+                      client_config: dict[str, Any] | None = None,
+                      stopped: Callable[[], bool] = lambda: False,
+                      timeout_s: float = 5.0) -> Iterator[DeadLetterEntry]:
+    """Every dead letter from the start of the topic to its end as it is now, partition by
+    partition in offset order; with `follow`, then those that arrive, until `stopped()`.
+    Joins no consumer group and commits nothing: reading changes nothing on the cluster."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                             metrics_enabled=False, client_id="huimin-dead-letters",
+                             **(client_config or {}))
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not (parts := consumer.partitions_for_topic(DEAD_LETTERS)):  # asks the cluster
+            if time.monotonic() > deadline:
+                raise TopicMissing(f"the cluster at {bootstrap} has no topic {DEAD_LETTERS} "
+                                   "(the platform's topics are made by `huimin topics`)")
+            time.sleep(0.2)
+        tps = [TopicPartition(DEAD_LETTERS, p) for p in sorted(parts)]
+        # where each partition ends now; Tansu reports ends short (streams/partition_ends.py)
+        ends = true_ends(consumer, consumer.end_offsets(tps))
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        left = {tp for tp in tps if ends[tp] > 0}
+        while (left or follow) and not stopped():
+            for tp, records in consumer.poll(timeout_ms=POLL_MS).items():
+                for rec in records:
+                    yield describe_dead_letter(rec.value, header_values(rec.headers),
+                                               rec.partition, rec.offset, rec.timestamp)
+                if consumer.position(tp) >= ends[tp]:
+                    left.discard(tp)
+    finally:
+        consumer.close()

@@ -1,0 +1,78 @@
+"""What `huimin dead-letters` and a run's dead_letters.jsonl show of a dead letter: its
+headers, and the request it was by msgid and infno when the message names them in their
+proper shapes; never the key or the body, which may carry a person's data."""
+
+from __future__ import annotations
+
+import orjson
+
+from messages.codec import encode
+from messages.dead_letters import (
+    CODE_HEADER,
+    REASON_HEADER,
+    SOURCE_HEADER,
+    describe_dead_letter,
+    header_values,
+    summarise_dead_letters,
+)
+from messages.platform import wrap_request
+
+CERTNO = "11010519491231002X"
+MSGID = "H11010100001" + "20261201090000" + "0007"
+
+
+def headers(code: str = "E1001", source: str = "hosp.requests") -> dict[str, str]:
+    return {CODE_HEADER: code, REASON_HEADER: "not valid JSON", SOURCE_HEADER: source}
+
+
+def test_bytes_that_are_not_json_are_shown_by_size_only():
+    value = f"garbage {CERTNO}".encode()
+    entry = describe_dead_letter(value, headers(), partition=3, offset=41, timestamp_ms=1)
+    assert (entry.partition, entry.offset, entry.size) == (3, 41, len(value))
+    assert (entry.infno, entry.msgid, entry.fixmedins_code) == ("", "", "")
+    assert CERTNO not in entry.line() and CERTNO not in orjson.dumps(entry.to_dict()).decode()
+    assert f"({len(value)} bytes)" in entry.line()
+
+
+def test_a_hospital_request_is_named_by_its_msgid_and_infno_not_its_person():
+    value = encode({"infno": "2207", "msgid": MSGID, "fixmedins_code": "H11010100001",
+                    "input": {"certno": CERTNO, "psn_name": "张三"}})
+    entry = describe_dead_letter(value, headers("E1002"), timestamp_ms=1_796_295_479_021)
+    assert (entry.infno, entry.msgid, entry.fixmedins_code) == ("2207", MSGID, "H11010100001")
+    assert entry.line().startswith("2026-12-03 10:57:59  0@0  E1002  hosp.requests")
+    shown = entry.line() + orjson.dumps(entry.to_dict()).decode()
+    assert CERTNO not in shown and "张三" not in shown
+
+
+def test_values_not_of_their_field_shape_are_left_out():
+    value = encode({"infno": CERTNO, "msgid": CERTNO, "fixmedins_code": CERTNO})
+    entry = describe_dead_letter(value, headers("E1002"))
+    assert (entry.infno, entry.msgid, entry.fixmedins_code) == ("", "", "")
+
+
+def test_a_platform_message_is_named_by_the_request_in_its_context():
+    ctx = {"infno": "2304", "msgid": MSGID, "fixmedins_code": "H11010100001"}
+    value = encode(wrap_request({"certno": CERTNO}, ctx, []))
+    entry = describe_dead_letter(value, headers("E9001", "nat.requests"))
+    assert (entry.source_topic, entry.infno, entry.msgid) == ("nat.requests", "2304", MSGID)
+    # read as a hospital's request it names nothing: the source topic decides
+    assert describe_dead_letter(value, headers("E9001")).msgid == ""
+
+
+def test_missing_and_undecodable_headers_give_empty_or_replaced_text():
+    assert header_values([(CODE_HEADER, b"E1001"), (REASON_HEADER, None),
+                          (SOURCE_HEADER, b"\xff")]) == {
+        CODE_HEADER: "E1001", REASON_HEADER: "", SOURCE_HEADER: "\ufffd"}
+    entry = describe_dead_letter(None, {})
+    assert (entry.error_code, entry.source_topic, entry.size) == ("", "", 0)
+    assert "  ?      ?  " in entry.line()
+
+
+def test_the_summary_counts_by_code_and_by_source_topic():
+    entries = [describe_dead_letter(b"x", headers("E1001")),
+               describe_dead_letter(b"x", headers("E1004")),
+               describe_dead_letter(b"x", headers("E1001", "trt.answers"))]
+    assert summarise_dead_letters(entries) == \
+        "3 dead letters: E1001 2, E1004 1; from hosp.requests 2, trt.answers 1"
+    assert summarise_dead_letters(entries[:1]) == "1 dead letter: E1001 1; from hosp.requests 1"
+    assert summarise_dead_letters([]) == "no dead letters"
