@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from huimin.logfiles import write_records
-from huimin.run import RunReport
+from huimin.run import RunReport, distinct_dead_letters
 from messages.codes import EHR, SETTLEMENTS, ErrorCode, Infno
 from messages.envelope import is_cross_province
 from messages.platform import CROSS, LOCAL
@@ -76,7 +76,8 @@ def summarise(report: RunReport) -> dict[str, Any]:
         "visits": len(res.sessions),
         "visits_settled_by_route": dict(routes),
         "answers_by_outcome": dict(sorted(outcomes.items())),
-        "dead_letters_by_code": dict(Counter(d.error_code for d in res.dead_letters)),
+        "dead_letters_by_code": dict(Counter(
+            d.error_code for d in distinct_dead_letters(res, report.bad))),
         "accounting": {"sent": acc.sent, "answered_ok": acc.answered_ok,
                        "answered_error": acc.answered_error, "dead_lettered": acc.dead_lettered,
                        "unaccounted": acc.unaccounted, "redelivered": acc.redelivered},
@@ -157,12 +158,13 @@ def write_outputs(report: RunReport, summary: dict[str, Any]) -> None:
 
 
 def write_dead_letters(path: Path, result: HospitalRunResult, bad: list[BadMessage]) -> None:
-    """Every dead letter the hospitals saw, as `huimin dead-letters --json` shows it, with
-    `bad_request`: the kind of bad request sent on purpose that it is, or null for one that
-    should not have happened (the run fails on those)."""
+    """Every dead letter the hospitals saw (a bad request's redelivered repeats once), as
+    `huimin dead-letters --json` shows it, with `bad_request`: the kind of bad request sent
+    on purpose that it is, or null for one that should not have happened (the run fails on
+    those)."""
     kinds = {b.value: b.kind for b in bad if b.expect == "dead-letter"}
     with open(path, "wb") as f:
-        for letter in result.dead_letters:
+        for letter in distinct_dead_letters(result, bad):
             f.write(orjson.dumps({**letter.entry.to_dict(),
                                   "bad_request": kinds.get(letter.value)}) + b"\n")
 

@@ -33,7 +33,7 @@ from settlement.ledger import events_from_answers
 from settlement.oracle import Oracle
 from simulators.bad_messages import KINDS, BadMessage, generate_bad_messages
 from simulators.faults import FaultPlan
-from simulators.hospital import HospitalFleet, HospitalRunResult
+from simulators.hospital import DeadLetterRecord, HospitalFleet, HospitalRunResult
 from simulators.reconciliation import closing_requests, settlements_to_post
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import World, WorldSpec, build_world
@@ -254,13 +254,27 @@ def account(result: HospitalRunResult, bad: list[BadMessage]) -> Accounting:
         extra += len(answers) - len(kept)
         n_ok = sum(1 for a in kept if a.get("infcode") == 0)
         ok, error = ok + n_ok, error + len(kept) - n_ok
-    expected = Counter(b.value for b in bad if b.expect == "dead-letter")
-    letters = Counter(d.value for d in result.dead_letters)
-    repeats = sum(max(0, n - expected[v]) for v, n in letters.items() if v in expected)
+    letters = distinct_dead_letters(result, bad)
+    repeats = len(result.dead_letters) - len(letters)
     daily = result.daily.sent if result.daily is not None else 0
     return Accounting(sent=result.sent + daily + len(bad), answered_ok=ok, answered_error=error,
-                      dead_lettered=len(result.dead_letters) - repeats,
-                      redelivered=extra + repeats)
+                      dead_lettered=len(letters), redelivered=extra + repeats)
+
+
+def distinct_dead_letters(result: HospitalRunResult, bad: list[BadMessage]
+                          ) -> list[DeadLetterRecord]:
+    """The dead letters less the repeats of a bad request sent on purpose: a redelivery
+    (after a worker's crash) dead-letters the same bytes again, which is not another
+    message lost. Any other dead letter is kept, repeats included: none should exist."""
+    left = Counter(b.value for b in bad if b.expect == "dead-letter")
+    kept = []
+    for letter in result.dead_letters:
+        if letter.value in left:
+            if left[letter.value] == 0:
+                continue
+            left[letter.value] -= 1
+        kept.append(letter)
+    return kept
 
 
 @dataclass

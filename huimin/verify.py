@@ -142,6 +142,28 @@ def checked_visits(visits: Iterator[Visit], records: dict[Any, dict[str, Any]],
             f"{', …' if unknown[3:] else ''}; another log's?)")
 
 
+def _differences(path: str, got: Any, want: Any) -> list[str]:
+    """Where two decoded JSON values differ, each as `path: got != expected want`, the path
+    naming every key and list index on the way (`result[3].det_item_fee_sumamt`)."""
+    if got == want:
+        return []
+    if isinstance(got, dict) and isinstance(want, dict):
+        return [d for k in sorted(set(got) | set(want))
+                for d in _differences(f"{path}.{k}" if path else str(k), got.get(k),
+                                      want.get(k))]
+    if isinstance(got, list) and isinstance(want, list):
+        if len(got) != len(want):
+            return [f"{path}: {len(got)} items != expected {len(want)}"]
+        return [d for i, (g, w) in enumerate(zip(got, want, strict=True))
+                for d in _differences(f"{path}[{i}]", g, w)]
+    return [f"{path}: {_short(got)} != expected {_short(want)}"]
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
 def answer_diff(got: list[dict[str, Any]], want: list[dict[str, Any]]) -> str:
     """A short, readable difference between two answer lists."""
     if len(got) != len(want):
@@ -152,14 +174,9 @@ def answer_diff(got: list[dict[str, Any]], want: list[dict[str, Any]]) -> str:
         if g.get("infcode") != w.get("infcode") or g.get("err_code") != w.get("err_code"):
             return (f"infcode {g.get('infcode')} {g.get('err_code') or ''} "
                     f"!= expected {w.get('infcode')} {w.get('err_code') or ''}").strip()
-        parts = []
-        for section in sorted(set(g.get("output", {})) | set(w.get("output", {}))):
-            gs, ws = g.get("output", {}).get(section), w.get("output", {}).get(section)
-            if isinstance(gs, dict) and isinstance(ws, dict):
-                parts += [f"{section}.{k}: {gs.get(k)!r} != expected {ws.get(k)!r}"
-                          for k in sorted(set(gs) | set(ws)) if gs.get(k) != ws.get(k)]
-            elif gs != ws:
-                parts.append(f"{section} differs")
+        parts = _differences("", g.get("output", {}), w.get("output", {}))
+        if len(parts) > 5:
+            parts = [*parts[:5], f"{len(parts) - 5} more"]
         others = [k for k in sorted(set(g) | set(w)) if k != "output" and g.get(k) != w.get(k)]
         return "; ".join(parts + [f"{k} differs" for k in others])
     return "equal"

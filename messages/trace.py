@@ -10,6 +10,10 @@ import time
 from typing import Final
 
 HOSP_SEND: Final = "hosp.send"
+#: The request's record in hosp.requests, by its Kafka timestamp (CreateTime: when the
+#: hospital's client produced it; LogAppendTime if the topic is so configured). From here to
+#: `trt.in` the request waited in the topic: the platform's backlog.
+TRT_QUEUED: Final = "trt.queued"
 TRT_IN: Final = "trt.in"
 NAT_IN: Final = "nat.in"
 INS_IN: Final = "ins.in"
@@ -26,9 +30,20 @@ def stamp(trace: Trace, hop: str) -> Trace:
     return trace
 
 
+def received(record_ms: int | None) -> Trace:
+    """A request's trace as the treatment side takes it up: when its record reached
+    hosp.requests (its Kafka timestamp, in ms; none if the record has none), then now. A
+    timestamp ahead of now (another machine's clock) counts as now."""
+    now = time.time_ns()
+    if record_ms is None or record_ms <= 0:
+        return [[TRT_IN, now]]
+    return [[TRT_QUEUED, min(record_ms * 1_000_000, now)], [TRT_IN, now]]
+
+
 def hop_durations_ms(trace: Trace) -> dict[str, float]:
-    """Milliseconds spent between consecutive hops, named `from->to`."""
+    """Milliseconds spent between consecutive hops, named `from->to`; never below 0 (a
+    Kafka timestamp has whole milliseconds, and machines' clocks may differ a little)."""
     out: dict[str, float] = {}
     for (a, ta), (b, tb) in itertools.pairwise(trace):
-        out[f"{a}->{b}"] = (tb - ta) / 1e6
+        out[f"{a}->{b}"] = max(0.0, (tb - ta) / 1e6)
     return out

@@ -261,12 +261,10 @@ class NationalIndex:
         req = msg["req"]
         if req["infno"] == Infno.EHR_RETRIEVE:
             province = row.docs.get(req["input"]["document_id"])
-            if province is None:
-                return EhrAnswer(ehr_error(req["msgid"], ErrorCode.UNKNOWN_DOCUMENT,
-                                           "no such document for this person",
-                                           operation_outcome("not-found", "no such document "
-                                                             "for this person"))), None
-            return {**msg, "sources": [province]}, None
+            if province is not None:
+                return {**msg, "sources": [province]}, None
+            # an id the index does not know is decided and audited as the person's records
+            # are: an answer before consent would tell anyone which documents exist
         return {**msg, "sources": row.provinces}, None
 
 
@@ -330,6 +328,11 @@ class SourceRepositories:
             return ehr_error(msgid, ErrorCode.CONSENT_REFUSED, f"refused: {reason}",
                              _refusal_outcome(refusals))
         if operation == "retrieve":
+            if inp["document_id"] not in row.docs:
+                return ehr_error(msgid, ErrorCode.UNKNOWN_DOCUMENT,
+                                 "no such document for this person",
+                                 operation_outcome("not-found", "no such document for this "
+                                                   "person"))
             return self._retrieved(row, req)
         if operation == "lab-lookup":
             return ok_answer(msgid, _reusable(row, inp["loinc"], req["inf_time"], allowed,

@@ -1,4 +1,5 @@
-"""Ingress validation of FHIR resources with `fhir.resources.R4B`, answered as an
+"""Ingress validation of FHIR resources with `fhir.resources.R4B`, and then the rules it
+does not check (records/fhir_rules.py: required codes, ids, narratives), answered as an
 OperationOutcome that names the path and the problem.
 
 Validation happens once, at the provincial platform's ingress; inside, resources travel as
@@ -11,6 +12,7 @@ cache rarely hits (benchmarks/test_micro.py measures both cases).
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from hashlib import blake2b
 from typing import Any
@@ -19,6 +21,7 @@ import orjson
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
+from records.fhir_rules import RuleBroken, check_rules
 from records.fhir_speedups import build
 
 
@@ -38,10 +41,19 @@ def operation_outcome(code: str, diagnostics: str, expression: str | None = None
     return {"resourceType": "OperationOutcome", "issue": [issue]}
 
 
+#: An element's name as FHIR spells them; a key a sender made up is not echoed (it may be
+#: anything, a person's name included).
+_ELEMENT = re.compile(r"_?[A-Za-z][A-Za-z0-9_]{0,63}")
+_RESOURCE_TYPE = re.compile(r"[A-Z][A-Za-z]{0,63}")
+
+
 def _path(prefix: str, loc: tuple[Any, ...]) -> str:
     out = prefix
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if _ELEMENT.fullmatch(str(part)) else ".(an unknown element)"
     return out
 
 
@@ -59,27 +71,36 @@ class Validator:
 
     def validate(self, resource: Any, path: str = "") -> None:
         """Raise InvalidResource if `resource` is not a valid R4 resource."""
+        try:
+            self._validate(resource, path, 0)
+        except RecursionError:  # JSON nested past what Python's stack holds
+            raise InvalidResource(operation_outcome(
+                "too-costly", "nested too deeply to check", path or None)) from None
+
+    def _validate(self, resource: Any, path: str, depth: int) -> None:
         if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
             raise InvalidResource(operation_outcome(
                 "structure", "not a FHIR resource: a JSON object with resourceType is required",
                 path or None))
         kind = resource["resourceType"]
-        here = path or kind
+        here = path or (kind if _RESOURCE_TYPE.fullmatch(kind) else "(a resource)")
         if kind == "Bundle":
             entries = resource.get("entry")
             if isinstance(entries, list):
                 for i, entry in enumerate(entries):
                     if isinstance(entry, dict) and "resource" in entry:
-                        self.validate(entry["resource"], f"{here}.entry[{i}].resource")
+                        self._validate(entry["resource"], f"{here}.entry[{i}].resource",
+                                       depth + 3)
                 shell = {**resource, "entry": [
                     {k: v for k, v in e.items() if k != "resource"} if isinstance(e, dict) else e
                     for e in entries]}
-                self._check(kind, shell, here)
+                self._check(kind, shell, here, depth)
                 return
-        self._check(kind, resource, here)
+        self._check(kind, resource, here, depth)
 
-    def _check(self, kind: str, resource: dict[str, Any], path: str) -> None:
-        key = blake2b(kind.encode() + orjson.dumps(resource, option=orjson.OPT_SORT_KEYS),
+    def _check(self, kind: str, resource: dict[str, Any], path: str, depth: int) -> None:
+        key = blake2b(f"{kind} {depth} ".encode()  # valid here, which is not everywhere
+                      + orjson.dumps(resource, option=orjson.OPT_SORT_KEYS),
                       digest_size=32).digest()
         if key in self._valid:
             self._valid.move_to_end(key)
@@ -99,6 +120,11 @@ class Validator:
         except Exception as exc:
             raise InvalidResource(operation_outcome(
                 "invalid", f"{path}: not valid R4 ({type(exc).__name__})", path)) from None
+        try:
+            check_rules(resource, path, depth)
+        except RuleBroken as broken:
+            raise InvalidResource(operation_outcome(broken.code, str(broken),
+                                                    broken.path)) from None
         self._valid[key] = None
         if len(self._valid) > self._cache_size:
             self._valid.popitem(last=False)

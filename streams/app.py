@@ -27,7 +27,7 @@ from messages.dead_letters import CODE_HEADER, REASON_HEADER, SOURCE_HEADER
 from messages.envelope import error_answer, province_of
 from messages.platform import CROSS, hospital_context, wrap_answer, wrap_request
 from messages.signing import SECRET_ENV, Signer, configured_secret
-from messages.trace import INS_IN, NAT_BACK, NAT_IN, TRT_BACK, TRT_IN, stamp
+from messages.trace import INS_IN, NAT_BACK, NAT_IN, TRT_BACK, received, stamp
 from records.exchange import (
     EhrAnswer,
     IndexRow,
@@ -63,6 +63,10 @@ log = logging.getLogger("huimin.streams")
 REQUESTS_INWARD = frozenset({topics.HOSP_REQUESTS, topics.NAT_REQUESTS, topics.INS_REQUESTS,
                              topics.RECON_REQUESTS, topics.EHR_NATIONAL, topics.EHR_SOURCES})
 
+#: How often a worker looks whether a rebalance left its clearing positions' gauge to build
+#: anew from the table (`clearing_positions`).
+CATCH_UP_EVERY_S = 5.0
+
 #: The largest record a role writes (a table row, an answer, a forwarded request): under the
 #: 1,000,000-byte request Faust's producer and Kafka brokers take by default, with room for
 #: the key and headers. A larger one would fail in the producer, after the event was taken.
@@ -80,7 +84,12 @@ def oversized(sends: list[Send], writes: list[tuple[Any, bytes, bytes]]) -> str:
     return ""
 
 Send = tuple[Any, bytes | None, bytes, dict[str, bytes] | None]  # topic, key, value, headers
-Handler = Callable[..., list[Send]]  # (key, value) or (key, value, headers)
+Handler = Callable[..., list[Send]]  # (key, value) or (key, value, headers, record_ms)
+
+
+def _record_ms(timestamp_s: float | None) -> int | None:
+    """A record's Kafka timestamp as Faust gives it (seconds, a float) in whole ms."""
+    return round(timestamp_s * 1000) if timestamp_s else None
 
 
 def _headers(raw: Any) -> dict[str, bytes]:
@@ -228,7 +237,8 @@ def create_app(cfg: WorkerConfig) -> faust.App:
                     encode(wrap_answer(ans, ctx, trace)))
 
     def role(source: Any, name: str, handler: Handler, with_headers: bool = False) -> None:
-        """An agent that runs `handler` on each event (with its headers, if asked), then
+        """An agent that runs `handler` on each event (with its headers and Kafka timestamp in
+        ms, if asked), then
         makes the table writes (`put`) and metric updates (`later`) it asked for and sends
         what it returned. An exception, or a record too large to write, makes none of them:
         the message is dead-lettered and answered instead (`failed`), and the platform goes
@@ -248,7 +258,8 @@ def create_app(cfg: WorkerConfig) -> faust.App:
                 writes.clear()
                 effects.clear()
                 try:
-                    sends = handler(event.key, event.value, _headers(event.headers)) \
+                    sends = handler(event.key, event.value, _headers(event.headers),
+                                    _record_ms(event.message.timestamp)) \
                         if with_headers else handler(event.key, event.value)
                     problem = oversized(sends, writes)
                     code = ErrorCode.TOO_LARGE
@@ -272,8 +283,8 @@ def create_app(cfg: WorkerConfig) -> faust.App:
         app.agent(source, name=name)(agent)
 
     def on_hospital_request(key: bytes | None, value: bytes | None,
-                            headers: dict[str, bytes]) -> list[Send]:
-        trace = stamp([], TRT_IN)
+                            headers: dict[str, bytes], record_ms: int | None) -> list[Send]:
+        trace = received(record_ms)
         refusal = treatment.authenticate(signer, headers, key, value) if signer else None
         if refusal is not None:
             later(metrics.REFUSED.labels(refusal.answer["err_code"]).inc)
@@ -383,7 +394,9 @@ def create_app(cfg: WorkerConfig) -> faust.App:
         return sends
 
     clearing_index = ClearingIndex()  # event ids by hospital and day
-    index_stale = [True]  # the table was (or may have been) recovered since the index was built
+    # the table was (or may have been) recovered since the index and the net positions'
+    # gauge were built from it: [index, gauge]
+    stale = [True, True]
 
     def on_money_event(key: bytes | None, value: bytes | None) -> list[Send]:
         event = SettlementEvent(**decode(value))
@@ -394,18 +407,39 @@ def create_app(cfg: WorkerConfig) -> faust.App:
             later(partial(metrics.observe_clearing, event))
         return []
 
+    def catch_up() -> None:
+        """The index and the net positions' gauge built anew from the clearing table, as it
+        was recovered from its changelog. (Not by comparing sizes: a RocksDB table counts its
+        keys by reading them all.)"""
+        clearing_index.clear()
+        events = []
+        for k, v in clearing_events.items():
+            events.append(event := SettlementEvent(**decode(v)))
+            clearing_index.add(k, event)
+        metrics.set_clearing_positions(events)
+        stale[:] = [False, False]
+
     def events_for(req: dict[str, Any]) -> list[SettlementEvent]:
         """The money events a reconciliation request is answered from, read from the table.
         The index follows the table as events arrive; after a rebalance (the start included)
-        the table may have been recovered from its changelog, so the index is rebuilt from it
-        once. (Not by comparing sizes: a RocksDB table counts its keys by reading them all.)"""
-        if index_stale[0]:
-            clearing_index.clear()
-            for k, v in clearing_events.items():
-                clearing_index.add(k, SettlementEvent(**decode(v)))
-            index_stale[0] = False
+        it is built anew once (`catch_up`)."""
+        if stale[0]:
+            catch_up()
         return [SettlementEvent(**decode(v)) for i in clearing_index.ids(*period_of(req))
                 if (v := stored(clearing_events, i)) is not None]
+
+    @app.timer(interval=CATCH_UP_EVERY_S)
+    async def clearing_positions() -> None:
+        """After a rebalance (a restart included), the worker serving the clearing table sets
+        `huimin_clearing_net_position_fen` from the whole table, not only from the events it
+        has taken since; any other worker exports none (its copy is a standby's)."""
+        if not stale[1] or app.rebalancing:
+            return
+        if any(tp.topic == topics.MONEY_EVENTS for tp in app.assignor.assigned_actives()):
+            catch_up()
+        else:
+            metrics.set_clearing_positions(())
+            stale[1] = False
 
     def on_recon_request(key: bytes | None, value: bytes | None) -> list[Send]:
         msg = decode(value)
@@ -446,7 +480,7 @@ def create_app(cfg: WorkerConfig) -> faust.App:
     @app.on_partitions_assigned.connect
     async def log_assignment(sender: Any, assigned: set[Any], **_: Any) -> None:
         """One line per rebalance: which partitions this worker now serves."""
-        index_stale[0] = True
+        stale[:] = [True, True]
         mine = sorted({tp.partition for tp in assigned if tp.topic == topics.HOSP_REQUESTS})
         serving.update(generation=app.consumer_generation_id, partitions=mine)
         log.info("rebalanced: serving partitions %s of %s", mine, topics.HOSP_REQUESTS)

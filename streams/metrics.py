@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import time
 import weakref
+from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -17,16 +18,19 @@ from prometheus_client import Counter, Gauge, Histogram
 from messages.codes import ErrorCode, Infno
 from messages.trace import hop_durations_ms
 
-#: Resolve 5 ms … 10 s (the NHSA answers an inpatient settlement in ~0.8 s).
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+#: Resolve 5 ms … 60 s: the NHSA answers an inpatient settlement in ~0.8 s, and a worker's
+#: restart (8–23 s) or a hospital's 30-s time-out must still show as what it is.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0,
+                   60.0)
 
 REQUESTS = Counter("huimin_requests_total", "Hospital requests received by the provincial "
                    "platforms", ["infno"])
 ANSWERS = Counter("huimin_answers_total", "Answers sent to hospitals, by outcome (ok or the "
                   "error code)", ["infno", "outcome"])
-LATENCY = Histogram("huimin_request_latency_seconds", "From the provincial platform receiving "
-                    "a request to its answer leaving for the hospital; settlement is infno "
-                    "2207/2304", ["route", "infno"], buckets=LATENCY_BUCKETS)
+LATENCY = Histogram("huimin_request_latency_seconds", "From a request's record reaching "
+                    "hosp.requests (its Kafka timestamp) to its answer leaving for the "
+                    "hospital, the wait in the topic included; settlement is infno 2207/2304",
+                    ["route", "infno"], buckets=LATENCY_BUCKETS)
 HOP_LATENCY = Histogram("huimin_hop_latency_seconds", "Time between two hops of a message "
                         "inside the platform", ["hop"], buckets=LATENCY_BUCKETS)
 IN_FLIGHT = Gauge("huimin_in_flight_requests", "Requests forwarded by this worker's provincial "
@@ -164,6 +168,22 @@ def observe_clearing(event: Any) -> None:
         child(CLEARING_NET, event.insured_province).dec(event.signed_amount)
 
 
+def set_clearing_positions(events: Iterable[Any]) -> None:
+    """`huimin_clearing_net_position_fen` anew from all the money events kept (none: no
+    series, for a worker that does not serve the clearing table)."""
+    net: dict[str, int] = {}
+    for event in events:
+        if event.cross_province:
+            net[event.treatment_province] = net.get(event.treatment_province, 0) + \
+                event.signed_amount
+            net[event.insured_province] = net.get(event.insured_province, 0) - \
+                event.signed_amount
+    CLEARING_NET.clear()
+    child.cache_clear()  # the cached children of every metric: CLEARING_NET's are gone
+    for province, fen in net.items():
+        child(CLEARING_NET, province).set(fen)
+
+
 def observe_audit(audit: list[dict[str, Any]]) -> None:
     """AuditEvents added to a person's record: the hospitals' queries' and the operator's."""
     for event in audit:
@@ -185,9 +205,13 @@ def observe_ehr(infno: str, answer: dict[str, Any], audit: list[dict[str, Any]])
 
 def update_consumer_lag(consumer: Any) -> None:
     """Lag per topic over this worker's partitions: the highwater its fetches saw minus the
-    offset it committed (Faust's Consumer keeps both; its Prometheus sensor does not)."""
+    offset it committed (Faust's Consumer keeps both; its Prometheus sensor does not).
+    Changelogs are left out (their offsets are never committed: their lag would be a
+    constant), and so is a topic this worker no longer serves (its series is removed)."""
     lag: dict[str, int] = {}
     for tp in consumer.assignment():
+        if tp.topic.endswith("-changelog"):
+            continue
         try:
             end = consumer.highwater(tp)
         except Exception:
@@ -196,5 +220,12 @@ def update_consumer_lag(consumer: Any) -> None:
             continue
         done = consumer._committed_offset.get(tp) or 0
         lag[tp.topic] = lag.get(tp.topic, 0) + max(0, end - done)
+    for topic in _LAGGING - lag.keys():
+        CONSUMER_LAG.remove(topic)
     for topic, value in lag.items():
         CONSUMER_LAG.labels(topic).set(value)
+    _LAGGING.clear()
+    _LAGGING.update(lag)
+
+
+_LAGGING: set[str] = set()  # the topics whose lag this worker exports

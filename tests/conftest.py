@@ -27,7 +27,7 @@ WAITING_E2E_MODULES = frozenset({
     "test_broker.py", "test_e2e_faust_losses.py", "test_e2e_hospital_sink.py",
     "test_e2e_records.py", "test_e2e_time_out.py", "test_owner_fence.py",
     "test_partition_ends.py", "test_table_files.py", "test_e2e_used_cluster.py",
-    "test_e2e_record_limits.py",
+    "test_e2e_record_limits.py", "test_e2e_clearing_gauge.py",
 })
 
 

@@ -408,6 +408,8 @@ HEALTHY = [
     {"series": f"huimin_hospital_timeouts_total{{{HOSPITALS}}}", "values": "2x40"},
     {"series": f'huimin_changelog_records_fenced_total{{{WORKER},table="trt_persons"}}',
      "values": "4x40"},  # fenced once, long ago
+    {"series": f'huimin_dead_letters_total{{{WORKER},reason="E9001",source_topic="nat.requests"}}',
+     "values": "1x40"},  # one internal error, long ago
 ]
 
 TROUBLE = [
@@ -426,6 +428,14 @@ TROUBLE = [
     {"series": f"huimin_hospital_timeouts_total{{{HOSPITALS}}}", "values": "0+1x40"},
     {"series": f'huimin_changelog_records_fenced_total{{{WORKER},table="trt_persons"}}',
      "values": "0+3x40"},
+    # a burst as a restarted worker recovers: the series is first scraped already at 4
+    {"series": f'huimin_changelog_records_fenced_total{{{WORKER},table="ins_persons"}}',
+     "values": "_x12 4x28"},
+    # a first internal error: its series appears at 2 three minutes before the evaluation
+    {"series": f'huimin_dead_letters_total{{{WORKER},reason="E9001",source_topic="nat.requests"}}',
+     "values": "_x22 2x18"},
+    # a third worker, gone from Docker's DNS at 16 m: its target vanishes, it is not down
+    {"series": 'up{job="huimin-workers",instance="10.0.0.4:6066"}', "values": "1x15"},
 ]
 
 FIRING_IN_TROUBLE = {
@@ -436,7 +446,10 @@ FIRING_IN_TROUBLE = {
     "HuiminWorkerDown": [{**dict(re.findall(r'(\w+)="([^"]*)"', WORKER)),
                           "severity": "critical"}],
     "HuiminNoWorkers": [],
-    "HuiminLateWritesFenced": [{"table": "trt_persons", "severity": "warning"}],
+    "HuiminLateWritesFenced": [{"table": "ins_persons", "severity": "warning"},
+                               {"table": "trt_persons", "severity": "warning"}],
+    "HuiminInternalErrors": [{"reason": "E9001", "severity": "critical"}],
+    "HuiminWorkerLost": [{"severity": "warning"}],
     "HuiminHospitalTimeouts": [{**dict(re.findall(r'(\w+)="([^"]*)"', HOSPITALS)),
                                 "severity": "warning"}],
 }
@@ -518,3 +531,59 @@ def test_the_hospitals_metrics_are_not_exported_by_a_worker_of_the_same_cli():
     for metric in HOSPITAL_METRICS:
         assert metric._name.encode() in served
     assert b"process_cpu_seconds_total" in served
+
+
+def test_consumer_lag_leaves_out_changelogs_and_topics_no_longer_served():
+    from types import SimpleNamespace
+    from typing import NamedTuple
+
+    from prometheus_client import REGISTRY
+
+    from streams.metrics import update_consumer_lag
+
+    class TP(NamedTuple):  # as Faust's
+        topic: str
+        partition: int = 0
+
+    def consumer(*tps: TP) -> SimpleNamespace:
+        ends = {(t.topic, t.partition): 10 for t in tps}
+        return SimpleNamespace(
+            assignment=lambda: set(tps), highwater=lambda t: ends[(t.topic, t.partition)],
+            _committed_offset={t: 4 for t in tps})
+
+    def lag(topic: str) -> float | None:
+        return REGISTRY.get_sample_value("huimin_consumer_lag_messages", {"topic": topic})
+
+    a, b, log = TP("hosp.requests"), TP("hosp.requests", 1), TP("huimin-trt_persons-changelog")
+    money = TP("money.events")
+    update_consumer_lag(consumer(a, b, log, money))
+    assert (lag("hosp.requests"), lag("money.events")) == (12.0, 6.0)
+    assert lag("huimin-trt_persons-changelog") is None
+    update_consumer_lag(consumer(a))  # a rebalance took money.events and a partition away
+    assert (lag("hosp.requests"), lag("money.events")) == (6.0, None)
+
+
+def test_net_positions_are_set_from_all_events_and_cleared_on_a_worker_not_serving_them():
+    from prometheus_client import REGISTRY
+
+    from settlement.ledger import SettlementEvent
+    from streams.metrics import observe_clearing, set_clearing_positions
+
+    def net(province: str) -> float | None:
+        return REGISTRY.get_sample_value("huimin_clearing_net_position_fen",
+                                         {"province": province})
+
+    settle = SettlementEvent("S1", "settle", "2026-12-01 09:00:00", "H31010100001", "110105",
+                             "310101", hifp_pay=900)
+    cancel = SettlementEvent("S1", "cancel", "2026-12-02 09:00:00", "H31010100001", "110105",
+                             "310101", hifp_pay=900)
+    local = SettlementEvent("S2", "settle", "2026-12-01 09:00:00", "H11010500001", "110105",
+                            "110105", hifp_pay=500)
+    set_clearing_positions([settle, settle, cancel, local])
+    assert (net("310000"), net("110000")) == (900.0, -900.0)
+    observe_clearing(settle)  # events taken after it go on counting
+    assert (net("310000"), net("110000")) == (1800.0, -1800.0)
+    set_clearing_positions([])
+    assert (net("310000"), net("110000")) == (None, None)
+    observe_clearing(cancel)  # a child looked up afresh, not an orphan of the cleared gauge
+    assert net("310000") == -900.0

@@ -25,6 +25,7 @@ from records.exchange import (
     ToNational,
     unpack_document,
 )
+from records.validation import InvalidResource, Validator
 from settlement.oracle import Oracle
 from settlement.reference import DENY_CROSS_REGION, PERMIT
 from simulators.visits import VisitSpec, generate_visits
@@ -166,6 +167,80 @@ def test_invalid_fhir_is_answered_with_an_operation_outcome_naming_the_path():
     assert answer["output"]["issue"][0]["expression"] == ["Bundle.entry[0].resource.status"]
 
 
+XHTML_DIV = '<div xmlns="http://www.w3.org/1999/xhtml">{}</div>'
+SECRET = "张三110105194912310025"  # what a careless sender might put anywhere
+
+#: (what is wrong, how the Patient example is changed, the path named) — the rules the
+#: fhir.resources models do not check (records/fhir_rules.py)
+BROKEN_RULES = [
+    ("gender not a code", lambda r: r.update(gender=SECRET), "Patient.gender"),
+    ("telecom system not a code", lambda r: r["telecom"][1].update(system=SECRET),
+     "Patient.telecom[1].system"),
+    ("name use not a code", lambda r: r["name"][0].update(use="formal"), "Patient.name[0].use"),
+    ("narrative status not a code", lambda r: r["text"].update(status=SECRET),
+     "Patient.text.status"),
+    ("narrative not closed", lambda r: r["text"].update(div=f"<div><p>{SECRET}"),
+     "Patient.text.div"),
+    ("narrative not XHTML", lambda r: r["text"].update(div=f"<div><p>{SECRET}</p></div>"),
+     "Patient.text.div"),
+    ("narrative with a script", lambda r: r["text"].update(
+        div=XHTML_DIV.format(f"<script>alert('{SECRET}')</script>")), "Patient.text.div"),
+    ("narrative with an event handler", lambda r: r["text"].update(
+        div=XHTML_DIV.format(f'<p onclick="x()">{SECRET}</p>')), "Patient.text.div"),
+    ("narrative empty", lambda r: r["text"].update(div=XHTML_DIV.format("<p> </p>")),
+     "Patient.text.div"),
+    ("id over 64 characters", lambda r: r.update(id="a" * 65), "Patient.id"),
+    ("url with spaces", lambda r: r.update(photo=[{"url": f"http://x/{SECRET} 1"}]),
+     "Patient.photo[0].url"),
+    ("identifier system with spaces", lambda r: r["identifier"][0].update(system="urn:x y"),
+     "Patient.identifier[0].system"),
+    ("an element nobody knows", lambda r: r.update({SECRET: "x"}),
+     "Patient.(an unknown element)"),
+]
+
+
+@pytest.mark.parametrize("wrong, change, path", BROKEN_RULES, ids=[b[0] for b in BROKEN_RULES])
+def test_fhir_the_models_let_through_is_refused_naming_the_path_and_not_the_value(
+        wrong: str, change: Any, path: str):
+    ex = Exchange()
+    certno = person()
+    patient = orjson.loads((FHIR_DATA / "hl7-r4" / "Patient-example.json").read_bytes())
+    change(patient)
+    answer = ex.send("7001", certno, "110000", {"resource": patient})
+    assert (answer["infcode"], answer["err_code"]) == (-1, "E5001"), wrong
+    assert answer["output"]["issue"][0]["expression"] == [path]
+    assert SECRET not in orjson.dumps(answer).decode() and "110105" not in answer["err_msg"]
+
+
+def test_a_bundle_type_not_a_code_and_json_nested_too_deep_are_refused_not_crashed():
+    ex = Exchange()
+    certno = person()
+    bundle = {"resourceType": "Bundle", "type": "Bibi254", "entry": []}
+    answer = ex.send("7001", certno, "110000", {"resource": bundle})
+    assert answer["output"]["issue"][0]["expression"] == ["Bundle.type"]
+    bundles: dict[str, Any] = {"resourceType": "Bundle", "type": "collection"}
+    inner = bundles
+    for _ in range(3_000):  # past Python's stack, were it checked by recursion alone
+        nested: dict[str, Any] = {"resourceType": "Bundle", "type": "collection"}
+        inner["entry"] = [{"resource": nested}]
+        inner = nested
+    with pytest.raises(InvalidResource) as refused:
+        Validator().validate(bundles)
+    assert refused.value.outcome["issue"][0]["code"] == "too-costly"
+    # deeper than a row or an answer could be encoded (orjson: 255), though the wire took it
+    patient = orjson.loads((FHIR_DATA / "hl7-r4" / "Patient-example.json").read_bytes())
+    tip = patient
+    for _ in range(115):
+        tip["extension"] = [{"url": "http://example.org/x"}]
+        tip = tip["extension"][0]
+    tip["valueString"] = "x"
+    answer = ex.send("7001", certno, "110000", {"resource": patient})
+    assert (answer["err_code"], answer["output"]["issue"][0]["code"]) == ("E5001",
+                                                                          "too-costly")
+    unknown = ex.send("7001", certno, "110000", {"resource": {"resourceType": SECRET}})
+    assert unknown["err_code"] == "E5001" and SECRET not in orjson.dumps(unknown).decode()
+
+
 def test_a_document_about_another_person_is_refused():
     ex = Exchange()
     certno, other = person(), sorted(WORLD.ref.enrollments)[-1]
@@ -205,6 +280,38 @@ def test_a_denied_consent_refuses_other_provinces_and_every_access_is_audited():
         get_fhir_model_class("AuditEvent").model_validate(event)
     get_fhir_model_class("Consent").model_validate(
         consent_resource(certno, DENY_CROSS_REGION, home))
+
+
+def test_a_retrieve_is_decided_and_audited_before_it_says_whether_the_document_exists():
+    """A made-up document id gets what a real one would under the same consent: refused for
+    a purpose the person does not permit, so no one learns which ids exist; every try is
+    audited. Only a permitted requester hears that there is no such document."""
+    ex = Exchange()
+    certno = person(DENY_CROSS_REGION)
+    home = WORLD.ref.enrollments[certno].province
+    other = next(p for p in sorted(WORLD.ref.provinces) if p != home)
+    patient = orjson.loads((FHIR_DATA / "hl7-r4" / "Patient-example.json").read_bytes())
+    published = ex.send("7001", certno, home, {"resource": patient})
+    real = published["output"]["entry"][0]["response"]["location"].split("/")[1]
+    made_up = "0" * 8 + real[8:]
+
+    def retrieve(document_id: str, province: str, purpose: str) -> dict[str, Any]:
+        before = len(audit_of(ex, certno))
+        answer = ex.send("7003", certno, province, {"document_id": document_id,
+                                                    "purpose": purpose})
+        assert len(audit_of(ex, certno)) == before + 1, "not audited"
+        return answer
+
+    for purpose, province in (("HRESCH", home), ("TREAT", other)):
+        assert retrieve(real, province, purpose)["err_code"] == "E5002"
+        refused = retrieve(made_up, province, purpose)
+        assert refused["err_code"] == "E5002", purpose  # not E5003: existence not told
+        assert audit_of(ex, certno)[-1]["outcome"] == "4"
+    assert retrieve(real, home, "TREAT")["infcode"] == 0
+    missing = retrieve(made_up, home, "TREAT")
+    assert (missing["err_code"], missing["output"]["resourceType"]) == ("E5003",
+                                                                        "OperationOutcome")
+    assert audit_of(ex, certno)[-1]["outcome"] == "0"
 
 
 def test_a_lab_result_is_reused_within_its_window_and_not_after_it():

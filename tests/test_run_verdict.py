@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 
-from huimin.run import account, check_bad_requests, compare
+from huimin.run import account, check_bad_requests, compare, distinct_dead_letters
 from messages.codes import Infno
 from messages.dead_letters import CODE_HEADER, REASON_HEADER, SOURCE_HEADER, describe_dead_letter
 from settlement.oracle import Oracle
@@ -100,3 +100,15 @@ def test_accounting_counts_every_send_once():
     assert acc.sent == 2 + len(bad)
     assert acc.answered_ok == 2
     assert acc.unaccounted == len(bad)
+
+
+def test_a_bad_requests_redelivered_dead_letter_is_counted_once_and_a_stray_one_always():
+    bad = generate_bad_messages(WORLD, per_kind=1)
+    dead = [b for b in bad if b.expect == "dead-letter"]
+    letters = [_letter(b.key, b.value, b.code.value) for b in dead]
+    repeat = _letter(dead[0].key, dead[0].value, dead[0].code.value)  # after a crash
+    stray = _letter(None, b"stray", "E1001")
+    result = _result({}, [*letters, repeat, stray, stray])
+    assert distinct_dead_letters(result, bad) == [*letters, stray, stray]
+    acc = account(result, bad)
+    assert (acc.dead_lettered, acc.redelivered) == (len(dead) + 2, 1)

@@ -1,0 +1,174 @@
+"""The FHIR R4 rules that `fhir.resources` does not check, checked at ingress after it.
+
+The pydantic models check structure and primitive types, but not: required code bindings
+(`Patient.gender` "Chalmers" passes), the id type's 64-character limit, a uri with spaces, or
+the narrative rules txt-1/txt-2 (a `text.div` that is not XHTML, or that carries a
+`<script>`, passes and would be served as published to every province that reads it).
+These are the rules a receiving province would hold a document to; each problem is named by
+its path, as the models' are. The bindings listed are the required ones of the elements the
+simulated hospitals and the shared examples use; any other element is left to the models.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from typing import Any
+
+XHTML = "{http://www.w3.org/1999/xhtml}"
+
+#: FHIR's `id`: 1-64 of A-Z a-z 0-9 - .
+_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+#: FHIR's `uri`/`url`: no whitespace.
+_URI = re.compile(r"\S*")
+
+_STATUS_CLINICAL = {"registered", "preliminary", "final", "amended", "corrected", "cancelled",
+                    "entered-in-error", "unknown"}
+
+#: Required bindings of resource elements: (resourceType, element) → the codes allowed.
+RESOURCE_CODES: dict[tuple[str, str], frozenset[str]] = {k: frozenset(v) for k, v in {
+    ("Patient", "gender"): {"male", "female", "other", "unknown"},
+    ("Practitioner", "gender"): {"male", "female", "other", "unknown"},
+    ("RelatedPerson", "gender"): {"male", "female", "other", "unknown"},
+    ("Person", "gender"): {"male", "female", "other", "unknown"},
+    ("Bundle", "type"): {"document", "message", "transaction", "transaction-response", "batch",
+                         "batch-response", "history", "searchset", "collection"},
+    ("Observation", "status"): _STATUS_CLINICAL,
+    ("DiagnosticReport", "status"): _STATUS_CLINICAL | {"partial", "appended"},
+    ("Encounter", "status"): {"planned", "arrived", "triaged", "in-progress", "onleave",
+                              "finished", "cancelled", "entered-in-error", "unknown"},
+    ("Composition", "status"): {"preliminary", "final", "amended", "entered-in-error"},
+    ("DocumentReference", "status"): {"current", "superseded", "entered-in-error"},
+    ("Procedure", "status"): {"preparation", "in-progress", "not-done", "on-hold", "stopped",
+                              "completed", "entered-in-error", "unknown"},
+    ("Immunization", "status"): {"completed", "entered-in-error", "not-done"},
+    ("MedicationRequest", "status"): {"active", "on-hold", "cancelled", "completed",
+                                      "entered-in-error", "stopped", "draft", "unknown"},
+    ("MedicationRequest", "intent"): {"proposal", "plan", "order", "original-order",
+                                      "reflex-order", "filler-order", "instance-order",
+                                      "option"},
+    ("CarePlan", "status"): {"draft", "active", "on-hold", "revoked", "completed",
+                             "entered-in-error", "unknown"},
+    ("CarePlan", "intent"): {"proposal", "plan", "order", "option"},
+    ("Claim", "status"): {"active", "cancelled", "draft", "entered-in-error"},
+    ("Claim", "use"): {"claim", "preauthorization", "predetermination"},
+    ("ExplanationOfBenefit", "status"): {"active", "cancelled", "draft", "entered-in-error"},
+    ("ExplanationOfBenefit", "outcome"): {"queued", "complete", "error", "partial"},
+    ("Coverage", "status"): {"active", "cancelled", "draft", "entered-in-error"},
+}.items()}
+
+#: Required bindings of data types, by the element that holds them: element → (type, field)
+#: → codes. A ContactPoint is found under `telecom`, a HumanName under `name`, and so on.
+TYPE_CODES: dict[str, dict[str, frozenset[str]]] = {
+    "telecom": {"system": frozenset({"phone", "fax", "email", "pager", "url", "sms", "other"}),
+                "use": frozenset({"home", "work", "temp", "old", "mobile"})},
+    "name": {"use": frozenset({"usual", "official", "temp", "nickname", "anonymous", "old",
+                               "maiden"})},
+    "address": {"use": frozenset({"home", "work", "temp", "old", "billing"}),
+                "type": frozenset({"postal", "physical", "both"})},
+    "identifier": {"use": frozenset({"usual", "official", "temp", "secondary", "old"})},
+}
+
+#: How deep a document may nest (objects and arrays): real ones stay under ~20. A row, an
+#: answer and the wire add a few levels, and orjson encodes at most 255.
+MAX_DEPTH = 200
+
+NARRATIVE_STATUS = frozenset({"generated", "extensions", "additional", "empty"})
+#: Elements txt-1 keeps out of a narrative: active content, forms, frames, whole documents.
+FORBIDDEN_XHTML = frozenset({
+    "script", "style", "iframe", "frame", "frameset", "object", "embed", "applet", "form",
+    "input", "button", "select", "textarea", "html", "head", "body", "meta", "link", "base"})
+
+
+class RuleBroken(ValueError):
+    """A rule the resource breaks: `path` names the element (as the models' errors do)."""
+
+    def __init__(self, path: str, message: str, code: str = "value") -> None:
+        super().__init__(f"{path}: {message}")
+        self.path, self.code = path, code
+
+
+def check_rules(resource: dict[str, Any], path: str, depth: int = 0) -> None:
+    """Raise RuleBroken for the first rule `resource` breaks; `depth`: how deep in its
+    document it is. Entries of a Bundle are checked on their own (records/validation.py),
+    so a Bundle's `entry` is not walked here."""
+    for problem in _problems(resource, path, resource.get("resourceType"), depth, top=True):
+        raise problem
+
+
+def _problems(node: Any, path: str, kind: Any, depth: int, top: bool = False
+              ) -> Iterator[RuleBroken]:
+    if depth > MAX_DEPTH:
+        yield RuleBroken(path, f"nested deeper than {MAX_DEPTH} levels", "too-costly")
+        return
+    if isinstance(node, list):
+        for i, item in enumerate(node):
+            yield from _problems(item, f"{path}[{i}]", kind, depth + 1)
+        return
+    if not isinstance(node, dict):
+        return
+    if isinstance(node.get("resourceType"), str):  # a resource (the top or a contained one)
+        kind = node["resourceType"]
+        rid = node.get("id")
+        if rid is not None and not (isinstance(rid, str) and _ID.fullmatch(rid)):
+            yield RuleBroken(f"{path}.id", "an id is 1-64 of A-Z a-z 0-9 - . only")
+    for key, value in node.items():
+        here = f"{path}.{key}"
+        if kind == "Bundle" and key == "entry" and top:
+            continue
+        allowed = RESOURCE_CODES.get((kind, key)) if "resourceType" in node else None
+        if allowed is not None and isinstance(value, str) and value not in allowed:
+            yield _not_allowed(here, allowed)
+        if key in ("url", "fullUrl", "system") and isinstance(value, str) \
+                and not _URI.fullmatch(value):
+            yield RuleBroken(here, "a uri has no whitespace")
+        if key == "text" and isinstance(value, dict) and "div" in value:
+            yield from _narrative(value, here)
+            continue
+        if key in TYPE_CODES:
+            for item, at in (zip(value, (f"{here}[{i}]" for i in range(len(value))),
+                                 strict=True) if isinstance(value, list) else [(value, here)]):
+                if not isinstance(item, dict):
+                    continue
+                for field, codes in TYPE_CODES[key].items():
+                    code = item.get(field)
+                    if isinstance(code, str) and code not in codes:
+                        yield _not_allowed(f"{at}.{field}", codes)
+        if isinstance(value, dict | list):
+            yield from _problems(value, here, kind, depth + 1)
+
+
+def _narrative(text: dict[str, Any], path: str) -> Iterator[RuleBroken]:
+    status = text.get("status")
+    if isinstance(status, str) and status not in NARRATIVE_STATUS:
+        yield _not_allowed(f"{path}.status", NARRATIVE_STATUS)
+    div = text.get("div")
+    if not isinstance(div, str):
+        return
+    try:
+        root = ET.fromstring(div)
+    except ET.ParseError as exc:
+        yield RuleBroken(f"{path}.div", f"not well-formed XHTML ({exc.msg})")
+        return
+    if root.tag != f"{XHTML}div":
+        yield RuleBroken(f"{path}.div", "a narrative is one <div> in the XHTML namespace "
+                         "(xmlns=\"http://www.w3.org/1999/xhtml\")")
+        return
+    for element in root.iter():
+        name = element.tag.removeprefix(XHTML) if isinstance(element.tag, str) else ""
+        if name.lower() in FORBIDDEN_XHTML:
+            yield RuleBroken(f"{path}.div", f"<{name}> is not allowed in a narrative (txt-1)")
+            return
+        if any(a.lower().startswith("on") for a in element.attrib):
+            yield RuleBroken(f"{path}.div", "event-handler attributes (on…) are not allowed "
+                                            "in a narrative (txt-1)")
+            return
+    if not "".join(root.itertext()).strip() and root.find(f".//{XHTML}img") is None:
+        yield RuleBroken(f"{path}.div", "a narrative has text or an image (txt-2)")
+
+
+def _not_allowed(path: str, codes: frozenset[str]) -> RuleBroken:
+    """The code sent is not echoed: a sender may have put free text (a name) there."""
+    return RuleBroken(path, f"the code sent is not one of those allowed here "
+                            f"({', '.join(sorted(codes))})", "code-invalid")

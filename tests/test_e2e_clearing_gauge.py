@@ -1,0 +1,76 @@
+"""`huimin_clearing_net_position_fen` over the real broker: the worker serving the clearing
+table exports each province's net position from all the money events kept, also after it
+was killed and started again (its table recovered from the changelog), not only those it
+took since its start."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import orjson
+import pytest
+from kafka import KafkaProducer
+
+from huimin.run import platform
+from messages.topics import MONEY_EVENTS
+from settlement.ledger import SettlementEvent
+from streams.app import CATCH_UP_EVERY_S
+from streams.broker import broker
+from tests.test_e2e_operations import SPEC, scrape
+
+pytestmark = pytest.mark.e2e
+
+BEIJING, SHANGHAI, HEBEI = "110105", "310101", "130102"
+EVENTS = [  # two cross-province settlements, one of them cancelled, and a local one
+    SettlementEvent("S1", "settle", "2026-12-01 09:00:00", "H31010100001", BEIJING, SHANGHAI,
+                    hifp_pay=12_345),
+    SettlementEvent("S2", "settle", "2026-12-01 10:00:00", "H13010200001", BEIJING, HEBEI,
+                    hifp_pay=50_000),
+    SettlementEvent("S2", "cancel", "2026-12-02 10:00:00", "H13010200001", BEIJING, HEBEI,
+                    hifp_pay=50_000),
+    SettlementEvent("S3", "settle", "2026-12-01 11:00:00", "H11010500001", BEIJING, BEIJING,
+                    hifp_pay=7_000),
+]
+#: receivable − payable: Shanghai's hospital was paid for a Beijing insured's settlement
+EXPECTED = {"110000": -12_345.0, "310000": 12_345.0, "130000": 0.0}
+
+
+def positions(port: int) -> dict[str, float]:
+    return {dict(labels)["province"]: v
+            for (name, labels), v in scrape(f"http://127.0.0.1:{port}/metrics").items()
+            if name == "huimin_clearing_net_position_fen"}
+
+
+def wait_for(port: int, want: dict[str, float], timeout_s: float = 60) -> dict[str, float]:
+    deadline = time.monotonic() + timeout_s
+    seen: dict[str, float] = {}
+    while time.monotonic() < deadline:
+        try:
+            seen = positions(port)
+        except OSError:  # its web server not up yet
+            seen = {}
+        if seen == want:
+            return seen
+        time.sleep(1)
+    return seen
+
+
+def test_the_net_positions_gauge_is_rebuilt_from_the_table_after_a_restart(tmp_path: Path):
+    with broker(tmp_path / "broker.log") as bootstrap, \
+            platform(bootstrap, SPEC, 1, tmp_path) as p:
+        p.wait_until_serving()
+        producer = KafkaProducer(bootstrap_servers=bootstrap)
+        for event in EVENTS:
+            producer.send(MONEY_EVENTS, key=event.setl_id.encode(),
+                          value=orjson.dumps(asdict(event)))
+        producer.flush()
+        producer.close()
+        [worker] = p.workers
+        assert wait_for(worker.cfg.web_port, EXPECTED) == EXPECTED
+
+        worker.restart_after_kill()
+        p.wait_until_serving()
+        # no new event arrives: the gauge can only come from the recovered table
+        assert wait_for(worker.cfg.web_port, EXPECTED, 30 + 2 * CATCH_UP_EVERY_S) == EXPECTED

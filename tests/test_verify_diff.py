@@ -1,0 +1,40 @@
+"""`verify`'s difference of two answers names the field, through lists as through objects:
+`result[1].det_item_fee_sumamt`, not "result differs"."""
+
+from __future__ import annotations
+
+import copy
+
+from huimin.verify import answer_diff
+
+FEES = {"infcode": 0, "output": {"result": [
+    {"feedetl_sn": "1", "det_item_fee_sumamt": 1_200, "chrgitm_lv": "01"},
+    {"feedetl_sn": "2", "det_item_fee_sumamt": 3_450, "chrgitm_lv": "02"}]}}
+
+
+def test_a_field_inside_a_list_is_named_with_its_index():
+    got = copy.deepcopy(FEES)
+    got["output"]["result"][1]["det_item_fee_sumamt"] += 1
+    assert answer_diff([got], [FEES]) == "result[1].det_item_fee_sumamt: 3451 != expected 3450"
+
+
+def test_a_list_of_another_length_says_how_many_items():
+    got = copy.deepcopy(FEES)
+    got["output"]["result"].pop()
+    assert answer_diff([got], [FEES]) == "result: 1 items != expected 2"
+
+
+def test_objects_are_named_as_before_and_long_values_shortened():
+    want = {"infcode": 0, "output": {"setlinfo": {"hifp_pay": 0, "memo": "x"}}}
+    got = {"infcode": 0, "output": {"setlinfo": {"hifp_pay": 100, "memo": "y" * 200}}}
+    diff = answer_diff([got], [want])
+    assert diff.startswith("setlinfo.hifp_pay: 100 != expected 0; setlinfo.memo: 'yyy")
+    assert diff.endswith("… != expected 'x'") and len(diff) < 160
+
+
+def test_many_differences_are_cut_to_five_and_counted():
+    got = copy.deepcopy(FEES)
+    for item in got["output"]["result"]:
+        item.update(feedetl_sn="9", det_item_fee_sumamt=0, chrgitm_lv="03")
+    parts = answer_diff([got], [FEES]).split("; ")
+    assert len(parts) == 6 and parts[-1] == "1 more"
