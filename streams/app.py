@@ -44,7 +44,7 @@ from settlement.person import PersonRow
 from settlement.reconciliation import ClearingIndex, answer_reconciliation, period_of
 from settlement.treatment import DeadLetter, Forward, Reply, TreatmentPlatform, TreatmentRow
 from simulators.world import build_world
-from streams import metrics
+from streams import metrics, tolerant_records
 from streams.config import CLEARING_TABLE, WorkerConfig, table_options
 from streams.faust_offsets import guard_commits
 from streams.faust_recovery import guard_recovery
@@ -119,6 +119,7 @@ def faust_app(cfg: WorkerConfig) -> faust.App:
     guard_commits()
     guard_recovery(cfg.bootstrap, cfg.security.kafka_python())
     guard_changelogs()
+    tolerant_records.install()
     return faust.App(
         cfg.app_id,
         broker=f"kafka://{cfg.bootstrap}",

@@ -112,6 +112,40 @@ def test_unsigned_forged_foreign_and_replayed_requests_are_refused(platform_and_
     assert total(metrics, "huimin_answers_total", outcome="E6003") == 1
 
 
+def test_a_request_with_a_header_key_that_is_not_utf8_is_answered_and_the_worker_lives_on(
+        platform_and_fleet):
+    """Kafka says a header key is UTF-8, but a client may write any bytes (librdkafka does).
+    Such a record once crashed the worker's fetcher, on every restart: a poison pill."""
+    fleet, _ = platform_and_fleet
+    certno = sorted(WORLD.ref.enrollments)[2]
+    hospital = min(WORLD.ref.hospitals.values(), key=lambda h: h.fixmedins_code)
+
+    class RawKey(str):  # kafka-python encodes header keys itself: hand it the raw bytes
+        def encode(self, *args: Any, **kwargs: Any) -> bytes:
+            return b"\xff\xfe-sign"
+
+    def info(inf_time: str, seq: int) -> tuple[str, dict[str, Any]]:
+        return certno, {"infno": "1101",
+                        "msgid": make_msgid(hospital.fixmedins_code, inf_time, seq),
+                        "mdtrtarea_admvs": hospital.admdvs, "insuplc_admdvs": "",
+                        "fixmedins_code": hospital.fixmedins_code, "inf_time": inf_time,
+                        "input": {"mdtrt_cert_type": "02", "mdtrt_cert_no": certno,
+                                  "begntime": inf_time, "psn_cert_type": "01",
+                                  "certno": certno}}
+
+    signed = fleet.signer.headers_as
+    fleet.signer.headers_as = lambda *a, **k: [*signed(*a, **k), (RawKey("x"), b"y")]
+    try:
+        odd = info("2026-12-02 08:00:00", 901)
+        answers = fleet.exchange([odd], timeout_s=60)[odd[1]["msgid"]]
+    finally:
+        fleet.signer.headers_as = signed
+    assert [a["infcode"] for a in answers] == [0]  # judged by its signature and content
+    after = info("2026-12-02 08:05:00", 902)
+    assert [a["infcode"] for a in fleet.exchange([after], timeout_s=60)[after[1]["msgid"]]] \
+        == [0]
+
+
 def test_dead_letters_lists_what_the_platform_kept_and_no_personal_data(platform_and_fleet):
     """`huimin dead-letters` over the real broker: a message that is not JSON, and one from an
     unknown hospital whose msgid is a person's certno, each kept with its code; neither's
