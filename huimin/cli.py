@@ -172,6 +172,20 @@ def _store(store: str) -> str:
     return store
 
 
+def _check_web_address(host: str, port: int) -> None:
+    """Refuse, as bad input, a worker's --web-host/--web-port it could not serve on (a port
+    another worker holds): Faust would otherwise fail with a traceback after starting."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        reason = "the port is in use" if exc.errno == errno.EADDRINUSE else \
+            exc.strerror or str(exc)
+        raise typer.BadParameter(f"cannot serve on {host}:{port}: {reason}", param_hint=(
+            "--web-host" if isinstance(exc, socket.gaierror) else "--web-port")) from None
+
+
 def _serve_metrics(port: int | None, host: str = "127.0.0.1") -> None:
     """Serve the hospitals' Prometheus metrics on `port`, if given."""
     if port is None:
@@ -418,6 +432,7 @@ def worker(
     """Run one platform worker (all roles) in the consumer group `huimin`; start more to scale
     out. The topics must exist (`huimin topics`)."""
     store_url = STORES[_store(store)]
+    _check_web_address(web_host, web_port)
     run_worker(WorkerConfig(bootstrap=_bootstrap(bootstrap), partitions=partitions,
                             web_port=web_port, web_host=web_host, data_dir=str(data_dir),
                             world=WorldSpec(seed=seed, persons=persons), idempotent=idempotent,

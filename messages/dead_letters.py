@@ -19,6 +19,9 @@ from messages.topics import HOSP_REQUESTS
 CODE_HEADER: Final = "huimin-error-code"
 REASON_HEADER: Final = "huimin-reason"
 SOURCE_HEADER: Final = "huimin-source-topic"
+#: On a dead letter whose message was too large to write again whole: its size in bytes
+#: (the letter keeps its first bytes).
+TRUNCATED_HEADER: Final = "huimin-truncated-from"
 
 # Only values of these shapes are shown: a sender that put something else there (a certno
 # in its msgid, say) gets "" instead, as the reason already names the field.
@@ -37,7 +40,7 @@ class DeadLetterEntry:
     error_code: str
     reason: str
     source_topic: str
-    size: int  # bytes of the message as received
+    size: int  # bytes of the message as received (the letter may keep only the first ones)
     infno: str = ""  # the request's, where the message carries one
     msgid: str = ""
     fixmedins_code: str = ""
@@ -73,6 +76,12 @@ def header_values(headers: Iterable[tuple[str, bytes | None]] | None) -> dict[st
     return {k: (v or b"").decode(errors="replace") for k, v in (headers or ())}
 
 
+def _original_size(value: bytes | None, headers: dict[str, str]) -> int:
+    """The size of the message as received, also of one kept only in part."""
+    whole = headers.get(TRUNCATED_HEADER, "")
+    return int(whole) if whole.isdigit() else len(value or b"")
+
+
 def describe_dead_letter(value: bytes | None, headers: dict[str, str], partition: int = 0,
                          offset: int = 0, timestamp_ms: int = 0) -> DeadLetterEntry:
     """The entry of a dead letter: its headers and, where its bytes carry a request or a
@@ -87,5 +96,5 @@ def describe_dead_letter(value: bytes | None, headers: dict[str, str], partition
     return DeadLetterEntry(
         partition=partition, offset=offset, timestamp_ms=timestamp_ms,
         error_code=headers.get(CODE_HEADER, ""), reason=headers.get(REASON_HEADER, ""),
-        source_topic=source, size=len(value or b""), infno=shown("infno", _INFNO),
+        source_topic=source, size=_original_size(value, headers), infno=shown("infno", _INFNO),
         msgid=shown("msgid", _MSGID), fixmedins_code=shown("fixmedins_code", _HOSPITAL))

@@ -7,7 +7,7 @@ from operator import mul
 
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK_CHARS = "10X98765432"
-_CERTNO_SHAPE = re.compile(r"^\d{17}[\dX]$")
+_CERTNO_SHAPE = re.compile(r"[0-9]{17}[0-9X]")  # ASCII digits (not \d: any script's)
 
 
 def certno_check_char(first17: str) -> str:
@@ -20,7 +20,7 @@ def certno_check_char(first17: str) -> str:
 
 def is_valid_certno(certno: object) -> bool:
     """True if `certno` is an 18-character ID whose check character is right."""
-    if not isinstance(certno, str) or not _CERTNO_SHAPE.match(certno):
+    if not isinstance(certno, str) or not _CERTNO_SHAPE.fullmatch(certno):
         return False
     return certno_check_char(certno[:17]) == certno[17]
 

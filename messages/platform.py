@@ -44,4 +44,10 @@ def hospital_context(value: bytes | None, is_request: bool) -> dict[str, Any] | 
     msgid, sender = ctx.get("msgid"), ctx.get("fixmedins_code")
     if not (isinstance(msgid, str) and msgid and isinstance(sender, str) and sender):
         return None
-    return {"infno": str(ctx.get("infno", "")), "msgid": msgid, "fixmedins_code": sender}
+    return {"infno": infno_text(ctx.get("infno")), "msgid": msgid, "fixmedins_code": sender}
+
+
+def infno_text(value: Any) -> str:
+    """A message's infno as text for an answer's context: what was sent if it is a short
+    string, else "" (a sender's list nested 990 deep once made `str()` itself fail)."""
+    return value if isinstance(value, str) and len(value) <= 8 else ""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from messages.codes import Infno
 from messages.envelope import Day, InfTime, MsgId
@@ -163,23 +163,32 @@ class ReversalInput(_Input):
 
 
 
-class ReconcileTotalsInput(_Input):
-    """3201 对总账: the hospital's own totals of its settlements over a period (event dates,
-    net of cancellations and reversals in the period)."""
+class _Period(_Input):
+    """A statement period: from its first day to its last, in that order."""
 
     stmt_begndate: Day
     stmt_enddate: Day
+
+    @model_validator(mode="after")
+    def _begins_before_it_ends(self) -> _Period:
+        if self.stmt_enddate < self.stmt_begndate:  # yyyy-MM-dd: as text, as dates
+            raise ValueError("stmt_enddate is before stmt_begndate")
+        return self
+
+
+class ReconcileTotalsInput(_Period):
+    """3201 对总账: the hospital's own totals of its settlements over a period (event dates,
+    net of cancellations and reversals in the period)."""
+
     medfee_sumamt: NetFen
     fund_pay_sumamt: NetFen
     acct_pay: NetFen
     fixmedins_setl_cnt: NetCount
 
 
-class ReconcileDetailsInput(_Input):
+class ReconcileDetailsInput(_Period):
     """3202 对明细账: the setl_ids the hospital holds in force for settlements of a period."""
 
-    stmt_begndate: Day
-    stmt_enddate: Day
     setl_ids: list[str] = Field(max_length=100_000)
 
 

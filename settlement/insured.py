@@ -197,6 +197,9 @@ class InsuredPlatform:
     def reverse(self, e: Enrollment, row: PersonRow, req: dict[str, Any]) -> dict[str, Any]:
         """2601: undo what `omsgid` did; if it has not arrived, refuse it when it does."""
         omsgid, oinfno = req["input"]["omsgid"], req["input"]["oinfno"]
+        if not omsgid.startswith(req["fixmedins_code"]):  # as the treatment side checks
+            raise Refusal(ErrorCode.NOT_REVERSIBLE, "omsgid is another hospital's: a "
+                          "hospital reverses only its own transactions")
         if msgid_stamp(omsgid) < cutoff(req["inf_time"]):
             raise Refusal(ErrorCode.NOT_REVERSIBLE, f"msgid {omsgid} is older than the "
                           f"{WINDOW_DAYS}-day operating window")

@@ -5,6 +5,7 @@ patient is insured in another province). It reverses its own transactions on 260
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -27,7 +28,7 @@ from messages.codes import (
 )
 from messages.envelope import Request, error_answer, is_cross_province, ok_answer, province_of
 from messages.identity import CERTNO_SYSTEM, is_valid_certno, mask_certno
-from messages.platform import CROSS, LOCAL
+from messages.platform import CROSS, LOCAL, infno_text
 from messages.signing import Signer
 from messages.transactions import INPUT_MODELS
 from settlement.catalogue import FeeTotals, ItemSplit
@@ -142,11 +143,23 @@ class Rejected(Exception):
         self.code = code
 
 
+#: A location part pydantic names (a field, a list index, a union's member such as
+#: `list[int]`): ASCII, short, without the digit runs of an ID number or a phone number.
+_FIELD = re.compile(r"(?!.*\d{6})[A-Za-z_][ -~]{0,79}")
+
+
+def _field_name(part: Any) -> str:
+    """A location's part as the error names it; a key the sender made up (another person's
+    certno, a name) is not echoed."""
+    return str(part) if isinstance(part, int) or _FIELD.fullmatch(str(part)) \
+        else "(an unknown field)"
+
+
 def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
     """Where and what, without echoing input values (they may be personal)."""
     parts = []
     for err in exc.errors()[:5]:
-        loc = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
+        loc = ".".join(_field_name(p) for p in (prefix, *err["loc"]) if p != "")
         parts.append(f"{loc or '<root>'}: {err['msg']}")
     more = len(exc.errors()) - 5
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
@@ -219,7 +232,8 @@ class TreatmentPlatform:
         except Rejected as exc:
             msgid, code = data.get("msgid"), data.get("fixmedins_code")
             if isinstance(msgid, str) and isinstance(code, str) and self._known_sender(code):
-                ctx = {"infno": str(data.get("infno", "")), "msgid": msgid, "fixmedins_code": code}
+                ctx = {"infno": infno_text(data.get("infno")), "msgid": msgid,
+                       "fixmedins_code": code}
                 return Reply(error_answer(msgid, exc.code, str(exc)), ctx), None
             return DeadLetter(exc.code, f"unanswerable request: {exc}"), None
         ctx = {"infno": req.infno, "msgid": req.msgid, "fixmedins_code": req.fixmedins_code,
@@ -273,7 +287,7 @@ class TreatmentPlatform:
         problem = signer.check(code, headers, key, raw or b"")
         if problem is None:
             return None
-        ctx = {"infno": str(data.get("infno", "")), "msgid": msgid, "fixmedins_code": code}
+        ctx = {"infno": infno_text(data.get("infno")), "msgid": msgid, "fixmedins_code": code}
         return Reply(error_answer(msgid, problem[0], problem[1]), ctx)
 
     def _known_sender(self, code: str) -> bool:
@@ -370,6 +384,9 @@ class TreatmentPlatform:
             if inp.oinfno not in REVERSIBLE and inp.oinfno not in CANCELLATIONS:
                 raise Rejected(ErrorCode.NOT_REVERSIBLE,
                                f"infno {inp.oinfno} cannot be reversed by 2601")
+            if not inp.omsgid.startswith(req.fixmedins_code):  # a msgid begins with its sender
+                raise Rejected(ErrorCode.NOT_REVERSIBLE, "omsgid is another hospital's: a "
+                               "hospital reverses only its own transactions")
             if inp.oinfno in INSURED_SIDE:
                 return self._forward(req, inp, ctx)
             return self._reverse(req, inp, ctx, row)

@@ -23,7 +23,7 @@ from faust.sensors.prometheus import setup_prometheus_sensors
 from messages import topics
 from messages.codec import decode, encode, encode_to_keep
 from messages.codes import ErrorCode
-from messages.dead_letters import CODE_HEADER, REASON_HEADER, SOURCE_HEADER
+from messages.dead_letters import CODE_HEADER, REASON_HEADER, SOURCE_HEADER, TRUNCATED_HEADER
 from messages.envelope import error_answer, province_of
 from messages.platform import CROSS, hospital_context, wrap_answer, wrap_request
 from messages.signing import SECRET_ENV, Signer, configured_secret
@@ -188,12 +188,18 @@ def create_app(cfg: WorkerConfig) -> faust.App:
 
     def dead_letter(key: bytes | None, value: bytes | None, code: str, reason: str,
                     source: str) -> Send:
-        """The original bytes, untouched, with why in the headers (never personal data)."""
+        """The original bytes, untouched, with why in the headers (never personal data). A
+        message too large to write again whole (a request of ~1 MB the broker took) keeps
+        its first bytes, and says how large it was."""
         log.warning("dead-lettered a message from %s: %s", source, code)
         later(metrics.DEAD_LETTERS.labels(code, source).inc)  # our codes and topic names only
-        return dead_letters, key, value or b"", {
-            CODE_HEADER: code.encode(), REASON_HEADER: reason.encode(),
-            SOURCE_HEADER: source.encode()}
+        value = value or b""
+        headers = {CODE_HEADER: code.encode(), REASON_HEADER: reason.encode()[:2_000],
+                   SOURCE_HEADER: source.encode()}
+        if len(value) > MAX_RECORD_BYTES:
+            headers[TRUNCATED_HEADER] = str(len(value)).encode()
+            value = value[:MAX_RECORD_BYTES]
+        return dead_letters, key, value, headers
 
     def send(topic: Any, key: bytes | None, value: bytes) -> Send:
         return topic, key, value, None
@@ -271,7 +277,14 @@ def create_app(cfg: WorkerConfig) -> faust.App:
                     log.error("%s: %s", name, problem)
                     writes.clear()
                     effects.clear()
-                    sends = failed(event.key, event.value, source_topic, code, problem)
+                    try:
+                        sends = failed(event.key, event.value, source_topic, code, problem)
+                    except Exception as exc:  # not even the answer could be built: kept
+                        log.error("%s: no answer to its failure (%s)", name,
+                                  type(exc).__name__)
+                        effects.clear()
+                        sends = [dead_letter(event.key, event.value, code.value, problem,
+                                             source_topic)]
                 for table, key, value in writes:
                     table[key] = value
                 for effect in effects:
@@ -473,7 +486,13 @@ def create_app(cfg: WorkerConfig) -> faust.App:
         row = treatment.handle_answer(msg["ans"], msg["ctx"],
                                       TreatmentRow.from_dict(decode(cur)) if cur else None)
         if row is not None:
-            put(trt_rows, key, encode_to_keep(row.to_dict()))
+            kept = encode_to_keep(row.to_dict())
+            if len(kept) <= MAX_RECORD_BYTES:
+                put(trt_rows, key, kept)
+            else:  # what it answers was done: the hospital hears of it all the same
+                log.warning("treatment_answers: a person's row would be %d bytes, over the "
+                            "%d a record may hold: left as it was, the answer sent on",
+                            len(kept), MAX_RECORD_BYTES)
         return [to_hospital(msg["ans"], msg["ctx"], trace)]
 
     serving: dict[str, Any] = {"generation": None, "partitions": []}

@@ -93,6 +93,17 @@ def test_a_metrics_port_in_use_is_refused(monkeypatch: pytest.MonkeyPatch, logs:
     assert f"127.0.0.1:{port}" in result.output and "in use" in result.output
 
 
+def test_a_workers_web_port_in_use_is_refused_before_it_starts(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(cli, "run_worker", lambda *a, **k: pytest.fail("it started"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = huimin("worker", "--bootstrap", "127.0.0.1:1", "--web-port", str(port))
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    assert f"127.0.0.1:{port}" in result.output and "in use" in result.output
+
+
 # -- a cluster that cannot be reached ---------------------------------------------------------
 # kafka-python gives up on a closed port only after its 30-s bootstrap timeout, so its error
 # is raised here in place of the connection (the message is the same).

@@ -11,11 +11,12 @@ from messages.dead_letters import (
     CODE_HEADER,
     REASON_HEADER,
     SOURCE_HEADER,
+    TRUNCATED_HEADER,
     describe_dead_letter,
     header_values,
     summarise_dead_letters,
 )
-from messages.platform import wrap_request
+from messages.platform import hospital_context, wrap_request
 
 CERTNO = "11010519491231002X"
 MSGID = "H11010100001" + "20261201090000" + "0007"
@@ -76,3 +77,16 @@ def test_the_summary_counts_by_code_and_by_source_topic():
         "3 dead letters: E1001 2, E1004 1; from hosp.requests 2, trt.answers 1"
     assert summarise_dead_letters(entries[:1]) == "1 dead letter: E1001 1; from hosp.requests 1"
     assert summarise_dead_letters([]) == "no dead letters"
+
+
+def test_a_letter_kept_in_part_gives_the_size_the_message_had():
+    entry = describe_dead_letter(b"{" * 100, {**headers("E1004"), TRUNCATED_HEADER: "1048676"})
+    assert entry.size == 1_048_676
+
+
+def test_an_infno_nested_past_pythons_stack_names_no_infno_and_raises_nothing():
+    value = (f'{{"infno": {"[" * 990}{"]" * 990}, "msgid": "{MSGID}", '
+             '"fixmedins_code": "H11010100001"}').encode()  # deeper than orjson writes
+    assert hospital_context(value, is_request=True) == {
+        "infno": "", "msgid": MSGID, "fixmedins_code": "H11010100001"}
+    assert describe_dead_letter(value, headers("E1002")).infno == ""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 
 from huimin.run import platform
@@ -71,7 +72,7 @@ def test_an_answer_over_the_record_limit_is_refused_and_dead_lettered_and_change
             deadline, letters = time.monotonic() + 20, []
             while not letters and time.monotonic() < deadline:
                 letters = [d for d in fleet._poll_dead_letters() if d.error_code == "E9002"]
-            assert [d.source_topic for d in letters] == ["hosp.requests"]
+            assert [d.entry.source_topic for d in letters] == ["hosp.requests"]
             # the refused upload counts as what it sent, one E9002 answer: not also as the
             # answer it had built, and nothing is left in flight
             samples = scrape(f"http://127.0.0.1:{ours.workers[0].cfg.web_port}/metrics")
@@ -79,5 +80,27 @@ def test_an_answer_over_the_record_limit_is_refused_and_dead_lettered_and_change
                                       outcome=outcome) for outcome in ("ok", "E9002")}
             assert answers == {"ok": 1.0, "E9002": 1.0}
             assert total(samples, "huimin_in_flight_requests") == 0.0
+            # answers on their way back still reach the hospital once the person's row is
+            # too large to keep them: what they answer was done (here, 5206 queries; later
+            # ones are refused at the door, the row being full)
+            queries = [request("5206", {"psn_no": e.psn_no, "cum_ym": "202612"})
+                       for _ in range(8)]
+            answered = fleet.exchange(queries, timeout_s=30)
+            assert [len(answered[q["msgid"]]) for _, q in queries] == [1] * 8
+            codes = [a["err_code"] for _, q in queries for a in answered[q["msgid"]]]
+            assert set(codes) <= {"", "E9002"}  # refused on the way in once the row is full
+            assert "left as it was, the answer sent on" in (tmp_path / "worker-0.log"
+                                                            ).read_text()
+            # a request over the limit itself (here 3,000 bytes; ~1 MB a broker takes, in
+            # life) is kept in part as an E1004 dead letter, not refused once more as E9002
+            padded = request("1101", {"padding": "x" * 300_000})[1]
+            fleet.producer.send("hosp.requests", key=certno.encode(),
+                                value=orjson.dumps(padded))
+            fleet.producer.flush()
+            deadline, letters = time.monotonic() + 30, []
+            while not letters and time.monotonic() < deadline:
+                letters = [d for d in fleet._poll_dead_letters() if d.error_code == "E1004"]
+            [kept] = letters
+            assert len(kept.value) == 3_000 and kept.entry.size == len(orjson.dumps(padded))
         finally:
             fleet.close()

@@ -36,6 +36,8 @@ def test_known_example_with_any_other_check_character_is_invalid(wrong: str) -> 
     "1101051949123100XX",  # X only as the check character
     "11010519491231002x",  # lower-case x is not the GB 11643 check character
     "11010519491231 02X",
+    EXAMPLE + "\n",  # a trailing newline (Python's `$` would let it through)
+    "\u0661" + EXAMPLE[1:],  # an Arabic-Indic digit (Python's `\d` would take it)
     "",
     None,
     110105194912310020,

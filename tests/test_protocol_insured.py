@@ -119,9 +119,11 @@ class Insured:
 
     def reverse(self, cert: str, omsgid: str, oinfno: str,
                 inf_time: str = T) -> dict[str, Any]:
+        """2601 from the hospital that sent `omsgid` (its code begins the msgid)."""
         e = self.ref.enrollments[cert]
+        hospital = self.ref.hospitals[omsgid[:12]]
         return self.handle(cert, self.request(cert, "2601", reversal_input(e, omsgid, oinfno),
-                                              inf_time))
+                                              inf_time, hospital), hospital)
 
     def money(self, cert: str) -> Money:
         """Balance and year-to-date accumulators, exactly as the row holds them: what a

@@ -5,6 +5,8 @@ tests/test_protocol_treatment.py."""
 
 from __future__ import annotations
 
+import pytest
+
 from messages.codes import ErrorCode
 from messages.visitlog import make_msgid
 from tests.handmade import (
@@ -127,3 +129,19 @@ def test_a_reconciliation_period_of_days_that_do_not_exist_is_refused():
     answer = c.oracle.submit(HOSP_BJ.fixmedins_code, request("3201", HOSP_BJ, T, 1, totals))
     err = refused(answer, ErrorCode.SCHEMA_VIOLATION)
     assert "input.stmt_begndate" in err and "input.stmt_enddate" in err
+
+
+def test_a_statement_period_that_ends_before_it_begins_is_refused():
+    from pydantic import ValidationError
+
+    from messages.transactions import ReconcileDetailsInput, ReconcileTotalsInput
+
+    totals = {"stmt_begndate": "2026-12-05", "stmt_enddate": "2026-12-01", "medfee_sumamt": 0,
+              "fund_pay_sumamt": 0, "acct_pay": 0, "fixmedins_setl_cnt": 0}
+    with pytest.raises(ValidationError, match="stmt_enddate is before stmt_begndate"):
+        ReconcileTotalsInput.model_validate(totals)
+    with pytest.raises(ValidationError, match="stmt_enddate is before stmt_begndate"):
+        ReconcileDetailsInput.model_validate({"stmt_begndate": "2026-12-05",
+                                              "stmt_enddate": "2026-12-04", "setl_ids": []})
+    same_day = ReconcileTotalsInput.model_validate({**totals, "stmt_enddate": "2026-12-05"})
+    assert same_day.stmt_begndate == same_day.stmt_enddate

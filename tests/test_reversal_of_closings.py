@@ -6,11 +6,14 @@ from __future__ import annotations
 from messages.codes import ErrorCode
 from tests.handmade import (
     EMP_CERTNO,
+    HOSP_SH,
     discharge_input,
     ok,
     refused,
     register_cancel_input,
+    register_input,
     reversal_input,
+    settle_input,
 )
 from tests.test_protocol_treatment import EMP, Clinic, T
 
@@ -91,3 +94,26 @@ def test_a_second_reversal_of_a_closing_already_reversed_leaves_the_next_closing
     ok(c.do(EMP_CERTNO, "2402", discharge_input(EMP, m, T)))
     again = ok(c.do(EMP_CERTNO, "2601", reversal_input(EMP, first["msgid"], "2402")))
     assert again["result"] == "nothing-to-undo" and status(c, m) == "discharged"
+
+
+def test_a_hospital_cannot_reverse_or_block_another_hospitals_transactions():
+    """A msgid begins with its sender's code: a 2601 naming another hospital's msgid would
+    undo its settlement (booking the money to the wrong hospital), close its visit, or make
+    its next request refused in advance. Each is refused with E4012 and changes nothing."""
+    c = Clinic()
+    m = c.register()
+    ok(c.upload(m, [("0001", "DA", 1, 500)]))
+    settle = c.request(EMP_CERTNO, "2207", settle_input(EMP, m, 500, "1", "11"))
+    setlinfo = ok(c.send(EMP_CERTNO, settle))["setlinfo"]
+    for omsgid, oinfno in ((settle["msgid"], "2207"), (c.request(EMP_CERTNO, "2201", {})[
+            "msgid"], "2201")):
+        other = c.do(EMP_CERTNO, "2601", reversal_input(EMP, omsgid, oinfno), HOSP_SH)
+        refused(other, ErrorCode.NOT_REVERSIBLE)
+        assert "another hospital" in other["err_msg"]
+    settlements = c.oracle.person_rows[EMP_CERTNO].settlements
+    assert settlements[setlinfo["setl_id"]]["status"] == "settled"
+    # the hospital's own next transaction, named in advance by the other, still goes through
+    later = c.request(EMP_CERTNO, "2201", register_input(EMP, T))
+    refused(c.do(EMP_CERTNO, "2601", reversal_input(EMP, later["msgid"], "2201"), HOSP_SH),
+            ErrorCode.NOT_REVERSIBLE)
+    ok(c.send(EMP_CERTNO, later))
