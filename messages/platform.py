@@ -49,5 +49,7 @@ def hospital_context(value: bytes | None, is_request: bool) -> dict[str, Any] | 
 
 def infno_text(value: Any) -> str:
     """A message's infno as text for an answer's context: what was sent if it is a short
-    string, else "" (a sender's list nested 990 deep once made `str()` itself fail)."""
+    string or a number, else "" (a sender's list nested 990 deep once made `str()` fail)."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**8:
+        return str(value)
     return value if isinstance(value, str) and len(value) <= 8 else ""

@@ -23,6 +23,13 @@ HOSP_RECV: Final = "hosp.recv"
 
 Trace = list[list]
 
+#: Latency histograms' buckets, the platform's and the hospitals' alike (so the two views
+#: compare bucket for bucket): 5 ms … 60 s. The NHSA answers an inpatient settlement in
+#: ~0.8 s, and a worker's restart (8–23 s) or a hospital's 30-s time-out must still show as
+#: what it is.
+LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0,
+                          30.0, 60.0)
+
 
 def stamp(trace: Trace, hop: str) -> Trace:
     """Append the current wall-clock time for `hop` and return the trace."""

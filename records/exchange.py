@@ -310,6 +310,9 @@ class SourceRepositories:
                      Infno.EHR_LAB_LOOKUP: "lab-lookup"}[req["infno"]]
         permitted, refusals = [], []
         asked = msg["sources"]
+        held = row.docs.get(inp.get("document_id", "")) if operation == "retrieve" else None
+        if held is not None:  # decided where the document is, whatever the index said
+            asked = [held["province"]]
         if not asked:  # decided and audited even where nothing is held: the search happened
             asked = [requester_province]
         for province in asked:
@@ -323,7 +326,9 @@ class SourceRepositories:
                 description=decision.reason, recorded=req["inf_time"],
                 document_id=inp.get("document_id", ""), break_glass=decision.break_glass))
         allowed = {p for p, _ in permitted}
-        if refusals and not permitted:
+        if refusals and (not permitted or operation == "retrieve"):
+            # a retrieve is refused if any province asked refuses: for a made-up id, what a
+            # real one held there would get, so that no one learns which ids exist
             reason = "; ".join(d.reason for _, d in refusals)
             return ehr_error(msgid, ErrorCode.CONSENT_REFUSED, f"refused: {reason}",
                              _refusal_outcome(refusals))

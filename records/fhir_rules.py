@@ -146,6 +146,9 @@ def _narrative(text: dict[str, Any], path: str) -> Iterator[RuleBroken]:
     div = text.get("div")
     if not isinstance(div, str):
         return
+    if _DECLARATION.search(div):  # a DOCTYPE declares entities: not in a fragment
+        yield RuleBroken(f"{path}.div", "no DOCTYPE or entity declarations in a narrative")
+        return
     try:
         root = ET.fromstring(div)
     except ET.ParseError as exc:
@@ -156,16 +159,39 @@ def _narrative(text: dict[str, Any], path: str) -> Iterator[RuleBroken]:
                          "(xmlns=\"http://www.w3.org/1999/xhtml\")")
         return
     for element in root.iter():
-        name = element.tag.removeprefix(XHTML) if isinstance(element.tag, str) else ""
-        if name.lower() in FORBIDDEN_XHTML:
-            yield RuleBroken(f"{path}.div", f"<{name}> is not allowed in a narrative (txt-1)")
-            return
-        if any(a.lower().startswith("on") for a in element.attrib):
-            yield RuleBroken(f"{path}.div", "event-handler attributes (on…) are not allowed "
-                                            "in a narrative (txt-1)")
+        problem = _unsafe(element)
+        if problem:
+            yield RuleBroken(f"{path}.div", f"{problem} (txt-1)")
             return
     if not "".join(root.itertext()).strip() and root.find(f".//{XHTML}img") is None:
         yield RuleBroken(f"{path}.div", "a narrative has text or an image (txt-2)")
+
+
+def _unsafe(element: ET.Element) -> str:
+    """Why an element may not be in a narrative, or "": one outside XHTML (an <svg> may carry
+    its own <script>), a forbidden one, an event handler, a script or data URL to follow."""
+    tag = element.tag if isinstance(element.tag, str) else ""
+    if not tag.startswith(XHTML):
+        return "only XHTML elements are allowed in a narrative"
+    name = tag.removeprefix(XHTML).lower()
+    if name in FORBIDDEN_XHTML:
+        return f"<{name}> is not allowed in a narrative"
+    for attribute, value in element.attrib.items():
+        local = attribute.rsplit("}", 1)[-1].lower()
+        if local.startswith("on"):
+            return "event-handler attributes (on…) are not allowed in a narrative"
+        if local in ("href", "src") and _ACTIVE_URL.match(value) and not (
+                name == "img" and local == "src" and value.lstrip().lower().startswith(
+                    "data:image/")):
+            return f"a {local} that runs or embeds content is not allowed in a narrative"
+    return ""
+
+
+_DECLARATION = re.compile(r"<!(DOCTYPE|ENTITY)", re.IGNORECASE)
+
+#: URLs that run code or carry content of their own: not to be followed from a narrative
+#: (an image may be `data:image/…`).
+_ACTIVE_URL = re.compile(r"\s*(javascript|vbscript|data):", re.IGNORECASE)
 
 
 def _not_allowed(path: str, codes: frozenset[str]) -> RuleBroken:

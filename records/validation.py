@@ -53,7 +53,8 @@ def _path(prefix: str, loc: tuple[Any, ...]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += f".{part}" if _ELEMENT.fullmatch(str(part)) else ".(an unknown element)"
+            out += f".{part}" if _ELEMENT.fullmatch(str(part)) or part == "(an unknown element)" \
+                else ".(an unknown element)"
     return out
 
 
@@ -114,9 +115,12 @@ class Validator:
             build(model, resource)
         except ValidationError as exc:
             err = exc.errors()[0]
+            loc = tuple(err["loc"])
+            if err["type"] == "extra_forbidden" and loc:  # named by the sender: not echoed
+                loc = (*loc[:-1], "(an unknown element)")
             raise InvalidResource(operation_outcome(
                 _ISSUE_CODES.get(err["type"], "value"),
-                f"{_path(path, err['loc'])}: {err['msg']}", _path(path, err["loc"]))) from None
+                f"{_path(path, loc)}: {err['msg']}", _path(path, loc))) from None
         except Exception as exc:
             raise InvalidResource(operation_outcome(
                 "invalid", f"{path}: not valid R4 ({type(exc).__name__})", path)) from None

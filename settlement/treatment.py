@@ -148,18 +148,24 @@ class Rejected(Exception):
 _FIELD = re.compile(r"(?!.*\d{6})[A-Za-z_][ -~]{0,79}")
 
 
+UNKNOWN_FIELD = "(an unknown field)"
+
+
 def _field_name(part: Any) -> str:
     """A location's part as the error names it; a key the sender made up (another person's
     certno, a name) is not echoed."""
-    return str(part) if isinstance(part, int) or _FIELD.fullmatch(str(part)) \
-        else "(an unknown field)"
+    return str(part) if isinstance(part, int) or part == UNKNOWN_FIELD or \
+        _FIELD.fullmatch(str(part)) else UNKNOWN_FIELD
 
 
 def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
     """Where and what, without echoing input values (they may be personal)."""
     parts = []
     for err in exc.errors()[:5]:
-        loc = ".".join(_field_name(p) for p in (prefix, *err["loc"]) if p != "")
+        where = tuple(err["loc"])
+        if err["type"] == "extra_forbidden" and where:  # named by the sender: not echoed
+            where = (*where[:-1], UNKNOWN_FIELD)
+        loc = ".".join(_field_name(p) for p in (prefix, *where) if p != "")
         parts.append(f"{loc or '<root>'}: {err['msg']}")
     more = len(exc.errors()) - 5
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")

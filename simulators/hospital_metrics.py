@@ -14,7 +14,7 @@ from prometheus_client import (
     Histogram,
 )
 
-from streams.metrics import LATENCY_BUCKETS
+from messages.trace import LATENCY_BUCKETS
 
 #: Their own registry, so that a worker started from the same CLI (`huimin worker`) does not
 #: export the hospitals' series at 0 beside its own; with the process's standard collectors.
@@ -22,13 +22,12 @@ HOSPITAL_REGISTRY = CollectorRegistry(auto_describe=True)
 for _standard in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
     HOSPITAL_REGISTRY.register(_standard)
 
-BUCKETS = LATENCY_BUCKETS  # the platform's, so the two views compare bucket for bucket
 
 SENT = Counter("huimin_hospital_requests_sent_total", "Visit requests the hospitals sent "
                "(duplicates included; not their sign-ins, daily reconciliations or the bad "
                "requests mixed in)", ["infno"], registry=HOSPITAL_REGISTRY)
 ROUND_TRIP = Histogram("huimin_hospital_round_trip_seconds", "From a hospital sending a request "
-                       "to its first answer", ["route", "infno"], buckets=BUCKETS,
+                       "to its first answer", ["route", "infno"], buckets=LATENCY_BUCKETS,
                        registry=HOSPITAL_REGISTRY)
 IN_FLIGHT = Gauge("huimin_hospital_in_flight_requests", "Requests the hospitals await",
                   registry=HOSPITAL_REGISTRY)

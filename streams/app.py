@@ -45,7 +45,7 @@ from settlement.reconciliation import ClearingIndex, answer_reconciliation, peri
 from settlement.treatment import DeadLetter, Forward, Reply, TreatmentPlatform, TreatmentRow
 from simulators.world import build_world
 from streams import metrics, tolerant_records
-from streams.config import CLEARING_TABLE, WorkerConfig, table_options
+from streams.config import CLEARING_TABLE, TABLES, WorkerConfig, table_options
 from streams.faust_offsets import guard_commits
 from streams.faust_recovery import guard_recovery
 from streams.faust_tuning import (
@@ -76,10 +76,11 @@ MAX_RECORD_BYTES = int(os.environ.get("HUIMIN_MAX_RECORD_BYTES") or 900_000)
 
 def oversized(sends: list[Send], writes: list[tuple[Any, bytes, bytes]]) -> str:
     """Why the records an event would produce cannot be written, or "" if they can."""
-    for what, value in [*(("an answer or message", v) for _, _, v, _ in sends),
-                        *(("a table row", v) for _, _, v in writes)]:
-        if len(value) > MAX_RECORD_BYTES:
-            return (f"{what} of {len(value):,} bytes would be over the {MAX_RECORD_BYTES:,} a "
+    for what, key, value in [*(("an answer or message", k, v) for _, k, v, _ in sends),
+                             *(("a table row", k, v) for _, k, v in writes)]:
+        size = len(key or b"") + len(value)
+        if size > MAX_RECORD_BYTES:
+            return (f"{what} of {size:,} bytes would be over the {MAX_RECORD_BYTES:,} a "
                     "record may hold (a reconciliation over a shorter period answers in less)")
     return ""
 
@@ -196,9 +197,10 @@ def create_app(cfg: WorkerConfig) -> faust.App:
         value = value or b""
         headers = {CODE_HEADER: code.encode(), REASON_HEADER: reason.encode()[:2_000],
                    SOURCE_HEADER: source.encode()}
-        if len(value) > MAX_RECORD_BYTES:
+        if len(key or b"") + len(value) > MAX_RECORD_BYTES:  # the key counts too
             headers[TRUNCATED_HEADER] = str(len(value)).encode()
-            value = value[:MAX_RECORD_BYTES]
+            key = key[:MAX_RECORD_BYTES // 2] if key else key
+            value = value[:MAX_RECORD_BYTES - len(key or b"")]
         return dead_letters, key, value, headers
 
     def send(topic: Any, key: bytes | None, value: bytes) -> Send:
@@ -513,6 +515,12 @@ def create_app(cfg: WorkerConfig) -> faust.App:
         return web.json({**serving, "topic": topics.HOSP_REQUESTS,
                          "rebalancing": bool(app.rebalancing)})
 
+    for topic in (hosp_requests, nat_requests, ins_requests, nat_answers, trt_answers,
+                  money_events, recon_requests, ehr_national, ehr_sources):
+        for fault in (ErrorCode.INTERNAL_ERROR, ErrorCode.TOO_LARGE):  # at 0: an alert's
+            metrics.DEAD_LETTERS.labels(fault.value, topic.get_topic_name())  # increase()
+    for name in (*TABLES, CLEARING_TABLE):  # sees the first (ops/prometheus/alerts.yml)
+        metrics.FENCED_RECORDS.labels(name)
     role(hosp_requests, "treatment_requests", on_hospital_request, with_headers=True)
     role(nat_requests, "national_requests", on_national_request)
     role(ins_requests, "insured_requests", on_insured_request)

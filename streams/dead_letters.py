@@ -42,15 +42,16 @@ def read_dead_letters(bootstrap: str, follow: bool = False,
         tps = [TopicPartition(DEAD_LETTERS, p) for p in sorted(parts)]
         # where each partition ends now; Tansu reports ends short (streams/partition_ends.py)
         ends = true_ends(consumer, consumer.end_offsets(tps))
+        starts = consumer.beginning_offsets(tps)  # past what retention deleted
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
-        left = {tp for tp in tps if ends[tp] > 0}
+        left = {tp for tp in tps if ends[tp] > starts[tp]}
         while (left or follow) and not stopped():
-            for tp, records in consumer.poll(timeout_ms=POLL_MS).items():
+            for records in consumer.poll(timeout_ms=POLL_MS).values():
                 for rec in records:
                     yield describe_dead_letter(rec.value, header_values(rec.headers),
                                                rec.partition, rec.offset, rec.timestamp)
-                if consumer.position(tp) >= ends[tp]:
-                    left.discard(tp)
+            # read to the end, also where the last records were a control batch or deleted
+            left = {tp for tp in left if consumer.position(tp) < ends[tp]}
     finally:
         consumer.close()

@@ -16,16 +16,11 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
 
 from messages.codes import ErrorCode, Infno
-from messages.trace import hop_durations_ms
+from messages.trace import LATENCY_BUCKETS, hop_durations_ms
 
 # No `*_created` series beside every counter and histogram (the process's, the hospitals'
 # and Faust's too): they doubled the series a scrape carries, and nothing reads them.
 disable_created_metrics()
-
-#: Resolve 5 ms … 60 s: the NHSA answers an inpatient settlement in ~0.8 s, and a worker's
-#: restart (8–23 s) or a hospital's 30-s time-out must still show as what it is.
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0,
-                   60.0)
 
 REQUESTS = Counter("huimin_requests_total", "Hospital requests received by the provincial "
                    "platforms", ["infno"])

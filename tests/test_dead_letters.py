@@ -90,3 +90,48 @@ def test_an_infno_nested_past_pythons_stack_names_no_infno_and_raises_nothing():
     assert hospital_context(value, is_request=True) == {
         "infno": "", "msgid": MSGID, "fixmedins_code": "H11010100001"}
     assert describe_dead_letter(value, headers("E1002")).infno == ""
+
+
+class _Partition:
+    """dead.letters with one partition whose records were all deleted by retention (its log
+    starts at its end), or end in a control batch a poll returns nothing of."""
+
+    def __init__(self, start: int, end: int, position_after_poll: int) -> None:
+        self.start, self.end, self.after = start, end, position_after_poll
+        self.polls = 0
+
+    def __call__(self, **_: object) -> _Partition:  # stands in for KafkaConsumer(...)
+        return self
+
+    def partitions_for_topic(self, _: str) -> set[int]:
+        return {0}
+
+    def end_offsets(self, tps: list) -> dict:
+        return {tp: self.end for tp in tps}
+
+    def beginning_offsets(self, tps: list) -> dict:
+        return {tp: self.start for tp in tps}
+
+    def assign(self, _: list) -> None: ...
+
+    def seek_to_beginning(self, *_: object) -> None: ...
+
+    def poll(self, timeout_ms: int = 0) -> dict:
+        self.polls += 1
+        assert self.polls < 5, "read on past the end"
+        return {}
+
+    def position(self, _: object) -> int:
+        return self.after if self.polls else self.start
+
+    def close(self) -> None: ...
+
+
+def test_reading_ends_where_the_topic_ends_with_nothing_left_to_read(monkeypatch):
+    import streams.dead_letters as reader
+
+    monkeypatch.setattr(reader, "true_ends", lambda consumer, ends: ends)
+    for partition in (_Partition(5, 5, 5), _Partition(0, 5, 5)):
+        monkeypatch.setattr(reader, "KafkaConsumer", partition)
+        assert list(reader.read_dead_letters("127.0.0.1:1")) == []
+        assert partition.polls <= 1

@@ -33,10 +33,11 @@ def test_messages_that_name_no_hospital_are_only_dead_lettered():
 
 
 def test_a_row_or_message_over_the_record_limit_is_named_before_anything_is_written():
-    fits, big = b"x" * MAX_RECORD_BYTES, b"x" * (MAX_RECORD_BYTES + 1)
+    fits, big = b"x" * (MAX_RECORD_BYTES - 1), b"x" * MAX_RECORD_BYTES  # with a 1-byte key
     assert oversized([(None, b"k", fits, None)], [(None, b"k", fits)]) == ""
     assert oversized([(None, b"k", big, None)], []).startswith("an answer or message of")
     assert oversized([], [(None, b"k", big)]).startswith("a table row of")
+    assert oversized([(None, b"k" * 500_000, b"v" * 400_001, None)], [])  # the key counts
 
 
 def test_only_a_request_on_its_way_in_is_answered_when_its_role_fails():

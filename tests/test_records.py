@@ -5,6 +5,7 @@ refusals are answered and audited; lab results are reused within their window on
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from records.exchange import (
     NationalIndex,
     ProvincialGateway,
     RecordsRow,
+    SourceRepositories,
     ToNational,
     unpack_document,
 )
@@ -189,6 +191,19 @@ BROKEN_RULES = [
         div=XHTML_DIV.format(f'<p onclick="x()">{SECRET}</p>')), "Patient.text.div"),
     ("narrative empty", lambda r: r["text"].update(div=XHTML_DIV.format("<p> </p>")),
      "Patient.text.div"),
+    ("narrative with an svg script", lambda r: r["text"].update(div=XHTML_DIV.format(
+        '<svg xmlns="http://www.w3.org/2000/svg"><script>x()</script></svg>')),
+     "Patient.text.div"),
+    ("narrative with a javascript link", lambda r: r["text"].update(div=XHTML_DIV.format(
+        f'<a href=" JavaScript:x()">{SECRET}</a>')), "Patient.text.div"),
+    ("narrative with a namespaced handler", lambda r: r["text"].update(div=XHTML_DIV.format(
+        f'<p xmlns:h="http://www.w3.org/1999/xhtml" h:onclick="x()">{SECRET}</p>')),
+     "Patient.text.div"),
+    ("narrative with entity declarations", lambda r: r["text"].update(
+        div='<!DOCTYPE d [<!ENTITY a "aaaa">]>' + XHTML_DIV.format("&a;")),
+     "Patient.text.div"),
+    ("a made-up element named like a field", lambda r: r.update(ZhangWei_Beijing="x"),
+     "Patient.(an unknown element)"),
     ("id over 64 characters", lambda r: r.update(id="a" * 65), "Patient.id"),
     ("url with spaces", lambda r: r.update(photo=[{"url": f"http://x/{SECRET} 1"}]),
      "Patient.photo[0].url"),
@@ -308,6 +323,18 @@ def test_a_retrieve_is_decided_and_audited_before_it_says_whether_the_document_e
         assert refused["err_code"] == "E5002", purpose  # not E5003: existence not told
         assert audit_of(ex, certno)[-1]["outcome"] == "4"
     assert retrieve(real, home, "TREAT")["infcode"] == 0
+    # the index lost the document's registration (its message dead-lettered): consent is
+    # still decided where the document is held, not where the index thinks there are records
+    h = hospital_in(other)
+    query = {"infno": "7003", "msgid": make_msgid(h.fixmedins_code, "2026-12-10 11:00:00", 99),
+             "mdtrtarea_admvs": h.admdvs, "insuplc_admdvs": "",
+             "fixmedins_code": h.fixmedins_code, "inf_time": "2026-12-10 11:00:00",
+             "input": {"document_id": real, "purpose": "TREAT"}}
+    for sources in ([], [other]):
+        answer, _ = SourceRepositories(WORLD.ref).handle(
+            certno, {"req": query, "ctx": {}, "sources": sources},
+            copy.deepcopy(ex.oracle.ehr.record(certno)))
+        assert answer["err_code"] == "E5002", sources
     missing = retrieve(made_up, home, "TREAT")
     assert (missing["err_code"], missing["output"]["resourceType"]) == ("E5003",
                                                                         "OperationOutcome")

@@ -375,6 +375,15 @@ def test_person_info_whose_certno_differs_from_the_key_is_refused() -> None:
     assert other not in msg and EMP_CERTNO not in msg
 
 
+@pytest.mark.parametrize("made_up", [RES_CERTNO, "Zhang Wei, 138-0013-8000", "张三"])
+def test_a_field_name_the_sender_made_up_is_not_echoed(made_up: str) -> None:
+    inp = {**person_info_input(EMP_CERTNO, T0), made_up: "x"}
+    msg = failed(Desk().send(EMP_CERTNO, request("1101", HOSP_BJ, T0, 0, inp)),
+                 ErrorCode.SCHEMA_VIOLATION)
+    assert "input.(an unknown field): Extra inputs are not permitted" in msg
+    assert made_up not in msg
+
+
 # -- malformed and invalid requests --------------------------------------------------------------
 
 @pytest.mark.parametrize("raw", [b"{not json", b"", None, b"[1, 2]", b'"text"', b"\xff\xfe"])
