@@ -127,10 +127,11 @@ def _problems(node: Any, path: str, kind: Any, depth: int, top: bool = False
             yield from _narrative(value, here)
             continue
         if key in TYPE_CODES:
-            for item, at in (zip(value, (f"{here}[{i}]" for i in range(len(value))),
-                                 strict=True) if isinstance(value, list) else [(value, here)]):
+            items = enumerate(value) if isinstance(value, list) else [(None, value)]
+            for i, item in items:
                 if not isinstance(item, dict):
                     continue
+                at = here if i is None else f"{here}[{i}]"
                 for field, codes in TYPE_CODES[key].items():
                     code = item.get(field)
                     if isinstance(code, str) and code not in codes:
