@@ -149,6 +149,9 @@ def test_the_summary_shows_money_latency_by_route_and_hops(two_runs):
         lat = summary["settlement_latency_ms"][route]
         assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"] <= lat["max"]
     assert any(h.startswith("cross nat.in->ins.in") for h in summary["hop_latency_ms_p50"])
+    # timed from the request's Kafka timestamp: the wait in hosp.requests is a hop of its own
+    assert list(summary["hop_latency_ms_p50"])[:2] == [
+        "cross hosp.send->trt.queued", "cross trt.queued->trt.in"]
     for heading in ("Answers by transaction and outcome", "Settlement round trip", "Paid",
                     "Accounting", "Bad requests"):
         assert heading in proc.stdout
