@@ -381,7 +381,8 @@ def dead_letters(
     sasl_username: SaslUsername = None,
     ssl_cafile: SslCafile = None,
 ) -> None:
-    """The messages the platform kept in `dead.letters`, oldest first: when, partition@offset,
+    """The messages the platform kept in `dead.letters`, oldest first (with --follow, as they
+    are read, partition by partition, then as they arrive): when, partition@offset,
     error code, source topic, the request's infno and msgid where it names them, and the
     reason; then how many by code and topic. Never a message's key or body (they may hold
     personal data). Reads without joining a consumer group: nothing on the cluster changes."""
@@ -389,7 +390,11 @@ def dead_letters(
     where = _bootstrap(bootstrap)
     shown: list[DeadLetterEntry] = []
     try:
-        for entry in read_dead_letters(where, follow, security.kafka_python()):
+        letters = read_dead_letters(where, follow, security.kafka_python())
+        if not follow:  # all of them, across partitions, oldest first
+            letters = iter(sorted(letters, key=lambda e: (e.timestamp_ms, e.partition,
+                                                          e.offset)))
+        for entry in letters:
             if code is not None and entry.error_code != code:
                 continue
             shown.append(entry)
