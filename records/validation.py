@@ -74,8 +74,8 @@ class Validator:
         """Raise InvalidResource if `resource` is not a valid R4 resource."""
         try:
             self._validate(resource, path, 0)
-        except RecursionError:  # JSON nested past what Python's stack holds
-            raise InvalidResource(operation_outcome(
+        except (RecursionError, orjson.JSONEncodeError):  # nested past what Python's stack
+            raise InvalidResource(operation_outcome(  # holds, or orjson writes (255 levels)
                 "too-costly", "nested too deeply to check", path or None)) from None
 
     def _validate(self, resource: Any, path: str, depth: int) -> None:

@@ -242,6 +242,15 @@ def test_a_bundle_type_not_a_code_and_json_nested_too_deep_are_refused_not_crash
     with pytest.raises(InvalidResource) as refused:
         Validator().validate(bundles)
     assert refused.value.outcome["issue"][0]["code"] == "too-costly"
+    # past the 255 levels orjson writes, which the wire's 1,024 let in
+    inner = '{"url": "http://x"}'
+    for _ in range(150):
+        inner = f'{{"url": "http://x", "extension": [{inner}]}}'
+    basic = orjson.loads(f'{{"resourceType": "Basic", "code": {{"text": "t"}}, '
+                         f'"extension": [{inner}]}}')
+    with pytest.raises(InvalidResource) as refused:
+        Validator().validate(basic)
+    assert refused.value.outcome["issue"][0]["code"] == "too-costly"
     # deeper than a row or an answer could be encoded (orjson: 255), though the wire took it
     patient = orjson.loads((FHIR_DATA / "hl7-r4" / "Patient-example.json").read_bytes())
     tip = patient
