@@ -246,16 +246,15 @@ def create_app(cfg: WorkerConfig) -> faust.App:
                     encode(wrap_answer(ans, ctx, trace)))
 
     def role(source: Any, name: str, handler: Handler, with_headers: bool = False) -> None:
-        """An agent that runs `handler` on each event (with its headers and Kafka timestamp in
-        ms, if asked), then
-        makes the table writes (`put`) and metric updates (`later`) it asked for and sends
-        what it returned. An exception, or a record too large to write, makes none of them:
-        the message is dead-lettered and answered instead (`failed`), and the platform goes
-        on. Sends go to the app's producer directly, not through Faust's channel layer
-        (a future message and sensor calls per send): the offsets are still committed only
-        after the producer is flushed, so at-least-once holds. The handler's CPU time is
-        counted by role (`huimin_role_cpu_seconds_total`, ~2 µs an event): what the worker
-        spends on the platform's own work, against what Faust and the client cost around it."""
+        """An agent that runs `handler` on each event (with its headers and its Kafka timestamp in
+        ms, if asked), then makes the table writes (`put`) and metric updates (`later`) it asked
+        for and sends what it returned. An exception, or a record too large to write, makes none
+        of them: the message is dead-lettered and answered instead (`failed`), and the platform
+        goes on. Sends go to the app's producer directly, not through Faust's channel layer (a
+        future message and sensor calls per send): the offsets are still committed only after
+        the producer is flushed, so at-least-once holds. The handler's CPU time is counted by
+        role (`huimin_role_cpu_seconds_total`, ~2 µs an event): what the worker spends on the
+        platform's own work, against what Faust and the client cost around it."""
         cpu = metrics.child(metrics.ROLE_CPU, name)
         events = metrics.child(metrics.ROLE_EVENTS, name)
 
@@ -515,12 +514,10 @@ def create_app(cfg: WorkerConfig) -> faust.App:
         return web.json({**serving, "topic": topics.HOSP_REQUESTS,
                          "rebalancing": bool(app.rebalancing)})
 
-    for topic in (hosp_requests, nat_requests, ins_requests, nat_answers, trt_answers,
-                  money_events, recon_requests, ehr_national, ehr_sources):
-        for fault in (ErrorCode.INTERNAL_ERROR, ErrorCode.TOO_LARGE):  # at 0: an alert's
-            metrics.DEAD_LETTERS.labels(fault.value, topic.get_topic_name())  # increase()
-    for name in (*TABLES, CLEARING_TABLE):  # sees the first (ops/prometheus/alerts.yml)
-        metrics.FENCED_RECORDS.labels(name)
+    metrics.export_faults_at_zero(
+        [t.get_topic_name() for t in (hosp_requests, nat_requests, ins_requests, nat_answers,
+                                      trt_answers, money_events, recon_requests, ehr_national,
+                                      ehr_sources)], (*TABLES, CLEARING_TABLE))
     role(hosp_requests, "treatment_requests", on_hospital_request, with_headers=True)
     role(nat_requests, "national_requests", on_national_request)
     role(ins_requests, "insured_requests", on_insured_request)

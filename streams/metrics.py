@@ -167,6 +167,18 @@ def observe_clearing(event: Any) -> None:
         child(CLEARING_NET, event.insured_province).dec(event.signed_amount)
 
 
+def export_faults_at_zero(sources: list[str], tables: tuple[str, ...]) -> None:
+    """The series of the platform's own faults, at 0 from a worker's start: each role's
+    E9001/E9002 dead letters and each table's fenced writes. An alert's `increase()` then
+    sees the first one (ops/prometheus/alerts.yml), as it cannot for a series that first
+    appears above 0."""
+    for source in sources:
+        for fault in (ErrorCode.INTERNAL_ERROR, ErrorCode.TOO_LARGE):
+            DEAD_LETTERS.labels(fault.value, source)
+    for table in tables:
+        FENCED_RECORDS.labels(table)
+
+
 def set_clearing_positions(events: Iterable[Any]) -> None:
     """`huimin_clearing_net_position_fen` anew from all the money events kept (none: no
     series, for a worker that does not serve the clearing table)."""
