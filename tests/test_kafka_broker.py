@@ -13,6 +13,7 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
 from benchmarks.load import broker_pids
+from messages.topics import HOSP_REQUESTS
 from streams import kafka_broker
 from streams.broker import kafka_protocol_ready
 from streams.kafka_broker import ApacheKafkaBroker, kafka_classpath
@@ -56,6 +57,22 @@ def test_apache_kafka_takes_idempotent_writes_and_frees_its_ports_when_stopped(t
         assert got is not None, "the consumer got nothing within 30 s"
         assert (got.partition, got.offset, got.key, got.value) == (
             sent.partition, sent.offset, b"person-1", value)
+
+        # hosp.requests keeps the broker's time, not a hospital's clock (streams/topics.py)
+        ensure_topics(b.bootstrap, [HOSP_REQUESTS], partitions=1)
+        producer = KafkaProducer(bootstrap_servers=b.bootstrap)
+        try:
+            producer.send(HOSP_REQUESTS, value=b"{}", timestamp_ms=1_000).get(timeout=30)
+        finally:
+            producer.close()
+        consumer = KafkaConsumer(HOSP_REQUESTS, bootstrap_servers=b.bootstrap,
+                                 auto_offset_reset="earliest", consumer_timeout_ms=30_000)
+        try:
+            request = next(iter(consumer), None)
+        finally:
+            consumer.close()
+        assert request is not None and request.timestamp_type == 1  # LogAppendTime
+        assert abs(request.timestamp / 1000 - time.time()) < 120
     finally:
         pid = b.process.pid if b.process else None
         b.stop()
