@@ -21,9 +21,11 @@ from pydantic import (
 
 from messages.codes import INFCODE_FAIL, INFCODE_OK, ErrorCode
 
-Admdvs = Annotated[str, StringConstraints(pattern=r"^\d{6}$")]
+# Digits are [0-9], not \d: pydantic's (Rust) regex takes any script's digits for \d, and
+# an infno of Arabic-Indic digits was accepted.
+Admdvs = Annotated[str, StringConstraints(pattern=r"^[0-9]{6}$")]
 #: `H…` a designated hospital; `J…` a treatment-province agency (经办机构, only for 3203).
-FixmedinsCode = Annotated[str, StringConstraints(pattern=r"^[HJ]\d{11}$")]
+FixmedinsCode = Annotated[str, StringConstraints(pattern=r"^[HJ][0-9]{11}$")]
 
 
 def _real_time(iso: str) -> None:
@@ -50,11 +52,13 @@ def _real_msgid_time(msgid: str) -> str:
     return msgid
 
 
-MsgId = Annotated[str, StringConstraints(pattern=r"^[HJ]\d{11}\d{14}\d{4}$"),
+MsgId = Annotated[str, StringConstraints(pattern=r"^[HJ][0-9]{11}[0-9]{14}[0-9]{4}$"),
                   AfterValidator(_real_msgid_time)]
-InfTime = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"),
-                    AfterValidator(_real_inf_time)]
-Day = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}$"), AfterValidator(_real_day)]
+InfTime = Annotated[str, StringConstraints(
+    pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}$"),
+    AfterValidator(_real_inf_time)]
+Day = Annotated[str, StringConstraints(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"),
+                AfterValidator(_real_day)]
 _STAMP = str.maketrans("", "", "-: ")
 
 
@@ -63,10 +67,10 @@ class Request(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    infno: str = Field(pattern=r"^\d{4}$")
+    infno: str = Field(pattern=r"^[0-9]{4}$")
     msgid: MsgId
     mdtrtarea_admvs: Admdvs
-    insuplc_admdvs: Annotated[str, StringConstraints(pattern=r"^(\d{6})?$")] = ""
+    insuplc_admdvs: Annotated[str, StringConstraints(pattern=r"^([0-9]{6})?$")] = ""
     fixmedins_code: FixmedinsCode
     inf_time: InfTime
     input: dict[str, Any]

@@ -20,7 +20,7 @@ PositiveFen = Annotated[int, Field(gt=0, le=MAX_FEN, strict=True)]
 #: A period's total net of cancellations, which may be below zero; and a net count.
 NetFen = Annotated[int, Field(ge=-MAX_FEN, le=MAX_FEN, strict=True)]
 NetCount = Annotated[int, Field(ge=-MAX_FEN, le=MAX_FEN, strict=True)]
-PsnNo = Annotated[str, StringConstraints(pattern=r"^\d{26}$")]
+PsnNo = Annotated[str, StringConstraints(pattern=r"^[0-9]{26}$")]
 MdtrtId = Annotated[str, StringConstraints(min_length=1, max_length=30)]
 OutpatientMedType = Literal["11", "13"]  # 普通门诊, 急诊 (emergency)
 InpatientMedType = Literal["21", "24"]  # 普通住院, 急诊转住院 (emergency admission)
@@ -158,7 +158,7 @@ class ReversalInput(_Input):
 
     psn_no: PsnNo
     omsgid: MsgId
-    oinfno: str = Field(pattern=r"^\d{4}$")
+    oinfno: str = Field(pattern=r"^[0-9]{4}$")
 
 
 
@@ -197,8 +197,8 @@ class ClearingApplicationInput(_Input):
     province `clr_optins`, applying for `fund_appy_sum` — what its hospitals paid out of other
     provinces' funds that month, net of cancellations — over `setl_cnt` net settlements."""
 
-    clr_ym: str = Field(pattern=r"^\d{4}(0[1-9]|1[0-2])$")
-    clr_optins: str = Field(pattern=r"^\d{2}0000$")
+    clr_ym: str = Field(pattern=r"^[0-9]{4}(0[1-9]|1[0-2])$")
+    clr_optins: str = Field(pattern=r"^[0-9]{2}0000$")
     fund_appy_sum: NetFen
     setl_cnt: NetCount
 
@@ -240,7 +240,7 @@ class AccumulatorsInput(_Input):
     """5206: the person's year-to-date accumulators for the year of `cum_ym` (yyyyMM)."""
 
     psn_no: PsnNo
-    cum_ym: str = Field(pattern=r"^\d{4}(0[1-9]|1[0-2])$")
+    cum_ym: str = Field(pattern=r"^[0-9]{4}(0[1-9]|1[0-2])$")
 
 
 INPUT_MODELS: dict[str, type[_Input]] = {

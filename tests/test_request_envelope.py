@@ -145,3 +145,20 @@ def test_a_statement_period_that_ends_before_it_begins_is_refused():
                                               "stmt_enddate": "2026-12-04", "setl_ids": []})
     same_day = ReconcileTotalsInput.model_validate({**totals, "stmt_enddate": "2026-12-05"})
     assert same_day.stmt_begndate == same_day.stmt_enddate
+
+
+def test_digits_of_other_scripts_are_not_digits_here():
+    """pydantic's regex takes any script's digits for `\\d`; the envelope takes ASCII only."""
+    from pydantic import ValidationError
+
+    from messages.envelope import Request
+
+    arabic_indic = "٢٢٠٧"  # 2207
+    good = {"infno": "2207", "msgid": "H11010100001" + "20261201090000" + "0007",
+            "mdtrtarea_admvs": "110101", "insuplc_admdvs": "", "fixmedins_code": "H11010100001",
+            "inf_time": "2026-12-01 09:00:00", "input": {}}
+    assert Request.model_validate(good).infno == "2207"
+    for field, value in (("infno", arabic_indic), ("mdtrtarea_admvs", "١١٠١٠١"),
+                         ("msgid", good["msgid"][:-4] + "٠٠٠٧")):
+        with pytest.raises(ValidationError):
+            Request.model_validate({**good, field: value})
