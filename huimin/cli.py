@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import inspect
 import os
 import re
 import shlex
@@ -134,12 +135,18 @@ class _Typer(typer.Typer):
 
     def command(self, *args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]],
                                                              Callable[..., Any]]:
-        register = super().command(*args, **kwargs)
-
         def decorator(f: Callable[..., Any]) -> Callable[..., Any]:
-            register(_clear_errors(f))
+            help_text = kwargs.pop("help", None) or _unwrapped(f.__doc__ or "")
+            super(_Typer, self).command(*args, help=help_text, **kwargs)(_clear_errors(f))
             return f
         return decorator
+
+
+def _unwrapped(docstring: str) -> str:
+    """A docstring's paragraphs each on one line: Typer's Rich help keeps the source's line
+    breaks after the first paragraph, which then wrap badly in a terminal."""
+    paragraphs = inspect.cleandoc(docstring).split("\n\n")
+    return "\n\n".join(" ".join(p.split()) for p in paragraphs)
 
 
 app = _Typer(add_completion=False, no_args_is_help=True,
@@ -381,8 +388,10 @@ def dead_letters(
     sasl_username: SaslUsername = None,
     ssl_cafile: SslCafile = None,
 ) -> None:
-    """The messages the platform kept in `dead.letters`, oldest first (with --follow, as they
-    are read, partition by partition, then as they arrive): when, partition@offset,
+    """List the messages the platform kept in `dead.letters`, and why.
+
+    Oldest first (with --follow, as they are read, partition by partition, then as they
+    arrive): when, partition@offset,
     error code, source topic, the request's infno and msgid where it names them, and the
     reason; then how many by code and topic. Never a message's key or body (they may hold
     personal data). Reads without joining a consumer group: nothing on the cluster changes."""
@@ -434,8 +443,9 @@ def worker(
                     "(it answers as soon as data arrives; less polling).")] = FETCH_WAIT_MS,
     store: Store = "memory",
 ) -> None:
-    """Run one platform worker (all roles) in the consumer group `huimin`; start more to scale
-    out. The topics must exist (`huimin topics`)."""
+    """Run one platform worker (all roles) in the consumer group `huimin`.
+
+    Start more to scale out. The topics must exist (`huimin topics`)."""
     store_url = STORES[_store(store)]
     _check_web_address(web_host, web_port)
     run_worker(WorkerConfig(bootstrap=_bootstrap(bootstrap), partitions=partitions,
@@ -535,8 +545,10 @@ def bench(
     find_capacity_max: Annotated[float, typer.Option(
         min=1, help="The highest rate --find-capacity offers, visits/s.")] = FIND_CAPACITY_MAX,
 ) -> None:
-    """Settlement latency and throughput under open-loop load at each offered rate, beside
-    the raw broker ceiling (plain aiokafka forwarders over as many hops)."""
+    """Benchmark settlement latency and throughput against the raw broker ceiling.
+
+    Open-loop load at each offered rate, beside the raw ceiling: plain aiokafka forwarders
+    over as many hops."""
     from benchmarks.load import run_bench
     from benchmarks.report import markdown, plot, write_json
 
@@ -584,9 +596,10 @@ def bench_compare(
     before: Annotated[Path, typer.Argument(help="A bench folder (or its bench.json): before.")],
     after: Annotated[Path, typer.Argument(help="Another: after the change.")],
 ) -> None:
-    """Two `huimin bench` runs side by side, rate by rate: settlements/s, p50, p99, CPU per
-    visit and the CPU probe (how fast the machine ran meanwhile), with the settings that
-    differ. Prints Markdown."""
+    """Compare two `huimin bench` runs side by side (Markdown).
+
+    Rate by rate: settlements/s, p50, p99, CPU per visit and the CPU probe (how fast the
+    machine ran meanwhile), with the settings that differ."""
     from benchmarks.report import comparison
 
     def load(path: Path, hint: str) -> dict:
@@ -739,8 +752,10 @@ def replay(
     metrics_host: Annotated[str, typer.Option(help="Address the metrics server binds.")
                             ] = "127.0.0.1",
 ) -> None:
-    """Drive a recorded visit log through the real hospital protocol at an open-loop rate,
-    record every answer with its latency. Check them with `huimin verify`."""
+    """Replay a recorded visit log through the platform; check it with `huimin verify`.
+
+    Drives the log through the real hospital protocol at an open-loop rate and records every
+    answer with its latency."""
     _serve_metrics(metrics_port, metrics_host)
     if (rate is None) == (speed is None):
         raise typer.BadParameter("give exactly one of --rate and --speed")
@@ -805,6 +820,7 @@ def verify(
                         ] = None,
 ) -> None:
     """Compare answers with the oracle's, field by field, and check the invariants.
+
     Exits 0 only if everything holds; 2 if RESULTS has no results or another log's."""
     try:
         header, visits = read_visit_log(visit_log)
@@ -849,8 +865,9 @@ def clearing(
         min=0, help="Each province's prepayment target, in months of its expected "
                     "cross-province payable.")] = ClearingPolicy().prepayment_months,
 ) -> None:
-    """The national platform's monthly clearing statement, computed from a run's answers:
-    per province pair the cross-province fund payments net of cancellations; per province
+    """The national platform's monthly clearing statement, from a run's answers.
+
+    Per province pair the cross-province fund payments net of cancellations; per province
     payable, receivable, net, prepayment and top-up; per hospital what its agency owes it.
     Exits 2 if RESULTS has no results or another log's, or if no month has the settlements
     `--month` asks for (a month a user names is input, not a verdict)."""

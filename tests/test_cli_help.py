@@ -1,0 +1,34 @@
+"""`huimin --help` lists each command with a one-line summary, and a command's own help
+wraps its paragraphs to the terminal rather than keeping the source's line breaks."""
+
+from __future__ import annotations
+
+import re
+
+from typer.testing import CliRunner
+
+from huimin import cli
+
+WIDE = {"COLUMNS": "200", "TERMINAL_WIDTH": "200"}
+
+
+def help_of(*args: str) -> str:
+    result = CliRunner().invoke(cli.app, [*args, "--help"], env=WIDE)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_every_command_is_listed_in_one_line_that_ends_its_sentence():
+    listing = help_of()
+    names = [c.name or c.callback.__name__ for c in cli.app.registered_commands]
+    for name in names:
+        row = re.search(rf"│ {re.escape(name)} +(.+?) *│\n", listing)
+        assert row is not None, name
+        assert row.group(1).endswith("."), f"{name}: {row.group(1)!r} runs on to a next line"
+
+
+def test_a_commands_details_are_wrapped_to_the_terminal_not_to_the_source():
+    text = help_of("bench")
+    assert "plain aiokafka forwarders over as many hops." in text
+    text = help_of("clearing")
+    assert "per province payable, receivable, net, prepayment and top-up" in text
