@@ -54,6 +54,7 @@ from streams.faust_tuning import (
     set_worker_fetch_max_wait,
 )
 from streams.fhir_views import register_fhir_views
+from streams.lost_writes import stop_for_lost_write
 from streams.owner_fence import guard_changelogs
 from streams.partitioner import choose
 
@@ -293,7 +294,11 @@ def create_app(cfg: WorkerConfig) -> faust.App:
                 cpu.inc(time.thread_time() - started)
                 events.inc()
                 for topic, key, value, extra in sends:
-                    await producer.send(topic.get_topic_name(), key, value, None, None, extra)
+                    try:
+                        await producer.send(topic.get_topic_name(), key, value, None, None,
+                                            extra)
+                    except Exception as exc:  # the event is taken: stop before it is acked
+                        stop_for_lost_write(topic.get_topic_name(), exc)
         agent.__name__ = name
         app.agent(source, name=name)(agent)
 

@@ -13,6 +13,7 @@ import mode.loop
 import orjson
 from faust.worker import Worker
 
+from streams import lost_writes
 from streams.app import create_app
 from streams.config import WorkerConfig
 from streams.process import PROFILABLE_ENV, allow_profilers
@@ -25,11 +26,13 @@ def run_worker(cfg: WorkerConfig, loglevel: str = "info") -> None:
     """Our own lines at `loglevel`; Faust and the Kafka clients only from warnings up.
     uvloop, when installed, runs the event loops (the worker's and its consumer thread's).
     RocksDB table files are kept from one run to the next only across a clean stop
-    (streams/table_files.py)."""
+    (streams/table_files.py). A write the cluster did not take ends the process with exit 75
+    (streams/lost_writes.py)."""
     with contextlib.suppress(ImportError):
         mode.loop.use("uvloop")
     if os.environ.get(PROFILABLE_ENV):
         allow_profilers()
+    lost_writes.install()
     app = create_app(cfg)
     gc.freeze()  # the world (a million persons, if asked) is never garbage: keep it out of GC
     for noisy in ("faust", "mode", "aiokafka", "kafka"):
