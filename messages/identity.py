@@ -32,6 +32,11 @@ def mask_certno(certno: str) -> str:
     return certno[:6] + "*" * (len(certno) - 10) + certno[-4:]
 
 
+#: Answer fields that hold a person's data: reports name where they differ, never their values.
+PERSONAL_FIELDS = frozenset({"certno", "mdtrt_cert_no", "psn_no", "psn_name", "name", "brdy",
+                             "gend"})
+
+
 def mask_name(name: str) -> str:
     """`张*`: the first character, the rest starred."""
     return name[:1] + "*" * max(1, len(name) - 1) if name else ""

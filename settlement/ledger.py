@@ -16,13 +16,16 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from messages.codes import CANCELLATIONS, SETTLEMENTS, Infno
 from messages.envelope import province_of
 from settlement.retention import msgid_time
 
 Event = Literal["settle", "cancel", "reverse"]
+EVENTS: frozenset[str] = frozenset(get_args(Event))
+_TEXT_FIELDS = ("setl_id", "time", "fixmedins_code", "insuplc_admdvs", "mdtrtarea_admvs")
+_FEN_FIELDS = ("hifp_pay", "medfee_sumamt", "fund_pay_sumamt", "acct_pay")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +50,19 @@ class SettlementEvent:
     medfee_sumamt: int = 0  # the rest is for hospital reconciliation (3201)
     fund_pay_sumamt: int = 0
     acct_pay: int = 0
+
+    def __post_init__(self) -> None:
+        """Events are read back from a topic and from results files: one whose amount is not
+        whole fen (100.5, "100") or whose kind is unknown must be refused where it is read,
+        not carried into clearing, the ledger and the gauges (money is integer fen)."""
+        if self.event not in EVENTS:
+            raise ValueError("a settlement event of an unknown kind")
+        for name in _TEXT_FIELDS:
+            if type(getattr(self, name)) is not str:
+                raise ValueError(f"a settlement event whose {name} is not text")
+        for name in _FEN_FIELDS:
+            if type(getattr(self, name)) is not int:
+                raise ValueError(f"a settlement event whose {name} is not whole fen")
 
     @property
     def event_id(self) -> str:

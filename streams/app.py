@@ -99,7 +99,8 @@ def _headers(raw: Any) -> dict[str, bytes]:
     if not raw:
         return {}
     items = raw.items() if isinstance(raw, dict) else raw
-    return {k: v if isinstance(v, bytes) else str(v).encode() for k, v in items}
+    return {k: v if isinstance(v, bytes) else b"" if v is None else str(v).encode()
+            for k, v in items}
 
 
 def stored(table: Any, key: bytes | None) -> bytes | None:
@@ -210,9 +211,12 @@ def create_app(cfg: WorkerConfig) -> faust.App:
     writes: list[tuple[Any, bytes, bytes]] = []  # the table writes of the event at hand
     effects: list[Callable[[], object]] = []  # and its metric updates
 
-    def put(table: Any, key: bytes, value: bytes) -> None:
+    def put(table: Any, key: bytes | None, value: bytes) -> None:
         """A table write, made only once the event's handler has returned and what it would
-        write and send fits in a record: a handler that fails changes no row."""
+        write and send fits in a record: a handler that fails changes no row. A row is a
+        person's or an event's: a message without a key has none, and is dead-lettered."""
+        if not key:
+            raise ValueError("a message without a key")
         writes.append((table, key, value))
 
     def later(effect: Callable[[], object]) -> None:
@@ -290,7 +294,11 @@ def create_app(cfg: WorkerConfig) -> faust.App:
                 for table, key, value in writes:
                     table[key] = value
                 for effect in effects:
-                    effect()
+                    try:
+                        effect()
+                    except Exception as exc:  # a metric never fails an event: it is done
+                        log.error("%s: an update after the event failed (%s)", name,
+                                  type(exc).__name__)
                 cpu.inc(time.thread_time() - started)
                 events.inc()
                 for topic, key, value, extra in sends:
@@ -423,7 +431,7 @@ def create_app(cfg: WorkerConfig) -> faust.App:
         event_id = event.event_id.encode()  # kept once (settlement/ledger.py)
         if stored(clearing_events, event_id) is None:
             put(clearing_events, event_id, encode_to_keep(asdict(event)))
-            clearing_index.add(event_id, event)
+            later(partial(clearing_index.add, event_id, event))
             later(partial(metrics.observe_clearing, event))
         return []
 

@@ -1,7 +1,7 @@
 """`huimin_clearing_net_position_fen` over the real broker: the worker serving the clearing
 table exports each province's net position from all the money events kept, also after it
 was killed and started again (its table recovered from the changelog), not only those it
-took since its start."""
+took since its start; and an event whose amount is not whole fen is dead-lettered, not kept."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from messages.topics import MONEY_EVENTS
 from settlement.ledger import SettlementEvent
 from streams.app import CATCH_UP_EVERY_S
 from streams.broker import broker
-from tests.test_e2e_operations import SPEC, scrape
+from tests.test_e2e_operations import SPEC, scrape, total
 
 pytestmark = pytest.mark.e2e
 
@@ -33,6 +33,9 @@ EVENTS = [  # two cross-province settlements, one of them cancelled, and a local
     SettlementEvent("S3", "settle", "2026-12-01 11:00:00", "H11010500001", BEIJING, BEIJING,
                     hifp_pay=7_000),
 ]
+#: money events the clearing must refuse (dead-lettered), not carry into its table and gauge
+NOT_FEN = [{**asdict(EVENTS[0]), "setl_id": "S4", "hifp_pay": 100.5},
+           {**asdict(EVENTS[0]), "setl_id": "S5", "hifp_pay": "100"}]
 #: receivable − payable: Shanghai's hospital was paid for a Beijing insured's settlement
 EXPECTED = {"110000": -12_345.0, "310000": 12_345.0, "130000": 0.0}
 
@@ -62,13 +65,16 @@ def test_the_net_positions_gauge_is_rebuilt_from_the_table_after_a_restart(tmp_p
             platform(bootstrap, SPEC, 1, tmp_path) as p:
         p.wait_until_serving()
         producer = KafkaProducer(bootstrap_servers=bootstrap)
-        for event in EVENTS:
-            producer.send(MONEY_EVENTS, key=event.setl_id.encode(),
-                          value=orjson.dumps(asdict(event)))
+        for event in [*NOT_FEN, *map(asdict, EVENTS)]:
+            producer.send(MONEY_EVENTS, key=event["setl_id"].encode(),
+                          value=orjson.dumps(event))
         producer.flush()
         producer.close()
         [worker] = p.workers
         assert wait_for(worker.cfg.web_port, EXPECTED) == EXPECTED
+        samples = scrape(f"http://127.0.0.1:{worker.cfg.web_port}/metrics")
+        assert total(samples, "huimin_dead_letters_total", reason="E9001",
+                     source_topic=MONEY_EVENTS) == len(NOT_FEN)
 
         worker.restart_after_kill()
         p.wait_until_serving()

@@ -376,3 +376,19 @@ def test_hospital_books_kept_by_day_reckon_periods_as_the_platform_does_from_the
         for first, last in [(d, d) for d in days] + [(days[0], days[-1])]:
             totals, in_force = platform_totals(seen[code].values(), code, first, last)
             assert books.totals(code, first, last) == (totals, set(in_force))
+
+
+def test_a_settlement_event_that_is_not_whole_fen_or_of_an_unknown_kind_is_refused():
+    good = {"setl_id": "S1", "event": "settle", "time": "2026-12-01 09:00:00",
+            "fixmedins_code": "H11010500001", "insuplc_admdvs": "110105",
+            "mdtrtarea_admvs": "310101", "hifp_pay": 100}
+    assert SettlementEvent(**good).signed_amount == 100
+    for field, bad in [("hifp_pay", 100.5), ("hifp_pay", "100"), ("hifp_pay", True),
+                       ("acct_pay", 1.0), ("event", "refund"), ("setl_id", 7)]:
+        try:
+            SettlementEvent(**{**good, field: bad})
+        except ValueError as exc:
+            assert field in str(exc) or "kind" in str(exc)
+            assert str(bad) not in str(exc)
+        else:
+            raise AssertionError(f"{field}={bad!r} was taken")

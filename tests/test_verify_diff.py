@@ -38,3 +38,19 @@ def test_many_differences_are_cut_to_five_and_counted():
         item.update(feedetl_sn="9", det_item_fee_sumamt=0, chrgitm_lv="03")
     parts = answer_diff([got], [FEES]).split("; ")
     assert len(parts) == 6 and parts[-1] == "1 more"
+
+
+def test_a_persons_data_is_named_where_it_differs_but_never_shown():
+    certno, other = "11010519491231002X", "110105194912310038"
+    want = {"infcode": 0, "output": {"baseinfo": {"certno": certno, "brdy": "1949-12-31",
+                                                  "psn_no": "P1"}, "insuinfo": [{"balc": 5}]}}
+    got = copy.deepcopy(want)
+    got["output"]["baseinfo"].update(certno=other, brdy="1950-01-01")
+    diff = answer_diff([got], [want])
+    assert diff == ("baseinfo.brdy: differs (personal data, not shown); "
+                    "baseinfo.certno: differs (personal data, not shown)")
+    shape = copy.deepcopy(want)
+    shape["output"]["baseinfo"] = None  # an object against none: its size, not its content
+    diff = answer_diff([shape], [want])
+    assert diff == "baseinfo: None != expected an object of 3 fields"
+    assert certno not in diff and "1949" not in diff
