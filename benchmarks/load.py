@@ -35,6 +35,7 @@ from benchmarks.cpu_accounts import (
 )
 from benchmarks.cpu_probe import CpuProbe
 from benchmarks.profiles import Profiles
+from huimin.report import percentile
 from huimin.run import arrivals_at_rate, platform
 from messages.codes import SETTLEMENTS
 from messages.trace import hop_durations_ms
@@ -57,7 +58,7 @@ def percentiles(values: list[float]) -> dict[str, float | int]:
         return {"count": 0}
     out: dict[str, float | int] = {"count": len(v)}
     for q in QUANTILES:
-        out[f"p{q:g}"] = round(v[min(len(v) - 1, max(0, int(len(v) * q / 100 + 0.5) - 1))], 1)
+        out[f"p{q:g}"] = round(percentile(v, q), 1)  # nearest rank, as `huimin run` reports
     out["max"] = round(v[-1], 1)
     return out
 
@@ -218,7 +219,7 @@ class RateTally:
                 self._add(self.hops, hop, ex.sent_ns, ms)
 
 
-def measure_rate(fleet: HospitalFleet, rate: float, duration: float, warmup: float,
+def measure_rate(fleet: HospitalFleet, rate: float, warmup: float,
                  visits: Iterable[Visit], count: int, pids: dict[str, list[int]],
                  on_progress: Callable[[int], None] | None = None,
                  metrics_urls: list[str] | None = None,
@@ -555,7 +556,7 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
                             begin - timedelta(days=14), ehr)
                 on_stage(f"huimin at {rate:g} visits/s", spec.visits)
                 written = broker_messages(bootstrap)
-                point = measure_rate(fleet, rate, duration, warmup,
+                point = measure_rate(fleet, rate, warmup,
                                      generate_visits(world, spec), spec.visits, pids,
                                      on_progress, [f"http://127.0.0.1:{w.cfg.web_port}/metrics"
                                                    for w in p.workers], max_in_flight,

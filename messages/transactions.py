@@ -486,7 +486,7 @@ class AccumulatorsOutput(_Output):
     cuminfo: list[Accumulator]
 
 
-OUTPUT_MODELS: dict[str, type[_Output]] = {
+OUTPUT_MODELS: dict[str, type[BaseModel]] = {
     Infno.SIGN_IN: SignInOutput,
     Infno.PERSON_INFO: PersonInfoOutput,
     Infno.OUTPATIENT_REGISTER: RegisterOutput,

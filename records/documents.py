@@ -16,7 +16,6 @@ from datetime import datetime
 from typing import Any
 
 from records.codes import (
-    ACT_REASON,
     CERTNO_SYSTEM,
     DIAGNOSES,
     DISCHARGE_SUMMARY,
@@ -187,10 +186,6 @@ def provide_bundle(document: dict[str, Any], certno: str, fixmedins_code: str,
                  "request": {"method": "POST", "url": "DocumentReference"}},
                 {"fullUrl": doc_url, "resource": document,
                  "request": {"method": "POST", "url": "Bundle"}}]}
-
-
-def purpose_coding(purpose: str) -> dict[str, Any]:
-    return {"system": ACT_REASON, "code": purpose}
 
 
 __all__ = ["LAB_TESTS", "Clinical", "clinical_content", "provide_bundle", "visit_document"]

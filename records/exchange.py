@@ -34,7 +34,7 @@ from records.codes import (
     LOINC,
     PROVINCE_SYSTEM,
 )
-from records.consent import decide
+from records.consent import Decision, decide
 from records.documents import fhir_time, uid
 from records.validation import InvalidResource, Validator, operation_outcome
 from settlement.reference import PERMIT, ReferenceData
@@ -308,7 +308,8 @@ class SourceRepositories:
         sharing = enrollment.ehr_sharing if enrollment else PERMIT
         operation = {Infno.EHR_FIND: "find", Infno.EHR_RETRIEVE: "retrieve",
                      Infno.EHR_LAB_LOOKUP: "lab-lookup"}[req["infno"]]
-        permitted, refusals = [], []
+        permitted: list[tuple[str, Decision]] = []
+        refusals: list[tuple[str, Decision]] = []
         asked = msg["sources"]
         held = row.docs.get(inp.get("document_id", "")) if operation == "retrieve" else None
         if held is not None:  # decided where the document is, whatever the index said

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 XHTML = "{http://www.w3.org/1999/xhtml}"
@@ -127,11 +127,12 @@ def _problems(node: Any, path: str, kind: Any, depth: int, top: bool = False
             yield from _narrative(value, here)
             continue
         if key in TYPE_CODES:
-            items = enumerate(value) if isinstance(value, list) else [(None, value)]
-            for i, item in items:
+            items: Iterable[tuple[int | None, Any]] = (
+                enumerate(value) if isinstance(value, list) else [(None, value)])
+            for n, item in items:
                 if not isinstance(item, dict):
                     continue
-                at = here if i is None else f"{here}[{i}]"
+                at = here if n is None else f"{here}[{n}]"
                 for field, codes in TYPE_CODES[key].items():
                     code = item.get(field)
                     if isinstance(code, str) and code not in codes:

@@ -11,8 +11,10 @@ the oracle and the streamed platform forget exactly the same things.
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from datetime import datetime, timedelta
 from functools import lru_cache
+from typing import Any
 
 #: Days a platform remembers (a *parameter*; NHSA reversal and cancellation are same-day or
 #: same-period operations, so a week is generous).
@@ -41,6 +43,6 @@ def time_stamp(inf_time: str) -> str:
     return inf_time.replace("-", "").replace(" ", "").replace(":", "")
 
 
-def forget_answers(answers: dict[str, object], before: str) -> None:
+def forget_answers(answers: MutableMapping[str, Any], before: str) -> None:
     for msgid in [m for m in answers if msgid_stamp(m) < before]:
         del answers[msgid]

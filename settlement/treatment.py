@@ -417,7 +417,7 @@ class TreatmentPlatform:
 
     def _forward(self, req: Request, inp: BaseModel,
                  ctx: dict[str, Any]) -> tuple[Outcome, None]:
-        to = "national" if ctx["route"] == CROSS else "insured"
+        to: Literal["national", "insured"] = "national" if ctx["route"] == CROSS else "insured"
         return Forward(to, _checked(req, inp), ctx), None
 
     def _answer(self, row: TreatmentRow, msgid: str, output: dict[str, Any],

@@ -1,5 +1,6 @@
-"""Topic creation. Topics are created up front (Faust is told not to declare them), with one
-partition count for every person-keyed topic and for the tables' changelogs."""
+"""Topic creation. Topics are created up front, with one partition count for every
+person-keyed topic and for the tables' changelogs (Faust would declare only those it lacks,
+with its defaults)."""
 
 from __future__ import annotations
 
