@@ -73,7 +73,7 @@ from streams.config import FETCH_WAIT_MS, KAFKA_FETCH_WAIT_MS, LINGER_MS, STORES
 from streams.dead_letters import TopicMissing, read_dead_letters
 from streams.kafka_broker import KAFKA_VERSION, ApacheKafkaBroker
 from streams.security import ClusterSecurity
-from streams.topics import create_platform_topics
+from streams.topics import create_platform_topics, topic_problems
 from streams.worker import run_worker
 
 #: A cluster that cannot be reached: kafka-python (the hospitals, the topic admin) gives up
@@ -122,10 +122,11 @@ def _clear_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _refused(exc: Exception) -> typer.Exit:
-    """Print `exc` as one red line on stdout (unwrapped, without markup), for exit 2: a file
-    that is not what it should be, a broker that did not start."""
-    console.print(str(exc), style="red", soft_wrap=True, markup=False, highlight=False)
+def _refused(exc: Exception | str) -> typer.Exit:
+    """Print `exc` as one red `Error:` line on stderr (unwrapped, without markup), for exit 2:
+    a file that is not what it should be, a broker that did not start. Stdout keeps only
+    what a command produces."""
+    errors.print(f"Error: {exc}", style="red", soft_wrap=True, markup=False, highlight=False)
     return typer.Exit(2)
 
 
@@ -369,9 +370,14 @@ def topics(
 ) -> None:
     """Create the platform's topics on a cluster (those that do not exist yet)."""
     security = _security(security_protocol, sasl_mechanism, sasl_username, ssl_cafile)
-    created = create_platform_topics(_bootstrap(bootstrap), partitions, replication,
-                                     security.kafka_python())
-    console.print(f"Topics ready: {', '.join(created)}")
+    where = _bootstrap(bootstrap)
+    created = create_platform_topics(where, partitions, replication, security.kafka_python())
+    if problems := topic_problems(where, partitions, security.kafka_python()):
+        raise _refused(f"the platform cannot use the topics on {where}: "
+                       f"{'; '.join(problems)}. A topic's partitions cannot be made fewer, "
+                       "and more would move its keys: delete those topics (and the consumer "
+                       "group `huimin`), or use the --partitions they have")
+    console.print(f"Topics ready: {', '.join(created)}", soft_wrap=True)
 
 
 @app.command("dead-letters")
@@ -448,12 +454,19 @@ def worker(
     Start more to scale out. The topics must exist (`huimin topics`)."""
     store_url = STORES[_store(store)]
     _check_web_address(web_host, web_port)
-    run_worker(WorkerConfig(bootstrap=_bootstrap(bootstrap), partitions=partitions,
+    security = _security(security_protocol, sasl_mechanism, sasl_username, ssl_cafile)
+    where = _bootstrap(bootstrap)
+    if problems := topic_problems(where, partitions, security.kafka_python()):
+        raise _refused(f"the platform's topics on {where} are not ready: {'; '.join(problems)}."
+                       f" Create them first (huimin topics --bootstrap {where} --partitions "
+                       f"{partitions}); a topic with another count was made by the broker for "
+                       "a worker started before them: delete it, and the consumer group "
+                       "`huimin`, then create it again")
+    run_worker(WorkerConfig(bootstrap=where, partitions=partitions,
                             web_port=web_port, web_host=web_host, data_dir=str(data_dir),
                             world=WorldSpec(seed=seed, persons=persons), idempotent=idempotent,
                             fetch_max_wait_ms=fetch_wait_ms, store=store_url,
-                            security=_security(security_protocol, sasl_mechanism,
-                                               sasl_username, ssl_cafile)))
+                            security=security))
 
 
 @app.command()

@@ -594,7 +594,7 @@ def run_scenario(opts: RunOptions, on_stage: Callable[[str], None] = lambda s: N
     return RunReport(opts, bad, ex.result, comparison, clearing_ok, len(expected_clearing), recon,
                      check_daily_reconciliation(ex.result, expected),
                      ex.ehr_stats["audit_events"] if ex.ehr_stats else None,
-                     sum(len(oracle_of_expected.ehr.record(c).audit)
+                     sum(oracle_of_expected.ehr.record(c).audited
                          for c in oracle_of_expected.ehr.records),
                      check_bad_requests(ex.result, bad, redelivery),
                      account(ex.result, bad), out_dir, ex.bootstrap, ex.worker_kills,

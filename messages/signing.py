@@ -16,7 +16,6 @@ configuration (HUIMIN_SIGNING_SECRET) and never logged.
 from __future__ import annotations
 
 import hmac as std_hmac
-import os
 import struct
 from collections.abc import Mapping
 
@@ -27,19 +26,13 @@ from messages.codes import ErrorCode
 SIGNTYPE = "HMAC-SM3"
 SIGNTYPE_HEADER = "huimin-signtype"
 SIGN_HEADER = "huimin-sign"
-SECRET_ENV = "HUIMIN_SIGNING_SECRET"
-#: Used when HUIMIN_SIGNING_SECRET is not set: fine on a laptop, never in production.
+#: Used when HUIMIN_SIGNING_SECRET is not set (streams/security.py): fine on a laptop, never
+#: in production.
 DEVELOPMENT_SECRET = b"huimin development signing secret: set HUIMIN_SIGNING_SECRET"
 
 Headers = list[tuple[str, bytes]]
 #: Whose key a forged request is signed with: not the sender's.
 FORGER = "H00000000000"
-
-
-def configured_secret() -> tuple[bytes, bool]:
-    """The signing secret (HUIMIN_SIGNING_SECRET), and whether it is the development one."""
-    value = os.environ.get(SECRET_ENV)
-    return (value.encode(), False) if value else (DEVELOPMENT_SECRET, True)
 
 
 def _hmac_sm3(key: bytes, data: bytes) -> bytes:

@@ -17,8 +17,9 @@ MONEY_EVENTS: Final = "money.events"  # insured side -> national clearing: one p
 RECON_REQUESTS: Final = "recon.requests"  # treatment side -> reconciliation (3201/3202): one
 EHR_NATIONAL: Final = "ehr.national"  # provincial platform -> national EHR index
 EHR_SOURCES: Final = "ehr.sources"  # national EHR index -> source provinces' repositories
+EHR_AUDIT: Final = "ehr.audit"  # source repositories -> the audit trail of record (AuditEvents)
 
 #: Topics keyed by person; they must all have the same number of partitions.
 PERSON_KEYED: Final = (HOSP_REQUESTS, NAT_REQUESTS, INS_REQUESTS, NAT_ANSWERS, TRT_ANSWERS,
                        EHR_NATIONAL, EHR_SOURCES)
-ALL_TOPICS: Final = (*PERSON_KEYED, HOSP_RESPONSES, DEAD_LETTERS)
+ALL_TOPICS: Final = (*PERSON_KEYED, HOSP_RESPONSES, DEAD_LETTERS, EHR_AUDIT)

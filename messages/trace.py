@@ -20,6 +20,10 @@ INS_IN: Final = "ins.in"
 NAT_BACK: Final = "nat.back"
 TRT_BACK: Final = "trt.back"
 HOSP_RECV: Final = "hosp.recv"
+_POINTS = (HOSP_SEND, TRT_QUEUED, TRT_IN, NAT_IN, INS_IN, NAT_BACK, TRT_BACK, HOSP_RECV)
+#: Every `from->to` a trace can name: a metric's hop label is one of these, whatever a
+#: message carries.
+HOPS: Final = frozenset(f"{a}->{b}" for a in _POINTS for b in _POINTS)
 
 Trace = list[list]
 

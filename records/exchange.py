@@ -42,25 +42,49 @@ from settlement.retention import cutoff, forget_answers
 
 #: Days a lab result stays valid for reuse (检查检验结果互认; a *parameter*).
 LAB_VALIDITY_DAYS = 30
+#: The AuditEvents a person's row keeps, newest last: for the person's `/fhir/AuditEvent`
+#: view and for telling a repeated access. Every one is also written to `ehr.audit`, the
+#: trail of record; a row that kept them all would outgrow a Kafka record after ~800
+#: accesses (an operator's view polled, say), and the person's records would then be refused.
+AUDIT_KEPT = 100
 
 
 @dataclass
 class RecordsRow:
     """A person's records in the provincial repositories (each document says which province
-    holds it), the lab results indexed from them, and the audit trail of every access."""
+    holds it), the lab results indexed from them, and the latest AuditEvents of the accesses
+    (all of them are counted, and written to `ehr.audit`)."""
 
     docs: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> province, docref, content
     labs: list[dict[str, Any]] = field(default_factory=list)
-    audit: list[dict[str, Any]] = field(default_factory=list)
+    audit: list[dict[str, Any]] = field(default_factory=list)  # the last AUDIT_KEPT
     answers: dict[str, dict[str, Any]] = field(default_factory=dict)  # msgid -> its answer
+    audited: int = 0  # AuditEvents ever recorded for the person
+    refusals_audited: int = 0  # of which refusals
 
     def to_dict(self) -> dict[str, Any]:
         return {"docs": self.docs, "labs": self.labs, "audit": self.audit,
-                "answers": self.answers}
+                "answers": self.answers, "audited": self.audited,
+                "refusals_audited": self.refusals_audited}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> RecordsRow:
         return cls(**d) if d else cls()
+
+    def record_access(self, event: dict[str, Any]) -> None:
+        """Once per access: a duplicated query is the same access (its id is its msgid's)."""
+        if any(a["id"] == event["id"] for a in self.audit[-20:]):
+            return
+        self.audit.append(event)
+        del self.audit[:-AUDIT_KEPT]
+        self.audited += 1
+        self.refusals_audited += event["outcome"] != SUCCESS
+
+    def audit_since(self, audited: int) -> list[dict[str, Any]]:
+        """The AuditEvents recorded since the row counted `audited` (at most AUDIT_KEPT: one
+        access records one a source province)."""
+        new = self.audited - audited
+        return self.audit[-new:] if new > 0 else []
 
 
 @dataclass
@@ -275,12 +299,6 @@ class SourceRepositories:
     def __init__(self, ref: ReferenceData) -> None:
         self.ref = ref
 
-    @staticmethod
-    def record_access(row: RecordsRow, event: dict[str, Any]) -> None:
-        """Once per access: a duplicated query is the same access (its id is its msgid's)."""
-        if all(a["id"] != event["id"] for a in row.audit[-20:]):
-            row.audit.append(event)
-
     def handle(self, certno: str, msg: dict[str, Any], row: RecordsRow
                ) -> tuple[dict[str, Any], RecordsRow]:
         """The answer to a query, kept by msgid (within the operating window) so that a
@@ -319,7 +337,7 @@ class SourceRepositories:
         for province in asked:
             decision = decide(sharing, inp["purpose"], requester_province, province)
             (permitted if decision.permitted else refusals).append((province, decision))
-            self.record_access(row, audit_event(
+            row.record_access(audit_event(
                 msgid=msgid, operation=operation, certno=certno,
                 requester=req["fixmedins_code"], requester_province=requester_province,
                 source_province=province, purpose=inp["purpose"],

@@ -22,7 +22,7 @@ from messages import topics
 from messages.codec import MalformedMessage, decode, encode
 from messages.codes import Infno
 from messages.dead_letters import DeadLetterEntry, describe_dead_letter, header_values
-from messages.signing import Signer, configured_secret
+from messages.signing import Signer
 from messages.trace import HOSP_RECV, HOSP_SEND
 from messages.visitlog import Visit, VisitSession, make_msgid
 from settlement.reference import Hospital
@@ -32,6 +32,7 @@ from simulators.reconciliation import DailyReconciler, DayReconciliation, Hospit
 from streams.config import FETCH_WAIT_MS, LINGER_MS
 from streams.partition_ends import true_ends
 from streams.partitioner import KeyPartitioner
+from streams.security import configured_secret
 
 log = logging.getLogger("huimin.hospitals")
 

@@ -26,7 +26,7 @@ from messages.codes import ErrorCode
 from messages.dead_letters import CODE_HEADER, REASON_HEADER, SOURCE_HEADER, TRUNCATED_HEADER
 from messages.envelope import error_answer, province_of
 from messages.platform import CROSS, hospital_context, wrap_answer, wrap_request
-from messages.signing import SECRET_ENV, Signer, configured_secret
+from messages.signing import Signer
 from messages.trace import INS_IN, NAT_BACK, NAT_IN, TRT_BACK, received, stamp
 from records.exchange import (
     EhrAnswer,
@@ -57,6 +57,7 @@ from streams.fhir_views import register_fhir_views
 from streams.lost_writes import stop_for_lost_write
 from streams.owner_fence import guard_changelogs
 from streams.partitioner import choose
+from streams.security import SECRET_ENV, configured_secret
 
 log = logging.getLogger("huimin.streams")
 
@@ -181,6 +182,7 @@ def create_app(cfg: WorkerConfig) -> faust.App:
     recon_requests = app.topic(topics.RECON_REQUESTS, **{**raw, "partitions": 1})
     ehr_national = app.topic(topics.EHR_NATIONAL, **raw)
     ehr_sources = app.topic(topics.EHR_SOURCES, **raw)
+    ehr_audit = app.topic(topics.EHR_AUDIT, **raw)
     table = {"key_type": bytes, "value_type": bytes, "default": None,
              **table_options(cfg.store)}
     trt_rows = app.Table("trt_persons", partitions=cfg.partitions, **table)
@@ -374,19 +376,27 @@ def create_app(cfg: WorkerConfig) -> faust.App:
         msg = decode(value)
         if msg.get("op") == "audit":  # a read through the FHIR views (streams/fhir_views.py)
             row = records_row(key)
-            audited = len(row.audit)
-            sources.record_access(row, msg["event"])
+            audited = row.audited
+            row.record_access(msg["event"])
             put(ehr_records, key, encode_to_keep(row.to_dict()))
-            later(partial(metrics.observe_audit, row.audit[audited:]))
-            return []
+            later(partial(metrics.observe_audit, row.audit_since(audited)))
+            return audit_trail(key, row.audit_since(audited))
         trace = stamp(msg["trace"], INS_IN)
         row = records_row(key)
-        audited, repeated = len(row.audit), msg["req"]["msgid"] in row.answers
+        audited, repeated = row.audited, msg["req"]["msgid"] in row.answers
         answer, row = sources.handle(key.decode() if key else "", msg, row)
-        if not repeated:  # a duplicate or a redelivery changes nothing and counts once
-            put(ehr_records, key, encode_to_keep(row.to_dict()))
-            later(partial(metrics.observe_ehr, msg["req"]["infno"], answer, row.audit[audited:]))
-        return [to_hospital(answer, msg["ctx"], trace)]
+        if repeated:  # a duplicate or a redelivery changes nothing and counts once
+            return [to_hospital(answer, msg["ctx"], trace)]
+        put(ehr_records, key, encode_to_keep(row.to_dict()))
+        later(partial(metrics.observe_ehr, msg["req"]["infno"], answer,
+                      row.audit_since(audited)))
+        return [to_hospital(answer, msg["ctx"], trace),
+                *audit_trail(key, row.audit_since(audited))]
+
+    def audit_trail(key: bytes | None, events: list[dict[str, Any]]) -> list[Send]:
+        """Each AuditEvent recorded, to the trail of record. A redelivered access whose row
+        change was lost writes its events again, with the same ids: readers keep one of each."""
+        return [send(ehr_audit, key, encode(event)) for event in events]
 
     def on_national_request(key: bytes | None, value: bytes | None) -> list[Send]:
         msg = decode(value)

@@ -202,6 +202,6 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
             totals["persons"] += 1
             totals["documents"] += len(row.docs)
             totals["lab_results"] += len(row.labs)
-            totals["audit_events"] += len(row.audit)
-            totals["refusals_audited"] += sum(a["outcome"] != SUCCESS for a in row.audit)
+            totals["audit_events"] += row.audited
+            totals["refusals_audited"] += row.refusals_audited
         return web.json(totals)

@@ -16,7 +16,8 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
 
 from messages.codes import ErrorCode, Infno
-from messages.trace import LATENCY_BUCKETS, hop_durations_ms
+from messages.trace import HOPS, LATENCY_BUCKETS, hop_durations_ms
+from simulators.regions import PROVINCES
 
 # No `*_created` series beside every counter and histogram (the process's, the hospitals'
 # and Faust's too): they doubled the series a scrape carries, and nothing reads them.
@@ -149,7 +150,8 @@ def observe_answer(answer: dict[str, Any], ctx: dict[str, Any], trace: list) -> 
         child(LATENCY, route, infno).observe(
             max(0.0, (time.time_ns() - start) / 1e9))
     for hop, ms in hop_durations_ms(trace).items():
-        child(HOP_LATENCY, hop).observe(ms / 1000)
+        if hop in HOPS:
+            child(HOP_LATENCY, hop).observe(ms / 1000)
 
 
 def observe_money(event: Any) -> None:
@@ -200,7 +202,8 @@ def observe_audit(audit: list[dict[str, Any]]) -> None:
     for event in audit:
         child(EHR_AUDIT, "success" if event["outcome"] == "0" else "refused").inc()
         if event["outcome"] != "0":
-            EHR_REFUSALS.labels(event["source"]["observer"]["identifier"]["value"]).inc()
+            province = event["source"]["observer"]["identifier"]["value"]
+            EHR_REFUSALS.labels(province if province in PROVINCES else "other").inc()
 
 
 def observe_ehr(infno: str, answer: dict[str, Any], audit: list[dict[str, Any]]) -> None:

@@ -12,7 +12,10 @@ import ssl
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from messages.signing import DEVELOPMENT_SECRET
+
 PASSWORD_ENV = "HUIMIN_SASL_PASSWORD"
+SECRET_ENV = "HUIMIN_SIGNING_SECRET"
 PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 
 
@@ -65,3 +68,10 @@ class ClusterSecurity:
         if self.tls:
             return faust.SSLCredentials(context)
         return None
+
+
+def configured_secret() -> tuple[bytes, bool]:
+    """The hospitals' request-signing secret (HUIMIN_SIGNING_SECRET), and whether it is the
+    development one (messages/signing.py)."""
+    value = os.environ.get(SECRET_ENV)
+    return (value.encode(), False) if value else (DEVELOPMENT_SECRET, True)

@@ -12,7 +12,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from messages.topics import ALL_TOPICS, HOSP_REQUESTS
+from messages.topics import ALL_TOPICS, EHR_AUDIT, HOSP_REQUESTS
 
 
 def changelog_topics(app_id: str, tables: tuple[str, ...]) -> list[str]:
@@ -25,6 +25,9 @@ def changelog_topics(app_id: str, tables: tuple[str, ...]) -> list[str]:
 #: setting and keeps the producer's time.
 TOPIC_CONFIGS: dict[str, dict[str, str]] = {
     HOSP_REQUESTS: {"message.timestamp.type": "LogAppendTime"},
+    # access logs are kept at least six months (网络安全法 art. 21): here, until an operator
+    # decides otherwise
+    EHR_AUDIT: {"retention.ms": "-1"},
 }
 
 
@@ -34,15 +37,7 @@ def ensure_topics(bootstrap: str, names: list[str] | tuple[str, ...] = ALL_TOPIC
     """Create the topics that do not exist yet (with TOPIC_CONFIGS); wait until the broker
     lists all of them."""
     deadline = time.monotonic() + timeout
-    while True:
-        try:
-            admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="huimin-admin",
-                                     request_timeout_ms=10_000, **(client_config or {}))
-            break
-        except KafkaError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+    admin = _admin(bootstrap, deadline, client_config)
     try:
         existing = set(admin.list_topics())
         missing = [n for n in names if n not in existing]
@@ -58,19 +53,58 @@ def ensure_topics(bootstrap: str, names: list[str] | tuple[str, ...] = ALL_TOPIC
         admin.close()
 
 
-def create_platform_topics(bootstrap: str, partitions: int = 8, replication: int = 1,
-                           client_config: dict[str, Any] | None = None) -> list[str]:
-    """Every topic the platform uses, changelogs included; the clearing ones have one
-    partition. Returns their names."""
+def _admin(bootstrap: str, deadline: float,
+           client_config: dict[str, Any] | None = None) -> KafkaAdminClient:
+    while True:
+        try:
+            return KafkaAdminClient(bootstrap_servers=bootstrap, client_id="huimin-admin",
+                                    request_timeout_ms=10_000, **(client_config or {}))
+        except KafkaError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def platform_topics(partitions: int) -> dict[str, int]:
+    """Every topic the platform uses, changelogs included, with its partition count: one for
+    the clearing ones, `partitions` for the rest (a person's messages and rows share their
+    partition number)."""
     from messages.topics import MONEY_EVENTS, RECON_REQUESTS
     from streams.config import CLEARING_TABLE, TABLES, WorkerConfig
 
-    app_id = WorkerConfig(bootstrap=bootstrap).app_id
-    keyed = [*ALL_TOPICS, *changelog_topics(app_id, TABLES)]
+    app_id = WorkerConfig(bootstrap="").app_id
     single = [MONEY_EVENTS, RECON_REQUESTS, *changelog_topics(app_id, (CLEARING_TABLE,))]
-    ensure_topics(bootstrap, keyed, partitions, replication, client_config=client_config)
-    ensure_topics(bootstrap, single, 1, replication, client_config=client_config)
-    return keyed + single
+    keyed = [*ALL_TOPICS, *changelog_topics(app_id, TABLES)]
+    return {**dict.fromkeys(keyed, partitions), **dict.fromkeys(single, 1)}
+
+
+def create_platform_topics(bootstrap: str, partitions: int = 8, replication: int = 1,
+                           client_config: dict[str, Any] | None = None) -> list[str]:
+    """Create the platform's topics that do not exist yet. Returns their names."""
+    plan = platform_topics(partitions)
+    for count in sorted(set(plan.values())):
+        ensure_topics(bootstrap, [n for n, c in plan.items() if c == count], count,
+                      replication, client_config=client_config)
+    return list(plan)
+
+
+def topic_problems(bootstrap: str, partitions: int,
+                   client_config: dict[str, Any] | None = None) -> list[str]:
+    """What keeps the platform's topics from serving it, one line each: a topic missing, or
+    one with another partition count than the platform needs. A broker that creates topics
+    as they are asked for (Apache Kafka's default, and Tansu) gives a worker started before
+    `huimin topics` its own default counts; Faust then refuses every event of a table whose
+    changelog's count differs, and no request is answered."""
+    plan = platform_topics(partitions)
+    admin = _admin(bootstrap, time.monotonic() + 30, client_config)
+    try:
+        held = {t["name"]: len(t["partitions"]) for t in admin.describe_topics()}
+    finally:
+        admin.close()
+    missing = [n for n in plan if n not in held]
+    problems = [f"missing: {', '.join(missing)}"] if missing else []
+    return problems + [f"{name} has {held[name]} partitions, not {want}"
+                       for name, want in plan.items() if name in held and held[name] != want]
 
 
 def records_in(bootstrap: str, topic: str, client_config: dict[str, Any] | None = None) -> int:

@@ -19,7 +19,7 @@ FHIR_DATA = REPO / "tests" / "data" / "fhir"
 #: End-to-end modules that keep about a core busy while they run.
 BUSY_E2E_MODULES = frozenset({
     "test_e2e_bench.py", "test_e2e_faults.py", "test_e2e_kafka.py", "test_e2e_operations.py",
-    "test_e2e_replay.py", "test_e2e_run.py", "test_kafka_broker.py",
+    "test_e2e_replay.py", "test_e2e_run.py", "test_kafka_broker.py", "test_e2e_lost_writes.py",
 })
 #: End-to-end modules that mostly wait (for a consumer group's session to time out, a
 #: rebalance, a worker to stop) rather than compute: each took 0.2–0.45 of a core on average.
@@ -27,7 +27,7 @@ WAITING_E2E_MODULES = frozenset({
     "test_broker.py", "test_e2e_faust_losses.py", "test_e2e_hospital_sink.py",
     "test_e2e_records.py", "test_e2e_time_out.py", "test_owner_fence.py",
     "test_partition_ends.py", "test_table_files.py", "test_e2e_used_cluster.py",
-    "test_e2e_record_limits.py", "test_e2e_clearing_gauge.py",
+    "test_e2e_record_limits.py", "test_e2e_clearing_gauge.py", "test_e2e_topics.py",
 })
 
 

@@ -1,7 +1,9 @@
 """Health records across provinces over the real broker: hospitals in one province publish
 FHIR written by others and by us; a hospital in another province finds and retrieves them;
 a denied consent is refused and audited; a lab result is reused within its window and not
-after it; the FHIR REST views answer; no personal data reaches the worker's log."""
+after it; the FHIR REST views answer; every access is on the audit trail of record
+(`ehr.audit`) while a person's row keeps the latest; no personal data reaches the worker's
+log."""
 
 from __future__ import annotations
 
@@ -16,10 +18,13 @@ from typing import Any
 
 import orjson
 import pytest
+from kafka import KafkaConsumer, TopicPartition
 
 from huimin.run import platform
 from messages.identity import CERTNO_SYSTEM
+from messages.topics import EHR_AUDIT
 from messages.visitlog import make_msgid
+from records.exchange import AUDIT_KEPT
 from settlement.reference import DENY_CROSS_REGION, PERMIT
 from simulators.hospital import HospitalFleet
 from simulators.world import WorldSpec, build_world
@@ -76,7 +81,7 @@ def hospitals(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Hospit
     with broker(out / "broker.log") as bootstrap, platform(bootstrap, SPEC, 4, out) as p:
         fleet = HospitalFleet(bootstrap)
         try:
-            yield Hospitals(fleet, p.workers[0].cfg.web_port), out
+            yield Hospitals(fleet, p.workers[0].cfg.web_port), out  # one worker: it serves all
         finally:
             fleet.close()
 
@@ -178,3 +183,47 @@ def test_no_certno_reaches_the_worker_log(hospitals):
     log = (out / "worker-0.log").read_text()
     for certno in (person(PERMIT), person(DENY_CROSS_REGION)):
         assert certno not in log
+
+
+def audit_trail(bootstrap: str) -> dict[bytes, list[str]]:
+    """The AuditEvent ids on `ehr.audit`, by person key, in the order written."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        parts = [TopicPartition(EHR_AUDIT, p) for p in consumer.partitions_for_topic(EHR_AUDIT)]
+        consumer.assign(parts)
+        consumer.seek_to_beginning()
+        ends, trail = consumer.end_offsets(parts), {}
+        while any(consumer.position(tp) < ends[tp] for tp in parts):
+            for records in consumer.poll(timeout_ms=500).values():
+                for r in records:
+                    trail.setdefault(r.key, []).append(orjson.loads(r.value)["id"])
+        return trail
+    finally:
+        consumer.close()
+
+
+def test_every_access_is_on_the_audit_trail_and_the_row_keeps_the_latest(hospitals):
+    h, _ = hospitals
+    certno = sorted(c for c, e in WORLD.ref.enrollments.items() if e.ehr_sharing == PERMIT)[2]
+    searches = AUDIT_KEPT + 20  # an operator's view polled: more than a row keeps
+    for _ in range(searches):
+        status, _ = h.get("/fhir/DocumentReference",
+                          **{"patient.identifier": f"{CERTNO_SYSTEM}|{certno}"})
+        assert status == 200
+    deadline, trail = time.monotonic() + 60, {}
+    while len(set(trail.get(certno.encode(), []))) < searches and time.monotonic() < deadline:
+        time.sleep(0.5)
+        trail = audit_trail(h.fleet.bootstrap)
+    mine = list(dict.fromkeys(trail[certno.encode()]))  # one of each id, in order
+    assert len(mine) == searches
+    _, audit = h.get("/fhir/AuditEvent", **{"entity.identifier": f"{CERTNO_SYSTEM}|{certno}"})
+    assert [e["resource"]["id"] for e in audit["entry"]] == mine[-AUDIT_KEPT:]
+    # the repositories count every access the trail holds, of every person
+    deadline, stats = time.monotonic() + 30, {}
+    while time.monotonic() < deadline:
+        everyone = sum(len(set(ids)) for ids in audit_trail(h.fleet.bootstrap).values())
+        _, stats = h.get("/ehr/stats/")
+        if stats["audit_events"] == everyone:
+            break
+        time.sleep(0.5)
+    assert stats["audit_events"] == everyone >= searches

@@ -590,3 +590,18 @@ def test_net_positions_are_set_from_all_events_and_cleared_on_a_worker_not_servi
     assert (net("310000"), net("110000")) == (None, None)
     observe_clearing(cancel)  # a child looked up afresh, not an orphan of the cleared gauge
     assert net("310000") == -900.0
+
+
+def test_labels_taken_from_a_message_are_only_ones_the_platform_names():
+    """A trace's hop names and an AuditEvent's observer come from messages: a made-up one
+    must not become a series (each would be one more, without bound)."""
+    from streams import metrics
+
+    trace = [["hosp.send", 1_000_000], ["trt.queued", 2_000_000], ["made.up", 3_000_000]]
+    metrics.observe_answer({"infcode": 0}, {"infno": "1101", "route": "local"}, trace)
+    audit = {"outcome": "4", "source": {"observer": {"identifier": {"value": "Zhang Wei"}}}}
+    metrics.observe_audit([audit])
+    hops = {s.labels["hop"] for s in metrics.HOP_LATENCY.collect()[0].samples}
+    assert hops and not any("made.up" in h for h in hops)
+    sources = {s.labels.get("source_province") for s in metrics.EHR_REFUSALS.collect()[0].samples}
+    assert "Zhang Wei" not in sources and "other" in sources

@@ -19,6 +19,7 @@ from records.codes import LAB_TESTS
 from records.consent import consent_resource
 from records.documents import Clinical, provide_bundle, visit_document
 from records.exchange import (
+    AUDIT_KEPT,
     IndexRow,
     NationalIndex,
     ProvincialGateway,
@@ -448,3 +449,18 @@ def test_the_operators_fhir_views_serve_loopback_or_the_bearer_of_the_token_only
     assert operator_refusal("172.18.0.5", "Bearer s3cret", token="s3cret") is None
     assert "token" in operator_refusal("127.0.0.1", "", token="s3cret")
     assert "token" in operator_refusal("172.18.0.5", "Bearer wrong", token="s3cret")
+
+
+def test_a_rows_audit_keeps_the_latest_events_and_counts_every_access():
+    row = RecordsRow()
+    for n in range(AUDIT_KEPT + 30):
+        row.record_access({"id": f"a{n}", "outcome": "0" if n % 3 else "4"})
+        row.record_access({"id": f"a{n}", "outcome": "0"})  # the same access again
+    assert row.audited == AUDIT_KEPT + 30
+    assert row.refusals_audited == sum(1 for n in range(AUDIT_KEPT + 30) if n % 3 == 0)
+    assert len(row.audit) == AUDIT_KEPT and row.audit[-1]["id"] == f"a{AUDIT_KEPT + 29}"
+    before = row.audited
+    row.record_access({"id": "b", "outcome": "0"})
+    assert row.audit_since(before) == [{"id": "b", "outcome": "0"}]
+    assert row.audit_since(row.audited) == []
+    assert RecordsRow.from_dict(row.to_dict()) == row
