@@ -1,7 +1,7 @@
 # The huimin image: every command (`huimin worker`, `huimin topics`, `huimin replay`, …).
 FROM python:3.11-slim
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY huimin ./huimin
 COPY messages ./messages
 COPY settlement ./settlement

@@ -83,8 +83,9 @@ UNREACHABLE = (kafka.errors.KafkaTimeoutError, kafka.errors.KafkaConnectionError
 
 console = Console()
 errors = Console(stderr=True)
-if not console.is_terminal:  # a log or CI: long lines kept whole (commands, paths, tables)
+if not console.is_terminal:  # a log or CI: lines kept whole (commands, paths, tables)
     console.width = errors.width = 200
+    console.soft_wrap = True
 
 
 def error_message(exc: BaseException, bootstrap: str | None = None) -> str | None:

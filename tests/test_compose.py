@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import tomllib
 from collections.abc import Mapping
 
 import typer
@@ -72,11 +73,15 @@ def test_the_workers_load_the_world_the_simulator_generates():
     assert (worker["persons"], worker["seed"]) == (generate["persons"], generate["seed"])
 
 
-def test_the_image_holds_every_package():
+def test_the_image_holds_every_package_and_every_file_its_install_reads():
     dockerfile = (REPO / "Dockerfile").read_text()
     for package in ("huimin", "messages", "settlement", "records", "simulators", "streams",
                     "benchmarks"):
         assert f"COPY {package} ./{package}" in dockerfile
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    copied = {name for line in dockerfile.splitlines() if line.startswith("COPY ")
+              for name in line.split()[1:-1]}
+    assert {project["readme"], *project["license-files"], "pyproject.toml"} <= copied
 
 
 THREE = {"KAFKA_BOOTSTRAP": "kafka1:9092,kafka2:9092,kafka3:9092", "REPLICATION": "3"}
