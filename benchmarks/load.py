@@ -181,6 +181,8 @@ class RatePoint:
     profile: dict[str, dict[str, Any]] = field(default_factory=dict)
     folder: str = ""  # the rate's folder in the output: its broker's and workers' logs, profiles
     searched: bool = False  # offered by `--find-capacity`, not by `--rates`
+    #: why the rate does not count towards the capacity (`why_unsustained`); None if it does
+    unsustained: str | None = None
 
 
 class RateTally:
@@ -438,6 +440,27 @@ def rate_sustained(point: RatePoint, p99_limit: float) -> bool:
         point.settlement_latency_ms.get("all", {}), p99_limit)
 
 
+def why_unsustained(point: RatePoint, p99_limit: float) -> str | None:
+    """In words, why `rate_sustained` is false for `point`; None where it is true."""
+    if rate_sustained(point, p99_limit):
+        return None
+    offered, achieved = point.offered_settlements_per_s, point.achieved_settlements_per_s
+    p99 = point.settlement_latency_ms.get("all", {}).get("p99")
+    reasons = []
+    if point.dropped_visits:
+        reasons.append(f"{point.dropped_visits:,} visits dropped, the platform past "
+                       f"{MAX_VISITS_IN_FLIGHT:,} under way")
+    if achieved < SUSTAINED * offered:
+        reasons.append(f"{achieved:g} of the {offered:g} settlements/s offered came through, "
+                       f"under {SUSTAINED:.0%} (in a short run the last settlements' round "
+                       "trips fall past its end: --duration longer)")
+    if p99 is None:
+        reasons.append("no settlement was measured")
+    elif p99 > p99_limit:
+        reasons.append(f"p99 {p99:g} ms, over {p99_limit:g}")
+    return "; ".join(reasons)
+
+
 def machine() -> dict[str, Any]:
     model = next((line.split(":", 1)[1].strip() for line in
                   Path("/proc/cpuinfo").read_text().splitlines()
@@ -597,6 +620,8 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
                 return measure_ceiling(bootstrap, rate, fresh=True)
         sweep = ceiling_sweep(fresh_ceiling, [p.ceiling for p in points], limit, sweep_max)
     huimin_capacity = settlement_capacity(points, limit)
+    for point in points:
+        point.unsustained = why_unsustained(point, limit)
     raw_runs = [(c["offered_per_s"], c["achieved_per_s"], c["latency_ms"])
                 for c in [p.ceiling for p in points if p.ceiling] + sweep]
     raw_capacity = capacity(raw_runs, limit)
@@ -610,7 +635,8 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
                          "visits_per_hospital_day": VISITS_PER_HOSPITAL_DAY,
                          "max_visits_in_flight": max_in_flight, "profile": profile,
                          "find_capacity": find_capacity,
-                         "find_capacity_max": find_capacity_max if find_capacity else None},
+                         "find_capacity_max": find_capacity_max if find_capacity else None,
+                         "ceiling": ceiling, "sweep_max": sweep_max if ceiling else None},
             "points": [asdict(p) for p in points], "ceiling_sweep": sweep,
             "capacity": {"p99_limit_ms": limit, "huimin_settlements_per_s": huimin_capacity,
                          "huimin_bracketed": brackets([(p.offered_visits_per_s,

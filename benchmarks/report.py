@@ -16,7 +16,13 @@ def write_json(result: dict[str, Any], path: Path) -> None:
 
 
 def _ratio(a: float, b: float) -> str:
-    return f"{100 * a / b:.0f} %" if b else "–"
+    """A percentage to two significant figures below 10 % (5.1 of 3,198.6 is 0.16 %, not 0)."""
+    if not b:
+        return "–"
+    pct = 100 * a / b
+    if pct >= 10 or pct == 0:
+        return f"{pct:.0f} %"
+    return f"{pct:.2g} %" if pct >= 0.01 else "< 0.01 %"
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -162,6 +168,8 @@ def capacity_lines(result: dict[str, Any]) -> list[str]:
              f"dropped and p99 ≤ {limit:g} ms; 0 if no rate was)"
              + ("; every rate offered was sustained, so the capacity may be higher "
                 "(`--find-capacity` searches for it)." if above else ".")]
+    lines += [f"- not sustained at {p['offered_visits_per_s']:g} visits/s: {p['unsustained']}."
+              for p in result.get("points") or [] if p.get("unsustained")]
     search = cap.get("search")
     if search:
         rates = search["added_visits_per_s"]

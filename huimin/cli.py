@@ -40,6 +40,7 @@ from huimin.moneyflow import events_from_results
 from huimin.report import (
     print_statement,
     print_summary,
+    replay_pace,
     summarise,
     write_dead_letters,
     write_latencies,
@@ -229,8 +230,9 @@ def run(
     out: Annotated[Path | None, typer.Option(help="Output folder (default out/run-<time>).")
                    ] = None,
     faults: Annotated[str | None, typer.Option(
-        help="Fault plan, e.g. duplicate=0.05,reorder=0.05,malformed=0.01,lose-answer=0.02,"
-             "kill-worker=1")] = None,
+        help="Fault plan: fault=value pairs joined by commas, of duplicate, reorder, "
+             "malformed, lose-answer (shares of the requests), kill-worker, join-worker "
+             "(times), e.g. kill-worker=1 or reorder=0.05 (README, Faults)")] = None,
     broker: Annotated[str, typer.Option(
         "--broker", help="tansu (embedded, default) or kafka (Apache Kafka from its Maven "
                          "Central jars; needs java ≥ 17 and mvn)")] = "tansu",
@@ -812,6 +814,8 @@ def replay(
                   f"{acc.sent:,} = answered OK {acc.answered_ok:,} + answered with an error "
                   f"{acc.answered_error:,} + dead-lettered {acc.dead_lettered:,}"
                   + (f" + [red]unanswered {acc.unaccounted:,}[/]" if acc.unaccounted else ""))
+    for line in replay_pace(ex.result, arrivals[-1] if arrivals else 0.0):
+        console.print(line)
     if bad:
         console.print(f"Bad requests: {bad_check.as_expected:,} of {bad_check.expected:,} "
                       "answered or dead-lettered as expected")

@@ -39,6 +39,25 @@ def latency_summary(values: list[float]) -> dict[str, float]:
             "p99": percentile(v, 99), "max": v[-1] if v else math.nan}
 
 
+def replay_pace(result: HospitalRunResult, scheduled_s: float) -> list[str]:
+    """How a replay kept to its schedule, for its user: the settlements' round trip, and a
+    warning where the hospitals started visits late (a schedule faster than the platform or
+    this machine carries: the latencies then include the wait)."""
+    lat = latency_summary([ex.latency_ms for ex in result.exchanges.values()
+                           if ex.answers and ex.infno in SETTLEMENTS
+                           and ex.answers[0]["infcode"] == 0 and ex.latency_ms is not None])
+    lag = result.start_lag.p99_at_most_ms()
+    lines = [f"Settlements (2207/2304) {lat['count']:,}: round trip p50 {lat['p50']:.0f} ms, "
+             f"p99 {lat['p99']:.0f} ms. Arrivals were scheduled over {scheduled_s:.1f} s; 99 % "
+             f"of the visits started within {lag:g} ms of theirs"] if lat["count"] else []
+    if lag >= 1_000:
+        lines.append(f"[yellow]The hospitals fell behind the schedule (up to "
+                     f"{result.start_lag.max_ms / 1000:.1f} s late): this platform and machine "
+                     "carry less than --rate/--speed offered, and the latencies include that "
+                     "wait. Offer less to measure them unloaded.[/]")
+    return lines
+
+
 def summarise(report: RunReport) -> dict[str, Any]:
     res = report.result
     routes: Counter[str] = Counter()

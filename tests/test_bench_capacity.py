@@ -27,6 +27,7 @@ from benchmarks.load import (
     summarise_rate,
     sustained,
     sweep_rates,
+    why_unsustained,
 )
 from benchmarks.report import (
     capacity_lines,
@@ -166,7 +167,7 @@ def test_the_report_states_both_capacities_and_their_ratio():
                                      "broker": 0.6, "forwarders": 0.6, "load": 0.72}}]}
     text = "\n".join(capacity_lines(result))
     assert "p99 ≤ 300 ms" in text and "**120 settlements/s**" in text
-    assert "**1600 messages/s**" in text and "**8 %**" in text
+    assert "**1600 messages/s**" in text and "**7.5 %**" in text
     # 1.92 cores = 1,920 ms a second over 1,600 messages written 6 times each
     assert "| 1600 | 1600 |" in text and "| 0.6 / 0.6 / 0.72 | 0.2 |" in text
 
@@ -425,3 +426,27 @@ def test_huimins_capacity_is_a_lower_bound_when_every_rate_offered_was_sustained
     assert "**at least 5.1 settlements/s**" in huimin_line(False)
     assert "`--find-capacity`" in huimin_line(False)
     assert "**5.1 settlements/s**" in huimin_line(True) and "at least" not in huimin_line(True)
+
+
+def test_the_report_says_why_each_rate_not_sustained_was_not():
+    points = [rate_point(5, 5, 100, 0), rate_point(10, 9.0, 107, 0), rate_point(20, 20, 900, 0),
+              rate_point(40, 30, 5000, 7)]
+    for p in points:
+        p.offered_settlements_per_s = p.offered_visits_per_s * 0.98
+        p.unsustained = why_unsustained(p, 300)
+    assert points[0].unsustained is None
+    assert points[1].unsustained.startswith("9 of the 9.8 settlements/s offered came through")
+    assert points[2].unsustained == "p99 900 ms, over 300"
+    assert points[3].unsustained.startswith("7 visits dropped")
+    text = "\n".join(capacity_lines({"capacity": {"p99_limit_ms": 300.0,
+                                                  "huimin_settlements_per_s": 5.0},
+                                     "points": [asdict(p) for p in points]}))
+    assert "- not sustained at 10 visits/s: 9 of the 9.8 settlements/s" in text
+    assert "- not sustained at 5 visits/s" not in text
+
+
+def test_a_small_ratio_keeps_two_significant_figures():
+    from benchmarks.report import _ratio
+
+    assert [_ratio(5.1, 3198.6), _ratio(49.7, 2506), _ratio(120, 1600), _ratio(1, 0)] == \
+        ["0.16 %", "2 %", "7.5 %", "–"]

@@ -106,6 +106,6 @@ def test_a_broken_visit_log_is_refused_with_a_clear_message(tmp_path):
         f.write(b'{"visit_no": "oops"}\n')
     proc = huimin("replay", "v.jsonl", "--rate", "10", cwd=tmp_path)
     assert proc.returncode == 2
-    assert "line 7 is not a visit" in proc.stdout
+    assert "Error: v.jsonl: line 7 is not a visit" in proc.stderr
     proc = huimin("replay", "v.jsonl", cwd=tmp_path)
     assert proc.returncode != 0 and "--rate" in proc.stdout + proc.stderr
