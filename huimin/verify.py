@@ -3,6 +3,7 @@ the invariants, and write a verdict a CI can read (JUnit XML, JSON)."""
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -64,6 +65,11 @@ _SETTLEMENT_KEYS = frozenset({
     "medfee_sumamt", "fund_pay_sumamt", "hifp_pay", "acct_pay", "psn_cash_pay", "psn_part_amt",
     "act_pay_dedc", "balc", "fulamt_ownpay_amt", "overlmt_selfpay", "preselfpay_amt",
     "inscp_scp_amt"})
+#: Of those, the amounts: integers of fen, or the money checks cannot read them.
+_AMOUNTS = frozenset({
+    "medfee_sumamt", "fund_pay_sumamt", "hifp_pay", "acct_pay", "psn_cash_pay", "psn_part_amt",
+    "act_pay_dedc", "balc", "fulamt_ownpay_amt", "overlmt_selfpay", "preselfpay_amt",
+    "inscp_scp_amt"})
 _NEEDS: dict[str, tuple[str | None, frozenset[str]]] = {
     **{i: ("setlinfo", _SETTLEMENT_KEYS) for i in SETTLEMENTS},
     **{i: ("setlinfo", frozenset({"init_setl_id", "setl_time"})) for i in CANCELLATIONS},
@@ -104,6 +110,9 @@ def malformed(visit: Visit, answers: dict[str, Any]) -> str | None:
         if not keys <= part.keys():
             return (f"the accepted answer to its {infnos[msgid]} {msgid} lacks "
                     + ", ".join(sorted(keys - part.keys())))
+        if not_fen := sorted(k for k in keys & _AMOUNTS if type(part[k]) is not int):
+            return (f"the accepted answer to its {infnos[msgid]} {msgid} has amounts that are "
+                    f"not whole fen: {', '.join(not_fen)}")
     return None
 
 
@@ -157,8 +166,8 @@ def _differences(path: str, got: Any, want: Any) -> list[str]:
             return [f"{path}: {len(got)} items != expected {len(want)}"]
         return [d for i, (g, w) in enumerate(zip(got, want, strict=True))
                 for d in _differences(f"{path}[{i}]", g, w)]
-    if path.rpartition(".")[2] in PERSONAL_FIELDS:  # reports go to CI logs: no one's data
-        return [f"{path}: differs (personal data, not shown)"]
+    if PERSONAL_FIELDS.intersection(re.sub(r"\[\d+\]", "", path).split(".")):
+        return [f"{path}: differs (personal data, not shown)"]  # reports go to CI logs
     return [f"{path}: {_short(got)} != expected {_short(want)}"]
 
 

@@ -32,9 +32,11 @@ def mask_certno(certno: str) -> str:
     return certno[:6] + "*" * (len(certno) - 10) + certno[-4:]
 
 
-#: Answer fields that hold a person's data: reports name where they differ, never their values.
+#: Fields that hold a person's data, in answers and in the FHIR they carry: a report names
+#: where they (or anything inside them) differ, never their values.
 PERSONAL_FIELDS = frozenset({"certno", "mdtrt_cert_no", "psn_no", "psn_name", "name", "brdy",
-                             "gend"})
+                             "gend", "birthDate", "gender", "identifier", "telecom",
+                             "address", "subject", "patient", "contact"})
 
 
 def mask_name(name: str) -> str:

@@ -1,5 +1,6 @@
 """AuditEvents (IHE BALP style) for every query, retrieval and refusal of a person's records.
-The person's record keeps them; `GET /fhir/AuditEvent?entity.identifier=…` lists them."""
+Each goes to the `ehr.audit` topic, the trail of record; the person's record keeps the latest
+(`AUDIT_KEPT`), which `GET /fhir/AuditEvent?entity.identifier=…` lists."""
 
 from __future__ import annotations
 

@@ -69,7 +69,13 @@ class RecordsRow:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> RecordsRow:
-        return cls(**d) if d else cls()
+        if not d:
+            return cls()
+        row = cls(**d)
+        if "audited" not in d:  # a row written before the counts were kept: it held them all
+            row.audited = len(row.audit)
+            row.refusals_audited = sum(a["outcome"] != SUCCESS for a in row.audit)
+        return row
 
     def record_access(self, event: dict[str, Any]) -> None:
         """Once per access: a duplicated query is the same access (its id is its msgid's)."""
@@ -298,6 +304,12 @@ class SourceRepositories:
 
     def __init__(self, ref: ReferenceData) -> None:
         self.ref = ref
+
+    def audit_of(self, row: RecordsRow, msgid: str) -> list[dict[str, Any]]:
+        """The AuditEvents the row keeps of one query (one a source province asked): what a
+        redelivered query writes to the trail again, in case the first writes were lost."""
+        ids = {uid(msgid, "audit", province) for province in self.ref.provinces}
+        return [a for a in row.audit if a["id"] in ids]
 
     def handle(self, certno: str, msg: dict[str, Any], row: RecordsRow
                ) -> tuple[dict[str, Any], RecordsRow]:

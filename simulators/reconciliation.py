@@ -86,7 +86,11 @@ class HospitalBooks:
         undo a settlement whose answer it had lost (posted with it, should it learn of it)."""
         code = session.visit.fixmedins_code
         self.admdvs[code] = session.visit.mdtrtarea_admvs
-        for e in events_from_answers(code, session.exchanges(seen_only=True)):
+        try:
+            events = events_from_answers(code, session.exchanges(seen_only=True))
+        except ValueError:  # a platform under test answered amounts that are not whole fen:
+            events = []  # its books cannot hold them (`huimin verify` names the answer)
+        for e in events:
             self._add(code, e)
         for msgid, infno, answers in session.exchanges(seen_only=True):
             ok = next((a for a in answers if a.get("infcode") == 0), None)

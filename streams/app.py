@@ -380,13 +380,16 @@ def create_app(cfg: WorkerConfig) -> faust.App:
             row.record_access(msg["event"])
             put(ehr_records, key, encode_to_keep(row.to_dict()))
             later(partial(metrics.observe_audit, row.audit_since(audited)))
-            return audit_trail(key, row.audit_since(audited))
+            # a redelivery finds it recorded: written again, as its first write may be lost
+            return audit_trail(key, row.audit_since(audited) or [msg["event"]])
         trace = stamp(msg["trace"], INS_IN)
         row = records_row(key)
         audited, repeated = row.audited, msg["req"]["msgid"] in row.answers
         answer, row = sources.handle(key.decode() if key else "", msg, row)
-        if repeated:  # a duplicate or a redelivery changes nothing and counts once
-            return [to_hospital(answer, msg["ctx"], trace)]
+        if repeated:  # a duplicate or a redelivery changes nothing and counts once; its
+            # AuditEvents go to the trail again, as the first writes may be lost
+            return [to_hospital(answer, msg["ctx"], trace),
+                    *audit_trail(key, sources.audit_of(row, msg["req"]["msgid"]))]
         put(ehr_records, key, encode_to_keep(row.to_dict()))
         later(partial(metrics.observe_ehr, msg["req"]["infno"], answer,
                       row.audit_since(audited)))
@@ -394,8 +397,8 @@ def create_app(cfg: WorkerConfig) -> faust.App:
                 *audit_trail(key, row.audit_since(audited))]
 
     def audit_trail(key: bytes | None, events: list[dict[str, Any]]) -> list[Send]:
-        """Each AuditEvent recorded, to the trail of record. A redelivered access whose row
-        change was lost writes its events again, with the same ids: readers keep one of each."""
+        """Each AuditEvent recorded, to the trail of record. A redelivered or duplicated
+        access writes its events again, with the same ids: readers keep one of each."""
         return [send(ehr_audit, key, encode(event)) for event in events]
 
     def on_national_request(key: bytes | None, value: bytes | None) -> list[Send]:

@@ -63,6 +63,8 @@ from faust.types import TP
 from faust.types.tuples import Message, ack_lock
 from mode.utils.queues import FlowControlEvent
 
+from streams.lost_writes import stop_for_lost_write
+
 log = logging.getLogger("huimin.streams.offsets")
 
 #: A refetch can fail: a batch of the partition fetched before the seek and delivered after
@@ -169,7 +171,11 @@ def _counted_put(self: ProducerBuffer, fut: object) -> None:
 async def _counted_send_pending(self: ProducerBuffer, fut: object) -> None:
     try:
         await _original_send_pending(self, fut)
-    finally:  # handed over or failed: either way no longer waiting in the buffer
+    except Exception as exc:  # a table write that cannot be handed over is lost: stop before
+        # Faust's crash handling commits past its event (streams/lost_writes.py)
+        channel = getattr(getattr(fut, "message", None), "channel", None)
+        stop_for_lost_write(getattr(channel, "get_topic_name", lambda: "a changelog")(), exc)
+    finally:  # handed over: no longer waiting in the buffer
         self.huimin_handed = getattr(self, "huimin_handed", 0) + 1
 
 

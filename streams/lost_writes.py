@@ -12,10 +12,12 @@ answered nor dead-lettered, with no redelivery to bring it back. Likewise a send
 time-out) crashed the role's agent after it had taken the event.
 
 With `install()`, the first failed batch ends the worker at once, before any later commit,
-with exit status 75 (EX_TEMPFAIL) and one log line naming the topic and the error's type,
-never a record. Its supervisor (Compose's `restart: unless-stopped`, or an operator's) starts
-it again; the events since the last commit are redelivered, and the per-person rows absorb
-what they repeat (docs/streams.md), so nothing is lost and nothing is charged twice.
+as does a send that raises in a role's agent (streams/app.py) or while Faust's buffer hands
+a table write to the producer (streams/faust_offsets.py): exit status 75 (EX_TEMPFAIL), and
+one log line naming the topic and the error's type, never a record. Its supervisor
+(Compose's `restart: unless-stopped`, or an operator's) starts it again; the events since
+the last commit are redelivered, and the per-person rows absorb what they repeat
+(docs/streams.md), so nothing is lost and nothing is charged twice.
 """
 
 from __future__ import annotations

@@ -65,12 +65,14 @@ ROLE_CPU = Counter("huimin_role_cpu_seconds_total", "CPU time the worker's event
                    "writes handed to Faust. The worker's CPU beyond their sum is Faust, the Kafka "
                    "client and polling", ["role"])
 ROLE_EVENTS = Counter("huimin_role_events_total", "Events each role's handler took", ["role"])
+STARTED = Gauge("huimin_worker_start_time_seconds", "When this worker process started (Unix "
+                "time): its changes count the restarts")
 
 #: What a dashboard or an alert rule may use (checked by the tests).
 DOMAIN_METRICS = (
     REQUESTS, ANSWERS, LATENCY, HOP_LATENCY, IN_FLIGHT, PAID, REFUNDED, DEAD_LETTERS, REFUSED,
     CONSUMER_LAG, FENCED_RECORDS, CLEARING_NET, EHR_PUBLISHED, EHR_QUERIES, EHR_REFUSALS, EHR_AUDIT,
-    LABS_AVOIDED, LAB_SAVING, ROLE_CPU, ROLE_EVENTS)
+    LABS_AVOIDED, LAB_SAVING, ROLE_CPU, ROLE_EVENTS, STARTED)
 
 
 @functools.cache
@@ -179,6 +181,7 @@ def export_faults_at_zero(sources: list[str], tables: tuple[str, ...]) -> None:
             DEAD_LETTERS.labels(fault.value, source)
     for table in tables:
         FENCED_RECORDS.labels(table)
+    STARTED.set_to_current_time()
 
 
 def set_clearing_positions(events: Iterable[Any]) -> None:

@@ -12,7 +12,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from messages.topics import ALL_TOPICS, EHR_AUDIT, HOSP_REQUESTS
+from messages.topics import ALL_TOPICS, DEAD_LETTERS, EHR_AUDIT, HOSP_REQUESTS, HOSP_RESPONSES
 
 
 def changelog_topics(app_id: str, tables: tuple[str, ...]) -> list[str]:
@@ -65,6 +65,11 @@ def _admin(bootstrap: str, deadline: float,
             time.sleep(0.2)
 
 
+#: Topics read whole by whoever reads them (the hospitals, `huimin dead-letters`, an audit
+#: reader): any partition count serves.
+ANY_COUNT = frozenset({HOSP_RESPONSES, DEAD_LETTERS, EHR_AUDIT})
+
+
 def platform_topics(partitions: int) -> dict[str, int]:
     """Every topic the platform uses, changelogs included, with its partition count: one for
     the clearing ones, `partitions` for the rest (a person's messages and rows share their
@@ -96,15 +101,21 @@ def topic_problems(bootstrap: str, partitions: int,
     `huimin topics` its own default counts; Faust then refuses every event of a table whose
     changelog's count differs, and no request is answered."""
     plan = platform_topics(partitions)
-    admin = _admin(bootstrap, time.monotonic() + 30, client_config)
+    deadline = time.monotonic() + 5  # a broker other than the one that created them may
+    admin = _admin(bootstrap, time.monotonic() + 30, client_config)  # learn of them late
     try:
-        held = {t["name"]: len(t["partitions"]) for t in admin.describe_topics()}
+        while True:
+            held = {t["name"]: len(t["partitions"]) for t in admin.describe_topics()}
+            missing = [n for n in plan if n not in held]
+            if not missing or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
     finally:
         admin.close()
-    missing = [n for n in plan if n not in held]
     problems = [f"missing: {', '.join(missing)}"] if missing else []
     return problems + [f"{name} has {held[name]} partitions, not {want}"
-                       for name, want in plan.items() if name in held and held[name] != want]
+                       for name, want in plan.items() if name in held and held[name] != want
+                       and name not in ANY_COUNT]
 
 
 def records_in(bootstrap: str, topic: str, client_config: dict[str, Any] | None = None) -> int:

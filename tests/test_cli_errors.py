@@ -256,3 +256,25 @@ def test_an_empty_visit_log_is_said_to_be_empty(tmp_path: Path):
     empty.write_bytes(b"")
     for command in (["verify", str(empty), str(empty)], ["replay", str(empty), "--rate", "1"]):
         refused(huimin(*command), "is empty: not a visit log")
+
+
+def test_an_amount_that_is_not_whole_fen_fails_verify_and_stops_clearing(logs: Path,
+                                                                      tmp_path: Path):
+    """A platform under test that answers 100.5 for a fund payment: a named FAIL and a clear
+    refusal, not a traceback from the money checks."""
+    records = [orjson.loads(line) for line in (logs / "a.expected.jsonl").read_bytes().split(b"\n")
+               if line.strip()]
+    changed = False
+    for record in records:
+        for answers in record.get("answers", {}).values():
+            setl = (answers[0].get("output") or {}).get("setlinfo") if answers else None
+            if not changed and answers[0].get("infcode") == 0 and setl and setl.get("setl_id"):
+                setl["hifp_pay"] += 0.5
+                changed = True
+    assert changed
+    broken = tmp_path / "float.jsonl"
+    broken.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+    failed = huimin("verify", str(logs / "a.jsonl"), str(broken))
+    assert failed.exit_code == 1 and "Traceback" not in failed.output, failed.output
+    assert "not whole fen: hifp_pay" in failed.output
+    refused(huimin("clearing", str(logs / "a.jsonl"), str(broken)), "not whole fen")

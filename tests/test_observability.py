@@ -413,6 +413,8 @@ HEALTHY = [
     # one long ago too, on a worker that then missed scrapes for 7 minutes: not a new error
     {"series": f'huimin_dead_letters_total{{{WORKER},reason="E9002",source_topic="nat.requests"}}',
      "values": "1x10 _x6 1x23"},
+    # started once, and once again long ago
+    {"series": f"huimin_worker_start_time_seconds{{{WORKER}}}", "values": "100x3 160x37"},
 ]
 
 TROUBLE = [
@@ -439,6 +441,9 @@ TROUBLE = [
      "values": "0x21 2x18"},
     # a third worker, gone from Docker's DNS at 16 m: its target vanishes, it is not down
     {"series": 'up{job="huimin-workers",instance="10.0.0.4:6066"}', "values": "1x15"},
+    # a worker its supervisor restarts every few minutes (exit 75 on a refused write)
+    {"series": 'huimin_worker_start_time_seconds{job="huimin-workers",instance="10.0.0.3:6066"}',
+     "values": "100x12 900x4 1200x4 1500x4 1800x16"},
 ]
 
 FIRING_IN_TROUBLE = {
@@ -453,6 +458,8 @@ FIRING_IN_TROUBLE = {
                                {"table": "trt_persons", "severity": "warning"}],
     "HuiminInternalErrors": [{"reason": "E9001", "severity": "critical"}],
     "HuiminWorkerLost": [{"severity": "warning"}],
+    "HuiminWorkerRestarting": [{"job": "huimin-workers", "instance": "10.0.0.3:6066",
+                                "severity": "warning"}],
     "HuiminHospitalTimeouts": [{**dict(re.findall(r'(\w+)="([^"]*)"', HOSPITALS)),
                                 "severity": "warning"}],
 }

@@ -15,6 +15,7 @@ from fhir.resources.R4B import get_fhir_model_class
 
 from messages.identity import CERTNO_SYSTEM
 from messages.visitlog import make_msgid
+from records.audit import audit_event
 from records.codes import LAB_TESTS
 from records.consent import consent_resource
 from records.documents import Clinical, provide_bundle, visit_document
@@ -464,3 +465,17 @@ def test_a_rows_audit_keeps_the_latest_events_and_counts_every_access():
     assert row.audit_since(before) == [{"id": "b", "outcome": "0"}]
     assert row.audit_since(row.audited) == []
     assert RecordsRow.from_dict(row.to_dict()) == row
+
+
+def test_a_querys_audit_events_are_found_again_by_its_msgid():
+    """What a redelivered query writes to `ehr.audit` again: its own events, no other's."""
+    sources, row = SourceRepositories(WORLD.ref), RecordsRow()
+    provinces = sorted(WORLD.ref.provinces)[:3]
+    for msgid, asked in (("M1", provinces), ("M2", provinces[:1])):
+        for p in asked:
+            row.record_access(audit_event(
+                msgid=msgid, operation="find", certno="11010519491231002X", requester="H1",
+                requester_province=p, source_province=p, purpose="TREAT", outcome="0",
+                description="", recorded="2026-12-10 10:00:00"))
+    assert len(sources.audit_of(row, "M1")) == 3 and len(sources.audit_of(row, "M2")) == 1
+    assert sources.audit_of(row, "M3") == []

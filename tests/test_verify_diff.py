@@ -54,3 +54,20 @@ def test_a_persons_data_is_named_where_it_differs_but_never_shown():
     diff = answer_diff([shape], [want])
     assert diff == "baseinfo: None != expected an object of 3 fields"
     assert certno not in diff and "1949" not in diff
+
+
+def test_a_persons_data_inside_fhir_is_not_shown_either():
+    certno = "11010519491231002X"
+    patient = {"resourceType": "Patient", "birthDate": "1949-12-31",
+               "identifier": [{"system": "urn:oid:2.16.156.10011.1.3", "value": certno}]}
+    want = {"infcode": 0, "output": {"entry": [{"resource": patient}], "total": 1}}
+    got = copy.deepcopy(want)
+    got["output"]["entry"][0]["resource"].update(
+        birthDate="1950-01-01", identifier=[{"system": "urn:oid:2.16.156.10011.1.3",
+                                             "value": "110105194912310038"}])
+    got["output"]["total"] = 2
+    diff = answer_diff([got], [want])
+    assert "entry[0].resource.birthDate: differs (personal data, not shown)" in diff
+    assert "entry[0].resource.identifier[0].value: differs (personal data" in diff
+    assert "total: 2 != expected 1" in diff
+    assert certno not in diff and "1949" not in diff and "0038" not in diff
