@@ -6,6 +6,7 @@ No broker is started: the cluster's answers are replaced where one would be reac
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -154,23 +155,26 @@ def test_results_of_another_visit_log_are_refused(logs: Path):
             "the expected answers do not belong to this visit log")
 
 
+def with_first_settlement(logs: Path, tmp_path: Path, change: Callable[[dict], None]) -> Path:
+    """The oracle's results with `change` made to the first accepted settlement's setlinfo,
+    as a platform under test might answer it."""
+    records = [orjson.loads(line) for line in (logs / "a.expected.jsonl").read_bytes().split(b"\n")
+               if line.strip()]
+    setlinfos = [setl for record in records for answers in record.get("answers", {}).values()
+                 if answers and answers[0].get("infcode") == 0
+                 and (setl := (answers[0].get("output") or {}).get("setlinfo"))
+                 and setl.get("setl_id") and "clr_type" in setl]
+    change(setlinfos[0])
+    broken = tmp_path / "broken.jsonl"
+    broken.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+    return broken
+
+
 def test_a_malformed_accepted_answer_fails_verify_and_stops_clearing(logs: Path,
                                                                     tmp_path: Path):
     """A platform under test whose settlement answer lacks a field: verify names it in a FAIL
     (its other checks still run), clearing, which cannot compute without it, exits 2."""
-    records = [orjson.loads(line) for line in (logs / "a.expected.jsonl").read_bytes().split(b"\n")
-               if line.strip()]
-    dropped = False
-    for record in records:
-        for answers in record.get("answers", {}).values():
-            setl = (answers[0].get("output") or {}).get("setlinfo") if answers else None
-            if not dropped and answers[0].get("infcode") == 0 and setl and "clr_type" in setl \
-                    and setl.get("setl_id"):
-                del setl["clr_type"]
-                dropped = True
-    assert dropped
-    broken = tmp_path / "broken.jsonl"
-    broken.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+    broken = with_first_settlement(logs, tmp_path, lambda setl: setl.pop("clr_type"))
     failed = huimin("verify", str(logs / "a.jsonl"), str(broken))
     assert failed.exit_code == 1 and "Traceback" not in failed.output, failed.output
     assert "lacks clr_type" in failed.output and "FAIL" in failed.output
@@ -262,18 +266,8 @@ def test_an_amount_that_is_not_whole_fen_fails_verify_and_stops_clearing(logs: P
                                                                       tmp_path: Path):
     """A platform under test that answers 100.5 for a fund payment: a named FAIL and a clear
     refusal, not a traceback from the money checks."""
-    records = [orjson.loads(line) for line in (logs / "a.expected.jsonl").read_bytes().split(b"\n")
-               if line.strip()]
-    changed = False
-    for record in records:
-        for answers in record.get("answers", {}).values():
-            setl = (answers[0].get("output") or {}).get("setlinfo") if answers else None
-            if not changed and answers[0].get("infcode") == 0 and setl and setl.get("setl_id"):
-                setl["hifp_pay"] += 0.5
-                changed = True
-    assert changed
-    broken = tmp_path / "float.jsonl"
-    broken.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+    broken = with_first_settlement(logs, tmp_path,
+                                   lambda setl: setl.update(hifp_pay=setl["hifp_pay"] + 0.5))
     failed = huimin("verify", str(logs / "a.jsonl"), str(broken))
     assert failed.exit_code == 1 and "Traceback" not in failed.output, failed.output
     assert "not whole fen: hifp_pay" in failed.output
