@@ -364,6 +364,8 @@ MAX_VISITS_IN_FLIGHT = 5_000
 CEILING_SWEEP_MAX = 12_800.0
 #: The highest rate `find_capacity` offers huimin (visits/s): issue #8's highest.
 FIND_CAPACITY_MAX = 2_000.0
+#: Where `--find-capacity` stops halving when no rate offered was sustained (visits/s).
+FIND_CAPACITY_LEAST = 5.0
 
 
 def sustained(offered: float, achieved: float, latency: dict[str, Any], p99_limit: float) -> bool:
@@ -390,15 +392,23 @@ BISECTIONS = 2
 
 
 def sweep_rates(measure: Callable[[float], T], measured: list[T], rate_of: Callable[[T], float],
-                ok: Callable[[T], bool], most: float) -> list[T]:
+                ok: Callable[[T], bool], most: float, least: float | None = None) -> list[T]:
     """Push past the rates already `measured`: double the rate until one is not `ok` (or
     `most` is passed), then bisect between the last rate that was and the first one not, so
-    the capacity is known to within 25 %. Nothing if no rate measured was `ok`."""
+    the capacity is known to within 25 %. If no rate measured was `ok`: nothing, or with
+    `least`, halve the lowest until one is (not below `least`), then bisect the same way."""
+    sweep: list[T] = []
     good = max((rate_of(m) for m in measured if ok(m)), default=None)
     if good is None:
-        return []
-    bad = min((rate_of(m) for m in measured if not ok(m) and rate_of(m) > good), default=None)
-    sweep: list[T] = []
+        bad = min((rate_of(m) for m in measured), default=None)
+        while least is not None and bad is not None and good is None and bad / 2 >= least:
+            m = measure(round(bad / 2, 1))
+            sweep.append(m)
+            good, bad = (rate_of(m), bad) if ok(m) else (None, rate_of(m))
+        if good is None:
+            return sweep
+    bad = min((rate_of(m) for m in [*measured, *sweep] if not ok(m) and rate_of(m) > good),
+              default=None)
     while bad is None and 2 * good <= most:
         m = measure(2 * good)
         sweep.append(m)
@@ -446,18 +456,21 @@ def why_unsustained(point: RatePoint, p99_limit: float) -> str | None:
         return None
     offered, achieved = point.offered_settlements_per_s, point.achieved_settlements_per_s
     p99 = point.settlement_latency_ms.get("all", {}).get("p99")
-    reasons = []
+    reasons: list[str] = []
     if point.dropped_visits:
         reasons.append(f"{point.dropped_visits:,} visits dropped, the platform past "
                        f"{MAX_VISITS_IN_FLIGHT:,} under way")
-    if achieved < SUSTAINED * offered:
+    short = achieved < SUSTAINED * offered
+    if short:
         reasons.append(f"{achieved:g} of the {offered:g} settlements/s offered came through, "
-                       f"under {SUSTAINED:.0%} (in a short run the last settlements' round "
-                       "trips fall past its end: --duration longer)")
+                       f"under {SUSTAINED * 100:.0f} %")
     if p99 is None:
         reasons.append("no settlement was measured")
     elif p99 > p99_limit:
         reasons.append(f"p99 {p99:g} ms, over {p99_limit:g}")
+    elif short and not point.dropped_visits:  # the share alone, every settlement in time
+        reasons[-1] += (" (in a short run the last settlements' round trips fall past its "
+                        "end: give --duration 20 s or more)")
     return "; ".join(reasons)
 
 
@@ -605,12 +618,14 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
     search: dict[str, Any] | None = None
     if find_capacity:
         added = sweep_rates(measure_huimin, list(points), lambda p: p.offered_visits_per_s,
-                            lambda p: rate_sustained(p, limit), find_capacity_max)
+                            lambda p: rate_sustained(p, limit), find_capacity_max,
+                            least=FIND_CAPACITY_LEAST)
         for point in added:
             point.searched = True
         points.sort(key=lambda p: p.offered_visits_per_s)
         search = {"added_visits_per_s": [p.offered_visits_per_s for p in added],
                   "max_visits_per_s": find_capacity_max,
+                  "least_visits_per_s": FIND_CAPACITY_LEAST,
                   "bracketed": brackets([(p.offered_visits_per_s, rate_sustained(p, limit))
                                          for p in points])}
     sweep: list[dict[str, Any]] = []

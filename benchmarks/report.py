@@ -174,8 +174,8 @@ def capacity_lines(result: dict[str, Any]) -> list[str]:
     if search:
         rates = search["added_visits_per_s"]
         added = (f"{', '.join(f'{r:g}' for r in rates)} visits/s added to the rates offered, "
-                 "doubling from the highest rate sustained, then bisecting" if rates else
-                 "no rate added")
+                 "doubling from the highest rate sustained (halving the lowest if none was), "
+                 "then bisecting" if rates else "no rate added")
         if search["bracketed"]:
             where = ("a higher rate offered was not: huimin's capacity lies between the two, "
                      "within 25 % after the bisections")
@@ -184,7 +184,8 @@ def capacity_lines(result: dict[str, Any]) -> list[str]:
                      f"(the search stops at {search['max_visits_per_s']:g} visits/s, "
                      "--find-capacity-max)")
         else:
-            where = "no rate offered was sustained, so there was nothing to search up from"
+            where = (f"no rate was sustained, down to "
+                     f"{search.get('least_visits_per_s', 0):g} visits/s")
         lines.append(f"- searched for (--find-capacity): {added}; {where}.")
     if raw is not None:
         lines.append(f"- raw ceiling: **{raw:g} messages/s** over the same 6 hops (the sweep "

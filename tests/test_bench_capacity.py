@@ -142,6 +142,23 @@ def test_the_capacity_search_brackets_huimins_capacity_and_a_rate_that_dropped_i
                        lambda p: rate_sustained(p, 300), 150) == []  # 200 is past the maximum
 
 
+def test_the_capacity_search_halves_a_rate_offered_too_high_then_bisects():
+    """`--find-capacity` from a rate the platform cannot carry (70 visits/s within the
+    limit): halved until one is carried, then bisected; nothing below `least`."""
+    def measure(rate: float) -> RatePoint:
+        within = rate <= 70
+        return rate_point(rate, rate if within else 70, 200 if within else 900, 0)
+
+    added = sweep_rates(measure, [measure(400)], lambda p: p.offered_visits_per_s,
+                        lambda p: rate_sustained(p, 300), 2000, least=5)
+    assert [p.offered_visits_per_s for p in added] == [200, 100, 50, 75, 62.5]
+    assert settlement_capacity(added, 300) == 62.5  # within 25 % of 70
+    never = sweep_rates(lambda r: rate_point(r, 0, 900, 0), [rate_point(40, 0, 900, 0)],
+                        lambda p: p.offered_visits_per_s, lambda p: rate_sustained(p, 300),
+                        2000, least=5)
+    assert [p.offered_visits_per_s for p in never] == [20, 10, 5]
+
+
 def test_the_report_says_which_rates_the_capacity_search_added_and_what_they_bracket():
     def lines(search: dict[str, Any] | None, capacity: float = 150.0) -> str:
         return "\n".join(capacity_lines({"capacity": {
@@ -154,8 +171,9 @@ def test_the_report_says_which_rates_the_capacity_search_added_and_what_they_bra
     text = lines({"added_visits_per_s": [], "max_visits_per_s": 100.0, "bracketed": False})
     assert "- searched for (--find-capacity): no rate added; the highest" in text
     assert "the capacity is above it (the search stops at 100 visits/s" in text
-    assert "nothing to search up from" in lines(
-        {"added_visits_per_s": [], "max_visits_per_s": 100.0, "bracketed": False}, 0.0)
+    assert "no rate was sustained, down to 5 visits/s" in lines(
+        {"added_visits_per_s": [], "max_visits_per_s": 100.0, "least_visits_per_s": 5.0,
+         "bracketed": False}, 0.0)
     assert "searched for" not in lines(None)
 
 
