@@ -164,8 +164,8 @@ def capacity_lines(result: dict[str, Any]) -> list[str]:
     above = huimin and cap.get("huimin_bracketed") is False  # every rate offered sustained
     lines = ["", f"## Capacity within p99 ≤ {limit:g} ms", "",
              f"- huimin: **{'at least ' if above else ''}{huimin:g} settlements/s** sustained "
-             "(the highest achieved rate with ≥ 95 % of the offered load through, no visit "
-             f"dropped and p99 ≤ {limit:g} ms; 0 if no rate was)"
+             "(the highest achieved rate with ≥ 95 % of the settlements sent answered, no "
+             f"visit dropped and p99 ≤ {limit:g} ms; 0 if no rate was)"
              + ("; every rate offered was sustained, so the capacity may be higher "
                 "(`--find-capacity` searches for it)." if above else ".")]
     lines += [f"- not sustained at {p['offered_visits_per_s']:g} visits/s: {p['unsustained']}."

@@ -260,6 +260,11 @@ def test_the_tally_leaves_out_the_warmup_and_counts_only_answered_settlements():
     assert point.errors["visits_failed"] == 1
     # two settled after the warm-up, the last answered 1.03 s after it ended
     assert point.achieved_settlements_per_s == round(2 / 1.03, 1)
+    # of the three settlements sent after the warm-up, two were answered OK
+    assert point.answered_share == round(2 / 3, 4)
+    assert not rate_sustained(point, 300)
+    assert point.unsustained is None and "66.7 % of the settlements sent after the warm-up " \
+        "answered, under 95 %" in (why_unsustained(point, 300) or "")
 
 
 def test_memory_growth_per_visit_is_read_over_the_second_half_of_the_arrivals():
@@ -468,3 +473,15 @@ def test_a_small_ratio_keeps_two_significant_figures():
 
     assert [_ratio(5.1, 3198.6), _ratio(49.7, 2506), _ratio(120, 1600), _ratio(1, 0)] == \
         ["0.16 %", "2 %", "7.5 %", "–"]
+
+
+def test_a_rate_whose_settlements_were_all_answered_in_time_is_sustained_in_a_short_run():
+    """12 measured seconds: the achieved rate's span ends a round trip after the last send,
+    so it reads ~5 % under the offered one though every settlement was answered in time."""
+    point = rate_point(50, 47.2, 250, 0)
+    point.offered_settlements_per_s = 49.7
+    assert not rate_sustained(point, 300)  # by the rates alone, as before
+    point.answered_share = 1.0
+    assert rate_sustained(point, 300) and why_unsustained(point, 300) is None
+    point.answered_share = 0.9
+    assert not rate_sustained(point, 300)
