@@ -183,7 +183,8 @@ class RatePoint:
     searched: bool = False  # offered by `--find-capacity`, not by `--rates`
     #: why the rate does not count towards the capacity (`why_unsustained`); None if it does
     unsustained: str | None = None
-    #: of the settlements sent after the warm-up, the share answered OK (None: not counted)
+    #: of the settlements sent after the warm-up, the share answered, OK or with the error
+    #: the visit mix expects (~3 % are refusals by design); None: not counted
     answered_share: float | None = None
 
 
@@ -196,6 +197,7 @@ class RateTally:
         self.visits = 0
         self.offered = 0  # settlement requests sent
         self.settlements_sent = array("q")  # when each was sent (ns)
+        self.settlements_answered = array("q")  # when each answered (OK or not) was sent
         self.failed = 0  # visits ended by a refusal the visit did not expect
         self.first_sent_ns = 0
         self.by_route: dict[str, tuple[array, array]] = {}  # route -> (sent ns, latency ms)
@@ -219,6 +221,8 @@ class RateTally:
             self.offered += 1
             if ex.sent_ns:
                 self.settlements_sent.append(ex.sent_ns)
+                if ex.answers:
+                    self.settlements_answered.append(ex.sent_ns)
             if not ex.answers or ex.latency_ms is None or ex.answers[0].get("infcode") != 0:
                 continue
             self._add(self.by_route, ex.route or "local", ex.sent_ns, ex.latency_ms)
@@ -328,13 +332,14 @@ def summarise_rate(tally: RateTally, result: HospitalRunResult, rate: float, war
     hops = {h: v for h, columns in tally.hops.items() if (v := kept(*columns))}
     span = (max(done) - keep_from) / 1e9 if done else 0.0
     sent = sum(1 for t in tally.settlements_sent if t >= keep_from)
+    answered = sum(1 for t in tally.settlements_answered if t >= keep_from)
     return RatePoint(
         offered_visits_per_s=rate,
         visits=tally.visits,
         offered_settlements_per_s=round(tally.offered / (tally.visits / rate), 1)
         if tally.visits else 0.0,
         achieved_settlements_per_s=round(len(done) / span, 1) if span > 0 else 0.0,
-        answered_share=round(len(done) / sent, 4) if sent else 0.0,
+        answered_share=round(answered / sent, 4) if sent else 0.0,
         settlement_latency_ms={r: percentiles(v) for r, v in sorted(by_route.items())},
         hop_latency_ms={h: percentiles(v) for h, v in sorted(hops.items())},
         errors={"timeouts": len(result.timed_out), "visits_failed": tally.failed,

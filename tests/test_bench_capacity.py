@@ -250,20 +250,23 @@ def test_the_tally_leaves_out_the_warmup_and_counts_only_answered_settlements():
     refused = VisitSession.__new__(VisitSession)
     refused.failed = {"err_code": "E1001"}
     tally(refused, [])
+    unanswered_session, (_, unanswered) = _settled_visit(102.7, 0.0, "local")
+    unanswered.answers, unanswered.latency_ms = [], None
+    tally(unanswered_session, [unanswered])
     point = summarise_rate(tally, HospitalRunResult([], {}, {}, [], [], 0, 3.0), rate=2.0,
                            warmup=1.0, cpu={})
     assert point.settlement_latency_ms["local"]["count"] == 1  # the one at 100 s is warm-up
     assert point.settlement_latency_ms["cross"]["p50"] == 80.0
     assert point.settlement_latency_ms["all"]["count"] == 2  # the refused one is not counted
     assert point.hop_latency_ms["hosp.send->trt.in"]["count"] == 2
-    assert point.offered_settlements_per_s == round(4 / (5 / 2.0), 1)
+    assert point.offered_settlements_per_s == round(5 / (6 / 2.0), 1)
     assert point.errors["visits_failed"] == 1
     # two settled after the warm-up, the last answered 1.03 s after it ended
     assert point.achieved_settlements_per_s == round(2 / 1.03, 1)
-    # of the three settlements sent after the warm-up, two were answered OK
-    assert point.answered_share == round(2 / 3, 4)
+    # of the four settlements sent after the warm-up, three were answered (one refused)
+    assert point.answered_share == 0.75
     assert not rate_sustained(point, 300)
-    assert point.unsustained is None and "66.7 % of the settlements sent after the warm-up " \
+    assert point.unsustained is None and "75.0 % of the settlements sent after the warm-up " \
         "answered, under 95 %" in (why_unsustained(point, 300) or "")
 
 
