@@ -660,8 +660,11 @@ class _LogWhenNotATerminal:
 
 
 def _progress() -> Progress:
+    """The progress bar on a terminal; elsewhere none (not even the blank line rich leaves
+    as it stops): `_LogWhenNotATerminal` writes timestamped lines instead."""
     return Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
-                    MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True)
+                    MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True,
+                    disable=not console.is_terminal)
 
 
 def _reporters(progress: Progress, visits: int) -> tuple[Callable[[str], None],

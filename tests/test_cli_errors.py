@@ -63,6 +63,14 @@ def test_generate_into_a_missing_folder_or_onto_a_folder(tmp_path: Path):
     refused(huimin("generate", *GENERATE, "-o", str(tmp_path)), str(tmp_path), "is a folder")
 
 
+def test_generate_prints_only_its_summary_where_there_is_no_terminal(tmp_path: Path):
+    """No progress bar, and no blank line left behind by one, in a log: the output is what
+    was written."""
+    result = huimin("generate", *GENERATE, "-o", str(tmp_path / "v.jsonl"))
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("Wrote 30 visits"), repr(result.output)
+
+
 def test_verify_reports_into_a_missing_folder(logs: Path, tmp_path: Path):
     for option in ("--junit", "--json"):
         report = tmp_path / "missing" / "report"
