@@ -24,7 +24,7 @@ from settlement.ledger import SettlementEvent, events_from_answers
 from settlement.person import PersonRow, ytd_key
 from settlement.policy import Benefit, BenefitContext, Category, category_of, compute_benefit
 from settlement.reference import SUSPENDED, Enrollment, ReferenceData
-from settlement.retention import WINDOW_DAYS, cutoff, msgid_stamp
+from settlement.retention import WINDOW_DAYS, cutoff, day_cutoff, msgid_stamp
 
 SETTLED, CANCELLED, REVERSED = "settled", "cancelled", "reversed"
 ACCUMULATOR_NAMES = (ytd_key("dedc", Category.OUTPATIENT), ytd_key("fund", Category.OUTPATIENT),
@@ -71,7 +71,7 @@ class InsuredPlatform:
             return error_answer(msgid, ErrorCode.UNKNOWN_PERSON,
                                 f"no insured person {mask_certno(certno)} in this province"), None
         row = row if row is not None else PersonRow(balance=enrollment.balance)
-        row.forget_before(cutoff(req["inf_time"]))  # what is past the window is not seen
+        row.forget_before(day_cutoff(req["inf_time"]))  # what is past the window is not seen
         seen = row.answers.get(msgid)
         if seen is not None:  # a duplicate: the original answer, nothing changes
             return seen, None
@@ -83,7 +83,7 @@ class InsuredPlatform:
         except Refusal as exc:
             answer = error_answer(msgid, exc.code, str(exc))
         row.answers[msgid] = answer
-        row.forget_before(cutoff(req["inf_time"]))
+        row.forget_before(day_cutoff(req["inf_time"]))
         return answer, row
 
     def _apply(self, e: Enrollment, row: PersonRow, req: dict[str, Any],
@@ -213,17 +213,32 @@ class InsuredPlatform:
             row.reversed[omsgid] = req["msgid"]
             out["result"] = "reversed-in-advance"
             return out
-        if original["infcode"] == 0 and oinfno in SETTLEMENTS:
-            setl_id = original["output"].get("setlinfo", {}).get("setl_id", "")
-            setl = row.settlements.get(setl_id)
-            if setl is None or setl["msgid"] != omsgid:
-                raise Refusal(ErrorCode.NOT_REVERSIBLE,
-                              f"msgid {omsgid} was not a settlement ({oinfno})")
+        if original["infcode"] != 0:
+            return out
+        setl = _settlement_of(row, omsgid, original)
+        if setl is None and oinfno in SETTLEMENTS:
+            raise Refusal(ErrorCode.NOT_REVERSIBLE,
+                          f"msgid {omsgid} was not a settlement ({oinfno})")
+        if setl is not None and oinfno not in SETTLEMENTS:  # told it undid nothing, it would
+            raise Refusal(ErrorCode.NOT_REVERSIBLE,         # leave the money where it went
+                          f"msgid {omsgid} was a settlement, not a {oinfno}")
+        if setl is not None:
+            setl_id = setl["setl_id"]
             if setl["status"] == SETTLED:
                 self._undo(row, setl, REVERSED)
                 out["result"] = "undone"
             out["reversed_setl_id"] = setl_id
         return out
+
+
+def _settlement_of(row: PersonRow, msgid: str,
+                   answer: dict[str, Any]) -> dict[str, Any] | None:
+    """The settlement that request `msgid` made (its OK `answer` names it), if it made one:
+    a pre-settlement's answer names a settlement id that was never kept."""
+    setlinfo = answer["output"].get("setlinfo")
+    setl = row.settlements.get(setlinfo.get("setl_id", "")) if isinstance(setlinfo, dict) \
+        else None
+    return setl if setl is not None and setl["msgid"] == msgid else None
 
 
 def _accumulate(row: PersonRow, year: str, category: Category, hifp: int, dedc: int) -> None:

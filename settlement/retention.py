@@ -28,6 +28,14 @@ def cutoff(inf_time: str, days: int = WINDOW_DAYS) -> str:
     return t.strftime("%Y%m%d%H%M%S")
 
 
+def day_cutoff(inf_time: str) -> str:
+    """`cutoff` of the start of the request's day. The treatment side keeps a person's clock
+    by the day and refuses only what is older than this (E6003); the insured side forgets by
+    it too, so that nothing the treatment side still lets through (a late original a 2601
+    reversed in advance) finds the insured side has forgotten it."""
+    return cutoff(inf_time[:10] + " 00:00:00")
+
+
 def msgid_stamp(msgid: str) -> str:
     """The `yyyyMMddHHmmss` inside a msgid (fixmedins_code 12 + stamp 14 + sequence 4)."""
     return msgid[12:26]

@@ -50,6 +50,10 @@ OPEN, DISCHARGED, CANCELLED, REVERSED = "open", "discharged", "cancelled", "reve
 #: The transactions that close a visit without money, reversible by 2601: what each leaves.
 CLOSINGS = {Infno.OUTPATIENT_REGISTER_CANCEL: CANCELLED, Infno.INPATIENT_DISCHARGE: DISCHARGED}
 ALL_BATCHES = "0000"
+#: What an insured-place answer's output holds (settlement/insured.py): a settlement, a
+#: pre-settlement or a cancellation, a person's information, the accumulators. An answer
+#: this row keeps with none of them was made by the treatment side itself.
+INSURED_ANSWERS = frozenset({"setlinfo", "baseinfo", "cuminfo"})
 
 
 @dataclass(slots=True)
@@ -394,6 +398,11 @@ class TreatmentPlatform:
                 raise Rejected(ErrorCode.NOT_REVERSIBLE, "omsgid is another hospital's: a "
                                "hospital reverses only its own transactions")
             if inp.oinfno in INSURED_SIDE:
+                original = row.answers.get(inp.omsgid)
+                if original is not None and original["infcode"] == 0 and \
+                        INSURED_ANSWERS.isdisjoint(original["output"]):
+                    raise Rejected(ErrorCode.NOT_REVERSIBLE, f"msgid {inp.omsgid} was answered "
+                                   f"by the treatment side: it was not a {inp.oinfno}")
                 return self._forward(req, inp, ctx)
             return self._reverse(req, inp, ctx, row)
         assert infno == Infno.ACCUMULATORS

@@ -360,6 +360,21 @@ def test_reversal_naming_a_settlement_for_a_msgid_that_was_not_one_is_refused() 
     assert ins.money(EMP_CERTNO) == (EMPLOYEE_BALANCE, {})
 
 
+@pytest.mark.parametrize("oinfno", ["2206", "1101", "5206", "2303"])
+def test_a_reversal_naming_a_settlement_as_another_transaction_is_refused_and_undoes_nothing(
+        oinfno: str) -> None:
+    # Answered "nothing to undo", the hospital would take the money as never moved.
+    ins = Insured()
+    req, ans = ins.settle(EMP_CERTNO, "V1", in_scope(300_000))
+    setl_id = ok(ans)["setlinfo"]["setl_id"]
+    before = ins.money(EMP_CERTNO)
+    msg = refused(ins.reverse(EMP_CERTNO, req["msgid"], oinfno), ErrorCode.NOT_REVERSIBLE)
+    assert f"was a settlement, not a {oinfno}" in msg
+    assert ins.money(EMP_CERTNO) == before != (EMPLOYEE_BALANCE, {})
+    assert ins.rows[EMP_CERTNO].settlements[setl_id]["status"] == "settled"
+    assert ok(ins.reverse(EMP_CERTNO, req["msgid"], "2207"))["result"] == "undone"
+
+
 @pytest.mark.parametrize("reversal_first", [False, True])
 def test_a_cancellation_cannot_be_reversed_in_either_order(reversal_first: bool) -> None:
     ins = Insured()

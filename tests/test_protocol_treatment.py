@@ -262,6 +262,20 @@ def test_reversal_of_a_registration_makes_the_visit_unknown() -> None:
     refused(c.do(EMP_CERTNO, "2202", register_cancel_input(EMP, m)), ErrorCode.UNKNOWN_VISIT)
 
 
+def test_a_reversal_naming_a_settlement_for_a_registration_is_refused_not_taken_ahead() -> None:
+    # The registration was answered here: forwarded as a 2207's reversal, the insured place
+    # would have held it "reversed in advance" and told the hospital so, undoing nothing.
+    c = Clinic()
+    reg = c.request(EMP_CERTNO, "2201", register_input(EMP, T))
+    m = ok(c.send(EMP_CERTNO, reg))["data"]["mdtrt_id"]
+    for oinfno in ("2207", "2206", "1101", "5206"):
+        assert "not a " + oinfno in refused(
+            c.do(EMP_CERTNO, "2601", reversal_input(EMP, reg["msgid"], oinfno)),
+            ErrorCode.NOT_REVERSIBLE)
+    ok(c.upload(m, [("0001", "DA", 1, 1_000)]))  # the visit is still open
+    assert ok(c.settle(m, 1_000))["setlinfo"]["medfee_sumamt"] == 1_000
+
+
 def test_reversal_of_an_admission_makes_the_stay_unknown() -> None:
     c = Clinic()
     adm = c.request(EMP_CERTNO, "2401", admit_input(EMP, T))
@@ -666,6 +680,24 @@ def test_a_settled_visit_past_the_window_is_forgotten_so_its_cancellation_is_ref
     # … and nothing is undone: the insured side still holds it in force
     settlements = c.oracle.person_rows[EMP_CERTNO].settlements
     assert (settlements[setl1]["status"], settlements[setl2]["status"]) == ("cancelled", "settled")
+
+
+def test_a_late_original_reversed_in_advance_is_refused_at_the_edge_of_the_window() -> None:
+    """The treatment side keeps a person's clock by the day, so it lets through requests up to
+    a day more than a week old; the insured side must still hold their reversals then, or a
+    late original would settle after its 2601 had said it never would."""
+    c = Clinic()
+    m = ok(sent_at(c, DAY0, "2201", register_input(EMP, DAY0)))["data"]["mdtrt_id"]
+    ok(sent_at(c, DAY0, "2204", fee_input(EMP, m, DAY0, [("0001", "DA", 1, 300_000)])))
+    c.seq += 1
+    late = request("2207", HOSP_BJ, "2026-03-01 09:05:00", c.seq, settle_input(EMP, m, 300_000),
+                   EMP.insuplc_admdvs)
+    assert ok(sent_at(c, "2026-03-01 09:06:00", "2601", reversal_input(
+        EMP, late["msgid"], "2207")))["result"] == "reversed-in-advance"
+    # a week and a second after the original, the person's next request
+    ok(sent_at(c, "2026-03-08 09:05:01", "5206", accumulators_input(EMP, "202603")))
+    refused(c.send(EMP_CERTNO, late), ErrorCode.REVERSED)
+    assert c.oracle.person_rows[EMP_CERTNO].settlements == {}
 
 
 def test_a_long_stay_settled_yesterday_can_be_cancelled_whenever_it_began() -> None:
