@@ -32,11 +32,13 @@ from huimin.logfiles import (
     outcome_record,
     read_records,
     read_visit_log,
+    reserve_header,
     write_header_in_place,
     write_records,
     write_visit,
 )
 from huimin.moneyflow import events_from_results
+from huimin.policy_file import read_policy_file
 from huimin.report import (
     print_statement,
     print_summary,
@@ -63,6 +65,7 @@ from huimin.verify import verify as verify_answers
 from messages.dead_letters import DeadLetterEntry, summarise_dead_letters
 from settlement.clearing import ClearingPolicy, clear
 from settlement.oracle import Oracle
+from settlement.parameters import ParameterError
 from settlement.retention import WINDOW_DAYS
 from simulators.bad_messages import generate_bad_messages
 from simulators.faults import FaultPlan, FaultPlanError
@@ -170,6 +173,22 @@ def _stop_cleanly_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
 
 
+PolicyFile = Annotated[Path | None, typer.Option(
+    "--policy", help="A YAML file of the provinces' policy parameters: deductibles, ratios, "
+                     "caps, the retiree bonus, the unfiled cut, the class-B self-pay share "
+                     "(docs/parameters.yaml). Every worker of the platform needs the same.")]
+
+
+def _world(seed: int, persons: int, policy: Path | None) -> WorldSpec:
+    """The world of the options; a policy file that cannot be used is refused (exit 2)."""
+    if policy is None:
+        return WorldSpec(seed=seed, persons=persons)
+    try:
+        return WorldSpec(seed=seed, persons=persons, parameters=read_policy_file(policy))
+    except ParameterError as exc:
+        raise _refused(exc) from None
+
+
 Store = Annotated[str, typer.Option(
     "--store", help="Where the workers keep their tables: memory (default; rebuilt from the "
                     "changelogs at start) or rocksdb (on disk in each worker's data folder: "
@@ -250,6 +269,7 @@ def run(
         min=0.1, help="Seconds a hospital waits for an answer before giving the visit up. "
                       "A killed worker's partitions wait for its restart (8–23 s).")
                           ] = 30.0,
+    policy: PolicyFile = None,
 ) -> None:
     """Simulate, settle every visit through the platform, verify against the oracle, report.
 
@@ -268,8 +288,9 @@ def run(
                       "or a lower --rate.[/]")
     if broker not in BROKER_KINDS:
         raise typer.BadParameter(f"one of {', '.join(BROKER_KINDS)}", param_hint="--broker")
+    world = _world(seed, persons, policy)
     _serve_metrics(metrics_port)
-    opts = RunOptions(world=WorldSpec(seed=seed, persons=persons), faults=plan,
+    opts = RunOptions(world=world, faults=plan,
                       visits=VisitSpec(visits=visits, cross_share=cross_share, days=days,
                                        ehr=ehr),
                       rate=rate, partitions=partitions, bad_per_kind=bad_per_kind, out_dir=out,
@@ -451,11 +472,13 @@ def worker(
                     f"fetch only when the wait is up), {KAFKA_FETCH_WAIT_MS} for Apache Kafka "
                     "(it answers as soon as data arrives; less polling).")] = FETCH_WAIT_MS,
     store: Store = "memory",
+    policy: PolicyFile = None,
 ) -> None:
     """Run one platform worker (all roles) in the consumer group `huimin`.
 
     Start more to scale out. The topics must exist (`huimin topics`)."""
     store_url = STORES[_store(store)]
+    world = _world(seed, persons, policy)
     _check_web_address(web_host, web_port)
     security = _security(security_protocol, sasl_mechanism, sasl_username, ssl_cafile)
     where = _bootstrap(bootstrap)
@@ -467,7 +490,7 @@ def worker(
                        "`huimin`, then create it again")
     run_worker(WorkerConfig(bootstrap=where, partitions=partitions,
                             web_port=web_port, web_host=web_host, data_dir=str(data_dir),
-                            world=WorldSpec(seed=seed, persons=persons), idempotent=idempotent,
+                            world=world, idempotent=idempotent,
                             fetch_max_wait_ms=fetch_wait_ms, store=store_url,
                             security=security))
 
@@ -707,6 +730,7 @@ def generate(
              "(platform faults are for run and replay).")] = None,
     expected: Annotated[Path | None, typer.Option(
         help="Where the oracle's answers go (default <log>.expected.jsonl).")] = None,
+    policy: PolicyFile = None,
 ) -> None:
     """Write a visit log (JSON Lines) and the oracle's expected answers to it, streaming.
 
@@ -716,7 +740,7 @@ def generate(
     if plan.on_platform().any:
         raise typer.BadParameter("kill-worker and join-worker happen to a platform: give them "
                                  "to huimin replay or huimin run", param_hint="--faults")
-    world_spec = WorldSpec(seed=seed, persons=persons)
+    world_spec = _world(seed, persons, policy)
     visit_spec = VisitSpec(visits=visits, cross_share=cross_share, days=days)
     expected = expected or expected_path_for(output)
     requests = 0
@@ -727,7 +751,7 @@ def generate(
         progress.update(task, description="generating and settling")
         with open(output, "wb") as log, open(expected, "wb") as exp:
             # the header's bad_per_kind needs the number of requests: write it last
-            log.write(b" " * 1024 + b"\n")
+            width = reserve_header(log, LogHeader(world_spec, visit_spec, str(plan)))
             for visit in plan.apply(generate_visits(world, visit_spec), seed):
                 write_visit(log, visit)
                 requests += len(visit.steps)
@@ -737,7 +761,7 @@ def generate(
             log.seek(0)
             header = LogHeader(world_spec, visit_spec, str(plan),
                                plan.bad_per_kind(requests, bad_per_kind))
-            write_header_in_place(log, header, 1024)
+            write_header_in_place(log, header, width)
     console.print(f"Wrote {visits:,} visits ({requests:,} requests) to {output} and the "
                   f"oracle's answers to {expected}")
 

@@ -13,13 +13,15 @@ latency (`latency.jsonl`): `{"msgid", "infno", "route", "latency_ms", "trace"}` 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
 
 from messages.visitlog import READABLE_VERSIONS, VISITLOG_VERSION, Visit, VisitSession
+from settlement.parameters import ParameterError, parse_parameters
+from simulators.regions import PROVINCES
 from simulators.visits import VisitSpec
 from simulators.world import WorldSpec
 
@@ -52,6 +54,14 @@ def write_header(f: IO[bytes], header: LogHeader) -> None:
     f.write(_header_bytes(header) + b"\n")
 
 
+def reserve_header(f: IO[bytes], draft: LogHeader) -> int:
+    """Write a first line of spaces wide enough for `draft`'s header with any count of bad
+    requests (known only at the end); return its width for `write_header_in_place`."""
+    width = max(1024, len(_header_bytes(replace(draft, bad_per_kind=10**12))))
+    f.write(b" " * width + b"\n")
+    return width
+
+
 def write_header_in_place(f: IO[bytes], header: LogHeader, width: int) -> None:
     """Overwrite a first line of `width` spaces reserved earlier (JSON allows the padding)."""
     data = _header_bytes(header)
@@ -78,7 +88,9 @@ def read_visit_log(path: Path) -> tuple[LogHeader, Iterator[Visit]]:
                                  f"{' or '.join(map(str, sorted(READABLE_VERSIONS)))}")
         head = LogHeader(WorldSpec.from_dict(header["world"]), VisitSpec(**header["visits"]),
                          header.get("faults", ""), header.get("bad_per_kind", 0))
-    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+        parse_parameters(head.world.parameters, PROVINCES)
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError,
+            ParameterError) as exc:
         f.close()
         raise LogFormatError(f"{path}: line 1 is not a visit-log header ({exc})") from None
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
 from messages.identity import certno_check_char
 from settlement.catalogue import Catalogue, CatalogueEntry, ItemClass
-from settlement.policy import EMPLOYEE, RESIDENT, InsurancePolicy
+from settlement.parameters import parse_parameters, policy_for, selfpay_bp_for
+from settlement.policy import EMPLOYEE, RESIDENT
 from settlement.reference import (
     ACTIVE,
     DENY_CROSS_REGION,
@@ -43,6 +44,9 @@ class WorldSpec:
     referral_share: float = 0.05  # persons with a temporary referral filing (转诊备案)
     suspended_share: float = 0.01  # persons whose insurance is suspended (暂停参保)
     deny_sharing_share: float = 0.05  # persons whose Consent denies cross-region sharing
+    #: the provinces' policy parameters, as settlement/parameters.py checked them (None:
+    #: DOMAIN.md's defaults everywhere); the same in the oracle and in every worker
+    parameters: dict[str, Any] | None = field(default=None, hash=False)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,8 +94,10 @@ def build_items(spec: WorldSpec) -> tuple[CatalogueItem, ...]:
     return tuple(items)
 
 
-def build_catalogue(spec: WorldSpec, province: str, items: tuple[CatalogueItem, ...]) -> Catalogue:
-    """Each province classifies the national items its own way (就医地目录)."""
+def build_catalogue(spec: WorldSpec, province: str, items: tuple[CatalogueItem, ...],
+                    selfpay_bp: int = 1000) -> Catalogue:
+    """Each province classifies the national items its own way (就医地目录); `selfpay_bp` is
+    the class-B self-pay share of its entries that have none of their own."""
     r = rng(spec.seed, f"catalogue:{province}")
     entries = {}
     for it in items:
@@ -104,7 +110,7 @@ def build_catalogue(spec: WorldSpec, province: str, items: tuple[CatalogueItem, 
             ceiling = round(it.base_price * r.uniform(0.8, 1.05))
         selfpay = r.choice((None, None, 500, 1500, 2000)) if cls is ItemClass.B else None
         entries[it.code] = CatalogueEntry(it.code, it.name, it.kind, cls, ceiling, selfpay)
-    return Catalogue(province, entries, selfpay_bp=1000)
+    return Catalogue(province, entries, selfpay_bp=selfpay_bp)
 
 
 def build_hospitals(spec: WorldSpec, cities: dict[str, list[str]]) -> dict[str, list[Hospital]]:
@@ -181,10 +187,12 @@ def build_world(spec: WorldSpec) -> World:
     items = build_items(spec)
     hospitals_by_province = build_hospitals(spec, cities)
     enrollments, away = build_persons(spec, cities)
+    parameters = parse_parameters(spec.parameters, PROVINCES)
     ref = ReferenceData(
         hospitals={h.fixmedins_code: h for hs in hospitals_by_province.values() for h in hs},
-        catalogues={p: build_catalogue(spec, p, items) for p in PROVINCES},
-        policies={p: InsurancePolicy(p) for p in PROVINCES},
+        catalogues={p: build_catalogue(spec, p, items, selfpay_bp_for(parameters, p))
+                    for p in PROVINCES},
+        policies={p: policy_for(parameters, p) for p in PROVINCES},
         enrollments=enrollments,
         provinces=dict(PROVINCES),
     )

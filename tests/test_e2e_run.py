@@ -15,6 +15,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from huimin.logfiles import read_visit_log
+from huimin.policy_file import read_policy_file
 from messages.transactions import SetlInfo
 from simulators.bad_messages import KINDS
 from simulators.world import WorldSpec, build_world
@@ -23,8 +25,12 @@ from tests.conftest import processes_mentioning, run_huimin
 pytestmark = pytest.mark.e2e
 
 VISITS, BAD_PER_KIND = 400, 1
+#: Policy parameters other than DOMAIN.md's defaults (tests/test_parameters.py shows they
+#: change settlements): every answer equal to the oracle's shows every worker settled by them.
+POLICY = Path(__file__).parent / "data" / "policy.yaml"
 SCENARIO = ["--persons", "1000", "--visits", str(VISITS), "--cross-share", "0.3", "--seed", "11",
-            "--rate", "60", "--bad-per-kind", str(BAD_PER_KIND), "--no-ehr"]
+            "--rate", "60", "--bad-per-kind", str(BAD_PER_KIND), "--no-ehr",
+            "--policy", str(POLICY)]
 DEAD_LETTER_KINDS = ("malformed-json", "not-an-object", "oversize", "no-sender")
 
 Run = tuple[Path, subprocess.CompletedProcess[str]]
@@ -52,6 +58,20 @@ def test_every_answer_equals_the_oracle(two_runs):
     assert oracle["answers_compared"] == oracle["answers_equal"] > 4 * VISITS
     assert oracle["settlements_expected"] == oracle["settlements_equal"] > VISITS * 0.8
     assert f"PASS {oracle['settlements_equal']:,} of" in proc.stdout
+
+
+def test_the_run_settles_by_the_given_policy_and_records_it(two_runs):
+    header, visits = read_visit_log(two_runs[0][0] / "visits.jsonl")
+    assert len(list(visits)) == VISITS
+    assert header.world.parameters == read_policy_file(POLICY)
+    assert header.world.parameters["defaults"]["rules"]["employee_outpatient"] == {
+        "deductible": [50_000] * 3}
+    settlements = [orjson.loads(line)["setlinfo"] for line in
+                   (two_runs[0][0] / "results.jsonl").read_bytes().splitlines()]
+    # an employee's outpatient deductible is ¥500 a year here, not DOMAIN.md's ¥1,800
+    deductibles = [s["act_pay_dedc"] for s in settlements if s is not None and
+                   s["insutype"] == "310" and s["med_type"].startswith("1")]
+    assert deductibles and max(deductibles) == 50_000
 
 
 def test_the_national_platform_clears_each_month_as_the_oracle_does(two_runs):

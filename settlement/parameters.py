@@ -1,0 +1,149 @@
+"""The *parameters* of DOMAIN.md §3, set by the user per province: the benefit rules
+(deductibles, ratios, annual caps), the retiree bonus, the cut for unfiled cross-province
+visits, and the class-B self-pay share of the province's catalogue.
+
+A mapping (the CLI reads it from a YAML file, `huimin run --policy FILE`): `defaults` apply to
+every province, `provinces` override them one province at a time, and every key left out keeps
+DOMAIN.md's default. Money is integer fen, ratios basis points. The validated mapping travels
+in the world's spec (simulators/world.py), so the oracle and every worker settle by the same
+numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from settlement.money import BP_ONE
+from settlement.policy import EMPLOYEE, RESIDENT, BenefitRule, Category, InsurancePolicy
+
+#: The largest amount a parameter may hold: ¥100 million, far past any real cap.
+MAX_PARAMETER_FEN = 10_000_000_000
+Fen = Annotated[int, Field(ge=0, le=MAX_PARAMETER_FEN, strict=True)]
+Bp = Annotated[int, Field(ge=0, le=BP_ONE, strict=True)]
+
+
+def _one_for_each_level(value: Any) -> Any:
+    return value if isinstance(value, list | tuple) else (value,) * 3
+
+
+#: A value for each of the hospital levels 1, 2 and 3, or one for all three.
+PerLevel = Annotated[tuple[Fen, Fen, Fen], BeforeValidator(_one_for_each_level)]
+PerLevelBp = Annotated[tuple[Bp, Bp, Bp], BeforeValidator(_one_for_each_level)]
+
+#: The rule names a file uses, for (insutype, category).
+RULES: dict[str, tuple[str, Category]] = {
+    "employee_inpatient": (EMPLOYEE, Category.INPATIENT),
+    "employee_outpatient": (EMPLOYEE, Category.OUTPATIENT),
+    "resident_inpatient": (RESIDENT, Category.INPATIENT),
+    "resident_outpatient": (RESIDENT, Category.OUTPATIENT),
+}
+RuleName = Literal["employee_inpatient", "employee_outpatient", "resident_inpatient",
+                   "resident_outpatient"]
+DEFAULT_SELFPAY_BP = 1000
+
+
+class ParameterError(ValueError):
+    """Parameters that cannot be used; the message names where and why."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RuleParameters(_Strict):
+    """One benefit rule: the deductible (per admission for inpatients, a year for
+    outpatients) and the ratio by hospital level, and the annual cap of the fund's payments."""
+
+    deductible: PerLevel | None = None
+    ratio_bp: PerLevelBp | None = None
+    annual_cap: Fen | None = None
+
+    def applied_to(self, rule: BenefitRule) -> BenefitRule:
+        return BenefitRule(
+            deductible=_levels(self.deductible, rule.deductible),
+            ratio_bp=_levels(self.ratio_bp, rule.ratio_bp),
+            annual_cap=rule.annual_cap if self.annual_cap is None else self.annual_cap)
+
+
+class ProvinceParameters(_Strict):
+    retired_bonus_bp: Bp | None = None
+    unfiled_cut_bp: Bp | None = None
+    selfpay_bp: Bp | None = None
+    rules: dict[RuleName, RuleParameters] = Field(default_factory=dict)
+
+    def applied_to(self, policy: InsurancePolicy) -> InsurancePolicy:
+        rules = dict(policy.rules)
+        for name, given in self.rules.items():
+            rules[RULES[name]] = given.applied_to(rules[RULES[name]])
+        return replace(
+            policy, rules=rules,
+            retired_bonus_bp=_or(self.retired_bonus_bp, policy.retired_bonus_bp),
+            unfiled_cut_bp=_or(self.unfiled_cut_bp, policy.unfiled_cut_bp))
+
+
+class Parameters(_Strict):
+    defaults: ProvinceParameters = ProvinceParameters()
+    provinces: dict[str, ProvinceParameters] = Field(default_factory=dict)
+
+
+def _levels(given: tuple[int, int, int] | None,
+            default: tuple[int, int, int]) -> tuple[int, int, int]:
+    return default if given is None else given
+
+
+def _or(given: int | None, default: int) -> int:
+    return default if given is None else given
+
+
+def parse_parameters(data: Any, provinces: Iterable[str]) -> Parameters:
+    """`data` (a YAML file's content) checked: known keys, whole fen and basis points in
+    range, and only the given provinces (admdvs, `310000`: a key YAML read as a number
+    counts too); None is no parameters."""
+    if data is None:
+        return Parameters()
+    if not isinstance(data, Mapping):
+        raise ParameterError("parameters must be a mapping with `defaults` and/or `provinces`")
+    by_province = data.get("provinces")
+    if isinstance(by_province, Mapping):
+        known = set(provinces)
+        unknown = sorted(str(p) for p in by_province if str(p) not in known)
+        if unknown:
+            raise ParameterError(f"provinces: {', '.join(unknown)} is not a province's admdvs "
+                                 f"(e.g. 310000 for 上海)")
+        data = {**data, "provinces": {str(p): v for p, v in by_province.items()}}
+    try:
+        return Parameters.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "(the top)"
+        what = first["msg"]
+        if first["type"] in ("missing", "too_long") and isinstance(first["loc"][-1], int):
+            where = where.rsplit(".", 1)[0]  # a list of levels, not of three
+            what = "give one value for all three hospital levels, or a list of three"
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ParameterError(f"{where}: {what}{more}") from None
+
+
+def policy_for(parameters: Parameters, province: str) -> InsurancePolicy:
+    """The insured-place policy of `province`: DOMAIN.md's defaults, then `defaults`, then
+    the province's own values."""
+    policy = parameters.defaults.applied_to(InsurancePolicy(province))
+    own = parameters.provinces.get(province)
+    return own.applied_to(policy) if own is not None else policy
+
+
+def selfpay_bp_for(parameters: Parameters, province: str) -> int:
+    """The class-B self-pay share of `province`'s catalogue for entries without their own."""
+    own = parameters.provinces.get(province)
+    return _or(own.selfpay_bp if own is not None else None,
+               _or(parameters.defaults.selfpay_bp, DEFAULT_SELFPAY_BP))
+
+
+def as_data(parameters: Parameters) -> dict[str, Any] | None:
+    """What a world's spec keeps: only the values given (JSON), or None for none."""
+    data = parameters.model_dump(mode="json", exclude_defaults=True, exclude_none=True)
+    return data or None

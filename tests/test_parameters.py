@@ -1,0 +1,114 @@
+"""The provinces' policy parameters (DOMAIN.md §3 *parameters*, settlement/parameters.py):
+`--policy FILE` sets them, every key left out keeps DOMAIN.md's default, a province's own
+values reach the persons insured there and no one else, and a file that cannot be used is
+refused with where and why."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from huimin import cli
+from huimin.logfiles import read_visit_log
+from huimin.policy_file import read_policy_file
+from messages.envelope import province_of
+from settlement.oracle import Oracle
+from settlement.parameters import ParameterError, parse_parameters, policy_for, selfpay_bp_for
+from settlement.policy import EMPLOYEE, RESIDENT, Category, InsurancePolicy
+from simulators.regions import PROVINCES
+from simulators.visits import VisitSpec, generate_visits
+from simulators.world import WorldSpec, build_world
+
+REPO = Path(__file__).resolve().parents[1]
+SH = "310000"
+#: 上海 pays every employee's outpatient visit in full from the first fen, up to a cap.
+GENEROUS_SH = {"provinces": {SH: {"rules": {"employee_outpatient": {
+    "deductible": 0, "ratio_bp": 10_000, "annual_cap": 100_000_000}}, "unfiled_cut_bp": 0}}}
+
+
+def test_the_documented_example_spells_out_the_defaults_so_it_changes_nothing() -> None:
+    data = read_policy_file(REPO / "docs" / "parameters.yaml")
+    assert data is not None and data["defaults"]["rules"]  # every value is written out
+    parameters = parse_parameters(data, PROVINCES)
+    for province in PROVINCES:
+        assert policy_for(parameters, province) == InsurancePolicy(province)
+        assert selfpay_bp_for(parameters, province) == 1000
+
+
+def test_a_province_overrides_the_defaults_which_override_domain_md() -> None:
+    parameters = parse_parameters({
+        "defaults": {"retired_bonus_bp": 300, "selfpay_bp": 2000,
+                     "rules": {"resident_inpatient": {"ratio_bp": [9000, 8000, 7000]}}},
+        "provinces": {int(SH): {"retired_bonus_bp": 800, "selfpay_bp": 500,
+                                "rules": {"resident_inpatient": {"annual_cap": 1}}}},
+    }, PROVINCES)
+    sh, bj = policy_for(parameters, SH), policy_for(parameters, "110000")
+    assert (sh.retired_bonus_bp, bj.retired_bonus_bp) == (800, 300)
+    assert sh.unfiled_cut_bp == bj.unfiled_cut_bp == 1000  # not given anywhere
+    assert sh.rule(RESIDENT, Category.INPATIENT).ratio_bp == (9000, 8000, 7000)  # defaults
+    assert sh.rule(RESIDENT, Category.INPATIENT).annual_cap == 1
+    assert bj.rule(RESIDENT, Category.INPATIENT).annual_cap == 300_000_00
+    assert sh.rule(EMPLOYEE, Category.OUTPATIENT) == \
+        InsurancePolicy(SH).rule(EMPLOYEE, Category.OUTPATIENT)
+    assert (selfpay_bp_for(parameters, SH), selfpay_bp_for(parameters, "110000")) == (500, 2000)
+
+
+def settlements(parameters: dict[str, Any] | None) -> list[tuple[str, dict[str, Any] | None]]:
+    """The final settlement of each of 300 visits, by the person's insured province."""
+    world = build_world(WorldSpec(seed=5, persons=600, parameters=parameters))
+    oracle = Oracle(world.ref)
+    return [(province_of(world.ref.enrollments[s.visit.certno].insuplc_admdvs), s.settlement)
+            for s in oracle.settle_log(generate_visits(world, VisitSpec(visits=300)))]
+
+
+def test_a_provinces_policy_settles_the_persons_insured_there_and_no_one_else() -> None:
+    default, generous = settlements(None), settlements(GENEROUS_SH)
+    changed = [(p, a, b) for (p, a), (_, b) in zip(default, generous, strict=True) if a != b]
+    assert changed and {p for p, _, _ in changed} == {SH}
+    for _, before, after in changed:
+        assert before is not None and after is not None
+        if after["insutype"] == EMPLOYEE and after["med_type"].startswith("1"):
+            assert after["hifp_pay"] == after["inscp_scp_amt"] > before["hifp_pay"]
+
+
+@pytest.mark.parametrize(("data", "where", "what"), [
+    ({"defaults": {"unfiled_cut_bp": 1.5}}, "defaults.unfiled_cut_bp", "valid integer"),
+    ({"defaults": {"selfpay_bp": 10_001}}, "defaults.selfpay_bp", "less than or equal to 10000"),
+    ({"provinces": {SH: {"rules": {"employee_outpatient": {"annual_cap": -1}}}}},
+     f"provinces.{SH}.rules.employee_outpatient.annual_cap", "greater than or equal to 0"),
+    ({"provinces": {999999: {}}}, "provinces", "999999 is not a province"),
+    ({"defaults": {"rules": {"employee_dental": {}}}}, "defaults.rules.employee_dental",
+     "employee_outpatient"),
+    ({"defaults": {"rules": {"employee_inpatient": {"deductible": [1, 2]}}}},
+     "defaults.rules.employee_inpatient.deductible", "a list of three"),
+    ({"default": {}}, "default", "Extra inputs"),
+    ([1, 2], "", "must be a mapping"),
+])
+def test_parameters_that_cannot_be_used_are_refused_saying_where_and_why(
+        data: Any, where: str, what: str) -> None:
+    with pytest.raises(ParameterError) as refused:
+        parse_parameters(data, PROVINCES)
+    assert str(refused.value).startswith(where) and what in str(refused.value)
+
+
+def test_generate_keeps_the_policy_in_the_log_and_refuses_a_bad_file(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(f"provinces:\n  {SH}:\n    unfiled_cut_bp: 0\n", encoding="utf-8")
+    log = tmp_path / "v.jsonl"
+    args = ["generate", "--persons", "200", "--visits", "20", "-o", str(log)]
+    result = CliRunner().invoke(cli.app, [*args, "--policy", str(policy)])
+    assert result.exit_code == 0, result.output
+    header, visits = read_visit_log(log)
+    assert header.world.parameters == {"provinces": {SH: {"unfiled_cut_bp": 0}}}
+    assert len(list(visits)) == 20
+    policy.write_text("defaults:\n\tretired_bonus_bp: 5\n", encoding="utf-8")
+    result = CliRunner().invoke(cli.app, [*args, "--policy", str(policy)])
+    assert result.exit_code == 2
+    assert f"Error: {policy}: not YAML (line 2: found character" in result.output
+    policy.write_text("defaults:\n  retired_bonus_bp: -5\n", encoding="utf-8")
+    result = CliRunner().invoke(cli.app, [*args, "--policy", str(policy)])
+    assert result.exit_code == 2
+    assert f"{policy}: defaults.retired_bonus_bp: Input should be greater" in result.output
