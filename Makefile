@@ -15,10 +15,11 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 # promtool checks the alert rules and dashboard queries (tests/test_observability.py); where
-# Debian's packages cannot be reached those three tests are skipped (CI requires them: .ci/run).
-# Tried once per venv, and not at all when promtool is on PATH.
+# Debian's packages cannot be reached those four tests are skipped (CI requires them: .ci/run).
+# amtool checks the Alertmanager config. Tried once per venv, and not at all when both are
+# on PATH.
 $(PROMTOOL_TRIED): | $(STAMP)
-	-@command -v promtool >/dev/null || ops/fetch-promtool $(BIN)
+	-@command -v promtool >/dev/null && command -v amtool >/dev/null || ops/fetch-promtool $(BIN)
 	@touch $@
 
 run: $(STAMP)  ## simulate, settle through the embedded broker, verify against the oracle

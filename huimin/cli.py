@@ -794,6 +794,9 @@ def replay(
         help="Serve the hospitals' Prometheus metrics on this port while replaying.")] = None,
     metrics_host: Annotated[str, typer.Option(help="Address the metrics server binds.")
                             ] = "127.0.0.1",
+    idempotent: Annotated[bool, typer.Option(
+        help="Idempotent producers for the hospitals, on a --bootstrap cluster that has them "
+             "(Apache Kafka; Tansu does not).")] = False,
 ) -> None:
     """Replay a recorded visit log through the platform; check it with `huimin verify`.
 
@@ -831,7 +834,8 @@ def replay(
         ex = execute(world, visits, arrivals, bad, out_dir, bootstrap=bootstrap,
                      partitions=partitions, answer_timeout_s=answer_timeout,
                      client_config=client, kill_worker=plan.kill_worker,
-                     join_worker=plan.join_worker, on_stage=on_stage, on_progress=on_progress)
+                     join_worker=plan.join_worker, on_stage=on_stage, on_progress=on_progress,
+                     idempotent=idempotent)
     write_records(results, ex.result.sessions)
     write_latencies(results.with_name(results.stem + ".latency.jsonl"), ex.result)
     write_dead_letters(results.with_name(results.stem + ".dead_letters.jsonl"), ex.result, bad)

@@ -428,10 +428,13 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
             on_progress: Callable[[int], None] | None = None,
             kill_worker: int = 0, join_worker: int = 0, workers: int = 1,
             broker_kind: str = "tansu", store: str = "memory",
-            expected_clearing: list[dict[str, Any]] | None = None) -> Execution:
+            expected_clearing: list[dict[str, Any]] | None = None,
+            idempotent: bool = False) -> Execution:
     """Let the hospitals carry out `visits` against a platform: the one at `bootstrap`, if
     given (already running, as an integration tester's deployment is), else our own platform on the
-    embedded broker (or on KAFKA_BOOTSTRAP_SERVERS), started here and stopped afterwards."""
+    embedded broker (or on KAFKA_BOOTSTRAP_SERVERS), started here and stopped afterwards.
+    `idempotent`: the hospitals' producers are, on a cluster that offers it (our own Apache
+    Kafka always is)."""
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
         events: list[tuple[float, Callable[[], object]]] = []
@@ -449,7 +452,8 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
             events += [(period * (i + 1) / (join_worker + 2), ours.add_worker)
                        for i in range(join_worker)]
         on_kafka = broker_kind == "kafka" and ours is not None
-        fleet = HospitalFleet(bootstrap, answer_timeout_s, client_config, idempotent=on_kafka,
+        fleet = HospitalFleet(bootstrap, answer_timeout_s, client_config,
+                              idempotent=on_kafka or idempotent,
                               fetch_wait_ms=fetch_wait_for("kafka" if on_kafka else "tansu"))
         stack.callback(fleet.close)
         setup_s = time.monotonic() - started
