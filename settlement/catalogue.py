@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from settlement.money import apply_bp
+from settlement.money import BP_ONE, apply_bp
 
 
 class ItemClass(StrEnum):
@@ -30,6 +30,11 @@ class CatalogueEntry:
     ceiling: int | None = None  # price ceiling per unit, fen
     selfpay_bp: int | None = None  # class B self-pay share; None = the province default
 
+    def __post_init__(self) -> None:
+        if self.selfpay_bp is not None and not 0 <= self.selfpay_bp <= BP_ONE:
+            raise ValueError(f"item {self.code}: selfpay_bp {self.selfpay_bp} is not a share "
+                             "(0–10000 bp)")
+
 
 @dataclass(frozen=True, slots=True)
 class ItemSplit:
@@ -52,6 +57,11 @@ class Catalogue:
     admdvs: str
     entries: dict[str, CatalogueEntry] = field(default_factory=dict)
     selfpay_bp: int = 1000  # default class-B self-pay share, *parameter* per province
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.selfpay_bp <= BP_ONE:
+            raise ValueError(f"catalogue {self.admdvs}: selfpay_bp {self.selfpay_bp} is not a "
+                             "share (0–10000 bp)")
 
     def classify(self, code: str, quantity: int, price: int) -> ItemSplit:
         """Split `quantity * price` fen into own-pay, over-ceiling, class-B self-pay and the

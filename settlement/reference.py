@@ -20,6 +20,11 @@ class Hospital:
     admdvs: str  # city
     level: int
 
+    def __post_init__(self) -> None:
+        if self.level not in (1, 2, 3):  # the policy's deductibles and ratios are by level
+            raise ValueError(f"hospital {self.fixmedins_code}: level {self.level} is not 1, 2 "
+                             "or 3")
+
     @property
     def province(self) -> str:
         return province_of(self.admdvs)

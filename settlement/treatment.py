@@ -441,7 +441,9 @@ class TreatmentPlatform:
         if visit is None or visit["fixmedins_code"] != req.fixmedins_code \
                 or visit["status"] == REVERSED:
             raise Rejected(ErrorCode.UNKNOWN_VISIT,
-                           f"mdtrt_id {mdtrt_id} is not a visit registered by this hospital")
+                           f"mdtrt_id {mdtrt_id} is not a visit registered by this hospital "
+                           f"(or nothing has happened to it for the {WINDOW_DAYS}-day operating "
+                           "window, and it is forgotten)")
         if visit["kind"] != kind:
             raise Rejected(ErrorCode.WRONG_SEQUENCE,
                            f"visit {mdtrt_id} is an {visit['kind']} visit, infno {req.infno} "

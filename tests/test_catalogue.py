@@ -170,3 +170,22 @@ def test_fee_totals_keep_the_four_bucket_identity(
     assert t.medfee_sumamt == sum(q * p for _, q, p in items)
     assert t.medfee_sumamt == (t.fulamt_ownpay_amt + t.overlmt_selfpay + t.preselfpay_amt
                                + t.inscp_scp_amt)
+
+
+@pytest.mark.parametrize("bp", [-1, 10_001])
+def test_a_self_pay_share_outside_0_to_100_percent_is_refused(bp: int) -> None:
+    # more than the whole would make the in-scope amount negative
+    with pytest.raises(ValueError, match="not a share"):
+        CatalogueEntry("X", "x", "drug", ItemClass.B, selfpay_bp=bp)
+    with pytest.raises(ValueError, match="not a share"):
+        Catalogue("110000", {}, selfpay_bp=bp)
+
+
+def test_a_hospital_level_other_than_1_2_or_3_is_refused() -> None:
+    from settlement.reference import Hospital
+
+    for level in (1, 2, 3):
+        assert Hospital("H11010000001", "h", "110100", level).level == level
+    for level in (0, 4):  # level 0 would read the level-3 deductible (index −1)
+        with pytest.raises(ValueError, match="is not 1, 2 or 3"):
+            Hospital("H11010000001", "h", "110100", level)
