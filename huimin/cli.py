@@ -69,6 +69,7 @@ from settlement.parameters import ParameterError
 from settlement.retention import WINDOW_DAYS
 from simulators.bad_messages import generate_bad_messages
 from simulators.faults import FaultPlan, FaultPlanError
+from simulators.hospital import PlatformSilent
 from simulators.hospital_metrics import HOSPITAL_REGISTRY
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import WorldSpec, build_world
@@ -96,7 +97,7 @@ def error_message(exc: BaseException, bootstrap: str | None = None) -> str | Non
     """A one-line message for an error a person can fix (a file or folder that cannot be
     opened, a cluster that cannot be reached); None for anything else: a bug, left to raise
     with its traceback."""
-    if isinstance(exc, UsedCluster):
+    if isinstance(exc, UsedCluster | PlatformSilent):
         return str(exc)
     if isinstance(exc, UNREACHABLE):
         where = f"the cluster at {bootstrap}" if bootstrap else "the Kafka cluster"
@@ -117,7 +118,7 @@ def _clear_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (OSError, UsedCluster, *UNREACHABLE) as exc:
+        except (OSError, UsedCluster, PlatformSilent, *UNREACHABLE) as exc:
             message = error_message(exc, kwargs.get("bootstrap") or os.environ.get(BOOTSTRAP_ENV))
             if message is None:
                 raise
@@ -125,6 +126,23 @@ def _clear_errors(command: Callable[..., Any]) -> Callable[..., Any]:
                          highlight=False)
             raise typer.Exit(2) from None
     return wrapper
+
+
+def _check_output(output: Path | None, option: str, **inputs: Path | None) -> None:
+    """Refuse (exit 2), before any work, an output file that cannot be written (a folder, or
+    in a folder that does not exist) or that is one of the command's inputs: writing it would
+    destroy what it reads, or a check would compare a file with itself."""
+    if output is None:
+        return
+    if output.is_dir():
+        raise _refused(f"{output} is a folder, not a file")
+    if not output.resolve().parent.is_dir():
+        raise _refused(f"{output}: the folder {output.parent} does not exist")
+    for what, path in inputs.items():
+        if path is not None and (output.resolve() == path.resolve() or (output.exists()
+                                 and path.exists() and os.path.samefile(output, path))):
+            raise _refused(f"{option} {output} is the {what.replace('_', ' ')}: writing it "
+                           "would overwrite what is read")
 
 
 def _refused(exc: Exception | str) -> typer.Exit:
@@ -740,6 +758,7 @@ def generate(
     if plan.on_platform().any:
         raise typer.BadParameter("kill-worker and join-worker happen to a platform: give them "
                                  "to huimin replay or huimin run", param_hint="--faults")
+    _check_output(expected, "--expected", visit_log=output)
     world_spec = _world(seed, persons, policy)
     visit_spec = VisitSpec(visits=visits, cross_share=cross_share, days=days)
     expected = expected or expected_path_for(output)
@@ -812,6 +831,8 @@ def replay(
     if plan.any and bootstrap:
         raise typer.BadParameter("platform faults need our own platform (no --bootstrap)",
                                  param_hint="--faults")
+    _check_output(results, "--results", visit_log=visit_log,
+                  expected_answers_file=expected_path_for(visit_log))
     try:
         header, visit_iter = read_visit_log(visit_log)
         visits = list(visit_iter)
@@ -845,6 +866,11 @@ def replay(
                   f"{acc.sent:,} = answered OK {acc.answered_ok:,} + answered with an error "
                   f"{acc.answered_error:,} + dead-lettered {acc.dead_lettered:,}"
                   + (f" + [red]unanswered {acc.unaccounted:,}[/]" if acc.unaccounted else ""))
+    if ex.result.timed_out:
+        given_up = len(ex.result.timed_out)
+        console.print(f"[red]{given_up:,} requests had no answer within the {answer_timeout:g}-s "
+                      "answer timeout (--answer-timeout): their visits were given up there, "
+                      "and their later steps were not sent.[/]")
     for line in replay_pace(ex.result, arrivals[-1] if arrivals else 0.0):
         console.print(line)
     if bad:
@@ -871,6 +897,10 @@ def verify(
     """Compare answers with the oracle's, field by field, and check the invariants.
 
     Exits 0 only if everything holds; 2 if RESULTS has no results or another log's."""
+    inputs = {"visit_log": visit_log, "results_file": results,
+              "expected_answers_file": expected or expected_path_for(visit_log)}
+    _check_output(junit, "--junit", **inputs)
+    _check_output(json_out, "--json", **inputs)
     try:
         header, visits = read_visit_log(visit_log)
         world = build_world(header.world)

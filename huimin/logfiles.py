@@ -127,9 +127,9 @@ def read_records(path: Path) -> Iterator[dict[str, Any]]:
         for n, line in enumerate(f, start=1):
             try:
                 record = orjson.loads(line)
-                if not isinstance(record, dict) or "visit_no" not in record \
+                if not isinstance(record, dict) or type(record.get("visit_no")) is not int \
                         or not isinstance(record.get("answers"), dict):
-                    raise LogFormatError("no visit_no or answers")
+                    raise LogFormatError("no whole-number visit_no, or no answers")
             except (orjson.JSONDecodeError, LogFormatError) as exc:
                 raise LogFormatError(f"{path}: line {n} is not a result record ({exc})") from None
             yield record

@@ -52,8 +52,16 @@ class ResultsMismatch(LogFormatError):
 
 
 def results_by_visit(results: Path) -> dict[Any, dict[str, Any]]:
-    """The result records by visit number; a LogFormatError if there are none."""
-    records = {r["visit_no"]: r for r in read_records(results)}
+    """The result records by visit number; a LogFormatError if there are none, or if a visit
+    has two (which to judge? a wrong one must not hide behind a right one)."""
+    records: dict[Any, dict[str, Any]] = {}
+    lines: dict[Any, int] = {}
+    for n, record in enumerate(read_records(results), start=1):
+        visit_no = record["visit_no"]
+        if visit_no in records:
+            raise LogFormatError(f"{results}: line {n} is a second record of visit {visit_no} "
+                                 f"(the first is line {lines[visit_no]}): one record a visit")
+        records[visit_no], lines[visit_no] = record, n
     if not records:
         raise LogFormatError(f"no results in {results}")
     return records

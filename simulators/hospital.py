@@ -54,6 +54,10 @@ DEAD_LETTERS_CLIENT = "huimin-hospitals-dead-letters"
 TIMEOUT_SCAN_EVERY_S = 0.1
 
 
+class PlatformSilent(TimeoutError):
+    """No platform answered: none is running on the cluster, or it cannot take requests."""
+
+
 def producer_for(bootstrap: str, idempotent: bool = False, linger_ms: int = LINGER_MS,
                  **extra: Any) -> KafkaProducer:
     """`idempotent` where the broker offers it (Apache Kafka; not Tansu): a retried send is
@@ -260,7 +264,10 @@ class HospitalFleet:
         self.producer.flush()
         while waiting:
             if time.monotonic() - start > timeout_s:
-                raise TimeoutError(f"the platform answered no sign-in within {timeout_s:.0f} s")
+                raise PlatformSilent(
+                    f"no platform answered the hospitals' sign-in (9001) within "
+                    f"{timeout_s:.0f} s: is a huimin worker running on this cluster, on topics "
+                    "made by `huimin topics`? (Its log says why not.)")
             for msg in self._poll(100):
                 waiting.pop(msg.get("ans", {}).get("inf_refmsgid", ""), None)
         return time.monotonic() - start

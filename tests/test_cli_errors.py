@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from huimin import cli
 from huimin.cli import error_message
+from simulators.hospital import PlatformSilent
 from streams.broker import BOOTSTRAP_ENV
 
 GENERATE = ["--persons", "200", "--visits", "30", "--seed", "1"]
@@ -137,6 +138,34 @@ def test_replay_on_a_cluster_that_cannot_be_reached(monkeypatch: pytest.MonkeyPa
             "cannot reach the cluster at 127.0.0.1:1 (is it up?)")
 
 
+def test_replay_where_no_platform_answers(monkeypatch: pytest.MonkeyPatch, logs: Path,
+                                          tmp_path: Path):
+    def silent(*_: object, **__: object) -> None:
+        raise PlatformSilent("no platform answered the hospitals' sign-in (9001) within 120 s")
+
+    monkeypatch.setattr(cli, "execute", silent)
+    refused(huimin("replay", str(logs / "a.jsonl"), "--rate", "10", "--bootstrap",
+                   "127.0.0.1:1", "--results", str(tmp_path / "r.jsonl")),
+            "no platform answered the hospitals' sign-in")
+
+
+def test_an_output_that_is_an_input_or_cannot_be_written_is_refused_before_any_work(
+        monkeypatch: pytest.MonkeyPatch, logs: Path, tmp_path: Path):
+    monkeypatch.setattr(cli, "execute", lambda *a, **k: pytest.fail("it replayed"))
+    log, expected = logs / "a.jsonl", logs / "a.expected.jsonl"
+    before = log.read_bytes(), expected.read_bytes()
+    for results, phrase in ((log, "is the visit log"), (expected, "is the expected answers"),
+                            (tmp_path, "is a folder"),
+                            (tmp_path / "no" / "r.jsonl", "does not exist")):
+        refused(huimin("replay", str(log), "--rate", "10", "--results", str(results)), phrase)
+    for option in ("--junit", "--json"):
+        refused(huimin("verify", str(log), str(expected), option, str(expected)),
+                f"{option} {expected} is the results file")
+    refused(huimin("generate", *GENERATE, "-o", str(tmp_path / "g.jsonl"), "--expected",
+                   str(tmp_path / "." / "g.jsonl")), "is the visit log")
+    assert (log.read_bytes(), expected.read_bytes()) == before
+
+
 def test_a_bug_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch):
     """Only the errors a person can fix are turned into messages."""
     for bug in (KeyError("setlinfo"), ConnectionResetError(104, "reset")):
@@ -197,6 +226,31 @@ def test_results_for_visits_not_in_the_log_are_refused(logs: Path, tmp_path: Pat
     for command in ("verify", "clearing"):
         refused(huimin(command, str(logs / "a.jsonl"), str(extra)), "visits not in the log",
                 "999")
+
+
+def test_a_visit_with_two_records_is_refused_whichever_comes_first(logs: Path, tmp_path: Path):
+    """A wrong record must not hide behind a right one (the last used to win, silently)."""
+    lines = (logs / "a.expected.jsonl").read_bytes().splitlines(True)
+    wrong = orjson.loads(lines[2])
+    first = next(iter(wrong["answers"]))
+    wrong["answers"][first] = [{"infcode": -1, "err_code": "E9999", "err_msg": "x",
+                                "output": {}}]
+    for order in ([orjson.dumps(wrong) + b"\n", lines[2]], [lines[2], lines[2]]):
+        doubled = tmp_path / "doubled.jsonl"
+        doubled.write_bytes(b"".join(lines[:2] + order + lines[3:]))
+        for command in ("verify", "clearing"):
+            refused(huimin(command, str(logs / "a.jsonl"), str(doubled)),
+                    "line 4 is a second record of visit", "(the first is line 3)")
+
+
+def test_a_visit_number_that_is_not_a_whole_number_is_refused(logs: Path, tmp_path: Path):
+    lines = (logs / "a.expected.jsonl").read_bytes().splitlines(True)
+    record = orjson.loads(lines[0])
+    record["visit_no"] = str(record["visit_no"])
+    odd = tmp_path / "odd.jsonl"
+    odd.write_bytes(orjson.dumps(record) + b"\n" + b"".join(lines[1:]))
+    refused(huimin("verify", str(logs / "a.jsonl"), str(odd)), "line 1 is not a result record",
+            "whole-number visit_no")
 
 
 def test_missing_results_are_still_a_fail_not_a_mismatch(logs: Path, tmp_path: Path):
