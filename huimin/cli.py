@@ -33,6 +33,7 @@ from huimin.logfiles import (
     read_records,
     read_visit_log,
     reserve_header,
+    whole_file,
     write_header_in_place,
     write_records,
     write_visit,
@@ -62,6 +63,7 @@ from huimin.run import (
 )
 from huimin.verify import checked_visits, results_by_visit, write_json, write_junit
 from huimin.verify import verify as verify_answers
+from messages.codes import ErrorCode
 from messages.dead_letters import DeadLetterEntry, summarise_dead_letters
 from settlement.clearing import ClearingPolicy, clear
 from settlement.oracle import Oracle
@@ -71,9 +73,15 @@ from simulators.bad_messages import generate_bad_messages
 from simulators.faults import FaultPlan, FaultPlanError
 from simulators.hospital import PlatformSilent
 from simulators.hospital_metrics import HOSPITAL_REGISTRY
-from simulators.visits import VisitSpec, generate_visits
-from simulators.world import WorldSpec, build_world
-from streams.broker import BOOTSTRAP_ENV, BROKER_KINDS, BrokerError, EmbeddedBroker
+from simulators.visits import MAX_DAYS, MAX_VISITS, VisitSpec, generate_visits
+from simulators.world import MAX_PERSONS, SEED_BOUND, WorldSpec, build_world
+from streams.broker import (
+    BOOTSTRAP_ENV,
+    BROKER_KINDS,
+    BrokerError,
+    EmbeddedBroker,
+    bootstrap_problem,
+)
 from streams.config import FETCH_WAIT_MS, KAFKA_FETCH_WAIT_MS, LINGER_MS, STORES, WorkerConfig
 from streams.dead_letters import TopicMissing, read_dead_letters
 from streams.kafka_broker import KAFKA_VERSION, ApacheKafkaBroker
@@ -85,6 +93,11 @@ from streams.worker import run_worker
 #: after its bootstrap timeout; aiokafka (the benchmarks' raw ceiling) on a refused connection.
 UNREACHABLE = (kafka.errors.KafkaTimeoutError, kafka.errors.KafkaConnectionError,
                aiokafka.errors.KafkaConnectionError, aiokafka.errors.NoBrokersAvailable)
+
+#: Errors of a write that name no file, and what they mean to a person.
+WRITES_REFUSED = {errno.ENOSPC: "the output: no space left on its device",
+                  errno.EDQUOT: "the output: the disk quota is used up",
+                  errno.EFBIG: "the output: the file would be too large"}
 
 console = Console()
 errors = Console(stderr=True)
@@ -102,6 +115,8 @@ def error_message(exc: BaseException, bootstrap: str | None = None) -> str | Non
     if isinstance(exc, UNREACHABLE):
         where = f"the cluster at {bootstrap}" if bootstrap else "the Kafka cluster"
         return f"cannot reach {where} (is it up?): {exc}"
+    if isinstance(exc, OSError) and exc.errno in WRITES_REFUSED:
+        return f"cannot write {WRITES_REFUSED[exc.errno]}"
     if isinstance(exc, OSError) and exc.filename is not None:
         name = Path(os.fsdecode(exc.filename))
         if isinstance(exc, FileNotFoundError) and not name.parent.exists():
@@ -250,15 +265,18 @@ def _serve_metrics(port: int | None, host: str = "127.0.0.1") -> None:
 @app.command()
 def run(
     ctx: typer.Context,
-    persons: Annotated[int, typer.Option(min=1, help="Insured persons in the world.")] = 5_000,
+    persons: Annotated[int, typer.Option(min=1, max=MAX_PERSONS,
+                                         help="Insured persons in the world.")] = 5_000,
     visits: Annotated[int, typer.Option(
-        min=1, help="Visits to carry out (outpatient, and 15 % inpatient stays).")] = 2_000,
+        min=1, max=MAX_VISITS, help="Visits to carry out (outpatient, and 15 % inpatient "
+                                    "stays).")] = 2_000,
     cross_share: Annotated[float, typer.Option(min=0.0, max=1.0,
                                                help="Share of cross-province visits.")] = 0.2,
     days: Annotated[int, typer.Option(
-        min=1, help="Simulated days the visits span, from 2026-12-01 (the clock runs as fast "
-                    "as --rate lets it).")] = 60,
-    seed: Annotated[int, typer.Option(help="Seed of the world and the visits.")] = 42,
+        min=1, max=MAX_DAYS, help="Simulated days the visits span, from 2026-12-01 (the "
+                                  "clock runs as fast as --rate lets it).")] = 60,
+    seed: Annotated[int, typer.Option(min=-SEED_BOUND, max=SEED_BOUND - 1,
+                                      help="Seed of the world and the visits.")] = 42,
     rate: Annotated[float, typer.Option(min=0.1, help="Visit arrivals per second (open loop).")
                     ] = 50.0,
     partitions: Annotated[int, typer.Option(min=1, help="Partitions per topic.")] = 8,
@@ -307,6 +325,7 @@ def run(
     if broker not in BROKER_KINDS:
         raise typer.BadParameter(f"one of {', '.join(BROKER_KINDS)}", param_hint="--broker")
     world = _world(seed, persons, policy)
+    _check_cluster_address(None)
     _serve_metrics(metrics_port)
     opts = RunOptions(world=world, faults=plan,
                       visits=VisitSpec(visits=visits, cross_share=cross_share, days=days,
@@ -381,7 +400,17 @@ def _bootstrap(bootstrap: str | None) -> str:
     if not value:
         raise typer.BadParameter(f"give --bootstrap or set {BOOTSTRAP_ENV}",
                                  param_hint="--bootstrap")
+    _check_cluster_address(bootstrap)
     return value
+
+
+def _check_cluster_address(bootstrap: str | None) -> None:
+    """A `--bootstrap` given, else KAFKA_BOOTSTRAP_SERVERS if set, checked (exit 2)."""
+    if bootstrap and (problem := bootstrap_problem(bootstrap)):
+        raise typer.BadParameter(problem, param_hint="--bootstrap")
+    external = os.environ.get(BOOTSTRAP_ENV)
+    if not bootstrap and external and (problem := bootstrap_problem(external)):
+        raise _refused(f"{BOOTSTRAP_ENV}: {problem}")
 
 
 SecurityProtocol = Annotated[str, typer.Option(
@@ -443,6 +472,9 @@ def dead_letters(
     error code, source topic, the request's infno and msgid where it names them, and the
     reason; then how many by code and topic. Never a message's key or body (they may hold
     personal data). Reads without joining a consumer group: nothing on the cluster changes."""
+    if code is not None and code not in set(ErrorCode):
+        raise typer.BadParameter(f"{code} is not one of the platform's error codes (E1001, …: "
+                                 "docs/wire.md)", param_hint="--code")
     security = _security(security_protocol, sasl_mechanism, sasl_username, ssl_cafile)
     where = _bootstrap(bootstrap)
     shown: list[DeadLetterEntry] = []
@@ -470,9 +502,10 @@ def dead_letters(
 @app.command()
 def worker(
     bootstrap: Annotated[str | None, typer.Option(help=f"Default: ${BOOTSTRAP_ENV}.")] = None,
-    persons: Annotated[int, typer.Option(min=1, help="The world to load (as the simulator's).")
+    persons: Annotated[int, typer.Option(min=1, max=MAX_PERSONS,
+                                         help="The world to load (as the simulator's).")
                        ] = 5_000,
-    seed: Annotated[int, typer.Option()] = 42,
+    seed: Annotated[int, typer.Option(min=-SEED_BOUND, max=SEED_BOUND - 1)] = 42,
     partitions: Annotated[int, typer.Option(min=1)] = 8,
     web_port: Annotated[int, typer.Option(
         min=1, max=65535, help="This worker's web port (/clearing/, /ledger/, /fhir/…).")] = 6066,
@@ -574,8 +607,8 @@ def bench(
                     f"waiting fetch only when the wait is up), {KAFKA_FETCH_WAIT_MS} on Kafka (it "
                     "answers when data arrives).")
                              ] = None,
-    persons: Annotated[int, typer.Option(min=1)] = 20_000,
-    seed: Annotated[int, typer.Option()] = 42,
+    persons: Annotated[int, typer.Option(min=1, max=MAX_PERSONS)] = 20_000,
+    seed: Annotated[int, typer.Option(min=-SEED_BOUND, max=SEED_BOUND - 1)] = 42,
     ehr: Annotated[bool, typer.Option(help="Health-record steps in the visits too.")] = False,
     ceiling: Annotated[bool, typer.Option(help="Measure the raw broker ceiling too.")] = True,
     sweep_max: Annotated[float, typer.Option(
@@ -736,11 +769,12 @@ def _fault_plan(text: str | None) -> FaultPlan:
 @app.command()
 def generate(
     output: Annotated[Path, typer.Option("-o", "--output", help="The visit log to write.")],
-    persons: Annotated[int, typer.Option(min=1)] = 5_000,
-    visits: Annotated[int, typer.Option(min=1)] = 2_000,
+    persons: Annotated[int, typer.Option(min=1, max=MAX_PERSONS)] = 5_000,
+    visits: Annotated[int, typer.Option(min=1, max=MAX_VISITS)] = 2_000,
     cross_share: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.2,
-    days: Annotated[int, typer.Option(min=1, help="Simulated days the visits span.")] = 60,
-    seed: Annotated[int, typer.Option()] = 42,
+    days: Annotated[int, typer.Option(min=1, max=MAX_DAYS,
+                                      help="Simulated days the visits span.")] = 60,
+    seed: Annotated[int, typer.Option(min=-SEED_BOUND, max=SEED_BOUND - 1)] = 42,
     bad_per_kind: Annotated[int, typer.Option(
         min=0, help="Bad requests of each kind to go with the log.")] = 0,
     faults: Annotated[str | None, typer.Option(
@@ -758,6 +792,9 @@ def generate(
     if plan.on_platform().any:
         raise typer.BadParameter("kill-worker and join-worker happen to a platform: give them "
                                  "to huimin replay or huimin run", param_hint="--faults")
+    _check_output(output, "-o")
+    if output.exists() and not output.is_file():
+        raise _refused(f"{output} is not a file: a visit log's header is written last, in place")
     _check_output(expected, "--expected", visit_log=output)
     world_spec = _world(seed, persons, policy)
     visit_spec = VisitSpec(visits=visits, cross_share=cross_share, days=days)
@@ -768,7 +805,7 @@ def generate(
         world = build_world(world_spec)
         oracle = Oracle(world.ref)
         progress.update(task, description="generating and settling")
-        with open(output, "wb") as log, open(expected, "wb") as exp:
+        with whole_file(output) as log, whole_file(expected) as exp:
             # the header's bad_per_kind needs the number of requests: write it last
             width = reserve_header(log, LogHeader(world_spec, visit_spec, str(plan)))
             for visit in plan.apply(generate_visits(world, visit_spec), seed):
@@ -821,6 +858,7 @@ def replay(
 
     Drives the log through the real hospital protocol at an open-loop rate and records every
     answer with its latency."""
+    _check_cluster_address(bootstrap)
     _serve_metrics(metrics_port, metrics_host)
     if (rate is None) == (speed is None):
         raise typer.BadParameter("give exactly one of --rate and --speed")

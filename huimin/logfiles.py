@@ -12,15 +12,18 @@ latency (`latency.jsonl`): `{"msgid", "infno", "route", "latency_ms", "trace"}` 
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
+from pydantic import ValidationError
 
 from messages.visitlog import READABLE_VERSIONS, VISITLOG_VERSION, Visit, VisitSession
-from settlement.parameters import ParameterError, parse_parameters
+from settlement.parameters import parse_parameters
 from simulators.regions import PROVINCES
 from simulators.visits import VisitSpec
 from simulators.world import WorldSpec
@@ -52,6 +55,24 @@ def _header_bytes(header: LogHeader) -> bytes:
 
 def write_header(f: IO[bytes], header: LogHeader) -> None:
     f.write(_header_bytes(header) + b"\n")
+
+
+@contextlib.contextmanager
+def whole_file(path: Path) -> Iterator[IO[bytes]]:
+    """`path` opened for writing, put in place only once complete: an interrupted or failed
+    write (Ctrl-C, a full disk) leaves no half-written file, and any earlier one as it was.
+    Anything but a regular file (a pipe, /dev/stdout) is written as it is."""
+    if path.exists() and not path.is_file():
+        with open(path, "wb") as f:
+            yield f
+        return
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        with open(partial, "wb") as f:
+            yield f
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def reserve_header(f: IO[bytes], draft: LogHeader) -> int:
@@ -89,8 +110,7 @@ def read_visit_log(path: Path) -> tuple[LogHeader, Iterator[Visit]]:
         head = LogHeader(WorldSpec.from_dict(header["world"]), VisitSpec(**header["visits"]),
                          header.get("faults", ""), header.get("bad_per_kind", 0))
         parse_parameters(head.world.parameters, PROVINCES)
-    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError,
-            ParameterError) as exc:
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError) as exc:
         f.close()
         raise LogFormatError(f"{path}: line 1 is not a visit-log header ({exc})") from None
 
@@ -99,9 +119,12 @@ def read_visit_log(path: Path) -> tuple[LogHeader, Iterator[Visit]]:
             for n, line in enumerate(f, start=2):
                 try:
                     yield Visit.model_validate_json(line)
-                except ValueError as exc:
+                except ValidationError as exc:  # where and why; never the value
+                    first = exc.errors()[0]
+                    where = ".".join(map(str, first["loc"]))
                     raise LogFormatError(f"{path}: line {n} is not a visit: "
-                                         f"{str(exc).splitlines()[0]}") from None
+                                         f"{where + ': ' if where else ''}{first['msg']}"
+                                         ) from None
     return head, visits()
 
 

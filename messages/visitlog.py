@@ -19,7 +19,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from messages.codes import CANCELLATIONS, EHR, FEE_UPLOADS, REGISTRATIONS, SETTLEMENTS, Infno
 from messages.identity import CERTNO_SYSTEM
@@ -34,12 +34,31 @@ STEP_SECONDS = {"outpatient": 300, "inpatient": 6 * 3600}
 EHR_STEP_SECONDS = 60
 
 
+#: The transactions a visit's plan may hold (`VisitSession._input` builds each), and the
+#: marks a step may carry (above).
+PLANNED_INFNOS = frozenset({
+    Infno.PERSON_INFO, *REGISTRATIONS, *FEE_UPLOADS, Infno.FEE_UPLOAD_CANCEL,
+    Infno.OUTPATIENT_REGISTER_CANCEL, Infno.INPATIENT_DISCHARGE, *SETTLEMENTS,
+    Infno.OUTPATIENT_PRESETTLE, Infno.INPATIENT_PRESETTLE, *CANCELLATIONS, Infno.REVERSAL,
+    Infno.ACCUMULATORS, *EHR})
+STEP_MARKS = frozenset("~!=^dx")
+#: The largest amount a visit's item may come to (a quantity times a unit price in fen):
+#: ¥1 billion, as the platform's amounts (messages/transactions.py: MAX_FEN).
+MAX_ITEM_FEN = 100_000_000_000
+
+
 class VisitItem(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     code: str  # med_list_codg
-    cnt: int = Field(gt=0)
-    pric: int = Field(gt=0)  # fen
+    cnt: int = Field(gt=0, le=MAX_ITEM_FEN)
+    pric: int = Field(gt=0, le=MAX_ITEM_FEN)  # fen
+
+    @model_validator(mode="after")
+    def _amount_in_range(self) -> VisitItem:
+        if self.cnt * self.pric > MAX_ITEM_FEN:
+            raise ValueError(f"cnt × pric is over {MAX_ITEM_FEN:,} fen")
+        return self
 
 
 class Visit(BaseModel):
@@ -66,6 +85,27 @@ class Visit(BaseModel):
         if self.batches > len(self.items):
             raise ValueError(f"{self.batches} fee batches for {len(self.items)} items")
         return self
+
+    @field_validator("begntime")
+    @classmethod
+    def _a_time(cls, begntime: str) -> str:
+        if len(begntime) != 19:
+            raise ValueError("begntime is not yyyy-MM-dd HH:mm:ss")
+        datetime.strptime(begntime, TIME_FORMAT)  # a ValueError names what is wrong
+        return begntime
+
+    @field_validator("steps")
+    @classmethod
+    def _a_plan(cls, steps: list[str]) -> list[str]:
+        for n, step in enumerate(steps):
+            infno, marks = parse_step(step)
+            if infno not in PLANNED_INFNOS or not set(marks) <= STEP_MARKS:
+                raise ValueError(f"step {n} ({step[:12]!r}) is not a transaction a visit "
+                                 f"sends, with marks of {''.join(sorted(STEP_MARKS))}")
+            if infno == Infno.REVERSAL and (("^" in marks and n == len(steps) - 1)
+                                            or ("^" not in marks and n == 0)):
+                raise ValueError(f"step {n}: a 2601 with nothing to reverse")
+        return steps
 
 
 def make_msgid(fixmedins_code: str, inf_time: str, seq: int) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
 from messages.visitlog import TIME_FORMAT, Visit, VisitItem
@@ -39,6 +39,20 @@ class VisitSpec:
     anomaly_share: float = 0.15  # visits with a protocol anomaly (see `_outpatient_plan`)
     ehr: bool = True  # health-record steps: lab lookup, publish, and find/retrieve
     ehr_find_share: float = 0.2  # of local visits, those that look up the person's records
+
+    def __post_init__(self) -> None:
+        """What a hand-edited log header may get wrong, refused with what and why."""
+        if not 1 <= self.visits <= MAX_VISITS or not 1 <= self.days <= MAX_DAYS:
+            raise ValueError(f"visits must be 1–{MAX_VISITS:,} and days 1–{MAX_DAYS:,}")
+        for name, value in asdict(self).items():
+            if name.endswith("_share") and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} {value} is not a share from 0 to 1")
+        datetime.strptime(self.start, TIME_FORMAT)
+
+
+#: Bounds of a visit log: ten years of simulated days, a hundred million visits.
+MAX_DAYS = 3_650
+MAX_VISITS = 100_000_000
 
 
 CHRONIC_SHARE = 0.02  # of persons: chronic patients …

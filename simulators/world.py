@@ -28,6 +28,12 @@ from settlement.reference import (
 )
 from simulators.regions import PROVINCES, city_codes
 
+#: The largest world: ten million insured persons (a million take ~440 MiB in each process
+#: that builds the world: docs/performance.md, Memory).
+MAX_PERSONS = 10_000_000
+#: Seeds are stored in JSON as 64-bit integers.
+SEED_BOUND = 2**63
+
 
 @dataclass(frozen=True, slots=True)
 class WorldSpec:
@@ -47,6 +53,20 @@ class WorldSpec:
     #: the provinces' policy parameters, as settlement/parameters.py checked them (None:
     #: DOMAIN.md's defaults everywhere); the same in the oracle and in every worker
     parameters: dict[str, Any] | None = field(default=None, hash=False)
+
+    def __post_init__(self) -> None:
+        """What a hand-edited log header may get wrong, refused with what and why."""
+        if type(self.seed) is not int or not -SEED_BOUND <= self.seed < SEED_BOUND:
+            raise ValueError("seed must be a whole number of at most 64 bits")
+        if not 1 <= self.persons <= MAX_PERSONS:
+            raise ValueError(f"persons must be 1–{MAX_PERSONS:,}")
+        for name, most in (("cities_per_province", 99), ("hospitals_per_city", 99_999),
+                           ("catalogue_items", 100_000)):  # 2 and 5 digits of a code
+            if not 1 <= getattr(self, name) <= most:
+                raise ValueError(f"{name} must be 1–{most:,}")
+        for name, value in asdict(self).items():
+            if name.endswith("_share") and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} {value} is not a share from 0 to 1")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

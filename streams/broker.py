@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import struct
@@ -103,6 +104,18 @@ class EmbeddedBroker:
 
 
 BROKER_KINDS = ("tansu", "kafka")
+_ADDRESS = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[^\s:,\[\]]+):(\d{1,5})")
+
+
+def bootstrap_problem(value: str) -> str | None:
+    """What is wrong with a bootstrap list (`host:port,host:port`), or None: the Kafka
+    clients would raise a bare ValueError deep inside on a port that is not a number."""
+    for address in value.split(","):
+        match = _ADDRESS.fullmatch(address.strip())
+        if match is None or not 1 <= int(match[1]) <= 65535:
+            return (f"{address.strip()!r} is not host:port (a port from 1 to 65535; several "
+                    "addresses joined by commas)")
+    return None
 
 
 @contextlib.contextmanager

@@ -5,8 +5,10 @@ No broker is started: the cluster's answers are replaced where one would be reac
 
 from __future__ import annotations
 
+import errno
+import json
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -334,3 +336,74 @@ def test_an_amount_that_is_not_whole_fen_fails_verify_and_stops_clearing(logs: P
     assert failed.exit_code == 1 and "Traceback" not in failed.output, failed.output
     assert "not whole fen: hifp_pay" in failed.output
     refused(huimin("clearing", str(logs / "a.jsonl"), str(broken)), "not whole fen")
+
+
+# -- bad input of other kinds ---------------------------------------------------------------
+
+def test_a_cluster_address_that_is_not_host_and_port_is_refused(logs: Path, tmp_path: Path):
+    for command in (["dead-letters", "--bootstrap", "127.0.0.1:abc"],
+                    ["topics", "--bootstrap", "broker:99999"],
+                    ["replay", str(logs / "a.jsonl"), "--rate", "1", "--bootstrap", "x:1,y"]):
+        result = huimin(*command)
+        assert result.exit_code == 2 and "is not host:port" in result.output, result.output
+    for command in (["run"], ["replay", str(logs / "a.jsonl"), "--rate", "1", "--results",
+                              str(tmp_path / "r.jsonl")]):
+        refused(huimin(*command, env={BOOTSTRAP_ENV: "127.0.0.1:abc"}),
+                f"{BOOTSTRAP_ENV}: '127.0.0.1:abc' is not host:port")
+
+
+def test_an_unknown_error_code_is_refused_not_listed_as_none():
+    result = huimin("dead-letters", "--bootstrap", "127.0.0.1:1", "--code", "BOGUS")
+    assert result.exit_code == 2 and "BOGUS is not one of the platform's error codes" in \
+        " ".join(result.output.split())
+
+
+def test_a_full_disk_is_a_message_not_a_traceback():
+    assert error_message(OSError(errno.ENOSPC, "No space left on device")) == \
+        "cannot write the output: no space left on its device"
+
+
+def test_an_interrupted_generate_leaves_no_half_written_log(monkeypatch: pytest.MonkeyPatch,
+                                                            tmp_path: Path):
+    def interrupted(*_: object, **__: object) -> Iterator[object]:
+        yield from ()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "generate_visits", interrupted)
+    result = huimin("generate", *GENERATE, "-o", str(tmp_path / "v.jsonl"))
+    assert result.exit_code == 130  # as the shell reports Ctrl-C
+    assert list(tmp_path.iterdir()) == []  # neither the log, its answers nor a partial file
+
+
+@pytest.mark.parametrize(("change", "phrase"), [
+    (lambda v: v.update(begntime="2026-13-45 99:00:00"), "begntime: Value error, time data"),
+    (lambda v: v.update(steps=[*v["steps"], "9999"]), "is not a transaction a visit sends"),
+    (lambda v: v.update(steps=["2601", *v["steps"]]), "a 2601 with nothing to reverse"),
+    (lambda v: v["items"][0].update(pric=2**62, cnt=8), "items.0.pric: Input should be less"),
+])
+def test_a_visit_line_that_cannot_be_carried_out_is_refused_with_where_and_why(
+        logs: Path, tmp_path: Path, change: Callable[[dict], None], phrase: str):
+    lines = (logs / "a.jsonl").read_bytes().splitlines(True)
+    visit = orjson.loads(lines[2])
+    change(visit)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b"".join([*lines[:2], orjson.dumps(visit) + b"\n", *lines[3:]]))
+    for command in (["verify", str(bad), str(logs / "a.expected.jsonl")],
+                    ["replay", str(bad), "--rate", "1", "--results", str(tmp_path / "r.jsonl")]):
+        refused(huimin(*command), "line 3 is not a visit", phrase)
+
+
+@pytest.mark.parametrize(("key", "value", "phrase"), [
+    ("persons", -5, "persons must be 1–10,000,000"),
+    ("cities_per_province", 0, "cities_per_province must be 1–99"),
+    ("seed", 2**70, "seed must be a whole number of at most 64 bits"),
+])
+def test_a_header_that_describes_no_world_is_refused(logs: Path, tmp_path: Path, key: str,
+                                                     value: int, phrase: str):
+    lines = (logs / "a.jsonl").read_bytes().splitlines(True)
+    header = orjson.loads(lines[0])
+    header["world"][key] = value
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(json.dumps(header).encode() + b"\n" + b"".join(lines[1:]))
+    refused(huimin("verify", str(bad), str(logs / "a.expected.jsonl")),
+            "line 1 is not a visit-log header", phrase)
