@@ -206,6 +206,10 @@ def _stop_cleanly_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
 
 
+Seed = Annotated[int, typer.Option(min=-SEED_BOUND, max=SEED_BOUND - 1,
+                                   help="Seed of the world and the visits.")]
+Persons = Annotated[int, typer.Option(min=1, max=MAX_PERSONS,
+                                      help="Insured persons in the world.")]
 PolicyFile = Annotated[Path | None, typer.Option(
     "--policy", help="A YAML file of the provinces' policy parameters: deductibles, ratios, "
                      "caps, the retiree bonus, the unfiled cut, the class-B self-pay share "
@@ -265,8 +269,7 @@ def _serve_metrics(port: int | None, host: str = "127.0.0.1") -> None:
 @app.command()
 def run(
     ctx: typer.Context,
-    persons: Annotated[int, typer.Option(min=1, max=MAX_PERSONS,
-                                         help="Insured persons in the world.")] = 5_000,
+    persons: Persons = 5_000,
     visits: Annotated[int, typer.Option(
         min=1, max=MAX_VISITS, help="Visits to carry out (outpatient, and 15 % inpatient "
                                     "stays).")] = 2_000,
@@ -275,8 +278,7 @@ def run(
     days: Annotated[int, typer.Option(
         min=1, max=MAX_DAYS, help="Simulated days the visits span, from 2026-12-01 (the "
                                   "clock runs as fast as --rate lets it).")] = 60,
-    seed: Annotated[int, typer.Option(min=-SEED_BOUND, max=SEED_BOUND - 1,
-                                      help="Seed of the world and the visits.")] = 42,
+    seed: Seed = 42,
     rate: Annotated[float, typer.Option(min=0.1, help="Visit arrivals per second (open loop).")
                     ] = 50.0,
     partitions: Annotated[int, typer.Option(min=1, help="Partitions per topic.")] = 8,
@@ -502,10 +504,8 @@ def dead_letters(
 @app.command()
 def worker(
     bootstrap: Annotated[str | None, typer.Option(help=f"Default: ${BOOTSTRAP_ENV}.")] = None,
-    persons: Annotated[int, typer.Option(min=1, max=MAX_PERSONS,
-                                         help="The world to load (as the simulator's).")
-                       ] = 5_000,
-    seed: Annotated[int, typer.Option(min=-SEED_BOUND, max=SEED_BOUND - 1)] = 42,
+    persons: Persons = 5_000,
+    seed: Seed = 42,
     partitions: Annotated[int, typer.Option(min=1)] = 8,
     web_port: Annotated[int, typer.Option(
         min=1, max=65535, help="This worker's web port (/clearing/, /ledger/, /fhir/…).")] = 6066,
@@ -607,8 +607,8 @@ def bench(
                     f"waiting fetch only when the wait is up), {KAFKA_FETCH_WAIT_MS} on Kafka (it "
                     "answers when data arrives).")
                              ] = None,
-    persons: Annotated[int, typer.Option(min=1, max=MAX_PERSONS)] = 20_000,
-    seed: Annotated[int, typer.Option(min=-SEED_BOUND, max=SEED_BOUND - 1)] = 42,
+    persons: Persons = 20_000,
+    seed: Seed = 42,
     ehr: Annotated[bool, typer.Option(help="Health-record steps in the visits too.")] = False,
     ceiling: Annotated[bool, typer.Option(help="Measure the raw broker ceiling too.")] = True,
     sweep_max: Annotated[float, typer.Option(
@@ -769,12 +769,12 @@ def _fault_plan(text: str | None) -> FaultPlan:
 @app.command()
 def generate(
     output: Annotated[Path, typer.Option("-o", "--output", help="The visit log to write.")],
-    persons: Annotated[int, typer.Option(min=1, max=MAX_PERSONS)] = 5_000,
+    persons: Persons = 5_000,
     visits: Annotated[int, typer.Option(min=1, max=MAX_VISITS)] = 2_000,
     cross_share: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.2,
     days: Annotated[int, typer.Option(min=1, max=MAX_DAYS,
                                       help="Simulated days the visits span.")] = 60,
-    seed: Annotated[int, typer.Option(min=-SEED_BOUND, max=SEED_BOUND - 1)] = 42,
+    seed: Seed = 42,
     bad_per_kind: Annotated[int, typer.Option(
         min=0, help="Bad requests of each kind to go with the log.")] = 0,
     faults: Annotated[str | None, typer.Option(
