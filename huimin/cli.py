@@ -25,6 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from benchmarks.load import FIND_CAPACITY_MAX, MAX_VISITS_IN_FLIGHT
 from benchmarks.profiles import py_spy
+from huimin.fhir_check import check_fhir_file
 from huimin.logfiles import (
     LogFormatError,
     LogHeader,
@@ -65,6 +66,7 @@ from huimin.verify import checked_visits, results_by_visit, write_json, write_ju
 from huimin.verify import verify as verify_answers
 from messages.codes import ErrorCode
 from messages.dead_letters import DeadLetterEntry, summarise_dead_letters
+from records.validation import Validator
 from settlement.clearing import ClearingPolicy, clear
 from settlement.oracle import Oracle
 from settlement.parameters import ParameterError
@@ -679,6 +681,34 @@ def bench(
     plot(result, out / "bench.png")
     console.print(report)
     console.print(f"Wrote {out / 'bench.json'}, {out / 'bench.md'} and {out / 'bench.png'}")
+
+
+@app.command("check-fhir")
+def check_fhir(
+    files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False,
+                                                help="FHIR R4 resources, one a file (JSON).")],
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="One JSON object a file, for scripts.")] = False,
+) -> None:
+    """Check FHIR files as the platform's ingress checks a published document (7001).
+
+    Offline, with the same checks (the R4B models and the platform's rules): `ok` and what the
+    resource is, or the error code a publish would get and where the resource is wrong (never
+    a value from it). Exits 0 if every file would be taken, 1 if any would be refused."""
+    validator = Validator()
+    refused = 0
+    for path in files:
+        check = check_fhir_file(path, validator)
+        refused += check.code is not None
+        if as_json:
+            print(orjson.dumps(check.as_dict()).decode(), flush=True)
+            continue
+        mark = "[green]ok[/]   " if check.code is None else f"[red]{check.code}[/]"
+        console.print(f"{mark}  {path}  {check.what}", soft_wrap=True, highlight=False)
+    if not as_json:
+        console.print(f"{len(files) - refused:,} of {len(files):,} files would be taken"
+                      + (f"; {refused:,} refused" if refused else ""))
+    raise typer.Exit(1 if refused else 0)
 
 
 @app.command("bench-compare")

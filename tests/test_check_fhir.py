@@ -1,0 +1,59 @@
+"""`huimin check-fhir`: an integration tester's FHIR files checked offline as the platform's
+ingress checks a 7001 publish — the real examples all taken, broken copies refused with the
+code a publish would get and where, never a value from the file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import orjson
+from typer.testing import CliRunner
+
+from huimin import cli
+from settlement.treatment import MAX_REQUEST_BYTES
+from tests.conftest import FHIR_DATA
+
+FILES = sorted(FHIR_DATA.rglob("*.json"))
+
+
+def check(*args: str):
+    return CliRunner().invoke(cli.app, ["check-fhir", *args])
+
+
+def test_every_real_example_and_synthea_bundle_would_be_taken():
+    result = check(*map(str, FILES))
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert [line.split()[0] for line in lines[:-1]] == ["ok"] * len(FILES)
+    assert any("Bundle (document, " in line for line in lines)
+    assert lines[-1] == f"{len(FILES)} of {len(FILES)} files would be taken"
+
+
+def test_broken_files_are_refused_with_the_code_and_where_but_no_value(tmp_path: Path):
+    patient = json.loads(next(f for f in FILES if f.name == "Patient-example.json").read_text())
+    secret_family = patient["name"][0]["family"]
+    patient["birthDate"] = "1970-13-41"
+    bad_patient = tmp_path / "patient.json"
+    bad_patient.write_text(json.dumps(patient))
+    not_json = tmp_path / "truncated.json"
+    not_json.write_text('{"resourceType": "Patient", "name": [{"fam')
+    a_list = tmp_path / "list.json"
+    a_list.write_text("[1, 2]")
+    huge = tmp_path / "huge.json"
+    huge.write_text(json.dumps({"resourceType": "Basic", "id": "x" * MAX_REQUEST_BYTES}))
+    result = check(str(bad_patient), str(not_json), str(a_list), str(huge), "--json")
+    assert result.exit_code == 1
+    verdicts = [orjson.loads(line) for line in result.output.splitlines()]
+    assert [(v["ok"], v["code"]) for v in verdicts] == [
+        (False, "E5001"), (False, "E1001"), (False, "E5001"), (False, "E1004")]
+    assert verdicts[0]["where"] == "Patient.birthDate"
+    assert "1970-13-41" not in result.output and secret_family not in result.output
+
+
+def test_the_text_report_counts_the_refused(tmp_path: Path):
+    empty = tmp_path / "empty.json"
+    empty.write_text("{}")
+    result = check(str(FILES[0]), str(empty))
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1] == "1 of 2 files would be taken; 1 refused"
