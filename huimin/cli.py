@@ -159,7 +159,7 @@ def _check_output(output: Path | None, option: str, **inputs: Path | None) -> No
         if path is not None and (output.resolve() == path.resolve() or (output.exists()
                                  and path.exists() and os.path.samefile(output, path))):
             raise _refused(f"{option} {output} is the {what.replace('_', ' ')}: writing it "
-                           "would overwrite what is read")
+                           "would overwrite that; give another file")
 
 
 def _refused(exc: Exception | str) -> typer.Exit:

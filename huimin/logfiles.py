@@ -110,6 +110,9 @@ def read_visit_log(path: Path) -> tuple[LogHeader, Iterator[Visit]]:
         head = LogHeader(WorldSpec.from_dict(header["world"]), VisitSpec(**header["visits"]),
                          header.get("faults", ""), header.get("bad_per_kind", 0))
         parse_parameters(head.world.parameters, PROVINCES)
+    except LogFormatError:
+        f.close()
+        raise
     except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError) as exc:
         f.close()
         raise LogFormatError(f"{path}: line 1 is not a visit-log header ({exc})") from None

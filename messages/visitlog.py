@@ -68,7 +68,7 @@ class Visit(BaseModel):
 
     v: int = VISITLOG_VERSION
     visit_no: int
-    certno: str
+    certno: str = Field(pattern=r"^\d{17}[\dX]$")  # the shape; the check digit is the platform's
     fixmedins_code: str
     mdtrtarea_admvs: str
     begntime: str
@@ -89,9 +89,9 @@ class Visit(BaseModel):
     @field_validator("begntime")
     @classmethod
     def _a_time(cls, begntime: str) -> str:
-        if len(begntime) != 19:
+        if len(begntime) != 19 or begntime[10] != " ":
             raise ValueError("begntime is not yyyy-MM-dd HH:mm:ss")
-        datetime.strptime(begntime, TIME_FORMAT)  # a ValueError names what is wrong
+        datetime.fromisoformat(begntime)  # as the steps' times are read; names what is wrong
         return begntime
 
     @field_validator("steps")
@@ -102,8 +102,10 @@ class Visit(BaseModel):
             if infno not in PLANNED_INFNOS or not set(marks) <= STEP_MARKS:
                 raise ValueError(f"step {n} ({step[:12]!r}) is not a transaction a visit "
                                  f"sends, with marks of {''.join(sorted(STEP_MARKS))}")
-            if infno == Infno.REVERSAL and (("^" in marks and n == len(steps) - 1)
-                                            or ("^" not in marks and n == 0)):
+            # what a 2601 reverses is sent for sure: not a 7003, skipped when 7002 found none
+            target = n + 1 if "^" in marks else n - 1
+            if infno == Infno.REVERSAL and not (
+                    0 <= target < len(steps) and steps[target][:4] != Infno.EHR_RETRIEVE):
                 raise ValueError(f"step {n}: a 2601 with nothing to reverse")
         return steps
 
@@ -229,11 +231,11 @@ class VisitSession:
                     "psn_cert_type": "01", "certno": v.certno}
         psn_no, mdtrt_id = k.get("psn_no", ""), k.get("mdtrt_id", "")
         if infno == Infno.OUTPATIENT_REGISTER:
-            return {"psn_no": psn_no, "insutype": k["insutype"], "begntime": v.begntime,
+            return {"psn_no": psn_no, "insutype": k.get("insutype", ""), "begntime": v.begntime,
                     "mdtrt_cert_type": "02", "mdtrt_cert_no": v.certno,
                     "ipt_otp_no": f"MZ{v.visit_no:010d}", "med_type": v.med_type}
         if infno == Infno.INPATIENT_ADMIT:
-            return {"psn_no": psn_no, "insutype": k["insutype"], "mdtrt_cert_type": "02",
+            return {"psn_no": psn_no, "insutype": k.get("insutype", ""), "mdtrt_cert_type": "02",
                     "mdtrt_cert_no": v.certno, "med_type": v.med_type,
                     "ipt_no": f"ZY{v.visit_no:010d}", "begntime": v.begntime}
         if infno in FEE_UPLOADS:
@@ -259,7 +261,7 @@ class VisitSession:
                      Infno.INPATIENT_PRESETTLE, Infno.INPATIENT_SETTLE):
             inp = {"psn_no": psn_no, "mdtrt_cert_type": "02", "mdtrt_cert_no": v.certno,
                    "med_type": v.med_type, "medfee_sumamt": sum(self._fees.values()),
-                   "psn_setlway": "01", "mdtrt_id": mdtrt_id, "insutype": k["insutype"],
+                   "psn_setlway": "01", "mdtrt_id": mdtrt_id, "insutype": k.get("insutype", ""),
                    "acct_used_flag": v.acct_used_flag}
             if v.kind == "inpatient":
                 inp["mid_setl_flag"] = "0"

@@ -121,7 +121,7 @@ def parse_parameters(data: Any, provinces: Iterable[str]) -> Parameters:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "(the top)"
         what = first["msg"]
-        if first["type"] in ("missing", "too_long") and isinstance(first["loc"][-1], int):
+        if first["type"] == "missing" and isinstance(first["loc"][-1], int):
             where = where.rsplit(".", 1)[0]  # a list of levels, not of three
             what = "give one value for all three hospital levels, or a list of three"
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""

@@ -401,8 +401,8 @@ class TreatmentPlatform:
                 original = row.answers.get(inp.omsgid)
                 if original is not None and original["infcode"] == 0 and \
                         INSURED_ANSWERS.isdisjoint(original["output"]):
-                    raise Rejected(ErrorCode.NOT_REVERSIBLE, f"msgid {inp.omsgid} was answered "
-                                   f"by the treatment side: it was not a {inp.oinfno}")
+                    raise Rejected(ErrorCode.NOT_REVERSIBLE, f"msgid {inp.omsgid} was not a "
+                                   f"{inp.oinfno}: its answer is not one")
                 return self._forward(req, inp, ctx)
             return self._reverse(req, inp, ctx, row)
         assert infno == Infno.ACCUMULATORS

@@ -69,7 +69,12 @@ class WorldSpec:
                 raise ValueError(f"{name} {value} is not a share from 0 to 1")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Without `parameters` when there are none: a log without them stays readable by
+        the versions before them."""
+        d = asdict(self)
+        if d["parameters"] is None:
+            del d["parameters"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> WorldSpec:

@@ -104,7 +104,10 @@ class EmbeddedBroker:
 
 
 BROKER_KINDS = ("tansu", "kafka")
-_ADDRESS = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[^\s:,\[\]]+):(\d{1,5})")
+#: host, host:port, [IPv6]:port or a bare IPv6 address (the Kafka clients' default port 9092
+#: where none is given)
+_ADDRESS = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[^\s:,/\[\]]+)(?::(\d{1,5}))?"
+                      r"|[0-9A-Fa-f]*:[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*")
 
 
 def bootstrap_problem(value: str) -> str | None:
@@ -112,8 +115,8 @@ def bootstrap_problem(value: str) -> str | None:
     clients would raise a bare ValueError deep inside on a port that is not a number."""
     for address in value.split(","):
         match = _ADDRESS.fullmatch(address.strip())
-        if match is None or not 1 <= int(match[1]) <= 65535:
-            return (f"{address.strip()!r} is not host:port (a port from 1 to 65535; several "
+        if match is None or (match[1] is not None and not 1 <= int(match[1]) <= 65535):
+            return (f"{address.strip()!r} is not host[:port] (a port from 1 to 65535; several "
                     "addresses joined by commas)")
     return None
 

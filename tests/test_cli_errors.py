@@ -343,13 +343,13 @@ def test_an_amount_that_is_not_whole_fen_fails_verify_and_stops_clearing(logs: P
 def test_a_cluster_address_that_is_not_host_and_port_is_refused(logs: Path, tmp_path: Path):
     for command in (["dead-letters", "--bootstrap", "127.0.0.1:abc"],
                     ["topics", "--bootstrap", "broker:99999"],
-                    ["replay", str(logs / "a.jsonl"), "--rate", "1", "--bootstrap", "x:1,y"]):
+                    ["replay", str(logs / "a.jsonl"), "--rate", "1", "--bootstrap", "x:1,y:0"]):
         result = huimin(*command)
-        assert result.exit_code == 2 and "is not host:port" in result.output, result.output
+        assert result.exit_code == 2 and "is not host[:port]" in result.output, result.output
     for command in (["run"], ["replay", str(logs / "a.jsonl"), "--rate", "1", "--results",
                               str(tmp_path / "r.jsonl")]):
         refused(huimin(*command, env={BOOTSTRAP_ENV: "127.0.0.1:abc"}),
-                f"{BOOTSTRAP_ENV}: '127.0.0.1:abc' is not host:port")
+                f"{BOOTSTRAP_ENV}: '127.0.0.1:abc' is not host[:port]")
 
 
 def test_an_unknown_error_code_is_refused_not_listed_as_none():
@@ -376,7 +376,9 @@ def test_an_interrupted_generate_leaves_no_half_written_log(monkeypatch: pytest.
 
 
 @pytest.mark.parametrize(("change", "phrase"), [
-    (lambda v: v.update(begntime="2026-13-45 99:00:00"), "begntime: Value error, time data"),
+    (lambda v: v.update(begntime="2026-13-45 99:00:00"), "begntime: Value error, month must"),
+    (lambda v: v.update(begntime="2026-12-01  8:00:00"), "Value error, Invalid isoformat"),
+    (lambda v: v.update(certno="12345"), "certno: String should match pattern"),
     (lambda v: v.update(steps=[*v["steps"], "9999"]), "is not a transaction a visit sends"),
     (lambda v: v.update(steps=["2601", *v["steps"]]), "a 2601 with nothing to reverse"),
     (lambda v: v["items"][0].update(pric=2**62, cnt=8), "items.0.pric: Input should be less"),

@@ -730,3 +730,23 @@ def test_an_abandoned_registration_is_forgotten_a_window_after_its_last_change()
     ok(sent_at(c, day14, "1101", person_info_input(EMP_CERTNO, day14)))
     assert set(c.oracle.treatment_rows[EMP_CERTNO].visits) == {stay}  # still in hospital
     refused(sent_at(c, day14, "2207", settle_input(EMP, m, 500)), ErrorCode.UNKNOWN_VISIT)
+
+
+def test_every_insured_side_answer_holds_what_the_treatment_side_tells_them_by() -> None:
+    """A 2601 naming an insured-side transaction is refused at the treatment side when the
+    answer it holds for that msgid has none of INSURED_ANSWERS' keys: every OK answer the
+    insured side gives, but a 2601's own, must carry one (the whole protocol mix here)."""
+    from settlement.treatment import INSURED_ANSWERS
+    from simulators.visits import VisitSpec, generate_visits
+    from simulators.world import WorldSpec, build_world
+
+    world = build_world(WorldSpec(seed=17, persons=300))
+    oracle = Oracle(world.ref)
+    for _ in oracle.settle_log(generate_visits(world, VisitSpec(visits=300, ehr=False))):
+        pass
+    outputs = [a["output"] for row in oracle.person_rows.values()
+               for a in row.answers.values() if a["infcode"] == 0]
+    kinds = {next(iter(INSURED_ANSWERS & set(o)), "omsgid" if "omsgid" in o else "none")
+             for o in outputs}
+    assert "none" not in kinds
+    assert {"setlinfo", "baseinfo", "omsgid"} <= kinds  # 2601s on the insured side too
