@@ -685,8 +685,9 @@ def bench(
 
 @app.command("check-fhir")
 def check_fhir(
-    files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False,
-                                                help="FHIR R4 resources, one a file (JSON).")],
+    files: Annotated[list[Path], typer.Argument(
+        exists=True, help="FHIR R4 resources, one a file (JSON); a folder: its *.json, "
+                          "subfolders too.")],
     as_json: Annotated[bool, typer.Option(
         "--json", help="One JSON object a file, for scripts.")] = False,
 ) -> None:
@@ -695,6 +696,10 @@ def check_fhir(
     Offline, with the same checks (the R4B models and the platform's rules): `ok` and what the
     resource is, or the error code a publish would get and where the resource is wrong (never
     a value from it). Exits 0 if every file would be taken, 1 if any would be refused."""
+    files = [f for path in files for f in (sorted(path.rglob("*.json")) if path.is_dir()
+                                          else [path])]
+    if not files:
+        raise _refused("no .json files in the folders given")
     validator = Validator()
     refused = 0
     for path in files:

@@ -51,6 +51,14 @@ def test_broken_files_are_refused_with_the_code_and_where_but_no_value(tmp_path:
     assert "1970-13-41" not in result.output and secret_family not in result.output
 
 
+def test_a_folder_is_checked_file_by_file_and_an_empty_one_is_refused(tmp_path: Path):
+    result = check(str(FHIR_DATA))
+    assert result.exit_code == 0
+    assert result.output.splitlines()[-1] == f"{len(FILES)} of {len(FILES)} files would be taken"
+    empty = check(str(tmp_path))
+    assert empty.exit_code == 2 and "no .json files" in empty.output
+
+
 def test_the_text_report_counts_the_refused(tmp_path: Path):
     empty = tmp_path / "empty.json"
     empty.write_text("{}")
