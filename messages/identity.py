@@ -32,6 +32,26 @@ def mask_certno(certno: str) -> str:
     return certno[:6] + "*" * (len(certno) - 10) + certno[-4:]
 
 
+def mask_key(key: str) -> str:
+    """A message key that is not a valid citizen ID number, as an error may show it: masked
+    as one if shaped as one (a wrong check character), else only its length: it may be a
+    phone number or a name."""
+    if _CERTNO_SHAPE.fullmatch(key):
+        return mask_certno(key)
+    return f"of {len(key)} characters"
+
+
+_CERTNO_RUN = re.compile(r"[0-9]{17}[0-9X]")
+
+
+def shown_id(value: str) -> str:
+    """A hospital's own identifier (`mdtrt_id`, `feedetl_sn`, `chrg_bchno`) as an answer's
+    error may echo it: a citizen ID number inside it, which a careless HIS may use as one,
+    masked (DOMAIN.md §7)."""
+    return _CERTNO_RUN.sub(lambda m: mask_certno(m.group()) if is_valid_certno(m.group())
+                           else m.group(), value)
+
+
 #: Fields that hold a person's data, in answers and in the FHIR they carry: a report names
 #: where they (or anything inside them) differ, never their values.
 PERSONAL_FIELDS = frozenset({"certno", "mdtrt_cert_no", "psn_no", "psn_name", "name", "brdy",

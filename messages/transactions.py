@@ -21,7 +21,10 @@ PositiveFen = Annotated[int, Field(gt=0, le=MAX_FEN, strict=True)]
 NetFen = Annotated[int, Field(ge=-MAX_FEN, le=MAX_FEN, strict=True)]
 NetCount = Annotated[int, Field(ge=-MAX_FEN, le=MAX_FEN, strict=True)]
 PsnNo = Annotated[str, StringConstraints(pattern=r"^[0-9]{26}$")]
-MdtrtId = Annotated[str, StringConstraints(min_length=1, max_length=30)]
+#: A visit's, a fee item's or an upload batch's identifier: letters, digits and `_.-`, as a
+#: HIS writes them (answers echo them in errors, so no free text: a name is refused).
+HospitalId = Annotated[str, StringConstraints(pattern=r"^[0-9A-Za-z_.\-]{1,30}$")]
+MdtrtId = HospitalId
 OutpatientMedType = Literal["11", "13"]  # 普通门诊, 急诊 (emergency)
 InpatientMedType = Literal["21", "24"]  # 普通住院, 急诊转住院 (emergency admission)
 EMERGENCY_MED_TYPES = frozenset({"13", "24"})
@@ -96,10 +99,10 @@ class DischargeInput(_Input):
 class FeeDetail(_Input):
     """One item of a 2204/2301 upload. `det_item_fee_sumamt` must equal `cnt * pric`."""
 
-    feedetl_sn: str = Field(min_length=1, max_length=30)
+    feedetl_sn: HospitalId
     mdtrt_id: MdtrtId
     psn_no: PsnNo
-    chrg_bchno: str = Field(default="1", min_length=1, max_length=30)
+    chrg_bchno: HospitalId = "1"
     med_type: OutpatientMedType | InpatientMedType = "11"
     fee_ocur_time: InfTime
     med_list_codg: str = Field(min_length=1, max_length=50)
@@ -120,7 +123,7 @@ class FeeCancelInput(_Input):
     """2205: cancel the fee details of one upload batch (`chrg_bchno`), or all with "0000"."""
 
     mdtrt_id: MdtrtId
-    chrg_bchno: str = Field(min_length=1, max_length=30)
+    chrg_bchno: HospitalId
     psn_no: PsnNo
 
 

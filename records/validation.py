@@ -50,6 +50,8 @@ _RESOURCE_TYPE = re.compile(r"[A-Z][A-Za-z]{0,63}")
 def _path(prefix: str, loc: tuple[Any, ...]) -> str:
     out = prefix
     for part in loc:
+        if part == "resource_type":  # fhir.resources' name for it
+            part = "resourceType"
         if isinstance(part, int):
             out += f"[{part}]"
         else:
@@ -59,6 +61,39 @@ def _path(prefix: str, loc: tuple[Any, ...]) -> str:
 
 
 _ISSUE_CODES = {"missing": "required", "extra_forbidden": "structure"}
+
+
+def _strings_in(value: Any, limit: int = 1000) -> list[str]:
+    """The strings and numbers inside a value (at most `limit` looked at), as text: what an
+    error could echo."""
+    out: list[str] = []
+    todo = [value]
+    while todo and limit > 0:
+        limit -= 1
+        item = todo.pop()
+        if isinstance(item, str):
+            out.append(item)
+        elif isinstance(item, int | float):  # a phone number sent as a number
+            out.append(str(item))
+        elif isinstance(item, dict):
+            todo.extend(item.values())
+        elif isinstance(item, list):
+            todo.extend(item)
+    return out
+
+
+def _message(err: Any) -> str:
+    """What is wrong, never the value sent (DOMAIN.md §7): pydantic's and fhir_core's texts
+    echo some inputs (a wrong resourceType, a custom validator's error), and a value may be a
+    name or an ID number. A text that would echo one says only the kind of error."""
+    if err["type"] == "fhir-validation-wrong-resource-type":
+        expected = str(err.get("ctx", {}).get("expected_resource_type", ""))
+        return f"resourceType should be {expected}" if _RESOURCE_TYPE.fullmatch(expected) \
+            else "resourceType is not the one this element takes"
+    msg = str(err["msg"])
+    echoed = not msg.isascii() or any(
+        len(text) >= 3 and text in msg for text in _strings_in(err.get("input")))
+    return f"invalid value ({err['type']})" if echoed else msg
 
 
 class Validator:
@@ -120,7 +155,7 @@ class Validator:
                 loc = (*loc[:-1], "(an unknown element)")
             raise InvalidResource(operation_outcome(
                 _ISSUE_CODES.get(err["type"], "value"),
-                f"{_path(path, loc)}: {err['msg']}", _path(path, loc))) from None
+                f"{_path(path, loc)}: {_message(err)}", _path(path, loc))) from None
         except Exception as exc:
             raise InvalidResource(operation_outcome(
                 "invalid", f"{path}: not valid R4 ({type(exc).__name__})", path)) from None

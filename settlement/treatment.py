@@ -27,7 +27,7 @@ from messages.codes import (
     Infno,
 )
 from messages.envelope import Request, error_answer, is_cross_province, ok_answer, province_of
-from messages.identity import CERTNO_SYSTEM, is_valid_certno, mask_certno
+from messages.identity import CERTNO_SYSTEM, is_valid_certno, mask_key, shown_id
 from messages.platform import CROSS, LOCAL, infno_text
 from messages.signing import Signer
 from messages.transactions import INPUT_MODELS
@@ -329,7 +329,7 @@ class TreatmentPlatform:
         certno = key or ""
         if not is_valid_certno(certno):
             raise Rejected(ErrorCode.INVALID_CERTNO,
-                           f"message key {mask_certno(certno)} is not a valid citizen ID number")
+                           f"message key {mask_key(certno)} is not a valid citizen ID number")
         _check_certificate(inp, certno)
         ctx["hosp_lv"] = hospital.level
         if req.infno in EHR:  # to the health-record exchange (records/exchange.py)
@@ -441,9 +441,9 @@ class TreatmentPlatform:
         if visit is None or visit["fixmedins_code"] != req.fixmedins_code \
                 or visit["status"] == REVERSED:
             raise Rejected(ErrorCode.UNKNOWN_VISIT,
-                           f"mdtrt_id {mdtrt_id} is not a visit registered by this hospital "
-                           f"(or nothing has happened to it for the {WINDOW_DAYS}-day operating "
-                           "window, and it is forgotten)")
+                           f"mdtrt_id {shown_id(mdtrt_id)} is not a visit registered by this "
+                           f"hospital (or nothing has happened to it for the {WINDOW_DAYS}-day "
+                           "operating window, and it is forgotten)")
         if visit["kind"] != kind:
             raise Rejected(ErrorCode.WRONG_SEQUENCE,
                            f"visit {mdtrt_id} is an {visit['kind']} visit, infno {req.infno} "
@@ -485,7 +485,8 @@ class TreatmentPlatform:
                                f"{where}.psn_no is not the patient of visit {item.mdtrt_id}")
             if item.feedetl_sn in visit["fees"] or item.feedetl_sn in batch:
                 raise Rejected(ErrorCode.DUPLICATE_FEE_ITEM,
-                               f"{where}.feedetl_sn {item.feedetl_sn} was already uploaded")
+                               f"{where}.feedetl_sn {shown_id(item.feedetl_sn)} was already "
+                               "uploaded")
             if item.det_item_fee_sumamt != item.cnt * item.pric:
                 raise Rejected(ErrorCode.INVALID_AMOUNT,
                                f"{where}.det_item_fee_sumamt {item.det_item_fee_sumamt} is not "
@@ -514,7 +515,7 @@ class TreatmentPlatform:
                   if inp.chrg_bchno == ALL_BATCHES or f["chrg_bchno"] == inp.chrg_bchno]
         if not doomed:
             raise Rejected(ErrorCode.NO_FEES, f"visit {inp.mdtrt_id} has no fees in batch "
-                                              f"{inp.chrg_bchno}")
+                                              f"{shown_id(inp.chrg_bchno)}")
         for sn in doomed:
             del visit["fees"][sn]
         _touch(visit, time_stamp(req.inf_time))

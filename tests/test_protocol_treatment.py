@@ -455,6 +455,34 @@ def test_no_error_message_carries_the_raw_certno() -> None:
             assert cert not in a["err_msg"]
 
 
+def test_a_hospital_identifier_holding_a_name_or_an_id_number_is_never_echoed() -> None:
+    """A careless HIS may put a name or a citizen ID number where its own identifiers go
+    (mdtrt_id, feedetl_sn, chrg_bchno); refusals say what is wrong without them, and a key
+    that is not an ID number is not shown at all (DOMAIN.md §7)."""
+    c = Clinic()
+    m = c.register()
+    name_and_id = "张三" + WORKED_CERTNO
+    refusals = [
+        c.settle(name_and_id, 100),
+        c.upload(m, [(name_and_id, "DA", 1, 100)]),
+        c.do(EMP_CERTNO, "2205", {**fee_cancel_input(EMP, m), "chrg_bchno": name_and_id}),
+        c.settle(WORKED_CERTNO, 100),
+        c.do("13800138000", "1101", person_info_input(EMP_CERTNO, T)),
+    ]
+    ok(c.upload(m, [(WORKED_CERTNO, "DA", 1, 100)]))
+    refusals += [c.upload(m, [(WORKED_CERTNO, "DA", 1, 100)]),
+                 c.do(EMP_CERTNO, "2205", {**fee_cancel_input(EMP, m),
+                                           "chrg_bchno": WORKED_CERTNO})]
+    assert [a["err_code"] for a in refusals] == ["E1002", "E1002", "E1002", "E4001", "E2001",
+                                                 "E4005", "E4003"]
+    for a in refusals:
+        for leak in ("张三", WORKED_CERTNO, WORKED_CERTNO[6:14], "13800138000", "0013800"):
+            assert leak not in a["err_msg"], a["err_msg"]
+    for masked in (refusals[3], refusals[5], refusals[6]):  # shown as DOMAIN.md masks
+        assert "310101********" in masked["err_msg"]
+    assert "of 11 characters" in refusals[4]["err_msg"]
+
+
 # -- treatment-side idempotency ------------------------------------------------------------------
 
 def prepared(c: Clinic, infno: str) -> dict[str, Any]:

@@ -229,6 +229,41 @@ def test_fhir_the_models_let_through_is_refused_naming_the_path_and_not_the_valu
     assert SECRET not in orjson.dumps(answer).decode() and "110105" not in answer["err_msg"]
 
 
+#: (what is wrong, the resource, the path named) — errors whose library text would echo the
+#: value sent (fhir_core's wrong-resourceType message, a number sent for a string)
+ECHOING_ERRORS = [
+    ("an element's resourceType is a name and an ID",
+     {"resourceType": "Patient", "managingOrganization": {"resourceType": SECRET}},
+     "Patient.managingOrganization.resourceType"),
+    ("a nested resource's resourceType is an ASCII name and an ID",
+     {"resourceType": "Patient", "managingOrganization": {
+         "resourceType": "ZhangSan 110105194912310025"}},
+     "Patient.managingOrganization.resourceType"),
+    ("a birth date that is a name", {"resourceType": "Patient", "birthDate": SECRET},
+     "Patient.birthDate"),
+]
+
+
+@pytest.mark.parametrize("wrong, resource, path", ECHOING_ERRORS,
+                         ids=[e[0] for e in ECHOING_ERRORS])
+def test_a_library_error_that_would_echo_the_value_names_only_the_path_and_the_kind(
+        wrong: str, resource: dict[str, Any], path: str):
+    with pytest.raises(InvalidResource) as refused:
+        Validator().validate(copy.deepcopy(resource))
+    issue = refused.value.outcome["issue"][0]
+    assert issue["expression"] == [path], wrong
+    assert issue["diagnostics"].startswith(f"{path}: ")
+    for leak in (SECRET, "110105194912310025", "ZhangSan", "张"):
+        assert leak not in orjson.dumps(refused.value.outcome).decode(), wrong
+
+
+def test_a_library_error_that_echoes_nothing_keeps_its_own_words():
+    with pytest.raises(InvalidResource) as refused:
+        Validator().validate({"resourceType": "Patient", "active": "yes please"})
+    assert refused.value.outcome["issue"][0]["diagnostics"] == (
+        "Patient.active: Input should be a valid boolean, unable to interpret input")
+
+
 def test_a_bundle_type_not_a_code_and_json_nested_too_deep_are_refused_not_crashed():
     ex = Exchange()
     certno = person()
