@@ -146,9 +146,32 @@ def _resources(resource: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+#: Where a resource names the person it is about by reference (Observation.subject,
+#: Encounter.subject, Coverage.beneficiary, AllergyIntolerance.patient, …).
+_ABOUT = ("subject", "patient", "beneficiary")
+
+
 def _certnos(resource: dict[str, Any]) -> set[str]:
-    return {i.get("value", "") for r in _resources(resource) if r["resourceType"] == "Patient"
-            for i in r.get("identifier") or [] if i.get("system") == CERTNO_SYSTEM}
+    """The citizen ID numbers of every person the resource is about: its Patients', wherever
+    they are (in a Bundle, `contained`), and those its references to a subject name by
+    identifier. A document filed under one person must be about that person only."""
+    found: set[str] = set()
+    todo: list[Any] = [resource]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, list):
+            todo.extend(item)
+            continue
+        if not isinstance(item, dict):
+            continue
+        named = [i for i in item.get("identifier") or [] if isinstance(i, dict)] \
+            if item.get("resourceType") == "Patient" and isinstance(item.get("identifier"), list) \
+            else []
+        named += [item[k]["identifier"] for k in _ABOUT if isinstance(item.get(k), dict)
+                  and isinstance(item[k].get("identifier"), dict)]
+        found.update(str(i.get("value", "")) for i in named if i.get("system") == CERTNO_SYSTEM)
+        todo.extend(v for v in item.values() if isinstance(v, dict | list))
+    return found
 
 
 def pack_document(content: dict[str, Any]) -> str:

@@ -309,6 +309,19 @@ def test_a_document_about_another_person_is_refused():
                                                           "value": other}]}
     answer = ex.send("7001", certno, "110000", {"resource": patient})
     assert answer["err_code"] == "E2003"
+    about_other = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                   "subject": {"identifier": {"system": CERTNO_SYSTEM, "value": other}}}
+    contained = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                 "contained": [{**patient, "id": "p"}], "subject": {"reference": "#p"}}
+    in_a_bundle = {"resourceType": "Bundle", "type": "collection",
+                   "entry": [{"resource": about_other}]}
+    for document in (about_other, contained, in_a_bundle):
+        answer = ex.send("7001", certno, "110000", {"resource": document})
+        assert answer["err_code"] == "E2003", document
+        assert other not in orjson.dumps(answer).decode()
+    about_them = {**about_other, "subject": {"identifier": {"system": CERTNO_SYSTEM,
+                                                            "value": certno}}}
+    assert ex.send("7001", certno, "110000", {"resource": about_them})["infcode"] == 0
 
 
 def audit_of(ex: Exchange, certno: str) -> list[dict[str, Any]]:
@@ -474,6 +487,25 @@ def test_an_unknown_resource_type_is_an_operation_outcome_not_a_crash():
         answer = ex.send("7001", person(), "110000", {"resource": resource})
         assert answer["err_code"] == "E5001"
         assert answer["output"]["resourceType"] == "OperationOutcome"
+
+
+@pytest.mark.parametrize("resource", [
+    {"resourceType": "SubscriptionTopic", "url": "http://example.org/t", "status": "active"},
+    {"resourceType": "NutritionProduct", "status": "active"},
+    {"resourceType": "MedicinalProduct"},
+    {"resourceType": "RiskEvidenceSynthesis", "status": "active", "population": {
+        "reference": "Group/1"}, "outcome": {"reference": "EvidenceVariable/1"}},
+], ids=["R4B's SubscriptionTopic", "R4B's NutritionProduct", "R4's MedicinalProduct",
+        "R4's RiskEvidenceSynthesis"])
+def test_a_resource_type_of_r4b_only_or_of_r4_only_is_refused_saying_which(
+        resource: dict[str, Any]):
+    with pytest.raises(InvalidResource) as refused:
+        Validator().validate(resource)
+    issue = refused.value.outcome["issue"][0]
+    assert issue["code"] == "not-supported"
+    assert resource["resourceType"] in issue["diagnostics"]
+    assert ("R4B's, not R4's" in issue["diagnostics"]) == (
+        resource["resourceType"] in ("SubscriptionTopic", "NutritionProduct"))
 
 
 def test_the_operators_fhir_views_serve_loopback_or_the_bearer_of_the_token_only():
