@@ -5,7 +5,7 @@ figure can be read as a ratio to what the broker and the client library allow on
 A cross-province settlement crosses 6 topics (hosp.requests → nat.requests → ins.requests →
 nat.answers → trt.answers → hosp.responses) through 5 forwarding stages; the ceiling does the
 same with `raw.0` … `raw.5`, all 5 stages in one process (as one worker holds all roles),
-driven open-loop at a fixed rate, with the send time inside each message.
+driven open-loop at a fixed rate, with the time each message was due inside it.
 
 It uses huimin's partitions per topic, producer linger and consumer fetch wait, and acks=1 as
 huimin's workers do on Tansu, so there the two differ only in what runs between consume and
@@ -72,6 +72,7 @@ class CeilingResult:
     achieved: float  # per second out of raw.5, after warm-up
     latencies_ms: list[float]
     lost: int
+    send_lag_ms: list[float]  # how late each measured message went out after it was due
 
 
 class RawCeiling:
@@ -105,7 +106,10 @@ class RawCeiling:
                 self.process.kill()
 
     def measure(self, rate: float, duration: float, warmup: float) -> CeilingResult:
-        """Send `rate` messages/s for `duration` s (open loop) and time each to the sink."""
+        """Send `rate` messages/s for `duration` s (open loop) and time each to the sink from
+        when it was due to be sent, not from when the loop got to it: a loop that falls
+        behind (it also drains the sink) adds its lag to the latency, as a real sender's
+        would be felt, instead of hiding it (coordinated omission). The lag is reported too."""
         sink = KafkaConsumer(bootstrap_servers=self.bootstrap,
                              fetch_max_wait_ms=self.fetch_wait_ms,
                              enable_auto_commit=False, metrics_enabled=False)
@@ -117,33 +121,35 @@ class RawCeiling:
         producer = KafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=self.linger_ms,
                                  acks=1, metrics_enabled=False)
         n = int(rate * duration)
-        start = time.monotonic()
-        sent, latencies, received = 0, [], 0
-        keep_from = time.time_ns() + int(warmup * 1e9)
-        first_kept = last_kept = 0
+        start, wall_start = time.monotonic(), time.time_ns()
+        sent, latencies, send_lags, received = 0, [], [], 0
+        keep_from = wall_start + int(warmup * 1e9)
+        last_kept = 0
         while True:
             now = time.monotonic() - start
             while sent < n and sent / rate <= now:
-                stamp = time.time_ns()
+                due = wall_start + int(sent / rate * 1e9)
+                if due >= keep_from:
+                    send_lags.append((time.time_ns() - due) / 1e6)
                 producer.send(TOPICS[0], key=str(sent).encode(),
-                              value=stamp.to_bytes(8, "big") + PAYLOAD)
+                              value=due.to_bytes(8, "big") + PAYLOAD)
                 sent += 1
             for records in sink.poll(timeout_ms=5, max_records=2000).values():
                 for r in records:
                     received += 1
                     t0 = int.from_bytes(r.value[:8], "big")
                     if t0 >= keep_from:
-                        arrived = time.time_ns()
-                        latencies.append((arrived - t0) / 1e6)
-                        first_kept = first_kept or arrived
-                        last_kept = arrived
+                        last_kept = time.time_ns()
+                        latencies.append((last_kept - t0) / 1e6)
             if sent >= n and (received >= n or now > duration + 15):
                 break
         producer.close()
         sink.close()
-        span = (last_kept - first_kept) / 1e9
+        # over the measured window as huimin's rate is: from the warm-up's end to the last
+        # message through
+        span = (last_kept - keep_from) / 1e9
         return CeilingResult(rate, len(latencies) / span if span > 0 else 0.0, latencies,
-                             n - received)
+                             n - received, send_lags)
 
 
 if __name__ == "__main__":

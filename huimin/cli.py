@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import functools
 import inspect
+import math
 import os
 import re
 import shlex
@@ -653,8 +654,19 @@ def bench(
         offered = [float(r) for r in rates.split(",") if r.strip()]
     except ValueError:
         raise typer.BadParameter("numbers separated by commas", param_hint="--rates") from None
-    if not offered or any(r <= 0 for r in offered):
+    if not offered or not all(0 < r < math.inf for r in offered):  # nan too
         raise typer.BadParameter("positive numbers", param_hint="--rates")
+    for value, hint in ((duration, "--duration"), (warmup, "--warmup"),
+                        (sweep_max, "--sweep-max"), (find_capacity_max, "--find-capacity-max"),
+                        (broker_warmup or 0.0, "--broker-warmup")):
+        if not math.isfinite(value):
+            raise typer.BadParameter("a finite number", param_hint=hint)
+    if warmup >= duration:
+        raise typer.BadParameter(f"shorter than --duration ({duration:g} s): the warm-up is "
+                                 "left out of each rate's figures", param_hint="--warmup")
+    if max(offered) * duration > MAX_VISITS:
+        raise typer.BadParameter(f"at most {MAX_VISITS:,} visits a rate (rate × duration)",
+                                 param_hint="--rates")
     with _progress() as progress:
         task = progress.add_task("starting", total=None)
         log = _LogWhenNotATerminal()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,9 @@ def percentile(sorted_values: list[float], q: float) -> float:
     """Nearest-rank percentile of an ascending list (q in 0..100)."""
     if not sorted_values:
         return math.nan
-    rank = max(1, math.ceil(q / 100 * len(sorted_values)))
+    # in exact arithmetic: 99.9 / 100 * 1000 is 999.0000000000001 in floats, whose ceiling
+    # took the maximum for the 999th value
+    rank = max(1, math.ceil(Fraction(str(q)) * len(sorted_values) / 100))
     return sorted_values[rank - 1]
 
 
@@ -55,6 +58,10 @@ def replay_pace(result: HospitalRunResult, scheduled_s: float) -> list[str]:
                      f"{result.start_lag.max_ms / 1000:.1f} s late): this platform and machine "
                      "carry less than --rate/--speed offered, and the latencies include that "
                      "wait. Offer less to measure them unloaded.[/]")
+    if result.waited_for_person:
+        lines.append(f"{result.waited_for_person:,} visits waited for the same person's visit "
+                     "before them to end (a person is at one hospital at a time); the start "
+                     "lag includes the wait.")
     return lines
 
 

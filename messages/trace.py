@@ -10,9 +10,12 @@ import time
 from typing import Final
 
 HOSP_SEND: Final = "hosp.send"
-#: The request's record in hosp.requests, by its Kafka timestamp (CreateTime: when the
-#: hospital's client produced it; LogAppendTime if the topic is so configured). From here to
-#: `trt.in` the request waited in the topic: the platform's backlog.
+#: The request's record in hosp.requests, by its Kafka timestamp: LogAppendTime, the broker's
+#: time of arrival, as `huimin topics` creates the topic on Apache Kafka; on Tansu, which
+#: keeps the client's CreateTime, the moment the hospital handed it to kafka-python (its
+#: `send()` stamps it), so there `hosp.send` to here is ~0 and the client's linger and the
+#: send lie in `trt.queued` to `trt.in`. From here to `trt.in` the request waited in the
+#: topic: the platform's backlog.
 TRT_QUEUED: Final = "trt.queued"
 TRT_IN: Final = "trt.in"
 NAT_IN: Final = "nat.in"

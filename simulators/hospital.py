@@ -97,6 +97,9 @@ def response_consumer(bootstrap: str, topic: str = topics.HOSP_RESPONSES,
     return consumer
 
 
+#: The err_code a visit ends with when the hospital gave up waiting for an answer.
+TIMED_OUT = "TIMEOUT"
+
 @dataclass
 class Exchange:
     """One distinct request (by msgid) and every answer the hospital saw to it."""
@@ -166,6 +169,8 @@ class HospitalRunResult:
     #: how late the hospitals' loop took up each visit after its scheduled arrival: latency is
     #: timed from the actual send, so a loop starved of CPU would hide its delay there
     start_lag: StartLag = field(default_factory=lambda: StartLag())
+    #: visits that waited for the same person's visit before them to end (in the start lag)
+    waited_for_person: int = 0
 
     @property
     def days_reconciled(self) -> list[DayReconciliation]:
@@ -326,7 +331,10 @@ class HospitalFleet:
         exchanges: dict[str, Exchange] = {}
         owner: dict[str, VisitSession] = {}
         busy: set[str] = set()
-        waiting: dict[str, deque[VisitSession]] = defaultdict(deque)
+        #: visits of a person with one under way, with their scheduled arrival: a person is
+        #: at one hospital at a time, and the platform keeps their row in order
+        waiting: dict[str, deque[tuple[VisitSession, float]]] = defaultdict(deque)
+        waited = 0  # visits that waited so, their wait in the start lag
         bad_answers: dict[str, list[dict[str, Any]]] = {b.msgid: [] for b in bad if b.msgid}
         dead_letters: list[DeadLetterRecord] = []
         timed_out: list[str] = []
@@ -369,9 +377,13 @@ class HospitalFleet:
                     on_progress(1)
                 queue = waiting.get(session.visit.certno)
                 if queue:
-                    start_visit(queue.popleft())
+                    start_visit(*queue.popleft())
 
-        def start_visit(session: VisitSession) -> None:
+        def start_visit(session: VisitSession, scheduled: float) -> None:
+            """Taken up now: how late after its arrival counts in the start lag, a wait for
+            the person's previous visit included (a clock read per visit: a burst after a
+            stall shows whole)."""
+            start_lag.add((time.monotonic() - t0 - scheduled) * 1000)
             busy.add(session.visit.certno)
             pump(session)
 
@@ -420,15 +432,14 @@ class HospitalFleet:
                     if on_progress:
                         on_progress(1)
                     continue
-                # taken up now (a clock read per visit: a burst after a stall shows whole)
-                start_lag.add((time.monotonic() - t0 - scheduled) * 1000)
                 if sink is None:
                     sessions.append(session)
                 open_days[session.visit.begntime[:10]] += 1
                 if session.visit.certno in busy:
-                    waiting[session.visit.certno].append(session)
+                    waiting[session.visit.certno].append((session, scheduled))
+                    waited += 1
                 else:
-                    start_visit(session)
+                    start_visit(session, scheduled)
             while pending_events and pending_events[0][0] <= now:
                 pending_events.pop(0)[1]()
                 last_news = time.monotonic()
@@ -498,7 +509,7 @@ class HospitalFleet:
                     continue
                 timed_out.append(msgid)
                 metrics.TIMEOUTS.inc()
-                session.failed = {"infcode": -1, "inf_refmsgid": msgid, "err_code": "TIMEOUT",
+                session.failed = {"infcode": -1, "inf_refmsgid": msgid, "err_code": TIMED_OUT,
                                   "err_msg": "no answer within the timeout", "output": {}}
                 pump(session)
                 release(session, gave_up=True)
@@ -509,4 +520,4 @@ class HospitalFleet:
             exchanges.clear()
         return HospitalRunResult(sessions, exchanges, bad_answers, dead_letters, timed_out,
                                  unexpected, time.monotonic() - t0, books, daily, dropped,
-                                 start_lag)
+                                 start_lag, waited)

@@ -8,6 +8,7 @@ import statistics
 import threading
 import time
 from dataclasses import asdict
+from types import SimpleNamespace
 from typing import Any
 
 from benchmarks.cpu_accounts import cpu_per_visit, role_cpu_per_visit, thread_cpu_seconds
@@ -60,6 +61,16 @@ def test_capacity_is_the_highest_sustained_throughput_not_the_highest_offered():
     assert capacity([(50, 50, lat(900))], 300) == 0
 
 
+def _result_with(*points: RatePoint) -> dict[str, Any]:
+    """A `huimin bench` result holding `points`, for the report."""
+    return {"started": "2026-12-02T19:00:00",
+            "machine": {"cpus": 2, "cpu_model": "x", "python": "3.11", "versions": {}},
+            "settings": {"broker": "tansu", "workers": 1, "persons": 10, "seed": 1,
+                         "duration_s": 10, "warmup_s": 1, "partitions": 1, "linger_ms": 5,
+                         "fetch_wait_ms": 25, "health_record_steps": False},
+            "points": [asdict(p) for p in points]}
+
+
 def rate_point(offered: float, achieved: float, p99: float, dropped: int) -> RatePoint:
     """A rate whose settlements were answered as `achieved` ÷ `offered` says."""
     return RatePoint(offered_visits_per_s=offered, visits=1000,
@@ -74,13 +85,7 @@ def test_a_rate_that_dropped_visits_is_past_capacity_whatever_came_through():
     which no rate within the p99 target comes near."""
     points = [rate_point(50, 50, 100, 0), rate_point(100, 99, 250, 3)]
     assert settlement_capacity(points, 300) == 50
-    text = markdown({"started": "2026-12-02T19:00:00",
-                     "machine": {"cpus": 2, "cpu_model": "x", "python": "3.11", "versions": {}},
-                     "settings": {"broker": "tansu", "workers": 1, "persons": 10, "seed": 1,
-                                  "duration_s": 10, "warmup_s": 1, "partitions": 1,
-                                  "linger_ms": 5, "fetch_wait_ms": 25,
-                                  "health_record_steps": False},
-                     "points": [asdict(p) for p in points]})
+    text = markdown(_result_with(*points))
     assert "| errors | visits dropped |" in text
     assert "| 0 | 0 | 0 / 0 / 0 |" in text and "| 0 | 3 | 0 / 0 / 0 |" in text
     points[1].start_rss_mib, points[1].peak_rss_mib = {"broker": 20}, {"broker": 700}
@@ -251,6 +256,7 @@ def test_the_tally_leaves_out_the_warmup_and_counts_only_answered_settlements():
         tally(*visit)
     refused = VisitSession.__new__(VisitSession)
     refused.failed = {"err_code": "E1001"}
+    refused.visit = SimpleNamespace(steps=["1101"])
     tally(refused, [])
     unanswered_session, (_, unanswered) = _settled_visit(102.7, 0.0, "local")
     unanswered.answers, unanswered.latency_ms = [], None
@@ -270,6 +276,42 @@ def test_the_tally_leaves_out_the_warmup_and_counts_only_answered_settlements():
     assert not rate_sustained(point, 300)
     assert point.unsustained is None and "75.0 % of the settlements sent after the warm-up " \
         "answered, under 95 %" in (why_unsustained(point, 300) or "")
+
+
+def _cut_short(sent_s: float, err_code: str) -> tuple[VisitSession, list[Exchange]]:
+    """A visit that ended at its fee upload, before its settlement was sent."""
+    session = VisitSession.__new__(VisitSession)
+    session.failed = {"err_code": err_code}
+    session.visit = SimpleNamespace(steps=["1101", "2201", "2204", "2207"])
+    sent = int(sent_s * 1e9)
+    return session, [Exchange("2204", f"u{sent}", sends=1, sent_ns=sent)]
+
+
+def test_a_visit_cut_short_before_its_settlement_counts_that_settlement_as_unanswered():
+    """Open loop: a settlement a time-out or an unexpected refusal kept from being sent is
+    load offered and not carried; and a time-out is one error, not also a failed visit."""
+    tally = RateTally()
+    for at in (100.0, 101.0, 101.2, 101.4):
+        tally(*_settled_visit(at, 40.0, "local"))
+    tally(*_cut_short(101.5, "TIMEOUT"))
+    tally(*_cut_short(101.6, "E9001"))
+    tally(*_cut_short(100.1, "TIMEOUT"))  # in the warm-up
+    point = summarise_rate(tally, HospitalRunResult([], {}, {}, [], ["u1", "u2"], 0, 3.0),
+                           rate=2.0, warmup=1.0, cpu={})
+    assert point.errors == {"timeouts": 2, "visits_failed": 1, "unexpected_answers": 0}
+    assert point.answered_share == 0.6  # 3 of the 5 after the warm-up
+    everything = point.settlement_latency_ms["all"]
+    assert everything["count"] == 3 and everything["unanswered"] == 2
+    assert everything["p50"] == 40.0 and everything["p99"] is None and everything["max"] is None
+    assert not rate_sustained(point, 300)
+    assert "2 settlements never answered" in (why_unsustained(point, 300) or "")
+    assert "None" not in markdown(_result_with(point))
+
+
+def test_the_p999_of_a_thousand_is_the_999th_value_not_the_maximum():
+    from benchmarks.load import percentiles
+    assert percentiles([float(v) for v in range(1, 1001)])["p99.9"] == 999.0
+    assert percentiles([float(v) for v in range(1, 10_001)])["p99.9"] == 9990.0
 
 
 def test_memory_growth_per_visit_is_read_over_the_second_half_of_the_arrivals():

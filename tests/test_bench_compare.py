@@ -65,6 +65,16 @@ def test_a_rate_past_capacity_shows_the_visits_it_dropped():
     assert "| 70 | 63.4 → 61 (1,200 visits dropped) |" in text
 
 
+def test_the_comparison_names_a_change_of_machine_or_of_versions():
+    moved = {**AFTER, "machine": {"cpus": 4, "python": "3.12.1",
+                                  "versions": {"aiokafka": "0.14.0", "huimin": "0.1.0 (abc1234)"}}}
+    text = comparison(BEFORE, moved)
+    differ = text.split("Settings that differ:")[1].split("\n")[0]
+    assert "cpus 2 → 4" in differ and "python ? → 3.12.1" in differ
+    assert "huimin ? → 0.1.0 (abc1234)" in differ  # a version the run before did not record
+    assert "aiokafka" not in differ
+
+
 def test_runs_without_a_rate_in_common_say_so():
     other = bench_result(5, "2026-12-02T06:00:00", [point(30, 30.0, 90.0, 200.0, 40.0, 20.0)])
     assert "no offered rate in both runs" in comparison(BEFORE, other)
