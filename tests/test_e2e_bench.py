@@ -27,6 +27,8 @@ def test_bench_writes_json_report_and_plot_for_huimin_and_the_raw_ceiling(tmp_pa
     assert proc.stdout.count("warming the broker up for 2 s") >= 2
     result = orjson.loads((out / "bench.json").read_bytes())
     assert result["machine"]["cpus"] >= 1 and result["settings"]["broker"] == "tansu"
+    versions = result["machine"]["versions"]
+    assert versions["broker"].startswith("tansu ") and versions["huimin"].startswith("0.")
     assert result["settings"]["fetch_wait_ms"] == FETCH_WAIT_MS  # Tansu's, not Kafka's
     assert result["settings"]["broker_warmup_s"] == 2
     assert result["settings"]["max_visits_in_flight"] == 5000
@@ -36,6 +38,9 @@ def test_bench_writes_json_report_and_plot_for_huimin_and_the_raw_ceiling(tmp_pa
         assert point["dropped_visits"] == 0  # 10 visits/s comes nowhere near the limit
         assert point["settlement_latency_ms"]["all"]["count"] > 0
         assert point["ceiling"]["achieved_per_s"] > 0 and point["ceiling"]["hops"] == 6
+        # timed from when each message was due: how late the sender was is said, not hidden
+        lag = point["ceiling"]["send_lag_ms"]
+        assert 0 <= lag["p99"] <= lag["max"] <= point["ceiling"]["latency_ms"]["max"]
         assert point["cpu_cores"]["workers"] > 0
         assert point["cpu_ms_per_visit"]["all"] > point["cpu_ms_per_visit"]["workers"] > 0
         assert point["cpu_probe_ms"] > 0 and point["ceiling"]["cpu_probe_ms"] > 0
@@ -106,9 +111,14 @@ def test_find_capacity_offers_more_rates_past_the_highest_one_sustained(tmp_path
     assert "- searched for (--find-capacity):" in (out / "bench.md").read_text()
 
 
-def test_bench_refuses_bad_rates():
-    proc = run_huimin(["bench", "--rates", "ten"], timeout=60)
-    assert proc.returncode == 2 and "rates" in proc.stdout + proc.stderr
+@pytest.mark.parametrize("options, named", [
+    (["--rates", "ten"], "--rates"), (["--rates", "nan"], "--rates"),
+    (["--rates", "inf"], "--rates"), (["--warmup", "30", "--duration", "30"], "--warmup"),
+    (["--duration", "inf"], "--duration")])
+def test_bench_refuses_bad_options_before_anything_starts(options: list[str], named: str):
+    proc = run_huimin(["bench", *options], timeout=60)
+    assert proc.returncode == 2 and named in proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
 
 
 @pytest.mark.parametrize("command", ["run", "bench", "worker"])
