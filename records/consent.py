@@ -2,9 +2,13 @@
 
 Health records are shared for treatment only (谁使用、谁负责: the reader states a purpose and
 answers for it). Within the province that holds them they are readable for treatment; across
-provinces too, unless the person's Consent denies cross-region sharing. Emergency treatment
-reads past that denial (break-the-glass), and is audited as such. Payment and research
-purposes are refused: DOMAIN.md shares records for care, not for other uses.
+provinces only where the person's Consent in force permits it. Emergency treatment reads past
+a denial (break-the-glass), and is audited as such. Payment and research purposes are
+refused: DOMAIN.md shares records for care, not for other uses.
+
+The Consent in force is the latest the person published (a FHIR Consent about them in a 7001,
+`published_consent`), else the one the insurance register holds (the world's); with neither,
+or once a published one lapsed or was withdrawn, no Consent permits sharing across provinces.
 """
 
 from __future__ import annotations
@@ -13,7 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from records.codes import ACT_REASON, CERTNO_SYSTEM, ETREAT, PROVINCE_SYSTEM, PURPOSES, TREAT
-from settlement.reference import DENY_CROSS_REGION
+from settlement.reference import DENY_CROSS_REGION, PERMIT
+
+#: No Consent in force: none on the register or published, or a published one withdrawn
+#: (status not active) or past its period's end.
+NO_CONSENT = "none"
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,13 +39,67 @@ def decide(sharing: str, purpose: str, requester_province: str,
                                "are shared for treatment only")
     if requester_province == source_province:
         return Decision(True, "treatment within the province that holds the records")
-    if sharing != DENY_CROSS_REGION:
+    if sharing == PERMIT:
         return Decision(True, "cross-region treatment, permitted by the person's consent")
     if purpose == ETREAT:
         return Decision(True, "emergency treatment overrides the denial of cross-region "
                               "sharing (break-the-glass)", break_glass=True)
-    return Decision(False, f"the person's consent denies sharing records held in "
-                           f"{source_province} with {requester_province}")
+    if sharing == DENY_CROSS_REGION:
+        return Decision(False, f"the person's consent denies sharing records held in "
+                               f"{source_province} with {requester_province}")
+    return Decision(False, f"no consent of the person's in force permits sharing records "
+                           f"held in {source_province} with {requester_province}")
+
+
+def _provisions(provision: dict[str, Any]) -> list[dict[str, Any]]:
+    out, todo = [], [provision]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += [n for n in p.get("provision") or [] if isinstance(n, dict)]
+    return out
+
+
+def _codes(concept: Any) -> set[str]:
+    return {c.get("code") for c in (concept or {}).get("coding") or [] if isinstance(c, dict)}
+
+
+def published_consent(resources: list[dict[str, Any]], certno: str
+                      ) -> dict[str, str] | None:
+    """What a publish's Consent about the person (named by certno in `patient.identifier`;
+    the last, if several) says of sharing, as the repository keeps it: `sharing` (PERMIT;
+    DENY_CROSS_REGION where it denies anything, a deny provision at any level or an OPTOUT
+    policy without provisions; NO_CONSENT where it is not active: withdrawn, rejected or
+    entered in error) and `until` (its provision's period end, "" if open). None if the
+    publish holds no Consent about the person. Finer provisions (by actor, purpose, data)
+    are read as a denial of cross-region sharing: the model holds no finer choice."""
+    mine = [r for r in resources if r.get("resourceType") == "Consent"
+            and isinstance(r.get("patient"), dict)
+            and (r["patient"].get("identifier") or {}).get("system") == CERTNO_SYSTEM
+            and (r["patient"].get("identifier") or {}).get("value") == certno]
+    if not mine:
+        return None
+    consent = mine[-1]
+    provision = consent.get("provision") if isinstance(consent.get("provision"), dict) else {}
+    if consent.get("status") != "active":
+        sharing = NO_CONSENT
+    elif any(p.get("type") == "deny" for p in _provisions(provision)) or (
+            not provision and "OPTOUT" in _codes(consent.get("policyRule"))):
+        sharing = DENY_CROSS_REGION
+    else:
+        sharing = PERMIT
+    period = provision.get("period") if isinstance(provision.get("period"), dict) else {}
+    return {"sharing": sharing, "until": str(period.get("end") or "")}
+
+
+def sharing_in_force(published: dict[str, str] | None, registered: str | None,
+                     at: str) -> str:
+    """The person's choice at `at` (the query's inf_time): the Consent they published last,
+    unless its period ended before that day; else the register's; else NO_CONSENT."""
+    if published is not None:
+        until = published.get("until", "")
+        return NO_CONSENT if until and at[:10] > until[:10] else published["sharing"]
+    return registered if registered is not None else NO_CONSENT
 
 
 def consent_resource(certno: str, sharing: str, province: str) -> dict[str, Any]:

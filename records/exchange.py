@@ -34,10 +34,10 @@ from records.codes import (
     LOINC,
     PROVINCE_SYSTEM,
 )
-from records.consent import Decision, decide
+from records.consent import Decision, decide, published_consent, sharing_in_force
 from records.documents import fhir_time, uid
 from records.validation import InvalidResource, Validator, operation_outcome
-from settlement.reference import PERMIT, ReferenceData
+from settlement.reference import ReferenceData
 from settlement.retention import cutoff, forget_answers
 
 #: Days a lab result stays valid for reuse (检查检验结果互认; a *parameter*).
@@ -61,11 +61,17 @@ class RecordsRow:
     answers: dict[str, dict[str, Any]] = field(default_factory=dict)  # msgid -> its answer
     audited: int = 0  # AuditEvents ever recorded for the person
     refusals_audited: int = 0  # of which refusals
+    #: the Consent the person published last (records/consent.py), None if none: it
+    #: replaces the register's
+    consent: dict[str, str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"docs": self.docs, "labs": self.labs, "audit": self.audit,
-                "answers": self.answers, "audited": self.audited,
-                "refusals_audited": self.refusals_audited}
+        d = {"docs": self.docs, "labs": self.labs, "audit": self.audit,
+             "answers": self.answers, "audited": self.audited,
+             "refusals_audited": self.refusals_audited}
+        if self.consent is not None:  # rows of persons who never published one stay as they were
+            d["consent"] = self.consent
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> RecordsRow:
@@ -222,6 +228,9 @@ class ProvincialGateway:
         content, docref = _document_and_reference(resource, doc_id, certno, req, province)
         row.docs[doc_id] = {"province": province, "docref": docref,
                             "content": pack_document(content)}
+        consent = published_consent(_resources(resource), certno)
+        if consent is not None:  # the person's choice from now on, wherever records are held
+            row.consent = consent
         row.labs += _labs(content, province, doc_id)
         register = _registration(doc_id, province, content)
         return [EhrAnswer(_publish_answer(msgid, doc_id)), ToNational(register)], row
@@ -358,7 +367,8 @@ class SourceRepositories:
         inp, msgid = req["input"], req["msgid"]
         requester_province = province_of(req["mdtrtarea_admvs"])
         enrollment = self.ref.enrollments.get(certno)
-        sharing = enrollment.ehr_sharing if enrollment else PERMIT
+        sharing = sharing_in_force(row.consent, enrollment.ehr_sharing if enrollment else None,
+                                   req["inf_time"])
         operation = {Infno.EHR_FIND: "find", Infno.EHR_RETRIEVE: "retrieve",
                      Infno.EHR_LAB_LOOKUP: "lab-lookup"}[req["infno"]]
         permitted: list[tuple[str, Decision]] = []

@@ -13,7 +13,7 @@ import orjson
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
 
-from messages.identity import CERTNO_SYSTEM
+from messages.identity import CERTNO_SYSTEM, certno_check_char
 from messages.visitlog import make_msgid
 from records.audit import audit_event
 from records.codes import LAB_TESTS
@@ -354,6 +354,62 @@ def test_a_denied_consent_refuses_other_provinces_and_every_access_is_audited():
         get_fhir_model_class("AuditEvent").model_validate(event)
     get_fhir_model_class("Consent").model_validate(
         consent_resource(certno, DENY_CROSS_REGION, home))
+
+
+def _published(ex: Exchange, certno: str, province: str, consent: dict[str, Any]) -> None:
+    answer = ex.send("7001", certno, province, {"resource": consent})
+    assert answer["infcode"] == 0, answer
+
+
+def test_a_consent_the_person_publishes_replaces_the_registers_and_can_be_withdrawn():
+    """DOMAIN.md §6: records are shared across provinces only if the person's Consent permits
+    it. The latest Consent they publish decides from then on: a denial, a permit again, a
+    withdrawal (status inactive: no Consent in force), one whose period has ended."""
+    ex = Exchange()
+    certno = person(PERMIT)
+    home = WORLD.ref.enrollments[certno].province
+    other = next(p for p in sorted(WORLD.ref.provinces) if p != home)
+    patient = orjson.loads((FHIR_DATA / "hl7-r4" / "Patient-example.json").read_bytes())
+    assert ex.send("7001", certno, home, {"resource": patient})["infcode"] == 0
+    assert ex.find(certno, other)["infcode"] == 0  # the register's consent permits
+
+    _published(ex, certno, home, consent_resource(certno, DENY_CROSS_REGION, home))
+    denied = ex.find(certno, other)
+    assert denied["err_code"] == "E5002" and "consent denies" in denied["err_msg"]
+    assert ex.find(certno, home)["infcode"] == 0  # the holding province still may
+    assert ex.find(certno, other, purpose="ETREAT")["infcode"] == 0  # break-the-glass
+
+    _published(ex, certno, home, consent_resource(certno, PERMIT, home))
+    again = ex.find(certno, other)
+    assert again["infcode"] == 0 and again["output"]["total"] == 3  # Patient, two Consents
+
+    withdrawn = {**consent_resource(certno, PERMIT, home), "status": "inactive"}
+    _published(ex, certno, home, withdrawn)
+    assert "no consent of the person's in force" in ex.find(certno, other)["err_msg"]
+
+    for last_day, shared in (("2026-12-10", True), ("2026-12-09", False)):  # asked 12-10
+        lapsing = consent_resource(certno, PERMIT, home)
+        lapsing["provision"]["period"] = {"start": "2026-01-01", "end": last_day}
+        _published(ex, certno, home, lapsing)
+        assert (ex.find(certno, other)["infcode"] == 0) == shared, last_day
+
+
+def test_a_person_with_no_consent_on_record_is_not_shared_across_provinces():
+    """A certno in no insurance register (records others published) has no Consent until the
+    person publishes one: the holding province reads them for treatment, others may not."""
+    ex = Exchange()
+    stranger = "44030019800101123" + certno_check_char("44030019800101123")
+    assert stranger not in WORLD.ref.enrollments
+    home, other = sorted(WORLD.ref.provinces)[:2]
+    patient = {"resourceType": "Patient", "identifier": [{"system": CERTNO_SYSTEM,
+                                                          "value": stranger}]}
+    assert ex.send("7001", stranger, home, {"resource": patient})["infcode"] == 0
+    assert ex.find(stranger, home)["output"]["total"] == 1
+    refused = ex.find(stranger, other)
+    assert refused["err_code"] == "E5002" and stranger not in orjson.dumps(refused).decode()
+    assert ex.find(stranger, other, purpose="ETREAT")["infcode"] == 0
+    _published(ex, stranger, home, consent_resource(stranger, PERMIT, home))
+    assert ex.find(stranger, other)["output"]["total"] == 2
 
 
 def test_a_retrieve_is_decided_and_audited_before_it_says_whether_the_document_exists():
