@@ -124,7 +124,10 @@ def read_visit_log(path: Path) -> tuple[LogHeader, Iterator[Visit]]:
                     yield Visit.model_validate_json(line)
                 except ValidationError as exc:  # where and why; never the value
                     first = exc.errors()[0]
-                    where = ".".join(map(str, first["loc"]))
+                    loc = list(first["loc"])
+                    if first["type"] == "extra_forbidden" and loc:  # named by the writer
+                        loc[-1] = "(an unknown field)"
+                    where = ".".join(map(str, loc))
                     raise LogFormatError(f"{path}: line {n} is not a visit: "
                                          f"{where + ': ' if where else ''}{first['msg']}"
                                          ) from None

@@ -56,7 +56,10 @@ def shown_id(value: str) -> str:
 #: where they (or anything inside them) differ, never their values.
 PERSONAL_FIELDS = frozenset({"certno", "mdtrt_cert_no", "psn_no", "psn_name", "name", "brdy",
                              "gend", "birthDate", "gender", "identifier", "telecom",
-                             "address", "subject", "patient", "contact"})
+                             "address", "subject", "patient", "contact",
+                             # FHIR's free text, which may hold anything
+                             "text", "div", "description", "display", "note", "comment",
+                             "valueString"})
 
 
 def mask_name(name: str) -> str:

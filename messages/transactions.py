@@ -228,7 +228,8 @@ class EhrFindInput(_Input):
 class EhrRetrieveInput(_Input):
     """7003 (ITI-68): one document, as it was published."""
 
-    document_id: str = Field(min_length=1, max_length=64)
+    #: a FHIR id (ours are UUIDs): it goes into the AuditEvent of the access as it is
+    document_id: str = Field(pattern=r"^[A-Za-z0-9\-.]{1,64}$")
     purpose: Purpose
 
 

@@ -91,7 +91,11 @@ class Visit(BaseModel):
     def _a_time(cls, begntime: str) -> str:
         if len(begntime) != 19 or begntime[10] != " ":
             raise ValueError("begntime is not yyyy-MM-dd HH:mm:ss")
-        datetime.fromisoformat(begntime)  # as the steps' times are read; names what is wrong
+        try:
+            datetime.fromisoformat(begntime)  # as the steps' times are read
+        except ValueError as exc:  # what is wrong ("month must be in 1..12"), not the value
+            raise ValueError(str(exc).split(":")[0] if begntime in str(exc) else str(exc)
+                             ) from None
         return begntime
 
     @field_validator("steps")
@@ -100,8 +104,8 @@ class Visit(BaseModel):
         for n, step in enumerate(steps):
             infno, marks = parse_step(step)
             if infno not in PLANNED_INFNOS or not set(marks) <= STEP_MARKS:
-                raise ValueError(f"step {n} ({step[:12]!r}) is not a transaction a visit "
-                                 f"sends, with marks of {''.join(sorted(STEP_MARKS))}")
+                raise ValueError(f"step {n} is not a transaction a visit sends, with marks "
+                                 f"of {''.join(sorted(STEP_MARKS))}")
             # what a 2601 reverses is sent for sure: not a 7003, skipped when 7002 found none
             target = n + 1 if "^" in marks else n - 1
             if infno == Infno.REVERSAL and not (

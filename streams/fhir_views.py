@@ -180,7 +180,8 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
         doc = records_of(key).docs.get(doc_id) if key else None
         if doc is None or not doc["docref"]["content"][0]["attachment"]["url"].startswith(
                 f"{kind}/"):
-            return problem(web, 404, "not-found", f"no {kind} with id {doc_id}")
+            # the path's words are not echoed: whatever was typed there may be personal
+            return problem(web, 404, "not-found", "no such document")
         await audit(key, "operator-read", doc["province"], doc_id)
         return web.bytes(document_bytes(doc["content"]), content_type=FHIR_JSON)
 

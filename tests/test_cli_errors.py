@@ -382,6 +382,10 @@ def test_an_interrupted_generate_leaves_no_half_written_log(monkeypatch: pytest.
     (lambda v: v.update(steps=[*v["steps"], "9999"]), "is not a transaction a visit sends"),
     (lambda v: v.update(steps=["2601", *v["steps"]]), "a 2601 with nothing to reverse"),
     (lambda v: v["items"][0].update(pric=2**62, cnt=8), "items.0.pric: Input should be less"),
+    (lambda v: v.update({"张三110105194912310025": 1}),
+     "(an unknown field): Extra inputs are not permitted"),  # a key's name is not echoed
+    (lambda v: v.update(steps=[*v["steps"], "张三110105194912310025"]),
+     "is not a transaction a visit sends"),
 ])
 def test_a_visit_line_that_cannot_be_carried_out_is_refused_with_where_and_why(
         logs: Path, tmp_path: Path, change: Callable[[dict], None], phrase: str):
@@ -392,7 +396,9 @@ def test_a_visit_line_that_cannot_be_carried_out_is_refused_with_where_and_why(
     bad.write_bytes(b"".join([*lines[:2], orjson.dumps(visit) + b"\n", *lines[3:]]))
     for command in (["verify", str(bad), str(logs / "a.expected.jsonl")],
                     ["replay", str(bad), "--rate", "1", "--results", str(tmp_path / "r.jsonl")]):
-        refused(huimin(*command), "line 3 is not a visit", phrase)
+        result = huimin(*command)
+        refused(result, "line 3 is not a visit", phrase)
+        assert "张三" not in result.output and "2026-13-45" not in result.output
 
 
 @pytest.mark.parametrize(("key", "value", "phrase"), [

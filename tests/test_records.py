@@ -454,6 +454,11 @@ def test_a_retrieve_is_decided_and_audited_before_it_says_whether_the_document_e
     assert (missing["err_code"], missing["output"]["resourceType"]) == ("E5003",
                                                                         "OperationOutcome")
     assert audit_of(ex, certno)[-1]["outcome"] == "0"
+    # an id that is no FHIR id (it would go into the AuditEvent as it is) is refused first
+    before = len(audit_of(ex, certno))
+    odd = ex.send("7003", certno, home, {"document_id": SECRET, "purpose": "TREAT"})
+    assert odd["err_code"] == "E1002" and SECRET not in orjson.dumps(odd).decode()
+    assert len(audit_of(ex, certno)) == before
 
 
 def test_a_lab_result_is_reused_within_its_window_and_not_after_it():

@@ -71,3 +71,16 @@ def test_a_persons_data_inside_fhir_is_not_shown_either():
     assert "entry[0].resource.identifier[0].value: differs (personal data" in diff
     assert "total: 2 != expected 1" in diff
     assert certno not in diff and "1949" not in diff and "0038" not in diff
+
+
+def test_fhir_free_text_is_not_shown_as_it_may_hold_anything():
+    want = {"infcode": 0, "output": {"entry": [{"resource": {
+        "resourceType": "DocumentReference", "description": "visit summary",
+        "text": {"div": "<div>…</div>"}, "type": {"coding": [{"display": "Summary"}]}}}]}}
+    got = copy.deepcopy(want)
+    resource = got["output"]["entry"][0]["resource"]
+    resource.update(description="张三 11010519491231002X", text={"div": "<div>张三</div>"})
+    resource["type"]["coding"][0]["display"] = "张三"
+    diff = answer_diff([got], [want])
+    assert "entry[0].resource.description: differs (personal data, not shown)" in diff
+    assert "张" not in diff and "11010519491231002X" not in diff
