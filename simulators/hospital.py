@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaTimeoutError
 
 from messages import topics
 from messages.codec import MalformedMessage, decode, encode
@@ -77,16 +78,19 @@ def request_not_delivered(exc: BaseException) -> None:
                 type(exc).__name__)
 
 
-def response_consumer(bootstrap: str, topic: str = topics.HOSP_RESPONSES,
+def response_consumer(bootstrap: str, topic: str = topics.HOSP_RESPONSES, wait_s: float = 30,
                       **extra: Any) -> KafkaConsumer:
-    """All partitions of `topic`, manually assigned, from the end: no group to join."""
+    """All partitions of `topic`, manually assigned, from the end: no group to join. A topic
+    still missing after `wait_s` means no platform was set up on the cluster."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                              **{"fetch_max_wait_ms": FETCH_WAIT_MS, "metrics_enabled": False,
                                 **extra})
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + wait_s
     while not (parts := consumer.partitions_for_topic(topic)):
         if time.monotonic() > deadline:
-            raise TimeoutError(f"topic {topic} has no partitions")
+            consumer.close()
+            raise PlatformSilent(f"the cluster has no topic {topic}: no huimin platform was "
+                                 "set up on it (`huimin topics`, or start a `huimin worker`)")
         time.sleep(0.1)
     tps = [TopicPartition(topic, p) for p in sorted(parts)]
     # the ends now, before anything is sent; Tansu reports them short (streams/partition_ends.py)
@@ -219,9 +223,27 @@ class HospitalFleet:
                                      **{"client_id": REQUESTS_CLIENT, **extra})
 
     def close(self) -> None:
-        self.producer.close(timeout=5)
+        try:
+            self.producer.close(timeout=5)
+        except KafkaTimeoutError as exc:  # a cluster gone: what is unsent is not delivered
+            request_not_delivered(exc)
+            # kafka-python's close stops at its flush's time-out, its network thread left
+            # running and the close tried again at exit: closed here as it would have gone on
+            sender = getattr(self.producer, "_sender", None)
+            if sender is not None:
+                sender.force_close()
+            self.producer._closed = True
         self.consumer.close()
         self.dead_letter_consumer.close()
+
+    def _flush(self) -> None:
+        """Wait for the requests sent to be on the broker, at most an answer's time-out: a
+        cluster gone for good would otherwise hold the run here for ever, its answers (and
+        results file) with it. Requests still unsent then are counted as not delivered."""
+        try:
+            self.producer.flush(timeout=self.answer_timeout_s)
+        except KafkaTimeoutError as exc:
+            request_not_delivered(exc)
 
     def _send(self, key: str | bytes | None, value: bytes, sender: str = "",
               signing: str = "valid") -> int:
@@ -266,7 +288,7 @@ class HospitalFleet:
                 "infno": Infno.SIGN_IN, "msgid": msgid, "mdtrtarea_admvs": h.admdvs,
                 "insuplc_admdvs": "", "fixmedins_code": h.fixmedins_code, "inf_time": inf_time,
                 "input": {"opter_no": "sim", "mac": "", "ip": ""}}), h.fixmedins_code)
-        self.producer.flush()
+        self._flush()
         while waiting:
             if time.monotonic() - start > timeout_s:
                 raise PlatformSilent(
@@ -285,7 +307,7 @@ class HospitalFleet:
         answers: dict[str, list[dict[str, Any]]] = {r["msgid"]: [] for _, r in requests}
         for key, req in requests:
             self._send(key, encode(req), sign_as or req["fixmedins_code"], signing)
-        self.producer.flush()
+        self._flush()
         deadline = time.monotonic() + timeout_s
         while any(not a for a in answers.values()) and time.monotonic() < deadline:
             for msg in self._poll(100):
@@ -513,7 +535,7 @@ class HospitalFleet:
                                   "err_msg": "no answer within the timeout", "output": {}}
                 pump(session)
                 release(session, gave_up=True)
-        self.producer.flush()
+        self._flush()
         if sink is not None:  # visits unfinished or short of answers: the sink counts them
             for session in dict.fromkeys(owner.values()):
                 sink(session, [exchanges[m] for m, _ in session.sent])

@@ -13,10 +13,10 @@ import pytest
 from huimin.run import arrivals_at_rate, compare, platform
 from messages.visitlog import VisitSession
 from settlement.oracle import Oracle
-from simulators.hospital import Exchange, HospitalFleet
+from simulators.hospital import Exchange, HospitalFleet, PlatformSilent, response_consumer
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import WorldSpec, build_world
-from streams.broker import broker
+from streams.broker import EmbeddedBroker, broker
 from streams.topics import create_platform_topics
 
 pytestmark = pytest.mark.e2e
@@ -106,3 +106,32 @@ def test_arrivals_beyond_the_in_flight_limit_are_dropped_counted_and_never_sent(
     assert [s.failed["err_code"] for s in handed] == ["TIMEOUT"] * 2
     assert sum(progress) == 6  # every arrival done: finished or dropped
     assert sum(len(s.sent) for s in handed) == 2  # one request each, then it gave up
+
+
+def test_hospitals_on_a_cluster_with_no_platform_topics_say_so(tmp_path: Path):
+    """`huimin replay` against a cluster nobody set up: a clear error (exit 2 in the CLI),
+    not a traceback about partitions."""
+    with broker(tmp_path / "broker.log") as bootstrap, \
+            pytest.raises(PlatformSilent, match=r"no topic hosp\.responses.*huimin topics"):
+        response_consumer(bootstrap, wait_s=2)
+
+
+def test_hospitals_whose_cluster_went_away_give_up_sending_within_the_answer_timeout(
+        tmp_path: Path):
+    """A cluster gone for good must not hold the run in the producer's flush for ever: its
+    answers so far (and the results file) would be lost with it."""
+    embedded = EmbeddedBroker(log_path=tmp_path / "broker.log").start()
+    try:
+        create_platform_topics(embedded.bootstrap, partitions=1)
+        fleet = HospitalFleet(embedded.bootstrap, answer_timeout_s=3)
+        try:
+            embedded.stop()
+            for n in range(50):
+                fleet._send(f"{n}", b"{}", "H11010100001")
+            started = time.monotonic()
+            fleet._flush()
+            assert time.monotonic() - started < 3 + 5
+        finally:
+            fleet.close()  # and closing does not raise for what it could not send
+    finally:
+        embedded.stop()
