@@ -89,6 +89,7 @@ from streams.config import FETCH_WAIT_MS, KAFKA_FETCH_WAIT_MS, LINGER_MS, STORES
 from streams.dead_letters import TopicMissing, read_dead_letters
 from streams.kafka_broker import KAFKA_VERSION, ApacheKafkaBroker
 from streams.security import ClusterSecurity
+from streams.table_files import DataFolderInUse
 from streams.topics import create_platform_topics, topic_problems
 from streams.worker import run_worker
 
@@ -542,11 +543,14 @@ def worker(
                        f"{partitions}); a topic with another count was made by the broker for "
                        "a worker started before them: delete it, and the consumer group "
                        "`huimin`, then create it again")
-    run_worker(WorkerConfig(bootstrap=where, partitions=partitions,
-                            web_port=web_port, web_host=web_host, data_dir=str(data_dir),
-                            world=world, idempotent=idempotent,
-                            fetch_max_wait_ms=fetch_wait_ms, store=store_url,
-                            security=security))
+    try:
+        run_worker(WorkerConfig(bootstrap=where, partitions=partitions,
+                                web_port=web_port, web_host=web_host, data_dir=str(data_dir),
+                                world=world, idempotent=idempotent,
+                                fetch_max_wait_ms=fetch_wait_ms, store=store_url,
+                                security=security))
+    except DataFolderInUse as exc:
+        raise _refused(str(exc)) from None
 
 
 @app.command()

@@ -17,11 +17,34 @@ no checkpoint file after a crash, the local store is wiped."""
 
 from __future__ import annotations
 
+import fcntl
 import shutil
 from pathlib import Path
+from typing import IO
 
 #: Written in the tables folder by a worker that stopped cleanly, removed when one starts.
 CLEAN_STOP_MARK = "clean-stop"
+#: Held locked in a worker's data folder while it runs.
+LOCK_FILE = ".huimin-worker.lock"
+
+
+class DataFolderInUse(RuntimeError):
+    """Another running worker keeps its table files in this data folder."""
+
+
+def hold_data_folder(folder: Path) -> IO[str]:
+    """Lock `folder` for this worker's life (the lock goes with the process, however it
+    ends). A second worker given the same folder would find the first's files not marked
+    clean and delete them under it: it is refused instead."""
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = open(folder / LOCK_FILE, "a")  # noqa: SIM115 (held open until the process ends)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise DataFolderInUse(f"another running worker keeps its tables in {folder}: give "
+                              "each worker a --data-dir of its own") from None
+    return handle
 
 
 def discard_after_unclean_stop(tables: Path) -> list[str]:
