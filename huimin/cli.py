@@ -319,15 +319,8 @@ def run(
     answer differs from the oracle or any request went unanswered.
     """
     plan = _fault_plan(faults)
-    days_per_s = days / (visits / rate)
-    redelivering = plan.kill_worker or plan.join_worker or workers > 1
-    if redelivering and redelivery_outlives_window(days, visits, rate):
-        console.print(f"[yellow]The simulated clock runs {days_per_s:.1f} days per second: "
-                      f"the ~{RECOVERY_S:.0f} s in which a killed worker recovers, or a worker "
-                      "starved of CPU is removed from the group, span more than the "
-                      f"{WINDOW_DAYS}-day operating window, so redelivered requests may be "
-                      "refused as replays (E6003) or their answers forgotten. Use fewer --days "
-                      "or a lower --rate.[/]")
+    if plan.kill_worker or plan.join_worker or workers > 1:
+        _warn_if_redelivery_outlives_window(days, visits / rate, "fewer --days or a lower --rate")
     if broker not in BROKER_KINDS:
         raise typer.BadParameter(f"one of {', '.join(BROKER_KINDS)}", param_hint="--broker")
     world = _world(seed, persons, policy)
@@ -393,12 +386,23 @@ def reproduce_command(values: Mapping[str, Any],
 RECOVERY_S = 15.0
 
 
-def redelivery_outlives_window(days: int, visits: int, rate: float) -> bool:
+def redelivery_outlives_window(days: int, wall_s: float) -> bool:
     """Whether a request redelivered RECOVERY_S after it was first sent may find its person's
-    rows moved on by more than the operating window, in simulated time. Only if the visits
-    span more than the window: otherwise hardly any person's later request is that far ahead
-    (an inpatient stay's steps, 6 simulated hours apart, reach a few days past the span)."""
-    return days > WINDOW_DAYS and days / (visits / rate) * RECOVERY_S > WINDOW_DAYS
+    rows moved on by more than the operating window, in simulated time, when `days` of
+    visits arrive over `wall_s` seconds. Only if the visits span more than the window:
+    otherwise hardly any person's later request is that far ahead (an inpatient stay's steps,
+    6 simulated hours apart, reach a few days past the span)."""
+    return days > WINDOW_DAYS and days / max(wall_s, 1e-9) * RECOVERY_S > WINDOW_DAYS
+
+
+def _warn_if_redelivery_outlives_window(days: int, wall_s: float, remedy: str) -> None:
+    """Say so where a worker's restart or a rebalance would refuse redelivered requests."""
+    if redelivery_outlives_window(days, wall_s):
+        console.print(f"[yellow]The simulated clock runs {days / wall_s:.1f} days per second: "
+                      f"the ~{RECOVERY_S:.0f} s in which a killed worker recovers, or a worker "
+                      "starved of CPU is removed from the group, span more than the "
+                      f"{WINDOW_DAYS}-day operating window, so redelivered requests may be "
+                      f"refused as replays (E6003) or their answers forgotten. Use {remedy}.[/]")
 
 
 def _bootstrap(bootstrap: str | None) -> str:
@@ -934,6 +938,9 @@ def replay(
                                 else bad_per_kind, visit_period(visits))
     arrivals = arrivals_at_rate(len(visits), rate) if rate else \
         arrivals_at_speed(visits, speed or 1.0)
+    if plan.kill_worker or plan.join_worker or bootstrap:  # a worker may restart or rebalance
+        _warn_if_redelivery_outlives_window(header.visits.days, arrivals[-1] if arrivals else 0,
+                                            "a lower --rate or --speed, or a log of fewer days")
     out_dir = results.with_name(results.stem + ".platform")  # our platform's logs, if started
     if bootstrap is None:
         if os.environ.get(BOOTSTRAP_ENV):  # our platform on the user's cluster: a fresh one?

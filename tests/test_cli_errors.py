@@ -140,6 +140,19 @@ def test_replay_on_a_cluster_that_cannot_be_reached(monkeypatch: pytest.MonkeyPa
             "cannot reach the cluster at 127.0.0.1:1 (is it up?)")
 
 
+def test_replay_on_a_cluster_warns_where_a_workers_restart_would_outlive_the_window(
+        monkeypatch: pytest.MonkeyPatch, logs: Path, tmp_path: Path):
+    """A cluster's workers may restart or rebalance mid-replay: at a simulated clock so fast
+    that their recovery spans the 7-day window, the redelivered requests would be refused."""
+    monkeypatch.setattr(cli, "execute", unreachable)
+    header = orjson.loads((logs / "a.jsonl").read_bytes().splitlines()[0])
+    assert header["visits"]["days"] > 7  # generate's default: 60
+    for rate, warned in (("1000", True), ("0.05", False)):
+        result = huimin("replay", str(logs / "a.jsonl"), "--rate", rate, "--bootstrap",
+                        "127.0.0.1:1", "--results", str(tmp_path / "r.jsonl"))
+        assert ("days per second" in result.output) == warned, result.output
+
+
 def test_replay_where_no_platform_answers(monkeypatch: pytest.MonkeyPatch, logs: Path,
                                           tmp_path: Path):
     def silent(*_: object, **__: object) -> None:

@@ -53,9 +53,9 @@ def test_an_answer_timeout_of_zero_is_refused(monkeypatch: pytest.MonkeyPatch):
 
 
 def test_redelivery_outlives_the_window_only_when_the_visits_span_more_than_it():
-    assert not redelivery_outlives_window(days=7, visits=300, rate=30)  # the fault tests'
-    assert redelivery_outlives_window(days=60, visits=300, rate=30)  # 6 days a second
-    assert not redelivery_outlives_window(days=60, visits=2000, rate=1)  # 0.03 days a second
+    assert not redelivery_outlives_window(days=7, wall_s=300 / 30)  # the fault tests'
+    assert redelivery_outlives_window(days=60, wall_s=300 / 30)  # 6 days a second
+    assert not redelivery_outlives_window(days=60, wall_s=2000 / 1)  # 0.03 days a second
 
 
 def test_a_faulty_run_with_a_fast_clock_is_warned_of(monkeypatch: pytest.MonkeyPatch):
