@@ -53,7 +53,8 @@ def markdown(result: dict[str, Any]) -> str:
         "answer, and a percentile among those reads ∞. Raw ceiling = the 6 topics of a "
         "cross-province settlement through 5 plain aiokafka forwarders at the same offered "
         "message rate, on a broker of its own; its latency compares with the cross-province "
-        "route's (a local settlement crosses 4 topics): cross p99 ÷ raw p99. Throughput vs "
+        "route's (a local settlement crosses 4 topics): cross p99 ÷ raw p99, – where either "
+        "left anything unanswered. Throughput vs "
         "raw = settlements answered (OK or refused) per second ÷ raw messages through per "
         "second (huimin also carries the rest of each visit: 5–7 requests per settlement).",
         "",
@@ -71,13 +72,16 @@ def markdown(result: dict[str, Any]) -> str:
         errors = sum(p["errors"].values())
         cpu, rss = p["cpu_cores"], p.get("peak_rss_mib") or {}
         through = p.get("answered_settlements_per_s") or p["achieved_settlements_per_s"]
+        # a route's percentiles leave out what was never answered (its route unknown)
+        lossy = bool(p["settlement_latency_ms"].get("all", {}).get("unanswered")
+                     or raw.get("lost"))
         lines.append(
             f"| {p['offered_visits_per_s']:g} | {p['offered_settlements_per_s']:g} | "
             f"{p['achieved_settlements_per_s']:g} | {lat.get('p50', '–')} | "
             f"{lat.get('p90', '–')} | {lat.get('p99', '–')} | {lat.get('p99.9', '–')} | "
             f"{lat.get('max', '–')} | {raw.get('achieved_per_s', '–')} | "
             f"{raw_lat.get('p50', '–')} | {raw_lat.get('p99', '–')} | "
-            f"{_times(cross.get('p99'), raw_lat.get('p99'))} | "
+            f"{_times(cross.get('p99'), raw_lat.get('p99')) if not lossy else '–'} | "
             f"{_ratio(through, raw.get('achieved_per_s', 0))} | "
             f"{errors} | {p.get('dropped_visits', 0)} | {cpu.get('broker', 0):g} / "
             f"{cpu.get('workers', 0):g} / {cpu.get('hospitals', 0):g} | "

@@ -398,7 +398,9 @@ def redelivery_outlives_window(days: int, wall_s: float) -> bool:
 def _warn_if_redelivery_outlives_window(days: int, wall_s: float, remedy: str) -> None:
     """Say so where a worker's restart or a rebalance would refuse redelivered requests."""
     if redelivery_outlives_window(days, wall_s):
-        console.print(f"[yellow]The simulated clock runs {days / wall_s:.1f} days per second: "
+        pace = f"runs {days / wall_s:.1f} days per second" if wall_s > 0 else \
+            "runs all its days at once"
+        console.print(f"[yellow]The simulated clock {pace}: "
                       f"the ~{RECOVERY_S:.0f} s in which a killed worker recovers, or a worker "
                       "starved of CPU is removed from the group, span more than the "
                       f"{WINDOW_DAYS}-day operating window, so redelivered requests may be "

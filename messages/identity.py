@@ -41,15 +41,15 @@ def mask_key(key: str) -> str:
     return f"of {len(key)} characters"
 
 
-_CERTNO_RUN = re.compile(r"[0-9]{17}[0-9X]")
+#: Shaped as a citizen ID number somewhere inside (overlapping, any check character, `x` too).
+_CERTNO_INSIDE = re.compile(r"(?=[0-9]{17}[0-9Xx])")
 
 
 def shown_id(value: str) -> str:
-    """A hospital's own identifier (`mdtrt_id`, `feedetl_sn`, `chrg_bchno`) as an answer's
-    error may echo it: a citizen ID number inside it, which a careless HIS may use as one,
-    masked (DOMAIN.md §7)."""
-    return _CERTNO_RUN.sub(lambda m: mask_certno(m.group()) if is_valid_certno(m.group())
-                           else m.group(), value)
+    """A hospital's own identifier (`mdtrt_id`, `feedetl_sn`, `chrg_bchno`, `setl_id`) as an
+    answer's error may echo it: one with anything shaped as a citizen ID number inside,
+    which a careless HIS may make of one, masked as one is (DOMAIN.md §7)."""
+    return mask_certno(value) if _CERTNO_INSIDE.search(value) else value
 
 
 #: Fields that hold a person's data, in answers and in the FHIR they carry: a report names
@@ -59,7 +59,8 @@ PERSONAL_FIELDS = frozenset({"certno", "mdtrt_cert_no", "psn_no", "psn_name", "n
                              "address", "subject", "patient", "contact",
                              # FHIR's free text, which may hold anything
                              "text", "div", "description", "display", "note", "comment",
-                             "valueString"})
+                             "valueString", "valueMarkdown", "title", "summary",
+                             "conclusion"})
 
 
 def mask_name(name: str) -> str:

@@ -21,8 +21,9 @@ PositiveFen = Annotated[int, Field(gt=0, le=MAX_FEN, strict=True)]
 NetFen = Annotated[int, Field(ge=-MAX_FEN, le=MAX_FEN, strict=True)]
 NetCount = Annotated[int, Field(ge=-MAX_FEN, le=MAX_FEN, strict=True)]
 PsnNo = Annotated[str, StringConstraints(pattern=r"^[0-9]{26}$")]
-#: A visit's, a fee item's or an upload batch's identifier: letters, digits and `_.-`, as a
-#: HIS writes them (answers echo them in errors, so no free text: a name is refused).
+#: A visit's, a settlement's, a fee item's or an upload batch's identifier: letters, digits and
+#: `_.-`, as a HIS writes them (answers echo them in errors, so no free text: a name is
+#: refused).
 HospitalId = Annotated[str, StringConstraints(pattern=r"^[0-9A-Za-z_.\-]{1,30}$")]
 MdtrtId = HospitalId
 OutpatientMedType = Literal["11", "13"]  # 普通门诊, 急诊 (emergency)
@@ -151,7 +152,7 @@ class InpatientSettleInput(SettleInput):
 class SettleCancelInput(_Input):
     """2208 / 2305: cancel a settlement once; accumulators, balance and ledger are restored."""
 
-    setl_id: str = Field(min_length=1, max_length=30)
+    setl_id: HospitalId  # the platform's, as the hospital keeps it
     mdtrt_id: MdtrtId
     psn_no: PsnNo
 

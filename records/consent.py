@@ -64,19 +64,29 @@ def _codes(concept: Any) -> set[str]:
     return {c.get("code") for c in (concept or {}).get("coding") or [] if isinstance(c, dict)}
 
 
+#: A Consent's `status` that decides nothing yet (`draft`, `proposed`) or was never one
+#: (`entered-in-error`): such a Consent leaves the one in force as it was.
+UNDECIDED = frozenset({"draft", "proposed", "entered-in-error"})
+
+
 def published_consent(resources: list[dict[str, Any]], certno: str
                       ) -> dict[str, str] | None:
-    """What a publish's Consent about the person (named by certno in `patient.identifier`;
-    the last, if several) says of sharing, as the repository keeps it: `sharing` (PERMIT;
-    DENY_CROSS_REGION where it denies anything, a deny provision at any level or an OPTOUT
-    policy without provisions; NO_CONSENT where it is not active: withdrawn, rejected or
-    entered in error) and `until` (its provision's period end, "" if open). None if the
-    publish holds no Consent about the person. Finer provisions (by actor, purpose, data)
-    are read as a denial of cross-region sharing: the model holds no finer choice."""
+    """What a publish's privacy Consent about the person (scope `patient-privacy`, the person
+    named by certno in `patient.identifier`; the last, if several) says of sharing, as the
+    repository keeps it: `sharing` (PERMIT; DENY_CROSS_REGION where it denies anything, a
+    deny provision at any level or an OPTOUT policy without provisions; NO_CONSENT where it
+    was withdrawn or refused: `inactive`, `rejected`) and its provision's period, `from` and
+    `until` ("" if open). None if the publish holds no such Consent that decides anything
+    (a research or treatment consent, a draft): the one in force stays. Finer provisions (by
+    actor, purpose, data) are read as a denial of cross-region sharing: the model holds no
+    finer choice."""
     mine = [r for r in resources if r.get("resourceType") == "Consent"
+            and "patient-privacy" in _codes(r.get("scope"))
             and isinstance(r.get("patient"), dict)
-            and (r["patient"].get("identifier") or {}).get("system") == CERTNO_SYSTEM
-            and (r["patient"].get("identifier") or {}).get("value") == certno]
+            and isinstance(r["patient"].get("identifier"), dict)
+            and r["patient"]["identifier"].get("system") == CERTNO_SYSTEM
+            and r["patient"]["identifier"].get("value") == certno
+            and r.get("status") not in UNDECIDED]
     if not mine:
         return None
     consent = mine[-1]
@@ -89,17 +99,25 @@ def published_consent(resources: list[dict[str, Any]], certno: str
     else:
         sharing = PERMIT
     period = provision.get("period") if isinstance(provision.get("period"), dict) else {}
-    return {"sharing": sharing, "until": str(period.get("end") or "")}
+    return {"sharing": sharing, "from": str(period.get("start") or "")[:10],
+            "until": str(period.get("end") or "")[:10]}
 
 
 def sharing_in_force(published: dict[str, str] | None, registered: str | None,
                      at: str) -> str:
     """The person's choice at `at` (the query's inf_time): the Consent they published last,
-    unless its period ended before that day; else the register's; else NO_CONSENT."""
-    if published is not None:
-        until = published.get("until", "")
-        return NO_CONSENT if until and at[:10] > until[:10] else published["sharing"]
-    return registered if registered is not None else NO_CONSENT
+    within its period (by day; a date of FHIR's coarser precision, `2026-12` or `2026`,
+    covers all of it), NO_CONSENT once it ended; before it begins, and with none published,
+    the register's; with neither, NO_CONSENT."""
+    registered_or_none = registered if registered is not None else NO_CONSENT
+    if published is None:
+        return registered_or_none
+    start, until = published.get("from", ""), published.get("until", "")
+    if start and at[:len(start)] < start:
+        return registered_or_none
+    if until and at[:len(until)] > until:
+        return NO_CONSENT
+    return published["sharing"]
 
 
 def consent_resource(certno: str, sharing: str, province: str) -> dict[str, Any]:

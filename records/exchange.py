@@ -153,8 +153,9 @@ def _resources(resource: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 #: Where a resource names the person it is about by reference (Observation.subject,
-#: Encounter.subject, Coverage.beneficiary, AllergyIntolerance.patient, …).
-_ABOUT = ("subject", "patient", "beneficiary")
+#: Encounter.subject, Coverage.beneficiary, AllergyIntolerance.patient, Task.for,
+#: DocumentReference.context.sourcePatientInfo; Account.subject is a list).
+_ABOUT = ("subject", "patient", "beneficiary", "for", "sourcePatientInfo")
 
 
 def _certnos(resource: dict[str, Any]) -> set[str]:
@@ -173,9 +174,12 @@ def _certnos(resource: dict[str, Any]) -> set[str]:
         named = [i for i in item.get("identifier") or [] if isinstance(i, dict)] \
             if item.get("resourceType") == "Patient" and isinstance(item.get("identifier"), list) \
             else []
-        named += [item[k]["identifier"] for k in _ABOUT if isinstance(item.get(k), dict)
-                  and isinstance(item[k].get("identifier"), dict)]
-        found.update(str(i.get("value", "")) for i in named if i.get("system") == CERTNO_SYSTEM)
+        for k in _ABOUT:
+            refs = item.get(k) if isinstance(item.get(k), list) else [item.get(k)]
+            named += [r["identifier"] for r in refs
+                      if isinstance(r, dict) and isinstance(r.get("identifier"), dict)]
+        found.update(str(i["value"]) for i in named
+                     if i.get("system") == CERTNO_SYSTEM and i.get("value"))
         todo.extend(v for v in item.values() if isinstance(v, dict | list))
     return found
 

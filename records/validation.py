@@ -113,6 +113,17 @@ def _message(err: Any) -> str:
     return f"invalid value ({err['type']})" if echoed else msg
 
 
+def _an_r4_type(kind: str, path: str) -> None:
+    """Refuse a resource type the models know but an R4 platform does not take."""
+    if kind in R4B_ONLY:
+        raise InvalidResource(operation_outcome(
+            "not-supported", f"resourceType {kind} is R4B's, not R4's", path))
+    if kind in R4_NOT_IN_R4B:
+        raise InvalidResource(operation_outcome(
+            "not-supported", f"resourceType {kind} is not taken: R4 has it, but the "
+            "platform validates with R4B's models, which replaced it", path))
+
+
 class Validator:
     """Validates resources against the R4B models, remembering the last `cache_size` valid
     resources by a digest of their bytes (32 bytes each, however large the resource: a
@@ -158,13 +169,11 @@ class Validator:
         if key in self._valid:
             self._valid.move_to_end(key)
             return
-        if kind in R4B_ONLY:
-            raise InvalidResource(operation_outcome(
-                "not-supported", f"resourceType {kind} is R4B's, not R4's", path))
-        if kind in R4_NOT_IN_R4B:
-            raise InvalidResource(operation_outcome(
-                "not-supported", f"resourceType {kind} is not taken: R4 has it, but the "
-                "platform validates with R4B's models, which replaced it", path))
+        contained = resource.get("contained")
+        for i, inner in enumerate(contained if isinstance(contained, list) else []):
+            if isinstance(inner, dict) and isinstance(inner.get("resourceType"), str):
+                _an_r4_type(inner["resourceType"], f"{path}.contained[{i}]")
+        _an_r4_type(kind, path)
         try:
             model = get_fhir_model_class(kind)
         except (KeyError, ValueError):

@@ -15,7 +15,7 @@ from messages.codes import (
     Infno,
 )
 from messages.envelope import error_answer, ok_answer, province_of
-from messages.identity import mask_certno
+from messages.identity import mask_certno, shown_id
 from messages.platform import CROSS
 from messages.transactions import EMERGENCY_MED_TYPES
 from settlement.catalogue import FeeTotals
@@ -174,7 +174,8 @@ class InsuredPlatform:
         setl = row.settlements.get(inp["setl_id"])
         if setl is None or setl["mdtrt_id"] != inp["mdtrt_id"]:
             raise Refusal(ErrorCode.UNKNOWN_SETTLEMENT,
-                          f"no settlement {inp['setl_id']} of visit {inp['mdtrt_id']}")
+                          f"no settlement {shown_id(inp['setl_id'])} of visit "
+                          f"{shown_id(inp['mdtrt_id'])}")
         if setl["status"] != SETTLED:
             raise Refusal(ErrorCode.SETTLEMENT_ALREADY_CANCELLED,
                           f"settlement {inp['setl_id']} is already {setl['status']}")

@@ -147,7 +147,7 @@ def test_replay_on_a_cluster_warns_where_a_workers_restart_would_outlive_the_win
     monkeypatch.setattr(cli, "execute", unreachable)
     header = orjson.loads((logs / "a.jsonl").read_bytes().splitlines()[0])
     assert header["visits"]["days"] > 7  # generate's default: 60
-    for rate, warned in (("1000", True), ("0.05", False)):
+    for rate, warned in (("1000", True), ("0.05", False), ("1e9", True)):  # all at once too
         result = huimin("replay", str(logs / "a.jsonl"), "--rate", rate, "--bootstrap",
                         "127.0.0.1:1", "--results", str(tmp_path / "r.jsonl"))
         assert ("days per second" in result.output) == warned, result.output

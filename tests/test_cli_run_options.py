@@ -56,6 +56,14 @@ def test_redelivery_outlives_the_window_only_when_the_visits_span_more_than_it()
     assert not redelivery_outlives_window(days=7, wall_s=300 / 30)  # the fault tests'
     assert redelivery_outlives_window(days=60, wall_s=300 / 30)  # 6 days a second
     assert not redelivery_outlives_window(days=60, wall_s=2000 / 1)  # 0.03 days a second
+    assert redelivery_outlives_window(days=60, wall_s=0)  # one visit: all at once
+
+
+def test_the_warning_of_a_fast_clock_reads_for_a_log_whose_visits_all_arrive_at_once(
+        capsys: pytest.CaptureFixture[str]):
+    from huimin.cli import _warn_if_redelivery_outlives_window
+    _warn_if_redelivery_outlives_window(60, 0.0, "a lower --rate")
+    assert "runs all its days at once" in capsys.readouterr().out
 
 
 def test_a_faulty_run_with_a_fast_clock_is_warned_of(monkeypatch: pytest.MonkeyPatch):

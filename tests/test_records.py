@@ -239,8 +239,6 @@ ECHOING_ERRORS = [
      {"resourceType": "Patient", "managingOrganization": {
          "resourceType": "ZhangSan 110105194912310025"}},
      "Patient.managingOrganization.resourceType"),
-    ("a birth date that is a name", {"resourceType": "Patient", "birthDate": SECRET},
-     "Patient.birthDate"),
 ]
 
 
@@ -315,13 +313,19 @@ def test_a_document_about_another_person_is_refused():
                  "contained": [{**patient, "id": "p"}], "subject": {"reference": "#p"}}
     in_a_bundle = {"resourceType": "Bundle", "type": "collection",
                    "entry": [{"resource": about_other}]}
-    for document in (about_other, contained, in_a_bundle):
+    task_for = {"resourceType": "Task", "status": "requested", "intent": "order",
+                "for": {"identifier": {"system": CERTNO_SYSTEM, "value": other}}}
+    account = {"resourceType": "Account", "status": "active",
+               "subject": [{"identifier": {"system": CERTNO_SYSTEM, "value": other}}]}
+    for document in (about_other, contained, in_a_bundle, task_for, account):
         answer = ex.send("7001", certno, "110000", {"resource": document})
         assert answer["err_code"] == "E2003", document
         assert other not in orjson.dumps(answer).decode()
     about_them = {**about_other, "subject": {"identifier": {"system": CERTNO_SYSTEM,
                                                             "value": certno}}}
     assert ex.send("7001", certno, "110000", {"resource": about_them})["infcode"] == 0
+    no_value = {**about_other, "subject": {"identifier": {"system": CERTNO_SYSTEM}}}
+    assert ex.send("7001", certno, "110000", {"resource": no_value})["infcode"] == 0
 
 
 def audit_of(ex: Exchange, certno: str) -> list[dict[str, Any]]:
@@ -373,6 +377,14 @@ def test_a_consent_the_person_publishes_replaces_the_registers_and_can_be_withdr
     assert ex.send("7001", certno, home, {"resource": patient})["infcode"] == 0
     assert ex.find(certno, other)["infcode"] == 0  # the register's consent permits
 
+    # neither a research consent nor a draft is the person's privacy choice: nothing changes
+    research = {**consent_resource(certno, PERMIT, home), "scope": {"coding": [{
+        "system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "research"}]}}
+    for decides_nothing in (research, {**consent_resource(certno, DENY_CROSS_REGION, home),
+                                       "status": "draft"}):
+        _published(ex, certno, home, decides_nothing)
+        assert ex.find(certno, other)["infcode"] == 0
+
     _published(ex, certno, home, consent_resource(certno, DENY_CROSS_REGION, home))
     denied = ex.find(certno, other)
     assert denied["err_code"] == "E5002" and "consent denies" in denied["err_msg"]
@@ -381,17 +393,22 @@ def test_a_consent_the_person_publishes_replaces_the_registers_and_can_be_withdr
 
     _published(ex, certno, home, consent_resource(certno, PERMIT, home))
     again = ex.find(certno, other)
-    assert again["infcode"] == 0 and again["output"]["total"] == 3  # Patient, two Consents
+    assert again["infcode"] == 0 and again["output"]["total"] == 5  # Patient, four Consents
 
     withdrawn = {**consent_resource(certno, PERMIT, home), "status": "inactive"}
     _published(ex, certno, home, withdrawn)
     assert "no consent of the person's in force" in ex.find(certno, other)["err_msg"]
 
-    for last_day, shared in (("2026-12-10", True), ("2026-12-09", False)):  # asked 12-10
-        lapsing = consent_resource(certno, PERMIT, home)
-        lapsing["provision"]["period"] = {"start": "2026-01-01", "end": last_day}
+    # asked on 2026-12-10: a period is read by day, a coarser date covering all of it; before
+    # it begins the register's consent (a permit, for this person) is in force
+    for start, end, shared in (("2026-01-01", "2026-12-10", True), ("2026", "2026-12", True),
+                               ("2026-01-01", "2026-12-09", False),
+                               ("2026-12-11", "2027-12-31", True)):
+        lapsing = consent_resource(certno, DENY_CROSS_REGION, home) if start > "2026-12-10" \
+            else consent_resource(certno, PERMIT, home)
+        lapsing["provision"]["period"] = {"start": start, "end": end}
         _published(ex, certno, home, lapsing)
-        assert (ex.find(certno, other)["infcode"] == 0) == shared, last_day
+        assert (ex.find(certno, other)["infcode"] == 0) == shared, (start, end)
 
 
 def test_a_person_with_no_consent_on_record_is_not_shared_across_provinces():
@@ -556,17 +573,20 @@ def test_an_unknown_resource_type_is_an_operation_outcome_not_a_crash():
     {"resourceType": "MedicinalProduct"},
     {"resourceType": "RiskEvidenceSynthesis", "status": "active", "population": {
         "reference": "Group/1"}, "outcome": {"reference": "EvidenceVariable/1"}},
+    {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+     "contained": [{"resourceType": "NutritionProduct", "id": "n", "status": "active"}]},
 ], ids=["R4B's SubscriptionTopic", "R4B's NutritionProduct", "R4's MedicinalProduct",
-        "R4's RiskEvidenceSynthesis"])
+        "R4's RiskEvidenceSynthesis", "R4B's NutritionProduct contained"])
 def test_a_resource_type_of_r4b_only_or_of_r4_only_is_refused_saying_which(
         resource: dict[str, Any]):
     with pytest.raises(InvalidResource) as refused:
         Validator().validate(resource)
     issue = refused.value.outcome["issue"][0]
     assert issue["code"] == "not-supported"
-    assert resource["resourceType"] in issue["diagnostics"]
+    kind = resource.get("contained", [resource])[0]["resourceType"]
+    assert kind in issue["diagnostics"]
     assert ("R4B's, not R4's" in issue["diagnostics"]) == (
-        resource["resourceType"] in ("SubscriptionTopic", "NutritionProduct"))
+        kind in ("SubscriptionTopic", "NutritionProduct"))
 
 
 def test_the_operators_fhir_views_serve_loopback_or_the_bearer_of_the_token_only():
