@@ -332,13 +332,20 @@ def audit_of(ex: Exchange, certno: str) -> list[dict[str, Any]]:
     return ex.oracle.ehr.record(certno).audit
 
 
-def test_a_denied_consent_refuses_other_provinces_and_every_access_is_audited():
+def _published_at_home(sharing: str) -> tuple[Exchange, str, str, str]:
+    """A person whose register consent is `sharing`, with a record published in their home
+    province: (the exchange, their certno, home, another province)."""
     ex = Exchange()
-    certno = person(DENY_CROSS_REGION)
+    certno = person(sharing)
     home = WORLD.ref.enrollments[certno].province
     other = next(p for p in sorted(WORLD.ref.provinces) if p != home)
     patient = orjson.loads((FHIR_DATA / "hl7-r4" / "Patient-example.json").read_bytes())
     assert ex.send("7001", certno, home, {"resource": patient})["infcode"] == 0
+    return ex, certno, home, other
+
+
+def test_a_denied_consent_refuses_other_provinces_and_every_access_is_audited():
+    ex, certno, home, other = _published_at_home(DENY_CROSS_REGION)
     refused = ex.find(certno, other)
     assert refused["infcode"] == -1 and refused["err_code"] == "E5002"
     assert refused["output"]["resourceType"] == "OperationOutcome"
@@ -369,12 +376,7 @@ def test_a_consent_the_person_publishes_replaces_the_registers_and_can_be_withdr
     """DOMAIN.md §6: records are shared across provinces only if the person's Consent permits
     it. The latest Consent they publish decides from then on: a denial, a permit again, a
     withdrawal (status inactive: no Consent in force), one whose period has ended."""
-    ex = Exchange()
-    certno = person(PERMIT)
-    home = WORLD.ref.enrollments[certno].province
-    other = next(p for p in sorted(WORLD.ref.provinces) if p != home)
-    patient = orjson.loads((FHIR_DATA / "hl7-r4" / "Patient-example.json").read_bytes())
-    assert ex.send("7001", certno, home, {"resource": patient})["infcode"] == 0
+    ex, certno, home, other = _published_at_home(PERMIT)
     assert ex.find(certno, other)["infcode"] == 0  # the register's consent permits
 
     # neither a research consent nor a draft is the person's privacy choice: nothing changes
