@@ -112,3 +112,37 @@ def test_generate_keeps_the_policy_in_the_log_and_refuses_a_bad_file(tmp_path: P
     result = CliRunner().invoke(cli.app, [*args, "--policy", str(policy)])
     assert result.exit_code == 2
     assert f"{policy}: defaults.retired_bonus_bp: Input should be greater" in result.output
+
+
+@pytest.mark.parametrize(("text", "refusal"), [
+    ("defaults:\n  retired_bonus_bp: 0500\n",
+     "line 2: write 0500 as a decimal number (YAML reads it as 320)"),
+    ("defaults:\n  selfpay_bp: 0x10\n", "line 2: write 0x10 as a decimal number"),
+    ("defaults:\n  retired_bonus_bp: 1:30\n", "(YAML reads it as 90)"),
+    (f"provinces:\n  {SH}: {{unfiled_cut_bp: 500}}\n  {SH}: {{unfiled_cut_bp: 0}}\n",
+     f"line 3: {SH} is given twice in one mapping"),
+    (f'provinces:\n  {SH}: {{unfiled_cut_bp: 500}}\n  "{SH}": {{unfiled_cut_bp: 0}}\n',
+     f"line 3: {SH} is given twice"),
+    ("defaults:\n  rules:\n    resident_outpatient:\n      annual_cap: 1\n"
+     "      annual_cap: 2\n", "line 5: annual_cap is given twice"),
+])
+def test_yaml_its_writer_did_not_mean_is_refused_not_read_silently(
+        tmp_path: Path, text: str, refusal: str) -> None:
+    """YAML 1.1 reads 0500 as octal 320 and keeps the last of two equal keys without a word;
+    for money and ratios either would settle by numbers nobody wrote."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(text, encoding="utf-8")
+    with pytest.raises(ParameterError) as refused:
+        read_policy_file(policy)
+    assert str(refused.value).startswith(f"{policy}: line ")
+    assert refusal in str(refused.value)
+
+
+def test_decimal_numbers_with_digit_groups_and_zero_still_read(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(f"defaults:\n  unfiled_cut_bp: 0\nprovinces:\n  {SH}:\n    rules:\n"
+                      "      employee_outpatient: {annual_cap: 3_000_000}\n", encoding="utf-8")
+    data = read_policy_file(policy)
+    assert data is not None
+    assert data["defaults"]["unfiled_cut_bp"] == 0
+    assert data["provinces"][SH]["rules"]["employee_outpatient"]["annual_cap"] == 3_000_000
