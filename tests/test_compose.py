@@ -84,6 +84,20 @@ def test_the_image_holds_every_package_and_every_file_its_install_reads():
     assert {project["readme"], *project["license-files"], "pyproject.toml"} <= copied
 
 
+def test_the_workers_run_as_the_images_own_user_in_folders_it_owns():
+    """A worker serves HTTP and holds the platform's data: not as root. Only the simulator,
+    which writes into a bind mount Docker may create as root, says otherwise."""
+    lines = (REPO / "Dockerfile").read_text().splitlines()
+    users = [line.split()[1] for line in lines if line.startswith("USER ")]
+    assert users == ["huimin"]
+    assert lines.index("USER huimin") > max(i for i, line in enumerate(lines)
+                                            if line.startswith(("RUN ", "COPY ")))
+    owned = next(line for line in lines if "chown huimin:huimin" in line).split()
+    data_dir = parses_as_huimin(SERVICES["worker"]["command"])["data_dir"]
+    assert str(data_dir) in owned and "/out" in owned and "/app" in owned
+    assert {name for name, service in SERVICES.items() if "user" in service} == {"simulator"}
+
+
 THREE = {"KAFKA_BOOTSTRAP": "kafka1:9092,kafka2:9092,kafka3:9092", "REPLICATION": "3"}
 BROKERS = ("kafka1", "kafka2", "kafka3")
 
