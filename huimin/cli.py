@@ -620,7 +620,12 @@ def bench(
                     f"waiting fetch only when the wait is up), {KAFKA_FETCH_WAIT_MS} on Kafka (it "
                     "answers when data arrives).")
                              ] = None,
-    persons: Persons = 20_000,
+    persons: Annotated[int | None, typer.Option(
+        min=1, max=MAX_PERSONS,
+        help="Insured persons in the world. Default: 200 per visit/s of the highest rate "
+             "offered (--find-capacity-max with --find-capacity), at least 20,000, so that "
+             "as few visits wait for the same person's visit before them at every rate "
+             "(2.5 % at 100/s).")] = None,
     seed: Seed = 42,
     ehr: Annotated[bool, typer.Option(help="Health-record steps in the visits too.")] = False,
     ceiling: Annotated[bool, typer.Option(help="Measure the raw broker ceiling too.")] = True,
@@ -652,7 +657,7 @@ def bench(
 
     Open-loop load at each offered rate, beside the raw ceiling: plain aiokafka forwarders
     over as many hops."""
-    from benchmarks.load import run_bench
+    from benchmarks.load import bench_persons, run_bench
     from benchmarks.report import markdown, plot, write_json
 
     if broker not in BROKER_KINDS:
@@ -677,6 +682,9 @@ def bench(
     if max(offered) * duration > MAX_VISITS:
         raise typer.BadParameter(f"at most {MAX_VISITS:,} visits a rate (rate × duration)",
                                  param_hint="--rates")
+    if persons is None:
+        persons = bench_persons(max([*offered, find_capacity_max] if find_capacity
+                                    else offered))
     with _progress() as progress:
         task = progress.add_task("starting", total=None)
         log = _LogWhenNotATerminal()

@@ -19,6 +19,7 @@ from benchmarks.load import (
     MemorySampler,
     RatePoint,
     RateTally,
+    bench_persons,
     brackets,
     capacity,
     ceiling_sweep,
@@ -41,6 +42,8 @@ from benchmarks.report import (
 )
 from messages.visitlog import VisitSession
 from simulators.hospital import Exchange, HospitalRunResult
+from simulators.visits import VisitSpec, generate_visits
+from simulators.world import WorldSpec, build_world
 
 
 def lat(p99: float) -> dict[str, Any]:
@@ -533,3 +536,30 @@ def test_a_rate_whose_settlements_were_all_answered_in_time_is_sustained_in_a_sh
     assert rate_sustained(point, 300) and why_unsustained(point, 300) is None
     point.answered_share = 0.9
     assert not rate_sustained(point, 300)
+
+
+def share_arriving_while_their_person_is_busy(rate: float, persons: int,
+                                               seconds: float = 8, busy_s: float = 2.0) -> float:
+    """Of a bench's visits at `rate`, the share whose person's previous visit arrived less than
+    a visit's length (~2 s) before: those wait for it."""
+    world = build_world(WorldSpec(seed=42, persons=persons))
+    visits = int(rate * seconds)
+    spec = VisitSpec(visits=visits, start="2026-12-01 00:00:00",
+                     days=simulated_days(visits, len(world.ref.hospitals)))
+    last: dict[str, float] = {}
+    waiting = 0
+    for i, visit in enumerate(generate_visits(world, spec)):
+        at = i / rate
+        waiting += visit.certno in last and at - last[visit.certno] < busy_s
+        last[visit.certno] = at
+    return waiting / visits
+
+
+def test_the_bench_world_grows_with_the_rate_so_as_few_visits_wait_for_their_person():
+    assert bench_persons(25) == bench_persons(100) == 20_000
+    assert bench_persons(1_000) == 200_000
+    at_100 = share_arriving_while_their_person_is_busy(100, bench_persons(100))
+    at_1000 = share_arriving_while_their_person_is_busy(1_000, bench_persons(1_000))
+    fixed_at_1000 = share_arriving_while_their_person_is_busy(1_000, 20_000)
+    assert at_100 < 0.1 and at_1000 < 0.1  # measured: 6.3 % and 4.7 %
+    assert fixed_at_1000 > 3 * max(at_100, at_1000)  # measured: 27 %

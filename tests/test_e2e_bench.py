@@ -9,6 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from benchmarks.load import bench_persons
 from benchmarks.profiles import can_attach
 from streams.config import FETCH_WAIT_MS
 from tests.conftest import run_huimin
@@ -31,6 +32,7 @@ def test_bench_writes_json_report_and_plot_for_huimin_and_the_raw_ceiling(tmp_pa
     assert versions["broker"].startswith("tansu ") and versions["huimin"].startswith("0.")
     assert result["settings"]["fetch_wait_ms"] == FETCH_WAIT_MS  # Tansu's, not Kafka's
     assert result["settings"]["broker_warmup_s"] == 2
+    assert result["settings"]["persons"] == 600  # as given
     assert result["settings"]["max_visits_in_flight"] == 5000
     assert [p["offered_visits_per_s"] for p in result["points"]] == [10]
     for point in result["points"]:
@@ -93,11 +95,12 @@ def test_bench_writes_json_report_and_plot_for_huimin_and_the_raw_ceiling(tmp_pa
 def test_find_capacity_offers_more_rates_past_the_highest_one_sustained(tmp_path: Path):
     out = tmp_path / "bench"
     proc = run_huimin(["bench", "--rates", "3", "--duration", "4", "--warmup", "1",
-                       "--persons", "300", "--no-ceiling", "--find-capacity",
+                       "--no-ceiling", "--find-capacity",
                        "--find-capacity-max", "6", "--out", str(out)], timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     result = orjson.loads((out / "bench.json").read_bytes())
     assert result["settings"]["find_capacity"] is True
+    assert result["settings"]["persons"] == bench_persons(6) == 20_000  # the default's least
     points = result["points"]
     assert [p["offered_visits_per_s"] for p in points if not p["searched"]] == [3]
     # 3 visits/s is well within what a test machine sustains; the search must then go past it
