@@ -44,7 +44,7 @@ from messages.trace import hop_durations_ms
 from messages.visitlog import TIME_FORMAT, Visit, VisitSession, parse_step
 from simulators.hospital import TIMED_OUT, Exchange, HospitalFleet, HospitalRunResult
 from simulators.visits import VisitSpec, generate_visits
-from simulators.world import World, WorldSpec, build_world
+from simulators.world import World, WorldSpec, build_world, world_tag
 from streams.broker import broker
 from streams.config import LINGER_MS, fetch_wait_for
 from streams.kafka_broker import KAFKA_VERSION
@@ -678,7 +678,8 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
                                   fetch_wait_ms=fetch_wait)
             try:
                 on_stage("waiting for the platform")
-                fleet.sign_in(world.ref.hospitals.values(), "2026-12-01 00:00:00")
+                fleet.sign_in(world.ref.hospitals.values(), "2026-12-01 00:00:00",
+                              world=world_tag(world.spec))
                 p.wait_until_serving()
                 pids = {"broker": broker_pids(bootstrap, broker_kind),
                         "workers": [w.process.pid for w in p.workers if w.process]}

@@ -74,7 +74,7 @@ from settlement.parameters import ParameterError
 from settlement.retention import WINDOW_DAYS
 from simulators.bad_messages import generate_bad_messages
 from simulators.faults import FaultPlan, FaultPlanError
-from simulators.hospital import PlatformSilent
+from simulators.hospital import PlatformOfAnotherWorld, PlatformSilent
 from simulators.hospital_metrics import HOSPITAL_REGISTRY
 from simulators.visits import MAX_DAYS, MAX_VISITS, VisitSpec, generate_visits
 from simulators.world import MAX_PERSONS, SEED_BOUND, WorldSpec, build_world
@@ -114,7 +114,7 @@ def error_message(exc: BaseException, bootstrap: str | None = None) -> str | Non
     """A one-line message for an error a person can fix (a file or folder that cannot be
     opened, a cluster that cannot be reached); None for anything else: a bug, left to raise
     with its traceback."""
-    if isinstance(exc, UsedCluster | PlatformSilent):
+    if isinstance(exc, UsedCluster | PlatformSilent | PlatformOfAnotherWorld):
         return str(exc)
     if isinstance(exc, UNREACHABLE):
         where = f"the cluster at {bootstrap}" if bootstrap else "the Kafka cluster"
@@ -137,7 +137,8 @@ def _clear_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (OSError, UsedCluster, PlatformSilent, *UNREACHABLE) as exc:
+        except (OSError, UsedCluster, PlatformSilent, PlatformOfAnotherWorld,
+                *UNREACHABLE) as exc:
             message = error_message(exc, kwargs.get("bootstrap") or os.environ.get(BOOTSTRAP_ENV))
             if message is None:
                 raise

@@ -36,7 +36,7 @@ from simulators.faults import FaultPlan
 from simulators.hospital import DeadLetterRecord, HospitalFleet, HospitalRunResult
 from simulators.reconciliation import closing_requests, settlements_to_post
 from simulators.visits import VisitSpec, generate_visits
-from simulators.world import World, WorldSpec, build_world
+from simulators.world import World, WorldSpec, build_world, world_tag
 from streams.broker import BOOTSTRAP_ENV, broker, free_port
 from streams.config import FETCH_WAIT_MS, LINGER_MS, STORES, WorkerConfig, fetch_wait_for
 from streams.process import WorkerProcess
@@ -460,7 +460,8 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
         on_stage("waiting for the platform to answer the hospitals' sign-in and for every "
                  "worker to join")
         sign_in_s = fleet.sign_in(world.ref.hospitals.values(),
-                                  visits[0].begntime if visits else "2026-01-01 00:00:00")
+                                  visits[0].begntime if visits else "2026-01-01 00:00:00",
+                                  world=world_tag(world.spec))
         if ours is not None:
             sign_in_s += ours.wait_until_serving()
         on_stage(f"{len(visits):,} visits")

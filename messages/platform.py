@@ -17,6 +17,9 @@ from messages.codec import MalformedMessage, decode
 
 LOCAL: Final = "local"
 CROSS: Final = "cross"
+#: Kafka header of the answer to a sign-in (9001): the world the answering worker settles by
+#: (`simulators.world.world_tag`), so hospitals see at once a platform started for another.
+WORLD_HEADER: Final = "huimin-world"
 
 
 def wrap_request(req: dict[str, Any], ctx: dict[str, Any], trace: list) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from messages import topics
 from messages.codec import MalformedMessage, decode, encode
 from messages.codes import Infno
 from messages.dead_letters import DeadLetterEntry, describe_dead_letter, header_values
+from messages.platform import WORLD_HEADER
 from messages.signing import Signer
 from messages.trace import HOSP_RECV, HOSP_SEND
 from messages.visitlog import Visit, VisitSession, make_msgid
@@ -57,6 +58,25 @@ TIMEOUT_SCAN_EVERY_S = 0.1
 
 class PlatformSilent(TimeoutError):
     """No platform answered: none is running on the cluster, or it cannot take requests."""
+
+
+class PlatformOfAnotherWorld(RuntimeError):
+    """The platform answering settles by another world than the visits were made in (its
+    workers' `--seed`, `--persons` or `--policy`), or its workers disagree among themselves:
+    every answer would differ from the oracle's, so nothing is sent."""
+
+
+def other_world(ours: str, theirs: set[str]) -> str:
+    """What to tell a person whose visits were made for `ours` when workers answered for
+    `theirs`: which options differ, and what to do."""
+    named = "; ".join(sorted(theirs))
+    if len(theirs) > 1:
+        return (f"the platform's workers do not settle by one world ({named}): start every "
+                "worker with the same --seed, --persons and --policy; no visit was sent")
+    return (f"the platform on this cluster settles by another world ({named}) than these "
+            f"visits were made in ({ours}): start its workers with the visits' --seed, "
+            "--persons and --policy (a visit log's header has them), or generate the visits "
+            "with the workers'; no visit was sent")
 
 
 def producer_for(bootstrap: str, idempotent: bool = False, linger_ms: int = LINGER_MS,
@@ -256,7 +276,9 @@ class HospitalFleet:
                            ).add_errback(request_not_delivered)
         return sent
 
-    def _poll(self, timeout_ms: int) -> list[dict[str, Any]]:
+    def _poll(self, timeout_ms: int, worlds: set[str] | None = None) -> list[dict[str, Any]]:
+        """The answers that arrive within `timeout_ms`; `worlds` collects the world of each
+        that names one (a sign-in's)."""
         out = []
         for records in self.consumer.poll(timeout_ms=timeout_ms, max_records=2000).values():
             for rec in records:
@@ -264,6 +286,9 @@ class HospitalFleet:
                     out.append(decode(rec.value))
                 except MalformedMessage:
                     continue
+                if worlds is not None and rec.headers:
+                    worlds.update(v.decode("utf-8", "replace") for k, v in rec.headers
+                                  if k == WORLD_HEADER and v)
         return out
 
     def _poll_dead_letters(self) -> list[DeadLetterRecord]:
@@ -276,10 +301,13 @@ class HospitalFleet:
         return out
 
     def sign_in(self, hospitals: Iterable[Hospital], inf_time: str,
-                timeout_s: float = 120.0) -> float:
+                timeout_s: float = 120.0, world: str | None = None) -> float:
         """9001 for every hospital; returns seconds until all were answered (the platform is
-        up). Raises TimeoutError if the platform does not answer."""
+        up). Raises PlatformSilent if the platform does not answer, and
+        PlatformOfAnotherWorld if an answer names a world other than `world`
+        (`simulators.world.world_tag`; a worker of a version before it names none)."""
         start = time.monotonic()
+        worlds: set[str] = set()
         waiting: dict[str, Hospital] = {}
         for h in hospitals:
             msgid = make_msgid(h.fixmedins_code, inf_time, 9_999)
@@ -295,8 +323,10 @@ class HospitalFleet:
                     f"no platform answered the hospitals' sign-in (9001) within "
                     f"{timeout_s:.0f} s: is a huimin worker running on this cluster, on topics "
                     "made by `huimin topics`? (Its log says why not.)")
-            for msg in self._poll(100):
+            for msg in self._poll(100, worlds):
                 waiting.pop(msg.get("ans", {}).get("inf_refmsgid", ""), None)
+            if world is not None and worlds - {world}:
+                raise PlatformOfAnotherWorld(other_world(world, worlds))
         return time.monotonic() - start
 
     def exchange(self, requests: list[tuple[str, dict[str, Any]]], timeout_s: float = 60.0,

@@ -6,11 +6,14 @@ changing, say, the number of hospitals does not reshuffle the persons.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from typing import Any
+
+import orjson
 
 from messages.identity import certno_check_char
 from settlement.catalogue import Catalogue, CatalogueEntry, ItemClass
@@ -222,3 +225,23 @@ def build_world(spec: WorldSpec) -> World:
         provinces=dict(PROVINCES),
     )
     return World(spec, ref, items, cities, hospitals_by_province, away)
+
+
+def world_tag(spec: WorldSpec) -> str:
+    """What decides a platform's answers besides the requests, in one line: the seed, the
+    persons and a digest of the rest (the world's shape and each province's policy as it takes
+    effect, so a file spelling out the defaults tags as no file does). Workers name it in
+    their answers to a hospital's sign-in, so a replay against a platform started with other
+    options stops at once and says so, instead of failing thousands of visits."""
+    parameters = parse_parameters(spec.parameters, PROVINCES)
+    shape = {k: v for k, v in asdict(spec).items() if k != "parameters"}
+    policies = {p: [repr(policy_for(parameters, p)), selfpay_bp_for(parameters, p)]
+                for p in sorted(PROVINCES)}
+    digest = hashlib.sha256(orjson.dumps([shape, policies], option=orjson.OPT_SORT_KEYS))
+    default = parse_parameters(None, PROVINCES)
+    policy = ("DOMAIN.md's policy" if all(
+        policy_for(parameters, p) == policy_for(default, p)
+        and selfpay_bp_for(parameters, p) == selfpay_bp_for(default, p) for p in PROVINCES)
+        else "a policy file's")
+    return (f"seed {spec.seed}, {spec.persons:,} persons, {policy} "
+            f"(world {digest.hexdigest()[:12]})")

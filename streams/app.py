@@ -22,10 +22,10 @@ from faust.sensors.prometheus import setup_prometheus_sensors
 
 from messages import topics
 from messages.codec import decode, encode, encode_to_keep
-from messages.codes import ErrorCode
+from messages.codes import ErrorCode, Infno
 from messages.dead_letters import CODE_HEADER, REASON_HEADER, SOURCE_HEADER, TRUNCATED_HEADER
 from messages.envelope import error_answer, province_of
-from messages.platform import CROSS, hospital_context, wrap_answer, wrap_request
+from messages.platform import CROSS, WORLD_HEADER, hospital_context, wrap_answer, wrap_request
 from messages.signing import Signer
 from messages.trace import INS_IN, NAT_BACK, NAT_IN, TRT_BACK, received, stamp
 from records.exchange import (
@@ -43,7 +43,7 @@ from settlement.national import BackToTreatment, NationalPlatform
 from settlement.person import PersonRow
 from settlement.reconciliation import ClearingIndex, answer_reconciliation, period_of
 from settlement.treatment import DeadLetter, Forward, Reply, TreatmentPlatform, TreatmentRow
-from simulators.world import build_world
+from simulators.world import build_world, world_tag
 from streams import metrics, tolerant_records
 from streams.config import CLEARING_TABLE, TABLES, WorkerConfig, table_options
 from streams.faust_offsets import guard_commits
@@ -156,6 +156,7 @@ def faust_app(cfg: WorkerConfig) -> faust.App:
 
 def create_app(cfg: WorkerConfig) -> faust.App:
     ref = build_world(cfg.world).ref
+    signed_in = {WORLD_HEADER: world_tag(cfg.world).encode()}  # the headers of a 9001's answer
     treatment = TreatmentPlatform(ref)
     national = NationalPlatform(ref)
     insured = InsuredPlatform(ref)
@@ -249,8 +250,9 @@ def create_app(cfg: WorkerConfig) -> faust.App:
         later(partial(metrics.observe_answer, ans, ctx, trace))
         if forwarded:
             later(metrics.IN_FLIGHT.dec)
-        return send(hosp_responses, ctx["fixmedins_code"].encode(),
-                    encode(wrap_answer(ans, ctx, trace)))
+        return (hosp_responses, ctx["fixmedins_code"].encode(),
+                encode(wrap_answer(ans, ctx, trace)),
+                signed_in if ctx.get("infno") == Infno.SIGN_IN else None)
 
     def role(source: Any, name: str, handler: Handler, with_headers: bool = False) -> None:
         """An agent that runs `handler` on each event (with its headers and its Kafka timestamp in

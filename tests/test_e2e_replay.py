@@ -90,10 +90,21 @@ def test_replay_against_a_platform_already_running_on_a_cluster(tmp_path):
 
     assert huimin("generate", *GENERATE, "--visits", "60", "-o", "v.jsonl",
                   cwd=tmp_path).returncode == 0
+    other = ["--persons", "600", "--seed", "8", "--visits", "60", "--cross-share", "0.3"]
+    assert huimin("generate", *other, "-o", "other.jsonl", cwd=tmp_path).returncode == 0
     with EmbeddedBroker() as b, platform(b.bootstrap, WorldSpec(seed=7, persons=600), 8,
                                          tmp_path / "platform"):
+        # visits of another world (seed 8) are refused at the sign-in, before any is sent
+        elsewhere = huimin("replay", "other.jsonl", "--speed", "2000000", "--bootstrap",
+                           b.bootstrap, "--results", "other-results.jsonl", cwd=tmp_path)
         proc = huimin("replay", "v.jsonl", "--speed", "2000000", "--bootstrap", b.bootstrap,
                       "--results", "r.jsonl", cwd=tmp_path)
+    assert elsewhere.returncode == 2, elsewhere.stdout + elsewhere.stderr
+    assert "Traceback" not in elsewhere.stderr
+    said = " ".join(elsewhere.stderr.split())
+    assert ("settles by another world (seed 7, 600 persons, DOMAIN.md's policy (world "
+            in said and "than these visits were made in (seed 8, 600 persons" in said)
+    assert "no visit was sent" in said and not (tmp_path / "other-results.jsonl").exists()
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert not (tmp_path / "r.platform" / "worker-0.log").exists()  # it started no platform
     assert huimin("verify", "v.jsonl", "r.jsonl", cwd=tmp_path).returncode == 0

@@ -15,9 +15,10 @@ from messages.visitlog import VisitSession
 from settlement.oracle import Oracle
 from settlement.policy import EMPLOYEE, RESIDENT
 from settlement.reference import SUSPENDED
+from simulators.hospital import other_world
 from simulators.regions import PROVINCES, city_codes
 from simulators.visits import VisitSpec, generate_visits
-from simulators.world import World, WorldSpec, build_world
+from simulators.world import World, WorldSpec, build_world, world_tag
 
 SPEC = WorldSpec(persons=500, seed=3)
 
@@ -173,3 +174,26 @@ def test_visit_msgids_are_30_characters_and_unique(world: World, count: int, ehr
         assert session.index == len(visit.steps)
         assert len(session.sent) + len(session.skipped) == len(visit.steps)
     assert len(set(msgids)) == len(msgids)
+
+
+def test_a_world_tag_changes_with_what_changes_the_answers_and_nothing_else() -> None:
+    """Workers name it in their sign-in answers; replay refuses a platform whose differs."""
+    spelled_out = {"defaults": {"unfiled_cut_bp": 1000, "selfpay_bp": 1000}}
+    assert world_tag(SPEC) == world_tag(WorldSpec(persons=500, seed=3))
+    assert world_tag(SPEC) == world_tag(WorldSpec(persons=500, seed=3, parameters=spelled_out))
+    assert world_tag(SPEC).startswith("seed 3, 500 persons, DOMAIN.md's policy (world ")
+    others = [WorldSpec(persons=501, seed=3), WorldSpec(persons=500, seed=4),
+              WorldSpec(persons=500, seed=3, hospitals_per_city=3),
+              WorldSpec(persons=500, seed=3, parameters={"defaults": {"unfiled_cut_bp": 0}})]
+    tags = {world_tag(spec) for spec in [SPEC, *others]}
+    assert len(tags) == 5
+    assert "a policy file's" in world_tag(others[-1])
+
+
+def test_workers_that_disagree_are_told_apart_from_a_platform_of_another_world() -> None:
+    ours, theirs = world_tag(SPEC), world_tag(WorldSpec(persons=500, seed=4))
+    assert f"another world ({theirs}) than these visits were made in ({ours})" in \
+        other_world(ours, {theirs})
+    both = other_world(ours, {ours, theirs})
+    assert both.startswith("the platform's workers do not settle by one world (")
+    assert ours in both and theirs in both and "the same --seed, --persons and --policy" in both
