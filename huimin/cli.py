@@ -84,6 +84,7 @@ from streams.broker import (
     BrokerError,
     EmbeddedBroker,
     bootstrap_problem,
+    unreachable,
 )
 from streams.config import FETCH_WAIT_MS, KAFKA_FETCH_WAIT_MS, LINGER_MS, STORES, WorkerConfig
 from streams.dead_letters import TopicMissing, read_dead_letters
@@ -333,6 +334,7 @@ def run(
                       rate=rate, partitions=partitions, bad_per_kind=bad_per_kind, out_dir=out,
                       broker=broker, workers=workers, store=_store(store),
                       answer_timeout_s=answer_timeout)
+    _check_reachable(os.environ.get(BOOTSTRAP_ENV))
     with _progress() as progress:
         on_stage, on_progress = _reporters(progress, visits)
         report = run_scenario(opts, on_stage=on_stage, on_progress=on_progress)
@@ -414,6 +416,7 @@ def _bootstrap(bootstrap: str | None) -> str:
         raise typer.BadParameter(f"give --bootstrap or set {BOOTSTRAP_ENV}",
                                  param_hint="--bootstrap")
     _check_cluster_address(bootstrap)
+    _check_reachable(value)
     return value
 
 
@@ -424,6 +427,14 @@ def _check_cluster_address(bootstrap: str | None) -> None:
     external = os.environ.get(BOOTSTRAP_ENV)
     if not bootstrap and external and (problem := bootstrap_problem(external)):
         raise _refused(f"{BOOTSTRAP_ENV}: {problem}")
+
+
+def _check_reachable(cluster: str | None) -> None:
+    """A cluster none of whose addresses can be connected to, refused at once (exit 2), once
+    every other option has been checked: the Kafka clients take 30 s to say only that they
+    could not bootstrap."""
+    if cluster and (problem := unreachable(cluster)):
+        raise _refused(f"cannot reach the cluster at {cluster} (is it up?): {problem}")
 
 
 SecurityProtocol = Annotated[str, typer.Option(
@@ -683,6 +694,8 @@ def bench(
     if max(offered) * duration > MAX_VISITS:
         raise typer.BadParameter(f"at most {MAX_VISITS:,} visits a rate (rate × duration)",
                                  param_hint="--rates")
+    _check_cluster_address(None)
+    _check_reachable(os.environ.get(BOOTSTRAP_ENV))
     if persons is None:
         persons = bench_persons(max([*offered, find_capacity_max] if find_capacity
                                     else offered))
@@ -952,6 +965,7 @@ def replay(
     if plan.kill_worker or plan.join_worker or bootstrap:  # a worker may restart or rebalance
         _warn_if_redelivery_outlives_window(header.visits.days, arrivals[-1] if arrivals else 0,
                                             "a lower --rate or --speed, or a log of fewer days")
+    _check_reachable(bootstrap or os.environ.get(BOOTSTRAP_ENV))
     out_dir = results.with_name(results.stem + ".platform")  # our platform's logs, if started
     if bootstrap is None:
         if os.environ.get(BOOTSTRAP_ENV):  # our platform on the user's cluster: a fresh one?

@@ -121,6 +121,44 @@ def bootstrap_problem(value: str) -> str | None:
     return None
 
 
+#: How long `unreachable` waits for a connection to one address.
+REACH_TIMEOUT_S = 5.0
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    """`host:port`, `[v6]:port` or a bare host (Kafka's port, 9092)."""
+    if address.startswith("["):
+        host, _, rest = address[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") else 9092
+    if address.count(":") == 1:
+        host, port = address.split(":")
+        return host, int(port)
+    return address, 9092
+
+
+def unreachable(value: str, timeout_s: float = REACH_TIMEOUT_S) -> str | None:
+    """Why no address of a (well-formed) bootstrap list can be connected to, when each
+    surely cannot (its name does not resolve, its port refuses, its network is unreachable);
+    None if one takes a TCP connection or does not answer in time (a slow network: the Kafka
+    clients decide). They would take 30 s to give up on an address that cannot be reached,
+    saying only that they could not bootstrap; this says which and why at once."""
+    problems = []
+    for address in (a.strip() for a in value.split(",")):
+        host, port = _host_port(address)
+        try:
+            with socket.create_connection((host, port), timeout=timeout_s):
+                return None
+        except TimeoutError:
+            return None
+        except socket.gaierror:
+            problems.append(f"{address}: no such host")
+        except ConnectionRefusedError:
+            problems.append(f"{address}: connection refused")
+        except OSError as exc:
+            problems.append(f"{address}: {exc.strerror or type(exc).__name__}")
+    return "; ".join(problems)
+
+
 @contextlib.contextmanager
 def broker(log_path: Path | None = None, kind: str = "tansu") -> Iterator[str]:
     """Yield bootstrap servers: KAFKA_BOOTSTRAP_SERVERS if set, else a fresh local broker of

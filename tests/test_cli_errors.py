@@ -117,27 +117,59 @@ def test_a_workers_web_port_in_use_is_refused_before_it_starts(monkeypatch: pyte
 
 
 # -- a cluster that cannot be reached ---------------------------------------------------------
-# kafka-python gives up on a closed port only after its 30-s bootstrap timeout, so its error
-# is raised here in place of the connection (the message is the same).
+
+@pytest.fixture(scope="module")
+def mute() -> Iterator[str]:
+    """The address of a port that takes TCP connections and never answers a Kafka request
+    (a proxy, or a host whose broker hangs): the clients give up there after their 30-s
+    bootstrap timeout, so their error is raised here in place of the connection."""
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        yield f"127.0.0.1:{listening.getsockname()[1]}"
+
 
 def unreachable(*_: object, **__: object) -> None:
-    raise kafka.errors.KafkaTimeoutError("Unable to bootstrap from 127.0.0.1:1")
+    raise kafka.errors.KafkaTimeoutError("Unable to bootstrap")
 
 
-def test_topics_on_a_cluster_that_cannot_be_reached(monkeypatch: pytest.MonkeyPatch):
+@pytest.mark.parametrize("command", [["topics"], ["dead-letters"], ["worker"]])
+def test_a_cluster_no_address_of_which_can_be_reached_is_refused_at_once(command: list[str]):
+    """Not after the clients' 30 s, and saying which address fails and why."""
+    cluster = "127.0.0.1:1,nosuchhost.invalid:9092"
+    said = refused(huimin(*command, "--bootstrap", cluster),
+                   f"cannot reach the cluster at {cluster} (is it up?)")
+    assert "127.0.0.1:1: connection refused" in said
+    assert "nosuchhost.invalid:9092: no such host" in said
+    refused(huimin(*command, env={BOOTSTRAP_ENV: "127.0.0.1:1"}),
+            "cannot reach the cluster at 127.0.0.1:1 (is it up?): 127.0.0.1:1: connection "
+            "refused")
+
+
+def test_run_and_bench_refuse_an_unreachable_cluster_of_the_environment():
+    for command in (["run"], ["bench", "--rates", "5"]):
+        refused(huimin(*command, env={BOOTSTRAP_ENV: "127.0.0.1:1"}),
+                "cannot reach the cluster at 127.0.0.1:1 (is it up?): 127.0.0.1:1: "
+                "connection refused")
+
+
+def test_topics_on_a_cluster_that_cannot_be_reached(monkeypatch: pytest.MonkeyPatch, mute: str):
     monkeypatch.setattr(cli, "create_platform_topics", unreachable)
-    refused(huimin("topics", "--bootstrap", "127.0.0.1:1"),
-            "cannot reach the cluster at 127.0.0.1:1 (is it up?)")
-    refused(huimin("topics", env={BOOTSTRAP_ENV: "127.0.0.1:1"}),
-            "cannot reach the cluster at 127.0.0.1:1")
+    refused(huimin("topics", "--bootstrap", mute),
+            f"cannot reach the cluster at {mute} (is it up?): KafkaTimeoutError")
+    refused(huimin("topics", env={BOOTSTRAP_ENV: mute}), f"cannot reach the cluster at {mute}")
 
 
 def test_replay_on_a_cluster_that_cannot_be_reached(monkeypatch: pytest.MonkeyPatch,
-                                                    logs: Path, tmp_path: Path):
+                                                    logs: Path, tmp_path: Path, mute: str):
     monkeypatch.setattr(cli, "execute", unreachable)
     refused(huimin("replay", str(logs / "a.jsonl"), "--rate", "10", "--bootstrap",
+                   mute, "--results", str(tmp_path / "r.jsonl")),
+            f"cannot reach the cluster at {mute} (is it up?)")
+    refused(huimin("replay", str(logs / "a.jsonl"), "--rate", "10", "--bootstrap",
                    "127.0.0.1:1", "--results", str(tmp_path / "r.jsonl")),
-            "cannot reach the cluster at 127.0.0.1:1 (is it up?)")
+            "cannot reach the cluster at 127.0.0.1:1 (is it up?): 127.0.0.1:1: connection "
+            "refused")
 
 
 def test_replay_on_a_cluster_warns_where_a_workers_restart_would_outlive_the_window(
@@ -154,13 +186,13 @@ def test_replay_on_a_cluster_warns_where_a_workers_restart_would_outlive_the_win
 
 
 def test_replay_where_no_platform_answers(monkeypatch: pytest.MonkeyPatch, logs: Path,
-                                          tmp_path: Path):
+                                          tmp_path: Path, mute: str):
     def silent(*_: object, **__: object) -> None:
         raise PlatformSilent("no platform answered the hospitals' sign-in (9001) within 120 s")
 
     monkeypatch.setattr(cli, "execute", silent)
     refused(huimin("replay", str(logs / "a.jsonl"), "--rate", "10", "--bootstrap",
-                   "127.0.0.1:1", "--results", str(tmp_path / "r.jsonl")),
+                   mute, "--results", str(tmp_path / "r.jsonl")),
             "no platform answered the hospitals' sign-in")
 
 
@@ -181,14 +213,14 @@ def test_an_output_that_is_an_input_or_cannot_be_written_is_refused_before_any_w
     assert (log.read_bytes(), expected.read_bytes()) == before
 
 
-def test_a_bug_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch):
+def test_a_bug_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch, mute: str):
     """Only the errors a person can fix are turned into messages."""
     for bug in (KeyError("setlinfo"), ConnectionResetError(104, "reset")):
         def raises(*_: object, exc: Exception = bug, **__: object) -> None:
             raise exc
 
         monkeypatch.setattr(cli, "create_platform_topics", raises)
-        assert huimin("topics", "--bootstrap", "127.0.0.1:1").exception is bug
+        assert huimin("topics", "--bootstrap", mute).exception is bug
     assert error_message(ValueError("x")) is None
     assert error_message(OSError(98, "Address already in use")) is None  # no file
 

@@ -87,6 +87,7 @@ def failing_run(monkeypatch: pytest.MonkeyPatch, tmp_path, *args: str,
     monkeypatch.setattr(cli, "summarise", lambda _: {})
     monkeypatch.setattr(cli, "write_outputs", lambda *_: None)
     monkeypatch.setattr(cli, "print_summary", lambda *_: None)
+    monkeypatch.setattr(cli, "unreachable", lambda _: None)  # no cluster is used
     result = CliRunner().invoke(cli.app, ["run", *args], env=env)
     assert result.exit_code == 1, result.output
     lines = [line for line in result.output.splitlines() if line.startswith("Reproduce with")]
