@@ -25,6 +25,7 @@ from settlement.person import PersonRow, ytd_key
 from settlement.policy import Benefit, BenefitContext, Category, category_of, compute_benefit
 from settlement.reference import SUSPENDED, Enrollment, ReferenceData
 from settlement.retention import WINDOW_DAYS, cutoff, day_cutoff, msgid_stamp
+from settlement.reversals import in_advance, reversed_by
 
 SETTLED, CANCELLED, REVERSED = "settled", "cancelled", "reversed"
 ACCUMULATOR_NAMES = (ytd_key("dedc", Category.OUTPATIENT), ytd_key("fund", Category.OUTPATIENT),
@@ -76,9 +77,9 @@ class InsuredPlatform:
         if seen is not None:  # a duplicate: the original answer, nothing changes
             return seen, None
         try:
-            if msgid in row.reversed:
+            if (by := reversed_by(row.reversed, msgid, req["infno"])) is not None:
                 raise Refusal(ErrorCode.REVERSED, f"msgid {msgid} was reversed in advance by "
-                                                  f"2601 {row.reversed[msgid]}")
+                                                  f"2601 {by}")
             answer = ok_answer(msgid, self._apply(enrollment, row, req, ctx))
         except Refusal as exc:
             answer = error_answer(msgid, exc.code, str(exc))
@@ -211,11 +212,15 @@ class InsuredPlatform:
                           f"a cancellation ({oinfno}) cannot be reversed; settle the visit again")
         original = row.answers.get(omsgid)
         if original is None:
-            row.reversed[omsgid] = req["msgid"]
+            row.reversed[omsgid] = in_advance(oinfno, req["msgid"])
             out["result"] = "reversed-in-advance"
             return out
         if original["infcode"] != 0:
             return out
+        setlinfo = original["output"].get("setlinfo")
+        if isinstance(setlinfo, dict) and "init_setl_id" in setlinfo:  # whatever it was named
+            raise Refusal(ErrorCode.NOT_REVERSIBLE, f"msgid {omsgid} was a cancellation, which "
+                          "cannot be reversed; settle the visit again")
         setl = _settlement_of(row, omsgid, original)
         if setl is None and oinfno in SETTLEMENTS:
             raise Refusal(ErrorCode.NOT_REVERSIBLE,

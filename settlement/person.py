@@ -23,7 +23,8 @@ class PersonRow:
     ytd: dict[str, dict[str, int]] = field(default_factory=dict)  # year -> accumulator -> fen
     settlements: dict[str, dict[str, Any]] = field(default_factory=dict)  # setl_id -> setlinfo
     answers: dict[str, dict[str, Any]] = field(default_factory=dict)  # msgid -> answer
-    reversed: dict[str, str] = field(default_factory=dict)  # omsgid -> msgid of its 2601
+    #: omsgid -> [msgid, oinfno] of a 2601 that came before it (settlement/reversals.py)
+    reversed: dict[str, Any] = field(default_factory=dict)
 
     def accumulator(self, year: str, name: str) -> int:
         return self.ytd.get(year, {}).get(name, 0)

@@ -41,6 +41,7 @@ from settlement.retention import (
     msgid_stamp,
     time_stamp,
 )
+from settlement.reversals import in_advance, reversed_by
 
 #: Requests larger than this are not parsed: they are dead-lettered (E1004).
 MAX_REQUEST_BYTES = 256 * 1024
@@ -62,7 +63,8 @@ class TreatmentRow:
 
     visits: dict[str, dict[str, Any]] = field(default_factory=dict)  # mdtrt_id -> visit
     answers: dict[str, dict[str, Any]] = field(default_factory=dict)  # msgid -> answer
-    reversed: dict[str, str] = field(default_factory=dict)  # omsgid -> msgid of its 2601
+    #: omsgid -> [msgid, oinfno] of a 2601 that came before it (settlement/reversals.py)
+    reversed: dict[str, Any] = field(default_factory=dict)
     latest: str = ""  # the newest inf_time seen for the person: requests from before its
     # operating window are replays the platform can no longer recognise, and are refused
 
@@ -264,9 +266,9 @@ class TreatmentPlatform:
             row.latest = req.inf_time[:10] + " 00:00:00"
             row.forget_stale()
         try:
-            if req.msgid in row.reversed:
+            if (by := reversed_by(row.reversed, req.msgid, req.infno)) is not None:
                 raise Rejected(ErrorCode.REVERSED, f"msgid {req.msgid} was reversed in advance "
-                                                   f"by 2601 {row.reversed[req.msgid]}")
+                                                   f"by 2601 {by}")
             outcome, changed = self._dispatch(key, req, ctx, row)
             return outcome, row if changed is None and new_day else changed
         except Rejected as exc:
@@ -555,7 +557,7 @@ class TreatmentPlatform:
                "reversed_setl_id": ""}
         original = row.answers.get(inp.omsgid)
         if original is None:
-            row.reversed[inp.omsgid] = req.msgid
+            row.reversed[inp.omsgid] = in_advance(inp.oinfno, req.msgid)
             out["result"] = "reversed-in-advance"
         elif original["infcode"] == 0 and inp.oinfno in REGISTRATIONS:
             data = original["output"].get("data")

@@ -1,0 +1,98 @@
+"""2601 in either order (DOMAIN.md §4: "Either order ends in the same state"), however the
+2601 names its original: where the original came first, a 2601 that misnames it is refused
+(E4012) and the original stands; where the 2601 came first, the late original goes ahead
+unless the 2601 named its kind (settlement/reversals.py). A cancellation is never reversed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from messages.codes import ErrorCode
+from tests.handmade import (
+    EMP_CERTNO,
+    ok,
+    refused,
+    reversal_input,
+    settle_cancel_input,
+    settle_input,
+)
+from tests.test_protocol_treatment import EMP, Clinic
+
+
+def end_state(c: Clinic) -> tuple[Any, ...]:
+    """What the money and the visit came to: balance, accumulators, each settlement's status,
+    and the visits' settlements on the treatment side."""
+    person = c.oracle.person_rows[EMP_CERTNO]
+    visits = c.oracle.treatment_rows[EMP_CERTNO].visits
+    return (person.balance, person.ytd,
+            {k: s["status"] for k, s in sorted(person.settlements.items())},
+            {m: v["setl_id"] for m, v in sorted(visits.items())})
+
+
+def settled(c: Clinic) -> tuple[str, str]:
+    """A visit of 25,000 fen settled: its mdtrt_id and setl_id."""
+    m = c.register()
+    ok(c.upload(m, [("0001", "DA", 1, 25_000)]))
+    return m, ok(c.settle(m, 25_000))["setlinfo"]["setl_id"]
+
+
+@pytest.mark.parametrize("named", ["2206", "2303", "5206", "1101", "2201", "2204", "2402"])
+def test_a_cancellation_named_as_anything_else_stands_in_either_order(named: str):
+    ends = []
+    for cancel_first in (True, False):
+        c = Clinic()
+        m, setl_id = settled(c)
+        cancel = c.request(EMP_CERTNO, "2208", settle_cancel_input(EMP, setl_id, m))
+        reversal = c.request(EMP_CERTNO, "2601", reversal_input(EMP, cancel["msgid"], named))
+        if cancel_first:
+            ok(c.send(EMP_CERTNO, cancel))
+            refused(c.send(EMP_CERTNO, reversal), ErrorCode.NOT_REVERSIBLE)
+        else:
+            assert ok(c.send(EMP_CERTNO, reversal))["result"] == "reversed-in-advance"
+            ok(c.send(EMP_CERTNO, cancel))  # it was not what the 2601 named
+        ends.append(end_state(c))
+    assert ends[0] == ends[1]
+    assert list(ends[0][2].values()) == ["cancelled"]
+
+
+@pytest.mark.parametrize("named", ["2201", "2206", "5206", "2204", "2202"])
+def test_a_settlement_named_as_anything_but_a_settlement_stands_in_either_order(named: str):
+    ends = []
+    for settle_first in (True, False):
+        c = Clinic()
+        m = c.register()
+        ok(c.upload(m, [("0001", "DA", 1, 25_000)]))
+        settle = c.request(EMP_CERTNO, "2207", settle_input(EMP, m, 25_000))
+        reversal = c.request(EMP_CERTNO, "2601", reversal_input(EMP, settle["msgid"], named))
+        if settle_first:
+            ok(c.send(EMP_CERTNO, settle))
+            refused(c.send(EMP_CERTNO, reversal), ErrorCode.NOT_REVERSIBLE)
+        else:
+            assert ok(c.send(EMP_CERTNO, reversal))["result"] == "reversed-in-advance"
+            ok(c.send(EMP_CERTNO, settle))
+        ends.append(end_state(c))
+    assert ends[0] == ends[1]
+    assert list(ends[0][2].values()) == ["settled"]
+
+
+@pytest.mark.parametrize("named", ["2207", "2304"])
+def test_a_settlement_named_as_a_settlement_is_undone_or_refused_in_either_order(named: str):
+    ends = []
+    for settle_first in (True, False):
+        c = Clinic()
+        m = c.register()
+        ok(c.upload(m, [("0001", "DA", 1, 25_000)]))
+        settle = c.request(EMP_CERTNO, "2207", settle_input(EMP, m, 25_000))
+        reversal = c.request(EMP_CERTNO, "2601", reversal_input(EMP, settle["msgid"], named))
+        if settle_first:
+            ok(c.send(EMP_CERTNO, settle))
+            assert ok(c.send(EMP_CERTNO, reversal))["result"] == "undone"
+        else:
+            ok(c.send(EMP_CERTNO, reversal))
+            refused(c.send(EMP_CERTNO, settle), ErrorCode.REVERSED)
+        person = c.oracle.person_rows[EMP_CERTNO]
+        ends.append((person.balance, person.ytd))
+        assert person.balance == EMP.balance  # nothing settled, or settled and undone
+    assert ends[0] == ends[1]
