@@ -17,8 +17,11 @@ CertType = Literal["01", "02", "03"]  # electronic voucher, ID number, social se
 Insutype = Literal["310", "390"]
 Fen = Annotated[int, Field(ge=0, le=MAX_FEN, strict=True)]
 PositiveFen = Annotated[int, Field(gt=0, le=MAX_FEN, strict=True)]
+#: The largest total of a period (3201, 3203): ¥10 trillion, past a year of the whole
+#: national fund (a province-month of cross-province settlements passes MAX_FEN's ¥1 billion).
+MAX_TOTAL_FEN = 1_000_000_000_000_000
 #: A period's total net of cancellations, which may be below zero; and a net count.
-NetFen = Annotated[int, Field(ge=-MAX_FEN, le=MAX_FEN, strict=True)]
+NetFen = Annotated[int, Field(ge=-MAX_TOTAL_FEN, le=MAX_TOTAL_FEN, strict=True)]
 NetCount = Annotated[int, Field(ge=-MAX_FEN, le=MAX_FEN, strict=True)]
 PsnNo = Annotated[str, StringConstraints(pattern=r"^[0-9]{26}$")]
 #: A visit's, a settlement's, a fee item's or an upload batch's identifier: letters, digits and

@@ -180,6 +180,9 @@ class InsuredPlatform:
         if setl["status"] != SETTLED:
             raise Refusal(ErrorCode.SETTLEMENT_ALREADY_CANCELLED,
                           f"settlement {inp['setl_id']} is already {setl['status']}")
+        if req["inf_time"] < setl["setl_time"]:  # it would be cleared before what it undoes
+            raise Refusal(ErrorCode.WRONG_SEQUENCE, f"the cancellation is dated "
+                          f"{req['inf_time']}, before its settlement ({setl['setl_time']})")
         wanted = Category.INPATIENT if req["infno"] == Infno.INPATIENT_SETTLE_CANCEL \
             else Category.OUTPATIENT
         if setl["clr_type"] != wanted.value:

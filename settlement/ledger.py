@@ -169,8 +169,9 @@ def events_from_answers(fixmedins_code: str,
                                  fixmedins_code))
         elif infno == Infno.REVERSAL and out.get("result") == "undone" \
                 and out.get("reversed_setl_id") in settled:
-            events.append(_event(settled[out["reversed_setl_id"]], "reverse",
-                                 msgid_time(msgid), fixmedins_code))
+            s = settled[out["reversed_setl_id"]]  # never cleared before what it undoes
+            events.append(_event(s, "reverse", max(msgid_time(msgid), s["setl_time"]),
+                                 fixmedins_code))
     return events
 
 

@@ -40,6 +40,7 @@ class Oracle:
         self._person_rows: dict[str, bytes] = {}
         self._last_touched: dict[str, set[str]] = {}  # day (yyyyMMdd) -> certnos
         self.money_events: dict[tuple[str, str], SettlementEvent] = {}  # as national clearing
+        self.recon_answers: dict[str, dict[str, Any]] = {}  # 3201/3202/3203 by msgid
         self.ehr = EhrOracle(ref)
 
     @property
@@ -84,8 +85,11 @@ class Oracle:
             return outcome.answer
         assert isinstance(outcome, Forward)
         req, ctx = outcome.req, outcome.ctx
-        if outcome.to == "reconciliation":
-            return answer_reconciliation(req, self.money_events.values())
+        if outcome.to == "reconciliation":  # a duplicate gets the original answer
+            if (kept := self.recon_answers.get(req["msgid"])) is None:
+                kept = self.recon_answers[req["msgid"]] = answer_reconciliation(
+                    req, self.money_events.values())
+            return kept
         if outcome.to == "ehr":
             return self.ehr.submit(certno, req, ctx)
         routed = self.national.route(certno, req, ctx) if outcome.to == "national" else None

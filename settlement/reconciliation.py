@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from messages.codes import Infno
-from messages.envelope import ok_answer, province_of
+from messages.envelope import ok_answer
 from settlement.clearing import clear
 from settlement.ledger import SettlementEvent
 
@@ -105,9 +105,11 @@ def answer_clearing_application(req: dict[str, Any],
                 if e.cross_province and e.treatment_province == province)
     diffs = {k: v for k, v in (("fund_appy_sum", fund_clr_sum - inp["fund_appy_sum"]),
                                ("setl_cnt", count - inp["setl_cnt"])) if v}
-    hospitals = [{"fixmedins_code": h, "amount": n}
-                 for h, n in sorted(statement.hospitals.items() if statement else [])
-                 if province_of(h[1:7]) == province]
+    owed: dict[str, int] = {}  # what the agency passes on of what it clears: cross-province
+    for e in in_month:
+        if e.cross_province and e.treatment_province == province:
+            owed[e.fixmedins_code] = owed.get(e.fixmedins_code, 0) + e.signed_amount
+    hospitals = [{"fixmedins_code": h, "amount": n} for h, n in sorted(owed.items())]
     return ok_answer(req["msgid"], {
         "clr_ym": inp["clr_ym"], "clr_optins": province, "appy_stas": "2" if diffs else "1",
         "fund_appy_sum": inp["fund_appy_sum"], "fund_clr_sum": fund_clr_sum,

@@ -177,7 +177,9 @@ def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
-_AMOUNT_FIELDS = frozenset({"cnt", "pric", "det_item_fee_sumamt", "medfee_sumamt"})
+_AMOUNT_FIELDS = frozenset({"cnt", "pric", "det_item_fee_sumamt", "medfee_sumamt",
+                            "fund_pay_sumamt", "acct_pay", "fund_appy_sum",
+                            "fixmedins_setl_cnt", "setl_cnt"})
 
 
 def _code_for(exc: ValidationError) -> ErrorCode:
@@ -214,6 +216,20 @@ def _check_certificate(inp: Any, certno: str) -> None:
     if cert_type == "03" and getattr(inp, "card_sn", None) == "":
         raise Rejected(ErrorCode.SCHEMA_VIOLATION,
                        "input.card_sn: required with mdtrt_cert_type 03 (social security card)")
+
+
+def _check_period_is_over(req: Request, inp: Any) -> None:
+    """A hospital reconciles days up to the request's own (3201/3202, sent as a day
+    closes), an agency applies for the clearing of a month that is over (3203): what is not
+    over yet would be answered with figures that still change."""
+    if req.infno == Infno.CLEARING_APPLICATION:
+        if inp.clr_ym >= req.inf_time[:7].replace("-", ""):
+            raise Rejected(ErrorCode.WRONG_SEQUENCE, f"clr_ym {inp.clr_ym} is not over at "
+                           f"{req.inf_time}: apply for a month's clearing once it has ended")
+    elif inp.stmt_enddate > req.inf_time[:10]:
+        raise Rejected(ErrorCode.WRONG_SEQUENCE, f"stmt_enddate {inp.stmt_enddate} is after "
+                       f"the request's day ({req.inf_time[:10]}): days not yet over cannot be "
+                       "reconciled")
 
 
 def _checked(req: Request, inp: BaseModel) -> dict[str, Any]:
@@ -326,6 +342,7 @@ class TreatmentPlatform:
             return Reply(ok_answer(req.msgid, {"signinoutb": {
                 "sign_time": req.inf_time, "sign_no": sign_no_for(req.msgid)}}), ctx), None
         if req.infno in RECONCILIATIONS:  # keyed by the hospital, answered from its events
+            _check_period_is_over(req, inp)
             ctx["route"] = "recon"
             return Forward("reconciliation", _checked(req, inp), ctx), None
         certno = key or ""
@@ -423,6 +440,7 @@ class TreatmentPlatform:
         if inp.clr_optins != province:
             raise Rejected(ErrorCode.WRONG_SENDER, f"the agency of {province} applied for the "
                                                    f"clearing of {inp.clr_optins}")
+        _check_period_is_over(req, inp)
         ctx["route"] = "recon"
         return Forward("reconciliation", _checked(req, inp), ctx), None
 

@@ -45,7 +45,7 @@ from settlement.reconciliation import ClearingIndex, answer_reconciliation, peri
 from settlement.treatment import DeadLetter, Forward, Reply, TreatmentPlatform, TreatmentRow
 from simulators.world import build_world, world_tag
 from streams import metrics, tolerant_records
-from streams.config import CLEARING_TABLE, TABLES, WorkerConfig, table_options
+from streams.config import CLEARING_TABLE, RECON_TABLE, TABLES, WorkerConfig, table_options
 from streams.faust_offsets import guard_commits
 from streams.faust_recovery import guard_recovery
 from streams.faust_tuning import (
@@ -191,6 +191,7 @@ def create_app(cfg: WorkerConfig) -> faust.App:
     ehr_index = app.Table("ehr_index", partitions=cfg.partitions, **table)
     ehr_records = app.Table("ehr_records", partitions=cfg.partitions, **table)
     clearing_events = app.Table(CLEARING_TABLE, partitions=1, **table)
+    recon_answers = app.Table(RECON_TABLE, partitions=1, **table)
 
     def dead_letter(key: bytes | None, value: bytes | None, code: str, reason: str,
                     source: str) -> Send:
@@ -486,8 +487,14 @@ def create_app(cfg: WorkerConfig) -> faust.App:
 
     def on_recon_request(key: bytes | None, value: bytes | None) -> list[Send]:
         msg = decode(value)
-        return [to_hospital(answer_reconciliation(msg["req"], events_for(msg["req"])), msg["ctx"],
-                            stamp(msg["trace"], NAT_IN))]
+        msgid = msg["req"]["msgid"].encode()
+        kept = stored(recon_answers, msgid)
+        if kept is not None:  # a duplicate: the original answer
+            answer = decode(kept)
+        else:
+            answer = answer_reconciliation(msg["req"], events_for(msg["req"]))
+            put(recon_answers, msgid, encode_to_keep(answer))
+        return [to_hospital(answer, msg["ctx"], stamp(msg["trace"], NAT_IN))]
 
     @app.page("/clearing/")
     async def clearing_view(web: Any, request: Any) -> Any:
@@ -545,7 +552,7 @@ def create_app(cfg: WorkerConfig) -> faust.App:
     metrics.export_faults_at_zero(
         [t.get_topic_name() for t in (hosp_requests, nat_requests, ins_requests, nat_answers,
                                       trt_answers, money_events, recon_requests, ehr_national,
-                                      ehr_sources)], (*TABLES, CLEARING_TABLE))
+                                      ehr_sources)], (*TABLES, CLEARING_TABLE, RECON_TABLE))
     role(hosp_requests, "treatment_requests", on_hospital_request, with_headers=True)
     role(nat_requests, "national_requests", on_national_request)
     role(ins_requests, "insured_requests", on_insured_request)

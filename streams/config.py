@@ -98,3 +98,6 @@ class WorkerConfig:
 TABLES = ("trt_persons", "ins_persons", "ehr_index", "ehr_records")
 #: National clearing sees every money event in one partition: one table, one partition.
 CLEARING_TABLE = "clearing_events"
+#: The answers to reconciliations (3201/3202/3203) by msgid, beside it: a duplicate gets
+#: the original answer (DOMAIN.md §4), not one of figures that have moved since.
+RECON_TABLE = "recon_answers"

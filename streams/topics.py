@@ -75,10 +75,11 @@ def platform_topics(partitions: int) -> dict[str, int]:
     the clearing ones, `partitions` for the rest (a person's messages and rows share their
     partition number)."""
     from messages.topics import MONEY_EVENTS, RECON_REQUESTS
-    from streams.config import CLEARING_TABLE, TABLES, WorkerConfig
+    from streams.config import CLEARING_TABLE, RECON_TABLE, TABLES, WorkerConfig
 
     app_id = WorkerConfig(bootstrap="").app_id
-    single = [MONEY_EVENTS, RECON_REQUESTS, *changelog_topics(app_id, (CLEARING_TABLE,))]
+    single = [MONEY_EVENTS, RECON_REQUESTS,
+              *changelog_topics(app_id, (CLEARING_TABLE, RECON_TABLE))]
     keyed = [*ALL_TOPICS, *changelog_topics(app_id, TABLES)]
     return {**dict.fromkeys(keyed, partitions), **dict.fromkeys(single, 1)}
 

@@ -27,6 +27,7 @@ from messages.envelope import province_of
 from messages.topics import HOSP_REQUESTS, INS_REQUESTS, NAT_REQUESTS, TRT_ANSWERS
 from messages.visitlog import make_msgid
 from simulators.hospital import HospitalFleet
+from simulators.visits import VisitSpec, generate_visits
 from simulators.world import WorldSpec, build_world
 from streams.broker import broker, free_port
 from tests.conftest import huimin_command, processes_mentioning
@@ -221,6 +222,47 @@ def test_a_local_request_reaches_the_insured_side_through_its_topic_and_a_cross_
                 assert moved == Counter({NAT_REQUESTS: 1, INS_REQUESTS: 1, TRT_ANSWERS: 1})
     finally:
         consumer.close()
+
+
+def test_a_duplicate_reconciliation_gets_its_original_answer_though_the_day_has_moved(
+        platform_and_fleet):
+    """DOMAIN.md §4, through the broker: a 3201 answered 平 for a hospital's day with nothing
+    settled is answered 平 again when sent again (same msgid) after a settlement of that day,
+    which a new 3201 of the same totals sees (不平)."""
+    fleet, _ = platform_and_fleet
+    seq = count(9_000)
+
+    def nothing_settled(code: str, day: str) -> tuple[str, dict[str, Any]]:
+        """A new 3201 of a hospital's day that claims no settlement."""
+        inf_time = f"{day} 23:59:59"
+        return code, {"infno": "3201", "msgid": make_msgid(code, inf_time, next(seq)),
+                      "mdtrtarea_admvs": WORLD.ref.hospitals[code].admdvs,
+                      "insuplc_admdvs": "", "fixmedins_code": code, "inf_time": inf_time,
+                      "input": {"stmt_begndate": day, "stmt_enddate": day, "medfee_sumamt": 0,
+                                "fund_pay_sumamt": 0, "acct_pay": 0, "fixmedins_setl_cnt": 0}}
+
+    def answer(request: tuple[str, dict[str, Any]]) -> dict[str, Any]:
+        (got,) = fleet.exchange([request], timeout_s=60)[request[1]["msgid"]][:1]
+        assert got["infcode"] == 0, got
+        return got
+
+    for visit in generate_visits(WORLD, VisitSpec(visits=60, start="2026-12-20 08:00:00",
+                                                  days=1)):
+        first = nothing_settled(visit.fixmedins_code, visit.begntime[:10])
+        original = answer(first)
+        if original["output"]["stmt_rslt"] != "0":
+            continue  # an earlier visit settled at this hospital that day
+        (session,) = fleet.run([visit], [0.0]).sessions
+        if session.settlement is not None:
+            break
+    else:
+        pytest.fail("no visit of 60 ended settled")
+    deadline = time.monotonic() + 60
+    while (now := answer(nothing_settled(visit.fixmedins_code, visit.begntime[:10]))
+           )["output"]["stmt_rslt"] == "0" and time.monotonic() < deadline:
+        time.sleep(0.5)  # until clearing has the settlement's event
+    assert now["output"]["differences"]["count"] == 1, now
+    assert answer(first) == original  # the duplicate: as first answered, not as now
 
 
 PERSONAL = (re.compile(r"\d{17}[\dX]"),  # a certno

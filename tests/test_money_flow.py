@@ -98,6 +98,23 @@ def test_a_cancellation_after_its_month_is_netted_in_the_next_month():
     assert jan.hospitals == {"H11010000001": -50_000}
 
 
+def test_a_reversal_is_cleared_no_earlier_than_the_settlement_it_undoes():
+    """A 2601 sent first and dated before its original (the hospital's plan) that then
+    undoes it is dated, for clearing, when the settlement was made, not in a month before."""
+    setlinfo = {"setl_id": "S1", "setl_time": "2027-01-01 00:10:00", "insuplc_admdvs": "310100",
+                "mdtrtarea_admvs": "110100", "hifp_pay": 95_000, "medfee_sumamt": 200_000,
+                "fund_pay_sumamt": 95_000, "acct_pay": 0}
+    settle = ("H11010000001202701010010000001", "2207",
+              [{"infcode": 0, "output": {"setlinfo": setlinfo}}])
+    for sent, cleared in (("202612312350", "2027-01-01 00:10:00"),
+                          ("202701020900", "2027-01-02 09:00:00")):
+        reverse = (f"H11010000001{sent}000002", "2601", [{"infcode": 0, "output": {
+            "result": "undone", "reversed_setl_id": "S1"}}])
+        settled, undo = events_from_answers("H11010000001", [settle, reverse])
+        assert (undo.event, undo.time) == ("reverse", cleared)
+        assert [s.pairs for s in clear([settled, undo])] == [{("310000", "110000"): 0}]
+
+
 def test_a_prepayment_below_half_its_target_is_topped_up():
     policy = ClearingPolicy(prepayment_months=2, expected_monthly_payable={"310000": 100_000})
     # target 200,000; month 1 pays 120,000 net: 80,000 left < 100,000 -> top-up 120,000
@@ -278,17 +295,53 @@ def test_a_clearing_application_is_accepted_only_for_the_statement_amount():
         books.record(s)
     applications = [(k, r) for k, r in closing_requests(books) if r["infno"] == "3203"]
     assert applications
-    key, req = applications[0]
+    key, req = next((k, r) for k, r in applications if r["input"]["fund_appy_sum"] > 0)
     assert key == agency_code(req["mdtrtarea_admvs"])
     out = oracle.submit(key, req)["output"]
     month = f"{req['input']['clr_ym'][:4]}-{req['input']['clr_ym'][4:]}"
     statement = next(s for s in clear(oracle.money_events.values()) if s.month == month)
     assert out["appy_stas"] == "1"
     assert out["fund_clr_sum"] == statement.provinces[req["mdtrtarea_admvs"]].receivable
-    greedy = {**req, "input": {**req["input"],
-                               "fund_appy_sum": req["input"]["fund_appy_sum"] + 100}}
+    # what it clears, hospital by hospital: its cross-province settlements, not the local ones
+    assert sum(h["amount"] for h in out["hospitals"]) == out["fund_clr_sum"] > 0
+    assert any(not e.cross_province for e in oracle.money_events.values())
+
+    def another(request: dict, seq: int, **changes: object) -> dict:
+        """`request` as a new one (its own msgid), with `changes` to its input or envelope."""
+        inp = {k: v for k, v in changes.items() if k in request["input"]}
+        env = {k: v for k, v in changes.items() if k not in request["input"]}
+        new = {**request, **env, "input": {**request["input"], **inp}}
+        stamp = new["inf_time"].replace("-", "").replace(" ", "").replace(":", "")
+        return {**new, "msgid": f"{new['fixmedins_code']}{stamp}{seq:04d}"}
+
+    greedy = another(req, 1, fund_appy_sum=req["input"]["fund_appy_sum"] + 100)
     out = oracle.submit(key, greedy)["output"]
     assert out["appy_stas"] == "2" and out["differences"] == {"fund_appy_sum": -100}
+    # a province-month past ¥1 billion is a total like any other; past ¥10 trillion, E4007
+    large = oracle.submit(key, another(req, 2, fund_appy_sum=125_000_000_000))
+    assert large["output"]["appy_stas"] == "2"
+    too_large = oracle.submit(key, another(req, 3, fund_appy_sum=10**16))
+    assert too_large["err_code"] == "E4007"
+    # a month not over yet, or to come, cannot be cleared: its figures still change
+    for clr_ym, inf_time in ((req["input"]["clr_ym"], f"{month}-28 23:00:00"),
+                             ("203001", req["inf_time"])):
+        early = oracle.submit(key, another(req, 4, clr_ym=clr_ym, inf_time=inf_time))
+        assert early["err_code"] == "E4010" and "is not over" in early["err_msg"], early
+    # a duplicate gets the original answer (DOMAIN.md §4) though the month has moved since;
+    # a new application sees the move
+    city = req["mdtrtarea_admvs"][:2] + "0100"
+    late = SettlementEvent("LATE", "settle", f"{month}-28 10:00:00", f"H{city}00001",
+                           "110100" if city != "110100" else "310100", city, 1_000)
+    assert late.cross_province and late.treatment_province == req["mdtrtarea_admvs"]
+    oracle.money_events[(late.setl_id, late.event)] = late
+    first = oracle.recon_answers[req["msgid"]]
+    assert oracle.submit(key, req) == first
+    moved = oracle.submit(key, another(req, 6))["output"]
+    assert moved["fund_clr_sum"] == first["output"]["fund_clr_sum"] + 1_000
+    totals = next(r for k, r in closing_requests(books) if r["infno"] == "3201")
+    ahead = oracle.submit(totals["fixmedins_code"], another(
+        totals, 5, stmt_enddate="2030-01-01"))
+    assert ahead["err_code"] == "E4010" and "cannot be reconciled" in ahead["err_msg"]
     hospital = next(iter(world.ref.hospitals.values()))
     as_hospital = {**req, "fixmedins_code": hospital.fixmedins_code,
                    "msgid": hospital.fixmedins_code + req["msgid"][12:],

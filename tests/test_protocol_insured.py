@@ -213,6 +213,19 @@ def test_cancellation_restores_balance_and_accumulators_and_a_second_one_is_refu
     assert ins.money(EMP_CERTNO) == (EMPLOYEE_BALANCE, {})
 
 
+def test_a_cancellation_dated_before_its_settlement_is_refused_and_changes_nothing() -> None:
+    """It would be cleared, and reconciled, before what it undoes: a December statement
+    owing back a settlement of January (DOMAIN.md §5)."""
+    ins = Insured()
+    _, settled = ins.settle(EMP_CERTNO, "V1", in_scope(300_000), "2027-01-01 00:10:00")
+    before = ins.money(EMP_CERTNO)
+    setl_id = ok(settled)["setlinfo"]["setl_id"]
+    refused(ins.cancel(EMP_CERTNO, setl_id, "V1", "2026-12-31 23:50:00"),
+            ErrorCode.WRONG_SEQUENCE)
+    assert ins.money(EMP_CERTNO) == before
+    ok(ins.cancel(EMP_CERTNO, setl_id, "V1", "2027-01-01 00:10:00"))  # the same second is not
+
+
 def test_cancellation_of_an_unknown_settlement_is_refused() -> None:
     ins = Insured()
     ins.settle(EMP_CERTNO, "V1", in_scope(300_000))
