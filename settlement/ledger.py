@@ -5,9 +5,14 @@ event, so a duplicated or replayed result never posts twice.
 Accounts (all amounts integer fen):
     fund:<insured province>                      the insured province's fund, which pays
     interprov:<insured province>><treatment prov> what the insured province owes the
-                                                  treatment province (cross-province only)
+                                                  treatment province (cross-province only; a
+                                                  credit balance: the sum of the clearing
+                                                  statements' pairs, which national clearing
+                                                  settles through the prepayments)
     agency:<treatment province>                   the treatment province's agency, which owes
-                                                  the hospital and is owed by the insured one
+                                                  the hospital; cross-province it pays ahead of
+                                                  what the insured province owes it (a debit
+                                                  balance)
     hospital:<fixmedins_code>                     what the hospital is owed
 """
 
@@ -94,8 +99,10 @@ class SettlementEvent:
 
 
 def postings_for(e: SettlementEvent) -> list[Posting]:
-    """Balanced lines: the fund pays; cross-province it pays through the treatment province,
-    whose agency owes the hospital. An undo posts the same lines the other way round."""
+    """Balanced lines: the fund pays, and the agency of the treatment province owes the
+    hospital. Cross-province the fund's payment is what its province owes the treatment
+    province (DOMAIN.md §5) until clearing, so that leg ends in `interprov`, not in the
+    agency. An undo posts the same lines the other way round."""
     amount = e.hifp_pay
     if amount == 0:
         return []
@@ -103,7 +110,7 @@ def postings_for(e: SettlementEvent) -> list[Posting]:
     hospital, agency = f"hospital:{e.fixmedins_code}", f"agency:{e.treatment_province}"
     if e.cross_province:
         owed = f"interprov:{e.insured_province}>{e.treatment_province}"
-        legs = [(f"fund:{e.insured_province}", owed), (owed, agency), (agency, hospital)]
+        legs = [(f"fund:{e.insured_province}", owed), (agency, hospital)]
     else:
         legs = [(f"fund:{e.insured_province}", agency), (agency, hospital)]
     lines = []

@@ -211,6 +211,16 @@ def test_the_oracle_answers_give_a_ledger_where_each_hospital_is_owed_its_settle
     assert len(months) >= 2  # the default log spans December and January
     cross = sum(e.signed_amount for e in events if e.cross_province)
     assert sum(sum(m.pairs.values()) for m in months) == cross > 0
+    # DOMAIN.md §5: cross-province, the insured province owes the treatment province: what
+    # each pair of the statements adds up to, each agency owed ahead what it pays for them
+    owes: dict[str, int] = defaultdict(int)
+    for m in months:
+        for (payer, payee), amount in m.pairs.items():
+            owes[f"interprov:{payer}>{payee}"] -= amount
+    assert {a: b for a, b in ledger.balances.items() if a.startswith("interprov:") and b} == \
+        {a: n for a, n in owes.items() if n}
+    agencies = {a: b for a, b in ledger.balances.items() if a.startswith("agency:") and b}
+    assert sum(agencies.values()) == cross
 
 
 def test_reconciliation_is_balanced_only_when_totals_agree_and_lists_what_is_missing():
