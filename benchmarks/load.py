@@ -44,7 +44,7 @@ from messages.trace import hop_durations_ms
 from messages.visitlog import TIME_FORMAT, Visit, VisitSession, parse_step
 from simulators.hospital import TIMED_OUT, Exchange, HospitalFleet, HospitalRunResult
 from simulators.visits import VisitSpec, generate_visits
-from simulators.world import World, WorldSpec, build_world, world_tag
+from simulators.world import MAX_PERSONS, World, WorldSpec, build_world, world_tag
 from streams.broker import broker
 from streams.config import LINGER_MS, fetch_wait_for
 from streams.kafka_broker import KAFKA_VERSION
@@ -414,17 +414,19 @@ FIND_CAPACITY_MAX = 2_000.0
 FIND_CAPACITY_LEAST = 5.0
 #: The bench world's persons: at least this many, and this many more per visit/s of the
 #: highest rate it will offer. A person is at one hospital at a time, so a visit arriving
-#: while the same person's is under way (~2 s) waits: at 200 persons per visit/s the same
-#: few per cent do at every rate (2.5 % at 100 visits/s over 20,000), where a fixed 20,000
-#: let 29 % wait at 1,000 visits/s. 200,000 persons take ~3 s more to build, in the bench
-#: and in each worker it starts.
+#: while the same person's is under way (~2 s) waits: at 200 persons per visit/s about as
+#: many arrive so at every rate (6 % within 2 s at 100 visits/s over 20,000, 5 % at 1,000
+#: over 200,000), where a fixed 20,000 made it 27 % at 1,000 visits/s. 200,000 persons take
+#: ~3 s more to build, in the bench and in each worker it starts.
 BENCH_PERSONS_LEAST = 20_000
 BENCH_PERSONS_PER_RATE = 200
 
 
 def bench_persons(highest_rate: float) -> int:
-    """The default number of persons for a bench whose highest offered rate is this."""
-    return max(BENCH_PERSONS_LEAST, math.ceil(BENCH_PERSONS_PER_RATE * highest_rate))
+    """The default number of persons for a bench whose highest offered rate is this (at
+    most the largest world)."""
+    return min(MAX_PERSONS,
+               max(BENCH_PERSONS_LEAST, math.ceil(BENCH_PERSONS_PER_RATE * highest_rate)))
 
 
 def sustained(offered: float, achieved: float, latency: dict[str, Any], p99_limit: float) -> bool:

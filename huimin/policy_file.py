@@ -26,6 +26,8 @@ class PolicyLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[str] = set()  # 310000 and "310000" are one province
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *shared`, which keys given
+                continue                                # here override, as YAML means
             key = str(self.construct_object(key_node, deep=True))
             if key in seen:
                 raise AmbiguousYaml(problem=f"{key} is given twice in one mapping",

@@ -43,7 +43,7 @@ from benchmarks.report import (
 from messages.visitlog import VisitSession
 from simulators.hospital import Exchange, HospitalRunResult
 from simulators.visits import VisitSpec, generate_visits
-from simulators.world import WorldSpec, build_world
+from simulators.world import MAX_PERSONS, WorldSpec, build_world
 
 
 def lat(p99: float) -> dict[str, Any]:
@@ -558,6 +558,7 @@ def share_arriving_while_their_person_is_busy(rate: float, persons: int,
 def test_the_bench_world_grows_with_the_rate_so_as_few_visits_wait_for_their_person():
     assert bench_persons(25) == bench_persons(100) == 20_000
     assert bench_persons(1_000) == 200_000
+    assert bench_persons(1e9) == MAX_PERSONS  # a world that can be built, whatever the rate
     at_100 = share_arriving_while_their_person_is_busy(100, bench_persons(100))
     at_1000 = share_arriving_while_their_person_is_busy(1_000, bench_persons(1_000))
     fixed_at_1000 = share_arriving_while_their_person_is_busy(1_000, 20_000)

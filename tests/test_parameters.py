@@ -138,6 +138,19 @@ def test_yaml_its_writer_did_not_mean_is_refused_not_read_silently(
     assert refusal in str(refused.value)
 
 
+def test_a_merge_key_shares_values_that_keys_given_beside_it_override(tmp_path: Path) -> None:
+    """`<<: *anchor` is YAML's own way to share a province's values; overriding one of them
+    is what it is for, not a key given twice."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(f'provinces:\n  "{SH}": &sh\n    unfiled_cut_bp: 900\n'
+                      '    retired_bonus_bp: 400\n  "320000":\n    <<: *sh\n'
+                      '    retired_bonus_bp: 600\n', encoding="utf-8")
+    data = read_policy_file(policy)
+    assert data is not None
+    assert data["provinces"]["320000"] == {"unfiled_cut_bp": 900, "retired_bonus_bp": 600}
+    assert data["provinces"][SH] == {"unfiled_cut_bp": 900, "retired_bonus_bp": 400}
+
+
 def test_decimal_numbers_with_digit_groups_and_zero_still_read(tmp_path: Path) -> None:
     policy = tmp_path / "policy.yaml"
     policy.write_text(f"defaults:\n  unfiled_cut_bp: 0\nprovinces:\n  {SH}:\n    rules:\n"
