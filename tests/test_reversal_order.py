@@ -57,15 +57,20 @@ def test_a_cancellation_named_as_anything_else_stands_in_either_order(named: str
     assert list(ends[0][2].values()) == ["cancelled"]
 
 
+def settlement_and_its_2601(named: str) -> tuple[Clinic, dict[str, Any], dict[str, Any]]:
+    """A visit with 25,000 fen of fees, its 2207 and a 2601 of it naming `named`, not sent."""
+    c = Clinic()
+    m = c.register()
+    ok(c.upload(m, [("0001", "DA", 1, 25_000)]))
+    settle = c.request(EMP_CERTNO, "2207", settle_input(EMP, m, 25_000))
+    return c, settle, c.request(EMP_CERTNO, "2601", reversal_input(EMP, settle["msgid"], named))
+
+
 @pytest.mark.parametrize("named", ["2201", "2206", "5206", "2204", "2202"])
 def test_a_settlement_named_as_anything_but_a_settlement_stands_in_either_order(named: str):
     ends = []
     for settle_first in (True, False):
-        c = Clinic()
-        m = c.register()
-        ok(c.upload(m, [("0001", "DA", 1, 25_000)]))
-        settle = c.request(EMP_CERTNO, "2207", settle_input(EMP, m, 25_000))
-        reversal = c.request(EMP_CERTNO, "2601", reversal_input(EMP, settle["msgid"], named))
+        c, settle, reversal = settlement_and_its_2601(named)
         if settle_first:
             ok(c.send(EMP_CERTNO, settle))
             refused(c.send(EMP_CERTNO, reversal), ErrorCode.NOT_REVERSIBLE)
@@ -81,11 +86,7 @@ def test_a_settlement_named_as_anything_but_a_settlement_stands_in_either_order(
 def test_a_settlement_named_as_a_settlement_is_undone_or_refused_in_either_order(named: str):
     ends = []
     for settle_first in (True, False):
-        c = Clinic()
-        m = c.register()
-        ok(c.upload(m, [("0001", "DA", 1, 25_000)]))
-        settle = c.request(EMP_CERTNO, "2207", settle_input(EMP, m, 25_000))
-        reversal = c.request(EMP_CERTNO, "2601", reversal_input(EMP, settle["msgid"], named))
+        c, settle, reversal = settlement_and_its_2601(named)
         if settle_first:
             ok(c.send(EMP_CERTNO, settle))
             assert ok(c.send(EMP_CERTNO, reversal))["result"] == "undone"
