@@ -15,7 +15,7 @@ from typing import Any, Final
 from messages.platform import hospital_context
 from messages.topics import HOSP_REQUESTS
 
-#: The Kafka headers a role puts on a dead letter (streams/app.py, `dead_letter`).
+#: The Kafka headers a role puts on a dead letter (streams/role.py, `RoleRunner.dead_letter`).
 CODE_HEADER: Final = "huimin-error-code"
 REASON_HEADER: Final = "huimin-reason"
 SOURCE_HEADER: Final = "huimin-source-topic"

@@ -1,7 +1,7 @@
 """A write the cluster did not take stops the worker before it can commit past it.
 
 The roles send their answers, forwards and dead letters without waiting for each to be
-acknowledged (streams/app.py: an event costs no round trip), and Faust writes the tables'
+acknowledged (streams/role.py: an event costs no round trip), and Faust writes the tables'
 changelogs the same way. aiokafka reports a write that finally failed (a record the broker
 refuses, say over a topic's `max.message.bytes`; a denied topic; a partition without a leader
 past the producer's time-out) only to that write's future, which nobody waits on. Faust
@@ -12,7 +12,7 @@ answered nor dead-lettered, with no redelivery to bring it back. Likewise a send
 time-out) crashed the role's agent after it had taken the event.
 
 With `install()`, the first failed batch ends the worker at once, before any later commit,
-as does a send that raises in a role's agent (streams/app.py) or while Faust's buffer hands
+as does a send that raises in a role's agent (streams/role.py) or while Faust's buffer hands
 a table write to the producer (streams/faust_offsets.py): exit status 75 (EX_TEMPFAIL), and
 one log line naming the topic and the error's type, never a record. Its supervisor
 (Compose's `restart: unless-stopped`, or an operator's) starts it again; the events since

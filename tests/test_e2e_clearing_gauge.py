@@ -16,8 +16,8 @@ from kafka import KafkaProducer
 from huimin.run import platform
 from messages.topics import MONEY_EVENTS
 from settlement.ledger import SettlementEvent
-from streams.app import CATCH_UP_EVERY_S
 from streams.broker import broker
+from streams.clearing_roles import CATCH_UP_EVERY_S
 from tests.test_e2e_operations import SPEC, scrape, total
 
 pytestmark = pytest.mark.e2e

@@ -1,11 +1,11 @@
 """Whom a role answers when it cannot handle a message, and what it may not write: pure parts
-of streams/app.py's `role` (its end-to-end behaviour: tests/test_e2e_record_limits.py)."""
+of streams/role.py's `RoleRunner` (its end-to-end behaviour: tests/test_e2e_record_limits.py)."""
 
 from __future__ import annotations
 
 from messages.codec import encode
 from messages.platform import hospital_context, wrap_request
-from streams.app import MAX_RECORD_BYTES, oversized
+from streams.role import MAX_RECORD_BYTES, REQUESTS_INWARD, oversized
 
 REQ = {"infno": "2207", "msgid": "H11010000001202612100900000001",
        "fixmedins_code": "H11010000001", "input": {}}
@@ -43,7 +43,5 @@ def test_a_row_or_message_over_the_record_limit_is_named_before_anything_is_writ
 def test_only_a_request_on_its_way_in_is_answered_when_its_role_fails():
     """An answer on its way back may answer something done (a settlement made): it is only
     dead-lettered, and the hospital's time-out and 2601 settle it."""
-    from streams.app import REQUESTS_INWARD
-
     assert {"hosp.requests", "nat.requests", "ins.requests"} <= REQUESTS_INWARD
     assert not {"nat.answers", "trt.answers", "money.events"} & REQUESTS_INWARD

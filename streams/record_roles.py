@@ -1,0 +1,94 @@
+"""The health-record exchange's roles (records/exchange.py): the provincial gateway, the
+national index and the source repositories, with the audit trail they write."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from messages.codec import decode, encode, encode_to_keep
+from messages.envelope import province_of
+from messages.trace import INS_IN, NAT_IN, stamp
+from records.exchange import (
+    EhrAnswer,
+    IndexRow,
+    NationalIndex,
+    ProvincialGateway,
+    RecordsRow,
+    SourceRepositories,
+)
+from settlement.reference import ReferenceData
+from streams import metrics
+from streams.role import RoleRunner, Send, send, stored
+from streams.wiring import Wiring
+
+
+class RecordRoles:
+    def __init__(self, run: RoleRunner, wiring: Wiring, ref: ReferenceData) -> None:
+        self.run, self.w = run, wiring
+        self.gateway, self.index = ProvincialGateway(), NationalIndex()
+        self.sources = SourceRepositories(ref)
+
+    def register_index_and_sources(self) -> None:
+        """The gateway is no agent of its own: the treatment side hands it a 7001–7003
+        (`on_request`) on the person's partition."""
+        self.run.role(self.w.ehr_national, "ehr_index", self.on_national)
+        self.run.role(self.w.ehr_sources, "ehr_sources", self.on_sources)
+
+    def records_row(self, key: bytes | None) -> RecordsRow:
+        cur = stored(self.w.ehr_records, key)
+        return RecordsRow.from_dict(decode(cur) if cur else None)
+
+    def on_request(self, key: bytes, req: dict[str, Any], ctx: dict[str, Any],
+                   trace: list) -> list[Send]:
+        """The provincial platform's part of the record exchange."""
+        steps, row = self.gateway.handle(key.decode(), req, ctx, self.records_row(key))
+        if row is not None:
+            self.run.put(self.w.ehr_records, key, encode_to_keep(row.to_dict()))
+            self.run.later(metrics.EHR_PUBLISHED.labels(province_of(req["mdtrtarea_admvs"])).inc)
+        return [self.run.to_hospital(step.answer, ctx, trace) if isinstance(step, EhrAnswer)
+                else send(self.w.ehr_national, key,
+                          encode({**step.msg, "ctx": ctx, "trace": trace}))
+                for step in steps]
+
+    def on_national(self, key: bytes | None, value: bytes | None) -> list[Send]:
+        msg = decode(value)
+        trace = stamp(msg["trace"], NAT_IN)
+        cur = stored(self.w.ehr_index, key)
+        result, row = self.index.handle(msg, IndexRow.from_dict(decode(cur) if cur else None))
+        if row is not None:
+            self.run.put(self.w.ehr_index, key, encode_to_keep(row.to_dict()))
+        if result is None:
+            return []
+        if isinstance(result, EhrAnswer):
+            return [self.run.to_hospital(result.answer, msg["ctx"], trace)]
+        return [send(self.w.ehr_sources, key, encode({**result, "trace": trace}))]
+
+    def on_sources(self, key: bytes | None, value: bytes | None) -> list[Send]:
+        msg = decode(value)
+        if msg.get("op") == "audit":  # a read through the FHIR views (streams/fhir_views.py)
+            row = self.records_row(key)
+            audited = row.audited
+            row.record_access(msg["event"])
+            self.run.put(self.w.ehr_records, key, encode_to_keep(row.to_dict()))
+            self.run.later(partial(metrics.observe_audit, row.audit_since(audited)))
+            # a redelivery finds it recorded: written again, as its first write may be lost
+            return self.audit_trail(key, row.audit_since(audited) or [msg["event"]])
+        trace = stamp(msg["trace"], INS_IN)
+        row = self.records_row(key)
+        audited, repeated = row.audited, msg["req"]["msgid"] in row.answers
+        answer, row = self.sources.handle(key.decode() if key else "", msg, row)
+        if repeated:  # a duplicate or a redelivery changes nothing and counts once; its
+            # AuditEvents go to the trail again, as the first writes may be lost
+            return [self.run.to_hospital(answer, msg["ctx"], trace),
+                    *self.audit_trail(key, self.sources.audit_of(row, msg["req"]["msgid"]))]
+        self.run.put(self.w.ehr_records, key, encode_to_keep(row.to_dict()))
+        self.run.later(partial(metrics.observe_ehr, msg["req"]["infno"], answer,
+                               row.audit_since(audited)))
+        return [self.run.to_hospital(answer, msg["ctx"], trace),
+                *self.audit_trail(key, row.audit_since(audited))]
+
+    def audit_trail(self, key: bytes | None, events: list[dict[str, Any]]) -> list[Send]:
+        """Each AuditEvent recorded, to the trail of record. A redelivered or duplicated
+        access writes its events again, with the same ids: readers keep one of each."""
+        return [send(self.w.ehr_audit, key, encode(event)) for event in events]

@@ -1,0 +1,142 @@
+"""A settlement's roles (settlement/): the treatment province takes a hospital's request and
+its answer back, the national platform routes it across provinces, the insured province
+decides it on the person's row.
+
+    hosp.requests --treatment--> nat.requests --national--> ins.requests --insured--+
+         |  (local: straight to ins.requests)                                       |
+         +--> hosp.responses <--treatment-- trt.answers <--national-- nat.answers <-+
+                                            (local: insured -> trt.answers)
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from functools import partial
+
+from messages import topics
+from messages.codec import decode, encode, encode_to_keep
+from messages.platform import CROSS, wrap_answer, wrap_request
+from messages.signing import Signer
+from messages.trace import INS_IN, NAT_BACK, NAT_IN, TRT_BACK, received, stamp
+from settlement.insured import InsuredPlatform
+from settlement.national import BackToTreatment, NationalPlatform
+from settlement.person import PersonRow
+from settlement.reference import ReferenceData
+from settlement.treatment import DeadLetter, Forward, Reply, TreatmentPlatform, TreatmentRow
+from streams import metrics
+from streams.record_roles import RecordRoles
+from streams.role import MAX_RECORD_BYTES, RoleRunner, Send, send, stored
+from streams.wiring import Wiring
+
+log = logging.getLogger("huimin.streams")
+
+
+class SettlementRoles:
+    def __init__(self, run: RoleRunner, wiring: Wiring, ref: ReferenceData,
+                 signer: Signer | None, records: RecordRoles) -> None:
+        self.run, self.w, self.signer, self.records = run, wiring, signer, records
+        self.treatment = TreatmentPlatform(ref)
+        self.national = NationalPlatform(ref)
+        self.insured = InsuredPlatform(ref)
+        self.forward_to = {"national": wiring.nat_requests, "insured": wiring.ins_requests,
+                           "reconciliation": wiring.recon_requests}
+
+    def register(self) -> None:
+        run, w = self.run, self.w
+        run.role(w.hosp_requests, "treatment_requests", self.on_hospital_request,
+                 with_headers=True)
+        run.role(w.nat_requests, "national_requests", self.on_national_request)
+        run.role(w.ins_requests, "insured_requests", self.on_insured_request)
+        run.role(w.nat_answers, "national_answers", self.on_national_answer)
+        run.role(w.trt_answers, "treatment_answers", self.on_treatment_answer)
+
+    def on_hospital_request(self, key: bytes | None, value: bytes | None,
+                            headers: dict[str, bytes], record_ms: int | None) -> list[Send]:
+        run, trace = self.run, received(record_ms)
+        refusal = (self.treatment.authenticate(self.signer, headers, key, value)
+                   if self.signer else None)
+        if refusal is not None:
+            run.later(metrics.REFUSED.labels(refusal.answer["err_code"]).inc)
+            log.warning("refused a request from %s: %s", refusal.ctx["fixmedins_code"],
+                        refusal.answer["err_code"])
+            return [run.to_hospital(refusal.answer, refusal.ctx, trace, forwarded=False)]
+        cur = stored(self.w.trt_rows, key) if key else None
+        before = TreatmentRow.from_dict(decode(cur)) if cur else None
+        outcome, row = self.treatment.handle_request(
+            key.decode(errors="replace") if key else None, value, before)
+        if not isinstance(outcome, DeadLetter):
+            infno = metrics.infno_label(outcome.ctx.get("infno"))
+            run.later(metrics.child(metrics.REQUESTS, infno).inc)
+        if isinstance(outcome, Forward):
+            run.later(metrics.IN_FLIGHT.inc)
+        if row is not None:
+            run.put(self.w.trt_rows, key, encode_to_keep(row.to_dict()))
+        if isinstance(outcome, Reply):
+            return [run.to_hospital(outcome.answer, outcome.ctx, trace, forwarded=False)]
+        if isinstance(outcome, Forward) and outcome.to == "ehr":
+            assert key is not None  # a request without a key is dead-lettered
+            return self.records.on_request(key, outcome.req, outcome.ctx, trace)
+        if isinstance(outcome, Forward):
+            return [send(self.forward_to[outcome.to], key,
+                         encode(wrap_request(outcome.req, outcome.ctx, trace)))]
+        assert isinstance(outcome, DeadLetter)
+        return [run.dead_letter(key, value, outcome.error_code.value, outcome.reason,
+                                topics.HOSP_REQUESTS)]
+
+    def on_national_request(self, key: bytes | None, value: bytes | None) -> list[Send]:
+        msg = decode(value)
+        trace = stamp(msg["trace"], NAT_IN)
+        routed = self.national.route(key.decode() if key else "", msg["req"], msg["ctx"])
+        if isinstance(routed, BackToTreatment):
+            return [send(self.w.trt_answers, key,
+                         encode(wrap_answer(routed.answer, routed.ctx, trace)))]
+        return [send(self.w.ins_requests, key,
+                     encode(wrap_request(routed.req, routed.ctx, trace)))]
+
+    def on_insured_request(self, key: bytes | None, value: bytes | None) -> list[Send]:
+        """The insured side, on the person's row, for local requests (from the treatment side)
+        and cross-province ones (from the national platform) alike. Local requests come
+        through ins.requests too, though the person's rows share a partition: the insured
+        side must decide a redelivery from its own row and topic. Answered on the hospital's
+        partition instead (12-01), a worker killed after the answer went out and before the
+        insured row's changelog write left a settlement the hospital was told of and the
+        insured side never kept, once the treatment row had the answer (docs/streams.md)."""
+        msg = decode(value)
+        trace, ctx, req = stamp(msg["trace"], INS_IN), msg["ctx"], msg["req"]
+        cur = stored(self.w.ins_rows, key)
+        row_in = PersonRow.from_dict(decode(cur)) if cur else None
+        answer, row = self.insured.handle(key.decode() if key else "", row_in, req, ctx)
+        if row is not None:
+            self.run.put(self.w.ins_rows, key, encode_to_keep(row.to_dict()))
+        target = self.w.nat_answers if ctx["route"] == CROSS else self.w.trt_answers
+        sends = [send(target, key, encode(wrap_answer(answer, ctx, trace)))]
+        # also for a replayed request (row unchanged): clearing dedupes by setl_id and event
+        event = self.insured.money_event(req, answer, row or row_in, ctx["fixmedins_code"])
+        if event is not None:
+            sends.append(send(self.w.money_events, event.setl_id.encode(),
+                              encode(asdict(event))))
+            if row is not None:  # a first, not a replay
+                self.run.later(partial(metrics.observe_money, event))
+        return sends
+
+    def on_national_answer(self, key: bytes | None, value: bytes | None) -> list[Send]:
+        msg = decode(value)
+        stamp(msg["trace"], NAT_BACK)
+        return [send(self.w.trt_answers, key, encode(msg))]
+
+    def on_treatment_answer(self, key: bytes | None, value: bytes | None) -> list[Send]:
+        msg = decode(value)
+        trace = stamp(msg["trace"], TRT_BACK)
+        cur = stored(self.w.trt_rows, key)
+        row = self.treatment.handle_answer(msg["ans"], msg["ctx"],
+                                           TreatmentRow.from_dict(decode(cur)) if cur else None)
+        if row is not None:
+            kept = encode_to_keep(row.to_dict())
+            if len(kept) <= MAX_RECORD_BYTES:
+                self.run.put(self.w.trt_rows, key, kept)
+            else:  # what it answers was done: the hospital hears of it all the same
+                log.warning("treatment_answers: a person's row would be %d bytes, over the "
+                            "%d a record may hold: left as it was, the answer sent on",
+                            len(kept), MAX_RECORD_BYTES)
+        return [self.run.to_hospital(msg["ans"], msg["ctx"], trace)]
