@@ -34,6 +34,18 @@ Two more turn a message dropped on its way to the stream into one committed past
   have no holes (no transactions, no compacted sources), so here a jump is not counted: a
   missing offset is fetched again like a skipped one.
 
+- **A seek to committed offsets where nothing above 0 was committed.** Faust drops what it
+  fetched while its flow was not running (a worker starting, a recovery ending) and seeks the
+  partitions back to their committed offsets, counting on the seek to fetch it again. But
+  aiokafka's `seek_to_committed` seeks only where an offset above 0 was committed: a
+  partition with no commit (a new group; a worker whose predecessor stopped before its
+  first commit) or a commit of 0 kept its position, past the dropped messages. Caught on
+  Apache Kafka, one run in three with another test beside it: a worker stopped by a refused
+  write before its first commit, started again, fetched the waiting request during its
+  recovery, dropped it, and never answered it. Here such a partition of a stream is sought
+  to 0, or, with no commit, to where the group starts reading (`auto_offset_reset`,
+  earliest); the tables' changelog partitions are left to the recovery, which places them.
+
 Together they lose a message (docs/streams.md: requests unanswered after a worker joined or
 was killed). Here a commit waits for the message at the committed offset; when later offsets
 are acked and that message is not being processed, it was skipped, and the partition is
@@ -56,8 +68,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 
+from aiokafka import AIOKafkaConsumer
+from aiokafka.consumer.fetcher import OffsetResetStrategy
+from aiokafka.structs import TopicPartition
 from faust.transport.consumer import Consumer
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 from faust.types.tuples import Message, ack_lock
@@ -81,6 +98,7 @@ _original_ack = Consumer.ack
 _original_new_offset = Consumer._new_offset
 _original_add_gap = Consumer._add_gap
 _original_resume = FlowControlEvent.resume
+_original_seek_to_committed = AIOKafkaConsumerThread.seek_to_committed
 
 
 def _ack_if_processed(self: Consumer, message: Message) -> bool:
@@ -156,6 +174,31 @@ def _resume_keeping_queued(self: FlowControlEvent) -> None:
     _original_resume(self)
 
 
+async def _seek_to_committed_or_start(self: AIOKafkaConsumerThread) -> Mapping[TP, int]:
+    """aiokafka's seek, and where it does not seek (nothing committed, or 0) a partition of a
+    stream, a seek to 0 or to where the group starts reading (module docstring). The tables'
+    changelog partitions are left to the recovery, which places them itself."""
+    return await self.call_thread(_seek_back, self._ensure_consumer(),
+                                  frozenset(self.app.tables.changelog_topics))
+
+
+async def _seek_back(consumer: AIOKafkaConsumer,
+                     changelogs: frozenset[str]) -> Mapping[TopicPartition, int | None]:
+    committed = await consumer.seek_to_committed()
+    fetcher = consumer._fetcher
+    unread = []
+    for tp, offset in committed.items():
+        if tp.topic in changelogs:
+            continue
+        if offset == 0:
+            fetcher.seek_to(tp, 0)
+        elif offset is None:
+            unread.append(tp)
+    if unread and fetcher._default_reset_strategy != OffsetResetStrategy.NONE:
+        fetcher.request_offset_reset(unread, fetcher._default_reset_strategy)
+    return committed
+
+
 _original_put = ProducerBuffer.put
 _original_send_pending = ProducerBuffer._send_pending
 _original_flush = ProducerBuffer.flush
@@ -209,3 +252,4 @@ def guard_commits() -> None:
     Consumer._new_offset = _new_offset_from_committed  # type: ignore[method-assign]
     Consumer._add_gap = _no_gap  # type: ignore[method-assign]
     FlowControlEvent.resume = _resume_keeping_queued  # type: ignore[method-assign]
+    AIOKafkaConsumerThread.seek_to_committed = _seek_to_committed_or_start  # type: ignore[method-assign]

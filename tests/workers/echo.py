@@ -25,6 +25,7 @@ import sys
 
 import faust.transport.drivers.aiokafka as faust_aiokafka
 from faust.transport.consumer import Consumer
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.worker import Worker
 from mode.utils.queues import FlowControlEvent
 
@@ -69,6 +70,7 @@ def unmend() -> None:
     Consumer._new_offset = faust_offsets._original_new_offset  # type: ignore[method-assign]
     Consumer._add_gap = faust_offsets._original_add_gap  # type: ignore[method-assign]
     FlowControlEvent.resume = faust_offsets._original_resume  # type: ignore[method-assign]
+    AIOKafkaConsumerThread.seek_to_committed = faust_offsets._original_seek_to_committed  # type: ignore[method-assign]
 
 
 def main(argv: list[str]) -> None:
