@@ -104,8 +104,9 @@ WRITES_REFUSED = {errno.ENOSPC: "the output: no space left on its device",
                   errno.EDQUOT: "the output: the disk quota is used up",
                   errno.EFBIG: "the output: the file would be too large"}
 
-console = Console()
-errors = Console(stderr=True)
+# no emoji codes: a host "a:b:c" or a path with ":b:" in it is printed as given
+console = Console(emoji=False)
+errors = Console(stderr=True, emoji=False)
 if not console.is_terminal:  # a log or CI: lines kept whole (commands, paths, tables)
     console.width = errors.width = 200
     console.soft_wrap = True
@@ -558,9 +559,10 @@ def worker(
     if problems := topic_problems(where, partitions, security.kafka_python()):
         raise _refused(f"the platform's topics on {where} are not ready: {'; '.join(problems)}."
                        f" Create them first (huimin topics --bootstrap {where} --partitions "
-                       f"{partitions}); a topic with another count was made by the broker for "
-                       "a worker started before them: delete it, and the consumer group "
-                       "`huimin`, then create it again")
+                       f"{partitions}), or, if they were made with another count, start the "
+                       "worker with --partitions of that count; a single topic with another "
+                       "count was made by the broker for a worker started before them: delete "
+                       "it, and the consumer group `huimin`, then create it again")
     try:
         run_worker(WorkerConfig(bootstrap=where, partitions=partitions,
                                 web_port=web_port, web_host=web_host, data_dir=str(data_dir),
@@ -724,7 +726,8 @@ def bench(
     (out / "bench.md").write_text(report)
     plot(result, out / "bench.png")
     console.print(report)
-    console.print(f"Wrote {out / 'bench.json'}, {out / 'bench.md'} and {out / 'bench.png'}")
+    console.print(f"Wrote {out / 'bench.json'}, {out / 'bench.md'} and {out / 'bench.png'}",
+                  markup=False)
 
 
 @app.command("check-fhir")
@@ -898,7 +901,7 @@ def generate(
                                plan.bad_per_kind(requests, bad_per_kind))
             write_header_in_place(log, header, width)
     console.print(f"Wrote {visits:,} visits ({requests:,} requests) to {output} and the "
-                  f"oracle's answers to {expected}")
+                  f"oracle's answers to {expected}", markup=False)
 
 
 @app.command()

@@ -52,16 +52,16 @@ def replay_pace(result: HospitalRunResult, scheduled_s: float) -> list[str]:
     lag = result.start_lag.p99_at_most_ms()
     lines = [f"Settlements (2207/2304) {lat['count']:,}: round trip p50 {lat['p50']:.0f} ms, "
              f"p99 {lat['p99']:.0f} ms. Arrivals were scheduled over {scheduled_s:.1f} s; 99 % "
-             f"of the visits started within {lag:g} ms of theirs"] if lat["count"] else []
-    if lag >= 1_000:
+             f"of the visits started within {lag:,.0f} ms of theirs"] if lat["count"] else []
+    if result.loop_lag.p99_at_most_ms() >= 1_000:  # a wait for the person's visit is no sign
         lines.append(f"[yellow]The hospitals fell behind the schedule (up to "
-                     f"{result.start_lag.max_ms / 1000:.1f} s late): this platform and machine "
+                     f"{result.loop_lag.max_ms / 1000:.1f} s late): this platform and machine "
                      "carry less than --rate/--speed offered, and the latencies include that "
                      "wait. Offer less to measure them unloaded.[/]")
-    if result.waited_for_person:
-        lines.append(f"{result.waited_for_person:,} visits waited for the same person's visit "
-                     "before them to end (a person is at one hospital at a time); the start "
-                     "lag includes the wait.")
+    if n := result.waited_for_person:
+        lines.append(f"{n:,} visit{'s' if n != 1 else ''} waited for the same person's visit "
+                     f"before {'them' if n != 1 else 'it'} to end (a person is at one hospital "
+                     "at a time); the start lag includes the wait.")
     return lines
 
 

@@ -4,6 +4,7 @@ started and stopped by huimin itself, or any Kafka cluster named by KAFKA_BOOTST
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import re
 import signal
@@ -115,10 +116,22 @@ def bootstrap_problem(value: str) -> str | None:
     clients would raise a bare ValueError deep inside on a port that is not a number."""
     for address in value.split(","):
         match = _ADDRESS.fullmatch(address.strip())
-        if match is None or (match[1] is not None and not 1 <= int(match[1]) <= 65535):
+        if match is None or (match[1] is not None and not 1 <= int(match[1]) <= 65535) or \
+                not _is_ipv6(_host_port(address.strip())[0]):
             return (f"{address.strip()!r} is not host[:port] (a port from 1 to 65535; several "
                     "addresses joined by commas)")
     return None
+
+
+def _is_ipv6(host: str) -> bool:
+    """True unless `host` is written as an IPv6 address (it has colons) and is not one."""
+    if ":" not in host:
+        return True
+    try:
+        ipaddress.IPv6Address(host)
+    except ValueError:
+        return False
+    return True
 
 
 #: How long `unreachable` waits for a connection to one address.

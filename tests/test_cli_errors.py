@@ -388,6 +388,8 @@ def test_an_amount_that_is_not_whole_fen_fails_verify_and_stops_clearing(logs: P
 def test_a_cluster_address_that_is_not_host_and_port_is_refused(logs: Path, tmp_path: Path):
     for command in (["dead-letters", "--bootstrap", "127.0.0.1:abc"],
                     ["topics", "--bootstrap", "broker:99999"],
+                    ["topics", "--bootstrap", "a:b:c"],  # colons, and not an IPv6 address
+                    ["topics", "--bootstrap", "[fe80::1::2]:9092"],
                     ["replay", str(logs / "a.jsonl"), "--rate", "1", "--bootstrap", "x:1,y:0"]):
         result = huimin(*command)
         assert result.exit_code == 2 and "is not host[:port]" in result.output, result.output
@@ -395,6 +397,12 @@ def test_a_cluster_address_that_is_not_host_and_port_is_refused(logs: Path, tmp_
                               str(tmp_path / "r.jsonl")]):
         refused(huimin(*command, env={BOOTSTRAP_ENV: "127.0.0.1:abc"}),
                 f"{BOOTSTRAP_ENV}: '127.0.0.1:abc' is not host[:port]")
+
+
+def test_what_a_user_typed_is_printed_as_typed():
+    """No emoji codes: ":b:" in a path is not a letter B in a box."""
+    result = huimin("generate", *GENERATE, "-o", "/nonexistent/a:b:c.jsonl")
+    assert result.exit_code == 2 and "/nonexistent/a:b:c.jsonl" in result.output, result.output
 
 
 def test_an_unknown_error_code_is_refused_not_listed_as_none():

@@ -37,5 +37,7 @@ def test_a_worker_refuses_missing_topics_and_topics_refuses_other_partition_coun
                              "--web-port", str(free_port())], timeout=120)
         assert worker.returncode == 2
         assert "hosp.requests has 4 partitions, not 8" in worker.stderr
+        assert "start the worker with --partitions of that count" in " ".join(
+            worker.stderr.split())  # a `huimin topics` of 8 would be refused on these
         assert "missing" not in worker.stderr  # `huimin topics` made the others
         assert len(platform_topics(8)) > 10

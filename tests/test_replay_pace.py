@@ -1,0 +1,32 @@
+"""What a replay says about keeping to its schedule: a wait for the same person's previous
+visit is not a sign of an overloaded platform; the hospitals' own lag is."""
+
+from __future__ import annotations
+
+from huimin.report import replay_pace
+from simulators.hospital import Exchange, HospitalRunResult, StartLag
+
+SETTLED = {"M1": Exchange("2207", "M1", sends=1, answers=[{"infcode": 0}], latency_ms=90.0)}
+
+
+def result(waits_ms: list[float], loop_ms: list[float]) -> HospitalRunResult:
+    start_lag, loop_lag = StartLag(), StartLag()
+    for ms in [*waits_ms, *loop_ms]:
+        start_lag.add(ms)
+    for ms in loop_ms:
+        loop_lag.add(ms)
+    return HospitalRunResult([], SETTLED, {}, [], [], 0, 3.0, start_lag=start_lag,
+                             waited_for_person=len(waits_ms), loop_lag=loop_lag)
+
+
+def test_visits_that_waited_for_their_person_do_not_raise_the_overload_warning():
+    lines = replay_pace(result(waits_ms=[1_400.0], loop_ms=[2.0] * 9), scheduled_s=3.0)
+    assert not any("fell behind" in line for line in lines)
+    assert "1 visit waited for the same person's visit before it to end" in lines[-1]
+    assert "within 1,400 ms of theirs" in lines[0]  # the start lag still shows the wait
+
+
+def test_hospitals_late_to_their_own_schedule_are_warned_of():
+    lines = replay_pace(result(waits_ms=[5.0, 7.0], loop_ms=[1_559.6] * 9), scheduled_s=3.0)
+    assert any("fell behind the schedule (up to 1.6 s late)" in line for line in lines)
+    assert "2 visits waited for the same person's visit before them to end" in lines[-1]
