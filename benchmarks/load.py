@@ -289,7 +289,8 @@ def measure_rate(fleet: HospitalFleet, rate: float, warmup: float,
     point.dropped_visits = result.dropped
     point.start_lag_ms = {"p99_at_most": result.start_lag.p99_at_most_ms(),
                           "max": round(result.start_lag.max_ms, 1),
-                          "waited_for_person": result.waited_for_person}
+                          "waited_for_person": result.waited_for_person,
+                          "loop_p99_at_most": result.loop_lag.p99_at_most_ms()}
     started = count - result.dropped  # what the CPU went on
     point.peak_rss_mib, point.start_rss_mib = memory.peak_mib(), memory.start_mib()
     if not result.dropped:  # past capacity, visits start as others finish, not at `rate`

@@ -22,6 +22,7 @@ import orjson
 import typer
 from prometheus_client import start_http_server
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from benchmarks.load import FIND_CAPACITY_MAX, MAX_VISITS_IN_FLIGHT
@@ -756,7 +757,8 @@ def check_fhir(
             print(orjson.dumps(check.as_dict()).decode(), flush=True)
             continue
         mark = "[green]ok[/]   " if check.code is None else f"[red]{check.code}[/]"
-        console.print(f"{mark}  {path}  {check.what}", soft_wrap=True, highlight=False)
+        console.print(f"{mark}  {escape(str(path))}  {escape(check.what)}", soft_wrap=True,
+                      highlight=False)
     if not as_json:
         console.print(f"{len(files) - refused:,} of {len(files):,} files would be taken"
                       + (f"; {refused:,} refused" if refused else ""))
@@ -1002,7 +1004,8 @@ def replay(
                       "answered or dead-lettered as expected")
         for line in bad_check.problems[:10]:
             console.print(f"  [red]- {line}[/]")
-    console.print(f"Answers in {results}. Check them: huimin verify {visit_log} {results}")
+    console.print(f"Answers in {results}. Check them: huimin verify {visit_log} {results}",
+                  markup=False)
     ok = acc.unaccounted == 0 and not ex.result.timed_out and bad_check.ok
     raise typer.Exit(0 if ok else 1)
 
@@ -1032,7 +1035,8 @@ def verify(
         if expected.exists():
             want = read_records(expected)
         else:
-            console.print(f"{expected} not found: settling the log with the oracle")
+            console.print(f"{expected} not found: settling the log with the oracle",
+                          markup=False)
             oracle = Oracle(world.ref)
             _, again = read_visit_log(visit_log)
             want = (outcome_record(oracle.run_visit(v)) for v in again)

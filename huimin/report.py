@@ -52,7 +52,7 @@ def replay_pace(result: HospitalRunResult, scheduled_s: float) -> list[str]:
     lag = result.start_lag.p99_at_most_ms()
     lines = [f"Settlements (2207/2304) {lat['count']:,}: round trip p50 {lat['p50']:.0f} ms, "
              f"p99 {lat['p99']:.0f} ms. Arrivals were scheduled over {scheduled_s:.1f} s; 99 % "
-             f"of the visits started within {lag:,.0f} ms of theirs"] if lat["count"] else []
+             f"of the visits started within {lag:,g} ms of theirs"] if lat["count"] else []
     if result.loop_lag.p99_at_most_ms() >= 1_000:  # a wait for the person's visit is no sign
         lines.append(f"[yellow]The hospitals fell behind the schedule (up to "
                      f"{result.loop_lag.max_ms / 1000:.1f} s late): this platform and machine "

@@ -43,8 +43,10 @@ Two more turn a message dropped on its way to the stream into one committed past
   Apache Kafka, one run in three with another test beside it: a worker stopped by a refused
   write before its first commit, started again, fetched the waiting request during its
   recovery, dropped it, and never answered it. Here such a partition of a stream is sought
-  to 0, or, with no commit, to where the group starts reading (`auto_offset_reset`,
-  earliest); the tables' changelog partitions are left to the recovery, which places them.
+  to 0, or, with no commit, to its start (as `auto_offset_reset=earliest`, Faust's, reads
+  it), and that offset is kept as its committed one, so that the commit guard below holds
+  there too (Faust keeps a committed 0 as None, which no guard holds at); the tables'
+  changelog partitions are left to the recovery, which places them.
 
 Together they lose a message (docs/streams.md: requests unanswered after a worker joined or
 was killed). Here a commit waits for the message at the committed offset; when later offsets
@@ -73,7 +75,7 @@ from collections.abc import Mapping
 from aiokafka import AIOKafkaConsumer
 from aiokafka.consumer.fetcher import OffsetResetStrategy
 from aiokafka.structs import TopicPartition
-from faust.transport.consumer import Consumer
+from faust.transport.consumer import Consumer, ensure_TP
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP
@@ -99,6 +101,7 @@ _original_new_offset = Consumer._new_offset
 _original_add_gap = Consumer._add_gap
 _original_resume = FlowControlEvent.resume
 _original_seek_to_committed = AIOKafkaConsumerThread.seek_to_committed
+_original_perform_seek = Consumer.perform_seek
 
 
 def _ack_if_processed(self: Consumer, message: Message) -> bool:
@@ -175,28 +178,43 @@ def _resume_keeping_queued(self: FlowControlEvent) -> None:
 
 
 async def _seek_to_committed_or_start(self: AIOKafkaConsumerThread) -> Mapping[TP, int]:
-    """aiokafka's seek, and where it does not seek (nothing committed, or 0) a partition of a
-    stream, a seek to 0 or to where the group starts reading (module docstring). The tables'
-    changelog partitions are left to the recovery, which places them itself."""
+    """aiokafka's seek, and where it does not seek a stream's partition (nothing committed,
+    or 0), a seek to 0 or to the partition's start (module docstring): the returned offset
+    is then where it was sought to. The tables' changelog partitions are left to the
+    recovery, which places them itself."""
     return await self.call_thread(_seek_back, self._ensure_consumer(),
                                   frozenset(self.app.tables.changelog_topics))
 
 
 async def _seek_back(consumer: AIOKafkaConsumer,
-                     changelogs: frozenset[str]) -> Mapping[TopicPartition, int | None]:
+                     changelogs: frozenset[str]) -> dict[TopicPartition, int | None]:
     committed = await consumer.seek_to_committed()
     fetcher = consumer._fetcher
-    unread = []
-    for tp, offset in committed.items():
-        if tp.topic in changelogs:
-            continue
-        if offset == 0:
-            fetcher.seek_to(tp, 0)
-        elif offset is None:
-            unread.append(tp)
-    if unread and fetcher._default_reset_strategy != OffsetResetStrategy.NONE:
-        fetcher.request_offset_reset(unread, fetcher._default_reset_strategy)
-    return committed
+    back = [tp for tp, offset in committed.items() if not offset and tp.topic not in changelogs]
+    if not back:
+        return committed
+    if fetcher._default_reset_strategy != OffsetResetStrategy.EARLIEST:
+        return committed  # where reading starts with nothing committed is not the start
+    starts = await consumer.beginning_offsets(back)
+    assigned = consumer.assignment()  # a rebalance may have taken some meanwhile
+    out = dict(committed)
+    for tp in back:
+        if tp in assigned:
+            out[tp] = starts[tp]  # 0, unless the partition's first records were deleted
+            fetcher.seek_to(tp, out[tp])
+    return out
+
+
+async def _perform_seek_keeping_0(self: Consumer) -> None:
+    """Faust's `perform_seek`, but an offset of 0 sought to is kept as the partition's
+    committed offset: Faust writes it as None, and with None a commit is not held at a
+    skipped message (`_new_offset_from_committed`), so a message dropped again after the
+    seek above could be committed past."""
+    committed = await self.seek_to_committed()
+    self._read_offset.update({tp: offset if offset is not None and offset >= 0 else None
+                              for tp, offset in committed.items()})
+    self._committed_offset.update({ensure_TP(tp): offset for tp, offset in committed.items()
+                                   if offset is not None})
 
 
 _original_put = ProducerBuffer.put
@@ -253,3 +271,4 @@ def guard_commits() -> None:
     Consumer._add_gap = _no_gap  # type: ignore[method-assign]
     FlowControlEvent.resume = _resume_keeping_queued  # type: ignore[method-assign]
     AIOKafkaConsumerThread.seek_to_committed = _seek_to_committed_or_start  # type: ignore[method-assign]
+    Consumer.perform_seek = _perform_seek_keeping_0  # type: ignore[method-assign]

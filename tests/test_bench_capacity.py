@@ -489,6 +489,17 @@ def test_the_report_says_where_the_hospitals_fell_behind_their_schedule():
     assert "At 400 visits/s the start lag's p99" in text and "At 50" not in text
 
 
+def test_a_rate_whose_lag_is_waits_for_the_same_person_is_not_said_to_have_fallen_behind():
+    from benchmarks.report import start_lag_lines
+
+    points = [{"offered_visits_per_s": 400.0,
+               "start_lag_ms": {"p99_at_most": 500.0, "max": 900.0, "waited_for_person": 30,
+                                "loop_p99_at_most": 5.0}}]
+    text = "\n".join(start_lag_lines({"points": points, "capacity": {"p99_limit_ms": 300.0}}))
+    assert "30 visits waited for the person's visit before" in text
+    assert "fallen behind" not in text
+
+
 def test_huimins_capacity_is_a_lower_bound_when_every_rate_offered_was_sustained():
     def huimin_line(bracketed: bool) -> str:
         text = capacity_lines({"capacity": {"p99_limit_ms": 300.0,

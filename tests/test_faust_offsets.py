@@ -61,6 +61,32 @@ def test_a_commit_waits_for_the_message_at_the_committed_offset(consumer, seeks)
     assert consumer._new_offset(TP0) == 102
 
 
+def test_a_partition_sought_back_to_0_holds_its_commit_at_a_skipped_message(consumer, seeks,
+                                                                           monkeypatch):
+    """Faust keeps a committed 0 as None, and a commit from None passes anything skipped:
+    acking 3 alone would commit 4. A partition sought to its start (nothing committed, or 0:
+    streams/faust_offsets.py's `_seek_back`) keeps 0, and the guard holds there."""
+    async def sought_to_start() -> dict[TP, int]:
+        return {TP0: 0}
+    monkeypatch.setattr(consumer, "seek_to_committed", sought_to_start)
+    asyncio.run(consumer.perform_seek())
+    assert consumer._committed_offset[TP0] == 0
+    assert consumer.ack(fetched(3))
+    assert new_offset_then_let_seeks_run(consumer, TP0) is None
+    assert seeks == [(TP0, 0)]
+
+
+def test_faust_as_released_commits_past_what_came_before_the_first_ack(consumer, seeks,
+                                                                      monkeypatch):
+    async def sought_to_start() -> dict[TP, int]:
+        return {TP0: 0}
+    monkeypatch.setattr(consumer, "seek_to_committed", sought_to_start)
+    asyncio.run(faust_offsets._original_perform_seek(consumer))
+    assert consumer._committed_offset[TP0] is None
+    assert consumer.ack(fetched(3))
+    assert consumer._new_offset(TP0) == 4  # so the test above can fail
+
+
 def test_a_skipped_message_is_fetched_again_once_a_later_one_is_acked(consumer, seeks):
     consumer._committed_offset[TP0] = 59
     for offset in (60, 61):
