@@ -71,6 +71,7 @@ def unmend() -> None:
     Consumer._add_gap = faust_offsets._original_add_gap  # type: ignore[method-assign]
     FlowControlEvent.resume = faust_offsets._original_resume  # type: ignore[method-assign]
     AIOKafkaConsumerThread.seek_to_committed = faust_offsets._original_seek_to_committed  # type: ignore[method-assign]
+    Consumer.perform_seek = faust_offsets._original_perform_seek  # type: ignore[method-assign]
 
 
 def main(argv: list[str]) -> None:
