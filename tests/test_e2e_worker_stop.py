@@ -1,0 +1,77 @@
+"""A worker stopped after its cluster went away: what its log says. Its Kafka consumer thread
+is cancelled in the middle of a retry; that is one line, not a library traceback written out
+a WARNING line per line (streams/thread_exits.py)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from streams.broker import EmbeddedBroker, free_port
+from streams.config import WorkerConfig
+from streams.process import WorkerProcess
+from streams.thread_exits import log_thread_exit
+from streams.topics import create_platform_topics
+
+pytestmark = pytest.mark.e2e
+
+
+def wait_for_line(log: Path, text: str, timeout_s: float) -> str:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        seen = log.read_text(errors="replace") if log.exists() else ""
+        if text in seen:
+            return seen
+        time.sleep(0.2)
+    raise AssertionError(f"no {text!r} in the worker's log within {timeout_s:.0f} s:\n"
+                         + (log.read_text(errors="replace")[-3000:] if log.exists() else ""))
+
+
+def test_a_worker_stopped_with_its_cluster_gone_says_so_in_a_line_not_a_traceback(
+        tmp_path: Path):
+    log = tmp_path / "worker.log"
+    embedded = EmbeddedBroker(log_path=tmp_path / "broker.log").start()
+    worker = None
+    try:
+        create_platform_topics(embedded.bootstrap, partitions=1)
+        worker = WorkerProcess(WorkerConfig(bootstrap=embedded.bootstrap, partitions=1,
+                                            web_port=free_port()), log).start()
+        wait_for_line(log, "rebalanced: serving", 90)
+        embedded.stop()
+        wait_for_line(log, "Unable connect to node", 30)  # its fetcher is retrying now
+        time.sleep(1)
+        worker.stop(timeout=0.1)  # SIGTERM; left stopping, the grace is 30 s
+        seen = wait_for_line(log, "(AIOKafkaConsumerThread) was cancelled while it stopped", 20)
+    finally:
+        if worker is not None:
+            worker.kill()
+        embedded.stop()
+    assert "Traceback" not in seen
+    assert "CancelledError" not in seen
+    assert not [line for line in seen.splitlines() if 'File "' in line]
+
+
+def test_a_thread_that_fails_is_one_error_naming_it_its_exception_type_and_frames_only(
+        caplog: pytest.LogCaptureFixture):
+    def fail() -> None:
+        raise KeyError("13010219800101001X")  # what an exception's text may hold
+
+    before = threading.excepthook
+    threading.excepthook = log_thread_exit
+    try:
+        with caplog.at_level(logging.INFO, logger="huimin.streams"):
+            thread = threading.Thread(target=fail, name="a-failing-thread")
+            thread.start()
+            thread.join()
+    finally:
+        threading.excepthook = before
+    (record,) = caplog.records
+    assert record.levelname == "ERROR"
+    first, *frames = record.getMessage().splitlines()
+    assert first == "thread a-failing-thread ended with KeyError, in:"
+    assert any("in fail" in line for line in frames)
+    assert "13010219800101001X" not in record.getMessage()
