@@ -42,7 +42,7 @@ from huimin.run import arrivals_at_rate, platform
 from messages.codes import SETTLEMENTS, ErrorCode
 from messages.trace import hop_durations_ms
 from messages.visitlog import TIME_FORMAT, Visit, VisitSession, parse_step
-from simulators.hospital import TIMED_OUT, Exchange, HospitalFleet, HospitalRunResult
+from simulators.hospital import TIMED_OUT, Exchange, HospitalFleet, HospitalRunResult, OnProgress
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import MAX_PERSONS, World, WorldSpec, build_world, world_tag
 from streams.broker import broker
@@ -259,15 +259,16 @@ class RateTally:
 
 def measure_rate(fleet: HospitalFleet, rate: float, warmup: float,
                  visits: Iterable[Visit], count: int, pids: dict[str, list[int]],
-                 on_progress: Callable[[int], None] | None = None,
+                 on_progress: OnProgress | None = None,
                  metrics_urls: list[str] | None = None,
                  max_in_flight: int | None = None,
                  profile_dir: Path | None = None) -> RatePoint:
-    """`count` visits from `visits` (a generator is read as they arrive); `on_progress(n)`:
-    n more visits have finished (or were dropped). `metrics_urls`: the workers' /metrics,
-    read before and after for their CPU by role. `max_in_flight`: visits arriving while
-    this many are under way are dropped and counted (`HospitalFleet.run`). `profile_dir`:
-    py-spy samples the workers and the hospitals meanwhile, its raw stacks kept there."""
+    """`count` visits from `visits` (a generator is read as they arrive); `on_progress(finished,
+    dropped)`: that many more visits have finished, or were dropped unstarted.
+    `metrics_urls`: the workers' /metrics, read before and after for their CPU by role.
+    `max_in_flight`: visits arriving while this many are under way are dropped and counted
+    (`HospitalFleet.run`). `profile_dir`: py-spy samples the workers and the hospitals
+    meanwhile, its raw stacks kept there."""
     arrivals = arrivals_at_rate(count, rate)
     roles_before = role_cpu_seconds(metrics_urls or [])
     threads_before = thread_cpu_seconds()
@@ -516,8 +517,10 @@ def rate_sustained(point: RatePoint, p99_limit: float) -> bool:
             and p99 is not None and p99 <= p99_limit)
 
 
-def why_unsustained(point: RatePoint, p99_limit: float) -> str | None:
-    """In words, why `rate_sustained` is false for `point`; None where it is true."""
+def why_unsustained(point: RatePoint, p99_limit: float,
+                    max_in_flight: int | None = MAX_VISITS_IN_FLIGHT) -> str | None:
+    """In words, why `rate_sustained` is false for `point`, run with at most `max_in_flight`
+    visits under way; None where it is true."""
     if rate_sustained(point, p99_limit):
         return None
     latency = point.settlement_latency_ms.get("all", {})
@@ -525,7 +528,7 @@ def why_unsustained(point: RatePoint, p99_limit: float) -> str | None:
     reasons: list[str] = []
     if point.dropped_visits:
         reasons.append(f"{point.dropped_visits:,} visits dropped, the platform past "
-                       f"{MAX_VISITS_IN_FLIGHT:,} under way")
+                       f"{max_in_flight or 0:,} under way")
     if point.answered_share < SUSTAINED:
         reasons.append(f"{point.answered_share * 100:.1f} % of the settlements sent after the "
                        f"warm-up answered, under {SUSTAINED * 100:.0f} %")
@@ -609,7 +612,7 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
               profile: bool = False, find_capacity: bool = False,
               find_capacity_max: float = FIND_CAPACITY_MAX,
               on_stage: Callable[..., None] = lambda stage, visits=None: None,
-              on_progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+              on_progress: OnProgress | None = None) -> dict[str, Any]:
     """Each rate, and each rate of the ceiling's sweep, runs on a broker of its own, started
     empty: Tansu's memory storage costs more per request the more a partition holds (see
     docs/performance.md), so a rate measured after others would pay for their messages.
@@ -624,7 +627,8 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
     25 % (doubling from the highest rate sustained, up to `find_capacity_max` visits/s, then
     bisecting twice), as the raw ceiling's sweep does; the rates it adds are among the points.
     `on_stage(stage, visits)`: what runs now, and how many visits it will send, if any;
-    `on_progress(n)`: n more of them have finished or were dropped."""
+    `on_progress(finished, dropped)`: that many more of them have finished, or were dropped
+    unstarted."""
     from benchmarks.ceiling import HOPS, RawCeiling
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -736,7 +740,7 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
         sweep = ceiling_sweep(fresh_ceiling, [p.ceiling for p in points], limit, sweep_max)
     huimin_capacity = settlement_capacity(points, limit)
     for point in points:
-        point.unsustained = why_unsustained(point, limit)
+        point.unsustained = why_unsustained(point, limit, max_in_flight)
     raw_runs = [(c["offered_per_s"], c["achieved_per_s"], c["latency_ms"])
                 for c in [p.ceiling for p in points if p.ceiling] + sweep]
     raw_capacity = capacity(raw_runs, limit)

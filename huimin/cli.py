@@ -75,7 +75,7 @@ from settlement.parameters import ParameterError
 from settlement.retention import WINDOW_DAYS
 from simulators.bad_messages import generate_bad_messages
 from simulators.faults import FaultPlan, FaultPlanError
-from simulators.hospital import PlatformOfAnotherWorld, PlatformSilent
+from simulators.hospital import OnProgress, PlatformOfAnotherWorld, PlatformSilent
 from simulators.hospital_metrics import HOSPITAL_REGISTRY
 from simulators.visits import MAX_DAYS, MAX_VISITS, VisitSpec, generate_visits
 from simulators.world import MAX_PERSONS, SEED_BOUND, WorldSpec, build_world
@@ -703,17 +703,7 @@ def bench(
         persons = bench_persons(max([*offered, find_capacity_max] if find_capacity
                                     else offered))
     with _progress() as progress:
-        task = progress.add_task("starting", total=None)
-        log = _LogWhenNotATerminal()
-
-        def stage(description: str, visits: int | None = None) -> None:
-            progress.update(task, description=description, total=visits, completed=0)
-            log.stage(description, visits)
-
-        def finished(n: int) -> None:
-            progress.advance(task, n)
-            log.visits_finished(n)
-
+        stage, done = _reporters(progress, None)
         result = run_bench(offered, duration, warmup, broker, out, seed=seed, persons=persons,
                            workers=workers, ehr=ehr, ceiling=ceiling,
                            partitions=partitions or workers,
@@ -721,7 +711,7 @@ def bench(
                            store=_store(store), broker_warmup=broker_warmup,
                            max_in_flight=max_in_flight or None, profile=profile,
                            find_capacity=find_capacity, find_capacity_max=find_capacity_max,
-                           on_stage=stage, on_progress=finished)
+                           on_stage=stage, on_progress=done)
     write_json(result, out / "bench.json")
     report = markdown(result)
     (out / "bench.md").write_text(report)
@@ -793,28 +783,34 @@ def bench_compare(
 
 class _LogWhenNotATerminal:
     """Where a long run is, as timestamped lines, for a console that shows no progress bar
-    (a log file, CI, `nohup`): each stage, then the visits done (finished or dropped) once a
-    minute."""
+    (a log file, CI, `nohup`): each stage, then the visits done once a minute, and how many of
+    them were dropped unstarted (the platform too far behind): a run past the platform's
+    capacity then does not read as one keeping up."""
 
     EVERY_S = 60.0
 
     def __init__(self) -> None:
         self.on = not console.is_terminal
         self.total: int | None = None
-        self.finished, self.last = 0, time.monotonic()
+        self.description = ""
+        self.done, self.dropped, self.last = 0, 0, time.monotonic()
 
     def stage(self, description: str, visits: int | None) -> None:
-        self.total, self.finished, self.last = visits, 0, time.monotonic()
+        self.description = description
+        self.total, self.done, self.dropped, self.last = visits, 0, 0, time.monotonic()
         if self.on:
             console.print(f"{time.strftime('%H:%M:%S')} {description}"
                           + (f": {visits:,} visits" if visits else ""), soft_wrap=True)
 
-    def visits_finished(self, n: int) -> None:
-        self.finished += n
+    def visits_done(self, finished: int, dropped: int) -> None:
+        self.done += finished + dropped
+        self.dropped += dropped
         if self.on and time.monotonic() - self.last >= self.EVERY_S:
             self.last = time.monotonic()
-            console.print(f"{time.strftime('%H:%M:%S')} {self.finished:,} of "
-                          f"{self.total or 0:,} visits done", soft_wrap=True)
+            dropped = (f", {self.dropped:,} of them dropped unstarted (the platform too far "
+                       "behind)" if self.dropped else "")
+            console.print(f"{time.strftime('%H:%M:%S')} {self.done:,} of {self.total or 0:,} "
+                          f"visits done{dropped}", soft_wrap=True)
 
 
 def _progress() -> Progress:
@@ -825,22 +821,29 @@ def _progress() -> Progress:
                     disable=not console.is_terminal)
 
 
-def _reporters(progress: Progress, visits: int) -> tuple[Callable[[str], None],
-                                                         Callable[[int], None]]:
-    """A run's stage and finished-visits callbacks: the progress bar, and the same as
-    timestamped lines where there is no terminal to show the bar (CI, a log file)."""
+def _reporters(progress: Progress, visits: int | None
+               ) -> tuple[Callable[..., None], OnProgress]:
+    """A run's stage and visits-done callbacks: the progress bar, and the same as timestamped
+    lines where there is no terminal to show the bar (CI, a log file). `visits`: the run's
+    count, the bar's total through every stage; None where each stage says its own
+    (`huimin bench`, a rate at a time)."""
     task = progress.add_task("starting", total=visits)
     log = _LogWhenNotATerminal()
 
-    def stage(description: str) -> None:
-        progress.update(task, description=description)
-        log.stage(description, None)
-        log.total = visits
+    def stage(description: str, stage_visits: int | None = None) -> None:
+        if visits is None:
+            progress.update(task, description=description, total=stage_visits, completed=0)
+        else:
+            progress.update(task, description=description)
+        log.stage(description, stage_visits)
+        log.total = log.total or visits
 
-    def finished(n: int) -> None:
-        progress.advance(task, n)
-        log.visits_finished(n)
-    return stage, finished
+    def done(finished: int, dropped: int) -> None:
+        progress.advance(task, finished + dropped)
+        log.visits_done(finished, dropped)
+        if dropped:
+            progress.update(task, description=f"{log.description} ({log.dropped:,} dropped)")
+    return stage, done
 
 
 def _fault_plan(text: str | None) -> FaultPlan:

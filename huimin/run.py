@@ -33,7 +33,7 @@ from settlement.ledger import events_from_answers
 from settlement.oracle import Oracle
 from simulators.bad_messages import KINDS, BadMessage, generate_bad_messages
 from simulators.faults import FaultPlan
-from simulators.hospital import DeadLetterRecord, HospitalFleet, HospitalRunResult
+from simulators.hospital import DeadLetterRecord, HospitalFleet, HospitalRunResult, OnProgress
 from simulators.reconciliation import closing_requests, settlements_to_post
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import World, WorldSpec, build_world, world_tag
@@ -425,7 +425,7 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
             out_dir: Path, *, bootstrap: str | None = None, partitions: int = 8,
             answer_timeout_s: float = 30.0, client_config: dict | None = None,
             on_stage: Callable[[str], None] = lambda s: None,
-            on_progress: Callable[[int], None] | None = None,
+            on_progress: OnProgress | None = None,
             kill_worker: int = 0, join_worker: int = 0, workers: int = 1,
             broker_kind: str = "tansu", store: str = "memory",
             expected_clearing: list[dict[str, Any]] | None = None,
@@ -553,7 +553,7 @@ def arrivals_at_speed(visits: list[Visit], speed: float) -> list[float]:
 
 
 def run_scenario(opts: RunOptions, on_stage: Callable[[str], None] = lambda s: None,
-                 on_progress: Callable[[int], None] | None = None) -> RunReport:
+                 on_progress: OnProgress | None = None) -> RunReport:
     started = time.monotonic()
     if os.environ.get(BOOTSTRAP_ENV):  # before anything is built or written
         on_stage(f"checking the cluster at {os.environ[BOOTSTRAP_ENV]}")

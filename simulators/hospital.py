@@ -213,6 +213,9 @@ class HospitalRunResult:
 
 #: Where a run hands each finished visit and its exchanges when it keeps none of them.
 Sink = Callable[[VisitSession, list[Exchange]], None]
+#: `(finished, dropped)`: how many more visits finished, and how many were dropped unstarted
+#: (`HospitalFleet.run`'s `max_in_flight`), since the last call
+OnProgress = Callable[[int, int], None]
 
 
 def _session_of(visit: Visit | None) -> VisitSession | None:
@@ -350,7 +353,7 @@ class HospitalFleet:
 
     def run(self, visits: Iterable[Visit], arrivals: Sequence[float],
             bad: list[BadMessage] | None = None,
-            on_progress: Callable[[int], None] | None = None,
+            on_progress: OnProgress | None = None,
             drain_s: float = 15.0,
             events: list[tuple[float, Callable[[], None]]] | None = None,
             sink: Sink | None = None,
@@ -365,7 +368,7 @@ class HospitalFleet:
         its visits (`huimin bench`); `visits` can then be a generator, read as they arrive.
 
         `max_in_flight`: a visit that arrives while this many are under way is dropped, not
-        started, and counted (`dropped`; `on_progress` counts it too), as a load generator's
+        started, and counted (`dropped`; `on_progress` tells it apart), as a load generator's
         arrival-rate executor does once its budget is spent: far past a platform's capacity,
         an uncapped open loop only grows a backlog that takes minutes to drain and holds the
         broker's memory, and tells no more than the first seconds of it did."""
@@ -428,7 +431,7 @@ class HospitalFleet:
                     over[session] = None
                     release(session)
                 if on_progress:
-                    on_progress(1)
+                    on_progress(1, 0)
                 queue = waiting.get(session.visit.certno)
                 if queue:
                     start_visit(*queue.popleft(), waited=True)
@@ -487,7 +490,7 @@ class HospitalFleet:
                         max_in_flight:
                     dropped += 1
                     if on_progress:
-                        on_progress(1)
+                        on_progress(0, 1)
                     continue
                 if sink is None:
                     sessions.append(session)

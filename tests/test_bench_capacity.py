@@ -309,6 +309,9 @@ def test_a_visit_cut_short_before_its_settlement_counts_that_settlement_as_unans
     assert not rate_sustained(point, 300)
     assert "2 settlements never answered" in (why_unsustained(point, 300) or "")
     assert "None" not in markdown(_result_with(point))
+    point.dropped_visits = 7  # under `--max-in-flight 40`: the reason names the limit set
+    assert "7 visits dropped, the platform past 40 under way" in (
+        why_unsustained(point, 300, max_in_flight=40) or "")
 
 
 def test_the_p999_of_a_thousand_is_the_999th_value_not_the_maximum():
@@ -334,16 +337,19 @@ def test_a_bench_without_a_terminal_logs_its_stages_and_the_visits_done_once_a_m
 
     log = cli._LogWhenNotATerminal()
     log.on = True
-    clock = iter([0.0, 30.0, 61.0, 61.0, 90.0])
+    clock = iter([0.0, 30.0, 61.0, 61.0, 90.0, 122.0, 122.0])
     monkeypatch.setattr(cli.time, "monotonic", lambda: next(clock))
     with cli.console.capture() as captured:
         log.stage("huimin at 150 visits/s", 1_000_050)  # the clock at 0
-        log.visits_finished(4_500)  # 30 s: nothing yet
-        log.visits_finished(4_600)  # 61 s: a line, and the minute starts again
-        log.visits_finished(4_400)  # 90 s: nothing
+        log.visits_done(4_500, 0)  # 30 s: nothing yet
+        log.visits_done(4_600, 0)  # 61 s: a line, and the minute starts again
+        log.visits_done(4_400, 0)  # 90 s: nothing
+        log.visits_done(1_000, 3_000)  # 122 s: a line that says how many were dropped
     lines = captured.get().splitlines()
     assert [line.split(" ", 1)[1] for line in lines] == [
-        "huimin at 150 visits/s: 1,000,050 visits", "9,100 of 1,000,050 visits done"]
+        "huimin at 150 visits/s: 1,000,050 visits", "9,100 of 1,000,050 visits done",
+        "17,500 of 1,000,050 visits done, 3,000 of them dropped unstarted (the platform too "
+        "far behind)"]
 
 
 def test_cpu_per_visit_is_each_components_busy_time_shared_over_the_visits():
