@@ -181,7 +181,7 @@ class RatePoint:
     cpu_probe_ms: float | None = None  # how fast the cores ran meanwhile (benchmarks/cpu_probe.py)
     #: messages written to the broker per visit, by topic and "all"
     broker_messages_per_visit: dict[str, float] = field(default_factory=dict)
-    #: visits not started because `MAX_VISITS_IN_FLIGHT` were under way: the rate is past
+    #: visits not started because the run's `max_in_flight` were under way: the rate is past
     #: what the platform carries
     dropped_visits: int = 0
     #: how late the hospitals took up visits after their scheduled arrival (ms): p99, to the
@@ -527,8 +527,8 @@ def why_unsustained(point: RatePoint, p99_limit: float,
     p99 = latency.get("p99")
     reasons: list[str] = []
     if point.dropped_visits:
-        reasons.append(f"{point.dropped_visits:,} visits dropped, the platform past "
-                       f"{max_in_flight or 0:,} under way")
+        past = f", the platform past {max_in_flight:,} under way" if max_in_flight else ""
+        reasons.append(f"{point.dropped_visits:,} visits dropped{past}")
     if point.answered_share < SUSTAINED:
         reasons.append(f"{point.answered_share * 100:.1f} % of the settlements sent after the "
                        f"warm-up answered, under {SUSTAINED * 100:.0f} %")

@@ -31,10 +31,10 @@ def log_thread_exit(args: threading.ExceptHookArgs) -> None:
     if issubclass(args.exc_type, asyncio.CancelledError):
         log.warning("thread %s was cancelled while it stopped (waiting on the cluster?)", name)
     else:  # unexpected: where it was, in one record
-        frames = [f"  {f.filename}:{f.lineno} in {f.name}"
-                  for f in traceback.extract_tb(args.exc_traceback)]
-        log.error("thread %s ended with %s, in:\n%s", name, args.exc_type.__name__,
-                  "\n".join(frames))
+        frames = "".join(f"\n  {f.filename}:{f.lineno} in {f.name}"
+                         for f in traceback.extract_tb(args.exc_traceback))
+        log.error("thread %s ended with %s%s", name, args.exc_type.__name__,
+                  f", in:{frames}" if frames else "")
 
 
 def install() -> None:

@@ -352,6 +352,30 @@ def test_a_bench_without_a_terminal_logs_its_stages_and_the_visits_done_once_a_m
         "far behind)"]
 
 
+def test_a_runs_progress_counts_through_its_stages_and_a_bench_rates_says_what_it_dropped(
+        monkeypatch: Any) -> None:
+    from rich.progress import Progress
+
+    from huimin import cli
+
+    monkeypatch.setattr(cli._LogWhenNotATerminal, "EVERY_S", 0.0)  # a line at every call
+    monkeypatch.setattr(type(cli.console), "is_terminal", property(lambda self: False))
+    run, bench = Progress(disable=True), Progress(disable=True)
+    with cli.console.capture() as captured:
+        stage, done = cli._reporters(run, 10)  # `huimin run`: one count through every stage
+        stage("visits")
+        done(1, 0)
+        stage, done = cli._reporters(bench, None)  # `huimin bench`: each rate its own
+        stage("huimin at 50 visits/s", 7)
+        done(1, 2)
+    assert (run.tasks[0].total, run.tasks[0].completed) == (10, 1)
+    assert (bench.tasks[0].total, bench.tasks[0].completed) == (7, 3)
+    assert bench.tasks[0].description == "huimin at 50 visits/s (2 dropped)"
+    assert [line.split(" ", 1)[1] for line in captured.get().splitlines()] == [
+        "visits", "1 of 10 visits done", "huimin at 50 visits/s: 7 visits",
+        "3 of 7 visits done, 2 of them dropped unstarted (the platform too far behind)"]
+
+
 def test_cpu_per_visit_is_each_components_busy_time_shared_over_the_visits():
     per = cpu_per_visit({"broker": 0.5, "workers": 0.75, "hospitals": 0.25}, wall=40.0,
                         visits=2000)

@@ -96,7 +96,7 @@ def test_arrivals_beyond_the_in_flight_limit_are_dropped_counted_and_never_sent(
         try:
             result = fleet.run(generate_visits(world, spec), arrivals_at_rate(6, 100.0),
                                drain_s=1.0, sink=lambda s, e: handed.append(s),
-                               on_progress=lambda *n: progress.append(n),
+                               on_progress=lambda f, d: progress.append((f, d)),
                                max_in_flight=2)
             with pytest.raises(ValueError, match="at least 1"):
                 fleet.run([], [], max_in_flight=0)

@@ -4,8 +4,6 @@ a WARNING line per line (streams/thread_exits.py)."""
 
 from __future__ import annotations
 
-import logging
-import threading
 import time
 from pathlib import Path
 
@@ -14,7 +12,6 @@ import pytest
 from streams.broker import EmbeddedBroker, free_port
 from streams.config import WorkerConfig
 from streams.process import WorkerProcess
-from streams.thread_exits import log_thread_exit
 from streams.topics import create_platform_topics
 
 pytestmark = pytest.mark.e2e
@@ -55,25 +52,3 @@ def test_a_worker_stopped_with_its_cluster_gone_says_so_in_a_line_not_a_tracebac
     assert "Traceback" not in seen
     assert "CancelledError" not in seen
     assert not [line for line in seen.splitlines() if 'File "' in line]
-
-
-def test_a_thread_that_fails_is_one_error_naming_it_its_exception_type_and_frames_only(
-        caplog: pytest.LogCaptureFixture):
-    def fail() -> None:
-        raise KeyError("13010219800101001X")  # what an exception's text may hold
-
-    before = threading.excepthook
-    threading.excepthook = log_thread_exit
-    try:
-        with caplog.at_level(logging.INFO, logger="huimin.streams"):
-            thread = threading.Thread(target=fail, name="a-failing-thread")
-            thread.start()
-            thread.join()
-    finally:
-        threading.excepthook = before
-    (record,) = caplog.records
-    assert record.levelname == "ERROR"
-    first, *frames = record.getMessage().splitlines()
-    assert first == "thread a-failing-thread ended with KeyError, in:"
-    assert any("in fail" in line for line in frames)
-    assert "13010219800101001X" not in record.getMessage()
