@@ -65,6 +65,9 @@ class WorkerProcess:
         self.start()
 
     def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM, then SIGKILL if the worker has not exited within `timeout` seconds: a
+        stop that always ends. (To watch a worker stop in its own time, send SIGTERM alone:
+        `process.terminate()`.)"""
         if not self.alive:
             return
         self._signal(signal.SIGTERM)
