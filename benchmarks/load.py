@@ -36,7 +36,9 @@ from benchmarks.cpu_accounts import (
     thread_cpu_seconds,
 )
 from benchmarks.cpu_probe import CpuProbe
+from benchmarks.latency import percentiles
 from benchmarks.profiles import Profiles
+from benchmarks.timeline import rate_timeline
 from huimin.report import percentile
 from huimin.run import arrivals_at_rate, platform
 from messages.codes import SETTLEMENTS, ErrorCode
@@ -52,27 +54,6 @@ from streams.partition_ends import true_ends
 from streams.process import PROFILABLE_ENV
 
 T = TypeVar("T")
-QUANTILES = (50, 90, 99, 99.9)
-
-
-def percentiles(values: list[float], unanswered: int = 0) -> dict[str, float | int | None]:
-    """Nearest-rank percentiles, as `huimin run` reports them. `unanswered`: requests sent
-    and never answered, ranked above every answer (an open-loop load's latency includes what
-    never came back); a percentile that falls among them is None, as is the maximum."""
-    v = sorted(values)
-    if not v and not unanswered:
-        return {"count": 0}
-    out: dict[str, float | int | None] = {"count": len(v)}
-    if unanswered:
-        out["unanswered"] = unanswered
-        v += [math.inf] * unanswered
-    for q in QUANTILES:
-        value = percentile(v, q)
-        out[f"p{q:g}"] = round(value, 1) if math.isfinite(value) else None
-    out["max"] = round(v[-1], 1) if math.isfinite(v[-1]) else None
-    return out
-
-
 def rss_bytes(pids: list[int]) -> int:
     """Resident memory of these processes now (Linux /proc), 0 for any that has gone."""
     total = 0
@@ -193,6 +174,8 @@ class RatePoint:
     searched: bool = False  # offered by `--find-capacity`, not by `--rates`
     #: why the rate does not count towards the capacity (`why_unsustained`); None if it does
     unsustained: str | None = None
+    #: a rate of two minutes or more, slice by slice (benchmarks/timeline.py)
+    timeline: list[dict[str, Any]] = field(default_factory=list)
     #: of the settlements sent after the warm-up (and those of its visits cut short before
     #: them), the share answered, OK or with the error the visit mix expects (~3 % are
     #: refusals by design)
@@ -274,12 +257,19 @@ def measure_rate(fleet: HospitalFleet, rate: float, warmup: float,
     threads_before = thread_cpu_seconds()
     before = {k: cpu_seconds(v) for k, v in pids.items()}
     own = time.process_time()
-    t0 = time.monotonic()
+    t0, t0_ns = time.monotonic(), time.time_ns()  # the tally's send times are wall clock
     tally = RateTally()
+    dropped_at = array("d")  # seconds from the start
+
+    def progress(finished: int, dropped: int) -> None:
+        if dropped:
+            dropped_at.extend([time.monotonic() - t0] * dropped)
+        if on_progress:
+            on_progress(finished, dropped)
     profiles = Profiles({"workers": pids.get("workers", []), "hospitals": [os.getpid()]},
                         profile_dir) if profile_dir else None
     with MemorySampler(pids) as memory, CpuProbe() as probe, profiles or nullcontext():
-        result = fleet.run(visits, arrivals, drain_s=5.0, sink=tally, on_progress=on_progress,
+        result = fleet.run(visits, arrivals, drain_s=5.0, sink=tally, on_progress=progress,
                            max_in_flight=max_in_flight)
     wall = time.monotonic() - t0
     cpu = {k: round((cpu_seconds(v) - before[k]) / wall, 2) for k, v in pids.items()}
@@ -303,6 +293,7 @@ def measure_rate(fleet: HospitalFleet, rate: float, warmup: float,
         name: round((seconds - threads_before.get(name, 0.0)) * 1000 / started, 2)
         for name, seconds in sorted(threads_after.items())} if started else {}
     point.cpu_probe_ms = probe.median_ms()
+    point.timeline = rate_timeline(tally, t0_ns, count / rate, dropped_at, memory.samples)
     point.profile = profiles.summaries() if profiles else {}
     return point
 

@@ -92,6 +92,7 @@ def markdown(result: dict[str, Any]) -> str:
     lines += role_lines(result)
     lines += thread_lines(result)
     lines += memory_lines(result)
+    lines += timeline_lines(result)
     lines += ["", "## By route (settlement round trip, ms)", "",
               "| offered visits/s | route | count | p50 | p90 | p99 | p99.9 | max |",
               "|---|---|---|---|---|---|---|---|"]
@@ -466,6 +467,30 @@ def memory_lines(result: dict[str, Any]) -> list[str]:
         return []
     return ["", "## Memory (resident MiB, as the rate began → peak; growth per visit over the "
             "second half of the arrivals)", "", *lines]
+
+
+def timeline_lines(result: dict[str, Any]) -> list[str]:
+    """Each rate of two minutes or more, slice by slice (benchmarks/timeline.py): when a
+    platform that did not keep up fell behind, and how its memory grew meanwhile."""
+    rows = []
+    for p in result["points"]:
+        for sl in p.get("timeline") or []:
+            rss = sl.get("rss_mib") or {}
+            share = sl.get("answered_share")
+            rows.append(
+                f"| {p['offered_visits_per_s']:g} | {sl['from_s'] / 60:g}–{sl['to_s'] / 60:.3g} | "
+                f"{sl['settlements']:,} | {'–' if share is None else f'{share * 100:.1f} %'} | "
+                f"{_ms(sl['p50_ms']) if sl['settlements'] else '–'} | "
+                f"{_ms(sl['p99_ms']) if sl['settlements'] else '–'} | {sl['dropped_visits']:,} | "
+                f"{rss.get('broker', '–')} / {rss.get('workers', '–')} / "
+                f"{rss.get('hospitals', '–')} |")
+    if not rows:
+        return []
+    return ["", "## Over time (rates of two minutes or more; settlements by the minute they "
+            "were sent)", "",
+            "| offered visits/s | minutes | settlements sent | answered | p50 | p99 | visits "
+            "dropped | RSS MiB at the end (broker / workers / hospitals) |",
+            "|" + "---|" * 8, *rows]
 
 
 def _change(before: float | None, after: float | None) -> str:

@@ -315,7 +315,7 @@ def test_a_visit_cut_short_before_its_settlement_counts_that_settlement_as_unans
 
 
 def test_the_p999_of_a_thousand_is_the_999th_value_not_the_maximum():
-    from benchmarks.load import percentiles
+    from benchmarks.latency import percentiles
     assert percentiles([float(v) for v in range(1, 1001)])["p99.9"] == 999.0
     assert percentiles([float(v) for v in range(1, 10_001)])["p99.9"] == 9990.0
 
@@ -605,3 +605,52 @@ def test_the_bench_world_grows_with_the_rate_so_as_few_visits_wait_for_their_per
     fixed_at_1000 = share_arriving_while_their_person_is_busy(1_000, 20_000)
     assert at_100 < 0.1 and at_1000 < 0.1  # measured: 6.3 % and 4.7 %
     assert fixed_at_1000 > 3 * max(at_100, at_1000)  # measured: 27 %
+
+
+def test_a_rate_of_two_minutes_or_more_is_cut_into_at_most_twelve_whole_minute_slices():
+    from benchmarks.timeline import slice_seconds
+
+    assert slice_seconds(119.0) is None  # too short to show a course
+    assert slice_seconds(120.0) == 60.0
+    assert slice_seconds(5556.0) == 480.0  # the million at 180/s: 12 slices of 8 minutes
+    assert slice_seconds(5556.0) * 12 >= 5556.0
+
+
+def test_the_timeline_shows_when_a_rate_fell_behind_and_its_memory_then():
+    """Minute 0 kept up; in minute 1 answers slowed, one settlement was never sent (its visit
+    timed out) and two arrivals were dropped: that minute's p99 is past every answer."""
+    from benchmarks.timeline import rate_timeline
+
+    start = 1_000.0
+    tally = RateTally()
+    for at in (1_001.0, 1_020.0, 1_050.0):
+        tally(*_settled_visit(at, 40.0, "local"))
+    for at in (1_065.0, 1_090.0):
+        tally(*_settled_visit(at, 900.0, "cross"))
+    tally(*_cut_short(1_100.0, "TIMEOUT"))
+    tally(*_settled_visit(1_125.0, 1_500.0, "local"))  # a later step, past the arrivals
+    mib = 2**20
+    memory = [(0.0, {"broker": 100 * mib}), (59.5, {"broker": 150 * mib}),
+              (60.5, {"broker": 160 * mib}), (125.0, {"broker": 300 * mib})]  # the drain
+    first, second = rate_timeline(tally, int(start * 1e9), 120.0, [70.0, 100.0], memory)
+    assert first == {"from_s": 0.0, "to_s": 60.0, "settlements": 3, "answered_share": 1.0,
+                     "p50_ms": 40.0, "p99_ms": 40.0, "dropped_visits": 0,
+                     "rss_mib": {"broker": 150}}
+    assert second["settlements"] == 4 and second["answered_share"] == 0.75
+    assert second["p50_ms"] == 900.0 and second["p99_ms"] is None  # the cut one ranks last
+    assert second["dropped_visits"] == 2 and second["rss_mib"] == {"broker": 300}
+    assert rate_timeline(tally, int(start * 1e9), 60.0, [], memory) == []
+
+
+def test_the_report_shows_a_long_rate_over_time_and_a_short_one_not():
+    point = rate_point(180, 120.5, 23_911.5, 0)
+    assert "## Over time" not in markdown(_result_with(point))
+    point.timeline = [
+        {"from_s": 0.0, "to_s": 480.0, "settlements": 90_000, "answered_share": 0.9999,
+         "p50_ms": 30.2, "p99_ms": 250.1, "dropped_visits": 0,
+         "rss_mib": {"broker": 420, "workers": 570, "hospitals": 560}},
+        {"from_s": 480.0, "to_s": 5556.0, "settlements": 0, "answered_share": None,
+         "p50_ms": None, "p99_ms": None, "dropped_visits": 12_000, "rss_mib": {}}]
+    report = markdown(_result_with(point))
+    assert "| 180 | 0–8 | 90,000 | 100.0 % | 30.2 | 250.1 | 0 | 420 / 570 / 560 |" in report
+    assert "| 180 | 8–92.6 | 0 | – | – | – | 12,000 | – / – / – |" in report
