@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from benchmarks.latency import percentiles
@@ -36,13 +36,6 @@ def slice_seconds(period_s: float) -> float | None:
     return SLICE_UNIT_S * math.ceil(period_s / MOST_SLICES / SLICE_UNIT_S)
 
 
-def _slice_counts(times_ns: array, start_ns: int, step_s: float, n: int) -> list[int]:
-    counts = [0] * n
-    for t in times_ns:
-        counts[min(n - 1, max(0, int((t - start_ns) / 1e9 // step_s)))] += 1
-    return counts
-
-
 def rate_timeline(tally: RateTally, start_ns: int, period_s: float,
                   dropped_at_s: Sequence[float],
                   memory: Sequence[tuple[float, dict[str, int]]]) -> list[dict[str, Any]]:
@@ -56,16 +49,26 @@ def rate_timeline(tally: RateTally, start_ns: int, period_s: float,
     if step is None:
         return []
     n = math.ceil(period_s / step)
-    sent = _slice_counts(tally.settlements_sent, start_ns, step, n)
-    cut = _slice_counts(tally.settlements_cut, start_ns, step, n)
-    answered = _slice_counts(tally.settlements_answered, start_ns, step, n)
+
+    def slice_of(seconds: float) -> int:
+        return min(n - 1, max(0, int(seconds // step)))
+
+    def counts(seconds: Iterable[float]) -> list[int]:
+        out = [0] * n
+        for t in seconds:
+            out[slice_of(t)] += 1
+        return out
+
+    def since_start(times_ns: array) -> Iterator[float]:
+        return ((t - start_ns) / 1e9 for t in times_ns)
+
+    sent, cut, answered = (counts(since_start(times)) for times in (
+        tally.settlements_sent, tally.settlements_cut, tally.settlements_answered))
+    dropped = counts(dropped_at_s)
     latencies: list[list[float]] = [[] for _ in range(n)]
     for times, values in tally.by_route.values():
-        for t, ms in zip(times, values, strict=True):
-            latencies[min(n - 1, max(0, int((t - start_ns) / 1e9 // step)))].append(ms)
-    dropped = [0] * n
-    for at in dropped_at_s:
-        dropped[min(n - 1, max(0, int(at // step)))] += 1
+        for t, ms in zip(since_start(times), values, strict=True):
+            latencies[slice_of(t)].append(ms)
     slices = []
     for i in range(n):
         end = min((i + 1) * step, period_s)
