@@ -265,7 +265,85 @@ def cpu_segments(point: dict[str, Any]) -> list[tuple[str, float]]:
     return parts
 
 
-def plot(result: dict[str, Any], path: Path) -> None:
+def timeline_curves(timeline: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """A rate's slices (benchmarks/timeline.py) as the plot draws them: where each slice
+    starts and how long it is (minutes; the last may be shorter), its middle, its p50 and
+    p99 (None where none was sent), whether its p99 is past every answer (a settlement never
+    answered ranked there, which a log axis cannot place) and the visits it dropped a
+    minute."""
+    curves: dict[str, list[Any]] = {"start": [], "minutes": [], "minute": [], "p50": [],
+                                    "p99": [], "past_every_answer": [],
+                                    "dropped_per_minute": []}
+    for sl in timeline:
+        minutes = (sl["to_s"] - sl["from_s"]) / 60
+        sent = sl["settlements"] > 0
+        curves["start"].append(sl["from_s"] / 60)
+        curves["minutes"].append(minutes)
+        curves["minute"].append((sl["from_s"] + sl["to_s"]) / 120)
+        curves["p50"].append(sl["p50_ms"] if sent else None)
+        curves["p99"].append(sl["p99_ms"] if sent else None)
+        curves["past_every_answer"].append(sent and sl["p99_ms"] is None)
+        curves["dropped_per_minute"].append(sl["dropped_visits"] / minutes if minutes else 0.0)
+    return curves
+
+
+def _plain_numbers(*axes: Any) -> None:
+    """Ticks of log axes as 300 and 2000, not 3×10², as the report's tables say them; the
+    minor ticks labelled only where matplotlib would label them (an axis spanning little)."""
+    import matplotlib.ticker
+
+    class Plain(matplotlib.ticker.LogFormatterSciNotation):
+        def __call__(self, x: float, pos: int | None = None) -> str:
+            return f"{x:g}" if super().__call__(x, pos) else ""
+
+    for axis in axes:
+        axis.set_major_formatter(Plain())
+        axis.set_minor_formatter(Plain(labelOnlyBase=False))
+
+
+def _plot_timeline(axis: Any, points: list[dict[str, Any]], limit: float | None) -> None:
+    """The rates of two minutes or more over time: p50 and p99 by the minute the settlements
+    were sent, and the visits dropped a minute on an axis of their own."""
+    import matplotlib.ticker
+    import matplotlib.transforms
+
+    dropped_axis = axis.twinx()
+    axis.set_zorder(dropped_axis.get_zorder() + 1)  # the latencies over the dropped bars
+    axis.patch.set_visible(False)
+    top = matplotlib.transforms.blended_transform_factory(axis.transData, axis.transAxes)
+    for colour, p in zip(("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown"),
+                         (p for p in points if p.get("timeline")), strict=False):
+        curves = timeline_curves(p["timeline"])
+        rate = f"{p['offered_visits_per_s']:g} visits/s"
+        axis.plot(curves["minute"], curves["p50"], ":", marker="o", color=colour,
+                  label=f"{rate} p50")
+        axis.plot(curves["minute"], curves["p99"], "-", marker="o", color=colour,
+                  label=f"{rate} p99")
+        past = [m for m, flag in zip(curves["minute"], curves["past_every_answer"], strict=True)
+                if flag]
+        if past:
+            axis.plot(past, [0.97] * len(past), "^", color=colour, transform=top,
+                      label=f"{rate} p99 past every answer (some never answered)")
+        dropped_axis.bar(curves["start"], curves["dropped_per_minute"], curves["minutes"],
+                         align="edge", color=colour, alpha=0.2,
+                         label=f"{rate} visits dropped a minute")
+    if limit:
+        axis.axhline(limit, linestyle="--", color="tab:red", label=f"p99 target {limit:g} ms")
+    axis.set(xlabel="minutes into the rate (settlements by the minute they were sent)",
+             ylabel="latency (ms)", yscale="log",
+             title="Over time (rates of two minutes or more)")
+    _plain_numbers(axis.yaxis)
+    dropped_axis.set_ylabel("visits dropped a minute")
+    dropped_axis.set_ylim(0, max(1.0, dropped_axis.get_ylim()[1]))  # none dropped: 0 to 1
+    dropped_axis.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    handles = [h for ax in (axis, dropped_axis) for h in ax.get_legend_handles_labels()[0]]
+    axis.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.05, 1.0))
+
+
+def figure(result: dict[str, Any]) -> Any:
+    """The bench's plot: latency and throughput against offered load beside the raw ceiling,
+    where a visit's CPU goes, and, when a rate lasted two minutes or more, that rate over
+    time."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -276,7 +354,10 @@ def plot(result: dict[str, Any], path: Path) -> None:
     x = [p["offered_settlements_per_s"] for p in points]
     ceiling = sorted([p["ceiling"] for p in points if p.get("ceiling")]
                      + (result.get("ceiling_sweep") or []), key=lambda c: c["offered_per_s"])
-    fig, (lat_ax, thr_ax, cpu_ax) = plt.subplots(1, 3, figsize=(18, 4.5))
+    over_time = any(p.get("timeline") for p in points)
+    layout = [["lat", "thr", "cpu"]] + ([["time", "time", "time"]] if over_time else [])
+    fig, axes = plt.subplot_mosaic(layout, figsize=(18, 9 if over_time else 4.5))
+    lat_ax, thr_ax, cpu_ax = axes["lat"], axes["thr"], axes["cpu"]
     plotted: list[float] = []
     for q, style in (("p50", ":"), ("p99", "-")):
         for route, colour in (("local", "tab:blue"), ("cross", "tab:orange")):
@@ -291,13 +372,14 @@ def plot(result: dict[str, Any], path: Path) -> None:
     limit = (result.get("capacity") or {}).get("p99_limit_ms")
     if limit:
         lat_ax.axhline(limit, linestyle="--", color="tab:red", label=f"p99 target {limit:g} ms")
-    # log x: huimin's rates and the raw ceiling's, tens and thousands a second, both readable
+    # log x: huimin's rates and the raw ceiling's, tens and thousands a second, both readable;
+    # with nothing answered at any rate, linear axes (a log axis with no data cannot be drawn)
+    scale = "log" if plotted else "linear"
     lat_ax.set(xlabel="offered per second (huimin: settlements; raw ceiling: messages)",
-               ylabel="latency (ms)", xscale="log",
-               yscale="log" if plotted else "linear",  # nothing measured: an empty axis
+               ylabel="latency (ms)", xscale=scale, yscale=scale,
                title="Latency against offered load")
-    for axis in (lat_ax.xaxis, lat_ax.yaxis):
-        axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    if plotted:
+        _plain_numbers(lat_ax.xaxis, lat_ax.yaxis)
     lat_ax.legend(fontsize=8)
     thr_ax.plot(x, [p["achieved_settlements_per_s"] for p in points], marker="o",
                 label="huimin settlements/s")
@@ -326,7 +408,16 @@ def plot(result: dict[str, Any], path: Path) -> None:
     cpu_ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars
     fig.suptitle(f"huimin on {result['settings']['broker']}, "
                  f"{result['machine']['cpus']} cores")
+    if over_time:
+        _plot_timeline(axes["time"], points, limit)
     fig.tight_layout()
+    return fig
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = figure(result)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

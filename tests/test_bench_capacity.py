@@ -35,10 +35,12 @@ from benchmarks.report import (
     capacity_lines,
     cpu_lines,
     cpu_segments,
+    figure,
     markdown,
     memory_lines,
     role_lines,
     thread_lines,
+    timeline_curves,
 )
 from messages.visitlog import VisitSession
 from simulators.hospital import Exchange, HospitalRunResult
@@ -654,3 +656,48 @@ def test_the_report_shows_a_long_rate_over_time_and_a_short_one_not():
     report = markdown(_result_with(point))
     assert "| 180 | 0–8 | 90,000 | 100.0 % | 30.2 | 250.1 | 0 | 420 / 570 / 560 |" in report
     assert "| 180 | 8–92.6 | 0 | – | – | – | 12,000 | – / – / – |" in report
+
+
+def test_a_bench_in_which_nothing_was_answered_still_draws_its_plot():
+    """Every settlement of every rate unanswered (the worker down, say) leaves the latency
+    panel with no point to place on its log axes; the plot once failed there, after the
+    report had been written, and so never wrote bench.png."""
+    nothing = rate_point(100, 0, 0, 0)
+    nothing.settlement_latency_ms = {route: {"p50": None, "p99": None}
+                                     for route in ("all", "local", "cross")}
+    fig = figure({**_result_with(nothing), "capacity": {"p99_limit_ms": 300}})
+    assert fig.axes[0].get_xscale() == fig.axes[0].get_yscale() == "linear"
+
+
+def _slice(from_s: float, to_s: float, sent: int, p99: float | None, dropped: int
+           ) -> dict[str, Any]:
+    return {"from_s": from_s, "to_s": to_s, "settlements": sent,
+            "answered_share": 1.0 if sent else None, "p50_ms": 40.0 if sent else None,
+            "p99_ms": p99, "dropped_visits": dropped, "rss_mib": {}}
+
+
+def test_the_plot_draws_a_long_rate_over_time_with_what_was_never_answered_at_the_top():
+    """A slice whose p99 is a settlement never answered cannot sit on a log axis: it is
+    flagged for the top of the panel. A slice with nothing sent has no latency at all, and
+    drops are counted a minute, so a short last slice is not drawn as if it dropped less."""
+    timeline = [_slice(0, 60, 5_000, 250.0, 0), _slice(60, 120, 4_000, None, 600),
+                _slice(120, 150, 0, None, 900)]
+    curves = timeline_curves(timeline)
+    assert curves["minute"] == [0.5, 1.5, 2.25] and curves["minutes"] == [1.0, 1.0, 0.5]
+    assert curves["p99"] == [250.0, None, None] and curves["p50"] == [40.0, 40.0, None]
+    assert curves["past_every_answer"] == [False, True, False]
+    assert curves["dropped_per_minute"] == [0.0, 600.0, 1_800.0]
+
+    short = rate_point(100, 99, 250, 0)
+    assert [a.get_title() for a in figure(_result_with(short)).axes] == [
+        "Latency against offered load", "Throughput", "Where a visit's CPU goes"]
+    long = rate_point(170, 120, 13_000, 1_500)
+    long.timeline = timeline
+    fig = figure({**_result_with(short, long), "capacity": {"p99_limit_ms": 300}})
+    over_time = next(a for a in fig.axes if a.get_title().startswith("Over time"))
+    labels = over_time.get_legend_handles_labels()[1]
+    assert labels == ["170 visits/s p50", "170 visits/s p99",
+                      "170 visits/s p99 past every answer (some never answered)",
+                      "p99 target 300 ms"]  # the short rate has no course to draw
+    legend = [t.get_text() for t in over_time.get_legend().get_texts()]
+    assert legend == [*labels, "170 visits/s visits dropped a minute"]
