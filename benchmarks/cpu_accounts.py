@@ -41,17 +41,18 @@ def cpu_per_visit(cpu_cores: dict[str, float], wall: float, visits: int) -> dict
     return {**per, "all": round(sum(per.values()), 2)}
 
 
-def role_cpu_seconds(metrics_urls: list[str]) -> dict[str, float]:
+def role_cpu_seconds(metrics_urls: list[str]) -> dict[str, float] | None:
     """CPU seconds the workers' event loops spent in each role's handler so far
-    (`huimin_role_cpu_seconds_total`, summed over the workers); a worker that does not answer
-    is left out."""
+    (`huimin_role_cpu_seconds_total`, summed over the workers); None if a worker does not
+    answer, since a sum without it, read against one with it, would split the rate's CPU
+    wrongly (a busy worker can miss the 5 s past capacity)."""
     out: dict[str, float] = {}
     for url in metrics_urls:
         try:
             with urllib.request.urlopen(url, timeout=5) as answer:
                 text = answer.read().decode()
         except OSError:
-            continue
+            return None
         for family in text_string_to_metric_families(text):
             if family.name == "huimin_role_cpu_seconds":
                 for sample in family.samples:
@@ -61,13 +62,17 @@ def role_cpu_seconds(metrics_urls: list[str]) -> dict[str, float]:
     return out
 
 
-def role_cpu_per_visit(before: dict[str, float], after: dict[str, float],
+def role_cpu_per_visit(before: dict[str, float] | None, after: dict[str, float] | None,
                        workers_ms_per_visit: float | None, visits: int) -> dict[str, float]:
     """Milliseconds of worker CPU per visit in each role's handler (the rules, the rows, the
     table writes), their sum (`handlers`), and the rest of the workers' CPU (`outside`:
     Faust, the Kafka client, polling). Where the worker's time goes, in every run, without a
-    profiler."""
-    if not visits or not after:
+    profiler. Nothing when a worker did not answer at either end (`role_cpu_seconds`), or
+    when any handler's time went down between them (a worker restarted): no split rather
+    than a wrong one. (`before` may be empty: no handler had run yet.)"""
+    if not visits or before is None or not after:
+        return {}
+    if any(after.get(role, 0.0) < spent for role, spent in before.items()):
         return {}
     per = {role: round((after[role] - before.get(role, 0.0)) * 1000 / visits, 3)
            for role in sorted(after)}

@@ -4,7 +4,7 @@ broker ceiling."""
 
 from __future__ import annotations
 
-from itertools import zip_longest
+from itertools import cycle, zip_longest
 from pathlib import Path
 from typing import Any
 
@@ -212,8 +212,8 @@ def capacity_lines(result: dict[str, Any]) -> list[str]:
                      f"(the search stops at {search['max_visits_per_s']:g} visits/s, "
                      "--find-capacity-max)")
         else:
-            where = (f"no rate was sustained, down to "
-                     f"{search.get('least_visits_per_s', 0):g} visits/s")
+            lowest = min(p["offered_visits_per_s"] for p in result["points"])
+            where = f"no rate was sustained, down to {lowest:g} visits/s, the lowest offered"
         lines.append(f"- searched for (--find-capacity): {added}; {where}.")
     if raw is not None:
         lines.append(f"- raw ceiling: **{raw:g} messages/s** over the same 6 hops (the sweep "
@@ -282,7 +282,7 @@ def timeline_curves(timeline: list[dict[str, Any]]) -> dict[str, list[Any]]:
         curves["minute"].append((sl["from_s"] + sl["to_s"]) / 120)
         curves["p50"].append(sl["p50_ms"] if sent else None)
         curves["p99"].append(sl["p99_ms"] if sent else None)
-        curves["past_every_answer"].append(sent and sl["p99_ms"] is None)
+        curves["past_every_answer"].append(_past_every_answer(sl, "p99_ms"))
         curves["dropped_per_minute"].append(sl["dropped_visits"] / minutes if minutes else 0.0)
     return curves
 
@@ -304,6 +304,7 @@ def _plain_numbers(*axes: Any) -> None:
 def _plot_timeline(axis: Any, points: list[dict[str, Any]], limit: float | None) -> None:
     """The rates of two minutes or more over time: p50 and p99 by the minute the settlements
     were sent, and the visits dropped a minute on an axis of their own."""
+    import matplotlib
     import matplotlib.ticker
     import matplotlib.transforms
 
@@ -311,8 +312,8 @@ def _plot_timeline(axis: Any, points: list[dict[str, Any]], limit: float | None)
     axis.set_zorder(dropped_axis.get_zorder() + 1)  # the latencies over the dropped bars
     axis.patch.set_visible(False)
     top = matplotlib.transforms.blended_transform_factory(axis.transData, axis.transAxes)
-    for colour, p in zip(("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown"),
-                         (p for p in points if p.get("timeline")), strict=False):
+    colours = cycle(matplotlib.colormaps["tab10"].colors)
+    for colour, p in zip(colours, (p for p in points if p.get("timeline")), strict=False):
         curves = timeline_curves(p["timeline"])
         rate = f"{p['offered_visits_per_s']:g} visits/s"
         axis.plot(curves["minute"], curves["p50"], ":", marker="o", color=colour,
@@ -340,6 +341,13 @@ def _plot_timeline(axis: Any, points: list[dict[str, Any]], limit: float | None)
     axis.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.05, 1.0))
 
 
+def _past_every_answer_at_rate(point: dict[str, Any]) -> bool:
+    """A rate whose p99 over all routes is a settlement never answered: the routes' own
+    percentiles, which the plot draws, count answers only."""
+    whole = point["settlement_latency_ms"].get("all") or {}
+    return bool(whole.get("unanswered")) and whole.get("p99") is None
+
+
 def figure(result: dict[str, Any]) -> Any:
     """The bench's plot: latency and throughput against offered load beside the raw ceiling,
     where a visit's CPU goes, and, when a rate lasted two minutes or more, that rate over
@@ -348,7 +356,7 @@ def figure(result: dict[str, Any]) -> Any:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import matplotlib.ticker
+    import matplotlib.transforms
 
     points = result["points"]
     x = [p["offered_settlements_per_s"] for p in points]
@@ -369,6 +377,13 @@ def figure(result: dict[str, Any]) -> Any:
         if raw:
             lat_ax.plot(*zip(*raw, strict=True), style, marker="s", color="tab:grey",
                         label=f"raw ceiling {q}")
+    unanswered = [x_ for x_, p in zip(x, points, strict=True)
+                  if _past_every_answer_at_rate(p)]
+    if unanswered:
+        lat_ax.plot(unanswered, [0.97] * len(unanswered), "^", color="tab:red",
+                    transform=matplotlib.transforms.blended_transform_factory(
+                        lat_ax.transData, lat_ax.transAxes),
+                    label="huimin p99 past every answer (over 1 % never answered)")
     limit = (result.get("capacity") or {}).get("p99_limit_ms")
     if limit:
         lat_ax.axhline(limit, linestyle="--", color="tab:red", label=f"p99 target {limit:g} ms")
@@ -560,6 +575,19 @@ def memory_lines(result: dict[str, Any]) -> list[str]:
             "second half of the arrivals)", "", *lines]
 
 
+def _past_every_answer(sl: dict[str, Any], key: str) -> bool:
+    """Whether a slice's latency `key` is None because settlements went unanswered (ranked
+    last), not because every answer was a refusal (whose latency is not counted)."""
+    return bool(sl["settlements"]) and sl[key] is None and (sl["answered_share"] or 0) < 1
+
+
+def _slice_ms(sl: dict[str, Any], key: str) -> Any:
+    """A slice's latency as the report shows it: ∞ past every answer, – where none counts."""
+    if _past_every_answer(sl, key):
+        return "∞"
+    return "–" if sl[key] is None else sl[key]
+
+
 def timeline_lines(result: dict[str, Any]) -> list[str]:
     """Each rate of two minutes or more, slice by slice (benchmarks/timeline.py): when a
     platform that did not keep up fell behind, and how its memory grew meanwhile."""
@@ -569,10 +597,11 @@ def timeline_lines(result: dict[str, Any]) -> list[str]:
             rss = sl.get("rss_mib") or {}
             share = sl.get("answered_share")
             rows.append(
-                f"| {p['offered_visits_per_s']:g} | {sl['from_s'] / 60:g}–{sl['to_s'] / 60:.3g} | "
+                f"| {p['offered_visits_per_s']:g} | {round(sl['from_s'] / 60, 1):g}–"
+                f"{round(sl['to_s'] / 60, 1):g} | "
                 f"{sl['settlements']:,} | {'–' if share is None else f'{share * 100:.1f} %'} | "
-                f"{_ms(sl['p50_ms']) if sl['settlements'] else '–'} | "
-                f"{_ms(sl['p99_ms']) if sl['settlements'] else '–'} | {sl['dropped_visits']:,} | "
+                f"{_slice_ms(sl, 'p50_ms')} | {_slice_ms(sl, 'p99_ms')} | "
+                f"{sl['dropped_visits']:,} | "
                 f"{rss.get('broker', '–')} / {rss.get('workers', '–')} / "
                 f"{rss.get('hospitals', '–')} |")
     if not rows:
@@ -644,9 +673,10 @@ def comparison(before: dict[str, Any], after: dict[str, Any]) -> str:
         aw = (a.get("broker_messages_per_visit") or {}).get("all")
         lines.append(
             f"| {b['offered_visits_per_s']:g} | {_achieved(b)} → {_achieved(a)} | "
-            f"{bl.get('p50', '–')} → {al.get('p50', '–')} "
-            f"({_change(bl.get('p50'), al.get('p50'))}) | {bl.get('p99', '–')} → "
-            f"{al.get('p99', '–')} ({_change(bl.get('p99'), al.get('p99'))}) | {_components(bc)} → "
+            f"{_ms(bl.get('p50', '–'))} → {_ms(al.get('p50', '–'))} "
+            f"({_change(bl.get('p50'), al.get('p50'))}) | {_ms(bl.get('p99', '–'))} → "
+            f"{_ms(al.get('p99', '–'))} ({_change(bl.get('p99'), al.get('p99'))}) | "
+            f"{_components(bc)} → "
             f"{_components(ac)} | {bc.get('all', '–')} → {ac.get('all', '–')} "
             f"({_change(bc.get('all'), ac.get('all'))}) | {_inside_outside(b)} → "
             f"{_inside_outside(a)} | {bw or '–'} → {aw or '–'} | "
@@ -655,10 +685,14 @@ def comparison(before: dict[str, Any], after: dict[str, Any]) -> str:
         lines.append("| (no offered rate in both runs) | | | | | | | | |")
     bcap, acap = before.get("capacity") or {}, after.get("capacity") or {}
     if bcap and acap:
-        lines += ["", f"Capacity within p99 ≤ {acap['p99_limit_ms']:g} ms: "
+        low, high = bcap["p99_limit_ms"], acap["p99_limit_ms"]
+        limits = f"{high:g} ms" if low == high else f"{low:g} → {high:g} ms (the targets differ)"
+
+        def raw(cap: dict[str, Any]) -> str:
+            messages = cap.get("raw_messages_per_s")
+            return "–" if messages is None else f"{messages:g}"
+
+        lines += ["", f"Capacity within p99 ≤ {limits}: "
                   f"{bcap['huimin_settlements_per_s']:g} → {acap['huimin_settlements_per_s']:g} "
-                  "settlements/s; raw ceiling "
-                  f"{bcap.get('raw_messages_per_s') or '–'} → "
-                  f"{acap.get('raw_messages_per_s') or '–'} "
-                  "messages/s."]
+                  f"settlements/s; raw ceiling {raw(bcap)} → {raw(acap)} messages/s."]
     return "\n".join(lines) + "\n"

@@ -770,8 +770,10 @@ def bench_compare(
         file = path / "bench.json" if path.is_dir() else path
         try:
             result = orjson.loads(file.read_bytes())
-            if not isinstance(result, dict) or not {"points", "settings", "machine",
-                                                    "started"} <= result.keys():
+            if not (isinstance(result, dict)
+                    and isinstance(result.get("points"), list)
+                    and all(isinstance(result.get(k), dict) for k in ("settings", "machine"))
+                    and "started" in result):
                 raise ValueError("no rates, settings or machine in it")
             return result
         except (OSError, ValueError) as exc:

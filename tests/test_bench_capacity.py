@@ -41,6 +41,7 @@ from benchmarks.report import (
     role_lines,
     thread_lines,
     timeline_curves,
+    timeline_lines,
 )
 from messages.visitlog import VisitSession
 from simulators.hospital import Exchange, HospitalRunResult
@@ -183,9 +184,15 @@ def test_the_report_says_which_rates_the_capacity_search_added_and_what_they_bra
     text = lines({"added_visits_per_s": [], "max_visits_per_s": 100.0, "bracketed": False})
     assert "- searched for (--find-capacity): no rate added; the highest" in text
     assert "the capacity is above it (the search stops at 100 visits/s" in text
-    assert "no rate was sustained, down to 5 visits/s" in lines(
-        {"added_visits_per_s": [], "max_visits_per_s": 100.0, "least_visits_per_s": 5.0,
-         "bracketed": False}, 0.0)
+    # --rates 25 sustained nothing: the search halved to 12.5 and 6.25 and stopped short of
+    # its floor of 5 (3.125 would be under it), so 6.25 is as low as it went
+    nothing = {"capacity": {"p99_limit_ms": 300.0, "huimin_settlements_per_s": 0.0,
+                            "search": {"added_visits_per_s": [12.5, 6.25],
+                                       "max_visits_per_s": 100.0, "least_visits_per_s": 5.0,
+                                       "bracketed": False}},
+               "points": [{"offered_visits_per_s": r} for r in (25.0, 12.5, 6.25)]}
+    assert ("no rate was sustained, down to 6.25 visits/s, the lowest offered"
+            in "\n".join(capacity_lines(nothing)))
     assert "searched for" not in lines(None)
 
 
@@ -411,7 +418,21 @@ def test_the_workers_cpu_by_role_is_what_each_handler_took_over_the_rate_and_the
     assert role_cpu_per_visit(before, after, None, 1000)["handlers"] == 4.5
     assert "outside" not in role_cpu_per_visit(before, after, None, 1000)
     assert role_cpu_per_visit(before, {}, 9.0, 1000) == {}  # no worker answered
+    assert role_cpu_per_visit(before, None, 9.0, 1000) == {}  # one of two did not answer
+    assert role_cpu_per_visit(None, after, 9.0, 1000) == {}
+    assert role_cpu_per_visit({}, after, 9.0, 1000)["handlers"] == 6.25  # none had run yet
+    # one of two workers answered before, both after: a sum that went down is no split
+    assert role_cpu_per_visit({"treatment_requests": 10.0}, after, 9.0, 1000) == {}
     assert role_cpu_per_visit(before, after, 9.0, 0) == {}
+
+
+def test_the_workers_cpu_by_role_is_none_when_a_worker_does_not_answer():
+    """A sum over the workers that answered, read against one over all of them, would put
+    the silent worker's handler time in `outside`: no split rather than a wrong one."""
+    from benchmarks.cpu_accounts import role_cpu_seconds
+
+    assert role_cpu_seconds([]) == {}
+    assert role_cpu_seconds(["http://127.0.0.1:9/metrics"]) is None  # nothing listens there
 
 
 def test_the_report_shows_the_workers_cpu_by_role_and_the_share_in_the_handlers():
@@ -669,6 +690,48 @@ def test_a_bench_in_which_nothing_was_answered_still_draws_its_plot():
     assert fig.axes[0].get_xscale() == fig.axes[0].get_yscale() == "linear"
 
 
+def test_a_slice_whose_settlements_were_all_refused_has_no_latency_not_an_infinite_one():
+    """Latencies count OK answers only; a slice answered in full with refusals has none, and
+    is not 'past every answer' (∞, the triangle), which means some never came back."""
+    refused = _slice(0, 60, 60, None, 0)
+    refused["p50_ms"] = None
+    unanswered = {**_slice(60, 120, 60, None, 0), "answered_share": 0.5}
+    point = rate_point(1, 1, 50, 0)
+    point.timeline = [refused, unanswered]
+    rows = [line for line in timeline_lines(_result_with(point)) if line.startswith("| 1 |")]
+    assert rows[0].startswith("| 1 | 0–1 | 60 | 100.0 % | – | – |")
+    assert rows[1].startswith("| 1 | 1–2 | 60 | 50.0 % | 40.0 | ∞ |")
+    assert timeline_curves(point.timeline)["past_every_answer"] == [False, True]
+
+
+def test_the_timeline_of_a_day_long_rate_says_its_minutes_in_full():
+    point = rate_point(10, 10, 50, 0)
+    point.timeline = [_slice(64_800, 72_000, 60, 250.0, 0)]
+    assert any(line.startswith("| 10 | 1080–1200 |")
+               for line in timeline_lines(_result_with(point)))
+
+
+def test_the_plot_marks_rates_past_every_answer_and_draws_every_long_rate():
+    """The routes' percentiles count answers only, so a rate with many never answered would
+    be drawn as fast: it gets the triangle. Six rates of two minutes each are six courses
+    (the colours cycle)."""
+    points = []
+    for rate in (25, 50, 75, 100, 125, 150):
+        p = rate_point(rate, rate, 250, 0)
+        p.settlement_latency_ms = {"local": lat(50), "cross": lat(80),
+                                   "all": {"unanswered": 400 if rate == 150 else 0,
+                                           "p99": None if rate == 150 else 80}}
+        p.timeline = [_slice(0, 60, 100, 80.0, 0), _slice(60, 120, 100, 90.0, 0)]
+        points.append(p)
+    fig = figure(_result_with(*points))
+    latency = fig.axes[0].get_legend_handles_labels()[1]
+    assert "huimin p99 past every answer (over 1 % never answered)" in latency
+    over_time = next(a for a in fig.axes if a.get_title().startswith("Over time"))
+    drawn = [label for label in over_time.get_legend_handles_labels()[1]
+             if label.endswith(" p99")]
+    assert drawn == [f"{r} visits/s p99" for r in (25, 50, 75, 100, 125, 150)]
+
+
 def _slice(from_s: float, to_s: float, sent: int, p99: float | None, dropped: int
            ) -> dict[str, Any]:
     return {"from_s": from_s, "to_s": to_s, "settlements": sent,
@@ -680,7 +743,8 @@ def test_the_plot_draws_a_long_rate_over_time_with_what_was_never_answered_at_th
     """A slice whose p99 is a settlement never answered cannot sit on a log axis: it is
     flagged for the top of the panel. A slice with nothing sent has no latency at all, and
     drops are counted a minute, so a short last slice is not drawn as if it dropped less."""
-    timeline = [_slice(0, 60, 5_000, 250.0, 0), _slice(60, 120, 4_000, None, 600),
+    timeline = [_slice(0, 60, 5_000, 250.0, 0),
+                {**_slice(60, 120, 4_000, None, 600), "answered_share": 0.97},
                 _slice(120, 150, 0, None, 900)]
     curves = timeline_curves(timeline)
     assert curves["minute"] == [0.5, 1.5, 2.25] and curves["minutes"] == [1.0, 1.0, 0.5]

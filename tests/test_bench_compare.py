@@ -75,6 +75,25 @@ def test_the_comparison_names_a_change_of_machine_or_of_versions():
     assert "aiokafka" not in differ
 
 
+def test_a_p99_past_every_answer_reads_as_in_the_report_and_capacities_name_their_targets():
+    """bench.md writes ∞ for a percentile among the settlements never answered; so does the
+    comparison (it printed None). A Tansu run against a Kafka run compares capacities
+    within different p99 targets (300 and 100 ms), and a raw ceiling of 0 (no rate of it
+    sustained) is not the same as none measured."""
+    stuck = point(50, 0.0, 0.0, 0.0, 30.0, 12.0)
+    stuck["settlement_latency_ms"]["all"] = {"count": 0, "unanswered": 700, "p50": None,
+                                             "p99": None}
+    kafka = {**bench_result(5, "2026-12-02T06:00:00", [stuck], capacity=0.0),
+             "capacity": {"p99_limit_ms": 100.0, "huimin_settlements_per_s": 0.0,
+                          "raw_messages_per_s": 0.0}}
+    text = comparison(BEFORE, kafka)
+    assert "| 50 | 50.1 → 0 | 200.0 → ∞ (–) | 600.0 → ∞ (–) |" in text
+    assert "None" not in text.split("Settings that differ")[1].split("\n", 1)[1]
+    assert ("Capacity within p99 ≤ 300 → 100 ms (the targets differ): 0 → 0 settlements/s; "
+            "raw ceiling – → 0 messages/s.") in text
+    assert "Capacity within p99 ≤ 300 ms: 0 → 50.4" in comparison(BEFORE, AFTER)
+
+
 def test_runs_without_a_rate_in_common_say_so():
     other = bench_result(5, "2026-12-02T06:00:00", [point(30, 30.0, 90.0, 200.0, 40.0, 20.0)])
     assert "no offered rate in both runs" in comparison(BEFORE, other)
@@ -90,7 +109,8 @@ def test_the_command_reads_bench_folders_and_refuses_what_is_not_a_result(tmp_pa
     assert proc.stdout.startswith("# huimin benchmark: before → after")
     assert "| 50 | 50.1 → 50.4 |" in proc.stdout
     (tmp_path / "other.json").write_text('{"points": []}')
-    for bad in (tmp_path / "missing", tmp_path / "other.json"):
+    (tmp_path / "null.json").write_bytes(orjson.dumps({**BEFORE, "points": None}))
+    for bad in (tmp_path / "missing", tmp_path / "other.json", tmp_path / "null.json"):
         proc = run_huimin(["bench-compare", str(bad), str(tmp_path / "after")], timeout=60)
         said = " ".join(proc.stderr.replace("│", " ").split())  # rich boxes and wraps it
         assert proc.returncode == 2 and "is not a `huimin bench` result" in said
