@@ -265,23 +265,28 @@ def cpu_segments(point: dict[str, Any]) -> list[tuple[str, float]]:
     return parts
 
 
+def _past_every_answer(sl: dict[str, Any], key: str) -> bool:
+    """Whether a slice's latency `key` is None because settlements went unanswered (ranked
+    last), not because every answer was a refusal (whose latency is not counted)."""
+    return bool(sl["settlements"]) and sl[key] is None and (sl["answered_share"] or 0) < 1
+
+
 def timeline_curves(timeline: list[dict[str, Any]]) -> dict[str, list[Any]]:
     """A rate's slices (benchmarks/timeline.py) as the plot draws them: where each slice
     starts and how long it is (minutes; the last may be shorter), its middle, its p50 and
-    p99 (None where none was sent), whether its p99 is past every answer (a settlement never
-    answered ranked there, which a log axis cannot place) and the visits it dropped a
-    minute."""
+    p99 (None where none was sent or counts), whether its p99 is past every answer (a
+    settlement never answered ranked there, which a log axis cannot place) and the visits it
+    dropped a minute."""
     curves: dict[str, list[Any]] = {"start": [], "minutes": [], "minute": [], "p50": [],
                                     "p99": [], "past_every_answer": [],
                                     "dropped_per_minute": []}
     for sl in timeline:
         minutes = (sl["to_s"] - sl["from_s"]) / 60
-        sent = sl["settlements"] > 0
         curves["start"].append(sl["from_s"] / 60)
         curves["minutes"].append(minutes)
         curves["minute"].append((sl["from_s"] + sl["to_s"]) / 120)
-        curves["p50"].append(sl["p50_ms"] if sent else None)
-        curves["p99"].append(sl["p99_ms"] if sent else None)
+        curves["p50"].append(sl["p50_ms"])
+        curves["p99"].append(sl["p99_ms"])
         curves["past_every_answer"].append(_past_every_answer(sl, "p99_ms"))
         curves["dropped_per_minute"].append(sl["dropped_visits"] / minutes if minutes else 0.0)
     return curves
@@ -301,17 +306,25 @@ def _plain_numbers(*axes: Any) -> None:
         axis.set_minor_formatter(Plain(labelOnlyBase=False))
 
 
+def _at_the_top(axis: Any, xs: list[float], colour: Any, label: str) -> None:
+    """Triangles at the top of a latency panel where a p99 is past every answer, which a
+    log axis has no place for."""
+    import matplotlib.transforms
+
+    if xs:
+        top = matplotlib.transforms.blended_transform_factory(axis.transData, axis.transAxes)
+        axis.plot(xs, [0.97] * len(xs), "^", color=colour, transform=top, label=label)
+
+
 def _plot_timeline(axis: Any, points: list[dict[str, Any]], limit: float | None) -> None:
     """The rates of two minutes or more over time: p50 and p99 by the minute the settlements
     were sent, and the visits dropped a minute on an axis of their own."""
     import matplotlib
     import matplotlib.ticker
-    import matplotlib.transforms
 
     dropped_axis = axis.twinx()
     axis.set_zorder(dropped_axis.get_zorder() + 1)  # the latencies over the dropped bars
     axis.patch.set_visible(False)
-    top = matplotlib.transforms.blended_transform_factory(axis.transData, axis.transAxes)
     colours = cycle(matplotlib.colormaps["tab10"].colors)
     for colour, p in zip(colours, (p for p in points if p.get("timeline")), strict=False):
         curves = timeline_curves(p["timeline"])
@@ -322,9 +335,7 @@ def _plot_timeline(axis: Any, points: list[dict[str, Any]], limit: float | None)
                   label=f"{rate} p99")
         past = [m for m, flag in zip(curves["minute"], curves["past_every_answer"], strict=True)
                 if flag]
-        if past:
-            axis.plot(past, [0.97] * len(past), "^", color=colour, transform=top,
-                      label=f"{rate} p99 past every answer (some never answered)")
+        _at_the_top(axis, past, colour, f"{rate} p99 past every answer (some never answered)")
         dropped_axis.bar(curves["start"], curves["dropped_per_minute"], curves["minutes"],
                          align="edge", color=colour, alpha=0.2,
                          label=f"{rate} visits dropped a minute")
@@ -356,7 +367,6 @@ def figure(result: dict[str, Any]) -> Any:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import matplotlib.transforms
 
     points = result["points"]
     x = [p["offered_settlements_per_s"] for p in points]
@@ -377,13 +387,9 @@ def figure(result: dict[str, Any]) -> Any:
         if raw:
             lat_ax.plot(*zip(*raw, strict=True), style, marker="s", color="tab:grey",
                         label=f"raw ceiling {q}")
-    unanswered = [x_ for x_, p in zip(x, points, strict=True)
-                  if _past_every_answer_at_rate(p)]
-    if unanswered:
-        lat_ax.plot(unanswered, [0.97] * len(unanswered), "^", color="tab:red",
-                    transform=matplotlib.transforms.blended_transform_factory(
-                        lat_ax.transData, lat_ax.transAxes),
-                    label="huimin p99 past every answer (over 1 % never answered)")
+    _at_the_top(lat_ax, [at for at, p in zip(x, points, strict=True)
+                         if _past_every_answer_at_rate(p)],
+                "tab:red", "huimin p99 past every answer (over 1 % never answered)")
     limit = (result.get("capacity") or {}).get("p99_limit_ms")
     if limit:
         lat_ax.axhline(limit, linestyle="--", color="tab:red", label=f"p99 target {limit:g} ms")
@@ -573,12 +579,6 @@ def memory_lines(result: dict[str, Any]) -> list[str]:
         return []
     return ["", "## Memory (resident MiB, as the rate began → peak; growth per visit over the "
             "second half of the arrivals)", "", *lines]
-
-
-def _past_every_answer(sl: dict[str, Any], key: str) -> bool:
-    """Whether a slice's latency `key` is None because settlements went unanswered (ranked
-    last), not because every answer was a refusal (whose latency is not counted)."""
-    return bool(sl["settlements"]) and sl[key] is None and (sl["answered_share"] or 0) < 1
 
 
 def _slice_ms(sl: dict[str, Any], key: str) -> Any:
