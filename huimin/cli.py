@@ -53,7 +53,9 @@ from huimin.report import (
     write_outputs,
 )
 from huimin.run import (
+    PlatformNotServing,
     RunOptions,
+    TopicsUnfit,
     UsedCluster,
     account,
     arrivals_at_rate,
@@ -90,7 +92,7 @@ from streams.broker import (
 from streams.config import FETCH_WAIT_MS, KAFKA_FETCH_WAIT_MS, LINGER_MS, STORES, WorkerConfig
 from streams.dead_letters import TopicMissing, read_dead_letters
 from streams.kafka_broker import KAFKA_VERSION, ApacheKafkaBroker
-from streams.security import ClusterSecurity
+from streams.security import PASSWORD_ENV, ClusterSecurity
 from streams.table_files import DataFolderInUse
 from streams.topics import create_platform_topics, topic_problems
 from streams.worker import run_worker
@@ -117,7 +119,8 @@ def error_message(exc: BaseException, bootstrap: str | None = None) -> str | Non
     """A one-line message for an error a person can fix (a file or folder that cannot be
     opened, a cluster that cannot be reached); None for anything else: a bug, left to raise
     with its traceback."""
-    if isinstance(exc, UsedCluster | PlatformSilent | PlatformOfAnotherWorld):
+    if isinstance(exc, UsedCluster | TopicsUnfit | PlatformNotServing | PlatformSilent
+                  | PlatformOfAnotherWorld):
         return str(exc)
     if isinstance(exc, UNREACHABLE):
         where = f"the cluster at {bootstrap}" if bootstrap else "the Kafka cluster"
@@ -140,8 +143,8 @@ def _clear_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (OSError, UsedCluster, PlatformSilent, PlatformOfAnotherWorld,
-                *UNREACHABLE) as exc:
+        except (OSError, UsedCluster, TopicsUnfit, PlatformNotServing, PlatformSilent,
+                PlatformOfAnotherWorld, *UNREACHABLE) as exc:
             message = error_message(exc, kwargs.get("bootstrap") or os.environ.get(BOOTSTRAP_ENV))
             if message is None:
                 raise
@@ -449,10 +452,21 @@ SslCafile = Annotated[Path | None, typer.Option()]
 
 def _security(protocol: str, mechanism: str | None, username: str | None,
               cafile: Path | None) -> ClusterSecurity:
+    """The cluster's security settings, checked before any connection: without it a missing
+    CA file or password shows only as a cluster that cannot be reached, after 30 s."""
     try:
-        return ClusterSecurity(protocol, mechanism, username, str(cafile) if cafile else None)
+        security = ClusterSecurity(protocol, mechanism, username,
+                                   str(cafile) if cafile else None)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--security-protocol") from None
+    if cafile is not None and not cafile.is_file():
+        raise typer.BadParameter(f"{cafile}: no such file", param_hint="--ssl-cafile")
+    if security.sasl and not username:
+        raise typer.BadParameter(f"{protocol} needs the user name",
+                                 param_hint="--sasl-username")
+    if security.sasl and not os.environ.get(PASSWORD_ENV):
+        raise _refused(f"{protocol} needs the password in {PASSWORD_ENV}, which is not set")
+    return security
 
 
 @app.command()
@@ -699,6 +713,8 @@ def bench(
                                  param_hint="--rates")
     _check_cluster_address(None)
     _check_reachable(os.environ.get(BOOTSTRAP_ENV))
+    if os.environ.get(BOOTSTRAP_ENV):  # every rate runs on that one cluster: fresh at first?
+        check_fresh(os.environ[BOOTSTRAP_ENV])
     if persons is None:
         persons = bench_persons(max([*offered, find_capacity_max] if find_capacity
                                     else offered))

@@ -40,7 +40,7 @@ from simulators.world import World, WorldSpec, build_world, world_tag
 from streams.broker import BOOTSTRAP_ENV, broker, free_port
 from streams.config import FETCH_WAIT_MS, LINGER_MS, STORES, WorkerConfig, fetch_wait_for
 from streams.process import WorkerProcess
-from streams.topics import create_platform_topics, records_in
+from streams.topics import create_platform_topics, records_in, topic_problems
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,6 +312,15 @@ def default_out_dir() -> Path:
     return Path("out") / datetime.now().strftime("run-%Y%m%d-%H%M%S")
 
 
+class TopicsUnfit(Exception):
+    """The cluster's topics cannot serve our platform: made earlier with another partition
+    count (by `huimin topics`, an earlier run, or a broker that creates topics as asked)."""
+
+
+class PlatformNotServing(TimeoutError):
+    """Our workers did not settle into one consumer group in time (their logs say why)."""
+
+
 class Platform:
     """Our platform's worker processes on one cluster (topics created first)."""
 
@@ -324,6 +333,11 @@ class Platform:
         self.out_dir = out_dir
         self.workers: list[WorkerProcess] = []
         create_platform_topics(bootstrap, partitions)
+        if problems := topic_problems(bootstrap, partitions):
+            raise TopicsUnfit(
+                f"the topics on {bootstrap} do not fit a platform of {partitions} partitions: "
+                f"{'; '.join(problems)}. Give --partitions of the count they were made with, "
+                "or use a fresh cluster")
 
     def add_worker(self) -> WorkerProcess:
         """Start one more worker in the consumer group (its own web port and data folder);
@@ -366,8 +380,10 @@ class Platform:
                     served == list(range(self.cfg.partitions)):
                 return time.monotonic() - start
             if time.monotonic() - start > timeout_s:
-                raise TimeoutError(f"the {len(self.workers)} workers did not settle into one "
-                                   f"consumer group within {timeout_s:.0f} s: {seen}")
+                logs = ", ".join(str(w.log_path) for w in self.workers)
+                raise PlatformNotServing(
+                    f"the {len(self.workers)} workers did not settle into one consumer group "
+                    f"within {timeout_s:.0f} s (their logs: {logs}): {seen}")
             time.sleep(0.2)
 
     def stop(self) -> None:

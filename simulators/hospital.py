@@ -110,7 +110,8 @@ def response_consumer(bootstrap: str, topic: str = topics.HOSP_RESPONSES, wait_s
         if time.monotonic() > deadline:
             consumer.close()
             raise PlatformSilent(f"the cluster has no topic {topic}: no huimin platform was "
-                                 "set up on it (`huimin topics`, or start a `huimin worker`)")
+                                 "set up on it (`huimin topics` makes the topics; then start "
+                                 "a `huimin worker`)")
         time.sleep(0.1)
     tps = [TopicPartition(topic, p) for p in sorted(parts)]
     # the ends now, before anything is sent; Tansu reports them short (streams/partition_ends.py)
@@ -246,6 +247,9 @@ class HospitalFleet:
                "client_id": DEAD_LETTERS_CLIENT, **extra})
         self.producer = producer_for(bootstrap, idempotent, linger_ms,
                                      **{"client_id": REQUESTS_CLIENT, **extra})
+        #: the sign-ins' msgids: a sign-in redelivered to a worker (a rebalance as the
+        #: platform starts) is answered again, harmlessly, after `sign_in` has returned
+        self.sign_in_msgids: set[str] = set()
 
     def close(self) -> None:
         try:
@@ -317,6 +321,7 @@ class HospitalFleet:
         for h in hospitals:
             msgid = make_msgid(h.fixmedins_code, inf_time, 9_999)
             waiting[msgid] = h
+            self.sign_in_msgids.add(msgid)
             self._send(h.fixmedins_code, encode({
                 "infno": Infno.SIGN_IN, "msgid": msgid, "mdtrtarea_admvs": h.admdvs,
                 "insuplc_admdvs": "", "fixmedins_code": h.fixmedins_code, "inf_time": inf_time,
@@ -538,7 +543,7 @@ class HospitalFleet:
                     continue
                 ex, session = exchanges.get(msgid), owner.get(msgid)
                 if ex is None or session is None:
-                    unexpected += 1
+                    unexpected += msgid not in self.sign_in_msgids
                     continue
                 if len(ex.answers) < ex.sends:
                     metrics.IN_FLIGHT.dec()

@@ -3,6 +3,8 @@ environment only and never travels in a worker's configuration (its command line
 
 from __future__ import annotations
 
+import os
+
 import faust
 import orjson
 import pytest
@@ -53,6 +55,26 @@ def test_replay_takes_the_same_security_options_and_no_password_on_its_command_l
     password = run_huimin(["replay", str(log), "--rate", "1", "--bootstrap", "127.0.0.1:1",
                            "--sasl-password", "s3cret"], timeout=120)
     assert password.returncode == 2 and "No such option" in said(password.stderr)
+
+
+def test_a_missing_ca_file_user_name_or_password_is_named_at_once_not_as_a_cluster_down(
+        tmp_path):
+    """Without these checks each showed, after 30 s, as 'cannot reach the cluster (is it
+    up?)'. The bootstrap here is a live-looking address nothing is asked of."""
+    env = {**os.environ, PASSWORD_ENV: ""}
+    cases = [
+        (["--security-protocol", "SSL", "--ssl-cafile", str(tmp_path / "ca.pem")],
+         f"{tmp_path / 'ca.pem'}: no such file"),
+        (["--security-protocol", "SASL_PLAINTEXT"], "SASL_PLAINTEXT needs the user name"),
+        (["--security-protocol", "SASL_SSL", "--sasl-username", "huimin"],
+         f"SASL_SSL needs the password in {PASSWORD_ENV}, which is not set"),
+    ]
+    for options, message in cases:
+        proc = run_huimin(["topics", "--bootstrap", "127.0.0.1:1", *options], timeout=60,
+                          env=env)
+        flat = said(proc.stderr).replace(" ", "")  # a long path is wrapped anywhere
+        assert proc.returncode == 2 and message.replace(" ", "") in flat, proc.stderr
+        assert "is it up" not in proc.stderr
 
 
 def said(stderr: str) -> str:

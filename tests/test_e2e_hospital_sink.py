@@ -136,3 +136,30 @@ def test_hospitals_whose_cluster_went_away_give_up_sending_within_the_answer_tim
             fleet.close()  # and closing does not raise for what it could not send
     finally:
         embedded.stop()
+
+
+def test_a_sign_in_answered_again_is_not_an_unexpected_answer_but_a_stranger_is(
+        tmp_path: Path):
+    """A sign-in redelivered to a worker (a rebalance as the platform starts; every rate but
+    the first of a bench on one cluster) is answered again after `sign_in` returned: that is
+    no error of the platform's. An answer to a msgid the hospitals never sent still is."""
+    world = build_world(WORLD_SPEC)
+    spec = VisitSpec(visits=5, start="2027-03-01 08:00:00", days=1, ehr=False)
+    hospitals = list(world.ref.hospitals.values())
+    with broker(tmp_path / "broker.log") as bootstrap, \
+            platform(bootstrap, WORLD_SPEC, 1, tmp_path):
+        fleet = HospitalFleet(bootstrap)
+        try:
+            fleet.sign_in(hospitals, "2027-03-01 00:00:00")
+            other = HospitalFleet(bootstrap)  # another sender, on the same answers topic
+            try:
+                other.sign_in(hospitals, "2027-03-01 00:00:00")  # the same msgids again
+                other.sign_in(hospitals[:1], "2027-03-02 00:00:00")  # one the fleet never sent
+            finally:
+                other.close()
+            result = fleet.run(generate_visits(world, spec), arrivals_at_rate(5, 10.0),
+                               drain_s=3.0)
+        finally:
+            fleet.close()
+    assert not result.timed_out and len(result.sessions) == 5
+    assert result.unexpected_answers == 1

@@ -1,5 +1,6 @@
-"""`huimin run` on a cluster an earlier run used (KAFKA_BOOTSTRAP_SERVERS) stops at once with
-a clear message, instead of running against that run's rows and failing with differences."""
+"""`huimin run` and `huimin bench` on a cluster an earlier run used (KAFKA_BOOTSTRAP_SERVERS)
+stop at once with a clear message, instead of running against that run's rows and failing
+with differences; so do they on topics made with another partition count than theirs."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typer.testing import CliRunner
 from huimin import cli
 from messages.topics import HOSP_REQUESTS
 from streams.broker import BOOTSTRAP_ENV, broker
-from streams.topics import records_in
+from streams.topics import create_platform_topics, records_in
 
 pytestmark = pytest.mark.e2e
 
@@ -32,3 +33,28 @@ def test_a_run_on_a_cluster_holding_an_earlier_runs_requests_is_refused(
     assert not (tmp_path / "run").exists()  # refused before anything was built or written
     assert "already holds 1 hospital requests of an earlier run" in " ".join(
         result.output.split())
+
+
+def test_a_bench_on_topics_of_another_count_or_on_a_used_cluster_is_refused_at_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """`huimin topics --partitions 8` then a bench of one partition a topic: the worker could
+    never serve, and the bench waited 90 s for it, then ended in a traceback."""
+    bench = ["bench", "--rates", "1", "--duration", "2", "--warmup", "0", "--no-ceiling",
+             "--persons", "300"]
+    with broker(tmp_path / "broker.log") as bootstrap:
+        create_platform_topics(bootstrap, 8)
+        monkeypatch.setenv(BOOTSTRAP_ENV, bootstrap)
+        unfit = CliRunner().invoke(cli.app, [*bench, "--out", str(tmp_path / "unfit")])
+        producer = KafkaProducer(bootstrap_servers=bootstrap)
+        producer.send(HOSP_REQUESTS, key=b"k", value=b"{}").get(timeout=30)
+        producer.close()
+        used = CliRunner().invoke(cli.app, [*bench, "--partitions", "8", "--out",
+                                            str(tmp_path / "used")])
+    said = " ".join(unfit.output.split())
+    assert unfit.exit_code == 2, unfit.output
+    assert f"the topics on {bootstrap} do not fit a platform of 1 partitions" in said
+    assert "hosp.requests has 8 partitions, not 1" in said and "Traceback" not in said
+    assert used.exit_code == 2, used.output
+    assert "already holds 1 hospital requests of an earlier run" in " ".join(
+        used.output.split())
+    assert not (tmp_path / "used").exists()  # refused before anything was built or written
