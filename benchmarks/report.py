@@ -124,7 +124,7 @@ def raw_bound(cap: dict[str, Any]) -> str:
     if cap.get("raw_messages_per_s"):
         most = cap.get("raw_sweep_max_per_s")
         return (": no higher rate it offered went unsustained, so the capacity may be higher "
-                "still" + (f"; the sweep stops at {most:g} messages/s, --sweep-max" if most
+                "still" + (f"; the sweep offers at most {most:g} messages/s, --sweep-max" if most
                            else ""))
     return ": no rate offered was sustained"
 
@@ -474,9 +474,10 @@ def cpu_lines(result: dict[str, Any]) -> list[str]:
             "per message written | CPU probe ms (median; lower is a faster machine) |",
             "|---|---|---|---|---|---|---|", *lines,
             "", "A message written = one record produced to any topic (a request or answer at "
-            "each hop, a table's changelog write, a money event, a dead letter). The raw "
-            "ceiling writes each of its messages 6 times; its CPU per message written is in "
-            "the capacity section's table."]
+            "each hop, a table's changelog write, a money event, a dead letter)."
+            + (" The raw ceiling writes each of its messages 6 times; its CPU per message "
+               "written is in the capacity section's table." if result.get("ceiling_sweep")
+               else "")]
 
 
 def role_lines(result: dict[str, Any]) -> list[str]:

@@ -906,10 +906,11 @@ def generate(
     expected = expected or expected_path_for(output)
     requests = 0
     with _progress() as progress:
-        task = progress.add_task("building the world", total=visits)
+        stage, done = _reporters(progress, visits)
+        stage("building the world")
         world = build_world(world_spec)
         oracle = Oracle(world.ref)
-        progress.update(task, description="generating and settling")
+        stage("generating and settling")
         with whole_file(output) as log, whole_file(expected) as exp:
             # the header's bad_per_kind needs the number of requests: write it last
             width = reserve_header(log, LogHeader(world_spec, visit_spec, str(plan)))
@@ -918,7 +919,7 @@ def generate(
                 requests += len(visit.steps)
                 exp.write(orjson.dumps(outcome_record(oracle.run_visit(visit)),
                                        option=orjson.OPT_SORT_KEYS) + b"\n")
-                progress.advance(task)
+                done(1, 0)
             log.seek(0)
             header = LogHeader(world_spec, visit_spec, str(plan),
                                plan.bad_per_kind(requests, bad_per_kind))

@@ -228,7 +228,7 @@ def test_the_report_bounds_the_raw_ceiling_only_when_its_sweep_found_a_rate_not_
                                                   raw_sweep_max_per_s=12800.0)
     line = raw_line(raw_messages_per_s=12800.0, raw_bracketed=False, raw_sweep_max_per_s=12800.0)
     assert "25 %" not in line
-    assert "the capacity may be higher still; the sweep stops at 12800 messages/s" in line
+    assert "the capacity may be higher still; the sweep offers at most 12800 messages/s" in line
     assert "no rate offered was sustained" in raw_line(raw_messages_per_s=0.0,
                                                        raw_bracketed=False)
     assert "25 %" not in raw_line(raw_messages_per_s=2400.0)  # a result from before: no bound
@@ -405,6 +405,10 @@ def test_the_report_turns_cpu_per_visit_into_what_the_cores_would_carry():
     assert "| 50 | 4 / 8 / 4 | 16 | 125 | 32.0 | 0.5 | 11.5 |" in text
     assert "| 70 | 5 / 5 / 10 | 20 | 100 | – | – | 12.0 |" in text
     assert "\n| 100 |" not in text
+    # the raw ceiling's CPU is pointed to only where it was measured (not with --no-ceiling)
+    assert "capacity section's table" not in text
+    result["ceiling_sweep"] = [{"offered_per_s": 100.0}]
+    assert "capacity section's table" in "\n".join(cpu_lines(result))
 
 
 def test_the_workers_cpu_by_role_is_what_each_handler_took_over_the_rate_and_the_rest():

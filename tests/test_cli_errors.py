@@ -66,12 +66,16 @@ def test_generate_into_a_missing_folder_or_onto_a_folder(tmp_path: Path):
     refused(huimin("generate", *GENERATE, "-o", str(tmp_path)), str(tmp_path), "is a folder")
 
 
-def test_generate_prints_only_its_summary_where_there_is_no_terminal(tmp_path: Path):
-    """No progress bar, and no blank line left behind by one, in a log: the output is what
-    was written."""
+def test_generate_logs_its_stages_then_its_summary_where_there_is_no_terminal(tmp_path: Path):
+    """No progress bar, and no blank line left behind by one, in a log: timestamped stages
+    (a million visits take minutes, which were silent), then what was written."""
     result = huimin("generate", *GENERATE, "-o", str(tmp_path / "v.jsonl"))
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("Wrote 30 visits"), repr(result.output)
+    lines = result.output.splitlines()
+    assert [line[9:] for line in lines[:2]] == ["building the world",
+                                                "generating and settling"], lines
+    assert all(line[2] == line[5] == ":" for line in lines[:2])  # HH:MM:SS first
+    assert lines[2].startswith("Wrote 30 visits") and len(lines) == 3, lines
 
 
 def test_verify_reports_into_a_missing_folder(logs: Path, tmp_path: Path):
