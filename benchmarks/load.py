@@ -165,6 +165,9 @@ class RatePoint:
     #: visits not started because the run's `max_in_flight` were under way: the rate is past
     #: what the platform carries
     dropped_visits: int = 0
+    #: sign-ins answered again, OK, while the rate ran: redelivered in a rebalance (on one
+    #: external cluster, as each rate's platform starts); not an error
+    sign_ins_answered_again: int = 0
     #: how late the hospitals took up visits after their scheduled arrival (ms): p99, to the
     #: bucket (simulators/hospital.py, StartLag), and the maximum
     start_lag_ms: dict[str, float] = field(default_factory=dict)
@@ -371,6 +374,7 @@ def summarise_rate(tally: RateTally, result: HospitalRunResult, rate: float, war
         hop_latency_ms={h: percentiles(v) for h, v in sorted(hops.items())},
         errors={"timeouts": len(result.timed_out), "visits_failed": tally.failed,
                 "unexpected_answers": result.unexpected_answers},
+        sign_ins_answered_again=result.sign_ins_answered_again,
         cpu_cores=cpu)
 
 
@@ -742,7 +746,8 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
                          "persons": persons, "workers": workers, "partitions": partitions,
                          "linger_ms": linger_ms, "fetch_wait_ms": fetch_wait,
                          "health_record_steps": ehr, "store": store,
-                         "fresh_broker_per_rate": True, "broker_warmup_s": warm_s,
+                         "fresh_broker_per_rate": not os.environ.get(BOOTSTRAP_ENV),
+                         "broker_warmup_s": warm_s,
                          "visits_per_hospital_day": VISITS_PER_HOSPITAL_DAY,
                          "max_visits_in_flight": max_in_flight, "profile": profile,
                          "find_capacity": find_capacity,

@@ -4,11 +4,14 @@ broker ceiling."""
 
 from __future__ import annotations
 
-from itertools import cycle, zip_longest
+from itertools import zip_longest
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def write_json(result: dict[str, Any], path: Path) -> None:
@@ -267,8 +270,12 @@ def cpu_segments(point: dict[str, Any]) -> list[tuple[str, float]]:
 
 def _past_every_answer(sl: dict[str, Any], key: str) -> bool:
     """Whether a slice's latency `key` is None because settlements went unanswered (ranked
-    last), not because every answer was a refusal (whose latency is not counted)."""
-    return bool(sl["settlements"]) and sl[key] is None and (sl["answered_share"] or 0) < 1
+    last), not because every answer was a refusal (whose latency is not counted). Slices
+    from before `unanswered` was kept say it by a share answered under 1."""
+    unanswered = sl.get("unanswered")
+    if unanswered is None:
+        unanswered = sl["settlements"] and (sl["answered_share"] or 0) < 1
+    return bool(unanswered) and sl[key] is None
 
 
 def timeline_curves(timeline: list[dict[str, Any]]) -> dict[str, list[Any]]:
@@ -316,31 +323,52 @@ def _at_the_top(axis: Any, xs: list[float], colour: Any, label: str) -> None:
         axis.plot(xs, [0.97] * len(xs), "^", color=colour, transform=top, label=label)
 
 
+def _rate_colours(n: int) -> list[Any]:
+    """One colour a rate: matplotlib's ten distinct ones, or a graded map for more."""
+    import matplotlib
+
+    if n <= 10:
+        return list(matplotlib.colormaps["tab10"].colors[:n])
+    return [matplotlib.colormaps["viridis"](i / (n - 1)) for i in range(n)]
+
+
 def _plot_timeline(axis: Any, points: list[dict[str, Any]], limit: float | None) -> None:
     """The rates of two minutes or more over time: p50 and p99 by the minute the settlements
-    were sent, and the visits dropped a minute on an axis of their own."""
-    import matplotlib
+    were sent, and the visits dropped a minute on an axis of their own. The legend names each
+    rate once by its colour, and the marks once for all (so many rates still fit)."""
+    import matplotlib.lines
+    import matplotlib.patches
     import matplotlib.ticker
 
     dropped_axis = axis.twinx()
     axis.set_zorder(dropped_axis.get_zorder() + 1)  # the latencies over the dropped bars
     axis.patch.set_visible(False)
-    colours = cycle(matplotlib.colormaps["tab10"].colors)
-    for colour, p in zip(colours, (p for p in points if p.get("timeline")), strict=False):
+    long = [p for p in points if p.get("timeline")]
+    keys: list[Any] = []
+    past_any = False
+    for colour, p in zip(_rate_colours(len(long)), long, strict=True):
         curves = timeline_curves(p["timeline"])
-        rate = f"{p['offered_visits_per_s']:g} visits/s"
-        axis.plot(curves["minute"], curves["p50"], ":", marker="o", color=colour,
-                  label=f"{rate} p50")
-        axis.plot(curves["minute"], curves["p99"], "-", marker="o", color=colour,
-                  label=f"{rate} p99")
+        axis.plot(curves["minute"], curves["p50"], ":", marker="o", color=colour)
+        axis.plot(curves["minute"], curves["p99"], "-", marker="o", color=colour)
         past = [m for m, flag in zip(curves["minute"], curves["past_every_answer"], strict=True)
                 if flag]
-        _at_the_top(axis, past, colour, f"{rate} p99 past every answer (some never answered)")
+        past_any = past_any or bool(past)
+        _at_the_top(axis, past, colour, "_")
         dropped_axis.bar(curves["start"], curves["dropped_per_minute"], curves["minutes"],
-                         align="edge", color=colour, alpha=0.2,
-                         label=f"{rate} visits dropped a minute")
+                         align="edge", color=colour, alpha=0.2)
+        keys.append(matplotlib.patches.Patch(color=colour,
+                                             label=f"{p['offered_visits_per_s']:g} visits/s"))
+    line = matplotlib.lines.Line2D
+    keys += [line([], [], linestyle=":", marker="o", color="grey", label="p50"),
+             line([], [], linestyle="-", marker="o", color="grey", label="p99")]
+    if past_any:
+        keys.append(line([], [], linestyle="", marker="^", color="grey",
+                         label="p99 past every answer (some never answered)"))
+    keys.append(matplotlib.patches.Patch(color="grey", alpha=0.2,
+                                         label="visits dropped a minute (right axis)"))
     if limit:
-        axis.axhline(limit, linestyle="--", color="tab:red", label=f"p99 target {limit:g} ms")
+        keys.append(axis.axhline(limit, linestyle="--", color="tab:red",
+                                 label=f"p99 target {limit:g} ms"))
     axis.set(xlabel="minutes into the rate (settlements by the minute they were sent)",
              ylabel="latency (ms)", yscale="log",
              title="Over time (rates of two minutes or more)")
@@ -348,8 +376,8 @@ def _plot_timeline(axis: Any, points: list[dict[str, Any]], limit: float | None)
     dropped_axis.set_ylabel("visits dropped a minute")
     dropped_axis.set_ylim(0, max(1.0, dropped_axis.get_ylim()[1]))  # none dropped: 0 to 1
     dropped_axis.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-    handles = [h for ax in (axis, dropped_axis) for h in ax.get_legend_handles_labels()[0]]
-    axis.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.05, 1.0))
+    axis.legend(handles=keys, fontsize=8, loc="upper left", bbox_to_anchor=(1.05, 1.0),
+                ncol=1 + len(long) // 12)
 
 
 def _past_every_answer_at_rate(point: dict[str, Any]) -> bool:
@@ -359,7 +387,7 @@ def _past_every_answer_at_rate(point: dict[str, Any]) -> bool:
     return bool(whole.get("unanswered")) and whole.get("p99") is None
 
 
-def figure(result: dict[str, Any]) -> Any:
+def figure(result: dict[str, Any]) -> Figure:
     """The bench's plot: latency and throughput against offered load beside the raw ceiling,
     where a visit's CPU goes, and, when a rate lasted two minutes or more, that rate over
     time."""
@@ -582,7 +610,7 @@ def memory_lines(result: dict[str, Any]) -> list[str]:
             "second half of the arrivals)", "", *lines]
 
 
-def _slice_ms(sl: dict[str, Any], key: str) -> Any:
+def _slice_ms(sl: dict[str, Any], key: str) -> str | float:
     """A slice's latency as the report shows it: ∞ past every answer, – where none counts."""
     if _past_every_answer(sl, key):
         return "∞"

@@ -79,6 +79,7 @@ def rate_timeline(tally: RateTally, start_ns: int, period_s: float,
                    else {})
         slices.append({"from_s": i * step, "to_s": end, "settlements": offered,
                        "answered_share": round(answered[i] / offered, 4) if offered else None,
+                       "unanswered": lat.get("unanswered", 0),
                        "p50_ms": lat.get("p50"), "p99_ms": lat.get("p99"),
                        "dropped_visits": dropped[i],
                        "rss_mib": {name: round(v / 2**20) for name, v in rss.items()}})

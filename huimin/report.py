@@ -133,6 +133,7 @@ def summarise(report: RunReport) -> dict[str, Any]:
             "expected_posted": d.expected_posted},
         "timed_out": len(res.timed_out),
         "unexpected_answers": res.unexpected_answers,
+        "sign_ins_answered_again": res.sign_ins_answered_again,
         "timing_s": {"setup": report.setup_s, "platform_ready": report.sign_in_s,
                      "visits": res.wall_s, "total": report.total_s},
         "rate": report.options.rate,

@@ -336,8 +336,8 @@ class Platform:
         if problems := topic_problems(bootstrap, partitions):
             raise TopicsUnfit(
                 f"the topics on {bootstrap} do not fit a platform of {partitions} partitions: "
-                f"{'; '.join(problems)}. Give --partitions of the count they were made with, "
-                "or use a fresh cluster")
+                f"{'; '.join(problems)}. Give --partitions of the count the keyed topics were "
+                "made with (by `huimin topics` or an earlier run), or use a fresh cluster")
 
     def add_worker(self) -> WorkerProcess:
         """Start one more worker in the consumer group (its own web port and data folder);

@@ -184,14 +184,14 @@ def test_the_report_says_which_rates_the_capacity_search_added_and_what_they_bra
     text = lines({"added_visits_per_s": [], "max_visits_per_s": 100.0, "bracketed": False})
     assert "- searched for (--find-capacity): no rate added; the highest" in text
     assert "the capacity is above it (the search stops at 100 visits/s" in text
-    # --rates 25 sustained nothing: the search halved to 12.5 and 6.25 and stopped short of
-    # its floor of 5 (3.125 would be under it), so 6.25 is as low as it went
+    # --rates 25 sustained nothing: the search halved to 12.5 and 6.2 and stopped short of
+    # its floor of 5 (3.1 would be under it), so 6.2 is as low as it went
     nothing = {"capacity": {"p99_limit_ms": 300.0, "huimin_settlements_per_s": 0.0,
-                            "search": {"added_visits_per_s": [12.5, 6.25],
+                            "search": {"added_visits_per_s": [12.5, 6.2],
                                        "max_visits_per_s": 100.0, "least_visits_per_s": 5.0,
                                        "bracketed": False}},
-               "points": [{"offered_visits_per_s": r} for r in (25.0, 12.5, 6.25)]}
-    assert ("no rate was sustained, down to 6.25 visits/s, the lowest offered"
+               "points": [{"offered_visits_per_s": r} for r in (25.0, 12.5, 6.2)]}
+    assert ("no rate was sustained, down to 6.2 visits/s, the lowest offered"
             in "\n".join(capacity_lines(nothing)))
     assert "searched for" not in lines(None)
 
@@ -436,7 +436,10 @@ def test_the_workers_cpu_by_role_is_none_when_a_worker_does_not_answer():
     from benchmarks.cpu_accounts import role_cpu_seconds
 
     assert role_cpu_seconds([]) == {}
-    assert role_cpu_seconds(["http://127.0.0.1:9/metrics"]) is None  # nothing listens there
+    from streams.broker import free_port
+
+    silent = f"http://127.0.0.1:{free_port()}/metrics"  # nothing listens there
+    assert role_cpu_seconds([silent]) is None
 
 
 def test_the_report_shows_the_workers_cpu_by_role_and_the_share_in_the_handlers():
@@ -661,9 +664,10 @@ def test_the_timeline_shows_when_a_rate_fell_behind_and_its_memory_then():
               (60.5, {"broker": 160 * mib}), (125.0, {"broker": 300 * mib})]  # the drain
     first, second = rate_timeline(tally, int(start * 1e9), 120.0, [70.0, 100.0], memory)
     assert first == {"from_s": 0.0, "to_s": 60.0, "settlements": 3, "answered_share": 1.0,
-                     "p50_ms": 40.0, "p99_ms": 40.0, "dropped_visits": 0,
+                     "unanswered": 0, "p50_ms": 40.0, "p99_ms": 40.0, "dropped_visits": 0,
                      "rss_mib": {"broker": 150}}
     assert second["settlements"] == 4 and second["answered_share"] == 0.75
+    assert second["unanswered"] == 1
     assert second["p50_ms"] == 900.0 and second["p99_ms"] is None  # the cut one ranks last
     assert second["dropped_visits"] == 2 and second["rss_mib"] == {"broker": 300}
     assert rate_timeline(tally, int(start * 1e9), 60.0, [], memory) == []
@@ -706,6 +710,12 @@ def test_a_slice_whose_settlements_were_all_refused_has_no_latency_not_an_infini
     assert rows[0].startswith("| 1 | 0–1 | 60 | 100.0 % | – | – |")
     assert rows[1].startswith("| 1 | 1–2 | 60 | 50.0 % | 40.0 | ∞ |")
     assert timeline_curves(point.timeline)["past_every_answer"] == [False, True]
+    # a slice's own count of what went unanswered decides where it is kept (since 12-04),
+    # not its share answered, rounded to four places
+    point.timeline = [{**_slice(0, 60, 300, None, 0), "unanswered": 4}]
+    assert "| 300 | 100.0 % | 40.0 | ∞ |" in "\n".join(timeline_lines(_result_with(point)))
+    point.timeline = [{**_slice(0, 60, 300, None, 0), "unanswered": 0}]
+    assert "| 300 | 100.0 % | 40.0 | – |" in "\n".join(timeline_lines(_result_with(point)))
 
 
 def test_the_timeline_of_a_day_long_rate_says_its_minutes_in_full():
@@ -717,10 +727,12 @@ def test_the_timeline_of_a_day_long_rate_says_its_minutes_in_full():
 
 def test_the_plot_marks_rates_past_every_answer_and_draws_every_long_rate():
     """The routes' percentiles count answers only, so a rate with many never answered would
-    be drawn as fast: it gets the triangle. Six rates of two minutes each are six courses
-    (the colours cycle)."""
+    be drawn as fast: it gets the triangle. Twelve rates of two minutes each (a
+    --find-capacity run can add that many) are twelve courses in twelve colours, each named
+    once in the legend."""
+    rates = [25 * (i + 1) for i in range(12)]
     points = []
-    for rate in (25, 50, 75, 100, 125, 150):
+    for rate in rates:
         p = rate_point(rate, rate, 250, 0)
         p.settlement_latency_ms = {"local": lat(50), "cross": lat(80),
                                    "all": {"unanswered": 400 if rate == 150 else 0,
@@ -731,9 +743,12 @@ def test_the_plot_marks_rates_past_every_answer_and_draws_every_long_rate():
     latency = fig.axes[0].get_legend_handles_labels()[1]
     assert "huimin p99 past every answer (over 1 % never answered)" in latency
     over_time = next(a for a in fig.axes if a.get_title().startswith("Over time"))
-    drawn = [label for label in over_time.get_legend_handles_labels()[1]
-             if label.endswith(" p99")]
-    assert drawn == [f"{r} visits/s p99" for r in (25, 50, 75, 100, 125, 150)]
+    legend = over_time.get_legend()
+    named = [t.get_text() for t in legend.get_texts()]
+    assert named[:12] == [f"{r} visits/s" for r in rates]
+    assert len({tuple(h.get_facecolor()) for h in legend.legend_handles[:12]}) == 12
+    courses = [line for line in over_time.get_lines() if line.get_linestyle() == "-"]
+    assert len(courses) == 12  # one p99 course a rate
 
 
 def _slice(from_s: float, to_s: float, sent: int, p99: float | None, dropped: int
@@ -763,9 +778,9 @@ def test_the_plot_draws_a_long_rate_over_time_with_what_was_never_answered_at_th
     long.timeline = timeline
     fig = figure({**_result_with(short, long), "capacity": {"p99_limit_ms": 300}})
     over_time = next(a for a in fig.axes if a.get_title().startswith("Over time"))
-    labels = over_time.get_legend_handles_labels()[1]
-    assert labels == ["170 visits/s p50", "170 visits/s p99",
-                      "170 visits/s p99 past every answer (some never answered)",
-                      "p99 target 300 ms"]  # the short rate has no course to draw
     legend = [t.get_text() for t in over_time.get_legend().get_texts()]
-    assert legend == [*labels, "170 visits/s visits dropped a minute"]
+    assert legend == ["170 visits/s", "p50", "p99",  # the short rate has no course to draw
+                      "p99 past every answer (some never answered)",
+                      "visits dropped a minute (right axis)", "p99 target 300 ms"]
+    triangles = [line for line in over_time.get_lines() if line.get_marker() == "^"]
+    assert len(triangles) == 1 and list(triangles[0].get_xdata()) == [1.5]

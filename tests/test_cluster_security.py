@@ -4,6 +4,7 @@ environment only and never travels in a worker's configuration (its command line
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import faust
 import orjson
@@ -58,7 +59,7 @@ def test_replay_takes_the_same_security_options_and_no_password_on_its_command_l
 
 
 def test_a_missing_ca_file_user_name_or_password_is_named_at_once_not_as_a_cluster_down(
-        tmp_path):
+        tmp_path: Path):
     """Without these checks each showed, after 30 s, as 'cannot reach the cluster (is it
     up?)'. The bootstrap here is a live-looking address nothing is asked of."""
     env = {**os.environ, PASSWORD_ENV: ""}

@@ -6,6 +6,7 @@ each equal to the oracle's."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -138,11 +139,12 @@ def test_hospitals_whose_cluster_went_away_give_up_sending_within_the_answer_tim
         embedded.stop()
 
 
-def test_a_sign_in_answered_again_is_not_an_unexpected_answer_but_a_stranger_is(
+def test_a_sign_in_answered_again_is_counted_apart_but_a_refusal_or_a_stranger_is_unexpected(
         tmp_path: Path):
     """A sign-in redelivered to a worker (a rebalance as the platform starts; every rate but
     the first of a bench on one cluster) is answered again after `sign_in` returned: that is
-    no error of the platform's. An answer to a msgid the hospitals never sent still is."""
+    no error of the platform's, and is counted apart. A repeat that refuses the sign-in, and
+    an answer to a msgid the hospitals never sent, still are unexpected."""
     world = build_world(WORLD_SPEC)
     spec = VisitSpec(visits=5, start="2027-03-01 08:00:00", days=1, ehr=False)
     hospitals = list(world.ref.hospitals.values())
@@ -153,7 +155,10 @@ def test_a_sign_in_answered_again_is_not_an_unexpected_answer_but_a_stranger_is(
             fleet.sign_in(hospitals, "2027-03-01 00:00:00")
             other = HospitalFleet(bootstrap)  # another sender, on the same answers topic
             try:
-                other.sign_in(hospitals, "2027-03-01 00:00:00")  # the same msgids again
+                other.sign_in(hospitals[1:], "2027-03-01 00:00:00")  # the same msgids again
+                # the first one's msgid again, from another province: refused (E-code)
+                elsewhere = "990100" if hospitals[0].admdvs[:2] != "99" else "110100"
+                other.sign_in([replace(hospitals[0], admdvs=elsewhere)], "2027-03-01 00:00:00")
                 other.sign_in(hospitals[:1], "2027-03-02 00:00:00")  # one the fleet never sent
             finally:
                 other.close()
@@ -162,4 +167,5 @@ def test_a_sign_in_answered_again_is_not_an_unexpected_answer_but_a_stranger_is(
         finally:
             fleet.close()
     assert not result.timed_out and len(result.sessions) == 5
-    assert result.unexpected_answers == 1
+    assert result.sign_ins_answered_again == len(hospitals) - 1
+    assert result.unexpected_answers == 2
