@@ -94,7 +94,7 @@ from streams.dead_letters import TopicMissing, read_dead_letters
 from streams.kafka_broker import KAFKA_VERSION, ApacheKafkaBroker
 from streams.security import PASSWORD_ENV, ClusterSecurity
 from streams.table_files import DataFolderInUse
-from streams.topics import create_platform_topics, topic_problems
+from streams.topics import create_platform_topics, topic_problems, unfit_topics
 from streams.worker import run_worker
 
 #: A cluster that cannot be reached: kafka-python (the hospitals, the topic admin) gives up
@@ -484,10 +484,10 @@ def topics(
     where = _bootstrap(bootstrap)
     created = create_platform_topics(where, partitions, replication, security.kafka_python())
     if problems := topic_problems(where, partitions, security.kafka_python()):
-        raise _refused(f"the platform cannot use the topics on {where}: "
-                       f"{'; '.join(problems)}. A topic's partitions cannot be made fewer, "
-                       "and more would move its keys: delete those topics (and the consumer "
-                       "group `huimin`), or use the --partitions they have")
+        raise _refused(f"{unfit_topics(where, partitions, problems)} A topic's partitions "
+                       "cannot be made fewer, and more would move its keys: delete those "
+                       "topics (and the consumer group `huimin`), or use the --partitions "
+                       "they have")
     console.print(f"Topics ready: {', '.join(created)}", soft_wrap=True)
 
 
@@ -572,7 +572,7 @@ def worker(
     security = _security(security_protocol, sasl_mechanism, sasl_username, ssl_cafile)
     where = _bootstrap(bootstrap)
     if problems := topic_problems(where, partitions, security.kafka_python()):
-        raise _refused(f"the platform's topics on {where} are not ready: {'; '.join(problems)}."
+        raise _refused(f"{unfit_topics(where, partitions, problems)}"
                        f" Create them first (huimin topics --bootstrap {where} --partitions "
                        f"{partitions}), or, if they were made with another count, start the "
                        "worker with --partitions of that count; a single topic with another "

@@ -40,7 +40,12 @@ from simulators.world import World, WorldSpec, build_world, world_tag
 from streams.broker import BOOTSTRAP_ENV, broker, free_port
 from streams.config import FETCH_WAIT_MS, LINGER_MS, STORES, WorkerConfig, fetch_wait_for
 from streams.process import WorkerProcess
-from streams.topics import create_platform_topics, records_in, topic_problems
+from streams.topics import (
+    create_platform_topics,
+    records_in,
+    topic_problems,
+    unfit_topics,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,9 +340,9 @@ class Platform:
         create_platform_topics(bootstrap, partitions)
         if problems := topic_problems(bootstrap, partitions):
             raise TopicsUnfit(
-                f"the topics on {bootstrap} do not fit a platform of {partitions} partitions: "
-                f"{'; '.join(problems)}. Give --partitions of the count the keyed topics were "
-                "made with (by `huimin topics` or an earlier run), or use a fresh cluster")
+                f"{unfit_topics(bootstrap, partitions, problems)} Give --partitions of the "
+                "count the keyed topics were made with (by `huimin topics` or an earlier "
+                "run), or use a fresh cluster")
 
     def add_worker(self) -> WorkerProcess:
         """Start one more worker in the consumer group (its own web port and data folder);

@@ -119,6 +119,13 @@ def topic_problems(bootstrap: str, partitions: int,
                        and name not in ANY_COUNT]
 
 
+def unfit_topics(bootstrap: str, partitions: int, problems: list[str]) -> str:
+    """What `topic_problems` found, as the first sentence of every refusal over it (`huimin
+    topics`, `worker`, `run`, `bench`); each adds what to do in its own case."""
+    return (f"the platform's topics on {bootstrap} do not fit a platform of {partitions} "
+            f"partitions a topic: {'; '.join(problems)}.")
+
+
 def records_in(bootstrap: str, topic: str, client_config: dict[str, Any] | None = None) -> int:
     """How many records `topic` holds (its partitions' end offsets summed; 0 if it does not
     exist): a cluster an earlier run used still holds its requests."""

@@ -52,7 +52,8 @@ def test_a_bench_on_topics_of_another_count_or_on_a_used_cluster_is_refused_at_o
                                             str(tmp_path / "used")])
     said = " ".join(unfit.output.split())
     assert unfit.exit_code == 2, unfit.output
-    assert f"the topics on {bootstrap} do not fit a platform of 1 partitions" in said
+    assert (f"the platform's topics on {bootstrap} do not fit a platform of 1 partitions a "
+            "topic") in said
     assert "hosp.requests has 8 partitions, not 1" in said and "Traceback" not in said
     assert used.exit_code == 2, used.output
     assert "already holds 1 hospital requests of an earlier run" in " ".join(
