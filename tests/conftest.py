@@ -32,6 +32,17 @@ WAITING_E2E_MODULES = frozenset({
 })
 
 
+#: Settings that make rich (the CLI's console) treat captured output as a terminal: colour
+#: codes and progress bars would then reach what the tests read. A CI service or a developer's
+#: shell may set them; the tests run as if none were set.
+TERMINAL_FORCING = ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name in TERMINAL_FORCING:  # before any test, and so for every `huimin` they start
+        os.environ.pop(name, None)
+
+
 def xdist_group_of(nodeid: str) -> str:
     """The group a test runs in under pytest-xdist: one of the two end-to-end groups, or
     else its module."""
