@@ -522,20 +522,16 @@ def summed_view(ours: Platform, path: str, attempts: int = 3) -> dict[str, int] 
 
 
 def national_view(ours: Platform, path: str) -> Any:
-    """GET `path` (JSON) from the worker that holds the national clearing table: the one
-    whose view has events (None if no worker answers)."""
-    found = None
+    """GET `path` (JSON) from the worker that holds the national clearing table, the only
+    one that serves it (None if none does: a rebalance under way)."""
     for worker in ours.workers:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{worker.cfg.web_port}{path}",
                                         timeout=5) as r:
-                body = orjson.loads(r.read())
-        except (OSError, ValueError):
+                return orjson.loads(r.read())
+        except (OSError, ValueError):  # another worker's 503, or one not answering
             continue
-        if body.get("events", body.get("postings")):
-            return body
-        found = found or body
-    return found
+    return None
 
 
 def clearing_statements(ours: Platform, expected: list[dict[str, Any]] | None,

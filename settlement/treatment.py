@@ -114,10 +114,11 @@ def _last_touched(visit: dict[str, Any]) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """Answer the hospital now."""
+    """Answer the hospital now; `repeat`: the answer it was given before for this msgid."""
 
     answer: dict[str, Any]
     ctx: dict[str, Any]
+    repeat: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,7 +271,7 @@ class TreatmentPlatform:
         row = row if row is not None else TreatmentRow()
         seen = row.answers.get(req.msgid)
         if seen is not None:
-            return Reply(seen, ctx), None
+            return Reply(seen, ctx, repeat=True), None
         if row.latest and time_stamp(req.inf_time) < cutoff(row.latest):
             return Reply(error_answer(req.msgid, ErrorCode.STALE, (
                 f"inf_time {req.inf_time} is more than {WINDOW_DAYS} days before the "

@@ -102,14 +102,15 @@ def create_app(cfg: WorkerConfig) -> faust.App:
         consumer group, and whether a rebalance (recovery included) is still under way: how
         huimin knows every worker it started has joined before the visits begin (JSON)."""
         return web.json({**serving, "topic": topics.HOSP_REQUESTS,
-                         "rebalancing": bool(app.rebalancing)})
+                         "rebalancing": bool(app.rebalancing),
+                         "national_clearing": clearing.serves_table()})
 
     @app.timer(interval=5.0)
     async def consumer_lag() -> None:
         metrics.update_consumer_lag(app.consumer)
 
-    metrics.export_faults_at_zero([t.get_topic_name() for t in w.inward()],
-                                  (*TABLES, CLEARING_TABLE, RECON_TABLE))
+    metrics.export_at_zero([t.get_topic_name() for t in w.inward()],
+                           (*TABLES, CLEARING_TABLE, RECON_TABLE))
     settlement.register()
     clearing.register_clearing()
     register_fhir_views(app, w.ehr_records, w.ehr_index, w.ehr_sources, ref)

@@ -40,12 +40,28 @@ class ClearingRoles:
         @app.page("/clearing/")
         async def clearing_view(web: Any, request: Any) -> Any:
             """The national clearing statements of every month so far (JSON)."""
-            return web.json(self.statements())
+            return web.json(self.statements()) if self.serves_table() else self.elsewhere(web)
 
         @app.page("/ledger/")
         async def ledger_view(web: Any, request: Any) -> Any:
             """The national ledger's trial balance, posted from the same events (JSON)."""
-            return web.json(self.trial_balance())
+            return (web.json(self.trial_balance()) if self.serves_table()
+                    else self.elsewhere(web))
+
+    def serves_table(self) -> bool:
+        """Whether this worker holds the clearing table's one partition, outside a rebalance.
+        Any other worker's copy may be a standby's, behind, or what it held before a restart
+        gave the partition to another: served, it read as the platform's figures."""
+        app = self.run.app
+        return not app.rebalancing and any(
+            tp.topic == topics.MONEY_EVENTS for tp in app.assignor.assigned_actives())
+
+    @staticmethod
+    def elsewhere(web: Any) -> Any:
+        return web.json({"error": "this worker does not serve the national clearing table "
+                                  f"({topics.MONEY_EVENTS}): ask the worker whose GET "
+                                  "/assignment/ says national_clearing: true, or again once "
+                                  "a rebalance is over"}, status=503)
 
     def register_reconciliation(self) -> None:
         self.run.role(self.w.recon_requests, "reconciliation", self.on_recon_request)
@@ -91,7 +107,7 @@ class ClearingRoles:
         app = self.run.app
         if not self.gauge_stale or app.rebalancing:
             return
-        if any(tp.topic == topics.MONEY_EVENTS for tp in app.assignor.assigned_actives()):
+        if self.serves_table():
             self.catch_up()
         else:
             metrics.set_clearing_positions(())
@@ -106,7 +122,9 @@ class ClearingRoles:
         else:
             answer = answer_reconciliation(msg["req"], self.events_for(msg["req"]))
             self.run.put(self.w.recon_answers, msgid, encode_to_keep(answer))
-        return [self.run.to_hospital(answer, msg["ctx"], stamp(msg["trace"], NAT_IN))]
+        return [self.run.to_hospital(answer, msg["ctx"], stamp(msg["trace"], NAT_IN),
+                                     forwarded=False,  # not counted in flight
+                                     repeat=kept is not None)]
 
     def statements(self) -> dict[str, Any]:
         events = [SettlementEvent(**decode(v)) for v in self.w.clearing_events.values()]

@@ -29,12 +29,16 @@ ANSWERS = Counter("huimin_answers_total", "Answers sent to hospitals, by outcome
                   "error code)", ["infno", "outcome"])
 LATENCY = Histogram("huimin_request_latency_seconds", "From a request's record reaching "
                     "hosp.requests (its Kafka timestamp) to its answer leaving for the "
-                    "hospital, the wait in the topic included; settlement is infno 2207/2304",
+                    "hospital, the wait in the topic included; settlement is infno 2207/2304. "
+                    "A msgid's first answer only: a duplicate's or a redelivery's is not "
+                    "timed",
                     ["route", "infno"], buckets=LATENCY_BUCKETS)
 HOP_LATENCY = Histogram("huimin_hop_latency_seconds", "Time between two hops of a message "
                         "inside the platform", ["hop"], buckets=LATENCY_BUCKETS)
 IN_FLIGHT = Gauge("huimin_in_flight_requests", "Requests forwarded by this worker's provincial "
-                  "platform and not yet answered")
+                  "platform along the person's partitions (to the insured place, the national "
+                  "platform or the record index) and not yet answered; reconciliations, "
+                  "answered from one partition, are not counted")
 PAID = Counter("huimin_paid_fen_total", "Money paid for settlements (fen), by who paid it",
                ["insured_province", "treatment_province", "payer"])
 REFUNDED = Counter("huimin_refunded_fen_total", "Money given back by cancellations and "
@@ -171,14 +175,37 @@ def observe_clearing(event: Any) -> None:
         child(CLEARING_NET, event.insured_province).dec(event.signed_amount)
 
 
-def export_faults_at_zero(sources: list[str], tables: tuple[str, ...]) -> None:
-    """The series of the platform's own faults, at 0 from a worker's start: each role's
-    E9001/E9002 dead letters and each table's fenced writes. An alert's `increase()` then
-    sees the first one (ops/prometheus/alerts.yml), as it cannot for a series that first
-    appears above 0."""
+#: What `observe_ehr` names each record query by.
+EHR_OPERATIONS = {"7002": "find", "7003": "retrieve", "7004": "lab-lookup"}
+
+
+def export_at_zero(sources: list[str], tables: tuple[str, ...]) -> None:
+    """Every series of a bounded label set the dashboard and alerts read, at 0 from a
+    worker's start: answers by infno and outcome, dead letters by code and source, refusals,
+    record queries, documents and refusals by province, fenced writes by table.
+    `rate()` and `increase()` see a counter's first increment only from a 0 before it: a
+    series that first appears at 1 read as nothing (a code seen once a worker never showed
+    in "Errors by code", and each restart hid the first of each again). Not the money
+    counters: a province pair by payer would be 2,883 series each, for the first of many
+    amounts."""
+    outcomes = ("ok", "error", *sorted(_CODES))
+    for infno in (*sorted(_INFNOS), "other"):
+        for outcome in outcomes:
+            child(ANSWERS, infno, outcome)
     for source in sources:
-        for fault in (ErrorCode.INTERNAL_ERROR, ErrorCode.TOO_LARGE):
-            DEAD_LETTERS.labels(fault.value, source)
+        for code in sorted(_CODES):
+            DEAD_LETTERS.labels(code, source)
+    for code in sorted(c for c in _CODES if c.startswith("E6")):  # authentication
+        REFUSED.labels(code)
+    for operation in EHR_OPERATIONS.values():
+        for outcome in outcomes:
+            child(EHR_QUERIES, operation, outcome)
+    for province in PROVINCES:
+        EHR_PUBLISHED.labels(province)
+        EHR_REFUSALS.labels(province)
+    EHR_REFUSALS.labels("other")
+    for outcome in ("success", "refused"):
+        child(EHR_AUDIT, outcome)
     for table in tables:
         FENCED_RECORDS.labels(table)
     STARTED.set_to_current_time()
@@ -211,7 +238,7 @@ def observe_audit(audit: list[dict[str, Any]]) -> None:
 
 def observe_ehr(infno: str, answer: dict[str, Any], audit: list[dict[str, Any]]) -> None:
     """A record query answered by the source repositories, with the AuditEvents it added."""
-    operation = {"7002": "find", "7003": "retrieve", "7004": "lab-lookup"}.get(infno, infno)
+    operation = EHR_OPERATIONS.get(infno, infno)
     child(EHR_QUERIES, operation, outcome_of(answer)).inc()
     observe_audit(audit)
     if infno == "7004" and answer.get("infcode") == 0:

@@ -80,7 +80,7 @@ class RecordRoles:
         answer, row = self.sources.handle(key.decode() if key else "", msg, row)
         if repeated:  # a duplicate or a redelivery changes nothing and counts once; its
             # AuditEvents go to the trail again, as the first writes may be lost
-            return [self.run.to_hospital(answer, msg["ctx"], trace),
+            return [self.run.to_hospital(answer, msg["ctx"], trace, repeat=True),
                     *self.audit_trail(key, self.sources.audit_of(row, msg["req"]["msgid"]))]
         self.run.put(self.w.ehr_records, key, encode_to_keep(row.to_dict()))
         self.run.later(partial(metrics.observe_ehr, msg["req"]["infno"], answer,

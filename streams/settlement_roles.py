@@ -68,12 +68,16 @@ class SettlementRoles:
         if not isinstance(outcome, DeadLetter):
             infno = metrics.infno_label(outcome.ctx.get("infno"))
             run.later(metrics.child(metrics.REQUESTS, infno).inc)
-        if isinstance(outcome, Forward):
+        if isinstance(outcome, Forward) and outcome.to != "reconciliation":
+            # answered from the person's partitions, so on this worker (recon.requests has
+            # one partition: its answer may leave from another worker, which would count it
+            # down)
             run.later(metrics.IN_FLIGHT.inc)
         if row is not None:
             run.put(self.w.trt_rows, key, encode_to_keep(row.to_dict()))
         if isinstance(outcome, Reply):
-            return [run.to_hospital(outcome.answer, outcome.ctx, trace, forwarded=False)]
+            return [run.to_hospital(outcome.answer, outcome.ctx, trace, forwarded=False,
+                                    repeat=outcome.repeat)]
         if isinstance(outcome, Forward) and outcome.to == "ehr":
             assert key is not None  # a request without a key is dead-lettered
             return self.records.on_request(key, outcome.req, outcome.ctx, trace)
@@ -129,8 +133,9 @@ class SettlementRoles:
         msg = decode(value)
         trace = stamp(msg["trace"], TRT_BACK)
         cur = stored(self.w.trt_rows, key)
-        row = self.treatment.handle_answer(msg["ans"], msg["ctx"],
-                                           TreatmentRow.from_dict(decode(cur)) if cur else None)
+        before = TreatmentRow.from_dict(decode(cur)) if cur else None
+        repeat = before is not None and msg["ctx"].get("msgid") in before.answers
+        row = self.treatment.handle_answer(msg["ans"], msg["ctx"], before)
         if row is not None:
             kept = encode_to_keep(row.to_dict())
             if len(kept) <= MAX_RECORD_BYTES:
@@ -139,4 +144,4 @@ class SettlementRoles:
                 log.warning("treatment_answers: a person's row would be %d bytes, over the "
                             "%d a record may hold: left as it was, the answer sent on",
                             len(kept), MAX_RECORD_BYTES)
-        return [self.run.to_hospital(msg["ans"], msg["ctx"], trace)]
+        return [self.run.to_hospital(msg["ans"], msg["ctx"], trace, repeat=repeat)]

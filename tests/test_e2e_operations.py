@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
@@ -48,6 +49,14 @@ def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 def get_json(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=10) as r:
         return orjson.loads(r.read())
+
+
+def status_of(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as refused:
+        return refused.code
 
 
 def worker_warnings(out: Path) -> str:
@@ -111,6 +120,44 @@ def test_unsigned_forged_foreign_and_replayed_requests_are_refused(platform_and_
     for reason in ("E6001", "E6002"):
         assert total(metrics, "huimin_refused_requests_total", reason=reason) >= 1
     assert total(metrics, "huimin_answers_total", outcome="E6003") == 1
+
+
+def test_a_duplicate_is_answered_and_counted_but_its_answer_is_not_timed(platform_and_fleet):
+    """A duplicate, or a request redelivered after a rebalance, keeps its first record's
+    time: timed again, its answer read as a wait of seconds that no hospital had."""
+    fleet, web_port = platform_and_fleet
+    certno = sorted(WORLD.ref.enrollments)[4]
+    hospital = min(WORLD.ref.hospitals.values(), key=lambda h: h.fixmedins_code)
+    inf_time = "2026-12-02 09:00:00"
+    request = (certno, {"infno": "1101", "msgid": make_msgid(hospital.fixmedins_code, inf_time, 1),
+                        "mdtrtarea_admvs": hospital.admdvs, "insuplc_admdvs": "",
+                        "fixmedins_code": hospital.fixmedins_code, "inf_time": inf_time,
+                        "input": {"mdtrt_cert_type": "02", "mdtrt_cert_no": certno,
+                                  "begntime": inf_time, "psn_cert_type": "01",
+                                  "certno": certno}})
+    url = f"http://127.0.0.1:{web_port}/metrics"
+
+    def answered_and_timed() -> tuple[float, float]:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                now = scrape(url)
+                break
+            except OSError:  # the worker's web server is not up yet
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
+        return (total(now, "huimin_answers_total", infno="1101"),
+                total(now, "huimin_request_latency_seconds_count", infno="1101"))
+
+    answers_before, timed_before = answered_and_timed()
+    (first,) = fleet.exchange([request])[request[1]["msgid"]][:1]
+    (again,) = fleet.exchange([request])[request[1]["msgid"]][:1]
+    assert first["infcode"] == 0 and again == first
+    deadline = time.monotonic() + 20
+    while (seen := answered_and_timed())[0] < answers_before + 2 and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert seen == (answers_before + 2, timed_before + 1)
 
 
 def test_a_request_with_a_header_key_that_is_not_utf8_is_answered_and_the_worker_lives_on(
@@ -282,6 +329,8 @@ def test_metrics_move_during_a_run_with_two_workers_and_carry_no_personal_data(
     scrapes: list[dict] = []
     hospital: list[dict] = []
     assignments: list[list[dict]] = []  # the workers' /assignment/ while visits are answered
+    in_flight: list[float] = []  # each worker's own huimin_in_flight_requests, every scrape
+    clearing: list[list[int]] = []  # each worker's answer status to GET /clearing/
     try:
         deadline = time.monotonic() + 120
         while proc.poll() is None and time.monotonic() < deadline:
@@ -290,12 +339,15 @@ def test_metrics_move_during_a_run_with_two_workers_and_carry_no_personal_data(
                 workers = orjson.loads((out / "workers.json").read_bytes())
                 merged: dict = {}
                 for w in workers:
-                    for k, v in scrape(w["metrics"]).items():
+                    samples = scrape(w["metrics"])
+                    in_flight.append(total(samples, "huimin_in_flight_requests"))
+                    for k, v in samples.items():
                         merged[k] = merged.get(k, 0) + v
                 scrapes.append(merged)
                 hospital.append(scrape(f"http://127.0.0.1:{port}/metrics"))
                 if total(merged, "huimin_request_latency_seconds_count", infno="2207") > 0:
                     assignments.append([get_json(f"{w['web']}/assignment/") for w in workers])
+                    clearing.append([status_of(f"{w['web']}/clearing/") for w in workers])
             except (OSError, ValueError):
                 continue
         stdout, _ = proc.communicate(timeout=240)
@@ -326,6 +378,13 @@ def test_metrics_move_during_a_run_with_two_workers_and_carry_no_personal_data(
         assert len({a["generation"] for a in seen}) == 1, seen
         assert sorted(p for a in seen for p in a["partitions"]) == list(range(8)), seen
         assert all(a["partitions"] for a in seen), seen
+        assert sorted(a["national_clearing"] for a in seen) == [False, True], seen
+    # only the worker holding the clearing table serves its statements; the other's copy
+    # would read as the platform's figures
+    assert clearing and all(sorted(codes) == [200, 503] for codes in clearing), clearing
+    # each worker counts a request in flight up and down itself (a reconciliation answered
+    # by the other worker counted down there: one worker went below zero for good)
+    assert in_flight and min(in_flight) >= 0, in_flight
 
 
 def test_a_worker_that_joins_later_is_waited_for_until_the_group_has_settled(tmp_path: Path):

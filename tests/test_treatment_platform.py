@@ -118,6 +118,7 @@ def test_duplicate_registration_msgid_returns_the_original_answer_and_registers_
     again, row = desk.platform.handle_request(EMP_CERTNO, encode(req), desk.rows[EMP_CERTNO])
     assert isinstance(again, Reply)
     assert again.answer == outcome.answer
+    assert again.repeat and not outcome.repeat  # counted, not timed (streams/role.py)
     assert row is None  # nothing to store
     assert desk.rows[EMP_CERTNO].visits == visits_before
     assert len(desk.rows[EMP_CERTNO].visits) == 1
