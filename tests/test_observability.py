@@ -677,3 +677,29 @@ def test_labels_taken_from_a_message_are_only_ones_the_platform_names():
     assert hops and not any("made.up" in h for h in hops)
     sources = {s.labels.get("source_province") for s in metrics.EHR_REFUSALS.collect()[0].samples}
     assert "Zhang Wei" not in sources and "other" in sources
+
+
+def test_a_worker_exports_the_series_panels_and_alerts_read_at_zero_from_its_start():
+    """rate() and increase() see a counter's first increment only from a 0 before it: a code
+    seen once on a worker never showed in "Errors by code", and every restart hid the first
+    of each again. The label sets are bounded, so every series is exported at once."""
+    from prometheus_client import REGISTRY
+
+    from streams.metrics import export_at_zero
+
+    export_at_zero(["hosp.requests", "ins.requests"], ("trt_persons",))
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(generate_latest(REGISTRY).decode())
+               for s in family.samples if s.name.startswith("huimin_")}
+    for name, labels in (
+            ("huimin_answers_total", {"infno": "2207", "outcome": "E4001"}),
+            ("huimin_answers_total", {"infno": "other", "outcome": "error"}),
+            ("huimin_dead_letters_total", {"reason": "E1001", "source_topic": "ins.requests"}),
+            ("huimin_refused_requests_total", {"reason": "E6003"}),
+            ("huimin_ehr_queries_total", {"operation": "retrieve", "outcome": "E5003"}),
+            ("huimin_ehr_documents_published_total", {"province": "650000"}),
+            ("huimin_ehr_refusals_total", {"source_province": "other"}),
+            ("huimin_ehr_audit_events_total", {"outcome": "refused"}),
+            ("huimin_changelog_records_fenced_total", {"table": "trt_persons"})):
+        assert (name, tuple(sorted(labels.items()))) in samples, (name, labels)
+    assert len(samples) < 2_000  # bounded: no money series by province pair among them
