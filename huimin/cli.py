@@ -75,7 +75,7 @@ from settlement.clearing import ClearingPolicy, clear
 from settlement.oracle import Oracle
 from settlement.parameters import ParameterError
 from settlement.retention import WINDOW_DAYS
-from simulators.bad_messages import generate_bad_messages
+from simulators.bad_messages import MAX_BAD_PER_KIND, generate_bad_messages
 from simulators.faults import FaultPlan, FaultPlanError
 from simulators.hospital import OnProgress, PlatformOfAnotherWorld, PlatformSilent
 from simulators.hospital_metrics import HOSPITAL_REGISTRY
@@ -294,7 +294,7 @@ def run(
                     ] = 50.0,
     partitions: Annotated[int, typer.Option(min=1, help="Partitions per topic.")] = 8,
     bad_per_kind: Annotated[int, typer.Option(
-        min=0, help="Bad requests of each of the 18 kinds mixed in.")] = 2,
+        min=0, max=MAX_BAD_PER_KIND, help="Bad requests of each of the 18 kinds mixed in.")] = 2,
     out: Annotated[Path | None, typer.Option(help="Output folder (default out/run-<time>).")
                    ] = None,
     faults: Annotated[str | None, typer.Option(
@@ -427,10 +427,10 @@ def _bootstrap(bootstrap: str | None) -> str:
 
 def _check_cluster_address(bootstrap: str | None) -> None:
     """A `--bootstrap` given, else KAFKA_BOOTSTRAP_SERVERS if set, checked (exit 2)."""
-    if bootstrap and (problem := bootstrap_problem(bootstrap)):
+    if bootstrap is not None and (problem := bootstrap_problem(bootstrap)):  # "" too
         raise typer.BadParameter(problem, param_hint="--bootstrap")
     external = os.environ.get(BOOTSTRAP_ENV)
-    if not bootstrap and external and (problem := bootstrap_problem(external)):
+    if bootstrap is None and external and (problem := bootstrap_problem(external)):
         raise _refused(f"{BOOTSTRAP_ENV}: {problem}")
 
 
@@ -750,8 +750,11 @@ def check_fhir(
     Offline, with the same checks (the R4B models and the platform's rules): `ok` and what the
     resource is, or the error code a publish would get and where the resource is wrong (never
     a value from it). Exits 0 if every file would be taken, 1 if any would be refused."""
-    files = [f for path in files for f in (sorted(path.rglob("*.json")) if path.is_dir()
-                                          else [path])]
+    # regular files only: a folder named *.json is not one, and a pipe would be waited on
+    files = [f for path in files for f in (sorted(p for p in path.rglob("*.json") if p.is_file())
+                                          if path.is_dir() else [path])]
+    if (other := next((f for f in files if f.exists() and not f.is_file()), None)) is not None:
+        raise _refused(f"{other} is not a regular file")
     if not files:
         raise _refused("no .json files in the folders given")
     validator = Validator()
@@ -881,7 +884,7 @@ def generate(
                                       help="Simulated days the visits span.")] = 60,
     seed: Seed = 42,
     bad_per_kind: Annotated[int, typer.Option(
-        min=0, help="Bad requests of each kind to go with the log.")] = 0,
+        min=0, max=MAX_BAD_PER_KIND, help="Bad requests of each kind to go with the log.")] = 0,
     faults: Annotated[str | None, typer.Option(
         help="Faults written into the log: duplicate, reorder, lose-answer, malformed "
              "(platform faults are for run and replay).")] = None,
@@ -940,7 +943,8 @@ def replay(
              "platform on the embedded broker (or KAFKA_BOOTSTRAP_SERVERS).")] = None,
     results: Annotated[Path, typer.Option(help="Where the answers go.")] = Path("results.jsonl"),
     bad_per_kind: Annotated[int | None, typer.Option(
-        min=0, help="Bad requests of each kind (default: as the log's header says).")] = None,
+        min=0, max=MAX_BAD_PER_KIND,
+        help="Bad requests of each kind (default: as the log's header says).")] = None,
     faults: Annotated[str | None, typer.Option(
         help="Platform faults while replaying our own platform: kill-worker=N, "
              "join-worker=N.")] = None,

@@ -22,8 +22,15 @@ from typing import IO, Any
 import orjson
 from pydantic import ValidationError
 
-from messages.visitlog import READABLE_VERSIONS, VISITLOG_VERSION, Visit, VisitSession
+from messages.visitlog import (
+    READABLE_VERSIONS,
+    VISITLOG_VERSION,
+    Visit,
+    VisitSession,
+    make_msgid,
+)
 from settlement.parameters import parse_parameters
+from simulators.bad_messages import MAX_BAD_PER_KIND
 from simulators.regions import PROVINCES
 from simulators.visits import VisitSpec
 from simulators.world import WorldSpec
@@ -95,33 +102,69 @@ def write_visit(f: IO[bytes], visit: Visit) -> None:
     f.write(orjson.dumps(visit.model_dump(), option=_OPTS) + b"\n")
 
 
+def _not_text(path: Path, n: int, line: bytes) -> LogFormatError | None:
+    """A line that is not UTF-8 text, said as such (not as JSON it fails to be)."""
+    if n == 1 and line.startswith(b"\x1f\x8b"):
+        return LogFormatError(f"{path} is gzip-compressed: decompress it first (gunzip)")
+    try:
+        line.decode()
+    except UnicodeDecodeError:
+        return LogFormatError(f"{path}: line {n} is not UTF-8 text (a visit log is UTF-8)")
+    return None
+
+
+def _header_of(first: bytes) -> LogHeader:
+    header = orjson.loads(first)
+    if not isinstance(header, dict) or header.get("huimin_visitlog") not in READABLE_VERSIONS:
+        raise LogFormatError("it is not a huimin visit-log header of version "
+                             f"{' or '.join(map(str, sorted(READABLE_VERSIONS)))}")
+    world, visits = header.get("world"), header.get("visits")
+    faults, bad = header.get("faults", ""), header.get("bad_per_kind", 0)
+    if not isinstance(world, dict) or not isinstance(visits, dict):
+        raise LogFormatError("its world and visits must be JSON objects")
+    if not isinstance(faults, str):
+        raise LogFormatError("its faults must be text")
+    if type(bad) is not int or not 0 <= bad <= MAX_BAD_PER_KIND:
+        raise LogFormatError(f"its bad_per_kind must be a whole number 0–{MAX_BAD_PER_KIND:,}")
+    head = LogHeader(WorldSpec.from_dict(world), VisitSpec(**visits), faults, bad)
+    parse_parameters(head.world.parameters, PROVINCES)
+    return head
+
+
 def read_visit_log(path: Path) -> tuple[LogHeader, Iterator[Visit]]:
-    """The header, and the visits one at a time (a large log is never held in memory)."""
+    """The header, and the visits one at a time (a large log is never held in memory). Blank
+    lines may end the log, not come between visits. A visit's number, and the msgid of its
+    first request, must be its own: hospitals route answers by msgid, so a visit repeated
+    (a line copied) would wait for answers its twin took."""
     f = open(path, "rb")  # noqa: SIM115 - closed by the iterator
     first = f.readline()
     if not first.strip():
         f.close()
         raise LogFormatError(f"{path} is empty: not a visit log (huimin generate writes one)")
-    try:
-        header = orjson.loads(first)
-        if header.get("huimin_visitlog") not in READABLE_VERSIONS:
-            raise LogFormatError(f"{path}: line 1 is not a huimin visit-log header of version "
-                                 f"{' or '.join(map(str, sorted(READABLE_VERSIONS)))}")
-        head = LogHeader(WorldSpec.from_dict(header["world"]), VisitSpec(**header["visits"]),
-                         header.get("faults", ""), header.get("bad_per_kind", 0))
-        parse_parameters(head.world.parameters, PROVINCES)
-    except LogFormatError:
+    if (problem := _not_text(path, 1, first)) is not None:
         f.close()
-        raise
-    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise problem
+    try:
+        head = _header_of(first)
+    except (LogFormatError, orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         f.close()
         raise LogFormatError(f"{path}: line 1 is not a visit-log header ({exc})") from None
 
     def visits() -> Iterator[Visit]:
+        numbers: set[int] = set()
+        starts: set[int] = set()  # hashes of each visit's first msgid
+        blank = 0  # the line number of a blank line not yet followed by a visit
         with f:
             for n, line in enumerate(f, start=2):
+                if not line.strip():
+                    blank = blank or n
+                    continue
+                if blank:
+                    raise LogFormatError(f"{path}: line {blank} is blank, between visits")
+                if (problem := _not_text(path, n, line)) is not None:
+                    raise problem
                 try:
-                    yield Visit.model_validate_json(line)
+                    visit = Visit.model_validate_json(line)
                 except ValidationError as exc:  # where and why; never the value
                     first = exc.errors()[0]
                     loc = list(first["loc"])
@@ -131,6 +174,15 @@ def read_visit_log(path: Path) -> tuple[LogHeader, Iterator[Visit]]:
                     raise LogFormatError(f"{path}: line {n} is not a visit: "
                                          f"{where + ': ' if where else ''}{first['msg']}"
                                          ) from None
+                start = hash(make_msgid(visit.fixmedins_code, visit.begntime, visit.seq))
+                if visit.visit_no in numbers or start in starts:
+                    raise LogFormatError(
+                        f"{path}: line {n} repeats an earlier visit's "
+                        f"{'visit_no' if visit.visit_no in numbers else 'first msgid'} "
+                        "(its hospital, begntime and seq): each visit must be its own")
+                numbers.add(visit.visit_no)
+                starts.add(start)
+                yield visit
     return head, visits()
 
 

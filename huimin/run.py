@@ -262,6 +262,11 @@ def account(result: HospitalRunResult, bad: list[BadMessage]) -> Accounting:
         ok, error = ok + n_ok, error + len(kept) - n_ok
     letters = distinct_dead_letters(result, bad)
     repeats = len(result.dead_letters) - len(letters)
+    # a request a role failed on (E9001/E9002) is answered with the error and dead-lettered
+    # too: counted once, as answered
+    answered = {m for m, e in result.exchanges.items() if e.answers} | \
+        {m for m, a in result.bad_answers.items() if a}
+    letters = [d for d in letters if not d.entry.msgid or d.entry.msgid not in answered]
     daily = result.daily.sent if result.daily is not None else 0
     return Accounting(sent=result.sent + daily + len(bad), answered_ok=ok, answered_error=error,
                       dead_lettered=len(letters), redelivered=extra + repeats)

@@ -15,7 +15,7 @@ import orjson
 
 from huimin.logfiles import LogFormatError, read_records
 from messages.codes import CANCELLATIONS, SETTLEMENTS, Infno
-from messages.identity import PERSONAL_FIELDS
+from messages.identity import PERSONAL_FIELDS, shown_id
 from messages.visitlog import Visit, VisitSession, parse_step
 from settlement.invariants import CHECKS, InvariantReport, check_money, check_person
 from settlement.ledger import SettlementEvent, events_from_answers
@@ -179,13 +179,21 @@ def _differences(path: str, got: Any, want: Any) -> list[str]:
     return [f"{path}: {_short(got)} != expected {_short(want)}"]
 
 
+#: Chinese characters: in a field no name says is personal, still perhaps a person's name.
+_CJK = re.compile(r"[\u3400-\u9fff]")
+
+
 def _short(value: Any, limit: int = 60) -> str:
-    """A scalar as it is; an object or a list only by its size (it may hold personal data)."""
+    """A scalar as it is; an object or a list only by its size (it may hold personal data);
+    text with an ID number's shape inside masked as one, text in Chinese only by its length
+    (a field of a name no list knows, `baseinfo.extra_cert`, may hold either)."""
     if isinstance(value, dict):
         return f"an object of {len(value)} fields"
     if isinstance(value, list):
         return f"a list of {len(value)} items"
-    text = repr(value)
+    if isinstance(value, str) and _CJK.search(value):
+        return f"text of {len(value)} characters"
+    text = repr(shown_id(value) if isinstance(value, str) else value)
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 

@@ -28,12 +28,20 @@ Admdvs = Annotated[str, StringConstraints(pattern=r"^[0-9]{6}$")]
 FixmedinsCode = Annotated[str, StringConstraints(pattern=r"^[HJ][0-9]{11}$")]
 
 
+#: The years a request's dates may name: the rules count back a 7-day window and forward a
+#: year's accumulators, which near year 1 or 9999 went past what a date can hold (an
+#: internal error, E9001, instead of a refusal).
+FIRST_YEAR, LAST_YEAR = 1900, 2999
+
+
 def _real_time(iso: str) -> None:
     """The shape is checked by pattern; this refuses 2026-02-30, month 13, year 0."""
     try:
-        datetime.fromisoformat(iso)
+        when = datetime.fromisoformat(iso)
     except ValueError:
         raise ValueError("not a real date and time") from None  # the value is not echoed
+    if not FIRST_YEAR <= when.year <= LAST_YEAR:
+        raise ValueError(f"not a date and time in the years {FIRST_YEAR}–{LAST_YEAR}")
 
 
 def _real_inf_time(value: str) -> str:

@@ -45,14 +45,17 @@ STEP_MARKS = frozenset("~!=^dx")
 #: The largest amount a visit's item may come to (a quantity times a unit price in fen):
 #: ¥1 billion, as the platform's amounts (messages/transactions.py: MAX_FEN).
 MAX_ITEM_FEN = 100_000_000_000
+#: The years a visit may begin in: its steps' times, a 7-day window before them and a year's
+#: accumulators all stay within what dates can hold.
+FIRST_YEAR, LAST_YEAR = 1990, 2099
 
 
 class VisitItem(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     code: str  # med_list_codg
-    cnt: int = Field(gt=0, le=MAX_ITEM_FEN)
-    pric: int = Field(gt=0, le=MAX_ITEM_FEN)  # fen
+    cnt: int = Field(gt=0, le=MAX_ITEM_FEN, strict=True)  # not 2.0, "2" or true
+    pric: int = Field(gt=0, le=MAX_ITEM_FEN, strict=True)  # fen
 
     @model_validator(mode="after")
     def _amount_in_range(self) -> VisitItem:
@@ -67,12 +70,13 @@ class Visit(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     v: int = VISITLOG_VERSION
-    visit_no: int
-    certno: str = Field(pattern=r"^\d{17}[\dX]$")  # the shape; the check digit is the platform's
+    visit_no: int = Field(strict=True)
+    # the shape, in ASCII digits (\d takes any script's); the check digit is the platform's
+    certno: str = Field(pattern=r"^[0-9]{17}[0-9X]$")
     fixmedins_code: str
     mdtrtarea_admvs: str
     begntime: str
-    seq: int = Field(ge=0, lt=10_000)  # the hospital's msgid sequence at the first step
+    seq: int = Field(ge=0, lt=10_000, strict=True)  # the msgid sequence at the first step
     kind: Literal["outpatient", "inpatient"] = "outpatient"
     med_type: Literal["11", "13", "21", "24"] = "11"
     acct_used_flag: Literal["0", "1"] = "1"
@@ -92,10 +96,12 @@ class Visit(BaseModel):
         if len(begntime) != 19 or begntime[10] != " ":
             raise ValueError("begntime is not yyyy-MM-dd HH:mm:ss")
         try:
-            datetime.fromisoformat(begntime)  # as the steps' times are read
+            when = datetime.fromisoformat(begntime)  # as the steps' times are read
         except ValueError as exc:  # what is wrong ("month must be in 1..12"), not the value
             raise ValueError(str(exc).split(":")[0] if begntime in str(exc) else str(exc)
                              ) from None
+        if not FIRST_YEAR <= when.year <= LAST_YEAR:  # year 9999's steps overflowed
+            raise ValueError(f"begntime is not in the years {FIRST_YEAR}–{LAST_YEAR}")
         return begntime
 
     @field_validator("steps")

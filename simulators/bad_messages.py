@@ -152,6 +152,10 @@ def _register(psn_no: str, insutype: str, certno: str) -> dict[str, Any]:
             "med_type": "11"}
 
 
+#: The most bad requests of each kind a run or a log may ask for: 18,000 in all, held in
+#: memory until sent (a log header's 10⁹ once took 5.6 GB in 15 s).
+MAX_BAD_PER_KIND = 1_000
+
 KINDS = ("malformed-json", "not-an-object", "oversize", "no-sender", "missing-field",
          "extra-field", "ill-typed", "invalid-certno", "unknown-person", "unknown-hospital",
          "unknown-region", "wrong-province", "settle-without-registration",

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import KafkaTimeoutError
+from kafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
 
 from messages import topics
 from messages.codec import MalformedMessage, decode, encode
@@ -124,6 +124,8 @@ def response_consumer(bootstrap: str, topic: str = topics.HOSP_RESPONSES, wait_s
 
 #: The err_code a visit ends with when the hospital gave up waiting for an answer.
 TIMED_OUT = "TIMEOUT"
+#: A visit ended because its request had another visit's msgid (`run`).
+REPEATED_MSGID = "REPEATED_MSGID"
 
 @dataclass
 class Exchange:
@@ -285,8 +287,14 @@ class HospitalFleet:
         raw_key = key.encode() if isinstance(key, str) else key
         headers = self.signer.headers_as(signing, sender, raw_key, value)
         sent = time.time_ns()
-        self.producer.send(topics.HOSP_REQUESTS, key=raw_key, value=value, headers=headers
-                           ).add_errback(request_not_delivered)
+        try:
+            self.producer.send(topics.HOSP_REQUESTS, key=raw_key, value=value, headers=headers
+                               ).add_errback(request_not_delivered)
+        except MessageSizeTooLargeError as exc:  # raised at once, before any delivery
+            log.warning("a request of %d bytes is over the %d the hospitals' producer may "
+                        "send: not sent (a fee upload of that many items?)", len(value),
+                        self.producer.config["max_request_size"])
+            request_not_delivered(exc)  # unanswered, it times out: counted, not a crash
         return sent
 
     def _poll(self, timeout_ms: int, worlds: set[str] | None = None) -> list[dict[str, Any]]:
@@ -417,9 +425,13 @@ class HospitalFleet:
 
         def pump(session: VisitSession) -> None:
             nonlocal finished
-            for req in session.advance():
-                daily.saw(req)
+            requests = session.advance()
+            for n, req in enumerate(requests):
                 ex = exchanges.get(req["msgid"])
+                if ex is not None and owner[req["msgid"]] is not session:
+                    not_sent(session, requests[n:], owner[req["msgid"]])
+                    break
+                daily.saw(req)
                 if ex is None:
                     ex = exchanges[req["msgid"]] = Exchange(req["infno"], req["msgid"])
                     owner[req["msgid"]] = session
@@ -444,6 +456,22 @@ class HospitalFleet:
                 queue = waiting.get(session.visit.certno)
                 if queue:
                     start_visit(*queue.popleft(), waited=True)
+
+        def not_sent(session: VisitSession, requests: list[dict[str, Any]],
+                     other: VisitSession) -> None:
+            """A request with another visit's msgid (a hand-made log) is not sent, and its
+            visit ends: the answers would go to the other visit, and this one would wait for
+            them for ever."""
+            log.warning("visit %d's request has visit %d's msgid: not sent, the visit ended",
+                        session.visit.visit_no, other.visit.visit_no)
+            unsent = {r["msgid"] for r in requests if owner.get(r["msgid"]) is not session}
+            session.sent = [(m, i) for m, i in session.sent if m not in unsent]
+            for msgid in unsent:
+                session.awaiting.pop(msgid, None)
+                session.lost.discard(msgid)
+            session.failed = {"infcode": -1, "inf_refmsgid": requests[0]["msgid"],
+                              "err_code": REPEATED_MSGID, "output": {},
+                              "err_msg": "another visit's msgid: not sent"}
 
         def start_visit(session: VisitSession, scheduled: float, waited: bool = False) -> None:
             """Taken up now: how late after its arrival counts in the start lag, a wait for
@@ -518,6 +546,7 @@ class HospitalFleet:
                 next_bad += 1
             for key, req in close_days() + daily.due(time.monotonic()):
                 self._send(key, encode(req), req["fixmedins_code"])
+                last_news = time.monotonic()  # the drain waits for what was just sent
             all_sent = next_session is None and next_bad == len(bad) and not pending_events
             if all_sent and finished + dropped == arrived and not outstanding():
                 break
@@ -583,6 +612,7 @@ class HospitalFleet:
                 metrics.TIMEOUTS.inc()
                 session.failed = {"infcode": -1, "inf_refmsgid": msgid, "err_code": TIMED_OUT,
                                   "err_msg": "no answer within the timeout", "output": {}}
+                last_news = time.monotonic()  # a visit ended: its day may close now
                 pump(session)
                 release(session, gave_up=True)
         self._flush()

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 
 from messages.visitlog import TIME_FORMAT, Visit, VisitItem
 from settlement.policy import EMPLOYEE
-from simulators.world import World, rng
+from simulators.world import World, refuse_wrong_types, rng
 
 _LEVEL_PRICE_FACTOR = {1: 0.9, 2: 1.0, 3: 1.15}
 
@@ -42,6 +42,7 @@ class VisitSpec:
 
     def __post_init__(self) -> None:
         """What a hand-edited log header may get wrong, refused with what and why."""
+        refuse_wrong_types(self)
         if not 1 <= self.visits <= MAX_VISITS or not 1 <= self.days <= MAX_DAYS:
             raise ValueError(f"visits must be 1–{MAX_VISITS:,} and days 1–{MAX_DAYS:,}")
         for name, value in asdict(self).items():

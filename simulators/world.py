@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import date, timedelta
 from typing import Any
 
@@ -38,6 +38,23 @@ MAX_PERSONS = 10_000_000
 SEED_BOUND = 2**63
 
 
+#: The Python types a spec's field of each annotated type takes (a bool is not a number).
+_FIELD_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
+_TYPE_NAMES = {"int": "a whole number", "float": "a number", "str": "text",
+               "bool": "true or false"}
+
+
+def refuse_wrong_types(spec: Any) -> None:
+    """A hand-edited log header's field of the wrong type (`"persons": "50"`), named, rather
+    than failing later on a comparison."""
+    for f in fields(spec):
+        allowed = _FIELD_TYPES.get(str(f.type))
+        value = getattr(spec, f.name)
+        if allowed and (not isinstance(value, allowed) or
+                        (bool not in allowed and isinstance(value, bool))):
+            raise ValueError(f"{f.name} must be {_TYPE_NAMES[str(f.type)]}")
+
+
 @dataclass(frozen=True, slots=True)
 class WorldSpec:
     """Everything that shapes the world. Serialisable, so workers can rebuild the same world."""
@@ -61,6 +78,7 @@ class WorldSpec:
         """What a hand-edited log header may get wrong, refused with what and why."""
         if type(self.seed) is not int or not -SEED_BOUND <= self.seed < SEED_BOUND:
             raise ValueError("seed must be a whole number of at most 64 bits")
+        refuse_wrong_types(self)
         if not 1 <= self.persons <= MAX_PERSONS:
             raise ValueError(f"persons must be 1–{MAX_PERSONS:,}")
         for name, most in (("cities_per_province", 99), ("hospitals_per_city", 99_999),

@@ -5,6 +5,7 @@ code a publish would get and where, never a value from the file."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import orjson
@@ -65,3 +66,17 @@ def test_the_text_report_counts_the_refused(tmp_path: Path):
     result = check(str(FILES[0]), str(empty))
     assert result.exit_code == 1
     assert result.output.splitlines()[-1] == "1 of 2 files would be taken; 1 refused"
+
+
+def test_a_folder_named_like_a_file_is_passed_over_and_a_pipe_is_refused_not_waited_on(
+        tmp_path: Path):
+    (tmp_path / "bundles.json").mkdir()  # a folder: once it stopped the whole scan
+    (tmp_path / "bundles.json" / "patient.json").write_bytes(
+        next(f for f in FILES if f.name == "Patient-example.json").read_bytes())
+    result = check(str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == "1 of 1 files would be taken"
+    pipe = tmp_path / "pipe.json"
+    os.mkfifo(pipe)
+    refused = check(str(pipe))
+    assert refused.exit_code == 2 and "is not a regular file" in refused.output

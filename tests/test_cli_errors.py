@@ -394,7 +394,8 @@ def test_a_cluster_address_that_is_not_host_and_port_is_refused(logs: Path, tmp_
                     ["topics", "--bootstrap", "broker:99999"],
                     ["topics", "--bootstrap", "a:b:c"],  # colons, and not an IPv6 address
                     ["topics", "--bootstrap", "[fe80::1::2]:9092"],
-                    ["replay", str(logs / "a.jsonl"), "--rate", "1", "--bootstrap", "x:1,y:0"]):
+                    ["replay", str(logs / "a.jsonl"), "--rate", "1", "--bootstrap", "x:1,y:0"],
+                    ["replay", str(logs / "a.jsonl"), "--rate", "1", "--bootstrap", ""]):
         result = huimin(*command)
         assert result.exit_code == 2 and "is not host[:port]" in result.output, result.output
     for command in (["run"], ["replay", str(logs / "a.jsonl"), "--rate", "1", "--results",
@@ -443,6 +444,13 @@ def test_an_interrupted_generate_leaves_no_half_written_log(monkeypatch: pytest.
      "(an unknown field): Extra inputs are not permitted"),  # a key's name is not echoed
     (lambda v: v.update(steps=[*v["steps"], "张三110105194912310025"]),
      "is not a transaction a visit sends"),
+    (lambda v: v.update(begntime="9999-12-31 23:00:00"), "not in the years 1990–2099"),
+    (lambda v: v.update(begntime="0001-01-01 00:00:00"), "not in the years 1990–2099"),
+    (lambda v: v["items"][0].update(pric="1200"), "items.0.pric: Input should be a valid int"),
+    (lambda v: v["items"][0].update(pric=12.0), "items.0.pric: Input should be a valid int"),
+    (lambda v: v["items"][0].update(cnt=True), "items.0.cnt: Input should be a valid int"),
+    (lambda v: v.update(certno="１１０１０５１９４９１２３１００２５"),  # full-width digits
+     "certno: String should match pattern"),
 ])
 def test_a_visit_line_that_cannot_be_carried_out_is_refused_with_where_and_why(
         logs: Path, tmp_path: Path, change: Callable[[dict], None], phrase: str):
@@ -458,7 +466,50 @@ def test_a_visit_line_that_cannot_be_carried_out_is_refused_with_where_and_why(
         assert "张三" not in result.output and "2026-13-45" not in result.output
 
 
+def test_a_visit_repeated_or_sharing_another_visits_first_msgid_is_refused(
+        logs: Path, tmp_path: Path):
+    """Hospitals route answers by msgid: a copied line's visit waited for ever for answers
+    its twin took."""
+    lines = (logs / "a.jsonl").read_bytes().splitlines(True)
+    twin = orjson.loads(lines[2])
+    twin["visit_no"] = 10**6
+    for rest, phrase in (([lines[2]], "repeats an earlier visit's visit_no"),
+                         ([orjson.dumps(twin) + b"\n"], "repeats an earlier visit's first msgid")):
+        bad = tmp_path / "bad.jsonl"
+        bad.write_bytes(b"".join([*lines[:3], *rest, *lines[3:]]))
+        refused(huimin("replay", str(bad), "--rate", "1", "--results", str(tmp_path / "r.jsonl")),
+                "line 4 repeats", phrase)
+
+
+def test_blank_lines_may_end_a_log_not_come_between_its_visits(logs: Path, tmp_path: Path):
+    lines = (logs / "a.jsonl").read_bytes().splitlines(True)
+    ended = tmp_path / "ended.jsonl"
+    ended.write_bytes(b"".join(lines) + b"\n\n")
+    result = huimin("verify", str(ended), str(logs / "a.expected.jsonl"))
+    assert result.exit_code == 0, result.output
+    between = tmp_path / "between.jsonl"
+    between.write_bytes(b"".join([*lines[:3], b"\n", *lines[3:]]))
+    refused(huimin("verify", str(between), str(logs / "a.expected.jsonl")),
+            "line 4 is blank, between visits")
+
+
+@pytest.mark.parametrize(("content", "phrase"), [
+    (b"\x1f\x8b\x08\x00rest", "is gzip-compressed: decompress it first"),
+    (b'{"huimin_visitlog": 3, "world": {}, "visits": {}}\n{"certno": "\xd5\xc5"}\n',
+     "line 2 is not UTF-8 text"),
+    (b"[1, 2]\n", "line 1 is not a visit-log header (it is not a huimin visit-log header"),
+])
+def test_a_file_that_is_not_a_visit_log_says_what_it_is(tmp_path: Path, content: bytes,
+                                                        phrase: str):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(content)
+    refused(huimin("replay", str(bad), "--rate", "1", "--results", str(tmp_path / "r.jsonl")),
+            phrase)
+
+
 @pytest.mark.parametrize(("key", "value", "phrase"), [
+    ("persons", "50", "persons must be a whole number"),
+    ("employee_share", True, "employee_share must be a number"),
     ("persons", -5, "persons must be 1–10,000,000"),
     ("cities_per_province", 0, "cities_per_province must be 1–99"),
     ("seed", 2**70, "seed must be a whole number of at most 64 bits"),
@@ -472,3 +523,16 @@ def test_a_header_that_describes_no_world_is_refused(logs: Path, tmp_path: Path,
     bad.write_bytes(json.dumps(header).encode() + b"\n" + b"".join(lines[1:]))
     refused(huimin("verify", str(bad), str(logs / "a.expected.jsonl")),
             "line 1 is not a visit-log header", phrase)
+
+
+@pytest.mark.parametrize("value", ["3", 10**9, -1, True])
+def test_a_header_asking_for_too_many_or_no_whole_number_of_bad_requests_is_refused(
+        logs: Path, tmp_path: Path, value: object):
+    """10⁹ took 5.6 GB in 15 s before anything was sent."""
+    lines = (logs / "a.jsonl").read_bytes().splitlines(True)
+    header = orjson.loads(lines[0])
+    header["bad_per_kind"] = value
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(json.dumps(header).encode() + b"\n" + b"".join(lines[1:]))
+    refused(huimin("replay", str(bad), "--rate", "1", "--results", str(tmp_path / "r.jsonl")),
+            "line 1 is not a visit-log header", "bad_per_kind must be a whole number 0–1,000")

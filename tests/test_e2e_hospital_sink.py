@@ -169,3 +169,52 @@ def test_a_sign_in_answered_again_is_counted_apart_but_a_refusal_or_a_stranger_i
     assert not result.timed_out and len(result.sessions) == 5
     assert result.sign_ins_answered_again == len(hospitals) - 1
     assert result.unexpected_answers == 2
+
+
+def test_a_visit_whose_request_has_another_visits_msgid_ends_at_once_instead_of_waiting(
+        tmp_path: Path):
+    """A hand-made log can give two visits one msgid (the reader refuses a repeated first
+    msgid, not one of a later step). The answers go to the visit that sent it first; the
+    other visit once waited for them for ever, time-outs and all."""
+    world = build_world(WORLD_SPEC)
+    first, other = list(generate_visits(world, replace(VISITS, visits=2, ehr=False)))
+    second_msgid_time = VisitSession(first).step_time(1)
+    twin = other.model_copy(update={"fixmedins_code": first.fixmedins_code,
+                                    "mdtrtarea_admvs": first.mdtrtarea_admvs,
+                                    "begntime": second_msgid_time, "seq": first.seq + 1})
+    assert VisitSession(twin).msgid_at(0) == VisitSession(first).msgid_at(1)
+    with broker(tmp_path / "broker.log") as bootstrap, \
+            platform(bootstrap, WORLD_SPEC, 2, tmp_path):
+        fleet = HospitalFleet(bootstrap, answer_timeout_s=20)
+        try:
+            fleet.sign_in(world.ref.hospitals.values(), "2027-03-01 00:00:00")
+            started = time.monotonic()
+            result = fleet.run([first, twin], [0.0, 0.5])
+            took = time.monotonic() - started
+        finally:
+            fleet.close()
+    ended = {s.visit.visit_no: (s.failed or {}).get("err_code") for s in result.sessions}
+    assert list(ended.values()).count("REPEATED_MSGID") == 1, ended
+    assert not result.timed_out and took < 20, took
+
+
+def test_a_request_over_what_the_producer_may_send_is_counted_not_sent_and_times_out(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    """A fee upload of 4,000 items (1.1 MB) once ended a replay with kafka-python's
+    MessageSizeTooLargeError and wrote no results."""
+    world = build_world(WORLD_SPEC)
+    (visit,) = list(generate_visits(world, replace(VISITS, visits=1)))
+    huge = visit.model_copy(update={"items": [visit.items[0]] * 4_000, "kind": "outpatient",
+                                    "batches": 1, "steps": ["1101", "2201", "2204", "2207"]})
+    with broker(tmp_path / "broker.log") as bootstrap, \
+            platform(bootstrap, WORLD_SPEC, 2, tmp_path):
+        fleet = HospitalFleet(bootstrap, answer_timeout_s=3)
+        try:
+            fleet.sign_in(world.ref.hospitals.values(), "2027-03-01 00:00:00")
+            result = fleet.run([huge], [0.0])
+        finally:
+            fleet.close()
+    (session,) = result.sessions
+    assert session.failed is not None and session.failed["err_code"] == "TIMEOUT"
+    assert [infno for _, infno in session.sent] == ["1101", "2201", "2204"]
+    assert "is over the 1048576 the hospitals' producer may send: not sent" in caplog.text

@@ -50,6 +50,10 @@ def test_impossible_dates_are_answered_as_schema_violations_not_dead_lettered():
         req = request("1101", HOSP_BJ, bad, 7, person_info_input(EMP_CERTNO, bad))
         err = refused(c.send(EMP_CERTNO, req), ErrorCode.SCHEMA_VIOLATION)
         assert "not a real date" in err and bad not in err
+    for far in ("0001-01-01 00:00:00", "9999-12-31 23:00:00"):  # once an internal error
+        req = request("1101", HOSP_BJ, far, 7, person_info_input(EMP_CERTNO, far))
+        err = refused(c.send(EMP_CERTNO, req), ErrorCode.SCHEMA_VIOLATION)
+        assert "not a date and time in the years 1900–2999" in err and far not in err
     inp = {**register_input(EMP, T), "begntime": "2026-04-31 08:00:00"}
     err = refused(c.do(EMP_CERTNO, "2201", inp), ErrorCode.SCHEMA_VIOLATION)
     assert "input.begntime" in err

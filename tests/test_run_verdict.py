@@ -112,3 +112,16 @@ def test_a_bad_requests_redelivered_dead_letter_is_counted_once_and_a_stray_one_
     assert distinct_dead_letters(result, bad) == [*letters, stray, stray]
     acc = account(result, bad)
     assert (acc.dead_lettered, acc.redelivered) == (len(dead) + 2, 1)
+
+
+def test_a_request_a_role_failed_on_is_answered_and_dead_lettered_but_counted_once():
+    """E9001/E9002 answer the hospital and keep the request in dead.letters: counted as both,
+    the run read "unanswered -1"."""
+    ex = Exchange("1101", "H11010000001202612010900000001", sends=1,
+                  answers=[{"infcode": -1, "err_code": "E9001"}])
+    value = (b'{"infno": "1101", "msgid": "H11010000001202612010900000001", '
+             b'"fixmedins_code": "H11010000001"}')
+    letter = _letter(b"k", value, "E9001")
+    assert letter.entry.msgid == ex.msgid
+    acc = account(_result({}, [letter], {ex.msgid: ex}), [])
+    assert (acc.sent, acc.answered_error, acc.dead_lettered, acc.unaccounted) == (1, 1, 0, 0)

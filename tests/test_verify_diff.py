@@ -84,3 +84,14 @@ def test_fhir_free_text_is_not_shown_as_it_may_hold_anything():
     diff = answer_diff([got], [want])
     assert "entry[0].resource.description: differs (personal data, not shown)" in diff
     assert "张" not in diff and "11010519491231002X" not in diff
+
+
+def test_an_id_number_or_a_name_in_a_field_no_list_knows_is_masked_all_the_same():
+    """`baseinfo.extra_cert` is not a personal field by its name; its value is one by its
+    shape (DOMAIN.md §7: first 6 and last 4), and Chinese text only says its length."""
+    want = {"infcode": 0, "output": {"baseinfo": {"psn_no": "P1"}}}
+    got = copy.deepcopy(want)
+    got["output"]["baseinfo"].update(extra_cert="540300194501270544", extra_name="张三丰")
+    diff = answer_diff([got], [want])
+    assert diff == ("baseinfo.extra_cert: '540300********0544' != expected None; "
+                    "baseinfo.extra_name: text of 3 characters != expected None")
