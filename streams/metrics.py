@@ -249,7 +249,8 @@ def observe_ehr(infno: str, answer: dict[str, Any], audit: list[dict[str, Any]])
 
 def update_consumer_lag(consumer: Any) -> None:
     """Lag per topic over this worker's partitions: the highwater its fetches saw minus the
-    offset it committed (Faust's Consumer keeps both; its Prometheus sensor does not).
+    offset it committed, or, on a partition just taken, the offset after the last it read
+    (Faust's Consumer keeps all three; its Prometheus sensor does not).
     Changelogs are left out (their offsets are never committed: their lag would be a
     constant), and so is a topic this worker no longer serves (its series is removed)."""
     lag: dict[str, int] = {}
@@ -260,9 +261,13 @@ def update_consumer_lag(consumer: Any) -> None:
             end = consumer.highwater(tp)
         except Exception:
             continue
-        if end is None:
+        done = consumer._committed_offset.get(tp)
+        if done is None:  # a partition just taken, nothing committed here yet: what was read
+            read = consumer._read_offset.get(tp)
+            done = None if read is None else read + 1
+        if end is None or done is None:  # nor read: not yet known (counted from 0, its whole
+            lag.setdefault(tp.topic, 0)  # history read as lag, a false alarm each rebalance)
             continue
-        done = consumer._committed_offset.get(tp) or 0
         lag[tp.topic] = lag.get(tp.topic, 0) + max(0, end - done)
     for topic in _LAGGING - lag.keys():
         CONSUMER_LAG.remove(topic)

@@ -129,11 +129,13 @@ class RoleRunner:
                     forwarded: bool = True, repeat: bool = False) -> Send:
         """The answer to a hospital; `forwarded`: it answers a request that went on from the
         provincial platform (so it is no longer in flight); `repeat`: the msgid was answered
-        before (a duplicate, or a request redelivered after a rebalance), so the answer is
-        counted but not timed: timed from the request's first record, a redelivery's answer
-        read as a wait of seconds no hospital had (the settlement SLO alert went pending)."""
+        before (a duplicate, or a request or answer redelivered after a rebalance), so the
+        answer is counted but neither timed nor counted out of flight again: timed from the
+        request's first record, a redelivery's answer read as a wait of seconds no hospital
+        had (the settlement SLO alert went pending), and counted down by a worker that had
+        never counted it up, in-flight went to −70."""
         self.later(partial(metrics.observe_answer, ans, ctx, [] if repeat else trace))
-        if forwarded:
+        if forwarded and not repeat:  # a repeat's request stopped being in flight before
             self.later(metrics.IN_FLIGHT.dec)
         return (self._hosp_responses, ctx["fixmedins_code"].encode(),
                 encode(wrap_answer(ans, ctx, trace)),

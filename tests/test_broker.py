@@ -41,3 +41,29 @@ def test_kafka_bootstrap_servers_wins_over_the_embedded_broker(monkeypatch):
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "kafka.example:9092")
     with broker() as bootstrap:
         assert bootstrap == "kafka.example:9092"
+
+
+def test_huimin_broker_says_so_when_its_broker_dies_by_itself():
+    """It printed "Broker stopped." and exit 0, as for a Ctrl-C: a crash read as a stop."""
+    import os
+    import signal
+    import subprocess
+    from pathlib import Path
+
+    from tests.conftest import huimin_command
+
+    proc = subprocess.Popen([huimin_command(), "broker"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert "listening on" in (proc.stdout.readline() if proc.stdout else "")
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        assert children
+        for child in children:
+            os.kill(int(child), signal.SIGKILL)  # the broker itself, not huimin
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 1, out + err
+    assert "the broker exited by itself (code -9)" in err and "Broker stopped." not in out

@@ -45,3 +45,34 @@ def test_only_a_request_on_its_way_in_is_answered_when_its_role_fails():
     dead-lettered, and the hospital's time-out and 2601 settle it."""
     assert {"hosp.requests", "nat.requests", "ins.requests"} <= REQUESTS_INWARD
     assert not {"nat.answers", "trt.answers", "money.events"} & REQUESTS_INWARD
+
+
+def test_a_repeated_answer_is_counted_but_neither_timed_nor_counted_out_of_flight_again():
+    """A worker that took partitions in a rebalance answers what was redelivered to it: the
+    msgid was answered before, and in flight on the other worker, not on this one (counted
+    down here, in-flight went to −70; timed from the first record, p99 read 7.7 s)."""
+    import time
+
+    from prometheus_client import REGISTRY
+
+    from streams.role import RoleRunner
+
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    run = RoleRunner(None, "hosp.responses", "dead.letters", {})
+    ctx = {"infno": "2207", "msgid": REQ["msgid"], "fixmedins_code": REQ["fixmedins_code"],
+           "route": "cross"}
+    answer = {"infcode": 0, "inf_refmsgid": REQ["msgid"], "output": {}}
+    trace = [["trt.queued", time.time_ns() - 5_000_000_000]]
+    before = (sample("huimin_answers_total", infno="2207", outcome="ok"),
+              sample("huimin_request_latency_seconds_count", route="cross", infno="2207"),
+              sample("huimin_in_flight_requests"))
+    run.to_hospital(answer, ctx, trace, repeat=True)
+    run.to_hospital(answer, ctx, trace)
+    for effect in run.effects:
+        effect()
+    after = (sample("huimin_answers_total", infno="2207", outcome="ok"),
+             sample("huimin_request_latency_seconds_count", route="cross", infno="2207"),
+             sample("huimin_in_flight_requests"))
+    assert [a - b for a, b in zip(after, before, strict=True)] == [2.0, 1.0, -1.0]

@@ -624,7 +624,7 @@ def test_consumer_lag_leaves_out_changelogs_and_topics_no_longer_served():
         ends = {(t.topic, t.partition): 10 for t in tps}
         return SimpleNamespace(
             assignment=lambda: set(tps), highwater=lambda t: ends[(t.topic, t.partition)],
-            _committed_offset={t: 4 for t in tps})
+            _committed_offset={t: 4 for t in tps}, _read_offset={})
 
     def lag(topic: str) -> float | None:
         return REGISTRY.get_sample_value("huimin_consumer_lag_messages", {"topic": topic})
@@ -636,6 +636,15 @@ def test_consumer_lag_leaves_out_changelogs_and_topics_no_longer_served():
     assert lag("huimin-trt_persons-changelog") is None
     update_consumer_lag(consumer(a))  # a rebalance took money.events and a partition away
     assert (lag("hosp.requests"), lag("money.events")) == (6.0, None)
+    # a partition just taken has nothing committed here yet: not its whole history as lag
+    # (1,415 after a rebalance, a false HuiminConsumerLagGrowing), but from what was read
+    taken = consumer(a, b)
+    del taken._committed_offset[b]
+    update_consumer_lag(taken)
+    assert lag("hosp.requests") == 6.0
+    taken._read_offset[b] = 7
+    update_consumer_lag(taken)
+    assert lag("hosp.requests") == 8.0
 
 
 def test_net_positions_are_set_from_all_events_and_cleared_on_a_worker_not_serving_them():
