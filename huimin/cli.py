@@ -32,7 +32,7 @@ from huimin.logfiles import (
     LogFormatError,
     LogHeader,
     expected_path_for,
-    outcome_record,
+    expected_record,
     read_records,
     read_visit_log,
     reserve_header,
@@ -926,7 +926,7 @@ def generate(
             for visit in plan.apply(generate_visits(world, visit_spec), seed):
                 write_visit(log, visit)
                 requests += len(visit.steps)
-                exp.write(orjson.dumps(outcome_record(oracle.run_visit(visit)),
+                exp.write(orjson.dumps(expected_record(oracle.run_visit(visit)),
                                        option=orjson.OPT_SORT_KEYS) + b"\n")
                 done(1, 0)
             log.seek(0)
@@ -1073,7 +1073,7 @@ def verify(
                           markup=False)
             oracle = Oracle(world.ref)
             _, again = read_visit_log(visit_log)
-            want = (outcome_record(oracle.run_visit(v)) for v in again)
+            want = (expected_record(oracle.run_visit(v)) for v in again)
         verdict = verify_answers(visits, want, results, world.ref)
     except LogFormatError as exc:
         raise _refused(exc) from None

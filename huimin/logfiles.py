@@ -6,13 +6,15 @@ messages/visitlog.py); the faults are already in the visits' plans, and `bad_per
 requests of each kind go with the log when it is replayed.
 expected / results (`*.expected.jsonl`, `results.jsonl`): one line per visit,
 `{"visit_no", "outcome", "setlinfo", "answers": {msgid: [answer, ...]}}`, keys sorted, so
-the same seed gives byte-identical files.
+the same seed gives byte-identical files; an expected line also holds `visit_digest`, the
+fingerprint of the visit it settles.
 latency (`latency.jsonl`): `{"msgid", "infno", "route", "latency_ms", "trace"}` per request.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
@@ -186,6 +188,19 @@ def read_visit_log(path: Path) -> tuple[LogHeader, Iterator[Visit]]:
     return head, visits()
 
 
+def visit_digest(visit: Visit) -> str:
+    """A fingerprint of a visit as the log holds it: an expected answer keeps its visit's, so
+    that answers settled from another version of a line (a price edited afterwards) are not
+    taken for this one's."""
+    return hashlib.blake2b(orjson.dumps(visit.model_dump(), option=_OPTS),
+                           digest_size=8).hexdigest()
+
+
+def expected_record(session: VisitSession) -> dict[str, Any]:
+    """The oracle's answers to a visit, with the fingerprint of the visit they settle."""
+    return {**outcome_record(session), "visit_digest": visit_digest(session.visit)}
+
+
 def outcome_record(session: VisitSession) -> dict[str, Any]:
     s = session
     outcome = "settled" if s.settlement else (s.failed or {}).get("err_code", "") or \
@@ -194,11 +209,13 @@ def outcome_record(session: VisitSession) -> dict[str, Any]:
             "answers": {msgid: s.answers.get(msgid, []) for msgid, _ in s.sent}}
 
 
-def write_records(path: Path, sessions: Iterable[VisitSession]) -> int:
+def write_records(path: Path, sessions: Iterable[VisitSession], expected: bool = False) -> int:
+    """Results, or with `expected` the oracle's answers (each with its visit's digest)."""
+    record = expected_record if expected else outcome_record
     n = 0
     with open(path, "wb") as f:
         for s in sessions:
-            f.write(orjson.dumps(outcome_record(s), option=_OPTS) + b"\n")
+            f.write(orjson.dumps(record(s), option=_OPTS) + b"\n")
             n += 1
     return n
 

@@ -13,7 +13,7 @@ from xml.etree import ElementTree as ET
 
 import orjson
 
-from huimin.logfiles import LogFormatError, read_records
+from huimin.logfiles import LogFormatError, read_records, visit_digest
 from messages.codes import CANCELLATIONS, SETTLEMENTS, Infno
 from messages.identity import PERSONAL_FIELDS, shown_id
 from messages.visitlog import Visit, VisitSession, parse_step
@@ -230,6 +230,11 @@ def verify(visits: Iterator[Visit], expected: Iterator[dict[str, Any]],
                                   f"visit {want.get('visit_no')} where visit {visit.visit_no} "
                                   "is (another log's?)")
         _mismatch(visit, want, "the expected answers do", whole=True)
+        if want.get("visit_digest", visit_digest(visit)) != visit_digest(visit):
+            raise ResultsMismatch(
+                f"the expected answers settle another version of visit {visit.visit_no} (the "
+                "log was edited after they were written): generate them again, or remove "
+                "them and verify settles the log with the oracle")
         verdict.visits += 1
         got = got_by_visit.pop(visit.visit_no, None)
         if got is None:
@@ -257,6 +262,9 @@ def verify(visits: Iterator[Visit], expected: Iterator[dict[str, Any]],
             per_person[visit.certno].append((infnos.get(msgid, "?"), answers))
         events += events_from_answers(visit.fixmedins_code, [
             (m, infnos.get(m, "?"), a) for m, a in got["answers"].items()])
+    if (extra := next(expected, None)) is not None:
+        raise ResultsMismatch(f"the expected answers go on past the log's last visit (visit "
+                              f"{extra.get('visit_no')}): a line was taken out of the log?")
     for visit_no in sorted(got_by_visit)[:5]:
         verdict.failures[COMPLETE_CHECK].append(f"visit {visit_no}: a result for no such visit")
     report = InvariantReport()

@@ -243,6 +243,27 @@ def test_results_of_another_visit_log_are_refused(logs: Path):
             "the expected answers do not belong to this visit log")
 
 
+def test_expected_answers_of_an_edited_or_shortened_log_are_refused_not_passed(
+        logs: Path, tmp_path: Path):
+    """A price tripled in the log after its expected answers were written: verify compared
+    the results with the stale answers and printed PASS."""
+    lines = (logs / "a.jsonl").read_bytes().splitlines(True)
+    expected = logs / "a.expected.jsonl"
+    visit = orjson.loads(lines[3])
+    visit["items"][0]["pric"] *= 3
+    edited = tmp_path / "edited.jsonl"
+    edited.write_bytes(b"".join([*lines[:3], orjson.dumps(visit) + b"\n", *lines[4:]]))
+    (tmp_path / "edited.expected.jsonl").write_bytes(expected.read_bytes())
+    refused(huimin("verify", str(edited), str(expected)),
+            f"settle another version of visit {visit['visit_no']}", "generate them again")
+    shortened = tmp_path / "shortened.jsonl"
+    shortened.write_bytes(b"".join(lines[:-1]))
+    results = tmp_path / "results.jsonl"  # a replay of the shortened log: one visit fewer
+    results.write_bytes(b"".join(expected.read_bytes().splitlines(True)[:-1]))
+    refused(huimin("verify", str(shortened), str(results), "--expected", str(expected)),
+            "the expected answers go on past the log's last visit")
+
+
 def with_first_settlement(logs: Path, tmp_path: Path, change: Callable[[dict], None]) -> Path:
     """The oracle's results with `change` made to the first accepted settlement's setlinfo,
     as a platform under test might answer it."""
