@@ -1069,6 +1069,9 @@ def verify(
         if expected.exists():
             want = read_records(expected)
         else:
+            if not visit_log.is_file():  # a pipe (`<(…)`) reads empty the second time
+                raise LogFormatError(f"{visit_log} is not a regular file: with no expected "
+                                     "answers, verify reads the log twice (save it to a file)")
             console.print(f"{expected} not found: settling the log with the oracle",
                           markup=False)
             oracle = Oracle(world.ref)

@@ -557,3 +557,20 @@ def test_a_header_asking_for_too_many_or_no_whole_number_of_bad_requests_is_refu
     bad.write_bytes(json.dumps(header).encode() + b"\n" + b"".join(lines[1:]))
     refused(huimin("replay", str(bad), "--rate", "1", "--results", str(tmp_path / "r.jsonl")),
             "line 1 is not a visit-log header", "bad_per_kind must be a whole number 0–1,000")
+
+
+def test_verify_of_a_piped_log_without_expected_answers_says_it_needs_a_file(
+        logs: Path, tmp_path: Path):
+    """`verify <(cat visits.jsonl) results.jsonl` read the pipe twice, and the second time
+    found no header."""
+    import os
+    import threading
+
+    pipe = tmp_path / "visits.jsonl"
+    os.mkfifo(pipe)
+    content = (logs / "a.jsonl").read_bytes()
+    writer = threading.Thread(target=lambda: pipe.write_bytes(content), daemon=True)
+    writer.start()
+    refused(huimin("verify", str(pipe), str(logs / "a.expected.jsonl")),
+            "is not a regular file", "reads the log twice")
+    writer.join(timeout=5)
