@@ -25,7 +25,7 @@ from huimin.logfiles import (
     write_visit,
 )
 from huimin.verify import answer_diff
-from messages.codes import Infno
+from messages.codes import ErrorCode, Infno
 from messages.topics import HOSP_REQUESTS
 from messages.visitlog import TIME_FORMAT, Visit, VisitSession
 from settlement.clearing import clear
@@ -40,6 +40,7 @@ from simulators.world import World, WorldSpec, build_world, world_tag
 from streams.broker import BOOTSTRAP_ENV, broker, free_port
 from streams.config import FETCH_WAIT_MS, LINGER_MS, STORES, WorkerConfig, fetch_wait_for
 from streams.process import WorkerProcess
+from streams.role import REQUESTS_INWARD
 from streams.topics import (
     create_platform_topics,
     records_in,
@@ -248,6 +249,10 @@ class Accounting:
         return self.sent - self.answered_ok - self.answered_error - self.dead_lettered
 
 
+#: What a role that fails on a message dead-letters it with (and answers, on its way in).
+ROLE_FAILURES = frozenset({ErrorCode.INTERNAL_ERROR.value, ErrorCode.TOO_LARGE.value})
+
+
 def account(result: HospitalRunResult, bad: list[BadMessage]) -> Accounting:
     ok = error = extra = 0
     sends = [(e.sends, e.answers) for e in result.exchanges.values()]
@@ -262,11 +267,14 @@ def account(result: HospitalRunResult, bad: list[BadMessage]) -> Accounting:
         ok, error = ok + n_ok, error + len(kept) - n_ok
     letters = distinct_dead_letters(result, bad)
     repeats = len(result.dead_letters) - len(letters)
-    # a request a role failed on (E9001/E9002) is answered with the error and dead-lettered
-    # too: counted once, as answered
+    # a request a role failed on (E9001/E9002) on its way in is answered with the error and
+    # dead-lettered too (streams/role.py, `failed`): counted once, as answered
     answered = {m for m, e in result.exchanges.items() if e.answers} | \
-        {m for m, a in result.bad_answers.items() if a}
-    letters = [d for d in letters if not d.entry.msgid or d.entry.msgid not in answered]
+        {m for m, a in result.bad_answers.items() if a} | \
+        ({a.get("inf_refmsgid") for _, a in result.daily.answered} if result.daily else set())
+    letters = [d for d in letters if not (
+        d.entry.msgid in answered and d.error_code in ROLE_FAILURES
+        and d.entry.source_topic in REQUESTS_INWARD)]
     daily = result.daily.sent if result.daily is not None else 0
     return Accounting(sent=result.sent + daily + len(bad), answered_ok=ok, answered_error=error,
                       dead_lettered=len(letters), redelivered=extra + repeats)
@@ -496,7 +504,7 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
         if ours is not None:
             on_stage("reading the national clearing statements and ledger")
             statements = clearing_statements(ours, expected_clearing)
-            ledger = national_view(ours, "/ledger/")
+            ledger = national_view(ours, "/ledger/", wait_s=15.0)
             ehr_stats = summed_view(ours, "/ehr/stats/")
         on_stage("the hospitals reconcile the period (3201/3202), the agencies apply for "
                  "clearing (3203)")
@@ -526,17 +534,21 @@ def summed_view(ours: Platform, path: str, attempts: int = 3) -> dict[str, int] 
     return totals
 
 
-def national_view(ours: Platform, path: str) -> Any:
+def national_view(ours: Platform, path: str, wait_s: float = 0.0) -> Any:
     """GET `path` (JSON) from the worker that holds the national clearing table, the only
-    one that serves it (None if none does: a rebalance under way)."""
-    for worker in ours.workers:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{worker.cfg.web_port}{path}",
-                                        timeout=5) as r:
-                return orjson.loads(r.read())
-        except (OSError, ValueError):  # another worker's 503, or one not answering
-            continue
-    return None
+    one that serves it; None if none does (a rebalance under way) within `wait_s`."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        for worker in ours.workers:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{worker.cfg.web_port}{path}",
+                                            timeout=5) as r:
+                    return orjson.loads(r.read())
+            except (OSError, ValueError):  # another worker's 503, or one not answering
+                continue
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(1.0)
 
 
 def clearing_statements(ours: Platform, expected: list[dict[str, Any]] | None,

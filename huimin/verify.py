@@ -181,6 +181,9 @@ def _differences(path: str, got: Any, want: Any) -> list[str]:
 
 #: Chinese characters: in a field no name says is personal, still perhaps a person's name.
 _CJK = re.compile(r"[\u3400-\u9fff]")
+#: A msgid (messages/envelope.py): a sender's code, a time and a sequence, 17 digits in a row
+#: and more, yet no one's ID number; masked, two msgids a day apart read the same.
+_MSGID = re.compile(r"[HJ][0-9]{29}")
 
 
 def _short(value: Any, limit: int = 60) -> str:
@@ -193,7 +196,11 @@ def _short(value: Any, limit: int = 60) -> str:
         return f"a list of {len(value)} items"
     if isinstance(value, str) and _CJK.search(value):
         return f"text of {len(value)} characters"
-    text = repr(shown_id(value) if isinstance(value, str) else value)
+    if isinstance(value, int) and not isinstance(value, bool) and len(str(abs(value))) >= 17:
+        value = str(value)  # an ID number's digits written as a number
+    if isinstance(value, str) and not _MSGID.fullmatch(value):  # a msgid is no one's
+        value = shown_id(value)
+    text = repr(value)
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 

@@ -92,6 +92,7 @@ def create_app(cfg: WorkerConfig) -> faust.App:
     async def log_assignment(sender: Any, assigned: set[Any], **_: Any) -> None:
         """One line per rebalance: which partitions this worker now serves."""
         clearing.rebalanced()
+        metrics.FORWARDED.forget()  # their answers may now leave from another worker
         mine = sorted({tp.partition for tp in assigned if tp.topic == topics.HOSP_REQUESTS})
         serving.update(generation=app.consumer_generation_id, partitions=mine)
         log.info("rebalanced: serving partitions %s of %s", mine, topics.HOSP_REQUESTS)

@@ -123,7 +123,6 @@ class ClearingRoles:
             answer = answer_reconciliation(msg["req"], self.events_for(msg["req"]))
             self.run.put(self.w.recon_answers, msgid, encode_to_keep(answer))
         return [self.run.to_hospital(answer, msg["ctx"], stamp(msg["trace"], NAT_IN),
-                                     forwarded=False,  # not counted in flight
                                      repeat=kept is not None)]
 
     def statements(self) -> dict[str, Any]:

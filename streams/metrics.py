@@ -37,8 +37,9 @@ HOP_LATENCY = Histogram("huimin_hop_latency_seconds", "Time between two hops of 
                         "inside the platform", ["hop"], buckets=LATENCY_BUCKETS)
 IN_FLIGHT = Gauge("huimin_in_flight_requests", "Requests forwarded by this worker's provincial "
                   "platform along the person's partitions (to the insured place, the national "
-                  "platform or the record index) and not yet answered; reconciliations, "
-                  "answered from one partition, are not counted")
+                  "platform or the record index) and not yet answered, by msgid; "
+                  "reconciliations, answered from one partition, are not counted; a "
+                  "rebalance starts the count afresh")
 PAID = Counter("huimin_paid_fen_total", "Money paid for settlements (fen), by who paid it",
                ["insured_province", "treatment_province", "payer"])
 REFUNDED = Counter("huimin_refunded_fen_total", "Money given back by cancellations and "
@@ -71,6 +72,38 @@ ROLE_CPU = Counter("huimin_role_cpu_seconds_total", "CPU time the worker's event
 ROLE_EVENTS = Counter("huimin_role_events_total", "Events each role's handler took", ["role"])
 STARTED = Gauge("huimin_worker_start_time_seconds", "When this worker process started (Unix "
                 "time): its changes count the restarts")
+
+class ForwardedRequests:
+    """The msgids this worker forwarded and has not yet answered, for `IN_FLIGHT`. Counted by
+    msgid, not up and down: a duplicate is forwarded twice and answered twice, and a
+    request or answer redelivered after a rebalance is answered by a worker that never
+    forwarded it (counting down then drifted by one each time, without bound). A rebalance
+    forgets them all (their answers may now leave from another worker), and one unanswered
+    for `STALE_S` (its answer dead-lettered on the way back) is forgotten too."""
+
+    STALE_S = 600.0
+
+    def __init__(self) -> None:
+        self._since: dict[str, float] = {}
+
+    def forwarded(self, msgid: str) -> None:
+        self._since.setdefault(msgid, time.monotonic())
+
+    def answered(self, msgid: str) -> None:
+        self._since.pop(msgid, None)
+
+    def forget(self) -> None:
+        self._since.clear()
+
+    def count(self) -> int:
+        stale = time.monotonic() - self.STALE_S
+        for msgid in [m for m, t in self._since.items() if t < stale]:
+            del self._since[msgid]
+        return len(self._since)
+
+
+FORWARDED = ForwardedRequests()
+IN_FLIGHT.set_function(FORWARDED.count)
 
 #: What a dashboard or an alert rule may use (checked by the tests).
 DOMAIN_METRICS = (

@@ -25,10 +25,6 @@ log = logging.getLogger("huimin.streams")
 #: The topics that carry a hospital's request towards the role that answers it.
 REQUESTS_INWARD = frozenset({topics.HOSP_REQUESTS, topics.NAT_REQUESTS, topics.INS_REQUESTS,
                              topics.RECON_REQUESTS, topics.EHR_NATIONAL, topics.EHR_SOURCES})
-#: Inward topics whose requests `huimin_in_flight_requests` does not count as forwarded: a
-#: hospital's, not yet forwarded, and reconciliations, whose one partition may be another
-#: worker's than the one that took the request in.
-NOT_IN_FLIGHT = frozenset({topics.HOSP_REQUESTS, topics.RECON_REQUESTS})
 
 #: The largest record a role writes (a table row, an answer, a forwarded request): under the
 #: 1,000,000-byte request Faust's producer and Kafka brokers take by default, with room for
@@ -126,17 +122,14 @@ class RoleRunner:
         return self._dead_letters, key, value, headers
 
     def to_hospital(self, ans: dict[str, Any], ctx: dict[str, Any], trace: list,
-                    forwarded: bool = True, repeat: bool = False) -> Send:
-        """The answer to a hospital; `forwarded`: it answers a request that went on from the
-        provincial platform (so it is no longer in flight); `repeat`: the msgid was answered
-        before (a duplicate, or a request or answer redelivered after a rebalance), so the
-        answer is counted but neither timed nor counted out of flight again: timed from the
-        request's first record, a redelivery's answer read as a wait of seconds no hospital
-        had (the settlement SLO alert went pending), and counted down by a worker that had
-        never counted it up, in-flight went to −70."""
+                    repeat: bool = False) -> Send:
+        """The answer to a hospital, its request no longer in flight; `repeat`: the msgid was
+        answered before (a duplicate, or a request or answer redelivered after a rebalance),
+        so the answer is counted but not timed: timed from the request's first record, a
+        redelivery's answer read as a wait of seconds no hospital had (the settlement SLO
+        alert went pending)."""
         self.later(partial(metrics.observe_answer, ans, ctx, [] if repeat else trace))
-        if forwarded and not repeat:  # a repeat's request stopped being in flight before
-            self.later(metrics.IN_FLIGHT.dec)
+        self.later(partial(metrics.FORWARDED.answered, ctx["msgid"]))
         return (self._hosp_responses, ctx["fixmedins_code"].encode(),
                 encode(wrap_answer(ans, ctx, trace)),
                 self._signed_in if ctx.get("infno") == Infno.SIGN_IN else None)
@@ -153,8 +146,7 @@ class RoleRunner:
             return sends
         ctx = hospital_context(value, source == topics.HOSP_REQUESTS)
         if ctx is not None:
-            sends.append(self.to_hospital(error_answer(ctx["msgid"], code, reason), ctx, [],
-                                          forwarded=source not in NOT_IN_FLIGHT))
+            sends.append(self.to_hospital(error_answer(ctx["msgid"], code, reason), ctx, []))
         return sends
 
     def role(self, source: Any, name: str, handler: Handler,

@@ -60,7 +60,7 @@ class SettlementRoles:
             run.later(metrics.REFUSED.labels(refusal.answer["err_code"]).inc)
             log.warning("refused a request from %s: %s", refusal.ctx["fixmedins_code"],
                         refusal.answer["err_code"])
-            return [run.to_hospital(refusal.answer, refusal.ctx, trace, forwarded=False)]
+            return [run.to_hospital(refusal.answer, refusal.ctx, trace)]
         cur = stored(self.w.trt_rows, key) if key else None
         before = TreatmentRow.from_dict(decode(cur)) if cur else None
         outcome, row = self.treatment.handle_request(
@@ -70,14 +70,12 @@ class SettlementRoles:
             run.later(metrics.child(metrics.REQUESTS, infno).inc)
         if isinstance(outcome, Forward) and outcome.to != "reconciliation":
             # answered from the person's partitions, so on this worker (recon.requests has
-            # one partition: its answer may leave from another worker, which would count it
-            # down)
-            run.later(metrics.IN_FLIGHT.inc)
+            # one partition: its answer may leave from another worker)
+            run.later(partial(metrics.FORWARDED.forwarded, outcome.ctx["msgid"]))
         if row is not None:
             run.put(self.w.trt_rows, key, encode_to_keep(row.to_dict()))
         if isinstance(outcome, Reply):
-            return [run.to_hospital(outcome.answer, outcome.ctx, trace, forwarded=False,
-                                    repeat=outcome.repeat)]
+            return [run.to_hospital(outcome.answer, outcome.ctx, trace, repeat=outcome.repeat)]
         if isinstance(outcome, Forward) and outcome.to == "ehr":
             assert key is not None  # a request without a key is dead-lettered
             return self.records.on_request(key, outcome.req, outcome.ctx, trace)

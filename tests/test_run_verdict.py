@@ -125,3 +125,6 @@ def test_a_request_a_role_failed_on_is_answered_and_dead_lettered_but_counted_on
     assert letter.entry.msgid == ex.msgid
     acc = account(_result({}, [letter], {ex.msgid: ex}), [])
     assert (acc.sent, acc.answered_error, acc.dead_lettered, acc.unaccounted) == (1, 1, 0, 0)
+    # any other dead letter of an answered msgid (a copy refused as malformed) still counts
+    other = _letter(b"k", value, "E1001")
+    assert account(_result({}, [letter, other], {ex.msgid: ex}), []).dead_lettered == 1

@@ -95,3 +95,11 @@ def test_an_id_number_or_a_name_in_a_field_no_list_knows_is_masked_all_the_same(
     diff = answer_diff([got], [want])
     assert diff == ("baseinfo.extra_cert: '540300********0544' != expected None; "
                     "baseinfo.extra_name: text of 3 characters != expected None")
+    got["output"]["baseinfo"] = {"psn_no": "P1", "extra_cert": 540300194501270544}
+    assert "540300********0544" in answer_diff([got], [want])  # as a number too
+    # a msgid has 17 digits in a row and more, and is no one's: shown whole
+    refs = [{"infcode": 0, "output": {"omsgid": f"H11010000001202612{d}0900000001"}}
+            for d in ("01", "02")]
+    assert answer_diff([refs[0]], [refs[1]]) == (
+        "omsgid: 'H11010000001202612010900000001' != expected "
+        "'H11010000001202612020900000001'")
