@@ -403,6 +403,10 @@ def redelivery_outlives_window(days: int, wall_s: float) -> bool:
     return days > WINDOW_DAYS and days / max(wall_s, 1e-9) * RECOVERY_S > WINDOW_DAYS
 
 
+#: Wall time past which a replay's arrivals are announced before it starts (seconds).
+LONG_REPLAY_S = 3600.0
+
+
 def _warn_if_redelivery_outlives_window(days: int, wall_s: float, remedy: str) -> None:
     """Say so where a worker's restart or a rebalance would refuse redelivered requests."""
     if redelivery_outlives_window(days, wall_s):
@@ -999,6 +1003,12 @@ def replay(
                                 else bad_per_kind, visit_period(visits))
     arrivals = arrivals_at_rate(len(visits), rate) if rate else \
         arrivals_at_speed(visits, speed or 1.0)
+    if arrivals and max(arrivals) > LONG_REPLAY_S:  # a visit mistyped years out, say
+        span = max(arrivals)
+        pace = f"--rate {rate:g}" if rate else f"--speed {speed or 1.0:g}"
+        console.print(f"[yellow]The visits arrive over {span // 3600:,.0f} h "
+                      f"{span % 3600 // 60:.0f} min of wall time ({pace}): a higher --speed "
+                      "or --rate shortens it.[/]")
     if plan.kill_worker or plan.join_worker or bootstrap:  # a worker may restart or rebalance
         _warn_if_redelivery_outlives_window(header.visits.days, arrivals[-1] if arrivals else 0,
                                             "a lower --rate or --speed, or a log of fewer days")

@@ -574,3 +574,17 @@ def test_verify_of_a_piped_log_without_expected_answers_says_it_needs_a_file(
     refused(huimin("verify", str(pipe), str(logs / "a.expected.jsonl")),
             "is not a regular file", "reads the log twice")
     writer.join(timeout=5)
+
+
+def test_replay_says_before_it_starts_when_its_arrivals_span_hours(logs: Path, tmp_path: Path):
+    """A visit mistyped years out at --speed 10000 meant ~8.8 h of waiting, unannounced."""
+    lines = (logs / "a.jsonl").read_bytes().splitlines(True)
+    late = orjson.loads(lines[-1])
+    late["begntime"] = "2036-01-01 08:00:00"
+    log = tmp_path / "late.jsonl"
+    log.write_bytes(b"".join([*lines[:-1], orjson.dumps(late) + b"\n"]))
+    result = huimin("replay", str(log), "--speed", "10000", "--bootstrap", "127.0.0.1:1",
+                    "--results", str(tmp_path / "r.jsonl"))
+    assert result.exit_code == 2  # refused after the notice: the cluster cannot be reached
+    assert "The visits arrive over 7 h 57 min of wall time (--speed 10000)" in result.output
+    assert "a higher --speed or --rate shortens it" in result.output
