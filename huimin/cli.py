@@ -53,6 +53,7 @@ from huimin.report import (
     write_outputs,
 )
 from huimin.run import (
+    Accounting,
     PlatformNotServing,
     RunOptions,
     TopicsUnfit,
@@ -77,8 +78,14 @@ from settlement.parameters import ParameterError
 from settlement.retention import WINDOW_DAYS
 from simulators.bad_messages import MAX_BAD_PER_KIND, generate_bad_messages
 from simulators.faults import FaultPlan, FaultPlanError
-from simulators.hospital import OnProgress, PlatformOfAnotherWorld, PlatformSilent
+from simulators.hospital import (
+    HospitalRunResult,
+    OnProgress,
+    PlatformOfAnotherWorld,
+    PlatformSilent,
+)
 from simulators.hospital_metrics import HOSPITAL_REGISTRY
+from simulators.interrupt import GentleInterrupt
 from simulators.visits import MAX_DAYS, MAX_VISITS, VisitSpec, generate_visits
 from simulators.world import MAX_PERSONS, SEED_BOUND, WorldSpec, build_world
 from streams.broker import (
@@ -1018,17 +1025,20 @@ def replay(
         if os.environ.get(BOOTSTRAP_ENV):  # our platform on the user's cluster: a fresh one?
             check_fresh(os.environ[BOOTSTRAP_ENV], client)
         out_dir.mkdir(parents=True, exist_ok=True)
-    with _progress() as progress:
+    with _progress() as progress, GentleInterrupt() as interrupt:
         on_stage, on_progress = _reporters(progress, len(visits))
         ex = execute(world, visits, arrivals, bad, out_dir, bootstrap=bootstrap,
                      partitions=partitions, answer_timeout_s=answer_timeout,
                      client_config=client, kill_worker=plan.kill_worker,
                      join_worker=plan.join_worker, on_stage=on_stage, on_progress=on_progress,
-                     idempotent=idempotent)
+                     idempotent=idempotent, interrupt=interrupt)
     write_records(results, ex.result.sessions)
     write_latencies(results.with_name(results.stem + ".latency.jsonl"), ex.result)
     write_dead_letters(results.with_name(results.stem + ".dead_letters.jsonl"), ex.result, bad)
-    acc = account(ex.result, bad)
+    acc = account(ex.result, bad[:ex.result.bad_sent])
+    if ex.result.interrupted:
+        _report_interrupted(ex.result, len(visits), acc, results)
+        raise typer.Exit(130)
     # a platform of someone else's may restart or rebalance its workers: a bad request
     # answered or dead-lettered again, identically, is at-least-once delivery
     bad_check = check_bad_requests(ex.result, bad, redelivery=plan.any or bootstrap is not None)
@@ -1052,6 +1062,23 @@ def replay(
                   markup=False)
     ok = acc.unaccounted == 0 and not ex.result.timed_out and bad_check.ok
     raise typer.Exit(0 if ok else 1)
+
+
+def _report_interrupted(result: HospitalRunResult, visits: int, acc: Accounting,
+                        results: Path) -> None:
+    """What a replay stopped by Ctrl-C leaves: every request sent is still accounted for, the
+    ones awaited then as in flight."""
+    arrived = len(result.sessions)
+    over = sum(s.done for s in result.sessions)
+    console.print(f"[yellow]Stopped by Ctrl-C after {result.wall_s:.1f} s: {arrived:,} of "
+                  f"{visits:,} visits had arrived, {over:,} of them over; the rest were not "
+                  "sent.[/]")
+    console.print(f"Sent {acc.sent:,} = answered OK {acc.answered_ok:,} + answered with an "
+                  f"error {acc.answered_error:,} + dead-lettered {acc.dead_lettered:,} + in "
+                  f"flight when stopped {acc.unaccounted:,}")
+    console.print(f"The answers received are in {results} (visits still under way end "
+                  "'not settled'); `huimin verify` counts the visits not replayed as having no "
+                  "result.", markup=False)
 
 
 @app.command()

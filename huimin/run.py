@@ -34,6 +34,7 @@ from settlement.oracle import Oracle
 from simulators.bad_messages import KINDS, BadMessage, generate_bad_messages
 from simulators.faults import FaultPlan
 from simulators.hospital import DeadLetterRecord, HospitalFleet, HospitalRunResult, OnProgress
+from simulators.interrupt import GentleInterrupt
 from simulators.reconciliation import closing_requests, settlements_to_post
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import World, WorldSpec, build_world, world_tag
@@ -463,12 +464,13 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
             kill_worker: int = 0, join_worker: int = 0, workers: int = 1,
             broker_kind: str = "tansu", store: str = "memory",
             expected_clearing: list[dict[str, Any]] | None = None,
-            idempotent: bool = False) -> Execution:
+            idempotent: bool = False, interrupt: GentleInterrupt | None = None) -> Execution:
     """Let the hospitals carry out `visits` against a platform: the one at `bootstrap`, if
     given (already running, as an integration tester's deployment is), else our own platform on the
     embedded broker (or on KAFKA_BOOTSTRAP_SERVERS), started here and stopped afterwards.
     `idempotent`: the hospitals' producers are, on a cluster that offers it (our own Apache
-    Kafka always is)."""
+    Kafka always is). `interrupt`: a Ctrl-C while the visits run ends them there, and the
+    platform is stopped without the clearing and the period's reconciliation."""
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
         events: list[tuple[float, Callable[[], object]]] = []
@@ -499,16 +501,21 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
         if ours is not None:
             sign_in_s += ours.wait_until_serving()
         on_stage(f"{len(visits):,} visits")
-        result = fleet.run(visits, arrivals, bad, on_progress, events=events)
+        stop = interrupt or GentleInterrupt()  # one not entered is never requested
+        with stop.armed():
+            result = fleet.run(visits, arrivals, bad, on_progress, events=events,
+                               stop_requested=stop.was_requested)
         statements = ledger = ehr_stats = None
-        if ours is not None:
-            on_stage("reading the national clearing statements and ledger")
-            statements = clearing_statements(ours, expected_clearing)
-            ledger = national_view(ours, "/ledger/", wait_s=15.0)
-            ehr_stats = summed_view(ours, "/ehr/stats/")
-        on_stage("the hospitals reconcile the period (3201/3202), the agencies apply for "
-                 "clearing (3203)")
-        recon = fleet.exchange(closing_requests(result.books))
+        recon: dict[str, list[dict[str, Any]]] = {}
+        if not result.interrupted:
+            if ours is not None:
+                on_stage("reading the national clearing statements and ledger")
+                statements = clearing_statements(ours, expected_clearing)
+                ledger = national_view(ours, "/ledger/", wait_s=15.0)
+                ehr_stats = summed_view(ours, "/ehr/stats/")
+            on_stage("the hospitals reconcile the period (3201/3202), the agencies apply for "
+                     "clearing (3203)")
+            recon = fleet.exchange(closing_requests(result.books))
         on_stage("stopping")
     return Execution(result, bootstrap, kill_worker if events else 0, statements, ledger,
                      ehr_stats, recon, setup_s, sign_in_s)

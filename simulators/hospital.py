@@ -203,6 +203,11 @@ class HospitalRunResult:
     #: sign-ins answered again, OK, during the run: redelivered to a worker in a rebalance
     #: (counted, not an error; a repeat with an error counts as unexpected)
     sign_ins_answered_again: int = 0
+    #: ended early, by `stop_requested` (a Ctrl-C): visits not yet arrived are not in it,
+    #: and requests still awaited were in flight
+    interrupted: bool = False
+    #: how many of the bad requests were sent: all of them, unless interrupted
+    bad_sent: int = 0
 
     @property
     def days_reconciled(self) -> list[DayReconciliation]:
@@ -374,7 +379,8 @@ class HospitalFleet:
             drain_s: float = 15.0,
             events: list[tuple[float, Callable[[], None]]] | None = None,
             sink: Sink | None = None,
-            max_in_flight: int | None = None) -> HospitalRunResult:
+            max_in_flight: int | None = None,
+            stop_requested: Callable[[], bool] = lambda: False) -> HospitalRunResult:
         """Carry out `visits`, visit k arriving `arrivals[k]` seconds after the start (open
         loop), with the `bad` requests spread among them; `events` are (seconds, action) to
         run on the way (e.g. killing a worker). Return everything that was seen.
@@ -388,7 +394,10 @@ class HospitalFleet:
         started, and counted (`dropped`; `on_progress` tells it apart), as a load generator's
         arrival-rate executor does once its budget is spent: far past a platform's capacity,
         an uncapped open loop only grows a backlog that takes minutes to drain and holds the
-        broker's memory, and tells no more than the first seconds of it did."""
+        broker's memory, and tells no more than the first seconds of it did.
+
+        `stop_requested`: asked on every pass of the loop (every ≤ 50 ms); once it says so
+        the run ends there with what was seen so far (`interrupted`), each request whole."""
         if max_in_flight is not None and max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, not {max_in_flight}")
         pending_events = sorted(events or [], key=lambda e: e[0])
@@ -517,7 +526,7 @@ class HospitalFleet:
                 any(not a for a in bad_answers.values()) or \
                 len(dead_letters) < sum(b.expect == "dead-letter" for b in bad)
 
-        while True:
+        while not (interrupted := stop_requested()):
             now = time.monotonic() - t0
             while next_session is not None and arrivals[arrived] <= now:
                 scheduled = arrivals[arrived]
@@ -616,10 +625,13 @@ class HospitalFleet:
                 pump(session)
                 release(session, gave_up=True)
         self._flush()
+        for b in bad[next_bad:]:  # not sent (interrupted): no answer to await
+            bad_answers.pop(b.msgid, None)
         if sink is not None:  # visits unfinished or short of answers: the sink counts them
             for session in dict.fromkeys(owner.values()):
                 sink(session, [exchanges[m] for m, _ in session.sent])
             exchanges.clear()
         return HospitalRunResult(sessions, exchanges, bad_answers, dead_letters, timed_out,
                                  unexpected, time.monotonic() - t0, books, daily, dropped,
-                                 start_lag, waited, loop_lag, answered_again)
+                                 start_lag, waited, loop_lag, answered_again, interrupted,
+                                 next_bad)

@@ -4,6 +4,8 @@ one already running on some cluster), `huimin verify` gives a verdict a CI can r
 
 from __future__ import annotations
 
+import re
+import signal
 import subprocess
 from pathlib import Path
 from xml.etree import ElementTree as ET
@@ -13,7 +15,7 @@ import pytest
 
 from simulators.world import WorldSpec
 from streams.broker import EmbeddedBroker
-from tests.conftest import run_huimin
+from tests.conftest import huimin_command, processes_mentioning, run_huimin
 
 pytestmark = pytest.mark.e2e
 
@@ -108,6 +110,53 @@ def test_replay_against_a_platform_already_running_on_a_cluster(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert not (tmp_path / "r.platform" / "worker-0.log").exists()  # it started no platform
     assert huimin("verify", "v.jsonl", "r.jsonl", cwd=tmp_path).returncode == 0
+
+
+def test_ctrl_c_during_a_replay_keeps_the_answers_received_and_accounts_for_every_request(
+        tmp_path):
+    """A tester stops a long replay: the answers so far are written, each request sent is
+    answered, dead-lettered or in flight, and the platform it started is stopped."""
+    assert huimin("generate", *GENERATE, "--bad-per-kind", "1", "-o", "v.jsonl",
+                  cwd=tmp_path).returncode == 0
+    with subprocess.Popen([huimin_command(), "replay", "v.jsonl", "--rate", "8", "--results",
+                           "r.jsonl"], cwd=tmp_path, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)
+                          ) as proc:
+        assert proc.stdout is not None
+        seen = []
+        for line in proc.stdout:  # the stage line that starts the visits
+            seen.append(line)
+            if line.rstrip().endswith("150 visits"):
+                break
+        try:
+            proc.wait(timeout=6)  # ~50 visits arrive meanwhile
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGINT)
+        out = "".join(seen) + proc.communicate(timeout=120)[0]
+    said = " ".join(out.split())
+    assert proc.returncode == 130, out
+    assert "Traceback" not in out and "Stopped by Ctrl-C" in said, out
+    sent, ok, error, dead, in_flight = (int(n.replace(",", "")) for n in re.search(
+        r"Sent ([\d,]+) = answered OK ([\d,]+) \+ answered with an error ([\d,]+) \+ "
+        r"dead-lettered ([\d,]+) \+ in flight when stopped ([\d,]+)", said).groups())
+    assert sent == ok + error + dead + in_flight and ok > 100
+    records = [orjson.loads(x) for x in (tmp_path / "r.jsonl").read_bytes().splitlines()]
+    replayed = sorted(r["visit_no"] for r in records)
+    assert replayed == list(range(len(replayed))) and 20 < len(replayed) < 150
+    assert f"{len(replayed):,} of 150 visits had arrived" in said
+    assert not processes_mentioning(str(tmp_path))  # its broker and worker are gone
+
+    proc = huimin("verify", "v.jsonl", "r.jsonl", "--json", "verdict.json", cwd=tmp_path)
+    assert proc.returncode == 1
+    checks = orjson.loads((tmp_path / "verdict.json").read_bytes())["checks"]
+    assert checks["every visit has a result"]["failures"] == \
+        [f"visit {n}: no result" for n in range(len(replayed), 150)]
+    # what came back is right: the only differences are answers still awaited
+    assert all(re.fullmatch(r"visit \d+ \d{4} \w+: 0 answers, expected 1", f)
+               for f in checks["answers equal the oracle"]["failures"])
+    assert all(c["passed"] for name, c in checks.items()
+               if name not in ("every visit has a result", "answers equal the oracle"))
 
 
 def test_a_broken_visit_log_is_refused_with_a_clear_message(tmp_path):

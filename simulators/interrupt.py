@@ -1,0 +1,52 @@
+"""A Ctrl-C that ends a replay cleanly: the answers received so far are worth keeping.
+
+An integration tester who stops a long replay still wants what came back (which visit the
+platform stalled on, the answers before it). Raising KeyboardInterrupt in the middle of the
+hospitals' loop would leave a request half-recorded, so the first Ctrl-C while the loop runs
+only asks it to stop at its next pass (every ≤ 50 ms; `HospitalFleet.run`'s
+`stop_requested`). Before or after the loop, or a second time, Ctrl-C interrupts at once, as
+usual.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType, TracebackType
+
+
+class GentleInterrupt:
+    """SIGINT's handler for a `with` block (main thread only). The hospitals' loop runs
+    inside `armed()` and stops once `requested`."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._armed = False
+        self._previous: signal.Handlers | object = signal.SIG_DFL
+
+    def __enter__(self) -> GentleInterrupt:
+        self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        signal.signal(signal.SIGINT, self._previous)  # type: ignore[arg-type]
+
+    def was_requested(self) -> bool:
+        return self.requested
+
+    @contextmanager
+    def armed(self) -> Iterator[None]:
+        """While the loop runs a first Ctrl-C is a request, not an exception."""
+        self._armed = True
+        try:
+            yield
+        finally:
+            self._armed = False
+
+    def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
+        if self._armed and not self.requested:
+            self.requested = True
+            return
+        raise KeyboardInterrupt

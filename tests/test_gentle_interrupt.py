@@ -1,0 +1,37 @@
+"""A Ctrl-C during a replay's visits stops them at the loop's next pass; anywhere else, or a
+second time, it interrupts at once (simulators/interrupt.py)."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from simulators.interrupt import GentleInterrupt
+
+
+def ctrl_c() -> None:
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_a_first_ctrl_c_while_armed_is_a_request_and_a_second_interrupts():
+    with GentleInterrupt() as interrupt, interrupt.armed():
+        ctrl_c()
+        assert interrupt.was_requested()
+        with pytest.raises(KeyboardInterrupt):
+            ctrl_c()
+
+
+def test_a_ctrl_c_outside_the_visits_interrupts_at_once():
+    with GentleInterrupt() as interrupt:
+        with pytest.raises(KeyboardInterrupt):
+            ctrl_c()
+        assert not interrupt.was_requested()
+
+
+def test_the_previous_handler_is_back_afterwards():
+    before = signal.getsignal(signal.SIGINT)
+    with GentleInterrupt():
+        assert signal.getsignal(signal.SIGINT) is not before
+    assert signal.getsignal(signal.SIGINT) is before
