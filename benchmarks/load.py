@@ -716,31 +716,42 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
         begin += timedelta(days=spec.days + 15)  # the next warm-up's week fits between
         return point
 
-    for rate in rates:
-        measure_huimin(rate)
-    search: dict[str, Any] | None = None
-    if find_capacity:
+    def search_capacity() -> dict[str, Any]:
         added = sweep_rates(measure_huimin, list(points), lambda p: p.offered_visits_per_s,
                             lambda p: rate_sustained(p, limit), find_capacity_max,
                             least=FIND_CAPACITY_LEAST)
         for point in added:
             point.searched = True
         points.sort(key=lambda p: p.offered_visits_per_s)
-        search = {"added_visits_per_s": [p.offered_visits_per_s for p in added],
-                  "max_visits_per_s": find_capacity_max,
-                  "least_visits_per_s": FIND_CAPACITY_LEAST,
-                  "bracketed": brackets([(p.offered_visits_per_s, rate_sustained(p, limit))
-                                         for p in points])}
+        return {"added_visits_per_s": [p.offered_visits_per_s for p in added],
+                "max_visits_per_s": find_capacity_max,
+                "least_visits_per_s": FIND_CAPACITY_LEAST,
+                "bracketed": brackets([(p.offered_visits_per_s, rate_sustained(p, limit))
+                                       for p in points])}
+
+    search: dict[str, Any] | None = None
     sweep: list[dict[str, Any]] = []
-    if ceiling:
-        sweep = ceiling_sweep(fresh_ceiling, [p.ceiling for p in points], limit, sweep_max)
+    interrupted = False
+    try:
+        for rate in rates:
+            measure_huimin(rate)
+        if find_capacity:
+            search = search_capacity()
+        if ceiling:
+            sweep = ceiling_sweep(fresh_ceiling, [p.ceiling for p in points], limit,
+                                  sweep_max)
+    except KeyboardInterrupt:  # the rate under way is dropped (its broker and platform
+        if not points:  # stopped on the way out); the rates measured make the report
+            raise
+        interrupted = True
+        points.sort(key=lambda p: p.offered_visits_per_s)
     huimin_capacity = settlement_capacity(points, limit)
     for point in points:
         point.unsustained = why_unsustained(point, limit, max_in_flight)
     raw_runs = [(c["offered_per_s"], c["achieved_per_s"], c["latency_ms"])
                 for c in [p.ceiling for p in points if p.ceiling] + sweep]
     raw_capacity = capacity(raw_runs, limit)
-    return {"started": started, "machine": machine(broker_kind),
+    return {"started": started, "machine": machine(broker_kind), "interrupted": interrupted,
             "settings": {"rates_visits_per_s": rates, "duration_s": duration,
                          "warmup_s": warmup, "broker": broker_kind, "seed": seed,
                          "persons": persons, "workers": workers, "partitions": partitions,

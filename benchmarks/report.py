@@ -51,6 +51,10 @@ def markdown(result: dict[str, Any]) -> str:
         f"{'on' if s['health_record_steps'] else 'off'} · tables in "
         f"{s.get('store', 'memory')}",
         "",
+        *([f"**Stopped by Ctrl-C**: {len(result['points'])} rate(s) measured, of "
+           f"{len(s['rates_visits_per_s'])} offered (a rate under way is left out; with "
+           "--find-capacity, the search and the raw ceiling's sweep may be missing).", ""]
+          if result.get("interrupted") else []),
         "Settlement = 2207/2304 round trip seen by the hospital (ms), all routes; a "
         "settlement never answered (or never sent, its visit cut short) ranks above every "
         "answer, and a percentile among those reads ∞. Raw ceiling = the 6 topics of a "

@@ -752,6 +752,8 @@ def bench(
     console.print(report)
     console.print(f"Wrote {out / 'bench.json'}, {out / 'bench.md'} and {out / 'bench.png'}",
                   markup=False)
+    if result["interrupted"]:
+        raise typer.Exit(130)
 
 
 @app.command("check-fhir")

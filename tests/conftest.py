@@ -4,6 +4,7 @@ KAFKA_BOOTSTRAP_SERVERS) and need no setup by hand."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -97,6 +98,28 @@ def huimin_command() -> str:
     """The `huimin` console script of this checkout's .venv (else the one on PATH)."""
     path = REPO / ".venv" / "bin" / "huimin"
     return str(path) if path.exists() else "huimin"
+
+
+def interrupt_huimin(args: list[str], marker: str, after_s: float, timeout: float,
+                     **kwargs: object) -> subprocess.CompletedProcess[str]:
+    """`huimin *args`, sent a Ctrl-C (SIGINT) `after_s` seconds after a line of its output
+    (stdout and stderr together) ends with `marker`, unless it has ended by then."""
+    with subprocess.Popen([huimin_command(), *args], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+                          **kwargs) as proc:  # type: ignore[call-overload]
+        assert proc.stdout is not None
+        seen = []
+        for line in proc.stdout:
+            seen.append(line)
+            if line.rstrip().endswith(marker):
+                break
+        try:
+            proc.wait(timeout=after_s)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGINT)
+        out = "".join(seen) + proc.communicate(timeout=timeout)[0]
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, "")
 
 
 def run_huimin(args: list[str], timeout: float, **kwargs: object

@@ -5,7 +5,6 @@ one already running on some cluster), `huimin verify` gives a verdict a CI can r
 from __future__ import annotations
 
 import re
-import signal
 import subprocess
 from pathlib import Path
 from xml.etree import ElementTree as ET
@@ -15,7 +14,7 @@ import pytest
 
 from simulators.world import WorldSpec
 from streams.broker import EmbeddedBroker
-from tests.conftest import huimin_command, processes_mentioning, run_huimin
+from tests.conftest import interrupt_huimin, processes_mentioning, run_huimin
 
 pytestmark = pytest.mark.e2e
 
@@ -118,22 +117,9 @@ def test_ctrl_c_during_a_replay_keeps_the_answers_received_and_accounts_for_ever
     answered, dead-lettered or in flight, and the platform it started is stopped."""
     assert huimin("generate", *GENERATE, "--bad-per-kind", "1", "-o", "v.jsonl",
                   cwd=tmp_path).returncode == 0
-    with subprocess.Popen([huimin_command(), "replay", "v.jsonl", "--rate", "8", "--results",
-                           "r.jsonl"], cwd=tmp_path, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True,
-                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)
-                          ) as proc:
-        assert proc.stdout is not None
-        seen = []
-        for line in proc.stdout:  # the stage line that starts the visits
-            seen.append(line)
-            if line.rstrip().endswith("150 visits"):
-                break
-        try:
-            proc.wait(timeout=6)  # ~50 visits arrive meanwhile
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGINT)
-        out = "".join(seen) + proc.communicate(timeout=120)[0]
+    proc = interrupt_huimin(["replay", "v.jsonl", "--rate", "8", "--results", "r.jsonl"],
+                            marker="150 visits", after_s=6, timeout=120, cwd=tmp_path)
+    out = proc.stdout  # ~50 visits had arrived at the Ctrl-C
     said = " ".join(out.split())
     assert proc.returncode == 130, out
     assert "Traceback" not in out and "Stopped by Ctrl-C" in said, out
