@@ -93,7 +93,8 @@ class RawCeiling:
         self.process = subprocess.Popen([sys.executable, "-m", "benchmarks.ceiling",
                                          self.bootstrap, str(self.linger_ms),
                                          str(self.fetch_wait_ms)],
-                                        stdout=out, stderr=subprocess.STDOUT)
+                                        stdout=out, stderr=subprocess.STDOUT,
+                                        start_new_session=True)  # a Ctrl-C is bench's to take
         time.sleep(6)  # the forwarders join their groups (Tansu: ~3 s per group)
         return self
 

@@ -450,12 +450,15 @@ BISECTIONS = 2
 
 
 def sweep_rates(measure: Callable[[float], T], measured: list[T], rate_of: Callable[[T], float],
-                ok: Callable[[T], bool], most: float, least: float | None = None) -> list[T]:
+                ok: Callable[[T], bool], most: float, least: float | None = None,
+                into: list[T] | None = None) -> list[T]:
     """Push past the rates already `measured`: double the rate until one is not `ok` (or
     `most` is passed), then bisect between the last rate that was and the first one not, so
     the capacity is known to within 25 %. If no rate measured was `ok`: nothing, or with
-    `least`, halve the lowest until one is (not below `least`), then bisect the same way."""
-    sweep: list[T] = []
+    `least`, halve the lowest until one is (not below `least`), then bisect the same way.
+    Each rate is appended to `into` (else a new list) as it is measured: an interrupted
+    sweep keeps its steps."""
+    sweep: list[T] = [] if into is None else into
     good = max((rate_of(m) for m in measured if ok(m)), default=None)
     if good is None:
         bad = min((rate_of(m) for m in measured), default=None)
@@ -493,12 +496,13 @@ def brackets(measured: list[tuple[float, bool]]) -> bool:
 
 
 def ceiling_sweep(measure: Callable[[float], dict[str, Any]], measured: list[dict[str, Any]],
-                  p99_limit: float, most: float = CEILING_SWEEP_MAX) -> list[dict[str, Any]]:
+                  p99_limit: float, most: float = CEILING_SWEEP_MAX,
+                  into: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """The raw ceiling pushed past the rates huimin was offered, until it is no longer
     sustained within `p99_limit`."""
     return sweep_rates(measure, measured, lambda c: c["offered_per_s"],
                        lambda c: sustained(c["offered_per_s"], c["achieved_per_s"],
-                                           c["latency_ms"], p99_limit), most)
+                                           c["latency_ms"], p99_limit), most, into=into)
 
 
 def rate_sustained(point: RatePoint, p99_limit: float) -> bool:
@@ -708,50 +712,50 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
                         sum(point.broker_messages_per_visit.values()), 1)
             finally:
                 fleet.close()
+        point.folder = rate_dir.name
+        points.append(point)  # kept if a Ctrl-C stops its raw ceiling
+        begin += timedelta(days=spec.days + 15)  # the next warm-up's week fits between
         if ceiling:  # on a broker of its own, as each rate of its sweep: none of huimin's
             # workers polling it meanwhile
             point.ceiling = fresh_ceiling(point.offered_settlements_per_s)
-        point.folder = rate_dir.name
-        points.append(point)
-        begin += timedelta(days=spec.days + 15)  # the next warm-up's week fits between
         return point
 
-    def search_capacity() -> dict[str, Any]:
-        added = sweep_rates(measure_huimin, list(points), lambda p: p.offered_visits_per_s,
-                            lambda p: rate_sustained(p, limit), find_capacity_max,
-                            least=FIND_CAPACITY_LEAST)
-        for point in added:
-            point.searched = True
-        points.sort(key=lambda p: p.offered_visits_per_s)
-        return {"added_visits_per_s": [p.offered_visits_per_s for p in added],
-                "max_visits_per_s": find_capacity_max,
-                "least_visits_per_s": FIND_CAPACITY_LEAST,
-                "bracketed": brackets([(p.offered_visits_per_s, rate_sustained(p, limit))
-                                       for p in points])}
+    def measure_searched(rate: float) -> RatePoint:
+        point = measure_huimin(rate)
+        point.searched = True
+        return point
 
-    search: dict[str, Any] | None = None
     sweep: list[dict[str, Any]] = []
-    interrupted = False
+    phase: str | None = "rates"  # what a Ctrl-C stopped: the rates, the search, the sweep
     try:
         for rate in rates:
             measure_huimin(rate)
         if find_capacity:
-            search = search_capacity()
+            phase = "search"
+            sweep_rates(measure_searched, list(points), lambda p: p.offered_visits_per_s,
+                        lambda p: rate_sustained(p, limit), find_capacity_max,
+                        least=FIND_CAPACITY_LEAST)
         if ceiling:
-            sweep = ceiling_sweep(fresh_ceiling, [p.ceiling for p in points], limit,
-                                  sweep_max)
+            phase = "sweep"
+            ceiling_sweep(fresh_ceiling, [p.ceiling for p in points if p.ceiling], limit,
+                          sweep_max, into=sweep)
+        phase = None
     except KeyboardInterrupt:  # the rate under way is dropped (its broker and platform
         if not points:  # stopped on the way out); the rates measured make the report
             raise
-        interrupted = True
-        points.sort(key=lambda p: p.offered_visits_per_s)
+    points.sort(key=lambda p: p.offered_visits_per_s)
+    search = {"added_visits_per_s": [p.offered_visits_per_s for p in points if p.searched],
+              "max_visits_per_s": find_capacity_max, "least_visits_per_s": FIND_CAPACITY_LEAST,
+              "bracketed": brackets([(p.offered_visits_per_s, rate_sustained(p, limit))
+                                     for p in points])
+              } if find_capacity and phase != "rates" else None
     huimin_capacity = settlement_capacity(points, limit)
     for point in points:
         point.unsustained = why_unsustained(point, limit, max_in_flight)
     raw_runs = [(c["offered_per_s"], c["achieved_per_s"], c["latency_ms"])
                 for c in [p.ceiling for p in points if p.ceiling] + sweep]
     raw_capacity = capacity(raw_runs, limit)
-    return {"started": started, "machine": machine(broker_kind), "interrupted": interrupted,
+    return {"started": started, "machine": machine(broker_kind), "interrupted": phase,
             "settings": {"rates_visits_per_s": rates, "duration_s": duration,
                          "warmup_s": warmup, "broker": broker_kind, "seed": seed,
                          "persons": persons, "workers": workers, "partitions": partitions,

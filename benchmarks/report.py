@@ -51,10 +51,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"{'on' if s['health_record_steps'] else 'off'} · tables in "
         f"{s.get('store', 'memory')}",
         "",
-        *([f"**Stopped by Ctrl-C**: {len(result['points'])} rate(s) measured, of "
-           f"{len(s['rates_visits_per_s'])} offered (a rate under way is left out; with "
-           "--find-capacity, the search and the raw ceiling's sweep may be missing).", ""]
-          if result.get("interrupted") else []),
+        *([interrupted_note(result), ""] if result.get("interrupted") else []),
         "Settlement = 2207/2304 round trip seen by the hospital (ms), all routes; a "
         "settlement never answered (or never sent, its visit cut short) ranks above every "
         "answer, and a percentile among those reads ∞. Raw ceiling = the 6 topics of a "
@@ -118,6 +115,23 @@ def markdown(result: dict[str, Any]) -> str:
     lines += profile_lines(result)
     lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()), ""]
     return "\n".join(lines)
+
+
+#: What a Ctrl-C stopped (`interrupted` in bench.json), in words.
+STOPPED_IN = {"rates": "the rates offered", "search": "the capacity search (--find-capacity)",
+              "sweep": "the raw ceiling's sweep"}
+
+
+def interrupted_note(result: dict[str, Any]) -> str:
+    """A bench stopped by Ctrl-C: what it measured, and that every figure after (the
+    capacities, the ratio, "may be higher") counts only that."""
+    points = result["points"]
+    offered = len(result["settings"]["rates_visits_per_s"])
+    added = sum(1 for p in points if p.get("searched"))
+    return (f"**Stopped by Ctrl-C** during {STOPPED_IN.get(result['interrupted'], 'the run')}: "
+            f"{len(points)} rate(s) measured ({offered} offered"
+            + (f", {added} added by the search" if added else "") + "); the rate under way "
+            "is left out, and the capacities and ratio below count only what was measured.")
 
 
 def raw_bound(cap: dict[str, Any]) -> str:
@@ -689,11 +703,16 @@ def comparison(before: dict[str, Any], after: dict[str, Any]) -> str:
     lines = ["# huimin benchmark: before → after", "",
              f"{before['started']} → {after['started']}", "",
              "Settings that differ: " + ("; ".join(differ + versions) or "none") + ".", "",
+             *[f"The {name} run was stopped by Ctrl-C during "
+               f"{STOPPED_IN.get(run['interrupted'], 'the run')}: its capacities count only "
+               "the rates it measured.\n" for name, run in (("before", before), ("after", after))
+               if run.get("interrupted")],
              "| offered visits/s | achieved settl./s | p50 ms | p99 ms | CPU ms per visit "
              "(broker / workers / hospitals) | CPU ms per visit, all | the workers' ms per "
              "visit in the handlers / outside them | messages written per visit | CPU probe "
              "ms |",
              "|---|---|---|---|---|---|---|---|---|"]
+    heading = len(lines)
     after_points = {p["offered_visits_per_s"]: p for p in after["points"]}
     for b in before["points"]:
         a = after_points.get(b["offered_visits_per_s"])
@@ -714,7 +733,7 @@ def comparison(before: dict[str, Any], after: dict[str, Any]) -> str:
             f"({_change(bc.get('all'), ac.get('all'))}) | {_inside_outside(b)} → "
             f"{_inside_outside(a)} | {bw or '–'} → {aw or '–'} | "
             f"{b.get('cpu_probe_ms') or '–'} → {a.get('cpu_probe_ms') or '–'} |")
-    if len(lines) == 8:
+    if len(lines) == heading:
         lines.append("| (no offered rate in both runs) | | | | | | | | |")
     bcap, acap = before.get("capacity") or {}, after.get("capacity") or {}
     if bcap and acap:

@@ -53,7 +53,6 @@ from huimin.report import (
     write_outputs,
 )
 from huimin.run import (
-    Accounting,
     PlatformNotServing,
     RunOptions,
     TopicsUnfit,
@@ -76,7 +75,7 @@ from settlement.clearing import ClearingPolicy, clear
 from settlement.oracle import Oracle
 from settlement.parameters import ParameterError
 from settlement.retention import WINDOW_DAYS
-from simulators.bad_messages import MAX_BAD_PER_KIND, generate_bad_messages
+from simulators.bad_messages import MAX_BAD_PER_KIND, BadMessage, generate_bad_messages
 from simulators.faults import FaultPlan, FaultPlanError
 from simulators.hospital import (
     HospitalRunResult,
@@ -1027,20 +1026,32 @@ def replay(
         if os.environ.get(BOOTSTRAP_ENV):  # our platform on the user's cluster: a fresh one?
             check_fresh(os.environ[BOOTSTRAP_ENV], client)
         out_dir.mkdir(parents=True, exist_ok=True)
-    with _progress() as progress, GentleInterrupt() as interrupt:
-        on_stage, on_progress = _reporters(progress, len(visits))
-        ex = execute(world, visits, arrivals, bad, out_dir, bootstrap=bootstrap,
-                     partitions=partitions, answer_timeout_s=answer_timeout,
-                     client_config=client, kill_worker=plan.kill_worker,
-                     join_worker=plan.join_worker, on_stage=on_stage, on_progress=on_progress,
-                     idempotent=idempotent, interrupt=interrupt)
-    write_records(results, ex.result.sessions)
-    write_latencies(results.with_name(results.stem + ".latency.jsonl"), ex.result)
-    write_dead_letters(results.with_name(results.stem + ".dead_letters.jsonl"), ex.result, bad)
-    acc = account(ex.result, bad[:ex.result.bad_sent])
+    written: list[HospitalRunResult] = []
+
+    def write_results(result: HospitalRunResult) -> None:  # as soon as the visits are over
+        write_records(results, result.sessions)
+        write_latencies(results.with_name(results.stem + ".latency.jsonl"), result)
+        write_dead_letters(results.with_name(results.stem + ".dead_letters.jsonl"), result, bad)
+        written.append(result)
+
+    try:
+        with _progress() as progress, GentleInterrupt() as interrupt:
+            on_stage, on_progress = _reporters(progress, len(visits))
+            ex = execute(world, visits, arrivals, bad, out_dir, bootstrap=bootstrap,
+                         partitions=partitions, answer_timeout_s=answer_timeout,
+                         client_config=client, kill_worker=plan.kill_worker,
+                         join_worker=plan.join_worker, on_stage=on_stage,
+                         on_progress=on_progress, idempotent=idempotent, interrupt=interrupt,
+                         on_visits_over=write_results)
+    except KeyboardInterrupt:  # after the visits (the clearing, the reconciliation, the stop)
+        if not written:
+            raise
+        _report_interrupted(written[0], len(visits), bad, results)
+        raise typer.Exit(130) from None
     if ex.result.interrupted:
-        _report_interrupted(ex.result, len(visits), acc, results)
+        _report_interrupted(ex.result, len(visits), bad, results)
         raise typer.Exit(130)
+    acc = account(ex.result, bad)
     # a platform of someone else's may restart or rebalance its workers: a bad request
     # answered or dead-lettered again, identically, is at-least-once delivery
     bad_check = check_bad_requests(ex.result, bad, redelivery=plan.any or bootstrap is not None)
@@ -1066,21 +1077,25 @@ def replay(
     raise typer.Exit(0 if ok else 1)
 
 
-def _report_interrupted(result: HospitalRunResult, visits: int, acc: Accounting,
+def _report_interrupted(result: HospitalRunResult, visits: int, bad: list[BadMessage],
                         results: Path) -> None:
     """What a replay stopped by Ctrl-C leaves: every request sent is still accounted for, the
-    ones awaited then as in flight."""
+    ones awaited then as in flight; the period's reconciliation is not done."""
+    acc = account(result, bad[:result.bad_sent])
     arrived = len(result.sessions)
     over = sum(s.done for s in result.sessions)
-    console.print(f"[yellow]Stopped by Ctrl-C after {result.wall_s:.1f} s: {arrived:,} of "
-                  f"{visits:,} visits had arrived, {over:,} of them over; the rest were not "
-                  "sent.[/]")
+    console.print(f"[yellow]Stopped by Ctrl-C: {arrived:,} of {visits:,} visits had arrived "
+                  f"in {result.wall_s:.1f} s, {over:,} of them over"
+                  + ("" if arrived == visits else "; the rest were not sent")
+                  + ". The period's reconciliation (3201/3202/3203) was not done.[/]")
     console.print(f"Sent {acc.sent:,} = answered OK {acc.answered_ok:,} + answered with an "
-                  f"error {acc.answered_error:,} + dead-lettered {acc.dead_lettered:,} + in "
-                  f"flight when stopped {acc.unaccounted:,}")
-    console.print(f"The answers received are in {results} (visits still under way end "
-                  "'not settled'); `huimin verify` counts the visits not replayed as having no "
-                  "result.", markup=False)
+                  f"error {acc.answered_error:,} + dead-lettered {acc.dead_lettered:,} + "
+                  f"unanswered when stopped {acc.unaccounted:,} (in flight, or not delivered "
+                  "where said above)")
+    console.print(f"The answers received are in {results}"
+                  + (" (visits still under way end 'not settled')" if over < arrived else "")
+                  + ("; `huimin verify` counts the visits not replayed as having no result"
+                     if arrived < visits else "") + ".", markup=False)
 
 
 @app.command()

@@ -405,9 +405,20 @@ class Platform:
                     f"within {timeout_s:.0f} s (their logs: {logs}): {seen}")
             time.sleep(0.2)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM to every worker first, then wait for them (SIGKILL past `timeout`): an
+        interrupt while waiting (a second Ctrl-C) kills the rest, rather than leaving a worker
+        that never heard it was to stop."""
         for w in self.workers:
-            w.stop()
+            w.terminate()
+        deadline = time.monotonic() + timeout
+        try:
+            for w in self.workers:
+                w.wait_or_kill(max(0.0, deadline - time.monotonic()))
+        except BaseException:
+            for w in self.workers:
+                w.kill()
+            raise
 
 
 @contextlib.contextmanager
@@ -464,13 +475,17 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
             kill_worker: int = 0, join_worker: int = 0, workers: int = 1,
             broker_kind: str = "tansu", store: str = "memory",
             expected_clearing: list[dict[str, Any]] | None = None,
-            idempotent: bool = False, interrupt: GentleInterrupt | None = None) -> Execution:
+            idempotent: bool = False, interrupt: GentleInterrupt | None = None,
+            on_visits_over: Callable[[HospitalRunResult], None] = lambda r: None) -> Execution:
     """Let the hospitals carry out `visits` against a platform: the one at `bootstrap`, if
     given (already running, as an integration tester's deployment is), else our own platform on the
     embedded broker (or on KAFKA_BOOTSTRAP_SERVERS), started here and stopped afterwards.
     `idempotent`: the hospitals' producers are, on a cluster that offers it (our own Apache
-    Kafka always is). `interrupt`: a Ctrl-C while the visits run ends them there, and the
-    platform is stopped without the clearing and the period's reconciliation."""
+    Kafka always is). `on_visits_over` gets the visits' result as soon as they end, before
+    the clearing and the period's reconciliation, and before the platform stops: what it
+    writes is safe from a Ctrl-C after that. `interrupt`: a Ctrl-C while the visits run, or
+    in `on_visits_over`, ends them there, and the platform is stopped without the clearing
+    and the period's reconciliation."""
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
         events: list[tuple[float, Callable[[], object]]] = []
@@ -505,6 +520,10 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
         with stop.armed():
             result = fleet.run(visits, arrivals, bad, on_progress, events=events,
                                stop_requested=stop.was_requested)
+            if result.interrupted:
+                on_stage("stopped by Ctrl-C: writing the answers received")
+            on_visits_over(result)
+        result.interrupted = result.interrupted or stop.requested  # while they were written
         statements = ledger = ehr_stats = None
         recon: dict[str, list[dict[str, Any]]] = {}
         if not result.interrupted:

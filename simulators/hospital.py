@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from bisect import bisect_left
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +54,8 @@ DEAD_LETTERS_CLIENT = "huimin-hospitals-dead-letters"
 #: it cost the hospitals most when the machine could least spare it. A time-out is declared up
 #: to this much late.
 TIMEOUT_SCAN_EVERY_S = 0.1
+#: How long a run stopped by `stop_requested` waits for its last requests to reach the broker.
+INTERRUPTED_FLUSH_S = 2.0
 
 
 class PlatformSilent(TimeoutError):
@@ -90,12 +92,29 @@ def producer_for(bootstrap: str, idempotent: bool = False, linger_ms: int = LING
                          **{"metrics_enabled": False, "partitioner": KeyPartitioner(), **extra})
 
 
+#: requests not delivered, by the producer's error, since the hospitals last said so
+_UNDELIVERED: Counter[str] = Counter()
+
+
 def request_not_delivered(exc: BaseException) -> None:
     """A request the producer gave up on never reached the platform: say so and count it, so
-    that a request unanswered for that reason is not taken for one the platform lost."""
-    metrics.SEND_FAILURES.labels(type(exc).__name__).inc()
-    log.warning("a request could not be delivered to %s: %s", topics.HOSP_REQUESTS,
-                type(exc).__name__)
+    that a request unanswered for that reason is not taken for one the platform lost. The
+    first of each kind is logged; the rest are summed up when the hospitals stop (a closing
+    producer fails every batch it still holds, one line each)."""
+    kind = type(exc).__name__
+    metrics.SEND_FAILURES.labels(kind).inc()
+    _UNDELIVERED[kind] += 1
+    if _UNDELIVERED[kind] == 1:
+        log.warning("a request could not be delivered to %s: %s", topics.HOSP_REQUESTS, kind)
+
+
+def say_undelivered() -> None:
+    """The requests not delivered since the first of each kind was logged."""
+    for kind, n in sorted(_UNDELIVERED.items()):
+        if n > 1:
+            log.warning("%d more %s could not be delivered to %s: %s", n - 1,
+                        "request" if n == 2 else "requests", topics.HOSP_REQUESTS, kind)
+    _UNDELIVERED.clear()
 
 
 def response_consumer(bootstrap: str, topic: str = topics.HOSP_RESPONSES, wait_s: float = 30,
@@ -275,13 +294,15 @@ class HospitalFleet:
             self.producer._closed = True
         self.consumer.close()
         self.dead_letter_consumer.close()
+        say_undelivered()
 
-    def _flush(self) -> None:
-        """Wait for the requests sent to be on the broker, at most an answer's time-out: a
-        cluster gone for good would otherwise hold the run here for ever, its answers (and
-        results file) with it. Requests still unsent then are counted as not delivered."""
+    def _flush(self, timeout_s: float | None = None) -> None:
+        """Wait for the requests sent to be on the broker, at most `timeout_s` (an answer's
+        time-out unless given): a cluster gone for good would otherwise hold the run here for
+        ever, its answers (and results file) with it. Requests still unsent then are counted
+        as not delivered."""
         try:
-            self.producer.flush(timeout=self.answer_timeout_s)
+            self.producer.flush(timeout=timeout_s or self.answer_timeout_s)
         except KafkaTimeoutError as exc:
             request_not_delivered(exc)
 
@@ -624,7 +645,11 @@ class HospitalFleet:
                 last_news = time.monotonic()  # a visit ended: its day may close now
                 pump(session)
                 release(session, gave_up=True)
-        self._flush()
+        wall_s = time.monotonic() - t0
+        # stopped: what is still unsent is in flight either way, and the answers so far are
+        # waiting to be written (a stalled broker would hold them for the whole time-out)
+        self._flush(INTERRUPTED_FLUSH_S if interrupted else None)
+        interrupted = interrupted or stop_requested()  # asked to stop while flushing
         for b in bad[next_bad:]:  # not sent (interrupted): no answer to await
             bad_answers.pop(b.msgid, None)
         if sink is not None:  # visits unfinished or short of answers: the sink counts them
@@ -632,6 +657,6 @@ class HospitalFleet:
                 sink(session, [exchanges[m] for m, _ in session.sent])
             exchanges.clear()
         return HospitalRunResult(sessions, exchanges, bad_answers, dead_letters, timed_out,
-                                 unexpected, time.monotonic() - t0, books, daily, dropped,
+                                 unexpected, wall_s, books, daily, dropped,
                                  start_lag, waited, loop_lag, answered_again, interrupted,
                                  next_bad)

@@ -2,10 +2,11 @@
 
 An integration tester who stops a long replay still wants what came back (which visit the
 platform stalled on, the answers before it). Raising KeyboardInterrupt in the middle of the
-hospitals' loop would leave a request half-recorded, so the first Ctrl-C while the loop runs
-only asks it to stop at its next pass (every ≤ 50 ms; `HospitalFleet.run`'s
-`stop_requested`). Before or after the loop, or a second time, Ctrl-C interrupts at once, as
-usual.
+hospitals' loop would leave a request half-recorded, so a Ctrl-C while the loop runs, or
+while its answers are written, only asks it to stop at its next pass (every ≤ 50 ms;
+`HospitalFleet.run`'s `stop_requested`); people press it twice, so a second one is taken as
+the same request. A third, or any before the loop or after the answers are written,
+interrupts at once, as usual.
 """
 
 from __future__ import annotations
@@ -15,15 +16,25 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType, TracebackType
 
+#: Ctrl-Cs while armed taken as one request to stop; the next one interrupts.
+PRESSES_TAKEN = 2
+
 
 class GentleInterrupt:
     """SIGINT's handler for a `with` block (main thread only). The hospitals' loop runs
     inside `armed()` and stops once `requested`."""
 
     def __init__(self) -> None:
-        self.requested = False
+        self.presses = 0
         self._armed = False
         self._previous: signal.Handlers | object = signal.SIG_DFL
+
+    @property
+    def requested(self) -> bool:
+        return self.presses > 0
+
+    def was_requested(self) -> bool:
+        return self.requested
 
     def __enter__(self) -> GentleInterrupt:
         self._previous = signal.signal(signal.SIGINT, self._on_sigint)
@@ -33,12 +44,9 @@ class GentleInterrupt:
                  tb: TracebackType | None) -> None:
         signal.signal(signal.SIGINT, self._previous)  # type: ignore[arg-type]
 
-    def was_requested(self) -> bool:
-        return self.requested
-
     @contextmanager
     def armed(self) -> Iterator[None]:
-        """While the loop runs a first Ctrl-C is a request, not an exception."""
+        """While the loop runs and its answers are written, Ctrl-C is a request."""
         self._armed = True
         try:
             yield
@@ -46,7 +54,7 @@ class GentleInterrupt:
             self._armed = False
 
     def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
-        if self._armed and not self.requested:
-            self.requested = True
+        if self._armed and self.presses < PRESSES_TAKEN:
+            self.presses += 1
             return
         raise KeyboardInterrupt

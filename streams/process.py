@@ -67,11 +67,18 @@ class WorkerProcess:
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM, then SIGKILL if the worker has not exited within `timeout` seconds: a
         stop that always ends. (To watch a worker stop in its own time, send SIGTERM alone:
-        `process.terminate()`.)"""
-        if not self.alive:
-            return
+        `terminate()`.)"""
+        self.terminate()
+        self.wait_or_kill(timeout)
+
+    def terminate(self) -> None:
+        """SIGTERM: a clean shutdown, in the worker's own time."""
         self._signal(signal.SIGTERM)
-        assert self.process is not None
+
+    def wait_or_kill(self, timeout: float) -> None:
+        """Wait up to `timeout` seconds for the worker to exit, then SIGKILL it."""
+        if self.process is None:
+            return
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -101,9 +102,10 @@ def huimin_command() -> str:
 
 
 def interrupt_huimin(args: list[str], marker: str, after_s: float, timeout: float,
-                     **kwargs: object) -> subprocess.CompletedProcess[str]:
-    """`huimin *args`, sent a Ctrl-C (SIGINT) `after_s` seconds after a line of its output
-    (stdout and stderr together) ends with `marker`, unless it has ended by then."""
+                     presses: int = 1, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    """`huimin *args`, sent `presses` Ctrl-Cs (SIGINT, 0.2 s apart) `after_s` seconds after a
+    line of its output (stdout and stderr together) holds `marker`, unless it has ended by
+    then."""
     with subprocess.Popen([huimin_command(), *args], stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True,
                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
@@ -112,12 +114,14 @@ def interrupt_huimin(args: list[str], marker: str, after_s: float, timeout: floa
         seen = []
         for line in proc.stdout:
             seen.append(line)
-            if line.rstrip().endswith(marker):
+            if marker in line:
                 break
         try:
             proc.wait(timeout=after_s)
         except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGINT)
+            for n in range(presses):
+                time.sleep(0.2 if n else 0)
+                proc.send_signal(signal.SIGINT)
         out = "".join(seen) + proc.communicate(timeout=timeout)[0]
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, "")
 

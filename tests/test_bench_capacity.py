@@ -11,6 +11,8 @@ from dataclasses import asdict
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from benchmarks.cpu_accounts import cpu_per_visit, role_cpu_per_visit, thread_cpu_seconds
 from benchmarks.cpu_probe import CpuProbe
 from benchmarks.load import (
@@ -36,6 +38,7 @@ from benchmarks.report import (
     cpu_lines,
     cpu_segments,
     figure,
+    interrupted_note,
     markdown,
     memory_lines,
     role_lines,
@@ -135,6 +138,29 @@ def test_the_sweep_stops_at_its_maximum_and_is_skipped_when_nothing_was_sustaine
     assert max(offered(sweep)) <= CEILING_SWEEP_MAX
     measure = fake_ceiling(10)
     assert ceiling_sweep(measure, [measure(50)], 300) == []
+
+
+def test_a_sweep_stopped_by_ctrl_c_keeps_the_steps_it_measured():
+    ceiling = fake_ceiling(10**9)
+
+    def measure(rate: float) -> dict[str, Any]:
+        if rate > 4000:
+            raise KeyboardInterrupt
+        return ceiling(rate)
+
+    kept: list[dict[str, Any]] = []
+    with pytest.raises(KeyboardInterrupt):
+        ceiling_sweep(measure, [measure(1000)], 300, into=kept)
+    assert offered(kept) == [2000, 4000]
+
+
+def test_the_report_of_a_bench_stopped_by_ctrl_c_says_what_the_figures_count():
+    result = {"interrupted": "search", "points": [{"searched": False}, {"searched": True}],
+              "settings": {"rates_visits_per_s": [50.0]}}
+    assert interrupted_note(result) == (
+        "**Stopped by Ctrl-C** during the capacity search (--find-capacity): 2 rate(s) "
+        "measured (1 offered, 1 added by the search); the rate under way is left out, and "
+        "the capacities and ratio below count only what was measured.")
 
 
 def test_the_capacity_search_brackets_huimins_capacity_and_a_rate_that_dropped_is_past_it():

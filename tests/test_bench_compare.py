@@ -99,6 +99,15 @@ def test_runs_without_a_rate_in_common_say_so():
     assert "no offered rate in both runs" in comparison(BEFORE, other)
 
 
+def test_a_run_stopped_by_ctrl_c_is_named_with_what_it_stopped():
+    stopped = {**AFTER, "interrupted": "search"}
+    text = comparison(BEFORE, stopped)
+    assert ("The after run was stopped by Ctrl-C during the capacity search "
+            "(--find-capacity): its capacities count only the rates it measured.") in text
+    assert "| 50 | 50.1 → 50.4 |" in text  # the shared rate still compared
+    assert "stopped by Ctrl-C" not in comparison(BEFORE, AFTER)
+
+
 def test_the_command_reads_bench_folders_and_refuses_what_is_not_a_result(tmp_path: Path):
     for name, result in (("before", BEFORE), ("after", AFTER)):
         (tmp_path / name).mkdir()

@@ -35,7 +35,7 @@ def test_bench_writes_json_report_and_plot_for_huimin_and_the_raw_ceiling(tmp_pa
     assert result["settings"]["persons"] == 600  # as given
     assert result["settings"]["max_visits_in_flight"] == 5000
     assert [p["offered_visits_per_s"] for p in result["points"]] == [10]
-    assert result["interrupted"] is False
+    assert result["interrupted"] is None
     for point in result["points"]:
         assert point["achieved_settlements_per_s"] > 0
         assert point["dropped_visits"] == 0  # 10 visits/s comes nowhere near the limit
@@ -133,20 +133,21 @@ def test_an_unknown_table_store_is_refused_before_anything_starts(command: str):
 
 
 def test_ctrl_c_keeps_the_rates_measured_in_the_report(tmp_path: Path):
-    """A developer stops a long sweep: the rates done are reported, the one under way is left
-    out, and its broker and platform are stopped."""
+    """A developer stops a long sweep, here while the first rate's raw ceiling runs: huimin's
+    figures for that rate are reported (without a ceiling), the rate after it is not offered,
+    and every broker and platform is stopped."""
     out = tmp_path / "bench"
     proc = interrupt_huimin(["bench", "--rates", "3,4", "--duration", "3", "--warmup", "1",
-                             "--persons", "600", "--no-ceiling", "--broker-warmup", "0",
-                             "--out", str(out)],
-                            marker="for 4 visits/s", after_s=1, timeout=120)
+                             "--persons", "600", "--broker-warmup", "0", "--out", str(out)],
+                            marker="raw ceiling at", after_s=1, timeout=120)
     assert proc.returncode == 130, proc.stdout
     assert "Traceback" not in proc.stdout
     result = orjson.loads((out / "bench.json").read_bytes())
-    assert result["interrupted"] is True
+    assert result["interrupted"] == "rates"
     assert [p["offered_visits_per_s"] for p in result["points"]] == [3]
     assert result["points"][0]["achieved_settlements_per_s"] > 0
-    assert "**Stopped by Ctrl-C**: 1 rate(s) measured, of 2 offered" in \
-        (out / "bench.md").read_text()
+    assert not result["points"][0]["ceiling"] and result["ceiling_sweep"] == []
+    assert "**Stopped by Ctrl-C** during the rates offered: 1 rate(s) measured (2 offered)" \
+        in (out / "bench.md").read_text()
     assert (out / "bench.png").stat().st_size > 0
     assert not processes_mentioning(str(tmp_path))

@@ -113,19 +113,21 @@ def test_replay_against_a_platform_already_running_on_a_cluster(tmp_path):
 
 def test_ctrl_c_during_a_replay_keeps_the_answers_received_and_accounts_for_every_request(
         tmp_path):
-    """A tester stops a long replay: the answers so far are written, each request sent is
-    answered, dead-lettered or in flight, and the platform it started is stopped."""
+    """A tester stops a long replay (Ctrl-C twice, as people press it): the answers so far
+    are written, each request sent is answered, dead-lettered or in flight, and the platform
+    it started is stopped."""
     assert huimin("generate", *GENERATE, "--bad-per-kind", "1", "-o", "v.jsonl",
                   cwd=tmp_path).returncode == 0
     proc = interrupt_huimin(["replay", "v.jsonl", "--rate", "8", "--results", "r.jsonl"],
-                            marker="150 visits", after_s=6, timeout=120, cwd=tmp_path)
-    out = proc.stdout  # ~50 visits had arrived at the Ctrl-C
+                            marker=" 150 visits", after_s=6, presses=2, timeout=120,
+                            cwd=tmp_path)
+    out = proc.stdout  # ~50 visits had arrived at the Ctrl-C, pressed twice as people do
     said = " ".join(out.split())
     assert proc.returncode == 130, out
     assert "Traceback" not in out and "Stopped by Ctrl-C" in said, out
     sent, ok, error, dead, in_flight = (int(n.replace(",", "")) for n in re.search(
         r"Sent ([\d,]+) = answered OK ([\d,]+) \+ answered with an error ([\d,]+) \+ "
-        r"dead-lettered ([\d,]+) \+ in flight when stopped ([\d,]+)", said).groups())
+        r"dead-lettered ([\d,]+) \+ unanswered when stopped ([\d,]+)", said).groups())
     assert sent == ok + error + dead + in_flight and ok > 100
     records = [orjson.loads(x) for x in (tmp_path / "r.jsonl").read_bytes().splitlines()]
     replayed = sorted(r["visit_no"] for r in records)

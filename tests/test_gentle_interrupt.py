@@ -1,5 +1,5 @@
-"""A Ctrl-C during a replay's visits stops them at the loop's next pass; anywhere else, or a
-second time, it interrupts at once (simulators/interrupt.py)."""
+"""A Ctrl-C (or two) during a replay's visits stops them at the loop's next pass; anywhere
+else, or a third time, it interrupts at once (simulators/interrupt.py)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,19 @@ def ctrl_c() -> None:
     os.kill(os.getpid(), signal.SIGINT)
 
 
-def test_a_first_ctrl_c_while_armed_is_a_request_and_a_second_interrupts():
+def test_a_double_ctrl_c_while_armed_is_one_request_and_a_third_interrupts():
     with GentleInterrupt() as interrupt, interrupt.armed():
         ctrl_c()
         assert interrupt.was_requested()
+        ctrl_c()  # people press it twice: still the same request, the answers still kept
+        with pytest.raises(KeyboardInterrupt):
+            ctrl_c()
+
+
+def test_once_the_answers_are_written_a_ctrl_c_interrupts_at_once():
+    with GentleInterrupt() as interrupt:
+        with interrupt.armed():
+            ctrl_c()
         with pytest.raises(KeyboardInterrupt):
             ctrl_c()
 

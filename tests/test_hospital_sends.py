@@ -6,12 +6,12 @@ from __future__ import annotations
 import logging
 
 import pytest
-from kafka.errors import KafkaTimeoutError
+from kafka.errors import IllegalStateError, KafkaTimeoutError
 from kafka.future import Future
 
 from messages.signing import Signer
 from simulators import hospital_metrics as metrics
-from simulators.hospital import HospitalFleet
+from simulators.hospital import HospitalFleet, say_undelivered
 
 
 class ProducerKeepingFutures:
@@ -36,6 +36,7 @@ def test_a_request_the_producer_gives_up_on_is_counted_and_logged_without_its_co
     fleet = HospitalFleet.__new__(HospitalFleet)  # no broker: only the send path
     fleet.producer = ProducerKeepingFutures()
     fleet.signer = Signer(b"test-secret")
+    say_undelivered()  # nothing left over from another test: the first of a kind is logged
     before = failures("KafkaTimeoutError")
     with caplog.at_level(logging.WARNING, logger="huimin.hospitals"):
         fleet._send("110101199003070011", b'{"msgid": "M1"}', signing="none")
@@ -45,3 +46,25 @@ def test_a_request_the_producer_gives_up_on_is_counted_and_logged_without_its_co
     assert failures("KafkaTimeoutError") == before + 1
     assert "could not be delivered to hosp.requests: KafkaTimeoutError" in caplog.text
     assert "110101199003070011" not in caplog.text and "M1" not in caplog.text
+
+
+def test_many_undelivered_requests_are_one_line_then_a_sum_not_a_line_each(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A closing producer fails every batch it still holds: the first is logged, the rest
+    summed up once the hospitals stop."""
+    fleet = HospitalFleet.__new__(HospitalFleet)
+    fleet.producer = ProducerKeepingFutures()
+    fleet.signer = Signer(b"test-secret")
+    say_undelivered()  # nothing left over from another test
+    before = failures("IllegalStateError")
+    with caplog.at_level(logging.WARNING, logger="huimin.hospitals"):
+        for n in range(40):
+            fleet._send("110101199003070011", b'{"msgid": "M%d"}' % n, signing="none")
+        for future in fleet.producer.futures:
+            future.failure(IllegalStateError("producer is closed"))
+        assert caplog.text.count("could not be delivered") == 1
+        say_undelivered()
+    assert failures("IllegalStateError") == before + 40  # every one counted
+    assert "39 more requests could not be delivered to hosp.requests: IllegalStateError" \
+        in caplog.text
+    assert caplog.text.count("could not be delivered") == 2
