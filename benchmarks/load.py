@@ -755,6 +755,7 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
     raw_runs = [(c["offered_per_s"], c["achieved_per_s"], c["latency_ms"])
                 for c in [p.ceiling for p in points if p.ceiling] + sweep]
     raw_capacity = capacity(raw_runs, limit)
+    raw_measured = ceiling and bool(raw_runs)  # not when a Ctrl-C stopped the first of them
     return {"started": started, "machine": machine(broker_kind), "interrupted": phase,
             "settings": {"rates_visits_per_s": rates, "duration_s": duration,
                          "warmup_s": warmup, "broker": broker_kind, "seed": seed,
@@ -774,9 +775,10 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
                                                         rate_sustained(p, limit))
                                                        for p in points]),
                          "search": search,
-                         "raw_messages_per_s": raw_capacity if ceiling else None,
+                         "raw_messages_per_s": raw_capacity if raw_measured else None,
                          "raw_bracketed": brackets([(run[0], sustained(*run, limit))
-                                                    for run in raw_runs]) if ceiling else None,
+                                                    for run in raw_runs])
+                         if raw_measured else None,
                          "raw_sweep_max_per_s": sweep_max if ceiling else None,
                          "ratio": round(huimin_capacity / raw_capacity, 3)
-                         if ceiling and raw_capacity else None}}
+                         if raw_measured and raw_capacity else None}}

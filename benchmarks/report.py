@@ -130,8 +130,9 @@ def interrupted_note(result: dict[str, Any]) -> str:
     added = sum(1 for p in points if p.get("searched"))
     return (f"**Stopped by Ctrl-C** during {STOPPED_IN.get(result['interrupted'], 'the run')}: "
             f"{len(points)} rate(s) measured ({offered} offered"
-            + (f", {added} added by the search" if added else "") + "); the rate under way "
-            "is left out, and the capacities and ratio below count only what was measured.")
+            + (f", {added} added by the search" if added else "") + "); a rate whose own "
+            "load was under way is left out (one whose raw ceiling was running is kept "
+            "without it), and the capacities below count only what was measured.")
 
 
 def raw_bound(cap: dict[str, Any]) -> str:
@@ -210,12 +211,15 @@ def capacity_lines(result: dict[str, Any]) -> list[str]:
     limit = cap["p99_limit_ms"]
     raw = cap.get("raw_messages_per_s")
     huimin = cap["huimin_settlements_per_s"]
+    stopped = result.get("interrupted")  # by a Ctrl-C: what was measured is all there is
     above = huimin and cap.get("huimin_bracketed") is False  # every rate offered sustained
     lines = ["", f"## Capacity within p99 ≤ {limit:g} ms", "",
              f"- huimin: **{'at least ' if above else ''}{huimin:g} settlements/s** sustained "
              "(the highest achieved rate with ≥ 95 % of the settlements sent answered, no "
              f"visit dropped and p99 ≤ {limit:g} ms; 0 if no rate was)"
-             + ("; every rate offered was sustained, so the capacity may be higher "
+             + ("; every rate measured was sustained before the Ctrl-C, so the capacity may "
+                "be higher." if above and stopped else
+                "; every rate offered was sustained, so the capacity may be higher "
                 "(`--find-capacity` searches for it)." if above else ".")]
     lines += [f"- not sustained at {p['offered_visits_per_s']:g} visits/s: {p['unsustained']}."
               for p in result.get("points") or [] if p.get("unsustained")]
@@ -225,7 +229,9 @@ def capacity_lines(result: dict[str, Any]) -> list[str]:
         added = (f"{', '.join(f'{r:g}' for r in rates)} visits/s added to the rates offered, "
                  "doubling from the highest rate sustained (halving the lowest if none was), "
                  "then bisecting" if rates else "no rate added")
-        if search["bracketed"]:
+        if stopped == "search":
+            where = "stopped by Ctrl-C before it had pinned the capacity down"
+        elif search["bracketed"]:
             where = ("a higher rate offered was not: huimin's capacity lies between the two, "
                      "within 25 % after the bisections")
         elif cap["huimin_settlements_per_s"]:
@@ -236,11 +242,19 @@ def capacity_lines(result: dict[str, Any]) -> list[str]:
             lowest = min(p["offered_visits_per_s"] for p in result["points"])
             where = f"no rate was sustained, down to {lowest:g} visits/s, the lowest offered"
         lines.append(f"- searched for (--find-capacity): {added}; {where}.")
-    if raw is not None:
+    if raw is not None and stopped:
+        lines.append(f"- raw ceiling: {raw:g} messages/s sustained over the same 6 hops, of "
+                     "the rates measured before the Ctrl-C: its sweep did not end, so this is "
+                     "not its capacity.")
+        lines.append(f"- huimin ÷ raw: {_ratio(huimin, raw)} of those partial figures, not the "
+                     "ratio of the two capacities.")
+    elif raw is not None:
         lines.append(f"- raw ceiling: **{raw:g} messages/s** over the same 6 hops (the sweep "
                      "doubles the rate until one is not sustained, then bisects twice"
                      f"{raw_bound(cap)}).")
         lines.append(f"- huimin ÷ raw: {ratio_line(cap)}.")
+    elif stopped and (result.get("settings") or {}).get("ceiling"):
+        lines.append("- raw ceiling: not measured (stopped by Ctrl-C before it was).")
     sweep = result.get("ceiling_sweep") or []
     if sweep:
         lines += ["", "| raw ceiling offered/s | achieved/s | p50 | p99 | p99.9 | lost | CPU "

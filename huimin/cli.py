@@ -1043,28 +1043,31 @@ def replay(
                          join_worker=plan.join_worker, on_stage=on_stage,
                          on_progress=on_progress, idempotent=idempotent, interrupt=interrupt,
                          on_visits_over=write_results)
+        result, stopped = ex.result, ex.result.interrupted
     except KeyboardInterrupt:  # after the visits (the clearing, the reconciliation, the stop)
         if not written:
             raise
-        _report_interrupted(written[0], len(visits), bad, results)
-        raise typer.Exit(130) from None
-    if ex.result.interrupted:
-        _report_interrupted(ex.result, len(visits), bad, results)
+        result, stopped = written[0], True
+    if stopped and not result.period_closed:
+        _report_interrupted(result, len(visits), bad, results)
         raise typer.Exit(130)
-    acc = account(ex.result, bad)
+    if stopped:  # only the platform's stop was cut short: the replay itself is whole
+        console.print("[yellow]Stopped by Ctrl-C while the platform stopped, after the "
+                      "visits and the period's reconciliation.[/]")
+    acc = account(result, bad)
     # a platform of someone else's may restart or rebalance its workers: a bad request
     # answered or dead-lettered again, identically, is at-least-once delivery
-    bad_check = check_bad_requests(ex.result, bad, redelivery=plan.any or bootstrap is not None)
-    console.print(f"Replayed {len(visits):,} visits in {ex.result.wall_s:.1f} s. Sent "
+    bad_check = check_bad_requests(result, bad, redelivery=plan.any or bootstrap is not None)
+    console.print(f"Replayed {len(visits):,} visits in {result.wall_s:.1f} s. Sent "
                   f"{acc.sent:,} = answered OK {acc.answered_ok:,} + answered with an error "
                   f"{acc.answered_error:,} + dead-lettered {acc.dead_lettered:,}"
                   + (f" + [red]unanswered {acc.unaccounted:,}[/]" if acc.unaccounted else ""))
-    if ex.result.timed_out:
-        given_up = len(ex.result.timed_out)
+    if result.timed_out:
+        given_up = len(result.timed_out)
         console.print(f"[red]{given_up:,} requests had no answer within the {answer_timeout:g}-s "
                       "answer timeout (--answer-timeout): their visits were given up there, "
                       "and their later steps were not sent.[/]")
-    for line in replay_pace(ex.result, arrivals[-1] if arrivals else 0.0):
+    for line in replay_pace(result, arrivals[-1] if arrivals else 0.0):
         console.print(line)
     if bad:
         console.print(f"Bad requests: {bad_check.as_expected:,} of {bad_check.expected:,} "
@@ -1073,8 +1076,8 @@ def replay(
             console.print(f"  [red]- {line}[/]")
     console.print(f"Answers in {results}. Check them: huimin verify {visit_log} {results}",
                   markup=False)
-    ok = acc.unaccounted == 0 and not ex.result.timed_out and bad_check.ok
-    raise typer.Exit(0 if ok else 1)
+    ok = acc.unaccounted == 0 and not result.timed_out and bad_check.ok
+    raise typer.Exit(130 if stopped else 0 if ok else 1)
 
 
 def _report_interrupted(result: HospitalRunResult, visits: int, bad: list[BadMessage],
@@ -1090,8 +1093,8 @@ def _report_interrupted(result: HospitalRunResult, visits: int, bad: list[BadMes
                   + ". The period's reconciliation (3201/3202/3203) was not done.[/]")
     console.print(f"Sent {acc.sent:,} = answered OK {acc.answered_ok:,} + answered with an "
                   f"error {acc.answered_error:,} + dead-lettered {acc.dead_lettered:,} + "
-                  f"unanswered when stopped {acc.unaccounted:,} (in flight, or not delivered "
-                  "where said above)")
+                  f"unanswered when stopped {acc.unaccounted:,} (in flight, or never "
+                  "delivered)")
     console.print(f"The answers received are in {results}"
                   + (" (visits still under way end 'not settled')" if over < arrived else "")
                   + ("; `huimin verify` counts the visits not replayed as having no result"

@@ -506,7 +506,8 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
         fleet = HospitalFleet(bootstrap, answer_timeout_s, client_config,
                               idempotent=on_kafka or idempotent,
                               fetch_wait_ms=fetch_wait_for("kafka" if on_kafka else "tansu"))
-        stack.callback(fleet.close)
+        # unwinding from an interrupt (a third Ctrl-C), what the producer holds is given up
+        stack.push(lambda kind, *_: fleet.close(0.0 if kind else 5.0))
         setup_s = time.monotonic() - started
         on_stage("waiting for the platform to answer the hospitals' sign-in and for every "
                  "worker to join")
@@ -535,6 +536,7 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
             on_stage("the hospitals reconcile the period (3201/3202), the agencies apply for "
                      "clearing (3203)")
             recon = fleet.exchange(closing_requests(result.books))
+            result.period_closed = True
         on_stage("stopping")
     return Execution(result, bootstrap, kill_worker if events else 0, statements, ledger,
                      ehr_stats, recon, setup_s, sign_in_s)

@@ -56,6 +56,8 @@ DEAD_LETTERS_CLIENT = "huimin-hospitals-dead-letters"
 TIMEOUT_SCAN_EVERY_S = 0.1
 #: How long a run stopped by `stop_requested` waits for its last requests to reach the broker.
 INTERRUPTED_FLUSH_S = 2.0
+#: A flush waits in slices of this long, asking between them whether to stop.
+FLUSH_SLICE_S = 0.25
 
 
 class PlatformSilent(TimeoutError):
@@ -227,6 +229,8 @@ class HospitalRunResult:
     interrupted: bool = False
     #: how many of the bad requests were sent: all of them, unless interrupted
     bad_sent: int = 0
+    #: the period's closing reconciliation (3201/3202/3203) was exchanged after the visits
+    period_closed: bool = False
 
     @property
     def days_reconciled(self) -> list[DayReconciliation]:
@@ -281,11 +285,13 @@ class HospitalFleet:
         #: error if the answer is OK (`HospitalRunResult.sign_ins_answered_again`)
         self.sign_in_msgids: set[str] = set()
 
-    def close(self) -> None:
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Give the producer `timeout_s` to send what it holds (0: give it up at once, as an
+        interrupt that unwinds the run wants)."""
         try:
-            self.producer.close(timeout=5)
-        except KafkaTimeoutError as exc:  # a cluster gone: what is unsent is not delivered
-            request_not_delivered(exc)
+            self.producer.close(timeout=timeout_s)
+        except KafkaTimeoutError:  # a cluster gone: each request unsent fails on its own
+            log.warning("the hospitals' producer closed with requests still unsent")
             # kafka-python's close stops at its flush's time-out, its network thread left
             # running and the close tried again at exit: closed here as it would have gone on
             sender = getattr(self.producer, "_sender", None)
@@ -296,15 +302,23 @@ class HospitalFleet:
         self.dead_letter_consumer.close()
         say_undelivered()
 
-    def _flush(self, timeout_s: float | None = None) -> None:
+    def _flush(self, timeout_s: float | None = None,
+               stop_requested: Callable[[], bool] = lambda: False) -> None:
         """Wait for the requests sent to be on the broker, at most `timeout_s` (an answer's
-        time-out unless given): a cluster gone for good would otherwise hold the run here for
-        ever, its answers (and results file) with it. Requests still unsent then are counted
-        as not delivered."""
-        try:
-            self.producer.flush(timeout=timeout_s or self.answer_timeout_s)
-        except KafkaTimeoutError as exc:
-            request_not_delivered(exc)
+        time-out unless given) or until `stop_requested`: a cluster gone for good would
+        otherwise hold the run here for ever, its answers (and results file) with it.
+        Requests still unsent then fail when the producer closes (`request_not_delivered`)."""
+        deadline = time.monotonic() + (timeout_s or self.answer_timeout_s)
+        while True:
+            try:
+                self.producer.flush(timeout=max(0.0, min(FLUSH_SLICE_S,
+                                                         deadline - time.monotonic())))
+                return
+            except KafkaTimeoutError:
+                if time.monotonic() >= deadline or stop_requested():
+                    break
+        log.warning("requests were still unsent to %s when the hospitals stopped waiting",
+                    topics.HOSP_REQUESTS)
 
     def _send(self, key: str | bytes | None, value: bytes, sender: str = "",
               signing: str = "valid") -> int:
@@ -648,7 +662,10 @@ class HospitalFleet:
         wall_s = time.monotonic() - t0
         # stopped: what is still unsent is in flight either way, and the answers so far are
         # waiting to be written (a stalled broker would hold them for the whole time-out)
-        self._flush(INTERRUPTED_FLUSH_S if interrupted else None)
+        if interrupted:
+            self._flush(INTERRUPTED_FLUSH_S)
+        else:
+            self._flush(stop_requested=stop_requested)
         interrupted = interrupted or stop_requested()  # asked to stop while flushing
         for b in bad[next_bad:]:  # not sent (interrupted): no answer to await
             bad_answers.pop(b.msgid, None)

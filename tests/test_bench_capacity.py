@@ -157,10 +157,25 @@ def test_a_sweep_stopped_by_ctrl_c_keeps_the_steps_it_measured():
 def test_the_report_of_a_bench_stopped_by_ctrl_c_says_what_the_figures_count():
     result = {"interrupted": "search", "points": [{"searched": False}, {"searched": True}],
               "settings": {"rates_visits_per_s": [50.0]}}
-    assert interrupted_note(result) == (
+    assert interrupted_note(result).startswith(
         "**Stopped by Ctrl-C** during the capacity search (--find-capacity): 2 rate(s) "
-        "measured (1 offered, 1 added by the search); the rate under way is left out, and "
-        "the capacities and ratio below count only what was measured.")
+        "measured (1 offered, 1 added by the search); a rate whose own load was under way")
+    # a search and a sweep cut short pin nothing down, and say so
+    result["capacity"] = {"p99_limit_ms": 300.0, "huimin_settlements_per_s": 100.0,
+                          "huimin_bracketed": False, "raw_messages_per_s": 15.2,
+                          "raw_bracketed": False, "raw_sweep_max_per_s": 12800.0,
+                          "search": {"added_visits_per_s": [100.0], "bracketed": False,
+                                     "max_visits_per_s": 2000.0}}
+    text = "\n".join(capacity_lines(result))
+    assert "every rate measured was sustained before the Ctrl-C" in text
+    assert "stopped by Ctrl-C before it had pinned the capacity down" in text
+    assert "its sweep did not end, so this is not its capacity" in text
+    assert "not the ratio of the two capacities" in text
+    assert "--sweep-max" not in text and "(the search stops at" not in text
+    result["interrupted"], result["capacity"]["raw_messages_per_s"] = "rates", None
+    result["settings"]["ceiling"] = True
+    assert "- raw ceiling: not measured (stopped by Ctrl-C before it was)." in \
+        capacity_lines(result)
 
 
 def test_the_capacity_search_brackets_huimins_capacity_and_a_rate_that_dropped_is_past_it():

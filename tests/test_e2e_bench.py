@@ -147,7 +147,10 @@ def test_ctrl_c_keeps_the_rates_measured_in_the_report(tmp_path: Path):
     assert [p["offered_visits_per_s"] for p in result["points"]] == [3]
     assert result["points"][0]["achieved_settlements_per_s"] > 0
     assert not result["points"][0]["ceiling"] and result["ceiling_sweep"] == []
+    assert result["capacity"]["raw_messages_per_s"] is None  # not measured, not 0
+    report = (out / "bench.md").read_text()
     assert "**Stopped by Ctrl-C** during the rates offered: 1 rate(s) measured (2 offered)" \
-        in (out / "bench.md").read_text()
+        in report
+    assert "- raw ceiling: not measured (stopped by Ctrl-C before it was)." in report
     assert (out / "bench.png").stat().st_size > 0
     assert not processes_mentioning(str(tmp_path))

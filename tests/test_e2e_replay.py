@@ -147,6 +147,21 @@ def test_ctrl_c_during_a_replay_keeps_the_answers_received_and_accounts_for_ever
                if name not in ("every visit has a result", "answers equal the oracle"))
 
 
+def test_ctrl_c_after_the_visits_keeps_the_whole_set_of_answers(tmp_path):
+    """The answers are written as the visits end: a Ctrl-C while the clearing is read, the
+    period reconciled or the platform stopped loses none of them."""
+    assert huimin("generate", *GENERATE, "--visits", "60", "-o", "v.jsonl",
+                  cwd=tmp_path).returncode == 0
+    proc = interrupt_huimin(["replay", "v.jsonl", "--rate", "50", "--results", "r.jsonl"],
+                            marker="reading the national clearing", after_s=0.1, timeout=120,
+                            cwd=tmp_path)
+    assert proc.returncode == 130, proc.stdout
+    assert "Traceback" not in proc.stdout and "Stopped by Ctrl-C" in proc.stdout
+    assert len((tmp_path / "r.jsonl").read_bytes().splitlines()) == 60
+    assert not processes_mentioning(str(tmp_path))
+    assert huimin("verify", "v.jsonl", "r.jsonl", cwd=tmp_path).returncode == 0
+
+
 def test_a_broken_visit_log_is_refused_with_a_clear_message(tmp_path):
     assert huimin("generate", *GENERATE, "--visits", "5", "-o", "v.jsonl",
                   cwd=tmp_path).returncode == 0

@@ -68,3 +68,25 @@ def test_many_undelivered_requests_are_one_line_then_a_sum_not_a_line_each(
     assert "39 more requests could not be delivered to hosp.requests: IllegalStateError" \
         in caplog.text
     assert caplog.text.count("could not be delivered") == 2
+
+
+def test_waiting_for_a_stalled_broker_gives_way_to_a_ctrl_c(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The last flush waits in slices, asking between them whether to stop: a Ctrl-C is not
+    held for the whole answer time-out (30 s) by a broker that takes nothing."""
+    class StalledProducer:
+        def __init__(self) -> None:
+            self.flushes: list[float] = []
+
+        def flush(self, timeout: float) -> None:
+            self.flushes.append(timeout)
+            raise KafkaTimeoutError("nothing sent")
+
+    fleet = HospitalFleet.__new__(HospitalFleet)
+    fleet.producer = StalledProducer()
+    fleet.answer_timeout_s = 3600.0
+    asked = iter([False, False, True])
+    with caplog.at_level(logging.WARNING, logger="huimin.hospitals"):
+        fleet._flush(stop_requested=lambda: next(asked))
+    assert len(fleet.producer.flushes) == 3 and max(fleet.producer.flushes) <= 0.25
+    assert "still unsent to hosp.requests" in caplog.text
