@@ -206,8 +206,11 @@ def outcome_record(session: VisitSession) -> dict[str, Any]:
     s = session
     outcome = "settled" if s.settlement else (s.failed or {}).get("err_code", "") or \
         "not settled"
-    return {"visit_no": s.visit.visit_no, "outcome": outcome, "setlinfo": s.settlement,
-            "answers": {msgid: s.answers.get(msgid, []) for msgid, _ in s.sent}}
+    record = {"visit_no": s.visit.visit_no, "outcome": outcome, "setlinfo": s.settlement,
+              "answers": {msgid: s.answers.get(msgid, []) for msgid, _ in s.sent}}
+    if not s.done:  # a replay stopped by Ctrl-C: `verify --replayed-only` knows it
+        record["under_way"] = True
+    return record
 
 
 def write_records(path: Path, sessions: Iterable[VisitSession], expected: bool = False) -> int:

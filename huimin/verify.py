@@ -32,6 +32,10 @@ class Verdict:
     answers_equal: int = 0
     redelivered: int = 0  # identical extra answers: at-least-once delivery, not an error
     settlements_checked: int = 0
+    #: with `replayed_only`: visits with no result, and visits still under way (their
+    #: answers received are compared, the ones never received are not)
+    not_replayed: int = 0
+    under_way: int = 0
     failures: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
 
     @property
@@ -42,6 +46,7 @@ class Verdict:
         return {"ok": self.ok, "visits": self.visits, "answers_compared": self.answers_compared,
                 "answers_equal": self.answers_equal, "redelivered": self.redelivered,
                 "settlements_checked": self.settlements_checked,
+                "not_replayed": self.not_replayed, "under_way": self.under_way,
                 "checks": {name: {"passed": not self.failures.get(name),
                                   "failures": self.failures.get(name, [])}
                            for name in (COMPLETE_CHECK, ORACLE_CHECK, *CHECKS)}}
@@ -223,9 +228,12 @@ def answer_diff(got: list[dict[str, Any]], want: list[dict[str, Any]]) -> str:
 
 
 def verify(visits: Iterator[Visit], expected: Iterator[dict[str, Any]],
-           results: Path, ref: ReferenceData) -> Verdict:
+           results: Path, ref: ReferenceData, replayed_only: bool = False) -> Verdict:
     """The verdict on `results`. Raises, before any verdict: a LogFormatError if it has no
-    results, a ResultsMismatch if they (or `expected`) are another visit log's."""
+    results, a ResultsMismatch if they (or `expected`) are another visit log's.
+    `replayed_only`: a replay stopped by Ctrl-C is judged on what it replayed: a visit
+    without a result is left out, and of a visit still under way only the answers received
+    are compared (each counted in the verdict)."""
     verdict = Verdict()
     got_by_visit = results_by_visit(results)
     per_person: dict[str, list[tuple[str, list[dict[str, Any]]]]] = defaultdict(list)
@@ -242,14 +250,21 @@ def verify(visits: Iterator[Visit], expected: Iterator[dict[str, Any]],
                 f"the expected answers settle another version of visit {visit.visit_no} (the "
                 "log was edited after they were written): generate them again, or remove "
                 "them and verify settles the log with the oracle")
-        verdict.visits += 1
         got = got_by_visit.pop(visit.visit_no, None)
+        if got is None and replayed_only:
+            verdict.not_replayed += 1
+            continue
+        verdict.visits += 1
         if got is None:
             verdict.failures[COMPLETE_CHECK].append(f"visit {visit.visit_no}: no result")
             continue
+        partial = replayed_only and got.get("under_way") is True
+        verdict.under_way += partial
         infnos = _infnos(visit)
         for msgid, want_answers in want["answers"].items():
             got_answers = got["answers"].get(msgid, [])
+            if partial and not got_answers:  # not received before the replay stopped
+                continue
             verdict.answers_compared += len(want_answers)
             if len(got_answers) > len(want_answers) and all(a == want_answers[0]
                                                             for a in got_answers):

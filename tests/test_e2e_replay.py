@@ -145,6 +145,16 @@ def test_ctrl_c_during_a_replay_keeps_the_answers_received_and_accounts_for_ever
                for f in checks["answers equal the oracle"]["failures"])
     assert all(c["passed"] for name, c in checks.items()
                if name not in ("every visit has a result", "answers equal the oracle"))
+    # judged on what it replayed, it passes: the visits not replayed and the answers not yet
+    # received are left out, and said so
+    proc = huimin("verify", "v.jsonl", "r.jsonl", "--replayed-only", "--json", "part.json",
+                  cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout
+    part = orjson.loads((tmp_path / "part.json").read_bytes())
+    under_way = sum(1 for r in records if r.get("under_way"))
+    assert part["not_replayed"] == 150 - len(replayed) and part["under_way"] == under_way
+    assert part["visits"] == len(replayed) and part["answers_equal"] > 100
+    assert f"{150 - len(replayed):,} visits with no result" in " ".join(proc.stdout.split())
 
 
 def test_ctrl_c_after_the_visits_keeps_the_whole_set_of_answers(tmp_path):

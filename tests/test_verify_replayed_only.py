@@ -1,0 +1,62 @@
+"""`verify --replayed-only` judges a replay stopped by Ctrl-C on what it replayed: visits
+without a result are left out and counted, and of a visit still under way the answers
+received are compared, so a wrong one still fails."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+
+from huimin.logfiles import expected_record, outcome_record
+from huimin.verify import COMPLETE_CHECK, ORACLE_CHECK, verify
+from settlement.oracle import Oracle
+from simulators.visits import VisitSpec, generate_visits
+from simulators.world import WorldSpec, build_world
+
+WORLD = build_world(WorldSpec(seed=7, persons=300))
+VISITS = list(generate_visits(WORLD, VisitSpec(visits=40, days=5)))
+SESSIONS = list(Oracle(WORLD.ref).settle_log(VISITS))
+EXPECTED = [expected_record(s) for s in SESSIONS]
+
+
+def stopped_replay(path: Path, replayed: int, cut_short: int) -> list[dict]:
+    """The results of a replay stopped after `replayed` visits, the last `cut_short` of them
+    still waiting for the answer to their last request."""
+    records = [orjson.loads(orjson.dumps(outcome_record(s))) for s in SESSIONS[:replayed]]
+    for record in records[replayed - cut_short:]:
+        last = list(record["answers"])[-1]
+        record["answers"][last] = []
+        record["under_way"] = True
+    write(path, records)
+    return records
+
+
+def write(path: Path, records: list[dict]) -> None:
+    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+
+
+def judge(path: Path, replayed_only: bool):
+    return verify(iter(VISITS), iter(EXPECTED), path, WORLD.ref, replayed_only)
+
+
+def test_what_a_stopped_replay_received_passes_and_what_it_left_out_is_counted(tmp_path):
+    results = tmp_path / "r.jsonl"
+    stopped_replay(results, replayed=25, cut_short=3)
+    whole = judge(results, replayed_only=False)  # without the option: it is incomplete
+    assert not whole.ok and len(whole.failures[COMPLETE_CHECK]) == 15
+    part = judge(results, replayed_only=True)
+    assert part.ok, dict(part.failures)
+    assert (part.visits, part.not_replayed, part.under_way) == (25, 15, 3)
+
+
+def test_a_wrong_answer_of_a_visit_under_way_still_fails(tmp_path):
+    results = tmp_path / "r.jsonl"
+    records = stopped_replay(results, replayed=25, cut_short=3)
+    victim = records[-1]
+    first = next(m for m, answers in victim["answers"].items() if answers)
+    victim["answers"][first][0]["infcode"] = -1
+    write(results, records)
+    part = judge(results, replayed_only=True)
+    assert not part.ok
+    assert any(f.startswith(f"visit {victim['visit_no']} ") for f in part.failures[ORACLE_CHECK])
