@@ -95,7 +95,11 @@ class RawCeiling:
                                          str(self.fetch_wait_ms)],
                                         stdout=out, stderr=subprocess.STDOUT,
                                         start_new_session=True)  # a Ctrl-C is bench's to take
-        time.sleep(6)  # the forwarders join their groups (Tansu: ~3 s per group)
+        try:
+            time.sleep(6)  # the forwarders join their groups (Tansu: ~3 s per group)
+        except BaseException:  # a Ctrl-C meanwhile: __exit__ will not run, so stop them here
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -670,7 +670,7 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
     limit = P99_TARGET_MS[broker_kind]
     begin = datetime(2027, 1, 1)  # each rate's visits in simulated days of their own
 
-    def measure_huimin(rate: float) -> RatePoint:
+    def measure_huimin(rate: float, searched: bool = False) -> RatePoint:
         nonlocal begin
         what = "the platform" if os.environ.get(BOOTSTRAP_ENV) else "a broker and the platform"
         on_stage(f"starting {what} for {rate:g} visits/s")
@@ -683,6 +683,7 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
                          store=store) as p:
             fleet = HospitalFleet(bootstrap, idempotent=kafka, linger_ms=linger_ms,
                                   fetch_wait_ms=fetch_wait)
+            closing_s = 5.0
             try:
                 on_stage("waiting for the platform")
                 fleet.sign_in(world.ref.hospitals.values(), "2026-12-01 00:00:00",
@@ -710,19 +711,17 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
                         for topic, n in sorted((broker_messages(bootstrap) - written).items())}
                     point.broker_messages_per_visit["all"] = round(
                         sum(point.broker_messages_per_visit.values()), 1)
+            except KeyboardInterrupt:  # the rate is dropped: so is what its producer holds
+                closing_s = 0.0
+                raise
             finally:
-                fleet.close()
-        point.folder = rate_dir.name
+                fleet.close(closing_s)
+        point.folder, point.searched = rate_dir.name, searched
         points.append(point)  # kept if a Ctrl-C stops its raw ceiling
         begin += timedelta(days=spec.days + 15)  # the next warm-up's week fits between
         if ceiling:  # on a broker of its own, as each rate of its sweep: none of huimin's
             # workers polling it meanwhile
             point.ceiling = fresh_ceiling(point.offered_settlements_per_s)
-        return point
-
-    def measure_searched(rate: float) -> RatePoint:
-        point = measure_huimin(rate)
-        point.searched = True
         return point
 
     sweep: list[dict[str, Any]] = []
@@ -732,9 +731,9 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
             measure_huimin(rate)
         if find_capacity:
             phase = "search"
-            sweep_rates(measure_searched, list(points), lambda p: p.offered_visits_per_s,
-                        lambda p: rate_sustained(p, limit), find_capacity_max,
-                        least=FIND_CAPACITY_LEAST)
+            sweep_rates(lambda r: measure_huimin(r, searched=True), list(points),
+                        lambda p: p.offered_visits_per_s, lambda p: rate_sustained(p, limit),
+                        find_capacity_max, least=FIND_CAPACITY_LEAST)
         if ceiling:
             phase = "sweep"
             ceiling_sweep(fresh_ceiling, [p.ceiling for p in points if p.ceiling], limit,
@@ -743,8 +742,10 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
     except KeyboardInterrupt:  # the rate under way is dropped (its broker and platform
         if not points:  # stopped on the way out); the rates measured make the report
             raise
-    points.sort(key=lambda p: p.offered_visits_per_s)
-    search = {"added_visits_per_s": [p.offered_visits_per_s for p in points if p.searched],
+    added = [p.offered_visits_per_s for p in points if p.searched]  # in the search's order
+    if find_capacity:
+        points.sort(key=lambda p: p.offered_visits_per_s)
+    search = {"added_visits_per_s": added,
               "max_visits_per_s": find_capacity_max, "least_visits_per_s": FIND_CAPACITY_LEAST,
               "bracketed": brackets([(p.offered_visits_per_s, rate_sustained(p, limit))
                                      for p in points])

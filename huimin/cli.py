@@ -1045,8 +1045,8 @@ def replay(
                          on_visits_over=write_results)
         result, stopped = ex.result, ex.result.interrupted
     except KeyboardInterrupt:  # after the visits (the clearing, the reconciliation, the stop)
-        if not written:
-            raise
+        if not written:  # before them (the platform's start, the sign-in): nothing to keep
+            raise typer.Exit(130) from None
         result, stopped = written[0], True
     if stopped and not result.period_closed:
         _report_interrupted(result, len(visits), bad, results)
@@ -1080,16 +1080,16 @@ def replay(
     raise typer.Exit(130 if stopped else 0 if ok else 1)
 
 
-def _report_interrupted(result: HospitalRunResult, visits: int, bad: list[BadMessage],
+def _report_interrupted(result: HospitalRunResult, total: int, bad: list[BadMessage],
                         results: Path) -> None:
     """What a replay stopped by Ctrl-C leaves: every request sent is still accounted for, the
     ones awaited then as in flight; the period's reconciliation is not done."""
     acc = account(result, bad[:result.bad_sent])
     arrived = len(result.sessions)
     over = sum(s.done for s in result.sessions)
-    console.print(f"[yellow]Stopped by Ctrl-C: {arrived:,} of {visits:,} visits had arrived "
+    console.print(f"[yellow]Stopped by Ctrl-C: {arrived:,} of {total:,} visits had arrived "
                   f"in {result.wall_s:.1f} s, {over:,} of them over"
-                  + ("" if arrived == visits else "; the rest were not sent")
+                  + ("" if arrived == total else "; the rest were not sent")
                   + ". The period's reconciliation (3201/3202/3203) was not done.[/]")
     console.print(f"Sent {acc.sent:,} = answered OK {acc.answered_ok:,} + answered with an "
                   f"error {acc.answered_error:,} + dead-lettered {acc.dead_lettered:,} + "
@@ -1098,7 +1098,7 @@ def _report_interrupted(result: HospitalRunResult, visits: int, bad: list[BadMes
     console.print(f"The answers received are in {results}"
                   + (" (visits still under way end 'not settled')" if over < arrived else "")
                   + ("; `huimin verify --replayed-only` judges what was replayed"
-                     if over < visits else "") + ".", markup=False)
+                     if over < total else "") + ".", markup=False)
 
 
 @app.command()

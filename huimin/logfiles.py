@@ -217,7 +217,7 @@ def write_records(path: Path, sessions: Iterable[VisitSession], expected: bool =
     """Results, or with `expected` the oracle's answers (each with its visit's digest)."""
     record = expected_record if expected else outcome_record
     n = 0
-    with open(path, "wb") as f:
+    with whole_file(path) as f:  # a Ctrl-C while writing leaves no half a file
         for s in sessions:
             f.write(orjson.dumps(record(s), option=_OPTS) + b"\n")
             n += 1

@@ -13,7 +13,7 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
-from huimin.logfiles import write_records
+from huimin.logfiles import whole_file, write_records
 from huimin.run import RunReport, distinct_dead_letters
 from messages.codes import EHR, SETTLEMENTS, ErrorCode, Infno
 from messages.envelope import is_cross_province
@@ -190,14 +190,14 @@ def write_dead_letters(path: Path, result: HospitalRunResult, bad: list[BadMessa
     on purpose that it is, or null for one that should not have happened (the run fails on
     those)."""
     kinds = {b.value: b.kind for b in bad if b.expect == "dead-letter"}
-    with open(path, "wb") as f:
+    with whole_file(path) as f:
         for letter in distinct_dead_letters(result, bad):
             f.write(orjson.dumps({**letter.entry.to_dict(),
                                   "bad_request": kinds.get(letter.value)}) + b"\n")
 
 
 def write_latencies(path: Path, result: HospitalRunResult) -> None:
-    with open(path, "wb") as f:
+    with whole_file(path) as f:
         for ex in result.exchanges.values():
             f.write(orjson.dumps({"msgid": ex.msgid, "infno": ex.infno, "route": ex.route,
                                   "latency_ms": ex.latency_ms, "trace": ex.trace}) + b"\n")

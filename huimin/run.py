@@ -507,7 +507,8 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
                               idempotent=on_kafka or idempotent,
                               fetch_wait_ms=fetch_wait_for("kafka" if on_kafka else "tansu"))
         # unwinding from an interrupt (a third Ctrl-C), what the producer holds is given up
-        stack.push(lambda kind, *_: fleet.close(0.0 if kind else 5.0))
+        stack.push(lambda kind, *_: fleet.close(
+            0.0 if kind is not None and issubclass(kind, KeyboardInterrupt) else 5.0))
         setup_s = time.monotonic() - started
         on_stage("waiting for the platform to answer the hospitals' sign-in and for every "
                  "worker to join")

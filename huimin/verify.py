@@ -238,6 +238,7 @@ def verify(visits: Iterator[Visit], expected: Iterator[dict[str, Any]],
     got_by_visit = results_by_visit(results)
     per_person: dict[str, list[tuple[str, list[dict[str, Any]]]]] = defaultdict(list)
     events: list[SettlementEvent] = []
+    first_missing: int | None = None  # of the visits left out by `replayed_only`
     for visit, want in zip(checked_visits(visits, dict(got_by_visit), results, whole=False),
                            expected, strict=False):
         if want.get("visit_no") != visit.visit_no:
@@ -253,13 +254,18 @@ def verify(visits: Iterator[Visit], expected: Iterator[dict[str, Any]],
         got = got_by_visit.pop(visit.visit_no, None)
         if got is None and replayed_only:
             verdict.not_replayed += 1
+            first_missing = first_missing if first_missing is not None else visit.visit_no
             continue
+        if first_missing is not None:  # a stopped replay leaves out the log's last visits
+            verdict.failures[COMPLETE_CHECK].append(
+                f"visit {first_missing}: no result, though later visits have one")
+            first_missing = None
         verdict.visits += 1
         if got is None:
             verdict.failures[COMPLETE_CHECK].append(f"visit {visit.visit_no}: no result")
             continue
         partial = replayed_only and got.get("under_way") is True
-        verdict.under_way += partial
+        verdict.under_way += int(partial)
         infnos = _infnos(visit)
         for msgid, want_answers in want["answers"].items():
             got_answers = got["answers"].get(msgid, [])

@@ -9,6 +9,7 @@ waits for the earlier visit to finish, which keeps each person's order equal to 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from bisect import bisect_left
 from collections import Counter, defaultdict, deque
@@ -94,29 +95,34 @@ def producer_for(bootstrap: str, idempotent: bool = False, linger_ms: int = LING
                          **{"metrics_enabled": False, "partitioner": KeyPartitioner(), **extra})
 
 
-#: requests not delivered, by the producer's error, since the hospitals last said so
-_UNDELIVERED: Counter[str] = Counter()
+class Undelivered:
+    """Requests the producer gave up on never reached the platform: each is counted and said,
+    so that a request unanswered for that reason is not taken for one the platform lost. The
+    first of each kind is logged and the rest summed up when the hospitals stop: a closing
+    producer fails every batch it still holds, which was a line each."""
 
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()  # by the producer's error
+        self._lock = threading.Lock()  # the producer's thread counts, the loop sums up
 
-def request_not_delivered(exc: BaseException) -> None:
-    """A request the producer gave up on never reached the platform: say so and count it, so
-    that a request unanswered for that reason is not taken for one the platform lost. The
-    first of each kind is logged; the rest are summed up when the hospitals stop (a closing
-    producer fails every batch it still holds, one line each)."""
-    kind = type(exc).__name__
-    metrics.SEND_FAILURES.labels(kind).inc()
-    _UNDELIVERED[kind] += 1
-    if _UNDELIVERED[kind] == 1:
-        log.warning("a request could not be delivered to %s: %s", topics.HOSP_REQUESTS, kind)
+    def __call__(self, exc: BaseException) -> None:
+        kind = type(exc).__name__
+        metrics.SEND_FAILURES.labels(kind).inc()
+        with self._lock:
+            self.counts[kind] += 1
+            first = self.counts[kind] == 1
+        if first:
+            log.warning("a request could not be delivered to %s: %s", topics.HOSP_REQUESTS,
+                        kind)
 
-
-def say_undelivered() -> None:
-    """The requests not delivered since the first of each kind was logged."""
-    for kind, n in sorted(_UNDELIVERED.items()):
-        if n > 1:
-            log.warning("%d more %s could not be delivered to %s: %s", n - 1,
-                        "request" if n == 2 else "requests", topics.HOSP_REQUESTS, kind)
-    _UNDELIVERED.clear()
+    def say(self) -> None:
+        """The requests not delivered since the first of each kind was logged."""
+        with self._lock:
+            counts, self.counts = self.counts, Counter()
+        for kind, n in sorted(counts.items()):
+            if n > 1:
+                log.warning("%d more %s could not be delivered to %s: %s", n - 1,
+                            "request" if n == 2 else "requests", topics.HOSP_REQUESTS, kind)
 
 
 def response_consumer(bootstrap: str, topic: str = topics.HOSP_RESPONSES, wait_s: float = 30,
@@ -280,6 +286,7 @@ class HospitalFleet:
                "client_id": DEAD_LETTERS_CLIENT, **extra})
         self.producer = producer_for(bootstrap, idempotent, linger_ms,
                                      **{"client_id": REQUESTS_CLIENT, **extra})
+        self.undelivered = Undelivered()
         #: the sign-ins' msgids: a sign-in redelivered to a worker (a rebalance as the
         #: platform starts) is answered again after `sign_in` has returned, which is no
         #: error if the answer is OK (`HospitalRunResult.sign_ins_answered_again`)
@@ -297,18 +304,20 @@ class HospitalFleet:
             sender = getattr(self.producer, "_sender", None)
             if sender is not None:
                 sender.force_close()
+                sender.join(1.0)  # it fails the batches it held: counted before the sum
             self.producer._closed = True
         self.consumer.close()
         self.dead_letter_consumer.close()
-        say_undelivered()
+        self.undelivered.say()
 
     def _flush(self, timeout_s: float | None = None,
                stop_requested: Callable[[], bool] = lambda: False) -> None:
         """Wait for the requests sent to be on the broker, at most `timeout_s` (an answer's
         time-out unless given) or until `stop_requested`: a cluster gone for good would
         otherwise hold the run here for ever, its answers (and results file) with it.
-        Requests still unsent then fail when the producer closes (`request_not_delivered`)."""
-        deadline = time.monotonic() + (timeout_s or self.answer_timeout_s)
+        Requests still unsent then fail when the producer closes (`Undelivered`)."""
+        deadline = time.monotonic() + (self.answer_timeout_s if timeout_s is None
+                                       else timeout_s)
         while True:
             try:
                 self.producer.flush(timeout=max(0.0, min(FLUSH_SLICE_S,
@@ -329,12 +338,12 @@ class HospitalFleet:
         sent = time.time_ns()
         try:
             self.producer.send(topics.HOSP_REQUESTS, key=raw_key, value=value, headers=headers
-                               ).add_errback(request_not_delivered)
+                               ).add_errback(self.undelivered)
         except MessageSizeTooLargeError as exc:  # raised at once, before any delivery
             log.warning("a request of %d bytes is over the %d the hospitals' producer may "
                         "send: not sent (a fee upload of that many items?)", len(value),
                         self.producer.config["max_request_size"])
-            request_not_delivered(exc)  # unanswered, it times out: counted, not a crash
+            self.undelivered(exc)  # unanswered, it times out: counted, not a crash
         return sent
 
     def _poll(self, timeout_ms: int, worlds: set[str] | None = None) -> list[dict[str, Any]]:

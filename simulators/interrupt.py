@@ -15,6 +15,7 @@ import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType, TracebackType
+from typing import Any
 
 #: Ctrl-Cs while armed taken as one request to stop; the next one interrupts.
 PRESSES_TAKEN = 2
@@ -27,7 +28,7 @@ class GentleInterrupt:
     def __init__(self) -> None:
         self.presses = 0
         self._armed = False
-        self._previous: signal.Handlers | object = signal.SIG_DFL
+        self._previous: Any = None  # SIGINT's handler before ours, None if ours was not set
 
     @property
     def requested(self) -> bool:
@@ -37,12 +38,14 @@ class GentleInterrupt:
         return self.requested
 
     def __enter__(self) -> GentleInterrupt:
-        self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+        if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # a background job's stays
+            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        signal.signal(signal.SIGINT, self._previous)  # type: ignore[arg-type]
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 
     @contextmanager
     def armed(self) -> Iterator[None]:

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -102,12 +103,16 @@ def huimin_command() -> str:
 
 
 def interrupt_huimin(args: list[str], marker: str, after_s: float, timeout: float,
-                     presses: int = 1, **kwargs: object) -> subprocess.CompletedProcess[str]:
+                     presses: int = 1, **kwargs: object
+                     ) -> tuple[subprocess.CompletedProcess[str], list[int]]:
     """`huimin *args`, sent `presses` Ctrl-Cs (SIGINT, 0.2 s apart) `after_s` seconds after a
     line of its output (stdout and stderr together) holds `marker`, unless it has ended by
-    then."""
+    then; and the processes it started still running once it has ended (found by a mark in
+    the environment they inherit: brokers, workers, the raw ceiling's forwarders)."""
+    token = f"HUIMIN_TEST_RUN={uuid.uuid4().hex}"
+    env = {**os.environ, **dict([token.split("=")])}
     with subprocess.Popen([huimin_command(), *args], stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True,
+                          stderr=subprocess.STDOUT, text=True, env=env,
                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
                           **kwargs) as proc:  # type: ignore[call-overload]
         assert proc.stdout is not None
@@ -123,7 +128,8 @@ def interrupt_huimin(args: list[str], marker: str, after_s: float, timeout: floa
                 time.sleep(0.2 if n else 0)
                 proc.send_signal(signal.SIGINT)
         out = "".join(seen) + proc.communicate(timeout=timeout)[0]
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, "")
+    return (subprocess.CompletedProcess(proc.args, proc.returncode, out, ""),
+            processes_mentioning(token, where="environ"))
 
 
 def run_huimin(args: list[str], timeout: float, **kwargs: object

@@ -15,7 +15,7 @@ def ctrl_c() -> None:
     os.kill(os.getpid(), signal.SIGINT)
 
 
-def test_a_double_ctrl_c_while_armed_is_one_request_and_a_third_interrupts():
+def test_a_double_ctrl_c_while_armed_is_one_request_and_a_third_interrupts() -> None:
     with GentleInterrupt() as interrupt, interrupt.armed():
         ctrl_c()
         assert interrupt.was_requested()
@@ -24,7 +24,7 @@ def test_a_double_ctrl_c_while_armed_is_one_request_and_a_third_interrupts():
             ctrl_c()
 
 
-def test_once_the_answers_are_written_a_ctrl_c_interrupts_at_once():
+def test_once_the_answers_are_written_a_ctrl_c_interrupts_at_once() -> None:
     with GentleInterrupt() as interrupt:
         with interrupt.armed():
             ctrl_c()
@@ -32,15 +32,26 @@ def test_once_the_answers_are_written_a_ctrl_c_interrupts_at_once():
             ctrl_c()
 
 
-def test_a_ctrl_c_outside_the_visits_interrupts_at_once():
+def test_a_ctrl_c_outside_the_visits_interrupts_at_once() -> None:
     with GentleInterrupt() as interrupt:
         with pytest.raises(KeyboardInterrupt):
             ctrl_c()
         assert not interrupt.was_requested()
 
 
-def test_the_previous_handler_is_back_afterwards():
+def test_the_previous_handler_is_back_afterwards() -> None:
     before = signal.getsignal(signal.SIGINT)
     with GentleInterrupt():
         assert signal.getsignal(signal.SIGINT) is not before
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_a_ctrl_c_ignored_by_whoever_started_us_stays_ignored() -> None:
+    """A script's background job (`huimin replay … &`) ignores SIGINT: not ours to turn on."""
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with GentleInterrupt() as interrupt, interrupt.armed():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)

@@ -11,7 +11,7 @@ from kafka.future import Future
 
 from messages.signing import Signer
 from simulators import hospital_metrics as metrics
-from simulators.hospital import HospitalFleet, say_undelivered
+from simulators.hospital import HospitalFleet, Undelivered
 
 
 class ProducerKeepingFutures:
@@ -36,7 +36,7 @@ def test_a_request_the_producer_gives_up_on_is_counted_and_logged_without_its_co
     fleet = HospitalFleet.__new__(HospitalFleet)  # no broker: only the send path
     fleet.producer = ProducerKeepingFutures()
     fleet.signer = Signer(b"test-secret")
-    say_undelivered()  # nothing left over from another test: the first of a kind is logged
+    fleet.undelivered = Undelivered()
     before = failures("KafkaTimeoutError")
     with caplog.at_level(logging.WARNING, logger="huimin.hospitals"):
         fleet._send("110101199003070011", b'{"msgid": "M1"}', signing="none")
@@ -55,7 +55,7 @@ def test_many_undelivered_requests_are_one_line_then_a_sum_not_a_line_each(
     fleet = HospitalFleet.__new__(HospitalFleet)
     fleet.producer = ProducerKeepingFutures()
     fleet.signer = Signer(b"test-secret")
-    say_undelivered()  # nothing left over from another test
+    fleet.undelivered = Undelivered()
     before = failures("IllegalStateError")
     with caplog.at_level(logging.WARNING, logger="huimin.hospitals"):
         for n in range(40):
@@ -63,7 +63,7 @@ def test_many_undelivered_requests_are_one_line_then_a_sum_not_a_line_each(
         for future in fleet.producer.futures:
             future.failure(IllegalStateError("producer is closed"))
         assert caplog.text.count("could not be delivered") == 1
-        say_undelivered()
+        fleet.undelivered.say()
     assert failures("IllegalStateError") == before + 40  # every one counted
     assert "39 more requests could not be delivered to hosp.requests: IllegalStateError" \
         in caplog.text

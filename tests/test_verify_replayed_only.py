@@ -5,11 +5,12 @@ received are compared, so a wrong one still fails."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 from huimin.logfiles import expected_record, outcome_record
-from huimin.verify import COMPLETE_CHECK, ORACLE_CHECK, verify
+from huimin.verify import COMPLETE_CHECK, ORACLE_CHECK, Verdict, verify
 from settlement.oracle import Oracle
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import WorldSpec, build_world
@@ -20,7 +21,7 @@ SESSIONS = list(Oracle(WORLD.ref).settle_log(VISITS))
 EXPECTED = [expected_record(s) for s in SESSIONS]
 
 
-def stopped_replay(path: Path, replayed: int, cut_short: int) -> list[dict]:
+def stopped_replay(path: Path, replayed: int, cut_short: int) -> list[dict[str, Any]]:
     """The results of a replay stopped after `replayed` visits, the last `cut_short` of them
     still waiting for the answer to their last request."""
     records = [orjson.loads(orjson.dumps(outcome_record(s))) for s in SESSIONS[:replayed]]
@@ -32,15 +33,16 @@ def stopped_replay(path: Path, replayed: int, cut_short: int) -> list[dict]:
     return records
 
 
-def write(path: Path, records: list[dict]) -> None:
+def write(path: Path, records: list[dict[str, Any]]) -> None:
     path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
 
 
-def judge(path: Path, replayed_only: bool):
+def judge(path: Path, replayed_only: bool) -> Verdict:
     return verify(iter(VISITS), iter(EXPECTED), path, WORLD.ref, replayed_only)
 
 
-def test_what_a_stopped_replay_received_passes_and_what_it_left_out_is_counted(tmp_path):
+def test_what_a_stopped_replay_received_passes_and_what_it_left_out_is_counted(
+        tmp_path: Path) -> None:
     results = tmp_path / "r.jsonl"
     stopped_replay(results, replayed=25, cut_short=3)
     whole = judge(results, replayed_only=False)  # without the option: it is incomplete
@@ -50,7 +52,7 @@ def test_what_a_stopped_replay_received_passes_and_what_it_left_out_is_counted(t
     assert (part.visits, part.not_replayed, part.under_way) == (25, 15, 3)
 
 
-def test_a_wrong_answer_of_a_visit_under_way_still_fails(tmp_path):
+def test_a_wrong_answer_of_a_visit_under_way_still_fails(tmp_path: Path) -> None:
     results = tmp_path / "r.jsonl"
     records = stopped_replay(results, replayed=25, cut_short=3)
     victim = records[-1]
@@ -60,3 +62,19 @@ def test_a_wrong_answer_of_a_visit_under_way_still_fails(tmp_path):
     part = judge(results, replayed_only=True)
     assert not part.ok
     assert any(f.startswith(f"visit {victim['visit_no']} ") for f in part.failures[ORACLE_CHECK])
+
+
+def test_a_visit_missing_in_the_middle_or_an_answer_missing_from_a_visit_over_still_fails(
+        tmp_path: Path) -> None:
+    """A stopped replay leaves out the log's last visits, and only visits under way lack
+    answers: anything else is a result lost, which the option must not hide."""
+    results = tmp_path / "r.jsonl"
+    records = stopped_replay(results, replayed=25, cut_short=0)
+    write(results, records[:10] + records[11:])
+    gap = judge(results, replayed_only=True)
+    assert gap.failures[COMPLETE_CHECK] == ["visit 10: no result, though later visits have one"]
+    over = records[5]
+    over["answers"][list(over["answers"])[-1]] = []  # not marked under way
+    write(results, records)
+    lost = judge(results, replayed_only=True)
+    assert any(f.startswith(f"visit {over['visit_no']} ") for f in lost.failures[ORACLE_CHECK])
