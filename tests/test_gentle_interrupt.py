@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Iterator
 
 import pytest
 
@@ -13,6 +14,15 @@ from simulators.interrupt import GentleInterrupt
 
 def ctrl_c() -> None:
     os.kill(os.getpid(), signal.SIGINT)
+
+
+@pytest.fixture(autouse=True)
+def sigint_as_in_a_terminal() -> Iterator[None]:
+    """Python's own SIGINT handler, whatever started the tests: a CI job or a shell's
+    background job starts them with SIGINT ignored, which GentleInterrupt leaves alone."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
 
 
 def test_a_double_ctrl_c_while_armed_is_one_request_and_a_third_interrupts() -> None:
