@@ -6,7 +6,7 @@ patient is insured in another province). It reverses its own transactions on 260
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -67,6 +67,9 @@ class TreatmentRow:
     reversed: dict[str, Any] = field(default_factory=dict)
     latest: str = ""  # the newest inf_time seen for the person: requests from before its
     # operating window are replays the platform can no longer recognise, and are refused
+    #: msgid -> [mdtrt_id, setl_id, changes] of a settlement whose answer came back before
+    #: this row caught up with the visit it settled (see `handle_answer`)
+    settling: dict[str, Any] = field(default_factory=dict)
 
     def forget_before(self, before: str) -> None:
         """Drop answers, reversals, and visits nothing has happened to since before `before`
@@ -76,6 +79,7 @@ class TreatmentRow:
         settlement/retention.py)."""
         forget_answers(self.answers, before)
         forget_answers(self.reversed, before)
+        forget_answers(self.settling, before)
         for mdtrt_id in [k for k, v in self.visits.items()
                          if _last_touched(v) < before
                          and not (v["kind"] == INPATIENT and v["status"] == OPEN)]:
@@ -91,21 +95,34 @@ class TreatmentRow:
         """A copy whose forgetting leaves this row as it was (the visits themselves are
         shared: a refused request changes none)."""
         return TreatmentRow(dict(self.visits), dict(self.answers), dict(self.reversed),
-                            self.latest)
+                            self.latest, dict(self.settling))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"visits": self.visits, "answers": self.answers, "reversed": self.reversed,
-                "latest": self.latest}
+        d = {"visits": self.visits, "answers": self.answers, "reversed": self.reversed,
+             "latest": self.latest}
+        if self.settling:  # nearly always empty: not written at all then
+            d["settling"] = self.settling
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TreatmentRow:
-        return cls(d["visits"], d["answers"], d.get("reversed", {}), d.get("latest", ""))
+        return cls(d["visits"], d["answers"], d.get("reversed", {}), d.get("latest", ""),
+                   d.get("settling", {}))
 
 
 def _touch(visit: dict[str, Any], stamp: str) -> None:
     """Note that a request of time `stamp` (yyyyMMddHHmmss) changed the visit."""
     if stamp > visit.get("touched", ""):
         visit["touched"] = stamp
+
+
+def _changed(visits: Iterable[dict[str, Any]], stamp: str) -> None:
+    """Note that a hospital request of time `stamp` changed these visits: each counts the
+    requests that changed it, in the order its person's requests come, which a redelivery
+    after a restart repeats (see `handle_answer`)."""
+    for visit in {id(v): v for v in visits}.values():
+        _touch(visit, stamp)
+        visit["changes"] = visit.get("changes", 0) + 1
 
 
 def _last_touched(visit: dict[str, Any]) -> str:
@@ -287,6 +304,8 @@ class TreatmentPlatform:
                 raise Rejected(ErrorCode.REVERSED, f"msgid {req.msgid} was reversed in advance "
                                                    f"by 2601 {by}")
             outcome, changed = self._dispatch(key, req, ctx, row)
+            if changed is not None and changed.settling:
+                _catch_up(changed)
             return outcome, row if changed is None and new_day else changed
         except Rejected as exc:
             answer = error_answer(req.msgid, exc.code, str(exc))
@@ -387,7 +406,7 @@ class TreatmentPlatform:
                                f" as {visit['setl_id']}; cancel the settlement first")
             visit["status"] = CANCELLED
             visit["closed_by"] = req.msgid  # what a 2601 of it must name to reopen the visit
-            _touch(visit, time_stamp(req.inf_time))
+            _changed([visit], time_stamp(req.inf_time))
             return self._answer(row, req.msgid, {"mdtrt_id": inp.mdtrt_id,
                                                  "status": "cancelled"}, ctx)
         if infno == Infno.FEE_UPLOAD_CANCEL:
@@ -400,7 +419,7 @@ class TreatmentPlatform:
             visit["status"] = DISCHARGED
             visit["endtime"] = inp.endtime
             visit["closed_by"] = req.msgid
-            _touch(visit, time_stamp(req.inf_time))
+            _changed([visit], time_stamp(req.inf_time))
             return self._answer(row, req.msgid, {"mdtrt_id": inp.mdtrt_id,
                                                  "status": "discharged"}, ctx)
         if infno in SETTLEMENTS or infno in PRESETTLEMENTS:
@@ -487,7 +506,7 @@ class TreatmentPlatform:
             "insutype": inp.insutype, "med_type": inp.med_type,
             "insuplc_admdvs": req.insuplc_admdvs, "begntime": inp.begntime,
             "ipt_otp_no": number, "fees": {}, "setl_id": "",
-            "touched": time_stamp(req.inf_time),
+            "touched": time_stamp(req.inf_time), "changes": 1,
         }
         output = {"data": {"mdtrt_id": mdtrt_id, "psn_no": inp.psn_no, "ipt_otp_no": number}}
         return self._answer(row, req.msgid, output, ctx)
@@ -526,7 +545,7 @@ class TreatmentPlatform:
                             "chrgitm_lv": split.chrgitm_lv})
         for sn, split_d in batch.items():
             row.visits[split_d["mdtrt_id"]]["fees"][sn] = split_d
-            _touch(row.visits[split_d["mdtrt_id"]], time_stamp(req.inf_time))
+        _changed((row.visits[f["mdtrt_id"]] for f in batch.values()), time_stamp(req.inf_time))
         return self._answer(row, req.msgid, {"result": results}, ctx)
 
     def _cancel_fees(self, req: Request, inp: Any, ctx: dict[str, Any],
@@ -539,7 +558,7 @@ class TreatmentPlatform:
                                               f"{shown_id(inp.chrg_bchno)}")
         for sn in doomed:
             del visit["fees"][sn]
-        _touch(visit, time_stamp(req.inf_time))
+        _changed([visit], time_stamp(req.inf_time))
         return self._answer(row, req.msgid, {"mdtrt_id": inp.mdtrt_id,
                                              "status": "fees-cancelled",
                                              "cancelled_items": len(doomed)}, ctx)
@@ -563,6 +582,7 @@ class TreatmentPlatform:
                            f"fees' total {totals.medfee_sumamt}")
         ctx["fees"] = totals.as_dict()
         ctx["mdtrt_id"] = inp.mdtrt_id
+        ctx["visit_changes"] = visit.get("changes", 0)  # the visit as settled
         return self._forward(req, inp, ctx)
 
     def _reverse(self, req: Request, inp: Any, ctx: dict[str, Any],
@@ -588,7 +608,7 @@ class TreatmentPlatform:
                 raise Rejected(ErrorCode.NOT_REVERSIBLE, "the registration has fees or a "
                                "settlement; cancel those first")
             visit["status"] = REVERSED
-            _touch(visit, time_stamp(req.inf_time))
+            _changed([visit], time_stamp(req.inf_time))
             out["result"] = "undone"
         elif original["infcode"] == 0 and inp.oinfno in CLOSINGS:
             visit = row.visits.get(original["output"].get("mdtrt_id", ""))
@@ -603,7 +623,7 @@ class TreatmentPlatform:
                 visit["status"] = OPEN
                 visit.pop("endtime", None)
                 visit.pop("closed_by")
-                _touch(visit, time_stamp(req.inf_time))
+                _changed([visit], time_stamp(req.inf_time))
                 out["result"] = "undone"
         elif original["infcode"] == 0 and inp.oinfno in FEE_UPLOADS:
             if not isinstance(original["output"].get("result"), list):
@@ -617,7 +637,7 @@ class TreatmentPlatform:
                                "the fees belong to a settled visit; cancel the settlement first")
             for v, sn in brought:
                 del v["fees"][sn]
-                _touch(v, time_stamp(req.inf_time))
+            _changed((v for v, _ in brought), time_stamp(req.inf_time))
             out["result"] = "undone" if brought else "nothing-to-undo"
         return self._answer(row, req.msgid, out, ctx)
 
@@ -640,9 +660,18 @@ class TreatmentPlatform:
         # Answers can come late and out of order: a worker killed before it kept an answer
         # has the request processed again, and its answer comes back after later ones.
         stamp = msgid_stamp(msgid)  # the request's time (messages/envelope.py)
-        if infno in SETTLEMENTS and visit is not None:
-            if not _undone(row, out["setlinfo"]["setl_id"]):
-                visit["setl_id"] = out["setlinfo"]["setl_id"]
+        if infno in SETTLEMENTS:
+            # ...or early: a worker killed before this row kept the requests that led to the
+            # settlement (a 2204, a 2402) reads them again, and may read this answer, kept
+            # on its own topic, first. Marked settled now, the visit would refuse them
+            # (E4002) instead of answering as the first time: the settlement waits until
+            # the row has caught up with the visit it settled.
+            setl_id = out["setlinfo"]["setl_id"]
+            if visit is None or visit.get("changes", 0) < ctx.get("visit_changes", 0):
+                row.settling[msgid] = [ctx.get("mdtrt_id", ""), setl_id,
+                                       ctx.get("visit_changes", 0)]
+            elif not _undone(row, setl_id):
+                visit["setl_id"] = setl_id
                 _touch(visit, stamp)
         elif infno in CANCELLATIONS and visit is not None:
             if visit["setl_id"] == out["setlinfo"]["init_setl_id"]:
@@ -654,6 +683,17 @@ class TreatmentPlatform:
                     v["setl_id"] = ""
                     _touch(v, stamp)
         return row
+
+
+def _catch_up(row: TreatmentRow) -> None:
+    """Mark settled the visits that have caught up with a settlement that waits for them."""
+    for msgid, (mdtrt_id, setl_id, changes) in sorted(row.settling.items()):
+        visit = row.visits.get(mdtrt_id)
+        if visit is not None and visit.get("changes", 0) >= changes:
+            del row.settling[msgid]
+            if not _undone(row, setl_id):
+                visit["setl_id"] = setl_id
+                _touch(visit, msgid_stamp(msgid))
 
 
 def _undone(row: TreatmentRow, setl_id: str) -> bool:

@@ -20,18 +20,30 @@ from typing import Any
 
 import orjson
 import pytest
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from huimin.run import platform
+from messages.codec import encode
 from messages.envelope import province_of
-from messages.topics import HOSP_REQUESTS, INS_REQUESTS, NAT_REQUESTS, TRT_ANSWERS
+from messages.platform import wrap_answer
+from messages.topics import (
+    HOSP_REQUESTS,
+    HOSP_RESPONSES,
+    INS_REQUESTS,
+    NAT_REQUESTS,
+    TRT_ANSWERS,
+)
 from messages.visitlog import make_msgid
+from settlement.ids import mdtrt_id_for
+from settlement.insured import InsuredPlatform
+from settlement.treatment import Forward, TreatmentPlatform
 from simulators.hospital import HospitalFleet
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import WorldSpec, build_world
 from streams.broker import broker, free_port
 from tests.conftest import huimin_command, processes_mentioning
+from tests.handmade import fee_input, register_input, request, settle_input
 
 pytestmark = pytest.mark.e2e
 
@@ -310,6 +322,66 @@ def test_a_duplicate_reconciliation_gets_its_original_answer_though_the_day_has_
         time.sleep(0.5)  # until clearing has the settlement's event
     assert now["output"]["differences"]["count"] == 1, now
     assert answer(first) == original  # the duplicate: as first answered, not as now
+
+
+def test_a_settlement_answer_read_before_the_fee_upload_it_settled_lets_the_upload_be_answered(
+        platform_and_fleet):
+    """What a worker restarted after a kill can see (docs/streams.md, Crashes and
+    rebalances): the row lost its 2204 write, the 2207's answer is read from `trt.answers`
+    before the 2204 comes again from `hosp.requests`. Here the answer is put on `trt.answers`
+    first, as the insured side made it; the 2204 then gets an OK answer, not E4002 'already
+    settled', the 2207 gets that answer, and the visit is settled from then on."""
+    fleet, _ = platform_and_fleet
+    certno = sorted(WORLD.ref.enrollments)[7]
+    e = WORLD.ref.enrollments[certno]
+    hospital = min((h for h in WORLD.ref.hospitals.values() if h.province == e.province),
+                   key=lambda h: h.fixmedins_code)
+    code = next(iter(WORLD.ref.catalogues[hospital.province].entries))
+    t0, t1, t2, t3 = (f"2026-12-05 09:0{m}:00" for m in range(4))
+    register = request("2201", hospital, t1, 1, register_input(e, t0), e.insuplc_admdvs)
+    treatment, insured = TreatmentPlatform(WORLD.ref), InsuredPlatform(WORLD.ref)
+    mdtrt_id = mdtrt_id_for(hospital.admdvs, e.psn_no, register["msgid"])
+    upload = request("2204", hospital, t2, 2,
+                     fee_input(e, mdtrt_id, t2, [("0001", code, 2, 1_250)]), e.insuplc_admdvs)
+    settle = request("2207", hospital, t3, 3, settle_input(e, mdtrt_id, 2_500),
+                     e.insuplc_admdvs)
+    row = None
+    for req in (register, upload):  # the platform's first time, played here
+        _, row = treatment.handle_request(certno, encode(req), row)
+    forward, _ = treatment.handle_request(certno, encode(settle), row)
+    assert isinstance(forward, Forward) and forward.to == "insured", forward
+    answer, _ = insured.handle(certno, None, forward.req, forward.ctx)
+    assert answer["infcode"] == 0, answer
+
+    (registered,) = fleet.exchange([(certno, register)])[register["msgid"]][:1]
+    assert registered["output"]["data"]["mdtrt_id"] == mdtrt_id
+    responses = KafkaConsumer(bootstrap_servers=fleet.bootstrap, enable_auto_commit=False,
+                              fetch_max_wait_ms=100)
+    tps = [TopicPartition(HOSP_RESPONSES, p) for p in responses.partitions_for_topic(
+        HOSP_RESPONSES)]
+    responses.assign(tps)
+    responses.seek_to_end(*tps)
+    producer = KafkaProducer(bootstrap_servers=fleet.bootstrap)
+    try:
+        producer.send(TRT_ANSWERS, key=certno.encode(),
+                      value=encode(wrap_answer(answer, forward.ctx, []))).get(timeout=30)
+        deadline = time.monotonic() + 60
+        passed = []
+        while not passed:  # the treatment side has taken it: the answer went to the hospital
+            assert time.monotonic() < deadline, "the settlement's answer was not passed on"
+            passed = [r for batch in responses.poll(200).values() for r in batch
+                      if orjson.loads(r.value)["ans"]["inf_refmsgid"] == settle["msgid"]]
+    finally:
+        producer.close()
+        responses.close()
+    (uploaded,) = fleet.exchange([(certno, upload)])[upload["msgid"]][:1]
+    assert uploaded["infcode"] == 0, uploaded
+    (settled,) = fleet.exchange([(certno, settle)])[settle["msgid"]][:1]
+    assert settled == answer
+    late = request("2204", hospital, t3, 4,
+                   fee_input(e, mdtrt_id, t3, [("0002", code, 1, 100)]), e.insuplc_admdvs)
+    (refused,) = fleet.exchange([(certno, late)])[late["msgid"]][:1]
+    assert refused["err_code"] == "E4002", refused
 
 
 PERSONAL = (re.compile(r"\d{17}[\dX]"),  # a certno

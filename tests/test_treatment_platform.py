@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from messages.codec import encode
+from messages.codec import decode, encode
 from messages.codes import ErrorCode
 from messages.identity import mask_certno
 from settlement.reference import Hospital
@@ -27,6 +27,8 @@ from tests.handmade import (
     HOSP_BJ,
     HOSP_SH,
     RES_CERTNO,
+    admit_input,
+    discharge_input,
     fee_input,
     person_info_input,
     reference_data,
@@ -285,6 +287,91 @@ def test_a_settlement_answer_that_comes_back_after_its_reversal_does_not_settle_
     desk.rows[EMP_CERTNO] = row
     again = desk.settle(EMP_CERTNO, HOSP_BJ, mdtrt_id, 100, seq=9)
     assert isinstance(again, Forward)  # not refused as already settled
+
+
+def stored(row: TreatmentRow) -> TreatmentRow:
+    """The row as the table keeps it and a worker restarted from its changelog reads it."""
+    return TreatmentRow.from_dict(decode(encode(row.to_dict())))
+
+
+def test_a_settlement_answer_read_before_the_fee_upload_it_settled_waits_for_it() -> None:
+    """A worker killed after answering a 2204 and forwarding the 2207, before its row kept
+    the 2204: restarted, it reads the settlement's answer (on its own topic) before the 2204
+    comes again. The 2204 gets the answer it got the first time, not 'already settled', and
+    the visit is settled once the row has caught up with it."""
+    desk = Desk()
+    mdtrt_id = desk.register(EMP_CERTNO, HOSP_BJ)
+    as_restarted = stored(desk.rows[EMP_CERTNO])  # the row's last write that survived
+    e = EMP
+    upload = request("2204", HOSP_BJ, T2, 2, fee_input(e, mdtrt_id, T2, [("0001", "DA", 1, 100)]),
+                     e.insuplc_admdvs)
+    settle = request("2207", HOSP_BJ, T3, 3, settle_input(e, mdtrt_id, 100), e.insuplc_admdvs)
+    first_upload = desk.answer(EMP_CERTNO, upload)
+    forwarded = desk.send(EMP_CERTNO, settle)
+    assert isinstance(forwarded, Forward)
+    settled = settled_answer(forwarded.ctx, mdtrt_id, "110100SETTLED")
+
+    row = desk.platform.handle_answer(settled, forwarded.ctx, as_restarted)
+    assert row is not None and row.visits[mdtrt_id]["setl_id"] == ""  # not yet
+    desk.rows[EMP_CERTNO] = stored(row)
+    assert desk.answer(EMP_CERTNO, upload) == first_upload
+    assert desk.rows[EMP_CERTNO].visits[mdtrt_id]["setl_id"] == "110100SETTLED"
+    assert desk.rows[EMP_CERTNO].settling == {}
+    assert desk.answer(EMP_CERTNO, settle) == settled  # the 2207 read again: its answer
+    late_fee = request("2204", HOSP_BJ, T3, 9,
+                       fee_input(e, mdtrt_id, T3, [("0002", "DA", 1, 100)]), e.insuplc_admdvs)
+    failed(desk.send(EMP_CERTNO, late_fee), ErrorCode.VISIT_ALREADY_SETTLED)
+
+
+def test_an_inpatient_settlement_answer_read_before_the_discharge_waits_for_it() -> None:
+    desk, e = Desk(), EMP
+    admit = desk.answer(EMP_CERTNO, request("2401", HOSP_BJ, T1, 1, admit_input(e, T0),
+                                            e.insuplc_admdvs))
+    mdtrt_id = admit["output"]["data"]["mdtrt_id"]
+    fees = fee_input(e, mdtrt_id, T2, [("0001", "DA", 2, 500)], med_type="21")
+    assert desk.answer(EMP_CERTNO, request("2301", HOSP_BJ, T2, 2, fees,
+                                           e.insuplc_admdvs))["infcode"] == 0
+    as_restarted = stored(desk.rows[EMP_CERTNO])
+    discharge = request("2402", HOSP_BJ, T3, 3, discharge_input(e, mdtrt_id, T3),
+                        e.insuplc_admdvs)
+    first_discharge = desk.answer(EMP_CERTNO, discharge)
+    forwarded = desk.send(EMP_CERTNO, request("2304", HOSP_BJ, T3, 4,
+                                              settle_input(e, mdtrt_id, 1000, med_type="21"),
+                                              e.insuplc_admdvs))
+    assert isinstance(forwarded, Forward)
+
+    row = desk.platform.handle_answer(settled_answer(forwarded.ctx, mdtrt_id, "110100STAY"),
+                                      forwarded.ctx, as_restarted)
+    assert row is not None
+    desk.rows[EMP_CERTNO] = stored(row)
+    assert desk.answer(EMP_CERTNO, discharge) == first_discharge
+    assert desk.rows[EMP_CERTNO].visits[mdtrt_id]["setl_id"] == "110100STAY"
+
+
+def test_a_settlement_waiting_for_its_visit_stays_undone_if_its_reversal_came_meanwhile(
+) -> None:
+    desk = Desk()
+    mdtrt_id = desk.register(EMP_CERTNO, HOSP_BJ)
+    as_restarted = stored(desk.rows[EMP_CERTNO])
+    e = EMP
+    upload = request("2204", HOSP_BJ, T2, 2, fee_input(e, mdtrt_id, T2, [("0001", "DA", 1, 100)]),
+                     e.insuplc_admdvs)
+    desk.answer(EMP_CERTNO, upload)
+    forwarded = desk.settle(EMP_CERTNO, HOSP_BJ, mdtrt_id, 100)
+    assert isinstance(forwarded, Forward)
+    reversal_ctx = {"msgid": "H110100000012026030109200001", "infno": "2601"}
+    reversal = {"infcode": 0, "inf_refmsgid": reversal_ctx["msgid"], "err_code": "",
+                "err_msg": "", "output": {"omsgid": forwarded.ctx["msgid"], "oinfno": "2207",
+                                          "result": "undone",
+                                          "reversed_setl_id": "110100SETTLED"}}
+    row = desk.platform.handle_answer(settled_answer(forwarded.ctx, mdtrt_id, "110100SETTLED"),
+                                      forwarded.ctx, as_restarted)
+    row = desk.platform.handle_answer(reversal, reversal_ctx, row)
+    assert row is not None
+    desk.rows[EMP_CERTNO] = row
+    assert desk.answer(EMP_CERTNO, upload)["infcode"] == 0
+    assert desk.rows[EMP_CERTNO].visits[mdtrt_id]["setl_id"] == ""
+    assert desk.rows[EMP_CERTNO].settling == {}
 
 
 def test_a_cancellation_answer_clears_only_the_settlement_it_cancelled() -> None:
