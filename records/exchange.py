@@ -38,7 +38,7 @@ from records.consent import Decision, decide, published_consent, sharing_in_forc
 from records.documents import fhir_time, uid
 from records.validation import InvalidResource, Validator, operation_outcome
 from settlement.reference import ReferenceData
-from settlement.retention import cutoff, forget_answers
+from settlement.retention import cutoff, forget_answers, msgid_stamp
 
 #: Days a lab result stays valid for reuse (检查检验结果互认; a *parameter*).
 LAB_VALIDITY_DAYS = 30
@@ -64,6 +64,9 @@ class RecordsRow:
     #: the Consent the person published last (records/consent.py), None if none: it
     #: replaces the register's
     consent: dict[str, str] | None = None
+    #: msgid -> a query that came to the sources before the publishes it was asked after
+    #: (`SourceRepositories.handle`); nearly always empty
+    waiting: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = {"docs": self.docs, "labs": self.labs, "audit": self.audit,
@@ -71,6 +74,8 @@ class RecordsRow:
              "refusals_audited": self.refusals_audited}
         if self.consent is not None:  # rows of persons who never published one stay as they were
             d["consent"] = self.consent
+        if self.waiting:
+            d["waiting"] = self.waiting
         return d
 
     @classmethod
@@ -207,8 +212,9 @@ class ProvincialGateway:
     def handle(self, certno: str, req: dict[str, Any], ctx: dict[str, Any],
                row: RecordsRow) -> tuple[list[Step], RecordsRow | None]:
         msgid, inp = req["msgid"], req["input"]
-        if req["infno"] != Infno.EHR_PUBLISH:
-            return [ToNational({"op": "query", "req": req, "ctx": ctx})], None
+        if req["infno"] != Infno.EHR_PUBLISH:  # with what the repositories held as it came
+            return [ToNational({"op": "query", "req": req, "ctx": ctx,
+                                "docs_held": len(row.docs)})], None
         resource = inp.get("resource")
         try:
             self.validator.validate(resource)
@@ -348,18 +354,44 @@ class SourceRepositories:
         return [a for a in row.audit if a["id"] in ids]
 
     def handle(self, certno: str, msg: dict[str, Any], row: RecordsRow
-               ) -> tuple[dict[str, Any], RecordsRow]:
+               ) -> tuple[dict[str, Any] | None, RecordsRow]:
         """The answer to a query, kept by msgid (within the operating window) so that a
-        duplicated or redelivered query gets it again, unchanged, and is audited once."""
+        duplicated or redelivered query gets it again, unchanged, and is audited once.
+
+        None while the row lacks publishes the gateway had stored when the query came by
+        it: a worker restarted after a kill takes the query again from `ehr.sources` and the
+        lost publish from `hosp.requests`, each at its own pace. Answered then, the query
+        would miss the documents, or be decided by the Consent before the one published:
+        it waits in the row, and the publish that catches the row up answers it
+        (`release`)."""
         req = msg["req"]
         forget_answers(row.answers, cutoff(req["inf_time"]))
+        forget_answers(row.waiting, cutoff(req["inf_time"]))
         seen = row.answers.get(req["msgid"])
         if seen is not None:
             return (self._retrieved(row, req) if seen.get("retrieve") else seen), row
+        if msg.get("docs_held", 0) > len(row.docs):
+            row.waiting[req["msgid"]] = msg
+            return None, row
         answer = self._answer(certno, msg, row)
         row.answers[req["msgid"]] = {"retrieve": True} if req["infno"] == Infno.EHR_RETRIEVE \
             and answer["infcode"] == 0 else answer  # a document is kept once, in docs
         return answer, row
+
+    def release(self, certno: str, row: RecordsRow
+                ) -> list[tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]]:
+        """Answer the queries that waited for the publishes the row now holds: (the query,
+        its answer, the AuditEvents it recorded) for each, in the order they were sent."""
+        released = []
+        for msgid in sorted(row.waiting, key=msgid_stamp):
+            msg = row.waiting[msgid]
+            if msg.get("docs_held", 0) <= len(row.docs):
+                del row.waiting[msgid]
+                audited = row.audited
+                answer, row = self.handle(certno, msg, row)
+                assert answer is not None
+                released.append((msg, answer, row.audit_since(audited)))
+        return released
 
     @staticmethod
     def _retrieved(row: RecordsRow, req: dict[str, Any]) -> dict[str, Any]:

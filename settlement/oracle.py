@@ -158,6 +158,7 @@ class EhrOracle:
                 answer = result.answer
             elif result is not None:
                 answer, rrow = self.sources.handle(certno, result, self.record(certno))
+                assert answer is not None  # one after another: the row holds every publish
                 self.records[certno] = encode_to_keep(rrow.to_dict())
         assert answer is not None
         return answer

@@ -687,7 +687,8 @@ class TreatmentPlatform:
 
 def _catch_up(row: TreatmentRow) -> None:
     """Mark settled the visits that have caught up with a settlement that waits for them."""
-    for msgid, (mdtrt_id, setl_id, changes) in sorted(row.settling.items()):
+    for msgid in sorted(row.settling, key=msgid_stamp):
+        mdtrt_id, setl_id, changes = row.settling[msgid]
         visit = row.visits.get(mdtrt_id)
         if visit is not None and visit.get("changes", 0) >= changes:
             del row.settling[msgid]

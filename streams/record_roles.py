@@ -3,6 +3,7 @@ national index and the source repositories, with the audit trail they write."""
 
 from __future__ import annotations
 
+import logging
 from functools import partial
 from typing import Any
 
@@ -21,6 +22,8 @@ from settlement.reference import ReferenceData
 from streams import metrics
 from streams.role import RoleRunner, Send, send, stored
 from streams.wiring import Wiring
+
+log = logging.getLogger(__name__)
 
 
 class RecordRoles:
@@ -43,13 +46,18 @@ class RecordRoles:
                    trace: list) -> list[Send]:
         """The provincial platform's part of the record exchange."""
         steps, row = self.gateway.handle(key.decode(), req, ctx, self.records_row(key))
+        released: list[Send] = []
         if row is not None:
+            for query, answer, events in self.sources.release(key.decode(), row):
+                # a redelivery: its first answer was given before the restart
+                released += self.answered(key, query, answer, events, query["trace"],
+                                          repeat=True)
             self.run.put(self.w.ehr_records, key, encode_to_keep(row.to_dict()))
             self.run.later(metrics.EHR_PUBLISHED.labels(province_of(req["mdtrtarea_admvs"])).inc)
         return [self.run.to_hospital(step.answer, ctx, trace) if isinstance(step, EhrAnswer)
                 else send(self.w.ehr_national, key,
                           encode({**step.msg, "ctx": ctx, "trace": trace}))
-                for step in steps]
+                for step in steps] + released
 
     def on_national(self, key: bytes | None, value: bytes | None) -> list[Send]:
         msg = decode(value)
@@ -78,15 +86,26 @@ class RecordRoles:
         row = self.records_row(key)
         audited, repeated = row.audited, msg["req"]["msgid"] in row.answers
         answer, row = self.sources.handle(key.decode() if key else "", msg, row)
-        if repeated:  # a duplicate or a redelivery changes nothing and counts once; its
-            # AuditEvents go to the trail again, as the first writes may be lost
+        if repeated and answer is not None:  # a duplicate or a redelivery changes nothing
+            # and counts once; its AuditEvents go to the trail again, as the first writes
+            # may be lost
             return [self.run.to_hospital(answer, msg["ctx"], trace, repeat=True),
                     *self.audit_trail(key, self.sources.audit_of(row, msg["req"]["msgid"]))]
         self.run.put(self.w.ehr_records, key, encode_to_keep(row.to_dict()))
-        self.run.later(partial(metrics.observe_ehr, msg["req"]["infno"], answer,
-                               row.audit_since(audited)))
-        return [self.run.to_hospital(answer, msg["ctx"], trace),
-                *self.audit_trail(key, row.audit_since(audited))]
+        if answer is None:
+            log.info("ehr_sources: a query waits for a publish its person's row lost in a "
+                     "restart (it comes again from hosp.requests)")
+            return []
+        return self.answered(key, msg, answer, row.audit_since(audited), trace)
+
+    def answered(self, key: bytes | None, msg: dict[str, Any], answer: dict[str, Any],
+                 events: list[dict[str, Any]], trace: list,
+                 repeat: bool = False) -> list[Send]:
+        """A query answered from the row for the first time: to the hospital, its accesses
+        to the trail."""
+        self.run.later(partial(metrics.observe_ehr, msg["req"]["infno"], answer, events))
+        return [self.run.to_hospital(answer, msg["ctx"], trace, repeat=repeat),
+                *self.audit_trail(key, events)]
 
     def audit_trail(self, key: bytes | None, events: list[dict[str, Any]]) -> list[Send]:
         """Each AuditEvent recorded, to the trail of record. A redelivered or duplicated

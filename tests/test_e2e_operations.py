@@ -26,8 +26,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from huimin.run import platform
 from messages.codec import encode
 from messages.envelope import province_of
+from messages.identity import CERTNO_SYSTEM
 from messages.platform import wrap_answer
 from messages.topics import (
+    EHR_SOURCES,
     HOSP_REQUESTS,
     HOSP_RESPONSES,
     INS_REQUESTS,
@@ -35,14 +37,17 @@ from messages.topics import (
     TRT_ANSWERS,
 )
 from messages.visitlog import make_msgid
+from records.consent import consent_resource
+from records.exchange import IndexRow, NationalIndex, ProvincialGateway, RecordsRow, ToNational
 from settlement.ids import mdtrt_id_for
 from settlement.insured import InsuredPlatform
+from settlement.reference import DENY_CROSS_REGION, PERMIT
 from settlement.treatment import Forward, TreatmentPlatform
 from simulators.hospital import HospitalFleet
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import WorldSpec, build_world
 from streams.broker import broker, free_port
-from tests.conftest import huimin_command, processes_mentioning
+from tests.conftest import FHIR_DATA, huimin_command, processes_mentioning
 from tests.handmade import fee_input, register_input, request, settle_input
 
 pytestmark = pytest.mark.e2e
@@ -324,13 +329,31 @@ def test_a_duplicate_reconciliation_gets_its_original_answer_though_the_day_has_
     assert answer(first) == original  # the duplicate: as first answered, not as now
 
 
+def taken(bootstrap: str, topic: str, key: str, value: dict[str, Any]) -> None:
+    """Put a platform message on `topic`, as the role before would, and wait until the
+    worker has taken it (committed past it)."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id="huimin",
+                             enable_auto_commit=False)
+    try:
+        sent = producer.send(topic, key=key.encode(), value=encode(value)).get(timeout=30)
+        tp = TopicPartition(topic, sent.partition)
+        deadline = time.monotonic() + 60
+        while (consumer.committed(tp) or 0) <= sent.offset:
+            assert time.monotonic() < deadline, f"the worker did not take it from {topic}"
+            time.sleep(0.2)
+    finally:
+        producer.close()
+        consumer.close()
+
+
 def test_a_settlement_answer_read_before_the_fee_upload_it_settled_lets_the_upload_be_answered(
         platform_and_fleet):
-    """What a worker restarted after a kill can see (docs/streams.md, Crashes and
-    rebalances): the row lost its 2204 write, the 2207's answer is read from `trt.answers`
-    before the 2204 comes again from `hosp.requests`. Here the answer is put on `trt.answers`
-    first, as the insured side made it; the 2204 then gets an OK answer, not E4002 'already
-    settled', the 2207 gets that answer, and the visit is settled from then on."""
+    """What a worker restarted after a kill can see (docs/streams.md, Platform faults on
+    Apache Kafka): the row lost its 2204 write, and the 2207's answer is read from
+    `trt.answers` before the 2204 comes again from `hosp.requests`. Here the answer, as the
+    insured side made it, is taken first; the 2204 then gets an OK answer, not E4002
+    'already settled', the 2207 gets that answer, and the visit is settled from then on."""
     fleet, _ = platform_and_fleet
     certno = sorted(WORLD.ref.enrollments)[7]
     e = WORLD.ref.enrollments[certno]
@@ -355,25 +378,7 @@ def test_a_settlement_answer_read_before_the_fee_upload_it_settled_lets_the_uplo
 
     (registered,) = fleet.exchange([(certno, register)])[register["msgid"]][:1]
     assert registered["output"]["data"]["mdtrt_id"] == mdtrt_id
-    responses = KafkaConsumer(bootstrap_servers=fleet.bootstrap, enable_auto_commit=False,
-                              fetch_max_wait_ms=100)
-    tps = [TopicPartition(HOSP_RESPONSES, p) for p in responses.partitions_for_topic(
-        HOSP_RESPONSES)]
-    responses.assign(tps)
-    responses.seek_to_end(*tps)
-    producer = KafkaProducer(bootstrap_servers=fleet.bootstrap)
-    try:
-        producer.send(TRT_ANSWERS, key=certno.encode(),
-                      value=encode(wrap_answer(answer, forward.ctx, []))).get(timeout=30)
-        deadline = time.monotonic() + 60
-        passed = []
-        while not passed:  # the treatment side has taken it: the answer went to the hospital
-            assert time.monotonic() < deadline, "the settlement's answer was not passed on"
-            passed = [r for batch in responses.poll(200).values() for r in batch
-                      if orjson.loads(r.value)["ans"]["inf_refmsgid"] == settle["msgid"]]
-    finally:
-        producer.close()
-        responses.close()
+    taken(fleet.bootstrap, TRT_ANSWERS, certno, wrap_answer(answer, forward.ctx, []))
     (uploaded,) = fleet.exchange([(certno, upload)])[upload["msgid"]][:1]
     assert uploaded["infcode"] == 0, uploaded
     (settled,) = fleet.exchange([(certno, settle)])[settle["msgid"]][:1]
@@ -382,6 +387,63 @@ def test_a_settlement_answer_read_before_the_fee_upload_it_settled_lets_the_uplo
                    fee_input(e, mdtrt_id, t3, [("0002", code, 1, 100)]), e.insuplc_admdvs)
     (refused,) = fleet.exchange([(certno, late)])[late["msgid"]][:1]
     assert refused["err_code"] == "E4002", refused
+
+
+def test_a_query_read_before_the_consent_it_was_asked_after_is_refused_once_that_comes_again(
+        platform_and_fleet):
+    """The health records' counterpart: the row lost a Consent's publish (7001) that denies
+    other provinces, and the restarted worker takes a query asked since from `ehr.sources`
+    before the publish comes again from `hosp.requests`. The query waits for it, and is
+    refused as the first time; answered at once, it shared the record."""
+    fleet, _ = platform_and_fleet
+    certno = next(c for c, e in sorted(WORLD.ref.enrollments.items())[10:]
+                  if e.ehr_sharing == PERMIT)
+    home = WORLD.ref.enrollments[certno].province
+    by_code = sorted(WORLD.ref.hospitals.values(), key=lambda h: h.fixmedins_code)
+    mine = next(h for h in by_code if h.province == home)
+    other = next(h for h in by_code if h.province != home)
+    patient = orjson.loads((FHIR_DATA / "hl7-r4" / "Patient-example.json").read_bytes())
+    patient["identifier"] = [{"system": CERTNO_SYSTEM, "value": certno}]
+    t1, t2, t3 = (f"2026-12-06 09:0{m}:00" for m in range(1, 4))
+    record = request("7001", mine, t1, 1, {"resource": patient})
+    denial = request("7001", mine, t2, 2, {"resource": consent_resource(
+        certno, DENY_CROSS_REGION, home)})
+    find = request("7002", other, t3, 3, {"patient_identifier": f"{CERTNO_SYSTEM}|{certno}",
+                                          "purpose": "TREAT"})
+    treatment, gateway, index = TreatmentPlatform(WORLD.ref), ProvincialGateway(), NationalIndex()
+    records, irow = RecordsRow(), IndexRow()
+    for req in (record, denial, find):  # the platform's first time, played here
+        forward, _ = treatment.handle_request(certno, encode(req), None)
+        assert isinstance(forward, Forward) and forward.to == "ehr", forward
+        steps, stored = gateway.handle(certno, forward.req, forward.ctx, records)
+        records = stored or records
+        for step in steps:
+            if isinstance(step, ToNational):
+                query, irow = index.handle(step.msg, irow)
+                irow = irow or IndexRow()
+    assert isinstance(query, dict) and query["docs_held"] == 2, query
+
+    (published,) = fleet.exchange([(certno, record)])[record["msgid"]][:1]
+    assert published["infcode"] == 0, published
+    taken(fleet.bootstrap, EHR_SOURCES, certno, {**query, "trace": []})
+    responses = KafkaConsumer(bootstrap_servers=fleet.bootstrap, enable_auto_commit=False,
+                              fetch_max_wait_ms=100)
+    tps = [TopicPartition(HOSP_RESPONSES, p)
+           for p in responses.partitions_for_topic(HOSP_RESPONSES)]
+    responses.assign(tps)
+    responses.seek_to_beginning(*tps)
+    try:
+        (denied,) = fleet.exchange([(certno, denial)])[denial["msgid"]][:1]
+        assert denied["infcode"] == 0, denied
+        deadline, answers = time.monotonic() + 60, []
+        while not answers:
+            assert time.monotonic() < deadline, "the query was never answered"
+            answers = [a for batch in responses.poll(200).values() for r in batch
+                       if (a := orjson.loads(r.value)["ans"])["inf_refmsgid"] == find["msgid"]]
+    finally:
+        responses.close()
+    assert answers[0]["err_code"] == "E5002", answers[0]  # decided by the denial
+    assert certno not in answers[0]["err_msg"]
 
 
 PERSONAL = (re.compile(r"\d{17}[\dX]"),  # a certno

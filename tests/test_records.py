@@ -13,6 +13,7 @@ import orjson
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
 
+from messages.codec import encode
 from messages.identity import CERTNO_SYSTEM, certno_check_char
 from messages.visitlog import make_msgid
 from records.audit import audit_event
@@ -32,6 +33,7 @@ from records.exchange import (
 from records.validation import InvalidResource, Validator
 from settlement.oracle import Oracle
 from settlement.reference import DENY_CROSS_REGION, PERMIT
+from settlement.treatment import Forward, TreatmentPlatform
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import WorldSpec, build_world
 from tests.conftest import FHIR_DATA
@@ -629,3 +631,64 @@ def test_a_querys_audit_events_are_found_again_by_its_msgid():
                 description="", recorded="2026-12-10 10:00:00"))
     assert len(sources.audit_of(row, "M1")) == 3 and len(sources.audit_of(row, "M2")) == 1
     assert sources.audit_of(row, "M3") == []
+
+
+def test_a_query_read_before_the_consent_it_was_asked_after_waits_and_is_refused():
+    """A worker killed after the person published a Consent that denies other provinces,
+    before the row kept it: restarted, it takes a query asked since from `ehr.sources`
+    before the lost publish comes again from `hosp.requests`. Answered then, the query would
+    be decided by the consent before (a permit) and share the record. It waits, and the
+    publish taken again answers it: refused, as the first time, and audited once."""
+    certno = person(PERMIT)
+    home = WORLD.ref.enrollments[certno].province
+    other = next(p for p in sorted(WORLD.ref.provinces) if p != home)
+    treatment = TreatmentPlatform(WORLD.ref)
+    gateway, index, sources = ProvincialGateway(), NationalIndex(), SourceRepositories(WORLD.ref)
+
+    def checked(infno: str, province: str, seq: int, inp: dict[str, Any]) -> dict[str, Any]:
+        """The request as the treatment side hands it to the gateway."""
+        h = hospital_in(province)
+        inf_time = f"2026-12-10 10:0{seq}:00"
+        req = {"infno": infno, "msgid": make_msgid(h.fixmedins_code, inf_time, seq),
+               "mdtrtarea_admvs": h.admdvs, "insuplc_admdvs": "",
+               "fixmedins_code": h.fixmedins_code, "inf_time": inf_time, "input": inp}
+        forward, _ = treatment.handle_request(certno, encode(req), None)
+        assert isinstance(forward, Forward) and forward.to == "ehr", forward
+        return forward.req
+
+    patient = orjson.loads((FHIR_DATA / "hl7-r4" / "Patient-example.json").read_bytes())
+    patient["identifier"] = [{"system": CERTNO_SYSTEM, "value": certno}]
+    record = checked("7001", home, 1, {"resource": patient})
+    denial = checked("7001", home, 2, {"resource": consent_resource(certno, DENY_CROSS_REGION,
+                                                                    home)})
+    find = checked("7002", other, 3, {"patient_identifier": f"{CERTNO_SYSTEM}|{certno}",
+                                      "purpose": "TREAT"})
+    irow, row = IndexRow(), RecordsRow()
+    for publish in (record, denial):
+        steps, stored = gateway.handle(certno, publish, {}, row)
+        assert stored is not None
+        row = stored
+        for step in steps:
+            if isinstance(step, ToNational):
+                _, irow = index.handle(step.msg, irow)
+        if publish is record:
+            as_restarted = RecordsRow.from_dict(orjson.loads(orjson.dumps(row.to_dict())))
+    (to_index,) = gateway.handle(certno, find, {}, row)[0]
+    assert isinstance(to_index, ToNational) and to_index.msg["docs_held"] == 2
+    query, _ = index.handle(to_index.msg, irow)
+    assert isinstance(query, dict)
+    first, _ = sources.handle(certno, query, RecordsRow.from_dict(row.to_dict()))
+    assert first is not None and first["err_code"] == "E5002"  # the consent denies
+
+    waits, row = sources.handle(certno, query, as_restarted)
+    assert waits is None and row.audited == 0  # not decided, not audited
+    row = RecordsRow.from_dict(orjson.loads(orjson.dumps(row.to_dict())))  # kept so
+    steps, stored = gateway.handle(certno, denial, {}, row)  # the lost publish, again
+    assert stored is not None
+    ((released, answer, events),) = sources.release(certno, stored)
+    assert released["req"]["msgid"] == find["msgid"]
+    assert answer == first
+    assert [e["outcome"] for e in events] == ["4"]  # the refusal, audited
+    assert stored.waiting == {}
+    again, _ = sources.handle(certno, query, stored)  # the query taken again: as answered
+    assert again == first and stored.audited == 1
