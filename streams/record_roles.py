@@ -101,8 +101,8 @@ class RecordRoles:
     def answered(self, key: bytes | None, msg: dict[str, Any], answer: dict[str, Any],
                  events: list[dict[str, Any]], trace: list,
                  repeat: bool = False) -> list[Send]:
-        """A query answered from the row for the first time: to the hospital, its accesses
-        to the trail."""
+        """A query decided now (not answered from the answer the row kept): to the
+        hospital, its accesses to the trail."""
         self.run.later(partial(metrics.observe_ehr, msg["req"]["infno"], answer, events))
         return [self.run.to_hospital(answer, msg["ctx"], trace, repeat=repeat),
                 *self.audit_trail(key, events)]
