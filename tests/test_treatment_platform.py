@@ -264,6 +264,14 @@ def settled_answer(ctx: dict[str, Any], mdtrt_id: str, setl_id: str) -> dict[str
             "output": {"setlinfo": {"mdtrt_id": mdtrt_id, "setl_id": setl_id}}}
 
 
+def reversal_answer(omsgid: str, setl_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ctx and the answer of a 2601 that reversed settlement `setl_id` (made by `omsgid`)."""
+    ctx = {"msgid": "H110100000012026030109200001", "infno": "2601"}
+    return ctx, {"infcode": 0, "inf_refmsgid": ctx["msgid"], "err_code": "", "err_msg": "",
+                 "output": {"omsgid": omsgid, "oinfno": "2207", "result": "undone",
+                            "reversed_setl_id": setl_id}}
+
+
 def test_a_settlement_answer_that_comes_back_after_its_reversal_does_not_settle_the_visit_again(
 ) -> None:
     """A worker killed before it kept the settlement's answer: the request is processed again
@@ -274,11 +282,7 @@ def test_a_settlement_answer_that_comes_back_after_its_reversal_does_not_settle_
     desk.upload(EMP_CERTNO, HOSP_BJ, mdtrt_id, [("0001", "DA", 1, 100)])
     settle = desk.settle(EMP_CERTNO, HOSP_BJ, mdtrt_id, 100)
     assert isinstance(settle, Forward)
-    reversal_ctx = {"msgid": "H110100000012026030109200001", "infno": "2601"}
-    reversal = {"infcode": 0, "inf_refmsgid": reversal_ctx["msgid"], "err_code": "",
-                "err_msg": "", "output": {"omsgid": settle.ctx["msgid"], "oinfno": "2207",
-                                          "result": "undone",
-                                          "reversed_setl_id": "110100SETTLED"}}
+    reversal_ctx, reversal = reversal_answer(settle.ctx["msgid"], "110100SETTLED")
     row = desk.platform.handle_answer(reversal, reversal_ctx, desk.rows[EMP_CERTNO])
     assert row is not None
     late = settled_answer(settle.ctx, mdtrt_id, "110100SETTLED")
@@ -359,11 +363,7 @@ def test_a_settlement_waiting_for_its_visit_stays_undone_if_its_reversal_came_me
     desk.answer(EMP_CERTNO, upload)
     forwarded = desk.settle(EMP_CERTNO, HOSP_BJ, mdtrt_id, 100)
     assert isinstance(forwarded, Forward)
-    reversal_ctx = {"msgid": "H110100000012026030109200001", "infno": "2601"}
-    reversal = {"infcode": 0, "inf_refmsgid": reversal_ctx["msgid"], "err_code": "",
-                "err_msg": "", "output": {"omsgid": forwarded.ctx["msgid"], "oinfno": "2207",
-                                          "result": "undone",
-                                          "reversed_setl_id": "110100SETTLED"}}
+    reversal_ctx, reversal = reversal_answer(forwarded.ctx["msgid"], "110100SETTLED")
     row = desk.platform.handle_answer(settled_answer(forwarded.ctx, mdtrt_id, "110100SETTLED"),
                                       forwarded.ctx, as_restarted)
     row = desk.platform.handle_answer(reversal, reversal_ctx, row)
