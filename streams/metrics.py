@@ -53,6 +53,10 @@ CONSUMER_LAG = Gauge("huimin_consumer_lag_messages", "Messages not yet committed
 FENCED_RECORDS = Counter("huimin_changelog_records_fenced_total", "Table changelog records "
                          "not applied: late writes of a worker that had lost its partitions "
                          "(streams/owner_fence.py)", ["table"])
+REDELIVERY_WAITS = Counter("huimin_redelivery_waits_total", "Messages a restarted worker took "
+                           "before the requests they followed came again, held in the "
+                           "person's row until they did: a settlement's answer (row "
+                           "treatment), a health-record query (row records)", ["row"])
 CLEARING_NET = Gauge("huimin_clearing_net_position_fen", "Each province's net cross-province "
                      "position so far: receivable − payable (fen)", ["province"])
 EHR_PUBLISHED = Counter("huimin_ehr_documents_published_total", "Health-record documents "
@@ -108,8 +112,8 @@ IN_FLIGHT.set_function(FORWARDED.count)
 #: What a dashboard or an alert rule may use (checked by the tests).
 DOMAIN_METRICS = (
     REQUESTS, ANSWERS, LATENCY, HOP_LATENCY, IN_FLIGHT, PAID, REFUNDED, DEAD_LETTERS, REFUSED,
-    CONSUMER_LAG, FENCED_RECORDS, CLEARING_NET, EHR_PUBLISHED, EHR_QUERIES, EHR_REFUSALS, EHR_AUDIT,
-    LABS_AVOIDED, LAB_SAVING, ROLE_CPU, ROLE_EVENTS, STARTED)
+    CONSUMER_LAG, FENCED_RECORDS, REDELIVERY_WAITS, CLEARING_NET, EHR_PUBLISHED, EHR_QUERIES,
+    EHR_REFUSALS, EHR_AUDIT, LABS_AVOIDED, LAB_SAVING, ROLE_CPU, ROLE_EVENTS, STARTED)
 
 
 @functools.cache
@@ -241,6 +245,8 @@ def export_at_zero(sources: list[str], tables: tuple[str, ...]) -> None:
         child(EHR_AUDIT, outcome)
     for table in tables:
         FENCED_RECORDS.labels(table)
+    for row in ("treatment", "records"):
+        child(REDELIVERY_WAITS, row)
     STARTED.set_to_current_time()
 
 

@@ -95,6 +95,7 @@ class RecordRoles:
         if answer is None:
             log.info("ehr_sources: a query waits for a publish its person's row lost in a "
                      "restart (it comes again from hosp.requests)")
+            self.run.later(metrics.child(metrics.REDELIVERY_WAITS, "records").inc)
             return []
         return self.answered(key, msg, answer, row.audit_since(audited), trace)
 

@@ -133,7 +133,12 @@ class SettlementRoles:
         cur = stored(self.w.trt_rows, key)
         before = TreatmentRow.from_dict(decode(cur)) if cur else None
         repeat = before is not None and msg["ctx"].get("msgid") in before.answers
+        waited = len(before.settling) if before is not None else 0
         row = self.treatment.handle_answer(msg["ans"], msg["ctx"], before)
+        if row is not None and len(row.settling) > waited:
+            log.info("treatment_answers: a settlement's answer waits for a request its "
+                     "person's row lost in a restart (it comes again from hosp.requests)")
+            self.run.later(metrics.child(metrics.REDELIVERY_WAITS, "treatment").inc)
         if row is not None:
             kept = encode_to_keep(row.to_dict())
             if len(kept) <= MAX_RECORD_BYTES:

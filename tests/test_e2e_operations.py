@@ -347,6 +347,16 @@ def taken(bootstrap: str, topic: str, key: str, value: dict[str, Any]) -> None:
         consumer.close()
 
 
+def redelivery_waits(web_port: int, row: str, at_least: float = 0) -> float:
+    """`huimin_redelivery_waits_total` of `row`, once it is `at_least` (or after 20 s)."""
+    deadline = time.monotonic() + 20
+    while (n := total(scrape(f"http://127.0.0.1:{web_port}/metrics"),
+                      "huimin_redelivery_waits_total", row=row)) < at_least \
+            and time.monotonic() < deadline:
+        time.sleep(0.3)
+    return n
+
+
 def test_a_settlement_answer_read_before_the_fee_upload_it_settled_lets_the_upload_be_answered(
         platform_and_fleet):
     """What a worker restarted after a kill can see (docs/streams.md, Platform faults on
@@ -354,7 +364,7 @@ def test_a_settlement_answer_read_before_the_fee_upload_it_settled_lets_the_uplo
     `trt.answers` before the 2204 comes again from `hosp.requests`. Here the answer, as the
     insured side made it, is taken first; the 2204 then gets an OK answer, not E4002
     'already settled', the 2207 gets that answer, and the visit is settled from then on."""
-    fleet, _ = platform_and_fleet
+    fleet, web_port = platform_and_fleet
     certno = sorted(WORLD.ref.enrollments)[7]
     e = WORLD.ref.enrollments[certno]
     hospital = min((h for h in WORLD.ref.hospitals.values() if h.province == e.province),
@@ -378,7 +388,9 @@ def test_a_settlement_answer_read_before_the_fee_upload_it_settled_lets_the_uplo
 
     (registered,) = fleet.exchange([(certno, register)])[register["msgid"]][:1]
     assert registered["output"]["data"]["mdtrt_id"] == mdtrt_id
+    waits = redelivery_waits(web_port, "treatment")
     taken(fleet.bootstrap, TRT_ANSWERS, certno, wrap_answer(answer, forward.ctx, []))
+    assert redelivery_waits(web_port, "treatment", waits + 1) == waits + 1  # ops see it
     (uploaded,) = fleet.exchange([(certno, upload)])[upload["msgid"]][:1]
     assert uploaded["infcode"] == 0, uploaded
     (settled,) = fleet.exchange([(certno, settle)])[settle["msgid"]][:1]
@@ -395,7 +407,7 @@ def test_a_query_read_before_the_consent_it_was_asked_after_is_refused_once_that
     other provinces, and the restarted worker takes a query asked since from `ehr.sources`
     before the publish comes again from `hosp.requests`. The query waits for it, and is
     refused as the first time; answered at once, it shared the record."""
-    fleet, _ = platform_and_fleet
+    fleet, web_port = platform_and_fleet
     certno = next(c for c, e in sorted(WORLD.ref.enrollments.items())[10:]
                   if e.ehr_sharing == PERMIT)
     home = WORLD.ref.enrollments[certno].province
@@ -425,7 +437,9 @@ def test_a_query_read_before_the_consent_it_was_asked_after_is_refused_once_that
 
     (published,) = fleet.exchange([(certno, record)])[record["msgid"]][:1]
     assert published["infcode"] == 0, published
+    waits = redelivery_waits(web_port, "records")
     taken(fleet.bootstrap, EHR_SOURCES, certno, {**query, "trace": []})
+    assert redelivery_waits(web_port, "records", waits + 1) == waits + 1
     responses = KafkaConsumer(bootstrap_servers=fleet.bootstrap, enable_auto_commit=False,
                               fetch_max_wait_ms=100)
     tps = [TopicPartition(HOSP_RESPONSES, p)
