@@ -20,6 +20,7 @@ import base64
 import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import islice
 from typing import Any
 
 import orjson
@@ -87,6 +88,23 @@ class RecordsRow:
             row.audited = len(row.audit)
             row.refusals_audited = sum(a["outcome"] != SUCCESS for a in row.audit)
         return row
+
+    def as_held(self, docs_held: int | None) -> RecordsRow:
+        """The person's records as a query found them, asked after the first `docs_held`
+        documents were published: those, the lab results from them and the Consent the
+        person published among them (the audit is not in it: it is recorded on the row).
+        A restarted worker can take a query again after publishes that came after it, the
+        row having lost the query's answer: it is decided as it was the first time."""
+        if docs_held is None or docs_held >= len(self.docs):
+            return self
+        docs = dict(islice(self.docs.items(), docs_held))
+        if any("consent" in d for d in self.docs.values()):
+            consents = [d["consent"] for d in docs.values() if "consent" in d]
+            consent = consents[-1] if consents else None
+        else:  # kept before each document noted its Consent: the last one is all there is
+            consent = self.consent
+        return RecordsRow(docs=docs, labs=[lab for lab in self.labs if lab["doc_id"] in docs],
+                          consent=consent)
 
     def record_access(self, event: dict[str, Any]) -> None:
         """Once per access: a duplicated query is the same access (its id is its msgid's)."""
@@ -240,7 +258,7 @@ class ProvincialGateway:
                             "content": pack_document(content)}
         consent = published_consent(_resources(resource), certno)
         if consent is not None:  # the person's choice from now on, wherever records are held
-            row.consent = consent
+            row.consent = row.docs[doc_id]["consent"] = consent  # the document's: `as_held`
         row.labs += _labs(content, province, doc_id)
         register = _registration(doc_id, province, content)
         return [EhrAnswer(_publish_answer(msgid, doc_id)), ToNational(register)], row
@@ -403,14 +421,17 @@ class SourceRepositories:
         inp, msgid = req["input"], req["msgid"]
         requester_province = province_of(req["mdtrtarea_admvs"])
         enrollment = self.ref.enrollments.get(certno)
-        sharing = sharing_in_force(row.consent, enrollment.ehr_sharing if enrollment else None,
+        held_then = row.as_held(msg.get("docs_held"))
+        sharing = sharing_in_force(held_then.consent,
+                                   enrollment.ehr_sharing if enrollment else None,
                                    req["inf_time"])
         operation = {Infno.EHR_FIND: "find", Infno.EHR_RETRIEVE: "retrieve",
                      Infno.EHR_LAB_LOOKUP: "lab-lookup"}[req["infno"]]
         permitted: list[tuple[str, Decision]] = []
         refusals: list[tuple[str, Decision]] = []
         asked = msg["sources"]
-        held = row.docs.get(inp.get("document_id", "")) if operation == "retrieve" else None
+        held = held_then.docs.get(inp.get("document_id", "")) if operation == "retrieve" \
+            else None
         if held is not None:  # decided where the document is, whatever the index said
             asked = [held["province"]]
         if not asked:  # decided and audited even where nothing is held: the search happened
@@ -433,16 +454,16 @@ class SourceRepositories:
             return ehr_error(msgid, ErrorCode.CONSENT_REFUSED, f"refused: {reason}",
                              _refusal_outcome(refusals))
         if operation == "retrieve":
-            if inp["document_id"] not in row.docs:
+            if inp["document_id"] not in held_then.docs:
                 return ehr_error(msgid, ErrorCode.UNKNOWN_DOCUMENT,
                                  "no such document for this person",
                                  operation_outcome("not-found", "no such document for this "
                                                    "person"))
             return self._retrieved(row, req)
         if operation == "lab-lookup":
-            return ok_answer(msgid, _reusable(row, inp["loinc"], req["inf_time"], allowed,
-                                              refusals))
-        return ok_answer(msgid, _searchset(row, inp, allowed, refusals))
+            return ok_answer(msgid, _reusable(held_then, inp["loinc"], req["inf_time"],
+                                              allowed, refusals))
+        return ok_answer(msgid, _searchset(held_then, inp, allowed, refusals))
 
 
 def _refusal_outcome(refusals: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -293,6 +293,9 @@ class TreatmentPlatform:
             return Reply(error_answer(req.msgid, ErrorCode.STALE, (
                 f"inf_time {req.inf_time} is more than {WINDOW_DAYS} days before the "
                 "platform's latest request for this person: a replay, refused")), ctx), None
+        # a settlement waiting for its visit is due once the hospital has sent a request
+        # after it: the hospital had its answer by then (and what came before is done)
+        caught = bool(row.settling) and _catch_up(row, msgid_stamp(req.msgid))
         new_day = keep and req.inf_time[:10] > row.latest[:10]
         before = row
         if new_day:  # the person's clock, by the day: one row write a day at most
@@ -306,7 +309,7 @@ class TreatmentPlatform:
             outcome, changed = self._dispatch(key, req, ctx, row)
             if changed is not None and changed.settling:
                 _catch_up(changed)
-            return outcome, row if changed is None and new_day else changed
+            return outcome, row if changed is None and (new_day or caught) else changed
         except Rejected as exc:
             answer = error_answer(req.msgid, exc.code, str(exc))
             if keep and before.latest and req.infno != Infno.SIGN_IN:
@@ -315,7 +318,7 @@ class TreatmentPlatform:
                 # nor starts a row (a certno no request was accepted for keeps nothing)
                 before.answers[req.msgid] = answer
                 return Reply(answer, ctx), before
-            return Reply(answer, ctx), None
+            return Reply(answer, ctx), before if caught else None
 
     def authenticate(self, signer: Signer, headers: Mapping[str, bytes], key: bytes | None,
                      raw: bytes | None) -> Reply | None:
@@ -685,16 +688,23 @@ class TreatmentPlatform:
         return row
 
 
-def _catch_up(row: TreatmentRow) -> None:
-    """Mark settled the visits that have caught up with a settlement that waits for them."""
+def _catch_up(row: TreatmentRow, sent_after: str = "") -> bool:
+    """Mark settled the visits that have caught up with a settlement that waits for them,
+    and those of the settlements a request sent after `sent_after` (yyyyMMddHHmmss) came
+    after: the requests the visit waited for were answered otherwise this time (after a
+    cancellation's answer read late, say), and it would wait for ever. Whether any was."""
+    due = False
     for msgid in sorted(row.settling, key=msgid_stamp):
         mdtrt_id, setl_id, changes = row.settling[msgid]
         visit = row.visits.get(mdtrt_id)
-        if visit is not None and visit.get("changes", 0) >= changes:
+        caught_up = visit is not None and visit.get("changes", 0) >= changes
+        if caught_up or msgid_stamp(msgid) < sent_after:
             del row.settling[msgid]
-            if not _undone(row, setl_id):
+            due = True
+            if visit is not None and not _undone(row, setl_id):
                 visit["setl_id"] = setl_id
                 _touch(visit, msgid_stamp(msgid))
+    return due
 
 
 def _undone(row: TreatmentRow, setl_id: str) -> bool:

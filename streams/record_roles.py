@@ -84,18 +84,20 @@ class RecordRoles:
             return self.audit_trail(key, row.audit_since(audited) or [msg["event"]])
         trace = stamp(msg["trace"], INS_IN)
         row = self.records_row(key)
-        audited, repeated = row.audited, msg["req"]["msgid"] in row.answers
+        msgid = msg["req"]["msgid"]
+        audited, repeated, waited = row.audited, msgid in row.answers, msgid in row.waiting
         answer, row = self.sources.handle(key.decode() if key else "", msg, row)
         if repeated and answer is not None:  # a duplicate or a redelivery changes nothing
             # and counts once; its AuditEvents go to the trail again, as the first writes
             # may be lost
             return [self.run.to_hospital(answer, msg["ctx"], trace, repeat=True),
-                    *self.audit_trail(key, self.sources.audit_of(row, msg["req"]["msgid"]))]
+                    *self.audit_trail(key, self.sources.audit_of(row, msgid))]
         self.run.put(self.w.ehr_records, key, encode_to_keep(row.to_dict()))
         if answer is None:
-            log.info("ehr_sources: a query waits for a publish its person's row lost in a "
-                     "restart (it comes again from hosp.requests)")
-            self.run.later(metrics.child(metrics.REDELIVERY_WAITS, "records").inc)
+            if not waited:  # a duplicate of a waiting query waits with it
+                log.info("ehr_sources: a query waits for a publish its person's row lost in "
+                         "a restart (it comes again from hosp.requests)")
+                self.run.later(metrics.child(metrics.REDELIVERY_WAITS, "records").inc)
             return []
         return self.answered(key, msg, answer, row.audit_since(audited), trace)
 

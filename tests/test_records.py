@@ -672,17 +672,17 @@ def test_a_query_read_before_the_consent_it_was_asked_after_waits_and_is_refused
             if isinstance(step, ToNational):
                 _, irow = index.handle(step.msg, irow)
         if publish is record:
-            as_restarted = RecordsRow.from_dict(orjson.loads(orjson.dumps(row.to_dict())))
+            as_restarted = _kept(row)
     (to_index,) = gateway.handle(certno, find, {}, row)[0]
     assert isinstance(to_index, ToNational) and to_index.msg["docs_held"] == 2
     query, _ = index.handle(to_index.msg, irow)
     assert isinstance(query, dict)
-    first, _ = sources.handle(certno, query, RecordsRow.from_dict(row.to_dict()))
+    first, _ = sources.handle(certno, query, _kept(row))
     assert first is not None and first["err_code"] == "E5002"  # the consent denies
 
     waits, row = sources.handle(certno, query, as_restarted)
     assert waits is None and row.audited == 0  # not decided, not audited
-    row = RecordsRow.from_dict(orjson.loads(orjson.dumps(row.to_dict())))  # kept so
+    row = _kept(row)  # kept so
     steps, stored = gateway.handle(certno, denial, {}, row)  # the lost publish, again
     assert stored is not None
     ((released, answer, events),) = sources.release(certno, stored)
@@ -692,3 +692,94 @@ def test_a_query_read_before_the_consent_it_was_asked_after_waits_and_is_refused
     assert stored.waiting == {}
     again, _ = sources.handle(certno, query, stored)  # the query taken again: as answered
     assert again == first and stored.audited == 1
+
+
+def _checked(certno: str, infno: str, province: str, seq: int,
+             inp: dict[str, Any]) -> dict[str, Any]:
+    """A request as the treatment side hands it to the provincial platform."""
+    h = hospital_in(province)
+    inf_time = f"2026-12-10 10:0{seq}:00"
+    req = {"infno": infno, "msgid": make_msgid(h.fixmedins_code, inf_time, seq),
+           "mdtrtarea_admvs": h.admdvs, "insuplc_admdvs": "",
+           "fixmedins_code": h.fixmedins_code, "inf_time": inf_time, "input": inp}
+    forward, _ = TreatmentPlatform(WORLD.ref).handle_request(certno, encode(req), None)
+    assert isinstance(forward, Forward) and forward.to == "ehr", forward
+    return forward.req
+
+
+def _kept(row: RecordsRow) -> RecordsRow:
+    """The row as the table keeps it: a copy sharing nothing with `row`."""
+    return RecordsRow.from_dict(orjson.loads(orjson.dumps(row.to_dict())))
+
+
+def _query_after(certno: str, publishes: list[dict[str, Any]], find: dict[str, Any]
+                 ) -> tuple[dict[str, Any], RecordsRow]:
+    """The query on its way to the sources after `publishes` (as the index sends it), and
+    the row once they are stored."""
+    gateway, index = ProvincialGateway(), NationalIndex()
+    row, irow = RecordsRow(), IndexRow()
+    for publish in publishes:
+        steps, stored = gateway.handle(certno, publish, {}, row)
+        assert stored is not None
+        row = stored
+        for step in steps:
+            if isinstance(step, ToNational):
+                _, irow = index.handle(step.msg, irow)
+    (to_index,) = gateway.handle(certno, find, {}, row)[0]
+    assert isinstance(to_index, ToNational)
+    query, _ = index.handle(to_index.msg, irow)
+    assert isinstance(query, dict)
+    return query, row
+
+
+def test_a_query_that_lost_two_publishes_waits_for_both():
+    certno = person(PERMIT)
+    home = WORLD.ref.enrollments[certno].province
+    publishes = []
+    for seq, example in enumerate(("Patient-example.json", "Encounter-example.json"), 1):
+        resource = orjson.loads((FHIR_DATA / "hl7-r4" / example).read_bytes())
+        publishes.append(_checked(certno, "7001", home, seq, {"resource": resource}))
+    find = _checked(certno, "7002", home, 3, {"patient_identifier": f"{CERTNO_SYSTEM}|{certno}",
+                                              "purpose": "TREAT"})
+    query, _ = _query_after(certno, publishes, find)
+    assert query["docs_held"] == 2
+    gateway, sources = ProvincialGateway(), SourceRepositories(WORLD.ref)
+    waits, row = sources.handle(certno, query, RecordsRow())
+    assert waits is None
+    _, row = gateway.handle(certno, publishes[0], {}, row)
+    assert row is not None and sources.release(certno, row) == []  # one of two: still waits
+    _, row = gateway.handle(certno, publishes[1], {}, row)
+    assert row is not None
+    ((_, answer, events),) = sources.release(certno, row)
+    assert answer["infcode"] == 0 and answer["output"]["total"] == 2 and len(events) == 1
+
+
+def test_a_query_taken_again_after_a_later_consent_is_decided_as_it_was_asked():
+    """The other order: the kill lost a query's answer and a Consent published after it,
+    and the restarted worker takes the publish again first. The query was asked while the
+    register's consent (a permit) was in force: it is answered with the record again, not
+    refused by the Consent the person published later; and a query asked after that Consent
+    is refused."""
+    certno = person(PERMIT)
+    home = WORLD.ref.enrollments[certno].province
+    other = next(p for p in sorted(WORLD.ref.provinces) if p != home)
+    patient = orjson.loads((FHIR_DATA / "hl7-r4" / "Patient-example.json").read_bytes())
+    patient["identifier"] = [{"system": CERTNO_SYSTEM, "value": certno}]
+    record = _checked(certno, "7001", home, 1, {"resource": patient})
+    find = _checked(certno, "7002", other, 2, {"patient_identifier": f"{CERTNO_SYSTEM}|{certno}",
+                                               "purpose": "TREAT"})
+    denial = _checked(certno, "7001", home, 3, {"resource": consent_resource(
+        certno, DENY_CROSS_REGION, home)})
+    query, row = _query_after(certno, [record], find)
+    sources, gateway = SourceRepositories(WORLD.ref), ProvincialGateway()
+    first, _ = sources.handle(certno, query, _kept(row))
+    assert first is not None and first["infcode"] == 0 and first["output"]["total"] == 1
+
+    _, later = gateway.handle(certno, denial, {}, row)  # taken again before the query
+    assert later is not None and later.consent is not None
+    again, later = sources.handle(certno, query, _kept(later))
+    assert again == first
+    asked_after, _ = _query_after(certno, [record, denial], {**find, "msgid": find["msgid"][:-1]
+                                                             + "9"})
+    refused, _ = sources.handle(certno, asked_after, later)
+    assert refused is not None and refused["err_code"] == "E5002"

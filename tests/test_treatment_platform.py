@@ -29,6 +29,7 @@ from tests.handmade import (
     RES_CERTNO,
     admit_input,
     discharge_input,
+    fee_cancel_input,
     fee_input,
     person_info_input,
     reference_data,
@@ -371,6 +372,61 @@ def test_a_settlement_waiting_for_its_visit_stays_undone_if_its_reversal_came_me
     desk.rows[EMP_CERTNO] = row
     assert desk.answer(EMP_CERTNO, upload)["infcode"] == 0
     assert desk.rows[EMP_CERTNO].visits[mdtrt_id]["setl_id"] == ""
+    assert desk.rows[EMP_CERTNO].settling == {}
+
+
+def test_a_settlement_answer_read_before_its_registration_and_a_fee_correction_waits_for_all(
+) -> None:
+    """The kill lost everything the row had of the visit: its registration (2201), its fees,
+    their correction (2205 of all, 2204 anew). The settlement's answer waits through the
+    redelivered requests and settles the visit after the last of them, not before."""
+    desk, e = Desk(), EMP
+    register = request("2201", HOSP_BJ, T1, 1, register_input(e, T0), e.insuplc_admdvs)
+    mdtrt_id = desk.answer(EMP_CERTNO, register)["output"]["data"]["mdtrt_id"]
+    steps = [
+        request("2204", HOSP_BJ, T2, 2, fee_input(e, mdtrt_id, T2, [("0001", "DA", 1, 100)]),
+                e.insuplc_admdvs),
+        request("2205", HOSP_BJ, T2, 3, fee_cancel_input(e, mdtrt_id), e.insuplc_admdvs),
+        request("2204", HOSP_BJ, T2, 4, fee_input(e, mdtrt_id, T2, [("0002", "DA", 1, 300)]),
+                e.insuplc_admdvs)]
+    first = [desk.answer(EMP_CERTNO, step) for step in steps]
+    forwarded = desk.settle(EMP_CERTNO, HOSP_BJ, mdtrt_id, 300, seq=5)
+    assert isinstance(forwarded, Forward)
+
+    row = desk.platform.handle_answer(settled_answer(forwarded.ctx, mdtrt_id, "110100S"),
+                                      forwarded.ctx, None)  # the row as restarted: none
+    assert row is not None and list(row.settling) == [forwarded.ctx["msgid"]]
+    desk.rows[EMP_CERTNO] = stored(row)
+    assert desk.answer(EMP_CERTNO, register)["output"]["data"]["mdtrt_id"] == mdtrt_id
+    for step, answer in zip(steps, first, strict=True):
+        assert desk.rows[EMP_CERTNO].visits[mdtrt_id]["setl_id"] == ""
+        assert desk.answer(EMP_CERTNO, step) == answer  # as the first time
+    assert desk.rows[EMP_CERTNO].visits[mdtrt_id]["setl_id"] == "110100S"
+
+
+def test_a_settlement_that_would_wait_for_ever_is_due_once_a_later_request_comes() -> None:
+    """Its visit may never catch up: a request it waited for can be answered otherwise the
+    second time (a cancellation's answer read late). A request the hospital sent after the
+    settlement shows it is over: the visit is settled before that request is decided."""
+    desk = Desk()
+    mdtrt_id = desk.register(EMP_CERTNO, HOSP_BJ)
+    desk.upload(EMP_CERTNO, HOSP_BJ, mdtrt_id, [("0001", "DA", 1, 100)])
+    forwarded = desk.settle(EMP_CERTNO, HOSP_BJ, mdtrt_id, 100)
+    assert isinstance(forwarded, Forward)
+    never = {**forwarded.ctx, "visit_changes": forwarded.ctx["visit_changes"] + 1}
+    desk.rows[EMP_CERTNO] = desk.platform.handle_answer(
+        settled_answer(never, mdtrt_id, "110100S"), never, desk.rows[EMP_CERTNO])
+    assert desk.rows[EMP_CERTNO].visits[mdtrt_id]["setl_id"] == ""
+    e = EMP
+    sent_before = request("2204", HOSP_BJ, T2, 7,  # refused: it changes nothing
+                          fee_input(e, mdtrt_id, T2, [("0001", "DA", 1, 100)]),
+                          e.insuplc_admdvs)
+    failed(desk.send(EMP_CERTNO, sent_before), ErrorCode.DUPLICATE_FEE_ITEM)
+    assert desk.rows[EMP_CERTNO].visits[mdtrt_id]["setl_id"] == ""  # still waiting
+    later = request("2204", HOSP_BJ, "2026-03-01 09:20:00", 8,
+                    fee_input(e, mdtrt_id, T3, [("0003", "DA", 1, 100)]), e.insuplc_admdvs)
+    failed(desk.send(EMP_CERTNO, later), ErrorCode.VISIT_ALREADY_SETTLED)
+    assert desk.rows[EMP_CERTNO].visits[mdtrt_id]["setl_id"] == "110100S"
     assert desk.rows[EMP_CERTNO].settling == {}
 
 
