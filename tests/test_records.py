@@ -639,51 +639,22 @@ def test_a_query_read_before_the_consent_it_was_asked_after_waits_and_is_refused
     before the lost publish comes again from `hosp.requests`. Answered then, the query would
     be decided by the consent before (a permit) and share the record. It waits, and the
     publish taken again answers it: refused, as the first time, and audited once."""
-    certno = person(PERMIT)
-    home = WORLD.ref.enrollments[certno].province
-    other = next(p for p in sorted(WORLD.ref.provinces) if p != home)
-    treatment = TreatmentPlatform(WORLD.ref)
-    gateway, index, sources = ProvincialGateway(), NationalIndex(), SourceRepositories(WORLD.ref)
-
-    def checked(infno: str, province: str, seq: int, inp: dict[str, Any]) -> dict[str, Any]:
-        """The request as the treatment side hands it to the gateway."""
-        h = hospital_in(province)
-        inf_time = f"2026-12-10 10:0{seq}:00"
-        req = {"infno": infno, "msgid": make_msgid(h.fixmedins_code, inf_time, seq),
-               "mdtrtarea_admvs": h.admdvs, "insuplc_admdvs": "",
-               "fixmedins_code": h.fixmedins_code, "inf_time": inf_time, "input": inp}
-        forward, _ = treatment.handle_request(certno, encode(req), None)
-        assert isinstance(forward, Forward) and forward.to == "ehr", forward
-        return forward.req
-
-    patient = orjson.loads((FHIR_DATA / "hl7-r4" / "Patient-example.json").read_bytes())
-    patient["identifier"] = [{"system": CERTNO_SYSTEM, "value": certno}]
-    record = checked("7001", home, 1, {"resource": patient})
-    denial = checked("7001", home, 2, {"resource": consent_resource(certno, DENY_CROSS_REGION,
-                                                                    home)})
-    find = checked("7002", other, 3, {"patient_identifier": f"{CERTNO_SYSTEM}|{certno}",
-                                      "purpose": "TREAT"})
-    irow, row = IndexRow(), RecordsRow()
-    for publish in (record, denial):
-        steps, stored = gateway.handle(certno, publish, {}, row)
-        assert stored is not None
-        row = stored
-        for step in steps:
-            if isinstance(step, ToNational):
-                _, irow = index.handle(step.msg, irow)
-        if publish is record:
-            as_restarted = _kept(row)
-    (to_index,) = gateway.handle(certno, find, {}, row)[0]
-    assert isinstance(to_index, ToNational) and to_index.msg["docs_held"] == 2
-    query, _ = index.handle(to_index.msg, irow)
-    assert isinstance(query, dict)
+    certno, home, other, record = _a_record_at_home()
+    denial = _checked(certno, "7001", home, 2, {"resource": consent_resource(
+        certno, DENY_CROSS_REGION, home)})
+    find = _checked(certno, "7002", other, 3, {"patient_identifier": f"{CERTNO_SYSTEM}|{certno}",
+                                               "purpose": "TREAT"})
+    _, as_restarted = _query_after(certno, [record], find)  # the row's last surviving write
+    query, row = _query_after(certno, [record, denial], find)
+    assert query["docs_held"] == 2
+    gateway, sources = ProvincialGateway(), SourceRepositories(WORLD.ref)
     first, _ = sources.handle(certno, query, _kept(row))
     assert first is not None and first["err_code"] == "E5002"  # the consent denies
 
     waits, row = sources.handle(certno, query, as_restarted)
     assert waits is None and row.audited == 0  # not decided, not audited
     row = _kept(row)  # kept so
-    steps, stored = gateway.handle(certno, denial, {}, row)  # the lost publish, again
+    _, stored = gateway.handle(certno, denial, {}, row)  # the lost publish, again
     assert stored is not None
     ((released, answer, events),) = sources.release(certno, stored)
     assert released["req"]["msgid"] == find["msgid"]
@@ -705,6 +676,17 @@ def _checked(certno: str, infno: str, province: str, seq: int,
     forward, _ = TreatmentPlatform(WORLD.ref).handle_request(certno, encode(req), None)
     assert isinstance(forward, Forward) and forward.to == "ehr", forward
     return forward.req
+
+
+def _a_record_at_home() -> tuple[str, str, str, dict[str, Any]]:
+    """A person whose register consent permits sharing, their home province, another one,
+    and the publish (7001) of their Patient record at home, sent first."""
+    certno = person(PERMIT)
+    home = WORLD.ref.enrollments[certno].province
+    other = next(p for p in sorted(WORLD.ref.provinces) if p != home)
+    patient = orjson.loads((FHIR_DATA / "hl7-r4" / "Patient-example.json").read_bytes())
+    patient["identifier"] = [{"system": CERTNO_SYSTEM, "value": certno}]
+    return certno, home, other, _checked(certno, "7001", home, 1, {"resource": patient})
 
 
 def _kept(row: RecordsRow) -> RecordsRow:
@@ -760,12 +742,7 @@ def test_a_query_taken_again_after_a_later_consent_is_decided_as_it_was_asked():
     register's consent (a permit) was in force: it is answered with the record again, not
     refused by the Consent the person published later; and a query asked after that Consent
     is refused."""
-    certno = person(PERMIT)
-    home = WORLD.ref.enrollments[certno].province
-    other = next(p for p in sorted(WORLD.ref.provinces) if p != home)
-    patient = orjson.loads((FHIR_DATA / "hl7-r4" / "Patient-example.json").read_bytes())
-    patient["identifier"] = [{"system": CERTNO_SYSTEM, "value": certno}]
-    record = _checked(certno, "7001", home, 1, {"resource": patient})
+    certno, home, other, record = _a_record_at_home()
     find = _checked(certno, "7002", other, 2, {"patient_identifier": f"{CERTNO_SYSTEM}|{certno}",
                                                "purpose": "TREAT"})
     denial = _checked(certno, "7001", home, 3, {"resource": consent_resource(
