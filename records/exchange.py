@@ -103,7 +103,7 @@ class RecordsRow:
             consent = consents[-1] if consents else None
         else:  # kept before each document noted its Consent: the last one is all there is
             consent = self.consent
-        return RecordsRow(docs=docs, labs=[lab for lab in self.labs if lab["doc_id"] in docs],
+        return RecordsRow(docs=docs, labs=[lab for lab in self.labs if lab.get("doc_id") in docs],
                           consent=consent)
 
     def record_access(self, event: dict[str, Any]) -> None:
