@@ -101,6 +101,7 @@ from streams.kafka_broker import KAFKA_VERSION, ApacheKafkaBroker
 from streams.security import PASSWORD_ENV, ClusterSecurity
 from streams.table_files import DataFolderInUse
 from streams.topics import create_platform_topics, topic_problems, unfit_topics
+from streams.trail import follow_trail
 from streams.worker import run_worker
 
 #: A cluster that cannot be reached: kafka-python (the hospitals, the topic admin) gives up
@@ -547,6 +548,45 @@ def dead_letters(
         pass  # --follow ends on Ctrl-C; what was read is summed up below
     if not as_json:
         console.print(summarise_dead_letters(shown), markup=False, highlight=False)
+
+
+@app.command()
+def trail(
+    msgids: Annotated[list[str], typer.Argument(help="The requests' msgids.", min=1)],
+    bootstrap: Annotated[str | None, typer.Option(help=f"Default: ${BOOTSTRAP_ENV}.")] = None,
+    group: Annotated[str, typer.Option(help="The platform's consumer group.")] = "huimin",
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="One JSON object a msgid, for scripts.")] = False,
+    within: Annotated[float, typer.Option(
+        min=1, help="Seconds to read the topics in; exit 1 if they were not all read.")] = 60,
+    security_protocol: SecurityProtocol = "PLAINTEXT",
+    sasl_mechanism: SaslMechanism = None,
+    sasl_username: SaslUsername = None,
+    ssl_cafile: SslCafile = None,
+) -> None:
+    """Where requests went: every record on the cluster that names each msgid.
+
+    The request on hosp.requests, what each hop forwarded, the table rows that remember it,
+    its answer on hosp.responses, a dead letter: by topic, partition and offset, oldest first,
+    "committed" or "NOT COMMITTED" where the platform's consumer group reads the topic
+    (whether it has committed past the record: it commits every few seconds). A request left
+    unanswered stopped after the last one.
+    Never a record's key or body. Reads without joining a consumer group."""
+    security = _security(security_protocol, sasl_mechanism, sasl_username, ssl_cafile)
+    try:
+        found = follow_trail(_bootstrap(bootstrap), msgids, group, security.kafka_python(),
+                             time_allowed_s=within)
+    except kafka.errors.KafkaError as exc:
+        raise _refused(f"could not read the cluster's topics: {exc}") from None
+    if as_json:
+        for msgid, seen in found.sightings.items():
+            print(orjson.dumps({"msgid": msgid, "complete": found.complete,
+                                "sightings": [s.to_dict() for s in seen]}).decode())
+    else:
+        for line in found.lines():
+            console.print(line, soft_wrap=True, markup=False, highlight=False)
+    if not found.complete:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -1043,11 +1083,11 @@ def replay(
                          join_worker=plan.join_worker, on_stage=on_stage,
                          on_progress=on_progress, idempotent=idempotent, interrupt=interrupt,
                          on_visits_over=write_results)
-        result, stopped = ex.result, ex.result.interrupted
+        result, stopped, trail = ex.result, ex.result.interrupted, ex.trail
     except KeyboardInterrupt:  # after the visits (the clearing, the reconciliation, the stop)
         if not written:  # before them (the platform's start, the sign-in): nothing to keep
             raise typer.Exit(130) from None
-        result, stopped = written[0], True
+        result, stopped, trail = written[0], True, None
     if stopped and not result.period_closed:
         _report_interrupted(result, len(visits), bad, results)
         raise typer.Exit(130)
@@ -1067,6 +1107,12 @@ def replay(
         console.print(f"[red]{given_up:,} requests had no answer within the {answer_timeout:g}-s "
                       "answer timeout (--answer-timeout): their visits were given up there, "
                       "and their later steps were not sent.[/]")
+        if trail is not None:
+            console.print("Where the first went on the cluster (topic\\[partition]@offset; "
+                          "committed: the platform's consumer group is past it):")
+            for line in trail.lines({m: result.exchanges[m].infno for m in result.timed_out
+                                        if m in result.exchanges}):
+                console.print(f"  {line}", soft_wrap=True, markup=False, highlight=False)
     for line in replay_pace(result, arrivals[-1] if arrivals else 0.0):
         console.print(line)
     if bad:

@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from huimin.logfiles import whole_file, write_records
@@ -132,6 +133,11 @@ def summarise(report: RunReport) -> dict[str, Any]:
             "unbalanced": d.unbalanced, "posted": d.posted,
             "expected_posted": d.expected_posted},
         "timed_out": len(res.timed_out),
+        # where the first unanswered requests went on the cluster (streams/trail.py)
+        "unanswered_trail": report.trail.to_dict() if report.trail else None,
+        "unanswered_where": report.trail.lines(
+            {m: res.exchanges[m].infno for m in res.timed_out if m in res.exchanges})
+        if report.trail else [],
         "unexpected_answers": res.unexpected_answers,
         "sign_ins_answered_again": res.sign_ins_answered_again,
         "timing_s": {"setup": report.setup_s, "platform_ready": report.sign_in_s,
@@ -285,8 +291,12 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
                "final settlements equal to the oracle's "
                f"({o['answers_equal']:,} of {o['answers_compared']:,} answers)")
     console.print(("[bold green]PASS[/] " if summary["ok"] else "[bold red]FAIL[/] ") + verdict)
+    where = summary["unanswered_where"]
     problems = [f"{summary['timed_out']} requests unanswered within the timeout"
+                + ("; where the first went on the cluster (topic\\[partition]@offset; "
+                   "committed: the platform's consumer group is past it):" if where else "")
                 if summary["timed_out"] else "",
+                *(f"    {escape(w)}" for w in where),
                 f"{bad['unexpected_dead_letters']} unexpected dead letters"
                 if bad["unexpected_dead_letters"] else "",
                 "" if clr["equal_to_oracle"] else "clearing statements differ (clearing.json)"]

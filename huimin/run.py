@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from kafka.errors import KafkaError
 
 from huimin.logfiles import (
     LogHeader,
@@ -48,6 +49,7 @@ from streams.topics import (
     topic_problems,
     unfit_topics,
 )
+from streams.trail import Trail, follow_trail
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,6 +320,7 @@ class RunReport:
     setup_s: float
     sign_in_s: float
     total_s: float
+    trail: Trail | None = None  # where the unanswered requests went, if any were
 
     @property
     def ok(self) -> bool:
@@ -449,6 +452,7 @@ class Execution:
     reconciliation: dict[str, list[dict[str, Any]]]  # msgid -> answers to 3201/3202
     setup_s: float
     sign_in_s: float
+    trail: Trail | None = None  # where the unanswered requests went, if any were
 
 
 class UsedCluster(Exception):
@@ -526,6 +530,10 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
                 on_stage("stopped by Ctrl-C: writing the answers received")
             on_visits_over(result)
         result.interrupted = result.interrupted or stop.requested  # while they were written
+        trail = None
+        if result.timed_out and not result.interrupted:
+            on_stage("following the unanswered requests through the cluster's topics")
+            trail = unanswered_trail(bootstrap, result.timed_out, client_config)
         statements = ledger = ehr_stats = None
         recon: dict[str, list[dict[str, Any]]] = {}
         if not result.interrupted:
@@ -540,7 +548,21 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
             result.period_closed = True
         on_stage("stopping")
     return Execution(result, bootstrap, kill_worker if events else 0, statements, ledger,
-                     ehr_stats, recon, setup_s, sign_in_s)
+                     ehr_stats, recon, setup_s, sign_in_s, trail)
+
+
+#: How many unanswered requests a run follows through the cluster's topics (the first ones).
+TRAILS_FOLLOWED = 20
+
+
+def unanswered_trail(bootstrap: str, msgids: list[str],
+                     client_config: dict[str, Any] | None = None) -> Trail:
+    """Where the first unanswered requests went (streams/trail.py). A cluster that cannot be
+    read gives a trail that says why: the run's report is not given up for it."""
+    try:
+        return follow_trail(bootstrap, msgids[:TRAILS_FOLLOWED], client_config=client_config)
+    except (KafkaError, OSError) as exc:
+        return Trail({}, complete=False, problem=f"{type(exc).__name__}: {exc}")
 
 
 def summed_view(ours: Platform, path: str, attempts: int = 3) -> dict[str, int] | None:
@@ -667,4 +689,4 @@ def run_scenario(opts: RunOptions, on_stage: Callable[[str], None] = lambda s: N
                      check_bad_requests(ex.result, bad, redelivery),
                      account(ex.result, bad), out_dir, ex.bootstrap, ex.worker_kills,
                      ex.setup_s, ex.sign_in_s,
-                     time.monotonic() - started)
+                     time.monotonic() - started, ex.trail)

@@ -346,7 +346,7 @@ def summary(visits: int, local: int, cross: int) -> dict:
         "visits": visits, "visits_settled_by_route": {"local": local, "cross": cross},
         "money_fen": {}, "answers_by_outcome": {}, "settlement_latency_ms": {},
         "hop_latency_ms_p50": {}, "dead_letters_by_code": {}, "faults": "", "ok": False,
-        "timed_out": 0,
+        "timed_out": 0, "unanswered_where": [],
         "accounting": dict.fromkeys(("sent", "answered_ok", "answered_error", "dead_lettered",
                                      "unaccounted", "redelivered"), 0),
         "bad_requests": {"sent": 0, "as_expected": 0, "unexpected_dead_letters": 0,

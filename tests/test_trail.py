@@ -1,0 +1,28 @@
+"""How a trail reads (streams/trail.py): one line a msgid, with its infno where known, each
+record where it is and whether the platform's consumer group is past it; a trail cut short
+or not followed says so."""
+
+from __future__ import annotations
+
+from streams.trail import Sighting, Trail
+
+SEEN = {"H1": [Sighting("hosp.requests", 3, 41, 1, True),
+               Sighting("huimin-trt_persons-changelog", 3, 7, 2, None),
+               Sighting("nat.requests", 3, 12, 3, False)],
+        "H2": []}
+
+
+def test_each_msgid_is_a_line_of_where_its_records_are_with_its_infno_where_known():
+    assert Trail(SEEN, complete=True).lines({"H1": "2207"}) == [
+        "H1 (2207): hosp.requests[3]@41 committed, huimin-trt_persons-changelog[3]@7, "
+        "nat.requests[3]@12 NOT COMMITTED",
+        "H2: on no topic"]
+
+
+def test_a_trail_not_read_to_the_end_or_not_followed_says_so():
+    assert Trail(SEEN, complete=False).lines()[-1] == (
+        "(the topics were not all read to their end in time)")
+    unread = Trail({}, complete=False, problem="NoBrokersAvailable: NoBrokersAvailable")
+    assert unread.lines() == ["not followed: NoBrokersAvailable: NoBrokersAvailable"]
+    assert unread.to_dict() == {"complete": False, "sightings": {},
+                                "problem": "NoBrokersAvailable: NoBrokersAvailable"}
