@@ -70,6 +70,13 @@ class TreatmentRow:
     #: msgid -> [mdtrt_id, setl_id, changes] of a settlement whose answer came back before
     #: this row caught up with the visit it settled (see `handle_answer`)
     settling: dict[str, Any] = field(default_factory=dict)
+    #: msgid -> mdtrt_id ("" for every visit of the person) of a forwarded request whose
+    #: answer will change a visit (a settlement, a cancellation, a 2601 the insured side
+    #: reverses), until that answer is read (see `_queue`)
+    pending: dict[str, str] = field(default_factory=dict)
+    #: the requests held back until the answers they follow are read, in the order they
+    #: came: {"msgid", "mdtrt_ids", "value", "headers", "released"} (see `_queue`, `due`)
+    held: list[dict[str, Any]] = field(default_factory=list)
 
     def forget_before(self, before: str) -> None:
         """Drop answers, reversals, and visits nothing has happened to since before `before`
@@ -80,6 +87,8 @@ class TreatmentRow:
         forget_answers(self.answers, before)
         forget_answers(self.reversed, before)
         forget_answers(self.settling, before)
+        forget_answers(self.pending, before)
+        self.held = [h for h in self.held if msgid_stamp(h["msgid"]) >= before]
         for mdtrt_id in [k for k, v in self.visits.items()
                          if _last_touched(v) < before
                          and not (v["kind"] == INPATIENT and v["status"] == OPEN)]:
@@ -95,19 +104,36 @@ class TreatmentRow:
         """A copy whose forgetting leaves this row as it was (the visits themselves are
         shared: a refused request changes none)."""
         return TreatmentRow(dict(self.visits), dict(self.answers), dict(self.reversed),
-                            self.latest, dict(self.settling))
+                            self.latest, dict(self.settling), dict(self.pending),
+                            [dict(h) for h in self.held])
+
+    def due(self) -> list[dict[str, Any]]:
+        """The held requests to put on `hosp.requests` again now, in order, marked released:
+        those before the first still held back by a pending answer. Each is taken when it
+        comes back (`_queue`); one lost on the way is released again after the next answer
+        read (an answer redelivered after a crash included)."""
+        out = []
+        for held in self.held:
+            if held["released"]:
+                continue  # on its way
+            if _blocked(self, held["msgid"], held["mdtrt_ids"]):
+                break
+            held["released"] = True
+            out.append(held)
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         d = {"visits": self.visits, "answers": self.answers, "reversed": self.reversed,
              "latest": self.latest}
-        if self.settling:  # nearly always empty: not written at all then
-            d["settling"] = self.settling
+        for name in ("settling", "pending", "held"):  # often empty: not written at all then
+            if value := getattr(self, name):
+                d[name] = value
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TreatmentRow:
         return cls(d["visits"], d["answers"], d.get("reversed", {}), d.get("latest", ""),
-                   d.get("settling", {}))
+                   d.get("settling", {}), d.get("pending", {}), d.get("held", []))
 
 
 def _touch(visit: dict[str, Any], stamp: str) -> None:
@@ -156,7 +182,16 @@ class DeadLetter:
     reason: str
 
 
-Outcome = Reply | Forward | DeadLetter
+@dataclass(frozen=True, slots=True)
+class Held:
+    """Not answered yet: the request follows an answer the row has not read (a worker
+    restarted reads its two topics each at its own pace); it is put on `hosp.requests` again
+    once that is read (`TreatmentRow.due`)."""
+
+    ctx: dict[str, Any]
+
+
+Outcome = Reply | Forward | DeadLetter | Held
 
 
 class Rejected(Exception):
@@ -263,9 +298,12 @@ class TreatmentPlatform:
         self.ref = ref
 
     # -- hospital requests ------------------------------------------------------------------
-    def handle_request(self, key: str | None, raw: bytes | None,
-                       row: TreatmentRow | None) -> tuple[Outcome, TreatmentRow | None]:
-        """Validate and act on one hospital request keyed by the patient's certno."""
+    def handle_request(self, key: str | None, raw: bytes | None, row: TreatmentRow | None,
+                       headers: Mapping[str, bytes] | None = None
+                       ) -> tuple[Outcome, TreatmentRow | None]:
+        """Validate and act on one hospital request keyed by the patient's certno. `headers`:
+        the record's, kept with the request if it is held back (`Held`), to be put back with
+        it."""
         if raw is not None and len(raw) > MAX_REQUEST_BYTES:
             return DeadLetter(ErrorCode.MESSAGE_TOO_LARGE, f"request of {len(raw):,} bytes is "
                               f"over the limit of {MAX_REQUEST_BYTES:,}"), None
@@ -296,6 +334,12 @@ class TreatmentPlatform:
         # a settlement waiting for its visit is due once the hospital has sent a request
         # after it: the hospital had its answer by then (and what came before is done)
         caught = bool(row.settling) and _catch_up(row, msgid_stamp(req.msgid))
+        if row.pending or row.held:
+            assert raw is not None  # decoded above
+            queued = _queue(row, req.msgid, _visits_named(data), raw, headers or {})
+            if queued == HELD:
+                return Held(ctx), row
+            caught = caught or queued == TAKEN
         new_day = keep and req.inf_time[:10] > row.latest[:10]
         before = row
         if new_day:  # the person's clock, by the day: one row write a day at most
@@ -431,7 +475,7 @@ class TreatmentPlatform:
             self._visit(row, inp.mdtrt_id, req, INPATIENT if infno ==
                         Infno.INPATIENT_SETTLE_CANCEL else OUTPATIENT, allow_settled=True)
             ctx["mdtrt_id"] = inp.mdtrt_id
-            return self._forward(req, inp, ctx)
+            return self._forward(req, inp, ctx, row, pending=inp.mdtrt_id)
         if infno == Infno.REVERSAL:
             if inp.oinfno not in REVERSIBLE and inp.oinfno not in CANCELLATIONS:
                 raise Rejected(ErrorCode.NOT_REVERSIBLE,
@@ -445,7 +489,9 @@ class TreatmentPlatform:
                         INSURED_ANSWERS.isdisjoint(original["output"]):
                     raise Rejected(ErrorCode.NOT_REVERSIBLE, f"msgid {inp.omsgid} was not a "
                                    f"{inp.oinfno}: its answer is not one")
-                return self._forward(req, inp, ctx)
+                # a settlement's reversal unsettles a visit its answer names: any of them
+                return self._forward(req, inp, ctx, row,
+                                     pending="" if inp.oinfno in SETTLEMENTS else None)
             return self._reverse(req, inp, ctx, row)
         assert infno == Infno.ACCUMULATORS
         return self._forward(req, inp, ctx)
@@ -467,10 +513,17 @@ class TreatmentPlatform:
         ctx["route"] = "recon"
         return Forward("reconciliation", _checked(req, inp), ctx), None
 
-    def _forward(self, req: Request, inp: BaseModel,
-                 ctx: dict[str, Any]) -> tuple[Outcome, None]:
+    def _forward(self, req: Request, inp: BaseModel, ctx: dict[str, Any],
+                 row: TreatmentRow | None = None, pending: str | None = None
+                 ) -> tuple[Outcome, TreatmentRow | None]:
+        """On to the insured place. `pending`: the visit its answer will change ("" for any
+        of the person's), noted in `row` until that answer is read (`_queue`)."""
         to: Literal["national", "insured"] = "national" if ctx["route"] == CROSS else "insured"
-        return Forward(to, _checked(req, inp), ctx), None
+        changed = None
+        if row is not None and pending is not None and req.msgid not in row.pending:
+            row.pending[req.msgid] = pending
+            changed = row
+        return Forward(to, _checked(req, inp), ctx), changed
 
     def _answer(self, row: TreatmentRow, msgid: str, output: dict[str, Any],
                 ctx: dict[str, Any]) -> tuple[Outcome, TreatmentRow]:
@@ -567,7 +620,7 @@ class TreatmentPlatform:
                                              "cancelled_items": len(doomed)}, ctx)
 
     def _settle(self, req: Request, inp: Any, ctx: dict[str, Any],
-                row: TreatmentRow) -> tuple[Outcome, None]:
+                row: TreatmentRow) -> tuple[Outcome, TreatmentRow | None]:
         inpatient = req.infno in (Infno.INPATIENT_SETTLE, Infno.INPATIENT_PRESETTLE)
         visit = self._visit(row, inp.mdtrt_id, req, INPATIENT if inpatient else OUTPATIENT)
         if inpatient and visit["status"] != DISCHARGED:
@@ -586,7 +639,8 @@ class TreatmentPlatform:
         ctx["fees"] = totals.as_dict()
         ctx["mdtrt_id"] = inp.mdtrt_id
         ctx["visit_changes"] = visit.get("changes", 0)  # the visit as settled
-        return self._forward(req, inp, ctx)
+        return self._forward(req, inp, ctx, row,
+                             pending=inp.mdtrt_id if req.infno in SETTLEMENTS else None)
 
     def _reverse(self, req: Request, inp: Any, ctx: dict[str, Any],
                  row: TreatmentRow) -> tuple[Outcome, TreatmentRow]:
@@ -656,6 +710,7 @@ class TreatmentPlatform:
         if msgid in row.answers:
             return None
         row.answers[msgid] = ans
+        row.pending.pop(msgid, None)  # what was held back behind it is `due` now
         if ans["infcode"] != 0:
             return row
         infno, out = ctx["infno"], ans["output"]
@@ -686,6 +741,61 @@ class TreatmentPlatform:
                     v["setl_id"] = ""
                     _touch(v, stamp)
         return row
+
+
+#: What `_queue` decided: hold the request back, take a copy put back (`due`), or go on.
+HELD, TAKEN, GO = "held", "taken", "go"
+
+
+def _queue(row: TreatmentRow, msgid: str, mdtrt_ids: set[str], raw: bytes,
+           headers: Mapping[str, bytes]) -> str:
+    """Whether a request goes ahead now. A worker restarted after a crash that lost this
+    row's last writes reads hospital requests and insured answers again, each from its own
+    topic at its own pace, and may read a request before an answer it followed the first
+    time: decided then, it would be answered otherwise than it was (a fee upload sent after
+    the settlement's answer accepted, a new settlement after a cancellation's answer
+    refused). So a request that follows a pending answer for a visit it names (`_blocked`),
+    or comes while others are held, is held back; `due` puts it back on `hosp.requests` once
+    what held it is read, and that copy goes ahead if it heads the queue and nothing holds it
+    back, else waits to be put back again. The hospital waits for a settlement's answer
+    before the visit's next request, so nothing is held in a run without a crash."""
+    for i, held in enumerate(row.held):
+        if held["msgid"] == msgid and held["released"]:
+            if i == 0 and not _blocked(row, msgid, held["mdtrt_ids"]):
+                del row.held[0]
+                return TAKEN
+            held["released"] = False  # a copy come too soon, or held back again
+            return HELD
+    if row.held or _blocked(row, msgid, mdtrt_ids):
+        row.held.append({"msgid": msgid, "mdtrt_ids": sorted(mdtrt_ids), "value": raw.decode(),
+                         "headers": {k: v.decode("latin-1") for k, v in headers.items()},
+                         "released": False})
+        return HELD
+    return GO
+
+
+def _blocked(row: TreatmentRow, msgid: str, mdtrt_ids: Iterable[str]) -> bool:
+    """Whether an answer still pending, to a request sent before `msgid`, will change one of
+    the visits `mdtrt_ids` (or any, for a 2601's)."""
+    return any((not visit or visit in mdtrt_ids) and _sent_before(pending, msgid)
+               for pending, visit in row.pending.items())
+
+
+def _sent_before(a: str, b: str) -> bool:
+    """Whether msgid `a` was sent before `b`: one sender's by the whole msgid (its stamp,
+    then its sequence number), two senders' by their stamps."""
+    return a < b if a[:12] == b[:12] else msgid_stamp(a) < msgid_stamp(b)
+
+
+def _visits_named(data: Mapping[str, Any]) -> set[str]:
+    """The visits a request names: its input's mdtrt_id, or its fee items'."""
+    inp = data.get("input")
+    if not isinstance(inp, dict):
+        return set()
+    items = inp.get("feedetail")
+    named = [inp.get("mdtrt_id"), *(i.get("mdtrt_id") for i in items if isinstance(i, dict))
+             ] if isinstance(items, list) else [inp.get("mdtrt_id")]
+    return {m for m in named if isinstance(m, str)}
 
 
 def _catch_up(row: TreatmentRow, sent_after: str = "") -> bool:

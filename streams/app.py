@@ -82,7 +82,8 @@ def create_app(cfg: WorkerConfig) -> faust.App:
     app = faust_app(cfg)
     w = Wiring.declare(app, cfg.partitions, cfg.store)
     run = RoleRunner(app, w.hosp_responses, w.dead_letters,
-                     signed_in={WORLD_HEADER: world_tag(cfg.world).encode()})
+                     signed_in={WORLD_HEADER: world_tag(cfg.world).encode()},
+                     trt_answers=w.trt_answers)
     records = RecordRoles(run, w, ref)
     settlement = SettlementRoles(run, w, ref, _signer(cfg), records)
     clearing = ClearingRoles(run, w)

@@ -54,8 +54,8 @@ FENCED_RECORDS = Counter("huimin_changelog_records_fenced_total", "Table changel
                          "not applied: late writes of a worker that had lost its partitions "
                          "(streams/owner_fence.py)", ["table"])
 REDELIVERY_WAITS = Counter("huimin_redelivery_waits_total", "Messages a restarted worker took "
-                           "before the requests they followed came again, held in the "
-                           "person's row until they did: a settlement's answer (row "
+                           "before what they followed came again, held in the person's row "
+                           "until it did: a settlement's answer or a hospital request (row "
                            "treatment), a health-record query (row records)", ["row"])
 CLEARING_NET = Gauge("huimin_clearing_net_position_fen", "Each province's net cross-province "
                      "position so far: receivable − payable (fen)", ["province"])

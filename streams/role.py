@@ -12,7 +12,7 @@ from functools import partial
 from typing import Any
 
 from messages import topics
-from messages.codec import encode
+from messages.codec import decode, encode
 from messages.codes import ErrorCode, Infno
 from messages.dead_letters import CODE_HEADER, REASON_HEADER, SOURCE_HEADER, TRUNCATED_HEADER
 from messages.envelope import error_answer
@@ -25,6 +25,10 @@ log = logging.getLogger("huimin.streams")
 #: The topics that carry a hospital's request towards the role that answers it.
 REQUESTS_INWARD = frozenset({topics.HOSP_REQUESTS, topics.NAT_REQUESTS, topics.INS_REQUESTS,
                              topics.RECON_REQUESTS, topics.EHR_NATIONAL, topics.EHR_SOURCES})
+
+#: Requests the treatment side forwarded towards the insured place: their answers come back
+#: through `trt.answers`, a failure's too.
+FORWARDED_INWARD = frozenset({topics.NAT_REQUESTS, topics.INS_REQUESTS})
 
 #: The largest record a role writes (a table row, an answer, a forwarded request): under the
 #: 1,000,000-byte request Faust's producer and Kafka brokers take by default, with room for
@@ -84,10 +88,11 @@ class RoleRunner:
     (`to_hospital`) and a dead letter (`dead_letter`)."""
 
     def __init__(self, app: Any, hosp_responses: Any, dead_letters: Any,
-                 signed_in: dict[str, bytes]) -> None:
+                 signed_in: dict[str, bytes], trt_answers: Any = None) -> None:
         self.app = app
         self._hosp_responses = hosp_responses
         self._dead_letters = dead_letters
+        self._trt_answers = trt_answers  # where a failed forward's answer goes (`failed`)
         self._signed_in = signed_in  # the headers of a 9001's answer
         self.writes: list[Write] = []
         self.effects: list[Callable[[], object]] = []
@@ -145,8 +150,18 @@ class RoleRunner:
         if source not in REQUESTS_INWARD:
             return sends
         ctx = hospital_context(value, source == topics.HOSP_REQUESTS)
-        if ctx is not None:
-            sends.append(self.to_hospital(error_answer(ctx["msgid"], code, reason), ctx, []))
+        if ctx is None:
+            return sends
+        answer = error_answer(ctx["msgid"], code, reason)
+        if source in FORWARDED_INWARD and self._trt_answers is not None and key:
+            # back the way every insured-side answer goes: the treatment row keeps it (for a
+            # duplicate) and reads it as the answer a held request may wait for
+            # (settlement/treatment.py, `_queue`), then answers the hospital
+            msg = decode(value)  # a platform message, its ctx whole (hospital_context)
+            trace = msg.get("trace") if isinstance(msg.get("trace"), list) else []
+            return [*sends, (self._trt_answers, key,
+                             encode(wrap_answer(answer, {**msg["ctx"], **ctx}, trace)), None)]
+        sends.append(self.to_hospital(answer, ctx, []))
         return sends
 
     def role(self, source: Any, name: str, handler: Handler,

@@ -18,12 +18,20 @@ from messages import topics
 from messages.codec import decode, encode, encode_to_keep
 from messages.platform import CROSS, wrap_answer, wrap_request
 from messages.signing import Signer
-from messages.trace import INS_IN, NAT_BACK, NAT_IN, TRT_BACK, received, stamp
+from messages.trace import INS_IN, NAT_BACK, NAT_IN, TRT_BACK, Trace, received, stamp
 from settlement.insured import InsuredPlatform
 from settlement.national import BackToTreatment, NationalPlatform
 from settlement.person import PersonRow
 from settlement.reference import ReferenceData
-from settlement.treatment import DeadLetter, Forward, Reply, TreatmentPlatform, TreatmentRow
+from settlement.treatment import (
+    DeadLetter,
+    Forward,
+    Held,
+    Outcome,
+    Reply,
+    TreatmentPlatform,
+    TreatmentRow,
+)
 from streams import metrics
 from streams.record_roles import RecordRoles
 from streams.role import MAX_RECORD_BYTES, RoleRunner, Send, send, stored
@@ -64,7 +72,7 @@ class SettlementRoles:
         cur = stored(self.w.trt_rows, key) if key else None
         before = TreatmentRow.from_dict(decode(cur)) if cur else None
         outcome, row = self.treatment.handle_request(
-            key.decode(errors="replace") if key else None, value, before)
+            key.decode(errors="replace") if key else None, value, before, headers)
         if not isinstance(outcome, DeadLetter):
             infno = metrics.infno_label(outcome.ctx.get("infno"))
             run.later(metrics.child(metrics.REQUESTS, infno).inc)
@@ -72,8 +80,15 @@ class SettlementRoles:
             # answered from the person's partitions, so on this worker (recon.requests has
             # one partition: its answer may leave from another worker)
             run.later(partial(metrics.FORWARDED.forwarded, outcome.ctx["msgid"]))
+        put_back = self._put_back(key, row)
         if row is not None:
             run.put(self.w.trt_rows, key, encode_to_keep(row.to_dict()))
+        return self._sends(key, value, outcome, trace) + put_back
+
+    def _sends(self, key: bytes | None, value: bytes | None, outcome: Outcome,
+               trace: Trace) -> list[Send]:
+        """What a hospital request's outcome sends on."""
+        run = self.run
         if isinstance(outcome, Reply):
             return [run.to_hospital(outcome.answer, outcome.ctx, trace, repeat=outcome.repeat)]
         if isinstance(outcome, Forward) and outcome.to == "ehr":
@@ -82,9 +97,23 @@ class SettlementRoles:
         if isinstance(outcome, Forward):
             return [send(self.forward_to[outcome.to], key,
                          encode(wrap_request(outcome.req, outcome.ctx, trace)))]
+        if isinstance(outcome, Held):
+            log.info("treatment_requests: a request waits for an answer it follows, which its "
+                     "person's row lost in a restart (it comes again from trt.answers)")
+            run.later(metrics.child(metrics.REDELIVERY_WAITS, "treatment").inc)
+            return []
         assert isinstance(outcome, DeadLetter)
         return [run.dead_letter(key, value, outcome.error_code.value, outcome.reason,
                                 topics.HOSP_REQUESTS)]
+
+    def _put_back(self, key: bytes | None, row: TreatmentRow | None) -> list[Send]:
+        """The held requests due again (`TreatmentRow.due`, which marks them in the row: so
+        before the row is written), put back on `hosp.requests` with their own headers."""
+        if row is None or not row.held:
+            return []
+        return [(self.w.hosp_requests, key, held["value"].encode(),
+                 {k: v.encode("latin-1") for k, v in held["headers"].items()} or None)
+                for held in row.due()]
 
     def on_national_request(self, key: bytes | None, value: bytes | None) -> list[Send]:
         msg = decode(value)
@@ -139,12 +168,15 @@ class SettlementRoles:
             log.info("treatment_answers: a settlement's answer waits for a request its "
                      "person's row lost in a restart (it comes again from hosp.requests)")
             self.run.later(metrics.child(metrics.REDELIVERY_WAITS, "treatment").inc)
+        put_back: list[Send] = []
         if row is not None:
+            put_back = self._put_back(key, row)
             kept = encode_to_keep(row.to_dict())
             if len(kept) <= MAX_RECORD_BYTES:
                 self.run.put(self.w.trt_rows, key, kept)
             else:  # what it answers was done: the hospital hears of it all the same
+                put_back = []  # still held in the row as it was
                 log.warning("treatment_answers: a person's row would be %d bytes, over the "
                             "%d a record may hold: left as it was, the answer sent on",
                             len(kept), MAX_RECORD_BYTES)
-        return [self.run.to_hospital(msg["ans"], msg["ctx"], trace, repeat=repeat)]
+        return [self.run.to_hospital(msg["ans"], msg["ctx"], trace, repeat=repeat), *put_back]

@@ -401,6 +401,39 @@ def test_a_settlement_answer_read_before_the_fee_upload_it_settled_lets_the_uplo
     assert refused["err_code"] == "E4002", refused
 
 
+def test_a_fee_upload_sent_before_the_settlement_was_answered_is_decided_after_that_answer(
+        platform_and_fleet):
+    """A hospital that sends a visit's 2204 right behind its 2207, without waiting for the
+    settlement's answer: the upload is read while that answer is still on its way back, and
+    is held in the person's row until it is read (as after a restart that read them in the
+    other order: docs/streams.md). It is refused E4002, the visit being settled; taken at
+    once, it would have been added to a settled visit."""
+    fleet, web_port = platform_and_fleet
+    certno = sorted(WORLD.ref.enrollments)[11]
+    e = WORLD.ref.enrollments[certno]
+    hospital = min((h for h in WORLD.ref.hospitals.values() if h.province == e.province),
+                   key=lambda h: h.fixmedins_code)
+    code = next(iter(WORLD.ref.catalogues[hospital.province].entries))
+    t0, t1, t2, t3 = (f"2026-12-06 09:0{m}:00" for m in range(4))
+    register = request("2201", hospital, t1, 1, register_input(e, t0), e.insuplc_admdvs)
+    mdtrt_id = mdtrt_id_for(hospital.admdvs, e.psn_no, register["msgid"])
+    upload = request("2204", hospital, t2, 2,
+                     fee_input(e, mdtrt_id, t2, [("0001", code, 2, 1_250)]), e.insuplc_admdvs)
+    for req in (register, upload):
+        (ans,) = fleet.exchange([(certno, req)])[req["msgid"]][:1]
+        assert ans["infcode"] == 0, ans
+    settle = request("2207", hospital, t3, 3, settle_input(e, mdtrt_id, 2_500),
+                     e.insuplc_admdvs)
+    late = request("2204", hospital, t3, 4,
+                   fee_input(e, mdtrt_id, t3, [("0002", code, 1, 100)]), e.insuplc_admdvs)
+    waits = redelivery_waits(web_port, "treatment")
+    answers = fleet.exchange([(certno, settle), (certno, late)])  # sent together
+    (settled,), (refused,) = answers[settle["msgid"]], answers[late["msgid"]]
+    assert settled["infcode"] == 0, settled
+    assert refused["err_code"] == "E4002", refused
+    assert redelivery_waits(web_port, "treatment", waits + 1) == waits + 1  # it was held
+
+
 def test_a_query_read_before_the_consent_it_was_asked_after_is_refused_once_that_comes_again(
         platform_and_fleet):
     """The health records' counterpart: the row lost a Consent's publish (7001) that denies

@@ -4,6 +4,7 @@ of streams/role.py's `RoleRunner` (its end-to-end behaviour: tests/test_e2e_reco
 from __future__ import annotations
 
 from messages.codec import encode
+from messages.codes import ErrorCode
 from messages.platform import hospital_context, wrap_request
 from streams.role import MAX_RECORD_BYTES, REQUESTS_INWARD, oversized
 
@@ -86,3 +87,28 @@ def test_a_repeated_answer_is_counted_but_not_timed_and_in_flight_is_counted_by_
     FORWARDED.forwarded("H11010000001202612100900000002")
     FORWARDED.forget()  # a rebalance: its answer may leave from another worker
     assert sample("huimin_in_flight_requests") == 0.0
+
+
+def test_a_forward_that_fails_towards_the_insured_place_is_answered_back_through_trt_answers():
+    """So the treatment row reads it as it reads every insured-side answer: kept for a
+    duplicate, and the answer a request held behind it waits for (settlement/treatment.py,
+    `_queue`); it then answers the hospital. A hospital request's failure is answered at
+    once."""
+    from messages.codec import decode
+    from streams.role import RoleRunner
+
+    run = RoleRunner(None, "hosp.responses", "dead.letters", {}, trt_answers="trt.answers")
+    ctx = {k: REQ[k] for k in ("infno", "msgid", "fixmedins_code")} | {
+        "route": "cross", "mdtrt_id": "M1"}
+    trace = [["trt.queued", 1], ["nat.in", 2]]
+    for source in ("nat.requests", "ins.requests"):
+        letter, back = run.failed(b"110101199003070000", encode(wrap_request(REQ, ctx, trace)),
+                                  source, ErrorCode.INTERNAL_ERROR, "internal error in x")
+        assert letter[0] == "dead.letters" and back[:2] == ("trt.answers", b"110101199003070000")
+        msg = decode(back[2])
+        assert msg["ctx"] == ctx and msg["trace"] == trace
+        assert msg["ans"]["err_code"] == ErrorCode.INTERNAL_ERROR
+        assert msg["ans"]["inf_refmsgid"] == REQ["msgid"]
+    letter, answer = run.failed(b"110101199003070000", encode(REQ), "hosp.requests",
+                                ErrorCode.INTERNAL_ERROR, "internal error in y")
+    assert answer[0] == "hosp.responses"

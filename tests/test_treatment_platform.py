@@ -16,6 +16,7 @@ from settlement.reference import Hospital
 from settlement.treatment import (
     DeadLetter,
     Forward,
+    Held,
     Outcome,
     Reply,
     TreatmentPlatform,
@@ -35,6 +36,8 @@ from tests.handmade import (
     reference_data,
     register_input,
     request,
+    reversal_input,
+    settle_cancel_input,
     settle_input,
 )
 
@@ -428,6 +431,141 @@ def test_a_settlement_that_would_wait_for_ever_is_due_once_a_later_request_comes
     failed(desk.send(EMP_CERTNO, later), ErrorCode.VISIT_ALREADY_SETTLED)
     assert desk.rows[EMP_CERTNO].visits[mdtrt_id]["setl_id"] == "110100S"
     assert desk.rows[EMP_CERTNO].settling == {}
+
+
+def put_back(desk: Desk, certno: str) -> list[Outcome]:
+    """The held requests due again, read back from hosp.requests, as the stream does."""
+    return [desk.send_raw(certno, held["value"].encode()) for held in desk.rows[certno].due()]
+
+
+def answered(desk: Desk, certno: str, answer: dict[str, Any], ctx: dict[str, Any]) -> None:
+    row = desk.platform.handle_answer(answer, ctx, desk.rows[certno])
+    if row is not None:
+        desk.rows[certno] = stored(row)
+
+
+def test_a_fee_upload_read_before_the_settlement_answer_it_followed_waits_for_it() -> None:
+    """The fees-after-settlement anomaly, after a crash that lost the row's last writes (the
+    settlement's answer, the upload's refusal): restarted, the worker reads the 2204 again
+    before the answer, from its own topic. Decided then, the upload would be taken on a
+    visit the hospital was told is settled; held until the answer is read, it is refused
+    again, as the first time."""
+    desk, e = Desk(), EMP
+    mdtrt_id = desk.register(EMP_CERTNO, HOSP_BJ)
+    desk.upload(EMP_CERTNO, HOSP_BJ, mdtrt_id, [("0001", "DA", 1, 100)])
+    settle = desk.settle(EMP_CERTNO, HOSP_BJ, mdtrt_id, 100)
+    assert isinstance(settle, Forward)
+    as_restarted = stored(desk.rows[EMP_CERTNO])  # the forward's write survived
+    assert as_restarted.pending == {settle.ctx["msgid"]: mdtrt_id}
+    settled = settled_answer(settle.ctx, mdtrt_id, "110100SETTLED")
+    late_fee = request("2204", HOSP_BJ, T3, 9,
+                       fee_input(e, mdtrt_id, T3, [("0002", "DA", 1, 100)]), e.insuplc_admdvs)
+    answered(desk, EMP_CERTNO, settled, settle.ctx)
+    first = desk.answer(EMP_CERTNO, late_fee)
+    assert first["err_code"] == ErrorCode.VISIT_ALREADY_SETTLED
+
+    desk.rows[EMP_CERTNO] = as_restarted
+    held = desk.send(EMP_CERTNO, late_fee)
+    assert isinstance(held, Held) and held.ctx["msgid"] == late_fee["msgid"]
+    assert desk.rows[EMP_CERTNO].due() == []  # nothing to put back while the answer is out
+    desk.rows[EMP_CERTNO] = stored(desk.rows[EMP_CERTNO])
+    answered(desk, EMP_CERTNO, settled, settle.ctx)
+    (again,) = put_back(desk, EMP_CERTNO)
+    assert isinstance(again, Reply) and again.answer == first
+    row = desk.rows[EMP_CERTNO]
+    assert row.held == [] and row.pending == {}
+    assert list(row.visits[mdtrt_id]["fees"]) == ["0001"]
+
+
+def test_a_new_settlement_read_before_the_cancellation_answer_it_followed_waits_for_it() -> None:
+    """A 2208 cancelled the visit's settlement and the hospital settled it again (2207):
+    read again before the cancellation's answer, the 2207 would be refused E4002; held, it
+    is forwarded as it was the first time."""
+    desk, e = Desk(), EMP
+    mdtrt_id = desk.register(EMP_CERTNO, HOSP_BJ)
+    desk.upload(EMP_CERTNO, HOSP_BJ, mdtrt_id, [("0001", "DA", 1, 100)])
+    settle = desk.settle(EMP_CERTNO, HOSP_BJ, mdtrt_id, 100)
+    assert isinstance(settle, Forward)
+    answered(desk, EMP_CERTNO, settled_answer(settle.ctx, mdtrt_id, "110100FIRST"), settle.ctx)
+    cancel = desk.send(EMP_CERTNO, request("2208", HOSP_BJ, T3, 4,
+                                           settle_cancel_input(e, "110100FIRST", mdtrt_id),
+                                           e.insuplc_admdvs))
+    assert isinstance(cancel, Forward)
+    as_restarted = stored(desk.rows[EMP_CERTNO])
+    cancelled = {"infcode": 0, "inf_refmsgid": cancel.ctx["msgid"], "err_code": "",
+                 "err_msg": "", "output": {"setlinfo": {
+                     "setl_id": "110100CANCEL", "init_setl_id": "110100FIRST",
+                     "mdtrt_id": mdtrt_id}}}
+    resettle = request("2207", HOSP_BJ, T3, 5, settle_input(e, mdtrt_id, 100), e.insuplc_admdvs)
+    answered(desk, EMP_CERTNO, cancelled, cancel.ctx)
+    assert isinstance(desk.send(EMP_CERTNO, resettle), Forward)
+
+    desk.rows[EMP_CERTNO] = as_restarted
+    assert isinstance(desk.send(EMP_CERTNO, resettle), Held)
+    answered(desk, EMP_CERTNO, cancelled, cancel.ctx)
+    (again,) = put_back(desk, EMP_CERTNO)
+    assert isinstance(again, Forward) and again.ctx["msgid"] == resettle["msgid"]
+    assert desk.rows[EMP_CERTNO].pending == {resettle["msgid"]: mdtrt_id}
+
+
+def test_held_requests_go_ahead_in_the_order_they_came_and_a_copy_come_too_soon_waits() -> None:
+    """Behind a pending settlement answer: a fee upload for its visit (held), then a request
+    for another visit (held too, to keep the person's order). Put back, the second's copy
+    read first waits for the first's; a settlement's reversal (2601) holds back the next
+    request of any visit; nothing is held once the answers are read."""
+    desk, e = Desk(), EMP
+    mdtrt_id = desk.register(EMP_CERTNO, HOSP_BJ)
+    other = desk.register(EMP_CERTNO, HOSP_BJ, seq=7)
+    desk.upload(EMP_CERTNO, HOSP_BJ, mdtrt_id, [("0001", "DA", 1, 100)])
+    settle = desk.settle(EMP_CERTNO, HOSP_BJ, mdtrt_id, 100)
+    assert isinstance(settle, Forward)
+    fee = request("2204", HOSP_BJ, T3, 8, fee_input(e, mdtrt_id, T3, [("0002", "DA", 1, 100)]),
+                  e.insuplc_admdvs)
+    other_fee = request("2204", HOSP_BJ, T3, 9,
+                        fee_input(e, other, T3, [("0003", "DA", 1, 100)]), e.insuplc_admdvs)
+    assert isinstance(desk.send(EMP_CERTNO, fee), Held)
+    assert isinstance(desk.send(EMP_CERTNO, other_fee), Held)
+    answered(desk, EMP_CERTNO, settled_answer(settle.ctx, mdtrt_id, "110100SETTLED"),
+             settle.ctx)
+    first, second = desk.rows[EMP_CERTNO].due()
+    assert (first["msgid"], second["msgid"]) == (fee["msgid"], other_fee["msgid"])
+    assert isinstance(desk.send(EMP_CERTNO, other_fee), Held)  # its copy, too soon
+    failed(desk.send(EMP_CERTNO, fee), ErrorCode.VISIT_ALREADY_SETTLED)
+    (again,) = put_back(desk, EMP_CERTNO)
+    assert isinstance(again, Reply) and again.answer["infcode"] == 0
+    assert desk.rows[EMP_CERTNO].held == []
+
+    reverse = desk.send(EMP_CERTNO, request("2601", HOSP_BJ, T3, 10,
+                                            reversal_input(e, settle.ctx["msgid"], "2207"),
+                                            e.insuplc_admdvs))
+    assert isinstance(reverse, Forward) and desk.rows[EMP_CERTNO].pending == {
+        reverse.ctx["msgid"]: ""}
+    next_fee = request("2204", HOSP_BJ, T3, 11,
+                       fee_input(e, other, T3, [("0004", "DA", 1, 100)]), e.insuplc_admdvs)
+    assert isinstance(desk.send(EMP_CERTNO, next_fee), Held)
+
+
+def test_a_request_sent_before_a_pending_answer_or_for_another_visit_is_not_held() -> None:
+    """A 2601 that overtook its settlement (sent after it, read before) holds back nothing
+    sent before it; a settlement's pending answer holds back nothing for another visit."""
+    desk, e = Desk(), EMP
+    mdtrt_id = desk.register(EMP_CERTNO, HOSP_BJ)
+    other = desk.register(EMP_CERTNO, HOSP_BJ, seq=7)
+    desk.upload(EMP_CERTNO, HOSP_BJ, mdtrt_id, [("0001", "DA", 1, 100)])
+    settle_req = request("2207", HOSP_BJ, T3, 3, settle_input(e, mdtrt_id, 100),
+                         e.insuplc_admdvs)
+    reverse = desk.send(EMP_CERTNO, request("2601", HOSP_BJ, T3, 4,
+                                            reversal_input(e, settle_req["msgid"], "2207"),
+                                            e.insuplc_admdvs))
+    assert isinstance(reverse, Forward)
+    assert isinstance(desk.send(EMP_CERTNO, settle_req), Forward)
+    _, undone = reversal_answer(settle_req["msgid"], "")
+    answered(desk, EMP_CERTNO, {**undone, "inf_refmsgid": reverse.ctx["msgid"]}, reverse.ctx)
+    assert desk.rows[EMP_CERTNO].pending == {settle_req["msgid"]: mdtrt_id}
+    other_fee = desk.answer(EMP_CERTNO, request(
+        "2204", HOSP_BJ, T3, 9, fee_input(e, other, T3, [("0003", "DA", 1, 100)]),
+        e.insuplc_admdvs))
+    assert other_fee["infcode"] == 0
 
 
 def test_a_cancellation_answer_clears_only_the_settlement_it_cancelled() -> None:
