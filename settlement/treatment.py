@@ -110,8 +110,9 @@ class TreatmentRow:
     def due(self) -> list[dict[str, Any]]:
         """The held requests to put on `hosp.requests` again now, in order, marked released:
         those before the first still held back by a pending answer. Each is taken when it
-        comes back (`_queue`); one lost on the way is released again after the next answer
-        read (an answer redelivered after a crash included)."""
+        comes back (`_queue`). One lost on the way in a crash is put back again when a copy
+        behind it comes first, or when the answer that released it comes again (`on_the_way`:
+        the crash kept its offset from being committed)."""
         out = []
         for held in self.held:
             if held["released"]:
@@ -121,6 +122,12 @@ class TreatmentRow:
             held["released"] = True
             out.append(held)
         return out
+
+    def on_the_way(self) -> list[dict[str, Any]]:
+        """The held requests put back and not yet taken: put back again when an answer
+        comes a second time, in case a crash lost them with that answer's first reading (a
+        copy that comes twice is taken once; the second is a duplicate)."""
+        return [held for held in self.held if held["released"]]
 
     def to_dict(self) -> dict[str, Any]:
         d = {"visits": self.visits, "answers": self.answers, "reversed": self.reversed,
@@ -764,7 +771,10 @@ def _queue(row: TreatmentRow, msgid: str, mdtrt_ids: set[str], raw: bytes,
             if i == 0 and not _blocked(row, msgid, held["mdtrt_ids"]):
                 del row.held[0]
                 return TAKEN
-            held["released"] = False  # a copy come too soon, or held back again
+            # held back again, or come before those ahead of it, whose copies a crash lost
+            # on the way (they were put back in order): all of them are put back again
+            for ahead in row.held[:i + 1]:
+                ahead["released"] = False
             return HELD
     if row.held or _blocked(row, msgid, mdtrt_ids):
         row.held.append({"msgid": msgid, "mdtrt_ids": sorted(mdtrt_ids), "value": raw.decode(),

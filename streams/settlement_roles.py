@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict
 from functools import partial
+from typing import Any
 
 from messages import topics
 from messages.codec import decode, encode, encode_to_keep
@@ -111,9 +112,12 @@ class SettlementRoles:
         before the row is written), put back on `hosp.requests` with their own headers."""
         if row is None or not row.held:
             return []
-        return [(self.w.hosp_requests, key, held["value"].encode(),
-                 {k: v.encode("latin-1") for k, v in held["headers"].items()} or None)
-                for held in row.due()]
+        return self._copies(key, row.due())
+
+    def _copies(self, key: bytes | None, held: list[dict[str, Any]]) -> list[Send]:
+        return [(self.w.hosp_requests, key, h["value"].encode(),
+                 {k: v.encode("latin-1") for k, v in h["headers"].items()} or None)
+                for h in held]
 
     def on_national_request(self, key: bytes | None, value: bytes | None) -> list[Send]:
         msg = decode(value)
@@ -169,6 +173,8 @@ class SettlementRoles:
                      "person's row lost in a restart (it comes again from hosp.requests)")
             self.run.later(metrics.child(metrics.REDELIVERY_WAITS, "treatment").inc)
         put_back: list[Send] = []
+        if repeat and before is not None and before.held:  # see TreatmentRow.on_the_way
+            put_back = self._copies(key, before.on_the_way())
         if row is not None:
             put_back = self._put_back(key, row)
             kept = encode_to_keep(row.to_dict())

@@ -508,11 +508,13 @@ def test_a_new_settlement_read_before_the_cancellation_answer_it_followed_waits_
     assert desk.rows[EMP_CERTNO].pending == {resettle["msgid"]: mdtrt_id}
 
 
-def test_held_requests_go_ahead_in_the_order_they_came_and_a_copy_come_too_soon_waits() -> None:
+def test_held_requests_go_ahead_in_the_order_they_came_and_a_lost_copy_is_put_back_again(
+) -> None:
     """Behind a pending settlement answer: a fee upload for its visit (held), then a request
-    for another visit (held too, to keep the person's order). Put back, the second's copy
-    read first waits for the first's; a settlement's reversal (2601) holds back the next
-    request of any visit; nothing is held once the answers are read."""
+    for another visit (held too, to keep the person's order). Both are put back; the first's
+    copy lost in a crash, the second's comes first: it waits, and both are put back again
+    (and again when the answer comes a second time). A settlement's reversal (2601) holds
+    back the next request of any visit."""
     desk, e = Desk(), EMP
     mdtrt_id = desk.register(EMP_CERTNO, HOSP_BJ)
     other = desk.register(EMP_CERTNO, HOSP_BJ, seq=7)
@@ -527,12 +529,14 @@ def test_held_requests_go_ahead_in_the_order_they_came_and_a_copy_come_too_soon_
     assert isinstance(desk.send(EMP_CERTNO, other_fee), Held)
     answered(desk, EMP_CERTNO, settled_answer(settle.ctx, mdtrt_id, "110100SETTLED"),
              settle.ctx)
-    first, second = desk.rows[EMP_CERTNO].due()
-    assert (first["msgid"], second["msgid"]) == (fee["msgid"], other_fee["msgid"])
-    assert isinstance(desk.send(EMP_CERTNO, other_fee), Held)  # its copy, too soon
-    failed(desk.send(EMP_CERTNO, fee), ErrorCode.VISIT_ALREADY_SETTLED)
-    (again,) = put_back(desk, EMP_CERTNO)
-    assert isinstance(again, Reply) and again.answer["infcode"] == 0
+    order = [fee["msgid"], other_fee["msgid"]]
+    assert [h["msgid"] for h in desk.rows[EMP_CERTNO].due()] == order
+    assert [h["msgid"] for h in desk.rows[EMP_CERTNO].on_the_way()] == order
+    assert isinstance(desk.send(EMP_CERTNO, other_fee), Held)  # its copy, first
+    assert desk.rows[EMP_CERTNO].on_the_way() == []
+    first, second = put_back(desk, EMP_CERTNO)
+    failed(first, ErrorCode.VISIT_ALREADY_SETTLED)
+    assert isinstance(second, Reply) and second.answer["infcode"] == 0 and not second.repeat
     assert desk.rows[EMP_CERTNO].held == []
 
     reverse = desk.send(EMP_CERTNO, request("2601", HOSP_BJ, T3, 10,
