@@ -107,12 +107,18 @@ class TreatmentRow:
                             self.latest, dict(self.settling), dict(self.pending),
                             [dict(h) for h in self.held])
 
-    def due(self) -> list[dict[str, Any]]:
+    def due(self, now_ms: int = 0) -> list[dict[str, Any]]:
         """The held requests to put on `hosp.requests` again now, in order, marked released:
         those before the first still held back by a pending answer. Each is taken when it
         comes back (`_queue`). One lost on the way in a crash is put back again when a copy
         behind it comes first, or when the answer that released it comes again (`on_the_way`:
-        the crash kept its offset from being committed)."""
+        the crash kept its offset from being committed). Answers pending since before a
+        request held longer than HOLD_LIMIT_MS (by `now_ms`) are given up."""
+        if now_ms and self.held and now_ms - self.held[0].get("since_ms", now_ms) > \
+                HOLD_LIMIT_MS:
+            head = self.held[0]["msgid"]
+            for lost in [m for m in self.pending if _sent_before(m, head)]:
+                del self.pending[lost]
         out = []
         for held in self.held:
             if held["released"]:
@@ -306,11 +312,11 @@ class TreatmentPlatform:
 
     # -- hospital requests ------------------------------------------------------------------
     def handle_request(self, key: str | None, raw: bytes | None, row: TreatmentRow | None,
-                       headers: Mapping[str, bytes] | None = None
+                       headers: Mapping[str, bytes] | None = None, now_ms: int = 0
                        ) -> tuple[Outcome, TreatmentRow | None]:
         """Validate and act on one hospital request keyed by the patient's certno. `headers`:
         the record's, kept with the request if it is held back (`Held`), to be put back with
-        it."""
+        it; `now_ms`: the wall clock, noted with it (`HOLD_LIMIT_MS`)."""
         if raw is not None and len(raw) > MAX_REQUEST_BYTES:
             return DeadLetter(ErrorCode.MESSAGE_TOO_LARGE, f"request of {len(raw):,} bytes is "
                               f"over the limit of {MAX_REQUEST_BYTES:,}"), None
@@ -331,22 +337,28 @@ class TreatmentPlatform:
                "mdtrtarea_admvs": req.mdtrtarea_admvs, "insuplc_admdvs": req.insuplc_admdvs}
         keep = key is not None and is_valid_certno(key)  # rows exist only for real persons
         row = row if row is not None else TreatmentRow()
+        # a held request answered otherwise (its answer read before its copy came back, a
+        # duplicate of it answered): no longer held, else it would hold the person's queue
+        unheld = bool(row.held) and _unhold(row, req.msgid)
         seen = row.answers.get(req.msgid)
         if seen is not None:
-            return Reply(seen, ctx, repeat=True), None
+            return Reply(seen, ctx, repeat=True), row if unheld else None
         if row.latest and time_stamp(req.inf_time) < cutoff(row.latest):
             return Reply(error_answer(req.msgid, ErrorCode.STALE, (
                 f"inf_time {req.inf_time} is more than {WINDOW_DAYS} days before the "
-                "platform's latest request for this person: a replay, refused")), ctx), None
-        # a settlement waiting for its visit is due once the hospital has sent a request
-        # after it: the hospital had its answer by then (and what came before is done)
-        caught = bool(row.settling) and _catch_up(row, msgid_stamp(req.msgid))
+                "platform's latest request for this person: a replay, refused")), ctx), \
+                row if unheld else None
+        caught = unheld
         if row.pending or row.held:
             assert raw is not None  # decoded above
-            queued = _queue(row, req.msgid, _visits_named(data), raw, headers or {})
+            queued = _queue(row, req.msgid, _visits_named(data), raw, headers or {}, now_ms)
             if queued == HELD:
                 return Held(ctx), row
             caught = caught or queued == TAKEN
+        # a settlement waiting for its visit is due once the hospital has sent a request
+        # after it (one that goes ahead): the hospital had its answer by then (and what came
+        # before is done)
+        caught = (bool(row.settling) and _catch_up(row, msgid_stamp(req.msgid))) or caught
         new_day = keep and req.inf_time[:10] > row.latest[:10]
         before = row
         if new_day:  # the person's clock, by the day: one row write a day at most
@@ -754,8 +766,18 @@ class TreatmentPlatform:
 HELD, TAKEN, GO = "held", "taken", "go"
 
 
+#: How long a request is held at most (wall clock): an answer not read by then is taken for
+#: lost (its role failed on it, say), and what waits behind it goes ahead. The hospital has
+#: given up waiting long before (30 s by default); a person's requests are not held for
+#: ever behind one failure.
+HOLD_LIMIT_MS = 60_000
+#: The bytes of held requests a person's row keeps at most: a request beyond them goes ahead
+#: unheld, as before holding was done, rather than make the row too large to write.
+HELD_BYTES = 384 * 1024
+
+
 def _queue(row: TreatmentRow, msgid: str, mdtrt_ids: set[str], raw: bytes,
-           headers: Mapping[str, bytes]) -> str:
+           headers: Mapping[str, bytes], now_ms: int = 0) -> str:
     """Whether a request goes ahead now. A worker restarted after a crash that lost this
     row's last writes reads hospital requests and insured answers again, each from its own
     topic at its own pace, and may read a request before an answer it followed the first
@@ -765,7 +787,8 @@ def _queue(row: TreatmentRow, msgid: str, mdtrt_ids: set[str], raw: bytes,
     or comes while others are held, is held back; `due` puts it back on `hosp.requests` once
     what held it is read, and that copy goes ahead if it heads the queue and nothing holds it
     back, else waits to be put back again. The hospital waits for a settlement's answer
-    before the visit's next request, so nothing is held in a run without a crash."""
+    before the visit's next request, so nothing is held in a run without a crash, unless a
+    hospital does not wait."""
     for i, held in enumerate(row.held):
         if held["msgid"] == msgid and held["released"]:
             if i == 0 and not _blocked(row, msgid, held["mdtrt_ids"]):
@@ -776,12 +799,23 @@ def _queue(row: TreatmentRow, msgid: str, mdtrt_ids: set[str], raw: bytes,
             for ahead in row.held[:i + 1]:
                 ahead["released"] = False
             return HELD
-    if row.held or _blocked(row, msgid, mdtrt_ids):
+    if (row.held or _blocked(row, msgid, mdtrt_ids)) and \
+            sum(len(h["value"]) for h in row.held) + len(raw) <= HELD_BYTES:
         row.held.append({"msgid": msgid, "mdtrt_ids": sorted(mdtrt_ids), "value": raw.decode(),
                          "headers": {k: v.decode("latin-1") for k, v in headers.items()},
-                         "released": False})
+                         "released": False, "since_ms": now_ms})
         return HELD
     return GO
+
+
+def _unhold(row: TreatmentRow, msgid: str) -> bool:
+    """Drop the held copies of `msgid` if it has been answered: whether any was."""
+    if msgid not in row.answers:
+        return False
+    kept = [h for h in row.held if h["msgid"] != msgid]
+    dropped = len(kept) < len(row.held)
+    row.held = kept
+    return dropped
 
 
 def _blocked(row: TreatmentRow, msgid: str, mdtrt_ids: Iterable[str]) -> bool:

@@ -11,6 +11,7 @@ decides it on the person's row.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import asdict
 from functools import partial
 from typing import Any
@@ -73,8 +74,9 @@ class SettlementRoles:
         cur = stored(self.w.trt_rows, key) if key else None
         before = TreatmentRow.from_dict(decode(cur)) if cur else None
         outcome, row = self.treatment.handle_request(
-            key.decode(errors="replace") if key else None, value, before, headers)
-        if not isinstance(outcome, DeadLetter):
+            key.decode(errors="replace") if key else None, value, before, headers,
+            now_ms=time.time_ns() // 1_000_000)
+        if not isinstance(outcome, DeadLetter | Held):  # a held one: once it goes ahead
             infno = metrics.infno_label(outcome.ctx.get("infno"))
             run.later(metrics.child(metrics.REQUESTS, infno).inc)
         if isinstance(outcome, Forward) and outcome.to != "reconciliation":
@@ -112,7 +114,7 @@ class SettlementRoles:
         before the row is written), put back on `hosp.requests` with their own headers."""
         if row is None or not row.held:
             return []
-        return self._copies(key, row.due())
+        return self._copies(key, row.due(time.time_ns() // 1_000_000))
 
     def _copies(self, key: bytes | None, held: list[dict[str, Any]]) -> list[Send]:
         return [(self.w.hosp_requests, key, h["value"].encode(),

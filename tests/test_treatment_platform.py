@@ -14,6 +14,8 @@ from messages.codes import ErrorCode
 from messages.identity import mask_certno
 from settlement.reference import Hospital
 from settlement.treatment import (
+    HELD_BYTES,
+    HOLD_LIMIT_MS,
     DeadLetter,
     Forward,
     Held,
@@ -28,6 +30,7 @@ from tests.handmade import (
     HOSP_BJ,
     HOSP_SH,
     RES_CERTNO,
+    accumulators_input,
     admit_input,
     discharge_input,
     fee_cancel_input,
@@ -547,6 +550,92 @@ def test_held_requests_go_ahead_in_the_order_they_came_and_a_lost_copy_is_put_ba
     next_fee = request("2204", HOSP_BJ, T3, 11,
                        fee_input(e, other, T3, [("0004", "DA", 1, 100)]), e.insuplc_admdvs)
     assert isinstance(desk.send(EMP_CERTNO, next_fee), Held)
+
+
+def test_held_requests_whose_answers_come_first_neither_settle_early_nor_stay_held() -> None:
+    """A settlement cancelled (2208), then the hospital's 2204, new 2207 and 5206: a crash
+    lost the row's writes after the 2208's forward. Restarted, the worker holds the 2204 and
+    the 2207 behind the 2208's answer; once that is read, the 2207's own answer (kept on
+    trt.answers) is read before its copy, and the 5206 comes while the copies are on their
+    way. The 5206, held, does not make the settlement due (which would refuse the 2204's
+    copy E4002); the 2207's copy, answered already, leaves the queue with a repeat of its
+    answer, and the 5206 goes ahead after it."""
+    desk, e = Desk(), EMP
+    mdtrt_id = desk.register(EMP_CERTNO, HOSP_BJ)
+    desk.upload(EMP_CERTNO, HOSP_BJ, mdtrt_id, [("0001", "DA", 1, 100)])
+    first = desk.settle(EMP_CERTNO, HOSP_BJ, mdtrt_id, 100)
+    assert isinstance(first, Forward)
+    answered(desk, EMP_CERTNO, settled_answer(first.ctx, mdtrt_id, "110100FIRST"), first.ctx)
+    cancel = desk.send(EMP_CERTNO, request("2208", HOSP_BJ, T3, 4,
+                                           settle_cancel_input(e, "110100FIRST", mdtrt_id),
+                                           e.insuplc_admdvs))
+    assert isinstance(cancel, Forward)
+    as_restarted = stored(desk.rows[EMP_CERTNO])
+    cancelled = {"infcode": 0, "inf_refmsgid": cancel.ctx["msgid"], "err_code": "",
+                 "err_msg": "", "output": {"setlinfo": {
+                     "setl_id": "110100CANCEL", "init_setl_id": "110100FIRST",
+                     "mdtrt_id": mdtrt_id}}}
+    fee = request("2204", HOSP_BJ, T3, 5, fee_input(e, mdtrt_id, T3, [("0002", "DA", 1, 50)]),
+                  e.insuplc_admdvs)
+    resettle = request("2207", HOSP_BJ, T3, 6, settle_input(e, mdtrt_id, 150),
+                       e.insuplc_admdvs)
+    query = request("5206", HOSP_BJ, "2026-03-01 09:20:00", 7, accumulators_input(e, "202603"),
+                    e.insuplc_admdvs)  # sent after the 2207's answer, by its time too
+    answered(desk, EMP_CERTNO, cancelled, cancel.ctx)  # the first time
+    fee_answer = desk.answer(EMP_CERTNO, fee)
+    forwarded = desk.send(EMP_CERTNO, resettle)
+    assert isinstance(forwarded, Forward)
+    settled = settled_answer(forwarded.ctx, mdtrt_id, "110100SECOND")
+
+    desk.rows[EMP_CERTNO] = as_restarted
+    assert isinstance(desk.send(EMP_CERTNO, fee), Held)
+    assert isinstance(desk.send(EMP_CERTNO, resettle), Held)
+    answered(desk, EMP_CERTNO, cancelled, cancel.ctx)
+    assert [h["msgid"] for h in desk.rows[EMP_CERTNO].due()] == [fee["msgid"],
+                                                                resettle["msgid"]]
+    answered(desk, EMP_CERTNO, settled, forwarded.ctx)  # waits: the 2204 is not applied yet
+    assert isinstance(desk.send(EMP_CERTNO, query), Held)
+    assert desk.rows[EMP_CERTNO].visits[mdtrt_id]["setl_id"] == ""
+    fee_again = desk.send(EMP_CERTNO, fee)
+    assert isinstance(fee_again, Reply) and fee_again.answer == fee_answer
+    assert desk.rows[EMP_CERTNO].visits[mdtrt_id]["setl_id"] == "110100SECOND"
+    repeat = desk.send(EMP_CERTNO, resettle)
+    assert isinstance(repeat, Reply) and repeat.repeat and repeat.answer == settled
+    (queried,) = put_back(desk, EMP_CERTNO)
+    assert isinstance(queried, Forward) and queried.ctx["msgid"] == query["msgid"]
+    assert desk.rows[EMP_CERTNO].held == []
+
+
+def test_a_pending_answer_never_read_holds_the_person_no_longer_than_the_hold_limit() -> None:
+    """Its role failed on it, say: after HOLD_LIMIT_MS (wall clock) what waits behind it goes
+    ahead. And a person's row keeps at most HELD_BYTES of held requests: one beyond goes
+    ahead unheld rather than make the row too large to write."""
+    desk, e = Desk(), EMP
+    mdtrt_id = desk.register(EMP_CERTNO, HOSP_BJ)
+    desk.upload(EMP_CERTNO, HOSP_BJ, mdtrt_id, [("0001", "DA", 1, 100)])
+    assert isinstance(desk.settle(EMP_CERTNO, HOSP_BJ, mdtrt_id, 100), Forward)
+    fee = request("2204", HOSP_BJ, T3, 8, fee_input(e, mdtrt_id, T3, [("0002", "DA", 1, 100)]),
+                  e.insuplc_admdvs)
+    outcome, row = desk.platform.handle_request(EMP_CERTNO, encode(fee), desk.rows[EMP_CERTNO],
+                                                now_ms=1_000_000)
+    assert isinstance(outcome, Held) and row is not None
+    assert row.due(1_000_000 + HOLD_LIMIT_MS) == []
+    (released,) = row.due(1_000_000 + HOLD_LIMIT_MS + 1)
+    assert released["msgid"] == fee["msgid"] and row.pending == {}
+    desk.rows[EMP_CERTNO] = row
+    assert desk.answer(EMP_CERTNO, fee)["infcode"] == 0
+
+    assert isinstance(desk.settle(EMP_CERTNO, HOSP_BJ, mdtrt_id, 200, seq=9), Forward)
+    def upload(seq: int, first: int, n: int) -> dict[str, Any]:
+        items = [(f"{k:04d}", "DA", 1, 1) for k in range(first, first + n)]
+        return request("2204", HOSP_BJ, T3, seq, fee_input(e, mdtrt_id, T3, items),
+                       e.insuplc_admdvs)
+
+    big, bigger = upload(10, 10, 800), upload(11, 1_000, 800)
+    assert len(encode(big)) <= HELD_BYTES < len(encode(big)) + len(encode(bigger))
+    assert isinstance(desk.send(EMP_CERTNO, big), Held)
+    assert not isinstance(desk.send(EMP_CERTNO, bigger), Held)  # decided now
+    assert isinstance(desk.send(EMP_CERTNO, upload(12, 2_000, 1)), Held)
 
 
 def test_a_request_sent_before_a_pending_answer_or_for_another_visit_is_not_held() -> None:
