@@ -70,10 +70,10 @@ class TreatmentRow:
     #: msgid -> [mdtrt_id, setl_id, changes] of a settlement whose answer came back before
     #: this row caught up with the visit it settled (see `handle_answer`)
     settling: dict[str, Any] = field(default_factory=dict)
-    #: msgid -> mdtrt_id ("" for every visit of the person) of a forwarded request whose
-    #: answer will change a visit (a settlement, a cancellation, a 2601 the insured side
-    #: reverses), until that answer is read (see `_queue`)
-    pending: dict[str, str] = field(default_factory=dict)
+    #: msgid -> [mdtrt_id ("" for every visit of the person), wall-clock ms when forwarded]
+    #: of a forwarded request whose answer will change a visit (a settlement, a
+    #: cancellation, a 2601 the insured side reverses), until that answer is read (`_queue`)
+    pending: dict[str, list[Any]] = field(default_factory=dict)
     #: the requests held back until the answers they follow are read, in the order they
     #: came: {"msgid", "mdtrt_ids", "value", "headers", "released"} (see `_queue`, `due`)
     held: list[dict[str, Any]] = field(default_factory=list)
@@ -112,20 +112,32 @@ class TreatmentRow:
         those before the first still held back by a pending answer. Each is taken when it
         comes back (`_queue`). One lost on the way in a crash is put back again when a copy
         behind it comes first, or when the answer that released it comes again (`on_the_way`:
-        the crash kept its offset from being committed). Answers pending since before a
-        request held longer than HOLD_LIMIT_MS (by `now_ms`) are given up."""
-        if now_ms and self.held and now_ms - self.held[0].get("since_ms", now_ms) > \
-                HOLD_LIMIT_MS:
-            head = self.held[0]["msgid"]
-            for lost in [m for m in self.pending if _sent_before(m, head)]:
-                del self.pending[lost]
+        the crash kept its offset from being committed).
+
+        Two limits, so that nothing is held for ever (`now_ms`: the wall clock; 0 checks
+        neither): a pending answer that holds back the first held request is given up once
+        both have waited HOLD_LIMIT_MS (its role failed on it, say); and a request put back
+        MAX_PUT_BACKS times without being taken (its copy's role failed each time) leaves
+        the queue, returned with `"given_up": True`, to be answered with an error."""
+        if now_ms and self.held:
+            head = self.held[0]
+            for msgid, (visit, since) in list(self.pending.items()):
+                if (not visit or visit in head["mdtrt_ids"]) and \
+                        _sent_before(msgid, head["msgid"]) and \
+                        now_ms - max(since, head["since_ms"]) > HOLD_LIMIT_MS:
+                    del self.pending[msgid]
         out = []
-        for held in self.held:
+        for held in list(self.held):
             if held["released"]:
                 continue  # on its way
             if _blocked(self, held["msgid"], held["mdtrt_ids"]):
                 break
+            if now_ms and held["puts"] >= MAX_PUT_BACKS:
+                self.held.remove(held)
+                out.append({**held, "given_up": True})
+                continue
             held["released"] = True
+            held["puts"] += 1
             out.append(held)
         return out
 
@@ -337,24 +349,28 @@ class TreatmentPlatform:
                "mdtrtarea_admvs": req.mdtrtarea_admvs, "insuplc_admdvs": req.insuplc_admdvs}
         keep = key is not None and is_valid_certno(key)  # rows exist only for real persons
         row = row if row is not None else TreatmentRow()
-        # a held request answered otherwise (its answer read before its copy came back, a
-        # duplicate of it answered): no longer held, else it would hold the person's queue
-        unheld = bool(row.held) and _unhold(row, req.msgid)
         seen = row.answers.get(req.msgid)
         if seen is not None:
-            return Reply(seen, ctx, repeat=True), row if unheld else None
+            # a held request answered otherwise (its own answer read before its copy came
+            # back, a duplicate of it answered) leaves the queue, else it would hold it
+            return Reply(seen, ctx, repeat=True), row if _unhold(row, req.msgid) else None
         if row.latest and time_stamp(req.inf_time) < cutoff(row.latest):
             return Reply(error_answer(req.msgid, ErrorCode.STALE, (
                 f"inf_time {req.inf_time} is more than {WINDOW_DAYS} days before the "
                 "platform's latest request for this person: a replay, refused")), ctx), \
-                row if unheld else None
-        caught = unheld
+                row if _unhold(row, req.msgid) else None
+        caught = False
         if row.pending or row.held:
             assert raw is not None  # decoded above
             queued = _queue(row, req.msgid, _visits_named(data), raw, headers or {}, now_ms)
             if queued == HELD:
                 return Held(ctx), row
-            caught = caught or queued == TAKEN
+            if queued == FULL:  # not kept: the same msgid sent again is decided anew
+                return Reply(error_answer(req.msgid, ErrorCode.TOO_LARGE, (
+                    f"the requests held for this person, waiting for answers they follow, "
+                    f"would be over {HELD_BYTES:,} bytes with this one: refused, not kept; "
+                    "send it again once those are answered")), ctx), None
+            caught = queued == TAKEN
         # a settlement waiting for its visit is due once the hospital has sent a request
         # after it (one that goes ahead): the hospital had its answer by then (and what came
         # before is done)
@@ -370,6 +386,9 @@ class TreatmentPlatform:
                 raise Rejected(ErrorCode.REVERSED, f"msgid {req.msgid} was reversed in advance "
                                                    f"by 2601 {by}")
             outcome, changed = self._dispatch(key, req, ctx, row)
+            if changed is not None and (noted := changed.pending.get(req.msgid)) is not None \
+                    and not noted[1]:
+                noted[1] = now_ms  # when it was forwarded (`due`)
             if changed is not None and changed.settling:
                 _catch_up(changed)
             return outcome, row if changed is None and (new_day or caught) else changed
@@ -540,7 +559,7 @@ class TreatmentPlatform:
         to: Literal["national", "insured"] = "national" if ctx["route"] == CROSS else "insured"
         changed = None
         if row is not None and pending is not None and req.msgid not in row.pending:
-            row.pending[req.msgid] = pending
+            row.pending[req.msgid] = [pending, 0]  # the time is noted by `handle_request`
             changed = row
         return Forward(to, _checked(req, inp), ctx), changed
 
@@ -762,17 +781,24 @@ class TreatmentPlatform:
         return row
 
 
-#: What `_queue` decided: hold the request back, take a copy put back (`due`), or go on.
-HELD, TAKEN, GO = "held", "taken", "go"
+#: What `_queue` decided: hold the request back, take a copy put back (`due`), go on, or
+#: refuse it for the moment (the held requests would be over HELD_BYTES).
+HELD, TAKEN, GO, FULL = "held", "taken", "go", "full"
 
 
-#: How long a request is held at most (wall clock): an answer not read by then is taken for
-#: lost (its role failed on it, say), and what waits behind it goes ahead. The hospital has
-#: given up waiting long before (30 s by default); a person's requests are not held for
-#: ever behind one failure.
-HOLD_LIMIT_MS = 60_000
-#: The bytes of held requests a person's row keeps at most: a request beyond them goes ahead
-#: unheld, as before holding was done, rather than make the row too large to write.
+#: How long a pending answer holds back the first held request at most, counted from the
+#: later of the forward and the hold (wall clock): not read by then, it is taken for lost
+#: (its role failed on it, say), and what waits behind it goes ahead. Long enough for a
+#: restarted worker to recover its tables and read its answers again; the hospital has given
+#: up waiting long before (30 s by default), but a person's requests are not held for ever
+#: behind one failure.
+HOLD_LIMIT_MS = 300_000
+#: How many times a held request is put back at most (`due`): one whose copy is never taken
+#: (its role failed on it each time) is then answered with an error, and leaves the queue.
+MAX_PUT_BACKS = 5
+#: The bytes of held requests a person's row keeps at most: a request beyond them is refused
+#: for the moment (E9002, not kept), rather than make the row too large to write or let it
+#: overtake those held before it.
 HELD_BYTES = 384 * 1024
 
 
@@ -799,19 +825,18 @@ def _queue(row: TreatmentRow, msgid: str, mdtrt_ids: set[str], raw: bytes,
             for ahead in row.held[:i + 1]:
                 ahead["released"] = False
             return HELD
-    if (row.held or _blocked(row, msgid, mdtrt_ids)) and \
-            sum(len(h["value"]) for h in row.held) + len(raw) <= HELD_BYTES:
-        row.held.append({"msgid": msgid, "mdtrt_ids": sorted(mdtrt_ids), "value": raw.decode(),
-                         "headers": {k: v.decode("latin-1") for k, v in headers.items()},
-                         "released": False, "since_ms": now_ms})
-        return HELD
-    return GO
+    if not (row.held or _blocked(row, msgid, mdtrt_ids)):
+        return GO
+    if sum(len(h["value"]) for h in row.held) + len(raw) > HELD_BYTES:
+        return FULL
+    row.held.append({"msgid": msgid, "mdtrt_ids": sorted(mdtrt_ids), "value": raw.decode(),
+                     "headers": {k: v.decode("latin-1") for k, v in headers.items()},
+                     "released": False, "since_ms": now_ms, "puts": 0})
+    return HELD
 
 
 def _unhold(row: TreatmentRow, msgid: str) -> bool:
-    """Drop the held copies of `msgid` if it has been answered: whether any was."""
-    if msgid not in row.answers:
-        return False
+    """Drop the held copies of `msgid` (answered without them): whether there were any."""
     kept = [h for h in row.held if h["msgid"] != msgid]
     dropped = len(kept) < len(row.held)
     row.held = kept
@@ -822,7 +847,7 @@ def _blocked(row: TreatmentRow, msgid: str, mdtrt_ids: Iterable[str]) -> bool:
     """Whether an answer still pending, to a request sent before `msgid`, will change one of
     the visits `mdtrt_ids` (or any, for a 2601's)."""
     return any((not visit or visit in mdtrt_ids) and _sent_before(pending, msgid)
-               for pending, visit in row.pending.items())
+               for pending, (visit, _) in row.pending.items())
 
 
 def _sent_before(a: str, b: str) -> bool:

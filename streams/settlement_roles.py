@@ -18,7 +18,9 @@ from typing import Any
 
 from messages import topics
 from messages.codec import decode, encode, encode_to_keep
-from messages.platform import CROSS, wrap_answer, wrap_request
+from messages.codes import ErrorCode
+from messages.envelope import error_answer
+from messages.platform import CROSS, hospital_context, wrap_answer, wrap_request
 from messages.signing import Signer
 from messages.trace import INS_IN, NAT_BACK, NAT_IN, TRT_BACK, Trace, received, stamp
 from settlement.insured import InsuredPlatform
@@ -114,7 +116,18 @@ class SettlementRoles:
         before the row is written), put back on `hosp.requests` with their own headers."""
         if row is None or not row.held:
             return []
-        return self._copies(key, row.due(time.time_ns() // 1_000_000))
+        due = row.due(time.time_ns() // 1_000_000)
+        sends = self._copies(key, [h for h in due if not h.get("given_up")])
+        for held in (h for h in due if h.get("given_up")):
+            ctx = hospital_context(held["value"].encode(), is_request=True)
+            log.warning("treatment_requests: a held request was put back %d times and never "
+                        "taken: answered with an error", held["puts"])
+            if ctx is not None:
+                sends.append(self.run.to_hospital(error_answer(
+                    ctx["msgid"], ErrorCode.INTERNAL_ERROR,
+                    f"held for an answer it follows, then put back {held['puts']} times "
+                    "without being taken: given up"), ctx, []))
+        return sends
 
     def _copies(self, key: bytes | None, held: list[dict[str, Any]]) -> list[Send]:
         return [(self.w.hosp_requests, key, h["value"].encode(),

@@ -16,6 +16,7 @@ from settlement.reference import Hospital
 from settlement.treatment import (
     HELD_BYTES,
     HOLD_LIMIT_MS,
+    MAX_PUT_BACKS,
     DeadLetter,
     Forward,
     Held,
@@ -459,7 +460,7 @@ def test_a_fee_upload_read_before_the_settlement_answer_it_followed_waits_for_it
     settle = desk.settle(EMP_CERTNO, HOSP_BJ, mdtrt_id, 100)
     assert isinstance(settle, Forward)
     as_restarted = stored(desk.rows[EMP_CERTNO])  # the forward's write survived
-    assert as_restarted.pending == {settle.ctx["msgid"]: mdtrt_id}
+    assert as_restarted.pending == {settle.ctx["msgid"]: [mdtrt_id, 0]}
     settled = settled_answer(settle.ctx, mdtrt_id, "110100SETTLED")
     late_fee = request("2204", HOSP_BJ, T3, 9,
                        fee_input(e, mdtrt_id, T3, [("0002", "DA", 1, 100)]), e.insuplc_admdvs)
@@ -508,7 +509,7 @@ def test_a_new_settlement_read_before_the_cancellation_answer_it_followed_waits_
     answered(desk, EMP_CERTNO, cancelled, cancel.ctx)
     (again,) = put_back(desk, EMP_CERTNO)
     assert isinstance(again, Forward) and again.ctx["msgid"] == resettle["msgid"]
-    assert desk.rows[EMP_CERTNO].pending == {resettle["msgid"]: mdtrt_id}
+    assert desk.rows[EMP_CERTNO].pending == {resettle["msgid"]: [mdtrt_id, 0]}
 
 
 def test_held_requests_go_ahead_in_the_order_they_came_and_a_lost_copy_is_put_back_again(
@@ -546,7 +547,7 @@ def test_held_requests_go_ahead_in_the_order_they_came_and_a_lost_copy_is_put_ba
                                             reversal_input(e, settle.ctx["msgid"], "2207"),
                                             e.insuplc_admdvs))
     assert isinstance(reverse, Forward) and desk.rows[EMP_CERTNO].pending == {
-        reverse.ctx["msgid"]: ""}
+        reverse.ctx["msgid"]: ["", 0]}
     next_fee = request("2204", HOSP_BJ, T3, 11,
                        fee_input(e, other, T3, [("0004", "DA", 1, 100)]), e.insuplc_admdvs)
     assert isinstance(desk.send(EMP_CERTNO, next_fee), Held)
@@ -606,26 +607,39 @@ def test_held_requests_whose_answers_come_first_neither_settle_early_nor_stay_he
     assert desk.rows[EMP_CERTNO].held == []
 
 
-def test_a_pending_answer_never_read_holds_the_person_no_longer_than_the_hold_limit() -> None:
-    """Its role failed on it, say: after HOLD_LIMIT_MS (wall clock) what waits behind it goes
-    ahead. And a person's row keeps at most HELD_BYTES of held requests: one beyond goes
-    ahead unheld rather than make the row too large to write."""
+def test_nothing_is_held_for_ever_nor_beyond_what_a_row_can_keep() -> None:
+    """A pending answer never read (its role failed on it, say) holds back what waits behind
+    it until both have waited HOLD_LIMIT_MS (wall clock); a request whose copy is never
+    taken is put back MAX_PUT_BACKS times, then given up (answered with an error); and a
+    person's row keeps at most HELD_BYTES of held requests: one beyond is refused for the
+    moment (E9002, not kept), so it neither overtakes those held nor is lost."""
     desk, e = Desk(), EMP
     mdtrt_id = desk.register(EMP_CERTNO, HOSP_BJ)
     desk.upload(EMP_CERTNO, HOSP_BJ, mdtrt_id, [("0001", "DA", 1, 100)])
-    assert isinstance(desk.settle(EMP_CERTNO, HOSP_BJ, mdtrt_id, 100), Forward)
+    t = 1_000_000  # ms
+    settle = request("2207", HOSP_BJ, T3, 3, settle_input(e, mdtrt_id, 100), e.insuplc_admdvs)
+    forward, row = desk.platform.handle_request(EMP_CERTNO, encode(settle),
+                                                desk.rows[EMP_CERTNO], now_ms=t)
+    assert isinstance(forward, Forward) and row is not None
+    assert row.pending == {settle["msgid"]: [mdtrt_id, t]}
     fee = request("2204", HOSP_BJ, T3, 8, fee_input(e, mdtrt_id, T3, [("0002", "DA", 1, 100)]),
                   e.insuplc_admdvs)
-    outcome, row = desk.platform.handle_request(EMP_CERTNO, encode(fee), desk.rows[EMP_CERTNO],
-                                                now_ms=1_000_000)
+    outcome, row = desk.platform.handle_request(EMP_CERTNO, encode(fee), row, now_ms=t + 10)
     assert isinstance(outcome, Held) and row is not None
-    assert row.due(1_000_000 + HOLD_LIMIT_MS) == []
-    (released,) = row.due(1_000_000 + HOLD_LIMIT_MS + 1)
+    assert row.due(t + 10 + HOLD_LIMIT_MS) == []  # counted from the later: the hold
+    (released,) = row.due(t + 11 + HOLD_LIMIT_MS)
     assert released["msgid"] == fee["msgid"] and row.pending == {}
+    for puts in range(2, MAX_PUT_BACKS + 1):  # its copy's role failed: put back again
+        row.held[0]["released"] = False
+        assert [h["puts"] for h in row.due(t + 20 + HOLD_LIMIT_MS)] == [puts]
+    row.held[0]["released"] = False
+    (given_up,) = row.due(t + 30 + HOLD_LIMIT_MS)
+    assert given_up["given_up"] and given_up["msgid"] == fee["msgid"] and row.held == []
+
     desk.rows[EMP_CERTNO] = row
     assert desk.answer(EMP_CERTNO, fee)["infcode"] == 0
-
     assert isinstance(desk.settle(EMP_CERTNO, HOSP_BJ, mdtrt_id, 200, seq=9), Forward)
+
     def upload(seq: int, first: int, n: int) -> dict[str, Any]:
         items = [(f"{k:04d}", "DA", 1, 1) for k in range(first, first + n)]
         return request("2204", HOSP_BJ, T3, seq, fee_input(e, mdtrt_id, T3, items),
@@ -634,7 +648,8 @@ def test_a_pending_answer_never_read_holds_the_person_no_longer_than_the_hold_li
     big, bigger = upload(10, 10, 800), upload(11, 1_000, 800)
     assert len(encode(big)) <= HELD_BYTES < len(encode(big)) + len(encode(bigger))
     assert isinstance(desk.send(EMP_CERTNO, big), Held)
-    assert not isinstance(desk.send(EMP_CERTNO, bigger), Held)  # decided now
+    failed(desk.send(EMP_CERTNO, bigger), ErrorCode.TOO_LARGE)
+    assert bigger["msgid"] not in desk.rows[EMP_CERTNO].answers  # decided anew if sent again
     assert isinstance(desk.send(EMP_CERTNO, upload(12, 2_000, 1)), Held)
 
 
@@ -654,7 +669,7 @@ def test_a_request_sent_before_a_pending_answer_or_for_another_visit_is_not_held
     assert isinstance(desk.send(EMP_CERTNO, settle_req), Forward)
     _, undone = reversal_answer(settle_req["msgid"], "")
     answered(desk, EMP_CERTNO, {**undone, "inf_refmsgid": reverse.ctx["msgid"]}, reverse.ctx)
-    assert desk.rows[EMP_CERTNO].pending == {settle_req["msgid"]: mdtrt_id}
+    assert desk.rows[EMP_CERTNO].pending == {settle_req["msgid"]: [mdtrt_id, 0]}
     other_fee = desk.answer(EMP_CERTNO, request(
         "2204", HOSP_BJ, T3, 9, fee_input(e, other, T3, [("0003", "DA", 1, 100)]),
         e.insuplc_admdvs))

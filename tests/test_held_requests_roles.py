@@ -1,0 +1,103 @@
+"""The treatment side's held requests as its stream roles send them (streams/
+settlement_roles.py), on stand-in topics and tables: a request held sends nothing; the
+answer it waited for is sent on to the hospital and the request put back on hosp.requests
+with its own headers; the same answer read again puts it back again (a crash may have lost
+the copy); a request put back too often is given up and answered with an error. The pure
+rules are in tests/test_treatment_platform.py, the broker in tests/test_e2e_operations.py."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from messages.codec import decode, encode
+from messages.codes import ErrorCode
+from messages.platform import wrap_answer
+from settlement.treatment import MAX_PUT_BACKS, TreatmentRow
+from streams.role import RoleRunner, Send
+from streams.settlement_roles import SettlementRoles
+from tests.handmade import (
+    EMP_CERTNO,
+    ENROLLMENTS,
+    HOSP_BJ,
+    fee_input,
+    reference_data,
+    register_input,
+    request,
+    settle_input,
+)
+
+E = ENROLLMENTS[EMP_CERTNO]
+KEY = EMP_CERTNO.encode()
+HEADERS = {"huimin-signtype": b"HMAC-SM3", "huimin-sign": b"c0ffee"}
+
+
+def roles() -> tuple[SettlementRoles, RoleRunner, Any]:
+    names = ("hosp_requests nat_requests ins_requests nat_answers trt_answers hosp_responses "
+             "dead_letters money_events recon_requests ehr_national ehr_sources ehr_audit")
+    wiring = SimpleNamespace(**{n: n.replace("_", ".", 1) for n in names.split()},
+                             **{t: SimpleNamespace(data={}) for t in (
+                                 "trt_rows", "ins_rows", "ehr_index", "ehr_records",
+                                 "clearing_events", "recon_answers")})
+    run = RoleRunner(None, wiring.hosp_responses, wiring.dead_letters, {},
+                     trt_answers=wiring.trt_answers)
+    return SettlementRoles(run, wiring, reference_data(), None, None), run, wiring  # type: ignore[arg-type]
+
+
+def event(run: RoleRunner, sends: list[Send]) -> list[Send]:
+    """What the agent does after a handler: make its writes."""
+    for table, key, value in run.writes:
+        table.data[key] = value
+    run.writes.clear()
+    run.effects.clear()
+    return sends
+
+
+def test_a_held_request_is_put_back_with_its_headers_once_its_answer_is_read_and_again():
+    s, run, w = roles()
+    reg = request("2201", HOSP_BJ, "2026-03-01 09:01:00", 1,
+                  register_input(E, "2026-03-01 09:00:00"), E.insuplc_admdvs)
+    (ans,) = event(run, s.on_hospital_request(KEY, encode(reg), HEADERS, None))
+    mdtrt_id = decode(ans[2])["ans"]["output"]["data"]["mdtrt_id"]
+    t2, t3 = "2026-03-01 09:10:00", "2026-03-01 09:15:00"
+    fee = request("2204", HOSP_BJ, t2, 2, fee_input(E, mdtrt_id, t2, [("0001", "DA", 1, 100)]),
+                  E.insuplc_admdvs)
+    event(run, s.on_hospital_request(KEY, encode(fee), HEADERS, None))
+    settle = request("2207", HOSP_BJ, t3, 3, settle_input(E, mdtrt_id, 100), E.insuplc_admdvs)
+    (forward,) = event(run, s.on_hospital_request(KEY, encode(settle), HEADERS, None))
+    assert forward[0] == "ins.requests"
+    late = request("2204", HOSP_BJ, t3, 4, fee_input(E, mdtrt_id, t3, [("0002", "DA", 1, 9)]),
+                   E.insuplc_admdvs)
+    raw_late = encode(late)
+    assert event(run, s.on_hospital_request(KEY, raw_late, HEADERS, None)) == []  # held
+
+    ctx = decode(forward[2])["ctx"]
+    answer = {"infcode": 0, "inf_refmsgid": settle["msgid"], "err_code": "", "err_msg": "",
+              "output": {"setlinfo": {"mdtrt_id": mdtrt_id, "setl_id": "110100SETTLED"}}}
+    message = encode(wrap_answer(answer, ctx, []))
+    to_hospital, copy = event(run, s.on_treatment_answer(KEY, message))
+    assert to_hospital[0] == "hosp.responses"
+    assert copy == ("hosp.requests", KEY, raw_late, HEADERS)
+    _, again = event(run, s.on_treatment_answer(KEY, message))  # read again after a crash
+    assert again == copy
+
+    (refused,) = event(run, s.on_hospital_request(KEY, raw_late, HEADERS, None))  # the copy
+    assert decode(refused[2])["ans"]["err_code"] == ErrorCode.VISIT_ALREADY_SETTLED
+    assert TreatmentRow.from_dict(decode(w.trt_rows.data[KEY])).held == []
+    (repeat,) = event(run, s.on_hospital_request(KEY, raw_late, HEADERS, None))  # the second
+    assert decode(repeat[2])["ans"] == decode(refused[2])["ans"]
+
+
+def test_a_request_put_back_too_often_is_answered_with_an_error_and_leaves_the_queue():
+    s, _, _ = roles()
+    row = TreatmentRow(latest="2026-03-01 00:00:00")
+    late = request("2204", HOSP_BJ, "2026-03-01 09:15:00", 4,
+                   fee_input(E, "M1", "2026-03-01 09:15:00", [("0002", "DA", 1, 9)]),
+                   E.insuplc_admdvs)
+    row.held.append({"msgid": late["msgid"], "mdtrt_ids": ["M1"], "value": encode(late).decode(),
+                     "headers": {}, "released": False, "since_ms": 1, "puts": MAX_PUT_BACKS})
+    (answer,) = s._put_back(KEY, row)
+    assert answer[0] == "hosp.responses"
+    got = decode(answer[2])["ans"]
+    assert got["inf_refmsgid"] == late["msgid"] and got["err_code"] == ErrorCode.INTERNAL_ERROR
+    assert row.held == []
