@@ -103,8 +103,9 @@ class SettlementRoles:
             return [send(self.forward_to[outcome.to], key,
                          encode(wrap_request(outcome.req, outcome.ctx, trace)))]
         if isinstance(outcome, Held):
-            log.info("treatment_requests: a request waits for an answer it follows, which its "
-                     "person's row lost in a restart (it comes again from trt.answers)")
+            log.info("treatment_requests: a request waits in its person's row for an answer "
+                     "it follows (lost with the row's writes in a restart, or not back yet: "
+                     "the hospital did not wait for it)")
             run.later(metrics.child(metrics.REDELIVERY_WAITS, "treatment").inc)
             return []
         assert isinstance(outcome, DeadLetter)
