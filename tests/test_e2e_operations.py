@@ -357,6 +357,17 @@ def redelivery_waits(web_port: int, row: str, at_least: float = 0) -> float:
     return n
 
 
+def a_visit_at_home(person: int, day: str) -> tuple[str, Any, Any, str, list[str]]:
+    """The `person`-th certno, their enrollment, a hospital of their own province, a code of
+    its catalogue, and four times a minute apart on `day`: a local visit to play by hand."""
+    certno = sorted(WORLD.ref.enrollments)[person]
+    e = WORLD.ref.enrollments[certno]
+    hospital = min((h for h in WORLD.ref.hospitals.values() if h.province == e.province),
+                   key=lambda h: h.fixmedins_code)
+    code = next(iter(WORLD.ref.catalogues[hospital.province].entries))
+    return certno, e, hospital, code, [f"{day} 09:0{m}:00" for m in range(4)]
+
+
 def test_a_settlement_answer_read_before_the_fee_upload_it_settled_lets_the_upload_be_answered(
         platform_and_fleet):
     """What a worker restarted after a kill can see (docs/streams.md, Platform faults on
@@ -365,12 +376,7 @@ def test_a_settlement_answer_read_before_the_fee_upload_it_settled_lets_the_uplo
     insured side made it, is taken first; the 2204 then gets an OK answer, not E4002
     'already settled', the 2207 gets that answer, and the visit is settled from then on."""
     fleet, web_port = platform_and_fleet
-    certno = sorted(WORLD.ref.enrollments)[7]
-    e = WORLD.ref.enrollments[certno]
-    hospital = min((h for h in WORLD.ref.hospitals.values() if h.province == e.province),
-                   key=lambda h: h.fixmedins_code)
-    code = next(iter(WORLD.ref.catalogues[hospital.province].entries))
-    t0, t1, t2, t3 = (f"2026-12-05 09:0{m}:00" for m in range(4))
+    certno, e, hospital, code, (t0, t1, t2, t3) = a_visit_at_home(7, "2026-12-05")
     register = request("2201", hospital, t1, 1, register_input(e, t0), e.insuplc_admdvs)
     treatment, insured = TreatmentPlatform(WORLD.ref), InsuredPlatform(WORLD.ref)
     mdtrt_id = mdtrt_id_for(hospital.admdvs, e.psn_no, register["msgid"])
@@ -409,12 +415,7 @@ def test_a_fee_upload_sent_before_the_settlement_was_answered_is_decided_after_t
     other order: docs/streams.md). It is refused E4002, the visit being settled; taken at
     once, it would have been added to a settled visit."""
     fleet, web_port = platform_and_fleet
-    certno = sorted(WORLD.ref.enrollments)[11]
-    e = WORLD.ref.enrollments[certno]
-    hospital = min((h for h in WORLD.ref.hospitals.values() if h.province == e.province),
-                   key=lambda h: h.fixmedins_code)
-    code = next(iter(WORLD.ref.catalogues[hospital.province].entries))
-    t0, t1, t2, t3 = (f"2026-12-06 09:0{m}:00" for m in range(4))
+    certno, e, hospital, code, (t0, t1, t2, t3) = a_visit_at_home(11, "2026-12-06")
     register = request("2201", hospital, t1, 1, register_input(e, t0), e.insuplc_admdvs)
     mdtrt_id = mdtrt_id_for(hospital.admdvs, e.psn_no, register["msgid"])
     upload = request("2204", hospital, t2, 2,

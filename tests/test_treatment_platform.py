@@ -481,11 +481,10 @@ def test_a_fee_upload_read_before_the_settlement_answer_it_followed_waits_for_it
     assert list(row.visits[mdtrt_id]["fees"]) == ["0001"]
 
 
-def test_a_new_settlement_read_before_the_cancellation_answer_it_followed_waits_for_it() -> None:
-    """A 2208 cancelled the visit's settlement and the hospital settled it again (2207):
-    read again before the cancellation's answer, the 2207 would be refused E4002; held, it
-    is forwarded as it was the first time."""
-    desk, e = Desk(), EMP
+def cancelled_after_settling(desk: Desk) -> tuple[str, Forward, TreatmentRow, dict[str, Any]]:
+    """A visit settled, then its 2208 forwarded: the visit, the 2208's forward, the row as a
+    kill right after that forward leaves it, and the 2208's answer."""
+    e = EMP
     mdtrt_id = desk.register(EMP_CERTNO, HOSP_BJ)
     desk.upload(EMP_CERTNO, HOSP_BJ, mdtrt_id, [("0001", "DA", 1, 100)])
     settle = desk.settle(EMP_CERTNO, HOSP_BJ, mdtrt_id, 100)
@@ -495,11 +494,19 @@ def test_a_new_settlement_read_before_the_cancellation_answer_it_followed_waits_
                                            settle_cancel_input(e, "110100FIRST", mdtrt_id),
                                            e.insuplc_admdvs))
     assert isinstance(cancel, Forward)
-    as_restarted = stored(desk.rows[EMP_CERTNO])
     cancelled = {"infcode": 0, "inf_refmsgid": cancel.ctx["msgid"], "err_code": "",
                  "err_msg": "", "output": {"setlinfo": {
                      "setl_id": "110100CANCEL", "init_setl_id": "110100FIRST",
                      "mdtrt_id": mdtrt_id}}}
+    return mdtrt_id, cancel, stored(desk.rows[EMP_CERTNO]), cancelled
+
+
+def test_a_new_settlement_read_before_the_cancellation_answer_it_followed_waits_for_it() -> None:
+    """A 2208 cancelled the visit's settlement and the hospital settled it again (2207):
+    read again before the cancellation's answer, the 2207 would be refused E4002; held, it
+    is forwarded as it was the first time."""
+    desk, e = Desk(), EMP
+    mdtrt_id, cancel, as_restarted, cancelled = cancelled_after_settling(desk)
     resettle = request("2207", HOSP_BJ, T3, 5, settle_input(e, mdtrt_id, 100), e.insuplc_admdvs)
     answered(desk, EMP_CERTNO, cancelled, cancel.ctx)
     assert isinstance(desk.send(EMP_CERTNO, resettle), Forward)
@@ -562,20 +569,7 @@ def test_held_requests_whose_answers_come_first_neither_settle_early_nor_stay_he
     copy E4002); the 2207's copy, answered already, leaves the queue with a repeat of its
     answer, and the 5206 goes ahead after it."""
     desk, e = Desk(), EMP
-    mdtrt_id = desk.register(EMP_CERTNO, HOSP_BJ)
-    desk.upload(EMP_CERTNO, HOSP_BJ, mdtrt_id, [("0001", "DA", 1, 100)])
-    first = desk.settle(EMP_CERTNO, HOSP_BJ, mdtrt_id, 100)
-    assert isinstance(first, Forward)
-    answered(desk, EMP_CERTNO, settled_answer(first.ctx, mdtrt_id, "110100FIRST"), first.ctx)
-    cancel = desk.send(EMP_CERTNO, request("2208", HOSP_BJ, T3, 4,
-                                           settle_cancel_input(e, "110100FIRST", mdtrt_id),
-                                           e.insuplc_admdvs))
-    assert isinstance(cancel, Forward)
-    as_restarted = stored(desk.rows[EMP_CERTNO])
-    cancelled = {"infcode": 0, "inf_refmsgid": cancel.ctx["msgid"], "err_code": "",
-                 "err_msg": "", "output": {"setlinfo": {
-                     "setl_id": "110100CANCEL", "init_setl_id": "110100FIRST",
-                     "mdtrt_id": mdtrt_id}}}
+    mdtrt_id, cancel, as_restarted, cancelled = cancelled_after_settling(desk)
     fee = request("2204", HOSP_BJ, T3, 5, fee_input(e, mdtrt_id, T3, [("0002", "DA", 1, 50)]),
                   e.insuplc_admdvs)
     resettle = request("2207", HOSP_BJ, T3, 6, settle_input(e, mdtrt_id, 150),
