@@ -139,6 +139,7 @@ def summarise(report: RunReport) -> dict[str, Any]:
             {m: res.exchanges[m].infno for m in res.timed_out if m in res.exchanges})
         if report.trail else [],
         "unexpected_answers": res.unexpected_answers,
+        "unexpected_answer_msgids": res.unexpected_msgids,  # the first 20
         "sign_ins_answered_again": res.sign_ins_answered_again,
         "timing_s": {"setup": report.setup_s, "platform_ready": report.sign_in_s,
                      "visits": res.wall_s, "total": report.total_s},
@@ -297,6 +298,9 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
                    "committed: the platform's consumer group is past it):" if where else "")
                 if summary["timed_out"] else "",
                 *(f"    {escape(w)}" for w in where),
+                f"    and {summary['unexpected_answers']} answers the hospitals did not expect "
+                f"(to msgids {', '.join(summary.get('unexpected_answer_msgids', []))})"
+                if summary["timed_out"] and summary.get("unexpected_answers") else "",
                 f"{bad['unexpected_dead_letters']} unexpected dead letters"
                 if bad["unexpected_dead_letters"] else "",
                 "" if clr["equal_to_oracle"] else "clearing statements differ (clearing.json)"]

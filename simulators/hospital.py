@@ -151,6 +151,8 @@ def response_consumer(bootstrap: str, topic: str = topics.HOSP_RESPONSES, wait_s
 
 #: The err_code a visit ends with when the hospital gave up waiting for an answer.
 TIMED_OUT = "TIMEOUT"
+#: How many unexpected answers' msgids a run keeps (HospitalRunResult.unexpected_msgids).
+UNEXPECTED_KEPT = 20
 #: A visit ended because its request had another visit's msgid (`run`).
 REPEATED_MSGID = "REPEATED_MSGID"
 
@@ -235,6 +237,9 @@ class HospitalRunResult:
     interrupted: bool = False
     #: how many of the bad requests were sent: all of them, unless interrupted
     bad_sent: int = 0
+    #: the msgids the unexpected answers named (the first UNEXPECTED_KEPT), to set beside
+    #: the unanswered requests' trail
+    unexpected_msgids: list[str] = field(default_factory=list)
     #: the period's closing reconciliation (3201/3202/3203) was exchanged after the visits
     period_closed: bool = False
 
@@ -467,6 +472,7 @@ class HospitalFleet:
         timed_out: list[str] = []
         awaited_since: dict[str, int] = {}  # msgid -> send time, for awaited requests
         unexpected = answered_again = 0
+        unexpected_msgids: list[str] = []
         finished = 0
         period = arrivals[-1] if arrivals else 0.0
         bad_times = [(j + 0.5) / len(bad) * period for j in range(len(bad))]
@@ -633,6 +639,8 @@ class HospitalFleet:
                         answered_again += 1
                     else:
                         unexpected += 1
+                        if len(unexpected_msgids) < UNEXPECTED_KEPT:
+                            unexpected_msgids.append(str(msgid))
                     continue
                 if len(ex.answers) < ex.sends:
                     metrics.IN_FLIGHT.dec()
@@ -685,4 +693,4 @@ class HospitalFleet:
         return HospitalRunResult(sessions, exchanges, bad_answers, dead_letters, timed_out,
                                  unexpected, wall_s, books, daily, dropped,
                                  start_lag, waited, loop_lag, answered_again, interrupted,
-                                 next_bad)
+                                 next_bad, unexpected_msgids=unexpected_msgids)

@@ -381,6 +381,25 @@ def test_the_run_summary_counts_the_visits_not_settled(monkeypatch: pytest.Monke
     assert line in result.output.splitlines()
 
 
+def test_a_run_with_unanswered_requests_says_where_each_went_and_what_came_unexpected(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    where = ("H33030000001202612072336000009 (1101): hosp.requests[5]@132 committed, "
+             "hosp.responses[3]@247")
+    failing = {**summary(1, 0, 0), "timed_out": 1, "unanswered_where": [where],
+               "unexpected_answers": 1,
+               "unexpected_answer_msgids": ["H33030000001202612072336000009"]}
+    monkeypatch.setattr(cli, "run_scenario",
+                        lambda *a, **k: SimpleNamespace(ok=False, out_dir=tmp_path))
+    monkeypatch.setattr(cli, "summarise", lambda _: failing)
+    monkeypatch.setattr(cli, "write_outputs", lambda *_: None)
+    output = huimin("run").output
+    assert "1 requests unanswered within the timeout; where the first went on the cluster " \
+           "(topic[partition]@offset" in output
+    assert where in output.replace("\n", " ")
+    assert "1 answers the hospitals did not expect (to msgids " \
+           "H33030000001202612072336000009)" in output.replace("\n", " ")
+
+
 def test_clearing_of_a_month_that_is_not_one_or_has_no_settlements_is_bad_input(logs: Path):
     a, results = str(logs / "a.jsonl"), str(logs / "a.expected.jsonl")
     wrong = huimin("clearing", a, results, "--month", "banana")
