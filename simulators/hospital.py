@@ -33,6 +33,7 @@ from simulators import hospital_metrics as metrics
 from simulators.bad_messages import BadMessage
 from simulators.reconciliation import DailyReconciler, DayReconciliation, HospitalBooks
 from streams.config import FETCH_WAIT_MS, LINGER_MS
+from streams.offset_gaps import GapGuard
 from streams.partition_ends import true_ends
 from streams.partitioner import KeyPartitioner
 from streams.security import configured_secret
@@ -242,6 +243,11 @@ class HospitalRunResult:
     unexpected_msgids: list[str] = field(default_factory=list)
     #: the period's closing reconciliation (3201/3202/3203) was exchanged after the visits
     period_closed: bool = False
+    #: jumps in the offsets of the answers and dead letters read, fetched again until closed
+    #: (streams/offset_gaps.py), and those never closed: "topic[partition]@offset" of the
+    #: first missing offset of each, stepped over (what was there was never read)
+    read_jumps: int = 0
+    read_holes: list[str] = field(default_factory=list)
 
     @property
     def days_reconciled(self) -> list[DayReconciliation]:
@@ -289,6 +295,9 @@ class HospitalFleet:
             bootstrap, topics.DEAD_LETTERS,
             **{"fetch_max_wait_ms": max(fetch_wait_ms, DEAD_LETTER_FETCH_WAIT_MS),
                "client_id": DEAD_LETTERS_CLIENT, **extra})
+        # both tailed topics are written by every worker: see streams/offset_gaps.py
+        self.answers = GapGuard(self.consumer)
+        self.dead_letter_reader = GapGuard(self.dead_letter_consumer)
         self.producer = producer_for(bootstrap, idempotent, linger_ms,
                                      **{"client_id": REQUESTS_CLIENT, **extra})
         self.undelivered = Undelivered()
@@ -355,24 +364,22 @@ class HospitalFleet:
         """The answers that arrive within `timeout_ms`; `worlds` collects the world of each
         that names one (a sign-in's)."""
         out = []
-        for records in self.consumer.poll(timeout_ms=timeout_ms, max_records=2000).values():
-            for rec in records:
-                try:
-                    out.append(decode(rec.value))
-                except MalformedMessage:
-                    continue
-                if worlds is not None and rec.headers:
-                    worlds.update(v.decode("utf-8", "replace") for k, v in rec.headers
-                                  if k == WORLD_HEADER and v)
+        for rec in self.answers.poll(timeout_ms, max_records=2000):
+            try:
+                out.append(decode(rec.value))
+            except MalformedMessage:
+                continue
+            if worlds is not None and rec.headers:
+                worlds.update(v.decode("utf-8", "replace") for k, v in rec.headers
+                              if k == WORLD_HEADER and v)
         return out
 
     def _poll_dead_letters(self) -> list[DeadLetterRecord]:
         out = []
-        for records in self.dead_letter_consumer.poll(timeout_ms=0).values():
-            for rec in records:
-                entry = describe_dead_letter(rec.value, header_values(rec.headers),
-                                             rec.partition, rec.offset, rec.timestamp)
-                out.append(DeadLetterRecord(rec.key, rec.value, entry))
+        for rec in self.dead_letter_reader.poll(timeout_ms=0):
+            entry = describe_dead_letter(rec.value, header_values(rec.headers),
+                                         rec.partition, rec.offset, rec.timestamp)
+            out.append(DeadLetterRecord(rec.key, rec.value, entry))
         return out
 
     def sign_in(self, hospitals: Iterable[Hospital], inf_time: str,
@@ -693,4 +700,8 @@ class HospitalFleet:
         return HospitalRunResult(sessions, exchanges, bad_answers, dead_letters, timed_out,
                                  unexpected, wall_s, books, daily, dropped,
                                  start_lag, waited, loop_lag, answered_again, interrupted,
-                                 next_bad, unexpected_msgids=unexpected_msgids)
+                                 next_bad, unexpected_msgids=unexpected_msgids,
+                                 read_jumps=self.answers.counts.jumps
+                                 + self.dead_letter_reader.counts.jumps,
+                                 read_holes=self.answers.counts.holes_at
+                                 + self.dead_letter_reader.counts.holes_at)

@@ -12,6 +12,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from messages.dead_letters import DeadLetterEntry, describe_dead_letter, header_values
 from messages.topics import DEAD_LETTERS
+from streams.offset_gaps import GapGuard
 from streams.partition_ends import true_ends
 
 #: How long one poll waits for more when the topic's end has not been reached yet.
@@ -44,13 +45,14 @@ def read_dead_letters(bootstrap: str, follow: bool = False,
         ends = true_ends(consumer, consumer.end_offsets(tps))
         starts = consumer.beginning_offsets(tps)  # past what retention deleted
         consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
+        for tp in tps:
+            consumer.seek(tp, starts[tp])
+        reader = GapGuard(consumer)  # every worker writes every partition (streams/offset_gaps.py)
         left = {tp for tp in tps if ends[tp] > starts[tp]}
         while (left or follow) and not stopped():
-            for records in consumer.poll(timeout_ms=POLL_MS).values():
-                for rec in records:
-                    yield describe_dead_letter(rec.value, header_values(rec.headers),
-                                               rec.partition, rec.offset, rec.timestamp)
+            for rec in reader.poll(POLL_MS):
+                yield describe_dead_letter(rec.value, header_values(rec.headers),
+                                           rec.partition, rec.offset, rec.timestamp)
             # read to the end, also where the last records were a control batch or deleted
             left = {tp for tp in left if consumer.position(tp) < ends[tp]}
     finally:

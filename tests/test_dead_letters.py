@@ -112,11 +112,15 @@ class _Partition:
     def beginning_offsets(self, tps: list) -> dict:
         return {tp: self.start for tp in tps}
 
-    def assign(self, _: list) -> None: ...
+    def assign(self, tps: list) -> None:
+        self.tps = set(tps)
 
-    def seek_to_beginning(self, *_: object) -> None: ...
+    def assignment(self) -> set:
+        return self.tps
 
-    def poll(self, timeout_ms: int = 0) -> dict:
+    def seek(self, *_: object) -> None: ...
+
+    def poll(self, timeout_ms: int = 0, max_records: object = None) -> dict:
         self.polls += 1
         assert self.polls < 5, "read on past the end"
         return {}

@@ -126,6 +126,7 @@ def test_accounting_closes_sent_equals_answered_plus_dead_lettered(two_runs):
     assert sum(summary["answers_by_outcome"].values()) == acc["answered_ok"] + \
         acc["answered_error"]
     assert summary["timed_out"] == summary["unexpected_answers"] == 0
+    assert summary["read_holes"] == []  # every answer read, none stepped over
 
 
 def test_bad_requests_get_their_error_code_and_only_unanswerable_ones_are_dead_lettered(two_runs):
