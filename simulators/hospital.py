@@ -296,8 +296,10 @@ class HospitalFleet:
             **{"fetch_max_wait_ms": max(fetch_wait_ms, DEAD_LETTER_FETCH_WAIT_MS),
                "client_id": DEAD_LETTERS_CLIENT, **extra})
         # both tailed topics are written by every worker: see streams/offset_gaps.py
-        self.answers = GapGuard(self.consumer)
-        self.dead_letter_reader = GapGuard(self.dead_letter_consumer)
+        counted = metrics.READ_GAPS.labels
+        self.answers = GapGuard(self.consumer, on_gap=lambda o: counted(o).inc())
+        self.dead_letter_reader = GapGuard(self.dead_letter_consumer,
+                                           on_gap=lambda o: counted(o).inc())
         self.producer = producer_for(bootstrap, idempotent, linger_ms,
                                      **{"client_id": REQUESTS_CLIENT, **extra})
         self.undelivered = Undelivered()
@@ -701,7 +703,7 @@ class HospitalFleet:
                                  unexpected, wall_s, books, daily, dropped,
                                  start_lag, waited, loop_lag, answered_again, interrupted,
                                  next_bad, unexpected_msgids=unexpected_msgids,
-                                 read_jumps=self.answers.counts.jumps
-                                 + self.dead_letter_reader.counts.jumps,
+                                 read_jumps=self.answers.counts.closed
+                                 + self.dead_letter_reader.counts.closed,
                                  read_holes=self.answers.counts.holes_at
                                  + self.dead_letter_reader.counts.holes_at)

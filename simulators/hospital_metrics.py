@@ -39,4 +39,11 @@ SEND_FAILURES = Counter("huimin_hospital_send_failures_total", "Requests the hos
                         "producer gave up delivering (after its retries), by error",
                         ["error"], registry=HOSPITAL_REGISTRY)
 
-HOSPITAL_METRICS = (SENT, ROUND_TRIP, IN_FLIGHT, VISITS, TIMEOUTS, SEND_FAILURES)
+READ_GAPS = Counter("huimin_hospital_read_gaps_total", "Jumps in the offsets of the answers "
+                    "and dead letters read: fetched_again (a batch the broker showed late, read "
+                    "once it came) or stepped_over (never came: what was there was not read)",
+                    ["outcome"], registry=HOSPITAL_REGISTRY)
+for _outcome in ("fetched_again", "stepped_over"):
+    READ_GAPS.labels(_outcome)
+
+HOSPITAL_METRICS = (SENT, ROUND_TRIP, IN_FLIGHT, VISITS, TIMEOUTS, SEND_FAILURES, READ_GAPS)

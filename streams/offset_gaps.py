@@ -37,10 +37,10 @@ REFETCH_EVERY_S = 0.05
 
 @dataclass
 class GapCounts:
-    """What the guard saw: jumps in the offsets handed over, and of those the holes stepped
-    over (the others were fetched again and closed)."""
+    """What the guard saw: jumps in the offsets it was shown that were closed by fetching
+    again, and holes stepped over."""
 
-    jumps: int = 0
+    closed: int = 0
     holes: int = 0
     holes_at: list[str] = field(default_factory=list)  # "topic[partition]@offset", the first few
 
@@ -53,8 +53,11 @@ class GapGuard:
     HOLES_KEPT = 10
 
     def __init__(self, consumer: KafkaConsumer, wait_s: float = GAP_WAIT_S,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 on_gap: Callable[[str], None] = lambda outcome: None) -> None:
+        """`on_gap` is told of each jump as it ends: "fetched_again" or "stepped_over"."""
         self.consumer = consumer
+        self.on_gap = on_gap
         self.wait_s = wait_s
         self.clock = clock
         self.counts = GapCounts()
@@ -99,7 +102,6 @@ class GapGuard:
                 if now - since < self.wait_s:
                     self.consumer.seek(tp, expected)
                     if first:
-                        self.counts.jumps += 1
                         log.info("%s[%d]: offsets %d-%d not shown yet, %d shown after them; "
                                  "fetching them again", tp.topic, tp.partition, expected,
                                  rec.offset - 1, rec.offset)
@@ -113,7 +115,13 @@ class GapGuard:
                 log.warning("%s[%d]: offsets %d-%d still missing after %.1f s; stepping over "
                             "them", tp.topic, tp.partition, expected, rec.offset - 1,
                             now - since)
-            self._gap_since.pop(tp, None)
+                del self._gap_since[tp]
+                self.on_gap("stepped_over")
+            elif (since := self._gap_since.pop(tp, None)) is not None:
+                self.counts.closed += 1
+                log.info("%s[%d]: offset %d shown %.0f ms late, read", tp.topic, tp.partition,
+                         expected, (self.clock() - since) * 1000)
+                self.on_gap("fetched_again")
             kept.append(rec)
             expected = rec.offset + 1
         if expected is not None:

@@ -467,6 +467,11 @@ HEALTHY = [
     {"series": f'huimin_consumer_lag_messages{{{WORKER},topic="hosp.requests"}}',
      "values": "5000x40"},  # large but not growing
     {"series": f"huimin_hospital_timeouts_total{{{HOSPITALS}}}", "values": "2x40"},
+    # batches shown late and read (normal on Tansu with two workers), one hole long ago
+    {"series": f'huimin_hospital_read_gaps_total{{{HOSPITALS},outcome="fetched_again"}}',
+     "values": "0+1x40"},
+    {"series": f'huimin_hospital_read_gaps_total{{{HOSPITALS},outcome="stepped_over"}}',
+     "values": "1x40"},
     {"series": f'huimin_changelog_records_fenced_total{{{WORKER},table="trt_persons"}}',
      "values": "4x40"},  # fenced once, long ago
     {"series": f'huimin_dead_letters_total{{{WORKER},reason="E9001",source_topic="nat.requests"}}',
@@ -495,6 +500,8 @@ TROUBLE = [
     {"series": f'huimin_consumer_lag_messages{{{WORKER},topic="hosp.requests"}}',
      "values": "0+200x40"},
     {"series": f"huimin_hospital_timeouts_total{{{HOSPITALS}}}", "values": "0+1x40"},
+    {"series": f'huimin_hospital_read_gaps_total{{{HOSPITALS},outcome="stepped_over"}}',
+     "values": "0x20 1x20"},
     {"series": f'huimin_changelog_records_fenced_total{{{WORKER},table="trt_persons"}}',
      "values": "0+3x40"},
     # a burst as a restarted worker recovers: the series is first scraped already at 4
@@ -527,6 +534,8 @@ FIRING_IN_TROUBLE = {
                                 "severity": "warning"}],
     "HuiminHospitalTimeouts": [{**dict(re.findall(r'(\w+)="([^"]*)"', HOSPITALS)),
                                 "severity": "warning"}],
+    "HuiminHospitalAnswersNotRead": [{**dict(re.findall(r'(\w+)="([^"]*)"', HOSPITALS)),
+                                      "outcome": "stepped_over", "severity": "warning"}],
 }
 
 

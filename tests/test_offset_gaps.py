@@ -49,7 +49,7 @@ def test_records_shown_past_a_missing_batch_are_read_again_with_it(tmp_path: Pat
         finally:
             consumer.close()
     assert offsets == list(range(9))
-    assert (guard.counts.jumps, guard.counts.holes) == (1, 0)
+    assert (guard.counts.closed, guard.counts.holes) == (1, 0)
 
 
 @dataclass
@@ -109,7 +109,9 @@ class Clock:
 
 def test_a_gap_is_waited_for_and_closed_once_its_batch_is_stored():
     consumer, clock = ScriptedConsumer(), Clock()
-    guard = GapGuard(consumer, wait_s=2.0, clock=clock)  # type: ignore[arg-type]
+    told: list[str] = []
+    guard = GapGuard(consumer, wait_s=2.0, clock=clock,  # type: ignore[arg-type]
+                     on_gap=told.append)
     assert [r.offset for r in guard.poll(0)] == [0, 1]  # 4-5 shown past the gap: held back
     assert consumer.seeks == [2]
     assert guard.poll(0) == []  # still missing: fetched again, then paused
@@ -119,17 +121,21 @@ def test_a_gap_is_waited_for_and_closed_once_its_batch_is_stored():
     consumer.fill()
     clock.now += REFETCH_EVERY_S
     assert [r.offset for r in guard.poll(0)] == [2, 3, 4, 5]
-    assert (guard.counts.jumps, guard.counts.holes, guard.counts.holes_at) == (1, 0, [])
+    assert (guard.counts.closed, guard.counts.holes, guard.counts.holes_at) == (1, 0, [])
+    assert told == ["fetched_again"]
 
 
 def test_a_gap_that_lasts_is_stepped_over_as_a_hole_and_named():
     consumer, clock = ScriptedConsumer(), Clock()
-    guard = GapGuard(consumer, wait_s=2.0, clock=clock)  # type: ignore[arg-type]
+    told: list[str] = []
+    guard = GapGuard(consumer, wait_s=2.0, clock=clock,  # type: ignore[arg-type]
+                     on_gap=told.append)
     handed: list[int] = []
     while clock.now < 103.0:
         handed += [r.offset for r in guard.poll(0)]
         clock.now += 0.1
     assert handed == [0, 1, 4, 5]  # each once, in order, the hole's neighbours included
-    assert (guard.counts.jumps, guard.counts.holes) == (1, 1)
+    assert (guard.counts.closed, guard.counts.holes) == (0, 1)
+    assert told == ["stepped_over"]
     assert guard.counts.holes_at == ["hosp.responses[3]@2"]
     assert consumer.polls < 60  # paused between fetches, not one fetch a poll
