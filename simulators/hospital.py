@@ -33,7 +33,7 @@ from simulators import hospital_metrics as metrics
 from simulators.bad_messages import BadMessage
 from simulators.reconciliation import DailyReconciler, DayReconciliation, HospitalBooks
 from streams.config import FETCH_WAIT_MS, LINGER_MS
-from streams.offset_gaps import GapGuard
+from streams.offset_gaps import GapCounts, GapGuard
 from streams.partition_ends import true_ends
 from streams.partitioner import KeyPartitioner
 from streams.security import configured_secret
@@ -297,7 +297,7 @@ class HospitalFleet:
                "client_id": DEAD_LETTERS_CLIENT, **extra})
         # both tailed topics are written by every worker: see streams/offset_gaps.py
         counted = metrics.READ_GAPS.labels
-        self.answers = GapGuard(self.consumer, on_gap=lambda o: counted(o).inc())
+        self.answer_reader = GapGuard(self.consumer, on_gap=lambda o: counted(o).inc())
         self.dead_letter_reader = GapGuard(self.dead_letter_consumer,
                                            on_gap=lambda o: counted(o).inc())
         self.producer = producer_for(bootstrap, idempotent, linger_ms,
@@ -366,7 +366,7 @@ class HospitalFleet:
         """The answers that arrive within `timeout_ms`; `worlds` collects the world of each
         that names one (a sign-in's)."""
         out = []
-        for rec in self.answers.poll(timeout_ms, max_records=2000):
+        for rec in self.answer_reader.poll(timeout_ms, max_records=2000):
             try:
                 out.append(decode(rec.value))
             except MalformedMessage:
@@ -375,6 +375,11 @@ class HospitalFleet:
                 worlds.update(v.decode("utf-8", "replace") for k, v in rec.headers
                               if k == WORLD_HEADER and v)
         return out
+
+    def _read_gaps(self) -> GapCounts:
+        """The jumps closed and holes stepped over in reading answers and dead letters."""
+        a, d = self.answer_reader.counts, self.dead_letter_reader.counts
+        return GapCounts(a.closed + d.closed, a.holes + d.holes, a.holes_at + d.holes_at)
 
     def _poll_dead_letters(self) -> list[DeadLetterRecord]:
         out = []
@@ -703,7 +708,5 @@ class HospitalFleet:
                                  unexpected, wall_s, books, daily, dropped,
                                  start_lag, waited, loop_lag, answered_again, interrupted,
                                  next_bad, unexpected_msgids=unexpected_msgids,
-                                 read_jumps=self.answers.counts.closed
-                                 + self.dead_letter_reader.counts.closed,
-                                 read_holes=self.answers.counts.holes_at
-                                 + self.dead_letter_reader.counts.holes_at)
+                                 read_jumps=(gaps := self._read_gaps()).closed,
+                                 read_holes=gaps.holes_at)

@@ -15,6 +15,7 @@ from simulators.bad_messages import generate_bad_messages
 from simulators.hospital import HospitalFleet, Undelivered
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import WorldSpec, build_world
+from streams.offset_gaps import GapCounts
 
 WORLD = build_world(WorldSpec(seed=5, persons=300))
 VISITS = list(generate_visits(WORLD, VisitSpec(visits=60, days=3, ehr=False)))
@@ -52,6 +53,9 @@ class OracleFleet(HospitalFleet):
 
     def _poll_dead_letters(self) -> list[Any]:
         return []
+
+    def _read_gaps(self) -> GapCounts:
+        return GapCounts()
 
     def _flush(self, timeout_s: float | None = None,
                stop_requested: Callable[[], bool] = lambda: False) -> None:
