@@ -369,7 +369,9 @@ class HospitalFleet:
         for rec in self.answer_reader.poll(timeout_ms, max_records=2000):
             try:
                 out.append(decode(rec.value))
-            except MalformedMessage:
+            except MalformedMessage as e:  # the platform's answers always decode: say so
+                log.warning("an answer on %s[%d]@%d does not decode (%s); skipped", rec.topic,
+                            rec.partition, rec.offset, type(e).__name__)
                 continue
             if worlds is not None and rec.headers:
                 worlds.update(v.decode("utf-8", "replace") for k, v in rec.headers

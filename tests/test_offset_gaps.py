@@ -1,5 +1,6 @@
-"""A tailing reader never steps over a batch the broker shows late (streams/offset_gaps.py):
-the hospitals read every answer that two workers write to one partition at once."""
+"""The hospitals read every answer on `hosp.responses`: a tailing reader never steps over a
+batch the broker shows late (streams/offset_gaps.py), as two workers writing one partition at
+once can make Tansu do, and an answer that does not decode is named, not dropped silently."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from messages.codec import encode
+from messages.topics import HOSP_RESPONSES
+from simulators.hospital import HospitalFleet
 from streams.broker import broker
 from streams.offset_gaps import REFETCH_EVERY_S, GapGuard
-from streams.topics import ensure_topics
+from streams.topics import create_platform_topics, ensure_topics
 
 TP = TopicPartition("hosp.responses", 3)
 
@@ -139,3 +143,31 @@ def test_a_gap_that_lasts_is_stepped_over_as_a_hole_and_named():
     assert told == ["stepped_over"]
     assert guard.counts.holes_at == ["hosp.responses[3]@2"]
     assert consumer.polls < 60  # paused between fetches, not one fetch a poll
+
+
+@pytest.mark.e2e
+def test_the_hospitals_skip_an_answer_that_does_not_decode_saying_where_it_was(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    """Not silently: the log names the record's place, never its bytes; the answers around it
+    are read."""
+    with broker(tmp_path / "broker.log") as bootstrap:
+        create_platform_topics(bootstrap)
+        fleet = HospitalFleet(bootstrap)
+        try:
+            producer = KafkaProducer(bootstrap_servers=bootstrap)
+            for value in (encode({"ans": {"inf_refmsgid": "M1"}}), b'{"ans": 110105197',
+                          encode({"ans": {"inf_refmsgid": "M2"}})):
+                producer.send(HOSP_RESPONSES, value, partition=0)
+            producer.flush()
+            producer.close()
+            got: list[dict[str, Any]] = []
+            with caplog.at_level("WARNING", logger="huimin.hospitals"):
+                for _ in range(50):
+                    got += fleet._poll(100)
+                    if len(got) >= 2:
+                        break
+        finally:
+            fleet.close()
+    assert [m["ans"]["inf_refmsgid"] for m in got] == ["M1", "M2"]
+    assert f"an answer on {HOSP_RESPONSES}[0]@1 does not decode" in caplog.text
+    assert "110105197" not in caplog.text
