@@ -521,6 +521,10 @@ class TreatmentPlatform:
             if not inp.omsgid.startswith(req.fixmedins_code):  # a msgid begins with its sender
                 raise Rejected(ErrorCode.NOT_REVERSIBLE, "omsgid is another hospital's: a "
                                "hospital reverses only its own transactions")
+            if msgid_stamp(inp.omsgid) < _remembered_since(row, req):
+                raise Rejected(ErrorCode.NOT_REVERSIBLE, f"msgid {inp.omsgid} is older than the "
+                               f"{WINDOW_DAYS}-day operating window of this request or of the "
+                               "person's latest one: what it did can no longer be found")
             if inp.oinfno in INSURED_SIDE:
                 original = row.answers.get(inp.omsgid)
                 if original is not None and original["infcode"] == 0 and \
@@ -684,9 +688,6 @@ class TreatmentPlatform:
                  row: TreatmentRow) -> tuple[Outcome, TreatmentRow]:
         """2601 of a registration, a fee upload, a registration's cancellation or a discharge:
         undo it, or refuse it when it arrives."""
-        if msgid_stamp(inp.omsgid) < cutoff(req.inf_time):
-            raise Rejected(ErrorCode.NOT_REVERSIBLE, f"msgid {inp.omsgid} is older than the "
-                           f"{WINDOW_DAYS}-day operating window")
         out = {"omsgid": inp.omsgid, "oinfno": inp.oinfno, "result": "nothing-to-undo",
                "reversed_setl_id": ""}
         original = row.answers.get(inp.omsgid)
@@ -833,6 +834,15 @@ def _queue(row: TreatmentRow, msgid: str, mdtrt_ids: set[str], raw: bytes,
                      "headers": {k: v.decode("latin-1") for k, v in headers.items()},
                      "released": False, "since_ms": now_ms, "puts": 0})
     return HELD
+
+
+def _remembered_since(row: TreatmentRow, req: Request) -> str:
+    """The oldest msgid stamp a 2601 may name: the window of its own time, and no older than
+    what the person's row still remembers (the window of their latest request, by the day;
+    `forget_stale`). A 2601 of something forgotten would otherwise be taken as a reversal in
+    advance while what it named stays done."""
+    since = cutoff(req.inf_time)
+    return max(since, cutoff(row.latest)) if row.latest else since
 
 
 def _unhold(row: TreatmentRow, msgid: str) -> bool:

@@ -728,6 +728,55 @@ def test_a_late_original_reversed_in_advance_is_refused_at_the_edge_of_the_windo
     assert c.oracle.person_rows[EMP_CERTNO].settlements == {}
 
 
+def test_a_2601_of_a_settlement_the_person_row_has_forgotten_is_refused_and_it_stands(
+        ) -> None:
+    """A 2601 within a week of what it names, sent after a later request has moved the
+    person's clock past that: the rows no longer hold the original, and taking the 2601 for
+    a reversal in advance would tell the hospital nothing was settled while the money stays
+    moved. It is refused (E4012) and the settlement stands."""
+    c = Clinic()
+    m = ok(sent_at(c, DAY0, "2201", register_input(EMP, DAY0)))["data"]["mdtrt_id"]
+    ok(sent_at(c, DAY0, "2204", fee_input(EMP, m, DAY0, [("0001", "DA", 1, 250_000)])))
+    settle = sent_at(c, DAY0, "2207", settle_input(EMP, m, 250_000))
+    setl = ok(settle)["setlinfo"]
+    ok(sent_at(c, "2026-03-09 10:00:00", "5206", accumulators_input(EMP, "202603")))
+    person = c.oracle.person_rows[EMP_CERTNO]
+    before = (person.balance, person.ytd)
+    refusal = refused(sent_at(c, "2026-03-07 10:00:00", "2601", reversal_input(
+        EMP, settle["inf_refmsgid"], "2207")), ErrorCode.NOT_REVERSIBLE)
+    assert "no longer be found" in refusal
+    person = c.oracle.person_rows[EMP_CERTNO]
+    assert (person.balance, person.ytd) == before
+    assert person.settlements[setl["setl_id"]]["status"] == "settled"
+    assert not person.reversed and not c.oracle.treatment_rows[EMP_CERTNO].reversed
+
+
+def test_a_2601_of_a_fee_upload_the_person_row_has_forgotten_is_refused_and_the_fee_stays(
+        ) -> None:
+    c = Clinic()
+    m = ok(sent_at(c, DAY0, "2401", admit_input(EMP, DAY0)))["data"]["mdtrt_id"]
+    upload = sent_at(c, DAY0, "2301", fee_input(EMP, m, DAY0, [("0001", "SV", 1, 400_000)],
+                                                med_type="21"))
+    ok(upload)
+    ok(sent_at(c, "2026-03-09 10:00:00", "5206", accumulators_input(EMP, "202603")))
+    refused(sent_at(c, "2026-03-07 10:00:00", "2601", reversal_input(
+        EMP, upload["inf_refmsgid"], "2301")), ErrorCode.NOT_REVERSIBLE)
+    assert c.fees(m) == {"0001"}  # still on the stay, to be settled
+
+
+def test_a_2601_within_the_window_of_the_persons_latest_request_still_undoes(
+        ) -> None:
+    """The edge: the person's clock moved to a day whose window still holds the original."""
+    c = Clinic()
+    m = ok(sent_at(c, DAY0, "2201", register_input(EMP, DAY0)))["data"]["mdtrt_id"]
+    ok(sent_at(c, DAY0, "2204", fee_input(EMP, m, DAY0, [("0001", "DA", 1, 250_000)])))
+    settle = sent_at(c, DAY0, "2207", settle_input(EMP, m, 250_000))
+    ok(sent_at(c, "2026-03-08 10:00:00", "5206", accumulators_input(EMP, "202603")))
+    assert ok(sent_at(c, "2026-03-07 10:00:00", "2601", reversal_input(
+        EMP, settle["inf_refmsgid"], "2207")))["result"] == "undone"
+    assert c.oracle.person_rows[EMP_CERTNO].balance == EMP.balance
+
+
 def test_a_long_stay_settled_yesterday_can_be_cancelled_whenever_it_began() -> None:
     """The window runs from a visit's last change, not from its admission: a ten-day stay
     settled on its last day is still there to cancel the next day."""
