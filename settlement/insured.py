@@ -92,6 +92,11 @@ class InsuredPlatform:
         infno, inp = req["infno"], req["input"]
         if infno == Infno.PERSON_INFO:
             return self.person_info(e, row)
+        # only the insured place answers for the person's money: a settlement, and also a
+        # cancellation, a 2601 or a 5206 (which a wrong place would send on the wrong route)
+        if province_of(req["insuplc_admdvs"]) != e.province:
+            raise Refusal(ErrorCode.INSURED_PLACE_MISMATCH, f"insuplc_admdvs "
+                          f"{req['insuplc_admdvs']} is not where the person is insured")
         if inp.get("psn_no") != e.psn_no:
             raise Refusal(ErrorCode.PERSON_MISMATCH,
                           "psn_no does not match the insured person's record")
@@ -123,9 +128,6 @@ class InsuredPlatform:
     def settle(self, e: Enrollment, row: PersonRow, req: dict[str, Any], ctx: dict[str, Any],
                commit: bool) -> dict[str, Any]:
         msgid, inp = req["msgid"], req["input"]
-        if province_of(req["insuplc_admdvs"]) != e.province:  # only the insured place settles
-            raise Refusal(ErrorCode.INSURED_PLACE_MISMATCH, f"insuplc_admdvs "
-                          f"{req['insuplc_admdvs']} is not where the person is insured")
         if inp["insutype"] != e.insutype:
             raise Refusal(ErrorCode.PERSON_MISMATCH,
                           f"insutype {inp['insutype']} is not the person's insurance type")

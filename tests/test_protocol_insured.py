@@ -339,6 +339,27 @@ def test_reversal_after_a_settlement_undoes_it() -> None:
     assert ok(again)["setlinfo"]["hifp_pay"] == 84_000
 
 
+@pytest.mark.parametrize("infno", ["2208", "2601", "5206"])
+def test_a_request_declaring_another_insured_province_is_refused_as_a_settlement_is(
+        infno: str) -> None:
+    """Only the insured place answers for a person's money. A cancellation, a 2601 or a 5206
+    declaring another insured province would travel the wrong route (a cross-province one
+    taken as local, past the national platform): refused (E3004), as a settlement is, and
+    nothing changes."""
+    ins = Insured()
+    req, ans = ins.settle(EMP_CERTNO, "V1", in_scope(300_000))
+    setl_id = ok(ans)["setlinfo"]["setl_id"]
+    inputs = {"2208": settle_cancel_input(EMP, setl_id, "V1"),
+              "2601": reversal_input(EMP, req["msgid"], "2207"),
+              "5206": accumulators_input(EMP, T[:7].replace("-", ""))}
+    wrong = ins.request(EMP_CERTNO, infno, inputs[infno])
+    wrong["insuplc_admdvs"] = HOSP_SH.admdvs
+    before = ins.money(EMP_CERTNO)
+    refused(ins.handle(EMP_CERTNO, wrong), ErrorCode.INSURED_PLACE_MISMATCH)
+    assert ins.money(EMP_CERTNO) == before
+    assert ins.rows[EMP_CERTNO].settlements[setl_id]["status"] == "settled"
+
+
 def test_reversal_before_its_settlement_refuses_the_late_original() -> None:
     ins = Insured()
     late = ins.request(EMP_CERTNO, "2207", settle_input(EMP, "V1", 300_000))
