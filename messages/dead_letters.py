@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from messages.envelope import real_msgid_time
+from messages.identity import holds_certno
 from messages.platform import hospital_context
 from messages.topics import HOSP_REQUESTS
 
@@ -23,8 +25,9 @@ SOURCE_HEADER: Final = "huimin-source-topic"
 #: (the letter keeps its first bytes).
 TRUNCATED_HEADER: Final = "huimin-truncated-from"
 
-# Only values of these shapes are shown: a sender that put something else there (a certno
-# in its msgid, say) gets "" instead, as the reason already names the field.
+# Only values of these shapes are shown: a sender that put something else there gets ""
+# instead, as the reason already names the field (a msgid also needs a real time in it and
+# no citizen ID number, `_shown_msgid`).
 _MSGID = re.compile(r"[HJ]\d{29}")
 _HOSPITAL = re.compile(r"[HJ]\d{11}")
 _INFNO = re.compile(r"\d{4}")
@@ -82,6 +85,16 @@ def _original_size(value: bytes | None, headers: dict[str, str]) -> int:
     return int(whole) if whole.isdigit() else len(value or b"")
 
 
+def _shown_msgid(msgid: str) -> str:
+    """A msgid as a sender may have made it: shown if it is stamped with a real time and
+    no citizen ID number can be read in it (a sender that put one there), else ""."""
+    try:
+        real_msgid_time(msgid)
+    except ValueError:
+        return ""
+    return "" if holds_certno(msgid) else msgid
+
+
 def describe_dead_letter(value: bytes | None, headers: dict[str, str], partition: int = 0,
                          offset: int = 0, timestamp_ms: int = 0) -> DeadLetterEntry:
     """The entry of a dead letter: its headers and, where its bytes carry a request or a
@@ -97,4 +110,5 @@ def describe_dead_letter(value: bytes | None, headers: dict[str, str], partition
         partition=partition, offset=offset, timestamp_ms=timestamp_ms,
         error_code=headers.get(CODE_HEADER, ""), reason=headers.get(REASON_HEADER, ""),
         source_topic=source, size=_original_size(value, headers), infno=shown("infno", _INFNO),
-        msgid=shown("msgid", _MSGID), fixmedins_code=shown("fixmedins_code", _HOSPITAL))
+        msgid=_shown_msgid(shown("msgid", _MSGID)),
+        fixmedins_code=shown("fixmedins_code", _HOSPITAL))

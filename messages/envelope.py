@@ -54,14 +54,15 @@ def _real_day(value: str) -> str:
     return value
 
 
-def _real_msgid_time(msgid: str) -> str:
+def real_msgid_time(msgid: str) -> str:
+    """The msgid, if its yyyyMMddHHmmss is a real time; else ValueError (not echoing it)."""
     t = msgid[12:26]
     _real_time(f"{t[:4]}-{t[4:6]}-{t[6:8]} {t[8:10]}:{t[10:12]}:{t[12:]}")
     return msgid
 
 
 MsgId = Annotated[str, StringConstraints(pattern=r"^[HJ][0-9]{11}[0-9]{14}[0-9]{4}$"),
-                  AfterValidator(_real_msgid_time)]
+                  AfterValidator(real_msgid_time)]
 InfTime = Annotated[str, StringConstraints(
     pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}$"),
     AfterValidator(_real_inf_time)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import date
 from operator import mul
 
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
@@ -50,6 +51,35 @@ def shown_id(value: str) -> str:
     answer's error may echo it: one with anything shaped as a citizen ID number inside,
     which a careless HIS may make of one, masked as one is (DOMAIN.md §7)."""
     return mask_certno(value) if _CERTNO_INSIDE.search(value) else value
+
+
+#: The first two digits of every citizen ID number: a GB/T 2260 provincial-level division
+#: (with 81-83, the residence permits of Hong Kong, Macao and Taiwan residents).
+_PROVINCE_PREFIXES = frozenset(map(str, (
+    11, 12, 13, 14, 15, 21, 22, 23, 31, 32, 33, 34, 35, 36, 37, 41, 42, 43, 44, 45, 46,
+    50, 51, 52, 53, 54, 61, 62, 63, 64, 65, 71, 81, 82, 83)))
+
+
+def holds_certno(value: str) -> bool:
+    """Whether a citizen ID number can be read anywhere in `value`: 18 characters with a
+    province's prefix, a real birth date (1900-2099) and the right check character. For a
+    value of digits that is always shaped as one (a msgid: 29 digits), where `shown_id`'s
+    test would hide every value; this one hides about 3 in 10,000 real msgids."""
+    for start in range(len(value) - 17):
+        window = value[start:start + 18]
+        if window[:2] in _PROVINCE_PREFIXES and _CERTNO_SHAPE.fullmatch(window) \
+                and _real_birth_date(window[6:14]) \
+                and certno_check_char(window[:17]) == window[17]:
+            return True
+    return False
+
+
+def _real_birth_date(yyyymmdd: str) -> bool:
+    try:
+        return 1900 <= date(int(yyyymmdd[:4]), int(yyyymmdd[4:6]), int(yyyymmdd[6:])).year \
+            <= 2099
+    except ValueError:
+        return False
 
 
 #: Fields that hold a person's data, in answers and in the FHIR they carry: a report names

@@ -17,6 +17,7 @@ from messages.dead_letters import (
     summarise_dead_letters,
 )
 from messages.platform import hospital_context, wrap_request
+from tests.handmade import certno
 
 CERTNO = "11010519491231002X"
 MSGID = "H11010100001" + "20261201090000" + "0007"
@@ -49,6 +50,18 @@ def test_values_not_of_their_field_shape_are_left_out():
     value = encode({"infno": CERTNO, "msgid": CERTNO, "fixmedins_code": CERTNO})
     entry = describe_dead_letter(value, headers("E1002"))
     assert (entry.infno, entry.msgid, entry.fixmedins_code) == ("", "", "")
+
+
+def test_a_msgid_a_citizen_id_can_be_read_in_is_left_out():
+    """A sender may build its msgid of a person's ID number: 12 digits of code, then the ID.
+    One whose 'time' is no real time, and one whose time is real (a Liaoning number of a
+    child born in 2015: 2101-02-20 15:03:12), are both left out; the listing is for ops."""
+    liaoning = certno("21010220150312001")
+    for msgid in ("H99999999999" + "110101195001010017", "H99999999999" + liaoning):
+        value = encode({"infno": "2207", "msgid": msgid, "fixmedins_code": "H99999999999"})
+        entry = describe_dead_letter(value, headers("E1002"))
+        assert (entry.infno, entry.msgid, entry.fixmedins_code) == ("2207", "", "H99999999999")
+        assert msgid[12:] not in entry.line()
 
 
 def test_a_platform_message_is_named_by_the_request_in_its_context():

@@ -6,7 +6,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from messages.identity import certno_check_char, is_valid_certno, mask_certno, mask_name
+from messages.identity import (
+    certno_check_char,
+    holds_certno,
+    is_valid_certno,
+    mask_certno,
+    mask_name,
+)
 
 PROPS = settings(max_examples=200, deadline=None)
 EXAMPLE = "11010519491231002X"
@@ -100,3 +106,19 @@ def test_mask_certno_of_a_short_value_hides_everything() -> None:
                                               ("", "")])
 def test_mask_name_keeps_only_the_first_character(name: str, masked: str) -> None:
     assert mask_name(name) == masked
+
+
+def test_a_citizen_id_is_found_inside_a_longer_string_of_digits() -> None:
+    assert holds_certno("H99999999999" + EXAMPLE)
+    assert holds_certno("0" + EXAMPLE + "0")
+    assert not holds_certno("H99999999999" + EXAMPLE[:17] + "1")  # the wrong check character
+    assert not holds_certno("H99999999999" + "00" + EXAMPLE[2:])  # no province's prefix
+
+
+@pytest.mark.parametrize("msgid", ["H11010000001202605010920000004",
+                                   "H31010000002202612312359590001",
+                                   "J44000000000202603010000000000"])
+def test_a_real_msgid_holds_no_citizen_id(msgid: str) -> None:
+    """A msgid is 29 digits, always shaped as an ID somewhere; only a window with a
+    province's prefix, a real birth date and the right check character counts."""
+    assert not holds_certno(msgid)
