@@ -55,12 +55,15 @@ def audit_event(*, msgid: str, operation: str, certno: str, requester: str,
         "outcomeDesc": description,
         "purposeOfEvent": [{"coding": purpose_codes}],
         "agent": [{"who": {"identifier": {"system": FIXMEDINS_SYSTEM, "value": requester}},
-                   "requestor": True,
-                   "location": {"identifier": {"system": PROVINCE_SYSTEM,
-                                               "value": requester_province}}}],
-        "source": {"observer": {"identifier": {"system": PROVINCE_SYSTEM,
-                                               "value": source_province}},
+                   "requestor": True, **({"location": _province(requester_province)}
+                                         if requester_province else {})}],
+        "source": {"observer": _province(source_province) if source_province
+                   else {"display": "the national platform"},
                    "type": [{"system": "http://terminology.hl7.org/CodeSystem/"
                                        "security-source-type", "code": "4"}]},
         "entity": entity,
     }
+
+
+def _province(admdvs: str) -> dict[str, Any]:
+    return {"identifier": {"system": PROVINCE_SYSTEM, "value": admdvs}}

@@ -14,10 +14,20 @@ or once a published one lapsed or was withdrawn, no Consent permits sharing acro
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from records.codes import ACT_REASON, CERTNO_SYSTEM, ETREAT, PROVINCE_SYSTEM, PURPOSES, TREAT
 from settlement.reference import DENY_CROSS_REGION, PERMIT
+
+#: The code system of a Consent's `scope` (`patient-privacy`).
+CONSENT_SCOPE = "http://terminology.hl7.org/CodeSystem/consentscope"
+#: Beijing time, in which the hospitals' inf_time is written.
+BEIJING = timezone(timedelta(hours=8))
+#: What a provision may be limited by that this model cannot hold.
+_LIMITS = ("actor", "data", "class", "code", "securityLabel", "dataPeriod")
+#: Actions (consentaction) under which a permit lets records be read.
+_READING = frozenset({"access", "use", "disclose"})
 
 #: No Consent in force: none on the register or published, or a published one withdrawn
 #: (status not active) or past its period's end.
@@ -41,8 +51,9 @@ def decide(sharing: str, purpose: str, requester_province: str,
         return Decision(True, "treatment within the province that holds the records")
     if sharing == PERMIT:
         return Decision(True, "cross-region treatment, permitted by the person's consent")
-    if purpose == ETREAT:
-        return Decision(True, "emergency treatment overrides the denial of cross-region "
+    if purpose == ETREAT:  # the patient may be unable to consent, as in any emergency
+        lacking = "the denial of" if sharing == DENY_CROSS_REGION else "the lack of a consent to"
+        return Decision(True, f"emergency treatment overrides {lacking} cross-region "
                               "sharing (break-the-glass)", break_glass=True)
     if sharing == DENY_CROSS_REGION:
         return Decision(False, f"the person's consent denies sharing records held in "
@@ -60,8 +71,42 @@ def _provisions(provision: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _codes(concept: Any) -> set[str]:
-    return {c.get("code") for c in (concept or {}).get("coding") or [] if isinstance(c, dict)}
+def _codes(concept: Any, system: str | None = None) -> set[str]:
+    return {c.get("code") for c in (concept or {}).get("coding") or []
+            if isinstance(c, dict) and (system is None or c.get("system") == system)}
+
+
+def _limited(provision: dict[str, Any]) -> bool:
+    """A permit that lets less than treatment by anyone read the records: limited by actor,
+    data, class, code, security label or data period, to purposes other than treatment, or
+    to actions other than reading. The model holds one choice a person, so such a permit is
+    read as a denial of cross-region sharing, the safe reading."""
+    if provision.get("type") == "deny":
+        return False  # a denial, read as one
+    if any(provision.get(k) for k in _LIMITS):
+        return True
+    purposes = provision.get("purpose")
+    if isinstance(purposes, list) and purposes and not any(
+            isinstance(c, dict) and c.get("system") == ACT_REASON and c.get("code") == TREAT
+            for c in purposes):
+        return True
+    actions = provision.get("action")
+    return isinstance(actions, list) and bool(actions) and not any(
+        _codes(a) & _READING for a in actions if isinstance(a, dict))
+
+
+def _in_beijing_time(bound: Any) -> str:
+    """A period's bound as the query's inf_time compares with it: a date as written (`2026`,
+    `2026-12`, `2026-12-10`: compared by year, month or day), a time as Beijing time
+    (`yyyy-MM-dd HH:mm:ss`; FHIR gives a time with its zone)."""
+    text = str(bound or "")
+    if len(text) <= 10:
+        return text
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        return text[:10]
+    return (t.astimezone(BEIJING) if t.tzinfo else t).strftime("%Y-%m-%d %H:%M:%S")
 
 
 #: A Consent's `status` that decides nothing yet (`draft`, `proposed`) or was never one
@@ -76,12 +121,12 @@ def published_consent(resources: list[dict[str, Any]], certno: str
     repository keeps it: `sharing` (PERMIT; DENY_CROSS_REGION where it denies anything, a
     deny provision at any level or an OPTOUT policy without provisions; NO_CONSENT where it
     was withdrawn or refused: `inactive`, `rejected`) and its provision's period, `from` and
-    `until` ("" if open). None if the publish holds no such Consent that decides anything
-    (a research or treatment consent, a draft): the one in force stays. Finer provisions (by
-    actor, purpose, data) are read as a denial of cross-region sharing: the model holds no
-    finer choice."""
+    `until` ("" if open; a time in Beijing time). None if the publish holds no such Consent
+    that decides anything (a research or treatment consent, a draft): the one in force
+    stays. Finer provisions (by actor, purpose, data...: `_limited`) are read as a denial
+    of cross-region sharing: the model holds no finer choice."""
     mine = [r for r in resources if r.get("resourceType") == "Consent"
-            and "patient-privacy" in _codes(r.get("scope"))
+            and "patient-privacy" in _codes(r.get("scope"), CONSENT_SCOPE)
             and isinstance(r.get("patient"), dict)
             and isinstance(r["patient"].get("identifier"), dict)
             and r["patient"]["identifier"].get("system") == CERTNO_SYSTEM
@@ -93,22 +138,22 @@ def published_consent(resources: list[dict[str, Any]], certno: str
     provision = consent.get("provision") if isinstance(consent.get("provision"), dict) else {}
     if consent.get("status") != "active":
         sharing = NO_CONSENT
-    elif any(p.get("type") == "deny" for p in _provisions(provision)) or (
+    elif any(p.get("type") == "deny" or _limited(p) for p in _provisions(provision)) or (
             not provision and "OPTOUT" in _codes(consent.get("policyRule"))):
         sharing = DENY_CROSS_REGION
     else:
         sharing = PERMIT
     period = provision.get("period") if isinstance(provision.get("period"), dict) else {}
-    return {"sharing": sharing, "from": str(period.get("start") or "")[:10],
-            "until": str(period.get("end") or "")[:10]}
+    return {"sharing": sharing, "from": _in_beijing_time(period.get("start")),
+            "until": _in_beijing_time(period.get("end"))}
 
 
 def sharing_in_force(published: dict[str, str] | None, registered: str | None,
                      at: str) -> str:
     """The person's choice at `at` (the query's inf_time): the Consent they published last,
-    within its period (by day; a date of FHIR's coarser precision, `2026-12` or `2026`,
-    covers all of it), NO_CONSENT once it ended; before it begins, and with none published,
-    the register's; with neither, NO_CONSENT."""
+    within its period (by day, or by the second where it gives a time; a date of FHIR's
+    coarser precision, `2026-12` or `2026`, covers all of it), NO_CONSENT once it ended;
+    before it begins, and with none published, the register's; with neither, NO_CONSENT."""
     registered_or_none = registered if registered is not None else NO_CONSENT
     if published is None:
         return registered_or_none

@@ -303,7 +303,7 @@ def _document_and_reference(resource: dict[str, Any], doc_id: str, certno: str,
     doc_type = (given or {}).get("type")
     if doc_type is None and kind == "Bundle" and content.get("type") == "document":
         first = (content.get("entry") or [{}])[0].get("resource") or {}
-        doc_type = first.get("type")
+        doc_type = first.get("type")  # the Composition's CodeableConcept (bdl-11, validated)
     docref = {
         "resourceType": "DocumentReference", "id": doc_id,
         "masterIdentifier": (given or {}).get("masterIdentifier") or {
@@ -320,16 +320,34 @@ def _document_and_reference(resource: dict[str, Any], doc_id: str, certno: str,
     return content, docref
 
 
+def _lab_time(observation: dict[str, Any]) -> str | None:
+    """When a lab result was taken, as a time with its zone: `effectiveDateTime` or
+    `effectiveInstant`, else the end (or start) of `effectivePeriod`; a date alone is taken
+    as its first moment in Beijing time (the earliest it can be, so never reused past its
+    window). None for a result with no time, or only a month or year."""
+    period = observation.get("effectivePeriod")
+    period = period if isinstance(period, dict) else {}
+    for value in (observation.get("effectiveDateTime"), observation.get("effectiveInstant"),
+                  period.get("end"), period.get("start")):
+        if isinstance(value, str) and len(value) > 10:
+            return value
+        if isinstance(value, str) and len(value) == 10:
+            return f"{value}T00:00:00+08:00"
+        if value is not None:
+            return None
+    return None
+
+
 def _labs(content: dict[str, Any], province: str, doc_id: str) -> list[dict[str, Any]]:
     """LOINC lab results with a time and a quantity: what other hospitals may reuse."""
     out = []
     for r in _resources(content):
-        if r["resourceType"] != "Observation" or not isinstance(r.get("effectiveDateTime"), str):
+        if r["resourceType"] != "Observation" or (when := _lab_time(r)) is None:
             continue
         quantity = r.get("valueQuantity") or {}
         for coding in (r.get("code") or {}).get("coding") or []:
             if coding.get("system") == LOINC and "value" in quantity:
-                out.append({"loinc": coding.get("code"), "time": r["effectiveDateTime"],
+                out.append({"loinc": coding.get("code"), "time": when,
                             "province": province, "doc_id": doc_id,
                             "value": quantity["value"], "unit": quantity.get("unit", "")})
     return out

@@ -56,6 +56,8 @@ RESOURCE_CODES: dict[tuple[str, str], frozenset[str]] = {k: frozenset(v) for k, 
     ("ExplanationOfBenefit", "status"): {"active", "cancelled", "draft", "entered-in-error"},
     ("ExplanationOfBenefit", "outcome"): {"queued", "complete", "error", "partial"},
     ("Coverage", "status"): {"active", "cancelled", "draft", "entered-in-error"},
+    ("Consent", "status"): {"draft", "proposed", "active", "rejected", "inactive",
+                            "entered-in-error"},
 }.items()}
 
 #: Required bindings of data types, by the element that holds them: element → (type, field)
@@ -68,6 +70,8 @@ TYPE_CODES: dict[str, dict[str, frozenset[str]]] = {
     "address": {"use": frozenset({"home", "work", "temp", "old", "billing"}),
                 "type": frozenset({"postal", "physical", "both"})},
     "identifier": {"use": frozenset({"usual", "official", "temp", "secondary", "old"})},
+    # not a data type: Consent's provision (and those nested in it), the only `provision`
+    "provision": {"type": frozenset({"deny", "permit"})},
 }
 
 #: How deep a document may nest (objects and arrays): real ones stay under ~20. A row, an

@@ -155,11 +155,13 @@ class Validator:
                     if isinstance(entry, dict) and "resource" in entry:
                         self._validate(entry["resource"], f"{here}.entry[{i}].resource",
                                        depth + 3)
+                _first_is_a_composition(resource, here)
                 shell = {**resource, "entry": [
                     {k: v for k, v in e.items() if k != "resource"} if isinstance(e, dict) else e
                     for e in entries]}
                 self._check(kind, shell, here, depth)
                 return
+            _first_is_a_composition(resource, here)
         self._check(kind, resource, here, depth)
 
     def _check(self, kind: str, resource: dict[str, Any], path: str, depth: int) -> None:
@@ -200,3 +202,17 @@ class Validator:
         self._valid[key] = None
         if len(self._valid) > self._cache_size:
             self._valid.popitem(last=False)
+
+
+def _first_is_a_composition(bundle: dict[str, Any], path: str) -> None:
+    """bdl-11: a document Bundle begins with its Composition (which the platform reads the
+    document's type from, and which a reader reads first)."""
+    if bundle.get("type") != "document":
+        return
+    entries = bundle.get("entry")
+    first = entries[0] if isinstance(entries, list) and entries else None
+    resource = first.get("resource") if isinstance(first, dict) else None
+    if not (isinstance(resource, dict) and resource.get("resourceType") == "Composition"):
+        raise InvalidResource(operation_outcome(
+            "invariant", f"{path}.entry[0]: a document's first resource must be its "
+                         "Composition (bdl-11)", f"{path}.entry[0]"))

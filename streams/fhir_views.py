@@ -118,9 +118,11 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
         if key is None:
             return problem(web, 400, "required", "patient.identifier=" + CERTNO_SYSTEM +
                            "|<certno> (a valid citizen ID number) is required")
-        docs = sorted((d["docref"] for d in records_of(key).docs.values()),
-                      key=lambda r: (r["date"], r["id"]), reverse=True)
-        await audit(key, "operator-search", home_of(key))
+        held = records_of(key).docs.values()
+        docs = sorted((d["docref"] for d in held), key=lambda r: (r["date"], r["id"]),
+                      reverse=True)
+        for province in sorted({d["province"] for d in held}) or [home_of(key)]:
+            await audit(key, "operator-search", province)  # one a source, as a 7002's
         return fhir(web, searchset(docs))
 
     @app.page("/fhir/AuditEvent")

@@ -52,6 +52,17 @@ def test_broken_files_are_refused_with_the_code_and_where_but_no_value(tmp_path:
     assert "1970-13-41" not in result.output and secret_family not in result.output
 
 
+def test_a_file_nested_past_what_orjson_writes_is_refused_as_the_ingress_refuses_it(
+        tmp_path: Path):
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"resourceType": "Basic", "extension": ' + "[" * 300 + "]" * 300 + "}")
+    result = check(str(deep), "--json")
+    assert result.exit_code == 1, result.output
+    verdict = orjson.loads(result.output.splitlines()[0])
+    assert (verdict["ok"], verdict["code"]) == (False, "E5001")
+    assert "nested too deeply" in verdict["what"]
+
+
 def test_a_folder_is_checked_file_by_file_and_an_empty_one_is_refused(tmp_path: Path):
     result = check(str(FHIR_DATA))
     assert result.exit_code == 0

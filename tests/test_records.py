@@ -415,6 +415,87 @@ def test_a_consent_the_person_publishes_replaces_the_registers_and_can_be_withdr
         assert (ex.find(certno, other)["infcode"] == 0) == shared, (start, end)
 
 
+IRCP = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+                   "code": "IRCP"}]}
+LIMITED_PERMITS = {  # a permit narrower than "for treatment, by anyone": not representable
+    "by actor": {"actor": [{"role": IRCP, "reference": {"display": "one hospital"}}]},
+    "for research only": {"purpose": [{"system": "http://terminology.hl7.org/CodeSystem/"
+                                                 "v3-ActReason", "code": "HRESCH"}]},
+    "of some data": {"data": [{"meaning": "instance",
+                               "reference": {"reference": "DocumentReference/x"}}]},
+    "nested, by actor": {"provision": [{"type": "permit", "actor": [
+        {"role": IRCP, "reference": {"display": "only in Beijing"}}]}]},
+    "to collect only": {"action": [{"coding": [{
+        "system": "http://terminology.hl7.org/CodeSystem/consentaction", "code": "collect"}]}]},
+}
+
+
+@pytest.mark.parametrize("limit", sorted(LIMITED_PERMITS))
+def test_a_permit_limited_finer_than_the_model_holds_is_read_as_a_denial(limit: str):
+    """design.md: finer provisions are read as a denial of cross-region sharing, the safe
+    reading of a consent the platform cannot represent."""
+    ex, certno, home, other = _published_at_home(PERMIT)
+    limited = consent_resource(certno, PERMIT, home)
+    limited["provision"].update(LIMITED_PERMITS[limit])
+    _published(ex, certno, home, limited)
+    assert ex.find(certno, other)["err_code"] == "E5002"
+    _published(ex, certno, home, consent_resource(certno, PERMIT, home))  # for treatment,
+    assert ex.find(certno, other)["infcode"] == 0  # by anyone: the permit the model holds
+
+
+@pytest.mark.parametrize("field, code", [("status", "Active"), ("status", "withdrawn"),
+                                         ("nested type", "DENY"), ("nested type", "Deny")])
+def test_a_consent_with_a_code_outside_its_required_binding_is_refused(field: str, code: str):
+    """A Consent's status and provision types are required bindings: "DENY" read as no
+    denial would share what the person withheld."""
+    ex, certno, home, other = _published_at_home(PERMIT)
+    consent = consent_resource(certno, DENY_CROSS_REGION, home)
+    if field == "status":
+        consent["status"] = code
+    else:
+        consent["provision"]["provision"][0]["type"] = code
+    answer = ex.send("7001", certno, home, {"resource": consent})
+    assert answer["err_code"] == "E5001", answer
+    assert ex.find(certno, other)["infcode"] == 0  # the register's permit still in force
+
+
+def test_a_consent_period_given_as_a_time_is_read_in_beijing_time():
+    """Asked at 2026-12-10 10:00 Beijing time: a permit from 12-10 23:00 at UTC-5 begins at
+    12-11 12:00 in Beijing, so the register's denial still holds; a denial until 12-09 20:00
+    at UTC-8 ends at 12-10 12:00 in Beijing, so it still denies."""
+    ex, certno, home, other = _published_at_home(DENY_CROSS_REGION)
+    later = consent_resource(certno, PERMIT, home)
+    later["provision"]["period"] = {"start": "2026-12-10T23:00:00-05:00"}
+    _published(ex, certno, home, later)
+    assert ex.find(certno, other)["err_code"] == "E5002"
+    ex, certno, home, other = _published_at_home(PERMIT)
+    ending = consent_resource(certno, DENY_CROSS_REGION, home)
+    ending["provision"]["period"] = {"end": "2026-12-09T20:00:00-08:00"}
+    _published(ex, certno, home, ending)
+    assert "consent denies" in ex.find(certno, other)["err_msg"]
+
+
+def test_a_consent_of_another_scope_system_is_not_the_persons_privacy_choice():
+    ex, certno, home, other = _published_at_home(PERMIT)
+    elsewhere = consent_resource(certno, DENY_CROSS_REGION, home)
+    elsewhere["scope"] = {"coding": [{"system": "http://example.org", "code": "patient-privacy"}]}
+    _published(ex, certno, home, elsewhere)
+    assert ex.find(certno, other)["infcode"] == 0
+
+
+def test_a_document_bundle_that_does_not_begin_with_its_composition_is_refused():
+    """bdl-11. A Group first gave the DocumentReference a type that was no CodeableConcept,
+    and every later find by type for the person failed, unaudited."""
+    ex, certno, home, other = _published_at_home(PERMIT)
+    bundle = {"resourceType": "Bundle", "type": "document", "entry": [
+        {"fullUrl": "urn:uuid:1", "resource": {"resourceType": "Group", "type": "person",
+                                                "actual": True}}]}
+    answer = ex.send("7001", certno, home, {"resource": bundle})
+    assert answer["err_code"] == "E5001" and "bdl-11" in answer["err_msg"]
+    assert ex.find(certno, other, type="34133-9")["output"]["total"] == 0
+    assert ex.find(certno, other)["output"]["total"] == 1  # the Patient published before
+
+
 def test_a_person_with_no_consent_on_record_is_not_shared_across_provinces():
     """A certno in no insurance register (records others published) has no Consent until the
     person publishes one: the holding province reads them for treatment, others may not."""
@@ -500,6 +581,32 @@ def test_a_lab_result_is_reused_within_its_window_and_not_after_it():
     assert [r["loinc"] for r in within["reusable"]] == [loinc]
     assert within["window_days"] == 30
     assert lookup("2027-01-01 08:00:01")["reusable"] == []  # 31 days on: repeat the test
+
+
+@pytest.mark.parametrize("effective", [
+    {"effectivePeriod": {"start": "2026-12-01T07:30:00+08:00",
+                         "end": "2026-12-01T08:00:00+08:00"}},
+    {"effectiveInstant": "2026-12-01T00:00:00Z"},
+    {"effectiveDateTime": "2026-12-01"}])
+def test_a_lab_result_timed_by_a_period_an_instant_or_a_date_is_reused(
+        effective: dict[str, Any]):
+    """design.md: results are indexed from any Observation with a LOINC code, a time and a
+    quantity; the HL7 example itself is timed by a period. A date alone counts from its
+    first moment in Beijing time."""
+    ex = Exchange()
+    certno = person()
+    home = WORLD.ref.enrollments[certno].province
+    observation = orjson.loads((FHIR_DATA / "hl7-r4" / "Observation-f001.json").read_bytes())
+    observation.pop("effectivePeriod", None)
+    observation.update(effective)
+    loinc = observation["code"]["coding"][0]["code"]
+    assert ex.send("7001", certno, home, {"resource": observation})["infcode"] == 0
+
+    def reused(when: str) -> list[str]:
+        return [r["loinc"] for r in ex.send("7004", certno, home, {
+            "loinc": [loinc], "purpose": "TREAT"}, inf_time=when)["output"]["reusable"]]
+    assert reused("2026-12-30 10:00:00") == [loinc]
+    assert reused("2026-12-31 08:00:01") == []  # 30 days after the latest it can have been
 
 
 def test_a_duplicate_publish_stores_one_document_and_answers_alike():
@@ -602,6 +709,19 @@ def test_the_operators_fhir_views_serve_loopback_or_the_bearer_of_the_token_only
     assert operator_refusal("172.18.0.5", "Bearer s3cret", token="s3cret") is None
     assert "token" in operator_refusal("127.0.0.1", "", token="s3cret")
     assert "token" in operator_refusal("172.18.0.5", "Bearer wrong", token="s3cret")
+
+
+def test_an_operators_access_to_a_person_on_no_register_is_a_valid_audit_event():
+    """Such a person has no home province: the event names no location and the national
+    platform as its observer, not an identifier with an empty value (invalid R4)."""
+    event = audit_event(msgid="op-1", operation="operator-search", certno=person(),
+                        requester="platform-operator", requester_province="",
+                        source_province="", purpose="HOPERAT", outcome="0",
+                        description="through the platform's FHIR view",
+                        recorded="2026-12-10 10:00:00")
+    get_fhir_model_class("AuditEvent").model_validate(event)
+    assert "location" not in event["agent"][0]
+    assert event["source"]["observer"] == {"display": "the national platform"}
 
 
 def test_a_rows_audit_keeps_the_latest_events_and_counts_every_access():
