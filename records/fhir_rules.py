@@ -85,6 +85,34 @@ FORBIDDEN_XHTML = frozenset({
     "input", "button", "select", "textarea", "html", "head", "body", "meta", "link", "base"})
 
 
+#: Resource types R4B added (FHIR 4.3): the models know them, an R4 platform does not.
+R4B_ONLY = frozenset({
+    "AdministrableProductDefinition", "Citation", "ClinicalUseDefinition", "EvidenceReport",
+    "Ingredient", "ManufacturedItemDefinition", "MedicinalProductDefinition",
+    "NutritionProduct", "PackagedProductDefinition", "RegulatedAuthorization",
+    "SubscriptionStatus", "SubscriptionTopic", "SubstanceDefinition"})
+#: R4 resource types R4B replaced (the medicinal-product family, evidence syntheses, the
+#: substance details): refused by name, as there is no model to check them with.
+R4_NOT_IN_R4B = frozenset({
+    "EffectEvidenceSynthesis", "MedicinalProduct", "MedicinalProductAuthorization",
+    "MedicinalProductContraindication", "MedicinalProductIndication",
+    "MedicinalProductIngredient", "MedicinalProductInteraction", "MedicinalProductManufactured",
+    "MedicinalProductPackaged", "MedicinalProductPharmaceutical",
+    "MedicinalProductUndesirableEffect", "RiskEvidenceSynthesis", "SubstanceNucleicAcid",
+    "SubstancePolymer", "SubstanceProtein", "SubstanceReferenceInformation",
+    "SubstanceSourceMaterial", "SubstanceSpecification"})
+
+
+def not_r4(kind: str) -> str | None:
+    """Why an R4 platform does not take a resource type the models know, or None."""
+    if kind in R4B_ONLY:
+        return f"resourceType {kind} is R4B's, not R4's"
+    if kind in R4_NOT_IN_R4B:
+        return (f"resourceType {kind} is not taken: R4 has it, but the platform validates "
+                "with R4B's models, which replaced it")
+    return None
+
+
 class RuleBroken(ValueError):
     """A rule the resource breaks: `path` names the element (as the models' errors do)."""
 
@@ -95,8 +123,9 @@ class RuleBroken(ValueError):
 
 def check_rules(resource: dict[str, Any], path: str, depth: int = 0) -> None:
     """Raise RuleBroken for the first rule `resource` breaks; `depth`: how deep in its
-    document it is. Entries of a Bundle are checked on their own (records/validation.py),
-    so a Bundle's `entry` is not walked here."""
+    document it is. The resources of a Bundle's entries are checked on their own
+    (records/validation.py), which hands over the Bundle without them: the rest of each
+    entry (`fullUrl`, `request`, `response` and its `outcome`) is walked here."""
     for problem in _problems(resource, path, resource.get("resourceType"), depth, top=True):
         raise problem
 
@@ -112,15 +141,15 @@ def _problems(node: Any, path: str, kind: Any, depth: int, top: bool = False
         return
     if not isinstance(node, dict):
         return
-    if isinstance(node.get("resourceType"), str):  # a resource (the top or a contained one)
-        kind = node["resourceType"]
+    if isinstance(node.get("resourceType"), str):  # a resource (the top or one inside it:
+        kind = node["resourceType"]  # contained, a parameter's, an outcome, ...)
+        if not top and (why := not_r4(kind)) is not None:
+            yield RuleBroken(path, why, "not-supported")
         rid = node.get("id")
         if rid is not None and not (isinstance(rid, str) and _ID.fullmatch(rid)):
             yield RuleBroken(f"{path}.id", "an id is 1-64 of A-Z a-z 0-9 - . only")
     for key, value in node.items():
         here = f"{path}.{key}"
-        if kind == "Bundle" and key == "entry" and top:
-            continue
         allowed = RESOURCE_CODES.get((kind, key)) if "resourceType" in node else None
         if allowed is not None and isinstance(value, str) and value not in allowed:
             yield _not_allowed(here, allowed)

@@ -21,7 +21,7 @@ import orjson
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
-from records.fhir_rules import RuleBroken, check_rules
+from records.fhir_rules import RuleBroken, check_rules, not_r4
 from records.fhir_speedups import build
 
 
@@ -62,22 +62,6 @@ def _path(prefix: str, loc: tuple[Any, ...]) -> str:
 
 _ISSUE_CODES = {"missing": "required", "extra_forbidden": "structure"}
 
-#: Resource types R4B added (FHIR 4.3): the models know them, an R4 platform does not.
-R4B_ONLY = frozenset({
-    "AdministrableProductDefinition", "Citation", "ClinicalUseDefinition", "EvidenceReport",
-    "Ingredient", "ManufacturedItemDefinition", "MedicinalProductDefinition",
-    "NutritionProduct", "PackagedProductDefinition", "RegulatedAuthorization",
-    "SubscriptionStatus", "SubscriptionTopic", "SubstanceDefinition"})
-#: R4 resource types R4B replaced (the medicinal-product family, evidence syntheses, the
-#: substance details): refused by name, as there is no model to check them with.
-R4_NOT_IN_R4B = frozenset({
-    "EffectEvidenceSynthesis", "MedicinalProduct", "MedicinalProductAuthorization",
-    "MedicinalProductContraindication", "MedicinalProductIndication",
-    "MedicinalProductIngredient", "MedicinalProductInteraction", "MedicinalProductManufactured",
-    "MedicinalProductPackaged", "MedicinalProductPharmaceutical",
-    "MedicinalProductUndesirableEffect", "RiskEvidenceSynthesis", "SubstanceNucleicAcid",
-    "SubstancePolymer", "SubstanceProtein", "SubstanceReferenceInformation",
-    "SubstanceSourceMaterial", "SubstanceSpecification"})
 
 
 def _strings_in(value: Any, limit: int = 1000) -> list[str]:
@@ -115,13 +99,8 @@ def _message(err: Any) -> str:
 
 def _an_r4_type(kind: str, path: str) -> None:
     """Refuse a resource type the models know but an R4 platform does not take."""
-    if kind in R4B_ONLY:
-        raise InvalidResource(operation_outcome(
-            "not-supported", f"resourceType {kind} is R4B's, not R4's", path))
-    if kind in R4_NOT_IN_R4B:
-        raise InvalidResource(operation_outcome(
-            "not-supported", f"resourceType {kind} is not taken: R4 has it, but the "
-            "platform validates with R4B's models, which replaced it", path))
+    if (why := not_r4(kind)) is not None:
+        raise InvalidResource(operation_outcome("not-supported", why, path))
 
 
 class Validator:

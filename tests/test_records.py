@@ -700,6 +700,27 @@ def test_a_resource_type_of_r4b_only_or_of_r4_only_is_refused_saying_which(
         kind in ("SubscriptionTopic", "NutritionProduct"))
 
 
+CITATION = {"resourceType": "Citation", "status": "active"}  # R4B's
+
+
+@pytest.mark.parametrize("resource, where", [
+    ({"resourceType": "Parameters", "parameter": [{"name": "x", "resource": CITATION}]},
+     "Parameters.parameter[0].resource"),
+    ({"resourceType": "Bundle", "type": "batch-response", "entry": [
+        {"response": {"status": "200", "outcome": CITATION}}]}, "Bundle.entry[0].response.outcome"),
+    ({"resourceType": "Patient", "contained": [{"resourceType": "Observation", "id": "o",
+                                                "status": "final", "code": {"text": "x"},
+                                                "contained": [CITATION]}]},
+     "Patient.contained[0].contained[0]"),
+], ids=["a parameter's", "a response's outcome", "contained in a contained one"])
+def test_a_resource_type_of_r4b_only_is_refused_wherever_it_is_nested(
+        resource: dict[str, Any], where: str):
+    with pytest.raises(InvalidResource) as refused:
+        Validator().validate(resource)
+    issue = refused.value.outcome["issue"][0]
+    assert (issue["code"], issue["expression"]) == ("not-supported", [where])
+
+
 def test_the_operators_fhir_views_serve_loopback_or_the_bearer_of_the_token_only():
     from streams.fhir_views import operator_refusal
 
