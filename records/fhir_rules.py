@@ -78,6 +78,13 @@ TYPE_CODES: dict[str, dict[str, frozenset[str]]] = {
 #: answer and the wire add a few levels, and orjson encodes at most 255.
 MAX_DEPTH = 200
 
+#: Below U+0020 a FHIR string holds only tab, LF and CR.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+_CONTROL_TEXT = "a string holds no control characters (below U+0020 only tab, LF and CR)"
+
+_EMPTY_TEXT = ("every element has a value or children (ele-1): FHIR JSON has no null, {} "
+               "or [] (leave the element out)")
+
 NARRATIVE_STATUS = frozenset({"generated", "extensions", "additional", "empty"})
 #: Elements txt-1 keeps out of a narrative: active content, forms, frames, whole documents.
 FORBIDDEN_XHTML = frozenset({
@@ -137,6 +144,11 @@ def _problems(node: Any, path: str, kind: Any, depth: int, top: bool = False
         return
     if isinstance(node, list):
         for i, item in enumerate(node):
+            if isinstance(item, str) and _CONTROL.search(item):
+                yield RuleBroken(f"{path}[{i}]", _CONTROL_TEXT)
+            if (item == {} or item == []) and not (kind == "Bundle" and path.endswith("entry")):
+                yield RuleBroken(f"{path}[{i}]", _EMPTY_TEXT)  # (an entry is handed over
+                # without its resource, which is checked on its own: it may be left empty)
             yield from _problems(item, f"{path}[{i}]", kind, depth + 1)
         return
     if not isinstance(node, dict):
@@ -150,6 +162,10 @@ def _problems(node: Any, path: str, kind: Any, depth: int, top: bool = False
             yield RuleBroken(f"{path}.id", "an id is 1-64 of A-Z a-z 0-9 - . only")
     for key, value in node.items():
         here = f"{path}.{key}"
+        if value is None or value == {} or value == []:
+            yield RuleBroken(here, _EMPTY_TEXT)
+        if isinstance(value, str) and _CONTROL.search(value):
+            yield RuleBroken(here, _CONTROL_TEXT)
         allowed = RESOURCE_CODES.get((kind, key)) if "resourceType" in node else None
         if allowed is not None and isinstance(value, str) and value not in allowed:
             yield _not_allowed(here, allowed)

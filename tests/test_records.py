@@ -215,6 +215,13 @@ BROKEN_RULES = [
      "Patient.identifier[0].system"),
     ("an element nobody knows", lambda r: r.update({SECRET: "x"}),
      "Patient.(an unknown element)"),
+    ("a null", lambda r: r.update(gender=None), "Patient.gender"),
+    ("an empty object in a list", lambda r: r["name"].append({}), "Patient.name[3]"),
+    ("an empty list", lambda r: r.update(photo=[]), "Patient.photo"),
+    ("a control character in a string",
+     lambda r: r["name"][0].update(family=f"{SECRET}\x01"), "Patient.name[0].family"),
+    ("a control character in a list of strings",
+     lambda r: r["name"][0]["given"].append(f"{SECRET}\x1b"), "Patient.name[0].given[2]"),
 ]
 
 
