@@ -80,17 +80,20 @@ class TreatmentRow:
 
     def forget_before(self, before: str) -> None:
         """Drop answers, reversals, and visits nothing has happened to since before `before`
-        (yyyyMMddHHmmss), except a stay whose patient is still in hospital (open inpatient):
-        a settled visit is forgotten a window after it was settled (or last cancelled), not
-        after it began, and an abandoned registration does not stay for ever (see
-        settlement/retention.py)."""
+        (yyyyMMddHHmmss), except a stay whose patient is still in hospital (open inpatient)
+        and a visit an answer on its way will change (its settlement's, say, sent on the
+        last day before a new one moved the person's clock): a settled visit is forgotten a
+        window after it was settled (or last cancelled), not after it began, and an
+        abandoned registration does not stay for ever (see settlement/retention.py)."""
         forget_answers(self.answers, before)
         forget_answers(self.reversed, before)
         forget_answers(self.settling, before)
         forget_answers(self.pending, before)
         self.held = [h for h in self.held if msgid_stamp(h["msgid"]) >= before]
+        awaited = {v for v, _ in self.pending.values()} | {
+            s[0] for s in self.settling.values()}  # an answer on its way will change them
         for mdtrt_id in [k for k, v in self.visits.items()
-                         if _last_touched(v) < before
+                         if _last_touched(v) < before and k not in awaited
                          and not (v["kind"] == INPATIENT and v["status"] == OPEN)]:
             del self.visits[mdtrt_id]
 
@@ -118,11 +121,12 @@ class TreatmentRow:
         neither): a pending answer that holds back the first held request is given up once
         both have waited HOLD_LIMIT_MS (its role failed on it, say); and a request put back
         MAX_PUT_BACKS times without being taken (its copy's role failed each time) leaves
-        the queue, returned with `"given_up": True`, to be answered with an error."""
+        the queue, returned with `"given_up": True` and its error `"answer"`, kept in the row
+        for a duplicate."""
         if now_ms and self.held:
             head = self.held[0]
             for msgid, (visit, since) in list(self.pending.items()):
-                if (not visit or visit in head["mdtrt_ids"]) and \
+                if _holds(visit, head["mdtrt_ids"]) and \
                         _sent_before(msgid, head["msgid"]) and \
                         now_ms - max(since, head["since_ms"]) > HOLD_LIMIT_MS:
                     del self.pending[msgid]
@@ -130,11 +134,16 @@ class TreatmentRow:
         for held in list(self.held):
             if held["released"]:
                 continue  # on its way
-            if _blocked(self, held["msgid"], held["mdtrt_ids"]):
-                break
+            if held["msgid"] in self.pending or _blocked(self, held["msgid"],
+                                                         held["mdtrt_ids"]):
+                break  # (a copy of a forwarded request waits for that request's answer)
             if now_ms and held["puts"] >= MAX_PUT_BACKS:
                 self.held.remove(held)
-                out.append({**held, "given_up": True})
+                answer = error_answer(held["msgid"], ErrorCode.INTERNAL_ERROR, (
+                    f"held for an answer it follows, then put back {held['puts']} times "
+                    "without being taken: given up"))
+                self.answers[held["msgid"]] = answer  # a copy sent again is told the same,
+                out.append({**held, "given_up": True, "answer": answer})  # not decided anew
                 continue
             held["released"] = True
             held["puts"] += 1
@@ -362,7 +371,10 @@ class TreatmentPlatform:
         caught = False
         if row.pending or row.held:
             assert raw is not None  # decoded above
-            queued = _queue(row, req.msgid, _visits_named(data), raw, headers or {}, now_ms)
+            queued = _queue(row, req.msgid, _visits_named(data) | _visits_reversed(row, req)
+                            | ({ANY_VISIT} if req.infno in INSURED_SIDE or
+                               req.infno == Infno.REVERSAL else set()),
+                            raw, headers or {}, now_ms)
             if queued == HELD:
                 return Held(ctx), row
             if queued == FULL:  # not kept: the same msgid sent again is decided anew
@@ -393,6 +405,12 @@ class TreatmentPlatform:
                 _catch_up(changed)
             return outcome, row if changed is None and (new_day or caught) else changed
         except Rejected as exc:
+            if req.msgid in before.pending and raw is not None and _fits(before, raw):
+                # a copy of a request forwarded and not yet answered, which the visit as it is
+                # now would refuse: its answer is on its way, and the copy waits for it, to be
+                # told the same (`due` holds it until then), not refused in its place
+                before.held.append(_held(req.msgid, set(), raw, headers or {}, now_ms))
+                return Held(ctx), before
             answer = error_answer(req.msgid, exc.code, str(exc))
             if keep and before.latest and req.infno != Infno.SIGN_IN:
                 # remembered, so that a duplicate or a redelivery gets this very answer even
@@ -828,12 +846,21 @@ def _queue(row: TreatmentRow, msgid: str, mdtrt_ids: set[str], raw: bytes,
             return HELD
     if not (row.held or _blocked(row, msgid, mdtrt_ids)):
         return GO
-    if sum(len(h["value"]) for h in row.held) + len(raw) > HELD_BYTES:
+    if not _fits(row, raw):
         return FULL
-    row.held.append({"msgid": msgid, "mdtrt_ids": sorted(mdtrt_ids), "value": raw.decode(),
-                     "headers": {k: v.decode("latin-1") for k, v in headers.items()},
-                     "released": False, "since_ms": now_ms, "puts": 0})
+    row.held.append(_held(msgid, mdtrt_ids, raw, headers, now_ms))
     return HELD
+
+
+def _fits(row: TreatmentRow, raw: bytes) -> bool:
+    return sum(len(h["value"]) for h in row.held) + len(raw) <= HELD_BYTES
+
+
+def _held(msgid: str, mdtrt_ids: Iterable[str], raw: bytes, headers: Mapping[str, bytes],
+          now_ms: int) -> dict[str, Any]:
+    return {"msgid": msgid, "mdtrt_ids": sorted(mdtrt_ids), "value": raw.decode(),
+            "headers": {k: v.decode("latin-1") for k, v in headers.items()},
+            "released": False, "since_ms": now_ms, "puts": 0}
 
 
 def _remembered_since(row: TreatmentRow, req: Request) -> str:
@@ -853,10 +880,24 @@ def _unhold(row: TreatmentRow, msgid: str) -> bool:
     return dropped
 
 
+#: In the visits a request is held for: any of the person's. A request to the insured place
+#: (and a 2601) waits for every earlier pending answer of the person's, whatever visit it
+#: changes: one visit's settlement may travel by the national platform and another's
+#: straight to the insured place, and the insured place must take them in the order the
+#: treatment side did (the deductible, the cap and the account fall on the first).
+ANY_VISIT = "*"
+
+
+def _holds(visit: str, mdtrt_ids: Iterable[str]) -> bool:
+    """Whether a pending answer that will change `visit` ("" for any) holds back a request
+    for `mdtrt_ids`."""
+    return not visit or visit in mdtrt_ids or ANY_VISIT in mdtrt_ids
+
+
 def _blocked(row: TreatmentRow, msgid: str, mdtrt_ids: Iterable[str]) -> bool:
     """Whether an answer still pending, to a request sent before `msgid`, will change one of
-    the visits `mdtrt_ids` (or any, for a 2601's)."""
-    return any((not visit or visit in mdtrt_ids) and _sent_before(pending, msgid)
+    the visits `mdtrt_ids` (or any, for a 2601's; `_holds`)."""
+    return any(_holds(visit, mdtrt_ids) and _sent_before(pending, msgid)
                for pending, (visit, _) in row.pending.items())
 
 
@@ -875,6 +916,25 @@ def _visits_named(data: Mapping[str, Any]) -> set[str]:
     named = [inp.get("mdtrt_id"), *(i.get("mdtrt_id") for i in items if isinstance(i, dict))
              ] if isinstance(items, list) else [inp.get("mdtrt_id")]
     return {m for m in named if isinstance(m, str)}
+
+
+def _visits_reversed(row: TreatmentRow, req: Request) -> set[str]:
+    """The visits a 2601 of a treatment-side transaction would change, which its input does
+    not name: the one its original registered or closed, and those holding fees its
+    original uploaded. Held behind a pending settlement of one of them, it is decided once
+    that answer is read, as the oracle decides it (E4002 if the visit is settled by then),
+    not before, with the settlement to take the visit as it was when it was sent."""
+    omsgid = req.input.get("omsgid") if req.infno == Infno.REVERSAL else None
+    if not isinstance(omsgid, str):
+        return set()
+    original = row.answers.get(omsgid)
+    out = original.get("output") if isinstance(original, dict) else None
+    data = out.get("data") if isinstance(out, dict) else None
+    named = {m for m in (out.get("mdtrt_id") if isinstance(out, dict) else None,
+                         data.get("mdtrt_id") if isinstance(data, dict) else None)
+             if isinstance(m, str)}
+    return named | {m for m, v in row.visits.items() if v.get("closed_by") == omsgid
+                    or any(f.get("msgid") == omsgid for f in v["fees"].values())}
 
 
 def _catch_up(row: TreatmentRow, sent_after: str = "") -> bool:

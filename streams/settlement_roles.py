@@ -18,8 +18,6 @@ from typing import Any
 
 from messages import topics
 from messages.codec import decode, encode, encode_to_keep
-from messages.codes import ErrorCode
-from messages.envelope import error_answer
 from messages.platform import CROSS, hospital_context, wrap_answer, wrap_request
 from messages.signing import Signer
 from messages.trace import INS_IN, NAT_BACK, NAT_IN, TRT_BACK, Trace, received, stamp
@@ -124,10 +122,7 @@ class SettlementRoles:
             log.warning("treatment_requests: a held request was put back %d times and never "
                         "taken: answered with an error", held["puts"])
             if ctx is not None:
-                sends.append(self.run.to_hospital(error_answer(
-                    ctx["msgid"], ErrorCode.INTERNAL_ERROR,
-                    f"held for an answer it follows, then put back {held['puts']} times "
-                    "without being taken: given up"), ctx, []))
+                sends.append(self.run.to_hospital(held["answer"], ctx, []))
         return sends
 
     def _copies(self, key: bytes | None, held: list[dict[str, Any]]) -> list[Send]:

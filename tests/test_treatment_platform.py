@@ -604,7 +604,8 @@ def test_held_requests_whose_answers_come_first_neither_settle_early_nor_stay_he
 def test_nothing_is_held_for_ever_nor_beyond_what_a_row_can_keep() -> None:
     """A pending answer never read (its role failed on it, say) holds back what waits behind
     it until both have waited HOLD_LIMIT_MS (wall clock); a request whose copy is never
-    taken is put back MAX_PUT_BACKS times, then given up (answered with an error); and a
+    taken is put back MAX_PUT_BACKS times, then given up (answered with an error, kept for a
+    duplicate); and a
     person's row keeps at most HELD_BYTES of held requests: one beyond is refused for the
     moment (E9002, not kept), so it neither overtakes those held nor is lost."""
     desk, e = Desk(), EMP
@@ -631,7 +632,13 @@ def test_nothing_is_held_for_ever_nor_beyond_what_a_row_can_keep() -> None:
     assert given_up["given_up"] and given_up["msgid"] == fee["msgid"] and row.held == []
 
     desk.rows[EMP_CERTNO] = row
-    assert desk.answer(EMP_CERTNO, fee)["infcode"] == 0
+    # the hospital was told it failed: sent again, it is told the same, not decided anew (it
+    # might have been taken then, after the hospital had given it up); a new upload is taken
+    assert desk.answer(EMP_CERTNO, fee) == given_up["answer"]
+    assert given_up["answer"]["err_code"] == ErrorCode.INTERNAL_ERROR
+    again = request("2204", HOSP_BJ, T3, 7, fee_input(e, mdtrt_id, T3, [("0002", "DA", 1, 100)]),
+                    e.insuplc_admdvs)
+    assert desk.answer(EMP_CERTNO, again)["infcode"] == 0
     assert isinstance(desk.settle(EMP_CERTNO, HOSP_BJ, mdtrt_id, 200, seq=9), Forward)
 
     def upload(seq: int, first: int, n: int) -> dict[str, Any]:
@@ -845,3 +852,84 @@ def test_missing_insured_place_after_identification_is_refused() -> None:
 def test_unsupported_infno_is_refused() -> None:
     req = request("9999", HOSP_BJ, T1, 1, {}, EMP.insuplc_admdvs)
     failed(Desk().send(EMP_CERTNO, req), ErrorCode.UNSUPPORTED_INFNO)
+
+
+# -- found in a review (12-05): what a pending answer holds back, and what it keeps ---------------
+
+def test_a_2601_of_a_fee_upload_waits_for_the_pending_settlement_of_its_visit() -> None:
+    """A 2601 names no visit: decided at once, it undid the fees of a visit whose settlement
+    was on its way (the visit then settled with no fees, the insured place holding them all
+    settled), and a redelivered copy was answered otherwise than the first. Held until the
+    answer is read, it is refused (E4002), as the oracle refuses it."""
+    desk, e = Desk(), EMP
+    mdtrt_id = desk.register(EMP_CERTNO, HOSP_BJ)
+    upload = request("2204", HOSP_BJ, T2, 2, fee_input(e, mdtrt_id, T2, [("0001", "DA", 1, 100)]),
+                     e.insuplc_admdvs)
+    assert desk.answer(EMP_CERTNO, upload)["infcode"] == 0
+    settle = desk.settle(EMP_CERTNO, HOSP_BJ, mdtrt_id, 100)
+    assert isinstance(settle, Forward)
+    reversal = request("2601", HOSP_BJ, T3, 4, reversal_input(e, upload["msgid"], "2204"),
+                       e.insuplc_admdvs)
+    assert isinstance(desk.send(EMP_CERTNO, reversal), Held)
+    answered(desk, EMP_CERTNO, settled_answer(settle.ctx, mdtrt_id, "110100FIRST"), settle.ctx)
+    (decided,) = put_back(desk, EMP_CERTNO)
+    failed(decided, ErrorCode.VISIT_ALREADY_SETTLED)
+    visit = desk.rows[EMP_CERTNO].visits[mdtrt_id]
+    assert (visit["setl_id"], list(visit["fees"])) == ("110100FIRST", ["0001"])
+
+
+def test_a_copy_of_a_pending_settlement_the_visit_now_refuses_waits_for_the_answer() -> None:
+    """A copy of a settlement sent on and not yet answered, which the visit as it is by then
+    would refuse (here: forgotten over a new day): its refusal was kept as the answer, and
+    the insured place's answer, when it came, was thrown away, the visit never settled and
+    the hospital told both. The copy waits for that answer and is told the same."""
+    desk, e = Desk(), EMP
+    day0, last = "2026-03-01 09:00:00", "2026-03-08 23:59:00"
+    mdtrt_id = desk.answer(EMP_CERTNO, request("2201", HOSP_BJ, day0, 1,
+                                               register_input(e, day0), e.insuplc_admdvs)
+                           )["output"]["data"]["mdtrt_id"]
+    desk.answer(EMP_CERTNO, request("2204", HOSP_BJ, day0, 2,
+                                    fee_input(e, mdtrt_id, day0, [("0001", "DA", 1, 100)]),
+                                    e.insuplc_admdvs))
+    settle_req = request("2207", HOSP_BJ, last, 3, settle_input(e, mdtrt_id, 100),
+                         e.insuplc_admdvs)
+    settle = desk.send(EMP_CERTNO, settle_req)
+    assert isinstance(settle, Forward)
+    next_day = "2026-03-09 00:01:00"  # the person's next visit, which moves their clock
+    assert desk.answer(EMP_CERTNO, request("2201", HOSP_BJ, next_day, 4,
+                                           register_input(e, next_day, 2), e.insuplc_admdvs)
+                       )["infcode"] == 0
+    assert mdtrt_id in desk.rows[EMP_CERTNO].visits  # kept: an answer on its way changes it
+    desk.rows[EMP_CERTNO].visits[mdtrt_id]["fees"].clear()  # as if the visit had moved on
+    assert isinstance(desk.send(EMP_CERTNO, settle_req), Held)
+    settled = settled_answer(settle.ctx, mdtrt_id, "110100FIRST")
+    answered(desk, EMP_CERTNO, settled, settle.ctx)
+    assert desk.rows[EMP_CERTNO].visits[mdtrt_id]["setl_id"] == "110100FIRST"
+    (repeat,) = put_back(desk, EMP_CERTNO)
+    assert isinstance(repeat, Reply) and repeat.repeat and repeat.answer == settled
+    assert desk.rows[EMP_CERTNO].held == [] and desk.rows[EMP_CERTNO].pending == {}
+
+
+def test_a_request_to_the_insured_place_waits_for_a_pending_settlement_of_another_visit() -> None:
+    """The same person at a Shanghai hospital (cross-province: by the national platform) and
+    a Beijing one (local: straight to the insured place). The second settlement, taken
+    while the first is on its way, could reach the insured place first, which would put the
+    deductible on it; held until the first is answered, it goes in the treatment side's
+    order. A request that stays at the treatment side (a fee upload) does not wait."""
+    desk, e = Desk(), EMP
+    far = desk.register(EMP_CERTNO, HOSP_SH, seq=1)
+    desk.upload(EMP_CERTNO, HOSP_SH, far, [("0001", "DA", 1, 100)], seq=2)
+    near = desk.register(EMP_CERTNO, HOSP_BJ, seq=11)
+    desk.upload(EMP_CERTNO, HOSP_BJ, near, [("0001", "DA", 1, 100)], seq=12)
+    first = desk.settle(EMP_CERTNO, HOSP_SH, far, 100, seq=3)
+    assert isinstance(first, Forward) and first.to == "national"
+    later = "2026-03-01 09:16:00"  # than the first: two hospitals' requests go by their time
+    assert isinstance(desk.send(EMP_CERTNO, request("2207", HOSP_BJ, later, 13, settle_input(
+        e, near, 100), e.insuplc_admdvs)), Held)
+    fee = request("2204", HOSP_BJ, later, 14, fee_input(e, near, later, [("0002", "DA", 1, 50)]),
+                  e.insuplc_admdvs)
+    assert isinstance(desk.send(EMP_CERTNO, fee), Held)  # queued behind the held settlement
+    answered(desk, EMP_CERTNO, settled_answer(first.ctx, far, "110100FAR"), first.ctx)
+    second, fee_after = put_back(desk, EMP_CERTNO)
+    assert isinstance(second, Forward) and second.to == "insured"
+    assert isinstance(fee_after, Held)  # its visit's settlement is pending now
