@@ -100,7 +100,12 @@ from streams.dead_letters import TopicMissing, read_dead_letters
 from streams.kafka_broker import KAFKA_VERSION, ApacheKafkaBroker
 from streams.security import PASSWORD_ENV, ClusterSecurity
 from streams.table_files import DataFolderInUse
-from streams.topics import create_platform_topics, topic_problems, unfit_topics
+from streams.topics import (
+    TopicsRefused,
+    create_platform_topics,
+    topic_problems,
+    unfit_topics,
+)
 from streams.trail import follow_trail
 from streams.worker import run_worker
 
@@ -126,8 +131,8 @@ def error_message(exc: BaseException, bootstrap: str | None = None) -> str | Non
     """A one-line message for an error a person can fix (a file or folder that cannot be
     opened, a cluster that cannot be reached); None for anything else: a bug, left to raise
     with its traceback."""
-    if isinstance(exc, UsedCluster | TopicsUnfit | PlatformNotServing | PlatformSilent
-                  | PlatformOfAnotherWorld):
+    if isinstance(exc, UsedCluster | TopicsUnfit | TopicsRefused | PlatformNotServing
+                  | PlatformSilent | PlatformOfAnotherWorld):
         return str(exc)
     if isinstance(exc, UNREACHABLE):
         where = f"the cluster at {bootstrap}" if bootstrap else "the Kafka cluster"
@@ -150,8 +155,8 @@ def _clear_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (OSError, UsedCluster, TopicsUnfit, PlatformNotServing, PlatformSilent,
-                PlatformOfAnotherWorld, *UNREACHABLE) as exc:
+        except (OSError, UsedCluster, TopicsUnfit, TopicsRefused, PlatformNotServing,
+                PlatformSilent, PlatformOfAnotherWorld, *UNREACHABLE) as exc:
             message = error_message(exc, kwargs.get("bootstrap") or os.environ.get(BOOTSTRAP_ENV))
             if message is None:
                 raise
@@ -1057,10 +1062,10 @@ def replay(
         console.print(f"[yellow]The visits arrive over {span // 3600:,.0f} h "
                       f"{span % 3600 // 60:.0f} min of wall time ({pace}): a higher --speed "
                       "or --rate shortens it.[/]")
+    _check_reachable(bootstrap or os.environ.get(BOOTSTRAP_ENV))  # before advice about it
     if plan.kill_worker or plan.join_worker or bootstrap:  # a worker may restart or rebalance
         _warn_if_redelivery_outlives_window(header.visits.days, arrivals[-1] if arrivals else 0,
                                             "a lower --rate or --speed, or a log of fewer days")
-    _check_reachable(bootstrap or os.environ.get(BOOTSTRAP_ENV))
     out_dir = results.with_name(results.stem + ".platform")  # our platform's logs, if started
     if bootstrap is None:
         if os.environ.get(BOOTSTRAP_ENV):  # our platform on the user's cluster: a fresh one?
@@ -1200,6 +1205,11 @@ def verify(
                   f"the oracle over {verdict.visits:,} visits; {verdict.settlements_checked:,} "
                   "settlement answers (2207/2304, cancelled ones included) checked against the "
                   "invariants")
+    if verdict.no_result:
+        console.print(f"[yellow]{verdict.no_result:,} of those {verdict.visits:,} visits have no "
+                      "result, so none of their answers was compared: a replay stopped before "
+                      "the end of its log is judged on what it replayed with "
+                      "--replayed-only.[/]")
     if replayed_only:
         console.print(f"[yellow]Left out (--replayed-only): {verdict.not_replayed:,} visits with "
                       f"no result; {verdict.under_way:,} visits under way when the replay "

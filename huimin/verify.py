@@ -36,6 +36,8 @@ class Verdict:
     #: answers received are compared, the ones never received are not)
     not_replayed: int = 0
     under_way: int = 0
+    #: without `replayed_only`: visits with no result (each a failure of COMPLETE_CHECK)
+    no_result: int = 0
     failures: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
 
     @property
@@ -47,6 +49,7 @@ class Verdict:
                 "answers_equal": self.answers_equal, "redelivered": self.redelivered,
                 "settlements_checked": self.settlements_checked,
                 "not_replayed": self.not_replayed, "under_way": self.under_way,
+                "no_result": self.no_result,
                 "checks": {name: {"passed": not self.failures.get(name),
                                   "failures": self.failures.get(name, [])}
                            for name in (COMPLETE_CHECK, ORACLE_CHECK, *CHECKS)}}
@@ -262,6 +265,7 @@ def verify(visits: Iterator[Visit], expected: Iterator[dict[str, Any]],
             first_missing = None
         verdict.visits += 1
         if got is None:
+            verdict.no_result += 1
             verdict.failures[COMPLETE_CHECK].append(f"visit {visit.visit_no}: no result")
             continue
         partial = replayed_only and got.get("under_way") is True

@@ -111,7 +111,8 @@ class Visit(BaseModel):
             infno, marks = parse_step(step)
             if infno not in PLANNED_INFNOS or not set(marks) <= STEP_MARKS:
                 raise ValueError(f"step {n} is not a transaction a visit sends, with marks "
-                                 f"of {''.join(sorted(STEP_MARKS))}")
+                                 f"of {''.join(sorted(STEP_MARKS))} (README, Replay and "
+                                 "verify: what a visit log may hold)")
             # what a 2601 reverses is sent for sure: not a 7003, skipped when 7002 found none
             target = n + 1 if "^" in marks else n - 1
             if infno == Infno.REVERSAL and not (

@@ -42,8 +42,10 @@ def read_dead_letters(bootstrap: str, follow: bool = False,
             time.sleep(0.2)
         tps = [TopicPartition(DEAD_LETTERS, p) for p in sorted(parts)]
         # where each partition ends now; Tansu reports ends short (streams/partition_ends.py)
-        ends = true_ends(consumer, consumer.end_offsets(tps))
+        # the starts first: `true_ends` assigns only the partitions with records, and
+        # kafka-python then may leave an empty one out of `beginning_offsets` (a KeyError)
         starts = consumer.beginning_offsets(tps)  # past what retention deleted
+        ends = true_ends(consumer, consumer.end_offsets(tps))
         consumer.assign(tps)
         for tp in tps:
             consumer.seek(tp, starts[tp])

@@ -4,7 +4,6 @@ with its defaults)."""
 
 from __future__ import annotations
 
-import contextlib
 import time
 from typing import Any
 
@@ -31,6 +30,11 @@ TOPIC_CONFIGS: dict[str, dict[str, str]] = {
 }
 
 
+class TopicsRefused(Exception):
+    """The cluster would not create a topic as asked (a replication over its brokers, too
+    many partitions): the message says which and why."""
+
+
 def ensure_topics(bootstrap: str, names: list[str] | tuple[str, ...] = ALL_TOPICS,
                   partitions: int = 8, replication: int = 1, timeout: float = 30.0,
                   client_config: dict[str, Any] | None = None) -> None:
@@ -42,9 +46,16 @@ def ensure_topics(bootstrap: str, names: list[str] | tuple[str, ...] = ALL_TOPIC
         existing = set(admin.list_topics())
         missing = [n for n in names if n not in existing]
         for name in missing:
-            with contextlib.suppress(TopicAlreadyExistsError):
+            try:
                 admin.create_topics([NewTopic(name, partitions, replication,
                                               topic_configs=TOPIC_CONFIGS.get(name, {}))])
+            except TopicAlreadyExistsError:
+                pass
+            except KafkaError as exc:  # a setting the cluster cannot meet: said, not a trace
+                raise TopicsRefused(
+                    f"the cluster at {bootstrap} refused to create topic {name} "
+                    f"(partitions {partitions}, replication {replication}): "
+                    f"{getattr(exc, 'description', '') or exc}") from None
         while set(names) - set(admin.list_topics()):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"topics not created: {sorted(set(names) - existing)}")

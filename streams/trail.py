@@ -89,8 +89,8 @@ def follow_trail(bootstrap: str, msgids: Iterable[str], group: str = "huimin",
     try:
         tps = [TopicPartition(t, p) for t in sorted(consumer.topics()) if not t.startswith("__")
                for p in sorted(consumer.partitions_for_topic(t) or ())]
+        starts = consumer.beginning_offsets(tps)  # before `true_ends` (streams/dead_letters.py)
         ends = true_ends(consumer, consumer.end_offsets(tps))
-        starts = consumer.beginning_offsets(tps)
         left = {tp for tp in tps if ends[tp] > starts[tp]}
         consumer.assign(sorted(left))
         for tp in left:

@@ -22,6 +22,7 @@ from huimin import cli
 from huimin.cli import error_message
 from simulators.hospital import PlatformSilent
 from streams.broker import BOOTSTRAP_ENV
+from streams.topics import TopicsRefused
 
 GENERATE = ["--persons", "200", "--visits", "30", "--seed", "1"]
 
@@ -164,6 +165,25 @@ def test_topics_on_a_cluster_that_cannot_be_reached(monkeypatch: pytest.MonkeyPa
     refused(huimin("topics", env={BOOTSTRAP_ENV: mute}), f"cannot reach the cluster at {mute}")
 
 
+def test_topics_the_cluster_refuses_to_create_are_named_not_traced(
+        monkeypatch: pytest.MonkeyPatch, mute: str):
+    def refusing(*_: object, **__: object) -> None:
+        raise TopicsRefused(f"the cluster at {mute} refused to create topic money.events "
+                            "(partitions 1, replication 3): Replication-factor is invalid.")
+
+    monkeypatch.setattr(cli, "create_platform_topics", refusing)
+    refused(huimin("topics", "--bootstrap", mute, "--replication", "3"),
+            "refused to create topic money.events (partitions 1, replication 3)")
+
+
+def test_a_replay_on_an_unreachable_cluster_gives_no_advice_before_it_is_refused(
+        logs: Path, tmp_path: Path):
+    result = huimin("replay", str(logs / "a.jsonl"), "--rate", "1000", "--bootstrap",
+                    "127.0.0.1:1", "--results", str(tmp_path / "r.jsonl"))
+    refused(result, "cannot reach the cluster at 127.0.0.1:1")
+    assert "days per second" not in result.output
+
+
 def test_replay_on_a_cluster_that_cannot_be_reached(monkeypatch: pytest.MonkeyPatch,
                                                     logs: Path, tmp_path: Path, mute: str):
     monkeypatch.setattr(cli, "execute", unreachable)
@@ -181,7 +201,8 @@ def test_replay_on_a_cluster_warns_where_a_workers_restart_would_outlive_the_win
     """A cluster's workers may restart or rebalance mid-replay: at a simulated clock so fast
     that their recovery spans the 7-day window, the redelivered requests would be refused."""
     monkeypatch.setattr(cli, "execute", unreachable)
-    header = orjson.loads((logs / "a.jsonl").read_bytes().splitlines()[0])
+    monkeypatch.setattr(cli, "_check_reachable", lambda *_: None)  # (an unreachable one is
+    header = orjson.loads((logs / "a.jsonl").read_bytes().splitlines()[0])  # refused first)
     assert header["visits"]["days"] > 7  # generate's default: 60
     for rate, warned in (("1000", True), ("0.05", False), ("1e9", True)):  # all at once too
         result = huimin("replay", str(logs / "a.jsonl"), "--rate", rate, "--bootstrap",

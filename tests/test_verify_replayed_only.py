@@ -47,6 +47,7 @@ def test_what_a_stopped_replay_received_passes_and_what_it_left_out_is_counted(
     stopped_replay(results, replayed=25, cut_short=3)
     whole = judge(results, replayed_only=False)  # without the option: it is incomplete
     assert not whole.ok and len(whole.failures[COMPLETE_CHECK]) == 15
+    assert (whole.visits, whole.no_result) == (40, 15)  # said beside the totals
     part = judge(results, replayed_only=True)
     assert part.ok, dict(part.failures)
     assert (part.visits, part.not_replayed, part.under_way) == (25, 15, 3)
