@@ -1222,7 +1222,7 @@ def clearing(
     visit_log: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
     results: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
     month: Annotated[str | None, typer.Option(
-        help="yyyy-MM (default: every month with cross-province payments).")] = None,
+        help="yyyy-MM (default: every month with settlements in the results).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")
                         ] = False,
     prepayment_months: Annotated[int, typer.Option(

@@ -450,7 +450,7 @@ class ReconcileDetailsOutput(_Output):
 class ClearingApplicationOutput(_Output):
     clr_ym: str
     clr_optins: str
-    appy_stas: Literal["1", "2"]  # 1 受理 accepted, 2 不予受理 refused (the sums differ)
+    appy_stas: Literal["1", "2"]  # 1 受理 accepted, 2 不予受理 refused (sum or count differs)
     fund_appy_sum: int
     fund_clr_sum: int  # what the national platform clears to the province's agency
     setl_cnt: int  # the platform's net count of the province's cross-province settlements

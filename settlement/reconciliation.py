@@ -93,7 +93,8 @@ def platform_totals(events: Iterable[SettlementEvent], fixmedins_code: str, begn
 def answer_clearing_application(req: dict[str, Any],
                                 events: Iterable[SettlementEvent]) -> dict[str, Any]:
     """3203: accepted (受理) when the agency's sum equals what the national clearing
-    statement of that month makes its province receivable; either way, what it clears."""
+    statement of that month makes its province receivable, and its count the net count of
+    those settlements (an application is for both); either way, what it clears."""
     inp = req["input"]
     month = f"{inp['clr_ym'][:4]}-{inp['clr_ym'][4:]}"
     province = inp["clr_optins"]

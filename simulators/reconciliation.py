@@ -103,7 +103,8 @@ class HospitalBooks:
         self._add(fixmedins_code, e)
         undone_at = self._reversals_seen[fixmedins_code].get(e.setl_id)
         if undone_at is not None:
-            self._add(fixmedins_code, replace(e, event="reverse", time=undone_at))
+            # dated as the platform dates it: never before what it undid (settlement/ledger.py)
+            self._add(fixmedins_code, replace(e, event="reverse", time=max(undone_at, e.time)))
 
     @property
     def hospitals(self) -> list[str]:

@@ -455,3 +455,21 @@ def test_a_settlement_event_that_is_not_whole_fen_or_of_an_unknown_kind_is_refus
             assert str(bad) not in str(exc)
         else:
             raise AssertionError(f"{field}={bad!r} was taken")
+
+
+def test_a_hospital_posts_a_lost_settlement_undone_by_a_2601_dated_before_it_on_its_own_day():
+    """The platform never dates a reversal before what it undid (settlement/ledger.py); a
+    hospital posting, from a 3202 detail, a settlement whose answer it lost and a 2601 of it
+    it saw, dates it so too, or its daily 3201 would read 不平 on two days."""
+    from simulators.reconciliation import HospitalBooks
+
+    books = HospitalBooks()
+    code = "H31010000001"
+    books._reversals_seen[code]["S1"] = "2026-03-01 23:59:00"  # the 2601's time
+    books.post(code, {"setl_id": "S1", "setl_time": "2026-03-02 00:01:00",
+                      "insuplc_admdvs": "110100", "mdtrtarea_admvs": "310100",
+                      "hifp_pay": 700, "medfee_sumamt": 1_000, "fund_pay_sumamt": 700,
+                      "acct_pay": 300})
+    assert books.days(code) == ["2026-03-02"]
+    totals, in_force = books.totals(code, "2026-03-02", "2026-03-02")
+    assert (totals.count, totals.medfee_sumamt, in_force) == (0, 0, set())
