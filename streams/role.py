@@ -159,8 +159,10 @@ class RoleRunner:
             # (settlement/treatment.py, `_queue`), then answers the hospital
             msg = decode(value)  # a platform message, its ctx whole (hospital_context)
             trace = msg.get("trace") if isinstance(msg.get("trace"), list) else []
-            return [*sends, (self._trt_answers, key,
-                             encode(wrap_answer(answer, {**msg["ctx"], **ctx}, trace)), None)]
+            back = encode(wrap_answer(answer, {**msg["ctx"], **ctx}, trace))
+            if oversized([(self._trt_answers, key, back, None)], []):  # a ctx grown past a
+                back = encode(wrap_answer(answer, ctx, []))  # record: what names the request
+            return [*sends, (self._trt_answers, key, back, None)]
         sends.append(self.to_hospital(answer, ctx, []))
         return sends
 

@@ -112,3 +112,22 @@ def test_a_forward_that_fails_towards_the_insured_place_is_answered_back_through
     letter, answer = run.failed(b"110101199003070000", encode(REQ), "hosp.requests",
                                 ErrorCode.INTERNAL_ERROR, "internal error in y")
     assert answer[0] == "hosp.responses"
+
+
+def test_a_failed_forward_whose_context_outgrew_a_record_is_answered_back_with_its_name_only():
+    """A platform message over the record limit is dead-lettered (kept in part); its answer
+    back must not carry the same context again, or it could not be written either and the
+    worker would stop on it at every restart."""
+    from messages.codec import decode
+    from streams.role import MAX_RECORD_BYTES, RoleRunner
+
+    run = RoleRunner(None, "hosp.responses", "dead.letters", {}, trt_answers="trt.answers")
+    ctx = {k: REQ[k] for k in ("infno", "msgid", "fixmedins_code")} | {
+        "route": "local", "pad": "x" * MAX_RECORD_BYTES}
+    _, back = run.failed(b"110101199003070000", encode(wrap_request(REQ, ctx, [])),
+                         "ins.requests", ErrorCode.TOO_LARGE, "too large")
+    assert back[0] == "trt.answers" and len(back[2]) < MAX_RECORD_BYTES
+    msg = decode(back[2])
+    assert msg["ans"]["inf_refmsgid"] == REQ["msgid"] and "pad" not in msg["ctx"]
+    assert {k: msg["ctx"][k] for k in ("infno", "msgid", "fixmedins_code")} == {
+        k: REQ[k] for k in ("infno", "msgid", "fixmedins_code")}
