@@ -371,10 +371,9 @@ class TreatmentPlatform:
         caught = False
         if row.pending or row.held:
             assert raw is not None  # decoded above
-            queued = _queue(row, req.msgid, _visits_named(data) | _visits_reversed(row, req)
-                            | ({ANY_VISIT} if req.infno in INSURED_SIDE or
-                               req.infno == Infno.REVERSAL else set()),
-                            raw, headers or {}, now_ms)
+            queued = _queue(row, req.msgid, _visits_named(data) | (
+                {ANY_VISIT} if req.infno in INSURED_SIDE or req.infno == Infno.REVERSAL
+                else set()), raw, headers or {}, now_ms)
             if queued == HELD:
                 return Held(ctx), row
             if queued == FULL:  # not kept: the same msgid sent again is decided anew
@@ -881,10 +880,12 @@ def _unhold(row: TreatmentRow, msgid: str) -> bool:
 
 
 #: In the visits a request is held for: any of the person's. A request to the insured place
-#: (and a 2601) waits for every earlier pending answer of the person's, whatever visit it
-#: changes: one visit's settlement may travel by the national platform and another's
-#: straight to the insured place, and the insured place must take them in the order the
-#: treatment side did (the deductible, the cap and the account fall on the first).
+#: waits for every earlier pending answer of the person's, whatever visit it changes: one
+#: visit's settlement may travel by the national platform and another's straight to the
+#: insured place, and the insured place must take them in the order the treatment side did
+#: (the deductible, the cap and the account fall on the first). So does a 2601, which names
+#: no visit: one of a fee upload or a discharge decided while the visit's settlement is on
+#: its way would undo what that settlement counted (the oracle refuses it, E4002).
 ANY_VISIT = "*"
 
 
@@ -916,25 +917,6 @@ def _visits_named(data: Mapping[str, Any]) -> set[str]:
     named = [inp.get("mdtrt_id"), *(i.get("mdtrt_id") for i in items if isinstance(i, dict))
              ] if isinstance(items, list) else [inp.get("mdtrt_id")]
     return {m for m in named if isinstance(m, str)}
-
-
-def _visits_reversed(row: TreatmentRow, req: Request) -> set[str]:
-    """The visits a 2601 of a treatment-side transaction would change, which its input does
-    not name: the one its original registered or closed, and those holding fees its
-    original uploaded. Held behind a pending settlement of one of them, it is decided once
-    that answer is read, as the oracle decides it (E4002 if the visit is settled by then),
-    not before, with the settlement to take the visit as it was when it was sent."""
-    omsgid = req.input.get("omsgid") if req.infno == Infno.REVERSAL else None
-    if not isinstance(omsgid, str):
-        return set()
-    original = row.answers.get(omsgid)
-    out = original.get("output") if isinstance(original, dict) else None
-    data = out.get("data") if isinstance(out, dict) else None
-    named = {m for m in (out.get("mdtrt_id") if isinstance(out, dict) else None,
-                         data.get("mdtrt_id") if isinstance(data, dict) else None)
-             if isinstance(m, str)}
-    return named | {m for m, v in row.visits.items() if v.get("closed_by") == omsgid
-                    or any(f.get("msgid") == omsgid for f in v["fees"].values())}
 
 
 def _catch_up(row: TreatmentRow, sent_after: str = "") -> bool:
