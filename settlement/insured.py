@@ -237,6 +237,7 @@ class InsuredPlatform:
             setl_id = setl["setl_id"]
             if setl["status"] == SETTLED:
                 self._undo(row, setl, REVERSED)
+                setl["reverse_msgid"] = req["msgid"]  # when it changed (forget_before)
                 out["result"] = "undone"
             out["reversed_setl_id"] = setl_id
         return out

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from settlement.policy import Category
-from settlement.retention import forget_answers
+from settlement.retention import forget_answers, msgid_stamp, time_stamp
 
 
 def ytd_key(kind: str, category: Category) -> str:
@@ -42,10 +42,15 @@ class PersonRow:
                 del self.ytd[year]
 
     def forget_before(self, before: str) -> None:
-        """Drop answers and reversals older than `before` (yyyyMMddHHmmss); balance,
-        accumulators and settlement records stay (see settlement/retention.py)."""
+        """Drop answers, reversals and settlement records older than `before`
+        (yyyyMMddHHmmss; a record by its last change: made, cancelled or reversed); balance
+        and accumulators stay (see settlement/retention.py). A settlement past the window
+        can no longer be cancelled or reversed (its visit is forgotten too, E4001; a 2601
+        of it is E4012), and a row that kept them all outgrew a record after ~1,600."""
         forget_answers(self.answers, before)
         forget_answers(self.reversed, before)
+        for setl_id in [k for k, s in self.settlements.items() if _last_change(s) < before]:
+            del self.settlements[setl_id]
 
     def to_dict(self) -> dict[str, Any]:
         return {"balance": self.balance, "ytd": self.ytd, "settlements": self.settlements,
@@ -54,3 +59,9 @@ class PersonRow:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PersonRow:
         return cls(d["balance"], d["ytd"], d["settlements"], d["answers"], d.get("reversed", {}))
+
+
+def _last_change(setl: dict[str, Any]) -> str:
+    """When a settlement record last changed (yyyyMMddHHmmss): made, cancelled, reversed."""
+    return max([time_stamp(setl["setl_time"]), *(msgid_stamp(setl[k]) for k in (
+        "cancel_msgid", "reverse_msgid") if k in setl)])

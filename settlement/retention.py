@@ -2,8 +2,9 @@
 nothing has happened to since (all but an inpatient stay still open). Within it a duplicate gets
 its original answer, a 2601 finds its original and a settled visit can be cancelled at the
 hospital's platform; past it they are forgotten, so the bulk of a platform's state is bounded by
-the activity of the window, not by its whole history. Balance, accumulators and the insured
-side's settlement records are never forgotten.
+the activity of the window, not by its whole history. The insured side's settlement records
+go a window after their last change (made, cancelled, reversed: they can no longer be undone
+then); balance and accumulators are never forgotten.
 
 Time is the simulated time of the requests (`inf_time`, and the stamp inside each msgid), so
 the oracle and the streamed platform forget exactly the same things.

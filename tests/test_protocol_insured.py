@@ -188,7 +188,7 @@ def test_inpatient_presettlement_gives_the_numbers_of_the_following_settlement()
 
 def test_cancellation_restores_balance_and_accumulators_and_a_second_one_is_refused() -> None:
     ins = Insured()
-    _, first = ins.settle(EMP_CERTNO, "V1", in_scope(300_000), "2026-03-01 10:00:00")
+    _, first = ins.settle(EMP_CERTNO, "V1", in_scope(300_000), "2026-03-30 10:00:00")
     # V1 as above: hifp 84,000, dedc 180,000, acct 216,000 -> balance 284,000.
     after_first = ins.money(EMP_CERTNO)
     assert after_first == (284_000, {"2026": {"fund_11": 84_000, "dedc_11": 180_000}})
@@ -360,6 +360,30 @@ def test_a_request_declaring_another_insured_province_is_refused_as_a_settlement
     assert ins.rows[EMP_CERTNO].settlements[setl_id]["status"] == "settled"
 
 
+def test_settlement_records_are_forgotten_a_window_after_their_last_change_not_the_money(
+        ) -> None:
+    """A row that kept every settlement outgrew a Kafka record after ~1,600 of them (years
+    of dialysis), and the person could settle no more. A record past the window can no
+    longer be cancelled or reversed, so it goes, by its last change (made, cancelled or
+    reversed); balance and accumulators stay."""
+    ins = Insured()
+    _, first = ins.settle(EMP_CERTNO, "V1", in_scope(300_000))
+    _, second = ins.settle(EMP_CERTNO, "V2", in_scope(100_000),
+                           inf_time="2026-03-01 11:00:00")
+    second_id = ok(second)["setlinfo"]["setl_id"]
+    ok(ins.cancel(EMP_CERTNO, second_id, "V2", inf_time="2026-03-05 10:00:00"))
+    money = ins.money(EMP_CERTNO)
+    ok(ins.handle(EMP_CERTNO, ins.request(EMP_CERTNO, "5206", accumulators_input(
+        EMP, "202603"), inf_time="2026-03-09 10:00:00")))
+    row = ins.rows[EMP_CERTNO]
+    assert list(row.settlements) == [second_id]  # the first made on 03-01, gone by 03-09;
+    assert ins.money(EMP_CERTNO) == money  # the second cancelled on 03-05, still there
+    ok(ins.handle(EMP_CERTNO, ins.request(EMP_CERTNO, "5206", accumulators_input(
+        EMP, "202603"), inf_time="2026-03-13 10:00:00")))
+    assert ins.rows[EMP_CERTNO].settlements == {} and ins.money(EMP_CERTNO) == money
+    assert ok(first)["setlinfo"]["setl_id"] != second_id
+
+
 def test_reversal_before_its_settlement_refuses_the_late_original() -> None:
     ins = Insured()
     late = ins.request(EMP_CERTNO, "2207", settle_input(EMP, "V1", 300_000))
@@ -455,6 +479,7 @@ def do_settle(ins: Insured, n: int, s: Settlement,
 def test_cancelling_a_settlement_restores_balance_and_accumulators_exactly(
         steps: list[tuple[Settlement, bool]]) -> None:
     ins = Insured()
+    in_force: dict[str, list[dict[str, Any]]] = {}  # (the row forgets records, not money)
     for n, (s, cancel) in enumerate(steps):
         cert = s[0]
         before = ins.money(cert)
@@ -464,12 +489,12 @@ def test_cancelling_a_settlement_restores_balance_and_accumulators_exactly(
             infno = "2305" if info["clr_type"] == "21" else "2208"
             ok(ins.cancel(cert, info["setl_id"], f"V{n}", s[1], infno))
             assert ins.money(cert) == before
+        else:
+            in_force.setdefault(cert, []).append(info)
     # What remains is the sum of the settlements still settled.
     for cert, row in ins.rows.items():
         expected: dict[str, dict[str, int]] = {}
-        for setl in row.settlements.values():
-            if setl["status"] != "settled":
-                continue
+        for setl in in_force.get(cert, []):
             acc = expected.setdefault(setl["setl_time"][:4], {})
             acc[f"fund_{setl['clr_type']}"] = acc.get(f"fund_{setl['clr_type']}", 0) + \
                 setl["hifp_pay"]
@@ -477,7 +502,7 @@ def test_cancelling_a_settlement_restores_balance_and_accumulators_exactly(
                 acc["dedc_11"] = acc.get("dedc_11", 0) + setl["act_pay_dedc"]
         nonzero = {y: {k: v for k, v in a.items() if v} for y, a in expected.items()}
         assert ins.money(cert)[1] == {y: a for y, a in nonzero.items() if a}
-        paid = sum(s["acct_pay"] for s in row.settlements.values() if s["status"] == "settled")
+        paid = sum(s["acct_pay"] for s in in_force.get(cert, []))
         assert row.balance == ins.ref.enrollments[cert].balance - paid
 
 
