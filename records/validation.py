@@ -134,13 +134,11 @@ class Validator:
                     if isinstance(entry, dict) and "resource" in entry:
                         self._validate(entry["resource"], f"{here}.entry[{i}].resource",
                                        depth + 3)
-                _first_is_a_composition(resource, here)
-                shell = {**resource, "entry": [
+            _first_is_a_composition(resource, here)  # its entries valid (or none)
+            if isinstance(entries, list):
+                resource = {**resource, "entry": [  # the entries' resources checked above
                     {k: v for k, v in e.items() if k != "resource"} if isinstance(e, dict) else e
                     for e in entries]}
-                self._check(kind, shell, here, depth)
-                return
-            _first_is_a_composition(resource, here)
         self._check(kind, resource, here, depth)
 
     def _check(self, kind: str, resource: dict[str, Any], path: str, depth: int) -> None:
