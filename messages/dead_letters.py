@@ -12,8 +12,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from messages.envelope import real_msgid_time
-from messages.identity import holds_certno
+from messages.envelope import answerable_msgid
 from messages.platform import hospital_context
 from messages.topics import HOSP_REQUESTS
 
@@ -26,9 +25,7 @@ SOURCE_HEADER: Final = "huimin-source-topic"
 TRUNCATED_HEADER: Final = "huimin-truncated-from"
 
 # Only values of these shapes are shown: a sender that put something else there gets ""
-# instead, as the reason already names the field (a msgid also needs a real time in it and
-# no citizen ID number, `_shown_msgid`).
-_MSGID = re.compile(r"[HJ]\d{29}")
+# instead, as the reason already names the field (a msgid: `answerable_msgid`).
 _HOSPITAL = re.compile(r"[HJ]\d{11}")
 _INFNO = re.compile(r"\d{4}")
 
@@ -82,17 +79,7 @@ def header_values(headers: Iterable[tuple[str, bytes | None]] | None) -> dict[st
 def _original_size(value: bytes | None, headers: dict[str, str]) -> int:
     """The size of the message as received, also of one kept only in part."""
     whole = headers.get(TRUNCATED_HEADER, "")
-    return int(whole) if whole.isdigit() else len(value or b"")
-
-
-def _shown_msgid(msgid: str) -> str:
-    """A msgid as a sender may have made it: shown if it is stamped with a real time and
-    no citizen ID number can be read in it (a sender that put one there), else ""."""
-    try:
-        real_msgid_time(msgid)
-    except ValueError:
-        return ""
-    return "" if holds_certno(msgid) else msgid
+    return int(whole) if whole.isascii() and whole.isdigit() else len(value or b"")
 
 
 def describe_dead_letter(value: bytes | None, headers: dict[str, str], partition: int = 0,
@@ -110,5 +97,5 @@ def describe_dead_letter(value: bytes | None, headers: dict[str, str], partition
         partition=partition, offset=offset, timestamp_ms=timestamp_ms,
         error_code=headers.get(CODE_HEADER, ""), reason=headers.get(REASON_HEADER, ""),
         source_topic=source, size=_original_size(value, headers), infno=shown("infno", _INFNO),
-        msgid=_shown_msgid(shown("msgid", _MSGID)),
+        msgid=msgid if answerable_msgid(msgid := ctx.get("msgid")) else "",
         fixmedins_code=shown("fixmedins_code", _HOSPITAL))

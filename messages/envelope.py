@@ -7,6 +7,7 @@ travels wrapped with the platform's own context (`ctx`) and the hop `trace`.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -20,6 +21,7 @@ from pydantic import (
 )
 
 from messages.codes import INFCODE_FAIL, INFCODE_OK, ErrorCode
+from messages.identity import holds_certno
 
 # Digits are [0-9], not \d: pydantic's (Rust) regex takes any script's digits for \d, and
 # an infno of Arabic-Indic digits was accepted.
@@ -59,6 +61,23 @@ def real_msgid_time(msgid: str) -> str:
     t = msgid[12:26]
     _real_time(f"{t[:4]}-{t[4:6]}-{t[6:8]} {t[8:10]}:{t[10:12]}:{t[12:]}")
     return msgid
+
+
+_MSGID_SHAPE = re.compile(r"[HJ][0-9]{29}")
+
+
+def answerable_msgid(value: Any) -> bool:
+    """Whether a msgid may be echoed (a refusal's `inf_refmsgid` and ctx, a dead letter's
+    listing): of a msgid's shape, stamped with a real time, and no citizen ID number can be
+    read in it (`holds_certno`). A request whose msgid is not is dead-lettered, not
+    answered: a sender that put a name or an ID number there would have it sent back."""
+    if not (isinstance(value, str) and _MSGID_SHAPE.fullmatch(value)):
+        return False
+    try:
+        real_msgid_time(value)
+    except ValueError:
+        return False
+    return not holds_certno(value)
 
 
 MsgId = Annotated[str, StringConstraints(pattern=r"^[HJ][0-9]{11}[0-9]{14}[0-9]{4}$"),

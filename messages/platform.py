@@ -11,9 +11,12 @@ settlement, the treatment side's classified `fees`.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Final
 
 from messages.codec import MalformedMessage, decode
+
+_INFNO_TEXT = re.compile(r"[0-9]{1,8}")
 
 LOCAL: Final = "local"
 CROSS: Final = "cross"
@@ -51,8 +54,9 @@ def hospital_context(value: bytes | None, is_request: bool) -> dict[str, Any] | 
 
 
 def infno_text(value: Any) -> str:
-    """A message's infno as text for an answer's context: what was sent if it is a short
-    string or a number, else "" (a sender's list nested 990 deep once made `str()` fail)."""
+    """A message's infno as text for an answer's context: what was sent if it is up to 8
+    digits, as a string or a number, else "" (a sender's list nested 990 deep once made
+    `str()` fail; a name sent as the infno would come back in the answer)."""
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**8:
         return str(value)
-    return value if isinstance(value, str) and len(value) <= 8 else ""
+    return value if isinstance(value, str) and _INFNO_TEXT.fullmatch(value) else ""

@@ -39,7 +39,7 @@ from records.consent import Decision, decide, published_consent, sharing_in_forc
 from records.documents import fhir_time, uid
 from records.validation import InvalidResource, Validator, operation_outcome
 from settlement.reference import ReferenceData
-from settlement.retention import cutoff, forget_answers, msgid_stamp
+from settlement.retention import day_cutoff, forget_answers, msgid_stamp
 
 #: Days a lab result stays valid for reuse (检查检验结果互认; a *parameter*).
 LAB_VALIDITY_DAYS = 30
@@ -401,17 +401,22 @@ class SourceRepositories:
         it waits in the row, and the publish that catches the row up answers it
         (`release`)."""
         req = msg["req"]
-        forget_answers(row.answers, cutoff(req["inf_time"]))
-        forget_answers(row.waiting, cutoff(req["inf_time"]))
+        # by the day, as the treatment side refuses what is older (E6003): a query it still
+        # lets through finds its answer here
+        forget_answers(row.answers, day_cutoff(req["inf_time"]))
+        forget_answers(row.waiting, day_cutoff(req["inf_time"]))
         seen = row.answers.get(req["msgid"])
-        if seen is not None:
-            return (self._retrieved(row, req) if seen.get("retrieve") else seen), row
+        if seen is not None and seen.get("retrieve") is not True:  # True: kept before 12-05
+            return (self._retrieved(row, seen["retrieve"], req["msgid"])
+                    if "retrieve" in seen else seen), row
         if msg.get("docs_held", 0) > len(row.docs):
             row.waiting[req["msgid"]] = msg
             return None, row
         answer = self._answer(certno, msg, row)
-        row.answers[req["msgid"]] = {"retrieve": True} if req["infno"] == Infno.EHR_RETRIEVE \
-            and answer["infcode"] == 0 else answer  # a document is kept once, in docs
+        # a document is kept once, in docs; its id kept with the msgid, as a repeat of the
+        # msgid is answered what the first was, whatever document it names
+        row.answers[req["msgid"]] = {"retrieve": req["input"]["document_id"]} \
+            if req["infno"] == Infno.EHR_RETRIEVE and answer["infcode"] == 0 else answer
         return answer, row
 
     def release(self, certno: str, row: RecordsRow
@@ -430,9 +435,8 @@ class SourceRepositories:
         return released
 
     @staticmethod
-    def _retrieved(row: RecordsRow, req: dict[str, Any]) -> dict[str, Any]:
-        doc = row.docs[req["input"]["document_id"]]
-        return ok_answer(req["msgid"], unpack_document(doc["content"]))
+    def _retrieved(row: RecordsRow, document_id: str, msgid: str) -> dict[str, Any]:
+        return ok_answer(msgid, unpack_document(row.docs[document_id]["content"]))
 
     def _answer(self, certno: str, msg: dict[str, Any], row: RecordsRow) -> dict[str, Any]:
         req = msg["req"]
@@ -477,7 +481,7 @@ class SourceRepositories:
                                  "no such document for this person",
                                  operation_outcome("not-found", "no such document for this "
                                                    "person"))
-            return self._retrieved(row, req)
+            return self._retrieved(row, inp["document_id"], msgid)
         if operation == "lab-lookup":
             return ok_answer(msgid, _reusable(held_then, inp["loinc"], req["inf_time"],
                                               allowed, refusals))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
+from functools import lru_cache
 from hashlib import blake2b
 from typing import Any
 
@@ -97,6 +98,21 @@ def _message(err: Any) -> str:
     return f"invalid value ({err['type']})" if echoed else msg
 
 
+@lru_cache(maxsize=256)
+def _known_type(kind: str) -> bool:
+    """Whether `kind` is a resource type of FHIR's, so that an error's path may name it: any
+    other word (a pinyin name, say) would be echoed in the OperationOutcome."""
+    if not _RESOURCE_TYPE.fullmatch(kind):
+        return False
+    if not_r4(kind) is not None:
+        return True
+    try:
+        get_fhir_model_class(kind)
+    except (KeyError, ValueError):
+        return False
+    return True
+
+
 def _an_r4_type(kind: str, path: str) -> None:
     """Refuse a resource type the models know but an R4 platform does not take."""
     if (why := not_r4(kind)) is not None:
@@ -126,7 +142,7 @@ class Validator:
                 "structure", "not a FHIR resource: a JSON object with resourceType is required",
                 path or None))
         kind = resource["resourceType"]
-        here = path or (kind if _RESOURCE_TYPE.fullmatch(kind) else "(a resource)")
+        here = path or (kind if _known_type(kind) else "(a resource)")
         if kind == "Bundle":
             entries = resource.get("entry")
             if isinstance(entries, list):

@@ -26,7 +26,14 @@ from messages.codes import (
     ErrorCode,
     Infno,
 )
-from messages.envelope import Request, error_answer, is_cross_province, ok_answer, province_of
+from messages.envelope import (
+    Request,
+    answerable_msgid,
+    error_answer,
+    is_cross_province,
+    ok_answer,
+    province_of,
+)
 from messages.identity import CERTNO_SYSTEM, is_valid_certno, mask_key, shown_id
 from messages.platform import CROSS, LOCAL, infno_text
 from messages.signing import Signer
@@ -349,7 +356,7 @@ class TreatmentPlatform:
             req = _validate(Request, data)
         except Rejected as exc:
             msgid, code = data.get("msgid"), data.get("fixmedins_code")
-            if isinstance(msgid, str) and isinstance(code, str) and self._known_sender(code):
+            if answerable_msgid(msgid) and isinstance(code, str) and self._known_sender(code):
                 ctx = {"infno": infno_text(data.get("infno")), "msgid": msgid,
                        "fixmedins_code": code}
                 return Reply(error_answer(msgid, exc.code, str(exc)), ctx), None
@@ -432,7 +439,7 @@ class TreatmentPlatform:
         except MalformedMessage:
             return None
         code, msgid = data.get("fixmedins_code"), data.get("msgid")
-        if not (isinstance(code, str) and isinstance(msgid, str) and self._known_sender(code)):
+        if not (isinstance(code, str) and answerable_msgid(msgid) and self._known_sender(code)):
             return None
         problem = signer.check(code, headers, key, raw or b"")
         if problem is None:

@@ -15,7 +15,7 @@ from messages import topics
 from messages.codec import decode, encode
 from messages.codes import ErrorCode, Infno
 from messages.dead_letters import CODE_HEADER, REASON_HEADER, SOURCE_HEADER, TRUNCATED_HEADER
-from messages.envelope import error_answer
+from messages.envelope import answerable_msgid, error_answer
 from messages.platform import hospital_context, wrap_answer
 from streams import metrics
 from streams.lost_writes import stop_for_lost_write
@@ -150,7 +150,7 @@ class RoleRunner:
         if source not in REQUESTS_INWARD:
             return sends
         ctx = hospital_context(value, source == topics.HOSP_REQUESTS)
-        if ctx is None:
+        if ctx is None or not answerable_msgid(ctx["msgid"]):  # not echoed: only kept
             return sends
         answer = error_answer(ctx["msgid"], code, reason)
         if source in FORWARDED_INWARD and self._trt_answers is not None and key:

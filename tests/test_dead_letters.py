@@ -95,6 +95,9 @@ def test_the_summary_counts_by_code_and_by_source_topic():
 def test_a_letter_kept_in_part_gives_the_size_the_message_had():
     entry = describe_dead_letter(b"{" * 100, {**headers("E1004"), TRUNCATED_HEADER: "1048676"})
     assert entry.size == 1_048_676
+    for odd in ("²", "١٢", "-5", ""):  # digits to str.isdigit, not to int(); or none
+        written = describe_dead_letter(b"{" * 100, {**headers("E1004"), TRUNCATED_HEADER: odd})
+        assert written.size == 100, odd
 
 
 def test_an_infno_nested_past_pythons_stack_names_no_infno_and_raises_nothing():

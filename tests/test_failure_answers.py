@@ -131,3 +131,14 @@ def test_a_failed_forward_whose_context_outgrew_a_record_is_answered_back_with_i
     assert msg["ans"]["inf_refmsgid"] == REQ["msgid"] and "pad" not in msg["ctx"]
     assert {k: msg["ctx"][k] for k in ("infno", "msgid", "fixmedins_code")} == {
         k: REQ[k] for k in ("infno", "msgid", "fixmedins_code")}
+
+
+def test_a_failed_request_whose_msgid_holds_a_citizen_id_is_only_dead_lettered():
+    """Its answer would echo the msgid onto the shared answer topic (`answerable_msgid`)."""
+    from streams.role import RoleRunner
+
+    run = RoleRunner(None, "hosp.responses", "dead.letters", {}, trt_answers="trt.answers")
+    for msgid in ("11010519491231002X", "H11010000001" + "11010519491231002" + "9"):
+        sends = run.failed(b"110101199003070000", encode({**REQ, "msgid": msgid}),
+                           "hosp.requests", ErrorCode.INTERNAL_ERROR, "internal error in y")
+        assert [s[0] for s in sends] == ["dead.letters"]

@@ -58,10 +58,12 @@ class Exchange:
         self.seq = 0
 
     def send(self, infno: str, certno: str, province: str, inp: dict[str, Any],
-             inf_time: str = "2026-12-10 10:00:00") -> dict[str, Any]:
+             inf_time: str = "2026-12-10 10:00:00", msgid: str | None = None
+             ) -> dict[str, Any]:
         h = hospital_in(province)
         self.seq += 1
-        req = {"infno": infno, "msgid": make_msgid(h.fixmedins_code, inf_time, self.seq),
+        msgid = msgid or make_msgid(h.fixmedins_code, inf_time, self.seq)
+        req = {"infno": infno, "msgid": msgid,
                "mdtrtarea_admvs": h.admdvs, "insuplc_admdvs": "",
                "fixmedins_code": h.fixmedins_code, "inf_time": inf_time, "input": inp}
         answer = self.oracle.submit(certno, req)
@@ -570,6 +572,59 @@ def test_a_retrieve_is_decided_and_audited_before_it_says_whether_the_document_e
     assert len(audit_of(ex, certno)) == before
 
 
+def test_a_retrieve_repeating_a_msgid_gets_its_first_answer_not_the_document_it_names():
+    """A msgid is answered once (DOMAIN.md §4): a 7003 that reuses one is told what the first
+    was, not given the document it now names, which its consent refuses (and unaudited)."""
+    ex = Exchange()
+    certno = person(DENY_CROSS_REGION)
+    home = WORLD.ref.enrollments[certno].province
+    other = next(p for p in sorted(WORLD.ref.provinces) if p != home)
+    held = {}
+    for province, example in ((home, "Patient-example.json"), (other, "Encounter-example.json")):
+        resource = orjson.loads((FHIR_DATA / "hl7-r4" / example).read_bytes())
+        published = ex.send("7001", certno, province, {"resource": resource})
+        held[province] = published["output"]["entry"][0]["response"]["location"].split("/")[1]
+    h = hospital_in(home)
+    reused = make_msgid(h.fixmedins_code, "2026-12-10 10:00:00", 900)
+    first = ex.send("7003", certno, home, {"document_id": held[home], "purpose": "TREAT"},
+                    msgid=reused)
+    assert first["infcode"] == 0
+    refused = ex.send("7003", certno, home, {"document_id": held[other], "purpose": "TREAT"})
+    assert refused["err_code"] == "E5002"
+    audited = len(audit_of(ex, certno))
+    again = ex.send("7003", certno, home, {"document_id": held[other], "purpose": "TREAT"},
+                    msgid=reused)
+    assert again == first
+    assert len(audit_of(ex, certno)) == audited
+    made_up = ex.send("7003", certno, home, {"document_id": "0" * 8 + held[home][8:],
+                                             "purpose": "TREAT"}, msgid=reused)
+    assert made_up == first  # not an internal error for an id the row does not hold
+
+
+def test_a_query_repeated_within_the_treatment_sides_window_gets_its_first_answer():
+    """The treatment side keeps a person's clock by the day and lets through what is not
+    older than a window before that day began; the sources keep answers as long, so such a
+    repeat is answered as at first, though a document was published since."""
+    ex = Exchange()
+    certno = person(PERMIT)
+    home = WORLD.ref.enrollments[certno].province
+    patient = orjson.loads((FHIR_DATA / "hl7-r4" / "Patient-example.json").read_bytes())
+    assert ex.send("7001", certno, home, {"resource": patient})["infcode"] == 0
+    h = hospital_in(home)
+    msgid = make_msgid(h.fixmedins_code, "2026-12-10 10:00:00", 900)
+    inp = {"patient_identifier": f"{CERTNO_SYSTEM}|{certno}", "purpose": "TREAT"}
+    first = ex.send("7002", certno, home, inp, msgid=msgid)
+    assert first["output"]["total"] == 1
+    encounter = orjson.loads((FHIR_DATA / "hl7-r4" / "Encounter-example.json").read_bytes())
+    assert ex.send("7001", certno, home, {"resource": encounter},
+                   inf_time="2026-12-17 12:00:00")["infcode"] == 0
+    assert ex.send("7002", certno, home, inp,
+                   inf_time="2026-12-17 12:00:01")["output"]["total"] == 2
+    audited = ex.oracle.ehr.record(certno).audited
+    assert ex.send("7002", certno, home, inp, msgid=msgid) == first
+    assert ex.oracle.ehr.record(certno).audited == audited
+
+
 def test_a_lab_result_is_reused_within_its_window_and_not_after_it():
     ex = Exchange()
     certno = person()
@@ -683,6 +738,14 @@ def test_an_unknown_resource_type_is_an_operation_outcome_not_a_crash():
         answer = ex.send("7001", person(), "110000", {"resource": resource})
         assert answer["err_code"] == "E5001"
         assert answer["output"]["resourceType"] == "OperationOutcome"
+
+
+def test_an_unknown_resource_type_is_not_echoed_in_the_outcomes_path():
+    """A word that is no FHIR type (a name in pinyin, say) is not a path to name."""
+    answer = Exchange().send("7001", person(), "110000", {"resource": {
+        "resourceType": "ZhangSanfeng", "id": "x"}})
+    assert answer["err_code"] == "E5001"
+    assert "ZhangSanfeng" not in orjson.dumps(answer).decode()
 
 
 @pytest.mark.parametrize("resource", [

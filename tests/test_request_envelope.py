@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import pytest
 
+from messages.codec import encode
 from messages.codes import ErrorCode
+from messages.signing import Signer
 from messages.visitlog import make_msgid
+from settlement.treatment import Reply, TreatmentPlatform
 from tests.handmade import (
     EMP_CERTNO,
     ENROLLMENTS,
@@ -45,18 +48,50 @@ def test_a_msgid_stamped_with_another_time_than_inf_time_is_refused():
 
 
 def test_impossible_dates_are_answered_as_schema_violations_not_dead_lettered():
+    """Answered to the msgid, whose own time is a real one (a msgid that is not is
+    dead-lettered: `test_a_msgid_that_is_no_msgid_is_dead_lettered_not_echoed`)."""
     c = Clinic()
     for bad in ("2026-02-30 09:00:00", "2026-13-01 09:00:00", "0000-01-01 09:00:00"):
         req = request("1101", HOSP_BJ, bad, 7, person_info_input(EMP_CERTNO, bad))
+        req["msgid"] = make_msgid(HOSP_BJ.fixmedins_code, T, 7)
         err = refused(c.send(EMP_CERTNO, req), ErrorCode.SCHEMA_VIOLATION)
         assert "not a real date" in err and bad not in err
     for far in ("0001-01-01 00:00:00", "9999-12-31 23:00:00"):  # once an internal error
         req = request("1101", HOSP_BJ, far, 7, person_info_input(EMP_CERTNO, far))
+        req["msgid"] = make_msgid(HOSP_BJ.fixmedins_code, T, 8)
         err = refused(c.send(EMP_CERTNO, req), ErrorCode.SCHEMA_VIOLATION)
         assert "not a date and time in the years 1900–2999" in err and far not in err
     inp = {**register_input(EMP, T), "begntime": "2026-04-31 08:00:00"}
     err = refused(c.do(EMP_CERTNO, "2201", inp), ErrorCode.SCHEMA_VIOLATION)
     assert "input.begntime" in err
+
+
+@pytest.mark.parametrize("msgid", [
+    "11010519491231002X",  # a citizen ID number
+    HOSP_BJ.fixmedins_code + "11010519491231002" + "9",  # one inside the msgid's digits
+    HOSP_BJ.fixmedins_code + "110105194912310021",  # ... whose check character is wrong
+    "张三丰",  # a name
+    HOSP_BJ.fixmedins_code + "20260230090000" + "0007",  # a time that is none
+])
+def test_a_msgid_that_is_no_msgid_is_dead_lettered_not_echoed(msgid: str):
+    """An answer echoes its request's msgid (`inf_refmsgid`) onto the shared answer topic:
+    one of another shape, with no real time in it, or in which a citizen ID number can be
+    read is dead-lettered (E1002) instead, as is an unsigned one."""
+    c = Clinic()
+    req = c.request(EMP_CERTNO, "1101", person_info_input(EMP_CERTNO, T))
+    req["msgid"] = msgid
+    assert c.oracle.submit(EMP_CERTNO, req) is None
+    outcome = c.oracle.treatment.authenticate(
+        Signer(b"k" * 32), {}, None, encode(req))
+    assert outcome is None  # not answered E6001 either: left to be dead-lettered
+
+
+def test_a_name_sent_as_the_infno_is_not_echoed_in_the_answers_context():
+    req = request("1101", HOSP_BJ, T, 9, person_info_input(EMP_CERTNO, T))
+    req["infno"] = "张三丰"
+    outcome, _ = TreatmentPlatform(Clinic().ref).handle_request(EMP_CERTNO, encode(req), None)
+    assert isinstance(outcome, Reply) and outcome.ctx["infno"] == ""
+    assert outcome.answer["err_code"] == ErrorCode.SCHEMA_VIOLATION.value
 
 
 def _settled(c: Clinic, cert: str, settle_seq: int) -> dict:
