@@ -33,6 +33,7 @@ from simulators import hospital_metrics as metrics
 from simulators.bad_messages import BadMessage
 from simulators.reconciliation import DailyReconciler, DayReconciliation, HospitalBooks
 from streams.config import FETCH_WAIT_MS, LINGER_MS
+from streams.metrics import route_label
 from streams.offset_gaps import GapCounts, GapGuard
 from streams.partition_ends import true_ends
 from streams.partitioner import KeyPartitioner
@@ -169,6 +170,12 @@ class Exchange:
     latency_ms: float | None = None  # first send to first answer
     route: str = ""
     trace: list = field(default_factory=list)
+    given_up: bool = False  # its visit timed out: no answer to it is awaited any more
+
+
+def unanswered(ex: Exchange) -> int:
+    """Sends of `ex` not answered yet."""
+    return max(0, ex.sends - len(ex.answers))
 
 
 @dataclass(frozen=True, slots=True)
@@ -556,6 +563,7 @@ class HospitalFleet:
             start_lag.add(lag_ms)
             if not waited:
                 loop_lag.add(lag_ms)
+            session.start_lag_ms = 0.0 if waited else lag_ms  # the bench's latency adds it
             busy.add(session.visit.certno)
             pump(session)
 
@@ -574,6 +582,14 @@ class HospitalFleet:
                 del owner[ex.msgid]
                 awaited_since.pop(ex.msgid, None)
             sink(session, mine)
+
+        def give_up(mine: Iterable[Exchange]) -> None:
+            """Their visit timed out: their sends still unanswered are no longer awaited and
+            leave `IN_FLIGHT` (a late answer does not take them off again)."""
+            for ex in mine:
+                if not ex.given_up:
+                    metrics.IN_FLIGHT.dec(unanswered(ex))
+                    ex.given_up = True
 
         def close_days() -> list[tuple[str, dict[str, Any]]]:
             """Days every visit begun by then has finished, before the clock's day (all of
@@ -658,13 +674,13 @@ class HospitalFleet:
                         if len(unexpected_msgids) < UNEXPECTED_KEPT:
                             unexpected_msgids.append(str(msgid))
                     continue
-                if len(ex.answers) < ex.sends:
+                if len(ex.answers) < ex.sends and not ex.given_up:
                     metrics.IN_FLIGHT.dec()
                 if not ex.answers:
                     recv = time.time_ns()
                     ex.latency_ms = (recv - ex.sent_ns) / 1e6
                     ex.route = msg.get("ctx", {}).get("route", "")
-                    metrics.ROUND_TRIP.labels(ex.route or "local", ex.infno).observe(
+                    metrics.ROUND_TRIP.labels(route_label(ex.route), ex.infno).observe(
                         ex.latency_ms / 1000)
                     ex.trace = [[HOSP_SEND, ex.sent_ns], *msg.get("trace", []),
                                 [HOSP_RECV, recv]]
@@ -691,6 +707,7 @@ class HospitalFleet:
                                   "err_msg": "no answer within the timeout", "output": {}}
                 last_news = time.monotonic()  # a visit ended: its day may close now
                 pump(session)
+                give_up([exchanges[m] for m, _ in session.sent])
                 release(session, gave_up=True)
         wall_s = time.monotonic() - t0
         # stopped: what is still unsent is in flight either way, and the answers so far are
@@ -700,6 +717,8 @@ class HospitalFleet:
         else:
             self._flush(stop_requested=stop_requested)
         interrupted = interrupted or stop_requested()  # asked to stop while flushing
+        # the run awaits nothing more: what is still unanswered leaves `IN_FLIGHT`
+        metrics.IN_FLIGHT.dec(sum(unanswered(e) for e in exchanges.values() if not e.given_up))
         for b in bad[next_bad:]:  # not sent (interrupted): no answer to await
             bad_answers.pop(b.msgid, None)
         if sink is not None:  # visits unfinished or short of answers: the sink counts them

@@ -53,10 +53,14 @@ CONSUMER_LAG = Gauge("huimin_consumer_lag_messages", "Messages not yet committed
 FENCED_RECORDS = Counter("huimin_changelog_records_fenced_total", "Table changelog records "
                          "not applied: late writes of a worker that had lost its partitions "
                          "(streams/owner_fence.py)", ["table"])
-REDELIVERY_WAITS = Counter("huimin_redelivery_waits_total", "Messages a restarted worker took "
-                           "before what they followed came again, held in the person's row "
-                           "until it did: a settlement's answer or a hospital request (row "
-                           "treatment), a health-record query (row records)", ["row"])
+REDELIVERY_WAITS = Counter("huimin_redelivery_waits_total", "Messages held in the person's "
+                           "row until what they follow is read. Row treatment: a hospital "
+                           "request taken before the answer to the one it follows (sent before "
+                           "that answer came back: a duplicate, a 2601, a next request; or read "
+                           "again before it after a restart), a settlement's answer taken before "
+                           "the request its row lost in a restart came again. Row records: a "
+                           "health-record query taken before the publish its row lost in a "
+                           "restart came again", ["row"])
 CLEARING_NET = Gauge("huimin_clearing_net_position_fen", "Each province's net cross-province "
                      "position so far: receivable − payable (fen)", ["province"])
 EHR_PUBLISHED = Counter("huimin_ehr_documents_published_total", "Health-record documents "
@@ -170,6 +174,16 @@ _INFNOS = frozenset(i.value for i in Infno)
 _CODES = frozenset(c.value for c in ErrorCode)
 
 
+#: The routes a request takes through the platform (`ctx["route"]`), as latency labels.
+ROUTES = ("local", "cross", "recon", "ehr")
+
+
+def route_label(value: Any) -> str:
+    """A route as a label only if it is one of `ROUTES`: none (refused before it was
+    routed), or anything else a message carries (a raw field, not trusted), is "other"."""
+    return value if value in ROUTES else "other"
+
+
 def infno_label(value: Any) -> str:
     """An infno as a label only if it is one we know: a request's raw field is not trusted."""
     return value if value in _INFNOS else "other"
@@ -188,9 +202,7 @@ def observe_answer(answer: dict[str, Any], ctx: dict[str, Any], trace: list) -> 
     child(ANSWERS, infno, outcome_of(answer)).inc()
     if trace:
         start = trace[0][1]
-        route = ctx.get("route") if ctx.get("route") in ("local", "cross", "recon", "ehr") \
-            else "other"
-        child(LATENCY, route, infno).observe(
+        child(LATENCY, route_label(ctx.get("route")), infno).observe(
             max(0.0, (time.time_ns() - start) / 1e9))
     for hop, ms in hop_durations_ms(trace).items():
         if hop in HOPS:

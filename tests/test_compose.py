@@ -13,6 +13,7 @@ import typer
 import yaml
 
 from huimin.cli import app
+from streams.kafka_broker import KAFKA_VERSION
 from tests.conftest import REPO
 
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
@@ -48,6 +49,12 @@ def test_compose_runs_kafka_topics_workers_and_the_simulator():
     assert SERVICES["kafka"]["image"].startswith("apache/kafka:")
     assert SERVICES["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
     assert SERVICES["worker"]["deploy"]["replicas"] >= 1
+
+
+def test_compose_runs_the_apache_kafka_version_the_kafka_tests_run():
+    """The image `huimin broker --kind kafka` and the Kafka tests run from its jars, so that
+    what compose starts is the broker the platform was tested on (the three brokers too)."""
+    assert SERVICES["kafka"]["image"] == f"apache/kafka:{KAFKA_VERSION}"
 
 
 def test_every_service_command_is_a_huimin_command_the_cli_accepts(tmp_path):
