@@ -2,7 +2,9 @@
 the raw broker ceiling (benchmarks/ceiling.py), at each offered rate.
 
 Open loop: visits arrive at a fixed rate whatever the answers do, so a slow platform shows as
-latency, not as politely reduced load (no coordinated omission). The first `warmup` seconds
+latency, not as politely reduced load. A settlement's latency is from its send plus how late
+its visit was taken up, as the raw ceiling times each message from when it was due: a load
+generator that falls behind adds its lag (no coordinated omission). The first `warmup` seconds
 of each rate are left out. Each rate uses simulated days of its own, so nothing is a duplicate
 of an earlier rate's request, and as many of them as give each hospital ~50 visits a day.
 """
@@ -36,7 +38,7 @@ from benchmarks.cpu_accounts import (
     thread_cpu_seconds,
 )
 from benchmarks.cpu_probe import CpuProbe
-from benchmarks.latency import percentiles
+from benchmarks.latency import cross_vs_raw, percentiles
 from benchmarks.profiles import Profiles
 from benchmarks.timeline import rate_timeline
 from huimin.report import percentile
@@ -179,6 +181,10 @@ class RatePoint:
     unsustained: str | None = None
     #: a rate of two minutes or more, slice by slice (benchmarks/timeline.py)
     timeline: list[dict[str, Any]] = field(default_factory=list)
+    #: the cross-province route's p50, p90, p99, p99.9 and max ÷ the raw ceiling's at the same
+    #: offered rate (benchmarks/latency.py, cross_vs_raw); None where either left anything
+    #: unanswered; empty without a ceiling
+    cross_vs_raw_latency: dict[str, float | None] = field(default_factory=dict)
     #: of the settlements sent after the warm-up (and those of its visits cut short before
     #: them), the share answered, OK or with the error the visit mix expects (~3 % are
     #: refusals by design)
@@ -207,7 +213,9 @@ class RateTally:
         self.settlements_cut = array("q")
         self.failed = 0  # visits ended by a refusal the visit did not expect
         self.first_sent_ns = 0
-        self.by_route: dict[str, tuple[array, array]] = {}  # route -> (sent ns, latency ms)
+        #: route -> (due ns, latency ms): a settlement answered OK, timed from when it was due,
+        #: its send less its visit's start lag (`start_lag_ns`)
+        self.by_route: dict[str, tuple[array, array]] = {}
         self.hops: dict[str, tuple[array, array]] = {}  # hop -> (sent ns, ms)
 
     @staticmethod
@@ -216,8 +224,18 @@ class RateTally:
         sent.append(sent_ns)
         values.append(ms)
 
+    @staticmethod
+    def start_lag_ns(session: VisitSession) -> int:
+        """How late the hospitals took the visit up after its scheduled arrival (ns): added to
+        its settlements' latency, as the raw ceiling's sender lag is to its messages'. 0 for a
+        visit that waited for the same person's visit before it (that wait is the person's,
+        not the load generator's: simulators/hospital.py, start_visit) and for one the
+        hospitals did not time."""
+        return max(0, int(getattr(session, "start_lag_ms", 0.0) * 1e6))
+
     def __call__(self, session: VisitSession, exchanges: list[Exchange]) -> None:
         self.visits += 1
+        lag_ns = self.start_lag_ns(session)
         code = session.failed.get("err_code") if session.failed is not None else None
         if code not in (None, DESIGNED_END, TIMED_OUT):  # a time-out is counted apart
             self.failed += 1
@@ -238,7 +256,8 @@ class RateTally:
                     self.settlements_answered.append(ex.sent_ns)
             if not ex.answers or ex.latency_ms is None or ex.answers[0].get("infcode") != 0:
                 continue
-            self._add(self.by_route, ex.route or "local", ex.sent_ns, ex.latency_ms)
+            self._add(self.by_route, ex.route or "local", ex.sent_ns - lag_ns,
+                      ex.latency_ms + lag_ns / 1e6)
             for hop, ms in hop_durations_ms(ex.trace).items():
                 self._add(self.hops, hop, ex.sent_ns, ms)
 
@@ -341,7 +360,8 @@ def warm_up(fleet: HospitalFleet, world: World, rate: float, seconds: float, sta
 
 def summarise_rate(tally: RateTally, result: HospitalRunResult, rate: float, warmup: float,
                    cpu: dict[str, float]) -> RatePoint:
-    """The rate's figures, leaving out settlements sent in its first `warmup` seconds."""
+    """The rate's figures, leaving out settlements sent in its first `warmup` seconds (for
+    their latency, due then: the raw ceiling keeps its messages by when they were due too)."""
     keep_from = tally.first_sent_ns + int(warmup * 1e9)
 
     def kept(sent: array, values: array) -> list[float]:
@@ -722,6 +742,8 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
         if ceiling:  # on a broker of its own, as each rate of its sweep: none of huimin's
             # workers polling it meanwhile
             point.ceiling = fresh_ceiling(point.offered_settlements_per_s)
+            point.cross_vs_raw_latency = cross_vs_raw(point.settlement_latency_ms,
+                                                      point.ceiling)
         return point
 
     sweep: list[dict[str, Any]] = []

@@ -52,7 +52,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"{s.get('store', 'memory')}",
         "",
         *([interrupted_note(result), ""] if result.get("interrupted") else []),
-        "Settlement = 2207/2304 round trip seen by the hospital (ms), all routes; a "
+        "Settlement = 2207/2304 round trip seen by the hospital (ms), all routes, plus how "
+        "late its visit was taken up after its scheduled arrival (the start lag below), as "
+        "the raw ceiling times each message from when it was due; a "
         "settlement never answered (or never sent, its visit cut short) ranks above every "
         "answer, and a percentile among those reads ∞. Raw ceiling = the 6 topics of a "
         "cross-province settlement through 5 plain aiokafka forwarders at the same offered "
@@ -60,7 +62,8 @@ def markdown(result: dict[str, Any]) -> str:
         "route's (a local settlement crosses 4 topics): cross p99 ÷ raw p99, – where either "
         "left anything unanswered. Throughput vs "
         "raw = settlements answered (OK or refused) per second ÷ raw messages through per "
-        "second (huimin also carries the rest of each visit: 5–7 requests per settlement).",
+        "second (huimin also carries the rest of each visit: 5–7 requests per settlement). "
+        "CPU cores: the average over the whole rate, its warm-up and drain included.",
         "",
         "| offered visits/s | offered settl./s | achieved settl./s | p50 | p90 | p99 | p99.9 | "
         "max | raw achieved/s | raw p50 | raw p99 | cross p99 ÷ raw p99 | throughput vs raw "
@@ -91,13 +94,14 @@ def markdown(result: dict[str, Any]) -> str:
             f"{cpu.get('workers', 0):g} / {cpu.get('hospitals', 0):g} | "
             f"{rss.get('broker', '–')} / {rss.get('workers', '–')} / {rss.get('hospitals', '–')} |")
     lines += start_lag_lines(result)
+    lines += raw_ratio_lines(result)
     lines += capacity_lines(result)
     lines += cpu_lines(result)
     lines += role_lines(result)
     lines += thread_lines(result)
     lines += memory_lines(result)
     lines += timeline_lines(result)
-    lines += ["", "## By route (settlement round trip, ms)", "",
+    lines += ["", "## By route (settlement latency, ms: round trip and start lag)", "",
               "| offered visits/s | route | count | p50 | p90 | p99 | p99.9 | max |",
               "|---|---|---|---|---|---|---|---|"]
     for p in result["points"]:
@@ -151,13 +155,39 @@ def raw_bound(cap: dict[str, Any]) -> str:
     return ": no rate offered was sustained"
 
 
-#: A start lag past this share of the p99 target makes the rate's latency figures too low.
+def raw_ratio_lines(result: dict[str, Any]) -> list[str]:
+    """Each percentile of the cross-province route as a multiple of the raw ceiling's at the
+    same offered rate (both cross 6 topics); results from before `cross_vs_raw_latency` was
+    kept are worked out from their figures the same way."""
+    from benchmarks.latency import RATIOED, cross_vs_raw
+
+    rows = []
+    for p in result["points"]:
+        ratios = p.get("cross_vs_raw_latency") or cross_vs_raw(p["settlement_latency_ms"],
+                                                                p.get("ceiling") or {})
+        if ratios:
+            rows.append(f"| {p['offered_visits_per_s']:g} | " + " | ".join(
+                "–" if ratios.get(k) is None else f"{ratios[k]:.1f}×" for k in RATIOED)
+                + " |")
+    if not rows:
+        return []
+    return ["", "## Cross-province latency ÷ the raw ceiling's", "",
+            "Each percentile of the cross-province settlements ÷ the same percentile of the "
+            "raw ceiling at the same offered rate; – where either left anything unanswered.",
+            "", "| offered visits/s | " + " | ".join(RATIOED) + " |",
+            "|" + "---|" * (len(RATIOED) + 1), *rows]
+
+
+#: A start lag past this share of the p99 target: the load generator fell behind, and that
+#: much of the rate's latency is its own, not the platform's.
 LAG_SHARE_OF_TARGET = 0.1
 
 
 def start_lag_lines(result: dict[str, Any]) -> list[str]:
-    """How late the load generator took up visits: latency is timed from the actual send, so
-    a loop that fell behind its schedule would not show in it (coordinated omission)."""
+    """How late the load generator took up visits. A settlement's latency includes its
+    visit's lag (but not a wait for the same person's visit before it), as the raw ceiling's
+    includes its sender's, so a loop that fell behind its schedule shows there (no
+    coordinated omission); said apart too, since that part is the load generator's."""
     lags = [(p["offered_visits_per_s"], p["start_lag_ms"]) for p in result["points"]
             if p.get("start_lag_ms")]
     if not lags:
@@ -172,13 +202,15 @@ def start_lag_lines(result: dict[str, Any]) -> list[str]:
                         "the person's visit before" if lag.get("waited_for_person") else "")
                      for rate, lag in lags)
     lines = ["", "Start lag (how late the hospitals took up each visit after its scheduled "
-             "arrival, a wait for the same person's visit before it to end included; latency "
-             f"is timed from the actual send): {said}."]
+             "arrival, a wait for the same person's visit before it to end included; each "
+             "settlement's latency includes its visit's lag, that wait left out, as the raw "
+             f"ceiling's includes its sender's): {said}."]
     if late:
         lines.append(f"At {', '.join(f'{r:g}' for r in late)} visits/s the start lag's p99 "
                      f"(to its bucket's upper edge) passed {LAG_SHARE_OF_TARGET:.0%} of the "
                      "p99 target: the hospitals may have fallen behind their schedule, and "
-                     "those rates' latency figures may be too low.")
+                     "that much of those rates' latency may be the load generator's, not the "
+                     "platform's.")
     return lines
 
 
@@ -533,8 +565,12 @@ def cpu_lines(result: dict[str, Any]) -> list[str]:
             "would carry at this cost | messages written to the broker per visit | CPU ms "
             "per message written | CPU probe ms (median; lower is a faster machine) |",
             "|---|---|---|---|---|---|---|", *lines,
-            "", "A message written = one record produced to any topic (a request or answer at "
-            "each hop, a table's changelog write, a money event, a dead letter)."
+            "", "The CPU is read over the whole rate, unlike its latency and throughput: the "
+            "warm-up and the drain after the last arrival included, shared over every visit "
+            "started (the warm-up's too), and the CPU cores in the first table are the "
+            "average over that time. A message written = one record produced to any topic "
+            "(a request or answer at each hop, a table's changelog write, a money event, a "
+            "dead letter)."
             + (" The raw ceiling writes each of its messages 6 times; its CPU per message "
                "written is in the capacity section's table." if result.get("ceiling_sweep")
                else "")]
@@ -699,6 +735,31 @@ def _achieved(point: dict[str, Any]) -> str:
     dropped = point.get("dropped_visits") or 0
     return f"{point['achieved_settlements_per_s']:g}" + (f" ({dropped:,} visits dropped)"
                                                           if dropped else "")
+
+
+def not_a_result(result: Any) -> str | None:
+    """Why `result` is not a `huimin bench` result that `comparison` can read (in words);
+    None if it is. A file half like one (no machine versions, a rate without its figures)
+    is refused here rather than failing halfway through the comparison."""
+    if not isinstance(result, dict) or "started" not in result:
+        return "no start time in it"
+    if not all(isinstance(result.get(k), dict) for k in ("settings", "machine")):
+        return "no settings or machine in it"
+    if not isinstance(result["machine"].get("versions"), dict):
+        return "no versions in its machine"
+    points = result.get("points")
+    if not isinstance(points, list):
+        return "no rates in it"
+    for p in points:
+        if not (isinstance(p, dict) and isinstance(p.get("offered_visits_per_s"), int | float)
+                and isinstance(p.get("achieved_settlements_per_s"), int | float)
+                and isinstance(p.get("settlement_latency_ms"), dict)):
+            return "a rate without its offered and achieved rates or its latency"
+    cap = result.get("capacity")
+    if cap and not (isinstance(cap, dict) and "p99_limit_ms" in cap
+                    and "huimin_settlements_per_s" in cap):
+        return "a capacity without its p99 limit or huimin's figure"
+    return None
 
 
 def comparison(before: dict[str, Any], after: dict[str, Any]) -> str:

@@ -4,7 +4,9 @@
     pytest benchmarks/ --benchmark-disable -q -p no:cacheprovider  # CI: each body runs once
 
 Each benchmark records in `extra_info` what one call covers (`per_call`, in `unit`s) and, when
-measured, `per_second` = per_call / mean. Where the project sets a target it is recorded as
+measured, `per_second` = per_call / mean: sustained throughput, items ÷ total time, garbage
+collector pauses included (the conservative figure; the summary printed at the end uses the
+same, conftest.py). Where the project sets a target it is recorded as
 `target_per_second` (with `target_ratio`), never asserted: these are measurements, not timed
 tests. Targets: policy engine ≥ 50,000 settlements/s/core; ingress FHIR validation ≥ 5,000
 resources/s/core.

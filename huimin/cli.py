@@ -772,6 +772,10 @@ def bench(
     if max(offered) * duration > MAX_VISITS:
         raise typer.BadParameter(f"at most {MAX_VISITS:,} visits a rate (rate × duration)",
                                  param_hint="--rates")
+    if min(offered) * (duration - warmup) < 1:  # one visit, or none, would be all the figures
+        raise _refused(f"--rates {min(offered):g} gives fewer than one visit after the "
+                       f"warm-up ({duration:g} s less {warmup:g} s): rate × (duration − "
+                       "warmup) must be at least 1")
     _check_cluster_address(None)
     _check_reachable(os.environ.get(BOOTSTRAP_ENV))
     if os.environ.get(BOOTSTRAP_ENV):  # every rate runs on that one cluster: fresh at first?
@@ -779,6 +783,11 @@ def bench(
     if persons is None:
         persons = bench_persons(max([*offered, find_capacity_max] if find_capacity
                                     else offered))
+    out.mkdir(parents=True, exist_ok=True)  # what it will write, refused before measuring
+    for name in ("bench.json", "bench.md", "bench.png"):
+        _check_output(out / name, "--out")
+        if not os.access(out / name if (out / name).exists() else out, os.W_OK):
+            raise _refused(f"{out / name} cannot be written: no permission")
     with _progress() as progress:
         stage, done = _reporters(progress, None)
         result = run_bench(offered, duration, warmup, broker, out, seed=seed, persons=persons,
@@ -846,17 +855,14 @@ def bench_compare(
 
     Rate by rate: settlements/s, p50, p99, CPU per visit and the CPU probe (how fast the
     machine ran meanwhile), with the settings that differ."""
-    from benchmarks.report import comparison
+    from benchmarks.report import comparison, not_a_result
 
     def load(path: Path, hint: str) -> dict:
         file = path / "bench.json" if path.is_dir() else path
         try:
             result = orjson.loads(file.read_bytes())
-            if not (isinstance(result, dict)
-                    and isinstance(result.get("points"), list)
-                    and all(isinstance(result.get(k), dict) for k in ("settings", "machine"))
-                    and "started" in result):
-                raise ValueError("no rates, settings or machine in it")
+            if (problem := not_a_result(result)) is not None:
+                raise ValueError(problem)
             return result
         except (OSError, ValueError) as exc:
             raise typer.BadParameter(f"{file} is not a `huimin bench` result ({exc})",
@@ -1049,6 +1055,8 @@ def replay(
         visits = list(visit_iter)
     except LogFormatError as exc:
         raise _refused(exc) from None
+    if not visits:  # nothing would be sent, after the platform took ~20 s to start
+        raise _refused(f"{visit_log} holds a header and no visits: nothing to replay")
     client = _security(security_protocol, sasl_mechanism, sasl_username,
                        ssl_cafile).kafka_python()
     world = build_world(header.world)

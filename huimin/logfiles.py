@@ -225,8 +225,16 @@ def write_records(path: Path, sessions: Iterable[VisitSession], expected: bool =
 
 
 def read_records(path: Path) -> Iterator[dict[str, Any]]:
+    """Each result record; blank lines may end the file, as they may a visit log, not come
+    between its records."""
+    blank = 0  # the line number of a blank line not yet followed by a record
     with open(path, "rb") as f:
         for n, line in enumerate(f, start=1):
+            if not line.strip():
+                blank = blank or n
+                continue
+            if blank:
+                raise LogFormatError(f"{path}: line {blank} is blank, between result records")
             try:
                 record = orjson.loads(line)
                 if not isinstance(record, dict) or type(record.get("visit_no")) is not int \

@@ -47,9 +47,10 @@ from benchmarks.report import (
     timeline_lines,
 )
 from messages.visitlog import VisitSession
-from simulators.hospital import Exchange, HospitalRunResult
+from simulators.hospital import Exchange, HospitalFleet, HospitalRunResult
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import MAX_PERSONS, WorldSpec, build_world
+from streams.offset_gaps import GapCounts
 
 
 def lat(p99: float) -> dict[str, Any]:
@@ -364,6 +365,103 @@ def test_a_visit_cut_short_before_its_settlement_counts_that_settlement_as_unans
         why_unsustained(point, 300, max_in_flight=40) or "")
 
 
+def test_a_settlements_latency_includes_its_visits_start_lag_as_the_raw_ceilings_does():
+    """A visit the hospitals took up 250 ms late: its settlement is timed from when the visit
+    was due, not from its send, so a starved load generator shows in the figures; when it
+    was answered, and so the achieved rate, stays the same."""
+    def point(lag_ms: float) -> RatePoint:
+        tally = RateTally()
+        for at in (100.0, 101.2, 101.4):
+            tally(*_settled_visit(at, 40.0, "local"))
+        late, exchanges = _settled_visit(101.6, 40.0, "cross")
+        late.start_lag_ms = lag_ms
+        tally(late, exchanges)
+        return summarise_rate(tally, HospitalRunResult([], {}, {}, [], [], 0, 3.0), rate=2.0,
+                              warmup=1.0, cpu={})
+
+    on_time, taken_up_late = point(0.0), point(250.0)
+    assert taken_up_late.settlement_latency_ms["cross"]["max"] == 290.0
+    assert on_time.settlement_latency_ms["cross"]["max"] == 40.0
+    assert taken_up_late.settlement_latency_ms["local"] == on_time.settlement_latency_ms["local"]
+    assert taken_up_late.achieved_settlements_per_s == on_time.achieved_settlements_per_s
+    assert taken_up_late.answered_share == on_time.answered_share == 1.0
+    assert taken_up_late.hop_latency_ms == on_time.hop_latency_ms  # hops: from the send
+
+
+class _FleetWithoutBroker(HospitalFleet):
+    """The hospitals' loop with nothing behind it: no answer ever comes (each visit times
+    out), and the first request sent holds the loop up for `stall_s`."""
+
+    def __init__(self, stall_s: float) -> None:
+        self.answer_timeout_s = 0.05
+        self.sign_in_msgids = set()
+        self.stall_s = stall_s
+
+    def _send(self, key: Any, value: bytes, sender: str = "", signing: str = "valid") -> int:
+        time.sleep(self.stall_s)
+        self.stall_s = 0.0
+        return time.time_ns()
+
+    def _poll(self, timeout_ms: int, worlds: Any = None) -> list:
+        time.sleep(timeout_ms / 1000)
+        return []
+
+    def _poll_dead_letters(self) -> list:
+        return []
+
+    def _flush(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def _read_gaps(self) -> GapCounts:
+        return GapCounts()
+
+
+def test_the_hospitals_give_a_visit_its_start_lag_and_none_for_a_wait_for_its_person():
+    """Three visits due at once: the first's send stalls the loop 300 ms, so the second is
+    taken up that late; the third is the first's person, and waits for that visit to end:
+    its wait is the person's, not the load generator's, and adds nothing to its latency."""
+    world = build_world(WorldSpec(seed=5, persons=300))
+    first, other, third = generate_visits(world, VisitSpec(visits=3))
+    same_person = third.model_copy(update={"certno": first.certno})
+    assert other.certno != first.certno
+    ended: dict[int, VisitSession] = {}
+    result = _FleetWithoutBroker(stall_s=0.3).run(
+        [first, other, same_person], [0.0, 0.0, 0.0], drain_s=0.1,
+        sink=lambda session, _: ended.setdefault(session.visit.visit_no, session))
+    lags = {no: RateTally.start_lag_ns(s) / 1e6 for no, s in ended.items()}
+    assert lags[other.visit_no] >= 300.0  # the stall, however long the machine took
+    assert lags[first.visit_no] < lags[other.visit_no]
+    assert lags[same_person.visit_no] == 0.0
+    assert result.waited_for_person == 1
+    assert result.start_lag.max_ms >= 300.0  # the separate figure still counts them all
+
+
+def test_every_cross_province_percentile_is_also_a_ratio_to_the_raw_ceilings():
+    """Issue #8: each figure beside the raw ceiling's at the same offered rate, not only p99."""
+    from benchmarks.latency import cross_vs_raw
+
+    point = rate_point(50, 50, 100, 0)
+    point.settlement_latency_ms = {
+        "all": {"count": 9, "p50": 30.0, "p99": 100.0},
+        "cross": {"count": 4, "p50": 40.0, "p90": 60.0, "p99": 100.0, "p99.9": 120.0,
+                  "max": 130.0}}
+    point.ceiling = {"offered_per_s": 49.0, "achieved_per_s": 49.0, "lost": 0,
+                     "latency_ms": {"count": 500, "p50": 20.0, "p90": 24.0, "p99": 40.0,
+                                    "p99.9": 48.0, "max": 52.0}}
+    point.cross_vs_raw_latency = cross_vs_raw(point.settlement_latency_ms, point.ceiling)
+    assert point.cross_vs_raw_latency == {"p50": 2.0, "p90": 2.5, "p99": 2.5, "p99.9": 2.5,
+                                          "max": 2.5}
+    text = markdown(_result_with(point))
+    assert "| offered visits/s | p50 | p90 | p99 | p99.9 | max |" in text
+    assert "| 50 | 2.0× | 2.5× | 2.5× | 2.5× | 2.5× |" in text
+    # what either left unanswered has no route: no ratio, as for the table's p99
+    lost = {**point.ceiling, "lost": 3}
+    assert set(cross_vs_raw(point.settlement_latency_ms, lost).values()) == {None}
+    assert cross_vs_raw(point.settlement_latency_ms, {}) == {}  # --no-ceiling
+    point.ceiling, point.cross_vs_raw_latency = {}, {}
+    assert "## Cross-province latency ÷" not in markdown(_result_with(point))
+
+
 def test_the_p999_of_a_thousand_is_the_999th_value_not_the_maximum():
     from benchmarks.latency import percentiles
     assert percentiles([float(v) for v in range(1, 1001)])["p99.9"] == 999.0
@@ -450,6 +548,16 @@ def test_the_report_turns_cpu_per_visit_into_what_the_cores_would_carry():
     assert "capacity section's table" not in text
     result["ceiling_sweep"] = [{"offered_per_s": 100.0}]
     assert "capacity section's table" in "\n".join(cpu_lines(result))
+
+
+def test_the_report_says_the_cpu_covers_the_whole_rate_warmup_included():
+    """Latency and throughput leave the warm-up out; the CPU figures do not, and say so."""
+    point = rate_point(50, 50, 100, 0)
+    point.cpu_ms_per_visit = {"broker": 4.0, "workers": 8.0, "hospitals": 4.0, "all": 16.0}
+    text = markdown(_result_with(point))
+    assert "The CPU is read over the whole rate, unlike its latency and throughput: the " \
+        "warm-up and the drain after the last arrival included" in text
+    assert "CPU cores: the average over the whole rate, its warm-up and drain included." in text
 
 
 def test_the_workers_cpu_by_role_is_what_each_handler_took_over_the_rate_and_the_rest():

@@ -124,3 +124,19 @@ def test_the_command_reads_bench_folders_and_refuses_what_is_not_a_result(tmp_pa
         said = " ".join(proc.stderr.replace("│", " ").split())  # rich boxes and wraps it
         assert proc.returncode == 2 and "is not a `huimin bench` result" in said
         assert "Traceback" not in proc.stderr
+
+
+def test_a_file_half_like_a_result_is_refused_not_traced(tmp_path: Path):
+    """Settings, machine and rates, but no versions in the machine (or a rate without its
+    figures): it failed halfway through the comparison with a KeyError."""
+    (tmp_path / "after.json").write_bytes(orjson.dumps(AFTER))
+    half = tmp_path / "half.json"
+    for content in ({"points": [], "settings": {}, "machine": {}, "started": "x"},
+                    {**BEFORE, "points": [{"offered_visits_per_s": 50}]},
+                    {**BEFORE, "capacity": {"raw_messages_per_s": None}}):
+        half.write_bytes(orjson.dumps(content))
+        proc = run_huimin(["bench-compare", str(tmp_path / "after.json"), str(half)],
+                          timeout=60)
+        said = " ".join(proc.stderr.replace("│", " ").split())
+        assert proc.returncode == 2 and "is not a `huimin bench` result" in said, proc.stderr
+        assert "Traceback" not in proc.stderr

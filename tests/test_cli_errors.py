@@ -86,6 +86,35 @@ def test_verify_reports_into_a_missing_folder(logs: Path, tmp_path: Path):
                        option, str(report)), str(report), "does not exist")
 
 
+def test_bench_refuses_an_output_it_could_not_write_before_it_measures(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """bench.json a folder was found only when the report was written, after the run."""
+    import benchmarks.load
+
+    monkeypatch.setattr(benchmarks.load, "run_bench", lambda *a, **k: pytest.fail("it measured"))
+    out = tmp_path / "x"
+    (out / "bench.json").mkdir(parents=True)
+    refused(huimin("bench", "--rates", "20", "--duration", "3", "--warmup", "0", "--no-ceiling",
+                   "--out", str(out)), str(out / "bench.json"), "is a folder")
+    (out / "bench.json").rmdir()
+    (out / "bench.png").mkdir()
+    refused(huimin("bench", "--rates", "20", "--duration", "3", "--warmup", "0", "--no-ceiling",
+                   "--out", str(out)), str(out / "bench.png"), "is a folder")
+
+
+@pytest.mark.parametrize(("rates", "warmup"), [("1e-300", "0"), ("20,0.4", "0"), ("1", "1.5")])
+def test_bench_refuses_a_rate_that_gives_less_than_a_visit_after_the_warmup(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, rates: str, warmup: str):
+    """1e-300 visits/s made one visit, reported as "offered 0 settl./s, achieved 3.1"."""
+    import benchmarks.load
+
+    monkeypatch.setattr(benchmarks.load, "run_bench", lambda *a, **k: pytest.fail("it measured"))
+    refused(huimin("bench", "--rates", rates, "--duration", "2", "--warmup", warmup,
+                   "--sweep-max", "0", "--out", str(tmp_path / "y")),
+            "--rates", "fewer than one visit after the warm-up")
+    assert not (tmp_path / "y").exists()  # nothing made either
+
+
 # -- ports ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("port", ["0", "99999", "-1"])
@@ -540,6 +569,33 @@ def test_a_visit_repeated_or_sharing_another_visits_first_msgid_is_refused(
         bad.write_bytes(b"".join([*lines[:3], *rest, *lines[3:]]))
         refused(huimin("replay", str(bad), "--rate", "1", "--results", str(tmp_path / "r.jsonl")),
                 "line 4 repeats", phrase)
+
+
+def test_a_log_with_a_header_and_no_visits_is_refused_before_anything_starts(
+        monkeypatch: pytest.MonkeyPatch, logs: Path, tmp_path: Path):
+    """It started the broker and the platform for ~22 s, replayed nothing, and `verify` then
+    said "no results"."""
+    monkeypatch.setattr(cli, "execute", lambda *a, **k: pytest.fail("it replayed"))
+    header_only = tmp_path / "h.jsonl"
+    header_only.write_bytes((logs / "a.jsonl").read_bytes().splitlines(True)[0] + b"\n")
+    refused(huimin("replay", str(header_only), "--rate", "300", "--results",
+                   str(tmp_path / "r.jsonl")), str(header_only), "no visits: nothing to replay")
+    assert not (tmp_path / "r.platform").exists()
+
+
+def test_blank_lines_may_end_a_results_file_not_come_between_its_records(
+        logs: Path, tmp_path: Path):
+    """As a visit log's: a results file ending in blank lines was refused ("line 31 is not a
+    result record")."""
+    records = (logs / "a.expected.jsonl").read_bytes().splitlines(True)
+    ended = tmp_path / "ended.jsonl"
+    ended.write_bytes(b"".join(records) + b"\n \n")
+    result = huimin("verify", str(logs / "a.jsonl"), str(ended))
+    assert result.exit_code == 0, result.output
+    between = tmp_path / "between.jsonl"
+    between.write_bytes(b"".join([*records[:2], b"\n", *records[2:]]))
+    refused(huimin("verify", str(logs / "a.jsonl"), str(between)),
+            "line 3 is blank, between result records")
 
 
 def test_blank_lines_may_end_a_log_not_come_between_its_visits(logs: Path, tmp_path: Path):
