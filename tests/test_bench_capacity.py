@@ -47,10 +47,10 @@ from benchmarks.report import (
     timeline_lines,
 )
 from messages.visitlog import VisitSession
-from simulators.hospital import Exchange, HospitalFleet, HospitalRunResult
+from simulators.hospital import Exchange, HospitalRunResult
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import MAX_PERSONS, WorldSpec, build_world
-from streams.offset_gaps import GapCounts
+from tests.fleets import BrokerlessFleet
 
 
 def lat(p99: float) -> dict[str, Any]:
@@ -388,32 +388,18 @@ def test_a_settlements_latency_includes_its_visits_start_lag_as_the_raw_ceilings
     assert taken_up_late.hop_latency_ms == on_time.hop_latency_ms  # hops: from the send
 
 
-class _FleetWithoutBroker(HospitalFleet):
+class _FleetWithoutBroker(BrokerlessFleet):
     """The hospitals' loop with nothing behind it: no answer ever comes (each visit times
     out), and the first request sent holds the loop up for `stall_s`."""
 
     def __init__(self, stall_s: float) -> None:
-        self.answer_timeout_s = 0.05
-        self.sign_in_msgids = set()
+        super().__init__(answer_timeout_s=0.05)
         self.stall_s = stall_s
 
     def _send(self, key: Any, value: bytes, sender: str = "", signing: str = "valid") -> int:
         time.sleep(self.stall_s)
         self.stall_s = 0.0
         return time.time_ns()
-
-    def _poll(self, timeout_ms: int, worlds: Any = None) -> list:
-        time.sleep(timeout_ms / 1000)
-        return []
-
-    def _poll_dead_letters(self) -> list:
-        return []
-
-    def _flush(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def _read_gaps(self) -> GapCounts:
-        return GapCounts()
 
 
 def test_the_hospitals_give_a_visit_its_start_lag_and_none_for_a_wait_for_its_person():

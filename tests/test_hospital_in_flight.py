@@ -4,21 +4,16 @@ await (a request given up on at its time-out, or when the run ends, is no longer
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from huimin.run import arrivals_at_rate
-from messages.codec import MalformedMessage, decode
-from settlement.oracle import Oracle
 from simulators import hospital_metrics
-from simulators.hospital import HospitalFleet, Undelivered
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import WorldSpec, build_world
 from streams.metrics import ROUTES, route_label
-from streams.offset_gaps import GapCounts
+from tests.fleets import OracleFleet
 
 WORLD = build_world(WorldSpec(seed=7, persons=300))
 #: visits of different persons whose first request awaits its answer (not `~`): unanswered,
@@ -46,56 +41,6 @@ def round_trips_by_route() -> dict[str, float]:
     return out
 
 
-class HeldAnswersFleet(HospitalFleet):
-    """A fleet whose broker is the oracle, without Kafka: each visit request's answer is held
-    (a worker that stopped answering) until `answering` is set, then given on the next poll,
-    with the `ctx` that `ctx_of` gives it. Anything else is taken and left unanswered."""
-
-    def __init__(self, answer_timeout_s: float,
-                 ctx_of: Callable[[int], dict[str, Any]] = lambda n: {"route": "local"}
-                 ) -> None:
-        self.answer_timeout_s = answer_timeout_s
-        self.undelivered = Undelivered()
-        self.sign_in_msgids: set[str] = set()
-        self.oracle = Oracle(WORLD.ref)
-        self.ctx_of = ctx_of
-        self.held: list[dict[str, Any]] = []
-        self.answering = False
-        self.sent = 0  # requests of visits
-        self.persons: set[str] = set()  # whose visit requests were sent
-
-    def _send(self, key: str | bytes | None, value: bytes, sender: str = "",
-              signing: str = "valid") -> int:
-        try:
-            req = decode(value)
-        except MalformedMessage:
-            return 0
-        if isinstance(key, str) and req.get("infno") not in ("3201", "3202"):
-            answer = self.oracle.submit(key, req)
-            if answer is not None:
-                self.held.append({"ans": answer, "ctx": self.ctx_of(self.sent)})
-            self.sent += 1
-            self.persons.add(key)
-        return time.time_ns()
-
-    def _poll(self, timeout_ms: int, worlds: set[str] | None = None) -> list[dict[str, Any]]:
-        time.sleep(0.001)
-        if not self.answering:
-            return []
-        out, self.held = self.held, []
-        return out
-
-    def _poll_dead_letters(self) -> list[Any]:
-        return []
-
-    def _read_gaps(self) -> GapCounts:
-        return GapCounts()
-
-    def _flush(self, timeout_s: float | None = None,
-               stop_requested: Callable[[], bool] = lambda: False) -> None:
-        pass
-
-
 @pytest.mark.parametrize("sink", [None, lambda session, exchanges: None],
                          ids=["kept", "sink"])
 def test_a_timed_out_request_leaves_the_in_flight_gauge_and_its_late_answer_changes_nothing(
@@ -103,7 +48,8 @@ def test_a_timed_out_request_leaves_the_in_flight_gauge_and_its_late_answer_chan
     """A worker killed mid-run: every visit times out. The hospitals then await nothing, so
     the gauge is back where it was (it stayed up by each request timed out); the answers that
     come late, once the worker is back, do not take it below that."""
-    fleet = HeldAnswersFleet(answer_timeout_s=600.0)  # until every visit's request is sent
+    # held until every visit's request is sent
+    fleet = OracleFleet(WORLD, answer_timeout_s=600.0, answering=False)
     before, timeouts_before = in_flight(), timeouts()
     seen: dict[str, float] = {}
 
@@ -132,7 +78,8 @@ def test_a_timed_out_request_leaves_the_in_flight_gauge_and_its_late_answer_chan
 
 
 def test_requests_unanswered_when_a_run_stops_leave_the_in_flight_gauge() -> None:
-    fleet = HeldAnswersFleet(answer_timeout_s=600.0)  # never answered, never timed out
+    # never answered, never timed out
+    fleet = OracleFleet(WORLD, answer_timeout_s=600.0, answering=False)
     before = in_flight()
     seen: list[float] = []
 
@@ -154,8 +101,7 @@ def test_round_trips_are_labelled_with_the_platforms_routes_any_other_as_other()
     trusted: both are `other`, as in the platform's `huimin_request_latency_seconds`, not
     `local`."""
     kinds = [{}, {"route": "made-up"}, {"route": ["not", "a", "string"]}, {"route": "cross"}]
-    fleet = HeldAnswersFleet(answer_timeout_s=600.0, ctx_of=lambda n: kinds[n % len(kinds)])
-    fleet.answering = True
+    fleet = OracleFleet(WORLD, answer_timeout_s=600.0, ctx_of=lambda n: kinds[n % len(kinds)])
     before = round_trips_by_route()
     result = fleet.run(VISITS, arrivals_at_rate(len(VISITS), 1000.0), drain_s=5.0,
                        stop_requested=lambda: fleet.sent >= 4 * len(kinds) and not fleet.held)
