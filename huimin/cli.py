@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from benchmarks.load import FIND_CAPACITY_MAX, MAX_VISITS_IN_FLIGHT
+from benchmarks.load import FIND_CAPACITY_LEAST, FIND_CAPACITY_MAX, MAX_VISITS_IN_FLIGHT
 from benchmarks.profiles import py_spy
 from huimin.fhir_check import check_fhir_file
 from huimin.logfiles import (
@@ -772,10 +772,13 @@ def bench(
     if max(offered) * duration > MAX_VISITS:
         raise typer.BadParameter(f"at most {MAX_VISITS:,} visits a rate (rate × duration)",
                                  param_hint="--rates")
-    if min(offered) * (duration - warmup) < 1:  # one visit, or none, would be all the figures
-        raise _refused(f"--rates {min(offered):g} gives fewer than one visit after the "
-                       f"warm-up ({duration:g} s less {warmup:g} s): rate × (duration − "
-                       "warmup) must be at least 1")
+    # one visit, or none, would be all the figures; --find-capacity may halve down to its least
+    lowest = min([*offered, *([FIND_CAPACITY_LEAST] if find_capacity else [])])
+    if lowest * (duration - warmup) < 1:
+        what = f"--rates {lowest:g}" if lowest in offered else \
+            f"--find-capacity, which may search down to {lowest:g} visits/s,"
+        raise _refused(f"{what} gives fewer than one visit after the warm-up ({duration:g} s "
+                       f"less {warmup:g} s): rate × (duration − warmup) must be at least 1")
     _check_cluster_address(None)
     _check_reachable(os.environ.get(BOOTSTRAP_ENV))
     if os.environ.get(BOOTSTRAP_ENV):  # every rate runs on that one cluster: fresh at first?

@@ -115,6 +115,18 @@ def test_bench_refuses_a_rate_that_gives_less_than_a_visit_after_the_warmup(
     assert not (tmp_path / "y").exists()  # nothing made either
 
 
+
+def test_bench_refuses_a_capacity_search_that_could_reach_less_than_a_visit(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """--find-capacity halves a rate not sustained down to FIND_CAPACITY_LEAST visits/s."""
+    import benchmarks.load
+
+    monkeypatch.setattr(benchmarks.load, "run_bench", lambda *a, **k: pytest.fail("it measured"))
+    refused(huimin("bench", "--rates", "100", "--duration", "1.1", "--warmup", "1",
+                   "--find-capacity", "--no-ceiling", "--out", str(tmp_path / "y")),
+            "--find-capacity", "fewer than one visit after the warm-up")
+
+
 # -- ports ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("port", ["0", "99999", "-1"])
