@@ -170,6 +170,9 @@ class RatePoint:
     #: sign-ins answered again, OK, while the rate ran: redelivered in a rebalance (on one
     #: external cluster, as each rate's platform starts); not an error
     sign_ins_answered_again: int = 0
+    #: answers that came after their request had timed out (`errors["timeouts"]`): counted
+    #: once, as the time-out, not also as unexpected answers
+    late_answers: int = 0
     #: how late the hospitals took up visits after their scheduled arrival (ms): p99, to the
     #: bucket (simulators/hospital.py, StartLag), and the maximum
     start_lag_ms: dict[str, float] = field(default_factory=dict)
@@ -395,6 +398,7 @@ def summarise_rate(tally: RateTally, result: HospitalRunResult, rate: float, war
         errors={"timeouts": len(result.timed_out), "visits_failed": tally.failed,
                 "unexpected_answers": result.unexpected_answers},
         sign_ins_answered_again=result.sign_ins_answered_again,
+        late_answers=result.late_answers,
         cpu_cores=cpu)
 
 

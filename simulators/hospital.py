@@ -255,6 +255,9 @@ class HospitalRunResult:
     #: first missing offset of each, stepped over (what was there was never read)
     read_jumps: int = 0
     read_holes: list[str] = field(default_factory=list)
+    #: answers that came after the hospital had given up on their request (a time-out):
+    #: counted, not an error of their own (the time-out is one)
+    late_answers: int = 0
 
     @property
     def days_reconciled(self) -> list[DayReconciliation]:
@@ -494,7 +497,8 @@ class HospitalFleet:
         dead_letters: list[DeadLetterRecord] = []
         timed_out: list[str] = []
         awaited_since: dict[str, int] = {}  # msgid -> send time, for awaited requests
-        unexpected = answered_again = 0
+        unexpected = answered_again = late = 0
+        given_up_on: set[str] = set()  # msgids handed to the sink unanswered at a time-out
         unexpected_msgids: list[str] = []
         finished = 0
         period = arrivals[-1] if arrivals else 0.0
@@ -590,6 +594,8 @@ class HospitalFleet:
                 if not ex.given_up:
                     metrics.IN_FLIGHT.dec(unanswered(ex))
                     ex.given_up = True
+                    if sink is not None and unanswered(ex):
+                        given_up_on.add(ex.msgid)
 
         def close_days() -> list[tuple[str, dict[str, Any]]]:
             """Days every visit begun by then has finished, before the clock's day (all of
@@ -669,6 +675,8 @@ class HospitalFleet:
                 if ex is None or session is None:
                     if msgid in self.sign_in_msgids and ans.get("infcode") == 0:
                         answered_again += 1
+                    elif msgid in given_up_on:
+                        late += 1
                     else:
                         unexpected += 1
                         if len(unexpected_msgids) < UNEXPECTED_KEPT:
@@ -676,6 +684,8 @@ class HospitalFleet:
                     continue
                 if len(ex.answers) < ex.sends and not ex.given_up:
                     metrics.IN_FLIGHT.dec()
+                elif ex.given_up and len(ex.answers) < ex.sends:
+                    late += 1
                 if not ex.answers:
                     recv = time.time_ns()
                     ex.latency_ms = (recv - ex.sent_ns) / 1e6
@@ -730,4 +740,4 @@ class HospitalFleet:
                                  start_lag, waited, loop_lag, answered_again, interrupted,
                                  next_bad, unexpected_msgids=unexpected_msgids,
                                  read_jumps=(gaps := self._read_gaps()).closed,
-                                 read_holes=gaps.holes_at)
+                                 read_holes=gaps.holes_at, late_answers=late)

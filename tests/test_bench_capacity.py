@@ -691,8 +691,20 @@ def test_a_rate_whose_lag_is_waits_for_the_same_person_is_not_said_to_have_falle
                "start_lag_ms": {"p99_at_most": 500.0, "max": 900.0, "waited_for_person": 30,
                                 "loop_p99_at_most": 5.0}}]
     text = "\n".join(start_lag_lines({"points": points, "capacity": {"p99_limit_ms": 300.0}}))
-    assert "30 visits waited for the person's visit before" in text
+    assert "30 visits waited for the person's visit before (those waits left out, p99 ≤ 5 ms)" \
+        in text
     assert "fallen behind" not in text
+
+
+def test_the_report_shows_the_lag_it_judges_falling_behind_by():
+    from benchmarks.report import start_lag_lines
+
+    points = [{"offered_visits_per_s": 250.0,
+               "start_lag_ms": {"p99_at_most": 46592.9, "max": 46592.9,
+                                "waited_for_person": 213, "loop_p99_at_most": 250.0}}]
+    text = "\n".join(start_lag_lines({"points": points, "capacity": {"p99_limit_ms": 300.0}}))
+    assert "(those waits left out, p99 ≤ 250 ms)" in text
+    assert "At 250 visits/s the start lag's p99" in text
 
 
 def test_huimins_capacity_is_a_lower_bound_when_every_rate_offered_was_sustained():

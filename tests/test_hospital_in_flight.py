@@ -71,6 +71,8 @@ def test_a_timed_out_request_leaves_the_in_flight_gauge_and_its_late_answer_chan
     result = fleet.run(VISITS, arrivals_at_rate(len(VISITS), 1000.0), drain_s=60.0,
                        sink=sink, stop_requested=stop_requested)
     assert len(result.timed_out) == len(VISITS)
+    # each late answer counted as such, kept or handed over, and never as unexpected
+    assert (result.late_answers, result.unexpected_answers) == (len(VISITS), 0)
     assert seen["awaited"] == seen["sent"] >= len(VISITS)  # each visit's first request
     assert seen["timed_out"] == 0
     assert seen["late"] == 0
