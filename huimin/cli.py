@@ -1216,6 +1216,14 @@ def verify(
                   f"the oracle over {verdict.visits:,} visits; {verdict.settlements_checked:,} "
                   "settlement answers (2207/2304, cancelled ones included) checked against the "
                   "invariants")
+    if verdict.refused_as_replays:
+        n = verdict.refused_as_replays
+        console.print(f"[yellow]{n:,} {'request was' if n == 1 else 'requests were'} refused "
+                      "as replays "
+                      "(E6003) where the oracle answers them: the platform had seen them more "
+                      "than its 7-day window before, as when a log is replayed again into the "
+                      "cluster of an earlier replay, and what else failed may follow from "
+                      "them. Replay each log into a fresh platform.[/]")
     if verdict.no_result:
         console.print(f"[yellow]{verdict.no_result:,} of those {verdict.visits:,} visits have no "
                       "result, so none of their answers was compared: a replay stopped before "

@@ -1,0 +1,61 @@
+"""`huimin verify` says so where the platform refused requests as replays (E6003) that the
+oracle answers: the platform had seen them before, as when a log is replayed again into an
+earlier replay's cluster. Without it, the failures that follow (the money checks among them,
+when a settlement is refused) read like errors of the platform's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+from typer.testing import CliRunner
+
+from huimin import cli
+from messages.codes import ErrorCode
+from messages.envelope import error_answer
+
+HINT = "refused as replays (E6003) where the oracle answers them"
+
+
+def results_with_first_answers(tmp_path: Path, answer_of: dict[str, object] | None) -> tuple[
+        Path, Path]:
+    """A log, and results equal to its expected answers but for the first answer of the
+    first two visits (replaced by what `answer_of` gives, if anything)."""
+    log = tmp_path / "v.jsonl"
+    made = CliRunner().invoke(cli.app, ["generate", "--persons", "200", "--visits", "20",
+                                        "--seed", "3", "-o", str(log)])
+    assert made.exit_code == 0, made.output
+    records = [orjson.loads(line) for line in (tmp_path / "v.expected.jsonl").read_bytes()
+               .splitlines() if line.strip()]
+    for record in records[:2]:
+        msgid = next(iter(record["answers"]))
+        if answer_of is not None:
+            record["answers"][msgid] = [{**answer_of, "inf_refmsgid": msgid}]
+    results = tmp_path / "r.jsonl"
+    results.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+    return log, results
+
+
+def verify(log: Path, results: Path) -> tuple[int, str]:
+    out = CliRunner().invoke(cli.app, ["verify", str(log), str(results)],
+                             env={"COLUMNS": "300"})
+    return out.exit_code, out.output
+
+
+def test_requests_refused_as_replays_are_counted_and_explained(tmp_path: Path) -> None:
+    log, results = results_with_first_answers(
+        tmp_path, error_answer("", ErrorCode.STALE, "older than the operating window"))
+    code, output = verify(log, results)
+    assert code == 1 and "2 requests were " + HINT in output, output
+
+
+def test_other_wrong_answers_get_no_such_hint(tmp_path: Path) -> None:
+    log, results = results_with_first_answers(
+        tmp_path, error_answer("", ErrorCode.INVALID_CERTNO, "not an ID number"))
+    code, output = verify(log, results)
+    assert code == 1 and HINT not in output, output
+
+
+def test_results_equal_to_the_oracles_pass_without_it(tmp_path: Path) -> None:
+    code, output = verify(*results_with_first_answers(tmp_path, None))
+    assert code == 0 and HINT not in output, output
