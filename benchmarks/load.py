@@ -170,8 +170,8 @@ class RatePoint:
     #: sign-ins answered again, OK, while the rate ran: redelivered in a rebalance (on one
     #: external cluster, as each rate's platform starts); not an error
     sign_ins_answered_again: int = 0
-    #: answers that came after their request had timed out (`errors["timeouts"]`): counted
-    #: once, as the time-out, not also as unexpected answers
+    #: answers that came after their visit was given up at a time-out (`errors["timeouts"]`):
+    #: counted apart, not also as unexpected answers
     late_answers: int = 0
     #: how late the hospitals took up visits after their scheduled arrival (ms): p99, to the
     #: bucket (simulators/hospital.py, StartLag), and the maximum

@@ -219,7 +219,7 @@ def _own_lag(lag: dict[str, Any]) -> str:
     """The hospitals' own lag where the waits for a person's earlier visit made it differ:
     the figure that says whether the load generator fell behind."""
     own = lag.get("loop_p99_at_most")
-    if own is None or own == lag["p99_at_most"]:
+    if not own or own == lag["p99_at_most"]:  # 0: every visit waited, no lag of its own
         return ""
     return f" (those waits left out, p99 ≤ {own:g} ms)"
 

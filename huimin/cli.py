@@ -1219,11 +1219,12 @@ def verify(
     if verdict.refused_as_replays:
         n = verdict.refused_as_replays
         console.print(f"[yellow]{n:,} {'request was' if n == 1 else 'requests were'} refused "
-                      "as replays "
-                      "(E6003) where the oracle answers them: the platform had seen them more "
-                      "than its 7-day window before, as when a log is replayed again into the "
-                      "cluster of an earlier replay, and what else failed may follow from "
-                      "them. Replay each log into a fresh platform.[/]")
+                      "as replays (E6003) where the oracle answers them: dated more than 7 "
+                      "days before a later request the platform already had for the person. "
+                      "That happens when a log is replayed again into an earlier replay's "
+                      "cluster (replay each log into a fresh platform), or when requests are "
+                      "redelivered after a fast simulated clock moved on (give the run more "
+                      "wall time per simulated day); what else failed may follow from them.[/]")
     if verdict.no_result:
         console.print(f"[yellow]{verdict.no_result:,} of those {verdict.visits:,} visits have no "
                       "result, so none of their answers was compared: a replay stopped before "

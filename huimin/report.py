@@ -133,7 +133,7 @@ def summarise(report: RunReport) -> dict[str, Any]:
             "unbalanced": d.unbalanced, "posted": d.posted,
             "expected_posted": d.expected_posted},
         "timed_out": len(res.timed_out),
-        "late_answers": res.late_answers,  # to requests timed out: counted, not an error
+        "late_answers": res.late_answers,  # after their visit timed out: not an error
         # where the first unanswered requests went on the cluster (streams/trail.py)
         "unanswered_trail": report.trail.to_dict() if report.trail else None,
         "unanswered_where": report.trail.lines(
@@ -298,8 +298,8 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
     console.print(("[bold green]PASS[/] " if summary["ok"] else "[bold red]FAIL[/] ") + verdict)
     where = summary["unanswered_where"]
     problems = [f"{summary['timed_out']} requests unanswered within the timeout"
-                + (f" ({summary['late_answers']} answered later)"
-                   if summary.get("late_answers") else "")
+                + (f" ({summary['late_answers']} answers came after their visits were "
+                   "given up)" if summary.get("late_answers") else "")
                 + ("; where the first went on the cluster (topic\\[partition]@offset; "
                    "committed: the platform's consumer group is past it):" if where else "")
                 if summary["timed_out"] else "",

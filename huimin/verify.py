@@ -39,7 +39,8 @@ class Verdict:
     #: without `replayed_only`: visits with no result (each a failure of COMPLETE_CHECK)
     no_result: int = 0
     #: requests the platform refused as replays (E6003) where the oracle answered otherwise:
-    #: it had seen them over its window before, as when a log is replayed twice on a cluster
+    #: dated over its window before a later request it had for the person (a log replayed
+    #: twice on one cluster; redelivery after a fast simulated clock moved on)
     refused_as_replays: int = 0
     failures: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
 

@@ -255,8 +255,8 @@ class HospitalRunResult:
     #: first missing offset of each, stepped over (what was there was never read)
     read_jumps: int = 0
     read_holes: list[str] = field(default_factory=list)
-    #: answers that came after the hospital had given up on their request (a time-out):
-    #: counted, not an error of their own (the time-out is one)
+    #: answers that came after the hospital had given up their visit (a time-out), up to
+    #: as many as each request was sent: counted, not errors of their own (the time-out is)
     late_answers: int = 0
 
     @property
@@ -498,7 +498,9 @@ class HospitalFleet:
         timed_out: list[str] = []
         awaited_since: dict[str, int] = {}  # msgid -> send time, for awaited requests
         unexpected = answered_again = late = 0
-        given_up_on: set[str] = set()  # msgids handed to the sink unanswered at a time-out
+        #: msgid -> answers still owed, of requests handed to the sink when their visit was
+        #: given up (a time-out): those answers are late; copies beyond them, unexpected
+        given_up_on: dict[str, int] = {}
         unexpected_msgids: list[str] = []
         finished = 0
         period = arrivals[-1] if arrivals else 0.0
@@ -573,8 +575,9 @@ class HospitalFleet:
 
         def release(session: VisitSession, gave_up: bool = False) -> None:
             """A finished visit goes to the sink once each of its requests was answered as
-            many times as it was sent, or once the hospital `gave_up` waiting (a time-out; an
-            answer after that is unexpected), or at the end of the run."""
+            many times as it was sent, or once the hospital `gave_up` waiting (a time-out: the
+            answers still owed are then counted as late, any copy beyond them as unexpected),
+            or at the end of the run."""
             if sink is None or session not in over:
                 return
             mine = [exchanges[m] for m, _ in session.sent]
@@ -595,7 +598,7 @@ class HospitalFleet:
                     metrics.IN_FLIGHT.dec(unanswered(ex))
                     ex.given_up = True
                     if sink is not None and unanswered(ex):
-                        given_up_on.add(ex.msgid)
+                        given_up_on[ex.msgid] = unanswered(ex)
 
         def close_days() -> list[tuple[str, dict[str, Any]]]:
             """Days every visit begun by then has finished, before the clock's day (all of
@@ -677,6 +680,9 @@ class HospitalFleet:
                         answered_again += 1
                     elif msgid in given_up_on:
                         late += 1
+                        given_up_on[msgid] -= 1
+                        if not given_up_on[msgid]:
+                            del given_up_on[msgid]
                     else:
                         unexpected += 1
                         if len(unexpected_msgids) < UNEXPECTED_KEPT:

@@ -6,6 +6,7 @@ when a settlement is refused) read like errors of the platform's."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import orjson
 from typer.testing import CliRunner
@@ -36,26 +37,46 @@ def results_with_first_answers(tmp_path: Path, answer_of: dict[str, object] | No
     return log, results
 
 
-def verify(log: Path, results: Path) -> tuple[int, str]:
-    out = CliRunner().invoke(cli.app, ["verify", str(log), str(results)],
-                             env={"COLUMNS": "300"})
-    return out.exit_code, out.output
+def verify(log: Path, results: Path) -> tuple[int, str, dict[str, Any]]:
+    verdict = results.with_name("verdict.json")
+    out = CliRunner().invoke(cli.app, ["verify", str(log), str(results), "--json",
+                                       str(verdict)], env={"COLUMNS": "300"})
+    return out.exit_code, out.output, orjson.loads(verdict.read_bytes())
 
 
 def test_requests_refused_as_replays_are_counted_and_explained(tmp_path: Path) -> None:
     log, results = results_with_first_answers(
         tmp_path, error_answer("", ErrorCode.STALE, "older than the operating window"))
-    code, output = verify(log, results)
+    code, output, verdict = verify(log, results)
     assert code == 1 and "2 requests were " + HINT in output, output
+    assert verdict["refused_as_replays"] == 2
+
+
+def test_a_refusal_the_oracle_also_gives_is_no_such_refusal(tmp_path: Path) -> None:
+    """An E6003 where the oracle refuses with E6003 too (another wording, so they differ) is
+    a plain mismatch: the platform did not refuse what should have been answered."""
+    log, results = results_with_first_answers(
+        tmp_path, error_answer("", ErrorCode.STALE, "older than the operating window"))
+    expected = tmp_path / "v.expected.jsonl"
+    records = [orjson.loads(line) for line in results.read_bytes().splitlines()]
+    for record in records[:2]:
+        for answers in record["answers"].values():
+            for answer in answers:
+                if answer.get("err_code") == ErrorCode.STALE.value:
+                    answer["err_msg"] = "stale, as the oracle words it"
+    expected.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+    code, output, verdict = verify(log, results)
+    assert code == 1 and HINT not in output, output
+    assert verdict["refused_as_replays"] == 0
 
 
 def test_other_wrong_answers_get_no_such_hint(tmp_path: Path) -> None:
     log, results = results_with_first_answers(
         tmp_path, error_answer("", ErrorCode.INVALID_CERTNO, "not an ID number"))
-    code, output = verify(log, results)
-    assert code == 1 and HINT not in output, output
+    code, output, verdict = verify(log, results)
+    assert code == 1 and HINT not in output and verdict["refused_as_replays"] == 0, output
 
 
 def test_results_equal_to_the_oracles_pass_without_it(tmp_path: Path) -> None:
-    code, output = verify(*results_with_first_answers(tmp_path, None))
+    code, output, _ = verify(*results_with_first_answers(tmp_path, None))
     assert code == 0 and HINT not in output, output
