@@ -1184,6 +1184,10 @@ def verify(
               "expected_answers_file": expected or expected_path_for(visit_log)}
     _check_output(junit, "--junit", **inputs)
     _check_output(json_out, "--json", **inputs)
+    if results.resolve() == inputs["expected_answers_file"].resolve():
+        raise _refused(f"{results} is the oracle's expected answers that verify compares the "
+                       "results with (compared with themselves, they would always pass): "
+                       "give the file `huimin replay --results` wrote, or a run's results.jsonl")
     try:
         header, visits = read_visit_log(visit_log)
         world = build_world(header.world)

@@ -392,7 +392,17 @@ def test_missing_results_are_still_a_fail_not_a_mismatch(logs: Path, tmp_path: P
     short.write_bytes(b"".join((logs / "a.expected.jsonl").read_bytes().splitlines(True)[:-3]))
     result = huimin("verify", str(logs / "a.jsonl"), str(short))
     assert result.exit_code == 1 and "no result" in result.output
-    assert huimin("verify", str(logs / "a.jsonl"), str(logs / "a.expected.jsonl")).exit_code == 0
+    whole = tmp_path / "whole.jsonl"
+    whole.write_bytes((logs / "a.expected.jsonl").read_bytes())
+    assert huimin("verify", str(logs / "a.jsonl"), str(whole)).exit_code == 0
+
+
+def test_the_expected_answers_given_as_the_results_are_refused_not_passed(logs: Path):
+    """`verify visits.jsonl visits.expected.jsonl` (a tab completion away from the results)
+    compared the oracle's answers with themselves and printed PASS."""
+    for extra in ([], ["--expected", str(logs / "." / "a.expected.jsonl")]):
+        refused(huimin("verify", str(logs / "a.jsonl"), str(logs / "a.expected.jsonl"), *extra),
+                "is the oracle's expected answers", "would always pass")
 
 
 def test_no_results_at_all_are_refused(logs: Path):
