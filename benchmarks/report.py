@@ -829,7 +829,33 @@ def comparison(before: dict[str, Any], after: dict[str, Any]) -> str:
             messages = cap.get("raw_messages_per_s")
             return "–" if messages is None else f"{messages:g}"
 
-        lines += ["", f"Capacity within p99 ≤ {limits}: "
-                  f"{bcap['huimin_settlements_per_s']:g} → {acap['huimin_settlements_per_s']:g} "
+        def huimin(cap: dict[str, Any]) -> str:  # every rate sustained: a lower bound
+            bound = "at least " if cap.get("huimin_bracketed") is False \
+                and cap["huimin_settlements_per_s"] else ""
+            return f"{bound}{cap['huimin_settlements_per_s']:g}"
+
+        lines += ["", f"Capacity within p99 ≤ {limits}: {huimin(bcap)} → {huimin(acap)} "
                   f"settlements/s; raw ceiling {raw(bcap)} → {raw(acap)} messages/s."]
+    lines += _probes_disagree(before, after)
     return "\n".join(lines) + "\n"
+
+
+#: CPU probes further apart than this share: the machine itself ran at another speed.
+PROBES_AGREE_WITHIN = 0.15
+
+
+def _probes_disagree(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """A caution where a shared rate's CPU probes differ by more than PROBES_AGREE_WITHIN:
+    the machine's speed then explains a difference as well as the change does."""
+    after_points = {p["offered_visits_per_s"]: p for p in after["points"]}
+    apart = []
+    for b in before["points"]:
+        a = after_points.get(b["offered_visits_per_s"])
+        bp, ap = b.get("cpu_probe_ms"), (a or {}).get("cpu_probe_ms")
+        if bp and ap and abs(ap - bp) > PROBES_AGREE_WITHIN * min(ap, bp):
+            apart.append(f"{b['offered_visits_per_s']:g} visits/s ({bp:g} → {ap:g} ms)")
+    if not apart:
+        return []
+    return ["", f"The CPU probes disagree by more than {PROBES_AGREE_WITHIN * 100:g} % at "
+            + ", ".join(apart) + ": the machine ran at another speed, so read those rates' "
+            "differences as the machine's as much as the change's."]

@@ -767,8 +767,9 @@ def bench(
         if not math.isfinite(value):
             raise typer.BadParameter("a finite number", param_hint=hint)
     if warmup >= duration:
-        raise typer.BadParameter(f"shorter than --duration ({duration:g} s): the warm-up is "
-                                 "left out of each rate's figures", param_hint="--warmup")
+        raise typer.BadParameter(f"{warmup:g} s, not shorter than --duration ({duration:g} s): "
+                                 "it must be, as the warm-up is left out of each rate's figures",
+                                 param_hint="--warmup")
     if max(offered) * duration > MAX_VISITS:
         raise typer.BadParameter(f"at most {MAX_VISITS:,} visits a rate (rate × duration)",
                                  param_hint="--rates")
@@ -1236,8 +1237,9 @@ def verify(
                       "--replayed-only.[/]")
     if replayed_only:
         console.print(f"[yellow]Left out (--replayed-only): {verdict.not_replayed:,} visits with "
-                      f"no result; {verdict.under_way:,} visits under way when the replay "
-                      "stopped were compared on the answers received only.[/]")
+                      f"no result; {verdict.under_way:,} "
+                      f"{'visit' if verdict.under_way == 1 else 'visits'} under way when the "
+                      "replay stopped, compared on the answers received only.[/]")
     raise typer.Exit(0 if verdict.ok else 1)
 
 

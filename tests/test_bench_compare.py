@@ -140,3 +140,23 @@ def test_a_file_half_like_a_result_is_refused_not_traced(tmp_path: Path):
         said = " ".join(proc.stderr.replace("│", " ").split())
         assert proc.returncode == 2 and "is not a `huimin bench` result" in said, proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+def test_the_comparison_cautions_where_the_probes_disagree_and_not_where_they_agree():
+    text = comparison(BEFORE, AFTER)  # 21.5 → 11.2 ms at 50 visits/s: the machine sped up
+    assert "The CPU probes disagree by more than 15 % at 50 visits/s (21.5 → 11.2 ms)" in text
+    steady = bench_result(10, "2026-12-02T05:20:00", [point(50, 50.2, 190.0, 580.0, 31.0, 20.4)])
+    assert "probes disagree" not in comparison(BEFORE, steady)
+
+
+def test_a_capacity_that_is_a_lower_bound_is_compared_as_one():
+    """Every rate a run offered was sustained: its capacity is at least that, and a drop to
+    a run that offered less is no drop of the platform's."""
+    higher, lower = (bench_result(5, "2026-12-02T05:00:00", [point(r, r, 100.0, 200.0, 20.0,
+                                                                    12.0)], capacity=r)
+                     for r in (20.4, 9.9))
+    for run in (higher, lower):
+        run["capacity"]["huimin_bracketed"] = False
+    assert "at least 20.4 → at least 9.9 settlements/s" in comparison(higher, lower)
+    higher["capacity"]["huimin_bracketed"] = True
+    assert "Capacity within p99 ≤ 300 ms: 20.4 → at least 9.9" in comparison(higher, lower)
