@@ -787,6 +787,9 @@ def bench(
     if persons is None:
         persons = bench_persons(max([*offered, find_capacity_max] if find_capacity
                                     else offered))
+    if out.exists() and not out.is_dir():
+        raise _refused(f"--out {out} is a file: give a folder for bench.json, bench.md and "
+                       "bench.png")
     out.mkdir(parents=True, exist_ok=True)  # what it will write, refused before measuring
     for name in ("bench.json", "bench.md", "bench.png"):
         _check_output(out / name, "--out")

@@ -66,12 +66,17 @@ def real_msgid_time(msgid: str) -> str:
 _MSGID_SHAPE = re.compile(r"[HJ][0-9]{29}")
 
 
+def msgid_shaped(value: Any) -> bool:
+    """Of a msgid's shape: H (a hospital's) or J (an agency's) and 29 digits."""
+    return isinstance(value, str) and _MSGID_SHAPE.fullmatch(value) is not None
+
+
 def answerable_msgid(value: Any) -> bool:
     """Whether a msgid may be echoed (a refusal's `inf_refmsgid` and ctx, a dead letter's
     listing): of a msgid's shape, stamped with a real time, and no citizen ID number can be
     read in it (`holds_certno`). A request whose msgid is not is dead-lettered, not
     answered: a sender that put a name or an ID number there would have it sent back."""
-    if not (isinstance(value, str) and _MSGID_SHAPE.fullmatch(value)):
+    if not msgid_shaped(value):
         return False
     try:
         real_msgid_time(value)

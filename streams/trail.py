@@ -18,6 +18,7 @@ from typing import Any
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
+from messages.envelope import msgid_shaped
 from messages.topics import MONEY_EVENTS, PERSON_KEYED, RECON_REQUESTS
 from streams.partition_ends import true_ends
 
@@ -63,7 +64,9 @@ class Trail:
             return [f"not followed: {self.problem}"]
         infnos = infnos or {}
         return [f"{msgid}{f' ({infnos[msgid]})' if msgid in infnos else ''}: "
-                + (", ".join(s.where() for s in seen) or "on no topic")
+                + (", ".join(s.where() for s in seen) or "on no topic" + (
+                    "" if msgid_shaped(msgid) else
+                    " (nor of a msgid's shape: H or J and 29 digits)"))
                 for msgid, seen in self.sightings.items()] + (
             [] if self.complete else ["(the topics were not all read to their end in time)"])
 

@@ -100,6 +100,9 @@ def test_bench_refuses_an_output_it_could_not_write_before_it_measures(
     (out / "bench.png").mkdir()
     refused(huimin("bench", "--rates", "20", "--duration", "3", "--warmup", "0", "--no-ceiling",
                    "--out", str(out)), str(out / "bench.png"), "is a folder")
+    (a_file := tmp_path / "visits.jsonl").write_bytes(b"{}\n")  # a file for the folder
+    refused(huimin("bench", "--rates", "20", "--duration", "3", "--warmup", "0", "--no-ceiling",
+                   "--out", str(a_file)), f"--out {a_file} is a file")
 
 
 @pytest.mark.parametrize(("rates", "warmup"), [("1e-300", "0"), ("20,0.4", "0"), ("1", "1.5")])

@@ -9,14 +9,15 @@ from streams.trail import Sighting, Trail
 SEEN = {"H1": [Sighting("hosp.requests", 3, 41, 1, True),
                Sighting("huimin-trt_persons-changelog", 3, 7, 2, None),
                Sighting("nat.requests", 3, 12, 3, False)],
-        "H2": []}
+        "H2": [], "H33030000001202612072336000009": []}
 
 
 def test_each_msgid_is_a_line_of_where_its_records_are_with_its_infno_where_known():
     assert Trail(SEEN, complete=True).lines({"H1": "2207"}) == [
         "H1 (2207): hosp.requests[3]@41 committed, huimin-trt_persons-changelog[3]@7, "
         "nat.requests[3]@12 NOT COMMITTED",
-        "H2: on no topic"]
+        "H2: on no topic (nor of a msgid's shape: H or J and 29 digits)",
+        "H33030000001202612072336000009: on no topic"]
 
 
 def test_a_trail_not_read_to_the_end_or_not_followed_says_so():
