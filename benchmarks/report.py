@@ -40,6 +40,13 @@ def _times(value: float | None, base: float | None) -> str:
 
 def markdown(result: dict[str, Any]) -> str:
     s, m = result["settings"], result["machine"]
+    with_ceiling = any(p.get("ceiling") for p in result["points"])
+    columns = ["offered visits/s", "offered settl./s", "achieved settl./s", "p50", "p90",
+               "p99", "p99.9", "max",
+               *(["raw achieved/s", "raw p50", "raw p99", "cross p99 ÷ raw p99",
+                  "throughput vs raw"] if with_ceiling else []),
+               "errors", "visits dropped", "CPU cores (broker / workers / hospitals)",
+               "peak RSS MiB (broker / workers / hospitals)"]
     lines = [
         "# huimin benchmark",
         "",
@@ -53,23 +60,23 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         *([interrupted_note(result), ""] if result.get("interrupted") else []),
         "Settlement = 2207/2304 round trip seen by the hospital (ms), all routes, plus how "
-        "late its visit was taken up after its scheduled arrival (the start lag below), as "
-        "the raw ceiling times each message from when it was due; a "
+        "late its visit was taken up after its scheduled arrival (the start lag below)"
+        + (", as the raw ceiling times each message from when it was due" if with_ceiling
+           else "") + "; a "
         "settlement never answered (or never sent, its visit cut short) ranks above every "
-        "answer, and a percentile among those reads ∞. Raw ceiling = the 6 topics of a "
-        "cross-province settlement through 5 plain aiokafka forwarders at the same offered "
-        "message rate, on a broker of its own; its latency compares with the cross-province "
-        "route's (a local settlement crosses 4 topics): cross p99 ÷ raw p99, – where either "
-        "left anything unanswered. Throughput vs "
-        "raw = settlements answered (OK or refused) per second ÷ raw messages through per "
-        "second (huimin also carries the rest of each visit: 5–7 requests per settlement). "
-        "CPU cores: the average over the whole rate, its warm-up and drain included.",
+        "answer, and a percentile among those reads ∞. "
+        + ("Raw ceiling = the 6 topics of a "
+           "cross-province settlement through 5 plain aiokafka forwarders at the same offered "
+           "message rate, on a broker of its own; its latency compares with the cross-province "
+           "route's (a local settlement crosses 4 topics): cross p99 ÷ raw p99, – where either "
+           "left anything unanswered. Throughput vs "
+           "raw = settlements answered (OK or refused) per second ÷ raw messages through per "
+           "second (huimin also carries the rest of each visit: 5–7 requests per settlement). "
+           if with_ceiling else "No raw ceiling was measured in this run (--no-ceiling). ")
+        + "CPU cores: the average over the whole rate, its warm-up and drain included.",
         "",
-        "| offered visits/s | offered settl./s | achieved settl./s | p50 | p90 | p99 | p99.9 | "
-        "max | raw achieved/s | raw p50 | raw p99 | cross p99 ÷ raw p99 | throughput vs raw "
-        "| errors | visits dropped | CPU cores (broker / workers / hospitals) | peak RSS MiB "
-        "(broker / workers / hospitals) |",
-        "|" + "---|" * 17,
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
     ]
     for p in result["points"]:
         lat = {k: _ms(v) for k, v in p["settlement_latency_ms"].get("all", {}).items()}
@@ -82,17 +89,19 @@ def markdown(result: dict[str, Any]) -> str:
         # a route's percentiles leave out what was never answered (its route unknown)
         lossy = bool(p["settlement_latency_ms"].get("all", {}).get("unanswered")
                      or raw.get("lost"))
-        lines.append(
-            f"| {p['offered_visits_per_s']:g} | {p['offered_settlements_per_s']:g} | "
-            f"{p['achieved_settlements_per_s']:g} | {lat.get('p50', '–')} | "
-            f"{lat.get('p90', '–')} | {lat.get('p99', '–')} | {lat.get('p99.9', '–')} | "
-            f"{lat.get('max', '–')} | {raw.get('achieved_per_s', '–')} | "
-            f"{raw_lat.get('p50', '–')} | {raw_lat.get('p99', '–')} | "
-            f"{_times(cross.get('p99'), raw_lat.get('p99')) if not lossy else '–'} | "
-            f"{_ratio(through, raw.get('achieved_per_s', 0))} | "
-            f"{errors} | {p.get('dropped_visits', 0)} | {cpu.get('broker', 0):g} / "
-            f"{cpu.get('workers', 0):g} / {cpu.get('hospitals', 0):g} | "
-            f"{rss.get('broker', '–')} / {rss.get('workers', '–')} / {rss.get('hospitals', '–')} |")
+        raw_cells = [str(raw.get("achieved_per_s", "–")), str(raw_lat.get("p50", "–")),
+                     str(raw_lat.get("p99", "–")),
+                     _times(cross.get("p99"), raw_lat.get("p99")) if not lossy else "–",
+                     _ratio(through, raw.get("achieved_per_s", 0))] if with_ceiling else []
+        cells = [f"{p['offered_visits_per_s']:g}", f"{p['offered_settlements_per_s']:g}",
+                 f"{p['achieved_settlements_per_s']:g}", *(str(lat.get(q, "–")) for q in (
+                     "p50", "p90", "p99", "p99.9", "max")), *raw_cells,
+                 str(errors), str(p.get("dropped_visits", 0)),
+                 f"{cpu.get('broker', 0):g} / {cpu.get('workers', 0):g} / "
+                 f"{cpu.get('hospitals', 0):g}",
+                 f"{rss.get('broker', '–')} / {rss.get('workers', '–')} / "
+                 f"{rss.get('hospitals', '–')}"]
+        lines.append("| " + " | ".join(cells) + " |")
     lines += start_lag_lines(result)
     lines += raw_ratio_lines(result)
     lines += capacity_lines(result)
@@ -498,7 +507,8 @@ def figure(result: dict[str, Any]) -> Figure:
     # log x: huimin's rates and the raw ceiling's, tens and thousands a second, both readable;
     # with nothing answered at any rate, linear axes (a log axis with no data cannot be drawn)
     scale = "log" if plotted else "linear"
-    lat_ax.set(xlabel="offered per second (huimin: settlements; raw ceiling: messages)",
+    lat_ax.set(xlabel="offered per second (huimin: settlements; raw ceiling: messages)"
+               if ceiling else "offered settlements per second",
                ylabel="latency (ms)", xscale=scale, yscale=scale,
                title="Latency against offered load")
     if plotted:

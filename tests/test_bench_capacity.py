@@ -444,8 +444,13 @@ def test_every_cross_province_percentile_is_also_a_ratio_to_the_raw_ceilings():
     lost = {**point.ceiling, "lost": 3}
     assert set(cross_vs_raw(point.settlement_latency_ms, lost).values()) == {None}
     assert cross_vs_raw(point.settlement_latency_ms, {}) == {}  # --no-ceiling
+    assert "| raw achieved/s | raw p50 | raw p99 | cross p99 ÷ raw p99 |" in text
     point.ceiling, point.cross_vs_raw_latency = {}, {}
-    assert "## Cross-province latency ÷" not in markdown(_result_with(point))
+    alone = markdown(_result_with(point))
+    assert "## Cross-province latency ÷" not in alone
+    # --no-ceiling: no raw columns standing empty, and the intro says why
+    assert "raw achieved/s" not in alone and "No raw ceiling was measured" in alone
+    assert "| max | errors | visits dropped |" in alone
 
 
 def test_the_p999_of_a_thousand_is_the_999th_value_not_the_maximum():
