@@ -272,7 +272,8 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
     console.print(f"[bold]Bad requests[/] {bad['as_expected']:,} of {bad['sent']:,} answered or "
                   f"dead-lettered as expected (dead letters: {letters or 'none'})")
     clr = summary["clearing"]
-    console.print(f"[bold]Clearing[/] {clr['months']} monthly statements from the national "
+    console.print(f"[bold]Clearing[/] {clr['months']} monthly "
+                  f"{'statement' if clr['months'] == 1 else 'statements'} from the national "
                   "platform " + ("equal to the oracle's" if clr["equal_to_oracle"]
                                  else "[red]differ from the oracle's[/]")
                   + " (huimin clearing shows them)")

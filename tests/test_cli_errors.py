@@ -639,7 +639,7 @@ def test_blank_lines_may_end_a_log_not_come_between_its_visits(logs: Path, tmp_p
     (b"\x1f\x8b\x08\x00rest", "is gzip-compressed: decompress it first"),
     (b'{"huimin_visitlog": 3, "world": {}, "visits": {}}\n{"certno": "\xd5\xc5"}\n',
      "line 2 is not UTF-8 text"),
-    (b"[1, 2]\n", "line 1 is not a visit-log header (it is not a huimin visit-log header"),
+    (b"[1, 2]\n", "line 1 is not a visit-log header (no `huimin_visitlog` version"),
 ])
 def test_a_file_that_is_not_a_visit_log_says_what_it_is(tmp_path: Path, content: bytes,
                                                         phrase: str):
