@@ -104,7 +104,8 @@ def summarise(report: RunReport) -> dict[str, Any]:
     return {
         "ehr": {**ehr_summary(res.exchanges.values()),
                 "audit_events": report.ehr_audit_events,
-                "audit_events_expected": report.ehr_audit_events_expected},
+                "audit_events_expected": report.ehr_audit_events_expected,
+                "operator_audit_events": report.ehr_operator_audit_events},
         "visits": len(res.sessions),
         "visits_settled_by_route": dict(routes),
         "answers_by_outcome": dict(sorted(outcomes.items())),
@@ -186,6 +187,20 @@ def ehr_summary(exchanges: Any) -> dict[str, int]:
             out["lab_tests_avoided"] += len(output["reusable"])
             out["lab_saving_fen"] += sum(r["saving"] for r in output["reusable"])
     return out
+
+
+def audit_against_oracle(ehr: dict[str, Any]) -> str:
+    """The audit count's verdict, the operator's reads through the FHIR views set apart:
+    audited like any access, but not the hospitals', so not the oracle's."""
+    counted, expected = ehr["audit_events"], ehr["audit_events_expected"]
+    operator = ehr.get("operator_audit_events", 0)
+    if counted is None:
+        return ""
+    operators = f"{operator:,} of the operator's reads through the FHIR views"
+    if counted - operator == expected:
+        return (f" ({expected:,} as the oracle's and {operators})" if operator
+                else " (as the oracle's)")
+    return f" [red](the oracle: {expected:,}{'; ' + operators if operator else ''})[/]"
 
 
 def _outcome(answer: dict[str, Any]) -> str:
@@ -283,8 +298,7 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
                   f"{ehr['refusals']:,} refused by consent, "
                   + (f"{ehr['audit_events']:,} audit events" if ehr["audit_events"] is not None
                      else "audit events [red]not counted (no worker answered)[/]")
-                  + (" (as the oracle's)" if ehr["audit_events"] == ehr["audit_events_expected"]
-                     else f" [red](the oracle: {ehr['audit_events_expected']:,})[/]")
+                  + audit_against_oracle(ehr)
                   + f", {ehr['lab_tests_avoided']:,} lab tests avoided "
                     f"(¥{yuan(ehr['lab_saving_fen'])} saved)")
     day = summary["daily_reconciliation"]

@@ -62,6 +62,8 @@ class RecordsRow:
     answers: dict[str, dict[str, Any]] = field(default_factory=dict)  # msgid -> its answer
     audited: int = 0  # AuditEvents ever recorded for the person
     refusals_audited: int = 0  # of which refusals
+    #: of which the platform operator's reads through the FHIR views (not the hospitals')
+    operator_audited: int = 0
     #: the Consent the person published last (records/consent.py), None if none: it
     #: replaces the register's
     consent: dict[str, str] | None = None
@@ -73,6 +75,8 @@ class RecordsRow:
         d = {"docs": self.docs, "labs": self.labs, "audit": self.audit,
              "answers": self.answers, "audited": self.audited,
              "refusals_audited": self.refusals_audited}
+        if self.operator_audited:  # rows no operator read stay as they were
+            d["operator_audited"] = self.operator_audited
         if self.consent is not None:  # rows of persons who never published one stay as they were
             d["consent"] = self.consent
         if self.waiting:

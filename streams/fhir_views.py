@@ -7,8 +7,10 @@ integration testers:
     GET /fhir/Patient/$ihe-pix?sourceIdentifier=<system>|<value>       Parameters (PIXm)
     GET /ehr/stats/                                                    totals (JSON)
 
-Each answers from the tables this worker holds (the partitions assigned to it; with several
-workers, ask each, or the one that serves the person). Errors are OperationOutcomes. Reading a
+Each answers from the partitions this worker serves. A person another worker serves (or any,
+while a rebalance is under way) is answered 503, naming the person's partition to look up in
+the workers' GET /assignment/: a standby's copy may be behind, and an empty searchset would
+read as "no records". Errors are OperationOutcomes. Reading a
 document, searching a person's DocumentReferences and looking up their identifiers are
 accesses like any other: each is audited in the person's record (through the `ehr.sources`
 topic, as the operator, purpose HOPERAT). Listing the AuditEvents is not itself recorded.
@@ -81,6 +83,33 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
             return None
         return value.encode()
 
+    def active_partitions() -> set[int]:
+        return {tp.partition for tp in app.assignor.assigned_actives()
+                if tp.topic == topics.HOSP_REQUESTS}
+
+    def serves_all() -> bool:
+        return not app.rebalancing and len(active_partitions()) == app.conf.topic_partitions
+
+    def elsewhere(web: Any, key: bytes) -> Any | None:
+        """The 503 for a person this worker does not serve now, or None if it does."""
+        partition = key_partition(key, app.conf.topic_partitions)
+        if app.rebalancing:
+            why = "a rebalance is under way: ask again once it is over"
+        elif partition in active_partitions():
+            return None
+        else:
+            why = (f"this worker does not serve the person's partition ({partition} of "
+                   f"{topics.HOSP_REQUESTS}): ask the worker whose GET /assignment/ lists it")
+        return problem(web, 503, "transient", why)
+
+    def not_found(web: Any, what: str) -> Any:
+        """404; with several workers, saying that only this one's persons were looked in."""
+        if not serves_all():
+            what += (" among the persons this worker serves (partitions "
+                     f"{sorted(active_partitions())} of {topics.HOSP_REQUESTS}): ask the "
+                     "other workers too")
+        return problem(web, 404, "not-found", what)
+
     def refused(web: Any, request: Any) -> Any | None:
         why = operator_refusal(request.remote, request.headers.get("Authorization", ""), token)
         return None if why is None else problem(web, 403, "forbidden", why)
@@ -118,6 +147,8 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
         if key is None:
             return problem(web, 400, "required", "patient.identifier=" + CERTNO_SYSTEM +
                            "|<certno> (a valid citizen ID number) is required")
+        if (no := elsewhere(web, key)) is not None:
+            return no
         held = records_of(key).docs.values()
         docs = sorted((d["docref"] for d in held), key=lambda r: (r["date"], r["id"]),
                       reverse=True)
@@ -133,6 +164,8 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
         if key is None:
             return problem(web, 400, "required", "entity.identifier=" + CERTNO_SYSTEM +
                            "|<certno> (a valid citizen ID number) is required")
+        if (no := elsewhere(web, key)) is not None:
+            return no
         return fhir(web, searchset(records_of(key).audit))
 
     @app.page("/fhir/Patient/$ihe-pix")
@@ -152,9 +185,11 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
         if certno is not None and row is None:
             cur = index.get(certno.encode())
             row = IndexRow.from_dict(orjson.loads(cur)) if cur else None
+        if certno is not None and (no := elsewhere(web, certno.encode())) is not None:
+            return no
         enrollment = ref.enrollments.get(certno) if certno else None
         if row is None and enrollment is None:
-            return problem(web, 404, "not-found", "sourceIdentifier Patient Identifier not found")
+            return not_found(web, "sourceIdentifier Patient Identifier not found")
         targets = [{"system": CERTNO_SYSTEM, "value": certno}]
         if enrollment is not None:
             targets.append({"system": f"{PSN_NO_SYSTEM}:{enrollment.province}",
@@ -179,23 +214,21 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
                     doc_owner[d] = k
             scanned[0] = time.monotonic()
             key = doc_owner.get(doc_id)
+        if key is not None and (no := elsewhere(web, key)) is not None:
+            return no
         doc = records_of(key).docs.get(doc_id) if key else None
         if doc is None or not doc["docref"]["content"][0]["attachment"]["url"].startswith(
                 f"{kind}/"):
             # the path's words are not echoed: whatever was typed there may be personal
-            return problem(web, 404, "not-found", "no such document")
+            return not_found(web, "no such document")
         await audit(key, "operator-read", doc["province"], doc_id)
         return web.bytes(document_bytes(doc["content"]), content_type=FHIR_JSON)
-
-    def active_partitions() -> set[int]:
-        return {tp.partition for tp in app.assignor.assigned_actives()
-                if tp.topic == topics.HOSP_REQUESTS}
 
     @app.page("/ehr/stats/")
     async def stats(web: Any, request: Any) -> Any:
         """Totals over the persons this worker serves (not its standby copies of others')."""
         totals = {"persons": 0, "documents": 0, "lab_results": 0, "audit_events": 0,
-                  "refusals_audited": 0}
+                  "refusals_audited": 0, "operator_accesses_audited": 0}
         mine = active_partitions()
         partitions = app.conf.topic_partitions
         for k, v in records.items():
@@ -207,4 +240,5 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
             totals["lab_results"] += len(row.labs)
             totals["audit_events"] += row.audited
             totals["refusals_audited"] += row.refusals_audited
+            totals["operator_accesses_audited"] += row.operator_audited
         return web.json(totals)

@@ -78,6 +78,7 @@ class RecordRoles:
             row = self.records_row(key)
             audited = row.audited
             row.record_access(msg["event"])
+            row.operator_audited += row.audited - audited
             self.run.put(self.w.ehr_records, key, encode_to_keep(row.to_dict()))
             self.run.later(partial(metrics.observe_audit, row.audit_since(audited)))
             # a redelivery finds it recorded: written again, as its first write may be lost

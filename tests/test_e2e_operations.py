@@ -69,11 +69,16 @@ def get_json(url: str) -> Any:
 
 
 def status_of(url: str) -> int:
+    return answer_of(url)[0]
+
+
+def answer_of(url: str) -> tuple[int, Any]:
+    """The status and the JSON body of a GET, an error's included."""
     try:
         with urllib.request.urlopen(url, timeout=10) as r:
-            return r.status
+            return r.status, orjson.loads(r.read())
     except urllib.error.HTTPError as refused:
-        return refused.code
+        return refused.code, orjson.loads(refused.read())
 
 
 def worker_warnings(out: Path) -> str:
@@ -512,6 +517,10 @@ def test_metrics_move_during_a_run_with_two_workers_and_carry_no_personal_data(
     hospital: list[dict] = []
     assignments: list[list[dict]] = []  # the workers' /assignment/ while visits are answered
     clearing: list[list[int]] = []  # each worker's answer status to GET /clearing/
+    certno = sorted(build_world(WorldSpec(seed=13, persons=800)).ref.enrollments)[0]
+    search = f"/fhir/DocumentReference?patient.identifier={CERTNO_SYSTEM}|{certno}"
+    records: list[list[tuple[int, Any]]] = []  # each worker's answer to the person's search
+    unknown: list[list[tuple[int, Any]]] = []  # ... and to a read of a document nobody has
     try:
         deadline = time.monotonic() + 120
         while proc.poll() is None and time.monotonic() < deadline:
@@ -527,6 +536,9 @@ def test_metrics_move_during_a_run_with_two_workers_and_carry_no_personal_data(
                 if total(merged, "huimin_request_latency_seconds_count", infno="2207") > 0:
                     assignments.append([get_json(f"{w['web']}/assignment/") for w in workers])
                     clearing.append([status_of(f"{w['web']}/clearing/") for w in workers])
+                    records.append([answer_of(w["web"] + search) for w in workers])
+                    unknown.append([answer_of(f"{w['web']}/fhir/Bundle/nobody-has-it")
+                                    for w in workers])
             except (OSError, ValueError):
                 continue
         stdout, _ = proc.communicate(timeout=240)
@@ -536,6 +548,9 @@ def test_metrics_move_during_a_run_with_two_workers_and_carry_no_personal_data(
     assert proc.returncode == 0, stdout + worker_warnings(out)
     summary = orjson.loads((out / "summary.json").read_bytes())
     assert summary["ok"] and summary["oracle"]["mismatches"] == []
+    # the searches below were audited in the person's record, as the operator's, apart from
+    # the hospitals' accesses the oracle counts (so the run passed)
+    assert summary["ehr"]["operator_audit_events"] >= len(records) > 0, summary["ehr"]
     answering = [m for m in scrapes if total(m, "huimin_answers_total") > 0]
     assert len(answering) >= 2, stdout
     early, late = answering[0], answering[-1]
@@ -561,6 +576,19 @@ def test_metrics_move_during_a_run_with_two_workers_and_carry_no_personal_data(
     # only the worker holding the clearing table serves its statements; the other's copy
     # would read as the platform's figures
     assert clearing and all(sorted(codes) == [200, 503] for codes in clearing), clearing
+    # a person's records are searched on the worker that serves them; the other's answer is
+    # not an empty searchset (read as "no records") but a 503 naming the partition to ask for
+    for answers in records:
+        (status, bundle), (refusal, outcome) = sorted(answers, key=lambda a: a[0])
+        assert (status, refusal) == (200, 503), answers
+        assert bundle["resourceType"] == "Bundle", bundle
+        assert outcome["resourceType"] == "OperationOutcome", outcome
+        assert "GET /assignment/" in outcome["issue"][0]["diagnostics"], outcome
+        assert certno not in str(outcome), outcome
+    # a document found on neither says that each looked only among the persons it serves
+    for answers in unknown:
+        assert [status for status, _ in answers] == [404, 404], answers
+        assert all("ask the other workers" in o["issue"][0]["diagnostics"] for _, o in answers)
     # what the workers count in flight is what the hospitals await, not more: counted up and
     # down, a reconciliation answered by the other worker and each duplicate's second answer
     # made the workers' sum drift from it without bound

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from huimin.report import audit_against_oracle
 from huimin.run import Accounting, RunReport
 
 
@@ -20,7 +21,7 @@ def passing_report(**changes: Any) -> RunReport:
         options=SimpleNamespace(), bad=[], result=SimpleNamespace(timed_out=[]),
         comparison=SimpleNamespace(ok=True), clearing_ok=True, clearing_months=2,
         reconciliation=SimpleNamespace(ok=True), daily_reconciliation=SimpleNamespace(ok=True),
-        ehr_audit_events=12, ehr_audit_events_expected=12,
+        ehr_audit_events=12, ehr_audit_events_expected=12, ehr_operator_audit_events=0,
         bad_requests=SimpleNamespace(ok=True),
         accounting=Accounting(sent=10, answered_ok=7, answered_error=2, dead_lettered=1),
         out_dir=Path("out"), bootstrap="127.0.0.1:9092", worker_kills=0, setup_s=0.0,
@@ -49,8 +50,32 @@ def test_a_report_whose_every_check_passes_is_ok() -> None:
     "fewer audit events than expected": {"ehr_audit_events": 11},
     "more audit events than expected": {"ehr_audit_events": 13},
     "the audit events were not counted": {"ehr_audit_events": None},
+    "an operator's read counted as the hospitals'": {"ehr_audit_events": 13,
+                                                      "ehr_operator_audit_events": 0},
+    "fewer audit events than expected, an operator's read among them": {
+        "ehr_audit_events": 12, "ehr_operator_audit_events": 1},
 }.items(), ids=lambda item: item[0])
 def test_a_report_with_any_one_failing_check_is_not_ok(failing: tuple[str, dict[str, Any]]
                                                        ) -> None:
     _, changes = failing
     assert passing_report(**changes).ok is False
+
+
+def test_the_operators_reads_through_the_fhir_views_are_audited_apart_from_the_oracles() -> None:
+    """A curl of the FHIR views during a run is audited in the person's record like any
+    access; it is not one of the hospitals' accesses the oracle counts, so the run still
+    passes."""
+    assert passing_report(ehr_audit_events=15, ehr_operator_audit_events=3).ok is True
+
+
+@pytest.mark.parametrize(("counted", "operator", "line"), [
+    (12, 0, " (as the oracle's)"),
+    (15, 3, " (12 as the oracle's and 3 of the operator's reads through the FHIR views)"),
+    (11, 0, " [red](the oracle: 12)[/]"),
+    (14, 3, " [red](the oracle: 12; 3 of the operator's reads through the FHIR views)[/]"),
+])
+def test_the_summary_says_how_many_audit_events_were_the_operators(
+        counted: int, operator: int, line: str) -> None:
+    ehr = {"audit_events": counted, "audit_events_expected": 12,
+           "operator_audit_events": operator}
+    assert audit_against_oracle(ehr) == line
