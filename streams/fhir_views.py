@@ -139,15 +139,20 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
                 "entry": [{"fullUrl": f"{r['resourceType']}/{r['id']}", "resource": r,
                            "search": {"mode": "match"}} for r in resources]}
 
+    def searched_person(web: Any, request: Any, param: str) -> tuple[bytes | None, Any]:
+        """The person a search is of, or None and the answer refusing it (403, 400, 503)."""
+        if (no := refused(web, request)) is not None:
+            return None, no
+        key = person_key(request, param)
+        if key is None:
+            return None, problem(web, 400, "required", f"{param}={CERTNO_SYSTEM}|<certno> "
+                                 "(a valid citizen ID number) is required")
+        return (None, no) if (no := elsewhere(web, key)) is not None else (key, None)
+
     @app.page("/fhir/DocumentReference")
     async def document_references(web: Any, request: Any) -> Any:
-        if (no := refused(web, request)) is not None:
-            return no
-        key = person_key(request, "patient.identifier")
+        key, no = searched_person(web, request, "patient.identifier")
         if key is None:
-            return problem(web, 400, "required", "patient.identifier=" + CERTNO_SYSTEM +
-                           "|<certno> (a valid citizen ID number) is required")
-        if (no := elsewhere(web, key)) is not None:
             return no
         held = records_of(key).docs.values()
         docs = sorted((d["docref"] for d in held), key=lambda r: (r["date"], r["id"]),
@@ -158,15 +163,8 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
 
     @app.page("/fhir/AuditEvent")
     async def audit_events(web: Any, request: Any) -> Any:
-        if (no := refused(web, request)) is not None:
-            return no
-        key = person_key(request, "entity.identifier")
-        if key is None:
-            return problem(web, 400, "required", "entity.identifier=" + CERTNO_SYSTEM +
-                           "|<certno> (a valid citizen ID number) is required")
-        if (no := elsewhere(web, key)) is not None:
-            return no
-        return fhir(web, searchset(records_of(key).audit))
+        key, no = searched_person(web, request, "entity.identifier")
+        return no if key is None else fhir(web, searchset(records_of(key).audit))
 
     @app.page("/fhir/Patient/$ihe-pix")
     async def pix(web: Any, request: Any) -> Any:

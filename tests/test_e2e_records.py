@@ -123,8 +123,16 @@ def test_documents_published_in_one_province_are_found_and_retrieved_from_anothe
     assert {"system": CERTNO_SYSTEM, "value": certno} in targets
     status, missing = h.get("/fhir/Bundle/no-such-document")
     assert status == 404 and missing["resourceType"] == "OperationOutcome"
-    # the operator's search, read and identifier lookup are in the person's record
+    # a search of no valid citizen ID is refused, naming what it needs
+    for path, param in (("/fhir/DocumentReference", "patient.identifier"),
+                        ("/fhir/AuditEvent", "entity.identifier")):
+        status, refusal = h.get(path, **{param: f"{CERTNO_SYSTEM}|{certno[:-1]}"})
+        assert status == 400 and param in refusal["issue"][0]["diagnostics"], refusal
+    # the operator's search, read and identifier lookup are in the person's record, and
+    # counted apart from the hospitals' accesses
     assert sorted(operator_accesses(h, certno, 3)) == ["read", "search-type", "search-type"]
+    _, stats = h.get("/ehr/stats/")
+    assert 3 <= stats["operator_accesses_audited"] < stats["audit_events"], stats
 
 
 def operator_accesses(h: Hospitals, certno: str, expected: int) -> list[str]:
