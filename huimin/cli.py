@@ -62,6 +62,7 @@ from huimin.run import (
     arrivals_at_speed,
     check_bad_requests,
     check_fresh,
+    default_out_dir,
     execute,
     run_scenario,
     visit_period,
@@ -345,6 +346,7 @@ def run(
     world = _world(seed, persons, policy)
     _check_cluster_address(None)
     _serve_metrics(metrics_port)
+    out = out or default_out_dir()  # named if a Ctrl-C stops the run
     opts = RunOptions(world=world, faults=plan,
                       visits=VisitSpec(visits=visits, cross_share=cross_share, days=days,
                                        ehr=ehr),
@@ -352,9 +354,17 @@ def run(
                       broker=broker, workers=workers, store=_store(store),
                       answer_timeout_s=answer_timeout)
     _check_reachable(os.environ.get(BOOTSTRAP_ENV))
-    with _progress() as progress:
-        on_stage, on_progress = _reporters(progress, visits)
-        report = run_scenario(opts, on_stage=on_stage, on_progress=on_progress)
+    try:
+        with _progress() as progress:
+            on_stage, on_progress = _reporters(progress, visits)
+            report = run_scenario(opts, on_stage=on_stage, on_progress=on_progress)
+    except KeyboardInterrupt:  # unwound: the broker and workers it started are stopped
+        console.print(f"[yellow]Stopped by Ctrl-C: the broker and the workers this run started "
+                      f"are stopped. A run is judged whole, so there is no summary; its visit "
+                      f"log and the workers' logs are in {opts.out_dir}/ (to judge part of a "
+                      f"run, replay its log: `huimin replay`, Ctrl-C, then `huimin verify "
+                      f"--replayed-only`).[/]", soft_wrap=True)
+        raise typer.Exit(130) from None
     summary = summarise(report)
     write_outputs(report, summary)
     print_summary(summary, report.out_dir, console)

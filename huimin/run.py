@@ -500,7 +500,8 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
         events: list[tuple[float, Callable[[], object]]] = []
         ours: Platform | None = None
         if bootstrap is None:
-            on_stage("starting the broker and the platform")
+            on_stage(f"starting the platform on {os.environ[BOOTSTRAP_ENV]}"
+                     if os.environ.get(BOOTSTRAP_ENV) else "starting the broker and the platform")
             bootstrap = stack.enter_context(broker(out_dir / "broker.log", broker_kind))
             ours = stack.enter_context(platform(bootstrap, world.spec, partitions, out_dir,
                                                 workers, idempotent=broker_kind == "kafka",

@@ -106,6 +106,8 @@ class Undelivered:
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()  # by the producer's error
         self._lock = threading.Lock()  # the producer's thread counts, the loop sums up
+        #: the requests were given up on purpose (an interrupt): counted, not warned of
+        self.given_up = False
 
     def __call__(self, exc: BaseException) -> None:
         kind = type(exc).__name__
@@ -113,7 +115,7 @@ class Undelivered:
         with self._lock:
             self.counts[kind] += 1
             first = self.counts[kind] == 1
-        if first:
+        if first and not self.given_up:
             log.warning("a request could not be delivered to %s: %s", topics.HOSP_REQUESTS,
                         kind)
 
@@ -121,6 +123,11 @@ class Undelivered:
         """The requests not delivered since the first of each kind was logged."""
         with self._lock:
             counts, self.counts = self.counts, Counter()
+        if self.given_up:
+            if total := sum(counts.values()):
+                log.info("%d %s still in the producer given up on being stopped", total,
+                         "request" if total == 1 else "requests")
+            return
         for kind, n in sorted(counts.items()):
             if n > 1:
                 log.warning("%d more %s could not be delivered to %s: %s", n - 1,
@@ -320,11 +327,14 @@ class HospitalFleet:
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Give the producer `timeout_s` to send what it holds (0: give it up at once, as an
-        interrupt that unwinds the run wants)."""
+        interrupt that unwinds the run wants: the requests it still holds are then not
+        warned of, as failures, one by one)."""
+        self.undelivered.given_up = timeout_s == 0
         try:
             self.producer.close(timeout=timeout_s)
         except KafkaTimeoutError:  # a cluster gone: each request unsent fails on its own
-            log.warning("the hospitals' producer closed with requests still unsent")
+            if not self.undelivered.given_up:
+                log.warning("the hospitals' producer closed with requests still unsent")
             # kafka-python's close stops at its flush's time-out, its network thread left
             # running and the close tried again at exit: closed here as it would have gone on
             sender = getattr(self.producer, "_sender", None)

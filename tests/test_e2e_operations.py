@@ -613,7 +613,12 @@ def test_a_worker_that_joins_later_is_waited_for_until_the_group_has_settled(tmp
     assert not first["rebalancing"] and not second["rebalancing"]
 
 
-def test_sigterm_stops_a_run_with_its_broker_and_workers(tmp_path: Path):
+@pytest.mark.parametrize(("stop", "said"), [
+    (signal.SIGTERM, "terminated (SIGTERM): stopping what this command started"),
+    (signal.SIGINT, "Stopped by Ctrl-C: the broker and the workers this run started are stopped"),
+], ids=["SIGTERM", "Ctrl-C"])
+def test_a_signal_stops_a_run_with_its_broker_and_workers_and_says_so(
+        tmp_path: Path, stop: signal.Signals, said: str):
     out = tmp_path / "run"
     proc = subprocess.Popen([huimin_command(), "run", "--persons", "500", "--visits", "2000",
                              "--rate", "10", "--no-ehr",
@@ -628,11 +633,15 @@ def test_sigterm_stops_a_run_with_its_broker_and_workers(tmp_path: Path):
                     for pid in processes_mentioning(str(out))]
         worker = next(c for c in cmdlines if b"streams.worker" in c)  # its config names it
         bootstrap = re.search(rb'"bootstrap":"([^"]+)"', worker).group(1).decode()
-        proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=60)
+        time.sleep(3)  # the visits begin
+        proc.send_signal(stop)
+        stdout, _ = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 128 + signal.SIGTERM
+    assert proc.returncode == 128 + stop
+    assert said in " ".join(stdout.split()), stdout
+    # the requests given up with the run are not warned of as failures, one by one
+    assert "could not be delivered" not in stdout and "Traceback" not in stdout, stdout
     assert processes_mentioning(str(out)) == []  # the workers
     assert processes_mentioning(f"tcp://{bootstrap}") == []  # the embedded broker
