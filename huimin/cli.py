@@ -593,6 +593,8 @@ def trail(
                              time_allowed_s=within)
     except kafka.errors.KafkaError as exc:
         raise _refused(f"could not read the cluster's topics: {exc}") from None
+    except TopicMissing as exc:
+        raise _refused(exc) from None
     if as_json:
         for msgid, seen in found.sightings.items():
             print(orjson.dumps({"msgid": msgid, "complete": found.complete,

@@ -19,7 +19,8 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from messages.envelope import msgid_shaped
-from messages.topics import MONEY_EVENTS, PERSON_KEYED, RECON_REQUESTS
+from messages.topics import HOSP_REQUESTS, MONEY_EVENTS, PERSON_KEYED, RECON_REQUESTS
+from streams.dead_letters import TopicMissing
 from streams.partition_ends import true_ends
 
 #: The topics the platform's consumer group reads (commits offsets on).
@@ -81,7 +82,8 @@ def follow_trail(bootstrap: str, msgids: Iterable[str], group: str = "huimin",
                  time_allowed_s: float = 60.0) -> Trail:
     """Read every topic on the cluster (internal ones aside) from its start to its end as it
     is now, looking for each msgid's bytes in each record's value. Joins no consumer group
-    and commits nothing."""
+    and commits nothing. A cluster without `hosp.requests` is not the platform's
+    (`TopicMissing`): "on no topic" there would read as a request the cluster lost."""
     wanted = {m: m.encode() for m in dict.fromkeys(msgids)}
     found: dict[str, list[Sighting]] = {m: [] for m in wanted}
     committed = _committed(bootstrap, group, client_config)
@@ -90,7 +92,11 @@ def follow_trail(bootstrap: str, msgids: Iterable[str], group: str = "huimin",
                              **(client_config or {}))
     deadline = time.monotonic() + time_allowed_s
     try:
-        tps = [TopicPartition(t, p) for t in sorted(consumer.topics()) if not t.startswith("__")
+        if HOSP_REQUESTS not in (names := consumer.topics()):
+            raise TopicMissing(f"the cluster at {bootstrap} has no topic {HOSP_REQUESTS}, so no "
+                               "platform of huimin's ran there (is it the right cluster? the "
+                               "platform's topics are made by `huimin topics`)")
+        tps = [TopicPartition(t, p) for t in sorted(names) if not t.startswith("__")
                for p in sorted(consumer.partitions_for_topic(t) or ())]
         starts = consumer.beginning_offsets(tps)  # before `true_ends` (streams/dead_letters.py)
         ends = true_ends(consumer, consumer.end_offsets(tps))

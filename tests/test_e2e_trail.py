@@ -76,3 +76,17 @@ def test_a_run_whose_worker_stopped_says_each_unanswered_request_waits_on_hosp_r
             "digits)"
         for person in world.ref.enrollments:  # where, never what: no certno in the output
             assert person not in done.stdout + text.stdout
+
+
+def test_a_cluster_without_the_platforms_topics_is_refused_not_read_as_requests_lost(
+        tmp_path: Path):
+    """A mistyped address that reaches another broker: no msgid is "on no topic" there (read
+    as a request the cluster lost), and no dead letter is listed; each says why (exit 2)."""
+    with broker(tmp_path / "broker.log") as bootstrap:
+        trail = run_huimin(["trail", "H11010000001202612010800000000001", "--bootstrap",
+                            bootstrap], timeout=60)
+        letters = run_huimin(["dead-letters", "--bootstrap", bootstrap], timeout=60)
+    assert trail.returncode == 2, trail.stdout + trail.stderr
+    assert f"has no topic {HOSP_REQUESTS}" in " ".join(trail.stderr.split()), trail.stderr
+    assert "on no topic" not in trail.stdout
+    assert letters.returncode == 2 and "has no topic dead.letters" in letters.stderr
