@@ -639,12 +639,17 @@ def worker(
     security = _security(security_protocol, sasl_mechanism, sasl_username, ssl_cafile)
     where = _bootstrap(bootstrap)
     if problems := topic_problems(where, partitions, security.kafka_python()):
-        raise _refused(f"{unfit_topics(where, partitions, problems)}"
-                       f" Create them first (huimin topics --bootstrap {where} --partitions "
-                       f"{partitions}), or, if they were made with another count, start the "
-                       "worker with --partitions of that count; a single topic with another "
-                       "count was made by the broker for a worker started before them: delete "
-                       "it, and the consumer group `huimin`, then create it again")
+        advice = []
+        if any(p.startswith("missing:") for p in problems):
+            advice.append(f"create them first (huimin topics --bootstrap {where} --partitions "
+                          f"{partitions})")
+        if not all(p.startswith("missing:") for p in problems):
+            advice.append("if they were made with another count, start the worker with "
+                          "--partitions of that count; a single topic with another count was "
+                          "made by the broker for a worker started before them: delete it, "
+                          "and the consumer group `huimin`, then create it again")
+        said = "; ".join(advice)
+        raise _refused(f"{unfit_topics(where, partitions, problems)} {said[0].upper()}{said[1:]}")
     try:
         run_worker(WorkerConfig(bootstrap=where, partitions=partitions,
                                 web_port=web_port, web_host=web_host, data_dir=str(data_dir),

@@ -151,7 +151,10 @@ def read_visit_log(path: Path) -> tuple[LogHeader, Iterator[Visit]]:
         head = _header_of(first)
     except (LogFormatError, orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         f.close()
-        raise LogFormatError(f"{path}: line 1 is not a visit-log header ({exc})") from None
+        swapped = first.startswith(b'{"answers":')  # a results file's record (write_records)
+        raise LogFormatError(f"{path}: line 1 is not a visit-log header ({exc})" + (
+            "; it is a visit's answers: is this the results file? The visit log comes first"
+            if swapped else "")) from None
 
     def visits() -> Iterator[Visit]:
         numbers: set[int] = set()

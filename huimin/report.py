@@ -189,6 +189,11 @@ def ehr_summary(exchanges: Any) -> dict[str, int]:
     return out
 
 
+def counted(n: int, word: str, words: str | None = None) -> str:
+    """`n` and the word for that many: "1 document", "2 documents", "1 query", "3 queries"."""
+    return f"{n:,} {word if n == 1 else words or word + 's'}"
+
+
 def audit_against_oracle(ehr: dict[str, Any]) -> str:
     """The audit count's verdict, the operator's reads through the FHIR views set apart:
     audited like any access, but not the hospitals', so not the oracle's."""
@@ -266,10 +271,9 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
         lat.add_row(route, f"{s['count']:,}", *(f"{s[k]:.0f}" for k in ("p50", "p95", "p99",
                                                                         "max")))
     console.print(lat)
-    hops = summary["hop_latency_ms_p50"]
-    if hops:
-        console.print("[bold]Median per hop (ms)[/]: " + "; ".join(
-            f"{h} {ms:.0f}" for h, ms in hops.items() if h.startswith("cross")))
+    if cross := [f"{h} {ms:.0f}" for h, ms in summary["hop_latency_ms_p50"].items()
+                 if h.startswith("cross")]:
+        console.print("[bold]Median per hop (ms)[/]: " + "; ".join(cross))
 
     acc = summary["accounting"]
     console.print(f"[bold]Accounting[/] sent {acc['sent']:,} = answered OK "
@@ -293,13 +297,15 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
                                  else "[red]differ from the oracle's[/]")
                   + " (huimin clearing shows them)")
     ehr = summary["ehr"]
-    console.print(f"[bold]Health records[/] {ehr['published']:,} documents published, "
-                  f"{ehr['queries']:,} queries, {ehr['retrievals']:,} retrievals, "
+    console.print(f"[bold]Health records[/] {counted(ehr['published'], 'document')} published, "
+                  f"{counted(ehr['queries'], 'query', 'queries')}, "
+                  f"{counted(ehr['retrievals'], 'retrieval')}, "
                   f"{ehr['refusals']:,} refused by consent, "
-                  + (f"{ehr['audit_events']:,} audit events" if ehr["audit_events"] is not None
+                  + (counted(ehr["audit_events"], "audit event")
+                     if ehr["audit_events"] is not None
                      else "audit events [red]not counted (no worker answered)[/]")
                   + audit_against_oracle(ehr)
-                  + f", {ehr['lab_tests_avoided']:,} lab tests avoided "
+                  + f", {counted(ehr['lab_tests_avoided'], 'lab test')} avoided "
                     f"(¥{yuan(ehr['lab_saving_fen'])} saved)")
     day = summary["daily_reconciliation"]
     console.print(f"[bold]Daily reconciliation[/] {day['hospital_days']:,} hospital-days: "

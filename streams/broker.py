@@ -149,6 +149,13 @@ def _host_port(address: str) -> tuple[str, int]:
     return address, 9092
 
 
+def _port_given(address: str) -> bool:
+    """Whether `address` names its port (`_host_port` gives Kafka's otherwise)."""
+    if address.startswith("["):
+        return "]:" in address
+    return address.count(":") == 1
+
+
 def unreachable(value: str, timeout_s: float = REACH_TIMEOUT_S) -> str | None:
     """Why no address of a (well-formed) bootstrap list can be connected to, when each
     surely cannot (its name does not resolve, its port refuses, its network is unreachable);
@@ -158,6 +165,8 @@ def unreachable(value: str, timeout_s: float = REACH_TIMEOUT_S) -> str | None:
     problems = []
     for address in (a.strip() for a in value.split(",")):
         host, port = _host_port(address)
+        at = address if _port_given(address) else \
+            f"{address} (port {port}, Kafka's default, as none was given)"
         try:
             with socket.create_connection((host, port), timeout=timeout_s):
                 return None
@@ -166,9 +175,9 @@ def unreachable(value: str, timeout_s: float = REACH_TIMEOUT_S) -> str | None:
         except socket.gaierror:
             problems.append(f"{address}: no such host")
         except ConnectionRefusedError:
-            problems.append(f"{address}: connection refused")
+            problems.append(f"{at}: connection refused")
         except OSError as exc:
-            problems.append(f"{address}: {exc.strerror or type(exc).__name__}")
+            problems.append(f"{at}: {exc.strerror or type(exc).__name__}")
     return "; ".join(problems)
 
 

@@ -7,7 +7,7 @@ import socket
 import pytest
 from kafka import KafkaAdminClient
 
-from streams.broker import EmbeddedBroker, broker, kafka_protocol_ready
+from streams.broker import EmbeddedBroker, broker, kafka_protocol_ready, unreachable
 from streams.topics import ensure_topics
 
 pytestmark = pytest.mark.e2e
@@ -67,3 +67,20 @@ def test_huimin_broker_says_so_when_its_broker_dies_by_itself():
             proc.communicate()
     assert proc.returncode == 1, out + err
     assert "the broker exited by itself (code -9)" in err and "Broker stopped." not in out
+
+
+def test_an_address_without_a_port_that_refuses_says_which_port_was_tried(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--bootstrap localhost` tries Kafka's 9092: a refusal says so, not only the host."""
+    tried = []
+
+    def refuse(address: tuple[str, int], timeout: float) -> socket.socket:
+        tried.append(address)
+        raise ConnectionRefusedError
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    assert unreachable("localhost,[::1],127.0.0.1:7") == (
+        "localhost (port 9092, Kafka's default, as none was given): connection refused; "
+        "[::1] (port 9092, Kafka's default, as none was given): connection refused; "
+        "127.0.0.1:7: connection refused")
+    assert tried == [("localhost", 9092), ("::1", 9092), ("127.0.0.1", 7)]

@@ -408,6 +408,13 @@ def test_the_expected_answers_given_as_the_results_are_refused_not_passed(logs: 
                 "is the oracle's expected answers", "would always pass")
 
 
+def test_a_results_file_given_first_is_named_as_one(logs: Path):
+    """`verify results.jsonl visits.jsonl`, the two swapped: said, not only "not a header"."""
+    refused(huimin("verify", str(logs / "a.expected.jsonl"), str(logs / "a.jsonl")),
+            "line 1 is not a visit-log header", "is this the results file? The visit log "
+            "comes first")
+
+
 def test_no_results_at_all_are_refused(logs: Path):
     empty = str(logs / "empty.jsonl")
     for command in ("verify", "clearing"):

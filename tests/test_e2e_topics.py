@@ -24,6 +24,7 @@ def test_a_worker_refuses_missing_topics_and_topics_refuses_other_partition_coun
         assert worker.returncode == 2, worker.stdout + worker.stderr
         assert "missing: hosp.requests" in worker.stderr
         assert "huimin topics --bootstrap" in worker.stderr and "Traceback" not in worker.stderr
+        assert "another count" not in worker.stderr  # none was made: only what to do now
 
         ensure_topics(bootstrap, ["hosp.requests", "money.events", "dead.letters"], partitions=4)
         topics = run_huimin(["topics", "--bootstrap", bootstrap, "--partitions", "8"],
@@ -40,4 +41,5 @@ def test_a_worker_refuses_missing_topics_and_topics_refuses_other_partition_coun
         assert "start the worker with --partitions of that count" in " ".join(
             worker.stderr.split())  # a `huimin topics` of 8 would be refused on these
         assert "missing" not in worker.stderr  # `huimin topics` made the others
+        assert "create them first" not in worker.stderr.lower()
         assert len(platform_topics(8)) > 10

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from huimin.report import audit_against_oracle
+from huimin.report import audit_against_oracle, counted
 from huimin.run import Accounting, RunReport
 
 
@@ -79,3 +79,10 @@ def test_the_summary_says_how_many_audit_events_were_the_operators(
     ehr = {"audit_events": counted, "audit_events_expected": 12,
            "operator_audit_events": operator}
     assert audit_against_oracle(ehr) == line
+
+
+def test_the_summary_counts_one_thing_in_the_singular() -> None:
+    assert [counted(1, "document"), counted(2, "document"), counted(1_000, "document")] == \
+        ["1 document", "2 documents", "1,000 documents"]
+    assert [counted(1, "query", "queries"), counted(0, "query", "queries")] == \
+        ["1 query", "0 queries"]
