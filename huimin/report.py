@@ -197,12 +197,12 @@ def counted(n: int, word: str, words: str | None = None) -> str:
 def audit_against_oracle(ehr: dict[str, Any]) -> str:
     """The audit count's verdict, the operator's reads through the FHIR views set apart:
     audited like any access, but not the hospitals', so not the oracle's."""
-    counted, expected = ehr["audit_events"], ehr["audit_events_expected"]
+    total, expected = ehr["audit_events"], ehr["audit_events_expected"]
     operator = ehr.get("operator_audit_events", 0)
-    if counted is None:
+    if total is None:
         return ""
     operators = f"{operator:,} of the operator's reads through the FHIR views"
-    if counted - operator == expected:
+    if total - operator == expected:
         return (f" ({expected:,} as the oracle's and {operators})" if operator
                 else " (as the oracle's)")
     return f" [red](the oracle: {expected:,}{'; ' + operators if operator else ''})[/]"
