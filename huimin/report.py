@@ -137,7 +137,11 @@ def summarise(report: RunReport) -> dict[str, Any]:
             "balanced_after_posting": d.balanced_after_posting,
             "balanced_after_waiting": d.balanced_after_waiting,
             "unbalanced": d.unbalanced, "posted": d.posted,
-            "expected_posted": d.expected_posted},
+            "expected_posted": d.expected_posted,
+            # what the settlements posted from 3202 paid: in the ledger, not in the visits'
+            # results (their HIS never saw the answers)
+            "posted_money_fen": dict(zip(("medfee_sumamt", "hifp_pay", "acct_pay"),
+                                         d.posted_fen, strict=True))},
         "timed_out": len(res.timed_out),
         "late_answers": res.late_answers,  # after their visit timed out: not an error
         # where the first unanswered requests went on the cluster (streams/trail.py)
@@ -245,13 +249,25 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
     console.print()
     local, cross = routes.get("local", 0), routes.get("cross", 0)
     unsettled = summary["visits"] - local - cross  # refused, failed, given up: every visit counted
+    day = summary["daily_reconciliation"]
+    lost = day["posted"]  # settled on the platform, the answers lost before the HIS saw them
     console.print(f"[bold]Visits[/] {summary['visits']:,}   "
                   f"[bold]ending settled[/] local {local:,}, cross-province {cross:,}"
-                  + (f", not settled {unsettled:,}" if unsettled > 0 else ""))
+                  + (f", not settled {unsettled:,}" if unsettled > 0 else "")
+                  + (f" ({lost:,} of them settled on the platform, their answers lost: posted "
+                     "from 3202, below)" if lost else ""))
     console.print(f"[bold]Paid[/] medical fees ¥{yuan(money.get('medfee_sumamt', 0))} = "
                   f"fund ¥{yuan(money.get('hifp_pay', 0))} + "
                   f"personal account ¥{yuan(money.get('acct_pay', 0))} + "
-                  f"cash ¥{yuan(money.get('psn_cash_pay', 0))}")
+                  f"cash ¥{yuan(money.get('psn_cash_pay', 0))}"
+                  + (" as the hospitals saw the answers" if lost else ""))
+    if lost:
+        fees, fund, acct = (day["posted_money_fen"][k]
+                            for k in ("medfee_sumamt", "hifp_pay", "acct_pay"))
+        console.print(f"  and ¥{yuan(fees)} = fund ¥{yuan(fund)} + personal account "
+                      f"¥{yuan(acct)} + cash ¥{yuan(fees - fund - acct)} in the "
+                      f"{'settlement' if lost == 1 else 'settlements'} posted from 3202 "
+                      "(in the ledger; their visits read 'not settled' in results.jsonl)")
 
     console.print("[bold]Answers by transaction and outcome[/]")
     answers = Table()
@@ -307,7 +323,6 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
                   + audit_against_oracle(ehr)
                   + f", {counted(ehr['lab_tests_avoided'], 'lab test')} avoided "
                     f"(¥{yuan(ehr['lab_saving_fen'])} saved)")
-    day = summary["daily_reconciliation"]
     console.print(f"[bold]Daily reconciliation[/] {day['hospital_days']:,} hospital-days: "
                   f"{day['balanced_at_once']:,} 平 at once, {day['balanced_after_posting']:,} "
                   f"不平 until 3202 detailed {day['posted']:,} settlements whose answers were "

@@ -173,6 +173,8 @@ class DailyReconciliationCheck:
     unbalanced: list[str] = field(default_factory=list)
     posted: int = 0
     expected_posted: int = 0
+    #: the posted settlements' money, fen: medfee_sumamt, hifp_pay, acct_pay
+    posted_fen: list[int] = field(default_factory=lambda: [0, 0, 0])
 
     @property
     def ok(self) -> bool:
@@ -185,6 +187,7 @@ def check_daily_reconciliation(result: HospitalRunResult,
     for day in result.days_reconciled:
         check.days += 1
         check.posted += day.posted
+        check.posted_fen = [a + b for a, b in zip(check.posted_fen, day.posted_fen, strict=True)]
         if not day.balanced:
             check.unbalanced.append(f"{day.fixmedins_code} {day.day}: {day.result or 'no answer'}"
                                     f" after {day.attempts} 3201")

@@ -173,6 +173,9 @@ class DayReconciliation:
     first: str = ""  # stmt_rslt of the first 3201
     result: str = ""  # stmt_rslt of the last 3201
     posted: int = 0  # settlements posted from 3202 details (answers the HIS had lost)
+    #: their money, fen: medfee_sumamt, hifp_pay, acct_pay (the visits' results hold none of
+    #: it: their HIS never saw the answer)
+    posted_fen: list[int] = field(default_factory=lambda: [0, 0, 0])
     waited: int = 0  # times the platform was behind and the hospital asked again later
 
     @property
@@ -240,6 +243,9 @@ class DailyReconciler:
         for detail in out.get("details", []):
             self.books.post(rec.fixmedins_code, detail)
             rec.posted += 1
+            money = [detail.get(k) for k in ("medfee_sumamt", "hifp_pay", "acct_pay")]
+            if all(type(v) is int for v in money):  # else not whole fen: verify names it
+                rec.posted_fen = [a + b for a, b in zip(rec.posted_fen, money, strict=True)]
         if out.get("details"):
             return [self._totals(rec)]
         rec.waited += 1  # the platform has yet to see some of the hospital's settlements

@@ -65,6 +65,15 @@ def test_hospitals_that_lost_settlement_answers_are_unbalanced_until_3202_resolv
     assert day["unbalanced"] == []
     assert day["balanced_after_posting"] > 0  # 不平 on the day a settlement's answer was lost
     assert day["posted"] == day["expected_posted"] > 0
+    # the platform's funds paid what the hospitals saw in answers plus what they posted from
+    # 3202: the summary gives both, as the visits whose answers were lost read 'not settled'
+    s = summary(faulty_runs[0])
+    balances = orjson.loads((faulty_runs[0] / "ledger.json").read_bytes())["balances"]
+    fund_paid = sum(v for account, v in balances.items() if account.startswith("fund:"))
+    assert day["posted_money_fen"]["hifp_pay"] > 0
+    assert fund_paid == s["money_fen"]["hifp_pay"] + day["posted_money_fen"]["hifp_pay"]
+    said = " ".join((faulty_runs[0] / "stdout.txt").read_text().split())
+    assert f"{day['posted']} of them settled on the platform, their answers lost" in said
 
 
 def test_the_joining_worker_took_over_partitions(faulty_runs):
