@@ -34,6 +34,9 @@ from simulators.world import rng
 #: Steps whose lost answer a HIS repairs with 2601 and a retry.
 LOSABLE = frozenset({"2201", "2202", "2401", "2204", "2206", "2207", "2303", "2304", "2402"})
 SETTLING = frozenset({"2207", "2304"})
+#: At most this many worker kills, and workers joining, in one run: each kill waits out a
+#: recovery (~15 s) and each join is a process of its own, so more would outlast any run.
+MOST_WORKER_FAULTS = 10
 
 
 class FaultPlanError(ValueError):
@@ -62,12 +65,17 @@ class FaultPlan:
             if f is None or not sep:
                 raise FaultPlanError(f"unknown fault {part.strip()!r}; known: "
                                      f"{', '.join(sorted(names))} (as name=value)")
+            if f.name in values:
+                raise FaultPlanError(f"{name} is given twice")
+            whole = f.type in (int, "int")
             try:
-                value: float | int = int(raw) if f.type in (int, "int") else float(raw)
+                value: float | int = int(raw) if whole else float(raw)
             except ValueError:
-                raise FaultPlanError(f"{name}: {raw!r} is not a number") from None
-            if value < 0 or (isinstance(value, float) and value > 1):
-                raise FaultPlanError(f"{name}: {raw} is out of range")
+                raise FaultPlanError(f"{name}: {raw!r} is not "
+                                     f"{'a whole number' if whole else 'a number'}") from None
+            if not 0 <= value <= (MOST_WORKER_FAULTS if whole else 1):  # NaN too
+                raise FaultPlanError(f"{name}: {raw} is out of range (0 to "
+                                     f"{MOST_WORKER_FAULTS if whole else 1})")
             values[f.name] = value
         return cls(**values)  # type: ignore[arg-type]
 

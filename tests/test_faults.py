@@ -3,13 +3,14 @@ is what the oracle then expects (no double charge, every request answered)."""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 import pytest
 
 from messages.visitlog import VisitSession
 from settlement.oracle import Oracle
-from simulators.faults import FaultPlan, FaultPlanError
+from simulators.faults import MOST_WORKER_FAULTS, FaultPlan, FaultPlanError
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import WorldSpec, build_world
 
@@ -27,11 +28,23 @@ def test_the_plan_of_the_issue_parses_and_prints_back():
     assert not FaultPlan.parse("").any
 
 
-@pytest.mark.parametrize("text", ["dupe=0.1", "duplicate", "duplicate=x", "duplicate=1.5",
-                                  "kill-worker=-1"])
-def test_a_bad_fault_plan_is_refused_with_a_reason(text):
-    with pytest.raises(FaultPlanError):
+@pytest.mark.parametrize(("text", "reason"), [
+    ("dupe=0.1", "unknown fault"), ("duplicate", "unknown fault"),
+    ("duplicate=x", "is not a number"), ("duplicate=1.5", "out of range (0 to 1)"),
+    ("duplicate=nan", "out of range"), ("reorder=-inf", "out of range"),
+    ("kill-worker=-1", "out of range (0 to 10)"), ("kill-worker=1.5", "not a whole number"),
+    # a count past any run: it took memory without end before the run began
+    ("kill-worker=99999999999999999999", "out of range"), ("join-worker=11", "out of range"),
+    ("duplicate=0.1,duplicate=0.2", "duplicate is given twice"),
+])
+def test_a_bad_fault_plan_is_refused_with_a_reason(text: str, reason: str):
+    with pytest.raises(FaultPlanError, match=re.escape(reason)):
         FaultPlan.parse(text)
+
+
+def test_the_most_worker_faults_a_run_takes_are_accepted():
+    plan = FaultPlan.parse(f"kill-worker={MOST_WORKER_FAULTS},join-worker={MOST_WORKER_FAULTS}")
+    assert plan.kill_worker == plan.join_worker == MOST_WORKER_FAULTS
 
 
 def test_faults_are_deterministic_and_leave_msgids_unique():
