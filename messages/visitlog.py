@@ -22,6 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from messages.codes import CANCELLATIONS, EHR, FEE_UPLOADS, REGISTRATIONS, SETTLEMENTS, Infno
+from messages.envelope import Admdvs, FixmedinsCode
 from messages.identity import CERTNO_SYSTEM
 from records.documents import clinical_content, provide_bundle, visit_document
 
@@ -73,8 +74,10 @@ class Visit(BaseModel):
     visit_no: int = Field(strict=True)
     # the shape, in ASCII digits (\d takes any script's); the check digit is the platform's
     certno: str = Field(pattern=r"^[0-9]{17}[0-9X]$")
-    fixmedins_code: str
-    mdtrtarea_admvs: str
+    # of the shapes the platform takes: a visit of any other could not be carried out, its
+    # requests dead-lettered as invalid (E1002) while the hospital waited for their answers
+    fixmedins_code: FixmedinsCode
+    mdtrtarea_admvs: Admdvs
     begntime: str
     seq: int = Field(ge=0, lt=10_000, strict=True)  # the msgid sequence at the first step
     kind: Literal["outpatient", "inpatient"] = "outpatient"

@@ -573,6 +573,11 @@ def test_an_interrupted_generate_leaves_no_half_written_log(monkeypatch: pytest.
     (lambda v: v["items"][0].update(cnt=True), "items.0.cnt: Input should be a valid int"),
     (lambda v: v.update(certno="１１０１０５１９４９１２３１００２５"),  # full-width digits
      "certno: String should match pattern"),
+    # a hospital or area code the platform cannot take: each request was dead-lettered while
+    # the hospital waited out its answer, and verify passed 0 of 0
+    (lambda v: v.update(fixmedins_code=""), "fixmedins_code: String should match pattern"),
+    (lambda v: v.update(fixmedins_code="医院一"), "fixmedins_code: String should match pattern"),
+    (lambda v: v.update(mdtrtarea_admvs="11010"), "mdtrtarea_admvs: String should match"),
 ])
 def test_a_visit_line_that_cannot_be_carried_out_is_refused_with_where_and_why(
         logs: Path, tmp_path: Path, change: Callable[[dict], None], phrase: str):
