@@ -587,6 +587,8 @@ def trail(
     (whether it has committed past the record: it commits every few seconds). A request left
     unanswered stopped after the last one.
     Never a record's key or body. Reads without joining a consumer group."""
+    if "" in (m.strip() for m in msgids):
+        raise typer.BadParameter("an empty msgid would match every record", param_hint="MSGIDS")
     security = _security(security_protocol, sasl_mechanism, sasl_username, ssl_cafile)
     try:
         found = follow_trail(_bootstrap(bootstrap), msgids, group, security.kafka_python(),
@@ -1121,10 +1123,11 @@ def replay(
                          on_progress=on_progress, idempotent=idempotent, interrupt=interrupt,
                          on_visits_over=write_results)
         result, stopped, trail = ex.result, ex.result.interrupted, ex.trail
+        kills: int | None = ex.worker_kills
     except KeyboardInterrupt:  # after the visits (the clearing, the reconciliation, the stop)
         if not written:  # before them (the platform's start, the sign-in): nothing to keep
             raise typer.Exit(130) from None
-        result, stopped, trail = written[0], True, None
+        result, stopped, trail, kills = written[0], True, None, None
     if stopped and not result.period_closed:
         _report_interrupted(result, len(visits), bad, results)
         raise typer.Exit(130)
@@ -1138,7 +1141,13 @@ def replay(
     console.print(f"Replayed {len(visits):,} visits in {result.wall_s:.1f} s. Sent "
                   f"{acc.sent:,} = answered OK {acc.answered_ok:,} + answered with an error "
                   f"{acc.answered_error:,} + dead-lettered {acc.dead_lettered:,}"
-                  + (f" + [red]unanswered {acc.unaccounted:,}[/]" if acc.unaccounted else ""))
+                  + (f" + [red]unanswered {acc.unaccounted:,}[/]" if acc.unaccounted else "")
+                  + (f" (and {acc.redelivered:,} answers given again to requests processed "
+                     "again after a rebalance or a restart)" if acc.redelivered else ""))
+    if plan.any:
+        console.print(f"Faults {plan}" + (f": the worker killed and restarted {kills} "
+                                          f"{'time' if kills == 1 else 'times'}"
+                                          if plan.kill_worker and kills is not None else ""))
     if result.timed_out:
         given_up = len(result.timed_out)
         console.print(f"[red]{given_up:,} requests had no answer within the {answer_timeout:g}-s "

@@ -65,9 +65,10 @@ class Trail:
             return [f"not followed: {self.problem}"]
         infnos = infnos or {}
         return [f"{msgid}{f' ({infnos[msgid]})' if msgid in infnos else ''}: "
-                + (", ".join(s.where() for s in seen) or "on no topic" + (
-                    "" if msgid_shaped(msgid) else
-                    " (nor of a msgid's shape: H or J and 29 digits)"))
+                + (", ".join(s.where() for s in seen) or "on no topic")
+                + ("" if msgid_shaped(msgid) else
+                   " (nor of a msgid's shape: H or J and 29 digits)" if not seen else
+                   " (not of a msgid's shape: every record that contains it)")
                 for msgid, seen in self.sightings.items()] + (
             [] if self.complete else ["(the topics were not all read to their end in time)"])
 

@@ -721,3 +721,8 @@ def test_replay_says_before_it_starts_when_its_arrivals_span_hours(logs: Path, t
     assert result.exit_code == 2  # refused after the notice: the cluster cannot be reached
     assert "The visits arrive over 7 h 57 min of wall time (--speed 10000)" in result.output
     assert "a higher --speed or --rate shortens it" in result.output
+
+
+def test_trail_of_an_empty_msgid_is_refused_as_matching_everything():
+    refused(huimin("trail", " ", "--bootstrap", "127.0.0.1:1"), "an empty msgid would match "
+            "every record")

@@ -15,7 +15,8 @@ SEEN = {"H1": [Sighting("hosp.requests", 3, 41, 1, True),
 def test_each_msgid_is_a_line_of_where_its_records_are_with_its_infno_where_known():
     assert Trail(SEEN, complete=True).lines({"H1": "2207"}) == [
         "H1 (2207): hosp.requests[3]@41 committed, huimin-trt_persons-changelog[3]@7, "
-        "nat.requests[3]@12 NOT COMMITTED",
+        "nat.requests[3]@12 NOT COMMITTED (not of a msgid's shape: every record that "
+        "contains it)",
         "H2: on no topic (nor of a msgid's shape: H or J and 29 digits)",
         "H33030000001202612072336000009: on no topic"]
 
