@@ -358,12 +358,8 @@ def run(
         with _progress() as progress:
             on_stage, on_progress = _reporters(progress, visits)
             report = run_scenario(opts, on_stage=on_stage, on_progress=on_progress)
-    except KeyboardInterrupt:  # unwound: the broker and workers it started are stopped
-        console.print(f"[yellow]Stopped by Ctrl-C: the broker and the workers this run started "
-                      f"are stopped. A run is judged whole, so there is no summary; its visit "
-                      f"log and the workers' logs are in {opts.out_dir}/ (to judge part of a "
-                      f"run, replay its log: `huimin replay`, Ctrl-C, then `huimin verify "
-                      f"--replayed-only`).[/]", soft_wrap=True)
+    except KeyboardInterrupt:  # unwound: what it started is stopped
+        console.print(f"[yellow]{interrupted_run(out)}[/]", soft_wrap=True, highlight=False)
         raise typer.Exit(130) from None
     summary = summarise(report)
     write_outputs(report, summary)
@@ -375,6 +371,20 @@ def run(
         console.print(f"Reproduce with{where}: " + reproduce_command(ctx.params),
                       soft_wrap=True, markup=False, highlight=False)
     raise typer.Exit(0 if report.ok else 1)
+
+
+def interrupted_run(out: Path) -> str:
+    """What a `huimin run` stopped by Ctrl-C says: what it stopped, and what it left in `out`
+    (a run is judged whole, so no summary)."""
+    started = "the workers" if os.environ.get(BOOTSTRAP_ENV) else "the broker and the workers"
+    left = [what for what, there in (("its visit log", (out / "visits.jsonl").exists()),
+                                     ("the workers' logs", any(out.glob("worker-*.log"))))
+            if there]
+    return (f"Stopped by Ctrl-C: {started} this run started, if any, are stopped. A run is "
+            "judged whole, so there is no summary"
+            + (f"; {' and '.join(left)} {'are' if len(left) > 1 else 'is'} in {out}/ (to "
+               "judge part of a run, replay its log: `huimin replay`, Ctrl-C, then `huimin "
+               "verify --replayed-only`)" if left else "") + ".")
 
 
 #: `huimin run` options a reproduction always names, so that it holds if a default changes.
@@ -587,7 +597,8 @@ def trail(
     (whether it has committed past the record: it commits every few seconds). A request left
     unanswered stopped after the last one.
     Never a record's key or body. Reads without joining a consumer group."""
-    if "" in (m.strip() for m in msgids):
+    msgids = [m.strip() for m in msgids]  # pasted with a space, found as typed
+    if "" in msgids:
         raise typer.BadParameter("an empty msgid would match every record", param_hint="MSGIDS")
     security = _security(security_protocol, sasl_mechanism, sasl_username, ssl_cafile)
     try:
@@ -1152,7 +1163,9 @@ def replay(
         given_up = len(result.timed_out)
         console.print(f"[red]{given_up:,} requests had no answer within the {answer_timeout:g}-s "
                       "answer timeout (--answer-timeout): their visits were given up there, "
-                      "and their later steps were not sent.[/]")
+                      "and their later steps were not sent"
+                      + (f" ({result.late_answers:,} answers came after their visits were "
+                         "given up)" if result.late_answers else "") + ".[/]")
         if trail is not None:
             console.print("Where the first went on the cluster (topic\\[partition]@offset; "
                           "committed: the platform's consumer group is past it):")

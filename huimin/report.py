@@ -250,12 +250,12 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
     local, cross = routes.get("local", 0), routes.get("cross", 0)
     unsettled = summary["visits"] - local - cross  # refused, failed, given up: every visit counted
     day = summary["daily_reconciliation"]
-    lost = day["posted"]  # settled on the platform, the answers lost before the HIS saw them
+    lost = day["posted"]  # settled on the platform, the answers lost or given up
     console.print(f"[bold]Visits[/] {summary['visits']:,}   "
                   f"[bold]ending settled[/] local {local:,}, cross-province {cross:,}"
                   + (f", not settled {unsettled:,}" if unsettled > 0 else "")
-                  + (f" ({lost:,} of them settled on the platform, their answers lost: posted "
-                     "from 3202, below)" if lost else ""))
+                  + (f" ({lost:,} of them settled on the platform all the same, their "
+                     "answers lost or given up: posted from 3202, below)" if lost else ""))
     console.print(f"[bold]Paid[/] medical fees ¥{yuan(money.get('medfee_sumamt', 0))} = "
                   f"fund ¥{yuan(money.get('hifp_pay', 0))} + "
                   f"personal account ¥{yuan(money.get('acct_pay', 0))} + "
@@ -267,7 +267,8 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
         console.print(f"  and ¥{yuan(fees)} = fund ¥{yuan(fund)} + personal account "
                       f"¥{yuan(acct)} + cash ¥{yuan(fees - fund - acct)} in the "
                       f"{'settlement' if lost == 1 else 'settlements'} posted from 3202 "
-                      "(in the ledger; their visits read 'not settled' in results.jsonl)")
+                      "(in the ledger; their visits read 'not settled' or TIMEOUT in "
+                      "results.jsonl)")
 
     console.print("[bold]Answers by transaction and outcome[/]")
     answers = Table()

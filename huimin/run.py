@@ -21,6 +21,7 @@ from kafka.errors import KafkaError
 from huimin.logfiles import (
     LogHeader,
     expected_path_for,
+    whole_file,
     write_header,
     write_records,
     write_visit,
@@ -41,6 +42,7 @@ from simulators.visits import VisitSpec, generate_visits
 from simulators.world import World, WorldSpec, build_world, world_tag
 from streams.broker import BOOTSTRAP_ENV, broker, free_port
 from streams.config import FETCH_WAIT_MS, LINGER_MS, STORES, WorkerConfig, fetch_wait_for
+from streams.dead_letters import TopicMissing
 from streams.process import WorkerProcess
 from streams.role import REQUESTS_INWARD
 from streams.topics import (
@@ -570,7 +572,7 @@ def unanswered_trail(bootstrap: str, msgids: list[str],
     read gives a trail that says why: the run's report is not given up for it."""
     try:
         return follow_trail(bootstrap, msgids[:TRAILS_FOLLOWED], client_config=client_config)
-    except (KafkaError, OSError) as exc:
+    except (KafkaError, OSError, TopicMissing) as exc:
         return Trail({}, complete=False, problem=f"{type(exc).__name__}: {exc}")
 
 
@@ -663,7 +665,7 @@ def run_scenario(opts: RunOptions, on_stage: Callable[[str], None] = lambda s: N
     on_stage("settling the visit log with the oracle")
     oracle_of_expected = Oracle(world.ref)
     expected = list(oracle_of_expected.settle_log(visits))
-    with open(out_dir / "visits.jsonl", "wb") as f:  # so `huimin verify` can check this run
+    with whole_file(out_dir / "visits.jsonl") as f:  # so `huimin verify` can check this run
         write_header(f, LogHeader(opts.world, opts.visits, str(opts.faults.in_plans()),
                                   len(bad) // len(KINDS)))
         for v in visits:

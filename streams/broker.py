@@ -138,22 +138,19 @@ def _is_ipv6(host: str) -> bool:
 REACH_TIMEOUT_S = 5.0
 
 
-def _host_port(address: str) -> tuple[str, int]:
-    """`host:port`, `[v6]:port` or a bare host (Kafka's port, 9092)."""
+def _host_port(address: str) -> tuple[str, int | None]:
+    """`host:port`, `[v6]:port` or a bare host (port None: Kafka's, KAFKA_PORT)."""
     if address.startswith("["):
         host, _, rest = address[1:].partition("]")
-        return host, int(rest[1:]) if rest.startswith(":") else 9092
+        return host, int(rest[1:]) if rest.startswith(":") else None
     if address.count(":") == 1:
         host, port = address.split(":")
         return host, int(port)
-    return address, 9092
+    return address, None
 
 
-def _port_given(address: str) -> bool:
-    """Whether `address` names its port (`_host_port` gives Kafka's otherwise)."""
-    if address.startswith("["):
-        return "]:" in address
-    return address.count(":") == 1
+#: The port a bootstrap address without one is taken to name.
+KAFKA_PORT = 9092
 
 
 def unreachable(value: str, timeout_s: float = REACH_TIMEOUT_S) -> str | None:
@@ -165,10 +162,10 @@ def unreachable(value: str, timeout_s: float = REACH_TIMEOUT_S) -> str | None:
     problems = []
     for address in (a.strip() for a in value.split(",")):
         host, port = _host_port(address)
-        at = address if _port_given(address) else \
-            f"{address} (port {port}, Kafka's default, as none was given)"
+        at = address if port else f"{address} (port {KAFKA_PORT}, Kafka's default, as none " \
+            "was given)"
         try:
-            with socket.create_connection((host, port), timeout=timeout_s):
+            with socket.create_connection((host, port or KAFKA_PORT), timeout=timeout_s):
                 return None
         except TimeoutError:
             return None

@@ -88,22 +88,27 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
                 if tp.topic == topics.HOSP_REQUESTS}
 
     def serves_all() -> bool:
-        return not app.rebalancing and len(active_partitions()) == app.conf.topic_partitions
+        return len(active_partitions()) == app.conf.topic_partitions
+
+    def rebalancing(web: Any) -> Any:
+        return problem(web, 503, "transient", "a rebalance is under way: ask again once it "
+                                              "is over")
 
     def elsewhere(web: Any, key: bytes) -> Any | None:
         """The 503 for a person this worker does not serve now, or None if it does."""
-        partition = key_partition(key, app.conf.topic_partitions)
         if app.rebalancing:
-            why = "a rebalance is under way: ask again once it is over"
-        elif partition in active_partitions():
+            return rebalancing(web)
+        if (partition := key_partition(key, app.conf.topic_partitions)) in active_partitions():
             return None
-        else:
-            why = (f"this worker does not serve the person's partition ({partition} of "
-                   f"{topics.HOSP_REQUESTS}): ask the worker whose GET /assignment/ lists it")
-        return problem(web, 503, "transient", why)
+        return problem(web, 503, "transient", f"this worker does not serve the person's "
+                       f"partition ({partition} of {topics.HOSP_REQUESTS}): ask the worker "
+                       "whose GET /assignment/ lists it")
 
     def not_found(web: Any, what: str) -> Any:
-        """404; with several workers, saying that only this one's persons were looked in."""
+        """404; with several workers, saying that only this one's persons were looked in, and
+        during a rebalance 503: what it holds then is not yet what it will serve."""
+        if app.rebalancing:
+            return rebalancing(web)
         if not serves_all():
             what += (" among the persons this worker serves (partitions "
                      f"{sorted(active_partitions())} of {topics.HOSP_REQUESTS}): ask the "
@@ -173,7 +178,8 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
         system, value = _split(request.query.get("sourceIdentifier", ""))
         if not system or not value:
             return problem(web, 400, "required", "sourceIdentifier=<system>|<value> is required")
-        certno = value if system == CERTNO_SYSTEM else None
+        # a certno not valid is looked for like any other identifier (and not found)
+        certno = value if system == CERTNO_SYSTEM and is_valid_certno(value) else None
         row = None
         for k, v in index.items() if certno is None else ():
             candidate = IndexRow.from_dict(orjson.loads(v))

@@ -15,7 +15,7 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 from huimin import cli
-from huimin.cli import redelivery_outlives_window, reproduce_command
+from huimin.cli import interrupted_run, redelivery_outlives_window, reproduce_command
 from huimin.run import RunOptions
 from simulators.faults import FaultPlan
 from streams.broker import BOOTSTRAP_ENV
@@ -172,3 +172,16 @@ def test_without_a_terminal_each_stage_is_a_timestamped_line(monkeypatch: pytest
     output = CliRunner().invoke(cli.app, ["run"]).output
     assert re.search(r"^\d\d:\d\d:\d\d waiting for the platform .* every worker to join$",
                      output, re.MULTILINE), output
+
+
+def test_a_run_stopped_by_ctrl_c_names_only_what_it_started_and_left(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    monkeypatch.delenv(BOOTSTRAP_ENV, raising=False)
+    early = interrupted_run(tmp_path)  # stopped while the world was built: nothing written
+    assert early.startswith("Stopped by Ctrl-C: the broker and the workers this run started")
+    assert "visit log" not in early and "replay" not in early
+    (tmp_path / "visits.jsonl").write_text("")
+    (tmp_path / "worker-0.log").write_text("")
+    assert f"its visit log and the workers' logs are in {tmp_path}/" in interrupted_run(tmp_path)
+    monkeypatch.setenv(BOOTSTRAP_ENV, "kafka-1:9092")  # the user's cluster: no broker started
+    assert "the broker" not in interrupted_run(tmp_path)

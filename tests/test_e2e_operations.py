@@ -615,13 +615,15 @@ def test_a_worker_that_joins_later_is_waited_for_until_the_group_has_settled(tmp
 
 @pytest.mark.parametrize(("stop", "said"), [
     (signal.SIGTERM, "terminated (SIGTERM): stopping what this command started"),
-    (signal.SIGINT, "Stopped by Ctrl-C: the broker and the workers this run started are stopped"),
+    (signal.SIGINT, "Stopped by Ctrl-C: the broker and the workers this run started, if any, "
+                    "are stopped. A run is judged whole, so there is no summary; its visit log "
+                    "and the workers' logs are in"),
 ], ids=["SIGTERM", "Ctrl-C"])
 def test_a_signal_stops_a_run_with_its_broker_and_workers_and_says_so(
         tmp_path: Path, stop: signal.Signals, said: str):
-    out = tmp_path / "run"
+    out, port = tmp_path / "run", free_port()
     proc = subprocess.Popen([huimin_command(), "run", "--persons", "500", "--visits", "2000",
-                             "--rate", "10", "--no-ehr",
+                             "--rate", "10", "--no-ehr", "--metrics-port", str(port),
                              "--out", str(out)], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
@@ -633,7 +635,10 @@ def test_a_signal_stops_a_run_with_its_broker_and_workers_and_says_so(
                     for pid in processes_mentioning(str(out))]
         worker = next(c for c in cmdlines if b"streams.worker" in c)  # its config names it
         bootstrap = re.search(rb'"bootstrap":"([^"]+)"', worker).group(1).decode()
-        time.sleep(3)  # the visits begin
+        while total(scrape(f"http://127.0.0.1:{port}/metrics"),  # the visits have begun
+                    "huimin_hospital_requests_sent_total") < 20:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout
+            time.sleep(0.5)
         proc.send_signal(stop)
         stdout, _ = proc.communicate(timeout=60)
     finally:

@@ -13,7 +13,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from huimin.run import execute, platform
+from huimin.run import execute, platform, unanswered_trail
 from messages.topics import HOSP_REQUESTS, HOSP_RESPONSES
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import WorldSpec, build_world
@@ -86,7 +86,11 @@ def test_a_cluster_without_the_platforms_topics_is_refused_not_read_as_requests_
         trail = run_huimin(["trail", "H11010000001202612010800000000001", "--bootstrap",
                             bootstrap], timeout=60)
         letters = run_huimin(["dead-letters", "--bootstrap", bootstrap], timeout=60)
+        # a run's own trail of its unanswered requests says why it was not followed, and the
+        # run's report is not lost for it
+        unfollowed = unanswered_trail(bootstrap, ["H11010000001202612010800000000001"])
     assert trail.returncode == 2, trail.stdout + trail.stderr
     assert f"has no topic {HOSP_REQUESTS}" in " ".join(trail.stderr.split()), trail.stderr
     assert "on no topic" not in trail.stdout
     assert letters.returncode == 2 and "has no topic dead.letters" in letters.stderr
+    assert unfollowed.problem.startswith("TopicMissing: ") and not unfollowed.complete
