@@ -31,6 +31,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from streams.broker import stopped_with_parent
 from streams.config import FETCH_WAIT_MS, LINGER_MS
 from streams.topics import ensure_topics
 
@@ -94,7 +95,8 @@ class RawCeiling:
                                          self.bootstrap, str(self.linger_ms),
                                          str(self.fetch_wait_ms)],
                                         stdout=out, stderr=subprocess.STDOUT,
-                                        start_new_session=True)  # a Ctrl-C is bench's to take
+                                        start_new_session=True,  # a Ctrl-C is bench's to take
+                                        preexec_fn=stopped_with_parent())
         try:
             time.sleep(6)  # the forwarders join their groups (Tansu: ~3 s per group)
         except BaseException:  # a Ctrl-C meanwhile: __exit__ will not run, so stop them here

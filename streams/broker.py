@@ -4,6 +4,7 @@ started and stopped by huimin itself, or any Kafka cluster named by KAFKA_BOOTST
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import ipaddress
 import os
 import re
@@ -11,8 +12,9 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
@@ -40,6 +42,28 @@ def kafka_protocol_ready(host: str, port: int, timeout: float = 0.5) -> bool:
             return len(header) == 4 and struct.unpack(">i", header)[0] > 0
     except OSError:
         return False
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def stopped_with_parent() -> Callable[[], None] | None:
+    """A `preexec_fn` under which a process huimin starts (a broker, a worker) is sent
+    SIGTERM when huimin dies, however it dies: a SIGKILL, the out-of-memory killer, a CI
+    runner's hard time-out would otherwise leave it running, in a session of its own. Linux's
+    signal follows the *thread* that started the process: start them from the main thread.
+    None (nothing to do) off Linux."""
+    if sys.platform != "linux":
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork, not in it
+    parent = os.getpid()
+
+    def die_with_parent() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:  # huimin died before the signal was asked for
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return die_with_parent
 
 
 def stop_process_group(proc: subprocess.Popen[bytes] | None, timeout: float) -> None:
@@ -77,7 +101,8 @@ class EmbeddedBroker:
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         try:
             self.process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, start_new_session=True)
+                                            stdin=subprocess.DEVNULL, start_new_session=True,
+                                            preexec_fn=stopped_with_parent())
         finally:
             if out is not subprocess.DEVNULL:
                 out.close()

@@ -19,7 +19,13 @@ from pathlib import Path
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from streams.broker import BrokerError, free_port, kafka_protocol_ready, stop_process_group
+from streams.broker import (
+    BrokerError,
+    free_port,
+    kafka_protocol_ready,
+    stop_process_group,
+    stopped_with_parent,
+)
 
 KAFKA_VERSION = "4.1.1"
 LOG4J_VERSION = "2.24.3"  # the log4j Kafka 4.1.1 depends on; its slf4j 1.x binding logs to stdout
@@ -222,7 +228,8 @@ class ApacheKafkaBroker:
                "-cp", classpath, "kafka.Kafka", str(props)]
         with open(log, "ab") as out:
             self.process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, start_new_session=True)
+                                            stdin=subprocess.DEVNULL, start_new_session=True,
+                                            preexec_fn=stopped_with_parent())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import orjson
 
+from streams.broker import stopped_with_parent
 from streams.config import WorkerConfig
 
 #: Set (to anything) in a worker's environment: the worker lets any process read its stacks
@@ -46,7 +47,8 @@ class WorkerProcess:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL, start_new_session=True,
-                                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                            preexec_fn=stopped_with_parent())
         return self
 
     @property
