@@ -813,7 +813,7 @@ def bench(
     _check_cluster_address(None)
     _check_reachable(os.environ.get(BOOTSTRAP_ENV))
     if os.environ.get(BOOTSTRAP_ENV):  # every rate runs on that one cluster: fresh at first?
-        check_fresh(os.environ[BOOTSTRAP_ENV])
+        check_fresh(os.environ[BOOTSTRAP_ENV], partitions=partitions or workers)
     if persons is None:
         persons = bench_persons(max([*offered, find_capacity_max] if find_capacity
                                     else offered))
@@ -1114,7 +1114,7 @@ def replay(
     out_dir = results.with_name(results.stem + ".platform")  # our platform's logs, if started
     if bootstrap is None:
         if os.environ.get(BOOTSTRAP_ENV):  # our platform on the user's cluster: a fresh one?
-            check_fresh(os.environ[BOOTSTRAP_ENV], client)
+            check_fresh(os.environ[BOOTSTRAP_ENV], client, partitions)
         out_dir.mkdir(parents=True, exist_ok=True)
     written: list[HospitalRunResult] = []
 

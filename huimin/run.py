@@ -349,6 +349,12 @@ class TopicsUnfit(Exception):
     count (by `huimin topics`, an earlier run, or a broker that creates topics as asked)."""
 
 
+def unfit(bootstrap: str, partitions: int, problems: list[str]) -> TopicsUnfit:
+    return TopicsUnfit(f"{unfit_topics(bootstrap, partitions, problems)} Give --partitions of "
+                       "the count the keyed topics were made with (by `huimin topics` or an "
+                       "earlier run), or use a fresh cluster")
+
+
 class PlatformNotServing(TimeoutError):
     """Our workers did not settle into one consumer group in time (their logs say why)."""
 
@@ -366,10 +372,7 @@ class Platform:
         self.workers: list[WorkerProcess] = []
         create_platform_topics(bootstrap, partitions)
         if problems := topic_problems(bootstrap, partitions):
-            raise TopicsUnfit(
-                f"{unfit_topics(bootstrap, partitions, problems)} Give --partitions of the "
-                "count the keyed topics were made with (by `huimin topics` or an earlier "
-                "run), or use a fresh cluster")
+            raise unfit(bootstrap, partitions, problems)
 
     def add_worker(self) -> WorkerProcess:
         """Start one more worker in the consumer group (its own web port and data folder);
@@ -470,7 +473,11 @@ class UsedCluster(Exception):
     run's persons and answers (in the changelogs and the consumer group's offsets)."""
 
 
-def check_fresh(bootstrap: str, client_config: dict | None = None) -> None:
+def check_fresh(bootstrap: str, client_config: dict | None = None,
+                partitions: int | None = None) -> None:
+    """A cluster our platform may start on: none of an earlier run's requests, then (given
+    `partitions`) none of its topics made with another count, refused before anything is
+    written (topics missing are made later)."""
     held = records_in(bootstrap, HOSP_REQUESTS, client_config)
     if held:
         raise UsedCluster(
@@ -479,6 +486,10 @@ def check_fresh(bootstrap: str, client_config: dict | None = None) -> None:
             "the topics of docs/wire.md, the huimin-*-changelog topics and the consumer group "
             "huimin (or, to drive a platform already running there, `huimin replay "
             "--bootstrap`)")
+    if partitions is not None and (problems := [
+            p for p in topic_problems(bootstrap, partitions, client_config, wait_s=0)
+            if not p.startswith("missing:")]):
+        raise unfit(bootstrap, partitions, problems)
 
 
 def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[BadMessage],
@@ -653,7 +664,7 @@ def run_scenario(opts: RunOptions, on_stage: Callable[[str], None] = lambda s: N
     started = time.monotonic()
     if os.environ.get(BOOTSTRAP_ENV):  # before anything is built or written
         on_stage(f"checking the cluster at {os.environ[BOOTSTRAP_ENV]}")
-        check_fresh(os.environ[BOOTSTRAP_ENV])
+        check_fresh(os.environ[BOOTSTRAP_ENV], partitions=opts.partitions)
     out_dir = opts.out_dir or default_out_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
     on_stage("building the world and the visits")

@@ -106,14 +106,15 @@ def create_platform_topics(bootstrap: str, partitions: int = 8, replication: int
 
 
 def topic_problems(bootstrap: str, partitions: int,
-                   client_config: dict[str, Any] | None = None) -> list[str]:
+                   client_config: dict[str, Any] | None = None,
+                   wait_s: float = 5.0) -> list[str]:
     """What keeps the platform's topics from serving it, one line each: a topic missing, or
     one with another partition count than the platform needs. A broker that creates topics
     as they are asked for (Apache Kafka's default, and Tansu) gives a worker started before
     `huimin topics` its own default counts; Faust then refuses every event of a table whose
     changelog's count differs, and no request is answered."""
     plan = platform_topics(partitions)
-    deadline = time.monotonic() + 5  # a broker other than the one that created them may
+    deadline = time.monotonic() + wait_s  # a broker other than the one that created them may
     admin = _admin(bootstrap, time.monotonic() + 30, client_config)  # learn of them late
     try:
         while True:

@@ -45,6 +45,9 @@ def test_a_bench_on_topics_of_another_count_or_on_a_used_cluster_is_refused_at_o
         create_platform_topics(bootstrap, 8)
         monkeypatch.setenv(BOOTSTRAP_ENV, bootstrap)
         unfit = CliRunner().invoke(cli.app, [*bench, "--out", str(tmp_path / "unfit")])
+        unfit_run = CliRunner().invoke(cli.app, ["run", "--persons", "300", "--visits", "5",
+                                                 "--partitions", "4", "--out",
+                                                 str(tmp_path / "unfit-run")])
         producer = KafkaProducer(bootstrap_servers=bootstrap)
         producer.send(HOSP_REQUESTS, key=b"k", value=b"{}").get(timeout=30)
         producer.close()
@@ -55,6 +58,10 @@ def test_a_bench_on_topics_of_another_count_or_on_a_used_cluster_is_refused_at_o
     assert (f"the platform's topics on {bootstrap} do not fit a platform of 1 partitions a "
             "topic") in said
     assert "hosp.requests has 8 partitions, not 1" in said and "Traceback" not in said
+    assert not (tmp_path / "unfit").exists()  # refused before it made its rate's folder
+    assert unfit_run.exit_code == 2, unfit_run.output
+    assert "hosp.requests has 8 partitions, not 4" in " ".join(unfit_run.output.split())
+    assert not (tmp_path / "unfit-run").exists()  # nor a visit log it would never carry out
     assert used.exit_code == 2, used.output
     assert "already holds 1 hospital requests of an earlier run" in " ".join(
         used.output.split())
