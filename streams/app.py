@@ -105,7 +105,15 @@ def create_app(cfg: WorkerConfig) -> faust.App:
         huimin knows every worker it started has joined before the visits begin (JSON)."""
         return web.json({**serving, "topic": topics.HOSP_REQUESTS,
                          "rebalancing": bool(app.rebalancing),
-                         "national_clearing": clearing.serves_table()})
+                         "national_clearing": clearing.serves_table(),
+                         "world": world_tag(cfg.world)})
+
+    @app.task
+    async def say_world() -> None:
+        """The world this worker settles by, in its log as it starts: a worker started with
+        another --seed, --persons or --policy joins the group all the same (only a replay's
+        sign-in compares the workers' worlds), and its log and /assignment/ show it."""
+        log.info("settling by the world of %s", world_tag(cfg.world))
 
     @app.timer(interval=5.0)
     async def consumer_lag() -> None:

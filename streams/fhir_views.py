@@ -3,6 +3,7 @@ integration testers:
 
     GET /fhir/DocumentReference?patient.identifier=<system>|<certno>   searchset
     GET /fhir/<type>/<id>                                              a stored document
+    GET /fhir/DocumentReference/<id>                                   its DocumentReference
     GET /fhir/AuditEvent?entity.identifier=<system>|<certno>           searchset
     GET /fhir/Patient/$ihe-pix?sourceIdentifier=<system>|<value>       Parameters (PIXm)
     GET /ehr/stats/                                                    totals (JSON)
@@ -51,7 +52,9 @@ LOOPBACK = frozenset({"127.0.0.1", "::1"})
 def operator_refusal(remote: str | None, authorization: str, token: str) -> str | None:
     """Why a request may not use the operator's views, or None if it may."""
     if token:
-        if hmac.compare_digest(authorization.encode(), f"Bearer {token}".encode()):
+        scheme, _, given = authorization.strip().partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(),
+                                                              token.encode()):
             return None
         return f"an operator's bearer token ({OPERATOR_TOKEN_ENV}) is required"
     if remote in LOOPBACK:
@@ -221,6 +224,9 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
         if key is not None and (no := elsewhere(web, key)) is not None:
             return no
         doc = records_of(key).docs.get(doc_id) if key else None
+        if doc is not None and kind == "DocumentReference":  # a searchset entry's fullUrl
+            await audit(key, "operator-read", doc["province"], doc_id)
+            return fhir(web, doc["docref"])
         if doc is None or not doc["docref"]["content"][0]["attachment"]["url"].startswith(
                 f"{kind}/"):
             # the path's words are not echoed: whatever was typed there may be personal

@@ -244,8 +244,8 @@ def export_at_zero(sources: list[str], tables: tuple[str, ...]) -> None:
     for source in sources:
         for code in sorted(_CODES):
             DEAD_LETTERS.labels(code, source)
-    for code in sorted(c for c in _CODES if c.startswith("E6")):  # authentication
-        REFUSED.labels(code)
+    for code in (ErrorCode.UNSIGNED, ErrorCode.FORGED):  # the ingress's (E6003 is the rows')
+        REFUSED.labels(code.value)
     for operation in EHR_OPERATIONS.values():
         for outcome in outcomes:
             child(EHR_QUERIES, operation, outcome)

@@ -45,7 +45,7 @@ from settlement.reference import DENY_CROSS_REGION, PERMIT
 from settlement.treatment import Forward, TreatmentPlatform
 from simulators.hospital import HospitalFleet
 from simulators.visits import VisitSpec, generate_visits
-from simulators.world import WorldSpec, build_world
+from simulators.world import WorldSpec, build_world, world_tag
 from streams.broker import broker, free_port
 from tests.conftest import FHIR_DATA, huimin_command, processes_mentioning
 from tests.handmade import fee_input, register_input, request, settle_input
@@ -603,6 +603,10 @@ def test_a_worker_that_joins_later_is_waited_for_until_the_group_has_settled(tmp
         p.wait_until_serving()
         [alone] = p.assignments()
         assert alone is not None and alone["partitions"] == [0, 1, 2, 3]
+        # which world it settles by, for an operator to compare across workers
+        assert alone["world"] == world_tag(SPEC)
+        assert f"settling by the world of {world_tag(SPEC)}" in (
+            tmp_path / "worker-0.log").read_text()
         p.add_worker()
         p.wait_until_serving()
         first, second = p.assignments()

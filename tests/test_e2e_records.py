@@ -112,6 +112,10 @@ def test_documents_published_in_one_province_are_found_and_retrieved_from_anothe
     father = next(i for i, r in ids.items() if r.get("id") == "father")
     status, body = h.get(f"/fhir/Bundle/{father}")
     assert status == 200 and body == ids[father]
+    # a searchset entry's fullUrl leads to its DocumentReference
+    entry = next(e for e in search["entry"] if e["resource"]["id"] == father)
+    status, docref = h.get(f"/fhir/{entry['fullUrl']}")
+    assert status == 200 and docref == entry["resource"]
     synthea = next(r for r in resources if r.get("type") == "batch" and any(
         e["resource"]["resourceType"] == "Patient" for e in r["entry"]))
     ident = next(e["resource"]["identifier"][0] for e in synthea["entry"]
@@ -130,9 +134,10 @@ def test_documents_published_in_one_province_are_found_and_retrieved_from_anothe
         assert status == 400 and param in refusal["issue"][0]["diagnostics"], refusal
     # the operator's search, read and identifier lookup are in the person's record, and
     # counted apart from the hospitals' accesses
-    assert sorted(operator_accesses(h, certno, 3)) == ["read", "search-type", "search-type"]
+    assert sorted(operator_accesses(h, certno, 4)) == ["read", "read", "search-type",
+                                                       "search-type"]
     _, stats = h.get("/ehr/stats/")
-    assert 3 <= stats["operator_accesses_audited"] < stats["audit_events"], stats
+    assert 4 <= stats["operator_accesses_audited"] < stats["audit_events"], stats
 
 
 def operator_accesses(h: Hospitals, certno: str, expected: int) -> list[str]:

@@ -713,7 +713,7 @@ def test_a_worker_exports_the_series_panels_and_alerts_read_at_zero_from_its_sta
             ("huimin_answers_total", {"infno": "2207", "outcome": "E4001"}),
             ("huimin_answers_total", {"infno": "other", "outcome": "error"}),
             ("huimin_dead_letters_total", {"reason": "E1001", "source_topic": "ins.requests"}),
-            ("huimin_refused_requests_total", {"reason": "E6003"}),
+            ("huimin_refused_requests_total", {"reason": "E6002"}),
             ("huimin_ehr_queries_total", {"operation": "retrieve", "outcome": "E5003"}),
             ("huimin_ehr_documents_published_total", {"province": "650000"}),
             ("huimin_ehr_refusals_total", {"source_province": "other"}),

@@ -800,6 +800,10 @@ def test_the_operators_fhir_views_serve_loopback_or_the_bearer_of_the_token_only
     assert operator_refusal("172.18.0.5", "Bearer s3cret", token="s3cret") is None
     assert "token" in operator_refusal("127.0.0.1", "", token="s3cret")
     assert "token" in operator_refusal("172.18.0.5", "Bearer wrong", token="s3cret")
+    # the scheme's name is case-insensitive (RFC 9110); the token is not
+    assert operator_refusal("172.18.0.5", "bearer  s3cret", token="s3cret") is None
+    assert "token" in operator_refusal("172.18.0.5", "Bearer S3CRET", token="s3cret")
+    assert "token" in operator_refusal("172.18.0.5", "Basic s3cret", token="s3cret")
 
 
 def test_an_operators_access_to_a_person_on_no_register_is_a_valid_audit_event():
