@@ -183,6 +183,10 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
             return problem(web, 400, "required", "sourceIdentifier=<system>|<value> is required")
         # a certno not valid is looked for like any other identifier (and not found)
         certno = value if system == CERTNO_SYSTEM and is_valid_certno(value) else None
+        if certno is None and system.startswith(f"{PSN_NO_SYSTEM}:"):  # the insurance number
+            # settlements show: the register, read through (an operator's rare lookup)
+            certno = next((c for c, e in ref.enrollments.items() if e.psn_no == value
+                           and system == f"{PSN_NO_SYSTEM}:{e.province}"), None)
         row = None
         for k, v in index.items() if certno is None else ():
             candidate = IndexRow.from_dict(orjson.loads(v))

@@ -125,6 +125,13 @@ def test_documents_published_in_one_province_are_found_and_retrieved_from_anothe
     assert status == 200
     targets = [p["valueIdentifier"] for p in pix["parameter"]]
     assert {"system": CERTNO_SYSTEM, "value": certno} in targets
+    # and back from the insurance number the settlements show, to the citizen ID and the rest
+    psn_no = next(t for t in targets if t["system"].startswith("urn:huimin:psn_no:"))
+    status, back = h.get("/fhir/Patient/$ihe-pix",
+                         sourceIdentifier=f"{psn_no['system']}|{psn_no['value']}")
+    assert status == 200, back
+    assert {"system": CERTNO_SYSTEM, "value": certno} in [
+        p["valueIdentifier"] for p in back["parameter"]]
     status, missing = h.get("/fhir/Bundle/no-such-document")
     assert status == 404 and missing["resourceType"] == "OperationOutcome"
     # a search of no valid citizen ID is refused, naming what it needs
@@ -134,10 +141,10 @@ def test_documents_published_in_one_province_are_found_and_retrieved_from_anothe
         assert status == 400 and param in refusal["issue"][0]["diagnostics"], refusal
     # the operator's search, read and identifier lookup are in the person's record, and
     # counted apart from the hospitals' accesses
-    assert sorted(operator_accesses(h, certno, 4)) == ["read", "read", "search-type",
-                                                       "search-type"]
+    assert sorted(operator_accesses(h, certno, 5)) == ["read", "read", "search-type",
+                                                       "search-type", "search-type"]
     _, stats = h.get("/ehr/stats/")
-    assert 4 <= stats["operator_accesses_audited"] < stats["audit_events"], stats
+    assert 5 <= stats["operator_accesses_audited"] < stats["audit_events"], stats
 
 
 def operator_accesses(h: Hospitals, certno: str, expected: int) -> list[str]:
