@@ -48,6 +48,8 @@ class PlatformWorker(Worker):
                                  "reachable?)"])
         timer.daemon = True
         timer.start()
+        log.info("%s: stopping (committing what was processed, closing the tables)",
+                 signal.name)
         super()._schedule_shutdown(signal)
 
 

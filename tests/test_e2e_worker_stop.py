@@ -50,5 +50,6 @@ def test_a_worker_stopped_with_its_cluster_gone_says_so_in_a_line_not_a_tracebac
             worker.kill()
         embedded.stop()
     assert "Traceback" not in seen
+    assert "SIGTERM: stopping (committing what was processed" in seen  # said as it began
     assert "CancelledError" not in seen
     assert not [line for line in seen.splitlines() if 'File "' in line]
