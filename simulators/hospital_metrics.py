@@ -38,6 +38,9 @@ TIMEOUTS = Counter("huimin_hospital_timeouts_total", "Awaited answers that never
 SEND_FAILURES = Counter("huimin_hospital_send_failures_total", "Requests the hospitals' Kafka "
                         "producer gave up delivering (after its retries), by error",
                         ["error"], registry=HOSPITAL_REGISTRY)
+# the error a request expired in the producer's buffer gives (a broker gone or too slow),
+# exported at zero so that the first one is an increase; others are counted as they come
+SEND_FAILURES.labels("KafkaTimeoutError")
 
 READ_GAPS = Counter("huimin_hospital_read_gaps_total", "Jumps in the offsets of the answers "
                     "and dead letters read: fetched_again (a batch the broker showed late, read "

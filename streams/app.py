@@ -128,7 +128,19 @@ def create_app(cfg: WorkerConfig) -> faust.App:
     metrics.cache_faust_children(app.monitor)
     clearing.register_reconciliation()
     records.register_index_and_sources()
+    answer_with_or_without_trailing_slash(app)
     return app
+
+
+def answer_with_or_without_trailing_slash(app: faust.App) -> None:
+    """Each of the worker's pages is answered with or without a trailing slash, as typed:
+    an operator's `curl …/assignment` or `…/fhir/DocumentReference/?patient.identifier=…`
+    got a bare 404, which reads as "no such view"."""
+    views = app.web.views
+    for path, view in list(views.items()):
+        other = path.rstrip("/") if path.endswith("/") else path + "/"
+        if len(path) > 1 and other not in views:
+            app.web.route(other, view)
 
 
 def _signer(cfg: WorkerConfig) -> Signer | None:

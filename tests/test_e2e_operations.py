@@ -517,6 +517,7 @@ def test_metrics_move_during_a_run_with_two_workers_and_carry_no_personal_data(
     hospital: list[dict] = []
     assignments: list[list[dict]] = []  # the workers' /assignment/ while visits are answered
     clearing: list[list[int]] = []  # each worker's answer status to GET /clearing/
+    typed: list[list[dict]] = []  # /assignment, /clearing, /ehr/stats, a search with a slash
     certno = sorted(build_world(WorldSpec(seed=13, persons=800)).ref.enrollments)[0]
     search = f"/fhir/DocumentReference?patient.identifier={CERTNO_SYSTEM}|{certno}"
     records: list[list[tuple[int, Any]]] = []  # each worker's answer to the person's search
@@ -536,6 +537,11 @@ def test_metrics_move_during_a_run_with_two_workers_and_carry_no_personal_data(
                 if total(merged, "huimin_request_latency_seconds_count", infno="2207") > 0:
                     assignments.append([get_json(f"{w['web']}/assignment/") for w in workers])
                     clearing.append([status_of(f"{w['web']}/clearing/") for w in workers])
+                    typed.append([{"assignment": get_json(f"{w['web']}/assignment"),
+                                   "clearing": status_of(f"{w['web']}/clearing"),
+                                   "ehr": get_json(f"{w['web']}/ehr/stats"),
+                                   "search": status_of(w["web"] + search.replace("?", "/?"))}
+                                  for w in workers])
                     records.append([answer_of(w["web"] + search) for w in workers])
                     unknown.append([answer_of(f"{w['web']}/fhir/Bundle/nobody-has-it")
                                     for w in workers])
@@ -576,6 +582,14 @@ def test_metrics_move_during_a_run_with_two_workers_and_carry_no_personal_data(
     # only the worker holding the clearing table serves its statements; the other's copy
     # would read as the platform's figures
     assert clearing and all(sorted(codes) == [200, 503] for codes in clearing), clearing
+    # the views answer without their trailing slash as with it, and the FHIR search with one
+    # as without (a bare 404 read as no such view)
+    assert typed, stdout
+    for seen in typed:
+        assert sorted(s["clearing"] for s in seen) == [200, 503], seen
+        assert sorted(s["search"] for s in seen) == [200, 503], seen
+        assert all(s["assignment"]["topic"] == "hosp.requests" for s in seen), seen
+        assert all("operator_accesses_audited" in s["ehr"] for s in seen), seen
     # a person's records are searched on the worker that serves them; the other's answer is
     # not an empty searchset (read as "no records") but a 503 naming the partition to ask for
     for answers in records:

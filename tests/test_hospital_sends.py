@@ -4,6 +4,8 @@ logged at the hospital, so that it is not taken for a request the platform lost.
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 
 import pytest
 from kafka.errors import IllegalStateError, KafkaTimeoutError
@@ -90,3 +92,14 @@ def test_waiting_for_a_stalled_broker_gives_way_to_a_ctrl_c(
         fleet._flush(stop_requested=lambda: next(asked))
     assert len(fleet.producer.flushes) == 3 and max(fleet.producer.flushes) <= 0.25
     assert "still unsent to hosp.requests" in caplog.text
+
+
+def test_the_hospitals_export_undelivered_requests_at_zero_before_the_first() -> None:
+    """An alert on increase() sees no increase in a series that appears at 1 (a fresh
+    interpreter: a test here may have counted one already)."""
+    exposed = subprocess.run(
+        [sys.executable, "-c", "from prometheus_client import generate_latest; "
+         "from simulators.hospital_metrics import HOSPITAL_REGISTRY as r; "
+         "print(generate_latest(r).decode())"],
+        capture_output=True, text=True, check=True).stdout
+    assert 'huimin_hospital_send_failures_total{error="KafkaTimeoutError"} 0.0' in exposed
