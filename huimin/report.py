@@ -253,9 +253,10 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
     lost = day["posted"]  # settled on the platform, the answers lost or given up
     console.print(f"[bold]Visits[/] {summary['visits']:,}   "
                   f"[bold]ending settled[/] local {local:,}, cross-province {cross:,}"
-                  + (f", not settled {unsettled:,}" if unsettled > 0 else "")
-                  + (f" ({lost:,} of them settled on the platform all the same, their "
-                     "answers lost or given up: posted from 3202, below)" if lost else ""))
+                  + (f", otherwise {unsettled:,} (refused, failed, timed out or cancelled"
+                     + (f"; {lost:,} of them settled on the platform all the same, their "
+                        "answers lost or given up: posted from 3202, below" if lost else "")
+                     + ")" if unsettled > 0 else ""))
     console.print(f"[bold]Paid[/] medical fees ¥{yuan(money.get('medfee_sumamt', 0))} = "
                   f"fund ¥{yuan(money.get('hifp_pay', 0))} + "
                   f"personal account ¥{yuan(money.get('acct_pay', 0))} + "

@@ -448,7 +448,8 @@ def summary(visits: int, local: int, cross: int) -> dict:
 
 
 @pytest.mark.parametrize(("visits", "local", "cross", "line"), [
-    (60, 43, 14, "Visits 60   ending settled local 43, cross-province 14, not settled 3"),
+    (60, 43, 14, "Visits 60   ending settled local 43, cross-province 14, otherwise 3 "
+                 "(refused, failed, timed out or cancelled)"),
     (57, 43, 14, "Visits 57   ending settled local 43, cross-province 14"),
 ])
 def test_the_run_summary_counts_the_visits_not_settled(monkeypatch: pytest.MonkeyPatch,
