@@ -26,6 +26,7 @@ from streams.table_files import (
     hold_data_folder,
     mark_clean_stop,
 )
+from streams.web_log import log_web_errors_unquoted
 
 log = logging.getLogger("huimin.streams")
 
@@ -82,6 +83,7 @@ def run_worker(cfg: WorkerConfig, loglevel: str = "info") -> None:
     for name in noisy:
         logging.getLogger(name).setLevel(logging.WARNING)
     hold_back_repeats(noisy)  # a cluster down: each failed connection, a line
+    log_web_errors_unquoted()  # a URL too long was logged, a citizen ID number in it
     worker = PlatformWorker(app, loglevel=loglevel, quiet=True)
     tables = Path(app.conf.tabledir) if cfg.store.startswith("rocksdb") else None
     if tables is not None and (discarded := discard_after_unclean_stop(tables)):

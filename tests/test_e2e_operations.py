@@ -72,6 +72,15 @@ def status_of(url: str) -> int:
     return answer_of(url)[0]
 
 
+def status_of_unparsed(url: str) -> int:
+    """The status of a GET whose answer is not JSON (a request the web server refused)."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as refused:
+        return refused.code
+
+
 def answer_of(url: str) -> tuple[int, Any]:
     """The status and the JSON body of a GET, an error's included."""
     try:
@@ -518,6 +527,7 @@ def test_metrics_move_during_a_run_with_two_workers_and_carry_no_personal_data(
     assignments: list[list[dict]] = []  # the workers' /assignment/ while visits are answered
     clearing: list[list[int]] = []  # each worker's answer status to GET /clearing/
     typed: list[list[dict]] = []  # /assignment, /clearing, /ehr/stats, a search with a slash
+    too_long: list[int] = []  # a search URL over aiohttp's 8,190 bytes: 400, not logged
     certno = sorted(build_world(WorldSpec(seed=13, persons=800)).ref.enrollments)[0]
     search = f"/fhir/DocumentReference?patient.identifier={CERTNO_SYSTEM}|{certno}"
     records: list[list[tuple[int, Any]]] = []  # each worker's answer to the person's search
@@ -545,6 +555,9 @@ def test_metrics_move_during_a_run_with_two_workers_and_carry_no_personal_data(
                     records.append([answer_of(w["web"] + search) for w in workers])
                     unknown.append([answer_of(f"{w['web']}/fhir/Bundle/nobody-has-it")
                                     for w in workers])
+                    if not too_long:
+                        too_long.append(status_of_unparsed(
+                            f"{workers[0]['web']}{search}&x={'A' * 9000}"))
             except (OSError, ValueError):
                 continue
         stdout, _ = proc.communicate(timeout=240)
@@ -599,6 +612,12 @@ def test_metrics_move_during_a_run_with_two_workers_and_carry_no_personal_data(
         assert outcome["resourceType"] == "OperationOutcome", outcome
         assert "GET /assignment/" in outcome["issue"][0]["diagnostics"], outcome
         assert certno not in str(outcome), outcome
+    # a URL too long for the web server is refused, and the worker's log does not quote it:
+    # it held the person's citizen ID number
+    assert too_long == [400], too_long
+    logs = "".join(log.read_text(errors="replace") for log in out.glob("worker-*.log"))
+    assert "Error handling request" in logs and "LineTooLong (its message is not" in logs
+    assert certno not in logs
     # a document found on neither says that each looked only among the persons it serves
     for answers in unknown:
         assert [status for status, _ in answers] == [404, 404], answers
