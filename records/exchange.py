@@ -478,7 +478,7 @@ class SourceRepositories:
             # real one held there would get, so that no one learns which ids exist
             reason = "; ".join(d.reason for _, d in refusals)
             return ehr_error(msgid, ErrorCode.CONSENT_REFUSED, f"refused: {reason}",
-                             _refusal_outcome(refusals))
+                             _refusal_outcome(refusals, "error"))
         if operation == "retrieve":
             if inp["document_id"] not in held_then.docs:
                 return ehr_error(msgid, ErrorCode.UNKNOWN_DOCUMENT,
@@ -492,9 +492,12 @@ class SourceRepositories:
         return ok_answer(msgid, _searchset(held_then, inp, allowed, refusals))
 
 
-def _refusal_outcome(refusals: list[tuple[str, Any]]) -> dict[str, Any]:
+def _refusal_outcome(refusals: list[tuple[str, Any]],
+                     severity: str = "warning") -> dict[str, Any]:
+    """The sources whose consent refused: an `error` where that is the whole answer (E5002),
+    a `warning` beside what the other sources gave (a searchset's outcome entry)."""
     return {"resourceType": "OperationOutcome", "issue": [
-        {"severity": "warning", "code": "forbidden", "diagnostics": d.reason,
+        {"severity": severity, "code": "forbidden", "diagnostics": d.reason,
          "details": {"coding": [{"system": PROVINCE_SYSTEM, "code": p}]}}
         for p, d in refusals]}
 

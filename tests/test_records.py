@@ -360,6 +360,8 @@ def test_a_denied_consent_refuses_other_provinces_and_every_access_is_audited():
     refused = ex.find(certno, other)
     assert refused["infcode"] == -1 and refused["err_code"] == "E5002"
     assert refused["output"]["resourceType"] == "OperationOutcome"
+    # an error, not a warning: a FHIR client takes an outcome of warnings only for success
+    assert [i["severity"] for i in refused["output"]["issue"]] == ["error"]
     assert certno not in refused["err_msg"]
     assert audit_of(ex, certno)[-1]["outcome"] == "4"  # the refusal, audited
     assert ex.find(certno, home)["output"]["total"] == 1  # its own province may read
