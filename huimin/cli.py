@@ -875,8 +875,9 @@ def check_fhir(
             print(orjson.dumps(check.as_dict()).decode(), flush=True)
             continue
         mark = "[green]ok[/]   " if check.code is None else f"[red]{check.code}[/]"
-        console.print(f"{mark}  {escape(str(path))}  {escape(check.what)}", soft_wrap=True,
-                      highlight=False)
+        where = f" (at {check.where})" if check.where else ""
+        console.print(f"{mark}  {escape(str(path))}  {escape(check.what + where)}",
+                      soft_wrap=True, highlight=False)
     if not as_json:
         console.print(f"{len(files) - refused:,} of {len(files):,} files would be taken"
                       + (f"; {refused:,} refused" if refused else ""))

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from messages.codes import ErrorCode
+from records.exchange import IDENTIFIER_CHARS, identifier_too_long
 from records.validation import InvalidResource, Validator
 from settlement.treatment import MAX_REQUEST_BYTES
 
@@ -39,13 +40,30 @@ def _described(resource: dict[str, Any]) -> str:
     return str(kind)
 
 
+def _not_utf8(raw: bytes) -> str | None:
+    """What the bytes are instead of UTF-8 (orjson says only "surrogates not allowed")."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "UTF-16, by its byte-order mark"
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"at byte offset {exc.start:,}"
+    return None
+
+
 def check_fhir_file(path: Path, validator: Validator) -> FhirCheck:
     """`path` checked as the resource of a 7001 publish. OSError is left to the caller."""
-    raw = path.read_bytes()
+    raw = path.read_bytes().removeprefix(b"\xef\xbb\xbf")  # a file's UTF-8 mark, not JSON
+    if (encoding := _not_utf8(raw)) is not None:
+        return FhirCheck(path, ErrorCode.MALFORMED_JSON, f"not UTF-8 ({encoding}): a request "
+                                                         "carries its JSON in UTF-8")
     try:
         resource = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         return FhirCheck(path, ErrorCode.MALFORMED_JSON, f"not JSON: {exc}")
+    if not isinstance(resource, dict):  # the envelope's schema refuses it before FHIR does
+        return FhirCheck(path, ErrorCode.SCHEMA_VIOLATION,
+                         "not a JSON object, as a 7001's input.resource must be")
     try:
         size = len(orjson.dumps(resource)) + ENVELOPE_BYTES  # as a hospital sends it: compact
     except orjson.JSONEncodeError:  # nested past the 255 levels orjson writes: the check
@@ -59,4 +77,7 @@ def check_fhir_file(path: Path, validator: Validator) -> FhirCheck:
         issue = exc.outcome["issue"][0]
         return FhirCheck(path, ErrorCode.INVALID_FHIR, f"not valid FHIR R4: {exc}",
                          ", ".join(issue.get("expression", [])))
+    if (too_long := identifier_too_long(resource)) is not None:
+        return FhirCheck(path, ErrorCode.INVALID_FHIR, "not valid here: an identifier over "
+                         f"{IDENTIFIER_CHARS:,} characters", too_long)
     return FhirCheck(path, None, _described(resource))

@@ -93,6 +93,7 @@ class ErrorCode(StrEnum):
     INVALID_FHIR = "E5001"
     CONSENT_REFUSED = "E5002"
     UNKNOWN_DOCUMENT = "E5003"
+    RECORDS_FULL = "E5004"
     UNSIGNED = "E6001"
     FORGED = "E6002"
     STALE = "E6003"

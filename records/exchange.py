@@ -48,6 +48,16 @@ LAB_VALIDITY_DAYS = 30
 #: trail of record; a row that kept them all would outgrow a Kafka record after ~800
 #: accesses (an operator's view polled, say), and the person's records would then be refused.
 AUDIT_KEPT = 100
+#: What a person's records may come to (their row: documents, lab index, kept answers and
+#: AuditEvents, encoded): a publish past it is refused (E5004), not stored. A row is one
+#: Kafka record, under the ~900,000 bytes a role writes (streams/role.py), with room for the
+#: answers and AuditEvents the later accesses add; past that the publish used to be taken
+#: in and its row refused as an internal error (E9002).
+PERSON_RECORDS_BYTES = 750_000
+#: The longest identifier system or value a published Patient may give: each is kept in the
+#: national index's row for the person, and a longer one cannot be looked up anyway (the
+#: views take URLs of up to 8,190 bytes).
+IDENTIFIER_CHARS = 1024
 
 
 @dataclass
@@ -247,6 +257,11 @@ class ProvincialGateway:
             return [EhrAnswer(ehr_error(msgid, ErrorCode.PERSON_MISMATCH,
                                         "the document's Patient is another person than the "
                                         "message key"))], None
+        if (too_long := identifier_too_long(resource)) is not None:
+            return [EhrAnswer(ehr_error(
+                msgid, ErrorCode.INVALID_FHIR, "not valid here: an identifier over "
+                f"{IDENTIFIER_CHARS:,} characters", operation_outcome(
+                    "too-long", f"over {IDENTIFIER_CHARS:,} characters", too_long)))], None
         province = province_of(req["mdtrtarea_admvs"])
         doc_id = uid(msgid, "docref")
         stored = row.docs.get(doc_id)
@@ -258,14 +273,35 @@ class ProvincialGateway:
                                      unpack_document(stored["content"]))
             return [EhrAnswer(_publish_answer(msgid, doc_id)), ToNational(register)], None
         content, docref = _document_and_reference(resource, doc_id, certno, req, province)
-        row.docs[doc_id] = {"province": province, "docref": docref,
-                            "content": pack_document(content)}
+        held = {"province": province, "docref": docref, "content": pack_document(content)}
+        labs = _labs(content, province, doc_id)
+        size = len(orjson.dumps(row.to_dict())) + len(orjson.dumps([held, labs]))
+        if size > PERSON_RECORDS_BYTES:
+            full = (f"the person's records would come to {size:,} bytes with this document, "
+                    f"over the {PERSON_RECORDS_BYTES:,} a person's records may hold")
+            return [EhrAnswer(ehr_error(msgid, ErrorCode.RECORDS_FULL, full,
+                                        operation_outcome("too-costly", full)))], None
+        row.docs[doc_id] = held
         consent = published_consent(_resources(resource), certno)
         if consent is not None:  # the person's choice from now on, wherever records are held
             row.consent = row.docs[doc_id]["consent"] = consent  # the document's: `as_held`
-        row.labs += _labs(content, province, doc_id)
+        row.labs += labs
         register = _registration(doc_id, province, content)
         return [EhrAnswer(_publish_answer(msgid, doc_id)), ToNational(register)], row
+
+
+def identifier_too_long(resource: dict[str, Any]) -> str | None:
+    """The path of the first Patient identifier whose system or value is over
+    IDENTIFIER_CHARS, or None."""
+    for i, item in enumerate(_resources(resource)):
+        if item.get("resourceType") != "Patient" or not isinstance(item.get("identifier"), list):
+            continue
+        for j, ident in enumerate(item["identifier"]):
+            for part in ("system", "value"):
+                if isinstance(ident, dict) and len(str(ident.get(part) or "")) > IDENTIFIER_CHARS:
+                    where = "Patient" if i == 0 else "(a Patient in the Bundle)"
+                    return f"{where}.identifier[{j}].{part}"
+    return None
 
 
 def _registration(doc_id: str, province: str, content: dict[str, Any]) -> dict[str, Any]:

@@ -43,12 +43,29 @@ def test_broken_files_are_refused_with_the_code_and_where_but_no_value(tmp_path:
     a_list.write_text("[1, 2]")
     huge = tmp_path / "huge.json"
     huge.write_text(json.dumps({"resourceType": "Basic", "id": "x" * MAX_REQUEST_BYTES}))
-    result = check(str(bad_patient), str(not_json), str(a_list), str(huge), "--json")
+    long_id = tmp_path / "long-identifier.json"
+    long_id.write_text(json.dumps({"resourceType": "Patient", "identifier": [
+        {"system": "urn:x:scan", "value": secret_family * 500}]}))
+    latin1 = tmp_path / "latin1.json"
+    latin1.write_bytes('{"resourceType": "Patient", "name": [{"family": "Müller"}]}'
+                       .encode("latin-1"))
+    utf16 = tmp_path / "utf16.json"
+    utf16.write_text('{"resourceType": "Basic"}', encoding="utf-16")
+    marked = tmp_path / "bom.json"
+    marked.write_bytes(b"\xef\xbb\xbf" + b'{"resourceType": "Basic", "code": {"text": "x"}}')
+    result = check(str(bad_patient), str(not_json), str(a_list), str(huge), str(long_id),
+                   str(latin1), str(utf16), str(marked), "--json")
     assert result.exit_code == 1
     verdicts = [orjson.loads(line) for line in result.output.splitlines()]
+    # the codes a publish would get: a list is refused by the request's schema, before FHIR
     assert [(v["ok"], v["code"]) for v in verdicts] == [
-        (False, "E5001"), (False, "E1001"), (False, "E5001"), (False, "E1004")]
+        (False, "E5001"), (False, "E1001"), (False, "E1002"), (False, "E1004"),
+        (False, "E5001"), (False, "E1001"), (False, "E1001"), (True, None)]
     assert verdicts[0]["where"] == "Patient.birthDate"
+    assert verdicts[4]["where"] == "Patient.identifier[0].value"
+    assert verdicts[5]["what"] == "not UTF-8 (at byte offset 50): a request carries its " \
+                                  "JSON in UTF-8"
+    assert "UTF-16" in verdicts[6]["what"]
     assert "1970-13-41" not in result.output and secret_family not in result.output
 
 
@@ -71,12 +88,18 @@ def test_a_folder_is_checked_file_by_file_and_an_empty_one_is_refused(tmp_path: 
     assert empty.exit_code == 2 and "no .json files" in empty.output
 
 
-def test_the_text_report_counts_the_refused(tmp_path: Path):
+def test_the_text_report_says_where_and_counts_the_refused(tmp_path: Path):
     empty = tmp_path / "empty.json"
     empty.write_text("{}")
-    result = check(str(FILES[0]), str(empty))
+    bundle = tmp_path / "bundle.json"
+    bundle.write_text(json.dumps({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": {"resourceType": "Basic", "code": {"text": "x"}}},
+        {"resource": {"resourceType": "Nonsense"}}]}))
+    result = check(str(FILES[0]), str(empty), str(bundle))
     assert result.exit_code == 1
-    assert result.output.splitlines()[-1] == "1 of 2 files would be taken; 1 refused"
+    lines = result.output.splitlines()
+    assert lines[2].endswith("unknown resourceType (at Bundle.entry[1].resource)"), lines
+    assert lines[-1] == "1 of 3 files would be taken; 2 refused"
 
 
 def test_a_folder_named_like_a_file_is_passed_over_and_a_pipe_is_refused_not_waited_on(

@@ -5,7 +5,9 @@ refusals are answered and audited; lab results are reused within their window on
 
 from __future__ import annotations
 
+import base64
 import copy
+import random
 from pathlib import Path
 from typing import Any
 
@@ -982,3 +984,42 @@ def test_a_query_taken_again_after_a_later_consent_is_decided_as_it_was_asked(
     decided, _ = sources.handle(certno, asked_after, later)
     assert decided is not None
     assert decided["err_code"] == ("" if published_later == PERMIT else "E5002"), decided
+
+
+def _binary(size: int, seed: int) -> dict[str, Any]:
+    """A Binary of `size` random bytes: it does not compress, as a scanned image would not."""
+    data = base64.b64encode(random.Random(seed).randbytes(size)).decode()
+    return {"resourceType": "Binary", "contentType": "application/pdf", "data": data}
+
+
+def test_a_publish_past_what_a_persons_records_may_hold_is_refused_and_stores_nothing():
+    ex = Exchange()
+    certno = person()
+    home = WORLD.ref.enrollments[certno].province
+    answers = [ex.send("7001", certno, home, {"resource": _binary(140_000, seed)})
+               for seed in range(6)]
+    codes = [a["err_code"] if a["infcode"] else "ok" for a in answers]
+    # not taken in and then failed as an internal error (E9002) when its row was written
+    assert codes == ["ok"] * 3 + ["E5004"] * 3, codes
+    refused = answers[-1]
+    assert "over the 750,000 a person's records may hold" in refused["err_msg"]
+    assert refused["output"]["issue"][0]["severity"] == "error"
+    assert certno not in orjson.dumps(refused).decode()
+    assert ex.find(certno, home)["output"]["total"] == 3  # the refused were not stored
+    small = {"resourceType": "Binary", "contentType": "text/plain", "data": "aGk="}
+    assert ex.send("7001", certno, home, {"resource": small})["infcode"] == 0  # room for it
+
+
+def test_a_patient_identifier_too_long_to_index_is_refused_naming_its_path():
+    ex = Exchange()
+    certno = person()
+    home = WORLD.ref.enrollments[certno].province
+    patient = {"resourceType": "Patient", "identifier": [
+        {"system": CERTNO_SYSTEM, "value": certno},
+        {"system": "urn:x:huge", "value": "N" * 2000}]}
+    refused = ex.send("7001", certno, home, {"resource": patient})
+    assert refused["err_code"] == "E5001", refused
+    assert refused["output"]["issue"][0]["expression"] == ["Patient.identifier[1].value"]
+    assert "N" * 50 not in orjson.dumps(refused).decode()
+    patient["identifier"][1]["value"] = "N" * 1024  # at the limit: indexed
+    assert ex.send("7001", certno, home, {"resource": patient})["infcode"] == 0
