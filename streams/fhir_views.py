@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hmac
 import os
+import re
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -62,9 +63,28 @@ def operator_refusal(remote: str | None, authorization: str, token: str) -> str 
     return f"served to loopback only; set {OPERATOR_TOKEN_ENV} to serve other hosts"
 
 
+#: A search parameter's name as FHIR spells them: a name typed otherwise is not echoed
+_PARAMETER = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,63}")
+
+
+def unsupported_parameters(given: Any, supported: tuple[str, ...]) -> str | None:
+    """Why a search is refused for parameters it would pass over (a FHIR server ignoring
+    `status` or `_count` answers more than was asked, unsaid), or None."""
+    others = sorted({p for p in given if p not in supported})
+    if not others:
+        return None
+    named = [p if _PARAMETER.fullmatch(p) else "(a parameter)" for p in others]
+    return (f"search parameters not supported here: {', '.join(dict.fromkeys(named))} "
+            f"(supported: {', '.join(supported)})")
+
+
 def _split(token: str) -> tuple[str, str]:
     system, sep, value = token.partition("|")
     return (system, value) if sep else ("", token)
+
+
+#: What `$ihe-pix` takes (IHE ITI-83)
+PIX_PARAMETERS = ("sourceIdentifier", "targetSystem")
 
 
 def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
@@ -151,6 +171,8 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
         """The person a search is of, or None and the answer refusing it (403, 400, 503)."""
         if (no := refused(web, request)) is not None:
             return None, no
+        if (why := unsupported_parameters(request.query, (param,))) is not None:
+            return None, problem(web, 400, "not-supported", why)
         key = person_key(request, param)
         if key is None:
             return None, problem(web, 400, "required", f"{param}={CERTNO_SYSTEM}|<certno> "
@@ -171,13 +193,20 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
 
     @app.page("/fhir/AuditEvent")
     async def audit_events(web: Any, request: Any) -> Any:
+        """The latest AUDIT_KEPT of the person's AuditEvents; `total` counts them all (the
+        rest are on `ehr.audit`, the trail of record)."""
         key, no = searched_person(web, request, "entity.identifier")
-        return no if key is None else fhir(web, searchset(records_of(key).audit))
+        if key is None:
+            return no
+        row = records_of(key)
+        return fhir(web, {**searchset(row.audit), "total": max(row.audited, len(row.audit))})
 
     @app.page("/fhir/Patient/$ihe-pix")
     async def pix(web: Any, request: Any) -> Any:
         if (no := refused(web, request)) is not None:
             return no
+        if (why := unsupported_parameters(request.query, PIX_PARAMETERS)) is not None:
+            return problem(web, 400, "not-supported", why)
         system, value = _split(request.query.get("sourceIdentifier", ""))
         if not system or not value:
             return problem(web, 400, "required", "sourceIdentifier=<system>|<value> is required")
@@ -206,10 +235,14 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
             targets.append({"system": f"{PSN_NO_SYSTEM}:{enrollment.province}",
                             "value": enrollment.psn_no})
         targets += row.identifiers if row else []
+        # ITI-83: only the identifiers of the domains asked for, if any are named
+        wanted = {s for given in request.query.getall("targetSystem", [])
+                  for s in given.split(",") if s}
         await audit(certno.encode(), "operator-search", home_of(certno.encode()))
         return fhir(web, {"resourceType": "Parameters", "parameter": [
             {"name": "targetIdentifier", "valueIdentifier": t} for t in targets
-            if (t["system"], t["value"]) != (system, value)]})
+            if (t["system"], t["value"]) != (system, value)
+            and (not wanted or t["system"] in wanted)]})
 
     @app.page("/fhir/{kind}/{doc_id}")
     async def read_document(web: Any, request: Any, kind: str, doc_id: str) -> Any:
