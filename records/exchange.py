@@ -525,7 +525,8 @@ class SourceRepositories:
         if operation == "lab-lookup":
             return ok_answer(msgid, _reusable(held_then, inp["loinc"], req["inf_time"],
                                               allowed, refusals))
-        return ok_answer(msgid, _searchset(held_then, inp, allowed, refusals))
+        read_past = [(p, d) for p, d in permitted if d.break_glass]
+        return ok_answer(msgid, _searchset(held_then, inp, allowed, refusals, read_past))
 
 
 def _refusal_outcome(refusals: list[tuple[str, Any]],
@@ -539,9 +540,12 @@ def _refusal_outcome(refusals: list[tuple[str, Any]],
 
 
 def _searchset(row: RecordsRow, inp: dict[str, Any], allowed: set[str],
-               refusals: list[tuple[str, Any]]) -> dict[str, Any]:
+               refusals: list[tuple[str, Any]],
+               read_past: list[tuple[str, Any]]) -> dict[str, Any]:
     """ITI-67: the DocumentReferences of the permitted sources, newest first, filtered by
-    type (a LOINC code) and date (from); refused sources named in an OperationOutcome."""
+    type (a LOINC code) and date (from); refused sources named in an OperationOutcome, and
+    the sources an emergency read past the consent of (break-the-glass, audited) too: the
+    clinician is told, as emergency access works in practice."""
     matches = []
     for doc in row.docs.values():
         ref = doc["docref"]
@@ -556,8 +560,13 @@ def _searchset(row: RecordsRow, inp: dict[str, Any], allowed: set[str],
     matches.sort(key=lambda r: (r["date"], r["id"]), reverse=True)
     entries: list[dict[str, Any]] = [{"fullUrl": f"DocumentReference/{r['id']}", "resource": r,
                                       "search": {"mode": "match"}} for r in matches]
-    if refusals:
-        entries.append({"resource": _refusal_outcome(refusals), "search": {"mode": "outcome"}})
+    if refusals or read_past:
+        outcome = _refusal_outcome(refusals)
+        outcome["issue"] += [
+            {"severity": "information", "code": "informational", "diagnostics": d.reason,
+             "details": {"coding": [{"system": PROVINCE_SYSTEM, "code": p}]}}
+            for p, d in read_past]
+        entries.append({"resource": outcome, "search": {"mode": "outcome"}})
     return {"resourceType": "Bundle", "type": "searchset", "total": len(matches),
             "entry": entries}
 

@@ -369,6 +369,12 @@ def test_a_denied_consent_refuses_other_provinces_and_every_access_is_audited():
     assert ex.find(certno, home)["output"]["total"] == 1  # its own province may read
     emergency = ex.find(certno, other, purpose="ETREAT")
     assert emergency["infcode"] == 0 and emergency["output"]["total"] == 1
+    # the clinician is told that the emergency read past the denial, and where
+    (told,) = [e["resource"]["issue"] for e in emergency["output"]["entry"]
+               if e["search"]["mode"] == "outcome"]
+    assert [(i["severity"], i["details"]["coding"][0]["code"]) for i in told] == [
+        ("information", home)]
+    assert "break-the-glass" in told[0]["diagnostics"]
     btg = audit_of(ex, certno)[-1]
     assert btg["outcome"] == "0"
     assert {c["code"] for c in btg["purposeOfEvent"][0]["coding"]} == {"ETREAT", "BTG"}
