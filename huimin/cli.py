@@ -13,6 +13,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -43,6 +44,13 @@ from huimin.logfiles import (
 )
 from huimin.moneyflow import events_from_results
 from huimin.policy_file import read_policy_file
+from huimin.publish import (
+    hospital_for,
+    platform_hospitals,
+    publish_requests,
+    read_resource,
+    send_publishes,
+)
 from huimin.report import (
     print_statement,
     print_summary,
@@ -71,6 +79,8 @@ from huimin.verify import checked_visits, results_by_visit, write_json, write_ju
 from huimin.verify import verify as verify_answers
 from messages.codes import ErrorCode
 from messages.dead_letters import DeadLetterEntry, summarise_dead_letters
+from messages.identity import is_valid_certno
+from messages.visitlog import TIME_FORMAT
 from records.validation import Validator
 from settlement.clearing import ClearingPolicy, clear
 from settlement.oracle import Oracle
@@ -859,13 +869,7 @@ def check_fhir(
     Offline, with the same checks (the R4B models and the platform's rules): `ok` and what the
     resource is, or the error code a publish would get and where the resource is wrong (never
     a value from it). Exits 0 if every file would be taken, 1 if any would be refused."""
-    # regular files only: a folder named *.json is not one, and a pipe would be waited on
-    files = [f for path in files for f in (sorted(p for p in path.rglob("*.json") if p.is_file())
-                                          if path.is_dir() else [path])]
-    if (other := next((f for f in files if f.exists() and not f.is_file()), None)) is not None:
-        raise _refused(f"{other} is not a regular file")
-    if not files:
-        raise _refused("no .json files in the folders given")
+    files = _json_files(files)
     validator = Validator()
     refused = 0
     for path in files:
@@ -882,6 +886,93 @@ def check_fhir(
         console.print(f"{len(files) - refused:,} of {len(files):,} files would be taken"
                       + (f"; {refused:,} refused" if refused else ""))
     raise typer.Exit(1 if refused else 0)
+
+
+def _json_files(paths: list[Path]) -> list[Path]:
+    """The files given, a folder's *.json (subfolders too) in its place: regular files only
+    (a folder named *.json is not one, and a pipe would be waited on)."""
+    files = [f for path in paths for f in (sorted(p for p in path.rglob("*.json") if p.is_file())
+                                          if path.is_dir() else [path])]
+    if (other := next((f for f in files if f.exists() and not f.is_file()), None)) is not None:
+        raise _refused(f"{other} is not a regular file")
+    if not files:
+        raise _refused("no .json files in the folders given")
+    return files
+
+
+@app.command()
+def publish(
+    files: Annotated[list[Path], typer.Argument(
+        exists=True, help="FHIR R4 resources, one a file (JSON); a folder: its *.json, "
+                          "subfolders too.")],
+    certno: Annotated[str, typer.Option(help="The person's citizen ID number: the records' "
+                                             "subject, the request's key.")],
+    hospital: Annotated[str | None, typer.Option(
+        help="The publishing hospital's code (fixmedins_code), e.g. H11010000001. Default: "
+             "the first of the province the certno's first two digits name.")] = None,
+    at: Annotated[str | None, typer.Option(
+        help="The requests' time (inf_time, Beijing), YYYY-MM-DD HH:MM:SS. Default: now. "
+             "The same --at and files publish again as duplicates, answered as at first.")
+    ] = None,
+    bootstrap: Annotated[str | None, typer.Option(help=f"Default: ${BOOTSTRAP_ENV}.")] = None,
+    timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for the answers.")
+                       ] = 30,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="One JSON object a file, for scripts.")] = False,
+    security_protocol: SecurityProtocol = "PLAINTEXT",
+    sasl_mechanism: SaslMechanism = None,
+    sasl_username: SaslUsername = None,
+    ssl_cafile: SslCafile = None,
+) -> None:
+    """Publish FHIR files (7001) to a running platform, as one of its hospitals.
+
+    Each file's resource is sent signed (HUIMIN_SIGNING_SECRET, as the hospitals sign) and
+    its answer told: 201 and the DocumentReference's location, or the error code and why.
+    Find and read them then through a worker's FHIR views. Exits 0 if every file was
+    published, 1 if any was refused or not answered in time."""
+    if not is_valid_certno(certno):
+        raise typer.BadParameter("not a valid citizen ID number (18 characters, the last "
+                                 "its check character)", param_hint="--certno")
+    if at is not None:
+        try:
+            datetime.strptime(at, TIME_FORMAT)
+        except ValueError:
+            raise typer.BadParameter("give YYYY-MM-DD HH:MM:SS", param_hint="--at") from None
+    try:
+        sender = hospital_for(certno, hospital, platform_hospitals())
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--hospital") from None
+    paths = _json_files(files)
+    readable, unread = [], []
+    for path in paths:
+        try:
+            readable.append((path, read_resource(path)))
+        except ValueError as exc:  # not sent: a 7001 carries its resource as JSON
+            unread.append(str(exc))
+    security = _security(security_protocol, sasl_mechanism, sasl_username, ssl_cafile)
+    where = _bootstrap(bootstrap)
+    results = send_publishes(where, certno, publish_requests(readable, sender, at), timeout,
+                             security.kafka_python())
+    for result in results:
+        if as_json:
+            print(orjson.dumps(result.as_dict()).decode(), flush=True)
+            continue
+        mark = "[green]201[/]  " if result.ok else f"[red]{escape(result.code)}[/]"
+        console.print(f"{mark}  {escape(str(result.publish.path))}  {escape(result.what)}  "
+                      f"[dim]{result.publish.msgid}[/]", soft_wrap=True, highlight=False)
+    for problem in unread:
+        if as_json:
+            print(orjson.dumps({"file": problem.split(": not JSON")[0], "ok": False,
+                                "code": "not sent", "what": problem}).decode(), flush=True)
+        else:
+            console.print(f"[red]not sent[/]  {escape(problem)}", soft_wrap=True,
+                          highlight=False)
+    published = sum(r.ok for r in results)
+    if not as_json:
+        console.print(f"{published:,} of {len(paths):,} files published by "
+                      f"{sender.fixmedins_code} ({sender.admdvs})"
+                      + (f"; {len(paths) - published:,} not" if published < len(paths) else ""))
+    raise typer.Exit(0 if published == len(paths) else 1)
 
 
 @app.command("bench-compare")

@@ -7,6 +7,7 @@ log."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 import urllib.error
 import urllib.parse
@@ -29,7 +30,7 @@ from settlement.reference import DENY_CROSS_REGION, PERMIT
 from simulators.hospital import HospitalFleet
 from simulators.world import WorldSpec, build_world
 from streams.broker import broker
-from tests.conftest import FHIR_DATA
+from tests.conftest import FHIR_DATA, huimin_command
 from tests.test_records import document_in
 
 pytestmark = pytest.mark.e2e
@@ -261,3 +262,39 @@ def test_every_access_is_on_the_audit_trail_and_the_row_keeps_the_latest(hospita
             break
         time.sleep(0.5)
     assert stats["audit_events"] == everyone >= searches
+
+
+def test_a_tester_publishes_files_with_the_cli_and_finds_them_through_the_views(
+        hospitals, tmp_path: Path):
+    """`huimin publish`, as an EHR tester uses it: the real files and a broken one to a
+    running platform, each answer told; published again with the same --at, duplicates
+    answered as at first; what was taken found through the operator's search."""
+    h, _ = hospitals
+    certno = sorted(c for c, e in WORLD.ref.enrollments.items() if e.ehr_sharing == PERMIT)[5]
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"resourceType": "Patient", "birthDate": "1970-13-41"}')
+    (tmp_path / "not-json.json").write_text("nope")
+    files = [str(f) for f in FILES[:3]]
+    command = [huimin_command(), "publish", *files, str(broken), str(tmp_path / "not-json.json"),
+               "--certno", certno, "--at", "2026-12-10 10:00:00",
+               "--bootstrap", h.fleet.bootstrap]
+    first = subprocess.run([*command, "--json"], capture_output=True, text=True, timeout=120)
+    assert first.returncode == 1, first.stdout + first.stderr  # two were not published
+    told = [orjson.loads(line) for line in first.stdout.splitlines()]
+    assert [(t["code"], t["ok"]) for t in told] == [("201", True)] * 3 + [
+        ("E5001", False), ("not sent", False)], told
+    assert told[3]["what"].endswith("(at Patient.birthDate)") or \
+        "Patient.birthDate" in told[3]["what"]
+    assert all(t["msgid"].startswith("H") for t in told[:4])
+    again = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 1
+    for t in told[:3]:  # the same msgids, the same documents
+        assert t["what"] in again.stdout and t["msgid"] in again.stdout
+    assert again.stdout.splitlines()[-1].startswith("3 of 5 files published by H")
+    status, search = h.get("/fhir/DocumentReference",
+                           **{"patient.identifier": f"{CERTNO_SYSTEM}|{certno}"})
+    assert status == 200 and {f"DocumentReference/{e['resource']['id']}"
+                              for e in search["entry"]} == {t["what"] for t in told[:3]}
+    refused = subprocess.run([*command[:2], str(broken), "--certno", certno[:-1] + "X"],
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "not a valid citizen ID number" in refused.stderr
