@@ -33,12 +33,9 @@ def _ms(value: Any) -> Any:
     return "∞" if value is None else value
 
 
-def _times(value: float | None, base: float | None) -> str:
-    """`value` as a multiple of `base`: how many times the raw chain's latency."""
-    return f"{value / base:.1f}×" if value and base else "–"
-
-
 def markdown(result: dict[str, Any]) -> str:
+    from benchmarks.latency import cross_vs_raw
+
     s, m = result["settings"], result["machine"]
     with_ceiling = any(p.get("ceiling") for p in result["points"])
     columns = ["offered visits/s", "offered settl./s", "achieved settl./s", "p50", "p90",
@@ -80,7 +77,6 @@ def markdown(result: dict[str, Any]) -> str:
     ]
     for p in result["points"]:
         lat = {k: _ms(v) for k, v in p["settlement_latency_ms"].get("all", {}).items()}
-        cross = p["settlement_latency_ms"].get("cross", {})
         raw = p.get("ceiling") or {}
         raw_lat = raw.get("latency_ms", {})
         errors = sum(p["errors"].values())
@@ -89,10 +85,14 @@ def markdown(result: dict[str, Any]) -> str:
         # a route's percentiles leave out what was never answered (its route unknown)
         lossy = bool(p["settlement_latency_ms"].get("all", {}).get("unanswered")
                      or raw.get("lost"))
+        # the ratio as the section below gives it (from the unrounded percentiles)
+        p99_ratio = (p.get("cross_vs_raw_latency")
+                     or cross_vs_raw(p["settlement_latency_ms"], raw)).get("p99")
         raw_cells = [str(raw.get("achieved_per_s", "–")), str(raw_lat.get("p50", "–")),
                      str(raw_lat.get("p99", "–")),
-                     _times(cross.get("p99"), raw_lat.get("p99")) if not lossy else "–",
-                     _ratio(through, raw.get("achieved_per_s", 0))] if with_ceiling else []
+                     f"{p99_ratio:.1f}×" if p99_ratio and not lossy else "–",
+                     f"{_ratio(through, raw.get('achieved_per_s', 0))} ({through:g}/s "
+                     "answered)"] if with_ceiling else []
         cells = [f"{p['offered_visits_per_s']:g}", f"{p['offered_settlements_per_s']:g}",
                  f"{p['achieved_settlements_per_s']:g}", *(str(lat.get(q, "–")) for q in (
                      "p50", "p90", "p99", "p99.9", "max")), *raw_cells,
@@ -130,18 +130,24 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-#: What a Ctrl-C stopped (`interrupted` in bench.json), in words.
+def stopped_by(result: dict[str, Any]) -> str:
+    """What stopped an interrupted bench: Ctrl-C, or SIGTERM (`interrupted_by`)."""
+    return str(result.get("interrupted_by") or "Ctrl-C")
+
+
+#: What a Ctrl-C or SIGTERM stopped (`interrupted` in bench.json), in words.
 STOPPED_IN = {"rates": "the rates offered", "search": "the capacity search (--find-capacity)",
               "sweep": "the raw ceiling's sweep"}
 
 
 def interrupted_note(result: dict[str, Any]) -> str:
-    """A bench stopped by Ctrl-C: what it measured, and that every figure after (the
+    """A bench stopped by Ctrl-C or SIGTERM: what it measured, and that every figure after (the
     capacities, the ratio, "may be higher") counts only that."""
     points = result["points"]
     offered = len(result["settings"]["rates_visits_per_s"])
     added = sum(1 for p in points if p.get("searched"))
-    return (f"**Stopped by Ctrl-C** during {STOPPED_IN.get(result['interrupted'], 'the run')}: "
+    during = STOPPED_IN.get(result["interrupted"], "the run")
+    return (f"**Stopped by {stopped_by(result)}** during {during}: "
             f"{len(points)} rate(s) measured ({offered} offered"
             + (f", {added} added by the search" if added else "") + "); a rate whose own "
             "load was under way is left out (one whose raw ceiling was running is kept "
@@ -268,8 +274,8 @@ def capacity_lines(result: dict[str, Any]) -> list[str]:
              f"- huimin: **{'at least ' if above else ''}{huimin:g} settlements/s** sustained "
              "(the highest achieved rate with ≥ 95 % of the settlements sent answered, no "
              f"visit dropped and p99 ≤ {limit:g} ms; 0 if no rate was)"
-             + ("; every rate measured was sustained before the Ctrl-C, so the capacity may "
-                "be higher." if above and stopped else
+             + (f"; every rate measured was sustained before the {stopped_by(result)}, so the "
+                "capacity may be higher." if above and stopped else
                 "; every rate offered was sustained, so the capacity may be higher "
                 "(`--find-capacity` searches for it)." if above else ".")]
     lines += [f"- not sustained at {p['offered_visits_per_s']:g} visits/s: {p['unsustained']}."
@@ -281,7 +287,7 @@ def capacity_lines(result: dict[str, Any]) -> list[str]:
                  "doubling from the highest rate sustained (halving the lowest if none was), "
                  "then bisecting" if rates else "no rate added")
         if stopped == "search":
-            where = "stopped by Ctrl-C before it had pinned the capacity down"
+            where = f"stopped by {stopped_by(result)} before it had pinned the capacity down"
         elif search["bracketed"]:
             where = ("a higher rate offered was not: huimin's capacity lies between the two, "
                      "within 25 % after the bisections")
@@ -295,8 +301,8 @@ def capacity_lines(result: dict[str, Any]) -> list[str]:
         lines.append(f"- searched for (--find-capacity): {added}; {where}.")
     if raw is not None and stopped:
         lines.append(f"- raw ceiling: {raw:g} messages/s sustained over the same 6 hops, of "
-                     "the rates measured before the Ctrl-C: its sweep did not end, so this is "
-                     "not its capacity.")
+                     f"the rates measured before the {stopped_by(result)}: its sweep did not "
+                     "end, so this is not its capacity.")
         lines.append(f"- huimin ÷ raw: {_ratio(huimin, raw)} of those partial figures, not the "
                      "ratio of the two capacities.")
     elif raw is not None:
@@ -305,7 +311,8 @@ def capacity_lines(result: dict[str, Any]) -> list[str]:
                      f"{raw_bound(cap)}).")
         lines.append(f"- huimin ÷ raw: {ratio_line(cap)}.")
     elif stopped and (result.get("settings") or {}).get("ceiling"):
-        lines.append("- raw ceiling: not measured (stopped by Ctrl-C before it was).")
+        lines.append(f"- raw ceiling: not measured (stopped by {stopped_by(result)} before it "
+                     "was).")
     sweep = result.get("ceiling_sweep") or []
     if sweep:
         lines += ["", "| raw ceiling offered/s | achieved/s | p50 | p99 | p99.9 | lost | CPU "
@@ -798,7 +805,7 @@ def comparison(before: dict[str, Any], after: dict[str, Any]) -> str:
     lines = ["# huimin benchmark: before → after", "",
              f"{before['started']} → {after['started']}", "",
              "Settings that differ: " + ("; ".join(differ + versions) or "none") + ".", "",
-             *[f"The {name} run was stopped by Ctrl-C during "
+             *[f"The {name} run was stopped by {stopped_by(run)} during "
                f"{STOPPED_IN.get(run['interrupted'], 'the run')}: its capacities count only "
                "the rates it measured.\n" for name, run in (("before", before), ("after", after))
                if run.get("interrupted")],

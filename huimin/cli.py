@@ -835,16 +835,33 @@ def bench(
         _check_output(out / name, "--out")
         if not os.access(out / name if (out / name).exists() else out, os.W_OK):
             raise _refused(f"{out / name} cannot be written: no permission")
-    with _progress() as progress:
-        stage, done = _reporters(progress, None)
-        result = run_bench(offered, duration, warmup, broker, out, seed=seed, persons=persons,
-                           workers=workers, ehr=ehr, ceiling=ceiling,
-                           partitions=partitions or workers,
-                           linger_ms=linger_ms, fetch_wait=fetch_wait_ms, sweep_max=sweep_max,
-                           store=_store(store), broker_warmup=broker_warmup,
-                           max_in_flight=max_in_flight or None, profile=profile,
-                           find_capacity=find_capacity, find_capacity_max=find_capacity_max,
-                           on_stage=stage, on_progress=done)
+    terminated: list[int] = []
+
+    def report_what_was_measured(signum: int, _frame: object) -> None:
+        """SIGTERM (a CI job's time-out) stops the sweep as Ctrl-C does: the rates measured
+        are written and reported (exit 143), not thrown away with the rate under way."""
+        errors.print("terminated (SIGTERM): stopping the rate under way, then writing the "
+                     "rates measured", markup=False, highlight=False)
+        terminated.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, report_what_was_measured)
+    try:
+        with _progress() as progress:
+            stage, done = _reporters(progress, None)
+            result = run_bench(offered, duration, warmup, broker, out, seed=seed,
+                               persons=persons, workers=workers, ehr=ehr, ceiling=ceiling,
+                               partitions=partitions or workers, linger_ms=linger_ms,
+                               fetch_wait=fetch_wait_ms, sweep_max=sweep_max,
+                               store=_store(store), broker_warmup=broker_warmup,
+                               max_in_flight=max_in_flight or None, profile=profile,
+                               find_capacity=find_capacity,
+                               find_capacity_max=find_capacity_max, on_stage=stage,
+                               on_progress=done)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if terminated:
+        result["interrupted_by"] = "SIGTERM"
     write_json(result, out / "bench.json")
     report = markdown(result)
     (out / "bench.md").write_text(report)
@@ -853,7 +870,7 @@ def bench(
     console.print(f"Wrote {out / 'bench.json'}, {out / 'bench.md'} and {out / 'bench.png'}",
                   markup=False)
     if result["interrupted"]:
-        raise typer.Exit(130)
+        raise typer.Exit(128 + terminated[0] if terminated else 130)
 
 
 @app.command("check-fhir")
@@ -943,12 +960,13 @@ def publish(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--hospital") from None
     paths = _json_files(files)
-    readable, unread = [], []
+    readable: list[tuple[Path, Any]] = []
+    unread: list[tuple[Path, str]] = []  # not sent: a 7001 carries its resource as JSON
     for path in paths:
         try:
             readable.append((path, read_resource(path)))
-        except ValueError as exc:  # not sent: a 7001 carries its resource as JSON
-            unread.append(str(exc))
+        except ValueError as exc:
+            unread.append((path, str(exc)))
     security = _security(security_protocol, sasl_mechanism, sasl_username, ssl_cafile)
     where = _bootstrap(bootstrap)
     results = send_publishes(where, certno, publish_requests(readable, sender, at), timeout,
@@ -960,13 +978,13 @@ def publish(
         mark = "[green]201[/]  " if result.ok else f"[red]{escape(result.code)}[/]"
         console.print(f"{mark}  {escape(str(result.publish.path))}  {escape(result.what)}  "
                       f"[dim]{result.publish.msgid}[/]", soft_wrap=True, highlight=False)
-    for problem in unread:
+    for path, why in unread:
         if as_json:
-            print(orjson.dumps({"file": problem.split(": not JSON")[0], "ok": False,
-                                "code": "not sent", "what": problem}).decode(), flush=True)
+            print(orjson.dumps({"file": str(path), "ok": False, "code": "not sent",
+                                "what": why}).decode(), flush=True)
         else:
-            console.print(f"[red]not sent[/]  {escape(problem)}", soft_wrap=True,
-                          highlight=False)
+            console.print(f"[red]not sent[/]  {escape(str(path))}  {escape(why)}",
+                          soft_wrap=True, highlight=False)
     published = sum(r.ok for r in results)
     if not as_json:
         console.print(f"{published:,} of {len(paths):,} files published by "

@@ -125,4 +125,4 @@ def read_resource(path: Path) -> Any:
     try:
         return orjson.loads(path.read_bytes().removeprefix(b"\xef\xbb\xbf"))
     except orjson.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not JSON ({exc})") from None
+        raise ValueError(f"not JSON ({exc})") from None

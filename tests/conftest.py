@@ -104,12 +104,13 @@ def huimin_command() -> str:
 
 
 def interrupt_huimin(args: list[str], marker: str, after_s: float, timeout: float,
-                     presses: int = 1, **kwargs: object
+                     presses: int = 1, sig: int = signal.SIGINT, **kwargs: object
                      ) -> tuple[subprocess.CompletedProcess[str], list[int]]:
-    """`huimin *args`, sent `presses` Ctrl-Cs (SIGINT, 0.2 s apart) `after_s` seconds after a
-    line of its output (stdout and stderr together) holds `marker`, unless it has ended by
-    then; and the processes it started still running once it has ended (found by a mark in
-    the environment they inherit: brokers, workers, the raw ceiling's forwarders)."""
+    """`huimin *args`, sent `presses` Ctrl-Cs (SIGINT, 0.2 s apart; or `sig`) `after_s`
+    seconds after a line of its output (stdout and stderr together) holds `marker`, unless
+    it has ended by then; and the processes it started still running once it has ended
+    (found by a mark in the environment they inherit: brokers, workers, the raw ceiling's
+    forwarders)."""
     token = f"HUIMIN_TEST_RUN={uuid.uuid4().hex}"
     env = {**os.environ, **dict([token.split("=")])}
     with subprocess.Popen([huimin_command(), *args], stdout=subprocess.PIPE,
@@ -127,7 +128,7 @@ def interrupt_huimin(args: list[str], marker: str, after_s: float, timeout: floa
         except subprocess.TimeoutExpired:
             for n in range(presses):
                 time.sleep(0.2 if n else 0)
-                proc.send_signal(signal.SIGINT)
+                proc.send_signal(sig)
         out = "".join(seen) + proc.communicate(timeout=timeout)[0]
     return (subprocess.CompletedProcess(proc.args, proc.returncode, out, ""),
             processes_mentioning(token, where="environ"))

@@ -4,6 +4,7 @@ measured at each offered rate."""
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import orjson
@@ -149,15 +150,17 @@ def test_an_unknown_table_store_is_refused_before_anything_starts(command: str):
     assert "memory, rocksdb" in proc.stdout + proc.stderr
 
 
-def test_ctrl_c_keeps_the_rates_measured_in_the_report(tmp_path: Path):
-    """A developer stops a long sweep, here while the first rate's raw ceiling runs: huimin's
-    figures for that rate are reported (without a ceiling), the rate after it is not offered,
-    and every broker and platform is stopped."""
+@pytest.mark.parametrize(("sig", "by"), [(signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")])
+def test_ctrl_c_or_sigterm_keeps_the_rates_measured_in_the_report(tmp_path: Path, sig: int,
+                                                                   by: str):
+    """A developer stops a long sweep (or a CI job's time-out does), here while the first
+    rate's raw ceiling runs: huimin's figures for that rate are reported (without a ceiling),
+    the rate after it is not offered, and every broker and platform is stopped."""
     out = tmp_path / "bench"
     proc, left = interrupt_huimin(["bench", "--rates", "3,4", "--duration", "3", "--warmup", "1",
                              "--persons", "600", "--broker-warmup", "0", "--out", str(out)],
-                            marker="raw ceiling at", after_s=1, timeout=120)
-    assert proc.returncode == 130, proc.stdout
+                            marker="raw ceiling at", after_s=1, timeout=120, sig=sig)
+    assert proc.returncode == 128 + sig, proc.stdout
     assert "Traceback" not in proc.stdout
     result = orjson.loads((out / "bench.json").read_bytes())
     assert result["interrupted"] == "rates"
@@ -166,8 +169,8 @@ def test_ctrl_c_keeps_the_rates_measured_in_the_report(tmp_path: Path):
     assert not result["points"][0]["ceiling"] and result["ceiling_sweep"] == []
     assert result["capacity"]["raw_messages_per_s"] is None  # not measured, not 0
     report = (out / "bench.md").read_text()
-    assert "**Stopped by Ctrl-C** during the rates offered: 1 rate(s) measured (2 offered)" \
+    assert f"**Stopped by {by}** during the rates offered: 1 rate(s) measured (2 offered)" \
         in report
-    assert "- raw ceiling: not measured (stopped by Ctrl-C before it was)." in report
+    assert f"- raw ceiling: not measured (stopped by {by} before it was)." in report
     assert (out / "bench.png").stat().st_size > 0
     assert not left  # brokers, worker, the raw ceiling's forwarders
