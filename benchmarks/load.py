@@ -521,6 +521,15 @@ def brackets(measured: list[tuple[float, bool]]) -> bool:
     return best is not None and any(rate > best for rate, _ in measured)
 
 
+def bracket(measured: list[tuple[float, bool]]) -> list[float] | None:
+    """The highest rate sustained and the lowest one above it that was not, as offered: where
+    the capacity lies (None unless `brackets`)."""
+    if not brackets(measured):
+        return None
+    best = max(rate for rate, ok in measured if ok)
+    return [best, min(rate for rate, _ in measured if rate > best)]
+
+
 def ceiling_sweep(measure: Callable[[float], dict[str, Any]], measured: list[dict[str, Any]],
                   p99_limit: float, most: float = CEILING_SWEEP_MAX,
                   into: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
@@ -773,10 +782,10 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
     added = [p.offered_visits_per_s for p in points if p.searched]  # in the search's order
     if find_capacity:
         points.sort(key=lambda p: p.offered_visits_per_s)
+    huimin_runs = [(p.offered_visits_per_s, rate_sustained(p, limit)) for p in points]
     search = {"added_visits_per_s": added,
               "max_visits_per_s": find_capacity_max, "least_visits_per_s": FIND_CAPACITY_LEAST,
-              "bracketed": brackets([(p.offered_visits_per_s, rate_sustained(p, limit))
-                                     for p in points])
+              "bracketed": brackets(huimin_runs)
               } if find_capacity and phase != "rates" else None
     huimin_capacity = settlement_capacity(points, limit)
     for point in points:
@@ -785,6 +794,7 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
                 for c in [p.ceiling for p in points if p.ceiling] + sweep]
     raw_capacity = capacity(raw_runs, limit)
     raw_measured = ceiling and bool(raw_runs)  # not when a Ctrl-C stopped the first of them
+    raw_sustained = [(run[0], sustained(*run, limit)) for run in raw_runs]
     return {"started": started, "machine": machine(broker_kind), "interrupted": phase,
             "settings": {"rates_visits_per_s": rates, "duration_s": duration,
                          "warmup_s": warmup, "broker": broker_kind, "seed": seed,
@@ -800,14 +810,12 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
                          "ceiling": ceiling, "sweep_max": sweep_max if ceiling else None},
             "points": [asdict(p) for p in points], "ceiling_sweep": sweep,
             "capacity": {"p99_limit_ms": limit, "huimin_settlements_per_s": huimin_capacity,
-                         "huimin_bracketed": brackets([(p.offered_visits_per_s,
-                                                        rate_sustained(p, limit))
-                                                       for p in points]),
+                         "huimin_bracketed": brackets(huimin_runs),
+                         "huimin_between_visits_per_s": bracket(huimin_runs),
                          "search": search,
                          "raw_messages_per_s": raw_capacity if raw_measured else None,
-                         "raw_bracketed": brackets([(run[0], sustained(*run, limit))
-                                                    for run in raw_runs])
-                         if raw_measured else None,
+                         "raw_bracketed": brackets(raw_sustained) if raw_measured else None,
+                         "raw_between_per_s": bracket(raw_sustained) if raw_measured else None,
                          "raw_sweep_max_per_s": sweep_max if ceiling else None,
                          "ratio": round(huimin_capacity / raw_capacity, 3)
                          if raw_measured and raw_capacity else None}}

@@ -120,14 +120,58 @@ def markdown(result: dict[str, Any]) -> str:
             lines.append(f"| {p['offered_visits_per_s']:g} | {route} | {lat['count']} | "
                          f"{lat.get('p50')} | {lat.get('p90')} | {lat.get('p99')} | "
                          f"{lat.get('p99.9')} | {lat.get('max')} |")
-    lines += ["", "## By hop (ms, p50 / p99)", ""]
-    for p in result["points"]:
-        hops = "; ".join(f"{h} {v.get('p50')} / {v.get('p99')}"
-                         for h, v in p["hop_latency_ms"].items())
-        lines.append(f"- {p['offered_visits_per_s']:g} visits/s: {hops}")
+    lines += hop_lines(result)
     lines += profile_lines(result)
     lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()), ""]
     return "\n".join(lines)
+
+
+#: A settlement's hops in the order it crosses them: the treatment-province platform (trt),
+#: the national platform (nat, cross-province only) and the insured-province one (ins)
+HOP_ORDER = ("hosp.send->trt.queued", "trt.queued->trt.in", "trt.in->ins.in",
+             "trt.in->nat.in", "nat.in->ins.in", "ins.in->nat.back", "nat.back->trt.back",
+             "ins.in->trt.back", "trt.back->hosp.recv")
+
+
+def hop_route(hop: str) -> str:
+    if "nat." in hop:
+        return "cross"
+    return "local" if hop in ("trt.in->ins.in", "ins.in->trt.back") else "both"
+
+
+def hop_lines(result: dict[str, Any]) -> list[str]:
+    """Each hop of the settlements, in the order they cross them, with the route it is on
+    and how many settlements crossed it."""
+    rows = []
+    for p in result["points"]:
+        hops = p["hop_latency_ms"]
+        for hop in sorted(hops, key=lambda h: (HOP_ORDER.index(h) if h in HOP_ORDER
+                                               else len(HOP_ORDER), h)):
+            v = hops[hop]
+            rows.append(f"| {p['offered_visits_per_s']:g} | {hop} | {hop_route(hop)} | "
+                        f"{v.get('count', '–')} | {v.get('p50')} | {v.get('p99')} |")
+    if not rows:
+        return []
+    return ["", "## By hop (settlements, ms)", "",
+            "trt = the treatment province's platform, ins = the insured province's, nat = the "
+            "national platform (cross-province only); `hosp.send->trt.queued` is the "
+            "hospital's send until the request's Kafka timestamp (~0 on Tansu, whose "
+            "timestamps are the client's), `trt.queued->trt.in` its wait in hosp.requests.",
+            "", "| offered visits/s | hop | route | count | p50 | p99 |",
+            "|---|---|---|---|---|---|", *rows]
+
+
+def _setting(value: Any) -> str:
+    """A setting as a person reads it: on/off, – for none, 12,800 not 12800.0."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if value is None:
+        return "–"
+    if isinstance(value, float | int):
+        return f"{value:,g}"
+    if isinstance(value, list):
+        return ",".join(_setting(v) for v in value)
+    return str(value)
 
 
 def stopped_by(result: dict[str, Any]) -> str:
@@ -158,6 +202,9 @@ def raw_bound(cap: dict[str, Any]) -> str:
     """How far the raw ceiling's capacity can lie above the figure given. Results from before
     `raw_bracketed` existed say nothing."""
     bracketed = cap.get("raw_bracketed")
+    if bracketed and (between := cap.get("raw_between_per_s")):
+        return (f": sustained at {between[0]:g} messages/s offered, not at {between[1]:g}, "
+                "so the capacity lies between")
     if bracketed:
         return ": the capacity is at most 25 % above this"
     if bracketed is None:
@@ -288,6 +335,9 @@ def capacity_lines(result: dict[str, Any]) -> list[str]:
                  "then bisecting" if rates else "no rate added")
         if stopped == "search":
             where = f"stopped by {stopped_by(result)} before it had pinned the capacity down"
+        elif search["bracketed"] and (between := cap.get("huimin_between_visits_per_s")):
+            where = (f"sustained at {between[0]:g} visits/s offered, not at {between[1]:g}: "
+                     "huimin's capacity lies between those rates offered")
         elif search["bracketed"]:
             where = ("a higher rate offered was not: huimin's capacity lies between the two, "
                      "within 25 % after the bisections")
@@ -794,7 +844,8 @@ def comparison(before: dict[str, Any], after: dict[str, Any]) -> str:
     first, and each rate's CPU probe beside it, since a machine that ran slower during one run
     explains a difference as well as the change does (benchmarks/cpu_probe.py)."""
     keys = sorted(set(before["settings"]) | set(after["settings"]))
-    differ = [f"{k} {before['settings'].get(k)} → {after['settings'].get(k)}" for k in keys
+    differ = [f"{k} {_setting(before['settings'].get(k))} → "
+              f"{_setting(after['settings'].get(k))}" for k in keys
               if before["settings"].get(k) != after["settings"].get(k)]
     old, new = before["machine"], after["machine"]
     versions = [f"{k} {old['versions'].get(k, '?')} → {new['versions'].get(k, '?')}"

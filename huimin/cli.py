@@ -795,6 +795,8 @@ def bench(
     if profile and py_spy() is None:
         raise typer.BadParameter("needs py-spy: pip install py-spy (huimin's dev extras "
                                  "include it)", param_hint="--profile")
+    if any(not r.strip() for r in rates.split(",")) and rates.strip():
+        raise typer.BadParameter("a rate left empty between commas", param_hint="--rates")
     try:
         offered = [float(r) for r in rates.split(",") if r.strip()]
     except ValueError:
@@ -830,7 +832,10 @@ def bench(
     if out.exists() and not out.is_dir():
         raise _refused(f"--out {out} is a file: give a folder for bench.json, bench.md and "
                        "bench.png")
-    out.mkdir(parents=True, exist_ok=True)  # what it will write, refused before measuring
+    try:
+        out.mkdir(parents=True, exist_ok=True)  # what it will write, refused before measuring
+    except OSError as exc:
+        raise _refused(f"--out {out} cannot be made: {exc.strerror or exc}") from None
     for name in ("bench.json", "bench.md", "bench.png"):
         _check_output(out / name, "--out")
         if not os.access(out / name if (out / name).exists() else out, os.W_OK):

@@ -22,6 +22,7 @@ from benchmarks.load import (
     RatePoint,
     RateTally,
     bench_persons,
+    bracket,
     brackets,
     capacity,
     ceiling_sweep,
@@ -222,7 +223,19 @@ def test_the_report_says_which_rates_the_capacity_search_added_and_what_they_bra
     text = lines({"added_visits_per_s": [200.0, 150.0, 175.0], "max_visits_per_s": 2000.0,
                   "bracketed": True})
     assert "- searched for (--find-capacity): 200, 150, 175 visits/s added" in text
-    assert "lies between the two, within 25 %" in text
+    assert "lies between the two, within 25 %" in text  # a result from before 12-05
+    def between(cap: dict[str, Any]) -> str:
+        return "\n".join(capacity_lines({"capacity": {
+            "p99_limit_ms": 300.0, "huimin_settlements_per_s": 101.5, **cap}}))
+
+    named = between({"huimin_between_visits_per_s": [105.0, 120.0], "search": {
+        "added_visits_per_s": [60.0, 120.0, 90.0, 105.0], "max_visits_per_s": 2000.0,
+        "bracketed": True}})
+    assert "sustained at 105 visits/s offered, not at 120: huimin's capacity lies between " \
+        "those rates offered" in named
+    assert brackets([(105.0, True), (120.0, False)]) and \
+        bracket([(60.0, True), (120.0, False), (90.0, True), (105.0, True)]) == [105.0, 120.0]
+    assert bracket([(60.0, True)]) is None
     text = lines({"added_visits_per_s": [], "max_visits_per_s": 100.0, "bracketed": False})
     assert "- searched for (--find-capacity): no rate added; the highest" in text
     assert "the capacity is above it (the search stops at 100 visits/s" in text
@@ -268,6 +281,9 @@ def test_the_report_bounds_the_raw_ceiling_only_when_its_sweep_found_a_rate_not_
 
     assert "at most 25 % above this" in raw_line(raw_messages_per_s=2400.0, raw_bracketed=True,
                                                   raw_sweep_max_per_s=12800.0)
+    assert "sustained at 2656 messages/s offered, not at 3320, so the capacity lies between" \
+        in raw_line(raw_messages_per_s=2629.2, raw_bracketed=True,
+                    raw_between_per_s=[2656.0, 3320.0])
     line = raw_line(raw_messages_per_s=12800.0, raw_bracketed=False, raw_sweep_max_per_s=12800.0)
     assert "25 %" not in line
     assert "the capacity may be higher still; the sweep offers at most 12800 messages/s" in line
@@ -942,3 +958,17 @@ def test_the_plot_draws_a_long_rate_over_time_with_what_was_never_answered_at_th
                       "visits dropped a minute (right axis)", "p99 target 300 ms"]
     triangles = [line for line in over_time.get_lines() if line.get_marker() == "^"]
     assert len(triangles) == 1 and list(triangles[0].get_xdata()) == [1.5]
+
+
+def test_the_hops_are_reported_in_the_order_settlements_cross_them_with_route_and_count():
+    point = rate_point(50, 50, 100, 0)
+    point.hop_latency_ms = {hop: {"count": n, "p50": 10.0, "p99": 20.0} for hop, n in (
+        ("trt.back->hosp.recv", 9), ("ins.in->nat.back", 4), ("hosp.send->trt.queued", 9),
+        ("trt.in->ins.in", 5), ("trt.in->nat.in", 4))}
+    text = markdown(_result_with(point))
+    rows = [line for line in text.splitlines() if line.startswith("| 50 | ") and "->" in line]
+    assert rows == ["| 50 | hosp.send->trt.queued | both | 9 | 10.0 | 20.0 |",
+                    "| 50 | trt.in->ins.in | local | 5 | 10.0 | 20.0 |",
+                    "| 50 | trt.in->nat.in | cross | 4 | 10.0 | 20.0 |",
+                    "| 50 | ins.in->nat.back | cross | 4 | 10.0 | 20.0 |",
+                    "| 50 | trt.back->hosp.recv | both | 9 | 10.0 | 20.0 |"]

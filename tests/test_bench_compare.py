@@ -160,3 +160,11 @@ def test_a_capacity_that_is_a_lower_bound_is_compared_as_one():
     assert "at least 20.4 → at least 9.9 settlements/s" in comparison(higher, lower)
     higher["capacity"]["huimin_bracketed"] = True
     assert "Capacity within p99 ≤ 300 ms: 20.4 → at least 9.9" in comparison(higher, lower)
+
+
+def test_settings_that_differ_read_as_a_person_writes_them():
+    before = {**BEFORE, "settings": {**BEFORE["settings"], "ceiling": True,
+                                     "sweep_max": 12800.0}}
+    after = {**AFTER, "settings": {**AFTER["settings"], "ceiling": False, "sweep_max": None}}
+    differ = comparison(before, after).split("Settings that differ:")[1].split("\n")[0]
+    assert "ceiling on → off" in differ and "sweep_max 12,800 → –" in differ, differ
