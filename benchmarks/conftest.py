@@ -118,6 +118,14 @@ def recorded() -> Recorded:
     return run
 
 
+def what_it_measures(docstring: str, most: int = 100) -> str:
+    """A micro-benchmark's docstring, to its first clause, in at most `most` characters."""
+    text = " ".join(docstring.split())
+    for stop in (". ", ": ", " ("):
+        text = text.split(stop)[0]
+    return text if len(text) <= most else text[:most].rsplit(" ", 1)[0] + " …"
+
+
 def pytest_terminal_summary(terminalreporter: Any, config: Any) -> None:
     """Each micro-benchmark's throughput beside its target, from the mean time per call, as
     `extra_info["per_second"]` is (test_micro.py's `record`): sustained throughput, items ÷ the
@@ -128,6 +136,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: Any) -> None:
             if b.extra_info.get("per_call") and b.stats is not None]
     if not rows:
         return
+    from benchmarks import test_micro
+
     terminalreporter.section("throughput (per call ÷ mean time: sustained, pauses included)")
     for b in rows:
         info = b.extra_info
@@ -135,3 +145,6 @@ def pytest_terminal_summary(terminalreporter: Any, config: Any) -> None:
         target = info.get("target_per_second")
         met = f"  target {target:,.0f}/s: {per_second / target:.1f}×" if target else ""
         terminalreporter.write_line(f"{b.name:<45} {per_second:>12,.0f} {info['unit']}/s{met}")
+        test = getattr(test_micro, b.name.split("[")[0], None)
+        if test is not None and test.__doc__:
+            terminalreporter.write_line(f"    {what_it_measures(test.__doc__)}")

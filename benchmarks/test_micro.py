@@ -110,8 +110,9 @@ def publish_7001(recorded: Recorded) -> Submission:
 
 # -- 1. policy engine -------------------------------------------------------------------------
 def test_policy_engine(benchmark: Any, recorded: Recorded) -> None:
-    """`compute_benefit` over every (pre-)settlement of the recorded run, as the insured side
-    called it (same policy, FeeTotals and BenefitContext), and DOMAIN.md §3's worked example.
+    """`compute_benefit` over every settlement and pre-settlement of the recorded run, as the
+    insured side called it (same policy, FeeTotals and BenefitContext), and DOMAIN.md §3's
+    worked example.
     per_second = settlements/s. Target: ≥ 50,000 settlements/s/core."""
     inputs = [(p, f, c) for p, f, c, _ in recorded.benefits] + [WORKED_EXAMPLE]
     expected = [b for *_, b in recorded.benefits]
