@@ -571,16 +571,24 @@ def figure(result: dict[str, Any]) -> Figure:
     if plotted:
         _plain_numbers(lat_ax.xaxis, lat_ax.yaxis)
     lat_ax.legend(fontsize=8)
-    thr_ax.plot(x, [p["achieved_settlements_per_s"] for p in points], marker="o",
-                label="huimin settlements/s")
+    achieved = [p["achieved_settlements_per_s"] for p in points]
     if ceiling:
         thr_ax.plot([c["offered_per_s"] for c in ceiling],
                     [c["achieved_per_s"] for c in ceiling], marker="s", color="tab:grey",
                     label="raw ceiling messages/s")
-    top = max([*x, *(c["offered_per_s"] for c in ceiling)])
-    thr_ax.plot([0, top], [0, top], "--", color="lightgrey", label="offered")
+    thr_ax.plot(x, achieved, marker="o", zorder=3,  # over the ceiling's squares where they meet
+                label="huimin settlements/s")
+    offered = [*x, *(c["offered_per_s"] for c in ceiling)]
+    thr_ax.plot([min(offered), max(offered)], [min(offered), max(offered)], "--",
+                color="lightgrey", label="offered")
+    # log where every figure is above 0 (a rate at 0 has no place on one): tens and
+    # thousands a second both readable, with no decades spent below the lowest rate
+    positive = all(v > 0 for v in [*achieved, *(c["achieved_per_s"] for c in ceiling)])
     thr_ax.set(xlabel="offered per second", ylabel="achieved per second",
-               title="Throughput", xscale="symlog", yscale="symlog")
+               title="Throughput", xscale="log" if positive else "symlog",
+               yscale="log" if positive else "symlog")
+    if positive:
+        _plain_numbers(thr_ax.xaxis, thr_ax.yaxis)
     thr_ax.legend(fontsize=8)
     measured = [p for p in points if (p.get("cpu_ms_per_visit") or {}).get("all")]
     labels = [f"{p['offered_visits_per_s']:g}" for p in measured]
@@ -594,7 +602,8 @@ def figure(result: dict[str, Any]) -> Figure:
     cpu_ax.axhline(budget, linestyle="--", color="tab:red",
                    label=f"all a visit may take at {TARGET_VISITS_PER_S:,} visits/s")
     cpu_ax.set(xlabel="offered visits/s", ylabel="CPU per visit (ms)",
-               title="Where a visit's CPU goes")
+               title="Where a visit's CPU goes",
+               ylim=(0, max([*bottoms, budget]) * 1.12))  # the tallest bar clear of the frame
     cpu_ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars
     fig.suptitle(f"huimin on {result['settings']['broker']}, "
                  f"{result['machine']['cpus']} cores")

@@ -738,7 +738,8 @@ def bench(
     warmup: Annotated[float, typer.Option(min=0, help="First seconds of each rate left out.")
                       ] = 5.0,
     broker: Annotated[str, typer.Option("--broker", help="tansu or kafka")] = "tansu",
-    workers: Annotated[int, typer.Option(min=1)] = 1,
+    workers: Annotated[int, typer.Option(
+        min=1, help="Platform workers (each a process, in one consumer group).")] = 1,
     partitions: Annotated[int | None, typer.Option(
         min=1, help="Partitions per topic (default: one per worker; fewer: less for the "
                     "broker to poll, fuller batches).")] = None,
