@@ -12,15 +12,19 @@ from records.codes import (
     CERTNO_SYSTEM,
     FIXMEDINS_SYSTEM,
     IHE_EVENTS,
+    INFNO_SYSTEM,
+    MSGID_SYSTEM,
     PROVINCE_SYSTEM,
     RESTFUL,
 )
 from records.documents import fhir_time, uid
 
-#: (restful interaction, action, IHE transaction) per operation.
-OPERATIONS = {"find": ("search-type", "E", "ITI-67"), "retrieve": ("read", "R", "ITI-68"),
-              "lab-lookup": ("search-type", "E", "ITI-67"), "operator-read": ("read", "R", ""),
-              "operator-search": ("search-type", "E", "")}
+#: (restful interaction, action, the transaction's coding or None) per operation.
+OPERATIONS: dict[str, tuple[str, str, dict[str, str] | None]] = {
+    "find": ("search-type", "E", {"system": IHE_EVENTS, "code": "ITI-67"}),
+    "retrieve": ("read", "R", {"system": IHE_EVENTS, "code": "ITI-68"}),
+    "lab-lookup": ("search-type", "E", {"system": INFNO_SYSTEM, "code": "7004"}),
+    "operator-read": ("read", "R", None), "operator-search": ("search-type", "E", None)}
 SUCCESS, REFUSED = "0", "4"  # AuditEvent.outcome: success, minor failure
 
 
@@ -31,12 +35,19 @@ def audit_event(*, msgid: str, operation: str, certno: str, requester: str,
     interaction, action, transaction = OPERATIONS[operation]
     subtype = [{"system": RESTFUL, "code": interaction}]
     if transaction:
-        subtype.append({"system": IHE_EVENTS, "code": transaction})
+        subtype.append(transaction)
     entity: list[dict[str, Any]] = [{
         "what": {"identifier": {"system": CERTNO_SYSTEM, "value": certno}},
         "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
                  "code": "1"},
-        "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1"}}]
+        "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1"}},
+        # the request audited: the hospital's msgid, to find its own access by (a system
+        # object in the role of the query)
+        {"what": {"identifier": {"system": MSGID_SYSTEM, "value": msgid}},
+         "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
+                  "code": "2"},
+         "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role",
+                  "code": "24"}}]
     if document_id:
         entity.append({"what": {"reference": f"DocumentReference/{document_id}"},
                        "type": {"system": "http://terminology.hl7.org/CodeSystem/"

@@ -21,6 +21,9 @@ DCM = "http://dicom.nema.org/resources/ontology/DCM"
 AUDIT_TYPE = "http://terminology.hl7.org/CodeSystem/audit-event-type"
 RESTFUL = "http://hl7.org/fhir/restful-interaction"
 IHE_EVENTS = "urn:ihe:event-type-code"
+#: huimin's own transactions (a 7004 lab-result lookup is no IHE transaction) and requests
+INFNO_SYSTEM = "urn:huimin:infno"
+MSGID_SYSTEM = "urn:huimin:msgid"
 
 #: Purposes of use a hospital may state (v3 ActReason). Emergency treatment reads past a
 #: denial of cross-region sharing (break-the-glass) and is audited as such.

@@ -264,8 +264,10 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
         if doc is not None and kind == "DocumentReference":  # a searchset entry's fullUrl
             await audit(key, "operator-read", doc["province"], doc_id)
             return fhir(web, doc["docref"])
-        if doc is None or not doc["docref"]["content"][0]["attachment"]["url"].startswith(
-                f"{kind}/"):
+        # the document as published under its own type, or as MHD's Binary whatever its
+        # type (a published DocumentReference is otherwise the repository's at that path)
+        if doc is None or not (kind == "Binary" or doc["docref"]["content"][0]["attachment"][
+                "url"].startswith(f"{kind}/")):
             # the path's words are not echoed: whatever was typed there may be personal
             return not_found(web, "no such document")
         await audit(key, "operator-read", doc["province"], doc_id)

@@ -113,6 +113,12 @@ def test_documents_published_in_one_province_are_found_and_retrieved_from_anothe
     father = next(i for i, r in ids.items() if r.get("id") == "father")
     status, body = h.get(f"/fhir/Bundle/{father}")
     assert status == 200 and body == ids[father]
+    # as MHD's Binary too, whatever its type: a published DocumentReference is reached so
+    status, body = h.get(f"/fhir/Binary/{father}")
+    assert status == 200 and body == ids[father]
+    published_ref = next(i for i, r in ids.items() if r["resourceType"] == "DocumentReference")
+    status, body = h.get(f"/fhir/Binary/{published_ref}")
+    assert status == 200 and body == document_in(ids[published_ref])
     # a searchset entry's fullUrl leads to its DocumentReference
     entry = next(e for e in search["entry"] if e["resource"]["id"] == father)
     status, docref = h.get(f"/fhir/{entry['fullUrl']}")
@@ -156,9 +162,9 @@ def test_documents_published_in_one_province_are_found_and_retrieved_from_anothe
         assert status == 400 and param in refusal["issue"][0]["diagnostics"], refusal
     # the operator's search, read and identifier lookup are in the person's record, and
     # counted apart from the hospitals' accesses
-    assert sorted(operator_accesses(h, certno, 6)) == ["read", "read", *["search-type"] * 4]
+    assert sorted(operator_accesses(h, certno, 8)) == [*["read"] * 4, *["search-type"] * 4]
     _, stats = h.get("/ehr/stats/")
-    assert 6 <= stats["operator_accesses_audited"] < stats["audit_events"], stats
+    assert 8 <= stats["operator_accesses_audited"] < stats["audit_events"], stats
 
 
 def operator_accesses(h: Hospitals, certno: str, expected: int) -> list[str]:

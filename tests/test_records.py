@@ -384,6 +384,10 @@ def test_a_denied_consent_refuses_other_provinces_and_every_access_is_audited():
     assert [a["outcome"] for a in events] == ["4", "0", "0", "4"]
     for event in events:
         get_fhir_model_class("AuditEvent").model_validate(event)
+        # each names the request it audits, for the hospital to find its own access by
+        (msgid,) = [e["what"]["identifier"]["value"] for e in event["entity"]
+                    if e["what"].get("identifier", {}).get("system") == "urn:huimin:msgid"]
+        assert msgid.startswith("H")
     get_fhir_model_class("Consent").model_validate(
         consent_resource(certno, DENY_CROSS_REGION, home))
 
@@ -842,6 +846,15 @@ def test_a_rows_audit_keeps_the_latest_events_and_counts_every_access():
     assert row.audit_since(before) == [{"id": "b", "outcome": "0"}]
     assert row.audit_since(row.audited) == []
     assert RecordsRow.from_dict(row.to_dict()) == row
+
+
+def test_a_lab_lookup_is_audited_as_huimins_7004_not_as_an_ihe_find():
+    event = audit_event(msgid="M1", operation="lab-lookup", certno="11010519491231002X",
+                        requester="H1", requester_province="110000", source_province="110000",
+                        purpose="TREAT", outcome="0", description="lab results reused",
+                        recorded="2026-12-10 10:00:00")
+    assert [c["code"] for c in event["subtype"]] == ["search-type", "7004"]
+    get_fhir_model_class("AuditEvent").model_validate(event)
 
 
 def test_a_querys_audit_events_are_found_again_by_its_msgid():
