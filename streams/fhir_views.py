@@ -229,6 +229,11 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
             return no
         enrollment = ref.enrollments.get(certno) if certno else None
         if row is None and enrollment is None:
+            place = system.removeprefix(f"{PSN_NO_SYSTEM}:")
+            if place != system and len(place) == 6 and not place.endswith("0000"):
+                return not_found(web, "sourceIdentifier Patient Identifier not found: an "
+                                 f"insurance number's system names the province "
+                                 f"({PSN_NO_SYSTEM}:{place[:2]}0000), not the city")
             return not_found(web, "sourceIdentifier Patient Identifier not found")
         targets = [{"system": CERTNO_SYSTEM, "value": certno}]
         if enrollment is not None:

@@ -139,6 +139,10 @@ def test_documents_published_in_one_province_are_found_and_retrieved_from_anothe
     assert status == 200, back
     assert {"system": CERTNO_SYSTEM, "value": certno} in [
         p["valueIdentifier"] for p in back["parameter"]]
+    # the city's code in the system (as settlements show insuplc_admdvs) is told apart
+    city = psn_no["system"][:-4] + "0100"
+    status, hint = h.get("/fhir/Patient/$ihe-pix", sourceIdentifier=f"{city}|{psn_no['value']}")
+    assert status == 404 and "names the province" in hint["issue"][0]["diagnostics"], hint
     # ITI-83's targetSystem: only the identifiers of the domain asked for
     status, only = h.get("/fhir/Patient/$ihe-pix", targetSystem=CERTNO_SYSTEM,
                          sourceIdentifier=f"{psn_no['system']}|{psn_no['value']}")
