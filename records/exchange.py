@@ -48,12 +48,13 @@ LAB_VALIDITY_DAYS = 30
 #: trail of record; a row that kept them all would outgrow a Kafka record after ~800
 #: accesses (an operator's view polled, say), and the person's records would then be refused.
 AUDIT_KEPT = 100
-#: What a person's records may come to (their row: documents, lab index, kept answers and
-#: AuditEvents, encoded): a publish past it is refused (E5004), not stored. A row is one
-#: Kafka record, under the ~900,000 bytes a role writes (streams/role.py), with room for the
-#: answers and AuditEvents the later accesses add; past that the publish used to be taken
-#: in and its row refused as an internal error (E9002).
-PERSON_RECORDS_BYTES = 750_000
+#: What a person's documents and lab index may come to, encoded: a publish past it is
+#: refused (E5004), not stored. Their row is one Kafka record, under the ~900,000 bytes a
+#: role writes (streams/role.py), with room for what accesses add: the latest AUDIT_KEPT
+#: AuditEvents (~130 KB at most) and a week's answers, a find's kept by its documents' ids.
+#: Past that the publish used to be taken in and its row refused as an internal error
+#: (E9002).
+PERSON_RECORDS_BYTES = 600_000
 #: The longest identifier system or value a published Patient may give: each is kept in the
 #: national index's row for the person, and a longer one cannot be looked up anyway (the
 #: views take URLs of up to 8,190 bytes).
@@ -275,10 +276,13 @@ class ProvincialGateway:
         content, docref = _document_and_reference(resource, doc_id, certno, req, province)
         held = {"province": province, "docref": docref, "content": pack_document(content)}
         labs = _labs(content, province, doc_id)
-        size = len(orjson.dumps(row.to_dict())) + len(orjson.dumps([held, labs]))
+        # what publishes alone change, so that the oracle and the platform refuse alike
+        # whatever queries and operator reads came between
+        size = len(orjson.dumps([row.docs, row.labs, row.consent, held, labs]))
         if size > PERSON_RECORDS_BYTES:
-            full = (f"the person's records would come to {size:,} bytes with this document, "
-                    f"over the {PERSON_RECORDS_BYTES:,} a person's records may hold")
+            full = (f"the person's documents and lab index would come to over the "
+                    f"{PERSON_RECORDS_BYTES:,} bytes a person's records may hold with this "
+                    "document")
             return [EhrAnswer(ehr_error(msgid, ErrorCode.RECORDS_FULL, full,
                                         operation_outcome("too-costly", full)))], None
         row.docs[doc_id] = held
@@ -447,16 +451,19 @@ class SourceRepositories:
         forget_answers(row.waiting, day_cutoff(req["inf_time"]))
         seen = row.answers.get(req["msgid"])
         if seen is not None and seen.get("retrieve") is not True:  # True: kept before 12-05
-            return (self._retrieved(row, seen["retrieve"], req["msgid"])
-                    if "retrieve" in seen else seen), row
+            if "retrieve" in seen:
+                return self._retrieved(row, seen["retrieve"], req["msgid"]), row
+            return (_rebuilt_find(seen["find"], row) if "find" in seen else seen), row
         if msg.get("docs_held", 0) > len(row.docs):
             row.waiting[req["msgid"]] = msg
             return None, row
         answer = self._answer(certno, msg, row)
-        # a document is kept once, in docs; its id kept with the msgid, as a repeat of the
-        # msgid is answered what the first was, whatever document it names
+        # a document is kept once, in docs: a retrieve's answer is kept by its id, a find's
+        # by the ids of the DocumentReferences it gave, as a repeat of the msgid is answered
+        # what the first was (a find's whole answer, kept a week, outgrew the row)
         row.answers[req["msgid"]] = {"retrieve": req["input"]["document_id"]} \
-            if req["infno"] == Infno.EHR_RETRIEVE and answer["infcode"] == 0 else answer
+            if req["infno"] == Infno.EHR_RETRIEVE and answer["infcode"] == 0 else \
+            _kept_find(answer) if req["infno"] == Infno.EHR_FIND else answer
         return answer, row
 
     def release(self, certno: str, row: RecordsRow
@@ -527,6 +534,26 @@ class SourceRepositories:
                                               allowed, refusals))
         read_past = [(p, d) for p, d in permitted if d.break_glass]
         return ok_answer(msgid, _searchset(held_then, inp, allowed, refusals, read_past))
+
+
+def _kept_find(answer: dict[str, Any]) -> dict[str, Any]:
+    """A find's answer as the row keeps it: each DocumentReference it gave by its id (the
+    repository holds it, unchanged, in docs); a refusal as it was."""
+    out = answer.get("output")
+    if answer["infcode"] != 0 or not isinstance(out, dict) or out.get("type") != "searchset":
+        return answer
+    entries = [{"docref": e["resource"]["id"]} if e["search"]["mode"] == "match" else e
+               for e in out["entry"]]
+    return {"find": {**answer, "output": {**out, "entry": entries}}}
+
+
+def _rebuilt_find(kept: dict[str, Any], row: RecordsRow) -> dict[str, Any]:
+    """The find's answer again, as it was first given (`_kept_find`)."""
+    out = kept["output"]
+    entries = [{"fullUrl": f"DocumentReference/{e['docref']}",
+                "resource": row.docs[e["docref"]]["docref"], "search": {"mode": "match"}}
+               if "docref" in e else e for e in out["entry"]]
+    return {**kept, "output": {**out, "entry": entries}}
 
 
 def _refusal_outcome(refusals: list[tuple[str, Any]],
