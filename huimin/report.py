@@ -177,9 +177,13 @@ def ehr_summary(exchanges: Any) -> dict[str, int]:
             continue
         ans = ex.answers[0]
         ok, output = ans.get("infcode") == 0, ans.get("output") or {}
+        # a searchset's outcome entry names refused sources (forbidden), and those an
+        # emergency read past (informational), which were not refused
         refused = ans.get("err_code") == ErrorCode.CONSENT_REFUSED or (ok and (
-            "refused" in output or any(e.get("search", {}).get("mode") == "outcome"
-                                       for e in output.get("entry", []))))
+            "refused" in output or any(
+                issue.get("code") == "forbidden" for e in output.get("entry", [])
+                if e.get("search", {}).get("mode") == "outcome"
+                for issue in e["resource"].get("issue", []))))
         out["refusals"] += refused
         if ex.infno == Infno.EHR_PUBLISH:
             out["published"] += ok

@@ -1064,3 +1064,16 @@ def test_a_persons_many_documents_and_finds_stay_within_a_record_and_a_repeat_is
     again = ex.send("7002", certno, home, {"patient_identifier": f"{CERTNO_SYSTEM}|{certno}",
                                            "purpose": "TREAT"}, msgid=finds[0]["inf_refmsgid"])
     assert orjson.dumps(again) == orjson.dumps(finds[0])
+
+
+def test_the_run_summary_counts_a_refusal_not_an_emergency_read_past_a_denial():
+    from huimin.report import ehr_summary
+    from simulators.hospital import Exchange as Sent
+
+    ex, certno, _, other = _published_at_home(DENY_CROSS_REGION)
+    emergency = ex.find(certno, other, purpose="ETREAT")  # read past: an outcome entry
+    refused = ex.find(certno, other)
+    assert any(e["search"]["mode"] == "outcome" for e in emergency["output"]["entry"])
+    seen = [Sent(infno="7002", msgid=a["inf_refmsgid"], answers=[a])
+            for a in (emergency, refused)]
+    assert ehr_summary(seen)["refusals"] == 1
