@@ -45,6 +45,7 @@ from huimin.logfiles import (
 from huimin.moneyflow import events_from_results
 from huimin.policy_file import read_policy_file
 from huimin.publish import (
+    MOST_FILES,
     hospital_for,
     platform_hospitals,
     publish_requests,
@@ -957,8 +958,8 @@ def publish(
         raise typer.BadParameter("not a valid citizen ID number (18 characters, the last "
                                  "its check character)", param_hint="--certno")
     if at is not None:
-        try:
-            datetime.strptime(at, TIME_FORMAT)
+        try:  # written out in full, as a msgid's time is (2026-1-5 makes one too short)
+            at = datetime.strptime(at, TIME_FORMAT).strftime(TIME_FORMAT)
         except ValueError:
             raise typer.BadParameter("give YYYY-MM-DD HH:MM:SS", param_hint="--at") from None
     try:
@@ -966,13 +967,18 @@ def publish(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--hospital") from None
     paths = _json_files(files)
+    if len(paths) > MOST_FILES:
+        raise _refused(f"{len(paths):,} files: a run publishes at most {MOST_FILES:,} (a "
+                       "msgid's sequence number has four digits)")
     readable: list[tuple[Path, Any]] = []
-    unread: list[tuple[Path, str]] = []  # not sent: a 7001 carries its resource as JSON
+    unread: list[tuple[Path, str]] = []  # not sent: what the platform would not even read
+    validator = Validator()
     for path in paths:
-        try:
+        check = check_fhir_file(path, validator)
+        if check.code is not None and check.code.startswith("E1"):  # not JSON, too large, …
+            unread.append((path, f"{check.code} {check.what}"))
+        else:  # taken, or refused by the platform with its own answer (E5001, …)
             readable.append((path, read_resource(path)))
-        except ValueError as exc:
-            unread.append((path, str(exc)))
     security = _security(security_protocol, sasl_mechanism, sasl_username, ssl_cafile)
     where = _bootstrap(bootstrap)
     results = send_publishes(where, certno, publish_requests(readable, sender, at), timeout,

@@ -20,6 +20,9 @@ from settlement.reference import Hospital
 from simulators.hospital import HospitalFleet
 from simulators.world import WorldSpec, build_world
 
+#: The files one run publishes at most: each needs a sequence number of its own
+MOST_FILES = 9_999
+
 
 def platform_hospitals() -> dict[str, Hospital]:
     """The hospitals every platform knows: their codes and places do not depend on the
@@ -61,10 +64,14 @@ class Publish:
 
 def publish_requests(files: list[tuple[Path, Any]], hospital: Hospital, at: str | None
                      ) -> list[Publish]:
-    """A 7001 for each (file, resource), dated `at` (Beijing time) or now. The same `at` and
-    files give the same msgids, so publishing them again is a duplicate, answered as the
-    first; without `at`, the sequence numbers come from the clock's milliseconds, so that
-    two runs within a second do not share msgids."""
+    """A 7001 for each (file, resource), dated `at` (Beijing time) or now. With `at` the
+    n-th file gets sequence number n: the same `at` and files give the same msgids, so
+    publishing them again is a duplicate, answered as the first (another file under a msgid
+    used is refused, E1005). Without `at` the sequence numbers come from the clock's
+    milliseconds, so that two runs within a second do not share msgids."""
+    if len(files) > MOST_FILES:
+        raise ValueError(f"at most {MOST_FILES:,} files a run: a msgid's sequence number has "
+                         "four digits")
     inf_time = at or datetime.now(BEIJING).strftime(TIME_FORMAT)
     first = 1 if at else time.time_ns() // 1_000_000
     return [Publish(path, {"infno": str(Infno.EHR_PUBLISH),
@@ -121,8 +128,5 @@ def send_publishes(bootstrap: str, certno: str, publishes: list[Publish], timeou
 
 
 def read_resource(path: Path) -> Any:
-    """A file's JSON (a UTF-8 byte-order mark passed over). ValueError if it is not JSON."""
-    try:
-        return orjson.loads(path.read_bytes().removeprefix(b"\xef\xbb\xbf"))
-    except orjson.JSONDecodeError as exc:
-        raise ValueError(f"not JSON ({exc})") from None
+    """A file's JSON, a UTF-8 byte-order mark passed over (`check_fhir_file` has read it)."""
+    return orjson.loads(path.read_bytes().removeprefix(b"\xef\xbb\xbf"))

@@ -266,14 +266,18 @@ class ProvincialGateway:
         province = province_of(req["mdtrtarea_admvs"])
         doc_id = uid(msgid, "docref")
         stored = row.docs.get(doc_id)
+        content, docref = _document_and_reference(resource, doc_id, certno, req, province)
         if stored is not None:
+            kept = unpack_document(stored["content"])
+            if kept != content:  # not a duplicate: a msgid sent again with another document
+                return [EhrAnswer(ehr_error(
+                    msgid, ErrorCode.MSGID_REUSED, "this msgid published another document "
+                    "before: a request needs a msgid of its own"))], None
             # a duplicate publish: the same answer, nothing stored twice; the registration
             # goes again, since a crash may have kept this row and lost it (the index takes
             # a registration twice as once)
-            register = _registration(doc_id, stored["province"],
-                                     unpack_document(stored["content"]))
+            register = _registration(doc_id, stored["province"], kept)
             return [EhrAnswer(_publish_answer(msgid, doc_id)), ToNational(register)], None
-        content, docref = _document_and_reference(resource, doc_id, certno, req, province)
         held = {"province": province, "docref": docref, "content": pack_document(content)}
         labs = _labs(content, province, doc_id)
         # what publishes alone change, so that the oracle and the platform refuse alike

@@ -293,14 +293,21 @@ def test_a_tester_publishes_files_with_the_cli_and_finds_them_through_the_views(
     told = [orjson.loads(line) for line in first.stdout.splitlines()]
     assert [(t["code"], t["ok"]) for t in told] == [("201", True)] * 3 + [
         ("E5001", False), ("not sent", False)], told
-    assert told[3]["what"].endswith("(at Patient.birthDate)") or \
-        "Patient.birthDate" in told[3]["what"]
+    assert "Patient.birthDate" in told[3]["what"]
+    assert told[4]["what"].startswith("E1001 not JSON")  # not sent: no request carries it
     assert all(t["msgid"].startswith("H") for t in told[:4])
     again = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert again.returncode == 1
     for t in told[:3]:  # the same msgids, the same documents
         assert t["what"] in again.stdout and t["msgid"] in again.stdout
     assert again.stdout.splitlines()[-1].startswith("3 of 5 files published by H")
+    # another file under the same --at reuses the first one's msgid: refused, not taken for
+    # a duplicate of it
+    other = subprocess.run([*command[:2], str(FILES[5]), *command[-6:], "--json"],
+                           capture_output=True, text=True, timeout=120)
+    (reused,) = [orjson.loads(line) for line in other.stdout.splitlines()]
+    assert other.returncode == 1 and reused["code"] == "E1005", other.stdout + other.stderr
+    assert reused["msgid"] == told[0]["msgid"]
     status, search = h.get("/fhir/DocumentReference",
                            **{"patient.identifier": f"{CERTNO_SYSTEM}|{certno}"})
     assert status == 200 and {f"DocumentReference/{e['resource']['id']}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,8 @@ def test_the_same_time_and_files_give_the_same_msgids_and_now_gives_new_ones():
     assert at == [p.msgid for p in publish_requests(files, h, "2026-12-10 10:00:00")]
     assert at == [f"{h.fixmedins_code}202612101000000001", f"{h.fixmedins_code}202612101000000002"]
     first = publish_requests(files, h, None)
-    assert len({p.msgid for p in first}) == 2
+    time.sleep(0.005)
+    later = publish_requests(files, h, None)
+    assert len({p.msgid for p in [*first, *later]}) == 4  # a run a moment later: its own
     assert all(p.request["input"] == {"resource": {"resourceType": "Basic"}} for p in first)
     assert {p.request["mdtrtarea_admvs"] for p in first} == {h.admdvs}

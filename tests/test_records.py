@@ -1077,3 +1077,18 @@ def test_the_run_summary_counts_a_refusal_not_an_emergency_read_past_a_denial():
     seen = [Sent(infno="7002", msgid=a["inf_refmsgid"], answers=[a])
             for a in (emergency, refused)]
     assert ehr_summary(seen)["refusals"] == 1
+
+
+def test_a_msgid_sent_again_with_another_document_is_refused_not_taken_for_a_duplicate():
+    ex = Exchange()
+    certno = person()
+    home = WORLD.ref.enrollments[certno].province
+    first = {"resourceType": "Basic", "code": {"text": "first"}}
+    taken = ex.send("7001", certno, home, {"resource": first})
+    msgid = taken["inf_refmsgid"]
+    again = ex.send("7001", certno, home, {"resource": first}, msgid=msgid)
+    assert again == taken  # a duplicate: the same answer
+    other = {"resourceType": "Basic", "code": {"text": "second"}}
+    refused = ex.send("7001", certno, home, {"resource": other}, msgid=msgid)
+    assert refused["err_code"] == "E1005", refused
+    assert ex.find(certno, home)["output"]["total"] == 1  # the first kept, nothing more
