@@ -167,10 +167,12 @@ def _setting(value: Any) -> str:
         return "on" if value else "off"
     if value is None:
         return "–"
-    if isinstance(value, float | int):
-        return f"{value:,g}"
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
+        return f"{int(value):,}"
+    if isinstance(value, float):
+        return f"{value:g}"
     if isinstance(value, list):
-        return ",".join(_setting(v) for v in value)
+        return " / ".join(_setting(v) for v in value)
     return str(value)
 
 
@@ -203,8 +205,8 @@ def raw_bound(cap: dict[str, Any]) -> str:
     `raw_bracketed` existed say nothing."""
     bracketed = cap.get("raw_bracketed")
     if bracketed and (between := cap.get("raw_between_per_s")):
-        return (f": sustained at {between[0]:g} messages/s offered, not at {between[1]:g}, "
-                "so the capacity lies between")
+        return (f": it was sustained at {between[0]:g} messages/s offered, not at "
+                f"{between[1]:g}")
     if bracketed:
         return ": the capacity is at most 25 % above this"
     if bracketed is None:
@@ -336,8 +338,8 @@ def capacity_lines(result: dict[str, Any]) -> list[str]:
         if stopped == "search":
             where = f"stopped by {stopped_by(result)} before it had pinned the capacity down"
         elif search["bracketed"] and (between := cap.get("huimin_between_visits_per_s")):
-            where = (f"sustained at {between[0]:g} visits/s offered, not at {between[1]:g}: "
-                     "huimin's capacity lies between those rates offered")
+            where = (f"sustained at {between[0]:g} visits/s offered (the capacity above is "
+                     f"what that rate achieved), not at {between[1]:g}")
         elif search["bracketed"]:
             where = ("a higher rate offered was not: huimin's capacity lies between the two, "
                      "within 25 % after the bisections")

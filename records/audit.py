@@ -35,7 +35,7 @@ def audit_event(*, msgid: str, operation: str, certno: str, requester: str,
     interaction, action, transaction = OPERATIONS[operation]
     subtype = [{"system": RESTFUL, "code": interaction}]
     if transaction:
-        subtype.append(transaction)
+        subtype.append(dict(transaction))  # each event its own: the table's is shared
     entity: list[dict[str, Any]] = [{
         "what": {"identifier": {"system": CERTNO_SYSTEM, "value": certno}},
         "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",

@@ -182,12 +182,7 @@ def ehr_error(msgid: str, code: ErrorCode, message: str,
 
 def _resources(resource: dict[str, Any]) -> list[dict[str, Any]]:
     """The resource and, for a Bundle, every resource inside it (depth first)."""
-    out = [resource]
-    if resource.get("resourceType") == "Bundle":
-        for entry in resource.get("entry") or []:
-            if isinstance(entry, dict) and isinstance(entry.get("resource"), dict):
-                out += _resources(entry["resource"])
-    return out
+    return [item for _, item in _with_paths(resource, "")]
 
 
 #: Where a resource names the person it is about by reference (Observation.subject,
@@ -300,16 +295,25 @@ class ProvincialGateway:
 
 def identifier_too_long(resource: dict[str, Any]) -> str | None:
     """The path of the first Patient identifier whose system or value is over
-    IDENTIFIER_CHARS, or None."""
-    for i, item in enumerate(_resources(resource)):
+    IDENTIFIER_CHARS (`Bundle.entry[2].resource.identifier[0].value`), or None."""
+    for where, item in _with_paths(resource, str(resource.get("resourceType"))):
         if item.get("resourceType") != "Patient" or not isinstance(item.get("identifier"), list):
             continue
         for j, ident in enumerate(item["identifier"]):
             for part in ("system", "value"):
                 if isinstance(ident, dict) and len(str(ident.get(part) or "")) > IDENTIFIER_CHARS:
-                    where = "Patient" if i == 0 else "(a Patient in the Bundle)"
                     return f"{where}.identifier[{j}].{part}"
     return None
+
+
+def _with_paths(resource: dict[str, Any], path: str) -> list[tuple[str, dict[str, Any]]]:
+    """`_resources`, each with its path, as the validator names them."""
+    out = [(path, resource)]
+    if resource.get("resourceType") == "Bundle":
+        for i, entry in enumerate(resource.get("entry") or []):
+            if isinstance(entry, dict) and isinstance(entry.get("resource"), dict):
+                out += _with_paths(entry["resource"], f"{path}.entry[{i}].resource")
+    return out
 
 
 def _registration(doc_id: str, province: str, content: dict[str, Any]) -> dict[str, Any]:

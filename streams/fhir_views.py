@@ -63,17 +63,25 @@ def operator_refusal(remote: str | None, authorization: str, token: str) -> str 
     return f"served to loopback only; set {OPERATOR_TOKEN_ENV} to serve other hosts"
 
 
-#: A search parameter's name as FHIR spells them: a name typed otherwise is not echoed
+#: A search parameter's name as FHIR spells them: a name typed otherwise, or holding a run
+#: of digits (an ID number pasted in the wrong place), is not echoed
 _PARAMETER = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,63}")
+_DIGITS = re.compile(r"\d{5}")
+#: What every search takes besides its own: the format (JSON is all they give) and layout
+GENERAL_PARAMETERS = ("_format", "_pretty")
 
 
 def unsupported_parameters(given: Any, supported: tuple[str, ...]) -> str | None:
     """Why a search is refused for parameters it would pass over (a FHIR server ignoring
-    `status` or `_count` answers more than was asked, unsaid), or None."""
-    others = sorted({p for p in given if p not in supported})
+    `status` or `_count` answers more than was asked, unsaid), or None. `_format` is taken
+    when it asks for JSON, and `_pretty` (the answer is compact all the same)."""
+    if any("json" not in f for f in given.getall("_format", [])):
+        return "_format: the views answer application/fhir+json only"
+    others = sorted({p for p in given if p not in (*supported, *GENERAL_PARAMETERS)})
     if not others:
         return None
-    named = [p if _PARAMETER.fullmatch(p) else "(a parameter)" for p in others]
+    named = [p if _PARAMETER.fullmatch(p) and not _DIGITS.search(p) else "(a parameter)"
+             for p in others]
     return (f"search parameters not supported here: {', '.join(dict.fromkeys(named))} "
             f"(supported: {', '.join(supported)})")
 
@@ -229,11 +237,10 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
             return no
         enrollment = ref.enrollments.get(certno) if certno else None
         if row is None and enrollment is None:
-            place = system.removeprefix(f"{PSN_NO_SYSTEM}:")
-            if place != system and len(place) == 6 and not place.endswith("0000"):
+            if (province := _province_meant(system, value)) is not None:
                 return not_found(web, "sourceIdentifier Patient Identifier not found: an "
-                                 f"insurance number's system names the province "
-                                 f"({PSN_NO_SYSTEM}:{place[:2]}0000), not the city")
+                                 "insurance number's system names the province "
+                                 f"({PSN_NO_SYSTEM}:{province}), not the city")
             return not_found(web, "sourceIdentifier Patient Identifier not found")
         targets = [{"system": CERTNO_SYSTEM, "value": certno}]
         if enrollment is not None:
@@ -248,6 +255,17 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
             {"name": "targetIdentifier", "valueIdentifier": t} for t in targets
             if (t["system"], t["value"]) != (system, value)
             and (not wanted or t["system"] in wanted)]})
+
+    def _province_meant(system: str, psn_no: str) -> str | None:
+        """The province whose insurance number system would find `psn_no`, where `system`
+        names a city of it instead (as settlements show the insured place), or None."""
+        place = system.removeprefix(f"{PSN_NO_SYSTEM}:")
+        if place == system or not place.isdigit() or len(place) != 6 or \
+                place.endswith("0000"):
+            return None
+        province = f"{place[:2]}0000"
+        return province if any(e.psn_no == psn_no and e.province == province
+                                for e in ref.enrollments.values()) else None
 
     @app.page("/fhir/{kind}/{doc_id}")
     async def read_document(web: Any, request: Any, kind: str, doc_id: str) -> Any:

@@ -29,7 +29,10 @@ class RequestsUnquoted(logging.Filter):
         return True
 
 
+#: one filter for all: a logger takes the same filter once, however often it is installed
+UNQUOTED = RequestsUnquoted()
+
+
 def log_web_errors_unquoted() -> None:
-    unquoted = RequestsUnquoted()
     for name in WEB_LOGGERS:
-        logging.getLogger(name).addFilter(unquoted)
+        logging.getLogger(name).addFilter(UNQUOTED)

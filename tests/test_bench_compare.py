@@ -164,7 +164,11 @@ def test_a_capacity_that_is_a_lower_bound_is_compared_as_one():
 
 def test_settings_that_differ_read_as_a_person_writes_them():
     before = {**BEFORE, "settings": {**BEFORE["settings"], "ceiling": True,
-                                     "sweep_max": 12800.0}}
-    after = {**AFTER, "settings": {**AFTER["settings"], "ceiling": False, "sweep_max": None}}
+                                     "sweep_max": 12800.0, "seed": 1234567,
+                                     "rates_visits_per_s": [1000.0, 2000.0, 50.0]}}
+    after = {**AFTER, "settings": {**AFTER["settings"], "ceiling": False, "sweep_max": None,
+                                   "seed": 1234568, "rates_visits_per_s": [2.5]}}
     differ = comparison(before, after).split("Settings that differ:")[1].split("\n")[0]
     assert "ceiling on → off" in differ and "sweep_max 12,800 → –" in differ, differ
+    assert "seed 1,234,567 → 1,234,568" in differ, differ
+    assert "rates_visits_per_s 1,000 / 2,000 / 50 → 2.5" in differ, differ

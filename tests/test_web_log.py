@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from streams.web_log import WEB_LOGGERS, log_web_errors_unquoted
+from streams.web_log import UNQUOTED, WEB_LOGGERS, log_web_errors_unquoted
 
 CERTNO = "320300194303304802"
 
@@ -14,6 +14,8 @@ CERTNO = "320300194303304802"
 def test_a_web_error_is_logged_with_its_traceback_but_not_the_request_it_quotes(
         caplog: pytest.LogCaptureFixture) -> None:
     log_web_errors_unquoted()
+    log_web_errors_unquoted()  # installed twice: once on each logger
+    assert all(logging.getLogger(n).filters.count(UNQUOTED) == 1 for n in WEB_LOGGERS)
     try:
         raise ValueError(f"Got more than 8190 bytes: b'/fhir/DocumentReference?"
                          f"patient.identifier=urn:oid:2.16.156.10011.1.3|{CERTNO}&x=AAAA'")
@@ -25,3 +27,5 @@ def test_a_web_error_is_logged_with_its_traceback_but_not_the_request_it_quotes(
     assert "test_a_web_error_is_logged_with_its_traceback" in logged  # the traceback stays
     assert "ValueError (its message is not logged" in logged
     assert CERTNO not in logged and "patient.identifier" not in logged
+    for name in WEB_LOGGERS:  # as the rest of the session had them
+        logging.getLogger(name).removeFilter(UNQUOTED)
