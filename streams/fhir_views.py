@@ -95,6 +95,38 @@ def _split(token: str) -> tuple[str, str]:
 PIX_PARAMETERS = ("sourceIdentifier", "targetSystem")
 
 
+def capability_statement() -> dict[str, Any]:
+    """What the views serve, as a FHIR client asks first (`GET /fhir/metadata`): the
+    searches with the one parameter each takes, the reads, and PIX. Fixed: it says what this
+    code does, not what a worker holds (no personal data; answered without a token)."""
+    token = {"type": "token"}
+    read = [{"code": "read"}]
+    return {
+        "resourceType": "CapabilityStatement", "status": "active", "date": "2026-12-05",
+        "publisher": "huimin", "kind": "instance", "fhirVersion": "4.0.1",
+        "format": ["json"], "implementation": {
+            "description": "huimin platform worker: the operator's read-only views of the "
+                           "health records of the persons this worker serves"},
+        "rest": [{"mode": "server", "security": {
+            "description": "Loopback only, unless HUIMIN_OPERATOR_TOKEN is set: then "
+                           "Authorization: Bearer <token>. Every search and read is audited "
+                           "in the person's record (purpose HOPERAT)."},
+            "resource": [
+                {"type": "DocumentReference", "interaction": [*read, {"code": "search-type"}],
+                 "searchParam": [{"name": "patient.identifier", **token}]},
+                {"type": "AuditEvent", "interaction": [{"code": "search-type"}],
+                 "searchParam": [{"name": "entity.identifier", **token}]},
+                {"type": "Patient", "operation": [{
+                    "name": "ihe-pix",
+                    "definition": "https://profiles.ihe.net/ITI/PIXm/OperationDefinition/"
+                                  "IHE.PIXm.pix"}]},
+                {"type": "Binary", "interaction": read,
+                 "documentation": "a published document as published, whatever its type"},
+                {"type": "Bundle", "interaction": read,
+                 "documentation": "a published document of this type, by its "
+                                  "DocumentReference's id (so too for any other type)"}]}]}
+
+
 def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
                         ref: ReferenceData) -> None:
     doc_owner: dict[str, bytes] = {}  # document id -> person key, rebuilt from the table
@@ -266,6 +298,10 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
         province = f"{place[:2]}0000"
         return province if any(e.psn_no == psn_no and e.province == province
                                 for e in ref.enrollments.values()) else None
+
+    @app.page("/fhir/metadata")
+    async def metadata(web: Any, request: Any) -> Any:
+        return fhir(web, capability_statement())
 
     @app.page("/fhir/{kind}/{doc_id}")
     async def read_document(web: Any, request: Any, kind: str, doc_id: str) -> Any:

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 import pytest
+from fhir.resources.R4B import get_fhir_model_class
 from kafka import KafkaConsumer, TopicPartition
 
 from huimin.run import platform
@@ -165,6 +166,14 @@ def test_documents_published_in_one_province_are_found_and_retrieved_from_anothe
     status, refusal = h.get("/fhir/DocumentReference", _format="xml",
                             **{"patient.identifier": f"{CERTNO_SYSTEM}|{certno}"})
     assert status == 400 and "application/fhir+json only" in str(refusal), refusal
+    # what a FHIR client asks first: a valid CapabilityStatement of these views
+    status, cap = h.get("/fhir/metadata")
+    assert status == 200 and cap["resourceType"] == "CapabilityStatement"
+    get_fhir_model_class("CapabilityStatement").model_validate(cap)
+    searched = {r["type"]: [p["name"] for p in r.get("searchParam", [])]
+                for r in cap["rest"][0]["resource"]}
+    assert searched["DocumentReference"] == ["patient.identifier"]
+    assert searched["AuditEvent"] == ["entity.identifier"]
     status, missing = h.get("/fhir/Bundle/no-such-document")
     assert status == 404 and missing["resourceType"] == "OperationOutcome"
     # a search of no valid citizen ID is refused, naming what it needs
