@@ -691,7 +691,7 @@ def broker(
              "Kafka (KRaft) from its Maven Central jars (needs java ≥ 17 and mvn; the jars "
              "are cached in ~/.cache/huimin).")] = "tansu",
 ) -> None:
-    """Start a local broker alone, print its address, stop it on Ctrl-C."""
+    """Start a local broker alone, print its address, stop it on Ctrl-C or SIGTERM."""
     if kind not in BROKER_KINDS:
         raise typer.BadParameter(f"one of {', '.join(BROKER_KINDS)}", param_hint="--kind")
     if kind == "kafka":
@@ -1437,9 +1437,8 @@ def clearing(
         raise _refused(exc) from None
     chosen = [s for s in statements if month is None or s.month == month]
     if month is not None and not chosen:
-        console.print(f"No cross-province settlements in {month}; months with some: "
-                      f"{', '.join(s.month for s in statements) or 'none'}")
-        raise typer.Exit(2)
+        raise _refused(f"No cross-province settlements in {month}; months with some: "
+                       f"{', '.join(s.month for s in statements) or 'none'}")
     if json_out:
         console.print_json(orjson.dumps([s.as_dict() for s in chosen]).decode())
         return

@@ -54,8 +54,8 @@ def faust_app(cfg: WorkerConfig) -> faust.App:
         datadir=cfg.data_dir,
         processing_guarantee="at_least_once",
         # RocksDB tables remember the changelog offset they hold; Faust refuses to recover one
-        # that is past the topic's end. Tansu reports a partition's end short (at the first
-        # record of its last batch; streams/faust_recovery.py), which crashed restarted and
+        # that is past the topic's end. Tansu reports a partition's end short (just past the
+        # first record of its last batch; streams/faust_recovery.py), which crashed restarted and
         # joining workers. Past the end, recovery just has nothing to read.
         recovery_consistency_check=False,
         broker_session_timeout=6.0,

@@ -36,7 +36,7 @@ def fetch_wait_for(broker_kind: str) -> int:
 STORES = {"memory": "memory://", "rocksdb": "rocksdb://"}
 
 #: RocksDB settings for each table partition. Faust's defaults (64 MiB write buffers, 3 of
-#: them, and a 2 GiB block cache *per partition*) would let 33 partitions' caches take more
+#: them, and a 2 GiB block cache *per partition*) would let 34 partitions' caches take more
 #: memory than the tables themselves, so the cache is shared (below). The write buffers: a
 #: person's row is rewritten with each request of a visit, and a 16 MiB buffer holds a visit's
 #: rewrites until they collapse into one, where 1 MiB flushed ~3 versions of each. Compaction
@@ -57,7 +57,7 @@ ROCKSDB_OPTIONS = {"write_buffer_size": 16 * 2**20, "max_write_buffer_number": 2
 ROCKSDB_WRITE_BUFFERS_TOTAL = 128 * 2**20
 
 #: One block cache (uncompressed blocks of rows) for all of a worker's table partitions, as
-#: RocksDB advises for many databases in one process: about what 33 partitions' caches of
+#: RocksDB advises for many databases in one process: about what 34 partitions' caches of
 #: 2 MiB took, but the busy partitions (persons) get what the quiet ones (health records,
 #: clearing) do not use. A 256 MiB cache did not visibly help a million-person run, whose
 #: visits read persons at random (docs/performance.md, Memory), so we did not spend the memory.
