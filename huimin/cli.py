@@ -75,6 +75,7 @@ from huimin.run import (
     execute,
     run_scenario,
     visit_period,
+    write_money_views,
 )
 from huimin.verify import checked_visits, results_by_visit, write_json, write_junit
 from huimin.verify import verify as verify_answers
@@ -1239,6 +1240,7 @@ def replay(
             check_fresh(os.environ[BOOTSTRAP_ENV], client, partitions)
         out_dir.mkdir(parents=True, exist_ok=True)
     written: list[HospitalRunResult] = []
+    money: list[Path] = []  # the clearing statements, ledger and 3203 answers written
 
     def write_results(result: HospitalRunResult) -> None:  # as soon as the visits are over
         write_records(results, result.sessions)
@@ -1255,6 +1257,9 @@ def replay(
                          join_worker=plan.join_worker, on_stage=on_stage,
                          on_progress=on_progress, idempotent=idempotent, interrupt=interrupt,
                          on_visits_over=write_results)
+        if ex.result.period_closed:
+            money = write_money_views(
+                ex, lambda name: results.with_name(f"{results.stem}.{name}.json"))
         result, stopped, trail = ex.result, ex.result.interrupted, ex.trail
         kills: int | None = ex.worker_kills
     except KeyboardInterrupt:  # after the visits (the clearing, the reconciliation, the stop)
@@ -1303,6 +1308,11 @@ def replay(
             console.print(f"  [red]- {line}[/]")
     console.print(f"Answers in {results}. Check them: huimin verify {visit_log} {results}",
                   markup=False)
+    if money:
+        console.print("The period closed: " + ", ".join(str(p) for p in money)
+                      + " (the national platform's clearing statements and ledger, when the "
+                        "platform is ours; the answers to the 3203 clearing applications)",
+                      markup=False)
     ok = acc.unaccounted == 0 and not result.timed_out and bad_check.ok
     raise typer.Exit(130 if stopped else 0 if ok else 1)
 

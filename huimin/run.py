@@ -468,6 +468,26 @@ class Execution:
     trail: Trail | None = None  # where the unanswered requests went, if any were
 
 
+def clearing_applications(ex: Execution) -> list[dict[str, Any]]:
+    """The answers to the agencies' 3203 clearing applications, by month and province."""
+    return sorted((a["output"] for answers in ex.reconciliation.values()
+                   for a in answers[:1] if "appy_stas" in (a.get("output") or {})),
+                  key=lambda o: (o["clr_ym"], o["clr_optins"]))
+
+
+def write_money_views(ex: Execution, path_for: Callable[[str], Path]) -> list[Path]:
+    """clearing.json and ledger.json (as the national platform served them, when the
+    platform is ours) and applications.json (the 3203 answers): the paths written."""
+    views = {"clearing": ex.clearing, "ledger": ex.ledger,
+             "applications": clearing_applications(ex)}
+    written = []
+    for name, view in views.items():
+        if view is not None:
+            path_for(name).write_bytes(orjson.dumps(view, option=orjson.OPT_INDENT_2))
+            written.append(path_for(name))
+    return written
+
+
 class UsedCluster(Exception):
     """Our platform would start on a cluster an earlier run used: its workers would meet that
     run's persons and answers (in the changelogs and the consumer group's offsets)."""
@@ -692,13 +712,7 @@ def run_scenario(opts: RunOptions, on_stage: Callable[[str], None] = lambda s: N
                  kill_worker=opts.faults.kill_worker, join_worker=opts.faults.join_worker,
                  workers=opts.workers, broker_kind=opts.broker, store=opts.store,
                  expected_clearing=expected_clearing)
-    (out_dir / "clearing.json").write_bytes(orjson.dumps(ex.clearing, option=orjson.OPT_INDENT_2))
-    (out_dir / "ledger.json").write_bytes(orjson.dumps(ex.ledger, option=orjson.OPT_INDENT_2))
-    applications = sorted((a["output"] for answers in ex.reconciliation.values()
-                           for a in answers[:1] if "appy_stas" in (a.get("output") or {})),
-                          key=lambda o: (o["clr_ym"], o["clr_optins"]))
-    (out_dir / "applications.json").write_bytes(orjson.dumps(applications,
-                                                             option=orjson.OPT_INDENT_2))
+    write_money_views(ex, lambda name: out_dir / f"{name}.json")
     redelivery = opts.faults.kill_worker > 0 or opts.faults.join_worker > 0 or opts.workers > 1
     comparison = compare(ex.result.sessions, expected, redelivery)
     clearing_ok = ex.clearing == expected_clearing

@@ -147,10 +147,12 @@ class Ledger:
         return self.debits == self.credits and sum(self.balances.values()) == 0
 
     def as_dict(self) -> dict[str, Any]:
-        """The trial balance: Σ debits, Σ credits and each account's balance (debit − credit,
-        fen; a hospital's is negative: it is owed), accounts with a zero balance left out."""
+        """The trial balance: Σ debits, Σ credits, the events posted (settlements,
+        cancellations, reversals: each some balanced lines) and each account's balance (debit
+        − credit, fen; a hospital's is negative: it is owed), accounts with a zero balance
+        left out."""
         return {"balanced": self.balanced, "debits": self.debits, "credits": self.credits,
-                "postings": len(self.applied),
+                "events_posted": len(self.applied),
                 "balances": {a: b for a, b in sorted(self.balances.items()) if b}}
 
 

@@ -56,6 +56,15 @@ def test_replay_then_verify_passes_with_a_junit_report(replayed):
     assert verdict["ok"] and verdict["visits"] == 150
     assert verdict["answers_compared"] == verdict["answers_equal"] > 600
     assert (replayed / "results.latency.jsonl").exists()
+    # the period's close, as a run writes it: the platform's clearing statements equal to the
+    # offline clearing of the same log and answers, its ledger balanced, every 3203 accepted
+    statements = orjson.loads((replayed / "results.clearing.json").read_bytes())
+    offline = huimin("clearing", "visits.jsonl", "results.jsonl", "--json", cwd=replayed)
+    assert statements and statements == orjson.loads(offline.stdout), offline.stderr
+    ledger = orjson.loads((replayed / "results.ledger.json").read_bytes())
+    assert ledger["debits"] == ledger["credits"] > 0, ledger
+    applications = orjson.loads((replayed / "results.applications.json").read_bytes())
+    assert applications and {a["appy_stas"] for a in applications} == {"1"}
 
 
 def test_verify_rejects_a_corrupted_result_with_a_readable_diff(replayed):
@@ -108,6 +117,9 @@ def test_replay_against_a_platform_already_running_on_a_cluster(tmp_path):
     assert "no visit was sent" in said and not (tmp_path / "other-results.jsonl").exists()
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert not (tmp_path / "r.platform" / "worker-0.log").exists()  # it started no platform
+    # someone else's platform: only the 3203 answers, not its statements or ledger
+    assert (tmp_path / "r.applications.json").exists()
+    assert not (tmp_path / "r.clearing.json").exists()
     assert huimin("verify", "v.jsonl", "r.jsonl", cwd=tmp_path).returncode == 0
 
 
