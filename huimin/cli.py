@@ -248,7 +248,8 @@ Persons = Annotated[int, typer.Option(min=1, max=MAX_PERSONS,
                                       help="Insured persons in the world.")]
 PolicyFile = Annotated[Path | None, typer.Option(
     "--policy", help="A YAML file of the provinces' policy parameters: deductibles, ratios, "
-                     "caps, the retiree bonus, the unfiled cut, the class-B self-pay share "
+                     "caps, the retiree bonus, the unfiled cut, the class-B self-pay share of "
+                     "entries without their own "
                      "(docs/parameters.yaml). Every worker of the platform needs the same.")]
 
 

@@ -118,14 +118,32 @@ def parse_parameters(data: Any, provinces: Iterable[str]) -> Parameters:
     try:
         return Parameters.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "(the top)"
-        what = first["msg"]
-        if first["type"] == "missing" and isinstance(first["loc"][-1], int):
+        raise ParameterError(_said(exc.errors())) from None
+
+
+def _said(errors: list[Any]) -> str:
+    """The first problem of a policy file, in its terms: a value given once for all three
+    hospital levels is one problem, not three, and a number that is not whole is told in
+    what unit it is whole."""
+    first = errors[0]
+    loc = first["loc"]
+    where = ".".join(str(part) for part in loc) or "(the top)"
+    what = first["msg"]
+    problems = len(errors)
+    if loc and isinstance(loc[-1], int):
+        levels = [e for e in errors if e["loc"][:-1] == loc[:-1]]
+        if first["type"] == "missing":
             where = where.rsplit(".", 1)[0]  # a list of levels, not of three
             what = "give one value for all three hospital levels, or a list of three"
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise ParameterError(f"{where}: {what}{more}") from None
+        elif len(levels) == 3 and len({e["msg"] for e in levels}) == 1:
+            where = where.rsplit(".", 1)[0]  # one value for the three levels: one problem
+            problems -= 2
+    name = next((str(part) for part in reversed(loc) if isinstance(part, str)), "")
+    if first["type"] in ("int_type", "int_parsing", "int_from_float"):
+        what += (": a whole number of basis points (10000 = 100 %)" if name.endswith("_bp")
+                 else ": a whole number of fen (¥1 = 100)")
+    more = f" (and {problems - 1} more)" if problems > 1 else ""
+    return f"{where}: {what}{more}"
 
 
 def policy_for(parameters: Parameters, province: str) -> InsurancePolicy:

@@ -86,12 +86,21 @@ def test_a_provinces_policy_settles_the_persons_insured_there_and_no_one_else() 
      "defaults.rules.employee_inpatient.deductible", "a list of three"),
     ({"default": {}}, "default", "Extra inputs"),
     ([1, 2], "", "must be a mapping"),
+    # one value for the three levels is one problem, and a number not whole says its unit
+    ({"defaults": {"rules": {"employee_inpatient": {"ratio_bp": -100}}}},
+     "defaults.rules.employee_inpatient.ratio_bp: Input should be greater than or equal to 0",
+     "or equal to 0"),
+    ({"defaults": {"rules": {"employee_inpatient": {"deductible": 300.5}}}},
+     "defaults.rules.employee_inpatient.deductible:", "a whole number of fen (¥1 = 100)"),
+    ({"defaults": {"rules": {"employee_inpatient": {"ratio_bp": [9000, 0.85, 8000]}}}},
+     "defaults.rules.employee_inpatient.ratio_bp.1:", "whole number of basis points"),
 ])
 def test_parameters_that_cannot_be_used_are_refused_saying_where_and_why(
         data: Any, where: str, what: str) -> None:
     with pytest.raises(ParameterError) as refused:
         parse_parameters(data, PROVINCES)
     assert str(refused.value).startswith(where) and what in str(refused.value)
+    assert "more)" not in str(refused.value)
 
 
 def test_generate_keeps_the_policy_in_the_log_and_refuses_a_bad_file(tmp_path: Path) -> None:
