@@ -25,6 +25,7 @@ from settlement.money import yuan
 from simulators.bad_messages import BadMessage
 from simulators.hospital import HospitalRunResult
 from simulators.regions import PROVINCES
+from simulators.world import world_tag
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -164,6 +165,7 @@ def summarise(report: RunReport) -> dict[str, Any]:
         "redelivered_answers": report.comparison.redelivered,
         "bootstrap": report.bootstrap,
         "seed": report.options.world.seed,
+        "world": world_tag(report.options.world),  # the seed, persons and policy settled by
         "ok": report.ok,
     }
 
@@ -261,6 +263,8 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
                      + (f"; {lost:,} of them settled on the platform all the same, their "
                         "answers lost or given up: posted from 3202, below" if lost else "")
                      + ")" if unsettled > 0 else ""))
+    if "world" in summary:
+        console.print(f"[bold]Settled by[/] the world of {escape(summary['world'])}")
     console.print(f"[bold]Paid[/] medical fees ¥{yuan(money.get('medfee_sumamt', 0))} = "
                   f"fund ¥{yuan(money.get('hifp_pay', 0))} + "
                   f"personal account ¥{yuan(money.get('acct_pay', 0))} + "
