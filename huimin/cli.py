@@ -246,6 +246,11 @@ Seed = Annotated[int, typer.Option(min=-SEED_BOUND, max=SEED_BOUND - 1,
                                    help="Seed of the world and the visits.")]
 Persons = Annotated[int, typer.Option(min=1, max=MAX_PERSONS,
                                       help="Insured persons in the world.")]
+VisitsOption = Annotated[int, typer.Option(
+    "--visits", min=1, max=MAX_VISITS,
+    help="Visits to carry out (outpatient, and 15 % inpatient stays).")]
+CrossShare = Annotated[float, typer.Option(min=0.0, max=1.0,
+                                           help="Share of cross-province visits.")]
 PolicyFile = Annotated[Path | None, typer.Option(
     "--policy", help="A YAML file of the provinces' policy parameters: deductibles, ratios, "
                      "caps, the retiree bonus, the unfiled cut, the class-B self-pay share of "
@@ -307,11 +312,8 @@ def _serve_metrics(port: int | None, host: str = "127.0.0.1") -> None:
 def run(
     ctx: typer.Context,
     persons: Persons = 5_000,
-    visits: Annotated[int, typer.Option(
-        min=1, max=MAX_VISITS, help="Visits to carry out (outpatient, and 15 % inpatient "
-                                    "stays).")] = 2_000,
-    cross_share: Annotated[float, typer.Option(min=0.0, max=1.0,
-                                               help="Share of cross-province visits.")] = 0.2,
+    visits: VisitsOption = 2_000,
+    cross_share: CrossShare = 0.2,
     days: Annotated[int, typer.Option(
         min=1, max=MAX_DAYS, help="Simulated days the visits span, from 2026-12-01 (the "
                                   "clock runs as fast as --rate lets it).")] = 60,
@@ -1108,8 +1110,8 @@ def _fault_plan(text: str | None) -> FaultPlan:
 def generate(
     output: Annotated[Path, typer.Option("-o", "--output", help="The visit log to write.")],
     persons: Persons = 5_000,
-    visits: Annotated[int, typer.Option(min=1, max=MAX_VISITS)] = 2_000,
-    cross_share: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.2,
+    visits: VisitsOption = 2_000,
+    cross_share: CrossShare = 0.2,
     days: Annotated[int, typer.Option(min=1, max=MAX_DAYS,
                                       help="Simulated days the visits span.")] = 60,
     seed: Seed = 42,
@@ -1447,9 +1449,9 @@ def clearing(
     except LogFormatError as exc:
         raise _refused(exc) from None
     chosen = [s for s in statements if month is None or s.month == month]
-    if month is not None and not chosen:
+    if month is not None and not any(s.pairs for s in chosen):  # local ones are not cleared
         raise _refused(f"No cross-province settlements in {month}; months with some: "
-                       f"{', '.join(s.month for s in statements) or 'none'}")
+                       f"{', '.join(s.month for s in statements if s.pairs) or 'none'}")
     if json_out:
         console.print_json(orjson.dumps([s.as_dict() for s in chosen]).decode())
         return
