@@ -93,4 +93,4 @@ def test_clearing_statements_net_to_zero_and_cancellations_cross_into_the_next_m
     assert table.returncode == 0
     assert "Clearing statement 2026-12" in table.stdout and "Σ net = 0.00" in table.stdout
     missing = huimin("clearing", "v.jsonl", "v.expected.jsonl", "--month", "2030-01")
-    assert missing.returncode == 2 and "2026-12, 2027-01" in missing.stdout
+    assert missing.returncode == 2 and "2026-12, 2027-01" in missing.stderr  # an Error line
