@@ -13,6 +13,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -84,7 +85,7 @@ from messages.dead_letters import DeadLetterEntry, summarise_dead_letters
 from messages.identity import is_valid_certno
 from messages.visitlog import TIME_FORMAT
 from records.validation import Validator
-from settlement.clearing import ClearingPolicy, clear
+from settlement.clearing import clear
 from settlement.oracle import Oracle
 from settlement.parameters import ParameterError
 from settlement.retention import WINDOW_DAYS
@@ -99,7 +100,7 @@ from simulators.hospital import (
 from simulators.hospital_metrics import HOSPITAL_REGISTRY
 from simulators.interrupt import GentleInterrupt
 from simulators.visits import MAX_DAYS, MAX_VISITS, VisitSpec, generate_visits
-from simulators.world import MAX_PERSONS, SEED_BOUND, WorldSpec, build_world
+from simulators.world import MAX_PERSONS, SEED_BOUND, WorldSpec, build_world, clearing_policy
 from streams.broker import (
     BOOTSTRAP_ENV,
     BROKER_KINDS,
@@ -1428,9 +1429,10 @@ def clearing(
         help="yyyy-MM (default: every month with settlements in the results).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")
                         ] = False,
-    prepayment_months: Annotated[int, typer.Option(
+    prepayment_months: Annotated[int | None, typer.Option(
         min=0, help="Each province's prepayment target, in months of its expected "
-                    "cross-province payable.")] = ClearingPolicy().prepayment_months,
+                    "cross-province payable. Default: the log's policy file's, else 2.")
+    ] = None,
 ) -> None:
     """The national platform's monthly clearing statement, from a run's answers.
 
@@ -1441,11 +1443,13 @@ def clearing(
     if month is not None and not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month):
         raise typer.BadParameter("a month as yyyy-MM, e.g. 2026-12", param_hint="--month")
     try:
-        _, visits = read_visit_log(visit_log)
+        header, visits = read_visit_log(visit_log)
         records = results_by_visit(results)  # none: an error, not an empty statement
+        policy = clearing_policy(header.world)  # as the platform that settled the log
+        if prepayment_months is not None:  # for every province, whatever the file said
+            policy = replace(policy, prepayment_months=prepayment_months, months={})
         statements = clear(events_from_results(checked_visits(visits, records, results),
-                                               results),
-                           ClearingPolicy(prepayment_months=prepayment_months))
+                                               results), policy)
     except LogFormatError as exc:
         raise _refused(exc) from None
     chosen = [s for s in statements if month is None or s.month == month]

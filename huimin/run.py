@@ -39,7 +39,7 @@ from simulators.hospital import DeadLetterRecord, HospitalFleet, HospitalRunResu
 from simulators.interrupt import GentleInterrupt
 from simulators.reconciliation import closing_requests, settlements_to_post
 from simulators.visits import VisitSpec, generate_visits
-from simulators.world import World, WorldSpec, build_world, world_tag
+from simulators.world import World, WorldSpec, build_world, clearing_policy, world_tag
 from streams.broker import BOOTSTRAP_ENV, broker, free_port
 from streams.config import FETCH_WAIT_MS, LINGER_MS, STORES, WorkerConfig, fetch_wait_for
 from streams.dead_letters import TopicMissing
@@ -703,9 +703,10 @@ def run_scenario(opts: RunOptions, on_stage: Callable[[str], None] = lambda s: N
             write_visit(f, v)
     write_records(expected_path_for(out_dir / "visits.jsonl"), expected, expected=True)
     expected_clearing = [s.as_dict() for s in clear(
-        e for session in expected for e in events_from_answers(
+        (e for session in expected for e in events_from_answers(
             session.visit.fixmedins_code,
-            [(m, i, session.answers.get(m, [])) for m, i in session.sent]))]
+            [(m, i, session.answers.get(m, [])) for m, i in session.sent])),
+        clearing_policy(opts.world))]
     ex = execute(world, visits, arrivals_at_rate(len(visits), opts.rate), bad, out_dir,
                  partitions=opts.partitions, answer_timeout_s=opts.answer_timeout_s,
                  on_stage=on_stage, on_progress=on_progress,

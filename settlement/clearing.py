@@ -5,9 +5,10 @@ in the month it was settled, a cancellation or reversal in the month it happened
 cancellation after its month was cleared is netted in the next month. Events are counted once
 each (by setl_id and event), whatever duplicates or order they arrive in.
 
-Prepayment (预付金): each province holds `prepayment_months` × its expected monthly payable at
-the national platform. Expected monthly payable is a *parameter* per province; where none is
-given, the largest monthly payable cleared so far stands for it (so the target follows the
+Prepayment (预付金): each province holds `prepayment_months` (a *parameter* per province,
+default 2) × its expected monthly payable at the national platform. Expected monthly payable
+is a *parameter* per province; where none is given, the largest monthly payable cleared so far
+stands for it (so the target follows the
 province's real volume). Clearing draws a net payer's prepayment down by its net payable (net
 receivers are paid out); a prepayment below zero is a shortfall. When the prepayment falls
 below half of its target, the top-up that brings it back to target is due, and counted as
@@ -26,8 +27,16 @@ from settlement.ledger import SettlementEvent
 
 @dataclass(frozen=True, slots=True)
 class ClearingPolicy:
+    """The prepayment's parameters (a policy file's `prepayment_months` and
+    `expected_monthly_payable`, settlement/parameters.py): months for every province unless
+    `months` names its own, and the expected payable of the provinces that have one."""
+
     prepayment_months: int = 2
     expected_monthly_payable: Mapping[str, int] = field(default_factory=dict)
+    months: Mapping[str, int] = field(default_factory=dict)
+
+    def months_for(self, province: str) -> int:
+        return self.months.get(province, self.prepayment_months)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +112,7 @@ def clear(events: Iterable[SettlementEvent],
         for prov in sorted(set(payable) | set(receivable) | set(prepayment)):
             if prov not in policy.expected_monthly_payable:
                 expected[prov] = max(expected.get(prov, 0), payable[prov])
-            target = policy.prepayment_months * expected[prov]
+            target = policy.months_for(prov) * expected[prov]
             before = prepayment.get(prov, target)
             after = before - max(0, payable[prov] - receivable[prov])
             top_up = target - after if 2 * after < target else 0

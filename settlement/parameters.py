@@ -17,9 +17,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from settlement.clearing import ClearingPolicy
 from settlement.money import BP_ONE
 from settlement.policy import EMPLOYEE, RESIDENT, BenefitRule, Category, InsurancePolicy
 
+#: The most months of payable a prepayment may hold, and the largest monthly payable
+#: (¥1 trillion: a province's real cross-province payable is in the billions)
+MAX_PREPAYMENT_MONTHS = 24
+MAX_PAYABLE_FEN = 100_000_000_000_000
 #: The largest amount a parameter may hold: ¥100 million, far past any real cap.
 MAX_PARAMETER_FEN = 10_000_000_000
 Fen = Annotated[int, Field(ge=0, le=MAX_PARAMETER_FEN, strict=True)]
@@ -73,6 +78,12 @@ class ProvinceParameters(_Strict):
     retired_bonus_bp: Bp | None = None
     unfiled_cut_bp: Bp | None = None
     selfpay_bp: Bp | None = None
+    #: the prepayment held at the national platform (DOMAIN.md §5): months of the expected
+    #: monthly cross-province payable (fen; left out, the largest month cleared so far)
+    prepayment_months: Annotated[int, Field(ge=0, le=MAX_PREPAYMENT_MONTHS, strict=True)] | None \
+        = None
+    expected_monthly_payable: Annotated[int, Field(ge=0, le=MAX_PAYABLE_FEN, strict=True)] \
+        | None = None
     rules: dict[RuleName, RuleParameters] = Field(default_factory=dict)
 
     def applied_to(self, policy: InsurancePolicy) -> InsurancePolicy:
@@ -152,6 +163,22 @@ def policy_for(parameters: Parameters, province: str) -> InsurancePolicy:
     policy = parameters.defaults.applied_to(InsurancePolicy(province))
     own = parameters.provinces.get(province)
     return own.applied_to(policy) if own is not None else policy
+
+
+def clearing_policy_for(parameters: Parameters, provinces: Iterable[str]) -> ClearingPolicy:
+    """The national clearing's prepayment parameters of every province, `defaults` then the
+    province's own (DOMAIN.md §5: two months, the expected payable otherwise the largest
+    month cleared so far)."""
+    months, expected = {}, {}
+    for p in provinces:
+        own = parameters.provinces.get(p) or ProvinceParameters()
+        for mine, default, into in (
+                (own.prepayment_months, parameters.defaults.prepayment_months, months),
+                (own.expected_monthly_payable, parameters.defaults.expected_monthly_payable,
+                 expected)):
+            if (value := mine if mine is not None else default) is not None:
+                into[p] = value
+    return ClearingPolicy(expected_monthly_payable=expected, months=months)
 
 
 def selfpay_bp_for(parameters: Parameters, province: str) -> int:

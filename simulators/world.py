@@ -17,7 +17,13 @@ import orjson
 
 from messages.identity import certno_check_char
 from settlement.catalogue import Catalogue, CatalogueEntry, ItemClass
-from settlement.parameters import parse_parameters, policy_for, selfpay_bp_for
+from settlement.clearing import ClearingPolicy
+from settlement.parameters import (
+    clearing_policy_for,
+    parse_parameters,
+    policy_for,
+    selfpay_bp_for,
+)
 from settlement.policy import EMPLOYEE, RESIDENT
 from settlement.reference import (
     ACTIVE,
@@ -245,6 +251,11 @@ def build_world(spec: WorldSpec) -> World:
     return World(spec, ref, items, cities, hospitals_by_province, away)
 
 
+def clearing_policy(spec: WorldSpec) -> ClearingPolicy:
+    """The national clearing's prepayment parameters of the world's provinces."""
+    return clearing_policy_for(parse_parameters(spec.parameters, PROVINCES), PROVINCES)
+
+
 def world_tag(spec: WorldSpec) -> str:
     """What decides a platform's answers besides the requests, in one line: the seed, the
     persons and a digest of the rest (the world's shape and each province's policy as it takes
@@ -253,13 +264,17 @@ def world_tag(spec: WorldSpec) -> str:
     options stops at once and says so, instead of failing thousands of visits."""
     parameters = parse_parameters(spec.parameters, PROVINCES)
     shape = {k: v for k, v in asdict(spec).items() if k != "parameters"}
-    policies = {p: [repr(policy_for(parameters, p)), selfpay_bp_for(parameters, p)]
+    clearing = clearing_policy(spec)
+    policies = {p: [repr(policy_for(parameters, p)), selfpay_bp_for(parameters, p),
+                    clearing.months_for(p), clearing.expected_monthly_payable.get(p)]
                 for p in sorted(PROVINCES)}
     digest = hashlib.sha256(orjson.dumps([shape, policies], option=orjson.OPT_SORT_KEYS))
     default = parse_parameters(None, PROVINCES)
     policy = ("DOMAIN.md's policy" if all(
         policy_for(parameters, p) == policy_for(default, p)
-        and selfpay_bp_for(parameters, p) == selfpay_bp_for(default, p) for p in PROVINCES)
+        and selfpay_bp_for(parameters, p) == selfpay_bp_for(default, p)
+        and clearing.months_for(p) == ClearingPolicy().prepayment_months
+        and p not in clearing.expected_monthly_payable for p in PROVINCES)
         else "a policy file's")
     return (f"seed {spec.seed}, {spec.persons:,} persons, {policy} "
             f"(world {digest.hexdigest()[:12]})")

@@ -14,7 +14,7 @@ from faust.sensors.prometheus import setup_prometheus_sensors
 from messages import topics
 from messages.platform import WORLD_HEADER
 from messages.signing import Signer
-from simulators.world import build_world, world_tag
+from simulators.world import build_world, clearing_policy, world_tag
 from streams import metrics, tolerant_records
 from streams.clearing_roles import ClearingRoles
 from streams.config import CLEARING_TABLE, RECON_TABLE, TABLES, WorkerConfig
@@ -86,7 +86,7 @@ def create_app(cfg: WorkerConfig) -> faust.App:
                      trt_answers=w.trt_answers)
     records = RecordRoles(run, w, ref)
     settlement = SettlementRoles(run, w, ref, _signer(cfg), records)
-    clearing = ClearingRoles(run, w)
+    clearing = ClearingRoles(run, w, clearing_policy(cfg.world))
     serving: dict[str, Any] = {"generation": None, "partitions": []}
 
     @app.on_partitions_assigned.connect

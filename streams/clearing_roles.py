@@ -11,7 +11,7 @@ from typing import Any
 from messages import topics
 from messages.codec import decode, encode_to_keep
 from messages.trace import NAT_IN, stamp
-from settlement.clearing import clear
+from settlement.clearing import ClearingPolicy, clear
 from settlement.ledger import Ledger, SettlementEvent
 from settlement.reconciliation import ClearingIndex, answer_reconciliation, period_of
 from streams import metrics
@@ -24,8 +24,10 @@ CATCH_UP_EVERY_S = 5.0
 
 
 class ClearingRoles:
-    def __init__(self, run: RoleRunner, wiring: Wiring) -> None:
+    def __init__(self, run: RoleRunner, wiring: Wiring,
+                 policy: ClearingPolicy | None = None) -> None:
         self.run, self.w = run, wiring
+        self.policy = policy or ClearingPolicy()  # the prepayments' parameters
         self.index = ClearingIndex()  # event ids by hospital and day
         # the table was (or may have been) recovered since the index was built from it
         self.index_stale = True
@@ -127,7 +129,8 @@ class ClearingRoles:
 
     def statements(self) -> dict[str, Any]:
         events = [SettlementEvent(**decode(v)) for v in self.w.clearing_events.values()]
-        return {"events": len(events), "statements": [s.as_dict() for s in clear(events)]}
+        return {"events": len(events),
+                "statements": [s.as_dict() for s in clear(events, self.policy)]}
 
     def trial_balance(self) -> dict[str, Any]:
         ledger = Ledger()

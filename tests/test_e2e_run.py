@@ -118,6 +118,18 @@ def test_each_treatment_province_agency_applies_for_clearing_and_is_accepted(two
     assert all(a["appy_stas"] == "1" for a in applications)
 
 
+def test_the_national_platforms_prepayments_follow_the_policy_file(two_runs):
+    """3 months of the expected payable: 上海's given (¥10,000), the others' the largest month
+    cleared so far; the statements equal the oracle's (the run's PASS), so every worker
+    cleared by the file too."""
+    targets = {p["province"]: p["prepayment_target"]
+               for s in orjson.loads((two_runs[0][0] / "clearing.json").read_bytes())
+               for p in s["provinces"]}
+    assert targets["310000"] == 3 * 1_000_000
+    assert any(t for t in targets.values()) and all(t % 3 == 0 for t in targets.values())
+    assert summary_of(two_runs[0])["clearing"]["equal_to_oracle"]
+
+
 def test_accounting_closes_sent_equals_answered_plus_dead_lettered(two_runs):
     summary = summary_of(two_runs[0])
     acc = summary["accounting"]

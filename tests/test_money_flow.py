@@ -7,12 +7,14 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from settlement.clearing import ClearingPolicy, ClearingStatement, clear
 from settlement.ledger import Ledger, SettlementEvent, events_from_answers, postings_for
 from settlement.oracle import Oracle
+from settlement.parameters import ParameterError, clearing_policy_for, parse_parameters
 from settlement.reconciliation import Totals, reconcile_details, reconcile_totals
 from settlement.retention import msgid_time
 from simulators.visits import VisitSpec, generate_visits
@@ -473,3 +475,24 @@ def test_a_hospital_posts_a_lost_settlement_undone_by_a_2601_dated_before_it_on_
     assert books.days(code) == ["2026-03-02"]
     totals, in_force = books.totals(code, "2026-03-02", "2026-03-02")
     assert (totals.count, totals.medfee_sumamt, in_force) == (0, 0, set())
+
+
+def test_a_policy_files_prepayment_parameters_set_each_provinces_target():
+    """DOMAIN.md §5's parameters: the months (defaults, then a province's own) and a
+    province's expected monthly payable; the others follow their largest month."""
+    provinces = ["310000", "110000"]
+    policy = clearing_policy_for(parse_parameters({
+        "defaults": {"prepayment_months": 3},
+        "provinces": {"310000": {"prepayment_months": 1,
+                                 "expected_monthly_payable": 500_000}}}, provinces), provinces)
+    s = SettlementEvent("S1", "settle", "2026-12-01 10:00:00", "H11010000001", "310100",
+                        "110100", 120_000)
+    b = SettlementEvent("S2", "settle", "2026-12-02 10:00:00", "H31010000001", "110100",
+                        "310100", 40_000)
+    (dec,) = clear([s, b], policy)
+    assert dec.provinces["310000"].prepayment_target == 500_000  # 1 × its expected payable
+    assert dec.provinces["110000"].prepayment_target == 120_000  # 3 × its month's 40,000
+    for bad in ({"prepayment_months": 25}, {"prepayment_months": -1},
+                {"expected_monthly_payable": 1.5}):
+        with pytest.raises(ParameterError):
+            parse_parameters({"defaults": bad}, provinces)
