@@ -255,7 +255,7 @@ CrossShare = Annotated[float, typer.Option(min=0.0, max=1.0,
 PolicyFile = Annotated[Path | None, typer.Option(
     "--policy", help="A YAML file of the provinces' policy parameters: deductibles, ratios, "
                      "caps, the retiree bonus, the unfiled cut, the class-B self-pay share of "
-                     "entries without their own "
+                     "entries without their own, the clearing's prepayment "
                      "(docs/parameters.yaml). Every worker of the platform needs the same.")]
 
 

@@ -1,6 +1,7 @@
-"""The *parameters* of DOMAIN.md §3, set by the user per province: the benefit rules
+"""The *parameters* of DOMAIN.md §3 and §5, set by the user per province: the benefit rules
 (deductibles, ratios, annual caps), the retiree bonus, the cut for unfiled cross-province
-visits, and the class-B self-pay share of the province's catalogue.
+visits, the class-B self-pay share of the province's catalogue, and the prepayment it holds
+for the national clearing.
 
 A mapping (the CLI reads it from a YAML file, `huimin run --policy FILE`): `defaults` apply to
 every province, `provinces` override them one province at a time, and every key left out keeps
