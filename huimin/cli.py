@@ -50,8 +50,8 @@ from huimin.publish import (
     hospital_for,
     platform_hospitals,
     publish_requests,
-    read_resource,
     send_publishes,
+    sendable,
 )
 from huimin.report import (
     print_statement,
@@ -87,7 +87,7 @@ from messages.visitlog import TIME_FORMAT
 from records.validation import Validator
 from settlement.clearing import clear
 from settlement.oracle import Oracle
-from settlement.parameters import ParameterError
+from settlement.parameters import MAX_PREPAYMENT_MONTHS, ParameterError
 from settlement.retention import WINDOW_DAYS
 from simulators.bad_messages import MAX_BAD_PER_KIND, BadMessage, generate_bad_messages
 from simulators.faults import FaultPlan, FaultPlanError
@@ -980,10 +980,12 @@ def publish(
     validator = Validator()
     for path in paths:
         check = check_fhir_file(path, validator)
-        if check.code is not None and check.code.startswith("E1"):  # not JSON, too large, …
-            unread.append((path, f"{check.code} {check.what}"))
-        else:  # taken, or refused by the platform with its own answer (E5001, …)
-            readable.append((path, read_resource(path)))
+        if check.code in (ErrorCode.MALFORMED_JSON, ErrorCode.MESSAGE_TOO_LARGE):
+            unread.append((path, f"{check.code} {check.what}"))  # no request can carry it
+        elif (resource := sendable(path)) is None:
+            unread.append((path, "nested past the 255 levels a request's JSON may hold"))
+        else:  # taken, or refused by the platform with its own answer (E1002, E5001, …)
+            readable.append((path, resource))
     security = _security(security_protocol, sasl_mechanism, sasl_username, ssl_cafile)
     where = _bootstrap(bootstrap)
     results = send_publishes(where, certno, publish_requests(readable, sender, at), timeout,
@@ -1430,16 +1432,17 @@ def clearing(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")
                         ] = False,
     prepayment_months: Annotated[int | None, typer.Option(
-        min=0, help="Each province's prepayment target, in months of its expected "
-                    "cross-province payable. Default: the log's policy file's, else 2.")
+        min=0, max=MAX_PREPAYMENT_MONTHS,
+        help="Each province's prepayment target, in months of its expected cross-province "
+             "payable. Default: the log's policy file's, else 2.")
     ] = None,
 ) -> None:
     """The national platform's monthly clearing statement, from a run's answers.
 
     Per province pair the cross-province fund payments net of cancellations; per province
     payable, receivable, net, prepayment and top-up; per hospital what its agency owes it.
-    Exits 2 if RESULTS has no results or another log's, or if no month has the settlements
-    `--month` asks for (a month a user names is input, not a verdict)."""
+    Exits 2 if RESULTS has no results or another log's, or if the month `--month` names has
+    no settlements (a month a user names is input, not a verdict)."""
     if month is not None and not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month):
         raise typer.BadParameter("a month as yyyy-MM, e.g. 2026-12", param_hint="--month")
     try:
@@ -1453,9 +1456,9 @@ def clearing(
     except LogFormatError as exc:
         raise _refused(exc) from None
     chosen = [s for s in statements if month is None or s.month == month]
-    if month is not None and not any(s.pairs for s in chosen):  # local ones are not cleared
-        raise _refused(f"No cross-province settlements in {month}; months with some: "
-                       f"{', '.join(s.month for s in statements if s.pairs) or 'none'}")
+    if month is not None and not chosen:  # a month of local settlements only has one
+        raise _refused(f"No settlements in {month}; months with some: "
+                       f"{', '.join(s.month for s in statements) or 'none'}")
     if json_out:
         console.print_json(orjson.dumps([s.as_dict() for s in chosen]).decode())
         return

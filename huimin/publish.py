@@ -68,7 +68,8 @@ def publish_requests(files: list[tuple[Path, Any]], hospital: Hospital, at: str 
     n-th file gets sequence number n: the same `at` and files give the same msgids, so
     publishing them again is a duplicate, answered as the first (another file under a msgid
     used is refused, E1005). Without `at` the sequence numbers come from the clock's
-    milliseconds, so that two runs within a second do not share msgids."""
+    milliseconds, so that runs of the same second share msgids only if they start fewer
+    milliseconds apart than they have files."""
     if len(files) > MOST_FILES:
         raise ValueError(f"at most {MOST_FILES:,} files a run: a msgid's sequence number has "
                          "four digits")
@@ -127,6 +128,12 @@ def send_publishes(bootstrap: str, certno: str, publishes: list[Publish], timeou
     return [Published(p, (answers.get(p.msgid) or [None])[0]) for p in publishes]
 
 
-def read_resource(path: Path) -> Any:
-    """A file's JSON, a UTF-8 byte-order mark passed over (`check_fhir_file` has read it)."""
-    return orjson.loads(path.read_bytes().removeprefix(b"\xef\xbb\xbf"))
+def sendable(path: Path) -> Any:
+    """A file's JSON (`check_fhir_file` has read it; a UTF-8 byte-order mark passed over),
+    or None if no request could carry it: nested past what orjson writes."""
+    resource = orjson.loads(path.read_bytes().removeprefix(b"\xef\xbb\xbf"))
+    try:
+        orjson.dumps(resource)
+    except orjson.JSONEncodeError:
+        return None
+    return resource

@@ -475,14 +475,17 @@ def clearing_applications(ex: Execution) -> list[dict[str, Any]]:
                   key=lambda o: (o["clr_ym"], o["clr_optins"]))
 
 
-def write_money_views(ex: Execution, path_for: Callable[[str], Path]) -> list[Path]:
-    """clearing.json and ledger.json (as the national platform served them, when the
-    platform is ours) and applications.json (the 3203 answers): the paths written."""
+def write_money_views(ex: Execution, path_for: Callable[[str], Path],
+                      ours: bool = False) -> list[Path]:
+    """clearing.json and ledger.json (as the national platform served them) and
+    applications.json (the 3203 answers): the paths written. On a platform that is `ours`,
+    a view it did not serve is written as null, as the run's report names the file; on
+    someone else's there are none to write."""
     views = {"clearing": ex.clearing, "ledger": ex.ledger,
              "applications": clearing_applications(ex)}
     written = []
     for name, view in views.items():
-        if view is not None:
+        if view is not None or ours:
             path_for(name).write_bytes(orjson.dumps(view, option=orjson.OPT_INDENT_2))
             written.append(path_for(name))
     return written
@@ -713,7 +716,7 @@ def run_scenario(opts: RunOptions, on_stage: Callable[[str], None] = lambda s: N
                  kill_worker=opts.faults.kill_worker, join_worker=opts.faults.join_worker,
                  workers=opts.workers, broker_kind=opts.broker, store=opts.store,
                  expected_clearing=expected_clearing)
-    write_money_views(ex, lambda name: out_dir / f"{name}.json")
+    write_money_views(ex, lambda name: out_dir / f"{name}.json", ours=True)
     redelivery = opts.faults.kill_worker > 0 or opts.faults.join_worker > 0 or opts.workers > 1
     comparison = compare(ex.result.sessions, expected, redelivery)
     clearing_ok = ex.clearing == expected_clearing

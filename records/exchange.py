@@ -259,7 +259,8 @@ class ProvincialGateway:
                 f"{IDENTIFIER_CHARS:,} characters", operation_outcome(
                     "too-long", f"over {IDENTIFIER_CHARS:,} characters", too_long)))], None
         province = province_of(req["mdtrtarea_admvs"])
-        doc_id = uid(msgid, "docref")
+        doc_id = uid(msgid, certno, "docref")  # a msgid another person's publish used is
+        # another document: the same msgid is a duplicate only for the same person
         stored = row.docs.get(doc_id)
         content, docref = _document_and_reference(resource, doc_id, certno, req, province)
         if stored is not None:

@@ -7,12 +7,11 @@ each (by setl_id and event), whatever duplicates or order they arrive in.
 
 Prepayment (预付金): each province holds `prepayment_months` (a *parameter* per province,
 default 2) × its expected monthly payable at the national platform. Expected monthly payable
-is a *parameter* per province; where none is given, the largest monthly payable cleared so far
-stands for it (so the target follows the
-province's real volume). Clearing draws a net payer's prepayment down by its net payable (net
-receivers are paid out); a prepayment below zero is a shortfall. When the prepayment falls
-below half of its target, the top-up that brings it back to target is due, and counted as
-paid before the next month.
+is a *parameter* per province; where none is given, the largest monthly payable cleared so
+far stands for it (so the target follows the province's real volume). Clearing draws a net
+payer's prepayment down by its net payable (net receivers are paid out); a prepayment below
+zero is a shortfall. When the prepayment falls below half of its target, the top-up that
+brings it back to target is due, and counted as paid before the next month.
 """
 
 from __future__ import annotations

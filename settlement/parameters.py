@@ -141,19 +141,24 @@ def _said(errors: list[Any]) -> str:
     loc = first["loc"]
     where = ".".join(str(part) for part in loc) or "(the top)"
     what = first["msg"]
-    problems = len(errors)
+    # a value given once for the three levels fails three times alike: one problem
+    groups: dict[tuple[Any, ...], set[str]] = {}
+    for e in errors:
+        key = e["loc"][:-1] if e["loc"] and isinstance(e["loc"][-1], int) else e["loc"]
+        groups.setdefault(tuple(key), set()).add(e["msg"])
+    problems = sum(len(msgs) for msgs in groups.values())
     if loc and isinstance(loc[-1], int):
         levels = [e for e in errors if e["loc"][:-1] == loc[:-1]]
         if first["type"] == "missing":
             where = where.rsplit(".", 1)[0]  # a list of levels, not of three
             what = "give one value for all three hospital levels, or a list of three"
         elif len(levels) == 3 and len({e["msg"] for e in levels}) == 1:
-            where = where.rsplit(".", 1)[0]  # one value for the three levels: one problem
-            problems -= 2
+            where = where.rsplit(".", 1)[0]
     name = next((str(part) for part in reversed(loc) if isinstance(part, str)), "")
     if first["type"] in ("int_type", "int_parsing", "int_from_float"):
         what += (": a whole number of basis points (10000 = 100 %)" if name.endswith("_bp")
-                 else ": a whole number of fen (¥1 = 100)")
+                 else f": a whole number of months, 0–{MAX_PREPAYMENT_MONTHS}"
+                 if name == "prepayment_months" else ": a whole number of fen (¥1 = 100)")
     more = f" (and {problems - 1} more)" if problems > 1 else ""
     return f"{where}: {what}{more}"
 

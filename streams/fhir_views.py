@@ -109,8 +109,9 @@ def capability_statement() -> dict[str, Any]:
                            "health records of the persons this worker serves"},
         "rest": [{"mode": "server", "security": {
             "description": "Loopback only, unless HUIMIN_OPERATOR_TOKEN is set: then "
-                           "Authorization: Bearer <token>. Every search and read is audited "
-                           "in the person's record (purpose HOPERAT)."},
+                           "Authorization: Bearer <token>. Every document search, read and "
+                           "PIX lookup is audited in the person's record (purpose HOPERAT); "
+                           "listing the AuditEvents is not."},
             "resource": [
                 {"type": "DocumentReference", "interaction": [*read, {"code": "search-type"}],
                  "searchParam": [{"name": "patient.identifier", **token}]},
@@ -269,7 +270,7 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
             return no
         enrollment = ref.enrollments.get(certno) if certno else None
         if row is None and enrollment is None:
-            if (province := _province_meant(system, value)) is not None:
+            if (province := _province_meant(system)) is not None:
                 return not_found(web, "sourceIdentifier Patient Identifier not found: an "
                                  "insurance number's system names the province "
                                  f"({PSN_NO_SYSTEM}:{province}), not the city")
@@ -288,16 +289,16 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
             if (t["system"], t["value"]) != (system, value)
             and (not wanted or t["system"] in wanted)]})
 
-    def _province_meant(system: str, psn_no: str) -> str | None:
-        """The province whose insurance number system would find `psn_no`, where `system`
-        names a city of it instead (as settlements show the insured place), or None."""
+    def _province_meant(system: str) -> str | None:
+        """The province an insurance number's system names a city of (as settlements show
+        the insured place), by its shape alone, or None: whether anyone has that number is
+        not told (the 404 is not audited)."""
         place = system.removeprefix(f"{PSN_NO_SYSTEM}:")
         if place == system or not place.isdigit() or len(place) != 6 or \
                 place.endswith("0000"):
             return None
         province = f"{place[:2]}0000"
-        return province if any(e.psn_no == psn_no and e.province == province
-                                for e in ref.enrollments.values()) else None
+        return province if province in ref.provinces else None
 
     @app.page("/fhir/metadata")
     async def metadata(web: Any, request: Any) -> Any:

@@ -302,23 +302,25 @@ def test_a_tester_publishes_files_with_the_cli_and_finds_them_through_the_views(
     broken = tmp_path / "broken.json"
     broken.write_text('{"resourceType": "Patient", "birthDate": "1970-13-41"}')
     (tmp_path / "not-json.json").write_text("nope")
+    (tmp_path / "a-list.json").write_text("[1, 2]")  # JSON a request carries: E1002
     files = [str(f) for f in FILES[:3]]
-    command = [huimin_command(), "publish", *files, str(broken), str(tmp_path / "not-json.json"),
+    command = [huimin_command(), "publish", *files, str(broken), str(tmp_path / "a-list.json"),
+               str(tmp_path / "not-json.json"),
                "--certno", certno, "--at", "2026-12-10 10:00:00",
                "--bootstrap", h.fleet.bootstrap]
     first = subprocess.run([*command, "--json"], capture_output=True, text=True, timeout=120)
     assert first.returncode == 1, first.stdout + first.stderr  # two were not published
     told = [orjson.loads(line) for line in first.stdout.splitlines()]
     assert [(t["code"], t["ok"]) for t in told] == [("201", True)] * 3 + [
-        ("E5001", False), ("not sent", False)], told
+        ("E5001", False), ("E1002", False), ("not sent", False)], told
     assert "Patient.birthDate" in told[3]["what"]
-    assert told[4]["what"].startswith("E1001 not JSON")  # not sent: no request carries it
+    assert told[5]["what"].startswith("E1001 not JSON")  # not sent: no request carries it
     assert all(t["msgid"].startswith("H") for t in told[:4])
     again = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert again.returncode == 1
     for t in told[:3]:  # the same msgids, the same documents
         assert t["what"] in again.stdout and t["msgid"] in again.stdout
-    assert again.stdout.splitlines()[-1].startswith("3 of 5 files published by H")
+    assert again.stdout.splitlines()[-1].startswith("3 of 6 files published by H")
     # another file under the same --at reuses the first one's msgid: refused, not taken for
     # a duplicate of it
     other = subprocess.run([*command[:2], str(FILES[5]), *command[-6:], "--json"],

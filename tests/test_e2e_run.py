@@ -128,6 +128,15 @@ def test_the_national_platforms_prepayments_follow_the_policy_file(two_runs):
     assert targets["310000"] == 3 * 1_000_000
     assert any(t for t in targets.values()) and all(t % 3 == 0 for t in targets.values())
     assert summary_of(two_runs[0])["clearing"]["equal_to_oracle"]
+    # offline, `huimin clearing` reads the log's policy as the platform did
+    out = two_runs[0][0]
+    offline = run_huimin(["clearing", str(out / "visits.jsonl"), str(out / "results.jsonl"),
+                          "--json"], timeout=120)
+    assert orjson.loads(offline.stdout) == orjson.loads((out / "clearing.json").read_bytes())
+    doubled = run_huimin(["clearing", str(out / "visits.jsonl"), str(out / "results.jsonl"),
+                          "--json", "--prepayment-months", "6"], timeout=120)
+    assert {p["province"]: p["prepayment_target"] for s in orjson.loads(doubled.stdout)
+            for p in s["provinces"]}["310000"] == 6 * 1_000_000
 
 
 def test_accounting_closes_sent_equals_answered_plus_dead_lettered(two_runs):

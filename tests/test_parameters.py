@@ -94,6 +94,8 @@ def test_a_provinces_policy_settles_the_persons_insured_there_and_no_one_else() 
      "defaults.rules.employee_inpatient.deductible:", "a whole number of fen (¥1 = 100)"),
     ({"defaults": {"rules": {"employee_inpatient": {"ratio_bp": [9000, 0.85, 8000]}}}},
      "defaults.rules.employee_inpatient.ratio_bp.1:", "whole number of basis points"),
+    ({"defaults": {"prepayment_months": 1.5}}, "defaults.prepayment_months:",
+     "a whole number of months, 0–24"),
 ])
 def test_parameters_that_cannot_be_used_are_refused_saying_where_and_why(
         data: Any, where: str, what: str) -> None:
@@ -101,6 +103,12 @@ def test_parameters_that_cannot_be_used_are_refused_saying_where_and_why(
         parse_parameters(data, PROVINCES)
     assert str(refused.value).startswith(where) and what in str(refused.value)
     assert "more)" not in str(refused.value)
+
+
+def test_two_values_each_given_once_for_the_three_levels_are_two_problems() -> None:
+    with pytest.raises(ParameterError, match=r"\(and 1 more\)$"):
+        parse_parameters({"defaults": {"rules": {"employee_inpatient": {
+            "deductible": -1, "ratio_bp": -1}}}}, PROVINCES)
 
 
 def test_generate_keeps_the_policy_in_the_log_and_refuses_a_bad_file(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from huimin.publish import hospital_for, platform_hospitals, publish_requests
+from huimin.publish import hospital_for, platform_hospitals, publish_requests, sendable
 
 HOSPITALS = platform_hospitals()
 CERTNO = "110101199003071233"
@@ -34,3 +34,12 @@ def test_the_same_time_and_files_give_the_same_msgids_and_now_gives_new_ones():
     assert len({p.msgid for p in [*first, *later]}) == 4  # a run a moment later: its own
     assert all(p.request["input"] == {"resource": {"resourceType": "Basic"}} for p in first)
     assert {p.request["mdtrtarea_admvs"] for p in first} == {h.admdvs}
+
+
+def test_a_file_no_request_could_carry_is_not_sendable(tmp_path: Path):
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"resourceType": "Basic", "extension": ' + "[" * 300 + "]" * 300 + "}")
+    assert sendable(deep) is None  # orjson writes 255 levels: the send would fail
+    marked = tmp_path / "bom.json"
+    marked.write_bytes(b'\xef\xbb\xbf{"resourceType": "Basic"}')
+    assert sendable(marked) == {"resourceType": "Basic"}

@@ -1092,3 +1092,10 @@ def test_a_msgid_sent_again_with_another_document_is_refused_not_taken_for_a_dup
     refused = ex.send("7001", certno, home, {"resource": other}, msgid=msgid)
     assert refused["err_code"] == "E1005", refused
     assert ex.find(certno, home)["output"]["total"] == 1  # the first kept, nothing more
+    # another person's publish under that msgid is another document, not theirs
+    stranger = next(c for c in sorted(WORLD.ref.enrollments) if c != certno
+                    and WORLD.ref.enrollments[c].province == home)
+    theirs = ex.send("7001", stranger, home, {"resource": other}, msgid=msgid)
+    assert theirs["infcode"] == 0, theirs
+    assert theirs["output"]["entry"][0]["response"]["location"] != \
+        taken["output"]["entry"][0]["response"]["location"]
