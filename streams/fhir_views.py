@@ -32,6 +32,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import orjson
+from faust.web import View
 
 from messages import topics
 from messages.identity import CERTNO_SYSTEM, is_valid_certno
@@ -128,6 +129,19 @@ def capability_statement() -> dict[str, Any]:
                                   "DocumentReference's id (so too for any other type)"}]}]}
 
 
+class ReadOnlyView(View):
+    """A FHIR view: a write (POST, PUT, PATCH, DELETE) is refused 405 with an OperationOutcome
+    and the methods it takes, as FHIR clients read a refusal, not aiohttp's plain-text page."""
+
+    async def _refuse_write(self, request: Any, **_: Any) -> Any:
+        outcome = operation_outcome("not-supported", f"{request.method} is not supported: "
+                                    "these views only read (GET)")
+        return self.bytes(orjson.dumps(outcome), content_type=FHIR_JSON, status=405,
+                          headers={"Allow": "GET, HEAD"})
+
+    post = put = patch = delete = _refuse_write
+
+
 def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
                         ref: ReferenceData) -> None:
     doc_owner: dict[str, bytes] = {}  # document id -> person key, rebuilt from the table
@@ -220,7 +234,7 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
                                  "(a valid citizen ID number) is required")
         return (None, no) if (no := elsewhere(web, key)) is not None else (key, None)
 
-    @app.page("/fhir/DocumentReference")
+    @app.page("/fhir/DocumentReference", base=ReadOnlyView)
     async def document_references(web: Any, request: Any) -> Any:
         key, no = searched_person(web, request, "patient.identifier")
         if key is None:
@@ -232,7 +246,7 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
             await audit(key, "operator-search", province)  # one a source, as a 7002's
         return fhir(web, searchset(docs))
 
-    @app.page("/fhir/AuditEvent")
+    @app.page("/fhir/AuditEvent", base=ReadOnlyView)
     async def audit_events(web: Any, request: Any) -> Any:
         """The latest AUDIT_KEPT of the person's AuditEvents; `total` counts them all (the
         rest are on `ehr.audit`, the trail of record)."""
@@ -242,7 +256,7 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
         row = records_of(key)
         return fhir(web, {**searchset(row.audit), "total": max(row.audited, len(row.audit))})
 
-    @app.page("/fhir/Patient/$ihe-pix")
+    @app.page("/fhir/Patient/$ihe-pix", base=ReadOnlyView)
     async def pix(web: Any, request: Any) -> Any:
         if (no := refused(web, request)) is not None:
             return no
@@ -300,11 +314,11 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
         province = f"{place[:2]}0000"
         return province if province in ref.provinces else None
 
-    @app.page("/fhir/metadata")
+    @app.page("/fhir/metadata", base=ReadOnlyView)
     async def metadata(web: Any, request: Any) -> Any:
         return fhir(web, capability_statement())
 
-    @app.page("/fhir/{kind}/{doc_id}")
+    @app.page("/fhir/{kind}/{doc_id}", base=ReadOnlyView)
     async def read_document(web: Any, request: Any, kind: str, doc_id: str) -> Any:
         if (no := refused(web, request)) is not None:
             return no

@@ -76,6 +76,17 @@ class Hospitals:
         except urllib.error.HTTPError as e:
             return e.code, orjson.loads(e.read())
 
+    def write(self, method: str, path: str) -> tuple[int, dict[str, Any], str | None]:
+        """A write's status, body and Allow header (the views refuse every write)."""
+        url = f"http://127.0.0.1:{self.web_port}{path}"
+        req = urllib.request.Request(url, data=b"{}", method=method,
+                                     headers={"Content-Type": "application/fhir+json"})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, orjson.loads(r.read()), r.headers.get("Allow")
+        except urllib.error.HTTPError as e:
+            return e.code, orjson.loads(e.read()), e.headers.get("Allow")
+
 
 @pytest.fixture(scope="module")
 def hospitals(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Hospitals, Path]]:
@@ -174,6 +185,13 @@ def test_documents_published_in_one_province_are_found_and_retrieved_from_anothe
                 for r in cap["rest"][0]["resource"]}
     assert searched["DocumentReference"] == ["patient.identifier"]
     assert searched["AuditEvent"] == ["entity.identifier"]
+    # the views only read: a write is refused as FHIR clients read a refusal
+    for method, path in (("POST", "/fhir/DocumentReference"), ("DELETE", "/fhir/Bundle/x"),
+                         ("PUT", "/fhir/Patient/$ihe-pix/")):
+        status, refusal, allow = h.write(method, path)
+        assert (status, allow) == (405, "GET, HEAD"), (method, path)
+        assert refusal["resourceType"] == "OperationOutcome" and \
+            refusal["issue"][0]["code"] == "not-supported", refusal
     status, missing = h.get("/fhir/Bundle/no-such-document")
     assert status == 404 and missing["resourceType"] == "OperationOutcome"
     # a search of no valid citizen ID is refused, naming what it needs
