@@ -26,6 +26,7 @@ from prometheus_client import start_http_server
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from typer.core import TyperCommand, TyperGroup
 
 from benchmarks.load import FIND_CAPACITY_LEAST, FIND_CAPACITY_MAX, MAX_VISITS_IN_FLIGHT
 from benchmarks.profiles import py_spy
@@ -205,6 +206,26 @@ def _refused(exc: Exception | str) -> typer.Exit:
     return typer.Exit(2)
 
 
+class _FlagsUntyped:
+    """A flag's row in `--help` shows no type: Typer 0.29 tags it `<bool>`, which reads as if
+    it took a value (`--json true`)."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
+
+
+class _Command(_FlagsUntyped, TyperCommand):
+    pass
+
+
+class _Group(_FlagsUntyped, TyperGroup):
+    pass
+
+
 class _Typer(typer.Typer):
     """Every command's bad input (an unwritable -o, an unreachable --bootstrap) ends in a
     one-line message and exit 2, not a traceback (see `error_message`)."""
@@ -213,7 +234,8 @@ class _Typer(typer.Typer):
                                                              Callable[..., Any]]:
         def decorator(f: Callable[..., Any]) -> Callable[..., Any]:
             help_text = kwargs.pop("help", None) or _unwrapped(f.__doc__ or "")
-            super(_Typer, self).command(*args, help=help_text, **kwargs)(_clear_errors(f))
+            super(_Typer, self).command(*args, help=help_text, cls=_Command,
+                                        **kwargs)(_clear_errors(f))
             return f
         return decorator
 
@@ -225,7 +247,7 @@ def _unwrapped(docstring: str) -> str:
     return "\n\n".join(" ".join(p.split()) for p in paragraphs)
 
 
-app = _Typer(add_completion=False, no_args_is_help=True,
+app = _Typer(cls=_Group, add_completion=False, no_args_is_help=True,
              help="huimin: cross-province medical-insurance settlement and health-record "
                   "exchange, simulated on a real Kafka-protocol broker.")
 

@@ -32,3 +32,12 @@ def test_a_commands_details_are_wrapped_to_the_terminal_not_to_the_source():
     assert "plain aiokafka forwarders over as many hops." in text
     text = help_of("clearing")
     assert "per province payable, receivable, net, prepayment and top-up" in text
+
+
+def test_a_flag_is_not_shown_as_taking_a_value():
+    """Typer tags a flag `<bool>`, which reads as `--json true`; a value-taking option keeps
+    its type."""
+    text = help_of("clearing")
+    assert re.search(r"│ --json +Print JSON", text), text
+    assert "<bool>" not in text and "<int range>" in text
+    assert "<bool>" not in help_of("run") + help_of()
