@@ -29,6 +29,21 @@ PsnNo = Annotated[str, StringConstraints(pattern=r"^[0-9]{26}$")]
 #: refused).
 HospitalId = Annotated[str, StringConstraints(pattern=r"^[0-9A-Za-z_.\-]{1,30}$")]
 MdtrtId = HospitalId
+#: What a HIS writes in its own words (a department, a certificate number, an operator, a
+#: MAC address): bounded, and no control or bidirectional-override characters, which
+#: answers echoing them would carry to a screen or a log.
+_PLAIN = r"^[^\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]*$"
+Text64 = Annotated[str, StringConstraints(max_length=64, pattern=_PLAIN)]
+Text50 = Annotated[str, StringConstraints(max_length=50, pattern=_PLAIN)]
+Text30 = Annotated[str, StringConstraints(max_length=30, pattern=_PLAIN)]
+CertNo = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=_PLAIN)]
+VisitNo = Annotated[str, StringConstraints(min_length=1, max_length=30, pattern=_PLAIN)]
+#: A month a statement or an accumulator query names (yyyyMM), in the years dates may name.
+_YEAR_MONTH = r"^(19|2[0-9])[0-9]{2}(0[1-9]|1[0-2])$"
+YearMonth = Annotated[str, StringConstraints(pattern=_YEAR_MONTH)]
+#: What a refusal says of a value that does not match these patterns, in words.
+PATTERNS_IN_WORDS = {_PLAIN: "holds a control or bidirectional-override character",
+                     _YEAR_MONTH: "should be a month, yyyyMM, of the years 1900–2999"}
 OutpatientMedType = Literal["11", "13"]  # 普通门诊, 急诊 (emergency)
 InpatientMedType = Literal["21", "24"]  # 普通住院, 急诊转住院 (emergency admission)
 EMERGENCY_MED_TYPES = frozenset({"13", "24"})
@@ -41,17 +56,17 @@ class _Input(BaseModel):
 class SignInInput(_Input):
     """9001: a hospital signs in (签到) before its day's transactions; keyed by fixmedins_code."""
 
-    opter_no: str = Field(min_length=1, max_length=30)
-    mac: str = ""
-    ip: str = ""
+    opter_no: VisitNo
+    mac: Text64 = ""
+    ip: Text64 = ""
 
 
 class PersonInfoInput(_Input):
     """1101: identify the patient by a certificate; the answer says who insures them."""
 
     mdtrt_cert_type: CertType
-    mdtrt_cert_no: str = Field(min_length=1, max_length=64)
-    card_sn: str = ""
+    mdtrt_cert_no: CertNo
+    card_sn: Text64 = ""
     begntime: InfTime
     psn_cert_type: Literal["01"] = "01"
     certno: str = Field(min_length=18, max_length=18)
@@ -64,9 +79,9 @@ class RegisterInput(_Input):
     insutype: Insutype
     begntime: InfTime
     mdtrt_cert_type: CertType
-    mdtrt_cert_no: str = Field(min_length=1, max_length=64)
-    ipt_otp_no: str = Field(min_length=1, max_length=30)
-    dept_code: str = ""
+    mdtrt_cert_no: CertNo
+    ipt_otp_no: VisitNo
+    dept_code: Text30 = ""
     med_type: OutpatientMedType = "11"
 
 
@@ -75,7 +90,7 @@ class RegisterCancelInput(_Input):
 
     psn_no: PsnNo
     mdtrt_id: MdtrtId
-    ipt_otp_no: str = Field(min_length=1, max_length=30)
+    ipt_otp_no: VisitNo
 
 
 class AdmitInput(_Input):
@@ -84,11 +99,11 @@ class AdmitInput(_Input):
     psn_no: PsnNo
     insutype: Insutype
     mdtrt_cert_type: CertType
-    mdtrt_cert_no: str = Field(min_length=1, max_length=64)
+    mdtrt_cert_no: CertNo
     med_type: InpatientMedType = "21"
-    ipt_no: str = Field(min_length=1, max_length=30)
+    ipt_no: VisitNo
     begntime: InfTime
-    adm_dept_codg: str = ""
+    adm_dept_codg: Text30 = ""
 
 
 class DischargeInput(_Input):
@@ -97,7 +112,7 @@ class DischargeInput(_Input):
     mdtrt_id: MdtrtId
     psn_no: PsnNo
     endtime: InfTime
-    dscg_way: str = "1"
+    dscg_way: Text30 = "1"
 
 
 class FeeDetail(_Input):
@@ -109,8 +124,9 @@ class FeeDetail(_Input):
     chrg_bchno: HospitalId = "1"
     med_type: OutpatientMedType | InpatientMedType = "11"
     fee_ocur_time: InfTime
-    med_list_codg: str = Field(min_length=1, max_length=50)
-    medins_list_codg: str = ""
+    med_list_codg: Annotated[str, StringConstraints(min_length=1, max_length=50,
+                                                    pattern=_PLAIN)]
+    medins_list_codg: Text50 = ""
     det_item_fee_sumamt: Fen
     cnt: Annotated[int, Field(gt=0, le=100_000, strict=True)]
     pric: PositiveFen
@@ -136,7 +152,7 @@ class SettleInput(_Input):
 
     psn_no: PsnNo
     mdtrt_cert_type: CertType
-    mdtrt_cert_no: str = Field(min_length=1, max_length=64)
+    mdtrt_cert_no: CertNo
     med_type: OutpatientMedType = "11"
     medfee_sumamt: Fen
     psn_setlway: Literal["01"] = "01"
@@ -196,7 +212,7 @@ class ReconcileTotalsInput(_Period):
 class ReconcileDetailsInput(_Period):
     """3202 对明细账: the setl_ids the hospital holds in force for settlements of a period."""
 
-    setl_ids: list[str] = Field(max_length=100_000)
+    setl_ids: list[HospitalId] = Field(max_length=100_000)
 
 
 class ClearingApplicationInput(_Input):
@@ -204,7 +220,7 @@ class ClearingApplicationInput(_Input):
     province `clr_optins`, applying for `fund_appy_sum` — what its hospitals paid out of other
     provinces' funds that month, net of cancellations — over `setl_cnt` net settlements."""
 
-    clr_ym: str = Field(pattern=r"^[0-9]{4}(0[1-9]|1[0-2])$")
+    clr_ym: YearMonth
     clr_optins: str = Field(pattern=r"^[0-9]{2}0000$")
     fund_appy_sum: NetFen
     setl_cnt: NetCount
@@ -248,7 +264,7 @@ class AccumulatorsInput(_Input):
     """5206: the person's year-to-date accumulators for the year of `cum_ym` (yyyyMM)."""
 
     psn_no: PsnNo
-    cum_ym: str = Field(pattern=r"^[0-9]{4}(0[1-9]|1[0-2])$")
+    cum_ym: YearMonth
 
 
 INPUT_MODELS: dict[str, type[_Input]] = {

@@ -25,7 +25,7 @@ from settlement.person import PersonRow, ytd_key
 from settlement.policy import Benefit, BenefitContext, Category, category_of, compute_benefit
 from settlement.reference import SUSPENDED, Enrollment, ReferenceData
 from settlement.retention import WINDOW_DAYS, cutoff, day_cutoff, msgid_stamp
-from settlement.reversals import in_advance, reversed_by
+from settlement.reversals import TOO_FAR_AHEAD, ahead_of, in_advance, reversed_by
 
 SETTLED, CANCELLED, REVERSED = "settled", "cancelled", "reversed"
 ACCUMULATOR_NAMES = (ytd_key("dedc", Category.OUTPATIENT), ytd_key("fund", Category.OUTPATIENT),
@@ -207,6 +207,8 @@ class InsuredPlatform:
         if not omsgid.startswith(req["fixmedins_code"]):  # as the treatment side checks
             raise Refusal(ErrorCode.NOT_REVERSIBLE, "omsgid is another hospital's: a "
                           "hospital reverses only its own transactions")
+        if ahead_of(omsgid, req["inf_time"]):
+            raise Refusal(ErrorCode.NOT_REVERSIBLE, TOO_FAR_AHEAD)
         if msgid_stamp(omsgid) < cutoff(req["inf_time"]):
             raise Refusal(ErrorCode.NOT_REVERSIBLE, f"msgid {omsgid} is older than the "
                           f"{WINDOW_DAYS}-day operating window")

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from messages.codes import FEE_UPLOADS, PRESETTLEMENTS, REGISTRATIONS, SETTLEMENTS, Infno
+from settlement.retention import cutoff, msgid_stamp
 
 #: The kinds of original a 2601 tells apart; named as one, an original of another is not
 #: the one it reverses. Queries and pre-settlements are one kind: nothing to undo.
@@ -23,6 +24,19 @@ KINDS: tuple[frozenset[str], ...] = (
     PRESETTLEMENTS | {Infno.PERSON_INFO, Infno.ACCUMULATORS},
     frozenset({Infno.OUTPATIENT_REGISTER_CANCEL}), frozenset({Infno.INPATIENT_DISCHARGE}),
 )
+
+#: How far ahead of a 2601 the request it reverses may be dated: a 2601 may come before
+#: its original (a HIS that gave up on a request reverses it; the simulated hospitals send
+#: such a 2601 a step ahead, 6 hours at most), but one naming a request dated days later
+#: names none a HIS is about to send, and would be remembered as long as that date.
+AHEAD_DAYS = 1
+TOO_FAR_AHEAD = (f"omsgid is dated more than {AHEAD_DAYS} day after this 2601: it names "
+                   "no request sent or about to be")
+
+
+def ahead_of(omsgid: str, inf_time: str) -> bool:
+    """Whether `omsgid` is dated past what a 2601 sent at `inf_time` may name."""
+    return msgid_stamp(omsgid) > cutoff(inf_time, -AHEAD_DAYS)
 
 
 def names(oinfno: str, infno: str) -> bool:

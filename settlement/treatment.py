@@ -37,7 +37,7 @@ from messages.envelope import (
 from messages.identity import CERTNO_SYSTEM, is_valid_certno, mask_key, shown_id
 from messages.platform import CROSS, LOCAL, infno_text
 from messages.signing import Signer
-from messages.transactions import INPUT_MODELS
+from messages.transactions import INPUT_MODELS, PATTERNS_IN_WORDS
 from settlement.catalogue import FeeTotals, ItemSplit
 from settlement.ids import mdtrt_id_for, sign_no_for
 from settlement.reference import Hospital, ReferenceData, agency_code, is_agency_code
@@ -48,7 +48,7 @@ from settlement.retention import (
     msgid_stamp,
     time_stamp,
 )
-from settlement.reversals import in_advance, reversed_by
+from settlement.reversals import TOO_FAR_AHEAD, ahead_of, in_advance, reversed_by
 
 #: Requests larger than this are not parsed: they are dead-lettered (E1004).
 MAX_REQUEST_BYTES = 256 * 1024
@@ -266,7 +266,8 @@ def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
         if err["type"] == "extra_forbidden" and where:  # named by the sender: not echoed
             where = (*where[:-1], UNKNOWN_FIELD)
         loc = ".".join(_field_name(p) for p in (prefix, *where) if p != "")
-        parts.append(f"{loc or '<root>'}: {err['msg']}")
+        said = PATTERNS_IN_WORDS.get(err.get("ctx", {}).get("pattern", ""), err["msg"])
+        parts.append(f"{loc or '<root>'}: {said}")
     more = len(exc.errors()) - 5
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
@@ -525,6 +526,9 @@ class TreatmentPlatform:
             if visit["status"] != OPEN:
                 raise Rejected(ErrorCode.WRONG_SEQUENCE,
                                f"stay {inp.mdtrt_id} is {visit['status']}")
+            if inp.endtime < visit["begntime"]:  # yyyy-MM-dd HH:mm:ss: as text, as times
+                raise Rejected(ErrorCode.WRONG_SEQUENCE, f"endtime {inp.endtime} is before "
+                               f"the stay's begntime {visit['begntime']}")
             visit["status"] = DISCHARGED
             visit["endtime"] = inp.endtime
             visit["closed_by"] = req.msgid
@@ -545,6 +549,8 @@ class TreatmentPlatform:
             if not inp.omsgid.startswith(req.fixmedins_code):  # a msgid begins with its sender
                 raise Rejected(ErrorCode.NOT_REVERSIBLE, "omsgid is another hospital's: a "
                                "hospital reverses only its own transactions")
+            if ahead_of(inp.omsgid, req.inf_time):
+                raise Rejected(ErrorCode.NOT_REVERSIBLE, TOO_FAR_AHEAD)
             if msgid_stamp(inp.omsgid) < _remembered_since(row, req):
                 raise Rejected(ErrorCode.NOT_REVERSIBLE, f"msgid {inp.omsgid} is older than the "
                                f"{WINDOW_DAYS}-day operating window of this request or of the "

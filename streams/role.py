@@ -17,6 +17,7 @@ from messages.codes import ErrorCode, Infno
 from messages.dead_letters import CODE_HEADER, REASON_HEADER, SOURCE_HEADER, TRUNCATED_HEADER
 from messages.envelope import answerable_msgid, error_answer
 from messages.platform import hospital_context, wrap_answer
+from settlement.retention import WINDOW_DAYS
 from streams import metrics
 from streams.lost_writes import stop_for_lost_write
 
@@ -41,14 +42,24 @@ Write = tuple[Any, bytes, bytes]  # table, key, value
 Handler = Callable[..., list[Send]]  # (key, value) or (key, value, headers, record_ms)
 
 
+#: What fills a row of each table that can outgrow a record (a refusal says it).
+_WINDOW_HINT = (f"the person's answers of the last {WINDOW_DAYS} days, by msgid, fill it; "
+                "older ones are forgotten")
+_ROW_HINTS = {"trt_persons": _WINDOW_HINT, "ins_persons": _WINDOW_HINT,
+              "ehr_index": "the person's identifiers, published over time, fill it"}
+
+
 def oversized(sends: list[Send], writes: list[Write]) -> str:
     """Why the records an event would produce cannot be written, or "" if they can."""
-    for what, key, value in [*(("an answer or message", k, v) for _, k, v, _ in sends),
-                             *(("a table row", k, v) for _, k, v in writes)]:
+    for what, key, value, hint in [
+            *(("an answer or message", k, v, "a reconciliation over a shorter period answers "
+               "in less") for _, k, v, _ in sends),
+            *(("a table row", k, v, _ROW_HINTS.get(getattr(t, "name", ""), "what it keeps "
+               "is that large")) for t, k, v in writes)]:
         size = len(key or b"") + len(value)
         if size > MAX_RECORD_BYTES:
             return (f"{what} of {size:,} bytes would be over the {MAX_RECORD_BYTES:,} a "
-                    "record may hold (a reconciliation over a shorter period answers in less)")
+                    f"record may hold ({hint})")
     return ""
 
 

@@ -3,6 +3,8 @@ of streams/role.py's `RoleRunner` (its end-to-end behaviour: tests/test_e2e_reco
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from messages.codec import encode
 from messages.codes import ErrorCode
 from messages.platform import hospital_context, wrap_request
@@ -39,6 +41,10 @@ def test_a_row_or_message_over_the_record_limit_is_named_before_anything_is_writ
     assert oversized([(None, b"k", big, None)], []).startswith("an answer or message of")
     assert oversized([], [(None, b"k", big)]).startswith("a table row of")
     assert oversized([(None, b"k" * 500_000, b"v" * 400_001, None)], [])  # the key counts
+    # each says what fills it: a reconciliation's answer, a person's answers of the window
+    assert "a reconciliation over a shorter period" in oversized([(None, b"k", big, None)], [])
+    person_row = oversized([], [(SimpleNamespace(name="trt_persons"), b"k", big)])
+    assert "answers of the last 7 days" in person_row and "reconciliation" not in person_row
 
 
 def test_only_a_request_on_its_way_in_is_answered_when_its_role_fails():

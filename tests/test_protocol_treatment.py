@@ -343,6 +343,48 @@ def test_reversal_before_a_fee_upload_refuses_the_late_upload() -> None:
     assert c.fees(m) == set()
 
 
+@pytest.mark.parametrize("oinfno", ["2201", "2207"])  # reversed here, at the insured place
+def test_a_reversal_of_a_request_dated_days_after_it_is_refused_and_not_remembered(
+        oinfno: str) -> None:
+    """A 2601 may come a step before its original, not years: what it would remember in
+    advance is kept until its original's date, so a row could be grown without end."""
+    c = Clinic()
+    c.register()
+    ahead = f"{HOSP_BJ.fixmedins_code}29990101000000" + "0001"
+    msg = refused(c.do(EMP_CERTNO, "2601", reversal_input(EMP, ahead, oinfno)),
+                  ErrorCode.NOT_REVERSIBLE)
+    assert "more than 1 day after this 2601" in msg
+    assert c.oracle.treatment_rows[EMP_CERTNO].reversed == {}
+    row = c.oracle.person_rows.get(EMP_CERTNO)
+    assert row is None or row.reversed == {}
+    a_step_ahead = f"{HOSP_BJ.fixmedins_code}20260301150000" + "0001"  # 6 hours: a stay's step
+    assert ok(c.do(EMP_CERTNO, "2601", reversal_input(EMP, a_step_ahead, oinfno)))[
+        "result"] == "reversed-in-advance"
+
+
+def test_a_discharge_dated_before_its_admission_is_refused() -> None:
+    c = Clinic()
+    m = c.admit()
+    msg = refused(c.do(EMP_CERTNO, "2402", discharge_input(EMP, m, "2026-02-28 09:00:00")),
+                  ErrorCode.WRONG_SEQUENCE)
+    assert "before the stay's begntime" in msg
+    ok(c.do(EMP_CERTNO, "2402", discharge_input(EMP, m, T)))  # the same moment is not before
+
+
+@pytest.mark.parametrize(("infno", "field", "value", "said"), [
+    ("2201", "ipt_otp_no", "MZ\u202e0001", "control or bidirectional-override character"),
+    ("2201", "dept_code", "内科\x00", "control or bidirectional-override character"),
+    ("2201", "dept_code", "内" * 31, "at most 30 characters"),
+    ("5206", "cum_ym", "000001", "a month, yyyyMM, of the years 1900–2999"),
+])
+def test_text_a_his_writes_is_bounded_and_plain(infno: str, field: str, value: str,
+                                                said: str) -> None:
+    c = Clinic()
+    inp = register_input(EMP, T) if infno == "2201" else accumulators_input(EMP, "202603")
+    msg = refused(c.do(EMP_CERTNO, infno, {**inp, field: value}), ErrorCode.SCHEMA_VIOLATION)
+    assert f"input.{field}: " in msg and said in msg and value not in msg
+
+
 @pytest.mark.parametrize("oinfno", ["2205", "2402", "9001"])  # 2402: not what it was
 def test_reversal_of_a_transaction_that_cannot_be_reversed_is_refused(oinfno: str) -> None:
     c = Clinic()
@@ -399,11 +441,10 @@ def test_fee_item_for_another_patient_is_refused() -> None:
 
 
 def padded_person_info(c: Clinic, size: int) -> bytes:
-    """A valid 1101 of exactly `size` bytes (card_sn takes the padding)."""
-    req = c.request(EMP_CERTNO, "1101", person_info_input(EMP_CERTNO, T))
-    req["input"]["card_sn"] = ""
-    req["input"]["card_sn"] = "0" * (size - len(encode(req)))
-    raw = encode(req)
+    """A valid 1101 of exactly `size` bytes (white space after the JSON takes the padding:
+    every text field is bounded)."""
+    raw = encode(c.request(EMP_CERTNO, "1101", person_info_input(EMP_CERTNO, T)))
+    raw += b" " * (size - len(raw))
     assert len(raw) == size
     return raw
 

@@ -64,3 +64,12 @@ def test_a_settlement_with_a_float_amount_is_not_a_valid_setlinfo(exchanges):
     SetlInfo.model_validate(setlinfo)
     with pytest.raises(ValidationError):
         SetlInfo.model_validate({**setlinfo, "hifp_pay": 12.5})
+
+
+@pytest.mark.parametrize("setl_id", ["张三", "110101199003078515 ", "x" * 31, ""])
+def test_a_3202_lists_setl_ids_as_identifiers_not_free_text(setl_id):
+    """Its answer echoes the ids the platform lacks: a name or a long text is refused."""
+    period = {"stmt_begndate": "2026-03-01", "stmt_enddate": "2026-03-31"}
+    INPUT_MODELS["3202"].model_validate({**period, "setl_ids": ["S1", "2026.03-A_1"]})
+    with pytest.raises(ValidationError):
+        INPUT_MODELS["3202"].model_validate({**period, "setl_ids": ["S1", setl_id]})
