@@ -275,8 +275,11 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
         for k, v in index.items() if certno is None else ():
             candidate = IndexRow.from_dict(orjson.loads(v))
             if {"system": system, "value": value} in candidate.identifiers:
+                if row is not None:  # published for two persons: neither is the answer
+                    return problem(web, 409, "multiple-matches", "sourceIdentifier Patient "
+                                   "Identifier was published for more than one person: "
+                                   "look them up by citizen ID")
                 certno, row = k.decode(), candidate
-                break
         if certno is not None and row is None:
             cur = index.get(certno.encode())
             row = IndexRow.from_dict(orjson.loads(cur)) if cur else None

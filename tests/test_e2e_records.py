@@ -353,3 +353,33 @@ def test_a_tester_publishes_files_with_the_cli_and_finds_them_through_the_views(
     refused = subprocess.run([*command[:2], str(broken), "--certno", certno[:-1] + "X"],
                              capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and "not a valid citizen ID number" in refused.stderr
+
+
+def test_an_identifier_published_for_two_persons_is_no_ones_in_pix(hospitals):
+    """The platform does not check other domains' identifiers in a Patient: one published for
+    two persons is answered 409, not with whichever person's row came first."""
+    h, _ = hospitals
+    first, second = sorted(c for c, e in WORLD.ref.enrollments.items()
+                           if e.ehr_sharing == PERMIT)[7:9]
+    patient = {"resourceType": "Patient", "identifier": [
+        {"system": "urn:oid:2.16.156.10011.99.1", "value": "MRN-SHARED-1"}]}
+    for certno in (first, second):
+        home = WORLD.ref.enrollments[certno].province
+        bundle = {"resourceType": "Bundle", "type": "document", "entry": [
+            {"fullUrl": "urn:uuid:1", "resource": {
+                "resourceType": "Composition", "status": "final", "date": "2026-12-10",
+                "type": {"coding": [{"system": "http://loinc.org", "code": "11506-3"}]},
+                "subject": {"reference": "urn:uuid:2"}, "title": "note",
+                "author": [{"display": "Dr"}]}},
+            {"fullUrl": "urn:uuid:2", "resource": patient}]}
+        (answer,) = h.send(h.request("7001", certno, home, {"resource": bundle}))
+        assert answer["infcode"] == 0, answer["err_msg"]
+    deadline = time.monotonic() + 20  # each is registered in the index after its answer
+    while True:
+        status, ambiguous = h.get("/fhir/Patient/$ihe-pix",
+                                  sourceIdentifier="urn:oid:2.16.156.10011.99.1|MRN-SHARED-1")
+        if status == 409 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert status == 409 and ambiguous["issue"][0]["code"] == "multiple-matches", ambiguous
+    assert first not in str(ambiguous) and second not in str(ambiguous)
