@@ -112,11 +112,14 @@ def clear(events: Iterable[SettlementEvent],
             if prov not in policy.expected_monthly_payable:
                 expected[prov] = max(expected.get(prov, 0), payable[prov])
             target = policy.months_for(prov) * expected[prov]
+            # deposited at its target the first month it has one: a province seen first as
+            # a receiver only (no payable, so no target) has nothing deposited until then
             before = prepayment.get(prov, target)
             after = before - max(0, payable[prov] - receivable[prov])
             top_up = target - after if 2 * after < target else 0
             positions[prov] = ProvincePosition(prov, payable[prov], receivable[prov], target,
                                                before, after, top_up)
-            prepayment[prov] = after + top_up
+            if prov in prepayment or target or after:
+                prepayment[prov] = after + top_up
         statements.append(ClearingStatement(month, dict(pairs), positions, dict(hospitals)))
     return statements

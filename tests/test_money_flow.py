@@ -192,6 +192,21 @@ def test_a_province_that_only_receives_has_no_prepayment_to_draw():
     assert positions(dec, "310000") == (70_000, 0, 140_000, 140_000, 70_000, 0)
 
 
+def test_a_province_first_seen_as_a_receiver_is_deposited_its_target_when_it_first_pays():
+    """Its first month as a payer is as any province's first: it starts at its target and
+    ends at half of it, owing no top-up (not from 0, owing three times its payable)."""
+    bj = "110000"
+    dec, jan = clear([cross("S1", "2026-12-05 10:00:00", "310100", "110100", 70_000),
+                      cross("S2", "2027-01-05 10:00:00", "110100", "310100", 50_000)])
+    assert positions(dec, bj) == (0, 70_000, 0, 0, 0, 0)
+    assert positions(jan, bj) == (50_000, 0, 100_000, 100_000, 50_000, 0)
+    # and a net receiver that pays a little is deposited its target, not asked a top-up
+    _, jan = clear([cross("S1", "2026-12-05 10:00:00", "310100", "110100", 70_000),
+                    cross("S2", "2027-01-05 10:00:00", "110100", "310100", 10_000),
+                    cross("S3", "2027-01-06 10:00:00", "310100", "110100", 30_000)])
+    assert positions(jan, bj) == (10_000, 30_000, 20_000, 20_000, 20_000, 0)
+
+
 def test_the_oracle_answers_give_a_ledger_where_each_hospital_is_owed_its_settlements_in_force():
     world = build_world(WorldSpec(seed=13, persons=800))
     sessions = list(Oracle(world.ref).settle_log(generate_visits(world, VisitSpec(visits=600))))
