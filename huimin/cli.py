@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -28,7 +29,12 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from typer.core import TyperCommand, TyperGroup
 
-from benchmarks.load import FIND_CAPACITY_LEAST, FIND_CAPACITY_MAX, MAX_VISITS_IN_FLIGHT
+from benchmarks.load import (
+    FIND_CAPACITY_LEAST,
+    FIND_CAPACITY_MAX,
+    MAX_VISITS_IN_FLIGHT,
+    huimin_commit,
+)
 from benchmarks.profiles import py_spy
 from huimin.fhir_check import check_fhir_file
 from huimin.logfiles import (
@@ -252,6 +258,15 @@ app = _Typer(cls=_Group, add_completion=False, no_args_is_help=True,
                   "exchange, simulated on a real Kafka-protocol broker.")
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        commit = huimin_commit()
+        print(f"huimin {package_version('huimin')}"
+              + (f" (git {commit})" if commit != "?" else ""))
+        raise typer.Exit()
+
+
+
 def _exit_on_sigterm(signum: int, _frame: object) -> None:
     errors.print("terminated (SIGTERM): stopping what this command started",
                  markup=False, highlight=False)
@@ -259,7 +274,10 @@ def _exit_on_sigterm(signum: int, _frame: object) -> None:
 
 
 @app.callback()
-def _stop_cleanly_on_sigterm() -> None:
+def _stop_cleanly_on_sigterm(version: Annotated[bool, typer.Option(
+        "--version", is_eager=True, callback=_print_version,
+        help="Print huimin's version (and git commit, in a checkout) and exit.")] = False
+                             ) -> None:
     # SIGTERM (a CI runner's timeout, `kill`, systemd) unwinds like Ctrl-C, so that a run
     # stops the broker and the workers it started instead of leaving them running.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
@@ -385,6 +403,8 @@ def run(
     _check_cluster_address(None)
     _serve_metrics(metrics_port)
     out = out or default_out_dir()  # named if a Ctrl-C stops the run
+    if out.exists() and not out.is_dir():
+        raise _refused(f"--out {out} is a file: give a folder for the run's results")
     opts = RunOptions(world=world, faults=plan,
                       visits=VisitSpec(visits=visits, cross_share=cross_share, days=days,
                                        ehr=ehr),
@@ -546,8 +566,9 @@ def _security(protocol: str, mechanism: str | None, username: str | None,
 @app.command()
 def topics(
     bootstrap: Annotated[str | None, typer.Option(help=f"Default: ${BOOTSTRAP_ENV}.")] = None,
-    partitions: Annotated[int, typer.Option(min=1)] = 8,
-    replication: Annotated[int, typer.Option(min=1)] = 1,
+    partitions: Annotated[int, typer.Option(
+        min=1, help="Partitions per topic: as many workers as this can share the work.")] = 8,
+    replication: Annotated[int, typer.Option(min=1, help="Copies of each partition.")] = 1,
     security_protocol: SecurityProtocol = "PLAINTEXT",
     sasl_mechanism: SaslMechanism = None,
     sasl_username: SaslUsername = None,
@@ -662,12 +683,15 @@ def worker(
     bootstrap: Annotated[str | None, typer.Option(help=f"Default: ${BOOTSTRAP_ENV}.")] = None,
     persons: Persons = 5_000,
     seed: Seed = 42,
-    partitions: Annotated[int, typer.Option(min=1)] = 8,
+    partitions: Annotated[int, typer.Option(
+        min=1, help="Partitions per topic, as `huimin topics` made them.")] = 8,
     web_port: Annotated[int, typer.Option(
         min=1, max=65535, help="This worker's web port (/clearing/, /ledger/, /fhir/…).")] = 6066,
     web_host: Annotated[str, typer.Option(help="Address the web server binds.")
                         ] = "127.0.0.1",
-    data_dir: Annotated[Path, typer.Option()] = Path(".huimin-data"),
+    data_dir: Annotated[Path, typer.Option(
+        help="This worker's own folder for its tables (one per worker).")
+                        ] = Path(".huimin-data"),
     security_protocol: SecurityProtocol = "PLAINTEXT",
     sasl_mechanism: SaslMechanism = None,
     sasl_username: SaslUsername = None,
@@ -1205,7 +1229,9 @@ def replay(
     faults: Annotated[str | None, typer.Option(
         help="Platform faults while replaying our own platform: kill-worker=N, "
              "join-worker=N.")] = None,
-    partitions: Annotated[int, typer.Option(min=1)] = 8,
+    partitions: Annotated[int, typer.Option(
+        min=1, help="Partitions per topic of the platform started here (without "
+                    "--bootstrap).")] = 8,
     answer_timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for an "
                                                   "answer before giving the visit up.")] = 30.0,
     security_protocol: SecurityProtocol = "PLAINTEXT",
@@ -1338,8 +1364,10 @@ def replay(
                   markup=False)
     if money:
         console.print("The period closed: " + ", ".join(str(p) for p in money)
-                      + " (the national platform's clearing statements and ledger, when the "
-                        "platform is ours; the answers to the 3203 clearing applications)",
+                      + (" (the national platform's clearing statements, its ledger and the "
+                         "answers to the 3203 clearing applications)" if len(money) > 1 else
+                         " (the answers to the 3203 clearing applications; the platform is "
+                         "not ours, so its statements and ledger are not read)"),
                       markup=False)
     ok = acc.unaccounted == 0 and not result.timed_out and bad_check.ok
     raise typer.Exit(130 if stopped else 0 if ok else 1)

@@ -44,6 +44,13 @@ def latency_summary(values: list[float]) -> dict[str, float]:
             "p99": percentile(v, 99), "max": v[-1] if v else math.nan}
 
 
+def fell_behind(late_ms: float, options: str) -> str:
+    return (f"[yellow]The hospitals fell behind the schedule (up to {late_ms / 1000:.1f} s "
+            f"late): this platform and machine (with whatever else runs on it) carry less "
+            f"than {options} offered, and the latencies include that wait. Offer less to "
+            "measure them unloaded.[/]")
+
+
 def replay_pace(result: HospitalRunResult, scheduled_s: float) -> list[str]:
     """How a replay kept to its schedule, for its user: the settlements' round trip, and a
     warning where the hospitals started visits late (a schedule faster than the platform or
@@ -61,10 +68,7 @@ def replay_pace(result: HospitalRunResult, scheduled_s: float) -> list[str]:
              f"of the visits started within {(own or lag):,g} ms of theirs{with_waits}"
              ] if lat["count"] else []
     if result.loop_lag.p99_at_most_ms() >= 1_000:  # a wait for the person's visit is no sign
-        lines.append(f"[yellow]The hospitals fell behind the schedule (up to "
-                     f"{result.loop_lag.max_ms / 1000:.1f} s late): this platform and machine "
-                     "carry less than --rate/--speed offered, and the latencies include that "
-                     "wait. Offer less to measure them unloaded.[/]")
+        lines.append(fell_behind(result.loop_lag.max_ms, "--rate/--speed"))
     if n := result.waited_for_person:
         lines.append(f"{n:,} visit{'s' if n != 1 else ''} waited for the same person's visit "
                      f"before {'them' if n != 1 else 'it'} to end (a person is at one hospital "
@@ -156,6 +160,9 @@ def summarise(report: RunReport) -> dict[str, Any]:
         # answers/dead letters shown past a batch not stored yet (streams/offset_gaps.py)
         "read_jumps_fetched_again": res.read_jumps,
         "read_holes": res.read_holes,
+        # how late the hospitals started visits against the schedule (p99 at most, the
+        # latest): the latencies include that wait
+        "hospitals_late_ms": {"p99": res.loop_lag.p99_at_most_ms(), "max": res.loop_lag.max_ms},
         "timing_s": {"setup": report.setup_s, "platform_ready": report.sign_in_s,
                      "visits": res.wall_s, "total": report.total_s},
         "rate": report.options.rate,
@@ -300,6 +307,8 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
     if cross := [f"{h} {ms:.0f}" for h, ms in summary["hop_latency_ms_p50"].items()
                  if h.startswith("cross")]:
         console.print("[bold]Median per hop (ms)[/]: " + "; ".join(cross))
+    if (late := summary.get("hospitals_late_ms", {})).get("p99", 0) >= 1_000:
+        console.print(fell_behind(late["max"], "--rate"))
 
     acc = summary["accounting"]
     console.print(f"[bold]Accounting[/] sent {acc['sent']:,} = answered OK "
@@ -324,9 +333,10 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
                   + " (huimin clearing shows them)")
     ehr = summary["ehr"]
     console.print(f"[bold]Health records[/] {counted(ehr['published'], 'document')} published, "
-                  f"{counted(ehr['queries'], 'query', 'queries')}, "
-                  f"{counted(ehr['retrievals'], 'retrieval')}, "
-                  f"{ehr['refusals']:,} refused by consent, "
+                  f"{counted(ehr['queries'], 'query', 'queries')} (7002 finds, 7004 lab "
+                  f"lookups), {counted(ehr['retrievals'], 'retrieval')}, "
+                  f"{ehr['refusals']:,} refused by consent (E5002, or a province's records "
+                  "left out of a find or lookup), "
                   + (counted(ehr["audit_events"], "audit event")
                      if ehr["audit_events"] is not None
                      else "audit events [red]not counted (no worker answered)[/]")
@@ -335,9 +345,10 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
                     f"(¥{yuan(ehr['lab_saving_fen'])} saved)")
     console.print(f"[bold]Daily reconciliation[/] {day['hospital_days']:,} hospital-days: "
                   f"{day['balanced_at_once']:,} 平 at once, {day['balanced_after_posting']:,} "
-                  f"不平 until 3202 detailed {day['posted']:,} settlements whose answers were "
-                  f"lost (expected {day['expected_posted']:,}), {day['balanced_after_waiting']:,}"
-                  f" 平 once the clearing caught up, {len(day['unbalanced'])} left 不平")
+                  f"不平 until 3202 detailed {counted(day['posted'], 'settlement')} whose "
+                  f"answers were lost (expected {day['expected_posted']:,}), "
+                  f"{day['balanced_after_waiting']:,} 平 once the clearing caught up, "
+                  f"{len(day['unbalanced'])} left 不平")
     rec = summary["reconciliation"]
     console.print(f"[bold]Reconciliation[/] {rec['sent']:,} closing 3201/3202/3203 requests, "
                   f"{rec['balanced']:,} balanced (平) or accepted (受理), "

@@ -142,7 +142,7 @@ class Validator:
                 "structure", "not a FHIR resource: a JSON object with resourceType is required",
                 path or None))
         kind = resource["resourceType"]
-        here = path or (kind if _known_type(kind) else "(a resource)")
+        here = path or (kind if _known_type(kind) else "resourceType")
         if kind == "Bundle":
             entries = resource.get("entry")
             if isinstance(entries, list):

@@ -62,9 +62,11 @@ class FaultPlan:
         for part in text.split(","):
             name, sep, raw = part.strip().partition("=")
             f = names.get(name)
-            if f is None or not sep:
+            if f is None:
                 raise FaultPlanError(f"unknown fault {part.strip()!r}; known: "
                                      f"{', '.join(sorted(names))} (as name=value)")
+            if not sep:
+                raise FaultPlanError(f"{name} needs a value: {name}=…")
             if f.name in values:
                 raise FaultPlanError(f"{name} is given twice")
             whole = f.type in (int, "int")

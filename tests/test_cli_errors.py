@@ -280,6 +280,9 @@ def test_an_output_that_is_an_input_or_cannot_be_written_is_refused_before_any_w
     refused(huimin("generate", *GENERATE, "-o", str(tmp_path / "g.jsonl"), "--expected",
                    str(tmp_path / "." / "g.jsonl")), "is the visit log")
     assert (log.read_bytes(), expected.read_bytes()) == before
+    monkeypatch.setattr(cli, "run_scenario", lambda *a, **k: pytest.fail("it ran"))
+    refused(huimin("run", "--visits", "5", "--out", str(log)),
+            f"--out {log} is a file: give a folder")
 
 
 def test_a_bug_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch, mute: str):

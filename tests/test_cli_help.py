@@ -41,3 +41,9 @@ def test_a_flag_is_not_shown_as_taking_a_value():
     assert re.search(r"│ --json +Print JSON", text), text
     assert "<bool>" not in text and "<int range>" in text
     assert "<bool>" not in help_of("run") + help_of()
+
+
+def test_version_names_the_package_version():
+    result = CliRunner().invoke(cli.app, ["--version"], env=WIDE)
+    assert result.exit_code == 0 and re.fullmatch(r"huimin \d+\.\d+\.\d+( \(git \S+\))?\n",
+                                                  result.output), result.output

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import orjson
 import pytest
+from rich.console import Console
 
 from huimin.logfiles import read_visit_log
 from huimin.policy_file import read_policy_file
+from huimin.report import print_summary
 from messages.transactions import SetlInfo
 from simulators.bad_messages import KINDS
 from simulators.world import WorldSpec, build_world
@@ -197,6 +199,14 @@ def test_the_summary_shows_money_latency_by_route_and_hops(two_runs):
     for heading in ("Answers by transaction and outcome", "Settlement round trip", "Paid",
                     "Accounting", "Bad requests"):
         assert heading in proc.stdout
+    # hospitals late against the schedule are said, as the latencies then include the wait
+    late = summary["hospitals_late_ms"]
+    assert late["p99"] >= 0 and late["max"] >= 0
+    assert ("fell behind the schedule" in proc.stdout) == (late["p99"] >= 1_000)
+    console = Console(record=True, width=200)
+    print_summary({**summary, "hospitals_late_ms": {"p99": 2_500, "max": 3_400}}, Path("o"),
+                  console)
+    assert "The hospitals fell behind the schedule (up to 3.4 s late)" in console.export_text()
 
 
 def test_the_same_seed_gives_byte_identical_settlement_results(two_runs):

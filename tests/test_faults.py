@@ -29,7 +29,7 @@ def test_the_plan_of_the_issue_parses_and_prints_back():
 
 
 @pytest.mark.parametrize(("text", "reason"), [
-    ("dupe=0.1", "unknown fault"), ("duplicate", "unknown fault"),
+    ("dupe=0.1", "unknown fault"), ("duplicate", "duplicate needs a value"),
     ("duplicate=x", "is not a number"), ("duplicate=1.5", "out of range (0 to 1)"),
     ("duplicate=nan", "out of range"), ("reorder=-inf", "out of range"),
     ("kill-worker=-1", "out of range (0 to 10)"), ("kill-worker=1.5", "not a whole number"),
