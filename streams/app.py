@@ -32,6 +32,7 @@ from streams.record_roles import RecordRoles
 from streams.role import RoleRunner
 from streams.security import SECRET_ENV, configured_secret
 from streams.settlement_roles import SettlementRoles
+from streams.spare import MAX_POLL_INTERVAL_S, SPARE_TICK_S, keep_a_spare_in_its_group
 from streams.wiring import Wiring
 
 log = logging.getLogger("huimin.streams")
@@ -61,7 +62,8 @@ def faust_app(cfg: WorkerConfig) -> faust.App:
         broker_session_timeout=6.0,
         broker_heartbeat_interval=1.0,
         broker_rebalance_timeout=3.0,
-        broker_max_poll_interval=300.0,  # 6 s makes a busy worker leave the group for good
+        # 6 s makes a busy worker leave the group for good (docs/streams.md)
+        broker_max_poll_interval=MAX_POLL_INTERVAL_S,
         broker_request_timeout=10.0,
         producer_linger=cfg.linger_ms / 1000,
         producer_partitioner=choose,  # Kafka's default, each key hashed once (partitioner.py)
@@ -118,6 +120,10 @@ def create_app(cfg: WorkerConfig) -> faust.App:
     @app.timer(interval=5.0)
     async def consumer_lag() -> None:
         metrics.update_consumer_lag(app.consumer)
+
+    @app.timer(interval=SPARE_TICK_S)
+    async def stay_a_spare() -> None:
+        keep_a_spare_in_its_group(app)
 
     metrics.export_at_zero([t.get_topic_name() for t in w.inward()],
                            (*TABLES, CLEARING_TABLE, RECON_TABLE))
