@@ -1302,8 +1302,9 @@ def replay(
         write_dead_letters(results.with_name(results.stem + ".dead_letters.jsonl"), result, bad)
         written.append(result)
 
+    interrupt = GentleInterrupt()
     try:
-        with _progress() as progress, GentleInterrupt() as interrupt:
+        with _progress() as progress, interrupt:
             on_stage, on_progress = _reporters(progress, len(visits))
             ex = execute(world, visits, arrivals, bad, out_dir, bootstrap=bootstrap,
                          partitions=partitions, answer_timeout_s=answer_timeout,
@@ -1318,13 +1319,14 @@ def replay(
         kills: int | None = ex.worker_kills
     except KeyboardInterrupt:  # after the visits (the clearing, the reconciliation, the stop)
         if not written:  # before them (the platform's start, the sign-in): nothing to keep
-            raise typer.Exit(130) from None
+            raise typer.Exit(interrupt.exit_code) from None
         result, stopped, trail, kills = written[0], True, None, None
+    stopper = "SIGTERM" if interrupt.terminated else "Ctrl-C"
     if stopped and not result.period_closed:
-        _report_interrupted(result, len(visits), bad, results)
-        raise typer.Exit(130)
+        _report_interrupted(result, len(visits), bad, results, stopper)
+        raise typer.Exit(interrupt.exit_code)
     if stopped:  # only the platform's stop was cut short: the replay itself is whole
-        console.print("[yellow]Stopped by Ctrl-C while the platform stopped, after the "
+        console.print(f"[yellow]Stopped by {stopper} while the platform stopped, after the "
                       "visits and the period's reconciliation.[/]")
     acc = account(result, bad)
     # a platform of someone else's may restart or rebalance its workers: a bad request
@@ -1370,17 +1372,18 @@ def replay(
                          "not ours, so its statements and ledger are not read)"),
                       markup=False)
     ok = acc.unaccounted == 0 and not result.timed_out and bad_check.ok
-    raise typer.Exit(130 if stopped else 0 if ok else 1)
+    raise typer.Exit(interrupt.exit_code if stopped else 0 if ok else 1)
 
 
 def _report_interrupted(result: HospitalRunResult, total: int, bad: list[BadMessage],
-                        results: Path) -> None:
-    """What a replay stopped by Ctrl-C leaves: every request sent is still accounted for, the
-    ones awaited then as in flight; the period's reconciliation is not done."""
+                        results: Path, stopper: str) -> None:
+    """What a replay stopped by Ctrl-C or SIGTERM leaves: every request sent is still
+    accounted for, the ones awaited then as in flight; the period's reconciliation is not
+    done."""
     acc = account(result, bad[:result.bad_sent])
     arrived = len(result.sessions)
     over = sum(s.done for s in result.sessions)
-    console.print(f"[yellow]Stopped by Ctrl-C: {arrived:,} of {total:,} visits had arrived "
+    console.print(f"[yellow]Stopped by {stopper}: {arrived:,} of {total:,} visits had arrived "
                   f"in {result.wall_s:.1f} s, {over:,} of them over"
                   + ("" if arrived == total else "; the rest were not sent")
                   + ". The period's reconciliation (3201/3202/3203) was not done.[/]")

@@ -6,7 +6,9 @@ hospitals' loop would leave a request half-recorded, so a Ctrl-C while the loop 
 while its answers are written, only asks it to stop at its next pass (every ≤ 50 ms;
 `HospitalFleet.run`'s `stop_requested`); people press it twice, so a second one is taken as
 the same request. A third, or any before the loop or after the answers are written,
-interrupts at once, as usual.
+interrupts at once, as usual. SIGTERM (a CI job's time-out, `kill`) is taken as a Ctrl-C:
+the answers received are written, not thrown away with the replay (`terminated` says so,
+for exit 143).
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ class GentleInterrupt:
 
     def __init__(self) -> None:
         self.presses = 0
+        self.terminated = False  # a SIGTERM came
         self._armed = False
         self._previous: Any = None  # SIGINT's handler before ours, None if ours was not set
+        self._previous_term: Any = None
 
     @property
     def requested(self) -> bool:
@@ -40,12 +44,15 @@ class GentleInterrupt:
     def __enter__(self) -> GentleInterrupt:
         if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # a background job's stays
             self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+        self._previous_term = signal.signal(signal.SIGTERM, self._on_sigterm)
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
+        if self._previous_term is not None:
+            signal.signal(signal.SIGTERM, self._previous_term)
 
     @contextmanager
     def armed(self) -> Iterator[None]:
@@ -55,6 +62,15 @@ class GentleInterrupt:
             yield
         finally:
             self._armed = False
+
+    @property
+    def exit_code(self) -> int:
+        """A stopped command's: 143 after a SIGTERM, 130 after Ctrl-C."""
+        return 143 if self.terminated else 130
+
+    def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
+        self.terminated = True
+        self._on_sigint(signum, frame)
 
     def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
         if self._armed and self.presses < PRESSES_TAKEN:

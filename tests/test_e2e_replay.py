@@ -5,6 +5,7 @@ one already running on some cluster), `huimin verify` gives a verdict a CI can r
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 from pathlib import Path
 from xml.etree import ElementTree as ET
@@ -123,20 +124,22 @@ def test_replay_against_a_platform_already_running_on_a_cluster(tmp_path):
     assert huimin("verify", "v.jsonl", "r.jsonl", cwd=tmp_path).returncode == 0
 
 
+@pytest.mark.parametrize(("sig", "code", "stopper"), [(signal.SIGINT, 130, "Ctrl-C"),
+                                                     (signal.SIGTERM, 143, "SIGTERM")])
 def test_ctrl_c_during_a_replay_keeps_the_answers_received_and_accounts_for_every_request(
-        tmp_path):
-    """A tester stops a long replay (Ctrl-C twice, as people press it): the answers so far
-    are written, each request sent is answered, dead-lettered or in flight, and the platform
-    it started is stopped."""
+        tmp_path, sig: int, code: int, stopper: str):
+    """A tester stops a long replay (Ctrl-C twice, as people press it; or a CI job's time-out,
+    SIGTERM): the answers so far are written, each request sent is answered, dead-lettered or
+    in flight, and the platform it started is stopped."""
     assert huimin("generate", *GENERATE, "--bad-per-kind", "1", "-o", "v.jsonl",
                   cwd=tmp_path).returncode == 0
     proc, left = interrupt_huimin(["replay", "v.jsonl", "--rate", "8", "--results", "r.jsonl"],
                             marker=" 150 visits", after_s=6, presses=2, timeout=120,
-                            cwd=tmp_path)
+                            sig=sig, cwd=tmp_path)
     out = proc.stdout  # ~50 visits had arrived at the Ctrl-C, pressed twice as people do
     said = " ".join(out.split())
-    assert proc.returncode == 130, out
-    assert "Traceback" not in out and "Stopped by Ctrl-C" in said, out
+    assert proc.returncode == code, out
+    assert "Traceback" not in out and f"Stopped by {stopper}" in said, out
     sent, ok, error, dead, in_flight = (int(n.replace(",", "")) for n in re.search(
         r"Sent ([\d,]+) = answered OK ([\d,]+) \+ answered with an error ([\d,]+) \+ "
         r"dead-lettered ([\d,]+) \+ unanswered when stopped ([\d,]+)", said).groups())

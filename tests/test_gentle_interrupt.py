@@ -65,3 +65,19 @@ def test_a_ctrl_c_ignored_by_whoever_started_us_stays_ignored() -> None:
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+def test_a_sigterm_is_taken_as_a_ctrl_c_and_says_so_in_the_exit_code() -> None:
+    """A CI job's time-out: the answers received are kept (exit 143, not 130)."""
+    before = signal.getsignal(signal.SIGTERM)
+    with GentleInterrupt() as interrupt:
+        with interrupt.armed():
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert interrupt.was_requested() and interrupt.terminated
+        assert interrupt.exit_code == 143
+        with pytest.raises(KeyboardInterrupt):  # outside the visits: at once
+            os.kill(os.getpid(), signal.SIGTERM)
+    assert signal.getsignal(signal.SIGTERM) is before
+    with GentleInterrupt() as interrupt, interrupt.armed():
+        ctrl_c()
+        assert interrupt.exit_code == 130
