@@ -642,7 +642,8 @@ def trail(
     as_json: Annotated[bool, typer.Option(
         "--json", help="One JSON object a msgid, for scripts.")] = False,
     within: Annotated[float, typer.Option(
-        min=1, help="Seconds to read the topics in; exit 1 if they were not all read.")] = 60,
+        min=1, help="Seconds to read the topics in; exit 1 if they were not all read (or a "
+                    "msgid is on no topic).")] = 60,
     security_protocol: SecurityProtocol = "PLAINTEXT",
     sasl_mechanism: SaslMechanism = None,
     sasl_username: SaslUsername = None,
@@ -674,7 +675,7 @@ def trail(
     else:
         for line in found.lines():
             console.print(line, soft_wrap=True, markup=False, highlight=False)
-    if not found.complete:
+    if not found.complete or not all(found.sightings.values()):  # as grep: 1 if not found
         raise typer.Exit(1)
 
 
@@ -1314,7 +1315,8 @@ def replay(
                          on_visits_over=write_results)
         if ex.result.period_closed:
             money = write_money_views(
-                ex, lambda name: results.with_name(f"{results.stem}.{name}.json"))
+                ex, lambda name: results.with_name(f"{results.stem}.{name}.json"),
+                ours=bootstrap is None)
         result, stopped, trail = ex.result, ex.result.interrupted, ex.trail
         kills: int | None = ex.worker_kills
     except KeyboardInterrupt:  # after the visits (the clearing, the reconciliation, the stop)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -170,16 +171,17 @@ def read_visit_log(path: Path) -> tuple[LogHeader, Iterator[Visit]]:
                 if (problem := _not_text(path, n, line)) is not None:
                     raise problem
                 try:
-                    visit = Visit.model_validate_json(line)
+                    visit = Visit.model_validate_json(line.rstrip(b"\r\n"))
                 except ValidationError as exc:  # where and why; never the value
                     first = exc.errors()[0]
                     loc = list(first["loc"])
                     if first["type"] == "extra_forbidden" and loc:  # named by the writer
                         loc[-1] = "(an unknown field)"
                     where = ".".join(map(str, loc))
+                    # the parser's "at line 1 column c" is of the line alone: its column
+                    said = re.sub(r" at line \d+ column (\d+)", r" at column \1", first["msg"])
                     raise LogFormatError(f"{path}: line {n} is not a visit: "
-                                         f"{where + ': ' if where else ''}{first['msg']}"
-                                         ) from None
+                                         f"{where + ': ' if where else ''}{said}") from None
                 start = hash(make_msgid(visit.fixmedins_code, visit.begntime, visit.seq))
                 if visit.visit_no in numbers or start in starts:
                     raise LogFormatError(
