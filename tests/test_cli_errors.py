@@ -639,6 +639,16 @@ def test_blank_lines_may_end_a_results_file_not_come_between_its_records(
             "line 3 is blank, between result records")
 
 
+def test_a_truncated_visit_line_is_placed_by_its_column(logs: Path, tmp_path: Path):
+    """The parser places the end within the line it was given: not "at line 2" of it."""
+    lines = (logs / "a.jsonl").read_bytes().splitlines(True)
+    cut = tmp_path / "cut.jsonl"
+    cut.write_bytes(b"".join([*lines[:2], lines[2][:100] + b"\n", *lines[3:]]))
+    said = refused(huimin("verify", str(cut), str(logs / "a.expected.jsonl")),
+                   "line 3 is not a visit: Invalid JSON: EOF while parsing")
+    assert said.endswith("at column 100") and "at line" not in said
+
+
 def test_blank_lines_may_end_a_log_not_come_between_its_visits(logs: Path, tmp_path: Path):
     lines = (logs / "a.jsonl").read_bytes().splitlines(True)
     ended = tmp_path / "ended.jsonl"
