@@ -120,6 +120,7 @@ from streams.config import FETCH_WAIT_MS, KAFKA_FETCH_WAIT_MS, LINGER_MS, STORES
 from streams.dead_letters import TopicMissing, read_dead_letters
 from streams.kafka_broker import KAFKA_VERSION, ApacheKafkaBroker
 from streams.security import PASSWORD_ENV, ClusterSecurity
+from streams.spare import max_poll_interval_s
 from streams.table_files import DataFolderInUse
 from streams.topics import (
     TopicsRefused,
@@ -281,6 +282,10 @@ def _stop_cleanly_on_sigterm(version: Annotated[bool, typer.Option(
     # SIGTERM (a CI runner's timeout, `kill`, systemd) unwinds like Ctrl-C, so that a run
     # stops the broker and the workers it started instead of leaving them running.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:  # what the workers a command starts will read: refused before anything starts
+        max_poll_interval_s()
+    except ValueError as exc:
+        raise _refused(exc) from None
 
 
 Seed = Annotated[int, typer.Option(min=-SEED_BOUND, max=SEED_BOUND - 1,
@@ -1321,6 +1326,9 @@ def replay(
         kills: int | None = ex.worker_kills
     except KeyboardInterrupt:  # after the visits (the clearing, the reconciliation, the stop)
         if not written:  # before them (the platform's start, the sign-in): nothing to keep
+            if interrupt.terminated:
+                errors.print("terminated (SIGTERM) before any visit ended: nothing to write",
+                             markup=False, highlight=False)
             raise typer.Exit(interrupt.exit_code) from None
         result, stopped, trail, kills = written[0], True, None, None
     stopper = "SIGTERM" if interrupt.terminated else "Ctrl-C"

@@ -30,9 +30,9 @@ PsnNo = Annotated[str, StringConstraints(pattern=r"^[0-9]{26}$")]
 HospitalId = Annotated[str, StringConstraints(pattern=r"^[0-9A-Za-z_.\-]{1,30}$")]
 MdtrtId = HospitalId
 #: What a HIS writes in its own words (a department, a certificate number, an operator, a
-#: MAC address): bounded, and no control or bidirectional-override characters, which
-#: answers echoing them would carry to a screen or a log.
-_PLAIN = r"^[^\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]*$"
+#: MAC address): bounded, and no control, line-separator or bidirectional-override
+#: characters, which answers echoing them would carry to a screen or a log.
+_PLAIN = r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]*$"
 Text64 = Annotated[str, StringConstraints(max_length=64, pattern=_PLAIN)]
 Text50 = Annotated[str, StringConstraints(max_length=50, pattern=_PLAIN)]
 Text30 = Annotated[str, StringConstraints(max_length=30, pattern=_PLAIN)]
@@ -42,7 +42,8 @@ VisitNo = Annotated[str, StringConstraints(min_length=1, max_length=30, pattern=
 _YEAR_MONTH = r"^(19|2[0-9])[0-9]{2}(0[1-9]|1[0-2])$"
 YearMonth = Annotated[str, StringConstraints(pattern=_YEAR_MONTH)]
 #: What a refusal says of a value that does not match these patterns, in words.
-PATTERNS_IN_WORDS = {_PLAIN: "holds a control or bidirectional-override character",
+PATTERNS_IN_WORDS = {_PLAIN: "holds a control, line-separator or bidirectional-override "
+                             "character",
                      _YEAR_MONTH: "should be a month, yyyyMM, of the years 1900–2999"}
 OutpatientMedType = Literal["11", "13"]  # 普通门诊, 急诊 (emergency)
 InpatientMedType = Literal["21", "24"]  # 普通住院, 急诊转住院 (emergency admission)

@@ -94,7 +94,8 @@ def clear(events: Iterable[SettlementEvent],
         by_month[e.time[:7]].append(e)
     statements = []
     expected: dict[str, int] = dict(policy.expected_monthly_payable)
-    prepayment: dict[str, int] = {}
+    prepayment: dict[str, int] = {}  # from the first month a province has a target
+    seen: set[str] = set()  # every province with a statement so far: in each one after
     for month in sorted(by_month):
         pairs: dict[tuple[str, str], int] = defaultdict(int)
         hospitals: dict[str, int] = defaultdict(int)
@@ -108,7 +109,7 @@ def clear(events: Iterable[SettlementEvent],
             payable[payer] += amount
             receivable[payee] += amount
         positions = {}
-        for prov in sorted(set(payable) | set(receivable) | set(prepayment)):
+        for prov in sorted(set(payable) | set(receivable) | seen):
             if prov not in policy.expected_monthly_payable:
                 expected[prov] = max(expected.get(prov, 0), payable[prov])
             target = policy.months_for(prov) * expected[prov]
@@ -119,7 +120,8 @@ def clear(events: Iterable[SettlementEvent],
             top_up = target - after if 2 * after < target else 0
             positions[prov] = ProvincePosition(prov, payable[prov], receivable[prov], target,
                                                before, after, top_up)
-            if prov in prepayment or target or after:
+            if prov in prepayment or target:  # with no target, nothing is held or due
                 prepayment[prov] = after + top_up
+        seen |= positions.keys()
         statements.append(ClearingStatement(month, dict(pairs), positions, dict(hospitals)))
     return statements

@@ -24,8 +24,8 @@ PRESSES_TAKEN = 2
 
 
 class GentleInterrupt:
-    """SIGINT's handler for a `with` block (main thread only). The hospitals' loop runs
-    inside `armed()` and stops once `requested`."""
+    """SIGINT's and SIGTERM's handler for a `with` block (main thread only). The hospitals'
+    loop runs inside `armed()` and stops once `requested`."""
 
     def __init__(self) -> None:
         self.presses = 0
@@ -44,7 +44,8 @@ class GentleInterrupt:
     def __enter__(self) -> GentleInterrupt:
         if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # a background job's stays
             self._previous = signal.signal(signal.SIGINT, self._on_sigint)
-        self._previous_term = signal.signal(signal.SIGTERM, self._on_sigterm)
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:
+            self._previous_term = signal.signal(signal.SIGTERM, self._on_sigterm)
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,

@@ -32,7 +32,7 @@ from streams.record_roles import RecordRoles
 from streams.role import RoleRunner
 from streams.security import SECRET_ENV, configured_secret
 from streams.settlement_roles import SettlementRoles
-from streams.spare import MAX_POLL_INTERVAL_S, SPARE_TICK_S, keep_a_spare_in_its_group
+from streams.spare import keep_a_spare_in_its_group, max_poll_interval_s, spare_tick_s
 from streams.wiring import Wiring
 
 log = logging.getLogger("huimin.streams")
@@ -63,7 +63,7 @@ def faust_app(cfg: WorkerConfig) -> faust.App:
         broker_heartbeat_interval=1.0,
         broker_rebalance_timeout=3.0,
         # 6 s makes a busy worker leave the group for good (docs/streams.md)
-        broker_max_poll_interval=MAX_POLL_INTERVAL_S,
+        broker_max_poll_interval=max_poll_interval_s(),
         broker_request_timeout=10.0,
         producer_linger=cfg.linger_ms / 1000,
         producer_partitioner=choose,  # Kafka's default, each key hashed once (partitioner.py)
@@ -121,7 +121,7 @@ def create_app(cfg: WorkerConfig) -> faust.App:
     async def consumer_lag() -> None:
         metrics.update_consumer_lag(app.consumer)
 
-    @app.timer(interval=SPARE_TICK_S)
+    @app.timer(interval=spare_tick_s(app.conf.broker_max_poll_interval))
     async def stay_a_spare() -> None:
         keep_a_spare_in_its_group(app)
 

@@ -46,7 +46,9 @@ Handler = Callable[..., list[Send]]  # (key, value) or (key, value, headers, rec
 _WINDOW_HINT = (f"the person's answers of the last {WINDOW_DAYS} days, by msgid, fill it; "
                 "older ones are forgotten")
 _ROW_HINTS = {"trt_persons": _WINDOW_HINT, "ins_persons": _WINDOW_HINT,
-              "ehr_index": "the person's identifiers, published over time, fill it"}
+              "ehr_index": "the person's identifiers, published over time, fill it",
+              "ehr_records": "the person's documents, lab results, AuditEvents and answers "
+                             "of the last 7 days fill it"}
 
 
 def oversized(sends: list[Send], writes: list[Write]) -> str:

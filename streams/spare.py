@@ -19,9 +19,28 @@ from typing import Any
 
 #: How long a worker's event loop may go without fetching before aiokafka takes it out of
 #: the group: a stall longer than this (a 10 s one was seen) costs a rebalance, so it is long.
-MAX_POLL_INTERVAL_S = float(os.environ.get("HUIMIN_MAX_POLL_INTERVAL_S") or 300.0)
-#: How often a worker with nothing assigned says it is alive (well within the interval).
-SPARE_TICK_S = min(30.0, MAX_POLL_INTERVAL_S / 4)
+MAX_POLL_INTERVAL_ENV = "HUIMIN_MAX_POLL_INTERVAL_S"
+
+
+def max_poll_interval_s() -> float:
+    """How long a worker's event loop may go without fetching before aiokafka takes it out of
+    the group: a stall longer than this (a 10 s one was seen) costs a rebalance, so it is long
+    (300 s unless `HUIMIN_MAX_POLL_INTERVAL_S` says otherwise; ValueError if it is not
+    seconds from 1 to 86,400: every huimin command checks it as it starts)."""
+    given = os.environ.get(MAX_POLL_INTERVAL_ENV) or "300"
+    try:
+        seconds = float(given)
+    except ValueError:
+        seconds = 0.0
+    if not 1 <= seconds <= 86_400:
+        raise ValueError(f"{MAX_POLL_INTERVAL_ENV}={given!r}: seconds from 1 to 86,400 "
+                         "(300 unless set)")
+    return seconds
+
+
+def spare_tick_s(max_poll_interval: float) -> float:
+    """How often a worker with nothing of its own says it is alive: well within the interval."""
+    return min(30.0, max_poll_interval / 4)
 
 
 def keep_a_spare_in_its_group(app: Any) -> bool:

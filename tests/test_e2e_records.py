@@ -187,7 +187,7 @@ def test_documents_published_in_one_province_are_found_and_retrieved_from_anothe
     assert searched["AuditEvent"] == ["entity.identifier"]
     # the views only read: a write is refused as FHIR clients read a refusal
     for method, path in (("POST", "/fhir/DocumentReference"), ("DELETE", "/fhir/Bundle/x"),
-                         ("PUT", "/fhir/Patient/$ihe-pix/")):
+                         ("PUT", "/fhir/Patient/$ihe-pix")):
         status, refusal, allow = h.write(method, path)
         assert (status, allow) == (405, "GET, HEAD"), (method, path)
         assert refusal["resourceType"] == "OperationOutcome" and \

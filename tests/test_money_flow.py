@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -205,6 +206,17 @@ def test_a_province_first_seen_as_a_receiver_is_deposited_its_target_when_it_fir
                     cross("S2", "2027-01-05 10:00:00", "110100", "310100", 10_000),
                     cross("S3", "2027-01-06 10:00:00", "310100", "110100", 30_000)])
     assert positions(jan, bj) == (10_000, 30_000, 20_000, 20_000, 20_000, 0)
+    # a receiver whose receivable is clawed back before it first pays: still deposited then
+    dec, jan, feb, mar = clear([
+        cross("S1", "2026-12-05 10:00:00", "310100", "110100", 70_000),
+        replace(cross("S1", "2027-01-05 10:00:00", "310100", "110100", 70_000),
+                event="cancel"),
+        cross("S2", "2027-02-05 10:00:00", "110100", "310100", 50_000),
+        cross("S3", "2027-03-05 10:00:00", "310100", "310100", 1_000)])  # local
+    assert positions(jan, bj) == (0, -70_000, 0, 0, -70_000, 70_000)  # owes it back
+    assert positions(feb, bj) == (50_000, 0, 100_000, 100_000, 50_000, 0)
+    # a province with a statement keeps one each month, its zeros shown
+    assert positions(mar, bj) == (0, 0, 100_000, 50_000, 50_000, 0)
 
 
 def test_the_oracle_answers_give_a_ledger_where_each_hospital_is_owed_its_settlements_in_force():
@@ -415,7 +427,6 @@ def test_hospital_books_kept_by_day_reckon_periods_as_the_platform_does_from_the
     the totals and the settlements in force that `platform_totals` gives from the events the
     HIS saw and posted (duplicates, lost answers posted from 3202 details, cancellations, and
     reversals of lost settlements among them)."""
-    from dataclasses import replace
 
     from settlement.reconciliation import event_of_detail, platform_totals, settlement_detail
     from simulators.faults import FaultPlan

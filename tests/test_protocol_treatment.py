@@ -372,8 +372,9 @@ def test_a_discharge_dated_before_its_admission_is_refused() -> None:
 
 
 @pytest.mark.parametrize(("infno", "field", "value", "said"), [
-    ("2201", "ipt_otp_no", "MZ\u202e0001", "control or bidirectional-override character"),
-    ("2201", "dept_code", "内科\x00", "control or bidirectional-override character"),
+    ("2201", "ipt_otp_no", "MZ\u202e0001", "line-separator or bidirectional-override character"),
+    ("2201", "dept_code", "内科\x00", "line-separator or bidirectional-override character"),
+    ("2201", "dept_code", "内科\u2028", "line-separator or bidirectional-override character"),
     ("2201", "dept_code", "内" * 31, "at most 30 characters"),
     ("5206", "cum_ym", "000001", "a month, yyyyMM, of the years 1900–2999"),
 ])
