@@ -249,7 +249,7 @@ def verify(visits: Iterator[Visit], expected: Iterator[dict[str, Any]],
     got_by_visit = results_by_visit(results)
     per_person: dict[str, list[tuple[str, list[dict[str, Any]]]]] = defaultdict(list)
     events: list[SettlementEvent] = []
-    first_missing: int | None = None  # of the visits left out by `replayed_only`
+    missing: list[int] = []  # the visits left out by `replayed_only` so far, if the last
     for visit, want in zip(checked_visits(visits, dict(got_by_visit), results, whole=False),
                            expected, strict=False):
         if want.get("visit_no") != visit.visit_no:
@@ -265,12 +265,17 @@ def verify(visits: Iterator[Visit], expected: Iterator[dict[str, Any]],
         got = got_by_visit.pop(visit.visit_no, None)
         if got is None and replayed_only:
             verdict.not_replayed += 1
-            first_missing = first_missing if first_missing is not None else visit.visit_no
+            missing.append(visit.visit_no)
             continue
-        if first_missing is not None:  # a stopped replay leaves out the log's last visits
+        # a stopped replay leaves out the log's last visits: ones before a result are not
+        # left out but missing
+        for n in missing:
             verdict.failures[COMPLETE_CHECK].append(
-                f"visit {first_missing}: no result, though later visits have one")
-            first_missing = None
+                f"visit {n}: no result, though later visits have one")
+        verdict.visits += len(missing)
+        verdict.no_result += len(missing)
+        verdict.not_replayed -= len(missing)
+        missing.clear()
         verdict.visits += 1
         if got is None:
             verdict.no_result += 1

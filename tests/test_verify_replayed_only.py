@@ -71,9 +71,12 @@ def test_a_visit_missing_in_the_middle_or_an_answer_missing_from_a_visit_over_st
     answers: anything else is a result lost, which the option must not hide."""
     results = tmp_path / "r.jsonl"
     records = stopped_replay(results, replayed=25, cut_short=0)
-    write(results, records[:10] + records[11:])
+    write(results, records[:10] + records[13:])
     gap = judge(results, replayed_only=True)
-    assert gap.failures[COMPLETE_CHECK] == ["visit 10: no result, though later visits have one"]
+    assert gap.failures[COMPLETE_CHECK] == [
+        f"visit {n}: no result, though later visits have one" for n in (10, 11, 12)]
+    # those are missing, not left out: only the log's visits after the last result are
+    assert gap.not_replayed == len(SESSIONS) - 25 and gap.no_result == 3
     over = records[5]
     over["answers"][list(over["answers"])[-1]] = []  # not marked under way
     write(results, records)
