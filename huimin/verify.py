@@ -249,7 +249,7 @@ def verify(visits: Iterator[Visit], expected: Iterator[dict[str, Any]],
     got_by_visit = results_by_visit(results)
     per_person: dict[str, list[tuple[str, list[dict[str, Any]]]]] = defaultdict(list)
     events: list[SettlementEvent] = []
-    missing: list[int] = []  # the visits left out by `replayed_only` so far, if the last
+    missing: list[int] = []  # visits with no result since the last with one (replayed_only)
     for visit, want in zip(checked_visits(visits, dict(got_by_visit), results, whole=False),
                            expected, strict=False):
         if want.get("visit_no") != visit.visit_no:

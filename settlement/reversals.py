@@ -31,7 +31,7 @@ KINDS: tuple[frozenset[str], ...] = (
 #: names none a HIS is about to send, and would be remembered as long as that date.
 AHEAD_DAYS = 1
 TOO_FAR_AHEAD = (f"omsgid is dated more than {AHEAD_DAYS} day after this 2601: it names "
-                   "no request sent or about to be")
+                 "no request sent or about to be")
 
 
 def ahead_of(omsgid: str, inf_time: str) -> bool:
