@@ -460,10 +460,10 @@ class TreatmentPlatform:
         if hospital is None:
             raise Rejected(ErrorCode.UNKNOWN_HOSPITAL,
                            f"fixmedins_code {req.fixmedins_code} is not a designated institution")
-        if province_of(req.mdtrtarea_admvs) != hospital.province:
+        if req.mdtrtarea_admvs != hospital.admdvs:  # its city: 就医地 is where it stands
             raise Rejected(ErrorCode.WRONG_PROVINCE,
-                           f"hospital {req.fixmedins_code} belongs to {hospital.province}, "
-                           f"not to mdtrtarea_admvs {req.mdtrtarea_admvs}")
+                           f"hospital {req.fixmedins_code} is in {hospital.admdvs}, "
+                           f"not in mdtrtarea_admvs {req.mdtrtarea_admvs}")
         model = INPUT_MODELS.get(req.infno)
         if model is None:
             raise Rejected(ErrorCode.UNSUPPORTED_INFNO, f"infno {req.infno} is not supported")
@@ -506,11 +506,11 @@ class TreatmentPlatform:
         ctx["route"] = route
         infno = req.infno
         if infno in REGISTRATIONS:
-            return self._register(req, inp, ctx, row)
+            return self._register(req, inp, ctx, row, certno)
         if infno in FEE_UPLOADS:
             return self._upload_fees(req, inp, ctx, row, hospital)
         if infno == Infno.OUTPATIENT_REGISTER_CANCEL:
-            visit = self._visit(row, inp.mdtrt_id, req, OUTPATIENT)
+            visit = self._visit(row, inp.mdtrt_id, req, OUTPATIENT, inp.psn_no)
             if visit["setl_id"]:
                 raise Rejected(ErrorCode.VISIT_ALREADY_SETTLED, f"visit {inp.mdtrt_id} is settled"
                                f" as {visit['setl_id']}; cancel the settlement first")
@@ -522,13 +522,17 @@ class TreatmentPlatform:
         if infno == Infno.FEE_UPLOAD_CANCEL:
             return self._cancel_fees(req, inp, ctx, row)
         if infno == Infno.INPATIENT_DISCHARGE:
-            visit = self._visit(row, inp.mdtrt_id, req, INPATIENT)
+            visit = self._visit(row, inp.mdtrt_id, req, INPATIENT, inp.psn_no)
             if visit["status"] != OPEN:
                 raise Rejected(ErrorCode.WRONG_SEQUENCE,
                                f"stay {inp.mdtrt_id} is {visit['status']}")
             if inp.endtime < visit["begntime"]:  # yyyy-MM-dd HH:mm:ss: as text, as times
                 raise Rejected(ErrorCode.WRONG_SEQUENCE, f"endtime {inp.endtime} is before "
                                f"the stay's begntime {visit['begntime']}")
+            if inp.endtime > req.inf_time:
+                raise Rejected(ErrorCode.WRONG_SEQUENCE, f"endtime {inp.endtime} is after the "
+                               f"request's inf_time {req.inf_time}: a discharge is sent once "
+                               "it has happened")
             visit["status"] = DISCHARGED
             visit["endtime"] = inp.endtime
             visit["closed_by"] = req.msgid
@@ -539,7 +543,8 @@ class TreatmentPlatform:
             return self._settle(req, inp, ctx, row)
         if infno in CANCELLATIONS:
             self._visit(row, inp.mdtrt_id, req, INPATIENT if infno ==
-                        Infno.INPATIENT_SETTLE_CANCEL else OUTPATIENT, allow_settled=True)
+                        Infno.INPATIENT_SETTLE_CANCEL else OUTPATIENT, inp.psn_no,
+                        allow_settled=True)
             ctx["mdtrt_id"] = inp.mdtrt_id
             return self._forward(req, inp, ctx, row, pending=inp.mdtrt_id)
         if infno == Infno.REVERSAL:
@@ -603,8 +608,10 @@ class TreatmentPlatform:
         row.answers[msgid] = answer
         return Reply(answer, ctx), row
 
-    def _visit(self, row: TreatmentRow, mdtrt_id: str, req: Request, kind: str,
-               allow_settled: bool = False) -> dict[str, Any]:
+    def _visit(self, row: TreatmentRow, mdtrt_id: str, req: Request, kind: str, psn_no: str,
+               allow_settled: bool = False, where: str = "input") -> dict[str, Any]:
+        """The visit a request names, as the hospital registered it: its patient (`psn_no`)
+        and insured place too, so a request cannot carry a visit over to another person."""
         visit = row.visits.get(mdtrt_id)
         if visit is None or visit["fixmedins_code"] != req.fixmedins_code \
                 or visit["status"] == REVERSED:
@@ -612,6 +619,13 @@ class TreatmentPlatform:
                            f"mdtrt_id {shown_id(mdtrt_id)} is not a visit registered by this "
                            f"hospital (or nothing has happened to it for the {WINDOW_DAYS}-day "
                            "operating window, and it is forgotten)")
+        if psn_no != visit["psn_no"]:
+            raise Rejected(ErrorCode.PERSON_MISMATCH,
+                           f"{where}.psn_no is not the patient of visit {mdtrt_id}")
+        if req.insuplc_admdvs != visit["insuplc_admdvs"]:
+            raise Rejected(ErrorCode.INSURED_PLACE_MISMATCH,
+                           f"insuplc_admdvs {req.insuplc_admdvs} is not the insured place visit "
+                           f"{mdtrt_id} was registered with ({visit['insuplc_admdvs']})")
         if visit["kind"] != kind:
             raise Rejected(ErrorCode.WRONG_SEQUENCE,
                            f"visit {mdtrt_id} is an {visit['kind']} visit, infno {req.infno} "
@@ -623,8 +637,9 @@ class TreatmentPlatform:
                            f"visit {mdtrt_id} is already settled as {visit['setl_id']}")
         return visit
 
-    def _register(self, req: Request, inp: Any, ctx: dict[str, Any],
-                  row: TreatmentRow) -> tuple[Outcome, TreatmentRow]:
+    def _register(self, req: Request, inp: Any, ctx: dict[str, Any], row: TreatmentRow,
+                  certno: str) -> tuple[Outcome, TreatmentRow]:
+        self._check_patient(certno, req, inp)
         inpatient = req.infno == Infno.INPATIENT_ADMIT
         mdtrt_id = mdtrt_id_for(req.mdtrtarea_admvs, inp.psn_no, req.msgid)
         number = inp.ipt_no if inpatient else inp.ipt_otp_no
@@ -639,6 +654,25 @@ class TreatmentPlatform:
         output = {"data": {"mdtrt_id": mdtrt_id, "psn_no": inp.psn_no, "ipt_otp_no": number}}
         return self._answer(row, req.msgid, output, ctx)
 
+    def _check_patient(self, certno: str, req: Request, inp: Any) -> None:
+        """A registration (就医登记) names the person as their 1101 answered: psn_no, insutype
+        and insured city. A treatment platform checks it against the person index, so a wrong
+        one is refused at the desk, not first at the settlement, after the fees."""
+        person = self.ref.enrollments.get(certno)
+        if person is None:
+            raise Rejected(ErrorCode.UNKNOWN_PERSON, f"no insured person {mask_key(certno)} "
+                           "(1101 answers who is insured, and where)")
+        if inp.psn_no != person.psn_no:
+            raise Rejected(ErrorCode.PERSON_MISMATCH,
+                           "input.psn_no is not the person's (1101 answers it)")
+        if inp.insutype != person.insutype:
+            raise Rejected(ErrorCode.PERSON_MISMATCH, f"input.insutype {inp.insutype} is not "
+                           "the person's insurance type (1101 answers it)")
+        if req.insuplc_admdvs != person.insuplc_admdvs:
+            raise Rejected(ErrorCode.INSURED_PLACE_MISMATCH,
+                           f"insuplc_admdvs {req.insuplc_admdvs} is not where the person is "
+                           "insured (1101 answers it)")
+
     def _upload_fees(self, req: Request, inp: Any, ctx: dict[str, Any], row: TreatmentRow,
                      hospital: Hospital) -> tuple[Outcome, TreatmentRow]:
         kind = INPATIENT if req.infno == Infno.INPATIENT_FEE_UPLOAD else OUTPATIENT
@@ -647,10 +681,10 @@ class TreatmentPlatform:
         results = []
         for i, item in enumerate(inp.feedetail):
             where = f"input.feedetail[{i}]"
-            visit = self._visit(row, item.mdtrt_id, req, kind)
-            if item.psn_no != visit["psn_no"]:
-                raise Rejected(ErrorCode.PERSON_MISMATCH,
-                               f"{where}.psn_no is not the patient of visit {item.mdtrt_id}")
+            visit = self._visit(row, item.mdtrt_id, req, kind, item.psn_no, where=where)
+            if "med_type" in item.model_fields_set and item.med_type != visit["med_type"]:
+                raise Rejected(ErrorCode.WRONG_SEQUENCE, f"{where}.med_type {item.med_type} "
+                               f"differs from the registration's {visit['med_type']}")
             if item.feedetl_sn in visit["fees"] or item.feedetl_sn in batch:
                 raise Rejected(ErrorCode.DUPLICATE_FEE_ITEM,
                                f"{where}.feedetl_sn {shown_id(item.feedetl_sn)} was already "
@@ -678,7 +712,7 @@ class TreatmentPlatform:
 
     def _cancel_fees(self, req: Request, inp: Any, ctx: dict[str, Any],
                      row: TreatmentRow) -> tuple[Outcome, TreatmentRow]:
-        visit = self._visit(row, inp.mdtrt_id, req, OUTPATIENT)
+        visit = self._visit(row, inp.mdtrt_id, req, OUTPATIENT, inp.psn_no)
         doomed = [sn for sn, f in visit["fees"].items()
                   if inp.chrg_bchno == ALL_BATCHES or f["chrg_bchno"] == inp.chrg_bchno]
         if not doomed:
@@ -694,7 +728,8 @@ class TreatmentPlatform:
     def _settle(self, req: Request, inp: Any, ctx: dict[str, Any],
                 row: TreatmentRow) -> tuple[Outcome, TreatmentRow | None]:
         inpatient = req.infno in (Infno.INPATIENT_SETTLE, Infno.INPATIENT_PRESETTLE)
-        visit = self._visit(row, inp.mdtrt_id, req, INPATIENT if inpatient else OUTPATIENT)
+        visit = self._visit(row, inp.mdtrt_id, req, INPATIENT if inpatient else OUTPATIENT,
+                            inp.psn_no)
         if inpatient and visit["status"] != DISCHARGED:
             raise Rejected(ErrorCode.WRONG_SEQUENCE,
                            f"stay {inp.mdtrt_id} must be discharged (2402) before {req.infno}")

@@ -441,6 +441,86 @@ def test_fee_item_for_another_patient_is_refused() -> None:
     assert c.fees(m) == set()
 
 
+@pytest.mark.parametrize("change, code", [
+    ({"psn_no": "1".zfill(26)}, ErrorCode.PERSON_MISMATCH),
+    ({"insutype": "390"}, ErrorCode.PERSON_MISMATCH),
+    ({"insuplc_admdvs": SH_CITY}, ErrorCode.INSURED_PLACE_MISMATCH),
+])
+@pytest.mark.parametrize("infno", ["2201", "2401"])
+def test_a_registration_naming_the_person_otherwise_than_1101_does_is_refused_at_once(
+        infno: str, change: dict[str, str], code: ErrorCode) -> None:
+    """A wrong psn_no, insutype or insured city is refused at the desk (it was registered,
+    and refused only at the settlement, after the fees)."""
+    c = Clinic()
+    inp = (register_input if infno == "2201" else admit_input)(EMP, T)
+    req = c.request(EMP_CERTNO, infno, {**inp, **{k: v for k, v in change.items()
+                                                  if k in inp}})
+    req["insuplc_admdvs"] = change.get("insuplc_admdvs", req["insuplc_admdvs"])
+    msg = refused(c.send(EMP_CERTNO, req), code)
+    assert EMP.psn_no not in msg
+    row = c.oracle.treatment_rows.get(EMP_CERTNO)
+    assert row is None or not row.visits
+
+
+def test_a_registration_of_a_person_nobody_insures_is_refused() -> None:
+    c = Clinic()
+    stranger = certno("11010519491231003")
+    req = c.request(EMP_CERTNO, "2201", register_input(EMP, T))
+    req["input"]["mdtrt_cert_no"] = stranger
+    refused(c.send(stranger, req), ErrorCode.UNKNOWN_PERSON)
+
+
+def test_a_request_in_another_city_than_the_hospitals_is_refused() -> None:
+    """mdtrtarea_admvs is the hospital's own city: another city of its province, or one that
+    does not exist, is refused (only the province was compared)."""
+    c = Clinic()
+    for city in (HOSP_BJ.admdvs[:4] + "99", "110000"):
+        req = c.request(EMP_CERTNO, "2201", register_input(EMP, T))
+        req["mdtrtarea_admvs"] = city
+        msg = refused(c.send(EMP_CERTNO, req), ErrorCode.WRONG_PROVINCE)
+        assert f"is in {HOSP_BJ.admdvs}" in msg
+
+
+@pytest.mark.parametrize("infno", ["2202", "2205", "2207"])
+def test_a_request_on_a_visit_for_another_patient_or_insured_place_is_refused(
+        infno: str) -> None:
+    c = Clinic()
+    m = c.register()
+    ok(c.upload(m, [("0001", "DA", 1, 100)]))
+    inp = {"2202": register_cancel_input(EMP, m), "2205": fee_cancel_input(EMP, m),
+           "2207": settle_input(EMP, m, 100)}[infno]
+    other = ENROLLMENTS[RETIRED_CERTNO]
+    msg = refused(c.do(EMP_CERTNO, infno, {**inp, "psn_no": other.psn_no}),
+                  ErrorCode.PERSON_MISMATCH)
+    assert "input.psn_no is not the patient" in msg
+    req = c.request(EMP_CERTNO, infno, inp)
+    req["insuplc_admdvs"] = SH_CITY
+    refused(c.send(EMP_CERTNO, req), ErrorCode.INSURED_PLACE_MISMATCH)
+    assert c.fees(m) == {"0001"}
+    ok(c.do(EMP_CERTNO, infno, inp))
+
+
+def test_a_fee_item_of_another_medical_type_than_the_visits_is_refused() -> None:
+    c = Clinic()
+    m = c.register()
+    e = EMP
+    msg = refused(c.do(EMP_CERTNO, "2204", fee_input(e, m, T, [("0001", "DA", 1, 100)],
+                                                     med_type="21")), ErrorCode.WRONG_SEQUENCE)
+    assert "input.feedetail[0].med_type 21" in msg
+    item = fee_input(e, m, T, [("0001", "DA", 1, 100)])
+    del item["feedetail"][0]["med_type"]  # left out: the visit's
+    ok(c.do(EMP_CERTNO, "2204", item))
+
+
+def test_a_discharge_dated_after_its_request_is_refused() -> None:
+    c = Clinic()
+    m = c.admit()
+    msg = refused(c.do(EMP_CERTNO, "2402", discharge_input(EMP, m, "2026-03-04 10:00:00")),
+                  ErrorCode.WRONG_SEQUENCE)
+    assert "a discharge is sent once it has happened" in msg
+    ok(c.do(EMP_CERTNO, "2402", discharge_input(EMP, m, T)))
+
+
 def padded_person_info(c: Clinic, size: int) -> bytes:
     """A valid 1101 of exactly `size` bytes (white space after the JSON takes the padding:
     every text field is bounded)."""
