@@ -18,6 +18,7 @@ class Infno(StrEnum):
     OUTPATIENT_SETTLE = "2207"
     OUTPATIENT_SETTLE_CANCEL = "2208"
     INPATIENT_FEE_UPLOAD = "2301"
+    INPATIENT_FEE_UPLOAD_CANCEL = "2302"
     INPATIENT_PRESETTLE = "2303"
     INPATIENT_SETTLE = "2304"
     INPATIENT_SETTLE_CANCEL = "2305"
@@ -46,6 +47,7 @@ PRESETTLEMENTS = frozenset({Infno.OUTPATIENT_PRESETTLE, Infno.INPATIENT_PRESETTL
 CANCELLATIONS = frozenset({Infno.OUTPATIENT_SETTLE_CANCEL, Infno.INPATIENT_SETTLE_CANCEL})
 REGISTRATIONS = frozenset({Infno.OUTPATIENT_REGISTER, Infno.INPATIENT_ADMIT})
 FEE_UPLOADS = frozenset({Infno.FEE_UPLOAD, Infno.INPATIENT_FEE_UPLOAD})
+FEE_CANCELLATIONS = frozenset({Infno.FEE_UPLOAD_CANCEL, Infno.INPATIENT_FEE_UPLOAD_CANCEL})
 #: Reconciliation (by a hospital) and clearing application (by a treatment-province agency):
 #: keyed by the sender and answered from the national clearing events.
 RECONCILIATIONS = frozenset({Infno.RECONCILE_TOTALS, Infno.RECONCILE_DETAILS,

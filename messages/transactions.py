@@ -148,6 +148,14 @@ class FeeCancelInput(_Input):
     psn_no: PsnNo
 
 
+class InpatientFeeCancelInput(_Input):
+    """2302: cancel one fee item of a stay (`feedetl_sn`), or all with "0000" (住院费用明细撤销)."""
+
+    feedetl_sn: HospitalId
+    mdtrt_id: MdtrtId
+    psn_no: PsnNo
+
+
 class SettleInput(_Input):
     """2206 / 2207: outpatient pre-settlement / settlement of a registered visit's fees."""
 
@@ -280,6 +288,7 @@ INPUT_MODELS: dict[str, type[_Input]] = {
     Infno.OUTPATIENT_SETTLE_CANCEL: SettleCancelInput,
     Infno.INPATIENT_ADMIT: AdmitInput,
     Infno.INPATIENT_FEE_UPLOAD: FeeUploadInput,
+    Infno.INPATIENT_FEE_UPLOAD_CANCEL: InpatientFeeCancelInput,
     Infno.INPATIENT_DISCHARGE: DischargeInput,
     Infno.INPATIENT_PRESETTLE: InpatientSettleInput,
     Infno.INPATIENT_SETTLE: InpatientSettleInput,
@@ -373,7 +382,7 @@ class FeeUploadOutput(_Output):
 
 
 class VisitAck(_Output):
-    """2202 / 2205 / 2402: what became of the visit."""
+    """2202 / 2205 / 2302 / 2402: what became of the visit."""
 
     mdtrt_id: str
     status: Literal["cancelled", "fees-cancelled", "discharged"]
@@ -523,6 +532,7 @@ OUTPUT_MODELS: dict[str, type[BaseModel]] = {
     Infno.OUTPATIENT_SETTLE_CANCEL: CancelOutput,
     Infno.INPATIENT_ADMIT: RegisterOutput,
     Infno.INPATIENT_FEE_UPLOAD: FeeUploadOutput,
+    Infno.INPATIENT_FEE_UPLOAD_CANCEL: VisitAck,
     Infno.INPATIENT_DISCHARGE: VisitAck,
     Infno.INPATIENT_PRESETTLE: SettleOutput,
     Infno.INPATIENT_SETTLE: SettleOutput,

@@ -8,7 +8,8 @@ A step is an infno with optional marks:
     `^`  (2601 only) reverse the *next* step's msgid in advance, before it is sent
     `d`  (fee uploads) resend the previous upload's items, feedetl_sn and all
     `x`  (cancellations) name a settlement that does not exist
-A bare `2601` reverses the request sent just before it.
+A bare `2601` reverses the request sent just before it. A stay's items go in `batches` 2301
+uploads; a 2301 beyond them (after a 2302, which cancels every item) uploads them all again.
 
 The same `VisitSession` drives the Kafka hospitals and the offline oracle, so both send
 byte-identical requests in the same order for the same visit.
@@ -21,7 +22,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from messages.codes import CANCELLATIONS, EHR, FEE_UPLOADS, REGISTRATIONS, SETTLEMENTS, Infno
+from messages.codes import (
+    CANCELLATIONS,
+    EHR,
+    FEE_CANCELLATIONS,
+    FEE_UPLOADS,
+    REGISTRATIONS,
+    SETTLEMENTS,
+    Infno,
+)
 from messages.envelope import Admdvs, FixmedinsCode
 from messages.identity import CERTNO_SYSTEM
 from records.documents import clinical_content, provide_bundle, visit_document
@@ -38,7 +47,7 @@ EHR_STEP_SECONDS = 60
 #: The transactions a visit's plan may hold (`VisitSession._input` builds each), and the
 #: marks a step may carry (above).
 PLANNED_INFNOS = frozenset({
-    Infno.PERSON_INFO, *REGISTRATIONS, *FEE_UPLOADS, Infno.FEE_UPLOAD_CANCEL,
+    Infno.PERSON_INFO, *REGISTRATIONS, *FEE_UPLOADS, *FEE_CANCELLATIONS,
     Infno.OUTPATIENT_REGISTER_CANCEL, Infno.INPATIENT_DISCHARGE, *SETTLEMENTS,
     Infno.OUTPATIENT_PRESETTLE, Infno.INPATIENT_PRESETTLE, *CANCELLATIONS, Infno.REVERSAL,
     Infno.ACCUMULATORS, *EHR})
@@ -256,7 +265,9 @@ class VisitSession:
             if "d" in marks:  # resend the previous upload's items: duplicate feedetl_sn
                 return {"feedetail": self._last_upload}
             self._uploads += 1
-            items = v.items if v.kind == "outpatient" else v.items[self._uploads - 1::v.batches]
+            # a stay's items go in `batches` uploads; one more (after a 2302) uploads them all
+            items = v.items if v.kind == "outpatient" or self._uploads > v.batches \
+                else v.items[self._uploads - 1::v.batches]
             self._last_upload = [
                 {"feedetl_sn": f"{self._uploads:02d}{j + 1:04d}", "mdtrt_id": mdtrt_id,
                  "psn_no": psn_no, "chrg_bchno": str(self._uploads), "med_type": v.med_type,
@@ -267,6 +278,8 @@ class VisitSession:
             return {"feedetail": self._last_upload}
         if infno == Infno.FEE_UPLOAD_CANCEL:
             return {"mdtrt_id": mdtrt_id, "chrg_bchno": "0000", "psn_no": psn_no}
+        if infno == Infno.INPATIENT_FEE_UPLOAD_CANCEL:
+            return {"feedetl_sn": "0000", "mdtrt_id": mdtrt_id, "psn_no": psn_no}
         if infno == Infno.OUTPATIENT_REGISTER_CANCEL:
             return {"psn_no": psn_no, "mdtrt_id": mdtrt_id, "ipt_otp_no": f"MZ{v.visit_no:010d}"}
         if infno == Infno.INPATIENT_DISCHARGE:
@@ -346,7 +359,7 @@ class VisitSession:
         elif infno in FEE_UPLOADS:
             for r in out["result"]:
                 self._fees[r["feedetl_sn"]] = r["det_item_fee_sumamt"]
-        elif infno == Infno.FEE_UPLOAD_CANCEL:
+        elif infno in FEE_CANCELLATIONS:  # the simulated hospitals cancel all ("0000")
             self._fees.clear()
         elif infno in SETTLEMENTS:
             k["setl_id"] = k["last_setl_id"] = out["setlinfo"]["setl_id"]

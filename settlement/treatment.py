@@ -16,6 +16,7 @@ from messages.codec import MalformedMessage, decode
 from messages.codes import (
     CANCELLATIONS,
     EHR,
+    FEE_CANCELLATIONS,
     FEE_UPLOADS,
     INSURED_SIDE,
     PRESETTLEMENTS,
@@ -519,7 +520,7 @@ class TreatmentPlatform:
             _changed([visit], time_stamp(req.inf_time))
             return self._answer(row, req.msgid, {"mdtrt_id": inp.mdtrt_id,
                                                  "status": "cancelled"}, ctx)
-        if infno == Infno.FEE_UPLOAD_CANCEL:
+        if infno in FEE_CANCELLATIONS:
             return self._cancel_fees(req, inp, ctx, row)
         if infno == Infno.INPATIENT_DISCHARGE:
             visit = self._visit(row, inp.mdtrt_id, req, INPATIENT, inp.psn_no)
@@ -712,12 +713,18 @@ class TreatmentPlatform:
 
     def _cancel_fees(self, req: Request, inp: Any, ctx: dict[str, Any],
                      row: TreatmentRow) -> tuple[Outcome, TreatmentRow]:
-        visit = self._visit(row, inp.mdtrt_id, req, OUTPATIENT, inp.psn_no)
-        doomed = [sn for sn, f in visit["fees"].items()
-                  if inp.chrg_bchno == ALL_BATCHES or f["chrg_bchno"] == inp.chrg_bchno]
+        """2205 cancels an outpatient visit's upload batch (`chrg_bchno`), 2302 a stay's fee
+        item (`feedetl_sn`); "0000" cancels them all."""
+        inpatient = req.infno == Infno.INPATIENT_FEE_UPLOAD_CANCEL
+        visit = self._visit(row, inp.mdtrt_id, req, INPATIENT if inpatient else OUTPATIENT,
+                            inp.psn_no)
+        chosen = inp.feedetl_sn if inpatient else inp.chrg_bchno
+        doomed = [sn for sn, f in visit["fees"].items() if chosen == ALL_BATCHES
+                  or chosen == (sn if inpatient else f["chrg_bchno"])]
         if not doomed:
-            raise Rejected(ErrorCode.NO_FEES, f"visit {inp.mdtrt_id} has no fees in batch "
-                                              f"{shown_id(inp.chrg_bchno)}")
+            raise Rejected(ErrorCode.NO_FEES, f"visit {inp.mdtrt_id} has no fees "
+                           + (f"with feedetl_sn {shown_id(chosen)}" if inpatient
+                              else f"in batch {shown_id(chosen)}"))
         for sn in doomed:
             del visit["fees"][sn]
         _changed([visit], time_stamp(req.inf_time))

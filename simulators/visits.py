@@ -114,8 +114,11 @@ def _with_ehr_steps(r: random.Random, spec: VisitSpec, plan: list[str],
 
 def _inpatient_plan(r: random.Random, spec: VisitSpec, batches: int) -> list[str]:
     plan = ["1101", "2401", *["2301"] * batches]
-    if r.random() < spec.anomaly_share / 3:
+    roll = r.random()
+    if roll < spec.anomaly_share / 3:
         plan.append("2304!")  # settlement before discharge: refused
+    elif roll < spec.anomaly_share * 2 / 3:
+        plan += ["2302", "2301"]  # fee correction: every item cancelled, then uploaded again
     plan += ["2402", "2303", "2304"]
     if r.random() < spec.cancel_share:
         plan.append("2305")

@@ -1,6 +1,6 @@
 """The treatment-place side of the protocol (DOMAIN.md §2, §4), through settlement.oracle.Oracle
 (treatment, national and insured roles in sequence): registration cancellation (2202), fee
-cancellation (2205), the inpatient path (2401 → 2301 → 2402 → 2303 → 2304), 2601 of
+cancellation (2205, 2302), the inpatient path (2401 → 2301 → 2402 → 2303 → 2304), 2601 of
 treatment-side transactions in both orders, and the refusals on the way.
 
 The country is tests/handmade.py: HOSP_BJ (北京, level 3) and HOSP_SH (上海, level 1); EMP is an
@@ -179,6 +179,46 @@ def test_cancelling_one_batch_keeps_the_others() -> None:
     refused(c.do(EMP_CERTNO, "2205", fee_cancel_input(EMP, m, "2")), ErrorCode.NO_FEES)
     # 2 × 1,000 + 3,000 = 5,000 remain.
     assert ok(c.settle(m, 5_000))["setlinfo"]["medfee_sumamt"] == 5_000
+
+
+# -- 2302 inpatient fee cancellation -------------------------------------------------------------
+
+def stay_fee_cancel(e: Enrollment, mdtrt_id: str, feedetl_sn: str = "0000") -> dict[str, Any]:
+    return {"feedetl_sn": feedetl_sn, "mdtrt_id": mdtrt_id, "psn_no": e.psn_no}
+
+
+def test_a_stays_fee_item_is_cancelled_by_its_feedetl_sn_and_all_of_them_by_0000() -> None:
+    """2302 (住院费用明细撤销) corrects a stay's fees as 2205 corrects a visit's: one item, or
+    all, and the stay settles on what is left."""
+    c = Clinic()
+    m = c.admit()
+    ok(c.upload(m, [("0001", "DA", 2, 1_000), ("0002", "DB", 1, 3_000)], infno="2301"))
+    ok(c.upload(m, [("0003", "CC", 1, 500)], infno="2301", chrg_bchno="2"))
+    out = ok(c.do(EMP_CERTNO, "2302", stay_fee_cancel(EMP, m, "0002")))
+    assert out == {"mdtrt_id": m, "status": "fees-cancelled", "cancelled_items": 1}
+    assert c.fees(m) == {"0001", "0003"}
+    msg = refused(c.do(EMP_CERTNO, "2302", stay_fee_cancel(EMP, m, "0002")), ErrorCode.NO_FEES)
+    assert "feedetl_sn 0002" in msg
+    assert ok(c.do(EMP_CERTNO, "2302", stay_fee_cancel(EMP, m)))["cancelled_items"] == 2
+    assert c.fees(m) == set()
+    ok(c.upload(m, [("0004", "DA", 1, 7_000)], infno="2301", chrg_bchno="3"))
+    ok(c.do(EMP_CERTNO, "2402", discharge_input(EMP, m, T)))
+    assert ok(c.settle(m, 7_000, infno="2304"))["setlinfo"]["medfee_sumamt"] == 7_000
+    refused(c.do(EMP_CERTNO, "2302", stay_fee_cancel(EMP, m)), ErrorCode.VISIT_ALREADY_SETTLED)
+
+
+def test_2302_is_for_stays_and_2205_for_outpatient_visits_and_neither_is_reversible() -> None:
+    c = Clinic()
+    stay, visit = c.admit(), c.register()
+    ok(c.upload(stay, [("0001", "DA", 1, 1_000)], infno="2301"))
+    ok(c.upload(visit, [("0001", "DA", 1, 1_000)]))
+    refused(c.do(EMP_CERTNO, "2302", stay_fee_cancel(EMP, visit)), ErrorCode.WRONG_SEQUENCE)
+    refused(c.do(EMP_CERTNO, "2205", fee_cancel_input(EMP, stay)), ErrorCode.WRONG_SEQUENCE)
+    cancel = c.request(EMP_CERTNO, "2302", stay_fee_cancel(EMP, stay))
+    ok(c.send(EMP_CERTNO, cancel))
+    refused(c.do(EMP_CERTNO, "2601", reversal_input(EMP, cancel["msgid"], "2302")),
+            ErrorCode.NOT_REVERSIBLE)
+    assert c.fees(stay) == set() and c.fees(visit) == {"0001"}
 
 
 # -- inpatient -----------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ ANOMALY_STEPS = {
     "cancel-unknown": "2208x!",
     "query": "5206",
     "settlement-before-discharge": "2304!",
+    "stay-fee-correction": "2302",
 }
 
 #: The refusal each `!` step must get, from the plan that puts it there.
@@ -104,6 +105,16 @@ def test_every_anomaly_occurs(run: Run) -> None:
     assert any(is_cross_province(v.mdtrtarea_admvs,
                                  run.world.ref.enrollments[v.certno].insuplc_admdvs)
                for v in run.visits)
+
+
+def test_a_stay_whose_fees_were_cancelled_settles_every_item_uploaded_again(run: Run) -> None:
+    """2302 "0000" cancels every item of the stay; the 2301 after it uploads them all again,
+    and the settlement is of all of them, once."""
+    corrected = [s for s in run.sessions if "2302" in s.visit.steps and s.settlement]
+    assert corrected
+    for s in corrected:
+        total = sum(it.cnt * it.pric for it in s.visit.items)
+        assert s.settlement["medfee_sumamt"] == total
 
 
 def test_every_step_marked_as_refused_is_refused_with_its_code(run: Run) -> None:
