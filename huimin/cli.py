@@ -107,7 +107,15 @@ from simulators.hospital import (
 from simulators.hospital_metrics import HOSPITAL_REGISTRY
 from simulators.interrupt import GentleInterrupt
 from simulators.visits import MAX_DAYS, MAX_VISITS, VisitSpec, generate_visits
-from simulators.world import MAX_PERSONS, SEED_BOUND, WorldSpec, build_world, clearing_policy
+from simulators.world import (
+    MAX_PERSONS,
+    SEED_BOUND,
+    WorldSpec,
+    build_world,
+    clearing_policy,
+    world_tag,
+)
+from simulators.world_export import write_world
 from streams.broker import (
     BOOTSTRAP_ENV,
     BROKER_KINDS,
@@ -1216,6 +1224,32 @@ def generate(
             write_header_in_place(log, header, width)
     console.print(f"Wrote {visits:,} visits ({requests:,} requests) to {output} and the "
                   f"oracle's answers to {expected}", markup=False)
+
+
+@app.command()
+def world(
+    out: Annotated[Path, typer.Option("--out", help="The folder to write the files into.")
+                   ] = Path("world"),
+    persons: Persons = 5_000,
+    seed: Seed = 42,
+    policy: PolicyFile = None,
+) -> None:
+    """Write the world a platform of these options settles by: its hospitals, persons and
+    catalogues (CSV), for requests a HIS of your own sends.
+
+    The same options as the worker's (`huimin worker --persons --seed --policy`) give the
+    world it answers for. The persons are the simulation's own, none real.
+    """
+    if out.exists() and not out.is_dir():
+        raise _refused(f"{out} is a file, not a folder")
+    with _progress() as progress:
+        stage, _ = _reporters(progress, 1)
+        stage("building the world")
+        built = build_world(_world(seed, persons, policy))
+        stage("writing it")
+        counts = write_world(built, out)
+    console.print(", ".join(f"{n:,} rows in {name}" for name, n in counts.items())
+                  + f" and world.json, in {out}/ ({world_tag(built.spec)})", markup=False)
 
 
 @app.command()

@@ -33,9 +33,11 @@ class Totals:
 
 def reconcile_totals(hospital: Totals, platform: Totals) -> dict[str, Any]:
     """3201: balanced (平) when every total agrees; otherwise the differences (platform −
-    hospital) per total."""
-    diffs = {name: getattr(platform, name) - getattr(hospital, name)
-             for name in ("count", "medfee_sumamt", "fund_pay_sumamt", "acct_pay")}
+    hospital) per total, named as the request names it."""
+    diffs = {field: getattr(platform, name) - getattr(hospital, name)
+             for field, name in (("fixmedins_setl_cnt", "count"),
+                                 ("medfee_sumamt", "medfee_sumamt"),
+                                 ("fund_pay_sumamt", "fund_pay_sumamt"), ("acct_pay", "acct_pay"))}
     balanced = not any(diffs.values())
     return {"stmt_rslt": BALANCED if balanced else UNBALANCED,
             "stmt_rslt_dscr": "平" if balanced else "不平",

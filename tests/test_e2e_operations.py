@@ -339,7 +339,7 @@ def test_a_duplicate_reconciliation_gets_its_original_answer_though_the_day_has_
     while (now := answer(nothing_settled(visit.fixmedins_code, visit.begntime[:10]))
            )["output"]["stmt_rslt"] == "0" and time.monotonic() < deadline:
         time.sleep(0.5)  # until clearing has the settlement's event
-    assert now["output"]["differences"]["count"] == 1, now
+    assert now["output"]["differences"]["fixmedins_setl_cnt"] == 1, now
     assert answer(first) == original  # the duplicate: as first answered, not as now
 
 

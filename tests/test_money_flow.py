@@ -261,8 +261,8 @@ def test_reconciliation_is_balanced_only_when_totals_agree_and_lists_what_is_mis
     hospital = Totals.of(setls[:-1])  # the hospital lost the last answer
     out = reconcile_totals(hospital, platform)
     assert out["stmt_rslt"] == "1" and out["stmt_rslt_dscr"] == "不平"
-    assert out["differences"] == {"count": 1, "medfee_sumamt": 5000, "fund_pay_sumamt": 3000,
-                                  "acct_pay": 500}
+    assert out["differences"] == {"fixmedins_setl_cnt": 1, "medfee_sumamt": 5000,
+                                  "fund_pay_sumamt": 3000, "acct_pay": 500}
     held = {s["setl_id"]: SettlementEvent(s["setl_id"], "settle", "2026-12-01 10:00:00",
                                           "H11010000001", "310100", "110100", 1,
                                           s["medfee_sumamt"], s["fund_pay_sumamt"],

@@ -1,0 +1,97 @@
+"""`huimin world` writes the world a platform of the same options settles by, so an integrator
+can write requests of their own: the rows are the world's, the same options give the same
+files, and a visit made only of what the files say is settled as they say."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import orjson
+import pytest
+from click.testing import Result
+from typer.testing import CliRunner
+
+from huimin import cli
+from messages.visitlog import Visit, VisitItem
+from settlement.oracle import Oracle
+from simulators.world import WorldSpec, build_world, world_tag
+
+OPTIONS = ["--persons", "300", "--seed", "3"]
+
+
+def huimin(*args: str) -> Result:
+    return CliRunner().invoke(cli.app, list(args))
+
+
+def rows(folder: Path, name: str) -> list[dict[str, str]]:
+    with (folder / name).open(encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("world")
+    result = huimin("world", "--out", str(folder), *OPTIONS)
+    assert result.exit_code == 0, result.output
+    assert "300 rows in persons.csv" in result.output
+    return folder
+
+
+def test_the_files_hold_the_worlds_hospitals_persons_and_catalogues(exported: Path) -> None:
+    world = build_world(WorldSpec(seed=3, persons=300))
+    hospitals = rows(exported, "hospitals.csv")
+    assert {(h["fixmedins_code"], h["admdvs"], int(h["level"])) for h in hospitals} == {
+        (h.fixmedins_code, h.admdvs, h.level) for h in world.ref.hospitals.values()}
+    persons = {p["certno"]: p for p in rows(exported, "persons.csv")}
+    assert persons.keys() == world.ref.enrollments.keys()
+    for certno, e in world.ref.enrollments.items():
+        p = persons[certno]
+        assert (p["psn_no"], p["insutype"], p["insuplc_admdvs"], int(p["balc"]),
+                p["psn_insu_stas"]) == (e.psn_no, e.insutype, e.insuplc_admdvs, e.balance,
+                                        e.insu_stas)
+        assert p["psn_type"] == ("1102" if e.retired else "1101")
+        assert len(p["filings"].split(";")) == len(e.filings) or not e.filings
+    for row in rows(exported, "catalogues.csv"):
+        split = world.ref.catalogues[row["province"]].classify(row["med_list_codg"], 1, 1)
+        assert (row["chrgitm_lv"], int(row["selfpay_prop_bp"])) == (split.chrgitm_lv,
+                                                                   split.selfpay_bp)
+    assert len(rows(exported, "items.csv")) == len(world.items)
+    meta = orjson.loads((exported / "world.json").read_bytes())
+    assert meta["tag"] == world_tag(world.spec)
+
+
+def test_the_same_options_write_the_same_files(exported: Path, tmp_path: Path) -> None:
+    assert huimin("world", "--out", str(tmp_path), *OPTIONS).exit_code == 0
+    for name in ("hospitals.csv", "persons.csv", "items.csv", "catalogues.csv", "world.json"):
+        assert (tmp_path / name).read_bytes() == (exported / name).read_bytes(), name
+
+
+def test_a_visit_made_from_the_files_alone_is_settled_as_they_say(exported: Path) -> None:
+    """An insured person at a hospital of their own city, one class-A item without a ceiling:
+    the fund pays by the hospital's level, nothing is own-pay."""
+    person = next(p for p in rows(exported, "persons.csv")
+                  if p["psn_insu_stas"] == "1" and not p["lives_in"])
+    hospital = next(h for h in rows(exported, "hospitals.csv")
+                    if h["admdvs"] == person["insuplc_admdvs"])
+    item = next(r for r in rows(exported, "catalogues.csv")
+                if r["province"] == hospital["province"] and r["chrgitm_lv"] == "01"
+                and not r["pric_uplmt_amt"])
+    visit = Visit(visit_no=1, certno=person["certno"], fixmedins_code=hospital["fixmedins_code"],
+                  mdtrtarea_admvs=hospital["admdvs"], begntime="2026-05-01 08:00:00", seq=0,
+                  items=[VisitItem(code=item["med_list_codg"], cnt=1, pric=500_000)])
+    session = Oracle(build_world(WorldSpec(seed=3, persons=300)).ref).run_visit(visit)
+    setl = session.settlement
+    assert setl is not None, session.failed
+    assert (setl["psn_no"], setl["insutype"]) == (person["psn_no"], person["insutype"])
+    assert (setl["fulamt_ownpay_amt"], setl["inscp_scp_amt"]) == (0, 500_000)
+    assert setl["hifp_pay"] > 0
+
+
+def test_an_out_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    file = tmp_path / "taken"
+    file.write_text("x")
+    result = huimin("world", "--out", str(file), *OPTIONS)
+    assert result.exit_code == 2
+    assert "is a file, not a folder" in result.output
+    assert file.read_text() == "x"
