@@ -118,7 +118,8 @@ def summarise(report: RunReport) -> dict[str, Any]:
             d.error_code for d in distinct_dead_letters(res, report.bad))),
         "accounting": {"sent": acc.sent, "answered_ok": acc.answered_ok,
                        "answered_error": acc.answered_error, "dead_lettered": acc.dead_lettered,
-                       "unaccounted": acc.unaccounted, "redelivered": acc.redelivered},
+                       "unaccounted": acc.unaccounted, "redelivered": acc.redelivered,
+                       "foreign_dead_letters": acc.foreign_dead_letters},
         "bad_requests": {"sent": bad.expected, "as_expected": bad.as_expected,
                          "unexpected_dead_letters": bad.unexpected_dead_letters,
                          "problems": bad.problems},
@@ -374,6 +375,9 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
                 if summary.get("read_holes") else "",
                 f"{bad['unexpected_dead_letters']} unexpected dead letters"
                 if bad["unexpected_dead_letters"] else "",
+                f"{acc['foreign_dead_letters']} dead letters of messages that are not the "
+                "hospitals' requests (the platform's own: huimin dead-letters lists them)"
+                if acc.get("foreign_dead_letters") else "",
                 "" if clr["equal_to_oracle"] else "clearing statements differ (clearing.json)"]
     if day["posted"] != day["expected_posted"]:
         problems.append(f"{day['posted']} settlements posted from 3202, "

@@ -202,6 +202,11 @@ class DailyReconciler:
         self._active[request["inf_time"][:10]].add(request["fixmedins_code"])
 
     @property
+    def msgids(self) -> set[str]:
+        """Of every 3201/3202 sent: answered, or still awaited."""
+        return {a.get("inf_refmsgid", "") for _, a in self.answered} | set(self._pending)
+
+    @property
     def open_days(self) -> list[str]:
         return sorted(self._active)
 
