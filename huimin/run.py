@@ -410,9 +410,13 @@ class Platform:
                               "data_dir": str(self.out_dir / f"worker-{i}-data")})
         worker = WorkerProcess(cfg, self.out_dir / f"worker-{i}.log").start()
         self.workers.append(worker)
-        (self.out_dir / "workers.json").write_bytes(orjson.dumps([  # Prometheus targets
+        (self.out_dir / "workers.json").write_bytes(orjson.dumps([  # for a person
             {"worker": n, "web": f"http://127.0.0.1:{w.cfg.web_port}",
              "metrics": f"http://127.0.0.1:{w.cfg.web_port}/metrics"}
+            for n, w in enumerate(self.workers)], option=orjson.OPT_INDENT_2))
+        (self.out_dir / "targets.json").write_bytes(orjson.dumps([  # Prometheus file_sd
+            {"targets": [f"127.0.0.1:{w.cfg.web_port}"],
+             "labels": {"job": "huimin-workers", "worker": str(n)}}
             for n, w in enumerate(self.workers)], option=orjson.OPT_INDENT_2))
         return worker
 

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import orjson
@@ -62,8 +63,14 @@ class WorkerProcess:
             self.process.wait()
 
     def restart_after_kill(self) -> None:
-        """What an operator's supervisor does after a crash: start the same worker again."""
+        """What an operator's supervisor does after a crash: start the same worker again,
+        saying so in its log (a killed process writes no last line of its own)."""
+        pid = self.process.pid if self.process is not None else None
         self.kill()
+        with open(self.log_path, "a", encoding="utf-8") as log:
+            log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} huimin: killed this worker "
+                      f"(pid {pid}) with SIGKILL, as a crash would (the kill-worker fault), "
+                      "and started it again\n")
         self.start()
 
     def stop(self, timeout: float = 15.0) -> None:

@@ -7,12 +7,13 @@ from __future__ import annotations
 import logging
 import os
 import time
+import traceback
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 from messages import topics
-from messages.codec import decode, encode
+from messages.codec import MalformedMessage, decode, encode
 from messages.codes import ErrorCode, Infno
 from messages.dead_letters import CODE_HEADER, REASON_HEADER, SOURCE_HEADER, TRUNCATED_HEADER
 from messages.envelope import answerable_msgid, error_answer
@@ -93,6 +94,15 @@ def _headers(raw: Any) -> dict[str, bytes]:
             for k, v in items}
 
 
+def decodes(value: bytes | None) -> bool:
+    """Whether a message's bytes are a JSON object, as every platform message is."""
+    try:
+        decode(value)
+    except MalformedMessage:
+        return False
+    return True
+
+
 class RoleRunner:
     """Runs each role's handler as a Faust agent and holds what the event at hand asked for:
     its table writes (`put`) and metric updates (`later`). One per app: the agents take turns
@@ -109,6 +119,7 @@ class RoleRunner:
         self._signed_in = signed_in  # the headers of a 9001's answer
         self.writes: list[Write] = []
         self.effects: list[Callable[[], object]] = []
+        self.at = ""  # the event being handled, as topic[partition]@offset (`where`)
 
     def put(self, table: Any, key: bytes | None, value: bytes) -> None:
         """A table write, made only once the event's handler has returned and what it would
@@ -117,6 +128,14 @@ class RoleRunner:
         if not key:
             raise ValueError("a message without a key")
         self.writes.append((table, key, value))
+
+    def where(self, value: bytes | None, source: str) -> str:
+        """The event being handled, for a log line an operator can follow to the message
+        (`huimin trail`, `huimin dead-letters`): topic[partition]@offset, and the msgid of
+        the request it carries where one may be shown (never personal data)."""
+        ctx = hospital_context(value, source == topics.HOSP_REQUESTS)
+        msgid = ctx["msgid"] if ctx is not None and answerable_msgid(ctx["msgid"]) else ""
+        return (self.at or source) + (f", msgid {msgid}" if msgid else "")
 
     def later(self, effect: Callable[[], object]) -> None:
         """A metric update, made with the event's writes: a refused event counts only what
@@ -128,7 +147,7 @@ class RoleRunner:
         """The original bytes, untouched, with why in the headers (never personal data). A
         message too large to write again whole (a request of ~1 MB the broker took) keeps
         its first bytes, and says how large it was."""
-        log.warning("dead-lettered a message from %s: %s", source, code)
+        log.warning("dead-lettered %s: %s", self.where(value, source), code)
         self.later(metrics.DEAD_LETTERS.labels(code, source).inc)  # our codes, topic names
         value = value or b""
         headers = {CODE_HEADER: code.encode(), REASON_HEADER: reason.encode()[:2_000],
@@ -202,6 +221,8 @@ class RoleRunner:
                 started = time.thread_time()
                 writes.clear()
                 effects.clear()
+                self.at = f"{source_topic}[{event.message.partition}]@{event.message.offset}"
+                frames = ""
                 try:
                     sends = handler(event.key, event.value, _headers(event.headers),
                                     _record_ms(event.message.timestamp)) \
@@ -209,10 +230,23 @@ class RoleRunner:
                     problem = oversized(sends, writes)
                     code = ErrorCode.TOO_LARGE
                 except Exception as exc:
-                    problem = f"internal error in {name}: {type(exc).__name__}"
-                    code = ErrorCode.INTERNAL_ERROR
+                    if isinstance(exc, MalformedMessage) and not decodes(event.value):
+                        # bytes no role wrote (by hand, another producer): bad input, not
+                        # the platform's fault, so no E9001 and no critical page
+                        problem = f"{name}: not a platform message (it does not decode)"
+                        code = ErrorCode.MALFORMED_JSON
+                    else:
+                        problem = f"internal error in {name}: {type(exc).__name__}"
+                        code = ErrorCode.INTERNAL_ERROR
+                        # where it was raised, without the exception's message or any
+                        # value (they may hold personal data): files, lines, functions
+                        frames = "".join(traceback.format_list(
+                            traceback.extract_tb(exc.__traceback__))).rstrip()
                 if problem:
-                    log.error("%s: %s", name, problem)
+                    log.log(logging.WARNING if code is ErrorCode.MALFORMED_JSON
+                            else logging.ERROR, "%s: %s (%s)%s", name, problem,
+                            self.where(event.value, source_topic),
+                            f"\nwhere it was raised:\n{frames}" if frames else "")
                     writes.clear()
                     effects.clear()
                     try:

@@ -68,8 +68,8 @@ class SettlementRoles:
                    if self.signer else None)
         if refusal is not None:
             run.later(metrics.REFUSED.labels(refusal.answer["err_code"]).inc)
-            log.warning("refused a request from %s: %s", refusal.ctx["fixmedins_code"],
-                        refusal.answer["err_code"])
+            log.warning("refused a request from %s: %s (%s)", refusal.ctx["fixmedins_code"],
+                        refusal.answer["err_code"], run.where(value, topics.HOSP_REQUESTS))
             return [run.to_hospital(refusal.answer, refusal.ctx, trace)]
         cur = stored(self.w.trt_rows, key) if key else None
         before = TreatmentRow.from_dict(decode(cur)) if cur else None
@@ -103,7 +103,8 @@ class SettlementRoles:
         if isinstance(outcome, Held):
             log.info("treatment_requests: a request waits in its person's row for an answer "
                      "it follows (lost with the row's writes in a restart, or not back yet: "
-                     "the hospital did not wait for it)")
+                     "the hospital did not wait for it) (%s)",
+                     run.where(value, topics.HOSP_REQUESTS))
             run.later(metrics.child(metrics.REDELIVERY_WAITS, "treatment").inc)
             return []
         assert isinstance(outcome, DeadLetter)

@@ -103,11 +103,16 @@ def total(samples: dict, name: str, **labels: str) -> float:
                if n == name and all((k, want) in ls for k, want in labels.items()))
 
 
+#: the log of the platform_and_fleet worker, by the fixture
+WORKER_LOG: dict[str, Path] = {}
+
+
 @pytest.fixture(scope="module")
 def platform_and_fleet(tmp_path_factory: pytest.TempPathFactory
                        ) -> Iterator[tuple[HospitalFleet, int]]:
     out = tmp_path_factory.mktemp("auth")
     with broker(out / "broker.log") as bootstrap, platform(bootstrap, SPEC, 4, out) as p:
+        WORKER_LOG["path"] = p.workers[0].log_path
         fleet = HospitalFleet(bootstrap)
         try:
             yield fleet, p.workers[0].cfg.web_port
@@ -260,6 +265,36 @@ def test_dead_letters_lists_what_the_platform_kept_and_no_personal_data(platform
     assert text.returncode == 0 and certno not in text.stdout
     assert re.search(r"^\d+ dead letters?: E1001 \d+; from hosp.requests \d+$", text.stdout,
                      re.MULTILINE), text.stdout
+
+
+def test_garbage_on_an_internal_topic_is_bad_input_and_a_roles_failure_is_logged_where_it_was(
+        platform_and_fleet):
+    """Bytes that do not decode on nat.requests (written there by hand) are E1001, not the
+    platform's internal error (E9001 paged on-call as a failure of ours); a platform-shaped
+    message a role fails on is E9001, and the worker's log names where the message is and
+    where the role raised, never a value (the log said only `KeyError`)."""
+    fleet, _ = platform_and_fleet
+    certno = sorted(WORLD.ref.enrollments)[2]
+    hospital = sorted(WORLD.ref.hospitals)[0]
+    msgid = make_msgid(hospital, "2026-12-01 09:00:00", 9_301)
+    log = WORKER_LOG["path"]
+    start = log.stat().st_size
+    fleet.producer.send(NAT_REQUESTS, key=certno.encode(), value=f"junk {certno}".encode())
+    fleet.producer.send(NAT_REQUESTS, key=certno.encode(), value=orjson.dumps(
+        {"ctx": {"infno": "2207", "msgid": msgid, "fixmedins_code": hospital}, "x": certno}))
+    fleet.producer.flush()
+    deadline = time.monotonic() + 60
+    while "where it was raised" not in (text := log.read_text(errors="replace")[start:]) \
+            or "not a platform message" not in text:
+        assert time.monotonic() < deadline, text
+        time.sleep(0.5)
+    junk = next(line for line in text.splitlines() if "not a platform message" in line)
+    assert "WARNING" in junk and re.search(rf"\({NAT_REQUESTS}\[\d+\]@\d+\)", junk), junk
+    failure = next(line for line in text.splitlines() if "internal error in" in line)
+    assert "ERROR" in failure and f"msgid {msgid}" in failure, failure
+    assert re.search(rf"{NAT_REQUESTS}\[\d+\]@\d+", failure), failure
+    assert "settlement_roles.py" in text  # the frame the role raised in
+    assert certno not in text and certno[6:14] not in text
 
 
 def test_a_local_request_reaches_the_insured_side_through_its_topic_and_a_cross_one_via_national(
@@ -579,6 +614,11 @@ def test_metrics_move_during_a_run_with_two_workers_and_carry_no_personal_data(
     assert total(late, "huimin_paid_fen_total", payer="fund") > 0
     assert total(late, "huimin_ehr_documents_published_total") > 0
     assert total(late, "faust_messages_received_total") > 0  # Faust's own sensor
+    # the same workers as Prometheus file_sd targets, as the alert rules' job
+    targets = orjson.loads((out / "targets.json").read_bytes())
+    assert [(t["targets"], t["labels"]) for t in targets] == [
+        ([w["web"].removeprefix("http://")], {"job": "huimin-workers", "worker": str(w["worker"])})
+        for w in orjson.loads((out / "workers.json").read_bytes())]
     assert total(hospital[-1], "huimin_hospital_round_trip_seconds_count") > 0
     for samples in (*scrapes, *hospital):
         for _, labels in samples:

@@ -530,7 +530,10 @@ FIRING_IN_TROUBLE = {
                                {"table": "trt_persons", "severity": "warning"}],
     "HuiminInternalErrors": [{"reason": "E9001", "severity": "critical"}],
     "HuiminWorkerLost": [{"severity": "warning"}],
-    "HuiminWorkerRestarting": [{"job": "huimin-workers", "instance": "10.0.0.3:6066",
+    # once (WORKER at 12 m) is enough, a crash that only comes back is otherwise not seen
+    "HuiminWorkerRestarting": [{**dict(re.findall(r'(\w+)="([^"]*)"', WORKER)),
+                                "severity": "warning"},
+                               {"job": "huimin-workers", "instance": "10.0.0.3:6066",
                                 "severity": "warning"}],
     "HuiminHospitalTimeouts": [{**dict(re.findall(r'(\w+)="([^"]*)"', HOSPITALS)),
                                 "severity": "warning"}],
