@@ -79,7 +79,7 @@ class Visit(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    v: int = VISITLOG_VERSION
+    v: int = Field(VISITLOG_VERSION, strict=True)
     visit_no: int = Field(strict=True)
     # the shape, in ASCII digits (\d takes any script's); the check digit is the platform's
     certno: str = Field(pattern=r"^[0-9]{17}[0-9X]$")
@@ -101,6 +101,14 @@ class Visit(BaseModel):
         if self.batches > len(self.items):
             raise ValueError(f"{self.batches} fee batches for {len(self.items)} items")
         return self
+
+    @field_validator("v")
+    @classmethod
+    def _a_version_read_here(cls, v: int) -> int:
+        if v not in READABLE_VERSIONS:  # a line of a later huimin may mean more than it says
+            raise ValueError(f"visit version {v}: this huimin reads versions "
+                             f"{' and '.join(map(str, sorted(READABLE_VERSIONS)))}")
+        return v
 
     @field_validator("begntime")
     @classmethod

@@ -582,6 +582,9 @@ def test_an_interrupted_generate_leaves_no_half_written_log(monkeypatch: pytest.
     (lambda v: v.update(fixmedins_code=""), "fixmedins_code: String should match pattern"),
     (lambda v: v.update(fixmedins_code="医院一"), "fixmedins_code: String should match pattern"),
     (lambda v: v.update(mdtrtarea_admvs="11010"), "mdtrtarea_admvs: String should match"),
+    # a line of a later version may mean more than this huimin would carry out
+    (lambda v: v.update(v=9), "v: Value error, visit version 9: this huimin reads versions"),
+    (lambda v: v.update(v="3"), "v: Input should be a valid integer"),
 ])
 def test_a_visit_line_that_cannot_be_carried_out_is_refused_with_where_and_why(
         logs: Path, tmp_path: Path, change: Callable[[dict], None], phrase: str):
