@@ -129,17 +129,24 @@ def capability_statement() -> dict[str, Any]:
                                   "DocumentReference's id (so too for any other type)"}]}]}
 
 
+ALLOWED = "GET, HEAD, OPTIONS"
+
+
 class ReadOnlyView(View):
     """A FHIR view: a write (POST, PUT, PATCH, DELETE) is refused 405 with an OperationOutcome
-    and the methods it takes, as FHIR clients read a refusal, not aiohttp's plain-text page."""
+    and the methods it takes, as FHIR clients read a refusal, not aiohttp's plain-text page;
+    OPTIONS answers those methods (it listed the writes as allowed)."""
 
     async def _refuse_write(self, request: Any, **_: Any) -> Any:
         outcome = operation_outcome("not-supported", f"{request.method} is not supported: "
                                     "these views only read (GET)")
         return self.bytes(orjson.dumps(outcome), content_type=FHIR_JSON, status=405,
-                          headers={"Allow": "GET, HEAD"})
+                          headers={"Allow": ALLOWED})
 
     post = put = patch = delete = _refuse_write
+
+    async def options(self, request: Any, **_: Any) -> Any:
+        return self.bytes(b"", status=204, headers={"Allow": ALLOWED})
 
 
 def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,

@@ -189,9 +189,13 @@ def test_documents_published_in_one_province_are_found_and_retrieved_from_anothe
     for method, path in (("POST", "/fhir/DocumentReference"), ("DELETE", "/fhir/Bundle/x"),
                          ("PUT", "/fhir/Patient/$ihe-pix")):
         status, refusal, allow = h.write(method, path)
-        assert (status, allow) == (405, "GET, HEAD"), (method, path)
+        assert (status, allow) == (405, "GET, HEAD, OPTIONS"), (method, path)
         assert refusal["resourceType"] == "OperationOutcome" and \
             refusal["issue"][0]["code"] == "not-supported", refusal
+    options = urllib.request.Request(f"http://127.0.0.1:{h.web_port}/fhir/DocumentReference",
+                                     method="OPTIONS")
+    with urllib.request.urlopen(options, timeout=10) as r:
+        assert (r.status, r.headers.get("Allow")) == (204, "GET, HEAD, OPTIONS")
     status, missing = h.get("/fhir/Bundle/no-such-document")
     assert status == 404 and missing["resourceType"] == "OperationOutcome"
     # a search of no valid citizen ID is refused, naming what it needs
