@@ -233,7 +233,7 @@ class RoleRunner:
                     if isinstance(exc, MalformedMessage) and not decodes(event.value):
                         # bytes no role wrote (by hand, another producer): bad input, not
                         # the platform's fault, so no E9001 and no critical page
-                        problem = f"{name}: not a platform message (it does not decode)"
+                        problem = "not a platform message (it does not decode)"
                         code = ErrorCode.MALFORMED_JSON
                     else:
                         problem = f"internal error in {name}: {type(exc).__name__}"
