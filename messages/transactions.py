@@ -3,9 +3,17 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from messages.codes import Infno
 from messages.envelope import Day, InfTime, MsgId
@@ -236,6 +244,7 @@ class ClearingApplicationInput(_Input):
 
 
 Purpose = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2,10}$")]  # v3 ActReason code
+LOINC_SYSTEM = "http://loinc.org"
 
 
 class EhrPublishInput(_Input):
@@ -250,8 +259,22 @@ class EhrFindInput(_Input):
 
     patient_identifier: str  # system|value, the certno system
     purpose: Purpose
-    type: str | None = None  # a LOINC document type code
-    date_from: Day | None = None
+    #: a document type's code (LOINC), or `http://loinc.org|<code>` as FHIR clients write a
+    #: token: kept as the code (a token read whole matched nothing, silently)
+    type: str | None = None
+    date_from: Day | None = None  # the DocumentReference's date (when it was published)
+
+    @field_validator("type")
+    @classmethod
+    def _a_code(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        system, bar, code = value.rpartition("|")
+        if bar and system not in ("", LOINC_SYSTEM):
+            raise ValueError(f"a document type is a LOINC code, or {LOINC_SYSTEM}|<code>")
+        if not re.fullmatch(r"[A-Za-z0-9.\-]{1,64}", code):
+            raise ValueError("a document type's code is 1–64 letters, digits, '.' or '-'")
+        return code
 
 
 class EhrRetrieveInput(_Input):

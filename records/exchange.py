@@ -243,6 +243,10 @@ class ProvincialGateway:
         if req["infno"] != Infno.EHR_PUBLISH:  # with what the repositories held as it came
             return [ToNational({"op": "query", "req": req, "ctx": ctx,
                                 "docs_held": len(row.docs)})], None
+        if msgid in row.answers:  # a find, retrieve or lookup of the person's used it
+            return [EhrAnswer(ehr_error(
+                msgid, ErrorCode.MSGID_REUSED, "this msgid was a query's before (7002, 7003 "
+                "or 7004): a request needs a msgid of its own"))], None
         resource = inp.get("resource")
         try:
             self.validator.validate(resource)
@@ -280,9 +284,10 @@ class ProvincialGateway:
         # whatever queries and operator reads came between
         size = len(orjson.dumps([row.docs, row.labs, row.consent, held, labs]))
         if size > PERSON_RECORDS_BYTES:
-            full = (f"the person's documents and lab index would come to over the "
-                    f"{PERSON_RECORDS_BYTES:,} bytes a person's records may hold with this "
-                    "document")
+            before = len(orjson.dumps([row.docs, row.labs, row.consent, None, []]))
+            full = (f"the person's documents and lab index would come to {size:,} bytes with "
+                    f"this document ({before:,} before it, deflated), over the "
+                    f"{PERSON_RECORDS_BYTES:,} a person's records may hold")
             return [EhrAnswer(ehr_error(msgid, ErrorCode.RECORDS_FULL, full,
                                         operation_outcome("too-costly", full)))], None
         row.docs[doc_id] = held
@@ -357,6 +362,8 @@ def _document_and_reference(resource: dict[str, Any], doc_id: str, certno: str,
     if doc_type is None and kind == "Bundle" and content.get("type") == "document":
         first = (content.get("entry") or [{}])[0].get("resource") or {}
         doc_type = first.get("type")  # the Composition's CodeableConcept (bdl-11, validated)
+    elif doc_type is None and kind == "Composition":  # published alone: its own type
+        doc_type = content.get("type")
     docref = {
         "resourceType": "DocumentReference", "id": doc_id,
         "masterIdentifier": (given or {}).get("masterIdentifier") or {
@@ -458,6 +465,10 @@ class SourceRepositories:
         # lets through finds its answer here
         forget_answers(row.answers, day_cutoff(req["inf_time"]))
         forget_answers(row.waiting, day_cutoff(req["inf_time"]))
+        if (published := uid(req["msgid"], certno, "docref")) in row.docs:
+            # the msgid published a document of the person's: its first answer, whatever
+            # this asks (DOMAIN.md §4), nothing read and nothing audited
+            return _publish_answer(req["msgid"], published), row
         seen = row.answers.get(req["msgid"])
         if seen is not None and seen.get("retrieve") is not True:  # True: kept before 12-05
             if "retrieve" in seen:
@@ -512,18 +523,26 @@ class SourceRepositories:
             else None
         if held is not None:  # decided where the document is, whatever the index said
             asked = [held["province"]]
-        if not asked:  # decided and audited even where nothing is held: the search happened
-            asked = [requester_province]
+        # decided and audited even where nothing is held (the search happened), by the
+        # requester's own province; what was read is said as it was: nothing, or no document
+        nothing_held = not asked
+        asked = asked or [requester_province]
+        missing = operation == "retrieve" and held is None
         for province in asked:
             decision = decide(sharing, inp["purpose"], requester_province, province)
             (permitted if decision.permitted else refusals).append((province, decision))
+            read = decision.permitted and not missing
             row.record_access(audit_event(
                 msgid=msgid, operation=operation, certno=certno,
                 requester=req["fixmedins_code"], requester_province=requester_province,
                 source_province=province, purpose=inp["purpose"],
-                outcome=SUCCESS if decision.permitted else REFUSED,
-                description=decision.reason, recorded=req["inf_time"],
-                document_id=inp.get("document_id", ""), break_glass=decision.break_glass))
+                outcome=SUCCESS if read else REFUSED,
+                description=decision.reason if not decision.permitted else
+                "no such document for this person" if missing else
+                "no province holds records for this person: nothing to read" if nothing_held
+                else decision.reason,
+                recorded=req["inf_time"], document_id=inp.get("document_id", ""),
+                break_glass=decision.break_glass))
         allowed = {p for p, _ in permitted}
         if refusals and (not permitted or operation == "retrieve"):
             # a retrieve is refused if any province asked refuses: for a made-up id, what a

@@ -126,7 +126,8 @@ def capability_statement() -> dict[str, Any]:
                  "documentation": "a published document as published, whatever its type"},
                 {"type": "Bundle", "interaction": read,
                  "documentation": "a published document of this type, by its "
-                                  "DocumentReference's id (so too for any other type)"}]}]}
+                                  "DocumentReference's id; a document of any other type "
+                                  "(Coverage, Observation, …) is read so at its own type"}]}]}
 
 
 ALLOWED = "GET, HEAD, OPTIONS"
@@ -352,8 +353,11 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
         # type (a published DocumentReference is otherwise the repository's at that path)
         if doc is None or not (kind == "Binary" or doc["docref"]["content"][0]["attachment"][
                 "url"].startswith(f"{kind}/")):
-            # the path's words are not echoed: whatever was typed there may be personal
-            return not_found(web, "no such document")
+            # the path's words are not echoed: whatever was typed there may be personal; and
+            # whether the id is a document of another type is not said unread
+            return not_found(web, "no document of that type with that id: a document is read "
+                                  "at /fhir/<its resourceType>/<id> (a Bundle, a Coverage, …) "
+                                  "or at /fhir/Binary/<id> whatever its type")
         await audit(key, "operator-read", doc["province"], doc_id)
         return web.bytes(document_bytes(doc["content"]), content_type=FHIR_JSON)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import copy
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +159,22 @@ def test_an_mhd_provide_bundle_registers_its_own_document_reference():
     out = ex.send("7003", certno, home, {"document_id": docref["id"], "purpose": "TREAT"})
     assert out["output"] == doc  # the document, not the transaction around it
     assert ex.find(certno, home, type="18842-5")["output"]["total"] == 0
+
+
+def test_a_type_is_found_by_its_code_or_as_a_fhir_token_and_a_composition_by_its_own_type():
+    """A FHIR client writes a type as a token, `http://loinc.org|11488-4`: it matched nothing,
+    silently. A Composition published alone was indexed by its resource type, not found by
+    its LOINC type."""
+    ex = Exchange()
+    certno = person()
+    home = WORLD.ref.enrollments[certno].province
+    composition = orjson.loads((FHIR_DATA / "hl7-r4" / "Composition-example.json").read_bytes())
+    assert ex.send("7001", certno, home, {"resource": composition})["infcode"] == 0
+    for asked in ("11488-4", "http://loinc.org|11488-4", "|11488-4"):
+        assert ex.find(certno, home, type=asked)["output"]["total"] == 1, asked
+    for wrong in ("http://snomed.info/sct|11488-4", "11488 4"):
+        refused = ex.find(certno, home, type=wrong)
+        assert refused["err_code"] == "E1002" and "input.type" in refused["err_msg"], wrong
 
 
 def test_invalid_fhir_is_answered_with_an_operation_outcome_naming_the_path():
@@ -343,6 +360,44 @@ def test_a_document_about_another_person_is_refused():
 
 def audit_of(ex: Exchange, certno: str) -> list[dict[str, Any]]:
     return ex.oracle.ehr.record(certno).audit
+
+
+def test_a_msgid_used_by_a_query_and_a_publish_gets_its_first_answer_or_e1005():
+    """DOMAIN.md §4: a msgid answered for the person gets that first answer, whatever it
+    asks. A publish under a find's msgid was stored as a new document (the msgid then had
+    two first answers); a find under a publish's msgid was searched and audited."""
+    ex = Exchange()
+    certno = person()
+    home = WORLD.ref.enrollments[certno].province
+    patient = orjson.loads((FHIR_DATA / "hl7-r4" / "Patient-example.json").read_bytes())
+    h = hospital_in(home)
+    first = make_msgid(h.fixmedins_code, "2026-12-10 10:00:00", 701)
+    ex.send("7002", certno, home, {"patient_identifier": f"{CERTNO_SYSTEM}|{certno}",
+                                   "purpose": "TREAT"}, msgid=first)
+    reused = ex.send("7001", certno, home, {"resource": patient}, msgid=first)
+    assert reused["err_code"] == "E1005" and "a query's" in reused["err_msg"]
+    assert ex.find(certno, home)["output"]["total"] == 0  # nothing stored
+    second = make_msgid(h.fixmedins_code, "2026-12-10 10:00:00", 702)
+    published = ex.send("7001", certno, home, {"resource": patient}, msgid=second)
+    audited = len(audit_of(ex, certno))
+    again = ex.send("7002", certno, home, {"patient_identifier": f"{CERTNO_SYSTEM}|{certno}",
+                                           "purpose": "TREAT"}, msgid=second)
+    assert again == published
+    assert len(audit_of(ex, certno)) == audited  # nothing was searched
+
+
+def test_a_find_where_no_province_holds_records_is_audited_as_reading_nothing():
+    """Decided by the requester's province, as nothing is held: its AuditEvent said
+    "treatment within the province that holds the records", which none does."""
+    ex = Exchange()
+    certno = person()
+    other = next(p for p in sorted(WORLD.ref.provinces)
+                 if p != WORLD.ref.enrollments[certno].province)
+    assert ex.find(certno, other)["output"]["total"] == 0
+    (event,) = audit_of(ex, certno)
+    assert (event["outcome"], event["outcomeDesc"]) == (
+        "0", "no province holds records for this person: nothing to read")
+    assert event["source"]["observer"]["identifier"]["value"] == other
 
 
 def _published_at_home(sharing: str) -> tuple[Exchange, str, str, str]:
@@ -578,7 +633,9 @@ def test_a_retrieve_is_decided_and_audited_before_it_says_whether_the_document_e
     missing = retrieve(made_up, home, "TREAT")
     assert (missing["err_code"], missing["output"]["resourceType"]) == ("E5003",
                                                                         "OperationOutcome")
-    assert audit_of(ex, certno)[-1]["outcome"] == "0"
+    # permitted, and nothing read: the trail does not say a document was (it said "0")
+    assert (audit_of(ex, certno)[-1]["outcome"], audit_of(ex, certno)[-1]["outcomeDesc"]) == (
+        "4", "no such document for this person")
     # an id that is no FHIR id (it would go into the AuditEvent as it is) is refused first
     before = len(audit_of(ex, certno))
     odd = ex.send("7003", certno, home, {"document_id": SECRET, "purpose": "TREAT"})
@@ -1021,7 +1078,10 @@ def test_a_publish_past_what_a_persons_records_may_hold_is_refused_and_stores_no
     # not taken in and then failed as an internal error (E9002) when its row was written
     assert codes == ["ok"] * 3 + ["E5004"] * 3, codes
     refused = answers[-1]
-    assert "over the 600,000 bytes a person's records may hold" in refused["err_msg"]
+    assert "over the 600,000 a person's records may hold" in refused["err_msg"]
+    # how full the records are, and what the document would add: numbers, not values
+    sizes = [int(n.replace(",", "")) for n in re.findall(r"[\d,]{5,}", refused["err_msg"])]
+    assert sizes[0] > 600_000 > sizes[1] > 3 * 140_000, refused["err_msg"]
     assert refused["output"]["issue"][0]["severity"] == "error"
     assert certno not in orjson.dumps(refused).decode()
     assert ex.find(certno, home)["output"]["total"] == 3  # the refused were not stored
