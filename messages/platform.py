@@ -23,6 +23,9 @@ CROSS: Final = "cross"
 #: Kafka header of the answer to a sign-in (9001): the world the answering worker settles by
 #: (`simulators.world.world_tag`), so hospitals see at once a platform started for another.
 WORLD_HEADER: Final = "huimin-world"
+#: On an answer given again (`1`): its msgid was answered before, and this is that answer (a
+#: duplicate, or a request redelivered after a restart), whatever the request asked now.
+REPEAT_HEADER: Final = "huimin-repeat"
 
 
 def wrap_request(req: dict[str, Any], ctx: dict[str, Any], trace: list) -> dict[str, Any]:

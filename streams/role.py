@@ -17,7 +17,7 @@ from messages.codec import MalformedMessage, decode, encode
 from messages.codes import ErrorCode, Infno
 from messages.dead_letters import CODE_HEADER, REASON_HEADER, SOURCE_HEADER, TRUNCATED_HEADER
 from messages.envelope import answerable_msgid, error_answer
-from messages.platform import hospital_context, wrap_answer
+from messages.platform import REPEAT_HEADER, hospital_context, wrap_answer
 from settlement.retention import WINDOW_DAYS
 from streams import metrics
 from streams.lost_writes import stop_for_lost_write
@@ -167,9 +167,11 @@ class RoleRunner:
         alert went pending)."""
         self.later(partial(metrics.observe_answer, ans, ctx, [] if repeat else trace))
         self.later(partial(metrics.FORWARDED.answered, ctx["msgid"]))
+        headers = self._signed_in if ctx.get("infno") == Infno.SIGN_IN else None
+        if repeat:  # said beside the answer, which stays the first (`ans`; the trace is new)
+            headers = {**(headers or {}), REPEAT_HEADER: b"1"}
         return (self._hosp_responses, ctx["fixmedins_code"].encode(),
-                encode(wrap_answer(ans, ctx, trace)),
-                self._signed_in if ctx.get("infno") == Infno.SIGN_IN else None)
+                encode(wrap_answer(ans, ctx, trace)), headers)
 
     def failed(self, key: bytes | None, value: bytes | None, source: str, code: ErrorCode,
                reason: str) -> list[Send]:

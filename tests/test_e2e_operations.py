@@ -194,6 +194,16 @@ def test_a_duplicate_is_answered_and_counted_but_its_answer_is_not_timed(platfor
     while (seen := answered_and_timed())[0] < answers_before + 2 and time.monotonic() < deadline:
         time.sleep(0.3)
     assert seen == (answers_before + 2, timed_before + 1)
+    # the answer given again says so in a header, its bytes the first's
+    reader = KafkaConsumer(bootstrap_servers=fleet.bootstrap, auto_offset_reset="earliest",
+                           consumer_timeout_ms=3_000)
+    reader.assign([TopicPartition(HOSP_RESPONSES, p)
+                   for p in reader.partitions_for_topic(HOSP_RESPONSES)])
+    mine = [r for r in reader if orjson.loads(r.value)["ans"]["inf_refmsgid"]
+            == request[1]["msgid"]]
+    reader.close()
+    assert [dict(r.headers).get("huimin-repeat") for r in mine] == [None, b"1"]
+    assert orjson.loads(mine[0].value)["ans"] == orjson.loads(mine[1].value)["ans"]
 
 
 def test_a_request_with_a_header_key_that_is_not_utf8_is_answered_and_the_worker_lives_on(
