@@ -9,7 +9,7 @@ A step is an infno with optional marks:
     `d`  (fee uploads) resend the previous upload's items, feedetl_sn and all
     `x`  (cancellations) name a settlement that does not exist
 A bare `2601` reverses the request sent just before it. A stay's items go in `batches` 2301
-uploads; a 2301 beyond them (after a 2302, which cancels every item) uploads them all again.
+uploads; a 2301 after a 2302 (which cancels every item) uploads them all again.
 
 The same `VisitSession` drives the Kafka hospitals and the offline oracle, so both send
 byte-identical requests in the same order for the same visit.
@@ -35,8 +35,10 @@ from messages.envelope import Admdvs, FixmedinsCode
 from messages.identity import CERTNO_SYSTEM
 from records.documents import clinical_content, provide_bundle, visit_document
 
-VISITLOG_VERSION = 3  # 3: plans may hold the health-record steps 7001–7004
-READABLE_VERSIONS = frozenset({2, 3})
+#: 3: plans may hold the health-record steps 7001–7004; 4: and 2302 (a stay's fees cancelled,
+#: a 2301 after it uploading every item again)
+VISITLOG_VERSION = 4
+READABLE_VERSIONS = frozenset({2, 3, 4})
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 OUTPATIENT_STEPS = ("1101", "2201", "2204", "2207")
 #: Simulated time between two steps of a visit.
@@ -97,9 +99,17 @@ class Visit(BaseModel):
     steps: list[str] = Field(default_factory=lambda: list(OUTPATIENT_STEPS))
 
     @model_validator(mode="after")
-    def _batches_have_items(self) -> Visit:
+    def _consistent(self) -> Visit:
+        """What the platform would refuse on every request, or a step of a later version,
+        refused as the log is read."""
+        if self.mdtrtarea_admvs != self.fixmedins_code[1:7]:
+            raise ValueError("mdtrtarea_admvs is not the hospital's city (the 6 digits after "
+                             "the H of fixmedins_code): each request would be refused, E3003")
         if self.batches > len(self.items):
             raise ValueError(f"{self.batches} fee batches for {len(self.items)} items")
+        if self.v < 4 and any(parse_step(s)[0] == Infno.INPATIENT_FEE_UPLOAD_CANCEL
+                              for s in self.steps):
+            raise ValueError("a 2302 step is of visit version 4")
         return self
 
     @field_validator("v")
@@ -167,6 +177,7 @@ class VisitSession:
         self._learned: dict[str, Any] = {}
         self._fees: dict[str, int] = {}  # feedetl_sn -> amount, as the platform holds them
         self._uploads = 0
+        self._stay_fees_cancelled = False  # a 2302 took them all: the next 2301 gives them all
         self._last_upload: list[dict[str, Any]] = []
         self._reused: set[str] = set()  # LOINC codes of lab results reused, not repeated
         self._offsets: list[int] | None = None  # seconds from begntime to each step
@@ -273,8 +284,8 @@ class VisitSession:
             if "d" in marks:  # resend the previous upload's items: duplicate feedetl_sn
                 return {"feedetail": self._last_upload}
             self._uploads += 1
-            # a stay's items go in `batches` uploads; one more (after a 2302) uploads them all
-            items = v.items if v.kind == "outpatient" or self._uploads > v.batches \
+            # a stay's items go in `batches` uploads; one after a 2302 uploads them all
+            items = v.items if v.kind == "outpatient" or self._stay_fees_cancelled \
                 else v.items[self._uploads - 1::v.batches]
             self._last_upload = [
                 {"feedetl_sn": f"{self._uploads:02d}{j + 1:04d}", "mdtrt_id": mdtrt_id,
@@ -369,6 +380,7 @@ class VisitSession:
                 self._fees[r["feedetl_sn"]] = r["det_item_fee_sumamt"]
         elif infno in FEE_CANCELLATIONS:  # the simulated hospitals cancel all ("0000")
             self._fees.clear()
+            self._stay_fees_cancelled = infno == Infno.INPATIENT_FEE_UPLOAD_CANCEL
         elif infno in SETTLEMENTS:
             k["setl_id"] = k["last_setl_id"] = out["setlinfo"]["setl_id"]
         elif infno in CANCELLATIONS or (infno == Infno.REVERSAL and out.get("reversed_setl_id")):

@@ -585,6 +585,10 @@ def test_an_interrupted_generate_leaves_no_half_written_log(monkeypatch: pytest.
     # a line of a later version may mean more than this huimin would carry out
     (lambda v: v.update(v=9), "v: Value error, visit version 9: this huimin reads versions"),
     (lambda v: v.update(v="3"), "v: Input should be a valid integer"),
+    (lambda v: v.update(v=3, steps=[*v["steps"], "2302"]), "a 2302 step is of visit version 4"),
+    # another city than the hospital's: the platform refuses every request (E3003)
+    (lambda v: v.update(mdtrtarea_admvs=v["fixmedins_code"][1:5] + "99"),
+     "mdtrtarea_admvs is not the hospital's city"),
 ])
 def test_a_visit_line_that_cannot_be_carried_out_is_refused_with_where_and_why(
         logs: Path, tmp_path: Path, change: Callable[[dict], None], phrase: str):

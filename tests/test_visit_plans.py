@@ -84,7 +84,10 @@ class Run:
         return out
 
     def suspended(self, s: VisitSession) -> bool:
-        return self.world.ref.enrollments[s.visit.certno].insu_stas == SUSPENDED
+        return self.suspended_person(s.visit.certno)
+
+    def suspended_person(self, certno: str) -> bool:
+        return self.world.ref.enrollments[certno].insu_stas == SUSPENDED
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +118,19 @@ def test_a_stay_whose_fees_were_cancelled_settles_every_item_uploaded_again(run:
     for s in corrected:
         total = sum(it.cnt * it.pric for it in s.visit.items)
         assert s.settlement["medfee_sumamt"] == total
+
+
+def test_a_2301_beyond_the_batches_without_a_2302_uploads_its_share_as_before(run: Run) -> None:
+    """Only a 2302 makes the next 2301 upload every item: a version-3 plan with one more 2301
+    than its batches settles what it did before 2302 existed."""
+    stay = next(v for v in run.visits if v.kind == "inpatient" and len(v.items) >= 3
+                and "2302" not in v.steps and not run.suspended_person(v.certno))
+    extra = stay.model_copy(update={"v": 3, "batches": 2, "steps": [
+        "1101", "2401", "2301", "2301", "2301", "2402", "2303", "2304"]})
+    session = Oracle(run.world.ref).run_visit(extra)
+    shares = [it for k in range(3) for it in stay.items[k::2]]
+    assert session.settlement is not None, session.failed
+    assert session.settlement["medfee_sumamt"] == sum(it.cnt * it.pric for it in shares)
 
 
 def test_every_step_marked_as_refused_is_refused_with_its_code(run: Run) -> None:
