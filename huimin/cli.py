@@ -81,6 +81,7 @@ from huimin.run import (
     check_fresh,
     default_out_dir,
     execute,
+    replay_passed,
     run_scenario,
     visit_period,
     write_money_views,
@@ -1416,12 +1417,14 @@ def replay(
                          "not ours, so its statements and ledger are not read)"),
                       markup=False)
     if acc.foreign_dead_letters:  # on a platform of ours, only its own messages can be
-        console.print(("[red]" if bootstrap is None else "[yellow]")
+        console.print(("[red]" if bootstrap is None or acc.foreign_failures else "[yellow]")
                       + f"{acc.foreign_dead_letters:,} dead letters of messages that are not "
                       "requests these hospitals sent (another producer's on the cluster, or the "
-                      "platform's own), outside the sum above: huimin dead-letters lists them.[/]")
-    ok = acc.unaccounted == 0 and not result.timed_out and bad_check.ok and not (
-        bootstrap is None and acc.foreign_dead_letters)
+                      "platform's own), outside the sum above"
+                      + (f"; {acc.foreign_failures:,} of them the platform's failures (E9001/"
+                         "E9002)" if acc.foreign_failures else "")
+                      + ": huimin dead-letters lists them.[/]")
+    ok = replay_passed(acc, bool(result.timed_out), bad_check.ok, own_platform=bootstrap is None)
     raise typer.Exit(interrupt.exit_code if stopped else 0 if ok else 1)
 
 

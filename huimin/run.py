@@ -271,8 +271,11 @@ class Accounting:
     answered_error: int
     dead_lettered: int
     redelivered: int = 0
-    #: dead letters of messages these hospitals did not send (`ours`), outside the sum
+    #: dead letters of messages these hospitals did not send (`ours`), outside the sum, and
+    #: of them the platform's failures (E9001/E9002 on its own messages: a money event, a
+    #: document's registration), which fail a run or replay on any platform
     foreign_dead_letters: int = 0
+    foreign_failures: int = 0
 
     @property
     def unaccounted(self) -> int:
@@ -298,7 +301,7 @@ def account(result: HospitalRunResult, bad: list[BadMessage]) -> Accounting:
     mine = ours(result, bad)
     letters = distinct_dead_letters(result, bad)
     repeats = len(result.dead_letters) - len(letters)
-    foreign = sum(not mine(d) for d in letters)
+    foreign = [d for d in letters if not mine(d)]
     letters = [d for d in letters if mine(d)]
     # a request a role failed on (E9001/E9002) on its way in is answered with the error and
     # dead-lettered too (streams/role.py, `failed`): counted once, as answered
@@ -311,7 +314,16 @@ def account(result: HospitalRunResult, bad: list[BadMessage]) -> Accounting:
     daily = result.daily.sent if result.daily is not None else 0
     return Accounting(sent=result.sent + daily + len(bad), answered_ok=ok, answered_error=error,
                       dead_lettered=len(letters), redelivered=extra + repeats,
-                      foreign_dead_letters=foreign)
+                      foreign_dead_letters=len(foreign),
+                      foreign_failures=sum(d.error_code in ROLE_FAILURES for d in foreign))
+
+
+def replay_passed(acc: Accounting, timed_out: bool, bad_ok: bool, own_platform: bool) -> bool:
+    """Every request answered or dead-lettered, none timed out, the bad requests as
+    expected, and no failure of the platform's; another producer's dead letters only fail
+    a replay on its own platform, where there is none."""
+    return (acc.unaccounted == 0 and not timed_out and bad_ok and not acc.foreign_failures
+            and not (own_platform and acc.foreign_dead_letters))
 
 
 def distinct_dead_letters(result: HospitalRunResult, bad: list[BadMessage]

@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import copy
+from types import SimpleNamespace
 
-from huimin.run import account, check_bad_requests, compare, distinct_dead_letters
+import pytest
+
+from huimin.run import (
+    account,
+    check_bad_requests,
+    compare,
+    distinct_dead_letters,
+    replay_passed,
+)
 from messages.codes import Infno
 from messages.dead_letters import CODE_HEADER, REASON_HEADER, SOURCE_HEADER, describe_dead_letter
 from settlement.oracle import Oracle
@@ -119,6 +128,32 @@ def test_a_bad_requests_redelivered_dead_letter_is_counted_once_and_a_stray_one_
     acc = account(result, bad)
     assert (acc.dead_lettered, acc.redelivered, acc.foreign_dead_letters) == (len(dead), 1, 2)
     assert acc.unaccounted == len(bad) - len(dead)  # the bad requests to be answered
+
+
+def test_a_dead_letter_of_a_daily_reconciliation_is_the_hospitals_own():
+    """A 3201 of the hospitals' daily reconciliation is known by its msgid (answered, or
+    still awaited), not taken for another producer's message."""
+    result = _result({}, [])
+    msgid = "H11010000001202612010900000007"
+    result.daily = SimpleNamespace(msgids={msgid}, sent=1, answered=[])
+    value = (b'{"infno": "3201", "msgid": "%s", "fixmedins_code": "H11010000001"}'
+             % msgid.encode())
+    result.dead_letters = [_letter(b"H11010000001", value, "E9001")]
+    acc = account(result, [])
+    assert (acc.dead_lettered, acc.foreign_dead_letters, acc.unaccounted) == (1, 0, 0)
+
+
+@pytest.mark.parametrize(("code", "own", "passed"), [
+    ("E1001", False, True),  # another producer's garbage on a cluster shared with it
+    ("E1001", True, False),  # on the replay's own platform nobody else writes
+    ("E9001", False, False),  # the platform failed on its own message (a money event, say)
+    ("E9001", True, False)])
+def test_a_replay_fails_on_the_platforms_own_failures_and_on_strays_on_its_own_platform(
+        code: str, own: bool, passed: bool):
+    stray = _letter(None, b'{"setl_id": "S1", "event": "settle"}', code)
+    acc = account(_result({}, [stray]), [])
+    assert (acc.foreign_dead_letters, acc.foreign_failures) == (1, int(code == "E9001"))
+    assert replay_passed(acc, timed_out=False, bad_ok=True, own_platform=own) is passed
 
 
 def test_a_request_a_role_failed_on_is_answered_and_dead_lettered_but_counted_once():
