@@ -131,7 +131,7 @@ class FeeDetail(_Input):
     mdtrt_id: MdtrtId
     psn_no: PsnNo
     chrg_bchno: HospitalId = "1"
-    med_type: OutpatientMedType | InpatientMedType = "11"
+    med_type: OutpatientMedType | InpatientMedType | None = None  # left out: its visit's
     fee_ocur_time: InfTime
     med_list_codg: Annotated[str, StringConstraints(min_length=1, max_length=50,
                                                     pattern=_PLAIN)]

@@ -683,7 +683,7 @@ class TreatmentPlatform:
         for i, item in enumerate(inp.feedetail):
             where = f"input.feedetail[{i}]"
             visit = self._visit(row, item.mdtrt_id, req, kind, item.psn_no, where=where)
-            if "med_type" in item.model_fields_set and item.med_type != visit["med_type"]:
+            if item.med_type is not None and item.med_type != visit["med_type"]:
                 raise Rejected(ErrorCode.WRONG_SEQUENCE, f"{where}.med_type {item.med_type} "
                                f"differs from the registration's {visit['med_type']}")
             if item.feedetl_sn in visit["fees"] or item.feedetl_sn in batch:

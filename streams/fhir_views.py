@@ -144,7 +144,7 @@ class ReadOnlyView(View):
         return self.bytes(orjson.dumps(outcome), content_type=FHIR_JSON, status=405,
                           headers={"Allow": ALLOWED})
 
-    post = put = patch = delete = _refuse_write
+    post = put = patch = delete = search = _refuse_write
 
     async def options(self, request: Any, **_: Any) -> Any:
         return self.bytes(b"", status=204, headers={"Allow": ALLOWED})

@@ -19,6 +19,7 @@ from messages.dead_letters import CODE_HEADER, REASON_HEADER, SOURCE_HEADER, TRU
 from messages.envelope import answerable_msgid, error_answer
 from messages.platform import REPEAT_HEADER, hospital_context, wrap_answer
 from settlement.retention import WINDOW_DAYS
+from settlement.treatment import MAX_REQUEST_BYTES
 from streams import metrics
 from streams.lost_writes import stop_for_lost_write
 
@@ -133,7 +134,9 @@ class RoleRunner:
         """The event being handled, for a log line an operator can follow to the message
         (`huimin trail`, `huimin dead-letters`): topic[partition]@offset, and the msgid of
         the request it carries where one may be shown (never personal data)."""
-        ctx = hospital_context(value, source == topics.HOSP_REQUESTS)
+        # one over what a request may be is dead-lettered unparsed: not parsed for a log line
+        ctx = hospital_context(value, source == topics.HOSP_REQUESTS) \
+            if len(value or b"") <= MAX_REQUEST_BYTES else None
         msgid = ctx["msgid"] if ctx is not None and answerable_msgid(ctx["msgid"]) else ""
         return (self.at or source) + (f", msgid {msgid}" if msgid else "")
 

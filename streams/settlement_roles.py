@@ -18,6 +18,7 @@ from typing import Any
 
 from messages import topics
 from messages.codec import decode, encode, encode_to_keep
+from messages.envelope import answerable_msgid
 from messages.platform import CROSS, hospital_context, wrap_answer, wrap_request
 from messages.signing import Signer
 from messages.trace import INS_IN, NAT_BACK, NAT_IN, TRT_BACK, Trace, received, stamp
@@ -120,8 +121,10 @@ class SettlementRoles:
         sends = self._copies(key, [h for h in due if not h.get("given_up")])
         for held in (h for h in due if h.get("given_up")):
             ctx = hospital_context(held["value"].encode(), is_request=True)
-            log.warning("treatment_requests: a held request was put back %d times and never "
-                        "taken: answered with an error", held["puts"])
+            shown = ctx["msgid"] if ctx is not None and answerable_msgid(ctx["msgid"]) else ""
+            log.warning("treatment_requests: a held request%s was put back %d times and never "
+                        "taken: answered with an error", f" (msgid {shown})" if shown else "",
+                        held["puts"])
             if ctx is not None:
                 sends.append(self.run.to_hospital(held["answer"], ctx, []))
         return sends

@@ -540,6 +540,38 @@ def test_a_request_on_a_visit_for_another_patient_or_insured_place_is_refused(
     ok(c.do(EMP_CERTNO, infno, inp))
 
 
+@pytest.mark.parametrize("infno", ["2302", "2402", "2304", "2305", "2208"])
+def test_a_stays_or_settled_visits_request_for_another_patient_or_insured_place_is_refused(
+        infno: str) -> None:
+    c = Clinic()
+    inpatient = infno != "2208"
+    m = c.admit() if inpatient else c.register()
+    ok(c.upload(m, [("0001", "DA", 1, 100)], infno="2301" if inpatient else "2204"))
+    if infno in ("2304", "2305"):
+        ok(c.do(EMP_CERTNO, "2402", discharge_input(EMP, m, T)))
+    setl_id = ok(c.settle(m, 100, infno="2304" if inpatient else "2207"))["setlinfo"][
+        "setl_id"] if infno in ("2305", "2208") else ""
+    inp = {"2302": {"feedetl_sn": "0000", "mdtrt_id": m, "psn_no": EMP.psn_no},
+           "2402": discharge_input(EMP, m, T), "2304": settle_input(EMP, m, 100, "1", "21"),
+           "2305": settle_cancel_input(EMP, setl_id, m),
+           "2208": settle_cancel_input(EMP, setl_id, m)}[infno]
+    other = ENROLLMENTS[RETIRED_CERTNO]
+    refused(c.do(EMP_CERTNO, infno, {**inp, "psn_no": other.psn_no}), ErrorCode.PERSON_MISMATCH)
+    req = c.request(EMP_CERTNO, infno, inp)
+    req["insuplc_admdvs"] = EMP.insuplc_admdvs[:4] + "99"  # another city of the same province
+    refused(c.send(EMP_CERTNO, req), ErrorCode.INSURED_PLACE_MISMATCH)
+    ok(c.do(EMP_CERTNO, infno, inp))
+
+
+def test_a_registration_naming_another_city_of_the_insured_province_is_refused() -> None:
+    """The insured city, not only its province: 1101 answers it, and the settlement's
+    setlinfo carries it (a city that does not exist was registered and settled)."""
+    c = Clinic()
+    req = c.request(EMP_CERTNO, "2201", register_input(EMP, T))
+    req["insuplc_admdvs"] = EMP.insuplc_admdvs[:4] + "99"
+    refused(c.send(EMP_CERTNO, req), ErrorCode.INSURED_PLACE_MISMATCH)
+
+
 def test_a_fee_item_of_another_medical_type_than_the_visits_is_refused() -> None:
     c = Clinic()
     m = c.register()

@@ -51,11 +51,20 @@ def test_the_files_hold_the_worlds_hospitals_persons_and_catalogues(exported: Pa
                 p["psn_insu_stas"]) == (e.psn_no, e.insutype, e.insuplc_admdvs, e.balance,
                                         e.insu_stas)
         assert p["psn_type"] == ("1102" if e.retired else "1101")
-        assert len(p["filings"].split(";")) == len(e.filings) or not e.filings
+        assert p["filings"] == ";".join(
+            f"{f.fil_type}:{f.province}:{f.begndate}:{f.enddate}" for f in e.filings)
+        assert (p["lives_in"], p["ehr_sharing"]) == (world.away_province.get(certno, ""),
+                                                     e.ehr_sharing)
+    assert any(p["filings"] for p in persons.values())  # the check above saw some
+    assert any(p["lives_in"] for p in persons.values())
     for row in rows(exported, "catalogues.csv"):
-        split = world.ref.catalogues[row["province"]].classify(row["med_list_codg"], 1, 1)
+        catalogue = world.ref.catalogues[row["province"]]
+        split = catalogue.classify(row["med_list_codg"], 1, 1)
         assert (row["chrgitm_lv"], int(row["selfpay_prop_bp"])) == (split.chrgitm_lv,
                                                                    split.selfpay_bp)
+        ceiling = catalogue.entries[row["med_list_codg"]].ceiling
+        assert row["pric_uplmt_amt"] == ("" if ceiling is None else str(ceiling))
+    assert any(row["pric_uplmt_amt"] for row in rows(exported, "catalogues.csv"))
     assert len(rows(exported, "items.csv")) == len(world.items)
     meta = orjson.loads((exported / "world.json").read_bytes())
     assert meta["tag"] == world_tag(world.spec)
