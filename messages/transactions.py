@@ -148,20 +148,21 @@ class FeeUploadInput(_Input):
     feedetail: list[FeeDetail] = Field(min_length=1, max_length=500)
 
 
-class FeeCancelInput(_Input):
-    """2205: cancel the fee details of one upload batch (`chrg_bchno`), or all with "0000"."""
-
+class _FeeCancel(_Input):
     mdtrt_id: MdtrtId
-    chrg_bchno: HospitalId
     psn_no: PsnNo
 
 
-class InpatientFeeCancelInput(_Input):
+class FeeCancelInput(_FeeCancel):
+    """2205: cancel the fee details of one upload batch (`chrg_bchno`), or all with "0000"."""
+
+    chrg_bchno: HospitalId
+
+
+class InpatientFeeCancelInput(_FeeCancel):
     """2302: cancel one fee item of a stay (`feedetl_sn`), or all with "0000" (住院费用明细撤销)."""
 
     feedetl_sn: HospitalId
-    mdtrt_id: MdtrtId
-    psn_no: PsnNo
 
 
 class SettleInput(_Input):
