@@ -150,6 +150,7 @@ def read_visit_log(path: Path) -> tuple[LogHeader, Iterator[Visit]]:
         raise problem
     try:
         head = _header_of(first)
+        version = orjson.loads(first)["huimin_visitlog"]  # one of READABLE_VERSIONS, then
     except (LogFormatError, orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         f.close()
         swapped = first.startswith(b'{"answers":')  # a results file's record (write_records)
@@ -182,6 +183,9 @@ def read_visit_log(path: Path) -> tuple[LogHeader, Iterator[Visit]]:
                     said = re.sub(r" at line \d+ column (\d+)", r" at column \1", first["msg"])
                     raise LogFormatError(f"{path}: line {n} is not a visit: "
                                          f"{where + ': ' if where else ''}{said}") from None
+                if visit.v > version:  # a later huimin's line under an earlier's header
+                    raise LogFormatError(f"{path}: line {n} is a visit of version {visit.v}, "
+                                         f"under a header of version {version}")
                 start = hash(make_msgid(visit.fixmedins_code, visit.begntime, visit.seq))
                 if visit.visit_no in numbers or start in starts:
                     raise LogFormatError(

@@ -20,6 +20,8 @@ from messages.envelope import Day, InfTime, MsgId
 
 #: Upper bound for any amount in fen (1 billion yuan): larger is an input error, not an overflow.
 MAX_FEN = 100_000_000_000
+#: What a fee cancellation (2205, 2302) names to cancel all of a visit's fees.
+ALL_FEES = "0000"
 
 CertType = Literal["01", "02", "03"]  # electronic voucher, ID number, social security card
 Insutype = Literal["310", "390"]
@@ -125,7 +127,8 @@ class DischargeInput(_Input):
 
 
 class FeeDetail(_Input):
-    """One item of a 2204/2301 upload. `det_item_fee_sumamt` must equal `cnt * pric`."""
+    """One item of a 2204/2301 upload. `det_item_fee_sumamt` must equal `cnt * pric`. Its
+    `feedetl_sn` and `chrg_bchno` may not be "0000", which names all of them in 2205/2302."""
 
     feedetl_sn: HospitalId
     mdtrt_id: MdtrtId
@@ -139,6 +142,14 @@ class FeeDetail(_Input):
     det_item_fee_sumamt: Fen
     cnt: Annotated[int, Field(gt=0, le=100_000, strict=True)]
     pric: PositiveFen
+
+    @field_validator("feedetl_sn", "chrg_bchno")
+    @classmethod
+    def _not_all(cls, value: str) -> str:
+        if value == ALL_FEES:
+            raise ValueError(f"{ALL_FEES} names all of a visit's fees in a cancellation "
+                             "(2205, 2302): not one item's or batch's")
+        return value
 
 
 class FeeUploadInput(_Input):
@@ -271,7 +282,7 @@ class EhrFindInput(_Input):
         if value is None:
             return None
         system, bar, code = value.rpartition("|")
-        if bar and system not in ("", LOINC_SYSTEM):
+        if bar and system != LOINC_SYSTEM:  # `|code` is a code of no system: none is one
             raise ValueError(f"a document type is a LOINC code, or {LOINC_SYSTEM}|<code>")
         if not re.fullmatch(r"[A-Za-z0-9.\-]{1,64}", code):
             raise ValueError("a document type's code is 1–64 letters, digits, '.' or '-'")

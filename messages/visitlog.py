@@ -9,7 +9,7 @@ A step is an infno with optional marks:
     `d`  (fee uploads) resend the previous upload's items, feedetl_sn and all
     `x`  (cancellations) name a settlement that does not exist
 A bare `2601` reverses the request sent just before it. A stay's items go in `batches` 2301
-uploads; a 2301 after a 2302 (which cancels every item) uploads them all again.
+uploads; the 2301 after a 2302 (which cancels every item) uploads them all again.
 
 The same `VisitSession` drives the Kafka hospitals and the offline oracle, so both send
 byte-identical requests in the same order for the same visit.
@@ -107,9 +107,11 @@ class Visit(BaseModel):
                              "the H of fixmedins_code): each request would be refused, E3003")
         if self.batches > len(self.items):
             raise ValueError(f"{self.batches} fee batches for {len(self.items)} items")
-        if self.v < 4 and any(parse_step(s)[0] == Infno.INPATIENT_FEE_UPLOAD_CANCEL
-                              for s in self.steps):
+        infnos = {parse_step(s)[0] for s in self.steps}
+        if self.v < 4 and Infno.INPATIENT_FEE_UPLOAD_CANCEL in infnos:
             raise ValueError("a 2302 step is of visit version 4")
+        if self.v < 3 and infnos & EHR:
+            raise ValueError("a health-record step (7001–7004) is of visit version 3")
         return self
 
     @field_validator("v")
@@ -284,9 +286,10 @@ class VisitSession:
             if "d" in marks:  # resend the previous upload's items: duplicate feedetl_sn
                 return {"feedetail": self._last_upload}
             self._uploads += 1
-            # a stay's items go in `batches` uploads; one after a 2302 uploads them all
+            # a stay's items go in `batches` uploads; the one after a 2302 uploads them all
             items = v.items if v.kind == "outpatient" or self._stay_fees_cancelled \
                 else v.items[self._uploads - 1::v.batches]
+            self._stay_fees_cancelled = False
             self._last_upload = [
                 {"feedetl_sn": f"{self._uploads:02d}{j + 1:04d}", "mdtrt_id": mdtrt_id,
                  "psn_no": psn_no, "chrg_bchno": str(self._uploads), "med_type": v.med_type,

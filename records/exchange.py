@@ -160,6 +160,7 @@ class IndexRow:
 @dataclass(frozen=True, slots=True)
 class EhrAnswer:
     answer: dict[str, Any]
+    repeat: bool = False  # the msgid's first answer, given again
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,7 +278,8 @@ class ProvincialGateway:
             # goes again, since a crash may have kept this row and lost it (the index takes
             # a registration twice as once)
             register = _registration(doc_id, stored["province"], kept)
-            return [EhrAnswer(_publish_answer(msgid, doc_id)), ToNational(register)], None
+            return [EhrAnswer(_publish_answer(msgid, doc_id), repeat=True),
+                    ToNational(register)], None
         held = {"province": province, "docref": docref, "content": pack_document(content)}
         labs = _labs(content, province, doc_id)
         # what publishes alone change, so that the oracle and the platform refuse alike
@@ -443,6 +445,11 @@ class SourceRepositories:
     def __init__(self, ref: ReferenceData) -> None:
         self.ref = ref
 
+    @staticmethod
+    def published_under(certno: str, msgid: str, row: RecordsRow) -> bool:
+        """Whether `msgid` published a document of the person's (its first answer, then)."""
+        return uid(msgid, certno, "docref") in row.docs
+
     def audit_of(self, row: RecordsRow, msgid: str) -> list[dict[str, Any]]:
         """The AuditEvents the row keeps of one query (one a source province asked): what a
         redelivered query writes to the trail again, in case the first writes were lost."""
@@ -465,7 +472,8 @@ class SourceRepositories:
         # lets through finds its answer here
         forget_answers(row.answers, day_cutoff(req["inf_time"]))
         forget_answers(row.waiting, day_cutoff(req["inf_time"]))
-        if (published := uid(req["msgid"], certno, "docref")) in row.docs:
+        if self.published_under(certno, req["msgid"], row):
+            published = uid(req["msgid"], certno, "docref")
             # the msgid published a document of the person's: its first answer, whatever
             # this asks (DOMAIN.md §4), nothing read and nothing audited
             return _publish_answer(req["msgid"], published), row

@@ -38,7 +38,7 @@ from messages.envelope import (
 from messages.identity import CERTNO_SYSTEM, is_valid_certno, mask_key, shown_id
 from messages.platform import CROSS, LOCAL, infno_text
 from messages.signing import Signer
-from messages.transactions import INPUT_MODELS, PATTERNS_IN_WORDS
+from messages.transactions import ALL_FEES, INPUT_MODELS, PATTERNS_IN_WORDS
 from settlement.catalogue import FeeTotals, ItemSplit
 from settlement.ids import mdtrt_id_for, sign_no_for
 from settlement.reference import Hospital, ReferenceData, agency_code, is_agency_code
@@ -58,7 +58,6 @@ OUTPATIENT, INPATIENT = "outpatient", "inpatient"
 OPEN, DISCHARGED, CANCELLED, REVERSED = "open", "discharged", "cancelled", "reversed"
 #: The transactions that close a visit without money, reversible by 2601: what each leaves.
 CLOSINGS = {Infno.OUTPATIENT_REGISTER_CANCEL: CANCELLED, Infno.INPATIENT_DISCHARGE: DISCHARGED}
-ALL_BATCHES = "0000"
 #: What an insured-place answer's output holds (settlement/insured.py): a settlement, a
 #: pre-settlement or a cancellation, a person's information, the accumulators. An answer
 #: this row keeps with none of them was made by the treatment side itself.
@@ -719,7 +718,7 @@ class TreatmentPlatform:
         visit = self._visit(row, inp.mdtrt_id, req, INPATIENT if inpatient else OUTPATIENT,
                             inp.psn_no)
         chosen = inp.feedetl_sn if inpatient else inp.chrg_bchno
-        doomed = [sn for sn, f in visit["fees"].items() if chosen == ALL_BATCHES
+        doomed = [sn for sn, f in visit["fees"].items() if chosen == ALL_FEES
                   or chosen == (sn if inpatient else f["chrg_bchno"])]
         if not doomed:
             raise Rejected(ErrorCode.NO_FEES, f"visit {inp.mdtrt_id} has no fees "

@@ -51,12 +51,13 @@ def item_rows(world: World) -> Iterator[tuple[Any, ...]]:
 
 def catalogue_rows(world: World) -> Iterator[tuple[Any, ...]]:
     """Each province's class of each item it lists (an item it does not list is self-paid,
-    chrgitm_lv 03, as class C is), its price ceiling and class-B self-pay share in force."""
+    chrgitm_lv 03, as class C is), and the price ceiling and class-B self-pay share that
+    apply to it (none to class C, wholly self-paid)."""
     for province, catalogue in sorted(world.ref.catalogues.items()):
-        for code, entry in sorted(catalogue.entries.items()):
+        for code in sorted(catalogue.entries):
             split = catalogue.classify(code, 1, 1)
-            yield (province, code, split.chrgitm_lv, "" if entry.ceiling is None
-                   else entry.ceiling, split.selfpay_bp)
+            yield (province, code, split.chrgitm_lv, "" if split.pric_uplmt_amt is None
+                   else split.pric_uplmt_amt, split.selfpay_bp)
 
 
 ROWS = {"hospitals.csv": hospital_rows, "persons.csv": person_rows, "items.csv": item_rows,

@@ -54,7 +54,8 @@ class RecordRoles:
                                           repeat=True)
             self.run.put(self.w.ehr_records, key, encode_to_keep(row.to_dict()))
             self.run.later(metrics.EHR_PUBLISHED.labels(province_of(req["mdtrtarea_admvs"])).inc)
-        return [self.run.to_hospital(step.answer, ctx, trace) if isinstance(step, EhrAnswer)
+        return [self.run.to_hospital(step.answer, ctx, trace, repeat=step.repeat)
+                if isinstance(step, EhrAnswer)
                 else send(self.w.ehr_national, key,
                           encode({**step.msg, "ctx": ctx, "trace": trace}))
                 for step in steps] + released
@@ -86,7 +87,10 @@ class RecordRoles:
         trace = stamp(msg["trace"], INS_IN)
         row = self.records_row(key)
         msgid = msg["req"]["msgid"]
-        audited, repeated, waited = row.audited, msgid in row.answers, msgid in row.waiting
+        # answered before: a query's answer kept, or a publish's under its msgid
+        audited, waited = row.audited, msgid in row.waiting
+        repeated = msgid in row.answers or self.sources.published_under(
+            key.decode() if key else "", msgid, row)
         answer, row = self.sources.handle(key.decode() if key else "", msg, row)
         if repeated and answer is not None:  # a duplicate or a redelivery changes nothing
             # and counts once; its AuditEvents go to the trail again, as the first writes

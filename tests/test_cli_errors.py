@@ -494,6 +494,17 @@ def test_clearing_of_a_month_that_is_not_one_or_has_no_settlements_is_bad_input(
             "No settlements in 1999-01; months with some:")
 
 
+def test_a_visit_of_a_later_version_than_its_header_is_refused(logs: Path, tmp_path: Path):
+    """A version-4 line (a 2302 in it, say) under a version-2 header: the log is of a huimin
+    that did not know it."""
+    lines = (logs / "a.jsonl").read_bytes().splitlines(True)
+    header = orjson.loads(lines[0])
+    older = tmp_path / "older.jsonl"
+    older.write_bytes(orjson.dumps({**header, "huimin_visitlog": 2}) + b"\n" + b"".join(lines[1:]))
+    refused(huimin("verify", str(older), str(logs / "a.expected.jsonl")),
+            "line 2 is a visit of version 4, under a header of version 2")
+
+
 def test_an_empty_visit_log_is_said_to_be_empty(tmp_path: Path):
     empty = tmp_path / "empty.jsonl"
     empty.write_bytes(b"")
@@ -586,6 +597,7 @@ def test_an_interrupted_generate_leaves_no_half_written_log(monkeypatch: pytest.
     (lambda v: v.update(v=9), "v: Value error, visit version 9: this huimin reads versions"),
     (lambda v: v.update(v="3"), "v: Input should be a valid integer"),
     (lambda v: v.update(v=3, steps=[*v["steps"], "2302"]), "a 2302 step is of visit version 4"),
+    (lambda v: v.update(v=2, steps=[*v["steps"], "7002"]), "a health-record step (7001–7004)"),
     # another city than the hospital's: the platform refuses every request (E3003)
     (lambda v: v.update(mdtrtarea_admvs=v["fixmedins_code"][1:5] + "99"),
      "mdtrtarea_admvs is not the hospital's city"),

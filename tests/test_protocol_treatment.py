@@ -584,6 +584,17 @@ def test_a_fee_item_of_another_medical_type_than_the_visits_is_refused() -> None
     ok(c.do(EMP_CERTNO, "2204", item))
 
 
+@pytest.mark.parametrize("field", ["feedetl_sn", "chrg_bchno"])
+def test_a_fee_item_named_0000_is_refused_as_0000_cancels_them_all(field: str) -> None:
+    """A 2302 of feedetl_sn 0000 meant for that one item cancelled every item of the stay."""
+    c = Clinic()
+    m = c.admit()
+    upload = fee_input(EMP, m, T, [("0001", "DA", 1, 100)], med_type="21")
+    upload["feedetail"][0][field] = "0000"
+    msg = refused(c.do(EMP_CERTNO, "2301", upload), ErrorCode.SCHEMA_VIOLATION)
+    assert f"input.feedetail.0.{field}" in msg and "0000 names all" in msg
+
+
 def test_a_discharge_dated_after_its_request_is_refused() -> None:
     c = Clinic()
     m = c.admit()
