@@ -100,10 +100,12 @@ from settlement.retention import WINDOW_DAYS
 from simulators.bad_messages import MAX_BAD_PER_KIND, BadMessage, generate_bad_messages
 from simulators.faults import FaultPlan, FaultPlanError
 from simulators.hospital import (
+    SIGNATURE_REFUSALS,
     HospitalRunResult,
     OnProgress,
     PlatformOfAnotherWorld,
     PlatformSilent,
+    SignaturesRefused,
 )
 from simulators.hospital_metrics import HOSPITAL_REGISTRY
 from simulators.interrupt import GentleInterrupt
@@ -128,7 +130,7 @@ from streams.broker import (
 from streams.config import FETCH_WAIT_MS, KAFKA_FETCH_WAIT_MS, LINGER_MS, STORES, WorkerConfig
 from streams.dead_letters import TopicMissing, read_dead_letters
 from streams.kafka_broker import KAFKA_VERSION, ApacheKafkaBroker
-from streams.security import PASSWORD_ENV, ClusterSecurity
+from streams.security import PASSWORD_ENV, SECRET_ENV, ClusterSecurity
 from streams.spare import max_poll_interval_s
 from streams.table_files import DataFolderInUse
 from streams.topics import (
@@ -163,7 +165,7 @@ def error_message(exc: BaseException, bootstrap: str | None = None) -> str | Non
     opened, a cluster that cannot be reached); None for anything else: a bug, left to raise
     with its traceback."""
     if isinstance(exc, UsedCluster | TopicsUnfit | TopicsRefused | PlatformNotServing
-                  | PlatformSilent | PlatformOfAnotherWorld):
+                  | PlatformSilent | PlatformOfAnotherWorld | SignaturesRefused):
         return str(exc)
     if isinstance(exc, UNREACHABLE):
         where = f"the cluster at {bootstrap}" if bootstrap else "the Kafka cluster"
@@ -187,7 +189,7 @@ def _clear_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return command(*args, **kwargs)
         except (OSError, UsedCluster, TopicsUnfit, TopicsRefused, PlatformNotServing,
-                PlatformSilent, PlatformOfAnotherWorld, *UNREACHABLE) as exc:
+                PlatformSilent, PlatformOfAnotherWorld, SignaturesRefused, *UNREACHABLE) as exc:
             message = error_message(exc, kwargs.get("bootstrap") or os.environ.get(BOOTSTRAP_ENV))
             if message is None:
                 raise
@@ -1070,6 +1072,10 @@ def publish(
         console.print(f"{published:,} of {len(paths):,} files published by "
                       f"{sender.fixmedins_code} ({sender.admdvs})"
                       + (f"; {len(paths) - published:,} not" if published < len(paths) else ""))
+        if any(r.code in SIGNATURE_REFUSALS for r in results):
+            console.print(f"[yellow]The platform refused the signatures: give this command "
+                          f"the workers' secret ({SECRET_ENV}; unset, both use the development "
+                          "secret).[/]")
     raise typer.Exit(0 if published == len(paths) else 1)
 
 
@@ -1366,7 +1372,7 @@ def replay(
                              markup=False, highlight=False)
             raise typer.Exit(interrupt.exit_code) from None
         result, stopped, trail, kills = written[0], True, None, None
-    stopper = "SIGTERM" if interrupt.terminated else "Ctrl-C"
+    stopper = interrupt.stopper
     if stopped and not result.period_closed:
         _report_interrupted(result, len(visits), bad, results, stopper)
         raise typer.Exit(interrupt.exit_code)

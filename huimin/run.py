@@ -615,7 +615,7 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
             result = fleet.run(visits, arrivals, bad, on_progress, events=events,
                                stop_requested=stop.was_requested)
             if result.interrupted:
-                on_stage("stopped by Ctrl-C: writing the answers received")
+                on_stage(f"stopped by {stop.stopper}: writing the answers received")
             on_visits_over(result)
         result.interrupted = result.interrupted or stop.requested  # while they were written
         trail = None

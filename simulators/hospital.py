@@ -37,7 +37,7 @@ from streams.metrics import route_label
 from streams.offset_gaps import GapCounts, GapGuard
 from streams.partition_ends import true_ends
 from streams.partitioner import KeyPartitioner
-from streams.security import configured_secret
+from streams.security import SECRET_ENV, configured_secret
 
 log = logging.getLogger("huimin.hospitals")
 
@@ -71,6 +71,15 @@ class PlatformOfAnotherWorld(RuntimeError):
     """The platform answering settles by another world than the visits were made in (its
     workers' `--seed`, `--persons` or `--policy`), or its workers disagree among themselves:
     every answer would differ from the oracle's, so nothing is sent."""
+
+
+class SignaturesRefused(RuntimeError):
+    """The platform refuses the hospitals' signatures (E6001/E6002 to their sign-in): its
+    workers check them with another secret, so every request would be refused."""
+
+
+#: What a sign-in refused for its signature is answered with.
+SIGNATURE_REFUSALS = frozenset({"E6001", "E6002"})
 
 
 def other_world(ours: str, theirs: set[str]) -> str:
@@ -416,7 +425,8 @@ class HospitalFleet:
         """9001 for every hospital; returns seconds until all were answered (the platform is
         up). Raises PlatformSilent if the platform does not answer, and
         PlatformOfAnotherWorld if an answer names a world other than `world`
-        (`simulators.world.world_tag`; a worker of a version before it names none)."""
+        (`simulators.world.world_tag`; a worker of a version before it names none), and
+        SignaturesRefused if the platform refuses their signatures."""
         start = time.monotonic()
         worlds: set[str] = set()
         waiting: dict[str, Hospital] = {}
@@ -436,7 +446,14 @@ class HospitalFleet:
                     f"{timeout_s:.0f} s: is a huimin worker running on this cluster, on topics "
                     "made by `huimin topics`? (Its log says why not.)")
             for msg in self._poll(100, worlds):
-                waiting.pop(msg.get("ans", {}).get("inf_refmsgid", ""), None)
+                ans = msg.get("ans", {})
+                if waiting.pop(ans.get("inf_refmsgid", ""), None) is not None and \
+                        ans.get("err_code") in SIGNATURE_REFUSALS:
+                    raise SignaturesRefused(
+                        f"the platform refused the hospitals' signatures ({ans['err_code']} to "
+                        f"their sign-in): its workers check them with another secret. Give "
+                        f"these hospitals the workers' secret ({SECRET_ENV}; unset, both use "
+                        "the development secret); no visit was sent")
             if world is not None and worlds - {world}:
                 raise PlatformOfAnotherWorld(other_world(world, worlds))
         return time.monotonic() - start

@@ -65,6 +65,11 @@ class GentleInterrupt:
             self._armed = False
 
     @property
+    def stopper(self) -> str:
+        """What stopped it, as a person reads it."""
+        return "SIGTERM" if self.terminated else "Ctrl-C"
+
+    @property
     def exit_code(self) -> int:
         """A stopped command's: 143 after a SIGTERM, 130 after Ctrl-C."""
         return 143 if self.terminated else 130

@@ -22,6 +22,7 @@ from settlement.retention import WINDOW_DAYS
 from settlement.treatment import MAX_REQUEST_BYTES
 from streams import metrics
 from streams.lost_writes import stop_for_lost_write
+from streams.partitioner import key_partition
 
 log = logging.getLogger("huimin.streams")
 
@@ -121,6 +122,7 @@ class RoleRunner:
         self.writes: list[Write] = []
         self.effects: list[Callable[[], object]] = []
         self.at = ""  # the event being handled, as topic[partition]@offset (`where`)
+        self.partition = -1  # and its partition (-1: none being handled)
 
     def put(self, table: Any, key: bytes | None, value: bytes) -> None:
         """A table write, made only once the event's handler has returned and what it would
@@ -139,6 +141,15 @@ class RoleRunner:
             if len(value or b"") <= MAX_REQUEST_BYTES else None
         msgid = ctx["msgid"] if ctx is not None and answerable_msgid(ctx["msgid"]) else ""
         return (self.at or source) + (f", msgid {msgid}" if msgid else "")
+
+    def misplaced(self, key: bytes) -> int | None:
+        """The partition `key` belongs on, if the event at hand is on another: a client that
+        places keys otherwise than murmur2 (librdkafka's default, crc32) would have a person
+        decided on a partition that does not hold their rows."""
+        if self.partition < 0:
+            return None
+        mine = key_partition(key, self.app.conf.topic_partitions)
+        return mine if mine != self.partition else None
 
     def later(self, effect: Callable[[], object]) -> None:
         """A metric update, made with the event's writes: a refused event counts only what
@@ -226,7 +237,8 @@ class RoleRunner:
                 started = time.thread_time()
                 writes.clear()
                 effects.clear()
-                self.at = f"{source_topic}[{event.message.partition}]@{event.message.offset}"
+                self.partition = event.message.partition
+                self.at = f"{source_topic}[{self.partition}]@{event.message.offset}"
                 frames = ""
                 try:
                     sends = handler(event.key, event.value, _headers(event.headers),

@@ -18,7 +18,8 @@ from typing import Any
 
 from messages import topics
 from messages.codec import decode, encode, encode_to_keep
-from messages.envelope import answerable_msgid
+from messages.codes import ErrorCode
+from messages.envelope import answerable_msgid, error_answer
 from messages.platform import CROSS, hospital_context, wrap_answer, wrap_request
 from messages.signing import Signer
 from messages.trace import INS_IN, NAT_BACK, NAT_IN, TRT_BACK, Trace, received, stamp
@@ -72,6 +73,8 @@ class SettlementRoles:
             log.warning("refused a request from %s: %s (%s)", refusal.ctx["fixmedins_code"],
                         refusal.answer["err_code"], run.where(value, topics.HOSP_REQUESTS))
             return [run.to_hospital(refusal.answer, refusal.ctx, trace)]
+        if key and (belongs := run.misplaced(key)) is not None:
+            return self._misplaced(key, value, belongs, trace)
         cur = stored(self.w.trt_rows, key) if key else None
         before = TreatmentRow.from_dict(decode(cur)) if cur else None
         outcome, row = self.treatment.handle_request(
@@ -111,6 +114,24 @@ class SettlementRoles:
         assert isinstance(outcome, DeadLetter)
         return [run.dead_letter(key, value, outcome.error_code.value, outcome.reason,
                                 topics.HOSP_REQUESTS)]
+
+    def _misplaced(self, key: bytes, value: bytes | None, belongs: int, trace: Trace
+                   ) -> list[Send]:
+        """A request on another partition of hosp.requests than its key's: refused before any
+        row is read (its person's rows are kept on its key's partition), E1002, saying how
+        keys are placed."""
+        run = self.run
+        reason = (f"the request is on partition {run.partition} of {topics.HOSP_REQUESTS}, its "
+                  f"key's is {belongs}: place a key as Kafka's Java client does (murmur2 of the "
+                  "key's bytes, modulo the partitions), as the person's rows are kept there")
+        log.warning("treatment_requests: a request on another partition than its key's (%s)",
+                    run.where(value, topics.HOSP_REQUESTS))
+        ctx = hospital_context(value, is_request=True)
+        if ctx is None or not answerable_msgid(ctx["msgid"]):
+            return [run.dead_letter(key, value, ErrorCode.SCHEMA_VIOLATION.value, reason,
+                                    topics.HOSP_REQUESTS)]
+        return [run.to_hospital(error_answer(ctx["msgid"], ErrorCode.SCHEMA_VIOLATION, reason),
+                                ctx, trace)]
 
     def _put_back(self, key: bytes | None, row: TreatmentRow | None) -> list[Send]:
         """The held requests due again (`TreatmentRow.due`, which marks them in the row: so

@@ -47,6 +47,7 @@ from simulators.hospital import HospitalFleet
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import WorldSpec, build_world, world_tag
 from streams.broker import broker, free_port
+from streams.partitioner import key_partition
 from tests.conftest import FHIR_DATA, huimin_command, processes_mentioning
 from tests.handmade import fee_input, register_input, request, settle_input
 
@@ -204,6 +205,35 @@ def test_a_duplicate_is_answered_and_counted_but_its_answer_is_not_timed(platfor
     reader.close()
     assert [dict(r.headers).get("huimin-repeat") for r in mine] == [None, b"1"]
     assert orjson.loads(mine[0].value)["ans"] == orjson.loads(mine[1].value)["ans"]
+
+
+def test_a_request_on_another_partition_than_its_keys_is_refused_saying_how_keys_go(
+        platform_and_fleet):
+    """A client placing keys as librdkafka does (crc32), not as Kafka's Java client
+    (murmur2): its request would be decided without its person's rows, kept on the key's
+    partition. Refused E1002, nothing read or written, saying how to place keys."""
+    fleet, _ = platform_and_fleet
+    certno = sorted(WORLD.ref.enrollments)[5]
+    hospital = min(WORLD.ref.hospitals.values(), key=lambda h: h.fixmedins_code)
+    inf_time = "2026-12-02 09:30:00"
+    msgid = make_msgid(hospital.fixmedins_code, inf_time, 77)
+    value = orjson.dumps({"infno": "1101", "msgid": msgid, "mdtrtarea_admvs": hospital.admdvs,
+                          "insuplc_admdvs": "", "fixmedins_code": hospital.fixmedins_code,
+                          "inf_time": inf_time, "input": {
+                              "mdtrt_cert_type": "02", "mdtrt_cert_no": certno,
+                              "begntime": inf_time, "psn_cert_type": "01", "certno": certno}})
+    key = certno.encode()
+    wrong = (key_partition(key, 4) + 1) % 4
+    fleet.producer.send(HOSP_REQUESTS, key=key, value=value, partition=wrong,
+                        headers=fleet.signer.headers(hospital.fixmedins_code, key, value))
+    fleet.producer.flush()
+    deadline, answer = time.monotonic() + 60, None
+    while answer is None and time.monotonic() < deadline:
+        answer = next((m["ans"] for m in fleet._poll(200)
+                       if m["ans"]["inf_refmsgid"] == msgid), None)
+    assert answer is not None and answer["err_code"] == "E1002", answer
+    assert f"its key's is {key_partition(key, 4)}" in answer["err_msg"]
+    assert "murmur2" in answer["err_msg"] and certno not in answer["err_msg"]
 
 
 def test_a_request_with_a_header_key_that_is_not_utf8_is_answered_and_the_worker_lives_on(

@@ -4,6 +4,7 @@ one already running on some cluster), `huimin verify` gives a verdict a CI can r
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -15,6 +16,7 @@ import pytest
 
 from simulators.world import WorldSpec
 from streams.broker import EmbeddedBroker
+from streams.security import SECRET_ENV
 from tests.conftest import interrupt_huimin, run_huimin
 
 pytestmark = pytest.mark.e2e
@@ -108,8 +110,16 @@ def test_replay_against_a_platform_already_running_on_a_cluster(tmp_path):
         # visits of another world (seed 8) are refused at the sign-in, before any is sent
         elsewhere = huimin("replay", "other.jsonl", "--speed", "2000000", "--bootstrap",
                            b.bootstrap, "--results", "other-results.jsonl", cwd=tmp_path)
+        # hospitals signing with another secret than the workers' are refused at the sign-in
+        # too (they sent every visit, each refused E6002, and exited 0)
+        forged = run_huimin(["replay", "v.jsonl", "--speed", "2000000", "--bootstrap",
+                             b.bootstrap, "--results", "forged.jsonl"], timeout=300,
+                            cwd=tmp_path, env={**os.environ, SECRET_ENV: "not the workers'"})
         proc = huimin("replay", "v.jsonl", "--speed", "2000000", "--bootstrap", b.bootstrap,
                       "--results", "r.jsonl", cwd=tmp_path)
+    assert forged.returncode == 2, forged.stdout + forged.stderr
+    assert "refused the hospitals' signatures (E6002" in " ".join(forged.stderr.split())
+    assert not (tmp_path / "forged.jsonl").exists()
     assert elsewhere.returncode == 2, elsewhere.stdout + elsewhere.stderr
     assert "Traceback" not in elsewhere.stderr
     said = " ".join(elsewhere.stderr.split())
