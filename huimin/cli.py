@@ -106,6 +106,7 @@ from simulators.hospital import (
     PlatformOfAnotherWorld,
     PlatformSilent,
     SignaturesRefused,
+    signatures_refused,
 )
 from simulators.hospital_metrics import HOSPITAL_REGISTRY
 from simulators.interrupt import GentleInterrupt
@@ -130,7 +131,7 @@ from streams.broker import (
 from streams.config import FETCH_WAIT_MS, KAFKA_FETCH_WAIT_MS, LINGER_MS, STORES, WorkerConfig
 from streams.dead_letters import TopicMissing, read_dead_letters
 from streams.kafka_broker import KAFKA_VERSION, ApacheKafkaBroker
-from streams.security import PASSWORD_ENV, SECRET_ENV, ClusterSecurity
+from streams.security import PASSWORD_ENV, ClusterSecurity
 from streams.spare import max_poll_interval_s
 from streams.table_files import DataFolderInUse
 from streams.topics import (
@@ -1072,10 +1073,9 @@ def publish(
         console.print(f"{published:,} of {len(paths):,} files published by "
                       f"{sender.fixmedins_code} ({sender.admdvs})"
                       + (f"; {len(paths) - published:,} not" if published < len(paths) else ""))
-        if any(r.code in SIGNATURE_REFUSALS for r in results):
-            console.print(f"[yellow]The platform refused the signatures: give this command "
-                          f"the workers' secret ({SECRET_ENV}; unset, both use the development "
-                          "secret).[/]")
+        if refused := next((r.code for r in results if r.code in SIGNATURE_REFUSALS), None):
+            said = signatures_refused(refused).removesuffix("; no visit was sent")
+            console.print(f"[yellow]{escape(said)}.[/]")
     raise typer.Exit(0 if published == len(paths) else 1)
 
 

@@ -183,7 +183,8 @@ def read_visit_log(path: Path) -> tuple[LogHeader, Iterator[Visit]]:
                     said = re.sub(r" at line \d+ column (\d+)", r" at column \1", first["msg"])
                     raise LogFormatError(f"{path}: line {n} is not a visit: "
                                          f"{where + ': ' if where else ''}{said}") from None
-                if visit.v > version:  # a later huimin's line under an earlier's header
+                if "v" in visit.model_fields_set and visit.v > version:  # a later huimin's
+                    # line under an earlier's header (one without `v` is of its header's)
                     raise LogFormatError(f"{path}: line {n} is a visit of version {visit.v}, "
                                          f"under a header of version {version}")
                 start = hash(make_msgid(visit.fixmedins_code, visit.begntime, visit.seq))

@@ -107,12 +107,31 @@ class Visit(BaseModel):
                              "the H of fixmedins_code): each request would be refused, E3003")
         if self.batches > len(self.items):
             raise ValueError(f"{self.batches} fee batches for {len(self.items)} items")
+        self._each_upload_has_items()
         infnos = {parse_step(s)[0] for s in self.steps}
         if self.v < 4 and Infno.INPATIENT_FEE_UPLOAD_CANCEL in infnos:
             raise ValueError("a 2302 step is of visit version 4")
         if self.v < 3 and infnos & EHR:
             raise ValueError("a health-record step (7001–7004) is of visit version 3")
         return self
+
+    def _each_upload_has_items(self) -> None:
+        """A stay's n-th 2301 uploads its n-th share of the items (`VisitSession`), the one
+        after a 2302 all of them: a 2301 whose share is empty would be refused (E1002)."""
+        if self.kind != "inpatient":
+            return
+        uploads, cancelled = 0, False
+        for n, step in enumerate(self.steps):
+            infno, marks = parse_step(step)
+            if infno == Infno.INPATIENT_FEE_UPLOAD and "d" not in marks:
+                uploads += 1
+                if not cancelled and uploads - 1 >= len(self.items):
+                    raise ValueError(f"step {n}: a 2301 with no item left to upload (the "
+                                     f"stay's {len(self.items)} items go in {self.batches} "
+                                     "uploads; one after a 2302 uploads them all)")
+                cancelled = False
+            elif infno == Infno.INPATIENT_FEE_UPLOAD_CANCEL:
+                cancelled = True
 
     @field_validator("v")
     @classmethod

@@ -357,7 +357,7 @@ class TreatmentPlatform:
             req = _validate(Request, data)
         except Rejected as exc:
             msgid, code = data.get("msgid"), data.get("fixmedins_code")
-            if answerable_msgid(msgid) and isinstance(code, str) and self._known_sender(code):
+            if answerable_msgid(msgid) and isinstance(code, str) and self.known_sender(code):
                 ctx = {"infno": infno_text(data.get("infno")), "msgid": msgid,
                        "fixmedins_code": code}
                 return Reply(error_answer(msgid, exc.code, str(exc)), ctx), None
@@ -440,7 +440,7 @@ class TreatmentPlatform:
         except MalformedMessage:
             return None
         code, msgid = data.get("fixmedins_code"), data.get("msgid")
-        if not (isinstance(code, str) and answerable_msgid(msgid) and self._known_sender(code)):
+        if not (isinstance(code, str) and answerable_msgid(msgid) and self.known_sender(code)):
             return None
         problem = signer.check(code, headers, key, raw or b"")
         if problem is None:
@@ -448,7 +448,7 @@ class TreatmentPlatform:
         ctx = {"infno": infno_text(data.get("infno")), "msgid": msgid, "fixmedins_code": code}
         return Reply(error_answer(msgid, problem[0], problem[1]), ctx)
 
-    def _known_sender(self, code: str) -> bool:
+    def known_sender(self, code: str) -> bool:
         return code in self.ref.hospitals or (is_agency_code(code) and
                                               code[1:7] in self.ref.provinces)
 

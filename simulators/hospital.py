@@ -82,6 +82,17 @@ class SignaturesRefused(RuntimeError):
 SIGNATURE_REFUSALS = frozenset({"E6001", "E6002"})
 
 
+def signatures_refused(code: str) -> str:
+    """What to tell a person whose hospitals' signatures the platform refused with `code`."""
+    if code == "E6001":  # the headers never reached it: something between strips them
+        return ("the platform received the hospitals' sign-in without its signature headers "
+                "(E6001): something between them and the cluster drops Kafka headers; no "
+                "visit was sent")
+    return (f"the platform refused the hospitals' signatures ({code} to their sign-in): its "
+            f"workers check them with another secret. Give these hospitals the workers' secret "
+            f"({SECRET_ENV}; unset, both use the development secret); no visit was sent")
+
+
 def other_world(ours: str, theirs: set[str]) -> str:
     """What to tell a person whose visits were made for `ours` when workers answered for
     `theirs`: which options differ, and what to do."""
@@ -449,11 +460,7 @@ class HospitalFleet:
                 ans = msg.get("ans", {})
                 if waiting.pop(ans.get("inf_refmsgid", ""), None) is not None and \
                         ans.get("err_code") in SIGNATURE_REFUSALS:
-                    raise SignaturesRefused(
-                        f"the platform refused the hospitals' signatures ({ans['err_code']} to "
-                        f"their sign-in): its workers check them with another secret. Give "
-                        f"these hospitals the workers' secret ({SECRET_ENV}; unset, both use "
-                        "the development secret); no visit was sent")
+                    raise SignaturesRefused(signatures_refused(ans["err_code"]))
             if world is not None and worlds - {world}:
                 raise PlatformOfAnotherWorld(other_world(world, worlds))
         return time.monotonic() - start

@@ -244,7 +244,8 @@ def export_at_zero(sources: list[str], tables: tuple[str, ...]) -> None:
     for source in sources:
         for code in sorted(_CODES):
             DEAD_LETTERS.labels(code, source)
-    for code in (ErrorCode.UNSIGNED, ErrorCode.FORGED):  # the ingress's (E6003 is the rows')
+    for code in (ErrorCode.UNSIGNED, ErrorCode.FORGED,  # the ingress's (E6003 is the rows')
+                 ErrorCode.SCHEMA_VIOLATION):  # a request on another partition than its key's
         REFUSED.labels(code.value)
     for operation in EHR_OPERATIONS.values():
         for outcome in outcomes:

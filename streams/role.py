@@ -122,7 +122,7 @@ class RoleRunner:
         self.writes: list[Write] = []
         self.effects: list[Callable[[], object]] = []
         self.at = ""  # the event being handled, as topic[partition]@offset (`where`)
-        self.partition = -1  # and its partition (-1: none being handled)
+        self.partition = -1  # and its partition (-1: none being handled, as between events)
 
     def put(self, table: Any, key: bytes | None, value: bytes) -> None:
         """A table write, made only once the event's handler has returned and what it would
@@ -285,6 +285,7 @@ class RoleRunner:
                                   type(exc).__name__)
                 cpu.inc(time.thread_time() - started)
                 events.inc()
+                self.partition, self.at = -1, ""  # nothing is being handled now
                 for topic, key, value, extra in sends:
                     try:
                         await producer.send(topic.get_topic_name(), key, value, None, None,

@@ -28,6 +28,7 @@ from settlement.national import BackToTreatment, NationalPlatform
 from settlement.person import PersonRow
 from settlement.reference import ReferenceData
 from settlement.treatment import (
+    MAX_REQUEST_BYTES,
     DeadLetter,
     Forward,
     Held,
@@ -38,10 +39,30 @@ from settlement.treatment import (
 )
 from streams import metrics
 from streams.record_roles import RecordRoles
-from streams.role import MAX_RECORD_BYTES, RoleRunner, Send, send, stored
+from streams.role import MAX_RECORD_BYTES, RoleRunner, Send, decodes, send, stored
 from streams.wiring import Wiring
 
 log = logging.getLogger("huimin.streams")
+
+
+class EveryTenSeconds:
+    """A log line at most every 10 s, saying how many it stood for."""
+
+    def __init__(self) -> None:
+        self.last = -float("inf")
+        self.held = 0
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if now - self.last < 10:
+            self.held += 1
+            return False
+        self.last = now
+        return True
+
+    def since(self) -> str:
+        held, self.held = self.held, 0
+        return f"; and {held:,} more in the 10 s before" if held else ""
 
 
 class SettlementRoles:
@@ -53,6 +74,7 @@ class SettlementRoles:
         self.insured = InsuredPlatform(ref)
         self.forward_to = {"national": wiring.nat_requests, "insured": wiring.ins_requests,
                            "reconciliation": wiring.recon_requests}
+        self.misplaced_log = EveryTenSeconds()  # a HIS misplacing keys would flood the log
 
     def register(self) -> None:
         run, w = self.run, self.w
@@ -119,15 +141,29 @@ class SettlementRoles:
                    ) -> list[Send]:
         """A request on another partition of hosp.requests than its key's: refused before any
         row is read (its person's rows are kept on its key's partition), E1002, saying how
-        keys are placed."""
+        keys are placed; answered as a request on its partition would be (dead-lettered
+        unread if too large, E1004, or not JSON, E1001, or of no hospital's msgid)."""
         run = self.run
+        run.later(metrics.REFUSED.labels(ErrorCode.SCHEMA_VIOLATION.value).inc)
+        if len(value or b"") > MAX_REQUEST_BYTES:
+            return [run.dead_letter(key, value, ErrorCode.MESSAGE_TOO_LARGE.value,
+                                    f"a request of {len(value or b''):,} bytes, over the limit "
+                                    f"of {MAX_REQUEST_BYTES:,}", topics.HOSP_REQUESTS)]
+        if not decodes(value):
+            return [run.dead_letter(key, value, ErrorCode.MALFORMED_JSON.value,
+                                    "not a JSON object", topics.HOSP_REQUESTS)]
         reason = (f"the request is on partition {run.partition} of {topics.HOSP_REQUESTS}, its "
                   f"key's is {belongs}: place a key as Kafka's Java client does (murmur2 of the "
-                  "key's bytes, modulo the partitions), as the person's rows are kept there")
-        log.warning("treatment_requests: a request on another partition than its key's (%s)",
-                    run.where(value, topics.HOSP_REQUESTS))
+                  "key's bytes, modulo the partitions), as the person's rows are kept there "
+                  "(or the topic has more partitions than the platform was started with)")
+        if self.misplaced_log.due():
+            log.warning("treatment_requests: a request on another partition than its key's "
+                        "(%s)%s", run.where(value, topics.HOSP_REQUESTS),
+                        self.misplaced_log.since())
         ctx = hospital_context(value, is_request=True)
-        if ctx is None or not answerable_msgid(ctx["msgid"]):
+        if ctx is None or not answerable_msgid(ctx["msgid"]) or \
+                not self.treatment.known_sender(ctx["fixmedins_code"]) or \
+                not ctx["msgid"].startswith(ctx["fixmedins_code"]):
             return [run.dead_letter(key, value, ErrorCode.SCHEMA_VIOLATION.value, reason,
                                     topics.HOSP_REQUESTS)]
         return [run.to_hospital(error_answer(ctx["msgid"], ErrorCode.SCHEMA_VIOLATION, reason),

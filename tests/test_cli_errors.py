@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from huimin import cli
 from huimin.cli import error_message
+from huimin.logfiles import read_visit_log
 from simulators.hospital import PlatformSilent
 from streams.broker import BOOTSTRAP_ENV
 from streams.topics import TopicsRefused
@@ -503,6 +504,13 @@ def test_a_visit_of_a_later_version_than_its_header_is_refused(logs: Path, tmp_p
     older.write_bytes(orjson.dumps({**header, "huimin_visitlog": 2}) + b"\n" + b"".join(lines[1:]))
     refused(huimin("verify", str(older), str(logs / "a.expected.jsonl")),
             "line 2 is a visit of version 4, under a header of version 2")
+    # a line that does not say its version is of its header's: read as before
+    unstated = tmp_path / "unstated.jsonl"
+    unstated.write_bytes(orjson.dumps({**header, "huimin_visitlog": 3}) + b"\n" + b"".join(
+        orjson.dumps({k: v for k, v in orjson.loads(line).items() if k != "v"}) + b"\n"
+        for line in lines[1:] if b'"2302"' not in line))
+    _, visits = read_visit_log(unstated)
+    assert sum(1 for _ in visits) > 0
 
 
 def test_an_empty_visit_log_is_said_to_be_empty(tmp_path: Path):
@@ -598,6 +606,9 @@ def test_an_interrupted_generate_leaves_no_half_written_log(monkeypatch: pytest.
     (lambda v: v.update(v="3"), "v: Input should be a valid integer"),
     (lambda v: v.update(v=3, steps=[*v["steps"], "2302"]), "a 2302 step is of visit version 4"),
     (lambda v: v.update(v=2, steps=[*v["steps"], "7002"]), "a health-record step (7001–7004)"),
+    (lambda v: v.update(kind="inpatient", med_type="21", batches=1, items=v["items"][:1],
+                        steps=["1101", "2401", "2301", "2301", "2402", "2303", "2304"]),
+     "step 3: a 2301 with no item left to upload"),
     # another city than the hospital's: the platform refuses every request (E3003)
     (lambda v: v.update(mdtrtarea_admvs=v["fixmedins_code"][1:5] + "99"),
      "mdtrtarea_admvs is not the hospital's city"),

@@ -234,6 +234,10 @@ def test_a_request_on_another_partition_than_its_keys_is_refused_saying_how_keys
     assert answer is not None and answer["err_code"] == "E1002", answer
     assert f"its key's is {key_partition(key, 4)}" in answer["err_msg"]
     assert "murmur2" in answer["err_msg"] and certno not in answer["err_msg"]
+    # nothing was decided for the person: the same request on its key's partition is
+    # answered anew, not with that refusal
+    (placed,) = fleet.exchange([(certno, orjson.loads(value))])[msgid][:1]
+    assert placed["infcode"] == 0, placed
 
 
 def test_a_request_with_a_header_key_that_is_not_utf8_is_answered_and_the_worker_lives_on(

@@ -101,3 +101,31 @@ def test_a_request_put_back_too_often_is_answered_with_an_error_and_leaves_the_q
     got = decode(answer[2])["ans"]
     assert got["inf_refmsgid"] == late["msgid"] and got["err_code"] == ErrorCode.INTERNAL_ERROR
     assert row.held == []
+
+
+def test_a_request_on_another_partition_is_refused_as_one_on_its_own_would_be():
+    """A request on another partition of hosp.requests than its key's: E1002 to a known
+    hospital, read no further; not JSON, too large, or of no known hospital: dead-lettered
+    as on its own partition (an unknown sender's words were answered onto the shared
+    answer topic)."""
+    from streams.partitioner import key_partition
+
+    s, run, w = roles()
+    run.app = SimpleNamespace(conf=SimpleNamespace(topic_partitions=4))
+    run.partition = (key_partition(KEY, 4) + 1) % 4
+    reg = request("2201", HOSP_BJ, "2026-03-01 09:01:00", 1,
+                  register_input(E, "2026-03-01 09:00:00"), E.insuplc_admdvs)
+    (ans,) = event(run, s.on_hospital_request(KEY, encode(reg), HEADERS, None))
+    assert ans[0] == "hosp.responses"
+    refusal = decode(ans[2])["ans"]
+    assert refusal["err_code"] == ErrorCode.SCHEMA_VIOLATION and "murmur2" in refusal["err_msg"]
+    assert KEY not in w.trt_rows.data  # nothing read or written for the person
+    stranger = {**reg, "fixmedins_code": "Zhang San 11010519491231002X"}
+    for value, code in ((encode(stranger), ErrorCode.SCHEMA_VIOLATION),
+                        (b"not json", ErrorCode.MALFORMED_JSON),
+                        (b" " * (300 * 1024), ErrorCode.MESSAGE_TOO_LARGE)):
+        (letter,) = event(run, s.on_hospital_request(KEY, value, HEADERS, None))
+        assert (letter[0], letter[3]["huimin-error-code"]) == ("dead.letters", code.encode())
+    run.partition = key_partition(KEY, 4)  # on its own partition: registered
+    (ok_ans,) = event(run, s.on_hospital_request(KEY, encode(reg), HEADERS, None))
+    assert decode(ok_ans[2])["ans"]["infcode"] == 0

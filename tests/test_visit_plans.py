@@ -133,6 +133,20 @@ def test_a_2301_beyond_the_batches_without_a_2302_uploads_its_share_as_before(ru
     assert session.settlement["medfee_sumamt"] == sum(it.cnt * it.pric for it in shares)
 
 
+def test_only_the_2301_right_after_a_2302_uploads_every_item(run: Run) -> None:
+    """After a 2302 the next 2301 uploads all the items; one after that uploads its own
+    share again, as any 2301 does (it uploaded them all again, doubling the fees)."""
+    stay = next(v for v in run.visits if v.kind == "inpatient" and len(v.items) >= 4
+                and not run.suspended_person(v.certno))
+    plan = stay.model_copy(update={"batches": 2, "steps": [
+        "1101", "2401", "2301", "2301", "2302", "2301", "2301", "2402", "2303", "2304"]})
+    session = Oracle(run.world.ref).run_visit(plan)
+    assert session.settlement is not None, session.failed
+    fourth_share = stay.items[3::2]  # the 4th upload's: items[uploads - 1::batches]
+    assert session.settlement["medfee_sumamt"] == sum(
+        it.cnt * it.pric for it in [*stay.items, *fourth_share])
+
+
 def test_every_step_marked_as_refused_is_refused_with_its_code(run: Run) -> None:
     marked = 0
     for _, step, _, answers in run.steps():

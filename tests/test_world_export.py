@@ -62,10 +62,11 @@ def test_the_files_hold_the_worlds_hospitals_persons_and_catalogues(exported: Pa
         split = catalogue.classify(row["med_list_codg"], 1, 1)
         assert (row["chrgitm_lv"], int(row["selfpay_prop_bp"])) == (split.chrgitm_lv,
                                                                    split.selfpay_bp)
-        # the ceiling the platform applies (2204's pric_uplmt_amt): none to class C
-        assert row["pric_uplmt_amt"] == ("" if split.pric_uplmt_amt is None
-                                         else str(split.pric_uplmt_amt))
-        assert row["pric_uplmt_amt"] == "" or row["chrgitm_lv"] != "03"
+        # the ceiling the platform applies (2204's pric_uplmt_amt): the catalogue's for
+        # classes A and B, none for class C, wholly self-paid whatever it lists
+        ceiling = catalogue.entries[row["med_list_codg"]].ceiling
+        applied = None if row["chrgitm_lv"] == "03" else ceiling
+        assert row["pric_uplmt_amt"] == ("" if applied is None else str(applied))
     assert any(row["pric_uplmt_amt"] for row in rows(exported, "catalogues.csv"))
     assert len(rows(exported, "items.csv")) == len(world.items)
     meta = orjson.loads((exported / "world.json").read_bytes())
