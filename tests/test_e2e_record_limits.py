@@ -41,7 +41,7 @@ def test_an_answer_over_the_record_limit_is_refused_and_dead_lettered_and_change
 
     def fees(mdtrt_id: str, n: int) -> dict:
         return {"feedetail": [
-            {"feedetl_sn": f"{i:04d}", "mdtrt_id": mdtrt_id, "psn_no": e.psn_no,
+            {"feedetl_sn": f"{i + 1:04d}", "mdtrt_id": mdtrt_id, "psn_no": e.psn_no,
              "chrg_bchno": "1", "med_type": "11", "fee_ocur_time": T, "med_list_codg": code,
              "medins_list_codg": code, "det_item_fee_sumamt": 100, "cnt": 1, "pric": 100}
             for i in range(n)]}
