@@ -173,6 +173,10 @@ def read_visit_log(path: Path) -> tuple[LogHeader, Iterator[Visit]]:
                     raise problem
                 try:
                     visit = Visit.model_validate_json(line.rstrip(b"\r\n"))
+                    if "v" not in visit.model_fields_set and visit.v != version:
+                        # a line that does not say its version is of its header's, and is
+                        # checked as one (a 2302 under a version-3 header is refused)
+                        visit = Visit.model_validate({**visit.model_dump(), "v": version})
                 except ValidationError as exc:  # where and why; never the value
                     first = exc.errors()[0]
                     loc = list(first["loc"])
@@ -183,8 +187,7 @@ def read_visit_log(path: Path) -> tuple[LogHeader, Iterator[Visit]]:
                     said = re.sub(r" at line \d+ column (\d+)", r" at column \1", first["msg"])
                     raise LogFormatError(f"{path}: line {n} is not a visit: "
                                          f"{where + ': ' if where else ''}{said}") from None
-                if "v" in visit.model_fields_set and visit.v > version:  # a later huimin's
-                    # line under an earlier's header (one without `v` is of its header's)
+                if visit.v > version:  # a later huimin's line under an earlier's header
                     raise LogFormatError(f"{path}: line {n} is a visit of version {visit.v}, "
                                          f"under a header of version {version}")
                 start = hash(make_msgid(visit.fixmedins_code, visit.begntime, visit.seq))

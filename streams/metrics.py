@@ -46,8 +46,9 @@ REFUNDED = Counter("huimin_refunded_fen_total", "Money given back by cancellatio
                    "reversals (fen)", ["insured_province", "treatment_province", "payer"])
 DEAD_LETTERS = Counter("huimin_dead_letters_total", "Messages kept in dead.letters, by reason",
                        ["reason", "source_topic"])
-REFUSED = Counter("huimin_refused_requests_total", "Requests refused before any processing "
-                  "(authentication)", ["reason"])
+REFUSED = Counter("huimin_refused_requests_total", "Requests refused before any processing: "
+                  "E6001 unsigned, E6002 forged, E1002 on another partition of hosp.requests "
+                  "than its key's", ["reason"])
 CONSUMER_LAG = Gauge("huimin_consumer_lag_messages", "Messages not yet committed by this "
                      "worker, summed over its partitions", ["topic"])
 FENCED_RECORDS = Counter("huimin_changelog_records_fenced_total", "Table changelog records "

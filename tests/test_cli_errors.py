@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from huimin import cli
 from huimin.cli import error_message
-from huimin.logfiles import read_visit_log
+from huimin.logfiles import LogFormatError, read_visit_log
 from simulators.hospital import PlatformSilent
 from streams.broker import BOOTSTRAP_ENV
 from streams.topics import TopicsRefused
@@ -510,7 +510,14 @@ def test_a_visit_of_a_later_version_than_its_header_is_refused(logs: Path, tmp_p
         orjson.dumps({k: v for k, v in orjson.loads(line).items() if k != "v"}) + b"\n"
         for line in lines[1:] if b'"2302"' not in line))
     _, visits = read_visit_log(unstated)
-    assert sum(1 for _ in visits) > 0
+    assert {v.v for v in visits} == {3}
+    # and is checked as such: a 2302 is not of version 3
+    with_2302 = next(line for line in lines[1:] if b'"2302"' in line)
+    bare = {k: v for k, v in orjson.loads(with_2302).items() if k != "v"}
+    unstated.write_bytes(orjson.dumps({**header, "huimin_visitlog": 3}) + b"\n"
+                         + orjson.dumps(bare) + b"\n")
+    with pytest.raises(LogFormatError, match="a 2302 step is of visit version 4"):
+        list(read_visit_log(unstated)[1])
 
 
 def test_an_empty_visit_log_is_said_to_be_empty(tmp_path: Path):
