@@ -144,7 +144,6 @@ class SettlementRoles:
         keys are placed; answered as a request on its partition would be (dead-lettered
         unread if too large, E1004, or not JSON, E1001, or of no hospital's msgid)."""
         run = self.run
-        run.later(metrics.REFUSED.labels(ErrorCode.SCHEMA_VIOLATION.value).inc)
         if len(value or b"") > MAX_REQUEST_BYTES:
             return [run.dead_letter(key, value, ErrorCode.MESSAGE_TOO_LARGE.value,
                                     f"a request of {len(value or b''):,} bytes, over the limit "
@@ -152,6 +151,7 @@ class SettlementRoles:
         if not decodes(value):
             return [run.dead_letter(key, value, ErrorCode.MALFORMED_JSON.value,
                                     "not a JSON object", topics.HOSP_REQUESTS)]
+        run.later(metrics.REFUSED.labels(ErrorCode.SCHEMA_VIOLATION.value).inc)  # once, as E1002
         reason = (f"the request is on partition {run.partition} of {topics.HOSP_REQUESTS}, its "
                   f"key's is {belongs}: place a key as Kafka's Java client does (murmur2 of the "
                   "key's bytes, modulo the partitions), as the person's rows are kept there "
