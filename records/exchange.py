@@ -38,11 +38,10 @@ from records.codes import (
 from records.consent import Decision, decide, published_consent, sharing_in_force
 from records.documents import fhir_time, uid
 from records.validation import InvalidResource, Validator, operation_outcome
+from settlement.parameters import DEFAULT_LAB_VALIDITY_DAYS
 from settlement.reference import ReferenceData
 from settlement.retention import day_cutoff, forget_answers, msgid_stamp
 
-#: Days a lab result stays valid for reuse (检查检验结果互认; a *parameter*).
-LAB_VALIDITY_DAYS = 30
 #: The AuditEvents a person's row keeps, newest last: for the person's `/fhir/AuditEvent`
 #: view and for telling a repeated access. Every one is also written to `ehr.audit`, the
 #: trail of record; a row that kept them all would outgrow a Kafka record after ~800
@@ -566,8 +565,10 @@ class SourceRepositories:
                                                    "person"))
             return self._retrieved(row, inp["document_id"], msgid)
         if operation == "lab-lookup":
+            window = self.ref.lab_validity_days.get(requester_province,
+                                                    DEFAULT_LAB_VALIDITY_DAYS)
             return ok_answer(msgid, _reusable(held_then, inp["loinc"], req["inf_time"],
-                                              allowed, refusals))
+                                              window, allowed, refusals))
         read_past = [(p, d) for p, d in permitted if d.break_glass]
         return ok_answer(msgid, _searchset(held_then, inp, allowed, refusals, read_past))
 
@@ -634,12 +635,13 @@ def _searchset(row: RecordsRow, inp: dict[str, Any], allowed: set[str],
             "entry": entries}
 
 
-def _reusable(row: RecordsRow, codes: list[str], inf_time: str, allowed: set[str],
-              refusals: list[tuple[str, Any]]) -> dict[str, Any]:
-    """For each asked LOINC code, the newest result within its validity window from a
-    permitted source, if any: the test need not be repeated (检查检验结果互认)."""
+def _reusable(row: RecordsRow, codes: list[str], inf_time: str, window_days: int,
+              allowed: set[str], refusals: list[tuple[str, Any]]) -> dict[str, Any]:
+    """For each asked LOINC code, the newest result within the validity window (the asking
+    hospital's province's) from a permitted source, if any: the test need not be repeated
+    (检查检验结果互认)."""
     now = datetime.fromisoformat(fhir_time(inf_time))
-    since = now - timedelta(days=LAB_VALIDITY_DAYS)
+    since = now - timedelta(days=window_days)
     best: dict[str, dict[str, Any]] = {}
     for lab in row.labs:
         if lab["loinc"] not in codes or lab["province"] not in allowed:
@@ -654,7 +656,7 @@ def _reusable(row: RecordsRow, codes: list[str], inf_time: str, allowed: set[str
             best[lab["loinc"]] = lab
     reusable = [{**best[c], "saving": LAB_BY_CODE[c].price if c in LAB_BY_CODE else 0}
                 for c in sorted(best)]
-    out: dict[str, Any] = {"window_days": LAB_VALIDITY_DAYS, "reusable": reusable}
+    out: dict[str, Any] = {"window_days": window_days, "reusable": reusable}
     if refusals:
         out["refused"] = _refusal_outcome(refusals)
     return out

@@ -28,12 +28,6 @@ class CatalogueEntry:
     kind: str  # drug | service | consumable
     item_class: ItemClass
     ceiling: int | None = None  # price ceiling per unit, fen
-    selfpay_bp: int | None = None  # class B self-pay share; None = the province default
-
-    def __post_init__(self) -> None:
-        if self.selfpay_bp is not None and not 0 <= self.selfpay_bp <= BP_ONE:
-            raise ValueError(f"item {self.code}: selfpay_bp {self.selfpay_bp} is not a share "
-                             "(0–10000 bp)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +50,9 @@ class Catalogue:
 
     admdvs: str
     entries: dict[str, CatalogueEntry] = field(default_factory=dict)
-    selfpay_bp: int = 1000  # default class-B self-pay share, *parameter* per province
+    #: the class-B self-pay share of every B entry, a *parameter* per province (DOMAIN.md §3;
+    #: a policy file's `selfpay_bp`)
+    selfpay_bp: int = 1000
 
     def __post_init__(self) -> None:
         if not 0 <= self.selfpay_bp <= BP_ONE:
@@ -77,7 +73,7 @@ class Catalogue:
         allowed = quantity * unit
         over = amount - allowed
         if entry.item_class is ItemClass.B:
-            bp = self.selfpay_bp if entry.selfpay_bp is None else entry.selfpay_bp
+            bp = self.selfpay_bp
             pre = apply_bp(allowed, bp)
         else:
             bp, pre = 0, 0

@@ -1,7 +1,7 @@
-"""The *parameters* of DOMAIN.md §3 and §5, set by the user per province: the benefit rules
-(deductibles, ratios, annual caps), the retiree bonus, the cut for unfiled cross-province
-visits, the class-B self-pay share of the province's catalogue, and the prepayment it holds
-for the national clearing.
+"""The *parameters* of DOMAIN.md §3, §5 and §6, set by the user per province: the benefit
+rules (deductibles, ratios, annual caps), the retiree bonus, the cut for unfiled
+cross-province visits, the class-B self-pay share of the province's catalogue, the prepayment
+it holds for the national clearing, and how long its hospitals take a lab result as valid.
 
 A mapping (the CLI reads it from a YAML file, `huimin run --policy FILE`): `defaults` apply to
 every province, `provinces` override them one province at a time, and every key left out keeps
@@ -50,6 +50,10 @@ RULES: dict[str, tuple[str, Category]] = {
 RuleName = Literal["employee_inpatient", "employee_outpatient", "resident_inpatient",
                    "resident_outpatient"]
 DEFAULT_SELFPAY_BP = 1000
+#: Days a lab result stays valid for reuse (检查检验结果互认, DOMAIN.md §6), and the most a
+#: policy file may set (ten years).
+DEFAULT_LAB_VALIDITY_DAYS = 30
+MAX_LAB_VALIDITY_DAYS = 3650
 
 
 class ParameterError(ValueError):
@@ -84,6 +88,9 @@ class ProvinceParameters(_Strict):
     prepayment_months: Annotated[int, Field(ge=0, le=MAX_PREPAYMENT_MONTHS, strict=True)] | None \
         = None
     expected_monthly_payable: Annotated[int, Field(ge=0, le=MAX_PAYABLE_FEN, strict=True)] \
+        | None = None
+    #: how old a lab result the province's hospitals take instead of repeating the test
+    lab_validity_days: Annotated[int, Field(ge=0, le=MAX_LAB_VALIDITY_DAYS, strict=True)] \
         | None = None
     rules: dict[RuleName, RuleParameters] = Field(default_factory=dict)
 
@@ -158,7 +165,9 @@ def _said(errors: list[Any]) -> str:
     if first["type"] in ("int_type", "int_parsing", "int_from_float"):
         what += (": a whole number of basis points (10000 = 100 %)" if name.endswith("_bp")
                  else f": a whole number of months, 0–{MAX_PREPAYMENT_MONTHS}"
-                 if name == "prepayment_months" else ": a whole number of fen (¥1 = 100)")
+                 if name == "prepayment_months"
+                 else f": a whole number of days, 0–{MAX_LAB_VALIDITY_DAYS}"
+                 if name == "lab_validity_days" else ": a whole number of fen (¥1 = 100)")
     more = f" (and {problems - 1} more)" if problems > 1 else ""
     return f"{where}: {what}{more}"
 
@@ -192,6 +201,13 @@ def selfpay_bp_for(parameters: Parameters, province: str) -> int:
     own = parameters.provinces.get(province)
     return _or(own.selfpay_bp if own is not None else None,
                _or(parameters.defaults.selfpay_bp, DEFAULT_SELFPAY_BP))
+
+
+def lab_validity_days_for(parameters: Parameters, province: str) -> int:
+    """How many days back a result a hospital of `province` reuses (7004)."""
+    own = parameters.provinces.get(province)
+    return _or(own.lab_validity_days if own is not None else None,
+               _or(parameters.defaults.lab_validity_days, DEFAULT_LAB_VALIDITY_DAYS))
 
 
 def as_data(parameters: Parameters) -> dict[str, Any] | None:

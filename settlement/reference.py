@@ -94,3 +94,6 @@ class ReferenceData:
     policies: Mapping[str, InsurancePolicy]  # by province admdvs
     enrollments: Mapping[str, Enrollment]  # by certno
     provinces: Mapping[str, str] = field(default_factory=dict)  # admdvs -> name
+    #: days a lab result stays valid for reuse, by the reusing hospital's province (a
+    #: policy file's `lab_validity_days`); a province left out takes DOMAIN.md's 30
+    lab_validity_days: Mapping[str, int] = field(default_factory=dict)

@@ -20,6 +20,7 @@ from settlement.catalogue import Catalogue, CatalogueEntry, ItemClass
 from settlement.clearing import ClearingPolicy
 from settlement.parameters import (
     clearing_policy_for,
+    lab_validity_days_for,
     parse_parameters,
     policy_for,
     selfpay_bp_for,
@@ -149,7 +150,9 @@ def build_items(spec: WorldSpec) -> tuple[CatalogueItem, ...]:
 def build_catalogue(spec: WorldSpec, province: str, items: tuple[CatalogueItem, ...],
                     selfpay_bp: int = 1000) -> Catalogue:
     """Each province classifies the national items its own way (就医地目录); `selfpay_bp` is
-    the class-B self-pay share of its entries that have none of their own."""
+    its class-B self-pay share, the same for every B entry (DOMAIN.md §3: a parameter per
+    province; until 12-05 two in five B entries had a share of their own, which a policy
+    file could not change)."""
     r = rng(spec.seed, f"catalogue:{province}")
     entries = {}
     for it in items:
@@ -160,8 +163,7 @@ def build_catalogue(spec: WorldSpec, province: str, items: tuple[CatalogueItem, 
         ceiling = None
         if it.kind != "drug" and r.random() < 0.25:
             ceiling = round(it.base_price * r.uniform(0.8, 1.05))
-        selfpay = r.choice((None, None, 500, 1500, 2000)) if cls is ItemClass.B else None
-        entries[it.code] = CatalogueEntry(it.code, it.name, it.kind, cls, ceiling, selfpay)
+        entries[it.code] = CatalogueEntry(it.code, it.name, it.kind, cls, ceiling)
     return Catalogue(province, entries, selfpay_bp=selfpay_bp)
 
 
@@ -247,6 +249,7 @@ def build_world(spec: WorldSpec) -> World:
         policies={p: policy_for(parameters, p) for p in PROVINCES},
         enrollments=enrollments,
         provinces=dict(PROVINCES),
+        lab_validity_days={p: lab_validity_days_for(parameters, p) for p in PROVINCES},
     )
     return World(spec, ref, items, cities, hospitals_by_province, away)
 
@@ -266,13 +269,15 @@ def world_tag(spec: WorldSpec) -> str:
     shape = {k: v for k, v in asdict(spec).items() if k != "parameters"}
     clearing = clearing_policy(spec)
     policies = {p: [repr(policy_for(parameters, p)), selfpay_bp_for(parameters, p),
-                    clearing.months_for(p), clearing.expected_monthly_payable.get(p)]
+                    clearing.months_for(p), clearing.expected_monthly_payable.get(p),
+                    lab_validity_days_for(parameters, p)]
                 for p in sorted(PROVINCES)}
     digest = hashlib.sha256(orjson.dumps([shape, policies], option=orjson.OPT_SORT_KEYS))
     default = parse_parameters(None, PROVINCES)
     policy = ("DOMAIN.md's policy" if all(
         policy_for(parameters, p) == policy_for(default, p)
         and selfpay_bp_for(parameters, p) == selfpay_bp_for(default, p)
+        and lab_validity_days_for(parameters, p) == lab_validity_days_for(default, p)
         and clearing.months_for(p) == ClearingPolicy().prepayment_months
         and p not in clearing.expected_monthly_payable for p in PROVINCES)
         else "a policy file's")

@@ -56,12 +56,12 @@ ENROLLMENTS = {
                            brdy="1980-01-01"),
 }
 
-# Codes: DA drug, DB drug, DB2 drug with its own self-pay share, SV service with a ceiling,
+# Codes: DA drug, DB and DB2 drugs of class B, SV service with a ceiling,
 # CC consumable. UNLISTED is in no catalogue.
 BJ_CATALOGUE = Catalogue(BJ, {
     "DA": CatalogueEntry("DA", "drug A", "drug", ItemClass.A),
     "DB": CatalogueEntry("DB", "drug B", "drug", ItemClass.B),
-    "DB2": CatalogueEntry("DB2", "drug B2", "drug", ItemClass.B, selfpay_bp=2000),
+    "DB2": CatalogueEntry("DB2", "drug B2", "drug", ItemClass.B),
     "SV": CatalogueEntry("SV", "service", "service", ItemClass.A, ceiling=450_000),
     "CC": CatalogueEntry("CC", "consumable", "consumable", ItemClass.C),
 }, selfpay_bp=1000)

@@ -74,18 +74,17 @@ def test_class_b_self_pay_follows_a_changed_province_default() -> None:
     assert split.selfpay_bp == 1500
 
 
-def test_class_b_self_pay_uses_the_item_override_instead_of_the_default() -> None:
-    cat = catalogue(CatalogueEntry("B2", "b", "drug", ItemClass.B, selfpay_bp=2000),
-                    selfpay_bp=1000)
-    split = cat.classify("B2", 3, 8_005)
+def test_every_class_b_item_takes_the_province_share() -> None:
+    # DOMAIN.md §3: selfpay_bp is a parameter per province, not per item
+    cat = catalogue(CatalogueEntry("B1", "b", "drug", ItemClass.B),
+                    CatalogueEntry("B2", "b", "service", ItemClass.B), selfpay_bp=2000)
     # 20 % of 24,015 = 4,803 exactly; 24,015 − 4,803 = 19,212
-    assert buckets(split) == (0, 0, 4_803, 19_212)
-    assert split.selfpay_bp == 2000
+    assert buckets(cat.classify("B1", 3, 8_005)) == (0, 0, 4_803, 19_212)
+    assert buckets(cat.classify("B2", 3, 8_005)) == (0, 0, 4_803, 19_212)
 
 
-def test_class_b_item_override_of_zero_means_no_self_pay() -> None:
-    cat = catalogue(CatalogueEntry("B0", "b", "drug", ItemClass.B, selfpay_bp=0),
-                    selfpay_bp=1000)
+def test_a_province_share_of_zero_means_no_class_b_self_pay() -> None:
+    cat = catalogue(CatalogueEntry("B0", "b", "drug", ItemClass.B), selfpay_bp=0)
     assert buckets(cat.classify("B0", 2, 777)) == (0, 0, 0, 1_554)
 
 
@@ -133,7 +132,6 @@ entries = st.builds(
     kind=st.sampled_from(["drug", "service", "consumable"]),
     item_class=st.sampled_from(list(ItemClass)),
     ceiling=st.none() | st.integers(1, 2_000_000),
-    selfpay_bp=st.none() | st.integers(0, 10_000),
 )
 
 
@@ -175,8 +173,6 @@ def test_fee_totals_keep_the_four_bucket_identity(
 @pytest.mark.parametrize("bp", [-1, 10_001])
 def test_a_self_pay_share_outside_0_to_100_percent_is_refused(bp: int) -> None:
     # more than the whole would make the in-scope amount negative
-    with pytest.raises(ValueError, match="not a share"):
-        CatalogueEntry("X", "x", "drug", ItemClass.B, selfpay_bp=bp)
     with pytest.raises(ValueError, match="not a share"):
         Catalogue("110000", {}, selfpay_bp=bp)
 

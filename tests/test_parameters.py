@@ -1,7 +1,7 @@
-"""The provinces' policy parameters (DOMAIN.md §3 *parameters*, settlement/parameters.py):
-`--policy FILE` sets them, every key left out keeps DOMAIN.md's default, a province's own
-values reach the persons insured there and no one else, and a file that cannot be used is
-refused with where and why."""
+"""The provinces' policy parameters (DOMAIN.md §3, §5 and §6 *parameters*,
+settlement/parameters.py): `--policy FILE` sets them, every key left out keeps DOMAIN.md's
+default, a province's own values reach the persons insured there and no one else, and a file
+that cannot be used is refused with where and why."""
 
 from __future__ import annotations
 
@@ -15,8 +15,15 @@ from huimin import cli
 from huimin.logfiles import read_visit_log
 from huimin.policy_file import read_policy_file
 from messages.envelope import province_of
+from settlement.catalogue import ItemClass
 from settlement.oracle import Oracle
-from settlement.parameters import ParameterError, parse_parameters, policy_for, selfpay_bp_for
+from settlement.parameters import (
+    ParameterError,
+    lab_validity_days_for,
+    parse_parameters,
+    policy_for,
+    selfpay_bp_for,
+)
 from settlement.policy import EMPLOYEE, RESIDENT, Category, InsurancePolicy
 from simulators.regions import PROVINCES
 from simulators.visits import VisitSpec, generate_visits
@@ -176,3 +183,28 @@ def test_decimal_numbers_with_digit_groups_and_zero_still_read(tmp_path: Path) -
     assert data is not None
     assert data["defaults"]["unfiled_cut_bp"] == 0
     assert data["provinces"][SH]["rules"]["employee_outpatient"]["annual_cap"] == 3_000_000
+
+
+def test_a_policy_files_class_b_share_applies_to_every_class_b_item_of_the_world() -> None:
+    """DOMAIN.md §3: the class-B self-pay share is a parameter per province; until 12-05 two
+    in five class-B entries of the world had a share of their own, which no file changed."""
+    world = build_world(WorldSpec(seed=3, persons=50, parameters={
+        "defaults": {"selfpay_bp": 2500}, "provinces": {SH: {"selfpay_bp": 0}}}))
+    for province, catalogue in world.ref.catalogues.items():
+        b_items = [code for code, entry in catalogue.entries.items()
+                   if entry.item_class is ItemClass.B]
+        assert b_items
+        splits = [catalogue.classify(code, 4, 10_000) for code in b_items]
+        assert {s.selfpay_bp for s in splits} == ({0} if province == SH else {2_500})
+        # what the share takes of each item's allowed amount (after its price ceiling)
+        assert all(4 * s.preselfpay_amt == (0 if province == SH else s.amount
+                                            - s.overlmt_selfpay) for s in splits)
+
+
+def test_a_lab_window_outside_0_to_3650_days_is_refused_in_days() -> None:
+    assert lab_validity_days_for(parse_parameters(None, [SH]), SH) == 30
+    with pytest.raises(ParameterError, match=r"defaults.lab_validity_days: .*whole number of "
+                                             r"days, 0–3650"):
+        parse_parameters({"defaults": {"lab_validity_days": 1.5}}, [SH])
+    with pytest.raises(ParameterError, match=r"defaults.lab_validity_days: .*less than or equal"):
+        parse_parameters({"defaults": {"lab_validity_days": 3651}}, [SH])

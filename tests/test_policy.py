@@ -48,7 +48,7 @@ def test_worked_example_is_reproduced_exactly() -> None:
     # The treatment province's catalogue, as DOMAIN.md §3 describes the four items.
     cat = Catalogue("320000", {
         "DRUG-A": CatalogueEntry("DRUG-A", "drug", "drug", ItemClass.A),
-        "DRUG-B": CatalogueEntry("DRUG-B", "drug", "drug", ItemClass.B, selfpay_bp=1000),
+        "DRUG-B": CatalogueEntry("DRUG-B", "drug", "drug", ItemClass.B),
         "SERV-A": CatalogueEntry("SERV-A", "service", "service", ItemClass.A, ceiling=450_000),
         "CONS-C": CatalogueEntry("CONS-C", "consumable", "consumable", ItemClass.C),
     })
@@ -306,12 +306,11 @@ def test_benefit_follows_the_domain_formulas_exactly(fees: FeeTotals,
         dedc, ratio, hifp, psn_part, acct, ctx.balance - acct)
 
 
-items = st.lists(st.tuples(st.sampled_from(["A", "B", "B20", "S", "C", "NONE"]),
+items = st.lists(st.tuples(st.sampled_from(["A", "B", "S", "C", "NONE"]),
                            st.integers(1, 20), st.integers(1, 600_000)), min_size=1, max_size=15)
 CAT = Catalogue("440000", {
     "A": CatalogueEntry("A", "a", "drug", ItemClass.A),
     "B": CatalogueEntry("B", "b", "drug", ItemClass.B),
-    "B20": CatalogueEntry("B20", "b", "drug", ItemClass.B, selfpay_bp=2000),
     "S": CatalogueEntry("S", "s", "service", ItemClass.A, ceiling=300_000),
     "C": CatalogueEntry("C", "c", "consumable", ItemClass.C),
 })

@@ -36,7 +36,7 @@ from records.exchange import (
 )
 from records.validation import InvalidResource, Validator
 from settlement.oracle import Oracle
-from settlement.reference import DENY_CROSS_REGION, PERMIT
+from settlement.reference import DENY_CROSS_REGION, PERMIT, ReferenceData
 from settlement.treatment import Forward, TreatmentPlatform
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import WorldSpec, build_world
@@ -57,8 +57,8 @@ def person(sharing: str = PERMIT) -> str:
 class Exchange:
     """Hospitals talking to the oracle's record exchange."""
 
-    def __init__(self) -> None:
-        self.oracle = Oracle(WORLD.ref)
+    def __init__(self, ref: ReferenceData = WORLD.ref) -> None:
+        self.oracle = Oracle(ref)
         self.seq = 0
 
     def send(self, infno: str, certno: str, province: str, inp: dict[str, Any],
@@ -715,6 +715,32 @@ def test_a_lab_result_is_reused_within_its_window_and_not_after_it():
     assert [r["loinc"] for r in within["reusable"]] == [loinc]
     assert within["window_days"] == 30
     assert lookup("2027-01-01 08:00:01")["reusable"] == []  # 31 days on: repeat the test
+
+
+def test_a_policy_file_sets_the_lab_window_of_the_province_that_reuses_the_result():
+    """DOMAIN.md §6: the validity window is a parameter (default 30 days); the asking
+    hospital's province decides what it takes instead of repeating a test."""
+    certno = person()
+    home = WORLD.ref.enrollments[certno].province
+    other, third = [p for p in sorted(WORLD.ref.provinces) if p != home][:2]
+    world = build_world(WorldSpec(seed=5, persons=400, parameters={
+        "defaults": {"lab_validity_days": 60}, "provinces": {other: {"lab_validity_days": 7}}}))
+    assert world.ref.enrollments[certno] == WORLD.ref.enrollments[certno]
+    ex = Exchange(world.ref)
+    observation = orjson.loads((FHIR_DATA / "hl7-r4" / "Observation-f001.json").read_bytes())
+    observation["effectiveDateTime"] = "2026-12-01T08:00:00+08:00"
+    observation.pop("effectivePeriod", None)
+    loinc = observation["code"]["coding"][0]["code"]
+    assert ex.send("7001", certno, home, {"resource": observation})["infcode"] == 0
+
+    def lookup(province: str, when: str) -> dict[str, Any]:
+        return ex.send("7004", certno, province, {"loinc": [loinc], "purpose": "TREAT"},
+                       inf_time=when)["output"]
+    for province, days in ((other, 7), (third, 60)):
+        assert lookup(province, "2026-12-08 08:00:00")["window_days"] == days
+    assert lookup(other, "2026-12-08 08:00:00")["reusable"] != []  # 7 days: still valid
+    assert lookup(other, "2026-12-08 08:00:01")["reusable"] == []
+    assert lookup(third, "2027-01-20 08:00:00")["reusable"] != []  # 50 days, within 60
 
 
 @pytest.mark.parametrize("effective", [

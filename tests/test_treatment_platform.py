@@ -155,7 +155,7 @@ def test_fee_upload_classifies_with_the_treatment_province_catalogue() -> None:
         "0003": ("01", 0, 50_000, 0, 450_000),  # SV class A, ceiling 450,000
         "0004": ("03", 6_000, 0, 0, 0),  # CC class C
         "0005": ("03", 100, 0, 0, 0),  # not in the catalogue
-        "0006": ("02", 0, 0, 2_000, 8_000),  # DB2 class B with its own 20 %
+        "0006": ("02", 0, 0, 1_000, 9_000),  # DB2 class B: the province's share, every B item
     }
 
 
@@ -213,11 +213,11 @@ def test_settlement_with_the_uploaded_total_is_forwarded_with_the_classified_fee
     assert outcome.ctx["route"] == "cross"
     assert outcome.ctx["hosp_lv"] == HOSP_BJ.level
     # Totals of the per-item expectations in the classification test above: the worked
-    # example's 542,515 + 100 + 10,000; own pay 6,000 + 100; self-pay 2,402 + 2,000;
-    # in scope 484,113 + 8,000.
+    # example's 542,515 + 100 + 10,000; own pay 6,000 + 100; self-pay 2,402 + 1,000;
+    # in scope 484,113 + 9,000.
     assert outcome.ctx["fees"] == {"medfee_sumamt": 552_615, "fulamt_ownpay_amt": 6_100,
-                                   "overlmt_selfpay": 50_000, "preselfpay_amt": 4_402,
-                                   "inscp_scp_amt": 492_113}
+                                   "overlmt_selfpay": 50_000, "preselfpay_amt": 3_402,
+                                   "inscp_scp_amt": 493_113}
 
 
 def test_local_settlement_goes_straight_to_the_insured_side() -> None:
