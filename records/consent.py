@@ -1,10 +1,12 @@
 """Consent decisions (DOMAIN.md §6): who may read a person's records, for what purpose.
 
 Health records are shared for treatment only (谁使用、谁负责: the reader states a purpose and
-answers for it). Within the province that holds them they are readable for treatment; across
-provinces only where the person's Consent in force permits it. Emergency treatment reads past
-a denial (break-the-glass), and is audited as such. Payment and research purposes are
-refused: DOMAIN.md shares records for care, not for other uses.
+answers for it), and only where the person's Consent in force permits it: with none in
+force, no one reads them. The register's Consent permits treatment within the province that
+holds the records, and across provinces unless the person denies that; emergency treatment
+reads past such a denial (its provision names routine treatment, `consent_resource`), and
+is audited as break-the-glass. Payment and research purposes are refused: DOMAIN.md shares
+records for care, not for other uses.
 
 The Consent in force is the latest the person published (a FHIR Consent about them in a 7001,
 `published_consent`), else the one the insurance register holds (the world's); with neither,
@@ -47,19 +49,18 @@ def decide(sharing: str, purpose: str, requester_province: str,
         name = PURPOSES.get(purpose, purpose)
         return Decision(False, f"purpose of use {purpose} ({name}) is not permitted: records "
                                "are shared for treatment only")
+    if sharing == NO_CONSENT:  # DOMAIN.md §6: only where the person's Consent permits
+        return Decision(False, "no consent of the person's in force permits reading their "
+                               f"records held in {source_province}")
     if requester_province == source_province:
         return Decision(True, "treatment within the province that holds the records")
     if sharing == PERMIT:
         return Decision(True, "cross-region treatment, permitted by the person's consent")
-    if purpose == ETREAT:  # the patient may be unable to consent, as in any emergency
-        lacking = "the denial of" if sharing == DENY_CROSS_REGION else "the lack of a consent to"
-        return Decision(True, f"emergency treatment overrides {lacking} cross-region "
+    if purpose == ETREAT:  # the denial is of routine treatment's reads (consent_resource)
+        return Decision(True, "emergency treatment reads past the denial of cross-region "
                               "sharing (break-the-glass)", break_glass=True)
-    if sharing == DENY_CROSS_REGION:
-        return Decision(False, f"the person's consent denies sharing records held in "
-                               f"{source_province} with {requester_province}")
-    return Decision(False, f"no consent of the person's in force permits sharing records "
-                           f"held in {source_province} with {requester_province}")
+    return Decision(False, f"the person's consent denies sharing records held in "
+                           f"{source_province} with {requester_province}")
 
 
 def _provisions(provision: dict[str, Any]) -> list[dict[str, Any]]:

@@ -575,9 +575,11 @@ def test_a_document_bundle_that_does_not_begin_with_its_composition_is_refused()
     assert ex.find(certno, other)["output"]["total"] == 1  # the Patient published before
 
 
-def test_a_person_with_no_consent_on_record_is_not_shared_across_provinces():
-    """A certno in no insurance register (records others published) has no Consent until the
-    person publishes one: the holding province reads them for treatment, others may not."""
+def test_a_person_with_no_consent_in_force_is_read_by_no_one_until_they_give_one():
+    """DOMAIN.md §6: documents are found and retrieved only if the person's Consent permits
+    it. A certno in no insurance register (records others published) has no Consent until
+    the person publishes one, so no one reads them: not the holding province (it did until
+    12-05), not an emergency read elsewhere."""
     ex = Exchange()
     stranger = "44030019800101123" + certno_check_char("44030019800101123")
     assert stranger not in WORLD.ref.enrollments
@@ -585,11 +587,12 @@ def test_a_person_with_no_consent_on_record_is_not_shared_across_provinces():
     patient = {"resourceType": "Patient", "identifier": [{"system": CERTNO_SYSTEM,
                                                           "value": stranger}]}
     assert ex.send("7001", stranger, home, {"resource": patient})["infcode"] == 0
-    assert ex.find(stranger, home)["output"]["total"] == 1
-    refused = ex.find(stranger, other)
-    assert refused["err_code"] == "E5002" and stranger not in orjson.dumps(refused).decode()
-    assert ex.find(stranger, other, purpose="ETREAT")["infcode"] == 0
+    for province, purpose in ((home, "TREAT"), (other, "TREAT"), (other, "ETREAT")):
+        refused = ex.find(stranger, province, purpose=purpose)
+        assert refused["err_code"] == "E5002" and stranger not in orjson.dumps(refused).decode()
+        assert "no consent of the person's in force" in refused["err_msg"]
     _published(ex, stranger, home, consent_resource(stranger, PERMIT, home))
+    assert ex.find(stranger, home)["output"]["total"] == 2
     assert ex.find(stranger, other)["output"]["total"] == 2
 
 
