@@ -16,6 +16,7 @@ import importlib.metadata
 import math
 import os
 import platform as py_platform
+import shutil
 import subprocess
 import threading
 import time
@@ -636,6 +637,23 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
+#: What a bench writes into its `--out` folder, besides its `rate-<i>/` folders.
+RUN_FILES = ("bench.json", "bench.md", "bench.png", "ceiling.log", "ceiling-broker.log")
+
+
+def clear_previous_run(out_dir: Path) -> None:
+    """Remove what an earlier bench wrote into `out_dir`, so that no file there is left from
+    it: a worker started in an old `rate-<i>/` folder would also take up the tables kept
+    there (`--store rocksdb`) and answer every request as a duplicate of that run's. Only
+    the names a bench writes are removed (a `rate-<i>/` folder only if it holds a worker's
+    `workers.json`), nothing else a user keeps there."""
+    for name in RUN_FILES:
+        (out_dir / name).unlink(missing_ok=True)
+    for folder in out_dir.glob("rate-*"):
+        if folder.name[5:].isdigit() and (folder / "workers.json").is_file():
+            shutil.rmtree(folder)
+
+
 def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: str,
               out_dir: Path, seed: int = 42, persons: int = 20_000, workers: int = 1,
               ehr: bool = False, ceiling: bool = True, partitions: int = 1,
@@ -666,6 +684,7 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
     from benchmarks.ceiling import HOPS, RawCeiling
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    clear_previous_run(out_dir)
     on_stage("building the world")
     world = build_world(WorldSpec(seed=seed, persons=persons))
     gc.freeze()  # as the workers do: the world is never garbage, so the GC need not scan it

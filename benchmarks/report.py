@@ -41,7 +41,7 @@ def markdown(result: dict[str, Any]) -> str:
     columns = ["offered visits/s", "offered settl./s", "achieved settl./s", "p50", "p90",
                "p99", "p99.9", "max",
                *(["raw achieved/s", "raw p50", "raw p99", "cross p99 ÷ raw p99",
-                  "throughput vs raw"] if with_ceiling else []),
+                  "throughput ÷ raw at this rate"] if with_ceiling else []),
                "errors", "visits dropped", "CPU cores (broker / workers / hospitals)",
                "peak RSS MiB (broker / workers / hospitals)"]
     lines = [
@@ -66,9 +66,11 @@ def markdown(result: dict[str, Any]) -> str:
            "cross-province settlement through 5 plain aiokafka forwarders at the same offered "
            "message rate, on a broker of its own; its latency compares with the cross-province "
            "route's (a local settlement crosses 4 topics): cross p99 ÷ raw p99, – where either "
-           "left anything unanswered. Throughput vs "
-           "raw = settlements answered (OK or refused) per second ÷ raw messages through per "
-           "second (huimin also carries the rest of each visit: 5–7 requests per settlement). "
+           "left anything unanswered. Throughput ÷ "
+           "raw at this rate = settlements answered (OK or refused) per second ÷ raw messages "
+           "through per second at the same offered rate (huimin also carries the rest of each "
+           "visit: 5–7 requests per settlement), so near 100 % wherever both keep up; the "
+           "ratio of what each can carry is under Capacity below. "
            if with_ceiling else "No raw ceiling was measured in this run (--no-ceiling). ")
         + "CPU cores: the average over the whole rate, its warm-up and drain included.",
         "",
@@ -265,10 +267,12 @@ def start_lag_lines(result: dict[str, Any]) -> list[str]:
                         f"{'visit' if lag['waited_for_person'] == 1 else 'visits'} waited for "
                         "the person's visit before" if lag.get("waited_for_person") else "")
                      + _own_lag(lag) for rate, lag in lags)
+    raw = " as the raw ceiling's includes its sender's" if any(
+        p.get("ceiling") for p in result["points"]) else ""
     lines = ["", "Start lag (how late the hospitals took up each visit after its scheduled "
              "arrival, a wait for the same person's visit before it to end included; each "
-             "settlement's latency includes its visit's lag, that wait left out, as the raw "
-             f"ceiling's includes its sender's): {said}."]
+             "settlement's latency includes its visit's lag, that wait left out"
+             f"{',' + raw if raw else ''}): {said}."]
     if late:
         lines.append(f"At {', '.join(f'{r:g}' for r in late)} visits/s the start lag's p99 "
                      f"(to its bucket's upper edge; without the waits for the same person's "
@@ -357,6 +361,12 @@ def capacity_lines(result: dict[str, Any]) -> list[str]:
                      "end, so this is not its capacity.")
         lines.append(f"- huimin ÷ raw: {_ratio(huimin, raw)} of those partial figures, not the "
                      "ratio of the two capacities.")
+    elif raw is not None and cap.get("raw_sweep_max_per_s") == 0:
+        lines.append(f"- raw ceiling: {raw:g} messages/s sustained over the same 6 hops, at "
+                     "the rates offered only (`--sweep-max 0`: no sweep), so this is not its "
+                     "capacity.")
+        lines.append("- huimin ÷ raw: not given: the raw ceiling's capacity was not searched "
+                     "for (leave out `--sweep-max 0`).")
     elif raw is not None:
         lines.append(f"- raw ceiling: **{raw:g} messages/s** over the same 6 hops (the sweep "
                      "doubles the rate until one is not sustained, then bisects twice"

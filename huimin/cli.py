@@ -934,6 +934,10 @@ def bench(
                                find_capacity=find_capacity,
                                find_capacity_max=find_capacity_max, on_stage=stage,
                                on_progress=done)
+    except KeyboardInterrupt:  # before any rate was measured: nothing to report
+        errors.print(f"stopped by {'SIGTERM' if terminated else 'Ctrl-C'} before any rate "
+                     f"was measured: nothing written to {out}", markup=False, highlight=False)
+        raise typer.Exit(128 + terminated[0] if terminated else 130) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
     if terminated:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import shutil
 import time
 import urllib.request
 from collections import Counter
@@ -416,11 +417,15 @@ class Platform:
 
     def add_worker(self) -> WorkerProcess:
         """Start one more worker in the consumer group (its own web port and data folder);
-        the partitions are rebalanced across the workers."""
+        the partitions are rebalanced across the workers. A data folder an earlier run left
+        in the same folder is emptied first: with `--store rocksdb` the worker would take up
+        that run's tables and answer this run's requests as duplicates of its requests (it
+        recovers its tables from the changelog topics instead)."""
         i = len(self.workers)
+        data_dir = self.out_dir / f"worker-{i}-data"
+        shutil.rmtree(data_dir, ignore_errors=True)
         cfg = WorkerConfig(**{**self.cfg.to_dict(), "world": self.cfg.world,
-                              "web_port": free_port(),
-                              "data_dir": str(self.out_dir / f"worker-{i}-data")})
+                              "web_port": free_port(), "data_dir": str(data_dir)})
         worker = WorkerProcess(cfg, self.out_dir / f"worker-{i}.log").start()
         self.workers.append(worker)
         (self.out_dir / "workers.json").write_bytes(orjson.dumps([  # for a person

@@ -305,6 +305,19 @@ def test_the_ratio_is_said_as_a_bound_where_a_capacity_is_not_pinned_down():
     assert "not a bound either way" in ratio(False, False)
 
 
+def test_without_a_sweep_the_raw_ceiling_is_said_to_be_no_capacity_and_no_ratio_is_given():
+    """`--sweep-max 0`: the ceiling was measured at the rates offered only; the report said
+    the sweep had doubled the rate and gave a ratio "not a bound either way"."""
+    text = capacity_lines({"capacity": {
+        "p99_limit_ms": 100.0, "huimin_settlements_per_s": 50.0, "huimin_bracketed": False,
+        "raw_messages_per_s": 51.6, "raw_bracketed": False, "raw_sweep_max_per_s": 0}})
+    assert "- raw ceiling: 51.6 messages/s sustained over the same 6 hops, at the rates " \
+        "offered only (`--sweep-max 0`: no sweep), so this is not its capacity." in text
+    assert "- huimin ÷ raw: not given: the raw ceiling's capacity was not searched for " \
+        "(leave out `--sweep-max 0`)." in text
+    assert not any("sweep doubles" in line or "÷ raw: **" in line for line in text)
+
+
 def _settled_visit(sent_s: float, latency_ms: float, route: str, infcode: int = 0
                    ) -> tuple[VisitSession, list[Exchange]]:
     session = VisitSession.__new__(VisitSession)
@@ -709,6 +722,10 @@ def test_the_report_says_where_the_hospitals_fell_behind_their_schedule():
     text = "\n".join(start_lag_lines({"points": points, "capacity": {"p99_limit_ms": 300.0}}))
     assert "50/s: p99 ≤ 2 ms, max 9 ms; 400/s: p99 ≤ 100 ms, max 480 ms" in text
     assert "At 400 visits/s the start lag's p99" in text and "At 50" not in text
+    assert "raw ceiling" not in text  # none measured (--no-ceiling): nothing to liken it to
+    points[0]["ceiling"] = {"achieved_per_s": 300.0}
+    text = "\n".join(start_lag_lines({"points": points, "capacity": {"p99_limit_ms": 300.0}}))
+    assert "that wait left out, as the raw ceiling's includes its sender's)" in text
 
 
 def test_a_rate_whose_lag_is_waits_for_the_same_person_is_not_said_to_have_fallen_behind():

@@ -157,6 +157,12 @@ def test_ctrl_c_or_sigterm_keeps_the_rates_measured_in_the_report(tmp_path: Path
     rate's raw ceiling runs: huimin's figures for that rate are reported (without a ceiling),
     the rate after it is not offered, and every broker and platform is stopped."""
     out = tmp_path / "bench"
+    # an earlier bench's files in the same --out, and a user's own
+    (out / "rate-1" / "worker-0-data").mkdir(parents=True)
+    (out / "rate-1" / "workers.json").write_text("[]")
+    (out / "ceiling.log").write_text("an earlier sweep")
+    (out / "rate-9").mkdir()
+    (out / "notes.txt").write_text("mine")
     proc, left = interrupt_huimin(["bench", "--rates", "3,4", "--duration", "3", "--warmup", "1",
                              "--persons", "600", "--broker-warmup", "0", "--out", str(out)],
                             marker="raw ceiling at", after_s=1, timeout=120, sig=sig)
@@ -174,3 +180,19 @@ def test_ctrl_c_or_sigterm_keeps_the_rates_measured_in_the_report(tmp_path: Path
     assert f"- raw ceiling: not measured (stopped by {by} before it was)." in report
     assert (out / "bench.png").stat().st_size > 0
     assert not left  # brokers, worker, the raw ceiling's forwarders
+    # the earlier bench's rate-1 is gone (only rate-0 was measured); nothing else was touched
+    assert not (out / "rate-1").exists() and (out / "rate-0" / "workers.json").exists()
+    assert "an earlier sweep" not in (out / "ceiling.log").read_text()
+    assert (out / "rate-9").is_dir() and (out / "notes.txt").read_text() == "mine"
+
+
+def test_a_bench_stopped_before_its_first_rate_writes_nothing_and_says_so(tmp_path: Path):
+    out = tmp_path / "bench"
+    proc, left = interrupt_huimin(["bench", "--rates", "3", "--duration", "3", "--warmup", "1",
+                                   "--out", str(out)], marker="building the world",
+                                  after_s=0, timeout=120, sig=signal.SIGTERM)
+    assert proc.returncode == 143, proc.stdout
+    assert f"stopped by SIGTERM before any rate was measured: nothing written to {out}" \
+        in proc.stdout
+    assert "Traceback" not in proc.stdout and not (out / "bench.json").exists()
+    assert not left

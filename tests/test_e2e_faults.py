@@ -35,6 +35,9 @@ def faulty_runs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     outs = []
     for name, store in (("first", "memory"), ("second", "rocksdb")):
         out = tmp_path_factory.mktemp(name)
+        left = out / "worker-0-data" / "v1" / "tables" / "left-by-an-earlier-run.db"
+        left.parent.mkdir(parents=True)
+        left.write_bytes(b"stale")  # a worker must not take up an earlier run's tables
         proc = run_huimin(["run", *SCENARIO, "--store", store, "--out", str(out)], timeout=300)
         (out / "stdout.txt").write_text(proc.stdout + proc.stderr)
         outs.append(out)
@@ -104,6 +107,8 @@ def test_repeating_a_faulty_run_on_rocksdb_tables_gives_the_same_verdict_and_set
     assert {p.name for p in tables.glob("*.db")} >= {"trt_persons-0.db", "ins_persons-0.db",
                                                      "clearing_events-0.db"}
     assert not list((first / "worker-0-data").rglob("*.db"))  # memory: no table files
+    # what an earlier run left in the same --out was removed before the worker started
+    assert not list(second.rglob("left-by-an-earlier-run.db"))
     restarted = (second / "worker-0.log").read_text()  # the killed one: its files untrusted
     assert restarted.count("did not stop cleanly: rebuilding its tables") == 1
     assert (tables / CLEAN_STOP_MARK).exists()  # and the run's end stopped it cleanly
