@@ -26,6 +26,20 @@ def busy_seconds(stat: Path, children: bool = False) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def machine_busy_seconds(stat: Path = Path("/proc/stat")) -> float | None:
+    """CPU seconds the whole machine has been busy (all cores: user, nice, system, irq,
+    softirq, steal), None where there is no /proc/stat. Set against the components' own, it
+    shows what other processes took from a rate: the CPU probe, timed in CPU time, cannot."""
+    try:
+        first = stat.read_text().split("\n", 1)[0].split()
+    except OSError:
+        return None
+    if not first or first[0] != "cpu":
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in first[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds(pids: list[int]) -> float:
     """User + system CPU seconds of these processes (Linux /proc), children included."""
     return sum(busy_seconds(Path(f"/proc/{pid}/stat"), children=True) for pid in pids)

@@ -34,6 +34,7 @@ from kafka import KafkaConsumer, TopicPartition
 from benchmarks.cpu_accounts import (
     cpu_per_visit,
     cpu_seconds,
+    machine_busy_seconds,
     role_cpu_per_visit,
     role_cpu_seconds,
     thread_cpu_seconds,
@@ -163,6 +164,11 @@ class RatePoint:
     #: the hospitals' CPU ms per visit by thread (`HOSPITAL_THREADS`)
     hospitals_cpu_ms_per_visit_by_thread: dict[str, float] = field(default_factory=dict)
     cpu_probe_ms: float | None = None  # how fast the cores ran meanwhile (benchmarks/cpu_probe.py)
+    #: average cores the whole machine was busy over the rate, and the part of it that none
+    #: of broker, workers and hospitals took: other processes on the machine (and the
+    #: kernel's work no process is charged for)
+    machine_busy_cores: float | None = None
+    others_busy_cores: float | None = None
     #: messages written to the broker per visit, by topic and "all"
     broker_messages_per_visit: dict[str, float] = field(default_factory=dict)
     #: visits not started because the run's `max_in_flight` were under way: the rate is past
@@ -282,6 +288,7 @@ def measure_rate(fleet: HospitalFleet, rate: float, warmup: float,
     roles_before = role_cpu_seconds(metrics_urls or [])
     threads_before = thread_cpu_seconds()
     before = {k: cpu_seconds(v) for k, v in pids.items()}
+    machine_before = machine_busy_seconds()
     own = time.process_time()
     t0, t0_ns = time.monotonic(), time.time_ns()  # the tally's send times are wall clock
     tally = RateTally()
@@ -301,6 +308,7 @@ def measure_rate(fleet: HospitalFleet, rate: float, warmup: float,
     # per visit from the cores unrounded: at 20 visits/s, 0.01 core is 0.5 ms a visit
     busy = {k: (cpu_seconds(v) - before[k]) / wall for k, v in pids.items()}
     busy["hospitals"] = (time.process_time() - own) / wall
+    machine_after = machine_busy_seconds()
     cpu = {k: round(cores, 3) for k, cores in busy.items()}
     threads_after = thread_cpu_seconds()
     roles_after = role_cpu_seconds(metrics_urls or [])
@@ -321,6 +329,10 @@ def measure_rate(fleet: HospitalFleet, rate: float, warmup: float,
         name: round((seconds - threads_before.get(name, 0.0)) * 1000 / started, 2)
         for name, seconds in sorted(threads_after.items())} if started else {}
     point.cpu_probe_ms = probe.median_ms()
+    if machine_before is not None and machine_after is not None:
+        machine = (machine_after - machine_before) / wall
+        point.machine_busy_cores = round(machine, 3)
+        point.others_busy_cores = round(max(0.0, machine - sum(busy.values())), 3)
     point.timeline = rate_timeline(tally, t0_ns, count / rate, dropped_at, memory.samples)
     point.profile = profiles.summaries() if profiles else {}
     return point

@@ -638,6 +638,15 @@ def cpu_ms_per_write(cpu_cores: dict[str, float], writes_per_s: float) -> float 
     return round(sum(cpu_cores.values()) * 1000 / writes_per_s, 3) if writes_per_s else None
 
 
+#: Cores other processes may take over a rate before the report says they took them from it:
+#: the kernel's own work (softirqs of the loopback traffic) and a terminal come to less.
+OTHERS_NOTED = 0.15
+
+
+def _cores(value: float | None) -> str:
+    return "–" if value is None else f"{value:g}"
+
+
 def cpu_lines(result: dict[str, Any]) -> list[str]:
     """CPU per visit, by component, the rate the machine's cores would carry at that cost,
     the messages a visit wrote to the broker and the CPU per message written, and how fast
@@ -655,18 +664,30 @@ def cpu_lines(result: dict[str, Any]) -> list[str]:
                      f"{per['all']:g} | {cores * 1000 / per['all']:,.0f} | "
                      f"{writes or '–'} | "
                      f"{round(per['all'] / writes, 3) if writes else '–'} | "
-                     f"{p.get('cpu_probe_ms') or '–'} |")
+                     f"{p.get('cpu_probe_ms') or '–'} | "
+                     f"{_cores(p.get('machine_busy_cores'))} / "
+                     f"{_cores(p.get('others_busy_cores'))} |")
     if not lines:
         return []
+    busy_elsewhere = [(p["offered_visits_per_s"], p["others_busy_cores"]) for p in
+                      result["points"] if (p.get("others_busy_cores") or 0) > OTHERS_NOTED]
     return ["", "## CPU per visit (ms, polling included)", "",
             f"| offered visits/s | broker / workers / hospitals | all | visits/s {cores} cores "
             "would carry at this cost | messages written to the broker per visit | CPU ms "
-            "per message written | CPU probe ms (median; lower is a faster machine) |",
-            "|---|---|---|---|---|---|---|", *lines,
+            "per message written | CPU probe ms (median; lower is a faster machine) | "
+            "machine busy / others (cores) |",
+            "|---|---|---|---|---|---|---|---|", *lines,
+            *(["", "Other processes took CPU from " + ", ".join(
+                f"{rate:g} visits/s ({others:g} cores)" for rate, others in busy_elsewhere)
+               + ": the machine was busier than broker, workers and hospitals made it, so "
+               "those rates measured less than it can carry (the CPU probe, timed in CPU "
+               "time, does not show it)."] if busy_elsewhere else []),
             "", "The CPU is read over the whole rate, unlike its latency and throughput: the "
             "warm-up and the drain after the last arrival included, shared over every visit "
             "started (the warm-up's too), and the CPU cores in the first table are the "
-            "average over that time. A message written = one record produced to any topic "
+            "average over that time. Machine busy: every core's busy time over the rate "
+            "(/proc/stat); others: what broker, workers and hospitals did not take of it. "
+            "A message written = one record produced to any topic "
             "(a request or answer at each hop, a table's changelog write, a money event, a "
             "dead letter)."
             + (" The raw ceiling writes each of its messages 6 times; its CPU per message "

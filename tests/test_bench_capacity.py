@@ -4,10 +4,12 @@ no longer does."""
 
 from __future__ import annotations
 
+import os
 import statistics
 import threading
 import time
 from dataclasses import asdict
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -550,6 +552,17 @@ def test_a_runs_progress_counts_through_its_stages_and_a_bench_rates_says_what_i
         "3 of 7 visits done, 2 of them dropped unstarted (the platform too far behind)"]
 
 
+def test_the_machines_busy_time_is_read_from_proc_stat_over_every_core(tmp_path: Path):
+    from benchmarks.cpu_accounts import machine_busy_seconds
+
+    stat = tmp_path / "stat"
+    # user nice system idle iowait irq softirq steal: idle and iowait are not busy
+    stat.write_text("cpu  100 5 50 9000 70 3 2 40 0 0\ncpu0 50 2 25 4500 35 1 1 20 0 0\n")
+    assert machine_busy_seconds(stat) == pytest.approx(200 / os.sysconf("SC_CLK_TCK"))
+    assert machine_busy_seconds(tmp_path / "none") is None
+    assert machine_busy_seconds() is not None  # this machine's
+
+
 def test_cpu_per_visit_is_each_components_busy_time_shared_over_the_visits():
     per = cpu_per_visit({"broker": 0.5, "workers": 0.75, "hospitals": 0.25}, wall=40.0,
                         visits=2000)
@@ -559,7 +572,8 @@ def test_cpu_per_visit_is_each_components_busy_time_shared_over_the_visits():
 
 def test_the_report_turns_cpu_per_visit_into_what_the_cores_would_carry():
     result = {"machine": {"cpus": 2}, "points": [
-        {"offered_visits_per_s": 50, "cpu_probe_ms": 11.5,
+        {"offered_visits_per_s": 50, "cpu_probe_ms": 11.5, "machine_busy_cores": 0.9,
+         "others_busy_cores": 0.1,
          "broker_messages_per_visit": {"hosp.requests": 6.0, "all": 32.0},
          "cpu_ms_per_visit": {"broker": 4.0, "workers": 8.0, "hospitals": 4.0, "all": 16.0}},
         {"offered_visits_per_s": 70, "cpu_probe_ms": 12.0,  # a point from before the count
@@ -567,9 +581,13 @@ def test_the_report_turns_cpu_per_visit_into_what_the_cores_would_carry():
         {"offered_visits_per_s": 100}]}  # a point from before the figure was kept
     text = "\n".join(cpu_lines(result))
     # 2,000 ms a second ÷ 16 ms a visit; 16 ms over 32 messages written
-    assert "| 50 | 4 / 8 / 4 | 16 | 125 | 32.0 | 0.5 | 11.5 |" in text
-    assert "| 70 | 5 / 5 / 10 | 20 | 100 | – | – | 12.0 |" in text
+    assert "| 50 | 4 / 8 / 4 | 16 | 125 | 32.0 | 0.5 | 11.5 | 0.9 / 0.1 |" in text
+    assert "| 70 | 5 / 5 / 10 | 20 | 100 | – | – | 12.0 | – / – |" in text
     assert "\n| 100 |" not in text
+    assert "Other processes took CPU" not in text  # 0.1 core: the kernel's, a terminal's
+    result["points"][0]["others_busy_cores"] = 0.6  # another job on the machine
+    assert "Other processes took CPU from 50 visits/s (0.6 cores): the machine was busier" \
+        in "\n".join(cpu_lines(result))
     # the raw ceiling's CPU is pointed to only where it was measured (not with --no-ceiling)
     assert "capacity section's table" not in text
     result["ceiling_sweep"] = [{"offered_per_s": 100.0}]

@@ -48,6 +48,8 @@ def test_bench_writes_json_report_and_plot_for_huimin_and_the_raw_ceiling(tmp_pa
         assert point["cpu_cores"]["workers"] > 0
         assert point["cpu_ms_per_visit"]["all"] > point["cpu_ms_per_visit"]["workers"] > 0
         assert point["cpu_probe_ms"] > 0 and point["ceiling"]["cpu_probe_ms"] > 0
+        # the whole machine's busy cores, and what others than the run's processes took
+        assert point["machine_busy_cores"] > 0 and point["others_busy_cores"] >= 0
         # a visit writes its requests and answers at each hop and its rows' changelog
         # records: more than the raw chain's 6 writes a message, never hundreds
         writes = point["broker_messages_per_visit"]
