@@ -405,7 +405,9 @@ class Platform:
 
     def __init__(self, bootstrap: str, world: WorldSpec, partitions: int, out_dir: Path,
                  idempotent: bool = False, linger_ms: int = LINGER_MS,
-                 fetch_wait_ms: int = FETCH_WAIT_MS, store: str = "memory") -> None:
+                 fetch_wait_ms: int = FETCH_WAIT_MS, store: str = "memory",
+                 fresh_tables: bool = True) -> None:
+        self.fresh_tables = fresh_tables
         self.cfg = WorkerConfig(bootstrap=bootstrap, partitions=partitions, world=world,
                                 idempotent=idempotent, linger_ms=linger_ms,
                                 fetch_max_wait_ms=fetch_wait_ms, store=STORES[store])
@@ -417,13 +419,15 @@ class Platform:
 
     def add_worker(self) -> WorkerProcess:
         """Start one more worker in the consumer group (its own web port and data folder);
-        the partitions are rebalanced across the workers. A data folder an earlier run left
-        in the same folder is emptied first: with `--store rocksdb` the worker would take up
-        that run's tables and answer this run's requests as duplicates of its requests (it
-        recovers its tables from the changelog topics instead)."""
+        the partitions are rebalanced across the workers. With `fresh_tables` (a new
+        platform: run, replay, bench) a data folder an earlier run left in the same folder is
+        emptied first: with `--store rocksdb` the worker would take up that run's tables and
+        answer this run's requests as duplicates of its requests (it recovers its tables
+        from the changelog topics instead)."""
         i = len(self.workers)
         data_dir = self.out_dir / f"worker-{i}-data"
-        shutil.rmtree(data_dir, ignore_errors=True)
+        if self.fresh_tables:
+            shutil.rmtree(data_dir, ignore_errors=True)
         cfg = WorkerConfig(**{**self.cfg.to_dict(), "world": self.cfg.world,
                               "web_port": free_port(), "data_dir": str(data_dir)})
         worker = WorkerProcess(cfg, self.out_dir / f"worker-{i}.log").start()
@@ -490,11 +494,11 @@ class Platform:
 def platform(bootstrap: str, world: WorldSpec, partitions: int, out_dir: Path,
              workers: int = 1, idempotent: bool = False,
              linger_ms: int = LINGER_MS, fetch_wait_ms: int = FETCH_WAIT_MS,
-             store: str = "memory") -> Iterator[Platform]:
+             store: str = "memory", fresh_tables: bool = True) -> Iterator[Platform]:
     """`workers` platform worker processes running; all stopped on exit. `store`: where they
-    keep their tables (`memory` or `rocksdb`)."""
+    keep their tables (`memory` or `rocksdb`); `fresh_tables`: see `Platform.add_worker`."""
     p = Platform(bootstrap, world, partitions, out_dir, idempotent, linger_ms, fetch_wait_ms,
-                 store)
+                 store, fresh_tables)
     try:
         for _ in range(workers):
             p.add_worker()

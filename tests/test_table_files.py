@@ -66,7 +66,7 @@ def test_a_money_event_a_killed_worker_recorded_but_never_logged_reaches_the_cha
     changelog = changelog_topics(WorkerConfig(bootstrap="").app_id, (CLEARING_TABLE,))[0]
     with EmbeddedBroker(log_path=tmp_path / "broker.log") as broker, \
             platform(broker.bootstrap, WorldSpec(seed=7, persons=100), 8, tmp_path,
-                     store="rocksdb") as running:
+                     store="rocksdb", fresh_tables=False) as running:  # restarted over them
         producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
         producer.send(MONEY_EVENTS, key=event.setl_id.encode(), value=value)
         producer.flush()
