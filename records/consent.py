@@ -34,6 +34,13 @@ _READING = frozenset({"access", "use", "disclose"})
 #: No Consent in force: none on the register or published, or a published one withdrawn
 #: (status not active) or past its period's end.
 NO_CONSENT = "none"
+#: A published Consent that denies readers outside the province holding the records even
+#: for emergency treatment (its denial names no purpose, or names ETREAT).
+DENY_CROSS_REGION_ALWAYS = "deny-cross-region-always"
+#: A published Consent that denies reading to everyone, or to readers the model cannot tell
+#: apart (a denial of one hospital, of some data; a permit narrower than treatment by anyone):
+#: no one is permitted what the person may have withheld.
+DENY_ALL = "deny"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,15 +59,19 @@ def decide(sharing: str, purpose: str, requester_province: str,
     if sharing == NO_CONSENT:  # DOMAIN.md §6: only where the person's Consent permits
         return Decision(False, "no consent of the person's in force permits reading their "
                                f"records held in {source_province}")
+    if sharing == DENY_ALL:
+        return Decision(False, "the person's consent denies reading their records held in "
+                               f"{source_province}")
     if requester_province == source_province:
         return Decision(True, "treatment within the province that holds the records")
     if sharing == PERMIT:
         return Decision(True, "cross-region treatment, permitted by the person's consent")
-    if purpose == ETREAT:  # the denial is of routine treatment's reads (consent_resource)
+    if purpose == ETREAT and sharing == DENY_CROSS_REGION:  # a denial of routine treatment
         return Decision(True, "emergency treatment reads past the denial of cross-region "
                               "sharing (break-the-glass)", break_glass=True)
+    even = " even for emergency treatment" if purpose == ETREAT else ""
     return Decision(False, f"the person's consent denies sharing records held in "
-                           f"{source_province} with {requester_province}")
+                           f"{source_province} with {requester_province}{even}")
 
 
 def _provisions(provision: dict[str, Any]) -> list[dict[str, Any]]:
@@ -81,7 +92,7 @@ def _limited(provision: dict[str, Any]) -> bool:
     """A permit that lets less than treatment by anyone read the records: limited by actor,
     data, class, code, security label or data period, to purposes other than treatment, or
     to actions other than reading. The model holds one choice a person, so such a permit is
-    read as a denial of cross-region sharing, the safe reading."""
+    read as a denial to everyone (DENY_ALL), the reading that shares nothing withheld."""
     if provision.get("type") == "deny":
         return False  # a denial, read as one
     if any(provision.get(k) for k in _LIMITS):
@@ -94,6 +105,52 @@ def _limited(provision: dict[str, Any]) -> bool:
     actions = provision.get("action")
     return isinstance(actions, list) and bool(actions) and not any(
         _codes(a) & _READING for a in actions if isinstance(a, dict))
+
+
+def _for(provision: dict[str, Any], purposes: set[str]) -> bool:
+    """Whether a provision applies to any of these purposes of use: one that names none
+    applies to all."""
+    named = provision.get("purpose")
+    if not isinstance(named, list) or not named:
+        return True
+    return any(isinstance(c, dict) and c.get("system") == ACT_REASON and c.get("code") in purposes
+               for c in named)
+
+
+def _of_other_provinces(denial: dict[str, Any]) -> bool:
+    """A denial of readers outside a province, as `consent_resource` writes one: every actor
+    named by a province (its identifier of PROVINCE_SYSTEM), and nothing else limiting it
+    but purposes."""
+    actors = denial.get("actor")
+    if not isinstance(actors, list) or not actors or denial.get("action") or any(
+            denial.get(k) for k in _LIMITS if k != "actor"):
+        return False
+    return all(isinstance(a, dict) and isinstance(a.get("reference"), dict)
+               and isinstance(a["reference"].get("identifier"), dict)
+               and a["reference"]["identifier"].get("system") == PROVINCE_SYSTEM
+               for a in actors)
+
+
+def _sharing(consent: dict[str, Any], provision: dict[str, Any]) -> str:
+    """What a published privacy Consent lets be read, as the model holds it (one choice a
+    person); where the model cannot hold what it says, the reading that shares nothing the
+    person may have withheld."""
+    if consent.get("status") != "active":
+        return NO_CONSENT
+    if not provision:
+        return DENY_ALL if "OPTOUT" in _codes(consent.get("policyRule")) else PERMIT
+    if provision.get("type") == "deny":  # all denied but what nested permits name
+        return DENY_ALL
+    provisions = _provisions(provision)
+    if any(_limited(p) for p in provisions):
+        return DENY_ALL
+    denials = [p for p in provisions if p.get("type") == "deny" and _for(p, {TREAT, ETREAT})]
+    if not denials:  # none, or only of purposes records are not read for here (research)
+        return PERMIT
+    if not all(_of_other_provinces(p) for p in denials):
+        return DENY_ALL
+    return DENY_CROSS_REGION_ALWAYS if any(_for(p, {ETREAT}) for p in denials) \
+        else DENY_CROSS_REGION
 
 
 def _in_beijing_time(bound: Any) -> str:
@@ -119,13 +176,13 @@ def published_consent(resources: list[dict[str, Any]], certno: str
                       ) -> dict[str, str] | None:
     """What a publish's privacy Consent about the person (scope `patient-privacy`, the person
     named by certno in `patient.identifier`; the last, if several) says of sharing, as the
-    repository keeps it: `sharing` (PERMIT; DENY_CROSS_REGION where it denies anything, a
-    deny provision at any level or an OPTOUT policy without provisions; NO_CONSENT where it
-    was withdrawn or refused: `inactive`, `rejected`) and its provision's period, `from` and
-    `until` ("" if open; a time in Beijing time). None if the publish holds no such Consent
-    that decides anything (a research or treatment consent, a draft): the one in force
-    stays. Finer provisions (by actor, purpose, data...: `_limited`) are read as a denial
-    of cross-region sharing: the model holds no finer choice."""
+    repository keeps it: `sharing` (`_sharing`: PERMIT; DENY_CROSS_REGION or
+    DENY_CROSS_REGION_ALWAYS where it denies readers outside a province, routine treatment
+    or emergencies too; DENY_ALL where it denies more, or what the model cannot tell apart;
+    NO_CONSENT where it was withdrawn or refused: `inactive`, `rejected`) and its
+    provision's period, `from` and `until` ("" if open; a time in Beijing time). None if the
+    publish holds no such Consent that decides anything (a research or treatment consent, a
+    draft): the one in force stays."""
     mine = [r for r in resources if r.get("resourceType") == "Consent"
             and "patient-privacy" in _codes(r.get("scope"), CONSENT_SCOPE)
             and isinstance(r.get("patient"), dict)
@@ -137,13 +194,7 @@ def published_consent(resources: list[dict[str, Any]], certno: str
         return None
     consent = mine[-1]
     provision = consent.get("provision") if isinstance(consent.get("provision"), dict) else {}
-    if consent.get("status") != "active":
-        sharing = NO_CONSENT
-    elif any(p.get("type") == "deny" or _limited(p) for p in _provisions(provision)) or (
-            not provision and "OPTOUT" in _codes(consent.get("policyRule"))):
-        sharing = DENY_CROSS_REGION
-    else:
-        sharing = PERMIT
+    sharing = _sharing(consent, provision)
     period = provision.get("period") if isinstance(provision.get("period"), dict) else {}
     return {"sharing": sharing, "from": _in_beijing_time(period.get("start")),
             "until": _in_beijing_time(period.get("end"))}

@@ -20,7 +20,7 @@ from messages.codec import encode
 from messages.identity import CERTNO_SYSTEM, certno_check_char
 from messages.visitlog import make_msgid
 from records.audit import audit_event
-from records.codes import LAB_TESTS
+from records.codes import FIXMEDINS_SYSTEM, LAB_TESTS, PROVINCE_SYSTEM
 from records.consent import consent_resource
 from records.documents import Clinical, provide_bundle, visit_document
 from records.exchange import (
@@ -511,15 +511,72 @@ LIMITED_PERMITS = {  # a permit narrower than "for treatment, by anyone": not re
 
 @pytest.mark.parametrize("limit", sorted(LIMITED_PERMITS))
 def test_a_permit_limited_finer_than_the_model_holds_is_read_as_a_denial(limit: str):
-    """design.md: finer provisions are read as a denial of cross-region sharing, the safe
-    reading of a consent the platform cannot represent."""
+    """design.md: finer provisions are read as a denial to everyone, the reading of a consent
+    the platform cannot represent that shares nothing the person may have withheld
+    (DOMAIN.md §6: only if the Consent permits it; until 12-05 the holding province read)."""
     ex, certno, home, other = _published_at_home(PERMIT)
     limited = consent_resource(certno, PERMIT, home)
     limited["provision"].update(LIMITED_PERMITS[limit])
     _published(ex, certno, home, limited)
-    assert ex.find(certno, other)["err_code"] == "E5002"
+    for province, purpose in ((other, "TREAT"), (home, "TREAT"), (other, "ETREAT")):
+        assert ex.find(certno, province, purpose=purpose)["err_code"] == "E5002"
     _published(ex, certno, home, consent_resource(certno, PERMIT, home))  # for treatment,
     assert ex.find(certno, other)["infcode"] == 0  # by anyone: the permit the model holds
+
+
+ACT_REASON_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+
+
+def _denial(home: str, purposes: list[str] | None, of_province: bool = True) -> dict[str, Any]:
+    actor = ({"role": IRCP, "reference": {"identifier": {
+        "system": PROVINCE_SYSTEM, "value": home}}} if of_province else
+        {"role": IRCP, "reference": {"identifier": {
+            "system": FIXMEDINS_SYSTEM, "value": "H11010000001"}}})
+    denial: dict[str, Any] = {"type": "deny", "actor": [actor]}
+    if purposes is not None:
+        denial["purpose"] = [{"system": ACT_REASON_SYSTEM, "code": c} for c in purposes]
+    return denial
+
+
+CONSENT_SHAPES = {  # what each published Consent lets read: home TREAT, other TREAT, ETREAT
+    "a permit for treatment by anyone": (None, (True, True, True)),
+    "a denial of other provinces' routine treatment (the register's)":
+        (lambda home: [_denial(home, ["TREAT"])], (True, False, True)),
+    "a denial of other provinces for every purpose":
+        (lambda home: [_denial(home, None)], (True, False, False)),
+    "a denial of other provinces, emergencies named":
+        (lambda home: [_denial(home, ["TREAT", "ETREAT"])], (True, False, False)),
+    "a denial of research only": (lambda home: [_denial(home, ["HRESCH"])], (True, True, True)),
+    "a denial of one hospital": (lambda home: [_denial(home, None, of_province=False)],
+                                 (False, False, False)),
+    "a denial of everything": ("deny", (False, False, False)),
+    "an opt-out without provisions": ("OPTOUT", (False, False, False)),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(CONSENT_SHAPES))
+def test_a_published_consent_lets_read_only_what_it_permits(shape: str):
+    """DOMAIN.md §6: documents are read only if the person's Consent permits it. Until 12-05
+    every denial was read as the register's (the holding province read, an emergency read
+    past it): a Consent denying everything, or emergencies too, did not hold."""
+    ex, certno, home, other = _published_at_home(PERMIT)
+    what, expected = CONSENT_SHAPES[shape]
+    consent = consent_resource(certno, PERMIT, home)
+    if what == "deny":
+        consent["provision"]["type"] = "deny"
+    elif what == "OPTOUT":
+        consent.pop("provision")
+        consent["policyRule"]["coding"][0]["code"] = "OPTOUT"
+    elif what is not None:
+        consent["provision"]["provision"] = what(home)
+    get_fhir_model_class("Consent").model_validate(consent)
+    _published(ex, certno, home, consent)
+    read = tuple(ex.find(certno, province, purpose=purpose)["infcode"] == 0
+                 for province, purpose in ((home, "TREAT"), (other, "TREAT"), (other, "ETREAT")))
+    assert read == expected
+    if not expected[2]:
+        refused = ex.find(certno, other, purpose="ETREAT")
+        assert "denies" in refused["err_msg"] and certno not in refused["err_msg"]
 
 
 @pytest.mark.parametrize("field, code", [("status", "Active"), ("status", "withdrawn"),
