@@ -26,10 +26,12 @@ def busy_seconds(stat: Path, children: bool = False) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def machine_busy_seconds(stat: Path = Path("/proc/stat")) -> float | None:
-    """CPU seconds the whole machine has been busy (all cores: user, nice, system, irq,
-    softirq, steal), None where there is no /proc/stat. Set against the components' own, it
-    shows what other processes took from a rate: the CPU probe, timed in CPU time, cannot."""
+def machine_busy_seconds(stat: Path = Path("/proc/stat")) -> dict[str, float] | None:
+    """CPU seconds the whole machine has been busy, all cores: `all` (user, nice, system,
+    irq, softirq, steal) and `processes` (user, nice and system: what processes are charged
+    with; interrupts and a hypervisor's steal are charged to none); None where there is no
+    /proc/stat. Set against the components' own, `processes` shows what other processes
+    took from a rate: the CPU probe, timed in CPU time, cannot."""
     try:
         first = stat.read_text().split("\n", 1)[0].split()
     except OSError:
@@ -37,7 +39,9 @@ def machine_busy_seconds(stat: Path = Path("/proc/stat")) -> float | None:
     if not first or first[0] != "cpu":
         return None
     user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in first[1:9])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return {"all": (user + nice + system + irq + softirq + steal) / tick,
+            "processes": (user + nice + system) / tick}
 
 
 def cpu_seconds(pids: list[int]) -> float:

@@ -164,9 +164,9 @@ class RatePoint:
     #: the hospitals' CPU ms per visit by thread (`HOSPITAL_THREADS`)
     hospitals_cpu_ms_per_visit_by_thread: dict[str, float] = field(default_factory=dict)
     cpu_probe_ms: float | None = None  # how fast the cores ran meanwhile (benchmarks/cpu_probe.py)
-    #: average cores the whole machine was busy over the rate, and the part of it that none
-    #: of broker, workers and hospitals took: other processes on the machine (and the
-    #: kernel's work no process is charged for)
+    #: average cores the whole machine was busy over the rate (interrupts and steal
+    #: included), and what processes other than broker, workers and hospitals took (None
+    #: with a broker whose processes are not known)
     machine_busy_cores: float | None = None
     others_busy_cores: float | None = None
     #: messages written to the broker per visit, by topic and "all"
@@ -330,9 +330,11 @@ def measure_rate(fleet: HospitalFleet, rate: float, warmup: float,
         for name, seconds in sorted(threads_after.items())} if started else {}
     point.cpu_probe_ms = probe.median_ms()
     if machine_before is not None and machine_after is not None:
-        machine = (machine_after - machine_before) / wall
-        point.machine_busy_cores = round(machine, 3)
-        point.others_busy_cores = round(max(0.0, machine - sum(busy.values())), 3)
+        machine = {k: (machine_after[k] - machine_before[k]) / wall for k in machine_after}
+        point.machine_busy_cores = round(machine["all"], 3)
+        if all(pids.values()):  # not with a broker of another's (its CPU is not known)
+            point.others_busy_cores = round(
+                max(0.0, machine["processes"] - sum(busy.values())), 3)
     point.timeline = rate_timeline(tally, t0_ns, count / rate, dropped_at, memory.samples)
     point.profile = profiles.summaries() if profiles else {}
     return point
@@ -651,18 +653,23 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
 
 #: What a bench writes into its `--out` folder, besides its `rate-<i>/` folders.
 RUN_FILES = ("bench.json", "bench.md", "bench.png", "ceiling.log", "ceiling-broker.log")
+#: Written into each `rate-<i>/` folder a bench makes: a later bench removes only those.
+RATE_MARK = ".huimin-bench-rate"
 
 
 def clear_previous_run(out_dir: Path) -> None:
     """Remove what an earlier bench wrote into `out_dir`, so that no file there is left from
     it: a worker started in an old `rate-<i>/` folder would also take up the tables kept
     there (`--store rocksdb`) and answer every request as a duplicate of that run's. Only
-    the names a bench writes are removed (a `rate-<i>/` folder only if it holds a worker's
-    `workers.json`), nothing else a user keeps there."""
+    what a bench writes is removed (a `rate-<i>/` folder only if it carries a bench's mark,
+    or a broker's log and `workers.json` from before the mark; never a symlink), nothing
+    else a user keeps there."""
     for name in RUN_FILES:
         (out_dir / name).unlink(missing_ok=True)
     for folder in out_dir.glob("rate-*"):
-        if folder.name[5:].isdigit() and (folder / "workers.json").is_file():
+        if folder.name[5:].isdigit() and not folder.is_symlink() and (
+                (folder / RATE_MARK).is_file() or ((folder / "workers.json").is_file()
+                and (folder / "broker.log").is_file())):
             shutil.rmtree(folder)
 
 
@@ -742,6 +749,7 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
         on_stage(f"starting {what} for {rate:g} visits/s")
         rate_dir = out_dir / f"rate-{len(points)}"
         rate_dir.mkdir(exist_ok=True)
+        (rate_dir / RATE_MARK).touch()
         with broker(rate_dir / "broker.log", broker_kind) as bootstrap, \
                 _environment({PROFILABLE_ENV: "1"} if profile else {}), \
                 platform(bootstrap, world.spec, partitions, rate_dir, workers,
@@ -848,5 +856,6 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
                          "raw_bracketed": brackets(raw_sustained) if raw_measured else None,
                          "raw_between_per_s": bracket(raw_sustained) if raw_measured else None,
                          "raw_sweep_max_per_s": sweep_max if ceiling else None,
+                         # the raw ceiling's capacity, searched for by its sweep
                          "ratio": round(huimin_capacity / raw_capacity, 3)
-                         if raw_measured and raw_capacity else None}}
+                         if raw_measured and raw_capacity and sweep_max else None}}

@@ -639,7 +639,7 @@ def cpu_ms_per_write(cpu_cores: dict[str, float], writes_per_s: float) -> float 
 
 
 #: Cores other processes may take over a rate before the report says they took them from it:
-#: the kernel's own work (softirqs of the loopback traffic) and a terminal come to less.
+#: the kernel's threads, a terminal, the CPU probe's own process come to less.
 OTHERS_NOTED = 0.15
 
 
@@ -686,7 +686,8 @@ def cpu_lines(result: dict[str, Any]) -> list[str]:
             "warm-up and the drain after the last arrival included, shared over every visit "
             "started (the warm-up's too), and the CPU cores in the first table are the "
             "average over that time. Machine busy: every core's busy time over the rate "
-            "(/proc/stat); others: what broker, workers and hospitals did not take of it. "
+            "(/proc/stat, interrupts and a hypervisor's steal included); others: what "
+            "processes other than broker, workers and hospitals took of it. "
             "A message written = one record produced to any topic "
             "(a request or answer at each hop, a table's changelog write, a money event, a "
             "dead letter)."

@@ -311,8 +311,8 @@ CrossShare = Annotated[float, typer.Option(min=0.0, max=1.0,
                                            help="Share of cross-province visits.")]
 PolicyFile = Annotated[Path | None, typer.Option(
     "--policy", help="A YAML file of the provinces' policy parameters: deductibles, ratios, "
-                     "caps, the retiree bonus, the unfiled cut, the class-B self-pay share of "
-                     "entries without their own, the clearing's prepayment "
+                     "caps, the retiree bonus, the unfiled cut, the class-B self-pay share, "
+                     "the clearing's prepayment, the lab results' reuse window "
                      "(docs/parameters.yaml). Every worker of the platform needs the same.")]
 
 
@@ -936,7 +936,8 @@ def bench(
                                on_progress=done)
     except KeyboardInterrupt:  # before any rate was measured: nothing to report
         errors.print(f"stopped by {'SIGTERM' if terminated else 'Ctrl-C'} before any rate "
-                     f"was measured: nothing written to {out}", markup=False, highlight=False)
+                     f"was measured: no report written to {out} (only the logs of what ran)",
+                     markup=False, highlight=False)
         raise typer.Exit(128 + terminated[0] if terminated else 130) from None
     finally:
         signal.signal(signal.SIGTERM, previous)

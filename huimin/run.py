@@ -4,6 +4,7 @@ the visits over Kafka, compare every answer with the oracle, and report."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import os
 import shutil
@@ -400,6 +401,27 @@ class PlatformNotServing(TimeoutError):
     """Our workers did not settle into one consumer group in time (their logs say why)."""
 
 
+#: Written into each worker's data folder a new platform makes, so that a later one started in
+#: the same folder empties only what huimin made there.
+WORKER_DATA_MARK = ".huimin-worker-data"
+
+
+def fresh_data_dir(data_dir: Path) -> None:
+    """Make `data_dir` an empty, marked worker data folder: one huimin made before (its mark,
+    or Faust's `v1/` in one made before the mark) is emptied; anything else there is refused,
+    not deleted."""
+    if data_dir.is_symlink() or (data_dir.exists() and not data_dir.is_dir()) or (
+            data_dir.is_dir() and any(data_dir.iterdir())
+            and not (data_dir / WORKER_DATA_MARK).is_file() and not (data_dir / "v1").is_dir()):
+        raise FileExistsError(errno.EEXIST, "there is something there that is not a worker's "
+                              "data folder huimin made: move it, or give another --out",
+                              str(data_dir))
+    if data_dir.is_dir():
+        shutil.rmtree(data_dir)
+    data_dir.mkdir(parents=True)
+    (data_dir / WORKER_DATA_MARK).touch()
+
+
 class Platform:
     """Our platform's worker processes on one cluster (topics created first)."""
 
@@ -427,7 +449,7 @@ class Platform:
         i = len(self.workers)
         data_dir = self.out_dir / f"worker-{i}-data"
         if self.fresh_tables:
-            shutil.rmtree(data_dir, ignore_errors=True)
+            fresh_data_dir(data_dir)
         cfg = WorkerConfig(**{**self.cfg.to_dict(), "world": self.cfg.world,
                               "web_port": free_port(), "data_dir": str(data_dir)})
         worker = WorkerProcess(cfg, self.out_dir / f"worker-{i}.log").start()

@@ -10,7 +10,7 @@ records for care, not for other uses.
 
 The Consent in force is the latest the person published (a FHIR Consent about them in a 7001,
 `published_consent`), else the one the insurance register holds (the world's); with neither,
-or once a published one lapsed or was withdrawn, no Consent permits sharing across provinces.
+or once a published one lapsed or was withdrawn, none is in force and no one reads the records.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def decide(sharing: str, purpose: str, requester_province: str,
                                "are shared for treatment only")
     if sharing == NO_CONSENT:  # DOMAIN.md §6: only where the person's Consent permits
         return Decision(False, "no consent of the person's in force permits reading their "
-                               f"records held in {source_province}")
+                               "records")
     if sharing == DENY_ALL:
         return Decision(False, "the person's consent denies reading their records held in "
                                f"{source_province}")

@@ -163,6 +163,8 @@ def build_catalogue(spec: WorldSpec, province: str, items: tuple[CatalogueItem, 
         ceiling = None
         if it.kind != "drug" and r.random() < 0.25:
             ceiling = round(it.base_price * r.uniform(0.8, 1.05))
+        if cls is ItemClass.B:  # the item's own share, drawn until 12-05 and no longer used:
+            r.choice((None, None, 500, 1500, 2000))  # drawn still, so the rest stays as it was
         entries[it.code] = CatalogueEntry(it.code, it.name, it.kind, cls, ceiling)
     return Catalogue(province, entries, selfpay_bp=selfpay_bp)
 

@@ -558,7 +558,9 @@ def test_the_machines_busy_time_is_read_from_proc_stat_over_every_core(tmp_path:
     stat = tmp_path / "stat"
     # user nice system idle iowait irq softirq steal: idle and iowait are not busy
     stat.write_text("cpu  100 5 50 9000 70 3 2 40 0 0\ncpu0 50 2 25 4500 35 1 1 20 0 0\n")
-    assert machine_busy_seconds(stat) == pytest.approx(200 / os.sysconf("SC_CLK_TCK"))
+    tick = os.sysconf("SC_CLK_TCK")
+    assert machine_busy_seconds(stat) == pytest.approx({"all": 200 / tick,
+                                                        "processes": 155 / tick})
     assert machine_busy_seconds(tmp_path / "none") is None
     assert machine_busy_seconds() is not None  # this machine's
 
@@ -1007,3 +1009,20 @@ def test_the_hops_are_reported_in_the_order_settlements_cross_them_with_route_an
                     "| 50 | trt.in->nat.in | cross | 4 | 10.0 | 20.0 |",
                     "| 50 | ins.in->nat.back | cross | 4 | 10.0 | 20.0 |",
                     "| 50 | trt.back->hosp.recv | both | 9 | 10.0 | 20.0 |"]
+
+
+def test_a_bench_removes_only_what_an_earlier_bench_wrote_into_its_folder(tmp_path: Path):
+    from benchmarks.load import RATE_MARK, clear_previous_run
+
+    for name in ("rate-0", "rate-1"):
+        (tmp_path / name / "worker-0-data").mkdir(parents=True)
+    (tmp_path / "rate-0" / RATE_MARK).touch()  # a bench's
+    for name in ("workers.json", "broker.log"):  # a bench's from before the mark
+        (tmp_path / "rate-1" / name).write_text("")
+    (tmp_path / "rate-2").mkdir()  # a user's
+    (tmp_path / "rate-2" / "workers.json").write_text("")
+    (tmp_path / "rate-3").symlink_to(tmp_path / "rate-2")
+    (tmp_path / "bench.json").write_text("{}")
+    (tmp_path / "notes.md").write_text("mine")
+    clear_previous_run(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.md", "rate-2", "rate-3"]

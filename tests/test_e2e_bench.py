@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from benchmarks.load import FIND_CAPACITY_LEAST, bench_persons, sweep_rates
+from benchmarks.load import FIND_CAPACITY_LEAST, RATE_MARK, bench_persons, sweep_rates
 from benchmarks.profiles import can_attach
 from streams.config import FETCH_WAIT_MS
 from tests.conftest import interrupt_huimin, run_huimin
@@ -48,8 +48,10 @@ def test_bench_writes_json_report_and_plot_for_huimin_and_the_raw_ceiling(tmp_pa
         assert point["cpu_cores"]["workers"] > 0
         assert point["cpu_ms_per_visit"]["all"] > point["cpu_ms_per_visit"]["workers"] > 0
         assert point["cpu_probe_ms"] > 0 and point["ceiling"]["cpu_probe_ms"] > 0
-        # the whole machine's busy cores, and what others than the run's processes took
-        assert point["machine_busy_cores"] > 0 and point["others_busy_cores"] >= 0
+        # the whole machine's busy cores, the run's processes' among them (tick accounting
+        # read at slightly different moments: a little slack)
+        assert point["machine_busy_cores"] >= 0.9 * sum(point["cpu_cores"].values()) > 0
+        assert point["others_busy_cores"] is not None
         # a visit writes its requests and answers at each hop and its rows' changelog
         # records: more than the raw chain's 6 writes a message, never hundreds
         writes = point["broker_messages_per_visit"]
@@ -161,7 +163,7 @@ def test_ctrl_c_or_sigterm_keeps_the_rates_measured_in_the_report(tmp_path: Path
     out = tmp_path / "bench"
     # an earlier bench's files in the same --out, and a user's own
     (out / "rate-1" / "worker-0-data").mkdir(parents=True)
-    (out / "rate-1" / "workers.json").write_text("[]")
+    (out / "rate-1" / RATE_MARK).touch()
     (out / "ceiling.log").write_text("an earlier sweep")
     (out / "rate-9").mkdir()
     (out / "notes.txt").write_text("mine")
@@ -191,10 +193,12 @@ def test_ctrl_c_or_sigterm_keeps_the_rates_measured_in_the_report(tmp_path: Path
 def test_a_bench_stopped_before_its_first_rate_writes_nothing_and_says_so(tmp_path: Path):
     out = tmp_path / "bench"
     proc, left = interrupt_huimin(["bench", "--rates", "3", "--duration", "3", "--warmup", "1",
-                                   "--out", str(out)], marker="building the world",
-                                  after_s=0, timeout=120, sig=signal.SIGTERM)
+                                   "--persons", "600", "--out", str(out)],
+                                  marker="waiting for the platform", after_s=0, timeout=120,
+                                  sig=signal.SIGTERM)
     assert proc.returncode == 143, proc.stdout
-    assert f"stopped by SIGTERM before any rate was measured: nothing written to {out}" \
-        in proc.stdout
+    assert f"stopped by SIGTERM before any rate was measured: no report written to {out} " \
+        "(only the logs of what ran)" in proc.stdout
     assert "Traceback" not in proc.stdout and not (out / "bench.json").exists()
+    assert (out / "rate-0" / "broker.log").exists()  # the logs of the rate it stopped
     assert not left

@@ -480,7 +480,10 @@ def test_a_consent_the_person_publishes_replaces_the_registers_and_can_be_withdr
 
     withdrawn = {**consent_resource(certno, PERMIT, home), "status": "inactive"}
     _published(ex, certno, home, withdrawn)
-    assert "no consent of the person's in force" in ex.find(certno, other)["err_msg"]
+    # none in force (DOMAIN.md §6): not read by other provinces, their own, or an emergency
+    for province, purpose in ((other, "TREAT"), (home, "TREAT"), (other, "ETREAT")):
+        refused = ex.find(certno, province, purpose=purpose)
+        assert "no consent of the person's in force" in refused["err_msg"]
 
     # asked on 2026-12-10: a period is read by day, a coarser date covering all of it; before
     # it begins the register's consent (a permit, for this person) is in force

@@ -93,3 +93,30 @@ def _keys_within(bootstrap: str, topic: str, wait_s: float) -> list[bytes]:
     keys += [r.key for records in consumer.poll(timeout_ms=500).values() for r in records]
     consumer.close()
     return keys
+
+
+def test_a_new_platform_empties_only_worker_data_folders_huimin_made(tmp_path: Path):
+    """A second `--store rocksdb` run into the same --out took up the first's tables and
+    answered every request as a duplicate; emptying the folder must not delete what a user
+    keeps under that name."""
+    from huimin.run import WORKER_DATA_MARK, fresh_data_dir
+
+    ours = tmp_path / "worker-0-data"
+    fresh_data_dir(ours)  # made, empty but for its mark
+    assert [p.name for p in ours.iterdir()] == [WORKER_DATA_MARK]
+    _table_files(ours / "v1" / "tables")
+    fresh_data_dir(ours)
+    assert [p.name for p in ours.iterdir()] == [WORKER_DATA_MARK]
+    before_the_mark = tmp_path / "worker-1-data"  # Faust's layout, from before the mark
+    _table_files(before_the_mark / "v1" / "tables")
+    fresh_data_dir(before_the_mark)
+    assert [p.name for p in before_the_mark.iterdir()] == [WORKER_DATA_MARK]
+    theirs = tmp_path / "worker-2-data"
+    theirs.mkdir()
+    (theirs / "thesis.tex").write_text("mine")
+    linked = tmp_path / "worker-3-data"
+    linked.symlink_to(ours)
+    for folder in (theirs, linked):
+        with pytest.raises(FileExistsError, match="not a worker's data folder huimin made"):
+            fresh_data_dir(folder)
+    assert (theirs / "thesis.tex").read_text() == "mine" and (ours / WORKER_DATA_MARK).exists()
