@@ -109,11 +109,12 @@ def _limited(provision: dict[str, Any]) -> bool:
 
 def _for(provision: dict[str, Any], purposes: set[str]) -> bool:
     """Whether a provision applies to any of these purposes of use: one that names none
-    applies to all."""
+    applies to all, and so does one naming a purpose of another code system (it cannot be
+    told apart from these)."""
     named = provision.get("purpose")
     if not isinstance(named, list) or not named:
         return True
-    return any(isinstance(c, dict) and c.get("system") == ACT_REASON and c.get("code") in purposes
+    return any(not isinstance(c, dict) or c.get("system") != ACT_REASON or c.get("code") in purposes
                for c in named)
 
 

@@ -550,6 +550,10 @@ CONSENT_SHAPES = {  # what each published Consent lets read: home TREAT, other T
     "a denial of other provinces, emergencies named":
         (lambda home: [_denial(home, ["TREAT", "ETREAT"])], (True, False, False)),
     "a denial of research only": (lambda home: [_denial(home, ["HRESCH"])], (True, True, True)),
+    "a denial of other provinces for a purpose of another code system":
+        (lambda home: [{**_denial(home, None), "purpose": [{"system": "urn:local:purposes",
+                                                            "code": "TREAT"}]}],
+         (True, False, False)),
     "a denial of one hospital": (lambda home: [_denial(home, None, of_province=False)],
                                  (False, False, False)),
     "a denial of everything": ("deny", (False, False, False)),
