@@ -11,6 +11,7 @@ of an earlier rate's request, and as many of them as give each hospital ~50 visi
 
 from __future__ import annotations
 
+import errno
 import gc
 import importlib.metadata
 import math
@@ -663,14 +664,21 @@ def clear_previous_run(out_dir: Path) -> None:
     there (`--store rocksdb`) and answer every request as a duplicate of that run's. Only
     what a bench writes is removed (a `rate-<i>/` folder only if it carries a bench's mark,
     or a broker's log and `workers.json` from before the mark; never a symlink), nothing
-    else a user keeps there."""
+    else a user keeps there; a `rate-<i>` that is not a bench's is refused, before anything is
+    measured: the bench would write into it, and the next one delete it."""
+    ours = [folder for folder in out_dir.glob("rate-*") if folder.name[5:].isdigit()
+            and not folder.is_symlink() and folder.is_dir()
+            and ((folder / RATE_MARK).is_file() or ((folder / "workers.json").is_file()
+                                                   and (folder / "broker.log").is_file()))]
+    theirs = sorted(f.name for f in out_dir.glob("rate-*") if f.name[5:].isdigit()
+                    and f not in ours)
+    if theirs:
+        raise FileExistsError(errno.EEXIST, f"{', '.join(theirs)} in it is not a folder a bench "
+                              "made: move it, or give another --out", str(out_dir))
     for name in RUN_FILES:
         (out_dir / name).unlink(missing_ok=True)
-    for folder in out_dir.glob("rate-*"):
-        if folder.name[5:].isdigit() and not folder.is_symlink() and (
-                (folder / RATE_MARK).is_file() or ((folder / "workers.json").is_file()
-                and (folder / "broker.log").is_file())):
-            shutil.rmtree(folder)
+    for folder in ours:
+        shutil.rmtree(folder)
 
 
 def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: str,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import gc
 import os
 import shutil
@@ -48,6 +49,7 @@ from streams.config import FETCH_WAIT_MS, LINGER_MS, STORES, WorkerConfig, fetch
 from streams.dead_letters import TopicMissing
 from streams.process import WorkerProcess
 from streams.role import REQUESTS_INWARD
+from streams.table_files import LOCK_FILE
 from streams.topics import (
     create_platform_topics,
     records_in,
@@ -409,7 +411,15 @@ WORKER_DATA_MARK = ".huimin-worker-data"
 def fresh_data_dir(data_dir: Path) -> None:
     """Make `data_dir` an empty, marked worker data folder: one huimin made before (its mark,
     or Faust's `v1/` in one made before the mark) is emptied; anything else there is refused,
-    not deleted."""
+    not deleted, and so is one a running worker holds (another run into the same folder)."""
+    if data_dir.is_dir() and (data_dir / LOCK_FILE).is_file():
+        with open(data_dir / LOCK_FILE) as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise FileExistsError(errno.EBUSY, "a running worker keeps its tables there "
+                                      "(another run into the same folder?): give another "
+                                      "--out", str(data_dir)) from None
     if data_dir.is_symlink() or (data_dir.exists() and not data_dir.is_dir()) or (
             data_dir.is_dir() and any(data_dir.iterdir())
             and not (data_dir / WORKER_DATA_MARK).is_file() and not (data_dir / "v1").is_dir()):

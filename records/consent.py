@@ -19,9 +19,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from records.codes import ACT_REASON, CERTNO_SYSTEM, ETREAT, PROVINCE_SYSTEM, PURPOSES, TREAT
+from records.codes import ACT_REASON, CERTNO_SYSTEM, ETREAT, PURPOSES, TREAT
 from settlement.reference import DENY_CROSS_REGION, PERMIT
 
+#: Names "every institution outside this province" as a Consent's actor (the value an admdvs):
+#: the register's denial of cross-region sharing, as `consent_resource` writes it.
+OUTSIDE_PROVINCE_SYSTEM = "urn:huimin:outside-admdvs"
 #: The code system of a Consent's `scope` (`patient-privacy`).
 CONSENT_SCOPE = "http://terminology.hl7.org/CodeSystem/consentscope"
 #: Beijing time, in which the hospitals' inf_time is written.
@@ -119,16 +122,18 @@ def _for(provision: dict[str, Any], purposes: set[str]) -> bool:
 
 
 def _of_other_provinces(denial: dict[str, Any]) -> bool:
-    """A denial of readers outside a province, as `consent_resource` writes one: every actor
-    named by a province (its identifier of PROVINCE_SYSTEM), and nothing else limiting it
-    but purposes."""
+    """A denial of readers outside the province that holds the records, as
+    `consent_resource` writes one: every actor the institutions outside a province (an
+    identifier of OUTSIDE_PROVINCE_SYSTEM), and nothing else limiting it but purposes. An
+    actor named by a province itself (PROVINCE_SYSTEM) is that province's institutions: a
+    denial of some readers, which the model cannot hold."""
     actors = denial.get("actor")
     if not isinstance(actors, list) or not actors or denial.get("action") or any(
             denial.get(k) for k in _LIMITS if k != "actor"):
         return False
     return all(isinstance(a, dict) and isinstance(a.get("reference"), dict)
                and isinstance(a["reference"].get("identifier"), dict)
-               and a["reference"]["identifier"].get("system") == PROVINCE_SYSTEM
+               and a["reference"]["identifier"].get("system") == OUTSIDE_PROVINCE_SYSTEM
                for a in actors)
 
 
@@ -138,8 +143,10 @@ def _sharing(consent: dict[str, Any], provision: dict[str, Any]) -> str:
     person may have withheld."""
     if consent.get("status") != "active":
         return NO_CONSENT
+    if any(c.startswith("OPTOUT") for c in _codes(consent.get("policyRule")) if c):
+        return DENY_ALL  # opted out (OPTOUTE: with exceptions the model cannot hold)
     if not provision:
-        return DENY_ALL if "OPTOUT" in _codes(consent.get("policyRule")) else PERMIT
+        return PERMIT
     if provision.get("type") == "deny":  # all denied but what nested permits name
         return DENY_ALL
     provisions = _provisions(provision)
@@ -161,8 +168,9 @@ def _in_beijing_time(bound: Any) -> str:
     text = str(bound or "")
     if len(text) <= 10:
         return text
-    try:
-        t = datetime.fromisoformat(text)
+    try:  # a leap second (`23:59:60`, valid FHIR) is read as the second before it
+        t = datetime.fromisoformat(text.replace(":60", ":59", 1) if text[17:19] == "60"
+                                   else text)
     except ValueError:
         return text[:10]
     return (t.astimezone(BEIJING) if t.tzinfo else t).strftime("%Y-%m-%d %H:%M:%S")
@@ -201,21 +209,22 @@ def published_consent(resources: list[dict[str, Any]], certno: str
             "until": _in_beijing_time(period.get("end"))}
 
 
-def sharing_in_force(published: dict[str, str] | None, registered: str | None,
+def sharing_in_force(published: list[dict[str, str]], registered: str | None,
                      at: str) -> str:
-    """The person's choice at `at` (the query's inf_time): the Consent they published last,
-    within its period (by day, or by the second where it gives a time; a date of FHIR's
-    coarser precision, `2026-12` or `2026`, covers all of it), NO_CONSENT once it ended;
-    before it begins, and with none published, the register's; with neither, NO_CONSENT."""
-    registered_or_none = registered if registered is not None else NO_CONSENT
-    if published is None:
-        return registered_or_none
-    start, until = published.get("from", ""), published.get("until", "")
-    if start and at[:len(start)] < start:
-        return registered_or_none
-    if until and at[:len(until)] > until:
-        return NO_CONSENT
-    return published["sharing"]
+    """The person's choice at `at` (the query's inf_time), from the Consents they published
+    (oldest first): the last that has begun, within its period (by day, or by the second
+    where it gives a time; a date of FHIR's coarser precision, `2026-12` or `2026`, covers all
+    of it), NO_CONSENT once it ended; one that has not begun yet leaves the one before it in
+    force (until 12-05 the register's, whatever the person had published before); with none
+    begun, the register's; with neither, NO_CONSENT."""
+    for consent in reversed(published):
+        start, until = consent.get("from", ""), consent.get("until", "")
+        if start and at[:len(start)] < start:
+            continue
+        if until and at[:len(until)] > until:
+            return NO_CONSENT
+        return consent["sharing"]
+    return registered if registered is not None else NO_CONSENT
 
 
 def consent_resource(certno: str, sharing: str, province: str) -> dict[str, Any]:
@@ -231,7 +240,8 @@ def consent_resource(certno: str, sharing: str, province: str) -> dict[str, Any]
                 "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
                 "code": "IRCP"}]},
                 "reference": {"display": f"any institution outside {province}",
-                              "identifier": {"system": PROVINCE_SYSTEM, "value": province}}}]}]
+                              "identifier": {"system": OUTSIDE_PROVINCE_SYSTEM,
+                                             "value": province}}}]}]
     return {"resourceType": "Consent", "status": "active",
             "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/"
                                             "consentscope", "code": "patient-privacy"}]},

@@ -120,6 +120,12 @@ class RecordsRow:
         return RecordsRow(docs=docs, labs=[lab for lab in self.labs if lab.get("doc_id") in docs],
                           consent=consent)
 
+    def consents(self) -> list[dict[str, str]]:
+        """The Consents the person published, oldest first (rows kept before each document
+        noted its Consent hold only the last)."""
+        noted = [d["consent"] for d in self.docs.values() if "consent" in d]
+        return noted or ([self.consent] if self.consent is not None else [])
+
     def record_access(self, event: dict[str, Any]) -> None:
         """Once per access: a duplicated query is the same access (its id is its msgid's)."""
         if any(a["id"] == event["id"] for a in self.audit[-20:]):
@@ -518,7 +524,7 @@ class SourceRepositories:
         requester_province = province_of(req["mdtrtarea_admvs"])
         enrollment = self.ref.enrollments.get(certno)
         held_then = row.as_held(msg.get("docs_held"))
-        sharing = sharing_in_force(held_then.consent,
+        sharing = sharing_in_force(held_then.consents(),
                                    enrollment.ehr_sharing if enrollment else None,
                                    req["inf_time"])
         operation = {Infno.EHR_FIND: "find", Infno.EHR_RETRIEVE: "retrieve",

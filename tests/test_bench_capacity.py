@@ -1019,10 +1019,17 @@ def test_a_bench_removes_only_what_an_earlier_bench_wrote_into_its_folder(tmp_pa
     (tmp_path / "rate-0" / RATE_MARK).touch()  # a bench's
     for name in ("workers.json", "broker.log"):  # a bench's from before the mark
         (tmp_path / "rate-1" / name).write_text("")
-    (tmp_path / "rate-2").mkdir()  # a user's
-    (tmp_path / "rate-2" / "workers.json").write_text("")
-    (tmp_path / "rate-3").symlink_to(tmp_path / "rate-2")
     (tmp_path / "bench.json").write_text("{}")
     (tmp_path / "notes.md").write_text("mine")
     clear_previous_run(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.md", "rate-2", "rate-3"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.md"]
+    # a rate-<i> a bench did not make is refused before anything is removed: the bench
+    # would write into it (through a symlink, into what it points to) and the next delete it
+    (tmp_path / "rate-2").mkdir()  # a user's
+    (tmp_path / "rate-2" / "workers.json").write_text("")
+    (tmp_path / "rate-3").symlink_to(tmp_path / "rate-2")
+    (tmp_path / "bench.md").write_text("an earlier report")
+    with pytest.raises(FileExistsError, match="rate-2, rate-3 in it is not a folder a bench made"):
+        clear_previous_run(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.md", "notes.md", "rate-2",
+                                                          "rate-3"]

@@ -165,7 +165,7 @@ def test_ctrl_c_or_sigterm_keeps_the_rates_measured_in_the_report(tmp_path: Path
     (out / "rate-1" / "worker-0-data").mkdir(parents=True)
     (out / "rate-1" / RATE_MARK).touch()
     (out / "ceiling.log").write_text("an earlier sweep")
-    (out / "rate-9").mkdir()
+    (out / "rate-notes").mkdir()  # not rate-<i>: not a bench's name
     (out / "notes.txt").write_text("mine")
     proc, left = interrupt_huimin(["bench", "--rates", "3,4", "--duration", "3", "--warmup", "1",
                              "--persons", "600", "--broker-warmup", "0", "--out", str(out)],
@@ -187,7 +187,7 @@ def test_ctrl_c_or_sigterm_keeps_the_rates_measured_in_the_report(tmp_path: Path
     # the earlier bench's rate-1 is gone (only rate-0 was measured); nothing else was touched
     assert not (out / "rate-1").exists() and (out / "rate-0" / "workers.json").exists()
     assert "an earlier sweep" not in (out / "ceiling.log").read_text()
-    assert (out / "rate-9").is_dir() and (out / "notes.txt").read_text() == "mine"
+    assert (out / "rate-notes").is_dir() and (out / "notes.txt").read_text() == "mine"
 
 
 def test_a_bench_stopped_before_its_first_rate_writes_nothing_and_says_so(tmp_path: Path):

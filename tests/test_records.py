@@ -21,7 +21,7 @@ from messages.identity import CERTNO_SYSTEM, certno_check_char
 from messages.visitlog import make_msgid
 from records.audit import audit_event
 from records.codes import FIXMEDINS_SYSTEM, LAB_TESTS, PROVINCE_SYSTEM
-from records.consent import consent_resource
+from records.consent import OUTSIDE_PROVINCE_SYSTEM, consent_resource
 from records.documents import Clinical, provide_bundle, visit_document
 from records.exchange import (
     AUDIT_KEPT,
@@ -486,15 +486,32 @@ def test_a_consent_the_person_publishes_replaces_the_registers_and_can_be_withdr
         assert "no consent of the person's in force" in refused["err_msg"]
 
     # asked on 2026-12-10: a period is read by day, a coarser date covering all of it; before
-    # it begins the register's consent (a permit, for this person) is in force
+    # it begins the Consent published before it is in force (here the permit that lapsed on
+    # 12-09: none in force)
     for start, end, shared in (("2026-01-01", "2026-12-10", True), ("2026", "2026-12", True),
                                ("2026-01-01", "2026-12-09", False),
-                               ("2026-12-11", "2027-12-31", True)):
+                               ("2026-12-11", "2027-12-31", False)):
         lapsing = consent_resource(certno, DENY_CROSS_REGION, home) if start > "2026-12-10" \
             else consent_resource(certno, PERMIT, home)
         lapsing["provision"]["period"] = {"start": start, "end": end}
         _published(ex, certno, home, lapsing)
         assert (ex.find(certno, other)["infcode"] == 0) == shared, (start, end)
+
+
+def test_a_consent_not_begun_yet_leaves_the_one_published_before_it_in_force():
+    """A person denies everyone, then publishes a permit from 2027: until then their denial
+    holds (until 12-05 the register's permit came back, and everyone read)."""
+    ex, certno, home, _ = _published_at_home(PERMIT)
+    denial = consent_resource(certno, PERMIT, home)
+    denial["provision"]["type"] = "deny"
+    _published(ex, certno, home, denial)
+    later = consent_resource(certno, PERMIT, home)
+    later["provision"]["period"] = {"start": "2027-01-01"}
+    _published(ex, certno, home, later)
+    assert ex.find(certno, home)["err_code"] == "E5002"  # asked on 2026-12-10
+    assert ex.send("7002", certno, home, {"patient_identifier": f"{CERTNO_SYSTEM}|{certno}",
+                                          "purpose": "TREAT"},
+                   inf_time="2027-01-01 00:00:00")["infcode"] == 0
 
 
 IRCP = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
@@ -530,11 +547,10 @@ def test_a_permit_limited_finer_than_the_model_holds_is_read_as_a_denial(limit: 
 ACT_REASON_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
 
 
-def _denial(home: str, purposes: list[str] | None, of_province: bool = True) -> dict[str, Any]:
-    actor = ({"role": IRCP, "reference": {"identifier": {
-        "system": PROVINCE_SYSTEM, "value": home}}} if of_province else
-        {"role": IRCP, "reference": {"identifier": {
-            "system": FIXMEDINS_SYSTEM, "value": "H11010000001"}}})
+def _denial(home: str, purposes: list[str] | None, actor_system: str = OUTSIDE_PROVINCE_SYSTEM,
+            actor: str = "") -> dict[str, Any]:
+    actor = {"role": IRCP, "reference": {"identifier": {"system": actor_system,
+                                                         "value": actor or home}}}
     denial: dict[str, Any] = {"type": "deny", "actor": [actor]}
     if purposes is not None:
         denial["purpose"] = [{"system": ACT_REASON_SYSTEM, "code": c} for c in purposes]
@@ -554,10 +570,18 @@ CONSENT_SHAPES = {  # what each published Consent lets read: home TREAT, other T
         (lambda home: [{**_denial(home, None), "purpose": [{"system": "urn:local:purposes",
                                                             "code": "TREAT"}]}],
          (True, False, False)),
-    "a denial of one hospital": (lambda home: [_denial(home, None, of_province=False)],
+    "a denial of other provinces, purposes coded without a system": (lambda home: [
+        {**_denial(home, None), "purpose": [{"code": "TREAT"}, {"code": "ETREAT"}]}],
+        (True, False, False)),
+    "a denial of one hospital": (lambda home: [
+        _denial(home, None, FIXMEDINS_SYSTEM, "H11010000001")], (False, False, False)),
+    # a province's own institutions, not those outside it: some readers, not held
+    "a denial of one province": (lambda home: [_denial(home, None, PROVINCE_SYSTEM, "310000")],
                                  (False, False, False)),
     "a denial of everything": ("deny", (False, False, False)),
     "an opt-out without provisions": ("OPTOUT", (False, False, False)),
+    "an opt-out with a period": ("OPTOUT-period", (False, False, False)),
+    "an opt-out with exceptions": ("OPTOUTE", (False, False, False)),
 }
 
 
@@ -574,6 +598,9 @@ def test_a_published_consent_lets_read_only_what_it_permits(shape: str):
     elif what == "OPTOUT":
         consent.pop("provision")
         consent["policyRule"]["coding"][0]["code"] = "OPTOUT"
+    elif what in ("OPTOUT-period", "OPTOUTE"):
+        consent["provision"] = {"period": {"start": "2026-01-01"}}
+        consent["policyRule"]["coding"][0]["code"] = what.split("-")[0]
     elif what is not None:
         consent["provision"]["provision"] = what(home)
     get_fhir_model_class("Consent").model_validate(consent)
@@ -616,6 +643,13 @@ def test_a_consent_period_given_as_a_time_is_read_in_beijing_time():
     ending["provision"]["period"] = {"end": "2026-12-09T20:00:00-08:00"}
     _published(ex, certno, home, ending)
     assert "consent denies" in ex.find(certno, other)["err_msg"]
+    # a leap second, valid FHIR: 12-10 23:59:60 at UTC-12 is 12-11 19:59:59 in Beijing (it
+    # was read as the local date, 12-10, and the permit was in force a day early)
+    ex, certno, home, other = _published_at_home(DENY_CROSS_REGION)
+    leaping = consent_resource(certno, PERMIT, home)
+    leaping["provision"]["period"] = {"start": "2026-12-10T23:59:60-12:00"}
+    _published(ex, certno, home, leaping)
+    assert ex.find(certno, other)["err_code"] == "E5002"
 
 
 def test_a_consent_of_another_scope_system_is_not_the_persons_privacy_choice():

@@ -20,7 +20,12 @@ from settlement.ledger import SettlementEvent
 from simulators.world import WorldSpec
 from streams.broker import EmbeddedBroker
 from streams.config import CLEARING_TABLE, WorkerConfig
-from streams.table_files import CLEAN_STOP_MARK, discard_after_unclean_stop, mark_clean_stop
+from streams.table_files import (
+    CLEAN_STOP_MARK,
+    discard_after_unclean_stop,
+    hold_data_folder,
+    mark_clean_stop,
+)
 from streams.topics import changelog_topics
 
 
@@ -120,3 +125,10 @@ def test_a_new_platform_empties_only_worker_data_folders_huimin_made(tmp_path: P
         with pytest.raises(FileExistsError, match="not a worker's data folder huimin made"):
             fresh_data_dir(folder)
     assert (theirs / "thesis.tex").read_text() == "mine" and (ours / WORKER_DATA_MARK).exists()
+    held = hold_data_folder(ours)  # a running worker's, as another run into --out finds it
+    try:
+        with pytest.raises(FileExistsError, match="a running worker keeps its tables there"):
+            fresh_data_dir(ours)
+    finally:
+        held.close()
+    fresh_data_dir(ours)  # its worker gone
