@@ -172,6 +172,10 @@ def _problems(node: Any, path: str, kind: Any, depth: int, top: bool = False
         if key in ("url", "fullUrl", "system") and isinstance(value, str) \
                 and not _URI.fullmatch(value):
             yield RuleBroken(here, "a uri has no whitespace")
+        if key == "modifierExtension":  # FHIR: one not understood may not be ignored
+            yield RuleBroken(here, "a modifier extension changes what its element means, and "
+                             "this platform understands none", "not-supported")
+            continue
         if key == "text" and isinstance(value, dict) and "div" in value:
             yield from _narrative(value, here)
             continue

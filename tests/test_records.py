@@ -1292,3 +1292,19 @@ def test_a_msgid_sent_again_with_another_document_is_refused_not_taken_for_a_dup
     assert theirs["infcode"] == 0, theirs
     assert theirs["output"]["entry"][0]["response"]["location"] != \
         taken["output"]["entry"][0]["response"]["location"]
+
+
+def test_a_consent_with_a_modifier_extension_is_refused_not_stored():
+    """FHIR: a modifier extension not understood may not be ignored. Taken (201) and then
+    read without it, a Consent whose extension limits it (say, to some days) was held as
+    what it says without it (an adversarial test): it is refused (E5001)."""
+    ex, certno, home, other = _published_at_home(PERMIT)
+    denial = consent_resource(certno, PERMIT, home)
+    denial["provision"]["type"] = "deny"
+    denial["modifierExtension"] = [{"url": "http://example.org/only-on-sundays",
+                                    "valueBoolean": True}]
+    answer = ex.send("7001", certno, home, {"resource": denial})
+    assert answer["err_code"] == "E5001", answer
+    assert "Consent.modifierExtension: a modifier extension" in answer["err_msg"]
+    assert certno not in answer["err_msg"]
+    assert ex.find(certno, other)["infcode"] == 0  # the register's permit, as before
