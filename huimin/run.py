@@ -408,10 +408,11 @@ class PlatformNotServing(TimeoutError):
 WORKER_DATA_MARK = ".huimin-worker-data"
 
 
-def fresh_data_dir(data_dir: Path) -> None:
-    """Make `data_dir` an empty, marked worker data folder: one huimin made before (its mark,
-    or Faust's `v1/` in one made before the mark) is emptied; anything else there is refused,
-    not deleted, and so is one a running worker holds (another run into the same folder)."""
+def check_data_dir(data_dir: Path) -> None:
+    """Refuse (FileExistsError) a `data_dir` a new worker may not take over: one huimin did
+    not make (neither its mark nor Faust's `v1/` from before the mark), or one a running
+    worker holds (another run into the same folder). Checked for every worker a run will
+    start before it starts any, so that a `join-worker` fault's is not refused mid-run."""
     if data_dir.is_dir() and (data_dir / LOCK_FILE).is_file():
         with open(data_dir / LOCK_FILE) as lock:
             try:
@@ -426,6 +427,12 @@ def fresh_data_dir(data_dir: Path) -> None:
         raise FileExistsError(errno.EEXIST, "there is something there that is not a worker's "
                               "data folder huimin made: move it, or give another --out",
                               str(data_dir))
+
+
+def fresh_data_dir(data_dir: Path) -> None:
+    """Make `data_dir` an empty, marked worker data folder (`check_data_dir` first): what an
+    earlier run left there is emptied."""
+    check_data_dir(data_dir)
     if data_dir.is_dir():
         shutil.rmtree(data_dir)
     data_dir.mkdir(parents=True)
@@ -624,6 +631,8 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
         events: list[tuple[float, Callable[[], object]]] = []
         ours: Platform | None = None
         if bootstrap is None:
+            for i in range(workers + join_worker):
+                check_data_dir(out_dir / f"worker-{i}-data")
             on_stage(f"starting the platform on {os.environ[BOOTSTRAP_ENV]}"
                      if os.environ.get(BOOTSTRAP_ENV) else "starting the broker and the platform")
             bootstrap = stack.enter_context(broker(out_dir / "broker.log", broker_kind))

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import rocksdict
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from typer.testing import CliRunner
 
 from huimin.run import platform
 from messages.codec import encode
@@ -132,3 +133,19 @@ def test_a_new_platform_empties_only_worker_data_folders_huimin_made(tmp_path: P
     finally:
         held.close()
     fresh_data_dir(ours)  # its worker gone
+
+
+def test_a_run_refuses_a_joining_workers_folder_before_it_starts_anything(tmp_path: Path):
+    """`--faults join-worker=1` starts worker-1 mid-run: a folder of that name huimin did not
+    make was refused only then, with visits under way."""
+    from huimin.cli import app
+
+    (tmp_path / "worker-1-data").mkdir()
+    (tmp_path / "worker-1-data" / "mine.txt").write_text("mine")
+    result = CliRunner().invoke(app, ["run", "--visits", "20", "--persons", "200", "--faults",
+                                      "join-worker=1", "--out", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert "worker-1-data: there is something there that is not a worker's data folder" \
+        in result.output
+    assert not (tmp_path / "broker.log").exists()  # refused before the broker started
+    assert (tmp_path / "worker-1-data" / "mine.txt").read_text() == "mine"
