@@ -675,6 +675,11 @@ def clear_previous_run(out_dir: Path) -> None:
     if theirs:
         raise FileExistsError(errno.EEXIST, f"{', '.join(theirs)} in it is not a folder a bench "
                               "made: move it, or give another --out", str(out_dir))
+    from huimin.run import check_data_dir
+
+    for folder in ours:  # one a running bench's worker holds is refused
+        for data_dir in folder.glob("worker-*-data"):
+            check_data_dir(data_dir)
     for name in RUN_FILES:
         (out_dir / name).unlink(missing_ok=True)
     for folder in ours:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from records.codes import ACT_REASON, CERTNO_SYSTEM, ETREAT, PURPOSES, TREAT
+from records.codes import ACT_REASON, CERTNO_SYSTEM, ETREAT, HPAYMT, HRESCH, PURPOSES, TREAT
 from settlement.reference import DENY_CROSS_REGION, PERMIT
 
 #: Names "every institution outside this province" as a Consent's actor (the value an admdvs):
@@ -65,10 +65,17 @@ def decide(sharing: str, purpose: str, requester_province: str,
     if sharing == DENY_ALL:
         return Decision(False, "the person's consent denies reading their records held in "
                                f"{source_province}")
-    if requester_province == source_province:
-        return Decision(True, "treatment within the province that holds the records")
     if sharing == PERMIT:
-        return Decision(True, "cross-region treatment, permitted by the person's consent")
+        return Decision(True, "treatment within the province that holds the records"
+                        if requester_province == source_province else
+                        "cross-region treatment, permitted by the person's consent")
+    # a denial of readers outside a province: the one a published Consent names, else
+    # (the register's) the one that holds the records
+    sharing, _, named = sharing.partition("@")
+    if requester_province == (named or source_province):
+        return Decision(True, "treatment within the province that holds the records"
+                        if not named else "treatment within the province the person's "
+                        "consent keeps their records to")
     if purpose == ETREAT and sharing == DENY_CROSS_REGION:  # a denial of routine treatment
         return Decision(True, "emergency treatment reads past the denial of cross-region "
                               "sharing (break-the-glass)", break_glass=True)
@@ -110,31 +117,52 @@ def _limited(provision: dict[str, Any]) -> bool:
         _codes(a) & _READING for a in actions if isinstance(a, dict))
 
 
+#: Purposes of use (v3-ActReason) known to be other than treatment: a provision naming only
+#: these does not concern the reads records are shared for here. Any other code (BTG,
+#: ERTREAT, COC, ...) may be a kind of treatment, and is read as one.
+_NOT_CARE = frozenset({HPAYMT, HRESCH, "HMARKT", "HOPERAT", "HDIRECT", "HLEGAL", "HSYSADMIN",
+                       "HTEST", "HACCRED", "HCOMPL", "HQUALIMP", "HRECORD"})
+
+
 def _for(provision: dict[str, Any], purposes: set[str]) -> bool:
     """Whether a provision applies to any of these purposes of use: one that names none
-    applies to all, and so does one naming a purpose of another code system (it cannot be
-    told apart from these)."""
+    applies to all, and so does one naming a purpose that cannot be told apart from them (of
+    another code system, or one of v3-ActReason's not known to be other than treatment)."""
     named = provision.get("purpose")
     if not isinstance(named, list) or not named:
         return True
-    return any(not isinstance(c, dict) or c.get("system") != ACT_REASON or c.get("code") in purposes
-               for c in named)
+    for c in named:
+        if not isinstance(c, dict) or c.get("system") != ACT_REASON:
+            return True
+        code = c.get("code")
+        if code in purposes or (code not in _NOT_CARE and code not in (TREAT, ETREAT)):
+            return True
+    return False
 
 
-def _of_other_provinces(denial: dict[str, Any]) -> bool:
-    """A denial of readers outside the province that holds the records, as
-    `consent_resource` writes one: every actor the institutions outside a province (an
-    identifier of OUTSIDE_PROVINCE_SYSTEM), and nothing else limiting it but purposes. An
-    actor named by a province itself (PROVINCE_SYSTEM) is that province's institutions: a
-    denial of some readers, which the model cannot hold."""
+#: An actor's role that makes it a reader of the records (recipient, primary recipient).
+_READERS = frozenset({"IRCP", "PRCP"})
+
+
+def _outside_of(denial: dict[str, Any]) -> str | None:
+    """The province P of a denial of readers outside P, as `consent_resource` writes one:
+    every actor a recipient that is "every institution outside P" (an identifier of
+    OUTSIDE_PROVINCE_SYSTEM, one P for all), and nothing else limiting it but purposes; None
+    for any other denial. An actor named by a province itself (PROVINCE_SYSTEM) is that
+    province's institutions: some readers, which the model cannot hold."""
     actors = denial.get("actor")
     if not isinstance(actors, list) or not actors or denial.get("action") or any(
             denial.get(k) for k in _LIMITS if k != "actor"):
-        return False
-    return all(isinstance(a, dict) and isinstance(a.get("reference"), dict)
-               and isinstance(a["reference"].get("identifier"), dict)
-               and a["reference"]["identifier"].get("system") == OUTSIDE_PROVINCE_SYSTEM
-               for a in actors)
+        return None
+    named = set()
+    for a in actors:
+        ident = (a.get("reference") or {}).get("identifier") if isinstance(a, dict) else None
+        if not (isinstance(ident, dict) and ident.get("system") == OUTSIDE_PROVINCE_SYSTEM
+                and isinstance(ident.get("value"), str) and _codes(a.get("role"))
+                and _codes(a.get("role")) <= _READERS):
+            return None
+        named.add(ident["value"])
+    return named.pop() if len(named) == 1 else None
 
 
 def _sharing(consent: dict[str, Any], provision: dict[str, Any]) -> str:
@@ -143,8 +171,8 @@ def _sharing(consent: dict[str, Any], provision: dict[str, Any]) -> str:
     person may have withheld."""
     if consent.get("status") != "active":
         return NO_CONSENT
-    if any(c.startswith("OPTOUT") for c in _codes(consent.get("policyRule")) if c):
-        return DENY_ALL  # opted out (OPTOUTE: with exceptions the model cannot hold)
+    if _codes(consent.get("policyRule")) - {"OPTIN"} or consent.get("policy"):
+        return DENY_ALL  # opted out, or under rules the model cannot hold (OPTINR, a policy)
     if not provision:
         return PERMIT
     if provision.get("type") == "deny":  # all denied but what nested permits name
@@ -155,10 +183,12 @@ def _sharing(consent: dict[str, Any], provision: dict[str, Any]) -> str:
     denials = [p for p in provisions if p.get("type") == "deny" and _for(p, {TREAT, ETREAT})]
     if not denials:  # none, or only of purposes records are not read for here (research)
         return PERMIT
-    if not all(_of_other_provinces(p) for p in denials):
+    provinces = {_outside_of(p) for p in denials}
+    if None in provinces or len(provinces) != 1:
         return DENY_ALL
-    return DENY_CROSS_REGION_ALWAYS if any(_for(p, {ETREAT}) for p in denials) \
+    base = DENY_CROSS_REGION_ALWAYS if any(_for(p, {ETREAT}) for p in denials) \
         else DENY_CROSS_REGION
+    return f"{base}@{provinces.pop()}"  # readers outside that province, whoever holds them
 
 
 def _in_beijing_time(bound: Any) -> str:
@@ -181,10 +211,15 @@ def _in_beijing_time(bound: Any) -> str:
 UNDECIDED = frozenset({"draft", "proposed", "entered-in-error"})
 
 
+class SeveralConsents(ValueError):
+    """A publish holding more than one privacy Consent of the person's."""
+
+
 def published_consent(resources: list[dict[str, Any]], certno: str
                       ) -> dict[str, str] | None:
     """What a publish's privacy Consent about the person (scope `patient-privacy`, the person
-    named by certno in `patient.identifier`; the last, if several) says of sharing, as the
+    named by certno in `patient.identifier`; SeveralConsents if there are several) says of
+    sharing, as the
     repository keeps it: `sharing` (`_sharing`: PERMIT; DENY_CROSS_REGION or
     DENY_CROSS_REGION_ALWAYS where it denies readers outside a province, routine treatment
     or emergencies too; DENY_ALL where it denies more, or what the model cannot tell apart;
@@ -201,7 +236,10 @@ def published_consent(resources: list[dict[str, Any]], certno: str
             and r.get("status") not in UNDECIDED]
     if not mine:
         return None
-    consent = mine[-1]
+    if len(mine) > 1:  # which holds when? kept as one, the others would be lost
+        raise SeveralConsents("one privacy Consent of the person's a publish: this one has "
+                              f"{len(mine)}; publish them one at a time")
+    consent = mine[0]
     provision = consent.get("provision") if isinstance(consent.get("provision"), dict) else {}
     sharing = _sharing(consent, provision)
     period = provision.get("period") if isinstance(provision.get("period"), dict) else {}

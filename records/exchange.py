@@ -35,7 +35,13 @@ from records.codes import (
     LOINC,
     PROVINCE_SYSTEM,
 )
-from records.consent import Decision, decide, published_consent, sharing_in_force
+from records.consent import (
+    Decision,
+    SeveralConsents,
+    decide,
+    published_consent,
+    sharing_in_force,
+)
 from records.documents import fhir_time, uid
 from records.validation import InvalidResource, Validator, operation_outcome
 from settlement.parameters import DEFAULT_LAB_VALIDITY_DAYS
@@ -285,6 +291,11 @@ class ProvincialGateway:
             register = _registration(doc_id, stored["province"], kept)
             return [EhrAnswer(_publish_answer(msgid, doc_id), repeat=True),
                     ToNational(register)], None
+        try:
+            consent = published_consent(_resources(resource), certno)
+        except SeveralConsents as exc:
+            return [EhrAnswer(ehr_error(msgid, ErrorCode.INVALID_FHIR, f"not valid here: {exc}",
+                                        operation_outcome("not-supported", str(exc))))], None
         held = {"province": province, "docref": docref, "content": pack_document(content)}
         labs = _labs(content, province, doc_id)
         # what publishes alone change, so that the oracle and the platform refuse alike
@@ -298,7 +309,6 @@ class ProvincialGateway:
             return [EhrAnswer(ehr_error(msgid, ErrorCode.RECORDS_FULL, full,
                                         operation_outcome("too-costly", full)))], None
         row.docs[doc_id] = held
-        consent = published_consent(_resources(resource), certno)
         if consent is not None:  # the person's choice from now on, wherever records are held
             row.consent = row.docs[doc_id]["consent"] = consent  # the document's: `as_held`
         row.labs += labs

@@ -176,6 +176,10 @@ def _problems(node: Any, path: str, kind: Any, depth: int, top: bool = False
             yield RuleBroken(here, "a modifier extension changes what its element means, and "
                              "this platform understands none", "not-supported")
             continue
+        if key == "implicitRules" and "resourceType" in node:  # a modifier element too
+            yield RuleBroken(here, "implicit rules change what the resource means, and this "
+                             "platform knows none", "not-supported")
+            continue
         if key == "text" and isinstance(value, dict) and "div" in value:
             yield from _narrative(value, here)
             continue

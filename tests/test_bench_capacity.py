@@ -1033,3 +1033,22 @@ def test_a_bench_removes_only_what_an_earlier_bench_wrote_into_its_folder(tmp_pa
         clear_previous_run(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.md", "notes.md", "rate-2",
                                                           "rate-3"]
+
+
+def test_a_bench_does_not_remove_a_rate_folder_a_running_worker_holds(tmp_path: Path):
+    from benchmarks.load import RATE_MARK, clear_previous_run
+    from huimin.run import WORKER_DATA_MARK
+    from streams.table_files import hold_data_folder
+
+    (tmp_path / "rate-0").mkdir()
+    (tmp_path / "rate-0" / RATE_MARK).touch()
+    held = hold_data_folder(tmp_path / "rate-0" / "worker-0-data")  # another bench, running
+    (tmp_path / "rate-0" / "worker-0-data" / WORKER_DATA_MARK).touch()
+    try:
+        with pytest.raises(FileExistsError, match="a running worker keeps its tables there"):
+            clear_previous_run(tmp_path)
+    finally:
+        held.close()
+    assert (tmp_path / "rate-0" / "worker-0-data").is_dir()
+    clear_previous_run(tmp_path)  # that bench gone
+    assert not (tmp_path / "rate-0").exists()

@@ -573,6 +573,16 @@ CONSENT_SHAPES = {  # what each published Consent lets read: home TREAT, other T
     "a denial of other provinces, purposes coded without a system": (lambda home: [
         {**_denial(home, None), "purpose": [{"code": "TREAT"}, {"code": "ETREAT"}]}],
         (True, False, False)),
+    "a denial of other provinces' break-the-glass": (lambda home: [_denial(home, ["BTG"])],
+                                                     (True, False, False)),
+    "a denial of other provinces and of another": (lambda home: [
+        {**_denial(home, None), "actor": _denial(home, None)["actor"]
+         + _denial(home, None, actor="310000")["actor"]}], (False, False, False)),
+    "a denial of other provinces' custodians": (lambda home: [
+        {**_denial(home, None), "actor": [{**_denial(home, None)["actor"][0], "role": {
+            "coding": [{"system": IRCP["coding"][0]["system"], "code": "CST"}]}}]}],
+        (False, False, False)),
+    "an opt-in with restrictions": ("OPTINR", (False, False, False)),
     "a denial of one hospital": (lambda home: [
         _denial(home, None, FIXMEDINS_SYSTEM, "H11010000001")], (False, False, False)),
     # a province's own institutions, not those outside it: some readers, not held
@@ -598,9 +608,13 @@ def test_a_published_consent_lets_read_only_what_it_permits(shape: str):
     elif what == "OPTOUT":
         consent.pop("provision")
         consent["policyRule"]["coding"][0]["code"] = "OPTOUT"
-    elif what in ("OPTOUT-period", "OPTOUTE"):
+    elif what == "OPTOUT-period":
         consent["provision"] = {"period": {"start": "2026-01-01"}}
-        consent["policyRule"]["coding"][0]["code"] = what.split("-")[0]
+        consent["policyRule"]["coding"][0]["code"] = "OPTOUT"
+    elif what in ("OPTOUTE", "OPTINR"):  # with exceptions, or restrictions, for treatment
+        consent["provision"]["provision"] = [{"type": "permit", "purpose": [
+            {"system": ACT_REASON_SYSTEM, "code": "TREAT"}]}]
+        consent["policyRule"]["coding"][0]["code"] = what
     elif what is not None:
         consent["provision"]["provision"] = what(home)
     get_fhir_model_class("Consent").model_validate(consent)
@@ -1308,3 +1322,54 @@ def test_a_consent_with_a_modifier_extension_is_refused_not_stored():
     assert "Consent.modifierExtension: a modifier extension" in answer["err_msg"]
     assert certno not in answer["err_msg"]
     assert ex.find(certno, other)["infcode"] == 0  # the register's permit, as before
+
+
+def test_a_denial_of_readers_outside_a_named_province_keeps_the_records_to_that_province():
+    """A published denial of "every institution outside P" is read as it says, wherever
+    the records are held: P reads, the holding province too only if it is P (until 12-05
+    the holding province read, and P was refused)."""
+    ex, certno, home, other = _published_at_home(PERMIT)
+    consent = consent_resource(certno, PERMIT, home)
+    consent["provision"]["provision"] = [_denial(home, None, actor=other)]
+    _published(ex, certno, home, consent)
+    assert ex.find(certno, other)["infcode"] == 0
+    refused = ex.find(certno, home)
+    assert refused["err_code"] == "E5002" and "consent denies sharing" in refused["err_msg"]
+
+
+def test_a_publish_with_two_privacy_consents_of_the_person_is_refused():
+    """Kept as one, the other was lost: a denial in force now beside a permit from 2027 left
+    the register's permit in force (a review)."""
+    ex, certno, home, other = _published_at_home(PERMIT)
+    denial = consent_resource(certno, PERMIT, home)
+    denial["provision"]["type"] = "deny"
+    later = consent_resource(certno, PERMIT, home)
+    later["provision"]["period"] = {"start": "2027-01-01"}
+    bundle = {"resourceType": "Bundle", "type": "collection",
+              "entry": [{"fullUrl": f"urn:uuid:{n}", "resource": r} for n, r in (
+                  ("a3c1bd9c-26b4-4e5e-8d87-10c8d8c0c7a1", denial),
+                  ("b8f1a0e2-5d3c-4d8e-9f61-6a8f3c1b2e40", later))]}
+    answer = ex.send("7001", certno, home, {"resource": bundle})
+    assert answer["err_code"] == "E5001" and "one privacy Consent" in answer["err_msg"]
+    assert ex.find(certno, other)["infcode"] == 0  # nothing stored: the register's permit
+
+
+def test_a_denial_not_begun_yet_leaves_the_permit_before_it_in_force():
+    ex, certno, home, other = _published_at_home(DENY_CROSS_REGION)
+    _published(ex, certno, home, consent_resource(certno, PERMIT, home))
+    later = consent_resource(certno, PERMIT, home)
+    later["provision"]["type"] = "deny"
+    later["provision"]["period"] = {"start": "2027-01-01"}
+    _published(ex, certno, home, later)
+    assert ex.find(certno, other)["infcode"] == 0  # 2026-12-10: the permit, not the register's
+    assert ex.send("7002", certno, home, {"patient_identifier": f"{CERTNO_SYSTEM}|{certno}",
+                                          "purpose": "TREAT"},
+                   inf_time="2027-01-01 00:00:00")["err_code"] == "E5002"
+
+
+def test_a_resource_with_implicit_rules_is_refused():
+    ex, certno, home, _ = _published_at_home(PERMIT)
+    patient = {"resourceType": "Patient", "implicitRules": "http://example.org/our-rules",
+               "identifier": [{"system": CERTNO_SYSTEM, "value": certno}]}
+    answer = ex.send("7001", certno, home, {"resource": patient})
+    assert answer["err_code"] == "E5001" and "Patient.implicitRules" in answer["err_msg"]

@@ -135,6 +135,7 @@ def test_a_new_platform_empties_only_worker_data_folders_huimin_made(tmp_path: P
     fresh_data_dir(ours)  # its worker gone
 
 
+@pytest.mark.e2e  # were the check to fail, it would start a broker
 def test_a_run_refuses_a_joining_workers_folder_before_it_starts_anything(tmp_path: Path):
     """`--faults join-worker=1` starts worker-1 mid-run: a folder of that name huimin did not
     make was refused only then, with visits under way."""
