@@ -215,16 +215,16 @@ class SeveralConsents(ValueError):
     """A publish holding more than one privacy Consent of the person's."""
 
 
-def published_consent(resources: list[dict[str, Any]], certno: str
+def published_consent(resources: list[dict[str, Any]], certno: str, published_at: str
                       ) -> dict[str, str] | None:
     """What a publish's privacy Consent about the person (scope `patient-privacy`, the person
     named by certno in `patient.identifier`; SeveralConsents if there are several) says of
-    sharing, as the
-    repository keeps it: `sharing` (`_sharing`: PERMIT; DENY_CROSS_REGION or
+    sharing, as the repository keeps it: `sharing` (`_sharing`: PERMIT; DENY_CROSS_REGION or
     DENY_CROSS_REGION_ALWAYS where it denies readers outside a province, routine treatment
     or emergencies too; DENY_ALL where it denies more, or what the model cannot tell apart;
-    NO_CONSENT where it was withdrawn or refused: `inactive`, `rejected`) and its
-    provision's period, `from` and `until` ("" if open; a time in Beijing time). None if the
+    NO_CONSENT where it was withdrawn or refused: `inactive`, `rejected`), its provision's
+    period, `from` and `until` ("" if open; a time in Beijing time), and when it was
+    `agreed` (its `dateTime`, else `published_at`, the publish's inf_time). None if the
     publish holds no such Consent that decides anything (a research or treatment consent, a
     draft): the one in force stays."""
     mine = [r for r in resources if r.get("resourceType") == "Consent"
@@ -244,18 +244,23 @@ def published_consent(resources: list[dict[str, Any]], certno: str
     sharing = _sharing(consent, provision)
     period = provision.get("period") if isinstance(provision.get("period"), dict) else {}
     return {"sharing": sharing, "from": _in_beijing_time(period.get("start")),
-            "until": _in_beijing_time(period.get("end"))}
+            "until": _in_beijing_time(period.get("end")),
+            "agreed": _in_beijing_time(consent.get("dateTime")) or published_at}
 
 
 def sharing_in_force(published: list[dict[str, str]], registered: str | None,
                      at: str) -> str:
-    """The person's choice at `at` (the query's inf_time), from the Consents they published
-    (oldest first): the last that has begun, within its period (by day, or by the second
-    where it gives a time; a date of FHIR's coarser precision, `2026-12` or `2026`, covers all
-    of it), NO_CONSENT once it ended; one that has not begun yet leaves the one before it in
-    force (until 12-05 the register's, whatever the person had published before); with none
-    begun, the register's; with neither, NO_CONSENT."""
-    for consent in reversed(published):
+    """The person's choice at `at` (the query's inf_time), from the Consents they published,
+    in the order they were agreed (`agreed`; as published where it is the same, or unknown in
+    a row kept before it was noted): the last that has begun, within its period (by day, or
+    by the second where it gives a time; a date of FHIR's coarser precision, `2026-12` or
+    `2026`, covers all of it), NO_CONSENT once it ended; one that has not begun yet leaves
+    the one before it in force (until 12-05 the register's, whatever the person had
+    published before); with none begun, the register's; with neither, NO_CONSENT. Until
+    12-05 the order was the publishing's: an old permit uploaded after a newer denial undid
+    it."""
+    for consent in sorted(reversed(published), key=lambda c: c.get("agreed", ""),
+                          reverse=True):
         start, until = consent.get("from", ""), consent.get("until", "")
         if start and at[:len(start)] < start:
             continue

@@ -292,7 +292,7 @@ class ProvincialGateway:
             return [EhrAnswer(_publish_answer(msgid, doc_id), repeat=True),
                     ToNational(register)], None
         try:
-            consent = published_consent(_resources(resource), certno)
+            consent = published_consent(_resources(resource), certno, req["inf_time"])
         except SeveralConsents as exc:
             return [EhrAnswer(ehr_error(msgid, ErrorCode.INVALID_FHIR, f"not valid here: {exc}",
                                         operation_outcome("not-supported", str(exc))))], None

@@ -1373,3 +1373,19 @@ def test_a_resource_with_implicit_rules_is_refused():
                "identifier": [{"system": CERTNO_SYSTEM, "value": certno}]}
     answer = ex.send("7001", certno, home, {"resource": patient})
     assert answer["err_code"] == "E5001" and "Patient.implicitRules" in answer["err_msg"]
+
+
+def test_an_older_consent_uploaded_after_a_newer_one_does_not_undo_it():
+    """Consents decide in the order they were agreed (`dateTime`), not published: a hospital
+    uploading a 2020 permit after the person's 2026 denial reopened the records (a review)."""
+    ex, certno, home, other = _published_at_home(PERMIT)
+    denial = {**consent_resource(certno, PERMIT, home), "dateTime": "2026-06-01T09:00:00+08:00"}
+    denial["provision"]["type"] = "deny"
+    _published(ex, certno, home, denial)
+    old_permit = {**consent_resource(certno, PERMIT, home), "dateTime": "2020-01-01"}
+    _published(ex, certno, home, old_permit)
+    assert ex.find(certno, home)["err_code"] == "E5002"
+    newer_permit = {**consent_resource(certno, PERMIT, home),
+                    "dateTime": "2026-12-01T09:00:00+08:00"}
+    _published(ex, certno, home, newer_permit)
+    assert ex.find(certno, other)["infcode"] == 0
