@@ -37,8 +37,10 @@ _READING = frozenset({"access", "use", "disclose"})
 #: No Consent in force: none on the register or published, or a published one withdrawn
 #: (status not active) or past its period's end.
 NO_CONSENT = "none"
-#: A published Consent that denies readers outside the province holding the records even
-#: for emergency treatment (its denial names no purpose, or names ETREAT).
+#: A published Consent that denies readers outside a province even for emergency treatment
+#: (its denial names no purpose, or names ETREAT). A published denial of readers outside a
+#: province is kept with the province it names, `deny-cross-region@310000`; the register's
+#: (no `@`) is of readers outside the province that holds the records.
 DENY_CROSS_REGION_ALWAYS = "deny-cross-region-always"
 #: A published Consent that denies reading to everyone, or to readers the model cannot tell
 #: apart (a denial of one hospital, of some data; a permit narrower than treatment by anyone):
