@@ -42,15 +42,26 @@ def mask_key(key: str) -> str:
     return f"of {len(key)} characters"
 
 
-#: Shaped as a citizen ID number somewhere inside (overlapping, any check character, `x` too).
-_CERTNO_INSIDE = re.compile(r"(?=[0-9]{17}[0-9Xx])")
+#: A run of digits as long as a first-generation (15) or second-generation (18) citizen ID
+#: number, or longer, or part of one cut to that length (`X`/`x` may end one).
+_ID_LIKE_RUN = re.compile(r"[0-9]{14,}[0-9Xx]")
+
+
+def _masked_run(run: re.Match[str]) -> str:
+    digits = run.group()
+    if len(digits) == 18:
+        return mask_certno(digits)
+    # where an ID number sits in a longer run, or which part of one a shorter run is, is not
+    # known: only the first 6 (an ID number's region, or what comes before it) are safe
+    return digits[:6] + "*" * (len(digits) - 6)
 
 
 def shown_id(value: str) -> str:
     """A hospital's own identifier (`mdtrt_id`, `feedetl_sn`, `chrg_bchno`, `setl_id`) as an
-    answer's error may echo it: one with anything shaped as a citizen ID number inside,
-    which a careless HIS may make of one, masked as one is (DOMAIN.md §7)."""
-    return mask_certno(value) if _CERTNO_INSIDE.search(value) else value
+    answer's error may echo it: each run of 15 digits or more inside, which a careless HIS
+    may make of a citizen ID number or part of one, masked (DOMAIN.md §7): an 18-digit run
+    as an ID number is, any other with only its first 6 shown."""
+    return _ID_LIKE_RUN.sub(_masked_run, value)
 
 
 #: The first two digits of every citizen ID number: a GB/T 2260 provincial-level division

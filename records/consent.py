@@ -58,9 +58,12 @@ class Decision:
 def decide(sharing: str, purpose: str, requester_province: str,
            source_province: str) -> Decision:
     if purpose not in (TREAT, ETREAT):
-        name = PURPOSES.get(purpose, purpose)
-        return Decision(False, f"purpose of use {purpose} ({name}) is not permitted: records "
-                               "are shared for treatment only")
+        # a code of the sender's own choosing is not echoed: the pattern lets a name through
+        named = (f"purpose of use {purpose} ({PURPOSES[purpose]})" if purpose in PURPOSES
+                 else f"purpose of use {purpose}" if purpose in _NOT_CARE
+                 else "a purpose of use not among v3-ActReason's known codes")
+        return Decision(False, f"{named} is not permitted: records are shared for treatment "
+                               "only")
     if sharing == NO_CONSENT:  # DOMAIN.md §6: only where the person's Consent permits
         return Decision(False, "no consent of the person's in force permits reading their "
                                "records")

@@ -485,8 +485,8 @@ class SourceRepositories:
         req = msg["req"]
         # by the day, as the treatment side refuses what is older (E6003): a query it still
         # lets through finds its answer here
-        forget_answers(row.answers, day_cutoff(req["inf_time"]))
-        forget_answers(row.waiting, day_cutoff(req["inf_time"]))
+        forget_answers(row.answers, day_cutoff(req["inf_time"]), req["fixmedins_code"])
+        forget_answers(row.waiting, day_cutoff(req["inf_time"]), req["fixmedins_code"])
         if self.published_under(certno, req["msgid"], row):
             published = uid(req["msgid"], certno, "docref")
             # the msgid published a document of the person's: its first answer, whatever

@@ -72,7 +72,8 @@ class InsuredPlatform:
             return error_answer(msgid, ErrorCode.UNKNOWN_PERSON,
                                 f"no insured person {mask_certno(certno)} in this province"), None
         row = row if row is not None else PersonRow(balance=enrollment.balance)
-        row.forget_before(day_cutoff(req["inf_time"]))  # what is past the window is not seen
+        # what is past the window of the sending hospital's clock is not seen
+        row.forget_before(day_cutoff(req["inf_time"]), req["fixmedins_code"])
         seen = row.answers.get(msgid)
         if seen is not None:  # a duplicate: the original answer, nothing changes
             return seen, None
@@ -84,7 +85,7 @@ class InsuredPlatform:
         except Refusal as exc:
             answer = error_answer(msgid, exc.code, str(exc))
         row.answers[msgid] = answer
-        row.forget_before(day_cutoff(req["inf_time"]))
+        row.forget_before(day_cutoff(req["inf_time"]), req["fixmedins_code"])
         return answer, row
 
     def _apply(self, e: Enrollment, row: PersonRow, req: dict[str, Any],

@@ -60,7 +60,13 @@ class Oracle:
         return PersonRow.from_dict(decode(raw)) if raw is not None else None
 
     def forget_before(self, day: str) -> None:
-        """Prune the rows last touched before `day` (yyyyMMdd) as of that day."""
+        """Prune the rows last touched before `day` (yyyyMMdd) as of that day, every
+        hospital's part: the oracle's memory, not a difference from the platform, which
+        keeps a hospital's part until that hospital's next request for the person. Visits
+        come in order of their start, so that request is dated after `day` and a week, and
+        forgets all of its part from before `day` before it is decided; and no hospital's
+        request reads another's part (a 2601 names its own msgids, a visit is changed by the
+        hospital that registered it)."""
         before = day + "000000"
         for stale in sorted(d for d in self._last_touched if d < day):
             for certno in self._last_touched.pop(stale):

@@ -41,15 +41,17 @@ class PersonRow:
             if not acc:
                 del self.ytd[year]
 
-    def forget_before(self, before: str) -> None:
-        """Drop answers, reversals and settlement records older than `before`
-        (yyyyMMddHHmmss; a record by its last change: made, cancelled or reversed); balance
-        and accumulators stay (see settlement/retention.py). A settlement past the window
-        can no longer be cancelled or reversed (its visit is forgotten too, E4001; a 2601
-        of it is E4012), and a row that kept them all outgrew a record after ~1,600."""
-        forget_answers(self.answers, before)
-        forget_answers(self.reversed, before)
-        for setl_id in [k for k, s in self.settlements.items() if _last_change(s) < before]:
+    def forget_before(self, before: str, sender: str = "") -> None:
+        """Drop the answers, reversals and settlement records of hospital `sender` ("": of
+        every one) older than `before` (yyyyMMddHHmmss; a record by its last change: made,
+        cancelled or reversed); balance and accumulators stay (see settlement/retention.py).
+        A settlement past the window can no longer be cancelled or reversed (its visit is
+        forgotten too, E4001; a 2601 of it is E4012), and a row that kept them all outgrew a
+        record after ~1,600."""
+        forget_answers(self.answers, before, sender)
+        forget_answers(self.reversed, before, sender)
+        for setl_id in [k for k, s in self.settlements.items() if _last_change(s) < before
+                        and s["msgid"].startswith(sender)]:
             del self.settlements[setl_id]
 
     def to_dict(self) -> dict[str, Any]:

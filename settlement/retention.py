@@ -7,7 +7,12 @@ go a window after their last change (made, cancelled, reversed: they can no long
 then); balance and accumulators are never forgotten.
 
 Time is the simulated time of the requests (`inf_time`, and the stamp inside each msgid), so
-the oracle and the streamed platform forget exactly the same things.
+the oracle and the streamed platform forget exactly the same things. It is kept **per sender**:
+what a hospital sent (its msgids, its visits, its settlements) is judged and forgotten by that
+hospital's own clock, the newest `inf_time` it sent for the person, never by another's. One
+hospital with its clock days or years ahead must not make the platform forget what another
+did within its week: that hospital could no longer have its duplicate answered, nor cancel or
+reverse a settlement whose answer it lost, and the patient would pay twice.
 """
 
 from __future__ import annotations
@@ -30,10 +35,11 @@ def cutoff(inf_time: str, days: int = WINDOW_DAYS) -> str:
 
 
 def day_cutoff(inf_time: str) -> str:
-    """`cutoff` of the start of the request's day. The treatment side keeps a person's clock
-    by the day and refuses only what is older than this (E6003); the insured side forgets by
-    it too, so that nothing the treatment side still lets through (a late original a 2601
-    reversed in advance) finds the insured side has forgotten it."""
+    """`cutoff` of the start of the request's day. The treatment side keeps each hospital's
+    clock for a person by the day and refuses only what is older than this (E6003); the
+    insured side forgets that hospital's part by it too, so that nothing the treatment side
+    still lets through (a late original a 2601 reversed in advance) finds the insured side
+    has forgotten it."""
     return cutoff(inf_time[:10] + " 00:00:00")
 
 
@@ -52,6 +58,8 @@ def time_stamp(inf_time: str) -> str:
     return inf_time.replace("-", "").replace(" ", "").replace(":", "")
 
 
-def forget_answers(answers: MutableMapping[str, Any], before: str) -> None:
-    for msgid in [m for m in answers if msgid_stamp(m) < before]:
+def forget_answers(answers: MutableMapping[str, Any], before: str, sender: str) -> None:
+    """Forget what hospital `sender` ("": every one) sent before `before` (yyyyMMddHHmmss),
+    keyed by msgid."""
+    for msgid in [m for m in answers if msgid_stamp(m) < before and m.startswith(sender)]:
         del answers[msgid]

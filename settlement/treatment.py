@@ -72,8 +72,11 @@ class TreatmentRow:
     answers: dict[str, dict[str, Any]] = field(default_factory=dict)  # msgid -> answer
     #: omsgid -> [msgid, oinfno] of a 2601 that came before it (settlement/reversals.py)
     reversed: dict[str, Any] = field(default_factory=dict)
-    latest: str = ""  # the newest inf_time seen for the person: requests from before its
-    # operating window are replays the platform can no longer recognise, and are refused
+    #: fixmedins_code -> the day of the newest inf_time accepted from that hospital for the
+    #: person ("yyyy-MM-dd 00:00:00"): its requests from before that day's operating window
+    #: are replays the platform can no longer recognise, and are refused. Per hospital, so
+    #: that one whose clock is ahead makes no other's requests stale (settlement/retention.py)
+    clocks: dict[str, str] = field(default_factory=dict)
     #: msgid -> [mdtrt_id, setl_id, changes] of a settlement whose answer came back before
     #: this row caught up with the visit it settled (see `handle_answer`)
     settling: dict[str, Any] = field(default_factory=dict)
@@ -85,36 +88,40 @@ class TreatmentRow:
     #: came: {"msgid", "mdtrt_ids", "value", "headers", "released"} (see `_queue`, `due`)
     held: list[dict[str, Any]] = field(default_factory=list)
 
-    def forget_before(self, before: str) -> None:
-        """Drop answers, reversals, and visits nothing has happened to since before `before`
-        (yyyyMMddHHmmss), except a stay whose patient is still in hospital (open inpatient)
-        and a visit an answer on its way will change (its settlement's, say, sent on the
-        last day before a new one moved the person's clock): a settled visit is forgotten a
-        window after it was settled (or last cancelled), not after it began, and an
-        abandoned registration does not stay for ever (see settlement/retention.py)."""
-        forget_answers(self.answers, before)
-        forget_answers(self.reversed, before)
-        forget_answers(self.settling, before)
-        forget_answers(self.pending, before)
-        self.held = [h for h in self.held if msgid_stamp(h["msgid"]) >= before]
+    def forget_before(self, before: str, sender: str = "") -> None:
+        """Drop the answers, reversals and visits of hospital `sender` ("": of every one)
+        nothing has happened to since before `before` (yyyyMMddHHmmss), except a stay whose
+        patient is still in hospital (open inpatient) and a visit an answer on its way will
+        change (its settlement's, say, sent on the last day before a new one moved the
+        hospital's clock): a settled visit is forgotten a window after it was settled (or
+        last cancelled), not after it began, and an abandoned registration does not stay for
+        ever (see settlement/retention.py)."""
+        forget_answers(self.answers, before, sender)
+        forget_answers(self.reversed, before, sender)
+        forget_answers(self.settling, before, sender)
+        forget_answers(self.pending, before, sender)
+        self.held = [h for h in self.held if msgid_stamp(h["msgid"]) >= before
+                     or not h["msgid"].startswith(sender)]
         awaited = {v for v, _ in self.pending.values()} | {
             s[0] for s in self.settling.values()}  # an answer on its way will change them
         for mdtrt_id in [k for k, v in self.visits.items()
                          if _last_touched(v) < before and k not in awaited
+                         and v["fixmedins_code"].startswith(sender)
                          and not (v["kind"] == INPATIENT and v["status"] == OPEN)]:
             del self.visits[mdtrt_id]
 
-    def forget_stale(self) -> None:
-        """Forget what is past the window of the person's clock: exactly what an older
-        request would no longer be recognised by, so such a request is refused (E6003)."""
-        if self.latest:
-            self.forget_before(cutoff(self.latest))
+    def forget_stale(self, sender: str) -> None:
+        """Forget what hospital `sender` did past the window of its clock: exactly what an
+        older request of its would no longer be recognised by, so such a request is refused
+        (E6003)."""
+        if clock := self.clocks.get(sender):
+            self.forget_before(cutoff(clock), sender)
 
     def copy(self) -> TreatmentRow:
         """A copy whose forgetting leaves this row as it was (the visits themselves are
         shared: a refused request changes none)."""
         return TreatmentRow(dict(self.visits), dict(self.answers), dict(self.reversed),
-                            self.latest, dict(self.settling), dict(self.pending),
+                            dict(self.clocks), dict(self.settling), dict(self.pending),
                             [dict(h) for h in self.held])
 
     def due(self, now_ms: int = 0) -> list[dict[str, Any]]:
@@ -165,7 +172,7 @@ class TreatmentRow:
 
     def to_dict(self) -> dict[str, Any]:
         d = {"visits": self.visits, "answers": self.answers, "reversed": self.reversed,
-             "latest": self.latest}
+             "clocks": self.clocks}
         for name in ("settling", "pending", "held"):  # often empty: not written at all then
             if value := getattr(self, name):
                 d[name] = value
@@ -173,7 +180,7 @@ class TreatmentRow:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TreatmentRow:
-        return cls(d["visits"], d["answers"], d.get("reversed", {}), d.get("latest", ""),
+        return cls(d["visits"], d["answers"], d.get("reversed", {}), d.get("clocks", {}),
                    d.get("settling", {}), d.get("pending", {}), d.get("held", []))
 
 
@@ -371,10 +378,11 @@ class TreatmentPlatform:
             # a held request answered otherwise (its own answer read before its copy came
             # back, a duplicate of it answered) leaves the queue, else it would hold it
             return Reply(seen, ctx, repeat=True), row if _unhold(row, req.msgid) else None
-        if row.latest and time_stamp(req.inf_time) < cutoff(row.latest):
+        clock = row.clocks.get(req.fixmedins_code, "")
+        if clock and time_stamp(req.inf_time) < cutoff(clock):
             return Reply(error_answer(req.msgid, ErrorCode.STALE, (
-                f"inf_time {req.inf_time} is more than {WINDOW_DAYS} days before the "
-                "platform's latest request for this person: a replay, refused")), ctx), \
+                f"inf_time {req.inf_time} is more than {WINDOW_DAYS} days before this "
+                "hospital's latest request for this person: a replay, refused")), ctx), \
                 row if _unhold(row, req.msgid) else None
         caught = False
         if row.pending or row.held:
@@ -394,12 +402,12 @@ class TreatmentPlatform:
         # after it (one that goes ahead): the hospital had its answer by then (and what came
         # before is done)
         caught = (bool(row.settling) and _catch_up(row, msgid_stamp(req.msgid))) or caught
-        new_day = keep and req.inf_time[:10] > row.latest[:10]
+        new_day = keep and req.inf_time[:10] > clock[:10]
         before = row
-        if new_day:  # the person's clock, by the day: one row write a day at most
+        if new_day:  # the hospital's clock, by the day: one row write a day at most
             row = row.copy()
-            row.latest = req.inf_time[:10] + " 00:00:00"
-            row.forget_stale()
+            row.clocks[req.fixmedins_code] = req.inf_time[:10] + " 00:00:00"
+            row.forget_stale(req.fixmedins_code)
         try:
             if (by := reversed_by(row.reversed, req.msgid, req.infno)) is not None:
                 raise Rejected(ErrorCode.REVERSED, f"msgid {req.msgid} was reversed in advance "
@@ -419,10 +427,11 @@ class TreatmentPlatform:
                 before.held.append(_held(req.msgid, set(), raw, headers or {}, now_ms))
                 return Held(ctx), before
             answer = error_answer(req.msgid, exc.code, str(exc))
-            if keep and before.latest and req.infno != Infno.SIGN_IN:
+            if keep and clock and req.infno != Infno.SIGN_IN:
                 # remembered, so that a duplicate or a redelivery gets this very answer even
                 # once the visit has moved on; a refusal neither moves the clock nor forgets,
-                # nor starts a row (a certno no request was accepted for keeps nothing)
+                # nor starts a row (what no request was accepted from the hospital for, for
+                # the person, keeps nothing: no clock of its would ever forget it)
                 before.answers[req.msgid] = answer
                 return Reply(answer, ctx), before
             return Reply(answer, ctx), before if caught else None
@@ -559,7 +568,7 @@ class TreatmentPlatform:
             if msgid_stamp(inp.omsgid) < _remembered_since(row, req):
                 raise Rejected(ErrorCode.NOT_REVERSIBLE, f"msgid {inp.omsgid} is older than the "
                                f"{WINDOW_DAYS}-day operating window of this request or of the "
-                               "person's latest one: what it did can no longer be found")
+                               "hospital's latest one: what it did can no longer be found")
             if inp.oinfno in INSURED_SIDE:
                 original = row.answers.get(inp.omsgid)
                 if original is not None and original["infcode"] == 0 and \
@@ -918,11 +927,12 @@ def _held(msgid: str, mdtrt_ids: Iterable[str], raw: bytes, headers: Mapping[str
 
 def _remembered_since(row: TreatmentRow, req: Request) -> str:
     """The oldest msgid stamp a 2601 may name: the window of its own time, and no older than
-    what the person's row still remembers (the window of their latest request, by the day;
-    `forget_stale`). A 2601 of something forgotten would otherwise be taken as a reversal in
-    advance while what it named stays done."""
+    what the person's row still remembers of its hospital (the window of that hospital's
+    latest request, by the day; `forget_stale`). A 2601 of something forgotten would
+    otherwise be taken as a reversal in advance while what it named stays done."""
     since = cutoff(req.inf_time)
-    return max(since, cutoff(row.latest)) if row.latest else since
+    clock = row.clocks.get(req.fixmedins_code)
+    return max(since, cutoff(clock)) if clock else since
 
 
 def _unhold(row: TreatmentRow, msgid: str) -> bool:

@@ -90,7 +90,7 @@ def test_a_held_request_is_put_back_with_its_headers_once_its_answer_is_read_and
 
 def test_a_request_put_back_too_often_is_answered_with_an_error_and_leaves_the_queue():
     s, _, _ = roles()
-    row = TreatmentRow(latest="2026-03-01 00:00:00")
+    row = TreatmentRow(clocks={HOSP_BJ.fixmedins_code: "2026-03-01 00:00:00"})
     late = request("2204", HOSP_BJ, "2026-03-01 09:15:00", 4,
                    fee_input(E, "M1", "2026-03-01 09:15:00", [("0002", "DA", 1, 9)]),
                    E.insuplc_admdvs)

@@ -12,6 +12,7 @@ from messages.identity import (
     is_valid_certno,
     mask_certno,
     mask_name,
+    shown_id,
 )
 
 PROPS = settings(max_examples=200, deadline=None)
@@ -106,6 +107,21 @@ def test_mask_certno_of_a_short_value_hides_everything() -> None:
                                               ("", "")])
 def test_mask_name_keeps_only_the_first_character(name: str, masked: str) -> None:
     assert mask_name(name) == masked
+
+
+@pytest.mark.parametrize(("value", "shown"), [
+    ("110100" + EXAMPLE[:16], "110100" + "*" * 16),  # a certno cut short inside a longer run
+    (EXAMPLE[:16], "110105" + "*" * 10),  # no 18-digit run: its middle digits hidden all the same
+    ("M-" + EXAMPLE[:15] + "-7", "M-110105" + "*" * 9 + "-7"),  # a first-generation ID's length
+    ("FEE" + EXAMPLE + "01", "FEE110105********002X01"),  # an X ends the run
+    ("MT" + EXAMPLE, "MT110105********002X"),  # an ID number alone in its run: masked as one
+    ("110100A1B2C3D4E5F6A7B8", "110100A1B2C3D4E5F6A7B8"),  # a platform's own id stays readable
+    ("20260301000123", "20260301000123"),  # 14 digits (a time stamp's length) stay too
+])
+def test_an_identifier_echoed_in_an_error_hides_every_run_as_long_as_an_id_number(
+        value: str, shown: str) -> None:
+    assert shown_id(value) == shown
+    assert EXAMPLE[6:14] not in shown_id(value)  # the birth date, wherever it sat
 
 
 def test_a_citizen_id_is_found_inside_a_longer_string_of_digits() -> None:

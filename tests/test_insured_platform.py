@@ -294,9 +294,10 @@ def test_accumulators_equal_the_sum_of_settlements_and_never_exceed_caps(
             assert row.accumulator(year, "dedc_11") <= rule.deductible[0]
         assert row.balance == e.balance - acct[cert]
         assert row.balance >= 0
-        # a record is forgotten once a request of the person's comes a window after it
-        # (by the day); the money it moved is not
-        times = [step[1] for step in steps if step[0] == cert]
+        # a record is forgotten once a request of the person's from the same hospital comes
+        # a window after it (by the day; each hospital's clock is its own); the money it
+        # moved is not
+        sent = [(step[1], step[2].fixmedins_code) for step in steps if step[0] == cert]
         assert len(row.settlements) == sum(
-            all(time_stamp(t) >= day_cutoff(later) for later in times[i:])
-            for i, t in enumerate(times))
+            all(time_stamp(t) >= day_cutoff(later) for later, by in sent[i:] if by == code)
+            for i, (t, code) in enumerate(sent))

@@ -982,6 +982,35 @@ def test_a_2601_within_the_window_of_the_persons_latest_request_still_undoes(
     assert c.oracle.person_rows[EMP_CERTNO].balance == EMP.balance
 
 
+def test_a_hospital_whose_clock_is_days_ahead_makes_no_other_hospitals_requests_stale(
+        ) -> None:
+    """Each hospital is judged by its own clock (settlement/retention.py). Another hospital,
+    its clock ten days ahead, is answered for the same person; the first still gets the
+    original answer to its settlement sent again (its answer lost, say), and can still cancel
+    it, the money coming back exactly: no patient pays both the fund's share and in cash.
+    Only that hospital's own requests from before its clock's window are replays."""
+    c = Clinic()
+    m = ok(sent_at(c, DAY0, "2201", register_input(EMP, DAY0)))["data"]["mdtrt_id"]
+    ok(sent_at(c, DAY0, "2204", fee_input(EMP, m, DAY0, [("0001", "DA", 1, 250_000)])))
+    c.seq += 1
+    settle = request("2207", HOSP_BJ, DAY0, c.seq, settle_input(EMP, m, 250_000),
+                     EMP.insuplc_admdvs)
+    settled = ok(c.send(EMP_CERTNO, settle))["setlinfo"]
+    assert c.oracle.person_rows[EMP_CERTNO].balance < EMP.balance
+    ahead = "2026-03-11 10:00:00"
+    c.seq += 1
+    ok(c.send(EMP_CERTNO, request("1101", HOSP_SH, ahead, c.seq,
+                                  person_info_input(EMP_CERTNO, ahead), "")))
+    assert ok(c.send(EMP_CERTNO, settle))["setlinfo"] == settled  # the original answer
+    cancelled = ok(sent_at(c, "2026-03-01 11:00:00", "2208",
+                           settle_cancel_input(EMP, settled["setl_id"], m)))["setlinfo"]
+    assert cancelled["hifp_pay"] == -settled["hifp_pay"]
+    assert c.oracle.person_rows[EMP_CERTNO].balance == EMP.balance
+    c.seq += 1
+    own_replay = request("1101", HOSP_SH, DAY0, c.seq, person_info_input(EMP_CERTNO, DAY0), "")
+    refused(c.send(EMP_CERTNO, own_replay), ErrorCode.STALE)
+
+
 def test_a_long_stay_settled_yesterday_can_be_cancelled_whenever_it_began() -> None:
     """The window runs from a visit's last change, not from its admission: a ten-day stay
     settled on its last day is still there to cancel the next day."""

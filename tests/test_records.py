@@ -436,8 +436,15 @@ def test_a_denied_consent_refuses_other_provinces_and_every_access_is_audited():
     assert {c["code"] for c in btg["purposeOfEvent"][0]["coding"]} == {"ETREAT", "BTG"}
     research = ex.find(certno, home, purpose="HRESCH")
     assert research["err_code"] == "E5002"
+    assert "HRESCH (healthcare research)" in research["err_msg"]
+    # a code of the sender's own making (the pattern lets a name in pinyin through) is not
+    # echoed in the reason, to the hospital nor into the trail kept for ever (the event
+    # records the purpose claimed, as it records whose records were asked for)
+    own = ex.find(certno, home, purpose="ZHANGSAN")
+    assert own["err_code"] == "E5002" and "ZHANGSAN" not in own["err_msg"]
+    assert "ZHANGSAN" not in audit_of(ex, certno)[-1]["outcomeDesc"]
     events = audit_of(ex, certno)
-    assert [a["outcome"] for a in events] == ["4", "0", "0", "4"]
+    assert [a["outcome"] for a in events] == ["4", "0", "0", "4", "4"]
     for event in events:
         get_fhir_model_class("AuditEvent").model_validate(event)
         # each names the request it audits, for the hospital to find its own access by

@@ -718,7 +718,8 @@ def test_a_refusal_on_a_new_day_is_given_again_to_its_redelivery_once_the_visit_
                     e.insuplc_admdvs)
     first = desk.answer(EMP_CERTNO, wrong)
     assert first["err_code"] == ErrorCode.AMOUNT_MISMATCH
-    assert desk.rows[EMP_CERTNO].latest == "2026-03-01 00:00:00"  # the clock did not move
+    clocks = desk.rows[EMP_CERTNO].clocks
+    assert clocks == {HOSP_BJ.fixmedins_code: "2026-03-01 00:00:00"}  # the clock did not move
     right = desk.send(EMP_CERTNO, request("2207", HOSP_BJ, next_day, 4,
                                           settle_input(e, mdtrt_id, 100), e.insuplc_admdvs))
     assert isinstance(right, Forward)
@@ -726,7 +727,7 @@ def test_a_refusal_on_a_new_day_is_given_again_to_its_redelivery_once_the_visit_
               "output": {"setlinfo": {"mdtrt_id": mdtrt_id, "setl_id": "110100SETTLED"}}}
     desk.rows[EMP_CERTNO] = desk.platform.handle_answer(answer, right.ctx,
                                                         desk.rows[EMP_CERTNO])
-    assert desk.rows[EMP_CERTNO].latest == "2026-03-02 00:00:00"
+    assert desk.rows[EMP_CERTNO].clocks == {HOSP_BJ.fixmedins_code: "2026-03-02 00:00:00"}
     assert desk.answer(EMP_CERTNO, wrong) == first
 
 
