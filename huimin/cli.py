@@ -1522,7 +1522,8 @@ def verify(
         n = verdict.refused_as_replays
         console.print(f"[yellow]{n:,} {'request was' if n == 1 else 'requests were'} refused "
                       "as replays (E6003) where the oracle answers them: dated more than 7 "
-                      "days before a later request the platform already had for the person. "
+                      "days before a later request the platform already had from the same "
+                      "hospital for the person. "
                       "That happens when a log is replayed again into an earlier replay's "
                       "cluster (replay each log into a fresh platform), or when requests are "
                       "redelivered after a fast simulated clock moved on (give the run more "

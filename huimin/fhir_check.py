@@ -61,13 +61,14 @@ def check_fhir_file(path: Path, validator: Validator) -> FhirCheck:
         resource = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         return FhirCheck(path, ErrorCode.MALFORMED_JSON, f"not JSON: {exc}")
+    try:
+        size = len(orjson.dumps(resource)) + ENVELOPE_BYTES  # as a hospital sends it: compact
+    except orjson.JSONEncodeError:  # as `huimin publish` finds it: not sent
+        return FhirCheck(path, ErrorCode.MALFORMED_JSON, "nested past the 255 levels a "
+                                                         "request's JSON can hold: not sent")
     if not isinstance(resource, dict):  # the envelope's schema refuses it before FHIR does
         return FhirCheck(path, ErrorCode.SCHEMA_VIOLATION,
                          "not a JSON object, as a 7001's input.resource must be")
-    try:
-        size = len(orjson.dumps(resource)) + ENVELOPE_BYTES  # as a hospital sends it: compact
-    except orjson.JSONEncodeError:  # nested past the 255 levels orjson writes: the check
-        size = len(raw)  # below refuses it, as the platform's ingress does
     if size > MAX_REQUEST_BYTES:
         return FhirCheck(path, ErrorCode.MESSAGE_TOO_LARGE, f"~{size:,} bytes as a request: "
                                                             f"{MAX_REQUEST_BYTES:,} at most")

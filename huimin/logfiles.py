@@ -119,8 +119,9 @@ def _not_text(path: Path, n: int, line: bytes) -> LogFormatError | None:
 def _header_of(first: bytes) -> LogHeader:
     header = orjson.loads(first)
     if not isinstance(header, dict) or header.get("huimin_visitlog") not in READABLE_VERSIONS:
+        *earlier, last = map(str, sorted(READABLE_VERSIONS))
         raise LogFormatError("no `huimin_visitlog` version "
-                             f"{' or '.join(map(str, sorted(READABLE_VERSIONS)))} in it")
+                             f"{', '.join(earlier)}{' or ' if earlier else ''}{last} in it")
     world, visits = header.get("world"), header.get("visits")
     faults, bad = header.get("faults", ""), header.get("bad_per_kind", 0)
     if not isinstance(world, dict) or not isinstance(visits, dict):

@@ -407,7 +407,8 @@ def print_statement(statement: ClearingStatement, console: Console) -> None:
                           yuan(p.top_up_due))
     console.print(provinces)
     total = sum(p.net for p in statement.provinces.values())
-    console.print(f"Σ net = {yuan(total)}; {len(statement.hospitals)} hospitals owed "
+    owed = len(statement.hospitals)
+    console.print(f"Σ net = {yuan(total)}; {owed} hospital{'' if owed == 1 else 's'} owed "
                   f"¥{yuan(sum(statement.hospitals.values()))} by their agencies "
                   "(`--json` lists each)")
 

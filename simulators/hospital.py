@@ -452,17 +452,22 @@ class HospitalFleet:
         self._flush()
         while waiting:
             if time.monotonic() - start > timeout_s:
-                raise PlatformSilent(
-                    f"no platform answered the hospitals' sign-in (9001) within "
-                    f"{timeout_s:.0f} s: is a huimin worker running on this cluster, on topics "
-                    "made by `huimin topics`? (Its log says why not.)")
+                break
             for msg in self._poll(100, worlds):
                 ans = msg.get("ans", {})
                 if waiting.pop(ans.get("inf_refmsgid", ""), None) is not None and \
                         ans.get("err_code") in SIGNATURE_REFUSALS:
                     raise SignaturesRefused(signatures_refused(ans["err_code"]))
-            if world is not None and worlds - {world}:
-                raise PlatformOfAnotherWorld(other_world(world, worlds))
+        # judged once every worker has answered for its partitions: told at the first
+        # foreign answer, a person was sometimes told the platform has another world where
+        # its workers have two
+        if world is not None and worlds - {world}:
+            raise PlatformOfAnotherWorld(other_world(world, worlds))
+        if waiting:
+            raise PlatformSilent(
+                f"no platform answered the hospitals' sign-in (9001) within "
+                f"{timeout_s:.0f} s: is a huimin worker running on this cluster, on topics "
+                "made by `huimin topics`? (Its log says why not.)")
         return time.monotonic() - start
 
     def exchange(self, requests: list[tuple[str, dict[str, Any]]], timeout_s: float = 60.0,

@@ -9,9 +9,11 @@ import os
 from pathlib import Path
 
 import orjson
+import pytest
 from typer.testing import CliRunner
 
 from huimin import cli
+from huimin.publish import sendable
 from settlement.treatment import MAX_REQUEST_BYTES
 from tests.conftest import FHIR_DATA
 
@@ -69,15 +71,20 @@ def test_broken_files_are_refused_with_the_code_and_where_but_no_value(tmp_path:
     assert "1970-13-41" not in result.output and secret_family not in result.output
 
 
-def test_a_file_nested_past_what_orjson_writes_is_refused_as_the_ingress_refuses_it(
-        tmp_path: Path):
+@pytest.mark.parametrize("text", [
+    '{"resourceType": "Basic", "extension": ' + "[" * 300 + "]" * 300 + "}",
+    "[" * 300 + "]" * 300,  # not an object either: what publish does first is not send it
+])
+def test_a_file_nested_past_what_a_request_can_hold_is_not_sent_as_publish_finds(
+        tmp_path: Path, text: str):
     deep = tmp_path / "deep.json"
-    deep.write_text('{"resourceType": "Basic", "extension": ' + "[" * 300 + "]" * 300 + "}")
+    deep.write_text(text)
     result = check(str(deep), "--json")
     assert result.exit_code == 1, result.output
     verdict = orjson.loads(result.output.splitlines()[0])
-    assert (verdict["ok"], verdict["code"]) == (False, "E5001")
-    assert "nested too deeply" in verdict["what"]
+    assert (verdict["ok"], verdict["code"]) == (False, "E1001")
+    assert "nested past the 255 levels" in verdict["what"]
+    assert sendable(deep) is None  # `huimin publish` does not send it
 
 
 def test_a_folder_is_checked_file_by_file_and_an_empty_one_is_refused(tmp_path: Path):
