@@ -130,10 +130,11 @@ def send_publishes(bootstrap: str, certno: str, publishes: list[Publish], timeou
 
 def sendable(path: Path) -> Any:
     """A file's JSON (`check_fhir_file` has read it; a UTF-8 byte-order mark passed over),
-    or None if no request could carry it: nested past what orjson writes."""
+    or None if no request could carry it: nested past what orjson writes, two levels down in
+    the request (`input.resource`)."""
     resource = orjson.loads(path.read_bytes().removeprefix(b"\xef\xbb\xbf"))
     try:
-        orjson.dumps(resource)
+        orjson.dumps({"input": {"resource": resource}})
     except orjson.JSONEncodeError:
         return None
     return resource

@@ -15,6 +15,7 @@ from records.codes import (
     INFNO_SYSTEM,
     MSGID_SYSTEM,
     PROVINCE_SYSTEM,
+    PURPOSE_OF_USE,
     RESTFUL,
 )
 from records.documents import fhir_time, uid
@@ -52,7 +53,9 @@ def audit_event(*, msgid: str, operation: str, certno: str, requester: str,
         entity.append({"what": {"reference": f"DocumentReference/{document_id}"},
                        "type": {"system": "http://terminology.hl7.org/CodeSystem/"
                                           "audit-entity-type", "code": "2"}})
-    purpose_codes = [{"system": ACT_REASON, "code": purpose}]
+    # a code of the sender's own making is not kept in the trail: it names no purpose
+    purpose_codes = [{"system": ACT_REASON, "code": purpose} if purpose in PURPOSE_OF_USE
+                     else {"display": "not a v3-ActReason purpose of use"}]
     if break_glass:
         purpose_codes.append({"system": ACT_REASON, "code": "BTG"})
     return {

@@ -30,6 +30,18 @@ MSGID_SYSTEM = "urn:huimin:msgid"
 TREAT, ETREAT, HPAYMT, HRESCH = "TREAT", "ETREAT", "HPAYMT", "HRESCH"
 PURPOSES = {TREAT: "treatment", ETREAT: "emergency treatment", HPAYMT: "healthcare payment",
             HRESCH: "healthcare research"}
+#: v3-ActReason's purposes of use (its PurposeOfUse concepts): a request's `purpose` that is
+#: one of them is named back in a refusal and its audit; any other, of the sender's own
+#: making (the pattern lets a name in capitals through), is not
+PURPOSE_OF_USE = frozenset((
+    "BIORCH", "BTG", "CAREMGT", "CLINTRCH", "CLINTRCHNPC", "CLINTRCHPC", "CLINTRL", "CLMATTCH",
+    "COC", "COMPT", "COVAUTH", "COVERAGE", "DECEASED", "DISASTER", "DONAT", "DSRCH",
+    "ELIGDTRM", "ELIGVER", "ENROLLM", "ERTREAT", "ETREAT", "FAMRQT", "FRAUD", "GOV",
+    "GOVMRKT", "HACCRED", "HCOMPL", "HDECD", "HDIRECT", "HDM", "HLEGAL", "HMARKT", "HOPERAT",
+    "HOUTCOMS", "HPAYMT", "HPRGRP", "HQUALIMP", "HRESCH", "HSYSADMIN", "HTEST", "LABELING",
+    "MEMADMIN", "METAMGT", "MILCDM", "MILDCRG", "PATADMIN", "PATRQT", "PATSFTY", "PERFMSR",
+    "POARCH", "POPHLTH", "PRECLINTRCH", "PUBHLTH", "PWATRNY", "RECORDMGT", "REMITADV",
+    "SRVC", "SUPNWK", "SYSDEV", "THREAT", "TRAIN", "TRANSRCH", "TREAT", "TRS"))
 
 OUTPATIENT_NOTE = ("34133-9", "Summary of episode note")
 DISCHARGE_SUMMARY = ("18842-5", "Discharge summary")

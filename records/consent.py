@@ -19,7 +19,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from records.codes import ACT_REASON, CERTNO_SYSTEM, ETREAT, HPAYMT, HRESCH, PURPOSES, TREAT
+from records.codes import (
+    ACT_REASON,
+    CERTNO_SYSTEM,
+    ETREAT,
+    HPAYMT,
+    HRESCH,
+    PURPOSE_OF_USE,
+    PURPOSES,
+    TREAT,
+)
 from settlement.reference import DENY_CROSS_REGION, PERMIT
 
 #: Names "every institution outside this province" as a Consent's actor (the value an admdvs):
@@ -60,8 +69,8 @@ def decide(sharing: str, purpose: str, requester_province: str,
     if purpose not in (TREAT, ETREAT):
         # a code of the sender's own choosing is not echoed: the pattern lets a name through
         named = (f"purpose of use {purpose} ({PURPOSES[purpose]})" if purpose in PURPOSES
-                 else f"purpose of use {purpose}" if purpose in _NOT_CARE
-                 else "a purpose of use not among v3-ActReason's known codes")
+                 else f"purpose of use {purpose}" if purpose in PURPOSE_OF_USE
+                 else "a purpose of use not among v3-ActReason's")
         return Decision(False, f"{named} is not permitted: records are shared for treatment "
                                "only")
     if sharing == NO_CONSENT:  # DOMAIN.md §6: only where the person's Consent permits

@@ -46,7 +46,7 @@ from records.documents import fhir_time, uid
 from records.validation import InvalidResource, Validator, operation_outcome
 from settlement.parameters import DEFAULT_LAB_VALIDITY_DAYS
 from settlement.reference import ReferenceData
-from settlement.retention import day_cutoff, forget_answers, msgid_stamp
+from settlement.retention import HORIZON_DAYS, cutoff, day_cutoff, forget_answers, msgid_stamp
 
 #: The AuditEvents a person's row keeps, newest last: for the person's `/fhir/AuditEvent`
 #: view and for telling a repeated access. Every one is also written to `ehr.audit`, the
@@ -484,9 +484,12 @@ class SourceRepositories:
         (`release`)."""
         req = msg["req"]
         # by the day, as the treatment side refuses what is older (E6003): a query it still
-        # lets through finds its answer here
-        forget_answers(row.answers, day_cutoff(req["inf_time"]), req["fixmedins_code"])
-        forget_answers(row.waiting, day_cutoff(req["inf_time"]), req["fixmedins_code"])
+        # lets through finds its answer here; and every hospital's past the horizon from
+        # this query's day (a query answered again past it is only read and audited again)
+        for before, sender in ((day_cutoff(req["inf_time"]), req["fixmedins_code"]),
+                               (cutoff(req["inf_time"], HORIZON_DAYS), "")):
+            forget_answers(row.answers, before, sender)
+            forget_answers(row.waiting, before, sender)
         if self.published_under(certno, req["msgid"], row):
             published = uid(req["msgid"], certno, "docref")
             # the msgid published a document of the person's: its first answer, whatever

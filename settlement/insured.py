@@ -24,7 +24,7 @@ from settlement.ledger import SettlementEvent, events_from_answers
 from settlement.person import PersonRow, ytd_key
 from settlement.policy import Benefit, BenefitContext, Category, category_of, compute_benefit
 from settlement.reference import SUSPENDED, Enrollment, ReferenceData
-from settlement.retention import WINDOW_DAYS, cutoff, day_cutoff, msgid_stamp
+from settlement.retention import WINDOW_DAYS, cutoff, msgid_stamp
 from settlement.reversals import TOO_FAR_AHEAD, ahead_of, in_advance, reversed_by
 
 SETTLED, CANCELLED, REVERSED = "settled", "cancelled", "reversed"
@@ -73,7 +73,7 @@ class InsuredPlatform:
                                 f"no insured person {mask_certno(certno)} in this province"), None
         row = row if row is not None else PersonRow(balance=enrollment.balance)
         # what is past the window of the sending hospital's clock is not seen
-        row.forget_before(day_cutoff(req["inf_time"]), req["fixmedins_code"])
+        row.forget_past(req["fixmedins_code"], req["inf_time"])
         seen = row.answers.get(msgid)
         if seen is not None:  # a duplicate: the original answer, nothing changes
             return seen, None
@@ -85,7 +85,7 @@ class InsuredPlatform:
         except Refusal as exc:
             answer = error_answer(msgid, exc.code, str(exc))
         row.answers[msgid] = answer
-        row.forget_before(day_cutoff(req["inf_time"]), req["fixmedins_code"])
+        row.forget_past(req["fixmedins_code"], req["inf_time"])
         return answer, row
 
     def _apply(self, e: Enrollment, row: PersonRow, req: dict[str, Any],

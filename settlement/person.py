@@ -7,7 +7,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from settlement.policy import Category
-from settlement.retention import forget_answers, msgid_stamp, time_stamp
+from settlement.retention import (
+    day_cutoff,
+    forget_answers,
+    horizon,
+    msgid_stamp,
+    past_horizon,
+    time_stamp,
+)
 
 
 def ytd_key(kind: str, category: Category) -> str:
@@ -25,6 +32,10 @@ class PersonRow:
     answers: dict[str, dict[str, Any]] = field(default_factory=dict)  # msgid -> answer
     #: omsgid -> [msgid, oinfno] of a 2601 that came before it (settlement/reversals.py)
     reversed: dict[str, Any] = field(default_factory=dict)
+    #: fixmedins_code -> the day of its newest request this side was asked ("yyyy-MM-dd
+    #: 00:00:00"): never later than the treatment side's clock for that hospital, so by the
+    #: same horizon this side forgets no sooner than that side stops letting requests through
+    clocks: dict[str, str] = field(default_factory=dict)
 
     def accumulator(self, year: str, name: str) -> int:
         return self.ytd.get(year, {}).get(name, 0)
@@ -54,13 +65,26 @@ class PersonRow:
                         and s["msgid"].startswith(sender)]:
             del self.settlements[setl_id]
 
+    def forget_past(self, sender: str, inf_time: str) -> None:
+        """Forget what hospital `sender` did before the window of its request dated
+        `inf_time` (by the day, as the treatment side refuses by its day clock), and what
+        every hospital did before the person's horizon (settlement/retention.py)."""
+        day = inf_time[:10] + " 00:00:00"
+        if day > self.clocks.get(sender, ""):
+            self.clocks[sender] = day
+        self.forget_before(day_cutoff(inf_time), sender)
+        if before := horizon(self.clocks):
+            self.forget_before(before)
+            past_horizon(self.clocks, before)
+
     def to_dict(self) -> dict[str, Any]:
         return {"balance": self.balance, "ytd": self.ytd, "settlements": self.settlements,
-                "answers": self.answers, "reversed": self.reversed}
+                "answers": self.answers, "reversed": self.reversed, "clocks": self.clocks}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PersonRow:
-        return cls(d["balance"], d["ytd"], d["settlements"], d["answers"], d.get("reversed", {}))
+        return cls(d["balance"], d["ytd"], d["settlements"], d["answers"], d.get("reversed", {}),
+                   d.get("clocks", {}))
 
 
 def _last_change(setl: dict[str, Any]) -> str:

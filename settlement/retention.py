@@ -2,7 +2,8 @@
 nothing has happened to since (all but an inpatient stay still open). Within it a duplicate gets
 its original answer, a 2601 finds its original and a settled visit can be cancelled at the
 hospital's platform; past it they are forgotten, so the bulk of a platform's state is bounded by
-the activity of the window, not by its whole history. The insured side's settlement records
+the activity of the window, not by its whole history (per hospital; `horizon` bounds how many
+hospitals' parts a person's row keeps). The insured side's settlement records
 go a window after their last change (made, cancelled, reversed: they can no longer be undone
 then); balance and accumulators are never forgotten.
 
@@ -13,11 +14,17 @@ hospital's own clock, the newest `inf_time` it sent for the person, never by ano
 hospital with its clock days or years ahead must not make the platform forget what another
 did within its week: that hospital could no longer have its duplicate answered, nor cancel or
 reverse a settlement whose answer it lost, and the patient would pay twice.
+
+A hospital's part stays until its own next request for the person, so a person seen by a new
+hospital every few days would keep every one's last week, and their rows would outgrow a
+record. Hence `horizon`: HORIZON_DAYS before the *second* newest of the person's hospital
+clocks, every hospital's part is forgotten and a request from any hospital is a replay. No one
+hospital's clock, however far ahead, moves it: that takes two.
 """
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -25,6 +32,10 @@ from typing import Any
 #: Days a platform remembers (a *parameter*; NHSA reversal and cancellation are same-day or
 #: same-period operations, so a week is generous).
 WINDOW_DAYS = 7
+#: Days before the second newest of a person's hospital clocks past which every hospital's
+#: part of their rows is forgotten (`horizon`): a person seen by ~30 hospitals in that time
+#: keeps ~30 weeks' parts, well within a record.
+HORIZON_DAYS = 90
 
 
 @lru_cache(maxsize=4096)
@@ -32,6 +43,22 @@ def cutoff(inf_time: str, days: int = WINDOW_DAYS) -> str:
     """`yyyyMMddHHmmss` of `days` before the request time `yyyy-MM-dd HH:mm:ss`."""
     t = datetime.fromisoformat(inf_time) - timedelta(days=days)
     return t.strftime("%Y%m%d%H%M%S")
+
+
+def horizon(clocks: Mapping[str, str]) -> str:
+    """`yyyyMMddHHmmss` before which every hospital's part of a person's row is forgotten and
+    any request is a replay (E6003): HORIZON_DAYS before the second newest of the person's
+    hospital clocks ("yyyy-MM-dd 00:00:00" by fixmedins_code); "" with fewer than two."""
+    if len(clocks) < 2:
+        return ""
+    return cutoff(sorted(clocks.values())[-2], HORIZON_DAYS)
+
+
+def past_horizon(clocks: MutableMapping[str, str], before: str) -> None:
+    """Drop the clocks of hospitals whose newest request is before the horizon `before`: all
+    they sent is refused by it anyway (`horizon` keeps the map as bounded as the row)."""
+    for sender in [s for s, clock in clocks.items() if time_stamp(clock) < before]:
+        del clocks[sender]
 
 
 def day_cutoff(inf_time: str) -> str:

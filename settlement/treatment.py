@@ -43,10 +43,13 @@ from settlement.catalogue import FeeTotals, ItemSplit
 from settlement.ids import mdtrt_id_for, sign_no_for
 from settlement.reference import Hospital, ReferenceData, agency_code, is_agency_code
 from settlement.retention import (
+    HORIZON_DAYS,
     WINDOW_DAYS,
     cutoff,
     forget_answers,
+    horizon,
     msgid_stamp,
+    past_horizon,
     time_stamp,
 )
 from settlement.reversals import TOO_FAR_AHEAD, ahead_of, in_advance, reversed_by
@@ -111,11 +114,27 @@ class TreatmentRow:
             del self.visits[mdtrt_id]
 
     def forget_stale(self, sender: str) -> None:
-        """Forget what hospital `sender` did past the window of its clock: exactly what an
-        older request of its would no longer be recognised by, so such a request is refused
+        """Forget what hospital `sender` did past the window of its clock, and what every
+        hospital did past the person's horizon (settlement/retention.py): exactly what an
+        older request would no longer be recognised by, so such a request is refused
         (E6003)."""
         if clock := self.clocks.get(sender):
             self.forget_before(cutoff(clock), sender)
+        if before := horizon(self.clocks):
+            self.forget_before(before)
+            past_horizon(self.clocks, before)
+
+    def stale(self, sender: str, inf_time: str) -> str:
+        """Why a request of `sender`'s dated `inf_time` is a replay the platform can no longer
+        recognise (E6003), or "" if it is not."""
+        stamp = time_stamp(inf_time)
+        if (clock := self.clocks.get(sender)) and stamp < cutoff(clock):
+            return f"more than {WINDOW_DAYS} days before this hospital's latest request for " \
+                   "this person"
+        if (before := horizon(self.clocks)) and stamp < before:
+            return f"more than {HORIZON_DAYS} days before the person's latest requests at two " \
+                   "hospitals"
+        return ""
 
     def copy(self) -> TreatmentRow:
         """A copy whose forgetting leaves this row as it was (the visits themselves are
@@ -180,7 +199,12 @@ class TreatmentRow:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TreatmentRow:
-        return cls(d["visits"], d["answers"], d.get("reversed", {}), d.get("clocks", {}),
+        clocks = d.get("clocks")
+        if clocks is None:  # a row of before 12-05: the person's clock is each hospital's
+            latest = d.get("latest", "")
+            clocks = {s: latest for s in {m[:12] for m in d["answers"]} | {
+                v["fixmedins_code"] for v in d["visits"].values()}} if latest else {}
+        return cls(d["visits"], d["answers"], d.get("reversed", {}), clocks,
                    d.get("settling", {}), d.get("pending", {}), d.get("held", []))
 
 
@@ -378,11 +402,9 @@ class TreatmentPlatform:
             # a held request answered otherwise (its own answer read before its copy came
             # back, a duplicate of it answered) leaves the queue, else it would hold it
             return Reply(seen, ctx, repeat=True), row if _unhold(row, req.msgid) else None
-        clock = row.clocks.get(req.fixmedins_code, "")
-        if clock and time_stamp(req.inf_time) < cutoff(clock):
+        if stale := row.stale(req.fixmedins_code, req.inf_time):
             return Reply(error_answer(req.msgid, ErrorCode.STALE, (
-                f"inf_time {req.inf_time} is more than {WINDOW_DAYS} days before this "
-                "hospital's latest request for this person: a replay, refused")), ctx), \
+                f"inf_time {req.inf_time} is {stale}: a replay, refused")), ctx), \
                 row if _unhold(row, req.msgid) else None
         caught = False
         if row.pending or row.held:
@@ -401,7 +423,8 @@ class TreatmentPlatform:
         # a settlement waiting for its visit is due once the hospital has sent a request
         # after it (one that goes ahead): the hospital had its answer by then (and what came
         # before is done)
-        caught = (bool(row.settling) and _catch_up(row, msgid_stamp(req.msgid))) or caught
+        caught = (bool(row.settling) and _catch_up(row, req.msgid)) or caught
+        clock = row.clocks.get(req.fixmedins_code, "")
         new_day = keep and req.inf_time[:10] > clock[:10]
         before = row
         if new_day:  # the hospital's clock, by the day: one row write a day at most
@@ -932,7 +955,7 @@ def _remembered_since(row: TreatmentRow, req: Request) -> str:
     otherwise be taken as a reversal in advance while what it named stays done."""
     since = cutoff(req.inf_time)
     clock = row.clocks.get(req.fixmedins_code)
-    return max(since, cutoff(clock)) if clock else since
+    return max(since, cutoff(clock) if clock else "", horizon(row.clocks))
 
 
 def _unhold(row: TreatmentRow, msgid: str) -> bool:
@@ -985,15 +1008,17 @@ def _visits_named(data: Mapping[str, Any]) -> set[str]:
 
 def _catch_up(row: TreatmentRow, sent_after: str = "") -> bool:
     """Mark settled the visits that have caught up with a settlement that waits for them,
-    and those of the settlements a request sent after `sent_after` (yyyyMMddHHmmss) came
+    and those of the settlements of its hospital that a request `sent_after` (a msgid) came
     after: the requests the visit waited for were answered otherwise this time (after a
-    cancellation's answer read late, say), and it would wait for ever. Whether any was."""
+    cancellation's answer read late, say), and it would wait for ever. Whether any was. (By
+    the same hospital's msgids only: another's clock says nothing of this one's order.)"""
     due = False
     for msgid in sorted(row.settling, key=msgid_stamp):
         mdtrt_id, setl_id, changes = row.settling[msgid]
         visit = row.visits.get(mdtrt_id)
         caught_up = visit is not None and visit.get("changes", 0) >= changes
-        if caught_up or msgid_stamp(msgid) < sent_after:
+        if caught_up or (msgid[:12] == sent_after[:12] and msgid_stamp(msgid) <
+                         msgid_stamp(sent_after)):
             del row.settling[msgid]
             due = True
             if visit is not None and not _undone(row, setl_id):

@@ -310,6 +310,11 @@ def _session_of(visit: Visit | None) -> VisitSession | None:
     return VisitSession(visit) if visit is not None else None
 
 
+#: Seconds the sign-in waits for the other workers once one of another world than the visits'
+#: has answered: long enough for every worker's first answers, short of the whole time-out.
+WORLDS_GRACE_S = 5.0
+
+
 class HospitalFleet:
     """All simulated hospitals behind one producer and one response consumer."""
 
@@ -450,17 +455,21 @@ class HospitalFleet:
                 "insuplc_admdvs": "", "fixmedins_code": h.fixmedins_code, "inf_time": inf_time,
                 "input": {"opter_no": "sim", "mac": "", "ip": ""}}), h.fixmedins_code)
         self._flush()
+        foreign_at = None  # when a worker of another world than the visits' first answered
         while waiting:
-            if time.monotonic() - start > timeout_s:
+            now = time.monotonic()
+            if now - start > timeout_s or (foreign_at and now - foreign_at > WORLDS_GRACE_S):
                 break
+            if foreign_at is None and world is not None and worlds - {world}:
+                foreign_at = now
             for msg in self._poll(100, worlds):
                 ans = msg.get("ans", {})
                 if waiting.pop(ans.get("inf_refmsgid", ""), None) is not None and \
                         ans.get("err_code") in SIGNATURE_REFUSALS:
                     raise SignaturesRefused(signatures_refused(ans["err_code"]))
-        # judged once every worker has answered for its partitions: told at the first
-        # foreign answer, a person was sometimes told the platform has another world where
-        # its workers have two
+        # judged once every worker has answered for its partitions (or a few seconds after
+        # the first foreign answer): told at once, a person was sometimes told the platform
+        # has another world where its workers have two
         if world is not None and worlds - {world}:
             raise PlatformOfAnotherWorld(other_world(world, worlds))
         if waiting:

@@ -18,7 +18,7 @@ from messages.codes import ErrorCode, Infno
 from messages.dead_letters import CODE_HEADER, REASON_HEADER, SOURCE_HEADER, TRUNCATED_HEADER
 from messages.envelope import answerable_msgid, error_answer
 from messages.platform import REPEAT_HEADER, hospital_context, wrap_answer
-from settlement.retention import WINDOW_DAYS
+from settlement.retention import HORIZON_DAYS, WINDOW_DAYS
 from settlement.treatment import MAX_REQUEST_BYTES
 from streams import metrics
 from streams.lost_writes import stop_for_lost_write
@@ -46,8 +46,8 @@ Handler = Callable[..., list[Send]]  # (key, value) or (key, value, headers, rec
 
 
 #: What fills a row of each table that can outgrow a record (a refusal says it).
-_WINDOW_HINT = (f"the person's answers of the last {WINDOW_DAYS} days, by msgid, fill it; "
-                "older ones are forgotten")
+_WINDOW_HINT = (f"the person's answers by msgid, each hospital's of its last {WINDOW_DAYS} "
+                f"days, and {HORIZON_DAYS} days' at most, fill it; older ones are forgotten")
 _ROW_HINTS = {"trt_persons": _WINDOW_HINT, "ins_persons": _WINDOW_HINT,
               "ehr_index": "the person's identifiers, published over time, fill it",
               "ehr_records": "the person's documents, lab results, AuditEvents and answers "

@@ -44,7 +44,7 @@ def test_a_row_or_message_over_the_record_limit_is_named_before_anything_is_writ
     # each says what fills it: a reconciliation's answer, a person's answers of the window
     assert "a reconciliation over a shorter period" in oversized([(None, b"k", big, None)], [])
     person_row = oversized([], [(SimpleNamespace(name="trt_persons"), b"k", big)])
-    assert "answers of the last 7 days" in person_row and "reconciliation" not in person_row
+    assert "each hospital's of its last 7 days" in person_row and "reconciliation" not in person_row
 
 
 def test_only_a_request_on_its_way_in_is_answered_when_its_role_fails():

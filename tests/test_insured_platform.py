@@ -17,7 +17,7 @@ from settlement.insured import InsuredPlatform
 from settlement.person import PersonRow
 from settlement.policy import Category
 from settlement.reference import Hospital
-from settlement.retention import day_cutoff, time_stamp
+from settlement.retention import day_cutoff, horizon, time_stamp
 from tests.handmade import (
     EMP_CERTNO,
     EMPLOYEE_BALANCE,
@@ -295,9 +295,13 @@ def test_accumulators_equal_the_sum_of_settlements_and_never_exceed_caps(
         assert row.balance == e.balance - acct[cert]
         assert row.balance >= 0
         # a record is forgotten once a request of the person's from the same hospital comes
-        # a window after it (by the day; each hospital's clock is its own); the money it
-        # moved is not
+        # a window after it (by the day; each hospital's clock is its own), or once it is
+        # past the person's horizon; the money it moved is not
         sent = [(step[1], step[2].fixmedins_code) for step in steps if step[0] == cert]
+        clocks: dict[str, str] = {}
+        for t, code in sent:
+            clocks[code] = max(clocks.get(code, ""), t[:10] + " 00:00:00")
         assert len(row.settlements) == sum(
             all(time_stamp(t) >= day_cutoff(later) for later, by in sent[i:] if by == code)
+            and time_stamp(t) >= horizon(clocks)
             for i, (t, code) in enumerate(sent))

@@ -111,11 +111,11 @@ class Insured:
         return req, self.handle(cert, req, hospital, fees)
 
     def cancel(self, cert: str, setl_id: str, mdtrt_id: str, inf_time: str = T,
-               infno: str = "2208") -> dict[str, Any]:
+               infno: str = "2208", hospital: Hospital = HOSP_BJ) -> dict[str, Any]:
         e = self.ref.enrollments[cert]
         return self.handle(cert, self.request(cert, infno,
                                               settle_cancel_input(e, setl_id, mdtrt_id),
-                                              inf_time))
+                                              inf_time, hospital), hospital)
 
     def reverse(self, cert: str, omsgid: str, oinfno: str,
                 inf_time: str = T) -> dict[str, Any]:
@@ -480,6 +480,9 @@ def test_cancelling_a_settlement_restores_balance_and_accumulators_exactly(
         steps: list[tuple[Settlement, bool]]) -> None:
     ins = Insured()
     in_force: dict[str, list[dict[str, Any]]] = {}  # (the row forgets records, not money)
+    # in the order of their time, and each cancelled by its own hospital, as the treatment
+    # side lets them through (an older one is a replay to it past the person's horizon)
+    steps = sorted(steps, key=lambda step: step[0][1])
     for n, (s, cancel) in enumerate(steps):
         cert = s[0]
         before = ins.money(cert)
@@ -487,7 +490,7 @@ def test_cancelling_a_settlement_restores_balance_and_accumulators_exactly(
         info = ok(ans)["setlinfo"]
         if cancel:
             infno = "2305" if info["clr_type"] == "21" else "2208"
-            ok(ins.cancel(cert, info["setl_id"], f"V{n}", s[1], infno))
+            ok(ins.cancel(cert, info["setl_id"], f"V{n}", s[1], infno, s[2]))
             assert ins.money(cert) == before
         else:
             in_force.setdefault(cert, []).append(info)
@@ -511,6 +514,10 @@ def test_cancelling_a_settlement_restores_balance_and_accumulators_exactly(
 def test_reversal_in_either_order_ends_in_the_same_balance_and_accumulators(
         history: list[Settlement], x: Settlement) -> None:
     first, late = Insured(), Insured()  # the same history, then x and its 2601 in each order
+    # in the order of their time, x last, as the treatment side lets them through (an older
+    # one is a replay to it past the person's horizon)
+    history = sorted(history, key=lambda s: s[1])
+    x = (x[0], max([x[1], *(s[1] for s in history)]), *x[2:])
     for ins in (first, late):
         for n, s in enumerate(history):
             ok(do_settle(ins, n, s)[1])

@@ -879,7 +879,7 @@ def test_an_open_stay_older_than_the_window_survives_pruning_and_is_discharged_a
     m = ok(admitted)["data"]["mdtrt_id"]
     ok(sent_at(c, DAY0, "2301", fee_input(EMP, m, DAY0, [("0001", "SV", 1, 400_000)],
                                           med_type="21")))
-    # ten days on: a request moves the person's clock and the row is pruned to the window
+    # ten days on: a request moves the hospital's clock and the row is pruned to the window
     later = "2026-03-11 09:00:00"
     ok(sent_at(c, later, "1101", person_info_input(EMP_CERTNO, later), EMP_CERTNO))
     row = c.oracle.treatment_rows[EMP_CERTNO]
@@ -916,9 +916,10 @@ def test_a_settled_visit_past_the_window_is_forgotten_so_its_cancellation_is_ref
 
 
 def test_a_late_original_reversed_in_advance_is_refused_at_the_edge_of_the_window() -> None:
-    """The treatment side keeps a person's clock by the day, so it lets through requests up to
-    a day more than a week old; the insured side must still hold their reversals then, or a
-    late original would settle after its 2601 had said it never would."""
+    """The treatment side keeps each hospital's clock for a person by the day, so it lets
+    through requests up to a day more than a week old; the insured side must still hold
+    their reversals then, or a late original would settle after its 2601 had said it never
+    would."""
     c = Clinic()
     m = ok(sent_at(c, DAY0, "2201", register_input(EMP, DAY0)))["data"]["mdtrt_id"]
     ok(sent_at(c, DAY0, "2204", fee_input(EMP, m, DAY0, [("0001", "DA", 1, 300_000)])))
@@ -936,7 +937,7 @@ def test_a_late_original_reversed_in_advance_is_refused_at_the_edge_of_the_windo
 def test_a_2601_of_a_settlement_the_person_row_has_forgotten_is_refused_and_it_stands(
         ) -> None:
     """A 2601 within a week of what it names, sent after a later request has moved the
-    person's clock past that: the rows no longer hold the original, and taking the 2601 for
+    hospital's clock past that: the rows no longer hold the original, and taking the 2601 for
     a reversal in advance would tell the hospital nothing was settled while the money stays
     moved. It is refused (E4012) and the settlement stands."""
     c = Clinic()
@@ -971,7 +972,7 @@ def test_a_2601_of_a_fee_upload_the_person_row_has_forgotten_is_refused_and_the_
 
 def test_a_2601_within_the_window_of_the_persons_latest_request_still_undoes(
         ) -> None:
-    """The edge: the person's clock moved to a day whose window still holds the original."""
+    """The edge: the hospital's clock moved to a day whose window still holds the original."""
     c = Clinic()
     m = ok(sent_at(c, DAY0, "2201", register_input(EMP, DAY0)))["data"]["mdtrt_id"]
     ok(sent_at(c, DAY0, "2204", fee_input(EMP, m, DAY0, [("0001", "DA", 1, 250_000)])))

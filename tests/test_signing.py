@@ -1,5 +1,6 @@
-"""Authenticated requests (messages/signing.py) and replay protection (the person's clock in
-the treatment-side row): what the provincial platform's ingress accepts and refuses."""
+"""Authenticated requests (messages/signing.py) and replay protection (each hospital's clock
+for a person, in the treatment-side row): what the provincial platform's ingress accepts and
+refuses."""
 
 from __future__ import annotations
 
