@@ -826,12 +826,7 @@ def test_a_query_repeated_after_another_hospital_asked_days_later_gets_its_first
     """Each hospital's clock is its own (settlement/retention.py): a hospital of another
     province asking about the person two weeks later does not make the first hospital's
     repeat a replay (E6003, until 12-05): it gets its first answer, and is audited once."""
-    ex = Exchange()
-    certno = person(PERMIT)
-    home = WORLD.ref.enrollments[certno].province
-    other = next(p for p in sorted(WORLD.ref.provinces) if p != home)
-    patient = orjson.loads((FHIR_DATA / "hl7-r4" / "Patient-example.json").read_bytes())
-    assert ex.send("7001", certno, home, {"resource": patient})["infcode"] == 0
+    ex, certno, home, other = _published_at_home(PERMIT)
     msgid = make_msgid(hospital_in(home).fixmedins_code, "2026-12-10 10:00:00", 900)
     inp = {"patient_identifier": f"{CERTNO_SYSTEM}|{certno}", "purpose": "TREAT"}
     first = ex.send("7002", certno, home, inp, msgid=msgid)
