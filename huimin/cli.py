@@ -1523,7 +1523,7 @@ def verify(
         console.print(f"[yellow]{n:,} {'request was' if n == 1 else 'requests were'} refused "
                       "as replays (E6003) where the oracle answers them: dated more than 7 "
                       "days before a later request the platform already had from the same "
-                      "hospital for the person. "
+                      "hospital for the person (or 90 days before its latest at two). "
                       "That happens when a log is replayed again into an earlier replay's "
                       "cluster (replay each log into a fresh platform), or when requests are "
                       "redelivered after a fast simulated clock moved on (give the run more "

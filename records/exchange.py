@@ -46,7 +46,7 @@ from records.documents import fhir_time, uid
 from records.validation import InvalidResource, Validator, operation_outcome
 from settlement.parameters import DEFAULT_LAB_VALIDITY_DAYS
 from settlement.reference import ReferenceData
-from settlement.retention import HORIZON_DAYS, cutoff, day_cutoff, forget_answers, msgid_stamp
+from settlement.retention import advance, day_cutoff, forget_answers, msgid_stamp
 
 #: The AuditEvents a person's row keeps, newest last: for the person's `/fhir/AuditEvent`
 #: view and for telling a repeated access. Every one is also written to `ehr.audit`, the
@@ -86,6 +86,9 @@ class RecordsRow:
     #: msgid -> a query that came to the sources before the publishes it was asked after
     #: (`SourceRepositories.handle`); nearly always empty
     waiting: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: fixmedins_code -> the day of its newest query the sources were asked for the person
+    #: (settlement/retention.py `advance`): what forgets their answers
+    clocks: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = {"docs": self.docs, "labs": self.labs, "audit": self.audit,
@@ -97,6 +100,8 @@ class RecordsRow:
             d["consent"] = self.consent
         if self.waiting:
             d["waiting"] = self.waiting
+        if self.clocks:
+            d["clocks"] = self.clocks
         return d
 
     @classmethod
@@ -484,12 +489,14 @@ class SourceRepositories:
         (`release`)."""
         req = msg["req"]
         # by the day, as the treatment side refuses what is older (E6003): a query it still
-        # lets through finds its answer here; and every hospital's past the horizon from
-        # this query's day (a query answered again past it is only read and audited again)
-        for before, sender in ((day_cutoff(req["inf_time"]), req["fixmedins_code"]),
-                               (cutoff(req["inf_time"], HORIZON_DAYS), "")):
-            forget_answers(row.answers, before, sender)
-            forget_answers(row.waiting, before, sender)
+        # lets through finds its answer here; and every hospital's past the person's horizon
+        # by the clocks kept here (settlement/retention.py `advance`)
+        sender = req["fixmedins_code"]
+        for before, whose in ((day_cutoff(req["inf_time"]), sender),
+                              (advance(row.clocks, sender, req["inf_time"]), "")):
+            if before:
+                forget_answers(row.answers, before, whose)
+                forget_answers(row.waiting, before, whose)
         if self.published_under(certno, req["msgid"], row):
             published = uid(req["msgid"], certno, "docref")
             # the msgid published a document of the person's: its first answer, whatever

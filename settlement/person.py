@@ -7,14 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from settlement.policy import Category
-from settlement.retention import (
-    day_cutoff,
-    forget_answers,
-    horizon,
-    msgid_stamp,
-    past_horizon,
-    time_stamp,
-)
+from settlement.retention import advance, day_cutoff, forget_answers, msgid_stamp, time_stamp
 
 
 def ytd_key(kind: str, category: Category) -> str:
@@ -33,8 +26,7 @@ class PersonRow:
     #: omsgid -> [msgid, oinfno] of a 2601 that came before it (settlement/reversals.py)
     reversed: dict[str, Any] = field(default_factory=dict)
     #: fixmedins_code -> the day of its newest request this side was asked ("yyyy-MM-dd
-    #: 00:00:00"): never later than the treatment side's clock for that hospital, so by the
-    #: same horizon this side forgets no sooner than that side stops letting requests through
+    #: 00:00:00"; settlement/retention.py `advance`)
     clocks: dict[str, str] = field(default_factory=dict)
 
     def accumulator(self, year: str, name: str) -> int:
@@ -69,13 +61,9 @@ class PersonRow:
         """Forget what hospital `sender` did before the window of its request dated
         `inf_time` (by the day, as the treatment side refuses by its day clock), and what
         every hospital did before the person's horizon (settlement/retention.py)."""
-        day = inf_time[:10] + " 00:00:00"
-        if day > self.clocks.get(sender, ""):
-            self.clocks[sender] = day
         self.forget_before(day_cutoff(inf_time), sender)
-        if before := horizon(self.clocks):
+        if before := advance(self.clocks, sender, inf_time):
             self.forget_before(before)
-            past_horizon(self.clocks, before)
 
     def to_dict(self) -> dict[str, Any]:
         return {"balance": self.balance, "ytd": self.ytd, "settlements": self.settlements,

@@ -61,6 +61,20 @@ def past_horizon(clocks: MutableMapping[str, str], before: str) -> None:
         del clocks[sender]
 
 
+def advance(clocks: MutableMapping[str, str], sender: str, inf_time: str) -> str:
+    """Move hospital `sender`'s clock to the day of its request dated `inf_time` if that is
+    later, and return the person's horizon then ("" if none), the clocks past it dropped:
+    how the insured side and the record sources, which a request reaches only once the
+    treatment side has moved its own clock for it, keep theirs (never later than that one,
+    so by the same horizon they forget no sooner than it stops letting requests through)."""
+    day = inf_time[:10] + " 00:00:00"
+    if day > clocks.get(sender, ""):
+        clocks[sender] = day
+    if before := horizon(clocks):
+        past_horizon(clocks, before)
+    return before
+
+
 def day_cutoff(inf_time: str) -> str:
     """`cutoff` of the start of the request's day. The treatment side keeps each hospital's
     clock for a person by the day and refuses only what is older than this (E6003); the

@@ -65,6 +65,9 @@ CLOSINGS = {Infno.OUTPATIENT_REGISTER_CANCEL: CANCELLED, Infno.INPATIENT_DISCHAR
 #: pre-settlement or a cancellation, a person's information, the accumulators. An answer
 #: this row keeps with none of them was made by the treatment side itself.
 INSURED_ANSWERS = frozenset({"setlinfo", "baseinfo", "cuminfo"})
+#: The key of `TreatmentRow.clocks` that a row of before 12-05 keeps its person's clock under
+#: (no fixmedins_code is empty): the clock of every hospital that has none of its own.
+PERSON_CLOCK = ""
 
 
 @dataclass(slots=True)
@@ -124,11 +127,16 @@ class TreatmentRow:
             self.forget_before(before)
             past_horizon(self.clocks, before)
 
+    def clock(self, sender: str) -> str:
+        """Hospital `sender`'s clock for the person; in a row of before 12-05, until it
+        sends, the person's clock of then (PERSON_CLOCK), which forgot its part by it."""
+        return self.clocks.get(sender) or self.clocks.get(PERSON_CLOCK, "")
+
     def stale(self, sender: str, inf_time: str) -> str:
         """Why a request of `sender`'s dated `inf_time` is a replay the platform can no longer
         recognise (E6003), or "" if it is not."""
         stamp = time_stamp(inf_time)
-        if (clock := self.clocks.get(sender)) and stamp < cutoff(clock):
+        if (clock := self.clock(sender)) and stamp < cutoff(clock):
             return f"more than {WINDOW_DAYS} days before this hospital's latest request for " \
                    "this person"
         if (before := horizon(self.clocks)) and stamp < before:
@@ -200,10 +208,9 @@ class TreatmentRow:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TreatmentRow:
         clocks = d.get("clocks")
-        if clocks is None:  # a row of before 12-05: the person's clock is each hospital's
-            latest = d.get("latest", "")
-            clocks = {s: latest for s in {m[:12] for m in d["answers"]} | {
-                v["fixmedins_code"] for v in d["visits"].values()}} if latest else {}
+        if clocks is None:  # a row of before 12-05: the person's clock, kept as the clock of
+            latest = d.get("latest", "")  # every hospital without one (`clock`)
+            clocks = {PERSON_CLOCK: latest} if latest else {}
         return cls(d["visits"], d["answers"], d.get("reversed", {}), clocks,
                    d.get("settling", {}), d.get("pending", {}), d.get("held", []))
 
@@ -395,7 +402,11 @@ class TreatmentPlatform:
             return DeadLetter(exc.code, f"unanswerable request: {exc}"), None
         ctx = {"infno": req.infno, "msgid": req.msgid, "fixmedins_code": req.fixmedins_code,
                "mdtrtarea_admvs": req.mdtrtarea_admvs, "insuplc_admdvs": req.insuplc_admdvs}
-        keep = key is not None and is_valid_certno(key)  # rows exist only for real persons
+        # rows exist only for real persons, and clocks only for their hospitals' transactions
+        # (a sign-in, a reconciliation or an agency's request keyed by a certno touches none)
+        keep = key is not None and is_valid_certno(key) and not (
+            req.infno == Infno.SIGN_IN or req.infno in RECONCILIATIONS
+            or is_agency_code(req.fixmedins_code))
         row = row if row is not None else TreatmentRow()
         seen = row.answers.get(req.msgid)
         if seen is not None:
@@ -424,8 +435,8 @@ class TreatmentPlatform:
         # after it (one that goes ahead): the hospital had its answer by then (and what came
         # before is done)
         caught = (bool(row.settling) and _catch_up(row, req.msgid)) or caught
-        clock = row.clocks.get(req.fixmedins_code, "")
-        new_day = keep and req.inf_time[:10] > clock[:10]
+        clock = row.clock(req.fixmedins_code)
+        new_day = keep and req.inf_time[:10] > row.clocks.get(req.fixmedins_code, "")[:10]
         before = row
         if new_day:  # the hospital's clock, by the day: one row write a day at most
             row = row.copy()
@@ -954,7 +965,7 @@ def _remembered_since(row: TreatmentRow, req: Request) -> str:
     latest request, by the day; `forget_stale`). A 2601 of something forgotten would
     otherwise be taken as a reversal in advance while what it named stays done."""
     since = cutoff(req.inf_time)
-    clock = row.clocks.get(req.fixmedins_code)
+    clock = row.clock(req.fixmedins_code)
     return max(since, cutoff(clock) if clock else "", horizon(row.clocks))
 
 

@@ -824,14 +824,20 @@ def test_a_query_repeated_within_the_treatment_sides_window_gets_its_first_answe
 
 def test_a_query_repeated_after_another_hospital_asked_days_later_gets_its_first_answer():
     """Each hospital's clock is its own (settlement/retention.py): a hospital of another
-    province asking about the person two weeks later does not make the first hospital's
-    repeat a replay (E6003, until 12-05): it gets its first answer, and is audited once."""
+    province asking about the person weeks or months later does not make the first
+    hospital's repeat a replay (E6003, until 12-05), nor make the sources forget its answer
+    (one hospital alone moves no horizon): it gets its first answer, and is audited once,
+    though a document was published since."""
     ex, certno, home, other = _published_at_home(PERMIT)
     msgid = make_msgid(hospital_in(home).fixmedins_code, "2026-12-10 10:00:00", 900)
     inp = {"patient_identifier": f"{CERTNO_SYSTEM}|{certno}", "purpose": "TREAT"}
     first = ex.send("7002", certno, home, inp, msgid=msgid)
     assert first["output"]["total"] == 1
-    assert ex.send("7002", certno, other, inp, inf_time="2026-12-24 10:00:00")["infcode"] == 0
+    encounter = orjson.loads((FHIR_DATA / "hl7-r4" / "Encounter-example.json").read_bytes())
+    assert ex.send("7001", certno, home, {"resource": encounter},
+                   inf_time="2026-12-10 11:00:00")["infcode"] == 0
+    for later in ("2026-12-24 10:00:00", "2027-03-12 10:00:00"):  # two weeks; 92 days
+        assert ex.send("7002", certno, other, inp, inf_time=later)["infcode"] == 0
     audited = ex.oracle.ehr.record(certno).audited
     assert ex.send("7002", certno, home, inp, msgid=msgid) == first
     assert ex.oracle.ehr.record(certno).audited == audited

@@ -4,15 +4,31 @@ each hospital's keep refusing replays."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 
+from messages.codec import encode_to_keep
 from messages.codes import ErrorCode
 from settlement.oracle import Oracle
-from settlement.retention import HORIZON_DAYS, WINDOW_DAYS
+from settlement.reference import agency_code
+from settlement.retention import HORIZON_DAYS, WINDOW_DAYS, day_cutoff
 from settlement.treatment import Forward, TreatmentRow
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import WorldSpec, build_world
-from tests.handmade import HOSP_BJ, HOSP_SH, admit_input, fee_input, person_info_input, request
+from tests.handmade import (
+    HOSP_BJ,
+    HOSP_SH,
+    admit_input,
+    fee_input,
+    ok,
+    person_info_input,
+    refused,
+    register_input,
+    request,
+    reversal_input,
+    settle_input,
+)
+from tests.test_protocol_treatment import DAY0, Clinic, sent_at
 from tests.test_treatment_platform import EMP, EMP_CERTNO, Desk
 
 
@@ -50,8 +66,59 @@ def test_one_hospital_dating_far_ahead_moves_no_horizon():
     ahead = "2027-06-01 09:00:00"
     info = request("1101", HOSP_SH, ahead, 50, person_info_input(EMP_CERTNO, ahead), "")
     assert isinstance(desk.send(EMP_CERTNO, info), Forward)
-    desk.upload(EMP_CERTNO, HOSP_BJ, mdtrt_id, [("0001", "DA", 1, 100)])  # still its week
+    upload = desk.upload(EMP_CERTNO, HOSP_BJ, mdtrt_id, [("0001", "DA", 1, 100)])
+    assert upload["infcode"] == 0  # still its week
     assert set(desk.rows[EMP_CERTNO].visits) == {mdtrt_id}
+
+
+def test_a_sign_in_or_an_agencys_request_keyed_by_a_person_moves_no_clock():
+    """Transactions that touch no person make no second clock for the horizon: a hospital a
+    year ahead, then its sign-in and its province agency's clearing application keyed by the
+    person's certno, leave another hospital's week as it was."""
+    desk = Desk()
+    mdtrt_id = desk.register(EMP_CERTNO, HOSP_BJ)
+    ahead = "2027-06-01 09:00:00"
+    info = request("1101", HOSP_SH, ahead, 50, person_info_input(EMP_CERTNO, ahead), "")
+    assert isinstance(desk.send(EMP_CERTNO, info), Forward)
+    sign_in = request("9001", HOSP_SH, ahead, 51, {"opter_no": "sim", "mac": "", "ip": ""})
+    assert desk.answer(EMP_CERTNO, sign_in)["infcode"] == 0
+    agency = replace(HOSP_SH, fixmedins_code=agency_code(HOSP_SH.province))
+    clearing = request("3203", agency, ahead, 52, {"clr_ym": "202705", "clr_optins":
+                       HOSP_SH.province, "fund_appy_sum": 0, "setl_cnt": 0})
+    assert isinstance(desk.send(EMP_CERTNO, clearing), Forward)
+    assert set(desk.rows[EMP_CERTNO].clocks) == {HOSP_BJ.fixmedins_code, HOSP_SH.fixmedins_code}
+    upload = desk.upload(EMP_CERTNO, HOSP_BJ, mdtrt_id, [("0001", "DA", 1, 100)])
+    assert upload["infcode"] == 0 and mdtrt_id in desk.rows[EMP_CERTNO].visits
+
+
+def test_a_row_written_with_the_persons_clock_refuses_a_hospital_it_no_longer_lists():
+    """In a row of before 12-05 the person's clock had already forgotten a hospital's part:
+    its late 2601 of a settlement, dated before that clock's window, is refused (E6003) as
+    it was, not taken as a reversal in advance while the money stays where it went."""
+    c = Clinic()
+    m = ok(sent_at(c, DAY0, "2201", register_input(EMP, DAY0)))["data"]["mdtrt_id"]
+    ok(sent_at(c, DAY0, "2204", fee_input(EMP, m, DAY0, [("0001", "DA", 1, 250_000)])))
+    settle = sent_at(c, DAY0, "2207", settle_input(EMP, m, 250_000))
+    ok(settle)
+    day10 = "2026-03-11 09:00:00"
+    c.seq += 1
+    ok(c.send(EMP_CERTNO, request("1101", HOSP_SH, day10, c.seq,
+                                  person_info_input(EMP_CERTNO, day10), "")))
+    oracle = c.oracle  # the rows as the code before 12-05 left them: pruned by the person
+    old = oracle.treatment_rows[EMP_CERTNO]
+    old.forget_before(day_cutoff(day10))
+    kept = old.to_dict()
+    kept.pop("clocks")
+    kept["latest"] = day10[:10] + " 00:00:00"
+    oracle._treatment_rows[EMP_CERTNO] = encode_to_keep(kept)
+    insured = oracle.person_rows[EMP_CERTNO]
+    insured.forget_before(day_cutoff(day10))
+    oracle._person_rows[EMP_CERTNO] = encode_to_keep(
+        {k: v for k, v in insured.to_dict().items() if k != "clocks"})
+    money = (oracle.person_rows[EMP_CERTNO].balance, oracle.person_rows[EMP_CERTNO].ytd)
+    refused(sent_at(c, "2026-03-01 11:00:00", "2601", reversal_input(
+        EMP, settle["inf_refmsgid"], "2207")), ErrorCode.STALE)
+    assert (oracle.person_rows[EMP_CERTNO].balance, oracle.person_rows[EMP_CERTNO].ytd) == money
 
 
 def test_a_row_written_with_the_persons_clock_still_refuses_replays():
