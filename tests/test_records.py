@@ -797,24 +797,27 @@ def test_a_retrieve_repeating_a_msgid_gets_its_first_answer_not_the_document_it_
     assert made_up == first  # not an internal error for an id the row does not hold
 
 
-def test_a_query_repeated_within_the_treatment_sides_window_gets_its_first_answer():
-    """The treatment side keeps each hospital's clock for a person by the day and lets
-    through what is not older than a window before that day began; the sources keep answers
-    as long, so such a repeat is answered as at first, though a document was published
-    since."""
-    ex = Exchange()
-    certno = person(PERMIT)
-    home = WORLD.ref.enrollments[certno].province
-    patient = orjson.loads((FHIR_DATA / "hl7-r4" / "Patient-example.json").read_bytes())
-    assert ex.send("7001", certno, home, {"resource": patient})["infcode"] == 0
-    h = hospital_in(home)
-    msgid = make_msgid(h.fixmedins_code, "2026-12-10 10:00:00", 900)
+def _a_find_then_a_document(ex: Exchange, certno: str, home: str, published_at: str
+                            ) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """A home hospital's find of the one document published (its msgid, input and answer),
+    then a second document published at `published_at`."""
+    msgid = make_msgid(hospital_in(home).fixmedins_code, "2026-12-10 10:00:00", 900)
     inp = {"patient_identifier": f"{CERTNO_SYSTEM}|{certno}", "purpose": "TREAT"}
     first = ex.send("7002", certno, home, inp, msgid=msgid)
     assert first["output"]["total"] == 1
     encounter = orjson.loads((FHIR_DATA / "hl7-r4" / "Encounter-example.json").read_bytes())
     assert ex.send("7001", certno, home, {"resource": encounter},
-                   inf_time="2026-12-17 12:00:00")["infcode"] == 0
+                   inf_time=published_at)["infcode"] == 0
+    return msgid, inp, first
+
+
+def test_a_query_repeated_within_the_treatment_sides_window_gets_its_first_answer():
+    """The treatment side keeps each hospital's clock for a person by the day and lets
+    through what is not older than a window before that day began; the sources keep answers
+    as long, so such a repeat is answered as at first, though a document was published
+    since."""
+    ex, certno, home, _ = _published_at_home(PERMIT)
+    msgid, inp, first = _a_find_then_a_document(ex, certno, home, "2026-12-17 12:00:00")
     assert ex.send("7002", certno, home, inp,
                    inf_time="2026-12-17 12:00:01")["output"]["total"] == 2
     audited = ex.oracle.ehr.record(certno).audited
@@ -829,13 +832,7 @@ def test_a_query_repeated_after_another_hospital_asked_days_later_gets_its_first
     (one hospital alone moves no horizon): it gets its first answer, and is audited once,
     though a document was published since."""
     ex, certno, home, other = _published_at_home(PERMIT)
-    msgid = make_msgid(hospital_in(home).fixmedins_code, "2026-12-10 10:00:00", 900)
-    inp = {"patient_identifier": f"{CERTNO_SYSTEM}|{certno}", "purpose": "TREAT"}
-    first = ex.send("7002", certno, home, inp, msgid=msgid)
-    assert first["output"]["total"] == 1
-    encounter = orjson.loads((FHIR_DATA / "hl7-r4" / "Encounter-example.json").read_bytes())
-    assert ex.send("7001", certno, home, {"resource": encounter},
-                   inf_time="2026-12-10 11:00:00")["infcode"] == 0
+    msgid, inp, first = _a_find_then_a_document(ex, certno, home, "2026-12-10 11:00:00")
     for later in ("2026-12-24 10:00:00", "2027-03-12 10:00:00"):  # two weeks; 92 days
         assert ex.send("7002", certno, other, inp, inf_time=later)["infcode"] == 0
     audited = ex.oracle.ehr.record(certno).audited
