@@ -128,9 +128,11 @@ class TreatmentRow:
             past_horizon(self.clocks, before)
 
     def clock(self, sender: str) -> str:
-        """Hospital `sender`'s clock for the person; in a row of before 12-05, until it
-        sends, the person's clock of then (PERSON_CLOCK), which forgot its part by it."""
-        return self.clocks.get(sender) or self.clocks.get(PERSON_CLOCK, "")
+        """Hospital `sender`'s clock for the person; in a row of before 12-05, never earlier
+        than the person's clock of then (PERSON_CLOCK), which forgot every hospital's part by
+        it: a hospital whose own clock is behind it must not reach back past what is gone (a
+        2601 of a forgotten settlement taken as a reversal in advance, say)."""
+        return max(self.clocks.get(sender, ""), self.clocks.get(PERSON_CLOCK, ""))
 
     def stale(self, sender: str, inf_time: str) -> str:
         """Why a request of `sender`'s dated `inf_time` is a replay the platform can no longer
@@ -461,13 +463,15 @@ class TreatmentPlatform:
                 before.held.append(_held(req.msgid, set(), raw, headers or {}, now_ms))
                 return Held(ctx), before
             answer = error_answer(req.msgid, exc.code, str(exc))
-            if keep and clock and req.infno != Infno.SIGN_IN:
+            if keep and clock:
                 # remembered, so that a duplicate or a redelivery gets this very answer even
-                # once the visit has moved on; a refusal neither moves the clock nor forgets,
-                # nor starts a row (what no request was accepted from the hospital for, for
-                # the person, keeps nothing: no clock of its would ever forget it)
-                before.answers[req.msgid] = answer
-                return Reply(answer, ctx), before
+                # once the visit has moved on; and it moves the hospital's clock as an
+                # accepted request does (`row`), so that it is forgotten in its turn: a
+                # hospital refused day after day kept every refusal (a review). It starts no
+                # row: what no request was accepted from the hospital for, for the person,
+                # keeps nothing
+                row.answers[req.msgid] = answer
+                return Reply(answer, ctx), row
             return Reply(answer, ctx), before if caught else None
 
     def authenticate(self, signer: Signer, headers: Mapping[str, bytes], key: bytes | None,
@@ -782,6 +786,16 @@ class TreatmentPlatform:
         if inpatient and visit["status"] != DISCHARGED:
             raise Rejected(ErrorCode.WRONG_SEQUENCE,
                            f"stay {inp.mdtrt_id} must be discharged (2402) before {req.infno}")
+        if req.infno in SETTLEMENTS and \
+                time_stamp(req.inf_time)[:8] < _last_touched(visit)[:8]:
+            # by the day, as both sides forget: the treatment side forgets a visit by its
+            # latest change, the insured side a settlement by its own time, so one dated
+            # days earlier was forgotten there first and could no longer be undone (a review)
+            t = _last_touched(visit)
+            raise Rejected(ErrorCode.WRONG_SEQUENCE, f"inf_time {req.inf_time} is on a day "
+                           f"before visit {shown_id(inp.mdtrt_id)}'s latest change "
+                           f"({t[:4]}-{t[4:6]}-{t[6:8]}): a settlement is sent after what it "
+                           "settles")
         if inp.med_type != visit["med_type"]:
             raise Rejected(ErrorCode.WRONG_SEQUENCE, f"input.med_type {inp.med_type} differs "
                            f"from the registration's {visit['med_type']}")

@@ -893,6 +893,28 @@ def test_an_open_stay_older_than_the_window_survives_pruning_and_is_discharged_a
     assert c.oracle.treatment_rows[EMP_CERTNO].visits[m]["setl_id"] == s["setl_id"]
 
 
+def test_a_settlement_dated_a_day_before_its_fees_is_refused_so_it_can_always_be_cancelled(
+        ) -> None:
+    """The treatment side forgets a visit by its latest change, the insured side a
+    settlement by its own time: a 2207 dated days before the fees it settled was forgotten
+    by the insured side first, and a week on its 2208 passed the treatment side and was
+    refused there (E4008), the fund's payment beyond undoing (a review). It is refused now
+    (E4010); one dated earlier the same day settles, and is cancelled a week on."""
+    c = Clinic()
+    day5 = "2026-03-05 10:00:00"
+    m = ok(sent_at(c, "2026-03-05 09:00:00", "2201", register_input(EMP, "2026-03-05 09:00:00"))
+           )["data"]["mdtrt_id"]
+    ok(sent_at(c, day5, "2204", fee_input(EMP, m, day5, [("0001", "DA", 1, 250_000)])))
+    refused(sent_at(c, "2026-03-04 11:00:00", "2207", settle_input(EMP, m, 250_000)),
+            ErrorCode.WRONG_SEQUENCE)
+    s = ok(sent_at(c, "2026-03-05 08:00:00", "2207", settle_input(EMP, m, 250_000)))["setlinfo"]
+    week_on = "2026-03-11 09:00:00"
+    ok(sent_at(c, week_on, "1101", person_info_input(EMP_CERTNO, week_on)))
+    ok(sent_at(c, week_on, "2208", settle_cancel_input(EMP, s["setl_id"], m)))
+    row = c.oracle.person_rows[EMP_CERTNO]
+    assert (row.balance, row.ytd) == (EMP.balance, {})  # as if it had never settled
+
+
 def test_a_settled_visit_past_the_window_is_forgotten_so_its_cancellation_is_refused() -> None:
     c = Clinic()
     settled = []

@@ -91,11 +91,10 @@ def test_a_sign_in_or_an_agencys_request_keyed_by_a_person_moves_no_clock():
     assert upload["infcode"] == 0 and mdtrt_id in desk.rows[EMP_CERTNO].visits
 
 
-def test_a_row_written_with_the_persons_clock_refuses_a_hospital_it_no_longer_lists():
-    """In a row of before 12-05 the person's clock had already forgotten a hospital's part:
-    its late 2601 of a settlement, dated before that clock's window, is refused (E6003) as
-    it was, not taken as a reversal in advance while the money stays where it went."""
-    c = Clinic()
+def _settled_then_kept_as_before_12_05(c: Clinic) -> dict:
+    """HOSP_BJ settles on DAY0 (03-01); HOSP_SH asks about the person on 03-11; then the
+    rows as the code before 12-05 left them: pruned by the person's clock (one `latest`).
+    The settlement's answer."""
     m = ok(sent_at(c, DAY0, "2201", register_input(EMP, DAY0)))["data"]["mdtrt_id"]
     ok(sent_at(c, DAY0, "2204", fee_input(EMP, m, DAY0, [("0001", "DA", 1, 250_000)])))
     settle = sent_at(c, DAY0, "2207", settle_input(EMP, m, 250_000))
@@ -104,7 +103,7 @@ def test_a_row_written_with_the_persons_clock_refuses_a_hospital_it_no_longer_li
     c.seq += 1
     ok(c.send(EMP_CERTNO, request("1101", HOSP_SH, day10, c.seq,
                                   person_info_input(EMP_CERTNO, day10), "")))
-    oracle = c.oracle  # the rows as the code before 12-05 left them: pruned by the person
+    oracle = c.oracle
     old = oracle.treatment_rows[EMP_CERTNO]
     old.forget_before(day_cutoff(day10))
     kept = old.to_dict()
@@ -115,10 +114,43 @@ def test_a_row_written_with_the_persons_clock_refuses_a_hospital_it_no_longer_li
     insured.forget_before(day_cutoff(day10))
     oracle._person_rows[EMP_CERTNO] = encode_to_keep(
         {k: v for k, v in insured.to_dict().items() if k != "clocks"})
-    money = (oracle.person_rows[EMP_CERTNO].balance, oracle.person_rows[EMP_CERTNO].ytd)
+    return settle
+
+
+def _money(c: Clinic) -> tuple[int, dict]:
+    row = c.oracle.person_rows[EMP_CERTNO]
+    return row.balance, row.ytd
+
+
+def test_a_row_written_with_the_persons_clock_refuses_a_hospital_it_no_longer_lists():
+    """In a row of before 12-05 the person's clock had already forgotten a hospital's part:
+    its late 2601 of a settlement, dated before that clock's window, is refused (E6003) as
+    it was, not taken as a reversal in advance while the money stays where it went."""
+    c = Clinic()
+    settle = _settled_then_kept_as_before_12_05(c)
+    money = _money(c)
     refused(sent_at(c, "2026-03-01 11:00:00", "2601", reversal_input(
         EMP, settle["inf_refmsgid"], "2207")), ErrorCode.STALE)
-    assert (oracle.person_rows[EMP_CERTNO].balance, oracle.person_rows[EMP_CERTNO].ytd) == money
+    assert _money(c) == money
+
+
+def test_a_row_written_with_the_persons_clock_keeps_it_as_a_floor_once_a_hospital_sends():
+    """The person's clock of a row of before 12-05 stays the earliest any hospital's may be:
+    a hospital whose first request since is dated behind it (its own clock lagging another
+    hospital's) does not reach back past what that clock forgot. Its 2601 of the forgotten
+    settlement was taken as a reversal in advance (infcode 0) while the money stayed, and
+    the settlement sent again was decided anew (E4001), not refused as a replay (a review)."""
+    c = Clinic()
+    settle = _settled_then_kept_as_before_12_05(c)
+    money = _money(c)
+    ok(sent_at(c, "2026-03-05 09:00:00", "1101",
+               person_info_input(EMP_CERTNO, "2026-03-05 09:00:00")))
+    refused(sent_at(c, "2026-03-05 10:00:00", "2601", reversal_input(
+        EMP, settle["inf_refmsgid"], "2207")), ErrorCode.NOT_REVERSIBLE)
+    assert _money(c) == money
+    again = request("2207", HOSP_BJ, DAY0, 0, {}, EMP.insuplc_admdvs)
+    again["msgid"] = settle["inf_refmsgid"]
+    refused(c.send(EMP_CERTNO, again), ErrorCode.STALE)
 
 
 def test_a_row_written_with_the_persons_clock_still_refuses_replays():

@@ -4,11 +4,14 @@ refuses."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from messages.codec import encode
 from messages.codes import ErrorCode
 from messages.signing import SIGN_HEADER, Signer
 from messages.visitlog import make_msgid
 from settlement.oracle import Oracle
+from settlement.retention import WINDOW_DAYS
 from settlement.treatment import MAX_REQUEST_BYTES, DeadLetter
 from simulators.world import WorldSpec, build_world
 
@@ -60,19 +63,32 @@ def test_a_request_over_the_size_limit_is_not_read_for_its_signature_but_dead_le
     assert outcome.error_code == ErrorCode.MESSAGE_TOO_LARGE and row is None
 
 
-def test_a_replay_from_before_the_window_is_refused_and_a_refusal_moves_no_clock():
+def test_a_replay_from_before_the_window_is_refused_and_a_refusal_moves_the_clock():
     oracle = Oracle(WORLD.ref)
     first = person_info("2026-12-01 09:00:00", 1)
     assert oracle.submit(CERTNO, first)["infcode"] == 0
     assert oracle.submit(CERTNO, first)["infcode"] == 0  # a duplicate: its answer again
-    bad_future = {**person_info("2027-03-01 09:00:00", 2), "input": {}}
-    assert oracle.submit(CERTNO, bad_future)["err_code"] == "E1002"  # refused ...
-    assert oracle.submit(CERTNO, person_info("2026-12-02 09:00:00", 3))["infcode"] == 0
-    later = person_info("2026-12-12 09:00:00", 4)  # ... so the clock is still in December
-    assert oracle.submit(CERTNO, later)["infcode"] == 0
-    replay = oracle.submit(CERTNO, first)  # ten days on, its msgid forgotten
+    refused = {**person_info("2026-12-12 09:00:00", 2), "input": {}}
+    assert oracle.submit(CERTNO, refused)["err_code"] == "E1002"  # refused, and remembered
+    replay = oracle.submit(CERTNO, first)  # eleven days on by the refusal: forgotten
     assert (replay["infcode"], replay["err_code"]) == (-1, "E6003")
     assert CERTNO not in replay["err_msg"]
+    assert oracle.submit(CERTNO, refused)["err_code"] == "E1002"  # its own answer again
+    assert oracle.submit(CERTNO, person_info("2026-12-06 09:00:00", 3))["infcode"] == 0
+
+
+def test_a_hospital_refused_day_after_day_keeps_only_its_last_week_of_refusals():
+    """A refusal is remembered (a redelivery gets it again), so it moves its hospital's clock
+    as an accepted request does: else a hospital accepted once, then refused daily, kept
+    every refusal, and the person's row outgrew a record (a review)."""
+    oracle = Oracle(WORLD.ref)
+    assert oracle.submit(CERTNO, person_info("2026-01-01 09:00:00", 1))["infcode"] == 0
+    day = datetime(2026, 1, 2, 9)
+    for n in range(2, 400):
+        bad = {**person_info(day.strftime("%Y-%m-%d %H:%M:%S"), n), "input": {}}
+        assert oracle.submit(CERTNO, bad)["err_code"] == "E1002"
+        day += timedelta(days=1)
+    assert len(oracle.treatment_rows[CERTNO].answers) <= WINDOW_DAYS + 1
 
 
 def test_a_duplicate_is_recognised_or_refused_never_settled_anew_across_the_window_edge():

@@ -708,7 +708,8 @@ def test_a_refusal_on_a_new_day_is_given_again_to_its_redelivery_once_the_visit_
 ) -> None:
     """The first request of a day is refused; the hospital then settles correctly. A
     redelivery of the refused request (a worker took its partition over) gets the refusal it
-    got the first time, not 'already settled' — and the refusal did not move the clock."""
+    got the first time, not 'already settled' — and the refusal moved the clock (it is
+    forgotten by it in its turn)."""
     desk = Desk()
     e = EMP
     mdtrt_id = desk.register(EMP_CERTNO, HOSP_BJ)
@@ -719,7 +720,7 @@ def test_a_refusal_on_a_new_day_is_given_again_to_its_redelivery_once_the_visit_
     first = desk.answer(EMP_CERTNO, wrong)
     assert first["err_code"] == ErrorCode.AMOUNT_MISMATCH
     clocks = desk.rows[EMP_CERTNO].clocks
-    assert clocks == {HOSP_BJ.fixmedins_code: "2026-03-01 00:00:00"}  # the clock did not move
+    assert clocks == {HOSP_BJ.fixmedins_code: "2026-03-02 00:00:00"}  # moved to its day
     right = desk.send(EMP_CERTNO, request("2207", HOSP_BJ, next_day, 4,
                                           settle_input(e, mdtrt_id, 100), e.insuplc_admdvs))
     assert isinstance(right, Forward)
