@@ -1214,28 +1214,41 @@ def generate(
     world_spec = _world(seed, persons, policy)
     visit_spec = VisitSpec(visits=visits, cross_share=cross_share, days=days)
     expected = expected or expected_path_for(output)
-    requests = 0
-    with _progress() as progress:
-        stage, done = _reporters(progress, visits)
-        stage("building the world")
-        world = build_world(world_spec)
-        oracle = Oracle(world.ref)
-        stage("generating and settling")
-        with whole_file(output) as log, whole_file(expected) as exp:
-            # the header's bad_per_kind needs the number of requests: write it last
-            width = reserve_header(log, LogHeader(world_spec, visit_spec, str(plan)))
-            for visit in plan.apply(generate_visits(world, visit_spec), seed):
-                write_visit(log, visit)
-                requests += len(visit.steps)
-                exp.write(orjson.dumps(expected_record(oracle.run_visit(visit)),
-                                       option=orjson.OPT_SORT_KEYS) + b"\n")
-                done(1, 0)
-            log.seek(0)
-            header = LogHeader(world_spec, visit_spec, str(plan),
-                               plan.bad_per_kind(requests, bad_per_kind))
-            write_header_in_place(log, header, width)
+    try:
+        with _progress() as progress:
+            requests = _write_visit_log(progress, output, expected, world_spec, visit_spec,
+                                        plan, bad_per_kind)
+    except KeyboardInterrupt:  # whole_file put nothing in place
+        console.print(f"[yellow]Stopped by Ctrl-C: nothing written ({output} and {expected} "
+                      "are as they were).[/]", soft_wrap=True, highlight=False)
+        raise typer.Exit(130) from None
     console.print(f"Wrote {visits:,} visits ({requests:,} requests) to {output} and the "
                   f"oracle's answers to {expected}", markup=False)
+
+
+def _write_visit_log(progress: Progress, output: Path, expected: Path, world_spec: WorldSpec,
+                     visit_spec: VisitSpec, plan: FaultPlan, bad_per_kind: int) -> int:
+    """`huimin generate`'s files, each put in place only once whole: the requests written."""
+    requests = 0
+    stage, done = _reporters(progress, visit_spec.visits)
+    stage("building the world")
+    world = build_world(world_spec)
+    oracle = Oracle(world.ref)
+    stage("generating and settling")
+    with whole_file(output) as log, whole_file(expected) as exp:
+        # the header's bad_per_kind needs the number of requests: write it last
+        width = reserve_header(log, LogHeader(world_spec, visit_spec, str(plan)))
+        for visit in plan.apply(generate_visits(world, visit_spec), world_spec.seed):
+            write_visit(log, visit)
+            requests += len(visit.steps)
+            exp.write(orjson.dumps(expected_record(oracle.run_visit(visit)),
+                                   option=orjson.OPT_SORT_KEYS) + b"\n")
+            done(1, 0)
+        log.seek(0)
+        header = LogHeader(world_spec, visit_spec, str(plan),
+                           plan.bad_per_kind(requests, bad_per_kind))
+        write_header_in_place(log, header, width)
+    return requests
 
 
 @app.command()

@@ -80,6 +80,25 @@ def test_generate_logs_its_stages_then_its_summary_where_there_is_no_terminal(tm
     assert lines[2].startswith("Wrote 30 visits") and len(lines) == 3, lines
 
 
+def test_generate_stopped_by_ctrl_c_says_so_and_leaves_the_files_as_they_were(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    log = tmp_path / "v.jsonl"
+    log.write_bytes(b"an earlier log\n")
+    written = []
+
+    def pressed_on_the_second(f: object, visit: object) -> None:
+        written.append(visit)
+        if len(written) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "write_visit", pressed_on_the_second)
+    result = huimin("generate", *GENERATE, "-o", str(log))
+    assert result.exit_code == 130, result.output
+    assert f"Stopped by Ctrl-C: nothing written ({log} and" in " ".join(result.output.split())
+    assert log.read_bytes() == b"an earlier log\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.jsonl"]  # no partial file
+
+
 def test_verify_reports_into_a_missing_folder(logs: Path, tmp_path: Path):
     for option in ("--junit", "--json"):
         report = tmp_path / "missing" / "report"
