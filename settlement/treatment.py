@@ -463,13 +463,15 @@ class TreatmentPlatform:
                 before.held.append(_held(req.msgid, set(), raw, headers or {}, now_ms))
                 return Held(ctx), before
             answer = error_answer(req.msgid, exc.code, str(exc))
-            if keep and clock:
+            if keep and clock and req.fixmedins_code in self.ref.hospitals:
                 # remembered, so that a duplicate or a redelivery gets this very answer even
                 # once the visit has moved on; and it moves the hospital's clock as an
                 # accepted request does (`row`), so that it is forgotten in its turn: a
                 # hospital refused day after day kept every refusal (a review). It starts no
                 # row: what no request was accepted from the hospital for, for the person,
-                # keeps nothing
+                # keeps nothing. Only a designated hospital's: a code of no hospital (never
+                # authenticated) found a clock in a row of before 12-05, and two dated far
+                # ahead moved the person's horizon past every real hospital's part
                 row.answers[req.msgid] = answer
                 return Reply(answer, ctx), row
             return Reply(answer, ctx), before if caught else None

@@ -12,7 +12,7 @@ from messages.codes import ErrorCode
 from settlement.oracle import Oracle
 from settlement.reference import agency_code
 from settlement.retention import HORIZON_DAYS, WINDOW_DAYS, day_cutoff
-from settlement.treatment import Forward, TreatmentRow
+from settlement.treatment import PERSON_CLOCK, Forward, TreatmentRow
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import WorldSpec, build_world
 from tests.handmade import (
@@ -151,6 +151,23 @@ def test_a_row_written_with_the_persons_clock_keeps_it_as_a_floor_once_a_hospita
     again = request("2207", HOSP_BJ, DAY0, 0, {}, EMP.insuplc_admdvs)
     again["msgid"] = settle["inf_refmsgid"]
     refused(c.send(EMP_CERTNO, again), ErrorCode.STALE)
+
+
+def test_a_row_written_with_the_persons_clock_keeps_no_clock_of_a_code_of_no_hospital():
+    """Its person's clock is any hospital's floor, so a refusal found a clock to keep for any
+    sender; a code of no hospital (never authenticated) then kept its own, and two dated far
+    ahead moved the horizon past every real hospital's part, and refused their requests as
+    replays (a review)."""
+    c = Clinic()
+    _settled_then_kept_as_before_12_05(c)
+    far = "2099-01-01 00:00:00"
+    for n, code in enumerate(("H99990000001", "H99990000002")):
+        stranger = replace(HOSP_BJ, fixmedins_code=code)
+        refused(c.send(EMP_CERTNO, request("1101", stranger, far, n, person_info_input(
+            EMP_CERTNO, far), "")), ErrorCode.UNKNOWN_HOSPITAL)
+    assert set(c.oracle.treatment_rows[EMP_CERTNO].clocks) == {PERSON_CLOCK}
+    day10 = "2026-03-11 10:00:00"
+    ok(sent_at(c, day10, "2201", register_input(EMP, day10, 2)))
 
 
 def test_a_row_written_with_the_persons_clock_still_refuses_replays():
