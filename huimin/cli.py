@@ -81,6 +81,7 @@ from huimin.run import (
     check_fresh,
     default_out_dir,
     execute,
+    patients_of,
     replay_passed,
     run_scenario,
     visit_period,
@@ -1340,7 +1341,7 @@ def replay(
                        ssl_cafile).kafka_python()
     world = build_world(header.world)
     bad = generate_bad_messages(world, header.bad_per_kind if bad_per_kind is None
-                                else bad_per_kind, visit_period(visits))
+                                else bad_per_kind, visit_period(visits), patients_of(visits))
     arrivals = arrivals_at_rate(len(visits), rate) if rate else \
         arrivals_at_speed(visits, speed or 1.0)
     if arrivals and max(arrivals) > LONG_REPLAY_S:  # a visit mistyped years out, say

@@ -757,6 +757,12 @@ def clearing_statements(ours: Platform, expected: list[dict[str, Any]] | None,
     return last
 
 
+def patients_of(visits: list[Visit]) -> set[tuple[str, str]]:
+    """Each hospital's patients in the visits (fixmedins_code, certno): whom no bad request
+    of that hospital's names (simulators/bad_messages.py)."""
+    return {(v.fixmedins_code, v.certno) for v in visits}
+
+
 def visit_period(visits: list[Visit]) -> tuple[str, str] | None:
     """The simulated times of the first and last visits: what bad requests are dated within."""
     return (visits[0].begntime, visits[-1].begntime) if visits else None
@@ -789,7 +795,8 @@ def run_scenario(opts: RunOptions, on_stage: Callable[[str], None] = lambda s: N
     visits = list(opts.faults.apply(generate_visits(world, opts.visits), opts.world.seed))
     gc.freeze()  # the world and the visits live as long as the run: no need to scan them
     bad = generate_bad_messages(world, opts.faults.bad_per_kind(
-        sum(len(v.steps) for v in visits), opts.bad_per_kind), visit_period(visits))
+        sum(len(v.steps) for v in visits), opts.bad_per_kind), visit_period(visits),
+        patients_of(visits))
     on_stage("settling the visit log with the oracle")
     oracle_of_expected = Oracle(world.ref)
     expected = list(oracle_of_expected.settle_log(visits))

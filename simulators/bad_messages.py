@@ -5,6 +5,7 @@ answer. The expectations are written here by hand, independently of the platform
 from __future__ import annotations
 
 import random
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
@@ -13,6 +14,7 @@ from messages.codec import encode
 from messages.codes import ErrorCode
 from messages.transactions import MAX_FEN
 from messages.visitlog import TIME_FORMAT, make_msgid
+from settlement.reference import Hospital
 from settlement.treatment import MAX_REQUEST_BYTES
 from simulators.world import World, make_certno, rng
 
@@ -34,10 +36,14 @@ class BadMessage:
 
 
 def generate_bad_messages(world: World, per_kind: int = 1,
-                          period: tuple[str, str] | None = None) -> list[BadMessage]:
+                          period: tuple[str, str] | None = None,
+                          met: Collection[tuple[str, str]] = frozenset()) -> list[BadMessage]:
     """`per_kind` bad requests of every kind. Spread over `period` (the first and last visit
     times) as the hospitals spread them over the visits: each is dated where it is sent, as a
-    real one would be (a request dated long before the person's last is refused as a replay)."""
+    real one would be (a request dated long before the person's last is refused as a replay).
+    From hospitals that do not see their person in the visits (`met`: fixmedins_code and
+    certno of each), where there is one: a hospital's refusal moves its clock for the person
+    (settlement/treatment.py), which the oracle, settling the visits alone, cannot follow."""
     r = rng(world.spec.seed, "bad-messages")
     first = datetime.strptime(period[0] if period else BAD_TIME, TIME_FORMAT)
     span = (datetime.strptime(period[1], TIME_FORMAT) - first).total_seconds() if period else 0
@@ -52,6 +58,13 @@ def generate_bad_messages(world: World, per_kind: int = 1,
     out: list[BadMessage] = []
     seq = 0
 
+    def unmet(h: Hospital, certno: str) -> Hospital:
+        """`h`, or if it sees `certno` in the visits one drawn from those that do not."""
+        if (h.fixmedins_code, certno) not in met:
+            return h
+        return r.choice([x for x in hospitals if (x.fixmedins_code, certno) not in met]
+                        or [h])
+
     def request(kind: str, infno: str, inp: dict[str, Any], code: ErrorCode, *,
                 key: str | None = None, hospital_code: str | None = None,
                 mdtrtarea: str | None = None, insuplc: str | None = None,
@@ -59,6 +72,7 @@ def generate_bad_messages(world: World, per_kind: int = 1,
         nonlocal seq
         h = r.choice(hospitals)
         certno = certno or r.choice(persons)
+        h = h if hospital_code else unmet(h, certno)
         e = world.ref.enrollments.get(certno)
         code_ = hospital_code or h.fixmedins_code
         inf_time = when()
@@ -110,7 +124,7 @@ def generate_bad_messages(world: World, per_kind: int = 1,
             stranger = make_certno("110100", _birthday(r), 1 + 2 * r.randrange(400))
         request("unknown-person", "1101", person_info(stranger), ErrorCode.UNKNOWN_PERSON,
                 key=stranger, certno=c)
-        h = r.choice(hospitals)
+        h = unmet(r.choice(hospitals), c)
         request("unknown-hospital", "1101", person_info(c), ErrorCode.UNKNOWN_HOSPITAL,
                 hospital_code=f"H{h.admdvs}99999", mdtrtarea=h.admdvs, certno=c)
         request("unknown-region", "2201", _register(e.psn_no, e.insutype, c),

@@ -250,7 +250,7 @@ class SettlementRoles:
         if row is not None:
             put_back = self._put_back(key, row)
             kept = encode_to_keep(row.to_dict())
-            if len(kept) <= MAX_RECORD_BYTES:
+            if len(key or b"") + len(kept) <= MAX_RECORD_BYTES:  # as `oversized` counts
                 self.run.put(self.w.trt_rows, key, kept)
             else:  # what it answers was done: the hospital hears of it all the same
                 put_back = []  # still held in the row as it was

@@ -10,7 +10,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-from messages.codec import decode, encode
+import streams.settlement_roles as settlement_roles
+from messages.codec import decode, encode, encode_to_keep
 from messages.codes import ErrorCode
 from messages.platform import wrap_answer
 from settlement.treatment import MAX_PUT_BACKS, TreatmentRow
@@ -129,3 +130,33 @@ def test_a_request_on_another_partition_is_refused_as_one_on_its_own_would_be():
     run.partition = key_partition(KEY, 4)  # on its own partition: registered
     (ok_ans,) = event(run, s.on_hospital_request(KEY, encode(reg), HEADERS, None))
     assert decode(ok_ans[2])["ans"]["infcode"] == 0
+
+
+def test_an_answer_whose_row_would_be_over_a_record_with_its_key_is_sent_on_unkept(
+        monkeypatch: Any) -> None:
+    """The row's size is checked with its key, as the runner's `oversized` does: a row that
+    fit alone and not with its key was put, and the runner then failed the whole event, so
+    the hospital was never answered (a review)."""
+    s, run, w = roles()
+    reg = request("2201", HOSP_BJ, "2026-03-01 09:01:00", 1,
+                  register_input(E, "2026-03-01 09:00:00"), E.insuplc_admdvs)
+    (ans,) = event(run, s.on_hospital_request(KEY, encode(reg), HEADERS, None))
+    mdtrt_id = decode(ans[2])["ans"]["output"]["data"]["mdtrt_id"]
+    t2 = "2026-03-01 09:10:00"
+    event(run, s.on_hospital_request(KEY, encode(request(
+        "2204", HOSP_BJ, t2, 2, fee_input(E, mdtrt_id, t2, [("0001", "DA", 1, 100)]),
+        E.insuplc_admdvs)), HEADERS, None))
+    settle = request("2207", HOSP_BJ, t2, 3, settle_input(E, mdtrt_id, 100), E.insuplc_admdvs)
+    (forward,) = event(run, s.on_hospital_request(KEY, encode(settle), HEADERS, None))
+    ctx = decode(forward[2])["ctx"]
+    answer = {"infcode": 0, "inf_refmsgid": settle["msgid"], "err_code": "", "err_msg": "",
+              "output": {"setlinfo": {"mdtrt_id": mdtrt_id, "setl_id": "110100SETTLED"}}}
+    kept = s.treatment.handle_answer(answer, ctx, TreatmentRow.from_dict(decode(
+        w.trt_rows.data[KEY])))
+    assert kept is not None
+    monkeypatch.setattr(settlement_roles, "MAX_RECORD_BYTES",
+                        len(encode_to_keep(kept.to_dict())) + len(KEY) - 1)
+    row_before = w.trt_rows.data[KEY]
+    sends = s.on_treatment_answer(KEY, encode(wrap_answer(answer, ctx, [])))
+    assert [t for t, *_ in sends] == ["hosp.responses"]
+    assert not run.writes and w.trt_rows.data[KEY] == row_before
