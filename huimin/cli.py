@@ -1219,9 +1219,12 @@ def generate(
         with _progress() as progress:
             requests = _write_visit_log(progress, output, expected, world_spec, visit_spec,
                                         plan, bad_per_kind)
-    except KeyboardInterrupt:  # whole_file put nothing in place
-        console.print(f"[yellow]Stopped by Ctrl-C: nothing written ({output} and {expected} "
-                      "are as they were).[/]", soft_wrap=True, highlight=False)
+    except KeyboardInterrupt:  # whole_file put nothing in place, but in a pipe or a device
+        files = all(p.is_file() or not p.exists() for p in (output, expected))
+        console.print("[yellow]Stopped by Ctrl-C before the visit log was complete: "
+                      + (f"nothing was put in place ({output} and {expected} are as they "
+                         "were)" if files else "what was written so far went where it was "
+                         "sent") + ".[/]", soft_wrap=True, highlight=False)
         raise typer.Exit(130) from None
     console.print(f"Wrote {visits:,} visits ({requests:,} requests) to {output} and the "
                   f"oracle's answers to {expected}", markup=False)

@@ -788,12 +788,11 @@ class TreatmentPlatform:
         if inpatient and visit["status"] != DISCHARGED:
             raise Rejected(ErrorCode.WRONG_SEQUENCE,
                            f"stay {inp.mdtrt_id} must be discharged (2402) before {req.infno}")
-        if req.infno in SETTLEMENTS and \
-                time_stamp(req.inf_time)[:8] < _last_touched(visit)[:8]:
+        t = _last_touched(visit)
+        if req.infno in SETTLEMENTS and time_stamp(req.inf_time)[:8] < t[:8]:
             # by the day, as both sides forget: the treatment side forgets a visit by its
             # latest change, the insured side a settlement by its own time, so one dated
             # days earlier was forgotten there first and could no longer be undone (a review)
-            t = _last_touched(visit)
             raise Rejected(ErrorCode.WRONG_SEQUENCE, f"inf_time {req.inf_time} is on a day "
                            f"before visit {shown_id(inp.mdtrt_id)}'s latest change "
                            f"({t[:4]}-{t[4:6]}-{t[6:8]}): a settlement is sent after what it "

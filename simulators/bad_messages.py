@@ -5,6 +5,7 @@ answer. The expectations are written here by hand, independently of the platform
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -102,8 +103,17 @@ def generate_bad_messages(world: World, per_kind: int = 1,
                                "med_list_codg": "XD000001", "det_item_fee_sumamt": amount,
                                "cnt": cnt, "pric": pric}]}
 
+    hospitals_seen = Counter(certno for _, certno in met)
+
+    def unseen_at_some_hospital(k: int) -> str:
+        """The k-th bad requests' person: one some hospital does not see in the visits,
+        where there is one (a tiny world's few persons may have been everywhere)."""
+        order = (persons[(k + j) % len(persons)] for j in range(len(persons)))
+        return next((c for c in order if hospitals_seen[c] < len(hospitals)),
+                    persons[k % len(persons)])
+
     for i in range(per_kind):
-        c = persons[(i * 7919) % len(persons)]
+        c = unseen_at_some_hospital(i * 7919)
         e = world.ref.enrollments[c]
         dead("malformed-json", b'{"infno": "1101", "msgid": ', ErrorCode.MALFORMED_JSON)
         dead("not-an-object", b"[1101, 2201]", ErrorCode.MALFORMED_JSON)

@@ -250,11 +250,12 @@ class SettlementRoles:
         if row is not None:
             put_back = self._put_back(key, row)
             kept = encode_to_keep(row.to_dict())
-            if len(key or b"") + len(kept) <= MAX_RECORD_BYTES:  # as `oversized` counts
+            size = len(key or b"") + len(kept)  # as `oversized` counts
+            if size <= MAX_RECORD_BYTES:
                 self.run.put(self.w.trt_rows, key, kept)
             else:  # what it answers was done: the hospital hears of it all the same
                 put_back = []  # still held in the row as it was
                 log.warning("treatment_answers: a person's row would be %d bytes, over the "
                             "%d a record may hold: left as it was, the answer sent on",
-                            len(kept), MAX_RECORD_BYTES)
+                            size, MAX_RECORD_BYTES)
         return [self.run.to_hospital(msg["ans"], msg["ctx"], trace, repeat=repeat), *put_back]

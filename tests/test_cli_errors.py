@@ -94,7 +94,8 @@ def test_generate_stopped_by_ctrl_c_says_so_and_leaves_the_files_as_they_were(
     monkeypatch.setattr(cli, "write_visit", pressed_on_the_second)
     result = huimin("generate", *GENERATE, "-o", str(log))
     assert result.exit_code == 130, result.output
-    assert f"Stopped by Ctrl-C: nothing written ({log} and" in " ".join(result.output.split())
+    assert f"Stopped by Ctrl-C before the visit log was complete: nothing was put in place " \
+        f"({log} and" in " ".join(result.output.split())
     assert log.read_bytes() == b"an earlier log\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["v.jsonl"]  # no partial file
 
