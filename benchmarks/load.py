@@ -46,10 +46,10 @@ from benchmarks.profiles import Profiles
 from benchmarks.timeline import rate_timeline
 from huimin.report import percentile
 from huimin.run import arrivals_at_rate, platform
-from messages.codes import SETTLEMENTS, ErrorCode
+from messages.codes import SETTLEMENTS, TIMED_OUT, ErrorCode
 from messages.trace import hop_durations_ms
 from messages.visitlog import TIME_FORMAT, Visit, VisitSession, parse_step
-from simulators.hospital import TIMED_OUT, Exchange, HospitalFleet, HospitalRunResult, OnProgress
+from simulators.hospital import Exchange, HospitalFleet, HospitalRunResult, OnProgress
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import MAX_PERSONS, World, WorldSpec, build_world, world_tag
 from streams.broker import BOOTSTRAP_ENV, broker

@@ -1545,6 +1545,14 @@ def verify(
                       "cluster (replay each log into a fresh platform), or when requests are "
                       "redelivered after a fast simulated clock moved on (give the run more "
                       "wall time per simulated day); what else failed may follow from them.[/]")
+    if verdict.timed_out:
+        n = verdict.timed_out
+        console.print(f"[yellow]{n:,} {'visit' if n == 1 else 'visits'} timed out at the "
+                      "hospital (TIMEOUT): a request got no answer within its --answer-timeout, "
+                      "and the visit's later requests were not sent; their expected answers are "
+                      "counted as not equal. The platform may have answered late: `huimin trail "
+                      "MSGID` shows where a request went, and `huimin dead-letters` what was "
+                      "refused.[/]")
     if verdict.no_result:
         console.print(f"[yellow]{verdict.no_result:,} of those {verdict.visits:,} visits have no "
                       "result, so none of their answers was compared: a replay stopped before "

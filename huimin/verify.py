@@ -14,7 +14,7 @@ from xml.etree import ElementTree as ET
 import orjson
 
 from huimin.logfiles import LogFormatError, read_records, visit_digest
-from messages.codes import CANCELLATIONS, SETTLEMENTS, ErrorCode, Infno
+from messages.codes import CANCELLATIONS, SETTLEMENTS, TIMED_OUT, ErrorCode, Infno
 from messages.identity import PERSONAL_FIELDS, shown_id
 from messages.visitlog import Visit, VisitSession, parse_step
 from settlement.invariants import CHECKS, InvariantReport, check_money, check_person
@@ -42,6 +42,9 @@ class Verdict:
     #: dated over its window before a later request it had for the person (a log replayed
     #: twice on one cluster; redelivery after a fast simulated clock moved on)
     refused_as_replays: int = 0
+    #: visits the hospital gave up waiting on (TIMEOUT): their request unanswered in time,
+    #: their later requests never sent
+    timed_out: int = 0
     failures: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
 
     @property
@@ -54,6 +57,7 @@ class Verdict:
                 "settlements_checked": self.settlements_checked,
                 "not_replayed": self.not_replayed, "under_way": self.under_way,
                 "no_result": self.no_result, "refused_as_replays": self.refused_as_replays,
+                "timed_out": self.timed_out,
                 "checks": {name: {"passed": not self.failures.get(name),
                                   "failures": self.failures.get(name, [])}
                            for name in (COMPLETE_CHECK, ORACLE_CHECK, *CHECKS)}}
@@ -234,6 +238,23 @@ def answer_diff(got: list[dict[str, Any]], want: list[dict[str, Any]]) -> str:
     return "equal"
 
 
+def timed_out_line(visit: Visit, infnos: dict[str, str], unanswered: list[str],
+                   sent: dict[str, Any]) -> str:
+    """A visit the hospital gave up on, said as such: compared one by one, each request from
+    the one waited on read "0 answers, expected 1", as if the platform had lost them (an
+    operator's review of 12-06), where those after it were never sent (not in `sent`)."""
+    waited = [m for m in unanswered if m in sent]
+    unsent = len(unanswered) - len(waited)
+    later = (f"{unsent} later {'request was' if unsent == 1 else 'requests were'} not sent"
+             if unsent else "")
+    if not waited:
+        return f"visit {visit.visit_no}: timed out; its {later}"
+    trail = " ".join(waited[:3])
+    return (f"visit {visit.visit_no} {infnos.get(waited[0], '?')} {waited[0]}: timed out, no "
+            f"answer within the hospital's --answer-timeout (`huimin trail {trail}` shows where "
+            f"{'it' if len(waited) == 1 else 'they'} went){'; its ' + later if later else ''}")
+
+
 def _refused_as_replay(answers: list[dict[str, Any]]) -> bool:
     return any(a.get("err_code") == ErrorCode.STALE.value for a in answers)
 
@@ -284,9 +305,15 @@ def verify(visits: Iterator[Visit], expected: Iterator[dict[str, Any]],
         partial = replayed_only and got.get("under_way") is True
         verdict.under_way += int(partial)
         infnos = _infnos(visit)
+        gave_up = got.get("outcome") == TIMED_OUT
+        unanswered: list[str] = []  # with `gave_up`: the request waited on, those not sent
         for msgid, want_answers in want["answers"].items():
             got_answers = got["answers"].get(msgid, [])
             if partial and not got_answers:  # not received before the replay stopped
+                continue
+            if gave_up and not got_answers:  # one line for the visit, below
+                verdict.answers_compared += len(want_answers)
+                unanswered.append(msgid)
                 continue
             verdict.answers_compared += len(want_answers)
             if len(got_answers) > len(want_answers) and all(a == want_answers[0]
@@ -302,6 +329,11 @@ def verify(visits: Iterator[Visit], expected: Iterator[dict[str, Any]],
                 verdict.failures[ORACLE_CHECK].append(
                     f"visit {visit.visit_no} {infnos.get(msgid, '?')} {msgid}: "
                     f"{answer_diff(got_answers, want_answers)}")
+        if unanswered:
+            verdict.timed_out += 1
+            if len(verdict.failures[ORACLE_CHECK]) < 20:
+                verdict.failures[ORACLE_CHECK].append(
+                    timed_out_line(visit, infnos, unanswered, got["answers"]))
         problem = malformed(visit, got["answers"])
         if problem:  # a FAIL; its answers are not read further (the money checks need them whole)
             verdict.failures[ORACLE_CHECK].append(f"visit {visit.visit_no}: {problem}")

@@ -62,6 +62,10 @@ REVERSIBLE = SETTLEMENTS | PRESETTLEMENTS | REGISTRATIONS | FEE_UPLOADS | frozen
 
 INFCODE_OK = 0
 INFCODE_FAIL = -1
+#: How a visit ends at the hospital without the platform's answer (a result's `outcome`): it
+#: gave up waiting for one, or did not send a request that had another visit's msgid.
+TIMED_OUT = "TIMEOUT"
+REPEATED_MSGID = "REPEATED_MSGID"
 
 
 class ErrorCode(StrEnum):

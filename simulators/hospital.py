@@ -22,7 +22,7 @@ from kafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
 
 from messages import topics
 from messages.codec import MalformedMessage, decode, encode
-from messages.codes import Infno
+from messages.codes import REPEATED_MSGID, TIMED_OUT, Infno
 from messages.dead_letters import DeadLetterEntry, describe_dead_letter, header_values
 from messages.platform import WORLD_HEADER
 from messages.signing import Signer
@@ -178,12 +178,8 @@ def response_consumer(bootstrap: str, topic: str = topics.HOSP_RESPONSES, wait_s
     return consumer
 
 
-#: The err_code a visit ends with when the hospital gave up waiting for an answer.
-TIMED_OUT = "TIMEOUT"
 #: How many unexpected answers' msgids a run keeps (HospitalRunResult.unexpected_msgids).
 UNEXPECTED_KEPT = 20
-#: A visit ended because its request had another visit's msgid (`run`).
-REPEATED_MSGID = "REPEATED_MSGID"
 
 @dataclass
 class Exchange:

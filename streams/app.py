@@ -17,6 +17,7 @@ from messages.signing import Signer
 from simulators.world import build_world, clearing_policy, world_tag
 from streams import metrics, tolerant_records
 from streams.clearing_roles import ClearingRoles
+from streams.cluster_contact import ASK_EVERY_S, ClusterContact
 from streams.config import CLEARING_TABLE, RECON_TABLE, TABLES, WorkerConfig
 from streams.faust_offsets import guard_commits
 from streams.faust_recovery import guard_recovery
@@ -120,6 +121,14 @@ def create_app(cfg: WorkerConfig) -> faust.App:
     @app.timer(interval=5.0)
     async def consumer_lag() -> None:
         metrics.update_consumer_lag(app.consumer)
+
+    contact = ClusterContact(cfg.bootstrap)
+
+    @app.timer(interval=ASK_EVERY_S)
+    async def ask_the_cluster() -> None:
+        """Whether the cluster still answers (streams/cluster_contact.py): a worker cut off
+        from it otherwise looks idle and healthy."""
+        await contact.ask(getattr(app.producer._producer, "client", None))
 
     @app.timer(interval=spare_tick_s(app.conf.broker_max_poll_interval))
     async def stay_a_spare() -> None:

@@ -81,6 +81,9 @@ ROLE_CPU = Counter("huimin_role_cpu_seconds_total", "CPU time the worker's event
 ROLE_EVENTS = Counter("huimin_role_events_total", "Events each role's handler took", ["role"])
 STARTED = Gauge("huimin_worker_start_time_seconds", "When this worker process started (Unix "
                 "time): its changes count the restarts")
+CLUSTER_REACHABLE = Gauge("huimin_cluster_reachable", "1 while this worker's Kafka cluster "
+                          "answers it (asked every 5 s), 0 once it did not within 4 s")
+
 
 class ForwardedRequests:
     """The msgids this worker forwarded and has not yet answered, for `IN_FLIGHT`. Counted by
@@ -118,7 +121,8 @@ IN_FLIGHT.set_function(FORWARDED.count)
 DOMAIN_METRICS = (
     REQUESTS, ANSWERS, LATENCY, HOP_LATENCY, IN_FLIGHT, PAID, REFUNDED, DEAD_LETTERS, REFUSED,
     CONSUMER_LAG, FENCED_RECORDS, REDELIVERY_WAITS, CLEARING_NET, EHR_PUBLISHED, EHR_QUERIES,
-    EHR_REFUSALS, EHR_AUDIT, LABS_AVOIDED, LAB_SAVING, ROLE_CPU, ROLE_EVENTS, STARTED)
+    EHR_REFUSALS, EHR_AUDIT, LABS_AVOIDED, LAB_SAVING, ROLE_CPU, ROLE_EVENTS, STARTED,
+    CLUSTER_REACHABLE)
 
 
 @functools.cache

@@ -32,7 +32,7 @@ WAITING_E2E_MODULES = frozenset({
     "test_partition_ends.py", "test_table_files.py", "test_e2e_used_cluster.py",
     "test_e2e_record_limits.py", "test_e2e_clearing_gauge.py", "test_e2e_topics.py",
     "test_e2e_seek_committed.py", "test_e2e_worker_stop.py", "test_e2e_trail.py",
-    "test_e2e_spare_worker.py",
+    "test_e2e_spare_worker.py", "test_e2e_cluster_contact.py",
     "test_offset_gaps.py",
 })
 

@@ -387,7 +387,8 @@ def test_the_dashboard_shows_what_operators_ask_about():
                    "huimin_clearing_net_position_fen", "huimin_ehr_documents_published_total",
                    "huimin_ehr_queries_total", "huimin_ehr_refusals_total",
                    "huimin_ehr_audit_events_total", "huimin_lab_tests_avoided_total",
-                   "huimin_lab_saving_fen_total"):
+                   "huimin_lab_saving_fen_total", "huimin_cluster_reachable",
+                   "huimin_hospital_send_failures_total"):
         assert needed in exprs, needed
     for by in ("insured_province", "treatment_province"):
         assert f"sum by ({by}) (rate(huimin_paid_fen_total" in exprs
@@ -484,6 +485,11 @@ HEALTHY = [
     # first scraped at 15 m (a new scrape job) holding fencing from long before: not new
     {"series": f'huimin_changelog_records_fenced_total{{{WORKER},table="ins_persons"}}',
      "values": "_x15 3x25"},
+    # the cluster silent for one asking, at 10 m: shorter than the alert waits
+    {"series": f"huimin_cluster_reachable{{{WORKER}}}", "values": "1x9 0 1x30"},
+    # one request the hospitals' producer gave up on, long ago
+    {"series": f'huimin_hospital_send_failures_total{{{HOSPITALS},error="KafkaTimeoutError"}}',
+     "values": "0x5 1x35"},
 ]
 
 TROUBLE = [
@@ -516,6 +522,13 @@ TROUBLE = [
     # a worker its supervisor restarts every few minutes (exit 75 on a refused write)
     {"series": 'huimin_worker_start_time_seconds{job="huimin-workers",instance="10.0.0.3:6066"}',
      "values": "100x12 900x4 1200x4 1500x4 1800x16"},
+    # a worker its cluster stopped answering at 20 m (it still answers scrapes)
+    {"series": f"huimin_cluster_reachable{{{WORKER}}}", "values": "1x19 0x21"},
+    {"series": 'huimin_cluster_reachable{job="huimin-workers",instance="10.0.0.3:6066"}',
+     "values": "1x40"},
+    # the hospitals' producer gives requests up from 22 m
+    {"series": f'huimin_hospital_send_failures_total{{{HOSPITALS},error="KafkaTimeoutError"}}',
+     "values": "0x22 3x18"},
 ]
 
 FIRING_IN_TROUBLE = {
@@ -535,8 +548,11 @@ FIRING_IN_TROUBLE = {
                                 "severity": "warning"},
                                {"job": "huimin-workers", "instance": "10.0.0.3:6066",
                                 "severity": "warning"}],
+    "HuiminClusterUnreachable": [{**dict(re.findall(r'(\w+)="([^"]*)"', WORKER)),
+                                  "severity": "critical"}],
     "HuiminHospitalTimeouts": [{**dict(re.findall(r'(\w+)="([^"]*)"', HOSPITALS)),
-                                "severity": "warning"}],
+                                "severity": "critical"}],
+    "HuiminHospitalSendFailures": [{"error": "KafkaTimeoutError", "severity": "critical"}],
     "HuiminHospitalAnswersNotRead": [{**dict(re.findall(r'(\w+)="([^"]*)"', HOSPITALS)),
                                       "outcome": "stepped_over", "severity": "warning"}],
 }
