@@ -631,8 +631,20 @@ def dead_letters(
     security = _security(security_protocol, sasl_mechanism, sasl_username, ssl_cafile)
     where = _bootstrap(bootstrap)
     shown: list[DeadLetterEntry] = []
+    answering = [True]
+
+    def say_contact(answered: bool) -> None:
+        """Following, a cluster gone quiet is said once, and so is its coming back."""
+        if answered != answering[0]:
+            answering[0] = answered
+            errors.print(f"the cluster at {where} answers again" if answered else
+                         f"the cluster at {where} does not answer: no dead letter can come "
+                         "until it does (still following; Ctrl-C stops)", markup=False,
+                         highlight=False, soft_wrap=True)
+
     try:
-        letters = read_dead_letters(where, follow, security.kafka_python())
+        letters = read_dead_letters(where, follow, security.kafka_python(),
+                                    on_contact=say_contact)
         if not follow:  # all of them, across partitions, oldest first
             letters = iter(sorted(letters, key=lambda e: (e.timestamp_ms, e.partition,
                                                           e.offset)))

@@ -5,6 +5,7 @@ proper shapes; never the key or the body, which may carry a person's data."""
 from __future__ import annotations
 
 import orjson
+from kafka.errors import KafkaTimeoutError
 
 from messages.codec import encode
 from messages.dead_letters import (
@@ -155,3 +156,65 @@ def test_reading_ends_where_the_topic_ends_with_nothing_left_to_read(monkeypatch
         monkeypatch.setattr(reader, "KafkaConsumer", partition)
         assert list(reader.read_dead_letters("127.0.0.1:1")) == []
         assert partition.polls <= 1
+
+
+class _Silent(_Partition):
+    """An empty dead.letters whose cluster stops telling where it ends after `answers` asks
+    (a broker killed or frozen under `huimin dead-letters --follow`), then answers again."""
+
+    def __init__(self, answers: list[bool]) -> None:
+        super().__init__(0, 0, 0)
+        self.answers = answers
+
+    def end_offsets(self, tps: list, timeout_ms: int | None = None) -> dict:
+        if self.polls and not self.answers.pop(0):
+            raise KafkaTimeoutError("no answer")
+        return super().end_offsets(tps)
+
+    def poll(self, timeout_ms: int = 0, max_records: object = None) -> dict:
+        self.polls += 1
+        return {}
+
+
+def test_following_a_quiet_topic_asks_the_cluster_and_tells_whether_it_answered(monkeypatch):
+    import streams.dead_letters as reader
+
+    monkeypatch.setattr(reader, "true_ends", lambda consumer, ends: ends)
+    monkeypatch.setattr(reader, "ASK_WHEN_QUIET_S", 0.0)
+    silent = _Silent([True, False, False, True])
+    monkeypatch.setattr(reader, "KafkaConsumer", silent)
+    told: list[bool] = []
+    assert list(reader.read_dead_letters("127.0.0.1:1", follow=True, on_contact=told.append,
+                                         stopped=lambda: len(told) == 4)) == []
+    assert told == [True, False, False, True]
+
+
+def test_the_cli_says_once_that_the_followed_cluster_is_silent_and_once_that_it_is_back(
+        monkeypatch):
+    from typer.testing import CliRunner
+
+    import streams.dead_letters as reader
+    from huimin import cli
+
+    monkeypatch.setattr(reader, "true_ends", lambda consumer, ends: ends)
+    monkeypatch.setattr(reader, "ASK_WHEN_QUIET_S", 0.0)
+    answers = [True, False, False, False, True, True]
+    silent = _Silent(answers)
+    monkeypatch.setattr(reader, "KafkaConsumer", silent)
+
+    def poll(timeout_ms: int = 0, max_records: object = None) -> dict:
+        silent.polls += 1
+        if not answers:  # every answer given: the user presses Ctrl-C
+            raise KeyboardInterrupt
+        return {}
+
+    monkeypatch.setattr(silent, "poll", poll)
+    monkeypatch.setattr(cli, "unreachable", lambda cluster: None)  # no cluster at all here
+    done = CliRunner().invoke(cli.app, ["dead-letters", "--bootstrap", "127.0.0.1:1",
+                                        "--follow"], env={"COLUMNS": "300"})
+    assert done.exit_code == 0, done.output
+    said = [line for line in done.output.splitlines() if "the cluster at" in line]
+    assert said == [
+        "the cluster at 127.0.0.1:1 does not answer: no dead letter can come until it does "
+        "(still following; Ctrl-C stops)",
+        "the cluster at 127.0.0.1:1 answers again"], done.output
