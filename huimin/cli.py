@@ -1399,13 +1399,14 @@ def replay(
                 ours=bootstrap is None)
         result, stopped, trail = ex.result, ex.result.interrupted, ex.trail
         kills: int | None = ex.worker_kills
+        gone, closing = ex.cluster_gone, list(ex.reconciliation.values())
     except KeyboardInterrupt:  # after the visits (the clearing, the reconciliation, the stop)
         if not written:  # before them (the platform's start, the sign-in): nothing to keep
             if interrupt.terminated:
                 errors.print("terminated (SIGTERM) before any visit ended: nothing to write",
                              markup=False, highlight=False)
             raise typer.Exit(interrupt.exit_code) from None
-        result, stopped, trail, kills = written[0], True, None, None
+        result, stopped, trail, kills, gone, closing = written[0], True, None, None, None, []
     stopper = interrupt.stopper
     if stopped and not result.period_closed:
         _report_interrupted(result, len(visits), bad, results, stopper)
@@ -1449,7 +1450,15 @@ def replay(
             console.print(f"  [red]- {line}[/]")
     console.print(f"Answers in {results}. Check them: huimin verify {visit_log} {results}",
                   markup=False)
-    if money:
+    unclosed = sum(1 for answers in closing if not answers)
+    if gone:
+        console.print(f"[red]The period was not closed: after the visits timed out, the cluster "
+                      f"could not be reached ({gone}).[/]", soft_wrap=True)
+    elif unclosed:
+        console.print(f"[red]The period was not closed: {unclosed:,} of its {len(closing):,} "
+                      "closing requests (the hospitals' 3201/3202, the agencies' 3203) had no "
+                      "answer within 60 s.[/]")
+    elif money:
         console.print("The period closed: " + ", ".join(str(p) for p in money)
                       + (" (the national platform's clearing statements, its ledger and the "
                          "answers to the 3203 clearing applications)" if len(money) > 1 else
@@ -1464,7 +1473,8 @@ def replay(
                       + (f"; {acc.foreign_failures:,} of them the platform's failures (E9001/"
                          "E9002)" if acc.foreign_failures else "")
                       + ": huimin dead-letters lists them.[/]")
-    ok = replay_passed(acc, bool(result.timed_out), bad_check.ok, own_platform=bootstrap is None)
+    ok = replay_passed(acc, bool(result.timed_out), bad_check.ok,
+                       own_platform=bootstrap is None) and not unclosed
     raise typer.Exit(interrupt.exit_code if stopped else 0 if ok else 1)
 
 

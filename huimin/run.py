@@ -44,7 +44,7 @@ from simulators.interrupt import GentleInterrupt
 from simulators.reconciliation import closing_requests, settlements_to_post
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import World, WorldSpec, build_world, clearing_policy, world_tag
-from streams.broker import BOOTSTRAP_ENV, broker, free_port
+from streams.broker import BOOTSTRAP_ENV, broker, free_port, unreachable
 from streams.config import FETCH_WAIT_MS, LINGER_MS, STORES, WorkerConfig, fetch_wait_for
 from streams.dead_letters import TopicMissing
 from streams.process import WorkerProcess
@@ -558,6 +558,8 @@ class Execution:
     setup_s: float
     sign_in_s: float
     trail: Trail | None = None  # where the unanswered requests went, if any were
+    #: why the cluster could not be reached after visits timed out (nothing more was asked)
+    cluster_gone: str | None = None
 
 
 def clearing_applications(ex: Execution) -> list[dict[str, Any]]:
@@ -670,12 +672,18 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
             on_visits_over(result)
         result.interrupted = result.interrupted or stop.requested  # while they were written
         trail = None
-        if result.timed_out and not result.interrupted:
+        # visits given up on a cluster that refuses connections (killed, or its address
+        # gone): following the requests and closing the period would each wait on it in vain
+        gone = unreachable(bootstrap) if result.timed_out and not result.interrupted else None
+        if gone:
+            on_stage(f"the cluster at {bootstrap} cannot be reached ({gone}): the unanswered "
+                     "requests are not followed and the period is not closed")
+        elif result.timed_out and not result.interrupted:
             on_stage("following the unanswered requests through the cluster's topics")
             trail = unanswered_trail(bootstrap, result.timed_out, client_config)
         statements = ledger = ehr_stats = None
         recon: dict[str, list[dict[str, Any]]] = {}
-        if not result.interrupted:
+        if not result.interrupted and not gone:
             if ours is not None:
                 on_stage("reading the national clearing statements and ledger")
                 statements = clearing_statements(ours, expected_clearing)
@@ -687,7 +695,7 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
             result.period_closed = True
         on_stage("stopping")
     return Execution(result, bootstrap, kill_worker if events else 0, statements, ledger,
-                     ehr_stats, recon, setup_s, sign_in_s, trail)
+                     ehr_stats, recon, setup_s, sign_in_s, trail, gone or None)
 
 
 #: How many unanswered requests a run follows through the cluster's topics (the first ones).

@@ -1,12 +1,14 @@
 """A worker cut off from its Kafka cluster says so: with its broker frozen (SIGSTOP) it still
 answers scrapes, and `huimin_cluster_reachable` goes to 0 with one ERROR line naming the
 cluster's address; with the broker going on again, back to 1 with a line saying after how
-long. Before, only the hospital simulator's time-outs could show it (an operator's review)."""
+long. Before, only the hospital simulator's time-outs could show it (an operator's review).
+A replay whose cluster is killed ends without waiting on it, and closes no period."""
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import pytest
 from huimin.run import platform
 from streams.broker import EmbeddedBroker
 from streams.cluster_contact import ANSWER_WITHIN_S, ASK_EVERY_S
+from tests.conftest import huimin_command, run_huimin
 from tests.test_e2e_operations import SPEC, scrape, total
 
 pytestmark = pytest.mark.e2e
@@ -53,3 +56,42 @@ def test_a_worker_whose_broker_is_frozen_says_so_and_says_when_it_answers_again(
         assert said.count(f"the Kafka cluster at {address} does not answer this worker") == 1, \
             said[-3000:]
         assert f"the Kafka cluster at {address} answers this worker again, after" in said
+
+
+def test_a_replay_whose_cluster_is_killed_ends_without_waiting_on_it_and_closes_no_period(
+        tmp_path: Path):
+    """Its visits time out; then the unanswered requests are not followed and the period is
+    not reconciled on a cluster that refuses connections (each waited on it in vain: 196 s
+    in all in a user's review), and the summary says the period was not closed (it said
+    "The period closed", naming a file of no answers)."""
+    log = tmp_path / "visits.jsonl"
+    made = run_huimin(["generate", "--seed", str(SPEC.seed), "--persons", str(SPEC.persons),
+                       "--visits", "150", "--days", "5", "-o", str(log)], timeout=120)
+    assert made.returncode == 0, made.stderr
+    tansu = EmbeddedBroker(log_path=tmp_path / "broker.log").start()
+    try:
+        with platform(tansu.bootstrap, SPEC, 1, tmp_path) as p:
+            p.wait_until_serving()
+            with subprocess.Popen(
+                    [huimin_command(), "replay", str(log), "--bootstrap", tansu.bootstrap,
+                     "--rate", "20", "--answer-timeout", "3",
+                     "--results", str(tmp_path / "results.jsonl")],
+                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as replay:
+                assert replay.stdout is not None
+                seen = []
+                for line in replay.stdout:
+                    seen.append(line)
+                    if line.rstrip().endswith(" 150 visits"):  # signed in, the visits begin
+                        break
+                time.sleep(2)
+                tansu.stop()
+                killed = time.monotonic()
+                out = "".join(seen) + replay.communicate(timeout=180)[0]
+                ended_s = time.monotonic() - killed
+    finally:
+        tansu.stop()
+    assert replay.returncode == 1, out
+    assert "The period was not closed: after the visits timed out, the cluster could not " \
+           "be reached" in out, out
+    assert "The period closed" not in out and "following the unanswered" not in out, out
+    assert ended_s < 90, (ended_s, out)  # the visits' 7.5 s, their time-outs and the drain
