@@ -1,0 +1,41 @@
+"""The `huimin` command stops quietly on a Ctrl-C while it is still importing the platform
+(about a second after it starts): it printed a traceback of the imports (a user's review)."""
+
+from __future__ import annotations
+
+import builtins
+import signal
+import subprocess
+import time
+from typing import Any
+
+import pytest
+
+from huimin import entry
+from tests.conftest import huimin_command
+
+
+def test_a_ctrl_c_while_the_command_line_is_imported_exits_130(monkeypatch):
+    real_import = builtins.__import__
+
+    def pressed_meanwhile(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "huimin.cli":
+            raise KeyboardInterrupt
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", pressed_meanwhile)
+    with pytest.raises(SystemExit) as stopped:
+        entry.main()
+    assert stopped.value.code == 130
+
+
+def test_the_command_pressed_ctrl_c_at_its_start_prints_no_traceback():
+    with subprocess.Popen([huimin_command(), "--version"], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)
+                          ) as proc:
+        time.sleep(0.3)  # Python is up; the platform's modules are still being imported
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert "Traceback" not in err, err
+    assert proc.returncode in (130, -signal.SIGINT), (proc.returncode, out, err)
