@@ -701,6 +701,7 @@ def trail(
     if as_json:
         for msgid, seen in found.sightings.items():
             print(orjson.dumps({"msgid": msgid, "complete": found.complete,
+                                "group_committed": found.group_committed,
                                 "sightings": [s.to_dict() for s in seen]}).decode())
     else:
         for line in found.lines():
@@ -1522,6 +1523,13 @@ def verify(
     _check_output(junit, "--junit", **inputs)
     _check_output(json_out, "--json", **inputs)
     if results.resolve() == inputs["expected_answers_file"].resolve():
+        if expected is not None and expected.resolve() != expected_path_for(visit_log).resolve():
+            # not the log's expected answers given twice: the results, most likely
+            raise _refused(f"RESULTS and --expected are the same file, {results} (compared "
+                           "with itself, it would always pass): RESULTS is what `huimin "
+                           "replay --results` or a run wrote, --expected the oracle's answers "
+                           f"(by default {expected_path_for(visit_log)}, which `huimin "
+                           "generate` writes)")
         raise _refused(f"{results} is the oracle's expected answers that verify compares the "
                        "results with (compared with themselves, they would always pass): "
                        "give the file `huimin replay --results` wrote, or a run's results.jsonl")

@@ -58,6 +58,9 @@ class Trail:
     sightings: dict[str, list[Sighting]]
     complete: bool
     problem: str = ""
+    #: the consumer group read, and whether it had committed anything on the cluster
+    group: str = "huimin"
+    group_committed: bool = True
 
     def lines(self, infnos: Mapping[str, str] | None = None) -> list[str]:
         """One line a msgid (with its infno, where `infnos` has it): where it was seen."""
@@ -70,10 +73,17 @@ class Trail:
                    " (nor of a msgid's shape: H or J and 29 digits)" if not seen else
                    " (not of a msgid's shape: every record that contains it)")
                 for msgid, seen in self.sightings.items()] + (
-            [] if self.complete else ["(the topics were not all read to their end in time)"])
+            [] if self.complete else ["(the topics were not all read to their end in time)"]
+        ) + ([f"(the consumer group {self.group!r} has committed nothing on this cluster, not "
+              "yet or by no such name, so NOT COMMITTED says nothing of the platform's "
+              "workers: their group is `huimin` unless they were given another, --group)"]
+             if not self.group_committed and any(
+                 s.committed is False for seen in self.sightings.values() for s in seen)
+             else [])
 
     def to_dict(self) -> dict[str, Any]:
-        return {"complete": self.complete, "problem": self.problem,
+        return {"complete": self.complete, "problem": self.problem, "group": self.group,
+                "group_committed": self.group_committed,
                 "sightings": {m: [s.to_dict() for s in seen]
                               for m, seen in self.sightings.items()}}
 
@@ -119,7 +129,8 @@ def follow_trail(bootstrap: str, msgids: Iterable[str], group: str = "huimin",
     finally:
         consumer.close()
     return Trail({m: sorted(seen, key=lambda s: (s.timestamp_ms, s.topic, s.offset))
-                  for m, seen in found.items()}, complete=not left)
+                  for m, seen in found.items()}, complete=not left, group=group,
+                 group_committed=bool(committed))
 
 
 def _committed(bootstrap: str, group: str,

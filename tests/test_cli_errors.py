@@ -432,6 +432,17 @@ def test_the_expected_answers_given_as_the_results_are_refused_not_passed(logs: 
                 "is the oracle's expected answers", "would always pass")
 
 
+def test_the_results_given_as_the_expected_answers_too_are_named_as_such(logs: Path,
+                                                                         tmp_path: Path):
+    """`verify v.jsonl r.jsonl --expected r.jsonl` was told that r.jsonl "is the oracle's
+    expected answers" and to give the file `replay --results` wrote, which it was."""
+    results = tmp_path / "r.jsonl"
+    results.write_bytes((logs / "a.expected.jsonl").read_bytes())
+    refused(huimin("verify", str(logs / "a.jsonl"), str(results), "--expected", str(results)),
+            f"RESULTS and --expected are the same file, {results}", "would always pass",
+            "--expected the oracle's answers")
+
+
 def test_a_results_file_given_first_is_named_as_one(logs: Path):
     """`verify results.jsonl visits.jsonl`, the two swapped: said, not only "not a header"."""
     refused(huimin("verify", str(logs / "a.expected.jsonl"), str(logs / "a.jsonl")),

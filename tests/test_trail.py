@@ -1,6 +1,6 @@
 """How a trail reads (streams/trail.py): one line a msgid, with its infno where known, each
 record where it is and whether the platform's consumer group is past it; a trail cut short
-or not followed says so."""
+or not followed says so, and so does one read against a group that committed nothing."""
 
 from __future__ import annotations
 
@@ -27,4 +27,18 @@ def test_a_trail_not_read_to_the_end_or_not_followed_says_so():
     unread = Trail({}, complete=False, problem="NoBrokersAvailable: NoBrokersAvailable")
     assert unread.lines() == ["not followed: NoBrokersAvailable: NoBrokersAvailable"]
     assert unread.to_dict() == {"complete": False, "sightings": {},
-                                "problem": "NoBrokersAvailable: NoBrokersAvailable"}
+                                "problem": "NoBrokersAvailable: NoBrokersAvailable",
+                                "group": "huimin", "group_committed": True}
+
+
+def test_not_committed_in_a_group_that_committed_nothing_is_said_to_say_little():
+    """`--group` mistyped (or the platform's group before its first commit): every hop read
+    NOT COMMITTED, which the README reads as "no worker took it" (a user's review)."""
+    note = Trail(SEEN, complete=True, group="hiumin", group_committed=False).lines()[-1]
+    assert note.startswith("(the consumer group 'hiumin' has committed nothing on this "
+                           "cluster"), note
+    assert "their group is `huimin`" in note
+    committed = Trail(SEEN, complete=True).lines()
+    assert not any("has committed nothing" in line for line in committed)
+    nothing_read_by_it = {"H1": [Sighting("hosp.responses", 3, 41, 1, None)]}
+    assert len(Trail(nothing_read_by_it, complete=True, group_committed=False).lines()) == 1
