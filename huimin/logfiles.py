@@ -7,7 +7,8 @@ requests of each kind go with the log when it is replayed.
 expected / results (`*.expected.jsonl`, `results.jsonl`): one line per visit,
 `{"visit_no", "outcome", "setlinfo", "answers": {msgid: [answer, ...]}}`, keys sorted, so
 the same seed gives byte-identical files; an expected line also holds `visit_digest`, the
-fingerprint of the visit it settles.
+fingerprint of the visit it settles; a result of a visit the hospital gave up on holds
+`timed_out`, the msgid of the request it waited for (`under_way`: a replay stopped then).
 latency (`latency.jsonl`): `{"msgid", "infno", "route", "latency_ms", "trace"}` per request.
 """
 
@@ -25,6 +26,7 @@ from typing import IO, Any
 import orjson
 from pydantic import ValidationError
 
+from messages.codes import TIMED_OUT
 from messages.visitlog import (
     READABLE_VERSIONS,
     VISITLOG_VERSION,
@@ -224,6 +226,8 @@ def outcome_record(session: VisitSession) -> dict[str, Any]:
               "answers": {msgid: s.answers.get(msgid, []) for msgid, _ in s.sent}}
     if not s.done:  # a replay stopped by Ctrl-C: `verify --replayed-only` knows it
         record["under_way"] = True
+    if (s.failed or {}).get("err_code") == TIMED_OUT:  # the request the hospital gave up on,
+        record["timed_out"] = s.failed["inf_refmsgid"]  # a settled visit's later one too
     return record
 
 

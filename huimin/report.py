@@ -136,7 +136,8 @@ def summarise(report: RunReport) -> dict[str, Any]:
         "reconciliation": {"sent": report.reconciliation.sent,
                            "balanced": report.reconciliation.balanced,
                            "equal_to_oracle": report.reconciliation.equal_to_oracle,
-                           "problems": report.reconciliation.problems},
+                           "problems": report.reconciliation.problems,
+                           "not_sent": report.reconciliation.not_sent},
         "daily_reconciliation": {
             "hospital_days": (d := report.daily_reconciliation).days,
             "balanced_at_once": d.balanced_at_once,
@@ -351,9 +352,13 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
                   f"{day['balanced_after_waiting']:,} 平 once the clearing caught up, "
                   f"{len(day['unbalanced'])} left 不平")
     rec = summary["reconciliation"]
-    console.print(f"[bold]Reconciliation[/] {rec['sent']:,} closing 3201/3202/3203 requests, "
-                  f"{rec['balanced']:,} balanced (平) or accepted (受理), "
-                  f"{rec['equal_to_oracle']:,} answered as the oracle answers them")
+    if rec.get("not_sent"):
+        console.print(f"[bold]Reconciliation[/] [red]not done: {rec['not_sent']}[/]",
+                      soft_wrap=True)
+    else:
+        console.print(f"[bold]Reconciliation[/] {rec['sent']:,} closing 3201/3202/3203 "
+                      f"requests, {rec['balanced']:,} balanced (平) or accepted (受理), "
+                      f"{rec['equal_to_oracle']:,} answered as the oracle answers them")
     o = summary["oracle"]
     verdict = (f"{o['settlements_equal']:,} of {o['settlements_expected']:,} settled visits' "
                "final settlements equal to the oracle's "

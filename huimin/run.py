@@ -236,6 +236,8 @@ class ReconciliationCheck:
     balanced: int = 0
     equal_to_oracle: int = 0
     problems: list[str] = field(default_factory=list)
+    #: why none was sent: the cluster could not be reached once the visits had timed out
+    not_sent: str = ""
 
     @property
     def ok(self) -> bool:
@@ -243,6 +245,9 @@ class ReconciliationCheck:
 
 
 def check_reconciliation(ex: Execution, oracle: Oracle) -> ReconciliationCheck:
+    if ex.cluster_gone:
+        why = f"the cluster could not be reached once the visits timed out ({ex.cluster_gone})"
+        return ReconciliationCheck(problems=[f"not sent: {why}"], not_sent=why)
     check = ReconciliationCheck()
     for key, req in closing_requests(ex.result.books):
         check.sent += 1
@@ -674,7 +679,7 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
         trail = None
         # visits given up on a cluster that refuses connections (killed, or its address
         # gone): following the requests and closing the period would each wait on it in vain
-        gone = unreachable(bootstrap) if result.timed_out and not result.interrupted else None
+        gone = cluster_gone(bootstrap) if result.timed_out and not result.interrupted else None
         if gone:
             on_stage(f"the cluster at {bootstrap} cannot be reached ({gone}): the unanswered "
                      "requests are not followed and the period is not closed")
@@ -696,6 +701,17 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
         on_stage("stopping")
     return Execution(result, bootstrap, kill_worker if events else 0, statements, ledger,
                      ehr_stats, recon, setup_s, sign_in_s, trail, gone or None)
+
+
+def cluster_gone(bootstrap: str, tries: int = 3, apart_s: float = 1.0) -> str | None:
+    """Why the cluster cannot be reached, if it refused `tries` attempts `apart_s` apart:
+    one refused connection may be a broker restarting."""
+    for attempt in range(tries):
+        if attempt:
+            time.sleep(apart_s)
+        if not (why := unreachable(bootstrap)):
+            return None
+    return why
 
 
 #: How many unanswered requests a run follows through the cluster's topics (the first ones).

@@ -238,21 +238,26 @@ def answer_diff(got: list[dict[str, Any]], want: list[dict[str, Any]]) -> str:
     return "equal"
 
 
-def timed_out_line(visit: Visit, infnos: dict[str, str], unanswered: list[str],
-                   sent: dict[str, Any]) -> str:
+def gave_up_on(got: dict[str, Any], want: dict[str, Any]) -> str | None:
+    """The msgid of the request a visit's hospital gave up waiting for, if it did: the
+    result's `timed_out`, or, in results written before it was kept, the first request sent
+    and unanswered of a visit whose outcome is TIMEOUT (a settled visit's was not known)."""
+    if got.get("timed_out"):
+        return str(got["timed_out"])
+    if got.get("outcome") != TIMED_OUT:
+        return None
+    return next((m for m in want["answers"] if m in got["answers"] and not got["answers"][m]),
+                None)
+
+
+def timed_out_line(visit: Visit, infno: str, waited: str, unsent: int) -> str:
     """A visit the hospital gave up on, said as such: compared one by one, each request from
     the one waited on read "0 answers, expected 1", as if the platform had lost them (an
-    operator's review of 12-06), where those after it were never sent (not in `sent`)."""
-    waited = [m for m in unanswered if m in sent]
-    unsent = len(unanswered) - len(waited)
-    later = (f"{unsent} later {'request was' if unsent == 1 else 'requests were'} not sent"
-             if unsent else "")
-    if not waited:
-        return f"visit {visit.visit_no}: timed out; its {later}"
-    trail = " ".join(waited[:3])
-    return (f"visit {visit.visit_no} {infnos.get(waited[0], '?')} {waited[0]}: timed out, no "
-            f"answer within the hospital's --answer-timeout (`huimin trail {trail}` shows where "
-            f"{'it' if len(waited) == 1 else 'they'} went){'; its ' + later if later else ''}")
+    operator's review of 12-06), where those after it were never sent."""
+    later = (f"; its {unsent} later {'request was' if unsent == 1 else 'requests were'} not "
+             "sent") if unsent else ""
+    return (f"visit {visit.visit_no} {infno} {waited}: timed out, no answer within the "
+            f"hospital's --answer-timeout (`huimin trail {waited}` shows where it went){later}")
 
 
 def _refused_as_replay(answers: list[dict[str, Any]]) -> bool:
@@ -305,15 +310,15 @@ def verify(visits: Iterator[Visit], expected: Iterator[dict[str, Any]],
         partial = replayed_only and got.get("under_way") is True
         verdict.under_way += int(partial)
         infnos = _infnos(visit)
-        gave_up = got.get("outcome") == TIMED_OUT
-        unanswered: list[str] = []  # with `gave_up`: the request waited on, those not sent
+        waited = gave_up_on(got, want)
+        unsent = 0  # with `waited`: the requests after it, never sent
         for msgid, want_answers in want["answers"].items():
             got_answers = got["answers"].get(msgid, [])
             if partial and not got_answers:  # not received before the replay stopped
                 continue
-            if gave_up and not got_answers:  # one line for the visit, below
-                verdict.answers_compared += len(want_answers)
-                unanswered.append(msgid)
+            if waited and (msgid == waited or msgid not in got["answers"]):
+                verdict.answers_compared += len(want_answers)  # one line for all, below
+                unsent += msgid != waited
                 continue
             verdict.answers_compared += len(want_answers)
             if len(got_answers) > len(want_answers) and all(a == want_answers[0]
@@ -329,11 +334,11 @@ def verify(visits: Iterator[Visit], expected: Iterator[dict[str, Any]],
                 verdict.failures[ORACLE_CHECK].append(
                     f"visit {visit.visit_no} {infnos.get(msgid, '?')} {msgid}: "
                     f"{answer_diff(got_answers, want_answers)}")
-        if unanswered:
+        if waited:
             verdict.timed_out += 1
             if len(verdict.failures[ORACLE_CHECK]) < 20:
                 verdict.failures[ORACLE_CHECK].append(
-                    timed_out_line(visit, infnos, unanswered, got["answers"]))
+                    timed_out_line(visit, infnos.get(waited, "?"), waited, unsent))
         problem = malformed(visit, got["answers"])
         if problem:  # a FAIL; its answers are not read further (the money checks need them whole)
             verdict.failures[ORACLE_CHECK].append(f"visit {visit.visit_no}: {problem}")

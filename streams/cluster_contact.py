@@ -6,16 +6,25 @@ healthy, and no alert fired unless the hospital simulator was scraped (an operat
 2026-12-06: a broker frozen for 25 s). So each worker asks the cluster for the metadata of
 `hosp.requests` alone (a request of a few bytes) through its producer's connections, the way
 every answer leaves, and says in `huimin_cluster_reachable` and in its log whether it got an
-answer."""
+answer.
+
+It asks on the client's coordination connections, which a producer without transactions
+never uses: its produce requests hold the default ones, and a broker answers a connection's
+requests in order, so an ask queued behind a slow write read as silence (a review of 12-06:
+writes held 5 s behind a proxy gave the ERROR on a cluster answering in milliseconds). It
+asks every broker it knows at once, and one answer is enough: asked in turn, one frozen
+broker of three used up the time and the gauge flapped. And it takes two asks in a row
+unanswered to call the cluster silent: a worker's loop held up for seconds by its own work
+(the time counts against the ask) is not a cluster gone."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from typing import Any
 
+from aiokafka.client import ConnectionGroup
 from aiokafka.protocol.metadata import MetadataRequest
 
 from messages import topics
@@ -26,21 +35,24 @@ log = logging.getLogger("huimin.streams")
 #: How often a worker asks.
 ASK_EVERY_S = 5.0
 #: How long an answer may take: a broker answers a metadata request in milliseconds, even
-#: saturated (its produce and fetch requests go on connections of their own).
+#: saturated (asked on a connection no produce or fetch request waits on).
 ANSWER_WITHIN_S = 4.0
+#: How many asks in a row must go unanswered before the cluster is called silent.
+SILENT_AFTER = 2
 #: While the cluster stays silent, the log says so again this often.
 REMIND_EVERY_S = 60.0
 
 
 class ClusterContact:
-    """The cluster's last answer to this worker, kept in the gauge and told in the log once
-    when it stops answering, every `REMIND_EVERY_S` while it stays silent, and once when it
-    answers again (with how long it was gone)."""
+    """The cluster's answers to this worker, kept in the gauge and told in the log once when
+    `SILENT_AFTER` asks in a row went unanswered, every `REMIND_EVERY_S` while it stays
+    silent, and once when it answers again (with how long it was gone)."""
 
     def __init__(self, bootstrap: str) -> None:
         self.bootstrap = bootstrap
         self.silent_since: float | None = None  # monotonic, while unanswered
         self._reminded = 0.0
+        self._unanswered = 0  # asks in a row
         metrics.CLUSTER_REACHABLE.set(1)  # a worker starts only once it has reached it
 
     async def ask(self, client: Any) -> bool:
@@ -49,27 +61,31 @@ class ClusterContact:
         if client is None:
             return True
         try:
-            await asyncio.wait_for(_any_broker_answers(client), ANSWER_WITHIN_S)
+            await _any_broker_answers(client, ANSWER_WITHIN_S)
         except Exception as exc:  # a timeout, a refused connection, no broker known
-            self.silent(type(exc).__name__)
+            self.unanswered(type(exc).__name__)
             return False
         self.answered()
         return True
 
-    def silent(self, why: str) -> None:
+    def unanswered(self, why: str) -> None:
+        self._unanswered += 1
+        if self._unanswered < SILENT_AFTER:
+            return
         now = time.monotonic()
         metrics.CLUSTER_REACHABLE.set(0)
         if self.silent_since is None:
             self.silent_since = self._reminded = now
-            log.error("the Kafka cluster at %s does not answer this worker (%s within %.0f s): "
-                      "requests wait on it and nothing is answered until it does",
-                      self.bootstrap, why, ANSWER_WITHIN_S)
+            log.error("the Kafka cluster at %s does not answer this worker (%s, %d asks in a "
+                      "row): requests wait on it and nothing is answered until it does",
+                      self.bootstrap, why, self._unanswered)
         elif now - self._reminded >= REMIND_EVERY_S:
             self._reminded = now
             log.error("the Kafka cluster at %s has not answered this worker for %.0f s",
                       self.bootstrap, now - self.silent_since)
 
     def answered(self) -> None:
+        self._unanswered = 0
         metrics.CLUSTER_REACHABLE.set(1)
         if self.silent_since is not None:
             log.warning("the Kafka cluster at %s answers this worker again, after %.0f s "
@@ -77,19 +93,30 @@ class ClusterContact:
             self.silent_since = None
 
 
-async def _any_broker_answers(client: Any) -> None:
-    """Returns once one of the brokers the client knows answers a metadata request; raises
-    if none can be asked (the caller bounds the time: a frozen broker never answers)."""
+async def _any_broker_answers(client: Any, within_s: float) -> None:
+    """Returns once one of the brokers the client knows answers a metadata request, all of
+    them asked at once; raises if none does within `within_s` (a TimeoutError) or each
+    failed (its error)."""
     nodes = [b.nodeId for b in client.cluster.brokers()]
     if not nodes:
         raise ConnectionError("no broker known")
-    random.shuffle(nodes)
-    problem: Exception = ConnectionError("no broker answered")
-    for node in nodes:
-        try:
-            await client.send(node, MetadataRequest([topics.HOSP_REQUESTS],
-                                                     allow_auto_topic_creation=False))
-            return
-        except Exception as exc:  # this broker is down: another may answer
-            problem = exc
-    raise problem
+    request = MetadataRequest([topics.HOSP_REQUESTS], allow_auto_topic_creation=False)
+    asks = {asyncio.ensure_future(client.send(node, request, group=ConnectionGroup.COORDINATION))
+            for node in nodes}
+    deadline = asyncio.get_running_loop().time() + within_s
+    problem: BaseException = TimeoutError()
+    try:
+        while asks:
+            left = deadline - asyncio.get_running_loop().time()
+            done, asks = await asyncio.wait(asks, timeout=max(left, 0),
+                                            return_when=asyncio.FIRST_COMPLETED)
+            if not done:
+                raise TimeoutError()
+            failures = [ask.exception() for ask in done]  # each retrieved: none left unread
+            if None in failures:
+                return
+            problem = failures[-1] or problem
+        raise problem
+    finally:
+        for ask in asks:
+            ask.cancel()

@@ -82,7 +82,8 @@ ROLE_EVENTS = Counter("huimin_role_events_total", "Events each role's handler to
 STARTED = Gauge("huimin_worker_start_time_seconds", "When this worker process started (Unix "
                 "time): its changes count the restarts")
 CLUSTER_REACHABLE = Gauge("huimin_cluster_reachable", "1 while this worker's Kafka cluster "
-                          "answers it (asked every 5 s), 0 once it did not within 4 s")
+                          "answers it (asked every 5 s), 0 once two asks in a row went "
+                          "unanswered within 4 s")
 
 
 class ForwardedRequests:

@@ -97,7 +97,8 @@ def follow_trail(bootstrap: str, msgids: Iterable[str], group: str = "huimin",
     (`TopicMissing`): "on no topic" there would read as a request the cluster lost."""
     wanted = {m: m.encode() for m in dict.fromkeys(msgids)}
     found: dict[str, list[Sighting]] = {m: [] for m in wanted}
-    committed = _committed(bootstrap, group, client_config)
+    known = _committed(bootstrap, group, client_config)
+    committed = known or {}
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                              metrics_enabled=False, client_id="huimin-trail",
                              **(client_config or {}))
@@ -130,18 +131,19 @@ def follow_trail(bootstrap: str, msgids: Iterable[str], group: str = "huimin",
         consumer.close()
     return Trail({m: sorted(seen, key=lambda s: (s.timestamp_ms, s.topic, s.offset))
                   for m, seen in found.items()}, complete=not left, group=group,
-                 group_committed=bool(committed))
+                 group_committed=known is None or bool(known))  # unknown: nothing said
 
 
 def _committed(bootstrap: str, group: str,
-               client_config: dict[str, Any] | None) -> dict[TopicPartition, int]:
-    """The group's committed offsets; none where it has not committed (or does not exist)."""
+               client_config: dict[str, Any] | None) -> dict[TopicPartition, int] | None:
+    """The group's committed offsets; none where it has not committed (or does not exist);
+    None if the cluster would not say."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="huimin-trail",
                              **(client_config or {}))
     try:
         offsets = admin.list_group_offsets({group: None}).get(group, {})
     except KafkaError:
-        return {}
+        return None
     finally:
         admin.close()
     return {TopicPartition(tp.topic, tp.partition): om.offset for tp, om in offsets.items()

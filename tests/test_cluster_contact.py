@@ -1,7 +1,9 @@
 """What a worker tells of its cluster's answers (streams/cluster_contact.py): the gauge follows
-each asking, the log says it once when the cluster falls silent, again only every minute while
-it stays so, and once when it answers again; one broker down of several is no silence. The
-real broker frozen under a worker: tests/test_e2e_cluster_contact.py."""
+the asking, the cluster is called silent after two asks in a row went unanswered, the log says
+so once, again only every minute while it stays so, and once when it answers again; one
+broker down or frozen of several is no silence; the asks go on the coordination connections,
+not behind the producer's writes. The real broker frozen under a worker:
+tests/test_e2e_cluster_contact.py."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from aiokafka.client import ConnectionGroup
 
 from streams import cluster_contact
 from streams.cluster_contact import ClusterContact
@@ -26,11 +29,13 @@ class FakeClient:
     def __init__(self, answers: dict[int, str]) -> None:
         self.answers = answers
         self.asked: list[int] = []
+        self.groups: set[object] = set()
         self.cluster = SimpleNamespace(
             brokers=lambda: [SimpleNamespace(nodeId=n) for n in self.answers])
 
-    async def send(self, node: int, request: Any) -> object:
+    async def send(self, node: int, request: Any, *, group: object = None) -> object:
         self.asked.append(node)
+        self.groups.add(group)
         if self.answers[node] == "refused":
             raise ConnectionError(f"node {node} not ready")
         if self.answers[node] == "frozen":
@@ -53,19 +58,23 @@ def quick(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_an_answer_keeps_the_gauge_at_one_and_says_nothing(caplog: pytest.LogCaptureFixture):
     contact = ClusterContact(ADDRESS)
+    client = FakeClient({1: "ok"})
     with caplog.at_level(logging.INFO, "huimin.streams"):
-        assert ask(contact, FakeClient({1: "ok"}))
-    assert reachable() == 1
-    assert caplog.records == []
-
-
-def test_one_broker_down_of_two_is_no_silence():
-    client = FakeClient({1: "refused", 2: "ok"})
-    contact = ClusterContact(ADDRESS)
-    for _ in range(6):  # whichever it asks first
         assert ask(contact, client)
     assert reachable() == 1
-    assert set(client.asked) == {1, 2}
+    assert caplog.records == []
+    assert client.groups == {ConnectionGroup.COORDINATION}  # not behind the writes
+
+
+@pytest.mark.parametrize("other", ["refused", "frozen"])
+def test_one_broker_down_or_frozen_of_three_is_no_silence(other: str):
+    """All are asked at once: asked in turn, a frozen one used up the time (a review)."""
+    contact = ClusterContact(ADDRESS)
+    for _ in range(6):
+        client = FakeClient({1: other, 2: other, 3: "ok"})
+        assert ask(contact, client)
+        assert sorted(client.asked) == [1, 2, 3]
+    assert reachable() == 1
 
 
 @pytest.mark.parametrize("answers", [{1: "frozen"}, {1: "refused", 2: "refused"}, {}])
@@ -73,12 +82,24 @@ def test_a_frozen_gone_or_unknown_cluster_sets_the_gauge_to_zero_and_is_said_onc
         answers: dict[int, str], caplog: pytest.LogCaptureFixture):
     contact = ClusterContact(ADDRESS)
     with caplog.at_level(logging.INFO, "huimin.streams"):
+        assert not ask(contact, FakeClient(answers))
+        assert reachable() == 1 and caplog.records == []  # one ask unanswered: not yet
         for _ in range(3):
             assert not ask(contact, FakeClient(answers))
             assert reachable() == 0
     [line] = caplog.records
     assert line.levelno == logging.ERROR
     assert f"the Kafka cluster at {ADDRESS} does not answer this worker" in line.getMessage()
+
+
+def test_one_ask_unanswered_between_answers_is_no_silence(caplog: pytest.LogCaptureFixture):
+    """A worker's loop held up for seconds by its own work makes one ask late."""
+    contact = ClusterContact(ADDRESS)
+    with caplog.at_level(logging.INFO, "huimin.streams"):
+        for answer in ["ok", "frozen", "ok", "frozen", "ok"]:
+            ask(contact, FakeClient({1: answer}))
+            assert reachable() == 1
+    assert caplog.records == []
 
 
 def test_a_long_silence_is_said_again_every_minute_and_its_end_once(
@@ -94,10 +115,11 @@ def test_a_long_silence_is_said_again_every_minute_and_its_end_once(
         ask(contact, FakeClient({1: "ok"}))
         ask(contact, FakeClient({1: "ok"}))
     said = [r.getMessage() for r in caplog.records]
-    assert len(said) == 4, said  # the first, at 60 s and at 120 s, and the end
+    # the second ask (at 5 s) calls it silent; again at 65 s and 125 s; and the end
+    assert len(said) == 4, said
     assert "has not answered this worker for 60 s" in said[1]
     assert "has not answered this worker for 120 s" in said[2]
-    assert said[3] == f"the Kafka cluster at {ADDRESS} answers this worker again, after 150 s " \
+    assert said[3] == f"the Kafka cluster at {ADDRESS} answers this worker again, after 145 s " \
                       "without"
     assert reachable() == 1
 

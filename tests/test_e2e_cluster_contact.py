@@ -16,7 +16,7 @@ import pytest
 
 from huimin.run import platform
 from streams.broker import EmbeddedBroker
-from streams.cluster_contact import ANSWER_WITHIN_S, ASK_EVERY_S
+from streams.cluster_contact import ANSWER_WITHIN_S, ASK_EVERY_S, SILENT_AFTER
 from tests.conftest import huimin_command, run_huimin
 from tests.test_e2e_operations import SPEC, scrape, total
 
@@ -47,7 +47,8 @@ def test_a_worker_whose_broker_is_frozen_says_so_and_says_when_it_answers_again(
         os.kill(tansu.process.pid, signal.SIGSTOP)
         try:
             # a scrape is answered all along: the worker's own asking is what tells
-            assert reachable_becomes(port, 0.0, ASK_EVERY_S + ANSWER_WITHIN_S + 10) == 0.0
+            silent_within_s = SILENT_AFTER * (ASK_EVERY_S + ANSWER_WITHIN_S) + 10
+            assert reachable_becomes(port, 0.0, silent_within_s) == 0.0
         finally:
             os.kill(tansu.process.pid, signal.SIGCONT)
         assert reachable_becomes(port, 1.0, ASK_EVERY_S + ANSWER_WITHIN_S + 10) == 1.0

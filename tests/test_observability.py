@@ -487,9 +487,11 @@ HEALTHY = [
      "values": "_x15 3x25"},
     # the cluster silent for one asking, at 10 m: shorter than the alert waits
     {"series": f"huimin_cluster_reachable{{{WORKER}}}", "values": "1x9 0 1x30"},
-    # one request the hospitals' producer gave up on, long ago
+    # one request the hospitals' producer gave up on, long ago, and one of another error
     {"series": f'huimin_hospital_send_failures_total{{{HOSPITALS},error="KafkaTimeoutError"}}',
      "values": "0x5 1x35"},
+    {"series": f'huimin_hospital_send_failures_total{{{HOSPITALS},'
+               'error="MessageSizeTooLargeError"}', "values": "_x8 1x32"},
 ]
 
 TROUBLE = [
@@ -526,9 +528,12 @@ TROUBLE = [
     {"series": f"huimin_cluster_reachable{{{WORKER}}}", "values": "1x19 0x21"},
     {"series": 'huimin_cluster_reachable{job="huimin-workers",instance="10.0.0.3:6066"}',
      "values": "1x40"},
-    # the hospitals' producer gives requests up from 22 m
+    # the hospitals' producer gives requests up from 22 m, and first gives one up at 23 m
+    # with an error not exported at zero (its series appears at 1)
     {"series": f'huimin_hospital_send_failures_total{{{HOSPITALS},error="KafkaTimeoutError"}}',
      "values": "0x22 3x18"},
+    {"series": f'huimin_hospital_send_failures_total{{{HOSPITALS},'
+               'error="MessageSizeTooLargeError"}', "values": "_x23 1x17"},
 ]
 
 FIRING_IN_TROUBLE = {
@@ -552,7 +557,9 @@ FIRING_IN_TROUBLE = {
                                   "severity": "critical"}],
     "HuiminHospitalTimeouts": [{**dict(re.findall(r'(\w+)="([^"]*)"', HOSPITALS)),
                                 "severity": "critical"}],
-    "HuiminHospitalSendFailures": [{"error": "KafkaTimeoutError", "severity": "critical"}],
+    "HuiminHospitalSendFailures": [{"error": "KafkaTimeoutError", "severity": "critical"},
+                                   {"error": "MessageSizeTooLargeError",
+                                    "severity": "critical"}],
     "HuiminHospitalAnswersNotRead": [{**dict(re.findall(r'(\w+)="([^"]*)"', HOSPITALS)),
                                       "outcome": "stepped_over", "severity": "warning"}],
 }

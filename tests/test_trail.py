@@ -42,3 +42,4 @@ def test_not_committed_in_a_group_that_committed_nothing_is_said_to_say_little()
     assert not any("has committed nothing" in line for line in committed)
     nothing_read_by_it = {"H1": [Sighting("hosp.responses", 3, 41, 1, None)]}
     assert len(Trail(nothing_read_by_it, complete=True, group_committed=False).lines()) == 1
+

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import orjson
 
+from huimin.logfiles import outcome_record, read_visit_log
 from messages.codes import TIMED_OUT
+from messages.visitlog import VisitSession
 from tests.test_verify_refused_replays import results_with_first_answers, verify
 
 
@@ -56,7 +58,43 @@ def test_a_visit_timed_out_at_its_last_request_names_no_requests_not_sent(
         assert "later request" in line, line
 
 
+def test_a_settled_visit_timed_out_at_a_later_request_is_named_by_the_msgid_kept(
+        tmp_path: Path) -> None:
+    """A visit whose publish (7001) after its settlement timed out keeps the outcome
+    `settled`; its result's `timed_out` names the request (a review: it read "0 answers,
+    expected 1" again). A request sent before it and unanswered is compared as ever."""
+    log, results = results_with_first_answers(tmp_path, None)
+    records = [orjson.loads(line) for line in results.read_bytes().splitlines()]
+    record = next(r for r in records if len(r["answers"]) >= 4 and r["outcome"] == "settled")
+    msgids = list(record["answers"])
+    waited = msgids[-2]
+    record["answers"] = {**{m: record["answers"][m] for m in msgids[:-2]}, waited: []}
+    record["timed_out"] = waited
+    results.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+    code, output, verdict = verify(log, results)
+    assert code == 1 and verdict["timed_out"] == 1, output
+    [line] = [f for f in verdict["checks"]["answers equal the oracle"]["failures"]
+              if f.startswith(f"visit {record['visit_no']} ")]
+    assert f"{waited}: timed out" in line and line.endswith("its 1 later request was not sent")
+    assert "0 answers, expected" not in output
+
+
 def test_a_wrong_answer_of_a_visit_that_did_not_time_out_is_no_time_out(tmp_path: Path) -> None:
     log, results = results_with_first_answers(tmp_path, {"infcode": -1, "err_code": "E4001"})
     code, output, verdict = verify(log, results)
     assert code == 1 and verdict["timed_out"] == 0 and "TIMEOUT" not in output, output
+
+
+def test_a_result_keeps_the_msgid_its_hospital_gave_up_on(tmp_path: Path):
+    """Kept apart from the outcome, which a settlement learned before names `settled`."""
+    log, _ = results_with_first_answers(tmp_path, None)
+    _, visits = read_visit_log(log)
+    session = VisitSession(next(iter(visits)))
+    msgid = session.msgid_at(0)
+    session.sent = [(msgid, 0)]
+    session.failed = {"infcode": -1, "inf_refmsgid": msgid, "err_code": TIMED_OUT,
+                      "err_msg": "no answer within the timeout", "output": {}}
+    record = outcome_record(session)
+    assert record["outcome"] == TIMED_OUT and record["timed_out"] == msgid
+    session.failed = None
+    assert "timed_out" not in outcome_record(session)
