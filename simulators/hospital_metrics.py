@@ -38,9 +38,15 @@ TIMEOUTS = Counter("huimin_hospital_timeouts_total", "Awaited answers that never
 SEND_FAILURES = Counter("huimin_hospital_send_failures_total", "Requests the hospitals' Kafka "
                         "producer gave up delivering (after its retries), by error",
                         ["error"], registry=HOSPITAL_REGISTRY)
-# the error a request expired in the producer's buffer gives (a broker gone or too slow),
-# exported at zero so that the first one is an increase; others are counted as they come
-SEND_FAILURES.labels("KafkaTimeoutError")
+# the errors kafka-python's producer gives a request it gives up on, exported at zero so that
+# the first one is an increase (HuiminHospitalSendFailures): expired in its buffer (a broker
+# gone or too slow), the producer closed with it unsent, a record over the broker's limit, a
+# connection lost; any other is counted as it comes, its first failure seen by the summary
+# and the log only
+SEND_FAILURE_KINDS = ("KafkaTimeoutError", "IllegalStateError", "MessageSizeTooLargeError",
+                      "KafkaConnectionError")
+for _kind in SEND_FAILURE_KINDS:
+    SEND_FAILURES.labels(_kind)
 
 READ_GAPS = Counter("huimin_hospital_read_gaps_total", "Jumps in the offsets of the answers "
                     "and dead letters read: fetched_again (a batch the broker showed late, read "

@@ -58,9 +58,10 @@ class Trail:
     sightings: dict[str, list[Sighting]]
     complete: bool
     problem: str = ""
-    #: the consumer group read, and whether it had committed anything on the cluster
+    #: the consumer group read, and whether it had committed anything on the cluster (None:
+    #: the cluster would not say, and no sighting is marked either way)
     group: str = "huimin"
-    group_committed: bool = True
+    group_committed: bool | None = True
 
     def lines(self, infnos: Mapping[str, str] | None = None) -> list[str]:
         """One line a msgid (with its infno, where `infnos` has it): where it was seen."""
@@ -77,9 +78,11 @@ class Trail:
         ) + ([f"(the consumer group {self.group!r} has committed nothing on this cluster, not "
               "yet or by no such name, so NOT COMMITTED says nothing of the platform's "
               "workers: their group is `huimin` unless they were given another, --group)"]
-             if not self.group_committed and any(
+             if self.group_committed is False and any(
                  s.committed is False for seen in self.sightings.values() for s in seen)
-             else [])
+             else [f"(the cluster would not say what the consumer group {self.group!r} has "
+                   "committed: no record is marked committed or not)"]
+             if self.group_committed is None and any(self.sightings.values()) else [])
 
     def to_dict(self) -> dict[str, Any]:
         return {"complete": self.complete, "problem": self.problem, "group": self.group,
@@ -124,14 +127,14 @@ def follow_trail(bootstrap: str, msgids: Iterable[str], group: str = "huimin",
                             found[msgid].append(Sighting(
                                 tp.topic, tp.partition, rec.offset, rec.timestamp,
                                 rec.offset < committed.get(tp, 0)
-                                if tp.topic in READ_BY_GROUP else None))
+                                if tp.topic in READ_BY_GROUP and known is not None else None))
             left = {tp for tp in left if consumer.position(tp) < ends[tp]}
             consumer.pause(*(set(consumer.assignment()) - left))
     finally:
         consumer.close()
     return Trail({m: sorted(seen, key=lambda s: (s.timestamp_ms, s.topic, s.offset))
                   for m, seen in found.items()}, complete=not left, group=group,
-                 group_committed=known is None or bool(known))  # unknown: nothing said
+                 group_committed=None if known is None else bool(known))
 
 
 def _committed(bootstrap: str, group: str,

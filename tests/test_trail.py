@@ -43,3 +43,53 @@ def test_not_committed_in_a_group_that_committed_nothing_is_said_to_say_little()
     nothing_read_by_it = {"H1": [Sighting("hosp.responses", 3, 41, 1, None)]}
     assert len(Trail(nothing_read_by_it, complete=True, group_committed=False).lines()) == 1
 
+
+def test_a_group_the_cluster_would_not_tell_of_marks_no_record_and_says_so(monkeypatch):
+    """Its offsets unknown, every hop read NOT COMMITTED, and no line said why (a review)."""
+    import streams.trail as trail
+
+    class Topics:  # one record of the msgid on hosp.requests, read to its end
+        def __init__(self, **_: object) -> None:
+            self.read = False
+
+        def topics(self) -> set[str]:
+            return {"hosp.requests"}
+
+        def partitions_for_topic(self, _: str) -> set[int]:
+            return {0}
+
+        def beginning_offsets(self, tps: list) -> dict:
+            return {tp: 0 for tp in tps}
+
+        def end_offsets(self, tps: list) -> dict:
+            return {tp: 1 for tp in tps}
+
+        def assign(self, _: list) -> None: ...
+
+        def seek(self, *_: object) -> None: ...
+
+        def assignment(self) -> set:
+            return set()
+
+        def pause(self, *_: object) -> None: ...
+
+        def poll(self, timeout_ms: int = 0) -> dict:
+            self.read = True
+            record = type("R", (), {"value": b'{"msgid": "H1"}', "offset": 0, "timestamp": 1})
+            return {trail.TopicPartition("hosp.requests", 0): [record]}
+
+        def position(self, _: object) -> int:
+            return 1 if self.read else 0
+
+        def close(self) -> None: ...
+
+    monkeypatch.setattr(trail, "KafkaConsumer", Topics)
+    monkeypatch.setattr(trail, "true_ends", lambda consumer, ends: ends)
+    monkeypatch.setattr(trail, "_committed", lambda *_: None)
+    found = trail.follow_trail("127.0.0.1:1", ["H1"])
+    assert [s.committed for s in found.sightings["H1"]] == [None]
+    assert found.lines() == [
+        "H1: hosp.requests[0]@0 (not of a msgid's shape: every record that contains it)",
+        "(the cluster would not say what the consumer group 'huimin' has committed: no "
+        "record is marked committed or not)"]
+
