@@ -4,9 +4,9 @@ A worker whose broker is gone or frozen still answers its scrapes: its lag stays
 it saw, nothing is in flight, its answer counters stand still. The dashboard read idle and
 healthy, and no alert fired unless the hospital simulator was scraped (an operator's review,
 2026-12-06: a broker frozen for 25 s). So each worker asks the cluster for the metadata of
-`hosp.requests` alone (a request of a few bytes) through its producer's connections, the way
-every answer leaves, and says in `huimin_cluster_reachable` and in its log whether it got an
-answer.
+`hosp.requests` alone (a request of a few bytes) through its producer's client, to the
+brokers every answer goes to, and says in `huimin_cluster_reachable` and in its log whether
+it got an answer.
 
 It asks on the client's coordination connections, which a producer without transactions
 never uses: its produce requests hold the default ones, and a broker answers a connection's
