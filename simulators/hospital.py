@@ -131,7 +131,7 @@ class Undelivered:
 
     def __call__(self, exc: BaseException) -> None:
         kind = type(exc).__name__
-        metrics.SEND_FAILURES.labels(kind).inc()
+        metrics.SEND_FAILURES.labels(metrics.send_failure_kind(exc)).inc()
         with self._lock:
             self.counts[kind] += 1
             first = self.counts[kind] == 1

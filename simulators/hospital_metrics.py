@@ -38,15 +38,22 @@ TIMEOUTS = Counter("huimin_hospital_timeouts_total", "Awaited answers that never
 SEND_FAILURES = Counter("huimin_hospital_send_failures_total", "Requests the hospitals' Kafka "
                         "producer gave up delivering (after its retries), by error",
                         ["error"], registry=HOSPITAL_REGISTRY)
-# the errors kafka-python's producer gives a request it gives up on, exported at zero so that
-# the first one is an increase (HuiminHospitalSendFailures): expired in its buffer (a broker
-# gone or too slow), the producer closed with it unsent, a record over the broker's limit, a
-# connection lost; any other is counted as it comes, its first failure seen by the summary
-# and the log only
+# the errors kafka-python's producer gives a request it gives up on: expired in its buffer (a
+# broker gone or too slow), the producer closed with it unsent, a record over the broker's
+# limit, a connection lost; any other is counted as `other` (its name is in the log and the
+# summary), so the label's values are known and every one is exported at zero: the first
+# failure of any kind is an increase (HuiminHospitalSendFailures)
 SEND_FAILURE_KINDS = ("KafkaTimeoutError", "IllegalStateError", "MessageSizeTooLargeError",
-                      "KafkaConnectionError")
+                      "KafkaConnectionError", "other")
 for _kind in SEND_FAILURE_KINDS:
     SEND_FAILURES.labels(_kind)
+
+
+def send_failure_kind(exc: BaseException) -> str:
+    """The `error` label of a request the producer gave up on."""
+    kind = type(exc).__name__
+    return kind if kind in SEND_FAILURE_KINDS else "other"
+
 
 READ_GAPS = Counter("huimin_hospital_read_gaps_total", "Jumps in the offsets of the answers "
                     "and dead letters read: fetched_again (a batch the broker showed late, read "

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from kafka.errors import IllegalStateError, KafkaTimeoutError
+from kafka.errors import IllegalStateError, KafkaTimeoutError, UnknownTopicOrPartitionError
 from kafka.future import Future
 
 from messages.signing import Signer
@@ -72,6 +72,23 @@ def test_many_undelivered_requests_are_one_line_then_a_sum_not_a_line_each(
     assert caplog.text.count("could not be delivered") == 2
 
 
+def test_an_error_of_another_name_counts_as_other_and_is_logged_by_its_name(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The label's values stay the known few, each exported at zero, so the first failure of
+    an error kafka-python rarely gives still fires the alert; the log names it."""
+    fleet = HospitalFleet.__new__(HospitalFleet)
+    fleet.producer = ProducerKeepingFutures()
+    fleet.signer = Signer(b"test-secret")
+    fleet.undelivered = Undelivered()
+    before = failures("other")
+    with caplog.at_level(logging.WARNING, logger="huimin.hospitals"):
+        fleet._send("110101199003070011", b'{"msgid": "M1"}', signing="none")
+        fleet.producer.futures[0].failure(UnknownTopicOrPartitionError("gone"))
+    assert failures("other") == before + 1
+    assert "could not be delivered to hosp.requests: UnknownTopicOrPartitionError" \
+        in caplog.text
+
+
 def test_waiting_for_a_stalled_broker_gives_way_to_a_ctrl_c(
         caplog: pytest.LogCaptureFixture) -> None:
     """The last flush waits in slices, asking between them whether to stop: a Ctrl-C is not
@@ -102,4 +119,6 @@ def test_the_hospitals_export_undelivered_requests_at_zero_before_the_first() ->
          "from simulators.hospital_metrics import HOSPITAL_REGISTRY as r; "
          "print(generate_latest(r).decode())"],
         capture_output=True, text=True, check=True).stdout
-    assert 'huimin_hospital_send_failures_total{error="KafkaTimeoutError"} 0.0' in exposed
+    for kind in ("KafkaTimeoutError", "IllegalStateError", "MessageSizeTooLargeError",
+                 "KafkaConnectionError", "other"):
+        assert f'huimin_hospital_send_failures_total{{error="{kind}"}} 0.0' in exposed
