@@ -761,6 +761,10 @@ class HospitalFleet:
                 session = owner[msgid]
                 if session.done:
                     continue
+                if not timed_out:  # the rest are counted, and summed up when the run ends
+                    log.warning("no answer to %s within %.0f s: its visit ended unanswered at "
+                                "the counter (later time-outs are counted in %s)", msgid,
+                                self.answer_timeout_s, "huimin_hospital_timeouts_total")
                 timed_out.append(msgid)
                 metrics.TIMEOUTS.inc()
                 session.failed = {"infcode": -1, "inf_refmsgid": msgid, "err_code": TIMED_OUT,

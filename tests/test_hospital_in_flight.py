@@ -4,6 +4,7 @@ await (a request given up on at its time-out, or when the run ends, is no longer
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -45,7 +46,7 @@ def round_trips_by_route() -> dict[str, float]:
 @pytest.mark.parametrize("sink", [None, lambda session, exchanges: None],
                          ids=["kept", "sink"])
 def test_a_timed_out_request_leaves_the_in_flight_gauge_and_its_late_answer_changes_nothing(
-        sink: Any, copies: int) -> None:
+        sink: Any, copies: int, caplog: pytest.LogCaptureFixture) -> None:
     """A worker killed mid-run: every visit times out. The hospitals then await nothing, so
     the gauge is back where it was (it stayed up by each request timed out); the answers that
     come late, once the worker is back, do not take it below that. Each is counted late once
@@ -72,9 +73,15 @@ def test_a_timed_out_request_leaves_the_in_flight_gauge_and_its_late_answer_chan
         seen["late"] = in_flight() - before  # the late answers read
         return True
 
-    result = fleet.run(VISITS, arrivals_at_rate(len(VISITS), 1000.0), drain_s=60.0,
-                       sink=sink, stop_requested=stop_requested)
+    with caplog.at_level(logging.WARNING, logger="huimin.hospitals"):
+        result = fleet.run(VISITS, arrivals_at_rate(len(VISITS), 1000.0), drain_s=60.0,
+                           sink=sink, stop_requested=stop_requested)
     assert len(result.timed_out) == len(VISITS)
+    # the first time-out is said as it happens, once: a cluster gone is not silent until the end
+    said = [r.getMessage() for r in caplog.records if "within 0 s" in r.getMessage()]
+    assert said == [f"no answer to {result.timed_out[0]} within 0 s: its visit ended "
+                    "unanswered at the counter (later time-outs are counted in "
+                    "huimin_hospital_timeouts_total)"]
     extra_copies = len(VISITS) * (copies - 1) if sink is not None else 0
     assert (result.late_answers, result.unexpected_answers) == (len(VISITS), extra_copies)
     assert seen["awaited"] == seen["sent"] >= len(VISITS)  # each visit's first request
