@@ -9,6 +9,7 @@ waits for the earlier visit to finish, which keeps each person's order equal to 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from bisect import bisect_left
@@ -57,6 +58,9 @@ DEAD_LETTERS_CLIENT = "huimin-hospitals-dead-letters"
 #: it cost the hospitals most when the machine could least spare it. A time-out is declared up
 #: to this much late.
 TIMEOUT_SCAN_EVERY_S = 0.1
+#: a time-out after this long without one is logged as it happens (the first of a run, or of
+#: a cluster's second outage); the rest are counted in `huimin_hospital_timeouts_total`
+TIMEOUTS_SAID_AFTER_QUIET_S = 60.0
 #: How long a run stopped by `stop_requested` waits for its last requests to reach the broker.
 INTERRUPTED_FLUSH_S = 2.0
 #: A flush waits in slices of this long, asking between them whether to stop.
@@ -540,6 +544,7 @@ class HospitalFleet:
         bad_answers: dict[str, list[dict[str, Any]]] = {b.msgid: [] for b in bad if b.msgid}
         dead_letters: list[DeadLetterRecord] = []
         timed_out: list[str] = []
+        last_timeout_at = -math.inf  # monotonic
         awaited_since: dict[str, int] = {}  # msgid -> send time, for awaited requests
         unexpected = answered_again = late = 0
         #: msgid -> answers still owed, of requests handed to the sink when their visit was
@@ -761,10 +766,11 @@ class HospitalFleet:
                 session = owner[msgid]
                 if session.done:
                     continue
-                if not timed_out:  # the rest are counted, and summed up when the run ends
+                if time.monotonic() - last_timeout_at > TIMEOUTS_SAID_AFTER_QUIET_S:
                     log.warning("no answer to %s within %.0f s: its visit ended unanswered at "
                                 "the counter (later time-outs are counted in %s)", msgid,
                                 self.answer_timeout_s, "huimin_hospital_timeouts_total")
+                last_timeout_at = time.monotonic()
                 timed_out.append(msgid)
                 metrics.TIMEOUTS.inc()
                 session.failed = {"infcode": -1, "inf_refmsgid": msgid, "err_code": TIMED_OUT,
