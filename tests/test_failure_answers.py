@@ -50,8 +50,17 @@ def test_a_row_or_message_over_the_record_limit_is_named_before_anything_is_writ
 def test_only_a_request_on_its_way_in_is_answered_when_its_role_fails():
     """An answer on its way back may answer something done (a settlement made): it is only
     dead-lettered, and the hospital's time-out and 2601 settle it."""
+    from messages.platform import wrap_answer
+    from streams.role import RoleRunner
+
     assert {"hosp.requests", "nat.requests", "ins.requests"} <= REQUESTS_INWARD
-    assert not {"nat.answers", "trt.answers", "money.events"} & REQUESTS_INWARD
+    run = RoleRunner(None, "hosp.responses", "dead.letters", {}, trt_answers="trt.answers")
+    ctx = {k: REQ[k] for k in ("infno", "msgid", "fixmedins_code")} | {"route": "cross"}
+    answer = {"infcode": 0, "inf_refmsgid": REQ["msgid"], "output": {}}
+    for source in ("nat.answers", "trt.answers"):
+        sends = run.failed(b"110101199003070000", encode(wrap_answer(answer, ctx, [])), source,
+                           ErrorCode.INTERNAL_ERROR, "internal error in x")
+        assert [s[0] for s in sends] == ["dead.letters"]
 
 
 def test_a_repeated_answer_is_counted_but_not_timed_and_in_flight_is_counted_by_msgid():
