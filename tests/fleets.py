@@ -57,6 +57,7 @@ class OracleFleet(BrokerlessFleet):
         self.answering = answering
         self.held: list[dict[str, Any]] = []
         self.sent = 0  # requests of visits
+        self.delivered = 0  # answers handed to the hospitals
         self.persons: set[str] = set()  # whose visit requests were sent
 
     def _send(self, key: str | bytes | None, value: bytes, sender: str = "",
@@ -78,4 +79,5 @@ class OracleFleet(BrokerlessFleet):
         if not self.answering:
             return []
         out, self.held = self.held, []
+        self.delivered += len(out)
         return out

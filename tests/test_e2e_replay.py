@@ -155,6 +155,11 @@ def test_ctrl_c_during_a_replay_keeps_the_answers_received_and_accounts_for_ever
         r"dead-lettered ([\d,]+) \+ unanswered when stopped ([\d,]+)", said).groups())
     assert sent == ok + error + dead + in_flight and ok > 100
     records = [orjson.loads(x) for x in (tmp_path / "r.jsonl").read_bytes().splitlines()]
+    # the counts are of what was written (the line's sum holds by its definition); besides
+    # the visits' answers they count the bad requests' and the daily reconciliations'
+    firsts = [a[0] for r in records for a in r["answers"].values() if a]
+    assert ok >= sum(a["infcode"] == 0 for a in firsts) > 100
+    assert ok + error >= len(firsts)
     replayed = sorted(r["visit_no"] for r in records)
     assert replayed == list(range(len(replayed))) and 20 < len(replayed) < 150
     assert f"{len(replayed):,} of 150 visits had arrived" in said

@@ -1,6 +1,7 @@
 """A worker stopped after its cluster went away: what its log says. Its Kafka consumer thread
 is cancelled in the middle of a retry; that is one line, not a library traceback written out
-a WARNING line per line (streams/thread_exits.py)."""
+a WARNING line per line (streams/thread_exits.py), and nothing worse follows it until the
+worker is gone."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from streams.broker import EmbeddedBroker, free_port
 from streams.config import WorkerConfig
 from streams.process import WorkerProcess
 from streams.topics import create_platform_topics
+from streams.worker import STOP_GRACE_S
 
 pytestmark = pytest.mark.e2e
 
@@ -44,11 +46,16 @@ def test_a_worker_stopped_with_its_cluster_gone_says_so_in_a_line_not_a_tracebac
         assert worker.process is not None
         worker.process.terminate()  # SIGTERM, and the worker left to stop in its own time
         # (not `stop()`, which kills it if it has not exited within its timeout)
-        seen = wait_for_line(log, "(AIOKafkaConsumerThread) was cancelled while it stopped", 20)
+        wait_for_line(log, "(AIOKafkaConsumerThread) was cancelled while it stopped", 20)
+        # what it says until it is gone: with no cluster to commit to, it gives up after its
+        # grace (exit 1, streams/worker.py)
+        assert worker.process.wait(STOP_GRACE_S + 20) == 1
+        seen = log.read_text(errors="replace")
     finally:
         if worker is not None:
             worker.kill()
         embedded.stop()
+    assert f"still stopping after {STOP_GRACE_S:.0f} s (is the cluster reachable?)" in seen
     assert "Traceback" not in seen
     assert "SIGTERM: stopping (committing what was processed" in seen  # said as it began
     assert "CancelledError" not in seen

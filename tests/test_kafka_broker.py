@@ -89,7 +89,5 @@ def test_a_warm_cache_gives_the_classpath_without_maven(monkeypatch):
     which = shutil.which
     monkeypatch.setattr(kafka_broker.shutil, "which",
                         lambda name: None if name == "mvn" else which(name))
-    started = time.monotonic()
-    assert kafka_classpath() == first
-    assert time.monotonic() - started < 2.0
+    assert kafka_classpath() == first  # `mvn` hidden: had it been needed, BrokerError
     assert f"kafka_2.13-{kafka_broker.KAFKA_VERSION}.jar" in first

@@ -5,6 +5,7 @@ record (streams/faust_recovery.py), and the hospitals read no answer from before
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -18,7 +19,7 @@ from faust.types import TP
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from simulators.hospital import response_consumer
-from streams.broker import broker
+from streams.broker import BOOTSTRAP_ENV, broker
 from streams.faust_recovery import guard_recovery
 from streams.partition_ends import true_ends
 from streams.topics import ensure_topics
@@ -62,7 +63,10 @@ def test_true_ends_counts_every_record_of_the_last_batch(changelog):
     finally:
         consumer.close()
     assert ends == {tps[0]: sum(BATCHES), tps[1]: 0}
-    assert reported[tps[0]] <= sum(BATCHES)  # Tansu says 5 here (the last batch starts at 4)
+    if not os.environ.get(BOOTSTRAP_ENV):  # Tansu, the case `true_ends` is for: its answer
+        # stops at the last batch's first record (4), so it says 5; a cluster named by
+        # KAFKA_BOOTSTRAP_SERVERS may well say 9, and `true_ends` must agree with it then
+        assert reported[tps[0]] == sum(BATCHES[:-1]) + 1
 
 
 class _FaustConsumer:

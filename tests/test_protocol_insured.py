@@ -339,6 +339,18 @@ def test_reversal_after_a_settlement_undoes_it() -> None:
     assert ok(again)["setlinfo"]["hifp_pay"] == 84_000
 
 
+def test_a_reversal_of_a_request_dated_days_after_it_is_refused_at_the_insured_place() -> None:
+    """The insured place checks it for itself (the treatment side refuses it first, so only a
+    test of this side shows it): what a 2601 remembers in advance is kept until its original's
+    date, so one dated years ahead could grow the row without end."""
+    ins = Insured()
+    ins.settle(EMP_CERTNO, "V1", in_scope(300_000))  # the person has a row
+    ahead = f"{HOSP_BJ.fixmedins_code}29990101000000" + "0001"
+    msg = refused(ins.reverse(EMP_CERTNO, ahead, "2207"), ErrorCode.NOT_REVERSIBLE)
+    assert "more than 1 day after this 2601" in msg
+    assert ins.rows[EMP_CERTNO].reversed == {}
+
+
 @pytest.mark.parametrize("infno", ["2208", "2601", "5206"])
 def test_a_request_declaring_another_insured_province_is_refused_as_a_settlement_is(
         infno: str) -> None:

@@ -383,7 +383,7 @@ def test_reversal_before_a_fee_upload_refuses_the_late_upload() -> None:
     assert c.fees(m) == set()
 
 
-@pytest.mark.parametrize("oinfno", ["2201", "2207"])  # reversed here, at the insured place
+@pytest.mark.parametrize("oinfno", ["2201", "2207"])  # refused here, before the insured place
 def test_a_reversal_of_a_request_dated_days_after_it_is_refused_and_not_remembered(
         oinfno: str) -> None:
     """A 2601 may come a step before its original, not years: what it would remember in
@@ -395,8 +395,8 @@ def test_a_reversal_of_a_request_dated_days_after_it_is_refused_and_not_remember
                   ErrorCode.NOT_REVERSIBLE)
     assert "more than 1 day after this 2601" in msg
     assert c.oracle.treatment_rows[EMP_CERTNO].reversed == {}
-    row = c.oracle.person_rows.get(EMP_CERTNO)
-    assert row is None or row.reversed == {}
+    assert EMP_CERTNO not in c.oracle.person_rows  # never forwarded (the insured place's own
+    # check: tests/test_protocol_insured.py)
     a_step_ahead = f"{HOSP_BJ.fixmedins_code}20260301150000" + "0001"  # 6 hours: a stay's step
     assert ok(c.do(EMP_CERTNO, "2601", reversal_input(EMP, a_step_ahead, oinfno)))[
         "result"] == "reversed-in-advance"
@@ -735,6 +735,14 @@ def test_duplicate_of_a_refused_upload_gets_the_same_refusal() -> None:
 
 def test_cross_province_visit_goes_through_the_national_platform_and_back() -> None:
     c = Clinic()
+    routed: list[str] = []
+    route = c.oracle.national.route
+
+    def through_national(certno: str, req: dict[str, Any], *rest: Any) -> Any:
+        routed.append(req["infno"])
+        return route(certno, req, *rest)
+
+    c.oracle.national.route = through_national  # type: ignore[method-assign]
     m = c.register(EMP_CERTNO, HOSP_SH)
     # Shanghai's catalogue: DB is class A there -> 1 × 10,000 all in scope.
     ok(c.upload(m, [("0001", "DB", 1, 10_000)], hospital=HOSP_SH))
@@ -742,6 +750,9 @@ def test_cross_province_visit_goes_through_the_national_platform_and_back() -> N
     # 310 outpatient level 1: all 10,000 go to the annual deductible (180,000): hifp 0.
     assert (s["inscp_scp_amt"], s["act_pay_dedc"], s["hifp_pay"]) == (10_000, 10_000, 0)
     assert (s["insuplc_admdvs"], s["mdtrtarea_admvs"]) == (EMP.insuplc_admdvs, HOSP_SH.admdvs)
+    # the settlement goes to Beijing by way of it; the registration and the fee upload are
+    # the treatment side's own (its catalogue classified the fees)
+    assert routed == ["2207"]
 
 
 def test_a_refusal_by_the_national_platform_is_kept_by_msgid_on_the_treatment_side() -> None:

@@ -44,6 +44,9 @@ def test_a_report_whose_every_check_passes_is_ok() -> None:
         "accounting": Accounting(sent=11, answered_ok=7, answered_error=2, dead_lettered=1)},
     "more answers than requests": {
         "accounting": Accounting(sent=9, answered_ok=7, answered_error=2, dead_lettered=1)},
+    "a dead letter of a message the hospitals did not send (the platform's own)": {
+        "accounting": Accounting(sent=10, answered_ok=7, answered_error=2, dead_lettered=1,
+                                 foreign_dead_letters=1)},
     "the clearing differs from the oracle's": {"clearing_ok": False},
     "a hospital's reconciliation failed": {"reconciliation": SimpleNamespace(ok=False)},
     "the daily reconciliation failed": {"daily_reconciliation": SimpleNamespace(ok=False)},

@@ -11,8 +11,9 @@ from messages.trace import TRT_IN, TRT_QUEUED, hop_durations_ms, received
 def test_a_request_is_timed_from_its_record_in_hosp_requests():
     before = time.time_ns()
     trace = received(before // 1_000_000 - 250)  # produced 250 ms ago
+    waited_ms = (time.time_ns() - before) / 1e6  # however slow the machine
     assert [hop for hop, _ in trace] == [TRT_QUEUED, TRT_IN]
-    assert 250 <= hop_durations_ms(trace)["trt.queued->trt.in"] < 1_000
+    assert 250 <= hop_durations_ms(trace)["trt.queued->trt.in"] <= 251 + waited_ms
 
 
 def test_a_record_without_a_timestamp_is_timed_from_its_handling():

@@ -917,7 +917,8 @@ def test_a_request_to_the_insured_place_waits_for_a_pending_settlement_of_anothe
     a Beijing one (local: straight to the insured place). The second settlement, taken
     while the first is on its way, could reach the insured place first, which would put the
     deductible on it; held until the first is answered, it goes in the treatment side's
-    order. A request that stays at the treatment side (a fee upload) does not wait."""
+    order. A fee upload sent after it waits too: it is queued behind its own visit's held
+    settlement, not because of the other visit."""
     desk, e = Desk(), EMP
     far = desk.register(EMP_CERTNO, HOSP_SH, seq=1)
     desk.upload(EMP_CERTNO, HOSP_SH, far, [("0001", "DA", 1, 100)], seq=2)

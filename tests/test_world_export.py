@@ -81,7 +81,9 @@ def test_the_same_options_write_the_same_files(exported: Path, tmp_path: Path) -
 
 def test_a_visit_made_from_the_files_alone_is_settled_as_they_say(exported: Path) -> None:
     """An insured person at a hospital of their own city, one class-A item without a ceiling:
-    the fund pays by the hospital's level, nothing is own-pay."""
+    nothing is own-pay, and the fund pays what DOMAIN.md's default policy (the world's, as
+    world.json says) gives for the person's insutype and retirement and the hospital's level,
+    worked out from the files alone."""
     person = next(p for p in rows(exported, "persons.csv")
                   if p["psn_insu_stas"] == "1" and not p["lives_in"])
     hospital = next(h for h in rows(exported, "hospitals.csv")
@@ -97,7 +99,16 @@ def test_a_visit_made_from_the_files_alone_is_settled_as_they_say(exported: Path
     assert setl is not None, session.failed
     assert (setl["psn_no"], setl["insutype"]) == (person["psn_no"], person["insutype"])
     assert (setl["fulamt_ownpay_amt"], setl["inscp_scp_amt"]) == (0, 500_000)
-    assert setl["hifp_pay"] > 0
+    assert "DOMAIN.md's policy" in orjson.loads((exported / "world.json").read_bytes())["tag"]
+    # DOMAIN.md §3, outpatient (annual deductible, this year's first visit): employees 310
+    # 1,800 yuan at 90/80/70 % by level, +5 % retired (1102); residents 390 100 yuan at
+    # 60/55/50 %; neither reaches its annual cap here
+    employee = person["insutype"] == "310"
+    deductible = 180_000 if employee else 10_000
+    ratio_bp = ((9000, 8000, 7000) if employee else (6000, 5500, 5000))[
+        int(hospital["level"]) - 1] + (500 if employee and person["psn_type"] == "1102" else 0)
+    assert (setl["act_pay_dedc"], setl["hifp_pay"]) == (
+        deductible, ((500_000 - deductible) * ratio_bp + 5_000) // 10_000)
 
 
 def test_an_out_that_is_a_file_is_refused(tmp_path: Path) -> None:
