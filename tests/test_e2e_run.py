@@ -60,6 +60,14 @@ def test_every_answer_equals_the_oracle(two_runs):
     assert oracle["answers_compared"] == oracle["answers_equal"] > 4 * VISITS
     assert oracle["settlements_expected"] == oracle["settlements_equal"] > VISITS * 0.8
     assert f"PASS {oracle['settlements_equal']:,} of" in proc.stdout
+    # the files it wrote pass `huimin verify` too, which reads them and judges on its own
+    out = two_runs[0][0]
+    verify = run_huimin(["verify", str(out / "visits.jsonl"), str(out / "results.jsonl"),
+                         "--json", str(out / "verdict.json")], timeout=120)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    verdict = orjson.loads((out / "verdict.json").read_bytes())
+    assert verdict["visits"] == VISITS
+    assert verdict["answers_compared"] == verdict["answers_equal"] == oracle["answers_compared"]
 
 
 def test_the_run_settles_by_the_given_policy_and_records_it(two_runs):
