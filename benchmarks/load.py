@@ -44,8 +44,9 @@ from benchmarks.cpu_probe import CpuProbe
 from benchmarks.latency import cross_vs_raw, percentiles
 from benchmarks.profiles import Profiles
 from benchmarks.timeline import rate_timeline
+from huimin.local_platform import platform
 from huimin.report import percentile
-from huimin.run import arrivals_at_rate, platform
+from huimin.run import arrivals_at_rate
 from messages.codes import SETTLEMENTS, TIMED_OUT, ErrorCode
 from messages.trace import hop_durations_ms
 from messages.visitlog import TIME_FORMAT, Visit, VisitSession, parse_step
@@ -675,7 +676,7 @@ def clear_previous_run(out_dir: Path) -> None:
     if theirs:
         raise FileExistsError(errno.EEXIST, f"{', '.join(theirs)} in it is not a folder a bench "
                               "made: move it, or give another --out", str(out_dir))
-    from huimin.run import check_data_dir
+    from huimin.local_platform import check_data_dir
 
     for folder in ours:  # one a running bench's worker holds is refused
         for data_dir in folder.glob("worker-*-data"):

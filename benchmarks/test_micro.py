@@ -31,7 +31,8 @@ from settlement.invariants import setlinfo_violations
 from settlement.oracle import Oracle
 from settlement.person import PersonRow
 from settlement.policy import EMPLOYEE, BenefitContext, Category, InsurancePolicy, compute_benefit
-from settlement.treatment import Forward, Reply, TreatmentPlatform, TreatmentRow
+from settlement.treatment import Forward, Reply, TreatmentPlatform
+from settlement.treatment_row import TreatmentRow
 
 if TYPE_CHECKING:  # conftest is pytest's to import
     from benchmarks.conftest import Recorded, Submission

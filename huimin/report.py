@@ -15,7 +15,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from huimin.logfiles import whole_file, write_records
-from huimin.run import RunReport, distinct_dead_letters
+from huimin.run import RunReport
+from huimin.run_checks import distinct_dead_letters
 from messages.codes import EHR, SETTLEMENTS, ErrorCode, Infno
 from messages.envelope import is_cross_province
 from messages.platform import CROSS, LOCAL

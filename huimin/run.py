@@ -1,18 +1,14 @@
-"""`huimin run`: build a world, start the broker and the platform, let the hospitals carry out
-the visits over Kafka, compare every answer with the oracle, and report."""
+"""A run's execution, for `huimin run`, `replay` and the tests: build a world, start the broker
+and the platform (huimin/local_platform.py), let the hospitals carry out the visits over
+Kafka, and judge what came back (huimin/run_checks.py)."""
 
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import gc
 import os
-import shutil
 import time
-import urllib.request
-from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -21,6 +17,15 @@ from typing import Any
 import orjson
 from kafka.errors import KafkaError
 
+from huimin.local_platform import (
+    Platform,
+    check_data_dir,
+    check_fresh,
+    clearing_statements,
+    national_view,
+    platform,
+    summed_view,
+)
 from huimin.logfiles import (
     LogHeader,
     expected_path_for,
@@ -29,33 +34,32 @@ from huimin.logfiles import (
     write_records,
     write_visit,
 )
-from huimin.verify import answer_diff
-from messages.codes import ErrorCode, Infno
-from messages.platform import hospital_context
-from messages.topics import HOSP_REQUESTS
-from messages.visitlog import TIME_FORMAT, Visit, VisitSession
+from huimin.run_checks import (
+    Accounting,
+    BadRequestCheck,
+    Comparison,
+    DailyReconciliationCheck,
+    ReconciliationCheck,
+    account,
+    check_bad_requests,
+    check_daily_reconciliation,
+    check_reconciliation,
+    compare,
+)
+from messages.visitlog import TIME_FORMAT, Visit
 from settlement.clearing import clear
 from settlement.ledger import events_from_answers
 from settlement.oracle import Oracle
 from simulators.bad_messages import KINDS, BadMessage, generate_bad_messages
 from simulators.faults import FaultPlan
-from simulators.hospital import DeadLetterRecord, HospitalFleet, HospitalRunResult, OnProgress
+from simulators.hospital import HospitalFleet, HospitalRunResult, OnProgress
 from simulators.interrupt import GentleInterrupt
-from simulators.reconciliation import closing_requests, settlements_to_post
+from simulators.reconciliation import closing_requests
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import World, WorldSpec, build_world, clearing_policy, world_tag
-from streams.broker import BOOTSTRAP_ENV, broker, free_port, unreachable
-from streams.config import FETCH_WAIT_MS, LINGER_MS, STORES, WorkerConfig, fetch_wait_for
+from streams.broker import BOOTSTRAP_ENV, broker, unreachable
+from streams.config import fetch_wait_for
 from streams.dead_letters import TopicMissing
-from streams.process import WorkerProcess
-from streams.role import REQUESTS_INWARD
-from streams.table_files import LOCK_FILE
-from streams.topics import (
-    create_platform_topics,
-    records_in,
-    topic_problems,
-    unfit_topics,
-)
 from streams.trail import Trail, follow_trail
 
 
@@ -73,283 +77,6 @@ class RunOptions:
     workers: int = 1  # platform workers in the consumer group from the start
     store: str = "memory"  # where the workers keep their tables (streams/config.py STORES)
 
-
-@dataclass
-class Comparison:
-    """Streamed answers against the oracle's, visit by visit and step by step."""
-
-    visits: int = 0
-    settlements_expected: int = 0
-    settlements_equal: int = 0
-    answers_compared: int = 0
-    answers_equal: int = 0
-    redelivered: int = 0  # identical extra answers after a rebalance or a restart
-    mismatches: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return self.answers_equal == self.answers_compared and not self.mismatches
-
-
-def distinct(answers: list[dict]) -> list[dict]:
-    out: list[dict] = []
-    for a in answers:
-        if a not in out:
-            out.append(a)
-    return out
-
-
-def compare(streamed: list[VisitSession], expected: list[VisitSession],
-            redelivery: bool = False) -> Comparison:
-    """Every answer the oracle gives, to every request of every visit, must have come back
-    from the platform identical (and as often: a duplicate request gets its answer twice).
-    With `redelivery` (a worker was killed: at-least-once delivery replays what it had not
-    committed) an answer may come back more often than asked, but always identical."""
-    cmp = Comparison(visits=len(expected))
-    for got, want in zip(streamed, expected, strict=True):
-        if want.settlement is not None:
-            cmp.settlements_expected += 1
-            if got.settlement == want.settlement:
-                cmp.settlements_equal += 1
-        for msgid, infno in want.sent:
-            want_answers = want.answers.get(msgid, [])
-            got_answers = got.answers.get(msgid, [])
-            cmp.answers_compared += len(want_answers)
-            if redelivery and len(got_answers) > len(want_answers):
-                cmp.redelivered += len(got_answers) - len(want_answers)
-                if distinct(got_answers) == distinct(want_answers):
-                    got_answers = want_answers
-            if got_answers == want_answers:
-                cmp.answers_equal += len(want_answers)
-            elif len(cmp.mismatches) < 20:
-                cmp.mismatches.append(f"visit {got.visit.visit_no} {infno}: "
-                                      f"{answer_diff(got_answers, want_answers)}")
-    return cmp
-
-
-@dataclass
-class BadRequestCheck:
-    """Each bad request got exactly its expected outcome; nothing else was dead-lettered."""
-
-    expected: int = 0
-    as_expected: int = 0
-    unexpected_dead_letters: int = 0
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return self.as_expected == self.expected and not self.unexpected_dead_letters
-
-
-def ours(result: HospitalRunResult, bad: list[BadMessage]
-         ) -> Callable[[DeadLetterRecord], bool]:
-    """Whether a dead letter is of a message these hospitals sent: a bad request sent on
-    purpose (by its bytes), or a message that carries the msgid of a request they sent. Any
-    other is another producer's, on a cluster shared with it (garbage written to a topic by
-    hand, say): counted apart, neither lost nor unexpected here."""
-    values = {b.value for b in bad}
-    daily = result.daily.msgids if result.daily is not None else set()
-
-    def test(letter: DeadLetterRecord) -> bool:  # by lookups: a million visits' msgids
-        if letter.value in values:  # are not copied into one more set
-            return True
-        ctx = hospital_context(letter.value, letter.entry.source_topic == HOSP_REQUESTS)
-        msgid = ctx.get("msgid") if ctx is not None else None
-        return msgid is not None and (msgid in result.exchanges or msgid in result.bad_answers
-                                      or msgid in daily)
-    return test
-
-
-def check_bad_requests(result: HospitalRunResult, bad: list[BadMessage],
-                       redelivery: bool = False) -> BadRequestCheck:
-    check = BadRequestCheck(expected=len(bad))
-    mine = ours(result, bad)
-    letters = Counter((d.value, d.error_code) for d in result.dead_letters if mine(d))
-    if redelivery:  # a replayed bad request is dead-lettered again, identically
-        letters = Counter({k: min(n, sum(b.value == k[0] for b in bad)) for k, n in
-                           letters.items()})
-    for b in bad:
-        if b.expect == "answer":
-            answers = result.bad_answers.get(b.msgid, [])
-            codes = [a.get("err_code") for a in (distinct(answers) if redelivery else answers)]
-            good = codes == [b.code.value] and answers[0]["infcode"] == -1
-            seen = f"answers {codes}"
-        else:
-            good = letters[(b.value, b.code.value)] > 0
-            if good:
-                letters[(b.value, b.code.value)] -= 1
-            seen = "no dead letter with that code"
-        if good:
-            check.as_expected += 1
-        elif len(check.problems) < 20:
-            check.problems.append(f"bad request {b.kind}: expected {b.expect} {b.code.value}, "
-                                  f"got {seen}")
-    check.unexpected_dead_letters = sum(n for n in letters.values() if n > 0)
-    return check
-
-
-@dataclass
-class DailyReconciliationCheck:
-    """The hospitals' daily 3201/3202 during the run: every hospital-day ends balanced (平),
-    and exactly the settlements whose answers a HIS lost were posted from 3202 details."""
-
-    days: int = 0
-    balanced_at_once: int = 0
-    balanced_after_posting: int = 0  # 不平 until 3202 detailed the settlements it had lost
-    balanced_after_waiting: int = 0  # 不平 until the platform's clearing caught up
-    unbalanced: list[str] = field(default_factory=list)
-    posted: int = 0
-    expected_posted: int = 0
-    #: the posted settlements' money, fen: medfee_sumamt, hifp_pay, acct_pay
-    posted_fen: list[int] = field(default_factory=lambda: [0, 0, 0])
-
-    @property
-    def ok(self) -> bool:
-        return not self.unbalanced and self.posted == self.expected_posted
-
-
-def check_daily_reconciliation(result: HospitalRunResult,
-                               expected: list[VisitSession]) -> DailyReconciliationCheck:
-    check = DailyReconciliationCheck(expected_posted=settlements_to_post(expected))
-    for day in result.days_reconciled:
-        check.days += 1
-        check.posted += day.posted
-        check.posted_fen = [a + b for a, b in zip(check.posted_fen, day.posted_fen, strict=True)]
-        if not day.balanced:
-            check.unbalanced.append(f"{day.fixmedins_code} {day.day}: {day.result or 'no answer'}"
-                                    f" after {day.attempts} 3201")
-        elif day.attempts == 1:
-            check.balanced_at_once += 1
-        elif day.posted:
-            check.balanced_after_posting += 1
-        else:
-            check.balanced_after_waiting += 1
-    return check
-
-
-@dataclass
-class ReconciliationCheck:
-    """The closing 3201/3202 of every hospital and 3203 of every agency: answered, balanced
-    (平) or accepted (受理), and as the oracle answers them."""
-
-    sent: int = 0
-    balanced: int = 0
-    equal_to_oracle: int = 0
-    problems: list[str] = field(default_factory=list)
-    #: why none was sent: the cluster could not be reached once the visits had timed out
-    not_sent: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.equal_to_oracle == self.sent == self.balanced and not self.problems
-
-
-def check_reconciliation(ex: Execution, oracle: Oracle) -> ReconciliationCheck:
-    if ex.cluster_gone:
-        why = f"the cluster could not be reached once the visits timed out ({ex.cluster_gone})"
-        return ReconciliationCheck(problems=[f"not sent: {why}"], not_sent=why)
-    check = ReconciliationCheck()
-    for key, req in closing_requests(ex.result.books):
-        check.sent += 1
-        got = distinct(ex.reconciliation.get(req["msgid"], []))
-        want = oracle.submit(key, req)
-        expected = [want] if want is not None else []  # None: the oracle dead-letters it
-        if got == expected:
-            check.equal_to_oracle += 1
-        elif len(check.problems) < 10:
-            check.problems.append(f"{req['infno']} of {req['fixmedins_code']}: "
-                                  f"{answer_diff(got, expected)}")
-        out = want["output"] if want and want["infcode"] == 0 else {}
-        if out.get("stmt_rslt") == "0" or out.get("appy_stas") == "1" or (
-                req["infno"] == Infno.RECONCILE_DETAILS and out and
-                not out["missing_at_hospital"] and not out["missing_on_platform"]):
-            check.balanced += 1
-        elif len(check.problems) < 10:
-            check.problems.append(f"{req['infno']} of {req['fixmedins_code']} does not balance:"
-                                  f" {out or want}")
-    return check
-
-
-@dataclass(frozen=True, slots=True)
-class Accounting:
-    """sent = answered OK + answered with an error + dead-lettered + unaccounted; answers that
-    came back more often than their request was sent (redelivery after a rebalance or a crash)
-    are counted apart, in `redelivered`."""
-
-    sent: int
-    answered_ok: int
-    answered_error: int
-    dead_lettered: int
-    redelivered: int = 0
-    #: dead letters of messages these hospitals did not send (`ours`), outside the sum, and
-    #: of them the platform's failures (E9001/E9002 on its own messages: a money event, a
-    #: document's registration), which fail a run or replay on any platform
-    foreign_dead_letters: int = 0
-    foreign_failures: int = 0
-
-    @property
-    def unaccounted(self) -> int:
-        return self.sent - self.answered_ok - self.answered_error - self.dead_lettered
-
-
-#: What a role that fails on a message dead-letters it with (and answers, on its way in).
-ROLE_FAILURES = frozenset({ErrorCode.INTERNAL_ERROR.value, ErrorCode.TOO_LARGE.value})
-
-
-def account(result: HospitalRunResult, bad: list[BadMessage]) -> Accounting:
-    ok = error = extra = 0
-    sends = [(e.sends, e.answers) for e in result.exchanges.values()]
-    sends += [(1, answers) for answers in result.bad_answers.values()]
-    if result.daily is not None:  # each daily 3201/3202 is sent once and answered once
-        sends += [(1, [a]) for _, a in result.daily.answered]
-        sends += [(1, [])] * (result.daily.sent - len(result.daily.answered))
-    for n, answers in sends:
-        kept = answers[:n]
-        extra += len(answers) - len(kept)
-        n_ok = sum(1 for a in kept if a.get("infcode") == 0)
-        ok, error = ok + n_ok, error + len(kept) - n_ok
-    mine = ours(result, bad)
-    letters = distinct_dead_letters(result, bad)
-    repeats = len(result.dead_letters) - len(letters)
-    foreign = [d for d in letters if not mine(d)]
-    letters = [d for d in letters if mine(d)]
-    # a request a role failed on (E9001/E9002) on its way in is answered with the error and
-    # dead-lettered too (streams/role.py, `failed`): counted once, as answered
-    answered = {m for m, e in result.exchanges.items() if e.answers} | \
-        {m for m, a in result.bad_answers.items() if a} | \
-        ({a.get("inf_refmsgid") for _, a in result.daily.answered} if result.daily else set())
-    letters = [d for d in letters if not (
-        d.entry.msgid in answered and d.error_code in ROLE_FAILURES
-        and d.entry.source_topic in REQUESTS_INWARD)]
-    daily = result.daily.sent if result.daily is not None else 0
-    return Accounting(sent=result.sent + daily + len(bad), answered_ok=ok, answered_error=error,
-                      dead_lettered=len(letters), redelivered=extra + repeats,
-                      foreign_dead_letters=len(foreign),
-                      foreign_failures=sum(d.error_code in ROLE_FAILURES for d in foreign))
-
-
-def replay_passed(acc: Accounting, timed_out: bool, bad_ok: bool, own_platform: bool) -> bool:
-    """Every request answered or dead-lettered, none timed out, the bad requests as
-    expected, and no failure of the platform's; another producer's dead letters only fail
-    a replay on its own platform, where there is none."""
-    return (acc.unaccounted == 0 and not timed_out and bad_ok and not acc.foreign_failures
-            and not (own_platform and acc.foreign_dead_letters))
-
-
-def distinct_dead_letters(result: HospitalRunResult, bad: list[BadMessage]
-                          ) -> list[DeadLetterRecord]:
-    """The dead letters less the repeats of a bad request sent on purpose: a redelivery
-    (after a worker's crash) dead-letters the same bytes again, which is not another
-    message lost. Any other dead letter is kept, repeats included: none should exist."""
-    left = Counter(b.value for b in bad if b.expect == "dead-letter")
-    kept = []
-    for letter in result.dead_letters:
-        if letter.value in left:
-            if left[letter.value] == 0:
-                continue
-            left[letter.value] -= 1
-        kept.append(letter)
-    return kept
 
 
 @dataclass
@@ -393,163 +120,6 @@ def default_out_dir() -> Path:
     return Path("out") / datetime.now().strftime("run-%Y%m%d-%H%M%S")
 
 
-class TopicsUnfit(Exception):
-    """The cluster's topics cannot serve our platform: made earlier with another partition
-    count (by `huimin topics`, an earlier run, or a broker that creates topics as asked)."""
-
-
-def unfit(bootstrap: str, partitions: int, problems: list[str]) -> TopicsUnfit:
-    return TopicsUnfit(f"{unfit_topics(bootstrap, partitions, problems)} Give --partitions of "
-                       "the count the keyed topics were made with (by `huimin topics` or an "
-                       "earlier run), or use a fresh cluster")
-
-
-class PlatformNotServing(TimeoutError):
-    """Our workers did not settle into one consumer group in time (their logs say why)."""
-
-
-#: Written into each worker's data folder a new platform makes, so that a later one started in
-#: the same folder empties only what huimin made there.
-WORKER_DATA_MARK = ".huimin-worker-data"
-
-
-def check_data_dir(data_dir: Path) -> None:
-    """Refuse (FileExistsError) a `data_dir` a new worker may not take over: one huimin did
-    not make (neither its mark nor Faust's `v1/` from before the mark), or one a running
-    worker holds (another run into the same folder). Checked for every worker a run will
-    start before it starts any, so that a `join-worker` fault's is not refused mid-run."""
-    if data_dir.is_dir() and (data_dir / LOCK_FILE).is_file():
-        with open(data_dir / LOCK_FILE) as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise FileExistsError(errno.EBUSY, "a running worker keeps its tables there "
-                                      "(another run into the same folder?): give another "
-                                      "--out", str(data_dir)) from None
-    if data_dir.is_symlink() or (data_dir.exists() and not data_dir.is_dir()) or (
-            data_dir.is_dir() and any(data_dir.iterdir())
-            and not (data_dir / WORKER_DATA_MARK).is_file() and not (data_dir / "v1").is_dir()):
-        raise FileExistsError(errno.EEXIST, "there is something there that is not a worker's "
-                              "data folder huimin made: move it, or give another --out",
-                              str(data_dir))
-
-
-def fresh_data_dir(data_dir: Path) -> None:
-    """Make `data_dir` an empty, marked worker data folder (`check_data_dir` first): what an
-    earlier run left there is emptied."""
-    check_data_dir(data_dir)
-    if data_dir.is_dir():
-        shutil.rmtree(data_dir)
-    data_dir.mkdir(parents=True)
-    (data_dir / WORKER_DATA_MARK).touch()
-
-
-class Platform:
-    """Our platform's worker processes on one cluster (topics created first)."""
-
-    def __init__(self, bootstrap: str, world: WorldSpec, partitions: int, out_dir: Path,
-                 idempotent: bool = False, linger_ms: int = LINGER_MS,
-                 fetch_wait_ms: int = FETCH_WAIT_MS, store: str = "memory",
-                 fresh_tables: bool = True) -> None:
-        self.fresh_tables = fresh_tables
-        self.cfg = WorkerConfig(bootstrap=bootstrap, partitions=partitions, world=world,
-                                idempotent=idempotent, linger_ms=linger_ms,
-                                fetch_max_wait_ms=fetch_wait_ms, store=STORES[store])
-        self.out_dir = out_dir
-        self.workers: list[WorkerProcess] = []
-        create_platform_topics(bootstrap, partitions)
-        if problems := topic_problems(bootstrap, partitions):
-            raise unfit(bootstrap, partitions, problems)
-
-    def add_worker(self) -> WorkerProcess:
-        """Start one more worker in the consumer group (its own web port and data folder);
-        the partitions are rebalanced across the workers. With `fresh_tables` (a new
-        platform: run, replay, bench) a data folder an earlier run left in the same folder is
-        emptied first: with `--store rocksdb` the worker would take up that run's tables and
-        answer this run's requests as duplicates of its requests (it recovers its tables
-        from the changelog topics instead)."""
-        i = len(self.workers)
-        data_dir = self.out_dir / f"worker-{i}-data"
-        if self.fresh_tables:
-            fresh_data_dir(data_dir)
-        cfg = WorkerConfig(**{**self.cfg.to_dict(), "world": self.cfg.world,
-                              "web_port": free_port(), "data_dir": str(data_dir)})
-        worker = WorkerProcess(cfg, self.out_dir / f"worker-{i}.log").start()
-        self.workers.append(worker)
-        (self.out_dir / "workers.json").write_bytes(orjson.dumps([  # for a person
-            {"worker": n, "web": f"http://127.0.0.1:{w.cfg.web_port}",
-             "metrics": f"http://127.0.0.1:{w.cfg.web_port}/metrics"}
-            for n, w in enumerate(self.workers)], option=orjson.OPT_INDENT_2))
-        (self.out_dir / "targets.json").write_bytes(orjson.dumps([  # Prometheus file_sd
-            {"targets": [f"127.0.0.1:{w.cfg.web_port}"],
-             "labels": {"job": "huimin-workers", "worker": str(n)}}
-            for n, w in enumerate(self.workers)], option=orjson.OPT_INDENT_2))
-        return worker
-
-    def assignments(self) -> list[dict[str, Any] | None]:
-        """Each worker's `/assignment/` (None while its web server is not up yet)."""
-        out: list[dict[str, Any] | None] = []
-        for w in self.workers:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{w.cfg.web_port}/assignment/",
-                                            timeout=5) as r:
-                    out.append(orjson.loads(r.read()))
-            except (OSError, ValueError):
-                out.append(None)
-        return out
-
-    def wait_until_serving(self, timeout_s: float = 90.0) -> float:
-        """Wait until every worker started has joined the consumer group and the group has
-        settled: one generation, the partitions of hosp.requests split among the workers, no
-        rebalance under way. Otherwise a worker slow to start joins while the visits run — a
-        rebalance no one asked for (docs/streams.md). Returns the seconds waited."""
-        start = time.monotonic()
-        while True:
-            seen = self.assignments()
-            served = sorted(p for a in seen if a for p in a["partitions"])
-            if all(a and not a["rebalancing"] for a in seen) and \
-                    len({a["generation"] for a in seen if a}) == 1 and \
-                    served == list(range(self.cfg.partitions)):
-                return time.monotonic() - start
-            if time.monotonic() - start > timeout_s:
-                logs = ", ".join(str(w.log_path) for w in self.workers)
-                raise PlatformNotServing(
-                    f"the {len(self.workers)} workers did not settle into one consumer group "
-                    f"within {timeout_s:.0f} s (their logs: {logs}): {seen}")
-            time.sleep(0.2)
-
-    def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM to every worker first, then wait for them (SIGKILL past `timeout`): an
-        interrupt while waiting (a second Ctrl-C) kills the rest, rather than leaving a worker
-        that never heard it was to stop."""
-        for w in self.workers:
-            w.terminate()
-        deadline = time.monotonic() + timeout
-        try:
-            for w in self.workers:
-                w.wait_or_kill(max(0.0, deadline - time.monotonic()))
-        except BaseException:
-            for w in self.workers:
-                w.kill()
-            raise
-
-
-@contextlib.contextmanager
-def platform(bootstrap: str, world: WorldSpec, partitions: int, out_dir: Path,
-             workers: int = 1, idempotent: bool = False,
-             linger_ms: int = LINGER_MS, fetch_wait_ms: int = FETCH_WAIT_MS,
-             store: str = "memory", fresh_tables: bool = True) -> Iterator[Platform]:
-    """`workers` platform worker processes running; all stopped on exit. `store`: where they
-    keep their tables (`memory` or `rocksdb`); `fresh_tables`: see `Platform.add_worker`."""
-    p = Platform(bootstrap, world, partitions, out_dir, idempotent, linger_ms, fetch_wait_ms,
-                 store, fresh_tables)
-    try:
-        for _ in range(workers):
-            p.add_worker()
-        yield p
-    finally:
-        p.stop()
-
 
 @dataclass(frozen=True, slots=True)
 class Execution:
@@ -589,29 +159,6 @@ def write_money_views(ex: Execution, path_for: Callable[[str], Path],
             written.append(path_for(name))
     return written
 
-
-class UsedCluster(Exception):
-    """Our platform would start on a cluster an earlier run used: its workers would meet that
-    run's persons and answers (in the changelogs and the consumer group's offsets)."""
-
-
-def check_fresh(bootstrap: str, client_config: dict | None = None,
-                partitions: int | None = None) -> None:
-    """A cluster our platform may start on: none of an earlier run's requests, then (given
-    `partitions`) none of its topics made with another count, refused before anything is
-    written (topics missing are made later)."""
-    held = records_in(bootstrap, HOSP_REQUESTS, client_config)
-    if held:
-        raise UsedCluster(
-            f"the cluster at {bootstrap} already holds {held:,} hospital requests of an "
-            "earlier run, and our platform needs a fresh one: use a new cluster, or delete "
-            "the topics of docs/wire.md, the huimin-*-changelog topics and the consumer group "
-            "huimin (or, to drive a platform already running there, `huimin replay "
-            "--bootstrap`)")
-    if partitions is not None and (problems := [
-            p for p in topic_problems(bootstrap, partitions, client_config, wait_s=0)
-            if not p.startswith("missing:")]):
-        raise unfit(bootstrap, partitions, problems)
 
 
 def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[BadMessage],
@@ -727,58 +274,6 @@ def unanswered_trail(bootstrap: str, msgids: list[str],
     except (KafkaError, OSError, TopicMissing) as exc:
         return Trail({}, complete=False, problem=f"{type(exc).__name__}: {exc}")
 
-
-def summed_view(ours: Platform, path: str, attempts: int = 3) -> dict[str, int] | None:
-    """GET `path` (JSON totals) from every worker, summed: each holds its partitions. None
-    if a worker does not answer."""
-    totals: dict[str, int] = {}
-    for worker in ours.workers:
-        for attempt in range(attempts):
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{worker.cfg.web_port}{path}",
-                                            timeout=10) as r:
-                    body = orjson.loads(r.read())
-                break
-            except (OSError, ValueError):
-                if attempt == attempts - 1:
-                    return None
-                time.sleep(1.0)
-        for k, v in body.items():
-            totals[k] = totals.get(k, 0) + v
-    return totals
-
-
-def national_view(ours: Platform, path: str, wait_s: float = 0.0) -> Any:
-    """GET `path` (JSON) from the worker that holds the national clearing table, the only
-    one that serves it; None if none does (a rebalance under way) within `wait_s`."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        for worker in ours.workers:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{worker.cfg.web_port}{path}",
-                                            timeout=5) as r:
-                    return orjson.loads(r.read())
-            except (OSError, ValueError):  # another worker's 503, or one not answering
-                continue
-        if time.monotonic() >= deadline:
-            return None
-        time.sleep(1.0)
-
-
-def clearing_statements(ours: Platform, expected: list[dict[str, Any]] | None,
-                        timeout_s: float = 15.0) -> list[dict[str, Any]] | None:
-    """GET /clearing/ from our workers until the statements settle (or equal `expected`):
-    the money events trail the hospitals' last answers by a few hops."""
-    deadline = time.monotonic() + timeout_s
-    last: list[dict[str, Any]] | None = None
-    while time.monotonic() < deadline:
-        body = national_view(ours, "/clearing/")
-        seen = body["statements"] if body and body["events"] else None
-        if seen is not None and seen in (expected, last):
-            return seen
-        last = seen
-        time.sleep(1.0)
-    return last
 
 
 def patients_of(visits: list[Visit]) -> set[tuple[str, str]]:

@@ -24,7 +24,8 @@ from settlement.person import PersonRow
 from settlement.reconciliation import answer_reconciliation
 from settlement.reference import ReferenceData
 from settlement.retention import cutoff
-from settlement.treatment import DeadLetter, Forward, Reply, TreatmentPlatform, TreatmentRow
+from settlement.treatment import DeadLetter, Forward, Reply, TreatmentPlatform
+from settlement.treatment_row import TreatmentRow
 
 
 class Oracle:

@@ -204,7 +204,7 @@ class RoleRunner:
         if source in FORWARDED_INWARD and self._trt_answers is not None and key:
             # back the way every insured-side answer goes: the treatment row keeps it (for a
             # duplicate) and reads it as the answer a held request may wait for
-            # (settlement/treatment.py, `_queue`), then answers the hospital
+            # (settlement/treatment_row.py, `queue_request`), then answers the hospital
             msg = decode(value)  # a platform message, its ctx whole (hospital_context)
             trace = msg.get("trace") if isinstance(msg.get("trace"), list) else []
             back = encode(wrap_answer(answer, {**msg["ctx"], **ctx}, trace))

@@ -35,8 +35,8 @@ from settlement.treatment import (
     Outcome,
     Reply,
     TreatmentPlatform,
-    TreatmentRow,
 )
+from settlement.treatment_row import TreatmentRow
 from streams import metrics
 from streams.record_roles import RecordRoles
 from streams.role import MAX_RECORD_BYTES, RoleRunner, Send, decodes, send, stored

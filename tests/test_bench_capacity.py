@@ -509,9 +509,9 @@ def test_memory_growth_per_visit_is_read_over_the_second_half_of_the_arrivals():
 
 def test_a_bench_without_a_terminal_logs_its_stages_and_the_visits_done_once_a_minute(
         monkeypatch: Any) -> None:
-    from huimin import cli
+    from huimin import cli_progress as cli
 
-    log = cli._LogWhenNotATerminal()
+    log = cli.LogWhenNotATerminal()
     log.on = True
     clock = iter([0.0, 30.0, 61.0, 61.0, 90.0, 122.0, 122.0])
     monkeypatch.setattr(cli.time, "monotonic", lambda: next(clock))
@@ -532,16 +532,16 @@ def test_a_runs_progress_counts_through_its_stages_and_a_bench_rates_says_what_i
         monkeypatch: Any) -> None:
     from rich.progress import Progress
 
-    from huimin import cli
+    from huimin import cli_progress as cli
 
-    monkeypatch.setattr(cli._LogWhenNotATerminal, "EVERY_S", 0.0)  # a line at every call
+    monkeypatch.setattr(cli.LogWhenNotATerminal, "EVERY_S", 0.0)  # a line at every call
     monkeypatch.setattr(type(cli.console), "is_terminal", property(lambda self: False))
     run, bench = Progress(disable=True), Progress(disable=True)
     with cli.console.capture() as captured:
-        stage, done = cli._reporters(run, 10)  # `huimin run`: one count through every stage
+        stage, done = cli.reporters(run, 10)  # `huimin run`: one count through every stage
         stage("visits")
         done(1, 0)
-        stage, done = cli._reporters(bench, None)  # `huimin bench`: each rate its own
+        stage, done = cli.reporters(bench, None)  # `huimin bench`: each rate its own
         stage("huimin at 50 visits/s", 7)
         done(1, 2)
     assert (run.tasks[0].total, run.tasks[0].completed) == (10, 1)
@@ -1037,7 +1037,7 @@ def test_a_bench_removes_only_what_an_earlier_bench_wrote_into_its_folder(tmp_pa
 
 def test_a_bench_does_not_remove_a_rate_folder_a_running_worker_holds(tmp_path: Path):
     from benchmarks.load import RATE_MARK, clear_previous_run
-    from huimin.run import WORKER_DATA_MARK
+    from huimin.local_platform import WORKER_DATA_MARK
     from streams.table_files import hold_data_folder
 
     (tmp_path / "rate-0").mkdir()

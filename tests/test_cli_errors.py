@@ -18,8 +18,8 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
-from huimin import cli
-from huimin.cli import error_message
+from huimin import cli, cli_cluster
+from huimin.cli_app import error_message
 from huimin.logfiles import LogFormatError, read_visit_log
 from simulators.hospital import PlatformSilent
 from streams.broker import BOOTSTRAP_ENV
@@ -176,7 +176,7 @@ def test_a_metrics_port_in_use_is_refused(monkeypatch: pytest.MonkeyPatch, logs:
 
 
 def test_a_workers_web_port_in_use_is_refused_before_it_starts(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(cli, "run_worker", lambda *a, **k: pytest.fail("it started"))
+    monkeypatch.setattr(cli_cluster, "run_worker", lambda *a, **k: pytest.fail("it started"))
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -224,7 +224,7 @@ def test_run_and_bench_refuse_an_unreachable_cluster_of_the_environment():
 
 
 def test_topics_on_a_cluster_that_cannot_be_reached(monkeypatch: pytest.MonkeyPatch, mute: str):
-    monkeypatch.setattr(cli, "create_platform_topics", unreachable)
+    monkeypatch.setattr(cli_cluster, "create_platform_topics", unreachable)
     refused(huimin("topics", "--bootstrap", mute),
             f"cannot reach the cluster at {mute} (is it up?): KafkaTimeoutError")
     refused(huimin("topics", env={BOOTSTRAP_ENV: mute}), f"cannot reach the cluster at {mute}")
@@ -236,7 +236,7 @@ def test_topics_the_cluster_refuses_to_create_are_named_not_traced(
         raise TopicsRefused(f"the cluster at {mute} refused to create topic money.events "
                             "(partitions 1, replication 3): Replication-factor is invalid.")
 
-    monkeypatch.setattr(cli, "create_platform_topics", refusing)
+    monkeypatch.setattr(cli_cluster, "create_platform_topics", refusing)
     refused(huimin("topics", "--bootstrap", mute, "--replication", "3"),
             "refused to create topic money.events (partitions 1, replication 3)")
 
@@ -266,7 +266,7 @@ def test_replay_on_a_cluster_warns_where_a_workers_restart_would_outlive_the_win
     """A cluster's workers may restart or rebalance mid-replay: at a simulated clock so fast
     that their recovery spans the 7-day window, the redelivered requests would be refused."""
     monkeypatch.setattr(cli, "execute", unreachable)
-    monkeypatch.setattr(cli, "_check_reachable", lambda *_: None)  # (an unreachable one is
+    monkeypatch.setattr(cli, "check_reachable", lambda *_: None)  # (an unreachable one is
     header = orjson.loads((logs / "a.jsonl").read_bytes().splitlines()[0])  # refused first)
     assert header["visits"]["days"] > 7  # generate's default: 60
     for rate, warned in (("1000", True), ("0.05", False), ("1e9", True)):  # all at once too
@@ -312,7 +312,7 @@ def test_a_bug_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch, mute: str):
         def raises(*_: object, exc: Exception = bug, **__: object) -> None:
             raise exc
 
-        monkeypatch.setattr(cli, "create_platform_topics", raises)
+        monkeypatch.setattr(cli_cluster, "create_platform_topics", raises)
         assert huimin("topics", "--bootstrap", mute).exception is bug
     assert error_message(ValueError("x")) is None
     assert error_message(OSError(98, "Address already in use")) is None  # no file

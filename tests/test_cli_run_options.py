@@ -14,7 +14,7 @@ import typer.main
 from click.testing import Result
 from typer.testing import CliRunner
 
-from huimin import cli
+from huimin import cli, cli_options
 from huimin.cli import interrupted_run, redelivery_outlives_window, reproduce_command
 from huimin.run import RunOptions
 from simulators.faults import FaultPlan
@@ -87,7 +87,7 @@ def failing_run(monkeypatch: pytest.MonkeyPatch, tmp_path, *args: str,
     monkeypatch.setattr(cli, "summarise", lambda _: {})
     monkeypatch.setattr(cli, "write_outputs", lambda *_: None)
     monkeypatch.setattr(cli, "print_summary", lambda *_: None)
-    monkeypatch.setattr(cli, "unreachable", lambda _: None)  # no cluster is used
+    monkeypatch.setattr(cli_options, "unreachable", lambda _: None)  # no cluster is used
     result = CliRunner().invoke(cli.app, ["run", *args], env=env)
     assert result.exit_code == 1, result.output
     lines = [line for line in result.output.splitlines() if line.startswith("Reproduce with")]

@@ -19,7 +19,8 @@ def test_a_cluster_is_called_gone_only_after_refusing_each_try(monkeypatch):
 
 def test_a_run_whose_cluster_was_gone_reports_its_closing_requests_not_sent():
     """Not one "0 answers, expected 1" a closing request never sent (a review)."""
-    from huimin.run import Execution, check_reconciliation
+    from huimin.run import Execution
+    from huimin.run_checks import check_reconciliation
     from simulators.hospital import HospitalRunResult
 
     result = HospitalRunResult(sessions=[], exchanges={}, bad_answers={}, dead_letters=[],

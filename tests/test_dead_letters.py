@@ -194,7 +194,7 @@ def test_the_cli_says_once_that_the_followed_cluster_is_silent_and_once_that_it_
     from typer.testing import CliRunner
 
     import streams.dead_letters as reader
-    from huimin import cli
+    from huimin import cli, cli_options
 
     monkeypatch.setattr(reader, "true_ends", lambda consumer, ends: ends)
     monkeypatch.setattr(reader, "ASK_WHEN_QUIET_S", 0.0)
@@ -209,7 +209,7 @@ def test_the_cli_says_once_that_the_followed_cluster_is_silent_and_once_that_it_
         return {}
 
     monkeypatch.setattr(silent, "poll", poll)
-    monkeypatch.setattr(cli, "unreachable", lambda cluster: None)  # no cluster at all here
+    monkeypatch.setattr(cli_options, "unreachable", lambda cluster: None)  # no cluster at all here
     done = CliRunner().invoke(cli.app, ["dead-letters", "--bootstrap", "127.0.0.1:1",
                                         "--follow"], env={"COLUMNS": "300"})
     assert done.exit_code == 0, done.output

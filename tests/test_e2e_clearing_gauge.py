@@ -13,7 +13,7 @@ import orjson
 import pytest
 from kafka import KafkaProducer
 
-from huimin.run import platform
+from huimin.local_platform import platform
 from messages.topics import MONEY_EVENTS
 from settlement.ledger import SettlementEvent
 from streams.broker import broker

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from huimin.run import platform
+from huimin.local_platform import platform
 from streams.broker import EmbeddedBroker
 from streams.cluster_contact import ANSWER_WITHIN_S, ASK_EVERY_S, SILENT_AFTER
 from tests.conftest import huimin_command, run_huimin

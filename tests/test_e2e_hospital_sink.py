@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from huimin.run import arrivals_at_rate, compare, platform
+from huimin.local_platform import platform
+from huimin.run import arrivals_at_rate
+from huimin.run_checks import compare
 from messages.visitlog import VisitSession
 from settlement.oracle import Oracle
 from simulators.hospital import Exchange, HospitalFleet, PlatformSilent, response_consumer

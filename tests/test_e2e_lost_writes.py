@@ -13,7 +13,7 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
 
-from huimin.run import platform
+from huimin.local_platform import platform
 from messages.topics import HOSP_REQUESTS, HOSP_RESPONSES
 from messages.visitlog import make_msgid
 from simulators.hospital import HospitalFleet

@@ -23,7 +23,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
-from huimin.run import platform
+from huimin.local_platform import platform
 from messages.codec import encode
 from messages.envelope import province_of
 from messages.identity import CERTNO_SYSTEM

@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from huimin.run import platform
+from huimin.local_platform import platform
 from messages.visitlog import make_msgid
 from simulators.hospital import HospitalFleet
 from simulators.world import WorldSpec, build_world

@@ -22,7 +22,7 @@ import pytest
 from fhir.resources.R4B import get_fhir_model_class
 from kafka import KafkaConsumer, TopicPartition
 
-from huimin.run import platform
+from huimin.local_platform import platform
 from messages.identity import CERTNO_SYSTEM
 from messages.topics import EHR_AUDIT
 from messages.visitlog import make_msgid

@@ -99,7 +99,7 @@ def test_verify_rejects_a_truncated_result_file(replayed):
 
 def test_replay_against_a_platform_already_running_on_a_cluster(tmp_path):
     """--bootstrap: the platform under test runs elsewhere; replay only plays the hospitals."""
-    from huimin.run import platform
+    from huimin.local_platform import platform
 
     assert huimin("generate", *GENERATE, "--visits", "60", "-o", "v.jsonl",
                   cwd=tmp_path).returncode == 0

@@ -13,7 +13,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from huimin.run import execute, platform, unanswered_trail
+from huimin.local_platform import platform
+from huimin.run import execute, unanswered_trail
 from messages.topics import HOSP_REQUESTS, HOSP_RESPONSES
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import WorldSpec, build_world

@@ -106,8 +106,8 @@ def test_a_repeated_answer_is_counted_but_not_timed_and_in_flight_is_counted_by_
 
 def test_a_forward_that_fails_towards_the_insured_place_is_answered_back_through_trt_answers():
     """So the treatment row reads it as it reads every insured-side answer: kept for a
-    duplicate, and the answer a request held behind it waits for (settlement/treatment.py,
-    `_queue`); it then answers the hospital. A hospital request's failure is answered at
+    duplicate, and the answer a request held behind it waits for (settlement/treatment_row.py,
+    `queue_request`); it then answers the hospital. A hospital request's failure is answered at
     once."""
     from messages.codec import decode
     from streams.role import RoleRunner

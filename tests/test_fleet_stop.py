@@ -4,7 +4,8 @@ whole: the visits arrived, the bad requests sent, and every request sent account
 
 from __future__ import annotations
 
-from huimin.run import account, arrivals_at_rate, visit_period
+from huimin.run import arrivals_at_rate, visit_period
+from huimin.run_checks import account
 from simulators.bad_messages import generate_bad_messages
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import WorldSpec, build_world

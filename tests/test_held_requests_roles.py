@@ -14,7 +14,7 @@ import streams.settlement_roles as settlement_roles
 from messages.codec import decode, encode, encode_to_keep
 from messages.codes import ErrorCode
 from messages.platform import wrap_answer
-from settlement.treatment import MAX_PUT_BACKS, TreatmentRow
+from settlement.treatment_row import MAX_PUT_BACKS, TreatmentRow
 from streams.role import RoleRunner, Send
 from streams.settlement_roles import SettlementRoles
 from tests.handmade import (

@@ -14,7 +14,7 @@ import orjson
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from huimin.run import platform
+from huimin.local_platform import platform
 from messages.codec import decode, encode
 from messages.topics import MONEY_EVENTS
 from settlement.ledger import SettlementEvent

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from huimin.cli import error_message
-from huimin.run import Platform, PlatformNotServing
+from huimin.cli_app import error_message
+from huimin.local_platform import Platform, PlatformNotServing
 from streams.config import WorkerConfig
 
 

@@ -12,7 +12,8 @@ from messages.codes import ErrorCode
 from settlement.oracle import Oracle
 from settlement.reference import agency_code
 from settlement.retention import HORIZON_DAYS, WINDOW_DAYS, day_cutoff
-from settlement.treatment import PERSON_CLOCK, Forward, TreatmentRow
+from settlement.treatment import Forward
+from settlement.treatment_row import PERSON_CLOCK, TreatmentRow
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import WorldSpec, build_world
 from tests.handmade import (

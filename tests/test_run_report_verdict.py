@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from huimin.report import audit_against_oracle, counted
-from huimin.run import Accounting, RunReport
+from huimin.run import RunReport
+from huimin.run_checks import Accounting
 
 
 def passing_report(**changes: Any) -> RunReport:

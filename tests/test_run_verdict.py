@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from huimin.run import (
+from huimin.run_checks import (
     account,
     check_bad_requests,
     compare,

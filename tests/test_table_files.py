@@ -14,7 +14,7 @@ import rocksdict
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from typer.testing import CliRunner
 
-from huimin.run import platform
+from huimin.local_platform import platform
 from messages.codec import encode
 from messages.topics import MONEY_EVENTS
 from settlement.ledger import SettlementEvent
@@ -105,7 +105,7 @@ def test_a_new_platform_empties_only_worker_data_folders_huimin_made(tmp_path: P
     """A second `--store rocksdb` run into the same --out took up the first's tables and
     answered every request as a duplicate; emptying the folder must not delete what a user
     keeps under that name."""
-    from huimin.run import WORKER_DATA_MARK, fresh_data_dir
+    from huimin.local_platform import WORKER_DATA_MARK, fresh_data_dir
 
     ours = tmp_path / "worker-0-data"
     fresh_data_dir(ours)  # made, empty but for its mark

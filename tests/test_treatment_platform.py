@@ -13,18 +13,8 @@ from messages.codec import decode, encode
 from messages.codes import ErrorCode
 from messages.identity import mask_certno
 from settlement.reference import Hospital
-from settlement.treatment import (
-    HELD_BYTES,
-    HOLD_LIMIT_MS,
-    MAX_PUT_BACKS,
-    DeadLetter,
-    Forward,
-    Held,
-    Outcome,
-    Reply,
-    TreatmentPlatform,
-    TreatmentRow,
-)
+from settlement.treatment import DeadLetter, Forward, Held, Outcome, Reply, TreatmentPlatform
+from settlement.treatment_row import HELD_BYTES, HOLD_LIMIT_MS, MAX_PUT_BACKS, TreatmentRow
 from tests.handmade import (
     EMP_CERTNO,
     ENROLLMENTS,

@@ -1,0 +1,185 @@
+"""The `huimin` Typer app: its error policy (bad input is one red line and exit 2, not a
+traceback), its help formatting, `--version` and SIGTERM."""
+
+from __future__ import annotations
+
+import errno
+import functools
+import inspect
+import os
+import signal
+from collections.abc import Callable
+from importlib.metadata import version as package_version
+from pathlib import Path
+from typing import Annotated, Any
+
+import aiokafka.errors
+import kafka.errors
+import typer
+from rich.console import Console
+from typer.core import TyperCommand, TyperGroup
+
+from benchmarks.load import huimin_commit
+from huimin.local_platform import PlatformNotServing, TopicsUnfit, UsedCluster
+from simulators.hospital import PlatformOfAnotherWorld, PlatformSilent, SignaturesRefused
+from streams.broker import BOOTSTRAP_ENV
+from streams.spare import max_poll_interval_s
+from streams.topics import TopicsRefused
+
+#: A cluster that cannot be reached: kafka-python (the hospitals, the topic admin) gives up
+#: after its bootstrap timeout; aiokafka (the benchmarks' raw ceiling) on a refused connection.
+UNREACHABLE = (kafka.errors.KafkaTimeoutError, kafka.errors.KafkaConnectionError,
+               aiokafka.errors.KafkaConnectionError, aiokafka.errors.NoBrokersAvailable)
+
+#: Errors of a write that name no file, and what they mean to a person.
+WRITES_REFUSED = {errno.ENOSPC: "the output: no space left on its device",
+                  errno.EDQUOT: "the output: the disk quota is used up",
+                  errno.EFBIG: "the output: the file would be too large"}
+
+# no emoji codes: a host "a:b:c" or a path with ":b:" in it is printed as given
+console = Console(emoji=False)
+errors = Console(stderr=True, emoji=False)
+if not console.is_terminal:  # a log or CI: lines kept whole (commands, paths, tables)
+    console.width = errors.width = 200
+    console.soft_wrap = True
+
+
+def error_message(exc: BaseException, bootstrap: str | None = None) -> str | None:
+    """A one-line message for an error a person can fix (a file or folder that cannot be
+    opened, a cluster that cannot be reached); None for anything else: a bug, left to raise
+    with its traceback."""
+    if isinstance(exc, UsedCluster | TopicsUnfit | TopicsRefused | PlatformNotServing
+                  | PlatformSilent | PlatformOfAnotherWorld | SignaturesRefused):
+        return str(exc)
+    if isinstance(exc, UNREACHABLE):
+        where = f"the cluster at {bootstrap}" if bootstrap else "the Kafka cluster"
+        return f"cannot reach {where} (is it up?): {exc}"
+    if isinstance(exc, OSError) and exc.errno in WRITES_REFUSED:
+        return f"cannot write {WRITES_REFUSED[exc.errno]}"
+    if isinstance(exc, OSError) and exc.filename is not None:
+        name = Path(os.fsdecode(exc.filename))
+        if isinstance(exc, FileNotFoundError) and not name.parent.exists():
+            return f"{name}: the folder {name.parent} does not exist"
+        if isinstance(exc, IsADirectoryError):
+            return f"{name} is a folder, not a file"
+        return f"{name}: {exc.strerror or exc}"
+    return None
+
+
+def _clear_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """`command`, exiting 2 with a one-line message on the errors of `error_message`."""
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (OSError, UsedCluster, TopicsUnfit, TopicsRefused, PlatformNotServing,
+                PlatformSilent, PlatformOfAnotherWorld, SignaturesRefused, *UNREACHABLE) as exc:
+            message = error_message(exc, kwargs.get("bootstrap") or os.environ.get(BOOTSTRAP_ENV))
+            if message is None:
+                raise
+            errors.print(f"Error: {message}", style="red", soft_wrap=True, markup=False,
+                         highlight=False)
+            raise typer.Exit(2) from None
+    return wrapper
+
+
+def check_output(output: Path | None, option: str, **inputs: Path | None) -> None:
+    """Refuse (exit 2), before any work, an output file that cannot be written (a folder, or
+    in a folder that does not exist) or that is one of the command's inputs: writing it would
+    destroy what it reads, or a check would compare a file with itself."""
+    if output is None:
+        return
+    if output.is_dir():
+        raise refusal_exit(f"{output} is a folder, not a file")
+    if not output.resolve().parent.is_dir():
+        raise refusal_exit(f"{output}: the folder {output.parent} does not exist")
+    for what, path in inputs.items():
+        if path is not None and (output.resolve() == path.resolve() or (output.exists()
+                                 and path.exists() and os.path.samefile(output, path))):
+            raise refusal_exit(f"{option} {output} is the {what.replace('_', ' ')}: writing it "
+                           "would overwrite that; give another file")
+
+
+def refusal_exit(exc: Exception | str) -> typer.Exit:
+    """Print `exc` as one red `Error:` line on stderr (unwrapped, without markup), for exit 2:
+    a file that is not what it should be, a broker that did not start. Stdout keeps only
+    what a command produces."""
+    errors.print(f"Error: {exc}", style="red", soft_wrap=True, markup=False, highlight=False)
+    return typer.Exit(2)
+
+
+class _FlagsUntyped:
+    """A flag's row in `--help` shows no type: Typer 0.29 tags it `<bool>`, which reads as if
+    it took a value (`--json true`)."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
+
+
+class _Command(_FlagsUntyped, TyperCommand):
+    pass
+
+
+class _Group(_FlagsUntyped, TyperGroup):
+    pass
+
+
+class _Typer(typer.Typer):
+    """Every command's bad input (an unwritable -o, an unreachable --bootstrap) ends in a
+    one-line message and exit 2, not a traceback (see `error_message`)."""
+
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]],
+                                                             Callable[..., Any]]:
+        def decorator(f: Callable[..., Any]) -> Callable[..., Any]:
+            help_text = kwargs.pop("help", None) or _unwrapped(f.__doc__ or "")
+            super(_Typer, self).command(*args, help=help_text, cls=_Command,
+                                        **kwargs)(_clear_errors(f))
+            return f
+        return decorator
+
+
+def _unwrapped(docstring: str) -> str:
+    """A docstring's paragraphs each on one line: Typer's Rich help keeps the source's line
+    breaks after the first paragraph, which then wrap badly in a terminal."""
+    paragraphs = inspect.cleandoc(docstring).split("\n\n")
+    return "\n\n".join(" ".join(p.split()) for p in paragraphs)
+
+
+app = _Typer(cls=_Group, add_completion=False, no_args_is_help=True,
+             help="huimin: cross-province medical-insurance settlement and health-record "
+                  "exchange, simulated on a real Kafka-protocol broker.")
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        commit = huimin_commit()
+        print(f"huimin {package_version('huimin')}"
+              + (f" (git {commit})" if commit != "?" else ""))
+        raise typer.Exit()
+
+
+
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    errors.print("terminated (SIGTERM): stopping what this command started",
+                 markup=False, highlight=False)
+    raise SystemExit(128 + signum)
+
+
+@app.callback()
+def _stop_cleanly_on_sigterm(version: Annotated[bool, typer.Option(
+        "--version", is_eager=True, callback=_print_version,
+        help="Print huimin's version (and git commit, in a checkout) and exit.")] = False
+                             ) -> None:
+    # SIGTERM (a CI runner's timeout, `kill`, systemd) unwinds like Ctrl-C, so that a run
+    # stops the broker and the workers it started instead of leaving them running.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:  # what the workers a command starts will read: refused before anything starts
+        max_poll_interval_s()
+    except ValueError as exc:
+        raise refusal_exit(exc) from None
+
+

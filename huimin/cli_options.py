@@ -1,0 +1,152 @@
+"""The options several `huimin` commands share, and their checks before any work starts."""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from prometheus_client import start_http_server
+
+from huimin.cli_app import refusal_exit
+from huimin.policy_file import read_policy_file
+from settlement.parameters import ParameterError
+from simulators.faults import FaultPlan, FaultPlanError
+from simulators.hospital_metrics import HOSPITAL_REGISTRY
+from simulators.visits import MAX_VISITS
+from simulators.world import MAX_PERSONS, SEED_BOUND, WorldSpec
+from streams.broker import BOOTSTRAP_ENV, bootstrap_problem, unreachable
+from streams.config import STORES
+from streams.security import PASSWORD_ENV, ClusterSecurity
+
+Seed = Annotated[int, typer.Option(min=-SEED_BOUND, max=SEED_BOUND - 1,
+                                   help="Seed of the world and the visits.")]
+Persons = Annotated[int, typer.Option(min=1, max=MAX_PERSONS,
+                                      help="Insured persons in the world.")]
+VisitsOption = Annotated[int, typer.Option(
+    "--visits", min=1, max=MAX_VISITS,
+    help="Visits to carry out (outpatient, and 15 % inpatient stays).")]
+CrossShare = Annotated[float, typer.Option(min=0.0, max=1.0,
+                                           help="Share of cross-province visits.")]
+PolicyFile = Annotated[Path | None, typer.Option(
+    "--policy", help="A YAML file of the provinces' policy parameters: deductibles, ratios, "
+                     "caps, the retiree bonus, the unfiled cut, the class-B self-pay share, "
+                     "the clearing's prepayment, the lab results' reuse window "
+                     "(docs/parameters.yaml). Every worker of the platform needs the same.")]
+
+
+def world_of_options(seed: int, persons: int, policy: Path | None) -> WorldSpec:
+    """The world of the options; a policy file that cannot be used is refused (exit 2)."""
+    if policy is None:
+        return WorldSpec(seed=seed, persons=persons)
+    try:
+        return WorldSpec(seed=seed, persons=persons, parameters=read_policy_file(policy))
+    except ParameterError as exc:
+        raise refusal_exit(exc) from None
+
+
+Store = Annotated[str, typer.Option(
+    "--store", help="Where the workers keep their tables: memory (default; rebuilt from the "
+                    "changelogs at start) or rocksdb (on disk in each worker's data folder: "
+                    "memory stays flat on long runs).")]
+
+
+def checked_store(store: str) -> str:
+    if store not in STORES:
+        raise typer.BadParameter(f"one of {', '.join(STORES)}", param_hint="--store")
+    return store
+
+
+def check_web_address(host: str, port: int) -> None:
+    """Refuse, as bad input, a worker's --web-host/--web-port it could not serve on (a port
+    another worker holds): Faust would otherwise fail with a traceback after starting."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        reason = "the port is in use" if exc.errno == errno.EADDRINUSE else \
+            exc.strerror or str(exc)
+        raise typer.BadParameter(f"cannot serve on {host}:{port}: {reason}", param_hint=(
+            "--web-host" if isinstance(exc, socket.gaierror) else "--web-port")) from None
+
+
+def serve_metrics(port: int | None, host: str = "127.0.0.1") -> None:
+    """Serve the hospitals' Prometheus metrics on `port`, if given."""
+    if port is None:
+        return
+    try:
+        start_http_server(port, addr=host, registry=HOSPITAL_REGISTRY)
+    except OSError as exc:
+        reason = "the port is in use" if exc.errno == errno.EADDRINUSE else \
+            exc.strerror or str(exc)
+        raise typer.BadParameter(f"cannot serve on {host}:{port}: {reason}", param_hint=(
+            "--metrics-host" if isinstance(exc, socket.gaierror) else "--metrics-port")
+                                 ) from None
+
+
+def bootstrap_servers(bootstrap: str | None) -> str:
+    value = bootstrap or os.environ.get(BOOTSTRAP_ENV)
+    if not value:
+        raise typer.BadParameter(f"give --bootstrap or set {BOOTSTRAP_ENV}",
+                                 param_hint="--bootstrap")
+    check_cluster_address(bootstrap)
+    check_reachable(value)
+    return value
+
+
+def check_cluster_address(bootstrap: str | None) -> None:
+    """A `--bootstrap` given, else KAFKA_BOOTSTRAP_SERVERS if set, checked (exit 2)."""
+    if bootstrap is not None and (problem := bootstrap_problem(bootstrap)):  # "" too
+        raise typer.BadParameter(problem, param_hint="--bootstrap")
+    external = os.environ.get(BOOTSTRAP_ENV)
+    if bootstrap is None and external and (problem := bootstrap_problem(external)):
+        raise refusal_exit(f"{BOOTSTRAP_ENV}: {problem}")
+
+
+def check_reachable(cluster: str | None) -> None:
+    """A cluster none of whose addresses can be connected to, refused at once (exit 2), once
+    every other option has been checked: the Kafka clients take 30 s to say only that they
+    could not bootstrap."""
+    if cluster and (problem := unreachable(cluster)):
+        raise refusal_exit(f"cannot reach the cluster at {cluster} (is it up?): {problem}")
+
+
+SecurityProtocol = Annotated[str, typer.Option(
+    help="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (the SASL password from "
+         "HUIMIN_SASL_PASSWORD).")]
+SaslMechanism = Annotated[str | None, typer.Option(help="PLAIN, SCRAM-SHA-256, …")]
+SaslUsername = Annotated[str | None, typer.Option()]
+SslCafile = Annotated[Path | None, typer.Option()]
+
+
+def security_settings(protocol: str, mechanism: str | None, username: str | None,
+              cafile: Path | None) -> ClusterSecurity:
+    """The cluster's security settings, checked before any connection: without it a missing
+    CA file or password shows only as a cluster that cannot be reached, after 30 s."""
+    try:
+        security = ClusterSecurity(protocol, mechanism, username,
+                                   str(cafile) if cafile else None)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--security-protocol") from None
+    if cafile is not None and not cafile.is_file():
+        raise typer.BadParameter(f"{cafile}: no such file", param_hint="--ssl-cafile")
+    if security.sasl and not username:
+        raise typer.BadParameter(f"{protocol} needs the user name",
+                                 param_hint="--sasl-username")
+    if security.sasl and not os.environ.get(PASSWORD_ENV):
+        raise refusal_exit(f"{protocol} needs the password in {PASSWORD_ENV}, which is not set")
+    return security
+
+
+def fault_plan(text: str | None) -> FaultPlan:
+    try:
+        return FaultPlan.parse(text)
+    except FaultPlanError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--faults") from None
+
+
+

@@ -1,0 +1,304 @@
+"""Whether a run or a replay went right: its answers against the oracle's, its bad
+requests' outcomes, its reconciliation, and every request accounted for."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from huimin.verify import answer_diff
+from messages.codes import ErrorCode, Infno
+from messages.platform import hospital_context
+from messages.topics import HOSP_REQUESTS
+from messages.visitlog import VisitSession
+from settlement.oracle import Oracle
+from simulators.bad_messages import BadMessage
+from simulators.hospital import DeadLetterRecord, HospitalRunResult
+from simulators.reconciliation import closing_requests, settlements_to_post
+from streams.role import REQUESTS_INWARD
+
+if TYPE_CHECKING:
+    from huimin.run import Execution
+
+
+@dataclass
+class Comparison:
+    """Streamed answers against the oracle's, visit by visit and step by step."""
+
+    visits: int = 0
+    settlements_expected: int = 0
+    settlements_equal: int = 0
+    answers_compared: int = 0
+    answers_equal: int = 0
+    redelivered: int = 0  # identical extra answers after a rebalance or a restart
+    mismatches: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.answers_equal == self.answers_compared and not self.mismatches
+
+
+def distinct(answers: list[dict]) -> list[dict]:
+    out: list[dict] = []
+    for a in answers:
+        if a not in out:
+            out.append(a)
+    return out
+
+
+def compare(streamed: list[VisitSession], expected: list[VisitSession],
+            redelivery: bool = False) -> Comparison:
+    """Every answer the oracle gives, to every request of every visit, must have come back
+    from the platform identical (and as often: a duplicate request gets its answer twice).
+    With `redelivery` (a worker was killed: at-least-once delivery replays what it had not
+    committed) an answer may come back more often than asked, but always identical."""
+    cmp = Comparison(visits=len(expected))
+    for got, want in zip(streamed, expected, strict=True):
+        if want.settlement is not None:
+            cmp.settlements_expected += 1
+            if got.settlement == want.settlement:
+                cmp.settlements_equal += 1
+        for msgid, infno in want.sent:
+            want_answers = want.answers.get(msgid, [])
+            got_answers = got.answers.get(msgid, [])
+            cmp.answers_compared += len(want_answers)
+            if redelivery and len(got_answers) > len(want_answers):
+                cmp.redelivered += len(got_answers) - len(want_answers)
+                if distinct(got_answers) == distinct(want_answers):
+                    got_answers = want_answers
+            if got_answers == want_answers:
+                cmp.answers_equal += len(want_answers)
+            elif len(cmp.mismatches) < 20:
+                cmp.mismatches.append(f"visit {got.visit.visit_no} {infno}: "
+                                      f"{answer_diff(got_answers, want_answers)}")
+    return cmp
+
+
+@dataclass
+class BadRequestCheck:
+    """Each bad request got exactly its expected outcome; nothing else was dead-lettered."""
+
+    expected: int = 0
+    as_expected: int = 0
+    unexpected_dead_letters: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.as_expected == self.expected and not self.unexpected_dead_letters
+
+
+def ours(result: HospitalRunResult, bad: list[BadMessage]
+         ) -> Callable[[DeadLetterRecord], bool]:
+    """Whether a dead letter is of a message these hospitals sent: a bad request sent on
+    purpose (by its bytes), or a message that carries the msgid of a request they sent. Any
+    other is another producer's, on a cluster shared with it (garbage written to a topic by
+    hand, say): counted apart, neither lost nor unexpected here."""
+    values = {b.value for b in bad}
+    daily = result.daily.msgids if result.daily is not None else set()
+
+    def test(letter: DeadLetterRecord) -> bool:  # by lookups: a million visits' msgids
+        if letter.value in values:  # are not copied into one more set
+            return True
+        ctx = hospital_context(letter.value, letter.entry.source_topic == HOSP_REQUESTS)
+        msgid = ctx.get("msgid") if ctx is not None else None
+        return msgid is not None and (msgid in result.exchanges or msgid in result.bad_answers
+                                      or msgid in daily)
+    return test
+
+
+def check_bad_requests(result: HospitalRunResult, bad: list[BadMessage],
+                       redelivery: bool = False) -> BadRequestCheck:
+    check = BadRequestCheck(expected=len(bad))
+    mine = ours(result, bad)
+    letters = Counter((d.value, d.error_code) for d in result.dead_letters if mine(d))
+    if redelivery:  # a replayed bad request is dead-lettered again, identically
+        letters = Counter({k: min(n, sum(b.value == k[0] for b in bad)) for k, n in
+                           letters.items()})
+    for b in bad:
+        if b.expect == "answer":
+            answers = result.bad_answers.get(b.msgid, [])
+            codes = [a.get("err_code") for a in (distinct(answers) if redelivery else answers)]
+            good = codes == [b.code.value] and answers[0]["infcode"] == -1
+            seen = f"answers {codes}"
+        else:
+            good = letters[(b.value, b.code.value)] > 0
+            if good:
+                letters[(b.value, b.code.value)] -= 1
+            seen = "no dead letter with that code"
+        if good:
+            check.as_expected += 1
+        elif len(check.problems) < 20:
+            check.problems.append(f"bad request {b.kind}: expected {b.expect} {b.code.value}, "
+                                  f"got {seen}")
+    check.unexpected_dead_letters = sum(n for n in letters.values() if n > 0)
+    return check
+
+
+@dataclass
+class DailyReconciliationCheck:
+    """The hospitals' daily 3201/3202 during the run: every hospital-day ends balanced (平),
+    and exactly the settlements whose answers a HIS lost were posted from 3202 details."""
+
+    days: int = 0
+    balanced_at_once: int = 0
+    balanced_after_posting: int = 0  # 不平 until 3202 detailed the settlements it had lost
+    balanced_after_waiting: int = 0  # 不平 until the platform's clearing caught up
+    unbalanced: list[str] = field(default_factory=list)
+    posted: int = 0
+    expected_posted: int = 0
+    #: the posted settlements' money, fen: medfee_sumamt, hifp_pay, acct_pay
+    posted_fen: list[int] = field(default_factory=lambda: [0, 0, 0])
+
+    @property
+    def ok(self) -> bool:
+        return not self.unbalanced and self.posted == self.expected_posted
+
+
+def check_daily_reconciliation(result: HospitalRunResult,
+                               expected: list[VisitSession]) -> DailyReconciliationCheck:
+    check = DailyReconciliationCheck(expected_posted=settlements_to_post(expected))
+    for day in result.days_reconciled:
+        check.days += 1
+        check.posted += day.posted
+        check.posted_fen = [a + b for a, b in zip(check.posted_fen, day.posted_fen, strict=True)]
+        if not day.balanced:
+            check.unbalanced.append(f"{day.fixmedins_code} {day.day}: {day.result or 'no answer'}"
+                                    f" after {day.attempts} 3201")
+        elif day.attempts == 1:
+            check.balanced_at_once += 1
+        elif day.posted:
+            check.balanced_after_posting += 1
+        else:
+            check.balanced_after_waiting += 1
+    return check
+
+
+@dataclass
+class ReconciliationCheck:
+    """The closing 3201/3202 of every hospital and 3203 of every agency: answered, balanced
+    (平) or accepted (受理), and as the oracle answers them."""
+
+    sent: int = 0
+    balanced: int = 0
+    equal_to_oracle: int = 0
+    problems: list[str] = field(default_factory=list)
+    #: why none was sent: the cluster could not be reached once the visits had timed out
+    not_sent: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.equal_to_oracle == self.sent == self.balanced and not self.problems
+
+
+def check_reconciliation(ex: Execution, oracle: Oracle) -> ReconciliationCheck:
+    if ex.cluster_gone:
+        why = f"the cluster could not be reached once the visits timed out ({ex.cluster_gone})"
+        return ReconciliationCheck(problems=[f"not sent: {why}"], not_sent=why)
+    check = ReconciliationCheck()
+    for key, req in closing_requests(ex.result.books):
+        check.sent += 1
+        got = distinct(ex.reconciliation.get(req["msgid"], []))
+        want = oracle.submit(key, req)
+        expected = [want] if want is not None else []  # None: the oracle dead-letters it
+        if got == expected:
+            check.equal_to_oracle += 1
+        elif len(check.problems) < 10:
+            check.problems.append(f"{req['infno']} of {req['fixmedins_code']}: "
+                                  f"{answer_diff(got, expected)}")
+        out = want["output"] if want and want["infcode"] == 0 else {}
+        if out.get("stmt_rslt") == "0" or out.get("appy_stas") == "1" or (
+                req["infno"] == Infno.RECONCILE_DETAILS and out and
+                not out["missing_at_hospital"] and not out["missing_on_platform"]):
+            check.balanced += 1
+        elif len(check.problems) < 10:
+            check.problems.append(f"{req['infno']} of {req['fixmedins_code']} does not balance:"
+                                  f" {out or want}")
+    return check
+
+
+@dataclass(frozen=True, slots=True)
+class Accounting:
+    """sent = answered OK + answered with an error + dead-lettered + unaccounted; answers that
+    came back more often than their request was sent (redelivery after a rebalance or a crash)
+    are counted apart, in `redelivered`."""
+
+    sent: int
+    answered_ok: int
+    answered_error: int
+    dead_lettered: int
+    redelivered: int = 0
+    #: dead letters of messages these hospitals did not send (`ours`), outside the sum, and
+    #: of them the platform's failures (E9001/E9002 on its own messages: a money event, a
+    #: document's registration), which fail a run or replay on any platform
+    foreign_dead_letters: int = 0
+    foreign_failures: int = 0
+
+    @property
+    def unaccounted(self) -> int:
+        return self.sent - self.answered_ok - self.answered_error - self.dead_lettered
+
+
+#: What a role that fails on a message dead-letters it with (and answers, on its way in).
+ROLE_FAILURES = frozenset({ErrorCode.INTERNAL_ERROR.value, ErrorCode.TOO_LARGE.value})
+
+
+def account(result: HospitalRunResult, bad: list[BadMessage]) -> Accounting:
+    ok = error = extra = 0
+    sends = [(e.sends, e.answers) for e in result.exchanges.values()]
+    sends += [(1, answers) for answers in result.bad_answers.values()]
+    if result.daily is not None:  # each daily 3201/3202 is sent once and answered once
+        sends += [(1, [a]) for _, a in result.daily.answered]
+        sends += [(1, [])] * (result.daily.sent - len(result.daily.answered))
+    for n, answers in sends:
+        kept = answers[:n]
+        extra += len(answers) - len(kept)
+        n_ok = sum(1 for a in kept if a.get("infcode") == 0)
+        ok, error = ok + n_ok, error + len(kept) - n_ok
+    mine = ours(result, bad)
+    letters = distinct_dead_letters(result, bad)
+    repeats = len(result.dead_letters) - len(letters)
+    foreign = [d for d in letters if not mine(d)]
+    letters = [d for d in letters if mine(d)]
+    # a request a role failed on (E9001/E9002) on its way in is answered with the error and
+    # dead-lettered too (streams/role.py, `failed`): counted once, as answered
+    answered = {m for m, e in result.exchanges.items() if e.answers} | \
+        {m for m, a in result.bad_answers.items() if a} | \
+        ({a.get("inf_refmsgid") for _, a in result.daily.answered} if result.daily else set())
+    letters = [d for d in letters if not (
+        d.entry.msgid in answered and d.error_code in ROLE_FAILURES
+        and d.entry.source_topic in REQUESTS_INWARD)]
+    daily = result.daily.sent if result.daily is not None else 0
+    return Accounting(sent=result.sent + daily + len(bad), answered_ok=ok, answered_error=error,
+                      dead_lettered=len(letters), redelivered=extra + repeats,
+                      foreign_dead_letters=len(foreign),
+                      foreign_failures=sum(d.error_code in ROLE_FAILURES for d in foreign))
+
+
+def replay_passed(acc: Accounting, timed_out: bool, bad_ok: bool, own_platform: bool) -> bool:
+    """Every request answered or dead-lettered, none timed out, the bad requests as
+    expected, and no failure of the platform's; another producer's dead letters only fail
+    a replay on its own platform, where there is none."""
+    return (acc.unaccounted == 0 and not timed_out and bad_ok and not acc.foreign_failures
+            and not (own_platform and acc.foreign_dead_letters))
+
+
+def distinct_dead_letters(result: HospitalRunResult, bad: list[BadMessage]
+                          ) -> list[DeadLetterRecord]:
+    """The dead letters less the repeats of a bad request sent on purpose: a redelivery
+    (after a worker's crash) dead-letters the same bytes again, which is not another
+    message lost. Any other dead letter is kept, repeats included: none should exist."""
+    left = Counter(b.value for b in bad if b.expect == "dead-letter")
+    kept = []
+    for letter in result.dead_letters:
+        if letter.value in left:
+            if left[letter.value] == 0:
+                continue
+            left[letter.value] -= 1
+        kept.append(letter)
+    return kept
+
+
+
