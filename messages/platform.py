@@ -20,6 +20,9 @@ _INFNO_TEXT = re.compile(r"[0-9]{1,8}")
 
 LOCAL: Final = "local"
 CROSS: Final = "cross"
+#: The routes a request takes through the platform (`ctx["route"]`), as latency labels (the
+#: workers' and the hospitals' alike).
+ROUTES: Final = (LOCAL, CROSS, "recon", "ehr")
 #: Kafka header of the answer to a sign-in (9001): the world the answering worker settles by
 #: (`simulators.world.world_tag`), so hospitals see at once a platform started for another.
 WORLD_HEADER: Final = "huimin-world"
@@ -63,3 +66,9 @@ def infno_text(value: Any) -> str:
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**8:
         return str(value)
     return value if isinstance(value, str) and _INFNO_TEXT.fullmatch(value) else ""
+
+
+def route_label(value: Any) -> str:
+    """A route as a label only if it is one of `ROUTES`: none (refused before it was
+    routed), or anything else a message carries (a raw field, not trusted), is "other"."""
+    return value if value in ROUTES else "other"

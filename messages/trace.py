@@ -1,12 +1,12 @@
 """Per-hop timestamps carried by every message, so latency can be broken down by hop.
 
-A trace is a list of `[hop, epoch_ns]` pairs appended as the message moves.
+A trace is a list of `[hop, epoch_ns]` pairs appended as the message moves; the stream
+processors stamp them (streams/hop_stamps.py), so this module reads no clock.
 """
 
 from __future__ import annotations
 
 import itertools
-import time
 from typing import Final
 
 HOSP_SEND: Final = "hosp.send"
@@ -36,22 +36,6 @@ Trace = list[list]
 #: what it is.
 LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0,
                           30.0, 60.0)
-
-
-def stamp(trace: Trace, hop: str) -> Trace:
-    """Append the current wall-clock time for `hop` and return the trace."""
-    trace.append([hop, time.time_ns()])
-    return trace
-
-
-def received(record_ms: int | None) -> Trace:
-    """A request's trace as the treatment side takes it up: when its record reached
-    hosp.requests (its Kafka timestamp, in ms; none if the record has none), then now. A
-    timestamp ahead of now (another machine's clock) counts as now."""
-    now = time.time_ns()
-    if record_ms is None or record_ms <= 0:
-        return [[TRT_IN, now]]
-    return [[TRT_QUEUED, min(record_ms * 1_000_000, now)], [TRT_IN, now]]
 
 
 def hop_durations_ms(trace: Trace) -> dict[str, float]:

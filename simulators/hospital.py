@@ -25,7 +25,7 @@ from messages import topics
 from messages.codec import MalformedMessage, decode, encode
 from messages.codes import REPEATED_MSGID, TIMED_OUT, Infno
 from messages.dead_letters import DeadLetterEntry, describe_dead_letter, header_values
-from messages.platform import WORLD_HEADER
+from messages.platform import WORLD_HEADER, route_label
 from messages.signing import Signer
 from messages.trace import HOSP_RECV, HOSP_SEND
 from messages.visitlog import Visit, VisitSession, make_msgid
@@ -34,7 +34,6 @@ from simulators import hospital_metrics as metrics
 from simulators.bad_messages import BadMessage
 from simulators.reconciliation import DailyReconciler, DayReconciliation, HospitalBooks
 from streams.config import FETCH_WAIT_MS, LINGER_MS
-from streams.metrics import route_label
 from streams.offset_gaps import GapCounts, GapGuard
 from streams.partition_ends import true_ends
 from streams.partitioner import KeyPartitioner

@@ -10,11 +10,12 @@ from typing import Any
 
 from messages import topics
 from messages.codec import decode, encode_to_keep
-from messages.trace import NAT_IN, stamp
+from messages.trace import NAT_IN
 from settlement.clearing import ClearingPolicy, clear
 from settlement.ledger import Ledger, SettlementEvent
 from settlement.reconciliation import ClearingIndex, answer_reconciliation, period_of
 from streams import metrics
+from streams.hop_stamps import stamp
 from streams.role import RoleRunner, Send, stored
 from streams.wiring import Wiring
 

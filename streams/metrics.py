@@ -16,6 +16,7 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
 
 from messages.codes import ErrorCode, Infno
+from messages.platform import route_label
 from messages.trace import HOPS, LATENCY_BUCKETS, hop_durations_ms
 from simulators.regions import PROVINCES
 
@@ -178,16 +179,6 @@ def cache_faust_children(monitor: Any) -> None:
 
 _INFNOS = frozenset(i.value for i in Infno)
 _CODES = frozenset(c.value for c in ErrorCode)
-
-
-#: The routes a request takes through the platform (`ctx["route"]`), as latency labels.
-ROUTES = ("local", "cross", "recon", "ehr")
-
-
-def route_label(value: Any) -> str:
-    """A route as a label only if it is one of `ROUTES`: none (refused before it was
-    routed), or anything else a message carries (a raw field, not trusted), is "other"."""
-    return value if value in ROUTES else "other"
 
 
 def infno_label(value: Any) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 
 from messages.codec import decode, encode, encode_to_keep
 from messages.envelope import province_of
-from messages.trace import INS_IN, NAT_IN, stamp
+from messages.trace import INS_IN, NAT_IN
 from records.exchange import (
     EhrAnswer,
     IndexRow,
@@ -20,6 +20,7 @@ from records.exchange import (
 )
 from settlement.reference import ReferenceData
 from streams import metrics
+from streams.hop_stamps import stamp
 from streams.role import RoleRunner, Send, send, stored
 from streams.wiring import Wiring
 

@@ -22,7 +22,7 @@ from messages.codes import ErrorCode
 from messages.envelope import answerable_msgid, error_answer
 from messages.platform import CROSS, hospital_context, wrap_answer, wrap_request
 from messages.signing import Signer
-from messages.trace import INS_IN, NAT_BACK, NAT_IN, TRT_BACK, Trace, received, stamp
+from messages.trace import INS_IN, NAT_BACK, NAT_IN, TRT_BACK, Trace
 from settlement.insured import InsuredPlatform
 from settlement.national import BackToTreatment, NationalPlatform
 from settlement.person import PersonRow
@@ -38,6 +38,7 @@ from settlement.treatment import (
 )
 from settlement.treatment_row import TreatmentRow
 from streams import metrics
+from streams.hop_stamps import received, stamp
 from streams.record_roles import RecordRoles
 from streams.role import MAX_RECORD_BYTES, RoleRunner, Send, decodes, send, stored
 from streams.wiring import Wiring

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from huimin.run import arrivals_at_rate
+from messages.platform import ROUTES, route_label
 from simulators import hospital_metrics
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import WorldSpec, build_world
-from streams.metrics import ROUTES, route_label
 from tests.fleets import OracleFleet
 
 WORLD = build_world(WorldSpec(seed=7, persons=300))

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import time
 
-from messages.trace import TRT_IN, TRT_QUEUED, hop_durations_ms, received
+from messages.trace import TRT_IN, TRT_QUEUED, hop_durations_ms
+from streams.hop_stamps import received
 
 
 def test_a_request_is_timed_from_its_record_in_hosp_requests():
