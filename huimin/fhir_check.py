@@ -11,8 +11,8 @@ from typing import Any
 import orjson
 
 from messages.codes import ErrorCode
-from records.exchange import IDENTIFIER_CHARS, identifier_too_long
-from records.validation import InvalidResource, Validator
+from records.exchange import document_refusal
+from records.validation import Validator
 from settlement.treatment import MAX_REQUEST_BYTES
 
 #: What a 7001 request holds besides its resource: the envelope, the purpose, the signature.
@@ -73,13 +73,8 @@ def check_fhir_file(path: Path, validator: Validator) -> FhirCheck:
     if size > MAX_REQUEST_BYTES:
         return FhirCheck(path, ErrorCode.MESSAGE_TOO_LARGE, f"~{size:,} bytes as a request: "
                                                             f"{MAX_REQUEST_BYTES:,} at most")
-    try:
-        validator.validate(resource)
-    except InvalidResource as exc:
-        issue = exc.outcome["issue"][0]
-        return FhirCheck(path, ErrorCode.INVALID_FHIR, f"not valid FHIR R4: {exc}",
-                         ", ".join(issue.get("expression", [])))
-    if (too_long := identifier_too_long(resource)) is not None:
-        return FhirCheck(path, ErrorCode.INVALID_FHIR, "not valid here: an identifier over "
-                         f"{IDENTIFIER_CHARS:,} characters", too_long)
+    if (refusal := document_refusal(validator, resource)) is not None:  # as the platform
+        reason, outcome = refusal
+        return FhirCheck(path, ErrorCode.INVALID_FHIR, reason,
+                         ", ".join(outcome["issue"][0].get("expression", [])))
     return FhirCheck(path, None, _described(resource))

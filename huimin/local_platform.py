@@ -122,9 +122,7 @@ class Platform:
         out: list[dict[str, Any] | None] = []
         for w in self.workers:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{w.cfg.web_port}/assignment/",
-                                            timeout=5) as r:
-                    out.append(orjson.loads(r.read()))
+                out.append(worker_json(w, "/assignment/", timeout_s=5))
             except (OSError, ValueError):
                 out.append(None)
         return out
@@ -208,6 +206,14 @@ def check_fresh(bootstrap: str, client_config: dict | None = None,
 
 
 
+def worker_json(worker: WorkerProcess, path: str, timeout_s: float) -> Any:
+    """GET `path` from a worker's web views, as JSON; OSError (not answering, or an HTTP
+    error) or ValueError (not JSON) otherwise."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{worker.cfg.web_port}{path}",
+                                timeout=timeout_s) as r:
+        return orjson.loads(r.read())
+
+
 def summed_view(ours: Platform, path: str, attempts: int = 3) -> dict[str, int] | None:
     """GET `path` (JSON totals) from every worker, summed: each holds its partitions. None
     if a worker does not answer."""
@@ -215,9 +221,7 @@ def summed_view(ours: Platform, path: str, attempts: int = 3) -> dict[str, int] 
     for worker in ours.workers:
         for attempt in range(attempts):
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{worker.cfg.web_port}{path}",
-                                            timeout=10) as r:
-                    body = orjson.loads(r.read())
+                body = worker_json(worker, path, timeout_s=10)
                 break
             except (OSError, ValueError):
                 if attempt == attempts - 1:
@@ -235,9 +239,7 @@ def national_view(ours: Platform, path: str, wait_s: float = 0.0) -> Any:
     while True:
         for worker in ours.workers:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{worker.cfg.web_port}{path}",
-                                            timeout=5) as r:
-                    return orjson.loads(r.read())
+                return worker_json(worker, path, timeout_s=5)
             except (OSError, ValueError):  # another worker's 503, or one not answering
                 continue
         if time.monotonic() >= deadline:

@@ -265,20 +265,12 @@ class ProvincialGateway:
                 msgid, ErrorCode.MSGID_REUSED, "this msgid was a query's before (7002, 7003 "
                 "or 7004): a request needs a msgid of its own"))], None
         resource = inp.get("resource")
-        try:
-            self.validator.validate(resource)
-        except InvalidResource as exc:
-            return [EhrAnswer(ehr_error(msgid, ErrorCode.INVALID_FHIR,
-                                        f"not valid FHIR R4: {exc}", exc.outcome))], None
+        if (refusal := document_refusal(self.validator, resource)) is not None:
+            return [EhrAnswer(ehr_error(msgid, ErrorCode.INVALID_FHIR, *refusal))], None
         if _certnos(resource) - {certno}:
             return [EhrAnswer(ehr_error(msgid, ErrorCode.PERSON_MISMATCH,
                                         "the document's Patient is another person than the "
                                         "message key"))], None
-        if (too_long := identifier_too_long(resource)) is not None:
-            return [EhrAnswer(ehr_error(
-                msgid, ErrorCode.INVALID_FHIR, "not valid here: an identifier over "
-                f"{IDENTIFIER_CHARS:,} characters", operation_outcome(
-                    "too-long", f"over {IDENTIFIER_CHARS:,} characters", too_long)))], None
         province = province_of(req["mdtrtarea_admvs"])
         doc_id = uid(msgid, certno, "docref")  # a msgid another person's publish used is
         # another document: the same msgid is a duplicate only for the same person
@@ -319,6 +311,21 @@ class ProvincialGateway:
         row.labs += labs
         register = _registration(doc_id, province, content)
         return [EhrAnswer(_publish_answer(msgid, doc_id)), ToNational(register)], row
+
+
+def document_refusal(validator: Validator, resource: Any) -> tuple[str, dict[str, Any]] | None:
+    """Why a 7001's document is refused as FHIR (E5001): its err_msg and OperationOutcome;
+    None if it is taken. `huimin check-fhir` asks the same, so the two cannot drift apart
+    (whose Patient it is, against the message key, is checked apart)."""
+    try:
+        validator.validate(resource)
+    except InvalidResource as exc:
+        return f"not valid FHIR R4: {exc}", exc.outcome
+    if (too_long := identifier_too_long(resource)) is not None:
+        return (f"not valid here: an identifier over {IDENTIFIER_CHARS:,} characters",
+                operation_outcome("too-long", f"over {IDENTIFIER_CHARS:,} characters",
+                                  too_long))
+    return None
 
 
 def identifier_too_long(resource: dict[str, Any]) -> str | None:

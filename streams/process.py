@@ -52,10 +52,6 @@ class WorkerProcess:
                                             preexec_fn=stopped_with_parent())
         return self
 
-    @property
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
     def kill(self) -> None:
         """SIGKILL, as a crash would: no clean shutdown, no final commit."""
         self._signal(signal.SIGKILL)
