@@ -28,6 +28,7 @@ from huimin.cli_options import (
     SslCafile,
     Store,
     VisitsOption,
+    check_broker_kind,
     check_cluster_address,
     check_reachable,
     checked_store,
@@ -86,7 +87,7 @@ from simulators.interrupt import GentleInterrupt
 from simulators.visits import MAX_DAYS, VisitSpec, generate_visits
 from simulators.world import WorldSpec, build_world, clearing_policy, world_tag
 from simulators.world_export import write_world
-from streams.broker import BOOTSTRAP_ENV, BROKER_KINDS
+from streams.broker import BOOTSTRAP_ENV
 
 
 @app.command()
@@ -137,8 +138,7 @@ def run(
     plan = fault_plan(faults)
     if plan.kill_worker or plan.join_worker or workers > 1:
         _warn_if_redelivery_outlives_window(days, visits / rate, "fewer --days or a lower --rate")
-    if broker not in BROKER_KINDS:
-        raise typer.BadParameter(f"one of {', '.join(BROKER_KINDS)}", param_hint="--broker")
+    check_broker_kind(broker)
     world = world_of_options(seed, persons, policy)
     check_cluster_address(None)
     serve_metrics(metrics_port)

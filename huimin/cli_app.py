@@ -77,9 +77,7 @@ def _clear_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             message = error_message(exc, kwargs.get("bootstrap") or os.environ.get(BOOTSTRAP_ENV))
             if message is None:
                 raise
-            errors.print(f"Error: {message}", style="red", soft_wrap=True, markup=False,
-                         highlight=False)
-            raise typer.Exit(2) from None
+            raise refusal_exit(message) from None
     return wrapper
 
 

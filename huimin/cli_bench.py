@@ -14,12 +14,19 @@ import typer
 from benchmarks.load import FIND_CAPACITY_LEAST, FIND_CAPACITY_MAX, MAX_VISITS_IN_FLIGHT
 from benchmarks.profiles import py_spy
 from huimin.cli_app import app, check_output, console, errors, refusal_exit
-from huimin.cli_options import Seed, Store, check_cluster_address, check_reachable, checked_store
+from huimin.cli_options import (
+    Seed,
+    Store,
+    check_broker_kind,
+    check_cluster_address,
+    check_reachable,
+    checked_store,
+)
 from huimin.cli_progress import progress_display, reporters
 from huimin.local_platform import check_fresh
 from simulators.visits import MAX_VISITS
 from simulators.world import MAX_PERSONS
-from streams.broker import BOOTSTRAP_ENV, BROKER_KINDS
+from streams.broker import BOOTSTRAP_ENV
 from streams.config import FETCH_WAIT_MS, KAFKA_FETCH_WAIT_MS, LINGER_MS
 
 
@@ -85,8 +92,7 @@ def bench(
     from benchmarks.load import bench_persons, run_bench
     from benchmarks.report import markdown, plot, write_json
 
-    if broker not in BROKER_KINDS:
-        raise typer.BadParameter(f"one of {', '.join(BROKER_KINDS)}", param_hint="--broker")
+    check_broker_kind(broker)
     if profile and py_spy() is None:
         raise typer.BadParameter("needs py-spy: pip install py-spy (huimin's dev extras "
                                  "include it)", param_hint="--profile")

@@ -22,6 +22,7 @@ from huimin.cli_options import (
     SslCafile,
     Store,
     bootstrap_servers,
+    check_broker_kind,
     check_web_address,
     checked_store,
     security_settings,
@@ -29,7 +30,7 @@ from huimin.cli_options import (
 )
 from messages.codes import ErrorCode
 from messages.dead_letters import DeadLetterEntry, summarise_dead_letters
-from streams.broker import BOOTSTRAP_ENV, BROKER_KINDS, BrokerError, EmbeddedBroker
+from streams.broker import BOOTSTRAP_ENV, BrokerError, EmbeddedBroker
 from streams.config import FETCH_WAIT_MS, KAFKA_FETCH_WAIT_MS, STORES, WorkerConfig
 from streams.dead_letters import TopicMissing, read_dead_letters
 from streams.kafka_broker import KAFKA_VERSION, ApacheKafkaBroker
@@ -234,8 +235,7 @@ def broker(
              "are cached in ~/.cache/huimin).")] = "tansu",
 ) -> None:
     """Start a local broker alone, print its address, stop it on Ctrl-C or SIGTERM."""
-    if kind not in BROKER_KINDS:
-        raise typer.BadParameter(f"one of {', '.join(BROKER_KINDS)}", param_hint="--kind")
+    check_broker_kind(kind, "--kind")
     if kind == "kafka":
         server: EmbeddedBroker | ApacheKafkaBroker = ApacheKafkaBroker()
         name = f"Apache Kafka {KAFKA_VERSION} (KRaft, single node)"

@@ -18,7 +18,7 @@ from simulators.faults import FaultPlan, FaultPlanError
 from simulators.hospital_metrics import HOSPITAL_REGISTRY
 from simulators.visits import MAX_VISITS
 from simulators.world import MAX_PERSONS, SEED_BOUND, WorldSpec
-from streams.broker import BOOTSTRAP_ENV, bootstrap_problem, unreachable
+from streams.broker import BOOTSTRAP_ENV, BROKER_KINDS, bootstrap_problem, unreachable
 from streams.config import STORES
 from streams.security import PASSWORD_ENV, ClusterSecurity
 
@@ -68,10 +68,14 @@ def check_web_address(host: str, port: int) -> None:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind((host, port))
     except OSError as exc:
-        reason = "the port is in use" if exc.errno == errno.EADDRINUSE else \
-            exc.strerror or str(exc)
-        raise typer.BadParameter(f"cannot serve on {host}:{port}: {reason}", param_hint=(
-            "--web-host" if isinstance(exc, socket.gaierror) else "--web-port")) from None
+        raise cannot_serve(exc, host, port, "--web") from None
+
+
+def cannot_serve(exc: OSError, host: str, port: int, option: str) -> typer.BadParameter:
+    """A host and port `option`-host/-port names that cannot be served on, as bad input."""
+    reason = "the port is in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
+    return typer.BadParameter(f"cannot serve on {host}:{port}: {reason}", param_hint=(
+        f"{option}-host" if isinstance(exc, socket.gaierror) else f"{option}-port"))
 
 
 def serve_metrics(port: int | None, host: str = "127.0.0.1") -> None:
@@ -81,11 +85,13 @@ def serve_metrics(port: int | None, host: str = "127.0.0.1") -> None:
     try:
         start_http_server(port, addr=host, registry=HOSPITAL_REGISTRY)
     except OSError as exc:
-        reason = "the port is in use" if exc.errno == errno.EADDRINUSE else \
-            exc.strerror or str(exc)
-        raise typer.BadParameter(f"cannot serve on {host}:{port}: {reason}", param_hint=(
-            "--metrics-host" if isinstance(exc, socket.gaierror) else "--metrics-port")
-                                 ) from None
+        raise cannot_serve(exc, host, port, "--metrics") from None
+
+
+def check_broker_kind(kind: str, option: str = "--broker") -> None:
+    """Refuse as bad input a local broker's kind huimin cannot start."""
+    if kind not in BROKER_KINDS:
+        raise typer.BadParameter(f"one of {', '.join(BROKER_KINDS)}", param_hint=option)
 
 
 def bootstrap_servers(bootstrap: str | None) -> str:

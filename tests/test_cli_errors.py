@@ -808,3 +808,19 @@ def test_replay_says_before_it_starts_when_its_arrivals_span_hours(logs: Path, t
 def test_trail_of_an_empty_msgid_is_refused_as_matching_everything():
     refused(huimin("trail", " ", "--bootstrap", "127.0.0.1:1"), "an empty msgid would match "
             "every record")
+
+
+def test_a_web_or_metrics_port_in_use_is_refused_naming_its_option(
+        monkeypatch: pytest.MonkeyPatch):
+    """Before any broker or platform starts: Faust, or prometheus-client, would otherwise
+    fail with a traceback after them."""
+    monkeypatch.setattr(cli, "execute", unreachable)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        for command, option in ((["worker", "--bootstrap", "127.0.0.1:1"], "--web-port"),
+                                (["run"], "--metrics-port")):
+            result = huimin(*command, option, port)
+            refused(result, f"Invalid value for {option}: cannot serve on 127.0.0.1:{port}")
+            assert "the port is in use" in " ".join(result.output.replace("│", "").split())
