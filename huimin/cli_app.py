@@ -168,7 +168,7 @@ def _exit_on_sigterm(signum: int, _frame: object) -> None:
 
 
 @app.callback()
-def _stop_cleanly_on_sigterm(version: Annotated[bool, typer.Option(
+def _before_any_command(version: Annotated[bool, typer.Option(
         "--version", is_eager=True, callback=_print_version,
         help="Print huimin's version (and git commit, in a checkout) and exit.")] = False
                              ) -> None:

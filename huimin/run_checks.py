@@ -90,8 +90,8 @@ class BadRequestCheck:
         return self.as_expected == self.expected and not self.unexpected_dead_letters
 
 
-def ours(result: HospitalRunResult, bad: list[BadMessage]
-         ) -> Callable[[DeadLetterRecord], bool]:
+def sent_by_these_hospitals(result: HospitalRunResult, bad: list[BadMessage]
+                            ) -> Callable[[DeadLetterRecord], bool]:
     """Whether a dead letter is of a message these hospitals sent: a bad request sent on
     purpose (by its bytes), or a message that carries the msgid of a request they sent. Any
     other is another producer's, on a cluster shared with it (garbage written to a topic by
@@ -112,7 +112,7 @@ def ours(result: HospitalRunResult, bad: list[BadMessage]
 def check_bad_requests(result: HospitalRunResult, bad: list[BadMessage],
                        redelivery: bool = False) -> BadRequestCheck:
     check = BadRequestCheck(expected=len(bad))
-    mine = ours(result, bad)
+    mine = sent_by_these_hospitals(result, bad)
     letters = Counter((d.value, d.error_code) for d in result.dead_letters if mine(d))
     if redelivery:  # a replayed bad request is dead-lettered again, identically
         letters = Counter({k: min(n, sum(b.value == k[0] for b in bad)) for k, n in
@@ -257,7 +257,7 @@ def account(result: HospitalRunResult, bad: list[BadMessage]) -> Accounting:
         extra += len(answers) - len(kept)
         n_ok = sum(1 for a in kept if a.get("infcode") == 0)
         ok, error = ok + n_ok, error + len(kept) - n_ok
-    mine = ours(result, bad)
+    mine = sent_by_these_hospitals(result, bad)
     letters = distinct_dead_letters(result, bad)
     repeats = len(result.dead_letters) - len(letters)
     foreign = [d for d in letters if not mine(d)]
