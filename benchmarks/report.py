@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+    pass
 
 
 def write_json(result: dict[str, Any], path: Path) -> None:
@@ -28,7 +28,7 @@ def _ratio(a: float, b: float) -> str:
     return f"{pct:.2g} %" if pct >= 0.01 else "< 0.01 %"
 
 
-def _ms(value: Any) -> Any:
+def ms_text(value: Any) -> Any:
     """A latency as the report shows it: None is past every answer (percentiles())."""
     return "∞" if value is None else value
 
@@ -78,7 +78,7 @@ def markdown(result: dict[str, Any]) -> str:
         "|" + "---|" * len(columns),
     ]
     for p in result["points"]:
-        lat = {k: _ms(v) for k, v in p["settlement_latency_ms"].get("all", {}).items()}
+        lat = {k: ms_text(v) for k, v in p["settlement_latency_ms"].get("all", {}).items()}
         raw = p.get("ceiling") or {}
         raw_lat = raw.get("latency_ms", {})
         errors = sum(p["errors"].values())
@@ -163,7 +163,7 @@ def hop_lines(result: dict[str, Any]) -> list[str]:
             "|---|---|---|---|---|---|", *rows]
 
 
-def _setting(value: Any) -> str:
+def setting_text(value: Any) -> str:
     """A setting as a person reads it: on/off, – for none, 12,800 not 12800.0."""
     if isinstance(value, bool):
         return "on" if value else "off"
@@ -174,7 +174,7 @@ def _setting(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     if isinstance(value, list):
-        return " / ".join(_setting(v) for v in value)
+        return " / ".join(setting_text(v) for v in value)
     return str(value)
 
 
@@ -393,246 +393,6 @@ def capacity_lines(result: dict[str, Any]) -> list[str]:
 
 
 #: A target rate whose CPU budget per visit the plot draws: issue #8's 1,000 settlements/s.
-TARGET_VISITS_PER_S = 1000
-
-
-def cpu_segments(point: dict[str, Any]) -> list[tuple[str, float]]:
-    """A rate's CPU per visit in the parts the report splits it into (ms): the broker, the
-    workers' handlers and the rest of the workers, the hospitals' loop and kafka-python's
-    network threads; a point without the splits gives the three components whole."""
-    per = point.get("cpu_ms_per_visit") or {}
-    roles = point.get("worker_cpu_ms_per_visit_by_role") or {}
-    threads = point.get("hospitals_cpu_ms_per_visit_by_thread") or {}
-    parts = [("broker", per.get("broker", 0.0))]
-    if "handlers" in roles and "outside" in roles:
-        parts += [("worker: the handlers", roles["handlers"]),
-                  ("worker: Faust, the client, polling", roles["outside"])]
-    else:
-        parts.append(("workers", per.get("workers", 0.0)))
-    if threads:
-        clients = sum(v for k, v in threads.items() if k in ("requests", "answers",
-                                                             "dead_letters"))
-        parts += [("hospitals: their loop", threads.get("loop", 0.0)),
-                  ("hospitals: kafka-python's threads", clients),
-                  ("hospitals: the bench's own threads", threads.get("other", 0.0))]
-    else:
-        parts.append(("hospitals", per.get("hospitals", 0.0)))
-    return parts
-
-
-def _past_every_answer(sl: dict[str, Any], key: str) -> bool:
-    """Whether a slice's latency `key` is None because settlements went unanswered (ranked
-    last), not because every answer was a refusal (whose latency is not counted). Slices
-    from before `unanswered` was kept say it by a share answered under 1."""
-    unanswered = sl.get("unanswered")
-    if unanswered is None:
-        unanswered = sl["settlements"] and (sl["answered_share"] or 0) < 1
-    return bool(unanswered) and sl[key] is None
-
-
-def timeline_curves(timeline: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    """A rate's slices (benchmarks/timeline.py) as the plot draws them: where each slice
-    starts and how long it is (minutes; the last may be shorter), its middle, its p50 and
-    p99 (None where none was sent or counts), whether its p99 is past every answer (a
-    settlement never answered ranked there, which a log axis cannot place) and the visits it
-    dropped a minute."""
-    curves: dict[str, list[Any]] = {"start": [], "minutes": [], "minute": [], "p50": [],
-                                    "p99": [], "past_every_answer": [],
-                                    "dropped_per_minute": []}
-    for sl in timeline:
-        minutes = (sl["to_s"] - sl["from_s"]) / 60
-        curves["start"].append(sl["from_s"] / 60)
-        curves["minutes"].append(minutes)
-        curves["minute"].append((sl["from_s"] + sl["to_s"]) / 120)
-        curves["p50"].append(sl["p50_ms"])
-        curves["p99"].append(sl["p99_ms"])
-        curves["past_every_answer"].append(_past_every_answer(sl, "p99_ms"))
-        curves["dropped_per_minute"].append(sl["dropped_visits"] / minutes if minutes else 0.0)
-    return curves
-
-
-def _plain_numbers(*axes: Any) -> None:
-    """Ticks of log axes as 300 and 2000, not 3×10², as the report's tables say them; the
-    minor ticks labelled only where matplotlib would label them (an axis spanning little)."""
-    import matplotlib.ticker
-
-    class Plain(matplotlib.ticker.LogFormatterSciNotation):
-        def __call__(self, x: float, pos: int | None = None) -> str:
-            return f"{x:g}" if super().__call__(x, pos) else ""
-
-    for axis in axes:
-        axis.set_major_formatter(Plain())
-        axis.set_minor_formatter(Plain(labelOnlyBase=False))
-
-
-def _at_the_top(axis: Any, xs: list[float], colour: Any, label: str) -> None:
-    """Triangles at the top of a latency panel where a p99 is past every answer, which a
-    log axis has no place for."""
-    import matplotlib.transforms
-
-    if xs:
-        top = matplotlib.transforms.blended_transform_factory(axis.transData, axis.transAxes)
-        axis.plot(xs, [0.97] * len(xs), "^", color=colour, transform=top, label=label)
-
-
-def _rate_colours(n: int) -> list[Any]:
-    """One colour a rate: matplotlib's ten distinct ones, or a graded map for more."""
-    import matplotlib
-
-    if n <= 10:
-        return list(matplotlib.colormaps["tab10"].colors[:n])
-    return [matplotlib.colormaps["viridis"](i / (n - 1)) for i in range(n)]
-
-
-def _plot_timeline(axis: Any, points: list[dict[str, Any]], limit: float | None) -> None:
-    """The rates of two minutes or more over time: p50 and p99 by the minute the settlements
-    were sent, and the visits dropped a minute on an axis of their own. The legend names each
-    rate once by its colour, and the marks once for all (so many rates still fit)."""
-    import matplotlib.lines
-    import matplotlib.patches
-    import matplotlib.ticker
-
-    dropped_axis = axis.twinx()
-    axis.set_zorder(dropped_axis.get_zorder() + 1)  # the latencies over the dropped bars
-    axis.patch.set_visible(False)
-    long = [p for p in points if p.get("timeline")]
-    keys: list[Any] = []
-    past_any = False
-    for colour, p in zip(_rate_colours(len(long)), long, strict=True):
-        curves = timeline_curves(p["timeline"])
-        axis.plot(curves["minute"], curves["p50"], ":", marker="o", color=colour)
-        axis.plot(curves["minute"], curves["p99"], "-", marker="o", color=colour)
-        past = [m for m, flag in zip(curves["minute"], curves["past_every_answer"], strict=True)
-                if flag]
-        past_any = past_any or bool(past)
-        _at_the_top(axis, past, colour, "_")
-        dropped_axis.bar(curves["start"], curves["dropped_per_minute"], curves["minutes"],
-                         align="edge", color=colour, alpha=0.2)
-        keys.append(matplotlib.patches.Patch(color=colour,
-                                             label=f"{p['offered_visits_per_s']:g} visits/s"))
-    line = matplotlib.lines.Line2D
-    keys += [line([], [], linestyle=":", marker="o", color="grey", label="p50"),
-             line([], [], linestyle="-", marker="o", color="grey", label="p99")]
-    if past_any:
-        keys.append(line([], [], linestyle="", marker="^", color="grey",
-                         label="p99 past every answer (some never answered)"))
-    keys.append(matplotlib.patches.Patch(color="grey", alpha=0.2,
-                                         label="visits dropped a minute (right axis)"))
-    if limit:
-        keys.append(axis.axhline(limit, linestyle="--", color="tab:red",
-                                 label=f"p99 target {limit:g} ms"))
-    axis.set(xlabel="minutes into the rate (settlements by the minute they were sent)",
-             ylabel="latency (ms)", yscale="log",
-             title="Over time (rates of two minutes or more)")
-    _plain_numbers(axis.yaxis)
-    dropped_axis.set_ylabel("visits dropped a minute")
-    dropped_axis.set_ylim(0, max(1.0, dropped_axis.get_ylim()[1]))  # none dropped: 0 to 1
-    dropped_axis.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-    axis.legend(handles=keys, fontsize=8, loc="upper left", bbox_to_anchor=(1.05, 1.0),
-                ncol=1 + len(long) // 12)
-
-
-def _past_every_answer_at_rate(point: dict[str, Any]) -> bool:
-    """A rate whose p99 over all routes is a settlement never answered: the routes' own
-    percentiles, which the plot draws, count answers only."""
-    whole = point["settlement_latency_ms"].get("all") or {}
-    return bool(whole.get("unanswered")) and whole.get("p99") is None
-
-
-def figure(result: dict[str, Any]) -> Figure:
-    """The bench's plot: latency and throughput against offered load beside the raw ceiling,
-    where a visit's CPU goes, and, when a rate lasted two minutes or more, that rate over
-    time."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    points = result["points"]
-    x = [p["offered_settlements_per_s"] for p in points]
-    ceiling = sorted([p["ceiling"] for p in points if p.get("ceiling")]
-                     + (result.get("ceiling_sweep") or []), key=lambda c: c["offered_per_s"])
-    over_time = any(p.get("timeline") for p in points)
-    layout = [["lat", "thr", "cpu"]] + ([["time", "time", "time"]] if over_time else [])
-    fig, axes = plt.subplot_mosaic(layout, figsize=(18, 9 if over_time else 4.5))
-    lat_ax, thr_ax, cpu_ax = axes["lat"], axes["thr"], axes["cpu"]
-    plotted: list[float] = []
-    for q, style in (("p50", ":"), ("p99", "-")):
-        for route, colour in (("local", "tab:blue"), ("cross", "tab:orange")):
-            y = [p["settlement_latency_ms"].get(route, {}).get(q) for p in points]
-            lat_ax.plot(x, y, style, marker="o", color=colour, label=f"huimin {route} {q}")
-            plotted += [v for v in y if v]
-        raw = [(c["offered_per_s"], c["latency_ms"].get(q)) for c in ceiling]
-        plotted += [v for _, v in raw if v]
-        if raw:
-            lat_ax.plot(*zip(*raw, strict=True), style, marker="s", color="tab:grey",
-                        label=f"raw ceiling {q}")
-    _at_the_top(lat_ax, [at for at, p in zip(x, points, strict=True)
-                         if _past_every_answer_at_rate(p)],
-                "tab:red", "huimin p99 past every answer (over 1 % never answered)")
-    limit = (result.get("capacity") or {}).get("p99_limit_ms")
-    if limit:
-        lat_ax.axhline(limit, linestyle="--", color="tab:red", label=f"p99 target {limit:g} ms")
-    # log x: huimin's rates and the raw ceiling's, tens and thousands a second, both readable;
-    # with nothing answered at any rate, linear axes (a log axis with no data cannot be drawn)
-    scale = "log" if plotted else "linear"
-    lat_ax.set(xlabel="offered per second (huimin: settlements; raw ceiling: messages)"
-               if ceiling else "offered settlements per second",
-               ylabel="latency (ms)", xscale=scale, yscale=scale,
-               title="Latency against offered load")
-    if plotted:
-        _plain_numbers(lat_ax.xaxis, lat_ax.yaxis)
-    lat_ax.legend(fontsize=8)
-    achieved = [p["achieved_settlements_per_s"] for p in points]
-    if ceiling:
-        thr_ax.plot([c["offered_per_s"] for c in ceiling],
-                    [c["achieved_per_s"] for c in ceiling], marker="s", color="tab:grey",
-                    label="raw ceiling messages/s")
-    thr_ax.plot(x, achieved, marker="o", zorder=3,  # over the ceiling's squares where they meet
-                label="huimin settlements/s")
-    offered = [*x, *(c["offered_per_s"] for c in ceiling)]
-    thr_ax.plot([min(offered), max(offered)], [min(offered), max(offered)], "--",
-                color="lightgrey", label="offered")
-    # log where every figure is above 0 (a rate at 0 has no place on one): tens and
-    # thousands a second both readable, with no decades spent below the lowest rate
-    positive = all(v > 0 for v in [*achieved, *(c["achieved_per_s"] for c in ceiling)])
-    thr_ax.set(xlabel="offered per second", ylabel="achieved per second",
-               title="Throughput", xscale="log" if positive else "symlog",
-               yscale="log" if positive else "symlog")
-    if positive:
-        _plain_numbers(thr_ax.xaxis, thr_ax.yaxis)
-    thr_ax.legend(fontsize=8)
-    measured = [p for p in points if (p.get("cpu_ms_per_visit") or {}).get("all")]
-    labels = [f"{p['offered_visits_per_s']:g}" for p in measured]
-    segments = [dict(cpu_segments(p)) for p in measured]
-    bottoms = [0.0] * len(measured)
-    for name in dict.fromkeys(name for parts in segments for name in parts):
-        heights = [parts.get(name, 0.0) for parts in segments]
-        cpu_ax.bar(labels, heights, bottom=bottoms, label=name)
-        bottoms = [b + h for b, h in zip(bottoms, heights, strict=True)]
-    budget = result["machine"]["cpus"] * 1000 / TARGET_VISITS_PER_S
-    cpu_ax.axhline(budget, linestyle="--", color="tab:red",
-                   label=f"all a visit may take at {TARGET_VISITS_PER_S:,} visits/s")
-    cpu_ax.set(xlabel="offered visits/s", ylabel="CPU per visit (ms)",
-               title="Where a visit's CPU goes",
-               ylim=(0, max([*bottoms, budget]) * 1.12))  # the tallest bar clear of the frame
-    cpu_ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars
-    fig.suptitle(f"huimin on {result['settings']['broker']}, "
-                 f"{result['machine']['cpus']} cores")
-    if over_time:
-        _plot_timeline(axes["time"], points, limit)
-    fig.tight_layout()
-    return fig
-
-
-def plot(result: dict[str, Any], path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    fig = figure(result)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 def cpu_ms_per_write(cpu_cores: dict[str, float], writes_per_s: float) -> float | None:
     """Milliseconds of CPU, all components together, per message written to the broker."""
     return round(sum(cpu_cores.values()) * 1000 / writes_per_s, 3) if writes_per_s else None
@@ -798,9 +558,19 @@ def memory_lines(result: dict[str, Any]) -> list[str]:
             "second half of the arrivals)", "", *lines]
 
 
+def past_every_answer(sl: dict[str, Any], key: str) -> bool:
+    """Whether a slice's latency `key` is None because settlements went unanswered (ranked
+    last), not because every answer was a refusal (whose latency is not counted). Slices
+    from before `unanswered` was kept say it by a share answered under 1."""
+    unanswered = sl.get("unanswered")
+    if unanswered is None:
+        unanswered = sl["settlements"] and (sl["answered_share"] or 0) < 1
+    return bool(unanswered) and sl[key] is None
+
+
 def _slice_ms(sl: dict[str, Any], key: str) -> str | float:
     """A slice's latency as the report shows it: ∞ past every answer, – where none counts."""
-    if _past_every_answer(sl, key):
+    if past_every_answer(sl, key):
         return "∞"
     return "–" if sl[key] is None else sl[key]
 
@@ -828,145 +598,3 @@ def timeline_lines(result: dict[str, Any]) -> list[str]:
             "| offered visits/s | minutes | settlements sent | answered | p50 | p99 | visits "
             "dropped | RSS MiB at the end (broker / workers / hospitals) |",
             "|" + "---|" * 8, *rows]
-
-
-def _change(before: float | None, after: float | None) -> str:
-    if not before or after is None:
-        return "–"
-    return f"{100 * (after - before) / before:+.0f} %"
-
-
-def _components(cpu: dict[str, float]) -> str:
-    return " / ".join(f"{cpu[k]:g}" if k in cpu else "–"
-                      for k in ("broker", "workers", "hospitals"))
-
-
-def _inside_outside(point: dict[str, Any]) -> str:
-    by_role = point.get("worker_cpu_ms_per_visit_by_role") or {}
-    if "handlers" not in by_role:
-        return "–"
-    outside = by_role.get("outside")
-    return f"{by_role['handlers']:g} / {'–' if outside is None else f'{outside:g}'}"
-
-
-def _achieved(point: dict[str, Any]) -> str:
-    """Achieved settlements/s, and the visits dropped where the in-flight limit was reached:
-    such a rate was past capacity in that run, whatever came through."""
-    dropped = point.get("dropped_visits") or 0
-    return f"{point['achieved_settlements_per_s']:g}" + (f" ({dropped:,} visits dropped)"
-                                                          if dropped else "")
-
-
-def not_a_result(result: Any) -> str | None:
-    """Why `result` is not a `huimin bench` result that `comparison` can read (in words);
-    None if it is. A file half like one (no machine versions, a rate without its figures)
-    is refused here rather than failing halfway through the comparison."""
-    if not isinstance(result, dict) or "started" not in result:
-        return "no start time in it"
-    if not all(isinstance(result.get(k), dict) for k in ("settings", "machine")):
-        return "no settings or machine in it"
-    if not isinstance(result["machine"].get("versions"), dict):
-        return "no versions in its machine"
-    points = result.get("points")
-    if not isinstance(points, list):
-        return "no rates in it"
-    for p in points:
-        if not (isinstance(p, dict) and isinstance(p.get("offered_visits_per_s"), int | float)
-                and isinstance(p.get("achieved_settlements_per_s"), int | float)
-                and isinstance(p.get("settlement_latency_ms"), dict)):
-            return "a rate without its offered and achieved rates or its latency"
-    cap = result.get("capacity")
-    if cap and not (isinstance(cap, dict) and "p99_limit_ms" in cap
-                    and "huimin_settlements_per_s" in cap):
-        return "a capacity without its p99 limit or huimin's figure"
-    return None
-
-
-def comparison(before: dict[str, Any], after: dict[str, Any]) -> str:
-    """Two runs side by side, rate by rate: what a change did. The settings that differ come
-    first, and each rate's CPU probe beside it, since a machine that ran slower during one run
-    explains a difference as well as the change does (benchmarks/cpu_probe.py)."""
-    keys = sorted(set(before["settings"]) | set(after["settings"]))
-    differ = [f"{k} {_setting(before['settings'].get(k))} → "
-              f"{_setting(after['settings'].get(k))}" for k in keys
-              if before["settings"].get(k) != after["settings"].get(k)]
-    old, new = before["machine"], after["machine"]
-    versions = [f"{k} {old['versions'].get(k, '?')} → {new['versions'].get(k, '?')}"
-                for k in dict.fromkeys([*old["versions"], *new["versions"]])
-                if old["versions"].get(k) != new["versions"].get(k)]
-    versions += [f"{k} {old.get(k, '?')} → {new.get(k, '?')}"
-                 for k in ("cpus", "cpu_model", "python", "system") if old.get(k) != new.get(k)]
-    lines = ["# huimin benchmark: before → after", "",
-             f"{before['started']} → {after['started']}", "",
-             "Settings that differ: " + ("; ".join(differ + versions) or "none") + ".", "",
-             *[f"The {name} run was stopped by {stopped_by(run)} during "
-               f"{STOPPED_IN.get(run['interrupted'], 'the run')}: its capacities count only "
-               "the rates it measured.\n" for name, run in (("before", before), ("after", after))
-               if run.get("interrupted")],
-             "| offered visits/s | achieved settl./s | p50 ms | p99 ms | CPU ms per visit "
-             "(broker / workers / hospitals) | CPU ms per visit, all | the workers' ms per "
-             "visit in the handlers / outside them | messages written per visit | CPU probe "
-             "ms |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    heading = len(lines)
-    after_points = {p["offered_visits_per_s"]: p for p in after["points"]}
-    for b in before["points"]:
-        a = after_points.get(b["offered_visits_per_s"])
-        if a is None:
-            continue
-        bl = b["settlement_latency_ms"].get("all", {})
-        al = a["settlement_latency_ms"].get("all", {})
-        bc, ac = b.get("cpu_ms_per_visit") or {}, a.get("cpu_ms_per_visit") or {}
-        bw = (b.get("broker_messages_per_visit") or {}).get("all")
-        aw = (a.get("broker_messages_per_visit") or {}).get("all")
-        lines.append(
-            f"| {b['offered_visits_per_s']:g} | {_achieved(b)} → {_achieved(a)} | "
-            f"{_ms(bl.get('p50', '–'))} → {_ms(al.get('p50', '–'))} "
-            f"({_change(bl.get('p50'), al.get('p50'))}) | {_ms(bl.get('p99', '–'))} → "
-            f"{_ms(al.get('p99', '–'))} ({_change(bl.get('p99'), al.get('p99'))}) | "
-            f"{_components(bc)} → "
-            f"{_components(ac)} | {bc.get('all', '–')} → {ac.get('all', '–')} "
-            f"({_change(bc.get('all'), ac.get('all'))}) | {_inside_outside(b)} → "
-            f"{_inside_outside(a)} | {bw or '–'} → {aw or '–'} | "
-            f"{b.get('cpu_probe_ms') or '–'} → {a.get('cpu_probe_ms') or '–'} |")
-    if len(lines) == heading:
-        lines.append("| (no offered rate in both runs) | | | | | | | | |")
-    bcap, acap = before.get("capacity") or {}, after.get("capacity") or {}
-    if bcap and acap:
-        low, high = bcap["p99_limit_ms"], acap["p99_limit_ms"]
-        limits = f"{high:g} ms" if low == high else f"{low:g} → {high:g} ms (the targets differ)"
-
-        def raw(cap: dict[str, Any]) -> str:
-            messages = cap.get("raw_messages_per_s")
-            return "–" if messages is None else f"{messages:g}"
-
-        def huimin(cap: dict[str, Any]) -> str:  # every rate sustained: a lower bound
-            bound = "at least " if cap.get("huimin_bracketed") is False \
-                and cap["huimin_settlements_per_s"] else ""
-            return f"{bound}{cap['huimin_settlements_per_s']:g}"
-
-        lines += ["", f"Capacity within p99 ≤ {limits}: {huimin(bcap)} → {huimin(acap)} "
-                  f"settlements/s; raw ceiling {raw(bcap)} → {raw(acap)} messages/s."]
-    lines += _probes_disagree(before, after)
-    return "\n".join(lines) + "\n"
-
-
-#: CPU probes further apart than this share: the machine itself ran at another speed.
-PROBES_AGREE_WITHIN = 0.15
-
-
-def _probes_disagree(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
-    """A caution where a shared rate's CPU probes differ by more than PROBES_AGREE_WITHIN:
-    the machine's speed then explains a difference as well as the change does."""
-    after_points = {p["offered_visits_per_s"]: p for p in after["points"]}
-    apart = []
-    for b in before["points"]:
-        a = after_points.get(b["offered_visits_per_s"])
-        bp, ap = b.get("cpu_probe_ms"), (a or {}).get("cpu_probe_ms")
-        if bp and ap and abs(ap - bp) > PROBES_AGREE_WITHIN * min(ap, bp):
-            apart.append(f"{b['offered_visits_per_s']:g} visits/s ({bp:g} → {ap:g} ms)")
-    if not apart:
-        return []
-    return ["", f"The CPU probes disagree by more than {PROBES_AGREE_WITHIN * 100:g} % at "
-            + ", ".join(apart) + ": the machine ran at another speed, so read those rates' "
-            "differences as the machine's as much as the change's."]

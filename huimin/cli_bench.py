@@ -90,7 +90,8 @@ def bench(
     Open-loop load at each offered rate, beside the raw ceiling: plain aiokafka forwarders
     over as many hops."""
     from benchmarks.load import bench_persons, run_bench
-    from benchmarks.report import markdown, plot, write_json
+    from benchmarks.plot import plot
+    from benchmarks.report import markdown, write_json
 
     check_broker_kind(broker)
     if profile and py_spy() is None:
@@ -194,7 +195,7 @@ def bench_compare(
 
     Rate by rate: settlements/s, p50, p99, CPU per visit and the CPU probe (how fast the
     machine ran meanwhile), with the settings that differ."""
-    from benchmarks.report import comparison, not_a_result
+    from benchmarks.compare import comparison, not_a_result
 
     def load(path: Path, hint: str) -> dict:
         file = path / "bench.json" if path.is_dir() else path

@@ -36,17 +36,15 @@ from benchmarks.load import (
     sweep_rates,
     why_unsustained,
 )
+from benchmarks.plot import cpu_segments, figure, timeline_curves
 from benchmarks.report import (
     capacity_lines,
     cpu_lines,
-    cpu_segments,
-    figure,
     interrupted_note,
     markdown,
     memory_lines,
     role_lines,
     thread_lines,
-    timeline_curves,
     timeline_lines,
 )
 from messages.visitlog import VisitSession

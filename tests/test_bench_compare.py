@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from benchmarks.report import comparison
+from benchmarks.compare import comparison
 from tests.conftest import run_huimin
 
 
