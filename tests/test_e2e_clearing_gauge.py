@@ -11,7 +11,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from kafka import KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from huimin.local_platform import platform
 from messages.topics import MONEY_EVENTS
@@ -60,6 +60,22 @@ def wait_for(port: int, want: dict[str, float], timeout_s: float = 60) -> dict[s
     return seen
 
 
+def committed_past_every_event(bootstrap: str, timeout_s: float = 60) -> None:
+    """Wait until the platform's group has committed every money event written."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id="huimin",
+                             enable_auto_commit=False)
+    try:
+        parts = [TopicPartition(MONEY_EVENTS, n)
+                 for n in sorted(consumer.partitions_for_topic(MONEY_EVENTS) or ())]
+        ends = consumer.end_offsets(parts)
+        deadline = time.monotonic() + timeout_s
+        while any((consumer.committed(tp) or 0) < end for tp, end in ends.items()):
+            assert time.monotonic() < deadline, "the worker did not commit past the events"
+            time.sleep(0.2)
+    finally:
+        consumer.close()
+
+
 def test_the_net_positions_gauge_is_rebuilt_from_the_table_after_a_restart(tmp_path: Path):
     with broker(tmp_path / "broker.log") as bootstrap, \
             platform(bootstrap, SPEC, 1, tmp_path) as p:
@@ -76,6 +92,8 @@ def test_the_net_positions_gauge_is_rebuilt_from_the_table_after_a_restart(tmp_p
         assert total(samples, "huimin_dead_letters_total", reason="E9001",
                      source_topic=MONEY_EVENTS) == len(NOT_FEN)
 
+        committed_past_every_event(bootstrap)  # else they are redelivered after the kill,
+        # and a table not recovered would take them again and show the same gauge
         worker.restart_after_kill()
         p.wait_until_serving()
         # no new event arrives: the gauge can only come from the recovered table
