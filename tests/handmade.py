@@ -199,3 +199,15 @@ def refused(answer: dict[str, Any], code: ErrorCode) -> str:
     assert answer["err_code"] == code, answer
     assert answer["output"] == {}
     return answer["err_msg"]
+
+
+def document_in(resource: dict[str, Any]) -> dict[str, Any]:
+    """What a repository keeps of a publish: the document an MHD transaction's
+    DocumentReference points at, else the resource as published."""
+    if resource.get("type") != "transaction":
+        return resource
+    entries = {e.get("fullUrl"): e["resource"] for e in resource["entry"]}
+    for r in entries.values():
+        if r["resourceType"] == "DocumentReference":
+            return entries[r["content"][0]["attachment"]["url"]]
+    return resource

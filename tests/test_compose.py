@@ -4,44 +4,16 @@ accepts, the workers load the world the simulator generates, and the image has e
 
 from __future__ import annotations
 
-import re
-import shlex
 import tomllib
-from collections.abc import Mapping
 
-import typer
-import yaml
-
-from huimin.cli import app
 from streams.kafka_broker import KAFKA_VERSION
+from tests.compose_file import (
+    SERVICES,
+    VARIABLE,
+    parses_as_huimin,
+    simulator_steps,
+)
 from tests.conftest import REPO
-
-COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
-SERVICES = COMPOSE["services"]
-CLI = typer.main.get_command(app)
-
-
-VARIABLE = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
-
-
-def with_compose_defaults(text: str, env: Mapping[str, str] | None = None) -> str:
-    """`${NAME:-default}` as Compose interpolates it: NAME's value if set and not empty,
-    else the default."""
-    env = env or {}
-    return VARIABLE.sub(lambda m: env.get(m[1]) or (m[2] or ""), text)
-
-
-def parses_as_huimin(args: list[str], env: Mapping[str, str] | None = None) -> dict:
-    """The parameters click would run the subcommand with (raises on unknown options)."""
-    args = [with_compose_defaults(arg, env) for arg in args]
-    command = CLI.get_command(None, args[0])  # type: ignore[arg-type]
-    assert command is not None, f"huimin has no command {args[0]!r}"
-    return command.make_context(args[0], list(args[1:])).params
-
-
-def simulator_steps(env: Mapping[str, str] | None = None) -> list[list[str]]:
-    script = with_compose_defaults(" ".join(SERVICES["simulator"]["command"]), env)
-    return [shlex.split(part)[1:] for part in script.split("&&")]
 
 
 def test_compose_runs_kafka_topics_workers_and_the_simulator():

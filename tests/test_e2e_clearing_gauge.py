@@ -16,11 +16,14 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from huimin.local_platform import platform
 from messages.topics import MONEY_EVENTS
 from settlement.ledger import SettlementEvent
+from simulators.world import WorldSpec
 from streams.broker import broker
 from streams.clearing_roles import CATCH_UP_EVERY_S
-from tests.test_e2e_operations import SPEC, scrape, total
+from tests.scraping import scrape, total
 
 pytestmark = pytest.mark.e2e
+
+SPEC = WorldSpec(seed=9, persons=300)
 
 BEIJING, SHANGHAI, HEBEI = "110105", "310101", "130102"
 EVENTS = [  # two cross-province settlements, one of them cancelled, and a local one

@@ -15,12 +15,15 @@ from pathlib import Path
 import pytest
 
 from huimin.local_platform import platform
+from simulators.world import WorldSpec
 from streams.broker import EmbeddedBroker
 from streams.cluster_contact import ANSWER_WITHIN_S, ASK_EVERY_S, SILENT_AFTER
 from tests.conftest import huimin_command, run_huimin
-from tests.test_e2e_operations import SPEC, scrape, total
+from tests.scraping import scrape, total
 
 pytestmark = pytest.mark.e2e
+
+SPEC = WorldSpec(seed=9, persons=300)
 
 
 def reachable_becomes(port: int, want: float, timeout_s: float) -> float | None:

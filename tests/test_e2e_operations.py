@@ -21,7 +21,6 @@ from typing import Any
 import orjson
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from prometheus_client.parser import text_string_to_metric_families
 
 from huimin.local_platform import platform
 from messages.codec import encode
@@ -50,18 +49,12 @@ from streams.broker import broker, free_port
 from streams.partitioner import key_partition
 from tests.conftest import FHIR_DATA, huimin_command, processes_mentioning
 from tests.handmade import fee_input, register_input, request, settle_input
+from tests.scraping import scrape, total
 
 pytestmark = pytest.mark.e2e
 
 SPEC = WorldSpec(seed=9, persons=300)
 WORLD = build_world(SPEC)
-
-
-def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    with urllib.request.urlopen(url, timeout=10) as r:
-        text = r.read().decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
 
 
 def get_json(url: str) -> Any:
@@ -97,11 +90,6 @@ def worker_warnings(out: Path) -> str:
              for line in log.read_text(errors="replace").splitlines()
              if "WARNING" in line or "ERROR" in line or "rebalanced" in line]
     return "\n".join(["", "worker warnings:", *lines[-60:]])
-
-
-def total(samples: dict, name: str, **labels: str) -> float:
-    return sum(v for (n, ls), v in samples.items()
-               if n == name and all((k, want) in ls for k, want in labels.items()))
 
 
 #: the log of the platform_and_fleet worker, by the fixture

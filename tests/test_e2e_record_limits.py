@@ -16,7 +16,7 @@ from messages.visitlog import make_msgid
 from simulators.hospital import HospitalFleet
 from simulators.world import WorldSpec, build_world
 from streams.broker import broker
-from tests.test_e2e_operations import scrape, total
+from tests.scraping import scrape, total
 
 pytestmark = pytest.mark.e2e
 

@@ -32,7 +32,7 @@ from simulators.hospital import HospitalFleet
 from simulators.world import WorldSpec, build_world
 from streams.broker import broker
 from tests.conftest import FHIR_DATA, huimin_command
-from tests.test_records import document_in
+from tests.handmade import document_in
 
 pytestmark = pytest.mark.e2e
 

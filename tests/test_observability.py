@@ -23,8 +23,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from simulators.hospital_metrics import HOSPITAL_METRICS
 from streams.metrics import DOMAIN_METRICS
+from tests.compose_file import SERVICES, parses_as_huimin, simulator_steps
 from tests.conftest import REPO
-from tests.test_compose import SERVICES, parses_as_huimin, simulator_steps
 
 OPS = REPO / "ops"
 PROMETHEUS_YML = OPS / "prometheus" / "prometheus.yml"

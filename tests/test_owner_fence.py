@@ -22,7 +22,7 @@ from simulators.world import WorldSpec
 from streams.broker import broker
 from streams.config import CLEARING_TABLE
 from streams.owner_fence import OWNER_HEADER, ChangelogFence, Writer, writer_of
-from tests.test_e2e_operations import scrape, total
+from tests.scraping import scrape, total
 
 
 def w(generation: int, since_ms: int | None = None) -> Writer:

@@ -10,7 +10,6 @@ in-service Beijing employee with 500,000 fen in the account.
 from __future__ import annotations
 
 import copy
-import dataclasses
 from collections import defaultdict
 from typing import Any
 
@@ -24,11 +23,10 @@ from messages.envelope import Answer, Request
 from messages.transactions import OUTPUT_MODELS, VisitAck
 from messages.visitlog import make_msgid
 from settlement.oracle import Oracle
-from settlement.policy import EMPLOYEE
-from settlement.reference import Enrollment, Filing, Hospital
+from settlement.reference import Enrollment
 from settlement.treatment import MAX_REQUEST_BYTES, DeadLetter, Forward, Reply
+from tests.clinic import DAY0, EMP, WORKED, WORKED_CERTNO, Clinic, T, sent_at
 from tests.handmade import (
-    BJ,
     EMP_CERTNO,
     ENROLLMENTS,
     HOSP_BJ,
@@ -43,7 +41,6 @@ from tests.handmade import (
     fee_input,
     ok,
     person_info_input,
-    reference_data,
     refused,
     register_cancel_input,
     register_input,
@@ -52,76 +49,6 @@ from tests.handmade import (
     settle_cancel_input,
     settle_input,
 )
-
-T = "2026-03-01 09:00:00"
-EMP = ENROLLMENTS[EMP_CERTNO]
-
-#: The DOMAIN.md §3 worked example's patient: an in-service employee insured in Shanghai, filed
-#: for Beijing, with 100,000 fen in the account.
-WORKED_CERTNO = certno("31010119700101003")
-WORKED = Enrollment(WORKED_CERTNO, SH_CITY + "5".zfill(20), EMPLOYEE, SH_CITY, retired=False,
-                    balance=100_000,
-                    filings=(Filing("long-term", BJ, "2026-01-01", "2028-12-31"),),
-                    gend="1", brdy="1970-01-01")
-
-
-class Clinic:
-    """Hospitals talking to the platform (the oracle); every request gets a fresh msgid, and
-    every answer is checked to be free of the patient's raw certno (DOMAIN.md §7)."""
-
-    def __init__(self) -> None:
-        ref = reference_data()
-        ref = dataclasses.replace(ref, enrollments={**ref.enrollments, WORKED_CERTNO: WORKED})
-        self.ref = ref
-        self.oracle = Oracle(ref)
-        self.seq = 0
-        self.answers: list[dict[str, Any]] = []
-
-    def request(self, cert: str, infno: str, inp: dict[str, Any],
-                hospital: Hospital = HOSP_BJ) -> dict[str, Any]:
-        self.seq += 1
-        insuplc = "" if infno == "1101" else self.ref.enrollments[cert].insuplc_admdvs
-        return request(infno, hospital, T, self.seq, inp, insuplc)
-
-    def send(self, cert: str, req: dict[str, Any]) -> dict[str, Any]:
-        answer = self.oracle.submit(cert, req)
-        assert answer is not None, req
-        assert answer["inf_refmsgid"] == req["msgid"]
-        assert cert not in answer["err_msg"] and cert[6:14] not in answer["err_msg"]
-        self.answers.append(answer)
-        return answer
-
-    def do(self, cert: str, infno: str, inp: dict[str, Any],
-           hospital: Hospital = HOSP_BJ) -> dict[str, Any]:
-        return self.send(cert, self.request(cert, infno, inp, hospital))
-
-    # -- steps of a visit ---------------------------------------------------------------------
-    def register(self, cert: str = EMP_CERTNO, hospital: Hospital = HOSP_BJ) -> str:
-        e = self.ref.enrollments[cert]
-        return ok(self.do(cert, "2201", register_input(e, T), hospital))["data"]["mdtrt_id"]
-
-    def admit(self, cert: str = EMP_CERTNO, hospital: Hospital = HOSP_BJ) -> str:
-        e = self.ref.enrollments[cert]
-        return ok(self.do(cert, "2401", admit_input(e, T), hospital))["data"]["mdtrt_id"]
-
-    def upload(self, mdtrt_id: str, items: list[tuple[str, str, int, int]],
-               cert: str = EMP_CERTNO, infno: str = "2204", chrg_bchno: str = "1",
-               hospital: Hospital = HOSP_BJ) -> dict[str, Any]:
-        e = self.ref.enrollments[cert]
-        med_type = "21" if infno == "2301" else "11"
-        return self.do(cert, infno, fee_input(e, mdtrt_id, T, items, chrg_bchno, med_type),
-                       hospital)
-
-    def settle(self, mdtrt_id: str, medfee: int, cert: str = EMP_CERTNO, infno: str = "2207",
-               hospital: Hospital = HOSP_BJ) -> dict[str, Any]:
-        e = self.ref.enrollments[cert]
-        med_type = "21" if infno in ("2303", "2304") else "11"
-        return self.do(cert, infno, settle_input(e, mdtrt_id, medfee, "1", med_type), hospital)
-
-    def fees(self, mdtrt_id: str, cert: str = EMP_CERTNO) -> set[str]:
-        """The feedetl_sn the treatment side holds for a visit."""
-        return set(self.oracle.treatment_rows[cert].visits[mdtrt_id]["fees"])
-
 
 # -- 2202 registration cancellation --------------------------------------------------------------
 
@@ -871,17 +798,6 @@ def test_any_sequence_of_well_formed_requests_is_answered_consistently(
 
 
 # -- the operating window (settlement/retention.py): what the treatment side forgets ---------------
-
-DAY0 = "2026-03-01 09:00:00"
-
-
-def sent_at(c: Clinic, when: str, infno: str, inp: dict[str, Any],
-            cert: str = EMP_CERTNO) -> dict[str, Any]:
-    """A request from HOSP_BJ stamped `when` (Clinic.do stamps every request T)."""
-    c.seq += 1
-    insuplc = "" if infno == "1101" else c.ref.enrollments[cert].insuplc_admdvs
-    return c.send(cert, request(infno, HOSP_BJ, when, c.seq, inp, insuplc))
-
 
 def test_an_open_stay_older_than_the_window_survives_pruning_and_is_discharged_and_settled(
         ) -> None:

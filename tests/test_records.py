@@ -41,6 +41,7 @@ from settlement.treatment import Forward, TreatmentPlatform
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import WorldSpec, build_world
 from tests.conftest import FHIR_DATA
+from tests.handmade import document_in
 
 WORLD = build_world(WorldSpec(seed=5, persons=400))
 FILES = sorted(FHIR_DATA.glob("*/*.json"))
@@ -125,18 +126,6 @@ def test_fhir_written_by_others_publishes_is_found_elsewhere_and_comes_back_unch
     retrieved = ex.send("7003", certno, other, {"document_id": docref["id"], "purpose": "TREAT"})
     assert retrieved["infcode"] == 0
     assert retrieved["output"] == document_in(resource)  # semantically unchanged
-
-
-def document_in(resource: dict[str, Any]) -> dict[str, Any]:
-    """What a repository keeps of a publish: the document an MHD transaction's
-    DocumentReference points at, else the resource as published."""
-    if resource.get("type") != "transaction":
-        return resource
-    entries = {e.get("fullUrl"): e["resource"] for e in resource["entry"]}
-    for r in entries.values():
-        if r["resourceType"] == "DocumentReference":
-            return entries[r["content"][0]["attachment"]["url"]]
-    return resource
 
 
 def test_an_mhd_provide_bundle_registers_its_own_document_reference():

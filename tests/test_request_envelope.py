@@ -12,6 +12,7 @@ from messages.codes import ErrorCode
 from messages.signing import Signer
 from messages.visitlog import make_msgid
 from settlement.treatment import Reply, TreatmentPlatform
+from tests.clinic import Clinic, T
 from tests.handmade import (
     EMP_CERTNO,
     ENROLLMENTS,
@@ -26,7 +27,6 @@ from tests.handmade import (
     request,
     settle_input,
 )
-from tests.test_protocol_treatment import Clinic, T
 
 EMP = ENROLLMENTS[EMP_CERTNO]
 

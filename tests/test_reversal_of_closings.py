@@ -4,6 +4,7 @@ visit is reopened as if the closing never came, in either order; a settled stay 
 from __future__ import annotations
 
 from messages.codes import ErrorCode
+from tests.clinic import EMP, Clinic, T
 from tests.handmade import (
     EMP_CERTNO,
     HOSP_SH,
@@ -15,7 +16,6 @@ from tests.handmade import (
     reversal_input,
     settle_input,
 )
-from tests.test_protocol_treatment import EMP, Clinic, T
 
 
 def status(c: Clinic, mdtrt_id: str) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from messages.codes import ErrorCode
+from tests.clinic import EMP, Clinic
 from tests.handmade import (
     EMP_CERTNO,
     ok,
@@ -18,7 +19,6 @@ from tests.handmade import (
     settle_cancel_input,
     settle_input,
 )
-from tests.test_protocol_treatment import EMP, Clinic
 
 
 def end_state(c: Clinic) -> tuple[Any, ...]:

@@ -16,7 +16,9 @@ from settlement.treatment import Forward
 from settlement.treatment_row import PERSON_CLOCK, TreatmentRow
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import WorldSpec, build_world
+from tests.clinic import DAY0, EMP, Clinic, Desk, sent_at
 from tests.handmade import (
+    EMP_CERTNO,
     HOSP_BJ,
     HOSP_SH,
     admit_input,
@@ -29,8 +31,6 @@ from tests.handmade import (
     reversal_input,
     settle_input,
 )
-from tests.test_protocol_treatment import DAY0, Clinic, sent_at
-from tests.test_treatment_platform import EMP, EMP_CERTNO, Desk
 
 
 def test_a_person_seen_by_a_new_hospital_every_few_days_keeps_only_the_horizons_parts():

@@ -13,11 +13,11 @@ from messages.codec import decode, encode
 from messages.codes import ErrorCode
 from messages.identity import mask_certno
 from settlement.reference import Hospital
-from settlement.treatment import DeadLetter, Forward, Held, Outcome, Reply, TreatmentPlatform
+from settlement.treatment import DeadLetter, Forward, Held, Outcome, Reply
 from settlement.treatment_row import HELD_BYTES, HOLD_LIMIT_MS, MAX_PUT_BACKS, TreatmentRow
+from tests.clinic import EMP, T0, T1, T2, T3, Desk
 from tests.handmade import (
     EMP_CERTNO,
-    ENROLLMENTS,
     HOSP_BJ,
     HOSP_SH,
     RES_CERTNO,
@@ -27,61 +27,12 @@ from tests.handmade import (
     fee_cancel_input,
     fee_input,
     person_info_input,
-    reference_data,
     register_input,
     request,
     reversal_input,
     settle_cancel_input,
     settle_input,
 )
-
-T0 = "2026-03-01 09:00:00"
-T1 = "2026-03-01 09:01:00"
-T2 = "2026-03-01 09:10:00"
-T3 = "2026-03-01 09:15:00"
-EMP = ENROLLMENTS[EMP_CERTNO]  # insured in Beijing
-RES = ENROLLMENTS[RES_CERTNO]  # insured in Shanghai
-
-
-class Desk:
-    """The treatment platform with its stored rows, as the stream processor keeps them."""
-
-    def __init__(self) -> None:
-        self.platform = TreatmentPlatform(reference_data())
-        self.rows: dict[str, TreatmentRow] = {}
-
-    def send_raw(self, key: str | None, raw: bytes | None) -> Outcome:
-        outcome, row = self.platform.handle_request(key, raw, self.rows.get(key or ""))
-        if row is not None:
-            self.rows[key or ""] = row
-        return outcome
-
-    def send(self, key: str, req: dict[str, Any]) -> Outcome:
-        return self.send_raw(key, encode(req))
-
-    def answer(self, key: str, req: dict[str, Any]) -> dict[str, Any]:
-        outcome = self.send(key, req)
-        assert isinstance(outcome, Reply), outcome
-        return outcome.answer
-
-    def register(self, certno: str, hospital: Hospital, seq: int = 1) -> str:
-        e = ENROLLMENTS[certno]
-        ans = self.answer(certno, request("2201", hospital, T1, seq, register_input(e, T0),
-                                          e.insuplc_admdvs))
-        assert ans["infcode"] == 0, ans
-        return ans["output"]["data"]["mdtrt_id"]
-
-    def upload(self, certno: str, hospital: Hospital, mdtrt_id: str,
-               items: list[tuple[str, str, int, int]], seq: int = 2) -> dict[str, Any]:
-        e = ENROLLMENTS[certno]
-        return self.answer(certno, request("2204", hospital, T2, seq,
-                                           fee_input(e, mdtrt_id, T2, items), e.insuplc_admdvs))
-
-    def settle(self, certno: str, hospital: Hospital, mdtrt_id: str, medfee: int,
-               seq: int = 3) -> Outcome:
-        e = ENROLLMENTS[certno]
-        return self.send(certno, request("2207", hospital, T3, seq,
-                                         settle_input(e, mdtrt_id, medfee), e.insuplc_admdvs))
 
 
 def failed(outcome: Outcome, code: ErrorCode) -> str:

@@ -12,7 +12,7 @@ import orjson
 from huimin.logfiles import outcome_record, read_visit_log
 from messages.codes import TIMED_OUT
 from messages.visitlog import VisitSession
-from tests.test_verify_refused_replays import results_with_first_answers, verify
+from tests.verifying import results_with_first_answers, verify
 
 
 def timed_out_at(tmp_path: Path, step: int) -> tuple[Path, Path, int, list[str]]:
