@@ -19,8 +19,8 @@ import typer
 from rich.console import Console
 from typer.core import TyperCommand, TyperGroup
 
-from benchmarks.load import huimin_commit
 from huimin.local_platform import PlatformNotServing, TopicsUnfit, UsedCluster
+from huimin.version import huimin_commit
 from simulators.hospital import PlatformOfAnotherWorld, PlatformSilent, SignaturesRefused
 from streams.broker import BOOTSTRAP_ENV
 from streams.spare import max_poll_interval_s

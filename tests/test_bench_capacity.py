@@ -20,7 +20,6 @@ from benchmarks.cpu_probe import CpuProbe
 from benchmarks.load import (
     CEILING_SWEEP_MAX,
     VISITS_PER_HOSPITAL_DAY,
-    MemorySampler,
     RatePoint,
     RateTally,
     bench_persons,
@@ -36,6 +35,7 @@ from benchmarks.load import (
     sweep_rates,
     why_unsustained,
 )
+from benchmarks.memory import MemorySampler
 from benchmarks.plot import cpu_segments, figure, timeline_curves
 from benchmarks.report import (
     capacity_lines,

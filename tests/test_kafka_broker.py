@@ -12,7 +12,7 @@ import uuid
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
-from benchmarks.load import broker_pids
+from benchmarks.memory import broker_pids
 from messages.topics import HOSP_REQUESTS
 from streams import kafka_broker
 from streams.broker import kafka_protocol_ready
