@@ -1,6 +1,8 @@
 """The wire contract between hospitals and platforms: envelopes, transactions, codes, topics.
 
-Pure data definitions and encode/decode; no business rules and no I/O.
+Data definitions, encode/decode and signing, and the hospital's side of a visit (the visit log,
+`VisitSession`): what a HIS sends and when. No settlement rules (settlement/), no I/O, no
+clock.
 """
 
 SCHEMA_VERSION = 1

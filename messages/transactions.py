@@ -1,5 +1,6 @@
-"""Inputs of each transaction, with NHSA field names. Money is integer fen on this wire
-(the NHSA interface uses yuan with two decimals; huimin never carries money as a float)."""
+"""Each transaction's input, and the output its answer carries (`OUTPUT_MODELS`, the wire
+contract a HIS codes against), with NHSA field names. Money is integer fen on this wire (the
+NHSA interface uses yuan with two decimals; huimin never carries money as a float)."""
 
 from __future__ import annotations
 
