@@ -241,11 +241,8 @@ class TreatmentPlatform:
         try:
             req = _validate(Request, data)
         except Rejected as exc:
-            msgid, code = data.get("msgid"), data.get("fixmedins_code")
-            if answerable_msgid(msgid) and isinstance(code, str) and self.known_sender(code):
-                ctx = {"infno": infno_text(data.get("infno")), "msgid": msgid,
-                       "fixmedins_code": code}
-                return Reply(error_answer(msgid, exc.code, str(exc)), ctx), None
+            if (ctx := self._answerable(data)) is not None:
+                return Reply(error_answer(ctx["msgid"], exc.code, str(exc)), ctx), None
             return DeadLetter(exc.code, f"unanswerable request: {exc}"), None
         ctx = {"infno": req.infno, "msgid": req.msgid, "fixmedins_code": req.fixmedins_code,
                "mdtrtarea_admvs": req.mdtrtarea_admvs, "insuplc_admdvs": req.insuplc_admdvs}
@@ -333,18 +330,26 @@ class TreatmentPlatform:
             data = decode(raw)
         except MalformedMessage:
             return None
-        code, msgid = data.get("fixmedins_code"), data.get("msgid")
-        if not (isinstance(code, str) and answerable_msgid(msgid) and self.known_sender(code)):
+        if (ctx := self._answerable(data)) is None:
             return None
-        problem = signer.check(code, headers, key, raw or b"")
+        problem = signer.check(ctx["fixmedins_code"], headers, key, raw or b"")
         if problem is None:
             return None
-        ctx = {"infno": infno_text(data.get("infno")), "msgid": msgid, "fixmedins_code": code}
-        return Reply(error_answer(msgid, problem[0], problem[1]), ctx)
+        return Reply(error_answer(ctx["msgid"], problem[0], problem[1]), ctx)
 
     def known_sender(self, code: str) -> bool:
         return code in self.ref.hospitals or (is_agency_code(code) and
                                               code[1:7] in self.ref.provinces)
+
+    def _answerable(self, data: Any) -> dict[str, Any] | None:
+        """Whom to answer, before a request is read as valid: a known sender's own msgid
+        (one that does not echo a citizen ID); None if it names no one to answer."""
+        if not isinstance(data, dict):
+            return None
+        code, msgid = data.get("fixmedins_code"), data.get("msgid")
+        if not (isinstance(code, str) and answerable_msgid(msgid) and self.known_sender(code)):
+            return None
+        return {"infno": infno_text(data.get("infno")), "msgid": msgid, "fixmedins_code": code}
 
     def _dispatch(self, key: str | None, req: Request, ctx: dict[str, Any],
                   row: TreatmentRow) -> tuple[Outcome, TreatmentRow | None]:
