@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from messages.codes import ErrorCode
-from records.exchange import document_refusal
+from records.gateway import document_refusal
 from records.validation import Validator
 from settlement.treatment import MAX_REQUEST_BYTES
 

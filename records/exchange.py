@@ -11,7 +11,9 @@
    with what is permitted, refuse the rest (OperationOutcome) and record an AuditEvent for
    every access and every refusal in the person's record.
 
-The same functions answer for the streamed platform and for the offline oracle.
+The same functions answer for the streamed platform and for the offline oracle. This module
+holds what the three share: the rows they keep and the steps they return; the roles are
+records/gateway.py, records/national_index.py and records/repositories.py.
 """
 
 from __future__ import annotations
@@ -19,34 +21,18 @@ from __future__ import annotations
 import base64
 import zlib
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from itertools import islice
 from typing import Any
 
 import orjson
 
-from messages.codes import ErrorCode, Infno
-from messages.envelope import error_answer, ok_answer, province_of
-from records.audit import REFUSED, SUCCESS, audit_event
+from messages.codes import ErrorCode
+from messages.envelope import error_answer, ok_answer
+from records.audit import SUCCESS
 from records.codes import (
     CERTNO_SYSTEM,
-    FIXMEDINS_SYSTEM,
-    LAB_BY_CODE,
-    LOINC,
-    PROVINCE_SYSTEM,
 )
-from records.consent import (
-    Decision,
-    SeveralConsents,
-    decide,
-    published_consent,
-    sharing_in_force,
-)
-from records.documents import fhir_time, uid
-from records.validation import InvalidResource, Validator, operation_outcome
-from settlement.parameters import DEFAULT_LAB_VALIDITY_DAYS
-from settlement.reference import ReferenceData
-from settlement.retention import advance, day_cutoff, forget_answers, msgid_stamp
+from records.validation import operation_outcome
 
 #: The AuditEvents a person's row keeps, newest last: for the person's `/fhir/AuditEvent`
 #: view and for telling a repeated access. Every one is also written to `ehr.audit`, the
@@ -60,10 +46,6 @@ AUDIT_KEPT = 100
 #: Past that the publish used to be taken in and its row refused as an internal error
 #: (E9002).
 PERSON_RECORDS_BYTES = 600_000
-#: The longest identifier system or value a published Patient may give: each is kept in the
-#: national index's row for the person, and a longer one cannot be looked up anyway (the
-#: views take URLs of up to 8,190 bytes).
-IDENTIFIER_CHARS = 1024
 
 
 @dataclass
@@ -197,9 +179,9 @@ def ehr_error(msgid: str, code: ErrorCode, message: str,
     return ans
 
 
-def _resources(resource: dict[str, Any]) -> list[dict[str, Any]]:
+def resources_in(resource: dict[str, Any]) -> list[dict[str, Any]]:
     """The resource and, for a Bundle, every resource inside it (depth first)."""
-    return [item for _, item in _with_paths(resource, "")]
+    return [item for _, item in resources_with_paths(resource, "")]
 
 
 #: Where a resource names the person it is about by reference (Observation.subject,
@@ -208,7 +190,7 @@ def _resources(resource: dict[str, Any]) -> list[dict[str, Any]]:
 _ABOUT = ("subject", "patient", "beneficiary", "for", "sourcePatientInfo")
 
 
-def _certnos(resource: dict[str, Any]) -> set[str]:
+def certnos_in(resource: dict[str, Any]) -> set[str]:
     """The citizen ID numbers of every person the resource is about: its Patients', wherever
     they are (in a Bundle, `contained`), and those its references to a subject name by
     identifier. A document filed under one person must be about that person only."""
@@ -248,449 +230,17 @@ def document_bytes(packed: str) -> bytes:
     return zlib.decompress(base64.b64decode(packed))
 
 
-class ProvincialGateway:
-    """Role 1: the requesting hospital's provincial platform."""
-
-    def __init__(self, validator: Validator | None = None) -> None:
-        self.validator = validator or Validator()
-
-    def handle(self, certno: str, req: dict[str, Any], ctx: dict[str, Any],
-               row: RecordsRow) -> tuple[list[Step], RecordsRow | None]:
-        msgid, inp = req["msgid"], req["input"]
-        if req["infno"] != Infno.EHR_PUBLISH:  # with what the repositories held as it came
-            return [ToNational({"op": "query", "req": req, "ctx": ctx,
-                                "docs_held": len(row.docs)})], None
-        if msgid in row.answers:  # a find, retrieve or lookup of the person's used it
-            return [EhrAnswer(ehr_error(
-                msgid, ErrorCode.MSGID_REUSED, "this msgid was a query's before (7002, 7003 "
-                "or 7004): a request needs a msgid of its own"))], None
-        resource = inp.get("resource")
-        if (refusal := document_refusal(self.validator, resource)) is not None:
-            return [EhrAnswer(ehr_error(msgid, ErrorCode.INVALID_FHIR, *refusal))], None
-        if _certnos(resource) - {certno}:
-            return [EhrAnswer(ehr_error(msgid, ErrorCode.PERSON_MISMATCH,
-                                        "the document's Patient is another person than the "
-                                        "message key"))], None
-        province = province_of(req["mdtrtarea_admvs"])
-        doc_id = uid(msgid, certno, "docref")  # a msgid another person's publish used is
-        # another document: the same msgid is a duplicate only for the same person
-        stored = row.docs.get(doc_id)
-        content, docref = _document_and_reference(resource, doc_id, certno, req, province)
-        if stored is not None:
-            kept = unpack_document(stored["content"])
-            if kept != content:  # not a duplicate: a msgid sent again with another document
-                return [EhrAnswer(ehr_error(
-                    msgid, ErrorCode.MSGID_REUSED, "this msgid published another document "
-                    "before: a request needs a msgid of its own"))], None
-            # a duplicate publish: the same answer, nothing stored twice; the registration
-            # goes again, since a crash may have kept this row and lost it (the index takes
-            # a registration twice as once)
-            register = _registration(doc_id, stored["province"], kept)
-            return [EhrAnswer(_publish_answer(msgid, doc_id), repeat=True),
-                    ToNational(register)], None
-        try:
-            consent = published_consent(_resources(resource), certno, req["inf_time"])
-        except SeveralConsents as exc:
-            return [EhrAnswer(ehr_error(msgid, ErrorCode.INVALID_FHIR, f"not valid here: {exc}",
-                                        operation_outcome("not-supported", str(exc))))], None
-        held = {"province": province, "docref": docref, "content": pack_document(content)}
-        labs = _labs(content, province, doc_id)
-        # what publishes alone change, so that the oracle and the platform refuse alike
-        # whatever queries and operator reads came between
-        size = len(orjson.dumps([row.docs, row.labs, row.consent, held, labs]))
-        if size > PERSON_RECORDS_BYTES:
-            before = len(orjson.dumps([row.docs, row.labs, row.consent, None, []]))
-            full = (f"the person's documents and lab index would come to {size:,} bytes with "
-                    f"this document ({before:,} before it, deflated), over the "
-                    f"{PERSON_RECORDS_BYTES:,} a person's records may hold")
-            return [EhrAnswer(ehr_error(msgid, ErrorCode.RECORDS_FULL, full,
-                                        operation_outcome("too-costly", full)))], None
-        row.docs[doc_id] = held
-        if consent is not None:  # the person's choice from now on, wherever records are held
-            row.consent = row.docs[doc_id]["consent"] = consent  # the document's: `as_held`
-        row.labs += labs
-        register = _registration(doc_id, province, content)
-        return [EhrAnswer(_publish_answer(msgid, doc_id)), ToNational(register)], row
-
-
-def document_refusal(validator: Validator, resource: Any) -> tuple[str, dict[str, Any]] | None:
-    """Why a 7001's document is refused as FHIR (E5001): its err_msg and OperationOutcome;
-    None if it is taken. `huimin check-fhir` asks the same, so the two cannot drift apart
-    (whose Patient it is, against the message key, is checked apart)."""
-    try:
-        validator.validate(resource)
-    except InvalidResource as exc:
-        return f"not valid FHIR R4: {exc}", exc.outcome
-    if (too_long := identifier_too_long(resource)) is not None:
-        return (f"not valid here: an identifier over {IDENTIFIER_CHARS:,} characters",
-                operation_outcome("too-long", f"over {IDENTIFIER_CHARS:,} characters",
-                                  too_long))
-    return None
-
-
-def identifier_too_long(resource: dict[str, Any]) -> str | None:
-    """The path of the first Patient identifier whose system or value is over
-    IDENTIFIER_CHARS (`Bundle.entry[2].resource.identifier[0].value`), or None."""
-    for where, item in _with_paths(resource, str(resource.get("resourceType"))):
-        if item.get("resourceType") != "Patient" or not isinstance(item.get("identifier"), list):
-            continue
-        for j, ident in enumerate(item["identifier"]):
-            for part in ("system", "value"):
-                if isinstance(ident, dict) and len(str(ident.get(part) or "")) > IDENTIFIER_CHARS:
-                    return f"{where}.identifier[{j}].{part}"
-    return None
-
-
-def _with_paths(resource: dict[str, Any], path: str) -> list[tuple[str, dict[str, Any]]]:
-    """`_resources`, each with its path, as the validator names them."""
+def resources_with_paths(resource: dict[str, Any], path: str) -> list[tuple[str, dict[str, Any]]]:
+    """`resources_in`, each with its path, as the validator names them."""
     out = [(path, resource)]
     if resource.get("resourceType") == "Bundle":
         for i, entry in enumerate(resource.get("entry") or []):
             if isinstance(entry, dict) and isinstance(entry.get("resource"), dict):
-                out += _with_paths(entry["resource"], f"{path}.entry[{i}].resource")
+                out += resources_with_paths(entry["resource"], f"{path}.entry[{i}].resource")
     return out
 
 
-def _registration(doc_id: str, province: str, content: dict[str, Any]) -> dict[str, Any]:
-    """What the national index keeps of a published document: where it is, and the
-    Patient's other identifiers (not the certno, which is the key)."""
-    identifiers = [i for r in _resources(content) if r["resourceType"] == "Patient"
-                   for i in r.get("identifier") or []
-                   if isinstance(i, dict) and i.get("system") and i.get("value")
-                   and i.get("system") != CERTNO_SYSTEM]
-    return {"op": "register", "doc_id": doc_id, "province": province,
-            "identifiers": [{"system": i["system"], "value": i["value"]} for i in identifiers]}
-
-
-def _publish_answer(msgid: str, doc_id: str) -> dict[str, Any]:
+def publish_answer(msgid: str, doc_id: str) -> dict[str, Any]:
     return ok_answer(msgid, {"resourceType": "Bundle", "type": "transaction-response",
                              "entry": [{"response": {"status": "201 Created",
                                                      "location": f"DocumentReference/{doc_id}"}}]})
-
-
-def _document_and_reference(resource: dict[str, Any], doc_id: str, certno: str,
-                            req: dict[str, Any], province: str
-                            ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """An ITI-65 transaction gives its DocumentReference and the document it points at;
-    anything else (a document, batch or collection Bundle, a single resource) is the content
-    itself, and the repository writes its DocumentReference."""
-    given: dict[str, Any] | None = None
-    content = resource
-    if resource["resourceType"] == "Bundle" and resource.get("type") == "transaction":
-        entries = [e for e in resource.get("entry") or [] if isinstance(e.get("resource"), dict)]
-        refs = [e["resource"] for e in entries
-                if e["resource"]["resourceType"] == "DocumentReference"]
-        for ref in refs:
-            url = (ref.get("content") or [{}])[0].get("attachment", {}).get("url")
-            doc = next((e["resource"] for e in entries if e.get("fullUrl") == url), None)
-            if doc is not None:
-                given, content = ref, doc
-                break
-    kind = content["resourceType"]
-    doc_type = (given or {}).get("type")
-    if doc_type is None and kind == "Bundle" and content.get("type") == "document":
-        first = (content.get("entry") or [{}])[0].get("resource") or {}
-        doc_type = first.get("type")  # the Composition's CodeableConcept (bdl-11, validated)
-    elif doc_type is None and kind == "Composition":  # published alone: its own type
-        doc_type = content.get("type")
-    docref = {
-        "resourceType": "DocumentReference", "id": doc_id,
-        "masterIdentifier": (given or {}).get("masterIdentifier") or {
-            "system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{doc_id}"},
-        "status": "current",
-        "type": doc_type or {"text": content.get("type", kind) if kind == "Bundle" else kind},
-        "subject": {"identifier": {"system": CERTNO_SYSTEM, "value": certno}},
-        "date": fhir_time(req["inf_time"]),
-        "author": [{"identifier": {"system": FIXMEDINS_SYSTEM,
-                                   "value": req["fixmedins_code"]}}],
-        "custodian": {"identifier": {"system": PROVINCE_SYSTEM, "value": province}},
-        "content": [{"attachment": {"contentType": "application/fhir+json",
-                                    "url": f"{kind}/{doc_id}"}}]}
-    return content, docref
-
-
-def _lab_time(observation: dict[str, Any]) -> str | None:
-    """When a lab result was taken, as a time with its zone: `effectiveDateTime` or
-    `effectiveInstant`, else the end (or start) of `effectivePeriod`; a date alone is taken
-    as its first moment in Beijing time (the earliest it can be, so never reused past its
-    window). None for a result with no time, or only a month or year."""
-    period = observation.get("effectivePeriod")
-    period = period if isinstance(period, dict) else {}
-    for value in (observation.get("effectiveDateTime"), observation.get("effectiveInstant"),
-                  period.get("end"), period.get("start")):
-        if isinstance(value, str) and len(value) > 10:
-            return value
-        if isinstance(value, str) and len(value) == 10:
-            return f"{value}T00:00:00+08:00"
-        if value is not None:
-            return None
-    return None
-
-
-def _labs(content: dict[str, Any], province: str, doc_id: str) -> list[dict[str, Any]]:
-    """LOINC lab results with a time and a quantity: what other hospitals may reuse."""
-    out = []
-    for r in _resources(content):
-        if r["resourceType"] != "Observation" or (when := _lab_time(r)) is None:
-            continue
-        quantity = r.get("valueQuantity") or {}
-        for coding in (r.get("code") or {}).get("coding") or []:
-            if coding.get("system") == LOINC and "value" in quantity:
-                out.append({"loinc": coding.get("code"), "time": when,
-                            "province": province, "doc_id": doc_id,
-                            "value": quantity["value"], "unit": quantity.get("unit", "")})
-    return out
-
-
-class NationalIndex:
-    """Role 2: where each person's documents are; queries go on to their sources."""
-
-    def handle(self, msg: dict[str, Any], row: IndexRow
-               ) -> tuple[EhrAnswer | dict[str, Any] | None, IndexRow | None]:
-        """A registration updates the row (and answers nothing); a query returns either an
-        answer (nothing to ask) or the message for the sources, with `sources` added."""
-        if msg["op"] == "register":
-            row.docs[msg["doc_id"]] = msg["province"]
-            for ident in msg["identifiers"]:
-                if ident not in row.identifiers:
-                    row.identifiers.append(ident)
-            return None, row
-        req = msg["req"]
-        if req["infno"] == Infno.EHR_RETRIEVE:
-            province = row.docs.get(req["input"]["document_id"])
-            if province is not None:
-                return {**msg, "sources": [province]}, None
-            # an id the index does not know is decided and audited as the person's records
-            # are: an answer before consent would tell anyone which documents exist
-        return {**msg, "sources": row.provinces}, None
-
-
-class SourceRepositories:
-    """Role 3: each source province decides the person's Consent, answers what it may, and
-    audits every access and refusal in the person's record."""
-
-    def __init__(self, ref: ReferenceData) -> None:
-        self.ref = ref
-
-    @staticmethod
-    def published_under(certno: str, msgid: str, row: RecordsRow) -> bool:
-        """Whether `msgid` published a document of the person's (its first answer, then)."""
-        return uid(msgid, certno, "docref") in row.docs
-
-    def audit_of(self, row: RecordsRow, msgid: str) -> list[dict[str, Any]]:
-        """The AuditEvents the row keeps of one query (one a source province asked): what a
-        redelivered query writes to the trail again, in case the first writes were lost."""
-        ids = {uid(msgid, "audit", province) for province in self.ref.provinces}
-        return [a for a in row.audit if a["id"] in ids]
-
-    def handle(self, certno: str, msg: dict[str, Any], row: RecordsRow
-               ) -> tuple[dict[str, Any] | None, RecordsRow]:
-        """The answer to a query, kept by msgid (within the operating window) so that a
-        duplicated or redelivered query gets it again, unchanged, and is audited once.
-
-        None while the row lacks publishes the gateway had stored when the query came by
-        it: a worker restarted after a kill takes the query again from `ehr.sources` and the
-        lost publish from `hosp.requests`, each at its own pace. Answered then, the query
-        would miss the documents, or be decided by the Consent before the one published:
-        it waits in the row, and the publish that catches the row up answers it
-        (`release`)."""
-        req = msg["req"]
-        # by the day, as the treatment side refuses what is older (E6003): a query it still
-        # lets through finds its answer here; and every hospital's past the person's horizon
-        # by the clocks kept here (settlement/retention.py `advance`)
-        sender = req["fixmedins_code"]
-        for before, whose in ((day_cutoff(req["inf_time"]), sender),
-                              (advance(row.clocks, sender, req["inf_time"]), "")):
-            if before:
-                forget_answers(row.answers, before, whose)
-                forget_answers(row.waiting, before, whose)
-        if self.published_under(certno, req["msgid"], row):
-            published = uid(req["msgid"], certno, "docref")
-            # the msgid published a document of the person's: its first answer, whatever
-            # this asks (DOMAIN.md §4), nothing read and nothing audited
-            return _publish_answer(req["msgid"], published), row
-        seen = row.answers.get(req["msgid"])
-        if seen is not None and seen.get("retrieve") is not True:  # True: kept before 12-05
-            if "retrieve" in seen:
-                return self._retrieved(row, seen["retrieve"], req["msgid"]), row
-            return (_rebuilt_find(seen["find"], row) if "find" in seen else seen), row
-        if msg.get("docs_held", 0) > len(row.docs):
-            row.waiting[req["msgid"]] = msg
-            return None, row
-        answer = self._answer(certno, msg, row)
-        # a document is kept once, in docs: a retrieve's answer is kept by its id, a find's
-        # by the ids of the DocumentReferences it gave, as a repeat of the msgid is answered
-        # what the first was (a find's whole answer, kept a week, outgrew the row)
-        row.answers[req["msgid"]] = {"retrieve": req["input"]["document_id"]} \
-            if req["infno"] == Infno.EHR_RETRIEVE and answer["infcode"] == 0 else \
-            _kept_find(answer) if req["infno"] == Infno.EHR_FIND else answer
-        return answer, row
-
-    def release(self, certno: str, row: RecordsRow
-                ) -> list[tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]]:
-        """Answer the queries that waited for the publishes the row now holds: (the query,
-        its answer, the AuditEvents it recorded) for each, in the order they were sent."""
-        released = []
-        for msgid in sorted(row.waiting, key=msgid_stamp):
-            msg = row.waiting[msgid]
-            if msg.get("docs_held", 0) <= len(row.docs):
-                del row.waiting[msgid]
-                audited = row.audited
-                answer, row = self.handle(certno, msg, row)
-                assert answer is not None
-                released.append((msg, answer, row.audit_since(audited)))
-        return released
-
-    @staticmethod
-    def _retrieved(row: RecordsRow, document_id: str, msgid: str) -> dict[str, Any]:
-        return ok_answer(msgid, unpack_document(row.docs[document_id]["content"]))
-
-    def _answer(self, certno: str, msg: dict[str, Any], row: RecordsRow) -> dict[str, Any]:
-        req = msg["req"]
-        inp, msgid = req["input"], req["msgid"]
-        requester_province = province_of(req["mdtrtarea_admvs"])
-        enrollment = self.ref.enrollments.get(certno)
-        held_then = row.as_held(msg.get("docs_held"))
-        sharing = sharing_in_force(held_then.consents(),
-                                   enrollment.ehr_sharing if enrollment else None,
-                                   req["inf_time"])
-        operation = {Infno.EHR_FIND: "find", Infno.EHR_RETRIEVE: "retrieve",
-                     Infno.EHR_LAB_LOOKUP: "lab-lookup"}[req["infno"]]
-        permitted: list[tuple[str, Decision]] = []
-        refusals: list[tuple[str, Decision]] = []
-        asked = msg["sources"]
-        held = held_then.docs.get(inp.get("document_id", "")) if operation == "retrieve" \
-            else None
-        if held is not None:  # decided where the document is, whatever the index said
-            asked = [held["province"]]
-        # decided and audited even where nothing is held (the search happened), by the
-        # requester's own province; what was read is said as it was: nothing, or no document
-        nothing_held = not asked
-        asked = asked or [requester_province]
-        missing = operation == "retrieve" and held is None
-        for province in asked:
-            decision = decide(sharing, inp["purpose"], requester_province, province)
-            (permitted if decision.permitted else refusals).append((province, decision))
-            read = decision.permitted and not missing
-            row.record_access(audit_event(
-                msgid=msgid, operation=operation, certno=certno,
-                requester=req["fixmedins_code"], requester_province=requester_province,
-                source_province=province, purpose=inp["purpose"],
-                outcome=SUCCESS if read else REFUSED,
-                description=decision.reason if not decision.permitted else
-                "no such document for this person" if missing else
-                "no province holds records for this person: nothing to read" if nothing_held
-                else decision.reason,
-                recorded=req["inf_time"], document_id=inp.get("document_id", ""),
-                break_glass=decision.break_glass))
-        allowed = {p for p, _ in permitted}
-        if refusals and (not permitted or operation == "retrieve"):
-            # a retrieve is refused if any province asked refuses: for a made-up id, what a
-            # real one held there would get, so that no one learns which ids exist
-            reason = "; ".join(d.reason for _, d in refusals)
-            return ehr_error(msgid, ErrorCode.CONSENT_REFUSED, f"refused: {reason}",
-                             _refusal_outcome(refusals, "error"))
-        if operation == "retrieve":
-            if inp["document_id"] not in held_then.docs:
-                return ehr_error(msgid, ErrorCode.UNKNOWN_DOCUMENT,
-                                 "no such document for this person",
-                                 operation_outcome("not-found", "no such document for this "
-                                                   "person"))
-            return self._retrieved(row, inp["document_id"], msgid)
-        if operation == "lab-lookup":
-            window = self.ref.lab_validity_days.get(requester_province,
-                                                    DEFAULT_LAB_VALIDITY_DAYS)
-            return ok_answer(msgid, _reusable(held_then, inp["loinc"], req["inf_time"],
-                                              window, allowed, refusals))
-        read_past = [(p, d) for p, d in permitted if d.break_glass]
-        return ok_answer(msgid, _searchset(held_then, inp, allowed, refusals, read_past))
-
-
-def _kept_find(answer: dict[str, Any]) -> dict[str, Any]:
-    """A find's answer as the row keeps it: each DocumentReference it gave by its id (the
-    repository holds it, unchanged, in docs); a refusal as it was."""
-    out = answer.get("output")
-    if answer["infcode"] != 0 or not isinstance(out, dict) or out.get("type") != "searchset":
-        return answer
-    entries = [{"docref": e["resource"]["id"]} if e["search"]["mode"] == "match" else e
-               for e in out["entry"]]
-    return {"find": {**answer, "output": {**out, "entry": entries}}}
-
-
-def _rebuilt_find(kept: dict[str, Any], row: RecordsRow) -> dict[str, Any]:
-    """The find's answer again, as it was first given (`_kept_find`)."""
-    out = kept["output"]
-    entries = [{"fullUrl": f"DocumentReference/{e['docref']}",
-                "resource": row.docs[e["docref"]]["docref"], "search": {"mode": "match"}}
-               if "docref" in e else e for e in out["entry"]]
-    return {**kept, "output": {**out, "entry": entries}}
-
-
-def _refusal_outcome(refusals: list[tuple[str, Any]],
-                     severity: str = "warning") -> dict[str, Any]:
-    """The sources whose consent refused: an `error` where that is the whole answer (E5002),
-    a `warning` beside what the other sources gave (a searchset's outcome entry)."""
-    return {"resourceType": "OperationOutcome", "issue": [
-        {"severity": severity, "code": "forbidden", "diagnostics": d.reason,
-         "details": {"coding": [{"system": PROVINCE_SYSTEM, "code": p}]}}
-        for p, d in refusals]}
-
-
-def _searchset(row: RecordsRow, inp: dict[str, Any], allowed: set[str],
-               refusals: list[tuple[str, Any]],
-               read_past: list[tuple[str, Any]]) -> dict[str, Any]:
-    """ITI-67: the DocumentReferences of the permitted sources, newest first, filtered by
-    type (a LOINC code) and date (from); refused sources named in an OperationOutcome, and
-    the sources an emergency read past the consent of (break-the-glass, audited) too: the
-    clinician is told, as emergency access works in practice."""
-    matches = []
-    for doc in row.docs.values():
-        ref = doc["docref"]
-        if doc["province"] not in allowed:
-            continue
-        if inp.get("type") and inp["type"] not in {c.get("code") for c in
-                                                   (ref["type"].get("coding") or [])}:
-            continue
-        if inp.get("date_from") and ref["date"][:10] < inp["date_from"]:
-            continue
-        matches.append(ref)
-    matches.sort(key=lambda r: (r["date"], r["id"]), reverse=True)
-    entries: list[dict[str, Any]] = [{"fullUrl": f"DocumentReference/{r['id']}", "resource": r,
-                                      "search": {"mode": "match"}} for r in matches]
-    if refusals or read_past:
-        outcome = _refusal_outcome(refusals)
-        outcome["issue"] += [
-            {"severity": "information", "code": "informational", "diagnostics": d.reason,
-             "details": {"coding": [{"system": PROVINCE_SYSTEM, "code": p}]}}
-            for p, d in read_past]
-        entries.append({"resource": outcome, "search": {"mode": "outcome"}})
-    return {"resourceType": "Bundle", "type": "searchset", "total": len(matches),
-            "entry": entries}
-
-
-def _reusable(row: RecordsRow, codes: list[str], inf_time: str, window_days: int,
-              allowed: set[str], refusals: list[tuple[str, Any]]) -> dict[str, Any]:
-    """For each asked LOINC code, the newest result within the validity window (the asking
-    hospital's province's) from a permitted source, if any: the test need not be repeated
-    (检查检验结果互认)."""
-    now = datetime.fromisoformat(fhir_time(inf_time))
-    since = now - timedelta(days=window_days)
-    best: dict[str, dict[str, Any]] = {}
-    for lab in row.labs:
-        if lab["loinc"] not in codes or lab["province"] not in allowed:
-            continue
-        try:
-            t = datetime.fromisoformat(lab["time"])
-        except ValueError:
-            continue
-        if t.tzinfo is None or not since <= t <= now:
-            continue
-        if lab["loinc"] not in best or t > datetime.fromisoformat(best[lab["loinc"]]["time"]):
-            best[lab["loinc"]] = lab
-    reusable = [{**best[c], "saving": LAB_BY_CODE[c].price if c in LAB_BY_CODE else 0}
-                for c in sorted(best)]
-    out: dict[str, Any] = {"window_days": window_days, "reusable": reusable}
-    if refusals:
-        out["refused"] = _refusal_outcome(refusals)
-    return out
-

@@ -9,14 +9,10 @@ from typing import Any
 
 from messages.codec import decode, encode, encode_to_keep
 from messages.visitlog import Visit, VisitSession
-from records.exchange import (
-    EhrAnswer,
-    IndexRow,
-    NationalIndex,
-    ProvincialGateway,
-    RecordsRow,
-    SourceRepositories,
-)
+from records.exchange import EhrAnswer, IndexRow, RecordsRow
+from records.gateway import ProvincialGateway
+from records.national_index import NationalIndex
+from records.repositories import SourceRepositories
 from settlement.insured import InsuredPlatform
 from settlement.ledger import SettlementEvent
 from settlement.national import BackToTreatment, NationalPlatform

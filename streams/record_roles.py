@@ -10,14 +10,10 @@ from typing import Any
 from messages.codec import decode, encode, encode_to_keep
 from messages.envelope import province_of
 from messages.trace import INS_IN, NAT_IN
-from records.exchange import (
-    EhrAnswer,
-    IndexRow,
-    NationalIndex,
-    ProvincialGateway,
-    RecordsRow,
-    SourceRepositories,
-)
+from records.exchange import EhrAnswer, IndexRow, RecordsRow
+from records.gateway import ProvincialGateway
+from records.national_index import NationalIndex
+from records.repositories import SourceRepositories
 from settlement.reference import ReferenceData
 from streams import metrics
 from streams.hop_stamps import stamp

@@ -37,7 +37,9 @@ from messages.topics import (
 )
 from messages.visitlog import make_msgid
 from records.consent import consent_resource
-from records.exchange import IndexRow, NationalIndex, ProvincialGateway, RecordsRow, ToNational
+from records.exchange import IndexRow, RecordsRow, ToNational
+from records.gateway import ProvincialGateway
+from records.national_index import NationalIndex
 from settlement.ids import mdtrt_id_for
 from settlement.insured import InsuredPlatform
 from settlement.reference import DENY_CROSS_REGION, PERMIT

@@ -27,13 +27,13 @@ from records.exchange import (
     AUDIT_KEPT,
     EhrAnswer,
     IndexRow,
-    NationalIndex,
-    ProvincialGateway,
     RecordsRow,
-    SourceRepositories,
     ToNational,
     unpack_document,
 )
+from records.gateway import ProvincialGateway
+from records.national_index import NationalIndex
+from records.repositories import SourceRepositories
 from records.validation import InvalidResource, Validator
 from settlement.oracle import Oracle
 from settlement.reference import DENY_CROSS_REGION, PERMIT, ReferenceData
