@@ -5,7 +5,6 @@ took since its start; and an event whose amount is not whole fen is dead-lettere
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from simulators.world import WorldSpec
 from streams.broker import broker
 from streams.clearing_roles import CATCH_UP_EVERY_S
 from tests.scraping import scrape, total
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -50,17 +50,8 @@ def positions(port: int) -> dict[str, float]:
 
 
 def wait_for(port: int, want: dict[str, float], timeout_s: float = 60) -> dict[str, float]:
-    deadline = time.monotonic() + timeout_s
-    seen: dict[str, float] = {}
-    while time.monotonic() < deadline:
-        try:
-            seen = positions(port)
-        except OSError:  # its web server not up yet
-            seen = {}
-        if seen == want:
-            return seen
-        time.sleep(1)
-    return seen
+    return eventually(f"net positions {want}", lambda: positions(port),
+                      lambda seen: seen == want, timeout_s, every_s=1)
 
 
 def committed_past_every_event(bootstrap: str, timeout_s: float = 60) -> None:
@@ -71,10 +62,9 @@ def committed_past_every_event(bootstrap: str, timeout_s: float = 60) -> None:
         parts = [TopicPartition(MONEY_EVENTS, n)
                  for n in sorted(consumer.partitions_for_topic(MONEY_EVENTS) or ())]
         ends = consumer.end_offsets(parts)
-        deadline = time.monotonic() + timeout_s
-        while any((consumer.committed(tp) or 0) < end for tp, end in ends.items()):
-            assert time.monotonic() < deadline, "the worker did not commit past the events"
-            time.sleep(0.2)
+        eventually("the worker's commits past the events", lambda: all(
+            (consumer.committed(tp) or 0) >= end for tp, end in ends.items()),
+            timeout_s=timeout_s, every_s=0.2)
     finally:
         consumer.close()
 

@@ -20,22 +20,18 @@ from streams.broker import EmbeddedBroker
 from streams.cluster_contact import ANSWER_WITHIN_S, ASK_EVERY_S, SILENT_AFTER
 from tests.conftest import huimin_command, run_huimin
 from tests.scraping import scrape, total
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
 SPEC = WorldSpec(seed=9, persons=300)
 
 
-def reachable_becomes(port: int, want: float, timeout_s: float) -> float | None:
-    """The gauge once it reads `want`, or the last value read when `timeout_s` is up."""
-    deadline = time.monotonic() + timeout_s
-    seen = None
-    while time.monotonic() < deadline:
-        seen = total(scrape(f"http://127.0.0.1:{port}/metrics"), "huimin_cluster_reachable")
-        if seen == want:
-            return seen
-        time.sleep(0.5)
-    return seen
+def reachable_becomes(port: int, want: float, timeout_s: float) -> float:
+    """The gauge once it reads `want` (an AssertionError naming the last value otherwise)."""
+    return eventually(f"huimin_cluster_reachable {want}", lambda: total(
+        scrape(f"http://127.0.0.1:{port}/metrics"), "huimin_cluster_reachable"),
+        lambda seen: seen == want, timeout_s)
 
 
 def test_a_worker_whose_broker_is_frozen_says_so_and_says_when_it_answers_again(

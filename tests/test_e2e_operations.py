@@ -52,6 +52,7 @@ from streams.partitioner import key_partition
 from tests.conftest import FHIR_DATA, huimin_command, processes_mentioning
 from tests.handmade import fee_input, register_input, request, settle_input
 from tests.scraping import scrape, total
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -431,13 +432,10 @@ def taken(bootstrap: str, topic: str, key: str, value: dict[str, Any]) -> None:
 
 
 def redelivery_waits(web_port: int, row: str, at_least: float = 0) -> float:
-    """`huimin_redelivery_waits_total` of `row`, once it is `at_least` (or after 20 s)."""
-    deadline = time.monotonic() + 20
-    while (n := total(scrape(f"http://127.0.0.1:{web_port}/metrics"),
-                      "huimin_redelivery_waits_total", row=row)) < at_least \
-            and time.monotonic() < deadline:
-        time.sleep(0.3)
-    return n
+    """`huimin_redelivery_waits_total` of `row`, once it is `at_least`."""
+    return eventually(f"{at_least} redelivery waits of {row}", lambda: total(
+        scrape(f"http://127.0.0.1:{web_port}/metrics"), "huimin_redelivery_waits_total",
+        row=row), lambda n: n >= at_least, timeout_s=20, every_s=0.3)
 
 
 def a_visit_at_home(person: int, day: str) -> tuple[str, Any, Any, str, list[str]]:

@@ -16,6 +16,7 @@ from streams.broker import EmbeddedBroker, free_port
 from streams.config import WorkerConfig
 from streams.process import WorkerProcess
 from streams.topics import create_platform_topics
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -25,19 +26,6 @@ INTERVAL_S = 8
 def assignment(port: int) -> dict:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/assignment/", timeout=5) as r:
         return json.loads(r.read())
-
-
-def until(what: str, check, timeout_s: float) -> dict:  # type: ignore[no-untyped-def]
-    deadline, seen = time.monotonic() + timeout_s, None
-    while time.monotonic() < deadline:
-        try:
-            seen = check()
-            if seen:
-                return seen
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"not {what} within {timeout_s:.0f} s (last: {seen})")
 
 
 def test_a_worker_with_no_partitions_stays_a_spare_and_takes_over(
@@ -53,20 +41,20 @@ def test_a_worker_with_no_partitions_stays_a_spare_and_takes_over(
             workers.append((WorkerProcess(WorkerConfig(
                 bootstrap=embedded.bootstrap, partitions=1, web_port=port),
                 tmp_path / f"worker-{i}.log").start(), port))
-            until(f"worker {i} settled in its group", lambda p=port: (
-                (a := assignment(p))["partitions"] is not None and not a["rebalancing"]
-                and a["generation"] is not None and a), 120)
+            eventually(f"worker {i} settled in its group", lambda p=port: assignment(p),
+                       lambda a: a["partitions"] is not None and not a["rebalancing"]
+                       and a["generation"] is not None, 120)
         spare = workers[2][1]
-        until("the partition served, the third worker a spare", lambda: (
+        eventually("the partition served, the third worker a spare", lambda: (
             sorted(assignment(p)["partitions"] for _, p in workers) == [[], [], [0]]
             and assignment(spare)["partitions"] == [] and not assignment(spare)["rebalancing"]),
-            60)
+            timeout_s=60)
         time.sleep(3 * INTERVAL_S)  # idle past the interval, several times over
         for worker, _ in workers[:2]:  # the others stop: the spare takes the partition
             worker.stop()
-        until("the spare serving the partition", lambda: (
+        eventually("the spare serving the partition", lambda: (
             assignment(spare)["partitions"] == [0] and not assignment(spare)["rebalancing"]),
-            60)
+            timeout_s=60)
     finally:
         for worker, _ in workers:
             worker.kill()

@@ -5,7 +5,6 @@ on the real broker recovering a changelog that holds such a late write."""
 
 from __future__ import annotations
 
-import time
 import urllib.request
 from dataclasses import asdict
 from pathlib import Path
@@ -23,6 +22,7 @@ from streams.broker import broker
 from streams.config import CLEARING_TABLE
 from streams.owner_fence import OWNER_HEADER, ChangelogFence, Writer, writer_of
 from tests.scraping import scrape, total
+from tests.waiting import eventually
 
 
 def w(generation: int, since_ms: int | None = None) -> Writer:
@@ -117,19 +117,6 @@ def read_changelog(bootstrap: str) -> list:
         consumer.close()
 
 
-def wait_for(check, timeout_s: float = 60.0):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            if (result := check()):
-                return result
-        except OSError:
-            pass  # the worker's web server is not up (yet, or again)
-        if time.monotonic() > deadline:
-            raise TimeoutError("the worker did not get there in time")
-        time.sleep(0.3)
-
-
 @pytest.mark.e2e
 @pytest.mark.parametrize("store", ["memory", "rocksdb"])
 def test_a_late_write_of_a_removed_worker_is_not_applied_when_the_table_is_recovered(
@@ -147,8 +134,11 @@ def test_a_late_write_of_a_removed_worker_is_not_applied_when_the_table_is_recov
                 e = cross_province_settlement(n)
                 producer.send(MONEY_EVENTS, key=e.setl_id.encode(), value=encode(asdict(e)))
             producer.flush()
-            before = wait_for(lambda: (v := get_json(f"{web}/clearing/"))["events"] == 3 and v)
-            written = wait_for(lambda: len(r := read_changelog(bootstrap)) == 3 and r)
+            before = eventually("the three events cleared", lambda: get_json(f"{web}/clearing/"),
+                                lambda v: v["events"] == 3, every_s=0.3)
+            written = eventually("the three events in the changelog",
+                                 lambda: read_changelog(bootstrap), lambda r: len(r) == 3,
+                                 every_s=0.3)
             writers = {writer_of(r.headers) for r in written}
             assert len(writers) == 1 and None not in writers
             (current,) = writers
@@ -167,7 +157,8 @@ def test_a_late_write_of_a_removed_worker_is_not_applied_when_the_table_is_recov
         worker.stop()  # a clean stop: a RocksDB table remembers the last offset it applied
         worker.start()  # and the table is recovered from its changelog
         p.wait_until_serving()
-        after = wait_for(lambda: (v := get_json(f"{web}/clearing/"))["events"] == 3 and v)
+        after = eventually("the three events cleared again", lambda: get_json(f"{web}/clearing/"),
+                           lambda v: v["events"] == 3, every_s=0.3)
         assert after == before
         assert b"99999999" not in orjson.dumps(after)
         assert total(scrape(f"{web}/metrics"), "huimin_changelog_records_fenced_total",
