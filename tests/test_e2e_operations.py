@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from itertools import count
 from pathlib import Path
 from typing import Any
@@ -580,25 +581,38 @@ PERSONAL = (re.compile(r"\d{17}[\dX]"),  # a certno
             re.compile(r"[\u4e00-\u9fff]\*?"))  # a name (Chinese characters)
 
 
-def test_metrics_move_during_a_run_with_two_workers_and_carry_no_personal_data(
-        tmp_path: Path):
-    out = tmp_path / "run"
+@dataclass
+class TwoWorkerRun:
+    """What `huimin run --workers 2` showed, sampled every 3 s while it ran: the workers' and
+    the hospitals' scrapes, and, while settlements were answered, each worker's answer to
+    the views."""
+    out: Path
+    returncode: int | None
+    stdout: str
+    certno: str  # the person whose records were searched
+    scrapes: list[dict] = field(default_factory=list)  # the workers', summed
+    hospital: list[dict] = field(default_factory=list)
+    assignments: list[list[dict]] = field(default_factory=list)  # each worker's /assignment/
+    clearing: list[list[int]] = field(default_factory=list)  # each one's GET /clearing/ status
+    #: /assignment, /clearing, /ehr/stats and a search, each with no slash or an extra one
+    typed: list[list[dict]] = field(default_factory=list)
+    too_long: list[int] = field(default_factory=list)  # a search URL over 8,190 bytes
+    records: list[list[tuple[int, Any]]] = field(default_factory=list)  # the person's search
+    unknown: list[list[tuple[int, Any]]] = field(default_factory=list)  # a document nobody has
+
+
+@pytest.fixture(scope="module")
+def two_worker_run(tmp_path_factory: pytest.TempPathFactory) -> TwoWorkerRun:
+    out = tmp_path_factory.mktemp("two-workers") / "run"
     port = free_port()
     proc = subprocess.Popen(
         [huimin_command(), "run", "--persons", "800", "--visits", "200", "--rate", "20",
          "--seed", "13", "--workers", "2",
          "--metrics-port", str(port), "--out", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    scrapes: list[dict] = []
-    hospital: list[dict] = []
-    assignments: list[list[dict]] = []  # the workers' /assignment/ while visits are answered
-    clearing: list[list[int]] = []  # each worker's answer status to GET /clearing/
-    typed: list[list[dict]] = []  # /assignment, /clearing, /ehr/stats, a search with a slash
-    too_long: list[int] = []  # a search URL over aiohttp's 8,190 bytes: 400, not logged
     certno = sorted(build_world(WorldSpec(seed=13, persons=800)).ref.enrollments)[0]
+    run = TwoWorkerRun(out, None, "", certno)
     search = f"/fhir/DocumentReference?patient.identifier={CERTNO_SYSTEM}|{certno}"
-    records: list[list[tuple[int, Any]]] = []  # each worker's answer to the person's search
-    unknown: list[list[tuple[int, Any]]] = []  # ... and to a read of a document nobody has
     try:
         deadline = time.monotonic() + 120
         while proc.poll() is None and time.monotonic() < deadline:
@@ -609,36 +623,40 @@ def test_metrics_move_during_a_run_with_two_workers_and_carry_no_personal_data(
                 for w in workers:
                     for k, v in scrape(w["metrics"]).items():
                         merged[k] = merged.get(k, 0) + v
-                scrapes.append(merged)
-                hospital.append(scrape(f"http://127.0.0.1:{port}/metrics"))
+                run.scrapes.append(merged)
+                run.hospital.append(scrape(f"http://127.0.0.1:{port}/metrics"))
                 if total(merged, "huimin_request_latency_seconds_count", infno="2207") > 0:
-                    assignments.append([get_json(f"{w['web']}/assignment/") for w in workers])
-                    clearing.append([status_of(f"{w['web']}/clearing/") for w in workers])
-                    typed.append([{"assignment": get_json(f"{w['web']}/assignment"),
-                                   "clearing": status_of(f"{w['web']}/clearing"),
-                                   "ehr": get_json(f"{w['web']}/ehr/stats"),
-                                   "search": status_of(w["web"] + search.replace("?", "/?"))}
-                                  for w in workers])
-                    records.append([answer_of(w["web"] + search) for w in workers])
-                    unknown.append([answer_of(f"{w['web']}/fhir/Bundle/nobody-has-it")
-                                    for w in workers])
-                    if not too_long:
-                        too_long.append(status_of_unparsed(
+                    run.assignments.append([get_json(f"{w['web']}/assignment/")
+                                            for w in workers])
+                    run.clearing.append([status_of(f"{w['web']}/clearing/") for w in workers])
+                    run.typed.append([{"assignment": get_json(f"{w['web']}/assignment"),
+                                       "clearing": status_of(f"{w['web']}/clearing"),
+                                       "ehr": get_json(f"{w['web']}/ehr/stats"),
+                                       "search": status_of(w["web"] + search.replace("?", "/?"))}
+                                      for w in workers])
+                    run.records.append([answer_of(w["web"] + search) for w in workers])
+                    run.unknown.append([answer_of(f"{w['web']}/fhir/Bundle/nobody-has-it")
+                                        for w in workers])
+                    if not run.too_long:
+                        run.too_long.append(status_of_unparsed(
                             f"{workers[0]['web']}{search}&x={'A' * 9000}"))
             except (OSError, ValueError):
                 continue
-        stdout, _ = proc.communicate(timeout=240)
+        run.stdout, _ = proc.communicate(timeout=240)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 0, stdout + worker_warnings(out)
+    run.returncode = proc.returncode
+    return run
+
+
+def test_a_run_with_two_workers_passes_and_its_metrics_move(two_worker_run: TwoWorkerRun):
+    run, out = two_worker_run, two_worker_run.out
+    assert run.returncode == 0, run.stdout + worker_warnings(out)
     summary = orjson.loads((out / "summary.json").read_bytes())
     assert summary["ok"] and summary["oracle"]["mismatches"] == []
-    # the searches below were audited in the person's record, as the operator's, apart from
-    # the hospitals' accesses the oracle counts (so the run passed)
-    assert summary["ehr"]["operator_audit_events"] >= len(records) > 0, summary["ehr"]
-    answering = [m for m in scrapes if total(m, "huimin_answers_total") > 0]
-    assert len(answering) >= 2, stdout
+    answering = [m for m in run.scrapes if total(m, "huimin_answers_total") > 0]
+    assert len(answering) >= 2, run.stdout
     early, late = answering[0], answering[-1]
     assert total(late, "huimin_answers_total") > total(early, "huimin_answers_total")
     assert total(late, "huimin_request_latency_seconds_count", infno="2207") > 0
@@ -646,60 +664,94 @@ def test_metrics_move_during_a_run_with_two_workers_and_carry_no_personal_data(
     assert total(late, "huimin_paid_fen_total", payer="fund") > 0
     assert total(late, "huimin_ehr_documents_published_total") > 0
     assert total(late, "faust_messages_received_total") > 0  # Faust's own sensor
+    assert total(run.hospital[-1], "huimin_hospital_round_trip_seconds_count") > 0
     # the same workers as Prometheus file_sd targets, as the alert rules' job
     targets = orjson.loads((out / "targets.json").read_bytes())
     assert [(t["targets"], t["labels"]) for t in targets] == [
         ([w["web"].removeprefix("http://")], {"job": "huimin-workers", "worker": str(w["worker"])})
         for w in orjson.loads((out / "workers.json").read_bytes())]
-    assert total(hospital[-1], "huimin_hospital_round_trip_seconds_count") > 0
-    for samples in (*scrapes, *hospital):
+
+
+def test_no_metric_label_of_the_workers_or_the_hospitals_carries_personal_data(
+        two_worker_run: TwoWorkerRun):
+    assert two_worker_run.scrapes and two_worker_run.hospital
+    for samples in (*two_worker_run.scrapes, *two_worker_run.hospital):
         for _, labels in samples:
             for _, value in labels:
                 assert not any(p.search(value) for p in PERSONAL), value
-    # both workers had joined one consumer group before the visits began: while settlements
-    # were answered, the two served hosp.requests between them, in the same generation
-    assert assignments, stdout
-    for seen in assignments:
+
+
+def test_two_workers_serve_the_requests_between_them_in_one_generation(
+        two_worker_run: TwoWorkerRun):
+    """Both had joined one consumer group before the visits began: while settlements were
+    answered, the two served hosp.requests between them."""
+    assert two_worker_run.assignments, two_worker_run.stdout
+    for seen in two_worker_run.assignments:
         assert len({a["generation"] for a in seen}) == 1, seen
         assert sorted(p for a in seen for p in a["partitions"]) == list(range(8)), seen
         assert all(a["partitions"] for a in seen), seen
         assert sorted(a["national_clearing"] for a in seen) == [False, True], seen
-    # only the worker holding the clearing table serves its statements; the other's copy
-    # would read as the platform's figures
+
+
+def test_only_the_worker_holding_the_clearing_table_serves_its_statements(
+        two_worker_run: TwoWorkerRun):
+    """The other's copy would read as the platform's figures."""
+    clearing = two_worker_run.clearing
     assert clearing and all(sorted(codes) == [200, 503] for codes in clearing), clearing
-    # the views answer without their trailing slash as with it, and the FHIR search with one
-    # as without (a bare 404 read as no such view)
-    assert typed, stdout
-    for seen in typed:
+
+
+def test_the_views_answer_without_their_trailing_slash_and_a_search_with_one(
+        two_worker_run: TwoWorkerRun):
+    """A bare 404 read as no such view."""
+    assert two_worker_run.typed, two_worker_run.stdout
+    for seen in two_worker_run.typed:
         assert sorted(s["clearing"] for s in seen) == [200, 503], seen
         assert sorted(s["search"] for s in seen) == [200, 503], seen
         assert all(s["assignment"]["topic"] == "hosp.requests" for s in seen), seen
         assert all("operator_accesses_audited" in s["ehr"] for s in seen), seen
-    # a person's records are searched on the worker that serves them; the other's answer is
-    # not an empty searchset (read as "no records") but a 503 naming the partition to ask for
-    for answers in records:
+
+
+def test_a_persons_records_are_searched_on_the_worker_serving_them_and_audited(
+        two_worker_run: TwoWorkerRun):
+    """The other's answer is not an empty searchset (read as "no records") but a 503 naming
+    the partition to ask for; each search is audited as the operator's, apart from the
+    hospitals' accesses the oracle counts (so the run passed)."""
+    run = two_worker_run
+    summary = orjson.loads((run.out / "summary.json").read_bytes())
+    assert summary["ehr"]["operator_audit_events"] >= len(run.records) > 0, summary["ehr"]
+    for answers in run.records:
         (status, bundle), (refusal, outcome) = sorted(answers, key=lambda a: a[0])
         assert (status, refusal) == (200, 503), answers
         assert bundle["resourceType"] == "Bundle", bundle
         assert outcome["resourceType"] == "OperationOutcome", outcome
         assert "GET /assignment/" in outcome["issue"][0]["diagnostics"], outcome
-        assert certno not in str(outcome), outcome
-    # a URL too long for the web server is refused, and the worker's log does not quote it:
-    # it held the person's citizen ID number
-    assert too_long == [400], too_long
-    logs = "".join(log.read_text(errors="replace") for log in out.glob("worker-*.log"))
+        assert run.certno not in str(outcome), outcome
+
+
+def test_a_url_too_long_for_the_web_server_is_refused_and_not_quoted_in_the_log(
+        two_worker_run: TwoWorkerRun):
+    """It held the person's citizen ID number."""
+    assert two_worker_run.too_long == [400], two_worker_run.too_long
+    logs = "".join(log.read_text(errors="replace")
+                   for log in two_worker_run.out.glob("worker-*.log"))
     assert "Error handling request" in logs and "LineTooLong (its message is not" in logs
-    assert certno not in logs
-    # a document found on neither says that each looked only among the persons it serves
-    for answers in unknown:
+    assert two_worker_run.certno not in logs
+
+
+def test_a_document_on_neither_worker_is_not_found_on_either_saying_where_each_looked(
+        two_worker_run: TwoWorkerRun):
+    assert two_worker_run.unknown, two_worker_run.stdout
+    for answers in two_worker_run.unknown:
         assert [status for status, _ in answers] == [404, 404], answers
         assert all("ask the other workers" in o["issue"][0]["diagnostics"] for _, o in answers)
-    # what the workers count in flight is what the hospitals await, not more: counted up and
-    # down, a reconciliation answered by the other worker and each duplicate's second answer
-    # made the workers' sum drift from it without bound
+
+
+def test_the_workers_in_flight_is_what_the_hospitals_await(two_worker_run: TwoWorkerRun):
+    """Counted up and down, a reconciliation answered by the other worker and each
+    duplicate's second answer made the workers' sum drift from it without bound."""
     drift = [total(m, "huimin_in_flight_requests") -
              total(h, "huimin_hospital_in_flight_requests")
-             for m, h in zip(scrapes, hospital, strict=False)]
+             for m, h in zip(two_worker_run.scrapes, two_worker_run.hospital, strict=False)]
     assert drift and max(drift) <= 10, drift
 
 
