@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 
 from kafka import KafkaConsumer, TopicPartition
 
+from benchmarks.bounds import FIND_CAPACITY_LEAST, FIND_CAPACITY_MAX, MAX_VISITS_IN_FLIGHT
 from benchmarks.cpu_accounts import (
     cpu_per_visit,
     cpu_seconds,
@@ -357,18 +358,8 @@ WARMUP_MESSAGES_PER_S = 200.0
 VISITS_PER_HOSPITAL_DAY = 50
 #: A rate is sustained when at least this share of what was offered came through.
 SUSTAINED = 0.95
-#: Visits the hospitals keep under way at once before they drop arrivals (and count them).
-#: A rate within the targets never comes near it: its visits take ~2 s (6 requests within
-#: 300 ms), so even 2,000 visits/s keeps ~4,000 under way. Far past capacity it bounds the
-#: backlog: 2,000 visits/s for 10 s on a platform carrying ~85/s took 4 minutes to drain
-#: uncapped, the broker growing to 3.4 GiB (docs/performance.md).
-MAX_VISITS_IN_FLIGHT = 5_000
 #: The raw ceiling is pushed no further than this (messages/s) by default.
 CEILING_SWEEP_MAX = 12_800.0
-#: The highest rate `find_capacity` offers huimin (visits/s): issue #8's highest.
-FIND_CAPACITY_MAX = 2_000.0
-#: Where `--find-capacity` stops halving when no rate offered was sustained (visits/s).
-FIND_CAPACITY_LEAST = 5.0
 #: The bench world's persons: at least this many, and this many more per visit/s of the
 #: highest rate it will offer. A person is at one hospital at a time, so a visit arriving
 #: while the same person's is under way (~2 s) waits: at 200 persons per visit/s about as

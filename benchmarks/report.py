@@ -1,17 +1,13 @@
-"""The benchmark's outputs: JSON (everything, with the machine and settings), a Markdown
-report, and a PNG plot of latency percentiles against offered load, huimin beside the raw
-broker ceiling."""
+"""The benchmark's outputs: JSON (everything, with the machine and settings) and a Markdown
+report, huimin beside the raw broker ceiling (the PNG: benchmarks/plot.py)."""
 
 from __future__ import annotations
 
 from itertools import zip_longest
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
-
-if TYPE_CHECKING:
-    pass
 
 
 def write_json(result: dict[str, Any], path: Path) -> None:
@@ -392,7 +388,6 @@ def capacity_lines(result: dict[str, Any]) -> list[str]:
     return lines
 
 
-#: A target rate whose CPU budget per visit the plot draws: issue #8's 1,000 settlements/s.
 def cpu_ms_per_write(cpu_cores: dict[str, float], writes_per_s: float) -> float | None:
     """Milliseconds of CPU, all components together, per message written to the broker."""
     return round(sum(cpu_cores.values()) * 1000 / writes_per_s, 3) if writes_per_s else None

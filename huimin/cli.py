@@ -249,17 +249,6 @@ def _warn_if_redelivery_outlives_window(days: int, wall_s: float, remedy: str) -
                       f"refused as replays (E6003) or their answers forgotten. Use {remedy}.[/]")
 
 
-
-
-
-
-
-
-
-
-
-
-
 @app.command()
 def generate(
     output: Annotated[Path, typer.Option("-o", "--output", help="The visit log to write.")],

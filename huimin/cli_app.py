@@ -160,7 +160,6 @@ def _print_version(asked: bool) -> None:
         raise typer.Exit()
 
 
-
 def _exit_on_sigterm(signum: int, _frame: object) -> None:
     errors.print("terminated (SIGTERM): stopping what this command started",
                  markup=False, highlight=False)

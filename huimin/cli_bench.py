@@ -11,7 +11,7 @@ from typing import Annotated
 import orjson
 import typer
 
-from benchmarks.load import FIND_CAPACITY_LEAST, FIND_CAPACITY_MAX, MAX_VISITS_IN_FLIGHT
+from benchmarks.bounds import FIND_CAPACITY_LEAST, FIND_CAPACITY_MAX, MAX_VISITS_IN_FLIGHT
 from benchmarks.profiles import py_spy
 from huimin.cli_app import app, check_output, console, errors, refusal_exit
 from huimin.cli_options import (
@@ -183,7 +183,6 @@ def bench(
                   markup=False)
     if result["interrupted"]:
         raise typer.Exit(128 + terminated[0] if terminated else 130)
-
 
 
 @app.command("bench-compare")

@@ -36,7 +36,7 @@ from simulators.hospital import SIGNATURE_REFUSALS, signatures_refused
 from streams.broker import BOOTSTRAP_ENV
 
 
-def json_files(paths: list[Path]) -> list[Path]:
+def _json_files(paths: list[Path]) -> list[Path]:
     """The files given, a folder's *.json (subfolders too) in its place: regular files only
     (a folder named *.json is not one, and a pipe would be waited on)."""
     files = [f for path in paths for f in (sorted(p for p in path.rglob("*.json") if p.is_file())
@@ -61,7 +61,7 @@ def check_fhir(
     Offline, with the same checks (the R4B models and the platform's rules): `ok` and what the
     resource is, or the error code a publish would get and where the resource is wrong (never
     a value from it). Exits 0 if every file would be taken, 1 if any would be refused."""
-    files = json_files(files)
+    files = _json_files(files)
     validator = Validator()
     refused = 0
     for path in files:
@@ -78,7 +78,6 @@ def check_fhir(
         console.print(f"{len(files) - refused:,} of {len(files):,} files would be taken"
                       + (f"; {refused:,} refused" if refused else ""))
     raise typer.Exit(1 if refused else 0)
-
 
 
 @app.command()
@@ -123,7 +122,7 @@ def publish(
         sender = hospital_for(certno, hospital, platform_hospitals())
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--hospital") from None
-    paths = json_files(files)
+    paths = _json_files(files)
     if len(paths) > MOST_FILES:
         raise refusal_exit(f"{len(paths):,} files: a run publishes at most {MOST_FILES:,} (a "
                        "msgid's sequence number has four digits)")

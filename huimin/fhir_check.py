@@ -74,7 +74,7 @@ def check_fhir_file(path: Path, validator: Validator) -> FhirCheck:
         return FhirCheck(path, ErrorCode.MESSAGE_TOO_LARGE, f"~{size:,} bytes as a request: "
                                                             f"{MAX_REQUEST_BYTES:,} at most")
     if (refusal := document_refusal(validator, resource)) is not None:  # as the platform
-        reason, outcome = refusal
-        return FhirCheck(path, ErrorCode.INVALID_FHIR, reason,
-                         ", ".join(outcome["issue"][0].get("expression", [])))
+        code, reason, outcome = refusal
+        return FhirCheck(path, code, reason,
+                         ", ".join(outcome["issue"][0].get("expression", []) if outcome else []))
     return FhirCheck(path, None, _described(resource))

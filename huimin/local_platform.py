@@ -180,7 +180,6 @@ def platform(bootstrap: str, world: WorldSpec, partitions: int, out_dir: Path,
         p.stop()
 
 
-
 class UsedCluster(Exception):
     """Our platform would start on a cluster an earlier run used: its workers would meet that
     run's persons and answers (in the changelogs and the consumer group's offsets)."""
@@ -203,7 +202,6 @@ def check_fresh(bootstrap: str, client_config: dict | None = None,
             p for p in topic_problems(bootstrap, partitions, client_config, wait_s=0)
             if not p.startswith("missing:")]):
         raise unfit(bootstrap, partitions, problems)
-
 
 
 def worker_json(worker: WorkerProcess, path: str, timeout_s: float) -> Any:

@@ -78,7 +78,6 @@ class RunOptions:
     store: str = "memory"  # where the workers keep their tables (streams/config.py STORES)
 
 
-
 @dataclass
 class RunReport:
     options: RunOptions
@@ -120,7 +119,6 @@ def default_out_dir() -> Path:
     return Path("out") / datetime.now().strftime("run-%Y%m%d-%H%M%S")
 
 
-
 @dataclass(frozen=True, slots=True)
 class Execution:
     result: HospitalRunResult
@@ -158,7 +156,6 @@ def write_money_views(ex: Execution, path_for: Callable[[str], Path],
             path_for(name).write_bytes(orjson.dumps(view, option=orjson.OPT_INDENT_2))
             written.append(path_for(name))
     return written
-
 
 
 def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[BadMessage],
@@ -273,7 +270,6 @@ def unanswered_trail(bootstrap: str, msgids: list[str],
         return follow_trail(bootstrap, msgids[:TRAILS_FOLLOWED], client_config=client_config)
     except (KafkaError, OSError, TopicMissing) as exc:
         return Trail({}, complete=False, problem=f"{type(exc).__name__}: {exc}")
-
 
 
 def patients_of(visits: list[Visit]) -> set[tuple[str, str]]:

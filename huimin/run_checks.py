@@ -230,9 +230,10 @@ class Accounting:
     answered_error: int
     dead_lettered: int
     redelivered: int = 0
-    #: dead letters of messages these hospitals did not send (`ours`), outside the sum, and
-    #: of them the platform's failures (E9001/E9002 on its own messages: a money event, a
-    #: document's registration), which fail a run or replay on any platform
+    #: dead letters of messages these hospitals did not send (`sent_by_these_hospitals`),
+    #: outside the sum, and of them the platform's failures (E9001/E9002 on its own
+    #: messages: a money event, a document's registration), which fail a run or replay on
+    #: any platform
     foreign_dead_letters: int = 0
     foreign_failures: int = 0
 

@@ -214,8 +214,6 @@ class ReversalInput(_Input):
     oinfno: str = Field(pattern=r"^[0-9]{4}$")
 
 
-
-
 class _Period(_Input):
     """A statement period: from its first day to its last, in that order."""
 

@@ -60,12 +60,8 @@ class ProvincialGateway:
                 msgid, ErrorCode.MSGID_REUSED, "this msgid was a query's before (7002, 7003 "
                 "or 7004): a request needs a msgid of its own"))], None
         resource = inp.get("resource")
-        if (refusal := document_refusal(self.validator, resource)) is not None:
-            return [EhrAnswer(ehr_error(msgid, ErrorCode.INVALID_FHIR, *refusal))], None
-        if certnos_in(resource) - {certno}:
-            return [EhrAnswer(ehr_error(msgid, ErrorCode.PERSON_MISMATCH,
-                                        "the document's Patient is another person than the "
-                                        "message key"))], None
+        if (refusal := document_refusal(self.validator, resource, certno)) is not None:
+            return [EhrAnswer(ehr_error(msgid, *refusal))], None
         province = province_of(req["mdtrtarea_admvs"])
         doc_id = uid(msgid, certno, "docref")  # a msgid another person's publish used is
         # another document: the same msgid is a duplicate only for the same person
@@ -108,16 +104,22 @@ class ProvincialGateway:
         return [EhrAnswer(publish_answer(msgid, doc_id)), ToNational(register)], row
 
 
-def document_refusal(validator: Validator, resource: Any) -> tuple[str, dict[str, Any]] | None:
-    """Why a 7001's document is refused as FHIR (E5001): its err_msg and OperationOutcome;
-    None if it is taken. `huimin check-fhir` asks the same, so the two cannot drift apart
-    (whose Patient it is, against the message key, is checked apart)."""
+def document_refusal(validator: Validator, resource: Any, certno: str | None = None
+                     ) -> tuple[ErrorCode, str, dict[str, Any] | None] | None:
+    """Why a 7001's document is refused: its code, err_msg and OperationOutcome; None if it
+    is taken. Not valid FHIR (E5001); about another person than `certno`, the message key
+    (E2003; not asked without one); an identifier too long to index (E5001). `huimin
+    check-fhir` asks the same, so the two cannot drift apart."""
     try:
         validator.validate(resource)
     except InvalidResource as exc:
-        return f"not valid FHIR R4: {exc}", exc.outcome
+        return ErrorCode.INVALID_FHIR, f"not valid FHIR R4: {exc}", exc.outcome
+    if certno is not None and certnos_in(resource) - {certno}:
+        return (ErrorCode.PERSON_MISMATCH, "the document's Patient is another person than the "
+                "message key", None)
     if (too_long := identifier_too_long(resource)) is not None:
-        return (f"not valid here: an identifier over {IDENTIFIER_CHARS:,} characters",
+        return (ErrorCode.INVALID_FHIR,
+                f"not valid here: an identifier over {IDENTIFIER_CHARS:,} characters",
                 operation_outcome("too-long", f"over {IDENTIFIER_CHARS:,} characters",
                                   too_long))
     return None

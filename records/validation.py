@@ -64,7 +64,6 @@ def _path(prefix: str, loc: tuple[Any, ...]) -> str:
 _ISSUE_CODES = {"missing": "required", "extra_forbidden": "structure"}
 
 
-
 def _strings_in(value: Any, limit: int = 1000) -> list[str]:
     """The strings and numbers inside a value (at most `limit` looked at), as text: what an
     error could echo."""

@@ -80,7 +80,6 @@ CLOSINGS = {Infno.OUTPATIENT_REGISTER_CANCEL: CANCELLED, Infno.INPATIENT_DISCHAR
 INSURED_ANSWERS = frozenset({"setlinfo", "baseinfo", "cuminfo"})
 
 
-
 @dataclass(frozen=True, slots=True)
 class Reply:
     """Answer the hospital now; `repeat`: the answer it was given before for this msgid."""
@@ -230,7 +229,7 @@ class TreatmentPlatform:
                        ) -> tuple[Outcome, TreatmentRow | None]:
         """Validate and act on one hospital request keyed by the patient's certno. `headers`:
         the record's, kept with the request if it is held back (`Held`), to be put back with
-        it; `now_ms`: the wall clock, noted with it (`HOLD_LIMIT_MS`)."""
+        it; `now_ms`: the wall clock, noted with it (treatment_row.HOLD_LIMIT_MS)."""
         if raw is not None and len(raw) > MAX_REQUEST_BYTES:
             return DeadLetter(ErrorCode.MESSAGE_TOO_LARGE, f"request of {len(raw):,} bytes is "
                               f"over the limit of {MAX_REQUEST_BYTES:,}"), None
@@ -293,7 +292,7 @@ class TreatmentPlatform:
             outcome, changed = self._dispatch(key, req, ctx, row)
             if changed is not None and (noted := changed.pending.get(req.msgid)) is not None \
                     and not noted[1]:
-                noted[1] = now_ms  # when it was forwarded (`due`)
+                noted[1] = now_ms  # when it was forwarded (`TreatmentRow.due`)
             if changed is not None and changed.settling:
                 catch_up(changed)
             return outcome, row if changed is None and (new_day or caught) else changed
@@ -301,7 +300,7 @@ class TreatmentPlatform:
             if req.msgid in before.pending and raw is not None and fits(before, raw):
                 # a copy of a request forwarded and not yet answered, which the visit as it is
                 # now would refuse: its answer is on its way, and the copy waits for it, to be
-                # told the same (`due` holds it until then), not refused in its place
+                # told the same (`TreatmentRow.due` holds it until then), not refused in its place
                 before.held.append(held_entry(req.msgid, set(), raw, headers or {}, now_ms))
                 return Held(ctx), before
             answer = error_answer(req.msgid, exc.code, str(exc))
@@ -341,11 +340,9 @@ class TreatmentPlatform:
         return code in self.ref.hospitals or (is_agency_code(code) and
                                               code[1:7] in self.ref.provinces)
 
-    def _answerable(self, data: Any) -> dict[str, Any] | None:
+    def _answerable(self, data: dict[str, Any]) -> dict[str, Any] | None:
         """Whom to answer, before a request is read as valid: a known sender's own msgid
         (one that does not echo a citizen ID); None if it names no one to answer."""
-        if not isinstance(data, dict):
-            return None
         code, msgid = data.get("fixmedins_code"), data.get("msgid")
         if not (isinstance(code, str) and answerable_msgid(msgid) and self.known_sender(code)):
             return None
@@ -728,7 +725,7 @@ class TreatmentPlatform:
         if msgid in row.answers:
             return None
         row.answers[msgid] = ans
-        row.pending.pop(msgid, None)  # what was held back behind it is `due` now
+        row.pending.pop(msgid, None)  # what was held back behind it is due now (`TreatmentRow.due`)
         if ans["infcode"] != 0:
             return row
         infno, out = ctx["infno"], ans["output"]
@@ -761,7 +758,6 @@ class TreatmentPlatform:
         return row
 
 
-
 def _remembered_since(row: TreatmentRow, req: Request) -> str:
     """The oldest msgid stamp a 2601 may name: the window of its own time, and no older than
     what the person's row still remembers of its hospital (the window of that hospital's
@@ -770,8 +766,6 @@ def _remembered_since(row: TreatmentRow, req: Request) -> str:
     since = cutoff(req.inf_time)
     clock = row.clock(req.fixmedins_code)
     return max(since, cutoff(clock) if clock else "", horizon(row.clocks))
-
-
 
 
 def _split_dict(split: ItemSplit) -> dict[str, int]:

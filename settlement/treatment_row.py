@@ -44,7 +44,7 @@ class TreatmentRow:
     #: that one whose clock is ahead makes no other's requests stale (settlement/retention.py)
     clocks: dict[str, str] = field(default_factory=dict)
     #: msgid -> [mdtrt_id, setl_id, changes] of a settlement whose answer came back before
-    #: this row caught up with the visit it settled (see `handle_answer`)
+    #: this row caught up with the visit it settled (TreatmentPlatform.handle_answer)
     settling: dict[str, Any] = field(default_factory=dict)
     #: msgid -> [mdtrt_id ("" for every visit of the person), wall-clock ms when forwarded]
     #: of a forwarded request whose answer will change a visit (a settlement, a
@@ -129,15 +129,15 @@ class TreatmentRow:
         if now_ms and self.held:
             head = self.held[0]
             for msgid, (visit, since) in list(self.pending.items()):
-                if holds(visit, head["mdtrt_ids"]) and \
-                        sent_before(msgid, head["msgid"]) and \
+                if _holds(visit, head["mdtrt_ids"]) and \
+                        _sent_before(msgid, head["msgid"]) and \
                         now_ms - max(since, head["since_ms"]) > HOLD_LIMIT_MS:
                     del self.pending[msgid]
         out = []
         for held in list(self.held):
             if held["released"]:
                 continue  # on its way
-            if held["msgid"] in self.pending or blocked(self, held["msgid"],
+            if held["msgid"] in self.pending or _blocked(self, held["msgid"],
                                                          held["mdtrt_ids"]):
                 break  # (a copy of a forwarded request waits for that request's answer)
             if now_ms and held["puts"] >= MAX_PUT_BACKS:
@@ -186,7 +186,7 @@ def touch(visit: dict[str, Any], stamp: str) -> None:
 def touch_all(visits: Iterable[dict[str, Any]], stamp: str) -> None:
     """Note that a hospital request of time `stamp` changed these visits: each counts the
     requests that changed it, in the order its person's requests come, which a redelivery
-    after a restart repeats (see `handle_answer`)."""
+    after a restart repeats (TreatmentPlatform.handle_answer)."""
     for visit in {id(v): v for v in visits}.values():
         touch(visit, stamp)
         visit["changes"] = visit.get("changes", 0) + 1
@@ -194,7 +194,6 @@ def touch_all(visits: Iterable[dict[str, Any]], stamp: str) -> None:
 
 def last_touched(visit: dict[str, Any]) -> str:
     return visit.get("touched") or time_stamp(visit["begntime"])
-
 
 
 #: What `queue_request` decided: hold the request back, take a copy put back (`due`), go on, or
@@ -219,13 +218,13 @@ HELD_BYTES = 384 * 1024
 
 
 def queue_request(row: TreatmentRow, msgid: str, mdtrt_ids: set[str], raw: bytes,
-           headers: Mapping[str, bytes], now_ms: int = 0) -> str:
+                  headers: Mapping[str, bytes], now_ms: int = 0) -> str:
     """Whether a request goes ahead now. A worker restarted after a crash that lost this
     row's last writes reads hospital requests and insured answers again, each from its own
     topic at its own pace, and may read a request before an answer it followed the first
     time: decided then, it would be answered otherwise than it was (a fee upload sent after
     the settlement's answer accepted, a new settlement after a cancellation's answer
-    refused). So a request that follows a pending answer for a visit it names (`blocked`),
+    refused). So a request that follows a pending answer for a visit it names (`_blocked`),
     or comes while others are held, is held back; `due` puts it back on `hosp.requests` once
     what held it is read, and that copy goes ahead if it heads the queue and nothing holds it
     back, else waits to be put back again. The hospital waits for a settlement's answer
@@ -233,7 +232,7 @@ def queue_request(row: TreatmentRow, msgid: str, mdtrt_ids: set[str], raw: bytes
     hospital does not wait."""
     for i, held in enumerate(row.held):
         if held["msgid"] == msgid and held["released"]:
-            if i == 0 and not blocked(row, msgid, held["mdtrt_ids"]):
+            if i == 0 and not _blocked(row, msgid, held["mdtrt_ids"]):
                 del row.held[0]
                 return TAKEN
             # held back again, or come before those ahead of it, whose copies a crash lost
@@ -241,7 +240,7 @@ def queue_request(row: TreatmentRow, msgid: str, mdtrt_ids: set[str], raw: bytes
             for ahead in row.held[:i + 1]:
                 ahead["released"] = False
             return HELD
-    if not (row.held or blocked(row, msgid, mdtrt_ids)):
+    if not (row.held or _blocked(row, msgid, mdtrt_ids)):
         return GO
     if not fits(row, raw):
         return FULL
@@ -253,12 +252,11 @@ def fits(row: TreatmentRow, raw: bytes) -> bool:
     return sum(len(h["value"]) for h in row.held) + len(raw) <= HELD_BYTES
 
 
-def held_entry(msgid: str, mdtrt_ids: Iterable[str], raw: bytes, headers: Mapping[str, bytes],
-          now_ms: int) -> dict[str, Any]:
+def held_entry(msgid: str, mdtrt_ids: Iterable[str], raw: bytes,
+               headers: Mapping[str, bytes], now_ms: int) -> dict[str, Any]:
     return {"msgid": msgid, "mdtrt_ids": sorted(mdtrt_ids), "value": raw.decode(),
             "headers": {k: v.decode("latin-1") for k, v in headers.items()},
             "released": False, "since_ms": now_ms, "puts": 0}
-
 
 
 def unhold(row: TreatmentRow, msgid: str) -> bool:
@@ -279,20 +277,20 @@ def unhold(row: TreatmentRow, msgid: str) -> bool:
 ANY_VISIT = "*"
 
 
-def holds(visit: str, mdtrt_ids: Iterable[str]) -> bool:
+def _holds(visit: str, mdtrt_ids: Iterable[str]) -> bool:
     """Whether a pending answer that will change `visit` ("" for any) holds back a request
     for `mdtrt_ids`."""
     return not visit or visit in mdtrt_ids or ANY_VISIT in mdtrt_ids
 
 
-def blocked(row: TreatmentRow, msgid: str, mdtrt_ids: Iterable[str]) -> bool:
+def _blocked(row: TreatmentRow, msgid: str, mdtrt_ids: Iterable[str]) -> bool:
     """Whether an answer still pending, to a request sent before `msgid`, will change one of
-    the visits `mdtrt_ids` (or any, for a 2601's; `holds`)."""
-    return any(holds(visit, mdtrt_ids) and sent_before(pending, msgid)
+    the visits `mdtrt_ids` (or any, for a 2601's; `_holds`)."""
+    return any(_holds(visit, mdtrt_ids) and _sent_before(pending, msgid)
                for pending, (visit, _) in row.pending.items())
 
 
-def sent_before(a: str, b: str) -> bool:
+def _sent_before(a: str, b: str) -> bool:
     """Whether msgid `a` was sent before `b`: one sender's by the whole msgid (its stamp,
     then its sequence number), two senders' by their stamps."""
     return a < b if a[:12] == b[:12] else msgid_stamp(a) < msgid_stamp(b)

@@ -184,6 +184,7 @@ def response_consumer(bootstrap: str, topic: str = topics.HOSP_RESPONSES, wait_s
 #: How many unexpected answers' msgids a run keeps (HospitalRunResult.unexpected_msgids).
 UNEXPECTED_KEPT = 20
 
+
 @dataclass
 class Exchange:
     """One distinct request (by msgid) and every answer the hospital saw to it."""

@@ -224,6 +224,7 @@ def test_the_report_says_which_rates_the_capacity_search_added_and_what_they_bra
                   "bracketed": True})
     assert "- searched for (--find-capacity): 200, 150, 175 visits/s added" in text
     assert "lies between the two, within 25 %" in text  # a result from before 12-05
+
     def between(cap: dict[str, Any]) -> str:
         return "\n".join(capacity_lines({"capacity": {
             "p99_limit_ms": 300.0, "huimin_settlements_per_s": 101.5, **cap}}))

@@ -139,7 +139,6 @@ def test_bench_refuses_a_rate_that_gives_less_than_a_visit_after_the_warmup(
     assert not (tmp_path / "y").exists()  # nothing made either
 
 
-
 def test_bench_refuses_a_capacity_search_that_could_reach_less_than_a_visit(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     """--find-capacity halves a rate not sustained down to FIND_CAPACITY_LEAST visits/s."""
@@ -814,7 +813,7 @@ def test_a_web_or_metrics_port_in_use_is_refused_naming_its_option(
         monkeypatch: pytest.MonkeyPatch):
     """Before any broker or platform starts: Faust, or prometheus-client, would otherwise
     fail with a traceback after them."""
-    monkeypatch.setattr(cli, "execute", unreachable)
+    monkeypatch.setattr(cli, "run_scenario", unreachable)  # what `run` would go on to
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -824,3 +823,16 @@ def test_a_web_or_metrics_port_in_use_is_refused_naming_its_option(
             result = huimin(*command, option, port)
             refused(result, f"Invalid value for {option}: cannot serve on 127.0.0.1:{port}")
             assert "the port is in use" in " ".join(result.output.replace("│", "").split())
+    refused(huimin("worker", "--bootstrap", "127.0.0.1:1", "--web-host", "nosuchhost.invalid"),
+            "Invalid value for --web-host: cannot serve on nosuchhost.invalid")
+
+
+@pytest.mark.parametrize("command", [["run", "--broker", "redpanda"],
+                                     ["bench", "--broker", "redpanda"],
+                                     ["broker", "--kind", "redpanda"]])
+def test_a_broker_kind_huimin_cannot_start_is_refused_before_anything_starts(
+        monkeypatch: pytest.MonkeyPatch, command: list[str]):
+    monkeypatch.setattr(cli, "run_scenario", unreachable)
+    monkeypatch.setattr(cli_cluster, "EmbeddedBroker", unreachable)
+    monkeypatch.setattr("benchmarks.load.run_bench", unreachable)
+    refused(huimin(*command), f"Invalid value for {command[1]}: one of tansu, kafka")

@@ -10,7 +10,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from benchmarks.load import FIND_CAPACITY_LEAST, RATE_MARK, bench_persons, sweep_rates
+from benchmarks.bounds import FIND_CAPACITY_LEAST
+from benchmarks.load import RATE_MARK, bench_persons, sweep_rates
 from benchmarks.profiles import can_attach
 from streams.config import FETCH_WAIT_MS
 from tests.conftest import interrupt_huimin, run_huimin

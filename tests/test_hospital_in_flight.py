@@ -11,7 +11,7 @@ import pytest
 
 from huimin.run import arrivals_at_rate
 from messages.platform import ROUTES, route_label
-from simulators import hospital_metrics
+from simulators import hospital, hospital_metrics
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import WorldSpec, build_world
 from tests.fleets import OracleFleet
@@ -88,6 +88,21 @@ def test_a_timed_out_request_leaves_the_in_flight_gauge_and_its_late_answer_chan
     assert seen["timed_out"] == 0
     assert seen["late"] == 0
     assert in_flight() == before
+
+
+def test_a_time_out_after_a_quiet_minute_is_said_again(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A cluster's second outage is said as its first was (here every time-out comes "after
+    a quiet minute"); within one, only its first."""
+    monkeypatch.setattr(hospital, "TIMEOUTS_SAID_AFTER_QUIET_S", -1.0)
+    fleet = OracleFleet(WORLD, answer_timeout_s=0.0, answering=False)
+    with caplog.at_level(logging.WARNING, logger="huimin.hospitals"):
+        result = fleet.run(VISITS, arrivals_at_rate(len(VISITS), 1000.0), drain_s=0.5)
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("no answer to")]
+    assert len(result.timed_out) == len(VISITS)
+    assert said == [f"no answer to {m} within 0 s: its visit ended unanswered at the counter "
+                    "(later time-outs are counted in huimin_hospital_timeouts_total)"
+                    for m in result.timed_out]
 
 
 def test_requests_unanswered_when_a_run_stops_leave_the_in_flight_gauge() -> None:

@@ -52,6 +52,7 @@ from tests.handmade import (
 
 # -- 2202 registration cancellation --------------------------------------------------------------
 
+
 def test_registration_cancellation_ends_the_visit_and_later_fees_are_refused() -> None:
     c = Clinic()
     m = c.register()

@@ -1266,6 +1266,11 @@ def test_a_patient_identifier_too_long_to_index_is_refused_naming_its_path():
     assert "N" * 50 not in orjson.dumps(refused).decode()
     patient["identifier"][1]["value"] = "N" * 1024  # at the limit: indexed
     assert ex.send("7001", certno, home, {"resource": patient})["infcode"] == 0
+    # about another person as well: that is what it is refused for (E2003), before its length
+    another = next(c for c in sorted(WORLD.ref.enrollments) if c != certno)
+    patient["identifier"] = [{"system": CERTNO_SYSTEM, "value": another},
+                             {"system": "urn:x:huge", "value": "N" * 2000}]
+    assert ex.send("7001", certno, home, {"resource": patient})["err_code"] == "E2003"
 
 
 def test_a_persons_many_documents_and_finds_stay_within_a_record_and_a_repeat_is_the_same():

@@ -12,10 +12,9 @@ from messages.codes import ErrorCode
 from messages.signing import Signer
 from messages.visitlog import make_msgid
 from settlement.treatment import Reply, TreatmentPlatform
-from tests.clinic import Clinic, T
+from tests.clinic import EMP, Clinic, T
 from tests.handmade import (
     EMP_CERTNO,
-    ENROLLMENTS,
     HOSP_BJ,
     HOSP_SH,
     RETIRED_CERTNO,
@@ -27,8 +26,6 @@ from tests.handmade import (
     request,
     settle_input,
 )
-
-EMP = ENROLLMENTS[EMP_CERTNO]
 
 
 def test_a_msgid_beginning_with_another_senders_code_is_refused():
