@@ -29,16 +29,22 @@ class ProducerKeepingFutures:
         return future
 
 
+def sending_fleet() -> HospitalFleet:
+    """A fleet with no broker, only its send path: each send's future is the test's."""
+    fleet = HospitalFleet.__new__(HospitalFleet)
+    fleet.producer = ProducerKeepingFutures()
+    fleet.signer = Signer(b"test-secret")
+    fleet.undelivered = Undelivered()
+    return fleet
+
+
 def failures(error: str) -> float:
     return metrics.SEND_FAILURES.labels(error)._value.get()
 
 
 def test_a_request_the_producer_gives_up_on_is_counted_and_logged_without_its_content(
         caplog: pytest.LogCaptureFixture) -> None:
-    fleet = HospitalFleet.__new__(HospitalFleet)  # no broker: only the send path
-    fleet.producer = ProducerKeepingFutures()
-    fleet.signer = Signer(b"test-secret")
-    fleet.undelivered = Undelivered()
+    fleet = sending_fleet()
     before = failures("KafkaTimeoutError")
     with caplog.at_level(logging.WARNING, logger="huimin.hospitals"):
         fleet._send("110101199003070011", b'{"msgid": "M1"}', signing="none")
@@ -54,10 +60,7 @@ def test_many_undelivered_requests_are_one_line_then_a_sum_not_a_line_each(
         caplog: pytest.LogCaptureFixture) -> None:
     """A closing producer fails every batch it still holds: the first is logged, the rest
     summed up once the hospitals stop."""
-    fleet = HospitalFleet.__new__(HospitalFleet)
-    fleet.producer = ProducerKeepingFutures()
-    fleet.signer = Signer(b"test-secret")
-    fleet.undelivered = Undelivered()
+    fleet = sending_fleet()
     before = failures("IllegalStateError")
     with caplog.at_level(logging.WARNING, logger="huimin.hospitals"):
         for n in range(40):
@@ -76,10 +79,7 @@ def test_an_error_of_another_name_counts_as_other_and_is_logged_by_its_name(
         caplog: pytest.LogCaptureFixture) -> None:
     """The label's values stay the known few, each exported at zero, so the first failure of
     an error kafka-python rarely gives still fires the alert; the log names it."""
-    fleet = HospitalFleet.__new__(HospitalFleet)
-    fleet.producer = ProducerKeepingFutures()
-    fleet.signer = Signer(b"test-secret")
-    fleet.undelivered = Undelivered()
+    fleet = sending_fleet()
     before = failures("other")
     with caplog.at_level(logging.WARNING, logger="huimin.hospitals"):
         fleet._send("110101199003070011", b'{"msgid": "M1"}', signing="none")
