@@ -52,7 +52,8 @@ from huimin.version import huimin_commit
 from messages.codes import SETTLEMENTS, TIMED_OUT, ErrorCode
 from messages.trace import hop_durations_ms
 from messages.visitlog import TIME_FORMAT, Visit, VisitSession, parse_step
-from simulators.hospital import Exchange, HospitalFleet, HospitalRunResult, OnProgress
+from simulators.hospital import HospitalFleet
+from simulators.visit_run import Exchange, HospitalRunResult, OnProgress
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import MAX_PERSONS, World, WorldSpec, build_world, world_tag
 from streams.broker import BOOTSTRAP_ENV, broker

@@ -82,8 +82,8 @@ from settlement.parameters import MAX_PREPAYMENT_MONTHS
 from settlement.retention import WINDOW_DAYS
 from simulators.bad_messages import MAX_BAD_PER_KIND, BadMessage, generate_bad_messages
 from simulators.faults import FaultPlan
-from simulators.hospital import HospitalRunResult
 from simulators.interrupt import GentleInterrupt
+from simulators.visit_run import HospitalRunResult
 from simulators.visits import MAX_DAYS, VisitSpec, generate_visits
 from simulators.world import WorldSpec, build_world, clearing_policy, world_tag
 from simulators.world_export import write_world

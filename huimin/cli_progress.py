@@ -8,7 +8,7 @@ from collections.abc import Callable
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from huimin.cli_app import console
-from simulators.hospital import OnProgress
+from simulators.visit_run import OnProgress
 
 
 class LogWhenNotATerminal:

@@ -24,8 +24,8 @@ from messages.trace import hop_durations_ms
 from settlement.clearing import ClearingStatement
 from settlement.money import yuan
 from simulators.bad_messages import BadMessage
-from simulators.hospital import HospitalRunResult
 from simulators.regions import PROVINCES
+from simulators.visit_run import HospitalRunResult
 from simulators.world import world_tag
 
 

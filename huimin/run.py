@@ -52,9 +52,10 @@ from settlement.ledger import events_from_answers
 from settlement.oracle import Oracle
 from simulators.bad_messages import KINDS, BadMessage, generate_bad_messages
 from simulators.faults import FaultPlan
-from simulators.hospital import HospitalFleet, HospitalRunResult, OnProgress
+from simulators.hospital import HospitalFleet
 from simulators.interrupt import GentleInterrupt
 from simulators.reconciliation import closing_requests
+from simulators.visit_run import HospitalRunResult, OnProgress
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import World, WorldSpec, build_world, clearing_policy, world_tag
 from streams.broker import BOOTSTRAP_ENV, broker, unreachable

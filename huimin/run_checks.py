@@ -15,8 +15,9 @@ from messages.topics import HOSP_REQUESTS
 from messages.visitlog import VisitSession
 from settlement.oracle import Oracle
 from simulators.bad_messages import BadMessage
-from simulators.hospital import DeadLetterRecord, HospitalRunResult
+from simulators.hospital import DeadLetterRecord
 from simulators.reconciliation import closing_requests, settlements_to_post
+from simulators.visit_run import HospitalRunResult
 from streams.role import REQUESTS_INWARD
 
 if TYPE_CHECKING:

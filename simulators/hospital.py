@@ -1,4 +1,6 @@
-"""Hospitals that talk to the platform only over Kafka (kafka-python), as HIS clients do.
+"""Hospitals that talk to the platform only over Kafka (kafka-python), as HIS clients do:
+`HospitalFleet` signs in, sends, reads the answers and dead letters, and carries out runs of
+visits (simulators/visit_run.py).
 
 Visits arrive open-loop at a fixed rate (independent of answers, so a slow platform shows up
 as latency, not as a politely reduced load). Within a visit each step waits for the answer to
@@ -9,13 +11,11 @@ waits for the earlier visit to finish, which keeps each person's order equal to 
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
-from bisect import bisect_left
-from collections import Counter, defaultdict, deque
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -23,16 +23,15 @@ from kafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
 
 from messages import topics
 from messages.codec import MalformedMessage, decode, encode
-from messages.codes import REPEATED_MSGID, TIMED_OUT, Infno
+from messages.codes import Infno
 from messages.dead_letters import DeadLetterEntry, describe_dead_letter, header_values
-from messages.platform import WORLD_HEADER, route_label
+from messages.platform import WORLD_HEADER
 from messages.signing import Signer
-from messages.trace import HOSP_RECV, HOSP_SEND
-from messages.visitlog import Visit, VisitSession, make_msgid
+from messages.visitlog import Visit, make_msgid
 from settlement.reference import Hospital
 from simulators import hospital_metrics as metrics
 from simulators.bad_messages import BadMessage
-from simulators.reconciliation import DailyReconciler, DayReconciliation, HospitalBooks
+from simulators.visit_run import HospitalRunResult, OnProgress, Sink, VisitRun
 from streams.config import FETCH_WAIT_MS, LINGER_MS
 from streams.offset_gaps import GapCounts, GapGuard
 from streams.partition_ends import true_ends
@@ -43,25 +42,11 @@ log = logging.getLogger("huimin.hospitals")
 
 #: Dead letters are counted, not waited on by a visit: a long fetch wait spares the broker.
 DEAD_LETTER_FETCH_WAIT_MS = 200
-#: How often a run looks at the dead-letter topic. Each look is a pass of kafka-python's network
-#: loop (~5 % of the hospitals' CPU when done on every pass of the run's own loop); a dead letter
-#: is not timed, so seeing it up to this much later costs nothing.
-DEAD_LETTER_POLL_EVERY_S = 0.1
 #: The hospitals' Kafka clients, by what they carry: in the broker's view of its clients, and
 #: in the names of the network threads kafka-python gives each (benchmarks/cpu_accounts.py).
 REQUESTS_CLIENT = "huimin-hospitals-requests"
 ANSWERS_CLIENT = "huimin-hospitals-answers"
 DEAD_LETTERS_CLIENT = "huimin-hospitals-dead-letters"
-#: How often a run looks for awaited answers that are over time. A look walks every awaited
-#: request, and there are thousands when the platform falls behind: on every pass of the loop
-#: it cost the hospitals most when the machine could least spare it. A time-out is declared up
-#: to this much late.
-TIMEOUT_SCAN_EVERY_S = 0.1
-#: a time-out after this long without one is logged as it happens (the first of a run, or of
-#: a cluster's second outage); the rest are counted in `huimin_hospital_timeouts_total`
-TIMEOUTS_SAID_AFTER_QUIET_S = 60.0
-#: How long a run stopped by `stop_requested` waits for its last requests to reach the broker.
-INTERRUPTED_FLUSH_S = 2.0
 #: A flush waits in slices of this long, asking between them whether to stop.
 FLUSH_SLICE_S = 0.25
 
@@ -181,30 +166,6 @@ def response_consumer(bootstrap: str, topic: str = topics.HOSP_RESPONSES, wait_s
     return consumer
 
 
-#: How many unexpected answers' msgids a run keeps (HospitalRunResult.unexpected_msgids).
-UNEXPECTED_KEPT = 20
-
-
-@dataclass
-class Exchange:
-    """One distinct request (by msgid) and every answer the hospital saw to it."""
-
-    infno: str
-    msgid: str
-    sends: int = 0
-    sent_ns: int = 0
-    answers: list[dict[str, Any]] = field(default_factory=list)
-    latency_ms: float | None = None  # first send to first answer
-    route: str = ""
-    trace: list = field(default_factory=list)
-    given_up: bool = False  # its visit timed out: no answer to it is awaited any more
-
-
-def unanswered(ex: Exchange) -> int:
-    """Sends of `ex` not answered yet."""
-    return max(0, ex.sends - len(ex.answers))
-
-
 @dataclass(frozen=True, slots=True)
 class DeadLetterRecord:
     """A dead letter as the hospitals saw it: its bytes, to match a bad request they sent on
@@ -217,97 +178,6 @@ class DeadLetterRecord:
     @property
     def error_code(self) -> str:
         return self.entry.error_code
-
-
-class StartLag:
-    """How late visits were taken up after their scheduled arrival, as counts in buckets
-    (a million visits keep a dozen numbers): its p99 to the bucket, and its maximum."""
-
-    BOUNDS_MS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
-
-    def __init__(self) -> None:
-        self.counts = [0] * (len(self.BOUNDS_MS) + 1)
-        self.max_ms = 0.0
-
-    def add(self, ms: float) -> None:
-        self.counts[bisect_left(self.BOUNDS_MS, ms)] += 1
-        self.max_ms = max(self.max_ms, ms)
-
-    def p99_at_most_ms(self) -> float:
-        """The bucket bound at or under which 99 % of the visits started (never more than the
-        maximum); 0 with no visit."""
-        total, seen = sum(self.counts), 0
-        for i, n in enumerate(self.counts):
-            seen += n
-            if total and seen >= 0.99 * total:
-                bound = self.BOUNDS_MS[i] if i < len(self.BOUNDS_MS) else self.max_ms
-                return round(min(bound, self.max_ms), 1)
-        return 0.0
-
-
-@dataclass
-class HospitalRunResult:
-    sessions: list[VisitSession]
-    exchanges: dict[str, Exchange]  # msgid -> exchange, for the visits' requests
-    bad_answers: dict[str, list[dict[str, Any]]]  # msgid -> answers, for bad requests
-    dead_letters: list[DeadLetterRecord]
-    timed_out: list[str]  # msgids whose awaited answer never came
-    unexpected_answers: int
-    wall_s: float
-    books: HospitalBooks = field(default_factory=HospitalBooks)  # what each HIS recorded
-    daily: DailyReconciler | None = None  # the hospitals' daily 3201/3202
-    dropped: int = 0  # visits not started: the run's `max_in_flight` were already under way
-    #: how late the hospitals' loop took up each visit after its scheduled arrival: latency is
-    #: timed from the actual send, so a loop starved of CPU would hide its delay there
-    start_lag: StartLag = field(default_factory=lambda: StartLag())
-    #: visits that waited for the same person's visit before them to end (in the start lag)
-    waited_for_person: int = 0
-    #: the start lag of the visits that did not wait so: how far the loop itself fell behind
-    loop_lag: StartLag = field(default_factory=lambda: StartLag())
-    #: sign-ins answered again, OK, during the run: redelivered to a worker in a rebalance
-    #: (counted, not an error; a repeat with an error counts as unexpected)
-    sign_ins_answered_again: int = 0
-    #: ended early, by `stop_requested` (a Ctrl-C): visits not yet arrived are not in it,
-    #: and requests still awaited were in flight
-    interrupted: bool = False
-    #: how many of the bad requests were sent: all of them, unless interrupted
-    bad_sent: int = 0
-    #: the msgids the unexpected answers named (the first UNEXPECTED_KEPT), to set beside
-    #: the unanswered requests' trail
-    unexpected_msgids: list[str] = field(default_factory=list)
-    #: the period's closing reconciliation (3201/3202/3203) was exchanged after the visits
-    period_closed: bool = False
-    #: jumps in the offsets of the answers and dead letters read, fetched again until closed
-    #: (streams/offset_gaps.py), and those never closed: "topic[partition]@offset" of the
-    #: first missing offset of each, stepped over (what was there was never read)
-    read_jumps: int = 0
-    read_holes: list[str] = field(default_factory=list)
-    #: answers that came after the hospital had given up their visit (a time-out), up to
-    #: as many as each request was sent: counted, not errors of their own (the time-out is)
-    late_answers: int = 0
-
-    @property
-    def days_reconciled(self) -> list[DayReconciliation]:
-        return list(self.daily.days.values()) if self.daily else []
-
-    @property
-    def sent(self) -> int:
-        return sum(e.sends for e in self.exchanges.values())
-
-    @property
-    def answered(self) -> int:
-        return sum(len(e.answers) for e in self.exchanges.values())
-
-
-#: Where a run hands each finished visit and its exchanges when it keeps none of them.
-Sink = Callable[[VisitSession, list[Exchange]], None]
-#: `(finished, dropped)`: how many more visits finished, and how many were dropped unstarted
-#: (`HospitalFleet.run`'s `max_in_flight`), since the last call
-OnProgress = Callable[[int, int], None]
-
-
-def _session_of(visit: Visit | None) -> VisitSession | None:
-    return VisitSession(visit) if visit is not None else None
 
 
 #: Seconds the sign-in waits for the other workers once one of another world than the visits'
@@ -521,283 +391,5 @@ class HospitalFleet:
 
         `stop_requested`: asked on every pass of the loop (every ≤ 50 ms); once it says so
         the run ends there with what was seen so far (`interrupted`), each request whole."""
-        if max_in_flight is not None and max_in_flight < 1:
-            raise ValueError(f"max_in_flight must be at least 1, not {max_in_flight}")
-        pending_events = sorted(events or [], key=lambda e: e[0])
-        bad = bad or []
-        upcoming = iter(visits)
-        next_session: VisitSession | None = _session_of(next(upcoming, None))
-        sessions: list[VisitSession] = []  # every visit arrived, unless there is a sink
-        arrived = 0  # visits whose arrival time has come, dropped ones included
-        dropped = 0
-        over: dict[VisitSession, None] = {}  # finished visits a sink waits on for answers
-        books = HospitalBooks()
-        daily = DailyReconciler(books)
-        open_days: dict[str, int] = defaultdict(int)  # begin day -> visits arrived, unfinished
-        exchanges: dict[str, Exchange] = {}
-        owner: dict[str, VisitSession] = {}
-        busy: set[str] = set()
-        #: visits of a person with one under way, with their scheduled arrival: a person is
-        #: at one hospital at a time, and the platform keeps their row in order
-        waiting: dict[str, deque[tuple[VisitSession, float]]] = defaultdict(deque)
-        waited = 0  # visits that waited so, their wait in the start lag
-        bad_answers: dict[str, list[dict[str, Any]]] = {b.msgid: [] for b in bad if b.msgid}
-        dead_letters: list[DeadLetterRecord] = []
-        timed_out: list[str] = []
-        last_timeout_at = -math.inf  # monotonic
-        awaited_since: dict[str, int] = {}  # msgid -> send time, for awaited requests
-        unexpected = answered_again = late = 0
-        #: msgid -> answers still owed, of requests handed to the sink when their visit was
-        #: given up (a time-out): those answers are late; copies beyond them, unexpected
-        given_up_on: dict[str, int] = {}
-        unexpected_msgids: list[str] = []
-        finished = 0
-        period = arrivals[-1] if arrivals else 0.0
-        bad_times = [(j + 0.5) / len(bad) * period for j in range(len(bad))]
-        next_bad = 0
-        start_lag, loop_lag = StartLag(), StartLag()
-        t0 = time.monotonic()
-        last_news = t0
-        next_dead_letter_poll = next_timeout_scan = t0
-
-        def pump(session: VisitSession) -> None:
-            nonlocal finished
-            requests = session.advance()
-            for n, req in enumerate(requests):
-                ex = exchanges.get(req["msgid"])
-                if ex is not None and owner[req["msgid"]] is not session:
-                    not_sent(session, requests[n:], owner[req["msgid"]])
-                    break
-                daily.saw(req)
-                if ex is None:
-                    ex = exchanges[req["msgid"]] = Exchange(req["infno"], req["msgid"])
-                    owner[req["msgid"]] = session
-                sent = self._send(session.visit.certno, encode(req), req["fixmedins_code"])
-                metrics.SENT.labels(req["infno"]).inc()
-                metrics.IN_FLIGHT.inc()
-                ex.sends += 1
-                ex.sent_ns = ex.sent_ns or sent
-            for msgid in session.awaiting:
-                awaited_since.setdefault(msgid, exchanges[msgid].sent_ns)
-            if session.done:
-                finished += 1
-                metrics.VISITS.inc()
-                open_days[session.visit.begntime[:10]] -= 1
-                books.record(session)
-                busy.discard(session.visit.certno)
-                if sink is not None:
-                    over[session] = None
-                    release(session)
-                if on_progress:
-                    on_progress(1, 0)
-                queue = waiting.get(session.visit.certno)
-                if queue:
-                    start_visit(*queue.popleft(), waited=True)
-
-        def not_sent(session: VisitSession, requests: list[dict[str, Any]],
-                     other: VisitSession) -> None:
-            """A request with another visit's msgid (a hand-made log) is not sent, and its
-            visit ends: the answers would go to the other visit, and this one would wait for
-            them for ever."""
-            log.warning("visit %d's request has visit %d's msgid: not sent, the visit ended",
-                        session.visit.visit_no, other.visit.visit_no)
-            unsent = {r["msgid"] for r in requests if owner.get(r["msgid"]) is not session}
-            session.sent = [(m, i) for m, i in session.sent if m not in unsent]
-            for msgid in unsent:
-                session.awaiting.pop(msgid, None)
-                session.lost.discard(msgid)
-            session.failed = {"infcode": -1, "inf_refmsgid": requests[0]["msgid"],
-                              "err_code": REPEATED_MSGID, "output": {},
-                              "err_msg": "another visit's msgid: not sent"}
-
-        def start_visit(session: VisitSession, scheduled: float, waited: bool = False) -> None:
-            """Taken up now: how late after its arrival counts in the start lag, a wait for
-            the person's previous visit included (a clock read per visit: a burst after a
-            stall shows whole), and in the loop's lag if it did not wait so."""
-            lag_ms = (time.monotonic() - t0 - scheduled) * 1000
-            start_lag.add(lag_ms)
-            if not waited:
-                loop_lag.add(lag_ms)
-            session.start_lag_ms = 0.0 if waited else lag_ms  # the bench's latency adds it
-            busy.add(session.visit.certno)
-            pump(session)
-
-        def release(session: VisitSession, gave_up: bool = False) -> None:
-            """A finished visit goes to the sink once each of its requests was answered as
-            many times as it was sent, or once the hospital `gave_up` waiting (a time-out: the
-            answers still owed are then counted as late, any copy beyond them as unexpected),
-            or at the end of the run."""
-            if sink is None or session not in over:
-                return
-            mine = [exchanges[m] for m, _ in session.sent]
-            if not gave_up and any(len(e.answers) < e.sends for e in mine):
-                return
-            del over[session]
-            for ex in mine:
-                del exchanges[ex.msgid]
-                del owner[ex.msgid]
-                awaited_since.pop(ex.msgid, None)
-            sink(session, mine)
-
-        def give_up(mine: Iterable[Exchange]) -> None:
-            """Their visit timed out: their sends still unanswered are no longer awaited and
-            leave `IN_FLIGHT` (a late answer does not take them off again)."""
-            for ex in mine:
-                if not ex.given_up:
-                    metrics.IN_FLIGHT.dec(unanswered(ex))
-                    ex.given_up = True
-                    if sink is not None and unanswered(ex):
-                        given_up_on[ex.msgid] = unanswered(ex)
-
-        def close_days() -> list[tuple[str, dict[str, Any]]]:
-            """Days every visit begun by then has finished, before the clock's day (all of
-            them once every visit arrived), in order."""
-            clock = next_session.visit.begntime[:10] if next_session is not None else "9999"
-            oldest_open = min((d for d, n in open_days.items() if n > 0), default="9999")
-            out = []
-            for day in daily.open_days:
-                if day >= clock or day >= oldest_open:
-                    break
-                out += daily.close(day)
-            return out
-
-        def outstanding() -> bool:
-            return daily.busy or any(len(e.answers) < e.sends for e in exchanges.values()) or \
-                any(not a for a in bad_answers.values()) or \
-                len(dead_letters) < sum(b.expect == "dead-letter" for b in bad)
-
-        while not (interrupted := stop_requested()):
-            now = time.monotonic() - t0
-            while next_session is not None and arrivals[arrived] <= now:
-                scheduled = arrivals[arrived]
-                session, arrived = next_session, arrived + 1
-                next_session = _session_of(next(upcoming, None))
-                if max_in_flight is not None and arrived - 1 - dropped - finished >= \
-                        max_in_flight:
-                    dropped += 1
-                    if on_progress:
-                        on_progress(0, 1)
-                    continue
-                if sink is None:
-                    sessions.append(session)
-                open_days[session.visit.begntime[:10]] += 1
-                if session.visit.certno in busy:
-                    waiting[session.visit.certno].append((session, scheduled))
-                    waited += 1
-                else:
-                    start_visit(session, scheduled)
-            while pending_events and pending_events[0][0] <= now:
-                pending_events.pop(0)[1]()
-                last_news = time.monotonic()
-            while next_bad < len(bad) and bad_times[next_bad] <= now:
-                b = bad[next_bad]
-                self._send(b.key, b.value, b.sender, b.signing)
-                next_bad += 1
-            for key, req in close_days() + daily.due(time.monotonic()):
-                self._send(key, encode(req), req["fixmedins_code"])
-                last_news = time.monotonic()  # the drain waits for what was just sent
-            all_sent = next_session is None and next_bad == len(bad) and not pending_events
-            if all_sent and finished + dropped == arrived and not outstanding():
-                break
-            if all_sent and finished + dropped == arrived and \
-                    time.monotonic() - last_news > drain_s:
-                break  # what is still missing is reported, not waited for forever
-            soonest = min(arrivals[arrived] if next_session is not None else 1e9,
-                          bad_times[next_bad] if next_bad < len(bad) else 1e9)
-            wait_ms = max(1, min(50, int((soonest - now) * 1000)))
-            messages = self._poll(wait_ms)
-            letters: list[DeadLetterRecord] = []
-            if time.monotonic() >= next_dead_letter_poll:
-                letters = self._poll_dead_letters()
-                next_dead_letter_poll = time.monotonic() + DEAD_LETTER_POLL_EVERY_S
-            if messages or letters:
-                last_news = time.monotonic()
-            dead_letters.extend(letters)
-            for msg in messages:
-                ans = msg.get("ans") or {}
-                msgid = ans.get("inf_refmsgid", "")
-                if msgid in bad_answers:
-                    bad_answers[msgid].append(ans)
-                    continue
-                if daily.owns(msgid):
-                    for key, req in daily.on_answer(ans, time.monotonic()):
-                        self._send(key, encode(req), req["fixmedins_code"])
-                    continue
-                ex, session = exchanges.get(msgid), owner.get(msgid)
-                if ex is None or session is None:
-                    if msgid in self.sign_in_msgids and ans.get("infcode") == 0:
-                        answered_again += 1
-                    elif msgid in given_up_on:
-                        late += 1
-                        given_up_on[msgid] -= 1
-                        if not given_up_on[msgid]:
-                            del given_up_on[msgid]
-                    else:
-                        unexpected += 1
-                        if len(unexpected_msgids) < UNEXPECTED_KEPT:
-                            unexpected_msgids.append(str(msgid))
-                    continue
-                if len(ex.answers) < ex.sends and not ex.given_up:
-                    metrics.IN_FLIGHT.dec()
-                elif ex.given_up and len(ex.answers) < ex.sends:
-                    late += 1
-                if not ex.answers:
-                    recv = time.time_ns()
-                    ex.latency_ms = (recv - ex.sent_ns) / 1e6
-                    ex.route = msg.get("ctx", {}).get("route", "")
-                    metrics.ROUND_TRIP.labels(route_label(ex.route), ex.infno).observe(
-                        ex.latency_ms / 1000)
-                    ex.trace = [[HOSP_SEND, ex.sent_ns], *msg.get("trace", []),
-                                [HOSP_RECV, recv]]
-                ex.answers.append(ans)
-                awaited_since.pop(msgid, None)
-                was_done = session.done
-                session.on_answer(ans)
-                if not was_done:
-                    pump(session)
-                else:
-                    release(session)  # a late answer to a duplicate
-            if time.monotonic() < next_timeout_scan:
-                continue
-            next_timeout_scan = time.monotonic() + TIMEOUT_SCAN_EVERY_S
-            deadline = time.time_ns() - int(self.answer_timeout_s * 1e9)
-            for msgid in [m for m, t in awaited_since.items() if t < deadline]:
-                del awaited_since[msgid]
-                session = owner[msgid]
-                if session.done:
-                    continue
-                if time.monotonic() - last_timeout_at > TIMEOUTS_SAID_AFTER_QUIET_S:
-                    log.warning("no answer to %s within %.0f s: its visit ended unanswered at "
-                                "the counter (later time-outs are counted in %s)", msgid,
-                                self.answer_timeout_s, "huimin_hospital_timeouts_total")
-                last_timeout_at = time.monotonic()
-                timed_out.append(msgid)
-                metrics.TIMEOUTS.inc()
-                session.failed = {"infcode": -1, "inf_refmsgid": msgid, "err_code": TIMED_OUT,
-                                  "err_msg": "no answer within the timeout", "output": {}}
-                last_news = time.monotonic()  # a visit ended: its day may close now
-                pump(session)
-                give_up([exchanges[m] for m, _ in session.sent])
-                release(session, gave_up=True)
-        wall_s = time.monotonic() - t0
-        # stopped: what is still unsent is in flight either way, and the answers so far are
-        # waiting to be written (a stalled broker would hold them for the whole time-out)
-        if interrupted:
-            self._flush(INTERRUPTED_FLUSH_S)
-        else:
-            self._flush(stop_requested=stop_requested)
-        interrupted = interrupted or stop_requested()  # asked to stop while flushing
-        # the run awaits nothing more: what is still unanswered leaves `IN_FLIGHT`
-        metrics.IN_FLIGHT.dec(sum(unanswered(e) for e in exchanges.values() if not e.given_up))
-        for b in bad[next_bad:]:  # not sent (interrupted): no answer to await
-            bad_answers.pop(b.msgid, None)
-        if sink is not None:  # visits unfinished or short of answers: the sink counts them
-            for session in dict.fromkeys(owner.values()):
-                sink(session, [exchanges[m] for m, _ in session.sent])
-            exchanges.clear()
-        return HospitalRunResult(sessions, exchanges, bad_answers, dead_letters, timed_out,
-                                 unexpected, wall_s, books, daily, dropped,
-                                 start_lag, waited, loop_lag, answered_again, interrupted,
-                                 next_bad, unexpected_msgids=unexpected_msgids,
-                                 read_jumps=(gaps := self._read_gaps()).closed,
-                                 read_holes=gaps.holes_at, late_answers=late)
+        return VisitRun(self, visits, arrivals, bad or [], on_progress, drain_s, events or [],
+                        sink, max_in_flight, stop_requested).carry_out()

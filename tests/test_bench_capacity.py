@@ -48,7 +48,7 @@ from benchmarks.report import (
     timeline_lines,
 )
 from messages.visitlog import VisitSession
-from simulators.hospital import Exchange, HospitalRunResult
+from simulators.visit_run import Exchange, HospitalRunResult
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import MAX_PERSONS, WorldSpec, build_world
 from tests.fleets import BrokerlessFleet
@@ -721,7 +721,7 @@ def test_a_rates_visits_span_days_of_about_fifty_visits_a_hospital():
 
 
 def test_the_start_lag_is_kept_in_buckets_and_read_as_a_p99_bound_and_a_maximum():
-    from simulators.hospital import StartLag
+    from simulators.visit_run import StartLag
 
     lag = StartLag()
     for ms in [0.2] * 990 + [30.0] * 9 + [700.0]:

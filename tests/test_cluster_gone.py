@@ -21,7 +21,7 @@ def test_a_run_whose_cluster_was_gone_reports_its_closing_requests_not_sent():
     """Not one "0 answers, expected 1" a closing request never sent (a review)."""
     from huimin.run import Execution
     from huimin.run_checks import check_reconciliation
-    from simulators.hospital import HospitalRunResult
+    from simulators.visit_run import HospitalRunResult
 
     result = HospitalRunResult(sessions=[], exchanges={}, bad_answers={}, dead_letters=[],
                                timed_out=["H1"], unexpected_answers=0, wall_s=1.0)

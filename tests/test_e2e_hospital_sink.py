@@ -16,7 +16,8 @@ from huimin.run import arrivals_at_rate
 from huimin.run_checks import compare
 from messages.visitlog import VisitSession
 from settlement.oracle import Oracle
-from simulators.hospital import Exchange, HospitalFleet, PlatformSilent, response_consumer
+from simulators.hospital import HospitalFleet, PlatformSilent, response_consumer
+from simulators.visit_run import Exchange
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import WorldSpec, build_world
 from streams.broker import EmbeddedBroker, broker

@@ -11,7 +11,7 @@ import pytest
 
 from huimin.run import arrivals_at_rate
 from messages.platform import ROUTES, route_label
-from simulators import hospital, hospital_metrics
+from simulators import hospital_metrics, visit_run
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import WorldSpec, build_world
 from tests.fleets import OracleFleet
@@ -94,7 +94,7 @@ def test_a_time_out_after_a_quiet_minute_is_said_again(
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     """A cluster's second outage is said as its first was (here every time-out comes "after
     a quiet minute"); within one, only its first."""
-    monkeypatch.setattr(hospital, "TIMEOUTS_SAID_AFTER_QUIET_S", -1.0)
+    monkeypatch.setattr(visit_run, "TIMEOUTS_SAID_AFTER_QUIET_S", -1.0)
     fleet = OracleFleet(WORLD, answer_timeout_s=0.0, answering=False)
     with caplog.at_level(logging.WARNING, logger="huimin.hospitals"):
         result = fleet.run(VISITS, arrivals_at_rate(len(VISITS), 1000.0), drain_s=0.5)

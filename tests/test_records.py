@@ -1297,7 +1297,7 @@ def test_a_persons_many_documents_and_finds_stay_within_a_record_and_a_repeat_is
 
 def test_the_run_summary_counts_a_refusal_not_an_emergency_read_past_a_denial():
     from huimin.report import ehr_summary
-    from simulators.hospital import Exchange as Sent
+    from simulators.visit_run import Exchange as Sent
 
     ex, certno, _, other = _published_at_home(DENY_CROSS_REGION)
     emergency = ex.find(certno, other, purpose="ETREAT")  # read past: an outcome entry

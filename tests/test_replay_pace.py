@@ -4,7 +4,7 @@ visit is not a sign of an overloaded platform; the hospitals' own lag is."""
 from __future__ import annotations
 
 from huimin.report import replay_pace
-from simulators.hospital import Exchange, HospitalRunResult, StartLag
+from simulators.visit_run import Exchange, HospitalRunResult, StartLag
 
 SETTLED = {"M1": Exchange("2207", "M1", sends=1, answers=[{"infcode": 0}], latency_ms=90.0)}
 

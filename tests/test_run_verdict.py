@@ -18,7 +18,8 @@ from messages.codes import Infno
 from messages.dead_letters import CODE_HEADER, REASON_HEADER, SOURCE_HEADER, describe_dead_letter
 from settlement.oracle import Oracle
 from simulators.bad_messages import generate_bad_messages
-from simulators.hospital import DeadLetterRecord, Exchange, HospitalRunResult
+from simulators.hospital import DeadLetterRecord
+from simulators.visit_run import Exchange, HospitalRunResult
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import WorldSpec, build_world
 
