@@ -54,6 +54,7 @@ from huimin.logfiles import (
 )
 from huimin.moneyflow import events_from_results
 from huimin.report import (
+    accounted,
     print_statement,
     print_summary,
     replay_pace,
@@ -475,8 +476,7 @@ def replay(
     # answered or dead-lettered again, identically, is at-least-once delivery
     bad_check = check_bad_requests(result, bad, redelivery=plan.any or bootstrap is not None)
     console.print(f"Replayed {len(visits):,} visits in {result.wall_s:.1f} s. Sent "
-                  f"{acc.sent:,} = answered OK {acc.answered_ok:,} + answered with an error "
-                  f"{acc.answered_error:,} + dead-lettered {acc.dead_lettered:,}"
+                  + accounted(acc.sent, acc.answered_ok, acc.answered_error, acc.dead_lettered)
                   + (f" + [red]unanswered {acc.unaccounted:,}[/]" if acc.unaccounted else "")
                   + (f" (and {acc.redelivered:,} answers given again to requests processed "
                      "again after a rebalance or a restart)" if acc.redelivered else ""))
@@ -546,9 +546,9 @@ def _report_interrupted(result: HospitalRunResult, total: int, bad: list[BadMess
                   f"in {result.wall_s:.1f} s, {over:,} of them over"
                   + ("" if arrived == total else "; the rest were not sent")
                   + ". The period's reconciliation (3201/3202/3203) was not done.[/]")
-    console.print(f"Sent {acc.sent:,} = answered OK {acc.answered_ok:,} + answered with an "
-                  f"error {acc.answered_error:,} + dead-lettered {acc.dead_lettered:,} + "
-                  f"unanswered when stopped {acc.unaccounted:,} (in flight, or never "
+    console.print("Sent " + accounted(acc.sent, acc.answered_ok, acc.answered_error,
+                                      acc.dead_lettered)
+                  + f" + unanswered when stopped {acc.unaccounted:,} (in flight, or never "
                   "delivered)")
     console.print(f"The answers received are in {results}"
                   + (" (visits still under way end 'not settled')" if over < arrived else "")

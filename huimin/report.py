@@ -259,6 +259,13 @@ def write_latencies(path: Path, result: HospitalRunResult) -> None:
                                   "latency_ms": ex.latency_ms, "trace": ex.trace}) + b"\n")
 
 
+def accounted(sent: int, ok: int, error: int, dead: int) -> str:
+    """Where the requests sent went, as every summary says it (its last term, what is not
+    accounted for, is each summary's own)."""
+    return (f"{sent:,} = answered OK {ok:,} + answered with an error {error:,} + "
+            f"dead-lettered {dead:,}")
+
+
 def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> None:
     routes = summary["visits_settled_by_route"]
     money = summary["money_fen"]
@@ -314,9 +321,9 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
         console.print(fell_behind(late["max"], "--rate"))
 
     acc = summary["accounting"]
-    console.print(f"[bold]Accounting[/] sent {acc['sent']:,} = answered OK "
-                  f"{acc['answered_ok']:,} + answered with an error {acc['answered_error']:,} + "
-                  f"dead-lettered {acc['dead_lettered']:,}"
+    console.print("[bold]Accounting[/] sent " + accounted(acc["sent"], acc["answered_ok"],
+                                                          acc["answered_error"],
+                                                          acc["dead_lettered"])
                   + (f" + [red]unaccounted {acc['unaccounted']:,}[/]" if acc["unaccounted"]
                      else "")
                   + (f" (and {acc['redelivered']:,} answers given again to requests processed "
