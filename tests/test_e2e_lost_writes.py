@@ -15,11 +15,11 @@ from kafka.admin import ConfigResource, ConfigResourceType
 
 from huimin.local_platform import platform
 from messages.topics import HOSP_REQUESTS, HOSP_RESPONSES
-from messages.visitlog import make_msgid
 from simulators.hospital import HospitalFleet
 from simulators.world import WorldSpec, build_world
 from streams.broker import broker
 from streams.lost_writes import LOST_WRITE_EXIT
+from tests import handmade
 
 pytestmark = [
     pytest.mark.e2e,
@@ -53,12 +53,8 @@ def committed(bootstrap: str, topic: str) -> int | None:
 def test_a_refused_answer_stops_the_worker_and_is_answered_after_its_restart(tmp_path: Path):
     certno = sorted(WORLD.ref.enrollments)[0]
     hospital = min(WORLD.ref.hospitals.values(), key=lambda h: h.fixmedins_code)
-    request = certno, {
-        "infno": "1101", "msgid": make_msgid(hospital.fixmedins_code, T, 1),
-        "mdtrtarea_admvs": hospital.admdvs, "insuplc_admdvs": "",
-        "fixmedins_code": hospital.fixmedins_code, "inf_time": T,
-        "input": {"mdtrt_cert_type": "02", "mdtrt_cert_no": certno, "begntime": T,
-                  "psn_cert_type": "01", "certno": certno}}
+    request = certno, handmade.request("1101", hospital, T, 1,
+                                       handmade.person_info_input(certno, T))
     msgid = request[1]["msgid"]
     with broker(tmp_path / "broker.log", kind="kafka") as bootstrap, \
             platform(bootstrap, SPEC, 1, tmp_path) as p:

@@ -51,7 +51,13 @@ from simulators.world import WorldSpec, build_world, world_tag
 from streams.broker import broker, free_port
 from streams.partitioner import key_partition
 from tests.conftest import FHIR_DATA, huimin_command, processes_mentioning
-from tests.handmade import fee_input, register_input, request, settle_input
+from tests.handmade import (
+    fee_input,
+    person_info_input,
+    register_input,
+    request,
+    settle_input,
+)
 from tests.scraping import scrape, total
 from tests.waiting import eventually
 
@@ -120,16 +126,11 @@ def test_unsigned_forged_foreign_and_replayed_requests_are_refused(platform_and_
     mine, other = sorted(WORLD.ref.hospitals.values(), key=lambda h: h.fixmedins_code)[:2]
 
     def person_info(inf_time: str, hospital: Any = mine) -> tuple[str, dict[str, Any]]:
-        return certno, {"infno": "1101",
-                        "msgid": make_msgid(hospital.fixmedins_code, inf_time, next(seq)),
-                        "mdtrtarea_admvs": hospital.admdvs, "insuplc_admdvs": "",
-                        "fixmedins_code": hospital.fixmedins_code, "inf_time": inf_time,
-                        "input": {"mdtrt_cert_type": "02", "mdtrt_cert_no": certno,
-                                  "begntime": inf_time, "psn_cert_type": "01",
-                                  "certno": certno}}
+        return certno, request("1101", hospital, inf_time, next(seq),
+                               person_info_input(certno, inf_time))
 
-    def answer(request: tuple[str, dict[str, Any]], **how: Any) -> dict[str, Any]:
-        (got,) = fleet.exchange([request], timeout_s=60, **how)[request[1]["msgid"]][:1]
+    def answer(sent: tuple[str, dict[str, Any]], **how: Any) -> dict[str, Any]:
+        (got,) = fleet.exchange([sent], timeout_s=60, **how)[sent[1]["msgid"]][:1]
         return got
 
     first = person_info("2026-12-01 09:00:00")
@@ -158,12 +159,7 @@ def test_a_duplicate_is_answered_and_counted_but_its_answer_is_not_timed(platfor
     certno = sorted(WORLD.ref.enrollments)[4]
     hospital = min(WORLD.ref.hospitals.values(), key=lambda h: h.fixmedins_code)
     inf_time = "2026-12-02 09:00:00"
-    request = (certno, {"infno": "1101", "msgid": make_msgid(hospital.fixmedins_code, inf_time, 1),
-                        "mdtrtarea_admvs": hospital.admdvs, "insuplc_admdvs": "",
-                        "fixmedins_code": hospital.fixmedins_code, "inf_time": inf_time,
-                        "input": {"mdtrt_cert_type": "02", "mdtrt_cert_no": certno,
-                                  "begntime": inf_time, "psn_cert_type": "01",
-                                  "certno": certno}})
+    info = (certno, request("1101", hospital, inf_time, 1, person_info_input(certno, inf_time)))
     url = f"http://127.0.0.1:{web_port}/metrics"
 
     def answered_and_timed() -> tuple[float, float]:
@@ -180,8 +176,8 @@ def test_a_duplicate_is_answered_and_counted_but_its_answer_is_not_timed(platfor
                 total(now, "huimin_request_latency_seconds_count", infno="1101"))
 
     answers_before, timed_before = answered_and_timed()
-    (first,) = fleet.exchange([request])[request[1]["msgid"]][:1]
-    (again,) = fleet.exchange([request])[request[1]["msgid"]][:1]
+    (first,) = fleet.exchange([info])[info[1]["msgid"]][:1]
+    (again,) = fleet.exchange([info])[info[1]["msgid"]][:1]
     assert first["infcode"] == 0 and again == first
     deadline = time.monotonic() + 20
     while (seen := answered_and_timed())[0] < answers_before + 2 and time.monotonic() < deadline:
@@ -193,7 +189,7 @@ def test_a_duplicate_is_answered_and_counted_but_its_answer_is_not_timed(platfor
     reader.assign([TopicPartition(HOSP_RESPONSES, p)
                    for p in reader.partitions_for_topic(HOSP_RESPONSES)])
     mine = [r for r in reader if orjson.loads(r.value)["ans"]["inf_refmsgid"]
-            == request[1]["msgid"]]
+            == info[1]["msgid"]]
     reader.close()
     assert [dict(r.headers).get("huimin-repeat") for r in mine] == [None, b"1"]
     assert orjson.loads(mine[0].value)["ans"] == orjson.loads(mine[1].value)["ans"]
@@ -209,11 +205,8 @@ def test_a_request_on_another_partition_than_its_keys_is_refused_saying_how_keys
     hospital = min(WORLD.ref.hospitals.values(), key=lambda h: h.fixmedins_code)
     inf_time = "2026-12-02 09:30:00"
     msgid = make_msgid(hospital.fixmedins_code, inf_time, 77)
-    value = orjson.dumps({"infno": "1101", "msgid": msgid, "mdtrtarea_admvs": hospital.admdvs,
-                          "insuplc_admdvs": "", "fixmedins_code": hospital.fixmedins_code,
-                          "inf_time": inf_time, "input": {
-                              "mdtrt_cert_type": "02", "mdtrt_cert_no": certno,
-                              "begntime": inf_time, "psn_cert_type": "01", "certno": certno}})
+    value = orjson.dumps(request("1101", hospital, inf_time, 77,
+                                 person_info_input(certno, inf_time)))
     key = certno.encode()
     wrong = (key_partition(key, 4) + 1) % 4
     fleet.producer.send(HOSP_REQUESTS, key=key, value=value, partition=wrong,
@@ -245,13 +238,8 @@ def test_a_request_with_a_header_key_that_is_not_utf8_is_answered_and_the_worker
             return b"\xff\xfe-sign"
 
     def info(inf_time: str, seq: int) -> tuple[str, dict[str, Any]]:
-        return certno, {"infno": "1101",
-                        "msgid": make_msgid(hospital.fixmedins_code, inf_time, seq),
-                        "mdtrtarea_admvs": hospital.admdvs, "insuplc_admdvs": "",
-                        "fixmedins_code": hospital.fixmedins_code, "inf_time": inf_time,
-                        "input": {"mdtrt_cert_type": "02", "mdtrt_cert_no": certno,
-                                  "begntime": inf_time, "psn_cert_type": "01",
-                                  "certno": certno}}
+        return certno, request("1101", hospital, inf_time, seq,
+                               person_info_input(certno, inf_time))
 
     signed = fleet.signer.headers_as
     fleet.signer.headers_as = lambda *a, **k: [*signed(*a, **k), (RawKey("x"), b"y")]
@@ -357,11 +345,7 @@ def test_a_local_request_reaches_the_insured_side_through_its_topic_and_a_cross_
     try:
         for hospital, inf_time in ((local, "2026-12-02 09:00:00"), (away, "2026-12-02 10:00:00")):
             before = written()
-            req = {"infno": "1101", "msgid": make_msgid(hospital.fixmedins_code, inf_time, 1),
-                   "mdtrtarea_admvs": hospital.admdvs, "insuplc_admdvs": "",
-                   "fixmedins_code": hospital.fixmedins_code, "inf_time": inf_time,
-                   "input": {"mdtrt_cert_type": "02", "mdtrt_cert_no": certno,
-                             "begntime": inf_time, "psn_cert_type": "01", "certno": certno}}
+            req = request("1101", hospital, inf_time, 1, person_info_input(certno, inf_time))
             (got,) = fleet.exchange([(certno, req)], timeout_s=60)[req["msgid"]][:1]
             assert got["infcode"] == 0, got
             moved = written() - before
@@ -390,8 +374,8 @@ def test_a_duplicate_reconciliation_gets_its_original_answer_though_the_day_has_
                       "input": {"stmt_begndate": day, "stmt_enddate": day, "medfee_sumamt": 0,
                                 "fund_pay_sumamt": 0, "acct_pay": 0, "fixmedins_setl_cnt": 0}}
 
-    def answer(request: tuple[str, dict[str, Any]]) -> dict[str, Any]:
-        (got,) = fleet.exchange([request], timeout_s=60)[request[1]["msgid"]][:1]
+    def answer(sent: tuple[str, dict[str, Any]]) -> dict[str, Any]:
+        (got,) = fleet.exchange([sent], timeout_s=60)[sent[1]["msgid"]][:1]
         assert got["infcode"] == 0, got
         return got
 

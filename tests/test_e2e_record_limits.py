@@ -12,10 +12,10 @@ import orjson
 import pytest
 
 from huimin.local_platform import platform
-from messages.visitlog import make_msgid
 from simulators.hospital import HospitalFleet
 from simulators.world import WorldSpec, build_world
 from streams.broker import broker
+from tests import handmade
 from tests.scraping import scrape, total
 
 pytestmark = pytest.mark.e2e
@@ -35,25 +35,17 @@ def test_an_answer_over_the_record_limit_is_refused_and_dead_lettered_and_change
     seq = iter(range(1, 100))
 
     def request(infno: str, inp: dict) -> tuple[str, dict]:
-        return certno, {"infno": infno, "msgid": make_msgid(h.fixmedins_code, T, next(seq)),
-                        "mdtrtarea_admvs": h.admdvs, "insuplc_admdvs": e.insuplc_admdvs,
-                        "fixmedins_code": h.fixmedins_code, "inf_time": T, "input": inp}
+        return certno, handmade.request(infno, h, T, next(seq), inp, e.insuplc_admdvs)
 
     def fees(mdtrt_id: str, n: int) -> dict:
-        return {"feedetail": [
-            {"feedetl_sn": f"{i + 1:04d}", "mdtrt_id": mdtrt_id, "psn_no": e.psn_no,
-             "chrg_bchno": "1", "med_type": "11", "fee_ocur_time": T, "med_list_codg": code,
-             "medins_list_codg": code, "det_item_fee_sumamt": 100, "cnt": 1, "pric": 100}
-            for i in range(n)]}
+        return handmade.fee_input(e, mdtrt_id, T, [(f"{i + 1:04d}", code, 1, 100)
+                                                   for i in range(n)])
 
     with broker(tmp_path / "broker.log") as bootstrap, \
             platform(bootstrap, SPEC, 2, tmp_path) as ours:
         fleet = HospitalFleet(bootstrap)
         try:
-            register = request("2201", {
-                "psn_no": e.psn_no, "insutype": e.insutype, "begntime": T,
-                "mdtrt_cert_type": "02", "mdtrt_cert_no": certno, "ipt_otp_no": "MZ1",
-                "med_type": "11"})
+            register = request("2201", handmade.register_input(e, T))
             (registered,) = fleet.exchange([register])[register[1]["msgid"]]
             mdtrt_id = registered["output"]["data"]["mdtrt_id"]
             small, large = request("2204", fees(mdtrt_id, 2)), request("2204", fees(mdtrt_id, 40))

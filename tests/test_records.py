@@ -41,7 +41,7 @@ from settlement.treatment import Forward, TreatmentPlatform
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import WorldSpec, build_world
 from tests.conftest import FHIR_DATA
-from tests.handmade import document_in
+from tests.handmade import document_in, request
 
 WORLD = build_world(WorldSpec(seed=5, persons=400))
 FILES = sorted(FHIR_DATA.glob("*/*.json"))
@@ -67,10 +67,8 @@ class Exchange:
              ) -> dict[str, Any]:
         h = hospital_in(province)
         self.seq += 1
-        msgid = msgid or make_msgid(h.fixmedins_code, inf_time, self.seq)
-        req = {"infno": infno, "msgid": msgid,
-               "mdtrtarea_admvs": h.admdvs, "insuplc_admdvs": "",
-               "fixmedins_code": h.fixmedins_code, "inf_time": inf_time, "input": inp}
+        req = request(infno, h, inf_time, self.seq, inp)
+        req["msgid"] = msgid or req["msgid"]
         answer = self.oracle.submit(certno, req)
         assert answer is not None
         return answer
@@ -735,10 +733,8 @@ def test_a_retrieve_is_decided_and_audited_before_it_says_whether_the_document_e
     # the index lost the document's registration (its message dead-lettered): consent is
     # still decided where the document is held, not where the index thinks there are records
     h = hospital_in(other)
-    query = {"infno": "7003", "msgid": make_msgid(h.fixmedins_code, "2026-12-10 11:00:00", 99),
-             "mdtrtarea_admvs": h.admdvs, "insuplc_admdvs": "",
-             "fixmedins_code": h.fixmedins_code, "inf_time": "2026-12-10 11:00:00",
-             "input": {"document_id": real, "purpose": "TREAT"}}
+    query = request("7003", h, "2026-12-10 11:00:00", 99,
+                    {"document_id": real, "purpose": "TREAT"})
     for sources in ([], [other]):
         answer, _ = SourceRepositories(WORLD.ref).handle(
             certno, {"req": query, "ctx": {}, "sources": sources},
@@ -906,9 +902,7 @@ def test_a_duplicate_publish_stores_one_document_and_answers_alike():
     certno = person()
     h = hospital_in("110000")
     resource = orjson.loads((FHIR_DATA / "hl7-r4" / "Encounter-example.json").read_bytes())
-    req = {"infno": "7001", "msgid": make_msgid(h.fixmedins_code, "2026-12-10 10:00:00", 1),
-           "mdtrtarea_admvs": h.admdvs, "insuplc_admdvs": "", "fixmedins_code": h.fixmedins_code,
-           "inf_time": "2026-12-10 10:00:00", "input": {"resource": resource}}
+    req = request("7001", h, "2026-12-10 10:00:00", 1, {"resource": resource})
     first, second = ex.oracle.submit(certno, req), ex.oracle.submit(certno, req)
     assert first == second and first["infcode"] == 0
     assert len(ex.oracle.ehr.record(certno).docs) == 1
@@ -922,9 +916,7 @@ def test_a_redelivered_publish_registers_its_document_again_after_a_crash_lost_i
     resource = orjson.loads((FHIR_DATA / "hl7-r4" / "Patient-example.json").read_bytes())
     resource["identifier"] = [{"system": CERTNO_SYSTEM, "value": certno},
                               {"system": "urn:oid:1.2.156.112606", "value": "MRN-1"}]
-    req = {"infno": "7001", "msgid": make_msgid(h.fixmedins_code, "2026-12-10 10:00:00", 1),
-           "mdtrtarea_admvs": h.admdvs, "insuplc_admdvs": "", "fixmedins_code": h.fixmedins_code,
-           "inf_time": "2026-12-10 10:00:00", "input": {"resource": resource}}
+    req = request("7001", h, "2026-12-10 10:00:00", 1, {"resource": resource})
     gateway, index = ProvincialGateway(), NationalIndex()
     steps, kept = gateway.handle(certno, req, {}, RecordsRow())
     assert kept is not None
@@ -1129,9 +1121,7 @@ def _checked(certno: str, infno: str, province: str, seq: int,
     """A request as the treatment side hands it to the provincial platform."""
     h = hospital_in(province)
     inf_time = f"2026-12-10 10:0{seq}:00"
-    req = {"infno": infno, "msgid": make_msgid(h.fixmedins_code, inf_time, seq),
-           "mdtrtarea_admvs": h.admdvs, "insuplc_admdvs": "",
-           "fixmedins_code": h.fixmedins_code, "inf_time": inf_time, "input": inp}
+    req = request(infno, h, inf_time, seq, inp)
     forward, _ = TreatmentPlatform(WORLD.ref).handle_request(certno, encode(req), None)
     assert isinstance(forward, Forward) and forward.to == "ehr", forward
     return forward.req
