@@ -9,12 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from messages.identity import CERTNO_SYSTEM  # noqa: F401  (re-exported)
+from messages.transactions import LOINC_SYSTEM as LOINC  # noqa: F401  (re-exported: a 7002 type names it)
 
 PSN_NO_SYSTEM = "urn:huimin:psn_no"  # the insured platform's person number
 FIXMEDINS_SYSTEM = "urn:huimin:fixmedins_code"  # designated institution code
 PROVINCE_SYSTEM = "urn:huimin:admdvs"  # GB/T 2260 division code
 ICD10 = "http://hl7.org/fhir/sid/icd-10"
-LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
 ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
 AUDIT_TYPE = "http://terminology.hl7.org/CodeSystem/audit-event-type"
