@@ -102,7 +102,7 @@ class RatePoint:
     #: counted apart, not also as unexpected answers
     late_answers: int = 0
     #: how late the hospitals took up visits after their scheduled arrival (ms): p99, to the
-    #: bucket (simulators/hospital.py, StartLag), and the maximum
+    #: bucket (simulators/visit_run.py, StartLag), and the maximum
     start_lag_ms: dict[str, float] = field(default_factory=dict)
     #: with `--profile`: each component's py-spy summary (benchmarks/profiles.py)
     profile: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -160,7 +160,7 @@ class RateTally:
         """How late the hospitals took the visit up after its scheduled arrival (ns): added to
         its settlements' latency, as the raw ceiling's sender lag is to its messages'. 0 for a
         visit that waited for the same person's visit before it (that wait is the person's,
-        not the load generator's: simulators/hospital.py, start_visit) and for one the
+        not the load generator's: simulators/visit_run.py, VisitRun._start_visit) and for one the
         hospitals did not time."""
         return max(0, int(getattr(session, "start_lag_ms", 0.0) * 1e6))
 

@@ -1,11 +1,7 @@
 """Hospitals that talk to the platform only over Kafka (kafka-python), as HIS clients do:
 `HospitalFleet` signs in, sends, reads the answers and dead letters, and carries out runs of
-visits (simulators/visit_run.py).
-
-Visits arrive open-loop at a fixed rate (independent of answers, so a slow platform shows up
-as latency, not as a politely reduced load). Within a visit each step waits for the answer to
-the previous one. A person is in one place at a time: a visit whose patient is still busy
-waits for the earlier visit to finish, which keeps each person's order equal to the log's.
+visits (simulators/visit_run.py: open loop, a step waiting for the answer to the one before,
+a person at one hospital at a time).
 """
 
 from __future__ import annotations

@@ -1,7 +1,12 @@
-"""A run of visits carried out by the hospitals over their fleet's Kafka connection: visits
-arriving open-loop, each step sent once the previous one is answered, a person at one
-hospital at a time, the bad requests spread among them, the daily reconciliations, time-outs,
-and everything seen, kept or handed to a sink (`VisitRun`; `HospitalFleet.run` starts one)."""
+"""A run of visits carried out by the hospitals over their fleet's Kafka connection
+(`VisitRun`; `HospitalFleet.run` starts one), with the bad requests spread among them, the
+daily reconciliations and time-outs, and everything seen kept or handed to a sink.
+
+Visits arrive open-loop at a fixed rate (independent of answers, so a slow platform shows up
+as latency, not as a politely reduced load). Within a visit each step waits for the answer to
+the previous one. A person is in one place at a time: a visit whose patient is still busy
+waits for the earlier visit to finish, which keeps each person's order equal to the log's.
+"""
 
 from __future__ import annotations
 

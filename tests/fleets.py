@@ -1,5 +1,6 @@
-"""The hospitals' loop (simulators/hospital.py, `HospitalFleet`) in process, without Kafka:
-what stands for the broker is the test's to say. Real end-to-end runs: tests/test_e2e_*.py."""
+"""The hospitals' loop (`HospitalFleet` and its runs, simulators/visit_run.py) in process,
+without Kafka: what stands for the broker is the test's to say. Real end-to-end runs:
+tests/test_e2e_*.py."""
 
 from __future__ import annotations
 

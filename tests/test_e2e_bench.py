@@ -92,7 +92,7 @@ def test_bench_writes_json_report_and_plot_for_huimin_and_the_raw_ceiling(tmp_pa
         # can be all of their main thread's trunk, which the summary leaves out)
         profiles = out / "rate-0" / "profiles"
         assert list(profiles.glob("workers-*.txt"))
-        assert "HospitalFleet.run" in "".join(
+        assert "VisitRun.carry_out" in "".join(
             p.read_text() for p in profiles.glob("hospitals-*.txt"))
         assert "## Where the time goes (py-spy" in report
     else:
