@@ -39,6 +39,7 @@ from messages.identity import CERTNO_SYSTEM, is_valid_certno
 from records.audit import SUCCESS, audit_event
 from records.codes import PSN_NO_SYSTEM
 from records.exchange import IndexRow, RecordsRow, document_bytes
+from records.pix import NamesSeveralPersons, identifiers_elsewhere, person_named, province_meant
 from records.validation import operation_outcome
 from settlement.reference import ReferenceData
 from streams.partitioner import key_partition
@@ -273,57 +274,32 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
         system, value = _split(request.query.get("sourceIdentifier", ""))
         if not system or not value:
             return problem(web, 400, "required", "sourceIdentifier=<system>|<value> is required")
-        # a certno not valid is looked for like any other identifier (and not found)
-        certno = value if system == CERTNO_SYSTEM and is_valid_certno(value) else None
-        if certno is None and system.startswith(f"{PSN_NO_SYSTEM}:"):  # the insurance number
-            # settlements show: the register, read through (an operator's rare lookup)
-            certno = next((c for c, e in ref.enrollments.items() if e.psn_no == value
-                           and system == f"{PSN_NO_SYSTEM}:{e.province}"), None)
-        row = None
-        for k, v in index.items() if certno is None else ():
-            candidate = IndexRow.from_dict(orjson.loads(v))
-            if {"system": system, "value": value} in candidate.identifiers:
-                if row is not None:  # published for two persons: neither is the answer
-                    return problem(web, 409, "multiple-matches", "sourceIdentifier Patient "
-                                   "Identifier was published for more than one person: "
-                                   "look them up by citizen ID")
-                certno, row = k.decode(), candidate
-        if certno is not None and row is None:
-            cur = index.get(certno.encode())
-            row = IndexRow.from_dict(orjson.loads(cur)) if cur else None
+        try:
+            certno, row = person_named(
+                system, value, ref,
+                lambda: ((k.decode(), IndexRow.from_dict(orjson.loads(v)))
+                         for k, v in index.items()),
+                lambda c: IndexRow.from_dict(orjson.loads(cur))
+                if (cur := index.get(c.encode())) else None)
+        except NamesSeveralPersons:
+            return problem(web, 409, "multiple-matches", "sourceIdentifier Patient Identifier "
+                           "was published for more than one person: look them up by "
+                           "citizen ID")
         if certno is not None and (no := elsewhere(web, certno.encode())) is not None:
             return no
         enrollment = ref.enrollments.get(certno) if certno else None
-        if row is None and enrollment is None:
-            if (province := _province_meant(system)) is not None:
+        if certno is None or (row is None and enrollment is None):
+            if (province := province_meant(system, ref.provinces)) is not None:
                 return not_found(web, "sourceIdentifier Patient Identifier not found: an "
                                  "insurance number's system names the province "
                                  f"({PSN_NO_SYSTEM}:{province}), not the city")
             return not_found(web, "sourceIdentifier Patient Identifier not found")
-        targets = [{"system": CERTNO_SYSTEM, "value": certno}]
-        if enrollment is not None:
-            targets.append({"system": f"{PSN_NO_SYSTEM}:{enrollment.province}",
-                            "value": enrollment.psn_no})
-        targets += row.identifiers if row else []
-        # ITI-83: only the identifiers of the domains asked for, if any are named
         wanted = {s for given in request.query.getall("targetSystem", [])
                   for s in given.split(",") if s}
         await audit(certno.encode(), "operator-search", home_of(certno.encode()))
         return fhir(web, {"resourceType": "Parameters", "parameter": [
-            {"name": "targetIdentifier", "valueIdentifier": t} for t in targets
-            if (t["system"], t["value"]) != (system, value)
-            and (not wanted or t["system"] in wanted)]})
-
-    def _province_meant(system: str) -> str | None:
-        """The province an insurance number's system names a city of (as settlements show
-        the insured place), by its shape alone, or None: whether anyone has that number is
-        not told (the 404 is not audited)."""
-        place = system.removeprefix(f"{PSN_NO_SYSTEM}:")
-        if place == system or not place.isdigit() or len(place) != 6 or \
-                place.endswith("0000"):
-            return None
-        province = f"{place[:2]}0000"
-        return province if province in ref.provinces else None
+            {"name": "targetIdentifier", "valueIdentifier": t}
+            for t in identifiers_elsewhere(certno, enrollment, row, (system, value), wanted)]})
 
     @app.page("/fhir/metadata", base=ReadOnlyView)
     async def metadata(web: Any, request: Any) -> Any:
