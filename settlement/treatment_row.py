@@ -121,17 +121,18 @@ class TreatmentRow:
         the crash kept its offset from being committed).
 
         Two limits, so that nothing is held for ever (`now_ms`: the wall clock; 0 checks
-        neither): a pending answer that holds back the first held request is given up once
-        both have waited HOLD_LIMIT_MS (its role failed on it, say); and a request put back
+        neither): a pending answer that holds back the first held request (or that the first
+        is a copy of) is given up once both have waited HOLD_LIMIT_MS (its role failed on
+        it, say), and that request is decided anew when it comes back; and a request put back
         MAX_PUT_BACKS times without being taken (its copy's role failed each time) leaves
         the queue, returned with `"given_up": True` and its error `"answer"`, kept in the row
         for a duplicate."""
         if now_ms and self.held:
             head = self.held[0]
             for msgid, (visit, since) in list(self.pending.items()):
-                if _holds(visit, head["mdtrt_ids"]) and \
-                        _sent_before(msgid, head["msgid"]) and \
-                        now_ms - max(since, head["since_ms"]) > HOLD_LIMIT_MS:
+                holds_head = msgid == head["msgid"] or (
+                    _holds(visit, head["mdtrt_ids"]) and _sent_before(msgid, head["msgid"]))
+                if holds_head and now_ms - max(since, head["since_ms"]) > HOLD_LIMIT_MS:
                     del self.pending[msgid]
         out = []
         for held in list(self.held):

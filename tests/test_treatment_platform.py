@@ -853,6 +853,54 @@ def test_a_copy_of_a_pending_settlement_the_visit_now_refuses_waits_for_the_answ
     assert desk.rows[EMP_CERTNO].held == [] and desk.rows[EMP_CERTNO].pending == {}
 
 
+def test_a_held_copy_of_a_settlement_whose_answer_never_comes_is_decided_anew_after_the_limit(
+) -> None:
+    """The copy of the test above, with the settlement's answer never read (its role failed
+    on it, say): once forward and hold are HOLD_LIMIT_MS old, the pending answer is given
+    up, the copy is decided anew as the visit stands, and the person's next request, held
+    behind it, goes ahead. Before 12-06 the copy and everything behind it waited for ever."""
+    desk, e = Desk(), EMP
+    day0, last = "2026-03-01 09:00:00", "2026-03-08 23:59:00"
+    mdtrt_id = desk.answer(EMP_CERTNO, request("2201", HOSP_BJ, day0, 1,
+                                               register_input(e, day0), e.insuplc_admdvs)
+                           )["output"]["data"]["mdtrt_id"]
+    desk.answer(EMP_CERTNO, request("2204", HOSP_BJ, day0, 2,
+                                    fee_input(e, mdtrt_id, day0, [("0001", "DA", 1, 100)]),
+                                    e.insuplc_admdvs))
+    t = 1_000_000  # ms
+    settle_req = request("2207", HOSP_BJ, last, 3, settle_input(e, mdtrt_id, 100),
+                         e.insuplc_admdvs)
+    settle, row = desk.platform.handle_request(EMP_CERTNO, encode(settle_req),
+                                               desk.rows[EMP_CERTNO], now_ms=t)
+    assert isinstance(settle, Forward) and row is not None
+    next_day = "2026-03-09 00:01:00"
+    registered = desk.platform.handle_request(EMP_CERTNO, encode(request(
+        "2201", HOSP_BJ, next_day, 4, register_input(e, next_day, 2), e.insuplc_admdvs)),
+        row, now_ms=t + 5)
+    assert isinstance(registered[0], Reply) and registered[1] is not None
+    row = registered[1]
+    new_visit = registered[0].answer["output"]["data"]["mdtrt_id"]
+    row.visits[mdtrt_id]["fees"].clear()  # as if the visit had moved on
+    copy, row = desk.platform.handle_request(EMP_CERTNO, encode(settle_req), row,
+                                             now_ms=t + 10)
+    assert isinstance(copy, Held) and row is not None
+    fee = request("2204", HOSP_BJ, next_day, 5,
+                  fee_input(e, new_visit, next_day, [("0001", "DA", 1, 100)]), e.insuplc_admdvs)
+    behind, row = desk.platform.handle_request(EMP_CERTNO, encode(fee), row, now_ms=t + 20)
+    assert isinstance(behind, Held) and row is not None
+
+    assert row.due(t + 10 + HOLD_LIMIT_MS) == []  # counted from the later: the copy's hold
+    desk.rows[EMP_CERTNO] = stored(row)
+    released = desk.rows[EMP_CERTNO].due(t + 11 + HOLD_LIMIT_MS)
+    assert [h["msgid"] for h in released] == [settle_req["msgid"], fee["msgid"]]
+    assert desk.rows[EMP_CERTNO].pending == {}
+    decided, went_ahead = [desk.send_raw(EMP_CERTNO, h["value"].encode()) for h in released]
+    failed(decided, ErrorCode.NO_FEES)
+    assert isinstance(went_ahead, Reply) and went_ahead.answer["infcode"] == 0
+    assert desk.rows[EMP_CERTNO].held == []
+    assert list(desk.rows[EMP_CERTNO].visits[new_visit]["fees"]) == ["0001"]
+
+
 def test_a_request_to_the_insured_place_waits_for_a_pending_settlement_of_another_visit() -> None:
     """The same person at a Shanghai hospital (cross-province: by the national platform) and
     a Beijing one (local: straight to the insured place). The second settlement, taken
