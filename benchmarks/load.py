@@ -52,10 +52,17 @@ from huimin.version import huimin_commit
 from messages.codes import SETTLEMENTS, TIMED_OUT, ErrorCode
 from messages.trace import hop_durations_ms
 from messages.visitlog import TIME_FORMAT, Visit, VisitSession, parse_step
-from simulators.hospital import HospitalFleet
+from simulators.hospital import SIGN_IN_TIMEOUT_S, HospitalFleet
 from simulators.visit_run import Exchange, HospitalRunResult, OnProgress
 from simulators.visits import VisitSpec, generate_visits
-from simulators.world import MAX_PERSONS, World, WorldSpec, build_world, world_tag
+from simulators.world import (
+    MAX_PERSONS,
+    World,
+    WorldSpec,
+    build_world,
+    world_tag,
+    worlds_build_s,
+)
 from streams.broker import BOOTSTRAP_ENV, broker
 from streams.config import LINGER_MS, fetch_wait_for
 from streams.kafka_broker import KAFKA_VERSION
@@ -669,6 +676,8 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
             try:
                 on_stage("waiting for the platform")
                 fleet.sign_in(world.ref.hospitals.values(), "2026-12-01 00:00:00",
+                              timeout_s=SIGN_IN_TIMEOUT_S + worlds_build_s(
+                                  world.spec.persons, workers, os.cpu_count() or 1),
                               world=world_tag(world.spec))
                 p.wait_until_serving()
                 pids = {"broker": broker_pids(bootstrap, broker_kind),

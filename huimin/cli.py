@@ -31,6 +31,7 @@ from huimin.cli_options import (
     check_broker_kind,
     check_cluster_address,
     check_reachable,
+    check_world_fits,
     checked_store,
     fault_plan,
     security_settings,
@@ -141,6 +142,8 @@ def run(
         _warn_if_redelivery_outlives_window(days, visits / rate, "fewer --days or a lower --rate")
     check_broker_kind(broker)
     world = world_of_options(seed, persons, policy)
+    check_world_fits(persons, 1 + workers + plan.join_worker,
+                     f"this run and its {workers + plan.join_worker} worker(s)")
     check_cluster_address(None)
     serve_metrics(metrics_port)
     out = out or default_out_dir()  # named if a Ctrl-C stops the run
@@ -282,6 +285,7 @@ def generate(
                            "in place")
     check_output(expected, "--expected", visit_log=output)
     world_spec = world_of_options(seed, persons, policy)
+    check_world_fits(persons, 1, "this process")
     visit_spec = VisitSpec(visits=visits, cross_share=cross_share, days=days)
     expected = expected or expected_path_for(output)
     try:
@@ -340,10 +344,12 @@ def world(
     """
     if out.exists() and not out.is_dir():
         raise refusal_exit(f"{out} is a file, not a folder")
+    spec = world_of_options(seed, persons, policy)
+    check_world_fits(persons, 1, "this process")
     with progress_display() as progress:
         stage, _ = reporters(progress, 1)
         stage("building the world")
-        built = build_world(world_of_options(seed, persons, policy))
+        built = build_world(spec)
         stage("writing it")
         counts = write_world(built, out)
     console.print(", ".join(f"{n:,} rows in {name}" for name, n in counts.items())

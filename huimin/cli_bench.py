@@ -20,6 +20,7 @@ from huimin.cli_options import (
     check_broker_kind,
     check_cluster_address,
     check_reachable,
+    check_world_fits,
     checked_store,
 )
 from huimin.cli_progress import progress_display, reporters
@@ -131,6 +132,7 @@ def bench(
     if persons is None:
         persons = bench_persons(max([*offered, find_capacity_max] if find_capacity
                                     else offered))
+    check_world_fits(persons, 1 + workers, f"the bench and its {workers} worker(s)")
     if out.exists() and not out.is_dir():
         raise refusal_exit(f"--out {out} is a file: give a folder for bench.json, bench.md and "
                        "bench.png")

@@ -24,6 +24,7 @@ from huimin.cli_options import (
     bootstrap_servers,
     check_broker_kind,
     check_web_address,
+    check_world_fits,
     checked_store,
     security_settings,
     world_of_options,
@@ -201,6 +202,7 @@ def worker(
     Start more to scale out. The topics must exist (`huimin topics`)."""
     store_url = STORES[checked_store(store)]
     world = world_of_options(seed, persons, policy)
+    check_world_fits(persons, 1, "this worker")
     check_web_address(web_host, web_port)
     security = security_settings(security_protocol, sasl_mechanism, sasl_username, ssl_cafile)
     where = bootstrap_servers(bootstrap)

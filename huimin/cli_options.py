@@ -11,13 +11,19 @@ from typing import Annotated
 import typer
 from prometheus_client import start_http_server
 
-from huimin.cli_app import refusal_exit
+from huimin.cli_app import errors, refusal_exit
 from huimin.policy_file import read_policy_file
 from settlement.parameters import ParameterError
 from simulators.faults import FaultPlan, FaultPlanError
 from simulators.hospital_metrics import HOSPITAL_REGISTRY
 from simulators.visits import MAX_VISITS
-from simulators.world import MAX_PERSONS, SEED_BOUND, WorldSpec
+from simulators.world import (
+    MAX_PERSONS,
+    SEED_BOUND,
+    WORLD_BUILD_S_PER_MILLION,
+    WORLD_MIB_PER_MILLION,
+    WorldSpec,
+)
 from streams.broker import BOOTSTRAP_ENV, BROKER_KINDS, bootstrap_problem, unreachable
 from streams.config import STORES
 from streams.security import PASSWORD_ENV, ClusterSecurity
@@ -46,6 +52,39 @@ def world_of_options(seed: int, persons: int, policy: Path | None) -> WorldSpec:
         return WorldSpec(seed=seed, persons=persons, parameters=read_policy_file(policy))
     except ParameterError as exc:
         raise refusal_exit(exc) from None
+
+
+#: From this many persons a command says what building the world will cost first.
+LARGE_WORLD = 1_000_000
+
+
+def available_mib() -> int | None:
+    """Memory this machine has available for new work (Linux), or None where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) // 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_world_fits(persons: int, processes: int, who: str, option: str = "--persons"
+                     ) -> None:
+    """Refuse a world whose copies alone (one in each of `processes`, described by `who`)
+    would take more memory than the machine has available, rather than let them be killed
+    minutes into building it; say what a large one costs before it is built."""
+    if persons < LARGE_WORLD:
+        return
+    each_mib = persons * WORLD_MIB_PER_MILLION // 1_000_000
+    build_s = persons * WORLD_BUILD_S_PER_MILLION // 1_000_000
+    cost = (f"a world of {persons:,} persons takes ~{each_mib:,} MiB and ~{build_s:,} s to "
+            f"build in each of {who}")
+    free = available_mib()
+    if free is not None and each_mib * processes > free:
+        raise refusal_exit(f"{cost}: ~{each_mib * processes:,} MiB in all, more than the "
+                           f"{free:,} MiB this machine has available; give fewer {option}")
+    errors.print(f"note: {cost}", markup=False, highlight=False)
 
 
 Store = Annotated[str, typer.Option(

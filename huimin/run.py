@@ -52,12 +52,19 @@ from settlement.ledger import events_from_answers
 from settlement.oracle import Oracle
 from simulators.bad_messages import KINDS, BadMessage, generate_bad_messages
 from simulators.faults import FaultPlan
-from simulators.hospital import HospitalFleet
+from simulators.hospital import SIGN_IN_TIMEOUT_S, HospitalFleet
 from simulators.interrupt import GentleInterrupt
 from simulators.reconciliation import closing_requests
 from simulators.visit_run import HospitalRunResult, OnProgress
 from simulators.visits import VisitSpec, generate_visits
-from simulators.world import World, WorldSpec, build_world, clearing_policy, world_tag
+from simulators.world import (
+    World,
+    WorldSpec,
+    build_world,
+    clearing_policy,
+    world_tag,
+    worlds_build_s,
+)
 from streams.broker import BOOTSTRAP_ENV, broker, unreachable
 from streams.config import fetch_wait_for
 from streams.dead_letters import TopicMissing
@@ -207,8 +214,11 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
         setup_s = time.monotonic() - started
         on_stage("waiting for the platform to answer the hospitals' sign-in and for every "
                  "worker to join")
+        building_s = 0.0 if ours is None else worlds_build_s(  # the workers we started
+            world.spec.persons, len(ours.workers), os.cpu_count() or 1)
         sign_in_s = fleet.sign_in(world.ref.hospitals.values(),
                                   visits[0].begntime if visits else "2026-01-01 00:00:00",
+                                  timeout_s=SIGN_IN_TIMEOUT_S + building_s,
                                   world=world_tag(world.spec))
         if ours is not None:
             sign_in_s += ours.wait_until_serving()

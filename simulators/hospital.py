@@ -179,6 +179,10 @@ class DeadLetterRecord:
 #: Seconds the sign-in waits for the other workers once one of another world than the visits'
 #: has answered: long enough for every worker's first answers, short of the whole time-out.
 WORLDS_GRACE_S = 5.0
+#: How long the hospitals wait for a platform already running to answer their sign-in; one
+#: started with them is given the time its workers take to build their world besides
+#: (`simulators.world.worlds_build_s`).
+SIGN_IN_TIMEOUT_S = 120.0
 
 
 class HospitalFleet:
@@ -303,7 +307,7 @@ class HospitalFleet:
         return out
 
     def sign_in(self, hospitals: Iterable[Hospital], inf_time: str,
-                timeout_s: float = 120.0, world: str | None = None) -> float:
+                timeout_s: float = SIGN_IN_TIMEOUT_S, world: str | None = None) -> float:
         """9001 for every hospital; returns seconds until all were answered (the platform is
         up). Raises PlatformSilent if the platform does not answer, and
         PlatformOfAnotherWorld if an answer names a world other than `world`

@@ -41,6 +41,19 @@ from simulators.regions import PROVINCES, city_codes
 #: The largest world: ten million insured persons (a million take ~440 MiB in each process
 #: that builds the world: docs/performance.md, Memory).
 MAX_PERSONS = 10_000_000
+#: What a million persons of the world take in each process that builds it: resident memory
+#: (MiB) and seconds to build, on the 2-core machine of docs/performance.md (409–440 MiB,
+#: 13.5–14.4 s). For telling a user what a large world will cost before it is built.
+WORLD_MIB_PER_MILLION = 440
+WORLD_BUILD_S_PER_MILLION = 14
+
+
+def worlds_build_s(persons: int, processes: int, cores: int) -> float:
+    """How long to allow `processes` starting at once on `cores` to build a world of
+    `persons` each: twice the estimate, for this machine's slow hours. A platform's workers
+    answer nothing until theirs is built (10 million persons: ~2.5 min each)."""
+    rounds = math.ceil(processes / max(1, cores))
+    return 2.0 * persons * WORLD_BUILD_S_PER_MILLION / 1_000_000 * rounds
 #: Seeds are stored in JSON as 64-bit integers.
 SEED_BOUND = 2**63
 

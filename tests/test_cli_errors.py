@@ -18,10 +18,11 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
-from huimin import cli, cli_cluster
+from huimin import cli, cli_cluster, cli_options
 from huimin.cli_app import error_message
 from huimin.logfiles import LogFormatError, read_visit_log
 from simulators.hospital import PlatformSilent
+from simulators.world import worlds_build_s
 from streams.broker import BOOTSTRAP_ENV
 from streams.topics import TopicsRefused
 
@@ -836,3 +837,47 @@ def test_a_broker_kind_huimin_cannot_start_is_refused_before_anything_starts(
     monkeypatch.setattr(cli_cluster, "EmbeddedBroker", unreachable)
     monkeypatch.setattr("benchmarks.load.run_bench", unreachable)
     refused(huimin(*command), f"Invalid value for {command[1]}: one of tansu, kafka")
+
+
+@pytest.mark.parametrize("command", [
+    ["world", "--out", "{tmp}/w"],
+    ["generate", "-o", "{tmp}/v.jsonl"],
+    ["run", "--workers", "2", "--out", "{tmp}/r"],
+    ["bench", "--rates", "5", "--duration", "3", "--warmup", "1", "--out", "{tmp}/b"],
+    ["worker", "--bootstrap", "127.0.0.1:9"],
+])
+def test_a_world_too_large_for_the_machines_memory_is_refused_before_it_is_built(
+        command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ten million persons take ~4.4 GiB in every process that builds the world: a command
+    whose copies would not fit says so at once (exit 2), rather than be killed minutes into
+    building them, and names how many processes build it."""
+    monkeypatch.setattr(cli_options, "available_mib", lambda: 4_000)
+    args = [a.format(tmp=tmp_path) for a in command]
+    line = refused(huimin(*args, "--persons", "10000000"), "more than the 4,000 MiB")
+    assert "a world of 10,000,000 persons takes ~4,400 MiB" in line
+    assert "give fewer --persons" in line
+    processes = {"run": "this run and its 2 worker(s)", "bench": "the bench and its 1 worker(s)"}
+    assert processes.get(command[0], "") in line
+    assert not (tmp_path / "w").exists() and not (tmp_path / "v.jsonl").exists()
+
+
+def test_a_large_world_that_fits_is_announced_with_what_it_costs(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """From a million persons a command says, before building, what each copy of the world
+    takes; below that it says nothing; unknown free memory refuses nothing."""
+    monkeypatch.setattr(cli_options, "available_mib", lambda: None)
+    cli_options.check_world_fits(999_999, 9, "these")
+    assert capsys.readouterr().err == ""
+    cli_options.check_world_fits(2_000_000, 9, "the bench and its 8 worker(s)")
+    assert capsys.readouterr().err.strip() == (
+        "note: a world of 2,000,000 persons takes ~880 MiB and ~28 s to build in each of the "
+        "bench and its 8 worker(s)")
+
+
+def test_a_platform_started_with_the_hospitals_is_given_the_time_its_workers_build_for() -> None:
+    """The hospitals' sign-in waits for workers that answer nothing until their world is
+    built: twice the estimate, in rounds of as many workers as there are cores."""
+    assert worlds_build_s(10_000_000, 1, 2) == 280.0
+    assert worlds_build_s(10_000_000, 2, 2) == 280.0
+    assert worlds_build_s(10_000_000, 3, 2) == 560.0
+    assert worlds_build_s(1_000_000, 4, 1) == 4 * 28.0
