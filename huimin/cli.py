@@ -201,12 +201,15 @@ def reproduce_command(values: Mapping[str, Any],
     """The shell command that runs `huimin run` again with the options `values` (by parameter
     name, as the command's context holds them; missing ones: the defaults): those of
     REPRODUCE_ALWAYS, and every other that differs from its default. Prefixed with
-    KAFKA_BOOTSTRAP_SERVERS=… when the run used the cluster that variable names."""
+    KAFKA_BOOTSTRAP_SERVERS=… when the run used the cluster that variable names (then without
+    `--broker`, which names a broker to start and is not used)."""
     command = typer.main.get_command(app)
     assert isinstance(command, typer.core.TyperGroup)
+    external = environ.get(BOOTSTRAP_ENV)
+    never = (*REPRODUCE_NEVER, "broker") if external else REPRODUCE_NEVER
     words = ["huimin", "run"]
     for param in command.commands["run"].params:
-        if not isinstance(param, typer.core.TyperOption) or param.name in REPRODUCE_NEVER:
+        if not isinstance(param, typer.core.TyperOption) or param.name in never:
             continue
         value = values.get(param.name or "", param.default)
         if param.name == "faults":
@@ -218,7 +221,6 @@ def reproduce_command(values: Mapping[str, Any],
             words.append(long if value else max(param.secondary_opts, key=len))
         else:
             words += [long, shlex.quote(str(value))]
-    external = environ.get(BOOTSTRAP_ENV)
     return " ".join(words) if not external else \
         f"{BOOTSTRAP_ENV}={shlex.quote(external)} " + " ".join(words)
 

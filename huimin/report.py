@@ -132,7 +132,7 @@ def summarise(report: RunReport) -> dict[str, Any]:
         "oracle": {"settlements_expected": cmp.settlements_expected,
                    "settlements_equal": cmp.settlements_equal,
                    "answers_compared": cmp.answers_compared, "answers_equal": cmp.answers_equal,
-                   "mismatches": cmp.mismatches},
+                   "timed_out_visits": cmp.timed_out, "mismatches": cmp.mismatches},
         "clearing": {"months": report.clearing_months, "equal_to_oracle": report.clearing_ok},
         "reconciliation": {"sent": report.reconciliation.sent,
                            "balanced": report.reconciliation.balanced,
@@ -393,7 +393,7 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
                 if acc.get("foreign_dead_letters") else "",
                 "" if clr["equal_to_oracle"] else "clearing statements differ (clearing.json)"]
     if day["posted"] != day["expected_posted"]:
-        problems.append(f"{day['posted']} settlements posted from 3202, "
+        problems.append(f"{counted(day['posted'], 'settlement')} posted from 3202, "
                         f"{day['expected_posted']} expected")
     for line in [p for p in problems if p] + o["mismatches"][:10] + bad["problems"][:10] + \
             rec["problems"][:10] + day["unbalanced"][:10]:

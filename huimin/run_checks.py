@@ -8,8 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from huimin.verify import answer_diff
-from messages.codes import ErrorCode, Infno
+from huimin.verify import answer_diff, compare_visit
+from messages.codes import TIMED_OUT, ErrorCode, Infno
 from messages.platform import hospital_context
 from messages.topics import HOSP_REQUESTS
 from messages.visitlog import VisitSession
@@ -34,11 +34,40 @@ class Comparison:
     answers_compared: int = 0
     answers_equal: int = 0
     redelivered: int = 0  # identical extra answers after a rebalance or a restart
+    timed_out: int = 0  # visits the hospital gave up waiting on (TIMEOUT)
     mismatches: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return self.answers_equal == self.answers_compared and not self.mismatches
+
+
+def compare(streamed: list[VisitSession], expected: list[VisitSession],
+            redelivery: bool = False) -> Comparison:
+    """Every answer the oracle gives, to every request of every visit, must have come back
+    from the platform identical (and as often: a duplicate request gets its answer twice),
+    counted and said as `huimin verify` does (`compare_visit`). With `redelivery` (a worker
+    was killed: at-least-once delivery replays what it had not committed) an answer may come
+    back more often than asked, but always identical."""
+    cmp = Comparison(visits=len(expected))
+    for got, want in zip(streamed, expected, strict=True):
+        if want.settlement is not None:
+            cmp.settlements_expected += 1
+            if got.settlement == want.settlement:
+                cmp.settlements_equal += 1
+        gave_up = got.failed is not None and got.failed.get("err_code") == TIMED_OUT
+        seen = compare_visit(
+            got.visit.visit_no, dict(want.sent),
+            {msgid: got.answers.get(msgid, []) for msgid, _ in got.sent},
+            {msgid: want.answers.get(msgid, []) for msgid, _ in want.sent},
+            got.failed["inf_refmsgid"] if gave_up and got.failed else None,
+            redelivery=redelivery)
+        cmp.answers_compared += seen.compared
+        cmp.answers_equal += seen.equal
+        cmp.redelivered += seen.redelivered
+        cmp.timed_out += seen.timed_out
+        cmp.mismatches += seen.lines[:max(0, 20 - len(cmp.mismatches))]
+    return cmp
 
 
 def distinct(answers: list[dict]) -> list[dict]:
@@ -47,34 +76,6 @@ def distinct(answers: list[dict]) -> list[dict]:
         if a not in out:
             out.append(a)
     return out
-
-
-def compare(streamed: list[VisitSession], expected: list[VisitSession],
-            redelivery: bool = False) -> Comparison:
-    """Every answer the oracle gives, to every request of every visit, must have come back
-    from the platform identical (and as often: a duplicate request gets its answer twice).
-    With `redelivery` (a worker was killed: at-least-once delivery replays what it had not
-    committed) an answer may come back more often than asked, but always identical."""
-    cmp = Comparison(visits=len(expected))
-    for got, want in zip(streamed, expected, strict=True):
-        if want.settlement is not None:
-            cmp.settlements_expected += 1
-            if got.settlement == want.settlement:
-                cmp.settlements_equal += 1
-        for msgid, infno in want.sent:
-            want_answers = want.answers.get(msgid, [])
-            got_answers = got.answers.get(msgid, [])
-            cmp.answers_compared += len(want_answers)
-            if redelivery and len(got_answers) > len(want_answers):
-                cmp.redelivered += len(got_answers) - len(want_answers)
-                if distinct(got_answers) == distinct(want_answers):
-                    got_answers = want_answers
-            if got_answers == want_answers:
-                cmp.answers_equal += len(want_answers)
-            elif len(cmp.mismatches) < 20:
-                cmp.mismatches.append(f"visit {got.visit.visit_no} {infno}: "
-                                      f"{answer_diff(got_answers, want_answers)}")
-    return cmp
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -250,18 +250,68 @@ def gave_up_on(got: dict[str, Any], want: dict[str, Any]) -> str | None:
                 None)
 
 
-def timed_out_line(visit: Visit, infno: str, waited: str, unsent: int) -> str:
+def timed_out_line(visit_no: int, infno: str, waited: str, unsent: int) -> str:
     """A visit the hospital gave up on, said as such: compared one by one, each request from
     the one waited on read "0 answers, expected 1", as if the platform had lost them (an
     operator's review of 12-06), where those after it were never sent."""
     later = (f"; its {unsent} later {'request was' if unsent == 1 else 'requests were'} not "
              "sent") if unsent else ""
-    return (f"visit {visit.visit_no} {infno} {waited}: timed out, no answer within the "
+    return (f"visit {visit_no} {infno} {waited}: timed out, no answer within the "
             f"hospital's --answer-timeout (`huimin trail {waited}` shows where it went){later}")
 
 
 def _refused_as_replay(answers: list[dict[str, Any]]) -> bool:
     return any(a.get("err_code") == ErrorCode.STALE.value for a in answers)
+
+
+@dataclass
+class VisitAnswers:
+    """One visit's answers against the oracle's, as `verify` and `huimin run` both count and
+    say them (before 12-06 each had its own: a run listed a timed-out visit's every later
+    request as "0 answers, expected 1" and counted the answer that came too late as equal)."""
+
+    compared: int = 0
+    equal: int = 0
+    redelivered: int = 0
+    refused_as_replays: int = 0
+    timed_out: bool = False
+    lines: list[str] = field(default_factory=list)
+
+
+def compare_visit(visit_no: int, infnos: Mapping[str, str], got: Mapping[str, list[Any]],
+                  want: Mapping[str, list[Any]], waited: str | None, partial: bool = False,
+                  redelivery: bool = True) -> VisitAnswers:
+    """`got`: the answers received to each request sent (one never sent has no key); `want`:
+    the oracle's to each; `waited`: the request the hospital gave up waiting on, whose answer
+    (too late if it came) and later requests (never sent) are counted as not equal and said
+    in one line; `partial`: a replay stopped while the visit was under way (a request not
+    answered yet is left out); `redelivery`: identical extra answers are at-least-once
+    delivery, counted apart, not failed."""
+    out = VisitAnswers()
+    unsent = 0  # with `waited`: the requests after it, never sent
+    for msgid, want_answers in want.items():
+        got_answers = got.get(msgid, [])
+        if partial and not got_answers:  # not received before the replay stopped
+            continue
+        out.compared += len(want_answers)
+        if waited and (msgid == waited or msgid not in got):  # one line for all, below
+            unsent += msgid != waited
+            continue
+        if redelivery and want_answers and len(got_answers) > len(want_answers) and \
+                all(a == want_answers[0] for a in got_answers):
+            out.redelivered += len(got_answers) - len(want_answers)
+            got_answers = want_answers
+        if got_answers == want_answers:
+            out.equal += len(want_answers)
+            continue
+        if _refused_as_replay(got_answers) and not _refused_as_replay(want_answers):
+            out.refused_as_replays += 1
+        out.lines.append(f"visit {visit_no} {infnos.get(msgid, '?')} {msgid}: "
+                         f"{answer_diff(got_answers, want_answers)}")
+    if waited:
+        out.timed_out = True
+        out.lines.append(timed_out_line(visit_no, infnos.get(waited, "?"), waited, unsent))
+    return out
 
 
 def verify(visits: Iterator[Visit], expected: Iterator[dict[str, Any]],
@@ -310,35 +360,16 @@ def verify(visits: Iterator[Visit], expected: Iterator[dict[str, Any]],
         partial = replayed_only and got.get("under_way") is True
         verdict.under_way += int(partial)
         infnos = _infnos(visit)
-        waited = gave_up_on(got, want)
-        unsent = 0  # with `waited`: the requests after it, never sent
-        for msgid, want_answers in want["answers"].items():
-            got_answers = got["answers"].get(msgid, [])
-            if partial and not got_answers:  # not received before the replay stopped
-                continue
-            if waited and (msgid == waited or msgid not in got["answers"]):
-                verdict.answers_compared += len(want_answers)  # one line for all, below
-                unsent += msgid != waited
-                continue
-            verdict.answers_compared += len(want_answers)
-            if len(got_answers) > len(want_answers) and all(a == want_answers[0]
-                                                            for a in got_answers):
-                verdict.redelivered += len(got_answers) - len(want_answers)
-                got_answers = want_answers
-            if got_answers == want_answers:
-                verdict.answers_equal += len(want_answers)
-                continue
-            if _refused_as_replay(got_answers) and not _refused_as_replay(want_answers):
-                verdict.refused_as_replays += 1
-            if len(verdict.failures[ORACLE_CHECK]) < 20:
-                verdict.failures[ORACLE_CHECK].append(
-                    f"visit {visit.visit_no} {infnos.get(msgid, '?')} {msgid}: "
-                    f"{answer_diff(got_answers, want_answers)}")
-        if waited:
-            verdict.timed_out += 1
-            if len(verdict.failures[ORACLE_CHECK]) < 20:
-                verdict.failures[ORACLE_CHECK].append(
-                    timed_out_line(visit, infnos.get(waited, "?"), waited, unsent))
+        seen = compare_visit(visit.visit_no, infnos, got["answers"], want["answers"],
+                             gave_up_on(got, want), partial)
+        verdict.answers_compared += seen.compared
+        verdict.answers_equal += seen.equal
+        verdict.redelivered += seen.redelivered
+        verdict.refused_as_replays += seen.refused_as_replays
+        verdict.timed_out += seen.timed_out
+        if seen.lines:
+            shown = verdict.failures[ORACLE_CHECK]
+            shown += seen.lines[:max(0, 20 - len(shown))]
         problem = malformed(visit, got["answers"])
         if problem:  # a FAIL; its answers are not read further (the money checks need them whole)
             verdict.failures[ORACLE_CHECK].append(f"visit {visit.visit_no}: {problem}")

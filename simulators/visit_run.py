@@ -333,7 +333,7 @@ class VisitRun:
             if session.done:
                 continue
             if time.monotonic() - self.last_timeout_at > TIMEOUTS_SAID_AFTER_QUIET_S:
-                log.warning("no answer to %s within %.0f s: its visit ended unanswered at "
+                log.warning("no answer to %s within %g s: its visit ended unanswered at "
                             "the counter (later time-outs are counted in %s)", msgid,
                             self.fleet.answer_timeout_s, "huimin_hospital_timeouts_total")
             self.last_timeout_at = time.monotonic()

@@ -69,7 +69,7 @@ class Trail:
             return [f"not followed: {self.problem}"]
         infnos = infnos or {}
         return [f"{msgid}{f' ({infnos[msgid]})' if msgid in infnos else ''}: "
-                + (", ".join(s.where() for s in seen) or "on no topic")
+                + (", ".join(_places(seen)) or "on no topic")
                 + ("" if msgid_shaped(msgid) else
                    " (nor of a msgid's shape: H or J and 29 digits)" if not seen else
                    " (not of a msgid's shape: every record that contains it)")
@@ -89,6 +89,35 @@ class Trail:
                 "group_committed": self.group_committed,
                 "sightings": {m: [s.to_dict() for s in seen]
                               for m, seen in self.sightings.items()}}
+
+
+#: How a Faust table's changelog topic is named: `<app>-<table>-changelog`.
+CHANGELOG_SUFFIX = "-changelog"
+
+
+def _places(seen: list[Sighting]) -> list[str]:
+    """Where each record is, a table changelog's partition said once: the person's row names
+    the msgid in every write of it while it keeps the answer (its 7-day window), ~30 of them
+    for a busy person's settlement, which buried the hops themselves (`--json` lists each)."""
+    rows: dict[tuple[str, int], list[Sighting]] = {}
+    order: list[Sighting | tuple[str, int]] = []
+    for s in seen:
+        if not s.topic.endswith(CHANGELOG_SUFFIX):
+            order.append(s)
+        elif (key := (s.topic, s.partition)) in rows:
+            rows[key].append(s)
+        else:
+            rows[key] = [s]
+            order.append(key)
+    out = []
+    for place in order:
+        if isinstance(place, Sighting):
+            out.append(place.where())
+            continue
+        first, *later = rows[place]
+        out.append(first.where() + (f"…@{later[-1].offset} ({len(later) + 1} writes of the row)"
+                                    if later else ""))
+    return out
 
 
 def follow_trail(bootstrap: str, msgids: Iterable[str], group: str = "huimin",

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
+from huimin.logfiles import read_records, write_records
 from huimin.run_checks import (
     account,
     check_bad_requests,
@@ -14,7 +16,8 @@ from huimin.run_checks import (
     distinct_dead_letters,
     replay_passed,
 )
-from messages.codes import Infno
+from huimin.verify import ORACLE_CHECK, timed_out_line, verify
+from messages.codes import TIMED_OUT, Infno
 from messages.dead_letters import CODE_HEADER, REASON_HEADER, SOURCE_HEADER, describe_dead_letter
 from settlement.oracle import Oracle
 from simulators.bad_messages import generate_bad_messages
@@ -67,11 +70,38 @@ def test_a_missing_or_extra_answer_fails():
     streamed[3].answers[msgid] = []
     cmp = compare(streamed, expected)
     assert not cmp.ok
-    assert any(f"visit 3 {infno}: 0 answers, expected 1" in m for m in cmp.mismatches)
+    assert f"visit 3 {infno} {msgid}: 0 answers, expected 1" in cmp.mismatches
     streamed = _sessions()
     msgid, _ = streamed[5].sent[0]
     streamed[5].answers[msgid] = streamed[5].answers[msgid] * 2
     assert not compare(streamed, expected).ok
+
+
+def test_a_timed_out_visit_is_one_line_and_counted_as_verify_counts_it(tmp_path: Path):
+    """A visit the hospital gave up on at its second request: the answer that came too late
+    and the requests never sent are not equal, said in one line naming the request waited
+    on; and `huimin verify` on the run's files counts and says the same (they disagreed
+    before 12-06: the run listed each unsent request and counted the late answer equal)."""
+    expected = _sessions()
+    streamed = _sessions()
+    victim = streamed[4]
+    (first, _), (waited, infno) = victim.sent[:2]
+    victim.sent = victim.sent[:2]  # the later requests were never sent
+    victim.answers = {m: a for m, a in victim.answers.items() if m in (first, waited)}
+    victim.failed = {"err_code": TIMED_OUT, "inf_refmsgid": waited}
+    cmp = compare(streamed, expected)
+    unsent = len(expected[4].sent) - 2
+    assert cmp.mismatches == [timed_out_line(4, infno, waited, unsent)]
+    assert cmp.timed_out == 1
+    assert cmp.answers_compared - cmp.answers_equal == 1 + unsent
+
+    results, answers = tmp_path / "r.jsonl", tmp_path / "e.jsonl"
+    write_records(results, streamed)
+    write_records(answers, expected, expected=True)
+    verdict = verify(iter([s.visit for s in expected]), read_records(answers), results, WORLD.ref)
+    assert (verdict.answers_compared, verdict.answers_equal, verdict.timed_out) == (
+        cmp.answers_compared, cmp.answers_equal, cmp.timed_out)
+    assert verdict.failures[ORACLE_CHECK] == cmp.mismatches
 
 
 def _letter(key: bytes | None, value: bytes, code: str) -> DeadLetterRecord:

@@ -93,3 +93,21 @@ def test_a_group_the_cluster_would_not_tell_of_marks_no_record_and_says_so(monke
         "(the cluster would not say what the consumer group 'huimin' has committed: no "
         "record is marked committed or not)"]
 
+
+
+def test_a_rows_later_writes_are_said_once_a_changelog_partition_after_the_hops():
+    """The person's row names the msgid in every write while it keeps the answer: ~30
+    changelog records after a busy person's settlement buried the hops (a user's walk).
+    Each changelog partition is said once, at its first write, with its last and how many."""
+    seen = [Sighting("hosp.requests", 4, 34, 1, True),
+            Sighting("ins.requests", 4, 4, 2, True),
+            Sighting("huimin-trt_persons-changelog", 4, 10, 3, None),
+            Sighting("trt.answers", 4, 4, 4, True),
+            Sighting("huimin-ins_persons-changelog", 4, 4, 5, None),
+            Sighting("hosp.responses", 2, 29, 6, None),
+            *(Sighting("huimin-trt_persons-changelog", 4, o, 7 + o, None) for o in (11, 20, 41))]
+    assert Trail({"H43030000001202612081304000004": seen}, complete=True).lines() == [
+        "H43030000001202612081304000004: hosp.requests[4]@34 committed, ins.requests[4]@4 "
+        "committed, huimin-trt_persons-changelog[4]@10…@41 (4 writes of the row), "
+        "trt.answers[4]@4 committed, huimin-ins_persons-changelog[4]@4, hosp.responses[2]@29"]
+    assert len(Trail({"H1": seen}, complete=True).to_dict()["sightings"]["H1"]) == 9
