@@ -45,7 +45,7 @@ from benchmarks.latency import cross_vs_raw, percentiles
 from benchmarks.memory import MemorySampler, broker_pids
 from benchmarks.profiles import Profiles
 from benchmarks.timeline import rate_timeline
-from huimin.local_platform import platform
+from huimin.local_platform import SERVING_TIMEOUT_S, platform
 from huimin.report import percentile
 from huimin.run import arrivals_at_rate
 from huimin.version import huimin_commit
@@ -675,11 +675,11 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
             closing_s = 5.0
             try:
                 on_stage("waiting for the platform")
+                building_s = worlds_build_s(world.spec.persons, workers, os.cpu_count() or 1)
                 fleet.sign_in(world.ref.hospitals.values(), "2026-12-01 00:00:00",
-                              timeout_s=SIGN_IN_TIMEOUT_S + worlds_build_s(
-                                  world.spec.persons, workers, os.cpu_count() or 1),
+                              timeout_s=SIGN_IN_TIMEOUT_S + building_s,
                               world=world_tag(world.spec))
-                p.wait_until_serving()
+                p.wait_until_serving(SERVING_TIMEOUT_S + building_s)
                 pids = {"broker": broker_pids(bootstrap, broker_kind),
                         "workers": [w.process.pid for w in p.workers if w.process]}
                 visits = max(1, int(rate * duration))

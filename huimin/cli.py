@@ -143,7 +143,8 @@ def run(
     check_broker_kind(broker)
     world = world_of_options(seed, persons, policy)
     check_world_fits(persons, 1 + workers + plan.join_worker,
-                     f"this run and its {workers + plan.join_worker} worker(s)")
+                     f"this run and its {workers + plan.join_worker} worker(s)",
+                     "give fewer --persons or --workers")
     check_cluster_address(None)
     serve_metrics(metrics_port)
     out = out or default_out_dir()  # named if a Ctrl-C stops the run
@@ -201,15 +202,13 @@ def reproduce_command(values: Mapping[str, Any],
     """The shell command that runs `huimin run` again with the options `values` (by parameter
     name, as the command's context holds them; missing ones: the defaults): those of
     REPRODUCE_ALWAYS, and every other that differs from its default. Prefixed with
-    KAFKA_BOOTSTRAP_SERVERS=… when the run used the cluster that variable names (then without
-    `--broker`, which names a broker to start and is not used)."""
+    KAFKA_BOOTSTRAP_SERVERS=… when the run used the cluster that variable names (`--broker`
+    still says which kind it is: the clients' settings follow it)."""
     command = typer.main.get_command(app)
     assert isinstance(command, typer.core.TyperGroup)
-    external = environ.get(BOOTSTRAP_ENV)
-    never = (*REPRODUCE_NEVER, "broker") if external else REPRODUCE_NEVER
     words = ["huimin", "run"]
     for param in command.commands["run"].params:
-        if not isinstance(param, typer.core.TyperOption) or param.name in never:
+        if not isinstance(param, typer.core.TyperOption) or param.name in REPRODUCE_NEVER:
             continue
         value = values.get(param.name or "", param.default)
         if param.name == "faults":
@@ -221,6 +220,7 @@ def reproduce_command(values: Mapping[str, Any],
             words.append(long if value else max(param.secondary_opts, key=len))
         else:
             words += [long, shlex.quote(str(value))]
+    external = environ.get(BOOTSTRAP_ENV)
     return " ".join(words) if not external else \
         f"{BOOTSTRAP_ENV}={shlex.quote(external)} " + " ".join(words)
 
@@ -419,6 +419,11 @@ def replay(
         raise refusal_exit(f"{visit_log} holds a header and no visits: nothing to replay")
     client = security_settings(security_protocol, sasl_mechanism, sasl_username,
                        ssl_cafile).kafka_python()
+    ours = 0 if bootstrap else 1 + plan.join_worker  # the workers it starts
+    check_world_fits(header.world.persons, 1 + ours,
+                     f"this replay and its {ours} worker(s)" if ours else "this replay",
+                     "replay it into a platform already running (--bootstrap), or "
+                     "generate a log of fewer --persons")
     world = build_world(header.world)
     bad = generate_bad_messages(world, header.bad_per_kind if bad_per_kind is None
                                 else bad_per_kind, visit_period(visits), patients_of(visits))
@@ -598,6 +603,8 @@ def verify(
                        "give the file `huimin replay --results` wrote, or a run's results.jsonl")
     try:
         header, visits = read_visit_log(visit_log)
+        check_world_fits(header.world.persons, 1, "this process",
+                         "verify it where more memory is free")
         world = build_world(header.world)
         expected = expected or expected_path_for(visit_log)
         if expected.exists():

@@ -129,10 +129,13 @@ def bench(
     check_reachable(os.environ.get(BOOTSTRAP_ENV))
     if os.environ.get(BOOTSTRAP_ENV):  # every rate runs on that one cluster: fresh at first?
         check_fresh(os.environ[BOOTSTRAP_ENV], partitions=partitions or workers)
+    fewer = "give fewer --persons"
     if persons is None:
         persons = bench_persons(max([*offered, find_capacity_max] if find_capacity
                                     else offered))
-    check_world_fits(persons, 1 + workers, f"the bench and its {workers} worker(s)")
+        fewer = f"give --persons (the rates make it {persons:,})"
+    check_world_fits(persons, 1 + workers, f"the bench and its {workers} worker(s)",
+                     f"{fewer} or fewer --workers")
     if out.exists() and not out.is_dir():
         raise refusal_exit(f"--out {out} is a file: give a folder for bench.json, bench.md and "
                        "bench.png")

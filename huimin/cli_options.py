@@ -59,32 +59,40 @@ LARGE_WORLD = 1_000_000
 
 
 def available_mib() -> int | None:
-    """Memory this machine has available for new work (Linux), or None where unknown."""
+    """Memory available for new work (Linux: the machine's, or the container's limit less
+    what it uses, whichever is less), or None where unknown."""
+    found: list[int] = []
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) // 1024
+                found.append(int(line.split()[1]) // 1024)
     except (OSError, ValueError, IndexError):
         pass
-    return None
+    try:  # cgroup v2; "max" where the container has no limit
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = Path("/sys/fs/cgroup/memory.current").read_text().strip()
+        if limit.isdigit() and used.isdigit():
+            found.append(max(0, int(limit) - int(used)) // 2**20)
+    except OSError:
+        pass
+    return min(found) if found else None
 
 
-def check_world_fits(persons: int, processes: int, who: str, option: str = "--persons"
-                     ) -> None:
+def check_world_fits(persons: int, processes: int, who: str,
+                     remedy: str = "give fewer --persons") -> None:
     """Refuse a world whose copies alone (one in each of `processes`, described by `who`)
-    would take more memory than the machine has available, rather than let them be killed
-    minutes into building it; say what a large one costs before it is built."""
-    if persons < LARGE_WORLD:
-        return
-    each_mib = persons * WORLD_MIB_PER_MILLION // 1_000_000
+    would take more memory than is available, rather than let them be killed minutes into
+    building it; from LARGE_WORLD persons, say what it costs before it is built."""
+    each_mib = -(-persons * WORLD_MIB_PER_MILLION // 1_000_000)  # rounded up
     build_s = persons * WORLD_BUILD_S_PER_MILLION // 1_000_000
     cost = (f"a world of {persons:,} persons takes ~{each_mib:,} MiB and ~{build_s:,} s to "
             f"build in each of {who}")
     free = available_mib()
     if free is not None and each_mib * processes > free:
         raise refusal_exit(f"{cost}: ~{each_mib * processes:,} MiB in all, more than the "
-                           f"{free:,} MiB this machine has available; give fewer {option}")
-    errors.print(f"note: {cost}", markup=False, highlight=False)
+                           f"{free:,} MiB available here; {remedy}")
+    if persons >= LARGE_WORLD:
+        errors.print(f"note: {cost}", markup=False, highlight=False)
 
 
 Store = Annotated[str, typer.Option(

@@ -42,6 +42,10 @@ class PlatformNotServing(TimeoutError):
 #: Written into each worker's data folder a new platform makes, so that a later one started in
 #: the same folder empties only what huimin made there.
 WORKER_DATA_MARK = ".huimin-worker-data"
+#: How long the workers started may take to settle into one consumer group once the first
+#: answers; those that build their world after it (more workers than cores) are given that
+#: time besides (`simulators.world.worlds_build_s`).
+SERVING_TIMEOUT_S = 90.0
 
 
 def check_data_dir(data_dir: Path) -> None:
@@ -127,7 +131,7 @@ class Platform:
                 out.append(None)
         return out
 
-    def wait_until_serving(self, timeout_s: float = 90.0) -> float:
+    def wait_until_serving(self, timeout_s: float = SERVING_TIMEOUT_S) -> float:
         """Wait until every worker started has joined the consumer group and the group has
         settled: one generation, the partitions of hosp.requests split among the workers, no
         rebalance under way. Otherwise a worker slow to start joins while the visits run — a

@@ -18,6 +18,7 @@ import orjson
 from kafka.errors import KafkaError
 
 from huimin.local_platform import (
+    SERVING_TIMEOUT_S,
     Platform,
     check_data_dir,
     check_fresh,
@@ -221,7 +222,7 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
                                   timeout_s=SIGN_IN_TIMEOUT_S + building_s,
                                   world=world_tag(world.spec))
         if ours is not None:
-            sign_in_s += ours.wait_until_serving()
+            sign_in_s += ours.wait_until_serving(SERVING_TIMEOUT_S + building_s)
         on_stage(f"{len(visits):,} visits")
         stop = interrupt or GentleInterrupt()  # one not entered is never requested
         with stop.armed():

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from huimin.verify import answer_diff, compare_visit
+from huimin.verify import answer_diff, compare_visit, infnos_of
 from messages.codes import TIMED_OUT, ErrorCode, Infno
 from messages.platform import hospital_context
 from messages.topics import HOSP_REQUESTS
@@ -57,11 +57,11 @@ def compare(streamed: list[VisitSession], expected: list[VisitSession],
                 cmp.settlements_equal += 1
         gave_up = got.failed is not None and got.failed.get("err_code") == TIMED_OUT
         seen = compare_visit(
-            got.visit.visit_no, dict(want.sent),
+            got.visit.visit_no, infnos_of(got.visit),
             {msgid: got.answers.get(msgid, []) for msgid, _ in got.sent},
             {msgid: want.answers.get(msgid, []) for msgid, _ in want.sent},
-            got.failed["inf_refmsgid"] if gave_up and got.failed else None,
-            redelivery=redelivery)
+            got.failed["inf_refmsgid"] if got.failed is not None and gave_up else None,
+            partial=False, redelivery=redelivery)
         cmp.answers_compared += seen.compared
         cmp.answers_equal += seen.equal
         cmp.redelivered += seen.redelivered

@@ -101,7 +101,8 @@ _NEEDS: dict[str, tuple[str | None, frozenset[str]]] = {
 }
 
 
-def _infnos(visit: Visit) -> dict[str, str]:
+def infnos_of(visit: Visit) -> dict[str, str]:
+    """The infno of each request the visit's steps send, by msgid."""
     session = VisitSession(visit)
     return {session.msgid_at(i): parse_step(step)[0] for i, step in enumerate(visit.steps)}
 
@@ -109,7 +110,7 @@ def _infnos(visit: Visit) -> dict[str, str]:
 def misfit(visit: Visit, answers: dict[str, Any]) -> str | None:
     """Why `answers` (msgid -> answers, a result record's) cannot be the answers to `visit`'s
     requests, or None if they can: a msgid that is not one of the visit's."""
-    infnos = _infnos(visit)
+    infnos = infnos_of(visit)
     for msgid, got in answers.items():
         if msgid not in infnos:
             return f"an answer to {msgid}, which is not one of its requests"
@@ -121,7 +122,7 @@ def misfit(visit: Visit, answers: dict[str, Any]) -> str | None:
 def malformed(visit: Visit, answers: dict[str, Any]) -> str | None:
     """An accepted answer without what an answer to its request's infno has (a settlement's
     setlinfo and its amounts, …), which the money checks could not read; None if none is."""
-    infnos = _infnos(visit)
+    infnos = infnos_of(visit)
     for msgid, got in answers.items():
         ok = next((a for a in got if a.get("infcode") == 0), None)
         if ok is None or msgid not in infnos:
@@ -279,8 +280,8 @@ class VisitAnswers:
 
 
 def compare_visit(visit_no: int, infnos: Mapping[str, str], got: Mapping[str, list[Any]],
-                  want: Mapping[str, list[Any]], waited: str | None, partial: bool = False,
-                  redelivery: bool = True) -> VisitAnswers:
+                  want: Mapping[str, list[Any]], waited: str | None, *, partial: bool,
+                  redelivery: bool) -> VisitAnswers:
     """`got`: the answers received to each request sent (one never sent has no key); `want`:
     the oracle's to each; `waited`: the request the hospital gave up waiting on, whose answer
     (too late if it came) and later requests (never sent) are counted as not equal and said
@@ -359,9 +360,9 @@ def verify(visits: Iterator[Visit], expected: Iterator[dict[str, Any]],
             continue
         partial = replayed_only and got.get("under_way") is True
         verdict.under_way += int(partial)
-        infnos = _infnos(visit)
+        infnos = infnos_of(visit)
         seen = compare_visit(visit.visit_no, infnos, got["answers"], want["answers"],
-                             gave_up_on(got, want), partial)
+                             gave_up_on(got, want), partial=partial, redelivery=True)
         verdict.answers_compared += seen.compared
         verdict.answers_equal += seen.equal
         verdict.redelivered += seen.redelivered

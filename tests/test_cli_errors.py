@@ -839,26 +839,54 @@ def test_a_broker_kind_huimin_cannot_start_is_refused_before_anything_starts(
     refused(huimin(*command), f"Invalid value for {command[1]}: one of tansu, kafka")
 
 
-@pytest.mark.parametrize("command", [
-    ["world", "--out", "{tmp}/w"],
-    ["generate", "-o", "{tmp}/v.jsonl"],
-    ["run", "--workers", "2", "--out", "{tmp}/r"],
-    ["bench", "--rates", "5", "--duration", "3", "--warmup", "1", "--out", "{tmp}/b"],
-    ["worker", "--bootstrap", "127.0.0.1:9"],
+@pytest.mark.parametrize(("command", "copies"), [
+    (["world", "--out", "{tmp}/w"], "this process: ~4,400 MiB in all"),
+    (["generate", "-o", "{tmp}/v.jsonl"], "this process: ~4,400 MiB in all"),
+    (["run", "--workers", "2", "--out", "{tmp}/r"],
+     "this run and its 2 worker(s): ~13,200 MiB in all"),
+    (["run", "--faults", "join-worker=1", "--out", "{tmp}/r"],
+     "this run and its 2 worker(s): ~13,200 MiB in all"),
+    (["bench", "--rates", "5", "--duration", "3", "--warmup", "1", "--out", "{tmp}/b"],
+     "the bench and its 1 worker(s): ~8,800 MiB in all"),
+    (["worker", "--bootstrap", "127.0.0.1:9"], "this worker: ~4,400 MiB in all"),
 ])
 def test_a_world_too_large_for_the_machines_memory_is_refused_before_it_is_built(
-        command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        command: list[str], copies: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Ten million persons take ~4.4 GiB in every process that builds the world: a command
     whose copies would not fit says so at once (exit 2), rather than be killed minutes into
-    building them, and names how many processes build it."""
+    building them, naming the processes that build it and what they take in all."""
     monkeypatch.setattr(cli_options, "available_mib", lambda: 4_000)
     args = [a.format(tmp=tmp_path) for a in command]
     line = refused(huimin(*args, "--persons", "10000000"), "more than the 4,000 MiB")
-    assert "a world of 10,000,000 persons takes ~4,400 MiB" in line
-    assert "give fewer --persons" in line
-    processes = {"run": "this run and its 2 worker(s)", "bench": "the bench and its 1 worker(s)"}
-    assert processes.get(command[0], "") in line
-    assert not (tmp_path / "w").exists() and not (tmp_path / "v.jsonl").exists()
+    assert f"a world of 10,000,000 persons takes ~4,400 MiB and ~140 s to build in each of " \
+           f"{copies}, more than the 4,000 MiB available here; give fewer --persons" in line
+    assert not any(tmp_path.iterdir())  # nothing made before the refusal
+
+
+def test_a_world_refused_for_its_copies_fits_in_fewer_processes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, logs: Path) -> None:
+    """With 10,000 MiB free, one copy of ten million persons fits and three do not: the
+    count of processes decides, and each command says what would help; a replay or a
+    verify of a log builds its header's world as many times."""
+    monkeypatch.setattr(cli_options, "available_mib", lambda: 10_000)
+    cli_options.check_world_fits(10_000_000, 2, "two")
+    line = refused(huimin("run", "--workers", "2", "--persons", "10000000", "--out",
+                          str(tmp_path / "r")), "~13,200 MiB in all")
+    assert line.endswith("give fewer --persons or --workers")
+    line = refused(huimin("bench", "--rates", "40000", "--duration", "1", "--warmup", "0.5",
+                          "--workers", "2", "--out", str(tmp_path / "b")), "in all")
+    assert line.endswith("give --persons (the rates make it 8,000,000) or fewer --workers")
+    monkeypatch.setattr(cli_options, "available_mib", lambda: 1)  # 200 persons: ~1 MiB each
+    line = refused(huimin("replay", str(logs / "a.jsonl"), "--rate", "5", "--results",
+                          str(tmp_path / "r.jsonl")), "a world of 200 persons")
+    assert "this replay and its 1 worker(s): ~2 MiB in all, more than the 1 MiB" in line
+    assert line.endswith("or generate a log of fewer --persons")
+    assert not (tmp_path / "r.jsonl").exists()
+    monkeypatch.setattr(cli_options, "available_mib", lambda: 0)
+    line = refused(huimin("verify", str(logs / "a.jsonl"), str(logs / "a.jsonl")),
+                   "a world of 200 persons")
+    assert "this process: ~1 MiB in all" in line
 
 
 def test_a_large_world_that_fits_is_announced_with_what_it_costs(

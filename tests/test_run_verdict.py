@@ -104,6 +104,25 @@ def test_a_timed_out_visit_is_one_line_and_counted_as_verify_counts_it(tmp_path:
     assert verdict.failures[ORACLE_CHECK] == cmp.mismatches
 
 
+def test_after_a_restart_an_identical_answer_again_is_counted_and_a_different_one_fails():
+    """With `redelivery` (a worker was killed), an answer given again identically is
+    at-least-once delivery, counted apart; one that differs still fails; without it, even an
+    identical extra answer fails (a request answered twice)."""
+    expected = _sessions()
+    streamed = _sessions()
+    msgid, infno = streamed[5].sent[0]
+    streamed[5].answers[msgid] = streamed[5].answers[msgid] * 3
+    again = compare(streamed, expected, redelivery=True)
+    assert again.ok and again.redelivered == 2
+    assert not compare(streamed, expected).ok
+    other = copy.deepcopy(expected[5].answers[msgid][0])
+    other["err_msg"] = "another answer"
+    streamed[5].answers[msgid] = [*expected[5].answers[msgid], other]
+    differs = compare(streamed, expected, redelivery=True)
+    assert not differs.ok and differs.redelivered == 0
+    assert differs.mismatches[0].startswith(f"visit 5 {infno} {msgid}: ")
+
+
 def _letter(key: bytes | None, value: bytes, code: str) -> DeadLetterRecord:
     """A dead letter as the hospitals read it off `dead.letters`."""
     headers = {CODE_HEADER: code, REASON_HEADER: "r", SOURCE_HEADER: "hosp.requests"}
