@@ -56,6 +56,7 @@ from huimin.logfiles import (
 from huimin.moneyflow import events_from_results
 from huimin.report import (
     accounted,
+    counted,
     print_statement,
     print_summary,
     replay_pace,
@@ -174,6 +175,16 @@ def run(
         console.print(f"Reproduce with{where}: " + reproduce_command(ctx.params),
                       soft_wrap=True, markup=False, highlight=False)
     raise typer.Exit(0 if report.ok else 1)
+
+
+def faults_line(plan: FaultPlan, kills: int | None) -> str:
+    """What a replay's platform faults did (`kills`: None when the replay stopped before it
+    could say): each named, as the run's summary names them."""
+    done = [f"the worker killed and restarted {counted(kills, 'time')}"
+            if plan.kill_worker and kills is not None else "",
+            f"{counted(plan.join_worker, 'worker')} started to join the group"
+            if plan.join_worker and kills is not None else ""]
+    return f"Faults {plan}" + (f": {', '.join(d for d in done if d)}" if any(done) else "")
 
 
 def interrupted_run(out: Path) -> str:
@@ -494,9 +505,7 @@ def replay(
                   + (f" (and {acc.redelivered:,} answers given again to requests processed "
                      "again after a rebalance or a restart)" if acc.redelivered else ""))
     if plan.any:
-        console.print(f"Faults {plan}" + (f": the worker killed and restarted {kills} "
-                                          f"{'time' if kills == 1 else 'times'}"
-                                          if plan.kill_worker and kills is not None else ""))
+        console.print(faults_line(plan, kills))
     if result.timed_out:
         given_up = len(result.timed_out)
         console.print(f"[red]{given_up:,} requests had no answer within the {answer_timeout:g}-s "

@@ -15,7 +15,12 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 from huimin import cli, cli_options
-from huimin.cli import interrupted_run, redelivery_outlives_window, reproduce_command
+from huimin.cli import (
+    faults_line,
+    interrupted_run,
+    redelivery_outlives_window,
+    reproduce_command,
+)
 from huimin.run import RunOptions
 from simulators.faults import FaultPlan
 from streams.broker import BOOTSTRAP_ENV
@@ -185,3 +190,13 @@ def test_a_run_stopped_by_ctrl_c_names_only_what_it_started_and_left(
     assert f"its visit log and the workers' logs are in {tmp_path}/" in interrupted_run(tmp_path)
     monkeypatch.setenv(BOOTSTRAP_ENV, "kafka-1:9092")  # the user's cluster: no broker started
     assert "the broker" not in interrupted_run(tmp_path)
+
+
+def test_a_replays_faults_line_says_what_each_platform_fault_did():
+    """A join was named in the plan but not said done, where a kill was (a review)."""
+    both = FaultPlan.parse("kill-worker=2,join-worker=1")
+    assert faults_line(both, 2) == ("Faults kill-worker=2,join-worker=1: the worker killed and "
+                                    "restarted 2 times, 1 worker started to join the group")
+    assert faults_line(FaultPlan.parse("join-worker=2"), 0) == (
+        "Faults join-worker=2: 2 workers started to join the group")
+    assert faults_line(both, None) == "Faults kill-worker=2,join-worker=1"  # stopped before
