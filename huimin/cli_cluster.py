@@ -31,6 +31,7 @@ from huimin.cli_options import (
 )
 from messages.codes import ErrorCode
 from messages.dead_letters import DeadLetterEntry, summarise_dead_letters
+from messages.identity import holds_certno
 from streams.broker import BOOTSTRAP_ENV, BrokerError, EmbeddedBroker
 from streams.config import FETCH_WAIT_MS, KAFKA_FETCH_WAIT_MS, STORES, WorkerConfig
 from streams.dead_letters import TopicMissing, read_dead_letters
@@ -150,6 +151,11 @@ def trail(
     msgids = [m.strip() for m in msgids]  # pasted with a space, found as typed
     if "" in msgids:
         raise typer.BadParameter("an empty msgid would match every record", param_hint="MSGIDS")
+    if any(holds_certno(m) for m in msgids):  # not echoed: the argument holds one
+        raise typer.BadParameter(
+            "holds a citizen ID number: a trail follows requests, and one of a person would "
+            "say where their records are without their consent or an audit (search the "
+            "records through the FHIR views, which check both)", param_hint="MSGIDS")
     security = security_settings(security_protocol, sasl_mechanism, sasl_username, ssl_cafile)
     try:
         found = follow_trail(bootstrap_servers(bootstrap), msgids, group, security.kafka_python(),

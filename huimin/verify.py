@@ -15,6 +15,7 @@ import orjson
 
 from huimin.logfiles import LogFormatError, read_records, visit_digest
 from messages.codes import CANCELLATIONS, SETTLEMENTS, TIMED_OUT, ErrorCode, Infno
+from messages.envelope import answerable_msgid
 from messages.identity import PERSONAL_FIELDS, shown_id
 from messages.visitlog import Visit, VisitSession, parse_step
 from settlement.invariants import CHECKS, InvariantReport, check_money, check_person
@@ -112,8 +113,9 @@ def misfit(visit: Visit, answers: dict[str, Any]) -> str | None:
     requests, or None if they can: a msgid that is not one of the visit's."""
     infnos = infnos_of(visit)
     for msgid, got in answers.items():
-        if msgid not in infnos:
-            return f"an answer to {msgid}, which is not one of its requests"
+        if msgid not in infnos:  # echoed only if a msgid: an edited file's key may hold an ID
+            said = msgid if answerable_msgid(msgid) else "a key that is not a msgid"
+            return f"an answer to {said}, which is not one of its requests"
         if not isinstance(got, list) or not all(isinstance(a, dict) for a in got):
             return f"no list of answers to {msgid}"
     return None

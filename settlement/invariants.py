@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from messages.codes import CANCELLATIONS, SETTLEMENTS, Infno
+from messages.envelope import answerable_msgid
+from messages.identity import shown_id
 from settlement.clearing import clear
 from settlement.ledger import Ledger, SettlementEvent
 from settlement.policy import Category
@@ -69,6 +71,12 @@ def accumulators_of(settlements: Iterable[dict[str, Any]], year: str) -> dict[st
     return acc
 
 
+def _said(msgid: Any) -> str:
+    """A msgid as a failure may name it: as it is if it may be echoed, else not at all (the
+    answers checked are whatever a results file holds, a citizen ID put there included)."""
+    return msgid if answerable_msgid(msgid) else "(not a msgid)"
+
+
 def check_person(ref: ReferenceData, certno: str,
                  exchanges: Iterable[tuple[str, list[dict[str, Any]]]],
                  report: InvariantReport) -> None:
@@ -79,7 +87,7 @@ def check_person(ref: ReferenceData, certno: str,
     for infno, answers in exchanges:
         ok = [a for a in answers if a.get("infcode") == 0]
         if len({repr(a) for a in answers}) > 1:
-            report.fail(CHECKS[1], f"{infno} {answers[0].get('inf_refmsgid')}: "
+            report.fail(CHECKS[1], f"{infno} {_said(answers[0].get('inf_refmsgid'))}: "
                                    f"{len(answers)} answers that differ")
         if not ok:
             continue
@@ -87,13 +95,14 @@ def check_person(ref: ReferenceData, certno: str,
         if infno in SETTLEMENTS:
             s = out["setlinfo"]
             report.checked_settlements += 1
+            setl_id = shown_id(str(s["setl_id"]))  # masked as an error text masks it
             for v in setlinfo_violations(s):
-                report.fail(CHECKS[0], f"setl_id {s['setl_id']}: {v}")
+                report.fail(CHECKS[0], f"setl_id {setl_id}: {v}")
             if s["setl_id"] in seen and seen[s["setl_id"]] != s:
-                report.fail(CHECKS[1], f"setl_id {s['setl_id']} answered with other amounts")
+                report.fail(CHECKS[1], f"setl_id {setl_id} answered with other amounts")
             seen[s["setl_id"]] = s
             if any(x["mdtrt_id"] == s["mdtrt_id"] for x in in_force.values()):
-                report.fail(CHECKS[2], f"visit {s['mdtrt_id']} settled twice")
+                report.fail(CHECKS[2], f"visit {shown_id(str(s['mdtrt_id']))} settled twice")
             in_force[s["setl_id"]] = s
         elif infno in CANCELLATIONS:
             in_force.pop(out["setlinfo"]["init_setl_id"], None)
@@ -103,8 +112,9 @@ def check_person(ref: ReferenceData, certno: str,
             reported = {c["cum_type_code"]: c["cum"] for c in out["cuminfo"]}
             summed = accumulators_of(in_force.values(), out["year"])
             if any(reported.get(k, 0) != v for k, v in summed.items()):
-                report.fail(CHECKS[4], f"5206 {ok[0].get('inf_refmsgid')} for {out['year']}: "
-                                       f"reported {reported}, settlements sum to {summed}")
+                report.fail(CHECKS[4], f"5206 {_said(ok[0].get('inf_refmsgid'))} for "
+                                       f"{out['year']}: reported {reported}, settlements sum "
+                                       f"to {summed}")
     if enrollment is None:
         return
     policy = ref.policies[enrollment.province]

@@ -25,6 +25,7 @@ from simulators.hospital import PlatformSilent
 from simulators.world import worlds_build_s
 from streams.broker import BOOTSTRAP_ENV
 from streams.topics import TopicsRefused
+from streams.trail import Trail
 
 GENERATE = ["--persons", "200", "--visits", "30", "--seed", "1"]
 
@@ -330,6 +331,25 @@ def test_results_of_another_visit_log_are_refused(logs: Path):
                 "not one of its requests")
     refused(huimin("verify", a, a_results, "--expected", r_results),
             "the expected answers do not belong to this visit log")
+
+
+def test_a_results_key_that_is_no_msgid_is_not_echoed(logs: Path, tmp_path: Path):
+    """A results file edited to key an answer by a citizen ID: the refusal said the key
+    (a privacy audit); it now says only that the key is no msgid. A stray msgid is named."""
+    records = [orjson.loads(line) for line in (logs / "a.expected.jsonl").read_bytes().splitlines()]
+    certno = "110101199003071233"
+    first = next(iter(records[0]["answers"]))
+    records[0]["answers"] = {certno: records[0]["answers"][first]}
+    edited = tmp_path / "edited.jsonl"
+    edited.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+    result = huimin("verify", str(logs / "a.jsonl"), str(edited))
+    line = refused(result, "a key that is not a msgid, which is not one of its requests")
+    assert certno not in result.output and certno[:10] not in line
+    stray = first[:-1] + ("0" if first[-1] != "0" else "1")
+    records[0]["answers"] = {stray: records[0]["answers"][certno]}
+    edited.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+    refused(huimin("verify", str(logs / "a.jsonl"), str(edited)),
+            f"an answer to {stray}, which is not one of its requests")
 
 
 def test_expected_answers_of_an_edited_or_shortened_log_are_refused_not_passed(
@@ -808,6 +828,28 @@ def test_replay_says_before_it_starts_when_its_arrivals_span_hours(logs: Path, t
 def test_trail_of_an_empty_msgid_is_refused_as_matching_everything():
     refused(huimin("trail", " ", "--bootstrap", "127.0.0.1:1"), "an empty msgid would match "
             "every record")
+
+
+def test_trail_of_a_citizen_id_is_refused_without_reading_the_cluster(
+        monkeypatch: pytest.MonkeyPatch):
+    """Every record holding a person's ID, `ehr.audit` and the health-record rows among them,
+    said where the person has records with no consent asked and no audit (a privacy audit).
+    A real msgid, which holds none, is followed."""
+    followed: list[list[str]] = []
+
+    def follow(_: str, msgids: list[str], *__: object, **___: object) -> Trail:
+        followed.append(msgids)
+        return Trail({m: [] for m in msgids}, complete=True)
+
+    monkeypatch.setattr(cli_cluster, "follow_trail", follow)
+    monkeypatch.setattr(cli_cluster, "bootstrap_servers", lambda given: given)
+    certno = "110101199003071233"
+    result = huimin("trail", "H11010000001202612010800000001", f"x{certno}", "--bootstrap",
+                    "127.0.0.1:1")
+    refused(result, "holds a citizen ID number")
+    assert certno not in result.output and followed == []
+    result = huimin("trail", "H11010000001202612010800000001", "--bootstrap", "127.0.0.1:1")
+    assert followed == [["H11010000001202612010800000001"]], result.output
 
 
 def test_a_web_or_metrics_port_in_use_is_refused_naming_its_option(

@@ -73,6 +73,26 @@ def test_a_double_settlement_and_broken_arithmetic_are_caught():
     assert report.violations[CHECKS[0]] and report.violations[CHECKS[2]]
 
 
+def test_ids_an_edited_results_file_put_where_ids_go_are_not_shown_in_the_failures():
+    """verify checks whatever a results file holds: a setl_id, mdtrt_id or inf_refmsgid
+    made of a citizen ID was printed whole in the failure text (a privacy audit), where the
+    field-by-field diff masked it."""
+    sessions = _faulty_sessions()
+    victim = next(s for s in sessions if s.settlement is not None)
+    msgid = next(m for m, infno in victim.sent if infno in ("2207", "2304")
+                 and victim.answers[m][0]["infcode"] == 0)
+    certno = victim.visit.certno
+    twin = copy.deepcopy(victim.answers[msgid][0])
+    twin["output"]["setlinfo"].update(setl_id=certno, mdtrt_id=certno, psn_cash_pay=-1)
+    twin["inf_refmsgid"] = certno
+    victim.answers[msgid] = [twin, victim.answers[msgid][0]]
+    report = _check(sessions)
+    said = [line for c in CHECKS for line in report.violations[c]]
+    assert any(f"setl_id {certno[:6]}********{certno[-4:]}:" in line for line in said), said
+    assert any("(not a msgid): 2 answers that differ" in line for line in said), said
+    assert not any(certno in line for line in said)
+
+
 def _money(sessions: list[VisitSession]) -> InvariantReport:
     events = [e for s in sessions for e in events_from_answers(s.visit.fixmedins_code,
                                                                 s.exchanges())]
