@@ -821,19 +821,26 @@ def test_a_2601_of_a_fee_upload_waits_for_the_pending_settlement_of_its_visit() 
     assert (visit["setl_id"], list(visit["fees"])) == ("110100FIRST", ["0001"])
 
 
-def test_a_copy_of_a_pending_settlement_the_visit_now_refuses_waits_for_the_answer() -> None:
-    """A copy of a settlement sent on and not yet answered, which the visit as it is by then
-    would refuse (here: forgotten over a new day): its refusal was kept as the answer, and
-    the insured place's answer, when it came, was thrown away, the visit never settled and
-    the hospital told both. The copy waits for that answer and is told the same."""
-    desk, e = Desk(), EMP
-    day0, last = "2026-03-01 09:00:00", "2026-03-08 23:59:00"
+def visit_on_the_windows_first_day(desk: Desk) -> tuple[str, str]:
+    """A visit registered with a fee on 03-01, and the last minute of its hospital's 7-day
+    window for the person (a request after it starts a new day that forgets the first)."""
+    day0, e = "2026-03-01 09:00:00", EMP
     mdtrt_id = desk.answer(EMP_CERTNO, request("2201", HOSP_BJ, day0, 1,
                                                register_input(e, day0), e.insuplc_admdvs)
                            )["output"]["data"]["mdtrt_id"]
     desk.answer(EMP_CERTNO, request("2204", HOSP_BJ, day0, 2,
                                     fee_input(e, mdtrt_id, day0, [("0001", "DA", 1, 100)]),
                                     e.insuplc_admdvs))
+    return mdtrt_id, "2026-03-08 23:59:00"
+
+
+def test_a_copy_of_a_pending_settlement_the_visit_now_refuses_waits_for_the_answer() -> None:
+    """A copy of a settlement sent on and not yet answered, which the visit as it is by then
+    would refuse (here: forgotten over a new day): its refusal was kept as the answer, and
+    the insured place's answer, when it came, was thrown away, the visit never settled and
+    the hospital told both. The copy waits for that answer and is told the same."""
+    desk, e = Desk(), EMP
+    mdtrt_id, last = visit_on_the_windows_first_day(desk)
     settle_req = request("2207", HOSP_BJ, last, 3, settle_input(e, mdtrt_id, 100),
                          e.insuplc_admdvs)
     settle = desk.send(EMP_CERTNO, settle_req)
@@ -860,13 +867,7 @@ def test_a_held_copy_of_a_settlement_whose_answer_never_comes_is_decided_anew_af
     up, the copy is decided anew as the visit stands, and the person's next request, held
     behind it, goes ahead. Before 12-06 the copy and everything behind it waited for ever."""
     desk, e = Desk(), EMP
-    day0, last = "2026-03-01 09:00:00", "2026-03-08 23:59:00"
-    mdtrt_id = desk.answer(EMP_CERTNO, request("2201", HOSP_BJ, day0, 1,
-                                               register_input(e, day0), e.insuplc_admdvs)
-                           )["output"]["data"]["mdtrt_id"]
-    desk.answer(EMP_CERTNO, request("2204", HOSP_BJ, day0, 2,
-                                    fee_input(e, mdtrt_id, day0, [("0001", "DA", 1, 100)]),
-                                    e.insuplc_admdvs))
+    mdtrt_id, last = visit_on_the_windows_first_day(desk)
     t = 1_000_000  # ms
     settle_req = request("2207", HOSP_BJ, last, 3, settle_input(e, mdtrt_id, 100),
                          e.insuplc_admdvs)
