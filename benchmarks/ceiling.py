@@ -7,12 +7,13 @@ nat.answers → trt.answers → hosp.responses) through 5 forwarding stages; the
 same with `raw.0` … `raw.5`, all 5 stages in one process (as one worker holds all roles),
 driven open-loop at a fixed rate, with the time each message was due inside it.
 
-It uses huimin's partitions per topic, producer linger and consumer fetch wait, and acks=1 as
+It uses huimin's partitions per topic, producer linger, consumer fetch wait and the workers'
+least fetch size (the forwarders play the workers' part; the sink, the hospitals'), and acks=1 as
 huimin's workers do on Tansu, so there the two differ only in what runs between consume and
 produce. On Apache Kafka huimin's producers are idempotent (acks=all, one broker) and the
 forwarders keep acks=1: the ceiling is the plain forward, not huimin's delivery guarantee.
 
-    python -m benchmarks.ceiling BOOTSTRAP LINGER_MS FETCH_WAIT_MS
+    python -m benchmarks.ceiling BOOTSTRAP LINGER_MS FETCH_WAIT_MS [FETCH_MIN_BYTES]
     (the forwarders; stopped with SIGTERM)
 """
 
@@ -32,7 +33,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from streams.broker import stopped_with_parent
-from streams.config import FETCH_WAIT_MS, LINGER_MS
+from streams.config import FETCH_MIN_BYTES, FETCH_WAIT_MS, LINGER_MS
 from streams.topics import ensure_topics
 
 HOPS = 6
@@ -41,10 +42,10 @@ PAYLOAD = b"x" * 600  # about a settlement request's size
 
 
 async def _forward(bootstrap: str, source: str, target: str, stop: asyncio.Event,
-                   linger_ms: int, fetch_wait_ms: int) -> None:
+                   linger_ms: int, fetch_wait_ms: int, fetch_min_bytes: int) -> None:
     consumer = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, group_id=f"raw-{source}",
                                 auto_offset_reset="latest", fetch_max_wait_ms=fetch_wait_ms,
-                                enable_auto_commit=True)
+                                fetch_min_bytes=fetch_min_bytes, enable_auto_commit=True)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=linger_ms, acks=1)
     await consumer.start()
     await producer.start()
@@ -59,12 +60,13 @@ async def _forward(bootstrap: str, source: str, target: str, stop: asyncio.Event
         await producer.stop()
 
 
-async def _forwarders(bootstrap: str, linger_ms: int, fetch_wait_ms: int) -> None:
+async def _forwarders(bootstrap: str, linger_ms: int, fetch_wait_ms: int,
+                      fetch_min_bytes: int = FETCH_MIN_BYTES) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    await asyncio.gather(*(_forward(bootstrap, a, b, stop, linger_ms, fetch_wait_ms)
-                           for a, b in itertools.pairwise(TOPICS)))
+    await asyncio.gather(*(_forward(bootstrap, a, b, stop, linger_ms, fetch_wait_ms,
+                                    fetch_min_bytes) for a, b in itertools.pairwise(TOPICS)))
 
 
 @dataclass
@@ -80,12 +82,14 @@ class RawCeiling:
     """The forwarders in their own process, started once for all rates."""
 
     def __init__(self, bootstrap: str, log_path: Path | None = None, partitions: int = 1,
-                 linger_ms: int = LINGER_MS, fetch_wait_ms: int = FETCH_WAIT_MS) -> None:
+                 linger_ms: int = LINGER_MS, fetch_wait_ms: int = FETCH_WAIT_MS,
+                 fetch_min_bytes: int = FETCH_MIN_BYTES) -> None:
         self.bootstrap = bootstrap
         self.log_path = log_path
         self.partitions = partitions
         self.linger_ms = linger_ms
         self.fetch_wait_ms = fetch_wait_ms
+        self.fetch_min_bytes = fetch_min_bytes
         self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> RawCeiling:
@@ -93,7 +97,7 @@ class RawCeiling:
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.process = subprocess.Popen([sys.executable, "-m", "benchmarks.ceiling",
                                          self.bootstrap, str(self.linger_ms),
-                                         str(self.fetch_wait_ms)],
+                                         str(self.fetch_wait_ms), str(self.fetch_min_bytes)],
                                         stdout=out, stderr=subprocess.STDOUT,
                                         start_new_session=True,  # a Ctrl-C is bench's to take
                                         preexec_fn=stopped_with_parent())
@@ -160,4 +164,4 @@ class RawCeiling:
 
 
 if __name__ == "__main__":
-    asyncio.run(_forwarders(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
+    asyncio.run(_forwarders(sys.argv[1], *map(int, sys.argv[2:5])))

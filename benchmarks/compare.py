@@ -60,14 +60,18 @@ def not_a_result(result: Any) -> str | None:
     return None
 
 
+#: Settings that runs from before they were recorded had, as they had them: such a run and a
+#: later one with the same setting do not differ in it.
+UNRECORDED_SETTINGS = {"fetch_min_bytes": 1}
+
+
 def comparison(before: dict[str, Any], after: dict[str, Any]) -> str:
     """Two runs side by side, rate by rate: what a change did. The settings that differ come
     first, and each rate's CPU probe beside it, since a machine that ran slower during one run
     explains a difference as well as the change does (benchmarks/cpu_probe.py)."""
-    keys = sorted(set(before["settings"]) | set(after["settings"]))
-    differ = [f"{k} {setting_text(before['settings'].get(k))} → "
-              f"{setting_text(after['settings'].get(k))}" for k in keys
-              if before["settings"].get(k) != after["settings"].get(k)]
+    was, now = ({**UNRECORDED_SETTINGS, **run["settings"]} for run in (before, after))
+    differ = [f"{k} {setting_text(was.get(k))} → {setting_text(now.get(k))}"
+              for k in sorted(was.keys() | now.keys()) if was.get(k) != now.get(k)]
     old, new = before["machine"], after["machine"]
     versions = [f"{k} {old['versions'].get(k, '?')} → {new['versions'].get(k, '?')}"
                 for k in dict.fromkeys([*old["versions"], *new["versions"]])

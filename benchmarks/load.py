@@ -64,7 +64,7 @@ from simulators.world import (
     worlds_build_s,
 )
 from streams.broker import BOOTSTRAP_ENV, broker
-from streams.config import LINGER_MS, fetch_wait_for
+from streams.config import FETCH_MIN_BYTES, LINGER_MS, fetch_wait_for
 from streams.kafka_broker import KAFKA_VERSION
 from streams.partition_ends import true_ends
 from streams.process import PROFILABLE_ENV
@@ -592,6 +592,7 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
               out_dir: Path, seed: int = 42, persons: int = 20_000, workers: int = 1,
               ehr: bool = False, ceiling: bool = True, partitions: int = 1,
               linger_ms: int = LINGER_MS, fetch_wait: int | None = None,
+              fetch_min_bytes: int = FETCH_MIN_BYTES,
               sweep_max: float = CEILING_SWEEP_MAX, store: str = "memory",
               broker_warmup: float | None = None,
               max_in_flight: int | None = MAX_VISITS_IN_FLIGHT,
@@ -605,6 +606,7 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
     `broker_warmup`: seconds of unmeasured load on each fresh broker first; default the broker
     kind's (`BROKER_WARMUP_S`).
     `fetch_wait`: consumers' fetch wait in ms; default the broker kind's (streams/config.py).
+    `fetch_min_bytes`: the least data the workers' fetches (and the raw forwarders') wait for.
     `max_in_flight`: visits under way at most, arrivals beyond dropped and counted; a rate
     that dropped any is not sustained (None: no limit).
     `profile`: py-spy samples the workers and the hospitals while each rate is measured
@@ -630,7 +632,7 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
 
     def measure_ceiling(bootstrap: str, rate: float, fresh: bool) -> dict[str, Any]:
         with RawCeiling(bootstrap, out_dir / "ceiling.log", partitions, linger_ms,
-                        fetch_wait) as raw:
+                        fetch_wait, fetch_min_bytes) as raw:
             if fresh and warm_s:
                 on_stage(f"warming the broker up for {warm_s:g} s")
                 raw.measure(min(rate, WARMUP_MESSAGES_PER_S), warm_s, 0)
@@ -669,7 +671,7 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
                 _environment({PROFILABLE_ENV: "1"} if profile else {}), \
                 platform(bootstrap, world.spec, partitions, rate_dir, workers,
                          idempotent=kafka, linger_ms=linger_ms, fetch_wait_ms=fetch_wait,
-                         store=store) as p:
+                         store=store, fetch_min_bytes=fetch_min_bytes) as p:
             fleet = HospitalFleet(bootstrap, idempotent=kafka, linger_ms=linger_ms,
                                   fetch_wait_ms=fetch_wait)
             closing_s = 5.0
@@ -756,6 +758,7 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
                          "warmup_s": warmup, "broker": broker_kind, "seed": seed,
                          "persons": persons, "workers": workers, "partitions": partitions,
                          "linger_ms": linger_ms, "fetch_wait_ms": fetch_wait,
+                         "fetch_min_bytes": fetch_min_bytes,
                          "health_record_steps": ehr, "store": store,
                          "fresh_broker_per_rate": not os.environ.get(BOOTSTRAP_ENV),
                          "broker_warmup_s": warm_s,

@@ -47,7 +47,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"broker {s['broker']} · {s['workers']} worker(s) · {s['persons']:,} persons · "
         f"seed {s['seed']} · {s['duration_s']:g} s per rate, first {s['warmup_s']:g} s left "
         f"out · {s['partitions']} partition{'' if s['partitions'] == 1 else 's'} per topic · "
-        f"linger {s['linger_ms']} ms · fetch wait {s['fetch_wait_ms']} ms · health-record steps "
+        f"linger {s['linger_ms']} ms · fetch wait {s['fetch_wait_ms']} ms"
+        + (f" for at least {least:,} bytes (the workers')"
+           if (least := s.get("fetch_min_bytes", 1)) > 1 else "") + " · health-record steps "
         f"{'on' if s['health_record_steps'] else 'off'} · tables in "
         f"{s.get('store', 'memory')}",
         "",

@@ -15,6 +15,7 @@ from benchmarks.bounds import FIND_CAPACITY_LEAST, FIND_CAPACITY_MAX, MAX_VISITS
 from benchmarks.profiles import py_spy
 from huimin.cli_app import app, check_output, console, errors, refusal_exit
 from huimin.cli_options import (
+    FetchMinBytes,
     Seed,
     Store,
     check_broker_kind,
@@ -28,7 +29,7 @@ from huimin.local_platform import check_fresh
 from simulators.visits import MAX_VISITS
 from simulators.world import MAX_PERSONS
 from streams.broker import BOOTSTRAP_ENV
-from streams.config import FETCH_WAIT_MS, KAFKA_FETCH_WAIT_MS, LINGER_MS
+from streams.config import FETCH_MIN_BYTES, FETCH_WAIT_MS, KAFKA_FETCH_WAIT_MS, LINGER_MS
 
 
 @app.command()
@@ -53,6 +54,7 @@ def bench(
                     f"waiting fetch only when the wait is up), {KAFKA_FETCH_WAIT_MS} on Kafka (it "
                     "answers when data arrives).")
                              ] = None,
+    fetch_min_bytes: FetchMinBytes = FETCH_MIN_BYTES,
     persons: Annotated[int | None, typer.Option(
         min=1, max=MAX_PERSONS,
         help="Insured persons in the world. Default: 200 per visit/s of the highest rate "
@@ -164,7 +166,8 @@ def bench(
             result = run_bench(offered, duration, warmup, broker, out, seed=seed,
                                persons=persons, workers=workers, ehr=ehr, ceiling=ceiling,
                                partitions=partitions or workers, linger_ms=linger_ms,
-                               fetch_wait=fetch_wait_ms, sweep_max=sweep_max,
+                               fetch_wait=fetch_wait_ms, fetch_min_bytes=fetch_min_bytes,
+                               sweep_max=sweep_max,
                                store=checked_store(store), broker_warmup=broker_warmup,
                                max_in_flight=max_in_flight or None, profile=profile,
                                find_capacity=find_capacity,

@@ -13,6 +13,7 @@ import typer
 
 from huimin.cli_app import app, console, errors, refusal_exit
 from huimin.cli_options import (
+    FetchMinBytes,
     Persons,
     PolicyFile,
     SaslMechanism,
@@ -33,7 +34,13 @@ from messages.codes import ErrorCode
 from messages.dead_letters import DeadLetterEntry, summarise_dead_letters
 from messages.identity import holds_certno
 from streams.broker import BOOTSTRAP_ENV, BrokerError, EmbeddedBroker
-from streams.config import FETCH_WAIT_MS, KAFKA_FETCH_WAIT_MS, STORES, WorkerConfig
+from streams.config import (
+    FETCH_MIN_BYTES,
+    FETCH_WAIT_MS,
+    KAFKA_FETCH_WAIT_MS,
+    STORES,
+    WorkerConfig,
+)
 from streams.dead_letters import TopicMissing, read_dead_letters
 from streams.kafka_broker import KAFKA_VERSION, ApacheKafkaBroker
 from streams.table_files import DataFolderInUse
@@ -200,6 +207,7 @@ def worker(
         min=0, help=f"Consumer fetch wait: {FETCH_WAIT_MS} for Tansu (it answers a waiting "
                     f"fetch only when the wait is up), {KAFKA_FETCH_WAIT_MS} for Apache Kafka "
                     "(it answers as soon as data arrives; less polling).")] = FETCH_WAIT_MS,
+    fetch_min_bytes: FetchMinBytes = FETCH_MIN_BYTES,
     store: Store = "memory",
     policy: PolicyFile = None,
 ) -> None:
@@ -229,7 +237,8 @@ def worker(
         run_worker(WorkerConfig(bootstrap=where, partitions=partitions,
                                 web_port=web_port, web_host=web_host, data_dir=str(data_dir),
                                 world=world, idempotent=idempotent,
-                                fetch_max_wait_ms=fetch_wait_ms, store=store_url,
+                                fetch_max_wait_ms=fetch_wait_ms,
+                                fetch_min_bytes=fetch_min_bytes, store=store_url,
                                 security=security))
     except DataFolderInUse as exc:
         raise refusal_exit(str(exc)) from None

@@ -18,7 +18,7 @@ import orjson
 from messages.topics import HOSP_REQUESTS
 from simulators.world import WorldSpec
 from streams.broker import free_port
-from streams.config import FETCH_WAIT_MS, LINGER_MS, STORES, WorkerConfig
+from streams.config import FETCH_MIN_BYTES, FETCH_WAIT_MS, LINGER_MS, STORES, WorkerConfig
 from streams.process import WorkerProcess
 from streams.table_files import LOCK_FILE
 from streams.topics import create_platform_topics, records_in, topic_problems, unfit_topics
@@ -85,11 +85,12 @@ class Platform:
     def __init__(self, bootstrap: str, world: WorldSpec, partitions: int, out_dir: Path,
                  idempotent: bool = False, linger_ms: int = LINGER_MS,
                  fetch_wait_ms: int = FETCH_WAIT_MS, store: str = "memory",
-                 fresh_tables: bool = True) -> None:
+                 fresh_tables: bool = True, fetch_min_bytes: int = FETCH_MIN_BYTES) -> None:
         self.fresh_tables = fresh_tables
         self.cfg = WorkerConfig(bootstrap=bootstrap, partitions=partitions, world=world,
                                 idempotent=idempotent, linger_ms=linger_ms,
-                                fetch_max_wait_ms=fetch_wait_ms, store=STORES[store])
+                                fetch_max_wait_ms=fetch_wait_ms,
+                                fetch_min_bytes=fetch_min_bytes, store=STORES[store])
         self.out_dir = out_dir
         self.workers: list[WorkerProcess] = []
         create_platform_topics(bootstrap, partitions)
@@ -171,11 +172,12 @@ class Platform:
 def platform(bootstrap: str, world: WorldSpec, partitions: int, out_dir: Path,
              workers: int = 1, idempotent: bool = False,
              linger_ms: int = LINGER_MS, fetch_wait_ms: int = FETCH_WAIT_MS,
-             store: str = "memory", fresh_tables: bool = True) -> Iterator[Platform]:
+             store: str = "memory", fresh_tables: bool = True,
+             fetch_min_bytes: int = FETCH_MIN_BYTES) -> Iterator[Platform]:
     """`workers` platform worker processes running; all stopped on exit. `store`: where they
     keep their tables (`memory` or `rocksdb`); `fresh_tables`: see `Platform.add_worker`."""
     p = Platform(bootstrap, world, partitions, out_dir, idempotent, linger_ms, fetch_wait_ms,
-                 store, fresh_tables)
+                 store, fresh_tables, fetch_min_bytes)
     try:
         for _ in range(workers):
             p.add_worker()

@@ -24,7 +24,7 @@ from streams.faust_recovery import guard_recovery
 from streams.faust_tuning import (
     set_idempotent_producer,
     set_rocksdb_tuning,
-    set_worker_fetch_max_wait,
+    set_worker_fetch,
 )
 from streams.fhir_views import register_fhir_views
 from streams.owner_fence import guard_changelogs
@@ -41,7 +41,7 @@ log = logging.getLogger("huimin.streams")
 
 def faust_app(cfg: WorkerConfig) -> faust.App:
     """A Faust app with the settings that work on Tansu and Kafka alike (see docs/streams.md)."""
-    set_worker_fetch_max_wait(cfg.fetch_max_wait_ms)
+    set_worker_fetch(cfg.fetch_max_wait_ms, cfg.fetch_min_bytes)
     set_idempotent_producer(cfg.idempotent)
     if cfg.store.startswith("rocksdb"):
         set_rocksdb_tuning()

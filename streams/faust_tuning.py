@@ -4,8 +4,9 @@ settings Faust does not pass on.
 
 Faust hard-codes `fetch_max_wait_ms=1500` for its worker consumer. Tansu (like Kafka) holds an
 empty fetch that long, which adds up to 1.5 s per hop on a quiet partition (Kafka answers as
-soon as data arrives; Tansu does not: streams/config.py). aiokafka reads the attribute only when
-the consumer starts, so setting it on the freshly built consumer is enough.
+soon as data arrives; Tansu does not: streams/config.py). It has no setting for the fetch's
+least size either. aiokafka reads both attributes only when the consumer starts, so setting
+them on the freshly built consumer is enough.
 """
 
 from __future__ import annotations
@@ -16,21 +17,29 @@ import rocksdict
 from faust.stores import rocksdb as faust_rocksdb
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from streams.config import FETCH_WAIT_MS, ROCKSDB_BLOCK_CACHE_TOTAL, ROCKSDB_WRITE_BUFFERS_TOTAL
+from streams.config import (
+    FETCH_MIN_BYTES,
+    FETCH_WAIT_MS,
+    ROCKSDB_BLOCK_CACHE_TOTAL,
+    ROCKSDB_WRITE_BUFFERS_TOTAL,
+)
 
 _original = faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer
 _fetch_max_wait_ms = FETCH_WAIT_MS
+_fetch_min_bytes = FETCH_MIN_BYTES
 
 
 def _create_worker_consumer(self, transport):  # type: ignore[no-untyped-def]
     consumer = _original(self, transport)
     consumer._fetch_max_wait_ms = _fetch_max_wait_ms
+    consumer._fetch_min_bytes = _fetch_min_bytes
     return consumer
 
 
-def set_worker_fetch_max_wait(ms: int) -> None:
-    global _fetch_max_wait_ms
-    _fetch_max_wait_ms = ms
+def set_worker_fetch(max_wait_ms: int, min_bytes: int = FETCH_MIN_BYTES) -> None:
+    """How long the worker's fetches wait, and for how much data at least."""
+    global _fetch_max_wait_ms, _fetch_min_bytes
+    _fetch_max_wait_ms, _fetch_min_bytes = max_wait_ms, min_bytes
     faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer
 
 

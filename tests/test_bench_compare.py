@@ -172,3 +172,12 @@ def test_settings_that_differ_read_as_a_person_writes_them():
     assert "ceiling on → off" in differ and "sweep_max 12,800 → –" in differ, differ
     assert "seed 1,234,567 → 1,234,568" in differ, differ
     assert "rates_visits_per_s 1,000 / 2,000 / 50 → 2.5" in differ, differ
+
+
+def test_a_run_from_before_a_setting_was_recorded_had_its_default():
+    """Runs before 12-06 recorded no `fetch_min_bytes`; they fetched with 1 (the clients')."""
+    assert "fetch_min_bytes" not in BEFORE["settings"]
+    same = {**BEFORE, "settings": {**BEFORE["settings"], "fetch_min_bytes": 1}}
+    assert "Settings that differ: none." in comparison(BEFORE, same)
+    fuller = {**BEFORE, "settings": {**BEFORE["settings"], "fetch_min_bytes": 8192}}
+    assert "Settings that differ: fetch_min_bytes 1 → 8,192." in comparison(BEFORE, fuller)

@@ -23,7 +23,8 @@ def test_bench_writes_json_report_and_plot_for_huimin_and_the_raw_ceiling(tmp_pa
     out = tmp_path / "bench"
     proc = run_huimin(["bench", "--rates", "10", "--duration", "4", "--warmup", "1",
                        "--persons", "600", "--sweep-max", "25", "--broker-warmup", "2",
-                       "--profile", "--out", str(out)], timeout=300)
+                       "--profile", "--fetch-min-bytes", "512", "--out", str(out)],
+                      timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "huimin at 10 visits/s: 40 visits" in proc.stdout  # no terminal: stages as lines
     # each fresh broker (the rate's, the sweep's) gets unmeasured load first
@@ -33,6 +34,7 @@ def test_bench_writes_json_report_and_plot_for_huimin_and_the_raw_ceiling(tmp_pa
     versions = result["machine"]["versions"]
     assert versions["broker"].startswith("tansu ") and versions["huimin"].startswith("0.")
     assert result["settings"]["fetch_wait_ms"] == FETCH_WAIT_MS  # Tansu's, not Kafka's
+    assert result["settings"]["fetch_min_bytes"] == 512  # the workers' and the forwarders'
     assert result["settings"]["broker_warmup_s"] == 2
     assert result["settings"]["persons"] == 600  # as given
     assert result["settings"]["max_visits_in_flight"] == 5000
@@ -80,6 +82,7 @@ def test_bench_writes_json_report_and_plot_for_huimin_and_the_raw_ceiling(tmp_pa
     # the raw ceiling is bounded above only if the sweep reached a rate it did not sustain
     assert ("messages/s offered, not at" in report) is cap["raw_bracketed"]
     assert "| offered visits/s |" in report and "raw" in report
+    assert "fetch wait 25 ms for at least 512 bytes (the workers')" in report
     assert "## CPU per visit" in report and "messages written to the broker per visit" in report
     assert "## The workers' CPU by role" in report and "## The hospitals' CPU by thread" in report
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,65 @@
+"""The worker's consumer fetches as configured (`--fetch-wait-ms`, `--fetch-min-bytes`):
+Faust builds it with a fetch wait of its own (1.5 s) and no least size, so the settings are
+put on the consumer it builds, under the names aiokafka reads when the consumer starts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+from typer.testing import CliRunner
+
+from huimin import cli, cli_cluster
+from streams.app import faust_app
+from streams.broker import BOOTSTRAP_ENV, free_port
+from streams.config import FETCH_MIN_BYTES, FETCH_WAIT_MS, WorkerConfig
+from streams.faust_tuning import set_worker_fetch
+
+
+def fetch_settings(build: Callable[[], AIOKafkaConsumer]) -> tuple[int, int]:
+    """The fetch wait and least size of a consumer built (never started) on an event loop."""
+    async def built() -> tuple[int, int]:
+        consumer = build()
+        try:
+            return consumer._fetch_max_wait_ms, consumer._fetch_min_bytes
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(built())
+
+
+def test_the_worker_consumer_waits_as_long_and_for_as_much_as_configured():
+    def worker_consumer() -> AIOKafkaConsumer:
+        app = faust_app(WorkerConfig(bootstrap="127.0.0.1:9", fetch_max_wait_ms=7,
+                                     fetch_min_bytes=8192))
+        return app.consumer._thread._create_worker_consumer(app.transport)
+
+    try:
+        assert fetch_settings(worker_consumer) == (7, 8192)
+    finally:
+        set_worker_fetch(FETCH_WAIT_MS, FETCH_MIN_BYTES)
+
+
+def test_aiokafka_keeps_the_fetch_settings_under_the_names_we_set():
+    """aiokafka hands these attributes to its fetcher at start; if a new version renamed them,
+    setting them would silently do nothing."""
+    assert fetch_settings(lambda: AIOKafkaConsumer(fetch_max_wait_ms=7,
+                                                   fetch_min_bytes=8192)) == (7, 8192)
+
+
+def test_huimin_worker_passes_its_fetch_options_to_the_worker(monkeypatch: pytest.MonkeyPatch):
+    started: list[WorkerConfig] = []
+    monkeypatch.setattr(cli_cluster, "bootstrap_servers", lambda given: given)
+    monkeypatch.setattr(cli_cluster, "topic_problems", lambda *a: [])
+    monkeypatch.setattr(cli_cluster, "run_worker", started.append)
+    monkeypatch.delenv(BOOTSTRAP_ENV, raising=False)
+    result = CliRunner().invoke(cli.app, ["worker", "--bootstrap", "127.0.0.1:9",
+                                          "--persons", "50", "--web-port", str(free_port()),
+                                          "--fetch-wait-ms", "5", "--fetch-min-bytes", "8192"])
+    assert result.exit_code == 0, result.output
+    assert [(c.fetch_max_wait_ms, c.fetch_min_bytes) for c in started] == [(5, 8192)]
+    refused = CliRunner().invoke(cli.app, ["worker", "--fetch-min-bytes", "0"])
+    assert refused.exit_code == 2 and "--fetch-min-bytes" in refused.output
+    assert len(started) == 1
