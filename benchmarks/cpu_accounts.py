@@ -12,7 +12,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from simulators.hospital import ANSWERS_CLIENT, DEAD_LETTERS_CLIENT, REQUESTS_CLIENT
+from simulators.hospital import DEAD_LETTERS_CLIENT, REQUESTS_CLIENT
 
 
 def busy_seconds(stat: Path, children: bool = False) -> float:
@@ -101,21 +101,28 @@ def role_cpu_per_visit(before: dict[str, float] | None, after: dict[str, float] 
     return per
 
 
-#: The hospitals' threads by what they do: the run's own loop, and kafka-python's network
-#: thread of each client (a consumer's `kafka-io-<client id>`, the producer's
-#: `<client id>-network-thread`); any other thread is the bench's own.
-HOSPITAL_THREADS = {"MainThread": "loop", f"kafka-io-{ANSWERS_CLIENT}": "answers",
-                    f"{REQUESTS_CLIENT}-network-thread": "requests",
+#: The hospitals' threads by what they do: the run's own loop, and the network threads of
+#: their clients: kafka-python's (the producer's `<client id>-network-thread`, the dead-letter
+#: consumer's `kafka-io-<client id>`), and librdkafka's C threads (`rdk:…`), which only the
+#: answers' reader runs (simulators/rdkafka_tail.py). Any other thread is the bench's own.
+HOSPITAL_THREADS = {"MainThread": "loop", f"{REQUESTS_CLIENT}-network-thread": "requests",
                     f"kafka-io-{DEAD_LETTERS_CLIENT}": "dead_letters"}
+LIBRDKAFKA_THREAD_PREFIX, LIBRDKAFKA_THREADS = "rdk:", "answers"
 
 
 def thread_cpu_seconds() -> dict[str, float]:
     """This process's CPU seconds so far by thread (`HOSPITAL_THREADS`' names, `other` for the
-    rest), from /proc/self/task: how the hospitals' CPU splits between their loop and
-    kafka-python's network threads (docs/performance.md, finding 6)."""
-    names = {t.native_id: HOSPITAL_THREADS.get(t.name, "other") for t in threading.enumerate()}
+    rest), from /proc/self/task: how the hospitals' CPU splits between their loop and their
+    clients' network threads (docs/performance.md, finding 6)."""
+    names = {t.native_id: HOSPITAL_THREADS.get(t.name) for t in threading.enumerate()}
     out: dict[str, float] = {}
     for task in Path("/proc/self/task").iterdir():
-        name = names.get(int(task.name), "other")
+        if (name := names.get(int(task.name))) is None:  # none of the hospitals' Python threads
+            try:
+                comm = (task / "comm").read_text()
+            except OSError:  # a thread that has ended
+                comm = ""
+            name = (LIBRDKAFKA_THREADS if comm.startswith(LIBRDKAFKA_THREAD_PREFIX)
+                    else "other")
         out[name] = out.get(name, 0.0) + busy_seconds(task / "stat")
     return out

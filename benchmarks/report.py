@@ -483,14 +483,14 @@ def role_lines(result: dict[str, Any]) -> list[str]:
 #: reported.
 THREAD_COLUMNS = (("loop", "their loop"),
                   ("requests", "the requests producer's network thread"),
-                  ("answers", "the answers consumer's network thread"),
+                  ("answers", "the answers reader's threads (librdkafka)"),
                   ("dead_letters", "the dead-letter consumer's network thread"),
                   ("other", "the bench's own threads"))
 
 
 def thread_lines(result: dict[str, Any]) -> list[str]:
     """Where the hospitals' CPU goes, per visit: their own loop against the network threads
-    kafka-python runs for each client (docs/performance.md, finding 6)."""
+    their clients run (docs/performance.md, finding 6)."""
     lines = []
     for p in result["points"]:
         by_thread = p.get("hospitals_cpu_ms_per_visit_by_thread") or {}

@@ -27,6 +27,7 @@ from messages.visitlog import Visit, make_msgid
 from settlement.reference import Hospital
 from simulators import hospital_metrics as metrics
 from simulators.bad_messages import BadMessage
+from simulators.rdkafka_tail import RdkafkaTail
 from simulators.visit_run import HospitalRunResult, OnProgress, Sink, VisitRun
 from streams.config import FETCH_WAIT_MS, LINGER_MS
 from streams.offset_gaps import GapCounts, GapGuard
@@ -162,6 +163,17 @@ def response_consumer(bootstrap: str, topic: str = topics.HOSP_RESPONSES, wait_s
     return consumer
 
 
+def answer_tail(bootstrap: str, **settings: Any) -> RdkafkaTail:
+    """`hosp.responses` from its end, read by librdkafka (simulators/rdkafka_tail.py): the
+    partitions and their ends found as `response_consumer` finds them."""
+    finder = response_consumer(bootstrap, **settings)
+    try:
+        positions = {tp: finder.position(tp) for tp in finder.assignment()}
+    finally:
+        finder.close()
+    return RdkafkaTail(bootstrap, positions, settings)
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetterRecord:
     """A dead letter as the hospitals saw it: its bytes, to match a bad request they sent on
@@ -200,9 +212,8 @@ class HospitalFleet:
         self.signer = Signer(signing_secret or configured_secret()[0])
         self.bootstrap = bootstrap
         self.answer_timeout_s = answer_timeout_s
-        self.consumer = response_consumer(
-            bootstrap, **{"fetch_max_wait_ms": fetch_wait_ms, "client_id": ANSWERS_CLIENT,
-                          **extra})
+        self.consumer = answer_tail(bootstrap, **{"fetch_max_wait_ms": fetch_wait_ms,
+                                                  "client_id": ANSWERS_CLIENT, **extra})
         self.dead_letter_consumer = response_consumer(
             bootstrap, topics.DEAD_LETTERS,
             **{"fetch_max_wait_ms": max(fetch_wait_ms, DEAD_LETTER_FETCH_WAIT_MS),

@@ -47,8 +47,9 @@ class GapCounts:
 
 class GapGuard:
     """Polls `consumer` (manually assigned, positions set) and hands over each partition's
-    records only in offset order, with none missing. Wraps a kafka-python consumer; a seek
-    made on it directly afterwards must be told with `start`."""
+    records only in offset order, with none missing. Wraps a kafka-python consumer (or one
+    that answers its calls: simulators/rdkafka_tail.py); a seek made on it directly
+    afterwards must be told with `start`."""
 
     HOLES_KEPT = 10
 

@@ -651,26 +651,38 @@ def test_the_report_shows_the_workers_cpu_by_role_and_the_share_in_the_handlers(
     assert role_lines({"points": [{"offered_visits_per_s": 60}]}) == []
 
 
-def test_the_hospitals_cpu_is_read_by_thread_with_kafka_pythons_network_threads_named():
+def test_the_hospitals_cpu_is_read_by_thread_with_their_clients_network_threads_named():
     stop = threading.Event()
 
-    def spin() -> None:  # a thread of the bench's own, busy for a while
+    def spin(system_name: str | None = None) -> None:
+        """Busy for a while, as kafka-python's thread of this name, or as a C thread of
+        librdkafka's, which the system knows by a name it set (`rdk:…`)."""
+        if system_name:
+            Path(f"/proc/self/task/{threading.get_native_id()}/comm").write_text(system_name)
         end = time.thread_time() + 0.3
         while time.thread_time() < end:
             pass
+        spun.release()
         stop.wait()
 
-    worker = threading.Thread(target=spin, name="kafka-io-huimin-hospitals-answers")
+    spun = threading.Semaphore(0)
+    threads = [threading.Thread(target=spin, name="huimin-hospitals-requests-network-thread"),
+               threading.Thread(target=spin, args=("rdk:broker1",)),
+               threading.Thread(target=spin)]  # a thread of the bench's own
     before = thread_cpu_seconds()
-    worker.start()
+    for t in threads:
+        t.start()
     end = time.thread_time() + 0.3
     while time.thread_time() < end:  # the main thread: the run's loop
         pass
+    for _ in threads:
+        assert spun.acquire(timeout=60)
     after = thread_cpu_seconds()
     stop.set()
-    worker.join()
-    assert after["loop"] - before.get("loop", 0.0) >= 0.25
-    assert after["answers"] - before.get("answers", 0.0) >= 0.25
+    for t in threads:
+        t.join()
+    for name in ("loop", "requests", "answers", "other"):
+        assert after[name] - before.get(name, 0.0) >= 0.25, (name, before, after)
     assert set(after) <= {"loop", "requests", "answers", "dead_letters", "other"}
 
 

@@ -5,6 +5,7 @@ once can make Tansu do, and an answer that does not decode is named, not dropped
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from messages.codec import encode
 from messages.topics import HOSP_RESPONSES
 from simulators.hospital import HospitalFleet
+from simulators.rdkafka_tail import RdkafkaTail
 from streams.broker import broker
 from streams.offset_gaps import REFETCH_EVERY_S, GapGuard
 from streams.topics import create_platform_topics, ensure_topics
@@ -22,11 +24,26 @@ from streams.topics import create_platform_topics, ensure_topics
 TP = TopicPartition("hosp.responses", 3)
 
 
+def kafka_python_from(bootstrap: str, tp: TopicPartition, offset: int) -> Any:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                             fetch_max_wait_ms=50)
+    consumer.assign([tp])
+    consumer.seek(tp, offset)
+    return consumer
+
+
+def librdkafka_from(bootstrap: str, tp: TopicPartition, offset: int) -> Any:
+    """The hospitals' answer reader (simulators/rdkafka_tail.py)."""
+    return RdkafkaTail(bootstrap, {tp: offset}, {"fetch_max_wait_ms": 50})
+
+
 @pytest.mark.e2e
-def test_records_shown_past_a_missing_batch_are_read_again_with_it(tmp_path: Path):
+@pytest.mark.parametrize("reader_from", [kafka_python_from, librdkafka_from])
+def test_records_shown_past_a_missing_batch_are_read_again_with_it(
+        tmp_path: Path, reader_from: Callable[[str, TopicPartition, int], Any]):
     """On Tansu: the consumer is shown offsets 4-8 while the guard still awaits 0 (as a fetch
     shows a batch stored before the one below it); it fetches again from 0 and hands over
-    0-8 once each, in order."""
+    0-8 once each, in order, by either client the hospitals read with."""
     topic = f"gaps-{uuid.uuid4().hex[:8]}"
     with broker(tmp_path / "broker.log") as bootstrap:
         ensure_topics(bootstrap, [topic], partitions=1)
@@ -37,11 +54,8 @@ def test_records_shown_past_a_missing_batch_are_read_again_with_it(tmp_path: Pat
             producer.flush()
         producer.close()
         tp = TopicPartition(topic, 0)
-        consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                 fetch_max_wait_ms=50)
+        consumer = reader_from(bootstrap, tp, 4)
         try:
-            consumer.assign([tp])
-            consumer.seek(tp, 4)
             guard = GapGuard(consumer)
             guard.start(tp, 0)
             offsets: list[int] = []

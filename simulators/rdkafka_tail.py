@@ -1,0 +1,114 @@
+"""The hospitals' answer reader on librdkafka (confluent-kafka), behind the few calls of
+kafka-python's consumer that `GapGuard` makes.
+
+Reading answers was the load generator's largest cost: kafka-python 3 hands every `poll()`
+to its network thread and back (docs/performance.md, finding 6). Sending and tailing 520
+messages a second of 1 KB in one process, as the hospitals do at 100 visits/s, took ~560 µs
+of CPU a message with kafka-python for both clients, ~460 with a librdkafka producer, and
+~60 with both on librdkafka, whose fetches run in C threads without the GIL. The hospitals
+share the machine with the platform they load, so what they spend is taken from it.
+
+Only the answers are read this way: the dead-letter topic is read every 100 ms and few
+messages come, and the setup (the partitions, their true ends on Tansu) stays with
+kafka-python (`simulators.hospital.response_consumer`). The consumer names a group, as
+librdkafka requires, but never joins it or commits: its partitions are assigned."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import confluent_kafka
+from kafka import TopicPartition
+
+log = logging.getLogger("huimin.hospitals.answers")
+
+#: kafka-python's names of the settings the hospitals pass on (a secured cluster's, the
+#: client's name, the fetch wait), as librdkafka names them.
+LIBRDKAFKA_NAMES = {"security_protocol": "security.protocol",
+                    "sasl_mechanism": "sasl.mechanism",
+                    "sasl_plain_username": "sasl.username",
+                    "sasl_plain_password": "sasl.password",
+                    "ssl_cafile": "ssl.ca.location",
+                    "client_id": "client.id",
+                    "fetch_max_wait_ms": "fetch.wait.max.ms"}
+
+
+def librdkafka_settings(kafka_python: dict[str, Any]) -> dict[str, Any]:
+    """`kafka_python`'s settings in librdkafka's names. One it has no name for is refused,
+    rather than dropped: a dropped TLS setting would read in the clear."""
+    if unknown := sorted(set(kafka_python) - set(LIBRDKAFKA_NAMES)):
+        raise ValueError(f"no librdkafka setting for {', '.join(unknown)}")
+    return {LIBRDKAFKA_NAMES[k]: v for k, v in kafka_python.items() if v is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class TailRecord:
+    """A record as kafka-python's `ConsumerRecord` shows it, as far as its readers look."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+class RdkafkaTail:
+    """Partitions read from given offsets on, by librdkafka; `poll` returns records by
+    partition, as kafka-python's does."""
+
+    def __init__(self, bootstrap: str, positions: dict[TopicPartition, int],
+                 settings: dict[str, Any]) -> None:
+        """`positions`: where each partition is read from; `settings`: kafka-python's
+        (`librdkafka_settings`)."""
+        config = {"bootstrap.servers": bootstrap, "enable.auto.commit": False,
+                  "enable.partition.eof": False, **librdkafka_settings(settings)}
+        config.setdefault("client.id", "huimin-hospitals-answers")
+        config["group.id"] = config["client.id"]  # required; never joined (assigned)
+        self._consumer = confluent_kafka.Consumer(config, logger=log)
+        self._positions = dict(positions)
+        self._consumer.assign([confluent_kafka.TopicPartition(tp.topic, tp.partition, offset)
+                               for tp, offset in positions.items()])
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self._positions)
+
+    def position(self, tp: TopicPartition) -> int:
+        """Where `tp` was assigned from (all `GapGuard` asks, before its first poll)."""
+        return self._positions[tp]
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        """Fetch `tp` again from `offset`. A partition librdkafka is not fetching yet refuses
+        a seek; the gap is then seen, and the seek made, again at the next poll."""
+        try:
+            self._consumer.seek(confluent_kafka.TopicPartition(tp.topic, tp.partition, offset))
+        except confluent_kafka.KafkaException as exc:
+            log.info("%s[%d]: could not fetch again from %d yet (%s)", tp.topic, tp.partition,
+                     offset, exc.args[0].str() if exc.args else exc)
+
+    def pause(self, tp: TopicPartition) -> None:
+        self._consumer.pause([confluent_kafka.TopicPartition(tp.topic, tp.partition)])
+
+    def resume(self, tp: TopicPartition) -> None:
+        self._consumer.resume([confluent_kafka.TopicPartition(tp.topic, tp.partition)])
+
+    def poll(self, timeout_ms: int, max_records: int | None = None
+             ) -> dict[TopicPartition, list[TailRecord]]:
+        """The records that arrive within `timeout_ms`, at most `max_records`."""
+        out: dict[TopicPartition, list[TailRecord]] = {}
+        for m in self._consumer.consume(num_messages=max_records or 500,
+                                        timeout=timeout_ms / 1000):
+            if (error := m.error()) is not None:
+                log.warning("reading answers: %s", error.str())
+                continue
+            topic, partition = m.topic(), m.partition()
+            out.setdefault(TopicPartition(topic, partition), []).append(
+                TailRecord(topic, partition, m.offset(), m.timestamp()[1], m.key(),
+                           m.value() or b"", m.headers() or []))
+        return out
+
+    def close(self) -> None:
+        self._consumer.close()

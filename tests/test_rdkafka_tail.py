@@ -1,0 +1,63 @@
+"""The hospitals read their answers with librdkafka (simulators/rdkafka_tail.py): it shows a
+record as kafka-python does, and takes a secured cluster's settings under its own names."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+from kafka import KafkaProducer, TopicPartition
+
+from simulators.rdkafka_tail import RdkafkaTail, TailRecord, librdkafka_settings
+from streams.broker import broker
+from streams.security import PASSWORD_ENV, ClusterSecurity
+from streams.topics import ensure_topics
+
+
+def test_a_secured_clusters_settings_are_given_in_librdkafkas_names(
+        monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv(PASSWORD_ENV, "s3cret")
+    security = ClusterSecurity("SASL_SSL", "SCRAM-SHA-256", "hospitals", "/etc/ca.pem")
+    assert librdkafka_settings({**security.kafka_python(), "client_id": "h",
+                                "fetch_max_wait_ms": 50}) == {
+        "security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-256",
+        "sasl.username": "hospitals", "sasl.password": "s3cret",
+        "ssl.ca.location": "/etc/ca.pem", "client.id": "h", "fetch.wait.max.ms": 50}
+    assert librdkafka_settings(ClusterSecurity().kafka_python()) == {}
+
+
+def test_a_setting_with_no_librdkafka_name_is_refused_not_dropped():
+    with pytest.raises(ValueError, match="no librdkafka setting for ssl_certfile"):
+        librdkafka_settings({"security_protocol": "SSL", "ssl_certfile": "/etc/me.pem"})
+
+
+@pytest.mark.e2e
+def test_records_are_read_from_the_positions_given_as_kafka_python_shows_them(tmp_path: Path):
+    topic = f"tail-{uuid.uuid4().hex[:8]}"
+    with broker(tmp_path / "broker.log") as bootstrap:
+        ensure_topics(bootstrap, [topic], partitions=2)
+        producer = KafkaProducer(bootstrap_servers=bootstrap)
+        for i in range(4):
+            producer.send(topic, f"answer {i}".encode(), key=b"H1", partition=1,
+                          headers=[("world", b"w1"), ("empty", b"")], timestamp_ms=1_000 + i)
+        producer.send(topic, b"other partition", partition=0)
+        producer.flush()
+        producer.close()
+        tail = RdkafkaTail(bootstrap, {TopicPartition(topic, 1): 2, TopicPartition(topic, 0): 1},
+                           {"fetch_max_wait_ms": 25, "client_id": "test-tail"})
+        try:
+            assert tail.assignment() == {TopicPartition(topic, 0), TopicPartition(topic, 1)}
+            got: dict[TopicPartition, list[TailRecord]] = {}
+            for _ in range(100):
+                for tp, records in tail.poll(100).items():
+                    got.setdefault(tp, []).extend(records)
+                if sum(map(len, got.values())) >= 2:
+                    break
+            assert tail.poll(300) == {}  # nothing more, nothing twice
+        finally:
+            tail.close()
+    # partition 0 was read from offset 1, past its only record; partition 1 from 2
+    assert got == {TopicPartition(topic, 1): [
+        TailRecord(topic, 1, offset, 1_000 + offset, b"H1", f"answer {offset}".encode(),
+                   [("world", b"w1"), ("empty", b"")]) for offset in (2, 3)]}
