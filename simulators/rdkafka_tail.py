@@ -22,7 +22,12 @@ from typing import Any
 import confluent_kafka
 from kafka import TopicPartition
 
+from streams.log_repeats import RepeatsHeldBack
+
 log = logging.getLogger("huimin.hospitals.answers")
+#: librdkafka logs each failed connection: ~20 lines a second while the cluster is down. Its
+#: lines share one template, so they are told apart by facility (`FAIL`, `ERROR`, …).
+log.addFilter(RepeatsHeldBack(kind=lambda r: f"{r.msg} {r.args[0] if r.args else ''}"))
 
 #: kafka-python's names of the settings the hospitals pass on (a secured cluster's, the
 #: client's name, the fetch wait), as librdkafka names them.
@@ -65,7 +70,8 @@ class RdkafkaTail:
         """`positions`: where each partition is read from; `settings`: kafka-python's
         (`librdkafka_settings`)."""
         config = {"bootstrap.servers": bootstrap, "enable.auto.commit": False,
-                  "enable.partition.eof": False, **librdkafka_settings(settings)}
+                  "enable.partition.eof": False, "log_level": 4,  # warnings and worse
+                  **librdkafka_settings(settings)}
         config.setdefault("client.id", "huimin-hospitals-answers")
         config["group.id"] = config["client.id"]  # required; never joined (assigned)
         self._consumer = confluent_kafka.Consumer(config, logger=log)

@@ -10,19 +10,27 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+
+
+def template(record: logging.LogRecord) -> str:
+    return str(record.msg)
 
 
 class RepeatsHeldBack(logging.Filter):
-    """A record whose logger, level and message template were let through less than
-    `window_s` ago is held back and counted; the next one let through says how many."""
+    """A record whose logger, level and kind (by default its message template) were let
+    through less than `window_s` ago is held back and counted; the next one let through says
+    how many."""
 
-    def __init__(self, window_s: float = 10.0) -> None:
+    def __init__(self, window_s: float = 10.0,
+                 kind: Callable[[logging.LogRecord], str] = template) -> None:
         super().__init__()
         self.window_s = window_s
+        self.kind = kind
         self._seen: dict[tuple[str, int, str], tuple[float, int]] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
-        key = (record.name, record.levelno, str(record.msg))
+        key = (record.name, record.levelno, self.kind(record))
         now = time.monotonic()
         shown_at, held = self._seen.get(key, (-self.window_s, 0))
         if now - shown_at < self.window_s:

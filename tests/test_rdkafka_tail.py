@@ -3,14 +3,16 @@ record as kafka-python does, and takes a secured cluster's settings under its ow
 
 from __future__ import annotations
 
+import logging
 import uuid
 from pathlib import Path
 
 import pytest
 from kafka import KafkaProducer, TopicPartition
 
+from simulators import rdkafka_tail
 from simulators.rdkafka_tail import RdkafkaTail, TailRecord, librdkafka_settings
-from streams.broker import broker
+from streams.broker import broker, free_port
 from streams.security import PASSWORD_ENV, ClusterSecurity
 from streams.topics import ensure_topics
 
@@ -61,3 +63,21 @@ def test_records_are_read_from_the_positions_given_as_kafka_python_shows_them(tm
     assert got == {TopicPartition(topic, 1): [
         TailRecord(topic, 1, offset, 1_000 + offset, b"H1", f"answer {offset}".encode(),
                    [("world", b"w1"), ("empty", b"")]) for offset in (2, 3)]}
+
+
+def test_a_cluster_down_is_said_once_in_a_while_not_at_every_retry(
+        caplog: pytest.LogCaptureFixture):
+    """librdkafka logs each failed connection, ~20 a second: one line shows, and the next
+    one let through says how many were left out."""
+    for held in rdkafka_tail.log.filters:
+        held._seen.clear()  # type: ignore[attr-defined]
+    tail = RdkafkaTail(f"127.0.0.1:{free_port()}", {TopicPartition("hosp.responses", 0): 0},
+                       {"fetch_max_wait_ms": 25})
+    try:
+        with caplog.at_level(logging.WARNING, logger=rdkafka_tail.log.name):
+            for _ in range(15):
+                assert tail.poll(100) == {}
+    finally:
+        tail.close()
+    failed = [r for r in caplog.records if "Connect to" in r.getMessage()]
+    assert len(failed) == 1 and failed[0].levelno == logging.ERROR, caplog.text
