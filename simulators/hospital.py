@@ -1,4 +1,5 @@
-"""Hospitals that talk to the platform only over Kafka (kafka-python), as HIS clients do:
+"""Hospitals that talk to the platform only over Kafka (kafka-python; their answers read by
+librdkafka, simulators/rdkafka_tail.py), as HIS clients do:
 `HospitalFleet` signs in, sends, reads the answers and dead letters, and carries out runs of
 visits (simulators/visit_run.py: open loop, a step waiting for the answer to the one before,
 a person at one hospital at a time).
@@ -27,7 +28,7 @@ from messages.visitlog import Visit, make_msgid
 from settlement.reference import Hospital
 from simulators import hospital_metrics as metrics
 from simulators.bad_messages import BadMessage
-from simulators.rdkafka_tail import RdkafkaTail
+from simulators.rdkafka_tail import RdkafkaTail, librdkafka_settings
 from simulators.visit_run import HospitalRunResult, OnProgress, Sink, VisitRun
 from streams.config import FETCH_WAIT_MS, LINGER_MS
 from streams.offset_gaps import GapCounts, GapGuard
@@ -40,7 +41,8 @@ log = logging.getLogger("huimin.hospitals")
 #: Dead letters are counted, not waited on by a visit: a long fetch wait spares the broker.
 DEAD_LETTER_FETCH_WAIT_MS = 200
 #: The hospitals' Kafka clients, by what they carry: in the broker's view of its clients, and
-#: in the names of the network threads kafka-python gives each (benchmarks/cpu_accounts.py).
+#: in the names of the network threads kafka-python gives its own (benchmarks/cpu_accounts.py;
+#: the answers' librdkafka threads are named by librdkafka).
 REQUESTS_CLIENT = "huimin-hospitals-requests"
 ANSWERS_CLIENT = "huimin-hospitals-answers"
 DEAD_LETTERS_CLIENT = "huimin-hospitals-dead-letters"
@@ -166,6 +168,7 @@ def response_consumer(bootstrap: str, topic: str = topics.HOSP_RESPONSES, wait_s
 def answer_tail(bootstrap: str, **settings: Any) -> RdkafkaTail:
     """`hosp.responses` from its end, read by librdkafka (simulators/rdkafka_tail.py): the
     partitions and their ends found as `response_consumer` finds them."""
+    librdkafka_settings(settings)  # a setting it cannot take refused before any waiting
     finder = response_consumer(bootstrap, **settings)
     try:
         positions = {tp: finder.position(tp) for tp in finder.assignment()}
@@ -204,8 +207,10 @@ class HospitalFleet:
                  client_config: dict[str, Any] | None = None,
                  signing_secret: bytes | None = None, idempotent: bool = False,
                  linger_ms: int = LINGER_MS, fetch_wait_ms: int = FETCH_WAIT_MS) -> None:
-        """`client_config`: extra kafka-python settings, e.g. `security_protocol`,
-        `sasl_mechanism`, `sasl_plain_username`, `ssl_cafile`, for a secured cluster.
+        """`client_config`: a secured cluster's settings in kafka-python's names
+        (`ClusterSecurity.kafka_python`: `security_protocol`, `sasl_mechanism`,
+        `sasl_plain_username`, `sasl_plain_password`, `ssl_cafile`), which the answers'
+        librdkafka reader takes too (`librdkafka_settings`).
         `signing_secret`: each hospital signs what it sends with its key derived from it
         (messages/signing.py); default HUIMIN_SIGNING_SECRET or the development secret."""
         extra = client_config or {}
@@ -214,10 +219,14 @@ class HospitalFleet:
         self.answer_timeout_s = answer_timeout_s
         self.consumer = answer_tail(bootstrap, **{"fetch_max_wait_ms": fetch_wait_ms,
                                                   "client_id": ANSWERS_CLIENT, **extra})
-        self.dead_letter_consumer = response_consumer(
-            bootstrap, topics.DEAD_LETTERS,
-            **{"fetch_max_wait_ms": max(fetch_wait_ms, DEAD_LETTER_FETCH_WAIT_MS),
-               "client_id": DEAD_LETTERS_CLIENT, **extra})
+        try:
+            self.dead_letter_consumer = response_consumer(
+                bootstrap, topics.DEAD_LETTERS,
+                **{"fetch_max_wait_ms": max(fetch_wait_ms, DEAD_LETTER_FETCH_WAIT_MS),
+                   "client_id": DEAD_LETTERS_CLIENT, **extra})
+        except BaseException:  # no platform (PlatformSilent), or an interrupt meanwhile
+            self.consumer.close()
+            raise
         # both tailed topics are written by every worker: see streams/offset_gaps.py
         counted = metrics.READ_GAPS.labels
         self.answer_reader = GapGuard(self.consumer, on_gap=lambda o: counted(o).inc())

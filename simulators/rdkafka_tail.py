@@ -11,7 +11,9 @@ share the machine with the platform they load, so what they spend is taken from 
 Only the answers are read this way: the dead-letter topic is read every 100 ms and few
 messages come, and the setup (the partitions, their true ends on Tansu) stays with
 kafka-python (`simulators.hospital.response_consumer`). The consumer names a group, as
-librdkafka requires, but never joins it or commits: its partitions are assigned."""
+librdkafka requires, but never joins it or commits: its partitions are assigned. librdkafka
+still looks up the group's coordinator, so on a cluster with ACLs the hospitals' account
+needs Describe on the group `huimin-hospitals-answers` (README, secured clusters)."""
 
 from __future__ import annotations
 
@@ -71,7 +73,12 @@ class RdkafkaTail:
         (`librdkafka_settings`)."""
         config = {"bootstrap.servers": bootstrap, "enable.auto.commit": False,
                   "enable.partition.eof": False, "log_level": 4,  # warnings and worse
+                  # as kafka-python reads: every record, its CRC checked
+                  "isolation.level": "read_uncommitted", "check.crcs": True,
                   **librdkafka_settings(settings)}
+        if config.get("security.protocol", "").endswith("SSL"):
+            # no CA file given: the system's trusted certificates, as kafka-python takes them
+            config.setdefault("ssl.ca.location", "probe")
         config.setdefault("client.id", "huimin-hospitals-answers")
         config["group.id"] = config["client.id"]  # required; never joined (assigned)
         self._consumer = confluent_kafka.Consumer(config, logger=log)
@@ -103,10 +110,15 @@ class RdkafkaTail:
 
     def poll(self, timeout_ms: int, max_records: int | None = None
              ) -> dict[TopicPartition, list[TailRecord]]:
-        """The records that arrive within `timeout_ms`, at most `max_records`."""
+        """The records there are, at most `max_records`, as soon as there is one, waiting
+        `timeout_ms` at most for it. (librdkafka's `consume` waits for all it may return or
+        for the whole time-out: an answer would be seen up to a poll's wait late.)"""
+        first = self._consumer.poll(timeout_ms / 1000)
+        if first is None:
+            return {}
+        more = (max_records or 500) - 1
         out: dict[TopicPartition, list[TailRecord]] = {}
-        for m in self._consumer.consume(num_messages=max_records or 500,
-                                        timeout=timeout_ms / 1000):
+        for m in [first, *(self._consumer.consume(more, timeout=0) if more else ())]:
             if (error := m.error()) is not None:
                 log.warning("reading answers: %s", error.str())
                 continue

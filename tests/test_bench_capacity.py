@@ -48,6 +48,7 @@ from benchmarks.report import (
     timeline_lines,
 )
 from messages.visitlog import VisitSession
+from simulators.hospital import REQUESTS_CLIENT
 from simulators.visit_run import Exchange, HospitalRunResult
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import MAX_PERSONS, WorldSpec, build_world
@@ -666,7 +667,7 @@ def test_the_hospitals_cpu_is_read_by_thread_with_their_clients_network_threads_
         stop.wait()
 
     spun = threading.Semaphore(0)
-    threads = [threading.Thread(target=spin, name="huimin-hospitals-requests-network-thread"),
+    threads = [threading.Thread(target=spin, name=f"{REQUESTS_CLIENT}-network-thread"),
                threading.Thread(target=spin, args=("rdk:broker1",)),
                threading.Thread(target=spin)]  # a thread of the bench's own
     before = thread_cpu_seconds()

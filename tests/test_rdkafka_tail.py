@@ -4,6 +4,8 @@ record as kafka-python does, and takes a secured cluster's settings under its ow
 from __future__ import annotations
 
 import logging
+import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -81,3 +83,29 @@ def test_a_cluster_down_is_said_once_in_a_while_not_at_every_retry(
         tail.close()
     failed = [r for r in caplog.records if "Connect to" in r.getMessage()]
     assert len(failed) == 1 and failed[0].levelno == logging.ERROR, caplog.text
+
+
+@pytest.mark.e2e
+def test_a_poll_returns_as_soon_as_a_record_arrives_not_at_its_time_out(tmp_path: Path):
+    """librdkafka's `consume` would hold what came until the whole wait was up: every answer
+    timed up to a poll's wait late."""
+    topic = f"tail-{uuid.uuid4().hex[:8]}"
+    with broker(tmp_path / "broker.log") as bootstrap:
+        ensure_topics(bootstrap, [topic], partitions=1)
+        producer = KafkaProducer(bootstrap_servers=bootstrap)
+        producer.send(topic, b"warm-up", partition=0).get(timeout=30)
+        tail = RdkafkaTail(bootstrap, {TopicPartition(topic, 0): 1}, {"fetch_max_wait_ms": 25})
+        try:
+            assert tail.poll(1000) == {}  # the partition fetched, nothing past offset 1
+            sender = threading.Timer(0.3, lambda: producer.send(topic, b"answer", partition=0)
+                                     .get(timeout=30))
+            sender.start()
+            began = time.monotonic()
+            got = tail.poll(10_000, max_records=2000)
+            waited = time.monotonic() - began
+            sender.join()
+        finally:
+            tail.close()
+            producer.close()
+    assert [r.value for records in got.values() for r in records] == [b"answer"]
+    assert waited < 5.0  # sent 0.3 s in; the poll would have waited 10 s

@@ -11,6 +11,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from typer.testing import CliRunner
 
+from benchmarks import ceiling
 from huimin import cli, cli_cluster
 from streams.app import faust_app
 from streams.broker import BOOTSTRAP_ENV, free_port
@@ -63,3 +64,33 @@ def test_huimin_worker_passes_its_fetch_options_to_the_worker(monkeypatch: pytes
     refused = CliRunner().invoke(cli.app, ["worker", "--fetch-min-bytes", "0"])
     assert refused.exit_code == 2 and "--fetch-min-bytes" in refused.output
     assert len(started) == 1
+
+
+def test_the_raw_ceilings_forwarders_fetch_as_the_workers_do(monkeypatch: pytest.MonkeyPatch):
+    """They play the workers' part in the raw chain, so `huimin bench --fetch-min-bytes`
+    reaches them too, in the arguments their process reads."""
+    started: list[list[str]] = []
+
+    class Started:
+        def __init__(self, args: list[str], **_: object) -> None:
+            started.append(args)
+
+        def terminate(self) -> None: ...
+        def wait(self, _timeout: float) -> None: ...
+        def poll(self) -> int: return 0
+
+    monkeypatch.setattr(ceiling, "ensure_topics", lambda *a, **k: None)
+    monkeypatch.setattr(ceiling.subprocess, "Popen", Started)
+    monkeypatch.setattr(ceiling.time, "sleep", lambda _s: None)
+    with ceiling.RawCeiling("127.0.0.1:9", linger_ms=5, fetch_wait_ms=7, fetch_min_bytes=8192):
+        pass
+    assert started[0][-4:] == ["127.0.0.1:9", "5", "7", "8192"]
+    forwarded: list[tuple[int, int, int]] = []
+
+    async def forwarder(_bootstrap: str, _source: str, _target: str, _stop: object,
+                        linger_ms: int, fetch_wait_ms: int, fetch_min_bytes: int) -> None:
+        forwarded.append((linger_ms, fetch_wait_ms, fetch_min_bytes))
+
+    monkeypatch.setattr(ceiling, "_forward", forwarder)
+    asyncio.run(ceiling._forwarders(started[0][-4], *map(int, started[0][-3:])))
+    assert forwarded == [(5, 7, 8192)] * (ceiling.HOPS - 1)
