@@ -219,21 +219,24 @@ class HospitalFleet:
         self.answer_timeout_s = answer_timeout_s
         self.consumer = answer_tail(bootstrap, **{"fetch_max_wait_ms": fetch_wait_ms,
                                                   "client_id": ANSWERS_CLIENT, **extra})
-        try:
+        opened: list[Any] = [self.consumer]
+        try:  # no platform (PlatformSilent), or an interrupt meanwhile: close what is open
             self.dead_letter_consumer = response_consumer(
                 bootstrap, topics.DEAD_LETTERS,
                 **{"fetch_max_wait_ms": max(fetch_wait_ms, DEAD_LETTER_FETCH_WAIT_MS),
                    "client_id": DEAD_LETTERS_CLIENT, **extra})
-        except BaseException:  # no platform (PlatformSilent), or an interrupt meanwhile
-            self.consumer.close()
+            opened.append(self.dead_letter_consumer)
+            self.producer = producer_for(bootstrap, idempotent, linger_ms,
+                                         **{"client_id": REQUESTS_CLIENT, **extra})
+        except BaseException:
+            for client in opened:
+                client.close()
             raise
         # both tailed topics are written by every worker: see streams/offset_gaps.py
         counted = metrics.READ_GAPS.labels
         self.answer_reader = GapGuard(self.consumer, on_gap=lambda o: counted(o).inc())
         self.dead_letter_reader = GapGuard(self.dead_letter_consumer,
                                            on_gap=lambda o: counted(o).inc())
-        self.producer = producer_for(bootstrap, idempotent, linger_ms,
-                                     **{"client_id": REQUESTS_CLIENT, **extra})
         self.undelivered = Undelivered()
         #: the sign-ins' msgids: a sign-in redelivered to a worker (a rebalance as the
         #: platform starts) is answered again after `sign_in` has returned, which is no
@@ -298,8 +301,8 @@ class HospitalFleet:
         return sent
 
     def _poll(self, timeout_ms: int, worlds: set[str] | None = None) -> list[dict[str, Any]]:
-        """The answers that arrive within `timeout_ms`; `worlds` collects the world of each
-        that names one (a sign-in's)."""
+        """The answers there are, as soon as there is one, waiting `timeout_ms` at most;
+        `worlds` collects the world of each that names one (a sign-in's)."""
         out = []
         for rec in self.answer_reader.poll(timeout_ms, max_records=2000):
             try:

@@ -18,6 +18,7 @@ needs Describe on the group `huimin-hospitals-answers` (README, secured clusters
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,9 +28,20 @@ from kafka import TopicPartition
 from streams.log_repeats import RepeatsHeldBack
 
 log = logging.getLogger("huimin.hospitals.answers")
-#: librdkafka logs each failed connection: ~20 lines a second while the cluster is down. Its
-#: lines share one template, so they are told apart by facility (`FAIL`, `ERROR`, …).
-log.addFilter(RepeatsHeldBack(kind=lambda r: f"{r.msg} {r.args[0] if r.args else ''}"))
+#: The consumer group librdkafka requires a consumer to name (never joined: README, ACLs).
+ANSWERS_GROUP = "huimin-hospitals-answers"
+
+
+def log_line_kind(record: logging.LogRecord) -> str:
+    """What makes two log lines repeats of each other: librdkafka's share one template
+    (facility, client, text), so their text tells them apart, its numbers (ports, times)
+    left out; a refused connection is then one kind, and a failed TLS handshake another."""
+    args = record.args if isinstance(record.args, tuple) else ()
+    return f"{record.msg} {re.sub(r'[0-9]+', '#', ' '.join(map(str, args)))}"
+
+
+#: librdkafka logs each failed connection: ~20 lines a second while the cluster is down.
+log.addFilter(RepeatsHeldBack(kind=log_line_kind))
 
 #: kafka-python's names of the settings the hospitals pass on (a secured cluster's, the
 #: client's name, the fetch wait), as librdkafka names them.
@@ -79,8 +91,7 @@ class RdkafkaTail:
         if config.get("security.protocol", "").endswith("SSL"):
             # no CA file given: the system's trusted certificates, as kafka-python takes them
             config.setdefault("ssl.ca.location", "probe")
-        config.setdefault("client.id", "huimin-hospitals-answers")
-        config["group.id"] = config["client.id"]  # required; never joined (assigned)
+        config["group.id"] = ANSWERS_GROUP  # required; never joined (assigned)
         self._consumer = confluent_kafka.Consumer(config, logger=log)
         self._positions = dict(positions)
         self._consumer.assign([confluent_kafka.TopicPartition(tp.topic, tp.partition, offset)

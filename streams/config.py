@@ -29,8 +29,7 @@ KAFKA_FETCH_WAIT_MS = 50
 #: fetch wait). 1, the clients' default: answer as soon as anything arrives. On Apache Kafka
 #: under load that means many small fetches; 8,192 with a 5 ms wait took 8-14 % off the
 #: worker's CPU a visit at 100 visits/s, p99 unchanged, but polled 200 times a second when
-#: idle (+0.08 core at
-#: 1 visit/s), so it is an option (`--fetch-min-bytes`), not the default
+#: idle (+0.08 core at 1 visit/s), so it is an option (`--fetch-min-bytes`), not the default
 #: (docs/performance.md, "Tried and not kept"). Not measured on Tansu.
 FETCH_MIN_BYTES = 1
 

@@ -13,8 +13,9 @@ import pytest
 from kafka import KafkaProducer, TopicPartition
 
 from simulators import rdkafka_tail
-from simulators.rdkafka_tail import RdkafkaTail, TailRecord, librdkafka_settings
+from simulators.rdkafka_tail import RdkafkaTail, TailRecord, librdkafka_settings, log_line_kind
 from streams.broker import broker, free_port
+from streams.log_repeats import RepeatsHeldBack
 from streams.security import PASSWORD_ENV, ClusterSecurity
 from streams.topics import ensure_topics
 
@@ -109,3 +110,20 @@ def test_a_poll_returns_as_soon_as_a_record_arrives_not_at_its_time_out(tmp_path
             producer.close()
     assert [r.value for records in got.values() for r in records] == [b"answer"]
     assert waited < 5.0  # sent 0.3 s in; the poll would have waited 10 s
+
+
+def test_repeats_are_told_apart_by_what_failed_not_by_port_or_time():
+    """A refused connection retried is one kind; a failed TLS handshake behind it is another,
+    and shows. A lone dict argument (logging's `%(name)s` form) does not break the filter."""
+    def line(text: str, *args: object) -> logging.LogRecord:
+        return logging.LogRecord(rdkafka_tail.log.name, logging.ERROR, __file__, 1, text,
+                                 args, None)
+
+    held = RepeatsHeldBack(kind=log_line_kind)
+    refused = "[thrd:127.0.0.1:{0}/bootstrap]: Connect to ipv4#127.0.0.1:{0} failed (after {1}ms)"
+    template = "%s [%s] %s"
+    assert held.filter(line(template, "FAIL", "c#consumer-1", refused.format(9092, 0)))
+    assert not held.filter(line(template, "FAIL", "c#consumer-1", refused.format(9092, 12)))
+    assert held.filter(line(template, "FAIL", "c#consumer-1",
+                            "[thrd:b:9093/bootstrap]: SSL handshake failed"))
+    assert held.filter(line("%(what)s", {"what": "a dict argument"}))
