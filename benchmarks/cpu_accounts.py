@@ -12,7 +12,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from simulators.hospital import DEAD_LETTERS_CLIENT, REQUESTS_CLIENT
+from simulators.hospital import DEAD_LETTERS_CLIENT
 
 
 def busy_seconds(stat: Path, children: bool = False) -> float:
@@ -102,12 +102,12 @@ def role_cpu_per_visit(before: dict[str, float] | None, after: dict[str, float] 
 
 
 #: The hospitals' threads by what they do: the run's own loop, and the network threads of
-#: their clients: kafka-python's (the producer's `<client id>-network-thread`, the dead-letter
-#: consumer's `kafka-io-<client id>`), and librdkafka's C threads (`rdk:…`), which only the
-#: answers' reader runs (simulators/rdkafka_tail.py). Any other thread is the bench's own.
-HOSPITAL_THREADS = {"MainThread": "loop", f"{REQUESTS_CLIENT}-network-thread": "requests",
-                    f"kafka-io-{DEAD_LETTERS_CLIENT}": "dead_letters"}
-LIBRDKAFKA_THREAD_PREFIX, LIBRDKAFKA_THREADS = "rdk:", "answers"
+#: their clients: librdkafka's C threads (`rdk:…`), which the requests producer and the
+#: answers reader run (simulators/librdkafka.py) and which do not say whose they are, and
+#: kafka-python's dead-letter consumer's `kafka-io-<client id>`. Any other thread is the
+#: bench's own.
+HOSPITAL_THREADS = {"MainThread": "loop", f"kafka-io-{DEAD_LETTERS_CLIENT}": "dead_letters"}
+LIBRDKAFKA_THREAD_PREFIX, LIBRDKAFKA_THREADS = "rdk:", "librdkafka"
 
 
 def thread_cpu_seconds() -> dict[str, float]:

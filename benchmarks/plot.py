@@ -30,10 +30,9 @@ def cpu_segments(point: dict[str, Any]) -> list[tuple[str, float]]:
     else:
         parts.append(("workers", per.get("workers", 0.0)))
     if threads:
-        clients = sum(v for k, v in threads.items() if k in ("requests", "answers",
-                                                             "dead_letters"))
+        clients = sum(v for k, v in threads.items() if k not in ("loop", "other"))
         parts += [("hospitals: their loop", threads.get("loop", 0.0)),
-                  ("hospitals: kafka-python's threads", clients),
+                  ("hospitals: their Kafka clients' threads", clients),
                   ("hospitals: the bench's own threads", threads.get("other", 0.0))]
     else:
         parts.append(("hospitals", per.get("hospitals", 0.0)))

@@ -480,10 +480,12 @@ def role_lines(result: dict[str, Any]) -> list[str]:
 
 
 #: The hospitals' threads, as `bench.json` names them (benchmarks/cpu_accounts.py), and as
-#: reported.
+#: reported; a column is shown where a rate has it (runs before 12-06 had kafka-python's
+#: requests thread, and until 12-06 librdkafka's threads were the answers reader's alone).
 THREAD_COLUMNS = (("loop", "their loop"),
-                  ("requests", "the requests producer's network thread"),
-                  ("answers", "the answers reader's threads (librdkafka)"),
+                  ("librdkafka", "librdkafka's threads (the requests and the answers)"),
+                  ("requests", "the requests producer's network thread (kafka-python)"),
+                  ("answers", "the answers reader's threads"),
                   ("dead_letters", "the dead-letter consumer's network thread"),
                   ("other", "the bench's own threads"))
 
@@ -491,18 +493,18 @@ THREAD_COLUMNS = (("loop", "their loop"),
 def thread_lines(result: dict[str, Any]) -> list[str]:
     """Where the hospitals' CPU goes, per visit: their own loop against the network threads
     their clients run (docs/performance.md, finding 6)."""
-    lines = []
-    for p in result["points"]:
-        by_thread = p.get("hospitals_cpu_ms_per_visit_by_thread") or {}
-        if by_thread:
-            lines.append(f"| {p['offered_visits_per_s']:g} | " + " | ".join(
-                f"{by_thread[k]:g}" if k in by_thread else "–" for k, _ in THREAD_COLUMNS)
-                + " |")
-    if not lines:
+    rows = [(p["offered_visits_per_s"], by_thread) for p in result["points"]
+            if (by_thread := p.get("hospitals_cpu_ms_per_visit_by_thread"))]
+    columns = [(k, title) for k, title in THREAD_COLUMNS
+               if any(k in by_thread for _, by_thread in rows)]
+    if not rows:
         return []
     return ["", "## The hospitals' CPU by thread (ms per visit)", "",
-            "| offered visits/s | " + " | ".join(title for _, title in THREAD_COLUMNS) + " |",
-            "|" + "---|" * (len(THREAD_COLUMNS) + 1), *lines]
+            "| offered visits/s | " + " | ".join(title for _, title in columns) + " |",
+            "|" + "---|" * (len(columns) + 1),
+            *(f"| {rate:g} | " + " | ".join(f"{by_thread[k]:g}" if k in by_thread else "–"
+                                            for k, _ in columns) + " |"
+              for rate, by_thread in rows)]
 
 
 def profile_lines(result: dict[str, Any]) -> list[str]:

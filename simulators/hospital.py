@@ -1,5 +1,5 @@
-"""Hospitals that talk to the platform only over Kafka (kafka-python; their answers read by
-librdkafka, simulators/rdkafka_tail.py), as HIS clients do:
+"""Hospitals that talk to the platform only over Kafka, as HIS clients do (their requests
+sent and answers read by librdkafka, simulators/librdkafka.py; the rest by kafka-python):
 `HospitalFleet` signs in, sends, reads the answers and dead letters, and carries out runs of
 visits (simulators/visit_run.py: open loop, a step waiting for the answer to the one before,
 a person at one hospital at a time).
@@ -15,8 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
+from kafka import KafkaConsumer, TopicPartition
 
 from messages import topics
 from messages.codec import MalformedMessage, decode, encode
@@ -28,12 +27,13 @@ from messages.visitlog import Visit, make_msgid
 from settlement.reference import Hospital
 from simulators import hospital_metrics as metrics
 from simulators.bad_messages import BadMessage
-from simulators.rdkafka_tail import RdkafkaTail, librdkafka_settings
+from simulators.librdkafka import librdkafka_settings
+from simulators.rdkafka_requests import RequestsProducer
+from simulators.rdkafka_tail import RdkafkaTail
 from simulators.visit_run import HospitalRunResult, OnProgress, Sink, VisitRun
 from streams.config import FETCH_WAIT_MS, LINGER_MS
 from streams.offset_gaps import GapCounts, GapGuard
 from streams.partition_ends import true_ends
-from streams.partitioner import KeyPartitioner
 from streams.security import SECRET_ENV, configured_secret
 
 log = logging.getLogger("huimin.hospitals")
@@ -41,8 +41,8 @@ log = logging.getLogger("huimin.hospitals")
 #: Dead letters are counted, not waited on by a visit: a long fetch wait spares the broker.
 DEAD_LETTER_FETCH_WAIT_MS = 200
 #: The hospitals' Kafka clients, by what they carry: in the broker's view of its clients, and
-#: in the names of the network threads kafka-python gives its own (benchmarks/cpu_accounts.py;
-#: the answers' librdkafka threads are named by librdkafka).
+#: in the name of the dead-letter consumer's network thread, which kafka-python names after it
+#: (benchmarks/cpu_accounts.py; librdkafka names its threads itself).
 REQUESTS_CLIENT = "huimin-hospitals-requests"
 ANSWERS_CLIENT = "huimin-hospitals-answers"
 DEAD_LETTERS_CLIENT = "huimin-hospitals-dead-letters"
@@ -93,38 +93,27 @@ def other_world(ours: str, theirs: set[str]) -> str:
             "with the workers'; no visit was sent")
 
 
-def producer_for(bootstrap: str, idempotent: bool = False, linger_ms: int = LINGER_MS,
-                 **extra: Any) -> KafkaProducer:
-    """`idempotent` where the broker offers it (Apache Kafka; not Tansu): a retried send is
-    never written twice. kafka-python's own client metrics are off here and in the consumers:
-    nothing reads them, and recording them was ~10 % of the answer consumer's network
-    thread's busy time (py-spy, 100 visits/s)."""
-    return KafkaProducer(bootstrap_servers=bootstrap, acks="all" if idempotent else 1,
-                         linger_ms=linger_ms, enable_idempotence=idempotent,
-                         **{"metrics_enabled": False, "partitioner": KeyPartitioner(), **extra})
-
-
 class Undelivered:
     """Requests the producer gave up on never reached the platform: each is counted and said,
     so that a request unanswered for that reason is not taken for one the platform lost. The
     first of each kind is logged and the rest summed up when the hospitals stop: a closing
-    producer fails every batch it still holds, which was a line each."""
+    producer gives up every request it still holds, which would be a line each."""
 
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()  # by the producer's error
-        self._lock = threading.Lock()  # the producer's thread counts, the loop sums up
+        self._lock = threading.Lock()  # whichever thread reports, the loop sums up
         #: the requests were given up on purpose (an interrupt): counted, not warned of
         self.given_up = False
 
-    def __call__(self, exc: BaseException) -> None:
-        kind = type(exc).__name__
-        metrics.SEND_FAILURES.labels(metrics.send_failure_kind(exc)).inc()
+    def __call__(self, error: str, text: str = "") -> None:
+        """A request given up on with librdkafka's `error` (its name) and `text`."""
+        metrics.SEND_FAILURES.labels(metrics.send_failure_kind(error)).inc()
         with self._lock:
-            self.counts[kind] += 1
-            first = self.counts[kind] == 1
+            self.counts[error] += 1
+            first = self.counts[error] == 1
         if first and not self.given_up:
-            log.warning("a request could not be delivered to %s: %s", topics.HOSP_REQUESTS,
-                        kind)
+            log.warning("a request could not be delivered to %s: %s%s", topics.HOSP_REQUESTS,
+                        error, f" ({text})" if text else "")
 
     def say(self) -> None:
         """The requests not delivered since the first of each kind was logged."""
@@ -209,14 +198,15 @@ class HospitalFleet:
                  linger_ms: int = LINGER_MS, fetch_wait_ms: int = FETCH_WAIT_MS) -> None:
         """`client_config`: a secured cluster's settings in kafka-python's names
         (`ClusterSecurity.kafka_python`: `security_protocol`, `sasl_mechanism`,
-        `sasl_plain_username`, `sasl_plain_password`, `ssl_cafile`), which the answers'
-        librdkafka reader takes too (`librdkafka_settings`).
+        `sasl_plain_username`, `sasl_plain_password`, `ssl_cafile`), which the librdkafka
+        clients take under its names (`librdkafka_settings`).
         `signing_secret`: each hospital signs what it sends with its key derived from it
         (messages/signing.py); default HUIMIN_SIGNING_SECRET or the development secret."""
         extra = client_config or {}
         self.signer = Signer(signing_secret or configured_secret()[0])
         self.bootstrap = bootstrap
         self.answer_timeout_s = answer_timeout_s
+        self.undelivered = Undelivered()
         self.consumer = answer_tail(bootstrap, **{"fetch_max_wait_ms": fetch_wait_ms,
                                                   "client_id": ANSWERS_CLIENT, **extra})
         opened: list[Any] = [self.consumer]
@@ -226,8 +216,8 @@ class HospitalFleet:
                 **{"fetch_max_wait_ms": max(fetch_wait_ms, DEAD_LETTER_FETCH_WAIT_MS),
                    "client_id": DEAD_LETTERS_CLIENT, **extra})
             opened.append(self.dead_letter_consumer)
-            self.producer = producer_for(bootstrap, idempotent, linger_ms,
-                                         **{"client_id": REQUESTS_CLIENT, **extra})
+            self.producer = RequestsProducer(bootstrap, {"client_id": REQUESTS_CLIENT, **extra},
+                                             self.undelivered, idempotent, linger_ms)
         except BaseException:
             for client in opened:
                 client.close()
@@ -237,7 +227,6 @@ class HospitalFleet:
         self.answer_reader = GapGuard(self.consumer, on_gap=lambda o: counted(o).inc())
         self.dead_letter_reader = GapGuard(self.dead_letter_consumer,
                                            on_gap=lambda o: counted(o).inc())
-        self.undelivered = Undelivered()
         #: the sign-ins' msgids: a sign-in redelivered to a worker (a rebalance as the
         #: platform starts) is answered again after `sign_in` has returned, which is no
         #: error if the answer is OK (`HospitalRunResult.sign_ins_answered_again`)
@@ -248,18 +237,8 @@ class HospitalFleet:
         interrupt that unwinds the run wants: the requests it still holds are then not
         warned of, as failures, one by one)."""
         self.undelivered.given_up = timeout_s == 0
-        try:
-            self.producer.close(timeout=timeout_s)
-        except KafkaTimeoutError:  # a cluster gone: each request unsent fails on its own
-            if not self.undelivered.given_up:
-                log.warning("the hospitals' producer closed with requests still unsent")
-            # kafka-python's close stops at its flush's time-out, its network thread left
-            # running and the close tried again at exit: closed here as it would have gone on
-            sender = getattr(self.producer, "_sender", None)
-            if sender is not None:
-                sender.force_close()
-                sender.join(1.0)  # it fails the batches it held: counted before the sum
-            self.producer._closed = True
+        if self.producer.close(timeout_s) and not self.undelivered.given_up:
+            log.warning("the hospitals' producer closed with requests still unsent")
         self.consumer.close()
         self.dead_letter_consumer.close()
         self.undelivered.say()
@@ -272,16 +251,11 @@ class HospitalFleet:
         Requests still unsent then fail when the producer closes (`Undelivered`)."""
         deadline = time.monotonic() + (self.answer_timeout_s if timeout_s is None
                                        else timeout_s)
-        while True:
-            try:
-                self.producer.flush(timeout=max(0.0, min(FLUSH_SLICE_S,
-                                                         deadline - time.monotonic())))
+        while self.producer.flush(max(0.0, min(FLUSH_SLICE_S, deadline - time.monotonic()))):
+            if time.monotonic() >= deadline or stop_requested():
+                log.warning("requests were still unsent to %s when the hospitals stopped "
+                            "waiting", topics.HOSP_REQUESTS)
                 return
-            except KafkaTimeoutError:
-                if time.monotonic() >= deadline or stop_requested():
-                    break
-        log.warning("requests were still unsent to %s when the hospitals stopped waiting",
-                    topics.HOSP_REQUESTS)
 
     def _send(self, key: str | bytes | None, value: bytes, sender: str = "",
               signing: str = "valid") -> int:
@@ -290,14 +264,8 @@ class HospitalFleet:
         raw_key = key.encode() if isinstance(key, str) else key
         headers = self.signer.headers_as(signing, sender, raw_key, value)
         sent = time.time_ns()
-        try:
-            self.producer.send(topics.HOSP_REQUESTS, key=raw_key, value=value, headers=headers
-                               ).add_errback(self.undelivered)
-        except MessageSizeTooLargeError as exc:  # raised at once, before any delivery
-            log.warning("a request of %d bytes is over the %d the hospitals' producer may "
-                        "send: not sent (a fee upload of that many items?)", len(value),
-                        self.producer.config["max_request_size"])
-            self.undelivered(exc)  # unanswered, it times out: counted, not a crash
+        # one it gives up on (too large, say) is counted; unanswered, it times out
+        self.producer.send(topics.HOSP_REQUESTS, key=raw_key, value=value, headers=headers)
         return sent
 
     def _poll(self, timeout_ms: int, worlds: set[str] | None = None) -> list[dict[str, Any]]:

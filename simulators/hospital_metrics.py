@@ -38,21 +38,24 @@ TIMEOUTS = Counter("huimin_hospital_timeouts_total", "Awaited answers that never
 SEND_FAILURES = Counter("huimin_hospital_send_failures_total", "Requests the hospitals' Kafka "
                         "producer gave up delivering (after its retries), by error",
                         ["error"], registry=HOSPITAL_REGISTRY)
-# the errors kafka-python's producer gives a request it gives up on: expired in its buffer (a
-# broker gone or too slow), the producer closed with it unsent, a record over the broker's
-# limit, a connection lost; any other is counted as `other` (its name is in the log and the
-# summary), so the label's values are known and every one is exported at zero: the first
-# failure of any kind is an increase (HuiminHospitalSendFailures)
-SEND_FAILURE_KINDS = ("KafkaTimeoutError", "IllegalStateError", "MessageSizeTooLargeError",
-                      "KafkaConnectionError", "other")
+# what became of a request the producer gave up on (simulators/rdkafka_requests.py), from
+# librdkafka's name for its error: not delivered within its time-out (a broker gone or too
+# slow), still unsent when the hospitals closed, too large to send, no room in the producer's
+# queue; any other is counted as `other` (its name is in the log and the summary), so the
+# label's values are known and every one is exported at zero: the first failure of any kind
+# is an increase (HuiminHospitalSendFailures)
+SEND_FAILURE_OF = {"_MSG_TIMED_OUT": "timed_out", "_TIMED_OUT": "timed_out",
+                   "_TIMED_OUT_QUEUE": "timed_out",
+                   "_PURGE_QUEUE": "unsent_at_close", "_PURGE_INFLIGHT": "unsent_at_close",
+                   "MSG_SIZE_TOO_LARGE": "too_large", "_QUEUE_FULL": "queue_full"}
+SEND_FAILURE_KINDS = ("timed_out", "unsent_at_close", "too_large", "queue_full", "other")
 for _kind in SEND_FAILURE_KINDS:
     SEND_FAILURES.labels(_kind)
 
 
-def send_failure_kind(exc: BaseException) -> str:
-    """The `error` label of a request the producer gave up on."""
-    kind = type(exc).__name__
-    return kind if kind in SEND_FAILURE_KINDS else "other"
+def send_failure_kind(error: str) -> str:
+    """The `error` label of a request the producer gave up on with librdkafka's `error`."""
+    return SEND_FAILURE_OF.get(error, "other")
 
 
 READ_GAPS = Counter("huimin_hospital_read_gaps_total", "Jumps in the offsets of the answers "

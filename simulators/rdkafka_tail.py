@@ -1,12 +1,5 @@
 """The hospitals' answer reader on librdkafka (confluent-kafka), behind the few calls of
-kafka-python's consumer that `GapGuard` makes.
-
-Reading answers was the load generator's largest cost: kafka-python 3 hands every `poll()`
-to its network thread and back (docs/performance.md, finding 6). Sending and tailing 520
-messages a second of 1 KB in one process, as the hospitals do at 100 visits/s, took ~560 µs
-of CPU a message with kafka-python for both clients, ~460 with a librdkafka producer, and
-~60 with both on librdkafka, whose fetches run in C threads without the GIL. The hospitals
-share the machine with the platform they load, so what they spend is taken from it.
+kafka-python's consumer that `GapGuard` makes (simulators/librdkafka.py says why librdkafka).
 
 Only the answers are read this way: the dead-letter topic is read every 100 ms and few
 messages come, and the setup (the partitions, their true ends on Tansu) stays with
@@ -17,49 +10,17 @@ needs Describe on the group `huimin-hospitals-answers` (README, secured clusters
 
 from __future__ import annotations
 
-import logging
-import re
 from dataclasses import dataclass
 from typing import Any
 
 import confluent_kafka
 from kafka import TopicPartition
 
-from streams.log_repeats import RepeatsHeldBack
+from simulators.librdkafka import client_config, client_log
 
-log = logging.getLogger("huimin.hospitals.answers")
+log = client_log("huimin.hospitals.answers")
 #: The consumer group librdkafka requires a consumer to name (never joined: README, ACLs).
 ANSWERS_GROUP = "huimin-hospitals-answers"
-
-
-def log_line_kind(record: logging.LogRecord) -> str:
-    """What makes two log lines repeats of each other: librdkafka's share one template
-    (facility, client, text), so their text tells them apart, its numbers (ports, times)
-    left out; a refused connection is then one kind, and a failed TLS handshake another."""
-    args = record.args if isinstance(record.args, tuple) else ()
-    return f"{record.msg} {re.sub(r'[0-9]+', '#', ' '.join(map(str, args)))}"
-
-
-#: librdkafka logs each failed connection: ~20 lines a second while the cluster is down.
-log.addFilter(RepeatsHeldBack(kind=log_line_kind))
-
-#: kafka-python's names of the settings the hospitals pass on (a secured cluster's, the
-#: client's name, the fetch wait), as librdkafka names them.
-LIBRDKAFKA_NAMES = {"security_protocol": "security.protocol",
-                    "sasl_mechanism": "sasl.mechanism",
-                    "sasl_plain_username": "sasl.username",
-                    "sasl_plain_password": "sasl.password",
-                    "ssl_cafile": "ssl.ca.location",
-                    "client_id": "client.id",
-                    "fetch_max_wait_ms": "fetch.wait.max.ms"}
-
-
-def librdkafka_settings(kafka_python: dict[str, Any]) -> dict[str, Any]:
-    """`kafka_python`'s settings in librdkafka's names. One it has no name for is refused,
-    rather than dropped: a dropped TLS setting would read in the clear."""
-    if unknown := sorted(set(kafka_python) - set(LIBRDKAFKA_NAMES)):
-        raise ValueError(f"no librdkafka setting for {', '.join(unknown)}")
-    return {LIBRDKAFKA_NAMES[k]: v for k, v in kafka_python.items() if v is not None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,15 +43,11 @@ class RdkafkaTail:
     def __init__(self, bootstrap: str, positions: dict[TopicPartition, int],
                  settings: dict[str, Any]) -> None:
         """`positions`: where each partition is read from; `settings`: kafka-python's
-        (`librdkafka_settings`)."""
-        config = {"bootstrap.servers": bootstrap, "enable.auto.commit": False,
-                  "enable.partition.eof": False, "log_level": 4,  # warnings and worse
+        (`simulators.librdkafka.client_config`)."""
+        config = {**client_config(bootstrap, settings), "enable.auto.commit": False,
+                  "enable.partition.eof": False,
                   # as kafka-python reads: every record, its CRC checked
-                  "isolation.level": "read_uncommitted", "check.crcs": True,
-                  **librdkafka_settings(settings)}
-        if config.get("security.protocol", "").endswith("SSL"):
-            # no CA file given: the system's trusted certificates, as kafka-python takes them
-            config.setdefault("ssl.ca.location", "probe")
+                  "isolation.level": "read_uncommitted", "check.crcs": True}
         config["group.id"] = ANSWERS_GROUP  # required; never joined (assigned)
         self._consumer = confluent_kafka.Consumer(config, logger=log)
         self._positions = dict(positions)

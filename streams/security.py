@@ -1,6 +1,6 @@
 """Reaching a secured Kafka cluster (SASL and/or TLS) from every component: the workers (Faust
-and aiokafka), the topic setup and the hospitals (kafka-python; their answers librdkafka,
-which takes the same settings under its own names: simulators/rdkafka_tail.py).
+and aiokafka), the topic setup and the hospitals (kafka-python; their requests and answers
+librdkafka, which takes the same settings under its own names: simulators/librdkafka.py).
 
 The password comes from HUIMIN_SASL_PASSWORD only, never from a command line or a config
 that a worker's command line carries (`ps` would show it).

@@ -33,7 +33,7 @@ WAITING_E2E_MODULES = frozenset({
     "test_e2e_record_limits.py", "test_e2e_clearing_gauge.py", "test_e2e_topics.py",
     "test_e2e_seek_committed.py", "test_e2e_worker_stop.py", "test_e2e_trail.py",
     "test_e2e_spare_worker.py", "test_e2e_cluster_contact.py",
-    "test_offset_gaps.py", "test_rdkafka_tail.py",
+    "test_offset_gaps.py", "test_rdkafka_tail.py", "test_rdkafka_requests.py",
 })
 
 

@@ -1,5 +1,6 @@
 """A request the hospitals' producer gives up on never reached the platform: it is counted and
-logged at the hospital, so that it is not taken for a request the platform lost."""
+logged at the hospital, so that it is not taken for a request the platform lost. The producer
+is librdkafka's (simulators/rdkafka_requests.py), here with no broker at its address."""
 
 from __future__ import annotations
 
@@ -7,34 +8,27 @@ import logging
 import subprocess
 import sys
 
+import confluent_kafka
 import pytest
-from kafka.errors import IllegalStateError, KafkaTimeoutError, UnknownTopicOrPartitionError
-from kafka.future import Future
 
 from messages.signing import Signer
 from simulators import hospital_metrics as metrics
 from simulators.hospital import HospitalFleet, Undelivered
+from simulators.rdkafka_requests import RequestsProducer
+from streams.broker import free_port
+
+CERTNO = "110101199003070011"
 
 
-class ProducerKeepingFutures:
-    """The producer's side of a send: a future the test settles."""
-
-    def __init__(self) -> None:
-        self.futures: list[Future] = []
-
-    def send(self, topic: str, key: bytes | None = None, value: bytes | None = None,
-             headers: object = None) -> Future:
-        future = Future()
-        self.futures.append(future)
-        return future
-
-
-def sending_fleet() -> HospitalFleet:
-    """A fleet with no broker, only its send path: each send's future is the test's."""
+def sending_fleet(delivery_timeout_ms: int = 120_000) -> HospitalFleet:
+    """A fleet with only its send path, its producer pointed where no broker listens."""
     fleet = HospitalFleet.__new__(HospitalFleet)
-    fleet.producer = ProducerKeepingFutures()
     fleet.signer = Signer(b"test-secret")
     fleet.undelivered = Undelivered()
+    fleet.answer_timeout_s = 30.0
+    fleet.producer = RequestsProducer(f"127.0.0.1:{free_port()}", {"client_id": "test"},
+                                      fleet.undelivered,
+                                      delivery_timeout_ms=delivery_timeout_ms)
     return fleet
 
 
@@ -42,73 +36,100 @@ def failures(error: str) -> float:
     return metrics.SEND_FAILURES.labels(error)._value.get()
 
 
+def delivery_failures(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "could not be delivered" in r.getMessage()]
+
+
 def test_a_request_the_producer_gives_up_on_is_counted_and_logged_without_its_content(
         caplog: pytest.LogCaptureFixture) -> None:
-    fleet = sending_fleet()
-    before = failures("KafkaTimeoutError")
+    fleet = sending_fleet(delivery_timeout_ms=300)
+    before = failures("timed_out")
     with caplog.at_level(logging.WARNING, logger="huimin.hospitals"):
-        fleet._send("110101199003070011", b'{"msgid": "M1"}', signing="none")
-        fleet._send("110101199003070011", b'{"msgid": "M2"}', signing="none")
-        fleet.producer.futures[0].failure(KafkaTimeoutError("no broker answered"))
-        fleet.producer.futures[1].success(None)
-    assert failures("KafkaTimeoutError") == before + 1
-    assert "could not be delivered to hosp.requests: KafkaTimeoutError" in caplog.text
-    assert "110101199003070011" not in caplog.text and "M1" not in caplog.text
+        fleet._send(CERTNO, b'{"msgid": "M1"}', signing="none")
+        fleet._send(CERTNO, b'{"msgid": "M2"}', signing="none")
+        fleet._flush(timeout_s=10)  # both given up on after 0.3 s: nothing left to wait for
+        fleet.producer.close(0)
+    assert failures("timed_out") == before + 2
+    assert delivery_failures(caplog) == [
+        "a request could not be delivered to hosp.requests: _MSG_TIMED_OUT "
+        "(Local: Message timed out)"]
+    assert CERTNO not in caplog.text and "M1" not in caplog.text
 
 
 def test_many_undelivered_requests_are_one_line_then_a_sum_not_a_line_each(
         caplog: pytest.LogCaptureFixture) -> None:
-    """A closing producer fails every batch it still holds: the first is logged, the rest
-    summed up once the hospitals stop."""
+    """A closing producer gives up every request it still holds: the first is logged, the
+    rest summed up once the hospitals stop."""
     fleet = sending_fleet()
-    before = failures("IllegalStateError")
+    before = failures("unsent_at_close")
     with caplog.at_level(logging.WARNING, logger="huimin.hospitals"):
         for n in range(40):
-            fleet._send("110101199003070011", b'{"msgid": "M%d"}' % n, signing="none")
-        for future in fleet.producer.futures:
-            future.failure(IllegalStateError("producer is closed"))
-        assert caplog.text.count("could not be delivered") == 1
+            fleet._send(CERTNO, b'{"msgid": "M%d"}' % n, signing="none")
+        assert fleet.producer.close(0.2) == 40
+        assert len(delivery_failures(caplog)) == 1
         fleet.undelivered.say()
-    assert failures("IllegalStateError") == before + 40  # every one counted
-    assert "39 more requests could not be delivered to hosp.requests: IllegalStateError" \
-        in caplog.text
-    assert caplog.text.count("could not be delivered") == 2
+    assert failures("unsent_at_close") == before + 40  # every one counted
+    assert delivery_failures(caplog)[1] == \
+        "39 more requests could not be delivered to hosp.requests: _PURGE_QUEUE"
+
+
+def test_requests_given_up_on_purpose_are_summed_up_not_warned_of(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """An interrupt closes the producer at once (`HospitalFleet.close(0)`): what it held is
+    said once, as information."""
+    fleet = sending_fleet()
+    fleet.undelivered.given_up = True
+    with caplog.at_level(logging.INFO, logger="huimin.hospitals"):
+        for n in range(3):
+            fleet._send(CERTNO, b'{"msgid": "M%d"}' % n, signing="none")
+        fleet.producer.close(0)
+        fleet.undelivered.say()
+    assert delivery_failures(caplog) == []
+    assert "3 requests still in the producer given up on being stopped" in caplog.text
 
 
 def test_an_error_of_another_name_counts_as_other_and_is_logged_by_its_name(
         caplog: pytest.LogCaptureFixture) -> None:
     """The label's values stay the known few, each exported at zero, so the first failure of
-    an error kafka-python rarely gives still fires the alert; the log names it."""
+    an error librdkafka rarely gives still fires the alert; the log names it."""
     fleet = sending_fleet()
     before = failures("other")
     with caplog.at_level(logging.WARNING, logger="huimin.hospitals"):
-        fleet._send("110101199003070011", b'{"msgid": "M1"}', signing="none")
-        fleet.producer.futures[0].failure(UnknownTopicOrPartitionError("gone"))
+        fleet.producer._delivered(confluent_kafka.KafkaError(
+            confluent_kafka.KafkaError.TOPIC_AUTHORIZATION_FAILED), None)
+    fleet.producer.close(0)
     assert failures("other") == before + 1
-    assert "could not be delivered to hosp.requests: UnknownTopicOrPartitionError" \
-        in caplog.text
+    assert "could not be delivered to hosp.requests: TOPIC_AUTHORIZATION_FAILED" in caplog.text
+
+
+def test_a_request_too_large_to_send_is_refused_at_once_and_counted_not_raised(
+        caplog: pytest.LogCaptureFixture) -> None:
+    fleet = sending_fleet()
+    before = failures("too_large")
+    value = b'{"msgid": "M1", "pad": "%s"}' % (b"x" * 1_200_000)
+    with caplog.at_level(logging.WARNING, logger="huimin.hospitals"):
+        fleet._send(CERTNO, value, signing="none")
+    assert fleet.producer.close(0) == 0  # never queued
+    assert failures("too_large") == before + 1
+    assert f"a request of {len(value)} bytes is over the 1000000 the hospitals' producer may " \
+        "send" in caplog.text
+    assert "could not be delivered to hosp.requests: MSG_SIZE_TOO_LARGE" in caplog.text
+    assert CERTNO not in caplog.text
 
 
 def test_waiting_for_a_stalled_broker_gives_way_to_a_ctrl_c(
         caplog: pytest.LogCaptureFixture) -> None:
     """The last flush waits in slices, asking between them whether to stop: a Ctrl-C is not
-    held for the whole answer time-out (30 s) by a broker that takes nothing."""
-    class StalledProducer:
-        def __init__(self) -> None:
-            self.flushes: list[float] = []
-
-        def flush(self, timeout: float) -> None:
-            self.flushes.append(timeout)
-            raise KafkaTimeoutError("nothing sent")
-
-    fleet = HospitalFleet.__new__(HospitalFleet)
-    fleet.producer = StalledProducer()
+    held for the whole answer time-out by a broker that takes nothing."""
+    fleet = sending_fleet()
     fleet.answer_timeout_s = 3600.0
-    asked = iter([False, False, True])
+    fleet._send(CERTNO, b'{"msgid": "M1"}', signing="none")
+    asked: list[bool] = []
     with caplog.at_level(logging.WARNING, logger="huimin.hospitals"):
-        fleet._flush(stop_requested=lambda: next(asked))
-    assert len(fleet.producer.flushes) == 3 and max(fleet.producer.flushes) <= 0.25
-    assert "still unsent to hosp.requests" in caplog.text
+        fleet._flush(stop_requested=lambda: asked.append(True) or len(asked) == 3)
+    fleet.producer.close(0)
+    assert len(asked) == 3
+    assert "still unsent to hosp.requests when the hospitals stopped waiting" in caplog.text
 
 
 def test_the_hospitals_export_undelivered_requests_at_zero_before_the_first() -> None:
@@ -119,6 +140,5 @@ def test_the_hospitals_export_undelivered_requests_at_zero_before_the_first() ->
          "from simulators.hospital_metrics import HOSPITAL_REGISTRY as r; "
          "print(generate_latest(r).decode())"],
         capture_output=True, text=True, check=True).stdout
-    for kind in ("KafkaTimeoutError", "IllegalStateError", "MessageSizeTooLargeError",
-                 "KafkaConnectionError", "other"):
+    for kind in ("timed_out", "unsent_at_close", "too_large", "queue_full", "other"):
         assert f'huimin_hospital_send_failures_total{{error="{kind}"}} 0.0' in exposed

@@ -488,13 +488,13 @@ HEALTHY = [
     # the cluster silent for one asking, at 10 m: shorter than the alert waits
     {"series": f"huimin_cluster_reachable{{{WORKER}}}", "values": "1x9 0 1x30"},
     # one request the hospitals' producer gave up on, long ago, and one of another error
-    {"series": f'huimin_hospital_send_failures_total{{{HOSPITALS},error="KafkaTimeoutError"}}',
+    {"series": f'huimin_hospital_send_failures_total{{{HOSPITALS},error="timed_out"}}',
      "values": "0x5 1x35"},
     {"series": f'huimin_hospital_send_failures_total{{{HOSPITALS},'
-               'error="MessageSizeTooLargeError"}', "values": "0x8 1x32"},
+               'error="too_large"}', "values": "0x8 1x32"},
     # first scraped long after its failures (a Prometheus restarted without its data)
     {"series": f'huimin_hospital_send_failures_total{{{HOSPITALS},'
-               'error="IllegalStateError"}', "values": "_x15 7x25"},
+               'error="unsent_at_close"}', "values": "_x15 7x25"},
 ]
 
 TROUBLE = [
@@ -533,10 +533,10 @@ TROUBLE = [
      "values": "1x40"},
     # the hospitals' producer gives requests up from 22 m, and one too large at 23 m (each
     # error exported at zero from the start)
-    {"series": f'huimin_hospital_send_failures_total{{{HOSPITALS},error="KafkaTimeoutError"}}',
+    {"series": f'huimin_hospital_send_failures_total{{{HOSPITALS},error="timed_out"}}',
      "values": "0x22 3x18"},
     {"series": f'huimin_hospital_send_failures_total{{{HOSPITALS},'
-               'error="MessageSizeTooLargeError"}', "values": "0x23 1x17"},
+               'error="too_large"}', "values": "0x23 1x17"},
 ]
 
 FIRING_IN_TROUBLE = {
@@ -560,8 +560,8 @@ FIRING_IN_TROUBLE = {
                                   "severity": "critical"}],
     "HuiminHospitalTimeouts": [{**dict(re.findall(r'(\w+)="([^"]*)"', HOSPITALS)),
                                 "severity": "critical"}],
-    "HuiminHospitalSendFailures": [{"error": "KafkaTimeoutError", "severity": "critical"},
-                                   {"error": "MessageSizeTooLargeError",
+    "HuiminHospitalSendFailures": [{"error": "timed_out", "severity": "critical"},
+                                   {"error": "too_large",
                                     "severity": "critical"}],
     "HuiminHospitalAnswersNotRead": [{**dict(re.findall(r'(\w+)="([^"]*)"', HOSPITALS)),
                                       "outcome": "stepped_over", "severity": "warning"}],
