@@ -485,7 +485,7 @@ def role_lines(result: dict[str, Any]) -> list[str]:
 THREAD_COLUMNS = (("loop", "their loop"),
                   ("librdkafka", "librdkafka's threads (the requests and the answers)"),
                   ("requests", "the requests producer's network thread (kafka-python)"),
-                  ("answers", "the answers reader's threads"),
+                  ("answers", "the answers reader's threads (librdkafka)"),
                   ("dead_letters", "the dead-letter consumer's network thread"),
                   ("other", "the bench's own threads"))
 

@@ -271,6 +271,7 @@ class HospitalFleet:
     def _poll(self, timeout_ms: int, worlds: set[str] | None = None) -> list[dict[str, Any]]:
         """The answers there are, as soon as there is one, waiting `timeout_ms` at most;
         `worlds` collects the world of each that names one (a sign-in's)."""
+        self.producer.serve_reports()  # a request given up on is counted as it happens
         out = []
         for rec in self.answer_reader.poll(timeout_ms, max_records=2000):
             try:

@@ -36,19 +36,23 @@ VISITS = Counter("huimin_hospital_visits_finished_total", "Visits carried out to
 TIMEOUTS = Counter("huimin_hospital_timeouts_total", "Awaited answers that never came",
                    registry=HOSPITAL_REGISTRY)
 SEND_FAILURES = Counter("huimin_hospital_send_failures_total", "Requests the hospitals' Kafka "
-                        "producer gave up delivering (after its retries), by error",
+                        "producer gave up delivering (after its retries), by what became of "
+                        "them",
                         ["error"], registry=HOSPITAL_REGISTRY)
 # what became of a request the producer gave up on (simulators/rdkafka_requests.py), from
-# librdkafka's name for its error: not delivered within its time-out (a broker gone or too
-# slow), still unsent when the hospitals closed, too large to send, no room in the producer's
-# queue; any other is counted as `other` (its name is in the log and the summary), so the
-# label's values are known and every one is exported at zero: the first failure of any kind
-# is an increase (HuiminHospitalSendFailures)
+# librdkafka's name for its error. Never sent: still queued when the hospitals closed, too
+# large to send, no room in the producer's queue. Perhaps written, its acknowledgement never
+# come (the platform then answers it as any other): not delivered within its time-out (a
+# broker gone or too slow), in flight when the hospitals closed. Any other is counted as
+# `other` (its name is in the log and the summary), so the label's values are known and every
+# one is exported at zero: the first failure of any kind is an increase
+# (HuiminHospitalSendFailures)
 SEND_FAILURE_OF = {"_MSG_TIMED_OUT": "timed_out", "_TIMED_OUT": "timed_out",
                    "_TIMED_OUT_QUEUE": "timed_out",
-                   "_PURGE_QUEUE": "unsent_at_close", "_PURGE_INFLIGHT": "unsent_at_close",
+                   "_PURGE_QUEUE": "unsent_at_close", "_PURGE_INFLIGHT": "in_flight_at_close",
                    "MSG_SIZE_TOO_LARGE": "too_large", "_QUEUE_FULL": "queue_full"}
-SEND_FAILURE_KINDS = ("timed_out", "unsent_at_close", "too_large", "queue_full", "other")
+SEND_FAILURE_KINDS = ("timed_out", "unsent_at_close", "in_flight_at_close", "too_large",
+                      "queue_full", "other")
 for _kind in SEND_FAILURE_KINDS:
     SEND_FAILURES.labels(_kind)
 

@@ -70,7 +70,7 @@ def test_bench_writes_json_report_and_plot_for_huimin_and_the_raw_ceiling(tmp_pa
             pytest.approx(point["cpu_ms_per_visit"]["workers"], abs=0.02)
         # the hospitals' CPU by thread: their loop, and kafka-python's network threads
         by_thread = point["hospitals_cpu_ms_per_visit_by_thread"]
-        assert by_thread["loop"] > 0 and by_thread["answers"] > 0 and by_thread["requests"] > 0
+        assert by_thread["loop"] > 0 and by_thread["librdkafka"] > 0  # requests and answers
         assert sum(by_thread.values()) == pytest.approx(point["cpu_ms_per_visit"]["hospitals"],
                                                         rel=0.25, abs=1.0)
     top = max(p["ceiling"]["offered_per_s"] for p in result["points"])

@@ -17,6 +17,7 @@ from huimin.run_checks import compare
 from messages.visitlog import VisitSession
 from settlement.oracle import Oracle
 from simulators.hospital import HospitalFleet, PlatformSilent, response_consumer
+from simulators.rdkafka_requests import MAX_REQUEST_BYTES
 from simulators.visit_run import Exchange
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import WorldSpec, build_world
@@ -220,4 +221,5 @@ def test_a_request_over_what_the_producer_may_send_is_counted_not_sent_and_times
     (session,) = result.sessions
     assert session.failed is not None and session.failed["err_code"] == "TIMEOUT"
     assert [infno for _, infno in session.sent] == ["1101", "2201", "2204"]
-    assert "is over the 1048576 the hospitals' producer may send: not sent" in caplog.text
+    assert f"is over the {MAX_REQUEST_BYTES} the hospitals' producer may send: not sent" \
+        in caplog.text

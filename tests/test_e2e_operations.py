@@ -211,7 +211,7 @@ def test_a_request_on_another_partition_than_its_keys_is_refused_saying_how_keys
     wrong = (key_partition(key, 4) + 1) % 4
     fleet.producer.send(HOSP_REQUESTS, key=key, value=value, partition=wrong,
                         headers=fleet.signer.headers(hospital.fixmedins_code, key, value))
-    fleet.producer.flush()
+    assert fleet.producer.flush(30) == 0
     deadline, answer = time.monotonic() + 60, None
     while answer is None and time.monotonic() < deadline:
         answer = next((m["ans"] for m in fleet._poll(200)
@@ -274,7 +274,7 @@ def test_dead_letters_lists_what_the_platform_kept_and_no_personal_data(platform
     fleet.producer.send(HOSP_REQUESTS, key=certno.encode(), value=f"not JSON {certno}".encode())
     fleet.producer.send(HOSP_REQUESTS, key=certno.encode(), value=orjson.dumps(
         {"infno": "1101", "msgid": certno, "fixmedins_code": stranger}))
-    fleet.producer.flush()
+    assert fleet.producer.flush(30) == 0
     deadline = time.monotonic() + 60
     while len(mine := [d for at, d in listed().items() if at not in before]) < 2:
         assert time.monotonic() < deadline, f"not both dead-lettered: {mine}"
@@ -306,7 +306,7 @@ def test_garbage_on_an_internal_topic_is_bad_input_and_a_roles_failure_is_logged
     fleet.producer.send(NAT_REQUESTS, key=certno.encode(), value=f"junk {certno}".encode())
     fleet.producer.send(NAT_REQUESTS, key=certno.encode(), value=orjson.dumps(
         {"ctx": {"infno": "2207", "msgid": msgid, "fixmedins_code": hospital}, "x": certno}))
-    fleet.producer.flush()
+    assert fleet.producer.flush(30) == 0
     deadline = time.monotonic() + 60
     while "where it was raised" not in (text := log.read_text(errors="replace")[start:]) \
             or "not a platform message" not in text:

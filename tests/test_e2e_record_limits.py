@@ -88,7 +88,7 @@ def test_an_answer_over_the_record_limit_is_refused_and_dead_lettered_and_change
             padded = request("1101", {"padding": "x" * 300_000})[1]
             fleet.producer.send("hosp.requests", key=certno.encode(),
                                 value=orjson.dumps(padded))
-            fleet.producer.flush()
+            assert fleet.producer.flush(30) == 0
             deadline, letters = time.monotonic() + 30, []
             while not letters and time.monotonic() < deadline:
                 letters = [d for d in fleet._poll_dead_letters() if d.error_code == "E1004"]

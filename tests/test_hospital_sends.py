@@ -13,6 +13,7 @@ import pytest
 
 from messages.signing import Signer
 from simulators import hospital_metrics as metrics
+from simulators import rdkafka_requests
 from simulators.hospital import HospitalFleet, Undelivered
 from simulators.rdkafka_requests import RequestsProducer
 from streams.broker import free_port
@@ -88,6 +89,39 @@ def test_requests_given_up_on_purpose_are_summed_up_not_warned_of(
     assert "3 requests still in the producer given up on being stopped" in caplog.text
 
 
+def test_a_full_producer_queue_gives_a_request_up_after_waiting_for_room(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cluster gone long enough fills the producer's queue: a send waits for room (as
+    kafka-python's did, a minute), then gives its request up, counted, rather than raise."""
+    monkeypatch.setattr(rdkafka_requests, "QUEUE_MAX_MESSAGES", 5)
+    monkeypatch.setattr(rdkafka_requests, "QUEUE_FULL_WAIT_S", 0.3)
+    fleet = sending_fleet()
+    full, unsent = failures("queue_full"), failures("unsent_at_close")
+    for n in range(8):
+        fleet._send(CERTNO, b'{"msgid": "M%d"}' % n, signing="none")
+    assert failures("queue_full") == full + 3
+    assert fleet.producer.close(0) == 5
+    assert failures("unsent_at_close") == unsent + 5
+
+
+def test_requests_in_flight_at_close_are_counted_apart_from_those_never_sent() -> None:
+    """A request on its way when the hospitals stop may have been written: it is not counted
+    as never sent. librdkafka's mock cluster answers each request 2 s late."""
+    fleet = sending_fleet()
+    fleet.producer.close(0)
+    fleet.producer = RequestsProducer("", {}, fleet.undelivered, librdkafka={
+        "test.mock.num.brokers": 1, "test.mock.broker.rtt": 2000})
+    fleet._send(CERTNO, b'{"msgid": "warm-up"}', signing="none")
+    assert fleet.producer.flush(30) == 0  # the topic known, its leader connected
+    in_flight, unsent = failures("in_flight_at_close"), failures("unsent_at_close")
+    for n in range(10):
+        fleet._send(CERTNO, b'{"msgid": "M%d"}' % n, signing="none")
+    fleet.producer.flush(0.5)  # sent, unanswered
+    assert fleet.producer.close(0) == 10
+    assert failures("in_flight_at_close") == in_flight + 10
+    assert failures("unsent_at_close") == unsent
+
+
 def test_an_error_of_another_name_counts_as_other_and_is_logged_by_its_name(
         caplog: pytest.LogCaptureFixture) -> None:
     """The label's values stay the known few, each exported at zero, so the first failure of
@@ -106,12 +140,12 @@ def test_a_request_too_large_to_send_is_refused_at_once_and_counted_not_raised(
         caplog: pytest.LogCaptureFixture) -> None:
     fleet = sending_fleet()
     before = failures("too_large")
-    value = b'{"msgid": "M1", "pad": "%s"}' % (b"x" * 1_200_000)
+    value = b'{"msgid": "M1", "pad": "%s"}' % (b"x" * 1_100_000)
     with caplog.at_level(logging.WARNING, logger="huimin.hospitals"):
         fleet._send(CERTNO, value, signing="none")
     assert fleet.producer.close(0) == 0  # never queued
     assert failures("too_large") == before + 1
-    assert f"a request of {len(value)} bytes is over the 1000000 the hospitals' producer may " \
+    assert f"a request of {len(value)} bytes is over the 1048576 the hospitals' producer may " \
         "send" in caplog.text
     assert "could not be delivered to hosp.requests: MSG_SIZE_TOO_LARGE" in caplog.text
     assert CERTNO not in caplog.text
@@ -140,5 +174,6 @@ def test_the_hospitals_export_undelivered_requests_at_zero_before_the_first() ->
          "from simulators.hospital_metrics import HOSPITAL_REGISTRY as r; "
          "print(generate_latest(r).decode())"],
         capture_output=True, text=True, check=True).stdout
-    for kind in ("timed_out", "unsent_at_close", "too_large", "queue_full", "other"):
+    for kind in ("timed_out", "unsent_at_close", "in_flight_at_close", "too_large",
+                 "queue_full", "other"):
         assert f'huimin_hospital_send_failures_total{{error="{kind}"}} 0.0' in exposed
