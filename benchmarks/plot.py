@@ -18,8 +18,8 @@ TARGET_VISITS_PER_S = 1000
 
 def cpu_segments(point: dict[str, Any]) -> list[tuple[str, float]]:
     """A rate's CPU per visit in the parts the report splits it into (ms): the broker, the
-    workers' handlers and the rest of the workers, the hospitals' loop and kafka-python's
-    network threads; a point without the splits gives the three components whole."""
+    workers' handlers and the rest of the workers, the hospitals' loop and their Kafka
+    clients' network threads; a point without the splits gives the three components whole."""
     per = point.get("cpu_ms_per_visit") or {}
     roles = point.get("worker_cpu_ms_per_visit_by_role") or {}
     threads = point.get("hospitals_cpu_ms_per_visit_by_thread") or {}

@@ -8,7 +8,6 @@ a person at one hospital at a time).
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -94,31 +93,28 @@ def other_world(ours: str, theirs: set[str]) -> str:
 
 
 class Undelivered:
-    """Requests the producer gave up on never reached the platform: each is counted and said,
-    so that a request unanswered for that reason is not taken for one the platform lost. The
-    first of each kind is logged and the rest summed up when the hospitals stop: a closing
-    producer gives up every request it still holds, which would be a line each."""
+    """Requests the producer gave up on, which most likely never reached the platform: each
+    is counted and said, so that a request unanswered for that reason is not taken for one
+    the platform lost. The first of each kind is logged and the rest summed up when the
+    hospitals stop: a closing producer gives up every request it still holds, which would be
+    a line each. librdkafka reports on the loop's own thread (simulators/rdkafka_requests.py)."""
 
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()  # by the producer's error
-        self._lock = threading.Lock()  # whichever thread reports, the loop sums up
         #: the requests were given up on purpose (an interrupt): counted, not warned of
         self.given_up = False
 
     def __call__(self, error: str, text: str = "") -> None:
         """A request given up on with librdkafka's `error` (its name) and `text`."""
         metrics.SEND_FAILURES.labels(metrics.send_failure_kind(error)).inc()
-        with self._lock:
-            self.counts[error] += 1
-            first = self.counts[error] == 1
-        if first and not self.given_up:
+        self.counts[error] += 1
+        if self.counts[error] == 1 and not self.given_up:
             log.warning("a request could not be delivered to %s: %s%s", topics.HOSP_REQUESTS,
                         error, f" ({text})" if text else "")
 
     def say(self) -> None:
         """The requests not delivered since the first of each kind was logged."""
-        with self._lock:
-            counts, self.counts = self.counts, Counter()
+        counts, self.counts = self.counts, Counter()
         if self.given_up:
             if total := sum(counts.values()):
                 log.info("%d %s still in the producer given up on being stopped", total,
