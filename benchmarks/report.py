@@ -480,8 +480,8 @@ def role_lines(result: dict[str, Any]) -> list[str]:
 
 
 #: The hospitals' threads, as `bench.json` names them (benchmarks/cpu_accounts.py), and as
-#: reported; a column is shown where a rate has it (runs before 12-06 had kafka-python's
-#: requests thread, and until 12-06 librdkafka's threads were the answers reader's alone).
+#: reported; a column is shown where a rate has it (runs before eb5dc6a, 12-06, had
+#: kafka-python's requests thread, and librdkafka's threads were the answers reader's alone).
 THREAD_COLUMNS = (("loop", "their loop"),
                   ("librdkafka", "librdkafka's threads (the requests and the answers)"),
                   ("requests", "the requests producer's network thread (kafka-python)"),

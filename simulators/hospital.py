@@ -93,9 +93,10 @@ def other_world(ours: str, theirs: set[str]) -> str:
 
 
 class Undelivered:
-    """Requests the producer gave up on, which most likely never reached the platform: each
-    is counted and said, so that a request unanswered for that reason is not taken for one
-    the platform lost. The first of each kind is logged and the rest summed up when the
+    """Requests the producer gave up on (most never written; some perhaps written, their
+    acknowledgement never come: `hospital_metrics.SEND_FAILURE_OF`): each is counted and
+    said, so that a request unanswered for that reason is not taken for one the platform
+    lost. The first of each kind is logged and the rest summed up when the
     hospitals stop: a closing producer gives up every request it still holds, which would be
     a line each. librdkafka reports on the loop's own thread (simulators/rdkafka_requests.py)."""
 
@@ -234,7 +235,7 @@ class HospitalFleet:
         warned of, as failures, one by one)."""
         self.undelivered.given_up = timeout_s == 0
         if self.producer.close(timeout_s) and not self.undelivered.given_up:
-            log.warning("the hospitals' producer closed with requests still unsent")
+            log.warning("the hospitals' producer closed with requests still undelivered")
         self.consumer.close()
         self.dead_letter_consumer.close()
         self.undelivered.say()

@@ -108,7 +108,8 @@ class RequestsProducer:
 
     def flush(self, timeout: float) -> int:
         """Wait at most `timeout` seconds for what was sent to be delivered (or given up
-        on); the number of requests still undelivered."""
+        on); what is still in the producer's queue (its requests, and any of librdkafka's
+        own events not yet served): 0 once all is delivered."""
         return self._producer.flush(timeout)
 
     def close(self, timeout: float) -> int:
@@ -116,11 +117,12 @@ class RequestsProducer:
         `on_undelivered`), and close; the number given up. A second close does nothing."""
         if self._closed:
             return 0
-        self._closed = True
-        left = self._producer.flush(timeout)
-        if left:
+        try:
+            left = self._producer.flush(timeout)
+        finally:  # a Ctrl-C in the flush too: what is left is given up and counted
             self._producer.purge()
             # the reports of those given up; librdkafka's close would wait for any left
             self._producer.flush(PURGED_REPORTS_S)
-        self._producer.close()
+            self._producer.close()
+            self._closed = True
         return left

@@ -1,12 +1,14 @@
-"""A request the hospitals' producer gives up on never reached the platform: it is counted and
-logged at the hospital, so that it is not taken for a request the platform lost. The producer
-is librdkafka's (simulators/rdkafka_requests.py), here with no broker at its address."""
+"""A request the hospitals' producer gives up on most likely never reached the platform: it is
+counted and logged at the hospital, so that it is not taken for a request the platform lost.
+The producer is librdkafka's (simulators/rdkafka_requests.py), here with no broker at its
+address."""
 
 from __future__ import annotations
 
 import logging
 import subprocess
 import sys
+import time
 
 import confluent_kafka
 import pytest
@@ -106,17 +108,17 @@ def test_a_full_producer_queue_gives_a_request_up_after_waiting_for_room(
 
 def test_requests_in_flight_at_close_are_counted_apart_from_those_never_sent() -> None:
     """A request on its way when the hospitals stop may have been written: it is not counted
-    as never sent. librdkafka's mock cluster answers each request 2 s late."""
+    as never sent. librdkafka's mock cluster answers each request 1 s late."""
     fleet = sending_fleet()
     fleet.producer.close(0)
     fleet.producer = RequestsProducer("", {}, fleet.undelivered, librdkafka={
-        "test.mock.num.brokers": 1, "test.mock.broker.rtt": 2000})
+        "test.mock.num.brokers": 1, "test.mock.broker.rtt": 1000})
     fleet._send(CERTNO, b'{"msgid": "warm-up"}', signing="none")
     assert fleet.producer.flush(30) == 0  # the topic known, its leader connected
     in_flight, unsent = failures("in_flight_at_close"), failures("unsent_at_close")
     for n in range(10):
         fleet._send(CERTNO, b'{"msgid": "M%d"}' % n, signing="none")
-    fleet.producer.flush(0.5)  # sent, unanswered
+    fleet.producer.flush(0.3)  # sent, unanswered
     assert fleet.producer.close(0) == 10
     assert failures("in_flight_at_close") == in_flight + 10
     assert failures("unsent_at_close") == unsent
@@ -149,6 +151,32 @@ def test_a_request_too_large_to_send_is_refused_at_once_and_counted_not_raised(
         "send" in caplog.text
     assert "could not be delivered to hosp.requests: MSG_SIZE_TOO_LARGE" in caplog.text
     assert CERTNO not in caplog.text
+
+
+def test_a_failure_is_counted_as_the_loop_reads_answers_not_only_at_a_send_or_flush() -> None:
+    """librdkafka reports on the thread that asks: the loop asks on every pass, so a
+    request given up while nothing is sent is counted then (the alert sees it in time)."""
+    class NothingToRead:
+        def poll(self, timeout_ms: int, max_records: int) -> list[object]:
+            return []
+
+    fleet = sending_fleet(delivery_timeout_ms=300)
+    fleet.answer_reader = NothingToRead()  # type: ignore[assignment]
+    before = failures("timed_out")
+    fleet._send(CERTNO, b'{"msgid": "M1"}', signing="none")
+    deadline = time.monotonic() + 10
+    while failures("timed_out") == before and time.monotonic() < deadline:
+        time.sleep(0.1)  # the time-out passes; nothing counted until the loop asks
+        fleet._poll(0)
+    assert failures("timed_out") == before + 1
+    fleet.producer.close(0)
+
+
+def test_closing_twice_does_nothing_the_second_time() -> None:
+    fleet = sending_fleet()
+    fleet._send(CERTNO, b'{"msgid": "M1"}', signing="none")
+    assert fleet.producer.close(0) == 1
+    assert fleet.producer.close(0) == 0
 
 
 def test_waiting_for_a_stalled_broker_gives_way_to_a_ctrl_c(
