@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import orjson
 import typer
+from rich.markup import escape
 from rich.progress import Progress
 
 from huimin.cli_app import app, check_output, console, errors, refusal_exit
@@ -26,6 +27,7 @@ from huimin.cli_options import (
     SecurityProtocol,
     Seed,
     SslCafile,
+    StopAfterUnreachable,
     Store,
     VisitsOption,
     check_broker_kind,
@@ -84,6 +86,7 @@ from settlement.oracle import Oracle
 from settlement.parameters import MAX_PREPAYMENT_MONTHS
 from settlement.retention import WINDOW_DAYS
 from simulators.bad_messages import MAX_BAD_PER_KIND, BadMessage, generate_bad_messages
+from simulators.cluster_watch import STOP_AFTER_UNREACHABLE_S
 from simulators.faults import FaultPlan
 from simulators.interrupt import GentleInterrupt
 from simulators.visit_run import HospitalRunResult
@@ -132,6 +135,7 @@ def run(
                       "A killed worker's partitions wait for its restart (8–23 s).")
                           ] = 30.0,
     policy: PolicyFile = None,
+    stop_after_unreachable: StopAfterUnreachable = STOP_AFTER_UNREACHABLE_S,
 ) -> None:
     """Simulate, settle every visit through the platform, verify against the oracle, report.
 
@@ -156,7 +160,8 @@ def run(
                                        ehr=ehr),
                       rate=rate, partitions=partitions, bad_per_kind=bad_per_kind, out_dir=out,
                       broker=broker, workers=workers, store=checked_store(store),
-                      answer_timeout_s=answer_timeout)
+                      answer_timeout_s=answer_timeout,
+                      stop_after_unreachable_s=stop_after_unreachable)
     check_reachable(os.environ.get(BOOTSTRAP_ENV))
     try:
         with progress_display() as progress:
@@ -391,6 +396,7 @@ def replay(
                     "--bootstrap).")] = 8,
     answer_timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for an "
                                                   "answer before giving the visit up.")] = 30.0,
+    stop_after_unreachable: StopAfterUnreachable = STOP_AFTER_UNREACHABLE_S,
     security_protocol: SecurityProtocol = "PLAINTEXT",
     sasl_mechanism: SaslMechanism = None,
     sasl_username: SaslUsername = None,
@@ -473,7 +479,8 @@ def replay(
                          client_config=client, kill_worker=plan.kill_worker,
                          join_worker=plan.join_worker, on_stage=on_stage,
                          on_progress=on_progress, idempotent=idempotent, interrupt=interrupt,
-                         on_visits_over=write_results)
+                         on_visits_over=write_results,
+                         stop_after_unreachable_s=stop_after_unreachable)
         if ex.result.period_closed:
             money = write_money_views(
                 ex, lambda name: results.with_name(f"{results.stem}.{name}.json"),
@@ -490,8 +497,13 @@ def replay(
         result, stopped, trail, kills, gone, closing = written[0], True, None, None, None, []
     stopper = interrupt.stopper
     if stopped and not result.period_closed:
-        _report_interrupted(result, len(visits), bad, results, stopper)
-        raise typer.Exit(interrupt.exit_code)
+        lost = result.cluster_lost and not interrupt.requested
+        _report_interrupted(result, len(visits), bad, results,
+                            f"Stopped: the cluster refused every connection for "
+                            f"{stop_after_unreachable:g} s while no answer came "
+                            f"({result.cluster_lost}; --stop-after-unreachable)"
+                            if lost else f"Stopped by {stopper}")
+        raise typer.Exit(1 if lost else interrupt.exit_code)
     if stopped:  # only the platform's stop was cut short: the replay itself is whole
         console.print(f"[yellow]Stopped by {stopper} while the platform stopped, after the "
                       "visits and the period's reconciliation.[/]")
@@ -557,14 +569,14 @@ def replay(
 
 
 def _report_interrupted(result: HospitalRunResult, total: int, bad: list[BadMessage],
-                        results: Path, stopper: str) -> None:
-    """What a replay stopped by Ctrl-C or SIGTERM leaves: every request sent is still
-    accounted for, the ones awaited then as in flight; the period's reconciliation is not
-    done."""
+                        results: Path, stopped: str) -> None:
+    """What a replay stopped early (`stopped`: by a Ctrl-C or SIGTERM, or on a cluster
+    lost) leaves: every request sent is still accounted for, the ones awaited then as in
+    flight; the period's reconciliation is not done."""
     acc = account(result, bad[:result.bad_sent])
     arrived = len(result.sessions)
     over = sum(s.done for s in result.sessions)
-    console.print(f"[yellow]Stopped by {stopper}: {arrived:,} of {total:,} visits had arrived "
+    console.print(f"[yellow]{escape(stopped)}: {arrived:,} of {total:,} visits had arrived "
                   f"in {result.wall_s:.1f} s, {over:,} of them over"
                   + ("" if arrived == total else "; the rest were not sent")
                   + ". The period's reconciliation (3201/3202/3203) was not done.[/]")

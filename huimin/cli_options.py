@@ -101,6 +101,11 @@ FetchMinBytes = Annotated[int, typer.Option(
          "answers. 1: answer when anything arrives. On Apache Kafka under load, 8192 with "
          "--fetch-wait-ms 5 took 8-14 % off the worker's CPU a visit, p99 unchanged, but "
          "polls more when quiet (docs/performance.md).")]
+StopAfterUnreachable = Annotated[float, typer.Option(
+    min=0, help="Stop the visits once the cluster has refused every connection for this many "
+                "seconds while no answer came; what was received is written, the rest is "
+                "not sent. 0: never (each visit then waits out --answer-timeout, one after "
+                "another for a person's visits).")]
 Store = Annotated[str, typer.Option(
     "--store", help="Where the workers keep their tables: memory (default; rebuilt from the "
                     "changelogs at start) or rocksdb (on disk in each worker's data folder: "

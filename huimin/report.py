@@ -150,6 +150,9 @@ def summarise(report: RunReport) -> dict[str, Any]:
             # results (their HIS never saw the answers)
             "posted_money_fen": dict(zip(("medfee_sumamt", "hifp_pay", "acct_pay"),
                                          d.posted_fen, strict=True))},
+        # why the visits stopped early: the cluster refused every connection in silence
+        "cluster_lost": res.cluster_lost,
+        "stop_after_unreachable_s": report.options.stop_after_unreachable_s,
         "timed_out": len(res.timed_out),
         "late_answers": res.late_answers,  # after their visit timed out: not an error
         # where the first unanswered requests went on the cluster (streams/trail.py)
@@ -335,12 +338,15 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
     letters = ", ".join(f"{c} {n}" for c, n in sorted(summary["dead_letters_by_code"].items()))
     console.print(f"[bold]Bad requests[/] {bad['as_expected']:,} of {bad['sent']:,} answered or "
                   f"dead-lettered as expected (dead letters: {letters or 'none'})")
-    clr = summary["clearing"]
-    console.print(f"[bold]Clearing[/] {clr['months']} monthly "
-                  f"{'statement' if clr['months'] == 1 else 'statements'} from the national "
-                  "platform " + ("equal to the oracle's" if clr["equal_to_oracle"]
-                                 else "[red]differ from the oracle's[/]")
-                  + " (huimin clearing shows them)")
+    clr, rec = summary["clearing"], summary["reconciliation"]
+    if rec.get("not_sent"):  # the cluster was gone: nothing was read
+        console.print(f"[bold]Clearing[/] [red]not read: {rec['not_sent']}[/]", soft_wrap=True)
+    else:
+        console.print(f"[bold]Clearing[/] {clr['months']} monthly "
+                      f"{'statement' if clr['months'] == 1 else 'statements'} from the "
+                      "national platform " + ("equal to the oracle's" if clr["equal_to_oracle"]
+                                              else "[red]differ from the oracle's[/]")
+                      + " (huimin clearing shows them)")
     ehr = summary["ehr"]
     console.print(f"[bold]Health records[/] {counted(ehr['published'], 'document')} published, "
                   f"{counted(ehr['queries'], 'query', 'queries')} (7002 finds, 7004 lab "
@@ -359,7 +365,6 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
                   f"answers were lost (expected {day['expected_posted']:,}), "
                   f"{day['balanced_after_waiting']:,} 平 once the clearing caught up, "
                   f"{len(day['unbalanced'])} left 不平")
-    rec = summary["reconciliation"]
     if rec.get("not_sent"):
         console.print(f"[bold]Reconciliation[/] [red]not done: {rec['not_sent']}[/]",
                       soft_wrap=True)
@@ -373,7 +378,13 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
                f"({o['answers_equal']:,} of {o['answers_compared']:,} answers)")
     console.print(("[bold green]PASS[/] " if summary["ok"] else "[bold red]FAIL[/] ") + verdict)
     where = summary["unanswered_where"]
-    problems = [f"{summary['timed_out']} requests unanswered within the timeout"
+    t = summary["timing_s"]
+    problems = [f"the visits stopped after {t['visits']:.0f} s, {summary['visits']:,} of them "
+                "arrived: the cluster refused every connection for "
+                f"{summary['stop_after_unreachable_s']:g} s while no answer came "
+                f"({escape(summary['cluster_lost'])}; --stop-after-unreachable)"
+                if summary.get("cluster_lost") else "",
+                f"{summary['timed_out']} requests unanswered within the timeout"
                 + (f" ({summary['late_answers']} answers came after their visits were "
                    "given up)" if summary.get("late_answers") else "")
                 + ("; where the first went on the cluster (topic\\[partition]@offset; "
@@ -391,14 +402,14 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
                 f"{acc['foreign_dead_letters']} dead letters of messages that are not the "
                 "hospitals' requests (the platform's own: huimin dead-letters lists them)"
                 if acc.get("foreign_dead_letters") else "",
-                "" if clr["equal_to_oracle"] else "clearing statements differ (clearing.json)"]
+                "" if clr["equal_to_oracle"] or rec.get("not_sent")
+                else "clearing statements differ (clearing.json)"]
     if day["posted"] != day["expected_posted"]:
         problems.append(f"{counted(day['posted'], 'settlement')} posted from 3202, "
                         f"{day['expected_posted']} expected")
     for line in [p for p in problems if p] + o["mismatches"][:10] + bad["problems"][:10] + \
             rec["problems"][:10] + day["unbalanced"][:10]:
         console.print(f"  [red]- {line}[/]")
-    t = summary["timing_s"]
     console.print(f"Wall time {t['total']:.1f} s (platform ready after {t['platform_ready']:.1f} "
                   f"s, visits {t['visits']:.1f} s).  Output: {out_dir}/")
 

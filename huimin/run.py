@@ -52,6 +52,7 @@ from settlement.clearing import clear
 from settlement.ledger import events_from_answers
 from settlement.oracle import Oracle
 from simulators.bad_messages import KINDS, BadMessage, generate_bad_messages
+from simulators.cluster_watch import STOP_AFTER_UNREACHABLE_S, ClusterWatch
 from simulators.faults import FaultPlan
 from simulators.hospital import SIGN_IN_TIMEOUT_S, HospitalFleet
 from simulators.interrupt import GentleInterrupt
@@ -80,6 +81,8 @@ class RunOptions:
     bad_per_kind: int = 2  # bad requests of each kind mixed in
     partitions: int = 8
     answer_timeout_s: float = 30.0
+    #: the visits stop once the cluster has refused every connection this long in silence
+    stop_after_unreachable_s: float = STOP_AFTER_UNREACHABLE_S
     out_dir: Path | None = None
     faults: FaultPlan = field(default_factory=FaultPlan)
     broker: str = "tansu"  # the local broker, when KAFKA_BOOTSTRAP_SERVERS names none
@@ -116,6 +119,7 @@ class RunReport:
     @property
     def ok(self) -> bool:
         return (self.comparison.ok and self.bad_requests.ok and not self.result.timed_out
+                and not self.result.interrupted  # the visits stopped on a cluster lost
                 and self.accounting.unaccounted == 0 and self.clearing_ok
                 and not self.accounting.foreign_dead_letters  # the platform's own messages
                 and self.reconciliation.ok and self.daily_reconciliation.ok
@@ -176,7 +180,8 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
             broker_kind: str = "tansu", store: str = "memory",
             expected_clearing: list[dict[str, Any]] | None = None,
             idempotent: bool = False, interrupt: GentleInterrupt | None = None,
-            on_visits_over: Callable[[HospitalRunResult], None] = lambda r: None) -> Execution:
+            on_visits_over: Callable[[HospitalRunResult], None] = lambda r: None,
+            stop_after_unreachable_s: float = STOP_AFTER_UNREACHABLE_S) -> Execution:
     """Let the hospitals carry out `visits` against a platform: the one at `bootstrap`, if
     given (already running, as an integration tester's deployment is), else our own platform on the
     embedded broker (or on KAFKA_BOOTSTRAP_SERVERS), started here and stopped afterwards.
@@ -185,7 +190,9 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
     the clearing and the period's reconciliation, and before the platform stops: what it
     writes is safe from a Ctrl-C after that. `interrupt`: a Ctrl-C while the visits run, or
     in `on_visits_over`, ends them there, and the platform is stopped without the clearing
-    and the period's reconciliation."""
+    and the period's reconciliation. So does a cluster that has refused every connection
+    for `stop_after_unreachable_s` while the visits waited in silence (0: never; each visit
+    then waits out its answer time-out), the result saying why (`cluster_lost`)."""
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
         events: list[tuple[float, Callable[[], object]]] = []
@@ -209,9 +216,16 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
         fleet = HospitalFleet(bootstrap, answer_timeout_s, client_config,
                               idempotent=on_kafka or idempotent,
                               fetch_wait_ms=fetch_wait_for("kafka" if on_kafka else "tansu"))
-        # unwinding from an interrupt (a third Ctrl-C), what the producer holds is given up
-        stack.push(lambda kind, *_: fleet.close(
-            0.0 if kind is not None and issubclass(kind, KeyboardInterrupt) else 5.0))
+        result: HospitalRunResult | None = None
+
+        def close_fleet(kind: type[BaseException] | None, *_: object) -> None:
+            """Unwinding from an interrupt (a third Ctrl-C), or on a cluster lost, what the
+            producer holds is given up at once."""
+            given_up = (kind is not None and issubclass(kind, KeyboardInterrupt)) or (
+                result is not None and result.cluster_lost is not None)
+            fleet.close(0.0 if given_up else 5.0)
+
+        stack.push(close_fleet)
         setup_s = time.monotonic() - started
         on_stage("waiting for the platform to answer the hospitals' sign-in and for every "
                  "worker to join")
@@ -227,16 +241,21 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
         stop = interrupt or GentleInterrupt()  # one not entered is never requested
         with stop.armed():
             result = fleet.run(visits, arrivals, bad, on_progress, events=events,
-                               stop_requested=stop.was_requested)
-            if result.interrupted:
+                               stop_requested=stop.was_requested,
+                               watch=ClusterWatch(bootstrap, stop_after_unreachable_s))
+            if result.cluster_lost:
+                on_stage("the visits stopped, the cluster lost; writing the answers received "
+                         "(the period is not closed)")
+            elif result.interrupted:
                 on_stage(f"stopped by {stop.stopper}: writing the answers received")
             on_visits_over(result)
         result.interrupted = result.interrupted or stop.requested  # while they were written
         trail = None
         # visits given up on a cluster that refuses connections (killed, or its address
         # gone): following the requests and closing the period would each wait on it in vain
-        gone = cluster_gone(bootstrap) if result.timed_out and not result.interrupted else None
-        if gone:
+        gone = result.cluster_lost or (cluster_gone(bootstrap) if result.timed_out
+                                       and not result.interrupted else None)
+        if gone and not result.cluster_lost:  # that was said as the visits stopped
             on_stage(f"the cluster at {bootstrap} cannot be reached ({gone}): the unanswered "
                      "requests are not followed and the period is not closed")
         elif result.timed_out and not result.interrupted:
@@ -343,14 +362,18 @@ def run_scenario(opts: RunOptions, on_stage: Callable[[str], None] = lambda s: N
                  on_stage=on_stage, on_progress=on_progress,
                  kill_worker=opts.faults.kill_worker, join_worker=opts.faults.join_worker,
                  workers=opts.workers, broker_kind=opts.broker, store=opts.store,
-                 expected_clearing=expected_clearing)
+                 expected_clearing=expected_clearing,
+                 stop_after_unreachable_s=opts.stop_after_unreachable_s)
     write_money_views(ex, lambda name: out_dir / f"{name}.json", ours=True)
     redelivery = opts.faults.kill_worker > 0 or opts.faults.join_worker > 0 or opts.workers > 1
-    comparison = compare(ex.result.sessions, expected, redelivery)
+    # the visits arrived and the bad requests sent: all of them, unless the visits stopped
+    # early (a cluster lost), the summary saying so
+    arrived, bad = expected[:len(ex.result.sessions)], bad[:ex.result.bad_sent]
+    comparison = compare(ex.result.sessions, arrived, redelivery)
     clearing_ok = ex.clearing == expected_clearing
     recon = check_reconciliation(ex, oracle_of_expected)
     return RunReport(opts, bad, ex.result, comparison, clearing_ok, len(expected_clearing), recon,
-                     check_daily_reconciliation(ex.result, expected),
+                     check_daily_reconciliation(ex.result, arrived),
                      ex.ehr_stats["audit_events"] if ex.ehr_stats else None,
                      sum(oracle_of_expected.ehr.record(c).audited
                          for c in oracle_of_expected.ehr.records),

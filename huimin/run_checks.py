@@ -197,7 +197,8 @@ class ReconciliationCheck:
 
 def check_reconciliation(ex: Execution, oracle: Oracle) -> ReconciliationCheck:
     if ex.cluster_gone:
-        why = f"the cluster could not be reached once the visits timed out ({ex.cluster_gone})"
+        when = "the visits stopped" if ex.result.cluster_lost else "the visits timed out"
+        why = f"the cluster could not be reached once {when} ({ex.cluster_gone})"
         return ReconciliationCheck(problems=[f"not sent: {why}"], not_sent=why)
     check = ReconciliationCheck()
     for key, req in closing_requests(ex.result.books):

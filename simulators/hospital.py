@@ -26,6 +26,7 @@ from messages.visitlog import Visit, make_msgid
 from settlement.reference import Hospital
 from simulators import hospital_metrics as metrics
 from simulators.bad_messages import BadMessage
+from simulators.cluster_watch import ClusterWatch
 from simulators.librdkafka import librdkafka_settings
 from simulators.rdkafka_requests import RequestsProducer
 from simulators.rdkafka_tail import RdkafkaTail
@@ -362,7 +363,8 @@ class HospitalFleet:
             events: list[tuple[float, Callable[[], None]]] | None = None,
             sink: Sink | None = None,
             max_in_flight: int | None = None,
-            stop_requested: Callable[[], bool] = lambda: False) -> HospitalRunResult:
+            stop_requested: Callable[[], bool] = lambda: False,
+            watch: ClusterWatch | None = None) -> HospitalRunResult:
         """Carry out `visits`, visit k arriving `arrivals[k]` seconds after the start (open
         loop), with the `bad` requests spread among them; `events` are (seconds, action) to
         run on the way (e.g. killing a worker). Return everything that was seen.
@@ -379,6 +381,10 @@ class HospitalFleet:
         broker's memory, and tells no more than the first seconds of it did.
 
         `stop_requested`: asked on every pass of the loop (every ≤ 50 ms); once it says so
-        the run ends there with what was seen so far (`interrupted`), each request whole."""
+        the run ends there with what was seen so far (`interrupted`), each request whole.
+
+        `watch`: told of every answer, and asked every TIMEOUT_SCAN_EVERY_S while requests
+        are awaited; once it says the cluster is lost, the run ends there as if stopped
+        (`interrupted`), saying why (`cluster_lost`)."""
         return VisitRun(self, visits, arrivals, bad or [], on_progress, drain_s, events or [],
-                        sink, max_in_flight, stop_requested).carry_out()
+                        sink, max_in_flight, stop_requested, watch).carry_out()

@@ -29,6 +29,7 @@ from simulators.bad_messages import BadMessage
 from simulators.reconciliation import DailyReconciler, DayReconciliation, HospitalBooks
 
 if TYPE_CHECKING:
+    from simulators.cluster_watch import ClusterWatch
     from simulators.hospital import DeadLetterRecord, HospitalFleet
 
 log = logging.getLogger("huimin.hospitals")
@@ -119,8 +120,8 @@ class HospitalRunResult:
     #: sign-ins answered again, OK, during the run: redelivered to a worker in a rebalance
     #: (counted, not an error; a repeat with an error counts as unexpected)
     sign_ins_answered_again: int = 0
-    #: ended early, by `stop_requested` (a Ctrl-C): visits not yet arrived are not in it,
-    #: and requests still awaited were in flight
+    #: ended early, by `stop_requested` (a Ctrl-C) or a cluster lost: visits not yet
+    #: arrived are not in it, and requests still awaited were in flight
     interrupted: bool = False
     #: how many of the bad requests were sent: all of them, unless interrupted
     bad_sent: int = 0
@@ -137,6 +138,9 @@ class HospitalRunResult:
     #: answers that came after the hospital had given up their visit (a time-out), up to
     #: as many as each request was sent: counted, not errors of their own (the time-out is)
     late_answers: int = 0
+    #: why the run ended early on a cluster lost: it refused every connection while the
+    #: visits waited in silence (simulators/cluster_watch.py); None otherwise
+    cluster_lost: str | None = None
 
     @property
     def days_reconciled(self) -> list[DayReconciliation]:
@@ -171,12 +175,14 @@ class VisitRun:
     def __init__(self, fleet: HospitalFleet, visits: Iterable[Visit], arrivals: Sequence[float],
                  bad: list[BadMessage], on_progress: OnProgress | None, drain_s: float,
                  events: list[tuple[float, Callable[[], None]]], sink: Sink | None,
-                 max_in_flight: int | None, stop_requested: Callable[[], bool]) -> None:
+                 max_in_flight: int | None, stop_requested: Callable[[], bool],
+                 watch: ClusterWatch | None = None) -> None:
         if max_in_flight is not None and max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, not {max_in_flight}")
         self.fleet, self.arrivals, self.bad = fleet, arrivals, bad
         self.on_progress, self.drain_s, self.sink = on_progress, drain_s, sink
         self.max_in_flight, self.stop_requested = max_in_flight, stop_requested
+        self.watch, self.cluster_lost = watch, None
         self.pending_events = sorted(events, key=lambda e: e[0])
         self.upcoming = iter(visits)
         self.next_session: VisitSession | None = _session_of(next(self.upcoming, None))
@@ -238,6 +244,11 @@ class VisitRun:
             if time.monotonic() >= self.next_timeout_scan:
                 self.next_timeout_scan = time.monotonic() + TIMEOUT_SCAN_EVERY_S
                 self._time_out()
+                if self.watch and (lost := self.watch.lost(bool(self.awaited_since))):
+                    log.error("the cluster refused every connection for %.0f s while no answer "
+                              "came (%s): the visits stop here", self.watch.stop_after_s, lost)
+                    self.cluster_lost, interrupted = lost, True
+                    break
         return self._result(interrupted)
 
     def _take_up_arrivals(self, now: float) -> None:
@@ -276,6 +287,8 @@ class VisitRun:
             self.next_dead_letter_poll = time.monotonic() + DEAD_LETTER_POLL_EVERY_S
         if messages or letters:
             self.last_news = time.monotonic()
+            if self.watch:
+                self.watch.heard()
         self.dead_letters.extend(letters)
         for msg in messages:
             self._on_answer(msg)
@@ -460,7 +473,9 @@ class VisitRun:
         wall_s = time.monotonic() - self.t0
         # stopped: what is still unsent is in flight either way, and the answers so far are
         # waiting to be written (a stalled broker would hold them for the whole time-out)
-        if interrupted:
+        if self.cluster_lost:
+            pass  # it takes nothing: what is unsent is given up as the fleet closes
+        elif interrupted:
             self.fleet._flush(INTERRUPTED_FLUSH_S)
         else:
             self.fleet._flush(stop_requested=self.stop_requested)
@@ -480,4 +495,4 @@ class VisitRun:
             self.unexpected, wall_s, self.books, self.daily, self.dropped, self.start_lag,
             self.waited, self.loop_lag, self.answered_again, interrupted, self.next_bad,
             unexpected_msgids=self.unexpected_msgids, read_jumps=gaps.closed,
-            read_holes=gaps.holes_at, late_answers=self.late)
+            read_holes=gaps.holes_at, late_answers=self.late, cluster_lost=self.cluster_lost)

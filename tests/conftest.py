@@ -34,6 +34,7 @@ WAITING_E2E_MODULES = frozenset({
     "test_e2e_seek_committed.py", "test_e2e_worker_stop.py", "test_e2e_trail.py",
     "test_e2e_spare_worker.py", "test_e2e_cluster_contact.py",
     "test_offset_gaps.py", "test_rdkafka_tail.py", "test_rdkafka_requests.py",
+    "test_e2e_cluster_lost.py",
 })
 
 
@@ -105,13 +106,14 @@ def huimin_command() -> str:
 
 
 def interrupt_huimin(args: list[str], marker: str, after_s: float, timeout: float,
-                     presses: int = 1, sig: int = signal.SIGINT, **kwargs: object
-                     ) -> tuple[subprocess.CompletedProcess[str], list[int]]:
+                     presses: int = 1, sig: int = signal.SIGINT, victim: str | None = None,
+                     **kwargs: object) -> tuple[subprocess.CompletedProcess[str], list[int]]:
     """`huimin *args`, sent `presses` Ctrl-Cs (SIGINT, 0.2 s apart; or `sig`) `after_s`
     seconds after a line of its output (stdout and stderr together) holds `marker`, unless
     it has ended by then; and the processes it started still running once it has ended
     (found by a mark in the environment they inherit: brokers, workers, the raw ceiling's
-    forwarders)."""
+    forwarders). `victim`: the signals go instead to the processes it started whose command
+    line holds `victim` (its broker, say)."""
     token = f"HUIMIN_TEST_RUN={uuid.uuid4().hex}"
     env = {**os.environ, **dict([token.split("=")])}
     with subprocess.Popen([huimin_command(), *args], stdout=subprocess.PIPE,
@@ -127,9 +129,14 @@ def interrupt_huimin(args: list[str], marker: str, after_s: float, timeout: floa
         try:
             proc.wait(timeout=after_s)
         except subprocess.TimeoutExpired:
+            targets = [pid for pid in processes_mentioning(token, where="environ")
+                       if victim in Path(f"/proc/{pid}/cmdline").read_bytes().decode(
+                           errors="replace")] if victim else [proc.pid]
+            assert targets, f"no process of its holds {victim!r}"
             for n in range(presses):
                 time.sleep(0.2 if n else 0)
-                proc.send_signal(sig)
+                for pid in targets:
+                    os.kill(pid, sig)
         out = "".join(seen) + proc.communicate(timeout=timeout)[0]
     return (subprocess.CompletedProcess(proc.args, proc.returncode, out, ""),
             processes_mentioning(token, where="environ"))

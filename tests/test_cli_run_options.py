@@ -57,6 +57,15 @@ def test_an_answer_timeout_of_zero_is_refused(monkeypatch: pytest.MonkeyPatch):
     assert result.exit_code == 2 and "answer-timeout" in result.output
 
 
+def test_a_run_stops_on_a_cluster_refusing_for_60_s_unless_given(
+        monkeypatch: pytest.MonkeyPatch):
+    assert options_of(monkeypatch).stop_after_unreachable_s == 60.0
+    assert options_of(monkeypatch, "--stop-after-unreachable", "0").stop_after_unreachable_s \
+        == 0.0  # never
+    result = invoke_run(monkeypatch, "--stop-after-unreachable", "-1")
+    assert result.exit_code == 2 and "stop-after-unreachable" in result.output
+
+
 def test_redelivery_outlives_the_window_only_when_the_visits_span_more_than_it():
     assert not redelivery_outlives_window(days=7, wall_s=300 / 30)  # the fault tests'
     assert redelivery_outlives_window(days=60, wall_s=300 / 30)  # 6 days a second
