@@ -86,7 +86,7 @@ from settlement.oracle import Oracle
 from settlement.parameters import MAX_PREPAYMENT_MONTHS
 from settlement.retention import WINDOW_DAYS
 from simulators.bad_messages import MAX_BAD_PER_KIND, BadMessage, generate_bad_messages
-from simulators.cluster_watch import STOP_AFTER_UNREACHABLE_S
+from simulators.cluster_watch import STOP_AFTER_UNREACHABLE_S, lost_reason
 from simulators.faults import FaultPlan
 from simulators.interrupt import GentleInterrupt
 from simulators.visit_run import HospitalRunResult
@@ -173,7 +173,7 @@ def run(
     summary = summarise(report)
     write_outputs(report, summary)
     print_summary(summary, report.out_dir, console)
-    if not report.ok:
+    if not report.ok and not report.result.cluster_lost:  # that, no rerun reproduces
         # one line, whatever the terminal's width, so that it pastes as one command
         where = " (on a fresh cluster, as this one now holds this run's requests)" \
             if os.environ.get(BOOTSTRAP_ENV) else ""
@@ -497,13 +497,11 @@ def replay(
         result, stopped, trail, kills, gone, closing = written[0], True, None, None, None, []
     stopper = interrupt.stopper
     if stopped and not result.period_closed:
-        lost = result.cluster_lost and not interrupt.requested
         _report_interrupted(result, len(visits), bad, results,
-                            f"Stopped: the cluster refused every connection for "
-                            f"{stop_after_unreachable:g} s while no answer came "
-                            f"({result.cluster_lost}; --stop-after-unreachable)"
-                            if lost else f"Stopped by {stopper}")
-        raise typer.Exit(1 if lost else interrupt.exit_code)
+                            "Stopped (--stop-after-unreachable): "
+                            + lost_reason(stop_after_unreachable, result.cluster_lost)
+                            if result.cluster_lost else f"Stopped by {stopper}")
+        raise typer.Exit(interrupt.exit_code if interrupt.requested else 1)
     if stopped:  # only the platform's stop was cut short: the replay itself is whole
         console.print(f"[yellow]Stopped by {stopper} while the platform stopped, after the "
                       "visits and the period's reconciliation.[/]")

@@ -24,6 +24,7 @@ from messages.trace import hop_durations_ms
 from settlement.clearing import ClearingStatement
 from settlement.money import yuan
 from simulators.bad_messages import BadMessage
+from simulators.cluster_watch import lost_reason
 from simulators.regions import PROVINCES
 from simulators.visit_run import HospitalRunResult
 from simulators.world import world_tag
@@ -150,9 +151,11 @@ def summarise(report: RunReport) -> dict[str, Any]:
             # results (their HIS never saw the answers)
             "posted_money_fen": dict(zip(("medfee_sumamt", "hifp_pay", "acct_pay"),
                                          d.posted_fen, strict=True))},
-        # why the visits stopped early: the cluster refused every connection in silence
-        "cluster_lost": res.cluster_lost,
-        "stop_after_unreachable_s": report.options.stop_after_unreachable_s,
+        # why the visits stopped early (`visits` of `visits_planned` arrived): the cluster
+        # refused every connection in silence (simulators/cluster_watch.py)
+        "cluster_lost": lost_reason(report.options.stop_after_unreachable_s, res.cluster_lost)
+        if res.cluster_lost else None,
+        "visits_planned": cmp.visits,
         "timed_out": len(res.timed_out),
         "late_answers": res.late_answers,  # after their visit timed out: not an error
         # where the first unanswered requests went on the cluster (streams/trail.py)
@@ -379,11 +382,9 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
     console.print(("[bold green]PASS[/] " if summary["ok"] else "[bold red]FAIL[/] ") + verdict)
     where = summary["unanswered_where"]
     t = summary["timing_s"]
-    problems = [f"the visits stopped after {t['visits']:.0f} s, {summary['visits']:,} of them "
-                "arrived: the cluster refused every connection for "
-                f"{summary['stop_after_unreachable_s']:g} s while no answer came "
-                f"({escape(summary['cluster_lost'])}; --stop-after-unreachable)"
-                if summary.get("cluster_lost") else "",
+    problems = [f"the visits stopped after {t['visits']:.0f} s, {summary['visits']:,} of "
+                f"{summary['visits_planned']:,} arrived (--stop-after-unreachable): "
+                + escape(summary["cluster_lost"]) if summary.get("cluster_lost") else "",
                 f"{summary['timed_out']} requests unanswered within the timeout"
                 + (f" ({summary['late_answers']} answers came after their visits were "
                    "given up)" if summary.get("late_answers") else "")

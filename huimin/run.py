@@ -366,19 +366,20 @@ def run_scenario(opts: RunOptions, on_stage: Callable[[str], None] = lambda s: N
                  stop_after_unreachable_s=opts.stop_after_unreachable_s)
     write_money_views(ex, lambda name: out_dir / f"{name}.json", ours=True)
     redelivery = opts.faults.kill_worker > 0 or opts.faults.join_worker > 0 or opts.workers > 1
-    # the visits arrived and the bad requests sent: all of them, unless the visits stopped
-    # early (a cluster lost), the summary saying so
-    arrived, bad = expected[:len(ex.result.sessions)], bad[:ex.result.bad_sent]
-    comparison = compare(ex.result.sessions, arrived, redelivery)
+    # all the visits and bad requests, unless the visits stopped early (a cluster lost): then
+    # what was sent and received, the summary saying why
+    stopped = ex.result.interrupted
+    comparison = compare(ex.result.sessions, expected, redelivery, stopped)
     clearing_ok = ex.clearing == expected_clearing
     recon = check_reconciliation(ex, oracle_of_expected)
-    return RunReport(opts, bad, ex.result, comparison, clearing_ok, len(expected_clearing), recon,
-                     check_daily_reconciliation(ex.result, arrived),
+    sent_bad = bad[:ex.result.bad_sent] if stopped else bad
+    return RunReport(opts, sent_bad, ex.result, comparison, clearing_ok, len(expected_clearing),
+                     recon, check_daily_reconciliation(ex.result, expected),
                      ex.ehr_stats["audit_events"] if ex.ehr_stats else None,
                      sum(oracle_of_expected.ehr.record(c).audited
                          for c in oracle_of_expected.ehr.records),
                      ex.ehr_stats.get("operator_accesses_audited", 0) if ex.ehr_stats else 0,
                      check_bad_requests(ex.result, bad, redelivery),
-                     account(ex.result, bad), out_dir, ex.bootstrap, ex.worker_kills,
+                     account(ex.result, sent_bad), out_dir, ex.bootstrap, ex.worker_kills,
                      ex.setup_s, ex.sign_in_s,
                      time.monotonic() - started, ex.trail)

@@ -29,6 +29,12 @@ CONNECT_TIMEOUT_S = 1.0
 STOP_AFTER_UNREACHABLE_S = 60.0
 
 
+def lost_reason(stop_after_s: float, refusal: str) -> str:
+    """Why a run stopped on a cluster lost, as its log, report and summary say it."""
+    return (f"the cluster refused every connection for {stop_after_s:g} s while no answer "
+            f"came ({refusal})")
+
+
 class ClusterWatch:
     """Told of every answer a run hears (`heard`) and asked on its time-out scans (`lost`);
     says why the cluster is lost once it has refused every connection for `stop_after_s`
@@ -40,7 +46,8 @@ class ClusterWatch:
                  quiet_s: float = QUIET_BEFORE_ASKING_S, ask_every_s: float = ASK_EVERY_S
                  ) -> None:
         self.bootstrap, self.stop_after_s, self.clock = bootstrap, stop_after_s, clock
-        self.quiet_s, self.ask_every_s = quiet_s, ask_every_s
+        # asked at least as often as the time set, so that a short one is kept to
+        self.quiet_s, self.ask_every_s = quiet_s, min(ask_every_s, stop_after_s or ask_every_s)
         self.refusal = refusal or (lambda b: unreachable(b, CONNECT_TIMEOUT_S))
         self.last_heard = clock()
         self.next_ask = -float("inf")
@@ -54,9 +61,11 @@ class ClusterWatch:
 
     def lost(self, awaiting: bool) -> str | None:
         """Why the cluster is taken for lost (its last refusal), or None: it answered lately,
-        nothing is awaited, it took a connection, or it has not refused for long enough."""
+        nothing is awaited, it took a connection, or it has not refused for long enough
+        (each refusal since nothing was awaited, it answered or it took a connection)."""
         now = self.clock()
         if not self.stop_after_s or not awaiting:
+            self.refused_since = None  # nobody waited on it: it may have been back meanwhile
             return None
         if now - self.last_heard < self.quiet_s or now < self.next_ask:
             return None

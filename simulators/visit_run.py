@@ -26,6 +26,7 @@ from messages.trace import HOSP_RECV, HOSP_SEND
 from messages.visitlog import Visit, VisitSession
 from simulators import hospital_metrics as metrics
 from simulators.bad_messages import BadMessage
+from simulators.cluster_watch import lost_reason
 from simulators.reconciliation import DailyReconciler, DayReconciliation, HospitalBooks
 
 if TYPE_CHECKING:
@@ -245,8 +246,8 @@ class VisitRun:
                 self.next_timeout_scan = time.monotonic() + TIMEOUT_SCAN_EVERY_S
                 self._time_out()
                 if self.watch and (lost := self.watch.lost(bool(self.awaited_since))):
-                    log.error("the cluster refused every connection for %.0f s while no answer "
-                              "came (%s): the visits stop here", self.watch.stop_after_s, lost)
+                    log.error("%s: the visits stop here",
+                              lost_reason(self.watch.stop_after_s, lost))
                     self.cluster_lost, interrupted = lost, True
                     break
         return self._result(interrupted)

@@ -526,8 +526,8 @@ def test_a_run_with_unanswered_requests_says_where_each_went_and_what_came_unexp
     failing = {**summary(1, 0, 0), "timed_out": 1, "unanswered_where": [where],
                "unexpected_answers": 1,
                "unexpected_answer_msgids": ["H33030000001202612072336000009"]}
-    monkeypatch.setattr(cli, "run_scenario",
-                        lambda *a, **k: SimpleNamespace(ok=False, out_dir=tmp_path))
+    monkeypatch.setattr(cli, "run_scenario", lambda *a, **k: SimpleNamespace(
+        ok=False, out_dir=tmp_path, result=SimpleNamespace(cluster_lost=None)))
     monkeypatch.setattr(cli, "summarise", lambda _: failing)
     monkeypatch.setattr(cli, "write_outputs", lambda *_: None)
     output = huimin("run").output
@@ -536,6 +536,33 @@ def test_a_run_with_unanswered_requests_says_where_each_went_and_what_came_unexp
     assert where in output.replace("\n", " ")
     assert "1 answers the hospitals did not expect (to msgids " \
            "H33030000001202612072336000009)" in output.replace("\n", " ")
+
+
+def test_a_run_stopped_on_a_cluster_lost_says_why_first_and_offers_no_rerun(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """A broker killed under the run: what it says is the cluster's loss, and that the
+    clearing was not read (not that it differs), with no command to run it again."""
+    why = "the cluster could not be reached once the visits stopped (127.0.0.1:9: refused)"
+    lost = {**summary(40, 30, 5), "visits_planned": 300,
+            "cluster_lost": "the cluster refused every connection for 60 s while no answer "
+                            "came (127.0.0.1:9: connection refused)",
+            "clearing": {"months": 0, "equal_to_oracle": False},
+            "reconciliation": {"sent": 0, "balanced": 0, "equal_to_oracle": 0,
+                               "problems": [f"not sent: {why}"], "not_sent": why}}
+    monkeypatch.setattr(cli, "run_scenario", lambda *a, **k: SimpleNamespace(
+        ok=False, out_dir=tmp_path, result=SimpleNamespace(cluster_lost="refused")))
+    monkeypatch.setattr(cli, "summarise", lambda _: lost)
+    monkeypatch.setattr(cli, "write_outputs", lambda *_: None)
+    result = huimin("run")
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1
+    fails = said.split("FAIL ", 1)[1]
+    assert fails.split(" - ")[1].startswith(
+        "the visits stopped after 0 s, 40 of 300 arrived (--stop-after-unreachable): the "
+        "cluster refused every connection for 60 s while no answer came (127.0.0.1:9: "
+        "connection refused)"), said
+    assert f"Clearing not read: {why}" in said and "differ" not in said
+    assert "Reproduce with" not in said
 
 
 def test_clearing_of_a_month_that_is_not_one_or_has_no_settlements_is_bad_input(logs: Path):

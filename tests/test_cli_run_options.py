@@ -97,7 +97,8 @@ def failing_run(monkeypatch: pytest.MonkeyPatch, tmp_path, *args: str,
                 env: dict[str, str] | None = None) -> str:
     """The `Reproduce with:` command a failed run prints (the scenario replaced by a failure)."""
     monkeypatch.setattr(cli, "run_scenario",
-                        lambda *a, **k: SimpleNamespace(ok=False, out_dir=tmp_path))
+                        lambda *a, **k: SimpleNamespace(ok=False, out_dir=tmp_path,
+                                                        result=SimpleNamespace(cluster_lost=None)))
     monkeypatch.setattr(cli, "summarise", lambda _: {})
     monkeypatch.setattr(cli, "write_outputs", lambda *_: None)
     monkeypatch.setattr(cli, "print_summary", lambda *_: None)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from huimin.run import arrivals_at_rate, visit_period
 from huimin.run_checks import account
 from simulators.bad_messages import generate_bad_messages
@@ -88,6 +90,22 @@ def test_an_answer_starts_the_count_anew():
     watch.heard()  # the cluster is there after all
     assert ticks(watch, clock, 100) == REFUSED
     assert clock.now == 20.0 + 5.0 + 20.0
+
+
+def test_a_count_left_while_nothing_was_awaited_starts_anew():
+    """Refused, then nothing awaited for a while (the cluster may have come back unasked):
+    the next refusal does not finish the old count at once."""
+    watch, clock, _ = watch_of([REFUSED])
+    assert ticks(watch, clock, 20) is None  # refused since 5 s
+    assert ticks(watch, clock, 100, awaiting=False) is None
+    assert ticks(watch, clock, 200) == REFUSED
+    assert clock.now == pytest.approx(100.1 + 20.0)  # asked at once (silent since 0)
+
+
+def test_a_time_set_shorter_than_the_asks_apart_is_kept_to():
+    watch, clock, asked = watch_of([REFUSED], stop_after_s=2)
+    assert ticks(watch, clock, 100) == REFUSED
+    assert asked == [5.0, 7.0] and clock.now == 7.0
 
 
 def test_a_cluster_up_but_silent_is_never_lost():

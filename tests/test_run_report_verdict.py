@@ -19,7 +19,8 @@ def passing_report(**changes: Any) -> RunReport:
     """A report whose every check passes (the parts whose `.ok` is read stand in as
     SimpleNamespace(ok=True); the accounting is a real one, balanced), with `changes`."""
     report = RunReport(
-        options=SimpleNamespace(), bad=[], result=SimpleNamespace(timed_out=[]),
+        options=SimpleNamespace(), bad=[], result=SimpleNamespace(timed_out=[],
+                                                                  interrupted=False),
         comparison=SimpleNamespace(ok=True), clearing_ok=True, clearing_months=2,
         reconciliation=SimpleNamespace(ok=True), daily_reconciliation=SimpleNamespace(ok=True),
         ehr_audit_events=12, ehr_audit_events_expected=12, ehr_operator_audit_events=0,
@@ -40,7 +41,9 @@ def test_a_report_whose_every_check_passes_is_ok() -> None:
     "the answers differ from the oracle's": {"comparison": SimpleNamespace(ok=False)},
     "a bad request was not handled as expected": {"bad_requests": SimpleNamespace(ok=False)},
     "an answer timed out": {"result": SimpleNamespace(
-        timed_out=["H11010000001202612010800000000"])},
+        timed_out=["H11010000001202612010800000000"], interrupted=False)},
+    "the visits stopped early, on a cluster lost": {"result": SimpleNamespace(
+        timed_out=[], interrupted=True)},
     "a request is unaccounted for": {
         "accounting": Accounting(sent=11, answered_ok=7, answered_error=2, dead_lettered=1)},
     "more answers than requests": {

@@ -220,3 +220,41 @@ def test_a_request_a_role_failed_on_is_answered_and_dead_lettered_but_counted_on
     # any other dead letter of an answered msgid (a copy refused as malformed) still counts
     other = _letter(b"k", value, "E1001")
     assert account(_result({}, [letter, other], {ex.msgid: ex}), []).dead_lettered == 1
+
+
+def test_a_run_stopped_on_a_cluster_lost_is_judged_on_what_was_sent_and_received():
+    """The visits stopped early: those that never arrived and the answers still awaited are
+    not differences of their own (the stop is the run's failure), an answer received that
+    differs still is, and a bad request with nothing back was in flight, even beside
+    another of its kind that was dead-lettered."""
+    expected = _sessions()
+    streamed = copy.deepcopy(expected[:25])
+    under_way = streamed[-1]
+    awaited = under_way.sent[-1][0]
+    del under_way.answers[awaited]  # still awaited when the visits stopped
+    under_way.awaiting[awaited] = 1
+    assert not under_way.done
+    stopped = compare(streamed, expected, stopped=True)
+    assert stopped.ok and stopped.visits == 40
+    assert stopped.settlements_expected == sum(w.settlement is not None for w in expected[:24])
+    with pytest.raises(ValueError):  # not stopped, every visit must be there
+        compare(streamed, expected)
+    differs = copy.deepcopy(streamed)
+    settled = next(s for s in differs[:24] if s.settlement is not None)
+    settled.answers[_settle_msgid(settled)][0]["output"]["setlinfo"]["fund_pay_sumamt"] += 1
+    assert not compare(differs, expected, stopped=True).ok
+
+    bad = generate_bad_messages(WORLD, per_kind=2)
+    letter_kinds = [b for b in bad if b.expect == "dead-letter"]
+    twins = [b for b in letter_kinds if b.value == letter_kinds[0].value]
+    assert len(twins) == 2  # the same bytes twice: one dead-lettered, the other in flight
+    result = _result({}, [_letter(twins[0].key, twins[0].value, twins[0].code.value)])
+    result.interrupted, result.bad_sent = True, len(bad)
+    check = check_bad_requests(result, bad)
+    assert check.as_expected == 1 and not check.problems and not check.ok
+    n, asked = next((i, b) for i, b in enumerate(bad) if b.expect == "answer")
+    wrong = _result({asked.msgid: [{"infcode": -1, "err_code": "E9999"}]}, [])
+    wrong.interrupted, wrong.bad_sent = True, n + 1  # those after it were never sent
+    assert check_bad_requests(wrong, bad).problems == [
+        f"bad request {asked.kind}: expected answer {asked.code.value}, got answers "
+        "['E9999']"]
