@@ -470,7 +470,7 @@ def replay(
         write_dead_letters(results.with_name(results.stem + ".dead_letters.jsonl"), result, bad)
         written.append(result)
 
-    interrupt = GentleInterrupt()
+    interrupt, broke_in = GentleInterrupt(), False
     try:
         with progress_display() as progress, interrupt:
             on_stage, on_progress = reporters(progress, len(visits))
@@ -495,13 +495,16 @@ def replay(
                              markup=False, highlight=False)
             raise typer.Exit(interrupt.exit_code) from None
         result, stopped, trail, kills, gone, closing = written[0], True, None, None, None, []
+        broke_in = True  # a Ctrl-C outside the visits: no request was noted, it interrupted
     stopper = interrupt.stopper
     if stopped and not result.period_closed:
         _report_interrupted(result, len(visits), bad, results,
                             "Stopped (--stop-after-unreachable): "
                             + lost_reason(stop_after_unreachable, result.cluster_lost)
                             if result.cluster_lost else f"Stopped by {stopper}")
-        raise typer.Exit(interrupt.exit_code if interrupt.requested else 1)
+        # the cluster lost, unless a person stopped it too (then as a Ctrl-C exits)
+        lost = result.cluster_lost and not (interrupt.requested or broke_in)
+        raise typer.Exit(1 if lost else interrupt.exit_code)
     if stopped:  # only the platform's stop was cut short: the replay itself is whole
         console.print(f"[yellow]Stopped by {stopper} while the platform stopped, after the "
                       "visits and the period's reconciliation.[/]")
