@@ -135,7 +135,7 @@ def test_a_run_on_a_cluster_lost_stops_there_with_every_request_accounted_for():
     """The platform stops answering some visits in; the cluster refuses every connection:
     the run stops after the time set, not after every visit has waited out its 30-s
     time-out, and hands back what it saw, whole."""
-    fleet = DyingFleet(WORLD)
+    fleet = DyingFleet(WORLD, answer_timeout_s=2.0)  # without the stop: ~12 s
     bad = generate_bad_messages(WORLD, 1, visit_period(VISITS))
     watch = ClusterWatch("127.0.0.1:1", 0.5, lambda b: None if fleet.answering else REFUSED,
                          quiet_s=0.3, ask_every_s=0.1)
