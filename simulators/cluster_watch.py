@@ -22,8 +22,9 @@ from streams.broker import unreachable
 QUIET_BEFORE_ASKING_S = 5.0
 #: How often a silent run asks whether the cluster takes a connection.
 ASK_EVERY_S = 5.0
-#: How long an address may take to answer a connection before the cluster counts as up
-#: (slow, not gone: the Kafka clients decide). The run's loop waits for it, silent anyway.
+#: How long a host's name lookup, and then a connection to its address, may take before the
+#: cluster counts as up (slow, not gone: the Kafka clients decide). The run's loop waits for
+#: it, silent anyway.
 CONNECT_TIMEOUT_S = 1.0
 #: `--stop-after-unreachable`'s default: a broker restarting comes back well within it.
 STOP_AFTER_UNREACHABLE_S = 60.0

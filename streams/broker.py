@@ -13,6 +13,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -178,22 +179,56 @@ def _host_port(address: str) -> tuple[str, int | None]:
 KAFKA_PORT = 9092
 
 
+def _addresses(host: str, port: int, timeout_s: float) -> list[tuple[str, int]] | None:
+    """The socket addresses `host` resolves to, or None if its lookup has not answered
+    within `timeout_s`. The lookup runs in a daemon thread left to finish by itself: a
+    resolver that hangs would otherwise hold its caller (a run's loop) for as long as it
+    hangs, which no connect time-out bounds. Raises `socket.gaierror` if no such host."""
+    found: list[list[tuple[str, int]] | OSError] = []
+
+    def look_up() -> None:
+        try:
+            found.append([info[4][:2] for info in
+                          socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)])
+        except OSError as exc:
+            found.append(exc)
+
+    lookup = threading.Thread(target=look_up, name="huimin-name-lookup", daemon=True)
+    lookup.start()
+    lookup.join(timeout_s)
+    if not found:
+        return None
+    if isinstance(found[0], OSError):
+        raise found[0]
+    return found[0]
+
+
 def unreachable(value: str, timeout_s: float = REACH_TIMEOUT_S) -> str | None:
     """Why no address of a (well-formed) bootstrap list can be connected to, when each
     surely cannot (its name does not resolve, its port refuses, its network is unreachable);
-    None if one takes a TCP connection or does not answer in time (a slow network: the Kafka
-    clients decide). They would take 30 s to give up on an address that cannot be reached,
-    saying only that they could not bootstrap; this says which and why at once."""
+    None if one takes a TCP connection or does not answer in time, its name lookup included
+    (a slow network or resolver: the Kafka clients decide). They would take 30 s to give up
+    on an address that cannot be reached, saying only that they could not bootstrap; this
+    says which and why at once."""
     problems = []
     for address in (a.strip() for a in value.split(",")):
         host, port = _host_port(address)
         at = address if port else f"{address} (port {KAFKA_PORT}, Kafka's default, as none " \
             "was given)"
         try:
-            with socket.create_connection((host, port or KAFKA_PORT), timeout=timeout_s):
+            resolved = _addresses(host, port or KAFKA_PORT, timeout_s)
+            if resolved is None:
                 return None
-        except TimeoutError:
-            return None
+            problem: OSError = ConnectionRefusedError()
+            for sockaddr in resolved:  # as `socket.create_connection` tries them, in order
+                try:
+                    with socket.create_connection(sockaddr, timeout=timeout_s):
+                        return None
+                except TimeoutError:
+                    return None
+                except OSError as exc:
+                    problem = exc
+            raise problem
         except socket.gaierror:
             problems.append(f"{address}: no such host")
         except ConnectionRefusedError:

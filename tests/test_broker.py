@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import socket
+import threading
+import time
 
 import pytest
 from kafka import KafkaAdminClient
 
-from streams.broker import EmbeddedBroker, broker, kafka_protocol_ready, unreachable
+from streams.broker import (
+    EmbeddedBroker,
+    broker,
+    free_port,
+    kafka_protocol_ready,
+    unreachable,
+)
 from streams.topics import ensure_topics
 
 pytestmark = pytest.mark.e2e
@@ -69,6 +77,11 @@ def test_huimin_broker_says_so_when_its_broker_dies_by_itself():
     assert "the broker exited by itself (code -9)" in err and "Broker stopped." not in out
 
 
+def resolve_as_given(host: str, port: int, *_: object, **__: object) -> list[tuple]:
+    """A name lookup that answers each host with itself, as it does a numeric address."""
+    return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (host, port))]
+
+
 def test_an_address_without_a_port_that_refuses_says_which_port_was_tried(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """`--bootstrap localhost` tries Kafka's 9092: a refusal says so, not only the host."""
@@ -79,8 +92,45 @@ def test_an_address_without_a_port_that_refuses_says_which_port_was_tried(
         raise ConnectionRefusedError
 
     monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", resolve_as_given)
     assert unreachable("localhost,[::1],127.0.0.1:7") == (
         "localhost (port 9092, Kafka's default, as none was given): connection refused; "
         "[::1] (port 9092, Kafka's default, as none was given): connection refused; "
         "127.0.0.1:7: connection refused")
     assert tried == [("localhost", 9092), ("::1", 9092), ("127.0.0.1", 7)]
+
+
+def test_a_name_lookup_that_hangs_counts_as_slow_not_as_gone(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A resolver that never answers must not hold the caller (a silent run's loop asking
+    whether its cluster is there) past the time-out: the cluster is not called unreachable,
+    as with an address that does not answer a connection in time."""
+    released = threading.Event()
+    asked = threading.Event()
+
+    def hang(*_: object, **__: object) -> list[tuple]:
+        asked.set()
+        released.wait(30)
+        raise socket.gaierror("released by the test")
+
+    monkeypatch.setattr(socket, "getaddrinfo", hang)
+    try:
+        started = time.monotonic()
+        assert unreachable("kafka.hanging.example:9092", timeout_s=0.2) is None
+        assert asked.is_set() and time.monotonic() - started < 10
+    finally:
+        released.set()
+
+
+def test_a_name_that_does_not_resolve_and_a_port_that_refuses_are_each_said(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lookup's own failure is still told apart from a refused connection."""
+    def lookup(host: str, port: int, *_: object, **__: object) -> list[tuple]:
+        if host == "gone.invalid":
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return resolve_as_given(host, port)
+
+    monkeypatch.setattr(socket, "getaddrinfo", lookup)
+    port = free_port()  # nothing listens there
+    assert unreachable(f"gone.invalid:9092,127.0.0.1:{port}", timeout_s=1) == (
+        f"gone.invalid:9092: no such host; 127.0.0.1:{port}: connection refused")
