@@ -484,10 +484,42 @@ def rate_sustained(point: RatePoint, p99_limit: float) -> bool:
             and p99 is not None and p99 <= p99_limit)
 
 
+#: A Python process near this many cores is at its limit: its interpreter runs one thread at
+#: a time. The cores are averaged over the rate, its warm-up and drain included, so a
+#: process that was saturated while the visits arrived reads a little under one.
+ONE_PROCESS_FULL = 0.8
+#: The machine is at its limit when this share of its cores was busy.
+MACHINE_FULL = 0.9
+
+
+def what_limited(point: RatePoint, cores: int, workers: int) -> str | None:
+    """In words, what ran out at a rate not sustained, if CPU did: the machine's cores, one
+    worker process's one core (one Python interpreter: more workers on spare cores may
+    help), or the hospitals' (the load generator's: the figures are partly its own). None
+    where nothing was near its limit (a stall, or latency spent waiting, not computing)."""
+    busy = point.machine_busy_cores
+    machine = f"; the machine {busy:.2f} of its {cores} cores busy" if busy is not None else ""
+    if busy is not None and busy >= MACHINE_FULL * cores:
+        return f"CPU was the limit (the machine {busy:.2f} of its {cores} cores busy)"
+    one_process = "near the one a Python process can use"
+    worker = point.cpu_cores.get("workers", 0.0) / max(1, workers)
+    if worker >= ONE_PROCESS_FULL:
+        who = "the workers were" if workers > 1 else "the worker was"
+        each = " each" if workers > 1 else ""
+        return f"{who} the limit ({worker:.2f} of a core{each}, {one_process}{machine})"
+    hospitals = point.cpu_cores.get("hospitals", 0.0)
+    if hospitals >= ONE_PROCESS_FULL:
+        return (f"the hospitals (the load generator) were the limit ({hospitals:.2f} of a "
+                f"core, {one_process}): what was measured is partly theirs")
+    return None
+
+
 def why_unsustained(point: RatePoint, p99_limit: float,
-                    max_in_flight: int | None = MAX_VISITS_IN_FLIGHT) -> str | None:
+                    max_in_flight: int | None = MAX_VISITS_IN_FLIGHT,
+                    cores: int | None = None, workers: int = 1) -> str | None:
     """In words, why `rate_sustained` is false for `point`, run with at most `max_in_flight`
-    visits under way; None where it is true."""
+    visits under way, and what ran out if CPU did (`what_limited`, given the machine's
+    `cores` and the `workers` started); None where it is true."""
     if rate_sustained(point, p99_limit):
         return None
     latency = point.settlement_latency_ms.get("all", {})
@@ -506,6 +538,8 @@ def why_unsustained(point: RatePoint, p99_limit: float,
         reasons.append("no settlement was measured")
     elif p99 > p99_limit:
         reasons.append(f"p99 {p99:g} ms, over {p99_limit:g}")
+    if cores and (limited := what_limited(point, cores, workers)):
+        reasons.append(limited)
     return "; ".join(reasons)
 
 
@@ -747,7 +781,8 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
               } if find_capacity and phase != "rates" else None
     huimin_capacity = settlement_capacity(points, limit)
     for point in points:
-        point.unsustained = why_unsustained(point, limit, max_in_flight)
+        point.unsustained = why_unsustained(point, limit, max_in_flight,
+                                            os.cpu_count(), workers)
     raw_runs = [(c["offered_per_s"], c["achieved_per_s"], c["latency_ms"])
                 for c in [p.ceiling for p in points if p.ceiling] + sweep]
     raw_capacity = capacity(raw_runs, limit)

@@ -396,6 +396,52 @@ def test_a_visit_cut_short_before_its_settlement_counts_that_settlement_as_unans
         why_unsustained(point, 300, max_in_flight=40) or "")
 
 
+def _slow_rate(cores: dict[str, float], machine_busy: float | None) -> RatePoint:
+    """A rate whose settlements all came back in 400 ms: over Tansu's 300 ms target."""
+    tally = RateTally()
+    for at in (100.0, 101.2, 101.4, 101.6):
+        tally(*_settled_visit(at, 400.0, "local"))
+    point = summarise_rate(tally, HospitalRunResult([], {}, {}, [], [], 0, 3.0), rate=2.0,
+                           warmup=1.0, cpu=cores)
+    point.machine_busy_cores = machine_busy
+    return point
+
+
+def test_a_rate_not_sustained_names_the_process_that_ran_out_of_its_one_core():
+    """The worker at 0.87 of a core on a machine 1.34 cores busy: its interpreter is the
+    limit, not the machine; two workers at 0.85 each are said as each."""
+    one = _slow_rate({"broker": 0.3, "workers": 0.87, "hospitals": 0.2}, 1.34)
+    assert why_unsustained(one, 300, cores=2, workers=1) == (
+        "p99 400 ms, over 300; the worker was the limit (0.87 of a core, near the one a "
+        "Python process can use; the machine 1.34 of its 2 cores busy)")
+    two = _slow_rate({"broker": 0.3, "workers": 1.7, "hospitals": 0.2}, 1.75)
+    assert "the workers were the limit (0.85 of a core each," in (
+        why_unsustained(two, 300, cores=4, workers=2) or "")
+    generator = _slow_rate({"broker": 0.3, "workers": 0.5, "hospitals": 0.85}, 1.65)
+    assert "the hospitals (the load generator) were the limit (0.85 of a core" in (
+        why_unsustained(generator, 300, cores=2) or "")
+
+
+def test_a_rate_not_sustained_on_a_full_machine_names_the_cores_first():
+    """1.87 of 2 cores busy: whichever process is busiest, the machine has nothing left."""
+    full = _slow_rate({"broker": 0.45, "workers": 0.9, "hospitals": 0.25}, 1.87)
+    assert why_unsustained(full, 300, cores=2).endswith(
+        "; CPU was the limit (the machine 1.87 of its 2 cores busy)")
+
+
+def test_nothing_is_named_where_no_process_was_near_its_limit_or_the_rate_held():
+    """A stall, not a lack of CPU; a sustained rate; or no machine to judge by."""
+    idle = _slow_rate({"broker": 0.3, "workers": 0.6, "hospitals": 0.2}, 1.1)
+    assert why_unsustained(idle, 300, cores=2) == "p99 400 ms, over 300"
+    busy = _slow_rate({"broker": 0.3, "workers": 0.87, "hospitals": 0.2}, 1.34)
+    assert why_unsustained(busy, 500, cores=2) is None  # within a 500 ms target
+    assert why_unsustained(busy, 300) == "p99 400 ms, over 300"  # cores not given
+    unread = _slow_rate({"broker": 0.3, "workers": 0.87, "hospitals": 0.2}, None)
+    assert why_unsustained(unread, 300, cores=2) == (
+        "p99 400 ms, over 300; the worker was the limit (0.87 of a core, near the one a "
+        "Python process can use)")
+
+
 def test_a_settlements_latency_includes_its_visits_start_lag_as_the_raw_ceilings_does():
     """A visit the hospitals took up 250 ms late: its settlement is timed from when the visit
     was due, not from its send, so a starved load generator shows in the figures; when it
