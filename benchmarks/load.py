@@ -97,6 +97,8 @@ class RatePoint:
     #: with a broker whose processes are not known)
     machine_busy_cores: float | None = None
     others_busy_cores: float | None = None
+    #: the busiest worker process's average cores (one Python interpreter uses one at most)
+    busiest_worker_cores: float | None = None
     #: messages written to the broker per visit, by topic and "all"
     broker_messages_per_visit: dict[str, float] = field(default_factory=dict)
     #: visits not started because the run's `max_in_flight` were under way: the rate is past
@@ -216,6 +218,7 @@ def measure_rate(fleet: HospitalFleet, rate: float, warmup: float,
     roles_before = role_cpu_seconds(metrics_urls or [])
     threads_before = thread_cpu_seconds()
     before = {k: cpu_seconds(v) for k, v in pids.items()}
+    each_worker = {pid: cpu_seconds([pid]) for pid in pids.get("workers", [])}
     machine_before = machine_busy_seconds()
     own = time.process_time()
     t0, t0_ns = time.monotonic(), time.time_ns()  # the tally's send times are wall clock
@@ -236,12 +239,15 @@ def measure_rate(fleet: HospitalFleet, rate: float, warmup: float,
     # per visit from the cores unrounded: at 20 visits/s, 0.01 core is 0.5 ms a visit
     busy = {k: (cpu_seconds(v) - before[k]) / wall for k, v in pids.items()}
     busy["hospitals"] = (time.process_time() - own) / wall
+    busiest_worker = max(((cpu_seconds([pid]) - was) / wall for pid, was in each_worker.items()),
+                         default=None)
     machine_after = machine_busy_seconds()
     cpu = {k: round(cores, 3) for k, cores in busy.items()}
     threads_after = thread_cpu_seconds()
     roles_after = role_cpu_seconds(metrics_urls or [])
     point = summarise_rate(tally, result, rate, warmup, cpu)
     point.dropped_visits = result.dropped
+    point.busiest_worker_cores = None if busiest_worker is None else round(busiest_worker, 3)
     point.start_lag_ms = {"p99_at_most": result.start_lag.p99_at_most_ms(),
                           "max": round(result.start_lag.max_ms, 1),
                           "waited_for_person": result.waited_for_person,
@@ -490,27 +496,42 @@ def rate_sustained(point: RatePoint, p99_limit: float) -> bool:
 ONE_PROCESS_FULL = 0.8
 #: The machine is at its limit when this share of its cores was busy.
 MACHINE_FULL = 0.9
+#: Other processes' cores worth naming beside a full machine.
+OTHERS_NAMED = 0.1
 
 
 def what_limited(point: RatePoint, cores: int, workers: int) -> str | None:
-    """In words, what ran out at a rate not sustained, if CPU did: the machine's cores, one
-    worker process's one core (one Python interpreter: more workers on spare cores may
-    help), or the hospitals' (the load generator's: the figures are partly its own). None
-    where nothing was near its limit (a stall, or latency spent waiting, not computing)."""
+    """In words, what ran out at a rate not sustained, if CPU did: the machine's cores (other
+    processes' share named), the busiest worker process's one core, or the hospitals' loop's
+    (the load generator's: the figures are partly its own). None where nothing was near its
+    limit (a stall, or latency spent waiting, not computing)."""
     busy = point.machine_busy_cores
-    machine = f"; the machine {busy:.2f} of its {cores} cores busy" if busy is not None else ""
-    if busy is not None and busy >= MACHINE_FULL * cores:
-        return f"CPU was the limit (the machine {busy:.2f} of its {cores} cores busy)"
+    if busy is None:  # not read: what broker, workers and hospitals took is a lower bound
+        ours = sum(point.cpu_cores.values())
+        if ours >= MACHINE_FULL * cores:
+            return (f"CPU was the limit (broker, workers and hospitals {ours:.2f} of the "
+                    f"machine's {cores} cores)")
+        machine = ""
+    elif busy >= MACHINE_FULL * cores:
+        others = point.others_busy_cores or 0.0
+        theirs = f", {others:.2f} of them other processes'" if others >= OTHERS_NAMED else ""
+        return f"CPU was the limit (the machine {busy:.2f} of its {cores} cores busy{theirs})"
+    else:
+        machine = f"; the machine {busy:.2f} of its {cores} cores busy"
     one_process = "near the one a Python process can use"
-    worker = point.cpu_cores.get("workers", 0.0) / max(1, workers)
+    worker = point.busiest_worker_cores
+    if worker is None:
+        worker = point.cpu_cores.get("workers", 0.0) / max(1, workers)
     if worker >= ONE_PROCESS_FULL:
-        who = "the workers were" if workers > 1 else "the worker was"
-        each = " each" if workers > 1 else ""
-        return f"{who} the limit ({worker:.2f} of a core{each}, {one_process}{machine})"
+        who = "the busiest worker was" if workers > 1 else "the worker was"
+        return f"{who} the limit ({worker:.2f} of a core, {one_process}{machine})"
     hospitals = point.cpu_cores.get("hospitals", 0.0)
-    if hospitals >= ONE_PROCESS_FULL:
-        return (f"the hospitals (the load generator) were the limit ({hospitals:.2f} of a "
-                f"core, {one_process}): what was measured is partly theirs")
+    loop_ms = point.hospitals_cpu_ms_per_visit_by_thread.get("loop")
+    all_ms = point.cpu_ms_per_visit.get("hospitals")
+    loop = hospitals * loop_ms / all_ms if loop_ms and all_ms else hospitals  # their librdkafka
+    if loop >= ONE_PROCESS_FULL:  # threads run outside the interpreter's lock
+        return (f"the hospitals (the load generator) were the limit (their loop {loop:.2f} of "
+                f"a core, {one_process}): what was measured is partly theirs")
     return None
 
 

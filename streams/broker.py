@@ -160,7 +160,8 @@ def _is_ipv6(host: str) -> bool:
     return True
 
 
-#: How long `unreachable` waits for a connection to one address.
+#: How long `unreachable` waits for a host's name lookup, then for a connection to
+#: one of its addresses.
 REACH_TIMEOUT_S = 5.0
 
 
@@ -179,28 +180,47 @@ def _host_port(address: str) -> tuple[str, int | None]:
 KAFKA_PORT = 9092
 
 
-def _addresses(host: str, port: int, timeout_s: float) -> list[tuple[str, int]] | None:
-    """The socket addresses `host` resolves to, or None if its lookup has not answered
-    within `timeout_s`. The lookup runs in a daemon thread left to finish by itself: a
-    resolver that hangs would otherwise hold its caller (a run's loop) for as long as it
-    hangs, which no connect time-out bounds. Raises `socket.gaierror` if no such host."""
-    found: list[list[tuple[str, int]] | OSError] = []
+#: Name lookups still under way, by (host, port): a resolver that hangs gets one at a time.
+_looking_up: dict[tuple[str, int], threading.Thread] = {}
+
+AddrInfo = tuple[int, int, int, str, tuple]  # family, type, proto, canonname, sockaddr
+
+
+def _addresses(host: str, port: int, timeout_s: float) -> list[AddrInfo] | None:
+    """What `host` resolves to, or None if its lookup has not answered within `timeout_s`
+    (or an earlier one for it still has not). The lookup runs in a daemon thread left to
+    finish by itself: a resolver that hangs would otherwise hold its caller (a silent run's
+    loop) for as long as it hangs, which no connect time-out bounds. Raises
+    `socket.gaierror` if there is no such host."""
+    if (earlier := _looking_up.get((host, port))) and earlier.is_alive():
+        return None
+    found: list[list[AddrInfo] | OSError] = []
 
     def look_up() -> None:
         try:
-            found.append([info[4][:2] for info in
-                          socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)])
+            found.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
         except OSError as exc:
             found.append(exc)
 
     lookup = threading.Thread(target=look_up, name="huimin-name-lookup", daemon=True)
+    _looking_up[(host, port)] = lookup
     lookup.start()
     lookup.join(timeout_s)
     if not found:
         return None
+    del _looking_up[(host, port)]
     if isinstance(found[0], OSError):
         raise found[0]
     return found[0]
+
+
+def _connect(info: AddrInfo, timeout_s: float) -> None:
+    """A TCP connection to one resolved address, closed at once (its scope kept, for a
+    link-local IPv6 address)."""
+    family, kind, proto, _, sockaddr = info
+    with socket.socket(family, kind, proto) as s:
+        s.settimeout(timeout_s)
+        s.connect(sockaddr)
 
 
 def unreachable(value: str, timeout_s: float = REACH_TIMEOUT_S) -> str | None:
@@ -219,11 +239,11 @@ def unreachable(value: str, timeout_s: float = REACH_TIMEOUT_S) -> str | None:
             resolved = _addresses(host, port or KAFKA_PORT, timeout_s)
             if resolved is None:
                 return None
-            problem: OSError = ConnectionRefusedError()
-            for sockaddr in resolved:  # as `socket.create_connection` tries them, in order
+            problem = OSError("no address")
+            for info in resolved:  # in order, as `socket.create_connection` tries them
                 try:
-                    with socket.create_connection(sockaddr, timeout=timeout_s):
-                        return None
+                    _connect(info, timeout_s)
+                    return None
                 except TimeoutError:
                     return None
                 except OSError as exc:
@@ -234,7 +254,7 @@ def unreachable(value: str, timeout_s: float = REACH_TIMEOUT_S) -> str | None:
         except ConnectionRefusedError:
             problems.append(f"{at}: connection refused")
         except OSError as exc:
-            problems.append(f"{at}: {exc.strerror or type(exc).__name__}")
+            problems.append(f"{at}: {exc.strerror or str(exc) or type(exc).__name__}")
     return "; ".join(problems)
 
 

@@ -85,19 +85,34 @@ def resolve_as_given(host: str, port: int, *_: object, **__: object) -> list[tup
 def test_an_address_without_a_port_that_refuses_says_which_port_was_tried(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """`--bootstrap localhost` tries Kafka's 9092: a refusal says so, not only the host."""
-    tried = []
+    looked_up = []
+    closed = free_port()  # nothing listens there: every address below refuses for real
 
-    def refuse(address: tuple[str, int], timeout: float) -> socket.socket:
-        tried.append(address)
-        raise ConnectionRefusedError
+    def lookup(host: str, port: int, *_: object, **__: object) -> list[tuple]:
+        looked_up.append((host, port))
+        return resolve_as_given("127.0.0.1", closed)
 
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", resolve_as_given)
+    monkeypatch.setattr(socket, "getaddrinfo", lookup)
     assert unreachable("localhost,[::1],127.0.0.1:7") == (
         "localhost (port 9092, Kafka's default, as none was given): connection refused; "
         "[::1] (port 9092, Kafka's default, as none was given): connection refused; "
         "127.0.0.1:7: connection refused")
-    assert tried == [("localhost", 9092), ("::1", 9092), ("127.0.0.1", 7)]
+    assert looked_up == [("localhost", 9092), ("::1", 9092), ("127.0.0.1", 7)]
+
+
+def test_each_address_a_name_resolves_to_is_tried_until_one_takes_the_connection(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A name with a dead address first and a listening one after is reachable, as the
+    Kafka clients would find it; with only dead ones, it is said refused."""
+    with socket.create_server(("127.0.0.1", 0)) as listening:
+        alive = listening.getsockname()[1]
+        dead = free_port()
+        both = [*resolve_as_given("127.0.0.1", dead), *resolve_as_given("127.0.0.1", alive)]
+        monkeypatch.setattr(socket, "getaddrinfo", lambda *_, **__: both)
+        assert unreachable("kafka.example:9092", timeout_s=1) is None
+        monkeypatch.setattr(socket, "getaddrinfo", lambda *_, **__: both[:1])
+        assert unreachable("kafka.example:9092", timeout_s=1) == (
+            "kafka.example:9092: connection refused")
 
 
 def test_a_name_lookup_that_hangs_counts_as_slow_not_as_gone(
@@ -118,6 +133,10 @@ def test_a_name_lookup_that_hangs_counts_as_slow_not_as_gone(
         started = time.monotonic()
         assert unreachable("kafka.hanging.example:9092", timeout_s=0.2) is None
         assert asked.is_set() and time.monotonic() - started < 10
+        # asked again while that lookup still hangs: no second one is started
+        asked.clear()
+        assert unreachable("kafka.hanging.example:9092", timeout_s=0.2) is None
+        assert not asked.is_set()
     finally:
         released.set()
 

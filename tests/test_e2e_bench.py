@@ -49,6 +49,8 @@ def test_bench_writes_json_report_and_plot_for_huimin_and_the_raw_ceiling(tmp_pa
         lag = point["ceiling"]["send_lag_ms"]
         assert 0 <= lag["p99"] <= lag["max"] <= point["ceiling"]["latency_ms"]["max"]
         assert point["cpu_cores"]["workers"] > 0
+        # one worker: the busiest is the only one (rounded apart, so a little slack)
+        assert abs(point["busiest_worker_cores"] - point["cpu_cores"]["workers"]) < 0.01
         assert point["cpu_ms_per_visit"]["all"] > point["cpu_ms_per_visit"]["workers"] > 0
         assert point["cpu_probe_ms"] > 0 and point["ceiling"]["cpu_probe_ms"] > 0
         # the whole machine's busy cores, the run's processes' among them (tick accounting
