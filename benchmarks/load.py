@@ -643,6 +643,16 @@ def clear_previous_run(out_dir: Path) -> None:
         shutil.rmtree(folder)
 
 
+def is_the_stop(exc: BaseException, stop_signalled: Callable[[], bool]) -> bool:
+    """Whether `exc` is a Ctrl-C's or SIGTERM's stop: a KeyboardInterrupt, or any error raised
+    once one has come. Its handler raises KeyboardInterrupt wherever the bench is, and raised
+    inside a library's C call or lock it can surface as that library's own error instead
+    (confluent-kafka's `TypeError: expected header key to be unicode string`, threading's
+    `RuntimeError: release unlocked lock`, both seen here)."""
+    return isinstance(exc, KeyboardInterrupt) or (isinstance(exc, Exception) and
+                                                  stop_signalled())
+
+
 def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: str,
               out_dir: Path, seed: int = 42, persons: int = 20_000, workers: int = 1,
               ehr: bool = False, ceiling: bool = True, partitions: int = 1,
@@ -654,7 +664,8 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
               profile: bool = False, find_capacity: bool = False,
               find_capacity_max: float = FIND_CAPACITY_MAX,
               on_stage: Callable[..., None] = lambda stage, visits=None: None,
-              on_progress: OnProgress | None = None) -> dict[str, Any]:
+              on_progress: OnProgress | None = None,
+              stop_signalled: Callable[[], bool] = lambda: False) -> dict[str, Any]:
     """Each rate, and each rate of the ceiling's sweep, runs on a broker of its own, started
     empty: Tansu's memory storage costs more per request the more a partition holds (see
     docs/performance.md), so a rate measured after others would pay for their messages.
@@ -671,7 +682,8 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
     bisecting twice), as the raw ceiling's sweep does; the rates it adds are among the points.
     `on_stage(stage, visits)`: what runs now, and how many visits it will send, if any;
     `on_progress(finished, dropped)`: that many more of them have finished, or were dropped
-    unstarted."""
+    unstarted. `stop_signalled()`: whether a Ctrl-C or SIGTERM has come, so that an error it
+    surfaced as is taken for the stop (`is_the_stop`)."""
     from benchmarks.ceiling import HOPS, RawCeiling
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -759,8 +771,9 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
                         for topic, n in sorted((broker_messages(bootstrap) - written).items())}
                     point.broker_messages_per_visit["all"] = round(
                         sum(point.broker_messages_per_visit.values()), 1)
-            except KeyboardInterrupt:  # the rate is dropped: so is what its producer holds
-                closing_s = 0.0
+            except BaseException as exc:  # stopped: the rate is dropped, so is what its
+                if is_the_stop(exc, stop_signalled):  # producer holds
+                    closing_s = 0.0
                 raise
             finally:
                 fleet.close(closing_s)
@@ -789,9 +802,11 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
             ceiling_sweep(fresh_ceiling, [p.ceiling for p in points if p.ceiling], limit,
                           sweep_max, into=sweep)
         phase = None
-    except KeyboardInterrupt:  # the rate under way is dropped (its broker and platform
-        if not points:  # stopped on the way out); the rates measured make the report
-            raise
+    except BaseException as exc:  # stopped: the rate under way is dropped (its broker and
+        if not is_the_stop(exc, stop_signalled):  # platform stopped on the way out); the
+            raise  # rates measured make the report
+        if not points:
+            raise KeyboardInterrupt from exc
     added = [p.offered_visits_per_s for p in points if p.searched]  # in the search's order
     if find_capacity:
         points.sort(key=lambda p: p.offered_visits_per_s)
