@@ -149,7 +149,6 @@ def bench(
         check_output(out / name, "--out")
         if not os.access(out / name if (out / name).exists() else out, os.W_OK):
             raise refusal_exit(f"{out / name} cannot be written: no permission")
-    terminated: list[int] = []
     stops: list[int] = []  # each Ctrl-C or SIGTERM that came
 
     def report_what_was_measured(signum: int, _frame: object) -> None:
@@ -157,9 +156,11 @@ def bench(
         are written and reported (exit 143), not thrown away with the rate under way."""
         errors.print("terminated (SIGTERM): stopping the rate under way, then writing the "
                      "rates measured", markup=False, highlight=False)
-        terminated.append(signum)
         stops.append(signum)
         raise KeyboardInterrupt
+
+    def terminated() -> bool:
+        return signal.SIGTERM in stops
 
     def stop(signum: int, _frame: object) -> None:
         """Ctrl-C, as Python's own handler, noted: an error it surfaces as is the stop."""
@@ -185,15 +186,15 @@ def bench(
     except BaseException as exc:  # before any rate was measured: nothing to report
         if not is_the_stop(exc, lambda: bool(stops)):
             raise
-        errors.print(f"stopped by {'SIGTERM' if terminated else 'Ctrl-C'} before any rate "
+        errors.print(f"stopped by {'SIGTERM' if terminated() else 'Ctrl-C'} before any rate "
                      f"was measured: no report written to {out} (only the logs of what ran)",
                      markup=False, highlight=False)
-        raise typer.Exit(128 + terminated[0] if terminated else 130) from None
+        raise typer.Exit(128 + signal.SIGTERM if terminated() else 130) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
         if previous_int is not None:
             signal.signal(signal.SIGINT, previous_int)
-    if terminated:
+    if terminated():
         result["interrupted_by"] = "SIGTERM"
     write_json(result, out / "bench.json")
     report = markdown(result)
@@ -203,7 +204,7 @@ def bench(
     console.print(f"Wrote {out / 'bench.json'}, {out / 'bench.md'} and {out / 'bench.png'}",
                   markup=False)
     if result["interrupted"]:
-        raise typer.Exit(128 + terminated[0] if terminated else 130)
+        raise typer.Exit(128 + signal.SIGTERM if terminated() else 130)
 
 
 @app.command("bench-compare")
