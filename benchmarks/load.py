@@ -53,6 +53,7 @@ from messages.codes import SETTLEMENTS, TIMED_OUT, ErrorCode
 from messages.trace import hop_durations_ms
 from messages.visitlog import TIME_FORMAT, Visit, VisitSession, parse_step
 from simulators.hospital import SIGN_IN_TIMEOUT_S, HospitalFleet
+from simulators.interrupt import is_the_stop, stop_raised
 from simulators.visit_run import Exchange, HospitalRunResult, OnProgress
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import (
@@ -643,16 +644,6 @@ def clear_previous_run(out_dir: Path) -> None:
         shutil.rmtree(folder)
 
 
-def is_the_stop(exc: BaseException, stop_signalled: Callable[[], bool]) -> bool:
-    """Whether `exc` is a Ctrl-C's or SIGTERM's stop: a KeyboardInterrupt, or any error raised
-    once one has come. Its handler raises KeyboardInterrupt wherever the bench is, and raised
-    inside a library's C call or lock it can surface as that library's own error instead
-    (confluent-kafka's `TypeError: expected header key to be unicode string`, threading's
-    `RuntimeError: release unlocked lock`, both seen here)."""
-    return isinstance(exc, KeyboardInterrupt) or (isinstance(exc, Exception) and
-                                                  stop_signalled())
-
-
 def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: str,
               out_dir: Path, seed: int = 42, persons: int = 20_000, workers: int = 1,
               ehr: bool = False, ceiling: bool = True, partitions: int = 1,
@@ -665,7 +656,7 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
               find_capacity_max: float = FIND_CAPACITY_MAX,
               on_stage: Callable[..., None] = lambda stage, visits=None: None,
               on_progress: OnProgress | None = None,
-              stop_signalled: Callable[[], bool] = lambda: False) -> dict[str, Any]:
+              stop_signalled: Callable[[], bool] = stop_raised) -> dict[str, Any]:
     """Each rate, and each rate of the ceiling's sweep, runs on a broker of its own, started
     empty: Tansu's memory storage costs more per request the more a partition holds (see
     docs/performance.md), so a rate measured after others would pay for their messages.

@@ -88,7 +88,7 @@ from settlement.retention import WINDOW_DAYS
 from simulators.bad_messages import MAX_BAD_PER_KIND, BadMessage, generate_bad_messages
 from simulators.cluster_watch import STOP_AFTER_UNREACHABLE_S, lost_reason
 from simulators.faults import FaultPlan
-from simulators.interrupt import GentleInterrupt
+from simulators.interrupt import GentleInterrupt, is_the_stop, terminated
 from simulators.visit_run import HospitalRunResult
 from simulators.visits import MAX_DAYS, VisitSpec, generate_visits
 from simulators.world import WorldSpec, build_world, clearing_policy, world_tag
@@ -167,7 +167,9 @@ def run(
         with progress_display() as progress:
             on_stage, on_progress = reporters(progress, visits)
             report = run_scenario(opts, on_stage=on_stage, on_progress=on_progress)
-    except KeyboardInterrupt:  # unwound: what it started is stopped
+    except BaseException as exc:  # unwound: what it started is stopped
+        if not is_the_stop(exc) or terminated():  # a SIGTERM was said as it came
+            raise
         console.print(f"[yellow]{interrupted_run(out)}[/]", soft_wrap=True, highlight=False)
         raise typer.Exit(130) from None
     summary = summarise(report)
@@ -488,7 +490,9 @@ def replay(
         result, stopped, trail = ex.result, ex.result.interrupted, ex.trail
         kills: int | None = ex.worker_kills
         gone, closing = ex.cluster_gone, list(ex.reconciliation.values())
-    except KeyboardInterrupt:  # after the visits (the clearing, the reconciliation, the stop)
+    except BaseException as exc:  # after the visits (the clearing, the reconciliation, the
+        if not is_the_stop(exc):  # stop), or as a library's error it surfaced as
+            raise
         if not written:  # before them (the platform's start, the sign-in): nothing to keep
             if interrupt.terminated:
                 errors.print("terminated (SIGTERM) before any visit ended: nothing to write",

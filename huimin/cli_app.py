@@ -22,6 +22,7 @@ from typer.core import TyperCommand, TyperGroup
 from huimin.local_platform import PlatformNotServing, TopicsUnfit, UsedCluster
 from huimin.version import huimin_commit
 from simulators.hospital import PlatformOfAnotherWorld, PlatformSilent, SignaturesRefused
+from simulators.interrupt import forget_stops, interrupt, is_the_stop, raised_stops, terminated
 from streams.broker import BOOTSTRAP_ENV
 from streams.spare import max_poll_interval_s
 from streams.topics import TopicsRefused
@@ -67,17 +68,34 @@ def error_message(exc: BaseException, bootstrap: str | None = None) -> str | Non
 
 
 def _clear_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """`command`, exiting 2 with a one-line message on the errors of `error_message`."""
+    """`command`, exiting 2 with a one-line message on the errors of `error_message`. A
+    Ctrl-C or SIGTERM that surfaced as a library's error (simulators/interrupt.py) ends it
+    as the stop would have, without a traceback."""
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        forget_stops()
+        noting = signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        if noting:  # not where SIGINT is ignored (a background job) or already someone's
+            signal.signal(signal.SIGINT, interrupt)
         try:
             return command(*args, **kwargs)
-        except (OSError, UsedCluster, TopicsUnfit, TopicsRefused, PlatformNotServing,
-                PlatformSilent, PlatformOfAnotherWorld, SignaturesRefused, *UNREACHABLE) as exc:
+        except (typer.Exit, typer.Abort):  # the command's own ending
+            raise
+        except Exception as exc:
+            if is_the_stop(exc):
+                raise (SystemExit(128 + signal.SIGTERM) if terminated()
+                       else KeyboardInterrupt()) from None
+            if not isinstance(exc, (OSError, UsedCluster, TopicsUnfit, TopicsRefused,
+                                    PlatformNotServing, PlatformSilent, PlatformOfAnotherWorld,
+                                    SignaturesRefused, *UNREACHABLE)):
+                raise
             message = error_message(exc, kwargs.get("bootstrap") or os.environ.get(BOOTSTRAP_ENV))
             if message is None:
                 raise
             raise refusal_exit(message) from None
+        finally:
+            if noting:
+                signal.signal(signal.SIGINT, signal.default_int_handler)
     return wrapper
 
 
@@ -161,6 +179,7 @@ def _print_version(asked: bool) -> None:
 
 
 def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raised_stops.append(signum)
     errors.print("terminated (SIGTERM): stopping what this command started",
                  markup=False, highlight=False)
     raise SystemExit(128 + signum)

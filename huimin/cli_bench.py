@@ -26,6 +26,7 @@ from huimin.cli_options import (
 )
 from huimin.cli_progress import progress_display, reporters
 from huimin.local_platform import check_fresh
+from simulators.interrupt import is_the_stop, raised_stops, terminated
 from simulators.visits import MAX_VISITS
 from simulators.world import MAX_PERSONS
 from streams.broker import BOOTSTRAP_ENV
@@ -92,7 +93,7 @@ def bench(
 
     Open-loop load at each offered rate, beside the raw ceiling: plain aiokafka forwarders
     over as many hops."""
-    from benchmarks.load import bench_persons, is_the_stop, run_bench
+    from benchmarks.load import bench_persons, run_bench
     from benchmarks.plot import plot
     from benchmarks.report import markdown, write_json
 
@@ -149,27 +150,16 @@ def bench(
         check_output(out / name, "--out")
         if not os.access(out / name if (out / name).exists() else out, os.W_OK):
             raise refusal_exit(f"{out / name} cannot be written: no permission")
-    stops: list[int] = []  # each Ctrl-C or SIGTERM that came
 
     def report_what_was_measured(signum: int, _frame: object) -> None:
         """SIGTERM (a CI job's time-out) stops the sweep as Ctrl-C does: the rates measured
         are written and reported (exit 143), not thrown away with the rate under way."""
         errors.print("terminated (SIGTERM): stopping the rate under way, then writing the "
                      "rates measured", markup=False, highlight=False)
-        stops.append(signum)
-        raise KeyboardInterrupt
-
-    def terminated() -> bool:
-        return signal.SIGTERM in stops
-
-    def stop(signum: int, _frame: object) -> None:
-        """Ctrl-C, as Python's own handler, noted: an error it surfaces as is the stop."""
-        stops.append(signum)
+        raised_stops.append(signum)
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, report_what_was_measured)
-    previous_int = signal.signal(signal.SIGINT, stop) \
-        if signal.getsignal(signal.SIGINT) is signal.default_int_handler else None
     try:
         with progress_display() as progress:
             stage, done = reporters(progress, None)
@@ -182,9 +172,9 @@ def bench(
                                max_in_flight=max_in_flight or None, profile=profile,
                                find_capacity=find_capacity,
                                find_capacity_max=find_capacity_max, on_stage=stage,
-                               on_progress=done, stop_signalled=lambda: bool(stops))
+                               on_progress=done)
     except BaseException as exc:  # before any rate was measured: nothing to report
-        if not is_the_stop(exc, lambda: bool(stops)):
+        if not is_the_stop(exc):
             raise
         errors.print(f"stopped by {'SIGTERM' if terminated() else 'Ctrl-C'} before any rate "
                      f"was measured: no report written to {out} (only the logs of what ran)",
@@ -192,8 +182,6 @@ def bench(
         raise typer.Exit(128 + signal.SIGTERM if terminated() else 130) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
-        if previous_int is not None:
-            signal.signal(signal.SIGINT, previous_int)
     if terminated():
         result["interrupted_by"] = "SIGTERM"
     write_json(result, out / "bench.json")

@@ -33,6 +33,7 @@ from huimin.cli_options import (
 from messages.codes import ErrorCode
 from messages.dead_letters import DeadLetterEntry, summarise_dead_letters
 from messages.identity import holds_certno
+from simulators.interrupt import is_the_stop
 from streams.broker import BOOTSTRAP_ENV, BrokerError, EmbeddedBroker
 from streams.config import (
     FETCH_MIN_BYTES,
@@ -126,8 +127,9 @@ def dead_letters(
                 console.print(entry.line(), soft_wrap=True, markup=False, highlight=False)
     except TopicMissing as exc:
         raise refusal_exit(exc) from None
-    except KeyboardInterrupt:
-        pass  # --follow ends on Ctrl-C; what was read is summed up below
+    except BaseException as exc:  # --follow ends on Ctrl-C; what was read is summed up below
+        if not is_the_stop(exc):
+            raise
     if not as_json:
         console.print(summarise_dead_letters(shown), markup=False, highlight=False)
 

@@ -55,7 +55,7 @@ from simulators.bad_messages import KINDS, BadMessage, generate_bad_messages
 from simulators.cluster_watch import STOP_AFTER_UNREACHABLE_S, ClusterWatch
 from simulators.faults import FaultPlan
 from simulators.hospital import SIGN_IN_TIMEOUT_S, HospitalFleet
-from simulators.interrupt import GentleInterrupt
+from simulators.interrupt import GentleInterrupt, is_the_stop
 from simulators.reconciliation import closing_requests
 from simulators.visit_run import HospitalRunResult, OnProgress
 from simulators.visits import VisitSpec, generate_visits
@@ -218,10 +218,11 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
                               fetch_wait_ms=fetch_wait_for("kafka" if on_kafka else "tansu"))
         result: HospitalRunResult | None = None
 
-        def close_fleet(kind: type[BaseException] | None, *_: object) -> None:
-            """Unwinding from an interrupt (a third Ctrl-C), or on a cluster lost, what the
-            producer holds is given up at once."""
-            given_up = (kind is not None and issubclass(kind, KeyboardInterrupt)) or (
+        def close_fleet(_kind: object, exc: BaseException | None, *_: object) -> None:
+            """Unwinding from an interrupt (a third Ctrl-C, or one in `huimin run`, whatever
+            error it surfaced as), or on a cluster lost, what the producer holds is given up
+            at once."""
+            given_up = (exc is not None and is_the_stop(exc)) or (
                 result is not None and result.cluster_lost is not None)
             fleet.close(0.0 if given_up else 5.0)
 

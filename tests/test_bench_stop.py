@@ -20,7 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 import benchmarks.load as load
-from benchmarks.load import RatePoint, is_the_stop, run_bench
+from benchmarks.load import RatePoint, run_bench
 from huimin import cli
 
 
@@ -96,13 +96,6 @@ def test_an_error_without_a_stop_is_not_taken_for_one(
         run_bench([3, 4], 1, 0, "tansu", tmp_path, persons=200, ceiling=False,
                   stop_signalled=lambda: False)
     assert platform_stood_in == [5.0, 5.0]  # closed as usual
-
-
-def test_only_errors_count_as_the_stop_never_an_exit():
-    assert is_the_stop(KeyboardInterrupt(), lambda: False)
-    assert is_the_stop(RuntimeError("release unlocked lock"), lambda: True)
-    assert not is_the_stop(RuntimeError("release unlocked lock"), lambda: False)
-    assert not is_the_stop(SystemExit(2), lambda: True)
 
 
 def test_sigterm_that_surfaces_as_a_library_error_exits_143_and_says_so(
