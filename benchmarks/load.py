@@ -53,7 +53,7 @@ from messages.codes import SETTLEMENTS, TIMED_OUT, ErrorCode
 from messages.trace import hop_durations_ms
 from messages.visitlog import TIME_FORMAT, Visit, VisitSession, parse_step
 from simulators.hospital import SIGN_IN_TIMEOUT_S, HospitalFleet
-from simulators.interrupt import is_the_stop, stop_raised
+from simulators.interrupt import is_the_stop, stop_handled, stop_raised
 from simulators.visit_run import Exchange, HospitalRunResult, OnProgress
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import (
@@ -796,6 +796,7 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
     except BaseException as exc:  # stopped: the rate under way is dropped (its broker and
         if not is_the_stop(exc, stop_signalled):  # platform stopped on the way out); the
             raise  # rates measured make the report
+        stop_handled()  # an error while they are reported is reported
         if not points:
             raise KeyboardInterrupt from exc
     added = [p.offered_visits_per_s for p in points if p.searched]  # in the search's order

@@ -88,7 +88,7 @@ from settlement.retention import WINDOW_DAYS
 from simulators.bad_messages import MAX_BAD_PER_KIND, BadMessage, generate_bad_messages
 from simulators.cluster_watch import STOP_AFTER_UNREACHABLE_S, lost_reason
 from simulators.faults import FaultPlan
-from simulators.interrupt import GentleInterrupt, is_the_stop, terminated
+from simulators.interrupt import GentleInterrupt, is_the_stop, stop_handled, terminated
 from simulators.visit_run import HospitalRunResult
 from simulators.visits import MAX_DAYS, VisitSpec, generate_visits
 from simulators.world import WorldSpec, build_world, clearing_policy, world_tag
@@ -312,7 +312,9 @@ def generate(
         with progress_display() as progress:
             requests = _write_visit_log(progress, output, expected, world_spec, visit_spec,
                                         plan, bad_per_kind)
-    except KeyboardInterrupt:  # whole_file put nothing in place, but in a pipe or a device
+    except BaseException as exc:  # whole_file put nothing in place, but in a pipe or a device
+        if not is_the_stop(exc) or terminated():  # a SIGTERM was said as it came
+            raise
         files = all(p.is_file() or not p.exists() for p in (output, expected))
         console.print("[yellow]Stopped by Ctrl-C before the visit log was complete: "
                       + (f"nothing was put in place ({output} and {expected} are as they "
@@ -493,6 +495,7 @@ def replay(
     except BaseException as exc:  # after the visits (the clearing, the reconciliation, the
         if not is_the_stop(exc):  # stop), or as a library's error it surfaced as
             raise
+        stop_handled()  # an error while what came back is written is reported
         if not written:  # before them (the platform's start, the sign-in): nothing to keep
             if interrupt.terminated:
                 errors.print("terminated (SIGTERM) before any visit ended: nothing to write",

@@ -94,6 +94,7 @@ def _clear_errors(command: Callable[..., Any]) -> Callable[..., Any]:
                 raise
             raise refusal_exit(message) from None
         finally:
+            forget_stops()
             if noting:
                 signal.signal(signal.SIGINT, signal.default_int_handler)
     return wrapper

@@ -33,7 +33,7 @@ from huimin.cli_options import (
 from messages.codes import ErrorCode
 from messages.dead_letters import DeadLetterEntry, summarise_dead_letters
 from messages.identity import holds_certno
-from simulators.interrupt import is_the_stop
+from simulators.interrupt import is_the_stop, stop_handled, terminated
 from streams.broker import BOOTSTRAP_ENV, BrokerError, EmbeddedBroker
 from streams.config import (
     FETCH_MIN_BYTES,
@@ -128,8 +128,9 @@ def dead_letters(
     except TopicMissing as exc:
         raise refusal_exit(exc) from None
     except BaseException as exc:  # --follow ends on Ctrl-C; what was read is summed up below
-        if not is_the_stop(exc):
+        if not is_the_stop(exc) or terminated():  # a SIGTERM was said as it came
             raise
+        stop_handled()
     if not as_json:
         console.print(summarise_dead_letters(shown), markup=False, highlight=False)
 
@@ -278,8 +279,10 @@ def broker(
         try:
             while not stop and server.process is not None and server.process.poll() is None:
                 time.sleep(0.5)
-        except KeyboardInterrupt:
-            pass
+        except BaseException as exc:  # Ctrl-C, whatever error it surfaced as
+            if not is_the_stop(exc):
+                raise
+            stop_handled()
         # not asked to stop: the broker ended by itself (a crash, or a kill of its process)
         died = None if stop or server.process is None else server.process.poll()
     finally:

@@ -55,7 +55,7 @@ from simulators.bad_messages import KINDS, BadMessage, generate_bad_messages
 from simulators.cluster_watch import STOP_AFTER_UNREACHABLE_S, ClusterWatch
 from simulators.faults import FaultPlan
 from simulators.hospital import SIGN_IN_TIMEOUT_S, HospitalFleet
-from simulators.interrupt import GentleInterrupt, is_the_stop
+from simulators.interrupt import GentleInterrupt, is_the_stop, terminated
 from simulators.reconciliation import closing_requests
 from simulators.visit_run import HospitalRunResult, OnProgress
 from simulators.visits import VisitSpec, generate_visits
@@ -219,10 +219,10 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
         result: HospitalRunResult | None = None
 
         def close_fleet(_kind: object, exc: BaseException | None, *_: object) -> None:
-            """Unwinding from an interrupt (a third Ctrl-C, or one in `huimin run`, whatever
-            error it surfaced as), or on a cluster lost, what the producer holds is given up
-            at once."""
-            given_up = (exc is not None and is_the_stop(exc)) or (
+            """Unwinding from a stop (a third Ctrl-C, or one in `huimin run`, a SIGTERM,
+            whatever error either surfaced as), or on a cluster lost, what the producer holds
+            is given up at once."""
+            given_up = (exc is not None and (is_the_stop(exc) or terminated())) or (
                 result is not None and result.cluster_lost is not None)
             fleet.close(0.0 if given_up else 5.0)
 

@@ -13,9 +13,10 @@ for exit 143).
 Python raises a handler's exception wherever the main thread is, and raised inside a
 library's C call or a lock's wait it can come out as that library's own error: confluent-
 kafka's `produce`, called in a loop, let 5 of 832 Ctrl-Cs out as `TypeError: expected header
-key to be unicode string` (measured), kafka-python's wait `RuntimeError: release unlocked lock`
-(seen in CI). So each stop raised is noted (`raised_stops`), and once one has been, any
-error is taken for it (`is_the_stop`) instead of crashing the command with a traceback.
+key to be unicode string` (measured), and a lock's release in a Kafka client's wait as
+`RuntimeError: release unlocked lock` (seen in CI). So each stop raised is noted
+(`raised_stops`), and until the command has dealt with it (`stop_handled`), any error is
+taken for it (`is_the_stop`) instead of crashing the command with a traceback.
 """
 
 from __future__ import annotations
@@ -30,21 +31,30 @@ from typing import Any, NoReturn
 PRESSES_TAKEN = 2
 
 #: The signals (SIGINT, SIGTERM) whose handler raised into this command, in order: signals
-#: are the process's, and so is this. A command starts it empty (`forget_stops`).
+#: are the process's, and so is this. A command starts and ends with it empty
+#: (`forget_stops`).
 raised_stops: list[int] = []
+_handled = [0]  # how many of them the command has dealt with (`stop_handled`)
 
 
 def forget_stops() -> None:
     raised_stops.clear()
+    _handled[0] = 0
+
+
+def stop_handled() -> None:
+    """The stops raised so far are dealt with (the rates measured kept, the answers
+    written): an error after this is the command's own, not a stop's, and is reported."""
+    _handled[0] = len(raised_stops)
 
 
 def stop_raised() -> bool:
-    """Whether a Ctrl-C or SIGTERM has been raised into the command."""
-    return bool(raised_stops)
+    """Whether a Ctrl-C or SIGTERM has been raised into the command and not dealt with."""
+    return len(raised_stops) > _handled[0]
 
 
 def terminated() -> bool:
-    """Whether a SIGTERM was among them (exit 143, not 130)."""
+    """Whether a SIGTERM was among the stops raised (exit 143, not 130)."""
     return signal.SIGTERM in raised_stops
 
 

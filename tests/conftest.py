@@ -8,10 +8,13 @@ import signal
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from xdist.scheduler import LoadScopeScheduling
+
+from simulators.interrupt import forget_stops
 
 REPO = Path(__file__).resolve().parent.parent
 #: Copies of ../shared/data/fhir (HL7 examples CC0-1.0, Synthea bundles Apache-2.0; see its
@@ -81,6 +84,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if hasattr(config, "workerinput"):
         first = {"e2e-busy": 0, "e2e-waiting": 1}
         items.sort(key=lambda item: first.get(xdist_group_of(item.nodeid), 2))
+
+
+@pytest.fixture(autouse=True)
+def no_stop_left_noted() -> Iterator[None]:
+    """The process's record of the Ctrl-Cs and SIGTERMs raised (simulators/interrupt.py)
+    empty after each test: a test that sent one would otherwise have an error of a later
+    test in its process taken for that stop."""
+    yield
+    forget_stops()
 
 
 def processes_mentioning(text: str, where: str = "cmdline") -> list[int]:

@@ -20,6 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 import benchmarks.load as load
+import benchmarks.plot
 from benchmarks.load import RatePoint, run_bench
 from huimin import cli
 
@@ -121,3 +122,30 @@ def test_sigterm_that_surfaces_as_a_library_error_exits_143_and_says_so(
     assert result.exit_code == 143, result.output
     assert "stopped by SIGTERM before any rate was measured" in result.output
     assert "Traceback" not in result.output and "TypeError" not in result.output
+
+
+def test_a_bench_that_kept_its_rates_after_a_ctrl_c_reports_a_later_fault_as_itself(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, platform_stood_in: list[float]):
+    """The bench dealt with the stop (its rates measured kept): a fault while it writes its
+    report is the bench's own, not taken for the Ctrl-C (exit 130 with no report)."""
+    def ctrl_c_at_the_second_rate(_fleet: Any, rate: float, *_: Any, **__: Any) -> Any:
+        if rate > 3:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        return _point(rate)
+
+    def plot_fails(*_: Any, **__: Any) -> None:
+        raise RuntimeError("a real fault")
+
+    monkeypatch.setattr(load, "measure_rate", ctrl_c_at_the_second_rate)
+    monkeypatch.setattr(benchmarks.plot, "plot", plot_fails)
+    # as in a terminal: a CI job may start the tests with SIGINT ignored
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        result = CliRunner().invoke(cli.app, ["bench", "--rates", "3,4", "--duration", "1",
+                                              "--warmup", "0", "--no-ceiling", "--out",
+                                              str(tmp_path / "b")])
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert isinstance(result.exception, RuntimeError), (result.output, result.exception)
+    assert (tmp_path / "b" / "bench.json").exists()  # written before the plot

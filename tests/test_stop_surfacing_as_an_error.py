@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from huimin import cli, cli_cluster
 from huimin.cli_app import _exit_on_sigterm, _Typer
-from simulators.interrupt import forget_stops, is_the_stop, raised_stops
+from simulators.interrupt import forget_stops, is_the_stop, raised_stops, stop_handled
 from simulators.visit_run import HospitalRunResult
 
 
@@ -117,6 +117,37 @@ def test_dead_letters_following_ends_on_a_ctrl_c_that_surfaced_as_a_lock_error(
     assert result.output.splitlines()[-1] == "no dead letters"  # summed up, as after Ctrl-C
 
 
+def test_dead_letters_following_ends_on_a_sigterm_that_surfaced_as_an_error_exit_143(
+        monkeypatch: pytest.MonkeyPatch):
+    def letters_then_sigterm(*_: Any, **__: Any) -> Iterator[Any]:
+        yield from ()
+        stopped_inside_a_library(signal.SIGTERM, RuntimeError("release unlocked lock"))
+
+    monkeypatch.setattr(cli_cluster, "read_dead_letters", letters_then_sigterm)
+    with socket.create_server(("127.0.0.1", 0)) as listening:
+        result = invoke(cli.app, "dead-letters", "--follow", "--bootstrap",
+                        f"127.0.0.1:{listening.getsockname()[1]}")
+    assert result.exit_code == 143, (result.output, result.exception)
+    assert "terminated (SIGTERM)" in result.output
+
+
+def test_generate_stopped_by_a_ctrl_c_that_surfaced_as_an_error_says_so(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    written = []
+
+    def stopped_on_the_second(f: object, visit: object) -> None:
+        written.append(visit)
+        if len(written) == 2:  # Rich's progress display waits on a lock meanwhile
+            stopped_inside_a_library(signal.SIGINT, RuntimeError("release unlocked lock"))
+
+    monkeypatch.setattr(cli, "write_visit", stopped_on_the_second)
+    result = invoke(cli.app, "generate", "--persons", "200", "--visits", "30", "-o",
+                    str(tmp_path / "v.jsonl"))
+    assert result.exit_code == 130, (result.output, result.exception)
+    assert "Stopped by Ctrl-C before the visit log was complete: nothing was put in place" \
+        in " ".join(result.output.split())
+
+
 @pytest.fixture
 def bare_app() -> typer.Typer:
     """Commands with no stop handling of their own: the app's error policy alone."""
@@ -135,6 +166,18 @@ def bare_app() -> typer.Typer:
         """Its own ending, after a stop was noted."""
         raised_stops.append(signal.SIGINT)
         raise typer.Exit(3)
+
+    @app.command()
+    def handles(fault: bool = False) -> None:
+        """A Ctrl-C dealt with (as the bench keeps its rates), then perhaps a real fault."""
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            print("noted", raised_stops)
+            stop_handled()
+        if fault:
+            raise RuntimeError("a real fault")
 
     signal.signal(signal.SIGTERM, _exit_on_sigterm)  # as the huimin app's callback does
     return app
@@ -170,9 +213,15 @@ def test_each_command_starts_with_no_stop_noted(bare_app: typer.Typer):
 
 def test_the_sigint_handler_notes_the_stop_and_is_python_s_own_again_after(
         bare_app: typer.Typer):
-    invoke(bare_app, "hit", "--sig", "SIGINT")
-    assert raised_stops == [signal.SIGINT]
+    result = invoke(bare_app, "handles")
+    assert result.output == f"noted [{signal.SIGINT}]\n"
+    assert raised_stops == []  # the command's own record
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_an_error_after_the_stop_was_dealt_with_is_reported_as_itself(bare_app: typer.Typer):
+    result = invoke(bare_app, "handles", "--fault")
+    assert isinstance(result.exception, RuntimeError), (result.output, result.exception)
 
 
 def test_only_errors_count_as_the_stop_never_an_exit():
