@@ -103,32 +103,22 @@ def test_a_replay_stopped_after_its_visits_as_a_type_error_keeps_its_answers(
     assert (tmp_path / "r.jsonl").exists()
 
 
-def test_dead_letters_following_ends_on_a_ctrl_c_that_surfaced_as_a_lock_error(
-        monkeypatch: pytest.MonkeyPatch):
-    def letters_then_ctrl_c(*_: Any, **__: Any) -> Iterator[Any]:
+@pytest.mark.parametrize(("sig", "code", "last_line"), [
+    (signal.SIGINT, 0, "no dead letters"),  # following ends on Ctrl-C: summed up
+    (signal.SIGTERM, 143, "terminated (SIGTERM): stopping what this command started"),
+], ids=["Ctrl-C", "SIGTERM"])
+def test_dead_letters_following_ends_on_a_stop_that_surfaced_as_a_lock_error(
+        monkeypatch: pytest.MonkeyPatch, sig: signal.Signals, code: int, last_line: str):
+    def letters_then_the_stop(*_: Any, **__: Any) -> Iterator[Any]:
         yield from ()
-        stopped_inside_a_library(signal.SIGINT, RuntimeError("release unlocked lock"))
+        stopped_inside_a_library(sig, RuntimeError("release unlocked lock"))
 
-    monkeypatch.setattr(cli_cluster, "read_dead_letters", letters_then_ctrl_c)
+    monkeypatch.setattr(cli_cluster, "read_dead_letters", letters_then_the_stop)
     with socket.create_server(("127.0.0.1", 0)) as listening:  # reachable, as a cluster is
         result = invoke(cli.app, "dead-letters", "--follow", "--bootstrap",
                         f"127.0.0.1:{listening.getsockname()[1]}")
-    assert result.exit_code == 0, (result.output, result.exception)
-    assert result.output.splitlines()[-1] == "no dead letters"  # summed up, as after Ctrl-C
-
-
-def test_dead_letters_following_ends_on_a_sigterm_that_surfaced_as_an_error_exit_143(
-        monkeypatch: pytest.MonkeyPatch):
-    def letters_then_sigterm(*_: Any, **__: Any) -> Iterator[Any]:
-        yield from ()
-        stopped_inside_a_library(signal.SIGTERM, RuntimeError("release unlocked lock"))
-
-    monkeypatch.setattr(cli_cluster, "read_dead_letters", letters_then_sigterm)
-    with socket.create_server(("127.0.0.1", 0)) as listening:
-        result = invoke(cli.app, "dead-letters", "--follow", "--bootstrap",
-                        f"127.0.0.1:{listening.getsockname()[1]}")
-    assert result.exit_code == 143, (result.output, result.exception)
-    assert "terminated (SIGTERM)" in result.output
+    assert result.exit_code == code, (result.output, result.exception)
+    assert result.output.splitlines()[-1] == last_line
 
 
 def test_generate_stopped_by_a_ctrl_c_that_surfaced_as_an_error_says_so(
