@@ -171,6 +171,18 @@ def write_money_views(ex: Execution, path_for: Callable[[str], Path],
     return written
 
 
+UNSENT_WAIT_S = 5.0
+
+
+def unsent_wait_s(exc: BaseException | None, cluster_lost: bool) -> float:
+    """How long the hospitals' producer may go on sending what it holds as a run unwinds.
+    Unwinding from a stop (a third Ctrl-C, or one in `huimin run`, a SIGTERM, whatever error
+    either surfaced as) or from a cluster lost, it is given up at once: the user asked to
+    stop, or nothing would take it."""
+    stopped = exc is not None and (is_the_stop(exc) or terminated())
+    return 0.0 if stopped or cluster_lost else UNSENT_WAIT_S
+
+
 def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[BadMessage],
             out_dir: Path, *, bootstrap: str | None = None, partitions: int = 8,
             answer_timeout_s: float = 30.0, client_config: dict | None = None,
@@ -219,12 +231,7 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
         result: HospitalRunResult | None = None
 
         def close_fleet(_kind: object, exc: BaseException | None, *_: object) -> None:
-            """Unwinding from a stop (a third Ctrl-C, or one in `huimin run`, a SIGTERM,
-            whatever error either surfaced as), or on a cluster lost, what the producer holds
-            is given up at once."""
-            given_up = (exc is not None and (is_the_stop(exc) or terminated())) or (
-                result is not None and result.cluster_lost is not None)
-            fleet.close(0.0 if given_up else 5.0)
+            fleet.close(unsent_wait_s(exc, result is not None and result.cluster_lost is not None))
 
         stack.push(close_fleet)
         setup_s = time.monotonic() - started

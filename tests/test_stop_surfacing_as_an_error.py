@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 from huimin import cli, cli_cluster
 from huimin.cli_app import _exit_on_sigterm, _Typer
+from huimin.run import UNSENT_WAIT_S, unsent_wait_s
 from simulators.interrupt import forget_stops, is_the_stop, raised_stops, stop_handled
 from simulators.visit_run import HospitalRunResult
 
@@ -219,3 +220,25 @@ def test_only_errors_count_as_the_stop_never_an_exit():
     assert is_the_stop(RuntimeError("release unlocked lock"), lambda: True)
     assert not is_the_stop(RuntimeError("release unlocked lock"), lambda: False)
     assert not is_the_stop(SystemExit(2), lambda: True)
+
+
+@pytest.mark.parametrize(("raised", "noted", "cluster_lost", "wait_s"), [
+    (None, [], False, UNSENT_WAIT_S),
+    (RuntimeError("a fault of its own"), [], False, UNSENT_WAIT_S),
+    (KeyboardInterrupt(), [], False, 0.0),
+    (TypeError("expected header key to be unicode string"), [signal.SIGINT], False, 0.0),
+    (RuntimeError("release unlocked lock"), [signal.SIGTERM], False, 0.0),
+    (SystemExit(143), [signal.SIGTERM], False, 0.0),
+    (None, [], True, 0.0),
+], ids=["ended", "a-fault", "ctrl-c", "ctrl-c-as-type-error", "sigterm-as-lock-error",
+        "sigterm-exit", "cluster-lost"])
+def test_a_run_gives_up_its_unsent_requests_at_once_only_on_a_stop_or_a_cluster_lost(
+        raised: BaseException | None, noted: list[int], cluster_lost: bool, wait_s: float):
+    raised_stops.extend(noted)
+    assert unsent_wait_s(raised, cluster_lost) == wait_s
+
+
+def test_a_fault_after_the_stop_was_dealt_with_lets_the_unsent_requests_go_out():
+    raised_stops.append(signal.SIGINT)
+    stop_handled()
+    assert unsent_wait_s(RuntimeError("the report's disk is full"), False) == UNSENT_WAIT_S
