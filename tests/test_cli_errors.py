@@ -18,6 +18,7 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
+import streams.worker
 from huimin import cli, cli_cluster, cli_options
 from huimin.cli_app import error_message
 from huimin.logfiles import LogFormatError, read_visit_log
@@ -177,7 +178,7 @@ def test_a_metrics_port_in_use_is_refused(monkeypatch: pytest.MonkeyPatch, logs:
 
 
 def test_a_workers_web_port_in_use_is_refused_before_it_starts(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(cli_cluster, "run_worker", lambda *a, **k: pytest.fail("it started"))
+    monkeypatch.setattr(streams.worker, "run_worker", lambda *a, **k: pytest.fail("it started"))
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

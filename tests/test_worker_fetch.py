@@ -11,6 +11,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from typer.testing import CliRunner
 
+import streams.worker
 from benchmarks import ceiling
 from huimin import cli, cli_cluster
 from streams.app import faust_app
@@ -54,7 +55,7 @@ def test_huimin_worker_passes_its_fetch_options_to_the_worker(monkeypatch: pytes
     started: list[WorkerConfig] = []
     monkeypatch.setattr(cli_cluster, "bootstrap_servers", lambda given: given)
     monkeypatch.setattr(cli_cluster, "topic_problems", lambda *a: [])
-    monkeypatch.setattr(cli_cluster, "run_worker", started.append)
+    monkeypatch.setattr(streams.worker, "run_worker", started.append)
     monkeypatch.delenv(BOOTSTRAP_ENV, raising=False)
     result = CliRunner().invoke(cli.app, ["worker", "--bootstrap", "127.0.0.1:9",
                                           "--persons", "50", "--web-port", str(free_port()),
