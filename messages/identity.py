@@ -42,25 +42,31 @@ def mask_key(key: str) -> str:
     return f"of {len(key)} characters"
 
 
+#: What a careless HIS may put between an ID number's digits (`110105-19491231-002X`).
+_SEPARATORS = "-_. "
+
 #: A run of digits as long as a first-generation (15) or second-generation (18) citizen ID
-#: number, or longer, or part of one cut to that length (`X`/`x` may end one).
-_ID_LIKE_RUN = re.compile(r"[0-9]{14,}[0-9Xx]")
+#: number, or longer, or part of one cut to that length (`X`/`x` may end one), single
+#: separators between its digits allowed.
+_ID_LIKE_RUN = re.compile(r"[0-9](?:[-_. ]?[0-9]){13,}[-_. ]?[0-9Xx]")
 
 
 def _masked_run(run: re.Match[str]) -> str:
-    digits = run.group()
-    if len(digits) == 18:
-        return mask_certno(digits)
-    # where an ID number sits in a longer run, or which part of one a shorter run is, is not
-    # known: only the first 6 (an ID number's region, or what comes before it) are safe
-    return digits[:6] + "*" * (len(digits) - 6)
+    text = run.group()
+    digits = [i for i, c in enumerate(text) if c not in _SEPARATORS]
+    # an 18-digit run is masked as an ID number is; where an ID number sits in a longer run,
+    # or which part of one a shorter run is, is not known: only the first 6 (an ID number's
+    # region, or what comes before it) are safe
+    shown = set(digits[:6]) | (set(digits[-4:]) if len(digits) == 18 else set())
+    return "".join(c if i in shown or c in _SEPARATORS else "*" for i, c in enumerate(text))
 
 
 def shown_id(value: str) -> str:
     """A hospital's own identifier (`mdtrt_id`, `feedetl_sn`, `chrg_bchno`, `setl_id`) as an
     answer's error may echo it: each run of 15 digits or more inside, which a careless HIS
-    may make of a citizen ID number or part of one, masked (DOMAIN.md §7): an 18-digit run
-    as an ID number is, any other with only its first 6 shown."""
+    may make of a citizen ID number or part of one (separators between the digits or not),
+    masked (DOMAIN.md §7): an 18-digit run as an ID number is, any other with only its first
+    6 digits shown."""
     return _ID_LIKE_RUN.sub(_masked_run, value)
 
 

@@ -616,6 +616,22 @@ def test_a_hospital_identifier_holding_a_name_or_an_id_number_is_never_echoed() 
     assert "of 11 characters" in refusals[4]["err_msg"]
 
 
+def test_an_id_number_written_with_separators_in_an_identifier_is_masked_all_the_same() -> None:
+    """`110105-19491231-002X` in a batch or settlement id hides the birth date as the
+    unbroken number would be hidden (a review found it echoed whole)."""
+    c = Clinic()
+    m = c.register()
+    ok(c.upload(m, [("0001", "DA", 1, 100)]))
+    cert = WORKED_CERTNO
+    spaced = f"{cert[:6]}-{cert[6:14]}-{cert[14:]}"
+    refusals = [c.do(EMP_CERTNO, "2205", fee_cancel_input(EMP, m, spaced)),
+                c.do(EMP_CERTNO, "2208", settle_cancel_input(EMP, spaced, m))]
+    assert [a["err_code"] for a in refusals] == ["E4003", "E4008"]
+    for a in refusals:
+        assert cert[6:14] not in a["err_msg"].replace("-", ""), a["err_msg"]
+        assert f"{cert[:6]}-********-{cert[14:]}" in a["err_msg"]
+
+
 # -- treatment-side idempotency ------------------------------------------------------------------
 
 def prepared(c: Clinic, infno: str) -> dict[str, Any]:
