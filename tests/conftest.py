@@ -72,6 +72,7 @@ class EndToEndGroups(LoadScopeScheduling):
         return xdist_group_of(nodeid)
 
 
+@pytest.hookimpl(optionalhook=True)  # `-p no:xdist` runs the tests without it
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> EndToEndGroups | None:
     if config.getvalue("dist") in ("load", "loadscope", "loadfile", "loadgroup"):
         return EndToEndGroups(config, log)
