@@ -182,7 +182,9 @@ def check_reachable(cluster: str | None) -> None:
 SecurityProtocol = Annotated[str, typer.Option(
     help="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (the SASL password from "
          "HUIMIN_SASL_PASSWORD).")]
-SaslMechanism = Annotated[str | None, typer.Option(help="PLAIN, SCRAM-SHA-256, …")]
+SaslMechanism = Annotated[str | None, typer.Option(
+    help="PLAIN (the default), SCRAM-SHA-256 or SCRAM-SHA-512; with SASL_PLAINTEXT or "
+         "SASL_SSL only.")]
 SaslUsername = Annotated[str | None, typer.Option()]
 SslCafile = Annotated[Path | None, typer.Option()]
 
@@ -192,10 +194,15 @@ def security_settings(protocol: str, mechanism: str | None, username: str | None
     """The cluster's security settings, checked before any connection: without it a missing
     CA file or password shows only as a cluster that cannot be reached, after 30 s."""
     try:
-        security = ClusterSecurity(protocol, mechanism, username,
+        security = ClusterSecurity(protocol, mechanism and mechanism.upper(), username,
                                    str(cafile) if cafile else None)
     except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--security-protocol") from None
+        raise typer.BadParameter(str(exc), param_hint="--sasl-mechanism" if "SASL mechanism"
+                                 in str(exc) else "--security-protocol") from None
+    if not security.sasl and (mechanism or username):
+        raise typer.BadParameter(f"{protocol} takes no SASL user name or mechanism: give "
+                                 "SASL_PLAINTEXT or SASL_SSL to sign in with them",
+                                 param_hint="--security-protocol")
     if cafile is not None and not cafile.is_file():
         raise typer.BadParameter(f"{cafile}: no such file", param_hint="--ssl-cafile")
     if security.sasl and not username:

@@ -18,12 +18,14 @@ from messages.signing import DEVELOPMENT_SECRET
 PASSWORD_ENV = "HUIMIN_SASL_PASSWORD"
 SECRET_ENV = "HUIMIN_SIGNING_SECRET"
 PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+#: The SASL mechanisms of a user name and password (the only credentials huimin takes).
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
 @dataclass(frozen=True, slots=True)
 class ClusterSecurity:
     security_protocol: str = "PLAINTEXT"
-    sasl_mechanism: str | None = None  # PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
+    sasl_mechanism: str | None = None  # one of SASL_MECHANISMS; PLAIN if not given
     sasl_username: str | None = None
     ssl_cafile: str | None = None
 
@@ -31,6 +33,9 @@ class ClusterSecurity:
         if self.security_protocol not in PROTOCOLS:
             raise ValueError(f"security protocol {self.security_protocol!r}: one of "
                              f"{', '.join(PROTOCOLS)}")
+        if self.sasl_mechanism is not None and self.sasl_mechanism not in SASL_MECHANISMS:
+            raise ValueError(f"SASL mechanism {self.sasl_mechanism!r}: one of "
+                             f"{', '.join(SASL_MECHANISMS)}")
 
     @property
     def sasl(self) -> bool:
