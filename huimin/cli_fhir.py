@@ -161,7 +161,7 @@ def publish(
                       f"{sender.fixmedins_code} ({sender.admdvs})"
                       + (f"; {len(paths) - published:,} not" if published < len(paths) else ""))
         if refused := next((r.code for r in results if r.code in SIGNATURE_REFUSALS), None):
-            said = signatures_refused(refused).removesuffix("; no visit was sent")
+            said = signatures_refused(refused, sent="these publishes", outcome="")
             console.print(f"[yellow]{escape(said)}.[/]")
     raise typer.Exit(0 if published == len(paths) else 1)
 

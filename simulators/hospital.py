@@ -69,15 +69,16 @@ class SignaturesRefused(RuntimeError):
 SIGNATURE_REFUSALS = frozenset({"E6001", "E6002"})
 
 
-def signatures_refused(code: str) -> str:
-    """What to tell a person whose hospitals' signatures the platform refused with `code`."""
+def signatures_refused(code: str, sent: str = "the hospitals' sign-in",
+                       outcome: str = "; no visit was sent") -> str:
+    """What to tell a person whose requests (`sent`) the platform refused with `code` for
+    their signatures."""
     if code == "E6001":  # the headers never reached it: something between strips them
-        return ("the platform received the hospitals' sign-in without its signature headers "
-                "(E6001): something between them and the cluster drops Kafka headers; no "
-                "visit was sent")
-    return (f"the platform refused the hospitals' signatures ({code} to their sign-in): its "
-            f"workers check them with another secret. Give these hospitals the workers' secret "
-            f"({SECRET_ENV}; unset, both use the development secret); no visit was sent")
+        return (f"the platform received {sent} without signature headers (E6001): something "
+                f"between the sender and the cluster drops Kafka headers{outcome}")
+    return (f"the platform refused the signatures of {sent} ({code}): its workers check them "
+            f"with another secret. Give the sender the workers' secret ({SECRET_ENV}; unset, "
+            f"both use the development secret){outcome}")
 
 
 def other_world(ours: str, theirs: set[str]) -> str:

@@ -118,7 +118,8 @@ def test_replay_against_a_platform_already_running_on_a_cluster(tmp_path):
         proc = huimin("replay", "v.jsonl", "--speed", "2000000", "--bootstrap", b.bootstrap,
                       "--results", "r.jsonl", cwd=tmp_path)
     assert forged.returncode == 2, forged.stdout + forged.stderr
-    assert "refused the hospitals' signatures (E6002" in " ".join(forged.stderr.split())
+    assert ("refused the signatures of the hospitals' sign-in (E6002"
+            in " ".join(forged.stderr.split()))
     assert not (tmp_path / "forged.jsonl").exists()
     assert elsewhere.returncode == 2, elsewhere.stdout + elsewhere.stderr
     assert "Traceback" not in elsewhere.stderr

@@ -6,8 +6,17 @@ import time
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
-from huimin.publish import hospital_for, platform_hospitals, publish_requests, sendable
+from huimin import cli, cli_fhir
+from huimin.publish import (
+    Publish,
+    Published,
+    hospital_for,
+    platform_hospitals,
+    publish_requests,
+    sendable,
+)
 
 HOSPITALS = platform_hospitals()
 CERTNO = "110101199003071233"
@@ -43,3 +52,26 @@ def test_a_file_no_request_could_carry_is_not_sendable(tmp_path: Path):
     marked = tmp_path / "bom.json"
     marked.write_bytes(b'\xef\xbb\xbf{"resourceType": "Basic"}')
     assert sendable(marked) == {"resourceType": "Basic"}
+
+
+@pytest.mark.parametrize("code", ["E6001", "E6002"])
+def test_publishes_refused_for_their_signatures_are_told_so_without_a_sign_in(
+        code: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """`publish` sends no sign-in: its summary of a refused signature names the publishes (it
+    named the replay's sign-in, a review found). The platform's answers are stood in for."""
+    doc = tmp_path / "patient.json"
+    doc.write_text('{"resourceType": "Patient", "id": "p1"}')
+
+    def refused(_where: str, _certno: str, publishes: list[Publish], *_: object
+                ) -> list[Published]:
+        return [Published(p, {"infcode": -1, "err_code": code, "err_msg": "refused"})
+                for p in publishes]
+
+    monkeypatch.setattr(cli_fhir, "send_publishes", refused)
+    monkeypatch.setattr(cli_fhir, "bootstrap_servers", lambda given: given)
+    result = CliRunner().invoke(cli.app, ["publish", str(doc), "--certno", CERTNO,
+                                          "--bootstrap", "127.0.0.1:9"])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1, result.output
+    assert f"{code}" in said and "these publishes" in said
+    assert "sign-in" not in said and "no visit" not in said
