@@ -461,9 +461,11 @@ def replay(
         _warn_if_redelivery_outlives_window(header.visits.days, arrivals[-1] if arrivals else 0,
                                             "a lower --rate or --speed, or a log of fewer days")
     out_dir = results.with_name(results.stem + ".platform")  # our platform's logs, if started
+    made_out_dir = False
     if bootstrap is None:
         if os.environ.get(BOOTSTRAP_ENV):  # our platform on the user's cluster: a fresh one?
             check_fresh(os.environ[BOOTSTRAP_ENV], client, partitions)
+        made_out_dir = not out_dir.exists()
         out_dir.mkdir(parents=True, exist_ok=True)
     written: list[HospitalRunResult] = []
     money: list[Path] = []  # the clearing statements, ledger and 3203 answers written
@@ -497,9 +499,13 @@ def replay(
             raise
         stop_handled()  # an error while what came back is written is reported
         if not written:  # before them (the platform's start, the sign-in): nothing to keep
-            if interrupt.terminated:
-                errors.print("terminated (SIGTERM) before any visit ended: nothing to write",
-                             markup=False, highlight=False)
+            if made_out_dir and not any(out_dir.iterdir()):
+                out_dir.rmdir()  # made for the platform's logs, and none was written
+            logs = (f"; the platform's logs are in {out_dir}"
+                    if bootstrap is None and out_dir.is_dir() else "")
+            how = "terminated (SIGTERM)" if interrupt.terminated else "stopped by Ctrl-C"
+            errors.print(f"{how} before any visit ended: no results written{logs}",
+                         markup=False, highlight=False)
             raise typer.Exit(interrupt.exit_code) from None
         result, stopped, trail, kills, gone, closing = written[0], True, None, None, None, []
         broke_in = True  # a Ctrl-C outside the visits: no request was noted, it interrupted

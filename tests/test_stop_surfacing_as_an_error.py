@@ -25,6 +25,7 @@ from huimin.cli_app import _exit_on_sigterm, _Typer
 from huimin.run import UNSENT_WAIT_S, unsent_wait_s
 from simulators.interrupt import forget_stops, is_the_stop, raised_stops, stop_handled
 from simulators.visit_run import HospitalRunResult
+from streams.broker import BOOTSTRAP_ENV
 
 
 @pytest.fixture(autouse=True)
@@ -242,3 +243,29 @@ def test_a_fault_after_the_stop_was_dealt_with_lets_the_unsent_requests_go_out()
     raised_stops.append(signal.SIGINT)
     stop_handled()
     assert unsent_wait_s(RuntimeError("the report's disk is full"), False) == UNSENT_WAIT_S
+
+
+@pytest.mark.parametrize("logged", [False, True], ids=["before-any-log", "platform-started"])
+def test_a_replay_stopped_before_any_visit_ended_says_so_and_leaves_no_empty_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, logged: bool):
+    """A Ctrl-C while the platform starts ended the replay in silence, and left its logs'
+    folder behind empty (a review found it); the platform's logs, once any, are kept."""
+    log = tmp_path / "v.jsonl"
+    assert invoke(cli.app, "generate", "--persons", "200", "--visits", "5", "-o",
+                  str(log)).exit_code == 0
+
+    def ctrl_c_while_starting(*_: Any, **__: Any) -> None:
+        if logged:
+            (tmp_path / "r.platform" / "broker.log").write_text("starting\n")
+        stopped_inside_a_library(signal.SIGINT, KeyboardInterrupt())
+
+    monkeypatch.setattr(cli, "execute", ctrl_c_while_starting)
+    monkeypatch.delenv(BOOTSTRAP_ENV, raising=False)
+    result = invoke(cli.app, "replay", str(log), "--rate", "10", "--results",
+                    str(tmp_path / "r.jsonl"))
+    said = " ".join(result.output.split())
+    assert result.exit_code == 130, (result.output, result.exception)
+    assert "stopped by Ctrl-C before any visit ended: no results written" in said
+    assert not (tmp_path / "r.jsonl").exists()
+    assert (tmp_path / "r.platform").exists() == logged
+    assert ("the platform's logs are in" in said) == logged
