@@ -107,14 +107,15 @@ def write_visit(f: IO[bytes], visit: Visit) -> None:
     f.write(orjson.dumps(visit.model_dump(), option=_OPTS) + b"\n")
 
 
-def _not_text(path: Path, n: int, line: bytes) -> LogFormatError | None:
+def _not_text(path: Path, n: int, line: bytes, kind: str = "a visit log"
+              ) -> LogFormatError | None:
     """A line that is not UTF-8 text, said as such (not as JSON it fails to be)."""
     if n == 1 and line.startswith(b"\x1f\x8b"):
         return LogFormatError(f"{path} is gzip-compressed: decompress it first (gunzip)")
     try:
         line.decode()
     except UnicodeDecodeError:
-        return LogFormatError(f"{path}: line {n} is not UTF-8 text (a visit log is UTF-8)")
+        return LogFormatError(f"{path}: line {n} is not UTF-8 text ({kind} is UTF-8)")
     return None
 
 
@@ -253,6 +254,8 @@ def read_records(path: Path) -> Iterator[dict[str, Any]]:
                 continue
             if blank:
                 raise LogFormatError(f"{path}: line {blank} is blank, between result records")
+            if problem := _not_text(path, n, line, "a results file"):
+                raise problem
             try:
                 record = orjson.loads(line)
                 if not isinstance(record, dict) or type(record.get("visit_no")) is not int \

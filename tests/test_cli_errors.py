@@ -791,6 +791,19 @@ def test_a_file_that_is_not_a_visit_log_says_what_it_is(tmp_path: Path, content:
             phrase)
 
 
+@pytest.mark.parametrize(("content", "phrase"), [
+    (b"\x1f\x8b\x08\x00rest", "is gzip-compressed: decompress it first"),
+    (b"\xd5\xc5\xfe binary\n", "line 1 is not UTF-8 text (a results file is UTF-8)"),
+])
+def test_a_results_file_that_is_not_text_says_so(logs: Path, tmp_path: Path, content: bytes,
+                                                 phrase: str):
+    """It was told as JSON it fails to be (`str is not valid UTF-8: surrogates not allowed`;
+    a review found it), where a visit log's is told as not text."""
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(content)
+    refused(huimin("verify", str(logs / "a.jsonl"), str(bad)), phrase)
+
+
 @pytest.mark.parametrize(("key", "value", "phrase"), [
     ("persons", "50", "persons must be a whole number"),
     ("employee_share", True, "employee_share must be a number"),
