@@ -171,6 +171,13 @@ def write_money_views(ex: Execution, path_for: Callable[[str], Path],
     return written
 
 
+def check_workers_data(out_dir: Path, workers: int) -> None:
+    """Refuse (FileExistsError) an `out_dir` where the workers a run will start could not keep
+    their tables (local_platform.check_data_dir), before the run writes anything there."""
+    for i in range(workers):
+        check_data_dir(out_dir / f"worker-{i}-data")
+
+
 UNSENT_WAIT_S = 5.0
 
 
@@ -210,8 +217,7 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
         events: list[tuple[float, Callable[[], object]]] = []
         ours: Platform | None = None
         if bootstrap is None:
-            for i in range(workers + join_worker):
-                check_data_dir(out_dir / f"worker-{i}-data")
+            check_workers_data(out_dir, workers + join_worker)
             on_stage(f"starting the platform on {os.environ[BOOTSTRAP_ENV]}"
                      if os.environ.get(BOOTSTRAP_ENV) else "starting the broker and the platform")
             bootstrap = stack.enter_context(broker(out_dir / "broker.log", broker_kind))
@@ -343,6 +349,7 @@ def run_scenario(opts: RunOptions, on_stage: Callable[[str], None] = lambda s: N
         on_stage(f"checking the cluster at {os.environ[BOOTSTRAP_ENV]}")
         check_fresh(os.environ[BOOTSTRAP_ENV], partitions=opts.partitions)
     out_dir = opts.out_dir or default_out_dir()
+    check_workers_data(out_dir, opts.workers + opts.faults.join_worker)  # before any is written
     out_dir.mkdir(parents=True, exist_ok=True)
     on_stage("building the world and the visits")
     world = build_world(opts.world)

@@ -136,13 +136,16 @@ def test_a_new_platform_empties_only_worker_data_folders_huimin_made(tmp_path: P
 
 
 @pytest.mark.e2e  # were the check to fail, it would start a broker
-def test_a_run_refuses_a_joining_workers_folder_before_it_starts_anything(tmp_path: Path):
+def test_a_run_refuses_a_joining_workers_folder_before_it_starts_or_writes_anything(
+        tmp_path: Path):
     """`--faults join-worker=1` starts worker-1 mid-run: a folder of that name huimin did not
-    make was refused only then, with visits under way."""
+    make was refused only then, with visits under way; and then only after the run had
+    written its visit log over the one in --out (a review found it)."""
     from huimin.cli import app
 
     (tmp_path / "worker-1-data").mkdir()
     (tmp_path / "worker-1-data" / "mine.txt").write_text("mine")
+    (tmp_path / "visits.jsonl").write_text("a log of mine")
     result = CliRunner().invoke(app, ["run", "--visits", "20", "--persons", "200", "--faults",
                                       "join-worker=1", "--out", str(tmp_path)])
     assert result.exit_code == 2, result.output
@@ -150,3 +153,5 @@ def test_a_run_refuses_a_joining_workers_folder_before_it_starts_anything(tmp_pa
         in result.output
     assert not (tmp_path / "broker.log").exists()  # refused before the broker started
     assert (tmp_path / "worker-1-data" / "mine.txt").read_text() == "mine"
+    assert (tmp_path / "visits.jsonl").read_text() == "a log of mine"
+    assert not (tmp_path / "visits.expected.jsonl").exists()
