@@ -61,12 +61,22 @@ def _masked_run(run: re.Match[str]) -> str:
     return "".join(c if i in shown or c in _SEPARATORS else "*" for i, c in enumerate(text))
 
 
+#: The shape of the ids the platform issues (settlement/ids.py: a visit's `mdtrt_id`, a
+#: settlement's `setl_id`): a division code and 16 upper-case hex digits, a letter among them
+#: (all 16 are decimal in 1 id of ~1,800; those are masked as any run of digits is).
+_PLATFORM_ID = re.compile(r"[0-9]{6}(?=[0-9A-F]*[A-F])[0-9A-F]{16}")
+
+
 def shown_id(value: str) -> str:
     """A hospital's own identifier (`mdtrt_id`, `feedetl_sn`, `chrg_bchno`, `setl_id`) as an
     answer's error may echo it: each run of 15 digits or more inside, which a careless HIS
     may make of a citizen ID number or part of one (separators between the digits or not),
     masked (DOMAIN.md §7): an 18-digit run as an ID number is, any other with only its first
-    6 digits shown."""
+    6 digits shown. An id of the platform's shape is shown whole unless an ID number can be
+    read in it (`holds_certno`): ~1.5 % of them have 15 digits in a row by chance, and
+    masking those hid which visit or settlement an error was about."""
+    if _PLATFORM_ID.fullmatch(value) and not holds_certno(value):
+        return value
     return _ID_LIKE_RUN.sub(_masked_run, value)
 
 

@@ -120,6 +120,8 @@ def test_mask_name_keeps_only_the_first_character(name: str, masked: str) -> Non
     ("B.110105.1949.1231.002X.1", "B.110105.****.****.002X.1"),
     ("110105_19491231_002x", "110105_********_002x"),
     ("B-2026-0001", "B-2026-0001"),  # 8 digits however spaced
+    ("110300123456789012B60E", "110300123456789012B60E"),  # the platform's: no ID number in it
+    ("000" + "110105194912310011" + "A", "000110" + "*" * 15 + "A"),  # its shape, holding one
     ("FEE" + EXAMPLE + "01", "FEE110105********002X01"),  # an X ends the run
     ("MT" + EXAMPLE, "MT110105********002X"),  # an ID number alone in its run: masked as one
     ("110100A1B2C3D4E5F6A7B8", "110100A1B2C3D4E5F6A7B8"),  # a platform's own id stays readable
