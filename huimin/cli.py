@@ -168,10 +168,12 @@ def run(
             on_stage, on_progress = reporters(progress, visits)
             report = run_scenario(opts, on_stage=on_stage, on_progress=on_progress)
     except BaseException as exc:  # unwound: what it started is stopped
-        if not is_the_stop(exc) or terminated():  # a SIGTERM was said as it came
+        sigterm = terminated()  # its SystemExit, or an error it surfaced as
+        if not (is_the_stop(exc) or sigterm):
             raise
-        console.print(f"[yellow]{interrupted_run(out)}[/]", soft_wrap=True, highlight=False)
-        raise typer.Exit(130) from None
+        console.print(f"[yellow]{interrupted_run(out, 'SIGTERM' if sigterm else 'Ctrl-C')}[/]",
+                      soft_wrap=True, highlight=False)
+        raise typer.Exit(143 if sigterm else 130) from None
     summary = summarise(report)
     write_outputs(report, summary)
     print_summary(summary, report.out_dir, console)
@@ -194,14 +196,14 @@ def faults_line(plan: FaultPlan, kills: int | None) -> str:
     return f"Faults {plan}" + (f": {', '.join(d for d in done if d)}" if any(done) else "")
 
 
-def interrupted_run(out: Path) -> str:
-    """What a `huimin run` stopped by Ctrl-C says: what it stopped, and what it left in `out`
-    (a run is judged whole, so no summary)."""
+def interrupted_run(out: Path, stopper: str = "Ctrl-C") -> str:
+    """What a `huimin run` stopped by Ctrl-C (or SIGTERM) says: what it stopped, and what it
+    left in `out` (a run is judged whole, so no summary)."""
     started = "the workers" if os.environ.get(BOOTSTRAP_ENV) else "the broker and the workers"
     left = [what for what, there in (("its visit log", (out / "visits.jsonl").exists()),
                                      ("the workers' logs", any(out.glob("worker-*.log"))))
             if there]
-    return (f"Stopped by Ctrl-C: {started} this run started, if any, are stopped. A run is "
+    return (f"Stopped by {stopper}: {started} this run started, if any, are stopped. A run is "
             "judged whole, so there is no summary"
             + (f"; {' and '.join(left)} {'are' if len(left) > 1 else 'is'} in {out}/ (to "
                "judge part of a run, replay its log: `huimin replay`, Ctrl-C, then `huimin "

@@ -86,7 +86,7 @@ def check_world_fits(persons: int, processes: int, who: str,
     each_mib = -(-persons * WORLD_MIB_PER_MILLION // 1_000_000)  # rounded up
     build_s = persons * WORLD_BUILD_S_PER_MILLION // 1_000_000
     cost = (f"a world of {persons:,} persons takes ~{each_mib:,} MiB and ~{build_s:,} s to "
-            f"build in each of {who}")
+            f"build in {who if processes == 1 else f'each of {who}'}")
     free = available_mib()
     if free is not None and each_mib * processes > free:
         raise refusal_exit(f"{cost}: ~{each_mib * processes:,} MiB in all, more than the "

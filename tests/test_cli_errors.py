@@ -923,15 +923,15 @@ def test_a_broker_kind_huimin_cannot_start_is_refused_before_anything_starts(
 
 
 @pytest.mark.parametrize(("command", "copies"), [
-    (["world", "--out", "{tmp}/w"], "this process: ~4,400 MiB in all"),
-    (["generate", "-o", "{tmp}/v.jsonl"], "this process: ~4,400 MiB in all"),
+    (["world", "--out", "{tmp}/w"], "build in this process: ~4,400 MiB in all"),
+    (["generate", "-o", "{tmp}/v.jsonl"], "build in this process: ~4,400 MiB in all"),
     (["run", "--workers", "2", "--out", "{tmp}/r"],
-     "this run and its 2 worker(s): ~13,200 MiB in all"),
+     "build in each of this run and its 2 worker(s): ~13,200 MiB in all"),
     (["run", "--faults", "join-worker=1", "--out", "{tmp}/r"],
-     "this run and its 2 worker(s): ~13,200 MiB in all"),
+     "build in each of this run and its 2 worker(s): ~13,200 MiB in all"),
     (["bench", "--rates", "5", "--duration", "3", "--warmup", "1", "--out", "{tmp}/b"],
-     "the bench and its 1 worker(s): ~8,800 MiB in all"),
-    (["worker", "--bootstrap", "127.0.0.1:9"], "this worker: ~4,400 MiB in all"),
+     "build in each of the bench and its 1 worker(s): ~8,800 MiB in all"),
+    (["worker", "--bootstrap", "127.0.0.1:9"], "build in this worker: ~4,400 MiB in all"),
 ])
 def test_a_world_too_large_for_the_machines_memory_is_refused_before_it_is_built(
         command: list[str], copies: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -942,8 +942,8 @@ def test_a_world_too_large_for_the_machines_memory_is_refused_before_it_is_built
     monkeypatch.setattr(cli_options, "available_mib", lambda: 4_000)
     args = [a.format(tmp=tmp_path) for a in command]
     line = refused(huimin(*args, "--persons", "10000000"), "more than the 4,000 MiB")
-    assert f"a world of 10,000,000 persons takes ~4,400 MiB and ~140 s to build in each of " \
-           f"{copies}, more than the 4,000 MiB available here; give fewer --persons" in line
+    assert f"a world of 10,000,000 persons takes ~4,400 MiB and ~140 s to {copies}, more " \
+           "than the 4,000 MiB available here; give fewer --persons" in line
     assert not any(tmp_path.iterdir())  # nothing made before the refusal
 
 

@@ -79,6 +79,8 @@ def test_huimin_run_stopped_by_sigterm_as_a_lock_error_exits_143_and_says_so(
                     "--out", str(tmp_path / "run"))
     assert result.exit_code == 143, result.output
     assert "terminated (SIGTERM): stopping what this command started" in result.output
+    assert "Stopped by SIGTERM: the broker and the workers this run started" in \
+        " ".join(result.output.split())
     assert "Stopped by Ctrl-C" not in result.output
     assert not isinstance(result.exception, RuntimeError), result.exception
 
