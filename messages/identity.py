@@ -43,21 +43,27 @@ def mask_key(key: str) -> str:
 
 
 #: What a careless HIS may put between an ID number's digits (`110105-19491231-002X`).
-_SEPARATORS = "-_. "
+_SEPARATORS = "-_./ "
 
 #: A run of digits as long as a first-generation (15) or second-generation (18) citizen ID
-#: number, or longer, or part of one cut to that length (`X`/`x` may end one), single
+#: number, or longer, or part of one cut to that length (`X`/`x` may end one), up to three
 #: separators between its digits allowed.
-_ID_LIKE_RUN = re.compile(r"[0-9](?:[-_. ]?[0-9]){13,}[-_. ]?[0-9Xx]")
+_ID_LIKE_RUN = re.compile(r"[0-9](?:[-_./ ]{0,3}[0-9]){13,}[-_./ ]{0,3}[0-9Xx]")
+_UNBROKEN = re.compile(r"[0-9]{15,}")
 
 
 def _masked_run(run: re.Match[str]) -> str:
     text = run.group()
     digits = [i for i, c in enumerate(text) if c not in _SEPARATORS]
-    # an 18-digit run is masked as an ID number is; where an ID number sits in a longer run,
-    # or which part of one a shorter run is, is not known: only the first 6 (an ID number's
-    # region, or what comes before it) are safe
-    shown = set(digits[:6]) | (set(digits[-4:]) if len(digits) == 18 else set())
+    if len(digits) < len(text):  # spaced: a time and a sequence number may make 15 digits
+        if not _UNBROKEN.search(text) and \
+                not could_hold_id_number("".join(text[i] for i in digits)):
+            return text
+    elif len(text) == 18:
+        return mask_certno(text)
+    # where an ID number sits in a longer or spaced run, or which part of one a shorter run
+    # is, is not known: only the first 6 digits (its region, or what comes before it) are safe
+    shown = set(digits[:6])
     return "".join(c if i in shown or c in _SEPARATORS else "*" for i, c in enumerate(text))
 
 
@@ -69,15 +75,32 @@ _PLATFORM_ID = re.compile(r"[0-9]{6}(?=[0-9A-F]*[A-F])[0-9A-F]{16}")
 
 def shown_id(value: str) -> str:
     """A hospital's own identifier (`mdtrt_id`, `feedetl_sn`, `chrg_bchno`, `setl_id`) as an
-    answer's error may echo it: each run of 15 digits or more inside, which a careless HIS
-    may make of a citizen ID number or part of one (separators between the digits or not),
-    masked (DOMAIN.md §7): an 18-digit run as an ID number is, any other with only its first
-    6 digits shown. An id of the platform's shape is shown whole unless an ID number can be
-    read in it (`holds_certno`): ~1.5 % of them have 15 digits in a row by chance, and
-    masking those hid which visit or settlement an error was about."""
-    if _PLATFORM_ID.fullmatch(value) and not holds_certno(value):
+    answer's error may echo it, with what a careless HIS may make of a citizen ID number or
+    part of one masked (DOMAIN.md §7): each unbroken run of 15 digits or more, an 18-digit
+    one as an ID number is, any other with only its first 6 digits shown; a run spaced by
+    separators (`110105-19491231-002X`) likewise, where an ID number could be read in its
+    digits (`could_hold_id_number`: a time and a sequence number, `20261201103000-01`, stay).
+    An id of the platform's shape is shown whole where no ID number could be read in it:
+    ~1.5 % have 15 digits in a row by chance, and masking them hid which visit an error
+    meant."""
+    if _PLATFORM_ID.fullmatch(value) and not any(
+            could_hold_id_number(run) for run in _UNBROKEN.findall(value)):
         return value
     return _ID_LIKE_RUN.sub(_masked_run, value)
+
+
+def could_hold_id_number(digits: str) -> bool:
+    """Whether a citizen ID number, whole or cut after its birth date, could be read in
+    `digits`: a province's prefix, then a real birth date where a second-generation number
+    has it (YYYYMMDD from its 7th digit) or a first-generation one (YYMMDD, 15 digits). Wider
+    than `holds_certno` (no check character asked for): it decides what is shown, not what
+    is refused."""
+    for i in range(len(digits) - 13):
+        if digits[i:i + 2] in _PROVINCE_PREFIXES and (
+                _real_birth_date(digits[i + 6:i + 14])
+                or (len(digits) - i >= 15 and _real_birth_date("19" + digits[i + 6:i + 12]))):
+            return True
+    return False
 
 
 #: The first two digits of every citizen ID number: a GB/T 2260 provincial-level division

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from messages.identity import (
     certno_check_char,
+    could_hold_id_number,
     holds_certno,
     is_valid_certno,
     mask_certno,
@@ -116,12 +117,24 @@ def test_mask_name_keeps_only_the_first_character(name: str, masked: str) -> Non
     (EXAMPLE[:16], "110105" + "*" * 10),  # no 18-digit run: its middle digits hidden all the same
     ("M-" + EXAMPLE[:15], "M-110105" + "*" * 9),  # a first-generation ID's length
     ("M-" + EXAMPLE[:15] + "-7", "M-110105" + "*" * 9 + "-*"),  # a separator may be inside one
-    ("V110105-19491231-002X", "V110105-********-002X"),  # as a careless HIS may write one
-    ("B.110105.1949.1231.002X.1", "B.110105.****.****.002X.1"),
-    ("110105_19491231_002x", "110105_********_002x"),
+    # as a careless HIS may write one: spaced, only the first 6 digits are shown
+    ("V110105-19491231-002X", "V110105-********-****"),
+    ("B.110105.1949.1231.002X.1", "B.110105.****.****.****.1"),  # an X ends it
+    ("110105_19491231_002x", "110105_********_****"),
+    ("110105 - 19491231 / 002X", "110105 - ******** / ****"),
+    ("123-" + EXAMPLE[:15], "123-110" + "*" * 12),  # 18 digits, yet not the number's last 4
     ("B-2026-0001", "B-2026-0001"),  # 8 digits however spaced
-    ("110300123456789012B60E", "110300123456789012B60E"),  # the platform's: no ID number in it
-    ("000" + "110105194912310011" + "A", "000110" + "*" * 15 + "A"),  # its shape, holding one
+    # a time and a sequence number spaced, in which no ID number could be read, stay whole
+    ("20261201103000-01", "20261201103000-01"),
+    ("2026-12-01-000123-01", "2026-12-01-000123-01"),
+    ("1.2.840.10008.5.1.4.1.1", "1.2.840.10008.5.1.4.1.1"),
+    ("2026120110300012345-01", "202612" + "*" * 13 + "-**"),  # unless 15 digits are unbroken
+    # the platform's own shape (6 digits, 16 hex): whole where no ID number could be in it
+    ("110300123456789012B60E", "110300123456789012B60E"),
+    ("000" + "110105194912310011" + "A", "000110" + "*" * 15 + "A"),  # one whole
+    ("110105491231002ABCDEF0", "110105" + "*" * 9 + "ABCDEF0"),  # a first-generation one
+    (EXAMPLE[:17] + "ABCDE", "110105" + "*" * 11 + "ABCDE"),  # without its check character
+    (EXAMPLE[:17] + "4ABCD", "110105********0024ABCD"),  # a wrong check character
     ("FEE" + EXAMPLE + "01", "FEE110105********002X01"),  # an X ends the run
     ("MT" + EXAMPLE, "MT110105********002X"),  # an ID number alone in its run: masked as one
     ("110100A1B2C3D4E5F6A7B8", "110100A1B2C3D4E5F6A7B8"),  # a platform's own id stays readable
@@ -131,7 +144,17 @@ def test_an_identifier_echoed_in_an_error_hides_every_run_of_digits_as_long_as_a
         value: str, shown: str) -> None:
     assert shown_id(value) == shown
     # the birth date, wherever it sat and however its digits were spaced
-    assert EXAMPLE[6:14] not in re.sub(r"[-_. ]", "", shown_id(value))
+    assert EXAMPLE[6:14] not in re.sub(r"[-_./ ]", "", shown_id(value))
+    assert EXAMPLE[8:12] not in shown_id(value)  # nor its year's digits and month's (491231)
+
+
+def test_an_id_number_could_be_read_where_a_province_and_a_real_birth_date_sit_in_place(
+) -> None:
+    assert could_hold_id_number(EXAMPLE[:14])  # cut after its birth date
+    assert could_hold_id_number("110105491231002")  # first-generation: 1949-12-31
+    assert could_hold_id_number("99" + EXAMPLE[:14])  # anywhere in the digits
+    assert not could_hold_id_number("2026120110300001")  # no province's prefix in place
+    assert not could_hold_id_number("110105" + "99999999" + "0011")  # no real date
 
 
 def test_a_citizen_id_is_found_inside_a_longer_string_of_digits() -> None:
