@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import time
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -478,7 +479,7 @@ def replay(
         write_dead_letters(results.with_name(results.stem + ".dead_letters.jsonl"), result, bad)
         written.append(result)
 
-    interrupt, broke_in = GentleInterrupt(), False
+    interrupt, broke_in, began = GentleInterrupt(), False, time.time() - 1  # coarse mtimes
     try:
         with progress_display() as progress, interrupt:
             on_stage, on_progress = reporters(progress, len(visits))
@@ -503,10 +504,13 @@ def replay(
         if not written:  # before them (the platform's start, the sign-in): nothing to keep
             if made_out_dir and not any(out_dir.iterdir()):
                 out_dir.rmdir()  # made for the platform's logs, and none was written
-            logs = (f"; the platform's logs are in {out_dir}"
-                    if bootstrap is None and out_dir.is_dir() else "")
+            logs = (f"; the platform's logs are in {out_dir}" if bootstrap is None
+                    and out_dir.is_dir()  # written by this replay's platform, not an earlier
+                    and any(p.stat().st_mtime >= began for p in out_dir.iterdir()) else "")
             how = "terminated (SIGTERM)" if interrupt.terminated else "stopped by Ctrl-C"
-            errors.print(f"{how} before any visit ended: no results written{logs}",
+            when = ("again, before the answers were written" if interrupt.requested  # 3rd
+                    else "before any visit ended")
+            errors.print(f"{how} {when}: no results written{logs}",
                          markup=False, highlight=False)
             raise typer.Exit(interrupt.exit_code) from None
         result, stopped, trail, kills, gone, closing = written[0], True, None, None, None, []

@@ -194,7 +194,7 @@ def security_settings(protocol: str, mechanism: str | None, username: str | None
     """The cluster's security settings, checked before any connection: without it a missing
     CA file or password shows only as a cluster that cannot be reached, after 30 s."""
     try:
-        security = ClusterSecurity(protocol, mechanism and mechanism.upper(), username,
+        security = ClusterSecurity(protocol, mechanism.upper() if mechanism else None, username,
                                    str(cafile) if cafile else None)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--sasl-mechanism" if "SASL mechanism"

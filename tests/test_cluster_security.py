@@ -10,6 +10,7 @@ import faust
 import orjson
 import pytest
 
+from huimin.cli_options import security_settings
 from streams.config import WorkerConfig
 from streams.security import PASSWORD_ENV, ClusterSecurity
 from tests.conftest import run_huimin
@@ -86,3 +87,14 @@ def test_a_missing_ca_file_user_name_or_password_or_a_wrong_sasl_setting_is_name
 
 def said(stderr: str) -> str:
     return " ".join(stderr.replace("│", " ").split())  # rich boxes and wraps errors
+
+
+def test_a_mechanism_is_taken_in_any_case_and_an_empty_one_as_the_default(
+        monkeypatch: pytest.MonkeyPatch):
+    """`--sasl-mechanism scram-sha-512`, as brokers' docs often write it, and `"$MECH"` with
+    MECH unset (PLAIN, as before the mechanism was checked)."""
+    monkeypatch.setenv(PASSWORD_ENV, "s3cret")
+    assert security_settings("SASL_SSL", "scram-sha-512", "huimin", None).sasl_mechanism \
+        == "SCRAM-SHA-512"
+    assert security_settings("SASL_SSL", "", "huimin", None).kafka_python()[
+        "sasl_mechanism"] == "PLAIN"

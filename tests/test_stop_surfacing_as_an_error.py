@@ -247,18 +247,27 @@ def test_a_fault_after_the_stop_was_dealt_with_lets_the_unsent_requests_go_out()
     assert unsent_wait_s(RuntimeError("the report's disk is full"), False) == UNSENT_WAIT_S
 
 
-@pytest.mark.parametrize("logged", [False, True], ids=["before-any-log", "platform-started"])
+@pytest.mark.parametrize("case", ["before-any-log", "platform-started", "earlier-logs",
+                                  "third-press"])
 def test_a_replay_stopped_before_any_visit_ended_says_so_and_leaves_no_empty_folder(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, logged: bool):
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str):
     """A Ctrl-C while the platform starts ended the replay in silence, and left its logs'
-    folder behind empty (a review found it); the platform's logs, once any, are kept."""
+    folder behind empty (a review found it); the platform's logs, once any, are kept, and
+    named only if this replay wrote them. A third Ctrl-C, in the visits, is told as such."""
     log = tmp_path / "v.jsonl"
     assert invoke(cli.app, "generate", "--persons", "200", "--visits", "5", "-o",
                   str(log)).exit_code == 0
+    platform_logs = tmp_path / "r.platform"
+    if case == "earlier-logs":  # an earlier replay's
+        platform_logs.mkdir()
+        (platform_logs / "broker.log").write_text("an earlier replay's\n")
+        os.utime(platform_logs / "broker.log", (time.time() - 600, time.time() - 600))
 
-    def ctrl_c_while_starting(*_: Any, **__: Any) -> None:
-        if logged:
-            (tmp_path / "r.platform" / "broker.log").write_text("starting\n")
+    def ctrl_c_while_starting(*_: Any, interrupt: Any, **__: Any) -> None:
+        if case in ("platform-started", "third-press"):
+            (platform_logs / "broker.log").write_text("starting\n")
+        if case == "third-press":
+            interrupt.presses = 2  # two taken as requests while the visits ran
         stopped_inside_a_library(signal.SIGINT, KeyboardInterrupt())
 
     monkeypatch.setattr(cli, "execute", ctrl_c_while_starting)
@@ -267,7 +276,10 @@ def test_a_replay_stopped_before_any_visit_ended_says_so_and_leaves_no_empty_fol
                     str(tmp_path / "r.jsonl"))
     said = " ".join(result.output.split())
     assert result.exit_code == 130, (result.output, result.exception)
-    assert "stopped by Ctrl-C before any visit ended: no results written" in said
+    when = "again, before the answers were written" if case == "third-press" else \
+        "before any visit ended"
+    assert f"stopped by Ctrl-C {when}: no results written" in said
     assert not (tmp_path / "r.jsonl").exists()
-    assert (tmp_path / "r.platform").exists() == logged
-    assert ("the platform's logs are in" in said) == logged
+    assert platform_logs.exists() == (case != "before-any-log")
+    assert ("the platform's logs are in" in said) == (case in ("platform-started",
+                                                               "third-press"))
