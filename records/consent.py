@@ -238,7 +238,8 @@ def published_consent(resources: list[dict[str, Any]], certno: str, published_at
     or emergencies too; DENY_ALL where it denies more, or what the model cannot tell apart;
     NO_CONSENT where it was withdrawn or refused: `inactive`, `rejected`), its provision's
     period, `from` and `until` ("" if open; a time in Beijing time), and when it was
-    `agreed` (its `dateTime`, else `published_at`, the publish's inf_time). None if the
+    `agreed` (its `dateTime`, but no later than `published_at`, the publish's inf_time,
+    which stands for it where it has none). None if the
     publish holds no such Consent that decides anything (a research or treatment consent, a
     draft): the one in force stays."""
     mine = [r for r in resources if r.get("resourceType") == "Consent"
@@ -257,9 +258,12 @@ def published_consent(resources: list[dict[str, Any]], certno: str, published_at
     provision = consent.get("provision") if isinstance(consent.get("provision"), dict) else {}
     sharing = _sharing(consent, provision)
     period = provision.get("period") if isinstance(provision.get("period"), dict) else {}
+    dated = _in_beijing_time(consent.get("dateTime"))
+    # agreed no later than it was published: a Consent dated ahead (2099) would otherwise
+    # outrank every denial the person publishes until then (a review found it)
+    agreed = min(dated, published_at) if dated and published_at else dated or published_at
     return {"sharing": sharing, "from": _in_beijing_time(period.get("start")),
-            "until": _in_beijing_time(period.get("end")),
-            "agreed": _in_beijing_time(consent.get("dateTime")) or published_at}
+            "until": _in_beijing_time(period.get("end")), "agreed": agreed}
 
 
 def sharing_in_force(published: list[dict[str, str]], registered: str | None,

@@ -208,11 +208,18 @@ def _lab_time(observation: dict[str, Any]) -> str | None:
     return None
 
 
+#: An Observation's statuses that are a result (FHIR R4 observation-status): not one
+#: registered or preliminary, cancelled, or entered in error, which no one may reuse.
+RESULT_STATUSES = frozenset({"final", "amended", "corrected"})
+
+
 def _labs(content: dict[str, Any], province: str, doc_id: str) -> list[dict[str, Any]]:
-    """LOINC lab results with a time and a quantity: what other hospitals may reuse."""
+    """LOINC lab results with a time and a quantity, final (or amended, corrected): what
+    other hospitals may reuse."""
     out = []
     for r in resources_in(content):
-        if r["resourceType"] != "Observation" or (when := _lab_time(r)) is None:
+        if r["resourceType"] != "Observation" or r.get("status") not in RESULT_STATUSES \
+                or (when := _lab_time(r)) is None:
             continue
         quantity = r.get("valueQuantity") or {}
         for coding in (r.get("code") or {}).get("coding") or []:

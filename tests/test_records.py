@@ -845,6 +845,29 @@ def test_a_lab_result_is_reused_within_its_window_and_not_after_it():
     assert lookup("2027-01-01 08:00:01")["reusable"] == []  # 31 days on: repeat the test
 
 
+@pytest.mark.parametrize("status", ["entered-in-error", "cancelled", "registered",
+                                    "preliminary"])
+def test_a_lab_observation_that_is_no_result_is_never_offered_for_reuse(status: str):
+    """Only a final (or amended, corrected) result stands in for a new test: one entered in
+    error, cancelled or not yet reported was offered, and as the newest hid an older valid
+    one (a review found it)."""
+    ex = Exchange()
+    certno = person()
+    home = WORLD.ref.enrollments[certno].province
+    other = next(p for p in sorted(WORLD.ref.provinces) if p != home)
+    observation = orjson.loads((FHIR_DATA / "hl7-r4" / "Observation-f001.json").read_bytes())
+    observation.pop("effectivePeriod", None)
+    loinc = observation["code"]["coding"][0]["code"]
+    valid = {**observation, "effectiveDateTime": "2026-12-01T08:00:00+08:00"}
+    withdrawn = {**observation, "effectiveDateTime": "2026-12-05T08:00:00+08:00",
+                 "status": status, "id": "withdrawn"}
+    for resource in (valid, withdrawn):
+        assert ex.send("7001", certno, home, {"resource": resource})["infcode"] == 0
+    offered = ex.send("7004", certno, other, {"loinc": [loinc], "purpose": "TREAT"},
+                      inf_time="2026-12-10 08:00:00")["output"]["reusable"]
+    assert [r["time"] for r in offered] == ["2026-12-01T08:00:00+08:00"]
+
+
 def test_a_policy_file_sets_the_lab_window_of_the_province_that_reuses_the_result():
     """DOMAIN.md §6: the validity window is a parameter (default 30 days); the asking
     hospital's province decides what it takes instead of repeating a test."""
@@ -1385,6 +1408,26 @@ def test_a_resource_with_implicit_rules_is_refused():
                "identifier": [{"system": CERTNO_SYSTEM, "value": certno}]}
     answer = ex.send("7001", certno, home, {"resource": patient})
     assert answer["err_code"] == "E5001" and "Patient.implicitRules" in answer["err_msg"]
+
+
+def test_a_consent_dated_ahead_counts_as_agreed_when_it_was_published():
+    """A permit dated 2099 outranked every denial the person published before then: any
+    designated hospital could publish one and keep the records open (a review found it)."""
+    ex, certno = Exchange(), person(PERMIT)
+    home = WORLD.ref.enrollments[certno].province
+    other = next(p for p in sorted(WORLD.ref.provinces) if p != home)
+    patient = orjson.loads((FHIR_DATA / "hl7-r4" / "Patient-example.json").read_bytes())
+    assert ex.send("7001", certno, home, {"resource": patient},
+                   inf_time="2026-12-01 10:00:00")["infcode"] == 0
+    ahead = {**consent_resource(certno, PERMIT, home), "dateTime": "2099-01-01"}
+    assert ex.send("7001", certno, home, {"resource": ahead},
+                   inf_time="2026-12-02 10:00:00")["infcode"] == 0
+    denial = {**consent_resource(certno, PERMIT, home), "dateTime": "2026-12-08T10:00:00+08:00",
+              "provision": {"type": "deny"}}
+    assert ex.send("7001", certno, home, {"resource": denial},
+                   inf_time="2026-12-08 10:00:00")["infcode"] == 0
+    for reader in (home, other):  # on 12-10
+        assert ex.find(certno, reader)["err_code"] == "E5002"
 
 
 def test_an_older_consent_uploaded_after_a_newer_one_does_not_undo_it():
