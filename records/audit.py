@@ -60,7 +60,9 @@ def audit_event(*, msgid: str, operation: str, certno: str, requester: str,
         purpose_codes.append({"system": ACT_REASON, "code": "BTG"})
     return {
         "resourceType": "AuditEvent",
-        "id": uid(msgid, "audit", source_province),
+        # one a person and source province: a msgid may query two persons (each answered
+        # for their own), and a store keeping AuditEvents by id must keep both
+        "id": uid(msgid, certno, "audit", source_province),
         "type": {"system": AUDIT_TYPE, "code": "rest"},
         "subtype": subtype,
         "action": action,

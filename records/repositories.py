@@ -39,10 +39,11 @@ class SourceRepositories:
         """Whether `msgid` published a document of the person's (its first answer, then)."""
         return uid(msgid, certno, "docref") in row.docs
 
-    def audit_of(self, row: RecordsRow, msgid: str) -> list[dict[str, Any]]:
-        """The AuditEvents the row keeps of one query (one a source province asked): what a
-        redelivered query writes to the trail again, in case the first writes were lost."""
-        ids = {uid(msgid, "audit", province) for province in self.ref.provinces}
+    def audit_of(self, certno: str, row: RecordsRow, msgid: str) -> list[dict[str, Any]]:
+        """The AuditEvents the person's row keeps of one query (one a source province
+        asked): what a redelivered query writes to the trail again, in case the first
+        writes were lost."""
+        ids = {uid(msgid, certno, "audit", province) for province in self.ref.provinces}
         return [a for a in row.audit if a["id"] in ids]
 
     def handle(self, certno: str, msg: dict[str, Any], row: RecordsRow

@@ -86,14 +86,14 @@ class RecordRoles:
         msgid = msg["req"]["msgid"]
         # answered before: a query's answer kept, or a publish's under its msgid
         audited, waited = row.audited, msgid in row.waiting
-        repeated = msgid in row.answers or self.sources.published_under(
-            key.decode() if key else "", msgid, row)
-        answer, row = self.sources.handle(key.decode() if key else "", msg, row)
+        certno = key.decode() if key else ""
+        repeated = msgid in row.answers or self.sources.published_under(certno, msgid, row)
+        answer, row = self.sources.handle(certno, msg, row)
         if repeated and answer is not None:  # a duplicate or a redelivery changes nothing
             # and counts once; its AuditEvents go to the trail again, as the first writes
             # may be lost
             return [self.run.to_hospital(answer, msg["ctx"], trace, repeat=True),
-                    *self.audit_trail(key, self.sources.audit_of(row, msgid))]
+                    *self.audit_trail(key, self.sources.audit_of(certno, row, msgid))]
         self.run.put(self.w.ehr_records, key, encode_to_keep(row.to_dict()))
         if answer is None:
             if not waited:  # a duplicate of a waiting query waits with it

@@ -374,6 +374,25 @@ def test_a_msgid_used_by_a_query_and_a_publish_gets_its_first_answer_or_e1005():
     assert len(audit_of(ex, certno)) == audited  # nothing was searched
 
 
+def test_one_msgid_querying_two_persons_audits_each_under_an_id_of_their_own():
+    """A msgid's first answer is kept per person (DOMAIN.md §4), so one msgid may query two
+    persons, and each is searched and audited. Their AuditEvents had one id (the msgid and
+    the province), and a store keeping AuditEvents by id (a FHIR server) kept only one of the
+    two accesses."""
+    ex = Exchange()
+    first, second = sorted(c for c, e in WORLD.ref.enrollments.items()
+                           if e.ehr_sharing == PERMIT)[:2]
+    province = WORLD.ref.enrollments[first].province
+    msgid = make_msgid(hospital_in(province).fixmedins_code, "2026-12-10 10:00:00", 703)
+    for certno in (first, second):
+        found = ex.send("7002", certno, province, {
+            "patient_identifier": f"{CERTNO_SYSTEM}|{certno}", "purpose": "TREAT"},
+            msgid=msgid)
+        assert found["infcode"] == 0
+    (of_first,), (of_second,) = audit_of(ex, first), audit_of(ex, second)
+    assert of_first["id"] != of_second["id"]
+
+
 def test_a_find_where_no_province_holds_records_is_audited_as_reading_nothing():
     """Decided by the requester's province, as nothing is held: its AuditEvent said
     "treatment within the province that holds the records", which none does."""
@@ -1096,15 +1115,16 @@ def test_a_lab_lookup_is_audited_as_huimins_7004_not_as_an_ihe_find():
 def test_a_querys_audit_events_are_found_again_by_its_msgid():
     """What a redelivered query writes to `ehr.audit` again: its own events, no other's."""
     sources, row = SourceRepositories(WORLD.ref), RecordsRow()
-    provinces = sorted(WORLD.ref.provinces)[:3]
+    provinces, certno = sorted(WORLD.ref.provinces)[:3], "11010519491231002X"
     for msgid, asked in (("M1", provinces), ("M2", provinces[:1])):
         for p in asked:
             row.record_access(audit_event(
-                msgid=msgid, operation="find", certno="11010519491231002X", requester="H1",
+                msgid=msgid, operation="find", certno=certno, requester="H1",
                 requester_province=p, source_province=p, purpose="TREAT", outcome="0",
                 description="", recorded="2026-12-10 10:00:00"))
-    assert len(sources.audit_of(row, "M1")) == 3 and len(sources.audit_of(row, "M2")) == 1
-    assert sources.audit_of(row, "M3") == []
+    assert len(sources.audit_of(certno, row, "M1")) == 3
+    assert len(sources.audit_of(certno, row, "M2")) == 1
+    assert sources.audit_of(certno, row, "M3") == []
 
 
 def test_a_query_read_before_the_consent_it_was_asked_after_waits_and_is_refused():
