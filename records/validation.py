@@ -165,8 +165,15 @@ class Validator:
             return
         contained = resource.get("contained")
         for i, inner in enumerate(contained if isinstance(contained, list) else []):
-            if isinstance(inner, dict) and isinstance(inner.get("resourceType"), str):
-                _an_r4_type(inner["resourceType"], f"{path}.contained[{i}]")
+            where = f"{path}.contained[{i}]"  # the models' own errors here say not where
+            if not isinstance(inner, dict) or not isinstance(inner.get("resourceType"), str):
+                raise InvalidResource(operation_outcome(
+                    "structure", "not a FHIR resource: a JSON object with resourceType is "
+                                 "required", where))
+            _an_r4_type(inner["resourceType"], where)
+            if not _known_type(inner["resourceType"]):
+                raise InvalidResource(operation_outcome(
+                    "not-supported", "unknown resourceType", where))
         _an_r4_type(kind, path)
         try:
             model = get_fhir_model_class(kind)

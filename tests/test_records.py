@@ -1017,6 +1017,24 @@ def test_an_unknown_resource_type_is_not_echoed_in_the_outcomes_path():
     assert "ZhangSanfeng" not in orjson.dumps(answer).decode()
 
 
+@pytest.mark.parametrize("inner, code", [
+    ({"resourceType": "ZhangSanfeng", "id": "x"}, "not-supported"),
+    ({"id": "x"}, "structure"),
+    ({"resourceType": 5}, "structure"),
+    (1, "structure"),
+], ids=["an unknown type", "no resourceType", "a resourceType not a string", "not an object"])
+def test_a_contained_entry_that_is_no_known_resource_is_refused_saying_where(inner: Any, code: str):
+    """Inside `contained` the models said "Patient: not valid R4 (KeyError)" of an unknown
+    type, and took an object without a resourceType as valid: now where, and why."""
+    with pytest.raises(InvalidResource) as refused:
+        Validator().validate({"resourceType": "Patient", "contained": [
+            {"resourceType": "Observation", "id": "o", "status": "final",
+             "code": {"text": "x"}}, inner]})
+    issue = refused.value.outcome["issue"][0]
+    assert (issue["code"], issue["expression"]) == (code, ["Patient.contained[1]"])
+    assert "ZhangSanfeng" not in orjson.dumps(refused.value.outcome).decode()
+
+
 @pytest.mark.parametrize("resource", [
     {"resourceType": "SubscriptionTopic", "url": "http://example.org/t", "status": "active"},
     {"resourceType": "NutritionProduct", "status": "active"},
