@@ -209,7 +209,8 @@ def test_the_summary_shows_money_latency_by_route_and_hops(two_runs):
         assert heading in proc.stdout
     # hospitals late against the schedule are said, as the latencies then include the wait
     late = summary["hospitals_late_ms"]
-    assert late["p99"] >= 0 and late["max"] >= 0
+    # p99 a bound under the latest (rounded to 0.1 ms), and no later than the ~7-s run
+    assert late["p99"] <= round(late["max"], 1) < 60_000
     assert ("fell behind the schedule" in proc.stdout) == (late["p99"] >= 1_000)
     console = Console(record=True, width=200)
     print_summary({**summary, "hospitals_late_ms": {"p99": 2_500, "max": 3_400}}, Path("o"),

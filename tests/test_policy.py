@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import replace
-from fractions import Fraction
 
 import pytest
 from hypothesis import given, settings
@@ -24,6 +22,7 @@ from settlement.policy import (
     compute_benefit,
     ratio_for,
 )
+from tests import domain_restated as restated
 
 PROPS = settings(max_examples=200, deadline=None)
 POLICY = InsurancePolicy("110000")
@@ -284,26 +283,14 @@ def test_every_domain_invariant_holds_for_random_fees_and_contexts(
 
 
 @PROPS
-@given(fees=fee_totals, ctx=contexts)
-def test_benefit_follows_the_domain_formulas_exactly(fees: FeeTotals,
-                                                     ctx: BenefitContext) -> None:
-    """An independent restatement of step 2 with exact fractions."""
-    rule = POLICY.rule(ctx.insutype, ctx.category)
-    deductible = rule.deductible[ctx.hospital_level - 1]
-    if ctx.category is Category.OUTPATIENT:
-        deductible = max(0, deductible - ctx.deductible_paid_ytd)
-    dedc = min(fees.inscp_scp_amt, deductible)
-    ratio = rule.ratio_bp[ctx.hospital_level - 1]
-    ratio += 500 if ctx.retired and ctx.insutype == EMPLOYEE else 0
-    ratio -= 1000 if ctx.cross_province and not ctx.filed and not ctx.emergency else 0
-    ratio = min(10_000, max(0, ratio))
-    due = math.floor(Fraction((fees.inscp_scp_amt - dedc) * ratio, 10_000) + Fraction(1, 2))
-    hifp = min(due, max(0, rule.annual_cap - ctx.fund_paid_ytd))
-    psn_part = fees.medfee_sumamt - hifp
-    acct = min(ctx.balance, psn_part) if ctx.insutype == EMPLOYEE and ctx.acct_used else 0
-    b = compute_benefit(POLICY, fees, ctx)
-    assert (b.act_pay_dedc, b.ratio_bp, b.hifp_pay, b.psn_part_amt, b.acct_pay, b.balc) == (
-        dedc, ratio, hifp, psn_part, acct, ctx.balance - acct)
+@given(fees=fee_totals, ctx=contexts, policy=policies)
+def test_benefit_follows_the_domain_formulas_exactly(fees: FeeTotals, ctx: BenefitContext,
+                                                     policy: InsurancePolicy) -> None:
+    """Against DOMAIN.md's step 2 restated with exact fractions (tests/domain_restated.py)."""
+    b = compute_benefit(policy, fees, ctx)
+    assert restated.step2(policy, restated.Fees(**fees.as_dict()), ctx) == restated.Step2(
+        b.act_pay_dedc, b.ratio_bp, b.hifp_pay, b.psn_part_amt, b.acct_pay, b.psn_cash_pay,
+        b.balc)
 
 
 items = st.lists(st.tuples(st.sampled_from(["A", "B", "S", "C", "NONE"]),
@@ -314,6 +301,16 @@ CAT = Catalogue("440000", {
     "S": CatalogueEntry("S", "s", "service", ItemClass.A, ceiling=300_000),
     "C": CatalogueEntry("C", "c", "consumable", ItemClass.C),
 })
+
+
+@PROPS
+@given(items=items, selfpay_bp=st.integers(0, 10_000))
+def test_classification_follows_the_domain_formulas_exactly(
+        items: list[tuple[str, int, int]], selfpay_bp: int) -> None:
+    """Against DOMAIN.md's step 1 restated (tests/domain_restated.py)."""
+    cat = replace(CAT, selfpay_bp=selfpay_bp)
+    fees = FeeTotals.of([cat.classify(code, q, p) for code, q, p in items])
+    assert restated.step1(cat, items) == restated.Fees(**fees.as_dict())
 
 
 @PROPS
