@@ -24,6 +24,7 @@ from huimin.version import huimin_commit
 from simulators.hospital import PlatformOfAnotherWorld, PlatformSilent, SignaturesRefused
 from simulators.interrupt import forget_stops, interrupt, is_the_stop, raised_stops, terminated
 from streams.broker import BOOTSTRAP_ENV
+from streams.role import max_record_bytes
 from streams.spare import max_poll_interval_s
 from streams.topics import TopicsRefused
 
@@ -196,6 +197,7 @@ def _before_any_command(version: Annotated[bool, typer.Option(
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:  # what the workers a command starts will read: refused before anything starts
         max_poll_interval_s()
+        max_record_bytes()
     except ValueError as exc:
         raise refusal_exit(exc) from None
 

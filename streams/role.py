@@ -34,11 +34,35 @@ REQUESTS_INWARD = frozenset({topics.HOSP_REQUESTS, topics.NAT_REQUESTS, topics.I
 #: through `trt.answers`, a failure's too.
 FORWARDED_INWARD = frozenset({topics.NAT_REQUESTS, topics.INS_REQUESTS})
 
-#: The largest record a role writes (a table row, an answer, a forwarded request): under the
-#: 1,000,000-byte request Faust's producer and Kafka brokers take by default, with room for
-#: the key and headers. A larger one would fail in the producer, after the event was taken.
-#: HUIMIN_MAX_RECORD_BYTES lowers it for a broker with a smaller `message.max.bytes`.
-MAX_RECORD_BYTES = int(os.environ.get("HUIMIN_MAX_RECORD_BYTES") or 900_000)
+MAX_RECORD_BYTES_ENV = "HUIMIN_MAX_RECORD_BYTES"
+
+
+def max_record_bytes() -> int:
+    """The largest record a role writes (a table row, an answer, a forwarded request): under
+    the 1,000,000-byte request Faust's producer and Kafka brokers take by default, with room
+    for the key and headers; a larger one would fail in the producer, after the event was
+    taken. `HUIMIN_MAX_RECORD_BYTES` lowers it for a broker with a smaller
+    `message.max.bytes`: ValueError if it is not bytes from 1,000 to 900,000 (every huimin
+    command checks it as it starts)."""
+    given = os.environ.get(MAX_RECORD_BYTES_ENV) or "900000"
+    try:
+        limit = int(given)
+    except ValueError:
+        limit = 0
+    if not 1_000 <= limit <= 900_000:
+        raise ValueError(f"{MAX_RECORD_BYTES_ENV}={given!r}: bytes from 1,000 to 900,000 "
+                         "(900,000 unless set)")
+    return limit
+
+
+def _max_record_bytes_or_default() -> int:
+    try:
+        return max_record_bytes()
+    except ValueError:  # refused by every command as it starts, in words (huimin/cli_app.py)
+        return 900_000
+
+
+MAX_RECORD_BYTES = _max_record_bytes_or_default()
 
 Send = tuple[Any, bytes | None, bytes, dict[str, bytes] | None]  # topic, key, value, headers
 Write = tuple[Any, bytes, bytes]  # table, key, value

@@ -3,12 +3,22 @@ of streams/role.py's `RoleRunner` (its end-to-end behaviour: tests/test_e2e_reco
 
 from __future__ import annotations
 
+import os
 from types import SimpleNamespace
+
+import pytest
 
 from messages.codec import encode
 from messages.codes import ErrorCode
 from messages.platform import hospital_context, wrap_request
-from streams.role import MAX_RECORD_BYTES, REQUESTS_INWARD, oversized
+from streams.role import (
+    MAX_RECORD_BYTES,
+    MAX_RECORD_BYTES_ENV,
+    REQUESTS_INWARD,
+    max_record_bytes,
+    oversized,
+)
+from tests.conftest import run_huimin
 
 REQ = {"infno": "2207", "msgid": "H11010000001202612100900000001",
        "fixmedins_code": "H11010000001", "input": {}}
@@ -157,3 +167,21 @@ def test_a_failed_request_whose_msgid_holds_a_citizen_id_is_only_dead_lettered()
         sends = run.failed(b"110101199003070000", encode({**REQ, "msgid": msgid}),
                            "hosp.requests", ErrorCode.INTERNAL_ERROR, "internal error in y")
         assert [s[0] for s in sends] == ["dead.letters"]
+
+
+@pytest.mark.parametrize("given", ["1MB", "0", "-5", "999", "900001"])
+def test_a_record_limit_that_is_not_bytes_in_range_is_refused_by_every_command(given: str):
+    """It was read as the module was imported: `1MB` was a traceback from every command,
+    `0` or `-5` refused every row and cut dead letters with negative bounds."""
+    proc = run_huimin(["topics", "--bootstrap", "127.0.0.1:1"], timeout=60,
+                      env={**os.environ, "HUIMIN_MAX_RECORD_BYTES": given})
+    assert proc.returncode == 2, proc.stderr
+    assert f"HUIMIN_MAX_RECORD_BYTES='{given}': bytes from 1,000 to 900,000" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_record_limit_in_range_is_taken(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv(MAX_RECORD_BYTES_ENV, "3000")
+    assert max_record_bytes() == 3000
+    monkeypatch.delenv(MAX_RECORD_BYTES_ENV)
+    assert max_record_bytes() == 900_000
