@@ -274,11 +274,18 @@ class HospitalFleet:
         out = []
         for rec in self.answer_reader.poll(timeout_ms, max_records=2000):
             try:
-                out.append(decode(rec.value))
+                msg = decode(rec.value)
             except MalformedMessage as e:  # the platform's answers always decode: say so
                 log.warning("an answer on %s[%d]@%d does not decode (%s); skipped", rec.topic,
                             rec.partition, rec.offset, type(e).__name__)
                 continue
+            ans = msg.get("ans")
+            if not (isinstance(ans, dict) and isinstance(ans.get("inf_refmsgid", ""), str)):
+                log.warning("an answer on %s[%d]@%d is not one a platform writes (no answer "
+                            "object naming a msgid); skipped", rec.topic, rec.partition,
+                            rec.offset)
+                continue
+            out.append(msg)
             if worlds is not None and rec.headers:
                 worlds.update(v.decode("utf-8", "replace") for k, v in rec.headers
                               if k == WORLD_HEADER and v)

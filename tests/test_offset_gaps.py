@@ -160,17 +160,18 @@ def test_a_gap_that_lasts_is_stepped_over_as_a_hole_and_named():
 
 
 @pytest.mark.e2e
-def test_the_hospitals_skip_an_answer_that_does_not_decode_saying_where_it_was(
+def test_the_hospitals_skip_an_answer_that_does_not_decode_or_is_no_answer_saying_where(
         tmp_path: Path, caplog: pytest.LogCaptureFixture):
     """Not silently: the log names the record's place, never its bytes; the answers around it
-    are read."""
+    are read. So is JSON not shaped as an answer (a run stopped on `{"ans": "oops"}`)."""
     with broker(tmp_path / "broker.log") as bootstrap:
         create_platform_topics(bootstrap)
         fleet = HospitalFleet(bootstrap)
         try:
             producer = KafkaProducer(bootstrap_servers=bootstrap)
             for value in (encode({"ans": {"inf_refmsgid": "M1"}}), b'{"ans": 110105197',
-                          encode({"ans": {"inf_refmsgid": "M2"}})):
+                          encode({"ans": "oops"}), encode({"ans": {"inf_refmsgid": ["x"]}}),
+                          encode({"ans": None}), encode({"ans": {"inf_refmsgid": "M2"}})):
                 producer.send(HOSP_RESPONSES, value, partition=0)
             producer.flush()
             producer.close()
@@ -184,4 +185,7 @@ def test_the_hospitals_skip_an_answer_that_does_not_decode_saying_where_it_was(
             fleet.close()
     assert [m["ans"]["inf_refmsgid"] for m in got] == ["M1", "M2"]
     assert f"an answer on {HOSP_RESPONSES}[0]@1 does not decode" in caplog.text
+    for offset in (2, 3, 4):  # JSON, not shaped as an answer: a run stopped on each
+        assert f"an answer on {HOSP_RESPONSES}[0]@{offset} is not one a platform writes" \
+            in caplog.text
     assert "110105197" not in caplog.text
