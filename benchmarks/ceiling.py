@@ -94,13 +94,15 @@ class RawCeiling:
 
     def __enter__(self) -> RawCeiling:
         ensure_topics(self.bootstrap, TOPICS, partitions=self.partitions)
-        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        self.process = subprocess.Popen([sys.executable, "-m", "benchmarks.ceiling",
-                                         self.bootstrap, str(self.linger_ms),
-                                         str(self.fetch_wait_ms), str(self.fetch_min_bytes)],
-                                        stdout=out, stderr=subprocess.STDOUT,
-                                        start_new_session=True,  # a Ctrl-C is bench's to take
-                                        preexec_fn=stopped_with_parent())
+        with contextlib.ExitStack() as opened:  # the child keeps its own copy of the log
+            out = opened.enter_context(open(self.log_path, "ab")) if self.log_path \
+                else subprocess.DEVNULL
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "benchmarks.ceiling", self.bootstrap,
+                 str(self.linger_ms), str(self.fetch_wait_ms), str(self.fetch_min_bytes)],
+                stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,  # a Ctrl-C is bench's to take
+                preexec_fn=stopped_with_parent())
         try:
             time.sleep(6)  # the forwarders join their groups (Tansu: ~3 s per group)
         except BaseException:  # a Ctrl-C meanwhile: __exit__ will not run, so stop them here
@@ -124,13 +126,23 @@ class RawCeiling:
         sink = KafkaConsumer(bootstrap_servers=self.bootstrap,
                              fetch_max_wait_ms=self.fetch_wait_ms,
                              enable_auto_commit=False, metrics_enabled=False)
-        parts = [TopicPartition(TOPICS[-1], p) for p in range(self.partitions)]
-        sink.assign(parts)
-        sink.seek_to_end(*parts)
-        for tp in parts:
-            sink.position(tp)
-        producer = KafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=self.linger_ms,
-                                 acks=1, metrics_enabled=False)
+        try:
+            parts = [TopicPartition(TOPICS[-1], p) for p in range(self.partitions)]
+            sink.assign(parts)
+            sink.seek_to_end(*parts)
+            for tp in parts:
+                sink.position(tp)
+            producer = KafkaProducer(bootstrap_servers=self.bootstrap,
+                                     linger_ms=self.linger_ms, acks=1, metrics_enabled=False)
+            try:
+                return self._measure(sink, producer, rate, duration, warmup)
+            finally:
+                producer.close()
+        finally:
+            sink.close()
+
+    def _measure(self, sink: KafkaConsumer, producer: KafkaProducer, rate: float,
+                 duration: float, warmup: float) -> CeilingResult:
         n = int(rate * duration)
         start, wall_start = time.monotonic(), time.time_ns()
         sent, latencies, send_lags, received = 0, [], [], 0
@@ -154,8 +166,6 @@ class RawCeiling:
                         latencies.append((last_kept - t0) / 1e6)
             if sent >= n and (received >= n or now > duration + 15):
                 break
-        producer.close()
-        sink.close()
         # over the measured window as huimin's rate is: from the warm-up's end to the last
         # message through
         span = (last_kept - keep_from) / 1e9

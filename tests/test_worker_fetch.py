@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer
@@ -95,3 +96,26 @@ def test_the_raw_ceilings_forwarders_fetch_as_the_workers_do(monkeypatch: pytest
     monkeypatch.setattr(ceiling, "_forward", forwarder)
     asyncio.run(ceiling._forwarders(started[0][-4], *map(int, started[0][-3:])))
     assert forwarded == [(5, 7, 8192)] * (ceiling.HOPS - 1)
+
+
+def test_the_raw_ceiling_leaves_no_log_file_open_in_the_bench(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """The forwarders' process writes to its own copy of the log; the bench's stayed open,
+    one a rate."""
+    handed: list[object] = []
+
+    class Started:
+        def __init__(self, _args: list[str], stdout: object, **_: object) -> None:
+            handed.append(stdout)
+
+        def terminate(self) -> None: ...
+        def wait(self, _timeout: float) -> None: ...
+        def poll(self) -> int: return 0
+
+    monkeypatch.setattr(ceiling, "ensure_topics", lambda *a, **k: None)
+    monkeypatch.setattr(ceiling.subprocess, "Popen", Started)
+    monkeypatch.setattr(ceiling.time, "sleep", lambda _s: None)
+    with ceiling.RawCeiling("127.0.0.1:9", log_path=tmp_path / "ceiling.log"):
+        pass
+    (log,) = handed
+    assert getattr(log, "name", None) == str(tmp_path / "ceiling.log") and log.closed
