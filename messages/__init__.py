@@ -4,5 +4,3 @@ Data definitions, encode/decode and signing, and the hospital's side of a visit 
 `VisitSession`): what a HIS sends and when. No settlement rules (settlement/), no I/O, no
 clock.
 """
-
-SCHEMA_VERSION = 1

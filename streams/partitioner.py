@@ -2,11 +2,12 @@
 
 Every client here places a keyed message as the Java client does: murmur2 of the key bytes,
 modulo the topic's partitions, so that a person's requests, answers and rows share a
-partition whichever client wrote them. aiokafka and kafka-python both hash in pure Python,
-on every send, even into a topic of one partition (`huimin bench`'s default, and the
-clearing topics always). The keys repeat: a person's id on each request, answer and row, a
-hospital's code on each answer. So the hash is skipped for a one-partition topic and kept
-per key otherwise, with the same result as the default partitioner's.
+partition whichever client wrote them (the hospitals' librdkafka producer by its
+`murmur2_random`). aiokafka hashes in pure Python, on every send, even into a topic of one
+partition (`huimin bench`'s default, and the clearing topics always). The keys repeat: a
+person's id on each request, answer and row, a hospital's code on each answer. So the hash
+is skipped for a one-partition topic and kept per key otherwise, with the same result as
+the default partitioner's.
 """
 
 from __future__ import annotations
@@ -14,9 +15,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any
 
-from kafka.partitioner import Partitioner
 from kafka.partitioner.default import murmur2
 
 #: Keys whose hash is kept (the most recently used): `huimin bench`'s 20,000 persons and 186
@@ -42,20 +41,3 @@ def choose(key: bytes | None, all_partitions: Sequence[int],
     if key is None:
         return random.choice(available or all_partitions)
     return all_partitions[key_partition(key, len(all_partitions))]
-
-
-class KeyPartitioner(Partitioner):
-    """kafka-python's partitioner interface over `choose`. Its own default also sorts the
-    topic's partitions and lists the available ones on every send."""
-
-    def partition(self, topic: str, key: Any, serialized_key: bytes | None, value: Any,
-                  serialized_value: bytes | None, cluster: Any) -> int:
-        partitions = cluster.partitions_for_topic(topic)
-        if partitions is None:
-            raise ValueError(f"topic {topic} is not in the producer's metadata")
-        if len(partitions) == 1:
-            return next(iter(partitions))
-        ordered = sorted(partitions)
-        if serialized_key is None:
-            return choose(None, ordered, list(cluster.available_partitions_for_topic(topic)))
-        return ordered[key_partition(serialized_key, len(ordered))]
