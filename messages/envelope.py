@@ -95,6 +95,11 @@ Day = Annotated[str, StringConstraints(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"),
 _STAMP = str.maketrans("", "", "-: ")
 
 
+def inf_time_stamp(inf_time: str) -> str:
+    """`yyyy-MM-dd HH:mm:ss` as the `yyyyMMddHHmmss` a msgid carries (and rows compare)."""
+    return inf_time.translate(_STAMP)
+
+
 class Request(BaseModel):
     """A hospital's request. `msgid` = fixmedins_code (12) + yyyyMMddHHmmss (14) + seq (4)."""
 
@@ -115,7 +120,7 @@ class Request(BaseModel):
         another sender or time would collide with, or outlive, another request's answer."""
         if self.msgid[:12] != self.fixmedins_code:
             raise ValueError("msgid must begin with the sender's fixmedins_code")
-        if self.msgid[12:26] != self.inf_time.translate(_STAMP):
+        if self.msgid[12:26] != inf_time_stamp(self.inf_time):
             raise ValueError("msgid's yyyyMMddHHmmss must be the request's inf_time")
         return self
 

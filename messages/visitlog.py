@@ -31,7 +31,7 @@ from messages.codes import (
     SETTLEMENTS,
     Infno,
 )
-from messages.envelope import Admdvs, FixmedinsCode
+from messages.envelope import Admdvs, FixmedinsCode, inf_time_stamp
 from messages.identity import CERTNO_SYSTEM
 from records.documents import clinical_content, provide_bundle, visit_document
 
@@ -173,8 +173,7 @@ class Visit(BaseModel):
 
 
 def make_msgid(fixmedins_code: str, inf_time: str, seq: int) -> str:
-    stamp = inf_time.replace("-", "").replace(" ", "").replace(":", "")
-    return f"{fixmedins_code}{stamp}{seq % 10_000:04d}"
+    return f"{fixmedins_code}{inf_time_stamp(inf_time)}{seq % 10_000:04d}"
 
 
 def parse_step(step: str) -> tuple[str, str]:

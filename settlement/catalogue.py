@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -42,6 +43,12 @@ class ItemSplit:
     chrgitm_lv: str
     pric_uplmt_amt: int | None
     selfpay_bp: int
+
+    def buckets(self) -> dict[str, int]:
+        """The amount and its four buckets, as a fee's row keeps them."""
+        return {"amount": self.amount, "fulamt_ownpay_amt": self.fulamt_ownpay_amt,
+                "overlmt_selfpay": self.overlmt_selfpay, "preselfpay_amt": self.preselfpay_amt,
+                "inscp_scp_amt": self.inscp_scp_amt}
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,14 +99,20 @@ class FeeTotals:
     inscp_scp_amt: int = 0
 
     @classmethod
-    def of(cls, splits: list[ItemSplit] | tuple[ItemSplit, ...]) -> FeeTotals:
-        return cls(
-            sum(s.amount for s in splits),
-            sum(s.fulamt_ownpay_amt for s in splits),
-            sum(s.overlmt_selfpay for s in splits),
-            sum(s.preselfpay_amt for s in splits),
-            sum(s.inscp_scp_amt for s in splits),
-        )
+    def of(cls, splits: Iterable[ItemSplit]) -> FeeTotals:
+        return cls.of_buckets(s.buckets() for s in splits)
+
+    @classmethod
+    def of_buckets(cls, fees: Iterable[Mapping[str, int]]) -> FeeTotals:
+        """The sums of fees as `ItemSplit.buckets` gives them (a visit's row keeps them so)."""
+        total = own = over = pre = scope = 0
+        for f in fees:
+            total += f["amount"]
+            own += f["fulamt_ownpay_amt"]
+            over += f["overlmt_selfpay"]
+            pre += f["preselfpay_amt"]
+            scope += f["inscp_scp_amt"]
+        return cls(total, own, over, pre, scope)
 
     def as_dict(self) -> dict[str, int]:
         return {

@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from messages.envelope import inf_time_stamp
 from settlement.policy import Category
-from settlement.retention import advance, day_cutoff, forget_answers, msgid_stamp, time_stamp
+from settlement.retention import advance, day_cutoff, forget_answers, msgid_stamp
 
 
 def ytd_key(kind: str, category: Category) -> str:
@@ -77,5 +78,5 @@ class PersonRow:
 
 def _last_change(setl: dict[str, Any]) -> str:
     """When a settlement record last changed (yyyyMMddHHmmss): made, cancelled, reversed."""
-    return max([time_stamp(setl["setl_time"]), *(msgid_stamp(setl[k]) for k in (
+    return max([inf_time_stamp(setl["setl_time"]), *(msgid_stamp(setl[k]) for k in (
         "cancel_msgid", "reverse_msgid") if k in setl)])

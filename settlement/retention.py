@@ -29,6 +29,8 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
+from messages.envelope import inf_time_stamp
+
 #: Days a platform remembers (a *parameter*; NHSA reversal and cancellation are same-day or
 #: same-period operations, so a week is generous).
 WINDOW_DAYS = 7
@@ -57,7 +59,7 @@ def horizon(clocks: Mapping[str, str]) -> str:
 def past_horizon(clocks: MutableMapping[str, str], before: str) -> None:
     """Drop the clocks of hospitals whose newest request is before the horizon `before`: all
     they sent is refused by it anyway (`horizon` keeps the map as bounded as the row)."""
-    for sender in [s for s, clock in clocks.items() if time_stamp(clock) < before]:
+    for sender in [s for s, clock in clocks.items() if inf_time_stamp(clock) < before]:
         del clocks[sender]
 
 
@@ -93,10 +95,6 @@ def msgid_time(msgid: str) -> str:
     """The msgid's stamp as `yyyy-MM-dd HH:mm:ss`."""
     t = msgid_stamp(msgid)
     return f"{t[:4]}-{t[4:6]}-{t[6:8]} {t[8:10]}:{t[10:12]}:{t[12:14]}"
-
-
-def time_stamp(inf_time: str) -> str:
-    return inf_time.replace("-", "").replace(" ", "").replace(":", "")
 
 
 def forget_answers(answers: MutableMapping[str, Any], before: str, sender: str) -> None:

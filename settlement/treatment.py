@@ -31,6 +31,7 @@ from messages.envelope import (
     Request,
     answerable_msgid,
     error_answer,
+    inf_time_stamp,
     is_cross_province,
     ok_answer,
     province_of,
@@ -39,10 +40,10 @@ from messages.identity import CERTNO_SYSTEM, is_valid_certno, mask_key, shown_id
 from messages.platform import CROSS, LOCAL, infno_text
 from messages.signing import Signer
 from messages.transactions import ALL_FEES, INPUT_MODELS, PATTERNS_IN_WORDS
-from settlement.catalogue import FeeTotals, ItemSplit
+from settlement.catalogue import FeeTotals
 from settlement.ids import mdtrt_id_for, sign_no_for
 from settlement.reference import Hospital, ReferenceData, agency_code, is_agency_code
-from settlement.retention import WINDOW_DAYS, cutoff, horizon, msgid_stamp, time_stamp
+from settlement.retention import WINDOW_DAYS, cutoff, horizon, msgid_stamp
 from settlement.reversals import TOO_FAR_AHEAD, ahead_of, in_advance, reversed_by
 from settlement.treatment_row import (
     ANY_VISIT,
@@ -412,7 +413,7 @@ class TreatmentPlatform:
                                f" as {visit['setl_id']}; cancel the settlement first")
             visit["status"] = CANCELLED
             visit["closed_by"] = req.msgid  # what a 2601 of it must name to reopen the visit
-            touch_all([visit], time_stamp(req.inf_time))
+            touch_all([visit], inf_time_stamp(req.inf_time))
             return self._answer(row, req.msgid, {"mdtrt_id": inp.mdtrt_id,
                                                  "status": "cancelled"}, ctx)
         if infno in FEE_CANCELLATIONS:
@@ -432,7 +433,7 @@ class TreatmentPlatform:
             visit["status"] = DISCHARGED
             visit["endtime"] = inp.endtime
             visit["closed_by"] = req.msgid
-            touch_all([visit], time_stamp(req.inf_time))
+            touch_all([visit], inf_time_stamp(req.inf_time))
             return self._answer(row, req.msgid, {"mdtrt_id": inp.mdtrt_id,
                                                  "status": "discharged"}, ctx)
         if infno in SETTLEMENTS or infno in PRESETTLEMENTS:
@@ -545,7 +546,7 @@ class TreatmentPlatform:
             "insutype": inp.insutype, "med_type": inp.med_type,
             "insuplc_admdvs": req.insuplc_admdvs, "begntime": inp.begntime,
             "ipt_otp_no": number, "fees": {}, "setl_id": "",
-            "touched": time_stamp(req.inf_time), "changes": 1,
+            "touched": inf_time_stamp(req.inf_time), "changes": 1,
         }
         output = {"data": {"mdtrt_id": mdtrt_id, "psn_no": inp.psn_no, "ipt_otp_no": number}}
         return self._answer(row, req.msgid, output, ctx)
@@ -591,7 +592,7 @@ class TreatmentPlatform:
                                f"cnt × pric = {item.cnt * item.pric}")
             split = catalogue.classify(item.med_list_codg, item.cnt, item.pric)
             batch[item.feedetl_sn] = {"mdtrt_id": item.mdtrt_id, "chrg_bchno": item.chrg_bchno,
-                                      "msgid": req.msgid, **_split_dict(split)}
+                                      "msgid": req.msgid, **split.buckets()}
             results.append({"feedetl_sn": item.feedetl_sn, "det_item_fee_sumamt": split.amount,
                             "cnt": item.cnt, "pric": item.pric,
                             "pric_uplmt_amt": split.pric_uplmt_amt,
@@ -603,7 +604,7 @@ class TreatmentPlatform:
                             "chrgitm_lv": split.chrgitm_lv})
         for sn, split_d in batch.items():
             row.visits[split_d["mdtrt_id"]]["fees"][sn] = split_d
-        touch_all((row.visits[f["mdtrt_id"]] for f in batch.values()), time_stamp(req.inf_time))
+        touch_all((row.visits[f["mdtrt_id"]] for f in batch.values()), inf_time_stamp(req.inf_time))
         return self._answer(row, req.msgid, {"result": results}, ctx)
 
     def _cancel_fees(self, req: Request, inp: Any, ctx: dict[str, Any],
@@ -622,7 +623,7 @@ class TreatmentPlatform:
                               else f"in batch {shown_id(chosen)}"))
         for sn in doomed:
             del visit["fees"][sn]
-        touch_all([visit], time_stamp(req.inf_time))
+        touch_all([visit], inf_time_stamp(req.inf_time))
         return self._answer(row, req.msgid, {"mdtrt_id": inp.mdtrt_id,
                                              "status": "fees-cancelled",
                                              "cancelled_items": len(doomed)}, ctx)
@@ -636,7 +637,7 @@ class TreatmentPlatform:
             raise Rejected(ErrorCode.WRONG_SEQUENCE,
                            f"stay {inp.mdtrt_id} must be discharged (2402) before {req.infno}")
         t = last_touched(visit)
-        if req.infno in SETTLEMENTS and time_stamp(req.inf_time)[:8] < t[:8]:
+        if req.infno in SETTLEMENTS and inf_time_stamp(req.inf_time)[:8] < t[:8]:
             # by the day, as both sides forget: the treatment side forgets a visit by its
             # latest change, the insured side a settlement by its own time, so one dated
             # days earlier was forgotten there first and could no longer be undone (a review)
@@ -649,7 +650,7 @@ class TreatmentPlatform:
                            f"from the registration's {visit['med_type']}")
         if not visit["fees"]:
             raise Rejected(ErrorCode.NO_FEES, f"visit {inp.mdtrt_id} has no uploaded fees")
-        totals = fee_totals(visit)
+        totals = FeeTotals.of_buckets(visit["fees"].values())
         if inp.medfee_sumamt != totals.medfee_sumamt:
             raise Rejected(ErrorCode.AMOUNT_MISMATCH,
                            f"input.medfee_sumamt {inp.medfee_sumamt} differs from the uploaded "
@@ -680,7 +681,7 @@ class TreatmentPlatform:
                 raise Rejected(ErrorCode.NOT_REVERSIBLE, "the registration has fees or a "
                                "settlement; cancel those first")
             visit["status"] = REVERSED
-            touch_all([visit], time_stamp(req.inf_time))
+            touch_all([visit], inf_time_stamp(req.inf_time))
             out["result"] = "undone"
         elif original["infcode"] == 0 and inp.oinfno in CLOSINGS:
             visit = row.visits.get(original["output"].get("mdtrt_id", ""))
@@ -695,7 +696,7 @@ class TreatmentPlatform:
                 visit["status"] = OPEN
                 visit.pop("endtime", None)
                 visit.pop("closed_by")
-                touch_all([visit], time_stamp(req.inf_time))
+                touch_all([visit], inf_time_stamp(req.inf_time))
                 out["result"] = "undone"
         elif original["infcode"] == 0 and inp.oinfno in FEE_UPLOADS:
             if not isinstance(original["output"].get("result"), list):
@@ -709,7 +710,7 @@ class TreatmentPlatform:
                                "the fees belong to a settled visit; cancel the settlement first")
             for v, sn in brought:
                 del v["fees"][sn]
-            touch_all((v for v, _ in brought), time_stamp(req.inf_time))
+            touch_all((v for v, _ in brought), inf_time_stamp(req.inf_time))
             out["result"] = "undone" if brought else "nothing-to-undo"
         return self._answer(row, req.msgid, out, ctx)
 
@@ -766,20 +767,3 @@ def _remembered_since(row: TreatmentRow, req: Request) -> str:
     since = cutoff(req.inf_time)
     clock = row.clock(req.fixmedins_code)
     return max(since, cutoff(clock) if clock else "", horizon(row.clocks))
-
-
-def _split_dict(split: ItemSplit) -> dict[str, int]:
-    return {"amount": split.amount, "fulamt_ownpay_amt": split.fulamt_ownpay_amt,
-            "overlmt_selfpay": split.overlmt_selfpay, "preselfpay_amt": split.preselfpay_amt,
-            "inscp_scp_amt": split.inscp_scp_amt}
-
-
-def fee_totals(visit: dict[str, Any]) -> FeeTotals:
-    fees = visit["fees"].values()
-    return FeeTotals(
-        medfee_sumamt=sum(f["amount"] for f in fees),
-        fulamt_ownpay_amt=sum(f["fulamt_ownpay_amt"] for f in fees),
-        overlmt_selfpay=sum(f["overlmt_selfpay"] for f in fees),
-        preselfpay_amt=sum(f["preselfpay_amt"] for f in fees),
-        inscp_scp_amt=sum(f["inscp_scp_amt"] for f in fees),
-    )

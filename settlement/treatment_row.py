@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from messages.codes import ErrorCode
-from messages.envelope import error_answer
+from messages.envelope import error_answer, inf_time_stamp
 from settlement.retention import (
     HORIZON_DAYS,
     WINDOW_DAYS,
@@ -18,7 +18,6 @@ from settlement.retention import (
     horizon,
     msgid_stamp,
     past_horizon,
-    time_stamp,
 )
 
 OUTPATIENT, INPATIENT = "outpatient", "inpatient"
@@ -97,7 +96,7 @@ class TreatmentRow:
     def stale(self, sender: str, inf_time: str) -> str:
         """Why a request of `sender`'s dated `inf_time` is a replay the platform can no longer
         recognise (E6003), or "" if it is not."""
-        stamp = time_stamp(inf_time)
+        stamp = inf_time_stamp(inf_time)
         if (clock := self.clock(sender)) and stamp < cutoff(clock):
             return f"more than {WINDOW_DAYS} days before this hospital's latest request for " \
                    "this person"
@@ -194,7 +193,7 @@ def touch_all(visits: Iterable[dict[str, Any]], stamp: str) -> None:
 
 
 def last_touched(visit: dict[str, Any]) -> str:
-    return visit.get("touched") or time_stamp(visit["begntime"])
+    return visit.get("touched") or inf_time_stamp(visit["begntime"])
 
 
 #: What `queue_request` decided: hold the request back, take a copy put back (`due`), go on, or

@@ -11,13 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from messages.codes import ErrorCode
+from messages.envelope import inf_time_stamp
 from messages.identity import mask_certno
 from settlement.catalogue import FeeTotals
 from settlement.insured import InsuredPlatform
 from settlement.person import PersonRow
 from settlement.policy import Category
 from settlement.reference import Hospital
-from settlement.retention import day_cutoff, horizon, time_stamp
+from settlement.retention import day_cutoff, horizon
 from tests.handmade import (
     EMP_CERTNO,
     EMPLOYEE_BALANCE,
@@ -302,6 +303,6 @@ def test_accumulators_equal_the_sum_of_settlements_and_never_exceed_caps(
         for t, code in sent:
             clocks[code] = max(clocks.get(code, ""), t[:10] + " 00:00:00")
         assert len(row.settlements) == sum(
-            all(time_stamp(t) >= day_cutoff(later) for later, by in sent[i:] if by == code)
-            and time_stamp(t) >= horizon(clocks)
+            all(inf_time_stamp(t) >= day_cutoff(later) for later, by in sent[i:] if by == code)
+            and inf_time_stamp(t) >= horizon(clocks)
             for i, (t, code) in enumerate(sent))
