@@ -35,7 +35,8 @@ _FEN_FIELDS = ("hifp_pay", "medfee_sumamt", "fund_pay_sumamt", "acct_pay")
 
 @dataclass(frozen=True, slots=True)
 class Posting:
-    posting_id: str  # setl_id:event:n
+    """One line of an event's balanced entry."""
+
     account: str
     debit: int
     credit: int
@@ -114,17 +115,17 @@ def postings_for(e: SettlementEvent) -> list[Posting]:
     else:
         legs = [(f"fund:{e.insured_province}", agency), (agency, hospital)]
     lines = []
-    for n, (debited, credited) in enumerate(legs):
+    for debited, credited in legs:
         if e.event != "settle":
             debited, credited = credited, debited
-        pid = f"{e.setl_id}:{e.event}:{n}"
-        lines += [Posting(pid, debited, amount, 0), Posting(pid, credited, 0, amount)]
+        lines += [Posting(debited, amount, 0), Posting(credited, 0, amount)]
     return lines
 
 
 @dataclass
 class Ledger:
-    """Postings applied once each (by posting id), with account balances."""
+    """Each event's postings applied once (by its event id: a duplicate or a replay posts
+    nothing), with account balances."""
 
     balances: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     applied: set[str] = field(default_factory=set)

@@ -276,13 +276,19 @@ def set_clearing_positions(events: Iterable[Any]) -> None:
         child(CLEARING_NET, province).set(fen)
 
 
+def province_label(province: str) -> str:
+    """A province as a label: one of the known ones, or `other` (a label's values stay few
+    whatever a request says)."""
+    return province if province in PROVINCES else "other"
+
+
 def observe_audit(audit: list[dict[str, Any]]) -> None:
     """AuditEvents added to a person's record: the hospitals' queries' and the operator's."""
     for event in audit:
         child(EHR_AUDIT, "success" if event["outcome"] == "0" else "refused").inc()
         if event["outcome"] != "0":
             province = event["source"]["observer"]["identifier"]["value"]
-            EHR_REFUSALS.labels(province if province in PROVINCES else "other").inc()
+            EHR_REFUSALS.labels(province_label(province)).inc()
 
 
 def observe_ehr(infno: str, answer: dict[str, Any], audit: list[dict[str, Any]]) -> None:

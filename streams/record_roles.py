@@ -50,7 +50,8 @@ class RecordRoles:
                 released += self.answered(key, query, answer, events, query["trace"],
                                           repeat=True)
             self.run.put(self.w.ehr_records, key, encode_to_keep(row.to_dict()))
-            self.run.later(metrics.EHR_PUBLISHED.labels(province_of(req["mdtrtarea_admvs"])).inc)
+            self.run.later(metrics.EHR_PUBLISHED.labels(
+                metrics.province_label(province_of(req["mdtrtarea_admvs"]))).inc)
         return [self.run.to_hospital(step.answer, ctx, trace, repeat=step.repeat)
                 if isinstance(step, EhrAnswer)
                 else send(self.w.ehr_national, key,

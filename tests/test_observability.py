@@ -737,6 +737,10 @@ def test_labels_taken_from_a_message_are_only_ones_the_platform_names():
     assert hops and not any("made.up" in h for h in hops)
     sources = {s.labels.get("source_province") for s in metrics.EHR_REFUSALS.collect()[0].samples}
     assert "Zhang Wei" not in sources and "other" in sources
+    # a publish's province, from its request's area: the schema's 6 digits, a province's
+    # or not (the platform checks it against the hospital's; this does not lean on that)
+    assert (metrics.province_label("110000"), metrics.province_label("990000")) == (
+        "110000", "other")
 
 
 def test_a_worker_exports_the_series_panels_and_alerts_read_at_zero_from_its_start():
