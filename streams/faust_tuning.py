@@ -29,7 +29,8 @@ _fetch_max_wait_ms = FETCH_WAIT_MS
 _fetch_min_bytes = FETCH_MIN_BYTES
 
 
-def _create_worker_consumer(self, transport):  # type: ignore[no-untyped-def]
+def _create_worker_consumer(self: faust_aiokafka.AIOKafkaConsumerThread,
+                            transport: Any) -> Any:
     consumer = _original(self, transport)
     consumer._fetch_max_wait_ms = _fetch_max_wait_ms
     consumer._fetch_min_bytes = _fetch_min_bytes
@@ -46,7 +47,7 @@ def set_worker_fetch(max_wait_ms: int, min_bytes: int = FETCH_MIN_BYTES) -> None
 _original_extra = faust_aiokafka.Producer._settings_extra
 
 
-def _idempotent_extra(self):  # type: ignore[no-untyped-def]
+def _idempotent_extra(self: faust_aiokafka.Producer) -> dict[str, Any]:
     return {**_original_extra(self), "acks": "all", "enable_idempotence": True}
 
 
@@ -74,7 +75,7 @@ def _shared_cache_table(options: Any) -> Any:
     return table
 
 
-def _as_options(self):  # type: ignore[no-untyped-def]
+def _as_options(self: faust_rocksdb.RocksDBOptions) -> Any:
     options = _original_as_options(self)
     if self.use_rocksdict:
         for key in _ROCKSDB_EXTRA:
@@ -88,7 +89,8 @@ def _as_options(self):  # type: ignore[no-untyped-def]
 _original_open = faust_rocksdb.RocksDBOptions.open
 
 
-def _open_without_wal(self, path, *, read_only=False):  # type: ignore[no-untyped-def]
+def _open_without_wal(self: faust_rocksdb.RocksDBOptions, path: Any, *,
+                      read_only: bool = False) -> Any:
     """A table partition written without RocksDB's write-ahead log. The changelog is the
     table's log: after a crash the worker rebuilds its files from the changelogs anyway
     (streams/table_files.py), and an unlogged write lost in a stop that did not close the
