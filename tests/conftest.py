@@ -4,6 +4,7 @@ KAFKA_BOOTSTRAP_SERVERS) and need no setup by hand."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -46,6 +47,13 @@ WAITING_E2E_MODULES = frozenset({
 #: shell may set them; the tests run as if none were set.
 TERMINAL_FORCING = ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE")
 
+
+#: CI sets this (`.ci/run`): a test whose tool is missing fails instead of being skipped
+#: (promtool and amtool, Java and Maven for Apache Kafka, py-spy reading other processes).
+TOOLS_REQUIRED = bool(os.environ.get("HUIMIN_REQUIRE_TOOLS"))
+needs_java_and_maven = pytest.mark.skipif(
+    (shutil.which("java") is None or shutil.which("mvn") is None) and not TOOLS_REQUIRED,
+    reason="Apache Kafka needs `java` (17+) and `mvn` on PATH")
 
 def pytest_configure(config: pytest.Config) -> None:
     for name in TERMINAL_FORCING:  # before any test, and so for every `huimin` they start

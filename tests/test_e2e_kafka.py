@@ -5,7 +5,6 @@ as on the embedded Tansu broker. Needs `java` (17+) and `mvn`, as CI has."""
 
 from __future__ import annotations
 
-import shutil
 import signal
 import subprocess
 import time
@@ -14,12 +13,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.conftest import huimin_command, run_huimin
+from tests.conftest import huimin_command, needs_java_and_maven, run_huimin
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(shutil.which("java") is None or shutil.which("mvn") is None,
-                       reason="Apache Kafka needs `java` (17+) and `mvn` on PATH"),
+    needs_java_and_maven,
 ]
 
 # A worker killed mid-run as well: docs/streams.md ("Platform faults on Apache Kafka").

@@ -5,7 +5,6 @@ to refuse every answer for a while, as a mistaken topic setting would. Needs `ja
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
@@ -20,11 +19,11 @@ from simulators.world import WorldSpec, build_world
 from streams.broker import broker
 from streams.lost_writes import LOST_WRITE_EXIT
 from tests import handmade
+from tests.conftest import needs_java_and_maven
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(shutil.which("java") is None or shutil.which("mvn") is None,
-                       reason="Apache Kafka needs `java` (17+) and `mvn` on PATH"),
+    needs_java_and_maven,
 ]
 
 SPEC = WorldSpec(seed=5, persons=100)

@@ -18,11 +18,11 @@ from streams import kafka_broker
 from streams.broker import kafka_protocol_ready
 from streams.kafka_broker import ApacheKafkaBroker, kafka_classpath
 from streams.topics import ensure_topics
+from tests.conftest import needs_java_and_maven
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(shutil.which("java") is None or shutil.which("mvn") is None,
-                       reason="the Apache Kafka broker needs `java` (17+) and `mvn` on PATH"),
+    needs_java_and_maven,
 ]
 
 

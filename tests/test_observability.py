@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from simulators.hospital_metrics import HOSPITAL_METRICS
 from streams.metrics import DOMAIN_METRICS
 from tests.compose_file import SERVICES, parses_as_huimin, simulator_steps
-from tests.conftest import REPO
+from tests.conftest import REPO, TOOLS_REQUIRED
 
 OPS = REPO / "ops"
 PROMETHEUS_YML = OPS / "prometheus" / "prometheus.yml"
@@ -48,7 +48,7 @@ GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__range_s": "900", "$__range": 
 #: On PATH or beside this interpreter (`make test` puts it into .venv/bin: ops/fetch-promtool).
 PROMTOOL = shutil.which("promtool") or shutil.which("promtool", path=Path(sys.executable).parent)
 #: CI sets this so that a missing promtool fails the run instead of skipping its checks.
-PROMTOOL_REQUIRED = bool(os.environ.get("HUIMIN_REQUIRE_PROMTOOL"))
+PROMTOOL_REQUIRED = bool(os.environ.get("HUIMIN_REQUIRE_PROMTOOL")) or TOOLS_REQUIRED
 AMTOOL = shutil.which("amtool") or shutil.which("amtool", path=Path(sys.executable).parent)
 needs_amtool = pytest.mark.skipif(
     AMTOOL is None and not PROMTOOL_REQUIRED,
