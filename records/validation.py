@@ -22,6 +22,7 @@ import orjson
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
+from records.fhir_json_types import check_json_types
 from records.fhir_rules import RuleBroken, check_rules, not_r4
 from records.fhir_speedups import build
 
@@ -181,7 +182,7 @@ class Validator:
             raise InvalidResource(operation_outcome(
                 "not-supported", "unknown resourceType", path)) from None
         try:
-            build(model, resource)
+            built = build(model, resource)
         except ValidationError as exc:
             err = exc.errors()[0]
             loc = tuple(err["loc"])
@@ -195,6 +196,7 @@ class Validator:
                 "invalid", f"{path}: not valid R4 ({type(exc).__name__})", path)) from None
         try:
             check_rules(resource, path, depth)
+            check_json_types(built, resource, path)
         except RuleBroken as broken:
             raise InvalidResource(operation_outcome(broken.code, str(broken),
                                                     broken.path)) from None

@@ -1035,6 +1035,42 @@ def test_a_contained_entry_that_is_no_known_resource_is_refused_saying_where(inn
     assert "ZhangSanfeng" not in orjson.dumps(refused.value.outcome).decode()
 
 
+OBSERVED = {"resourceType": "Observation", "status": "final", "code": {"text": "x"}}
+
+
+@pytest.mark.parametrize("element, where, told", [
+    ({"valueQuantity": {"value": "12.5"}}, "valueQuantity.value", "a decimal is a JSON number"),
+    ({"valueInteger": "2"}, "valueInteger", "an integer is a JSON number without a fraction"),
+    ({"valueInteger": 2.0}, "valueInteger", "not a number with a fraction"),
+    ({"valueInteger": True}, "valueInteger", "an integer is a JSON number"),
+    ({"valueBoolean": "true"}, "valueBoolean", "a boolean is JSON true or false"),
+    ({"valueBoolean": 1}, "valueBoolean", "a boolean is JSON true or false, not a number"),
+    ({"component": [{"code": {"text": "y"}, "valueQuantity": {"value": 1}},
+                    {"code": {"text": "z"}, "valueQuantity": {"value": "1"}}]},
+     "component[1].valueQuantity.value", "a decimal"),
+    ({"_status": {"extension": [{"url": "http://example.org/x", "valueInteger": "3"}]}},
+     "_status.extension[0].valueInteger", "an integer"),
+], ids=["a decimal as a string", "an integer as a string", "an integer with a fraction",
+        "an integer as true", "a boolean as a string", "a boolean as 1", "in a list",
+        "in a primitive's extension"])
+def test_a_primitive_in_another_json_type_is_refused_saying_where(
+        element: dict[str, Any], where: str, told: str):
+    """The models coerce them, and the platform keeps a document as sent: a reader elsewhere
+    got `"12.5"` where FHIR's JSON has a number. The value is not echoed."""
+    with pytest.raises(InvalidResource) as refused:
+        Validator().validate({**OBSERVED, **element})
+    issue = refused.value.outcome["issue"][0]
+    assert (issue["code"], issue["expression"]) == ("structure", [f"Observation.{where}"])
+    assert told in issue["diagnostics"] and "12.5" not in issue["diagnostics"]
+
+
+def test_primitives_in_fhirs_json_types_pass_a_string_where_one_goes_included():
+    for element in ({"valueQuantity": {"value": 12.5}}, {"valueQuantity": {"value": 12}},
+                    {"valueInteger": 2}, {"valueBoolean": False}, {"valueString": "12.5"},
+                    {"effectiveDateTime": "2026-12-10T10:00:00+08:00"}):
+        Validator().validate({**OBSERVED, **element})
+
+
 @pytest.mark.parametrize("resource", [
     {"resourceType": "SubscriptionTopic", "url": "http://example.org/t", "status": "active"},
     {"resourceType": "NutritionProduct", "status": "active"},

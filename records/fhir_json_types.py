@@ -1,0 +1,67 @@
+"""FHIR JSON's primitive types, which the models coerce: a boolean is JSON `true` or
+`false`, an integer a JSON number without a fraction, a decimal a JSON number (FHIR R4,
+JSON representation §2.6.2). fhir.resources takes `"true"`, `1`, `"2"`, `1.0` and `"12.5"`
+in their place, and the platform keeps a document as it was sent, so a reader elsewhere would
+get strings where its parser wants numbers. Checked against the built model: its values say
+which type each element has, choice types and primitive extensions included."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from functools import cache
+from typing import Any, get_args
+
+from fhir_core.fhirabstractmodel import FHIRAbstractModel
+
+from records.fhir_rules import RuleBroken
+
+
+@cache
+def _elements(model: type[FHIRAbstractModel]) -> tuple[dict[str, str], frozenset[str]]:
+    """Each JSON name of the model's elements with the attribute that holds it, and the
+    names of those typed boolean, integer or decimal (a string anywhere else is one)."""
+    attributes = {field.alias or name: name for name, field in model.model_fields.items()}
+    numeric = frozenset(field.alias or name for name, field in model.model_fields.items()
+                        if _holds(field.annotation, (bool, int, Decimal)))
+    return attributes, numeric
+
+
+def _holds(annotation: Any, types: tuple[type, ...]) -> bool:
+    if isinstance(annotation, type):
+        return issubclass(annotation, types)
+    return any(_holds(arg, types) for arg in get_args(annotation))
+
+
+def check_json_types(built: FHIRAbstractModel, sent: dict[str, Any], path: str) -> None:
+    """Raise RuleBroken where `sent` gives a primitive in a JSON type other than FHIR's."""
+    attributes, numeric = _elements(type(built))
+    for key, value in sent.items():
+        kind = type(value)  # a string or a number where a string goes: the models say
+        if (kind is dict or kind is list or key in numeric) and \
+                (name := attributes.get(key)) is not None:
+            _check(getattr(built, name), value, f"{path}.{key}")
+
+
+def _check(built: Any, sent: Any, path: str) -> None:
+    if isinstance(built, FHIRAbstractModel):
+        if isinstance(sent, dict):
+            check_json_types(built, sent, path)
+    elif isinstance(built, list):
+        if isinstance(sent, list):
+            for i, (one_built, one_sent) in enumerate(zip(built, sent, strict=False)):
+                _check(one_built, one_sent, f"{path}[{i}]")
+    elif isinstance(built, bool):
+        if type(sent) is not bool:
+            raise RuleBroken(path, f"a boolean is JSON true or false, not {_kind(sent)}",
+                             "structure")
+    elif isinstance(built, int):
+        if type(sent) is not int:
+            raise RuleBroken(path, f"an integer is a JSON number without a fraction, not "
+                                   f"{_kind(sent)}", "structure")
+    elif isinstance(built, Decimal) and type(sent) not in (int, float):
+        raise RuleBroken(path, f"a decimal is a JSON number, not {_kind(sent)}", "structure")
+
+
+def _kind(sent: Any) -> str:
+    return {str: "a string", bool: "true or false", int: "a number",
+            float: "a number with a fraction"}.get(type(sent), "another JSON type")
