@@ -21,6 +21,7 @@ from typer.core import TyperCommand, TyperGroup
 
 from huimin.local_platform import PlatformNotServing, TopicsUnfit, UsedCluster
 from huimin.version import huimin_commit
+from messages import SCHEMA_VERSION
 from simulators.hospital import PlatformOfAnotherWorld, PlatformSilent, SignaturesRefused
 from simulators.interrupt import forget_stops, interrupt, is_the_stop, raised_stops, terminated
 from streams.broker import BOOTSTRAP_ENV
@@ -176,7 +177,8 @@ def _print_version(asked: bool) -> None:
     if asked:
         commit = huimin_commit()
         print(f"huimin {package_version('huimin')}"
-              + (f" (git {commit})" if commit != "?" else ""))
+              + (f" (git {commit})" if commit != "?" else "")
+              + f", wire contract {SCHEMA_VERSION}")
         raise typer.Exit()
 
 

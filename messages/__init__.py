@@ -4,3 +4,7 @@ Data definitions, encode/decode and signing, and the hospital's side of a visit 
 `VisitSession`): what a HIS sends and when. No settlement rules (settlement/), no I/O, no
 clock.
 """
+
+#: The wire contract's version (ARCHITECTURE.md): raised when a model changes so that one side
+#: of an older huimin could not read the other's messages; `huimin --version` says it.
+SCHEMA_VERSION = 1

@@ -43,7 +43,8 @@ def test_a_flag_is_not_shown_as_taking_a_value():
     assert "<bool>" not in help_of("run") + help_of()
 
 
-def test_version_names_the_package_version():
+def test_version_names_the_package_version_and_the_wire_contracts():
     result = CliRunner().invoke(cli.app, ["--version"], env=WIDE)
-    assert result.exit_code == 0 and re.fullmatch(r"huimin \d+\.\d+\.\d+( \(git \S+\))?\n",
-                                                  result.output), result.output
+    assert result.exit_code == 0 and re.fullmatch(
+        r"huimin \d+\.\d+\.\d+( \(git \S+\))?, wire contract \d+\n", result.output), \
+        result.output
