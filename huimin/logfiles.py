@@ -144,29 +144,29 @@ def read_visit_log(path: Path) -> tuple[LogHeader, Iterator[Visit]]:
     visits. A visit's number, and the msgid of its first request, must be its own: hospitals
     route answers by msgid, so a visit repeated (a line copied) would wait for answers its
     twin took."""
-    f = open(path, "rb")  # noqa: SIM115 - closed by the iterator
-    first = f.readline()
+    with open(path, "rb") as f:  # the visits open it again, if they are read at all
+        first = f.readline()
     if not first.strip():
-        f.close()
         raise LogFormatError(f"{path} is empty: not a visit log (huimin generate writes one)")
     if (problem := _not_text(path, 1, first)) is not None:
-        f.close()
         raise problem
     try:
         head = _header_of(first)
         version = orjson.loads(first)["huimin_visitlog"]  # one of READABLE_VERSIONS, then
     except (LogFormatError, orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        f.close()
         swapped = first.startswith(b'{"answers":')  # a results file's record (write_records)
         raise LogFormatError(f"{path}: line 1 is not a visit-log header ({exc})" + (
             "; it is a visit's answers: is this the results file? The visit log comes first"
             if swapped else "")) from None
 
+    header_bytes = len(first)
+
     def visits() -> Iterator[Visit]:
         numbers: set[int] = set()
         starts: set[int] = set()  # hashes of each visit's first msgid
         blank = 0  # the line number of a blank line not yet followed by a visit
-        with f:
+        with open(path, "rb") as f:
+            f.seek(header_bytes)
             for n, line in enumerate(f, start=2):
                 if not line.strip():
                     blank = blank or n

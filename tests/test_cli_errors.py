@@ -599,6 +599,22 @@ def test_a_visit_of_a_later_version_than_its_header_is_refused(logs: Path, tmp_p
         list(read_visit_log(unstated)[1])
 
 
+def test_a_visit_log_whose_visits_are_not_read_leaves_no_file_open(logs: Path):
+    """`verify` and `clearing` may stop before they read the visits (the results file
+    refused, say): the log stayed open until the collector found it."""
+    import os
+
+    def open_files() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    before = open_files()
+    header, visits = read_visit_log(logs / "a.jsonl")
+    assert open_files() == before and header.visits.visits > 0
+    assert next(visits).visit_no >= 0 and open_files() == before + 1  # while they are read
+    visits.close()
+    assert open_files() == before
+
+
 def test_an_empty_visit_log_is_said_to_be_empty(tmp_path: Path):
     empty = tmp_path / "empty.jsonl"
     empty.write_bytes(b"")
