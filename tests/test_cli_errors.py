@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -602,8 +603,6 @@ def test_a_visit_of_a_later_version_than_its_header_is_refused(logs: Path, tmp_p
 def test_a_visit_log_whose_visits_are_not_read_leaves_no_file_open(logs: Path):
     """`verify` and `clearing` may stop before they read the visits (the results file
     refused, say): the log stayed open until the collector found it."""
-    import os
-
     def open_files() -> int:
         return len(os.listdir("/proc/self/fd"))
 
