@@ -319,22 +319,28 @@ class TreatmentPlatform:
             return Reply(answer, ctx), before if caught else None
 
     def authenticate(self, signer: Signer, headers: Mapping[str, bytes], key: bytes | None,
-                     raw: bytes | None) -> Reply | None:
+                     raw: bytes | None) -> Reply | DeadLetter | None:
         """The ingress check of a known sender's signature over the bytes it sent (see
-        messages/signing.py): a refusal to answer, or None to go on. What names no known
-        sender is left to `handle_request` (dead-lettered, or refused as unknown), and so is
-        a request over the size limit, which is not read at all."""
+        messages/signing.py): a refusal to answer, one to keep as a dead letter where the
+        msgid may not be echoed, or None to go on. Every request naming a known sender is
+        checked, whatever its msgid: one not fit to echo was let through unsigned. What
+        names no known sender is left to `handle_request` (dead-lettered, or refused as
+        unknown), and so is a request over the size limit, which is not read at all."""
         if raw is not None and len(raw) > MAX_REQUEST_BYTES:
             return None
         try:
             data = decode(raw)
         except MalformedMessage:
             return None
-        if (ctx := self._answerable(data)) is None:
+        code = data.get("fixmedins_code")
+        if not (isinstance(code, str) and self.known_sender(code)):
             return None
-        problem = signer.check(ctx["fixmedins_code"], headers, key, raw or b"")
+        problem = signer.check(code, headers, key, raw or b"")
         if problem is None:
             return None
+        if (ctx := self._answerable(data)) is None:
+            return DeadLetter(problem[0], f"{problem[1]} (a msgid not fit to echo: not "
+                                          "answered)")
         return Reply(error_answer(ctx["msgid"], problem[0], problem[1]), ctx)
 
     def known_sender(self, code: str) -> bool:

@@ -91,6 +91,9 @@ class SettlementRoles:
         run, trace = self.run, received(record_ms)
         refusal = (self.treatment.authenticate(self.signer, headers, key, value)
                    if self.signer else None)
+        if isinstance(refusal, DeadLetter):  # refused, and no msgid to answer it by
+            run.later(metrics.REFUSED.labels(refusal.error_code.value).inc)
+            return self._sends(key, value, refusal, trace)
         if refusal is not None:
             run.later(metrics.REFUSED.labels(refusal.answer["err_code"]).inc)
             log.warning("refused a request from %s: %s (%s)", refusal.ctx["fixmedins_code"],

@@ -13,7 +13,9 @@ from typing import Any
 import streams.settlement_roles as settlement_roles
 from messages.codec import decode, encode, encode_to_keep
 from messages.codes import ErrorCode
+from messages.identity import holds_certno
 from messages.platform import wrap_answer
+from messages.signing import Signer
 from settlement.treatment_row import MAX_PUT_BACKS, TreatmentRow
 from streams.role import RoleRunner, Send
 from streams.settlement_roles import SettlementRoles
@@ -33,7 +35,7 @@ KEY = EMP_CERTNO.encode()
 HEADERS = {"huimin-signtype": b"HMAC-SM3", "huimin-sign": b"c0ffee"}
 
 
-def roles() -> tuple[SettlementRoles, RoleRunner, Any]:
+def roles(signer: Signer | None = None) -> tuple[SettlementRoles, RoleRunner, Any]:
     names = ("hosp_requests nat_requests ins_requests nat_answers trt_answers hosp_responses "
              "dead_letters money_events recon_requests ehr_national ehr_sources ehr_audit")
     wiring = SimpleNamespace(**{n: n.replace("_", ".", 1) for n in names.split()},
@@ -42,7 +44,7 @@ def roles() -> tuple[SettlementRoles, RoleRunner, Any]:
                                  "clearing_events", "recon_answers")})
     run = RoleRunner(None, wiring.hosp_responses, wiring.dead_letters, {},
                      trt_answers=wiring.trt_answers)
-    return SettlementRoles(run, wiring, reference_data(), None, None), run, wiring  # type: ignore[arg-type]
+    return SettlementRoles(run, wiring, reference_data(), signer, None), run, wiring  # type: ignore[arg-type]
 
 
 def event(run: RoleRunner, sends: list[Send]) -> list[Send]:
@@ -160,3 +162,24 @@ def test_an_answer_whose_row_would_be_over_a_record_with_its_key_is_sent_on_unke
     sends = s.on_treatment_answer(KEY, encode(wrap_answer(answer, ctx, [])))
     assert [t for t, *_ in sends] == ["hosp.responses"]
     assert not run.writes and w.trt_rows.data[KEY] == row_before
+
+
+def test_an_unsigned_request_whose_msgid_may_not_be_echoed_is_dead_lettered_not_taken():
+    """The signature was checked only where the msgid could be echoed. A sender choosing its
+    time and sequence so that an ID number can be read in the msgid sent unsigned as any
+    hospital, and was taken (a review read a person's records so, and published to them)."""
+    signer = Signer(b"a secret")
+    s, run, w = roles(signer)
+    t = "2026-12-07 01:23:19"  # with sequence 0: 120261207012319000 in the msgid's digits
+    reg = request("2201", HOSP_BJ, t, 0, register_input(E, t), E.insuplc_admdvs)
+    assert holds_certno(reg["msgid"])
+    raw = encode(reg)
+    for headers in ({}, dict(signer.headers_as("forged", HOSP_BJ.fixmedins_code, KEY, raw))):
+        (dead,) = event(run, s.on_hospital_request(KEY, raw, headers, None))
+        assert dead[0] == "dead.letters" and dead[3]["huimin-error-code"] in (b"E6001", b"E6002")
+        assert reg["msgid"].encode() not in dead[3]["huimin-reason"]
+        assert w.trt_rows.data == {}
+    # signed, it is the hospital's: taken, as any request (its answer echoes the msgid)
+    (answer,) = event(run, s.on_hospital_request(
+        KEY, raw, dict(signer.headers(HOSP_BJ.fixmedins_code, KEY, raw)), None))
+    assert answer[0] == "hosp.responses" and decode(answer[2])["ans"]["infcode"] == 0

@@ -11,7 +11,7 @@ from messages.codec import encode
 from messages.codes import ErrorCode
 from messages.signing import Signer
 from messages.visitlog import make_msgid
-from settlement.treatment import Reply, TreatmentPlatform
+from settlement.treatment import DeadLetter, Reply, TreatmentPlatform
 from tests.clinic import EMP, Clinic, T
 from tests.handmade import (
     EMP_CERTNO,
@@ -80,7 +80,9 @@ def test_a_msgid_that_is_no_msgid_is_dead_lettered_not_echoed(msgid: str):
     assert c.oracle.submit(EMP_CERTNO, req) is None
     outcome = c.oracle.treatment.authenticate(
         Signer(b"k" * 32), {}, None, encode(req))
-    assert outcome is None  # not answered E6001 either: left to be dead-lettered
+    # unsigned: refused so (E6001), not answered but dead-lettered, the msgid not said
+    assert isinstance(outcome, DeadLetter) and outcome.error_code == ErrorCode.UNSIGNED
+    assert msgid not in outcome.reason
 
 
 def test_a_name_sent_as_the_infno_is_not_echoed_in_the_answers_context():
