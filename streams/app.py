@@ -27,6 +27,7 @@ from streams.faust_tuning import (
     set_worker_fetch,
 )
 from streams.fhir_views import register_fhir_views
+from streams.http_errors import answer_unparsed_requests_by_status
 from streams.owner_fence import guard_changelogs
 from streams.partitioner import choose
 from streams.record_roles import RecordRoles
@@ -49,6 +50,7 @@ def faust_app(cfg: WorkerConfig) -> faust.App:
     guard_recovery(cfg.bootstrap, cfg.security.kafka_python())
     guard_changelogs()
     tolerant_records.install()
+    answer_unparsed_requests_by_status()
     return faust.App(
         cfg.app_id,
         broker=f"kafka://{cfg.bootstrap}",
@@ -73,6 +75,11 @@ def faust_app(cfg: WorkerConfig) -> faust.App:
         topic_disable_leader=True,
         topic_allow_declare=True,
         web_enabled=True,  # the national clearing view: GET /clearing/
+        # Faust's own views read any table's rows by key (a person's whole record: no
+        # operator gate, no audit) and list every worker's address; huimin routes nothing
+        # through them (streams/fhir_views.py serves the records, gated and audited)
+        web_tables_enabled=False,
+        web_router_enabled=False,
         web_host=cfg.web_host,
         web_bind=cfg.web_host,
         web_port=cfg.web_port,

@@ -7,6 +7,7 @@ log."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import time
 import urllib.error
@@ -384,3 +385,28 @@ def test_an_identifier_published_for_two_persons_is_no_ones_in_pix(hospitals):
         time.sleep(0.2)
     assert status == 409 and ambiguous["issue"][0]["code"] == "multiple-matches", ambiguous
     assert first not in str(ambiguous) and second not in str(ambiguous)
+
+
+def test_no_row_is_read_past_the_views_and_an_unparsable_request_is_not_echoed(hospitals):
+    """Faust's own `/table/` views read any table's row by key (a person's whole record:
+    no operator gate, no audit) and `/router/` listed every worker; aiohttp answered a
+    request line over 8,190 bytes quoting its start, a certno in the query with it."""
+    h, _ = hospitals
+    certno = sorted(WORLD.ref.enrollments)[0]
+    h.send(h.request("7002", certno, WORLD.ref.enrollments[certno].province, {  # it serves
+        "patient_identifier": f"{CERTNO_SYSTEM}|{certno}", "purpose": "TREAT"}))
+    for path in (f"/table/ehr_records/{certno}/", f"/table/trt_persons/{certno}/", "/table/",
+                 "/router/"):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{h.web_port}{path}", timeout=10):
+                raise AssertionError(f"{path} answered")
+        except urllib.error.HTTPError as e:
+            assert e.code == 404 and certno.encode() not in e.read(), path
+    line = f"GET /fhir/DocumentReference?patient.identifier={certno}&x={'a' * 9_000} HTTP/1.1"
+    with socket.create_connection(("127.0.0.1", h.web_port), timeout=10) as s:
+        s.sendall(line.encode() + b"\r\nHost: x\r\n\r\n")
+        reply = b""
+        while chunk := s.recv(65_536):
+            reply += chunk
+    assert reply.split(b"\r\n", 1)[0].endswith(b" 400 Bad Request"), reply[:300]
+    assert certno.encode() not in reply and reply.endswith(b"\r\n\r\n400 Bad Request")
