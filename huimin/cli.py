@@ -82,6 +82,7 @@ from huimin.run import (
 from huimin.run_checks import account, check_bad_requests, replay_passed
 from huimin.verify import checked_visits, results_by_visit, write_json, write_junit
 from huimin.verify import verify as verify_answers
+from messages import topics
 from settlement.clearing import clear
 from settlement.oracle import Oracle
 from settlement.parameters import MAX_PREPAYMENT_MONTHS
@@ -95,6 +96,7 @@ from simulators.visits import MAX_DAYS, VisitSpec, generate_visits
 from simulators.world import WorldSpec, build_world, clearing_policy, world_tag
 from simulators.world_export import write_world
 from streams.broker import BOOTSTRAP_ENV
+from streams.topics import records_held
 
 
 @app.command()
@@ -262,6 +264,24 @@ def redelivery_outlives_window(days: int, wall_s: float) -> bool:
 
 #: Wall time past which a replay's arrivals are announced before it starts (seconds).
 LONG_REPLAY_S = 3600.0
+
+
+def _check_platform_there(bootstrap: str, client: dict[str, Any]) -> None:
+    """A platform someone else runs: its topics there (else refused at once, where the
+    hospitals waited 30 s for them), and whether it holds requests already, which a replay's
+    answers then depend on (a visit settled before is answered from what was kept, settling
+    nothing anew; a person's earlier settlements count in their balances and caps)."""
+    held = records_held(bootstrap, (topics.HOSP_REQUESTS, topics.HOSP_RESPONSES), client)
+    if missing := [name for name, n in held.items() if n is None]:
+        raise refusal_exit(f"the cluster at {bootstrap} has no topic {' or '.join(missing)}: "
+                           "no huimin platform was set up on it (`huimin topics` makes the "
+                           "topics; then start a `huimin worker`)")
+    if earlier := held[topics.HOSP_REQUESTS]:
+        console.print(f"[yellow]The cluster at {bootstrap} already holds {earlier:,} hospital "
+                      "requests: the platform answers a visit it settled before from what it "
+                      "kept (a log replayed again gets its first answers, settling nothing "
+                      "anew), and settles new visits on top of its persons' earlier ones "
+                      "(balances, deductibles, caps), which `verify` does not know of.[/]")
 
 
 def _warn_if_redelivery_outlives_window(days: int, wall_s: float, remedy: str) -> None:
@@ -460,6 +480,8 @@ def replay(
                       f"{span % 3600 // 60:.0f} min of wall time ({pace}): a higher --speed "
                       "or --rate shortens it.[/]")
     check_reachable(bootstrap or os.environ.get(BOOTSTRAP_ENV))  # before advice about it
+    if bootstrap:
+        _check_platform_there(bootstrap, client)
     if plan.kill_worker or plan.join_worker or bootstrap:  # a worker may restart or rebalance
         _warn_if_redelivery_outlives_window(header.visits.days, arrivals[-1] if arrivals else 0,
                                             "a lower --rate or --speed, or a log of fewer days")

@@ -5,6 +5,7 @@ with its defaults)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
@@ -141,13 +142,21 @@ def unfit_topics(bootstrap: str, partitions: int, problems: list[str]) -> str:
 def records_in(bootstrap: str, topic: str, client_config: dict[str, Any] | None = None) -> int:
     """How many records `topic` holds (its partitions' end offsets summed; 0 if it does not
     exist): a cluster an earlier run used still holds its requests."""
+    return records_held(bootstrap, (topic,), client_config)[topic] or 0
+
+
+def records_held(bootstrap: str, names: Iterable[str],
+                 client_config: dict[str, Any] | None = None) -> dict[str, int | None]:
+    """How many records each topic holds, None for one the cluster does not have."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="huimin-admin",
                              **(client_config or {}))
     try:
-        partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            return 0
-        ends = consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
-        return sum(ends.values())
+        held: dict[str, int | None] = {}
+        for topic in names:
+            partitions = consumer.partitions_for_topic(topic)
+            held[topic] = sum(consumer.end_offsets(
+                [TopicPartition(topic, p) for p in partitions]).values()) if partitions \
+                else None
+        return held
     finally:
         consumer.close()

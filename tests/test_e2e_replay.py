@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
@@ -105,6 +106,14 @@ def test_replay_against_a_platform_already_running_on_a_cluster(tmp_path):
                   cwd=tmp_path).returncode == 0
     other = ["--persons", "600", "--seed", "8", "--visits", "60", "--cross-share", "0.3"]
     assert huimin("generate", *other, "-o", "other.jsonl", cwd=tmp_path).returncode == 0
+    with EmbeddedBroker() as b:
+        # no platform set up there: said at once (the hospitals waited 30 s for its topics)
+        started = time.monotonic()
+        bare = huimin("replay", "v.jsonl", "--speed", "2000000", "--bootstrap", b.bootstrap,
+                      "--results", "bare.jsonl", cwd=tmp_path)
+        assert bare.returncode == 2 and time.monotonic() - started < 20, bare.stderr
+        assert "has no topic hosp.requests or hosp.responses: no huimin platform" in \
+            " ".join(bare.stderr.split())
     with EmbeddedBroker() as b, platform(b.bootstrap, WorldSpec(seed=7, persons=600), 8,
                                          tmp_path / "platform"):
         # visits of another world (seed 8) are refused at the sign-in, before any is sent
@@ -117,6 +126,10 @@ def test_replay_against_a_platform_already_running_on_a_cluster(tmp_path):
                             cwd=tmp_path, env={**os.environ, SECRET_ENV: "not the workers'"})
         proc = huimin("replay", "v.jsonl", "--speed", "2000000", "--bootstrap", b.bootstrap,
                       "--results", "r.jsonl", cwd=tmp_path)
+        # again: answered from what the platform kept, and said so (verify cannot tell)
+        again = huimin("replay", "v.jsonl", "--speed", "2000000", "--bootstrap", b.bootstrap,
+                       "--results", "again.jsonl", cwd=tmp_path)
+    assert again.returncode == 0 and "settling nothing anew" in " ".join(again.stdout.split())
     assert forged.returncode == 2, forged.stdout + forged.stderr
     assert ("refused the signatures of the hospitals' sign-in (E6002"
             in " ".join(forged.stderr.split()))
