@@ -709,9 +709,12 @@ def verify(
                       "redelivered after a fast simulated clock moved on (give the run more "
                       "wall time per simulated day); what else failed may follow from them.[/]")
     if verdict.timed_out:
-        n = verdict.timed_out
+        n, settled = verdict.timed_out, verdict.timed_out_after_settling
+        after = (f" ({n - settled:,} ended TIMEOUT; {settled:,} after their settlement, "
+                 "which their outcome says, with `timed_out` beside it)") if settled else \
+            " (TIMEOUT)"
         console.print(f"[yellow]{n:,} {'visit' if n == 1 else 'visits'} timed out at the "
-                      "hospital (TIMEOUT): a request got no answer within its --answer-timeout, "
+                      f"hospital{after}: a request got no answer within its --answer-timeout, "
                       "and the visit's later requests were not sent; their expected answers are "
                       "counted as not equal. The platform may have answered late: `huimin trail "
                       "MSGID` shows where a request went, and `huimin dead-letters` what was "

@@ -43,9 +43,11 @@ class Verdict:
     #: dated over its window before a later request it had for the person (a log replayed
     #: twice on one cluster; redelivery after a fast simulated clock moved on)
     refused_as_replays: int = 0
-    #: visits the hospital gave up waiting on (TIMEOUT): their request unanswered in time,
-    #: their later requests never sent
+    #: visits the hospital gave up waiting on: a request unanswered in time, their later
+    #: requests never sent; TIMEOUT their outcome, unless they had settled before (a 7001
+    #: after the settlement, say): those are counted here too
     timed_out: int = 0
+    timed_out_after_settling: int = 0
     failures: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
 
     @property
@@ -59,6 +61,7 @@ class Verdict:
                 "not_replayed": self.not_replayed, "under_way": self.under_way,
                 "no_result": self.no_result, "refused_as_replays": self.refused_as_replays,
                 "timed_out": self.timed_out,
+                "timed_out_after_settling": self.timed_out_after_settling,
                 "checks": {name: {"passed": not self.failures.get(name),
                                   "failures": self.failures.get(name, [])}
                            for name in (COMPLETE_CHECK, ORACLE_CHECK, *CHECKS)}}
@@ -370,6 +373,7 @@ def verify(visits: Iterator[Visit], expected: Iterator[dict[str, Any]],
         verdict.redelivered += seen.redelivered
         verdict.refused_as_replays += seen.refused_as_replays
         verdict.timed_out += seen.timed_out
+        verdict.timed_out_after_settling += seen.timed_out and got.get("outcome") != TIMED_OUT
         if seen.lines:
             shown = verdict.failures[ORACLE_CHECK]
             shown += seen.lines[:max(0, 20 - len(shown))]

@@ -34,7 +34,7 @@ def test_a_timed_out_visit_is_named_with_the_request_it_waited_for_and_those_not
     log, results, visit_no, msgids = timed_out_at(tmp_path, 1)
     code, output, verdict = verify(log, results)
     assert code == 1, output
-    assert verdict["timed_out"] == 1
+    assert verdict["timed_out"] == 1 and verdict["timed_out_after_settling"] == 0
     [line] = [f for f in verdict["checks"]["answers equal the oracle"]["failures"]
               if f.startswith(f"visit {visit_no} ")]
     assert f"{msgids[1]}: timed out, no answer within the hospital's --answer-timeout" in line
@@ -75,6 +75,11 @@ def test_a_settled_visit_timed_out_at_a_later_request_is_named_by_the_msgid_kept
               if f.startswith(f"visit {record['visit_no']} ")]
     assert f"{waited}: timed out" in line and line.endswith("its 1 later request was not sent")
     assert "0 answers, expected" not in output
+    # counted apart, so that the line adds up with the results' TIMEOUT outcomes (a tester's
+    # walk: 237 said, 228 TIMEOUT in the file)
+    assert verdict["timed_out_after_settling"] == 1
+    said = " ".join(output.split())
+    assert "1 visit timed out at the hospital (0 ended TIMEOUT; 1 after their settlement" in said
 
 
 def test_a_wrong_answer_of_a_visit_that_did_not_time_out_is_no_time_out(tmp_path: Path) -> None:
