@@ -8,7 +8,7 @@ import os
 import re
 import shlex
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
@@ -83,6 +83,7 @@ from huimin.run_checks import account, check_bad_requests, replay_passed
 from huimin.verify import checked_visits, results_by_visit, write_json, write_junit
 from huimin.verify import verify as verify_answers
 from messages import topics
+from messages.visitlog import Visit
 from settlement.clearing import clear
 from settlement.oracle import Oracle
 from settlement.parameters import MAX_PREPAYMENT_MONTHS
@@ -732,6 +733,17 @@ def verify(
     raise typer.Exit(0 if verdict.ok else 1)
 
 
+def _noting_partial(visits: Iterator[Visit], records: Mapping[Any, dict[str, Any]],
+                    left_out: list[int]) -> Iterator[Visit]:
+    """`visits`, noting in `left_out` each with no result, or one of a replay stopped while
+    it was under way."""
+    for visit in visits:
+        got = records.get(visit.visit_no)
+        if got is None or got.get("under_way") is True:
+            left_out.append(visit.visit_no)
+        yield visit
+
+
 @app.command()
 def clearing(
     visit_log: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
@@ -760,10 +772,17 @@ def clearing(
         policy = clearing_policy(header.world)  # as the platform that settled the log
         if prepayment_months is not None:  # for every province, whatever the file said
             policy = replace(policy, prepayment_months=prepayment_months, months={})
-        statements = clear(events_from_results(checked_visits(visits, records, results),
-                                               results), policy)
+        left_out: list[int] = []  # visits with no result, or stopped under way
+        statements = clear(events_from_results(checked_visits(
+            _noting_partial(visits, records, left_out), records, results), results), policy)
     except LogFormatError as exc:
         raise refusal_exit(exc) from None
+    if left_out:  # on stderr: what --json prints stays JSON
+        no_result = sum(1 for n in left_out if n not in records)
+        errors.print(f"Of the log's visits, {no_result:,} have no result and "
+                     f"{len(left_out) - no_result:,} were under way when the replay stopped: "
+                     "the statements hold only the settlements the results show.",
+                     markup=False, highlight=False)
     chosen = [s for s in statements if month is None or s.month == month]
     if month is not None and not chosen:  # a month of local settlements only has one
         raise refusal_exit(f"No settlements in {month}; months with some: "

@@ -178,7 +178,8 @@ def checked_visits(visits: Iterator[Visit], records: dict[Any, dict[str, Any]],
     if unknown:
         raise ResultsMismatch(
             f"{results} does not belong to this visit log: it has results for "
-            f"{len(unknown)} visits not in the log (visit {', '.join(map(str, unknown[:3]))}"
+            f"{len(unknown)} {'visit' if len(unknown) == 1 else 'visits'} not in the "
+            f"log (visit {', '.join(map(str, unknown[:3]))}"
             f"{', …' if unknown[3:] else ''}; another log's?)")
 
 

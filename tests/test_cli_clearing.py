@@ -94,3 +94,13 @@ def test_clearing_statements_net_to_zero_and_cancellations_cross_into_the_next_m
     assert "Clearing statement 2026-12" in table.stdout and "Σ net = 0.00" in table.stdout
     missing = huimin("clearing", "v.jsonl", "v.expected.jsonl", "--month", "2030-01")
     assert missing.returncode == 2 and "2026-12, 2027-01" in missing.stderr  # an Error line
+    assert "have no result" not in table.stderr  # the whole log's results
+    # a replay stopped early: a statement of what its results show, said to be only that
+    lines = (tmp_path / "v.expected.jsonl").read_bytes().splitlines(True)
+    stopped = [orjson.loads(line) for line in lines[:-2]]  # the last two visits not reached
+    stopped[-1]["under_way"] = True
+    (tmp_path / "stopped.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in stopped))
+    partial = huimin("clearing", "v.jsonl", "stopped.jsonl", "--json")
+    assert partial.returncode == 0 and orjson.loads(partial.stdout), partial.stderr
+    assert "2 have no result and 1 were under way when the replay stopped" in " ".join(
+        partial.stderr.split())
