@@ -672,7 +672,7 @@ def verify(
         world = build_world(header.world)
         expected = expected or expected_path_for(visit_log)
         if expected.exists():
-            want = read_records(expected)
+            want = read_records(expected, "expected-answers")
         else:
             if not visit_log.is_file():  # a pipe (`<(…)`) reads empty the second time
                 raise LogFormatError(f"{visit_log} is not a regular file: with no expected "
@@ -721,10 +721,13 @@ def verify(
                       "MSGID` shows where a request went, and `huimin dead-letters` what was "
                       "refused.[/]")
     if verdict.no_result:
-        console.print(f"[yellow]{verdict.no_result:,} of those {verdict.visits:,} visits have no "
-                      "result, so none of their answers was compared: a replay stopped before "
-                      "the end of its log is judged on what it replayed with "
-                      "--replayed-only.[/]")
+        n, has = verdict.no_result, "has" if verdict.no_result == 1 else "have"
+        console.print(f"[yellow]{n:,} of those {verdict.visits:,} visits {has} no result, so "
+                      "none of their answers was compared: "
+                      + ("they come before visits that have one, so they were not left out as "
+                         "not replayed (lost from the results, or of another run?)"
+                         if replayed_only else "a replay stopped before the end of its log is "
+                         "judged on what it replayed with --replayed-only") + ".[/]")
     if replayed_only:
         console.print(f"[yellow]Left out (--replayed-only): {verdict.not_replayed:,} visits with "
                       f"no result; {verdict.under_way:,} "

@@ -243,18 +243,19 @@ def write_records(path: Path, sessions: Iterable[VisitSession], expected: bool =
     return n
 
 
-def read_records(path: Path) -> Iterator[dict[str, Any]]:
-    """Each result record; blank lines may end the file, as they may a visit log, not come
-    between its records."""
+def read_records(path: Path, kind: str = "result") -> Iterator[dict[str, Any]]:
+    """Each result record (`kind`: "result", or "expected-answers", which have their shape);
+    blank lines may end the file, as they may a visit log, not come between its records."""
     blank = 0  # the line number of a blank line not yet followed by a record
+    files = "a results file" if kind == "result" else f"an {kind} file"
     with open(path, "rb") as f:
         for n, line in enumerate(f, start=1):
             if not line.strip():
                 blank = blank or n
                 continue
             if blank:
-                raise LogFormatError(f"{path}: line {blank} is blank, between result records")
-            if problem := _not_text(path, n, line, "a results file"):
+                raise LogFormatError(f"{path}: line {blank} is blank, between {kind} records")
+            if problem := _not_text(path, n, line, files):
                 raise problem
             try:
                 record = orjson.loads(line)
@@ -262,5 +263,7 @@ def read_records(path: Path) -> Iterator[dict[str, Any]]:
                         or not isinstance(record.get("answers"), dict):
                     raise LogFormatError("no whole-number visit_no, or no answers")
             except (orjson.JSONDecodeError, LogFormatError) as exc:
-                raise LogFormatError(f"{path}: line {n} is not a result record ({exc})") from None
+                article = "an" if kind[0] in "aeiou" else "a"
+                raise LogFormatError(f"{path}: line {n} is not {article} {kind} record "
+                                     f"({exc})") from None
             yield record

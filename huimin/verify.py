@@ -235,8 +235,10 @@ def answer_diff(got: list[dict[str, Any]], want: list[dict[str, Any]]) -> str:
         if g == w:
             continue
         if g.get("infcode") != w.get("infcode") or g.get("err_code") != w.get("err_code"):
-            return (f"infcode {g.get('infcode')} {g.get('err_code') or ''} "
-                    f"!= expected {w.get('infcode')} {w.get('err_code') or ''}").strip()
+            def said(a: dict[str, Any]) -> str:
+                return " ".join(str(v) for v in (a.get("infcode"), a.get("err_code"))
+                                if v not in (None, ""))
+            return f"infcode {said(g)} != expected {said(w)}"
         parts = _differences("", g.get("output", {}), w.get("output", {}))
         if len(parts) > 5:
             parts = [*parts[:5], f"{len(parts) - 5} more"]

@@ -409,8 +409,8 @@ def test_results_for_visits_not_in_the_log_are_refused(logs: Path, tmp_path: Pat
     extra.write_bytes((logs / "a.expected.jsonl").read_bytes()
                       + orjson.dumps({"visit_no": 999, "answers": {}}) + b"\n")
     for command in ("verify", "clearing"):
-        refused(huimin(command, str(logs / "a.jsonl"), str(extra)), "visits not in the log",
-                "999")
+        refused(huimin(command, str(logs / "a.jsonl"), str(extra)),
+                "it has results for 1 visit not in the log (visit 999")
 
 
 def test_a_visit_with_two_records_is_refused_whichever_comes_first(logs: Path, tmp_path: Path):
@@ -1009,3 +1009,10 @@ def test_a_platform_started_with_the_hospitals_is_given_the_time_its_workers_bui
     assert worlds_build_s(10_000_000, 2, 2) == 280.0
     assert worlds_build_s(10_000_000, 3, 2) == 560.0
     assert worlds_build_s(1_000_000, 4, 1) == 4 * 28.0
+
+
+def test_expected_answers_that_are_none_are_told_as_expected_answers(logs: Path):
+    """verify's --expected given the visit log: "line 1 is not a result record"."""
+    result = huimin("verify", str(logs / "a.jsonl"), str(logs / "a.expected.jsonl"),
+                    "--expected", str(logs / "a.jsonl"))
+    refused(result, "line 1 is not an expected-answers record")

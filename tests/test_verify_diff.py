@@ -103,3 +103,9 @@ def test_an_id_number_or_a_name_in_a_field_no_list_knows_is_masked_all_the_same(
     assert answer_diff([refs[0]], [refs[1]]) == (
         "omsgid: 'H11010000001202612010900000001' != expected "
         "'H11010000001202612020900000001'")
+
+
+def test_a_different_outcome_is_said_in_codes_with_single_spaces():
+    ok, refused = {"infcode": 0, "err_code": ""}, {"infcode": -1, "err_code": "E2001"}
+    assert answer_diff([ok], [refused]) == "infcode 0 != expected -1 E2001"
+    assert answer_diff([refused], [ok]) == "infcode -1 E2001 != expected 0"

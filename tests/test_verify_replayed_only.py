@@ -10,10 +10,12 @@ from typing import Any
 import orjson
 
 from huimin.logfiles import expected_record, outcome_record
-from huimin.verify import COMPLETE_CHECK, ORACLE_CHECK, Verdict, verify
+from huimin.verify import COMPLETE_CHECK, ORACLE_CHECK, Verdict
+from huimin.verify import verify as verify_answers
 from settlement.oracle import Oracle
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import WorldSpec, build_world
+from tests.verifying import results_with_first_answers, verify
 
 WORLD = build_world(WorldSpec(seed=7, persons=300))
 VISITS = list(generate_visits(WORLD, VisitSpec(visits=40, days=5)))
@@ -38,7 +40,7 @@ def write(path: Path, records: list[dict[str, Any]]) -> None:
 
 
 def judge(path: Path, replayed_only: bool) -> Verdict:
-    return verify(iter(VISITS), iter(EXPECTED), path, WORLD.ref, replayed_only)
+    return verify_answers(iter(VISITS), iter(EXPECTED), path, WORLD.ref, replayed_only)
 
 
 def test_what_a_stopped_replay_received_passes_and_what_it_left_out_is_counted(
@@ -82,3 +84,18 @@ def test_a_visit_missing_in_the_middle_or_an_answer_missing_from_a_visit_over_st
     write(results, records)
     lost = judge(results, replayed_only=True)
     assert any(f.startswith(f"visit {over['visit_no']} ") for f in lost.failures[ORACLE_CHECK])
+
+
+def test_a_visit_missing_in_the_middle_is_told_as_lost_not_as_one_to_leave_out(
+        tmp_path: Path) -> None:
+    """Through the command: with --replayed-only given, the line advised --replayed-only."""
+    log, results = results_with_first_answers(tmp_path, None)
+    lines = results.read_bytes().splitlines(True)
+    results.write_bytes(b"".join(lines[:3] + lines[4:]))
+    code, output, verdict = verify(log, results, "--replayed-only")
+    said = " ".join(output.split())
+    assert code == 1 and verdict["no_result"] == 1, output
+    assert "1 of those 20 visits has no result" in said
+    assert "they come before visits that have one" in said and "with --replayed-only" not in said
+    _, output, _ = verify(log, results)  # without it, the advice stands
+    assert "judged on what it replayed with --replayed-only" in " ".join(output.split())

@@ -31,8 +31,8 @@ def results_with_first_answers(tmp_path: Path, answer_of: dict[str, object] | No
     return log, results
 
 
-def verify(log: Path, results: Path) -> tuple[int, str, dict[str, Any]]:
+def verify(log: Path, results: Path, *options: str) -> tuple[int, str, dict[str, Any]]:
     verdict = results.with_name("verdict.json")
     out = CliRunner().invoke(cli.app, ["verify", str(log), str(results), "--json",
-                                       str(verdict)], env={"COLUMNS": "300"})
+                                       str(verdict), *options], env={"COLUMNS": "300"})
     return out.exit_code, out.output, orjson.loads(verdict.read_bytes())
