@@ -782,10 +782,11 @@ def clearing(
         raise refusal_exit(exc) from None
     if left_out:  # on stderr: what --json prints stays JSON
         no_result = sum(1 for n in left_out if n not in records)
-        errors.print(f"Of the log's visits, {no_result:,} have no result and "
-                     f"{len(left_out) - no_result:,} were under way when the replay stopped: "
-                     "the statements hold only the settlements the results show.",
-                     markup=False, highlight=False)
+        under_way = len(left_out) - no_result
+        errors.print(f"Of the log's visits, {no_result:,} {'has' if no_result == 1 else 'have'} "
+                     f"no result and {under_way:,} {'was' if under_way == 1 else 'were'} under "
+                     "way when the replay stopped: the statements hold only the settlements "
+                     "the results show.", markup=False, highlight=False)
     chosen = [s for s in statements if month is None or s.month == month]
     if month is not None and not chosen:  # a month of local settlements only has one
         raise refusal_exit(f"No settlements in {month}; months with some: "

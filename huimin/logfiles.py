@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, BinaryIO
 
 import orjson
 from pydantic import ValidationError
@@ -138,36 +138,52 @@ def _header_of(first: bytes) -> LogHeader:
     return head
 
 
-def read_visit_log(path: Path) -> tuple[LogHeader, Iterator[Visit]]:
-    """The header, and the visits one at a time (a large log is never held in memory, only
-    two integers a visit: ~135 MB a million). Blank lines may end the log, not come between
-    visits. A visit's number, and the msgid of its first request, must be its own: hospitals
-    route answers by msgid, so a visit repeated (a line copied) would wait for answers its
-    twin took."""
-    with open(path, "rb") as f:  # the visits open it again, if they are read at all
-        first = f.readline()
+def _header_line(path: Path, first: bytes) -> tuple[LogHeader, int]:
+    """A visit log's first line read as its header, and its version."""
     if not first.strip():
         raise LogFormatError(f"{path} is empty: not a visit log (huimin generate writes one)")
     if (problem := _not_text(path, 1, first)) is not None:
         raise problem
     try:
-        head = _header_of(first)
-        version = orjson.loads(first)["huimin_visitlog"]  # one of READABLE_VERSIONS, then
+        # the version one of READABLE_VERSIONS, once the header is read
+        return _header_of(first), orjson.loads(first)["huimin_visitlog"]
     except (LogFormatError, orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         swapped = first.startswith(b'{"answers":')  # a results file's record (write_records)
         raise LogFormatError(f"{path}: line 1 is not a visit-log header ({exc})" + (
             "; it is a visit's answers: is this the results file? The visit log comes first"
             if swapped else "")) from None
 
-    header_bytes = len(first)
+
+def read_visit_log(path: Path) -> tuple[LogHeader, Iterator[Visit]]:
+    """The header, and the visits one at a time (a large log is never held in memory, only
+    two integers a visit: ~135 MB a million). Blank lines may end the log, not come between
+    visits. A visit's number, and the msgid of its first request, must be its own: hospitals
+    route answers by msgid, so a visit repeated (a line copied) would wait for answers its
+    twin took."""
+    f = open(path, "rb")  # noqa: SIM115 - closed here, or by the visits
+    try:
+        first = f.readline()
+        head, version = _header_line(path, first)
+    except BaseException:
+        f.close()
+        raise
+    if path.is_file():  # opened again when the visits are read: a command that stops before
+        f.close()  # them (verify, clearing) leaves no file open
+    # (a pipe, `<(…)`, cannot be: the visits read on from where the header ended)
+
+    def opened() -> BinaryIO:
+        if not f.closed:
+            return f
+        again = open(path, "rb")  # noqa: SIM115 - the visits' `with`
+        again.seek(len(first))
+        return again
 
     def visits() -> Iterator[Visit]:
         numbers: set[int] = set()
         starts: set[int] = set()  # hashes of each visit's first msgid
         blank = 0  # the line number of a blank line not yet followed by a visit
-        with open(path, "rb") as f:
-            f.seek(header_bytes)
-            for n, line in enumerate(f, start=2):
+        with opened() as log:
+            for n, line in enumerate(log, start=2):
                 if not line.strip():
                     blank = blank or n
                     continue

@@ -102,5 +102,5 @@ def test_clearing_statements_net_to_zero_and_cancellations_cross_into_the_next_m
     (tmp_path / "stopped.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in stopped))
     partial = huimin("clearing", "v.jsonl", "stopped.jsonl", "--json")
     assert partial.returncode == 0 and orjson.loads(partial.stdout), partial.stderr
-    assert "2 have no result and 1 were under way when the replay stopped" in " ".join(
+    assert "2 have no result and 1 was under way when the replay stopped" in " ".join(
         partial.stderr.split())

@@ -9,6 +9,7 @@ import errno
 import json
 import os
 import socket
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -614,6 +615,25 @@ def test_a_visit_log_whose_visits_are_not_read_leaves_no_file_open(logs: Path):
     assert next(visits).visit_no >= 0 and open_files() == before + 1  # while they are read
     visits.close()
     assert open_files() == before
+
+
+def test_a_visit_log_from_a_pipe_gives_all_its_visits(logs: Path):
+    """`huimin clearing <(zcat log.gz) …`: a pipe cannot be opened again past its header."""
+    data = (logs / "a.jsonl").read_bytes()
+    readable, writable = os.pipe()
+
+    def write() -> None:
+        with os.fdopen(writable, "wb") as pipe:
+            pipe.write(data)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        _, visits = read_visit_log(Path(f"/dev/fd/{readable}"))
+        assert len(list(visits)) == len(data.splitlines()) - 1
+    finally:
+        writer.join()
+        os.close(readable)
 
 
 def test_an_empty_visit_log_is_said_to_be_empty(tmp_path: Path):
