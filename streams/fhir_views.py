@@ -337,15 +337,9 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
         await audit(key, "operator-read", doc["province"], doc_id)
         return web.bytes(document_bytes(doc["content"]), content_type=FHIR_JSON)
 
-    counted: list[Any] = [-RESCAN_S, None]  # when the totals were last counted, and them
-
     @app.page("/ehr/stats/")
     async def stats(web: Any, request: Any) -> Any:
-        """Totals over the persons this worker serves (not its standby copies of others'),
-        counted at most once every RESCAN_S: every row is decoded, on the loop the roles
-        run on, and the view is open to any caller."""
-        if time.monotonic() - counted[0] < RESCAN_S:
-            return web.json(counted[1])
+        """Totals over the persons this worker serves (not its standby copies of others')."""
         totals = {"persons": 0, "documents": 0, "lab_results": 0, "audit_events": 0,
                   "refusals_audited": 0, "operator_accesses_audited": 0}
         mine = active_partitions()
@@ -360,5 +354,4 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
             totals["audit_events"] += row.audited
             totals["refusals_audited"] += row.refusals_audited
             totals["operator_accesses_audited"] += row.operator_audited
-        counted[:] = [time.monotonic(), totals]
         return web.json(totals)
