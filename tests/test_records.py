@@ -1518,3 +1518,36 @@ def test_an_older_consent_uploaded_after_a_newer_one_does_not_undo_it():
                     "dateTime": "2026-12-01T09:00:00+08:00"}
     _published(ex, certno, home, newer_permit)
     assert ex.find(certno, other)["infcode"] == 0
+
+
+def test_the_record_totals_let_the_roles_go_on_while_they_are_counted(
+        monkeypatch: pytest.MonkeyPatch):
+    """`/ehr/stats/` decodes every row on the roles' loop: at 100,000 persons a request held
+    them for seconds. A row gone meanwhile (to another worker) is left out, not a KeyError."""
+    import asyncio
+
+    from streams import fhir_views
+
+    monkeypatch.setattr(fhir_views, "STATS_ROWS_AT_ONCE", 3)
+    row = orjson.dumps({"docs": {"d": {}}, "labs": [], "audit": [], "answers": {},
+                        "audited": 2, "refusals_audited": 1})
+    records = {f"{n:018d}".encode(): row for n in range(10)}
+    turns: list[int] = []
+
+    async def roles() -> None:
+        while True:
+            turns.append(1)
+            records.pop(b"000000000000000009", None)  # a rebalance took it
+            await asyncio.sleep(0)
+
+    async def count() -> dict[str, int]:
+        other = asyncio.create_task(roles())
+        try:
+            return await fhir_views.records_totals(records, {0}, 1)
+        finally:
+            other.cancel()
+
+    totals = asyncio.run(count())
+    assert totals == {"persons": 9, "documents": 9, "lab_results": 0, "audit_events": 18,
+                      "refusals_audited": 9, "operator_accesses_audited": 0}
+    assert len(turns) >= 3  # the other task ran between every 3 rows
