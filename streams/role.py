@@ -5,7 +5,6 @@ writes and failures")."""
 from __future__ import annotations
 
 import logging
-import os
 import time
 import traceback
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from messages.platform import REPEAT_HEADER, hospital_context, wrap_answer
 from settlement.retention import HORIZON_DAYS, WINDOW_DAYS
 from settlement.treatment import MAX_REQUEST_BYTES
 from streams import metrics
+from streams.env_numbers import number_from_env
 from streams.lost_writes import stop_for_lost_write
 from streams.partitioner import key_partition
 
@@ -44,15 +44,7 @@ def max_record_bytes() -> int:
     taken. `HUIMIN_MAX_RECORD_BYTES` lowers it for a broker with a smaller
     `message.max.bytes`: ValueError if it is not bytes from 1,000 to 900,000 (every huimin
     command checks it as it starts)."""
-    given = os.environ.get(MAX_RECORD_BYTES_ENV) or "900000"
-    try:
-        limit = int(given)
-    except ValueError:
-        limit = 0
-    if not 1_000 <= limit <= 900_000:
-        raise ValueError(f"{MAX_RECORD_BYTES_ENV}={given!r}: bytes from 1,000 to 900,000 "
-                         "(900,000 unless set)")
-    return limit
+    return number_from_env(MAX_RECORD_BYTES_ENV, 900_000, 1_000, 900_000, "bytes", int)
 
 
 def _max_record_bytes_or_default() -> int:

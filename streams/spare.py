@@ -13,9 +13,10 @@ a worker with partitions keeps aiokafka's guard as it is.
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
+
+from streams.env_numbers import number_from_env
 
 #: How long a worker's event loop may go without fetching before aiokafka takes it out of
 #: the group: a stall longer than this (a 10 s one was seen) costs a rebalance, so it is long.
@@ -27,15 +28,7 @@ def max_poll_interval_s() -> float:
     the group: a stall longer than this (a 10 s one was seen) costs a rebalance, so it is long
     (300 s unless `HUIMIN_MAX_POLL_INTERVAL_S` says otherwise; ValueError if it is not
     seconds from 1 to 86,400: every huimin command checks it as it starts)."""
-    given = os.environ.get(MAX_POLL_INTERVAL_ENV) or "300"
-    try:
-        seconds = float(given)
-    except ValueError:
-        seconds = 0.0
-    if not 1 <= seconds <= 86_400:
-        raise ValueError(f"{MAX_POLL_INTERVAL_ENV}={given!r}: seconds from 1 to 86,400 "
-                         "(300 unless set)")
-    return seconds
+    return number_from_env(MAX_POLL_INTERVAL_ENV, 300, 1, 86_400, "seconds", float)
 
 
 def spare_tick_s(max_poll_interval: float) -> float:

@@ -68,14 +68,14 @@ def test_huimin_worker_passes_its_fetch_options_to_the_worker(monkeypatch: pytes
     assert len(started) == 1
 
 
-def test_the_raw_ceilings_forwarders_fetch_as_the_workers_do(monkeypatch: pytest.MonkeyPatch):
-    """They play the workers' part in the raw chain, so `huimin bench --fetch-min-bytes`
-    reaches them too, in the arguments their process reads."""
-    started: list[list[str]] = []
+def forwarders_started(monkeypatch: pytest.MonkeyPatch) -> list[tuple[list[str], object]]:
+    """The raw ceiling's forwarders' process, stood in for: each start's arguments and the
+    stdout it was given."""
+    started: list[tuple[list[str], object]] = []
 
     class Started:
-        def __init__(self, args: list[str], **_: object) -> None:
-            started.append(args)
+        def __init__(self, args: list[str], stdout: object = None, **_: object) -> None:
+            started.append((args, stdout))
 
         def terminate(self) -> None: ...
         def wait(self, _timeout: float) -> None: ...
@@ -84,9 +84,17 @@ def test_the_raw_ceilings_forwarders_fetch_as_the_workers_do(monkeypatch: pytest
     monkeypatch.setattr(ceiling, "ensure_topics", lambda *a, **k: None)
     monkeypatch.setattr(ceiling.subprocess, "Popen", Started)
     monkeypatch.setattr(ceiling.time, "sleep", lambda _s: None)
+    return started
+
+
+def test_the_raw_ceilings_forwarders_fetch_as_the_workers_do(monkeypatch: pytest.MonkeyPatch):
+    """They play the workers' part in the raw chain, so `huimin bench --fetch-min-bytes`
+    reaches them too, in the arguments their process reads."""
+    started = forwarders_started(monkeypatch)
     with ceiling.RawCeiling("127.0.0.1:9", linger_ms=5, fetch_wait_ms=7, fetch_min_bytes=8192):
         pass
-    assert started[0][-4:] == ["127.0.0.1:9", "5", "7", "8192"]
+    args = started[0][0]
+    assert args[-4:] == ["127.0.0.1:9", "5", "7", "8192"]
     forwarded: list[tuple[int, int, int]] = []
 
     async def forwarder(_bootstrap: str, _source: str, _target: str, _stop: object,
@@ -94,7 +102,7 @@ def test_the_raw_ceilings_forwarders_fetch_as_the_workers_do(monkeypatch: pytest
         forwarded.append((linger_ms, fetch_wait_ms, fetch_min_bytes))
 
     monkeypatch.setattr(ceiling, "_forward", forwarder)
-    asyncio.run(ceiling._forwarders(started[0][-4], *map(int, started[0][-3:])))
+    asyncio.run(ceiling._forwarders(args[-4], *map(int, args[-3:])))
     assert forwarded == [(5, 7, 8192)] * (ceiling.HOPS - 1)
 
 
@@ -102,20 +110,8 @@ def test_the_raw_ceiling_leaves_no_log_file_open_in_the_bench(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     """The forwarders' process writes to its own copy of the log; the bench's stayed open,
     one a rate."""
-    handed: list[object] = []
-
-    class Started:
-        def __init__(self, _args: list[str], stdout: object, **_: object) -> None:
-            handed.append(stdout)
-
-        def terminate(self) -> None: ...
-        def wait(self, _timeout: float) -> None: ...
-        def poll(self) -> int: return 0
-
-    monkeypatch.setattr(ceiling, "ensure_topics", lambda *a, **k: None)
-    monkeypatch.setattr(ceiling.subprocess, "Popen", Started)
-    monkeypatch.setattr(ceiling.time, "sleep", lambda _s: None)
+    started = forwarders_started(monkeypatch)
     with ceiling.RawCeiling("127.0.0.1:9", log_path=tmp_path / "ceiling.log"):
         pass
-    (log,) = handed
+    ((_, log),) = started
     assert getattr(log, "name", None) == str(tmp_path / "ceiling.log") and log.closed
