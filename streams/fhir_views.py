@@ -23,13 +23,11 @@ HUIMIN_OPERATOR_TOKEN is set, requests that carry `Authorization: Bearer <that t
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import os
 import re
 import time
 import uuid
-from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -45,38 +43,14 @@ from records.pix import NamesSeveralPersons, identifiers_elsewhere, person_named
 from records.validation import operation_outcome
 from settlement.reference import ReferenceData
 from streams.partitioner import key_partition
+from streams.record_totals import RecordsTotals
 
 FHIR_JSON = "application/fhir+json"
 BEIJING = timezone(timedelta(hours=8))
 OPERATOR_TOKEN_ENV = "HUIMIN_OPERATOR_TOKEN"
 #: Seconds between two reads of the whole records table for documents not known yet.
 RESCAN_S = 2.0
-#: Records rows `/ehr/stats/` decodes before the roles may go on (~20 ms of a busy worker's).
-STATS_ROWS_AT_ONCE = 250
 LOOPBACK = frozenset({"127.0.0.1", "::1"})
-
-
-async def records_totals(records: Mapping[bytes, bytes], mine: set[int] | frozenset[int],
-                         partitions: int) -> dict[str, int]:
-    """`/ehr/stats/`'s totals over the rows of the partitions `mine`. Every row is decoded,
-    on the loop the roles run on, for any caller: the roles go on between every
-    STATS_ROWS_AT_ONCE rows (at 100,000 persons the count takes seconds)."""
-    totals = {"persons": 0, "documents": 0, "lab_results": 0, "audit_events": 0,
-              "refusals_audited": 0, "operator_accesses_audited": 0}
-    keys = [k for k in records if key_partition(k, partitions) in mine]
-    for n, k in enumerate(keys, start=1):
-        if n % STATS_ROWS_AT_ONCE == 0:
-            await asyncio.sleep(0)
-        if (v := records.get(k)) is None:  # moved to another worker meanwhile
-            continue
-        row = RecordsRow.from_dict(orjson.loads(v))
-        totals["persons"] += 1
-        totals["documents"] += len(row.docs)
-        totals["lab_results"] += len(row.labs)
-        totals["audit_events"] += row.audited
-        totals["refusals_audited"] += row.refusals_audited
-        totals["operator_accesses_audited"] += row.operator_audited
-    return totals
 
 
 def operator_refusal(remote: str | None, authorization: str, token: str) -> str | None:
@@ -183,6 +157,7 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
     doc_owner: dict[str, bytes] = {}  # document id -> person key, rebuilt from the table
     scanned = [-RESCAN_S]  # when the table was last read for it
     token = os.environ.get(OPERATOR_TOKEN_ENV, "")
+    totals = RecordsTotals()
 
     def fhir(web: Any, body: dict[str, Any], status: int = 200) -> Any:
         return web.bytes(orjson.dumps(body), content_type=FHIR_JSON, status=status)
@@ -367,5 +342,5 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
     @app.page("/ehr/stats/")
     async def stats(web: Any, request: Any) -> Any:
         """Totals over the persons this worker serves (not its standby copies of others')."""
-        return web.json(await records_totals(records, active_partitions(),
-                                             app.conf.topic_partitions))
+        return web.json(await totals.count(records, active_partitions(),
+                                           app.conf.topic_partitions))

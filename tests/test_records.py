@@ -1522,13 +1522,13 @@ def test_an_older_consent_uploaded_after_a_newer_one_does_not_undo_it():
 
 def test_the_record_totals_let_the_roles_go_on_while_they_are_counted(
         monkeypatch: pytest.MonkeyPatch):
-    """`/ehr/stats/` decodes every row on the roles' loop: at 100,000 persons a request held
+    """`/ehr/stats/` walks every row on the roles' loop: at 100,000 persons a request held
     them for seconds. A row gone meanwhile (to another worker) is left out, not a KeyError."""
     import asyncio
 
-    from streams import fhir_views
+    from streams import record_totals
 
-    monkeypatch.setattr(fhir_views, "STATS_ROWS_AT_ONCE", 3)
+    monkeypatch.setattr(record_totals, "ROWS_AT_ONCE", 3)
     row = orjson.dumps({"docs": {"d": {}}, "labs": [], "audit": [], "answers": {},
                         "audited": 2, "refusals_audited": 1})
     records = {f"{n:018d}".encode(): row for n in range(10)}
@@ -1543,7 +1543,7 @@ def test_the_record_totals_let_the_roles_go_on_while_they_are_counted(
     async def count() -> dict[str, int]:
         other = asyncio.create_task(roles())
         try:
-            return await fhir_views.records_totals(records, {0}, 1)
+            return await record_totals.RecordsTotals().count(records, {0}, 1)
         finally:
             other.cancel()
 
@@ -1551,3 +1551,54 @@ def test_the_record_totals_let_the_roles_go_on_while_they_are_counted(
     assert totals == {"persons": 9, "documents": 9, "lab_results": 0, "audit_events": 18,
                       "refusals_audited": 9, "operator_accesses_audited": 0}
     assert len(turns) >= 3  # the other task ran between every 3 rows
+
+
+def test_the_record_totals_decode_again_only_the_rows_changed_since_the_last_count(
+        monkeypatch: pytest.MonkeyPatch):
+    """A stream of `/ehr/stats/` requests (open to any caller) decoded every row each time;
+    now a row is decoded when its bytes changed, and a row changed in place, added, gone or
+    of a partition no longer served counts as it is now."""
+    import asyncio
+
+    from streams import record_totals
+    from streams.partitioner import key_partition
+
+    decoded: list[bytes] = []
+    real = record_totals.row_counts
+    monkeypatch.setattr(record_totals, "row_counts",
+                        lambda v: decoded.append(v) or real(v))
+
+    def row(docs: int, audited: int) -> bytes:
+        return orjson.dumps({"docs": {f"d{i}": {} for i in range(docs)}, "labs": [{}],
+                             "audit": [], "answers": {}, "audited": audited,
+                             "refusals_audited": 0, "operator_audited": 1})
+
+    records = {f"{n:018d}".encode(): row(1, 1) for n in range(40)}
+    mine = {p for p in range(4) if p != 3}
+    served = [k for k in records if key_partition(k, 4) in mine]
+    assert 0 < len(served) < len(records)  # some keys are another worker's
+    totals = record_totals.RecordsTotals()
+
+    def count() -> dict[str, int]:
+        return asyncio.run(totals.count(records, mine, 4))
+
+    assert count()["documents"] == len(served)
+    assert len(decoded) == len(served)
+    decoded.clear()
+    assert count()["persons"] == len(served)
+    assert decoded == []  # nothing changed: nothing decoded
+
+    records[served[0]] = row(3, 5)  # rewritten as the roles do
+    del records[served[1]]
+    records[b"999999999999999999"] = row(2, 0)
+    after = count()
+    new_is_mine = key_partition(b"999999999999999999", 4) in mine
+    assert after == {"persons": len(served) - 1 + new_is_mine,
+                     "documents": len(served) + 1 + 2 * new_is_mine,
+                     "lab_results": len(served) - 1 + new_is_mine,
+                     "audit_events": len(served) + 3,
+                     "refusals_audited": 0,
+                     "operator_accesses_audited": len(served) - 1 + new_is_mine}
+    assert decoded == [row(3, 5)] + [row(2, 0)] * new_is_mine
+    mine.discard(0)  # a partition taken over by another worker
+    assert count()["persons"] == sum(key_partition(k, 4) in mine for k in records)
