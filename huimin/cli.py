@@ -60,6 +60,8 @@ from huimin.moneyflow import events_from_results
 from huimin.report import (
     accounted,
     counted,
+    daily_reconciliation_line,
+    daily_reconciliation_summary,
     print_statement,
     print_summary,
     replay_pace,
@@ -79,7 +81,12 @@ from huimin.run import (
     visit_period,
     write_money_views,
 )
-from huimin.run_checks import account, check_bad_requests, replay_passed
+from huimin.run_checks import (
+    account,
+    check_bad_requests,
+    check_daily_reconciliation,
+    replay_passed,
+)
 from huimin.verify import checked_visits, results_by_visit, write_json, write_junit
 from huimin.verify import verify as verify_answers
 from messages import topics
@@ -581,6 +588,12 @@ def replay(
                       "answered or dead-lettered as expected")
         for line in bad_check.problems[:10]:
             console.print(f"  [red]- {line}[/]")
+    day = check_daily_reconciliation(result, result.sessions)  # as the hospitals saw it
+    console.print(daily_reconciliation_line(daily_reconciliation_summary(day)))
+    for line in day.unbalanced[:10] + ([] if day.posted == day.expected_posted else [
+            f"{counted(day.posted, 'settlement')} posted from 3202, {day.expected_posted:,} "
+            "expected (the settlements whose answers the hospitals lost)"]):
+        console.print(f"  [red]- {escape(line)}[/]")
     console.print(f"Answers in {results}. Check them: huimin verify {visit_log} {results}",
                   markup=False)
     unclosed = sum(1 for answers in closing if not answers)
@@ -607,7 +620,7 @@ def replay(
                          "E9002)" if acc.foreign_failures else "")
                       + ": huimin dead-letters lists them.[/]")
     ok = replay_passed(acc, bool(result.timed_out), bad_check.ok,
-                       own_platform=bootstrap is None) and not unclosed
+                       own_platform=bootstrap is None) and not unclosed and day.ok
     raise typer.Exit(interrupt.exit_code if stopped else 0 if ok else 1)
 
 

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from huimin.logfiles import whole_file, write_records
 from huimin.run import RunReport
-from huimin.run_checks import distinct_dead_letters
+from huimin.run_checks import DailyReconciliationCheck, distinct_dead_letters
 from messages.codes import EHR, SETTLEMENTS, ErrorCode, Infno
 from messages.envelope import is_cross_province
 from messages.platform import CROSS, LOCAL
@@ -140,17 +140,7 @@ def summarise(report: RunReport) -> dict[str, Any]:
                            "equal_to_oracle": report.reconciliation.equal_to_oracle,
                            "problems": report.reconciliation.problems,
                            "not_sent": report.reconciliation.not_sent},
-        "daily_reconciliation": {
-            "hospital_days": (d := report.daily_reconciliation).days,
-            "balanced_at_once": d.balanced_at_once,
-            "balanced_after_posting": d.balanced_after_posting,
-            "balanced_after_waiting": d.balanced_after_waiting,
-            "unbalanced": d.unbalanced, "posted": d.posted,
-            "expected_posted": d.expected_posted,
-            # what the settlements posted from 3202 paid: in the ledger, not in the visits'
-            # results (their HIS never saw the answers)
-            "posted_money_fen": dict(zip(("medfee_sumamt", "hifp_pay", "acct_pay"),
-                                         d.posted_fen, strict=True))},
+        "daily_reconciliation": daily_reconciliation_summary(report.daily_reconciliation),
         # why the visits stopped early (`visits` of `visits_planned` arrived): the cluster
         # refused every connection in silence (simulators/cluster_watch.py)
         "cluster_lost": lost_reason(report.options.stop_after_unreachable_s, res.cluster_lost)
@@ -272,6 +262,30 @@ def accounted(sent: int, ok: int, error: int, dead: int) -> str:
             f"dead-lettered {dead:,}")
 
 
+def daily_reconciliation_summary(d: DailyReconciliationCheck) -> dict[str, Any]:
+    """The hospitals' daily 3201/3202 as summary.json (and the console line) give them."""
+    return {"hospital_days": d.days, "balanced_at_once": d.balanced_at_once,
+            "balanced_after_posting": d.balanced_after_posting,
+            "balanced_after_waiting": d.balanced_after_waiting,
+            "unbalanced": d.unbalanced, "posted": d.posted,
+            "expected_posted": d.expected_posted,
+            # what the settlements posted from 3202 paid: in the ledger, not in the visits'
+            # results (their HIS never saw the answers)
+            "posted_money_fen": dict(zip(("medfee_sumamt", "hifp_pay", "acct_pay"),
+                                         d.posted_fen, strict=True))}
+
+
+def daily_reconciliation_line(day: dict[str, Any]) -> str:
+    """One line for the hospital-days of a run or a replay, and how each came to balance."""
+    return (f"[bold]Daily reconciliation[/] {day['hospital_days']:,} hospital-days: "
+            f"{day['balanced_at_once']:,} 平 at once, {day['balanced_after_posting']:,} "
+            f"不平 until 3202 detailed {counted(day['posted'], 'settlement')} whose "
+            f"answers were lost (expected {day['expected_posted']:,}), "
+            f"{day['balanced_after_waiting']:,} 平 once the clearing caught up, "
+            + (f"[red]{len(day['unbalanced'])} left 不平[/]" if day["unbalanced"]
+               else "0 left 不平"))
+
+
 def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> None:
     routes = summary["visits_settled_by_route"]
     money = summary["money_fen"]
@@ -362,12 +376,7 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
                   + audit_against_oracle(ehr)
                   + f", {counted(ehr['lab_tests_avoided'], 'lab test')} avoided "
                     f"(¥{yuan(ehr['lab_saving_fen'])} saved)")
-    console.print(f"[bold]Daily reconciliation[/] {day['hospital_days']:,} hospital-days: "
-                  f"{day['balanced_at_once']:,} 平 at once, {day['balanced_after_posting']:,} "
-                  f"不平 until 3202 detailed {counted(day['posted'], 'settlement')} whose "
-                  f"answers were lost (expected {day['expected_posted']:,}), "
-                  f"{day['balanced_after_waiting']:,} 平 once the clearing caught up, "
-                  f"{len(day['unbalanced'])} left 不平")
+    console.print(daily_reconciliation_line(day))
     if rec.get("not_sent"):
         console.print(f"[bold]Reconciliation[/] [red]not done: {rec['not_sent']}[/]",
                       soft_wrap=True)

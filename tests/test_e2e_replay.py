@@ -36,6 +36,7 @@ def replayed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     proc = huimin("replay", "visits.jsonl", "--rate", "50", "--results", "results.jsonl",
                   cwd=d)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    (d / "replay.out").write_text(proc.stdout)
     return d
 
 
@@ -69,6 +70,13 @@ def test_replay_then_verify_passes_with_a_junit_report(replayed):
     assert ledger["debits"] == ledger["credits"] > 0, ledger
     applications = orjson.loads((replayed / "results.applications.json").read_bytes())
     assert applications and {a["appy_stas"] for a in applications} == {"1"}
+    # and the hospitals' days, as a run says them: every one balanced, the settlements whose
+    # answers they lost (the log's `~`, unless reversed that day) posted from 3202
+    day = re.search(r"Daily reconciliation ([\d,]+) hospital-days: .* detailed (\d+) "
+                    r"settlements? whose answers were lost \(expected (\d+)\), .* (\d+) left 不平",
+                    " ".join((replayed / "replay.out").read_text().split()))
+    assert day, (replayed / "replay.out").read_text()
+    assert int(day[1].replace(",", "")) > 0 and day[2] == day[3] and day[4] == "0"
 
 
 def test_verify_rejects_a_corrupted_result_with_a_readable_diff(replayed):

@@ -1,0 +1,65 @@
+"""`huimin replay` says how the hospitals' days reconciled (3201/3202), as `huimin run` does,
+and fails where a hospital-day stayed 不平: the platform's totals for that day are not what
+the hospital's books hold, which no other check of a replay sees."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from huimin import cli
+from huimin.run import Execution
+from settlement.reconciliation import BALANCED, UNBALANCED
+from simulators.reconciliation import DailyReconciler, DayReconciliation, HospitalBooks
+from simulators.visit_run import HospitalRunResult
+
+
+def replay_with_days(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                     days: list[DayReconciliation]) -> Any:
+    """A replay into a platform whose hospitals reconciled `days`, nothing else happening."""
+    log = tmp_path / "v.jsonl"
+    runner = CliRunner()
+    assert runner.invoke(cli.app, ["generate", "--persons", "200", "--visits", "3",
+                                   "-o", str(log)]).exit_code == 0
+
+    def reconciled(*_: Any, on_visits_over: Any, **__: Any) -> Execution:
+        daily = DailyReconciler(HospitalBooks(),
+                                days={(d.fixmedins_code, d.day): d for d in days})
+        result = HospitalRunResult([], {}, {}, [], [], 0, 1.0, daily=daily)
+        on_visits_over(result)
+        return Execution(result, "127.0.0.1:1", 0, None, None, None, {}, 0.0, 0.0)
+
+    monkeypatch.setattr(cli, "execute", reconciled)
+    monkeypatch.setattr(cli, "check_reachable", lambda *_: None)
+    monkeypatch.setattr(cli, "_check_platform_there", lambda *_: None)
+    return runner.invoke(cli.app, ["replay", str(log), "--rate", "10", "--bootstrap",
+                                   "127.0.0.1:1", "--bad-per-kind", "0",
+                                   "--results", str(tmp_path / "r.jsonl")])
+
+
+def test_a_replay_whose_days_all_balanced_says_how_and_passes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    days = [DayReconciliation("H11010000001", "2026-01-05", attempts=1, result=BALANCED),
+            DayReconciliation("H11010000001", "2026-01-06", attempts=2, result=BALANCED,
+                              waited=1)]
+    result = replay_with_days(tmp_path, monkeypatch, days)
+    assert result.exit_code == 0, (result.output, result.exception)
+    line = " ".join(result.output.split())
+    assert "Daily reconciliation 2 hospital-days: 1 平 at once, 0 不平 until 3202 detailed " \
+           "0 settlements whose answers were lost (expected 0), 1 平 once the clearing " \
+           "caught up, 0 left 不平" in line
+
+
+def test_a_replay_with_a_day_left_unbalanced_fails_naming_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    days = [DayReconciliation("H11010000001", "2026-01-05", attempts=1, result=BALANCED),
+            DayReconciliation("H31010000002", "2026-01-06", attempts=10, first=UNBALANCED,
+                              result=UNBALANCED)]
+    result = replay_with_days(tmp_path, monkeypatch, days)
+    assert result.exit_code == 1, (result.output, result.exception)
+    out = " ".join(result.output.split())
+    assert "1 left 不平" in out
+    assert f"- H31010000002 2026-01-06: {UNBALANCED} after 10 3201" in out
