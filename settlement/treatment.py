@@ -413,35 +413,11 @@ class TreatmentPlatform:
         if infno in FEE_UPLOADS:
             return self._upload_fees(req, inp, ctx, row, hospital)
         if infno == Infno.OUTPATIENT_REGISTER_CANCEL:
-            visit = self._visit(row, inp.mdtrt_id, req, OUTPATIENT, inp.psn_no)
-            if visit["setl_id"]:
-                raise Rejected(ErrorCode.VISIT_ALREADY_SETTLED, f"visit {inp.mdtrt_id} is settled"
-                               f" as {visit['setl_id']}; cancel the settlement first")
-            visit["status"] = CANCELLED
-            visit["closed_by"] = req.msgid  # what a 2601 of it must name to reopen the visit
-            touch_all([visit], inf_time_stamp(req.inf_time))
-            return self._answer(row, req.msgid, {"mdtrt_id": inp.mdtrt_id,
-                                                 "status": "cancelled"}, ctx)
+            return self._cancel_registration(req, inp, ctx, row)
         if infno in FEE_CANCELLATIONS:
             return self._cancel_fees(req, inp, ctx, row)
         if infno == Infno.INPATIENT_DISCHARGE:
-            visit = self._visit(row, inp.mdtrt_id, req, INPATIENT, inp.psn_no)
-            if visit["status"] != OPEN:
-                raise Rejected(ErrorCode.WRONG_SEQUENCE,
-                               f"stay {inp.mdtrt_id} is {visit['status']}")
-            if inp.endtime < visit["begntime"]:  # yyyy-MM-dd HH:mm:ss: as text, as times
-                raise Rejected(ErrorCode.WRONG_SEQUENCE, f"endtime {inp.endtime} is before "
-                               f"the stay's begntime {visit['begntime']}")
-            if inp.endtime > req.inf_time:
-                raise Rejected(ErrorCode.WRONG_SEQUENCE, f"endtime {inp.endtime} is after the "
-                               f"request's inf_time {req.inf_time}: a discharge is sent once "
-                               "it has happened")
-            visit["status"] = DISCHARGED
-            visit["endtime"] = inp.endtime
-            visit["closed_by"] = req.msgid
-            touch_all([visit], inf_time_stamp(req.inf_time))
-            return self._answer(row, req.msgid, {"mdtrt_id": inp.mdtrt_id,
-                                                 "status": "discharged"}, ctx)
+            return self._discharge(req, inp, ctx, row)
         if infno in SETTLEMENTS or infno in PRESETTLEMENTS:
             return self._settle(req, inp, ctx, row)
         if infno in CANCELLATIONS:
@@ -451,30 +427,70 @@ class TreatmentPlatform:
             ctx["mdtrt_id"] = inp.mdtrt_id
             return self._forward(req, inp, ctx, row, pending=inp.mdtrt_id)
         if infno == Infno.REVERSAL:
-            if inp.oinfno not in REVERSIBLE and inp.oinfno not in CANCELLATIONS:
-                raise Rejected(ErrorCode.NOT_REVERSIBLE,
-                               f"infno {inp.oinfno} cannot be reversed by 2601")
-            if not inp.omsgid.startswith(req.fixmedins_code):  # a msgid begins with its sender
-                raise Rejected(ErrorCode.NOT_REVERSIBLE, "omsgid is another hospital's: a "
-                               "hospital reverses only its own transactions")
-            if ahead_of(inp.omsgid, req.inf_time):
-                raise Rejected(ErrorCode.NOT_REVERSIBLE, TOO_FAR_AHEAD)
-            if msgid_stamp(inp.omsgid) < _remembered_since(row, req):
-                raise Rejected(ErrorCode.NOT_REVERSIBLE, f"msgid {inp.omsgid} is older than the "
-                               f"{WINDOW_DAYS}-day operating window of this request or of the "
-                               "hospital's latest one: what it did can no longer be found")
-            if inp.oinfno in INSURED_SIDE:
-                original = row.answers.get(inp.omsgid)
-                if original is not None and original["infcode"] == 0 and \
-                        INSURED_ANSWERS.isdisjoint(original["output"]):
-                    raise Rejected(ErrorCode.NOT_REVERSIBLE, f"msgid {inp.omsgid} was not a "
-                                   f"{inp.oinfno}: its answer is not one")
-                # a settlement's reversal unsettles a visit its answer names: any of them
-                return self._forward(req, inp, ctx, row,
-                                     pending="" if inp.oinfno in SETTLEMENTS else None)
-            return self._reverse(req, inp, ctx, row)
+            return self._reversal(req, inp, ctx, row)
         assert infno == Infno.ACCUMULATORS
         return self._forward(req, inp, ctx)
+
+    def _cancel_registration(self, req: Request, inp: Any, ctx: dict[str, Any],
+                             row: TreatmentRow) -> tuple[Outcome, TreatmentRow | None]:
+        """2202 (an outpatient registration cancelled): a visit not settled closes."""
+        visit = self._visit(row, inp.mdtrt_id, req, OUTPATIENT, inp.psn_no)
+        if visit["setl_id"]:
+            raise Rejected(ErrorCode.VISIT_ALREADY_SETTLED, f"visit {inp.mdtrt_id} is settled"
+                           f" as {visit['setl_id']}; cancel the settlement first")
+        visit["status"] = CANCELLED
+        visit["closed_by"] = req.msgid  # what a 2601 of it must name to reopen the visit
+        touch_all([visit], inf_time_stamp(req.inf_time))
+        return self._answer(row, req.msgid, {"mdtrt_id": inp.mdtrt_id,
+                                             "status": "cancelled"}, ctx)
+
+    def _discharge(self, req: Request, inp: Any, ctx: dict[str, Any],
+                   row: TreatmentRow) -> tuple[Outcome, TreatmentRow | None]:
+        """2402: an open stay ends, at a time between its beginning and the request."""
+        visit = self._visit(row, inp.mdtrt_id, req, INPATIENT, inp.psn_no)
+        if visit["status"] != OPEN:
+            raise Rejected(ErrorCode.WRONG_SEQUENCE,
+                           f"stay {inp.mdtrt_id} is {visit['status']}")
+        if inp.endtime < visit["begntime"]:  # yyyy-MM-dd HH:mm:ss: as text, as times
+            raise Rejected(ErrorCode.WRONG_SEQUENCE, f"endtime {inp.endtime} is before "
+                           f"the stay's begntime {visit['begntime']}")
+        if inp.endtime > req.inf_time:
+            raise Rejected(ErrorCode.WRONG_SEQUENCE, f"endtime {inp.endtime} is after the "
+                           f"request's inf_time {req.inf_time}: a discharge is sent once "
+                           "it has happened")
+        visit["status"] = DISCHARGED
+        visit["endtime"] = inp.endtime
+        visit["closed_by"] = req.msgid
+        touch_all([visit], inf_time_stamp(req.inf_time))
+        return self._answer(row, req.msgid, {"mdtrt_id": inp.mdtrt_id,
+                                             "status": "discharged"}, ctx)
+
+    def _reversal(self, req: Request, inp: Any, ctx: dict[str, Any],
+                  row: TreatmentRow) -> tuple[Outcome, TreatmentRow | None]:
+        """2601: the hospital's own transaction within the operating window, undone here
+        (`_reverse`) or, for what the insured place did, forwarded to it."""
+        if inp.oinfno not in REVERSIBLE and inp.oinfno not in CANCELLATIONS:
+            raise Rejected(ErrorCode.NOT_REVERSIBLE,
+                           f"infno {inp.oinfno} cannot be reversed by 2601")
+        if not inp.omsgid.startswith(req.fixmedins_code):  # a msgid begins with its sender
+            raise Rejected(ErrorCode.NOT_REVERSIBLE, "omsgid is another hospital's: a "
+                           "hospital reverses only its own transactions")
+        if ahead_of(inp.omsgid, req.inf_time):
+            raise Rejected(ErrorCode.NOT_REVERSIBLE, TOO_FAR_AHEAD)
+        if msgid_stamp(inp.omsgid) < _remembered_since(row, req):
+            raise Rejected(ErrorCode.NOT_REVERSIBLE, f"msgid {inp.omsgid} is older than the "
+                           f"{WINDOW_DAYS}-day operating window of this request or of the "
+                           "hospital's latest one: what it did can no longer be found")
+        if inp.oinfno in INSURED_SIDE:
+            original = row.answers.get(inp.omsgid)
+            if original is not None and original["infcode"] == 0 and \
+                    INSURED_ANSWERS.isdisjoint(original["output"]):
+                raise Rejected(ErrorCode.NOT_REVERSIBLE, f"msgid {inp.omsgid} was not a "
+                               f"{inp.oinfno}: its answer is not one")
+            # a settlement's reversal unsettles a visit its answer names: any of them
+            return self._forward(req, inp, ctx, row,
+                                 pending="" if inp.oinfno in SETTLEMENTS else None)
+        return self._reverse(req, inp, ctx, row)
 
     def _agency_request(self, req: Request, ctx: dict[str, Any]) -> tuple[Outcome, None]:
         """3203 comes from the agency of the treatment province, and only 3203 does."""
