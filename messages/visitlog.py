@@ -384,7 +384,7 @@ class VisitSession:
             self._reused = {r["loinc"] for r in out["reusable"]}
         elif infno == Infno.EHR_FIND:
             own = self.visit.mdtrtarea_admvs[:2] + "0000"
-            refs = [e["resource"] for e in out["entry"]
+            refs = [e["resource"] for e in out.get("entry", [])
                     if e["resource"]["resourceType"] == "DocumentReference"]
             # the newest document from another province, else the newest of all
             refs.sort(key=lambda r: r["custodian"]["identifier"]["value"] == own)

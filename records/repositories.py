@@ -176,7 +176,7 @@ def _kept_find(answer: dict[str, Any]) -> dict[str, Any]:
     if answer["infcode"] != 0 or not isinstance(out, dict) or out.get("type") != "searchset":
         return answer
     entries = [{"docref": e["resource"]["id"]} if e["search"]["mode"] == "match" else e
-               for e in out["entry"]]
+               for e in out.get("entry", [])]
     return {"find": {**answer, "output": {**out, "entry": entries}}}
 
 
@@ -186,7 +186,7 @@ def _rebuilt_find(kept: dict[str, Any], row: RecordsRow) -> dict[str, Any]:
     entries = [{"fullUrl": f"DocumentReference/{e['docref']}",
                 "resource": row.docs[e["docref"]]["docref"], "search": {"mode": "match"}}
                if "docref" in e else e for e in out["entry"]]
-    return {**kept, "output": {**out, "entry": entries}}
+    return {**kept, "output": searchset_bundle(out["total"], entries)}
 
 
 def _refusal_outcome(refusals: list[tuple[str, Any]],
@@ -227,8 +227,16 @@ def _searchset(row: RecordsRow, inp: dict[str, Any], allowed: set[str],
              "details": {"coding": [{"system": PROVINCE_SYSTEM, "code": p}]}}
             for p, d in read_past]
         entries.append({"resource": outcome, "search": {"mode": "outcome"}})
-    return {"resourceType": "Bundle", "type": "searchset", "total": len(matches),
-            "entry": entries}
+    return searchset_bundle(len(matches), entries)
+
+
+def searchset_bundle(total: int, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """A searchset Bundle; without `entry` when nothing matched (FHIR JSON has no empty
+    arrays: ele-1)."""
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "total": total}
+    if entries:
+        bundle["entry"] = entries
+    return bundle
 
 
 def _reusable(row: RecordsRow, codes: list[str], inf_time: str, window_days: int,

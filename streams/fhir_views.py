@@ -1,7 +1,7 @@
 """Read-only FHIR REST views on a platform worker (Faust web views), for operators and
 integration testers:
 
-    GET /fhir/DocumentReference?patient.identifier=<system>|<certno>   searchset
+    GET /fhir/DocumentReference?patient.identifier=<system>|<certno>   searchset (&status=…)
     GET /fhir/<type>/<id>                                              a stored document
     GET /fhir/DocumentReference/<id>                                   its DocumentReference
     GET /fhir/AuditEvent?entity.identifier=<system>|<certno>           searchset
@@ -23,9 +23,9 @@ HUIMIN_OPERATOR_TOKEN is set, requests that carry `Authorization: Bearer <that t
 
 from __future__ import annotations
 
+import base64
 import hmac
 import os
-import re
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -40,12 +40,16 @@ from records.audit import SUCCESS, audit_event
 from records.codes import PSN_NO_SYSTEM
 from records.exchange import IndexRow, RecordsRow, document_bytes
 from records.pix import NamesSeveralPersons, identifiers_elsewhere, person_named, province_meant
+from records.repositories import searchset_bundle
 from records.validation import operation_outcome
 from settlement.reference import ReferenceData
+from streams.fhir_search import format_refusal, lenient, search_parameters, self_link, token
 from streams.partitioner import key_partition
 from streams.record_totals import RecordsTotals
 
 FHIR_JSON = "application/fhir+json"
+#: What every FHIR answer says it is: UTF-8 said explicitly (R4 http.html)
+FHIR_HEADERS = {"Content-Type": f"{FHIR_JSON}; charset=utf-8"}
 BEIJING = timezone(timedelta(hours=8))
 OPERATOR_TOKEN_ENV = "HUIMIN_OPERATOR_TOKEN"
 #: Seconds between two reads of the whole records table for documents not known yet.
@@ -66,32 +70,31 @@ def operator_refusal(remote: str | None, authorization: str, token: str) -> str 
     return f"served to loopback only; set {OPERATOR_TOKEN_ENV} to serve other hosts"
 
 
-#: A search parameter's name as FHIR spells them: a name typed otherwise, or holding a run
-#: of digits (an ID number pasted in the wrong place), is not echoed
-_PARAMETER = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,63}")
-_DIGITS = re.compile(r"\d{5}")
-#: What every search takes besides its own: the format (JSON is all they give) and layout
-GENERAL_PARAMETERS = ("_format", "_pretty")
-
-
-def unsupported_parameters(given: Any, supported: tuple[str, ...]) -> str | None:
-    """Why a search is refused for parameters it would pass over (a FHIR server ignoring
-    `status` or `_count` answers more than was asked, unsaid), or None. `_format` is taken
-    when it asks for JSON, and `_pretty` (the answer is compact all the same)."""
-    if any("json" not in f for f in given.getall("_format", [])):
-        return "_format: the views answer application/fhir+json only"
-    others = sorted({p for p in given if p not in (*supported, *GENERAL_PARAMETERS)})
-    if not others:
+def operator_gate(remote: str | None, authorization: str, token: str
+                  ) -> tuple[int, str, str, dict[str, str]] | None:
+    """The refusal of a request that may not use the operator's views (its status, issue
+    code, why and headers: 401 and a challenge where credentials are due and none came,
+    403 otherwise), or None if it may."""
+    if (why := operator_refusal(remote, authorization, token)) is None:
         return None
-    named = [p if _PARAMETER.fullmatch(p) and not _DIGITS.search(p) else "(a parameter)"
-             for p in others]
-    return (f"search parameters not supported here: {', '.join(dict.fromkeys(named))} "
-            f"(supported: {', '.join(supported)})")
+    if token and not authorization.strip():
+        return 401, "login", why, {"WWW-Authenticate": "Bearer"}
+    return 403, "forbidden", why, {}
 
 
-def _split(token: str) -> tuple[str, str]:
-    system, sep, value = token.partition("|")
-    return (system, value) if sep else ("", token)
+def asks_for_resource(request: Any) -> bool:
+    """A Binary read that asks for the Binary resource (by `_format` or Accept: FHIR's
+    JSON), not for the content itself (R4 binary.html)."""
+    if any("json" in f for f in request.query.getall("_format", [])):
+        return True
+    accept = request.headers.get("Accept", "").lower()
+    return "application/fhir+json" in accept or "application/json+fhir" in accept
+
+
+def with_id(resource: dict[str, Any], resource_id: str) -> dict[str, Any]:
+    """`resource` with the id it is read by, after its resourceType."""
+    return {"resourceType": resource["resourceType"], "id": resource_id,
+            **{k: v for k, v in resource.items() if k not in ("resourceType", "id")}}
 
 
 #: What `$ihe-pix` takes (IHE ITI-83)
@@ -102,7 +105,7 @@ def capability_statement() -> dict[str, Any]:
     """What the views serve, as a FHIR client asks first (`GET /fhir/metadata`): the
     searches with the one parameter each takes, the reads, and PIX. Fixed: it says what this
     code does, not what a worker holds (no personal data; answered without a token)."""
-    token = {"type": "token"}
+    by_token = {"type": "token"}
     read = [{"code": "read"}]
     return {
         "resourceType": "CapabilityStatement", "status": "active", "date": "2026-12-05",
@@ -117,15 +120,20 @@ def capability_statement() -> dict[str, Any]:
                            "listing the AuditEvents is not."},
             "resource": [
                 {"type": "DocumentReference", "interaction": [*read, {"code": "search-type"}],
-                 "searchParam": [{"name": "patient.identifier", **token}]},
+                 "searchParam": [{"name": "patient.identifier", **by_token},
+                                 {"name": "status", **by_token}]},
                 {"type": "AuditEvent", "interaction": [{"code": "search-type"}],
-                 "searchParam": [{"name": "entity.identifier", **token}]},
+                 "searchParam": [{"name": "entity.identifier", **by_token}],
+                 "documentation": "the person's latest 100 AuditEvents, named by urn:uuid; "
+                                  "all of them are on the ehr.audit topic"},
                 {"type": "Patient", "operation": [{
                     "name": "ihe-pix",
                     "definition": "https://profiles.ihe.net/ITI/PIXm/OperationDefinition/"
                                   "IHE.PIXm.pix"}]},
                 {"type": "Binary", "interaction": read,
-                 "documentation": "a published document as published, whatever its type"},
+                 "documentation": "a published document, whatever its type, by its "
+                                  "DocumentReference's id: as published, or as a Binary "
+                                  "resource when FHIR JSON is asked for"},
                 {"type": "Bundle", "interaction": read,
                  "documentation": "a published document of this type, by its "
                                   "DocumentReference's id; a document of any other type "
@@ -143,8 +151,8 @@ class ReadOnlyView(View):
     async def _refuse_write(self, request: Any, **_: Any) -> Any:
         outcome = operation_outcome("not-supported", f"{request.method} is not supported: "
                                     "these views only read (GET)")
-        return self.bytes(orjson.dumps(outcome), content_type=FHIR_JSON, status=405,
-                          headers={"Allow": ALLOWED})
+        return self.bytes(orjson.dumps(outcome), status=405,
+                          headers={**FHIR_HEADERS, "Allow": ALLOWED})
 
     post = put = patch = delete = search = _refuse_write
 
@@ -156,21 +164,17 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
                         ref: ReferenceData) -> None:
     doc_owner: dict[str, bytes] = {}  # document id -> person key, rebuilt from the table
     scanned = [-RESCAN_S]  # when the table was last read for it
-    token = os.environ.get(OPERATOR_TOKEN_ENV, "")
+    operator_token = os.environ.get(OPERATOR_TOKEN_ENV, "")
     totals = RecordsTotals()
 
-    def fhir(web: Any, body: dict[str, Any], status: int = 200) -> Any:
-        return web.bytes(orjson.dumps(body), content_type=FHIR_JSON, status=status)
+    def fhir(web: Any, body: dict[str, Any], status: int = 200,
+             headers: dict[str, str] | None = None) -> Any:
+        return web.bytes(orjson.dumps(body), status=status,
+                         headers={**FHIR_HEADERS, **(headers or {})})
 
-    def problem(web: Any, status: int, code: str, text: str) -> Any:
-        return fhir(web, operation_outcome(code, text), status)
-
-    def person_key(request: Any, param: str) -> bytes | None:
-        """The certno asked for (a valid one only: no audit trail for a typo)."""
-        system, value = _split(request.query.get(param, ""))
-        if system not in ("", CERTNO_SYSTEM) or not is_valid_certno(value):
-            return None
-        return value.encode()
+    def problem(web: Any, status: int, code: str, text: str,
+                headers: dict[str, str] | None = None) -> Any:
+        return fhir(web, operation_outcome(code, text), status, headers)
 
     def active_partitions() -> set[int]:
         return {tp.partition for tp in app.assignor.assigned_actives()
@@ -190,8 +194,9 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
         if (partition := key_partition(key, app.conf.topic_partitions)) in active_partitions():
             return None
         return problem(web, 503, "transient", f"this worker does not serve the person's "
-                       f"partition ({partition} of {topics.HOSP_REQUESTS}): ask the worker "
-                       "whose GET /assignment/ lists it")
+                       f"partition ({partition} of {topics.HOSP_REQUESTS}) now: ask the worker "
+                       "whose GET /assignment/ lists it, or this one again shortly if the "
+                       "workers are starting")
 
     def not_found(web: Any, what: str) -> Any:
         """404; with several workers, saying that only this one's persons were looked in, and
@@ -205,8 +210,16 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
         return problem(web, 404, "not-found", what)
 
     def refused(web: Any, request: Any) -> Any | None:
-        why = operator_refusal(request.remote, request.headers.get("Authorization", ""), token)
-        return None if why is None else problem(web, 403, "forbidden", why)
+        """The answer refusing a request of someone other than the operator (401 without
+        credentials, 403 with wrong ones or from another host), or asking for a format
+        these views do not give (406); None if the request may go on."""
+        gate = operator_gate(request.remote, request.headers.get("Authorization", ""),
+                             operator_token)
+        if gate is not None:
+            return problem(web, *gate)
+        if (why := format_refusal(request.query)) is not None:
+            return problem(web, 406, "not-supported", why)
+        return None
 
     async def audit(key: bytes, operation: str, province: str, document_id: str = "") -> None:
         """The operator's access, in the person's record (a real-time action, not part of
@@ -228,52 +241,94 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
         cur = records.get(key)
         return RecordsRow.from_dict(orjson.loads(cur) if cur else None)
 
-    def searchset(resources: list[dict[str, Any]]) -> dict[str, Any]:
-        return {"resourceType": "Bundle", "type": "searchset", "total": len(resources),
-                "entry": [{"fullUrl": f"{r['resourceType']}/{r['id']}", "resource": r,
-                           "search": {"mode": "match"}} for r in resources]}
+    def base_url(request: Any) -> str:
+        return f"{request.scheme}://{request.host}/fhir"
 
-    def searched_person(web: Any, request: Any, param: str) -> tuple[bytes | None, Any]:
-        """The person a search is of, or None and the answer refusing it (403, 400, 503)."""
+    def searchset(request: Any, kind: str, taken: dict[str, str],
+                  resources: list[dict[str, Any]], resolvable: bool = True,
+                  outcome: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The searchset of `resources`, with the search as carried out (its self link).
+        Each entry's fullUrl is where it is read here, or, not `resolvable`, its urn:uuid."""
+        base = base_url(request)
+        entries = [{"fullUrl": f"{base}/{kind}/{r['id']}" if resolvable
+                    else f"urn:uuid:{r['id']}", "resource": r, "search": {"mode": "match"}}
+                   for r in resources]
+        if outcome is not None:
+            entries.append({"resource": outcome, "search": {"mode": "outcome"}})
+        return {**searchset_bundle(len(resources), entries),
+                "link": self_link(base, kind, taken)}
+
+    def searched_person(web: Any, request: Any, kind: str, param: str,
+                        others: tuple[str, ...] = ()
+                        ) -> tuple[bytes | None, dict[str, str], Any]:
+        """The person a search is of and the parameters it takes, or None and the answer:
+        refusing it (401, 403, 406, 400, 503), or the empty searchset of an identifier of
+        another system (every identifier here is a citizen ID under CERTNO_SYSTEM)."""
         if (no := refused(web, request)) is not None:
-            return None, no
-        if (why := unsupported_parameters(request.query, (param,))) is not None:
-            return None, problem(web, 400, "not-supported", why)
-        key = person_key(request, param)
-        if key is None:
-            return None, problem(web, 400, "required", f"{param}={CERTNO_SYSTEM}|<certno> "
-                                 "(a valid citizen ID number) is required")
-        return (None, no) if (no := elsewhere(web, key)) is not None else (key, None)
+            return None, {}, no
+        taken, why = search_parameters(request.query, (param, *others),
+                                       lenient(request.headers))
+        if why is not None:
+            return None, {}, problem(web, 400, "not-supported", why)
+        wanted = f"{param}={CERTNO_SYSTEM}|<certno>"
+        if param not in taken:
+            return None, {}, problem(web, 400, "required", f"{wanted} is required")
+        system, value = token(taken[param])
+        if "," in taken[param] or not value:
+            return None, {}, problem(web, 400, "not-supported", f"{param}: one person at a "
+                                     f"time ({wanted}; no list, no search of everyone)")
+        if system is not None and system != CERTNO_SYSTEM:
+            return None, {}, fhir(web, searchset(request, kind, taken, []))
+        if not is_valid_certno(value):  # no audit trail for a typo
+            return None, {}, problem(web, 400, "value", f"{wanted}: not a valid citizen ID "
+                                     "number")
+        key = value.encode()
+        return (None, {}, no) if (no := elsewhere(web, key)) is not None else (key, taken, None)
 
     @app.page("/fhir/DocumentReference", base=ReadOnlyView)
     async def document_references(web: Any, request: Any) -> Any:
-        key, no = searched_person(web, request, "patient.identifier")
-        if key is None:
-            return no
-        held = records_of(key).docs.values()
-        docs = sorted((d["docref"] for d in held), key=lambda r: (r["date"], r["id"]),
-                      reverse=True)
-        for province in sorted({d["province"] for d in held}) or [home_of(key)]:
-            await audit(key, "operator-search", province)  # one a source, as a 7002's
-        return fhir(web, searchset(docs))
-
-    @app.page("/fhir/AuditEvent", base=ReadOnlyView)
-    async def audit_events(web: Any, request: Any) -> Any:
-        """The latest AUDIT_KEPT of the person's AuditEvents; `total` counts them all (the
-        rest are on `ehr.audit`, the trail of record)."""
-        key, no = searched_person(web, request, "entity.identifier")
+        key, taken, no = searched_person(web, request, "DocumentReference",
+                                         "patient.identifier", ("status",))
         if key is None:
             return no
         row = records_of(key)
-        return fhir(web, {**searchset(row.audit), "total": max(row.audited, len(row.audit))})
+        doc_owner.update(dict.fromkeys(row.docs, key))  # read at their fullUrls next
+        held = row.docs.values()
+        statuses = set(taken["status"].split(",")) if "status" in taken else None
+        docs = sorted((d["docref"] for d in held
+                       if statuses is None or d["docref"].get("status") in statuses),
+                      key=lambda r: (r["date"], r["id"]), reverse=True)
+        for province in sorted({d["province"] for d in held}) or [home_of(key)]:
+            await audit(key, "operator-search", province)  # one a source, as a 7002's
+        return fhir(web, searchset(request, "DocumentReference", taken, docs))
+
+    @app.page("/fhir/AuditEvent", base=ReadOnlyView)
+    async def audit_events(web: Any, request: Any) -> Any:
+        """The latest AUDIT_KEPT of the person's AuditEvents, the matches this worker can
+        give (no page holds the rest: they are on `ehr.audit`, the trail of record, which an
+        outcome entry says when there are more). Each is named by its urn:uuid: AuditEvents
+        are not read one by one here."""
+        key, taken, no = searched_person(web, request, "AuditEvent", "entity.identifier")
+        if key is None:
+            return no
+        row = records_of(key)
+        more = None if row.audited <= len(row.audit) else operation_outcome(
+            "informational", f"{row.audited} accesses to the person's records are audited; "
+                             f"the latest {len(row.audit)} are kept here, and every one on "
+                             f"the {topics.EHR_AUDIT} topic (the trail of record)",
+            severity="information")
+        return fhir(web, searchset(request, "AuditEvent", taken, row.audit,
+                                   resolvable=False, outcome=more))
 
     @app.page("/fhir/Patient/$ihe-pix", base=ReadOnlyView)
     async def pix(web: Any, request: Any) -> Any:
         if (no := refused(web, request)) is not None:
             return no
-        if (why := unsupported_parameters(request.query, PIX_PARAMETERS)) is not None:
+        taken, why = search_parameters(request.query, PIX_PARAMETERS, lenient(request.headers),
+                                       repeatable=("targetSystem",))
+        if why is not None:
             return problem(web, 400, "not-supported", why)
-        system, value = _split(request.query.get("sourceIdentifier", ""))
+        system, value = token(taken.get("sourceIdentifier", ""))
         if not system or not value:
             return problem(web, 400, "required", "sourceIdentifier=<system>|<value> is required")
         try:
@@ -296,15 +351,18 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
                                  "insurance number's system names the province "
                                  f"({PSN_NO_SYSTEM}:{province}), not the city")
             return not_found(web, "sourceIdentifier Patient Identifier not found")
-        wanted = {s for given in request.query.getall("targetSystem", [])
-                  for s in given.split(",") if s}
+        wanted = {s for s in taken.get("targetSystem", "").split(",") if s}
         await audit(certno.encode(), "operator-search", home_of(certno.encode()))
-        return fhir(web, {"resourceType": "Parameters", "parameter": [
-            {"name": "targetIdentifier", "valueIdentifier": t}
-            for t in identifiers_elsewhere(certno, enrollment, row, (system, value), wanted)]})
+        found = [{"name": "targetIdentifier", "valueIdentifier": t}
+                 for t in identifiers_elsewhere(certno, enrollment, row, (system, value), wanted)]
+        # no identifier elsewhere: Parameters with none (FHIR JSON has no empty arrays)
+        return fhir(web, {"resourceType": "Parameters", **({"parameter": found} if found
+                                                           else {})})
 
     @app.page("/fhir/metadata", base=ReadOnlyView)
     async def metadata(web: Any, request: Any) -> Any:
+        if (why := format_refusal(request.query)) is not None:
+            return problem(web, 406, "not-supported", why)
         return fhir(web, capability_statement())
 
     @app.page("/fhir/{kind}/{doc_id}", base=ReadOnlyView)
@@ -337,7 +395,16 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
                                   "at /fhir/<its resourceType>/<id> (a Bundle, a Coverage, …) "
                                   "or at /fhir/Binary/<id> whatever its type")
         await audit(key, "operator-read", doc["province"], doc_id)
-        return web.bytes(document_bytes(doc["content"]), content_type=FHIR_JSON)
+        content = document_bytes(doc["content"])
+        if kind == "Binary":  # the document itself, unless a FHIR resource is asked for
+            if not asks_for_resource(request):
+                return web.bytes(content, headers=FHIR_HEADERS)
+            return fhir(web, {"resourceType": "Binary", "id": doc_id,
+                              "contentType": FHIR_JSON,
+                              "data": base64.b64encode(content).decode()})
+        # read at its type, a resource has the id it is read by (R4 http.html): the
+        # platform's, as a server gives a resource it takes; Bundle.identifier stays
+        return fhir(web, with_id(orjson.loads(content), doc_id))
 
     @app.page("/ehr/stats/")
     async def stats(web: Any, request: Any) -> Any:

@@ -7,6 +7,7 @@ log."""
 
 from __future__ import annotations
 
+import base64
 import socket
 import subprocess
 import time
@@ -28,6 +29,7 @@ from messages.identity import CERTNO_SYSTEM
 from messages.topics import EHR_AUDIT
 from messages.visitlog import make_msgid
 from records.exchange import AUDIT_KEPT
+from records.validation import Validator
 from settlement.reference import DENY_CROSS_REGION, PERMIT
 from simulators.hospital import HospitalFleet
 from simulators.world import WorldSpec, build_world
@@ -129,7 +131,8 @@ def test_documents_published_in_one_province_are_found_and_retrieved_from_anothe
     assert status == 200 and search["total"] == len(FILES)
     father = next(i for i, r in ids.items() if r.get("id") == "father")
     status, body = h.get(f"/fhir/Bundle/{father}")
-    assert status == 200 and body == ids[father]
+    # as published, with the id it is read by (R4: a read's resource has the id asked for)
+    assert status == 200 and body == {**ids[father], "id": father}
     # as MHD's Binary too, whatever its type: a published DocumentReference is reached so
     status, body = h.get(f"/fhir/Binary/{father}")
     assert status == 200 and body == ids[father]
@@ -138,7 +141,9 @@ def test_documents_published_in_one_province_are_found_and_retrieved_from_anothe
     assert status == 200 and body == document_in(ids[published_ref])
     # a searchset entry's fullUrl leads to its DocumentReference
     entry = next(e for e in search["entry"] if e["resource"]["id"] == father)
-    status, docref = h.get(f"/fhir/{entry['fullUrl']}")
+    base = f"http://127.0.0.1:{h.web_port}/fhir"
+    assert entry["fullUrl"] == f"{base}/DocumentReference/{father}"
+    status, docref = h.get(urllib.parse.urlsplit(entry["fullUrl"]).path)
     assert status == 200 and docref == entry["resource"]
     synthea = next(r for r in resources if r.get("type") == "batch" and any(
         e["resource"]["resourceType"] == "Patient" for e in r["entry"]))
@@ -169,7 +174,7 @@ def test_documents_published_in_one_province_are_found_and_retrieved_from_anothe
     status, refusal = h.get("/fhir/DocumentReference", status="superseded", _count="1",
                             **{"patient.identifier": f"{CERTNO_SYSTEM}|{certno}"})
     assert status == 400, refusal
-    assert "not supported here: _count, status (supported: patient.identifier)" in \
+    assert "not supported here: _count (supported: patient.identifier, status;" in \
         refusal["issue"][0]["diagnostics"]
     for oddly in (certno, f"id:{certno}"):  # a name typed oddly, an ID number in it
         status, refusal = h.get("/fhir/Patient/$ihe-pix", **{oddly: "1"},
@@ -181,14 +186,14 @@ def test_documents_published_in_one_province_are_found_and_retrieved_from_anothe
     assert status == 200
     status, refusal = h.get("/fhir/DocumentReference", _format="xml",
                             **{"patient.identifier": f"{CERTNO_SYSTEM}|{certno}"})
-    assert status == 400 and "application/fhir+json only" in str(refusal), refusal
+    assert status == 406 and "application/fhir+json only" in str(refusal), refusal
     # what a FHIR client asks first: a valid CapabilityStatement of these views
     status, cap = h.get("/fhir/metadata")
     assert status == 200 and cap["resourceType"] == "CapabilityStatement"
     get_fhir_model_class("CapabilityStatement").model_validate(cap)
     searched = {r["type"]: [p["name"] for p in r.get("searchParam", [])]
                 for r in cap["rest"][0]["resource"]}
-    assert searched["DocumentReference"] == ["patient.identifier"]
+    assert searched["DocumentReference"] == ["patient.identifier", "status"]
     assert searched["AuditEvent"] == ["entity.identifier"]
     # the views only read: a write is refused as FHIR clients read a refusal
     for method, path in (("POST", "/fhir/DocumentReference"), ("DELETE", "/fhir/Bundle/x"),
@@ -222,9 +227,87 @@ def operator_accesses(h: Hospitals, certno: str, expected: int) -> list[str]:
     while len(found) < expected and time.monotonic() < deadline:
         time.sleep(0.2)
         _, audit = h.get("/fhir/AuditEvent", **{"entity.identifier": f"{CERTNO_SYSTEM}|{certno}"})
-        found = [e["resource"]["subtype"][0]["code"] for e in audit["entry"]
-                 if e["resource"]["purposeOfEvent"][0]["coding"][0]["code"] == "HOPERAT"]
+        found = [e["resource"]["subtype"][0]["code"] for e in audit.get("entry", [])
+                 if e["search"]["mode"] == "match"
+                 and e["resource"]["purposeOfEvent"][0]["coding"][0]["code"] == "HOPERAT"]
     return found
+
+
+def test_the_views_answer_as_fhir_r4_has_a_server_answer(hospitals):
+    """What a FHIR client or an MHD consumer sends gets what FHIR R4's http, search and
+    binary pages say (an interoperability tester's review): every body valid FHIR (no
+    empty arrays), UTF-8 said, a searchset's self link, `status`, token systems, AND,
+    lenient handling, Binary as a resource when FHIR JSON is asked for."""
+    h, _ = hospitals
+    certno = sorted(c for c, e in WORLD.ref.enrollments.items() if e.ehr_sharing == PERMIT)[10]
+    home = WORLD.ref.enrollments[certno].province
+    resource = orjson.loads(next(f for f in FILES if "father" in f.read_text()).read_bytes())
+    (published,) = h.send(h.request("7001", certno, home, {"resource": resource}))
+    doc_id = published["output"]["entry"][0]["response"]["location"].split("/")[1]
+    base = f"http://127.0.0.1:{h.web_port}/fhir"
+    validator = Validator()
+
+    def get(query: str, path: str = "/fhir/DocumentReference",
+            **headers: str) -> tuple[int, dict[str, Any], Any]:
+        req = urllib.request.Request(f"http://127.0.0.1:{h.web_port}{path}?{query}",
+                                     headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                status, body, got = r.status, orjson.loads(r.read()), r.headers
+        except urllib.error.HTTPError as e:
+            status, body, got = e.code, orjson.loads(e.read()), e.headers
+        assert got["Content-Type"] == "application/fhir+json; charset=utf-8", path
+        validator.validate(body)  # as the platform checks what it takes: no [] nor {}
+        get_fhir_model_class(body["resourceType"]).model_validate(body)
+        return status, body, got
+
+    mine = urllib.parse.quote(f"{CERTNO_SYSTEM}|{certno}")
+    status, all_docs, _ = get(f"patient.identifier={mine}")
+    assert status == 200 and all_docs["total"] == 1
+    assert all_docs["link"] == [{"relation": "self", "url":
+                                 f"{base}/DocumentReference?patient.identifier={mine}"}]
+    # MHD's consumers send status=current; nothing here is superseded
+    status, current, _ = get(f"patient.identifier={mine}&status=current")
+    assert status == 200 and current["entry"] == all_docs["entry"]
+    status, none, _ = get(f"patient.identifier={mine}&status=superseded")
+    assert status == 200 and none["total"] == 0 and "entry" not in none
+    assert none["link"][0]["url"].endswith("&status=superseded")
+    # an identifier of another system, or of none (`|value`), is no one's here: no match
+    for other in (f"urn:other|{certno}", f"|{certno}"):
+        status, nobody, _ = get(f"patient.identifier={urllib.parse.quote(other)}")
+        assert (status, nobody["total"]) == (200, 0) and "entry" not in nobody, other
+    # everyone (`system|`), a list, or an AND of two identifiers: refused, not mis-answered
+    two = urllib.parse.quote(f"{CERTNO_SYSTEM}|{person(PERMIT)}")
+    for query, said in ((f"patient.identifier={urllib.parse.quote(CERTNO_SYSTEM + '|')}",
+                         "one person at a time"),
+                        (f"patient.identifier={mine},{two}", "one person at a time"),
+                        (f"patient.identifier={mine}&patient.identifier={two}",
+                         "more than once")):
+        status, refusal, _ = get(query)
+        assert status == 400 and said in refusal["issue"][0]["diagnostics"], query
+    # an empty parameter is ignored; an unsupported one passed over when leniency is asked
+    status, _, _ = get(f"patient.identifier={mine}&_count=")
+    assert status == 200
+    status, lenient, _ = get(f"patient.identifier={mine}&_count=1",
+                             Prefer="handling=lenient")
+    assert status == 200 and lenient["link"] == all_docs["link"]
+    # read at its type, a resource has the id it is read by
+    status, read, _ = get("", f"/fhir/Bundle/{doc_id}")
+    assert status == 200 and read["id"] == doc_id
+    # Binary: the document as published, or the Binary resource when FHIR JSON is asked for
+    with urllib.request.urlopen(f"{base}/Binary/{doc_id}", timeout=10) as r:
+        native = r.read()
+    status, binary, _ = get("", f"/fhir/Binary/{doc_id}", Accept="application/fhir+json")
+    assert status == 200 and binary["resourceType"] == "Binary" and binary["id"] == doc_id
+    assert base64.b64decode(binary["data"]) == native and orjson.loads(native) == resource
+    # PIX with no identifier in the domain asked for: Parameters with none
+    status, pix, _ = get(f"sourceIdentifier={mine}&targetSystem=urn:nothing",
+                         "/fhir/Patient/$ihe-pix")
+    assert status == 200 and pix == {"resourceType": "Parameters"}
+    # a format not given: 406 on every view
+    for path in ("/fhir/metadata", f"/fhir/Bundle/{doc_id}", "/fhir/DocumentReference"):
+        status, refusal, _ = get(f"_format=xml&patient.identifier={mine}", path)
+        assert status == 406, path
 
 
 def test_a_denied_consent_is_refused_across_provinces_and_audited(hospitals):
@@ -298,9 +381,14 @@ def test_every_access_is_on_the_audit_trail_and_the_row_keeps_the_latest(hospita
     mine = list(dict.fromkeys(trail[certno.encode()]))  # one of each id, in order
     assert len(mine) == searches
     _, audit = h.get("/fhir/AuditEvent", **{"entity.identifier": f"{CERTNO_SYSTEM}|{certno}"})
-    assert [e["resource"]["id"] for e in audit["entry"]] == mine[-AUDIT_KEPT:]
-    assert audit["total"] >= searches > len(audit["entry"])  # every one counted, the
-    # latest AUDIT_KEPT given
+    matches = [e for e in audit["entry"] if e["search"]["mode"] == "match"]
+    assert [e["resource"]["id"] for e in matches] == mine[-AUDIT_KEPT:]
+    assert audit["total"] == len(matches) == AUDIT_KEPT < searches  # the latest given, and
+    # an outcome entry saying how many there are and where the rest are
+    (outcome,) = [e["resource"] for e in audit["entry"] if e["search"]["mode"] == "outcome"]
+    said = outcome["issue"][0]["diagnostics"]
+    assert int(said.split()[0]) >= searches and "ehr.audit" in said, said
+    assert all(e["fullUrl"] == f"urn:uuid:{e['resource']['id']}" for e in matches)
     # the repositories count every access the trail holds, of every person
     deadline, stats = time.monotonic() + 30, {}
     while time.monotonic() < deadline:

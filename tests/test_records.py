@@ -1129,6 +1129,19 @@ def test_the_operators_fhir_views_serve_loopback_or_the_bearer_of_the_token_only
     assert "token" in operator_refusal("172.18.0.5", "Basic s3cret", token="s3cret")
 
 
+def test_the_operator_gate_asks_for_credentials_where_none_came_and_forbids_wrong_ones():
+    """HTTP's 401 with a Bearer challenge where a token is due and none came (clients
+    that sign in react to it), 403 for a wrong token or another host without one set."""
+    from streams.fhir_views import operator_gate
+
+    assert operator_gate("127.0.0.1", "", token="") is None
+    assert operator_gate("172.18.0.5", "Bearer s3cret", token="s3cret") is None
+    status, code, _, headers = operator_gate("127.0.0.1", " ", token="s3cret")
+    assert (status, code, headers) == (401, "login", {"WWW-Authenticate": "Bearer"})
+    assert operator_gate("127.0.0.1", "Bearer wrong", token="s3cret")[:2] == (403, "forbidden")
+    assert operator_gate("172.18.0.5", "", token="")[:2] == (403, "forbidden")
+
+
 def test_an_operators_access_to_a_person_on_no_register_is_a_valid_audit_event():
     """Such a person has no home province: the event names no location and the national
     platform as its observer, not an identifier with an empty value (invalid R4)."""
