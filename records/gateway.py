@@ -185,8 +185,11 @@ def _document_and_reference(resource: dict[str, Any], doc_id: str, certno: str,
         "author": [{"identifier": {"system": FIXMEDINS_SYSTEM,
                                    "value": req["fixmedins_code"]}}],
         "custodian": {"identifier": {"system": PROVINCE_SYSTEM, "value": province}},
-        "content": [{"attachment": {"contentType": "application/fhir+json",
-                                    "url": f"{kind}/{doc_id}"}}]}
+        # where the document is read: at its type, or as MHD's Binary for a published
+        # DocumentReference (at its type, the path reads the repository's, this one)
+        "content": [{"attachment": {"contentType": "application/fhir+json", "url":
+                                    f"{'Binary' if kind == 'DocumentReference' else kind}/"
+                                    f"{doc_id}"}}]}
     return content, docref
 
 

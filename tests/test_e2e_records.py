@@ -139,6 +139,9 @@ def test_documents_published_in_one_province_are_found_and_retrieved_from_anothe
     published_ref = next(i for i, r in ids.items() if r["resourceType"] == "DocumentReference")
     status, body = h.get(f"/fhir/Binary/{published_ref}")
     assert status == 200 and body == document_in(ids[published_ref])
+    # where its DocumentReference says it is (MHD's consumers follow attachment.url)
+    entry = next(e for e in search["entry"] if e["resource"]["id"] == published_ref)
+    assert entry["resource"]["content"][0]["attachment"]["url"] == f"Binary/{published_ref}"
     # a searchset entry's fullUrl leads to its DocumentReference
     entry = next(e for e in search["entry"] if e["resource"]["id"] == father)
     base = f"http://127.0.0.1:{h.web_port}/fhir"
