@@ -42,7 +42,7 @@ def format_refusal(query: Any) -> str | None:
 def lenient(headers: Any) -> bool:
     """The client asked for unknown parameters to be passed over (RFC 7240, FHIR R4)."""
     return any(p.strip().lower() == "handling=lenient"
-               for p in headers.get("Prefer", "").split(";"))
+               for p in re.split(r"[,;]", headers.get("Prefer", "")))
 
 
 def search_parameters(query: Any, supported: tuple[str, ...], lenient: bool = False,
