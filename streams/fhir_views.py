@@ -48,8 +48,10 @@ from streams.partitioner import key_partition
 from streams.record_totals import RecordsTotals
 
 FHIR_JSON = "application/fhir+json"
-#: What every FHIR answer says it is: UTF-8 said explicitly (R4 http.html)
-FHIR_HEADERS = {"Content-Type": f"{FHIR_JSON}; charset=utf-8"}
+#: What every FHIR answer says it is: UTF-8 said explicitly (R4 http.html), and not to be
+#: taken for anything else by a browser (a published document's text is a hospital's)
+FHIR_HEADERS = {"Content-Type": f"{FHIR_JSON}; charset=utf-8",
+                "X-Content-Type-Options": "nosniff"}
 BEIJING = timezone(timedelta(hours=8))
 OPERATOR_TOKEN_ENV = "HUIMIN_OPERATOR_TOKEN"
 #: Seconds between two reads of the whole records table for documents not known yet.

@@ -260,6 +260,7 @@ def test_the_views_answer_as_fhir_r4_has_a_server_answer(hospitals):
         except urllib.error.HTTPError as e:
             status, body, got = e.code, orjson.loads(e.read()), e.headers
         assert got["Content-Type"] == "application/fhir+json; charset=utf-8", path
+        assert got["X-Content-Type-Options"] == "nosniff", path
         validator.validate(body)  # as the platform checks what it takes: no [] nor {}
         get_fhir_model_class(body["resourceType"]).model_validate(body)
         return status, body, got
