@@ -7,4 +7,6 @@ clock.
 
 #: The wire contract's version (ARCHITECTURE.md): raised when a model changes so that one side
 #: of an older huimin could not read the other's messages; `huimin --version` says it.
-SCHEMA_VERSION = 1
+#: 2: a 7002 find's searchset has no `entry` where it has no entry (FHIR JSON has no empty
+#: arrays); a published DocumentReference's attachment.url is `Binary/<id>`
+SCHEMA_VERSION = 2

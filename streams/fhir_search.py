@@ -40,9 +40,16 @@ def format_refusal(query: Any) -> str | None:
 
 
 def lenient(headers: Any) -> bool:
-    """The client asked for unknown parameters to be passed over (RFC 7240, FHIR R4)."""
-    return any(p.strip().lower() == "handling=lenient"
-               for p in re.split(r"[,;]", headers.get("Prefer", "")))
+    """The client asked for unknown parameters to be passed over: a preference `handling`
+    of `lenient` in any Prefer header (RFC 7240: preferences apart by commas, each with its
+    own parameters after semicolons; spaces around `=` and a quoted value allowed)."""
+    for given in headers.getall("Prefer", []):
+        for preference in given.split(","):
+            name, _, value = preference.split(";")[0].partition("=")
+            if name.strip().lower() == "handling" and \
+                    value.strip().strip('"').lower() == "lenient":
+                return True
+    return False
 
 
 def search_parameters(query: Any, supported: tuple[str, ...], lenient: bool = False,

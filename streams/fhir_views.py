@@ -54,6 +54,7 @@ FHIR_HEADERS = {"Content-Type": f"{FHIR_JSON}; charset=utf-8",
                 "X-Content-Type-Options": "nosniff"}
 BEIJING = timezone(timedelta(hours=8))
 OPERATOR_TOKEN_ENV = "HUIMIN_OPERATOR_TOKEN"
+DOCUMENT_STATUS_SYSTEM = "http://hl7.org/fhir/document-reference-status"
 #: Seconds between two reads of the whole records table for documents not known yet.
 RESCAN_S = 2.0
 LOOPBACK = frozenset({"127.0.0.1", "::1"})
@@ -75,22 +76,22 @@ def operator_refusal(remote: str | None, authorization: str, token: str) -> str 
 def operator_gate(remote: str | None, authorization: str, token: str
                   ) -> tuple[int, str, str, dict[str, str]] | None:
     """The refusal of a request that may not use the operator's views (its status, issue
-    code, why and headers: 401 and a challenge where credentials are due and none came,
-    403 otherwise), or None if it may."""
+    code, why and headers), or None if it may: where a token is due, 401 and a Bearer
+    challenge (RFC 6750: `invalid_token` for a wrong one); from another host with no token
+    set, 403 (no credentials would do)."""
     if (why := operator_refusal(remote, authorization, token)) is None:
         return None
-    if token and not authorization.strip():
-        return 401, "login", why, {"WWW-Authenticate": "Bearer"}
-    return 403, "forbidden", why, {}
+    if not token:
+        return 403, "forbidden", why, {}
+    challenge = 'Bearer error="invalid_token"' if authorization.strip() else "Bearer"
+    return 401, "login", why, {"WWW-Authenticate": challenge}
 
 
 def asks_for_resource(request: Any) -> bool:
-    """A Binary read that asks for the Binary resource (by `_format` or Accept: FHIR's
-    JSON), not for the content itself (R4 binary.html)."""
-    if any("json" in f for f in request.query.getall("_format", [])):
-        return True
-    accept = request.headers.get("Accept", "").lower()
-    return "application/fhir+json" in accept or "application/json+fhir" in accept
+    """A Binary read that asks for the Binary resource, not for the content itself (R4
+    binary.html). Every document here is itself application/fhir+json, which is what an
+    MHD consumer retrieving it (ITI-68) accepts, so only `_format` asks for the resource."""
+    return any("json" in f for f in request.query.getall("_format", []))
 
 
 def with_id(resource: dict[str, Any], resource_id: str) -> dict[str, Any]:
@@ -134,8 +135,9 @@ def capability_statement() -> dict[str, Any]:
                                   "IHE.PIXm.pix"}]},
                 {"type": "Binary", "interaction": read,
                  "documentation": "a published document, whatever its type, by its "
-                                  "DocumentReference's id: as published, or as a Binary "
-                                  "resource when FHIR JSON is asked for"},
+                                  "DocumentReference's id: as published (itself "
+                                  "application/fhir+json, as MHD retrieves it), or as a "
+                                  "Binary resource with _format=json"},
                 {"type": "Bundle", "interaction": read,
                  "documentation": "a published document of this type, by its "
                                   "DocumentReference's id; a document of any other type "
@@ -244,7 +246,10 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
         return RecordsRow.from_dict(orjson.loads(cur) if cur else None)
 
     def base_url(request: Any) -> str:
-        return f"{request.scheme}://{request.host}/fhir"
+        """Where the client reached the views, through a proxy (X-Forwarded-*) too."""
+        scheme = request.headers.get("X-Forwarded-Proto", request.scheme)
+        host = request.headers.get("X-Forwarded-Host", request.host)
+        return f"{scheme.split(',')[0].strip()}://{host.split(',')[0].strip()}/fhir"
 
     def searchset(request: Any, kind: str, taken: dict[str, str],
                   resources: list[dict[str, Any]], resolvable: bool = True,
@@ -296,7 +301,9 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
         row = records_of(key)
         doc_owner.update(dict.fromkeys(row.docs, key))  # read at their fullUrls next
         held = row.docs.values()
-        statuses = set(taken["status"].split(",")) if "status" in taken else None
+        statuses = None if "status" not in taken else {
+            code for system, code in map(token, taken["status"].split(","))
+            if system in (None, "", DOCUMENT_STATUS_SYSTEM)}  # a code has no system of its own
         docs = sorted((d["docref"] for d in held
                        if statuses is None or d["docref"].get("status") in statuses),
                       key=lambda r: (r["date"], r["id"]), reverse=True)

@@ -270,7 +270,7 @@ def test_replay_on_a_cluster_warns_where_a_workers_restart_would_outlive_the_win
     """A cluster's workers may restart or rebalance mid-replay: at a simulated clock so fast
     that their recovery spans the 7-day window, the redelivered requests would be refused."""
     monkeypatch.setattr(cli, "execute", unreachable)
-    monkeypatch.setattr(cli, "_check_platform_there", lambda *_: None)
+    monkeypatch.setattr(cli, "_check_platform_there", lambda *_: 0)
     monkeypatch.setattr(cli, "check_reachable", lambda *_: None)  # (an unreachable one is
     header = orjson.loads((logs / "a.jsonl").read_bytes().splitlines()[0])  # refused first)
     assert header["visits"]["days"] > 7  # generate's default: 60
@@ -286,7 +286,7 @@ def test_replay_where_no_platform_answers(monkeypatch: pytest.MonkeyPatch, logs:
         raise PlatformSilent("no platform answered the hospitals' sign-in (9001) within 120 s")
 
     monkeypatch.setattr(cli, "execute", silent)
-    monkeypatch.setattr(cli, "_check_platform_there", lambda *_: None)
+    monkeypatch.setattr(cli, "_check_platform_there", lambda *_: 0)
     refused(huimin("replay", str(logs / "a.jsonl"), "--rate", "10", "--bootstrap",
                    mute, "--results", str(tmp_path / "r.jsonl")),
             "no platform answered the hospitals' sign-in")

@@ -276,6 +276,17 @@ def test_the_views_answer_as_fhir_r4_has_a_server_answer(hospitals):
     status, none, _ = get(f"patient.identifier={mine}&status=superseded")
     assert status == 200 and none["total"] == 0 and "entry" not in none
     assert none["link"][0]["url"].endswith("&status=superseded")
+    # a token: of its code system, or of none (a code has no system of its own), not another
+    status_system = urllib.parse.quote("http://hl7.org/fhir/document-reference-status|")
+    for given, total in ((f"{status_system}current", 1), ("%7Ccurrent", 1),
+                         ("urn:other%7Ccurrent", 0), ("superseded,current", 1)):
+        status, found, _ = get(f"patient.identifier={mine}&status={given}")
+        assert (status, found["total"]) == (200, total), given
+    # behind a proxy, the links are where the client reached the views
+    _, proxied, _ = get(f"patient.identifier={mine}", **{"X-Forwarded-Proto": "https",
+                                                          "X-Forwarded-Host": "ehr.example"})
+    assert proxied["link"][0]["url"].startswith("https://ehr.example/fhir/DocumentReference?")
+    assert proxied["entry"][0]["fullUrl"] == f"https://ehr.example/fhir/DocumentReference/{doc_id}"
     # an identifier of another system, or of none (`|value`), is no one's here: no match
     for other in (f"urn:other|{certno}", f"|{certno}"):
         status, nobody, _ = get(f"patient.identifier={urllib.parse.quote(other)}")
@@ -301,7 +312,11 @@ def test_the_views_answer_as_fhir_r4_has_a_server_answer(hospitals):
     # Binary: the document as published, or the Binary resource when FHIR JSON is asked for
     with urllib.request.urlopen(f"{base}/Binary/{doc_id}", timeout=10) as r:
         native = r.read()
-    status, binary, _ = get("", f"/fhir/Binary/{doc_id}", Accept="application/fhir+json")
+    mhd = urllib.request.Request(f"{base}/Binary/{doc_id}",  # ITI-68, attachment's type
+                                 headers={"Accept": "application/fhir+json"})
+    with urllib.request.urlopen(mhd, timeout=10) as r:
+        assert r.read() == native
+    status, binary, _ = get("_format=json", f"/fhir/Binary/{doc_id}")
     assert status == 200 and binary["resourceType"] == "Binary" and binary["id"] == doc_id
     assert base64.b64decode(binary["data"]) == native and orjson.loads(native) == resource
     # PIX with no identifier in the domain asked for: Parameters with none

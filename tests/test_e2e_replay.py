@@ -32,7 +32,9 @@ def huimin(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def replayed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("replay")
-    assert huimin("generate", *GENERATE, "-o", "visits.jsonl", cwd=d).returncode == 0
+    # some settlements' answers lost by their HIS: posted from 3202 by the day's reconciling
+    assert huimin("generate", *GENERATE, "--faults", "lose-answer=0.1", "-o", "visits.jsonl",
+                  cwd=d).returncode == 0
     proc = huimin("replay", "visits.jsonl", "--rate", "50", "--results", "results.jsonl",
                   cwd=d)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -76,7 +78,8 @@ def test_replay_then_verify_passes_with_a_junit_report(replayed):
                     r"settlements? whose answers were lost \(expected (\d+)\), .* (\d+) left 不平",
                     " ".join((replayed / "replay.out").read_text().split()))
     assert day, (replayed / "replay.out").read_text()
-    assert int(day[1].replace(",", "")) > 0 and day[2] == day[3] and day[4] == "0"
+    assert int(day[1].replace(",", "")) > 0 and int(day[3]) > 0, day[0]
+    assert day[2] == day[3] and day[4] == "0", day[0]
 
 
 def test_verify_rejects_a_corrupted_result_with_a_readable_diff(replayed):

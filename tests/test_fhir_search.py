@@ -71,7 +71,10 @@ def test_format_json_is_taken_and_any_other_refused():
 def test_leniency_is_read_from_the_prefer_header():
     assert lenient(CIMultiDict({"Prefer": "handling=lenient"}))
     assert lenient(CIMultiDict({"prefer": "return=minimal, handling=lenient"}))
-    assert lenient(CIMultiDict({"Prefer": "respond-async; handling=lenient"}))
+    assert lenient(CIMultiDict({"Prefer": 'handling = "lenient"'}))
+    assert lenient(CIMultiDict([("Prefer", "return=minimal"), ("Prefer", "handling=lenient")]))
+    # a parameter of another preference is not the preference (RFC 7240)
+    assert not lenient(CIMultiDict({"Prefer": "respond-async; handling=lenient"}))
     assert not lenient(CIMultiDict({"Prefer": "handling=strict"}))
     assert not lenient(CIMultiDict())
 

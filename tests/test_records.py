@@ -1129,17 +1129,21 @@ def test_the_operators_fhir_views_serve_loopback_or_the_bearer_of_the_token_only
     assert "token" in operator_refusal("172.18.0.5", "Basic s3cret", token="s3cret")
 
 
-def test_the_operator_gate_asks_for_credentials_where_none_came_and_forbids_wrong_ones():
-    """HTTP's 401 with a Bearer challenge where a token is due and none came (clients
-    that sign in react to it), 403 for a wrong token or another host without one set."""
+def test_the_operator_gate_asks_for_a_token_where_one_is_due_and_forbids_where_none_is_set():
+    """HTTP's 401 with a Bearer challenge where a token is due and none or a wrong one came
+    (clients that sign in react to it), 403 for another host where no token is set."""
     from streams.fhir_views import operator_gate
 
     assert operator_gate("127.0.0.1", "", token="") is None
     assert operator_gate("172.18.0.5", "Bearer s3cret", token="s3cret") is None
     status, code, _, headers = operator_gate("127.0.0.1", " ", token="s3cret")
     assert (status, code, headers) == (401, "login", {"WWW-Authenticate": "Bearer"})
-    assert operator_gate("127.0.0.1", "Bearer wrong", token="s3cret")[:2] == (403, "forbidden")
+    for wrong in ("Bearer wrong", "Basic s3cret"):  # RFC 6750: a token that will not do
+        status, code, _, headers = operator_gate("172.18.0.5", wrong, token="s3cret")
+        assert (status, code, headers) == (401, "login", {
+            "WWW-Authenticate": 'Bearer error="invalid_token"'})
     assert operator_gate("172.18.0.5", "", token="")[:2] == (403, "forbidden")
+    assert operator_gate("172.18.0.5", "Bearer x", token="")[:2] == (403, "forbidden")
 
 
 def test_an_operators_access_to_a_person_on_no_register_is_a_valid_audit_event():

@@ -18,8 +18,9 @@ from simulators.visit_run import HospitalRunResult
 
 
 def replay_with_days(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                     days: list[DayReconciliation]) -> Any:
-    """A replay into a platform whose hospitals reconciled `days`, nothing else happening."""
+                     days: list[DayReconciliation], held_before: int = 0) -> Any:
+    """A replay into a platform whose hospitals reconciled `days`, nothing else happening;
+    the platform held `held_before` requests before it."""
     log = tmp_path / "v.jsonl"
     runner = CliRunner()
     assert runner.invoke(cli.app, ["generate", "--persons", "200", "--visits", "3",
@@ -34,7 +35,7 @@ def replay_with_days(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 
     monkeypatch.setattr(cli, "execute", reconciled)
     monkeypatch.setattr(cli, "check_reachable", lambda *_: None)
-    monkeypatch.setattr(cli, "_check_platform_there", lambda *_: None)
+    monkeypatch.setattr(cli, "_check_platform_there", lambda *_: held_before)
     return runner.invoke(cli.app, ["replay", str(log), "--rate", "10", "--bootstrap",
                                    "127.0.0.1:1", "--bad-per-kind", "0",
                                    "--results", str(tmp_path / "r.jsonl")])
@@ -63,3 +64,29 @@ def test_a_replay_with_a_day_left_unbalanced_fails_naming_it(
     out = " ".join(result.output.split())
     assert "1 left 不平" in out
     assert f"- H31010000002 2026-01-06: {UNBALANCED} after 10 3201" in out
+
+
+def test_a_replay_posting_other_settlements_than_the_lost_answers_fails_saying_so(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Balanced in the end, but only by a settlement posted from 3202 that no hospital lost
+    the answer of: the platform settled what the hospitals never saw settled."""
+    days = [DayReconciliation("H11010000001", "2026-01-05", attempts=2, first=UNBALANCED,
+                              result=BALANCED, posted=1, posted_fen=[5_000, 3_000, 0])]
+    result = replay_with_days(tmp_path, monkeypatch, days)
+    assert result.exit_code == 1, (result.output, result.exception)
+    out = " ".join(result.output.split())
+    assert "1 不平 until 3202 detailed 1 settlement whose answers were lost (expected 0)" in out
+    assert "- 1 settlement posted from 3202, 0 expected" in out
+
+
+def test_a_day_left_unbalanced_on_a_platform_holding_earlier_requests_is_told_not_judged(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A 3201's msgid is the hospital's and the day's: a day an earlier replay reconciled is
+    answered as it was then, about that replay's books, so it cannot judge this one."""
+    days = [DayReconciliation("H31010000002", "2026-01-06", attempts=10, first=UNBALANCED,
+                              result=UNBALANCED)]
+    result = replay_with_days(tmp_path, monkeypatch, days, held_before=40)
+    assert result.exit_code == 0, (result.output, result.exception)
+    out = " ".join(result.output.split())
+    assert "1 left 不平" in out and "not judged: the platform held earlier requests" in out
+    assert "- H31010000002" not in out

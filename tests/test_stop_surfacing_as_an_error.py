@@ -100,7 +100,7 @@ def test_a_replay_stopped_after_its_visits_as_a_type_error_keeps_its_answers(
 
     monkeypatch.setattr(cli, "execute", visits_over_then_ctrl_c)
     monkeypatch.setattr(cli, "check_reachable", lambda *_: None)
-    monkeypatch.setattr(cli, "_check_platform_there", lambda *_: None)
+    monkeypatch.setattr(cli, "_check_platform_there", lambda *_: 0)
     result = invoke(cli.app, "replay", str(log), "--rate", "10", "--bootstrap",
                     "127.0.0.1:1", "--results", str(tmp_path / "r.jsonl"))
     assert result.exit_code == 130, (result.output, result.exception)
