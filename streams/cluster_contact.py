@@ -50,7 +50,10 @@ class ClusterContact:
 
     def __init__(self, bootstrap: str) -> None:
         self.bootstrap = bootstrap
-        self.silent_since: float | None = None  # monotonic, while unanswered
+        self.silent_since: float | None = None  # monotonic, while called silent
+        #: when it last answered (monotonic): what a silence is counted from, asks taking
+        #: up to ANSWER_WITHIN_S and two going unanswered before it is called one
+        self.last_answer = time.monotonic()
         self._reminded = 0.0
         self._unanswered = 0  # asks in a row
         metrics.CLUSTER_REACHABLE.set(1)  # a worker starts only once it has reached it
@@ -82,15 +85,17 @@ class ClusterContact:
         elif now - self._reminded >= REMIND_EVERY_S:
             self._reminded = now
             log.error("the Kafka cluster at %s has not answered this worker for %.0f s",
-                      self.bootstrap, now - self.silent_since)
+                      self.bootstrap, now - self.last_answer)
 
     def answered(self) -> None:
         self._unanswered = 0
         metrics.CLUSTER_REACHABLE.set(1)
+        now = time.monotonic()
         if self.silent_since is not None:
             log.warning("the Kafka cluster at %s answers this worker again, after %.0f s "
-                        "without", self.bootstrap, time.monotonic() - self.silent_since)
+                        "without", self.bootstrap, now - self.last_answer)
             self.silent_since = None
+        self.last_answer = now
 
 
 async def _any_broker_answers(client: Any, within_s: float) -> None:
