@@ -41,6 +41,15 @@ ANSWER_WITHIN_S = 4.0
 SILENT_AFTER = 2
 #: While the cluster stays silent, the log says so again this often.
 REMIND_EVERY_S = 60.0
+#: When this process's contact last heard the cluster answer (monotonic; None: no contact).
+_last_answer: list[float | None] = [None]
+
+
+def answered_within(seconds: float) -> bool:
+    """Whether the cluster answered this worker's asks lately: a wait on it that goes on
+    meanwhile is the worker's own, not the cluster's (streams/faust_offsets.py)."""
+    last = _last_answer[0]
+    return last is not None and time.monotonic() - last <= seconds
 
 
 class ClusterContact:
@@ -53,7 +62,7 @@ class ClusterContact:
         self.silent_since: float | None = None  # monotonic, while called silent
         #: when it last answered (monotonic): what a silence is counted from, asks taking
         #: up to ANSWER_WITHIN_S and two going unanswered before it is called one
-        self.last_answer = time.monotonic()
+        self.last_answer = _last_answer[0] = time.monotonic()
         self._reminded = 0.0
         self._unanswered = 0  # asks in a row
         metrics.CLUSTER_REACHABLE.set(1)  # a worker starts only once it has reached it
@@ -95,7 +104,7 @@ class ClusterContact:
             log.warning("the Kafka cluster at %s answers this worker again, after %.0f s "
                         "without", self.bootstrap, now - self.last_answer)
             self.silent_since = None
-        self.last_answer = now
+        self.last_answer = _last_answer[0] = now
 
 
 async def _any_broker_answers(client: Any, within_s: float) -> None:

@@ -82,7 +82,8 @@ from faust.types import TP
 from faust.types.tuples import Message, ack_lock
 from mode.utils.queues import FlowControlEvent
 
-from streams.lost_writes import stop_for_lost_write
+from streams.cluster_contact import ASK_EVERY_S, answered_within
+from streams.lost_writes import stop_for_lost_write, stop_for_stalled_writes
 
 log = logging.getLogger("huimin.streams.offsets")
 
@@ -222,6 +223,10 @@ _original_send_pending = ProducerBuffer._send_pending
 _original_flush = ProducerBuffer.flush
 #: How long a flush waits for the next hand-over before it says that it is still waiting.
 FLUSH_PATIENCE_S = 10.0
+#: How long a flush waits with no hand-over at all, while the cluster answers, before the
+#: worker stops (streams/lost_writes.py): a review saw one wait for good after the broker
+#: and the other worker were killed together, its rebalance never ending.
+FLUSH_GIVE_UP_S = 120.0
 
 
 def _counted_put(self: ProducerBuffer, fut: object) -> None:
@@ -247,7 +252,10 @@ async def _flush_all(self: ProducerBuffer) -> None:
         await _original_flush(self)  # not the queue counted here; or stopping (Faust's rule)
         return
     target = getattr(self, "huimin_put", 0)
-    while getattr(self, "huimin_handed", 0) < target:
+    seen, stalled_since = getattr(self, "huimin_handed", 0), time.monotonic()
+    while (handed := getattr(self, "huimin_handed", 0)) < target:
+        if handed != seen:  # a hand-over since the last look: no stall
+            seen, stalled_since = handed, time.monotonic()
         self.message_sent.clear()  # set by the sending task right after each hand-over
         if getattr(self, "huimin_handed", 0) >= target:
             break
@@ -256,9 +264,13 @@ async def _flush_all(self: ProducerBuffer) -> None:
         except TimeoutError:
             if self.state != "running":
                 raise RuntimeError("Cannot flush: Producer not Running") from None
+            if getattr(self, "huimin_handed", 0) != seen:
+                continue  # handed over as the wait ended
+            stalled = time.monotonic() - stalled_since
+            if stalled >= FLUSH_GIVE_UP_S and answered_within(3 * ASK_EVERY_S):
+                stop_for_stalled_writes(target - seen, stalled)
             log.warning("a commit has waited %.0f s for %d table writes to be handed to "
-                        "the producer", FLUSH_PATIENCE_S,
-                        target - getattr(self, "huimin_handed", 0))
+                        "the producer", stalled, target - seen)
 
 
 def guard_commits() -> None:

@@ -46,6 +46,18 @@ def stop_for_lost_write(topic: str, exc: BaseException) -> NoReturn:
     os._exit(LOST_WRITE_EXIT)
 
 
+def stop_for_stalled_writes(waiting: int, waited_s: float) -> NoReturn:
+    """End the process now, as for a lost write: table writes that the producer has not
+    taken for minutes while the cluster answers will not be taken (a rebalance waits on
+    them, and the worker would hold its partitions idle for as long as it runs)."""
+    log.critical("a commit has waited %.0f s for %d table writes the producer never took, "
+                 "while the cluster answers: stopping before any further commit, so that the "
+                 "events they served are taken again after a restart (exit %d)",
+                 waited_s, waiting, LOST_WRITE_EXIT)
+    logging.shutdown()
+    os._exit(LOST_WRITE_EXIT)
+
+
 def _failure_stops_the_worker(self: MessageBatch, exception: Any) -> None:
     _original_failure(self, exception)
     stop_for_lost_write(self._tp.topic, exception)

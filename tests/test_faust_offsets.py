@@ -4,6 +4,7 @@ streams/faust_offsets.py, on a real (unconnected) Faust consumer."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import faust
 import pytest
@@ -214,3 +215,81 @@ def test_a_commit_waits_until_every_table_write_is_handed_to_the_producer():
 def test_faust_s_own_flush_gives_up_on_a_slow_hand_over():
     """Why the mend: Faust's flush returns after 0.1 s without a hand-over, writes queued."""
     assert len(handed_before_flush_returns("faust")) < 3
+
+
+class StalledBuffer:
+    """A running producer buffer with `waiting` table writes put and never handed over."""
+
+    def __init__(self, waiting: int) -> None:
+        self.app, self.state = None, "running"
+        self.huimin_put, self.huimin_handed = waiting, 0
+        self.message_sent = asyncio.Event()
+
+
+@pytest.fixture
+def stops(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The exit statuses the worker would have stopped with (the flush's waits shortened)."""
+    from streams import lost_writes
+
+    stopped: list[int] = []
+
+    def exit_(code: int) -> None:
+        stopped.append(code)
+        raise asyncio.CancelledError  # the process would end here
+
+    monkeypatch.setattr(lost_writes.os, "_exit", exit_)
+    monkeypatch.setattr(faust_offsets, "FLUSH_PATIENCE_S", 0.01)
+    monkeypatch.setattr(faust_offsets, "FLUSH_GIVE_UP_S", 0.05)
+    return stopped
+
+
+async def _flush_for(buffer: StalledBuffer, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+        await asyncio.wait_for(faust_offsets._flush_all(buffer), seconds)
+
+
+def test_a_flush_the_producer_never_takes_while_the_cluster_answers_stops_the_worker(
+        stops: list[int], monkeypatch: pytest.MonkeyPatch):
+    """Table writes waiting for minutes with the cluster answering will not be handed over: a
+    review saw a worker's rebalance wait on them for good after the broker and the other
+    worker were killed together. It stops (exit 75) for its supervisor to start it again."""
+    from streams import cluster_contact
+    from streams.lost_writes import LOST_WRITE_EXIT
+
+    monkeypatch.setattr(cluster_contact, "_last_answer", [cluster_contact.time.monotonic()])
+    monkeypatch.setattr(cluster_contact, "ASK_EVERY_S", 60.0)
+    monkeypatch.setattr(faust_offsets, "ASK_EVERY_S", 60.0)
+    asyncio.run(_flush_for(StalledBuffer(15), 2.0))
+    assert stops == [LOST_WRITE_EXIT]
+
+
+def test_a_flush_waiting_on_a_silent_cluster_waits_for_it(
+        stops: list[int], monkeypatch: pytest.MonkeyPatch):
+    """A cluster down: the worker carries on when it is back, as the README says."""
+    from streams import cluster_contact
+
+    monkeypatch.setattr(cluster_contact, "_last_answer", [None])
+    asyncio.run(_flush_for(StalledBuffer(15), 0.3))
+    assert stops == []
+
+
+def test_a_flush_whose_writes_are_handed_over_slowly_is_not_given_up(
+        stops: list[int], monkeypatch: pytest.MonkeyPatch):
+    """Progress, however slow (a burst of writes on a busy machine), is no stall."""
+    from streams import cluster_contact
+
+    monkeypatch.setattr(cluster_contact, "_last_answer", [cluster_contact.time.monotonic()])
+    monkeypatch.setattr(faust_offsets, "ASK_EVERY_S", 60.0)
+    buffer = StalledBuffer(12)
+
+    async def hand_over_slowly() -> None:
+        while buffer.huimin_handed < buffer.huimin_put:
+            await asyncio.sleep(0.03)  # slower than the patience, faster than the give-up
+            buffer.huimin_handed += 1
+            buffer.message_sent.set()
+
+    async def both() -> None:
+        await asyncio.gather(hand_over_slowly(), _flush_for(buffer, 2.0))
+
+    asyncio.run(both())
+    assert stops == [] and buffer.huimin_handed == 12
