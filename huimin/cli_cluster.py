@@ -10,6 +10,7 @@ from typing import Annotated
 import kafka.errors
 import orjson
 import typer
+from rich.markup import escape
 
 from huimin.cli_app import app, console, errors, refusal_exit
 from huimin.cli_options import (
@@ -254,14 +255,26 @@ def broker(
         help="tansu: the embedded Tansu broker (memory storage); kafka: a single-node Apache "
              "Kafka (KRaft) from its Maven Central jars (needs java ≥ 17 and mvn; the jars "
              "are cached in ~/.cache/huimin).")] = "tansu",
+    port: Annotated[int | None, typer.Option(
+        min=1, max=65535, help="The loopback port to listen on (default: a free one; with "
+                               "--data-dir, the folder's first).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(
+        file_okay=False, help="kafka only: keep the broker's data in this folder (made if "
+                              "missing), so that it can be stopped or killed and started "
+                              "again on it, on the same ports, with its topics, messages and "
+                              "consumer groups (default: a temporary folder, removed).")] = None,
 ) -> None:
     """Start a local broker alone, print its address, stop it on Ctrl-C or SIGTERM."""
     check_broker_kind(kind, "--kind")
     if kind == "kafka":
-        server: EmbeddedBroker | ApacheKafkaBroker = ApacheKafkaBroker()
+        server: EmbeddedBroker | ApacheKafkaBroker = ApacheKafkaBroker(port=port,
+                                                                        data_dir=data_dir)
         name = f"Apache Kafka {KAFKA_VERSION} (KRaft, single node)"
+    elif data_dir is not None:
+        raise typer.BadParameter("the embedded broker keeps its data in memory: --data-dir is "
+                                 "for --kind kafka", param_hint="--data-dir")
     else:
-        server, name = EmbeddedBroker(), "Embedded broker (Tansu, memory storage)"
+        server, name = EmbeddedBroker(port), "Embedded broker (Tansu, memory storage)"
     stop = False
 
     def _stop(*_: object) -> None:
@@ -276,7 +289,10 @@ def broker(
     try:
         console.print(f"{name} listening on [bold]{server.bootstrap}[/]\nUse it with: "
                       f"export KAFKA_BOOTSTRAP_SERVERS={server.bootstrap}\n"
-                      "Ctrl-C stops it.")
+                      + (f"Its data is kept in {escape(str(data_dir))}: started again with "
+                         f"--data-dir {escape(str(data_dir))}, it resumes there.\n"
+                         if data_dir else "")
+                      + "Ctrl-C stops it.", markup=True, highlight=False)
         try:
             while not stop and server.process is not None and server.process.poll() is None:
                 time.sleep(0.5)
@@ -290,7 +306,9 @@ def broker(
         server.stop()
     if died is not None:  # not a clean stop: whoever uses the broker must hear of it
         refusal_exit(f"the broker exited by itself (code {died}), not on Ctrl-C or SIGTERM: "
-                 "everything it held is gone")
+                     + (f"its data is kept in {data_dir} (`huimin broker --kind kafka "
+                        f"--data-dir {data_dir}` starts it again on it)" if data_dir else
+                        "everything it held is gone"))
         raise typer.Exit(1)
     console.print("Broker stopped.")
 

@@ -154,6 +154,17 @@ def _properties(port: int, cport: int, logs: Path) -> str:
     return "".join(f"{k}={v}\n" for k, v in props.items())
 
 
+def _kept_ports(data_dir: Path | None) -> tuple[int, int] | None:
+    """The broker's and controller's ports of an earlier start on `data_dir`, if any."""
+    if data_dir is None:
+        return None
+    try:
+        broker, controller = (data_dir / PORTS_FILE).read_text().split()
+        return int(broker), int(controller)
+    except (OSError, ValueError):
+        return None
+
+
 def _can_create_topic(bootstrap: str) -> bool:
     """True once the broker creates a topic and reports a leader for it: the listener answers
     before the broker has registered with its controller."""
@@ -178,14 +189,22 @@ def _can_create_topic(bootstrap: str) -> bool:
         admin.close()
 
 
+#: In a kept data folder: the ports its broker listened on, so that it starts again on them
+#: (its clients' address, and the controller's that its metadata was written with).
+PORTS_FILE = "huimin-ports"
+
+
 class ApacheKafkaBroker:
     """An Apache Kafka broker and controller in one JVM on free loopback ports, in its own
-    process group; its data lives in a temporary folder unless `data_dir` is given."""
+    process group; its data lives in a temporary folder unless `data_dir` is given: that one
+    is kept, and a broker started again on it resumes its topics on the same ports (those
+    given, else those of its first start)."""
 
     def __init__(self, port: int | None = None, log_path: Path | None = None,
                  data_dir: Path | None = None) -> None:
-        self.port = port or free_port()
-        self.controller_port = free_port()
+        kept = _kept_ports(data_dir)
+        self.port = port or (kept[0] if kept else free_port())
+        self.controller_port = kept[1] if kept else free_port()
         while self.controller_port == self.port:
             self.controller_port = free_port()
         self.log_path = log_path
@@ -219,6 +238,7 @@ class ApacheKafkaBroker:
         data = self.data_dir or self._tmp
         assert data is not None
         data.mkdir(parents=True, exist_ok=True)
+        (data / PORTS_FILE).write_text(f"{self.port} {self.controller_port}\n")
         props = data / f"server-{self.port}.properties"  # names this broker's JVM in `ps`
         props.write_text(_properties(self.port, self.controller_port, data / "logs"))
         log = self.log_path or data / "broker.log"

@@ -959,6 +959,14 @@ def test_a_broker_kind_huimin_cannot_start_is_refused_before_anything_starts(
     refused(huimin(*command), f"Invalid value for {command[1]}: one of tansu, kafka")
 
 
+def test_a_data_folder_for_the_embedded_broker_is_refused_before_it_starts(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """Tansu keeps its data in memory: nothing would be kept there, as the option says."""
+    monkeypatch.setattr(cli_cluster, "EmbeddedBroker", unreachable)
+    refused(huimin("broker", "--data-dir", str(tmp_path / "k")),
+            "Invalid value for --data-dir: the embedded broker keeps its data in memory")
+
+
 @pytest.mark.parametrize(("command", "copies"), [
     (["world", "--out", "{tmp}/w"], "build in this process: ~4,400 MiB in all"),
     (["generate", "-o", "{tmp}/v.jsonl"], "build in this process: ~4,400 MiB in all"),

@@ -91,3 +91,33 @@ def test_a_warm_cache_gives_the_classpath_without_maven(monkeypatch):
                         lambda name: None if name == "mvn" else which(name))
     assert kafka_classpath() == first  # `mvn` hidden: had it been needed, BrokerError
     assert f"kafka_2.13-{kafka_broker.KAFKA_VERSION}.jar" in first
+
+
+def test_apache_kafka_started_again_on_its_data_folder_resumes_on_the_same_ports(tmp_path):
+    """An ops team rehearsing a broker's restart (`huimin broker --kind kafka --data-dir`):
+    the second start listens where the first did, with its topics and messages (a review
+    had to start the JVM by hand: the temporary folder was removed and the ports random)."""
+    data = tmp_path / "kafka-data"
+    first = ApacheKafkaBroker(data_dir=data).start()
+    try:
+        ensure_topics(first.bootstrap, ["t.kept"], partitions=1)
+        producer = KafkaProducer(bootstrap_servers=first.bootstrap, acks="all")
+        try:
+            producer.send("t.kept", value=b"before the restart").get(timeout=30)
+        finally:
+            producer.close()
+    finally:
+        first.stop()
+    assert (data / "logs" / "meta.properties").exists()  # kept, not removed
+    again = ApacheKafkaBroker(data_dir=data).start()
+    try:
+        assert (again.port, again.controller_port) == (first.port, first.controller_port)
+        consumer = KafkaConsumer("t.kept", bootstrap_servers=again.bootstrap,
+                                 auto_offset_reset="earliest", consumer_timeout_ms=30_000)
+        try:
+            got = [m.value for m in consumer]
+        finally:
+            consumer.close()
+        assert got == [b"before the restart"]
+    finally:
+        again.stop()
