@@ -65,9 +65,12 @@ def replay_pace(result: HospitalRunResult, scheduled_s: float) -> list[str]:
     with_waits = (f" ({lag:,g} ms counting the {'visit' if waited == 1 else 'visits'} that "
                   "waited for the same person's visit, below)") if waited and own and \
         own != lag else ""
+    late = " (answers that came after their visit was given up included)" \
+        if result.late_answers else ""
     lines = [f"Settlements (2207/2304) {lat['count']:,}: round trip p50 {lat['p50']:.0f} ms, "
-             f"p99 {lat['p99']:.0f} ms. Arrivals were scheduled over {scheduled_s:.1f} s; 99 % "
-             f"of the visits started within {(own or lag):,g} ms of theirs{with_waits}"
+             f"p99 {lat['p99']:.0f} ms{late}. Arrivals were scheduled over "
+             f"{scheduled_s:.1f} s; 99 % of the visits started within {(own or lag):,g} ms "
+             f"of theirs{with_waits}"
              ] if lat["count"] else []
     if result.loop_lag.p99_at_most_ms() >= 1_000:  # a wait for the person's visit is no sign
         lines.append(fell_behind(result.loop_lag.max_ms, "--rate/--speed"))

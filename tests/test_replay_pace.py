@@ -32,3 +32,13 @@ def test_hospitals_late_to_their_own_schedule_are_warned_of():
     lines = replay_pace(result(waits_ms=[5.0, 7.0], loop_ms=[1_559.6] * 9), scheduled_s=3.0)
     assert any("fell behind the schedule (up to 1.6 s late)" in line for line in lines)
     assert "2 visits waited for the same person's visit before them to end" in lines[-1]
+
+
+def test_a_round_trip_counting_answers_that_came_after_their_visit_was_given_up_says_so():
+    """A p99 past the answer time-out reads as impossible unless the late answers it counts
+    are named (a broker-restart review: p99 61,799 ms with a 30-s time-out)."""
+    quiet = result(waits_ms=[], loop_ms=[2.0] * 9)
+    assert "given up included" not in replay_pace(quiet, scheduled_s=3.0)[0]
+    quiet.late_answers = 3
+    assert "p99 90 ms (answers that came after their visit was given up included)." in \
+        replay_pace(quiet, scheduled_s=3.0)[0]
