@@ -214,9 +214,9 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
         return problem(web, 404, "not-found", what)
 
     def refused(web: Any, request: Any) -> Any | None:
-        """The answer refusing a request of someone other than the operator (401 without
-        credentials, 403 with wrong ones or from another host), or asking for a format
-        these views do not give (406); None if the request may go on."""
+        """The answer refusing a request of someone other than the operator (`operator_gate`:
+        401 or 403), or asking for a format these views do not give (406); None if the
+        request may go on."""
         gate = operator_gate(request.remote, request.headers.get("Authorization", ""),
                              operator_token)
         if gate is not None:
