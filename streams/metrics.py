@@ -85,6 +85,9 @@ STARTED = Gauge("huimin_worker_start_time_seconds", "When this worker process st
 CLUSTER_REACHABLE = Gauge("huimin_cluster_reachable", "1 while this worker's Kafka cluster "
                           "answers it (asked every 5 s), 0 once two asks in a row went "
                           "unanswered within 4 s")
+REBALANCING = Gauge("huimin_worker_rebalancing", "1 while this worker's consumer group is "
+                    "rebalancing it (it serves none of its partitions meanwhile, and its lag "
+                    "reads 0), 0 otherwise; read every 5 s")
 
 
 class ForwardedRequests:
@@ -124,7 +127,7 @@ DOMAIN_METRICS = (
     REQUESTS, ANSWERS, LATENCY, HOP_LATENCY, IN_FLIGHT, PAID, REFUNDED, DEAD_LETTERS, REFUSED,
     CONSUMER_LAG, FENCED_RECORDS, REDELIVERY_WAITS, CLEARING_NET, EHR_PUBLISHED, EHR_QUERIES,
     EHR_REFUSALS, EHR_AUDIT, LABS_AVOIDED, LAB_SAVING, ROLE_CPU, ROLE_EVENTS, STARTED,
-    CLUSTER_REACHABLE)
+    CLUSTER_REACHABLE, REBALANCING)
 
 
 @functools.cache

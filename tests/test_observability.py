@@ -500,6 +500,8 @@ HEALTHY = [
      "values": "_x15 3x25"},
     # the cluster silent for one asking, at 10 m: shorter than the alert waits
     {"series": f"huimin_cluster_reachable{{{WORKER}}}", "values": "1x9 0 1x30"},
+    # a rebalance of a minute at 12 m, as a worker joining brings
+    {"series": f"huimin_worker_rebalancing{{{WORKER}}}", "values": "0x11 1 1 0x27"},
     # one request the hospitals' producer gave up on, long ago, and one of another error
     {"series": f'huimin_hospital_send_failures_total{{{HOSPITALS},error="timed_out"}}',
      "values": "0x5 1x35"},
@@ -546,6 +548,9 @@ TROUBLE = [
     {"series": f"huimin_cluster_reachable{{{WORKER}}}", "values": "1x19 0x21"},
     {"series": 'huimin_cluster_reachable{job="huimin-workers",instance="10.0.0.3:6066"}',
      "values": "1x40"},
+    # a worker held in a rebalance from 18 m (it answers scrapes, reaches its cluster)
+    {"series": 'huimin_worker_rebalancing{job="huimin-workers",instance="10.0.0.3:6066"}',
+     "values": "0x17 1x23"},
     # the hospitals' producer gives requests up from 22 m, and one too large at 23 m (each
     # error exported at zero from the start)
     {"series": f'huimin_hospital_send_failures_total{{{HOSPITALS},error="timed_out"}}',
@@ -573,6 +578,8 @@ FIRING_IN_TROUBLE = {
                                 "severity": "warning"}],
     "HuiminClusterUnreachable": [{**dict(re.findall(r'(\w+)="([^"]*)"', WORKER)),
                                   "severity": "critical"}],
+    "HuiminRebalanceStuck": [{"job": "huimin-workers", "instance": "10.0.0.3:6066",
+                              "severity": "critical"}],
     "HuiminHospitalTimeouts": [{**dict(re.findall(r'(\w+)="([^"]*)"', HOSPITALS)),
                                 "severity": "critical"}],
     "HuiminHospitalSendFailures": [{"error": "timed_out", "severity": "critical"},
