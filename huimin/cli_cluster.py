@@ -257,7 +257,7 @@ def broker(
              "are cached in ~/.cache/huimin).")] = "tansu",
     port: Annotated[int | None, typer.Option(
         min=1, max=65535, help="The loopback port to listen on (default: a free one; with "
-                               "--data-dir, the folder's first).")] = None,
+                               "--data-dir, its last start's).")] = None,
     data_dir: Annotated[Path | None, typer.Option(
         file_okay=False, help="kafka only: keep the broker's data in this folder (made if "
                               "missing), so that it can be stopped or killed and started "
@@ -267,8 +267,11 @@ def broker(
     """Start a local broker alone, print its address, stop it on Ctrl-C or SIGTERM."""
     check_broker_kind(kind, "--kind")
     if kind == "kafka":
-        server: EmbeddedBroker | ApacheKafkaBroker = ApacheKafkaBroker(port=port,
-                                                                        data_dir=data_dir)
+        try:
+            server: EmbeddedBroker | ApacheKafkaBroker = ApacheKafkaBroker(port=port,
+                                                                            data_dir=data_dir)
+        except BrokerError as exc:
+            raise refusal_exit(exc) from None
         name = f"Apache Kafka {KAFKA_VERSION} (KRaft, single node)"
     elif data_dir is not None:
         raise typer.BadParameter("the embedded broker keeps its data in memory: --data-dir is "

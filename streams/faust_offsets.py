@@ -223,10 +223,11 @@ _original_send_pending = ProducerBuffer._send_pending
 _original_flush = ProducerBuffer.flush
 #: How long a flush waits for the next hand-over before it says that it is still waiting.
 FLUSH_PATIENCE_S = 10.0
-#: How long a flush waits with no hand-over at all, while the cluster answers, before the
-#: worker stops (streams/lost_writes.py): a review saw one wait for good after the broker
-#: and the other worker were killed together, its rebalance never ending.
-FLUSH_GIVE_UP_S = 120.0
+#: How long a flush waits with no hand-over at all while the cluster answers, before the
+#: worker stops (streams/lost_writes.py) rather than wait out Faust's 20-minute producer
+#: time-out: a review saw one wait 4+ minutes after the broker and the other worker were
+#: killed together, its rebalance held, its partitions idle.
+FLUSH_GIVE_UP_S = 180.0
 
 
 def _counted_put(self: ProducerBuffer, fut: object) -> None:
@@ -252,10 +253,12 @@ async def _flush_all(self: ProducerBuffer) -> None:
         await _original_flush(self)  # not the queue counted here; or stopping (Faust's rule)
         return
     target = getattr(self, "huimin_put", 0)
-    seen, stalled_since = getattr(self, "huimin_handed", 0), time.monotonic()
+    seen, handed_at = getattr(self, "huimin_handed", 0), time.monotonic()
+    stalled_since = handed_at  # the last hand-over, or the last look at a silent cluster
     while (handed := getattr(self, "huimin_handed", 0)) < target:
         if handed != seen:  # a hand-over since the last look: no stall
-            seen, stalled_since = handed, time.monotonic()
+            seen = handed
+            handed_at = stalled_since = time.monotonic()
         self.message_sent.clear()  # set by the sending task right after each hand-over
         if getattr(self, "huimin_handed", 0) >= target:
             break
@@ -266,11 +269,13 @@ async def _flush_all(self: ProducerBuffer) -> None:
                 raise RuntimeError("Cannot flush: Producer not Running") from None
             if getattr(self, "huimin_handed", 0) != seen:
                 continue  # handed over as the wait ended
-            stalled = time.monotonic() - stalled_since
-            if stalled >= FLUSH_GIVE_UP_S and answered_within(3 * ASK_EVERY_S):
-                stop_for_stalled_writes(target - seen, stalled)
+            now = time.monotonic()
+            if not answered_within(3 * ASK_EVERY_S):
+                stalled_since = now  # the cluster's silence, not a stall: counted from its end
+            elif now - stalled_since >= FLUSH_GIVE_UP_S:
+                stop_for_stalled_writes(target - seen, now - stalled_since)
             log.warning("a commit has waited %.0f s for %d table writes to be handed to "
-                        "the producer", stalled, target - seen)
+                        "the producer", now - handed_at, target - seen)
 
 
 def guard_commits() -> None:

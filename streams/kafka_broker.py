@@ -10,6 +10,7 @@ import fcntl
 import os
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -154,6 +155,18 @@ def _properties(port: int, cport: int, logs: Path) -> str:
     return "".join(f"{k}={v}\n" for k, v in props.items())
 
 
+def _free(port: int) -> bool:
+    """Whether nothing listens on the loopback `port` (one a killed broker's connections
+    still hold in TIME_WAIT is free: Kafka binds it so too)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def _kept_ports(data_dir: Path | None) -> tuple[int, int] | None:
     """The broker's and controller's ports of an earlier start on `data_dir`, if any."""
     if data_dir is None:
@@ -197,12 +210,15 @@ PORTS_FILE = "huimin-ports"
 class ApacheKafkaBroker:
     """An Apache Kafka broker and controller in one JVM on free loopback ports, in its own
     process group; its data lives in a temporary folder unless `data_dir` is given: that one
-    is kept, and a broker started again on it resumes its topics on the same ports (those
-    given, else those of its first start)."""
+    is kept, and a broker started again on it resumes its topics on the same ports (its
+    last start's, unless `port` is given)."""
 
     def __init__(self, port: int | None = None, log_path: Path | None = None,
                  data_dir: Path | None = None) -> None:
         kept = _kept_ports(data_dir)
+        if kept and port == kept[1]:
+            raise BrokerError(f"port {port} is the controller's of the broker kept in "
+                              f"{data_dir} ({PORTS_FILE}): give another --port")
         self.port = port or (kept[0] if kept else free_port())
         self.controller_port = kept[1] if kept else free_port()
         while self.controller_port == self.port:
@@ -238,6 +254,12 @@ class ApacheKafkaBroker:
         data = self.data_dir or self._tmp
         assert data is not None
         data.mkdir(parents=True, exist_ok=True)
+        for port in (self.port, self.controller_port):  # else a broker already there looks
+            if not _free(port):  # ready to the check below, and this one dies after it
+                kept = f" (kept in {data / PORTS_FILE} from its last start)" \
+                    if self.data_dir is not None else ""
+                raise BrokerError(f"port {port} on 127.0.0.1 is in use{kept}: is a broker "
+                                  "on this folder still running? Stop it, or give --port")
         (data / PORTS_FILE).write_text(f"{self.port} {self.controller_port}\n")
         props = data / f"server-{self.port}.properties"  # names this broker's JVM in `ps`
         props.write_text(_properties(self.port, self.controller_port, data / "logs"))

@@ -86,8 +86,9 @@ CLUSTER_REACHABLE = Gauge("huimin_cluster_reachable", "1 while this worker's Kaf
                           "answers it (asked every 5 s), 0 once two asks in a row went "
                           "unanswered within 4 s")
 REBALANCING = Gauge("huimin_worker_rebalancing", "1 while this worker's consumer group is "
-                    "rebalancing it (it serves none of its partitions meanwhile, and its lag "
-                    "reads 0), 0 otherwise; read every 5 s")
+                    "rebalancing it or it recovers its tables (it serves none of its "
+                    "partitions meanwhile, and its lag stands still), 0 otherwise; read every "
+                    "5 s")
 
 
 class ForwardedRequests:

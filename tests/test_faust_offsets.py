@@ -293,3 +293,26 @@ def test_a_flush_whose_writes_are_handed_over_slowly_is_not_given_up(
 
     asyncio.run(both())
     assert stops == [] and buffer.huimin_handed == 12
+
+
+def test_a_flush_is_given_up_only_after_the_cluster_has_answered_for_the_whole_wait(
+        stops: list[int], monkeypatch: pytest.MonkeyPatch):
+    """The time a cluster was silent is the cluster's: once it answers again, the producer
+    gets the whole wait to resume (a review: it stopped 7 s after an outage ended)."""
+    silent = [True]
+    monkeypatch.setattr(faust_offsets, "answered_within", lambda _s: not silent[0])
+    monkeypatch.setattr(faust_offsets, "FLUSH_GIVE_UP_S", 0.5)
+    buffer = StalledBuffer(15)
+
+    async def outage_then_slow_recovery() -> None:
+        await asyncio.sleep(1.0)  # silent for two give-ups' worth
+        silent[0] = False
+        await asyncio.sleep(0.15)  # answering again, the producer not yet resumed
+        buffer.huimin_handed = 15  # it resumes well within the give-up
+        buffer.message_sent.set()
+
+    async def both() -> None:
+        await asyncio.gather(outage_then_slow_recovery(), _flush_for(buffer, 3.0))
+
+    asyncio.run(both())
+    assert stops == [] and buffer.huimin_handed == 15

@@ -15,7 +15,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from benchmarks.memory import broker_pids
 from messages.topics import HOSP_REQUESTS
 from streams import kafka_broker
-from streams.broker import kafka_protocol_ready
+from streams.broker import BrokerError, kafka_protocol_ready
 from streams.kafka_broker import ApacheKafkaBroker, kafka_classpath
 from streams.topics import ensure_topics
 from tests.conftest import needs_java_and_maven
@@ -119,5 +119,11 @@ def test_apache_kafka_started_again_on_its_data_folder_resumes_on_the_same_ports
         finally:
             consumer.close()
         assert got == [b"before the restart"]
+        # a second broker on the folder while this one runs is refused, not taken for ready
+        with pytest.raises(BrokerError, match=r"port \d+ on 127.0.0.1 is in use \(kept in "):
+            ApacheKafkaBroker(data_dir=data).start()
+        with pytest.raises(BrokerError, match="is the controller's of the broker kept in"):
+            ApacheKafkaBroker(port=again.controller_port, data_dir=data)
+        assert again.process is not None and again.process.poll() is None
     finally:
         again.stop()
