@@ -128,7 +128,7 @@ def create_app(cfg: WorkerConfig) -> faust.App:
     @app.timer(interval=5.0)
     async def consumer_lag() -> None:
         metrics.update_consumer_lag(app.consumer)
-        # a rebalance that never ends leaves the lag at 0 (nothing assigned): said apart
+        # a worker held in a rebalance serves nothing while its lag stands still: said apart
         metrics.REBALANCING.set(1 if app.rebalancing else 0)
 
     contact = ClusterContact(cfg.bootstrap)

@@ -48,8 +48,9 @@ def stop_for_lost_write(topic: str, exc: BaseException) -> NoReturn:
 
 def stop_for_stalled_writes(waiting: int, waited_s: float) -> NoReturn:
     """End the process now, as for a lost write: table writes that the producer has not
-    taken for minutes while the cluster answers will not be taken (a rebalance waits on
-    them, and the worker would hold its partitions idle for as long as it runs)."""
+    taken for minutes while the cluster answers are not likely to be (a rebalance waits on
+    them, and the worker would hold its partitions idle until the producer's own time-out,
+    Faust's 20 minutes, ended it the same way)."""
     log.critical("a commit has waited %.0f s for %d table writes the producer never took, "
                  "while the cluster answers: stopping before any further commit, so that the "
                  "events they served are taken again after a restart (exit %d)",
