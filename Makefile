@@ -25,8 +25,9 @@ $(PROMTOOL_TRIED): | $(STAMP)
 run: $(STAMP)  ## simulate, settle through the embedded broker, verify against the oracle
 	$(BIN)/huimin run $(ARGS)
 
-test: $(STAMP) $(PROMTOOL_TRIED)  ## lint, the whole test suite (end-to-end tests start their own broker), and a check that the micro-benchmarks run
+test: $(STAMP) $(PROMTOOL_TRIED)  ## lint and type check, the whole test suite (end-to-end tests start their own broker), and a check that the micro-benchmarks run
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/pytest -n 2 --no-loadscope-reorder  # two at once, in groups: tests/conftest.py
 	$(BIN)/pytest benchmarks/ --benchmark-disable -q
 
@@ -34,8 +35,9 @@ bench: $(STAMP)  ## a short benchmark: huimin bench (with the raw ceiling) and t
 	$(BIN)/huimin bench --rates 25,50,100 --duration 15 --warmup 3 --out bench $(ARGS)
 	$(BIN)/pytest benchmarks/ --benchmark-only -q
 
-lint: $(STAMP)  ## ruff
+lint: $(STAMP)  ## ruff and mypy (the packages; pyproject.toml's [tool.mypy])
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 e2e: $(STAMP)  ## only the end-to-end tests (each starts its own embedded broker)
 	$(BIN)/pytest -m e2e

@@ -84,7 +84,7 @@ class Recorded:
     def fee_items(self) -> list[tuple[Catalogue, str, int, int]]:
         """Every uploaded fee item with the catalogue of its hospital's province."""
         ref = self.world.ref
-        out = []
+        out: list[tuple[Catalogue, str, int, int]] = []
         for s in self.submissions:
             req = s.request
             if s.first and req["infno"] in FEE_UPLOADS:

@@ -79,8 +79,8 @@ class RatePoint:
     visits: int  # visits carried out (arrived and finished, or given up)
     offered_settlements_per_s: float
     achieved_settlements_per_s: float
-    settlement_latency_ms: dict[str, dict[str, float | int]]  # by route
-    hop_latency_ms: dict[str, dict[str, float | int]]
+    settlement_latency_ms: dict[str, dict[str, float | int | None]]  # by route
+    hop_latency_ms: dict[str, dict[str, float | int | None]]
     errors: dict[str, int]
     cpu_cores: dict[str, float]  # average cores busy: broker, workers, hospitals
     ceiling: dict[str, Any] = field(default_factory=dict)
@@ -172,7 +172,7 @@ class RateTally:
         visit that waited for the same person's visit before it (that wait is the person's,
         not the load generator's: simulators/visit_run.py, VisitRun._start_visit) and for one the
         hospitals did not time."""
-        return max(0, int(getattr(session, "start_lag_ms", 0.0) * 1e6))
+        return max(0, int(session.start_lag_ms * 1e6))
 
     def __call__(self, session: VisitSession, exchanges: list[Exchange]) -> None:
         self.visits += 1
@@ -443,7 +443,9 @@ def sweep_rates(measure: Callable[[float], T], measured: list[T], rate_of: Calla
             good = 2 * good
         else:
             bad = 2 * good
-    for _ in range(BISECTIONS if bad is not None else 0):
+    for _ in range(BISECTIONS):
+        if bad is None:  # nothing above `good` failed: the capacity is past `most`
+            break
         m = measure(round((good + bad) / 2, 1))
         sweep.append(m)
         if ok(m):

@@ -89,7 +89,7 @@ def _rate_colours(n: int) -> list[Any]:
     import matplotlib
 
     if n <= 10:
-        return list(matplotlib.colormaps["tab10"].colors[:n])
+        return list(matplotlib.colormaps["tab10"].colors[:n])  # type: ignore[attr-defined]
     return [matplotlib.colormaps["viridis"](i / (n - 1)) for i in range(n)]
 
 
@@ -163,7 +163,8 @@ def figure(result: dict[str, Any]) -> Figure:
                      + (result.get("ceiling_sweep") or []), key=lambda c: c["offered_per_s"])
     over_time = any(p.get("timeline") for p in points)
     layout = [["lat", "thr", "cpu"]] + ([["time", "time", "time"]] if over_time else [])
-    fig, axes = plt.subplot_mosaic(layout, figsize=(18, 9 if over_time else 4.5))
+    fig, axes = plt.subplot_mosaic(layout,  # type: ignore[arg-type]  # lists of names
+                                   figsize=(18, 9 if over_time else 4.5))
     lat_ax, thr_ax, cpu_ax = axes["lat"], axes["thr"], axes["cpu"]
     plotted: list[float] = []
     for q, style in (("p50", ":"), ("p99", "-")):

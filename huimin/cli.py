@@ -285,7 +285,7 @@ def _check_platform_there(bootstrap: str, client: dict[str, Any]) -> int:
         raise refusal_exit(f"the cluster at {bootstrap} has no topic {' or '.join(missing)}: "
                            "no huimin platform was set up on it (`huimin topics` makes the "
                            "topics; then start a `huimin worker`)")
-    if earlier := held[topics.HOSP_REQUESTS]:
+    if earlier := held[topics.HOSP_REQUESTS] or 0:
         console.print(f"[yellow]The cluster at {bootstrap} already holds {earlier:,} hospital "
                       "requests: the platform answers a visit it settled before from what it "
                       "kept (a log replayed again gets its first answers, settling nothing "

@@ -151,8 +151,8 @@ class _Typer(typer.Typer):
     """Every command's bad input (an unwritable -o, an unreachable --bootstrap) ends in a
     one-line message and exit 2, not a traceback (see `error_message`)."""
 
-    def command(self, *args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]],
-                                                             Callable[..., Any]]:
+    def command(self, *args: Any,  # type: ignore[override]  # Typer's keywords, passed on
+                **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         def decorator(f: Callable[..., Any]) -> Callable[..., Any]:
             help_text = kwargs.pop("help", None) or _unwrapped(f.__doc__ or "")
             super(_Typer, self).command(*args, help=help_text, cls=_Command,

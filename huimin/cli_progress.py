@@ -37,10 +37,10 @@ class LogWhenNotATerminal:
         self.dropped += dropped
         if self.on and time.monotonic() - self.last >= self.EVERY_S:
             self.last = time.monotonic()
-            dropped = (f", {self.dropped:,} of them dropped unstarted (the platform too far "
-                       "behind)" if self.dropped else "")
+            unstarted = (f", {self.dropped:,} of them dropped unstarted (the platform too far "
+                         "behind)" if self.dropped else "")
             console.print(f"{time.strftime('%H:%M:%S')} {self.done:,} of {self.total or 0:,} "
-                          f"visits done{dropped}", soft_wrap=True)
+                          f"visits done{unstarted}", soft_wrap=True)
 
 
 def progress_display() -> Progress:

@@ -243,8 +243,8 @@ def outcome_record(session: VisitSession) -> dict[str, Any]:
               "answers": {msgid: s.answers.get(msgid, []) for msgid, _ in s.sent}}
     if not s.done:  # a replay stopped by Ctrl-C: `verify --replayed-only` knows it
         record["under_way"] = True
-    if (s.failed or {}).get("err_code") == TIMED_OUT:  # the request the hospital gave up on,
-        record["timed_out"] = s.failed["inf_refmsgid"]  # a settled visit's later one too
+    if s.failed and s.failed.get("err_code") == TIMED_OUT:  # the request the hospital gave
+        record["timed_out"] = s.failed["inf_refmsgid"]  # up on, a settled visit's later one too
     return record
 
 

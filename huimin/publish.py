@@ -6,6 +6,7 @@ finding and reading them is then the FHIR views' (README, Health records)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -24,13 +25,13 @@ from simulators.world import WorldSpec, build_world
 MOST_FILES = 9_999
 
 
-def platform_hospitals() -> dict[str, Hospital]:
+def platform_hospitals() -> Mapping[str, Hospital]:
     """The hospitals every platform knows: their codes and places do not depend on the
     world's seed or size (only their levels do, which a publish does not use)."""
     return build_world(WorldSpec(persons=1)).ref.hospitals
 
 
-def hospital_for(certno: str, code: str | None, hospitals: dict[str, Hospital]) -> Hospital:
+def hospital_for(certno: str, code: str | None, hospitals: Mapping[str, Hospital]) -> Hospital:
     """The hospital named, or the first of the province the certno's address code names
     (a person is most often treated at home). ValueError says what to give instead."""
     if code is not None:
@@ -45,7 +46,7 @@ def hospital_for(certno: str, code: str | None, hospitals: dict[str, Hospital]) 
     return home[0]
 
 
-def _some(hospitals: dict[str, Hospital]) -> str:
+def _some(hospitals: Mapping[str, Hospital]) -> str:
     codes = sorted(hospitals)
     return f"{codes[0]} … {codes[-1]}, {len(codes)} in all"
 
@@ -125,7 +126,7 @@ def send_publishes(bootstrap: str, certno: str, publishes: list[Publish], timeou
         answers = fleet.exchange([(certno, p.request) for p in publishes], timeout_s=timeout_s)
     finally:
         fleet.close()
-    return [Published(p, (answers.get(p.msgid) or [None])[0]) for p in publishes]
+    return [Published(p, got[0] if (got := answers.get(p.msgid)) else None) for p in publishes]
 
 
 def sendable(path: Path) -> Any:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeGuard
 
 from pydantic import (
     AfterValidator,
@@ -66,12 +66,12 @@ def real_msgid_time(msgid: str) -> str:
 _MSGID_SHAPE = re.compile(r"[HJ][0-9]{29}")
 
 
-def msgid_shaped(value: Any) -> bool:
+def msgid_shaped(value: Any) -> TypeGuard[str]:
     """Of a msgid's shape: H (a hospital's) or J (an agency's) and 29 digits."""
     return isinstance(value, str) and _MSGID_SHAPE.fullmatch(value) is not None
 
 
-def answerable_msgid(value: Any) -> bool:
+def answerable_msgid(value: Any) -> TypeGuard[str]:
     """Whether a msgid may be echoed (a refusal's `inf_refmsgid` and ctx, a dead letter's
     listing): of a msgid's shape, stamped with a real time, and no citizen ID number can be
     read in it (`holds_certno`). A request whose msgid is not is dead-lettered, not

@@ -184,6 +184,9 @@ class VisitSession:
     """The hospital's state for one visit. `advance()` gives the requests to send now;
     `on_answer()` takes every answer to this visit's requests."""
 
+    #: how late after its arrival the hospitals took it up, ms (a bench adds it to its latency)
+    start_lag_ms: float = 0.0
+
     def __init__(self, visit: Visit) -> None:
         self.visit = visit
         self.index = 0

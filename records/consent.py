@@ -98,6 +98,12 @@ def decide(sharing: str, purpose: str, requester_province: str,
                            f"{source_province} with {requester_province}{even}")
 
 
+def _object(value: Any) -> dict[str, Any]:
+    """A JSON object where one is expected, else an empty one (what is not there allows
+    nothing and limits nothing)."""
+    return value if isinstance(value, dict) else {}
+
+
 def _provisions(provision: dict[str, Any]) -> list[dict[str, Any]]:
     out, todo = [], [provision]
     while todo:
@@ -108,8 +114,9 @@ def _provisions(provision: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _codes(concept: Any, system: str | None = None) -> set[str]:
-    return {c.get("code") for c in (concept or {}).get("coding") or []
-            if isinstance(c, dict) and (system is None or c.get("system") == system)}
+    return {c["code"] for c in (concept or {}).get("coding") or []
+            if isinstance(c, dict) and isinstance(c.get("code"), str)
+            and (system is None or c.get("system") == system)}
 
 
 def _limited(provision: dict[str, Any]) -> bool:
@@ -255,9 +262,9 @@ def published_consent(resources: list[dict[str, Any]], certno: str, published_at
         raise SeveralConsents("one privacy Consent of the person's a publish: this one has "
                               f"{len(mine)}; publish them one at a time")
     consent = mine[0]
-    provision = consent.get("provision") if isinstance(consent.get("provision"), dict) else {}
+    provision = _object(consent.get("provision"))
     sharing = _sharing(consent, provision)
-    period = provision.get("period") if isinstance(provision.get("period"), dict) else {}
+    period = _object(provision.get("period"))
     dated = _in_beijing_time(consent.get("dateTime"))
     # agreed no later than it was published: a Consent dated ahead (2099) would otherwise
     # outrank every denial the person publishes until then (a review found it)

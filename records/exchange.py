@@ -207,7 +207,7 @@ def certnos_in(resource: dict[str, Any]) -> set[str]:
             if item.get("resourceType") == "Patient" and isinstance(item.get("identifier"), list) \
             else []
         for k in _ABOUT:
-            refs = item.get(k) if isinstance(item.get(k), list) else [item.get(k)]
+            refs = r if isinstance(r := item.get(k), list) else [r]
             named += [r["identifier"] for r in refs
                       if isinstance(r, dict) and isinstance(r.get("identifier"), dict)]
         found.update(str(i["value"]) for i in named

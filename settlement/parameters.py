@@ -184,7 +184,8 @@ def clearing_policy_for(parameters: Parameters, provinces: Iterable[str]) -> Cle
     """The national clearing's prepayment parameters of every province, `defaults` then the
     province's own (DOMAIN.md §5: two months, the expected payable otherwise the largest
     month cleared so far)."""
-    months, expected = {}, {}
+    months: dict[str, int] = {}
+    expected: dict[str, int] = {}
     for p in provinces:
         own = parameters.provinces.get(p) or ProvinceParameters()
         for mine, default, into in (

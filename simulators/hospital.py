@@ -368,7 +368,7 @@ class HospitalFleet:
             bad: list[BadMessage] | None = None,
             on_progress: OnProgress | None = None,
             drain_s: float = 15.0,
-            events: list[tuple[float, Callable[[], None]]] | None = None,
+            events: list[tuple[float, Callable[[], object]]] | None = None,
             sink: Sink | None = None,
             max_in_flight: int | None = None,
             stop_requested: Callable[[], bool] = lambda: False,

@@ -84,7 +84,7 @@ class RequestsProducer:
         while True:
             try:
                 self._producer.produce(topic, value, key, -1 if partition is None else partition,
-                                       headers=headers)
+                                       headers=list(headers) if headers else None)
                 break
             except BufferError:  # full: wait for room, serving what the producer reports
                 give_up_at = give_up_at or time.monotonic() + QUEUE_FULL_WAIT_S

@@ -175,7 +175,7 @@ class VisitRun:
 
     def __init__(self, fleet: HospitalFleet, visits: Iterable[Visit], arrivals: Sequence[float],
                  bad: list[BadMessage], on_progress: OnProgress | None, drain_s: float,
-                 events: list[tuple[float, Callable[[], None]]], sink: Sink | None,
+                 events: list[tuple[float, Callable[[], object]]], sink: Sink | None,
                  max_in_flight: int | None, stop_requested: Callable[[], bool],
                  watch: ClusterWatch | None = None) -> None:
         if max_in_flight is not None and max_in_flight < 1:
@@ -183,7 +183,8 @@ class VisitRun:
         self.fleet, self.arrivals, self.bad = fleet, arrivals, bad
         self.on_progress, self.drain_s, self.sink = on_progress, drain_s, sink
         self.max_in_flight, self.stop_requested = max_in_flight, stop_requested
-        self.watch, self.cluster_lost = watch, None
+        self.watch = watch
+        self.cluster_lost: str | None = None
         self.pending_events = sorted(events, key=lambda e: e[0])
         self.upcoming = iter(visits)
         self.next_session: VisitSession | None = _session_of(next(self.upcoming, None))

@@ -99,7 +99,7 @@ def create_app(cfg: WorkerConfig) -> faust.App:
     clearing = ClearingRoles(run, w, clearing_policy(cfg.world))
     serving: dict[str, Any] = {"generation": None, "partitions": []}
 
-    @app.on_partitions_assigned.connect
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # Faust calls it so
     async def log_assignment(sender: Any, assigned: set[Any], **_: Any) -> None:
         """One line per rebalance: which partitions this worker now serves."""
         clearing.rebalanced()
@@ -137,7 +137,7 @@ def create_app(cfg: WorkerConfig) -> faust.App:
     async def ask_the_cluster() -> None:
         """Whether the cluster still answers (streams/cluster_contact.py): a worker cut off
         from it otherwise looks idle and healthy."""
-        await contact.ask(getattr(app.producer._producer, "client", None))
+        await contact.ask(getattr(getattr(app.producer, "_producer", None), "client", None))
 
     @app.timer(interval=spare_tick_s(app.conf.broker_max_poll_interval))
     async def stay_a_spare() -> None:

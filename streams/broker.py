@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
 
@@ -105,7 +106,7 @@ class EmbeddedBroker:
                                             stdin=subprocess.DEVNULL, start_new_session=True,
                                             preexec_fn=stopped_with_parent())
         finally:
-            if out is not subprocess.DEVNULL:
+            if not isinstance(out, int):  # not subprocess.DEVNULL
                 out.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -183,7 +184,8 @@ KAFKA_PORT = 9092
 #: Name lookups still under way, by (host, port): a resolver that hangs gets one at a time.
 _looking_up: dict[tuple[str, int], threading.Thread] = {}
 
-AddrInfo = tuple[int, int, int, str, tuple]  # family, type, proto, canonname, sockaddr
+#: family, type, proto, canonname, sockaddr
+AddrInfo = tuple[socket.AddressFamily, socket.SocketKind, int, str, tuple[Any, ...]]
 
 
 def _addresses(host: str, port: int, timeout_s: float) -> list[AddrInfo] | None:
@@ -198,7 +200,9 @@ def _addresses(host: str, port: int, timeout_s: float) -> list[AddrInfo] | None:
 
     def look_up() -> None:
         try:
-            found.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+            addresses: list[AddrInfo] = list(socket.getaddrinfo(host, port,
+                                                                type=socket.SOCK_STREAM))
+            found.append(addresses)
         except OSError as exc:
             found.append(exc)
 

@@ -79,7 +79,7 @@ from faust.transport.consumer import Consumer, ensure_TP
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP
-from faust.types.tuples import Message, ack_lock
+from faust.types.tuples import FutureMessage, Message, ack_lock
 from mode.utils.queues import FlowControlEvent
 
 from streams.cluster_contact import ASK_EVERY_S, answered_within
@@ -230,12 +230,12 @@ FLUSH_PATIENCE_S = 10.0
 FLUSH_GIVE_UP_S = 180.0
 
 
-def _counted_put(self: ProducerBuffer, fut: object) -> None:
-    self.huimin_put = getattr(self, "huimin_put", 0) + 1
+def _counted_put(self: ProducerBuffer, fut: FutureMessage) -> None:
+    self.huimin_put = getattr(self, "huimin_put", 0) + 1  # type: ignore[attr-defined]
     _original_put(self, fut)
 
 
-async def _counted_send_pending(self: ProducerBuffer, fut: object) -> None:
+async def _counted_send_pending(self: ProducerBuffer, fut: FutureMessage) -> None:
     try:
         await _original_send_pending(self, fut)
     except Exception as exc:  # a table write that cannot be handed over is lost: stop before
@@ -243,7 +243,7 @@ async def _counted_send_pending(self: ProducerBuffer, fut: object) -> None:
         channel = getattr(getattr(fut, "message", None), "channel", None)
         stop_for_lost_write(getattr(channel, "get_topic_name", lambda: "a changelog")(), exc)
     finally:  # handed over: no longer waiting in the buffer
-        self.huimin_handed = getattr(self, "huimin_handed", 0) + 1
+        self.huimin_handed = getattr(self, "huimin_handed", 0) + 1  # type: ignore[attr-defined]
 
 
 async def _flush_all(self: ProducerBuffer) -> None:

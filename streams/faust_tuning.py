@@ -41,7 +41,8 @@ def set_worker_fetch(max_wait_ms: int, min_bytes: int = FETCH_MIN_BYTES) -> None
     """How long the worker's fetches wait, and for how much data at least."""
     global _fetch_max_wait_ms, _fetch_min_bytes
     _fetch_max_wait_ms, _fetch_min_bytes = max_wait_ms, min_bytes
-    faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer
+    faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer = (  # type: ignore[method-assign]
+        _create_worker_consumer)
 
 
 _original_extra = faust_aiokafka.Producer._settings_extra
@@ -54,7 +55,8 @@ def _idempotent_extra(self: faust_aiokafka.Producer) -> dict[str, Any]:
 def set_idempotent_producer(enabled: bool) -> None:
     """Faust enables idempotence only inside transactions (exactly_once); we want it for
     at-least-once too, so a producer retry never writes a message twice."""
-    faust_aiokafka.Producer._settings_extra = _idempotent_extra if enabled else _original_extra
+    faust_aiokafka.Producer._settings_extra = (  # type: ignore[method-assign]
+        _idempotent_extra if enabled else _original_extra)
 
 
 #: RocksDB options Faust's rocksdict driver drops (it keeps them in `extra_options` and builds
@@ -100,7 +102,7 @@ def _open_without_wal(self: faust_rocksdb.RocksDBOptions, path: Any, *,
     db = _original_open(self, path, read_only=read_only)
     if self.use_rocksdict:
         unlogged = rocksdict.WriteOptions()
-        unlogged.disable_wal = True
+        unlogged.disable_wal = True  # type: ignore[method-assign,assignment]  # a setter
         db.set_write_options(unlogged)
     return db
 
@@ -113,5 +115,5 @@ def set_rocksdb_tuning() -> None:
     if _write_buffers is None:
         _write_buffers = rocksdict.WriteBufferManager(ROCKSDB_WRITE_BUFFERS_TOTAL, False)
         _block_cache = rocksdict.Cache(ROCKSDB_BLOCK_CACHE_TOTAL)
-    faust_rocksdb.RocksDBOptions.as_options = _as_options
-    faust_rocksdb.RocksDBOptions.open = _open_without_wal
+    faust_rocksdb.RocksDBOptions.as_options = _as_options  # type: ignore[method-assign]
+    faust_rocksdb.RocksDBOptions.open = _open_without_wal  # type: ignore[method-assign]

@@ -391,19 +391,20 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
         if key is not None and (no := elsewhere(web, key)) is not None:
             return no
         doc = records_of(key).docs.get(doc_id) if key else None
-        if doc is not None and kind == "DocumentReference":  # a searchset entry's fullUrl
-            await audit(key, "operator-read", doc["province"], doc_id)
-            return fhir(web, doc["docref"])
-        # the document as published under its own type, or as MHD's Binary whatever its
-        # type (a published DocumentReference is otherwise the repository's at that path)
-        if doc is None or not (kind == "Binary" or doc["docref"]["content"][0]["attachment"][
-                "url"].startswith(f"{kind}/")):
+        # its DocumentReference (a searchset entry's fullUrl), the document as published
+        # under its own type, or as MHD's Binary whatever its type (a published
+        # DocumentReference is otherwise the repository's at that path)
+        if key is None or doc is None or not (
+                kind in ("Binary", "DocumentReference")
+                or doc["docref"]["content"][0]["attachment"]["url"].startswith(f"{kind}/")):
             # the path's words are not echoed: whatever was typed there may be personal; and
             # whether the id is a document of another type is not said unread
             return not_found(web, "no document of that type with that id: a document is read "
                                   "at /fhir/<its resourceType>/<id> (a Bundle, a Coverage, …) "
                                   "or at /fhir/Binary/<id> whatever its type")
         await audit(key, "operator-read", doc["province"], doc_id)
+        if kind == "DocumentReference":
+            return fhir(web, doc["docref"])
         content = document_bytes(doc["content"])
         if kind == "Binary":  # the document itself, unless a FHIR resource is asked for
             if not asks_for_resource(request):

@@ -66,4 +66,4 @@ def _failure_stops_the_worker(self: MessageBatch, exception: Any) -> None:
 
 def install() -> None:
     """For this process's aiokafka producers (a worker's): every failed batch stops it."""
-    MessageBatch.failure = _failure_stops_the_worker  # type: ignore[method-assign]
+    MessageBatch.failure = _failure_stops_the_worker

@@ -118,7 +118,8 @@ class GapGuard:
                             now - since)
                 del self._gap_since[tp]
                 self.on_gap("stepped_over")
-            elif (since := self._gap_since.pop(tp, None)) is not None:
+            elif tp in self._gap_since:
+                since = self._gap_since.pop(tp)
                 self.counts.closed += 1
                 log.info("%s[%d]: offset %d shown %.0f ms late, read", tp.topic, tp.partition,
                          expected, (self.clock() - since) * 1000)

@@ -222,7 +222,7 @@ class RoleRunner:
             # duplicate) and reads it as the answer a held request may wait for
             # (settlement/treatment_row.py, `queue_request`), then answers the hospital
             msg = decode(value)  # a platform message, its ctx whole (hospital_context)
-            trace = msg.get("trace") if isinstance(msg.get("trace"), list) else []
+            trace = t if isinstance(t := msg.get("trace"), list) else []
             back = encode(wrap_answer(answer, {**msg["ctx"], **ctx}, trace))
             if oversized([(self._trt_answers, key, back, None)], []):  # a ctx grown past a
                 back = encode(wrap_answer(answer, ctx, []))  # record: what names the request
@@ -302,10 +302,10 @@ class RoleRunner:
                 cpu.inc(time.thread_time() - started)
                 events.inc()
                 self.partition, self.at = -1, ""  # nothing is being handled now
-                for topic, key, value, extra in sends:
+                for topic, out_key, out_value, extra in sends:
                     try:
-                        await producer.send(topic.get_topic_name(), key, value, None, None,
-                                            extra)
+                        await producer.send(topic.get_topic_name(), out_key, out_value, None,
+                                            None, extra)
                     except Exception as exc:  # the event is taken: stop before it is acked
                         stop_for_lost_write(topic.get_topic_name(), exc)
         agent.__name__ = name

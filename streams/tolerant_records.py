@@ -31,6 +31,9 @@ class _LenientBatch(_DefaultRecordBatchPy):
     replacement characters instead of raising. (`_read_msg` as in aiokafka 0.14, but for
     the `errors="replace"`.)"""
 
+    _buffer: bytes
+    _pos: int
+
     def _read_msg(self, decode_varint: Any = decode_varint) -> _DefaultRecordPy:
         buffer = self._buffer
         pos = self._pos
@@ -132,4 +135,4 @@ _FastMemoryRecords = fetcher.MemoryRecords
 
 def install() -> None:
     """Make the consumer's fetcher read batches through TolerantMemoryRecords."""
-    fetcher.MemoryRecords = TolerantMemoryRecords  # type: ignore[misc,assignment]
+    fetcher.MemoryRecords = TolerantMemoryRecords
