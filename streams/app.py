@@ -10,6 +10,7 @@ from typing import Any
 
 import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
+from faust.web import Request, Response, View
 
 from messages import topics
 from messages.platform import WORLD_HEADER
@@ -109,7 +110,7 @@ def create_app(cfg: WorkerConfig) -> faust.App:
         log.info("rebalanced: serving partitions %s of %s", mine, topics.HOSP_REQUESTS)
 
     @app.page("/assignment/")
-    async def assignment_view(web: Any, request: Any) -> Any:
+    async def assignment_view(web: View, request: Request) -> Response:
         """The partitions of hosp.requests this worker serves, in which generation of the
         consumer group, and whether a rebalance (recovery included) is still under way: how
         huimin knows every worker it started has joined before the visits begin (JSON)."""

@@ -8,6 +8,8 @@ from dataclasses import asdict
 from functools import partial
 from typing import Any
 
+from faust.web import Request, Response, View
+
 from messages import topics
 from messages.codec import decode, encode_to_keep
 from messages.trace import NAT_IN
@@ -41,12 +43,12 @@ class ClearingRoles:
         app.timer(interval=CATCH_UP_EVERY_S)(self.positions)
 
         @app.page("/clearing/")
-        async def clearing_view(web: Any, request: Any) -> Any:
+        async def clearing_view(web: View, request: Request) -> Response:
             """The national clearing statements of every month so far (JSON)."""
             return web.json(self.statements()) if self.serves_table() else self.elsewhere(web)
 
         @app.page("/ledger/")
-        async def ledger_view(web: Any, request: Any) -> Any:
+        async def ledger_view(web: View, request: Request) -> Response:
             """The national ledger's trial balance, posted from the same events (JSON)."""
             return (web.json(self.trial_balance()) if self.serves_table()
                     else self.elsewhere(web))
@@ -60,7 +62,7 @@ class ClearingRoles:
             tp.topic == topics.MONEY_EVENTS for tp in app.assignor.assigned_actives())
 
     @staticmethod
-    def elsewhere(web: Any) -> Any:
+    def elsewhere(web: View) -> Response:
         return web.json({"error": "this worker does not serve the national clearing table "
                                   f"({topics.MONEY_EVENTS}): ask the worker whose GET "
                                   "/assignment/ says national_clearing: true, or again once "

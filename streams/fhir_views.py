@@ -29,10 +29,11 @@ import os
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
-from faust.web import View
+from aiohttp.web import Request
+from faust.web import Response, View
 
 from messages import topics
 from messages.identity import CERTNO_SYSTEM, is_valid_certno
@@ -87,7 +88,7 @@ def operator_gate(remote: str | None, authorization: str, token: str
     return 401, "login", why, {"WWW-Authenticate": challenge}
 
 
-def asks_for_resource(request: Any) -> bool:
+def asks_for_resource(request: Request) -> bool:
     """A Binary read that asks for the Binary resource, not for the content itself (R4
     binary.html). Every document here is itself application/fhir+json, which is what an
     MHD consumer retrieving it (ITI-68) accepts, so only `_format` asks for the resource."""
@@ -147,12 +148,19 @@ def capability_statement() -> dict[str, Any]:
 ALLOWED = "GET, HEAD, OPTIONS"
 
 
+class Searched(NamedTuple):
+    """The person a search is of (their records row's key) and the parameters it takes."""
+
+    key: bytes
+    taken: dict[str, str]
+
+
 class ReadOnlyView(View):
     """A FHIR view: a write (POST, PUT, PATCH, DELETE) is refused 405 with an OperationOutcome
     and the methods it takes, as FHIR clients read a refusal, not aiohttp's plain-text page;
     OPTIONS answers those methods (it listed the writes as allowed)."""
 
-    async def _refuse_write(self, request: Any, **_: Any) -> Any:
+    async def _refuse_write(self, request: Request, **_: Any) -> Response:
         outcome = operation_outcome("not-supported", f"{request.method} is not supported: "
                                     "these views only read (GET)")
         return self.bytes(orjson.dumps(outcome), status=405,
@@ -160,7 +168,7 @@ class ReadOnlyView(View):
 
     post = put = patch = delete = search = _refuse_write
 
-    async def options(self, request: Any, **_: Any) -> Any:
+    async def options(self, request: Request, **_: Any) -> Response:
         return self.bytes(b"", status=204, headers={"Allow": ALLOWED})
 
 
@@ -171,13 +179,13 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
     operator_token = os.environ.get(OPERATOR_TOKEN_ENV, "")
     totals = RecordsTotals()
 
-    def fhir(web: Any, body: dict[str, Any], status: int = 200,
-             headers: dict[str, str] | None = None) -> Any:
+    def fhir(web: View, body: dict[str, Any], status: int = 200,
+             headers: dict[str, str] | None = None) -> Response:
         return web.bytes(orjson.dumps(body), status=status,
                          headers={**FHIR_HEADERS, **(headers or {})})
 
-    def problem(web: Any, status: int, code: str, text: str,
-                headers: dict[str, str] | None = None) -> Any:
+    def problem(web: View, status: int, code: str, text: str,
+                headers: dict[str, str] | None = None) -> Response:
         return fhir(web, operation_outcome(code, text), status, headers)
 
     def active_partitions() -> set[int]:
@@ -187,11 +195,11 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
     def serves_all() -> bool:
         return len(active_partitions()) == app.conf.topic_partitions
 
-    def rebalancing(web: Any) -> Any:
+    def rebalancing(web: View) -> Response:
         return problem(web, 503, "transient", "a rebalance is under way: ask again once it "
                                               "is over")
 
-    def elsewhere(web: Any, key: bytes) -> Any | None:
+    def elsewhere(web: View, key: bytes) -> Response | None:
         """The 503 for a person this worker does not serve now, or None if it does."""
         if app.rebalancing:
             return rebalancing(web)
@@ -202,7 +210,7 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
                        "whose GET /assignment/ lists it, or this one again shortly if the "
                        "workers are starting")
 
-    def not_found(web: Any, what: str) -> Any:
+    def not_found(web: View, what: str) -> Response:
         """404; with several workers, saying that only this one's persons were looked in, and
         during a rebalance 503: what it holds then is not yet what it will serve."""
         if app.rebalancing:
@@ -213,7 +221,7 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
                      "other workers too")
         return problem(web, 404, "not-found", what)
 
-    def refused(web: Any, request: Any) -> Any | None:
+    def refused(web: View, request: Request) -> Response | None:
         """The answer refusing a request of someone other than the operator (`operator_gate`:
         401 or 403), or asking for a format these views do not give (406); None if the
         request may go on."""
@@ -245,13 +253,13 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
         cur = records.get(key)
         return RecordsRow.from_dict(orjson.loads(cur) if cur else None)
 
-    def base_url(request: Any) -> str:
+    def base_url(request: Request) -> str:
         """Where the client reached the views, through a proxy (X-Forwarded-*) too."""
         scheme = request.headers.get("X-Forwarded-Proto", request.scheme)
         host = request.headers.get("X-Forwarded-Host", request.host)
         return f"{scheme.split(',')[0].strip()}://{host.split(',')[0].strip()}/fhir"
 
-    def searchset(request: Any, kind: str, taken: dict[str, str],
+    def searchset(request: Request, kind: str, taken: dict[str, str],
                   resources: list[dict[str, Any]], resolvable: bool = True,
                   outcome: dict[str, Any] | None = None) -> dict[str, Any]:
         """The searchset of `resources`, with the search as carried out (its self link).
@@ -265,39 +273,38 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
         return {**searchset_bundle(len(resources), entries),
                 "link": self_link(base, kind, taken)}
 
-    def searched_person(web: Any, request: Any, kind: str, param: str,
-                        others: tuple[str, ...] = ()
-                        ) -> tuple[bytes | None, dict[str, str], Any]:
-        """The person a search is of and the parameters it takes, or None and the answer:
-        refusing it (401, 403, 406, 400, 503), or the empty searchset of an identifier of
-        another system (every identifier here is a citizen ID under CERTNO_SYSTEM)."""
+    def searched_person(web: View, request: Request, kind: str, param: str,
+                        others: tuple[str, ...] = ()) -> Searched | Response:
+        """The person a search is of and the parameters it takes, or the answer: refusing it
+        (401, 403, 406, 400, 503), or the empty searchset of an identifier of another
+        system (every identifier here is a citizen ID under CERTNO_SYSTEM)."""
         if (no := refused(web, request)) is not None:
-            return None, {}, no
+            return no
         taken, why = search_parameters(request.query, (param, *others),
                                        lenient(request.headers))
         if why is not None:
-            return None, {}, problem(web, 400, "not-supported", why)
+            return problem(web, 400, "not-supported", why)
         wanted = f"{param}={CERTNO_SYSTEM}|<certno>"
         if param not in taken:
-            return None, {}, problem(web, 400, "required", f"{wanted} is required")
+            return problem(web, 400, "required", f"{wanted} is required")
         system, value = token(taken[param])
         if "," in taken[param] or not value:
-            return None, {}, problem(web, 400, "not-supported", f"{param}: one person at a "
-                                     f"time ({wanted}; no list, no search of everyone)")
+            return problem(web, 400, "not-supported", f"{param}: one person at a time "
+                           f"({wanted}; no list, no search of everyone)")
         if system is not None and system != CERTNO_SYSTEM:
-            return None, {}, fhir(web, searchset(request, kind, taken, []))
+            return fhir(web, searchset(request, kind, taken, []))
         if not is_valid_certno(value):  # no audit trail for a typo
-            return None, {}, problem(web, 400, "value", f"{wanted}: not a valid citizen ID "
-                                     "number")
+            return problem(web, 400, "value", f"{wanted}: not a valid citizen ID number")
         key = value.encode()
-        return (None, {}, no) if (no := elsewhere(web, key)) is not None else (key, taken, None)
+        return no if (no := elsewhere(web, key)) is not None else Searched(key, taken)
 
     @app.page("/fhir/DocumentReference", base=ReadOnlyView)
-    async def document_references(web: Any, request: Any) -> Any:
-        key, taken, no = searched_person(web, request, "DocumentReference",
-                                         "patient.identifier", ("status",))
-        if key is None:
-            return no
+    async def document_references(web: View, request: Request) -> Response:
+        found = searched_person(web, request, "DocumentReference", "patient.identifier",
+                                ("status",))
+        if not isinstance(found, Searched):
+            return found
+        key, taken = found
         row = records_of(key)
         doc_owner.update(dict.fromkeys(row.docs, key))  # read at their fullUrls next
         held = row.docs.values()
@@ -312,14 +319,15 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
         return fhir(web, searchset(request, "DocumentReference", taken, docs))
 
     @app.page("/fhir/AuditEvent", base=ReadOnlyView)
-    async def audit_events(web: Any, request: Any) -> Any:
+    async def audit_events(web: View, request: Request) -> Response:
         """The latest AUDIT_KEPT of the person's AuditEvents, the matches this worker can
         give (no page holds the rest: they are on `ehr.audit`, the trail of record, which an
         outcome entry says when there are more). Each is named by its urn:uuid: AuditEvents
         are not read one by one here."""
-        key, taken, no = searched_person(web, request, "AuditEvent", "entity.identifier")
-        if key is None:
-            return no
+        found = searched_person(web, request, "AuditEvent", "entity.identifier")
+        if not isinstance(found, Searched):
+            return found
+        key, taken = found
         row = records_of(key)
         more = None if row.audited <= len(row.audit) else operation_outcome(
             "informational", f"{row.audited} accesses to the person's records are audited; "
@@ -330,7 +338,7 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
                                    resolvable=False, outcome=more))
 
     @app.page("/fhir/Patient/$ihe-pix", base=ReadOnlyView)
-    async def pix(web: Any, request: Any) -> Any:
+    async def pix(web: View, request: Request) -> Response:
         if (no := refused(web, request)) is not None:
             return no
         taken, why = search_parameters(request.query, PIX_PARAMETERS, lenient(request.headers),
@@ -369,13 +377,13 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
                                                            else {})})
 
     @app.page("/fhir/metadata", base=ReadOnlyView)
-    async def metadata(web: Any, request: Any) -> Any:
+    async def metadata(web: View, request: Request) -> Response:
         if (why := format_refusal(request.query)) is not None:
             return problem(web, 406, "not-supported", why)
         return fhir(web, capability_statement())
 
     @app.page("/fhir/{kind}/{doc_id}", base=ReadOnlyView)
-    async def read_document(web: Any, request: Any, kind: str, doc_id: str) -> Any:
+    async def read_document(web: View, request: Request, kind: str, doc_id: str) -> Response:
         if (no := refused(web, request)) is not None:
             return no
         key = doc_owner.get(doc_id)
@@ -417,7 +425,7 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
         return fhir(web, with_id(orjson.loads(content), doc_id))
 
     @app.page("/ehr/stats/")
-    async def stats(web: Any, request: Any) -> Any:
+    async def stats(web: View, request: Request) -> Response:
         """Totals over the persons this worker serves (not its standby copies of others')."""
         return web.json(await totals.count(records, active_partitions(),
                                            app.conf.topic_partitions))
