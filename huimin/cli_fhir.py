@@ -134,7 +134,8 @@ def publish(
         if check.code in (ErrorCode.MALFORMED_JSON, ErrorCode.MESSAGE_TOO_LARGE):
             unread.append((path, f"{check.code} {check.what}"))  # no request can carry it
         elif (resource := sendable(path)) is None:
-            unread.append((path, "nested past the 255 levels a request's JSON may hold"))
+            unread.append((path, "nested past the 255 levels huimin's JSON writer encodes "
+                                 f"(the platform would answer {check.code} {check.what})"))
         else:  # taken, or refused by the platform with its own answer (E1002, E5001, …)
             readable.append((path, resource))
     security = security_settings(security_protocol, sasl_mechanism, sasl_username, ssl_cafile)

@@ -71,22 +71,36 @@ def test_broken_files_are_refused_with_the_code_and_where_but_no_value(tmp_path:
     assert "1970-13-41" not in result.output and secret_family not in result.output
 
 
-@pytest.mark.parametrize("text", [
-    '{"resourceType": "Basic", "extension": ' + "[" * 300 + "]" * 300 + "}",
-    "[" * 300 + "]" * 300,  # not an object either: what publish does first is not send it
+@pytest.mark.parametrize(("text", "code", "what"), [
+    # what a 7001 of it got from the platform (sent by another client, in a review)
+    ('{"resourceType": "Basic", "extension": ' + "[" * 300 + "]" * 300 + "}", "E5001",
+     "not valid FHIR R4: nested too deeply to check"),
+    # not an object: the request's schema refuses it first
+    ("[" * 300 + "]" * 300, "E1002", "not a JSON object"),
     # two levels short of what orjson writes, which the request's input.resource takes
-    '{"resourceType": "Basic", "extension": ' + "[" * 253 + "]" * 253 + "}",
+    ('{"resourceType": "Basic", "extension": ' + "[" * 253 + "]" * 253 + "}", "E5001",
+     "not valid FHIR R4: Basic.extension[0]"),
 ])
-def test_a_file_nested_past_what_a_request_can_hold_is_not_sent_as_publish_finds(
-        tmp_path: Path, text: str):
+def test_a_file_nested_past_what_huimin_writes_is_told_as_the_platform_answers_it(
+        tmp_path: Path, text: str, code: str, what: str):
+    """The platform reads up to 1,024 levels (another client's JSON may nest past the 255
+    orjson writes) and refuses these; `huimin publish` cannot send them at all."""
     deep = tmp_path / "deep.json"
     deep.write_text(text)
     result = check(str(deep), "--json")
     assert result.exit_code == 1, result.output
     verdict = orjson.loads(result.output.splitlines()[0])
-    assert (verdict["ok"], verdict["code"]) == (False, "E1001")
-    assert "nested past the 255 levels" in verdict["what"]
+    assert (verdict["ok"], verdict["code"]) == (False, code)
+    assert verdict["what"].startswith(what), verdict
     assert sendable(deep) is None  # `huimin publish` does not send it
+
+
+def test_a_file_nested_past_what_the_platform_reads_is_not_json_to_it(tmp_path: Path):
+    deep = tmp_path / "deeper.json"
+    deep.write_text('{"resourceType": "Basic", "extension": ' + "[" * 1100 + "]" * 1100 + "}")
+    verdict = orjson.loads(check(str(deep), "--json").output.splitlines()[0])
+    assert (verdict["ok"], verdict["code"]) == (False, "E1001")
+    assert verdict["what"].startswith("not JSON")
 
 
 def test_a_folder_is_checked_file_by_file_and_an_empty_one_is_refused(tmp_path: Path):
