@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
+from messages import topics
 from messages.codec import MalformedMessage, decode
 
 _INFNO_TEXT = re.compile(r"[0-9]{1,8}")
@@ -37,6 +38,28 @@ def wrap_request(req: dict[str, Any], ctx: dict[str, Any], trace: list) -> dict[
 
 def wrap_answer(ans: dict[str, Any], ctx: dict[str, Any], trace: list) -> dict[str, Any]:
     return {"ans": ans, "ctx": ctx, "trace": trace}
+
+
+class NotPlatformMessage(MalformedMessage):
+    """JSON, but not what the platform's roles write on the topic it came from (a
+    hospital's request written to an internal topic by hand, say)."""
+
+
+def unwrap(value: bytes | None, carrying: str | None = None) -> dict[str, Any]:
+    """A platform message: its `ctx` and `trace`, and the request or answer it carries
+    (`carrying`: "req" or "ans"), else NotPlatformMessage, which the roles dead-letter as
+    bad input rather than fail on as an internal error."""
+    return wrapped(decode(value), carrying)
+
+
+def wrapped(msg: dict[str, Any], carrying: str | None = None) -> dict[str, Any]:
+    """`msg` if it is a platform message (`unwrap`), else NotPlatformMessage."""
+    if not (isinstance(msg.get("ctx"), dict) and isinstance(msg.get("trace"), list)
+            and (carrying is None or isinstance(msg.get(carrying), dict))):
+        raise NotPlatformMessage(
+            f"no {'ctx, trace and ' + carrying if carrying else 'ctx and trace'}: what the "
+            f"platform's roles write here (a hospital's request goes to {topics.HOSP_REQUESTS})")
+    return msg
 
 
 def hospital_context(value: bytes | None, is_request: bool) -> dict[str, Any] | None:

@@ -259,7 +259,7 @@ class TreatmentPlatform:
             return Reply(seen, ctx, repeat=True), row if unhold(row, req.msgid) else None
         if stale := row.stale(req.fixmedins_code, req.inf_time):
             return Reply(error_answer(req.msgid, ErrorCode.STALE, (
-                f"inf_time {req.inf_time} is {stale}: a replay, refused")), ctx), \
+                f"inf_time {req.inf_time} is {stale}: refused as a replay")), ctx), \
                 row if unhold(row, req.msgid) else None
         caught = False
         if row.pending or row.held:

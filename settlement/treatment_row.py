@@ -95,14 +95,17 @@ class TreatmentRow:
 
     def stale(self, sender: str, inf_time: str) -> str:
         """Why a request of `sender`'s dated `inf_time` is a replay the platform can no longer
-        recognise (E6003), or "" if it is not."""
+        recognise (E6003), or "" if it is not. It names the day it is judged by: the
+        platform takes each hospital's `inf_time` as its clock, so one request dated ahead by
+        mistake (a HIS's clock, a test's date) moves it, and the HIS needs to see that."""
         stamp = inf_time_stamp(inf_time)
         if (clock := self.clock(sender)) and stamp < cutoff(clock):
             return f"more than {WINDOW_DAYS} days before this hospital's latest request for " \
-                   "this person"
+                   f"this person (of {clock[:10]})"
         if (before := horizon(self.clocks)) and stamp < before:
+            second = sorted(self.clocks.values())[-2]
             return f"more than {HORIZON_DAYS} days before the person's latest requests at two " \
-                   "hospitals"
+                   f"hospitals (the older of {second[:10]})"
         return ""
 
     def copy(self) -> TreatmentRow:

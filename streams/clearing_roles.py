@@ -12,6 +12,7 @@ from faust.web import Request, Response, View
 
 from messages import topics
 from messages.codec import decode, encode_to_keep
+from messages.platform import unwrap
 from messages.trace import NAT_IN
 from settlement.clearing import ClearingPolicy, clear
 from settlement.ledger import Ledger, SettlementEvent
@@ -119,7 +120,7 @@ class ClearingRoles:
             self.gauge_stale = False
 
     def on_recon_request(self, key: bytes | None, value: bytes | None) -> list[Send]:
-        msg = decode(value)
+        msg = unwrap(value, "req")
         msgid = msg["req"]["msgid"].encode()
         kept = stored(self.w.recon_answers, msgid)
         if kept is not None:  # a duplicate: the original answer

@@ -9,6 +9,7 @@ from typing import Any
 
 from messages.codec import decode, encode, encode_to_keep
 from messages.envelope import province_of
+from messages.platform import unwrap, wrapped
 from messages.trace import INS_IN, NAT_IN
 from records.exchange import EhrAnswer, IndexRow, RecordsRow
 from records.gateway import ProvincialGateway
@@ -59,7 +60,7 @@ class RecordRoles:
                 for step in steps] + released
 
     def on_national(self, key: bytes | None, value: bytes | None) -> list[Send]:
-        msg = decode(value)
+        msg = unwrap(value)
         trace = stamp(msg["trace"], NAT_IN)
         cur = stored(self.w.ehr_index, key)
         result, row = self.index.handle(msg, IndexRow.from_dict(decode(cur) if cur else None))
@@ -82,7 +83,7 @@ class RecordRoles:
             self.run.later(partial(metrics.observe_audit, row.audit_since(audited)))
             # a redelivery finds it recorded: written again, as its first write may be lost
             return self.audit_trail(key, row.audit_since(audited) or [msg["event"]])
-        trace = stamp(msg["trace"], INS_IN)
+        trace = stamp(wrapped(msg, "req")["trace"], INS_IN)
         row = self.records_row(key)
         msgid = msg["req"]["msgid"]
         # answered before: a query's answer kept, or a publish's under its msgid

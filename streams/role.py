@@ -16,7 +16,7 @@ from messages.codec import MalformedMessage, decode, encode
 from messages.codes import ErrorCode, Infno
 from messages.dead_letters import CODE_HEADER, REASON_HEADER, SOURCE_HEADER, TRUNCATED_HEADER
 from messages.envelope import answerable_msgid, error_answer
-from messages.platform import REPEAT_HEADER, hospital_context, wrap_answer
+from messages.platform import REPEAT_HEADER, NotPlatformMessage, hospital_context, wrap_answer
 from settlement.retention import HORIZON_DAYS, WINDOW_DAYS
 from settlement.treatment import MAX_REQUEST_BYTES
 from streams import metrics
@@ -263,7 +263,10 @@ class RoleRunner:
                     problem = oversized(sends, writes)
                     code = ErrorCode.TOO_LARGE
                 except Exception as exc:
-                    if isinstance(exc, MalformedMessage) and not decodes(event.value):
+                    if isinstance(exc, NotPlatformMessage):  # JSON no role wrote: as below
+                        problem = f"not a platform message ({exc})"
+                        code = ErrorCode.SCHEMA_VIOLATION
+                    elif isinstance(exc, MalformedMessage) and not decodes(event.value):
                         # bytes no role wrote (by hand, another producer): bad input, not
                         # the platform's fault, so no E9001 and no critical page
                         problem = "not a platform message (it does not decode)"
@@ -276,7 +279,8 @@ class RoleRunner:
                         frames = "".join(traceback.format_list(
                             traceback.extract_tb(exc.__traceback__))).rstrip()
                 if problem:
-                    log.log(logging.WARNING if code is ErrorCode.MALFORMED_JSON
+                    log.log(logging.WARNING if code in (ErrorCode.MALFORMED_JSON,
+                                                        ErrorCode.SCHEMA_VIOLATION)
                             else logging.ERROR, "%s: %s (%s)%s", name, problem,
                             self.where(event.value, source_topic),
                             f"\nwhere it was raised:\n{frames}" if frames else "")

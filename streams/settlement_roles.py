@@ -20,7 +20,7 @@ from messages import topics
 from messages.codec import decode, encode, encode_to_keep
 from messages.codes import ErrorCode
 from messages.envelope import answerable_msgid, error_answer
-from messages.platform import CROSS, hospital_context, wrap_answer, wrap_request
+from messages.platform import CROSS, hospital_context, unwrap, wrap_answer, wrap_request
 from messages.signing import Signer
 from messages.trace import INS_IN, NAT_BACK, NAT_IN, TRT_BACK, Trace
 from settlement.insured import InsuredPlatform
@@ -196,7 +196,7 @@ class SettlementRoles:
                 for h in held]
 
     def on_national_request(self, key: bytes | None, value: bytes | None) -> list[Send]:
-        msg = decode(value)
+        msg = unwrap(value, "req")
         trace = stamp(msg["trace"], NAT_IN)
         routed = self.national.route(key.decode() if key else "", msg["req"], msg["ctx"])
         if isinstance(routed, BackToTreatment):
@@ -213,7 +213,7 @@ class SettlementRoles:
         partition instead (12-01), a worker killed after the answer went out and before the
         insured row's changelog write left a settlement the hospital was told of and the
         insured side never kept, once the treatment row had the answer (docs/streams.md)."""
-        msg = decode(value)
+        msg = unwrap(value, "req")
         trace, ctx, req = stamp(msg["trace"], INS_IN), msg["ctx"], msg["req"]
         cur = stored(self.w.ins_rows, key)
         row_in = PersonRow.from_dict(decode(cur)) if cur else None
@@ -232,12 +232,12 @@ class SettlementRoles:
         return sends
 
     def on_national_answer(self, key: bytes | None, value: bytes | None) -> list[Send]:
-        msg = decode(value)
+        msg = unwrap(value, "ans")
         stamp(msg["trace"], NAT_BACK)
         return [send(self.w.trt_answers, key, encode(msg))]
 
     def on_treatment_answer(self, key: bytes | None, value: bytes | None) -> list[Send]:
-        msg = decode(value)
+        msg = unwrap(value, "ans")
         trace = stamp(msg["trace"], TRT_BACK)
         cur = stored(self.w.trt_rows, key)
         before = TreatmentRow.from_dict(decode(cur)) if cur else None

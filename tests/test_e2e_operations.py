@@ -34,6 +34,7 @@ from messages.topics import (
     HOSP_RESPONSES,
     INS_REQUESTS,
     NAT_REQUESTS,
+    RECON_REQUESTS,
     TRT_ANSWERS,
 )
 from messages.visitlog import make_msgid
@@ -293,10 +294,12 @@ def test_dead_letters_lists_what_the_platform_kept_and_no_personal_data(platform
 
 def test_garbage_on_an_internal_topic_is_bad_input_and_a_roles_failure_is_logged_where_it_was(
         platform_and_fleet):
-    """Bytes that do not decode on nat.requests (written there by hand) are E1001, not the
-    platform's internal error (E9001 paged on-call as a failure of ours); a platform-shaped
-    message a role fails on is E9001, and the worker's log names where the message is and
-    where the role raised, never a value (the log said only `KeyError`)."""
+    """Bytes that do not decode on nat.requests (written there by hand) are E1001, and JSON
+    no role wrote there (a hospital's 3201 written to recon.requests, as an integrator did)
+    E1002, not the platform's internal error (E9001 paged on-call as a failure of ours; the
+    3201 was `internal error in reconciliation: KeyError`); a platform-shaped message a
+    role fails on is E9001, and the worker's log names where the message is and where the
+    role raised, never a value (the log said only `KeyError`)."""
     fleet, _ = platform_and_fleet
     certno = sorted(WORLD.ref.enrollments)[2]
     hospital = sorted(WORLD.ref.hospitals)[0]
@@ -305,15 +308,25 @@ def test_garbage_on_an_internal_topic_is_bad_input_and_a_roles_failure_is_logged
     start = log.stat().st_size
     fleet.producer.send(NAT_REQUESTS, key=certno.encode(), value=f"junk {certno}".encode())
     fleet.producer.send(NAT_REQUESTS, key=certno.encode(), value=orjson.dumps(
-        {"ctx": {"infno": "2207", "msgid": msgid, "fixmedins_code": hospital}, "x": certno}))
+        {"ctx": {"infno": "2207", "msgid": msgid, "fixmedins_code": hospital}, "trace": [],
+         "req": {"x": certno}}))
+    recon = {"infno": "3201", "msgid": make_msgid(hospital, "2026-12-01 09:00:00", 9_302),
+             "fixmedins_code": hospital, "input": {"data": {}}}
+    fleet.producer.send(RECON_REQUESTS, key=hospital.encode(), value=orjson.dumps(recon))
     assert fleet.producer.flush(30) == 0
     deadline = time.monotonic() + 60
     while "where it was raised" not in (text := log.read_text(errors="replace")[start:]) \
-            or "not a platform message" not in text:
+            or text.count("not a platform message") < 2:
         assert time.monotonic() < deadline, text
         time.sleep(0.5)
     junk = next(line for line in text.splitlines() if "not a platform message" in line)
     assert "WARNING" in junk and re.search(rf"\({NAT_REQUESTS}\[\d+\]@\d+\)", junk), junk
+    misplaced = next(line for line in text.splitlines()
+                     if "not a platform message (no ctx, trace and req" in line)
+    assert "WARNING" in misplaced and "reconciliation:" in misplaced, misplaced
+    assert f"goes to {HOSP_REQUESTS})" in misplaced, misplaced
+    assert re.search(rf"dead-lettered {RECON_REQUESTS}\[\d+\]@\d+.*: E1002", text), text
+    assert "internal error in reconciliation" not in text
     failure = next(line for line in text.splitlines() if "internal error in" in line)
     assert "ERROR" in failure and f"msgid {msgid}" in failure, failure
     assert re.search(rf"{NAT_REQUESTS}\[\d+\]@\d+", failure), failure

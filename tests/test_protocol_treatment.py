@@ -975,7 +975,9 @@ def test_a_hospital_whose_clock_is_days_ahead_makes_no_other_hospitals_requests_
     assert c.oracle.person_rows[EMP_CERTNO].balance == EMP.balance
     c.seq += 1
     own_replay = request("1101", HOSP_SH, DAY0, c.seq, person_info_input(EMP_CERTNO, DAY0), "")
-    refused(c.send(EMP_CERTNO, own_replay), ErrorCode.STALE)
+    stale = refused(c.send(EMP_CERTNO, own_replay), ErrorCode.STALE)
+    # the day it is judged by is named: a request dated ahead by mistake moved it
+    assert "latest request for this person (of 2026-03-11)" in stale, stale
 
 
 def test_a_long_stay_settled_yesterday_can_be_cancelled_whenever_it_began() -> None:

@@ -187,3 +187,19 @@ def test_a_row_written_with_the_persons_clock_still_refuses_replays():
     desk.rows[EMP_CERTNO] = TreatmentRow.from_dict(old)
     assert desk.answer(EMP_CERTNO, admit)["err_code"] == ErrorCode.STALE
     assert len(desk.rows[EMP_CERTNO].visits[mdtrt_id]["fees"]) == 1
+
+
+def test_a_stale_request_is_told_the_day_it_is_judged_by():
+    """The platform takes each hospital's inf_time as its clock: a request dated ahead by
+    mistake moves it, and a HIS refused as stale after one was told only "a replay" (a
+    black-box integrator's review). The refusal names the day."""
+    row = TreatmentRow()
+    row.clocks.update({"H11010000001": "2027-06-01 00:00:00",
+                       "H31010000001": "2027-05-01 00:00:00"})
+    assert row.stale("H11010000001", "2027-05-20 09:00:00") == (
+        f"more than {WINDOW_DAYS} days before this hospital's latest request for this person "
+        "(of 2027-06-01)")
+    assert row.stale("H44010000001", "2026-12-01 09:00:00") == (
+        f"more than {HORIZON_DAYS} days before the person's latest requests at two hospitals "
+        "(the older of 2027-05-01)")
+    assert row.stale("H44010000001", "2027-04-01 09:00:00") == ""
