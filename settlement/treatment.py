@@ -152,14 +152,27 @@ def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
             where = (*where[:-1], UNKNOWN_FIELD)
         loc = ".".join(_field_name(p) for p in (prefix, *where) if p != "")
         said = PATTERNS_IN_WORDS.get(err.get("ctx", {}).get("pattern", ""), err["msg"])
+        if _past_json_integers(err):
+            said = "over its limit (a number past 2^64, which JSON readers take as a decimal)"
+        elif err["type"] == "less_than_equal" and where and where[-1] in _AMOUNT_FIELDS:
+            said = f"over its limit: {err['ctx']['le']:,}" + (
+                " fen" if where[-1] not in _COUNT_FIELDS else "")
         parts.append(f"{loc or '<root>'}: {said}")
     more = len(exc.errors()) - 5
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
-_AMOUNT_FIELDS = frozenset({"cnt", "pric", "det_item_fee_sumamt", "medfee_sumamt",
-                            "fund_pay_sumamt", "acct_pay", "fund_appy_sum",
-                            "fixmedins_setl_cnt", "setl_cnt"})
+_COUNT_FIELDS = frozenset({"cnt", "fixmedins_setl_cnt", "setl_cnt"})
+_AMOUNT_FIELDS = _COUNT_FIELDS | {"pric", "det_item_fee_sumamt", "medfee_sumamt",
+                                  "fund_pay_sumamt", "acct_pay", "fund_appy_sum"}
+
+
+def _past_json_integers(err: Any) -> bool:
+    """An amount written as an integer too large for 64 bits, which orjson (as most JSON
+    readers) reads as a float: over its limit, not 'not an integer'."""
+    return bool(err["loc"]) and err["loc"][-1] in _AMOUNT_FIELDS \
+        and err["type"] == "int_type" and isinstance(err.get("input"), float) \
+        and abs(err["input"]) >= 2.0 ** 64
 
 
 def _code_for(exc: ValidationError) -> ErrorCode:
@@ -168,7 +181,7 @@ def _code_for(exc: ValidationError) -> ErrorCode:
     if err["loc"] and err["loc"][-1] in _AMOUNT_FIELDS:
         if err["type"] in ("greater_than", "greater_than_equal"):
             return ErrorCode.INVALID_AMOUNT
-        if err["type"] == "less_than_equal":
+        if err["type"] == "less_than_equal" or _past_json_integers(err):
             return ErrorCode.AMOUNT_OVERFLOW
     return ErrorCode.SCHEMA_VIOLATION
 

@@ -926,3 +926,19 @@ def test_a_request_to_the_insured_place_waits_for_a_pending_settlement_of_anothe
     second, fee_after = put_back(desk, EMP_CERTNO)
     assert isinstance(second, Forward) and second.to == "insured"
     assert isinstance(fee_after, Held)  # its visit's settlement is pending now
+
+
+@pytest.mark.parametrize(("written", "said"), [
+    # past 64 bits: orjson (as most JSON readers) reads it as a decimal, and pydantic said
+    # "Input should be a valid integer" to an integrator who had written one (E1002)
+    (b"100000000000000000000", "over its limit (a number past 2^64"),
+    (b"100000000000000000", "over its limit: 100,000,000,000 fen"),
+])
+def test_an_amount_past_its_limit_is_e4007_in_words_however_large(written: bytes, said: str):
+    desk = Desk()
+    mdtrt_id = desk.register(EMP_CERTNO, HOSP_BJ)
+    settle = request("2207", HOSP_BJ, T3, 3, settle_input(EMP, mdtrt_id, 123_456_789),
+                     EMP.insuplc_admdvs)
+    raw = encode(settle).replace(b"123456789", written)
+    why = failed(desk.send_raw(EMP_CERTNO, raw), ErrorCode.AMOUNT_OVERFLOW)
+    assert why.startswith(f"input.medfee_sumamt: {said}"), why
