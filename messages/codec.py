@@ -28,6 +28,11 @@ def decode(data: bytes | None) -> dict[str, Any]:
     try:
         value = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
+        try:  # orjson tells bad UTF-8 as "surrogates not allowed at byte 0", wherever it is
+            data.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            raise MalformedMessage(f"not UTF-8 (at byte {bad.start}): JSON on the wire is "
+                                   "UTF-8") from None
         raise MalformedMessage(f"not valid JSON: {exc.msg} at byte {exc.pos}") from None
     if not isinstance(value, dict):
         raise MalformedMessage(f"expected a JSON object, got {type(value).__name__}")

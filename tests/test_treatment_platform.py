@@ -729,6 +729,15 @@ def test_unparseable_bytes_become_a_dead_letter(raw: bytes | None) -> None:
     assert desk.rows == {}
 
 
+def test_bytes_not_utf8_are_told_so_where_they_are() -> None:
+    """orjson says "surrogates not allowed at byte 0" wherever the bad byte is (an
+    integrator read it as a JSON error at the start)."""
+    outcome = Desk().send_raw(EMP_CERTNO, b'{"infno": "2207", "x": "\xff"}')
+    assert isinstance(outcome, DeadLetter)
+    assert outcome.error_code == ErrorCode.MALFORMED_JSON
+    assert "not UTF-8 (at byte 24)" in outcome.reason, outcome.reason
+
+
 def test_envelope_schema_violation_is_answered_naming_the_field_and_not_the_certno() -> None:
     req = request("1101", HOSP_BJ, T0, 0, person_info_input(EMP_CERTNO, T0))
     req["inf_time"] = "2026/03/01 09:00"
