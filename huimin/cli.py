@@ -48,6 +48,7 @@ from huimin.logfiles import (
     LogHeader,
     expected_path_for,
     expected_record,
+    of_world,
     read_records,
     read_visit_log,
     reserve_header,
@@ -369,13 +370,14 @@ def _write_visit_log(progress: Progress, output: Path, expected: Path, world_spe
     world = build_world(world_spec)
     oracle = Oracle(world.ref)
     stage("generating and settling")
+    tag = world_tag(world_spec)
     with whole_file(output) as log, whole_file(expected) as exp:
         # the header's bad_per_kind needs the number of requests: write it last
         width = reserve_header(log, LogHeader(world_spec, visit_spec, str(plan)))
         for visit in plan.apply(generate_visits(world, visit_spec), world_spec.seed):
             write_visit(log, visit)
             requests += len(visit.steps)
-            exp.write(orjson.dumps(expected_record(oracle.run_visit(visit)),
+            exp.write(orjson.dumps(expected_record(oracle.run_visit(visit), tag),
                                    option=orjson.OPT_SORT_KEYS) + b"\n")
             done(1, 0)
         log.seek(0)
@@ -507,7 +509,7 @@ def replay(
     money: list[Path] = []  # the clearing statements, ledger and 3203 answers written
 
     def write_results(result: HospitalRunResult) -> None:  # as soon as the visits are over
-        write_records(results, result.sessions)
+        write_records(results, result.sessions, world_tag(header.world))
         write_latencies(results.with_name(results.stem + ".latency.jsonl"), result)
         write_dead_letters(results.with_name(results.stem + ".dead_letters.jsonl"), result, bad)
         written.append(result)
@@ -692,9 +694,10 @@ def verify(
         check_world_fits(header.world.persons, 1, "this process",
                          "verify it where more memory is free")
         world = build_world(header.world)
+        tag = world_tag(header.world)
         expected = expected or expected_path_for(visit_log)
         if expected.exists():
-            want = read_records(expected, "expected-answers")
+            want = of_world(read_records(expected, "expected-answers"), expected, tag)
         else:
             if not visit_log.is_file():  # a pipe (`<(…)`) reads empty the second time
                 raise LogFormatError(f"{visit_log} is not a regular file: with no expected "
@@ -703,8 +706,8 @@ def verify(
                           markup=False)
             oracle = Oracle(world.ref)
             _, again = read_visit_log(visit_log)
-            want = (expected_record(oracle.run_visit(v)) for v in again)
-        verdict = verify_answers(visits, want, results, world.ref, replayed_only)
+            want = (expected_record(oracle.run_visit(v), tag) for v in again)
+        verdict = verify_answers(visits, want, results, world.ref, replayed_only, tag)
     except LogFormatError as exc:
         raise refusal_exit(exc) from None
     if junit:
@@ -793,7 +796,9 @@ def clearing(
         raise typer.BadParameter("a month as yyyy-MM, e.g. 2026-12", param_hint="--month")
     try:
         header, visits = read_visit_log(visit_log)
-        records = results_by_visit(results)  # none: an error, not an empty statement
+        # none, or of another world (a policy): an error, not an empty or wrong statement
+        tag = world_tag(header.world)
+        records = results_by_visit(results, tag)
         policy = clearing_policy(header.world)  # as the platform that settled the log
         if prepayment_months is not None:  # for every province, whatever the file said
             policy = replace(policy, prepayment_months=prepayment_months, months={})
@@ -813,9 +818,11 @@ def clearing(
     if month is not None and not chosen:  # a month of local settlements only has one
         raise refusal_exit(f"No settlements in {month}; months with some: "
                        f"{', '.join(s.month for s in statements) or 'none'}")
-    if json_out:
-        console.print_json(orjson.dumps([s.as_dict() for s in chosen]).decode())
+    if json_out:  # each statement names the world (the policy) it was cleared under
+        console.print_json(orjson.dumps([{**s.as_dict(), "world": tag} for s in chosen]).decode())
         return
+    console.print(f"Cleared in the world of {tag}", markup=False, highlight=False,
+                  soft_wrap=True)
     for s in chosen:
         print_statement(s, console)
 

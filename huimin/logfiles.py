@@ -7,7 +7,9 @@ requests of each kind go with the log when it is replayed.
 expected / results (`*.expected.jsonl`, `results.jsonl`): one line per visit,
 `{"visit_no", "outcome", "setlinfo", "answers": {msgid: [answer, ...]}}`, keys sorted, so
 the same seed gives byte-identical files; an expected line also holds `visit_digest`, the
-fingerprint of the visit it settles; a result of a visit the hospital gave up on holds
+fingerprint of the visit it settles; each line names the `world` it was settled in
+(`simulators.world.world_tag`: seed, persons, policy), so that answers of another policy
+are not judged or cleared against a log; a result of a visit the hospital gave up on holds
 `timed_out`, the msgid of the request it waited for (`under_way`: a replay stopped then).
 latency (`latency.jsonl`): `{"msgid", "infno", "route", "latency_ms", "trace"}` per request.
 """
@@ -230,17 +232,19 @@ def visit_digest(visit: Visit) -> str:
                            digest_size=8).hexdigest()
 
 
-def expected_record(session: VisitSession) -> dict[str, Any]:
+def expected_record(session: VisitSession, world: str) -> dict[str, Any]:
     """The oracle's answers to a visit, with the fingerprint of the visit they settle."""
-    return {**outcome_record(session), "visit_digest": visit_digest(session.visit)}
+    return {**outcome_record(session, world), "visit_digest": visit_digest(session.visit)}
 
 
-def outcome_record(session: VisitSession) -> dict[str, Any]:
+def outcome_record(session: VisitSession, world: str) -> dict[str, Any]:
+    """A visit's outcome and answers, and the world (`world_tag`) they were settled in."""
     s = session
     outcome = "settled" if s.settlement else (s.failed or {}).get("err_code", "") or \
         "not settled"
     record = {"visit_no": s.visit.visit_no, "outcome": outcome, "setlinfo": s.settlement,
-              "answers": {msgid: s.answers.get(msgid, []) for msgid, _ in s.sent}}
+              "answers": {msgid: s.answers.get(msgid, []) for msgid, _ in s.sent},
+              "world": world}
     if not s.done:  # a replay stopped by Ctrl-C: `verify --replayed-only` knows it
         record["under_way"] = True
     if s.failed and s.failed.get("err_code") == TIMED_OUT:  # the request the hospital gave
@@ -248,15 +252,32 @@ def outcome_record(session: VisitSession) -> dict[str, Any]:
     return record
 
 
-def write_records(path: Path, sessions: Iterable[VisitSession], expected: bool = False) -> int:
-    """Results, or with `expected` the oracle's answers (each with its visit's digest)."""
+def write_records(path: Path, sessions: Iterable[VisitSession], world: str,
+                  expected: bool = False) -> int:
+    """Results, or with `expected` the oracle's answers (each with its visit's digest), of
+    visits settled in `world` (`world_tag`)."""
     record = expected_record if expected else outcome_record
     n = 0
     with whole_file(path) as f:  # a Ctrl-C while writing leaves no half a file
         for s in sessions:
-            f.write(orjson.dumps(record(s), option=_OPTS) + b"\n")
+            f.write(orjson.dumps(record(s, world), option=_OPTS) + b"\n")
             n += 1
     return n
+
+
+def of_world(records: Iterable[dict[str, Any]], path: Path, world: str
+             ) -> Iterator[dict[str, Any]]:
+    """`records` (of `path`), refused (LogFormatError) at the first settled in another world
+    than `world`, the visit log's: answers of another policy, seed or population would fail
+    verify as wrong answers, or be cleared as if the log's. Records written before they
+    named their world pass."""
+    for n, record in enumerate(records, start=1):
+        if (theirs := record.get("world", world)) != world:
+            raise LogFormatError(
+                f"{path}: record {n} was settled in another world ({theirs}) than the visit "
+                f"log's ({world}): results and expected answers go with the log (its seed, "
+                "persons and policy) they were made from")
+        yield record
 
 
 def read_records(path: Path, kind: str = "result") -> Iterator[dict[str, Any]]:

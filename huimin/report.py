@@ -234,7 +234,8 @@ def _outcome(answer: dict[str, Any]) -> str:
 def write_outputs(report: RunReport, summary: dict[str, Any]) -> None:
     out = report.out_dir
     (out / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
-    write_records(out / "results.jsonl", report.result.sessions)
+    write_records(out / "results.jsonl", report.result.sessions,
+                  world_tag(report.options.world))
     write_latencies(out / "latency.jsonl", report.result)
     write_dead_letters(out / "dead_letters.jsonl", report.result, report.bad)
 

@@ -366,7 +366,8 @@ def run_scenario(opts: RunOptions, on_stage: Callable[[str], None] = lambda s: N
                                   len(bad) // len(KINDS)))
         for v in visits:
             write_visit(f, v)
-    write_records(expected_path_for(out_dir / "visits.jsonl"), expected, expected=True)
+    write_records(expected_path_for(out_dir / "visits.jsonl"), expected, world_tag(opts.world),
+                  expected=True)
     expected_clearing = [s.as_dict() for s in clear(
         (e for session in expected for e in events_from_answers(
             session.visit.fixmedins_code,

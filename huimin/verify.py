@@ -13,7 +13,7 @@ from xml.etree import ElementTree as ET
 
 import orjson
 
-from huimin.logfiles import LogFormatError, read_records, visit_digest
+from huimin.logfiles import LogFormatError, of_world, read_records, visit_digest
 from messages.codes import CANCELLATIONS, SETTLEMENTS, TIMED_OUT, ErrorCode, Infno
 from messages.envelope import answerable_msgid
 from messages.identity import PERSONAL_FIELDS, shown_id
@@ -71,12 +71,15 @@ class ResultsMismatch(LogFormatError):
     """Results that cannot be answers to the visit log's requests: another log's."""
 
 
-def results_by_visit(results: Path) -> dict[Any, dict[str, Any]]:
-    """The result records by visit number; a LogFormatError if there are none, or if a visit
-    has two (which to judge? a wrong one must not hide behind a right one)."""
+def results_by_visit(results: Path, world: str | None = None) -> dict[Any, dict[str, Any]]:
+    """The result records by visit number; a LogFormatError if there are none, if a visit
+    has two (which to judge? a wrong one must not hide behind a right one), or if one was
+    settled in another world than `world` (the visit log's `world_tag`)."""
     records: dict[Any, dict[str, Any]] = {}
     lines: dict[Any, int] = {}
-    for n, record in enumerate(read_records(results), start=1):
+    read = read_records(results)
+    for n, record in enumerate(read if world is None else of_world(read, results, world),
+                               start=1):
         visit_no = record["visit_no"]
         if visit_no in records:
             raise LogFormatError(f"{results}: line {n} is a second record of visit {visit_no} "
@@ -324,14 +327,16 @@ def compare_visit(visit_no: int, infnos: Mapping[str, str], got: Mapping[str, li
 
 
 def verify(visits: Iterator[Visit], expected: Iterator[dict[str, Any]],
-           results: Path, ref: ReferenceData, replayed_only: bool = False) -> Verdict:
+           results: Path, ref: ReferenceData, replayed_only: bool = False,
+           world: str | None = None) -> Verdict:
     """The verdict on `results`. Raises, before any verdict: a LogFormatError if it has no
-    results, a ResultsMismatch if they (or `expected`) are another visit log's.
+    results or they were settled in another world than `world` (the log's), a
+    ResultsMismatch if they (or `expected`) are another visit log's.
     `replayed_only`: a replay stopped by Ctrl-C is judged on what it replayed: a visit
     without a result is left out, and of a visit still under way only the answers received
     are compared (each counted in the verdict)."""
     verdict = Verdict()
-    got_by_visit = results_by_visit(results)
+    got_by_visit = results_by_visit(results, world)
     per_person: dict[str, list[tuple[str, list[dict[str, Any]]]]] = defaultdict(list)
     events: list[SettlementEvent] = []
     missing: list[int] = []  # visits with no result since the last with one (replayed_only)

@@ -24,7 +24,7 @@ from simulators.bad_messages import generate_bad_messages
 from simulators.hospital import DeadLetterRecord
 from simulators.visit_run import Exchange, HospitalRunResult
 from simulators.visits import VisitSpec, generate_visits
-from simulators.world import WorldSpec, build_world
+from simulators.world import WorldSpec, build_world, world_tag
 
 WORLD = build_world(WorldSpec(seed=3, persons=200))
 
@@ -96,8 +96,8 @@ def test_a_timed_out_visit_is_one_line_and_counted_as_verify_counts_it(tmp_path:
     assert cmp.answers_compared - cmp.answers_equal == 1 + unsent
 
     results, answers = tmp_path / "r.jsonl", tmp_path / "e.jsonl"
-    write_records(results, streamed)
-    write_records(answers, expected, expected=True)
+    write_records(results, streamed, world_tag(WORLD.spec))
+    write_records(answers, expected, world_tag(WORLD.spec), expected=True)
     verdict = verify(iter([s.visit for s in expected]), read_records(answers), results, WORLD.ref)
     assert (verdict.answers_compared, verdict.answers_equal, verdict.timed_out) == (
         cmp.answers_compared, cmp.answers_equal, cmp.timed_out)

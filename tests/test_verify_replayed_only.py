@@ -14,19 +14,20 @@ from huimin.verify import COMPLETE_CHECK, ORACLE_CHECK, Verdict
 from huimin.verify import verify as verify_answers
 from settlement.oracle import Oracle
 from simulators.visits import VisitSpec, generate_visits
-from simulators.world import WorldSpec, build_world
+from simulators.world import WorldSpec, build_world, world_tag
 from tests.verifying import results_with_first_answers, verify
 
 WORLD = build_world(WorldSpec(seed=7, persons=300))
 VISITS = list(generate_visits(WORLD, VisitSpec(visits=40, days=5)))
 SESSIONS = list(Oracle(WORLD.ref).settle_log(VISITS))
-EXPECTED = [expected_record(s) for s in SESSIONS]
+TAG = world_tag(WORLD.spec)
+EXPECTED = [expected_record(s, TAG) for s in SESSIONS]
 
 
 def stopped_replay(path: Path, replayed: int, cut_short: int) -> list[dict[str, Any]]:
     """The results of a replay stopped after `replayed` visits, the last `cut_short` of them
     still waiting for the answer to their last request."""
-    records = [orjson.loads(orjson.dumps(outcome_record(s))) for s in SESSIONS[:replayed]]
+    records = [orjson.loads(orjson.dumps(outcome_record(s, TAG))) for s in SESSIONS[:replayed]]
     for record in records[replayed - cut_short:]:
         last = list(record["answers"])[-1]
         record["answers"][last] = []

@@ -97,7 +97,7 @@ def test_a_result_keeps_the_msgid_its_hospital_gave_up_on(tmp_path: Path):
     session.sent = [(msgid, 0)]
     session.failed = {"infcode": -1, "inf_refmsgid": msgid, "err_code": TIMED_OUT,
                       "err_msg": "no answer within the timeout", "output": {}}
-    record = outcome_record(session)
+    record = outcome_record(session, "")
     assert record["outcome"] == TIMED_OUT and record["timed_out"] == msgid
     session.failed = None
-    assert "timed_out" not in outcome_record(session)
+    assert "timed_out" not in outcome_record(session, "")
