@@ -13,9 +13,10 @@ from prometheus_client import start_http_server
 
 from huimin.cli_app import errors, refusal_exit
 from huimin.policy_file import read_policy_file
-from settlement.parameters import ParameterError
+from settlement.parameters import ParameterError, parse_parameters, unlikely_values
 from simulators.faults import FaultPlan, FaultPlanError
 from simulators.hospital_metrics import HOSPITAL_REGISTRY
+from simulators.regions import PROVINCES
 from simulators.visits import MAX_VISITS
 from simulators.world import (
     MAX_PERSONS,
@@ -49,9 +50,15 @@ def world_of_options(seed: int, persons: int, policy: Path | None) -> WorldSpec:
     if policy is None:
         return WorldSpec(seed=seed, persons=persons)
     try:
-        return WorldSpec(seed=seed, persons=persons, parameters=read_policy_file(policy))
+        parameters = read_policy_file(policy)
     except ParameterError as exc:
         raise refusal_exit(exc) from None
+    said = [f"{policy} holds no parameters: DOMAIN.md's policy is used"] if parameters is None \
+        else [f"{policy}: {note}"  # in range, so taken, but most likely in another unit
+              for note in unlikely_values(parse_parameters(parameters, PROVINCES))]
+    for warning in said:
+        errors.print(f"Warning: {warning}", markup=False, highlight=False, soft_wrap=True)
+    return WorldSpec(seed=seed, persons=persons, parameters=parameters)
 
 
 #: From this many persons a command says what building the world will cost first.

@@ -215,3 +215,46 @@ def as_data(parameters: Parameters) -> dict[str, Any] | None:
     """What a world's spec keeps: only the values given (JSON), or None for none."""
     data = parameters.model_dump(mode="json", exclude_defaults=True, exclude_none=True)
     return data or None
+
+
+#: Under these a value was most likely written in another unit: 85 meaning 85 % (8500 bp),
+#: 500 meaning ¥500 (50000 fen). They are in range, so they are taken; the CLI warns.
+UNLIKELY_BP = 100
+UNLIKELY_FEN = 1_000
+
+
+def _percent(bp: int) -> str:
+    return f"{bp // 100}.{bp % 100:02d} %"
+
+
+def _yuan(fen: int) -> str:
+    return f"¥{fen // 100:,}.{fen % 100:02d}"
+
+
+def unlikely_values(parameters: Parameters) -> list[str]:
+    """Where a policy most likely says a percent for basis points or yuan for fen (a ratio
+    under 1 %, a deductible or cap under ¥10), each told as what it is taken as."""
+    notes: list[str] = []
+    scopes = [("defaults", parameters.defaults),
+              *((f"provinces.{p}", given) for p, given in sorted(parameters.provinces.items()))]
+    for scope, given in scopes:
+        fields: list[tuple[str, tuple[int, ...] | int | None, bool]] = [
+            (f"{scope}.{name}", getattr(given, name), True)
+            for name in ("retired_bonus_bp", "unfiled_cut_bp", "selfpay_bp")]
+        for rule_name, rule in sorted(given.rules.items()):
+            where = f"{scope}.rules.{rule_name}"
+            fields += [(f"{where}.ratio_bp", rule.ratio_bp, True),
+                       (f"{where}.deductible", rule.deductible, False),
+                       (f"{where}.annual_cap", rule.annual_cap, False)]
+        for where, value, is_bp in fields:
+            values = value if isinstance(value, tuple) else () if value is None else (value,)
+            if not any(0 < v < (UNLIKELY_BP if is_bp else UNLIKELY_FEN) for v in values):
+                continue
+            shown = ", ".join(map(str, values))
+            if is_bp:
+                notes.append(f"{where}: {shown} taken as basis points, "
+                             f"{', '.join(map(_percent, values))} (85 % is 8500)")
+            else:
+                notes.append(f"{where}: {shown} taken as fen, "
+                             f"{', '.join(map(_yuan, values))} (¥500 is 50000)")
+    return notes
