@@ -24,6 +24,8 @@ from settlement.policy import EMPLOYEE
 from simulators.world import World, refuse_wrong_types, rng
 
 _LEVEL_PRICE_FACTOR = {1: 0.9, 2: 1.0, 3: 1.15}
+#: How many days an inpatient stay lasts (its items are on some of them): 3 to 14.
+STAY_DAYS = (3, 14)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +139,7 @@ def generate_visits(world: World, spec: VisitSpec) -> Iterator[Visit]:
     spacing = spec.days * 86_400 / max(1, spec.visits)
     seq: dict[str, int] = {}
     ehr_r = rng(world.spec.seed, "ehr-steps")  # a stream of its own
+    stay_r = rng(world.spec.seed, "stay-days")  # so too: outpatient visits as they were
     for k in range(spec.visits):
         cross = r.random() < spec.cross_share
         if cross and away and r.random() >= spec.traveller_share:
@@ -162,10 +165,15 @@ def generate_visits(world: World, spec: VisitSpec) -> Iterator[Visit]:
         emergency = r.random() < spec.emergency_share
         factor = _LEVEL_PRICE_FACTOR[hospital.level]
         n_items = (4 + int(40 * r.random() ** 2)) if inpatient else 1 + int(14 * r.random() ** 2)
+        # a stay's beds, care and drugs run over its days: each item on some of them (priced
+        # as an outpatient's, a stay's median was ~¥1,000, under most deductibles)
+        days = stay_r.randint(STAY_DAYS[0], STAY_DAYS[1]) if inpatient else 1
         items = []
         for _ in range(n_items):
             it = r.choice(world.items)
             cnt = r.randint(1, 6) if it.kind == "drug" else 1
+            if inpatient:
+                cnt *= stay_r.randint(1, days)
             items.append(VisitItem(code=it.code, cnt=cnt,
                                    pric=max(1, round(it.base_price * factor))))
         if inpatient:

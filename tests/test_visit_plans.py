@@ -306,3 +306,24 @@ def test_the_same_seed_gives_identical_answers(run: Run) -> None:
     assert [s.answers for s in again.sessions] == [s.answers for s in run.sessions]
     assert {c: r.to_dict() for c, r in again.oracle.person_rows.items()} == \
         {c: r.to_dict() for c, r in run.oracle.person_rows.items()}
+
+
+def test_a_stays_items_run_over_its_days_so_its_fund_pays_past_the_deductible(run: Run):
+    """A stay's items are on 1–14 of its days, an outpatient visit's once (drugs 1–6 units):
+    with a stay's items priced as an outpatient's and taken once, its median was ~¥1,000,
+    under most deductibles, and a change of inpatient policy hardly showed (a policy
+    analyst's review)."""
+    def median(costs: list[int]) -> int:
+        return sorted(costs)[len(costs) // 2]
+
+    cost = {v.visit_no: sum(i.cnt * i.pric for i in v.items) for v in run.visits}
+    stays = [v for v in run.visits if v.kind == "inpatient"]
+    visits = [v for v in run.visits if v.kind == "outpatient"]
+    assert max(i.cnt for v in visits for i in v.items) <= 6
+    assert max(i.cnt for v in stays for i in v.items) > 6  # some on many of their days
+    assert median([cost[v.visit_no] for v in stays]) > 8 * median(
+        [cost[v.visit_no] for v in visits])
+    paid = [s for s in run.sessions if s.visit.kind == "inpatient" and s.settlement
+            and s.settlement["hifp_pay"] > 0]
+    assert len(paid) > 0.75 * sum(1 for s in run.sessions
+                                  if s.visit.kind == "inpatient" and s.settlement)
