@@ -13,8 +13,16 @@ from typing import Any
 
 import orjson
 
+from settlement.parameters import (
+    RULES,
+    lab_validity_days_for,
+    parse_parameters,
+    policy_for,
+    selfpay_bp_for,
+)
 from settlement.reference import ACTIVE
-from simulators.world import World, world_tag
+from simulators.regions import PROVINCES
+from simulators.world import World, clearing_policy, world_tag
 
 #: file name -> its columns, in order (README, Replay and verify).
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -24,6 +32,10 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "items.csv": ("med_list_codg", "name", "kind", "base_price"),
     "catalogues.csv": ("province", "med_list_codg", "chrgitm_lv", "pric_uplmt_amt",
                        "selfpay_prop_bp"),
+    "policies.csv": ("province", "rule", "insutype", "deductible_l1", "deductible_l2",
+                     "deductible_l3", "ratio_bp_l1", "ratio_bp_l2", "ratio_bp_l3",
+                     "annual_cap", "retired_bonus_bp", "unfiled_cut_bp", "selfpay_bp",
+                     "prepayment_months", "expected_monthly_payable", "lab_validity_days"),
 }
 
 
@@ -60,8 +72,26 @@ def catalogue_rows(world: World) -> Iterator[tuple[Any, ...]]:
                    else split.pric_uplmt_amt, split.selfpay_bp)
 
 
+def policy_rows(world: World) -> Iterator[tuple[Any, ...]]:
+    """The policy each province settles by, DOMAIN.md's defaults with a policy file's
+    `defaults` and the province's own values applied: one row per benefit rule (the
+    province's other values repeated on each), so that two policies compare by a diff."""
+    parameters = parse_parameters(world.spec.parameters, PROVINCES)
+    clearing = clearing_policy(world.spec)
+    for province in sorted(PROVINCES):
+        policy = policy_for(parameters, province)
+        own = (policy.retired_bonus_bp, policy.unfiled_cut_bp,
+               selfpay_bp_for(parameters, province), clearing.months_for(province),
+               clearing.expected_monthly_payable.get(province, ""),
+               lab_validity_days_for(parameters, province))
+        for name, (insutype, category) in RULES.items():
+            rule = policy.rule(insutype, category)
+            yield (province, name, insutype, *rule.deductible, *rule.ratio_bp,
+                   rule.annual_cap, *own)
+
+
 ROWS = {"hospitals.csv": hospital_rows, "persons.csv": person_rows, "items.csv": item_rows,
-        "catalogues.csv": catalogue_rows}
+        "catalogues.csv": catalogue_rows, "policies.csv": policy_rows}
 
 
 def _write_csv(path: Path, columns: tuple[str, ...], rows: Iterable[tuple[Any, ...]]) -> int:
@@ -76,9 +106,9 @@ def _write_csv(path: Path, columns: tuple[str, ...], rows: Iterable[tuple[Any, .
 
 
 def write_world(world: World, folder: Path) -> dict[str, int]:
-    """hospitals.csv, persons.csv, items.csv, catalogues.csv and world.json (the options and
-    the tag a worker of this world names in its 9001 answers) into `folder`; the rows of each
-    file."""
+    """hospitals.csv, persons.csv, items.csv, catalogues.csv, policies.csv and world.json (the
+    options and the tag a worker of this world names in its 9001 answers) into `folder`; the
+    rows of each file."""
     folder.mkdir(parents=True, exist_ok=True)
     counts = {name: _write_csv(folder / name, COLUMNS[name], ROWS[name](world))
               for name in COLUMNS}

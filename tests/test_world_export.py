@@ -75,7 +75,8 @@ def test_the_files_hold_the_worlds_hospitals_persons_and_catalogues(exported: Pa
 
 def test_the_same_options_write_the_same_files(exported: Path, tmp_path: Path) -> None:
     assert huimin("world", "--out", str(tmp_path), *OPTIONS).exit_code == 0
-    for name in ("hospitals.csv", "persons.csv", "items.csv", "catalogues.csv", "world.json"):
+    for name in ("hospitals.csv", "persons.csv", "items.csv", "catalogues.csv",
+                 "policies.csv", "world.json"):
         assert (tmp_path / name).read_bytes() == (exported / name).read_bytes(), name
 
 
@@ -118,3 +119,32 @@ def test_an_out_that_is_a_file_is_refused(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "is a file, not a folder" in result.output
     assert file.read_text() == "x"
+
+
+def test_policies_csv_is_the_policy_in_effect_and_a_file_changes_only_its_rows(
+        exported: Path, tmp_path: Path) -> None:
+    """DOMAIN.md §3's defaults for every province; a policy file's change shows in the rows
+    it names alone (an analyst had no view of the merged policy: a policy analyst's review)."""
+    default = rows(exported, "policies.csv")
+    assert len(default) == 31 * 4
+    by = {(r["province"], r["rule"]): r for r in default}
+    # DOMAIN.md §3, restated: employee inpatient 300/600/1,000 yuan at 95/90/85 %, cap 500,000
+    # yuan; resident outpatient 100 yuan a year at 60/55/50 %, cap 3,000 yuan
+    inpatient = by["310000", "employee_inpatient"]
+    assert [inpatient[f"deductible_l{n}"] for n in (1, 2, 3)] == ["30000", "60000", "100000"]
+    assert [inpatient[f"ratio_bp_l{n}"] for n in (1, 2, 3)] == ["9500", "9000", "8500"]
+    assert inpatient["annual_cap"] == "50000000" and inpatient["insutype"] == "310"
+    outpatient = by["650000", "resident_outpatient"]
+    assert [outpatient[f"ratio_bp_l{n}"] for n in (1, 2, 3)] == ["6000", "5500", "5000"]
+    assert (outpatient["deductible_l1"], outpatient["annual_cap"]) == ("10000", "300000")
+    assert (inpatient["retired_bonus_bp"], inpatient["unfiled_cut_bp"], inpatient["selfpay_bp"],
+            inpatient["prepayment_months"], inpatient["expected_monthly_payable"],
+            inpatient["lab_validity_days"]) == ("500", "1000", "1000", "2", "", "30")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text('provinces:\n  "310000":\n    rules:\n      resident_inpatient:\n'
+                      "        ratio_bp: [9000, 8000, 7000]\n", encoding="utf-8")
+    assert huimin("world", "--out", str(tmp_path / "w"), *OPTIONS,
+                  "--policy", str(policy)).exit_code == 0
+    changed = [r for r in rows(tmp_path / "w", "policies.csv") if r != by[r["province"], r["rule"]]]
+    assert [(r["province"], r["rule"], r["ratio_bp_l3"]) for r in changed] == [
+        ("310000", "resident_inpatient", "7000")]
