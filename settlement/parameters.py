@@ -162,12 +162,14 @@ def _said(errors: list[Any]) -> str:
         elif len(levels) == 3 and len({e["msg"] for e in levels}) == 1:
             where = where.rsplit(".", 1)[0]
     name = next((str(part) for part in reversed(loc) if isinstance(part, str)), "")
+    unit = ("basis points (10000 = 100 %)" if name.endswith("_bp")
+            else f"months, 0–{MAX_PREPAYMENT_MONTHS}" if name == "prepayment_months"
+            else f"days, 0–{MAX_LAB_VALIDITY_DAYS}" if name == "lab_validity_days"
+            else "fen (¥1 = 100)")
     if first["type"] in ("int_type", "int_parsing", "int_from_float"):
-        what += (": a whole number of basis points (10000 = 100 %)" if name.endswith("_bp")
-                 else f": a whole number of months, 0–{MAX_PREPAYMENT_MONTHS}"
-                 if name == "prepayment_months"
-                 else f": a whole number of days, 0–{MAX_LAB_VALIDITY_DAYS}"
-                 if name == "lab_validity_days" else ": a whole number of fen (¥1 = 100)")
+        what += f": a whole number of {unit}"
+    elif first["type"] in ("less_than_equal", "greater_than_equal"):
+        what += f" {unit.split(',')[0]}"
     more = f" (and {problems - 1} more)" if problems > 1 else ""
     return f"{where}: {what}{more}"
 

@@ -84,9 +84,16 @@ def test_a_provinces_policy_settles_the_persons_insured_there_and_no_one_else() 
 
 @pytest.mark.parametrize(("data", "where", "what"), [
     ({"defaults": {"unfiled_cut_bp": 1.5}}, "defaults.unfiled_cut_bp", "valid integer"),
-    ({"defaults": {"selfpay_bp": 10_001}}, "defaults.selfpay_bp", "less than or equal to 10000"),
+    # a bound says its unit (an analyst read "less than or equal to 10000000000" unitless)
+    ({"defaults": {"selfpay_bp": 10_001}}, "defaults.selfpay_bp",
+     "less than or equal to 10000 basis points (10000 = 100 %)"),
     ({"provinces": {SH: {"rules": {"employee_outpatient": {"annual_cap": -1}}}}},
-     f"provinces.{SH}.rules.employee_outpatient.annual_cap", "greater than or equal to 0"),
+     f"provinces.{SH}.rules.employee_outpatient.annual_cap", "greater than or equal to 0 fen"),
+    ({"defaults": {"rules": {"employee_inpatient": {"annual_cap": 10**11}}}},
+     "defaults.rules.employee_inpatient.annual_cap",
+     "less than or equal to 10000000000 fen (¥1 = 100)"),
+    ({"defaults": {"prepayment_months": 25}}, "defaults.prepayment_months",
+     "less than or equal to 24 months"),
     ({"provinces": {999999: {}}}, "provinces", "999999 is not a province"),
     ({"defaults": {"rules": {"employee_dental": {}}}}, "defaults.rules.employee_dental",
      "employee_outpatient"),
