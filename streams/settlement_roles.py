@@ -39,11 +39,16 @@ from settlement.treatment import (
 from settlement.treatment_row import TreatmentRow
 from streams import metrics
 from streams.hop_stamps import received, stamp
+from streams.log_repeats import RepeatsHeldBack
 from streams.record_roles import RecordRoles
 from streams.role import MAX_RECORD_BYTES, RoleRunner, Send, decodes, send, stored
 from streams.wiring import Wiring
 
 log = logging.getLogger("huimin.streams")
+#: A request held for the answer it follows: a line a minute at most, with how many were
+#: held back (a soak logged ~10 a minute a worker; huimin_redelivery_waits_total counts them)
+held_log = logging.getLogger("huimin.streams.held")
+held_log.addFilter(RepeatsHeldBack(window_s=60.0))
 
 
 class EveryTenSeconds:
@@ -131,10 +136,10 @@ class SettlementRoles:
             return [send(self.forward_to[outcome.to], key,
                          encode(wrap_request(outcome.req, outcome.ctx, trace)))]
         if isinstance(outcome, Held):
-            log.info("treatment_requests: a request waits in its person's row for an answer "
-                     "it follows (lost with the row's writes in a restart, or not back yet: "
-                     "the hospital did not wait for it) (%s)",
-                     run.where(value, topics.HOSP_REQUESTS))
+            held_log.info("treatment_requests: a request waits in its person's row for an "
+                          "answer it follows (lost with the row's writes in a restart, or not "
+                          "back yet: the hospital did not wait for it) (%s)",
+                          run.where(value, topics.HOSP_REQUESTS))
             run.later(metrics.child(metrics.REDELIVERY_WAITS, "treatment").inc)
             return []
         assert isinstance(outcome, DeadLetter)

@@ -47,3 +47,21 @@ def test_the_filter_is_on_every_known_logger_of_the_noisy_libraries():
     finally:
         for name in ["aiokafka", *logging.root.manager.loggerDict]:
             logging.getLogger(name).removeFilter(held)
+
+
+def test_a_request_held_for_the_answer_it_follows_is_told_once_a_minute(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture):
+    """A soak logged it ~10 times a minute a worker, every line alike
+    (huimin_redelivery_waits_total counts each)."""
+    from streams.settlement_roles import held_log
+
+    clock = [500.0]
+    monkeypatch.setattr(log_repeats.time, "monotonic", lambda: clock[0])
+    with caplog.at_level(logging.INFO, logger=held_log.name):
+        for n in range(12):
+            held_log.info("treatment_requests: a request waits … (%s)", f"hosp.requests[0]@{n}")
+            clock[0] += 6
+    said = [r.getMessage() for r in caplog.records if r.name == held_log.name]
+    assert said == ["treatment_requests: a request waits … (hosp.requests[0]@0)",
+                    "treatment_requests: a request waits … (hosp.requests[0]@10) (9 more like "
+                    "it in the last 60 s not shown)"]
