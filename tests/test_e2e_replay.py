@@ -15,7 +15,8 @@ from xml.etree import ElementTree as ET
 import orjson
 import pytest
 
-from simulators.world import WorldSpec
+from huimin.logfiles import read_visit_log
+from simulators.world import WorldSpec, world_tag
 from streams.broker import EmbeddedBroker
 from streams.security import SECRET_ENV
 from tests.conftest import interrupt_huimin, run_huimin
@@ -67,7 +68,10 @@ def test_replay_then_verify_passes_with_a_junit_report(replayed):
     # offline clearing of the same log and answers, its ledger balanced, every 3203 accepted
     statements = orjson.loads((replayed / "results.clearing.json").read_bytes())
     offline = huimin("clearing", "visits.jsonl", "results.jsonl", "--json", cwd=replayed)
-    assert statements and statements == orjson.loads(offline.stdout), offline.stderr
+    cleared = orjson.loads(offline.stdout)  # each naming the world it was cleared under
+    world = world_tag(read_visit_log(replayed / "visits.jsonl")[0].world)
+    assert {s.pop("world") for s in cleared} == {world}, offline.stderr
+    assert statements and statements == cleared, offline.stderr
     ledger = orjson.loads((replayed / "results.ledger.json").read_bytes())
     assert ledger["debits"] == ledger["credits"] > 0, ledger
     applications = orjson.loads((replayed / "results.applications.json").read_bytes())
