@@ -32,7 +32,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple
 
 import orjson
-from aiohttp.web import Request
+from aiohttp.web import Request  # what Faust's aiohttp driver passes: remote, host, scheme
 from faust.web import Response, View
 
 from messages import topics
