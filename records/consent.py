@@ -114,9 +114,13 @@ def _provisions(provision: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _codes(concept: Any, system: str | None = None) -> set[str]:
-    return {c["code"] for c in (concept or {}).get("coding") or []
-            if isinstance(c, dict) and isinstance(c.get("code"), str)
-            and (system is None or c.get("system") == system)}
+    """The codes of a CodeableConcept's codings (of `system`); a coding without a code (a
+    `display` alone is valid R4) counts as "", a code no rule knows: a policy rule or a role
+    the model cannot read then shares nothing (a review found a mypy edit dropping them,
+    which read such an opt-out as a permit)."""
+    return {c["code"] if isinstance(c.get("code"), str) else ""
+            for c in (concept or {}).get("coding") or []
+            if isinstance(c, dict) and (system is None or c.get("system") == system)}
 
 
 def _limited(provision: dict[str, Any]) -> bool:

@@ -597,7 +597,15 @@ CONSENT_SHAPES = {  # what each published Consent lets read: home TREAT, other T
         {**_denial(home, None), "actor": [{**_denial(home, None)["actor"][0], "role": {
             "coding": [{"system": IRCP["coding"][0]["system"], "code": "CST"}]}}]}],
         (False, False, False)),
+    # a role without a code (a display alone): readers the model cannot tell
+    "a denial of readers with an uncoded role": (lambda home: [
+        {**_denial(home, None), "actor": [{**_denial(home, None)["actor"][0], "role": {
+            "coding": [{"system": IRCP["coding"][0]["system"], "display": "recipient"}]}}]}],
+        (False, False, False)),
     "an opt-in with restrictions": ("OPTINR", (False, False, False)),
+    # a policy rule without a code ({None} - {"OPTIN"} until a mypy edit made it empty, a
+    # permit: a review found it): a rule the model cannot read
+    "a policy rule without a code": ("uncoded", (False, False, False)),
     "a denial of one hospital": (lambda home: [
         _denial(home, None, FIXMEDINS_SYSTEM, "H11010000001")], (False, False, False)),
     # a province's own institutions, not those outside it: some readers, not held
@@ -626,6 +634,9 @@ def test_a_published_consent_lets_read_only_what_it_permits(shape: str):
     elif what == "OPTOUT-period":
         consent["provision"] = {"period": {"start": "2026-01-01"}}
         consent["policyRule"]["coding"][0]["code"] = "OPTOUT"
+    elif what == "uncoded":
+        consent["policyRule"]["coding"][0].pop("code")
+        consent["policyRule"]["coding"][0]["display"] = "opt-out"
     elif what in ("OPTOUTE", "OPTINR"):  # with exceptions, or restrictions, for treatment
         consent["provision"]["provision"] = [{"type": "permit", "purpose": [
             {"system": ACT_REASON_SYSTEM, "code": "TREAT"}]}]
