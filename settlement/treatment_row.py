@@ -95,17 +95,18 @@ class TreatmentRow:
 
     def stale(self, sender: str, inf_time: str) -> str:
         """Why a request of `sender`'s dated `inf_time` is a replay the platform can no longer
-        recognise (E6003), or "" if it is not. It names the day it is judged by: the
-        platform takes each hospital's `inf_time` as its clock, so one request dated ahead by
-        mistake (a HIS's clock, a test's date) moves it, and the HIS needs to see that."""
+        recognise (E6003), or "" if it is not. Judged by the sender's own clock, it names
+        that day: the platform takes each hospital's `inf_time` as its clock, so one request
+        dated ahead by mistake (a HIS's clock, a test's date) moves it, and the HIS needs to
+        see that. Another hospital's day is not told (when the person was there is theirs)."""
         stamp = inf_time_stamp(inf_time)
         if (clock := self.clock(sender)) and stamp < cutoff(clock):
+            day = f" (of {clock[:10]})" if clock == self.clocks.get(sender) else ""
             return f"more than {WINDOW_DAYS} days before this hospital's latest request for " \
-                   f"this person (of {clock[:10]})"
+                   f"this person{day}"
         if (before := horizon(self.clocks)) and stamp < before:
-            second = sorted(self.clocks.values())[-2]
             return f"more than {HORIZON_DAYS} days before the person's latest requests at two " \
-                   f"hospitals (the older of {second[:10]})"
+                   "hospitals"
         return ""
 
     def copy(self) -> TreatmentRow:

@@ -192,14 +192,20 @@ def test_a_row_written_with_the_persons_clock_still_refuses_replays():
 def test_a_stale_request_is_told_the_day_it_is_judged_by():
     """The platform takes each hospital's inf_time as its clock: a request dated ahead by
     mistake moves it, and a HIS refused as stale after one was told only "a replay" (a
-    black-box integrator's review). The refusal names the day."""
+    black-box integrator's review). The refusal names the day, where it is the sender's own."""
     row = TreatmentRow()
     row.clocks.update({"H11010000001": "2027-06-01 00:00:00",
                        "H31010000001": "2027-05-01 00:00:00"})
     assert row.stale("H11010000001", "2027-05-20 09:00:00") == (
         f"more than {WINDOW_DAYS} days before this hospital's latest request for this person "
         "(of 2027-06-01)")
+    # another hospital's day is not told: when the person was there is that hospital's
     assert row.stale("H44010000001", "2026-12-01 09:00:00") == (
-        f"more than {HORIZON_DAYS} days before the person's latest requests at two hospitals "
-        "(the older of 2027-05-01)")
+        f"more than {HORIZON_DAYS} days before the person's latest requests at two hospitals")
     assert row.stale("H44010000001", "2027-04-01 09:00:00") == ""
+    # nor a row of before 12-05's person clock, which other hospitals' requests moved
+    old = TreatmentRow()
+    old.clocks.update({PERSON_CLOCK: "2027-01-20 00:00:00",
+                       "H11010000001": "2026-12-01 00:00:00"})
+    assert old.stale("H11010000001", "2027-01-01 09:00:00") == (
+        f"more than {WINDOW_DAYS} days before this hospital's latest request for this person")
