@@ -153,7 +153,11 @@ def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
         loc = ".".join(_field_name(p) for p in (prefix, *where) if p != "")
         said = PATTERNS_IN_WORDS.get(err.get("ctx", {}).get("pattern", ""), err["msg"])
         if _past_json_integers(err):
-            said = "over its limit (a number past 2^64, which JSON readers take as a decimal)"
+            said = "over its limit (past a 64-bit integer, which JSON readers take as a decimal)"
+        elif err["type"] == "int_type" and where and where[-1] in _AMOUNT_FIELDS \
+                and isinstance(err.get("input"), float) and err["input"] <= -(2.0 ** 63):
+            said = "not a positive amount (below a 64-bit integer, which JSON readers take as a " \
+                   "decimal)"
         elif err["type"] == "less_than_equal" and where and where[-1] in _AMOUNT_FIELDS:
             said = f"over its limit: {err['ctx']['le']:,}" + (
                 " fen" if where[-1] not in _COUNT_FIELDS else "")
@@ -168,18 +172,20 @@ _AMOUNT_FIELDS = _COUNT_FIELDS | {"pric", "det_item_fee_sumamt", "medfee_sumamt"
 
 
 def _past_json_integers(err: Any) -> bool:
-    """An amount written as an integer too large for 64 bits, which orjson (as most JSON
-    readers) reads as a float: over its limit, not 'not an integer'."""
+    """An amount written as an integer past 2^63 (orjson reads past 2^64, and below -2^63, as
+    a float, as most JSON readers do): over its limit, not 'not an integer'."""
     return bool(err["loc"]) and err["loc"][-1] in _AMOUNT_FIELDS \
         and err["type"] == "int_type" and isinstance(err.get("input"), float) \
-        and abs(err["input"]) >= 2.0 ** 64
+        and err["input"] >= 2.0 ** 63
 
 
 def _code_for(exc: ValidationError) -> ErrorCode:
     """Amounts out of range have codes of their own; anything else is a schema violation."""
     err = exc.errors()[0]
     if err["loc"] and err["loc"][-1] in _AMOUNT_FIELDS:
-        if err["type"] in ("greater_than", "greater_than_equal"):
+        if err["type"] in ("greater_than", "greater_than_equal") or (
+                err["type"] == "int_type" and isinstance(err.get("input"), float)
+                and err["input"] <= -(2.0 ** 63)):
             return ErrorCode.INVALID_AMOUNT
         if err["type"] == "less_than_equal" or _past_json_integers(err):
             return ErrorCode.AMOUNT_OVERFLOW

@@ -937,17 +937,22 @@ def test_a_request_to_the_insured_place_waits_for_a_pending_settlement_of_anothe
     assert isinstance(fee_after, Held)  # its visit's settlement is pending now
 
 
-@pytest.mark.parametrize(("written", "said"), [
+@pytest.mark.parametrize(("written", "code", "said"), [
     # past 64 bits: orjson (as most JSON readers) reads it as a decimal, and pydantic said
     # "Input should be a valid integer" to an integrator who had written one (E1002)
-    (b"100000000000000000000", "over its limit (a number past 2^64"),
-    (b"100000000000000000", "over its limit: 100,000,000,000 fen"),
+    (b"100000000000000000000", ErrorCode.AMOUNT_OVERFLOW, "over its limit (past a 64-bit"),
+    (b"100000000000000000", ErrorCode.AMOUNT_OVERFLOW, "over its limit: 100,000,000,000 fen"),
+    # and below: not positive (E4006), however large (a review found them E4007 or E1002)
+    (b"-100000000000000000000", ErrorCode.INVALID_AMOUNT, "not a positive amount (below a"),
+    (b"-10000000000000000000", ErrorCode.INVALID_AMOUNT, "not a positive amount (below a"),
+    (b"-5", ErrorCode.INVALID_AMOUNT, "Input should be greater than"),
 ])
-def test_an_amount_past_its_limit_is_e4007_in_words_however_large(written: bytes, said: str):
+def test_an_amount_past_its_limit_is_e4007_in_words_however_large(written: bytes,
+                                                                   code: ErrorCode, said: str):
     desk = Desk()
     mdtrt_id = desk.register(EMP_CERTNO, HOSP_BJ)
     settle = request("2207", HOSP_BJ, T3, 3, settle_input(EMP, mdtrt_id, 123_456_789),
                      EMP.insuplc_admdvs)
     raw = encode(settle).replace(b"123456789", written)
-    why = failed(desk.send_raw(EMP_CERTNO, raw), ErrorCode.AMOUNT_OVERFLOW)
+    why = failed(desk.send_raw(EMP_CERTNO, raw), code)
     assert why.startswith(f"input.medfee_sumamt: {said}"), why
