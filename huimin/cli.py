@@ -818,6 +818,8 @@ def clearing(
     if month is not None and not chosen:  # a month of local settlements only has one
         raise refusal_exit(f"No settlements in {month}; months with some: "
                        f"{', '.join(s.month for s in statements) or 'none'}")
+    if prepayment_months is not None:  # not the policy's prepayment: said with the world
+        tag += f"; prepayment {prepayment_months} months for every province (--prepayment-months)"
     if json_out:  # each statement names the world (the policy) it was cleared under
         console.print_json(orjson.dumps([{**s.as_dict(), "world": tag} for s in chosen]).decode())
         return

@@ -53,6 +53,10 @@ def test_verify_and_clearing_refuse_answers_settled_under_another_policy(tmp_pat
     assert cleared.stdout.startswith(f"Cleared in the world of {policy_world}\n"), cleared.stdout
     cleared = huimin(tmp_path, "clearing", "b.jsonl", str(theirs), "--json")
     assert {s["world"] for s in orjson.loads(cleared.stdout)} == {policy_world}
+    cleared = huimin(tmp_path, "clearing", "b.jsonl", str(theirs), "--prepayment-months", "6")
+    assert cleared.stdout.startswith(  # not the policy's prepayment: said so
+        f"Cleared in the world of {policy_world}; prepayment 6 months for every province "
+        "(--prepayment-months)\n"), cleared.stdout
     for refused in (huimin(tmp_path, "verify", "a.jsonl", str(theirs)),
                     huimin(tmp_path, "verify", "a.jsonl", str(ours),
                            "--expected", "b.expected.jsonl"),
