@@ -265,6 +265,16 @@ def write_records(path: Path, sessions: Iterable[VisitSession], world: str,
     return n
 
 
+_WORLD_DIGEST = re.compile(r"\(world ([0-9a-f]{12})\)$")
+
+
+def _digest(tag: Any) -> Any:
+    """What decides whether two tags name one world: the digest they end with, not their
+    words (a later huimin may say the seed or the policy otherwise)."""
+    found = _WORLD_DIGEST.search(tag) if isinstance(tag, str) else None
+    return found.group(1) if found else tag
+
+
 def of_world(records: Iterable[dict[str, Any]], path: Path, world: str
              ) -> Iterator[dict[str, Any]]:
     """`records` (of `path`), refused (LogFormatError) at the first settled in another world
@@ -272,7 +282,7 @@ def of_world(records: Iterable[dict[str, Any]], path: Path, world: str
     verify as wrong answers, or be cleared as if the log's. Records written before they
     named their world pass."""
     for n, record in enumerate(records, start=1):
-        if (theirs := record.get("world", world)) != world:
+        if _digest(theirs := record.get("world", world)) != _digest(world):
             raise LogFormatError(
                 f"{path}: record {n} was settled in another world ({theirs}) than the visit "
                 f"log's ({world}): results and expected answers go with the log (its seed, "

@@ -10,7 +10,9 @@ import subprocess
 from pathlib import Path
 
 import orjson
+import pytest
 
+from huimin.logfiles import LogFormatError, of_world
 from tests.conftest import run_huimin
 
 SMALL = ["--persons", "200", "--visits", "30", "--seed", "7"]
@@ -67,3 +69,15 @@ def test_verify_and_clearing_refuse_answers_settled_under_another_policy(tmp_pat
                "file's (world" in said, said
         assert "than the visit log's (seed 7, 200 persons, DOMAIN.md's policy" in said, said
         assert "Traceback" not in said
+
+
+def test_a_world_is_known_by_its_digest_not_by_how_it_is_said(tmp_path: Path):
+    """A later huimin may word the tag otherwise; the records of one world still go with its
+    log (a review of this change)."""
+    ours = "seed 7, 200 persons, DOMAIN.md's policy (world 0123456789ab)"
+    records = [{"visit_no": 1, "world": "seed 7 · 200 persons · DOMAIN.md (world 0123456789ab)"}]
+    assert list(of_world(records, tmp_path / "r.jsonl", ours)) == records
+    other = [{"visit_no": 1, "world": "seed 7, 200 persons, DOMAIN.md's policy (world "
+                                      "ba9876543210)"}]
+    with pytest.raises(LogFormatError, match="record 1 was settled in another world"):
+        list(of_world(other, tmp_path / "r.jsonl", ours))
