@@ -4,6 +4,8 @@ end; the app, its error policy and the shared options in cli_app and cli_options
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import re
 import shlex
@@ -51,13 +53,14 @@ from huimin.logfiles import (
     of_world,
     read_records,
     read_visit_log,
+    record_line,
     reserve_header,
     whole_file,
     write_header_in_place,
-    write_records,
     write_visit,
 )
 from huimin.moneyflow import events_from_results
+from huimin.replay_results import LINGER_S, ReplayRecorder
 from huimin.report import (
     accounted,
     counted,
@@ -68,7 +71,6 @@ from huimin.report import (
     replay_pace,
     summarise,
     write_dead_letters,
-    write_latencies,
     write_outputs,
 )
 from huimin.run import (
@@ -77,9 +79,8 @@ from huimin.run import (
     arrivals_at_speed,
     default_out_dir,
     execute,
-    patients_of,
+    look_ahead,
     run_scenario,
-    visit_period,
     write_money_views,
 )
 from huimin.run_checks import (
@@ -377,8 +378,7 @@ def _write_visit_log(progress: Progress, output: Path, expected: Path, world_spe
         for visit in plan.apply(generate_visits(world, visit_spec), world_spec.seed):
             write_visit(log, visit)
             requests += len(visit.steps)
-            exp.write(orjson.dumps(expected_record(oracle.run_visit(visit), tag),
-                                   option=orjson.OPT_SORT_KEYS) + b"\n")
+            exp.write(record_line(oracle.run_visit(visit), tag, expected=True))
             done(1, 0)
         log.seek(0)
         header = LogHeader(world_spec, visit_spec, str(plan),
@@ -468,12 +468,13 @@ def replay(
                                  param_hint="--faults")
     check_output(results, "--results", visit_log=visit_log,
                   expected_answers_file=expected_path_for(visit_log))
-    try:
+    try:  # read once for what is needed ahead, and again as the visits arrive
         header, visit_iter = read_visit_log(visit_log)
-        visits = list(visit_iter)
+        kept = None if visit_log.is_file() else list(visit_iter)  # a pipe is read once
+        ahead = look_ahead(visit_iter if kept is None else kept, times=speed is not None)
     except LogFormatError as exc:
         raise refusal_exit(exc) from None
-    if not visits:  # nothing would be sent, after the platform took ~20 s to start
+    if not ahead.count:  # nothing would be sent, after the platform took ~20 s to start
         raise refusal_exit(f"{visit_log} holds a header and no visits: nothing to replay")
     client = security_settings(security_protocol, sasl_mechanism, sasl_username,
                        ssl_cafile).kafka_python()
@@ -484,9 +485,10 @@ def replay(
                      "generate a log of fewer --persons")
     world = build_world(header.world)
     bad = generate_bad_messages(world, header.bad_per_kind if bad_per_kind is None
-                                else bad_per_kind, visit_period(visits), patients_of(visits))
-    arrivals = arrivals_at_rate(len(visits), rate) if rate else \
-        arrivals_at_speed(visits, speed or 1.0)
+                                else bad_per_kind, ahead.period, ahead.patients)
+    arrivals = arrivals_at_rate(ahead.count, rate) if rate else \
+        arrivals_at_speed(ahead.offsets_s, speed or 1.0)
+    del ahead  # its persons are not needed any more
     if arrivals and max(arrivals) > LONG_REPLAY_S:  # a visit mistyped years out, say
         span = max(arrivals)
         pace = f"--rate {rate:g}" if rate else f"--speed {speed or 1.0:g}"
@@ -507,18 +509,25 @@ def replay(
         out_dir.mkdir(parents=True, exist_ok=True)
     written: list[HospitalRunResult] = []
     money: list[Path] = []  # the clearing statements, ledger and 3203 answers written
+    files = contextlib.ExitStack()  # each put in place once whole (`whole_file`)
+    recorder = ReplayRecorder(
+        files.enter_context(whole_file(results)),
+        files.enter_context(whole_file(results.with_name(results.stem + ".latency.jsonl"))),
+        world_tag(header.world))
 
     def write_results(result: HospitalRunResult) -> None:  # as soon as the visits are over
-        write_records(results, result.sessions, world_tag(header.world))
-        write_latencies(results.with_name(results.stem + ".latency.jsonl"), result)
+        recorder.finish()
+        files.close()
         write_dead_letters(results.with_name(results.stem + ".dead_letters.jsonl"), result, bad)
         written.append(result)
 
     interrupt, broke_in, began = GentleInterrupt(), False, time.time() - 1  # coarse mtimes
     try:
-        with progress_display() as progress, interrupt:
-            on_stage, on_progress = reporters(progress, len(visits))
-            ex = execute(world, visits, arrivals, bad, out_dir, bootstrap=bootstrap,
+        with files, progress_display() as progress, interrupt:
+            on_stage, on_progress = reporters(progress, len(arrivals))
+            visits = kept if kept is not None else read_visit_log(visit_log)[1]
+            ex = execute(world, itertools.islice(visits, len(arrivals)), arrivals, bad, out_dir,
+                         bootstrap=bootstrap, sink=recorder, linger_s=LINGER_S,
                          partitions=partitions, answer_timeout_s=answer_timeout,
                          client_config=client, kill_worker=plan.kill_worker,
                          join_worker=plan.join_worker, on_stage=on_stage,
@@ -532,6 +541,8 @@ def replay(
         result, stopped, trail = ex.result, ex.result.interrupted, ex.trail
         kills: int | None = ex.worker_kills
         gone, closing = ex.cluster_gone, list(ex.reconciliation.values())
+    except LogFormatError as exc:  # read again as the visits arrived: edited since
+        raise refusal_exit(f"{visit_log} changed while it was replayed: {exc}") from None
     except BaseException as exc:  # after the visits (the clearing, the reconciliation, the
         if not is_the_stop(exc):  # stop), or as a library's error it surfaced as
             raise
@@ -552,7 +563,7 @@ def replay(
         broke_in = True  # a Ctrl-C outside the visits: no request was noted, it interrupted
     stopper = interrupt.stopper
     if stopped and not result.period_closed:
-        _report_interrupted(result, len(visits), bad, results,
+        _report_interrupted(result, recorder, len(arrivals), bad, results,
                             "Stopped (--stop-after-unreachable): "
                             + lost_reason(stop_after_unreachable, result.cluster_lost)
                             if result.cluster_lost else f"Stopped by {stopper}")
@@ -562,11 +573,12 @@ def replay(
     if stopped:  # only the platform's stop was cut short: the replay itself is whole
         console.print(f"[yellow]Stopped by {stopper} while the platform stopped, after the "
                       "visits and the period's reconciliation.[/]")
-    acc = account(result, bad)
+    acc = account(result, bad, recorder.requests)
     # a platform of someone else's may restart or rebalance its workers: a bad request
     # answered or dead-lettered again, identically, is at-least-once delivery
-    bad_check = check_bad_requests(result, bad, redelivery=plan.any or bootstrap is not None)
-    console.print(f"Replayed {len(visits):,} visits in {result.wall_s:.1f} s. Sent "
+    bad_check = check_bad_requests(result, bad, redelivery=plan.any or bootstrap is not None,
+                                   requests=recorder.requests)
+    console.print(f"Replayed {len(arrivals):,} visits in {result.wall_s:.1f} s. Sent "
                   + accounted(acc.sent, acc.answered_ok, acc.answered_error, acc.dead_lettered)
                   + (f" + [red]unanswered {acc.unaccounted:,}[/]" if acc.unaccounted else "")
                   + (f" (and {acc.redelivered:,} answers given again to requests processed "
@@ -583,17 +595,18 @@ def replay(
         if trail is not None:
             console.print("Where the first went on the cluster (topic\\[partition]@offset; "
                           "committed: the platform's consumer group is past it):")
-            for line in trail.lines({m: result.exchanges[m].infno for m in result.timed_out
-                                        if m in result.exchanges}):
+            for line in trail.lines({m: recorder.timed_out[m] for m in result.timed_out
+                                     if m in recorder.timed_out}):
                 console.print(f"  {line}", soft_wrap=True, markup=False, highlight=False)
-    for line in replay_pace(result, arrivals[-1] if arrivals else 0.0):
+    for line in replay_pace(result, recorder.settlements_ms, arrivals[-1] if arrivals else 0.0):
         console.print(line)
     if bad:
         console.print(f"Bad requests: {bad_check.as_expected:,} of {bad_check.expected:,} "
                       "answered or dead-lettered as expected")
         for line in bad_check.problems[:10]:
             console.print(f"  [red]- {line}[/]")
-    day = check_daily_reconciliation(result, result.sessions)  # as the hospitals saw it
+    day = check_daily_reconciliation(  # as the hospitals saw it
+        result, recorder.to_post_of_ended if result.interrupted else recorder.to_post)
     console.print(daily_reconciliation_line(daily_reconciliation_summary(day)))
     if held_before:  # a 3201/3202 msgid is the hospital's and the day's: answered as before
         console.print("  [yellow](not judged: the platform held earlier requests, so a day "
@@ -635,14 +648,13 @@ def replay(
     raise typer.Exit(interrupt.exit_code if stopped else 0 if ok else 1)
 
 
-def _report_interrupted(result: HospitalRunResult, total: int, bad: list[BadMessage],
-                        results: Path, stopped: str) -> None:
+def _report_interrupted(result: HospitalRunResult, recorder: ReplayRecorder, total: int,
+                        bad: list[BadMessage], results: Path, stopped: str) -> None:
     """What a replay stopped early (`stopped`: by a Ctrl-C or SIGTERM, or on a cluster
     lost) leaves: every request sent is still accounted for, the ones awaited then as in
     flight; the period's reconciliation is not done."""
-    acc = account(result, bad[:result.bad_sent])
-    arrived = len(result.sessions)
-    over = sum(s.done for s in result.sessions)
+    acc = account(result, bad[:result.bad_sent], recorder.requests)
+    arrived, over = recorder.arrived, recorder.over
     console.print(f"[yellow]{escape(stopped)}: {arrived:,} of {total:,} visits had arrived "
                   f"in {result.wall_s:.1f} s, {over:,} of them over"
                   + ("" if arrived == total else "; the rest were not sent")

@@ -252,15 +252,20 @@ def outcome_record(session: VisitSession, world: str) -> dict[str, Any]:
     return record
 
 
+def record_line(session: VisitSession, world: str, expected: bool = False) -> bytes:
+    """A visit's line in a results file, or with `expected` in an expected-answers file."""
+    record = expected_record if expected else outcome_record
+    return orjson.dumps(record(session, world), option=_OPTS) + b"\n"
+
+
 def write_records(path: Path, sessions: Iterable[VisitSession], world: str,
                   expected: bool = False) -> int:
     """Results, or with `expected` the oracle's answers (each with its visit's digest), of
     visits settled in `world` (`world_tag`)."""
-    record = expected_record if expected else outcome_record
     n = 0
     with whole_file(path) as f:  # a Ctrl-C while writing leaves no half a file
         for s in sessions:
-            f.write(orjson.dumps(record(s, world), option=_OPTS) + b"\n")
+            f.write(record_line(s, world, expected))
             n += 1
     return n
 

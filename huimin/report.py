@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from settlement.money import yuan
 from simulators.bad_messages import BadMessage
 from simulators.cluster_watch import lost_reason
 from simulators.regions import PROVINCES
-from simulators.visit_run import HospitalRunResult
+from simulators.visit_run import Exchange, HospitalRunResult
 from simulators.world import world_tag
 
 
@@ -53,13 +54,19 @@ def fell_behind(late_ms: float, options: str) -> str:
             "measure them unloaded.[/]")
 
 
-def replay_pace(result: HospitalRunResult, scheduled_s: float) -> list[str]:
-    """How a replay kept to its schedule, for its user: the settlements' round trip, and a
-    warning where the hospitals started visits late (a schedule faster than the platform or
-    this machine carries: the latencies then include the wait)."""
-    lat = latency_summary([ex.latency_ms for ex in result.exchanges.values()
-                           if ex.answers and ex.infno in SETTLEMENTS
-                           and ex.answers[0]["infcode"] == 0 and ex.latency_ms is not None])
+def settled_in_ms(ex: Exchange) -> float | None:
+    """A settlement's round trip, if it was answered OK; None for any other request."""
+    return ex.latency_ms if ex.answers and ex.infno in SETTLEMENTS and \
+        ex.answers[0]["infcode"] == 0 else None
+
+
+def replay_pace(result: HospitalRunResult, settlements_ms: Sequence[float],
+                scheduled_s: float) -> list[str]:
+    """How a replay kept to its schedule, for its user: the settlements' round trip
+    (`settled_in_ms` of each), and a warning where the hospitals started visits late (a
+    schedule faster than the platform or this machine carries: the latencies then include
+    the wait)."""
+    lat = latency_summary(list(settlements_ms))
     lag, own = result.start_lag.p99_at_most_ms(), result.loop_lag.p99_at_most_ms()
     waited = result.waited_for_person
     with_waits = (f" ({lag:,g} ms counting the {'visit' if waited == 1 else 'visits'} that "
@@ -252,11 +259,16 @@ def write_dead_letters(path: Path, result: HospitalRunResult, bad: list[BadMessa
                                   "bad_request": kinds.get(letter.value)}) + b"\n")
 
 
+def latency_line(ex: Exchange) -> bytes:
+    """A request's line in a run's or replay's latency file: its round trip and its hops."""
+    return orjson.dumps({"msgid": ex.msgid, "infno": ex.infno, "route": ex.route,
+                         "latency_ms": ex.latency_ms, "trace": ex.trace}) + b"\n"
+
+
 def write_latencies(path: Path, result: HospitalRunResult) -> None:
     with whole_file(path) as f:
         for ex in result.exchanges.values():
-            f.write(orjson.dumps({"msgid": ex.msgid, "infno": ex.infno, "route": ex.route,
-                                  "latency_ms": ex.latency_ms, "trace": ex.trace}) + b"\n")
+            f.write(latency_line(ex))
 
 
 def accounted(sent: int, ok: int, error: int, dead: int) -> str:

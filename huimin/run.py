@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import itertools
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -46,6 +47,7 @@ from huimin.run_checks import (
     check_daily_reconciliation,
     check_reconciliation,
     compare,
+    to_post,
 )
 from messages.visitlog import TIME_FORMAT, Visit
 from settlement.clearing import clear
@@ -57,7 +59,7 @@ from simulators.faults import FaultPlan
 from simulators.hospital import SIGN_IN_TIMEOUT_S, HospitalFleet
 from simulators.interrupt import GentleInterrupt, is_the_stop, terminated
 from simulators.reconciliation import closing_requests
-from simulators.visit_run import HospitalRunResult, OnProgress
+from simulators.visit_run import HospitalRunResult, OnProgress, Sink
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import (
     World,
@@ -190,7 +192,7 @@ def unsent_wait_s(exc: BaseException | None, cluster_lost: bool) -> float:
     return 0.0 if stopped or cluster_lost else UNSENT_WAIT_S
 
 
-def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[BadMessage],
+def execute(world: World, visits: Iterable[Visit], arrivals: list[float], bad: list[BadMessage],
             out_dir: Path, *, bootstrap: str | None = None, partitions: int = 8,
             answer_timeout_s: float = 30.0, client_config: dict | None = None,
             on_stage: Callable[[str], None] = lambda s: None,
@@ -200,7 +202,8 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
             expected_clearing: list[dict[str, Any]] | None = None,
             idempotent: bool = False, interrupt: GentleInterrupt | None = None,
             on_visits_over: Callable[[HospitalRunResult], None] = lambda r: None,
-            stop_after_unreachable_s: float = STOP_AFTER_UNREACHABLE_S) -> Execution:
+            stop_after_unreachable_s: float = STOP_AFTER_UNREACHABLE_S,
+            sink: Sink | None = None, linger_s: float = 0.0) -> Execution:
     """Let the hospitals carry out `visits` against a platform: the one at `bootstrap`, if
     given (already running, as an integration tester's deployment is), else our own platform on the
     embedded broker (or on KAFKA_BOOTSTRAP_SERVERS), started here and stopped afterwards.
@@ -211,8 +214,12 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
     in `on_visits_over`, ends them there, and the platform is stopped without the clearing
     and the period's reconciliation. So does a cluster that has refused every connection
     for `stop_after_unreachable_s` while the visits waited in silence (0: never; each visit
-    then waits out its answer time-out), the result saying why (`cluster_lost`)."""
+    then waits out its answer time-out), the result saying why (`cluster_lost`).
+    `visits`, one for each of the `arrivals`, may be read as they arrive; `sink` and
+    `linger_s` are `HospitalFleet.run`'s."""
     started = time.monotonic()
+    upcoming = iter(visits)
+    first = next(upcoming, None)
     with contextlib.ExitStack() as stack:
         events: list[tuple[float, Callable[[], object]]] = []
         ours: Platform | None = None
@@ -246,15 +253,16 @@ def execute(world: World, visits: list[Visit], arrivals: list[float], bad: list[
         building_s = 0.0 if ours is None else worlds_build_s(  # the workers we started
             world.spec.persons, len(ours.workers), os.cpu_count() or 1)
         sign_in_s = fleet.sign_in(world.ref.hospitals.values(),
-                                  visits[0].begntime if visits else "2026-01-01 00:00:00",
+                                  first.begntime if first else "2026-01-01 00:00:00",
                                   timeout_s=SIGN_IN_TIMEOUT_S + building_s,
                                   world=world_tag(world.spec))
         if ours is not None:
             sign_in_s += ours.wait_until_serving(SERVING_TIMEOUT_S + building_s)
-        on_stage(f"{len(visits):,} visits")
+        on_stage(f"{len(arrivals):,} visits")
         stop = interrupt or GentleInterrupt()  # one not entered is never requested
         with stop.armed():
-            result = fleet.run(visits, arrivals, bad, on_progress, events=events,
+            result = fleet.run(itertools.chain([first] if first else [], upcoming), arrivals,
+                               bad, on_progress, events=events, sink=sink, linger_s=linger_s,
                                stop_requested=stop.was_requested,
                                watch=ClusterWatch(bootstrap, stop_after_unreachable_s))
             if result.cluster_lost:
@@ -333,13 +341,37 @@ def arrivals_at_rate(n: int, rate: float) -> list[float]:
     return [k / rate for k in range(n)]
 
 
-def arrivals_at_speed(visits: list[Visit], speed: float) -> list[float]:
-    """Arrivals following the recorded visit times, `speed` times faster than simulated time."""
-    if not visits:
-        return []
-    t0 = datetime.strptime(visits[0].begntime, TIME_FORMAT)
-    return [(datetime.strptime(v.begntime, TIME_FORMAT) - t0).total_seconds() / speed
-            for v in visits]
+def arrivals_at_speed(offsets_s: list[float], speed: float) -> list[float]:
+    """Arrivals following the recorded visit times (`VisitsAhead.offsets_s`), `speed` times
+    faster than simulated time."""
+    return [t / speed for t in offsets_s]
+
+
+@dataclass
+class VisitsAhead:
+    """What a replay needs of its log's visits before the first is sent, read in one pass,
+    so that the visits themselves can be read again as they arrive: a long log is never held
+    in memory."""
+
+    count: int = 0
+    period: tuple[str, str] | None = None  # as `visit_period` gives it
+    patients: set[tuple[str, str]] = field(default_factory=set)  # as `patients_of` does
+    #: with `times`: the seconds of simulated time from the first visit to each
+    offsets_s: list[float] = field(default_factory=list)
+
+
+def look_ahead(visits: Iterable[Visit], times: bool = False) -> VisitsAhead:
+    ahead, first, t0 = VisitsAhead(), None, None
+    for v in visits:
+        ahead.count += 1
+        ahead.patients.add((v.fixmedins_code, v.certno))
+        first = first or v.begntime
+        ahead.period = (first, v.begntime)
+        if times:
+            t = datetime.strptime(v.begntime, TIME_FORMAT)
+            t0 = t0 or t
+            ahead.offsets_s.append((t - t0).total_seconds())
+    return ahead
 
 
 def run_scenario(opts: RunOptions, on_stage: Callable[[str], None] = lambda s: None,
@@ -390,7 +422,7 @@ def run_scenario(opts: RunOptions, on_stage: Callable[[str], None] = lambda s: N
     recon = check_reconciliation(ex, oracle_of_expected)
     sent_bad = bad[:ex.result.bad_sent] if stopped else bad
     return RunReport(opts, sent_bad, ex.result, comparison, clearing_ok, len(expected_clearing),
-                     recon, check_daily_reconciliation(ex.result, expected),
+                     recon, check_daily_reconciliation(ex.result, to_post(ex.result, expected)),
                      ex.ehr_stats["audit_events"] if ex.ehr_stats else None,
                      sum(oracle_of_expected.ehr.record(c).audited
                          for c in oracle_of_expected.ehr.records),

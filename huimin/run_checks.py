@@ -4,7 +4,7 @@ requests' outcomes, its reconciliation, and every request accounted for."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -17,7 +17,7 @@ from settlement.oracle import Oracle
 from simulators.bad_messages import BadMessage
 from simulators.hospital import DeadLetterRecord
 from simulators.reconciliation import closing_requests, settlements_to_post
-from simulators.visit_run import HospitalRunResult
+from simulators.visit_run import Exchange, HospitalRunResult
 from streams.role import REQUESTS_INWARD
 
 if TYPE_CHECKING:
@@ -95,8 +95,44 @@ class BadRequestCheck:
         return self.as_expected == self.expected and not self.unexpected_dead_letters
 
 
-def sent_by_these_hospitals(result: HospitalRunResult, bad: list[BadMessage]
-                            ) -> Callable[[DeadLetterRecord], bool]:
+class RequestTally:
+    """The visits' requests as the accounting needs them: how often each was sent and how its
+    answers came back, and which msgids were sent and answered. The msgids are kept by their
+    hash: a replay that hands its visits on as they end (huimin/replay_results.py) keeps a
+    few integers a request, not its answers."""
+
+    def __init__(self) -> None:
+        self.sent = self.ok = self.error = 0
+        self.extra = 0  # answers beyond the sends: given again (redelivery)
+        self._msgids: set[int] = set()
+        self._unanswered: set[int] = set()
+
+    @classmethod
+    def of(cls, exchanges: Iterable[Exchange]) -> RequestTally:
+        tally = cls()
+        for ex in exchanges:
+            tally.add(ex)
+        return tally
+
+    def add(self, ex: Exchange) -> None:
+        kept = ex.answers[:ex.sends]
+        n_ok = sum(1 for a in kept if a.get("infcode") == 0)
+        self.sent += ex.sends
+        self.ok, self.error = self.ok + n_ok, self.error + len(kept) - n_ok
+        self.extra += len(ex.answers) - len(kept)
+        self._msgids.add(hash(ex.msgid))
+        if not ex.answers:
+            self._unanswered.add(hash(ex.msgid))
+
+    def was_sent(self, msgid: str) -> bool:
+        return hash(msgid) in self._msgids
+
+    def was_answered(self, msgid: str) -> bool:
+        return hash(msgid) in self._msgids and hash(msgid) not in self._unanswered
+
+
+def sent_by_these_hospitals(result: HospitalRunResult, bad: list[BadMessage],
+                            requests: RequestTally) -> Callable[[DeadLetterRecord], bool]:
     """Whether a dead letter is of a message these hospitals sent: a bad request sent on
     purpose (by its bytes), or a message that carries the msgid of a request they sent. Any
     other is another producer's, on a cluster shared with it (garbage written to a topic by
@@ -104,24 +140,27 @@ def sent_by_these_hospitals(result: HospitalRunResult, bad: list[BadMessage]
     values = {b.value for b in bad}
     daily = result.daily.msgids if result.daily is not None else set()
 
-    def test(letter: DeadLetterRecord) -> bool:  # by lookups: a million visits' msgids
-        if letter.value in values:  # are not copied into one more set
+    def test(letter: DeadLetterRecord) -> bool:
+        if letter.value in values:
             return True
         ctx = hospital_context(letter.value, letter.entry.source_topic == HOSP_REQUESTS)
         msgid = ctx.get("msgid") if ctx is not None else None
-        return msgid is not None and (msgid in result.exchanges or msgid in result.bad_answers
+        return msgid is not None and (requests.was_sent(msgid) or msgid in result.bad_answers
                                       or msgid in daily)
     return test
 
 
 def check_bad_requests(result: HospitalRunResult, bad: list[BadMessage],
-                       redelivery: bool = False) -> BadRequestCheck:
+                       redelivery: bool = False, requests: RequestTally | None = None
+                       ) -> BadRequestCheck:
     """Each bad request answered or dead-lettered as expected. Of a run stopped early (a
     cluster lost), only those sent are checked, and one with nothing back yet was in
-    flight: counted as not as expected, not said as a problem of its own."""
+    flight: counted as not as expected, not said as a problem of its own. `requests`: the
+    visits' requests, if the result does not hold them (a replay's)."""
     bad = bad[:result.bad_sent] if result.interrupted else bad
     check = BadRequestCheck(expected=len(bad))
-    mine = sent_by_these_hospitals(result, bad)
+    mine = sent_by_these_hospitals(result, bad,
+                                   requests or RequestTally.of(result.exchanges.values()))
     letters = Counter((d.value, d.error_code) for d in result.dead_letters if mine(d))
     if redelivery:  # a replayed bad request is dead-lettered again, identically
         letters = Counter({k: min(n, sum(b.value == k[0] for b in bad)) for k, n in
@@ -169,14 +208,21 @@ class DailyReconciliationCheck:
         return not self.unbalanced and self.posted == self.expected_posted
 
 
-def check_daily_reconciliation(result: HospitalRunResult,
-                               expected: list[VisitSession]) -> DailyReconciliationCheck:
-    """Of a run stopped early (a cluster lost), the settlements to post are those of the
-    visits that ended, and a day whose 3201 had no answer yet was in flight, not 不平."""
+def to_post(result: HospitalRunResult, expected: list[VisitSession]) -> int:
+    """How many settlements of `expected` the hospitals must post from 3202 details; of a run
+    stopped early (a cluster lost), of the visits that ended."""
     if result.interrupted:
         expected = [want for got, want in zip(result.sessions, expected, strict=False)
                     if got.done]  # the visits that arrived are the first
-    check = DailyReconciliationCheck(expected_posted=settlements_to_post(expected))
+    return settlements_to_post(expected)
+
+
+def check_daily_reconciliation(result: HospitalRunResult, expected_posted: int
+                               ) -> DailyReconciliationCheck:
+    """The hospital-days of `result`, with `expected_posted` settlements to post (`to_post`).
+    Of a run stopped early (a cluster lost), a day whose 3201 had no answer yet was in
+    flight, not 不平."""
+    check = DailyReconciliationCheck(expected_posted=expected_posted)
     for day in result.days_reconciled:
         if result.interrupted and not day.result:
             continue
@@ -266,10 +312,13 @@ class Accounting:
 ROLE_FAILURES = frozenset({ErrorCode.INTERNAL_ERROR.value, ErrorCode.TOO_LARGE.value})
 
 
-def account(result: HospitalRunResult, bad: list[BadMessage]) -> Accounting:
-    ok = error = extra = 0
-    sends = [(e.sends, e.answers) for e in result.exchanges.values()]
-    sends += [(1, answers) for answers in result.bad_answers.values()]
+def account(result: HospitalRunResult, bad: list[BadMessage],
+            requests: RequestTally | None = None) -> Accounting:
+    """Where every request sent went. `requests`: the visits' requests, if the result does not
+    hold them (a replay's)."""
+    requests = requests or RequestTally.of(result.exchanges.values())
+    ok, error, extra = requests.ok, requests.error, requests.extra
+    sends = [(1, answers) for answers in result.bad_answers.values()]
     if result.daily is not None:  # each daily 3201/3202 is sent once and answered once
         sends += [(1, [a]) for _, a in result.daily.answered]
         sends += [(1, [])] * (result.daily.sent - len(result.daily.answered))
@@ -278,21 +327,20 @@ def account(result: HospitalRunResult, bad: list[BadMessage]) -> Accounting:
         extra += len(answers) - len(kept)
         n_ok = sum(1 for a in kept if a.get("infcode") == 0)
         ok, error = ok + n_ok, error + len(kept) - n_ok
-    mine = sent_by_these_hospitals(result, bad)
+    mine = sent_by_these_hospitals(result, bad, requests)
     letters = distinct_dead_letters(result, bad)
     repeats = len(result.dead_letters) - len(letters)
     foreign = [d for d in letters if not mine(d)]
     letters = [d for d in letters if mine(d)]
     # a request a role failed on (E9001/E9002) on its way in is answered with the error and
     # dead-lettered too (streams/role.py, `failed`): counted once, as answered
-    answered = {m for m, e in result.exchanges.items() if e.answers} | \
-        {m for m, a in result.bad_answers.items() if a} | \
+    answered = {m for m, a in result.bad_answers.items() if a} | \
         ({a.get("inf_refmsgid") for _, a in result.daily.answered} if result.daily else set())
     letters = [d for d in letters if not (
-        d.entry.msgid in answered and d.error_code in ROLE_FAILURES
-        and d.entry.source_topic in REQUESTS_INWARD)]
+        (d.entry.msgid in answered or requests.was_answered(d.entry.msgid))
+        and d.error_code in ROLE_FAILURES and d.entry.source_topic in REQUESTS_INWARD)]
     daily = result.daily.sent if result.daily is not None else 0
-    return Accounting(sent=result.sent + daily + len(bad), answered_ok=ok, answered_error=error,
+    return Accounting(sent=requests.sent + daily + len(bad), answered_ok=ok, answered_error=error,
                       dead_lettered=len(letters), redelivered=extra + repeats,
                       foreign_dead_letters=len(foreign),
                       foreign_failures=sum(d.error_code in ROLE_FAILURES for d in foreign))

@@ -186,6 +186,8 @@ class VisitSession:
 
     #: how late after its arrival the hospitals took it up, ms (a bench adds it to its latency)
     start_lag_ms: float = 0.0
+    #: its place among a run's arrivals, from 0 (a replay writes its results in that order)
+    arrival: int = -1
 
     def __init__(self, visit: Visit) -> None:
         self.visit = visit

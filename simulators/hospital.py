@@ -372,7 +372,7 @@ class HospitalFleet:
             sink: Sink | None = None,
             max_in_flight: int | None = None,
             stop_requested: Callable[[], bool] = lambda: False,
-            watch: ClusterWatch | None = None) -> HospitalRunResult:
+            watch: ClusterWatch | None = None, linger_s: float = 0.0) -> HospitalRunResult:
         """Carry out `visits`, visit k arriving `arrivals[k]` seconds after the start (open
         loop), with the `bad` requests spread among them; `events` are (seconds, action) to
         run on the way (e.g. killing a worker). Return everything that was seen.
@@ -381,6 +381,9 @@ class HospitalFleet:
         answer it awaits has come (or the hospital gave up waiting), and forget it; the
         result then holds no sessions or exchanges. A long run's memory no longer grows with
         its visits (`huimin bench`); `visits` can then be a generator, read as they arrive.
+        `linger_s`: how long a visit is kept after its last answer before the sink takes it,
+        so that an answer given again within it (redelivery after a worker's restart) is
+        counted with its request, not as unexpected.
 
         `max_in_flight`: a visit that arrives while this many are under way is dropped, not
         started, and counted (`dropped`; `on_progress` tells it apart), as a load generator's
@@ -395,4 +398,4 @@ class HospitalFleet:
         are awaited; once it says the cluster is lost, the run ends there as if stopped
         (`interrupted`), saying why (`cluster_lost`)."""
         return VisitRun(self, visits, arrivals, bad or [], on_progress, drain_s, events or [],
-                        sink, max_in_flight, stop_requested, watch).carry_out()
+                        sink, max_in_flight, stop_requested, watch, linger_s).carry_out()

@@ -177,7 +177,7 @@ class VisitRun:
                  bad: list[BadMessage], on_progress: OnProgress | None, drain_s: float,
                  events: list[tuple[float, Callable[[], object]]], sink: Sink | None,
                  max_in_flight: int | None, stop_requested: Callable[[], bool],
-                 watch: ClusterWatch | None = None) -> None:
+                 watch: ClusterWatch | None = None, linger_s: float = 0.0) -> None:
         if max_in_flight is not None and max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, not {max_in_flight}")
         self.fleet, self.arrivals, self.bad = fleet, arrivals, bad
@@ -192,6 +192,10 @@ class VisitRun:
         self.arrived = 0  # visits whose arrival time has come, dropped ones included
         self.dropped = 0
         self.over: dict[VisitSession, None] = {}  # finished visits a sink waits on for answers
+        #: finished visits with every answer, kept `linger_s` before the sink takes them, with
+        #: the time they were complete (monotonic), oldest first
+        self.linger_s = linger_s
+        self.lingering: dict[VisitSession, float] = {}
         self.books = HospitalBooks()
         self.daily = DailyReconciler(self.books)
         #: begin day -> visits arrived, unfinished
@@ -243,6 +247,7 @@ class VisitRun:
                     not self._outstanding() or time.monotonic() - self.last_news > self.drain_s):
                 break  # what is still missing after the drain is reported, not waited for
             self._read(now)
+            self._hand_over_lingered()
             if time.monotonic() >= self.next_timeout_scan:
                 self.next_timeout_scan = time.monotonic() + TIMEOUT_SCAN_EVERY_S
                 self._time_out()
@@ -259,6 +264,7 @@ class VisitRun:
         while self.next_session is not None and self.arrivals[self.arrived] <= now:
             scheduled = self.arrivals[self.arrived]
             session, self.arrived = self.next_session, self.arrived + 1
+            session.arrival = self.arrived - 1
             self.next_session = _session_of(next(self.upcoming, None))
             if self.max_in_flight is not None and \
                     self.arrived - 1 - self.dropped - self.finished >= self.max_in_flight:
@@ -429,17 +435,39 @@ class VisitRun:
         """A finished visit goes to the sink once each of its requests was answered as many
         times as it was sent, or once the hospital `gave_up` waiting (a time-out: the answers
         still owed are then counted as late, any copy beyond them as unexpected), or at the
-        end of the run."""
+        end of the run; `linger_s` after that, so that an answer given again soon (a request
+        processed again after a worker's restart) still finds its visit."""
         if self.sink is None or session not in self.over:
             return
         mine = [self.exchanges[m] for m, _ in session.sent]
         if not gave_up and any(len(e.answers) < e.sends for e in mine):
             return
         del self.over[session]
+        if self.linger_s > 0:
+            self.lingering[session] = time.monotonic()
+        else:
+            self._hand_over(session)
+
+    def _hand_over_lingered(self) -> None:
+        """The lingering visits whose `linger_s` is up go to the sink."""
+        deadline = time.monotonic() - self.linger_s
+        while self.lingering:
+            session, since = next(iter(self.lingering.items()))
+            if since > deadline:
+                break
+            del self.lingering[session]
+            self._hand_over(session)
+
+    def _hand_over(self, session: VisitSession) -> None:
+        """The sink takes `session` and its exchanges, and the run forgets them: answers to
+        them still owed (a visit given up) will be counted late."""
+        mine = [self.exchanges.pop(m) for m, _ in session.sent]
         for ex in mine:
-            del self.exchanges[ex.msgid]
             del self.owner[ex.msgid]
             self.awaited_since.pop(ex.msgid, None)
+            if ex.given_up and unanswered(ex):
+                self.given_up_on[ex.msgid] = unanswered(ex)
+        assert self.sink is not None
         self.sink(session, mine)
 
     def _give_up(self, mine: Iterable[Exchange]) -> None:
@@ -449,8 +477,6 @@ class VisitRun:
             if not ex.given_up:
                 metrics.IN_FLIGHT.dec(unanswered(ex))
                 ex.given_up = True
-                if self.sink is not None and unanswered(ex):
-                    self.given_up_on[ex.msgid] = unanswered(ex)
 
     def _close_days(self) -> list[tuple[str, dict[str, Any]]]:
         """Days every visit begun by then has finished, before the clock's day (all of them
@@ -466,8 +492,11 @@ class VisitRun:
         return out
 
     def _outstanding(self) -> bool:
+        """Whether answers are still awaited (with a sink, not those of visits given up: it
+        took them as they were)."""
         return self.daily.busy or \
-            any(len(e.answers) < e.sends for e in self.exchanges.values()) or \
+            any(len(e.answers) < e.sends and not (self.sink and e.given_up)
+                for e in self.exchanges.values()) or \
             any(not a for a in self.bad_answers.values()) or \
             len(self.dead_letters) < sum(b.expect == "dead-letter" for b in self.bad)
 
