@@ -19,7 +19,7 @@ from huimin.logfiles import whole_file, write_records
 from huimin.run import RunReport
 from huimin.run_checks import DailyReconciliationCheck, distinct_dead_letters
 from messages.codes import EHR, SETTLEMENTS, ErrorCode, Infno
-from messages.envelope import is_cross_province
+from messages.envelope import is_cross_province, province_of
 from messages.platform import CROSS, LOCAL
 from messages.trace import hop_durations_ms
 from settlement.clearing import ClearingStatement
@@ -88,10 +88,15 @@ def replay_pace(result: HospitalRunResult, settlements_ms: Sequence[float],
     return lines
 
 
+#: What a settlement's payment is made of, fen: the fees, and who paid them.
+PAID = ("medfee_sumamt", "hifp_pay", "acct_pay", "psn_cash_pay")
+
+
 def summarise(report: RunReport) -> dict[str, Any]:
     res = report.result
     routes: Counter[str] = Counter()
     money: Counter[str] = Counter()
+    by_province: dict[str, Counter[str]] = defaultdict(Counter)  # the insured's province
     outcomes: Counter[str] = Counter()
     settle_latency: dict[str, list[float]] = defaultdict(list)
     hops: dict[str, list[float]] = defaultdict(list)
@@ -115,8 +120,11 @@ def summarise(report: RunReport) -> dict[str, Any]:
             continue
         cross = is_cross_province(setl["mdtrtarea_admvs"], setl["insuplc_admdvs"])
         routes[CROSS if cross else LOCAL] += 1
-        for k in ("medfee_sumamt", "hifp_pay", "acct_pay", "psn_cash_pay"):
+        insured = by_province[province_of(setl["insuplc_admdvs"])]
+        insured["settlements"] += 1
+        for k in PAID:
             money[k] += setl[k]
+            insured[k] += setl[k]
     cmp, acc, bad = report.comparison, report.accounting, report.bad_requests
     return {
         "ehr": {**ehr_summary(res.exchanges.values()),
@@ -125,6 +133,7 @@ def summarise(report: RunReport) -> dict[str, Any]:
                 "operator_audit_events": report.ehr_operator_audit_events},
         "visits": len(res.sessions),
         "visits_settled_by_route": dict(routes),
+        "money_fen_by_insured_province": {p: dict(by_province[p]) for p in sorted(by_province)},
         "answers_by_outcome": dict(sorted(outcomes.items())),
         "dead_letters_by_code": dict(Counter(
             d.error_code for d in distinct_dead_letters(res, report.bad))),
@@ -323,6 +332,18 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
                   f"personal account ¥{yuan(money.get('acct_pay', 0))} + "
                   f"cash ¥{yuan(money.get('psn_cash_pay', 0))}"
                   + (" as the hospitals saw the answers" if lost else ""))
+    if by_province := summary.get("money_fen_by_insured_province"):
+        table = Table("insured in", title="Paid, by the insured person's province (yuan; "
+                      "their fund pays, wherever treated)", title_justify="left")
+        for heading in ("settlements", "medical fees", "fund", "personal account", "cash",
+                        "fund share"):
+            table.add_column(heading, justify="right")
+        for province, paid in by_province.items():
+            fees = paid.get("medfee_sumamt", 0)
+            table.add_row(_province(province), f"{paid.get('settlements', 0):,}",
+                          *(yuan(paid.get(k, 0)) for k in PAID),
+                          _share(paid.get("hifp_pay", 0), fees))
+        console.print(table)
     if lost:
         fees, fund, acct = (day["posted_money_fen"][k]
                             for k in ("medfee_sumamt", "hifp_pay", "acct_pay"))
@@ -461,6 +482,14 @@ def print_statement(statement: ClearingStatement, console: Console) -> None:
     console.print(f"Σ net = {yuan(total)}; {owed} hospital{'' if owed == 1 else 's'} owed "
                   f"¥{yuan(sum(statement.hospitals.values()))} by their agencies "
                   "(`--json` lists each)")
+
+
+def _share(part: int, whole: int) -> str:
+    """`part` of `whole` (fen) in per cent to one decimal, rounded half up, in integers."""
+    if whole <= 0:
+        return ""
+    tenths = (part * 1000 * 2 + whole) // (2 * whole)
+    return f"{tenths // 10}.{tenths % 10} %"
 
 
 def _province(admdvs: str) -> str:

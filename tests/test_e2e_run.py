@@ -200,6 +200,13 @@ def test_the_summary_shows_money_latency_by_route_and_hops(two_runs):
     summary = summary_of(two_runs[0])
     money = summary["money_fen"]
     assert money["medfee_sumamt"] >= money["hifp_pay"] + money["acct_pay"] > 0
+    # the same money by the province whose fund paid it (the insured's), summing to it
+    by_province = summary["money_fen_by_insured_province"]
+    assert len(by_province) > 1 and all(p.endswith("0000") for p in by_province)
+    for k, total in money.items():
+        assert sum(paid[k] for paid in by_province.values()) == total, k
+    assert sum(p["settlements"] for p in by_province.values()) == sum(
+        summary["visits_settled_by_route"].values())
     for route in ("local", "cross"):
         lat = summary["settlement_latency_ms"][route]
         assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"] <= lat["max"]
@@ -208,7 +215,7 @@ def test_the_summary_shows_money_latency_by_route_and_hops(two_runs):
     assert list(summary["hop_latency_ms_p50"])[:2] == [
         "cross hosp.send->trt.queued", "cross trt.queued->trt.in"]
     for heading in ("Answers by transaction and outcome", "Settlement round trip", "Paid",
-                    "Accounting", "Bad requests"):
+                    "Paid, by the insured person's province", "Accounting", "Bad requests"):
         assert heading in proc.stdout
     # hospitals late against the schedule are said, as the latencies then include the wait
     late = summary["hospitals_late_ms"]
@@ -219,6 +226,14 @@ def test_the_summary_shows_money_latency_by_route_and_hops(two_runs):
     print_summary({**summary, "hospitals_late_ms": {"p99": 2_500, "max": 3_400}}, Path("o"),
                   console)
     assert "The hospitals fell behind the schedule (up to 3.4 s late)" in console.export_text()
+    # a province's fund share in whole numbers, half up: 1 fen of 2,000 is 0.1 %
+    one = {"settlements": 1, "medfee_sumamt": 2_000, "hifp_pay": 1, "acct_pay": 0,
+           "psn_cash_pay": 1_999}
+    print_summary({**summary, "money_fen_by_insured_province": {"110000": one}}, Path("o"),
+                  console)
+    row = next(line for line in console.export_text().splitlines() if "110000" in line)
+    assert [cell.strip() for cell in row.split("│")[1:-1]] == [
+        "110000 北京", "1", "20.00", "0.01", "0.00", "19.99", "0.1 %"], row
 
 
 def test_the_same_seed_gives_byte_identical_settlement_results(two_runs):
