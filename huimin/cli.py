@@ -187,7 +187,7 @@ def run(
         console.print(f"[yellow]{interrupted_run(out, 'SIGTERM' if sigterm else 'Ctrl-C')}[/]",
                       soft_wrap=True, highlight=False)
         raise typer.Exit(143 if sigterm else 130) from None
-    summary = summarise(report)
+    summary = summarise(report) | ({"policy_file": str(policy)} if policy else {})
     write_outputs(report, summary)
     print_summary(summary, report.out_dir, console)
     if not report.ok and not report.result.cluster_lost:  # that, no rerun reproduces

@@ -326,7 +326,9 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
                         "answers lost or given up: posted from 3202, below" if lost else "")
                      + ")" if unsettled > 0 else ""))
     if "world" in summary:
-        console.print(f"[bold]Settled by[/] the world of {escape(summary['world'])}")
+        console.print(f"[bold]Settled by[/] the world of {escape(summary['world'])}"
+                      + (f"; the policy from {escape(summary['policy_file'])}"
+                         if summary.get("policy_file") else ""), soft_wrap=True)
     console.print(f"[bold]Paid[/] medical fees ¥{yuan(money.get('medfee_sumamt', 0))} = "
                   f"fund ¥{yuan(money.get('hifp_pay', 0))} + "
                   f"personal account ¥{yuan(money.get('acct_pay', 0))} + "

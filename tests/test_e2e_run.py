@@ -200,6 +200,9 @@ def test_the_summary_shows_money_latency_by_route_and_hops(two_runs):
     summary = summary_of(two_runs[0])
     money = summary["money_fen"]
     assert money["medfee_sumamt"] >= money["hifp_pay"] + money["acct_pay"] > 0
+    # the policy file it was settled by, named (the world's tag says only "a policy file's")
+    assert summary["policy_file"] == str(POLICY)
+    assert f"; the policy from {POLICY}" in " ".join(proc.stdout.split())
     # the same money by the province whose fund paid it (the insured's), summing to it
     by_province = summary["money_fen_by_insured_province"]
     assert len(by_province) > 1 and all(p.endswith("0000") for p in by_province)
