@@ -525,9 +525,10 @@ def replay(
     try:
         with files, progress_display() as progress, interrupt:
             on_stage, on_progress = reporters(progress, len(arrivals))
-            visits = kept if kept is not None else read_visit_log(visit_log)[1]
-            ex = execute(world, itertools.islice(visits, len(arrivals)), arrivals, bad, out_dir,
+            visits = kept if kept is not None else _read_again(visit_log, header, len(arrivals))
+            ex = execute(world, visits, arrivals, bad, out_dir,
                          bootstrap=bootstrap, sink=recorder, linger_s=LINGER_S,
+                         late=recorder.late_answer,
                          partitions=partitions, answer_timeout_s=answer_timeout,
                          client_config=client, kill_worker=plan.kill_worker,
                          join_worker=plan.join_worker, on_stage=on_stage,
@@ -583,6 +584,11 @@ def replay(
                   + (f" + [red]unanswered {acc.unaccounted:,}[/]" if acc.unaccounted else "")
                   + (f" (and {acc.redelivered:,} answers given again to requests processed "
                      "again after a rebalance or a restart)" if acc.redelivered else ""))
+    if result.unexpected_answers:  # outside the sum: no request of this replay awaited them
+        console.print(f"[yellow]{counted(result.unexpected_answers, 'answer')} to no request "
+                      "these hospitals still awaited (given again over a minute after their "
+                      "visit was written, or another client's), the first to "
+                      f"{', '.join(result.unexpected_msgids[:3])}[/]")
     if plan.any:
         console.print(faults_line(plan, kills))
     if result.timed_out:
@@ -595,8 +601,8 @@ def replay(
         if trail is not None:
             console.print("Where the first went on the cluster (topic\\[partition]@offset; "
                           "committed: the platform's consumer group is past it):")
-            for line in trail.lines({m: recorder.timed_out[m] for m in result.timed_out
-                                     if m in recorder.timed_out}):
+            for line in trail.lines({m: recorder.given_up[m] for m in result.timed_out
+                                     if m in recorder.given_up}):
                 console.print(f"  {line}", soft_wrap=True, markup=False, highlight=False)
     for line in replay_pace(result, recorder.settlements_ms, arrivals[-1] if arrivals else 0.0):
         console.print(line)
@@ -646,6 +652,21 @@ def replay(
                        own_platform=bootstrap is None) and not unclosed and \
         (day.ok or held_before > 0)
     raise typer.Exit(interrupt.exit_code if stopped else 0 if ok else 1)
+
+
+def _read_again(path: Path, header: LogHeader, count: int) -> Iterator[Visit]:
+    """The `count` visits of the log at `path` read again as they arrive, the log refused
+    (LogFormatError) if it was changed since its first reading took `header` and `count`."""
+    again, visits = read_visit_log(path)
+    if again != header:
+        raise LogFormatError("its header is not the one it had when the replay began")
+    n = 0
+    for visit in itertools.islice(visits, count):
+        n += 1
+        yield visit
+    if n < count:
+        raise LogFormatError(f"it ends after {n:,} of the {count:,} visits it had when the "
+                             "replay began")
 
 
 def _report_interrupted(result: HospitalRunResult, recorder: ReplayRecorder, total: int,

@@ -5,26 +5,27 @@ visits, however long it runs."""
 from __future__ import annotations
 
 from array import array
-from typing import IO
+from typing import IO, Any
 
 from huimin.logfiles import record_line
 from huimin.report import latency_line, settled_in_ms
 from huimin.run_checks import RequestTally
-from messages.codes import TIMED_OUT
 from messages.visitlog import VisitSession
 from simulators.reconciliation import settlements_to_post
-from simulators.visit_run import Exchange
+from simulators.visit_run import Exchange, note_first_answer, unanswered
 
-#: Seconds a visit is kept after its last answer before it is written: an answer given again
-#: within it (a request processed again once a killed worker recovered, ~8–23 s) is counted
-#: with its request, and `huimin verify` sees it. ~100 visits/s keep ~30 MB.
+#: Seconds a visit is kept after its last awaited answer before it is written: an answer given
+#: again within it (a request processed again once a killed worker recovered, ~8–23 s) is
+#: counted with its request, and `huimin verify` sees it. At 100 visits/s, ~240 MB.
 LINGER_S = 60.0
 
 
 class ReplayRecorder:
     """Writes each visit's result to `results` (in the order the visits arrived, as a run
     writes them: two replays of a log give the same file) and its requests' round trips to
-    `latencies` (as they end), and counts what the replay's summary says."""
+    `latencies`, and counts what the replay's summary says. The requests of a visit given up
+    (a time-out) still owed an answer are counted at the end (`finish`), with the answers
+    that came late (`late_answer`), as a replay that kept every visit counted them."""
 
     def __init__(self, results: IO[bytes], latencies: IO[bytes], world: str) -> None:
         self.results, self.latencies, self.world = results, latencies, world
@@ -34,31 +35,61 @@ class ReplayRecorder:
         #: settlements whose answers a HIS lost, to post from 3202: of every visit, and of
         #: the visits that ended (a replay stopped early judges only those)
         self.to_post = self.to_post_of_ended = 0
-        self.timed_out: dict[str, str] = {}  # msgid -> infno, of the requests given up on
+        self.given_up: dict[str, str] = {}  # msgid -> infno, of the visits given up
+        self._owed: dict[str, tuple[Exchange, VisitSession]] = {}  # still owed answers
+        self._owed_visits: list[VisitSession] = []
         self._waiting: dict[int, bytes] = {}  # results of visits after one not yet over
         self._next = 0  # the arrival whose result is written next
 
     def __call__(self, session: VisitSession, exchanges: list[Exchange]) -> None:
         self.arrived += 1
         self.over += session.done
-        posted = settlements_to_post([session])
-        self.to_post += posted
-        self.to_post_of_ended += posted if session.done else 0
-        if session.failed and session.failed.get("err_code") == TIMED_OUT:
-            waited = session.failed["inf_refmsgid"]
-            self.timed_out.update((ex.msgid, ex.infno) for ex in exchanges if ex.msgid == waited)
+        owed = False
         for ex in exchanges:
-            self.requests.add(ex)
-            self.latencies.write(latency_line(ex))
-            if (ms := settled_in_ms(ex)) is not None:
-                self.settlements_ms.append(ms)
+            if ex.given_up:
+                self.given_up[ex.msgid] = ex.infno
+            if ex.given_up and unanswered(ex):
+                self._owed[ex.msgid] = ex, session
+                owed = True
+            else:
+                self._count(ex)
+        if owed:
+            self._owed_visits.append(session)
+        else:
+            self._count_to_post(session)
         self._waiting[session.arrival] = record_line(session, self.world)
         while self._next in self._waiting:
             self.results.write(self._waiting.pop(self._next))
             self._next += 1
 
+    def late_answer(self, msgid: str, msg: dict[str, Any]) -> None:
+        """An answer owed to a visit given up, come after it was written."""
+        if (owed := self._owed.get(msgid)) is not None:
+            ex, session = owed
+            if not ex.answers:
+                note_first_answer(ex, msg)
+            ex.answers.append(msg.get("ans") or {})
+            session.on_answer(msg.get("ans") or {})
+
     def finish(self) -> None:
         """The results still waiting for a visit before them that never came (one not
-        started), in their order."""
+        started), in their order; the requests and visits still owed answers, counted."""
         for arrival in sorted(self._waiting):
             self.results.write(self._waiting.pop(arrival))
+        for ex, _ in self._owed.values():
+            self._count(ex)
+        for session in self._owed_visits:
+            self._count_to_post(session)
+        self._owed.clear()
+        self._owed_visits.clear()
+
+    def _count(self, ex: Exchange) -> None:
+        self.requests.add(ex)
+        self.latencies.write(latency_line(ex))
+        if (ms := settled_in_ms(ex)) is not None:
+            self.settlements_ms.append(ms)
+
+    def _count_to_post(self, session: VisitSession) -> None:
+        posted = settlements_to_post([session])
+        self.to_post += posted
+        self.to_post_of_ended += posted if session.done else 0

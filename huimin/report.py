@@ -472,12 +472,12 @@ def print_statement(statement: ClearingStatement, console: Console) -> None:
             continue  # settlements the fund paid nothing for (all under the deductible)
         pairs.add_row(_province(payer), _province(payee), yuan(amount))
     console.print(pairs)
-    provinces = Table("province", "payable", "receivable", "net", "prepayment before",
-                      "after", "top-up due")
+    provinces = Table("province", "payable", "receivable", "net", "prepayment target",
+                      "before", "after", "top-up due")
     for p in sorted(statement.provinces.values(), key=lambda p: p.province):
         provinces.add_row(_province(p.province), yuan(p.payable), yuan(p.receivable),
-                          yuan(p.net), yuan(p.prepayment_before), yuan(p.prepayment_after),
-                          yuan(p.top_up_due))
+                          yuan(p.net), yuan(p.prepayment_target), yuan(p.prepayment_before),
+                          yuan(p.prepayment_after), yuan(p.top_up_due))
     console.print(provinces)
     total = sum(p.net for p in statement.provinces.values())
     owed = len(statement.hospitals)

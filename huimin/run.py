@@ -59,7 +59,7 @@ from simulators.faults import FaultPlan
 from simulators.hospital import SIGN_IN_TIMEOUT_S, HospitalFleet
 from simulators.interrupt import GentleInterrupt, is_the_stop, terminated
 from simulators.reconciliation import closing_requests
-from simulators.visit_run import HospitalRunResult, OnProgress, Sink
+from simulators.visit_run import HospitalRunResult, LateAnswer, OnProgress, Sink
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import (
     World,
@@ -203,7 +203,8 @@ def execute(world: World, visits: Iterable[Visit], arrivals: list[float], bad: l
             idempotent: bool = False, interrupt: GentleInterrupt | None = None,
             on_visits_over: Callable[[HospitalRunResult], None] = lambda r: None,
             stop_after_unreachable_s: float = STOP_AFTER_UNREACHABLE_S,
-            sink: Sink | None = None, linger_s: float = 0.0) -> Execution:
+            sink: Sink | None = None, linger_s: float = 0.0,
+            late: LateAnswer | None = None) -> Execution:
     """Let the hospitals carry out `visits` against a platform: the one at `bootstrap`, if
     given (already running, as an integration tester's deployment is), else our own platform on the
     embedded broker (or on KAFKA_BOOTSTRAP_SERVERS), started here and stopped afterwards.
@@ -215,8 +216,8 @@ def execute(world: World, visits: Iterable[Visit], arrivals: list[float], bad: l
     and the period's reconciliation. So does a cluster that has refused every connection
     for `stop_after_unreachable_s` while the visits waited in silence (0: never; each visit
     then waits out its answer time-out), the result saying why (`cluster_lost`).
-    `visits`, one for each of the `arrivals`, may be read as they arrive; `sink` and
-    `linger_s` are `HospitalFleet.run`'s."""
+    `visits`, one for each of the `arrivals`, may be read as they arrive; `sink`, `linger_s`
+    and `late` are `HospitalFleet.run`'s."""
     started = time.monotonic()
     upcoming = iter(visits)
     first = next(upcoming, None)
@@ -263,6 +264,7 @@ def execute(world: World, visits: Iterable[Visit], arrivals: list[float], bad: l
         with stop.armed():
             result = fleet.run(itertools.chain([first] if first else [], upcoming), arrivals,
                                bad, on_progress, events=events, sink=sink, linger_s=linger_s,
+                               late=late,
                                stop_requested=stop.was_requested,
                                watch=ClusterWatch(bootstrap, stop_after_unreachable_s))
             if result.cluster_lost:

@@ -322,6 +322,7 @@ def account(result: HospitalRunResult, bad: list[BadMessage],
     if result.daily is not None:  # each daily 3201/3202 is sent once and answered once
         sends += [(1, [a]) for _, a in result.daily.answered]
         sends += [(1, [])] * (result.daily.sent - len(result.daily.answered))
+        extra += result.daily.answered_again
     for n, answers in sends:
         kept = answers[:n]
         extra += len(answers) - len(kept)

@@ -30,7 +30,7 @@ from simulators.cluster_watch import ClusterWatch
 from simulators.librdkafka import librdkafka_settings
 from simulators.rdkafka_requests import RequestsProducer
 from simulators.rdkafka_tail import RdkafkaTail
-from simulators.visit_run import HospitalRunResult, OnProgress, Sink, VisitRun
+from simulators.visit_run import HospitalRunResult, LateAnswer, OnProgress, Sink, VisitRun
 from streams.config import FETCH_WAIT_MS, LINGER_MS
 from streams.offset_gaps import GapCounts, GapGuard
 from streams.partition_ends import true_ends
@@ -372,7 +372,8 @@ class HospitalFleet:
             sink: Sink | None = None,
             max_in_flight: int | None = None,
             stop_requested: Callable[[], bool] = lambda: False,
-            watch: ClusterWatch | None = None, linger_s: float = 0.0) -> HospitalRunResult:
+            watch: ClusterWatch | None = None, linger_s: float = 0.0,
+            late: LateAnswer | None = None) -> HospitalRunResult:
         """Carry out `visits`, visit k arriving `arrivals[k]` seconds after the start (open
         loop), with the `bad` requests spread among them; `events` are (seconds, action) to
         run on the way (e.g. killing a worker). Return everything that was seen.
@@ -383,7 +384,10 @@ class HospitalFleet:
         its visits (`huimin bench`); `visits` can then be a generator, read as they arrive.
         `linger_s`: how long a visit is kept after its last answer before the sink takes it,
         so that an answer given again within it (redelivery after a worker's restart) is
-        counted with its request, not as unexpected.
+        counted with its request, not as unexpected; a finished visit still owed an answer it
+        does not await is given up at the answer time-out, and the run's end waits (up to
+        `drain_s` of quiet) for the answers owed to visits given up. `late`: told of each
+        answer owed to a visit given up that came after the sink took it.
 
         `max_in_flight`: a visit that arrives while this many are under way is dropped, not
         started, and counted (`dropped`; `on_progress` tells it apart), as a load generator's
@@ -398,4 +402,5 @@ class HospitalFleet:
         are awaited; once it says the cluster is lost, the run ends there as if stopped
         (`interrupted`), saying why (`cluster_lost`)."""
         return VisitRun(self, visits, arrivals, bad or [], on_progress, drain_s, events or [],
-                        sink, max_in_flight, stop_requested, watch, linger_s).carry_out()
+                        sink, max_in_flight, stop_requested, watch, linger_s,
+                        late).carry_out()

@@ -193,8 +193,12 @@ class DailyReconciler:
     days: dict[tuple[str, str], DayReconciliation] = field(default_factory=dict)
     sent: int = 0
     answered: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (infno, answer)
+    #: answers to a 3201/3202 answered before: processed again after a worker's restart or
+    #: a rebalance (at-least-once delivery), counted apart, not acted on again
+    answered_again: int = 0
     _active: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     _pending: dict[str, tuple[DayReconciliation, str]] = field(default_factory=dict)  # by msgid
+    _answered_msgids: set[str] = field(default_factory=set)
     _retries: list[tuple[float, str, str]] = field(default_factory=list)  # (when, code, day)
 
     def saw(self, request: dict[str, Any]) -> None:
@@ -217,6 +221,9 @@ class DailyReconciler:
     def owns(self, msgid: str) -> bool:
         return msgid in self._pending
 
+    def answered_before(self, msgid: str) -> bool:
+        return msgid in self._answered_msgids
+
     def close(self, day: str) -> list[Keyed]:
         """The day is over: every hospital open on it reconciles it."""
         out = []
@@ -235,6 +242,7 @@ class DailyReconciler:
     def on_answer(self, answer: dict[str, Any], now: float) -> list[Keyed]:
         rec, infno = self._pending.pop(answer.get("inf_refmsgid", ""))
         self.answered.append((infno, answer))
+        self._answered_msgids.add(answer.get("inf_refmsgid", ""))
         out = answer.get("output") or {}
         if answer.get("infcode") != 0:
             rec.result = "refused"

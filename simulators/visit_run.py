@@ -158,6 +158,17 @@ class HospitalRunResult:
 
 #: Where a run hands each finished visit and its exchanges when it keeps none of them.
 Sink = Callable[[VisitSession, list[Exchange]], None]
+#: Told `(msgid, message)` of each answer owed to a visit given up after the sink took it.
+LateAnswer = Callable[[str, dict[str, Any]], None]
+
+
+def note_first_answer(ex: Exchange, msg: dict[str, Any]) -> None:
+    """The first answer to `ex` came in `msg`: its round trip, route and hops."""
+    recv = time.time_ns()
+    ex.latency_ms = (recv - ex.sent_ns) / 1e6
+    ex.route = msg.get("ctx", {}).get("route", "")
+    metrics.ROUND_TRIP.labels(route_label(ex.route), ex.infno).observe(ex.latency_ms / 1000)
+    ex.trace = [[HOSP_SEND, ex.sent_ns], *msg.get("trace", []), [HOSP_RECV, recv]]
 #: `(finished, dropped)`: how many more visits finished, and how many were dropped unstarted
 #: (`HospitalFleet.run`'s `max_in_flight`), since the last call
 OnProgress = Callable[[int, int], None]
@@ -177,7 +188,8 @@ class VisitRun:
                  bad: list[BadMessage], on_progress: OnProgress | None, drain_s: float,
                  events: list[tuple[float, Callable[[], object]]], sink: Sink | None,
                  max_in_flight: int | None, stop_requested: Callable[[], bool],
-                 watch: ClusterWatch | None = None, linger_s: float = 0.0) -> None:
+                 watch: ClusterWatch | None = None, linger_s: float = 0.0,
+                 late: LateAnswer | None = None) -> None:
         if max_in_flight is not None and max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, not {max_in_flight}")
         self.fleet, self.arrivals, self.bad = fleet, arrivals, bad
@@ -191,10 +203,12 @@ class VisitRun:
         self.sessions: list[VisitSession] = []  # every visit arrived, unless there is a sink
         self.arrived = 0  # visits whose arrival time has come, dropped ones included
         self.dropped = 0
-        self.over: dict[VisitSession, None] = {}  # finished visits a sink waits on for answers
+        #: finished visits a sink waits on for answers, with the time they finished
+        #: (monotonic), oldest first
+        self.over: dict[VisitSession, float] = {}
         #: finished visits with every answer, kept `linger_s` before the sink takes them, with
         #: the time they were complete (monotonic), oldest first
-        self.linger_s = linger_s
+        self.linger_s, self.late_answer = linger_s, late
         self.lingering: dict[VisitSession, float] = {}
         self.books = HospitalBooks()
         self.daily = DailyReconciler(self.books)
@@ -311,6 +325,9 @@ class VisitRun:
             for key, req in self.daily.on_answer(ans, time.monotonic()):
                 self.fleet._send(key, encode(req), req["fixmedins_code"])
             return
+        if self.daily.answered_before(msgid):
+            self.daily.answered_again += 1
+            return
         ex, session = self.exchanges.get(msgid), self.owner.get(msgid)
         if ex is None or session is None:
             if msgid in self.fleet.sign_in_msgids and ans.get("infcode") == 0:
@@ -320,6 +337,8 @@ class VisitRun:
                 self.given_up_on[msgid] -= 1
                 if not self.given_up_on[msgid]:
                     del self.given_up_on[msgid]
+                if self.late_answer is not None:
+                    self.late_answer(msgid, msg)
             else:
                 self.unexpected += 1
                 if len(self.unexpected_msgids) < UNEXPECTED_KEPT:
@@ -330,12 +349,7 @@ class VisitRun:
         elif ex.given_up and len(ex.answers) < ex.sends:
             self.late += 1
         if not ex.answers:
-            recv = time.time_ns()
-            ex.latency_ms = (recv - ex.sent_ns) / 1e6
-            ex.route = msg.get("ctx", {}).get("route", "")
-            metrics.ROUND_TRIP.labels(route_label(ex.route), ex.infno).observe(
-                ex.latency_ms / 1000)
-            ex.trace = [[HOSP_SEND, ex.sent_ns], *msg.get("trace", []), [HOSP_RECV, recv]]
+            note_first_answer(ex, msg)
         ex.answers.append(ans)
         self.awaited_since.pop(msgid, None)
         was_done = session.done
@@ -394,7 +408,7 @@ class VisitRun:
             self.books.record(session)
             self.busy.discard(session.visit.certno)
             if self.sink is not None:
-                self.over[session] = None
+                self.over[session] = time.monotonic()
                 self._release(session)
             if self.on_progress:
                 self.on_progress(1, 0)
@@ -449,7 +463,18 @@ class VisitRun:
             self._hand_over(session)
 
     def _hand_over_lingered(self) -> None:
-        """The lingering visits whose `linger_s` is up go to the sink."""
+        """The lingering visits whose `linger_s` is up go to the sink, and with `linger_s`,
+        the finished visits still owed an answer not awaited (a duplicate's, a lost one's)
+        the answer time-out after they finished: given up, as an awaited one would be, so
+        that a result missing one does not hold back those after it."""
+        if self.linger_s > 0:
+            given_up = time.monotonic() - self.fleet.answer_timeout_s
+            while self.over:
+                session, since = next(iter(self.over.items()))
+                if since > given_up:
+                    break
+                self._give_up([self.exchanges[m] for m, _ in session.sent])
+                self._release(session, gave_up=True)
         deadline = time.monotonic() - self.linger_s
         while self.lingering:
             session, since = next(iter(self.lingering.items()))
@@ -492,11 +517,11 @@ class VisitRun:
         return out
 
     def _outstanding(self) -> bool:
-        """Whether answers are still awaited (with a sink, not those of visits given up: it
-        took them as they were)."""
+        """Whether answers are still awaited: with `linger_s`, those owed to visits given up
+        that the sink took too (late, they are still counted)."""
         return self.daily.busy or \
-            any(len(e.answers) < e.sends and not (self.sink and e.given_up)
-                for e in self.exchanges.values()) or \
+            any(len(e.answers) < e.sends for e in self.exchanges.values()) or \
+            (self.linger_s > 0 and bool(self.given_up_on)) or \
             any(not a for a in self.bad_answers.values()) or \
             len(self.dead_letters) < sum(b.expect == "dead-letter" for b in self.bad)
 
@@ -520,6 +545,9 @@ class VisitRun:
             for session in dict.fromkeys(self.owner.values()):
                 self.sink(session, [self.exchanges[m] for m, _ in session.sent])
             self.exchanges.clear()
+            for queue in self.waiting.values():  # arrived, waiting for their person's visit
+                for session, _ in queue:
+                    self.sink(session, [])
         gaps = self.fleet._read_gaps()
         return HospitalRunResult(
             self.sessions, self.exchanges, self.bad_answers, self.dead_letters, self.timed_out,

@@ -7,10 +7,12 @@ from __future__ import annotations
 import io
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from typer.testing import CliRunner
 
@@ -21,7 +23,7 @@ from huimin.report import settled_in_ms
 from huimin.run import Execution, arrivals_at_rate
 from huimin.run_checks import RequestTally, account
 from messages.visitlog import Visit, VisitSession
-from simulators.reconciliation import settlements_to_post
+from simulators.reconciliation import DailyReconciler, settlements_to_post
 from simulators.visit_run import Exchange, HospitalRunResult
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import WorldSpec, build_world
@@ -109,9 +111,10 @@ def test_an_answer_given_again_while_its_visit_lingers_is_counted_as_redelivered
 
 
 def replay_reading_visits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, log: Path,
-                          on_read: Callable[[], None] = lambda: None) -> tuple[Any, list[int]]:
+                          on_read: Callable[[], None] = lambda: None,
+                          unexpected: list[str] | None = None) -> tuple[Any, list[int]]:
     """`huimin replay LOG --bootstrap …` whose platform reads the visits handed to it (after
-    `on_read`) and answers none: the visit numbers it read."""
+    `on_read`) and answers none but the `unexpected`: the visit numbers it read."""
     read: list[int] = []
 
     def reading(_world: Any, visits: Iterable[Visit], arrivals: list[float], *_: Any,
@@ -119,7 +122,8 @@ def replay_reading_visits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, log: 
         on_read()
         read.extend(v.visit_no for v in visits)
         assert len(arrivals) == len(read)
-        result = HospitalRunResult([], {}, {}, [], [], 0, 1.0)
+        result = HospitalRunResult([], {}, {}, [], [], len(unexpected or []), 1.0,
+                                   unexpected_msgids=unexpected or [])
         on_visits_over(result)
         return Execution(result, "127.0.0.1:1", 0, None, None, None, {}, 0.0, 0.0)
 
@@ -155,12 +159,154 @@ def test_a_replay_reads_its_log_again_as_the_visits_arrive_or_holds_a_pipes(
     assert read == numbers  # read once, and held
 
 
+@pytest.mark.parametrize(("edit", "said"), [
+    (lambda lines: [*lines[:3], b"{not a visit\n"], "line 4"),
+    (lambda lines: lines[:4], "it ends after 3 of the 7 visits it had when the replay began"),
+    (lambda lines: [lines[0].replace(b'"seed":42', b'"seed":43'), *lines[1:]],
+     "its header is not the one it had when the replay began"),
+], ids=["broken", "cut-short", "another-header"])
 def test_a_log_edited_while_it_is_replayed_is_refused_in_words(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, log: Path) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, log: Path,
+        edit: Callable[[list[bytes]], list[bytes]], said: str) -> None:
     lines = log.read_bytes().splitlines(keepends=True)
+    assert b'"seed":42' in lines[0]
     result, _ = replay_reading_visits(
-        tmp_path, monkeypatch, log,
-        on_read=lambda: log.write_bytes(b"".join(lines[:3]) + b"{not a visit\n"))
+        tmp_path, monkeypatch, log, on_read=lambda: log.write_bytes(b"".join(edit(lines))))
     assert result.exit_code == 2, (result.output, result.exception)
-    assert f"{log} changed while it was replayed: " in " ".join(result.output.split())
+    out = " ".join(result.output.split())
+    assert f"{log} changed while it was replayed: " in out and said in out, out
     assert not (tmp_path / "r.jsonl").exists()  # no half a file
+
+
+def test_a_replay_stopped_early_writes_the_visits_waiting_for_their_person_too() -> None:
+    """A visit that arrived while its person's earlier visit was under way has sent nothing
+    when the replay stops: it is written all the same, under way, and counted as arrived."""
+    visits = list(VISITS[:4])
+    visits[1] = visits[1].model_copy(update={"certno": visits[0].certno})
+    recorder = ReplayRecorder(io.BytesIO(), io.BytesIO(), TAG)
+    fleet = OracleFleet(WORLD, answer_timeout_s=600.0, answering=False)
+    result = fleet.run(visits, arrivals_at_rate(len(visits), 1_000.0), drain_s=1.0,
+                       sink=recorder, linger_s=60.0,
+                       stop_requested=lambda: len(fleet.persons) == len(visits) - 1)
+    recorder.finish()
+    assert result.interrupted and result.waited_for_person == 1
+    written = [orjson.loads(line) for line in recorder.results.getvalue().splitlines()]
+    assert [r["visit_no"] for r in written] == [v.visit_no for v in visits]
+    assert all(r.get("under_way") for r in written)
+    assert (recorder.arrived, recorder.over) == (len(visits), 0)
+
+
+class LateFleet(OracleFleet):
+    """Answers nothing until `answering` is set, then every request's answer, as errors if
+    `errors` (a worker back after its time-out, failing)."""
+
+    def __init__(self, errors: bool) -> None:
+        super().__init__(WORLD, answer_timeout_s=0.3, answering=False)
+        self.errors = errors
+
+    def _poll(self, timeout_ms: int, worlds: set[str] | None = None) -> list[dict[str, Any]]:
+        out = super()._poll(timeout_ms, worlds)
+        for m in out if self.errors else []:
+            m["ans"] = {**m["ans"], "infcode": -1, "err_code": "E9001", "output": {}}
+        return out
+
+
+@pytest.mark.parametrize("errors", [False, True], ids=["answers", "errors"])
+def test_answers_that_come_after_a_given_up_visit_was_written_are_counted_as_if_kept(
+        errors: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every visit times out; its answers come once it was written (its linger over). They
+    are counted as a replay that kept every visit counted them (answered late, none
+    unanswered), the run waits for them, and the trail still knows what each timed-out
+    request was, however its answer ended the visit."""
+    visits = VISITS[:4]
+    # the daily 3201s, which this fleet never answers, would keep the run going anyway
+    monkeypatch.setattr(DailyReconciler, "busy", property(lambda self: False))
+
+    def run(sink: ReplayRecorder | None) -> HospitalRunResult:
+        fleet = LateFleet(errors)
+        threading.Timer(1.0, lambda: setattr(fleet, "answering", True)).start()
+        return fleet.run(visits, arrivals_at_rate(len(visits), 100.0), drain_s=5.0,
+                         sink=sink, linger_s=0.05 if sink else 0.0,
+                         late=sink.late_answer if sink else None)
+
+    recorder = ReplayRecorder(io.BytesIO(), io.BytesIO(), TAG)
+    streamed = run(recorder)
+    recorder.finish()
+    kept = run(None)
+    assert len(streamed.timed_out) == len(kept.timed_out) == len(visits)
+    assert streamed.late_answers == kept.late_answers == len(visits)
+    assert account(streamed, [], recorder.requests) == account(kept, [])
+    tally = recorder.requests  # every visit request answered, late (the daily 3201s are not)
+    assert tally.ok + tally.error == tally.sent == len(visits) and tally.error == (
+        len(visits) if errors else 0)
+    assert set(streamed.timed_out) <= set(recorder.given_up)
+    assert len(recorder.latencies.getvalue().splitlines()) == len(kept.exchanges)
+
+
+def test_a_finished_visit_owed_an_answer_it_does_not_await_holds_back_no_result() -> None:
+    """The HIS lost a visit's last answer (`~`) and the platform never gave it: at the
+    answer time-out the visit is given up and written, not held to the end with every
+    result after it."""
+    visits = list(VISITS)
+    steps = [*visits[0].steps[:-1], visits[0].steps[-1].rstrip("~") + "~"]
+    visits[0] = visits[0].model_copy(update={"steps": steps})
+    dropped = VisitSession(visits[0]).msgid_at(len(steps) - 1)
+
+    class Dropping(OracleFleet):
+        def _poll(self, timeout_ms: int, worlds: set[str] | None = None
+                  ) -> list[dict[str, Any]]:
+            return [m for m in super()._poll(timeout_ms, worlds)
+                    if m["ans"].get("inf_refmsgid") != dropped]
+
+    recorder = ReplayRecorder(io.BytesIO(), io.BytesIO(), TAG)
+    handed: list[int] = []
+
+    def sink(session: VisitSession, exchanges: list[Exchange]) -> None:
+        handed.append(session.arrival)
+        recorder(session, exchanges)
+
+    result = Dropping(WORLD, answer_timeout_s=0.3).run(
+        visits, arrivals_at_rate(len(visits), 30.0), drain_s=1.0, sink=sink, linger_s=0.05,
+        late=recorder.late_answer)
+    recorder.finish()
+    assert not result.interrupted
+    assert handed.index(0) < len(visits) // 2  # written while the visits went on
+    tally = recorder.requests
+    assert tally.sent - tally.ok - tally.error == 1  # the answer never given
+
+
+def test_answers_to_no_request_awaited_are_said_beside_the_accounting(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, log: Path) -> None:
+    """Outside the sum (no request of the replay awaited them), but not unsaid."""
+    result, _ = replay_reading_visits(tmp_path, monkeypatch, log,
+                                      unexpected=["H110100000012026120108000000", "M2"])
+    out = " ".join(result.output.split())
+    assert "2 answers to no request these hospitals still awaited (given again over a minute " \
+        "after their visit was written, or another client's), the first to " \
+        "H110100000012026120108000000, M2" in out, out
+
+
+class ReconcilingTwiceFleet(OracleFleet):
+    """Answers the hospitals' daily 3201 too, 平, and every such answer twice: a worker
+    restarted after answering it, before committing."""
+
+    def _send(self, key: str | bytes | None, value: bytes, sender: str = "",
+              signing: str = "valid") -> int:
+        req = orjson.loads(value)
+        if req.get("infno") == "3201":
+            answer = {"infcode": 0, "inf_refmsgid": req["msgid"], "output": {"stmt_rslt": "0"}}
+            self.held += [{"ans": answer}, {"ans": answer}]
+            return time.time_ns()
+        return super()._send(key, value, sender, signing)
+
+
+def test_a_daily_reconciliation_answered_again_is_redelivery_not_an_unexpected_answer(
+        ) -> None:
+    result = ReconcilingTwiceFleet(WORLD, answer_timeout_s=600.0).run(
+        VISITS, arrivals_at_rate(len(VISITS), 2_000.0), drain_s=1.0)
+    daily = result.daily
+    assert daily is not None and daily.days and daily.answered_again == len(daily.answered)
+    assert all(d.balanced for d in daily.days.values())
+    assert result.unexpected_answers == 0
+    acc = account(result, [])
+    assert acc.redelivered == daily.answered_again
