@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from settlement.money import yuan
 from settlement.retention import msgid_time
 from tests.conftest import run_huimin
 
@@ -92,6 +93,13 @@ def test_clearing_statements_net_to_zero_and_cancellations_cross_into_the_next_m
     table = huimin("clearing", "v.jsonl", "v.expected.jsonl", "--month", "2026-12")
     assert table.returncode == 0
     assert "Clearing statement 2026-12" in table.stdout and "Σ net = 0.00" in table.stdout
+    # each province's prepayment target beside its prepayment, as `--json` has it
+    assert "prepayment target" in table.stdout
+    for p in statements[0]["provinces"]:
+        row = next(line for line in table.stdout.splitlines() if line.startswith(
+            f"│ {p['province']} ") and line.count("│") == 9)  # not a pair's row
+        cells = [c.strip() for c in row.split("│")[2:-1]]
+        assert cells[3:5] == [yuan(p["prepayment_target"]), yuan(p["prepayment_before"])], row
     missing = huimin("clearing", "v.jsonl", "v.expected.jsonl", "--month", "2030-01")
     assert missing.returncode == 2 and "2026-12, 2027-01" in missing.stderr  # an Error line
     assert "have no result" not in table.stderr  # the whole log's results
