@@ -1,6 +1,7 @@
 """The `huimin` command line: the commands of a run and a replay (run, generate, world, replay,
-verify, clearing). The others are in cli_bench, cli_cluster and cli_fhir, registered at the
-end; the app, its error policy and the shared options in cli_app and cli_options."""
+verify, clearing). The others are in cli_bench, cli_cluster, cli_compare and cli_fhir,
+registered at the end; the app, its error policy and the shared options in cli_app and
+cli_options."""
 
 from __future__ import annotations
 
@@ -863,7 +864,7 @@ def clearing(
 
 
 # the other commands, registered on `app` after these (the order `huimin --help` lists)
-from huimin import cli_bench, cli_cluster, cli_fhir  # noqa: E402, F401
+from huimin import cli_bench, cli_cluster, cli_compare, cli_fhir  # noqa: E402, F401
 
 if __name__ == "__main__":
     app()

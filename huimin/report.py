@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+from dataclasses import asdict
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -191,6 +192,12 @@ def summarise(report: RunReport) -> dict[str, Any]:
         "bootstrap": report.bootstrap,
         "seed": report.options.world.seed,
         "world": world_tag(report.options.world),  # the seed, persons and policy settled by
+        # what decides the visits (not the policy): two runs alike here settled the same ones
+        "scenario": {"world": {k: v for k, v in asdict(report.options.world).items()
+                               if k != "parameters"},
+                     "visits": asdict(report.options.visits),
+                     "bad_per_kind": report.options.bad_per_kind,
+                     "faults": str(report.options.faults)},
         "ok": report.ok,
     }
 
@@ -342,9 +349,9 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
             table.add_column(heading, justify="right")
         for province, paid in by_province.items():
             fees = paid.get("medfee_sumamt", 0)
-            table.add_row(_province(province), f"{paid.get('settlements', 0):,}",
+            table.add_row(named_province(province), f"{paid.get('settlements', 0):,}",
                           *(yuan(paid.get(k, 0)) for k in PAID),
-                          _share(paid.get("hifp_pay", 0), fees))
+                          share_of(paid.get("hifp_pay", 0), fees))
         console.print(table)
     if lost:
         fees, fund, acct = (day["posted_money_fen"][k]
@@ -470,12 +477,12 @@ def print_statement(statement: ClearingStatement, console: Console) -> None:
     for (payer, payee), amount in sorted(statement.pairs.items()):
         if not amount:
             continue  # settlements the fund paid nothing for (all under the deductible)
-        pairs.add_row(_province(payer), _province(payee), yuan(amount))
+        pairs.add_row(named_province(payer), named_province(payee), yuan(amount))
     console.print(pairs)
     provinces = Table("province", "payable", "receivable", "net", "prepayment target",
                       "before", "after", "top-up due")
     for p in sorted(statement.provinces.values(), key=lambda p: p.province):
-        provinces.add_row(_province(p.province), yuan(p.payable), yuan(p.receivable),
+        provinces.add_row(named_province(p.province), yuan(p.payable), yuan(p.receivable),
                           yuan(p.net), yuan(p.prepayment_target), yuan(p.prepayment_before),
                           yuan(p.prepayment_after), yuan(p.top_up_due))
     console.print(provinces)
@@ -486,7 +493,7 @@ def print_statement(statement: ClearingStatement, console: Console) -> None:
                   "(`--json` lists each)")
 
 
-def _share(part: int, whole: int) -> str:
+def share_of(part: int, whole: int) -> str:
     """`part` of `whole` (fen) in per cent to one decimal, rounded half up, in integers."""
     if whole <= 0:
         return ""
@@ -494,5 +501,5 @@ def _share(part: int, whole: int) -> str:
     return f"{tenths // 10}.{tenths % 10} %"
 
 
-def _province(admdvs: str) -> str:
+def named_province(admdvs: str) -> str:
     return f"{admdvs} {PROVINCES.get(admdvs, '')}".strip()

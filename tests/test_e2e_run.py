@@ -242,6 +242,10 @@ def test_the_summary_shows_money_latency_by_route_and_hops(two_runs):
 def test_the_same_seed_gives_byte_identical_settlement_results(two_runs):
     (out1, p1), (out2, p2) = two_runs
     assert p1.returncode == p2.returncode == 0
+    # and `huimin compare` finds nothing between them
+    same = orjson.loads(run_huimin(["compare", str(out1), str(out2), "--json"], timeout=60).stdout)
+    assert same["same_visits"] and same["paid_fen"]["hifp_pay"]["a"] > 0
+    assert {row["b_less_a"] for row in same["paid_fen"].values()} == {0}
     first = (out1 / "results.jsonl").read_bytes()
     assert first == (out2 / "results.jsonl").read_bytes()
     assert first.count(b"\n") == VISITS

@@ -1,0 +1,91 @@
+"""`huimin compare`: two runs' money side by side, B less A, in all and by the insured
+person's province, saying when the runs settled different visits; a path that is not a
+run's is refused in words."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from typer.testing import CliRunner
+
+from huimin import cli
+from huimin.compare import NotARun, compared, differences_beyond_policy, read_run
+
+SCENARIO = {"world": {"seed": 42, "persons": 5000}, "visits": {"visits": 2000, "days": 60},
+            "bad_per_kind": 2, "faults": "none"}
+
+
+def summary(fund: dict[str, int], world: str = "seed 42, 5,000 persons, DOMAIN.md's policy "
+            "(world 274b4c8904ab)", **extra: Any) -> dict[str, Any]:
+    """A run's summary.json with these funds paid for each province's insured (fees twice the
+    fund, no account, the rest cash), one settlement each."""
+    by_province = {p: {"settlements": 1, "medfee_sumamt": 2 * f, "hifp_pay": f, "acct_pay": 0,
+                       "psn_cash_pay": f} for p, f in fund.items()}
+    money = {k: sum(v[k] for v in by_province.values())
+             for k in ("medfee_sumamt", "hifp_pay", "acct_pay", "psn_cash_pay")}
+    return {"world": world, "scenario": copy.deepcopy(SCENARIO), "money_fen": money,
+            "visits_settled_by_route": {"local": len(fund) - 1, "cross": 1},
+            "money_fen_by_insured_province": by_province, **extra}
+
+
+def run_dir(tmp_path: Path, name: str, content: dict[str, Any]) -> Path:
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "summary.json").write_bytes(orjson.dumps(content))
+    return tmp_path / name
+
+
+def test_the_comparison_is_b_less_a_in_all_and_by_province(tmp_path: Path) -> None:
+    a = read_run(run_dir(tmp_path, "a", summary({"110000": 1_000, "310000": 500})))
+    b = read_run(run_dir(tmp_path, "b", summary(
+        {"110000": 1_200, "440000": 50}, world="seed 42, 5,000 persons, a policy file's "
+        "(world 5dd0118a09f2)", policy_file="p.yaml")))
+    out = compared(a, b)
+    assert out["same_visits"] and out["b"]["policy_file"] == "p.yaml"
+    assert out["paid_fen"]["hifp_pay"] == {"a": 1_500, "b": 1_250, "b_less_a": -250}
+    rows = out["by_insured_province_fen"]
+    assert list(rows) == ["110000", "310000", "440000"]  # a province in either run
+    assert rows["110000"]["hifp_pay"] == {"a": 1_000, "b": 1_200, "b_less_a": 200}
+    assert rows["310000"]["hifp_pay"] == {"a": 500, "b": 0, "b_less_a": -500}
+    assert rows["440000"]["settlements"] == {"a": 0, "b": 1, "b_less_a": 1}
+
+
+def test_runs_of_other_visits_are_told_apart_from_a_change_of_policy(tmp_path: Path) -> None:
+    other = summary({"110000": 1})
+    other["scenario"]["world"]["seed"] = 7
+    other["scenario"]["visits"]["days"] = 31
+    a = read_run(run_dir(tmp_path, "a", summary({"110000": 1})))
+    b = read_run(run_dir(tmp_path, "b", other))
+    assert differences_beyond_policy(a, b) == ["visits days: 60 and 31",
+                                               "world seed: 42 and 7"]
+    result = CliRunner().invoke(cli.app, ["compare", str(tmp_path / "a"),
+                                          str(tmp_path / "b" / "summary.json")])
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    assert "These runs settled different visits, so their money differs for more than the " \
+        "policy's sake: visits days: 60 and 31; world seed: 42 and 7" in out
+    assert "110000 北京" in out and "50.0 %" in out  # the fund's share of the fees
+
+
+@pytest.mark.parametrize(("content", "said"), [
+    (None, "no summary.json (give a `huimin run` output folder, or its summary.json)"),
+    (b"{not json", "is not JSON"),
+    (orjson.dumps({"world": "w"}), "has no money by province: a summary of a `huimin run` of "
+                                   "this version (earlier ones did not say it) is needed"),
+    (orjson.dumps({**summary({"110000": 1}), "money_fen": None}),
+     "is not a run's summary as huimin writes it"),
+], ids=["no-summary", "not-json", "before-this-version", "wrong-shape"])
+def test_a_path_that_is_not_a_run_is_refused_in_words(
+        tmp_path: Path, content: bytes | None, said: str) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    if content is not None:
+        (run / "summary.json").write_bytes(content)
+    with pytest.raises(NotARun) as caught:
+        read_run(run)
+    assert said in str(caught.value)
+    result = CliRunner().invoke(cli.app, ["compare", str(run), str(run)])
+    assert result.exit_code == 2 and said in " ".join(result.output.split()), result.output
