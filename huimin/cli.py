@@ -188,7 +188,7 @@ def run(
         console.print(f"[yellow]{interrupted_run(out, 'SIGTERM' if sigterm else 'Ctrl-C')}[/]",
                       soft_wrap=True, highlight=False)
         raise typer.Exit(143 if sigterm else 130) from None
-    summary = summarise(report) | ({"policy_file": str(policy)} if policy else {})
+    summary = summarise(report) | ({"policy_file": str(policy.resolve())} if policy else {})
     write_outputs(report, summary)
     print_summary(summary, report.out_dir, console)
     if not report.ok and not report.result.cluster_lost:  # that, no rerun reproduces
@@ -602,8 +602,8 @@ def replay(
         if trail is not None:
             console.print("Where the first went on the cluster (topic\\[partition]@offset; "
                           "committed: the platform's consumer group is past it):")
-            for line in trail.lines({m: recorder.given_up[m] for m in result.timed_out
-                                     if m in recorder.given_up}):
+            for line in trail.lines({m: recorder.timed_out[m] for m in result.timed_out
+                                     if m in recorder.timed_out}):
                 console.print(f"  {line}", soft_wrap=True, markup=False, highlight=False)
     for line in replay_pace(result, recorder.settlements_ms, arrivals[-1] if arrivals else 0.0):
         console.print(line)

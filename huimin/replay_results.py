@@ -24,8 +24,8 @@ class ReplayRecorder:
     """Writes each visit's result to `results` (in the order the visits arrived, as a run
     writes them: two replays of a log give the same file) and its requests' round trips to
     `latencies`, and counts what the replay's summary says. The requests of a visit given up
-    (a time-out) still owed an answer are counted at the end (`finish`), with the answers
-    that came late (`late_answer`), as a replay that kept every visit counted them."""
+    (a time-out) still owed an answer are counted once those answers came (`late_answer`),
+    or at the end (`finish`), as a replay that kept every visit counted them."""
 
     def __init__(self, results: IO[bytes], latencies: IO[bytes], world: str) -> None:
         self.results, self.latencies, self.world = results, latencies, world
@@ -35,26 +35,26 @@ class ReplayRecorder:
         #: settlements whose answers a HIS lost, to post from 3202: of every visit, and of
         #: the visits that ended (a replay stopped early judges only those)
         self.to_post = self.to_post_of_ended = 0
-        self.given_up: dict[str, str] = {}  # msgid -> infno, of the visits given up
+        self.timed_out: dict[str, str] = {}  # msgid -> infno, of the requests timed out
         self._owed: dict[str, tuple[Exchange, VisitSession]] = {}  # still owed answers
-        self._owed_visits: list[VisitSession] = []
+        self._owed_visits: dict[VisitSession, int] = {}  # -> how many of its requests
         self._waiting: dict[int, bytes] = {}  # results of visits after one not yet over
         self._next = 0  # the arrival whose result is written next
 
     def __call__(self, session: VisitSession, exchanges: list[Exchange]) -> None:
         self.arrived += 1
         self.over += session.done
-        owed = False
+        owed = 0
         for ex in exchanges:
-            if ex.given_up:
-                self.given_up[ex.msgid] = ex.infno
+            if ex.timed_out:
+                self.timed_out[ex.msgid] = ex.infno
             if ex.given_up and unanswered(ex):
                 self._owed[ex.msgid] = ex, session
-                owed = True
+                owed += 1
             else:
                 self._count(ex)
         if owed:
-            self._owed_visits.append(session)
+            self._owed_visits[session] = owed
         else:
             self._count_to_post(session)
         self._waiting[session.arrival] = record_line(session, self.world)
@@ -64,12 +64,20 @@ class ReplayRecorder:
 
     def late_answer(self, msgid: str, msg: dict[str, Any]) -> None:
         """An answer owed to a visit given up, come after it was written."""
-        if (owed := self._owed.get(msgid)) is not None:
-            ex, session = owed
-            if not ex.answers:
-                note_first_answer(ex, msg)
-            ex.answers.append(msg.get("ans") or {})
-            session.on_answer(msg.get("ans") or {})
+        if (owed := self._owed.get(msgid)) is None:
+            return
+        ex, session = owed
+        if not ex.answers:
+            note_first_answer(ex, msg)
+        ex.answers.append(msg.get("ans") or {})
+        session.on_answer(msg.get("ans") or {})
+        if not unanswered(ex):  # all it was owed: counted now, and forgotten
+            del self._owed[msgid]
+            self._count(ex)
+            self._owed_visits[session] -= 1
+            if not self._owed_visits[session]:
+                del self._owed_visits[session]
+                self._count_to_post(session)
 
     def finish(self) -> None:
         """The results still waiting for a visit before them that never came (one not

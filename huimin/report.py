@@ -342,8 +342,10 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
                   f"cash ¥{yuan(money.get('psn_cash_pay', 0))}"
                   + (" as the hospitals saw the answers" if lost else ""))
     if by_province := summary.get("money_fen_by_insured_province"):
+        seen = "; as the hospitals saw the answers: not the settlements posted from 3202" \
+            if lost else ""
         table = Table("insured in", title="Paid, by the insured person's province (yuan; "
-                      "their fund pays, wherever treated)", title_justify="left")
+                      f"their fund pays, wherever treated{seen})", title_justify="left")
         for heading in ("settlements", "medical fees", "fund", "personal account", "cash",
                         "fund share"):
             table.add_column(heading, justify="right")

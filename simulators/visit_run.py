@@ -66,6 +66,7 @@ class Exchange:
     route: str = ""
     trace: list = field(default_factory=list)
     given_up: bool = False  # its visit timed out: no answer to it is awaited any more
+    timed_out: bool = False  # the awaited request whose time-out gave its visit up
 
 
 def unanswered(ex: Exchange) -> int:
@@ -373,6 +374,7 @@ class VisitRun:
                             self.fleet.answer_timeout_s, "huimin_hospital_timeouts_total")
             self.last_timeout_at = time.monotonic()
             self.timed_out.append(msgid)
+            self.exchanges[msgid].timed_out = True
             metrics.TIMEOUTS.inc()
             session.failed = {"infcode": -1, "inf_refmsgid": msgid, "err_code": TIMED_OUT,
                               "err_msg": "no answer within the timeout", "output": {}}

@@ -77,6 +77,9 @@ def test_hospitals_that_lost_settlement_answers_are_unbalanced_until_3202_resolv
     assert fund_paid == s["money_fen"]["hifp_pay"] + day["posted_money_fen"]["hifp_pay"]
     said = " ".join((faulty_runs[0] / "stdout.txt").read_text().split())
     assert f"{day['posted']} of them settled on the platform all the same" in said
+    # and the money by province is said to be the answers' too
+    assert "their fund pays, wherever treated; as the hospitals saw the answers: not the " \
+        "settlements posted from 3202)" in said
 
 
 def test_the_joining_worker_took_over_partitions(faulty_runs):

@@ -185,7 +185,7 @@ def test_a_dead_letter_of_a_daily_reconciliation_is_the_hospitals_own():
     still awaited), not taken for another producer's message."""
     result = _result({}, [])
     msgid = "H11010000001202612010900000007"
-    result.daily = SimpleNamespace(msgids={msgid}, sent=1, answered=[])
+    result.daily = SimpleNamespace(msgids={msgid}, sent=1, answered=[], answered_again=0)
     value = (b'{"infno": "3201", "msgid": "%s", "fixmedins_code": "H11010000001"}'
              % msgid.encode())
     result.dead_letters = [_letter(b"H11010000001", value, "E9001")]
