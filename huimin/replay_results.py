@@ -37,7 +37,7 @@ class ReplayRecorder:
         self.to_post = self.to_post_of_ended = 0
         self.timed_out: dict[str, str] = {}  # msgid -> infno, of the requests timed out
         self._owed: dict[str, tuple[Exchange, VisitSession]] = {}  # still owed answers
-        self._owed_visits: dict[VisitSession, int] = {}  # -> how many of its requests
+        self._owed_visits: dict[VisitSession, int] = {}  # -> its requests still owed
         self._waiting: dict[int, bytes] = {}  # results of visits after one not yet over
         self._next = 0  # the arrival whose result is written next
 

@@ -170,6 +170,8 @@ def note_first_answer(ex: Exchange, msg: dict[str, Any]) -> None:
     ex.route = msg.get("ctx", {}).get("route", "")
     metrics.ROUND_TRIP.labels(route_label(ex.route), ex.infno).observe(ex.latency_ms / 1000)
     ex.trace = [[HOSP_SEND, ex.sent_ns], *msg.get("trace", []), [HOSP_RECV, recv]]
+
+
 #: `(finished, dropped)`: how many more visits finished, and how many were dropped unstarted
 #: (`HospitalFleet.run`'s `max_in_flight`), since the last call
 OnProgress = Callable[[int, int], None]
