@@ -468,8 +468,8 @@ class VisitRun:
 
     def _hand_over_lingered(self) -> None:
         """The lingering visits whose `linger_s` is up go to the sink, and with `linger_s`,
-        the finished visits still owed an answer not awaited (a duplicate's, a lost one's)
-        the answer time-out after they finished: given up, as an awaited one would be, so
+        the finished visits still owed an answer not awaited (one their HIS lost, `~`) the
+        answer time-out after they finished: given up, as an awaited one would be, so
         that a result missing one does not hold back those after it."""
         if self.linger_s > 0:
             given_up = time.monotonic() - self.fleet.answer_timeout_s
