@@ -23,6 +23,7 @@ from rich.progress import Progress
 
 from huimin.cli_app import app, check_output, console, errors, refusal_exit
 from huimin.cli_options import (
+    DEFAULT_START_DAY,
     CrossShare,
     Persons,
     PolicyFile,
@@ -31,6 +32,7 @@ from huimin.cli_options import (
     SecurityProtocol,
     Seed,
     SslCafile,
+    StartDay,
     StopAfterUnreachable,
     Store,
     VisitsOption,
@@ -42,6 +44,7 @@ from huimin.cli_options import (
     fault_plan,
     security_settings,
     serve_metrics,
+    visit_spec_of,
     world_of_options,
 )
 from huimin.cli_progress import progress_display, reporters
@@ -117,8 +120,9 @@ def run(
     visits: VisitsOption = 2_000,
     cross_share: CrossShare = 0.2,
     days: Annotated[int, typer.Option(
-        min=1, max=MAX_DAYS, help="Simulated days the visits span, from 2026-12-01 (the "
-                                  "clock runs as fast as --rate lets it).")] = 60,
+        min=1, max=MAX_DAYS, help="Simulated days the visits span, from --start (the clock "
+                                  "runs as fast as --rate lets it).")] = 60,
+    start: StartDay = DEFAULT_START_DAY,
     seed: Seed = 42,
     rate: Annotated[float, typer.Option(min=0.1, help="Visit arrivals per second (open loop).")
                     ] = 50.0,
@@ -160,6 +164,7 @@ def run(
     if plan.kill_worker or plan.join_worker or workers > 1:
         _warn_if_redelivery_outlives_window(days, visits / rate, "fewer --days or a lower --rate")
     check_broker_kind(broker)
+    visit_spec = visit_spec_of(start, visits=visits, cross_share=cross_share, days=days, ehr=ehr)
     world = world_of_options(seed, persons, policy)
     check_world_fits(persons, 1 + workers + plan.join_worker,
                      f"this run and its {workers + plan.join_worker} worker(s)",
@@ -170,8 +175,7 @@ def run(
     if out.exists() and not out.is_dir():
         raise refusal_exit(f"--out {out} is a file: give a folder for the run's results")
     opts = RunOptions(world=world, faults=plan,
-                      visits=VisitSpec(visits=visits, cross_share=cross_share, days=days,
-                                       ehr=ehr),
+                      visits=visit_spec,
                       rate=rate, partitions=partitions, bad_per_kind=bad_per_kind, out_dir=out,
                       broker=broker, workers=workers, store=checked_store(store),
                       answer_timeout_s=answer_timeout,
@@ -225,8 +229,8 @@ def interrupted_run(out: Path, stopper: str = "Ctrl-C") -> str:
 
 
 #: `huimin run` options a reproduction always names, so that it holds if a default changes.
-REPRODUCE_ALWAYS = ("persons", "visits", "cross_share", "days", "seed", "rate", "broker",
-                    "workers")
+REPRODUCE_ALWAYS = ("persons", "visits", "cross_share", "days", "start", "seed", "rate",
+                    "broker", "workers")
 #: Left out: where the outputs go (a second run there would overwrite the failed run's).
 REPRODUCE_NEVER = ("out",)
 
@@ -319,6 +323,7 @@ def generate(
     cross_share: CrossShare = 0.2,
     days: Annotated[int, typer.Option(min=1, max=MAX_DAYS,
                                       help="Simulated days the visits span.")] = 60,
+    start: StartDay = DEFAULT_START_DAY,
     seed: Seed = 42,
     bad_per_kind: Annotated[int, typer.Option(
         min=0, max=MAX_BAD_PER_KIND, help="Bad requests of each kind to go with the log.")] = 0,
@@ -342,9 +347,9 @@ def generate(
         raise refusal_exit(f"{output} is not a file: a visit log's header is written last, "
                            "in place")
     check_output(expected, "--expected", visit_log=output)
+    visit_spec = visit_spec_of(start, visits=visits, cross_share=cross_share, days=days)
     world_spec = world_of_options(seed, persons, policy)
     check_world_fits(persons, 1, "this process")
-    visit_spec = VisitSpec(visits=visits, cross_share=cross_share, days=days)
     expected = expected or expected_path_for(output)
     try:
         with progress_display() as progress:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import errno
 import os
 import socket
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from prometheus_client import start_http_server
@@ -17,13 +18,14 @@ from settlement.parameters import ParameterError, parse_parameters, unlikely_val
 from simulators.faults import FaultPlan, FaultPlanError
 from simulators.hospital_metrics import HOSPITAL_REGISTRY
 from simulators.regions import PROVINCES
-from simulators.visits import MAX_VISITS
+from simulators.visits import DEFAULT_START, MAX_VISITS, VisitSpec
 from simulators.world import (
     MAX_PERSONS,
     SEED_BOUND,
     WORLD_BUILD_S_PER_MILLION,
     WORLD_MIB_PER_MILLION,
     WorldSpec,
+    filings_left_out,
 )
 from streams.broker import BOOTSTRAP_ENV, BROKER_KINDS, bootstrap_problem, unreachable
 from streams.config import STORES
@@ -38,6 +40,12 @@ VisitsOption = Annotated[int, typer.Option(
     help="Visits to carry out (outpatient, and 15 % inpatient stays).")]
 CrossShare = Annotated[float, typer.Option(min=0.0, max=1.0,
                                            help="Share of cross-province visits.")]
+DEFAULT_START_DAY = DEFAULT_START.split()[0]
+StartDay = Annotated[str, typer.Option(
+    "--start", metavar="yyyy-MM-dd",
+    help="The first simulated day of the visits (from 08:00). The default's 60 days cross a "
+         "new year, so annual deductibles and caps restart mid-run; 2027-01-01 keeps them "
+         "in one year. The world's filings are dated (README, Days and years).")]
 PolicyFile = Annotated[Path | None, typer.Option(
     "--policy", help="A YAML file of the provinces' policy parameters: deductibles, ratios, "
                      "caps, the retiree bonus, the unfiled cut, the class-B self-pay share, "
@@ -59,6 +67,27 @@ def world_of_options(seed: int, persons: int, policy: Path | None) -> WorldSpec:
     for warning in said:
         errors.print(f"Warning: {warning}", markup=False, highlight=False, soft_wrap=True)
     return WorldSpec(seed=seed, persons=persons, parameters=parameters)
+
+
+def visit_spec_of(start: str, **options: Any) -> VisitSpec:
+    """The visits of the options, from `start` (yyyy-MM-dd) at 08:00, or refused as bad input;
+    said first when part of their days falls outside the world's filings (their cross-province
+    visits are then un-filed, which a user choosing the days would not guess)."""
+    try:
+        day = datetime.strptime(start, "%Y-%m-%d").strftime("%Y-%m-%d")  # 2027-1-1 too
+    except ValueError:
+        raise typer.BadParameter(f"{start} is not a day as yyyy-MM-dd, e.g. 2027-01-01",
+                                 param_hint="--start") from None
+    try:
+        spec = VisitSpec(start=f"{day} {DEFAULT_START.split()[1]}", **options)
+    except ValueError as exc:  # the other options' bounds are the command's
+        raise typer.BadParameter(str(exc), param_hint="--start") from None
+    if outside := filings_left_out(*spec.settled_days()):
+        errors.print(f"Note: the visits' days {' to '.join(spec.settled_days())} are not all "
+                     f"within the world's {' or '.join(outside)}: cross-province visits "
+                     "outside them are settled as un-filed.",
+                     markup=False, highlight=False, soft_wrap=True)
+    return spec
 
 
 #: From this many persons a command says what building the world will cost first.

@@ -326,7 +326,10 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
     unsettled = summary["visits"] - local - cross  # refused, failed, given up: every visit counted
     day = summary["daily_reconciliation"]
     lost = day["posted"]  # settled on the platform, the answers lost or given up
-    console.print(f"[bold]Visits[/] {summary['visits']:,}   "
+    spec = summary.get("scenario", {}).get("visits")  # what a summary of old lacks
+    period = f" over {counted(spec['days'], 'simulated day')} from {spec['start'][:10]}" \
+        if spec else ""
+    console.print(f"[bold]Visits[/] {summary['visits']:,}{period}   "
                   f"[bold]ending settled[/] local {local:,}, cross-province {cross:,}"
                   + (f", otherwise {unsettled:,} (refused, failed, timed out or cancelled"
                      + (f"; {lost:,} of them settled on the platform all the same, their "

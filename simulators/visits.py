@@ -23,6 +23,9 @@ from messages.visitlog import TIME_FORMAT, Visit, VisitItem
 from settlement.policy import EMPLOYEE
 from simulators.world import World, refuse_wrong_types, rng
 
+#: When the visits begin unless told: December 2026, so that the default 60 days cross a new
+#: year and the annual deductibles and caps restart mid-run (docs/design.md, Time).
+DEFAULT_START = "2026-12-01 08:00:00"
 _LEVEL_PRICE_FACTOR = {1: 0.9, 2: 1.0, 3: 1.15}
 #: How many days an inpatient stay lasts (its items are on some of them): 3 to 14.
 STAY_DAYS = (3, 14)
@@ -32,7 +35,7 @@ STAY_DAYS = (3, 14)
 class VisitSpec:
     visits: int = 2_000
     cross_share: float = 0.2
-    start: str = "2026-12-01 08:00:00"  # simulated; the default run crosses a new year
+    start: str = DEFAULT_START  # simulated; the default run crosses a new year
     days: int = 60
     traveller_share: float = 0.3  # of cross-province visits, by persons who do not live there
     inpatient_share: float = 0.15
@@ -50,12 +53,22 @@ class VisitSpec:
         for name, value in asdict(self).items():
             if name.endswith("_share") and not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} {value} is not a share from 0 to 1")
-        datetime.strptime(self.start, TIME_FORMAT)
+        if not FIRST_YEAR <= datetime.strptime(self.start, TIME_FORMAT).year <= LAST_YEAR:
+            raise ValueError(f"start {self.start} is not in the years {FIRST_YEAR}–{LAST_YEAR}")
+
+    def settled_days(self) -> tuple[str, str]:
+        """The first and last day (yyyy-MM-dd) a visit of this spec may be settled on: the
+        span of days, and an inpatient stay begun on its last day (STAY_DAYS)."""
+        first = datetime.strptime(self.start, TIME_FORMAT)
+        last = first + timedelta(days=self.days + STAY_DAYS[1])
+        return first.strftime("%Y-%m-%d"), last.strftime("%Y-%m-%d")
 
 
-#: Bounds of a visit log: ten years of simulated days, a hundred million visits.
+#: Bounds of a visit log: ten years of simulated days, a hundred million visits, beginning in
+#: this century (a msgid, a FHIR date and the accumulators' year have four-digit years).
 MAX_DAYS = 3_650
 MAX_VISITS = 100_000_000
+FIRST_YEAR, LAST_YEAR = 2000, 2099
 
 
 CHRONIC_SHARE = 0.02  # of persons: chronic patients …

@@ -57,6 +57,23 @@ def worlds_build_s(persons: int, processes: int, cores: int) -> float:
 #: Seeds are stored in JSON as 64-bit integers.
 SEED_BOUND = 2**63
 
+#: The days the world's filings are in force (inclusive, yyyy-MM-dd): long-term residence
+#: elsewhere (异地长期居住), and a referral (转诊). Fixed, like the persons' ages (of 2026):
+#: visits of another period are the same persons', and outside these days their
+#: cross-province visits are un-filed (`filings_left_out`).
+LONG_TERM_FILING = ("2026-01-01", "2028-12-31")
+REFERRAL_FILING = ("2026-11-01", "2027-03-31")
+
+
+def filings_left_out(first_day: str, last_day: str) -> list[str]:
+    """The world's filings not in force on every day from `first_day` to `last_day`
+    (yyyy-MM-dd), each said with its days: for telling whoever chose the period that those
+    persons' visits outside them are settled as un-filed (DOMAIN.md's cut), as they are."""
+    return [f"{kind} filings ({begin} – {end})"
+            for kind, (begin, end) in (("long-term", LONG_TERM_FILING),
+                                       ("referral", REFERRAL_FILING))
+            if not begin <= first_day <= last_day <= end]
+
 
 #: The Python types a spec's field of each annotated type takes (a bool is not a number).
 _FIELD_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
@@ -228,10 +245,10 @@ def build_persons(spec: WorldSpec, cities: dict[str, list[str]]
         if lives_away:
             away[certno] = r.choice([p for p in provinces if p != province])
             if r.random() < spec.filed_share:
-                filings.append(Filing("long-term", away[certno], "2026-01-01", "2028-12-31"))
+                filings.append(Filing("long-term", away[certno], *LONG_TERM_FILING))
         if r.random() < spec.referral_share:
             target = r.choice([p for p in provinces if p != province])
-            filings.append(Filing("referral", target, "2026-11-01", "2027-03-31"))
+            filings.append(Filing("referral", target, *REFERRAL_FILING))
         suspended = r.random() < spec.suspended_share
         balance = r.randrange(0, 500_000) if employee else 0
         enrollments[certno] = Enrollment(

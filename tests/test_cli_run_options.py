@@ -46,6 +46,15 @@ def options_of(monkeypatch: pytest.MonkeyPatch, *args: str) -> RunOptions:
     return result.exception.opts
 
 
+def test_the_visits_begin_on_the_day_given_at_eight(monkeypatch: pytest.MonkeyPatch):
+    assert options_of(monkeypatch).visits.start == "2026-12-01 08:00:00"
+    opts = options_of(monkeypatch, "--start", "2027-01-01", "--days", "30", "--no-ehr")
+    assert (opts.visits.start, opts.visits.days, opts.visits.ehr) == (
+        "2027-01-01 08:00:00", 30, False)
+    result = invoke_run(monkeypatch, "--start", "2027-02-30")
+    assert result.exit_code == 2 and "2027-02-30 is not a day" in result.output
+
+
 def test_the_hospitals_answer_timeout_is_30_s_unless_given(monkeypatch: pytest.MonkeyPatch):
     assert options_of(monkeypatch).answer_timeout_s == 30.0
     opts = options_of(monkeypatch, "--answer-timeout", "90", "--store", "rocksdb")
@@ -130,7 +139,7 @@ def no_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.usefixtures("no_cluster")
 @pytest.mark.parametrize("args", [
     [],
-    ["--visits", "300", "--rate", "30", "--days", "7"],
+    ["--visits", "300", "--rate", "30", "--days", "7", "--start", "2027-01-01"],
     ["--faults", "kill-worker=1,duplicate=0.05", "--bad-per-kind", "0", "--partitions", "3",
      "--workers", "2", "--store", "rocksdb", "--answer-timeout", "90", "--no-ehr",
      "--cross-share", "0.5", "--persons", "800", "--seed", "7", "--out", "somewhere"],
@@ -157,7 +166,7 @@ def test_the_command_names_a_cluster_from_the_environment(monkeypatch: pytest.Mo
 def test_reproduce_command_names_only_what_differs_beyond_the_scenario():
     default = reproduce_command({}, environ={})
     assert default == ("huimin run --persons 5000 --visits 2000 --cross-share 0.2 --days 60 "
-                       "--seed 42 --rate 50.0 --broker tansu --workers 1")
+                       "--start 2026-12-01 --seed 42 --rate 50.0 --broker tansu --workers 1")
     for empty in (None, ""):
         assert reproduce_command({"faults": empty}, environ={}) == default  # no bare --faults
     given = {"faults": "kill-worker=1", "bad_per_kind": 0, "partitions": 3, "metrics_port": 9100,

@@ -217,6 +217,8 @@ def test_the_summary_shows_money_latency_by_route_and_hops(two_runs):
     # timed from the request's Kafka timestamp: the wait in hosp.requests is a hop of its own
     assert list(summary["hop_latency_ms_p50"])[:2] == [
         "cross hosp.send->trt.queued", "cross trt.queued->trt.in"]
+    # the simulated days the visits spanned (the accumulators' years follow them)
+    assert f"Visits {VISITS} over 60 simulated days from 2026-12-01 " in proc.stdout
     for heading in ("Answers by transaction and outcome", "Settlement round trip", "Paid",
                     "Paid, by the insured person's province", "Accounting", "Bad requests"):
         assert heading in proc.stdout
