@@ -143,7 +143,7 @@ class InsuredPlatform:
         category = category_of(inp["med_type"])
         year, day = req["inf_time"][:4], req["inf_time"][:10]
         treatment_province = province_of(req["mdtrtarea_admvs"])
-        benefit = compute_benefit(self.ref.policies[e.province], FeeTotals(**ctx["fees"]),
+        benefit = compute_benefit(self.ref.policy_on(e.province, day), FeeTotals(**ctx["fees"]),
                                   BenefitContext(
             insutype=e.insutype,
             retired=e.retired,

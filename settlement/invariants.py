@@ -117,13 +117,15 @@ def check_person(ref: ReferenceData, certno: str,
                                        f"to {summed}")
     if enrollment is None:
         return
-    policy = ref.policies[enrollment.province]
     paid: dict[tuple[str, str], int] = defaultdict(int)
+    caps: dict[tuple[str, str], int] = defaultdict(int)  # the highest in force that year
     for s in in_force.values():
-        paid[(s["setl_time"][:4], s["clr_type"])] += s["hifp_pay"]
+        paid[key := (s["setl_time"][:4], s["clr_type"])] += s["hifp_pay"]
+        policy = ref.policy_on(enrollment.province, s["setl_time"][:10])
+        caps[key] = max(caps[key], policy.rule(enrollment.insutype,
+                                               Category(s["clr_type"])).annual_cap)
     for (year, clr_type), total in paid.items():
-        cap = policy.rule(enrollment.insutype, Category(clr_type)).annual_cap
-        if total > cap:
+        if total > (cap := caps[year, clr_type]):
             report.fail(CHECKS[3], f"{year} category {clr_type}: fund paid {total} > cap {cap}")
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
@@ -79,19 +80,11 @@ class RuleParameters(_Strict):
             annual_cap=rule.annual_cap if self.annual_cap is None else self.annual_cap)
 
 
-class ProvinceParameters(_Strict):
+class BenefitParameters(_Strict):
+    """What the insured place's policy pays (DOMAIN.md §3): what a dated change may set."""
+
     retired_bonus_bp: Bp | None = None
     unfiled_cut_bp: Bp | None = None
-    selfpay_bp: Bp | None = None
-    #: the prepayment held at the national platform (DOMAIN.md §5): months of the expected
-    #: monthly cross-province payable (fen; left out, the largest month cleared so far)
-    prepayment_months: Annotated[int, Field(ge=0, le=MAX_PREPAYMENT_MONTHS, strict=True)] | None \
-        = None
-    expected_monthly_payable: Annotated[int, Field(ge=0, le=MAX_PAYABLE_FEN, strict=True)] \
-        | None = None
-    #: how old a lab result the province's hospitals take instead of repeating the test
-    lab_validity_days: Annotated[int, Field(ge=0, le=MAX_LAB_VALIDITY_DAYS, strict=True)] \
-        | None = None
     rules: dict[RuleName, RuleParameters] = Field(default_factory=dict)
 
     def applied_to(self, policy: InsurancePolicy) -> InsurancePolicy:
@@ -104,9 +97,35 @@ class ProvinceParameters(_Strict):
             unfiled_cut_bp=_or(self.unfiled_cut_bp, policy.unfiled_cut_bp))
 
 
+class ProvinceParameters(BenefitParameters):
+    """A province's parameters for the whole run: its benefit policy, and what it holds
+    beyond it (its catalogue's class-B share, its prepayment, its lab results' reuse)."""
+
+    selfpay_bp: Bp | None = None
+    #: the prepayment held at the national platform (DOMAIN.md §5): months of the expected
+    #: monthly cross-province payable (fen; left out, the largest month cleared so far)
+    prepayment_months: Annotated[int, Field(ge=0, le=MAX_PREPAYMENT_MONTHS, strict=True)] | None \
+        = None
+    expected_monthly_payable: Annotated[int, Field(ge=0, le=MAX_PAYABLE_FEN, strict=True)] \
+        | None = None
+    #: how old a lab result the province's hospitals take instead of repeating the test
+    lab_validity_days: Annotated[int, Field(ge=0, le=MAX_LAB_VALIDITY_DAYS, strict=True)] \
+        | None = None
+
+
+class PolicyChange(_Strict):
+    """Benefit values that change from a day on (the settlement's day, inclusive): its
+    `defaults` for every province, over their own values, then a province's own."""
+
+    defaults: BenefitParameters = BenefitParameters()
+    provinces: dict[str, BenefitParameters] = Field(default_factory=dict)
+
+
 class Parameters(_Strict):
     defaults: ProvinceParameters = ProvinceParameters()
     provinces: dict[str, ProvinceParameters] = Field(default_factory=dict)
+    #: by the day (yyyy-MM-dd) each takes effect; each applies over those before it
+    changes: dict[str, PolicyChange] = Field(default_factory=dict)
 
 
 def _levels(given: tuple[int, int, int] | None,
@@ -126,18 +145,39 @@ def parse_parameters(data: Any, provinces: Iterable[str]) -> Parameters:
         return Parameters()
     if not isinstance(data, Mapping):
         raise ParameterError("parameters must be a mapping with `defaults` and/or `provinces`")
-    by_province = data.get("provinces")
-    if isinstance(by_province, Mapping):
-        known = set(provinces)
-        unknown = sorted(str(p) for p in by_province if str(p) not in known)
-        if unknown:
-            raise ParameterError(f"provinces: {', '.join(unknown)} is not a province's admdvs "
-                                 f"(e.g. 310000 for 上海)")
-        data = {**data, "provinces": {str(p): v for p, v in by_province.items()}}
+    known = set(provinces)
+    data = _with_province_keys(data, known, "provinces")
+    if isinstance(changes := data.get("changes"), Mapping):
+        data = {**data, "changes": {
+            day: _with_province_keys(change, known, f"changes.{day}.provinces")
+            for day, change in ((_day(key), change) for key, change in changes.items())}}
     try:
         return Parameters.model_validate(data)
     except ValidationError as exc:
         raise ParameterError(_said(exc.errors())) from None
+
+
+def _with_province_keys(data: Any, known: set[str], where: str) -> Any:
+    """`data` with its `provinces` keyed by admdvs as text (YAML reads 310000 as a number),
+    or refused when one is not a province's."""
+    by_province = data.get("provinces") if isinstance(data, Mapping) else None
+    if not isinstance(by_province, Mapping):
+        return data
+    if unknown := sorted(str(p) for p in by_province if str(p) not in known):
+        raise ParameterError(f"{where}: {', '.join(unknown)} is not a province's admdvs "
+                             f"(e.g. 310000 for 上海)")
+    return {**data, "provinces": {str(p): v for p, v in by_province.items()}}
+
+
+def _day(key: Any) -> str:
+    """A change's day as yyyy-MM-dd (YAML reads an unquoted 2027-01-01 as a date)."""
+    if isinstance(key, date):
+        return key.isoformat()
+    try:
+        return datetime.strptime(str(key), "%Y-%m-%d").strftime("%Y-%m-%d")
+    except ValueError:
+        raise ParameterError(f"changes: {key} is not a day as yyyy-MM-dd (the day the change "
+                             "takes effect, e.g. 2027-01-01)") from None
 
 
 def _said(errors: list[Any]) -> str:
@@ -162,6 +202,11 @@ def _said(errors: list[Any]) -> str:
         elif len(levels) == 3 and len({e["msg"] for e in levels}) == 1:
             where = where.rsplit(".", 1)[0]
     name = next((str(part) for part in reversed(loc) if isinstance(part, str)), "")
+    if loc[:1] == ("changes",) and first["type"] == "extra_forbidden" \
+            and name in ProvinceParameters.model_fields:
+        what = ("not a value that changes from a day: the catalogue's class-B share, the "
+                "clearing's prepayment and the lab results' reuse hold for the whole run "
+                "(give them under `defaults` or `provinces`)")
     unit = ("basis points (10000 = 100 %)" if name.endswith("_bp")
             else f"months, 0–{MAX_PREPAYMENT_MONTHS}" if name == "prepayment_months"
             else f"days, 0–{MAX_LAB_VALIDITY_DAYS}" if name == "lab_validity_days"
@@ -174,12 +219,34 @@ def _said(errors: list[Any]) -> str:
     return f"{where}: {what}{more}"
 
 
-def policy_for(parameters: Parameters, province: str) -> InsurancePolicy:
-    """The insured-place policy of `province`: DOMAIN.md's defaults, then `defaults`, then
-    the province's own values."""
+def policy_for(parameters: Parameters, province: str, day: str = "") -> InsurancePolicy:
+    """The insured-place policy of `province` on `day` (yyyy-MM-dd; "": before any change):
+    DOMAIN.md's defaults, then `defaults`, then the province's own values, then each change
+    from a day up to `day`, in their order."""
     policy = parameters.defaults.applied_to(InsurancePolicy(province))
     own = parameters.provinces.get(province)
-    return own.applied_to(policy) if own is not None else policy
+    policy = own.applied_to(policy) if own is not None else policy
+    for since in sorted(parameters.changes):
+        if since > day:
+            break
+        change = parameters.changes[since]
+        policy = change.defaults.applied_to(policy)
+        if (changed := change.provinces.get(province)) is not None:
+            policy = changed.applied_to(policy)
+    return policy
+
+
+def policy_changes_for(parameters: Parameters,
+                       province: str) -> tuple[tuple[str, InsurancePolicy], ...]:
+    """The days `province`'s policy changes on, each with the policy from then on (a change
+    that leaves it as it was is not one)."""
+    changes: list[tuple[str, InsurancePolicy]] = []
+    before = policy_for(parameters, province)
+    for since in sorted(parameters.changes):
+        if (policy := policy_for(parameters, province, since)) != before:
+            changes.append((since, policy))
+        before = policy
+    return tuple(changes)
 
 
 def clearing_policy_for(parameters: Parameters, provinces: Iterable[str]) -> ClearingPolicy:
@@ -237,11 +304,16 @@ def unlikely_values(parameters: Parameters) -> list[str]:
     """Where a policy most likely says a percent for basis points or yuan for fen (a ratio
     under 1 %, a deductible or cap under ¥10), each told as what it is taken as."""
     notes: list[str] = []
-    scopes = [("defaults", parameters.defaults),
-              *((f"provinces.{p}", given) for p, given in sorted(parameters.provinces.items()))]
+    scopes: list[tuple[str, BenefitParameters]] = [
+        ("defaults", parameters.defaults),
+        *((f"provinces.{p}", given) for p, given in sorted(parameters.provinces.items()))]
+    for day, change in sorted(parameters.changes.items()):
+        scopes += [(f"changes.{day}.defaults", change.defaults),
+                   *((f"changes.{day}.provinces.{p}", given)
+                     for p, given in sorted(change.provinces.items()))]
     for scope, given in scopes:
         fields: list[tuple[str, tuple[int, ...] | int | None, bool]] = [
-            (f"{scope}.{name}", getattr(given, name), True)
+            (f"{scope}.{name}", getattr(given, name, None), True)
             for name in ("retired_bonus_bp", "unfiled_cut_bp", "selfpay_bp")]
         for rule_name, rule in sorted(given.rules.items()):
             where = f"{scope}.rules.{rule_name}"

@@ -91,9 +91,22 @@ class Enrollment:
 class ReferenceData:
     hospitals: Mapping[str, Hospital]
     catalogues: Mapping[str, Catalogue]  # by province admdvs
-    policies: Mapping[str, InsurancePolicy]  # by province admdvs
+    policies: Mapping[str, InsurancePolicy]  # by province admdvs, before any change
     enrollments: Mapping[str, Enrollment]  # by certno
     provinces: Mapping[str, str] = field(default_factory=dict)  # admdvs -> name
     #: days a lab result stays valid for reuse, by the reusing hospital's province (a
     #: policy file's `lab_validity_days`); a province left out takes DOMAIN.md's 30
     lab_validity_days: Mapping[str, int] = field(default_factory=dict)
+    #: a province's policy changes (a policy file's `changes`): the days, in order, each
+    #: with the policy from then on
+    policy_changes: Mapping[str, tuple[tuple[str, InsurancePolicy], ...]] = field(
+        default_factory=dict)
+
+    def policy_on(self, province: str, day: str) -> InsurancePolicy:
+        """The policy `province` settles by on `day` (yyyy-MM-dd: the settlement's)."""
+        policy = self.policies[province]
+        for since, changed in self.policy_changes.get(province, ()):
+            if since > day:
+                break
+            policy = changed
+        return policy

@@ -22,6 +22,7 @@ from settlement.parameters import (
     clearing_policy_for,
     lab_validity_days_for,
     parse_parameters,
+    policy_changes_for,
     policy_for,
     selfpay_bp_for,
 )
@@ -282,6 +283,8 @@ def build_world(spec: WorldSpec) -> World:
         enrollments=enrollments,
         provinces=dict(PROVINCES),
         lab_validity_days={p: lab_validity_days_for(parameters, p) for p in PROVINCES},
+        policy_changes={p: changes for p in PROVINCES
+                        if (changes := policy_changes_for(parameters, p))},
     )
     return World(spec, ref, items, cities, hospitals_by_province, away)
 
@@ -303,7 +306,8 @@ def world_tag(spec: WorldSpec) -> str:
     policies = {p: [repr(policy_for(parameters, p)), selfpay_bp_for(parameters, p),
                     clearing.months_for(p), clearing.expected_monthly_payable.get(p),
                     lab_validity_days_for(parameters, p)]
-                for p in sorted(PROVINCES)}
+                + [[since, repr(policy)] for since, policy in policy_changes_for(parameters, p)]
+                for p in sorted(PROVINCES)}  # a world of no changes tags as before them
     digest = hashlib.sha256(orjson.dumps([shape, policies], option=orjson.OPT_SORT_KEYS))
     default = parse_parameters(None, PROVINCES)
     policy = ("DOMAIN.md's policy" if all(
@@ -311,7 +315,8 @@ def world_tag(spec: WorldSpec) -> str:
         and selfpay_bp_for(parameters, p) == selfpay_bp_for(default, p)
         and lab_validity_days_for(parameters, p) == lab_validity_days_for(default, p)
         and clearing.months_for(p) == ClearingPolicy().prepayment_months
-        and p not in clearing.expected_monthly_payable for p in PROVINCES)
+        and p not in clearing.expected_monthly_payable
+        and not policy_changes_for(parameters, p) for p in PROVINCES)
         else "a policy file's")
     return (f"seed {spec.seed}, {spec.persons:,} persons, {policy} "
             f"(world {digest.hexdigest()[:12]})")

@@ -17,6 +17,7 @@ from settlement.parameters import (
     RULES,
     lab_validity_days_for,
     parse_parameters,
+    policy_changes_for,
     policy_for,
     selfpay_bp_for,
 )
@@ -35,7 +36,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "policies.csv": ("province", "rule", "insutype", "deductible_l1", "deductible_l2",
                      "deductible_l3", "ratio_bp_l1", "ratio_bp_l2", "ratio_bp_l3",
                      "annual_cap", "retired_bonus_bp", "unfiled_cut_bp", "selfpay_bp",
-                     "prepayment_months", "expected_monthly_payable", "lab_validity_days"),
+                     "prepayment_months", "expected_monthly_payable", "lab_validity_days",
+                     "from_day"),
 }
 
 
@@ -75,19 +77,22 @@ def catalogue_rows(world: World) -> Iterator[tuple[Any, ...]]:
 def policy_rows(world: World) -> Iterator[tuple[Any, ...]]:
     """The policy each province settles by, DOMAIN.md's defaults with a policy file's
     `defaults` and the province's own values applied: one row per benefit rule (the
-    province's other values repeated on each), so that two policies compare by a diff."""
+    province's other values repeated on each), so that two policies compare by a diff; then
+    the rows of each province whose policy changes on a day (`from_day`; "": from the
+    start), from that day on."""
     parameters = parse_parameters(world.spec.parameters, PROVINCES)
     clearing = clearing_policy(world.spec)
     for province in sorted(PROVINCES):
-        policy = policy_for(parameters, province)
-        own = (policy.retired_bonus_bp, policy.unfiled_cut_bp,
-               selfpay_bp_for(parameters, province), clearing.months_for(province),
-               clearing.expected_monthly_payable.get(province, ""),
-               lab_validity_days_for(parameters, province))
-        for name, (insutype, category) in RULES.items():
-            rule = policy.rule(insutype, category)
-            yield (province, name, insutype, *rule.deductible, *rule.ratio_bp,
-                   rule.annual_cap, *own)
+        for since, policy in (("", policy_for(parameters, province)),
+                              *policy_changes_for(parameters, province)):
+            own = (policy.retired_bonus_bp, policy.unfiled_cut_bp,
+                   selfpay_bp_for(parameters, province), clearing.months_for(province),
+                   clearing.expected_monthly_payable.get(province, ""),
+                   lab_validity_days_for(parameters, province), since)
+            for name, (insutype, category) in RULES.items():
+                rule = policy.rule(insutype, category)
+                yield (province, name, insutype, *rule.deductible, *rule.ratio_bp,
+                       rule.annual_cap, *own)
 
 
 ROWS = {"hospitals.csv": hospital_rows, "persons.csv": person_rows, "items.csv": item_rows,

@@ -1,7 +1,8 @@
 """The end-to-end run on a real Apache Kafka broker (KRaft, from its Maven Central jars), with
 idempotent producers, the faults a visit log carries (duplicates, reversals first, lost
-answers, malformed requests) and a worker killed mid-run: every answer equals the oracle's,
-as on the embedded Tansu broker. Needs `java` (17+) and `mvn`, as CI has."""
+answers, malformed requests) and a worker killed mid-run, over days a policy changes in:
+every answer equals the oracle's, as on the embedded Tansu broker. Needs `java` (17+) and
+`mvn`, as CI has."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ pytestmark = [
     needs_java_and_maven,
 ]
 
+POLICY_CHANGE = Path(__file__).parent / "data" / "policy_change.yaml"
 # A worker killed mid-run as well: docs/streams.md ("Platform faults on Apache Kafka").
 FAULTS = "duplicate=0.05,reorder=0.05,lose-answer=0.05,malformed=0.01,kill-worker=1"
 
@@ -28,6 +30,7 @@ def test_a_faulty_run_on_apache_kafka_equals_the_oracle(tmp_path: Path):
     out = tmp_path / "run"
     proc = run_huimin(["run", "--broker", "kafka", "--persons", "800", "--visits", "300",
                        "--days", "7", "--start", "2027-01-28",  # into February: two months
+                       "--policy", str(POLICY_CHANGE),  # changed on 1 February
                        "--rate", "30", "--seed", "29", "--faults", FAULTS,
                        "--answer-timeout", "90",  # the killed worker's partitions wait for it
                        "--out", str(out)], timeout=400)
@@ -40,6 +43,14 @@ def test_a_faulty_run_on_apache_kafka_equals_the_oracle(tmp_path: Path):
     assert s["clearing"] == {"months": 2, "equal_to_oracle": True}
     assert [c["month"] for c in orjson.loads((out / "clearing.json").read_bytes())] == [
         "2027-01", "2027-02"]  # settled on the days --start gave, over the broker
+    # the employees' outpatient deductible, dropped from 1 February: every worker changed
+    # policy on the day (and the oracle with them: no mismatch above)
+    paid: dict[bool, set[int]] = {True: set(), False: set()}
+    for line in (out / "results.jsonl").read_bytes().splitlines():
+        setl = orjson.loads(line)["setlinfo"]
+        if setl is not None and setl["insutype"] == "310" and setl["med_type"].startswith("1"):
+            paid[setl["setl_time"] >= "2027-02-01"].add(setl["act_pay_dedc"])
+    assert paid[True] == {0} and max(paid[False]) > 0
     assert s["daily_reconciliation"]["unbalanced"] == []
     assert s["ehr"]["audit_events"] == s["ehr"]["audit_events_expected"]
     assert (out / "broker.log").stat().st_size > 0  # Apache Kafka's own log
