@@ -63,7 +63,7 @@ from huimin.logfiles import (
     write_header_in_place,
     write_visit,
 )
-from huimin.moneyflow import events_from_results
+from huimin.moneyflow import events_of_visit
 from huimin.replay_results import LINGER_S, ReplayRecorder
 from huimin.report import (
     accounted,
@@ -93,11 +93,12 @@ from huimin.run_checks import (
     check_daily_reconciliation,
     replay_passed,
 )
-from huimin.verify import checked_visits, results_by_visit, write_json, write_junit
+from huimin.verify import ResultsFile, visits_with_results, write_json, write_junit
 from huimin.verify import verify as verify_answers
 from messages import topics
 from messages.visitlog import Visit
 from settlement.clearing import clear
+from settlement.ledger import SettlementEvent
 from settlement.oracle import Oracle
 from settlement.parameters import MAX_PREPAYMENT_MONTHS
 from settlement.retention import WINDOW_DAYS
@@ -800,17 +801,6 @@ def verify(
     raise typer.Exit(0 if verdict.ok else 1)
 
 
-def _noting_partial(visits: Iterator[Visit], records: Mapping[Any, dict[str, Any]],
-                    left_out: list[int]) -> Iterator[Visit]:
-    """`visits`, noting in `left_out` each with no result, or one of a replay stopped while
-    it was under way."""
-    for visit in visits:
-        got = records.get(visit.visit_no)
-        if got is None or got.get("under_way") is True:
-            left_out.append(visit.visit_no)
-        yield visit
-
-
 @app.command()
 def clearing(
     visit_log: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
@@ -837,18 +827,20 @@ def clearing(
         header, visits = read_visit_log(visit_log)
         # none, or of another world (a policy): an error, not an empty or wrong statement
         tag = world_tag(header.world)
-        records = results_by_visit(results, tag)
         policy = clearing_policy(header.world)  # as the platform that settled the log
         if prepayment_months is not None:  # for every province, whatever the file said
             policy = replace(policy, prepayment_months=prepayment_months, months={})
-        left_out: list[int] = []  # visits with no result, or stopped under way
-        statements = clear(events_from_results(checked_visits(
-            _noting_partial(visits, records, left_out), records, results), results), policy)
+        events: list[SettlementEvent] = []
+        no_result = under_way = 0  # visits left out of the statements, or in part
+        with ResultsFile(results, tag) as held:
+            for visit, record in visits_with_results(visits, held):
+                no_result += record is None
+                under_way += record is not None and record.get("under_way") is True
+                events += events_of_visit(visit, record["answers"] if record else {})
+        statements = clear(events, policy)
     except LogFormatError as exc:
         raise refusal_exit(exc) from None
-    if left_out:  # on stderr: what --json prints stays JSON
-        no_result = sum(1 for n in left_out if n not in records)
-        under_way = len(left_out) - no_result
+    if no_result or under_way:  # on stderr: what --json prints stays JSON
         errors.print(f"Of the log's visits, {no_result:,} {'has' if no_result == 1 else 'have'} "
                      f"no result and {under_way:,} {'was' if under_way == 1 else 'were'} under "
                      "way when the replay stopped: the statements hold only the settlements "

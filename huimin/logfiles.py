@@ -287,21 +287,34 @@ def of_world(records: Iterable[dict[str, Any]], path: Path, world: str
     verify as wrong answers, or be cleared as if the log's. Records written before they
     named their world pass."""
     for n, record in enumerate(records, start=1):
-        if _digest(theirs := record.get("world", world)) != _digest(world):
-            raise LogFormatError(
-                f"{path}: record {n} was settled in another world ({theirs}) than the visit "
-                f"log's ({world}): results and expected answers go with the log (its seed, "
-                "persons and policy) they were made from")
+        check_world(record, n, path, world)
         yield record
+
+
+def check_world(record: dict[str, Any], n: int, path: Path, world: str) -> None:
+    """Refuse record `n` of `path` if it was settled in another world than `world`."""
+    if _digest(theirs := record.get("world", world)) != _digest(world):
+        raise LogFormatError(
+            f"{path}: record {n} was settled in another world ({theirs}) than the visit "
+            f"log's ({world}): results and expected answers go with the log (its seed, "
+            "persons and policy) they were made from")
 
 
 def read_records(path: Path, kind: str = "result") -> Iterator[dict[str, Any]]:
     """Each result record (`kind`: "result", or "expected-answers", which have their shape);
     blank lines may end the file, as they may a visit log, not come between its records."""
+    return (record for _, record in read_placed_records(path, kind))
+
+
+def read_placed_records(path: Path, kind: str = "result"
+                        ) -> Iterator[tuple[int, dict[str, Any]]]:
+    """`read_records`, each record with the byte offset of its line (`read_record_at`)."""
     blank = 0  # the line number of a blank line not yet followed by a record
     files = "a results file" if kind == "result" else f"an {kind} file"
+    offset = 0
     with open(path, "rb") as f:
         for n, line in enumerate(f, start=1):
+            at, offset = offset, offset + len(line)
             if not line.strip():
                 blank = blank or n
                 continue
@@ -318,4 +331,4 @@ def read_records(path: Path, kind: str = "result") -> Iterator[dict[str, Any]]:
                 article = "an" if kind[0] in "aeiou" else "a"
                 raise LogFormatError(f"{path}: line {n} is not {article} {kind} record "
                                      f"({exc})") from None
-            yield record
+            yield at, record

@@ -3,6 +3,7 @@ the invariants, and write a verdict a CI can read (JUnit XML, JSON)."""
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
@@ -13,12 +14,17 @@ from xml.etree import ElementTree as ET
 
 import orjson
 
-from huimin.logfiles import LogFormatError, of_world, read_records, visit_digest
+from huimin.logfiles import (
+    LogFormatError,
+    check_world,
+    read_placed_records,
+    visit_digest,
+)
 from messages.codes import CANCELLATIONS, SETTLEMENTS, TIMED_OUT, ErrorCode, Infno
 from messages.envelope import answerable_msgid
 from messages.identity import PERSONAL_FIELDS, shown_id
 from messages.visitlog import Visit, VisitSession, parse_step
-from settlement.invariants import CHECKS, InvariantReport, check_money, check_person
+from settlement.invariants import CHECKS, InvariantReport, PersonCheck, check_money
 from settlement.ledger import SettlementEvent, events_from_answers
 from settlement.reference import ReferenceData
 
@@ -71,23 +77,57 @@ class ResultsMismatch(LogFormatError):
     """Results that cannot be answers to the visit log's requests: another log's."""
 
 
-def results_by_visit(results: Path, world: str | None = None) -> dict[Any, dict[str, Any]]:
-    """The result records by visit number; a LogFormatError if there are none, if a visit
-    has two (which to judge? a wrong one must not hide behind a right one), or if one was
-    settled in another world than `world` (the visit log's `world_tag`)."""
-    records: dict[Any, dict[str, Any]] = {}
-    lines: dict[Any, int] = {}
-    read = read_records(results)
-    for n, record in enumerate(read if world is None else of_world(read, results, world),
-                               start=1):
-        visit_no = record["visit_no"]
-        if visit_no in records:
-            raise LogFormatError(f"{results}: line {n} is a second record of visit {visit_no} "
-                                 f"(the first is line {lines[visit_no]}): one record a visit")
-        records[visit_no], lines[visit_no] = record, n
-    if not records:
-        raise LogFormatError(f"no results in {results}")
-    return records
+class ResultsFile:
+    """A results file's records, each read when its visit is judged: first one reading
+    that notes where each visit's record is (and refuses a file that cannot be judged);
+    then each record read from its place, in the log's order (as a run and a replay write
+    them: a second pass through the file). It holds a place a visit, not the answers (read
+    whole, a replay's results took ~46 KiB a visit: 449 MiB for 10,000). A pipe, which
+    cannot be read twice, is held whole, as before."""
+
+    def __init__(self, results: Path, world: str | None = None, hold: bool = False) -> None:
+        """Refused (LogFormatError) if it has no results, if a visit has two (which to
+        judge? a wrong one must not hide behind a right one), or if one was settled in
+        another world than `world` (the visit log's `world_tag`). `hold`: every record."""
+        self.path = results
+        self.places: dict[Any, int | dict[str, Any]] = {}  # visit_no -> offset, or record
+        hold = hold or not results.is_file()
+        lines: dict[Any, int] = {}
+        for n, (at, record) in enumerate(read_placed_records(results), start=1):
+            if world is not None:
+                check_world(record, n, results, world)
+            visit_no = record["visit_no"]
+            if visit_no in lines:
+                raise LogFormatError(f"{results}: line {n} is a second record of visit "
+                                     f"{visit_no} (the first is line {lines[visit_no]}): "
+                                     "one record a visit")
+            lines[visit_no] = n
+            self.places[visit_no] = record if hold else at
+        if not self.places:
+            raise LogFormatError(f"no results in {results}")
+        self._file = None if hold else open(results, "rb")  # noqa: SIM115 (closed by close)
+
+    def __contains__(self, visit_no: object) -> bool:
+        return visit_no in self.places
+
+    def take(self, visit_no: Any) -> dict[str, Any] | None:
+        """The record of `visit_no` (None if none), read from its place; not held after."""
+        place = self.places.pop(visit_no, None)
+        if place is None or isinstance(place, dict):
+            return place
+        assert self._file is not None
+        self._file.seek(place)
+        return orjson.loads(self._file.readline())  # read and checked once already
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+    def __enter__(self) -> ResultsFile:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
 
 #: What the checks and the ledger read of an OK answer, by the infno of its request.
@@ -165,25 +205,29 @@ def _mismatch(visit: Visit, record: dict[str, Any] | None, what: str,
                               "platform's malformed answer: `huimin verify` names them all)")
 
 
-def checked_visits(visits: Iterator[Visit], records: dict[Any, dict[str, Any]],
-                   results: Path, whole: bool = True) -> Iterator[Visit]:
-    """`visits`, each checked against its result record: a ResultsMismatch, before anything
-    is computed from them, if `results` (`records`) belongs to another visit log, or (with
-    `whole`) if an accepted answer cannot be read."""
-    seen = set()
+def visits_with_results(visits: Iterator[Visit], held: ResultsFile,
+                        whole: bool = True) -> Iterator[tuple[Visit, dict[str, Any] | None]]:
+    """Each visit with its result record (None: it has none), checked against it: a
+    ResultsMismatch, before anything is computed from it, if the results belong to another
+    visit log, or (with `whole`) if an accepted answer cannot be read; once the visits end,
+    if the results hold visits the log has not."""
     for visit in visits:
-        _mismatch(visit, records.get(visit.visit_no), f"{results} does", whole)
-        seen.add(visit.visit_no)
-        yield visit
-    unknown = sorted((n for n in records if n not in seen),
-                     key=lambda n: (not isinstance(n, int), n if isinstance(n, int) else 0,
-                                    str(n)))
-    if unknown:
-        raise ResultsMismatch(
-            f"{results} does not belong to this visit log: it has results for "
-            f"{len(unknown)} {'visit' if len(unknown) == 1 else 'visits'} not in the "
-            f"log (visit {', '.join(map(str, unknown[:3]))}"
-            f"{', …' if unknown[3:] else ''}; another log's?)")
+        record = held.take(visit.visit_no)
+        _mismatch(visit, record, f"{held.path} does", whole)
+        yield visit, record
+    if unknown := list(held.places):
+        raise not_this_logs(held.path, unknown)
+
+
+def not_this_logs(results: Path, visit_nos: list[Any]) -> ResultsMismatch:
+    """The refusal of `results` holding results of visits the log does not have."""
+    unknown = sorted(visit_nos, key=lambda n: (not isinstance(n, int),
+                                               n if isinstance(n, int) else 0, str(n)))
+    return ResultsMismatch(
+        f"{results} does not belong to this visit log: it has results for "
+        f"{len(unknown)} {'visit' if len(unknown) == 1 else 'visits'} not in the "
+        f"log (visit {', '.join(map(str, unknown[:3]))}"
+        f"{', …' if unknown[3:] else ''}; another log's?)")
 
 
 def _differences(path: str, got: Any, want: Any) -> list[str]:
@@ -335,13 +379,29 @@ def verify(visits: Iterator[Visit], expected: Iterator[dict[str, Any]],
     `replayed_only`: a replay stopped by Ctrl-C is judged on what it replayed: a visit
     without a result is left out, and of a visit still under way only the answers received
     are compared (each counted in the verdict)."""
+    with ResultsFile(results, world) as got_by_visit:
+        return _verdict(visits, expected, got_by_visit, ref, replayed_only)
+
+
+def _verdict(visits: Iterator[Visit], expected: Iterator[dict[str, Any]],
+             got_by_visit: ResultsFile, ref: ReferenceData, replayed_only: bool) -> Verdict:
+    """`verify`'s verdict, the results read visit by visit and the persons' invariants
+    checked as their answers come (`PersonCheck`), so that what it holds is small."""
     verdict = Verdict()
-    got_by_visit = results_by_visit(results, world)
-    per_person: dict[str, list[tuple[str, list[dict[str, Any]]]]] = defaultdict(list)
+    report = InvariantReport()
+    persons: dict[str, PersonCheck] = {}
     events: list[SettlementEvent] = []
     missing: list[int] = []  # visits with no result since the last with one (replayed_only)
-    for visit, want in zip(checked_visits(visits, dict(got_by_visit), results, whole=False),
-                           expected, strict=False):
+    for pair, want in itertools.zip_longest(
+            visits_with_results(visits, got_by_visit, whole=False), expected):
+        if pair is None:
+            raise ResultsMismatch(f"the expected answers go on past the log's last visit "
+                                  f"(visit {want.get('visit_no')}): a line was taken out of "
+                                  "the log?")
+        visit, got = pair
+        if want is None:
+            raise ResultsMismatch(f"the expected answers end before the log's visit "
+                                  f"{visit.visit_no}: cut short, or another log's")
         if want.get("visit_no") != visit.visit_no:
             raise ResultsMismatch(f"the expected answers do not belong to this visit log: "
                                   f"visit {want.get('visit_no')} where visit {visit.visit_no} "
@@ -352,7 +412,6 @@ def verify(visits: Iterator[Visit], expected: Iterator[dict[str, Any]],
                 f"the expected answers settle another version of visit {visit.visit_no} (the "
                 "log was edited after they were written): generate them again, or remove "
                 "them and verify settles the log with the oracle")
-        got = got_by_visit.pop(visit.visit_no, None)
         if got is None and replayed_only:
             verdict.not_replayed += 1
             missing.append(visit.visit_no)
@@ -389,18 +448,14 @@ def verify(visits: Iterator[Visit], expected: Iterator[dict[str, Any]],
         if problem:  # a FAIL; its answers are not read further (the money checks need them whole)
             verdict.failures[ORACLE_CHECK].append(f"visit {visit.visit_no}: {problem}")
             continue
+        person = persons.get(visit.certno) or persons.setdefault(
+            visit.certno, PersonCheck(ref, visit.certno))
         for msgid, answers in got["answers"].items():
-            per_person[visit.certno].append((infnos.get(msgid, "?"), answers))
+            person.add(infnos.get(msgid, "?"), answers, report)
         events += events_from_answers(visit.fixmedins_code, [
             (m, infnos.get(m, "?"), a) for m, a in got["answers"].items()])
-    if (extra := next(expected, None)) is not None:
-        raise ResultsMismatch(f"the expected answers go on past the log's last visit (visit "
-                              f"{extra.get('visit_no')}): a line was taken out of the log?")
-    for visit_no in sorted(got_by_visit)[:5]:
-        verdict.failures[COMPLETE_CHECK].append(f"visit {visit_no}: a result for no such visit")
-    report = InvariantReport()
-    for certno, exchanges in per_person.items():
-        check_person(ref, certno, exchanges, report)
+    for person in persons.values():
+        person.finish(report)
     check_money(events, report)
     verdict.settlements_checked = report.checked_settlements
     for name, messages in report.violations.items():

@@ -5,10 +5,13 @@ the money events (DOMAIN.md §5): the ledger balances, and clearing equals the p
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from messages.codes import CANCELLATIONS, SETTLEMENTS, Infno
 from messages.envelope import answerable_msgid
@@ -77,33 +80,42 @@ def _said(msgid: Any) -> str:
     return msgid if answerable_msgid(msgid) else "(not a msgid)"
 
 
-def check_person(ref: ReferenceData, certno: str,
-                 exchanges: Iterable[tuple[str, list[dict[str, Any]]]],
-                 report: InvariantReport) -> None:
-    """`exchanges`: (infno, answers) of one person's requests in the order they were sent."""
-    enrollment = ref.enrollments.get(certno)
-    in_force: dict[str, dict[str, Any]] = {}  # setl_id -> setlinfo
-    seen: dict[str, dict[str, Any]] = {}
-    for infno, answers in exchanges:
+#: What a person's checks keep of a settlement in force (`accumulators_of`, the cap, a visit
+#: settled twice): not the whole answer, so a long run's check holds little per settlement.
+_IN_FORCE_KEYS = ("mdtrt_id", "setl_time", "clr_type", "hifp_pay", "act_pay_dedc")
+
+
+class PersonCheck:
+    """One person's invariants, checked as their exchanges come in the order they were sent
+    (`add`), then over the whole period (`finish`): what it holds is the settlements in force
+    and a digest of each answered, so results of hours are checked without holding them."""
+
+    def __init__(self, ref: ReferenceData, certno: str) -> None:
+        self.ref, self.enrollment = ref, ref.enrollments.get(certno)
+        self.in_force: dict[str, dict[str, Any]] = {}  # setl_id -> what _IN_FORCE_KEYS name
+        self.seen: dict[str, bytes] = {}  # setl_id -> the digest of its first answer
+
+    def add(self, infno: str, answers: list[dict[str, Any]], report: InvariantReport) -> None:
         ok = [a for a in answers if a.get("infcode") == 0]
         if len({repr(a) for a in answers}) > 1:
             report.fail(CHECKS[1], f"{infno} {_said(answers[0].get('inf_refmsgid'))}: "
                                    f"{len(answers)} answers that differ")
         if not ok:
-            continue
-        out = ok[0]["output"]
+            return
+        out, in_force = ok[0]["output"], self.in_force
         if infno in SETTLEMENTS:
             s = out["setlinfo"]
             report.checked_settlements += 1
             setl_id = shown_id(str(s["setl_id"]))  # masked as an error text masks it
             for v in setlinfo_violations(s):
                 report.fail(CHECKS[0], f"setl_id {setl_id}: {v}")
-            if s["setl_id"] in seen and seen[s["setl_id"]] != s:
+            digest = hashlib.blake2b(orjson.dumps(s, option=orjson.OPT_SORT_KEYS),
+                                     digest_size=16).digest()
+            if self.seen.setdefault(s["setl_id"], digest) != digest:
                 report.fail(CHECKS[1], f"setl_id {setl_id} answered with other amounts")
-            seen[s["setl_id"]] = s
             if any(x["mdtrt_id"] == s["mdtrt_id"] for x in in_force.values()):
                 report.fail(CHECKS[2], f"visit {shown_id(str(s['mdtrt_id']))} settled twice")
-            in_force[s["setl_id"]] = s
+            in_force[s["setl_id"]] = {k: s[k] for k in _IN_FORCE_KEYS}
         elif infno in CANCELLATIONS:
             in_force.pop(out["setlinfo"]["init_setl_id"], None)
         elif infno == Infno.REVERSAL and out.get("result") == "undone":
@@ -115,18 +127,32 @@ def check_person(ref: ReferenceData, certno: str,
                 report.fail(CHECKS[4], f"5206 {_said(ok[0].get('inf_refmsgid'))} for "
                                        f"{out['year']}: reported {reported}, settlements sum "
                                        f"to {summed}")
-    if enrollment is None:
-        return
-    paid: dict[tuple[str, str], int] = defaultdict(int)
-    caps: dict[tuple[str, str], int] = defaultdict(int)  # the highest in force that year
-    for s in in_force.values():
-        paid[key := (s["setl_time"][:4], s["clr_type"])] += s["hifp_pay"]
-        policy = ref.policy_on(enrollment.province, s["setl_time"][:10])
-        caps[key] = max(caps[key], policy.rule(enrollment.insutype,
-                                               Category(s["clr_type"])).annual_cap)
-    for (year, clr_type), total in paid.items():
-        if total > (cap := caps[year, clr_type]):
-            report.fail(CHECKS[3], f"{year} category {clr_type}: fund paid {total} > cap {cap}")
+
+    def finish(self, report: InvariantReport) -> None:
+        """No annual cap exceeded by the settlements left in force."""
+        if (enrollment := self.enrollment) is None:
+            return
+        paid: dict[tuple[str, str], int] = defaultdict(int)
+        caps: dict[tuple[str, str], int] = defaultdict(int)  # the highest in force that year
+        for s in self.in_force.values():
+            paid[key := (s["setl_time"][:4], s["clr_type"])] += s["hifp_pay"]
+            policy = self.ref.policy_on(enrollment.province, s["setl_time"][:10])
+            caps[key] = max(caps[key], policy.rule(enrollment.insutype,
+                                                   Category(s["clr_type"])).annual_cap)
+        for (year, clr_type), total in paid.items():
+            if total > (cap := caps[year, clr_type]):
+                report.fail(CHECKS[3],
+                            f"{year} category {clr_type}: fund paid {total} > cap {cap}")
+
+
+def check_person(ref: ReferenceData, certno: str,
+                 exchanges: Iterable[tuple[str, list[dict[str, Any]]]],
+                 report: InvariantReport) -> None:
+    """`exchanges`: (infno, answers) of one person's requests in the order they were sent."""
+    check = PersonCheck(ref, certno)
+    for infno, answers in exchanges:
+        check.add(infno, answers, report)
+    check.finish(report)
 
 
 def check_money(events: Iterable[SettlementEvent], report: InvariantReport) -> None:
