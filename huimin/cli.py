@@ -42,6 +42,7 @@ from huimin.cli_options import (
     check_world_fits,
     checked_store,
     fault_plan,
+    note_changes_outside,
     security_settings,
     serve_metrics,
     visit_spec_of,
@@ -167,6 +168,7 @@ def run(
     check_broker_kind(broker)
     visit_spec = visit_spec_of(start, visits=visits, cross_share=cross_share, days=days, ehr=ehr)
     world = world_of_options(seed, persons, policy)
+    note_changes_outside(world, visit_spec)
     check_world_fits(persons, 1 + workers + plan.join_worker,
                      f"this run and its {workers + plan.join_worker} worker(s)",
                      "give fewer --persons or --workers")
@@ -350,6 +352,7 @@ def generate(
     check_output(expected, "--expected", visit_log=output)
     visit_spec = visit_spec_of(start, visits=visits, cross_share=cross_share, days=days)
     world_spec = world_of_options(seed, persons, policy)
+    note_changes_outside(world_spec, visit_spec)
     check_world_fits(persons, 1, "this process")
     expected = expected or expected_path_for(output)
     try:

@@ -90,6 +90,19 @@ def visit_spec_of(start: str, **options: Any) -> VisitSpec:
     return spec
 
 
+def note_changes_outside(world: WorldSpec, visits: VisitSpec) -> None:
+    """Say each policy change (a policy file's `changes`) whose day is outside the visits'
+    days: one after them changes nothing, one before them holds throughout."""
+    first, last = visits.settled_days()
+    for day in sorted(parse_parameters(world.parameters, PROVINCES).changes):
+        if not first < day <= last:
+            errors.print(f"Note: the policy change of {day} is "
+                         + (f"after the visits' last day, {last}: it changes nothing here"
+                            if day > last else
+                            f"on or before the visits' first day, {first}: it holds "
+                            "throughout"), markup=False, highlight=False, soft_wrap=True)
+
+
 #: From this many persons a command says what building the world will cost first.
 LARGE_WORLD = 1_000_000
 

@@ -43,7 +43,18 @@ class PolicyLoader(yaml.SafeLoader):
         return int(node.value.replace("_", ""))
 
 
+    def construct_checked_timestamp(self, node: yaml.ScalarNode) -> Any:
+        """A date or time, or refused where it is written (YAML's own error has no line)."""
+        try:
+            return self.construct_yaml_timestamp(node)
+        except ValueError as exc:
+            raise AmbiguousYaml(problem=f"{node.value} is not a day ({exc})",
+                                problem_mark=node.start_mark) from None
+
+
 PolicyLoader.add_constructor("tag:yaml.org,2002:int", PolicyLoader.construct_decimal_int)
+PolicyLoader.add_constructor("tag:yaml.org,2002:timestamp",
+                             PolicyLoader.construct_checked_timestamp)
 
 
 def read_policy_file(path: Path) -> dict[str, Any] | None:

@@ -144,13 +144,17 @@ def parse_parameters(data: Any, provinces: Iterable[str]) -> Parameters:
     if data is None:
         return Parameters()
     if not isinstance(data, Mapping):
-        raise ParameterError("parameters must be a mapping with `defaults` and/or `provinces`")
+        raise ParameterError("parameters must be a mapping with `defaults`, `provinces` "
+                             "and/or `changes`")
     known = set(provinces)
     data = _with_province_keys(data, known, "provinces")
     if isinstance(changes := data.get("changes"), Mapping):
-        data = {**data, "changes": {
-            day: _with_province_keys(change, known, f"changes.{day}.provinces")
-            for day, change in ((_day(key), change) for key, change in changes.items())}}
+        by_day: dict[str, Any] = {}
+        for key, change in changes.items():
+            if (day := _day(key)) in by_day:  # 2027-1-1 and 2027-01-01: one day, twice
+                raise ParameterError(f"changes: {key} is {day}, given twice")
+            by_day[day] = _with_province_keys(change, known, f"changes.{day}.provinces")
+        data = {**data, "changes": by_day}
     try:
         return Parameters.model_validate(data)
     except ValidationError as exc:
@@ -171,6 +175,9 @@ def _with_province_keys(data: Any, known: set[str], where: str) -> Any:
 
 def _day(key: Any) -> str:
     """A change's day as yyyy-MM-dd (YAML reads an unquoted 2027-01-01 as a date)."""
+    if isinstance(key, datetime):  # a date too: first
+        raise ParameterError(f"changes: {key} is a time: a change takes effect from a day, "
+                             "yyyy-MM-dd (e.g. 2027-01-01)")
     if isinstance(key, date):
         return key.isoformat()
     try:
@@ -206,7 +213,7 @@ def _said(errors: list[Any]) -> str:
             and name in ProvinceParameters.model_fields:
         what = ("not a value that changes from a day: the catalogue's class-B share, the "
                 "clearing's prepayment and the lab results' reuse hold for the whole run "
-                "(give them under `defaults` or `provinces`)")
+                "(give them under the file's top-level `defaults` or `provinces`)")
     unit = ("basis points (10000 = 100 %)" if name.endswith("_bp")
             else f"months, 0–{MAX_PREPAYMENT_MONTHS}" if name == "prepayment_months"
             else f"days, 0–{MAX_LAB_VALIDITY_DAYS}" if name == "lab_validity_days"

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
-from messages.visitlog import TIME_FORMAT, Visit, VisitItem
+from messages.visitlog import FIRST_YEAR, LAST_YEAR, TIME_FORMAT, Visit, VisitItem
 from settlement.policy import EMPLOYEE
 from simulators.world import World, refuse_wrong_types, rng
 
@@ -53,8 +53,11 @@ class VisitSpec:
         for name, value in asdict(self).items():
             if name.endswith("_share") and not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} {value} is not a share from 0 to 1")
-        if not FIRST_YEAR <= datetime.strptime(self.start, TIME_FORMAT).year <= LAST_YEAR:
-            raise ValueError(f"start {self.start} is not in the years {FIRST_YEAR}–{LAST_YEAR}")
+        first, last = self.settled_days()
+        if not f"{FIRST_YEAR}" <= first[:4] <= last[:4] <= f"{LAST_YEAR}":
+            raise ValueError(f"the visits' days from {first} to {last} (a stay begun on the "
+                             f"last of the {self.days:,} days settled {STAY_DAYS[1]} days "
+                             f"later) are not all in the years {FIRST_YEAR}–{LAST_YEAR}")
 
     def settled_days(self) -> tuple[str, str]:
         """The first and last day (yyyy-MM-dd) a visit of this spec may be settled on: the
@@ -64,11 +67,9 @@ class VisitSpec:
         return first.strftime("%Y-%m-%d"), last.strftime("%Y-%m-%d")
 
 
-#: Bounds of a visit log: ten years of simulated days, a hundred million visits, beginning in
-#: this century (a msgid, a FHIR date and the accumulators' year have four-digit years).
+#: Bounds of a visit log: ten years of simulated days, a hundred million visits.
 MAX_DAYS = 3_650
 MAX_VISITS = 100_000_000
-FIRST_YEAR, LAST_YEAR = 2000, 2099
 
 
 CHRONIC_SHARE = 0.02  # of persons: chronic patients …

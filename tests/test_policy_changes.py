@@ -89,6 +89,46 @@ def test_a_change_that_cannot_be_used_is_refused_saying_where(changes: dict, sai
     assert said in str(refused.value)
 
 
+@pytest.mark.parametrize(("yaml_text", "said"), [
+    ("changes:\n  2027-01-01 00:00:00:\n    defaults: {unfiled_cut_bp: 0}\n",
+     "changes: 2027-01-01 00:00:00 is a time: a change takes effect from a day"),
+    ("changes:\n  2027-01-01T00:00:00+08:00:\n    defaults: {unfiled_cut_bp: 0}\n",
+     "is a time: a change takes effect from a day"),
+    ("changes:\n  2027-1-1:\n    defaults: {unfiled_cut_bp: 0}\n"
+     "  2027-01-01:\n    defaults: {unfiled_cut_bp: 500}\n",
+     "changes: 2027-01-01 is 2027-01-01, given twice"),
+    ("changes:\n  2027-02-30:\n    defaults: {unfiled_cut_bp: 0}\n",
+     "line 2: 2027-02-30 is not a day (day is out of range for month)"),
+])
+def test_a_policy_file_whose_day_is_not_one_day_is_refused_saying_where(
+        tmp_path: Path, yaml_text: str, said: str) -> None:
+    policy = tmp_path / "p.yaml"
+    policy.write_text(yaml_text, encoding="utf-8")
+    with pytest.raises(ParameterError) as refused:
+        read_policy_file(policy)
+    assert said in str(refused.value)
+    result = CliRunner().invoke(cli.app, ["world", "--out", str(tmp_path / "w"),
+                                          "--persons", "50", "--policy", str(policy)])
+    assert result.exit_code == 2, result.output  # refused in words, not a traceback (1)
+
+
+def test_a_change_outside_the_visits_days_is_said(tmp_path: Path) -> None:
+    policy = tmp_path / "p.yaml"
+    policy.write_text("changes:\n  2026-06-01: {defaults: {unfiled_cut_bp: 0}}\n"
+                      "  2027-01-01: {defaults: {unfiled_cut_bp: 500}}\n"
+                      "  2030-01-01: {defaults: {unfiled_cut_bp: 100}}\n", encoding="utf-8")
+    result = CliRunner().invoke(cli.app, ["generate", "-o", str(tmp_path / "v.jsonl"),
+                                          "--persons", "200", "--visits", "20",
+                                          "--policy", str(policy)])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert ("Note: the policy change of 2026-06-01 is on or before the visits' first day, "
+            "2026-12-01: it holds throughout") in said
+    assert ("Note: the policy change of 2030-01-01 is after the visits' last day, 2027-02-13: "
+            "it changes nothing here") in said
+    assert "2027-01-01 is" not in said  # within the days: nothing to say
+
+
 def test_a_value_in_a_change_most_likely_in_another_unit_is_said_with_where() -> None:
     notes = unlikely_values(parsed({"changes": {"2027-01-01": {"provinces": {SH: {
         "rules": {"resident_outpatient": {"ratio_bp": 60}}}}}}}))

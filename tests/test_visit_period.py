@@ -63,11 +63,15 @@ def test_a_start_written_without_leading_zeros_is_the_same_day(tmp_path: Path):
 @pytest.mark.parametrize(("start", "said"), [
     ("2027-13-01", "2027-13-01 is not a day as yyyy-MM-dd"),
     ("01/01/2027", "01/01/2027 is not a day as yyyy-MM-dd"),
-    ("1999-12-31", "is not in the years 2000–2099"),
+    ("1989-12-31", "the visits' days from 1989-12-31 to 1990-03-15 (a stay begun on the "
+                   "last of the 60 days settled 14 days later) are not all in the years "
+                   "1990–2099"),
+    ("2099-12-31", "from 2099-12-31 to 2100-01-15"),  # with --days 1, below
 ])
-def test_a_start_that_is_not_a_day_of_this_century_is_refused_in_words(tmp_path: Path,
-                                                                       start: str, said: str):
-    result = CliRunner().invoke(cli.app, [*GENERATE, "--start", start,
+def test_days_beyond_what_a_visit_log_holds_are_refused_in_words(tmp_path: Path,
+                                                                start: str, said: str):
+    days = ["--days", "1"] if start.startswith("2099") else []
+    result = CliRunner().invoke(cli.app, [*GENERATE, "--start", start, *days,
                                           "-o", str(tmp_path / "v.jsonl")])
     assert result.exit_code == 2
     assert said in " ".join(result.output.replace("│", " ").split())
@@ -97,6 +101,7 @@ def test_which_filings_a_period_leaves():
     assert filings_left_out(LONG_TERM_FILING[0], LONG_TERM_FILING[1])[0].startswith("referral")
 
 
-def test_a_hand_edited_header_with_a_start_of_another_century_is_refused():
-    with pytest.raises(ValueError, match="not in the years 2000–2099"):
-        VisitSpec(start="2100-01-01 08:00:00")
+def test_a_hand_edited_header_with_days_past_2099_is_refused():
+    with pytest.raises(ValueError, match="not all in the years 1990–2099"):
+        VisitSpec(start="2099-06-01 08:00:00", days=3_650)
+    assert VisitSpec(start="2099-12-01 08:00:00", days=16).settled_days()[1] == "2099-12-31"
