@@ -64,7 +64,6 @@ from huimin.logfiles import (
     write_header_in_place,
     write_visit,
 )
-from huimin.moneyflow import events_of_visit
 from huimin.replay_results import LINGER_S, ReplayRecorder
 from huimin.report import (
     accounted,
@@ -94,7 +93,14 @@ from huimin.run_checks import (
     check_daily_reconciliation,
     replay_passed,
 )
-from huimin.verify import ResultsFile, visits_with_results, write_json, write_junit
+from huimin.verify import (
+    ResultsFile,
+    events_of_visit,
+    infnos_of,
+    visits_with_results,
+    write_json,
+    write_junit,
+)
 from huimin.verify import verify as verify_answers
 from messages import topics
 from messages.visitlog import Visit
@@ -839,7 +845,8 @@ def clearing(
             for visit, record in visits_with_results(visits, held):
                 no_result += record is None
                 under_way += record is not None and record.get("under_way") is True
-                events += events_of_visit(visit, record["answers"] if record else {})
+                events += events_of_visit(visit, infnos_of(visit),
+                                          record["answers"] if record else {})
         statements = clear(events, policy)
     except LogFormatError as exc:
         raise refusal_exit(exc) from None

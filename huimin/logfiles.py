@@ -303,32 +303,33 @@ def check_world(record: dict[str, Any], n: int, path: Path, world: str) -> None:
 def read_records(path: Path, kind: str = "result") -> Iterator[dict[str, Any]]:
     """Each result record (`kind`: "result", or "expected-answers", which have their shape);
     blank lines may end the file, as they may a visit log, not come between its records."""
-    return (record for _, record in read_placed_records(path, kind))
+    with open(path, "rb") as f:
+        for _, record in placed_records(f, path, kind):
+            yield record
 
 
-def read_placed_records(path: Path, kind: str = "result"
-                        ) -> Iterator[tuple[int, dict[str, Any]]]:
-    """`read_records`, each record with the byte offset of its line (`read_record_at`)."""
+def placed_records(f: BinaryIO, path: Path, kind: str = "result"
+                   ) -> Iterator[tuple[int, dict[str, Any]]]:
+    """`read_records` of the open file `f` (of `path`), each with its line's byte offset."""
     blank = 0  # the line number of a blank line not yet followed by a record
     files = "a results file" if kind == "result" else f"an {kind} file"
     offset = 0
-    with open(path, "rb") as f:
-        for n, line in enumerate(f, start=1):
-            at, offset = offset, offset + len(line)
-            if not line.strip():
-                blank = blank or n
-                continue
-            if blank:
-                raise LogFormatError(f"{path}: line {blank} is blank, between {kind} records")
-            if problem := _not_text(path, n, line, files):
-                raise problem
-            try:
-                record = orjson.loads(line)
-                if not isinstance(record, dict) or type(record.get("visit_no")) is not int \
-                        or not isinstance(record.get("answers"), dict):
-                    raise LogFormatError("no whole-number visit_no, or no answers")
-            except (orjson.JSONDecodeError, LogFormatError) as exc:
-                article = "an" if kind[0] in "aeiou" else "a"
-                raise LogFormatError(f"{path}: line {n} is not {article} {kind} record "
-                                     f"({exc})") from None
-            yield at, record
+    for n, line in enumerate(f, start=1):
+        at, offset = offset, offset + len(line)
+        if not line.strip():
+            blank = blank or n
+            continue
+        if blank:
+            raise LogFormatError(f"{path}: line {blank} is blank, between {kind} records")
+        if problem := _not_text(path, n, line, files):
+            raise problem
+        try:
+            record = orjson.loads(line)
+            if not isinstance(record, dict) or type(record.get("visit_no")) is not int \
+                    or not isinstance(record.get("answers"), dict):
+                raise LogFormatError("no whole-number visit_no, or no answers")
+        except (orjson.JSONDecodeError, LogFormatError) as exc:
+            article = "an" if kind[0] in "aeiou" else "a"
+            raise LogFormatError(f"{path}: line {n} is not {article} {kind} record "
+                                 f"({exc})") from None
+        yield at, record

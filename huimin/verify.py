@@ -4,22 +4,19 @@ the invariants, and write a verdict a CI can read (JUnit XML, JSON)."""
 from __future__ import annotations
 
 import itertools
+import os
 import re
+import stat
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from xml.etree import ElementTree as ET
 
 import orjson
 
-from huimin.logfiles import (
-    LogFormatError,
-    check_world,
-    read_placed_records,
-    visit_digest,
-)
+from huimin.logfiles import LogFormatError, check_world, placed_records, visit_digest
 from messages.codes import CANCELLATIONS, SETTLEMENTS, TIMED_OUT, ErrorCode, Infno
 from messages.envelope import answerable_msgid
 from messages.identity import PERSONAL_FIELDS, shown_id
@@ -81,53 +78,80 @@ class ResultsFile:
     """A results file's records, each read when its visit is judged: first one reading
     that notes where each visit's record is (and refuses a file that cannot be judged);
     then each record read from its place, in the log's order (as a run and a replay write
-    them: a second pass through the file). It holds a place a visit, not the answers (read
-    whole, a replay's results took ~46 KiB a visit: 449 MiB for 10,000). A pipe, which
-    cannot be read twice, is held whole, as before."""
+    them: a second pass through the file, on the same handle). It holds a place a visit, not
+    the answers (read whole, a replay's results took ~46 KiB a visit: 449 MiB for 10,000).
+    A pipe, which cannot be read twice, is held whole, as before."""
 
-    def __init__(self, results: Path, world: str | None = None, hold: bool = False) -> None:
+    def __init__(self, results: Path, world: str | None = None) -> None:
         """Refused (LogFormatError) if it has no results, if a visit has two (which to
         judge? a wrong one must not hide behind a right one), or if one was settled in
-        another world than `world` (the visit log's `world_tag`). `hold`: every record."""
+        another world than `world` (the visit log's `world_tag`)."""
         self.path = results
         self.places: dict[Any, int | dict[str, Any]] = {}  # visit_no -> offset, or record
-        hold = hold or not results.is_file()
-        lines: dict[Any, int] = {}
-        for n, (at, record) in enumerate(read_placed_records(results), start=1):
-            if world is not None:
-                check_world(record, n, results, world)
-            visit_no = record["visit_no"]
-            if visit_no in lines:
-                raise LogFormatError(f"{results}: line {n} is a second record of visit "
-                                     f"{visit_no} (the first is line {lines[visit_no]}): "
-                                     "one record a visit")
-            lines[visit_no] = n
-            self.places[visit_no] = record if hold else at
-        if not self.places:
-            raise LogFormatError(f"no results in {results}")
-        self._file = None if hold else open(results, "rb")  # noqa: SIM115 (closed by close)
+        self._file: BinaryIO | None = open(results, "rb")  # noqa: SIM115 (closed by close)
+        try:
+            hold = not stat.S_ISREG(os.fstat(self._file.fileno()).st_mode)
+            lines: dict[Any, int] = {}
+            for n, (at, record) in enumerate(placed_records(self._file, results), start=1):
+                if world is not None:
+                    check_world(record, n, results, world)
+                visit_no = record["visit_no"]
+                if visit_no in lines:
+                    raise LogFormatError(f"{results}: line {n} is a second record of visit "
+                                         f"{visit_no} (the first is line {lines[visit_no]}):"
+                                         " one record a visit")
+                lines[visit_no] = n
+                self.places[visit_no] = record if hold else at
+            if not self.places:
+                raise LogFormatError(f"no results in {results}")
+            self._read_as = None if hold else self._stamp()
+        except BaseException:
+            self.close()
+            raise
+        if hold:
+            self.close()
 
-    def __contains__(self, visit_no: object) -> bool:
-        return visit_no in self.places
+    def _stamp(self) -> tuple[int, int]:
+        assert self._file is not None
+        seen = os.fstat(self._file.fileno())
+        return seen.st_size, seen.st_mtime_ns
 
     def take(self, visit_no: Any) -> dict[str, Any] | None:
-        """The record of `visit_no` (None if none), read from its place; not held after."""
+        """The record of `visit_no` (None if none), read from its place; not held after.
+        Refused (LogFormatError) if the file changed since it was first read."""
         place = self.places.pop(visit_no, None)
         if place is None or isinstance(place, dict):
             return place
         assert self._file is not None
         self._file.seek(place)
-        return orjson.loads(self._file.readline())  # read and checked once already
+        try:
+            record = orjson.loads(self._file.readline())
+        except orjson.JSONDecodeError:
+            record = None
+        if not isinstance(record, dict) or record.get("visit_no") != visit_no \
+                or self._stamp() != self._read_as:
+            raise LogFormatError(f"{self.path} changed while it was read (written to, cut "
+                                 "short or replaced): judge it once it is complete")
+        return record
 
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
+            self._file = None
 
     def __enter__(self) -> ResultsFile:
         return self
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+def events_of_visit(visit: Visit, infnos: Mapping[str, str],
+                    answers: Mapping[str, list[dict[str, Any]]]) -> list[SettlementEvent]:
+    """The money events of a visit's answers (`infnos`: `infnos_of(visit)`), in the order
+    its requests were sent."""
+    return events_from_answers(visit.fixmedins_code, [
+        (msgid, infno, answers.get(msgid, [])) for msgid, infno in infnos.items()])
 
 
 #: What the checks and the ledger read of an OK answer, by the infno of its request.
@@ -452,8 +476,7 @@ def _verdict(visits: Iterator[Visit], expected: Iterator[dict[str, Any]],
             visit.certno, PersonCheck(ref, visit.certno))
         for msgid, answers in got["answers"].items():
             person.add(infnos.get(msgid, "?"), answers, report)
-        events += events_from_answers(visit.fixmedins_code, [
-            (m, infnos.get(m, "?"), a) for m, a in got["answers"].items()])
+        events += events_of_visit(visit, infnos, got["answers"])
     for person in persons.values():
         person.finish(report)
     check_money(events, report)

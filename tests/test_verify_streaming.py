@@ -24,7 +24,7 @@ def test_the_results_are_held_as_places_and_each_read_once_taken(tmp_path: Path)
     with ResultsFile(results) as held:
         assert len(held.places) == 20 and all(type(p) is int for p in held.places.values())
         first = held.take(0)  # visits are numbered from 0
-        assert first is not None and first["visit_no"] == 0 and 0 not in held
+        assert first is not None and first["visit_no"] == 0 and 0 not in held.places
         assert held.take(0) is None  # not held after: taken once
         last = held.take(19)  # out of order: read from its place
         assert last is not None and last["visit_no"] == 19 and len(held.places) == 18
@@ -53,6 +53,26 @@ def test_results_from_a_pipe_are_read_once_and_held(tmp_path: Path) -> None:
         feeder.join(timeout=30)
     assert code == 0, output
     assert verdict["answers_compared"] == verdict["answers_equal"] > 100
+
+
+@pytest.mark.parametrize("change", ["cut short", "rewritten in another order", "appended to"])
+def test_results_changed_between_the_two_readings_are_refused_in_words(tmp_path: Path,
+                                                                       change: str) -> None:
+    """Not a traceback (exit 1 is verify's FAIL), nor another visit's record judged."""
+    log, results = results_with_first_answers(tmp_path, None)
+    lines = results.read_bytes().splitlines(keepends=True)
+    with ResultsFile(results) as held:
+        assert held.take(0) is not None
+        with results.open("r+b") as f:  # in place: the handle read first sees it
+            if change == "cut short":
+                f.truncate(len(b"".join(lines[:3])) + 10)
+            elif change == "rewritten in another order":
+                f.write(b"".join(reversed(lines)))
+            else:
+                f.seek(0, os.SEEK_END)
+                f.write(lines[0])
+        with pytest.raises(LogFormatError, match="changed while it was read"):
+            held.take(19 if change == "cut short" else 1)
 
 
 def test_a_second_record_of_a_visit_is_refused_before_any_verdict(tmp_path: Path) -> None:
