@@ -59,7 +59,7 @@ def test_results_from_a_pipe_are_read_once_and_held(tmp_path: Path) -> None:
 def test_results_changed_between_the_two_readings_are_refused_in_words(tmp_path: Path,
                                                                        change: str) -> None:
     """Not a traceback (exit 1 is verify's FAIL), nor another visit's record judged."""
-    log, results = results_with_first_answers(tmp_path, None)
+    _, results = results_with_first_answers(tmp_path, None)
     lines = results.read_bytes().splitlines(keepends=True)
     with ResultsFile(results) as held:
         assert held.take(0) is not None
