@@ -82,8 +82,8 @@ def visit_spec_of(start: str, **options: Any) -> VisitSpec:
         spec = VisitSpec(start=f"{day} {DEFAULT_START.split()[1]}", **options)
     except ValueError as exc:  # the other options' bounds are the command's
         raise typer.BadParameter(str(exc), param_hint="--start") from None
-    if outside := filings_left_out(*spec.settled_days()):
-        errors.print(f"Note: the visits' days {' to '.join(spec.settled_days())} are not all "
+    if outside := filings_left_out(*(days := spec.settled_days())):
+        errors.print(f"Note: the visits' days {' to '.join(days)} are not all "
                      f"within the world's {' or '.join(outside)}: cross-province visits "
                      "outside them are settled as un-filed.",
                      markup=False, highlight=False, soft_wrap=True)
