@@ -68,6 +68,8 @@ def compare(
         paid.add_row(words, yuan(row["a"]), yuan(row["b"]), _signed(row["b_less_a"]))
     console.print(paid)
     console.print(_by_province(out["by_insured_province_fen"]))
+    if out["by_month_fen"]:
+        console.print(_by_month(out["by_month_fen"]))
 
 
 def _by_province(rows: dict[str, dict[str, dict[str, int]]]) -> Table:
@@ -80,4 +82,19 @@ def _by_province(rows: dict[str, dict[str, dict[str, int]]]) -> Table:
         table.add_row(named_province(province), f"{count['a']:,}", f"{count['b']:,}",
                       yuan(fund["a"]), yuan(fund["b"]), _signed(fund["b_less_a"]),
                       share_of(fund["a"], fees["a"]), share_of(fund["b"], fees["b"]))
+    return table
+
+
+def _by_month(rows: dict[str, dict[str, dict[str, int]]]) -> Table:
+    table = Table("month", title="Paid, by the month of settlement (yuan, B − A; a policy's "
+                  "change from a day shows from its month)", title_justify="left")
+    for heading in ("settlements A", "B", "fund A", "B", "B − A", "personal account",
+                    "cash"):
+        table.add_column(heading, justify="right")
+    for month, paid in rows.items():
+        count, fund = paid["settlements"], paid["hifp_pay"]
+        table.add_row(month, f"{count['a']:,}", f"{count['b']:,}", yuan(fund["a"]),
+                      yuan(fund["b"]), _signed(fund["b_less_a"]),
+                      _signed(paid["acct_pay"]["b_less_a"]),
+                      _signed(paid["psn_cash_pay"]["b_less_a"]))
     return table

@@ -11,7 +11,8 @@ import orjson
 
 from huimin.report import PAID
 
-#: What the comparison sets side by side of each province, from `money_fen_by_insured_province`.
+#: What the comparison sets side by side of each province and month (a summary's
+#: `money_fen_by_insured_province`, `money_fen_by_month`).
 PROVINCE_KEYS = ("settlements", *PAID)
 
 
@@ -30,6 +31,7 @@ class RunMoney:
     settled: int
     paid: dict[str, int]
     by_province: dict[str, dict[str, int]]
+    by_month: dict[str, dict[str, int]]  # empty: a summary from before it said them
 
 
 def read_run(path: Path) -> RunMoney:
@@ -51,11 +53,24 @@ def read_run(path: Path) -> RunMoney:
                         summary.get("scenario"),
                         sum(summary["visits_settled_by_route"].values()),
                         {k: int(summary["money_fen"].get(k, 0)) for k in PAID},
-                        {p: {k: int(v.get(k, 0)) for k in PROVINCE_KEYS}
-                         for p, v in summary["money_fen_by_insured_province"].items()})
+                        _rows(summary["money_fen_by_insured_province"]),
+                        _rows(summary.get("money_fen_by_month", {})))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise NotARun(f"{summary_file} is not a run's summary as huimin writes it "
                       f"({type(exc).__name__}: {exc})") from None
+
+
+def _rows(rows: dict[str, dict[str, Any]]) -> dict[str, dict[str, int]]:
+    return {name: {k: int(v.get(k, 0)) for k in PROVINCE_KEYS} for name, v in rows.items()}
+
+
+def _side_by_side(a: dict[str, dict[str, int]],
+                  b: dict[str, dict[str, int]]) -> dict[str, dict[str, dict[str, int]]]:
+    """Each row (a province, a month) of either run: A, B and B less A of each figure."""
+    none = dict.fromkeys(PROVINCE_KEYS, 0)
+    return {name: {k: {"a": (mine := a.get(name, none)[k]), "b": (theirs := b.get(name, none)[k]),
+                       "b_less_a": theirs - mine} for k in PROVINCE_KEYS}
+            for name in sorted(set(a) | set(b))}
 
 
 def differences_beyond_policy(a: RunMoney, b: RunMoney) -> list[str]:
@@ -75,9 +90,8 @@ def differences_beyond_policy(a: RunMoney, b: RunMoney) -> list[str]:
 
 
 def compared(a: RunMoney, b: RunMoney) -> dict[str, Any]:
-    """Both runs' money and B less A, in all and by the insured person's province (fen)."""
-    provinces = sorted(set(a.by_province) | set(b.by_province))
-    none = dict.fromkeys(PROVINCE_KEYS, 0)
+    """Both runs' money and B less A, in all, by the insured person's province and by the
+    month of settlement (fen; no months if either summary is from before it said them)."""
     return {
         "a": {"run": str(a.path), "world": a.world, "policy_file": a.policy_file},
         "b": {"run": str(b.path), "world": b.world, "policy_file": b.policy_file},
@@ -86,9 +100,7 @@ def compared(a: RunMoney, b: RunMoney) -> dict[str, Any]:
         "settled": {"a": a.settled, "b": b.settled, "b_less_a": b.settled - a.settled},
         "paid_fen": {k: {"a": a.paid[k], "b": b.paid[k], "b_less_a": b.paid[k] - a.paid[k]}
                      for k in PAID},
-        "by_insured_province_fen": {
-            p: {k: {"a": (mine := a.by_province.get(p, none)[k]),
-                    "b": (theirs := b.by_province.get(p, none)[k]),
-                    "b_less_a": theirs - mine} for k in PROVINCE_KEYS}
-            for p in provinces},
+        "by_insured_province_fen": _side_by_side(a.by_province, b.by_province),
+        "by_month_fen": _side_by_side(a.by_month, b.by_month)
+        if a.by_month and b.by_month else {},
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from fractions import Fraction
 from pathlib import Path
@@ -98,6 +98,7 @@ def summarise(report: RunReport) -> dict[str, Any]:
     routes: Counter[str] = Counter()
     money: Counter[str] = Counter()
     by_province: dict[str, Counter[str]] = defaultdict(Counter)  # the insured's province
+    by_month: dict[str, Counter[str]] = defaultdict(Counter)  # of the settlement time
     outcomes: Counter[str] = Counter()
     settle_latency: dict[str, list[float]] = defaultdict(list)
     hops: dict[str, list[float]] = defaultdict(list)
@@ -122,10 +123,13 @@ def summarise(report: RunReport) -> dict[str, Any]:
         cross = is_cross_province(setl["mdtrtarea_admvs"], setl["insuplc_admdvs"])
         routes[CROSS if cross else LOCAL] += 1
         insured = by_province[province_of(setl["insuplc_admdvs"])]
-        insured["settlements"] += 1
+        month = by_month[setl["setl_time"][:7]]
+        for part in (insured, month):
+            part["settlements"] += 1
         for k in PAID:
             money[k] += setl[k]
             insured[k] += setl[k]
+            month[k] += setl[k]
     cmp, acc, bad = report.comparison, report.accounting, report.bad_requests
     return {
         "ehr": {**ehr_summary(res.exchanges.values()),
@@ -135,6 +139,7 @@ def summarise(report: RunReport) -> dict[str, Any]:
         "visits": len(res.sessions),
         "visits_settled_by_route": dict(routes),
         "money_fen_by_insured_province": {p: dict(by_province[p]) for p in sorted(by_province)},
+        "money_fen_by_month": {m: dict(by_month[m]) for m in sorted(by_month)},
         "answers_by_outcome": dict(sorted(outcomes.items())),
         "dead_letters_by_code": dict(Counter(
             d.error_code for d in distinct_dead_letters(res, report.bad))),
@@ -344,20 +349,15 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
                   f"personal account ¥{yuan(money.get('acct_pay', 0))} + "
                   f"cash ¥{yuan(money.get('psn_cash_pay', 0))}"
                   + (" as the hospitals saw the answers" if lost else ""))
-    if by_province := summary.get("money_fen_by_insured_province"):
-        seen = "; as the hospitals saw the answers: not the settlements posted from 3202" \
-            if lost else ""
-        table = Table("insured in", title="Paid, by the insured person's province (yuan; "
-                      f"their fund pays, wherever treated{seen})", title_justify="left")
-        for heading in ("settlements", "medical fees", "fund", "personal account", "cash",
-                        "fund share"):
-            table.add_column(heading, justify="right")
-        for province, paid in by_province.items():
-            fees = paid.get("medfee_sumamt", 0)
-            table.add_row(named_province(province), f"{paid.get('settlements', 0):,}",
-                          *(yuan(paid.get(k, 0)) for k in PAID),
-                          share_of(paid.get("hifp_pay", 0), fees))
-        console.print(table)
+    seen = "; as the hospitals saw the answers: not the settlements posted from 3202" \
+        if lost else ""
+    for key, first, title, named in (
+            ("money_fen_by_insured_province", "insured in", "Paid, by the insured person's "
+             "province (yuan; their fund pays, wherever treated", named_province),
+            ("money_fen_by_month", "month", "Paid, by the month of settlement (yuan; a "
+             "policy's change from a day shows from its month", str)):
+        if rows := summary.get(key):
+            console.print(_paid_table(rows, first, f"{title}{seen})", named))
     if lost:
         fees, fund, acct = (day["posted_money_fen"][k]
                             for k in ("medfee_sumamt", "hifp_pay", "acct_pay"))
@@ -496,6 +496,21 @@ def print_statement(statement: ClearingStatement, console: Console) -> None:
     console.print(f"Σ net = {yuan(total)}; {owed} hospital{'' if owed == 1 else 's'} owed "
                   f"¥{yuan(sum(statement.hospitals.values()))} by their agencies "
                   "(`--json` lists each)")
+
+
+def _paid_table(rows: dict[str, dict[str, int]], first: str, title: str,
+                named: Callable[[str], str]) -> Table:
+    """Settlements and what was paid, a row each (a province, a month), with the fund's
+    share of the fees."""
+    table = Table(first, title=title, title_justify="left")
+    for heading in ("settlements", "medical fees", "fund", "personal account", "cash",
+                    "fund share"):
+        table.add_column(heading, justify="right")
+    for name, paid in rows.items():
+        table.add_row(named(name), f"{paid.get('settlements', 0):,}",
+                      *(yuan(paid.get(k, 0)) for k in PAID),
+                      share_of(paid.get("hifp_pay", 0), paid.get("medfee_sumamt", 0)))
+    return table
 
 
 def share_of(part: int, whole: int) -> str:

@@ -53,6 +53,30 @@ def test_the_comparison_is_b_less_a_in_all_and_by_province(tmp_path: Path) -> No
     assert rows["440000"]["settlements"] == {"a": 0, "b": 1, "b_less_a": 1}
 
 
+def test_the_months_are_set_side_by_side_when_both_summaries_have_them(tmp_path: Path) -> None:
+    """A change from 1 January: December paid alike, January not (the analyst's before and
+    after, in one pair of runs)."""
+    def by_month(january_fund: int) -> dict[str, dict[str, int]]:
+        return {"2026-12": {"settlements": 3, "medfee_sumamt": 900, "hifp_pay": 300,
+                            "acct_pay": 100, "psn_cash_pay": 500},
+                "2027-01": {"settlements": 2, "medfee_sumamt": 600, "hifp_pay": january_fund,
+                            "acct_pay": 0, "psn_cash_pay": 600 - january_fund}}
+    a = run_dir(tmp_path, "a", summary({"110000": 1}, money_fen_by_month=by_month(100)))
+    b = run_dir(tmp_path, "b", summary({"110000": 1}, money_fen_by_month=by_month(250)))
+    months = compared(read_run(a), read_run(b))["by_month_fen"]
+    assert months["2026-12"]["hifp_pay"] == {"a": 300, "b": 300, "b_less_a": 0}
+    assert months["2027-01"]["hifp_pay"] == {"a": 100, "b": 250, "b_less_a": 150}
+    assert months["2027-01"]["psn_cash_pay"]["b_less_a"] == -150
+    shown = CliRunner().invoke(cli.app, ["compare", str(a), str(b)], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0, shown.output
+    row = next(line for line in shown.output.splitlines() if "2027-01" in line)
+    assert [c.strip() for c in row.split("│")[1:-1]] == [
+        "2027-01", "2", "2", "1.00", "2.50", "+1.50", "0.00", "-1.50"]
+    old = run_dir(tmp_path, "old", summary({"110000": 1}))  # before summaries had months
+    assert compared(read_run(a), read_run(old))["by_month_fen"] == {}
+    assert "by the month" not in CliRunner().invoke(cli.app, ["compare", str(a), str(old)]).output
+
+
 def test_runs_of_other_visits_are_told_apart_from_a_change_of_policy(tmp_path: Path) -> None:
     other = summary({"110000": 1})
     other["scenario"]["world"]["seed"] = 7

@@ -210,6 +210,12 @@ def test_the_summary_shows_money_latency_by_route_and_hops(two_runs):
         assert sum(paid[k] for paid in by_province.values()) == total, k
     assert sum(p["settlements"] for p in by_province.values()) == sum(
         summary["visits_settled_by_route"].values())
+    # and by the month of settlement: the default days cross New Year
+    by_month = summary["money_fen_by_month"]
+    assert list(by_month)[:2] == ["2026-12", "2027-01"]
+    for k, total in money.items():
+        assert sum(paid[k] for paid in by_month.values()) == total, k
+    assert "Paid, by the month of settlement" in proc.stdout
     for route in ("local", "cross"):
         lat = summary["settlement_latency_ms"][route]
         assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"] <= lat["max"]
