@@ -331,7 +331,8 @@ def generate(
     visits: VisitsOption = 2_000,
     cross_share: CrossShare = 0.2,
     days: Annotated[int, typer.Option(min=1, max=MAX_DAYS,
-                                      help="Simulated days the visits span.")] = 60,
+                                      help="Simulated days the visits span, from --start.")
+                    ] = 60,
     start: StartDay = DEFAULT_START_DAY,
     seed: Seed = 42,
     bad_per_kind: Annotated[int, typer.Option(

@@ -32,8 +32,8 @@ def compare(
     json_out: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON "
                                            "(fen).")] = False,
 ) -> None:
-    """Two runs' money side by side: settled, paid, and by the insured person's province
-    what their fund paid, B less A.
+    """Two runs' money side by side: settled, paid, by the insured person's province what
+    their fund paid, and by the month of settlement, B less A.
 
     Meant for two runs of the same scenario under two policies (`huimin run --policy`): it
     says so when the runs settled different visits, as their money then differs for more
@@ -88,8 +88,8 @@ def _by_province(rows: dict[str, dict[str, dict[str, int]]]) -> Table:
 def _by_month(rows: dict[str, dict[str, dict[str, int]]]) -> Table:
     table = Table("month", title="Paid, by the month of settlement (yuan, B − A; a policy's "
                   "change from a day shows from its month)", title_justify="left")
-    for heading in ("settlements A", "B", "fund A", "B", "B − A", "personal account",
-                    "cash"):
+    for heading in ("settlements A", "B", "fund A", "B", "B − A", "personal account B − A",
+                    "cash B − A"):
         table.add_column(heading, justify="right")
     for month, paid in rows.items():
         count, fund = paid["settlements"], paid["hifp_pay"]

@@ -97,7 +97,8 @@ def note_changes_outside(world: WorldSpec, visits: VisitSpec) -> None:
     for day in sorted(parse_parameters(world.parameters, PROVINCES).changes):
         if not first < day <= last:
             errors.print(f"Note: the policy change of {day} is "
-                         + (f"after the visits' last day, {last}: it changes nothing here"
+                         + (f"after the last day a visit may be settled, {last} (a stay "
+                            "begun on the last of the days): it changes nothing here"
                             if day > last else
                             f"on or before the visits' first day, {first}: it holds "
                             "throughout"), markup=False, highlight=False, soft_wrap=True)

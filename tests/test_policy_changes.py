@@ -124,8 +124,9 @@ def test_a_change_outside_the_visits_days_is_said(tmp_path: Path) -> None:
     said = " ".join(result.output.split())
     assert ("Note: the policy change of 2026-06-01 is on or before the visits' first day, "
             "2026-12-01: it holds throughout") in said
-    assert ("Note: the policy change of 2030-01-01 is after the visits' last day, 2027-02-13: "
-            "it changes nothing here") in said
+    assert ("Note: the policy change of 2030-01-01 is after the last day a visit may be "
+            "settled, 2027-02-13 (a stay begun on the last of the days): it changes nothing "
+            "here") in said
     assert "2027-01-01 is" not in said  # within the days: nothing to say
 
 
