@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hmac as std_hmac
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from cryptography.hazmat.primitives import hashes, hmac
 
@@ -26,6 +26,21 @@ from messages.codes import ErrorCode
 SIGNTYPE = "HMAC-SM3"
 SIGNTYPE_HEADER = "huimin-signtype"
 SIGN_HEADER = "huimin-sign"
+SIGNING_HEADERS = frozenset({SIGNTYPE_HEADER, SIGN_HEADER})
+#: What joins the values of a signing header given more than once (`fold_headers`); never
+#: in a hex signature or the signature type.
+FOLD = b","
+
+
+def fold_headers(items: Iterable[tuple[str, bytes]]) -> dict[str, bytes]:
+    """Kafka headers as a dict: the last value of a name given twice, as Kafka clients take
+    it, but a signing header's values all kept, joined by FOLD, so that `Signer.check`
+    refuses the ambiguity rather than take one of them."""
+    out: dict[str, bytes] = {}
+    for name, value in items:
+        out[name] = out[name] + FOLD + value if name in out and name in SIGNING_HEADERS \
+            else value
+    return out
 #: Used when HUIMIN_SIGNING_SECRET is not set (streams/security.py): fine on a laptop, never
 #: in production.
 DEVELOPMENT_SECRET = b"huimin development signing secret: set HUIMIN_SIGNING_SECRET"
@@ -69,18 +84,26 @@ class Signer:
 
     def headers_as(self, signing: str, sender: str, msg_key: bytes | None,
                    value: bytes) -> Headers | None:
-        """Headers a hospital puts on: `valid` (signed by `sender`), `none` (unsigned), or
-        `forged` (signed with a key that is not the sender's) for a bad request."""
+        """Headers a hospital puts on: `valid` (signed by `sender`), `none` (unsigned),
+        `forged` (signed with a key that is not the sender's) for a bad request, or `twice`
+        (a forged signature, then the sender's: which one counts is ambiguous)."""
         if signing == "valid" and sender:
             return self.headers(sender, msg_key, value)
         if signing == "forged":
             return self.headers(FORGER, msg_key, value)
+        if signing == "twice":
+            return [*self.headers(FORGER, msg_key, value)[1:],
+                    *self.headers(sender, msg_key, value)]
         return None
 
     def check(self, sender: str, headers: Mapping[str, bytes], msg_key: bytes | None,
               value: bytes) -> tuple[ErrorCode, str] | None:
         """None when `sender` signed exactly these bytes; else the error and why."""
         sign = headers.get(SIGN_HEADER)
+        if any(FOLD in headers.get(h, b"") for h in SIGNING_HEADERS):
+            return ErrorCode.FORGED, (f"{SIGN_HEADER} or {SIGNTYPE_HEADER} is given more than "
+                                      "once: a request is signed once (which signature "
+                                      "would count is ambiguous)")
         if not sign or headers.get(SIGNTYPE_HEADER) != SIGNTYPE.encode():
             return ErrorCode.UNSIGNED, (f"unsigned request: headers {SIGNTYPE_HEADER}: "
                                         f"{SIGNTYPE} and {SIGN_HEADER} are required")

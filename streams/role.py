@@ -17,6 +17,7 @@ from messages.codes import ErrorCode, Infno
 from messages.dead_letters import CODE_HEADER, REASON_HEADER, SOURCE_HEADER, TRUNCATED_HEADER
 from messages.envelope import answerable_msgid, error_answer
 from messages.platform import REPEAT_HEADER, NotPlatformMessage, hospital_context, wrap_answer
+from messages.signing import fold_headers
 from settlement.retention import HORIZON_DAYS, WINDOW_DAYS
 from settlement.treatment import MAX_REQUEST_BYTES
 from streams import metrics
@@ -108,8 +109,8 @@ def _headers(raw: Any) -> dict[str, bytes]:
     if not raw:
         return {}
     items = raw.items() if isinstance(raw, dict) else raw
-    return {k: v if isinstance(v, bytes) else b"" if v is None else str(v).encode()
-            for k, v in items}
+    return fold_headers((k, v if isinstance(v, bytes) else b"" if v is None else str(v).encode())
+                        for k, v in items)
 
 
 def decodes(value: bytes | None) -> bool:
@@ -257,7 +258,9 @@ class RoleRunner:
                 self.at = f"{source_topic}[{self.partition}]@{event.message.offset}"
                 frames = ""
                 try:
-                    sends = handler(event.key, event.value, _headers(event.headers),
+                    # the record's own headers: the event's are a dict, a name given twice
+                    # left once there (a request signed twice must be seen as such)
+                    sends = handler(event.key, event.value, _headers(event.message.headers),
                                     _record_ms(event.message.timestamp)) \
                         if with_headers else handler(event.key, event.value)
                     problem = oversized(sends, writes)

@@ -140,6 +140,8 @@ def test_unsigned_forged_foreign_and_replayed_requests_are_refused(platform_and_
     assert (unsigned["infcode"], unsigned["err_code"]) == (-1, "E6001")
     forged = answer(person_info("2026-12-01 09:10:00"), signing="forged")
     assert forged["err_code"] == "E6002"
+    twice = answer(person_info("2026-12-01 09:12:00"), signing="twice")  # forged, then valid
+    assert twice["err_code"] == "E6002" and "given more than once" in twice["err_msg"]
     for_another = answer(person_info("2026-12-01 09:15:00", hospital=other),
                          sign_as=mine.fixmedins_code)
     assert for_another["err_code"] == "E6002"  # a hospital cannot act for another

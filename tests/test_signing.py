@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from messages.codec import encode
 from messages.codes import ErrorCode
-from messages.signing import SIGN_HEADER, Signer
+from messages.signing import FOLD, SIGN_HEADER, Signer, fold_headers
 from messages.visitlog import make_msgid
 from settlement.oracle import Oracle
 from settlement.retention import WINDOW_DAYS
@@ -52,6 +52,25 @@ def test_unsigned_forged_altered_and_foreign_signed_requests_are_refused():
     assert check(SIGNER.headers(HOSPITAL.fixmedins_code, key, foreign), foreign) == "E6002"
     assert check(SIGNER.headers(OTHER.fixmedins_code, key, foreign), foreign) is None
     assert [len(v) for name, v in signed if name == SIGN_HEADER] == [64]  # SM3: 256 bits
+
+
+def test_a_request_signed_twice_is_refused_whichever_signature_is_the_senders():
+    """Kafka allows a header twice; a platform taking the last (as a dict of them would)
+    accepted a forged signature followed by a valid one. The ambiguity is refused."""
+    value = encode(person_info("2026-12-01 09:00:00", 1))
+    key, sender = CERTNO.encode(), HOSPITAL.fixmedins_code
+    twice = SIGNER.headers_as("twice", sender, key, value)
+    assert [name for name, _ in twice].count(SIGN_HEADER) == 2
+    assert twice[-1] == SIGNER.headers(sender, key, value)[-1]  # the sender's, last
+    assert check(twice, value) is None  # taken, when the last one counts
+    folded = fold_headers(twice)
+    refusal = Oracle(WORLD.ref).treatment.authenticate(SIGNER, folded, key, value)
+    assert refusal is not None and refusal.answer["err_code"] == ErrorCode.FORGED
+    assert "huimin-sign or huimin-signtype is given more than once" in refusal.answer["err_msg"]
+    valid = SIGNER.headers(sender, key, value)
+    assert check([*valid, *valid], value) is None  # the same one twice: still one, by dict
+    assert fold_headers([*valid, *valid])[SIGN_HEADER].count(FOLD) == 1  # refused folded
+    assert fold_headers([("a", b"1"), ("a", b"2")]) == {"a": b"2"}  # others: the last
 
 
 def test_a_request_over_the_size_limit_is_not_read_for_its_signature_but_dead_lettered():
