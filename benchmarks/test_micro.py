@@ -23,7 +23,10 @@ import pytest
 from messages.codec import decode, encode, encode_to_keep
 from messages.codes import Infno
 from messages.visitlog import VisitSession
+from records.audit import audit_entry, audit_event_of
 from records.documents import clinical_content, provide_bundle, visit_document
+from records.exchange import AUDIT_KEPT, RecordsRow
+from records.gateway import ProvincialGateway
 from records.validation import InvalidResource, Validator
 from settlement.catalogue import FeeTotals
 from settlement.insured import InsuredPlatform
@@ -236,6 +239,51 @@ def test_insured_settlement(benchmark: Any, recorded: Recorded,
     assert answer == sub.answer  # determinism only: the answer the recorded run gave
     record(benchmark, 1, "settlements", row_bytes_in=len(row_bytes or b""),
            row_bytes_out=len(kept))
+
+
+GROWN_DOCUMENTS = 50  # a chronic person's year of visits
+
+
+@pytest.mark.parametrize("form", ["entries", "whole events"])
+def test_records_row_access(benchmark: Any, publish_7001: Submission, form: str) -> None:
+    """What every health-record access pays for the person's row, on a grown one (50
+    documents published by the gateway, the latest AUDIT_KEPT accesses): decode the
+    RecordsRow, record one access, `encode_to_keep` it. `entries` is how the row keeps the
+    accesses (`audit_entry`); `whole events` is how rows kept them before 2026-12-07, the
+    AuditEvents themselves, for before and after in one run. per_second = accesses/s. No
+    project target."""
+    sub = publish_7001
+    gateway, row = ProvincialGateway(), RecordsRow()
+    for n in range(GROWN_DOCUMENTS):
+        req = {**sub.request, "msgid": f"{sub.request['msgid']}-{n}"}
+        _, grown = gateway.handle(sub.certno, req, {}, row)
+        assert grown is not None
+        row = grown
+
+    def lookup(n: int) -> dict[str, Any]:
+        return audit_entry(msgid=f"H1101000000120261210{n:010d}", operation="lab-lookup",
+                           certno=sub.certno, requester="H11010000001",
+                           requester_province="110000", source_province="310000",
+                           purpose="TREAT", outcome="0",
+                           description="cross-region treatment, permitted by the person's "
+                                       "consent", recorded="2026-12-10 10:00:00")
+
+    whole = form == "whole events"
+    for n in range(AUDIT_KEPT):
+        row.record_access(audit_event_of(lookup(n)) if whole else lookup(n))
+    raw = encode_to_keep(row.to_dict())
+    access = audit_event_of(lookup(AUDIT_KEPT)) if whole else lookup(AUDIT_KEPT)
+
+    def handle() -> bytes:
+        kept = RecordsRow.from_dict(decode(raw))
+        kept.record_access(access)
+        return encode_to_keep(kept.to_dict())
+
+    after = RecordsRow.from_dict(decode(benchmark(handle)))
+    assert (len(after.docs), after.audited) == (GROWN_DOCUMENTS, AUDIT_KEPT + 1)
+    # either form, the same AuditEvents
+    assert after.audit_events() == [audit_event_of(lookup(n)) for n in range(1, AUDIT_KEPT + 1)]
+    record(benchmark, 1, "accesses", row_bytes=len(raw))
 
 
 # -- 5. FHIR document build -------------------------------------------------------------------

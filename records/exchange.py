@@ -28,7 +28,7 @@ import orjson
 
 from messages.codes import ErrorCode
 from messages.envelope import error_answer, ok_answer
-from records.audit import SUCCESS
+from records.audit import SUCCESS, audit_event_of
 from records.codes import (
     CERTNO_SYSTEM,
 )
@@ -42,7 +42,8 @@ AUDIT_KEPT = 100
 #: What a person's documents and lab index may come to, encoded: a publish past it is
 #: refused (E5004), not stored. Their row is one Kafka record, under the ~900,000 bytes a
 #: role writes (streams/role.py), with room for what accesses add: the latest AUDIT_KEPT
-#: AuditEvents (~130 KB at most) and a week's answers, a find's kept by its documents' ids.
+#: accesses (~30–40 KB; ~150 KB in a row kept before 2026-12-07, which held whole
+#: AuditEvents) and a week's answers, a find's kept by its documents' ids.
 #: Past that the publish used to be taken in and its row refused as an internal error
 #: (E9002).
 PERSON_RECORDS_BYTES = 600_000
@@ -56,7 +57,9 @@ class RecordsRow:
 
     docs: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> province, docref, content
     labs: list[dict[str, Any]] = field(default_factory=list)
-    audit: list[dict[str, Any]] = field(default_factory=list)  # the last AUDIT_KEPT
+    #: the last AUDIT_KEPT accesses, each as `audit_entry` keeps it (`audit_events` gives
+    #: their AuditEvents)
+    audit: list[dict[str, Any]] = field(default_factory=list)
     answers: dict[str, dict[str, Any]] = field(default_factory=dict)  # msgid -> its answer
     audited: int = 0  # AuditEvents ever recorded for the person
     refusals_audited: int = 0  # of which refusals
@@ -119,20 +122,25 @@ class RecordsRow:
         noted = [d["consent"] for d in self.docs.values() if "consent" in d]
         return noted or ([self.consent] if self.consent is not None else [])
 
-    def record_access(self, event: dict[str, Any]) -> None:
-        """Once per access: a duplicated query is the same access (its id is its msgid's)."""
-        if any(a["id"] == event["id"] for a in self.audit[-20:]):
+    def record_access(self, entry: dict[str, Any]) -> None:
+        """Once per access (`audit_entry`): a duplicated query is the same access (its id is
+        its msgid's)."""
+        if any(a["id"] == entry["id"] for a in self.audit[-20:]):
             return
-        self.audit.append(event)
+        self.audit.append(entry)
         del self.audit[:-AUDIT_KEPT]
         self.audited += 1
-        self.refusals_audited += event["outcome"] != SUCCESS
+        self.refusals_audited += entry["outcome"] != SUCCESS
+
+    def audit_events(self) -> list[dict[str, Any]]:
+        """The AuditEvents of the accesses the row keeps, oldest first."""
+        return [audit_event_of(a) for a in self.audit]
 
     def audit_since(self, audited: int) -> list[dict[str, Any]]:
         """The AuditEvents recorded since the row counted `audited` (at most AUDIT_KEPT: one
         access records one a source province)."""
         new = self.audited - audited
-        return self.audit[-new:] if new > 0 else []
+        return [audit_event_of(a) for a in self.audit[-new:]] if new > 0 else []
 
 
 @dataclass

@@ -9,7 +9,7 @@ from typing import Any
 
 from messages.codes import ErrorCode, Infno
 from messages.envelope import ok_answer, province_of
-from records.audit import REFUSED, SUCCESS, audit_event
+from records.audit import REFUSED, SUCCESS, audit_entry, audit_event_of
 from records.codes import (
     LAB_BY_CODE,
     PROVINCE_SYSTEM,
@@ -44,7 +44,7 @@ class SourceRepositories:
         asked): what a redelivered query writes to the trail again, in case the first
         writes were lost."""
         ids = {uid(msgid, certno, "audit", province) for province in self.ref.provinces}
-        return [a for a in row.audit if a["id"] in ids]
+        return [audit_event_of(a) for a in row.audit if a["id"] in ids]
 
     def handle(self, certno: str, msg: dict[str, Any], row: RecordsRow
                ) -> tuple[dict[str, Any] | None, RecordsRow]:
@@ -135,7 +135,7 @@ class SourceRepositories:
             decision = decide(sharing, inp["purpose"], requester_province, province)
             (permitted if decision.permitted else refusals).append((province, decision))
             read = decision.permitted and not missing
-            row.record_access(audit_event(
+            row.record_access(audit_entry(
                 msgid=msgid, operation=operation, certno=certno,
                 requester=req["fixmedins_code"], requester_province=requester_province,
                 source_province=province, purpose=inp["purpose"],

@@ -37,7 +37,7 @@ from faust.web import Response, View
 
 from messages import topics
 from messages.identity import CERTNO_SYSTEM, is_valid_certno
-from records.audit import SUCCESS, audit_event
+from records.audit import SUCCESS, audit_entry
 from records.codes import PSN_NO_SYSTEM
 from records.exchange import IndexRow, RecordsRow, document_bytes
 from records.pix import NamesSeveralPersons, identifiers_elsewhere, person_named, province_meant
@@ -237,13 +237,13 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
         """The operator's access, in the person's record (a real-time action, not part of
         the simulation: its id and time are the wall clock's)."""
         now = datetime.now(BEIJING).strftime("%Y-%m-%d %H:%M:%S")
-        event = audit_event(msgid=str(uuid.uuid4()), operation=operation,
+        entry = audit_entry(msgid=str(uuid.uuid4()), operation=operation,
                             certno=key.decode(), requester="platform-operator",
                             requester_province=province, source_province=province,
                             purpose="HOPERAT", outcome=SUCCESS,
                             description="through the platform's FHIR view", recorded=now,
                             document_id=document_id)
-        await sources_topic.send(key=key, value=orjson.dumps({"op": "audit", "event": event}))
+        await sources_topic.send(key=key, value=orjson.dumps({"op": "audit", "entry": entry}))
 
     def home_of(key: bytes) -> str:
         enrollment = ref.enrollments.get(key.decode())
@@ -334,7 +334,7 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
                              f"the latest {len(row.audit)} are kept here, and every one on "
                              f"the {topics.EHR_AUDIT} topic (the trail of record)",
             severity="information")
-        return fhir(web, searchset(request, "AuditEvent", taken, row.audit,
+        return fhir(web, searchset(request, "AuditEvent", taken, row.audit_events(),
                                    resolvable=False, outcome=more))
 
     @app.page("/fhir/Patient/$ihe-pix", base=ReadOnlyView)

@@ -11,6 +11,7 @@ from messages.codec import decode, encode, encode_to_keep
 from messages.envelope import province_of
 from messages.platform import unwrap, wrapped
 from messages.trace import INS_IN, NAT_IN
+from records.audit import audit_event_of
 from records.exchange import EhrAnswer, IndexRow, RecordsRow
 from records.gateway import ProvincialGateway
 from records.national_index import NationalIndex
@@ -77,12 +78,15 @@ class RecordRoles:
         if msg.get("op") == "audit":  # a read through the FHIR views (streams/fhir_views.py)
             row = self.records_row(key)
             audited = row.audited
-            row.record_access(msg["event"])
+            # "event": the whole AuditEvent, as the views sent it before 2026-12-07
+            entry = msg["entry"] if "entry" in msg else msg["event"]
+            row.record_access(entry)
             row.operator_audited += row.audited - audited
             self.run.put(self.w.ehr_records, key, encode_to_keep(row.to_dict()))
-            self.run.later(partial(metrics.observe_audit, row.audit_since(audited)))
+            recorded = row.audit_since(audited)
+            self.run.later(partial(metrics.observe_audit, recorded))
             # a redelivery finds it recorded: written again, as its first write may be lost
-            return self.audit_trail(key, row.audit_since(audited) or [msg["event"]])
+            return self.audit_trail(key, recorded or [audit_event_of(entry)])
         trace = stamp(wrapped(msg, "req")["trace"], INS_IN)
         row = self.records_row(key)
         msgid = msg["req"]["msgid"]

@@ -6,7 +6,6 @@ before either is answered, as they do when a hospital sends them back to back.""
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import REGISTRY
@@ -21,22 +20,9 @@ from streams.metrics import FORWARDED
 from streams.record_roles import RecordRoles
 from streams.role import RoleRunner
 from streams.settlement_roles import SettlementRoles
-from streams.wiring import Wiring
+from tests.in_process import in_process_wiring, taken
 
 WORLD = build_world(WorldSpec(seed=3, persons=300))
-
-
-@dataclass(frozen=True)
-class Topic:
-    name: str
-
-    def get_topic_name(self) -> str:
-        return self.name
-
-
-@dataclass
-class Table:
-    data: dict[bytes, bytes] = field(default_factory=dict)
 
 
 def in_flight() -> float:
@@ -44,15 +30,7 @@ def in_flight() -> float:
 
 
 def test_duplicates_and_redelivered_answers_leave_nothing_in_flight():
-    wiring = Wiring(**{name: Topic(topic) for name, topic in (
-        ("hosp_requests", topics.HOSP_REQUESTS), ("nat_requests", topics.NAT_REQUESTS),
-        ("ins_requests", topics.INS_REQUESTS), ("nat_answers", topics.NAT_ANSWERS),
-        ("trt_answers", topics.TRT_ANSWERS), ("hosp_responses", topics.HOSP_RESPONSES),
-        ("dead_letters", topics.DEAD_LETTERS), ("money_events", topics.MONEY_EVENTS),
-        ("recon_requests", topics.RECON_REQUESTS), ("ehr_national", topics.EHR_NATIONAL),
-        ("ehr_sources", topics.EHR_SOURCES), ("ehr_audit", topics.EHR_AUDIT))},
-        **{name: Table() for name in ("trt_rows", "ins_rows", "ehr_index", "ehr_records",
-                                      "clearing_events", "recon_answers")})
+    wiring = in_process_wiring()
     run = RoleRunner(None, wiring.hosp_responses, wiring.dead_letters, {})
     records = RecordRoles(run, wiring, WORLD.ref)
     roles = SettlementRoles(run, wiring, WORLD.ref, None, records)
@@ -63,14 +41,7 @@ def test_duplicates_and_redelivered_answers_leave_nothing_in_flight():
                 topics.EHR_NATIONAL: records.on_national, topics.EHR_SOURCES: records.on_sources}
 
     def take(handler: Any, *event: Any) -> list[Any]:
-        run.writes.clear()
-        run.effects.clear()
-        sends = handler(*event)
-        for table, key, value in run.writes:
-            table.data[key] = value
-        for effect in run.effects:
-            effect()
-        return sends
+        return taken(run, handler, *event)
 
     FORWARDED.forget()
     visits = list(FaultPlan(duplicate=0.3).apply(

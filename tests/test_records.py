@@ -19,7 +19,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from messages.codec import encode
 from messages.identity import CERTNO_SYSTEM, certno_check_char
 from messages.visitlog import make_msgid
-from records.audit import audit_event
+from records.audit import audit_entry, audit_event, audit_event_of
 from records.codes import FIXMEDINS_SYSTEM, LAB_TESTS, PROVINCE_SYSTEM
 from records.consent import OUTSIDE_PROVINCE_SYSTEM, consent_resource
 from records.documents import Clinical, provide_bundle, visit_document
@@ -347,7 +347,7 @@ def test_a_document_about_another_person_is_refused():
 
 
 def audit_of(ex: Exchange, certno: str) -> list[dict[str, Any]]:
-    return ex.oracle.ehr.record(certno).audit
+    return ex.oracle.ehr.record(certno).audit_events()
 
 
 def test_a_msgid_used_by_a_query_and_a_publish_gets_its_first_answer_or_e1005():
@@ -1170,19 +1170,57 @@ def test_an_operators_access_to_a_person_on_no_register_is_a_valid_audit_event()
     assert event["source"]["observer"] == {"display": "the national platform"}
 
 
+def access(msgid: str, outcome: str = "0", province: str = "110000") -> dict[str, Any]:
+    return audit_entry(msgid=msgid, operation="find", certno="11010519491231002X",
+                       requester="H11010000001", requester_province="310000",
+                       source_province=province, purpose="TREAT", outcome=outcome,
+                       description="cross-region treatment, permitted by the person's consent",
+                       recorded="2026-12-10 10:00:00")
+
+
 def test_a_rows_audit_keeps_the_latest_events_and_counts_every_access():
     row = RecordsRow()
     for n in range(AUDIT_KEPT + 30):
-        row.record_access({"id": f"a{n}", "outcome": "0" if n % 3 else "4"})
-        row.record_access({"id": f"a{n}", "outcome": "0"})  # the same access again
+        row.record_access(access(f"a{n}", "0" if n % 3 else "4"))
+        row.record_access(access(f"a{n}", "0"))  # the same access again
     assert row.audited == AUDIT_KEPT + 30
     assert row.refusals_audited == sum(1 for n in range(AUDIT_KEPT + 30) if n % 3 == 0)
-    assert len(row.audit) == AUDIT_KEPT and row.audit[-1]["id"] == f"a{AUDIT_KEPT + 29}"
+    assert len(row.audit) == AUDIT_KEPT
+    last = AUDIT_KEPT + 29
+    assert row.audit_events()[-1] == audit_event_of(access(f"a{last}", "0" if last % 3 else "4"))
     before = row.audited
-    row.record_access({"id": "b", "outcome": "0"})
-    assert row.audit_since(before) == [{"id": "b", "outcome": "0"}]
+    row.record_access(access("b"))
+    assert row.audit_since(before) == [audit_event_of(access("b"))]
+    assert row.audit_since(before)[0]["resourceType"] == "AuditEvent"
     assert row.audit_since(row.audited) == []
     assert RecordsRow.from_dict(row.to_dict()) == row
+
+
+def test_a_row_keeps_an_access_in_a_fraction_of_its_audit_events_bytes():
+    """The row is read and written whole on every access: its AuditEvents were half of all
+    rows' bytes. It keeps what they are made of; the events are made again alike."""
+    row = RecordsRow()
+    for n in range(AUDIT_KEPT):
+        row.record_access(access(f"H1101000000120261210100000{n:04d}"))
+    kept = len(orjson.dumps(row.to_dict()["audit"]))
+    events = len(orjson.dumps(row.audit_events()))
+    assert kept * 3 < events, (kept, events)
+    for event in row.audit_events():
+        get_fhir_model_class("AuditEvent").model_validate(event)
+
+
+def test_a_row_kept_with_whole_audit_events_is_read_and_added_to():
+    """Rows written before 2026-12-07 kept the AuditEvents themselves: they are given as they
+    were, counted, told apart from a repeat, and new accesses join them."""
+    old = [audit_event_of(access(m, outcome)) for m, outcome in (("M1", "0"), ("M2", "4"))]
+    row = RecordsRow.from_dict({"docs": {}, "labs": [], "audit": list(old), "answers": {}})
+    assert (row.audited, row.refusals_audited) == (2, 1)
+    assert row.audit_events() == old
+    row.record_access(access("M2", "4"))  # the same access, now as an entry
+    assert row.audited == 2
+    row.record_access(access("M3"))
+    assert row.audit_since(2) == [audit_event_of(access("M3"))]
+    assert row.audit_events()[:2] == old
 
 
 def test_a_lab_lookup_is_audited_as_huimins_7004_not_as_an_ihe_find():
@@ -1200,7 +1238,7 @@ def test_a_querys_audit_events_are_found_again_by_its_msgid():
     provinces, certno = sorted(WORLD.ref.provinces)[:3], "11010519491231002X"
     for msgid, asked in (("M1", provinces), ("M2", provinces[:1])):
         for p in asked:
-            row.record_access(audit_event(
+            row.record_access(audit_entry(
                 msgid=msgid, operation="find", certno=certno, requester="H1",
                 requester_province=p, source_province=p, purpose="TREAT", outcome="0",
                 description="", recorded="2026-12-10 10:00:00"))
