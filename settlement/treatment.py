@@ -161,6 +161,12 @@ def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
         elif err["type"] == "less_than_equal" and where and where[-1] in _AMOUNT_FIELDS:
             said = f"over its limit: {err['ctx']['le']:,}" + (
                 " fen" if where[-1] not in _COUNT_FIELDS else "")
+        elif err["type"] in ("greater_than", "greater_than_equal") and where \
+                and where[-1] in _AMOUNT_FIELDS:  # pydantic's "Input should be greater than 0"
+            least = err["ctx"]["gt"] + 1 if err["type"] == "greater_than" else err["ctx"]["ge"]
+            unit = " fen" if where[-1] not in _COUNT_FIELDS else ""
+            said = ("negative" if least == 0 else "not positive" if least == 1
+                    else f"under {least:,}{unit}") + f": it must be {least:,}{unit} or more"
         parts.append(f"{loc or '<root>'}: {said}")
     more = len(exc.errors()) - 5
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")

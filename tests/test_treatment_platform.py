@@ -937,6 +937,22 @@ def test_a_request_to_the_insured_place_waits_for_a_pending_settlement_of_anothe
     assert isinstance(fee_after, Held)  # its visit's settlement is pending now
 
 
+@pytest.mark.parametrize(("item", "said"), [
+    (("0001", "DA", 1, 0), "input.feedetail.0.pric: not positive: it must be 1 fen or more"),
+    (("0001", "DA", 1, -100), "input.feedetail.0.pric: not positive: it must be 1 fen or more"),
+    (("0001", "DA", 0, 100), "input.feedetail.0.cnt: not positive: it must be 1 or more"),
+])
+def test_a_fee_item_of_no_price_or_count_is_e4006_in_words(item: tuple[str, str, int, int],
+                                                           said: str):
+    """pydantic's "Input should be greater than 0" said to an integrator what a price or a
+    count must be in its own terms."""
+    desk = Desk()
+    mdtrt_id = desk.register(EMP_CERTNO, HOSP_BJ)
+    answer = desk.upload(EMP_CERTNO, HOSP_BJ, mdtrt_id, [item])
+    assert answer["err_code"] == ErrorCode.INVALID_AMOUNT
+    assert said in answer["err_msg"].split("; "), answer["err_msg"]
+
+
 @pytest.mark.parametrize(("written", "code", "said"), [
     # past 64 bits: orjson (as most JSON readers) reads it as a decimal, and pydantic said
     # "Input should be a valid integer" to an integrator who had written one (E1002)
@@ -945,7 +961,7 @@ def test_a_request_to_the_insured_place_waits_for_a_pending_settlement_of_anothe
     # and below: not positive (E4006), however large (a review found them E4007 or E1002)
     (b"-100000000000000000000", ErrorCode.INVALID_AMOUNT, "not a positive amount (below a"),
     (b"-10000000000000000000", ErrorCode.INVALID_AMOUNT, "not a positive amount (below a"),
-    (b"-5", ErrorCode.INVALID_AMOUNT, "Input should be greater than"),
+    (b"-5", ErrorCode.INVALID_AMOUNT, "negative: it must be 0 fen or more"),
 ])
 def test_an_amount_past_its_limit_is_e4007_in_words_however_large(written: bytes,
                                                                    code: ErrorCode, said: str):
