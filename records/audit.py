@@ -42,8 +42,10 @@ def audit_entry(*, msgid: str, operation: str, certno: str, requester: str,
         # for their own), and a store keeping AuditEvents by id must keep both
         "id": uid(msgid, certno, "audit", source_province), "msgid": msgid, "op": operation,
         "certno": certno, "by": requester, "by_at": requester_province,
-        "at": source_province, "purpose": purpose, "outcome": outcome, "why": description,
-        "recorded": recorded}
+        # a code of the sender's own making is not kept (a name in pinyin, say): it names no
+        # purpose, and the event says so
+        "at": source_province, "purpose": purpose if purpose in PURPOSE_OF_USE else "",
+        "outcome": outcome, "why": description, "recorded": recorded}
     if document_id:
         entry["doc"] = document_id
     if break_glass:

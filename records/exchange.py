@@ -42,7 +42,7 @@ AUDIT_KEPT = 100
 #: What a person's documents and lab index may come to, encoded: a publish past it is
 #: refused (E5004), not stored. Their row is one Kafka record, under the ~900,000 bytes a
 #: role writes (streams/role.py), with room for what accesses add: the latest AUDIT_KEPT
-#: accesses (~30–40 KB; ~150 KB in a row kept before 2026-12-07, which held whole
+#: accesses (~42 KB at most; ~172 KB in a row kept before 2026-12-07, which held whole
 #: AuditEvents) and a week's answers, a find's kept by its documents' ids.
 #: Past that the publish used to be taken in and its row refused as an internal error
 #: (E9002).

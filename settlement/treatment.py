@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ValidationError
 
@@ -143,8 +143,10 @@ def _field_name(part: Any) -> str:
         _FIELD.fullmatch(str(part)) else UNKNOWN_FIELD
 
 
-def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
-    """Where and what, without echoing input values (they may be personal)."""
+def describe_validation_error(exc: ValidationError, prefix: str = "",
+                              model: type[BaseModel] | None = None) -> str:
+    """Where and what, without echoing input values (they may be personal). `model`: the
+    one validated, whose bounds say what an amount out of range is."""
     parts = []
     for err in exc.errors()[:5]:
         where = tuple(err["loc"])
@@ -154,10 +156,10 @@ def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
         said = PATTERNS_IN_WORDS.get(err.get("ctx", {}).get("pattern", ""), err["msg"])
         if _past_json_integers(err):
             said = "over its limit (past a 64-bit integer, which JSON readers take as a decimal)"
-        elif err["type"] == "int_type" and where and where[-1] in _AMOUNT_FIELDS \
-                and isinstance(err.get("input"), float) and err["input"] <= -(2.0 ** 63):
-            said = "not a positive amount (below a 64-bit integer, which JSON readers take as a " \
-                   "decimal)"
+        elif _below_json_integers(err):
+            said = ("below its limit" if _may_be_negative(model, where) else
+                    "not a positive amount") + " (below a 64-bit integer, which JSON readers " \
+                "take as a decimal)"
         elif err["type"] == "less_than_equal" and where and where[-1] in _AMOUNT_FIELDS:
             said = f"over its limit: {err['ctx']['le']:,}" + (
                 " fen" if where[-1] not in _COUNT_FIELDS else "")
@@ -165,8 +167,9 @@ def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
                 and where[-1] in _AMOUNT_FIELDS:  # pydantic's "Input should be greater than 0"
             least = err["ctx"]["gt"] + 1 if err["type"] == "greater_than" else err["ctx"]["ge"]
             unit = " fen" if where[-1] not in _COUNT_FIELDS else ""
-            said = ("negative" if least == 0 else "not positive" if least == 1
-                    else f"under {least:,}{unit}") + f": it must be {least:,}{unit} or more"
+            said = f"below its limit: {least:,}{unit}" if least < 0 else (
+                "negative" if least == 0 else "not positive") + f": it must be {least:,}{unit} " \
+                "or more"
         parts.append(f"{loc or '<root>'}: {said}")
     more = len(exc.errors()) - 5
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
@@ -185,14 +188,41 @@ def _past_json_integers(err: Any) -> bool:
         and err["input"] >= 2.0 ** 63
 
 
-def _code_for(exc: ValidationError) -> ErrorCode:
-    """Amounts out of range have codes of their own; anything else is a schema violation."""
+def _below_json_integers(err: Any) -> bool:
+    """`_past_json_integers`, below -2^63."""
+    return bool(err["loc"]) and err["loc"][-1] in _AMOUNT_FIELDS \
+        and err["type"] == "int_type" and isinstance(err.get("input"), float) \
+        and err["input"] <= -(2.0 ** 63)
+
+
+def _may_be_negative(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> bool:
+    """Whether the field at `loc` of `model` takes negative values: a period's net totals
+    (3201, 3203) do, where cancellations outweigh settlements; an amount of one settlement,
+    a price or a count does not."""
+    field = None
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if model is None or (field := model.model_fields.get(str(part))) is None:
+            return False
+        inner = [t for t in (field.annotation, *get_args(field.annotation))
+                 if isinstance(t, type) and issubclass(t, BaseModel)]
+        model = inner[0] if inner else None
+    bounds = [getattr(m, "ge", getattr(m, "gt", None)) for m in field.metadata] \
+        if field is not None else []
+    return any(b is not None and b < 0 for b in bounds)
+
+
+def _code_for(exc: ValidationError, model: type[BaseModel] | None = None) -> ErrorCode:
+    """Amounts out of range have codes of their own: under their least, not positive (E4006)
+    or, for a net total that may be negative, below its limit (E4007, as past the top);
+    anything else is a schema violation."""
     err = exc.errors()[0]
-    if err["loc"] and err["loc"][-1] in _AMOUNT_FIELDS:
-        if err["type"] in ("greater_than", "greater_than_equal") or (
-                err["type"] == "int_type" and isinstance(err.get("input"), float)
-                and err["input"] <= -(2.0 ** 63)):
-            return ErrorCode.INVALID_AMOUNT
+    where = tuple(err["loc"])
+    if where and where[-1] in _AMOUNT_FIELDS:
+        if err["type"] in ("greater_than", "greater_than_equal") or _below_json_integers(err):
+            return ErrorCode.AMOUNT_OVERFLOW if _may_be_negative(model, where) \
+                else ErrorCode.INVALID_AMOUNT
         if err["type"] == "less_than_equal" or _past_json_integers(err):
             return ErrorCode.AMOUNT_OVERFLOW
     return ErrorCode.SCHEMA_VIOLATION
@@ -202,7 +232,8 @@ def _validate(model: type[BaseModel], data: Any, prefix: str = "") -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise Rejected(_code_for(exc), describe_validation_error(exc, prefix)) from None
+        raise Rejected(_code_for(exc, model),
+                       describe_validation_error(exc, prefix, model)) from None
 
 
 def _check_certificate(inp: Any, certno: str) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 from messages.codec import decode, encode, encode_to_keep
 from messages.envelope import province_of
-from messages.platform import unwrap, wrapped
+from messages.platform import NotPlatformMessage, unwrap, wrapped
 from messages.trace import INS_IN, NAT_IN
 from records.audit import audit_event_of
 from records.exchange import EhrAnswer, IndexRow, RecordsRow
@@ -80,13 +80,17 @@ class RecordRoles:
             audited = row.audited
             # "event": the whole AuditEvent, as the views sent it before 2026-12-07
             entry = msg["entry"] if "entry" in msg else msg["event"]
+            try:  # made once before the row keeps it: its view would fail on it for ever
+                event = audit_event_of(entry)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise NotPlatformMessage(f"an access to audit as no view writes one "
+                                         f"({type(exc).__name__})") from None
             row.record_access(entry)
             row.operator_audited += row.audited - audited
             self.run.put(self.w.ehr_records, key, encode_to_keep(row.to_dict()))
-            recorded = row.audit_since(audited)
-            self.run.later(partial(metrics.observe_audit, recorded))
+            self.run.later(partial(metrics.observe_audit, row.audit_since(audited)))
             # a redelivery finds it recorded: written again, as its first write may be lost
-            return self.audit_trail(key, recorded or [audit_event_of(entry)])
+            return self.audit_trail(key, [event])
         trace = stamp(wrapped(msg, "req")["trace"], INS_IN)
         row = self.records_row(key)
         msgid = msg["req"]["msgid"]

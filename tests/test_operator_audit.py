@@ -5,9 +5,11 @@ view of a huimin from before 2026-12-07, which sent the whole event, is taken al
 from __future__ import annotations
 
 import orjson
+import pytest
 
 from messages import topics
 from messages.codec import decode
+from messages.platform import NotPlatformMessage
 from records.audit import SUCCESS, audit_entry, audit_event_of
 from records.exchange import RecordsRow
 from simulators.world import WorldSpec, build_world
@@ -46,3 +48,20 @@ def test_an_operators_read_is_kept_as_an_entry_and_its_event_goes_to_the_trail()
     assert (row.audited, row.operator_audited) == (2, 2)
     assert row.audit == [new, audit_event_of(old)]
     assert row.audit_events() == [audit_event_of(new), audit_event_of(old)]
+
+
+def test_an_access_no_view_would_write_is_refused_before_the_row_keeps_it():
+    """Made into its AuditEvent only when read, a bad entry kept in the row would fail the
+    person's /fhir/AuditEvent view for their next 100 accesses (found in a review)."""
+    wiring = in_process_wiring()
+    run = RoleRunner(None, wiring.hosp_responses, wiring.dead_letters, {})
+    roles = RecordRoles(run, wiring, WORLD.ref)
+    key = CERTNO.encode()
+    for bad in ({k: v for k, v in operator_read("op-1").items() if k != "op"},
+                {**operator_read("op-2"), "recorded": "yesterday"},
+                {**operator_read("op-3"), "recorded": 20261207}):
+        run.writes.clear()
+        with pytest.raises(NotPlatformMessage, match="an access to audit as no view writes"):
+            roles.on_sources(key, orjson.dumps({"op": "audit", "entry": bad}))
+        assert run.writes == []
+    assert key not in wiring.ehr_records.data

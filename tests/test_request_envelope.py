@@ -138,6 +138,32 @@ def test_reconciliation_amounts_that_are_not_whole_fen_are_refused():
         assert next(iter(bad)) in refused(answer, ErrorCode.SCHEMA_VIOLATION)
 
 
+def test_a_reconciliations_net_total_below_its_limit_is_e4007_not_a_non_positive_amount():
+    """A period's net totals may be negative (cancellations outweighing settlements): past
+    their lower limit they are out of range (E4007, as past the top), where an amount of one
+    settlement under 0 is not positive (E4006). A review found them E4006, said as "under
+    -1,000,000,000,000,000 fen"."""
+    c = Clinic()
+    totals = {"stmt_begndate": "2026-03-01", "stmt_enddate": "2026-03-01",
+              "medfee_sumamt": -5, "fund_pay_sumamt": 0, "acct_pay": 0, "fixmedins_setl_cnt": -1}
+    code = HOSP_BJ.fixmedins_code
+    answer = c.oracle.submit(code, request("3201", HOSP_BJ, T, 1, totals))
+    assert answer["err_code"] != ErrorCode.INVALID_AMOUNT, answer  # negative: taken as such
+    for seq, (field, value, said) in enumerate((
+            ("medfee_sumamt", -10**15 - 1, "below its limit: -1,000,000,000,000,000 fen"),
+            ("fixmedins_setl_cnt", -10**11 - 1, "below its limit: -100,000,000,000"),
+            ("acct_pay", -1e20, "below its limit (below a 64-bit integer")), start=2):
+        answer = c.oracle.submit(code, request("3201", HOSP_BJ, T, seq, {**totals, field: value}))
+        assert refused(answer, ErrorCode.AMOUNT_OVERFLOW).startswith(f"input.{field}: {said}")
+    mdtrt_id = c.register()
+    ok(c.do(EMP_CERTNO, "2204", fee_input(EMP, mdtrt_id, T, [("1", "DA", 1, 5_000)])))
+    # -1e20: what orjson reads -100000000000000000000 as
+    answer = c.do(EMP_CERTNO, "2207", {**settle_input(EMP, mdtrt_id, 5_000),
+                                       "medfee_sumamt": -1e20})
+    assert refused(answer, ErrorCode.INVALID_AMOUNT).startswith(
+        "input.medfee_sumamt: not a positive amount (below a 64-bit integer")
+
+
 def test_a_certificate_number_must_be_the_patients_valid_citizen_id():
     """DOMAIN.md §1: an ID that fails the check character is rejected, for a certificate
     (02, 03) as for the message key; a valid one of someone else is not the patient's."""
