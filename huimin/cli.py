@@ -73,6 +73,7 @@ from huimin.report import (
     print_statement,
     print_summary,
     replay_pace,
+    replay_summary,
     summarise,
     write_dead_letters,
     write_outputs,
@@ -668,6 +669,16 @@ def replay(
     ok = replay_passed(acc, bool(result.timed_out), bad_check.ok,
                        own_platform=bootstrap is None) and not unclosed and \
         (day.ok or held_before > 0)
+    summary = results.with_name(results.stem + ".summary.json")
+    summary.write_bytes(orjson.dumps(replay_summary(
+        header, visit_log, results, recorder.arrived, recorder.paid, recorder.settlements_ms,
+        acc, bad_check, daily_reconciliation_summary(day), result,
+        bad_per_kind=header.bad_per_kind if bad_per_kind is None else bad_per_kind,
+        bootstrap=bootstrap,
+        pace={"rate": rate, "speed": speed}, money_files=money, ok=ok),
+        option=orjson.OPT_INDENT_2))
+    console.print(f"Its summary in {summary} (huimin compare sets two side by side)",
+                  markup=False)
     raise typer.Exit(interrupt.exit_code if stopped else 0 if ok else 1)
 
 

@@ -27,7 +27,8 @@ def _signed(fen: int) -> str:
 @app.command()
 def compare(
     run_a: Annotated[Path, typer.Argument(exists=True, help="A `huimin run` output folder "
-                                          "(or its summary.json).")],
+                                          "(or its summary.json), or a replay's "
+                                          "<results>.summary.json.")],
     run_b: Annotated[Path, typer.Argument(exists=True, help="Another, set beside it.")],
     json_out: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON "
                                            "(fen).")] = False,

@@ -1,5 +1,6 @@
 """Two runs' money side by side (`huimin compare`): what a change of policy did, in all and
-province by province, read from each run's summary.json. Pure: no I/O beyond reading them."""
+province by province, read from each run's summary.json (a `huimin run`'s or a replay's).
+Pure: no I/O beyond reading them."""
 
 from __future__ import annotations
 
@@ -40,13 +41,14 @@ def read_run(path: Path) -> RunMoney:
     try:
         summary = orjson.loads(summary_file.read_bytes())
     except FileNotFoundError:
-        raise NotARun(f"{path}: no summary.json (give a `huimin run` output folder, or its "
-                      "summary.json)") from None
+        raise NotARun(f"{path}: no summary.json (give a `huimin run` output folder or its "
+                      "summary.json, or a replay's <results>.summary.json)") from None
     except orjson.JSONDecodeError as exc:
         raise NotARun(f"{summary_file} is not JSON: {exc}") from None
     if not isinstance(summary, dict) or "money_fen_by_insured_province" not in summary:
         raise NotARun(f"{summary_file} has no money by province: a summary of a `huimin run` "
-                      "of this version (earlier ones did not say it) is needed")
+                      "or `huimin replay` of this version (earlier ones did not say it) is "
+                      "needed")
     try:
         return RunMoney(summary_file.parent if summary_file != path else path,
                         str(summary["world"]), summary.get("policy_file"),

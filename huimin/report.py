@@ -16,9 +16,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from huimin.logfiles import whole_file, write_records
+from huimin.logfiles import LogHeader, whole_file, write_records
 from huimin.run import RunReport
-from huimin.run_checks import DailyReconciliationCheck, distinct_dead_letters
+from huimin.run_checks import (
+    Accounting,
+    BadRequestCheck,
+    DailyReconciliationCheck,
+    distinct_dead_letters,
+)
 from messages.codes import EHR, SETTLEMENTS, ErrorCode, Infno
 from messages.envelope import is_cross_province, province_of
 from messages.platform import CROSS, LOCAL
@@ -29,7 +34,8 @@ from simulators.bad_messages import BadMessage
 from simulators.cluster_watch import lost_reason
 from simulators.regions import PROVINCES
 from simulators.visit_run import Exchange, HospitalRunResult
-from simulators.world import world_tag
+from simulators.visits import VisitSpec
+from simulators.world import WorldSpec, world_tag
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -93,12 +99,43 @@ def replay_pace(result: HospitalRunResult, settlements_ms: Sequence[float],
 PAID = ("medfee_sumamt", "hifp_pay", "acct_pay", "psn_cash_pay")
 
 
+class SettledMoney:
+    """What the visits' settlements paid, in all, by route, by the insured person's province
+    and by the month of settlement: a summary's money (`huimin compare` reads it), counted
+    a visit at a time (a replay's visits are not kept)."""
+
+    def __init__(self) -> None:
+        self.routes: Counter[str] = Counter()
+        self.money: Counter[str] = Counter()
+        self.by_province: dict[str, Counter[str]] = defaultdict(Counter)  # the insured's
+        self.by_month: dict[str, Counter[str]] = defaultdict(Counter)  # of the settlement time
+
+    def add(self, setl: dict[str, Any] | None) -> None:
+        """A visit's settlement in force at its end (None: none)."""
+        if setl is None:
+            return
+        cross = is_cross_province(setl["mdtrtarea_admvs"], setl["insuplc_admdvs"])
+        self.routes[CROSS if cross else LOCAL] += 1
+        insured = self.by_province[province_of(setl["insuplc_admdvs"])]
+        month = self.by_month[setl["setl_time"][:7]]
+        for part in (insured, month):
+            part["settlements"] += 1
+        for k in PAID:
+            self.money[k] += setl[k]
+            insured[k] += setl[k]
+            month[k] += setl[k]
+
+    def to_summary(self) -> dict[str, Any]:
+        return {
+            "visits_settled_by_route": dict(self.routes),
+            "money_fen_by_insured_province": {p: dict(self.by_province[p])
+                                              for p in sorted(self.by_province)},
+            "money_fen_by_month": {m: dict(self.by_month[m]) for m in sorted(self.by_month)},
+            "money_fen": dict(self.money)}
+
+
 def summarise(report: RunReport) -> dict[str, Any]:
     res = report.result
-    routes: Counter[str] = Counter()
-    money: Counter[str] = Counter()
-    by_province: dict[str, Counter[str]] = defaultdict(Counter)  # the insured's province
-    by_month: dict[str, Counter[str]] = defaultdict(Counter)  # of the settlement time
     outcomes: Counter[str] = Counter()
     settle_latency: dict[str, list[float]] = defaultdict(list)
     hops: dict[str, list[float]] = defaultdict(list)
@@ -116,20 +153,10 @@ def summarise(report: RunReport) -> dict[str, Any]:
             outcomes[f"{bad_infno.get(msgid) or '?'} {_outcome(ans)}"] += 1
     for infno, ans in res.daily.answered if res.daily else []:
         outcomes[f"{infno} {_outcome(ans)}"] += 1
+    paid = SettledMoney()
     for s in res.sessions:
-        setl = s.settlement
-        if setl is None:
-            continue
-        cross = is_cross_province(setl["mdtrtarea_admvs"], setl["insuplc_admdvs"])
-        routes[CROSS if cross else LOCAL] += 1
-        insured = by_province[province_of(setl["insuplc_admdvs"])]
-        month = by_month[setl["setl_time"][:7]]
-        for part in (insured, month):
-            part["settlements"] += 1
-        for k in PAID:
-            money[k] += setl[k]
-            insured[k] += setl[k]
-            month[k] += setl[k]
+        paid.add(s.settlement)
+    money = paid.to_summary()
     cmp, acc, bad = report.comparison, report.accounting, report.bad_requests
     return {
         "ehr": {**ehr_summary(res.exchanges.values()),
@@ -137,9 +164,9 @@ def summarise(report: RunReport) -> dict[str, Any]:
                 "audit_events_expected": report.ehr_audit_events_expected,
                 "operator_audit_events": report.ehr_operator_audit_events},
         "visits": len(res.sessions),
-        "visits_settled_by_route": dict(routes),
-        "money_fen_by_insured_province": {p: dict(by_province[p]) for p in sorted(by_province)},
-        "money_fen_by_month": {m: dict(by_month[m]) for m in sorted(by_month)},
+        "visits_settled_by_route": money["visits_settled_by_route"],
+        "money_fen_by_insured_province": money["money_fen_by_insured_province"],
+        "money_fen_by_month": money["money_fen_by_month"],
         "answers_by_outcome": dict(sorted(outcomes.items())),
         "dead_letters_by_code": dict(Counter(
             d.error_code for d in distinct_dead_letters(res, report.bad))),
@@ -150,7 +177,7 @@ def summarise(report: RunReport) -> dict[str, Any]:
         "bad_requests": {"sent": bad.expected, "as_expected": bad.as_expected,
                          "unexpected_dead_letters": bad.unexpected_dead_letters,
                          "problems": bad.problems},
-        "money_fen": dict(money),
+        "money_fen": money["money_fen"],
         "settlement_latency_ms": {r: latency_summary(v) for r, v in sorted(settle_latency.items())},
         # by route, each route's hops in the order a message takes them (as first seen)
         "hop_latency_ms_p50": {h: percentile(sorted(v), 50) for h, v in sorted(
@@ -198,12 +225,49 @@ def summarise(report: RunReport) -> dict[str, Any]:
         "seed": report.options.world.seed,
         "world": world_tag(report.options.world),  # the seed, persons and policy settled by
         # what decides the visits (not the policy): two runs alike here settled the same ones
-        "scenario": {"world": {k: v for k, v in asdict(report.options.world).items()
-                               if k != "parameters"},
-                     "visits": asdict(report.options.visits),
-                     "bad_per_kind": report.options.bad_per_kind,
-                     "faults": str(report.options.faults)},
+        "scenario": scenario(report.options.world, report.options.visits,
+                             report.options.bad_per_kind, str(report.options.faults)),
         "ok": report.ok,
+    }
+
+
+def scenario(world: WorldSpec, visits: VisitSpec, bad_per_kind: int, faults: str
+             ) -> dict[str, Any]:
+    """What decides a run's or a replay's visits, the policy left out: two summaries alike
+    here settled the same visits (`huimin compare`)."""
+    return {"world": {k: v for k, v in asdict(world).items() if k != "parameters"},
+            "visits": asdict(visits), "bad_per_kind": bad_per_kind, "faults": faults}
+
+
+def replay_summary(header: LogHeader, visit_log: Path, results: Path, arrived: int,
+                   paid: SettledMoney, settlements_ms: Sequence[float], acc: Accounting,
+                   bad: BadRequestCheck, day: dict[str, Any], result: HospitalRunResult, *,
+                   bad_per_kind: int, bootstrap: str | None, pace: dict[str, float | None],
+                   money_files: list[Path], ok: bool) -> dict[str, Any]:
+    """A replay's summary.json: what its console says, for a script to read, with the money
+    a `huimin run`'s summary has (so `huimin compare` sets replays side by side too)."""
+    return {
+        "replayed": str(visit_log), "results": str(results), "visits": arrived,
+        **paid.to_summary(),
+        "accounting": {"sent": acc.sent, "answered_ok": acc.answered_ok,
+                       "answered_error": acc.answered_error, "dead_lettered": acc.dead_lettered,
+                       "unaccounted": acc.unaccounted, "redelivered": acc.redelivered,
+                       "foreign_dead_letters": acc.foreign_dead_letters},
+        "bad_requests": {"sent": bad.expected, "as_expected": bad.as_expected,
+                         "unexpected_dead_letters": bad.unexpected_dead_letters,
+                         "problems": bad.problems},
+        "settlement_latency_ms": latency_summary(list(settlements_ms)),
+        "daily_reconciliation": day,
+        "timed_out": len(result.timed_out),
+        "late_answers": result.late_answers,
+        "unexpected_answers": result.unexpected_answers,
+        "period_closed": [str(p) for p in money_files],
+        "timing_s": {"visits": result.wall_s},
+        **pace,
+        "bootstrap": bootstrap,
+        "world": world_tag(header.world),
+        "scenario": scenario(header.world, header.visits, bad_per_kind, header.faults),
+        "ok": ok,
     }
 
 

@@ -95,10 +95,12 @@ def test_runs_of_other_visits_are_told_apart_from_a_change_of_policy(tmp_path: P
 
 
 @pytest.mark.parametrize(("content", "said"), [
-    (None, "no summary.json (give a `huimin run` output folder, or its summary.json)"),
+    (None, "no summary.json (give a `huimin run` output folder or its summary.json, or a "
+           "replay's <results>.summary.json)"),
     (b"{not json", "is not JSON"),
-    (orjson.dumps({"world": "w"}), "has no money by province: a summary of a `huimin run` of "
-                                   "this version (earlier ones did not say it) is needed"),
+    (orjson.dumps({"world": "w"}), "has no money by province: a summary of a `huimin run` or "
+                                   "`huimin replay` of this version (earlier ones did not say "
+                                   "it) is needed"),
     (orjson.dumps({**summary({"110000": 1}), "money_fen": None}),
      "is not a run's summary as huimin writes it"),
 ], ids=["no-summary", "not-json", "before-this-version", "wrong-shape"])

@@ -93,6 +93,35 @@ def test_replay_then_verify_passes_with_a_junit_report(replayed):
     assert day[2] == day[3] and day[4] == "0", day[0]
 
 
+def test_a_replays_summary_says_its_figures_and_compares_with_the_same_run(replayed):
+    """A replay's <results>.summary.json, for a script: its accounting and verdict, and the
+    money a `huimin run`'s summary has, so `huimin compare` sets it beside a run of the same
+    visits: the same money, since the platform is the same."""
+    summary = orjson.loads((replayed / "results.summary.json").read_bytes())
+    assert summary["ok"] and summary["visits"] == 150 and summary["timed_out"] == 0
+    acc = summary["accounting"]
+    assert acc["sent"] == acc["answered_ok"] + acc["answered_error"] + acc["dead_lettered"] > 600
+    assert acc["unaccounted"] == 0
+    assert summary["world"] == world_tag(read_visit_log(replayed / "visits.jsonl")[0].world)
+    assert summary["settlement_latency_ms"]["count"] > 0
+    # its money is the money of its results, visit by visit
+    settled = [r["setlinfo"] for r in (orjson.loads(line) for line in
+               (replayed / "results.jsonl").read_bytes().splitlines()) if r["setlinfo"]]
+    assert sum(summary["visits_settled_by_route"].values()) == len(settled) > 0
+    assert summary["money_fen"]["hifp_pay"] == sum(s["hifp_pay"] for s in settled)
+    assert sum(m["settlements"] for m in summary["money_fen_by_month"].values()) == len(settled)
+    # a run of the same scenario (its log's options) settles the same visits alike
+    run = huimin("run", *GENERATE, "--faults", "lose-answer=0.1", "--bad-per-kind", "0",
+                 "--rate", "50", "--out", "run", cwd=replayed)
+    assert run.returncode == 0, run.stdout + run.stderr
+    compared = huimin("compare", "run", "results.summary.json", "--json", cwd=replayed)
+    assert compared.returncode == 0, compared.stdout + compared.stderr
+    both = orjson.loads(compared.stdout)
+    assert both["same_visits"], both["differences_beyond_policy"]
+    assert {k: v["b_less_a"] for k, v in both["paid_fen"].items()} == dict.fromkeys(
+        ("medfee_sumamt", "hifp_pay", "acct_pay", "psn_cash_pay"), 0)
+
+
 def test_verify_rejects_a_corrupted_result_with_a_readable_diff(replayed):
     records = [orjson.loads(line) for line in
                (replayed / "results.jsonl").read_bytes().splitlines()]

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from huimin import cli
 from huimin.logfiles import read_visit_log, record_line
 from huimin.replay_results import ReplayRecorder
-from huimin.report import settled_in_ms
+from huimin.report import SettledMoney, settled_in_ms
 from huimin.run import Execution, arrivals_at_rate
 from huimin.run_checks import RequestTally, account
 from messages.visitlog import Visit, VisitSession
@@ -76,6 +76,12 @@ def test_a_replay_written_as_its_visits_end_gives_the_file_and_counts_of_one_tha
         settled_in_ms(ex) is not None for ex in kept.exchanges.values())
     assert recorder.to_post == recorder.to_post_of_ended == settlements_to_post(kept.sessions)
     assert (recorder.arrived, recorder.over) == (len(VISITS), len(VISITS))
+    # the money its summary.json says: a run's of the same visits
+    paid = SettledMoney()
+    for session in kept.sessions:
+        paid.add(session.settlement)
+    assert recorder.paid.to_summary() == paid.to_summary()
+    assert sum(recorder.paid.routes.values()) > 0 and recorder.paid.money["hifp_pay"] > 0
 
 
 @pytest.mark.parametrize("linger_s", [0.0, 600.0], ids=["handed-on-at-once", "lingering"])
