@@ -433,6 +433,11 @@ def world(
                   + f" and world.json, in {out}/ ({world_tag(built.spec)})", markup=False)
 
 
+#: What a replay writes beside its --results, each named `<results stem>.<name>`.
+REPLAY_FILES = ("summary.json", "latency.jsonl", "dead_letters.jsonl", "clearing.json",
+                "ledger.json", "applications.json")
+
+
 @app.command()
 def replay(
     visit_log: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
@@ -486,6 +491,11 @@ def replay(
                                  param_hint="--faults")
     check_output(results, "--results", visit_log=visit_log,
                   expected_answers_file=expected_path_for(visit_log))
+    summary = results.with_name(results.stem + ".summary.json")
+    for name in REPLAY_FILES:  # written beside the results, named after them
+        check_output(results.with_name(f"{results.stem}.{name}"), f"its {name}",
+                     visit_log=visit_log, expected_answers_file=expected_path_for(visit_log))
+    summary.unlink(missing_ok=True)  # an earlier replay's: not to be read as this one's
     try:  # read once for what is needed ahead, and again as the visits arrive
         header, visit_iter = read_visit_log(visit_log)
         kept = None if visit_log.is_file() else list(visit_iter)  # a pipe is read once
@@ -669,14 +679,17 @@ def replay(
     ok = replay_passed(acc, bool(result.timed_out), bad_check.ok,
                        own_platform=bootstrap is None) and not unclosed and \
         (day.ok or held_before > 0)
-    summary = results.with_name(results.stem + ".summary.json")
-    summary.write_bytes(orjson.dumps(replay_summary(
-        header, visit_log, results, recorder.arrived, recorder.paid, recorder.settlements_ms,
-        acc, bad_check, daily_reconciliation_summary(day), result,
-        bad_per_kind=header.bad_per_kind if bad_per_kind is None else bad_per_kind,
-        bootstrap=bootstrap,
-        pace={"rate": rate, "speed": speed}, money_files=money, ok=ok),
-        option=orjson.OPT_INDENT_2))
+    with whole_file(summary) as f:
+        f.write(orjson.dumps(replay_summary(
+            header, visit_log, results, recorder.arrived, recorder.paid,
+            recorder.settlements_ms, acc, bad_check, daily_reconciliation_summary(day), result,
+            bad_per_kind=header.bad_per_kind if bad_per_kind is None else bad_per_kind,
+            faults=str(replace(FaultPlan.parse(header.faults), kill_worker=plan.kill_worker,
+                               join_worker=plan.join_worker)),
+            worker_kills=kills, bootstrap=bootstrap, pace={"rate": rate, "speed": speed},
+            money_files=money, closing_unanswered=unclosed, cluster_gone=gone,
+            day_judged=not held_before, ok=ok, interrupted=stopped),
+            option=orjson.OPT_INDENT_2))
     console.print(f"Its summary in {summary} (huimin compare sets two side by side)",
                   markup=False)
     raise typer.Exit(interrupt.exit_code if stopped else 0 if ok else 1)

@@ -44,7 +44,9 @@ def read_run(path: Path) -> RunMoney:
         raise NotARun(f"{path}: no summary.json (give a `huimin run` output folder or its "
                       "summary.json, or a replay's <results>.summary.json)") from None
     except orjson.JSONDecodeError as exc:
-        raise NotARun(f"{summary_file} is not JSON: {exc}") from None
+        hint = " (a replay's answers? give its .summary.json)" \
+            if summary_file.suffix == ".jsonl" else ""
+        raise NotARun(f"{summary_file} is not JSON: {exc}{hint}") from None
     if not isinstance(summary, dict) or "money_fen_by_insured_province" not in summary:
         raise NotARun(f"{summary_file} has no money by province: a summary of a `huimin run` "
                       "or `huimin replay` of this version (earlier ones did not say it) is "

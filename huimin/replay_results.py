@@ -35,7 +35,7 @@ class ReplayRecorder:
         #: settlements whose answers a HIS lost, to post from 3202: of every visit, and of
         #: the visits that ended (a replay stopped early judges only those)
         self.to_post = self.to_post_of_ended = 0
-        self.paid = SettledMoney()  # what the visits' settlements paid (the summary's money)
+        self.paid = SettledMoney()  # what the visits' settlements paid, as written
         self.timed_out: dict[str, str] = {}  # msgid -> infno, of the requests timed out
         self._owed: dict[str, tuple[Exchange, VisitSession]] = {}  # still owed answers
         self._owed_visits: dict[VisitSession, int] = {}  # -> its requests still owed
@@ -57,7 +57,10 @@ class ReplayRecorder:
         if owed:
             self._owed_visits[session] = owed
         else:
-            self._count_visit(session)
+            self._count_to_post(session)
+        # the money as the results file has it (what `verify` and `clearing` read): a
+        # settlement answered after its visit was written is not in either
+        self.paid.add(session.settlement)
         self._waiting[session.arrival] = record_line(session, self.world)
         while self._next in self._waiting:
             self.results.write(self._waiting.pop(self._next))
@@ -78,7 +81,7 @@ class ReplayRecorder:
             self._owed_visits[session] -= 1
             if not self._owed_visits[session]:
                 del self._owed_visits[session]
-                self._count_visit(session)
+                self._count_to_post(session)
 
     def finish(self) -> None:
         """The results still waiting for a visit before them that never came (one not
@@ -88,7 +91,7 @@ class ReplayRecorder:
         for ex, _ in self._owed.values():
             self._count(ex)
         for session in self._owed_visits:
-            self._count_visit(session)
+            self._count_to_post(session)
         self._owed.clear()
         self._owed_visits.clear()
 
@@ -98,10 +101,7 @@ class ReplayRecorder:
         if (ms := settled_in_ms(ex)) is not None:
             self.settlements_ms.append(ms)
 
-    def _count_visit(self, session: VisitSession) -> None:
-        """A visit with every answer it was owed: its settlement, and what its hospital
-        posts from 3202."""
-        self.paid.add(session.settlement)
+    def _count_to_post(self, session: VisitSession) -> None:
         posted = settlements_to_post([session])
         self.to_post += posted
         self.to_post_of_ended += posted if session.done else 0

@@ -170,13 +170,8 @@ def summarise(report: RunReport) -> dict[str, Any]:
         "answers_by_outcome": dict(sorted(outcomes.items())),
         "dead_letters_by_code": dict(Counter(
             d.error_code for d in distinct_dead_letters(res, report.bad))),
-        "accounting": {"sent": acc.sent, "answered_ok": acc.answered_ok,
-                       "answered_error": acc.answered_error, "dead_lettered": acc.dead_lettered,
-                       "unaccounted": acc.unaccounted, "redelivered": acc.redelivered,
-                       "foreign_dead_letters": acc.foreign_dead_letters},
-        "bad_requests": {"sent": bad.expected, "as_expected": bad.as_expected,
-                         "unexpected_dead_letters": bad.unexpected_dead_letters,
-                         "problems": bad.problems},
+        "accounting": accounting_summary(acc),
+        "bad_requests": bad_requests_summary(bad),
         "money_fen": money["money_fen"],
         "settlement_latency_ms": {r: latency_summary(v) for r, v in sorted(settle_latency.items())},
         # by route, each route's hops in the order a message takes them (as first seen)
@@ -226,9 +221,22 @@ def summarise(report: RunReport) -> dict[str, Any]:
         "world": world_tag(report.options.world),  # the seed, persons and policy settled by
         # what decides the visits (not the policy): two runs alike here settled the same ones
         "scenario": scenario(report.options.world, report.options.visits,
-                             report.options.bad_per_kind, str(report.options.faults)),
+                             report.bad_per_kind, str(report.options.faults)),
         "ok": report.ok,
     }
+
+
+def accounting_summary(acc: Accounting) -> dict[str, int]:
+    return {"sent": acc.sent, "answered_ok": acc.answered_ok,
+            "answered_error": acc.answered_error, "dead_lettered": acc.dead_lettered,
+            "unaccounted": acc.unaccounted, "redelivered": acc.redelivered,
+            "foreign_dead_letters": acc.foreign_dead_letters,
+            "foreign_failures": acc.foreign_failures}
+
+
+def bad_requests_summary(bad: BadRequestCheck) -> dict[str, Any]:
+    return {"sent": bad.expected, "as_expected": bad.as_expected,
+            "unexpected_dead_letters": bad.unexpected_dead_letters, "problems": bad.problems}
 
 
 def scenario(world: WorldSpec, visits: VisitSpec, bad_per_kind: int, faults: str
@@ -242,32 +250,38 @@ def scenario(world: WorldSpec, visits: VisitSpec, bad_per_kind: int, faults: str
 def replay_summary(header: LogHeader, visit_log: Path, results: Path, arrived: int,
                    paid: SettledMoney, settlements_ms: Sequence[float], acc: Accounting,
                    bad: BadRequestCheck, day: dict[str, Any], result: HospitalRunResult, *,
-                   bad_per_kind: int, bootstrap: str | None, pace: dict[str, float | None],
-                   money_files: list[Path], ok: bool) -> dict[str, Any]:
+                   bad_per_kind: int, faults: str, worker_kills: int | None,
+                   bootstrap: str | None, pace: dict[str, float | None],
+                   money_files: list[Path], closing_unanswered: int, cluster_gone: str | None,
+                   day_judged: bool, ok: bool, interrupted: bool) -> dict[str, Any]:
     """A replay's summary.json: what its console says, for a script to read, with the money
-    a `huimin run`'s summary has (so `huimin compare` sets replays side by side too)."""
+    of its results.jsonl in a `huimin run` summary's keys (so `huimin compare` sets replays
+    and runs side by side)."""
     return {
         "replayed": str(visit_log), "results": str(results), "visits": arrived,
         **paid.to_summary(),
-        "accounting": {"sent": acc.sent, "answered_ok": acc.answered_ok,
-                       "answered_error": acc.answered_error, "dead_lettered": acc.dead_lettered,
-                       "unaccounted": acc.unaccounted, "redelivered": acc.redelivered,
-                       "foreign_dead_letters": acc.foreign_dead_letters},
-        "bad_requests": {"sent": bad.expected, "as_expected": bad.as_expected,
-                         "unexpected_dead_letters": bad.unexpected_dead_letters,
-                         "problems": bad.problems},
-        "settlement_latency_ms": latency_summary(list(settlements_ms)),
-        "daily_reconciliation": day,
+        "accounting": accounting_summary(acc),
+        "bad_requests": bad_requests_summary(bad),
+        # one for all settlements (a run's `settlement_latency_ms` is by route)
+        "settlement_round_trip_ms": latency_summary(list(settlements_ms)),
+        "daily_reconciliation": {**day, "judged": day_judged},
         "timed_out": len(result.timed_out),
         "late_answers": result.late_answers,
         "unexpected_answers": result.unexpected_answers,
-        "period_closed": [str(p) for p in money_files],
+        "period_closed": bool(money_files) and not closing_unanswered and not cluster_gone,
+        "closing_unanswered": closing_unanswered,
+        "cluster_gone": cluster_gone,
+        "money_files": [str(p) for p in money_files],
+        "worker_kills": worker_kills,
         "timing_s": {"visits": result.wall_s},
         **pace,
         "bootstrap": bootstrap,
         "world": world_tag(header.world),
-        "scenario": scenario(header.world, header.visits, bad_per_kind, header.faults),
+        "scenario": scenario(header.world, header.visits, bad_per_kind, faults),
+        # the replay's verdict (exit 0); `interrupted`: a Ctrl-C cut the platform's stop short
+        # after it (the exit code is then the interrupt's)
         "ok": ok,
+        "interrupted": interrupted,
     }
 
 

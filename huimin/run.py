@@ -117,6 +117,9 @@ class RunReport:
     sign_in_s: float
     total_s: float
     trail: Trail | None = None  # where the unanswered requests went, if any were
+    #: bad requests of each kind, as the run's visits.jsonl header says them (the option's,
+    #: and those the `malformed` fault adds): what a replay of that log says too
+    bad_per_kind: int = 0
 
     @property
     def ok(self) -> bool:
@@ -432,4 +435,4 @@ def run_scenario(opts: RunOptions, on_stage: Callable[[str], None] = lambda s: N
                      check_bad_requests(ex.result, bad, redelivery),
                      account(ex.result, sent_bad), out_dir, ex.bootstrap, ex.worker_kills,
                      ex.setup_s, ex.sign_in_s,
-                     time.monotonic() - started, ex.trail)
+                     time.monotonic() - started, ex.trail, len(bad) // len(KINDS))

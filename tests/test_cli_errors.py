@@ -308,10 +308,32 @@ def test_an_output_that_is_an_input_or_cannot_be_written_is_refused_before_any_w
                 f"{option} {expected} is the results file")
     refused(huimin("generate", *GENERATE, "-o", str(tmp_path / "g.jsonl"), "--expected",
                    str(tmp_path / "." / "g.jsonl")), "is the visit log")
+    # the replay's summary, named after its results, would overwrite a log named so
+    named = tmp_path / "r.summary.json"
+    named.write_bytes(log.read_bytes())
+    refused(huimin("replay", str(named), "--rate", "10", "--results", str(tmp_path / "r.jsonl")),
+            f"its summary.json {named} is the visit log")
+    beside = tmp_path / "r.ledger.json"  # as the period's close would
+    beside.write_bytes(log.read_bytes())
+    refused(huimin("replay", str(beside), "--rate", "10", "--results", str(tmp_path / "r.jsonl")),
+            f"its ledger.json {beside} is the visit log")
+    assert beside.read_bytes() == log.read_bytes()
+    assert named.read_bytes() == log.read_bytes()
     assert (log.read_bytes(), expected.read_bytes()) == before
     monkeypatch.setattr(cli, "run_scenario", lambda *a, **k: pytest.fail("it ran"))
     refused(huimin("run", "--visits", "5", "--out", str(log)),
             f"--out {log} is a file: give a folder")
+
+
+def test_a_replay_refused_leaves_no_earlier_replays_summary_to_be_read_as_its_own(
+        logs: Path, tmp_path: Path):
+    header_only = tmp_path / "h.jsonl"
+    header_only.write_bytes((logs / "a.jsonl").read_bytes().splitlines(True)[0])
+    stale = tmp_path / "r.summary.json"
+    stale.write_bytes(b'{"ok": true}')
+    refused(huimin("replay", str(header_only), "--rate", "1", "--results",
+                   str(tmp_path / "r.jsonl")), "no visits: nothing to replay")
+    assert not stale.exists()
 
 
 def test_a_bug_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch, mute: str):

@@ -15,6 +15,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from huimin.logfiles import read_visit_log
 from streams.table_files import CLEAN_STOP_MARK
 from tests.conftest import run_huimin
 
@@ -59,6 +60,15 @@ def test_a_killed_and_restarted_worker_loses_nothing_and_charges_no_one_twice(fa
     assert s["timed_out"] == 0
     assert s["clearing"]["equal_to_oracle"] is True  # the clearing table survived the crash
     assert s["bad_requests"]["as_expected"] == s["bad_requests"]["sent"] > 16
+
+
+def test_a_runs_scenario_says_the_bad_requests_as_its_logs_header_does(faulty_runs):
+    """`huimin compare` sets a run beside a replay of its log as the same visits: the bad
+    requests of each kind are the header's (the option's and those `malformed` adds), not the
+    option alone (a review found 1 and 2 for one scenario)."""
+    s = summary(faulty_runs[0])
+    header, _ = read_visit_log(faulty_runs[0] / "visits.jsonl")
+    assert s["scenario"]["bad_per_kind"] == header.bad_per_kind > 1
 
 
 def test_hospitals_that_lost_settlement_answers_are_unbalanced_until_3202_resolves_them(

@@ -103,7 +103,9 @@ def test_a_replays_summary_says_its_figures_and_compares_with_the_same_run(repla
     assert acc["sent"] == acc["answered_ok"] + acc["answered_error"] + acc["dead_lettered"] > 600
     assert acc["unaccounted"] == 0
     assert summary["world"] == world_tag(read_visit_log(replayed / "visits.jsonl")[0].world)
-    assert summary["settlement_latency_ms"]["count"] > 0
+    assert summary["settlement_round_trip_ms"]["count"] > 0 and summary["period_closed"]
+    assert summary["money_files"] == [f"results.{name}.json"
+                                      for name in ("clearing", "ledger", "applications")]
     # its money is the money of its results, visit by visit
     settled = [r["setlinfo"] for r in (orjson.loads(line) for line in
                (replayed / "results.jsonl").read_bytes().splitlines()) if r["setlinfo"]]

@@ -51,6 +51,14 @@ class RedeliveringFleet(OracleFleet):
         self.held += self.given
 
 
+def money_of(results: bytes) -> dict[str, Any]:
+    """What the settlements in a results file paid, as a summary says it."""
+    paid = SettledMoney()
+    for line in results.splitlines():
+        paid.add(orjson.loads(line)["setlinfo"])
+    return paid.to_summary()
+
+
 def test_a_replay_written_as_its_visits_end_gives_the_file_and_counts_of_one_that_kept_them():
     kept = OracleFleet(WORLD, answer_timeout_s=600.0).run(
         VISITS, arrivals_at_rate(len(VISITS), 2_000.0), drain_s=5.0)
@@ -76,11 +84,8 @@ def test_a_replay_written_as_its_visits_end_gives_the_file_and_counts_of_one_tha
         settled_in_ms(ex) is not None for ex in kept.exchanges.values())
     assert recorder.to_post == recorder.to_post_of_ended == settlements_to_post(kept.sessions)
     assert (recorder.arrived, recorder.over) == (len(VISITS), len(VISITS))
-    # the money its summary.json says: a run's of the same visits
-    paid = SettledMoney()
-    for session in kept.sessions:
-        paid.add(session.settlement)
-    assert recorder.paid.to_summary() == paid.to_summary()
+    # the money its summary.json says: its results file's, a run's of the same visits
+    assert recorder.paid.to_summary() == money_of(results.getvalue())
     assert sum(recorder.paid.routes.values()) > 0 and recorder.paid.money["hifp_pay"] > 0
 
 
@@ -249,6 +254,7 @@ def test_answers_that_come_after_a_given_up_visit_was_written_are_counted_as_if_
         len(visits) if errors else 0)
     assert set(streamed.timed_out) == set(recorder.timed_out)
     assert len(recorder.latencies.getvalue().splitlines()) == len(kept.exchanges)
+    assert recorder.paid.to_summary() == money_of(recorder.results.getvalue())
 
 
 def test_a_finished_visit_owed_an_answer_it_does_not_await_holds_back_no_result() -> None:
@@ -281,6 +287,9 @@ def test_a_finished_visit_owed_an_answer_it_does_not_await_holds_back_no_result(
     assert handed.index(0) < len(visits) // 2  # written while the visits went on
     tally = recorder.requests
     assert tally.sent - tally.ok - tally.error == 1  # the answer never given
+    # a visit owed an answer at the end counts its money once, as written
+    money = recorder.paid.to_summary()
+    assert money == money_of(recorder.results.getvalue()) and money["money_fen"]["hifp_pay"] > 0
 
 
 def test_answers_to_no_request_awaited_are_said_beside_the_accounting(
