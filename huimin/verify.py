@@ -298,18 +298,36 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
+def _said(answer: dict[str, Any]) -> str:
+    """An answer's infcode and error code: `0`, `-1 E4011`."""
+    return " ".join(str(v) for v in (answer.get("infcode"), answer.get("err_code"))
+                    if v not in (None, ""))
+
+
+def _answers_beside(got: list[dict[str, Any]], want: list[dict[str, Any]]) -> str:
+    """Of more (or fewer) answers than expected, how many are an expected one and what the
+    others are, by infcode and error code: a redelivery's answer unlike the first is found
+    from this line alone (a CI log is all there is of a failed run)."""
+    if not got:
+        return ""
+    others: dict[str, int] = defaultdict(int)
+    for answer in got:
+        if answer not in want:
+            others[f"infcode {_said(answer)}"] += 1
+    equal = len(got) - sum(others.values())
+    unlike = "; ".join(f"{n} otherwise, {said}" for said, n in sorted(others.items()))
+    return f": {equal} as expected" + (f", {unlike}" if unlike else "")
+
+
 def answer_diff(got: list[dict[str, Any]], want: list[dict[str, Any]]) -> str:
     """A short, readable difference between two answer lists."""
     if len(got) != len(want):
-        return f"{len(got)} answers, expected {len(want)}"
+        return f"{len(got)} answers, expected {len(want)}{_answers_beside(got, want)}"
     for g, w in zip(got, want, strict=True):
         if g == w:
             continue
         if g.get("infcode") != w.get("infcode") or g.get("err_code") != w.get("err_code"):
-            def said(a: dict[str, Any]) -> str:
-                return " ".join(str(v) for v in (a.get("infcode"), a.get("err_code"))
-                                if v not in (None, ""))
-            return f"infcode {said(g)} != expected {said(w)}"
+            return f"infcode {_said(g)} != expected {_said(w)}"
         parts = _differences("", g.get("output", {}), w.get("output", {}))
         if len(parts) > 5:
             parts = [*parts[:5], f"{len(parts) - 5} more"]

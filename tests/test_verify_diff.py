@@ -109,3 +109,17 @@ def test_a_different_outcome_is_said_in_codes_with_single_spaces():
     ok, refused = {"infcode": 0, "err_code": ""}, {"infcode": -1, "err_code": "E2001"}
     assert answer_diff([ok], [refused]) == "infcode 0 != expected -1 E2001"
     assert answer_diff([refused], [ok]) == "infcode -1 E2001 != expected 0"
+
+
+def test_more_answers_than_expected_say_which_are_unlike_the_expected_one():
+    """A redelivery's answer unlike the first (CI of 12-07: "12 answers, expected 1" and no
+    more) is told by its codes, the expected ones counted."""
+    given_up = {"infcode": -1, "err_code": "E9001", "err_msg": "given up", "output": {}}
+    other = copy.deepcopy(FEES)
+    other["output"]["result"].pop()
+    got = [FEES] * 10 + [given_up, other]
+    assert answer_diff(got, [FEES]) == ("12 answers, expected 1: 10 as expected, "
+                                        "1 otherwise, infcode -1 E9001; "
+                                        "1 otherwise, infcode 0")
+    assert answer_diff([FEES, FEES], [FEES]) == "2 answers, expected 1: 2 as expected"
+    assert answer_diff([], [FEES]) == "0 answers, expected 1"
