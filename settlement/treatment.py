@@ -61,6 +61,7 @@ from settlement.treatment_row import (
     catch_up,
     fits,
     held_entry,
+    holds_back,
     last_touched,
     queue_request,
     touch,
@@ -318,11 +319,21 @@ class TreatmentPlatform:
                 f"inf_time {req.inf_time} is {stale}: refused as a replay")), ctx), \
                 row if unhold(row, req.msgid) else None
         caught = False
-        if row.pending or row.held:
+        named = visits_named(data) | ({ANY_VISIT} if req.infno in INSURED_SIDE
+                                      or req.infno == Infno.REVERSAL else set())
+        # a 7001–7004 goes ahead of what is held: nothing of it is decided here from the
+        # visits, and the record exchange keeps its own order and answers. Held, a copy of
+        # one answered before a kill (this row keeps no record answers) was put back and
+        # answered again each time, and could be given up (E9001) or refused for the held
+        # bytes (E9002) where its first answer was the publish's (CI of 12-07). It leaves
+        # the row as it is: a clock moved or a settlement made due by it would judge those
+        # held, sent before it, otherwise than the first time
+        aside = req.infno in EHR and holds_back(row, req.msgid, named)
+        if aside:
+            caught = unhold(row, req.msgid)  # held by a huimin of before 12-07
+        elif row.pending or row.held:
             assert raw is not None  # decoded above
-            queued = queue_request(row, req.msgid, visits_named(data) | (
-                {ANY_VISIT} if req.infno in INSURED_SIDE or req.infno == Infno.REVERSAL
-                else set()), raw, headers or {}, now_ms)
+            queued = queue_request(row, req.msgid, named, raw, headers or {}, now_ms)
             if queued == HELD:
                 return Held(ctx), row
             if queued == FULL:  # not kept: the same msgid sent again is decided anew
@@ -334,9 +345,10 @@ class TreatmentPlatform:
         # a settlement waiting for its visit is due once the hospital has sent a request
         # after it (one that goes ahead): the hospital had its answer by then (and what came
         # before is done)
-        caught = (bool(row.settling) and catch_up(row, req.msgid)) or caught
+        caught = (bool(row.settling) and not aside and catch_up(row, req.msgid)) or caught
         clock = row.clock(req.fixmedins_code)
-        new_day = keep and req.inf_time[:10] > row.clocks.get(req.fixmedins_code, "")[:10]
+        new_day = keep and not aside and \
+            req.inf_time[:10] > row.clocks.get(req.fixmedins_code, "")[:10]
         before = row
         if new_day:  # the hospital's clock, by the day: one row write a day at most
             row = row.copy()

@@ -244,12 +244,18 @@ def queue_request(row: TreatmentRow, msgid: str, mdtrt_ids: set[str], raw: bytes
             for ahead in row.held[:i + 1]:
                 ahead["released"] = False
             return HELD
-    if not (row.held or _blocked(row, msgid, mdtrt_ids)):
+    if not holds_back(row, msgid, mdtrt_ids):
         return GO
     if not fits(row, raw):
         return FULL
     row.held.append(held_entry(msgid, mdtrt_ids, raw, headers, now_ms))
     return HELD
+
+
+def holds_back(row: TreatmentRow, msgid: str, mdtrt_ids: Iterable[str]) -> bool:
+    """Whether a request new to the queue waits: behind those held, or for a pending
+    answer it follows."""
+    return bool(row.held) or _blocked(row, msgid, mdtrt_ids)
 
 
 def fits(row: TreatmentRow, raw: bytes) -> bool:

@@ -595,6 +595,46 @@ def test_nothing_is_held_for_ever_nor_beyond_what_a_row_can_keep() -> None:
     assert isinstance(desk.send(EMP_CERTNO, upload(12, 2_000, 1)), Held)
 
 
+#: A health-record request of a day after the visit's, as a hospital sends it once the
+#: settlement is answered: a publish (7001) and a lab lookup (7004).
+RECORD_INPUTS = {"7001": {"resource": {"resourceType": "Patient", "id": "p1"}},
+                 "7004": {"loinc": ["2345-7"], "purpose": "TREAT"}}
+
+
+@pytest.mark.parametrize("infno", sorted(RECORD_INPUTS))
+def test_a_record_request_goes_ahead_of_held_requests_and_leaves_their_row_as_it_was(
+        infno: str) -> None:
+    """A copy of a 7001–7004 answered before a kill (the treatment row keeps no record
+    answers) comes while the person's requests are held. Held, it was put back and answered
+    again on every round, and could be given up (E9001) or refused for the held bytes
+    (E9002) where its first answer was the publish's: CI of 12-07, "12 answers, expected 1".
+    It goes on to the record exchange, each copy, and moves no clock nor settlement, which
+    would judge the held requests, sent before it, otherwise than the first time."""
+    desk, e = Desk(), EMP
+    mdtrt_id = desk.register(EMP_CERTNO, HOSP_BJ)
+    desk.upload(EMP_CERTNO, HOSP_BJ, mdtrt_id, [("0001", "DA", 1, 100)])
+    assert isinstance(desk.settle(EMP_CERTNO, HOSP_BJ, mdtrt_id, 100), Forward)
+    fee = request("2204", HOSP_BJ, T3, 8, fee_input(e, mdtrt_id, T3, [("0002", "DA", 1, 100)]),
+                  e.insuplc_admdvs)
+    assert isinstance(desk.send(EMP_CERTNO, fee), Held)
+    as_held = desk.rows[EMP_CERTNO].to_dict()
+    record = request(infno, HOSP_BJ, "2026-03-09 10:00:00", 9, RECORD_INPUTS[infno],
+                     e.insuplc_admdvs)
+    for _ in range(MAX_PUT_BACKS + 1):
+        outcome = desk.send(EMP_CERTNO, record)
+        assert isinstance(outcome, Forward) and outcome.to == "ehr", outcome
+        assert desk.rows[EMP_CERTNO].to_dict() == as_held
+    # nor is it refused for the bytes held (E9002), as a request that waits would be
+    desk.rows[EMP_CERTNO].held[0]["value"] += " " * HELD_BYTES
+    assert isinstance(desk.send(EMP_CERTNO, record), Forward)
+    # a copy a huimin of before 12-07 held leaves the queue as its request goes ahead
+    row = stored(desk.rows[EMP_CERTNO])
+    row.held.append({**row.held[0], "msgid": record["msgid"], "value": encode(record).decode()})
+    desk.rows[EMP_CERTNO] = row
+    assert isinstance(desk.send(EMP_CERTNO, record), Forward)
+    assert [h["msgid"] for h in desk.rows[EMP_CERTNO].held] == [fee["msgid"]]
+
+
 def test_a_request_sent_before_a_pending_answer_or_for_another_visit_is_not_held() -> None:
     """A 2601 that overtook its settlement (sent after it, read before) holds back nothing
     sent before it; a settlement's pending answer holds back nothing for another visit."""
