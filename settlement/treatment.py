@@ -326,11 +326,14 @@ class TreatmentPlatform:
         # one answered before a kill (this row keeps no record answers) was put back and
         # answered again each time, and could be given up (E9001) or refused for the held
         # bytes (E9002) where its first answer was the publish's (CI of 12-07). It leaves
-        # the row as it is: a clock moved or a settlement made due by it would judge those
-        # held, sent before it, otherwise than the first time
+        # the clock and the settlements as they are: moved or made due by it, they would
+        # judge those held, sent before it, otherwise than the first time. The row is
+        # written all the same while requests are held, so that their time limits are
+        # checked on it (`TreatmentRow.due`), as on every message that changes it
         aside = req.infno in EHR and holds_back(row, req.msgid, named)
         if aside:
-            caught = unhold(row, req.msgid)  # held by a huimin of before 12-07
+            # a copy a huimin of before 12-07 held leaves the queue
+            caught = unhold(row, req.msgid) or bool(row.held)
         elif row.pending or row.held:
             assert raw is not None  # decoded above
             queued = queue_request(row, req.msgid, named, raw, headers or {}, now_ms)

@@ -595,9 +595,12 @@ def test_nothing_is_held_for_ever_nor_beyond_what_a_row_can_keep() -> None:
     assert isinstance(desk.send(EMP_CERTNO, upload(12, 2_000, 1)), Held)
 
 
-#: A health-record request of a day after the visit's, as a hospital sends it once the
-#: settlement is answered: a publish (7001) and a lab lookup (7004).
+#: A health-record request, a week after the visits' day (so that a clock it moved would
+#: refuse their held requests as replays): a publish (7001), a lab lookup (7004), and a
+#: find of another person's records (7002), which the treatment side refuses (E2003).
 RECORD_INPUTS = {"7001": {"resource": {"resourceType": "Patient", "id": "p1"}},
+                 "7002": {"patient_identifier": "urn:oid:2.16.156.10011.1.3|x",
+                          "purpose": "TREAT"},
                  "7004": {"loinc": ["2345-7"], "purpose": "TREAT"}}
 
 
@@ -608,30 +611,50 @@ def test_a_record_request_goes_ahead_of_held_requests_and_leaves_their_row_as_it
     answers) comes while the person's requests are held. Held, it was put back and answered
     again on every round, and could be given up (E9001) or refused for the held bytes
     (E9002) where its first answer was the publish's: CI of 12-07, "12 answers, expected 1".
-    It goes on to the record exchange, each copy, and moves no clock nor settlement, which
+    Each copy goes on to the record exchange (or is refused as it was the first time), and
+    neither moves the hospital's clock nor makes a waiting settlement due, either of which
     would judge the held requests, sent before it, otherwise than the first time."""
     desk, e = Desk(), EMP
-    mdtrt_id = desk.register(EMP_CERTNO, HOSP_BJ)
-    desk.upload(EMP_CERTNO, HOSP_BJ, mdtrt_id, [("0001", "DA", 1, 100)])
-    assert isinstance(desk.settle(EMP_CERTNO, HOSP_BJ, mdtrt_id, 100), Forward)
-    fee = request("2204", HOSP_BJ, T3, 8, fee_input(e, mdtrt_id, T3, [("0002", "DA", 1, 100)]),
+    waiting = desk.register(EMP_CERTNO, HOSP_BJ)  # settled, its answer read before its fees
+    desk.upload(EMP_CERTNO, HOSP_BJ, waiting, [("0001", "DA", 1, 100)])
+    forwarded = desk.settle(EMP_CERTNO, HOSP_BJ, waiting, 100)
+    assert isinstance(forwarded, Forward)
+    early = {**forwarded.ctx, "visit_changes": forwarded.ctx["visit_changes"] + 1}
+    answered(desk, EMP_CERTNO, settled_answer(early, waiting, "110100S"), early)
+    mdtrt_id = desk.register(EMP_CERTNO, HOSP_BJ, seq=4)  # settling, a fee upload held
+    desk.upload(EMP_CERTNO, HOSP_BJ, mdtrt_id, [("0002", "DA", 1, 100)], seq=5)
+    assert isinstance(desk.settle(EMP_CERTNO, HOSP_BJ, mdtrt_id, 100, seq=6), Forward)
+    fee = request("2204", HOSP_BJ, T3, 8, fee_input(e, mdtrt_id, T3, [("0003", "DA", 1, 100)]),
                   e.insuplc_admdvs)
     assert isinstance(desk.send(EMP_CERTNO, fee), Held)
-    as_held = desk.rows[EMP_CERTNO].to_dict()
+    row = desk.rows[EMP_CERTNO]
+    assert row.settling and row.held and row.pending
     record = request(infno, HOSP_BJ, "2026-03-09 10:00:00", 9, RECORD_INPUTS[infno],
                      e.insuplc_admdvs)
-    for _ in range(MAX_PUT_BACKS + 1):
+    as_held = encode(row.to_dict())
+
+    def goes_ahead() -> None:
         outcome = desk.send(EMP_CERTNO, record)
-        assert isinstance(outcome, Forward) and outcome.to == "ehr", outcome
-        assert desk.rows[EMP_CERTNO].to_dict() == as_held
+        if infno == "7002":  # refused, and the refusal kept for a copy, as before
+            failed(outcome, ErrorCode.PERSON_MISMATCH)
+            assert desk.rows[EMP_CERTNO].answers.pop(record["msgid"])
+        else:
+            assert isinstance(outcome, Forward) and outcome.to == "ehr", outcome
+
+    for _ in range(MAX_PUT_BACKS + 1):
+        goes_ahead()
+        assert encode(desk.rows[EMP_CERTNO].to_dict()) == as_held
+    # written all the same, so that the held requests' time limits are checked on it
+    _, written = desk.platform.handle_request(EMP_CERTNO, encode(record), desk.rows[EMP_CERTNO])
+    assert written is not None
     # nor is it refused for the bytes held (E9002), as a request that waits would be
     desk.rows[EMP_CERTNO].held[0]["value"] += " " * HELD_BYTES
-    assert isinstance(desk.send(EMP_CERTNO, record), Forward)
+    goes_ahead()
     # a copy a huimin of before 12-07 held leaves the queue as its request goes ahead
     row = stored(desk.rows[EMP_CERTNO])
     row.held.append({**row.held[0], "msgid": record["msgid"], "value": encode(record).decode()})
     desk.rows[EMP_CERTNO] = row
-    assert isinstance(desk.send(EMP_CERTNO, record), Forward)
+    goes_ahead()
     assert [h["msgid"] for h in desk.rows[EMP_CERTNO].held] == [fee["msgid"]]
 
 
