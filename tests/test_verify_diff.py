@@ -123,3 +123,16 @@ def test_more_answers_than_expected_say_which_are_unlike_the_expected_one():
                                         "1 otherwise, infcode 0")
     assert answer_diff([FEES, FEES], [FEES]) == "2 answers, expected 1: 2 as expected"
     assert answer_diff([], [FEES]) == "0 answers, expected 1"
+
+
+def test_an_error_code_written_by_hand_is_shown_as_any_other_value():
+    """A results file is the user's: what stands in its err_code is masked as a field's
+    value would be, an ID number's shape and Chinese text alike."""
+    certno = "11010519491231002X"
+    for code, hidden in ((certno, certno), ("张三", "张三")):
+        got = {"infcode": -1, "err_code": code, "output": {}}
+        diff = answer_diff([got], [FEES])
+        assert hidden not in diff and diff.startswith("infcode -1 "), diff
+        assert hidden not in answer_diff([got, got], [FEES])
+    assert answer_diff([{"infcode": -1, "err_code": "E4011"}], [FEES]) == \
+        "infcode -1 E4011 != expected 0"
