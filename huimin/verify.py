@@ -301,9 +301,9 @@ def _short(value: Any, limit: int = 60) -> str:
 def _said(answer: dict[str, Any]) -> str:
     """An answer's infcode and error code: `0`, `-1 E4011` (anything else a results file
     holds there shown as `_short` shows a value: it may have been written by hand)."""
-    return " ".join(v if isinstance(v, str) and re.fullmatch(r"-?\d{1,9}|E\d{4}", v)
-                    else _short(v) for v in (str(answer.get("infcode", "")),
-                                             str(answer.get("err_code", ""))) if v)
+    return " ".join(str(v) if re.fullmatch(r"-?\d{1,9}|E\d{4}", str(v)) else _short(v)
+                    for v in (answer.get("infcode"), answer.get("err_code"))
+                    if v not in (None, ""))
 
 
 def _answers_beside(got: list[dict[str, Any]], want: list[dict[str, Any]]) -> str:
