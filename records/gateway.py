@@ -50,11 +50,14 @@ class ProvincialGateway:
         self.validator = validator or Validator()
 
     def handle(self, certno: str, req: dict[str, Any], ctx: dict[str, Any],
-               row: RecordsRow) -> tuple[list[Step], RecordsRow | None]:
+               row: RecordsRow, aside: bool = False) -> tuple[list[Step], RecordsRow | None]:
+        """`aside`: a query gone ahead of requests held on the treatment side, whose clock
+        it left as it was (settlement/treatment.py `Forward.aside`)."""
         msgid, inp = req["msgid"], req["input"]
         if req["infno"] != Infno.EHR_PUBLISH:  # with what the repositories held as it came
             return [ToNational({"op": "query", "req": req, "ctx": ctx,
-                                "docs_held": len(row.docs)})], None
+                                "docs_held": len(row.docs), **({"aside": True} if aside
+                                                               else {})})], None
         if msgid in row.answers:  # a find, retrieve or lookup of the person's used it
             return [EhrAnswer(ehr_error(
                 msgid, ErrorCode.MSGID_REUSED, "this msgid was a query's before (7002, 7003 "

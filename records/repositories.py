@@ -60,10 +60,13 @@ class SourceRepositories:
         req = msg["req"]
         # by the day, as the treatment side refuses what is older (E6003): a query it still
         # lets through finds its answer here; and every hospital's past the person's horizon
-        # by the clocks kept here (settlement/retention.py `advance`)
+        # by the clocks kept here (settlement/retention.py `advance`). Not by a query that
+        # went ahead of requests held on the treatment side (`aside`), which left its clock
+        # as it was: until they are taken, that side still lets through what is older
         sender = req["fixmedins_code"]
-        for before, whose in ((day_cutoff(req["inf_time"]), sender),
-                              (advance(row.clocks, sender, req["inf_time"]), "")):
+        for before, whose in () if msg.get("aside") else (
+                (day_cutoff(req["inf_time"]), sender),
+                (advance(row.clocks, sender, req["inf_time"]), "")):
             if before:
                 forget_answers(row.answers, before, whose)
                 forget_answers(row.waiting, before, whose)

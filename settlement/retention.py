@@ -68,10 +68,9 @@ def advance(clocks: MutableMapping[str, str], sender: str, inf_time: str) -> str
     later, and return the person's horizon then ("" if none), the clocks past it dropped:
     how the insured side and the record sources, which a request reaches only once the
     treatment side has moved its own clock for it, keep theirs (never later than that one,
-    so by the same horizon they forget no sooner than it stops letting requests through;
-    but for a health-record request that went ahead of requests held in the treatment row,
-    which moves the sources' clock and not the treatment side's until those are taken:
-    docs/streams.md)."""
+    so by the same horizon they forget no sooner than it stops letting requests through; a
+    health-record request that went ahead of requests held in the treatment row moves
+    neither: `Forward.aside`)."""
     day = inf_time[:10] + " 00:00:00"
     if day > clocks.get(sender, ""):
         clocks[sender] = day

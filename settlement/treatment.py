@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ValidationError
@@ -99,6 +99,9 @@ class Forward:
     to: Literal["national", "insured", "reconciliation", "ehr"]
     req: dict[str, Any]
     ctx: dict[str, Any]
+    #: a health-record request gone ahead of requests held in the person's row, so their
+    #: hospital's clock not moved: the record sources do not move theirs for it either
+    aside: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,6 +370,8 @@ class TreatmentPlatform:
                 noted[1] = now_ms  # when it was forwarded (`TreatmentRow.due`)
             if changed is not None and changed.settling:
                 catch_up(changed)
+            if aside and isinstance(outcome, Forward):
+                outcome = replace(outcome, aside=True)
             return outcome, row if changed is None and (new_day or caught) else changed
         except Rejected as exc:
             if req.msgid in before.pending and raw is not None and fits(before, raw):

@@ -42,9 +42,11 @@ class RecordRoles:
         return RecordsRow.from_dict(decode(cur) if cur else None)
 
     def on_request(self, key: bytes, req: dict[str, Any], ctx: dict[str, Any],
-                   trace: list) -> list[Send]:
-        """The provincial platform's part of the record exchange."""
-        steps, row = self.gateway.handle(key.decode(), req, ctx, self.records_row(key))
+                   trace: list, aside: bool = False) -> list[Send]:
+        """The provincial platform's part of the record exchange (`aside`: see
+        `Forward.aside`)."""
+        steps, row = self.gateway.handle(key.decode(), req, ctx, self.records_row(key),
+                                         aside)
         released: list[Send] = []
         if row is not None:
             for query, answer, events in self.sources.release(key.decode(), row):

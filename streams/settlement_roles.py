@@ -131,7 +131,8 @@ class SettlementRoles:
             return [run.to_hospital(outcome.answer, outcome.ctx, trace, repeat=outcome.repeat)]
         if isinstance(outcome, Forward) and outcome.to == "ehr":
             assert key is not None  # a request without a key is dead-lettered
-            return self.records.on_request(key, outcome.req, outcome.ctx, trace)
+            return self.records.on_request(key, outcome.req, outcome.ctx, trace,
+                                           aside=outcome.aside)
         if isinstance(outcome, Forward):
             return [send(self.forward_to[outcome.to], key,
                          encode(wrap_request(outcome.req, outcome.ctx, trace)))]

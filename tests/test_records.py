@@ -1304,7 +1304,7 @@ def _checked(certno: str, infno: str, province: str, seq: int,
     inf_time = f"2026-12-10 10:0{seq}:00"
     req = request(infno, h, inf_time, seq, inp)
     forward, _ = TreatmentPlatform(WORLD.ref).handle_request(certno, encode(req), None)
-    assert isinstance(forward, Forward) and forward.to == "ehr", forward
+    assert isinstance(forward, Forward) and forward.to == "ehr" and not forward.aside, forward
     return forward.req
 
 
@@ -1342,6 +1342,34 @@ def _query_after(certno: str, publishes: list[dict[str, Any]], find: dict[str, A
     query, _ = index.handle(to_index.msg, irow)
     assert isinstance(query, dict)
     return query, row
+
+
+@pytest.mark.parametrize("aside", [False, True])
+def test_a_query_gone_ahead_of_held_requests_makes_the_sources_forget_nothing(aside: bool):
+    """A 7001–7004 goes ahead of the requests a kill left held on the treatment side and
+    leaves that side's clock for its hospital as it was, so until those are taken the
+    treatment side lets through copies dated a week before it. Such a query (`aside`, from
+    the gateway through the index) makes the sources forget nothing either, so those copies
+    find their first answers; any other query forgets the hospital's answers a week older."""
+    certno, home, _, record = _a_record_at_home()
+    find = _checked(certno, "7002", home, 2, {"patient_identifier": f"{CERTNO_SYSTEM}|{certno}",
+                                              "purpose": "TREAT"})
+    query, row = _query_after(certno, [record], find)
+    sources = SourceRepositories(WORLD.ref)
+    first, row = sources.handle(certno, query, row)
+    assert first is not None and find["msgid"] in row.answers
+    inf_time = "2026-12-20 10:00:00"  # ten days later, the same hospital
+    later = {**find, "inf_time": inf_time,
+             "msgid": make_msgid(find["fixmedins_code"], inf_time, 3)}
+    steps, _ = ProvincialGateway().handle(certno, later, {}, row, aside=aside)
+    (to_index,) = steps
+    assert isinstance(to_index, ToNational) and to_index.msg.get("aside", False) is aside
+    to_sources, _ = NationalIndex().handle(to_index.msg, IndexRow())
+    assert isinstance(to_sources, dict)
+    _, row = sources.handle(certno, to_sources, row)
+    assert (find["msgid"] in row.answers) is aside
+    if aside:  # a copy of the first query, let through: its first answer
+        assert sources.handle(certno, query, row)[0] == first
 
 
 def test_a_query_that_lost_two_publishes_waits_for_both():
