@@ -314,8 +314,14 @@ def _answers_beside(got: list[dict[str, Any]], want: list[dict[str, Any]]) -> st
         return ""
     others: dict[str, int] = defaultdict(int)
     for answer in got:
-        if answer not in want:
-            others[f"infcode {_said(answer)}"] += 1
+        if answer in want:
+            continue
+        said = _said(answer)
+        if want and said == _said(want[0]):  # the same codes: where its content differs
+            first = (_differences("", answer.get("output", {}), want[0].get("output", {}))
+                     or ["another field"])[0]
+            said = f"{said} ({first})"
+        others[f"infcode {said}"] += 1
     equal = len(got) - sum(others.values())
     unlike = "; ".join(f"{n} otherwise, {said}" for said, n in sorted(others.items()))
     return f": {equal} as expected" + (f", {unlike}" if unlike else "")

@@ -119,8 +119,8 @@ def test_more_answers_than_expected_say_which_are_unlike_the_expected_one():
     other["output"]["result"].pop()
     got = [FEES] * 10 + [given_up, other]
     assert answer_diff(got, [FEES]) == ("12 answers, expected 1: 10 as expected, "
-                                        "1 otherwise, infcode -1 E9001; "
-                                        "1 otherwise, infcode 0")
+                                        "1 otherwise, infcode -1 E9001; 1 otherwise, "
+                                        "infcode 0 (result: 1 items != expected 2)")
     assert answer_diff([FEES, FEES], [FEES]) == "2 answers, expected 1: 2 as expected"
     assert answer_diff([], [FEES]) == "0 answers, expected 1"
 
@@ -136,3 +136,13 @@ def test_an_error_code_written_by_hand_is_shown_as_any_other_value():
         assert hidden not in answer_diff([got, got], [FEES])
     assert answer_diff([{"infcode": -1, "err_code": "E4011"}], [FEES]) == \
         "infcode -1 E4011 != expected 0"
+
+
+def test_an_extra_answer_of_other_content_names_the_field_never_a_persons_data():
+    certno = "11010519491231002X"
+    want = {"infcode": 0, "output": {"baseinfo": {"certno": certno}}}
+    other = copy.deepcopy(want)
+    other["output"]["baseinfo"]["certno"] = "110105194912310038"
+    diff = answer_diff([want, other], [want])
+    assert diff == ("2 answers, expected 1: 1 as expected, 1 otherwise, infcode 0 "
+                    "(baseinfo.certno: differs (personal data, not shown))")
