@@ -11,7 +11,7 @@ import pytest
 
 from huimin.run import arrivals_at_rate, patients_of, visit_period
 from messages.codec import decode, encode
-from messages.identity import is_valid_certno
+from messages.identity import holds_certno, is_valid_certno
 from messages.signing import Signer
 from messages.visitlog import VisitSession
 from settlement.oracle import Oracle
@@ -75,6 +75,24 @@ def test_every_bad_message_gets_exactly_its_declared_outcome(world: World,
             assert got["inf_refmsgid"] == b.msgid
             assert got["output"] == {}
             assert got["err_msg"]
+
+
+def test_a_bad_request_to_be_answered_carries_no_msgid_the_platform_may_not_echo(
+        world: World) -> None:
+    """The platform dead-letters a request refused before it is read when a citizen ID
+    number can be read in its msgid (it would be sent back): the bad requests that expect an
+    answer must not carry one. Over six days, 10 of 1,400 of them did before (an unsigned
+    one failed a replay's verdict, a review); each now gets its answer."""
+    bad = generate_bad_messages(world, 100, ("2026-12-01 08:00:00", "2026-12-07 08:00:00"))
+    oracle = Oracle(world.ref)
+    for b in bad:
+        got = outcome(oracle, b)
+        if b.expect == "answer":
+            assert not holds_certno(b.msgid), b.kind
+            assert isinstance(got, dict), (b.kind, got)
+            assert (got["err_code"], got["inf_refmsgid"]) == (b.code, b.msgid)
+        else:
+            assert isinstance(got, DeadLetter) and got.error_code == b.code, (b.kind, got)
 
 
 def test_answerable_bad_messages_are_answered_by_the_treatment_side_or_beyond(
