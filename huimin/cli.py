@@ -74,6 +74,7 @@ from huimin.report import (
     print_summary,
     replay_pace,
     replay_summary,
+    replay_verdict,
     summarise,
     write_dead_letters,
     write_outputs,
@@ -692,6 +693,12 @@ def replay(
             option=orjson.OPT_INDENT_2))
     console.print(f"Its summary in {summary} (huimin compare sets two side by side)",
                   markup=False)
+    console.print(("[bold green]PASS[/] " if ok else "[bold red]FAIL[/] ") + escape(
+        replay_verdict(ok, unanswered=acc.unaccounted, timed_out=bool(result.timed_out),
+                       bad_ok=bad_check.ok, platform_failures=acc.foreign_failures or (
+                           acc.foreign_dead_letters if bootstrap is None else 0),
+                       closed=not (unclosed or gone), days_ok=day.ok or held_before > 0)),
+        soft_wrap=True)
     raise typer.Exit(interrupt.exit_code if stopped else 0 if ok else 1)
 
 

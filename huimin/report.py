@@ -319,6 +319,24 @@ def counted(n: int, word: str, words: str | None = None) -> str:
     return f"{n:,} {word if n == 1 else words or word + 's'}"
 
 
+def replay_verdict(ok: bool, *, unanswered: int, timed_out: bool, bad_ok: bool,
+                   platform_failures: int, closed: bool, days_ok: bool) -> str:
+    """A replay's closing line, after PASS or FAIL: what failed it, or that its own checks
+    passed (the answers are `huimin verify`'s to compare with the oracle's)."""
+    if ok:
+        return ("every request answered or dead-lettered, the bad requests and the hospitals' "
+                "days as expected; the answers themselves: huimin verify")
+    why = [text for failed, text in (
+        (unanswered > 0, f"{counted(unanswered, 'request')} unanswered"),
+        (timed_out, "requests given up at the answer timeout"),
+        (not bad_ok, "bad requests not answered or dead-lettered as expected"),
+        (platform_failures > 0, f"{counted(platform_failures, 'dead letter')} of no request "
+                                "these hospitals sent"),
+        (not closed, "the period not closed"),
+        (not days_ok, "hospital-days not reconciled as expected")) if failed]
+    return "; ".join(why) + " (said above)" if why else "see above"
+
+
 def audit_against_oracle(ehr: dict[str, Any]) -> str:
     """The audit count's verdict, the operator's reads through the FHIR views set apart:
     audited like any access, but not the hospitals', so not the oracle's."""

@@ -355,6 +355,7 @@ def replay_passed(acc: Accounting, timed_out: bool, bad_ok: bool, own_platform: 
             and not (own_platform and acc.foreign_dead_letters))
 
 
+
 def distinct_dead_letters(result: HospitalRunResult, bad: list[BadMessage]
                           ) -> list[DeadLetterRecord]:
     """The dead letters less the repeats of a bad request sent on purpose: a redelivery

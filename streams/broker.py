@@ -102,9 +102,12 @@ class EmbeddedBroker:
                "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"]
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         try:
+            # NO_COLOR: Tansu's log lines are a file's, not a terminal's (its errors came
+            # with ANSI colour codes in broker.log)
             self.process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL, start_new_session=True,
-                                            preexec_fn=stopped_with_parent())
+                                            preexec_fn=stopped_with_parent(),
+                                            env={**os.environ, "NO_COLOR": "1"})
         finally:
             if not isinstance(out, int):  # not subprocess.DEVNULL
                 out.close()

@@ -21,6 +21,17 @@ from streams.topics import ensure_topics
 pytestmark = pytest.mark.e2e
 
 
+def test_the_embedded_brokers_log_is_plain_text_without_colour_codes(tmp_path, monkeypatch):
+    """Tansu colours its log lines whatever they are written to: broker.log had ANSI
+    escapes around an error (a review). Its debug lines show every level's colouring."""
+    monkeypatch.setenv("RUST_LOG", "debug")
+    log = tmp_path / "broker.log"
+    with EmbeddedBroker(log_path=log) as b:
+        ensure_topics(b.bootstrap, ["t.one"], partitions=1)
+    text = log.read_text()
+    assert "DEBUG" in text and "\x1b[" not in text
+
+
 def test_embedded_broker_answers_kafka_and_frees_its_port_when_stopped(tmp_path):
     b = EmbeddedBroker(log_path=tmp_path / "broker.log").start()
     try:

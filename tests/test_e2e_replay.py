@@ -55,6 +55,8 @@ def test_generate_is_byte_identical_for_the_same_seed(tmp_path):
 
 
 def test_replay_then_verify_passes_with_a_junit_report(replayed):
+    said = (replayed / "replay.out").read_text().rstrip().splitlines()[-1]
+    assert said.startswith("PASS every request answered or dead-lettered"), said
     proc = huimin("verify", "visits.jsonl", "results.jsonl", "--junit", "report.xml",
                   "--json", "verdict.json", cwd=replayed)
     assert proc.returncode == 0, proc.stdout

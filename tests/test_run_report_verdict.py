@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from huimin.report import audit_against_oracle, counted
+from huimin.report import audit_against_oracle, counted, replay_verdict
 from huimin.run import RunReport
 from huimin.run_checks import Accounting
 
@@ -91,3 +91,27 @@ def test_the_summary_counts_one_thing_in_the_singular() -> None:
         ["1 document", "2 documents", "1,000 documents"]
     assert [counted(1, "query", "queries"), counted(0, "query", "queries")] == \
         ["1 query", "0 queries"]
+
+
+PASSING_REPLAY = {"unanswered": 0, "timed_out": False, "bad_ok": True, "platform_failures": 0,
+                  "closed": True, "days_ok": True}
+
+
+@pytest.mark.parametrize(("failed", "said"), [
+    ({"unanswered": 3}, "3 requests unanswered"),
+    ({"timed_out": True}, "requests given up at the answer timeout"),
+    ({"bad_ok": False}, "bad requests not answered or dead-lettered as expected"),
+    ({"platform_failures": 1}, "1 dead letter of no request these hospitals sent"),
+    ({"closed": False}, "the period not closed"),
+    ({"days_ok": False}, "hospital-days not reconciled as expected")])
+def test_a_failed_replays_closing_line_names_what_failed_it(failed: dict[str, Any],
+                                                             said: str) -> None:
+    assert replay_verdict(False, **{**PASSING_REPLAY, **failed}) == f"{said} (said above)"
+
+
+def test_a_replays_closing_line_names_every_check_that_failed_and_passes_only_when_ok() -> None:
+    both = replay_verdict(False, **{**PASSING_REPLAY, "bad_ok": False, "closed": False})
+    assert both == ("bad requests not answered or dead-lettered as expected; the period not "
+                    "closed (said above)")
+    assert replay_verdict(True, **PASSING_REPLAY).startswith("every request answered")
+    assert replay_verdict(False, **PASSING_REPLAY) == "see above"
