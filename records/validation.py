@@ -62,6 +62,23 @@ def _path(prefix: str, loc: tuple[Any, ...]) -> str:
     return out
 
 
+
+def _key_position(resource: dict[str, Any], loc: tuple[Any, ...]) -> str:
+    """Where a key the sender made up stands among its object's keys, in words (its name
+    may hold personal data and is not echoed): " (not named: key 3 of the 7 there)"; ""
+    where the model's path does not lead to it (a field named otherwise than in JSON)."""
+    here: Any = resource
+    for part in loc[:-1]:
+        if isinstance(part, int) and isinstance(here, list) and 0 <= part < len(here):
+            here = here[part]
+        elif isinstance(part, str) and isinstance(here, dict) and part in here:
+            here = here[part]
+        else:
+            return ""
+    if not isinstance(here, dict) or loc[-1] not in here:
+        return ""
+    return f" (not named: key {list(here).index(loc[-1]) + 1} of the {len(here)} there)"
+
 _ISSUE_CODES = {"missing": "required", "extra_forbidden": "structure"}
 
 
@@ -186,11 +203,13 @@ class Validator:
         except ValidationError as exc:
             err = exc.errors()[0]
             loc = tuple(err["loc"])
-            if err["type"] == "extra_forbidden" and loc:  # named by the sender: not echoed
-                loc = (*loc[:-1], "(an unknown element)")
+            where = ""
+            if err["type"] == "extra_forbidden" and loc:  # named by the sender: not echoed,
+                loc = (*loc[:-1], "(an unknown element)")  # but where it is, to find it by
+                where = _key_position(resource, tuple(err["loc"]))
             raise InvalidResource(operation_outcome(
                 _ISSUE_CODES.get(err["type"], "value"),
-                f"{_path(path, loc)}: {_message(err)}", _path(path, loc))) from None
+                f"{_path(path, loc)}: {_message(err)}{where}", _path(path, loc))) from None
         except Exception as exc:
             raise InvalidResource(operation_outcome(
                 "invalid", f"{path}: not valid R4 ({type(exc).__name__})", path)) from None

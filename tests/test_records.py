@@ -1714,3 +1714,21 @@ def test_the_record_totals_decode_again_only_the_rows_changed_since_the_last_cou
     assert decoded == [row(3, 5)] + [row(2, 0)] * new_is_mine
     mine.discard(0)  # a partition taken over by another worker
     assert count()["persons"] == sum(key_partition(k, 4) in mine for k in records)
+
+
+@pytest.mark.parametrize("resource, said", [
+    ({"resourceType": "Patient", "gender": "male", "ZhangWei_Beijing": "x", "active": True},
+     "Patient.(an unknown element): Extra inputs are not permitted (not named: key 3 of the "
+     "4 there)"),
+    ({"resourceType": "Patient", "name": [{"family": "Li"}, {"given": ["A"], SECRET: 1}]},
+     "Patient.name[1].(an unknown element): Extra inputs are not permitted (not named: key 2 "
+     "of the 2 there)")])
+def test_an_unknown_element_is_told_by_where_it_stands_not_by_its_name(
+        resource: dict[str, Any], said: str):
+    """A key the sender made up may be a name: it is not echoed, and `huimin check-fhir`
+    could not say which of a file's keys to mend (a review). Its position can."""
+    with pytest.raises(InvalidResource) as refused:
+        Validator().validate(copy.deepcopy(resource))
+    assert refused.value.outcome["issue"][0]["diagnostics"] == said
+    for leak in (SECRET, "ZhangWei"):
+        assert leak not in orjson.dumps(refused.value.outcome).decode()
