@@ -69,10 +69,10 @@ def _key_position(resource: dict[str, Any], loc: tuple[Any, ...]) -> str:
     where the model's path does not lead to it (a field named otherwise than in JSON)."""
     here: Any = resource
     for part in loc[:-1]:
-        if not (isinstance(part, int) and isinstance(here, list) and 0 <= part < len(here)
-                or isinstance(part, str) and isinstance(here, dict) and part in here):
+        try:
+            here = here[part]
+        except (IndexError, KeyError, TypeError):
             return ""
-        here = here[part]
     if not isinstance(here, dict) or loc[-1] not in here:
         return ""
     return f" (not named: key {list(here).index(loc[-1]) + 1} of the {len(here)} there)"
