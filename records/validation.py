@@ -77,6 +77,7 @@ def _key_position(resource: dict[str, Any], loc: tuple[Any, ...]) -> str:
         return ""
     return f" (not named: key {list(here).index(loc[-1]) + 1} of the {len(here)} there)"
 
+
 _ISSUE_CODES = {"missing": "required", "extra_forbidden": "structure"}
 
 
