@@ -873,10 +873,12 @@ def clearing(
             policy = replace(policy, prepayment_months=prepayment_months, months={})
         events: list[SettlementEvent] = []
         no_result = under_way = 0  # visits left out of the statements, or in part
+        oracles = False  # the oracle's answers (generate's expected file), not a run's
         with ResultsFile(results, tag) as held:
             for visit, record in visits_with_results(visits, held):
                 no_result += record is None
                 under_way += record is not None and record.get("under_way") is True
+                oracles = oracles or (record is not None and "visit_digest" in record)
                 events += events_of_visit(visit, infnos_of(visit),
                                           record["answers"] if record else {})
         statements = clear(events, policy)
@@ -887,6 +889,10 @@ def clearing(
                      f"no result and {under_way:,} {'was' if under_way == 1 else 'were'} under "
                      "way when the replay stopped: the statements hold only the settlements "
                      "the results show.", markup=False, highlight=False)
+    if oracles:  # taken, as what the platform should clear, but said: verify refuses them
+        errors.print(f"{results} holds the oracle's expected answers (`huimin generate` "
+                     "wrote them), not a run's or a replay's results: these are the statements "
+                     "the platform should clear for the log.", markup=False, highlight=False)
     chosen = [s for s in statements if month is None or s.month == month]
     if month is not None and not chosen:  # a month of local settlements only has one
         raise refusal_exit(f"No settlements in {month}; months with some: "

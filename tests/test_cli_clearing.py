@@ -67,6 +67,9 @@ def test_clearing_statements_net_to_zero_and_cancellations_cross_into_the_next_m
     assert gen.returncode == 0, gen.stdout + gen.stderr
     out = huimin("clearing", "v.jsonl", "v.expected.jsonl", "--json")
     assert out.returncode == 0, out.stdout
+    # taken, and said: on stderr, so that --json stays JSON (a review: `verify` refuses
+    # them as results, and `clearing` took them without a word)
+    assert "v.expected.jsonl holds the oracle's expected answers" in out.stderr
     statements = orjson.loads(out.stdout)
     assert [s["month"] for s in statements] == ["2026-12", "2027-01"]
     for s in statements:
