@@ -158,7 +158,11 @@ def describe_validation_error(exc: ValidationError, prefix: str = "",
             where = (*where[:-1], UNKNOWN_FIELD)
         loc = ".".join(_field_name(p) for p in (prefix, *where) if p != "")
         said = PATTERNS_IN_WORDS.get(err.get("ctx", {}).get("pattern", ""), err["msg"])
-        if _past_json_integers(err):
+        if err["type"] in ("dict_type", "model_type"):  # pydantic's words, and a class name
+            said = "not a JSON object"
+        elif err["type"] == "list_type":
+            said = "not a JSON array"
+        elif _past_json_integers(err):
             said = "over its limit (past a 64-bit integer, which JSON readers take as a decimal)"
         elif _below_json_integers(err):
             said = ("below its limit" if _may_be_negative(model, where) else

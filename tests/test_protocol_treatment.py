@@ -523,6 +523,18 @@ def test_a_fee_item_named_0000_is_refused_as_0000_cancels_them_all(field: str) -
     assert f"input.feedetail.0.{field}" in msg and "0000 names all" in msg
 
 
+def test_a_list_or_an_object_of_the_wrong_json_type_is_named_in_jsons_words() -> None:
+    """Not pydantic's ("Input should be a valid dictionary or instance of FeeItem")."""
+    c = Clinic()
+    m = c.admit()
+    upload = fee_input(EMP, m, T, [("0001", "DA", 1, 100)], med_type="21")
+    for feedetail, said in (({"0": upload["feedetail"][0]}, "input.feedetail: not a JSON array"),
+                            ([5], "input.feedetail.0: not a JSON object")):
+        msg = refused(c.do(EMP_CERTNO, "2301", {**upload, "feedetail": feedetail}),
+                      ErrorCode.SCHEMA_VIOLATION)
+        assert msg == said
+
+
 def test_a_discharge_dated_after_its_request_is_refused() -> None:
     c = Clinic()
     m = c.admit()

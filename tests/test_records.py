@@ -165,6 +165,18 @@ def test_a_type_is_found_by_its_code_or_as_a_fhir_token_and_a_composition_by_its
         assert refused["err_code"] == "E1002" and "input.type" in refused["err_msg"], wrong
 
 
+def test_a_resource_that_is_not_a_json_object_is_refused_in_the_words_check_fhir_uses():
+    """`huimin check-fhir` said "not a JSON object" of a file that `huimin publish` then saw
+    refused as "Input should be a valid dictionary" (a review): one wording, JSON's."""
+    ex = Exchange()
+    certno = person()
+    home = WORLD.ref.enrollments[certno].province
+    for wrong, said in (([1, 2], "input.resource: not a JSON object"),
+                        ("Patient", "input.resource: not a JSON object")):
+        refused = ex.send("7001", certno, home, {"resource": wrong})
+        assert (refused["err_code"], refused["err_msg"]) == ("E1002", said), wrong
+
+
 def test_invalid_fhir_is_answered_with_an_operation_outcome_naming_the_path():
     ex = Exchange()
     certno = person()
