@@ -74,7 +74,6 @@ from huimin.report import (
     print_summary,
     replay_pace,
     replay_summary,
-    replay_verdict,
     summarise,
     write_dead_letters,
     write_outputs,
@@ -93,7 +92,8 @@ from huimin.run_checks import (
     account,
     check_bad_requests,
     check_daily_reconciliation,
-    replay_passed,
+    replay_failures,
+    replay_verdict,
 )
 from huimin.verify import (
     ResultsFile,
@@ -677,9 +677,10 @@ def replay(
                       + (f"; {acc.foreign_failures:,} of them the platform's failures (E9001/"
                          "E9002)" if acc.foreign_failures else "")
                       + ": huimin dead-letters lists them.[/]")
-    ok = replay_passed(acc, bool(result.timed_out), bad_check.ok,
-                       own_platform=bootstrap is None) and not unclosed and \
-        (day.ok or held_before > 0)
+    failures = replay_failures(acc, timed_out=bool(result.timed_out), bad_ok=bad_check.ok,
+                               own_platform=bootstrap is None, closed=not (unclosed or gone),
+                               days_ok=day.ok or held_before > 0)
+    ok = not failures
     with whole_file(summary) as f:
         f.write(orjson.dumps(replay_summary(
             header, visit_log, results, recorder.arrived, recorder.paid,
@@ -694,11 +695,9 @@ def replay(
     console.print(f"Its summary in {summary} (huimin compare sets two side by side)",
                   markup=False)
     console.print(("[bold green]PASS[/] " if ok else "[bold red]FAIL[/] ") + escape(
-        replay_verdict(ok, unanswered=acc.unaccounted, timed_out=bool(result.timed_out),
-                       bad_ok=bad_check.ok, platform_failures=acc.foreign_failures or (
-                           acc.foreign_dead_letters if bootstrap is None else 0),
-                       closed=not (unclosed or gone), days_ok=day.ok or held_before > 0)),
-        soft_wrap=True)
+        replay_verdict(failures, days_judged=not held_before)
+        + (f" (stopped by {stopper} while the platform stopped: exit "
+           f"{interrupt.exit_code})" if stopped else "")), soft_wrap=True)
     raise typer.Exit(interrupt.exit_code if stopped else 0 if ok else 1)
 
 
@@ -805,6 +804,12 @@ def verify(
                   f"the oracle over {verdict.visits:,} visits; {verdict.settlements_checked:,} "
                   "settlement answers (2207/2304, cancelled ones included) checked against the "
                   "invariants")
+    if verdict.results_are_expected_answers:
+        console.print(f"[yellow]{escape(str(results))} holds the oracle's expected answers "
+                      "(each with its visit's digest, as `huimin generate` and `huimin run` "
+                      "write them), not a run's or a replay's results: this verdict says "
+                      "nothing of a platform. Give the file `huimin replay --results` wrote, or "
+                      "a run's results.jsonl.[/]", soft_wrap=True)
     if verdict.refused_as_replays:
         n = verdict.refused_as_replays
         console.print(f"[yellow]{n:,} {'request was' if n == 1 else 'requests were'} refused "
@@ -873,12 +878,11 @@ def clearing(
             policy = replace(policy, prepayment_months=prepayment_months, months={})
         events: list[SettlementEvent] = []
         no_result = under_way = 0  # visits left out of the statements, or in part
-        oracles = False  # the oracle's answers (generate's expected file), not a run's
         with ResultsFile(results, tag) as held:
+            oracles = held.expected_answers
             for visit, record in visits_with_results(visits, held):
                 no_result += record is None
                 under_way += record is not None and record.get("under_way") is True
-                oracles = oracles or (record is not None and "visit_digest" in record)
                 events += events_of_visit(visit, infnos_of(visit),
                                           record["answers"] if record else {})
         statements = clear(events, policy)
@@ -889,10 +893,11 @@ def clearing(
                      f"no result and {under_way:,} {'was' if under_way == 1 else 'were'} under "
                      "way when the replay stopped: the statements hold only the settlements "
                      "the results show.", markup=False, highlight=False)
-    if oracles:  # taken, as what the platform should clear, but said: verify refuses them
-        errors.print(f"{results} holds the oracle's expected answers (`huimin generate` "
-                     "wrote them), not a run's or a replay's results: these are the statements "
-                     "the platform should clear for the log.", markup=False, highlight=False)
+    if oracles:  # taken, as what the platform should clear, but said (verify refuses them)
+        errors.print(f"{results} holds the oracle's expected answers (as `huimin generate` "
+                     "and `huimin run` write them), not a run's or a replay's results: these "
+                     "are the statements the platform should clear for the log.", markup=False,
+                     highlight=False)
     chosen = [s for s in statements if month is None or s.month == month]
     if month is not None and not chosen:  # a month of local settlements only has one
         raise refusal_exit(f"No settlements in {month}; months with some: "

@@ -42,7 +42,6 @@ class PolicyLoader(yaml.SafeLoader):
                                 problem_mark=node.start_mark)
         return int(node.value.replace("_", ""))
 
-
     def construct_checked_timestamp(self, node: yaml.ScalarNode) -> Any:
         """A date or time, or refused where it is written (YAML's own error has no line)."""
         try:

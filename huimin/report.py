@@ -22,6 +22,7 @@ from huimin.run_checks import (
     Accounting,
     BadRequestCheck,
     DailyReconciliationCheck,
+    counted,
     distinct_dead_letters,
 )
 from messages.codes import EHR, SETTLEMENTS, ErrorCode, Infno
@@ -312,29 +313,6 @@ def ehr_summary(exchanges: Any) -> dict[str, int]:
             out["lab_tests_avoided"] += len(output["reusable"])
             out["lab_saving_fen"] += sum(r["saving"] for r in output["reusable"])
     return out
-
-
-def counted(n: int, word: str, words: str | None = None) -> str:
-    """`n` and the word for that many: "1 document", "2 documents", "1 query", "3 queries"."""
-    return f"{n:,} {word if n == 1 else words or word + 's'}"
-
-
-def replay_verdict(ok: bool, *, unanswered: int, timed_out: bool, bad_ok: bool,
-                   platform_failures: int, closed: bool, days_ok: bool) -> str:
-    """A replay's closing line, after PASS or FAIL: what failed it, or that its own checks
-    passed (the answers are `huimin verify`'s to compare with the oracle's)."""
-    if ok:
-        return ("every request answered or dead-lettered, the bad requests and the hospitals' "
-                "days as expected; the answers themselves: huimin verify")
-    why = [text for failed, text in (
-        (unanswered > 0, f"{counted(unanswered, 'request')} unanswered"),
-        (timed_out, "requests given up at the answer timeout"),
-        (not bad_ok, "bad requests not answered or dead-lettered as expected"),
-        (platform_failures > 0, f"{counted(platform_failures, 'dead letter')} of no request "
-                                "these hospitals sent"),
-        (not closed, "the period not closed"),
-        (not days_ok, "hospital-days not reconciled as expected")) if failed]
-    return "; ".join(why) + " (said above)" if why else "see above"
 
 
 def audit_against_oracle(ehr: dict[str, Any]) -> str:

@@ -347,13 +347,39 @@ def account(result: HospitalRunResult, bad: list[BadMessage],
                       foreign_failures=sum(d.error_code in ROLE_FAILURES for d in foreign))
 
 
-def replay_passed(acc: Accounting, timed_out: bool, bad_ok: bool, own_platform: bool) -> bool:
-    """Every request answered or dead-lettered, none timed out, the bad requests as
-    expected, and no failure of the platform's; another producer's dead letters only fail
-    a replay on its own platform, where there is none."""
-    return (acc.unaccounted == 0 and not timed_out and bad_ok and not acc.foreign_failures
-            and not (own_platform and acc.foreign_dead_letters))
+def counted(n: int, word: str, words: str | None = None) -> str:
+    """`n` and the word for that many: "1 document", "2 documents", "1 query", "3 queries"."""
+    return f"{n:,} {word if n == 1 else words or word + 's'}"
 
+
+def replay_failures(acc: Accounting, *, timed_out: bool, bad_ok: bool, own_platform: bool,
+                    closed: bool = True, days_ok: bool = True) -> list[str]:
+    """What fails a replay, in words (none: it passed): a request neither answered nor
+    dead-lettered, one timed out, a bad request not as expected, a failure of the
+    platform's, the period not closed, a hospital-day not reconciled; another producer's
+    dead letters only on the replay's own platform, where there is none."""
+    return [text for failed, text in (
+        (acc.unaccounted > 0, f"{counted(acc.unaccounted, 'request')} unanswered"),
+        (timed_out, "requests given up at the answer timeout"),
+        (not bad_ok, "bad requests not answered or dead-lettered as expected"),
+        (acc.foreign_failures > 0, f"{counted(acc.foreign_failures, 'failure')} of the "
+                                   "platform's (E9001/E9002) on messages no hospital sent"),
+        (own_platform and acc.foreign_dead_letters > 0,
+         f"{counted(acc.foreign_dead_letters, 'dead letter')} of messages these hospitals "
+         "did not send, on the replay's own platform"),
+        (not closed, "the period not closed"),
+        (not days_ok, "hospital-days not reconciled as expected")) if failed]
+
+
+def replay_verdict(failures: list[str], *, days_judged: bool = True) -> str:
+    """A replay's closing line, after PASS or FAIL: what failed it (`replay_failures`), or
+    what passed (the answers are `huimin verify`'s to compare with the oracle's)."""
+    if failures:
+        return "; ".join(failures) + " (said above)"
+    return ("every request answered or dead-lettered, the bad requests "
+            + ("and the hospitals' days as expected" if days_judged else
+               "as expected (the hospitals' days not judged)")
+            + "; the answers themselves: huimin verify")
 
 
 def distinct_dead_letters(result: HospitalRunResult, bad: list[BadMessage]

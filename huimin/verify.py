@@ -51,6 +51,10 @@ class Verdict:
     #: after the settlement, say): those are counted here too
     timed_out: int = 0
     timed_out_after_settling: int = 0
+    #: the results carry each visit's digest, as only the oracle's expected answers do: a
+    #: copy of those, judged against themselves (said, not refused: a test may make its
+    #: results from them)
+    results_are_expected_answers: bool = False
     failures: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
 
     @property
@@ -65,6 +69,7 @@ class Verdict:
                 "no_result": self.no_result, "refused_as_replays": self.refused_as_replays,
                 "timed_out": self.timed_out,
                 "timed_out_after_settling": self.timed_out_after_settling,
+                "results_are_expected_answers": self.results_are_expected_answers,
                 "checks": {name: {"passed": not self.failures.get(name),
                                   "failures": self.failures.get(name, [])}
                            for name in (COMPLETE_CHECK, ORACLE_CHECK, *CHECKS)}}
@@ -88,6 +93,9 @@ class ResultsFile:
         another world than `world` (the visit log's `world_tag`)."""
         self.path = results
         self.places: dict[Any, int | dict[str, Any]] = {}  # visit_no -> offset, or record
+        #: the oracle's answers (`huimin generate`'s or `run`'s expected file), not results:
+        #: each carries its visit's digest (logfiles.expected_record)
+        self.expected_answers = False
         self._file: BinaryIO | None = open(results, "rb")  # noqa: SIM115 (closed by close)
         try:
             hold = not stat.S_ISREG(os.fstat(self._file.fileno()).st_mode)
@@ -102,6 +110,7 @@ class ResultsFile:
                                          " one record a visit")
                 lines[visit_no] = n
                 self.places[visit_no] = record if hold else at
+                self.expected_answers = self.expected_answers or "visit_digest" in record
             if not self.places:
                 raise LogFormatError(f"no results in {results}")
             self._read_as = None if hold else self._stamp()
@@ -430,7 +439,9 @@ def verify(visits: Iterator[Visit], expected: Iterator[dict[str, Any]],
     without a result is left out, and of a visit still under way only the answers received
     are compared (each counted in the verdict)."""
     with ResultsFile(results, world) as got_by_visit:
-        return _verdict(visits, expected, got_by_visit, ref, replayed_only)
+        verdict = _verdict(visits, expected, got_by_visit, ref, replayed_only)
+        verdict.results_are_expected_answers = got_by_visit.expected_answers
+        return verdict
 
 
 def _verdict(visits: Iterator[Visit], expected: Iterator[dict[str, Any]],

@@ -62,7 +62,6 @@ def _path(prefix: str, loc: tuple[Any, ...]) -> str:
     return out
 
 
-
 def _key_position(resource: dict[str, Any], loc: tuple[Any, ...]) -> str:
     """Where a key the sender made up stands among its object's keys, in words (its name
     may hold personal data and is not echoed): " (not named: key 3 of the 7 there)"; ""
@@ -159,6 +158,7 @@ class Validator:
                 path or None))
         kind = resource["resourceType"]
         here = path or (kind if _known_type(kind) else "resourceType")
+        as_sent = resource  # where a key stands is told from it (`_key_position`)
         if kind == "Bundle":
             entries = resource.get("entry")
             if isinstance(entries, list):
@@ -171,9 +171,10 @@ class Validator:
                 resource = {**resource, "entry": [  # the entries' resources checked above
                     {k: v for k, v in e.items() if k != "resource"} if isinstance(e, dict) else e
                     for e in entries]}
-        self._check(kind, resource, here, depth)
+        self._check(kind, resource, here, depth, as_sent)
 
-    def _check(self, kind: str, resource: dict[str, Any], path: str, depth: int) -> None:
+    def _check(self, kind: str, resource: dict[str, Any], path: str, depth: int,
+               as_sent: dict[str, Any]) -> None:
         key = blake2b(f"{kind} {depth} ".encode()  # valid here, which is not everywhere
                       + orjson.dumps(resource, option=orjson.OPT_SORT_KEYS),
                       digest_size=32).digest()
@@ -205,7 +206,7 @@ class Validator:
             where = ""
             if err["type"] == "extra_forbidden" and loc:  # named by the sender: not echoed,
                 loc = (*loc[:-1], "(an unknown element)")  # but where it is, to find it by
-                where = _key_position(resource, tuple(err["loc"]))
+                where = _key_position(as_sent, tuple(err["loc"]))
             raise InvalidResource(operation_outcome(
                 _ISSUE_CODES.get(err["type"], "value"),
                 f"{_path(path, loc)}: {_message(err)}{where}", _path(path, loc))) from None

@@ -83,9 +83,9 @@ def generate_bad_messages(world: World, per_kind: int = 1,
             # the platform echoes no msgid a citizen ID number can be read in: it keeps such
             # a request refused before it is read as a dead letter (messages/envelope.py),
             # where an answer is expected here (a replay's verdict failed on one, a review).
-            # A second later, as a hospital whose clock had moved on would send it
-            later = datetime.strptime(inf_time, TIME_FORMAT) + timedelta(seconds=1)
-            inf_time = later.strftime(TIME_FORMAT)
+            # A second earlier: without a period, still before the visits' (BAD_TIME)
+            earlier = datetime.strptime(inf_time, TIME_FORMAT) - timedelta(seconds=1)
+            inf_time = earlier.strftime(TIME_FORMAT)
             msgid = make_msgid(code_, inf_time, 9_000 + seq % 1_000)
         seq += 1
         req = {"infno": infno, "msgid": msgid, "mdtrtarea_admvs": mdtrtarea or h.admdvs,

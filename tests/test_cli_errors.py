@@ -481,6 +481,27 @@ def test_the_expected_answers_given_as_the_results_are_refused_not_passed(logs: 
                 "is the oracle's expected answers", "would always pass")
 
 
+def test_a_copy_of_the_expected_answers_judged_as_results_is_said_to_be_one(logs: Path,
+                                                                            tmp_path: Path):
+    """Copied elsewhere, the oracle's answers pass against themselves (tests make results
+    from them, so they are not refused): the verdict says what they are, and a file without
+    the visits' digests, as a run or a replay writes, is not told so (a review)."""
+    copy_ = tmp_path / "results.jsonl"
+    copy_.write_bytes((logs / "a.expected.jsonl").read_bytes())
+    said = huimin("verify", str(logs / "a.jsonl"), str(copy_), "--json",
+                  str(tmp_path / "v.json"))
+    assert said.exit_code == 0
+    assert "holds the oracle's expected answers" in " ".join(said.output.split())
+    assert orjson.loads((tmp_path / "v.json").read_bytes())["results_are_expected_answers"]
+    records = [orjson.loads(line) for line in copy_.read_bytes().splitlines()]
+    copy_.write_bytes(b"".join(orjson.dumps({k: v for k, v in r.items() if k != "visit_digest"})
+                               + b"\n" for r in records))
+    said = huimin("verify", str(logs / "a.jsonl"), str(copy_), "--json",
+                  str(tmp_path / "v.json"))
+    assert said.exit_code == 0 and "expected answers" not in said.output
+    assert not orjson.loads((tmp_path / "v.json").read_bytes())["results_are_expected_answers"]
+
+
 def test_the_results_given_as_the_expected_answers_too_are_named_as_such(logs: Path,
                                                                          tmp_path: Path):
     """`verify v.jsonl r.jsonl --expected r.jsonl` was told that r.jsonl "is the oracle's

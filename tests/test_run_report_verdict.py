@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from huimin.report import audit_against_oracle, counted, replay_verdict
+from huimin.report import audit_against_oracle, counted
 from huimin.run import RunReport
-from huimin.run_checks import Accounting
+from huimin.run_checks import Accounting, replay_failures, replay_verdict
 
 
 def passing_report(**changes: Any) -> RunReport:
@@ -93,25 +93,40 @@ def test_the_summary_counts_one_thing_in_the_singular() -> None:
         ["1 query", "0 queries"]
 
 
-PASSING_REPLAY = {"unanswered": 0, "timed_out": False, "bad_ok": True, "platform_failures": 0,
-                  "closed": True, "days_ok": True}
+def accounting(**changes: int) -> Accounting:
+    """A balanced replay's accounting, with `changes`."""
+    return dataclasses.replace(Accounting(sent=10, answered_ok=7, answered_error=2,
+                                          dead_lettered=1), **changes)
+
+
+PASSING_REPLAY: dict[str, Any] = {"timed_out": False, "bad_ok": True, "own_platform": True,
+                                  "closed": True, "days_ok": True}
 
 
 @pytest.mark.parametrize(("failed", "said"), [
-    ({"unanswered": 3}, "3 requests unanswered"),
+    ({"acc": accounting(answered_ok=4)}, "3 requests unanswered"),
     ({"timed_out": True}, "requests given up at the answer timeout"),
     ({"bad_ok": False}, "bad requests not answered or dead-lettered as expected"),
-    ({"platform_failures": 1}, "1 dead letter of no request these hospitals sent"),
+    ({"acc": accounting(foreign_dead_letters=4, foreign_failures=1)},
+     "1 failure of the platform's (E9001/E9002) on messages no hospital sent; 4 dead letters "
+     "of messages these hospitals did not send, on the replay's own platform"),
     ({"closed": False}, "the period not closed"),
     ({"days_ok": False}, "hospital-days not reconciled as expected")])
 def test_a_failed_replays_closing_line_names_what_failed_it(failed: dict[str, Any],
                                                              said: str) -> None:
-    assert replay_verdict(False, **{**PASSING_REPLAY, **failed}) == f"{said} (said above)"
+    failures = replay_failures(**{"acc": accounting(), **PASSING_REPLAY, **failed})
+    assert replay_verdict(failures) == f"{said} (said above)"
 
 
-def test_a_replays_closing_line_names_every_check_that_failed_and_passes_only_when_ok() -> None:
-    both = replay_verdict(False, **{**PASSING_REPLAY, "bad_ok": False, "closed": False})
-    assert both == ("bad requests not answered or dead-lettered as expected; the period not "
-                    "closed (said above)")
-    assert replay_verdict(True, **PASSING_REPLAY).startswith("every request answered")
-    assert replay_verdict(False, **PASSING_REPLAY) == "see above"
+def test_a_replay_passes_only_when_nothing_failed_it_and_says_what_it_did_not_judge() -> None:
+    assert replay_failures(accounting(), **PASSING_REPLAY) == []
+    both = replay_failures(accounting(), **{**PASSING_REPLAY, "bad_ok": False, "closed": False})
+    assert replay_verdict(both) == ("bad requests not answered or dead-lettered as expected; "
+                                    "the period not closed (said above)")
+    # another producer's dead letters fail only a replay on its own platform
+    stray = accounting(dead_lettered=1, foreign_dead_letters=1)
+    assert replay_failures(stray, **{**PASSING_REPLAY, "own_platform": False}) == []
+    assert replay_verdict([]) == ("every request answered or dead-lettered, the bad requests "
+                                  "and the hospitals' days as expected; the answers "
+                                  "themselves: huimin verify")
+    assert "(the hospitals' days not judged)" in replay_verdict([], days_judged=False)

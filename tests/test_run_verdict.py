@@ -14,7 +14,7 @@ from huimin.run_checks import (
     check_bad_requests,
     compare,
     distinct_dead_letters,
-    replay_passed,
+    replay_failures,
 )
 from huimin.verify import ORACLE_CHECK, timed_out_line, verify
 from messages.codes import TIMED_OUT, Infno
@@ -203,7 +203,7 @@ def test_a_replay_fails_on_the_platforms_own_failures_and_on_strays_on_its_own_p
     stray = _letter(None, b'{"setl_id": "S1", "event": "settle"}', code)
     acc = account(_result({}, [stray]), [])
     assert (acc.foreign_dead_letters, acc.foreign_failures) == (1, int(code == "E9001"))
-    assert replay_passed(acc, timed_out=False, bad_ok=True, own_platform=own) is passed
+    assert (not replay_failures(acc, timed_out=False, bad_ok=True, own_platform=own)) is passed
 
 
 def test_a_request_a_role_failed_on_is_answered_and_dead_lettered_but_counted_once():

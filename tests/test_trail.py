@@ -94,7 +94,6 @@ def test_a_group_the_cluster_would_not_tell_of_marks_no_record_and_says_so(monke
         "record is marked committed or not)"]
 
 
-
 def test_a_rows_later_writes_are_said_once_a_changelog_partition_after_the_hops():
     """The person's row names the msgid in every write while it keeps the answer: ~30
     changelog records after a busy person's settlement buried the hops (a user's walk).
