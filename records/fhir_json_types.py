@@ -17,13 +17,21 @@ from records.fhir_rules import RuleBroken
 
 
 @cache
-def _elements(model: type[FHIRAbstractModel]) -> tuple[dict[str, str], frozenset[str]]:
-    """Each JSON name of the model's elements with the attribute that holds it, and the
-    names of those typed boolean, integer or decimal (a string anywhere else is one)."""
-    attributes = {field.alias or name: name for name, field in model.model_fields.items()}
+def _elements(model: type[FHIRAbstractModel]) -> tuple[dict[str, str], frozenset[str],
+                                                      dict[str, str]]:
+    """Each JSON name of the model's elements with the attribute that holds it, the names
+    of those typed boolean, integer or decimal (a string anywhere else is one), and the
+    names the models also take that R4's JSON does not have, each with what it stands for:
+    their Python names (`birthDate__ext` for `_birthDate`, `class_fhir` for `class`,
+    `resource_type`) and their own `fhir_comments`."""
+    attributes = {field.alias or name: name for name, field in model.model_fields.items()
+                  if name != "fhir_comments"}
     numeric = frozenset(field.alias or name for name, field in model.model_fields.items()
                         if _holds(field.annotation, (bool, int, Decimal)))
-    return attributes, numeric
+    not_json = {name: field.alias if field.alias not in (None, name) else ""
+                for name, field in model.model_fields.items() if name not in attributes}
+    not_json["resource_type"] = "resourceType"
+    return attributes, numeric, not_json
 
 
 def _holds(annotation: Any, types: tuple[type, ...]) -> bool:
@@ -33,9 +41,15 @@ def _holds(annotation: Any, types: tuple[type, ...]) -> bool:
 
 
 def check_json_types(built: FHIRAbstractModel, sent: dict[str, Any], path: str) -> None:
-    """Raise RuleBroken where `sent` gives a primitive in a JSON type other than FHIR's."""
-    attributes, numeric = _elements(type(built))
+    """Raise RuleBroken where `sent` gives a primitive in a JSON type other than FHIR's, or
+    names an element otherwise than R4's JSON (the models take their own names too: such a
+    document, kept as sent, would not read elsewhere)."""
+    attributes, numeric, not_json = _elements(type(built))
     for key, value in sent.items():
+        if key in not_json:  # the models' words, not the sender's: safe to name
+            raise RuleBroken(f"{path}.{key}", "not an element of FHIR's JSON" + (
+                f": the models' name for {not_json[key]}" if not_json[key] else ""),
+                             "structure")
         kind = type(value)  # a string or a number where a string goes: the models say
         if (kind is dict or kind is list or key in numeric) and \
                 (name := attributes.get(key)) is not None:
