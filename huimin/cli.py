@@ -893,7 +893,8 @@ def clearing(
                      f"no result and {under_way:,} {'was' if under_way == 1 else 'were'} under "
                      "way when the replay stopped: the statements hold only the settlements "
                      "the results show.", markup=False, highlight=False)
-    if oracles:  # taken, as what the platform should clear, but said (verify refuses them)
+    if oracles:  # taken, as what the platform should clear, but said (verify refuses them
+        # as results at their own path, and says what they are under another)
         errors.print(f"{results} holds the oracle's expected answers (as `huimin generate` "
                      "and `huimin run` write them), not a run's or a replay's results: these "
                      "are the statements the platform should clear for the log.", markup=False,
