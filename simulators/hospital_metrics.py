@@ -15,6 +15,7 @@ from prometheus_client import (
 )
 
 from messages.trace import LATENCY_BUCKETS
+from messages.visitlog import PLANNED_INFNOS
 
 #: Their own registry, so that a worker started from the same CLI (`huimin worker`) does not
 #: export the hospitals' series at 0 beside its own; with the process's standard collectors.
@@ -26,6 +27,8 @@ for _standard in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
 SENT = Counter("huimin_hospital_requests_sent_total", "Visit requests the hospitals sent "
                "(duplicates included; not their sign-ins, daily reconciliations or the bad "
                "requests mixed in)", ["infno"], registry=HOSPITAL_REGISTRY)
+for _infno in sorted(PLANNED_INFNOS):  # at zero, so that a rate() counts each one's first
+    SENT.labels(_infno)
 ROUND_TRIP = Histogram("huimin_hospital_round_trip_seconds", "From a hospital sending a request "
                        "to its first answer", ["route", "infno"], buckets=LATENCY_BUCKETS,
                        registry=HOSPITAL_REGISTRY)
