@@ -28,7 +28,7 @@ run: $(STAMP)  ## simulate, settle through the embedded broker, verify against t
 test: $(STAMP) $(PROMTOOL_TRIED)  ## lint and type check, the whole test suite (end-to-end tests start their own broker), and a check that the micro-benchmarks run
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/pytest -n 2 --no-loadscope-reorder  # two at once, in groups: tests/conftest.py
+	$(BIN)/pytest -n 3 --no-loadscope-reorder  # in three lanes on two cores: tests/conftest.py
 	$(BIN)/pytest benchmarks/ --benchmark-disable -q
 
 bench: $(STAMP)  ## a short benchmark: huimin bench (with the raw ceiling) and the micro-benchmarks

@@ -30,16 +30,23 @@ BUSY_E2E_MODULES = frozenset({
 })
 #: End-to-end modules that mostly wait (for a consumer group's session to time out, a
 #: rebalance, a worker to stop) rather than compute: each took 0.2–0.45 of a core on average.
-WAITING_E2E_MODULES = frozenset({
-    "test_broker.py", "test_e2e_faust_losses.py", "test_e2e_hospital_sink.py",
-    "test_e2e_records.py", "test_e2e_time_out.py", "test_owner_fence.py",
-    "test_partition_ends.py", "test_table_files.py", "test_e2e_used_cluster.py",
-    "test_e2e_record_limits.py", "test_e2e_clearing_gauge.py", "test_e2e_topics.py",
-    "test_e2e_seek_committed.py", "test_e2e_worker_stop.py", "test_e2e_trail.py",
-    "test_e2e_spare_worker.py", "test_e2e_cluster_contact.py",
-    "test_offset_gaps.py", "test_rdkafka_tail.py", "test_rdkafka_requests.py",
-    "test_e2e_cluster_lost.py",
-})
+#: Two lanes of them (~5.5 and ~4 minutes on machine D): the second is followed by the unit
+#: tests under `make test` (`EndToEndGroups`).
+WAITING_E2E_LANES = (
+    frozenset({
+        "test_e2e_cluster_contact.py", "test_e2e_hospital_sink.py", "test_e2e_spare_worker.py",
+        "test_owner_fence.py", "test_e2e_time_out.py", "test_e2e_clearing_gauge.py",
+        "test_e2e_records.py", "test_e2e_topics.py", "test_broker.py",
+        "test_partition_ends.py", "test_e2e_used_cluster.py",
+    }),
+    frozenset({
+        "test_e2e_faust_losses.py", "test_e2e_cluster_lost.py", "test_e2e_worker_stop.py",
+        "test_e2e_trail.py", "test_table_files.py", "test_e2e_record_limits.py",
+        "test_e2e_seek_committed.py", "test_offset_gaps.py", "test_rdkafka_tail.py",
+        "test_rdkafka_requests.py",
+    }),
+)
+WAITING_E2E_MODULES = WAITING_E2E_LANES[0] | WAITING_E2E_LANES[1]
 
 
 #: Settings that make rich (the CLI's console) treat captured output as a terminal: colour
@@ -60,24 +67,38 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ.pop(name, None)
 
 
-def xdist_group_of(nodeid: str) -> str:
-    """The group a test runs in under pytest-xdist: one of the two end-to-end groups, or
-    else its module."""
+def lane_of(nodeid: str) -> int:
+    """Where a test's module runs under `make test`: 0 the busy end-to-end lane, 1 and 2 the
+    waiting ones, 3 the unit tests (after lane 2's end-to-end tests)."""
     module = nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
     if module in BUSY_E2E_MODULES:
+        return 0
+    return next((n for n, lane in enumerate(WAITING_E2E_LANES, 1) if module in lane), 3)
+
+
+def xdist_group_of(nodeid: str, workers: int = 2) -> str:
+    """The group a test runs in under pytest-xdist with `workers` workers: the busy end-to-end
+    group, one waiting group (two with three workers or more), or else its module, which with
+    exactly three workers joins the second waiting group."""
+    lane = lane_of(nodeid)
+    if lane == 0:
         return "e2e-busy"
-    return "e2e-waiting" if module in WAITING_E2E_MODULES else module
+    if lane == 3 and workers != 3:
+        return nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
+    return "e2e-waiting" if workers < 3 else f"e2e-waiting-{min(lane, 2)}"
 
 
 class EndToEndGroups(LoadScopeScheduling):
-    """How `make test` shares the two cores (`pytest -n 2`): the busy end-to-end tests run
-    one after another on one worker, the waiting ones one after another on the other, and the
-    unit tests, a module at a time, fill the gaps. So at most two brokers run at once, and one
-    of them mostly idles. (xdist's own `--dist loadgroup` marks would do, but pytest 9.2's
-    node ids lose them: pytest-xdist#1386.)"""
+    """How `make test` shares the two cores (`pytest -n 3`), in three lanes: the busy
+    end-to-end tests one after another on one worker (about a core), the waiting ones in two
+    lanes (a fraction of a core each), and the second of those followed by the unit tests, a
+    module at a time. So at most three brokers run at once, two of them mostly idle, and no
+    more than two workers compute at once. Every group runs one test at a time, on one
+    worker. (xdist's own `--dist loadgroup` marks would do, but pytest 9.2's node ids lose
+    them: pytest-xdist#1386.)"""
 
     def _split_scope(self, nodeid: str) -> str:
-        return xdist_group_of(nodeid)
+        return xdist_group_of(nodeid, self.numnodes)
 
 
 @pytest.hookimpl(optionalhook=True)  # `-p no:xdist` runs the tests without it
@@ -88,11 +109,11 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> EndToEndG
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under xdist, the busy end-to-end group first: it is the longest (~6 of the ~10
-    minutes the suite takes serially). A plain run keeps pytest's order."""
+    """Under xdist, the end-to-end groups first, the longest first (the busy one takes ~9 of
+    the ~23 minutes the suite takes serially on machine D, each waiting lane ~4–5.5), and the
+    unit tests last. A plain run keeps pytest's order."""
     if hasattr(config, "workerinput"):
-        first = {"e2e-busy": 0, "e2e-waiting": 1}
-        items.sort(key=lambda item: first.get(xdist_group_of(item.nodeid), 2))
+        items.sort(key=lambda item: lane_of(item.nodeid))
 
 
 @pytest.fixture(autouse=True)
