@@ -30,8 +30,8 @@ BUSY_E2E_MODULES = frozenset({
 })
 #: End-to-end modules that mostly wait (for a consumer group's session to time out, a
 #: rebalance, a worker to stop) rather than compute: each took 0.2–0.45 of a core on average.
-#: Two lanes of them (~5.5 and ~4 minutes on machine D): the second is followed by the unit
-#: tests under `make test` (`EndToEndGroups`).
+#: Two lanes of them (~5.5 and ~4 minutes on a 2-core machine, 12-07): the second is followed
+#: by the unit tests under `make test` (`EndToEndGroups`).
 WAITING_E2E_LANES = (
     frozenset({
         "test_e2e_cluster_contact.py", "test_e2e_hospital_sink.py", "test_e2e_spare_worker.py",
@@ -110,8 +110,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> EndToEndG
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under xdist, the end-to-end groups first, the longest first (the busy one takes ~9 of
-    the ~23 minutes the suite takes serially on machine D, each waiting lane ~4–5.5), and the
-    unit tests last. A plain run keeps pytest's order."""
+    the ~23 minutes the suite takes serially on a 2-core machine, each waiting lane ~4–5.5),
+    and the unit tests last. A plain run keeps pytest's order."""
     if hasattr(config, "workerinput"):
         items.sort(key=lambda item: lane_of(item.nodeid))
 
