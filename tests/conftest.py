@@ -67,10 +67,15 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ.pop(name, None)
 
 
+def module_of(nodeid: str) -> str:
+    """A test's module, by its file name (its parameters may hold `::` or `/`)."""
+    return nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
+
+
 def lane_of(nodeid: str) -> int:
     """Where a test's module runs under `make test`: 0 the busy end-to-end lane, 1 and 2 the
     waiting ones, 3 the unit tests (after lane 2's end-to-end tests)."""
-    module = nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
+    module = module_of(nodeid)
     if module in BUSY_E2E_MODULES:
         return 0
     return next((n for n, lane in enumerate(WAITING_E2E_LANES, 1) if module in lane), 3)
@@ -84,7 +89,7 @@ def xdist_group_of(nodeid: str, workers: int = 2) -> str:
     if lane == 0:
         return "e2e-busy"
     if lane == 3 and workers != 3:
-        return nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
+        return module_of(nodeid)
     return "e2e-waiting" if workers < 3 else f"e2e-waiting-{min(lane, 2)}"
 
 
