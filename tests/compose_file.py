@@ -31,6 +31,7 @@ def with_compose_defaults(text: str, env: Mapping[str, str] | None = None) -> st
 def parses_as_huimin(args: list[str], env: Mapping[str, str] | None = None) -> dict:
     """The parameters click would run the subcommand with (raises on unknown options)."""
     args = [with_compose_defaults(arg, env) for arg in args]
+    assert isinstance(CLI, typer.core.TyperGroup)  # huimin's commands are its subcommands
     command = CLI.get_command(None, args[0])  # type: ignore[arg-type]
     assert command is not None, f"huimin has no command {args[0]!r}"
     return command.make_context(args[0], list(args[1:])).params

@@ -42,6 +42,7 @@ def outcome(oracle: Oracle, b: BadMessage) -> dict[str, Any] | DeadLetter:
     headers = dict(SIGNER.headers_as(b.signing, b.sender, b.key, b.value) or [])
     refusal = oracle.treatment.authenticate(SIGNER, headers, b.key, b.value)
     if refusal is not None:  # the ingress check, as the streamed platform makes it
+        assert isinstance(refusal, Reply)
         return refusal.answer
     first, _ = oracle.treatment.handle_request(key, b.value, None)
     if isinstance(first, DeadLetter):
@@ -137,7 +138,7 @@ def test_msgids_are_unique_and_disjoint_from_the_visits(world: World,
     for b in answered:
         assert decode(b.value)["msgid"] == b.msgid
         assert decode(b.value)["infno"] == b.infno
-    visit_ids = set()
+    visit_ids: set[str] = set()
     for visit in generate_visits(world, VisitSpec(visits=300)):
         session = VisitSession(visit)
         visit_ids.update(session.msgid_at(i) for i in range(len(visit.steps)))
@@ -178,6 +179,7 @@ def test_bad_requests_among_the_visits_change_no_answer_the_oracle_gives_them() 
     for _, is_bad, i in sent:
         if is_bad:
             b = bad[i]
+            assert b.key is not None
             among.submit(b.key.decode(), decode(b.value))
         else:
             assert among.run_visit(visits[i]).answers == alone.run_visit(visits[i]).answers

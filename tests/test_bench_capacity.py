@@ -11,7 +11,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -47,7 +47,7 @@ from benchmarks.report import (
     thread_lines,
     timeline_lines,
 )
-from messages.visitlog import VisitSession
+from messages.visitlog import Visit, VisitSession
 from simulators.hospital import DEAD_LETTERS_CLIENT
 from simulators.visit_run import Exchange, HospitalRunResult
 from simulators.visits import VisitSpec, generate_visits
@@ -367,7 +367,7 @@ def _cut_short(sent_s: float, err_code: str) -> tuple[VisitSession, list[Exchang
     """A visit that ended at its fee upload, before its settlement was sent."""
     session = VisitSession.__new__(VisitSession)
     session.failed = {"err_code": err_code}
-    session.visit = SimpleNamespace(steps=["1101", "2201", "2204", "2207"])
+    session.visit = cast(Visit, SimpleNamespace(steps=["1101", "2201", "2204", "2207"]))
     sent = int(sent_s * 1e9)
     return session, [Exchange("2204", f"u{sent}", sends=1, sent_ns=sent)]
 

@@ -31,7 +31,7 @@ def cross_province_payments(expected_log: Path) -> tuple[Flows, list[tuple[dict[
     undone: list[tuple[str, str, str]] = []  # (setl_id, event, time)
     for line in expected_log.read_bytes().splitlines():
         for msgid, answers in orjson.loads(line)["answers"].items():
-            out = next((a["output"] for a in answers if a["infcode"] == 0), {})
+            out: dict[str, Any] = next((a["output"] for a in answers if a["infcode"] == 0), {})
             setl = out.get("setlinfo") or {}
             if "init_setl_id" in setl:  # 2208/2305
                 undone.append((setl["init_setl_id"], "cancel", setl["setl_time"]))

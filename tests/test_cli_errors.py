@@ -10,15 +10,14 @@ import json
 import os
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
 import kafka.errors
 import orjson
 import pytest
-from click.testing import Result
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 import streams.worker
 from huimin import cli, cli_cluster, cli_options
@@ -658,6 +657,7 @@ def test_a_visit_log_whose_visits_are_not_read_leaves_no_file_open(logs: Path):
     header, visits = read_visit_log(logs / "a.jsonl")
     assert open_files() == before and header.visits.visits > 0
     assert next(visits).visit_no >= 0 and open_files() == before + 1  # while they are read
+    assert isinstance(visits, Generator)
     visits.close()
     assert open_files() == before
 

@@ -11,8 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 import typer.main
-from click.testing import Result
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from huimin import cli, cli_options
 from huimin.cli import (

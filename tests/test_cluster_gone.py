@@ -27,7 +27,7 @@ def test_a_run_whose_cluster_was_gone_reports_its_closing_requests_not_sent():
                                timed_out=["H1"], unexpected_answers=0, wall_s=1.0)
     ex = Execution(result, "127.0.0.1:1", 0, None, None, None, {}, 0.0, 0.0,
                    cluster_gone="127.0.0.1:1: connection refused")
-    check = check_reconciliation(ex, oracle=None)  # type: ignore[arg-type]
+    check = check_reconciliation(ex, oracle=None)
     assert not check.ok and check.sent == 0
     assert check.problems == ["not sent: the cluster could not be reached once the visits "
                               "timed out (127.0.0.1:1: connection refused)"]

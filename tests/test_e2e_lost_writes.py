@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
@@ -72,7 +73,8 @@ def test_a_refused_answer_stops_the_worker_and_is_answered_after_its_restart(tmp
 
             set_max_message_bytes(bootstrap, HOSP_RESPONSES, 1_048_588)  # Kafka's default
             worker.start()
-            deadline, answers = time.monotonic() + 90, []
+            deadline = time.monotonic() + 90
+            answers: list[dict[str, Any]] = []
             while not answers and time.monotonic() < deadline:
                 answers = [m["ans"] for m in fleet._poll(200)
                            if (m.get("ans") or {}).get("inf_refmsgid") == msgid]

@@ -805,7 +805,9 @@ def test_a_signal_stops_a_run_with_its_broker_and_workers_and_says_so(
         cmdlines = [Path(f"/proc/{pid}/cmdline").read_bytes()
                     for pid in processes_mentioning(str(out))]
         worker = next(c for c in cmdlines if b"streams.worker" in c)  # its config names it
-        bootstrap = re.search(rb'"bootstrap":"([^"]+)"', worker).group(1).decode()
+        named = re.search(rb'"bootstrap":"([^"]+)"', worker)
+        assert named is not None, worker
+        bootstrap = named.group(1).decode()
         while total(scrape(f"http://127.0.0.1:{port}/metrics"),  # the visits have begun
                     "huimin_hospital_requests_sent_total") < 20:
             assert proc.poll() is None and time.monotonic() < deadline, proc.stdout

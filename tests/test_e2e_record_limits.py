@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from huimin.local_platform import platform
-from simulators.hospital import HospitalFleet
+from simulators.hospital import DeadLetterRecord, HospitalFleet
 from simulators.world import WorldSpec, build_world
 from streams.broker import broker
 from tests import handmade
@@ -61,16 +61,17 @@ def test_an_answer_over_the_record_limit_is_refused_and_dead_lettered_and_change
                 "mdtrt_id": mdtrt_id, "insutype": e.insutype, "acct_used_flag": "0"})
             (settled,) = fleet.exchange([settle])[settle[1]["msgid"]]
             assert settled["infcode"] == 0, settled
-            deadline, letters = time.monotonic() + 20, []
+            deadline = time.monotonic() + 20
+            letters: list[DeadLetterRecord] = []
             while not letters and time.monotonic() < deadline:
                 letters = [d for d in fleet._poll_dead_letters() if d.error_code == "E9002"]
             assert [d.entry.source_topic for d in letters] == ["hosp.requests"]
             # the refused upload counts as what it sent, one E9002 answer: not also as the
             # answer it had built, and nothing is left in flight
             samples = scrape(f"http://127.0.0.1:{ours.workers[0].cfg.web_port}/metrics")
-            answers = {outcome: total(samples, "huimin_answers_total", infno="2204",
+            counted = {outcome: total(samples, "huimin_answers_total", infno="2204",
                                       outcome=outcome) for outcome in ("ok", "E9002")}
-            assert answers == {"ok": 1.0, "E9002": 1.0}
+            assert counted == {"ok": 1.0, "E9002": 1.0}
             assert total(samples, "huimin_in_flight_requests") == 0.0
             # answers on their way back still reach the hospital once the person's row is
             # too large to keep them: what they answer was done (here, 5206 queries; later
@@ -93,6 +94,7 @@ def test_an_answer_over_the_record_limit_is_refused_and_dead_lettered_and_change
             while not letters and time.monotonic() < deadline:
                 letters = [d for d in fleet._poll_dead_letters() if d.error_code == "E1004"]
             [kept] = letters
+            assert kept.key is not None
             assert len(kept.key) + len(kept.value) == 3_000  # the key counts too
             assert kept.entry.size == len(orjson.dumps(padded))
         finally:

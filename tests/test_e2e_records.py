@@ -230,7 +230,8 @@ def test_documents_published_in_one_province_are_found_and_retrieved_from_anothe
 def operator_accesses(h: Hospitals, certno: str, expected: int) -> list[str]:
     """The REST interactions of the operator's audited accesses to a person's records, once
     `expected` of them have arrived (they travel through the ehr.sources topic) or 30 s."""
-    deadline, found = time.monotonic() + 30, []
+    deadline = time.monotonic() + 30
+    found: list[str] = []
     while len(found) < expected and time.monotonic() < deadline:
         time.sleep(0.2)
         _, audit = h.get("/fhir/AuditEvent", **{"entity.identifier": f"{CERTNO_SYSTEM}|{certno}"})
@@ -379,7 +380,8 @@ def audit_trail(bootstrap: str) -> dict[bytes, list[dict[str, Any]]]:
         parts = [TopicPartition(EHR_AUDIT, p) for p in consumer.partitions_for_topic(EHR_AUDIT)]
         consumer.assign(parts)
         consumer.seek_to_beginning()
-        ends, trail = consumer.end_offsets(parts), {}
+        ends = consumer.end_offsets(parts)
+        trail: dict[bytes, list[dict[str, Any]]] = {}
         while any(consumer.position(tp) < ends[tp] for tp in parts):
             for records in consumer.poll(timeout_ms=500).values():
                 for r in records:

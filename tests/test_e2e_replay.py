@@ -220,9 +220,11 @@ def test_ctrl_c_during_a_replay_keeps_the_answers_received_and_accounts_for_ever
     said = " ".join(out.split())
     assert proc.returncode == code, out
     assert "Traceback" not in out and f"Stopped by {stopper}" in said, out
-    sent, ok, error, dead, in_flight = (int(n.replace(",", "")) for n in re.search(
+    counts = re.search(
         r"Sent ([\d,]+) = answered OK ([\d,]+) \+ answered with an error ([\d,]+) \+ "
-        r"dead-lettered ([\d,]+) \+ unanswered when stopped ([\d,]+)", said).groups())
+        r"dead-lettered ([\d,]+) \+ unanswered when stopped ([\d,]+)", said)
+    assert counts is not None, out
+    sent, ok, error, dead, in_flight = (int(n.replace(",", "")) for n in counts.groups())
     assert sent == ok + error + dead + in_flight and ok > 100
     records = [orjson.loads(x) for x in (tmp_path / "r.jsonl").read_bytes().splitlines()]
     # the counts are of what was written (the line's sum holds by its definition); besides

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,7 @@ def test_a_worker_with_no_partitions_stays_a_spare_and_takes_over(
             workers.append((WorkerProcess(WorkerConfig(
                 bootstrap=embedded.bootstrap, partitions=1, web_port=port),
                 tmp_path / f"worker-{i}.log").start(), port))
-            eventually(f"worker {i} settled in its group", lambda p=port: assignment(p),
+            eventually(f"worker {i} settled in its group", partial(assignment, port),
                        lambda a: a["partitions"] is not None and not a["rebalancing"]
                        and a["generation"] is not None, 120)
         spare = workers[2][1]

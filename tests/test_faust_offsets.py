@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import TYPE_CHECKING, cast
 
 import faust
 import pytest
 from faust.types import TP
-from faust.types.tuples import Message
+from faust.types.tuples import FutureMessage, Message
 
 from streams import faust_offsets
 from streams.faust_offsets import guard_commits
+
+if TYPE_CHECKING:
+    from faust.transport.producer import ProducerBuffer
 
 TOPIC = "hosp.requests"
 TP0 = TP(TOPIC, 0)
@@ -23,7 +27,7 @@ def consumer():
     guard_commits()
     app = faust.App("offsets-test", broker="kafka://localhost:1")
     app.topic(TOPIC)  # a stream's topic: acks count for it
-    app.topics.acks_enabled_for = lambda topic: True  # type: ignore[method-assign]
+    app.topics.acks_enabled_for = lambda topic: True
     app.consumer_generation_id = 7
     app.flow_control.resume()  # the flow runs, as between rebalances
     return app.consumer
@@ -199,7 +203,7 @@ def handed_before_flush_returns(flush_name: str) -> list[int]:
         await buffer.start()
         handed: list[int] = []
         for n in range(3):
-            buffer.put(SlowHandOver(handed, n, 0.15))
+            buffer.put(cast(FutureMessage, SlowHandOver(handed, n, 0.15)))
         await flush(buffer)
         done = list(handed)
         await asyncio.sleep(0.5)  # let the rest go before stopping
@@ -245,7 +249,7 @@ def stops(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 async def _flush_for(buffer: StalledBuffer, seconds: float) -> None:
     with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-        await asyncio.wait_for(faust_offsets._flush_all(buffer), seconds)
+        await asyncio.wait_for(faust_offsets._flush_all(cast("ProducerBuffer", buffer)), seconds)
 
 
 def test_a_flush_the_producer_never_takes_while_the_cluster_answers_stops_the_worker(

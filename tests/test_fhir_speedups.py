@@ -40,6 +40,7 @@ def r4b_models() -> list[type[FHIRAbstractModel]]:
             importlib.import_module(f"{r4b.__name__}.{module.name}")
 
     def below(cls: type) -> Iterator[type]:
+        sub: type
         for sub in cls.__subclasses__():
             yield sub
             yield from below(sub)
@@ -169,7 +170,7 @@ def units(path: Path) -> list[dict[str, Any]]:
     """The file's resource and, for a Bundle, its first resource of each type."""
     resource = orjson.loads(path.read_bytes())
     found = [resource]
-    kinds: set[str] = set()
+    kinds: set[str | None] = set()
     for entry in resource.get("entry", []):
         inner = entry.get("resource") or {}
         if inner.get("resourceType") not in kinds:

@@ -128,7 +128,8 @@ def test_round_trips_are_labelled_with_the_platforms_routes_any_other_as_other()
     """An answer refused before it was routed carries no route, and a message's route is not
     trusted: both are `other`, as in the platform's `huimin_request_latency_seconds`, not
     `local`."""
-    kinds = [{}, {"route": "made-up"}, {"route": ["not", "a", "string"]}, {"route": "cross"}]
+    kinds: list[dict[str, Any]] = [{}, {"route": "made-up"}, {"route": ["not", "a", "string"]},
+                                   {"route": "cross"}]
     fleet = OracleFleet(WORLD, answer_timeout_s=600.0, ctx_of=lambda n: kinds[n % len(kinds)])
     before = round_trips_by_route()
     result = fleet.run(VISITS, arrivals_at_rate(len(VISITS), 1000.0), drain_s=5.0,

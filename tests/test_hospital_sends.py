@@ -187,8 +187,13 @@ def test_waiting_for_a_stalled_broker_gives_way_to_a_ctrl_c(
     fleet.answer_timeout_s = 3600.0
     fleet._send(CERTNO, b'{"msgid": "M1"}', signing="none")
     asked: list[bool] = []
+
+    def stop_requested() -> bool:
+        asked.append(True)
+        return len(asked) == 3
+
     with caplog.at_level(logging.WARNING, logger="huimin.hospitals"):
-        fleet._flush(stop_requested=lambda: asked.append(True) or len(asked) == 3)
+        fleet._flush(stop_requested=stop_requested)
     fleet.producer.close(0)
     assert len(asked) == 3
     assert "still unsent to hosp.requests when the hospitals stopped waiting" in caplog.text

@@ -18,9 +18,9 @@ class _Producer:
 def test_faust_producers_are_idempotent_only_when_asked():
     try:
         set_idempotent_producer(True)
-        extra = faust_aiokafka.Producer._settings_extra(_Producer())  # type: ignore[arg-type]
+        extra = faust_aiokafka.Producer._settings_extra(_Producer())
         assert extra == {"acks": "all", "enable_idempotence": True}
         set_idempotent_producer(False)
-        assert faust_aiokafka.Producer._settings_extra(_Producer()) == {}  # type: ignore[arg-type]
+        assert faust_aiokafka.Producer._settings_extra(_Producer()) == {}
     finally:
         set_idempotent_producer(False)

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from settlement.clearing import ClearingPolicy, ClearingStatement, clear
-from settlement.ledger import Ledger, SettlementEvent, events_from_answers, postings_for
+from settlement.ledger import Event, Ledger, SettlementEvent, events_from_answers, postings_for
 from settlement.oracle import Oracle
 from settlement.parameters import ParameterError, clearing_policy_for, parse_parameters
 from settlement.reconciliation import Totals, reconcile_details, reconcile_totals
@@ -37,7 +37,8 @@ def event_logs(draw: st.DrawFn) -> list[SettlementEvent]:
             f"S{n}", "settle", f"{MONTHS[month]}-15 10:00:00", f"H{hospital_city}00001",
             draw(st.sampled_from(CITIES)), hospital_city, draw(st.integers(0, 10_000_000)))
         events.append(settle)
-        undo = draw(st.sampled_from((None, "cancel", "reverse")))
+        undos: tuple[Event | None, ...] = (None, "cancel", "reverse")
+        undo = draw(st.sampled_from(undos))
         if undo:
             later = MONTHS[month + draw(st.integers(0, 1))]
             events.append(SettlementEvent(settle.setl_id, undo, f"{later}-20 10:00:00",

@@ -128,7 +128,7 @@ class Clock:
 def test_a_gap_is_waited_for_and_closed_once_its_batch_is_stored():
     consumer, clock = ScriptedConsumer(), Clock()
     told: list[str] = []
-    guard = GapGuard(consumer, wait_s=2.0, clock=clock,  # type: ignore[arg-type]
+    guard = GapGuard(consumer, wait_s=2.0, clock=clock,
                      on_gap=told.append)
     assert [r.offset for r in guard.poll(0)] == [0, 1]  # 4-5 shown past the gap: held back
     assert consumer.seeks == [2]
@@ -146,7 +146,7 @@ def test_a_gap_is_waited_for_and_closed_once_its_batch_is_stored():
 def test_a_gap_that_lasts_is_stepped_over_as_a_hole_and_named():
     consumer, clock = ScriptedConsumer(), Clock()
     told: list[str] = []
-    guard = GapGuard(consumer, wait_s=2.0, clock=clock,  # type: ignore[arg-type]
+    guard = GapGuard(consumer, wait_s=2.0, clock=clock,
                      on_gap=told.append)
     handed: list[int] = []
     while clock.now < 103.0:

@@ -142,6 +142,7 @@ def test_a_late_write_of_a_removed_worker_is_not_applied_when_the_table_is_recov
             writers = {writer_of(r.headers) for r in written}
             assert len(writers) == 1 and None not in writers
             (current,) = writers
+            assert current is not None
 
             # The worker of the previous generation, removed but still running, writes its
             # stale copy of the first event after the current owner's writes.

@@ -47,7 +47,9 @@ def test_a_change_holds_from_its_day_on_and_not_before() -> None:
 
 
 def test_an_unquoted_day_in_yaml_is_kept_as_the_day() -> None:
-    assert list(read_policy_file(CHANGE)["changes"]) == ["2027-02-01"]  # YAML read a date
+    policy = read_policy_file(CHANGE)
+    assert policy is not None
+    assert list(policy["changes"]) == ["2027-02-01"]  # YAML read a date
 
 
 def test_changes_apply_in_their_order_each_over_those_before_and_the_provinces_own() -> None:
@@ -147,7 +149,9 @@ def test_the_world_settles_by_the_policy_of_the_settlements_day_and_tags_the_cha
     assert build_world(plain).ref.policy_changes == {}
     assert world_tag(changed) != world_tag(plain)
     assert "a policy file's" in world_tag(changed)
-    same_day_later = {"changes": {"2027-03-01": read_policy_file(CHANGE)["changes"]["2027-02-01"]}}
+    policy = read_policy_file(CHANGE)
+    assert policy is not None
+    same_day_later = {"changes": {"2027-03-01": policy["changes"]["2027-02-01"]}}
     assert world_tag(WorldSpec(persons=200, seed=3, parameters=same_day_later)) != \
         world_tag(changed)  # the day is part of what settles
 

@@ -22,6 +22,7 @@ from messages.codes import ErrorCode
 from messages.envelope import Answer, Request
 from messages.transactions import OUTPUT_MODELS, VisitAck
 from messages.visitlog import make_msgid
+from settlement.national import BackToTreatment, ToInsured
 from settlement.oracle import Oracle
 from settlement.reference import Enrollment
 from settlement.treatment import MAX_REQUEST_BYTES, DeadLetter, Forward, Reply
@@ -694,9 +695,10 @@ def test_cross_province_visit_goes_through_the_national_platform_and_back() -> N
     routed: list[str] = []
     route = c.oracle.national.route
 
-    def through_national(certno: str, req: dict[str, Any], *rest: Any) -> Any:
+    def through_national(certno: str, req: dict[str, Any],
+                         ctx: dict[str, Any]) -> ToInsured | BackToTreatment:
         routed.append(req["infno"])
-        return route(certno, req, *rest)
+        return route(certno, req, ctx)
 
     c.oracle.national.route = through_national  # type: ignore[method-assign]
     m = c.register(EMP_CERTNO, HOSP_SH)
@@ -767,7 +769,7 @@ def random_input(c: Clinic, data: st.DataObject, cert: str, infno: str, n: int,
     if infno in ("2208", "2305"):
         return settle_cancel_input(e, data.draw(st.sampled_from([*setl_ids, "NOSUCH"])), m)
     if infno == "2601":
-        if sent and data.draw(st.booleans()):
+        if len(sent) > 0 and data.draw(st.booleans()):
             omsgid, oinfno = data.draw(st.sampled_from(sent))
         else:  # a msgid still to come (the next requests), or never
             omsgid = make_msgid(HOSP_BJ.fixmedins_code, T, c.seq + data.draw(st.integers(1, 3)))

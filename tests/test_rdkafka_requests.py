@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from kafka import KafkaConsumer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
 
 from simulators.rdkafka_requests import RequestsProducer
 from streams.broker import broker
@@ -35,7 +36,8 @@ def test_requests_land_in_their_keys_partition_with_their_headers(tmp_path: Path
         reader = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
         reader.assign([TopicPartition(topic, p) for p in range(4)])
         reader.seek_to_beginning()
-        records, deadline = [], time.monotonic() + 30
+        records: list[ConsumerRecord] = []
+        deadline = time.monotonic() + 30
         while len(records) < len(keys) + 1 and time.monotonic() < deadline:
             records += [r for batch in reader.poll(500).values() for r in batch]
         reader.close()

@@ -15,6 +15,7 @@ from kafka import KafkaProducer, TopicPartition
 from simulators import rdkafka_tail
 from simulators.rdkafka_tail import RdkafkaTail, TailRecord
 from streams.broker import broker, free_port
+from streams.log_repeats import RepeatsHeldBack
 from streams.topics import ensure_topics
 
 
@@ -54,7 +55,8 @@ def test_a_cluster_down_is_said_once_in_a_while_not_at_every_retry(
     """librdkafka logs each failed connection, ~20 a second: one line shows, and the next
     one let through says how many were left out."""
     for held in rdkafka_tail.log.filters:
-        held._seen.clear()  # type: ignore[attr-defined]
+        assert isinstance(held, RepeatsHeldBack)
+        held._seen.clear()
     tail = RdkafkaTail(f"127.0.0.1:{free_port()}", {TopicPartition("hosp.responses", 0): 0},
                        {"fetch_max_wait_ms": 25})
     try:

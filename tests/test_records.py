@@ -577,9 +577,9 @@ ACT_REASON_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
 
 def _denial(home: str, purposes: list[str] | None, actor_system: str = OUTSIDE_PROVINCE_SYSTEM,
             actor: str = "") -> dict[str, Any]:
-    actor = {"role": IRCP, "reference": {"identifier": {"system": actor_system,
-                                                         "value": actor or home}}}
-    denial: dict[str, Any] = {"type": "deny", "actor": [actor]}
+    denied = {"role": IRCP, "reference": {"identifier": {"system": actor_system,
+                                                          "value": actor or home}}}
+    denial: dict[str, Any] = {"type": "deny", "actor": [denied]}
     if purposes is not None:
         denial["purpose"] = [{"system": ACT_REASON_SYSTEM, "code": c} for c in purposes]
     return denial
@@ -655,6 +655,7 @@ def test_a_published_consent_lets_read_only_what_it_permits(shape: str):
             {"system": ACT_REASON_SYSTEM, "code": "TREAT"}]}]
         consent["policyRule"]["coding"][0]["code"] = what
     elif what is not None:
+        assert callable(what), what
         consent["provision"]["provision"] = what(home)
     get_fhir_model_class("Consent").model_validate(consent)
     _published(ex, certno, home, consent)
@@ -1377,7 +1378,9 @@ def _query_after(certno: str, publishes: list[dict[str, Any]], find: dict[str, A
         row = stored
         for step in steps:
             if isinstance(step, ToNational):
-                _, irow = index.handle(step.msg, irow)
+                _, registered = index.handle(step.msg, irow)
+                assert registered is not None
+                irow = registered
     (to_index,) = gateway.handle(certno, find, {}, row)[0]
     assert isinstance(to_index, ToNational)
     query, _ = index.handle(to_index.msg, irow)
@@ -1718,8 +1721,12 @@ def test_the_record_totals_decode_again_only_the_rows_changed_since_the_last_cou
 
     decoded: list[bytes] = []
     real = record_totals.row_counts
-    monkeypatch.setattr(record_totals, "row_counts",
-                        lambda v: decoded.append(v) or real(v))
+
+    def row_counts(v: bytes) -> tuple[int, ...]:
+        decoded.append(v)
+        return real(v)
+
+    monkeypatch.setattr(record_totals, "row_counts", row_counts)
 
     def row(docs: int, audited: int) -> bytes:
         return orjson.dumps({"docs": {f"d{i}": {} for i in range(docs)}, "labs": [{}],

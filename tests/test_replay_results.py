@@ -109,8 +109,12 @@ def test_an_answer_given_again_while_its_visit_lingers_is_counted_as_redelivered
     def progress(done: int, dropped: int) -> None:
         finished[0] += done
 
+    def tallied(session: VisitSession, exchanges: list[Exchange]) -> None:
+        for ex in exchanges:
+            tally.add(ex)
+
     result = fleet.run(VISITS, arrivals_at_rate(len(VISITS), 2_000.0), drain_s=60.0,
-                       sink=lambda session, exchanges: [tally.add(ex) for ex in exchanges],
+                       sink=tallied,
                        linger_s=linger_s, on_progress=progress, stop_requested=stop_requested)
     given = len(fleet.given) // 2
     assert given > len(VISITS)  # every request's answer, twice
@@ -122,7 +126,7 @@ def test_an_answer_given_again_while_its_visit_lingers_is_counted_as_redelivered
 
 
 def replay_reading_visits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, log: Path,
-                          on_read: Callable[[], None] = lambda: None,
+                          on_read: Callable[[], object] = lambda: None,
                           unexpected: list[str] | None = None) -> tuple[Any, list[int]]:
     """`huimin replay LOG --bootstrap …` whose platform reads the visits handed to it (after
     `on_read`) and answers none but the `unexpected`: the visit numbers it read."""
@@ -194,14 +198,15 @@ def test_a_replay_stopped_early_writes_the_visits_waiting_for_their_person_too()
     when the replay stops: it is written all the same, under way, and counted as arrived."""
     visits = list(VISITS[:4])
     visits[1] = visits[1].model_copy(update={"certno": visits[0].certno})
-    recorder = ReplayRecorder(io.BytesIO(), io.BytesIO(), TAG)
+    results = io.BytesIO()
+    recorder = ReplayRecorder(results, io.BytesIO(), TAG)
     fleet = OracleFleet(WORLD, answer_timeout_s=600.0, answering=False)
     result = fleet.run(visits, arrivals_at_rate(len(visits), 1_000.0), drain_s=1.0,
                        sink=recorder, linger_s=60.0,
                        stop_requested=lambda: len(fleet.persons) == len(visits) - 1)
     recorder.finish()
     assert result.interrupted and result.waited_for_person == 1
-    written = [orjson.loads(line) for line in recorder.results.getvalue().splitlines()]
+    written = [orjson.loads(line) for line in results.getvalue().splitlines()]
     assert [r["visit_no"] for r in written] == [v.visit_no for v in visits]
     assert all(r.get("under_way") for r in written)
     assert (recorder.arrived, recorder.over) == (len(visits), 0)
@@ -240,7 +245,8 @@ def test_answers_that_come_after_a_given_up_visit_was_written_are_counted_as_if_
                          sink=sink, linger_s=0.05 if sink else 0.0,
                          late=sink.late_answer if sink else None)
 
-    recorder = ReplayRecorder(io.BytesIO(), io.BytesIO(), TAG)
+    results, latencies = io.BytesIO(), io.BytesIO()
+    recorder = ReplayRecorder(results, latencies, TAG)
     streamed = run(recorder)
     # counted, and forgotten, as soon as their answers came: not held to the end
     assert recorder.requests.sent == len(visits)
@@ -253,8 +259,8 @@ def test_answers_that_come_after_a_given_up_visit_was_written_are_counted_as_if_
     assert tally.ok + tally.error == tally.sent == len(visits) and tally.error == (
         len(visits) if errors else 0)
     assert set(streamed.timed_out) == set(recorder.timed_out)
-    assert len(recorder.latencies.getvalue().splitlines()) == len(kept.exchanges)
-    assert recorder.paid.to_summary() == money_of(recorder.results.getvalue())
+    assert len(latencies.getvalue().splitlines()) == len(kept.exchanges)
+    assert recorder.paid.to_summary() == money_of(results.getvalue())
 
 
 def test_a_finished_visit_owed_an_answer_it_does_not_await_holds_back_no_result() -> None:
@@ -272,7 +278,8 @@ def test_a_finished_visit_owed_an_answer_it_does_not_await_holds_back_no_result(
             return [m for m in super()._poll(timeout_ms, worlds)
                     if m["ans"].get("inf_refmsgid") != dropped]
 
-    recorder = ReplayRecorder(io.BytesIO(), io.BytesIO(), TAG)
+    results = io.BytesIO()
+    recorder = ReplayRecorder(results, io.BytesIO(), TAG)
     handed: list[int] = []
 
     def sink(session: VisitSession, exchanges: list[Exchange]) -> None:
@@ -289,7 +296,7 @@ def test_a_finished_visit_owed_an_answer_it_does_not_await_holds_back_no_result(
     assert tally.sent - tally.ok - tally.error == 1  # the answer never given
     # a visit owed an answer at the end counts its money once, as written
     money = recorder.paid.to_summary()
-    assert money == money_of(recorder.results.getvalue()) and money["money_fen"]["hifp_pay"] > 0
+    assert money == money_of(results.getvalue()) and money["money_fen"]["hifp_pay"] > 0
 
 
 def test_answers_to_no_request_awaited_are_said_beside_the_accounting(

@@ -40,7 +40,7 @@ def test_a_person_seen_by_a_new_hospital_every_few_days_keeps_only_the_horizons_
     kept all 120 visits and grew past what a record holds."""
     world = build_world(WorldSpec(persons=50))
     oracle = Oracle(world.ref)
-    oracle.forget_before = lambda day: None  # type: ignore[method-assign]
+    oracle.forget_before = lambda day: None
     visit = next(v for v in generate_visits(world, VisitSpec(
         visits=200, ehr=False, anomaly_share=0, cancel_share=0))
         if v.kind == "outpatient" and len(v.items) >= 3)

@@ -6,25 +6,35 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from huimin.report import audit_against_oracle, counted
-from huimin.run import RunReport
-from huimin.run_checks import Accounting, replay_failures, replay_verdict
+from huimin.run import RunOptions, RunReport
+from huimin.run_checks import (
+    Accounting,
+    BadRequestCheck,
+    Comparison,
+    DailyReconciliationCheck,
+    ReconciliationCheck,
+    replay_failures,
+    replay_verdict,
+)
+from simulators.visit_run import HospitalRunResult
 
 
 def passing_report(**changes: Any) -> RunReport:
     """A report whose every check passes (the parts whose `.ok` is read stand in as
     SimpleNamespace(ok=True); the accounting is a real one, balanced), with `changes`."""
     report = RunReport(
-        options=SimpleNamespace(), bad=[], result=SimpleNamespace(timed_out=[],
-                                                                  interrupted=False),
-        comparison=SimpleNamespace(ok=True), clearing_ok=True, clearing_months=2,
-        reconciliation=SimpleNamespace(ok=True), daily_reconciliation=SimpleNamespace(ok=True),
+        options=cast(RunOptions, SimpleNamespace()), bad=[],
+        result=cast(HospitalRunResult, SimpleNamespace(timed_out=[], interrupted=False)),
+        comparison=cast(Comparison, SimpleNamespace(ok=True)), clearing_ok=True,
+        clearing_months=2, reconciliation=cast(ReconciliationCheck, SimpleNamespace(ok=True)),
+        daily_reconciliation=cast(DailyReconciliationCheck, SimpleNamespace(ok=True)),
         ehr_audit_events=12, ehr_audit_events_expected=12, ehr_operator_audit_events=0,
-        bad_requests=SimpleNamespace(ok=True),
+        bad_requests=cast(BadRequestCheck, SimpleNamespace(ok=True)),
         accounting=Accounting(sent=10, answered_ok=7, answered_error=2, dead_lettered=1),
         out_dir=Path("out"), bootstrap="127.0.0.1:9092", worker_kills=0, setup_s=0.0,
         sign_in_s=0.0, total_s=0.0)

@@ -40,7 +40,7 @@ def signals_as_in_a_terminal() -> Iterator[None]:
     forget_stops()
 
 
-def stopped_inside_a_library(sig: signal.Signals, error: Exception) -> None:
+def stopped_inside_a_library(sig: signal.Signals, error: BaseException) -> None:
     """Send ourselves `sig`; what its handler raises comes out as `error`."""
     try:
         os.kill(os.getpid(), sig)

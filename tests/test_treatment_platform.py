@@ -362,8 +362,10 @@ def test_a_settlement_that_would_wait_for_ever_is_due_once_a_later_request_comes
     forwarded = desk.settle(EMP_CERTNO, HOSP_BJ, mdtrt_id, 100)
     assert isinstance(forwarded, Forward)
     never = {**forwarded.ctx, "visit_changes": forwarded.ctx["visit_changes"] + 1}
-    desk.rows[EMP_CERTNO] = desk.platform.handle_answer(
+    row = desk.platform.handle_answer(
         settled_answer(never, mdtrt_id, "110100S"), never, desk.rows[EMP_CERTNO])
+    assert row is not None
+    desk.rows[EMP_CERTNO] = row
     assert desk.rows[EMP_CERTNO].visits[mdtrt_id]["setl_id"] == ""
     e = EMP
     sent_before = request("2204", HOSP_BJ, T2, 7,  # refused: it changes nothing
@@ -598,10 +600,10 @@ def test_nothing_is_held_for_ever_nor_beyond_what_a_row_can_keep() -> None:
 #: A health-record request, a week after the visits' day (so that a clock it moved would
 #: refuse their held requests as replays): a publish (7001), a lab lookup (7004), and a
 #: find of another person's records (7002), which the treatment side refuses (E2003).
-RECORD_INPUTS = {"7001": {"resource": {"resourceType": "Patient", "id": "p1"}},
-                 "7002": {"patient_identifier": "urn:oid:2.16.156.10011.1.3|x",
-                          "purpose": "TREAT"},
-                 "7004": {"loinc": ["2345-7"], "purpose": "TREAT"}}
+RECORD_INPUTS: dict[str, dict[str, Any]] = {
+    "7001": {"resource": {"resourceType": "Patient", "id": "p1"}},
+    "7002": {"patient_identifier": "urn:oid:2.16.156.10011.1.3|x", "purpose": "TREAT"},
+    "7004": {"loinc": ["2345-7"], "purpose": "TREAT"}}
 
 
 @pytest.mark.parametrize("infno", sorted(RECORD_INPUTS))
@@ -730,8 +732,9 @@ def test_a_refusal_on_a_new_day_is_given_again_to_its_redelivery_once_the_visit_
     assert isinstance(right, Forward)
     answer = {"infcode": 0, "inf_refmsgid": right.ctx["msgid"], "err_code": "", "err_msg": "",
               "output": {"setlinfo": {"mdtrt_id": mdtrt_id, "setl_id": "110100SETTLED"}}}
-    desk.rows[EMP_CERTNO] = desk.platform.handle_answer(answer, right.ctx,
-                                                        desk.rows[EMP_CERTNO])
+    row = desk.platform.handle_answer(answer, right.ctx, desk.rows[EMP_CERTNO])
+    assert row is not None
+    desk.rows[EMP_CERTNO] = row
     assert desk.rows[EMP_CERTNO].clocks == {HOSP_BJ.fixmedins_code: "2026-03-02 00:00:00"}
     assert desk.answer(EMP_CERTNO, wrong) == first
 

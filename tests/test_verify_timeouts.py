@@ -94,7 +94,7 @@ def test_a_result_keeps_the_msgid_its_hospital_gave_up_on(tmp_path: Path):
     _, visits = read_visit_log(log)
     session = VisitSession(next(iter(visits)))
     msgid = session.msgid_at(0)
-    session.sent = [(msgid, 0)]
+    session.sent = [(msgid, session.visit.steps[0])]
     session.failed = {"infcode": -1, "inf_refmsgid": msgid, "err_code": TIMED_OUT,
                       "err_msg": "no answer within the timeout", "output": {}}
     record = outcome_record(session, "")

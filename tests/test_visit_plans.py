@@ -117,6 +117,7 @@ def test_a_stay_whose_fees_were_cancelled_settles_every_item_uploaded_again(run:
     assert corrected
     for s in corrected:
         total = sum(it.cnt * it.pric for it in s.visit.items)
+        assert s.settlement is not None
         assert s.settlement["medfee_sumamt"] == total
 
 

@@ -5,9 +5,11 @@ put on the consumer it builds, under the names aiokafka reads when the consumer 
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import Callable
 from pathlib import Path
 
+import faust.transport.drivers.aiokafka as faust_aiokafka
 import pytest
 from aiokafka import AIOKafkaConsumer
 from typer.testing import CliRunner
@@ -37,7 +39,10 @@ def test_the_worker_consumer_waits_as_long_and_for_as_much_as_configured():
     def worker_consumer() -> AIOKafkaConsumer:
         app = faust_app(WorkerConfig(bootstrap="127.0.0.1:9", fetch_max_wait_ms=7,
                                      fetch_min_bytes=8192))
-        return app.consumer._thread._create_worker_consumer(app.transport)
+        consumer, transport = app.consumer, app.transport
+        assert isinstance(consumer, faust_aiokafka.Consumer)
+        assert isinstance(transport, faust_aiokafka.Transport)
+        return consumer._thread._create_worker_consumer(transport)
 
     try:
         assert fetch_settings(worker_consumer) == (7, 8192)
@@ -114,4 +119,5 @@ def test_the_raw_ceiling_leaves_no_log_file_open_in_the_bench(
     with ceiling.RawCeiling("127.0.0.1:9", log_path=tmp_path / "ceiling.log"):
         pass
     ((_, log),) = started
-    assert getattr(log, "name", None) == str(tmp_path / "ceiling.log") and log.closed
+    assert getattr(log, "name", None) == str(tmp_path / "ceiling.log") and \
+        isinstance(log, io.IOBase) and log.closed

@@ -20,7 +20,12 @@ def test_a_worker_killed_and_restarted_says_so_in_its_log(tmp_path: Path,
     worker.process = subprocess.Popen(["sleep", "60"], start_new_session=True)
     pid = worker.process.pid
     started: list[bool] = []
-    monkeypatch.setattr(worker, "start", lambda: started.append(True) or worker)
+
+    def start() -> WorkerProcess:
+        started.append(True)
+        return worker
+
+    monkeypatch.setattr(worker, "start", start)
     worker.restart_after_kill()
     assert worker.process.returncode == -9  # SIGKILL, as a crash
     lines = log.read_text().splitlines()

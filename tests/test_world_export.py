@@ -9,8 +9,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from click.testing import Result
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from huimin import cli
 from messages.visitlog import Visit, VisitItem

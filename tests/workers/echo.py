@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import sys
+from typing import Any
 
 import faust.transport.drivers.aiokafka as faust_aiokafka
 from faust.transport.consumer import Consumer
@@ -44,7 +45,7 @@ _seek_to_committed = faust_aiokafka.Consumer.seek_to_committed
 _backlog_fetched = asyncio.Event()
 
 
-def _to_message_skipping_some(self, tp, record):  # type: ignore[no-untyped-def]
+def _to_message_skipping_some(self, tp, record):
     message = _to_message(self, tp, record)
     if tp.topic == "in" and record.offset % SKIP_EVERY == 7 and (tp, record.offset) not in _skipped:
         _skipped.add((tp, record.offset))
@@ -52,13 +53,13 @@ def _to_message_skipping_some(self, tp, record):  # type: ignore[no-untyped-def]
     return message
 
 
-def _to_message_noting_the_backlog(self, tp, record):  # type: ignore[no-untyped-def]
+def _to_message_noting_the_backlog(self, tp, record):
     if tp.topic == "in":
         _backlog_fetched.set()
     return _to_message(self, tp, record)
 
 
-async def _seek_to_committed_once_fetching(self):  # type: ignore[no-untyped-def]
+async def _seek_to_committed_once_fetching(self):
     with contextlib.suppress(TimeoutError):  # a seek before `in` was resumed: no wait
         await asyncio.wait_for(_backlog_fetched.wait(), 3.0)
     return await _seek_to_committed(self)
@@ -86,14 +87,14 @@ def main(argv: list[str]) -> None:
     if slow_events:
         faust_aiokafka.Consumer._to_message = _to_message_noting_the_backlog  # type: ignore[method-assign]
         faust_aiokafka.Consumer.seek_to_committed = _seek_to_committed_once_fetching  # type: ignore[method-assign]
-    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
+    raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
            "value_serializer": "raw", "partitions": PARTITIONS}
     source = app.topic("in", **raw)
     seen = app.Table("seen", key_type=bytes, value_type=bytes, default=None,
                      partitions=PARTITIONS)
 
     @app.agent(source, name="echo")
-    async def echo(stream):  # type: ignore[no-untyped-def]
+    async def echo(stream):
         producer = app.producer
         handled = 0
         async for event in stream.events():
