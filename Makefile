@@ -35,7 +35,7 @@ bench: $(STAMP)  ## a short benchmark: huimin bench (with the raw ceiling) and t
 	$(BIN)/huimin bench --rates 25,50,100 --duration 15 --warmup 3 --out bench $(ARGS)
 	$(BIN)/pytest benchmarks/ --benchmark-only -q
 
-lint: $(STAMP)  ## ruff and mypy (the packages; pyproject.toml's [tool.mypy])
+lint: $(STAMP)  ## ruff and mypy (the packages and tests/; pyproject.toml's [tool.mypy])
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 

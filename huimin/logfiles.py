@@ -20,7 +20,7 @@ import contextlib
 import hashlib
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import IO, Any, BinaryIO
@@ -156,12 +156,12 @@ def _header_line(path: Path, first: bytes) -> tuple[LogHeader, int]:
             if swapped else "")) from None
 
 
-def read_visit_log(path: Path) -> tuple[LogHeader, Iterator[Visit]]:
+def read_visit_log(path: Path) -> tuple[LogHeader, Generator[Visit, None, None]]:
     """The header, and the visits one at a time (a large log is never held in memory, only
-    two integers a visit: ~135 MB a million). Blank lines may end the log, not come between
-    visits. A visit's number, and the msgid of its first request, must be its own: hospitals
-    route answers by msgid, so a visit repeated (a line copied) would wait for answers its
-    twin took."""
+    two integers a visit: ~135 MB a million; their `close()` closes the file). Blank lines
+    may end the log, not come between visits. A visit's number, and the msgid of its first
+    request, must be its own: hospitals route answers by msgid, so a visit repeated (a line
+    copied) would wait for answers its twin took."""
     f = open(path, "rb")  # noqa: SIM115 - closed here, or by the visits
     try:
         first = f.readline()
@@ -180,7 +180,7 @@ def read_visit_log(path: Path) -> tuple[LogHeader, Iterator[Visit]]:
         again.seek(len(first))
         return again
 
-    def visits() -> Iterator[Visit]:
+    def visits() -> Generator[Visit, None, None]:
         numbers: set[int] = set()
         starts: set[int] = set()  # hashes of each visit's first msgid
         blank = 0  # the line number of a blank line not yet followed by a visit
