@@ -496,7 +496,6 @@ def replay(
     for name in REPLAY_FILES:  # written beside the results, named after them
         check_output(results.with_name(f"{results.stem}.{name}"), f"its {name}",
                      visit_log=visit_log, expected_answers_file=expected_path_for(visit_log))
-    summary.unlink(missing_ok=True)  # an earlier replay's: not to be read as this one's
     try:  # read once for what is needed ahead, and again as the visits arrive
         header, visit_iter = read_visit_log(visit_log)
         kept = None if visit_log.is_file() else list(visit_iter)  # a pipe is read once
@@ -546,6 +545,7 @@ def replay(
 
     def write_results(result: HospitalRunResult) -> None:  # as soon as the visits are over
         recorder.finish()
+        summary.unlink(missing_ok=True)  # an earlier replay's: not to be read as this one's
         files.close()
         write_dead_letters(results.with_name(results.stem + ".dead_letters.jsonl"), result, bad)
         written.append(result)

@@ -7,11 +7,13 @@ import errno
 import functools
 import inspect
 import os
+import select
 import signal
+import sys
 from collections.abc import Callable
 from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import aiokafka.errors
 import kafka.errors
@@ -34,14 +36,24 @@ from streams.topics import TopicsRefused
 UNREACHABLE = (kafka.errors.KafkaTimeoutError, kafka.errors.KafkaConnectionError,
                aiokafka.errors.KafkaConnectionError, aiokafka.errors.NoBrokersAvailable)
 
-#: Errors of a write that name no file, and what they mean to a person.
-WRITES_REFUSED = {errno.ENOSPC: "the output: no space left on its device",
-                  errno.EDQUOT: "the output: the disk quota is used up",
-                  errno.EFBIG: "the output: the file would be too large"}
+#: Errors of a file's device that name no file (a write's, mostly: the file is open by
+#: then), and what they mean to a person.
+DEVICE_ERRORS = {
+    errno.ENOSPC: "cannot write the output: no space left on its device",
+    errno.EDQUOT: "cannot write the output: the disk quota is used up",
+    errno.EFBIG: "cannot write the output: the file would be too large",
+    errno.EIO: "an input/output error on a file's device (a failing disk or file system, or "
+               "a special file such as one under /proc)"}
+
+class _Console(Console):
+    def on_broken_pipe(self) -> None:  # `huimin clearing … | head -1`: the reader went away
+        self.quiet = True
+        _end_for_reader_gone()
+
 
 # no emoji codes: a host "a:b:c" or a path with ":b:" in it is printed as given
-console = Console(emoji=False)
-errors = Console(stderr=True, emoji=False)
+console = _Console(emoji=False)
+errors = _Console(stderr=True, emoji=False)
 if not console.is_terminal:  # a log or CI: lines kept whole (commands, paths, tables)
     console.width = errors.width = 200
     console.soft_wrap = True
@@ -57,8 +69,8 @@ def error_message(exc: BaseException, bootstrap: str | None = None) -> str | Non
     if isinstance(exc, UNREACHABLE):
         where = f"the cluster at {bootstrap}" if bootstrap else "the Kafka cluster"
         return f"cannot reach {where} (is it up?): {exc}"
-    if isinstance(exc, OSError) and exc.errno in WRITES_REFUSED:
-        return f"cannot write {WRITES_REFUSED[exc.errno]}"
+    if isinstance(exc, OSError) and exc.filename is None and exc.errno in DEVICE_ERRORS:
+        return DEVICE_ERRORS[exc.errno]
     if isinstance(exc, OSError) and exc.filename is not None:
         name = Path(os.fsdecode(exc.filename))
         if isinstance(exc, FileNotFoundError) and not name.parent.exists():
@@ -69,10 +81,29 @@ def error_message(exc: BaseException, bootstrap: str | None = None) -> str | Non
     return None
 
 
+def _end_for_reader_gone() -> NoReturn:
+    """Exit 141, as SIGPIPE ends a tool (Click and rich would exit 1, which is a FAIL's here),
+    with stdout sent to /dev/null so that Python's last flush finds no broken pipe."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    raise SystemExit(128 + signal.SIGPIPE)
+
+
+def _stdout_closed() -> bool:
+    """Whoever read our output has gone (`huimin clearing … | head -1`): the pipe reports an
+    error to a writer."""
+    try:
+        watch = select.poll()
+        watch.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in watch.poll(0))
+    except (OSError, ValueError):  # no file descriptor (captured output)
+        return False
+
+
 def _clear_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     """`command`, exiting 2 with a one-line message on the errors of `error_message`. A
     Ctrl-C or SIGTERM that surfaced as a library's error (simulators/interrupt.py) ends it
-    as the stop would have, without a traceback."""
+    as the stop would have, without a traceback; so does its output's reader going away
+    (exit 141: `_end_for_reader_gone`)."""
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         forget_stops()
@@ -83,6 +114,10 @@ def _clear_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             return command(*args, **kwargs)
         except (typer.Exit, typer.Abort):  # the command's own ending
             raise
+        except BrokenPipeError:  # a print()'s (rich's consoles: `_Console`)
+            if not _stdout_closed():  # a socket's, say: not the reader gone
+                raise
+            _end_for_reader_gone()
         except Exception as exc:
             if is_the_stop(exc):
                 raise (SystemExit(128 + signal.SIGTERM) if terminated()

@@ -47,7 +47,11 @@ def read_run(path: Path) -> RunMoney:
         hint = " (a replay's answers? give its .summary.json)" \
             if summary_file.suffix == ".jsonl" else ""
         raise NotARun(f"{summary_file} is not JSON: {exc}{hint}") from None
-    if not isinstance(summary, dict) or "money_fen_by_insured_province" not in summary:
+    if not isinstance(summary, dict) or "world" not in summary:  # every summary names it
+        raise NotARun(f"{summary_file} is not a summary of a `huimin run` or `huimin replay` "
+                      "(give a run's output folder or its summary.json, or a replay's "
+                      "<results>.summary.json)")
+    if "money_fen_by_insured_province" not in summary:
         raise NotARun(f"{summary_file} has no money by province: a summary of a `huimin run` "
                       "or `huimin replay` of this version (earlier ones did not say it) is "
                       "needed")
@@ -86,7 +90,7 @@ def differences_beyond_policy(a: RunMoney, b: RunMoney) -> list[str]:
     for part in sorted(set(a.scenario) | set(b.scenario)):
         mine, theirs = a.scenario.get(part), b.scenario.get(part)
         if isinstance(mine, dict) and isinstance(theirs, dict):
-            out += [f"{part} {k}: {mine.get(k)!r} and {theirs.get(k)!r}"
+            out += [f"{part}.{k}: {mine.get(k)!r} and {theirs.get(k)!r}"
                     for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k)]
         elif mine != theirs:
             out.append(f"{part}: {mine!r} and {theirs!r}")

@@ -13,6 +13,7 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from messages.topics import ALL_TOPICS, DEAD_LETTERS, EHR_AUDIT, HOSP_REQUESTS, HOSP_RESPONSES
+from streams.partition_ends import true_ends
 
 
 def changelog_topics(app_id: str, tables: tuple[str, ...]) -> list[str]:
@@ -140,23 +141,24 @@ def unfit_topics(bootstrap: str, partitions: int, problems: list[str]) -> str:
 
 
 def records_in(bootstrap: str, topic: str, client_config: dict[str, Any] | None = None) -> int:
-    """How many records `topic` holds (its partitions' end offsets summed; 0 if it does not
-    exist): a cluster an earlier run used still holds its requests."""
+    """How many records `topic` holds (0 if it does not exist): a cluster an earlier run used
+    still holds its requests."""
     return records_held(bootstrap, (topic,), client_config)[topic] or 0
 
 
 def records_held(bootstrap: str, names: Iterable[str],
                  client_config: dict[str, Any] | None = None) -> dict[str, int | None]:
-    """How many records each topic holds, None for one the cluster does not have."""
+    """How many records each topic holds, None for one the cluster does not have: from each
+    partition's start to its true end (Tansu reports an end short of its last batch's
+    records: streams/partition_ends.py)."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="huimin-admin",
-                             **(client_config or {}))
+                             enable_auto_commit=False, **(client_config or {}))
     try:
-        held: dict[str, int | None] = {}
-        for topic in names:
-            partitions = consumer.partitions_for_topic(topic)
-            held[topic] = sum(consumer.end_offsets(
-                [TopicPartition(topic, p) for p in partitions]).values()) if partitions \
-                else None
-        return held
+        partitions = {topic: consumer.partitions_for_topic(topic) for topic in names}
+        tps = [TopicPartition(topic, p) for topic, ps in partitions.items() for p in ps or ()]
+        ends = true_ends(consumer, consumer.end_offsets(tps)) if tps else {}
+        starts = consumer.beginning_offsets(tps) if tps else {}
+        return {topic: sum(ends[tp] - starts[tp] for tp in tps if tp.topic == topic)
+                if ps else None for topic, ps in partitions.items()}
     finally:
         consumer.close()

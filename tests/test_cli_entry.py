@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from huimin import entry
-from tests.conftest import huimin_command
+from tests.conftest import REPO, huimin_command
 
 
 def test_a_ctrl_c_while_the_command_line_is_imported_exits_130(monkeypatch):
@@ -61,3 +61,23 @@ def test_the_command_line_loads_faust_only_for_the_worker():
          "print(sorted({m.split('.')[0] for m in sys.modules} & {'faust', 'mode', 'aiohttp'}))"],
         capture_output=True, text=True, timeout=60, check=True)
     assert loaded.stdout.strip() == "[]", loaded.stdout
+
+
+@pytest.mark.parametrize("json_lines", [False, True], ids=["rich-console", "print"])
+def test_output_whose_reader_went_away_ends_as_sigpipe_ends_a_tool_not_as_a_fail(
+        json_lines: bool):
+    """`huimin check-fhir … | head -1`: the rest of the output has no reader. Click and rich
+    exit 1 there, which huimin keeps for a FAIL; it exits 141 (128 + SIGPIPE), saying
+    nothing."""
+    files = sorted(str(p) for p in (REPO / "tests" / "data" / "fhir" / "hl7-r4").glob("*.json"))
+    files *= 100  # more lines than a pipe holds (64 KiB): written after the reader has gone
+    with subprocess.Popen([huimin_command(), "check-fhir", *(["--json"] if json_lines else []),
+                           *files], stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        first = proc.stdout.readline()
+        proc.stdout.close()  # as `head -1` does
+        err = proc.stderr.read().decode()
+        proc.wait(timeout=60)
+    assert files[0].encode() in first
+    assert proc.returncode == 128 + signal.SIGPIPE, (proc.returncode, err)
+    assert err == ""

@@ -324,15 +324,22 @@ def test_an_output_that_is_an_input_or_cannot_be_written_is_refused_before_any_w
             f"--out {log} is a file: give a folder")
 
 
-def test_a_replay_refused_leaves_no_earlier_replays_summary_to_be_read_as_its_own(
+def test_a_refused_replay_leaves_an_earlier_replays_files_as_they_were(
         logs: Path, tmp_path: Path):
+    """Refused, a replay wrote nothing: the earlier replay's answers and summary still belong
+    together, and `huimin compare` still reads the summary."""
     header_only = tmp_path / "h.jsonl"
     header_only.write_bytes((logs / "a.jsonl").read_bytes().splitlines(True)[0])
-    stale = tmp_path / "r.summary.json"
-    stale.write_bytes(b'{"ok": true}')
-    refused(huimin("replay", str(header_only), "--rate", "1", "--results",
-                   str(tmp_path / "r.jsonl")), "no visits: nothing to replay")
-    assert not stale.exists()
+    earlier = {tmp_path / name: f"earlier {name}".encode()
+               for name in ("r.jsonl", "r.summary.json", "r.latency.jsonl")}
+    for path, content in earlier.items():
+        path.write_bytes(content)
+    results = str(tmp_path / "r.jsonl")
+    refused(huimin("replay", str(header_only), "--rate", "1", "--results", results),
+            "no visits: nothing to replay")
+    refused(huimin("replay", str(logs / "a.jsonl"), "--rate", "10", "--bootstrap",
+                   "127.0.0.1:1", "--results", results), "cannot reach the cluster")
+    assert {path: path.read_bytes() for path in earlier} == earlier
 
 
 def test_a_bug_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch, mute: str):
@@ -731,6 +738,26 @@ def test_an_unknown_error_code_is_refused_not_listed_as_none():
 def test_a_full_disk_is_a_message_not_a_traceback():
     assert error_message(OSError(errno.ENOSPC, "No space left on device")) == \
         "cannot write the output: no space left on its device"
+
+
+def test_a_failing_device_is_a_message_not_a_traceback():
+    assert error_message(OSError(errno.EIO, "Input/output error")) == (
+        "an input/output error on a file's device (a failing disk or file system, or a "
+        "special file such as one under /proc)")
+    assert error_message(OSError(errno.EIO, "Input/output error", "/data/v.jsonl")) == \
+        "/data/v.jsonl: Input/output error"  # named: said with its file
+
+
+@pytest.mark.skipif(not os.access("/proc/version", os.W_OK),
+                    reason="only root opens /proc/version for writing")
+def test_a_device_that_fails_a_write_is_a_message_not_a_traceback(logs: Path, tmp_path: Path):
+    """/proc/version opens for writing (as root), and each write fails with EIO (a failing
+    disk's error), which names no file."""
+    results = tmp_path / "r.jsonl"  # the oracle's answers as a replay's (verify warns)
+    results.write_bytes((logs / "a.expected.jsonl").read_bytes())
+    said = refused(huimin("verify", str(logs / "a.jsonl"), str(results), "--json",
+                          "/proc/version"), "Error: an input/output error")
+    assert "a special file such as one under /proc" in said
 
 
 def test_an_interrupted_generate_leaves_no_half_written_log(monkeypatch: pytest.MonkeyPatch,

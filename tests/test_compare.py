@@ -83,14 +83,14 @@ def test_runs_of_other_visits_are_told_apart_from_a_change_of_policy(tmp_path: P
     other["scenario"]["visits"]["days"] = 31
     a = read_run(run_dir(tmp_path, "a", summary({"110000": 1})))
     b = read_run(run_dir(tmp_path, "b", other))
-    assert differences_beyond_policy(a, b) == ["visits days: 60 and 31",
-                                               "world seed: 42 and 7"]
+    assert differences_beyond_policy(a, b) == ["visits.days: 60 and 31",
+                                               "world.seed: 42 and 7"]
     result = CliRunner().invoke(cli.app, ["compare", str(tmp_path / "a"),
                                           str(tmp_path / "b" / "summary.json")])
     assert result.exit_code == 0, result.output
     out = " ".join(result.output.split())
     assert "These runs settled different visits, so their money differs for more than the " \
-        "policy's sake: visits days: 60 and 31; world seed: 42 and 7" in out
+        "policy's sake: visits.days: 60 and 31; world.seed: 42 and 7" in out
     assert "110000 北京" in out and "50.0 %" in out  # the fund's share of the fees
 
 
@@ -103,7 +103,12 @@ def test_runs_of_other_visits_are_told_apart_from_a_change_of_policy(tmp_path: P
                                    "it) is needed"),
     (orjson.dumps({**summary({"110000": 1}), "money_fen": None}),
      "is not a run's summary as huimin writes it"),
-], ids=["no-summary", "not-json", "before-this-version", "wrong-shape"])
+    (orjson.dumps({"resourceType": "Patient", "id": "example"}),  # another JSON file
+     "is not a summary of a `huimin run` or `huimin replay` (give a run's output folder or "
+     "its summary.json, or a replay's <results>.summary.json)"),
+    (b"[]", "is not a summary of a `huimin run` or `huimin replay`"),
+], ids=["no-summary", "not-json", "before-this-version", "wrong-shape", "other-json",
+        "a-list"])
 def test_a_path_that_is_not_a_run_is_refused_in_words(
         tmp_path: Path, content: bytes | None, said: str) -> None:
     run = tmp_path / "run"

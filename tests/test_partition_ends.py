@@ -1,6 +1,7 @@
 """Where a partition ends, also on Tansu, whose ListOffsets answer stops at the first record
 of the last batch (streams/partition_ends.py): table recovery reads a changelog to its last
-record (streams/faust_recovery.py), and the hospitals read no answer from before they began."""
+record (streams/faust_recovery.py), the hospitals read no answer from before they began, and
+a replay into a running platform says how many requests it holds already."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from simulators.hospital import response_consumer
 from streams.broker import BOOTSTRAP_ENV, broker
 from streams.faust_recovery import guard_recovery
 from streams.partition_ends import true_ends
-from streams.topics import ensure_topics
+from streams.topics import ensure_topics, records_held
 
 pytestmark = pytest.mark.e2e
 
@@ -67,6 +68,14 @@ def test_true_ends_counts_every_record_of_the_last_batch(changelog):
         # stops at the last batch's first record (4), so it says 5; a cluster named by
         # KAFKA_BOOTSTRAP_SERVERS may well say 9, and `true_ends` must agree with it then
         assert reported[tps[0]] == sum(BATCHES[:-1]) + 1
+
+
+def test_records_held_counts_every_record_of_the_last_batch_and_no_topic_as_none(changelog):
+    """A replay into a running platform says how many requests it holds already: on Tansu the
+    partitions' reported ends summed said 8 where ~186 were held."""
+    bootstrap, topic = changelog
+    assert records_held(bootstrap, (topic, "no-such-topic")) == {topic: sum(BATCHES),
+                                                                 "no-such-topic": None}
 
 
 class _FaustConsumer:

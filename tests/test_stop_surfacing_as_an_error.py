@@ -88,7 +88,8 @@ def test_huimin_run_stopped_by_sigterm_as_a_lock_error_exits_143_and_says_so(
 def test_a_replay_stopped_after_its_visits_as_a_type_error_keeps_its_answers(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Outside the visits' loop (the clearing, the reconciliation, the platform's stop) a
-    Ctrl-C interrupts at once; surfacing as an error, it still keeps the answers written."""
+    Ctrl-C interrupts at once; surfacing as an error, it still keeps the answers written (and
+    an earlier replay's summary beside them goes)."""
     log = tmp_path / "v.jsonl"
     assert invoke(cli.app, "generate", "--persons", "200", "--visits", "5", "-o",
                   str(log)).exit_code == 0
@@ -101,11 +102,14 @@ def test_a_replay_stopped_after_its_visits_as_a_type_error_keeps_its_answers(
     monkeypatch.setattr(cli, "execute", visits_over_then_ctrl_c)
     monkeypatch.setattr(cli, "check_reachable", lambda *_: None)
     monkeypatch.setattr(cli, "_check_platform_there", lambda *_: 0)
+    earlier = tmp_path / "r.summary.json"  # an earlier replay's, of the answers replaced
+    earlier.write_bytes(b'{"ok": true}')
     result = invoke(cli.app, "replay", str(log), "--rate", "10", "--bootstrap",
                     "127.0.0.1:1", "--results", str(tmp_path / "r.jsonl"))
     assert result.exit_code == 130, (result.output, result.exception)
     assert "Stopped by Ctrl-C" in result.output
     assert (tmp_path / "r.jsonl").exists()
+    assert not earlier.exists()  # not to be read as this one's: it wrote none
 
 
 @pytest.mark.parametrize(("sig", "code", "last_line"), [
