@@ -253,8 +253,14 @@ def security_settings(protocol: str, mechanism: str | None, username: str | None
         raise typer.BadParameter(f"{protocol} takes no SASL user name or mechanism: give "
                                  "SASL_PLAINTEXT or SASL_SSL to sign in with them",
                                  param_hint="--security-protocol")
+    if cafile is not None and not security.tls:  # else dropped, and a password sent in clear
+        raise typer.BadParameter(f"{protocol} uses no TLS, so no CA file: give SSL or SASL_SSL "
+                                 "to check the cluster's certificate with it",
+                                 param_hint="--security-protocol")
     if cafile is not None and not cafile.is_file():
-        raise typer.BadParameter(f"{cafile}: no such file", param_hint="--ssl-cafile")
+        raise typer.BadParameter(f"{cafile}: " + ("a folder, not a file" if cafile.is_dir()
+                                                  else "no such file"),
+                                 param_hint="--ssl-cafile")
     if security.sasl and not username:
         raise typer.BadParameter(f"{protocol} needs the user name",
                                  param_hint="--sasl-username")

@@ -56,11 +56,27 @@ def log_line_kind(record: logging.LogRecord) -> str:
     return f"{record.msg} {re.sub(r'[0-9]+', '#', ' '.join(map(str, args)))}"
 
 
+#: librdkafka's warnings that say only that a freshly started Apache Kafka is not ready yet,
+#: and that it retries: an idempotent producer's first ask for its producer id meets the
+#: transaction coordinator still loading (`GETPID [...] Failed to acquire idempotence PID from
+#: broker …: Coordinator load in progress: retrying`), on every fresh cluster. Not shown:
+#: were it never ready, the sends would time out, and that is reported.
+RETRIES_WHILE_STARTING = ("Coordinator load in progress: retrying",)
+
+
+def not_a_retry_while_starting(record: logging.LogRecord) -> bool:
+    """A log filter: False for the lines of `RETRIES_WHILE_STARTING`."""
+    args = record.args if isinstance(record.args, tuple) else ()
+    text = " ".join(map(str, args))
+    return not any(retry in text for retry in RETRIES_WHILE_STARTING)
+
+
 def client_log(name: str) -> logging.Logger:
     """The logger a client's librdkafka lines go to. librdkafka logs each failed
     connection, ~20 lines a second while the cluster is down: one line of a kind is shown,
-    then a count."""
+    then a count. Its retries while a fresh cluster starts are not shown."""
     log = logging.getLogger(name)
     if not any(isinstance(f, RepeatsHeldBack) for f in log.filters):
+        log.addFilter(not_a_retry_while_starting)
         log.addFilter(RepeatsHeldBack(kind=log_line_kind))
     return log

@@ -76,6 +76,13 @@ def test_a_missing_ca_file_user_name_or_password_or_a_wrong_sasl_setting_is_name
          "SASL mechanism 'BOGUS': one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512"),
         (["--sasl-username", "huimin", "--sasl-mechanism", "SCRAM-SHA-512"],
          "PLAINTEXT takes no SASL user name or mechanism"),
+        (["--security-protocol", "SSL", "--ssl-cafile", str(tmp_path)],
+         f"{tmp_path}: a folder, not a file"),
+        # a CA file without TLS was dropped, and a SASL password then went out in clear
+        (["--ssl-cafile", str(tmp_path / "ca.pem")], "PLAINTEXT uses no TLS, so no CA file"),
+        (["--security-protocol", "SASL_PLAINTEXT", "--sasl-username", "huimin",
+          "--ssl-cafile", str(tmp_path / "ca.pem")],
+         "SASL_PLAINTEXT uses no TLS, so no CA file: give SSL or SASL_SSL"),
     ]
     for options, message in cases:
         proc = run_huimin(["topics", "--bootstrap", "127.0.0.1:1", *options], timeout=60,

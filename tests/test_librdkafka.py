@@ -8,7 +8,13 @@ import logging
 
 import pytest
 
-from simulators.librdkafka import client_config, librdkafka_settings, log_line_kind
+from simulators.librdkafka import (
+    client_config,
+    client_log,
+    librdkafka_settings,
+    log_line_kind,
+    not_a_retry_while_starting,
+)
 from streams.log_repeats import RepeatsHeldBack
 from streams.security import PASSWORD_ENV, ClusterSecurity
 
@@ -56,3 +62,21 @@ def test_repeats_are_told_apart_by_what_failed_not_by_port_or_time():
     assert held.filter(line(template, "FAIL", "c#consumer-1",
                             "[thrd:b:9093/bootstrap]: SSL handshake failed"))
     assert held.filter(line("%(what)s", {"what": "a dict argument"}))
+
+
+def test_a_fresh_kafkas_coordinator_still_loading_is_not_shown_other_failures_are():
+    """Every bench and run on a fresh Apache Kafka printed librdkafka's `GETPID … Failed to
+    acquire idempotence PID …: retrying` among huimin's own lines (a new user's review)."""
+    def line(text: str) -> logging.LogRecord:
+        return logging.LogRecord("huimin.hospitals.requests", logging.WARNING, __file__, 1,
+                                 "%s [%s] %s", ("GETPID", "huimin-hospitals-requests#producer-2",
+                                                text), None)
+
+    starting = line("[thrd:main]: Failed to acquire idempotence PID from broker "
+                    "127.0.0.1:48885/1: Broker: Coordinator load in progress: retrying")
+    refused = line("[thrd:main]: Failed to acquire idempotence PID from broker "
+                   "127.0.0.1:48885/1: Broker: Cluster authorization failed")
+    assert not not_a_retry_while_starting(starting)
+    assert not_a_retry_while_starting(refused)
+    log = client_log("huimin.hospitals.requests")
+    assert not log.filter(starting) and log.filter(refused)
