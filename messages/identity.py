@@ -144,10 +144,5 @@ PERSONAL_FIELDS = frozenset({"certno", "mdtrt_cert_no", "psn_no", "psn_name", "n
                              "conclusion"})
 
 
-def mask_name(name: str) -> str:
-    """`张*`: the first character, the rest starred."""
-    return name[:1] + "*" * max(1, len(name) - 1) if name else ""
-
-
 #: The FHIR identifier system of the citizen ID number (居民身份证号码).
 CERTNO_SYSTEM = "urn:oid:2.16.156.10011.1.3"

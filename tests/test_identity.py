@@ -14,7 +14,6 @@ from messages.identity import (
     holds_certno,
     is_valid_certno,
     mask_certno,
-    mask_name,
     shown_id,
 )
 
@@ -104,12 +103,6 @@ def test_masked_certno_hides_the_birth_date(first17: str) -> None:
 def test_mask_certno_of_a_short_value_hides_everything() -> None:
     assert mask_certno("1234567890") == "**********"
     assert mask_certno("") == ""
-
-
-@pytest.mark.parametrize(("name", "masked"), [("张三", "张*"), ("欧阳娜娜", "欧***"), ("李", "李*"),
-                                              ("", "")])
-def test_mask_name_keeps_only_the_first_character(name: str, masked: str) -> None:
-    assert mask_name(name) == masked
 
 
 @pytest.mark.parametrize(("value", "shown"), [
