@@ -45,8 +45,12 @@ DEVICE_ERRORS = {
     errno.EIO: "an input/output error on a file's device (a failing disk or file system, or "
                "a special file such as one under /proc)"}
 
+
 class _Console(Console):
-    def on_broken_pipe(self) -> None:  # `huimin clearing … | head -1`: the reader went away
+    """rich's console, ending as SIGPIPE ends a tool when its output's reader has gone
+    (`huimin clearing … | head -1`)."""
+
+    def on_broken_pipe(self) -> None:
         self.quiet = True
         _end_for_reader_gone()
 

@@ -1,6 +1,7 @@
 """The `huimin` command stops quietly on a Ctrl-C while it is still importing the platform
 (about a second after it starts): it printed a traceback of the imports (a user's review).
-And it starts without what only the worker needs."""
+And it starts without what only the worker needs, and ends as SIGPIPE ends a tool when its
+output's reader goes away."""
 
 from __future__ import annotations
 
