@@ -233,6 +233,19 @@ def test_resident_settlement_never_touches_an_account() -> None:
     assert row is not None and row.balance == 0
 
 
+def test_an_employee_who_declines_the_account_pays_in_cash_and_keeps_the_balance() -> None:
+    """A 2207 with `acct_used_flag` "0" (the wire's, not only the policy engine's flag: a
+    conformance review found only the oracle's comparison would notice it ignored)."""
+    platform = InsuredPlatform(reference_data())
+    ans, row = settle(platform, None, EMP_CERTNO, "2026-03-01 10:00:00", 1, "110100V1",
+                      in_scope(300_000), acct_used_flag="0")
+    s = ans["output"]["setlinfo"]
+    # as the first test's settlement (hifp 84,000), its 216,000 in cash, the account untouched
+    assert (s["hifp_pay"], s["acct_pay"], s["psn_cash_pay"], s["balc"]) == (
+        84_000, 0, 216_000, EMPLOYEE_BALANCE)
+    assert row is not None and row.balance == EMPLOYEE_BALANCE
+
+
 def test_fund_stops_paying_once_the_annual_cap_is_reached() -> None:
     platform = InsuredPlatform(reference_data())
     ans, row = settle(platform, None, RES_CERTNO, "2026-03-01 10:00:00", 1, "V1",
