@@ -52,7 +52,7 @@ class _Console(Console):
 
     def on_broken_pipe(self) -> None:
         self.quiet = True
-        _end_for_reader_gone()
+        end_for_reader_gone()
 
 
 # no emoji codes: a host "a:b:c" or a path with ":b:" in it is printed as given
@@ -85,7 +85,7 @@ def error_message(exc: BaseException, bootstrap: str | None = None) -> str | Non
     return None
 
 
-def _end_for_reader_gone() -> NoReturn:
+def end_for_reader_gone() -> NoReturn:
     """Exit 141, as SIGPIPE ends a tool (Click and rich would exit 1, which is a FAIL's here),
     with stdout sent to /dev/null so that Python's last flush finds no broken pipe."""
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -107,7 +107,7 @@ def _clear_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     """`command`, exiting 2 with a one-line message on the errors of `error_message`. A
     Ctrl-C or SIGTERM that surfaced as a library's error (simulators/interrupt.py) ends it
     as the stop would have, without a traceback; so does its output's reader going away
-    (exit 141: `_end_for_reader_gone`)."""
+    (exit 141: `end_for_reader_gone`)."""
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         forget_stops()
@@ -121,7 +121,7 @@ def _clear_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         except BrokenPipeError:  # a print()'s (rich's consoles: `_Console`)
             if not _stdout_closed():  # a socket's, say: not the reader gone
                 raise
-            _end_for_reader_gone()
+            end_for_reader_gone()
         except Exception as exc:
             if is_the_stop(exc):
                 raise (SystemExit(128 + signal.SIGTERM) if terminated()

@@ -1,9 +1,11 @@
 """The `huimin` command's entry point. The command line imports the whole platform first
 (about a second), and a Ctrl-C in that second printed a Python traceback of the imports; it
-now stops quietly (exit 130), as a Ctrl-C before anything has started does."""
+now stops quietly (exit 130), as a Ctrl-C before anything has started does. And the
+libraries' own output (Typer's `--help`) whose reader went away ends as huimin's does."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 
@@ -12,4 +14,26 @@ def main() -> None:
         from huimin.cli import app
     except KeyboardInterrupt:
         sys.exit(130)
-    app()
+    from huimin.cli_app import end_for_reader_gone
+    stdout_was_null = _stdout_is_null()
+    try:
+        app()
+    except SystemExit as end:
+        if end.code == 1 and _a_library_ended_for_reader_gone(stdout_was_null):
+            end_for_reader_gone()
+        raise
+
+
+def _a_library_ended_for_reader_gone(stdout_was_null: bool) -> bool:
+    """Click and rich end a broken pipe of their own printing with exit 1, which huimin keeps
+    for a FAIL: Click with its flush wrapper put on stdout, rich with stdout sent to
+    /dev/null (`Console.on_broken_pipe`)."""
+    clicks_wrapper = type(sys.stdout).__name__ == "PacifyFlushWrapper"  # Typer's own Click's too
+    return clicks_wrapper or (_stdout_is_null() and not stdout_was_null)
+
+
+def _stdout_is_null() -> bool:
+    try:
+        return os.path.samestat(os.fstat(sys.stdout.fileno()), os.stat(os.devnull))
+    except (OSError, ValueError, AttributeError):  # no file descriptor (captured output)
+        return False

@@ -82,3 +82,29 @@ def test_output_whose_reader_went_away_ends_as_sigpipe_ends_a_tool_not_as_a_fail
     assert files[0].encode() in first
     assert proc.returncode == 128 + signal.SIGPIPE, (proc.returncode, err)
     assert err == ""
+
+
+@pytest.mark.parametrize("args", [["--help"], ["clearing", "--help"], ["--version"]],
+                         ids=["help-rich", "command-help", "version-print"])
+def test_the_libraries_own_output_whose_reader_went_away_ends_as_sigpipe_ends_a_tool(
+        args: list[str]):
+    """`huimin --help | head -1`: Typer prints the help (rich's console, or Click's handling of
+    a `print` in an option's callback), and both exit 1 when the pipe has no reader. The pipe
+    here has none from the start, so the first write fails."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        ended = subprocess.run([huimin_command(), *args], stdout=write_end,
+                               stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(write_end)
+    assert ended.returncode == 128 + signal.SIGPIPE, (ended.returncode, ended.stderr)
+    assert ended.stderr == ""
+
+
+def test_help_and_version_written_whole_still_end_0():
+    for args in (["--help"], ["--version"]):
+        ended = subprocess.run([huimin_command(), *args], capture_output=True, text=True,
+                               timeout=60)
+        assert ended.returncode == 0, (args, ended.stderr)
+        assert "huimin" in ended.stdout
