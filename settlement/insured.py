@@ -94,10 +94,13 @@ class InsuredPlatform:
         if infno == Infno.PERSON_INFO:
             return self.person_info(e, row)
         # only the insured place answers for the person's money: a settlement, and also a
-        # cancellation, a 2601 or a 5206 (which a wrong place would send on the wrong route)
-        if province_of(req["insuplc_admdvs"]) != e.province:
+        # cancellation, a 2601 or a 5206 (which a wrong province would send on the wrong
+        # route). Their city, as 1101 answers it: a visit's requests were held to it at the
+        # registration, a 2601 or a 5206 names no visit and is held to it here
+        if req["insuplc_admdvs"] != e.insuplc_admdvs:
             raise Refusal(ErrorCode.INSURED_PLACE_MISMATCH, f"insuplc_admdvs "
-                          f"{req['insuplc_admdvs']} is not where the person is insured")
+                          f"{req['insuplc_admdvs']} is not where the person is insured "
+                          "(1101 answers it)")
         if inp.get("psn_no") != e.psn_no:
             raise Refusal(ErrorCode.PERSON_MISMATCH,
                           "psn_no does not match the insured person's record")

@@ -13,6 +13,7 @@ from messages.codes import ErrorCode
 from tests.clinic import EMP, Clinic
 from tests.handmade import (
     EMP_CERTNO,
+    accumulators_input,
     ok,
     refused,
     reversal_input,
@@ -97,3 +98,38 @@ def test_a_settlement_named_as_a_settlement_is_undone_or_refused_in_either_order
         ends.append((person.balance, person.ytd))
         assert person.balance == EMP.balance  # nothing settled, or settled and undone
     assert ends[0] == ends[1]
+
+
+def test_a_2601_of_a_settlement_the_treatment_side_refused_has_nothing_to_undo():
+    """A 2207 whose total is not its fees' is refused at the treatment side (E4004), and the
+    insured place never sees it: the 2601 of it took it for one still to come
+    (`reversed-in-advance`, a review). It did nothing, so there is nothing to undo, and
+    nothing is kept against its msgid."""
+    c, settle, reversal = settlement_and_its_2601("2207")
+    settle["input"]["medfee_sumamt"] = 1
+    refused(c.send(EMP_CERTNO, settle), ErrorCode.AMOUNT_MISMATCH)
+    assert ok(c.send(EMP_CERTNO, reversal)) == {
+        "omsgid": settle["msgid"], "oinfno": "2207", "result": "nothing-to-undo",
+        "reversed_setl_id": ""}
+    assert c.oracle.person_rows.get(EMP_CERTNO) is None or \
+        settle["msgid"] not in c.oracle.person_rows[EMP_CERTNO].reversed
+    assert ok(c.settle(settle["input"]["mdtrt_id"], 25_000))["setlinfo"]["setl_id"]
+
+
+@pytest.mark.parametrize("infno", ["2601", "5206"])
+def test_a_request_naming_another_city_of_the_insured_province_is_refused_e3004(infno: str):
+    """A 2601 or a 5206 names no visit, whose registration held the insured place to the
+    person's city: the insured place holds it to that city itself, not only to its
+    province (the route follows the province; a review found 110200, and 119900, no city
+    at all, taken for a person insured in 110100)."""
+    c, settle, reversal = settlement_and_its_2601("2207")
+    ok(c.send(EMP_CERTNO, settle))
+    req = reversal if infno == "2601" else c.request(
+        EMP_CERTNO, "5206", accumulators_input(EMP, "202603"))
+    for city in ("110200", "119900"):
+        req = {**req, "insuplc_admdvs": city, "msgid": c.request(EMP_CERTNO, infno, {})["msgid"]}
+        message = refused(c.send(EMP_CERTNO, req), ErrorCode.INSURED_PLACE_MISMATCH)
+        assert city in message
+    assert ok(c.send(EMP_CERTNO, {**req, "insuplc_admdvs": EMP.insuplc_admdvs,
+                                  "msgid": c.request(EMP_CERTNO, infno, {})["msgid"]}))
+    assert list(end_state(c)[2].values()) == (["reversed"] if infno == "2601" else ["settled"])
