@@ -22,6 +22,8 @@ from huimin.cli_options import (
 from huimin.fhir_check import check_fhir_file
 from huimin.publish import (
     MOST_FILES,
+    Published,
+    Unsendable,
     hospital_for,
     platform_hospitals,
     publish_requests,
@@ -126,36 +128,29 @@ def publish(
     if len(paths) > MOST_FILES:
         raise refusal_exit(f"{len(paths):,} files: a run publishes at most {MOST_FILES:,} (a "
                        "msgid's sequence number has four digits)")
-    readable: list[tuple[Path, Any]] = []
-    unread: list[tuple[Path, str]] = []  # not sent: what the platform would not even read
+    readable: list[tuple[int, Path, Any]] = []  # with each file's place among all given
+    unread: list[tuple[int, Path, str]] = []  # not sent: what the platform would not even read
     validator = Validator()
-    for path in paths:
+    for place, path in enumerate(paths):
         check = check_fhir_file(path, validator)
         if check.code in (ErrorCode.MALFORMED_JSON, ErrorCode.MESSAGE_TOO_LARGE):
-            unread.append((path, f"{check.code} {check.what}"))  # no request can carry it
-        elif (resource := sendable(path)) is None:
-            unread.append((path, "nested past the 255 levels huimin's JSON writer encodes "
-                                 f"(the platform would answer {check.code} {check.what})"))
-        else:  # taken, or refused by the platform with its own answer (E1002, E5001, …)
-            readable.append((path, resource))
+            unread.append((place, path, f"{check.code} {check.what}"))  # no request carries it
+            continue
+        try:  # taken, or refused by the platform with its own answer (E1002, E5001, …)
+            readable.append((place, path, sendable(path)))
+        except Unsendable:
+            unread.append((place, path, "nested past the 255 levels huimin's JSON writer "
+                                        f"encodes (the platform would answer {check.code} "
+                                        f"{check.what})"))
     security = security_settings(security_protocol, sasl_mechanism, sasl_username, ssl_cafile)
     where = bootstrap_servers(bootstrap)
     results = send_publishes(where, certno, publish_requests(readable, sender, at), timeout,
                              security.kafka_python())
-    for result in results:
-        if as_json:
-            print(orjson.dumps(result.as_dict()).decode(), flush=True)
-            continue
-        mark = "[green]201[/]  " if result.ok else f"[red]{escape(result.code)}[/]"
-        console.print(f"{mark}  {escape(str(result.publish.path))}  {escape(result.what)}  "
-                      f"[dim]{result.publish.msgid}[/]", soft_wrap=True, highlight=False)
-    for path, why in unread:
-        if as_json:
-            print(orjson.dumps({"file": str(path), "ok": False, "code": "not sent",
-                                "what": why}).decode(), flush=True)
-        else:
-            console.print(f"[red]not sent[/]  {escape(str(path))}  {escape(why)}",
-                          soft_wrap=True, highlight=False)
+    lines: list[tuple[int, Published | tuple[Path, str]]] = [
+        *zip((place for place, _, _ in readable), results, strict=True),
+        *((place, (path, why)) for place, path, why in unread)]
+    for _, line in sorted(lines, key=lambda placed: placed[0]):  # in the files' order
+        _tell_published(line, as_json)
     published = sum(r.ok for r in results)
     if not as_json:
         console.print(f"{published:,} of {len(paths):,} files published by "
@@ -165,6 +160,25 @@ def publish(
             said = signatures_refused(refused, sent="these publishes", outcome="")
             console.print(f"[yellow]{escape(said)}.[/]")
     raise typer.Exit(0 if published == len(paths) else 1)
+
+
+def _tell_published(line: Published | tuple[Path, str], as_json: bool) -> None:
+    """One file's line: its answer, or why it was not sent."""
+    if isinstance(line, Published):
+        if as_json:
+            print(orjson.dumps(line.as_dict()).decode(), flush=True)
+            return
+        mark = "[green]201[/]  " if line.ok else f"[red]{escape(line.code)}[/]"
+        console.print(f"{mark}  {escape(str(line.publish.path))}  {escape(line.what)}  "
+                      f"[dim]{line.publish.msgid}[/]", soft_wrap=True, highlight=False)
+        return
+    path, why = line
+    if as_json:
+        print(orjson.dumps({"file": str(path), "ok": False, "code": "not sent",
+                            "what": why}).decode(), flush=True)
+    else:
+        console.print(f"[red]not sent[/]  {escape(str(path))}  {escape(why)}",
+                      soft_wrap=True, highlight=False)
 
 
 

@@ -63,25 +63,27 @@ class Publish:
         return str(self.request["msgid"])
 
 
-def publish_requests(files: list[tuple[Path, Any]], hospital: Hospital, at: str | None
+def publish_requests(files: list[tuple[int, Path, Any]], hospital: Hospital, at: str | None
                      ) -> list[Publish]:
-    """A 7001 for each (file, resource), dated `at` (Beijing time) or now. With `at` the
-    n-th file gets sequence number n: the same `at` and files give the same msgids, so
-    publishing them again is a duplicate, answered as the first (another file under a msgid
-    used is refused, E1005). Without `at` the sequence numbers come from the clock's
-    milliseconds, so that runs of the same second share msgids only if they start fewer
-    milliseconds apart than they have files."""
-    if len(files) > MOST_FILES:
+    """A 7001 for each (place, file, resource), dated `at` (Beijing time) or now; `place` is
+    the file's among all those given, from 0, so that one not sent keeps the files after it
+    to their numbers. With `at` the n-th file gets sequence number n: the same `at` and
+    files give the same msgids, so publishing them again is a duplicate, answered as the
+    first (another file under a msgid used is refused, E1005), and a file corrected after it
+    was not sent goes under its own. Without `at` the sequence numbers come from the
+    clock's milliseconds, so that runs of the same second share msgids only if they start
+    fewer milliseconds apart than they have files."""
+    if any(place >= MOST_FILES for place, _, _ in files):
         raise ValueError(f"at most {MOST_FILES:,} files a run: a msgid's sequence number has "
                          "four digits")
     inf_time = at or datetime.now(BEIJING).strftime(TIME_FORMAT)
     first = 1 if at else time.time_ns() // 1_000_000
     return [Publish(path, {"infno": str(Infno.EHR_PUBLISH),
-                           "msgid": make_msgid(hospital.fixmedins_code, inf_time, first + i),
+                           "msgid": make_msgid(hospital.fixmedins_code, inf_time, first + place),
                            "mdtrtarea_admvs": hospital.admdvs, "insuplc_admdvs": "",
                            "fixmedins_code": hospital.fixmedins_code, "inf_time": inf_time,
                            "input": {"resource": resource}})
-            for i, (path, resource) in enumerate(files)]
+            for place, path, resource in files]
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,13 +131,18 @@ def send_publishes(bootstrap: str, certno: str, publishes: list[Publish], timeou
     return [Published(p, got[0] if (got := answers.get(p.msgid)) else None) for p in publishes]
 
 
+class Unsendable(ValueError):
+    """No request could carry the file: nested past what orjson writes, two levels down in
+    the request (`input.resource`)."""
+
+
 def sendable(path: Path) -> Any:
     """A file's JSON (`check_fhir_file` has read it; a UTF-8 byte-order mark passed over),
-    or None if no request could carry it: nested past what orjson writes, two levels down in
-    the request (`input.resource`)."""
+    whatever it is (`null` too: the platform answers E1002); `Unsendable` if no request
+    could carry it."""
     resource = orjson.loads(path.read_bytes().removeprefix(b"\xef\xbb\xbf"))
     try:
         orjson.dumps({"input": {"resource": resource}})
     except orjson.JSONEncodeError:
-        return None
+        raise Unsendable(path) from None
     return resource

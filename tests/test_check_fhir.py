@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from huimin import cli
-from huimin.publish import sendable
+from huimin.publish import Unsendable, sendable
 from settlement.treatment import MAX_REQUEST_BYTES
 from tests.conftest import FHIR_DATA
 
@@ -92,7 +92,8 @@ def test_a_file_nested_past_what_huimin_writes_is_told_as_the_platform_answers_i
     verdict = orjson.loads(result.output.splitlines()[0])
     assert (verdict["ok"], verdict["code"]) == (False, code)
     assert verdict["what"].startswith(what), verdict
-    assert sendable(deep) is None  # `huimin publish` does not send it
+    with pytest.raises(Unsendable):  # `huimin publish` does not send it
+        sendable(deep)
 
 
 def test_a_file_nested_past_what_the_platform_reads_is_not_json_to_it(tmp_path: Path):
