@@ -179,6 +179,3 @@ def _tell_published(line: Published | tuple[Path, str], as_json: bool) -> None:
     else:
         console.print(f"[red]not sent[/]  {escape(str(path))}  {escape(why)}",
                       soft_wrap=True, highlight=False)
-
-
-
