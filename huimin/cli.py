@@ -307,7 +307,9 @@ def _check_platform_there(bootstrap: str, client: dict[str, Any]) -> int:
         console.print(f"[yellow]The cluster at {bootstrap} already holds {earlier:,} hospital "
                       "requests: the platform answers a visit it settled before from what it "
                       "kept (a log replayed again gets its first answers, settling nothing "
-                      "anew), and settles new visits on top of its persons' earlier ones "
+                      "anew, where a request is within 7 days of its hospital's latest for the "
+                      "person; one dated earlier is refused as a replay, E6003, which `verify` "
+                      "counts apart), and settles new visits on top of its persons' earlier ones "
                       "(balances, deductibles, caps), which `verify` does not know of; "
                       "the hospitals' daily reconciliations (3201/3202) of days replayed "
                       "before get the answers given then.[/]")

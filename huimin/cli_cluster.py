@@ -64,12 +64,20 @@ def topics(
     """Create the platform's topics on a cluster (those that do not exist yet)."""
     security = security_settings(security_protocol, sasl_mechanism, sasl_username, ssl_cafile)
     where = bootstrap_servers(bootstrap)
+
+    def refuse_unfit(problems: list[str]) -> None:
+        if problems:
+            raise refusal_exit(f"{unfit_topics(where, partitions, problems)} A topic's "
+                               "partitions cannot be made fewer, and more would move its keys: "
+                               "delete those topics (and the consumer group `huimin`), or use "
+                               "the --partitions they have")
+
+    # the topics already there checked first: made beside them, the missing ones would get
+    # the count asked for, and "use the --partitions they have" would then fail (a review)
+    refuse_unfit([p for p in topic_problems(where, partitions, security.kafka_python(),
+                                            wait_s=0) if not p.startswith("missing: ")])
     created = create_platform_topics(where, partitions, replication, security.kafka_python())
-    if problems := topic_problems(where, partitions, security.kafka_python()):
-        raise refusal_exit(f"{unfit_topics(where, partitions, problems)} A topic's partitions "
-                       "cannot be made fewer, and more would move its keys: delete those "
-                       "topics (and the consumer group `huimin`), or use the --partitions "
-                       "they have")
+    refuse_unfit(topic_problems(where, partitions, security.kafka_python()))
     console.print(f"Topics ready: {', '.join(created)}", soft_wrap=True)
 
 

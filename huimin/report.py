@@ -33,6 +33,7 @@ from settlement.clearing import ClearingStatement
 from settlement.money import yuan
 from simulators.bad_messages import BadMessage
 from simulators.cluster_watch import lost_reason
+from simulators.faults import FaultPlan
 from simulators.regions import PROVINCES
 from simulators.visit_run import Exchange, HospitalRunResult
 from simulators.visits import VisitSpec
@@ -243,9 +244,12 @@ def bad_requests_summary(bad: BadRequestCheck) -> dict[str, Any]:
 def scenario(world: WorldSpec, visits: VisitSpec, bad_per_kind: int, faults: str
              ) -> dict[str, Any]:
     """What decides a run's or a replay's visits, the policy left out: two summaries alike
-    here settled the same visits (`huimin compare`)."""
+    here settled the same visits (`huimin compare`). Of the faults, those in the visit log:
+    a worker killed or joining changes no answer (a review found two replays of one log,
+    one with `--faults kill-worker=1`, said to have settled different visits)."""
     return {"world": {k: v for k, v in asdict(world).items() if k != "parameters"},
-            "visits": asdict(visits), "bad_per_kind": bad_per_kind, "faults": faults}
+            "visits": asdict(visits), "bad_per_kind": bad_per_kind,
+            "faults": str(FaultPlan.parse(faults).in_plans())}
 
 
 def replay_summary(header: LogHeader, visit_log: Path, results: Path, arrived: int,
@@ -273,6 +277,7 @@ def replay_summary(header: LogHeader, visit_log: Path, results: Path, arrived: i
         "closing_unanswered": closing_unanswered,
         "cluster_gone": cluster_gone,
         "money_files": [str(p) for p in money_files],
+        "faults": faults,
         "worker_kills": worker_kills,
         "timing_s": {"visits": result.wall_s},
         **pace,

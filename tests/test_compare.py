@@ -14,6 +14,9 @@ from typer.testing import CliRunner
 
 from huimin import cli
 from huimin.compare import NotARun, compared, differences_beyond_policy, read_run
+from huimin.report import scenario
+from simulators.visits import VisitSpec
+from simulators.world import WorldSpec
 
 SCENARIO = {"world": {"seed": 42, "persons": 5000}, "visits": {"visits": 2000, "days": 60},
             "bad_per_kind": 2, "faults": "none"}
@@ -120,3 +123,19 @@ def test_a_path_that_is_not_a_run_is_refused_in_words(
     assert said in str(caught.value)
     result = CliRunner().invoke(cli.app, ["compare", str(run), str(run)])
     assert result.exit_code == 2 and said in " ".join(result.output.split()), result.output
+
+
+def test_a_worker_killed_or_joining_is_no_difference_in_the_visits_settled(
+        tmp_path: Path) -> None:
+    """Two replays of one log, one with `--faults kill-worker=1,join-worker=1`, were said to
+    have settled different visits (a review): those faults change no answer. A fault of the
+    visit log does."""
+    def replay(faults: str) -> Path:
+        content = summary({"110000": 1_000})
+        content["scenario"] = scenario(WorldSpec(), VisitSpec(), 2, faults)
+        return run_dir(tmp_path, f"r{len(list(tmp_path.iterdir()))}", content)
+
+    plain, killed = read_run(replay("")), read_run(replay("kill-worker=1,join-worker=1"))
+    assert differences_beyond_policy(plain, killed) == []
+    duplicated = read_run(replay("duplicate=0.05,kill-worker=1"))
+    assert differences_beyond_policy(plain, duplicated) == ["faults: '' and 'duplicate=0.05'"]

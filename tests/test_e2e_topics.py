@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from kafka.admin import KafkaAdminClient
 
 from streams.broker import broker, free_port
 from streams.topics import ensure_topics, platform_topics
@@ -33,6 +34,11 @@ def test_a_worker_refuses_missing_topics_and_topics_refuses_other_partition_coun
         assert "hosp.requests has 4 partitions, not 8" in topics.stderr
         assert "money.events has 4 partitions, not 1" in topics.stderr
         assert "dead.letters" not in topics.stderr  # read whole: any count serves
+        # refused, it made none of the others: they would have had the count refused, and
+        # its advice (the --partitions the topics have) would then fail (a review)
+        assert "missing" not in topics.stderr
+        held = topic_counts(bootstrap)
+        assert held == {"hosp.requests": 4, "money.events": 4, "dead.letters": 4}, held
 
         worker = run_huimin(["worker", "--bootstrap", bootstrap, "--persons", "50",
                              "--web-port", str(free_port())], timeout=120)
@@ -40,6 +46,29 @@ def test_a_worker_refuses_missing_topics_and_topics_refuses_other_partition_coun
         assert "hosp.requests has 4 partitions, not 8" in worker.stderr
         assert "start the worker with --partitions of that count" in " ".join(
             worker.stderr.split())  # a `huimin topics` of 8 would be refused on these
-        assert "missing" not in worker.stderr  # `huimin topics` made the others
-        assert "create them first" not in worker.stderr.lower()
+        assert "missing: " in worker.stderr and "create them first" in worker.stderr.lower()
+
+        delete_topics(bootstrap, ["money.events"])  # the one whose count is fixed
+        topics = run_huimin(["topics", "--bootstrap", bootstrap, "--partitions", "4"],
+                            timeout=120)
+        assert topics.returncode == 0, topics.stdout + topics.stderr
+        held = topic_counts(bootstrap)
+        assert held == platform_topics(4), held
         assert len(platform_topics(8)) > 10
+
+
+def topic_counts(bootstrap: str) -> dict[str, int]:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        return {t["name"]: len(t["partitions"]) for t in admin.describe_topics()
+                if not t["name"].startswith("_")}
+    finally:
+        admin.close()
+
+
+def delete_topics(bootstrap: str, names: list[str]) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.delete_topics(names)
+    finally:
+        admin.close()
