@@ -15,7 +15,7 @@ import mode.loop
 import orjson
 from faust.worker import Worker
 
-from streams import lost_writes, thread_exits
+from streams import lost_writes, metadata_backoff, thread_exits
 from streams.app import create_app
 from streams.config import WorkerConfig
 from streams.log_repeats import hold_back_repeats
@@ -68,13 +68,15 @@ def run_worker(cfg: WorkerConfig, loglevel: str = "info") -> None:
     RocksDB table files are kept from one run to the next only across a clean stop
     (streams/table_files.py). A write the cluster did not take ends the process with exit 75
     (streams/lost_writes.py). A thread that ends with an exception is one line, not a
-    traceback (streams/thread_exits.py)."""
+    traceback (streams/thread_exits.py). A failed metadata update backs off before the next
+    (streams/metadata_backoff.py): a cluster gone took a whole core."""
     with contextlib.suppress(ImportError):
         mode.loop.use("uvloop")
     if os.environ.get(PROFILABLE_ENV):
         allow_profilers()
     lost_writes.install()
     thread_exits.install()
+    metadata_backoff.install()
     if cfg.store.startswith("rocksdb"):
         held = hold_data_folder(Path(cfg.data_dir))  # noqa: F841 (the lock lives with it)
     app = create_app(cfg)
