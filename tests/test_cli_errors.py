@@ -206,6 +206,12 @@ def unreachable(*_: object, **__: object) -> None:
     raise kafka.errors.KafkaTimeoutError("Unable to bootstrap")
 
 
+def no_topics_yet(*_: object, **__: object) -> list[str]:
+    """`topic_problems` of a cluster with none of the platform's topics (`huimin topics`
+    asks before it creates them)."""
+    return ["missing: hosp.requests"]
+
+
 @pytest.mark.parametrize("command", [["topics"], ["dead-letters"], ["worker"]])
 def test_a_cluster_no_address_of_which_can_be_reached_is_refused_at_once(command: list[str]):
     """Not after the clients' 30 s, and saying which address fails and why."""
@@ -229,6 +235,7 @@ def test_run_and_bench_refuse_an_unreachable_cluster_of_the_environment():
 
 
 def test_topics_on_a_cluster_that_cannot_be_reached(monkeypatch: pytest.MonkeyPatch, mute: str):
+    monkeypatch.setattr(cli_cluster, "topic_problems", unreachable)  # asked first
     monkeypatch.setattr(cli_cluster, "create_platform_topics", unreachable)
     refused(huimin("topics", "--bootstrap", mute),
             f"cannot reach the cluster at {mute} (is it up?): KafkaTimeoutError")
@@ -241,6 +248,7 @@ def test_topics_the_cluster_refuses_to_create_are_named_not_traced(
         raise TopicsRefused(f"the cluster at {mute} refused to create topic money.events "
                             "(partitions 1, replication 3): Replication-factor is invalid.")
 
+    monkeypatch.setattr(cli_cluster, "topic_problems", no_topics_yet)
     monkeypatch.setattr(cli_cluster, "create_platform_topics", refusing)
     refused(huimin("topics", "--bootstrap", mute, "--replication", "3"),
             "refused to create topic money.events (partitions 1, replication 3)")
@@ -348,6 +356,7 @@ def test_a_bug_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch, mute: str):
         def raises(*_: object, exc: Exception = bug, **__: object) -> None:
             raise exc
 
+        monkeypatch.setattr(cli_cluster, "topic_problems", no_topics_yet)
         monkeypatch.setattr(cli_cluster, "create_platform_topics", raises)
         assert huimin("topics", "--bootstrap", mute).exception is bug
     assert error_message(ValueError("x")) is None
