@@ -869,6 +869,22 @@ def test_a_query_repeated_after_another_hospital_asked_days_later_gets_its_first
     assert ex.oracle.ehr.record(certno).audited == audited
 
 
+def test_a_query_refused_as_a_replay_is_a_refusal_of_the_message_in_no_persons_trail():
+    """A find dated over 7 days before its hospital's latest request for the person is
+    refused as a replay (E6003) at the treatment side, before the records decide anything:
+    as the other refusals of a message (README, design.md), it is audited nowhere."""
+    ex, certno, home, _ = _published_at_home(PERMIT)
+    assert ex.find(certno, home)["infcode"] == 0  # dated 12-10, audited
+    assert ex.send("7002", certno, home, {"patient_identifier": f"{CERTNO_SYSTEM}|{certno}",
+                                          "purpose": "TREAT"},
+                   inf_time="2026-12-20 09:00:00")["infcode"] == 0  # the clock moves on
+    audited = ex.oracle.ehr.record(certno).audited
+    stale = ex.send("7002", certno, home, {"patient_identifier": f"{CERTNO_SYSTEM}|{certno}",
+                                           "purpose": "TREAT"}, inf_time="2026-12-11 10:00:00")
+    assert (stale["infcode"], stale["err_code"]) == (-1, "E6003")
+    assert ex.oracle.ehr.record(certno).audited == audited
+
+
 def test_a_lab_result_is_reused_within_its_window_and_not_after_it():
     ex = Exchange()
     certno = person()
