@@ -5,8 +5,9 @@ platform's context and the hop trace.
     {"ans": <Answer>,           "ctx": {...}, "trace": [...]}                answers
 
 `ctx` carries what the next role needs and the hospital did not send: `route` (local|cross),
-`infno`, `msgid`, `fixmedins_code`, `mdtrtarea_admvs`, `insuplc_admdvs`, `hosp_lv` and, on a
-settlement, the treatment side's classified `fees`.
+`infno`, `msgid`, `fixmedins_code`, `mdtrtarea_admvs`, `insuplc_admdvs`, `hosp_lv`, on a
+settlement the treatment side's classified `fees`, and on a 2601 of a request the treatment
+side refused, `original_refused` (the insured place never saw it: nothing to undo).
 """
 
 from __future__ import annotations

@@ -109,7 +109,7 @@ class InsuredPlatform:
         if infno in CANCELLATIONS:
             return self.cancel(e, row, req)
         if infno == Infno.REVERSAL:
-            return self.reverse(e, row, req)
+            return self.reverse(e, row, req, refused_before=bool(ctx.get("original_refused")))
         if infno == Infno.ACCUMULATORS:
             year = inp["cum_ym"][:4]
             return {"psn": mask_certno(e.certno), "year": year, "cuminfo": [
@@ -205,8 +205,10 @@ class InsuredPlatform:
             "fund_pay_sumamt": -setl["fund_pay_sumamt"], "acct_pay": -setl["acct_pay"],
             "psn_cash_pay": -setl["psn_cash_pay"], "balc": row.balance}}
 
-    def reverse(self, e: Enrollment, row: PersonRow, req: dict[str, Any]) -> dict[str, Any]:
-        """2601: undo what `omsgid` did; if it has not arrived, refuse it when it does."""
+    def reverse(self, e: Enrollment, row: PersonRow, req: dict[str, Any],
+                refused_before: bool = False) -> dict[str, Any]:
+        """2601: undo what `omsgid` did; if it has not arrived, refuse it when it does. One
+        the treatment side refused (`refused_before`) never comes: nothing to undo."""
         omsgid, oinfno = req["input"]["omsgid"], req["input"]["oinfno"]
         if not omsgid.startswith(req["fixmedins_code"]):  # as the treatment side checks
             raise Refusal(ErrorCode.NOT_REVERSIBLE, "omsgid is another hospital's: a "
@@ -222,6 +224,8 @@ class InsuredPlatform:
             raise Refusal(ErrorCode.NOT_REVERSIBLE,
                           f"a cancellation ({oinfno}) cannot be reversed; settle the visit again")
         original = row.answers.get(omsgid)
+        if original is None and refused_before:
+            return out
         if original is None:
             row.reversed[omsgid] = in_advance(oinfno, req["msgid"])
             out["result"] = "reversed-in-advance"

@@ -568,11 +568,11 @@ class TreatmentPlatform:
                 raise Rejected(ErrorCode.NOT_REVERSIBLE, f"msgid {inp.omsgid} was not a "
                                f"{inp.oinfno}: its answer is not one")
             if original is not None and original["infcode"] != 0 and \
-                    inp.oinfno not in CANCELLATIONS:
-                # refused, here or at the insured place: it did nothing. Refused here (a
-                # settlement's total that is not its fees'), the insured place never saw it
-                # and would take the 2601 as come before it (a review)
-                return self._answer(row, req.msgid, _nothing_to_undo(inp), ctx)
+                    original.get("err_code") != ErrorCode.INTERNAL_ERROR:
+                # refused (not given up, E9001, which may have been done): it did nothing.
+                # Refused here (a settlement's total that is not its fees'), the insured
+                # place never saw it, and would take the 2601 as come before it (a review)
+                ctx["original_refused"] = True
             # a settlement's reversal unsettles a visit its answer names: any of them
             return self._forward(req, inp, ctx, row,
                                  pending="" if inp.oinfno in SETTLEMENTS else None)
@@ -773,7 +773,8 @@ class TreatmentPlatform:
                  row: TreatmentRow) -> tuple[Outcome, TreatmentRow]:
         """2601 of a registration, a fee upload, a registration's cancellation or a discharge:
         undo it, or refuse it when it arrives."""
-        out = _nothing_to_undo(inp)
+        out = {"omsgid": inp.omsgid, "oinfno": inp.oinfno, "result": "nothing-to-undo",
+               "reversed_setl_id": ""}
         original = row.answers.get(inp.omsgid)
         if original is None:
             row.reversed[inp.omsgid] = in_advance(inp.oinfno, req.msgid)
@@ -875,8 +876,3 @@ def _remembered_since(row: TreatmentRow, req: Request) -> str:
     clock = row.clock(req.fixmedins_code)
     return max(since, cutoff(clock) if clock else "", horizon(row.clocks))
 
-
-def _nothing_to_undo(inp: Any) -> dict[str, Any]:
-    """A 2601's answer where the request it names did nothing (DOMAIN.md §4)."""
-    return {"omsgid": inp.omsgid, "oinfno": inp.oinfno, "result": "nothing-to-undo",
-            "reversed_setl_id": ""}

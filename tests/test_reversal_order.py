@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
+from messages.codec import encode_to_keep
 from messages.codes import ErrorCode
+from settlement.treatment_row import MAX_PUT_BACKS, held_entry
 from tests.clinic import EMP, Clinic
 from tests.handmade import (
     EMP_CERTNO,
@@ -114,6 +116,37 @@ def test_a_2601_of_a_settlement_the_treatment_side_refused_has_nothing_to_undo()
     assert c.oracle.person_rows.get(EMP_CERTNO) is None or \
         settle["msgid"] not in c.oracle.person_rows[EMP_CERTNO].reversed
     assert ok(c.settle(settle["input"]["mdtrt_id"], 25_000))["setlinfo"]["setl_id"]
+
+
+@pytest.mark.parametrize("refused_first", [True, False], ids=["refused-first", "2601-first"])
+def test_a_2601_of_a_refused_settlement_is_held_to_the_persons_city_in_either_order(
+        refused_first: bool):
+    """The insured place still checks the 2601 itself (its city): answered at the treatment
+    side, it was taken with a wrong city when its original had been refused there, and
+    refused E3004 when it came first (a review of the change)."""
+    c, settle, reversal = settlement_and_its_2601("2207")
+    settle["input"]["medfee_sumamt"] = 1
+    if refused_first:
+        refused(c.send(EMP_CERTNO, settle), ErrorCode.AMOUNT_MISMATCH)
+    refused(c.send(EMP_CERTNO, {**reversal, "insuplc_admdvs": "110200"}),
+            ErrorCode.INSURED_PLACE_MISMATCH)
+
+
+def test_a_2601_of_a_settlement_given_up_at_the_treatment_side_still_undoes_it():
+    """A settlement whose held copy the treatment side gave up (E9001: put back too often,
+    streams/ only) may have been done at the insured place; its 2601 must reach it and undo
+    it, not be told there is nothing to undo (a review of the change)."""
+    c, settle, reversal = settlement_and_its_2601("2207")
+    ok(c.send(EMP_CERTNO, settle))  # settled at the insured place
+    row = c.oracle.treatment_rows[EMP_CERTNO]
+    copy = held_entry(settle["msgid"], {settle["input"]["mdtrt_id"]}, b"{}", {}, 1)
+    copy["puts"] = MAX_PUT_BACKS
+    row.held.append(copy)
+    assert [d["msgid"] for d in row.due(now_ms=10**12)] == [settle["msgid"]]
+    assert row.answers[settle["msgid"]]["err_code"] == ErrorCode.INTERNAL_ERROR  # given up
+    c.oracle._treatment_rows[EMP_CERTNO] = encode_to_keep(row.to_dict())
+    assert ok(c.send(EMP_CERTNO, reversal))["result"] == "undone"
+    assert c.oracle.person_rows[EMP_CERTNO].balance == EMP.balance
 
 
 @pytest.mark.parametrize("infno", ["2601", "5206"])
