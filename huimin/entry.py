@@ -35,5 +35,5 @@ def _a_library_ended_for_reader_gone(stdout_was_null: bool) -> bool:
 def _stdout_is_null() -> bool:
     try:
         return os.path.samestat(os.fstat(sys.stdout.fileno()), os.stat(os.devnull))
-    except (OSError, ValueError, AttributeError):  # no file descriptor (captured output)
-        return False
+    except (OSError, ValueError, AttributeError, NotImplementedError):
+        return False  # no file descriptor: captured output, or mode's log proxy in a worker
