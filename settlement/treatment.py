@@ -875,4 +875,3 @@ def _remembered_since(row: TreatmentRow, req: Request) -> str:
     since = cutoff(req.inf_time)
     clock = row.clock(req.fixmedins_code)
     return max(since, cutoff(clock) if clock else "", horizon(row.clocks))
-
