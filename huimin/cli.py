@@ -70,6 +70,7 @@ from huimin.report import (
     counted,
     daily_reconciliation_line,
     daily_reconciliation_summary,
+    platform_settings,
     print_statement,
     print_summary,
     replay_pace,
@@ -691,6 +692,8 @@ def replay(
             faults=str(replace(FaultPlan.parse(header.faults), kill_worker=plan.kill_worker,
                                join_worker=plan.join_worker)),
             worker_kills=kills, bootstrap=bootstrap, pace={"rate": rate, "speed": speed},
+            platform=platform_settings("cluster", None, None, None) if bootstrap else
+            platform_settings("tansu", 1 + plan.join_worker, partitions, "memory"),
             money_files=money, closing_unanswered=unclosed, cluster_gone=gone,
             day_judged=not held_before, ok=ok, interrupted=stopped),
             option=orjson.OPT_INDENT_2))

@@ -4,6 +4,7 @@ Also written to `summary.json` and `results.jsonl` in the run's output folder.""
 from __future__ import annotations
 
 import math
+import os
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -38,6 +39,7 @@ from simulators.regions import PROVINCES
 from simulators.visit_run import Exchange, HospitalRunResult
 from simulators.visits import VisitSpec
 from simulators.world import WorldSpec, world_tag
+from streams.broker import BOOTSTRAP_ENV
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -216,6 +218,9 @@ def summarise(report: RunReport) -> dict[str, Any]:
         "rate": report.options.rate,
         "faults": str(report.options.faults),
         "store": report.options.store,
+        "platform": platform_settings(
+            report.options.broker, report.options.workers + report.options.faults.join_worker,
+            report.options.partitions, report.options.store),
         "worker_kills": report.worker_kills,
         "redelivered_answers": report.comparison.redelivered,
         "bootstrap": report.bootstrap,
@@ -226,6 +231,18 @@ def summarise(report: RunReport) -> dict[str, Any]:
                              report.bad_per_kind, str(report.options.faults)),
         "ok": report.ok,
     }
+
+
+def platform_settings(broker: str, workers: int | None, partitions: int | None,
+                      store: str | None) -> dict[str, Any]:
+    """How the platform that answered was set up, for a reader of two summaries side by side
+    (`huimin compare` does not judge it: none of it changes an answer). `broker`: the local
+    broker started (tansu, kafka), or `cluster` for one given by KAFKA_BOOTSTRAP_SERVERS or
+    --bootstrap; `workers` counts those that joined (`join-worker`); None where this process
+    did not start the platform and cannot know."""
+    if os.environ.get(BOOTSTRAP_ENV) and broker != "cluster":
+        broker = "cluster"
+    return {"broker": broker, "workers": workers, "partitions": partitions, "store": store}
 
 
 def accounting_summary(acc: Accounting) -> dict[str, int]:
@@ -246,7 +263,8 @@ def scenario(world: WorldSpec, visits: VisitSpec, bad_per_kind: int, faults: str
     """What decides a run's or a replay's visits, the policy left out: two summaries alike
     here settled the same visits (`huimin compare`). Of the faults, those in the visit log:
     a worker killed or joining changes no answer (a review found two replays of one log,
-    one with `--faults kill-worker=1`, said to have settled different visits)."""
+    one with `--faults kill-worker=1`, said to have settled different visits). The bad
+    requests' count is for the reader: they change no visit's answer (huimin/compare.py)."""
     return {"world": {k: v for k, v in asdict(world).items() if k != "parameters"},
             "visits": asdict(visits), "bad_per_kind": bad_per_kind,
             "faults": str(FaultPlan.parse(faults).in_plans())}
@@ -256,7 +274,7 @@ def replay_summary(header: LogHeader, visit_log: Path, results: Path, arrived: i
                    paid: SettledMoney, settlements_ms: Sequence[float], acc: Accounting,
                    bad: BadRequestCheck, day: dict[str, Any], result: HospitalRunResult, *,
                    bad_per_kind: int, faults: str, worker_kills: int | None,
-                   bootstrap: str | None, pace: dict[str, float | None],
+                   bootstrap: str | None, platform: dict[str, Any], pace: dict[str, float | None],
                    money_files: list[Path], closing_unanswered: int, cluster_gone: str | None,
                    day_judged: bool, ok: bool, interrupted: bool) -> dict[str, Any]:
     """A replay's summary.json: what its console says, for a script to read, with the money
@@ -282,6 +300,7 @@ def replay_summary(header: LogHeader, visit_log: Path, results: Path, arrived: i
         "timing_s": {"visits": result.wall_s},
         **pace,
         "bootstrap": bootstrap,
+        "platform": platform,
         "world": world_tag(header.world),
         "scenario": scenario(header.world, header.visits, bad_per_kind, faults),
         # the replay's verdict (exit 0); `interrupted`: a Ctrl-C cut the platform's stop short

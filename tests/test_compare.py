@@ -125,7 +125,7 @@ def test_a_path_that_is_not_a_run_is_refused_in_words(
     assert result.exit_code == 2 and said in " ".join(result.output.split()), result.output
 
 
-def test_a_worker_killed_or_joining_is_no_difference_in_the_visits_settled(
+def test_a_worker_killed_or_joining_or_other_bad_requests_are_no_difference_in_the_visits(
         tmp_path: Path) -> None:
     """Two replays of one log, one with `--faults kill-worker=1,join-worker=1`, were said to
     have settled different visits (a review): those faults change no answer. A fault of the
@@ -137,5 +137,9 @@ def test_a_worker_killed_or_joining_is_no_difference_in_the_visits_settled(
 
     plain, killed = read_run(replay("")), read_run(replay("kill-worker=1,join-worker=1"))
     assert differences_beyond_policy(plain, killed) == []
+    without_bad = summary({"110000": 1_000})
+    without_bad["scenario"] = scenario(WorldSpec(), VisitSpec(), 0, "")
+    assert differences_beyond_policy(  # bad requests are all refused, at other hospitals
+        plain, read_run(run_dir(tmp_path, "no-bad", without_bad))) == []
     duplicated = read_run(replay("duplicate=0.05,kill-worker=1"))
     assert differences_beyond_policy(plain, duplicated) == ["faults: '' and 'duplicate=0.05'"]

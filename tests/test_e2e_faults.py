@@ -9,6 +9,7 @@ changelogs (after a crash they may hold changes the changelogs lack: streams/tab
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import orjson
 import pytest
 
 from huimin.logfiles import read_visit_log
+from streams.broker import BOOTSTRAP_ENV
 from streams.table_files import CLEAN_STOP_MARK
 from tests.conftest import run_huimin
 
@@ -116,6 +118,9 @@ def test_repeating_a_faulty_run_on_rocksdb_tables_gives_the_same_verdict_and_set
     assert summary(second)["ok"] is True, (second / "stdout.txt").read_text()
     assert summary(first)["ok"] is True, (first / "stdout.txt").read_text()
     assert summary(second)["worker_kills"] == 1 and summary(second)["store"] == "rocksdb"
+    assert summary(second)["platform"] == {  # the one it started and the one that joined
+        "broker": "cluster" if os.environ.get(BOOTSTRAP_ENV) else "tansu", "workers": 2,
+        "partitions": 8, "store": "rocksdb"}
     tables = second / "worker-0-data" / "v1" / "tables"
     assert {p.name for p in tables.glob("*.db")} >= {"trt_persons-0.db", "ins_persons-0.db",
                                                      "clearing_events-0.db"}

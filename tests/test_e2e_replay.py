@@ -17,7 +17,7 @@ import pytest
 
 from huimin.logfiles import read_visit_log
 from simulators.world import WorldSpec, world_tag
-from streams.broker import EmbeddedBroker
+from streams.broker import BOOTSTRAP_ENV, EmbeddedBroker
 from streams.security import SECRET_ENV
 from tests.conftest import interrupt_huimin, run_huimin
 
@@ -107,6 +107,9 @@ def test_a_replays_summary_says_its_figures_and_compares_with_the_same_run(repla
     assert acc["unaccounted"] == 0
     assert summary["world"] == world_tag(read_visit_log(replayed / "visits.jsonl")[0].world)
     assert summary["settlement_round_trip_ms"]["count"] > 0 and summary["period_closed"]
+    assert summary["platform"] == {  # the one it started for the replay
+        "broker": "cluster" if os.environ.get(BOOTSTRAP_ENV) else "tansu", "workers": 1,
+        "partitions": 8, "store": "memory"}
     assert summary["money_files"] == [f"results.{name}.json"
                                       for name in ("clearing", "ledger", "applications")]
     # its money is the money of its results, visit by visit
