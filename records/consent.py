@@ -198,6 +198,8 @@ def _sharing(consent: dict[str, Any], provision: dict[str, Any]) -> str:
         return NO_CONSENT
     if _codes(consent.get("policyRule")) - {"OPTIN"} or consent.get("policy"):
         return DENY_ALL  # opted out, or under rules the model cannot hold (OPTINR, a policy)
+    if consent.get("provision") is not None and not isinstance(consent["provision"], dict):
+        return DENY_ALL  # not an object: unread, it must not read as no provision at all
     if not provision:
         return PERMIT
     if provision.get("type") == "deny":  # all denied but what nested permits name

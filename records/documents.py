@@ -123,7 +123,10 @@ def visit_document(*, msgid: str, certno: str, gender: str, birth_date: str,
             "effectiveDateTime": fhir_time(begntime), "performer": [_ref(urls["org"])],
             "valueQuantity": {"value": lab_value(test, visit_no), "unit": test.unit,
                               "system": UCUM, "code": test.unit}}))
-    for code, qty in medications:
+    ordered: dict[str, int] = {}  # a drug billed in two batches of a stay: one request of
+    for code, qty in medications:  # their total (one id a drug; a review found two entries
+        ordered[code] = ordered.get(code, 0) + qty  # under one fullUrl, against bdl-7)
+    for code, qty in ordered.items():
         entries.append(("MedicationRequest", {
             "resourceType": "MedicationRequest", "id": uid(msgid, "med", code),
             "status": "completed", "intent": "order",

@@ -1,9 +1,12 @@
 """FHIR JSON's primitive types, which the models coerce: a boolean is JSON `true` or
 `false`, an integer a JSON number without a fraction, a decimal a JSON number (FHIR R4,
-JSON representation §2.6.2). fhir.resources takes `"true"`, `1`, `"2"`, `1.0` and `"12.5"`
-in their place, and the platform keeps a document as it was sent, so a reader elsewhere would
-get strings where its parser wants numbers. Checked against the built model: its values say
-which type each element has, choice types and primitive extensions included."""
+JSON representation §2.6.2), and a complex element a JSON object. fhir.resources takes
+`"true"`, `1`, `"2"`, `1.0` and `"12.5"` in their place, and a string holding an object's
+JSON where the object goes; the platform keeps a document as it was sent, so a reader
+elsewhere would get strings where its parser wants numbers or objects (a review: a Consent's
+`provision` sent so was read as none by the platform's own consent reading). Checked
+against the built model: its values say which type each element has, choice types and
+primitive extensions included."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from functools import cache
 from typing import Any, get_args
 
 from fhir_core.fhirabstractmodel import FHIRAbstractModel
+from fhir_core.types import FhirBase  # the complex types' annotations
 
 from records.fhir_rules import RuleBroken
 
@@ -20,14 +24,15 @@ from records.fhir_rules import RuleBroken
 def _elements(model: type[FHIRAbstractModel]) -> tuple[dict[str, str], frozenset[str],
                                                       dict[str, str]]:
     """Each JSON name of the model's elements with the attribute that holds it, the names
-    of those typed boolean, integer or decimal (a string anywhere else is one), and the
+    of those a string cannot be sent for (typed boolean, integer, decimal or a complex type:
+    a string anywhere else is one), and the
     names the models also take that R4's JSON does not have, each with what it stands for:
     their Python names (`birthDate__ext` for `_birthDate`, `class_fhir` for `class`,
     `resource_type`) and their own `fhir_comments`."""
     attributes = {field.alias or name: name for name, field in model.model_fields.items()
                   if name != "fhir_comments"}
     numeric = frozenset(field.alias or name for name, field in model.model_fields.items()
-                        if _holds(field.annotation, (bool, int, Decimal)))
+                        if _holds(field.annotation, (bool, int, Decimal, FhirBase)))
     not_json = {name: field.alias if field.alias not in (None, name) else ""
                 for name, field in model.model_fields.items() if name not in attributes}
     not_json["resource_type"] = "resourceType"
@@ -60,6 +65,10 @@ def _check(built: Any, sent: Any, path: str) -> None:
     if isinstance(built, FHIRAbstractModel):
         if isinstance(sent, dict):
             check_json_types(built, sent, path)
+        else:
+            name = type(built).__name__
+            raise RuleBroken(path, f"{'an' if name[0] in 'AEIOU' else 'a'} {name} is a JSON "
+                                   f"object, not {_kind(sent)}", "structure")
     elif isinstance(built, list):
         if isinstance(sent, list):
             for i, (one_built, one_sent) in enumerate(zip(built, sent, strict=False)):

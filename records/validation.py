@@ -77,7 +77,7 @@ def _key_position(resource: dict[str, Any], loc: tuple[Any, ...]) -> str:
     return f" (not named: key {list(here).index(loc[-1]) + 1} of the {len(here)} there)"
 
 
-_ISSUE_CODES = {"missing": "required", "extra_forbidden": "structure"}
+_ISSUE_CODES = {"missing": "required", "extra_forbidden": "structure", "json_invalid": "structure"}
 
 
 def _strings_in(value: Any, limit: int = 1000) -> list[str]:
@@ -99,6 +99,9 @@ def _strings_in(value: Any, limit: int = 1000) -> list[str]:
     return out
 
 
+_CONTROLS = str.maketrans({"\r": "\\r", "\n": "\\n", "\t": "\\t"})
+
+
 def _message(err: Any) -> str:
     """What is wrong, never the value sent (DOMAIN.md §7): pydantic's and fhir_core's texts
     echo some inputs (a wrong resourceType, a custom validator's error), and a value may be a
@@ -107,7 +110,11 @@ def _message(err: Any) -> str:
         expected = str(err.get("ctx", {}).get("expected_resource_type", ""))
         return f"resourceType should be {expected}" if _RESOURCE_TYPE.fullmatch(expected) \
             else "resourceType is not the one this element takes"
-    msg = str(err["msg"])
+    if err["type"] == "json_invalid":  # a string where an object goes, not JSON
+        return "a JSON object is expected here, not a string"
+    if err["type"] == "string_pattern_mismatch" and not str(err.get("input")).strip():
+        return "empty: a FHIR string has a value (leave the element out instead)"
+    msg = str(err["msg"]).translate(_CONTROLS)  # a pattern's \r\n\t: one line a problem
     echoed = not msg.isascii() or any(
         len(text) >= 3 and text in msg for text in _strings_in(err.get("input")))
     return f"invalid value ({err['type']})" if echoed else msg
@@ -166,8 +173,8 @@ class Validator:
                     if isinstance(entry, dict) and "resource" in entry:
                         self._validate(entry["resource"], f"{here}.entry[{i}].resource",
                                        depth + 3)
-            _first_is_a_composition(resource, here)  # its entries valid (or none)
-            if isinstance(entries, list):
+            if isinstance(entries, list):  # not a list: the model says so
+                check_bundle_rules(resource, entries, here)  # its entries valid (or none)
                 resource = {**resource, "entry": [  # the entries' resources checked above
                     {k: v for k, v in e.items() if k != "resource"} if isinstance(e, dict) else e
                     for e in entries]}
@@ -210,6 +217,10 @@ class Validator:
             raise InvalidResource(operation_outcome(
                 _ISSUE_CODES.get(err["type"], "value"),
                 f"{_path(path, loc)}: {_message(err)}{where}", _path(path, loc))) from None
+        except KeyError:  # the models' lookup of a nested resource's type (a Parameters'
+            raise InvalidResource(operation_outcome(  # resource, a response's outcome)
+                "not-supported", f"{path}: a resource inside it is of an unknown "
+                                 "resourceType", path)) from None
         except Exception as exc:
             raise InvalidResource(operation_outcome(
                 "invalid", f"{path}: not valid R4 ({type(exc).__name__})", path)) from None
@@ -224,15 +235,70 @@ class Validator:
             self._valid.popitem(last=False)
 
 
-def _first_is_a_composition(bundle: dict[str, Any], path: str) -> None:
-    """bdl-11: a document Bundle begins with its Composition (which the platform reads the
-    document's type from, and which a reader reads first)."""
-    if bundle.get("type") != "document":
-        return
-    entries = bundle.get("entry")
-    first = entries[0] if isinstance(entries, list) and entries else None
+#: Which Bundle types an entry's `request` and `response` belong in (bdl-3, bdl-4) and
+#: where `total` and `entry.search` do (bdl-1, bdl-2).
+_REQUESTS = frozenset({"batch", "transaction", "history"})
+_RESPONSES = frozenset({"batch-response", "transaction-response", "history"})
+_SEARCHES = frozenset({"searchset", "history"})
+
+
+def _invariant(where: str, what: str) -> InvalidResource:
+    return InvalidResource(operation_outcome("invariant", f"{where}: {what}", where))
+
+
+def check_bundle_rules(bundle: dict[str, Any], entries: list[Any], path: str) -> None:
+    """R4 Bundle's invariants, which the models do not check (a review found documents
+    taken without identifier or timestamp, with two entries under one fullUrl, or with a
+    request in them): bdl-1 to bdl-5 and bdl-7 to bdl-12, and a document's entries each with
+    a fullUrl (FHIR R4 Bundle.entry.fullUrl: only a transaction's POST or an operation's
+    result may lack one). A fullUrl is compared, never echoed."""
+    kind = bundle.get("type")
+    first = entries[0] if entries else None
     resource = first.get("resource") if isinstance(first, dict) else None
-    if not (isinstance(resource, dict) and resource.get("resourceType") == "Composition"):
-        raise InvalidResource(operation_outcome(
-            "invariant", f"{path}.entry[0]: a document's first resource must be its "
-                         "Composition (bdl-11)", f"{path}.entry[0]"))
+    first_type = resource.get("resourceType") if isinstance(resource, dict) else None
+    if kind == "document" and first_type != "Composition":
+        # which the platform reads the document's type from, and which a reader reads first
+        raise _invariant(f"{path}.entry[0]", "a document's first resource must be its "
+                         "Composition (bdl-11)")
+    if kind == "message" and first_type != "MessageHeader":
+        raise _invariant(f"{path}.entry[0]", "a message's first resource must be its "
+                         "MessageHeader (bdl-12)")
+    if "total" in bundle and kind not in _SEARCHES:
+        raise _invariant(f"{path}.total", "only a searchset or a history has a total (bdl-1)")
+    seen: dict[tuple[str, Any], int] = {}
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            continue  # the model says what it should be
+        here = f"{path}.entry[{i}]"
+        if "search" in entry and kind not in _SEARCHES:
+            raise _invariant(f"{here}.search", "only a searchset's entries have one (bdl-2)")
+        if ("request" in entry) != (kind in _REQUESTS):
+            raise _invariant(f"{here}.request", "a batch's, a transaction's and a history's "
+                             "entries each have one, no other's (bdl-3)")
+        if ("response" in entry) != (kind in _RESPONSES):
+            raise _invariant(f"{here}.response", "a batch-response's, a transaction-response's"
+                             " and a history's entries each have one, no other's (bdl-4)")
+        if not ({"resource", "request", "response"} & entry.keys()):
+            raise _invariant(here, "an entry holds a resource, a request or a response "
+                             "(bdl-5)")
+        url = entry.get("fullUrl")
+        if not isinstance(url, str):
+            if kind == "document":
+                raise _invariant(f"{here}.fullUrl", "each entry of a document has one")
+            continue
+        if "/_history/" in url:
+            raise _invariant(f"{here}.fullUrl", "not a version-specific reference (bdl-8)")
+        resource = entry.get("resource")
+        meta = resource.get("meta") if isinstance(resource, dict) else None
+        version = meta.get("versionId") if isinstance(meta, dict) else None
+        if kind != "history" and (first := seen.setdefault((url, version), i)) != i:
+            raise _invariant(f"{here}.fullUrl", f"the same as entry[{first}]'s: each entry's "
+                             "is its own, unless their versionIds differ (bdl-7)")
+    if kind == "document":
+        identifier = bundle.get("identifier")
+        if not (isinstance(identifier, dict) and identifier.get("system")
+                and identifier.get("value")):
+            raise _invariant(f"{path}.identifier", "a document has one, with a system and a "
+                             "value (bdl-9)")
+        if not bundle.get("timestamp"):
+            raise _invariant(f"{path}.timestamp", "a document has one (bdl-10)")

@@ -9,6 +9,7 @@ import base64
 import copy
 import random
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,12 @@ from messages.identity import CERTNO_SYSTEM, certno_check_char
 from messages.visitlog import make_msgid
 from records.audit import audit_entry, audit_event, audit_event_of
 from records.codes import FIXMEDINS_SYSTEM, LAB_TESTS, PROVINCE_SYSTEM
-from records.consent import OUTSIDE_PROVINCE_SYSTEM, consent_resource
+from records.consent import (
+    DENY_ALL,
+    OUTSIDE_PROVINCE_SYSTEM,
+    consent_resource,
+    published_consent,
+)
 from records.documents import Clinical, provide_bundle, visit_document
 from records.exchange import (
     AUDIT_KEPT,
@@ -99,6 +105,7 @@ def test_the_documents_of_generated_visits_are_valid_fhir_r4b_bundles():
             kinds = {e["resource"]["resourceType"] for e in content["entry"]}
             assert {"Patient", "Encounter", "Organization", "Condition"} <= kinds
             bundle_model.model_validate(content)  # the whole document, by the library itself
+            Validator().validate(content)  # and by the platform's ingress (bdl-7 among others)
             docref_model.model_validate(doc["docref"])
             validated += 1
     # one stored, valid document for each one published: none missing, none extra
@@ -683,6 +690,19 @@ def test_a_consent_with_a_code_outside_its_required_binding_is_refused(field: st
     assert ex.find(certno, other)["infcode"] == 0  # the register's permit still in force
 
 
+def test_a_consents_provision_sent_as_a_string_is_refused_and_would_share_nothing():
+    """fhir.resources parses an object's JSON sent in a string, and the consent reading took
+    the string for no provision: a permit of everything the person denied (a review). Ingress
+    refuses it; were one read, it would deny all."""
+    ex, certno, home, _ = _published_at_home(PERMIT)
+    consent = consent_resource(certno, PERMIT, home)
+    consent["provision"] = orjson.dumps({"type": "deny"}).decode()
+    answer = ex.send("7001", certno, home, {"resource": consent})
+    assert answer["err_code"] == "E5001", answer
+    assert "Consent.provision: a ConsentProvision is a JSON object" in answer["err_msg"]
+    assert published_consent([consent], certno, "2026-12-10 10:00:00")["sharing"] == DENY_ALL
+
+
 def test_a_consent_period_given_as_a_time_is_read_in_beijing_time():
     """Asked at 2026-12-10 10:00 Beijing time: a permit from 12-10 23:00 at UTC-5 begins at
     12-11 12:00 in Beijing, so the register's denial still holds; a denial until 12-09 20:00
@@ -725,6 +745,100 @@ def test_a_document_bundle_that_does_not_begin_with_its_composition_is_refused()
     assert answer["err_code"] == "E5001" and "bdl-11" in answer["err_msg"]
     assert ex.find(certno, other, type="34133-9")["output"]["total"] == 0
     assert ex.find(certno, other)["output"]["total"] == 1  # the Patient published before
+
+
+def _a_document() -> dict[str, Any]:
+    """A small valid document Bundle: a Composition and its Patient."""
+    return {"resourceType": "Bundle", "type": "document", "timestamp": "2026-12-10T09:00:00Z",
+            "identifier": {"system": "urn:ietf:rfc:3986", "value": "urn:uuid:d"},
+            "entry": [{"fullUrl": "urn:uuid:c", "resource": {
+                "resourceType": "Composition", "status": "final", "type": {"text": "note"},
+                "subject": {"reference": "urn:uuid:p"}, "date": "2026-12-10",
+                "author": [{"reference": "urn:uuid:p"}], "title": "t"}},
+                {"fullUrl": "urn:uuid:p", "resource": {"resourceType": "Patient"}}]}
+
+
+def _without(d: dict[str, Any], key: str) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if k != key}
+
+
+@pytest.mark.parametrize("edit, where, rule", [
+    (lambda b: _without(b, "identifier"), "Bundle.identifier", "bdl-9"),
+    (lambda b: {**b, "identifier": {"value": "x"}}, "Bundle.identifier", "bdl-9"),
+    (lambda b: _without(b, "timestamp"), "Bundle.timestamp", "bdl-10"),
+    (lambda b: {**b, "entry": [b["entry"][0], {**b["entry"][1], "fullUrl": "urn:uuid:c"}]},
+     "Bundle.entry[1].fullUrl", "bdl-7"),
+    (lambda b: {**b, "entry": [b["entry"][0], _without(b["entry"][1], "fullUrl")]},
+     "Bundle.entry[1].fullUrl", "each entry of a document has one"),
+    (lambda b: {**b, "entry": [b["entry"][0], {**b["entry"][1], "request": {
+        "method": "POST", "url": "Patient"}}]}, "Bundle.entry[1].request", "bdl-3"),
+    (lambda b: {**b, "entry": [b["entry"][0], {**b["entry"][1], "response": {
+        "status": "201"}}]}, "Bundle.entry[1].response", "bdl-4"),
+    (lambda b: {**b, "entry": [b["entry"][0], {**b["entry"][1], "search": {
+        "mode": "match"}}]}, "Bundle.entry[1].search", "bdl-2"),
+    (lambda b: {**b, "entry": [b["entry"][0], {**b["entry"][1],
+                                               "fullUrl": "http://h/Patient/1/_history/2"}]},
+     "Bundle.entry[1].fullUrl", "bdl-8"),
+    (lambda b: {**b, "total": 2}, "Bundle.total", "bdl-1"),
+    (lambda b: {**b, "type": "transaction"}, "Bundle.entry[0].request", "bdl-3"),
+    (lambda b: {**b, "type": "collection", "entry": [*b["entry"], {"fullUrl": "urn:uuid:x"}]},
+     "Bundle.entry[2]", "bdl-5"),
+    (lambda b: {**b, "type": "message"}, "Bundle.entry[0]", "bdl-12"),
+], ids=["no identifier", "an identifier without a system", "no timestamp", "a fullUrl twice",
+        "an entry without a fullUrl", "a request in a document", "a response in a document",
+        "a search in a document", "a version-specific fullUrl", "a total in a document",
+        "a transaction without requests", "an entry of nothing",
+        "a message without its header"])
+def test_a_bundle_breaking_r4s_bundle_invariants_is_refused_saying_which(
+        edit: Callable[[dict[str, Any]], dict[str, Any]], where: str, rule: str):
+    """The models do not check Bundle's invariants (a review published documents without
+    identifier or timestamp, or with two entries under one fullUrl: a reader resolving it
+    gets one of two resources). The fullUrl sent is not echoed."""
+    Validator().validate(_a_document())
+    with pytest.raises(InvalidResource) as refused:
+        Validator().validate(edit(_a_document()))
+    issue = refused.value.outcome["issue"][0]
+    assert (issue["code"], issue["expression"]) == ("invariant", [where]), issue
+    assert rule in issue["diagnostics"] and "uuid" not in issue["diagnostics"]
+
+
+@pytest.mark.parametrize("resource, where, told", [
+    ({"resourceType": "Observation", "status": "final", "code": {"text": ""}},
+     "Observation.code.text", "empty: a FHIR string has"),
+    ({"resourceType": "Bundle", "type": "collection", "entry": {"resource": {
+        "resourceType": "Patient"}}},
+     "Bundle.entry", "Input should be a valid list"),
+    ({"resourceType": "Parameters", "parameter": [{"name": "x", "resource": {
+        "resourceType": "Foo"}}]}, "Parameters", "a resource inside it is of an unknown "
+                                                  "resourceType"),
+], ids=["an empty string", "entries not in a list", "an unknown resource type inside"])
+def test_an_invalid_resource_is_told_in_words_that_say_what_is_wrong(
+        resource: dict[str, Any], where: str, told: str):
+    """A review: an empty text was told as a regular expression, with a real line break in
+    check-fhir's one line; entries in an object as a document not beginning with its
+    Composition; an unknown type inside as `not valid R4 (KeyError)`."""
+    with pytest.raises(InvalidResource) as refused:
+        Validator().validate(resource)
+    issue = refused.value.outcome["issue"][0]
+    assert issue["expression"] == [where] and told in issue["diagnostics"], issue
+    assert "\n" not in issue["diagnostics"] and "\r" not in issue["diagnostics"]
+
+
+def test_a_drug_billed_twice_in_a_stay_is_one_medication_request_in_its_discharge_summary():
+    """Two batches of fees with one drug gave two MedicationRequests under one fullUrl, with
+    two quantities (bdl-7; a review found 4 of 40 documents so)."""
+    clinical = Clinical((("I10", "Essential (primary) hypertension"),), ())
+    doc = visit_document(msgid="X", certno=person(), gender="1", birth_date="1970-01-01",
+                         fixmedins_code="H1", hospital_name="h", admdvs="110100",
+                         inpatient=True, begntime="2026-12-10 09:00:00",
+                         endtime="2026-12-12 09:30:00", visit_no=1, clinical=clinical,
+                         performed=[], medications=[("XA", 3), ("XB", 1), ("XA", 48)])
+    Validator().validate(doc)
+    orders = [e["resource"] for e in doc["entry"]
+              if e["resource"]["resourceType"] == "MedicationRequest"]
+    assert [(o["medicationCodeableConcept"]["coding"][0]["code"],
+             o["dispenseRequest"]["quantity"]["value"]) for o in orders] == [("XA", 51),
+                                                                             ("XB", 1)]
 
 
 def test_a_person_with_no_consent_in_force_is_read_by_no_one_until_they_give_one():
@@ -1091,9 +1205,19 @@ OBSERVED = {"resourceType": "Observation", "status": "final", "code": {"text": "
      "component[1].valueQuantity.value", "a decimal"),
     ({"_status": {"extension": [{"url": "http://example.org/x", "valueInteger": "3"}]}},
      "_status.extension[0].valueInteger", "an integer"),
+    # an object's JSON in a string: the models parse it (a review: an Observation's code so
+    # failed the lab-test reading with E9001, a Consent's provision read as none)
+    ({"code": '{"coding": [{"system": "http://loinc.org", "code": "2345-7"}]}'}, "code",
+     "a CodeableConcept is a JSON object, not a string"),
+    ({"valueQuantity": '{"value": 12.5}'}, "valueQuantity",
+     "a Quantity is a JSON object, not a string"),
+    ({"identifier": ['{"value": "12.5"}']}, "identifier[0]",
+     "an Identifier is a JSON object, not a string"),
+    ({"subject": "Patient/12.5"}, "subject", "a JSON object is expected here, not a string"),
 ], ids=["a decimal as a string", "an integer as a string", "an integer with a fraction",
         "an integer as true", "a boolean as a string", "a boolean as 1", "in a list",
-        "in a primitive's extension"])
+        "in a primitive's extension", "an object's JSON in a string", "a choice type's",
+        "in a list's", "a reference as a string"])
 def test_a_primitive_in_another_json_type_is_refused_saying_where(
         element: dict[str, Any], where: str, told: str):
     """The models coerce them, and the platform keeps a document as sent: a reader elsewhere
