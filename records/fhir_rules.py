@@ -1,9 +1,10 @@
 """The FHIR R4 rules that `fhir.resources` does not check, checked at ingress after it.
 
 The pydantic models check structure and primitive types, but not: required code bindings
-(`Patient.gender` "Chalmers" passes), the id type's 64-character limit, a uri with spaces, or
-the narrative rules txt-1/txt-2 (a `text.div` that is not XHTML, or that carries a
-`<script>`, passes and would be served as published to every province that reads it).
+(`Patient.gender` "Chalmers" passes), the id type's 64-character limit, a uri with spaces,
+an empty string, base64 that is not, or the narrative rules txt-1/txt-2 (a `text.div` that
+is not XHTML, or that carries a `<script>`, passes and would be served as published to every
+province that reads it).
 These are the rules a receiving province would hold a document to; each problem is named by
 its path, as the models' are. The bindings listed are the required ones of the elements the
 simulated hospitals and the shared examples use; any other element is left to the models.
@@ -20,8 +21,14 @@ XHTML = "{http://www.w3.org/1999/xhtml}"
 
 #: FHIR's `id`: 1-64 of A-Z a-z 0-9 - .
 _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
-#: FHIR's `uri`/`url`: no whitespace.
+#: FHIR's `uri`/`url`/`canonical`: no whitespace.
 _URI = re.compile(r"\S*")
+#: FHIR's base64Binary, as a Binary's or an Attachment's `data` holds it.
+_BASE64 = re.compile(r"(\s*[0-9a-zA-Z+/=]{4}\s*)+")
+#: The elements typed so that hospitals' documents use (`meta.profile` a list of them).
+_URI_KEYS = frozenset({"url", "fullUrl", "system", "profile", "valueUri", "valueUrl",
+                       "valueCanonical", "valueOid", "valueUuid", "instantiatesCanonical",
+                       "instantiatesUri"})
 
 _STATUS_CLINICAL = {"registered", "preliminary", "final", "amended", "corrected", "cancelled",
                     "entered-in-error", "unknown"}
@@ -82,8 +89,8 @@ MAX_DEPTH = 200
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 _CONTROL_TEXT = "a string holds no control characters (below U+0020 only tab, LF and CR)"
 
-_EMPTY_TEXT = ("every element has a value or children (ele-1): FHIR JSON has no null, {} "
-               "or [] (leave the element out)")
+_EMPTY_TEXT = ("every element has a value or children (ele-1): FHIR JSON has no null, \"\", "
+               "{} or [] (leave the element out)")
 
 NARRATIVE_STATUS = frozenset({"generated", "extensions", "additional", "empty"})
 #: Elements txt-1 keeps out of a narrative: active content, forms, frames, whole documents.
@@ -146,7 +153,7 @@ def _problems(node: Any, path: str, kind: Any, depth: int, top: bool = False
         for i, item in enumerate(node):
             if isinstance(item, str) and _CONTROL.search(item):
                 yield RuleBroken(f"{path}[{i}]", _CONTROL_TEXT)
-            if (item == {} or item == []) and not (kind == "Bundle" and path.endswith("entry")):
+            if item in ({}, [], "") and not (kind == "Bundle" and path.endswith("entry")):
                 yield RuleBroken(f"{path}[{i}]", _EMPTY_TEXT)  # (an entry is handed over
                 # without its resource, which is checked on its own: it may be left empty)
             yield from _problems(item, f"{path}[{i}]", kind, depth + 1)
@@ -162,16 +169,21 @@ def _problems(node: Any, path: str, kind: Any, depth: int, top: bool = False
             yield RuleBroken(f"{path}.id", "an id is 1-64 of A-Z a-z 0-9 - . only")
     for key, value in node.items():
         here = f"{path}.{key}"
-        if value is None or value == {} or value == []:
+        if value is None or value in ({}, [], ""):
             yield RuleBroken(here, _EMPTY_TEXT)
         if isinstance(value, str) and _CONTROL.search(value):
             yield RuleBroken(here, _CONTROL_TEXT)
         allowed = RESOURCE_CODES.get((kind, key)) if "resourceType" in node else None
         if allowed is not None and isinstance(value, str) and value not in allowed:
             yield _not_allowed(here, allowed)
-        if key in ("url", "fullUrl", "system") and isinstance(value, str) \
-                and not _URI.fullmatch(value):
-            yield RuleBroken(here, "a uri has no whitespace")
+        if key in _URI_KEYS:
+            for n, uri in enumerate(value if isinstance(value, list) else [value]):
+                if isinstance(uri, str) and not _URI.fullmatch(uri):
+                    yield RuleBroken(here if value is uri else f"{here}[{n}]",
+                                     "a uri has no whitespace")
+        if key == "data" and "contentType" in node and isinstance(value, str) \
+                and not _BASE64.fullmatch(value):  # a Binary's or an Attachment's (a
+            yield RuleBroken(here, "not base64")  # SampledData's `data` is plain text)
         if key == "modifierExtension":  # FHIR: one not understood may not be ignored
             yield RuleBroken(here, "a modifier extension changes what its element means, and "
                              "this platform understands none", "not-supported")
