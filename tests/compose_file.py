@@ -23,9 +23,9 @@ VARIABLE = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
 
 def with_compose_defaults(text: str, env: Mapping[str, str] | None = None) -> str:
     """`${NAME:-default}` as Compose interpolates it: NAME's value if set and not empty,
-    else the default."""
+    else the default; `$$` a `$` for the shell."""
     env = env or {}
-    return VARIABLE.sub(lambda m: env.get(m[1]) or (m[2] or ""), text)
+    return VARIABLE.sub(lambda m: env.get(m[1]) or (m[2] or ""), text).replace("$$", "$")
 
 
 def parses_as_huimin(args: list[str], env: Mapping[str, str] | None = None) -> dict:
@@ -37,6 +37,12 @@ def parses_as_huimin(args: list[str], env: Mapping[str, str] | None = None) -> d
     return command.make_context(args[0], list(args[1:])).params
 
 
+def simulator_script(env: Mapping[str, str] | None = None) -> str:
+    """The shell script the simulator's container runs (`sh -c`)."""
+    return with_compose_defaults(" ".join(SERVICES["simulator"]["command"]), env)
+
+
 def simulator_steps(env: Mapping[str, str] | None = None) -> list[list[str]]:
-    script = with_compose_defaults(" ".join(SERVICES["simulator"]["command"]), env)
-    return [shlex.split(part)[1:] for part in script.split("&&")]
+    """The huimin commands of the simulator's script, each without `huimin`."""
+    parts = (shlex.split(part) for part in re.split(r"&&|;|[{}]", simulator_script(env)))
+    return [words[1:] for words in parts if words and words[0] == "huimin"]

@@ -4,13 +4,19 @@ accepts, the workers load the world the simulator generates, and the image has e
 
 from __future__ import annotations
 
+import os
+import subprocess
 import tomllib
+from pathlib import Path
+
+import pytest
 
 from streams.kafka_broker import KAFKA_VERSION
 from tests.compose_file import (
     SERVICES,
     VARIABLE,
     parses_as_huimin,
+    simulator_script,
     simulator_steps,
 )
 from tests.conftest import REPO
@@ -44,6 +50,24 @@ def test_every_service_command_is_a_huimin_command_the_cli_accepts(tmp_path):
                 arg = str(path)
             local.append(arg)
         parses_as_huimin(local)
+
+
+@pytest.mark.parametrize("replay_exit, verify_exit, expected", [(0, 0, 0), (1, 0, 1), (1, 1, 1),
+                                                                (0, 1, 1)])
+def test_the_simulator_verifies_after_a_failed_replay_and_exits_with_its_status(
+        tmp_path: Path, replay_exit: int, verify_exit: int, expected: int):
+    """A replay that FAILs (visits given up while a worker restarted) ended the `&&` chain
+    before verify, so ./out had no JUnit report naming them (a review). Run by sh, as the
+    container does, with a stand-in `huimin` that notes its commands."""
+    fake = tmp_path / "huimin"
+    fake.write_text(f'#!/bin/sh\necho "$1" >> {tmp_path}/ran\n'
+                    f'case "$1" in replay) exit {replay_exit};; verify) exit {verify_exit};; '
+                    "esac\n")
+    fake.chmod(0o755)
+    done = subprocess.run(["sh", "-c", simulator_script()], env={
+        **os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}, timeout=30)
+    assert (tmp_path / "ran").read_text().split() == ["generate", "replay", "verify"]
+    assert done.returncode == expected
 
 
 def test_the_workers_load_the_world_the_simulator_generates():
