@@ -146,7 +146,7 @@ class RateTally:
 
     def __init__(self) -> None:
         self.visits = 0
-        self.offered = 0  # settlement requests sent
+        self.offered = 0  # settlement requests sent, and those of visits cut short unsent
         self.settlements_sent = array("q")  # when each was sent (ns)
         self.settlements_answered = array("q")  # when each answered (OK or not) was sent
         #: settlements planned and never sent, their visit cut short (a time-out, a refusal
@@ -185,6 +185,7 @@ class RateTally:
             cut = planned - sum(ex.infno in SETTLEMENTS for ex in exchanges)
             began = min((ex.sent_ns for ex in exchanges if ex.sent_ns), default=0)
             self.settlements_cut.extend([began] * max(0, cut))
+            self.offered += max(0, cut)  # load offered and not carried counts as offered
         for ex in exchanges:
             if ex.sent_ns:
                 self.first_sent_ns = min(self.first_sent_ns or ex.sent_ns, ex.sent_ns)

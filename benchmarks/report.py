@@ -62,12 +62,15 @@ def markdown(result: dict[str, Any]) -> str:
         "answer, and a percentile among those reads ∞. "
         + ("Raw ceiling = the 6 topics of a "
            "cross-province settlement through 5 plain aiokafka forwarders at the same offered "
-           "message rate, on a broker of its own; its latency compares with the cross-province "
-           "route's (a local settlement crosses 4 topics): cross p99 ÷ raw p99, – where either "
-           "left anything unanswered. Throughput ÷ "
-           "raw at this rate = settlements answered (OK or refused) per second ÷ raw messages "
-           "through per second at the same offered rate (huimin also carries the rest of each "
-           "visit: 5–7 requests per settlement), so near 100 % wherever both keep up; the "
+           "message rate, on "
+           + ("a broker of its own" if s.get("fresh_broker_per_rate", True) else
+              "the same cluster (KAFKA_BOOTSTRAP_SERVERS)")
+           + "; its latency compares with the cross-province route's (a local settlement "
+           "crosses 4 topics): cross p99 ÷ raw p99, – where either left anything unanswered. "
+           "Throughput ÷ raw at this rate = settlements answered (OK or refused) per second "
+           "÷ raw messages through per second at the same offered rate (huimin also carries "
+           "the rest of each visit: 5–7 requests per settlement), so near 100 % wherever both "
+           "keep up; the "
            "ratio of what each can carry is under Capacity below. "
            if with_ceiling else "No raw ceiling was measured in this run (--no-ceiling). ")
         + "CPU cores: the average over the whole rate, its warm-up and drain included.",
@@ -328,7 +331,8 @@ def capacity_lines(result: dict[str, Any]) -> list[str]:
              + (f"; every rate measured was sustained before the {stopped_by(result)}, so the "
                 "capacity may be higher." if above and stopped else
                 "; every rate offered was sustained, so the capacity may be higher "
-                "(`--find-capacity` searches for it)." if above else ".")]
+                + ("(the search stopped at `--find-capacity-max`)." if cap.get("search")
+                   else "(`--find-capacity` searches for it).") if above else ".")]
     lines += [f"- not sustained at {p['offered_visits_per_s']:g} visits/s: {p['unsustained']}."
               for p in result.get("points") or [] if p.get("unsustained")]
     search = cap.get("search")

@@ -109,6 +109,10 @@ def bench(
         raise typer.BadParameter("numbers separated by commas", param_hint="--rates") from None
     if not offered or not all(0 < r < math.inf for r in offered):  # nan too
         raise typer.BadParameter("positive numbers", param_hint="--rates")
+    if len(set(offered)) < len(offered):  # two rows of one rate, which bench-compare pairs
+        twice = sorted({r for r in offered if offered.count(r) > 1})  # with one (a review)
+        raise typer.BadParameter(f"{', '.join(f'{r:g}' for r in twice)} given twice: each "
+                                 "rate once", param_hint="--rates")
     for value, hint in ((duration, "--duration"), (warmup, "--warmup"),
                         (sweep_max, "--sweep-max"), (find_capacity_max, "--find-capacity-max"),
                         (broker_warmup or 0.0, "--broker-warmup")):

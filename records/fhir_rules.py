@@ -177,9 +177,9 @@ def _problems(node: Any, path: str, kind: Any, depth: int, top: bool = False
         if allowed is not None and isinstance(value, str) and value not in allowed:
             yield _not_allowed(here, allowed)
         if key in _URI_KEYS:
-            for n, uri in enumerate(value if isinstance(value, list) else [value]):
+            for i, uri in enumerate(value if isinstance(value, list) else [value]):
                 if isinstance(uri, str) and not _URI.fullmatch(uri):
-                    yield RuleBroken(here if value is uri else f"{here}[{n}]",
+                    yield RuleBroken(here if value is uri else f"{here}[{i}]",
                                      "a uri has no whitespace")
         if key == "data" and "contentType" in node and isinstance(value, str) \
                 and not _BASE64.fullmatch(value):  # a Binary's or an Attachment's (a

@@ -143,6 +143,15 @@ def test_bench_refuses_a_rate_that_gives_less_than_a_visit_after_the_warmup(
     assert not (tmp_path / "y").exists()  # nothing made either
 
 
+def test_bench_refuses_a_rate_given_twice(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """It measured it twice, and bench-compare paired both rows with one (a review)."""
+    import benchmarks.load
+
+    monkeypatch.setattr(benchmarks.load, "run_bench", lambda *a, **k: pytest.fail("it measured"))
+    refused(huimin("bench", "--rates", "5,7,5.0", "--duration", "3", "--no-ceiling", "--out",
+                   str(tmp_path / "y")), "--rates", "5 given twice: each rate once")
+
+
 def test_bench_refuses_a_capacity_search_that_could_reach_less_than_a_visit(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     """--find-capacity halves a rate not sustained down to FIND_CAPACITY_LEAST visits/s."""
