@@ -80,6 +80,7 @@ from huimin.report import (
     write_outputs,
 )
 from huimin.run import (
+    Execution,
     RunOptions,
     arrivals_at_rate,
     arrivals_at_speed,
@@ -500,6 +501,7 @@ def replay(
         check_output(results.with_name(f"{results.stem}.{name}"), f"its {name}",
                      visit_log=visit_log, expected_answers_file=expected_path_for(visit_log))
     try:  # read once for what is needed ahead, and again as the visits arrive
+        first_read = _log_stamp(visit_log)  # before it: an edit meanwhile is seen later
         header, visit_iter = read_visit_log(visit_log)
         kept = None if visit_log.is_file() else list(visit_iter)  # a pipe is read once
         ahead = look_ahead(visit_iter if kept is None else kept, times=speed is not None)
@@ -539,6 +541,7 @@ def replay(
         made_out_dir = not out_dir.exists()
         out_dir.mkdir(parents=True, exist_ok=True)
     written: list[HospitalRunResult] = []
+    over: list[Execution] = []  # what came back before the platform began to stop
     money: list[Path] = []  # the clearing statements, ledger and 3203 answers written
     files = contextlib.ExitStack()  # each put in place once whole (`whole_file`)
     recorder = ReplayRecorder(
@@ -557,7 +560,8 @@ def replay(
     try:
         with files, progress_display() as progress, interrupt:
             on_stage, on_progress = reporters(progress, len(arrivals))
-            visits = kept if kept is not None else _read_again(visit_log, header, len(arrivals))
+            visits = kept if kept is not None else _read_again(visit_log, header, len(arrivals),
+                                                                  first_read)
             ex = execute(world, visits, arrivals, bad, out_dir,
                          bootstrap=bootstrap, sink=recorder, linger_s=LINGER_S,
                          late=recorder.late_answer,
@@ -565,15 +569,9 @@ def replay(
                          client_config=client, kill_worker=plan.kill_worker,
                          join_worker=plan.join_worker, on_stage=on_stage,
                          on_progress=on_progress, idempotent=idempotent, interrupt=interrupt,
-                         on_visits_over=write_results,
+                         on_visits_over=write_results, on_period_over=over.append,
                          stop_after_unreachable_s=stop_after_unreachable)
-        if ex.result.period_closed:
-            money = write_money_views(
-                ex, lambda name: results.with_name(f"{results.stem}.{name}.json"),
-                ours=bootstrap is None)
-        result, stopped, trail = ex.result, ex.result.interrupted, ex.trail
-        kills: int | None = ex.worker_kills
-        gone, closing = ex.cluster_gone, list(ex.reconciliation.values())
+        over, cut_short = [ex], False
     except LogFormatError as exc:  # read again as the visits arrived: edited since
         raise refusal_exit(f"{visit_log} changed while it was replayed: {exc}") from None
     except BaseException as exc:  # after the visits (the clearing, the reconciliation, the
@@ -592,8 +590,18 @@ def replay(
             errors.print(f"{how} {when}: no results written{logs}",
                          markup=False, highlight=False)
             raise typer.Exit(interrupt.exit_code) from None
-        result, stopped, trail, kills, gone, closing = written[0], True, None, None, None, []
+        cut_short = True  # in the clearing, the period's close or the platform's stop
+        kills: int | None = None
+        result, stopped, trail, gone, closing = written[0], True, None, None, []
         broke_in = True  # a Ctrl-C outside the visits: no request was noted, it interrupted
+    if over:  # the period's close came back, whether or not the platform's stop was cut short
+        ex = over[0]
+        if ex.result.period_closed:
+            money = write_money_views(
+                ex, lambda name: results.with_name(f"{results.stem}.{name}.json"),
+                ours=bootstrap is None)
+        result, stopped, trail = ex.result, ex.result.interrupted or cut_short, ex.trail
+        kills, gone, closing = ex.worker_kills, ex.cluster_gone, list(ex.reconciliation.values())
     stopper = interrupt.stopper
     if stopped and not result.period_closed:
         _report_interrupted(result, recorder, len(arrivals), bad, results,
@@ -706,7 +714,16 @@ def replay(
     raise typer.Exit(interrupt.exit_code if stopped else 0 if ok else 1)
 
 
-def _read_again(path: Path, header: LogHeader, count: int) -> Iterator[Visit]:
+def _log_stamp(path: Path) -> tuple[int, int, int] | None:
+    """What changes when a file is written to, cut short or replaced (None: not a file)."""
+    if not path.is_file():
+        return None
+    seen = path.stat()
+    return seen.st_ino, seen.st_size, seen.st_mtime_ns
+
+
+def _read_again(path: Path, header: LogHeader, count: int,
+                stamp: tuple[int, int, int] | None = None) -> Iterator[Visit]:
     """The `count` visits of the log at `path` read again as they arrive, the log refused
     (LogFormatError) if it was changed since its first reading took `header` and `count`."""
     again, visits = read_visit_log(path)
@@ -715,6 +732,9 @@ def _read_again(path: Path, header: LogHeader, count: int) -> Iterator[Visit]:
     n = 0
     for visit in itertools.islice(visits, count):
         n += 1
+        if stamp is not None and _log_stamp(path) != stamp:
+            raise LogFormatError("it was written to, cut short or replaced since the replay "
+                                 "began")
         yield visit
     if n < count:
         raise LogFormatError(f"it ends after {n:,} of the {count:,} visits it had when the "
@@ -737,7 +757,8 @@ def _report_interrupted(result: HospitalRunResult, recorder: ReplayRecorder, tot
                   + f" + unanswered when stopped {acc.unaccounted:,} (in flight, or never "
                   "delivered)")
     console.print(f"The answers received are in {results}"
-                  + (" (visits still under way end 'not settled')" if over < arrived else "")
+                  + (" (visits still under way end 'not settled', or keep 'settled' marked under "
+                     "way if they were)" if over < arrived else "")
                   + ("; `huimin verify --replayed-only` judges what was replayed"
                      if over < total else "") + ".", markup=False)
 

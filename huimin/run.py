@@ -205,6 +205,7 @@ def execute(world: World, visits: Iterable[Visit], arrivals: list[float], bad: l
             expected_clearing: list[dict[str, Any]] | None = None,
             idempotent: bool = False, interrupt: GentleInterrupt | None = None,
             on_visits_over: Callable[[HospitalRunResult], None] = lambda r: None,
+            on_period_over: Callable[[Execution], None] = lambda ex: None,
             stop_after_unreachable_s: float = STOP_AFTER_UNREACHABLE_S,
             sink: Sink | None = None, linger_s: float = 0.0,
             late: LateAnswer | None = None) -> Execution:
@@ -219,6 +220,9 @@ def execute(world: World, visits: Iterable[Visit], arrivals: list[float], bad: l
     and the period's reconciliation. So does a cluster that has refused every connection
     for `stop_after_unreachable_s` while the visits waited in silence (0: never; each visit
     then waits out its answer time-out), the result saying why (`cluster_lost`).
+    `on_period_over` gets what `execute` returns before the platform stops: a Ctrl-C or a
+    SIGTERM in that stop raises past the return, and the closed period would be lost (a
+    review found a replay so stopped had written no clearing statements).
     `visits`, one for each of the `arrivals`, may be read as they arrive; `sink`, `linger_s`
     and `late` are `HospitalFleet.run`'s."""
     started = time.monotonic()
@@ -300,9 +304,11 @@ def execute(world: World, visits: Iterable[Visit], arrivals: list[float], bad: l
                      "clearing (3203)")
             recon = fleet.exchange(closing_requests(result.books))
             result.period_closed = True
+        done = Execution(result, bootstrap, kill_worker if events else 0, statements, ledger,
+                         ehr_stats, recon, setup_s, sign_in_s, trail, gone or None)
+        on_period_over(done)
         on_stage("stopping")
-    return Execution(result, bootstrap, kill_worker if events else 0, statements, ledger,
-                     ehr_stats, recon, setup_s, sign_in_s, trail, gone or None)
+    return done
 
 
 def cluster_gone(bootstrap: str, tries: int = 3, apart_s: float = 1.0) -> str | None:

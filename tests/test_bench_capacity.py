@@ -1172,7 +1172,8 @@ class _Chain:
     that joined their groups late on a busy machine, reading from the latest offset)."""
 
     def __init__(self, lost: int) -> None:
-        self.lost, self.sent, self.through = lost, 0, []
+        self.lost, self.sent = lost, 0
+        self.through: list[SimpleNamespace] = []
 
     def send(self, topic: str, key: bytes, value: bytes) -> None:
         self.sent += 1

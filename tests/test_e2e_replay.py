@@ -277,6 +277,27 @@ def test_ctrl_c_after_the_visits_keeps_the_whole_set_of_answers(tmp_path):
     assert huimin("verify", "v.jsonl", "r.jsonl", cwd=tmp_path).returncode == 0
 
 
+def test_sigterm_while_the_platform_stops_keeps_the_closed_periods_money_files(tmp_path):
+    """The clearing statements, ledger and 3203 answers had come back, and were lost with the
+    platform's stop cut short: no files, `period_closed` false, and an earlier replay's files
+    at the same --results left beside the new answers (a review)."""
+    assert huimin("generate", *GENERATE, "--visits", "40", "-o", "v.jsonl",
+                  cwd=tmp_path).returncode == 0
+    earlier = tmp_path / "r.clearing.json"
+    earlier.write_text("an earlier replay's")
+    proc, left = interrupt_huimin(["replay", "v.jsonl", "--rate", "50", "--results", "r.jsonl"],
+                                  marker=" stopping", after_s=0.1, timeout=120,
+                                  sig=signal.SIGTERM, cwd=tmp_path)
+    said = " ".join(proc.stdout.split())
+    assert proc.returncode == 143, proc.stdout
+    assert "Stopped by SIGTERM while the platform stopped" in said, proc.stdout
+    assert "The period closed: r.clearing.json, r.ledger.json, r.applications.json" in said
+    summary = orjson.loads((tmp_path / "r.summary.json").read_bytes())
+    assert summary["period_closed"] and summary["interrupted"] and summary["ok"], summary
+    assert orjson.loads(earlier.read_bytes())  # this replay's statements, not the text above
+    assert not left
+
+
 def test_a_broken_visit_log_is_refused_with_a_clear_message(tmp_path):
     assert huimin("generate", *GENERATE, "--visits", "5", "-o", "v.jsonl",
                   cwd=tmp_path).returncode == 0
