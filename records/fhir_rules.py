@@ -23,8 +23,10 @@ XHTML = "{http://www.w3.org/1999/xhtml}"
 _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 #: FHIR's `uri`/`url`/`canonical`: no whitespace.
 _URI = re.compile(r"\S*")
-#: FHIR's base64Binary, as a Binary's or an Attachment's `data` holds it.
-_BASE64 = re.compile(r"(\s*[0-9a-zA-Z+/=]{4}\s*)+")
+#: FHIR's base64Binary, as a Binary's or an Attachment's `data` holds it. Each run of blanks
+#: has one `\s*` to match it: `(\s*x{4}\s*)+` tried every split of each run, 3^n steps for n
+#: lines that fail at the end (a review hung a worker with ~100 bytes).
+_BASE64 = re.compile(r"\s*[0-9a-zA-Z+/=]{4}(?:\s*[0-9a-zA-Z+/=]{4})*\s*")
 #: The elements typed so that hospitals' documents use (`meta.profile` a list of them).
 _URI_KEYS = frozenset({"url", "fullUrl", "system", "profile", "valueUri", "valueUrl",
                        "valueCanonical", "valueOid", "valueUuid", "instantiatesCanonical",

@@ -236,10 +236,10 @@ class Validator:
 
 
 #: Which Bundle types an entry's `request` and `response` belong in (bdl-3, bdl-4) and
-#: where `total` and `entry.search` do (bdl-1, bdl-2).
+#: where `total` goes (bdl-1; an entry's `search` only in a searchset, bdl-2).
 _REQUESTS = frozenset({"batch", "transaction", "history"})
 _RESPONSES = frozenset({"batch-response", "transaction-response", "history"})
-_SEARCHES = frozenset({"searchset", "history"})
+_TOTALS = frozenset({"searchset", "history"})
 
 
 def _invariant(where: str, what: str) -> InvalidResource:
@@ -263,14 +263,14 @@ def check_bundle_rules(bundle: dict[str, Any], entries: list[Any], path: str) ->
     if kind == "message" and first_type != "MessageHeader":
         raise _invariant(f"{path}.entry[0]", "a message's first resource must be its "
                          "MessageHeader (bdl-12)")
-    if "total" in bundle and kind not in _SEARCHES:
+    if "total" in bundle and kind not in _TOTALS:
         raise _invariant(f"{path}.total", "only a searchset or a history has a total (bdl-1)")
     seen: dict[tuple[str, Any], int] = {}
     for i, entry in enumerate(entries):
         if not isinstance(entry, dict):
             continue  # the model says what it should be
         here = f"{path}.entry[{i}]"
-        if "search" in entry and kind not in _SEARCHES:
+        if "search" in entry and kind != "searchset":
             raise _invariant(f"{here}.search", "only a searchset's entries have one (bdl-2)")
         if ("request" in entry) != (kind in _REQUESTS):
             raise _invariant(f"{here}.request", "a batch's, a transaction's and a history's "

@@ -64,10 +64,17 @@ def test_the_simulator_verifies_after_a_failed_replay_and_exits_with_its_status(
                     f'case "$1" in replay) exit {replay_exit};; verify) exit {verify_exit};; '
                     "esac\n")
     fake.chmod(0o755)
-    done = subprocess.run(["sh", "-c", simulator_script()], env={
+    (out := tmp_path / "out").mkdir()
+    for earlier in ("results.jsonl", "report.xml"):
+        (out / earlier).write_text("an earlier run's")
+    done = subprocess.run(["sh", "-c", simulator_script().replace("/out/", f"{out}/")], env={
         **os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}, timeout=30)
     assert (tmp_path / "ran").read_text().split() == ["generate", "replay", "verify"]
     assert done.returncode == expected
+    # an earlier run's results and report are gone before the replay: verify would pass them
+    # again after a replay refused (a review)
+    assert not (tmp_path / "out" / "results.jsonl").exists()
+    assert not (tmp_path / "out" / "report.xml").exists()
 
 
 def test_the_workers_load_the_world_the_simulator_generates():

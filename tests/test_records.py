@@ -249,6 +249,11 @@ BROKEN_RULES = [
      "Patient.name[0].given[2]"),
     ("an attachment's data not base64", lambda r: r.update(photo=[{
         "contentType": "image/png", "data": f"{SECRET}."}]), "Patient.photo[0].data"),
+    # url-safe base64 on 200 lines: the first pattern took 3^n steps to refuse it (a review
+    # hung a worker with 15 lines), so this test would not end
+    ("url-safe base64 on many lines", lambda r: r.update(photo=[{
+        "contentType": "image/png", "data": "QUJD\r\n" * 200 + "-_-_"}]),
+     "Patient.photo[0].data"),
     ("an element nobody knows", lambda r: r.update({SECRET: "x"}),
      "Patient.(an unknown element)"),
     ("a null", lambda r: r.update(gender=None), "Patient.gender"),
@@ -788,6 +793,11 @@ def _without(d: dict[str, Any], key: str) -> dict[str, Any]:
                                                "fullUrl": "http://h/Patient/1/_history/2"}]},
      "Bundle.entry[1].fullUrl", "bdl-8"),
     (lambda b: {**b, "total": 2}, "Bundle.total", "bdl-1"),
+    (lambda b: {**b, "type": "history", "entry": [{**e, "request": {"method": "PUT", "url": "x"},
+                                                   "response": {"status": "200"},
+                                                   "search": {"mode": "match"}}
+                                                  for e in b["entry"]]},
+     "Bundle.entry[0].search", "bdl-2"),
     (lambda b: {**b, "type": "transaction"}, "Bundle.entry[0].request", "bdl-3"),
     (lambda b: {**b, "type": "collection", "entry": [*b["entry"], {"fullUrl": "urn:uuid:x"}]},
      "Bundle.entry[2]", "bdl-5"),
@@ -795,7 +805,7 @@ def _without(d: dict[str, Any], key: str) -> dict[str, Any]:
 ], ids=["no identifier", "an identifier without a system", "no timestamp", "a fullUrl twice",
         "an entry without a fullUrl", "a request in a document", "a response in a document",
         "a search in a document", "a version-specific fullUrl", "a total in a document",
-        "a transaction without requests", "an entry of nothing",
+        "a search in a history", "a transaction without requests", "an entry of nothing",
         "a message without its header"])
 def test_a_bundle_breaking_r4s_bundle_invariants_is_refused_saying_which(
         edit: Callable[[dict[str, Any]], dict[str, Any]], where: str, rule: str):
