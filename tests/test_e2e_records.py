@@ -11,6 +11,7 @@ import base64
 import socket
 import subprocess
 import time
+import uuid
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -485,7 +486,9 @@ def test_an_identifier_published_for_two_persons_is_no_ones_in_pix(hospitals):
         {"system": "urn:oid:2.16.156.10011.99.1", "value": "MRN-SHARED-1"}]}
     for certno in (first, second):
         home = WORLD.ref.enrollments[certno].province
-        bundle = {"resourceType": "Bundle", "type": "document", "entry": [
+        bundle = {"resourceType": "Bundle", "type": "document",
+                  "identifier": {"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{uuid.uuid4()}"},
+                  "timestamp": "2026-12-10T09:00:00+08:00", "entry": [
             {"fullUrl": "urn:uuid:1", "resource": {
                 "resourceType": "Composition", "status": "final", "date": "2026-12-10",
                 "type": {"coding": [{"system": "http://loinc.org", "code": "11506-3"}]},
