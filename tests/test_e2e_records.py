@@ -11,10 +11,10 @@ import base64
 import socket
 import subprocess
 import time
-import uuid
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from itertools import count
 from pathlib import Path
@@ -487,7 +487,8 @@ def test_an_identifier_published_for_two_persons_is_no_ones_in_pix(hospitals):
     for certno in (first, second):
         home = WORLD.ref.enrollments[certno].province
         bundle = {"resourceType": "Bundle", "type": "document",
-                  "identifier": {"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{uuid.uuid4()}"},
+                  "identifier": {"system": "urn:ietf:rfc:3986",
+                                 "value": f"urn:uuid:{uuid.uuid4()}"},
                   "timestamp": "2026-12-10T09:00:00+08:00", "entry": [
             {"fullUrl": "urn:uuid:1", "resource": {
                 "resourceType": "Composition", "status": "final", "date": "2026-12-10",
