@@ -81,7 +81,8 @@ def faust_app(cfg: WorkerConfig) -> faust.App:
         # through them (streams/fhir_views.py serves the records, gated and audited)
         web_tables_enabled=False,
         web_router_enabled=False,
-        web_host=cfg.web_host,
+        # the host in Faust's canonical URL: an IPv6 address in brackets (RFC 3986)
+        web_host=f"[{cfg.web_host}]" if ":" in cfg.web_host else cfg.web_host,
         web_bind=cfg.web_host,
         web_port=cfg.web_port,
         broker_credentials=cfg.security.faust_credentials(),

@@ -32,9 +32,20 @@ def shown_names(names: list[str]) -> str:
                                    else "(a parameter)" for p in names))
 
 
+#: `_format` values that ask for JSON (R4 http.html: `json` and the media types; a media
+#: type in any case, with parameters, RFC 9110 §8.3.1).
+JSON_FORMATS = frozenset({"json", "application/json", "application/fhir+json",
+                          "application/json+fhir", "text/json"})
+
+
+def asks_json(value: str) -> bool:
+    return value.split(";")[0].strip().lower() in JSON_FORMATS
+
+
 def format_refusal(query: Any) -> str | None:
-    """Why the answer cannot be given in the `_format` asked for (406), or None."""
-    if any(f and "json" not in f for f in query.getall("_format", [])):
+    """Why the answer cannot be given in the `_format` asked for (406), or None. (A value
+    holding `json` anywhere passed, `notjsonatall` too, and `JSON` did not: a review.)"""
+    if any(f and not asks_json(f) for f in query.getall("_format", [])):
         return "_format: these views answer application/fhir+json only"
     return None
 

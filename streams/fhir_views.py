@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import hmac
 import os
+import re
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -44,7 +45,14 @@ from records.pix import NamesSeveralPersons, identifiers_elsewhere, person_named
 from records.repositories import searchset_bundle
 from records.validation import operation_outcome
 from settlement.reference import ReferenceData
-from streams.fhir_search import format_refusal, lenient, search_parameters, self_link, token
+from streams.fhir_search import (
+    asks_json,
+    format_refusal,
+    lenient,
+    search_parameters,
+    self_link,
+    token,
+)
 from streams.partitioner import key_partition
 from streams.record_totals import RecordsTotals
 
@@ -84,15 +92,36 @@ def operator_gate(remote: str | None, authorization: str, token: str
         return None
     if not token:
         return 403, "forbidden", why, {}
-    challenge = 'Bearer error="invalid_token"' if authorization.strip() else "Bearer"
+    scheme, _, given = authorization.strip().partition(" ")
+    challenge = 'Bearer error="invalid_token"' if scheme.lower() == "bearer" and given.strip() \
+        else "Bearer"  # none given, or another scheme (Basic): no error code (RFC 6750 §3.1)
     return 401, "login", why, {"WWW-Authenticate": challenge}
+
+
+#: A host as X-Forwarded-Host may give it: a name or an IPv4 address, or an IPv6 one in
+#: brackets, and a port.
+_FORWARDED_HOST = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.\-]{0,252})|\[[0-9A-Fa-f:.]{2,45}\])"
+                             r"(?::[0-9]{1,5})?")
+
+
+def views_base(headers: Any, scheme: str, host: str) -> str:
+    """Where the client reached the views, through a proxy (X-Forwarded-Proto and -Host, the
+    first of each) too: a scheme other than http or https, or a host that is not one, is
+    not taken (a review saw `javascript://…"><script>` in the self links)."""
+    forwarded_scheme = headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    forwarded_host = headers.get("X-Forwarded-Host", "").split(",")[0].strip()
+    if forwarded_scheme in ("http", "https"):
+        scheme = forwarded_scheme
+    if _FORWARDED_HOST.fullmatch(forwarded_host):
+        host = forwarded_host
+    return f"{scheme}://{host}/fhir"
 
 
 def asks_for_resource(request: Request) -> bool:
     """A Binary read that asks for the Binary resource, not for the content itself (R4
     binary.html). Every document here is itself application/fhir+json, which is what an
     MHD consumer retrieving it (ITI-68) accepts, so only `_format` asks for the resource."""
-    return any("json" in f for f in request.query.getall("_format", []))
+    return any(asks_json(f) for f in request.query.getall("_format", []))
 
 
 def with_id(resource: dict[str, Any], resource_id: str) -> dict[str, Any]:
@@ -254,10 +283,7 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
         return RecordsRow.from_dict(orjson.loads(cur) if cur else None)
 
     def base_url(request: Request) -> str:
-        """Where the client reached the views, through a proxy (X-Forwarded-*) too."""
-        scheme = request.headers.get("X-Forwarded-Proto", request.scheme)
-        host = request.headers.get("X-Forwarded-Host", request.host)
-        return f"{scheme.split(',')[0].strip()}://{host.split(',')[0].strip()}/fhir"
+        return views_base(request.headers, request.scheme, request.host)
 
     def searchset(request: Request, kind: str, taken: dict[str, str],
                   resources: list[dict[str, Any]], resolvable: bool = True,

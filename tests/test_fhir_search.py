@@ -66,6 +66,27 @@ def test_format_json_is_taken_and_any_other_refused():
     assert format_refusal(query(("_format", "application/fhir+json"))) is None
     assert format_refusal(query()) is None
     assert "application/fhir+json only" in (format_refusal(query(("_format", "xml"))) or "")
+    # a media type in any case, with parameters; not any value that holds "json" (a review)
+    for taken in ("JSON", "application/FHIR+JSON", "application/fhir+json; charset=utf-8",
+                  "application/json"):
+        assert format_refusal(query(("_format", taken))) is None, taken
+    for refused in ("notjsonatall", "fhir+jsonx", "application/xml+json"):
+        assert format_refusal(query(("_format", refused))) is not None, refused
+
+
+def test_a_proxys_forwarded_scheme_and_host_make_the_links_only_when_they_are_such():
+    """X-Forwarded-Proto `javascript` and a host holding `"><script>` went into every
+    fullUrl and self link (a review)."""
+    from streams.fhir_views import views_base
+
+    assert views_base({}, "http", "127.0.0.1:6066") == "http://127.0.0.1:6066/fhir"
+    assert views_base({"X-Forwarded-Proto": "HTTPS, http", "X-Forwarded-Host":
+                       "fhir.example.cn, proxy"}, "http", "w:6066") == \
+        "https://fhir.example.cn/fhir"
+    assert views_base({"X-Forwarded-Host": "[::1]:8443"}, "http", "w") == "http://[::1]:8443/fhir"
+    assert views_base({"X-Forwarded-Proto": "javascript", "X-Forwarded-Host":
+                       'evil.example"><script>'}, "http", "w:6066") == "http://w:6066/fhir"
+    assert views_base({"X-Forwarded-Host": "a/b?c#d"}, "http", "w:6066") == "http://w:6066/fhir"
 
 
 def test_leniency_is_read_from_the_prefer_header():

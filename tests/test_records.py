@@ -1350,10 +1350,12 @@ def test_the_operator_gate_asks_for_a_token_where_one_is_due_and_forbids_where_n
     assert operator_gate("172.18.0.5", "Bearer s3cret", token="s3cret") is None
     status, code, _, headers = operator_gate("127.0.0.1", " ", token="s3cret")
     assert (status, code, headers) == (401, "login", {"WWW-Authenticate": "Bearer"})
-    for wrong in ("Bearer wrong", "Basic s3cret"):  # RFC 6750: a token that will not do
-        status, code, _, headers = operator_gate("172.18.0.5", wrong, token="s3cret")
-        assert (status, code, headers) == (401, "login", {
-            "WWW-Authenticate": 'Bearer error="invalid_token"'})
+    status, code, _, headers = operator_gate("172.18.0.5", "Bearer wrong", token="s3cret")
+    assert (status, code, headers) == (401, "login", {  # RFC 6750: a token that will not do
+        "WWW-Authenticate": 'Bearer error="invalid_token"'})
+    for other in ("Basic s3cret", "Bearer "):  # another scheme, or none given: no error code
+        status, code, _, headers = operator_gate("172.18.0.5", other, token="s3cret")  # (§3.1)
+        assert (status, code, headers) == (401, "login", {"WWW-Authenticate": "Bearer"})
     assert operator_gate("172.18.0.5", "", token="")[:2] == (403, "forbidden")
     assert operator_gate("172.18.0.5", "Bearer x", token="")[:2] == (403, "forbidden")
 

@@ -121,3 +121,12 @@ def test_the_raw_ceiling_leaves_no_log_file_open_in_the_bench(
     ((_, log),) = started
     assert getattr(log, "name", None) == str(tmp_path / "ceiling.log") and \
         isinstance(log, io.IOBase) and log.closed
+
+
+@pytest.mark.parametrize(("host", "url"), [("::1", "http://[::1]:6167"),
+                                           ("0.0.0.0", "http://0.0.0.0:6167")])
+def test_a_worker_on_an_ipv6_address_has_a_url_faust_can_read(host: str, url: str):
+    """`--web-host ::1` passed huimin's own check and then failed Faust's URL parsing with a
+    traceback (a review): the address goes in brackets there, and is bound as given."""
+    app = faust_app(WorkerConfig(bootstrap="127.0.0.1:9", web_host=host, web_port=6167))
+    assert str(app.conf.canonical_url) == url and app.conf.web_bind == host
