@@ -161,8 +161,8 @@ def run(
                    ] = True,
     store: Store = "memory",
     answer_timeout: Annotated[float, typer.Option(
-        min=0.1, help="Seconds a hospital waits for an answer before giving the visit up. "
-                      "A killed worker's partitions wait for its restart (8–23 s).")
+        min=0.1, max=86400.0, help="Seconds a hospital waits for an answer before giving "
+        "the visit up. A killed worker's partitions wait for its restart (8–23 s).")
                           ] = 30.0,
     policy: PolicyFile = None,
     stop_after_unreachable: StopAfterUnreachable = STOP_AFTER_UNREACHABLE_S,
@@ -463,8 +463,9 @@ def replay(
     partitions: Annotated[int, typer.Option(
         min=1, help="Partitions per topic of the platform started here (without "
                     "--bootstrap).")] = 8,
-    answer_timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for an "
-                                                  "answer before giving the visit up.")] = 30.0,
+    answer_timeout: Annotated[float, typer.Option(
+        min=0.1, max=86400.0, help="Seconds to wait for an answer before giving the visit "
+                                   "up.")] = 30.0,
     stop_after_unreachable: StopAfterUnreachable = STOP_AFTER_UNREACHABLE_S,
     security_protocol: SecurityProtocol = "PLAINTEXT",
     sasl_mechanism: SaslMechanism = None,

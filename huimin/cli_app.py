@@ -149,6 +149,11 @@ def check_output(output: Path | None, option: str, **inputs: Path | None) -> Non
         return
     if output.is_dir():
         raise refusal_exit(f"{output} is a folder, not a file")
+    for named in (output, *(p for p in inputs.values() if p is not None)):
+        try:
+            named.resolve()
+        except (RuntimeError, OSError) as exc:  # a symlink loop (a traceback before)
+            raise refusal_exit(f"{named}: {getattr(exc, 'strerror', None) or exc}") from None
     if not output.resolve().parent.is_dir():
         raise refusal_exit(f"{output}: the folder {output.parent} does not exist")
     for what, path in inputs.items():

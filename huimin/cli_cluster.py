@@ -25,6 +25,7 @@ from huimin.cli_options import (
     Store,
     bootstrap_servers,
     check_broker_kind,
+    check_port_free,
     check_web_address,
     check_world_fits,
     checked_store,
@@ -274,6 +275,8 @@ def broker(
 ) -> None:
     """Start a local broker alone, print its address, stop it on Ctrl-C or SIGTERM."""
     check_broker_kind(kind, "--kind")
+    if port is not None:  # in use: the broker exited at start, "code 0" (a review)
+        check_port_free(port)
     if kind == "kafka":
         try:
             server: EmbeddedBroker | ApacheKafkaBroker = ApacheKafkaBroker(port=port,

@@ -31,6 +31,7 @@ from huimin.publish import (
     sendable,
 )
 from messages.codes import ErrorCode
+from messages.envelope import FIRST_YEAR, LAST_YEAR
 from messages.identity import is_valid_certno
 from messages.visitlog import TIME_FORMAT
 from records.validation import Validator
@@ -117,9 +118,14 @@ def publish(
                                  "its check character)", param_hint="--certno")
     if at is not None:
         try:  # written out in full, as a msgid's time is (2026-1-5 makes one too short)
-            at = datetime.strptime(at, TIME_FORMAT).strftime(TIME_FORMAT)
+            when = datetime.strptime(at, TIME_FORMAT)
         except ValueError:
             raise typer.BadParameter("give YYYY-MM-DD HH:MM:SS", param_hint="--at") from None
+        if not FIRST_YEAR <= when.year <= LAST_YEAR:  # its msgid would be dead-lettered,
+            raise typer.BadParameter(  # unanswered (E1002): a review waited 30 s for nothing
+                f"a time in the years {FIRST_YEAR}–{LAST_YEAR}, as a msgid's is",
+                param_hint="--at")
+        at = when.isoformat(sep=" ")
     try:
         sender = hospital_for(certno, hospital, platform_hospitals())
     except ValueError as exc:

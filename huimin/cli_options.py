@@ -74,7 +74,7 @@ def visit_spec_of(start: str, **options: Any) -> VisitSpec:
     said first when part of their days falls outside the world's filings (their cross-province
     visits are then un-filed, which a user choosing the days would not guess)."""
     try:
-        day = datetime.strptime(start, "%Y-%m-%d").strftime("%Y-%m-%d")  # 2027-1-1 too
+        day = datetime.strptime(start, "%Y-%m-%d").date().isoformat()  # 2027-1-1 too
     except ValueError:
         raise typer.BadParameter(f"{start} is not a day as yyyy-MM-dd, e.g. 2027-01-01",
                                  param_hint="--start") from None
@@ -82,6 +82,9 @@ def visit_spec_of(start: str, **options: Any) -> VisitSpec:
         spec = VisitSpec(start=f"{day} {DEFAULT_START.split()[1]}", **options)
     except ValueError as exc:  # the other options' bounds are the command's
         raise typer.BadParameter(str(exc), param_hint="--start") from None
+    except OverflowError:  # a start near 9999-12-31: its days run past the calendar
+        raise typer.BadParameter(f"the visits' days from {day} are not all in the years "
+                                 "1990–2099", param_hint="--start") from None
     if outside := filings_left_out(*(days := spec.settled_days())):
         errors.print(f"Note: the visits' days {' to '.join(days)} are not all "
                      f"within the world's {' or '.join(outside)}: cross-province visits "
@@ -177,6 +180,18 @@ def check_web_address(host: str, port: int) -> None:
             probe.bind((host, port))
     except OSError as exc:
         raise cannot_serve(exc, host, port, "--web") from None
+
+
+def check_port_free(port: int, host: str = "127.0.0.1") -> None:
+    """Refuse, as bad input, a broker's --port that another process listens on."""
+    try:
+        with socket.socket(socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        reason = "the port is in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+        raise typer.BadParameter(f"cannot listen on {host}:{port}: {reason}",
+                                 param_hint="--port") from None
 
 
 def cannot_serve(exc: OSError, host: str, port: int, option: str) -> typer.BadParameter:

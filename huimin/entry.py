@@ -1,7 +1,8 @@
 """The `huimin` command's entry point. The command line imports the whole platform first
 (about a second), and a Ctrl-C in that second printed a Python traceback of the imports; it
 now stops quietly (exit 130), as a Ctrl-C before anything has started does. And the
-libraries' own output (Typer's `--help`) whose reader went away ends as huimin's does."""
+libraries' own output (Typer's `--help`) whose reader went away, or whose device is full,
+ends as huimin's does."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ def main() -> None:
         from huimin.cli import app
     except KeyboardInterrupt:
         sys.exit(130)
-    from huimin.cli_app import end_for_reader_gone
+    from huimin.cli_app import DEVICE_ERRORS, end_for_reader_gone
     stdout_was_null = _stdout_is_null()
     try:
         app()
@@ -22,6 +23,11 @@ def main() -> None:
         if end.code == 1 and _a_library_ended_for_reader_gone(stdout_was_null):
             end_for_reader_gone()
         raise
+    except OSError as exc:  # `--version` or `--help` onto a full device (/dev/full): the
+        if exc.errno not in DEVICE_ERRORS:  # commands' own output says so itself
+            raise
+        sys.stderr.write(f"Error: {DEVICE_ERRORS[exc.errno]}\n")
+        sys.exit(2)
 
 
 def _a_library_ended_for_reader_gone(stdout_was_null: bool) -> bool:

@@ -115,7 +115,8 @@ class EmbeddedBroker:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise BrokerError(f"the embedded broker exited at start (code "
-                                  f"{self.process.returncode}); see {self.log_path}")
+                                  f"{self.process.returncode})" + (
+                                      f"; see {self.log_path}" if self.log_path else ""))
             if kafka_protocol_ready("127.0.0.1", self.port):
                 return self
             time.sleep(0.05)

@@ -108,3 +108,15 @@ def test_help_and_version_written_whole_still_end_0():
                                timeout=60)
         assert ended.returncode == 0, (args, ended.stderr)
         assert "huimin" in ended.stdout
+
+
+@pytest.mark.parametrize("args", [["--help"], ["generate", "--help"], ["--version"]],
+                         ids=["help-rich", "command-help", "version-print"])
+def test_help_and_version_onto_a_full_device_end_with_a_short_error_and_2(args: list[str]):
+    """`huimin --version > /dev/full` ended in a traceback and exit 1 (a review), where the
+    commands' own output says the device is full and exits 2."""
+    with open("/dev/full", "w") as full:
+        ended = subprocess.run([huimin_command(), *args], stdout=full,
+                               stderr=subprocess.PIPE, text=True, timeout=60)
+    assert ended.returncode == 2, ended.stderr
+    assert ended.stderr == "Error: cannot write the output: no space left on its device\n"

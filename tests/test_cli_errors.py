@@ -1133,3 +1133,42 @@ def test_expected_answers_that_are_none_are_told_as_expected_answers(logs: Path)
     result = huimin("verify", str(logs / "a.jsonl"), str(logs / "a.expected.jsonl"),
                     "--expected", str(logs / "a.jsonl"))
     refused(result, "line 1 is not an expected-answers record")
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["generate", "-o", "{tmp}/v.jsonl", "--start", "9999-12-31"],
+     "the visits' days from 9999-12-31 are not all in"),
+    (["generate", "-o", "{tmp}/v.jsonl", "--start", "0001-01-01"], "years 1990–2099"),
+    (["generate", "-o", "{tmp}/loop", "--visits", "2"], "Symlink loop"),
+    (["run", "--answer-timeout", "inf", "--out", "{tmp}/r"], "--answer-timeout"),
+    (["replay", "{tmp}/v.jsonl", "--rate", "5", "--answer-timeout", "inf"],
+     "--answer-timeout"),
+], ids=["a start near 9999", "a start in year 1", "an output in a symlink loop",
+        "an endless answer timeout", "an endless answer timeout (replay)"])
+def test_values_past_the_calendar_or_the_clock_are_refused_before_anything_starts(
+        tmp_path: Path, args: list[str], said: str):
+    """Each ended in a traceback (exit 1), the answer timeout after the platform had started,
+    or in a message about a date format for a valid date (a review)."""
+    (tmp_path / "loop").symlink_to(tmp_path / "loop2")
+    (tmp_path / "loop2").symlink_to(tmp_path / "loop")
+    (tmp_path / "v.jsonl").write_text("")
+    refused(huimin(*(a.replace("{tmp}", str(tmp_path)) for a in args)), said)
+
+
+def test_a_broker_on_a_port_in_use_is_refused_saying_so():
+    """It said `the embedded broker exited at start (code 0); see None` (a review)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        refused(huimin("broker", "--port", str(port)), "--port", "cannot listen on")
+
+
+@pytest.mark.parametrize("at", ["0001-01-01 00:00:00", "9999-12-31 23:59:59",
+                                "2027-02-30 10:00:00"])
+def test_publish_refuses_a_time_no_msgid_can_carry_before_sending(tmp_path: Path, at: str):
+    """Year 1 or 9999 was sent, dead-lettered unanswered (E1002), and the publish waited out
+    its 30 s for an answer (a review)."""
+    (doc := tmp_path / "p.json").write_text('{"resourceType": "Patient"}')
+    refused(huimin("publish", str(doc), "--certno", "110101199003071233", "--at", at,
+                   "--bootstrap", "127.0.0.1:9"), "--at")
