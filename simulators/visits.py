@@ -9,7 +9,8 @@ travellers
 fee corrections, cancelled registrations, cancelled and re-done settlements, lost answers
 followed by a 2601 reversal, a reversal that arrives before its original, duplicates,
 requests out of sequence, and 5206 queries. Each visit also looks up and publishes health
-records (7001–7004, DOMAIN.md §6).
+records (7001–7004, DOMAIN.md §6). A person's visits never overlap in simulated time: a person
+drawn before their last visit has ended is passed over for the next one free.
 """
 
 from __future__ import annotations
@@ -19,7 +20,16 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
-from messages.visitlog import FIRST_YEAR, LAST_YEAR, TIME_FORMAT, Visit, VisitItem
+from messages.codes import EHR
+from messages.visitlog import (
+    EHR_STEP_SECONDS,
+    FIRST_YEAR,
+    LAST_YEAR,
+    STEP_SECONDS,
+    TIME_FORMAT,
+    Visit,
+    VisitItem,
+)
 from settlement.policy import EMPLOYEE
 from simulators.world import World, refuse_wrong_types, rng
 
@@ -27,6 +37,9 @@ from simulators.world import World, refuse_wrong_types, rng
 #: year and the annual deductibles and caps restart mid-run (docs/design.md, Time).
 DEFAULT_START = "2026-12-01 08:00:00"
 _LEVEL_PRICE_FACTOR = {1: 0.9, 2: 1.0, 3: 1.15}
+#: Steps of room after a person's visit before their next may begin, for those a fault plan
+#: adds (a reversal and a resend, a 5206 at the end): most faulty plans fit in it.
+FAULT_ROOM_STEPS = 4
 #: How many days an inpatient stay lasts (its items are on some of them): 3 to 14.
 STAY_DAYS = (3, 14)
 
@@ -154,21 +167,35 @@ def generate_visits(world: World, spec: VisitSpec) -> Iterator[Visit]:
     seq: dict[str, int] = {}
     ehr_r = rng(world.spec.seed, "ehr-steps")  # a stream of its own
     stay_r = rng(world.spec.seed, "stay-days")  # so too: outpatient visits as they were
+    #: when each person's last visit ends (its last step's time): a person is at one
+    #: hospital at a time, in simulated time too
+    ends: dict[str, datetime] = {}
+
+    def free(pool: list[str], i: int) -> str:
+        """pool[i], or else the first after it whose last visit has ended by `begin` (one
+        drawn inside their own stay elsewhere settled out of date order, after the stay: a
+        money-flow review). pool[i] if none has."""
+        for j in range(len(pool)):
+            if ends.get(c := pool[(i + j) % len(pool)], begin) <= begin:
+                return c
+        return pool[i]
+
     for k in range(spec.visits):
+        begin = start + timedelta(seconds=int(k * spacing))
         cross = r.random() < spec.cross_share
         if cross and away and r.random() >= spec.traveller_share:
-            certno = away[_skewed_index(r, len(away))]
+            certno = free(away, _skewed_index(r, len(away)))
             province = world.away_province[certno]
         elif cross and referred and r.random() < 0.5:
-            certno = r.choice(referred)
+            certno = free(referred, r.randrange(len(referred)))
             province = next(f.province for f in world.ref.enrollments[certno].filings
                             if f.fil_type == "referral")
         elif cross:
-            certno = persons[_skewed_index(r, len(persons))]
+            certno = free(persons, _skewed_index(r, len(persons)))
             home = world.ref.enrollments[certno].province
             province = r.choice([p for p in provinces if p != home])
         else:
-            certno = persons[_skewed_index(r, len(persons))]
+            certno = free(persons, _skewed_index(r, len(persons)))
             province = world.ref.enrollments[certno].province
         enrollment = world.ref.enrollments[certno]
         hospitals = world.hospitals_by_province[province]
@@ -200,7 +227,10 @@ def generate_visits(world: World, spec: VisitSpec) -> Iterator[Visit]:
             med_type = "13" if emergency else "11"
         if spec.ehr:
             steps = _with_ehr_steps(ehr_r, spec, steps, cross)
-        begin = start + timedelta(seconds=int(k * spacing))
+        step_s = STEP_SECONDS["inpatient" if inpatient else "outpatient"]
+        ends[certno] = begin + timedelta(seconds=sum(  # and room for the steps a fault plan
+            EHR_STEP_SECONDS if step[:4] in EHR else step_s  # may add (simulators/faults.py:
+            for step in steps[:-1]) + FAULT_ROOM_STEPS * step_s)  # a resend, a 5206)
         code = hospital.fixmedins_code
         hospital_seq = seq.get(code, 0)
         seq[code] = (hospital_seq + len(steps)) % 10_000
