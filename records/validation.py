@@ -291,8 +291,8 @@ def check_bundle_rules(bundle: dict[str, Any], entries: list[Any], path: str) ->
         resource = entry.get("resource")
         meta = resource.get("meta") if isinstance(resource, dict) else None
         version = meta.get("versionId") if isinstance(meta, dict) else None
-        if kind != "history" and (first := seen.setdefault((url, version), i)) != i:
-            raise _invariant(f"{here}.fullUrl", f"the same as entry[{first}]'s: each entry's "
+        if kind != "history" and (earlier := seen.setdefault((url, version), i)) != i:
+            raise _invariant(f"{here}.fullUrl", f"the same as entry[{earlier}]'s: each entry's "
                              "is its own, unless their versionIds differ (bdl-7)")
     if kind == "document":
         identifier = bundle.get("identifier")
