@@ -99,9 +99,16 @@ def differences_beyond_policy(a: RunMoney, b: RunMoney) -> list[str]:
         if isinstance(mine, dict) and isinstance(theirs, dict):
             out += [f"{part}.{k}: {mine.get(k)!r} and {theirs.get(k)!r}"
                     for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k)]
+        elif part == "generator" and mine != theirs:  # None: a run from before it was said
+            out.append(f"the visits' generator: {_generator(mine)} and {_generator(theirs)}")
         elif mine != theirs:
             out.append(f"{part}: {mine!r} and {theirs!r}")
     return out
+
+
+def _generator(version: Any) -> str:
+    return ("unsaid (a run or log from before 2026-12-07)" if version is None
+            else f"version {version}")
 
 
 def compared(a: RunMoney, b: RunMoney) -> dict[str, Any]:

@@ -1,9 +1,10 @@
 """Reading and writing the run's files: the visit log, expected answers, results, latencies.
 
-visit log (`visits.jsonl`): a header line `{"huimin_visitlog": 2, "world": {...},
-"visits": {...}, "faults": "...", "bad_per_kind": n}`, then one `Visit` per line (see
-messages/visitlog.py); the faults are already in the visits' plans, and `bad_per_kind` bad
-requests of each kind go with the log when it is replayed.
+visit log (`visits.jsonl`): a header line `{"huimin_visitlog": 4, "world": {...},
+"visits": {...}, "faults": "...", "bad_per_kind": n, "generator": g}`, then one `Visit` per
+line (see messages/visitlog.py); the faults are already in the visits' plans, `bad_per_kind`
+bad requests of each kind go with the log when it is replayed, and `generator` says which
+generator wrote the visits (left out before 2026-12-07).
 expected / results (`*.expected.jsonl`, `results.jsonl`): one line per visit,
 `{"visit_no", "outcome", "setlinfo", "answers": {msgid: [answer, ...]}}`, keys sorted, so
 the same seed gives byte-identical files; an expected line also holds `visit_digest`, the
@@ -39,7 +40,7 @@ from messages.visitlog import (
 from settlement.parameters import parse_parameters
 from simulators.bad_messages import MAX_BAD_PER_KIND
 from simulators.regions import PROVINCES
-from simulators.visits import VisitSpec
+from simulators.visits import GENERATOR_VERSION, VisitSpec
 from simulators.world import WorldSpec
 
 _OPTS = orjson.OPT_SORT_KEYS
@@ -59,12 +60,16 @@ class LogHeader:
     visits: VisitSpec
     faults: str = ""  # plan-level faults already applied to the visits' steps
     bad_per_kind: int = 0  # bad requests of each kind that go with the log
+    #: the generator that wrote the visits (simulators.visits.GENERATOR_VERSION); None: a
+    #: log from before headers said it
+    generator: int | None = GENERATOR_VERSION
 
 
 def _header_bytes(header: LogHeader) -> bytes:
+    said = {} if header.generator is None else {"generator": header.generator}
     return orjson.dumps({"huimin_visitlog": VISITLOG_VERSION, "world": header.world.to_dict(),
                          "visits": asdict(header.visits), "faults": header.faults,
-                         "bad_per_kind": header.bad_per_kind}, option=_OPTS)
+                         "bad_per_kind": header.bad_per_kind, **said}, option=_OPTS)
 
 
 def write_header(f: IO[bytes], header: LogHeader) -> None:
@@ -135,7 +140,10 @@ def _header_of(first: bytes) -> LogHeader:
         raise LogFormatError("its faults must be text")
     if type(bad) is not int or not 0 <= bad <= MAX_BAD_PER_KIND:
         raise LogFormatError(f"its bad_per_kind must be a whole number 0–{MAX_BAD_PER_KIND:,}")
-    head = LogHeader(WorldSpec.from_dict(world), VisitSpec(**visits), faults, bad)
+    generator = header.get("generator")
+    if generator is not None and (type(generator) is not int or generator < 1):
+        raise LogFormatError("its generator must be a whole number from 1 (or left out)")
+    head = LogHeader(WorldSpec.from_dict(world), VisitSpec(**visits), faults, bad, generator)
     parse_parameters(head.world.parameters, PROVINCES)
     return head
 

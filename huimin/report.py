@@ -37,7 +37,7 @@ from simulators.cluster_watch import lost_reason
 from simulators.faults import FaultPlan
 from simulators.regions import PROVINCES
 from simulators.visit_run import Exchange, HospitalRunResult
-from simulators.visits import VisitSpec
+from simulators.visits import GENERATOR_VERSION, VisitSpec
 from simulators.world import WorldSpec, world_tag
 from streams.broker import BOOTSTRAP_ENV
 
@@ -228,7 +228,7 @@ def summarise(report: RunReport) -> dict[str, Any]:
         "world": world_tag(report.options.world),  # the seed, persons and policy settled by
         # what decides the visits (not the policy): two runs alike here settled the same ones
         "scenario": scenario(report.options.world, report.options.visits,
-                             report.bad_per_kind, str(report.options.faults)),
+                             report.bad_per_kind, str(report.options.faults), GENERATOR_VERSION),
         "ok": report.ok,
     }
 
@@ -258,16 +258,18 @@ def bad_requests_summary(bad: BadRequestCheck) -> dict[str, Any]:
             "unexpected_dead_letters": bad.unexpected_dead_letters, "problems": bad.problems}
 
 
-def scenario(world: WorldSpec, visits: VisitSpec, bad_per_kind: int, faults: str
-             ) -> dict[str, Any]:
+def scenario(world: WorldSpec, visits: VisitSpec, bad_per_kind: int, faults: str,
+             generator: int | None) -> dict[str, Any]:
     """What decides a run's or a replay's visits, the policy left out: two summaries alike
     here settled the same visits (`huimin compare`). Of the faults, those in the visit log:
     a worker killed or joining changes no answer (a review found two replays of one log,
     one with `--faults kill-worker=1`, said to have settled different visits). The bad
-    requests' count is for the reader: they change no visit's answer (huimin/compare.py)."""
+    requests' count is for the reader: they change no visit's answer (huimin/compare.py).
+    The generator's version (None: a visit log from before headers said it), since the same
+    seed and options give other visits from one version to the next."""
     return {"world": {k: v for k, v in asdict(world).items() if k != "parameters"},
             "visits": asdict(visits), "bad_per_kind": bad_per_kind,
-            "faults": str(FaultPlan.parse(faults).in_plans())}
+            "faults": str(FaultPlan.parse(faults).in_plans()), "generator": generator}
 
 
 def replay_summary(header: LogHeader, visit_log: Path, results: Path, arrived: int,
@@ -302,7 +304,8 @@ def replay_summary(header: LogHeader, visit_log: Path, results: Path, arrived: i
         "bootstrap": bootstrap,
         "platform": platform,
         "world": world_tag(header.world),
-        "scenario": scenario(header.world, header.visits, bad_per_kind, faults),
+        "scenario": scenario(header.world, header.visits, bad_per_kind, faults,
+                             header.generator),
         # the replay's verdict (exit 0); `interrupted`: a Ctrl-C cut the platform's stop short
         # after it (the exit code is then the interrupt's)
         "ok": ok,

@@ -42,6 +42,11 @@ _LEVEL_PRICE_FACTOR = {1: 0.9, 2: 1.0, 3: 1.15}
 FAULT_ROOM_STEPS = 4
 #: How many days an inpatient stay lasts (its items are on some of them): 3 to 14.
 STAY_DAYS = (3, 14)
+#: The generator's version, raised whenever the same seed and options come to give other
+#: visits; a visit log's header and a summary's `scenario` carry it, so `huimin compare`
+#: does not take runs of two generators for runs of the same visits. 2 (2026-12-07): a
+#: person's visits never overlap; the logs and summaries before it say none.
+GENERATOR_VERSION = 2
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -24,6 +25,7 @@ from huimin import cli, cli_cluster, cli_options
 from huimin.cli_app import error_message
 from huimin.logfiles import LogFormatError, read_visit_log
 from simulators.hospital import PlatformSilent
+from simulators.visits import GENERATOR_VERSION
 from simulators.world import worlds_build_s
 from streams.broker import BOOTSTRAP_ENV, free_port
 from streams.topics import TopicsRefused
@@ -959,6 +961,35 @@ def test_a_header_asking_for_too_many_or_no_whole_number_of_bad_requests_is_refu
     bad.write_bytes(json.dumps(header).encode() + b"\n" + b"".join(lines[1:]))
     refused(huimin("replay", str(bad), "--rate", "1", "--results", str(tmp_path / "r.jsonl")),
             "line 1 is not a visit-log header", "bad_per_kind must be a whole number 0–1,000")
+
+
+@pytest.mark.parametrize("value", ["2", 0, 2.0, True])
+def test_a_header_naming_no_generator_version_is_refused(logs: Path, tmp_path: Path,
+                                                         value: object):
+    lines = (logs / "a.jsonl").read_bytes().splitlines(True)
+    header = orjson.loads(lines[0])
+    assert header["generator"] == GENERATOR_VERSION  # as `generate` writes it
+    header["generator"] = value
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(json.dumps(header).encode() + b"\n" + b"".join(lines[1:]))
+    refused(huimin("verify", str(bad), str(logs / "a.expected.jsonl")),
+            "line 1 is not a visit-log header", "its generator must be a whole number from 1")
+
+
+def test_a_header_of_before_the_generator_was_said_reads_as_unsaid(logs: Path, tmp_path: Path):
+    """Logs written before 2026-12-07 have no `generator`: still read, the generator unsaid
+    (None), so their replays' summaries do not claim the generator of today."""
+    lines = (logs / "a.jsonl").read_bytes().splitlines(True)
+    header = orjson.loads(lines[0])
+    del header["generator"]
+    old = tmp_path / "old.jsonl"
+    old.write_bytes(json.dumps(header).encode() + b"\n" + b"".join(lines[1:]))
+    read, visits = read_visit_log(old)
+    visits.close()
+    assert read.generator is None
+    assert read == replace(read_visit_log(logs / "a.jsonl")[0], generator=None)
+    result = huimin("verify", str(old), str(logs / "a.expected.jsonl"))
+    assert result.exit_code == 0, result.output
 
 
 def test_verify_of_a_piped_log_without_expected_answers_says_it_needs_a_file(

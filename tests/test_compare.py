@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from huimin import cli
 from huimin.compare import NotARun, compared, differences_beyond_policy, read_run
 from huimin.report import scenario
-from simulators.visits import VisitSpec
+from simulators.visits import GENERATOR_VERSION, VisitSpec
 from simulators.world import WorldSpec
 
 SCENARIO = {"world": {"seed": 42, "persons": 5000}, "visits": {"visits": 2000, "days": 60},
@@ -132,14 +132,38 @@ def test_a_worker_killed_or_joining_or_other_bad_requests_are_no_difference_in_t
     visit log does."""
     def replay(faults: str) -> Path:
         content = summary({"110000": 1_000})
-        content["scenario"] = scenario(WorldSpec(), VisitSpec(), 2, faults)
+        content["scenario"] = scenario(WorldSpec(), VisitSpec(), 2, faults, GENERATOR_VERSION)
         return run_dir(tmp_path, f"r{len(list(tmp_path.iterdir()))}", content)
 
     plain, killed = read_run(replay("")), read_run(replay("kill-worker=1,join-worker=1"))
     assert differences_beyond_policy(plain, killed) == []
     without_bad = summary({"110000": 1_000})
-    without_bad["scenario"] = scenario(WorldSpec(), VisitSpec(), 0, "")
+    without_bad["scenario"] = scenario(WorldSpec(), VisitSpec(), 0, "", GENERATOR_VERSION)
     assert differences_beyond_policy(  # bad requests are all refused, at other hospitals
         plain, read_run(run_dir(tmp_path, "no-bad", without_bad))) == []
     duplicated = read_run(replay("duplicate=0.05,kill-worker=1"))
     assert differences_beyond_policy(plain, duplicated) == ["faults: '' and 'duplicate=0.05'"]
+
+
+def test_runs_of_two_generators_are_said_to_have_settled_different_visits(
+        tmp_path: Path) -> None:
+    """The same seed and options gave other visits once a person's visits stopped
+    overlapping (generator 2): a run of before it, whose summary names no generator, is not
+    taken for one of the same visits (a review of the session of 12-07)."""
+    def run(generator: int | None) -> Path:
+        content = summary({"110000": 1_000})
+        content["scenario"] = scenario(WorldSpec(), VisitSpec(), 2, "", generator)
+        if generator is None:
+            del content["scenario"]["generator"]  # as a summary of before wrote it
+        return run_dir(tmp_path, f"g{generator}", content)
+
+    new, old = read_run(run(GENERATOR_VERSION)), read_run(run(None))
+    assert differences_beyond_policy(new, read_run(run(GENERATOR_VERSION + 1))) == [
+        f"the visits' generator: version {GENERATOR_VERSION} and version "
+        f"{GENERATOR_VERSION + 1}"]
+    said = differences_beyond_policy(old, new)
+    assert said == ["the visits' generator: unsaid (a run or log from before 2026-12-07) and "
+                    f"version {GENERATOR_VERSION}"]
+    shown = CliRunner().invoke(cli.app, ["compare", str(tmp_path / "gNone"),
+                                         str(tmp_path / f"g{GENERATOR_VERSION}")])
+    assert shown.exit_code == 0 and "settled different visits" in shown.output, shown.output

@@ -16,6 +16,7 @@ import orjson
 import pytest
 
 from huimin.logfiles import read_visit_log
+from simulators.visits import GENERATOR_VERSION
 from simulators.world import WorldSpec, world_tag
 from streams.broker import BOOTSTRAP_ENV, EmbeddedBroker
 from streams.security import SECRET_ENV
@@ -118,6 +119,7 @@ def test_a_replays_summary_says_its_figures_and_compares_with_the_same_run(repla
     assert sum(summary["visits_settled_by_route"].values()) == len(settled) > 0
     assert summary["money_fen"]["hifp_pay"] == sum(s["hifp_pay"] for s in settled)
     assert sum(m["settlements"] for m in summary["money_fen_by_month"].values()) == len(settled)
+    assert summary["scenario"]["generator"] == GENERATOR_VERSION  # its log's header's
     # a run of the same scenario (its log's options) settles the same visits alike
     run = huimin("run", *GENERATE, "--faults", "lose-answer=0.1", "--bad-per-kind", "0",
                  "--rate", "50", "--out", "run", cwd=replayed)
