@@ -741,7 +741,7 @@ def run_bench(rates: list[float], duration: float, warmup: float, broker_kind: s
                 building_s = worlds_build_s(world.spec.persons, workers, os.cpu_count() or 1)
                 fleet.sign_in(world.ref.hospitals.values(), "2026-12-01 00:00:00",
                               timeout_s=SIGN_IN_TIMEOUT_S + building_s,
-                              world=world_tag(world.spec))
+                              world=world_tag(world.spec), gone=p.gone)
                 p.wait_until_serving(SERVING_TIMEOUT_S + building_s)
                 pids = {"broker": broker_pids(bootstrap, broker_kind),
                         "workers": [w.process.pid for w in p.workers if w.process]}

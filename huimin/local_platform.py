@@ -19,7 +19,7 @@ from messages.topics import HOSP_REQUESTS
 from simulators.world import WorldSpec
 from streams.broker import free_port
 from streams.config import FETCH_MIN_BYTES, FETCH_WAIT_MS, LINGER_MS, STORES, WorkerConfig
-from streams.process import WorkerProcess
+from streams.process import WorkerProcess, exit_reason
 from streams.table_files import LOCK_FILE
 from streams.topics import create_platform_topics, records_in, topic_problems, unfit_topics
 
@@ -121,6 +121,15 @@ class Platform:
              "labels": {"job": "huimin-workers", "worker": str(n)}}
             for n, w in enumerate(self.workers)], option=orjson.OPT_INDENT_2))
         return worker
+
+    def gone(self) -> str | None:
+        """Why the platform will not answer, if a worker has exited (a worker stops only
+        when told to or on an error it cannot get over: a cluster refusing its producers);
+        None while every worker runs."""
+        for n, w in enumerate(self.workers):
+            if (status := w.exited()) is not None:
+                return exit_reason(f"worker {n}", status, w.log_path)
+        return None
 
     def assignments(self) -> list[dict[str, Any] | None]:
         """Each worker's `/assignment/` (None while its web server is not up yet)."""

@@ -263,7 +263,8 @@ def execute(world: World, visits: Iterable[Visit], arrivals: list[float], bad: l
         sign_in_s = fleet.sign_in(world.ref.hospitals.values(),
                                   first.begntime if first else "2026-01-01 00:00:00",
                                   timeout_s=SIGN_IN_TIMEOUT_S + building_s,
-                                  world=world_tag(world.spec))
+                                  world=world_tag(world.spec),
+                                  gone=ours.gone if ours is not None else lambda: None)
         if ours is not None:
             sign_in_s += ours.wait_until_serving(SERVING_TIMEOUT_S + building_s)
         on_stage(f"{len(arrivals):,} visits")

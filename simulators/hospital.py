@@ -305,9 +305,11 @@ class HospitalFleet:
         return out
 
     def sign_in(self, hospitals: Iterable[Hospital], inf_time: str,
-                timeout_s: float = SIGN_IN_TIMEOUT_S, world: str | None = None) -> float:
+                timeout_s: float = SIGN_IN_TIMEOUT_S, world: str | None = None,
+                gone: Callable[[], str | None] = lambda: None) -> float:
         """9001 for every hospital; returns seconds until all were answered (the platform is
-        up). Raises PlatformSilent if the platform does not answer, and
+        up). Raises PlatformSilent if the platform does not answer (at once if `gone` says
+        why it will not: a worker we started has exited), and
         PlatformOfAnotherWorld if an answer names a world other than `world`
         (`simulators.world.world_tag`; a worker of a version before it names none), and
         SignaturesRefused if the platform refuses their signatures."""
@@ -330,6 +332,8 @@ class HospitalFleet:
                 break
             if foreign_at is None and world is not None and worlds - {world}:
                 foreign_at = now
+            if (reason := gone()) is not None:
+                raise PlatformSilent(reason)
             for msg in self._poll(100, worlds):
                 ans = msg.get("ans", {})
                 if waiting.pop(ans.get("inf_refmsgid", ""), None) is not None and \

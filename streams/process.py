@@ -34,6 +34,26 @@ def allow_profilers() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PTRACER, _PR_SET_PTRACER_ANY, 0, 0, 0)
 
 
+#: A worker log's line that says why it stopped, and what a person can do about it.
+_EXIT_HINTS = (
+    ("InitProducerId", "the cluster refused an idempotent producer (InitProducerId), as "
+     "Tansu does: give `--broker tansu` for a Tansu cluster (`--broker kafka` wants Apache "
+     "Kafka)"),
+)
+
+
+def exit_reason(name: str, status: int, log_path: Path) -> str:
+    """Why a worker that exited by itself did so, for a person: its status, the last error
+    its log says (workers log no personal data) and, where one is known, what to do."""
+    errors: list[str] = []
+    with contextlib.suppress(OSError), open(log_path, encoding="utf-8", errors="replace") as log:
+        errors = [line.strip() for line in log if "[ERROR]" in line or "Error:" in line]
+    hint = next((h for mark, h in _EXIT_HINTS if any(mark in e for e in errors)), None)
+    said = f"; its last error: {errors[-1][:300]}" if errors else ""
+    return (f"{name} exited (status {status}) before the platform answered{said} (its log: "
+            f"{log_path})" + (f": {hint}" if hint else ""))
+
+
 class WorkerProcess:
     def __init__(self, cfg: WorkerConfig, log_path: Path, loglevel: str = "info") -> None:
         self.cfg = cfg
@@ -51,6 +71,10 @@ class WorkerProcess:
                                             env={**os.environ, "PYTHONUNBUFFERED": "1"},
                                             preexec_fn=stopped_with_parent())
         return self
+
+    def exited(self) -> int | None:
+        """The exit status if the worker has exited (by itself, or stopped), else None."""
+        return None if self.process is None else self.process.poll()
 
     def kill(self) -> None:
         """SIGKILL, as a crash would: no clean shutdown, no final commit."""

@@ -4,6 +4,7 @@ measured at each offered rate."""
 
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 from benchmarks.bounds import FIND_CAPACITY_LEAST
 from benchmarks.load import RATE_MARK, bench_persons, sweep_rates
 from benchmarks.profiles import can_attach
+from streams.broker import BOOTSTRAP_ENV, broker
 from streams.config import FETCH_WAIT_MS
 from tests.conftest import TOOLS_REQUIRED, interrupt_huimin, run_huimin
 
@@ -208,3 +210,19 @@ def test_a_bench_stopped_before_its_first_rate_writes_nothing_and_says_so(tmp_pa
     assert "Traceback" not in proc.stdout and not (out / "bench.json").exists()
     assert (out / "rate-0" / "broker.log").exists()  # the logs of the rate it stopped
     assert not left
+
+
+def test_a_kafka_bench_on_a_tansu_cluster_says_at_once_why_its_worker_stopped(tmp_path: Path):
+    """`--broker kafka` (idempotent producers) with KAFKA_BOOTSTRAP_SERVERS naming a Tansu
+    broker, which has none: the worker exits within a second, and the bench waited out its
+    121-s sign-in before saying only that no platform answered (a review)."""
+    with broker(tmp_path / "broker.log") as bootstrap:
+        result = run_huimin(["bench", "--broker", "kafka", "--rates", "5", "--duration", "3",
+                             "--warmup", "1", "--no-ceiling", "--out", str(tmp_path / "b")],
+                            timeout=100, env={**os.environ, BOOTSTRAP_ENV: bootstrap})
+    said = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode == 2, said
+    assert "worker 0 exited (status 1) before the platform answered" in said
+    assert "refused an idempotent producer (InitProducerId)" in said
+    assert "give `--broker tansu` for a Tansu cluster" in said
+    assert "within 121 s" not in said
