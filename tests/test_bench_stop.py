@@ -42,7 +42,7 @@ def platform_stood_in(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
     @contextlib.contextmanager
     def no_platform(*_: Any, **__: Any) -> Iterator[Any]:
-        yield SimpleNamespace(workers=[], wait_until_serving=lambda *_: 0.0)
+        yield SimpleNamespace(workers=[], wait_until_serving=lambda *_: 0.0, gone=lambda: None)
 
     class NoFleet:
         def __init__(self, *_: Any, **__: Any) -> None:
