@@ -406,7 +406,7 @@ def daily_reconciliation_summary(d: DailyReconciliationCheck) -> dict[str, Any]:
             "balanced_after_posting": d.balanced_after_posting,
             "balanced_after_waiting": d.balanced_after_waiting,
             "unbalanced": d.unbalanced, "posted": d.posted,
-            "expected_posted": d.expected_posted,
+            "expected_posted": d.expected_posted, "undoings_posted": d.undoings_posted,
             # what the settlements posted from 3202 paid: in the ledger, not in the visits'
             # results (their HIS never saw the answers)
             "posted_money_fen": dict(zip(("medfee_sumamt", "hifp_pay", "acct_pay"),
@@ -418,7 +418,9 @@ def daily_reconciliation_line(day: dict[str, Any]) -> str:
     return (f"[bold]Daily reconciliation[/] {day['hospital_days']:,} hospital-days: "
             f"{day['balanced_at_once']:,} 平 at once, {day['balanced_after_posting']:,} "
             f"不平 until 3202 detailed {counted(day['posted'], 'settlement')} whose "
-            f"answers were lost (expected {day['expected_posted']:,}), "
+            f"answers were lost (expected {day['expected_posted']:,})"
+            + (f" and {counted(day['undoings_posted'], 'cancellation')}"
+               if day.get("undoings_posted") else "") + ", "
             f"{day['balanced_after_waiting']:,} 平 once the clearing caught up, "
             + (f"[red]{len(day['unbalanced'])} left 不平[/]" if day["unbalanced"]
                else "0 left 不平"))

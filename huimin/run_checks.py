@@ -195,11 +195,13 @@ class DailyReconciliationCheck:
 
     days: int = 0
     balanced_at_once: int = 0
-    balanced_after_posting: int = 0  # 不平 until 3202 detailed the settlements it had lost
+    balanced_after_posting: int = 0  # 不平 until 3202 detailed what its HIS had lost
     balanced_after_waiting: int = 0  # 不平 until the platform's clearing caught up
     unbalanced: list[str] = field(default_factory=list)
     posted: int = 0
     expected_posted: int = 0
+    #: cancellations posted from 3202 (answers lost in a hand-written log: `2208~`)
+    undoings_posted: int = 0
     #: the posted settlements' money, fen: medfee_sumamt, hifp_pay, acct_pay
     posted_fen: list[int] = field(default_factory=lambda: [0, 0, 0])
 
@@ -228,13 +230,14 @@ def check_daily_reconciliation(result: HospitalRunResult, expected_posted: int
             continue
         check.days += 1
         check.posted += day.posted
+        check.undoings_posted += day.undoings_posted
         check.posted_fen = [a + b for a, b in zip(check.posted_fen, day.posted_fen, strict=True)]
         if not day.balanced:
             check.unbalanced.append(f"{day.fixmedins_code} {day.day}: {day.result or 'no answer'}"
                                     f" after {day.attempts} 3201")
         elif day.attempts == 1:
             check.balanced_at_once += 1
-        elif day.posted:
+        elif day.posted or day.undoings_posted:
             check.balanced_after_posting += 1
         else:
             check.balanced_after_waiting += 1

@@ -501,10 +501,19 @@ class SettlementDetail(_Output):
     acct_pay: Fen
 
 
+class UndoingDetail(SettlementDetail):
+    """A cancellation or reversal of the period, as 3202 details it: a hospital that lost
+    its answer posts it (docs/design.md)."""
+
+    event: Literal["cancel", "reverse"]
+    event_time: str
+
+
 class ReconcileDetailsOutput(_Output):
     missing_at_hospital: list[str]
     missing_on_platform: list[str]
     details: list[SettlementDetail]  # of missing_at_hospital, for the hospital to post
+    undone: list[UndoingDetail] = []  # the period's cancellations and reversals
 
 
 class ClearingApplicationOutput(_Output):

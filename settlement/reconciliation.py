@@ -44,15 +44,20 @@ def reconcile_totals(hospital: Totals, platform: Totals) -> dict[str, Any]:
             "differences": {k: v for k, v in diffs.items() if v}}
 
 
-def reconcile_details(hospital_setl_ids: Iterable[str],
-                      platform: dict[str, SettlementEvent]) -> dict[str, Any]:
-    """3202: the settlements only the platform has (with their details), and those only the
-    hospital has. `platform`: the settle events in force, by setl_id."""
+def reconcile_details(hospital_setl_ids: Iterable[str], platform: dict[str, SettlementEvent],
+                      undone: Iterable[SettlementEvent] = ()) -> dict[str, Any]:
+    """3202: the settlements only the platform has (with their details), those only the
+    hospital has, and the period's cancellations and reversals (`undone`): a hospital that
+    lost a cancellation's answer holds as in force a settlement the platform undid, and
+    posts the undoing from them (DOMAIN.md is silent; docs/design.md). `platform`: the
+    settle events in force, by setl_id."""
     hosp = set(hospital_setl_ids)
     missing = sorted(set(platform) - hosp)
     return {"missing_at_hospital": missing,
             "missing_on_platform": sorted(hosp - set(platform)),
-            "details": [settlement_detail(platform[s]) for s in missing]}
+            "details": [settlement_detail(platform[s]) for s in missing],
+            "undone": [undoing_detail(e) for e in
+                       sorted(undone, key=lambda e: (e.time, e.setl_id, e.event))]}
 
 
 def settlement_detail(e: SettlementEvent) -> dict[str, Any]:
@@ -62,21 +67,30 @@ def settlement_detail(e: SettlementEvent) -> dict[str, Any]:
             "acct_pay": e.acct_pay}
 
 
+def undoing_detail(e: SettlementEvent) -> dict[str, Any]:
+    """A cancellation or reversal as 3202 details it: the settlement's detail, with the kind
+    of undoing and its own time (`event_time`), which dates it in the books."""
+    return {**settlement_detail(e), "event": e.event, "event_time": e.time}
+
+
 def event_of_detail(fixmedins_code: str, d: dict[str, Any]) -> SettlementEvent:
-    """The settle event a hospital posts from a 3202 detail it was missing."""
-    return SettlementEvent(d["setl_id"], "settle", d["setl_time"], fixmedins_code,
+    """The event a hospital posts from a 3202 detail it was missing: a settlement's, or a
+    cancellation's or reversal's (`undoing_detail`)."""
+    return SettlementEvent(d["setl_id"], d.get("event", "settle"),
+                           d.get("event_time", d["setl_time"]), fixmedins_code,
                            d["insuplc_admdvs"], d["mdtrtarea_admvs"], d["hifp_pay"],
                            d["medfee_sumamt"], d["fund_pay_sumamt"], d["acct_pay"])
 
 
 def platform_totals(events: Iterable[SettlementEvent], fixmedins_code: str, begndate: str,
-                    enddate: str) -> tuple[Totals, dict[str, SettlementEvent]]:
+                    enddate: str
+                    ) -> tuple[Totals, dict[str, SettlementEvent], list[SettlementEvent]]:
     """The platform's view of one hospital over [begndate, enddate] (yyyy-MM-dd, by event
-    date): totals net of cancellations and reversals in the period, and the settle events of
-    the period still in force at its end, by setl_id."""
+    date): totals net of cancellations and reversals in the period, the settle events of
+    the period still in force at its end, by setl_id, and the period's undoings."""
     count = medfee = fund = acct = 0
     settled: dict[str, SettlementEvent] = {}
-    undone: set[str] = set()
+    undoings: list[SettlementEvent] = []
     for e in events:
         if e.fixmedins_code != fixmedins_code or not begndate <= e.time[:10] <= enddate:
             continue
@@ -87,9 +101,10 @@ def platform_totals(events: Iterable[SettlementEvent], fixmedins_code: str, begn
         if e.event == "settle":
             settled[e.setl_id] = e
         else:
-            undone.add(e.setl_id)
+            undoings.append(e)
+    undone = {e.setl_id for e in undoings}
     return Totals(count, medfee, fund, acct), \
-        {k: v for k, v in settled.items() if k not in undone}
+        {k: v for k, v in settled.items() if k not in undone}, undoings
 
 
 def answer_clearing_application(req: dict[str, Any],
@@ -161,10 +176,10 @@ def answer_reconciliation(req: dict[str, Any],
     if req["infno"] == Infno.CLEARING_APPLICATION:
         return answer_clearing_application(req, events)
     inp = req["input"]
-    totals, in_force = platform_totals(events, req["fixmedins_code"], inp["stmt_begndate"],
-                                       inp["stmt_enddate"])
+    totals, in_force, undoings = platform_totals(events, req["fixmedins_code"],
+                                                 inp["stmt_begndate"], inp["stmt_enddate"])
     if req["infno"] == Infno.RECONCILE_TOTALS:
         hospital = Totals(inp["fixmedins_setl_cnt"], inp["medfee_sumamt"],
                           inp["fund_pay_sumamt"], inp["acct_pay"])
         return ok_answer(req["msgid"], reconcile_totals(hospital, totals))
-    return ok_answer(req["msgid"], reconcile_details(inp["setl_ids"], in_force))
+    return ok_answer(req["msgid"], reconcile_details(inp["setl_ids"], in_force, undoings))

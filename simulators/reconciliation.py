@@ -5,7 +5,8 @@ in them) and the settlements it posted later from a 3202's details.
 - Every simulated day, once it is over (every visit that began by then has finished), each
   hospital that sent anything dated that day reconciles it: 3201 with its totals. If 不平, it
   sends 3202 with its settlements, posts those the platform details as missing at the hospital
-  (the settlements whose answers it lost) and sends 3201 again. If instead the platform is the
+  (the settlements whose answers it lost) and the cancellations of its settlements it did not
+  know of (their answers lost), and sends 3201 again. If instead the platform is the
   one missing something (its money events trail the answers by a few hops), it asks again a
   second later.
 - At the end of a run: per hospital, 3201 and 3202 over the whole period; per
@@ -68,18 +69,20 @@ class HospitalBooks:
         self._reversals_seen: dict[str, dict[str, str]] = defaultdict(dict)  # setl_id -> time
         self.admdvs: dict[str, str] = {}
 
-    def _add(self, code: str, e: SettlementEvent) -> None:
+    def _add(self, code: str, e: SettlementEvent) -> bool:
         """Each event once: a settlement by its id (its day is its settlement time's), an
-        undoing by its id and kind whatever day a repeat of it is dated."""
+        undoing by its id and kind whatever day a repeat of it is dated. False if the books
+        had it."""
         days = self._days[code]
         if e.event == "settle":
             if e.setl_id in getattr(days.get(e.time[:10]), "settled", ()):
-                return
+                return False
         elif (e.setl_id, e.event) in self._undone[code]:
-            return
+            return False
         else:
             self._undone[code].add((e.setl_id, e.event))
         days.setdefault(e.time[:10], DayBook()).add(e)
+        return True
 
     def record(self, session: VisitSession) -> None:
         """A finished visit: the events of the answers its HIS saw, and the reversals it saw
@@ -105,6 +108,15 @@ class HospitalBooks:
         if undone_at is not None:
             # dated as the platform dates it: never before what it undid (settlement/ledger.py)
             self._add(fixmedins_code, replace(e, event="reverse", time=max(undone_at, e.time)))
+
+    def post_undoing(self, fixmedins_code: str, detail: dict[str, Any]) -> bool:
+        """A cancellation or reversal a 3202 answer details (`undone`), posted if the books
+        hold the settlement it undoes and not the undoing: the hospital had lost its answer
+        (a `2208~`). True if posted."""
+        e = event_of_detail(fixmedins_code, detail)
+        if not any(e.setl_id in d.settled for d in self._days[fixmedins_code].values()):
+            return False  # a settlement the hospital never held: nothing of it to undo
+        return self._add(fixmedins_code, e)
 
     @property
     def hospitals(self) -> list[str]:
@@ -173,6 +185,7 @@ class DayReconciliation:
     first: str = ""  # stmt_rslt of the first 3201
     result: str = ""  # stmt_rslt of the last 3201
     posted: int = 0  # settlements posted from 3202 details (answers the HIS had lost)
+    undoings_posted: int = 0  # cancellations posted from 3202 (their answers lost)
     #: their money, fen: medfee_sumamt, hifp_pay, acct_pay (the visits' results hold none of
     #: it: their HIS never saw the answer)
     posted_fen: list[int] = field(default_factory=lambda: [0, 0, 0])
@@ -259,7 +272,10 @@ class DailyReconciler:
             money = [detail.get(k) for k in ("medfee_sumamt", "hifp_pay", "acct_pay")]
             if all(type(v) is int for v in money):  # else not whole fen: verify names it
                 rec.posted_fen = [a + b for a, b in zip(rec.posted_fen, money, strict=True)]
-        if out.get("details"):
+        undone = sum(self.books.post_undoing(rec.fixmedins_code, detail)
+                     for detail in out.get("undone", []))
+        rec.undoings_posted += undone
+        if out.get("details") or undone:
             return [self._totals(rec)]
         rec.waited += 1  # the platform has yet to see some of the hospital's settlements
         heapq.heappush(self._retries, (now + self.retry_s, rec.fixmedins_code, rec.day))

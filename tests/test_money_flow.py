@@ -12,6 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from messages.codes import CANCELLATIONS
+from messages.visitlog import Visit
 from settlement.clearing import ClearingPolicy, ClearingStatement, clear
 from settlement.ledger import Event, Ledger, SettlementEvent, events_from_answers, postings_for
 from settlement.oracle import Oracle
@@ -320,6 +322,52 @@ def test_hospitals_that_lost_settlement_answers_are_unbalanced_until_3202_detail
         assert not out.get("missing_at_hospital") and not out.get("missing_on_platform")
 
 
+def test_a_hospital_that_lost_a_cancellations_answer_posts_it_from_3202_and_balances():
+    """A hand-written `2208~` or `2305~`: the HIS holds as in force a settlement the platform
+    undid, so its day was 不平 and its province's 3203 refused (3202 named the settlement
+    missing on the platform, and nothing for the HIS to post). 3202 now details the period's
+    undoings; the HIS posts those of its settlements it did not know undone, and balances."""
+    from messages.visitlog import parse_step
+    from simulators.reconciliation import DailyReconciler, HospitalBooks, closing_requests
+
+    world = build_world(WorldSpec(seed=21, persons=600))
+    oracle = Oracle(world.ref)
+
+    def cancellations_lost(v: Visit) -> Visit:
+        steps = [f"{s}~" if parse_step(s) == (s, "") and s in CANCELLATIONS else s
+                 for s in v.steps]
+        return v.model_copy(update={"steps": steps})
+
+    sessions = list(oracle.settle_log(
+        cancellations_lost(v) for v in generate_visits(world, VisitSpec(visits=400))))
+    lost = sum(1 for s in sessions for msgid, infno, answers in s.exchanges()
+               if msgid in s.lost and infno in CANCELLATIONS
+               and any(a.get("infcode") == 0 for a in answers))
+    assert lost > 5  # cancellations that undid a settlement, their answers lost
+    books = HospitalBooks()
+    daily = DailyReconciler(books)
+    for s in sessions:
+        books.record(s)
+        for msgid, _ in s.sent:
+            daily.saw({"inf_time": msgid_time(msgid), "fixmedins_code": s.visit.fixmedins_code})
+    for day in daily.open_days:
+        queue = daily.close(day)
+        while queue:
+            key, req = queue.pop()
+            queue += daily.on_answer(oracle.submit(key, req), 0.0)
+    days = list(daily.days.values())
+    assert sum(d.first == "1" for d in days) > 0 and all(d.balanced for d in days)
+    assert sum(d.undoings_posted for d in days) == lost
+    closing = [oracle.submit(key, req)["output"] for key, req in closing_requests(books)]
+    assert any("appy_stas" in out for out in closing)
+    for out in closing:
+        assert out.get("stmt_rslt", "0") == "0" and out.get("appy_stas", "1") == "1", out
+        assert not out.get("missing_at_hospital") and not out.get("missing_on_platform")
+    undone = next(out["undone"] for out in closing if out.get("undone"))
+    assert {u["event"] for u in undone} <= {"cancel", "reverse"}
+    assert all(u["event_time"] >= u["setl_time"] for u in undone)
+
+
 def test_a_clearing_application_is_accepted_only_for_the_statement_amount():
     """3203 from a treatment-province agency: accepted (受理) when it applies for what the
     month's statement makes its province receivable, refused (不予受理) with the difference
@@ -466,7 +514,7 @@ def test_hospital_books_kept_by_day_reckon_periods_as_the_platform_does_from_the
         days = books.days(code)
         assert days == sorted({e.time[:10] for e in seen[code].values()})
         for first, last in [(d, d) for d in days] + [(days[0], days[-1])]:
-            totals, in_force = platform_totals(seen[code].values(), code, first, last)
+            totals, in_force, _ = platform_totals(seen[code].values(), code, first, last)
             assert books.totals(code, first, last) == (totals, set(in_force))
 
 

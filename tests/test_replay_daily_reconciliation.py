@@ -54,6 +54,19 @@ def test_a_replay_whose_days_all_balanced_says_how_and_passes(
            "caught up, 0 left 不平" in line
 
 
+def test_a_day_balanced_by_posting_a_lost_cancellation_is_said_so_and_passes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A hand-written `2208~`: the day balances once the HIS posts the cancellation 3202
+    details; it was counted as balanced once the clearing caught up."""
+    days = [DayReconciliation("H11010000001", "2026-01-05", attempts=2, first=UNBALANCED,
+                              result=BALANCED, undoings_posted=1)]
+    result = replay_with_days(tmp_path, monkeypatch, days)
+    assert result.exit_code == 0, (result.output, result.exception)
+    line = " ".join(result.output.split())
+    assert "1 不平 until 3202 detailed 0 settlements whose answers were lost (expected 0) " \
+           "and 1 cancellation, 0 平 once the clearing caught up, 0 left 不平" in line
+
+
 def test_a_replay_with_a_day_left_unbalanced_fails_naming_it(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     days = [DayReconciliation("H11010000001", "2026-01-05", attempts=1, result=BALANCED),
