@@ -42,7 +42,13 @@ from messages.signing import Signer
 from messages.transactions import ALL_FEES, INPUT_MODELS, PATTERNS_IN_WORDS
 from settlement.catalogue import FeeTotals
 from settlement.ids import mdtrt_id_for, sign_no_for
-from settlement.reference import Hospital, ReferenceData, agency_code, is_agency_code
+from settlement.reference import (
+    Enrollment,
+    Hospital,
+    ReferenceData,
+    agency_code,
+    is_agency_code,
+)
 from settlement.retention import WINDOW_DAYS, cutoff, horizon, msgid_stamp
 from settlement.reversals import TOO_FAR_AHEAD, ahead_of, in_advance, reversed_by
 from settlement.treatment_row import (
@@ -507,7 +513,7 @@ class TreatmentPlatform:
             ctx["mdtrt_id"] = inp.mdtrt_id
             return self._forward(req, inp, ctx, row, pending=inp.mdtrt_id)
         if infno == Infno.REVERSAL:
-            return self._reversal(req, inp, ctx, row)
+            return self._reversal(req, inp, ctx, row, certno)
         assert infno == Infno.ACCUMULATORS
         return self._forward(req, inp, ctx)
 
@@ -545,8 +551,8 @@ class TreatmentPlatform:
         return self._answer(row, req.msgid, {"mdtrt_id": inp.mdtrt_id,
                                              "status": "discharged"}, ctx)
 
-    def _reversal(self, req: Request, inp: Any, ctx: dict[str, Any],
-                  row: TreatmentRow) -> tuple[Outcome, TreatmentRow | None]:
+    def _reversal(self, req: Request, inp: Any, ctx: dict[str, Any], row: TreatmentRow,
+                  certno: str) -> tuple[Outcome, TreatmentRow | None]:
         """2601: the hospital's own transaction within the operating window, undone here
         (`_reverse`) or, for what the insured place did, forwarded to it."""
         if inp.oinfno not in REVERSIBLE and inp.oinfno not in CANCELLATIONS:
@@ -576,6 +582,9 @@ class TreatmentPlatform:
             # a settlement's reversal unsettles a visit its answer names: any of them
             return self._forward(req, inp, ctx, row,
                                  pending="" if inp.oinfno in SETTLEMENTS else None)
+        # undone here, the insured place never sees it: held to the person as there (a
+        # 2601 with another's psn_no undid a registration: an integrator's review)
+        self._check_person(certno, req, inp.psn_no)
         return self._reverse(req, inp, ctx, row)
 
     def _agency_request(self, req: Request, ctx: dict[str, Any]) -> tuple[Outcome, None]:
@@ -663,20 +672,27 @@ class TreatmentPlatform:
         """A registration (就医登记) names the person as their 1101 answered: psn_no, insutype
         and insured city. A treatment platform checks it against the person index, so a wrong
         one is refused at the desk, not first at the settlement, after the fees."""
+        person = self._check_person(certno, req, inp.psn_no)
+        if inp.insutype != person.insutype:
+            raise Rejected(ErrorCode.PERSON_MISMATCH, f"input.insutype {inp.insutype} is not "
+                           "the person's insurance type (1101 answers it)")
+
+    def _check_person(self, certno: str, req: Request, psn_no: str) -> Enrollment:
+        """The person of the message key, insured where the request says, with this psn_no:
+        what a request the treatment platform decides itself is held to (E2002, E2003,
+        E3004), as the insured place holds those it decides."""
         person = self.ref.enrollments.get(certno)
         if person is None:
             raise Rejected(ErrorCode.UNKNOWN_PERSON, f"no insured person {mask_key(certno)} "
                            "(1101 answers who is insured, and where)")
-        if inp.psn_no != person.psn_no:
+        if psn_no != person.psn_no:
             raise Rejected(ErrorCode.PERSON_MISMATCH,
                            "input.psn_no is not the person's (1101 answers it)")
-        if inp.insutype != person.insutype:
-            raise Rejected(ErrorCode.PERSON_MISMATCH, f"input.insutype {inp.insutype} is not "
-                           "the person's insurance type (1101 answers it)")
         if req.insuplc_admdvs != person.insuplc_admdvs:
             raise Rejected(ErrorCode.INSURED_PLACE_MISMATCH,
                            f"insuplc_admdvs {req.insuplc_admdvs} is not where the person is "
                            "insured (1101 answers it)")
+        return person
 
     def _upload_fees(self, req: Request, inp: Any, ctx: dict[str, Any], row: TreatmentRow,
                      hospital: Hospital) -> tuple[Outcome, TreatmentRow]:

@@ -166,3 +166,28 @@ def test_a_request_naming_another_city_of_the_insured_province_is_refused_e3004(
     assert ok(c.send(EMP_CERTNO, {**req, "insuplc_admdvs": EMP.insuplc_admdvs,
                                   "msgid": c.request(EMP_CERTNO, infno, {})["msgid"]}))
     assert list(end_state(c)[2].values()) == (["reversed"] if infno == "2601" else ["settled"])
+
+
+@pytest.mark.parametrize("oinfno", ["2201", "2204", "2202"])
+def test_a_2601_the_treatment_side_decides_is_held_to_the_person_as_the_insured_place_does(
+        oinfno: str):
+    """A 2601 of a registration, a fee upload or a registration's cancellation is undone
+    at the treatment side, which never asked whose psn_no or insured city it named: one with
+    another person's psn_no undid a registration (an integrator's review). Refused now as
+    the insured place refuses a settlement's 2601 (E2003, E3004); the right one still undoes."""
+    c = Clinic()
+    m = c.register()
+    original = {"2201": c.answers[-1]["inf_refmsgid"]}
+    if oinfno != "2201":
+        done = c.upload(m, [("0001", "DA", 1, 25_000)]) if oinfno == "2204" else c.do(
+            EMP_CERTNO, "2202", {"psn_no": EMP.psn_no, "mdtrt_id": m, "ipt_otp_no": "1"})
+        original[oinfno] = ok(done) and c.answers[-1]["inf_refmsgid"]
+    reversal = c.request(EMP_CERTNO, "2601", reversal_input(EMP, original[oinfno], oinfno))
+    other = next(e for e in c.ref.enrollments.values() if e.psn_no != EMP.psn_no)
+    refused(c.send(EMP_CERTNO, {**reversal, "input": {**reversal["input"],
+                                                       "psn_no": other.psn_no}}),
+            ErrorCode.PERSON_MISMATCH)
+    refused(c.send(EMP_CERTNO, {**c.request(EMP_CERTNO, "2601", reversal["input"]),
+                                "insuplc_admdvs": "110200"}), ErrorCode.INSURED_PLACE_MISMATCH)
+    assert ok(c.send(EMP_CERTNO, {**reversal, "msgid": c.request(
+        EMP_CERTNO, "2601", {})["msgid"]}))["result"] == "undone"
