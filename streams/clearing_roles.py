@@ -12,7 +12,7 @@ from faust.web import Request, Response, View
 
 from messages import topics
 from messages.codec import decode, encode_to_keep
-from messages.platform import unwrap
+from messages.platform import NotPlatformMessage, unwrap
 from messages.trace import NAT_IN
 from settlement.clearing import ClearingPolicy, clear
 from settlement.ledger import Ledger, SettlementEvent
@@ -77,7 +77,7 @@ class ClearingRoles:
         self.index_stale = self.gauge_stale = True
 
     def on_money_event(self, key: bytes | None, value: bytes | None) -> list[Send]:
-        event = SettlementEvent(**decode(value))
+        event = money_event(value)
         event_id = event.event_id.encode()  # kept once (settlement/ledger.py)
         if stored(self.w.clearing_events, event_id) is None:
             self.run.put(self.w.clearing_events, event_id, encode_to_keep(asdict(event)))
@@ -140,3 +140,16 @@ class ClearingRoles:
         ledger = Ledger()
         ledger.post(SettlementEvent(**decode(v)) for v in self.w.clearing_events.values())
         return ledger.as_dict()
+
+
+def money_event(value: bytes | None) -> SettlementEvent:
+    """A money event as the insured roles write it; a JSON object that is not one (written
+    by hand) is not a platform message (E1002, dead-lettered), not the platform's failure
+    (E9001, paged) as it was."""
+    fields = decode(value)
+    try:
+        return SettlementEvent(**fields)
+    except (TypeError, ValueError):
+        raise NotPlatformMessage("not a money event: setl_id, event, time, fixmedins_code, "
+                                 "insuplc_admdvs, mdtrtarea_admvs and whole-fen amounts "
+                                 "are expected") from None

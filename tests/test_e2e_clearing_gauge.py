@@ -36,9 +36,11 @@ EVENTS = [  # two cross-province settlements, one of them cancelled, and a local
     SettlementEvent("S3", "settle", "2026-12-01 11:00:00", "H11010500001", BEIJING, BEIJING,
                     hifp_pay=7_000),
 ]
-#: money events the clearing must refuse (dead-lettered), not carry into its table and gauge
-NOT_FEN = [{**asdict(EVENTS[0]), "setl_id": "S4", "hifp_pay": 100.5},
-           {**asdict(EVENTS[0]), "setl_id": "S5", "hifp_pay": "100"}]
+#: money events the clearing must refuse (dead-lettered as no platform message, E1002: not
+#: the platform's failure, E9001, as they were), not carry into its table and gauge
+NOT_EVENTS = [{**asdict(EVENTS[0]), "setl_id": "S4", "hifp_pay": 100.5},
+              {**asdict(EVENTS[0]), "setl_id": "S5", "hifp_pay": "100"},
+              {"setl_id": "S6"}]
 #: receivable − payable: Shanghai's hospital was paid for a Beijing insured's settlement
 EXPECTED = {"110000": -12_345.0, "310000": 12_345.0, "130000": 0.0}
 
@@ -74,7 +76,7 @@ def test_the_net_positions_gauge_is_rebuilt_from_the_table_after_a_restart(tmp_p
             platform(bootstrap, SPEC, 1, tmp_path) as p:
         p.wait_until_serving()
         producer = KafkaProducer(bootstrap_servers=bootstrap)
-        for event in [*NOT_FEN, *map(asdict, EVENTS)]:
+        for event in [*NOT_EVENTS, *map(asdict, EVENTS)]:
             producer.send(MONEY_EVENTS, key=event["setl_id"].encode(),
                           value=orjson.dumps(event))
         producer.flush()
@@ -82,8 +84,9 @@ def test_the_net_positions_gauge_is_rebuilt_from_the_table_after_a_restart(tmp_p
         [worker] = p.workers
         assert wait_for(worker.cfg.web_port, EXPECTED) == EXPECTED
         samples = scrape(f"http://127.0.0.1:{worker.cfg.web_port}/metrics")
-        assert total(samples, "huimin_dead_letters_total", reason="E9001",
-                     source_topic=MONEY_EVENTS) == len(NOT_FEN)
+        assert total(samples, "huimin_dead_letters_total", reason="E1002",
+                     source_topic=MONEY_EVENTS) == len(NOT_EVENTS)
+        assert total(samples, "huimin_dead_letters_total", reason="E9001") == 0
 
         committed_past_every_event(bootstrap)  # else they are redelivered after the kill,
         # and a table not recovered would take them again and show the same gauge
