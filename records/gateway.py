@@ -92,11 +92,19 @@ class ProvincialGateway:
         # what publishes alone change, so that the oracle and the platform refuse alike
         # whatever queries and operator reads came between
         size = len(orjson.dumps([row.docs, row.labs, row.consent, held, labs]))
-        if size > PERSON_RECORDS_BYTES:
+        # a person whose records are full must still be able to withdraw consent or deny
+        # sharing (DOMAIN.md §6; a privacy review found the withdrawal refused E5004 and
+        # the records shared on): a small consent document may go past the bound
+        small_consent = consent is not None and len(held["content"]) <= CONSENT_DOCUMENT_BYTES
+        limit = PERSON_RECORDS_BYTES + (CONSENT_HEADROOM if small_consent else 0)
+        if size > limit:
             before = len(orjson.dumps([row.docs, row.labs, row.consent, None, []]))
             full = (f"the person's documents and lab index would come to {size:,} bytes with "
-                    f"this document ({before:,} before it, deflated), over the "
-                    f"{PERSON_RECORDS_BYTES:,} a person's records may hold")
+                    f"this document ({before:,} before it, deflated), over the {limit:,} "
+                    "a person's records may hold" + (
+                        f" (a Consent of at most {CONSENT_DOCUMENT_BYTES:,} bytes deflated "
+                        f"may take them to {PERSON_RECORDS_BYTES + CONSENT_HEADROOM:,})"
+                        if consent is not None and not small_consent else ""))
             return [EhrAnswer(ehr_error(msgid, ErrorCode.RECORDS_FULL, full,
                                         operation_outcome("too-costly", full)))], None
         row.docs[doc_id] = held
@@ -105,6 +113,13 @@ class ProvincialGateway:
         row.labs += labs
         register = _registration(doc_id, province, content)
         return [EhrAnswer(publish_answer(msgid, doc_id)), ToNational(register)], row
+
+
+#: How far past PERSON_RECORDS_BYTES a consent document may take a person's records, and how
+#: large (deflated) it may be to: dozens of changes of mind after the records filled, well
+#: within the room the row keeps (records/exchange.py).
+CONSENT_HEADROOM = 65_536
+CONSENT_DOCUMENT_BYTES = 8_192
 
 
 def document_refusal(validator: Validator, resource: Any, certno: str | None = None

@@ -1656,6 +1656,36 @@ def test_a_publish_past_what_a_persons_records_may_hold_is_refused_and_stores_no
     assert ex.send("7001", certno, home, {"resource": small})["infcode"] == 0  # room for it
 
 
+def test_a_person_whose_records_are_full_may_still_withdraw_consent(
+        monkeypatch: pytest.MonkeyPatch):
+    """A withdrawal or a denial is a small document too: refused E5004 into full records, it
+    left the person's consent in force and their records shared (a privacy review). A small
+    consent document may go past the bound (by CONSENT_HEADROOM); nothing else may, nor a
+    large document that holds a Consent."""
+    import records.gateway as gateway
+    ex = Exchange()
+    certno = person()
+    home = WORLD.ref.enrollments[certno].province
+    elsewhere = next(p for p in sorted(WORLD.ref.provinces) if p != home)
+    assert ex.send("7001", certno, home, {"resource": _binary(140_000, 1)})["infcode"] == 0
+    monkeypatch.setattr(gateway, "PERSON_RECORDS_BYTES", 1)  # to learn what they hold
+    refused = ex.send("7001", certno, home, {"resource": _binary(140_000, 2)})
+    held = int(re.findall(r"\(([\d,]+) before it", refused["err_msg"])[0].replace(",", ""))
+    monkeypatch.setattr(gateway, "PERSON_RECORDS_BYTES", held + 10)  # full: nothing fits
+    small = {"resourceType": "Binary", "contentType": "text/plain", "data": "aGk="}
+    assert ex.send("7001", certno, home, {"resource": small})["err_code"] == "E5004"
+    withdrawal = {**consent_resource(certno, PERMIT, home), "status": "inactive"}
+    padded = {**withdrawal, "identifier": [{"system": "urn:x:pad", "value": base64.b64encode(
+        random.Random(3).randbytes(12_000)).decode()}]}
+    too_big = ex.send("7001", certno, home, {"resource": padded})
+    assert too_big["err_code"] == "E5004", too_big
+    assert "a Consent of at most 8,192 bytes deflated" in too_big["err_msg"]
+    assert ex.find(certno, elsewhere)["infcode"] == 0  # still shared
+    assert ex.send("7001", certno, home, {"resource": withdrawal})["infcode"] == 0
+    assert ex.find(certno, elsewhere)["err_code"] == "E5002"  # no consent in force now
+    assert ex.send("7001", certno, home, {"resource": small})["err_code"] == "E5004"
+
+
 def test_a_patient_identifier_too_long_to_index_is_refused_naming_its_path():
     ex = Exchange()
     certno = person()
