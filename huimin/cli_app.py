@@ -3,6 +3,7 @@ traceback), its help formatting, `--version` and SIGTERM."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import inspect
@@ -10,7 +11,7 @@ import os
 import select
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -20,10 +21,12 @@ import kafka.errors
 import typer
 from rich.console import Console
 from typer.core import TyperCommand, TyperGroup
+from typer.exceptions import TyperException
 
 from huimin.local_platform import PlatformNotServing, TopicsUnfit, UsedCluster
 from huimin.version import huimin_commit
 from messages import SCHEMA_VERSION
+from messages.identity import shown_id
 from simulators.hospital import PlatformOfAnotherWorld, PlatformSilent, SignaturesRefused
 from simulators.interrupt import forget_stops, interrupt, is_the_stop, raised_stops, terminated
 from streams.broker import BOOTSTRAP_ENV
@@ -167,8 +170,22 @@ def refusal_exit(exc: Exception | str) -> typer.Exit:
     """Print `exc` as one red `Error:` line on stderr (unwrapped, without markup), for exit 2:
     a file that is not what it should be, a broker that did not start. Stdout keeps only
     what a command produces."""
-    errors.print(f"Error: {exc}", style="red", soft_wrap=True, markup=False, highlight=False)
+    errors.print(f"Error: {shown_id(str(exc))}", style="red", soft_wrap=True, markup=False,
+                 highlight=False)
     return typer.Exit(2)
+
+
+@contextlib.contextmanager
+def _id_numbers_masked() -> Iterator[None]:
+    """Click's usage errors echo what was typed (`--code 11010519491231002X is not one of
+    …`, a privacy review): an ID number in them is masked as DOMAIN.md §7 says, as huimin's
+    own refusals are (`refusal_exit`)."""
+    try:
+        yield
+    except TyperException as exc:  # Click's usage errors, as Typer carries them
+        if isinstance(message := getattr(exc, "message", None), str):
+            exc.message = shown_id(message)
+        raise
 
 
 class _FlagsUntyped:
@@ -183,11 +200,24 @@ class _FlagsUntyped:
         return params
 
 
-class _Command(_FlagsUntyped, TyperCommand):
+class _IdNumbersMasked:
+    """Options read (`make_context`) and commands run (`invoke`) with ID numbers masked in
+    their usage errors."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        with _id_numbers_masked():
+            return super().make_context(*args, **kwargs)  # type: ignore[misc]
+
+    def invoke(self, ctx: Any) -> Any:
+        with _id_numbers_masked():
+            return super().invoke(ctx)  # type: ignore[misc]
+
+
+class _Command(_IdNumbersMasked, _FlagsUntyped, TyperCommand):
     pass
 
 
-class _Group(_FlagsUntyped, TyperGroup):
+class _Group(_IdNumbersMasked, _FlagsUntyped, TyperGroup):
     pass
 
 

@@ -1203,3 +1203,22 @@ def test_publish_refuses_a_time_no_msgid_can_carry_before_sending(tmp_path: Path
     (doc := tmp_path / "p.json").write_text('{"resourceType": "Patient"}')
     refused(huimin("publish", str(doc), "--certno", "110101199003071233", "--at", at,
                    "--bootstrap", "127.0.0.1:9"), "--at")
+
+
+@pytest.mark.parametrize("args", [
+    ["dead-letters", "--code", "11010519491231002X"],
+    ["run", "--start", "11010519491231002X"],
+    ["run", "--faults", "11010519491231002X"],
+    ["generate", "--visits", "3", "-o", "/nowhere/v.jsonl", "--faults",
+     "lose-answer=11010519491231002X"],
+    ["11010519491231002X"],
+    ["replay", "/nowhere/11010519491231002X.jsonl", "--rate", "1"],
+], ids=["code", "start", "fault", "fault-value", "command", "path"])
+def test_usage_errors_mask_an_id_number_typed_in_them(args: list[str]):
+    """Click's usage errors echoed what was typed, an ID number whole (a privacy review);
+    DOMAIN.md §7 has it masked, as huimin's own refusals are."""
+    result = huimin(*args)
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2, said
+    assert "11010519491231002X" not in result.output and "19491231" not in said
+    assert "110105********002X" in said
