@@ -9,8 +9,10 @@ travellers
 fee corrections, cancelled registrations, cancelled and re-done settlements, lost answers
 followed by a 2601 reversal, a reversal that arrives before its original, duplicates,
 requests out of sequence, and 5206 queries. Each visit also looks up and publishes health
-records (7001–7004, DOMAIN.md §6). A person's visits never overlap in simulated time: a person
-drawn before their last visit has ended is passed over for the next one free.
+records (7001–7004, DOMAIN.md §6). A person drawn before their last visit has ended is passed
+over for the next one free, so that a person's visits seldom overlap in simulated time: they
+still may when the whole pool drawn from is busy, or when a fault plan adds more than
+FAULT_ROOM_STEPS steps to the earlier visit.
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ STAY_DAYS = (3, 14)
 #: The generator's version, raised whenever the same seed and options come to give other
 #: visits; a visit log's header and a summary's `scenario` carry it, so `huimin compare`
 #: does not take runs of two generators for runs of the same visits. 2 (2026-12-07): a
-#: person's visits never overlap; the logs and summaries before it say none.
+#: person drawn while still in a visit is passed over; the logs and summaries before it say
+#: none.
 GENERATOR_VERSION = 2
 
 
