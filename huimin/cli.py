@@ -652,6 +652,12 @@ def replay(
                       "answered or dead-lettered as expected")
         for line in bad_check.problems[:10]:
             console.print(f"  [red]- {line}[/]")
+    if bad_check.unexpected_dead_letters:
+        console.print(f"[red]{counted(bad_check.unexpected_dead_letters, 'other request')} "
+                      "of these hospitals (not the bad ones) dead-lettered (huimin "
+                      "dead-letters lists them):[/]")
+        for line in bad_check.unexpected:
+            console.print(f"  - {line}", soft_wrap=True, markup=False, highlight=False)
     day = check_daily_reconciliation(  # as the hospitals saw it
         result, recorder.to_post_of_ended if result.interrupted else recorder.to_post)
     console.print(daily_reconciliation_line(daily_reconciliation_summary(day)))
@@ -689,9 +695,11 @@ def replay(
                       + (f"; {acc.foreign_failures:,} of them the platform's failures (E9001/"
                          "E9002)" if acc.foreign_failures else "")
                       + ": huimin dead-letters lists them.[/]")
-    failures = replay_failures(acc, timed_out=bool(result.timed_out), bad_ok=bad_check.ok,
+    failures = replay_failures(acc, timed_out=bool(result.timed_out),
+                               bad_ok=bad_check.bad_as_expected,
                                own_platform=bootstrap is None, closed=not (unclosed or gone),
-                               days_ok=day.ok or held_before > 0)
+                               days_ok=day.ok or held_before > 0,
+                               unexpected_dead_letters=bad_check.unexpected_dead_letters)
     ok = not failures
     with whole_file(summary) as f:
         f.write(orjson.dumps(replay_summary(

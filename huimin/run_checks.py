@@ -89,10 +89,17 @@ class BadRequestCheck:
     as_expected: int = 0
     unexpected_dead_letters: int = 0
     problems: list[str] = field(default_factory=list)
+    #: the first unexpected dead letters, each as `infno msgid: code reason` (a visit's
+    #: request the platform refused to read: over 256 KiB in a hand-written log, say)
+    unexpected: list[str] = field(default_factory=list)
+
+    @property
+    def bad_as_expected(self) -> bool:
+        return self.as_expected == self.expected
 
     @property
     def ok(self) -> bool:
-        return self.as_expected == self.expected and not self.unexpected_dead_letters
+        return self.bad_as_expected and not self.unexpected_dead_letters
 
 
 class RequestTally:
@@ -185,6 +192,12 @@ def check_bad_requests(result: HospitalRunResult, bad: list[BadMessage],
             check.problems.append(f"bad request {b.kind}: expected {b.expect} {b.code.value}, "
                                   f"got {seen}")
     check.unexpected_dead_letters = sum(n for n in letters.values() if n > 0)
+    for d in result.dead_letters:
+        if len(check.unexpected) < 5 and mine(d) and letters[(d.value, d.error_code)] > 0:
+            letters[(d.value, d.error_code)] -= 1
+            e = d.entry
+            check.unexpected.append(f"{e.infno or 'a message'} {e.msgid or ''}: {e.error_code} "
+                                    f"{e.reason}".replace("  ", " "))
     return check
 
 
@@ -356,7 +369,8 @@ def counted(n: int, word: str, words: str | None = None) -> str:
 
 
 def replay_failures(acc: Accounting, *, timed_out: bool, bad_ok: bool, own_platform: bool,
-                    closed: bool = True, days_ok: bool = True) -> list[str]:
+                    closed: bool = True, days_ok: bool = True,
+                    unexpected_dead_letters: int = 0) -> list[str]:
     """What fails a replay, in words (none: it passed): a request neither answered nor
     dead-lettered, one timed out, a bad request not as expected, a failure of the
     platform's, the period not closed, a hospital-day not reconciled; another producer's
@@ -365,6 +379,8 @@ def replay_failures(acc: Accounting, *, timed_out: bool, bad_ok: bool, own_platf
         (acc.unaccounted > 0, f"{counted(acc.unaccounted, 'request')} unanswered"),
         (timed_out, "requests given up at the answer timeout"),
         (not bad_ok, "bad requests not answered or dead-lettered as expected"),
+        (unexpected_dead_letters > 0, f"{counted(unexpected_dead_letters, 'other request')} "
+                                      "of these hospitals dead-lettered"),
         (acc.foreign_failures > 0, f"{counted(acc.foreign_failures, 'failure')} of the "
                                    "platform's (E9001/E9002) on messages no hospital sent"),
         (own_platform and acc.foreign_dead_letters > 0,

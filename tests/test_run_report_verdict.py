@@ -117,6 +117,7 @@ PASSING_REPLAY: dict[str, Any] = {"timed_out": False, "bad_ok": True, "own_platf
     ({"acc": accounting(answered_ok=4)}, "3 requests unanswered"),
     ({"timed_out": True}, "requests given up at the answer timeout"),
     ({"bad_ok": False}, "bad requests not answered or dead-lettered as expected"),
+    ({"unexpected_dead_letters": 2}, "2 other requests of these hospitals dead-lettered"),
     ({"acc": accounting(foreign_dead_letters=4, foreign_failures=1)},
      "1 failure of the platform's (E9001/E9002) on messages no hospital sent; 4 dead letters "
      "of messages these hospitals did not send, on the replay's own platform"),

@@ -149,7 +149,11 @@ def test_bad_requests_pass_only_with_their_declared_code_and_letters_are_account
 
     again = next(b for b in bad if b.expect == "dead-letter")
     extra = [*letters, _letter(again.key, again.value, "E9001")]  # one of ours, twice
-    assert check_bad_requests(_result(good_answers, extra), bad).unexpected_dead_letters == 1
+    twice = check_bad_requests(_result(good_answers, extra), bad)
+    assert twice.unexpected_dead_letters == 1 and twice.bad_as_expected and not twice.ok
+    # named with its code and reason, for a replay to say (it blamed the bad requests)
+    assert twice.unexpected == [f"{again.infno or 'a message'} {again.msgid}: E9001 r"
+                                .replace("  ", " ")]
     stray = [*letters, _letter(None, b"stray", "E1001")]  # another producer's
     assert check_bad_requests(_result(good_answers, stray), bad).ok
     assert not check_bad_requests(_result(good_answers, letters[1:]), bad).ok
