@@ -293,6 +293,8 @@ class TreatmentPlatform:
 
     def __init__(self, ref: ReferenceData) -> None:
         self.ref = ref
+        #: the cities the platform knows, its hospitals': where an agency may say it is
+        self.cities = frozenset(h.admdvs for h in ref.hospitals.values())
 
     # -- hospital requests ------------------------------------------------------------------
     def handle_request(self, key: str | None, raw: bytes | None, row: TreatmentRow | None,
@@ -596,6 +598,10 @@ class TreatmentPlatform:
                            f"{req.fixmedins_code} may not send {req.infno} for "
                            f"{req.mdtrtarea_admvs}: 3203 is sent by the agency of the treatment "
                            "province (J + province admdvs + 00000), and an agency sends only 3203")
+        if req.mdtrtarea_admvs != province and req.mdtrtarea_admvs not in self.cities:
+            raise Rejected(ErrorCode.UNKNOWN_REGION,
+                           f"mdtrtarea_admvs {req.mdtrtarea_admvs} is not a known region of "
+                           f"{province}: the province's own code, or one of its cities")
         inp = _validate(INPUT_MODELS[req.infno], req.input, "input")
         if inp.clr_optins != province:
             raise Rejected(ErrorCode.WRONG_SENDER, f"the agency of {province} applied for the "

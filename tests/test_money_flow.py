@@ -410,6 +410,13 @@ def test_a_clearing_application_is_accepted_only_for_the_statement_amount():
     assert large["output"]["appy_stas"] == "2"
     too_large = oracle.submit(key, another(req, 3, fund_appy_sum=10**16))
     assert too_large["err_code"] == "E4007"
+    # an agency says where it is: its province, or a city of it the platform knows (an
+    # integrator's review found 119900, no city at all, answered)
+    province = req["mdtrtarea_admvs"]
+    a_city = next(h.admdvs for h in world.ref.hospitals.values() if h.province == province)
+    assert oracle.submit(key, another(req, 7, mdtrtarea_admvs=a_city))["infcode"] == 0
+    nowhere = oracle.submit(key, another(req, 8, mdtrtarea_admvs=province[:2] + "9900"))
+    assert nowhere["err_code"] == "E3002" and "is not a known region" in nowhere["err_msg"]
     # a month not over yet, or to come, cannot be cleared: its figures still change
     for clr_ym, inf_time in ((req["input"]["clr_ym"], f"{month}-28 23:00:00"),
                              ("203001", req["inf_time"])):
