@@ -270,6 +270,16 @@ class VisitSession:
             return
         self.index += 1
 
+    def give_up(self, msgid: str, failed: dict[str, Any]) -> None:
+        """The HIS gave up on request `msgid` at its time-out (`failed` says so): the visit
+        ends there, and an answer that comes after is recorded, not acted on, and kept out of
+        the HIS's books as a lost one is (`lost`): what it settled, the platform's books have
+        and a reconciliation finds (3202), as README says. Acted on, a settlement answered
+        late made its visit `settled` and its day 平 at once (a fault review)."""
+        self.failed = failed
+        self.awaiting.pop(msgid, None)
+        self.lost.add(msgid)
+
     def exchanges(self, seen_only: bool = False) -> list[tuple[str, str, list[dict[str, Any]]]]:
         """(msgid, infno, answers) of each distinct request in the order sent: every answer
         that came back (the platform's view), or with `seen_only` only those the HIS saw (its

@@ -378,8 +378,9 @@ class VisitRun:
             self.timed_out.append(msgid)
             self.exchanges[msgid].timed_out = True
             metrics.TIMEOUTS.inc()
-            session.failed = {"infcode": -1, "inf_refmsgid": msgid, "err_code": TIMED_OUT,
-                              "err_msg": "no answer within the timeout", "output": {}}
+            session.give_up(msgid, {"infcode": -1, "inf_refmsgid": msgid,
+                                    "err_code": TIMED_OUT, "output": {},
+                                    "err_msg": "no answer within the timeout"})
             self.last_news = time.monotonic()  # a visit ended: its day may close now
             self._pump(session)
             self._give_up([self.exchanges[m] for m, _ in session.sent])

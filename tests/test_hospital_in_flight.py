@@ -144,3 +144,52 @@ def test_round_trips_are_labelled_with_the_platforms_routes_any_other_as_other()
 def test_the_route_label_is_one_of_the_platforms_routes_or_other() -> None:
     assert [route_label(r) for r in ("local", "cross", "recon", "ehr")] == list(ROUTES)
     assert [route_label(r) for r in (None, "", "LOCAL", ["local"], 7)] == ["other"] * 5
+
+
+def test_a_settlement_answered_after_its_time_out_is_not_the_hiss_but_reconciliation_finds_it(
+        ) -> None:
+    """The counter gave up on the settlement: its answer, come late, is recorded with the
+    visit but not acted on: the visit ends TIMEOUT (it read `settled`), and the HIS's books
+    leave the settlement out as a lost answer's, so that 3202 details it and the hospital
+    posts it, as README says (its day was 平 at once: a fault review)."""
+    from settlement.ledger import events_from_answers
+    from simulators.reconciliation import HospitalBooks, settlements_to_post
+
+    plain = VisitSpec(visits=30, days=2, ehr=False, anomaly_share=0.0, cancel_share=0.0,
+                      inpatient_share=0.0)
+    visits = list({v.certno: v for v in generate_visits(WORLD, plain)}.values())[:4]
+
+    class SettlementsLate(OracleFleet):
+        """Answers all but the settlements, which are held until `answering` is set."""
+
+        def _poll(self, timeout_ms: int, worlds: set[str] | None = None) -> list[dict[str, Any]]:
+            out = [m for m in self.held
+                   if self.answering or m["ans"]["output"].get("setlinfo") is None
+                   or not m["ans"]["output"]["setlinfo"].get("setl_id")]
+            self.held = [m for m in self.held if m not in out]
+            return out
+
+    fleet = SettlementsLate(WORLD, answer_timeout_s=1.0, answering=False)
+
+    def stop_requested() -> bool:
+        if timeouts() - timeouts_before < len(visits):
+            return False
+        fleet.answering = True  # the settlements' answers come now, late
+        return not fleet.held
+
+    timeouts_before = timeouts()
+    result = fleet.run(visits, arrivals_at_rate(len(visits), 1000.0), drain_s=10.0,
+                       stop_requested=stop_requested)
+    assert len(result.timed_out) == len(visits)
+    books = HospitalBooks()
+    for session in result.sessions:
+        settle = next(m for m, infno in session.sent if infno == "2207")
+        assert session.failed is not None and session.failed["inf_refmsgid"] == settle
+        assert session.answers[settle][0]["infcode"] == 0  # the late answer, recorded
+        assert session.settlement is None  # not the HIS's: the visit ended TIMEOUT
+        assert settle in session.lost
+        books.record(session)
+        code = session.visit.fixmedins_code
+        assert not events_from_answers(code, session.exchanges(seen_only=True))
+    assert settlements_to_post(result.sessions) == len(visits)
+    assert books.hospitals == []  # no settlement in any HIS's books: each day 不平 till 3202
