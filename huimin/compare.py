@@ -107,7 +107,7 @@ def differences_beyond_policy(a: RunMoney, b: RunMoney) -> list[str]:
 
 
 def _generator(version: Any) -> str:
-    return ("unsaid (a run or log from before 2026-12-07)" if version is None
+    return ("unsaid (a run or log from before logs and summaries said it)" if version is None
             else f"version {version}")
 
 

@@ -16,7 +16,11 @@ from messages.visitlog import VisitSession
 from settlement.oracle import Oracle
 from simulators.bad_messages import BadMessage
 from simulators.hospital import DeadLetterRecord
-from simulators.reconciliation import closing_requests, settlements_to_post
+from simulators.reconciliation import (
+    closing_requests,
+    settlements_given_up,
+    settlements_to_post,
+)
 from simulators.visit_run import Exchange, HospitalRunResult
 from streams.role import REQUESTS_INWARD
 
@@ -224,12 +228,13 @@ class DailyReconciliationCheck:
 
 
 def to_post(result: HospitalRunResult, expected: list[VisitSession]) -> int:
-    """How many settlements of `expected` the hospitals must post from 3202 details; of a run
-    stopped early (a cluster lost), of the visits that ended."""
+    """How many settlements of `expected` the hospitals must post from 3202 details, and of
+    the run's those its visits gave up on at their time-out and the platform carried out;
+    of a run stopped early (a cluster lost), of the visits that ended."""
     if result.interrupted:
         expected = [want for got, want in zip(result.sessions, expected, strict=False)
                     if got.done]  # the visits that arrived are the first
-    return settlements_to_post(expected)
+    return settlements_to_post(expected) + settlements_given_up(result.sessions)
 
 
 def check_daily_reconciliation(result: HospitalRunResult, expected_posted: int

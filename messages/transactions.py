@@ -501,12 +501,19 @@ class SettlementDetail(_Output):
     acct_pay: Fen
 
 
-class UndoingDetail(SettlementDetail):
+class UndoingDetail(_Output):
     """A cancellation or reversal of the period, as 3202 details it: a hospital that lost
-    its answer posts it (docs/design.md)."""
+    its answer posts it (docs/design.md). Its time is the undoing's."""
 
+    setl_id: str
     event: Literal["cancel", "reverse"]
     event_time: str
+    insuplc_admdvs: str
+    mdtrtarea_admvs: str
+    medfee_sumamt: Fen
+    hifp_pay: Fen
+    fund_pay_sumamt: Fen
+    acct_pay: Fen
 
 
 class ReconcileDetailsOutput(_Output):

@@ -95,7 +95,8 @@ class ProvincialGateway:
         # a person whose records are full must still be able to withdraw consent or deny
         # sharing (DOMAIN.md §6; a privacy review found the withdrawal refused E5004 and
         # the records shared on): a small consent document may go past the bound
-        small_consent = consent is not None and len(held["content"]) <= CONSENT_DOCUMENT_BYTES
+        small_consent = consent is not None and \
+            len(held["content"]) * 3 // 4 <= CONSENT_DOCUMENT_BYTES  # base64 of the deflated
         limit = PERSON_RECORDS_BYTES + (CONSENT_HEADROOM if small_consent else 0)
         if size > limit:
             before = len(orjson.dumps([row.docs, row.labs, row.consent, None, []]))

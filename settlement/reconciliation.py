@@ -68,16 +68,20 @@ def settlement_detail(e: SettlementEvent) -> dict[str, Any]:
 
 
 def undoing_detail(e: SettlementEvent) -> dict[str, Any]:
-    """A cancellation or reversal as 3202 details it: the settlement's detail, with the kind
-    of undoing and its own time (`event_time`), which dates it in the books."""
-    return {**settlement_detail(e), "event": e.event, "event_time": e.time}
+    """A cancellation or reversal as 3202 details it: the settlement it undid (`setl_id`, its
+    provinces and amounts), the kind of undoing and the undoing's own time (`event_time`),
+    which dates it in the books. Not the settlement's time: an undoing's event does not
+    carry it, and the settlement may lie outside the period asked about."""
+    detail = settlement_detail(e)
+    del detail["setl_time"]
+    return {**detail, "event": e.event, "event_time": e.time}
 
 
 def event_of_detail(fixmedins_code: str, d: dict[str, Any]) -> SettlementEvent:
     """The event a hospital posts from a 3202 detail it was missing: a settlement's, or a
     cancellation's or reversal's (`undoing_detail`)."""
-    return SettlementEvent(d["setl_id"], d.get("event", "settle"),
-                           d.get("event_time", d["setl_time"]), fixmedins_code,
+    time = d["event_time"] if "event_time" in d else d["setl_time"]
+    return SettlementEvent(d["setl_id"], d.get("event", "settle"), time, fixmedins_code,
                            d["insuplc_admdvs"], d["mdtrtarea_admvs"], d["hifp_pay"],
                            d["medfee_sumamt"], d["fund_pay_sumamt"], d["acct_pay"])
 

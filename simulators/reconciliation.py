@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any
 
-from messages.codes import SETTLEMENTS, Infno
+from messages.codes import SETTLEMENTS, TIMED_OUT, Infno
 from messages.visitlog import VisitSession, make_msgid
 from settlement.ledger import SettlementEvent, events_from_answers
 from settlement.reconciliation import BALANCED, Totals, event_of_detail
@@ -334,4 +334,18 @@ def settlements_to_post(sessions: Iterable[VisitSession]) -> int:
             if msgid in s.lost and infno in SETTLEMENTS and ok:
                 setl = ok["output"]["setlinfo"]
                 n += undone.get(setl["setl_id"]) != setl["setl_time"][:10]
+    return n
+
+
+def settlements_given_up(sessions: Iterable[VisitSession]) -> int:
+    """Of `settlements_to_post`'s, the settlements a visit gave up on at its time-out that
+    the platform carried out, answered late (`VisitSession.give_up`): not the HIS's, so
+    posted from 3202, though an oracle, which never times out, does not count them."""
+    n = 0
+    for s in sessions:
+        msgid = (s.failed or {}).get("inf_refmsgid", "")
+        if (s.failed or {}).get("err_code") == TIMED_OUT and msgid in s.lost and \
+                dict(s.sent).get(msgid) in SETTLEMENTS and \
+                any(a.get("infcode") == 0 for a in s.answers.get(msgid, [])):
+            n += 1
     return n

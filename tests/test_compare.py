@@ -162,8 +162,8 @@ def test_runs_of_two_generators_are_said_to_have_settled_different_visits(
         f"the visits' generator: version {GENERATOR_VERSION} and version "
         f"{GENERATOR_VERSION + 1}"]
     said = differences_beyond_policy(old, new)
-    assert said == ["the visits' generator: unsaid (a run or log from before 2026-12-07) and "
-                    f"version {GENERATOR_VERSION}"]
+    assert said == ["the visits' generator: unsaid (a run or log from before logs and "
+                    f"summaries said it) and version {GENERATOR_VERSION}"]
     shown = CliRunner().invoke(cli.app, ["compare", str(tmp_path / "gNone"),
                                          str(tmp_path / f"g{GENERATOR_VERSION}")])
     assert shown.exit_code == 0 and "settled different visits" in shown.output, shown.output

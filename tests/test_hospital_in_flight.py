@@ -153,7 +153,11 @@ def test_a_settlement_answered_after_its_time_out_is_not_the_hiss_but_reconcilia
     leave the settlement out as a lost answer's, so that 3202 details it and the hospital
     posts it, as README says (its day was 平 at once: a fault review)."""
     from settlement.ledger import events_from_answers
-    from simulators.reconciliation import HospitalBooks, settlements_to_post
+    from simulators.reconciliation import (
+        HospitalBooks,
+        settlements_given_up,
+        settlements_to_post,
+    )
 
     plain = VisitSpec(visits=30, days=2, ehr=False, anomaly_share=0.0, cancel_share=0.0,
                       inpatient_share=0.0)
@@ -192,4 +196,5 @@ def test_a_settlement_answered_after_its_time_out_is_not_the_hiss_but_reconcilia
         code = session.visit.fixmedins_code
         assert not events_from_answers(code, session.exchanges(seen_only=True))
     assert settlements_to_post(result.sessions) == len(visits)
+    assert settlements_given_up(result.sessions) == len(visits)  # a run's count, from these
     assert books.hospitals == []  # no settlement in any HIS's books: each day 不平 till 3202
