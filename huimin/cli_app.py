@@ -26,7 +26,7 @@ from typer.exceptions import TyperException
 from huimin.local_platform import PlatformNotServing, TopicsUnfit, UsedCluster
 from huimin.version import huimin_commit
 from messages import SCHEMA_VERSION
-from messages.identity import shown_id
+from messages.identity import shown_text
 from simulators.hospital import PlatformOfAnotherWorld, PlatformSilent, SignaturesRefused
 from simulators.interrupt import forget_stops, interrupt, is_the_stop, raised_stops, terminated
 from streams.broker import BOOTSTRAP_ENV
@@ -170,7 +170,7 @@ def refusal_exit(exc: Exception | str) -> typer.Exit:
     """Print `exc` as one red `Error:` line on stderr (unwrapped, without markup), for exit 2:
     a file that is not what it should be, a broker that did not start. Stdout keeps only
     what a command produces."""
-    errors.print(f"Error: {shown_id(str(exc))}", style="red", soft_wrap=True, markup=False,
+    errors.print(f"Error: {shown_text(str(exc))}", style="red", soft_wrap=True, markup=False,
                  highlight=False)
     return typer.Exit(2)
 
@@ -184,7 +184,7 @@ def _id_numbers_masked() -> Iterator[None]:
         yield
     except TyperException as exc:  # Click's usage errors, as Typer carries them
         if isinstance(message := getattr(exc, "message", None), str):
-            exc.message = shown_id(message)
+            exc.message = shown_text(message)
         raise
 
 

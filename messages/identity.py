@@ -89,6 +89,23 @@ def shown_id(value: str) -> str:
     return _ID_LIKE_RUN.sub(_masked_run, value)
 
 
+#: A msgid as a sender writes it (wire.md): its code (`H`/`J` and 11 digits), a time
+#: (yyyyMMddHHmmss) and a 4-digit sequence number.
+_MSGID = re.compile(r"(?<![0-9A-Za-z])[HJ][0-9]{29}(?![0-9A-Za-z])")
+
+
+def shown_text(text: str) -> str:
+    """A message's free text (a command's error) with what reads as an ID number masked as
+    `shown_id` masks it, but a msgid left whole: a hospital's code and a date read as one
+    (`H510100…20261201…`), and the msgid is what the reader must find (the platform echoes
+    msgids too: wire.md)."""
+    out, last = [], 0
+    for msgid in _MSGID.finditer(text):
+        out += [shown_id(text[last:msgid.start()]), msgid.group()]
+        last = msgid.end()
+    return "".join(out) + shown_id(text[last:])
+
+
 def could_hold_id_number(digits: str) -> bool:
     """Whether a citizen ID number, whole or cut after its birth date, could be read in
     `digits`: a province's prefix, then a real birth date where a second-generation number

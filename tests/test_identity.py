@@ -15,6 +15,7 @@ from messages.identity import (
     is_valid_certno,
     mask_certno,
     shown_id,
+    shown_text,
 )
 
 PROPS = settings(max_examples=200, deadline=None)
@@ -164,3 +165,12 @@ def test_a_real_msgid_holds_no_citizen_id(msgid: str) -> None:
     """A msgid is 29 digits, always shaped as an ID somewhere; only a window with a
     province's prefix, a real birth date and the right check character counts."""
     assert not holds_certno(msgid)
+
+
+def test_a_commands_error_masks_id_numbers_but_keeps_msgids_whole():
+    """A msgid's hospital code and date read as an ID number (`H510100…20261201…`):
+    masked, the error no longer said which request it meant (a fresh-clone CI run)."""
+    msgid = "H51010000002202612011030000003"
+    said = shown_text(f"visit 0 has an answer to {msgid}, not 11010519491231002X's")
+    assert said == f"visit 0 has an answer to {msgid}, not 110105********002X's"
+    assert shown_text(f"x{msgid}") != f"x{msgid}"  # not a msgid standing alone
