@@ -488,11 +488,10 @@ class ReconcileTotalsOutput(_Output):
     differences: dict[str, int]  # platform − hospital, for the totals that differ
 
 
-class SettlementDetail(_Output):
-    """A settlement the platform holds, as 3202 details it for the hospital to post."""
+class _SettlementMoney(_Output):
+    """What 3202 details of a settlement, whatever became of it: where, and its money."""
 
     setl_id: str
-    setl_time: str
     insuplc_admdvs: str
     mdtrtarea_admvs: str
     medfee_sumamt: Fen
@@ -501,19 +500,18 @@ class SettlementDetail(_Output):
     acct_pay: Fen
 
 
-class UndoingDetail(_Output):
+class SettlementDetail(_SettlementMoney):
+    """A settlement the platform holds, as 3202 details it for the hospital to post."""
+
+    setl_time: str
+
+
+class UndoingDetail(_SettlementMoney):
     """A cancellation or reversal of the period, as 3202 details it: a hospital that lost
     its answer posts it (docs/design.md). Its time is the undoing's."""
 
-    setl_id: str
     event: Literal["cancel", "reverse"]
     event_time: str
-    insuplc_admdvs: str
-    mdtrtarea_admvs: str
-    medfee_sumamt: Fen
-    hifp_pay: Fen
-    fund_pay_sumamt: Fen
-    acct_pay: Fen
 
 
 class ReconcileDetailsOutput(_Output):

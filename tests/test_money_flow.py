@@ -13,13 +13,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from messages.codes import CANCELLATIONS
-from messages.visitlog import Visit
+from messages.visitlog import Visit, VisitSession
 from settlement.clearing import ClearingPolicy, ClearingStatement, clear
 from settlement.ledger import Event, Ledger, SettlementEvent, events_from_answers, postings_for
 from settlement.oracle import Oracle
 from settlement.parameters import ParameterError, clearing_policy_for, parse_parameters
 from settlement.reconciliation import Totals, reconcile_details, reconcile_totals
 from settlement.retention import msgid_time
+from simulators.reconciliation import DailyReconciler, HospitalBooks
 from simulators.visits import VisitSpec, generate_visits
 from simulators.world import WorldSpec, build_world
 
@@ -286,29 +287,14 @@ def test_hospitals_that_lost_settlement_answers_are_unbalanced_until_3202_detail
     hospital-days are 不平 at first; each is balanced once the hospital posts the settlements
     the 3202 details, exactly those whose answers it lost; the closing 3201/3202/3203 balance."""
     from simulators.faults import FaultPlan
-    from simulators.reconciliation import (
-        DailyReconciler,
-        HospitalBooks,
-        closing_requests,
-        settlements_to_post,
-    )
+    from simulators.reconciliation import closing_requests, settlements_to_post
 
     world = build_world(WorldSpec(seed=21, persons=600))
     oracle = Oracle(world.ref)
     plan = FaultPlan(lose_answer=0.2)
     sessions = list(oracle.settle_log(plan.apply(generate_visits(
         world, VisitSpec(visits=300)), 21)))
-    books = HospitalBooks()
-    daily = DailyReconciler(books)
-    for s in sessions:
-        books.record(s)
-        for msgid, _ in s.sent:
-            daily.saw({"inf_time": msgid_time(msgid), "fixmedins_code": s.visit.fixmedins_code})
-    for day in daily.open_days:
-        queue = daily.close(day)
-        while queue:
-            key, req = queue.pop()
-            queue += daily.on_answer(oracle.submit(key, req), 0.0)
+    books, daily = reconciled_day_by_day(sessions, oracle)
     days = list(daily.days.values())
     assert days and all(d.balanced for d in days)
     assert not daily.busy
@@ -328,7 +314,7 @@ def test_a_hospital_that_lost_a_cancellations_answer_posts_it_from_3202_and_bala
     missing on the platform, and nothing for the HIS to post). 3202 now details the period's
     undoings; the HIS posts those of its settlements it did not know undone, and balances."""
     from messages.visitlog import parse_step
-    from simulators.reconciliation import DailyReconciler, HospitalBooks, closing_requests
+    from simulators.reconciliation import closing_requests
 
     world = build_world(WorldSpec(seed=21, persons=600))
     oracle = Oracle(world.ref)
@@ -344,17 +330,7 @@ def test_a_hospital_that_lost_a_cancellations_answer_posts_it_from_3202_and_bala
                if msgid in s.lost and infno in CANCELLATIONS
                and any(a.get("infcode") == 0 for a in answers))
     assert lost > 5  # cancellations that undid a settlement, their answers lost
-    books = HospitalBooks()
-    daily = DailyReconciler(books)
-    for s in sessions:
-        books.record(s)
-        for msgid, _ in s.sent:
-            daily.saw({"inf_time": msgid_time(msgid), "fixmedins_code": s.visit.fixmedins_code})
-    for day in daily.open_days:
-        queue = daily.close(day)
-        while queue:
-            key, req = queue.pop()
-            queue += daily.on_answer(oracle.submit(key, req), 0.0)
+    books, daily = reconciled_day_by_day(sessions, oracle)
     days = list(daily.days.values())
     assert sum(d.first == "1" for d in days) > 0 and all(d.balanced for d in days)
     assert sum(d.undoings_posted for d in days) == lost
@@ -368,6 +344,26 @@ def test_a_hospital_that_lost_a_cancellations_answer_posts_it_from_3202_and_bala
     settled_at = {e.setl_id: e.time for e in oracle.money_events.values() if e.event == "settle"}
     assert all("setl_time" not in u and u["event_time"] >= settled_at[u["setl_id"]]
                for u in undone)  # the undoing's own time, not the settlement's
+
+
+def reconciled_day_by_day(sessions: list[VisitSession], oracle: Oracle
+                          ) -> tuple[HospitalBooks, DailyReconciler]:
+    """The hospitals' books of `sessions` and their daily 3201/3202 through the oracle's
+    platform, day by day as the fleet does it."""
+    books = HospitalBooks()
+    daily = DailyReconciler(books)
+    for s in sessions:
+        books.record(s)
+        for msgid, _ in s.sent:
+            daily.saw({"inf_time": msgid_time(msgid), "fixmedins_code": s.visit.fixmedins_code})
+    for day in daily.open_days:
+        queue = daily.close(day)
+        while queue:
+            key, req = queue.pop()
+            answer = oracle.submit(key, req)
+            assert answer is not None  # a daily 3201/3202 is answered, never dead-lettered
+            queue += daily.on_answer(answer, 0.0)
+    return books, daily
 
 
 def test_a_clearing_application_is_accepted_only_for_the_statement_amount():
