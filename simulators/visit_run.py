@@ -217,6 +217,12 @@ class VisitRun:
         self.daily = DailyReconciler(self.books)
         #: begin day -> visits arrived, unfinished
         self.open_days: dict[str, int] = defaultdict(int)
+        #: finished visits whose day stays open until the answers their HIS lost (`~`) have
+        #: come, or the answer time-out after they finished, with when they finished: the
+        #: HIS sees none of them, but what they did is then on its way to the clearing. A
+        #: day closed at once after a lost cancellation read 平 against a platform that had
+        #: not yet undone the settlement, and was never reconciled again (a review)
+        self.lost_owed: dict[VisitSession, float] = {}
         self.exchanges: dict[str, Exchange] = {}
         self.owner: dict[str, VisitSession] = {}
         self.busy: set[str] = set()
@@ -409,7 +415,10 @@ class VisitRun:
         if session.done:
             self.finished += 1
             metrics.VISITS.inc()
-            self.open_days[session.visit.begntime[:10]] -= 1
+            if self._lost_unanswered(session):
+                self.lost_owed[session] = time.monotonic()
+            else:
+                self.open_days[session.visit.begntime[:10]] -= 1
             self.books.record(session)
             self.busy.discard(session.visit.certno)
             if self.sink is not None:
@@ -508,9 +517,22 @@ class VisitRun:
                 metrics.IN_FLIGHT.dec(unanswered(ex))
                 ex.given_up = True
 
+    def _lost_unanswered(self, session: VisitSession) -> bool:
+        """Whether a request of `session` whose answer its HIS loses (`~`) is still owed
+        one. (A request given up at the time-out is not waited for again.)"""
+        given_up = (session.failed or {}).get("inf_refmsgid")
+        return any(m != given_up and (ex := self.exchanges.get(m)) is not None
+                   and len(ex.answers) < ex.sends for m in session.lost)
+
     def _close_days(self) -> list[tuple[str, dict[str, Any]]]:
-        """Days every visit begun by then has finished, before the clock's day (all of them
-        once every visit arrived), in order."""
+        """Days every visit begun by then has finished, the answers their HIS lost come
+        (`lost_owed`), before the clock's day (all of them once every visit arrived), in
+        order."""
+        given_up = time.monotonic() - self.fleet.answer_timeout_s
+        for session, since in list(self.lost_owed.items()):
+            if since <= given_up or not self._lost_unanswered(session):
+                del self.lost_owed[session]
+                self.open_days[session.visit.begntime[:10]] -= 1
         clock = self.next_session.visit.begntime[:10] if self.next_session is not None \
             else "9999"
         oldest_open = min((d for d, n in self.open_days.items() if n > 0), default="9999")
@@ -524,7 +546,7 @@ class VisitRun:
     def _outstanding(self) -> bool:
         """Whether answers are still awaited: with `linger_s`, those owed to visits given up
         that the sink took too (late, they are still counted)."""
-        return self.daily.busy or \
+        return self.daily.busy or bool(self.lost_owed) or \
             any(len(e.answers) < e.sends for e in self.exchanges.values()) or \
             (self.linger_s > 0 and bool(self.given_up_on)) or \
             any(not a for a in self.bad_answers.values()) or \

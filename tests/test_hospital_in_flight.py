@@ -5,6 +5,7 @@ await (a request given up on at its time-out, or when the run ends, is no longer
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import pytest
@@ -198,3 +199,45 @@ def test_a_settlement_answered_after_its_time_out_is_not_the_hiss_but_reconcilia
     assert settlements_to_post(result.sessions) == len(visits)
     assert settlements_given_up(result.sessions) == len(visits)  # a run's count, from these
     assert books.hospitals == []  # no settlement in any HIS's books: each day 不平 till 3202
+
+
+def test_a_day_with_a_lost_answer_is_reconciled_only_once_that_answer_has_come() -> None:
+    """A `2208~` ends its visit at once (the HIS does not wait for the answer): its day was
+    reconciled then, before the platform had undone the settlement, read 平, and was never
+    reconciled again (a review). The day now waits for the lost answer to come (the HIS
+    does not see it; what it did is then on its way to the clearing)."""
+    plain = VisitSpec(visits=30, days=2, ehr=False, anomaly_share=0.0, cancel_share=0.0,
+                      inpatient_share=0.0)
+    first = next(iter(generate_visits(WORLD, plain)))
+    visit = first.model_copy(update={"steps": [*first.steps, "2208~"]})
+    seen: dict[str, float] = {}
+
+    class CancellationLate(OracleFleet):
+        """Holds the cancellation's answer until `answering`; notes when the first 3201
+        was sent and when the cancellation's answer was handed over."""
+
+        def _send(self, key: Any, value: bytes, sender: str = "",
+                  signing: str = "valid") -> int:
+            if b'"3201"' in value:
+                seen.setdefault("3201", time.monotonic())
+            return super()._send(key, value, sender, signing)
+
+        def _poll(self, timeout_ms: int, worlds: set[str] | None = None) -> list[dict[str, Any]]:
+            out = [m for m in self.held if self.answering
+                   or "init_setl_id" not in (m["ans"]["output"].get("setlinfo") or {})]
+            self.held = [m for m in self.held if m not in out]
+            if self.answering and out:
+                seen.setdefault("cancel answered", time.monotonic())
+            return out
+
+    fleet = CancellationLate(WORLD, answer_timeout_s=30.0, answering=False)
+    started = time.monotonic()
+
+    def stop_requested() -> bool:
+        if time.monotonic() - started > 1.0:
+            fleet.answering = True  # the lost answer comes now
+        return "3201" in seen
+
+    fleet.run([visit], arrivals_at_rate(1, 1000.0), drain_s=5.0,
+              stop_requested=stop_requested)
+    assert seen["3201"] >= seen["cancel answered"] >= started + 1.0
