@@ -304,8 +304,7 @@ class TreatmentPlatform:
         the record's, kept with the request if it is held back (`Held`), to be put back with
         it; `now_ms`: the wall clock, noted with it (treatment_row.HOLD_LIMIT_MS)."""
         if raw is not None and len(raw) > MAX_REQUEST_BYTES:
-            return DeadLetter(ErrorCode.MESSAGE_TOO_LARGE, f"request of {len(raw):,} bytes is "
-                              f"over the limit of {MAX_REQUEST_BYTES:,}"), None
+            return self.too_large(raw), None
         try:
             data = decode(raw)
         except MalformedMessage as exc:
@@ -413,9 +412,7 @@ class TreatmentPlatform:
         msgid may not be echoed, or None to go on. Every request naming a known sender is
         checked, whatever its msgid: one not fit to echo was let through unsigned. What
         names no known sender is left to `handle_request` (dead-lettered, or refused as
-        unknown), and so is a request over the size limit, which is not read at all."""
-        if raw is not None and len(raw) > MAX_REQUEST_BYTES:
-            return None
+        unknown)."""
         try:
             data = decode(raw)
         except MalformedMessage:
@@ -434,6 +431,19 @@ class TreatmentPlatform:
     def known_sender(self, code: str) -> bool:
         return code in self.ref.hospitals or (is_agency_code(code) and
                                               code[1:7] in self.ref.provinces)
+
+    def too_large(self, raw: bytes) -> Reply | DeadLetter:
+        """A request over MAX_REQUEST_BYTES, read for its envelope only (the broker bounds it
+        at ~1 MB, a millisecond to read): answered E1004 where it names whom to answer, as an
+        HTTP gateway answers 413, so its visit learns of it at once; else a dead letter."""
+        reason = f"request of {len(raw):,} bytes is over the limit of {MAX_REQUEST_BYTES:,}"
+        try:
+            ctx = self._answerable(decode(raw))
+        except MalformedMessage:
+            ctx = None
+        if ctx is not None:
+            return Reply(error_answer(ctx["msgid"], ErrorCode.MESSAGE_TOO_LARGE, reason), ctx)
+        return DeadLetter(ErrorCode.MESSAGE_TOO_LARGE, reason)
 
     def _answerable(self, data: dict[str, Any]) -> dict[str, Any] | None:
         """Whom to answer, before a request is read as valid: a known sender's own msgid

@@ -153,7 +153,7 @@ class RoleRunner:
         """The event being handled, for a log line an operator can follow to the message
         (`huimin trail`, `huimin dead-letters`): topic[partition]@offset, and the msgid of
         the request it carries where one may be shown (never personal data)."""
-        # one over what a request may be is dead-lettered unparsed: not parsed for a log line
+        # one over what a request may be is read for its envelope only: not parsed for a log line
         ctx = hospital_context(value, source == topics.HOSP_REQUESTS) \
             if len(value or b"") <= MAX_REQUEST_BYTES else None
         msgid = ctx["msgid"] if ctx is not None and answerable_msgid(ctx["msgid"]) else ""

@@ -151,13 +151,11 @@ class SettlementRoles:
                    ) -> list[Send]:
         """A request on another partition of hosp.requests than its key's: refused before any
         row is read (its person's rows are kept on its key's partition), E1002, saying how
-        keys are placed; answered as a request on its partition would be (dead-lettered
-        unread if too large, E1004, or not JSON, E1001, or of no hospital's msgid)."""
+        keys are placed; answered as a request on its partition would be (E1004 if too large;
+        dead-lettered if not JSON, E1001, or of no hospital's msgid)."""
         run = self.run
-        if len(value or b"") > MAX_REQUEST_BYTES:
-            return [run.dead_letter(key, value, ErrorCode.MESSAGE_TOO_LARGE.value,
-                                    f"a request of {len(value or b''):,} bytes, over the limit "
-                                    f"of {MAX_REQUEST_BYTES:,}", topics.HOSP_REQUESTS)]
+        if value is not None and len(value) > MAX_REQUEST_BYTES:
+            return self._sends(key, value, self.treatment.too_large(value), trace)
         if not decodes(value):
             return [run.dead_letter(key, value, ErrorCode.MALFORMED_JSON.value,
                                     "not a JSON object", topics.HOSP_REQUESTS)]

@@ -223,3 +223,31 @@ def test_a_request_over_what_the_producer_may_send_is_counted_not_sent_and_times
     assert [infno for _, infno in session.sent] == ["1101", "2201", "2204"]
     assert f"is over the {MAX_REQUEST_BYTES} the hospitals' producer may send: not sent" \
         in caplog.text
+
+
+def test_a_request_over_the_platforms_limit_is_refused_e1004_at_once_as_the_oracle_does(
+        tmp_path: Path):
+    """A fee upload of 1,500 items (~0.4 MB: over the platform's 256 KiB, under what the
+    producer may send) was dead-lettered unanswered, and its visit waited out the answer
+    timeout and failed `verify`; it is answered E1004 now, as the oracle answers it."""
+    world = build_world(WORLD_SPEC)
+    (visit,) = list(generate_visits(world, replace(VISITS, visits=1)))
+    big = visit.model_copy(update={"items": [visit.items[0]] * 1_500, "kind": "outpatient",
+                                   "batches": 1, "steps": ["1101", "2201", "2204", "2207"]})
+    expected = list(Oracle(world.ref).settle_log([big]))
+    with broker(tmp_path / "broker.log") as bootstrap, \
+            platform(bootstrap, WORLD_SPEC, 2, tmp_path):
+        fleet = HospitalFleet(bootstrap, answer_timeout_s=60)
+        try:
+            fleet.sign_in(world.ref.hospitals.values(), "2027-03-01 00:00:00")
+            started = time.monotonic()
+            result = fleet.run([big], [0.0])
+            took = time.monotonic() - started
+        finally:
+            fleet.close()
+    assert not result.timed_out and not result.dead_letters and took < 60, took
+    (session,) = result.sessions
+    codes = [(infno, session.answers[msgid][0]["err_code"]) for msgid, infno in session.sent]
+    assert codes[:3] == [("1101", ""), ("2201", ""), ("2204", "E1004")], codes
+    comparison = compare(result.sessions, expected)
+    assert comparison.ok, comparison.mismatches

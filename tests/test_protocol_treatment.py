@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from messages.codec import encode
+from messages.codec import decode, encode
 from messages.codes import ErrorCode
 from messages.envelope import Answer, Request
 from messages.transactions import OUTPUT_MODELS, VisitAck
@@ -554,15 +554,25 @@ def padded_person_info(c: Clinic, size: int) -> bytes:
     return raw
 
 
-def test_request_over_the_size_limit_is_dead_lettered_and_one_at_the_limit_is_answered(
+def test_a_request_over_the_size_limit_is_refused_e1004_and_one_at_the_limit_is_read(
 ) -> None:
+    """One over the limit is read for its envelope only and refused to its sender, so its
+    visit learns of it at once (it was dead-lettered unanswered, and the visit timed out);
+    one naming no one to answer, or not JSON, is still a dead letter, E1004 either way."""
     c = Clinic()
     too_big = padded_person_info(c, MAX_REQUEST_BYTES + 1)
     outcome, row = c.oracle.treatment.handle_request(EMP_CERTNO, too_big, None)
-    assert isinstance(outcome, DeadLetter)
-    assert outcome.error_code == ErrorCode.MESSAGE_TOO_LARGE
-    assert row is None
-    assert EMP_CERTNO not in outcome.reason
+    assert isinstance(outcome, Reply) and row is None
+    assert outcome.answer["err_code"] == ErrorCode.MESSAGE_TOO_LARGE
+    assert outcome.answer["inf_refmsgid"] == decode(too_big)["msgid"]
+    assert outcome.answer["err_msg"] == "request of 262,145 bytes is over the limit of 262,144"
+    nameless = too_big.replace(b'"fixmedins_code"', b'"fixmedins_cod_"')
+    not_json = b"[" + too_big
+    for unanswerable in (nameless, not_json):
+        outcome, row = c.oracle.treatment.handle_request(EMP_CERTNO, unanswerable, None)
+        assert isinstance(outcome, DeadLetter) and row is None
+        assert outcome.error_code == ErrorCode.MESSAGE_TOO_LARGE
+        assert EMP_CERTNO not in outcome.reason
     at_limit = padded_person_info(c, MAX_REQUEST_BYTES)
     outcome, _ = c.oracle.treatment.handle_request(EMP_CERTNO, at_limit, None)
     assert isinstance(outcome, Forward)  # read, validated and sent on to the insured place

@@ -12,7 +12,7 @@ from messages.signing import FOLD, SIGN_HEADER, Signer, fold_headers
 from messages.visitlog import make_msgid
 from settlement.oracle import Oracle
 from settlement.retention import WINDOW_DAYS
-from settlement.treatment import MAX_REQUEST_BYTES, DeadLetter, Reply
+from settlement.treatment import MAX_REQUEST_BYTES, Reply
 from simulators.world import WorldSpec, build_world
 
 WORLD = build_world(WorldSpec(seed=3, persons=200))
@@ -76,13 +76,16 @@ def test_a_request_signed_twice_is_refused_whichever_signature_is_the_senders():
     assert fold_headers([("a", b"1"), ("a", b"2")]) == {"a": b"2"}  # others: the last
 
 
-def test_a_request_over_the_size_limit_is_not_read_for_its_signature_but_dead_lettered():
+def test_a_request_over_the_size_limit_is_checked_for_its_signature_then_refused_e1004():
+    """Answered now (E1004 to its sender), so its signature is checked first, as any
+    answered refusal's: the platform echoes no msgid a forger chose."""
     oversize = {**person_info("2026-12-01 09:00:00", 1), "padding": "x" * MAX_REQUEST_BYTES}
     value = encode(oversize)
-    assert check(None, value) is None  # unsigned, but too large to be read: not an E6001
+    assert check(None, value) == "E6001"
+    assert check(SIGNER.headers(HOSPITAL.fixmedins_code, CERTNO.encode(), value), value) is None
     outcome, row = Oracle(WORLD.ref).treatment.handle_request(CERTNO, value, None)
-    assert isinstance(outcome, DeadLetter)
-    assert outcome.error_code == ErrorCode.MESSAGE_TOO_LARGE and row is None
+    assert isinstance(outcome, Reply) and row is None
+    assert outcome.answer["err_code"] == ErrorCode.MESSAGE_TOO_LARGE
 
 
 def test_a_replay_from_before_the_window_is_refused_and_a_refusal_moves_the_clock():
