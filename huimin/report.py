@@ -400,6 +400,10 @@ def accounted(sent: int, ok: int, error: int, dead: int) -> str:
             f"dead-lettered {dead:,}")
 
 
+#: the money a 3202 detail gives, as summary.json's posted and undone money name it
+MONEY_POSTED = ("medfee_sumamt", "hifp_pay", "acct_pay")
+
+
 def daily_reconciliation_summary(d: DailyReconciliationCheck) -> dict[str, Any]:
     """The hospitals' daily 3201/3202 as summary.json (and the console line) give them."""
     return {"hospital_days": d.days, "balanced_at_once": d.balanced_at_once,
@@ -409,8 +413,10 @@ def daily_reconciliation_summary(d: DailyReconciliationCheck) -> dict[str, Any]:
             "expected_posted": d.expected_posted, "undoings_posted": d.undoings_posted,
             # what the settlements posted from 3202 paid: in the ledger, not in the visits'
             # results (their HIS never saw the answers)
-            "posted_money_fen": dict(zip(("medfee_sumamt", "hifp_pay", "acct_pay"),
-                                         d.posted_fen, strict=True))}
+            "posted_money_fen": dict(zip(MONEY_POSTED, d.posted_fen, strict=True)),
+            # and what the cancellations posted from 3202 gave back (their visits' results
+            # still hold the settlements: their HIS never saw the cancellations' answers)
+            "undone_money_fen": dict(zip(MONEY_POSTED, d.undone_fen, strict=True))}
 
 
 def daily_reconciliation_line(day: dict[str, Any]) -> str:
@@ -434,6 +440,7 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
     unsettled = summary["visits"] - local - cross  # refused, failed, given up: every visit counted
     day = summary["daily_reconciliation"]
     lost = day["posted"]  # settled on the platform, the answers lost or given up
+    undone = day.get("undoings_posted", 0)  # cancelled there, the answers lost (`2208~`)
     spec = summary.get("scenario", {}).get("visits")  # what a summary of old lacks
     period = f" over {counted(spec['days'], 'simulated day')} from {spec['start'][:10]}" \
         if spec else ""
@@ -451,9 +458,9 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
                   f"fund ¥{yuan(money.get('hifp_pay', 0))} + "
                   f"personal account ¥{yuan(money.get('acct_pay', 0))} + "
                   f"cash ¥{yuan(money.get('psn_cash_pay', 0))}"
-                  + (" as the hospitals saw the answers" if lost else ""))
-    seen = "; as the hospitals saw the answers: not the settlements posted from 3202" \
-        if lost else ""
+                  + (" as the hospitals saw the answers" if lost or undone else ""))
+    seen = "; as the hospitals saw the answers: not what was posted from 3202" \
+        if lost or undone else ""
     for key, first, title, named in (
             ("money_fen_by_insured_province", "insured in", "Paid, by the insured person's "
              "province (yuan; their fund pays, wherever treated", named_province),
@@ -462,13 +469,19 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
         if rows := summary.get(key):
             console.print(_paid_table(rows, first, f"{title}{seen})", named))
     if lost:
-        fees, fund, acct = (day["posted_money_fen"][k]
-                            for k in ("medfee_sumamt", "hifp_pay", "acct_pay"))
+        fees, fund, acct = (day["posted_money_fen"][k] for k in MONEY_POSTED)
         console.print(f"  and ¥{yuan(fees)} = fund ¥{yuan(fund)} + personal account "
                       f"¥{yuan(acct)} + cash ¥{yuan(fees - fund - acct)} in the "
                       f"{'settlement' if lost == 1 else 'settlements'} posted from 3202 "
                       "(in the ledger; their visits read 'not settled' or TIMEOUT in "
                       "results.jsonl)")
+    if undone:
+        fees, fund, acct = (day["undone_money_fen"][k] for k in MONEY_POSTED)
+        console.print(f"  less ¥{yuan(fees)} = fund ¥{yuan(fund)} + personal account "
+                      f"¥{yuan(acct)} + cash ¥{yuan(fees - fund - acct)} given back by the "
+                      f"{'cancellation' if undone == 1 else 'cancellations'} posted from 3202 "
+                      "(in the ledger; their visits read 'settled' in results.jsonl: their "
+                      "HIS never saw the answers)")
 
     console.print("[bold]Answers by transaction and outcome[/]")
     answers = Table()
@@ -595,10 +608,15 @@ def print_statement(statement: ClearingStatement, console: Console) -> None:
                           yuan(p.prepayment_after), yuan(p.top_up_due))
     console.print(provinces)
     total = sum(p.net for p in statement.provinces.values())
-    owed = len(statement.hospitals)
-    console.print(f"Σ net = {yuan(total)}; {owed} hospital{'' if owed == 1 else 's'} owed "
-                  f"¥{yuan(sum(statement.hospitals.values()))} by their agencies "
-                  "(`--json` lists each)")
+    # a hospital whose month netted to nothing is listed with 0, and one whose earlier
+    # settlements were undone this month owes its agency: neither is "owed"
+    owed = [a for a in statement.hospitals.values() if a > 0]
+    back = [-a for a in statement.hospitals.values() if a < 0]
+    console.print(f"Σ net = {yuan(total)}; {counted(len(owed), 'hospital')} owed "
+                  f"¥{yuan(sum(owed))} by their agencies"
+                  + (f", {len(back):,} owing ¥{yuan(sum(back))} back (settlements of earlier "
+                     f"months undone): ¥{yuan(sum(owed) - sum(back))} net" if back else "")
+                  + " (`--json` lists each)")
 
 
 def _paid_table(rows: dict[str, dict[str, int]], first: str, title: str,

@@ -221,6 +221,8 @@ class DailyReconciliationCheck:
     undoings_posted: int = 0
     #: the posted settlements' money, fen: medfee_sumamt, hifp_pay, acct_pay
     posted_fen: list[int] = field(default_factory=lambda: [0, 0, 0])
+    #: and what the posted cancellations gave back
+    undone_fen: list[int] = field(default_factory=lambda: [0, 0, 0])
 
     @property
     def ok(self) -> bool:
@@ -250,6 +252,7 @@ def check_daily_reconciliation(result: HospitalRunResult, expected_posted: int
         check.posted += day.posted
         check.undoings_posted += day.undoings_posted
         check.posted_fen = [a + b for a, b in zip(check.posted_fen, day.posted_fen, strict=True)]
+        check.undone_fen = [a + b for a, b in zip(check.undone_fen, day.undone_fen, strict=True)]
         if not day.balanced:
             check.unbalanced.append(f"{day.fixmedins_code} {day.day}: {day.result or 'no answer'}"
                                     f" after {day.attempts} 3201")

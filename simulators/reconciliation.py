@@ -189,11 +189,22 @@ class DayReconciliation:
     #: their money, fen: medfee_sumamt, hifp_pay, acct_pay (the visits' results hold none of
     #: it: their HIS never saw the answer)
     posted_fen: list[int] = field(default_factory=lambda: [0, 0, 0])
+    #: and the money the cancellations posted gave back, as their 3202 details give it
+    undone_fen: list[int] = field(default_factory=lambda: [0, 0, 0])
     waited: int = 0  # times the platform was behind and the hospital asked again later
 
     @property
     def balanced(self) -> bool:
         return self.result == BALANCED
+
+
+def _plus_money(fen: list[int], detail: dict[str, Any]) -> list[int]:
+    """`fen` (medfee_sumamt, hifp_pay, acct_pay) with a 3202 detail's money added; as it was
+    if the detail's is not whole fen (`verify` names that)."""
+    money = [detail.get(k) for k in ("medfee_sumamt", "hifp_pay", "acct_pay")]
+    if not all(type(v) is int for v in money):
+        return fen
+    return [a + b for a, b in zip(fen, money, strict=True)]
 
 
 @dataclass
@@ -269,11 +280,12 @@ class DailyReconciler:
         for detail in out.get("details", []):
             self.books.post(rec.fixmedins_code, detail)
             rec.posted += 1
-            money = [detail.get(k) for k in ("medfee_sumamt", "hifp_pay", "acct_pay")]
-            if all(type(v) is int for v in money):  # else not whole fen: verify names it
-                rec.posted_fen = [a + b for a, b in zip(rec.posted_fen, money, strict=True)]
-        undone = sum(self.books.post_undoing(rec.fixmedins_code, detail)
-                     for detail in out.get("undone", []))
+            rec.posted_fen = _plus_money(rec.posted_fen, detail)
+        undone = 0
+        for detail in out.get("undone", []):
+            if self.books.post_undoing(rec.fixmedins_code, detail):
+                undone += 1
+                rec.undone_fen = _plus_money(rec.undone_fen, detail)
         rec.undoings_posted += undone
         if out.get("details") or undone:
             return [self._totals(rec)]

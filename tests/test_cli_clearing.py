@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import subprocess
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import orjson
+from rich.console import Console
 
+from huimin.report import print_statement
+from settlement.clearing import ClearingStatement
 from settlement.money import yuan
 from settlement.retention import msgid_time
 from tests.conftest import run_huimin
@@ -115,3 +119,16 @@ def test_clearing_statements_net_to_zero_and_cancellations_cross_into_the_next_m
     assert partial.returncode == 0 and orjson.loads(partial.stdout), partial.stderr
     assert "2 have no result and 1 was under way when the replay stopped" in " ".join(
         partial.stderr.split())
+
+
+def test_a_statements_footer_counts_the_hospitals_owed_apart_from_those_owing_back():
+    """It counted every hospital listed, those netted to nothing among them, and summed a
+    hospital owing its agency back (an earlier month's settlement undone) as owed less."""
+    statement = ClearingStatement("2027-02", {}, {}, {"H1": 484_941, "H2": 0, "H3": -31_422})
+    console = Console(record=True, width=300)
+    print_statement(statement, console)
+    assert "Σ net = 0.00; 1 hospital owed ¥4,849.41 by their agencies, 1 owing ¥314.22 back " \
+           "(settlements of earlier months undone): ¥4,535.19 net" in console.export_text()
+    print_statement(replace(statement, hospitals={"H1": 100, "H2": 0}), console)
+    assert "Σ net = 0.00; 1 hospital owed ¥1.00 by their agencies (`--json` lists each)" in \
+        console.export_text()

@@ -245,6 +245,16 @@ def test_the_summary_shows_money_latency_by_route_and_hops(two_runs):
     row = next(line for line in console.export_text().splitlines() if "110000" in line)
     assert [cell.strip() for cell in row.split("│")[1:-1]] == [
         "110000 北京", "1", "20.00", "0.01", "0.00", "19.99", "0.1 %"], row
+    # a cancellation whose answer was lost (a hand-written `2208~`): its visit reads
+    # `settled`, so "Paid" is as the hospitals saw it, and what it gave back is said beside
+    undone = {**summary["daily_reconciliation"], "undoings_posted": 1,
+              "undone_money_fen": {"medfee_sumamt": 5_000, "hifp_pay": 3_000, "acct_pay": 0}}
+    wide = Console(record=True, width=400)
+    print_summary({**summary, "daily_reconciliation": undone}, Path("o"), wide)
+    said = " ".join(wide.export_text().split())
+    assert " as the hospitals saw the answers" in said
+    assert "less ¥50.00 = fund ¥30.00 + personal account ¥0.00 + cash ¥20.00 given back by " \
+           "the cancellation posted from 3202" in said
 
 
 def test_the_same_seed_gives_byte_identical_settlement_results(two_runs):

@@ -326,14 +326,19 @@ def test_a_hospital_that_lost_a_cancellations_answer_posts_it_from_3202_and_bala
 
     sessions = list(oracle.settle_log(
         cancellations_lost(v) for v in generate_visits(world, VisitSpec(visits=400))))
-    lost = sum(1 for s in sessions for msgid, infno, answers in s.exchanges()
-               if msgid in s.lost and infno in CANCELLATIONS
-               and any(a.get("infcode") == 0 for a in answers))
-    assert lost > 5  # cancellations that undid a settlement, their answers lost
+    lost = [next(a for a in answers if a.get("infcode") == 0)["output"]["setlinfo"]
+            for s in sessions for msgid, infno, answers in s.exchanges()
+            if msgid in s.lost and infno in CANCELLATIONS
+            and any(a.get("infcode") == 0 for a in answers)]
+    assert len(lost) > 5  # cancellations that undid a settlement, their answers lost
     books, daily = reconciled_day_by_day(sessions, oracle)
     days = list(daily.days.values())
     assert sum(d.first == "1" for d in days) > 0 and all(d.balanced for d in days)
-    assert sum(d.undoings_posted for d in days) == lost
+    assert sum(d.undoings_posted for d in days) == len(lost)
+    # what they gave back, for the summary to give apart from the visits' (still `settled`)
+    given_back = [-sum(c[k] for c in lost) for k in ("medfee_sumamt", "hifp_pay", "acct_pay")]
+    assert [sum(d.undone_fen[i] for d in days) for i in range(3)] == given_back
+    assert given_back[0] > 0
     closing = [oracle.submit(key, req)["output"] for key, req in closing_requests(books)]
     assert any("appy_stas" in out for out in closing)
     for out in closing:

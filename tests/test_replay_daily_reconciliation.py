@@ -4,6 +4,7 @@ the hospital's books hold, which no other check of a replay sees."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -59,12 +60,17 @@ def test_a_day_balanced_by_posting_a_lost_cancellation_is_said_so_and_passes(
     """A hand-written `2208~`: the day balances once the HIS posts the cancellation 3202
     details; it was counted as balanced once the clearing caught up."""
     days = [DayReconciliation("H11010000001", "2026-01-05", attempts=2, first=UNBALANCED,
-                              result=BALANCED, undoings_posted=1)]
+                              result=BALANCED, undoings_posted=1, undone_fen=[5_000, 3_000, 0])]
     result = replay_with_days(tmp_path, monkeypatch, days)
     assert result.exit_code == 0, (result.output, result.exception)
     line = " ".join(result.output.split())
     assert "1 不平 until 3202 detailed 0 settlements whose answers were lost (expected 0) " \
            "and 1 cancellation, 0 平 once the clearing caught up, 0 left 不平" in line
+    # the summary's money is the visits' (the cancelled settlement's visit reads `settled`):
+    # what the cancellation gave back is kept beside it
+    summary = json.loads((tmp_path / "r.summary.json").read_text())
+    assert summary["daily_reconciliation"]["undone_money_fen"] == {
+        "medfee_sumamt": 5_000, "hifp_pay": 3_000, "acct_pay": 0}
 
 
 def test_a_replay_with_a_day_left_unbalanced_fails_naming_it(
