@@ -202,9 +202,8 @@ def _plus_money(fen: list[int], detail: dict[str, Any]) -> list[int]:
     """`fen` (medfee_sumamt, hifp_pay, acct_pay) with a 3202 detail's money added; as it was
     if the detail's is not whole fen (`verify` names that)."""
     money = [detail.get(k) for k in ("medfee_sumamt", "hifp_pay", "acct_pay")]
-    if not all(type(v) is int for v in money):
-        return fen
-    return [a + b for a, b in zip(fen, money, strict=True)]
+    whole = [v for v in money if type(v) is int]
+    return [a + b for a, b in zip(fen, whole, strict=True)] if len(whole) == 3 else fen
 
 
 @dataclass
