@@ -371,12 +371,14 @@ def write_outputs(report: RunReport, summary: dict[str, Any]) -> None:
 
 def write_dead_letters(path: Path, result: HospitalRunResult, bad: list[BadMessage]) -> None:
     """Every dead letter the hospitals saw (a bad request's redelivered repeats once), as
-    `huimin dead-letters --json` shows it, with `bad_request`: the kind of bad request sent
-    on purpose that it is, or null for one that should not have happened (the run fails on
-    those)."""
+    `huimin dead-letters --json` shows it, oldest first, with `bad_request`: the kind of bad
+    request sent on purpose that it is, or null for one that should not have happened (the
+    run fails on those)."""
     kinds = {b.value: b.kind for b in bad if b.expect == "dead-letter"}
+    letters = sorted(distinct_dead_letters(result, bad), key=lambda d: (
+        d.entry.timestamp_ms, d.entry.partition, d.entry.offset))  # read partition by partition
     with whole_file(path) as f:
-        for letter in distinct_dead_letters(result, bad):
+        for letter in letters:
             f.write(orjson.dumps({**letter.entry.to_dict(),
                                   "bad_request": kinds.get(letter.value)}) + b"\n")
 

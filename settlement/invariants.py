@@ -54,6 +54,8 @@ def setlinfo_violations(s: dict[str, Any]) -> list[str]:
         out.append("medfee_sumamt != the four buckets")
     if s["medfee_sumamt"] != s["fund_pay_sumamt"] + s["psn_part_amt"]:
         out.append("medfee_sumamt != fund_pay_sumamt + psn_part_amt")
+    if s["fund_pay_sumamt"] != s["hifp_pay"]:  # DOMAIN.md §3: no other fund pays
+        out.append("fund_pay_sumamt != hifp_pay")
     if s["psn_part_amt"] != s["acct_pay"] + s["psn_cash_pay"]:
         out.append("psn_part_amt != acct_pay + psn_cash_pay")
     if not 0 <= s["hifp_pay"] <= s["inscp_scp_amt"] - s["act_pay_dedc"]:

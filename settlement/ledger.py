@@ -21,16 +21,29 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal, get_args
 
 from messages.codes import CANCELLATIONS, SETTLEMENTS, Infno
 from messages.envelope import province_of
+from messages.transactions import MAX_FEN
 from settlement.retention import msgid_time
 
 Event = Literal["settle", "cancel", "reverse"]
 EVENTS: frozenset[str] = frozenset(get_args(Event))
 _TEXT_FIELDS = ("setl_id", "time", "fixmedins_code", "insuplc_admdvs", "mdtrtarea_admvs")
 _FEN_FIELDS = ("hifp_pay", "medfee_sumamt", "fund_pay_sumamt", "acct_pay")
+
+
+def _is_time(text: str) -> bool:
+    """`yyyy-MM-dd HH:mm:ss`, a real one (fromisoformat alone takes other forms too)."""
+    if len(text) != 19 or text[10] != " ":
+        return False
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,16 +72,21 @@ class SettlementEvent:
 
     def __post_init__(self) -> None:
         """Events are read back from a topic and from results files: one whose amount is not
-        whole fen (100.5, "100") or whose kind is unknown must be refused where it is read,
-        not carried into clearing, the ledger and the gauges (money is integer fen)."""
+        whole fen (100.5, "100") or past what an answer may hold, whose kind is unknown or
+        whose time is no real time must be refused where it is read, not carried into
+        clearing (a statement of month 2026-13), the ledger and the gauges."""
         if self.event not in EVENTS:
             raise ValueError("a settlement event of an unknown kind")
         for name in _TEXT_FIELDS:
             if type(getattr(self, name)) is not str:
                 raise ValueError(f"a settlement event whose {name} is not text")
         for name in _FEN_FIELDS:
-            if type(getattr(self, name)) is not int:
-                raise ValueError(f"a settlement event whose {name} is not whole fen")
+            amount = getattr(self, name)
+            if type(amount) is not int or not 0 <= amount <= MAX_FEN:
+                raise ValueError(f"a settlement event whose {name} is not whole fen from 0 "
+                                 "to ¥1 billion")  # MAX_FEN
+        if not _is_time(self.time):
+            raise ValueError("a settlement event whose time is not yyyy-MM-dd HH:mm:ss")
 
     @property
     def event_id(self) -> str:

@@ -150,6 +150,6 @@ def money_event(value: bytes | None) -> SettlementEvent:
     try:
         return SettlementEvent(**fields)
     except (TypeError, ValueError):
-        raise NotPlatformMessage("not a money event: setl_id, event, time, fixmedins_code, "
-                                 "insuplc_admdvs, mdtrtarea_admvs and whole-fen amounts "
-                                 "are expected") from None
+        raise NotPlatformMessage("not a money event: setl_id, event, time (yyyy-MM-dd "
+                                 "HH:mm:ss), fixmedins_code, insuplc_admdvs, mdtrtarea_admvs "
+                                 "and amounts in whole fen from 0 are expected") from None

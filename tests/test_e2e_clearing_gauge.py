@@ -40,7 +40,11 @@ EVENTS = [  # two cross-province settlements, one of them cancelled, and a local
 #: the platform's failure, E9001, as they were), not carry into its table and gauge
 NOT_EVENTS = [{**asdict(EVENTS[0]), "setl_id": "S4", "hifp_pay": 100.5},
               {**asdict(EVENTS[0]), "setl_id": "S5", "hifp_pay": "100"},
-              {"setl_id": "S6"}]
+              {"setl_id": "S6"},
+              # past what an answer may hold, and a month that does not exist (a hostile-input
+              # review: a fund of −¥10 trillion in the ledger, a statement for 2026-13)
+              {**asdict(EVENTS[0]), "setl_id": "S7", "hifp_pay": -1_000_000_000_000_000},
+              {**asdict(EVENTS[0]), "setl_id": "S8", "time": "2026-13-45 99:99:99"}]
 #: receivable − payable: Shanghai's hospital was paid for a Beijing insured's settlement
 EXPECTED = {"110000": -12_345.0, "310000": 12_345.0, "130000": 0.0}
 

@@ -181,6 +181,9 @@ def test_the_run_folder_lists_each_dead_letter_with_the_bad_request_it_is(two_ru
     assert {d["source_topic"] for d in letters} == {"hosp.requests"}
     assert sorted(d["error_code"] for d in letters) == ["E1001", "E1001", "E1002", "E1004"]
     assert all(d["reason"] and d["timestamp_ms"] > 0 for d in letters)
+    # oldest first, as `huimin dead-letters` lists them (it was the order they were read in)
+    assert letters == sorted(letters, key=lambda d: (d["timestamp_ms"], d["partition"],
+                                                     d["offset"]))
 
 
 def test_the_mix_exercises_the_whole_protocol(two_runs):

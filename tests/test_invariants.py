@@ -119,3 +119,15 @@ def test_a_cancellation_that_undoes_less_than_its_settlement_paid_is_caught():
     check_money(inflated, report)
     assert report.violations[CHECKS[5]], dict(report.violations)
     assert not report.violations[CHECKS[6]]  # the pair nets still equal the payments
+
+
+def test_a_fund_total_that_is_not_the_basic_funds_payment_is_caught():
+    """DOMAIN.md §3: fund_pay_sumamt = hifp_pay (no other fund pays); a result whose
+    hifp_pay was lowered alone passed the arithmetic check (a determinism review)."""
+    sessions = _faulty_sessions()
+    victim = next(s for s in sessions if s.settlement is not None
+                  and s.settlement["hifp_pay"] > 100)
+    msgid = next(m for m, infno in victim.sent if infno in ("2207", "2304")
+                 and victim.answers[m][0]["output"].get("setlinfo") == victim.settlement)
+    victim.answers[msgid][0]["output"]["setlinfo"]["hifp_pay"] -= 100
+    assert "fund_pay_sumamt != hifp_pay" in " ".join(_check(sessions).violations[CHECKS[0]])

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from messages.codes import CANCELLATIONS
+from messages.transactions import MAX_FEN
 from messages.visitlog import Visit, VisitSession
 from settlement.clearing import ClearingPolicy, ClearingStatement, clear
 from settlement.ledger import Event, Ledger, SettlementEvent, events_from_answers, postings_for
@@ -529,12 +530,18 @@ def test_hospital_books_kept_by_day_reckon_periods_as_the_platform_does_from_the
 
 
 def test_a_settlement_event_that_is_not_whole_fen_or_of_an_unknown_kind_is_refused():
+    """Read back from money.events and from results files: one past what an answer may hold
+    or at no real time would put a fund at −¥10 trillion in the ledger, or clear a month
+    2026-13 (a hostile-input review)."""
     good = {"setl_id": "S1", "event": "settle", "time": "2026-12-01 09:00:00",
             "fixmedins_code": "H11010500001", "insuplc_admdvs": "110105",
             "mdtrtarea_admvs": "310101", "hifp_pay": 100}
     assert SettlementEvent(**good).signed_amount == 100
     for field, bad in [("hifp_pay", 100.5), ("hifp_pay", "100"), ("hifp_pay", True),
-                       ("acct_pay", 1.0), ("event", "refund"), ("setl_id", 7)]:
+                       ("acct_pay", 1.0), ("event", "refund"), ("setl_id", 7),
+                       ("hifp_pay", -1), ("acct_pay", MAX_FEN + 1),
+                       ("time", "2026-13-45 09:00:00"), ("time", "2026-12-01T09:00:00"),
+                       ("time", "2026-12-01")]:
         try:
             SettlementEvent(**{**good, field: bad})
         except ValueError as exc:
@@ -581,3 +588,4 @@ def test_a_policy_files_prepayment_parameters_set_each_provinces_target():
                 {"expected_monthly_payable": 1.5}):
         with pytest.raises(ParameterError):
             parse_parameters({"defaults": bad}, provinces)
+
