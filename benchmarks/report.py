@@ -72,7 +72,8 @@ def markdown(result: dict[str, Any]) -> str:
            "the rest of each visit: 5–7 requests per settlement), so near 100 % wherever both "
            "keep up; the "
            "ratio of what each can carry is under Capacity below. "
-           if with_ceiling else "No raw ceiling was measured in this run (--no-ceiling). ")
+           if with_ceiling else "No raw ceiling was measured in this run ("
+           + ("stopped before it was" if s.get("ceiling") else "--no-ceiling") + "). ")
         + "CPU cores: the average over the whole rate, its warm-up and drain included.",
         "",
         "| " + " | ".join(columns) + " |",

@@ -118,6 +118,13 @@ def bench(
                         (broker_warmup or 0.0, "--broker-warmup")):
         if not math.isfinite(value):
             raise typer.BadParameter("a finite number", param_hint=hint)
+    if find_capacity_max != FIND_CAPACITY_MAX and not find_capacity:  # ignored, unsaid
+        raise typer.BadParameter("the highest rate --find-capacity offers: give "
+                                 "--find-capacity too", param_hint="--find-capacity-max")
+    if find_capacity and find_capacity_max <= max(offered):
+        raise typer.BadParameter(f"{find_capacity_max:g} visits/s, not above the highest of "
+                                 f"--rates ({max(offered):g}): the search would offer nothing "
+                                 "more", param_hint="--find-capacity-max")
     if warmup >= duration:
         raise typer.BadParameter(f"{warmup:g} s, not shorter than --duration ({duration:g} s): "
                                  "it must be, as the warm-up is left out of each rate's figures",

@@ -571,6 +571,12 @@ def test_every_cross_province_percentile_is_also_a_ratio_to_the_raw_ceilings():
     # --no-ceiling: no raw columns standing empty, and the intro says why
     assert "raw achieved/s" not in alone and "No raw ceiling was measured" in alone
     assert "| max | errors | visits dropped |" in alone
+    # a bench stopped while its ceiling ran says so, not that --no-ceiling was given
+    stopped = _result_with(point)
+    assert "this run (--no-ceiling)" in markdown({**stopped, "settings": {
+        **stopped["settings"], "ceiling": False}})
+    assert "this run (stopped before it was)" in markdown({**stopped, "settings": {
+        **stopped["settings"], "ceiling": True}})
 
 
 def test_the_p999_of_a_thousand_is_the_999th_value_not_the_maximum():

@@ -165,6 +165,21 @@ def test_bench_refuses_a_capacity_search_that_could_reach_less_than_a_visit(
             "--find-capacity", "fewer than one visit after the warm-up")
 
 
+@pytest.mark.parametrize(("extra", "said"), [
+    ([], "give --find-capacity too"),
+    (["--find-capacity"], "20 visits/s, not above the highest")])
+def test_bench_refuses_a_find_capacity_max_that_could_not_take_effect(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, extra: list[str], said: str):
+    """Ignored without --find-capacity, or under the rates offered, where the report then
+    said the search stopped at 20 visits/s just after measuring 30 (a bench review)."""
+    import benchmarks.load
+
+    monkeypatch.setattr(benchmarks.load, "run_bench", lambda *a, **k: pytest.fail("it measured"))
+    refused(huimin("bench", "--rates", "10,30", "--duration", "3", "--warmup", "1",
+                   "--find-capacity-max", "20", "--no-ceiling", *extra,
+                   "--out", str(tmp_path / "y")), said)
+
+
 # -- ports ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("port", ["0", "99999", "-1"])
