@@ -204,6 +204,7 @@ class VisitSession:
         self._uploads = 0
         self._stay_fees_cancelled = False  # a 2302 took them all: the next 2301 gives them all
         self._last_upload: list[dict[str, Any]] = []
+        self._uploaded: dict[str, list[str]] = {}  # a fee upload's msgid -> its feedetl_sn
         self._reused: set[str] = set()  # LOINC codes of lab results reused, not repeated
         self._offsets: list[int] | None = None  # seconds from begntime to each step
         self.skipped: list[int] = []  # steps not sent (a 7003 when 7002 found nothing)
@@ -264,7 +265,7 @@ class VisitSession:
         del self.awaiting[msgid]
         infno, _ = parse_step(self.visit.steps[self.index])
         if answer.get("infcode") == 0:
-            self._learn(infno, answer["output"])
+            self._learn(msgid, infno, answer["output"])
         elif not self._expect_refusal and infno not in EHR:  # a refused record access is
             self.failed = answer  # an outcome (audited), not the end of the visit
             return
@@ -393,7 +394,7 @@ class VisitSession:
         return {"resource": provide_bundle(document, v.certno, v.fixmedins_code, msgid,
                                            inf_time)}
 
-    def _learn(self, infno: str, out: dict[str, Any]) -> None:
+    def _learn(self, msgid: str, infno: str, out: dict[str, Any]) -> None:
         k = self._learned
         if infno == Infno.EHR_LAB_LOOKUP:
             self._reused = {r["loinc"] for r in out["reusable"]}
@@ -412,8 +413,13 @@ class VisitSession:
         elif infno in REGISTRATIONS:
             k["mdtrt_id"] = out["data"]["mdtrt_id"]
         elif infno in FEE_UPLOADS:
+            self._uploaded[msgid] = [r["feedetl_sn"] for r in out["result"]]
             for r in out["result"]:
                 self._fees[r["feedetl_sn"]] = r["det_item_fee_sumamt"]
+        elif infno == Infno.REVERSAL and out.get("result") == "undone" \
+                and out.get("oinfno") in FEE_UPLOADS:  # that upload's fees are gone: a
+            for sn in self._uploaded.pop(out.get("omsgid", ""), []):  # settlement counting
+                self._fees.pop(sn, None)  # them was refused E4004 (an inpatient review)
         elif infno in FEE_CANCELLATIONS:  # the simulated hospitals cancel all ("0000")
             self._fees.clear()
             self._stay_fees_cancelled = infno == Infno.INPATIENT_FEE_UPLOAD_CANCEL

@@ -171,3 +171,24 @@ def test_a_visit_declared_local_for_a_person_insured_elsewhere_is_not_settled(ru
     assert session.failed is not None
     assert session.failed["err_code"] == ErrorCode.INSURED_PLACE_MISMATCH
     assert certno not in oracle.person_rows or not oracle.person_rows[certno].settlements
+
+
+@pytest.mark.parametrize("kind, steps", [
+    ("inpatient", ["1101", "2401", "2301", "2601", "2301", "2402", "2304"]),
+    ("outpatient", ["1101", "2201", "2204", "2601", "2204", "2207"])])
+def test_a_fee_upload_undone_by_2601_leaves_the_fees_the_settlement_counts(
+        run: Run, kind: str, steps: list[str]) -> None:
+    """The simulated HIS kept an undone upload's fees in the total it settles for, so the
+    platform refused the settlement E4004 (its uploaded fees are the second upload's alone)
+    and the oracle, running the same HIS, agreed: `verify` passed a stay that could never
+    settle (an inpatient review)."""
+    visit = next(v for v in run.visits if v.kind == kind).model_copy(update={
+        "steps": steps, "batches": 2, "visit_no": 0})
+    (session,) = Oracle(run.world.ref).settle_log([visit])
+    assert session.failed is None, session.failed
+    assert session.settlement is not None
+    undone = [a for m, infno in session.sent if infno == "2601" for a in session.answers[m]]
+    assert [a["output"]["result"] for a in undone] == ["undone"]
+    second_upload = session.answers[session.sent[4][0]][0]["output"]["result"]
+    assert session.settlement["medfee_sumamt"] == sum(r["det_item_fee_sumamt"]
+                                                      for r in second_upload)
