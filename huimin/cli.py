@@ -43,6 +43,7 @@ from huimin.cli_options import (
     checked_store,
     fault_plan,
     note_changes_outside,
+    platform_records,
     security_settings,
     serve_metrics,
     visit_spec_of,
@@ -122,7 +123,6 @@ from simulators.visits import MAX_DAYS, VisitSpec, generate_visits
 from simulators.world import WorldSpec, build_world, clearing_policy, world_tag
 from simulators.world_export import write_world
 from streams.broker import BOOTSTRAP_ENV
-from streams.topics import records_held
 
 
 @app.command()
@@ -300,11 +300,7 @@ def _check_platform_there(bootstrap: str, client: dict[str, Any]) -> int:
     answers then depend on (a visit settled before is answered from what was kept, settling
     nothing anew; a person's earlier settlements count in their balances and caps): how
     many requests it holds."""
-    held = records_held(bootstrap, (topics.HOSP_REQUESTS, topics.HOSP_RESPONSES), client)
-    if missing := [name for name, n in held.items() if n is None]:
-        raise refusal_exit(f"the cluster at {bootstrap} has no topic {' or '.join(missing)}: "
-                           "no huimin platform was set up on it (`huimin topics` makes the "
-                           "topics; then start a `huimin worker`)")
+    held = platform_records(bootstrap, client)
     if earlier := held[topics.HOSP_REQUESTS] or 0:
         console.print(f"[yellow]The cluster at {bootstrap} already holds {earlier:,} hospital "
                       "requests: the platform answers a visit it settled before from what it "
@@ -670,7 +666,8 @@ def replay(
                 f"{day.expected_posted:,} expected (the settlements whose answers the "
                 "hospitals lost, or gave up on at their time-out)"]):
             console.print(f"  [red]- {escape(line)}[/]")
-    console.print(f"Answers in {results}. Check them: huimin verify {visit_log} {results}",
+    console.print(f"Answers in {results}. Check them: huimin verify "
+                  f"{shlex.quote(str(visit_log))} {shlex.quote(str(results))}",
                   markup=False)
     unclosed = sum(1 for answers in closing if not answers)
     if gone:

@@ -19,6 +19,7 @@ from typing import Annotated, Any, NoReturn
 import aiokafka.errors
 import kafka.errors
 import typer
+import typer.rich_utils
 from rich.console import Console
 from typer.core import TyperCommand, TyperGroup
 from typer.exceptions import TyperException
@@ -64,6 +65,8 @@ errors = _Console(stderr=True, emoji=False)
 if not console.is_terminal:  # a log or CI: lines kept whole (commands, paths, tables)
     console.width = errors.width = 200
     console.soft_wrap = True
+    # and --help's option names: at 80 columns rich cut them short ("--stop-after-unreac…")
+    typer.rich_utils.MAX_WIDTH = typer.rich_utils.MAX_WIDTH or 200
 
 
 def error_message(exc: BaseException, bootstrap: str | None = None) -> str | None:

@@ -17,6 +17,7 @@ from huimin.cli_options import (
     SecurityProtocol,
     SslCafile,
     bootstrap_servers,
+    platform_records,
     security_settings,
 )
 from huimin.fhir_check import check_fhir_file
@@ -150,6 +151,7 @@ def publish(
                                         f"{check.what})"))
     security = security_settings(security_protocol, sasl_mechanism, sasl_username, ssl_cafile)
     where = bootstrap_servers(bootstrap)
+    platform_records(where, security.kafka_python())  # its topics there, or refused at once
     results = send_publishes(where, certno, publish_requests(readable, sender, at), timeout,
                              security.kafka_python())
     lines: list[tuple[int, Published | tuple[Path, str]]] = [

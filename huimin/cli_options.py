@@ -27,9 +27,11 @@ from simulators.world import (
     WorldSpec,
     filings_left_out,
 )
+from streams import topics
 from streams.broker import BOOTSTRAP_ENV, BROKER_KINDS, bootstrap_problem, unreachable
 from streams.config import STORES
 from streams.security import PASSWORD_ENV, ClusterSecurity
+from streams.topics import records_held
 
 Seed = Annotated[int, typer.Option(min=-SEED_BOUND, max=SEED_BOUND - 1,
                                    help="Seed of the world and the visits.")]
@@ -252,6 +254,18 @@ SaslMechanism = Annotated[str | None, typer.Option(
          "SASL_SSL only.")]
 SaslUsername = Annotated[str | None, typer.Option()]
 SslCafile = Annotated[Path | None, typer.Option()]
+
+
+def platform_records(bootstrap: str, client: dict[str, Any]) -> dict[str, int | None]:
+    """The hospital requests and answers a platform's cluster holds, refused at once (exit
+    2) where its topics are missing: the hospitals would wait 30 s for them, whatever a
+    command's own time-out."""
+    held = records_held(bootstrap, (topics.HOSP_REQUESTS, topics.HOSP_RESPONSES), client)
+    if missing := [name for name, n in held.items() if n is None]:
+        raise refusal_exit(f"the cluster at {bootstrap} has no topic {' or '.join(missing)}: "
+                           "no huimin platform was set up on it (`huimin topics` makes the "
+                           "topics; then start a `huimin worker`)")
+    return held
 
 
 def security_settings(protocol: str, mechanism: str | None, username: str | None,

@@ -2,7 +2,7 @@
 (about a second), and a Ctrl-C in that second printed a Python traceback of the imports; it
 now stops quietly (exit 130), as a Ctrl-C before anything has started does. And the
 libraries' own output (Typer's `--help`) whose reader went away, or whose device is full,
-ends as huimin's does."""
+ends as huimin's does, and output closed from the start is refused as a full device is."""
 
 from __future__ import annotations
 
@@ -11,6 +11,11 @@ import sys
 
 
 def main() -> None:
+    if sys.stdout is None:  # started with its output closed (`huimin … >&-`): what it would
+        if sys.stderr is not None:  # print would be lost, and a script read exit 0 as done
+            sys.stderr.write("Error: standard output is closed: give it a file, or "
+                             "/dev/null to keep nothing\n")
+        sys.exit(2)
     try:
         from huimin.cli import app
     except KeyboardInterrupt:

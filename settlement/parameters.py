@@ -146,6 +146,9 @@ def parse_parameters(data: Any, provinces: Iterable[str]) -> Parameters:
     if not isinstance(data, Mapping):
         raise ParameterError("parameters must be a mapping with `defaults`, `provinces` "
                              "and/or `changes`")
+    if (empty := _first_empty(data)) is not None:
+        raise ParameterError(f"{empty}: no value given (write one, or leave the key out "
+                             "for the value it would otherwise have)")
     known = set(provinces)
     data = _with_province_keys(data, known, "provinces")
     if isinstance(changes := data.get("changes"), Mapping):
@@ -159,6 +162,24 @@ def parse_parameters(data: Any, provinces: Iterable[str]) -> Parameters:
         return Parameters.model_validate(data)
     except ValidationError as exc:
         raise ParameterError(_said(exc.errors())) from None
+
+
+def _first_empty(data: Any, where: str = "") -> str | None:
+    """Where a key of the file is given no value (`deductible:` left blank), if anywhere:
+    YAML reads it as null, which would silently stand for the value the key would have
+    had without it."""
+    if isinstance(data, Mapping):
+        for key, value in data.items():
+            at = f"{where}.{key}" if where else str(key)
+            if value is None:
+                return at
+            if (found := _first_empty(value, at)) is not None:
+                return found
+    elif isinstance(data, list):  # a value a hospital level
+        for level, value in enumerate(data, start=1):
+            if value is None:
+                return f"{where} (hospital level {level})"
+    return None
 
 
 def _with_province_keys(data: Any, known: set[str], where: str) -> Any:
@@ -193,8 +214,16 @@ def _said(errors: list[Any]) -> str:
     what unit it is whole."""
     first = errors[0]
     loc = first["loc"]
-    where = ".".join(str(part) for part in loc) or "(the top)"
+    where = ".".join(str(part) for part in loc if not isinstance(part, int)) or "(the top)"
+    # a list's place is a hospital level, numbered from 1 as docs/parameters.yaml does
+    level = f" (hospital level {loc[-1] + 1})" if loc and isinstance(loc[-1], int) else ""
     what = first["msg"]
+    if first["type"] == "extra_forbidden":
+        what = "not a key of a policy file here (docs/parameters.yaml lists them)"
+    elif first["type"] in ("dict_type", "model_type"):
+        what = "should be a mapping of keys to values (or leave it out)"
+    elif first["type"] in ("too_long", "too_short"):
+        what = "give one value for all three hospital levels, or a list of three"
     # a value given once for the three levels fails three times alike: one problem
     groups: dict[tuple[Any, ...], set[str]] = {}
     for e in errors:
@@ -204,10 +233,10 @@ def _said(errors: list[Any]) -> str:
     if loc and isinstance(loc[-1], int):
         levels = [e for e in errors if e["loc"][:-1] == loc[:-1]]
         if first["type"] == "missing":
-            where = where.rsplit(".", 1)[0]  # a list of levels, not of three
+            level = ""  # a list of levels, not of three
             what = "give one value for all three hospital levels, or a list of three"
         elif len(levels) == 3 and len({e["msg"] for e in levels}) == 1:
-            where = where.rsplit(".", 1)[0]
+            level = ""
     name = next((str(part) for part in reversed(loc) if isinstance(part, str)), "")
     if loc[:1] == ("changes",) and first["type"] == "extra_forbidden" \
             and name in ProvinceParameters.model_fields:
@@ -223,7 +252,7 @@ def _said(errors: list[Any]) -> str:
     elif first["type"] in ("less_than_equal", "greater_than_equal"):
         what += f" {unit.split(',')[0]}"
     more = f" (and {problems - 1} more)" if problems > 1 else ""
-    return f"{where}: {what}{more}"
+    return f"{where}{level}: {what}{more}"
 
 
 def policy_for(parameters: Parameters, province: str, day: str = "") -> InsurancePolicy:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import builtins
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -120,3 +121,13 @@ def test_help_and_version_onto_a_full_device_end_with_a_short_error_and_2(args: 
                                stderr=subprocess.PIPE, text=True, timeout=60)
     assert ended.returncode == 2, ended.stderr
     assert ended.stderr == "Error: cannot write the output: no space left on its device\n"
+
+
+def test_a_command_started_with_its_output_closed_says_so_and_exits_2():
+    """`huimin check-fhir … >&-` printed nothing and exited 0, which a script reads as
+    done (a scripting review); a full device already ended 2."""
+    command = f"{shlex.quote(huimin_command())} check-fhir {shlex.quote(str(REPO))} >&-"
+    ended = subprocess.run(command, shell=True, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert ended.returncode == 2, ended.stderr
+    assert ended.stderr == ("Error: standard output is closed: give it a file, or /dev/null "
+                            "to keep nothing\n")

@@ -48,3 +48,17 @@ def test_version_names_the_package_version_and_the_wire_contracts():
     assert result.exit_code == 0 and re.fullmatch(
         r"huimin \d+\.\d+\.\d+( \(git \S+\))?, wire contract \d+\n", result.output), \
         result.output
+
+
+def test_help_read_by_a_script_keeps_every_option_name_whole():
+    """Piped (`huimin replay --help | grep …`), rich drew it 80 columns wide and cut names
+    short: `--stop-after-unreac…`, `KAFKA_BOOTSTRAP_…` (a scripting review)."""
+    from tests.conftest import run_huimin
+
+    for command, names in (("run", ["--stop-after-unreachable"]),
+                           ("replay", ["--stop-after-unreachable", "--security-protocol",
+                                       "KAFKA_BOOTSTRAP_SERVERS"]),
+                           ("bench", ["--find-capacity-max"])):
+        text = run_huimin([command, "--help"], timeout=60).stdout
+        assert all(name in text for name in names), text
+        assert not re.search(r"-[\w-]+…", text), text

@@ -20,7 +20,7 @@ from simulators.visits import GENERATOR_VERSION
 from simulators.world import WorldSpec, world_tag
 from streams.broker import BOOTSTRAP_ENV, EmbeddedBroker
 from streams.security import SECRET_ENV
-from tests.conftest import interrupt_huimin, run_huimin
+from tests.conftest import FHIR_DATA, interrupt_huimin, run_huimin
 
 pytestmark = pytest.mark.e2e
 
@@ -175,6 +175,14 @@ def test_replay_against_a_platform_already_running_on_a_cluster(tmp_path):
         assert bare.returncode == 2 and time.monotonic() - started < 20, bare.stderr
         assert "has no topic hosp.requests or hosp.responses: no huimin platform" in \
             " ".join(bare.stderr.split())
+        # and so does publish, whatever its --timeout (it waited 31 s: a scripting review)
+        started = time.monotonic()
+        one = sorted(FHIR_DATA.rglob("*.json"))[0]
+        published = huimin("publish", str(one), "--certno", "110101199003071233",
+                           "--bootstrap", b.bootstrap, "--timeout", "2", cwd=tmp_path)
+        assert published.returncode == 2 and time.monotonic() - started < 20, \
+            published.stderr
+        assert "no huimin platform was set up on it" in " ".join(published.stderr.split())
     with EmbeddedBroker() as b, platform(b.bootstrap, WorldSpec(seed=7, persons=600), 8,
                                          tmp_path / "platform"):
         # visits of another world (seed 8) are refused at the sign-in, before any is sent

@@ -101,7 +101,7 @@ def test_a_provinces_policy_settles_the_persons_insured_there_and_no_one_else() 
      "employee_outpatient"),
     ({"defaults": {"rules": {"employee_inpatient": {"deductible": [1, 2]}}}},
      "defaults.rules.employee_inpatient.deductible", "a list of three"),
-    ({"default": {}}, "default", "Extra inputs"),
+    ({"default": {}}, "default", "not a key of a policy file here"),
     ([1, 2], "", "must be a mapping"),
     # one value for the three levels is one problem, and a number not whole says its unit
     ({"defaults": {"rules": {"employee_inpatient": {"ratio_bp": -100}}}},
@@ -110,7 +110,8 @@ def test_a_provinces_policy_settles_the_persons_insured_there_and_no_one_else() 
     ({"defaults": {"rules": {"employee_inpatient": {"deductible": 300.5}}}},
      "defaults.rules.employee_inpatient.deductible:", "a whole number of fen (¥1 = 100)"),
     ({"defaults": {"rules": {"employee_inpatient": {"ratio_bp": [9000, 0.85, 8000]}}}},
-     "defaults.rules.employee_inpatient.ratio_bp.1:", "whole number of basis points"),
+     "defaults.rules.employee_inpatient.ratio_bp (hospital level 2):",
+     "whole number of basis points"),
     ({"defaults": {"prepayment_months": 1.5}}, "defaults.prepayment_months:",
      "a whole number of months, 0–24"),
 ])
@@ -250,3 +251,17 @@ def test_a_lab_window_outside_0_to_3650_days_is_refused_in_days() -> None:
         parse_parameters({"defaults": {"lab_validity_days": 1.5}}, [SH])
     with pytest.raises(ParameterError, match=r"defaults.lab_validity_days: .*less than or equal"):
         parse_parameters({"defaults": {"lab_validity_days": 3651}}, [SH])
+
+
+@pytest.mark.parametrize("data, where", [
+    ({"defaults": {"unfiled_cut_bp": None}}, "defaults.unfiled_cut_bp"),
+    ({"defaults": {"retired_bonus_bp": 300,
+                   "rules": {"employee_inpatient": {"deductible": None}}}},
+     "defaults.rules.employee_inpatient.deductible"),
+    ({"changes": {"2027-01-01": None}}, "changes.2027-01-01"),
+])
+def test_a_key_left_without_a_value_is_refused_not_taken_as_the_default(
+        data: Any, where: str) -> None:
+    with pytest.raises(ParameterError) as refused:
+        parse_parameters(data, PROVINCES)
+    assert str(refused.value).startswith(f"{where}: no value given")

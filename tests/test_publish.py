@@ -81,6 +81,7 @@ def test_with_at_each_file_keeps_its_place_among_all_given_and_lines_come_in_the
 
     monkeypatch.setattr(cli_fhir, "send_publishes", answered)
     monkeypatch.setattr(cli_fhir, "bootstrap_servers", lambda given: given)
+    monkeypatch.setattr(cli_fhir, "platform_records", lambda *_: {})  # its topics there
     result = CliRunner().invoke(cli.app, ["publish", str(tmp_path), "--certno", CERTNO,
                                           "--at", "2026-12-10 10:00:00", "--json",
                                           "--bootstrap", "127.0.0.1:9"])
@@ -110,6 +111,7 @@ def test_publishes_refused_for_their_signatures_are_told_so_without_a_sign_in(
 
     monkeypatch.setattr(cli_fhir, "send_publishes", refused)
     monkeypatch.setattr(cli_fhir, "bootstrap_servers", lambda given: given)
+    monkeypatch.setattr(cli_fhir, "platform_records", lambda *_: {})  # its topics there
     result = CliRunner().invoke(cli.app, ["publish", str(doc), "--certno", CERTNO,
                                           "--bootstrap", "127.0.0.1:9"])
     said = " ".join(result.output.split())
