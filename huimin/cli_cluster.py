@@ -47,7 +47,12 @@ from streams.config import (
 from streams.dead_letters import TopicMissing, read_dead_letters
 from streams.kafka_broker import KAFKA_VERSION, ApacheKafkaBroker
 from streams.table_files import DataFolderInUse
-from streams.topics import create_platform_topics, topic_problems, unfit_topics
+from streams.topics import (
+    create_platform_topics,
+    settings_drift,
+    topic_problems,
+    unfit_topics,
+)
 from streams.trail import follow_trail
 
 
@@ -80,6 +85,13 @@ def topics(
     created = create_platform_topics(where, partitions, replication, security.kafka_python())
     refuse_unfit(topic_problems(where, partitions, security.kafka_python()))
     console.print(f"Topics ready: {', '.join(created)}", soft_wrap=True)
+    # a topic there before (written to before `huimin topics`, or made by an older huimin)
+    # keeps its settings: said, not changed (an operator may have set them on purpose)
+    for name, key, have, want in settings_drift(where, created, security.kafka_python()):
+        errors.print(f"{name} has {key}={have}, not {want} as huimin makes it: set it with "
+                     f"kafka-configs.sh --bootstrap-server {where} --alter --entity-type topics "
+                     f"--entity-name {name} --add-config {key}={want}", style="yellow",
+                     markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command("dead-letters")

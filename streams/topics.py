@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
-from kafka.admin import NewTopic
+from kafka.admin import ConfigResource, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from messages.topics import ALL_TOPICS, DEAD_LETTERS, EHR_AUDIT, HOSP_REQUESTS, HOSP_RESPONSES
@@ -30,6 +30,17 @@ TOPIC_CONFIGS: dict[str, dict[str, str]] = {
     # decides otherwise
     EHR_AUDIT: {"retention.ms": "-1"},
 }
+#: A table's changelog is kept whole: a worker rebuilds its rows from it, and a person's
+#: year-to-date sums and caps outlive Kafka's default 7 days (a worker restarted after a week
+#: found its rows gone: an Apache Kafka review). Not compacted: compaction keeps a key's last
+#: record, which may be a removed owner's late write that the fence refuses on recovery
+#: (streams/owner_fence.py), leaving the row with none.
+CHANGELOG_CONFIG = {"retention.ms": "-1"}
+
+
+def topic_config(name: str) -> dict[str, str]:
+    """The settings huimin creates topic `name` with, beyond its partition count."""
+    return CHANGELOG_CONFIG if name.endswith("-changelog") else TOPIC_CONFIGS.get(name, {})
 
 
 class TopicsRefused(Exception):
@@ -40,7 +51,7 @@ class TopicsRefused(Exception):
 def ensure_topics(bootstrap: str, names: list[str] | tuple[str, ...] = ALL_TOPICS,
                   partitions: int = 8, replication: int = 1, timeout: float = 30.0,
                   client_config: dict[str, Any] | None = None) -> None:
-    """Create the topics that do not exist yet (with TOPIC_CONFIGS); wait until the broker
+    """Create the topics that do not exist yet (with `topic_config`); wait until the broker
     lists all of them."""
     deadline = time.monotonic() + timeout
     admin = _admin(bootstrap, deadline, client_config)
@@ -50,7 +61,7 @@ def ensure_topics(bootstrap: str, names: list[str] | tuple[str, ...] = ALL_TOPIC
         for name in missing:
             try:
                 admin.create_topics([NewTopic(name, partitions, replication,
-                                              topic_configs=TOPIC_CONFIGS.get(name, {}))])
+                                              topic_configs=topic_config(name))])
             except TopicAlreadyExistsError:
                 pass
             except KafkaError as exc:  # a setting the cluster cannot meet: said, not a trace
@@ -131,6 +142,32 @@ def topic_problems(bootstrap: str, partitions: int,
     return problems + [f"{name} has {held[name]} partitions, not {want}"
                        for name, want in plan.items() if name in held and held[name] != want
                        and name not in ANY_COUNT]
+
+
+def settings_drift(bootstrap: str, names: Iterable[str],
+                   client_config: dict[str, Any] | None = None
+                   ) -> list[tuple[str, str, str, str]]:
+    """Of topics `names`, the settings `topic_config` asks for that the cluster holds
+    otherwise, as (topic, setting, its value, the value asked for): a topic made before
+    huimin made it (a broker creating topics as they are written to), or by an older huimin.
+    Empty where the broker does not say (Tansu keeps no such settings)."""
+    wanted = {n: c for n in names if (c := topic_config(n))}
+    admin = _admin(bootstrap, time.monotonic() + 30, client_config)
+    try:
+        held = admin.describe_configs([ConfigResource("TOPIC", n, dict.fromkeys(c))
+                                       for n, c in wanted.items()], config_filter="all")
+    except (KafkaError, ValueError, KeyError, TypeError):  # a broker that cannot tell
+        return []
+    finally:
+        admin.close()
+    topics = held.get("topic", {}) if isinstance(held, dict) else {}
+    drift = []
+    for name, config in wanted.items():
+        for key, want in config.items():
+            have = (topics.get(name, {}).get(key) or {}).get("value")
+            if have is not None and have != want:
+                drift.append((name, key, have, want))
+    return drift
 
 
 def unfit_topics(bootstrap: str, partitions: int, problems: list[str]) -> str:

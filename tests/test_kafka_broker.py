@@ -13,12 +13,12 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
 from benchmarks.memory import broker_pids
-from messages.topics import HOSP_REQUESTS
+from messages.topics import EHR_AUDIT, HOSP_REQUESTS
 from streams import kafka_broker
 from streams.broker import BrokerError, kafka_protocol_ready
 from streams.kafka_broker import ApacheKafkaBroker, kafka_classpath
-from streams.topics import ensure_topics
-from tests.conftest import needs_java_and_maven
+from streams.topics import ensure_topics, platform_topics, settings_drift, topic_config
+from tests.conftest import needs_java_and_maven, run_huimin
 
 pytestmark = [
     pytest.mark.e2e,
@@ -73,6 +73,25 @@ def test_apache_kafka_takes_idempotent_writes_and_frees_its_ports_when_stopped(t
             consumer.close()
         assert request is not None and request.timestamp_type == 1  # LogAppendTime
         assert abs(request.timestamp / 1000 - time.time()) < 120
+
+        # a topic there before `huimin topics` (written to, so the broker made it with its
+        # defaults) is said with how to set it; a changelog is kept whole (it was deleted
+        # after Kafka's default 7 days, and the rows with it: an Apache Kafka review)
+        producer = KafkaProducer(bootstrap_servers=b.bootstrap)
+        try:
+            producer.send(EHR_AUDIT, value=b"{}").get(timeout=30)
+        finally:
+            producer.close()
+        made = run_huimin(["topics", "--bootstrap", b.bootstrap, "--partitions", "1"],
+                          timeout=120)
+        assert made.returncode == 0 and "Topics ready" in made.stdout, made.stderr
+        assert f"ehr.audit has retention.ms=604800000, not -1 as huimin makes it: set it with " \
+               f"kafka-configs.sh --bootstrap-server {b.bootstrap} --alter --entity-type " \
+               "topics --entity-name ehr.audit --add-config retention.ms=-1" in made.stderr
+        assert "hosp.requests" not in made.stderr  # made by ensure_topics above, as asked
+        changelogs = [n for n in platform_topics(1) if n.endswith("-changelog")]
+        assert changelogs and all(topic_config(n) == {"retention.ms": "-1"} for n in changelogs)
+        assert settings_drift(b.bootstrap, changelogs) == []  # made so
     finally:
         pid = b.process.pid if b.process else None
         b.stop()
