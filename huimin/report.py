@@ -470,20 +470,17 @@ def print_summary(summary: dict[str, Any], out_dir: Path, console: Console) -> N
              "policy's change from a day shows from its month", str)):
         if rows := summary.get(key):
             console.print(_paid_table(rows, first, f"{title}{seen})", named))
-    if lost:
-        fees, fund, acct = (day["posted_money_fen"][k] for k in MONEY_POSTED)
-        console.print(f"  and ¥{yuan(fees)} = fund ¥{yuan(fund)} + personal account "
-                      f"¥{yuan(acct)} + cash ¥{yuan(fees - fund - acct)} in the "
-                      f"{'settlement' if lost == 1 else 'settlements'} posted from 3202 "
-                      "(in the ledger; their visits read 'not settled' or TIMEOUT in "
-                      "results.jsonl)")
-    if undone:
-        fees, fund, acct = (day["undone_money_fen"][k] for k in MONEY_POSTED)
-        console.print(f"  less ¥{yuan(fees)} = fund ¥{yuan(fund)} + personal account "
-                      f"¥{yuan(acct)} + cash ¥{yuan(fees - fund - acct)} given back by the "
-                      f"{'cancellation' if undone == 1 else 'cancellations'} posted from 3202 "
-                      "(in the ledger; their visits read 'settled' in results.jsonl: their "
-                      "HIS never saw the answers)")
+    for n, key, lead, which, word, reading in (
+            (lost, "posted_money_fen", "and", "in the", "settlement",
+             "their visits read 'not settled' or TIMEOUT in results.jsonl"),
+            (undone, "undone_money_fen", "less", "given back by the", "cancellation",
+             "their visits read 'settled' in results.jsonl: their HIS never saw the answers")):
+        if n:  # what 3202 detailed that the visits' results cannot show
+            fees, fund, acct = (day[key][k] for k in MONEY_POSTED)
+            console.print(f"  {lead} ¥{yuan(fees)} = fund ¥{yuan(fund)} + personal account "
+                          f"¥{yuan(acct)} + cash ¥{yuan(fees - fund - acct)} {which} "
+                          f"{word if n == 1 else word + 's'} posted from 3202 (in the ledger; "
+                          f"{reading})")
 
     console.print("[bold]Answers by transaction and outcome[/]")
     answers = Table()

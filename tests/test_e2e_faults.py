@@ -17,6 +17,7 @@ import orjson
 import pytest
 
 from huimin.logfiles import read_visit_log
+from settlement.money import yuan
 from streams.broker import BOOTSTRAP_ENV
 from streams.table_files import CLEAN_STOP_MARK
 from tests.conftest import run_huimin
@@ -90,8 +91,12 @@ def test_hospitals_that_lost_settlement_answers_are_unbalanced_until_3202_resolv
     said = " ".join((faulty_runs[0] / "stdout.txt").read_text().split())
     assert f"{day['posted']} of them settled on the platform all the same" in said
     # and the money by province is said to be the answers' too
-    assert "their fund pays, wherever treated; as the hospitals saw the answers: not the " \
-        "settlements posted from 3202)" in said
+    assert "their fund pays, wherever treated; as the hospitals saw the answers: not what " \
+        "was posted from 3202)" in said
+    fund = re.escape(yuan(day["posted_money_fen"]["hifp_pay"]))
+    assert re.search(rf"and ¥[\d,.]+ = fund ¥{fund} \+ personal account ¥[\d,.]+ \+ "
+                     r"cash ¥[\d,.]+ in the settlements? posted from 3202 \(in the ledger; "
+                     r"their visits read 'not settled' or TIMEOUT in results.jsonl\)", said)
 
 
 def test_the_joining_worker_took_over_partitions(faulty_runs):
