@@ -64,6 +64,21 @@ def real_msgid_time(msgid: str) -> str:
 
 
 _MSGID_SHAPE = re.compile(r"[HJ][0-9]{29}")
+_INF_TIME_SHAPE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}")
+
+
+def is_inf_time(value: Any) -> bool:
+    """Whether `value` is a time as requests give it (`InfTime`): yyyy-MM-dd HH:mm:ss, a real
+    one. The exact shape first: `datetime.fromisoformat` alone also takes ISO week dates and
+    offsets of the same length ("2026-W48-1 09:00:00"), whose first seven characters name
+    no month."""
+    if not (isinstance(value, str) and _INF_TIME_SHAPE.fullmatch(value)):
+        return False
+    try:
+        _real_time(value)
+    except ValueError:
+        return False
+    return True
 
 
 def msgid_shaped(value: Any) -> TypeGuard[str]:

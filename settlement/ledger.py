@@ -21,11 +21,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Literal, get_args
 
 from messages.codes import CANCELLATIONS, SETTLEMENTS, Infno
-from messages.envelope import province_of
+from messages.envelope import is_inf_time, province_of
 from messages.transactions import MAX_FEN
 from settlement.retention import msgid_time
 
@@ -33,17 +32,6 @@ Event = Literal["settle", "cancel", "reverse"]
 EVENTS: frozenset[str] = frozenset(get_args(Event))
 _TEXT_FIELDS = ("setl_id", "time", "fixmedins_code", "insuplc_admdvs", "mdtrtarea_admvs")
 _FEN_FIELDS = ("hifp_pay", "medfee_sumamt", "fund_pay_sumamt", "acct_pay")
-
-
-def _is_time(text: str) -> bool:
-    """`yyyy-MM-dd HH:mm:ss`, a real one (fromisoformat alone takes other forms too)."""
-    if len(text) != 19 or text[10] != " ":
-        return False
-    try:
-        datetime.fromisoformat(text)
-    except ValueError:
-        return False
-    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +73,7 @@ class SettlementEvent:
             if type(amount) is not int or not 0 <= amount <= MAX_FEN:
                 raise ValueError(f"a settlement event whose {name} is not whole fen from 0 "
                                  "to ¥1 billion")  # MAX_FEN
-        if not _is_time(self.time):
+        if not is_inf_time(self.time):
             raise ValueError("a settlement event whose time is not yyyy-MM-dd HH:mm:ss")
 
     @property

@@ -541,7 +541,8 @@ def test_a_settlement_event_that_is_not_whole_fen_or_of_an_unknown_kind_is_refus
                        ("acct_pay", 1.0), ("event", "refund"), ("setl_id", 7),
                        ("hifp_pay", -1), ("acct_pay", MAX_FEN + 1),
                        ("time", "2026-13-45 09:00:00"), ("time", "2026-12-01T09:00:00"),
-                       ("time", "2026-12-01")]:
+                       ("time", "2026-12-01"), ("time", "2026-W48-1 09:00:00"),
+                       ("time", "2026-12-01 09:00+08")]:
         try:
             SettlementEvent(**{**good, field: bad})
         except ValueError as exc:
