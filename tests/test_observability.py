@@ -627,7 +627,11 @@ def test_faust_sensor_children_are_cached_and_a_rebalance_clears_them_without_lo
     cache_faust_children(monitor)
     per_topic = monitor._metrics.messages_received_per_topics
     assert isinstance(per_topic, CachedChildren)
+    asked: list[object] = []
+    looked_up = per_topic._metric.labels
+    per_topic._metric.labels = lambda *a, **k: asked.append(k) or looked_up(*a, **k)
     assert per_topic.labels(topic="a") is per_topic.labels(topic="a")
+    assert asked == [{"topic": "a"}]  # looked up once, then from the cache
     per_topic.labels(topic="a").inc()
     monitor._metrics.clear_topic_related_metrics()  # what Faust does on a rebalance
     per_topic.labels(topic="a").inc(2)
