@@ -29,6 +29,7 @@ import os
 import re
 import time
 import uuid
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple
 
@@ -69,26 +70,55 @@ RESCAN_S = 2.0
 LOOPBACK = frozenset({"127.0.0.1", "::1"})
 
 
-def operator_refusal(remote: str | None, authorization: str, token: str) -> str | None:
-    """Why a request may not use the operator's views, or None if it may."""
+#: Host names of loopback: with no token set, a request must name one (see operator_refusal).
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+#: Headers a proxy adds: a request carrying one came from elsewhere, whatever its TCP peer.
+PROXY_HEADERS = ("X-Forwarded-For", "X-Forwarded-Host", "Forwarded")
+
+
+def operator_refusal(remote: str | None, authorization: str, token: str,
+                     headers: Mapping[str, str] | None = None) -> str | None:
+    """Why a request may not use the operator's views, or None if it may. With no token set,
+    only loopback's own requests: from a loopback peer, naming a loopback host, through no
+    proxy (a proxy on the same host made every remote client loopback's, and a page that
+    rebinds its name to 127.0.0.1 had the operator's browser read records: a security
+    review)."""
     if token:
         scheme, _, given = authorization.strip().partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(),
-                                                              token.encode()):
+        # aiohttp decodes header bytes that are not UTF-8 as surrogates: encode them back
+        # (a plain .encode() raised UnicodeEncodeError: a 500 before the gate answered)
+        if scheme.lower() == "bearer" and hmac.compare_digest(
+                given.strip().encode("utf-8", "surrogateescape"), token.encode()):
             return None
         return f"an operator's bearer token ({OPERATOR_TOKEN_ENV}) is required"
-    if remote in LOOPBACK:
-        return None
-    return f"served to loopback only; set {OPERATOR_TOKEN_ENV} to serve other hosts"
+    headers = headers or {}
+    if remote not in LOOPBACK:
+        return f"served to loopback only; set {OPERATOR_TOKEN_ENV} to serve other hosts"
+    if any(name in headers for name in PROXY_HEADERS):
+        return (f"served to loopback only, and this came through a proxy: set "
+                f"{OPERATOR_TOKEN_ENV} to serve through one")
+    if host_name(headers.get("Host", "localhost")) not in LOOPBACK_NAMES:
+        return (f"served to loopback only, by a loopback name (localhost, 127.0.0.1, [::1]), "
+                f"not another name for it; set {OPERATOR_TOKEN_ENV} to serve others")
+    return None
 
 
-def operator_gate(remote: str | None, authorization: str, token: str
+def host_name(host: str) -> str:
+    """A Host header's name, without its port or an IPv6 address's brackets, lower case."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def operator_gate(remote: str | None, authorization: str, token: str,
+                  headers: Mapping[str, str] | None = None
                   ) -> tuple[int, str, str, dict[str, str]] | None:
     """The refusal of a request that may not use the operator's views (its status, issue
     code, why and headers), or None if it may: where a token is due, 401 and a Bearer
     challenge (RFC 6750: `invalid_token` for a wrong one); from another host with no token
     set, 403 (no credentials would do)."""
-    if (why := operator_refusal(remote, authorization, token)) is None:
+    if (why := operator_refusal(remote, authorization, token, headers)) is None:
         return None
     if not token:
         return 403, "forbidden", why, {}
@@ -114,6 +144,8 @@ def views_base(headers: Any, scheme: str, host: str) -> str:
         scheme = forwarded_scheme
     if _FORWARDED_HOST.fullmatch(forwarded_host):
         host = forwarded_host
+    elif not _FORWARDED_HOST.fullmatch(host or ""):
+        host = "localhost"  # a Host header that is no host (markup, bytes not UTF-8)
     return f"{scheme}://{host}/fhir"
 
 
@@ -205,7 +237,8 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
                         ref: ReferenceData) -> None:
     doc_owner: dict[str, bytes] = {}  # document id -> person key, rebuilt from the table
     scanned = [-RESCAN_S]  # when the table was last read for it
-    operator_token = os.environ.get(OPERATOR_TOKEN_ENV, "")
+    # a token read from a secrets file keeps its newline, which no header can carry
+    operator_token = os.environ.get(OPERATOR_TOKEN_ENV, "").strip()
     totals = RecordsTotals()
 
     def fhir(web: View, body: dict[str, Any], status: int = 200,
@@ -255,7 +288,7 @@ def register_fhir_views(app: Any, records: Any, index: Any, sources_topic: Any,
         401 or 403), or asking for a format these views do not give (406); None if the
         request may go on."""
         gate = operator_gate(request.remote, request.headers.get("Authorization", ""),
-                             operator_token)
+                             operator_token, request.headers)
         if gate is not None:
             return problem(web, *gate)
         if (why := format_refusal(request.query)) is not None:

@@ -288,11 +288,19 @@ def test_the_views_answer_as_fhir_r4_has_a_server_answer(hospitals):
                          ("urn:other%7Ccurrent", 0), ("superseded,current", 1)):
         status, found, _ = get(f"patient.identifier={mine}&status={given}")
         assert (status, found["total"]) == (200, total), given
-    # behind a proxy, the links are where the client reached the views
-    _, proxied, _ = get(f"patient.identifier={mine}", **{"X-Forwarded-Proto": "https",
-                                                          "X-Forwarded-Host": "ehr.example"})
-    assert proxied["link"][0]["url"].startswith("https://ehr.example/fhir/DocumentReference?")
-    assert proxied["entry"][0]["fullUrl"] == f"https://ehr.example/fhir/DocumentReference/{doc_id}"
+    # through a proxy, with no token set: refused, as the proxy's clients are not loopback's
+    # (it served them all: a security review); behind one with a token, the links are where
+    # the client reached the views (`views_base`, tests/test_fhir_search.py)
+    status, proxied, _ = get(f"patient.identifier={mine}", **{
+        "X-Forwarded-Proto": "https", "X-Forwarded-Host": "ehr.example",
+        "X-Forwarded-For": "203.0.113.9"})
+    assert status == 403 and "came through a proxy" in proxied["issue"][0]["diagnostics"]
+    # a page whose name was rebound to 127.0.0.1 reads nothing in the operator's browser
+    status, rebound, _ = get(f"patient.identifier={mine}", Host="rebind.example:80")
+    assert status == 403 and "loopback name" in rebound["issue"][0]["diagnostics"]
+    # a Host that is no host is not copied into the links (markup there was)
+    status, marked, _ = get(f"patient.identifier={mine}", Host='localhost"><img src=y>')
+    assert status == 403  # not a loopback name either
     # an identifier of another system, or of none (`|value`), is no one's here: no match
     for other in (f"urn:other|{certno}", f"|{certno}"):
         status, nobody, _ = get(f"patient.identifier={urllib.parse.quote(other)}")

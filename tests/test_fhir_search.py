@@ -87,6 +87,9 @@ def test_a_proxys_forwarded_scheme_and_host_make_the_links_only_when_they_are_su
     assert views_base({"X-Forwarded-Proto": "javascript", "X-Forwarded-Host":
                        'evil.example"><script>'}, "http", "w:6066") == "http://w:6066/fhir"
     assert views_base({"X-Forwarded-Host": "a/b?c#d"}, "http", "w:6066") == "http://w:6066/fhir"
+    # nor the request's own Host (it was copied into every link; bytes not UTF-8 were a 500)
+    for host in ('x"><img src=y>', "", "\udcff"):
+        assert views_base({}, "http", host) == "http://localhost/fhir", host
 
 
 def test_leniency_is_read_from_the_prefer_header():

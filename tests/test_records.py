@@ -1339,6 +1339,17 @@ def test_the_operators_fhir_views_serve_loopback_or_the_bearer_of_the_token_only
     assert operator_refusal("172.18.0.5", "bearer  s3cret", token="s3cret") is None
     assert "token" in operator_refusal("172.18.0.5", "Bearer S3CRET", token="s3cret")
     assert "token" in operator_refusal("172.18.0.5", "Basic s3cret", token="s3cret")
+    # a header of bytes not UTF-8 (aiohttp gives them as surrogates) is a wrong token, not a
+    # 500 before the gate answered (a security review)
+    assert "token" in operator_refusal("172.18.0.5", "Bearer \udcff\udcfe", token="s3cret")
+    # with no token set, loopback's own requests only: not through a proxy on the host, nor
+    # naming another host (a page rebinding its name to 127.0.0.1)
+    assert operator_refusal("127.0.0.1", "", "", {"Host": "127.0.0.1:6066"}) is None
+    assert operator_refusal("::1", "", "", {"Host": "[::1]:6066"}) is None
+    assert operator_refusal("127.0.0.1", "", "", {"Host": "LOCALHOST"}) is None
+    assert "proxy" in operator_refusal("127.0.0.1", "", "", {"Host": "localhost",
+                                                             "X-Forwarded-For": "203.0.113.9"})
+    assert "loopback name" in operator_refusal("127.0.0.1", "", "", {"Host": "rebind.example"})
 
 
 def test_the_operator_gate_asks_for_a_token_where_one_is_due_and_forbids_where_none_is_set():
