@@ -18,8 +18,9 @@ import orjson
 
 from huimin.logfiles import LogFormatError, check_world, placed_records, visit_digest
 from messages.codes import CANCELLATIONS, SETTLEMENTS, TIMED_OUT, ErrorCode, Infno
-from messages.envelope import answerable_msgid
+from messages.envelope import answerable_msgid, is_inf_time
 from messages.identity import PERSONAL_FIELDS, shown_id
+from messages.transactions import MAX_FEN
 from messages.visitlog import Visit, VisitSession, parse_step
 from settlement.invariants import CHECKS, InvariantReport, PersonCheck, check_money
 from settlement.ledger import SettlementEvent, events_from_answers
@@ -174,6 +175,8 @@ _AMOUNTS = frozenset({
     "medfee_sumamt", "fund_pay_sumamt", "hifp_pay", "acct_pay", "psn_cash_pay", "psn_part_amt",
     "act_pay_dedc", "balc", "fulamt_ownpay_amt", "overlmt_selfpay", "preselfpay_amt",
     "inscp_scp_amt"})
+#: a settlement's amounts its money event carries, each 0 to MAX_FEN (settlement/ledger.py)
+_EVENT_AMOUNTS = ("hifp_pay", "medfee_sumamt", "fund_pay_sumamt", "acct_pay")
 _NEEDS: dict[str, tuple[str | None, frozenset[str]]] = {
     **{i: ("setlinfo", _SETTLEMENT_KEYS) for i in SETTLEMENTS},
     **{i: ("setlinfo", frozenset({"init_setl_id", "setl_time"})) for i in CANCELLATIONS},
@@ -219,6 +222,14 @@ def malformed(visit: Visit, answers: dict[str, Any]) -> str | None:
         if not_fen := sorted(k for k in keys & _AMOUNTS if type(part[k]) is not int):
             return (f"the accepted answer to its {infnos[msgid]} {msgid} has amounts that are "
                     f"not whole fen: {', '.join(not_fen)}")
+        # what the money flow reads of it (settlement/ledger.py's SettlementEvent)
+        if "setl_time" in keys and not is_inf_time(part["setl_time"]):
+            return (f"the accepted answer to its {infnos[msgid]} {msgid} has a setl_time that "
+                    "is not yyyy-MM-dd HH:mm:ss")
+        if infnos[msgid] in SETTLEMENTS and (beyond := sorted(
+                k for k in _EVENT_AMOUNTS if not 0 <= part[k] <= MAX_FEN)):
+            return (f"the accepted answer to its {infnos[msgid]} {msgid} has amounts outside "
+                    f"0 to ¥1 billion: {', '.join(beyond)}")
     return None
 
 

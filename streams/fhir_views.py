@@ -73,7 +73,8 @@ LOOPBACK = frozenset({"127.0.0.1", "::1"})
 #: Host names of loopback: with no token set, a request must name one (see operator_refusal).
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 #: Headers a proxy adds: a request carrying one came from elsewhere, whatever its TCP peer.
-PROXY_HEADERS = ("X-Forwarded-For", "X-Forwarded-Host", "Forwarded")
+PROXY_HEADERS = ("X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Real-IP",
+                 "Forwarded", "Via")
 
 
 def operator_refusal(remote: str | None, authorization: str, token: str,
@@ -130,8 +131,8 @@ def operator_gate(remote: str | None, authorization: str, token: str,
 
 #: A host as X-Forwarded-Host may give it: a name or an IPv4 address, or an IPv6 one in
 #: brackets, and a port.
-_FORWARDED_HOST = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.\-]{0,252})|\[[0-9A-Fa-f:.]{2,45}\])"
-                             r"(?::[0-9]{1,5})?")
+_FORWARDED_HOST = re.compile(r"(?:[A-Za-z0-9_][A-Za-z0-9_.\-]{0,252}|\[[0-9A-Fa-f:.]{2,45}\])"
+                             r"(?::[0-9]{1,5})?")  # `_`: a container's name (huimin_worker_1)
 
 
 def views_base(headers: Any, scheme: str, host: str) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import kafka.errors
 import orjson
@@ -739,6 +740,20 @@ def test_an_amount_that_is_not_whole_fen_fails_verify_and_stops_clearing(logs: P
     assert failed.exit_code == 1 and "Traceback" not in failed.output, failed.output
     assert "not whole fen: hifp_pay" in failed.output
     refused(huimin("clearing", str(logs / "a.jsonl"), str(broken)), "not whole fen")
+
+
+@pytest.mark.parametrize(("change", "said"), [
+    ({"setl_time": "2026-W49-2 08:18:00"}, "has a setl_time that is not yyyy-MM-dd HH:mm:ss"),
+    ({"hifp_pay": -1}, "has amounts outside 0 to ¥1 billion: hifp_pay")])
+def test_a_settlement_no_money_event_could_carry_fails_verify_and_stops_clearing(
+        logs: Path, tmp_path: Path, change: dict[str, Any], said: str):
+    """A time that is no time, or a negative fund payment: both ended in a traceback from
+    the money flow's own check (a review of the commit that made that check stricter)."""
+    broken = with_first_settlement(logs, tmp_path, lambda setl: setl.update(change))
+    failed = huimin("verify", str(logs / "a.jsonl"), str(broken))
+    assert failed.exit_code == 1 and "Traceback" not in failed.output, failed.output
+    assert said in " ".join(failed.output.split())
+    refused(huimin("clearing", str(logs / "a.jsonl"), str(broken)), said.split(": ")[0][-20:])
 
 
 # -- bad input of other kinds ---------------------------------------------------------------

@@ -90,6 +90,8 @@ def test_a_proxys_forwarded_scheme_and_host_make_the_links_only_when_they_are_su
     # nor the request's own Host (it was copied into every link; bytes not UTF-8 were a 500)
     for host in ('x"><img src=y>', "", "\udcff"):
         assert views_base({}, "http", host) == "http://localhost/fhir", host
+    # a container's name is a host (docker's `huimin_worker_1`), its port kept
+    assert views_base({}, "http", "huimin_worker_1:6066") == "http://huimin_worker_1:6066/fhir"
 
 
 def test_leniency_is_read_from_the_prefer_header():

@@ -1350,6 +1350,9 @@ def test_the_operators_fhir_views_serve_loopback_or_the_bearer_of_the_token_only
     assert "proxy" in operator_refusal("127.0.0.1", "", "", {"Host": "localhost",
                                                              "X-Forwarded-For": "203.0.113.9"})
     assert "loopback name" in operator_refusal("127.0.0.1", "", "", {"Host": "rebind.example"})
+    for header in ("X-Real-IP", "Via", "X-Forwarded-Proto", "Forwarded"):  # nginx's and others'
+        assert "proxy" in operator_refusal("127.0.0.1", "", "", {"Host": "localhost",
+                                                                 header: "x"}), header
 
 
 def test_the_operator_gate_asks_for_a_token_where_one_is_due_and_forbids_where_none_is_set():
