@@ -49,7 +49,8 @@ from streams.kafka_broker import KAFKA_VERSION, ApacheKafkaBroker
 from streams.table_files import DataFolderInUse
 from streams.topics import (
     create_platform_topics,
-    settings_drift,
+    platform_topics,
+    settings_advice,
     topic_problems,
     unfit_topics,
 )
@@ -87,11 +88,8 @@ def topics(
     console.print(f"Topics ready: {', '.join(created)}", soft_wrap=True)
     # a topic there before (written to before `huimin topics`, or made by an older huimin)
     # keeps its settings: said, not changed (an operator may have set them on purpose)
-    for name, key, have, want in settings_drift(where, created, security.kafka_python()):
-        errors.print(f"{name} has {key}={have}, not {want} as huimin makes it: set it with "
-                     f"kafka-configs.sh --bootstrap-server {where} --alter --entity-type topics "
-                     f"--entity-name {name} --add-config {key}={want}", style="yellow",
-                     markup=False, highlight=False, soft_wrap=True)
+    for line in settings_advice(where, created, security.kafka_python()):
+        errors.print(line, style="yellow", markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command("dead-letters")
@@ -257,6 +255,9 @@ def worker(
         said = "; ".join(advice)
         raise refusal_exit(f"{unfit_topics(where, partitions, problems)} "
                            f"{said[0].upper()}{said[1:]}")
+    # topics of an older huimin (changelogs deleted after 7 days: rows lost on a restart)
+    for line in settings_advice(where, platform_topics(partitions), security.kafka_python()):
+        errors.print(line, style="yellow", markup=False, highlight=False, soft_wrap=True)
     from streams.worker import run_worker  # Faust: ~0.2 s, this command's alone
 
     try:

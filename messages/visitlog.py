@@ -164,6 +164,11 @@ class Visit(BaseModel):
                 raise ValueError(f"step {n} is not a transaction a visit sends, with marks "
                                  f"of {''.join(sorted(STEP_MARKS))} (README, Replay and "
                                  "verify: what a visit log may hold)")
+            for mark, kinds, what in (("^", {Infno.REVERSAL}, "a 2601"),
+                                      ("d", FEE_UPLOADS, "a fee upload (2204/2301)"),
+                                      ("x", CANCELLATIONS, "a cancellation (2208/2305)")):
+                if mark in marks and infno not in kinds:
+                    raise ValueError(f"step {n}: the mark {mark} is of {what}, not of {infno}")
             # what a 2601 reverses is sent for sure: not a 7003, skipped when 7002 found none
             target = n + 1 if "^" in marks else n - 1
             if infno == Infno.REVERSAL and not (

@@ -192,6 +192,10 @@ class DayReconciliation:
     #: and the money the cancellations posted gave back, as their 3202 details give it
     undone_fen: list[int] = field(default_factory=lambda: [0, 0, 0])
     waited: int = 0  # times the platform was behind and the hospital asked again later
+    #: an answer of the day was lost: its details are asked for even when its totals are 平
+    #: (a lost cancellation and a lost settlement again of the same money left them 平 while
+    #: the HIS held the wrong one in force)
+    unsure: bool = False
 
     @property
     def balanced(self) -> bool:
@@ -220,13 +224,17 @@ class DailyReconciler:
     #: a rebalance (at-least-once delivery), counted apart, not acted on again
     answered_again: int = 0
     _active: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    _unsure: set[tuple[str, str]] = field(default_factory=set)  # (hospital, day)
     _pending: dict[str, tuple[DayReconciliation, str]] = field(default_factory=dict)  # by msgid
     _answered_msgids: set[str] = field(default_factory=set)
     _retries: list[tuple[float, str, str]] = field(default_factory=list)  # (when, code, day)
 
-    def saw(self, request: dict[str, Any]) -> None:
-        """A hospital sent `request`: it is open on the request's day."""
+    def saw(self, request: dict[str, Any], lost: bool = False) -> None:
+        """A hospital sent `request`: it is open on the request's day; with `lost`, its HIS
+        will not see the answer, so it checks that day's details whatever its totals say."""
         self._active[request["inf_time"][:10]].add(request["fixmedins_code"])
+        if lost:
+            self._unsure.add((request["fixmedins_code"], request["inf_time"][:10]))
 
     @property
     def msgids(self) -> set[str]:
@@ -252,6 +260,7 @@ class DailyReconciler:
         out = []
         for code in sorted(self._active.pop(day, ())):
             rec = self.days.setdefault((code, day), DayReconciliation(code, day))
+            rec.unsure = (code, day) in self._unsure
             out.append(self._totals(rec))
         return out
 
@@ -273,6 +282,9 @@ class DailyReconciler:
         if infno == Infno.RECONCILE_TOTALS:
             rec.result = out["stmt_rslt"]
             rec.first = rec.first or rec.result
+            if rec.balanced and rec.unsure:
+                rec.unsure = False  # once
+                return [self._details(rec)]
             if rec.balanced or rec.attempts >= self.max_attempts:
                 return []
             return [self._details(rec)]
@@ -288,6 +300,8 @@ class DailyReconciler:
         rec.undoings_posted += undone
         if out.get("details") or undone:
             return [self._totals(rec)]
+        if rec.balanced:  # asked for a day with a lost answer only: nothing was missing
+            return []
         rec.waited += 1  # the platform has yet to see some of the hospital's settlements
         heapq.heappush(self._retries, (now + self.retry_s, rec.fixmedins_code, rec.day))
         return []

@@ -401,7 +401,7 @@ class VisitRun:
             if ex is not None and self.owner[req["msgid"]] is not session:
                 self._not_sent(session, requests[n:], self.owner[req["msgid"]])
                 break
-            self.daily.saw(req)
+            self.daily.saw(req, lost=req["msgid"] in session.lost)
             if ex is None:
                 ex = self.exchanges[req["msgid"]] = Exchange(req["infno"], req["msgid"])
                 self.owner[req["msgid"]] = session

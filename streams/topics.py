@@ -35,7 +35,7 @@ TOPIC_CONFIGS: dict[str, dict[str, str]] = {
 #: found its rows gone: an Apache Kafka review). Not compacted: compaction keeps a key's last
 #: record, which may be a removed owner's late write that the fence refuses on recovery
 #: (streams/owner_fence.py), leaving the row with none.
-CHANGELOG_CONFIG = {"retention.ms": "-1"}
+CHANGELOG_CONFIG = {"retention.ms": "-1", "cleanup.policy": "delete"}
 
 
 def topic_config(name: str) -> dict[str, str]:
@@ -152,7 +152,10 @@ def settings_drift(bootstrap: str, names: Iterable[str],
     huimin made it (a broker creating topics as they are written to), or by an older huimin.
     Empty where the broker does not say (Tansu keeps no such settings)."""
     wanted = {n: c for n in names if (c := topic_config(n))}
-    admin = _admin(bootstrap, time.monotonic() + 30, client_config)
+    try:
+        admin = _admin(bootstrap, time.monotonic() + 10, client_config)
+    except KafkaError:  # not judged: whoever asked has reached the cluster, or says it
+        return []
     try:
         held = admin.describe_configs([ConfigResource("TOPIC", n, dict.fromkeys(c))
                                        for n, c in wanted.items()], config_filter="all")
@@ -168,6 +171,17 @@ def settings_drift(bootstrap: str, names: Iterable[str],
             if have is not None and have != want:
                 drift.append((name, key, have, want))
     return drift
+
+
+def settings_advice(bootstrap: str, names: Iterable[str],
+                    client_config: dict[str, Any] | None = None) -> list[str]:
+    """`settings_drift` as lines for an operator: each setting, and the command that sets it
+    (`kafka-configs.sh`, or `java -cp '<kafka>/lib/*' kafka.admin.ConfigCommand` with the
+    same arguments: `huimin broker --kind kafka` keeps only the jars)."""
+    return [f"{name} has {key}={have}, not {want} as huimin makes it: set it with "
+            f"kafka-configs.sh --bootstrap-server {bootstrap} --alter --entity-type topics "
+            f"--entity-name {name} --add-config {key}={want}"
+            for name, key, have, want in settings_drift(bootstrap, names, client_config)]
 
 
 def unfit_topics(bootstrap: str, partitions: int, problems: list[str]) -> str:

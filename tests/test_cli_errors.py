@@ -828,6 +828,10 @@ def test_an_interrupted_generate_leaves_no_half_written_log(monkeypatch: pytest.
     (lambda v: v.update(certno="12345"), "certno: String should match pattern"),
     (lambda v: v.update(steps=[*v["steps"], "9999"]), "is not a transaction a visit sends"),
     (lambda v: v.update(steps=["2601", *v["steps"]]), "a 2601 with nothing to reverse"),
+    # a mark on a step it is not of was taken and ignored: `2207x` settled, PASS (a review)
+    (lambda v: v.update(steps=[*v["steps"], "2207x"]), "the mark x is of a cancellation"),
+    (lambda v: v.update(steps=["1101^", *v["steps"][1:]]), "the mark ^ is of a 2601, not"),
+    (lambda v: v.update(steps=[*v["steps"], "5206d"]), "the mark d is of a fee upload"),
     (lambda v: v["items"][0].update(pric=2**62, cnt=8), "items.0.pric: Input should be less"),
     (lambda v: v.update({"张三110105194912310025": 1}),
      "(an unknown field): Extra inputs are not permitted"),  # a key's name is not echoed

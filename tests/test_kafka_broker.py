@@ -90,7 +90,8 @@ def test_apache_kafka_takes_idempotent_writes_and_frees_its_ports_when_stopped(t
                "topics --entity-name ehr.audit --add-config retention.ms=-1" in made.stderr
         assert "hosp.requests" not in made.stderr  # made by ensure_topics above, as asked
         changelogs = [n for n in platform_topics(1) if n.endswith("-changelog")]
-        assert changelogs and all(topic_config(n) == {"retention.ms": "-1"} for n in changelogs)
+        assert changelogs and all(topic_config(n) == {"retention.ms": "-1", "cleanup.policy":
+                                                       "delete"} for n in changelogs)
         assert settings_drift(b.bootstrap, changelogs) == []  # made so
     finally:
         pid = b.process.pid if b.process else None

@@ -352,6 +352,31 @@ def test_a_hospital_that_lost_a_cancellations_answer_posts_it_from_3202_and_bala
                for u in undone)  # the undoing's own time, not the settlement's
 
 
+def test_a_lost_cancellation_and_a_lost_settlement_again_of_the_same_money_are_posted():
+    """`2208~ 2207~` on one day: the day's totals read 平 at once (one settlement of that
+    money either side), so nothing was posted, the HIS kept the cancelled settlement in force
+    and lacked the one that stands, and the replay failed a right platform ("0 posted, 1
+    expected": a visit-log author's review). A day with a lost answer has its details asked
+    for whatever its totals say."""
+    from simulators.reconciliation import settlements_to_post
+
+    world = build_world(WorldSpec(seed=21, persons=600))
+    oracle = Oracle(world.ref)
+    visit = next(v for v in generate_visits(world, VisitSpec(visits=50, anomaly_share=0.0))
+                 if v.kind == "outpatient").model_copy(update={
+                     "steps": ["1101", "2201", "2204", "2207", "2208~", "2207~"], "batches": 1})
+    (session,) = oracle.settle_log([visit])
+    assert settlements_to_post([session]) == 1
+    books, daily = reconciled_day_by_day([session], oracle)
+    (day,) = daily.days.values()
+    assert day.first == "0"  # 平 at once: the totals could not tell
+    assert (day.posted, day.undoings_posted, day.balanced) == (1, 1, True)
+    standing = session.answers[session.sent[-1][0]][0]["output"]["setlinfo"]["setl_id"]
+    assert standing != session.settlement["setl_id"]  # the HIS saw only the first
+    in_force = books.totals(visit.fixmedins_code, day.day, day.day)[1]
+    assert in_force == {standing}  # the one that stands, posted; the cancelled one undone
+
+
 def reconciled_day_by_day(sessions: list[VisitSession], oracle: Oracle
                           ) -> tuple[HospitalBooks, DailyReconciler]:
     """The hospitals' books of `sessions` and their daily 3201/3202 through the oracle's
@@ -361,7 +386,8 @@ def reconciled_day_by_day(sessions: list[VisitSession], oracle: Oracle
     for s in sessions:
         books.record(s)
         for msgid, _ in s.sent:
-            daily.saw({"inf_time": msgid_time(msgid), "fixmedins_code": s.visit.fixmedins_code})
+            daily.saw({"inf_time": msgid_time(msgid), "fixmedins_code": s.visit.fixmedins_code},
+                      lost=msgid in s.lost)
     for day in daily.open_days:
         queue = daily.close(day)
         while queue:

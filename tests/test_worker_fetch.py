@@ -61,6 +61,7 @@ def test_huimin_worker_passes_its_fetch_options_to_the_worker(monkeypatch: pytes
     started: list[WorkerConfig] = []
     monkeypatch.setattr(cli_cluster, "bootstrap_servers", lambda given: given)
     monkeypatch.setattr(cli_cluster, "topic_problems", lambda *a: [])
+    monkeypatch.setattr(cli_cluster, "settings_advice", lambda *a: [])
     monkeypatch.setattr(streams.worker, "run_worker", started.append)
     monkeypatch.delenv(BOOTSTRAP_ENV, raising=False)
     result = CliRunner().invoke(cli.app, ["worker", "--bootstrap", "127.0.0.1:9",
