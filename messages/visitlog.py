@@ -28,6 +28,7 @@ from messages.codes import (
     FEE_CANCELLATIONS,
     FEE_UPLOADS,
     REGISTRATIONS,
+    REPEATED_MSGID,
     SETTLEMENTS,
     Infno,
 )
@@ -275,6 +276,17 @@ class VisitSession:
             self.failed = answer  # an outcome (audited), not the end of the visit
             return
         self.index += 1
+
+    def end_unsent(self, unsent: set[str], first: str) -> None:
+        """Requests `unsent` (from `first`) have another visit's msgid (a hand-made log): not
+        sent, and the visit ends there (`REPEATED_MSGID`), alike in the hospitals and in the
+        oracle: their answers would go to the other visit, and this one would wait for ever."""
+        self.sent = [(m, i) for m, i in self.sent if m not in unsent]
+        for msgid in unsent:
+            self.awaiting.pop(msgid, None)
+            self.lost.discard(msgid)
+        self.failed = {"infcode": -1, "inf_refmsgid": first, "err_code": REPEATED_MSGID,
+                       "output": {}, "err_msg": "another visit's msgid: not sent"}
 
     def give_up(self, msgid: str, failed: dict[str, Any]) -> None:
         """The HIS gave up on request `msgid` at its time-out (`failed` says so): the visit

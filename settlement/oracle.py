@@ -38,6 +38,9 @@ class Oracle:
         self._last_touched: dict[str, set[str]] = {}  # day (yyyyMMdd) -> certnos
         self.money_events: dict[tuple[str, str], SettlementEvent] = {}  # as national clearing
         self.recon_answers: dict[str, dict[str, Any]] = {}  # 3201/3202/3203 by msgid
+        #: the visit that sent each msgid, by the msgid's day (forgotten with the window: a
+        #: msgid is shared only at its own second)
+        self._senders: dict[str, dict[str, int]] = {}
         self.ehr = EhrOracle(ref)
 
     @property
@@ -65,6 +68,8 @@ class Oracle:
         request reads another's part (a 2601 names its own msgids, a visit is changed by the
         hospital that registered it)."""
         before = day + "000000"
+        for stale in [d for d in self._senders if d < day]:
+            del self._senders[stale]
         for stale in sorted(d for d in self._last_touched if d < day):
             for certno in self._last_touched.pop(stale):
                 if (t := self._trow(certno)) is not None:
@@ -118,11 +123,22 @@ class Oracle:
         self.forget_before(cutoff(visit.begntime)[:8])
         session = VisitSession(visit)
         while requests := session.advance():
-            for req in requests:
+            for n, req in enumerate(requests):
+                if self._sender(req["msgid"], visit.visit_no) != visit.visit_no:
+                    # another visit's msgid (a hand-made log): ended there, as the hospitals
+                    # end it (simulators/visit_run.py), not answered as that visit's
+                    session.end_unsent({r["msgid"] for r in requests[n:] if self._sender(
+                        r["msgid"], None) != visit.visit_no}, req["msgid"])
+                    break
                 answer = self.submit(visit.certno, req)
                 if answer is not None:
                     session.on_answer(answer)
         return session
+
+    def _sender(self, msgid: str, visit_no: int | None) -> int | None:
+        """The visit that sent `msgid` first; `visit_no` is noted as it if none did."""
+        seen = self._senders.setdefault(msgid[12:20], {})
+        return seen.setdefault(msgid, visit_no) if visit_no is not None else seen.get(msgid)
 
     def settle_log(self, visits: Iterable[Visit]) -> Iterator[VisitSession]:
         for visit in visits:

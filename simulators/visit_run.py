@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from messages.codec import encode
-from messages.codes import REPEATED_MSGID, TIMED_OUT
+from messages.codes import TIMED_OUT
 from messages.platform import route_label
 from messages.trace import HOSP_RECV, HOSP_SEND
 from messages.visitlog import Visit, VisitSession
@@ -437,14 +437,8 @@ class VisitRun:
         ever."""
         log.warning("visit %d's request has visit %d's msgid: not sent, the visit ended",
                     session.visit.visit_no, other.visit.visit_no)
-        unsent = {r["msgid"] for r in requests if self.owner.get(r["msgid"]) is not session}
-        session.sent = [(m, i) for m, i in session.sent if m not in unsent]
-        for msgid in unsent:
-            session.awaiting.pop(msgid, None)
-            session.lost.discard(msgid)
-        session.failed = {"infcode": -1, "inf_refmsgid": requests[0]["msgid"],
-                          "err_code": REPEATED_MSGID, "output": {},
-                          "err_msg": "another visit's msgid: not sent"}
+        session.end_unsent({r["msgid"] for r in requests
+                            if self.owner.get(r["msgid"]) is not session}, requests[0]["msgid"])
 
     def _start_visit(self, session: VisitSession, scheduled: float,
                      waited: bool = False) -> None:
@@ -569,7 +563,9 @@ class VisitRun:
         for b in self.bad[self.next_bad:]:  # not sent (interrupted): no answer to await
             self.bad_answers.pop(b.msgid, None)
         if self.sink is not None:  # visits unfinished or short of answers: the sink counts them
-            for session in dict.fromkeys(self.owner.values()):
+            # (and those lingering, one that sent nothing among them: its first request had
+            # another visit's msgid, and its result was missing: a visit-log author's review)
+            for session in dict.fromkeys([*self.owner.values(), *self.over, *self.lingering]):
                 self.sink(session, [self.exchanges[m] for m, _ in session.sent])
             self.exchanges.clear()
             for queue in self.waiting.values():  # arrived, waiting for their person's visit

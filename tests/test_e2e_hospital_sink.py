@@ -187,6 +187,7 @@ def test_a_visit_whose_request_has_another_visits_msgid_ends_at_once_instead_of_
                                     "mdtrtarea_admvs": first.mdtrtarea_admvs,
                                     "begntime": second_msgid_time, "seq": first.seq + 1})
     assert VisitSession(twin).msgid_at(0) == VisitSession(first).msgid_at(1)
+    handed: list[VisitSession] = []
     with broker(tmp_path / "broker.log") as bootstrap, \
             platform(bootstrap, WORLD_SPEC, 2, tmp_path):
         fleet = HospitalFleet(bootstrap, answer_timeout_s=20)
@@ -195,11 +196,19 @@ def test_a_visit_whose_request_has_another_visits_msgid_ends_at_once_instead_of_
             started = time.monotonic()
             result = fleet.run([first, twin], [0.0, 0.5])
             took = time.monotonic() - started
+            # as a replay runs it, its visits handed to a sink: the one that sent nothing
+            # too (its result line was missing), and as the oracle settles the log (verify
+            # failed it, "0 answers, expected 1": a visit-log author's review)
+            fleet.run([first, twin], [0.0, 0.5], linger_s=5.0,
+                      sink=lambda session, _: handed.append(session))
         finally:
             fleet.close()
     ended = {s.visit.visit_no: (s.failed or {}).get("err_code") for s in result.sessions}
     assert list(ended.values()).count("REPEATED_MSGID") == 1, ended
     assert not result.timed_out and took < 20, took
+    expected = list(Oracle(world.ref).settle_log([first, twin]))
+    assert [(s.failed or {}).get("err_code") for s in expected] == list(ended.values())
+    assert sorted(s.visit.visit_no for s in handed) == [first.visit_no, twin.visit_no]
 
 
 def test_a_request_over_what_the_producer_may_send_is_counted_not_sent_and_times_out(
