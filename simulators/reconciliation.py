@@ -283,7 +283,6 @@ class DailyReconciler:
             rec.result = out["stmt_rslt"]
             rec.first = rec.first or rec.result
             if rec.balanced and rec.unsure:
-                rec.unsure = False  # once
                 return [self._details(rec)]
             if rec.balanced or rec.attempts >= self.max_attempts:
                 return []
@@ -313,6 +312,7 @@ class DailyReconciler:
         return self._send(rec, req)
 
     def _details(self, rec: DayReconciliation) -> Keyed:
+        rec.unsure = False  # its details asked for: a lost answer's day is checked once
         req = details_request(self.books, rec.fixmedins_code, rec.day, rec.day,
                               f"{_next_day(rec.day)} 01:00:00", 9_950 + rec.attempts)
         return self._send(rec, req)
