@@ -434,6 +434,12 @@ def compare_visit(visit_no: int, infnos: Mapping[str, str], got: Mapping[str, li
             out.refused_as_replays += 1
         out.lines.append(f"visit {visit_no} {infnos.get(msgid, '?')} {msgid}: "
                          f"{answer_diff(got_answers, want_answers)}")
+    for msgid in (m for m, answers in got.items() if answers and m not in want):
+        # answered where the oracle sent nothing: it ended the visit before (another visit's
+        # msgid in a hand-made log, which the hospitals had forgotten by then)
+        out.compared += len(got[msgid])
+        out.lines.append(f"visit {visit_no} {infnos.get(msgid, '?')} {msgid}: answered, where "
+                         "the oracle sent no such request")
     if waited:
         out.timed_out = True
         out.lines.append(timed_out_line(visit_no, infnos.get(waited, "?"), waited, unsent))

@@ -38,8 +38,9 @@ class Oracle:
         self._last_touched: dict[str, set[str]] = {}  # day (yyyyMMdd) -> certnos
         self.money_events: dict[tuple[str, str], SettlementEvent] = {}  # as national clearing
         self.recon_answers: dict[str, dict[str, Any]] = {}  # 3201/3202/3203 by msgid
-        #: the visit that sent each msgid, by the msgid's day (forgotten with the window: a
-        #: msgid is shared only at its own second)
+        #: the visit that sent each msgid, by the msgid's day: a msgid is shared only at its
+        #: own second, and visits come in order of their start, so a day before the current
+        #: visit's is forgotten
         self._senders: dict[str, dict[str, int]] = {}
         self.ehr = EhrOracle(ref)
 
@@ -68,8 +69,6 @@ class Oracle:
         request reads another's part (a 2601 names its own msgids, a visit is changed by the
         hospital that registered it)."""
         before = day + "000000"
-        for stale in [d for d in self._senders if d < day]:
-            del self._senders[stale]
         for stale in sorted(d for d in self._last_touched if d < day):
             for certno in self._last_touched.pop(stale):
                 if (t := self._trow(certno)) is not None:
@@ -122,6 +121,9 @@ class Oracle:
         """Carry out one visit's plan, answering each request in the order it is sent."""
         self.forget_before(cutoff(visit.begntime)[:8])
         session = VisitSession(visit)
+        today = visit.begntime[:10].replace("-", "")
+        for stale in [d for d in self._senders if d < today]:
+            del self._senders[stale]
         while requests := session.advance():
             for n, req in enumerate(requests):
                 if self._sender(req["msgid"], visit.visit_no) != visit.visit_no:

@@ -109,3 +109,14 @@ def test_a_day_left_unbalanced_on_a_platform_holding_earlier_requests_is_told_no
     out = " ".join(result.output.split())
     assert "1 left 不平" in out and "not judged: the platform held earlier requests" in out
     assert "- H31010000002" not in out
+
+
+def test_a_day_balanced_at_its_first_3201_is_said_so_though_its_details_posted_a_lost_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """`2208~ 2207~` of one money: 平 at the first 3201, then 3202 (the day had a lost
+    answer) posted both and 3201 asked again: it read "不平 until 3202" (a review)."""
+    days = [DayReconciliation("H11010000001", "2026-01-05", attempts=2, first=BALANCED,
+                              result=BALANCED, posted=1, undoings_posted=1)]
+    result = replay_with_days(tmp_path, monkeypatch, days)
+    line = " ".join(result.output.split())
+    assert "Daily reconciliation 1 hospital-days: 1 平 at once, 0 不平 until 3202" in line

@@ -146,3 +146,17 @@ def test_an_extra_answer_of_other_content_names_the_field_never_a_persons_data()
     diff = answer_diff([want, other], [want])
     assert diff == ("2 answers, expected 1: 1 as expected, 1 otherwise, infcode 0 "
                     "(baseinfo.certno: differs (personal data, not shown))")
+
+
+def test_an_answer_to_a_request_the_oracle_never_sent_is_not_equal():
+    """The oracle ends a visit at another visit's msgid (a hand-made log); hospitals that had
+    forgotten that msgid carried the visit on, and verify passed it, comparing only the
+    oracle's requests (a review of the last logic commits)."""
+    from huimin.verify import compare_visit
+
+    ok = {"infcode": 0, "output": {}}
+    got = {"H1": [ok], "H2": [ok], "H3": []}  # H3 sent, never answered: not counted here
+    judged = compare_visit(7, {"H1": "1101", "H2": "2201"}, got, {"H1": [ok]}, None,
+                           partial=False, redelivery=False)
+    assert (judged.compared, judged.equal) == (2, 1)
+    assert judged.lines == ["visit 7 2201 H2: answered, where the oracle sent no such request"]
